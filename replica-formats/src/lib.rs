@@ -1,0 +1,36 @@
+//! The on-replica file format of memsync, an SQLite WAL replicator.
+//!
+//! A replica is a directory (or object-store prefix) of immutable files:
+//! snapshots (every page of the database at one position) and segments (the
+//! pages changed over a range of positions, possibly compacted into higher
+//! levels). This crate names them ([`key`]), encodes and decodes them
+//! ([`encode`], [`decode`]), checksums database states ([`checksum`]) and
+//! chooses which to apply for a restore ([`plan`]). It does no I/O of its own
+//! beyond `std::io::Read`/`Write`; see `README.md` for the byte-level spec.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod checksum;
+pub mod decode;
+pub mod encode;
+pub mod error;
+pub mod header;
+pub mod key;
+pub mod plan;
+pub mod pos;
+
+pub use checksum::{db_checksum, page_hash};
+pub use decode::{DecodedFile, DecodedRun, FileDecoder, RawRun, decode_file};
+pub use encode::{EncodeOptions, EncodedRun, FileEncoder, MAX_ENCODE_RUN_BYTES, encode_run};
+pub use error::{FormatError, ParseTxIdError, PlanError, Result};
+pub use header::{
+    FileKind, HEADER_LEN, Header, MAX_COMPRESSED_LEN, MAX_RUN_PAGES, TRAILER_LEN, Trailer,
+    WalPosition,
+};
+pub use key::{Level, ObjectKey, SEGMENTS_DIR, SNAPSHOTS_DIR};
+pub use plan::{RestorePlan, Target, chain_from, plan_restore};
+pub use pos::{DbChecksum, PageNo, PageSize, Timestamp, TxId};
+
+#[cfg(test)]
+mod tests;

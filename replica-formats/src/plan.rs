@@ -1,0 +1,395 @@
+//! Restore planning: which snapshot and which segments, in what order, bring
+//! a database to the requested position. Pure: works on a listing of keys.
+
+use std::collections::HashMap;
+
+use crate::error::PlanError;
+use crate::key::ObjectKey;
+use crate::pos::{Timestamp, TxId};
+
+/// What state to restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// The newest position any file in the replica reaches.
+    Latest,
+    /// Exactly this position.
+    TxId(TxId),
+    /// The newest position committed at or before this time.
+    Timestamp(Timestamp),
+}
+
+impl Target {
+    /// Whether a file may take part in reaching this target: its end lies at
+    /// or before the target.
+    pub fn admits(&self, key: &ObjectKey) -> bool {
+        match *self {
+            Target::Latest => true,
+            Target::TxId(t) => key.max_txid() <= t,
+            Target::Timestamp(ts) => key.timestamp() <= ts,
+        }
+    }
+}
+
+/// The files to apply, in order: the snapshot, then each segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestorePlan {
+    /// The snapshot to start from.
+    pub snapshot: ObjectKey,
+    /// Segments to apply after the snapshot, each starting right after the
+    /// previous one ends.
+    pub segments: Vec<ObjectKey>,
+    /// The position the restored database will be at.
+    pub txid: TxId,
+}
+
+impl RestorePlan {
+    /// Every file of the plan, in application order.
+    pub fn files(&self) -> impl Iterator<Item = &ObjectKey> {
+        std::iter::once(&self.snapshot).chain(&self.segments)
+    }
+}
+
+/// The longest contiguous chain of segments starting right after `start`.
+///
+/// At each position `pos`, among segments admitted by `limit` with
+/// `min == pos + 1`, takes the one reaching furthest (largest `max`; on a
+/// tie, the higher level, as it replaces more files; then the newer
+/// timestamp), and stops when none continues the chain. The replicator's
+/// retention uses this to prove a chain stays restorable before deleting.
+pub fn chain_from(keys: &[ObjectKey], start: TxId, limit: Target) -> Vec<ObjectKey> {
+    // Best segment for each starting position; the choice does not depend on
+    // how the chain got there, so one pass suffices (O(keys), not O(keys²)).
+    let mut by_min: HashMap<TxId, ObjectKey> = HashMap::new();
+    for k in keys {
+        let ObjectKey::Segment {
+            level,
+            min,
+            max,
+            ts,
+        } = *k
+        else {
+            continue;
+        };
+        if max < min || !limit.admits(k) {
+            continue;
+        }
+        let rank = (max, level, ts);
+        by_min
+            .entry(min)
+            .and_modify(|best| {
+                if rank
+                    > (
+                        best.max_txid(),
+                        best.level().unwrap_or_default(),
+                        best.timestamp(),
+                    )
+                {
+                    *best = *k;
+                }
+            })
+            .or_insert(*k);
+    }
+    let mut chain = Vec::new();
+    let mut pos = start;
+    while let Some(next) = pos.get().checked_add(1).and_then(TxId::new) {
+        let Some(seg) = by_min.get(&next) else { break };
+        chain.push(*seg);
+        pos = seg.max_txid(); // >= next > pos: always progresses
+    }
+    chain
+}
+
+/// Chooses the files that restore `target`.
+///
+/// Snapshots admitted by the target are tried newest first; from each, the
+/// chain of [`chain_from`] is followed. A chain is accepted only if nothing
+/// admitted by the target lies beyond its end (and, for `TxId(t)`, it ends
+/// exactly at `t`), so a missing or skipped file can never yield an older
+/// database than asked for. An older snapshot is used only if its chain
+/// meets that same bar; otherwise the newest snapshot's error is returned.
+pub fn plan_restore(keys: &[ObjectKey], target: Target) -> Result<RestorePlan, PlanError> {
+    let mut snapshots: Vec<&ObjectKey> = keys
+        .iter()
+        .filter(|k| k.is_snapshot() && target.admits(k))
+        .collect();
+    snapshots.sort_by(|a, b| b.cmp(a));
+    if snapshots.is_empty() {
+        let oldest = keys
+            .iter()
+            .filter(|k| k.is_snapshot())
+            .map(ObjectKey::max_txid)
+            .min();
+        return Err(PlanError::NoSnapshot { oldest });
+    }
+    let mut first_err = None;
+    for snap in snapshots {
+        match try_snapshot(keys, *snap, target) {
+            Ok(plan) => return Ok(plan),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.unwrap_or(PlanError::NoSnapshot { oldest: None }))
+}
+
+fn try_snapshot(
+    keys: &[ObjectKey],
+    snapshot: ObjectKey,
+    target: Target,
+) -> Result<RestorePlan, PlanError> {
+    let segments = chain_from(keys, snapshot.max_txid(), target);
+    let end = segments
+        .last()
+        .map_or(snapshot.max_txid(), ObjectKey::max_txid);
+    if keys.iter().any(|k| target.admits(k) && k.max_txid() > end) {
+        let next_available = keys
+            .iter()
+            .map(ObjectKey::min_txid)
+            .filter(|&m| m > end)
+            .min();
+        return Err(PlanError::Gap {
+            at: end,
+            next_available,
+        });
+    }
+    if let Target::TxId(t) = target
+        && end != t
+    {
+        let after = keys
+            .iter()
+            .map(ObjectKey::max_txid)
+            .filter(|&m| m > t)
+            .min();
+        return Err(PlanError::NotFound {
+            target: t,
+            before: Some(end),
+            after,
+        });
+    }
+    Ok(RestorePlan {
+        snapshot,
+        segments,
+        txid: end,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::Level;
+
+    fn tx(v: u64) -> TxId {
+        TxId::new(v).unwrap()
+    }
+    fn snap(t: u64) -> ObjectKey {
+        ObjectKey::Snapshot {
+            txid: tx(t),
+            ts: Timestamp::from_millis(t as i64 * 1000),
+        }
+    }
+    fn seg(level: u8, min: u64, max: u64) -> ObjectKey {
+        ObjectKey::Segment {
+            level: Level::new(level).unwrap(),
+            min: tx(min),
+            max: tx(max),
+            ts: Timestamp::from_millis(max as i64 * 1000),
+        }
+    }
+    fn maxes(p: &RestorePlan) -> Vec<(u64, u64)> {
+        p.segments
+            .iter()
+            .map(|k| (k.min_txid().get(), k.max_txid().get()))
+            .collect()
+    }
+
+    #[test]
+    fn latest_simple_chain() {
+        let keys = [snap(1), seg(0, 2, 2), seg(0, 3, 4), seg(0, 5, 5)];
+        let p = plan_restore(&keys, Target::Latest).unwrap();
+        assert_eq!(p.snapshot, snap(1));
+        assert_eq!(maxes(&p), vec![(2, 2), (3, 4), (5, 5)]);
+        assert_eq!(p.txid, tx(5));
+        assert_eq!(p.files().count(), 4);
+    }
+
+    #[test]
+    fn prefers_newest_snapshot_and_higher_levels() {
+        let keys = [
+            snap(1),
+            snap(4),
+            seg(0, 2, 2),
+            seg(0, 3, 4),
+            seg(0, 5, 5),
+            seg(0, 6, 6),
+            seg(0, 7, 7),
+            seg(1, 5, 7),
+            seg(2, 5, 7),
+            seg(0, 8, 8),
+        ];
+        let p = plan_restore(&keys, Target::Latest).unwrap();
+        assert_eq!(p.snapshot, snap(4));
+        assert_eq!(p.segments, vec![seg(2, 5, 7), seg(0, 8, 8)]);
+        assert_eq!(p.txid, tx(8));
+    }
+
+    #[test]
+    fn gap_is_an_error_not_an_older_database() {
+        let keys = [snap(1), seg(0, 2, 2), seg(0, 4, 4), seg(0, 5, 5)];
+        assert_eq!(
+            plan_restore(&keys, Target::Latest),
+            Err(PlanError::Gap {
+                at: tx(2),
+                next_available: Some(tx(4))
+            })
+        );
+        // Before the gap is fine.
+        assert_eq!(
+            plan_restore(&keys, Target::TxId(tx(2))).unwrap().txid,
+            tx(2)
+        );
+        // At or after it is not.
+        assert!(matches!(
+            plan_restore(&keys, Target::TxId(tx(4))),
+            Err(PlanError::Gap { at, .. }) if at == tx(2)
+        ));
+    }
+
+    #[test]
+    fn gap_after_newest_snapshot_does_not_fall_back_to_shorter_chain() {
+        // Snapshot 5's successor 6 is missing; snapshot 1 cannot reach 7 either.
+        let keys = [snap(1), seg(0, 2, 5), snap(5), seg(0, 7, 7)];
+        assert_eq!(
+            plan_restore(&keys, Target::Latest),
+            Err(PlanError::Gap {
+                at: tx(5),
+                next_available: Some(tx(7))
+            })
+        );
+    }
+
+    #[test]
+    fn older_snapshot_used_only_when_it_reaches_the_same_end() {
+        // Segment 6..6 after snapshot 5 is missing, but a compacted 2..7 from
+        // snapshot 1 covers it: same end, so falling back is safe.
+        let keys = [snap(1), seg(1, 2, 7), snap(5)];
+        let p = plan_restore(&keys, Target::Latest).unwrap();
+        assert_eq!(p.snapshot, snap(1));
+        assert_eq!(p.txid, tx(7));
+    }
+
+    #[test]
+    fn pitr_by_txid() {
+        let keys = [
+            snap(1),
+            seg(0, 2, 3),
+            seg(0, 4, 6),
+            seg(1, 2, 6),
+            snap(7),
+            seg(0, 8, 9),
+        ];
+        let p = plan_restore(&keys, Target::TxId(tx(3))).unwrap();
+        assert_eq!(
+            (p.snapshot, maxes(&p), p.txid),
+            (snap(1), vec![(2, 3)], tx(3))
+        );
+        let p = plan_restore(&keys, Target::TxId(tx(6))).unwrap();
+        assert_eq!((p.snapshot, maxes(&p)), (snap(1), vec![(2, 6)]));
+        // Snapshot 7 is newer than the target and ignored.
+        let p = plan_restore(&keys, Target::TxId(tx(1))).unwrap();
+        assert_eq!((p.snapshot, p.segments.len(), p.txid), (snap(1), 0, tx(1)));
+        let p = plan_restore(&keys, Target::TxId(tx(9))).unwrap();
+        assert_eq!((p.snapshot, maxes(&p)), (snap(7), vec![(8, 9)]));
+        // 5 lies inside segment 4..6: no file boundary there.
+        assert_eq!(
+            plan_restore(&keys, Target::TxId(tx(5))),
+            Err(PlanError::NotFound {
+                target: tx(5),
+                before: Some(tx(3)),
+                after: Some(tx(6))
+            })
+        );
+        assert_eq!(
+            plan_restore(&keys, Target::TxId(tx(10))),
+            Err(PlanError::NotFound {
+                target: tx(10),
+                before: Some(tx(9)),
+                after: None
+            })
+        );
+    }
+
+    #[test]
+    fn pitr_by_timestamp() {
+        let keys = [snap(1), seg(0, 2, 3), seg(0, 4, 6), snap(7), seg(0, 8, 9)];
+        let at = |ms| Target::Timestamp(Timestamp::from_millis(ms));
+        assert_eq!(plan_restore(&keys, at(5_999)).unwrap().txid, tx(3));
+        assert_eq!(plan_restore(&keys, at(6_000)).unwrap().txid, tx(6));
+        let p = plan_restore(&keys, at(7_500)).unwrap();
+        assert_eq!((p.snapshot, p.txid), (snap(7), tx(7)));
+        assert_eq!(plan_restore(&keys, at(1_000_000)).unwrap().txid, tx(9));
+        assert_eq!(
+            plan_restore(&keys, at(999)),
+            Err(PlanError::NoSnapshot {
+                oldest: Some(tx(1))
+            })
+        );
+        // A missing segment before the target time is a gap.
+        let holed = [snap(1), seg(0, 4, 6)];
+        assert_eq!(
+            plan_restore(&holed, at(6_000)),
+            Err(PlanError::Gap {
+                at: tx(1),
+                next_available: Some(tx(4))
+            })
+        );
+        assert_eq!(plan_restore(&holed, at(5_000)).unwrap().txid, tx(1));
+    }
+
+    #[test]
+    fn no_snapshot() {
+        assert_eq!(
+            plan_restore(&[], Target::Latest),
+            Err(PlanError::NoSnapshot { oldest: None })
+        );
+        assert_eq!(
+            plan_restore(&[seg(0, 2, 3)], Target::Latest),
+            Err(PlanError::NoSnapshot { oldest: None })
+        );
+        assert_eq!(
+            plan_restore(&[snap(5)], Target::TxId(tx(4))),
+            Err(PlanError::NoSnapshot {
+                oldest: Some(tx(5))
+            })
+        );
+    }
+
+    #[test]
+    fn chain_from_respects_limit_and_terminates() {
+        let keys = [seg(0, 2, 2), seg(0, 3, 5), seg(1, 2, 5), seg(0, 6, 6)];
+        assert_eq!(
+            chain_from(&keys, tx(1), Target::Latest),
+            vec![seg(1, 2, 5), seg(0, 6, 6)]
+        );
+        assert_eq!(
+            chain_from(&keys, tx(1), Target::TxId(tx(4))),
+            vec![seg(0, 2, 2)]
+        );
+        assert_eq!(chain_from(&keys, tx(6), Target::Latest), vec![]);
+        let top = [ObjectKey::Segment {
+            level: Level::ZERO,
+            min: tx(u64::MAX),
+            max: tx(u64::MAX),
+            ts: Timestamp::from_millis(0),
+        }];
+        assert_eq!(chain_from(&top, tx(u64::MAX - 1), Target::Latest).len(), 1);
+        // A malformed key (min > max) built by hand is ignored, not looped on.
+        let bad = [ObjectKey::Segment {
+            level: Level::ZERO,
+            min: tx(2),
+            max: tx(1),
+            ts: Timestamp::from_millis(0),
+        }];
+        assert!(chain_from(&bad, tx(1), Target::Latest).is_empty());
+    }
+}

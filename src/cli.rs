@@ -1,0 +1,382 @@
+//! Command-line interface. Flags are accepted with one dash (Litestream's spelling, e.g.
+//! `-config`) or two (`--config`).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use replica_formats::{Target, Timestamp, TxId};
+
+use crate::config::{self, Config, ReplicaConfig};
+use crate::replica::{self, ReplicaClient};
+use crate::replicate::{self, ReplicateOptions};
+use crate::restore::{self, IntegrityCheck, RestoreOptions, RestoreOutcome};
+
+/// memsync: SQLite replication and memory sync.
+#[derive(Debug, Parser)]
+#[command(name = "memsync", version, about, disable_help_subcommand = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Continuously replicate databases (from -config, or DB_PATH REPLICA_URL...).
+    Replicate(ReplicateArgs),
+    /// Rebuild a database from a replica, latest or at a point in time.
+    Restore(RestoreArgs),
+    /// List the snapshots a replica holds.
+    Snapshots(ListArgs),
+    /// List the WAL segments a replica holds.
+    #[command(alias = "segments", alias = "ltx")]
+    Wal(ListArgs),
+    /// List the databases of a config file.
+    Databases(ConfigArgs),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// Config file (default: $MEMSYNC_CONFIG, $LITESTREAM_CONFIG, ./litestream.yml, /etc/litestream.yml).
+    #[arg(long = "config")]
+    config: Option<PathBuf>,
+    /// Do not expand $VAR in the config file.
+    #[arg(long = "no-expand-env")]
+    no_expand_env: bool,
+}
+
+#[derive(Debug, Args)]
+struct ReplicateArgs {
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    /// Switch a rollback-journal database to WAL mode instead of refusing it.
+    #[arg(long = "convert-to-wal")]
+    convert_to_wal: bool,
+    /// Ship what is committed once, then exit.
+    #[arg(long = "once")]
+    once: bool,
+    /// Log level: error, warn, info, debug.
+    #[arg(long = "log-level")]
+    log_level: Option<String>,
+    /// Database path, then one or more replica URLs (instead of -config).
+    args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    /// Output path (default: the database's own path).
+    #[arg(short = 'o', long = "o")]
+    output: Option<PathBuf>,
+    /// Restore the state as of this time (RFC 3339).
+    #[arg(long = "timestamp")]
+    timestamp: Option<String>,
+    /// Restore exactly this position (hex, as listed by `memsync wal`).
+    #[arg(long = "txid", alias = "index")]
+    txid: Option<String>,
+    /// Replica to restore from, by name (default: the first configured).
+    #[arg(long = "replica")]
+    replica: Option<String>,
+    /// Succeed without doing anything if the output exists.
+    #[arg(long = "if-db-not-exists")]
+    if_db_not_exists: bool,
+    /// Succeed without doing anything if the replica holds no backup.
+    #[arg(long = "if-replica-exists")]
+    if_replica_exists: bool,
+    /// SQLite check of the result before it is put in place.
+    #[arg(long = "integrity-check", value_enum, default_value = "none")]
+    integrity_check: CheckArg,
+    /// If a replica file is corrupt, restore the newest consistent state before it.
+    #[arg(long = "fallback")]
+    fallback: bool,
+    /// Database path (uses the config) or replica URL.
+    target: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CheckArg {
+    None,
+    Quick,
+    Full,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    /// Replica name (default: all of the database's replicas).
+    #[arg(long = "replica")]
+    replica: Option<String>,
+    /// Database path (uses the config) or replica URL.
+    target: String,
+}
+
+/// A command failure: one line for the user.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+/// Turns `-flag` into `--flag` (single-dash long flags, as Litestream spells them).
+pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut rest = false;
+    for (i, a) in args.into_iter().enumerate() {
+        let s = a.to_string_lossy();
+        if i > 0 && !rest && s.len() > 2 && s.starts_with('-') && !s.starts_with("--") {
+            if s[1..].chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+                out.push(OsString::from(format!("-{s}")));
+                continue;
+            }
+        }
+        if s == "--" {
+            rest = true;
+        }
+        out.push(a);
+    }
+    out
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(normalize_args(args)) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(CliError(msg)) => {
+            eprintln!("memsync: error: {msg}");
+            1
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Replicate(a) => cmd_replicate(a),
+        Command::Restore(a) => cmd_restore(a),
+        Command::Snapshots(a) => cmd_list(a, true),
+        Command::Wal(a) => cmd_list(a, false),
+        Command::Databases(a) => {
+            let cfg = load_config(&a)?;
+            println!("{:<50} replicas", "path");
+            for db in &cfg.dbs {
+                let names: Vec<&str> = db.replicas.iter().map(|r| r.name.as_str()).collect();
+                println!("{:<50} {}", db.path.display(), names.join(","));
+            }
+            Ok(())
+        }
+        Command::Version => {
+            println!("memsync {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}
+
+fn default_config_path() -> Option<PathBuf> {
+    for var in ["MEMSYNC_CONFIG", "LITESTREAM_CONFIG"] {
+        if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            return Some(PathBuf::from(p));
+        }
+    }
+    ["litestream.yml", "/etc/litestream.yml"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn load_config(a: &ConfigArgs) -> Result<Config, CliError> {
+    let path = match &a.config {
+        Some(p) => p.clone(),
+        None => default_config_path().ok_or_else(|| {
+            CliError("no config file: pass -config FILE (none found at ./litestream.yml or /etc/litestream.yml)".into())
+        })?,
+    };
+    Ok(config::load(&path, !a.no_expand_env)?)
+}
+
+fn cmd_replicate(a: ReplicateArgs) -> Result<(), CliError> {
+    if let Some(l) = &a.log_level {
+        crate::log::set_level(crate::log::parse_level(l).ok_or_else(|| CliError(format!("unknown log level {l:?}")))?);
+    }
+    let cfg = if a.args.is_empty() {
+        load_config(&a.cfg)?
+    } else {
+        if a.cfg.config.is_some() {
+            return Err(CliError("give either -config or DB_PATH REPLICA_URL..., not both".into()));
+        }
+        if a.args.len() < 2 {
+            return Err(CliError("replicate DB_PATH needs at least one REPLICA_URL".into()));
+        }
+        config::from_cli(&a.args[0], &a.args[1..])?
+    };
+    let opts = ReplicateOptions {
+        convert_to_wal: a.convert_to_wal,
+        once: a.once,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    replicate::run(&cfg, &opts, stop)?;
+    Ok(())
+}
+
+/// The replica(s) a DB_PATH-or-URL argument designates.
+fn resolve(
+    cfg: &ConfigArgs,
+    target: &str,
+    replica: Option<&str>,
+) -> Result<(Option<PathBuf>, Vec<ReplicaConfig>), CliError> {
+    if target.contains("://") {
+        return Ok((None, vec![config::replica_from_url(target)?]));
+    }
+    let cfg = load_config(cfg)?;
+    let path = std::path::absolute(target).map_err(|e| CliError(format!("{target}: {e}")))?;
+    let db = cfg
+        .dbs
+        .iter()
+        .find(|d| d.path == path)
+        .ok_or_else(|| CliError(format!("database {} is not in config {}", path.display(), cfg.source.display())))?;
+    let reps: Vec<ReplicaConfig> = db
+        .replicas
+        .iter()
+        .filter(|r| replica.is_none_or(|n| n == r.name))
+        .cloned()
+        .collect();
+    if reps.is_empty() {
+        return Err(CliError(format!("database {} has no replica named {:?}", path.display(), replica.unwrap_or(""))));
+    }
+    Ok((Some(path), reps))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError(format!("starting runtime: {e}")))
+}
+
+fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
+    let (db_path, reps) = resolve(&a.cfg, &a.target, a.replica.as_deref())?;
+    let output = match (&a.output, &db_path) {
+        (Some(o), _) => std::path::absolute(o).map_err(|e| CliError(format!("{}: {e}", o.display())))?,
+        (None, Some(p)) => p.clone(),
+        (None, None) => return Err(CliError("restoring from a URL needs -o OUTPUT".into())),
+    };
+    let target = match (&a.timestamp, &a.txid) {
+        (Some(_), Some(_)) => return Err(CliError("-timestamp and -txid are exclusive".into())),
+        (Some(ts), None) => {
+            let t = humantime::parse_rfc3339_weak(ts)
+                .map_err(|e| CliError(format!("-timestamp {ts:?}: {e} (expected RFC 3339, e.g. 2026-11-25T13:00:00Z)")))?;
+            let ms = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            Target::Timestamp(Timestamp::from_millis(ms))
+        }
+        (None, Some(t)) => Target::TxId(
+            t.parse::<TxId>()
+                .map_err(|e| CliError(format!("-txid {t:?}: {e}")))?,
+        ),
+        (None, None) => Target::Latest,
+    };
+    let opts = RestoreOptions {
+        output: output.clone(),
+        target,
+        if_db_not_exists: a.if_db_not_exists,
+        if_replica_exists: a.if_replica_exists,
+        integrity_check: match a.integrity_check {
+            CheckArg::None => IntegrityCheck::None,
+            CheckArg::Quick => IntegrityCheck::Quick,
+            CheckArg::Full => IntegrityCheck::Full,
+        },
+        fallback: a.fallback,
+        progress: true,
+    };
+    let rt = runtime()?;
+    // With several replicas, restore from the first that holds a backup.
+    let mut last_err = None;
+    for r in &reps {
+        let client = open_client(r)?;
+        match restore::restore(&client, rt.handle(), &opts) {
+            Ok(RestoreOutcome::Restored { txid, files, bytes, fell_back }) => {
+                if let Some(bad) = fell_back {
+                    eprintln!("memsync: warning: {bad} was corrupt; restored the newest consistent state before it");
+                }
+                crate::log::info(&format!(
+                    "restored {} at position {txid} from {} ({files} files, {bytes} bytes)",
+                    output.display(),
+                    client.name()
+                ));
+                return Ok(());
+            }
+            Ok(RestoreOutcome::OutputExists) => {
+                crate::log::info(&format!("{} already exists; nothing to do", output.display()));
+                return Ok(());
+            }
+            Ok(RestoreOutcome::NoReplica) => {
+                crate::log::info(&format!("{} holds no backup; nothing to do", client.name()));
+                return Ok(());
+            }
+            Err(e @ restore::RestoreError::NoBackup(_)) if reps.len() > 1 => last_err = Some(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last_err.map_or_else(|| CliError("no replica".into()), Into::into))
+}
+
+fn open_client(r: &ReplicaConfig) -> Result<ReplicaClient, CliError> {
+    match replica::client_for(r, false) {
+        Ok(c) => Ok(c),
+        Err(replica::ReplicaError::NotFound { replica, .. }) => {
+            Err(CliError(format!("replica {replica} does not exist")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
+    let (_, reps) = resolve(&a.cfg, &a.target, a.replica.as_deref())?;
+    let rt = runtime()?;
+    if snapshots {
+        println!("{:<10} {:<16} {:>12}  created", "replica", "txid", "size");
+    } else {
+        println!("{:<10} {:<5} {:<16} {:<16} {:>12}  created", "replica", "level", "min_txid", "max_txid", "size");
+    }
+    for r in &reps {
+        let client = open_client(r)?;
+        for (k, size) in restore::list(&client, rt.handle(), snapshots)? {
+            let created = fmt_ts(k.timestamp());
+            match k {
+                replica_formats::ObjectKey::Snapshot { txid, .. } => {
+                    println!("{:<10} {:<16} {:>12}  {created}", r.name, txid, size)
+                }
+                replica_formats::ObjectKey::Segment { level, min, max, .. } => println!(
+                    "{:<10} {:<5} {:<16} {:<16} {:>12}  {created}",
+                    r.name, level.get(), min, max, size
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fmt_ts(ts: Timestamp) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ts.get().max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Path helper for tests and docs: the default meta directory of a database.
+pub fn meta_dir_of(db: &Path) -> PathBuf {
+    let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    db.with_file_name(format!(".{name}-memsync"))
+}

@@ -1,0 +1,434 @@
+//! Conversion of the raw serde structs into the typed config, applying global
+//! (top-level) replica defaults and built-in defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use super::raw::{RawConfig, RawDb, RawLogging, RawReplica, S, Scalar, yaml_error};
+use super::url::{is_url, kind_of_type, parse_target};
+use super::*;
+
+pub(crate) struct Ctx<'a> {
+    pub file: &'a Path,
+    pub cwd: &'a Path,
+    pub home: Option<String>,
+}
+
+/// Lines of each db entry and of its replicas, for validation messages.
+pub(crate) struct DbSpan {
+    pub line: u64,
+    pub replicas: Vec<u64>,
+}
+
+/// Deserializes `text` and converts it; returns the config and the lines of its entries.
+pub(crate) fn parse_and_convert(
+    text: &str,
+    ctx: &Ctx,
+) -> Result<(Config, Vec<DbSpan>), ConfigError> {
+    let raw: Option<RawConfig> =
+        serde_saphyr::from_str(text).map_err(|e| yaml_error(&e, ctx.file))?;
+    let Some(raw) = raw else {
+        return Err(ctx.invalid(
+            None,
+            format!("no databases configured in {}", ctx.file.display()),
+        ));
+    };
+    ctx.convert(raw)
+}
+
+fn line_of<T>(s: &Spanned<T>) -> u64 {
+    s.referenced.line()
+}
+
+/// Global replica defaults from the top level.
+struct Globals {
+    sync_interval: Option<Duration>,
+    retention: Option<Duration>,
+    retention_check_interval: Option<Duration>,
+    snapshot_interval: Option<Duration>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    force_path_style: Option<bool>,
+    skip_verify: Option<bool>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+}
+
+impl Ctx<'_> {
+    fn invalid(&self, line: Option<u64>, what: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            line,
+            what,
+        }
+    }
+
+    fn duration(&self, v: &S<Scalar>, key: &str) -> Result<Option<Duration>, ConfigError> {
+        let Some(v) = v else { return Ok(None) };
+        let bad = |value: String, msg: String| ConfigError::BadDuration {
+            file: self.file.to_path_buf(),
+            line: line_of(v),
+            key: key.to_string(),
+            value,
+            msg,
+        };
+        match &v.value {
+            Scalar::Int(0) => Ok(Some(Duration::ZERO)),
+            Scalar::Int(n) if *n < 0 => Err(bad(n.to_string(), "negative duration".into())),
+            Scalar::Int(n) => Err(bad(
+                n.to_string(),
+                format!("a number needs a unit, e.g. \"{n}s\" or \"{n}ms\" (only 0 may omit it)"),
+            )),
+            Scalar::Str(s) => parse_duration(s).map(Some).map_err(|m| bad(s.clone(), m)),
+            Scalar::Other(s) => Err(bad(s.clone(), "expected a duration such as \"1s\"".into())),
+        }
+    }
+
+    fn count(&self, v: &S<i64>, key: &str, default: u32) -> Result<u32, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        u32::try_from(v.value).map_err(|_| {
+            self.invalid(
+                Some(line_of(v)),
+                format!("{key} must be between 0 and {}", u32::MAX),
+            )
+        })
+    }
+
+    fn path(&self, v: &Spanned<String>, key: &str) -> Result<PathBuf, ConfigError> {
+        if v.value.is_empty() {
+            return Err(self.invalid(Some(line_of(v)), format!("`{key}` is empty")));
+        }
+        if is_url(&v.value) {
+            return Err(self.invalid(
+                Some(line_of(v)),
+                format!(
+                    "`{key}` {:?} is a URL; use `url:` for replica URLs",
+                    v.value
+                ),
+            ));
+        }
+        resolve_path(&v.value, self.cwd, self.home.as_deref())
+            .map_err(|m| self.invalid(Some(line_of(v)), m))
+    }
+
+    fn convert(&self, raw: RawConfig) -> Result<(Config, Vec<DbSpan>), ConfigError> {
+        let logging = match &raw.logging {
+            Some(l) => self.logging(l)?,
+            None => LoggingConfig::default(),
+        };
+        let g = Globals {
+            sync_interval: self.duration(&raw.sync_interval, "sync-interval")?,
+            retention: self.duration(&raw.retention, "retention")?,
+            retention_check_interval: self
+                .duration(&raw.retention_check_interval, "retention-check-interval")?,
+            snapshot_interval: self.duration(&raw.snapshot_interval, "snapshot-interval")?,
+            region: raw.region,
+            endpoint: raw.endpoint,
+            force_path_style: raw.force_path_style,
+            skip_verify: raw.skip_verify,
+            access_key_id: raw.access_key_id,
+            secret_access_key: raw.secret_access_key,
+        };
+        let mut dbs = Vec::new();
+        let mut spans = Vec::new();
+        for (i, db) in raw.dbs.unwrap_or_default().into_iter().enumerate() {
+            let (db, span) = self.db(i, db, &g)?;
+            dbs.push(db);
+            spans.push(span);
+        }
+        let config = Config {
+            dbs,
+            addr: raw.addr,
+            logging,
+            source: self.file.to_path_buf(),
+        };
+        Ok((config, spans))
+    }
+
+    fn logging(&self, l: &RawLogging) -> Result<LoggingConfig, ConfigError> {
+        let mut out = LoggingConfig {
+            stderr: l.stderr.unwrap_or(false),
+            ..Default::default()
+        };
+        if let Some(level) = &l.level {
+            out.level = match level.value.to_ascii_lowercase().as_str() {
+                "debug" => LogLevel::Debug,
+                "info" => LogLevel::Info,
+                "warn" | "warning" => LogLevel::Warn,
+                "error" => LogLevel::Error,
+                v => {
+                    return Err(self.invalid(
+                        Some(line_of(level)),
+                        format!("logging level {v:?} is not one of debug, info, warn, error"),
+                    ));
+                }
+            };
+        }
+        if let Some(kind) = &l.kind {
+            out.format = match kind.value.to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                v => {
+                    return Err(self.invalid(
+                        Some(line_of(kind)),
+                        format!("logging type {v:?} is not one of text, json"),
+                    ));
+                }
+            };
+        }
+        Ok(out)
+    }
+
+    fn db(
+        &self,
+        i: usize,
+        db: Spanned<RawDb>,
+        g: &Globals,
+    ) -> Result<(DbConfig, DbSpan), ConfigError> {
+        let line = line_of(&db);
+        let raw = db.value;
+        let Some(path) = &raw.path else {
+            return Err(self.invalid(Some(line), format!("dbs[{i}] has no `path`")));
+        };
+        let path = self.path(path, "path")?;
+        let meta_path = raw
+            .meta_path
+            .as_ref()
+            .map(|p| self.path(p, "meta-path"))
+            .transpose()?;
+        let replicas = match (raw.replicas, raw.replica) {
+            (Some(_), Some(r)) => {
+                return Err(self.invalid(
+                    Some(line_of(&r)),
+                    format!(
+                        "db {} has both `replica` and `replicas`; use one",
+                        path.display()
+                    ),
+                ));
+            }
+            (Some(list), None) => list,
+            (None, Some(r)) => vec![r],
+            (None, None) => Vec::new(),
+        };
+        if replicas.is_empty() {
+            return Err(self.invalid(
+                Some(line),
+                format!(
+                    "db {} has no replicas (add `replica:` or `replicas:`)",
+                    path.display()
+                ),
+            ));
+        }
+        let span = DbSpan {
+            line,
+            replicas: replicas.iter().map(line_of).collect(),
+        };
+        let replicas = replicas
+            .into_iter()
+            .map(|r| self.replica(r, g))
+            .collect::<Result<_, _>>()?;
+        let d = |v, key, default| Ok::<_, ConfigError>(self.duration(v, key)?.unwrap_or(default));
+        let db = DbConfig {
+            monitor_interval: d(
+                &raw.monitor_interval,
+                "monitor-interval",
+                DEFAULT_MONITOR_INTERVAL,
+            )?,
+            checkpoint_interval: d(
+                &raw.checkpoint_interval,
+                "checkpoint-interval",
+                DEFAULT_CHECKPOINT_INTERVAL,
+            )?,
+            busy_timeout: d(&raw.busy_timeout, "busy-timeout", DEFAULT_BUSY_TIMEOUT)?,
+            min_checkpoint_page_count: self.count(
+                &raw.min_checkpoint_page_count,
+                "min-checkpoint-page-count",
+                DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
+            )?,
+            truncate_page_n: self.count(
+                &raw.truncate_page_n,
+                "truncate-page-n",
+                DEFAULT_TRUNCATE_PAGE_N,
+            )?,
+            path,
+            meta_path,
+            replicas,
+        };
+        Ok((db, span))
+    }
+
+    fn replica(&self, r: Spanned<RawReplica>, g: &Globals) -> Result<ReplicaConfig, ConfigError> {
+        let line = Some(line_of(&r));
+        let r = r.value;
+        if let (Some(_), Some(url)) = (&r.path, &r.url) {
+            return Err(self.invalid(
+                Some(line_of(url)),
+                "replica has both `path` and `url`; use one".into(),
+            ));
+        }
+        let kind = match (&r.kind, &r.url) {
+            (Some(t), url) => {
+                let kind = kind_of_type(&t.value).map_err(|m| self.invalid(Some(line_of(t)), m))?;
+                if let Some(url) = url.as_ref().filter(|u| is_url(&u.value)) {
+                    let scheme = url.value.split("://").next().unwrap_or_default();
+                    if kind_of_type(scheme).ok() != Some(kind) {
+                        return Err(self.invalid(
+                            Some(line_of(t)),
+                            format!(
+                                "replica type {:?} does not match url {:?}",
+                                t.value, url.value
+                            ),
+                        ));
+                    }
+                }
+                kind
+            }
+            (None, Some(url)) if is_url(&url.value) => {
+                url.value.split("://").next().unwrap_or_default()
+            }
+            (None, _) if r.bucket.is_some() => "s3",
+            (None, _) => "file",
+        };
+        let mut target = match &r.url {
+            Some(url) => {
+                let bad = |msg| ConfigError::BadUrl {
+                    file: Some(self.file.to_path_buf()),
+                    line: Some(line_of(url)),
+                    url: url.value.clone(),
+                    msg,
+                };
+                if !is_url(&url.value) {
+                    return Err(bad(
+                        "expected scheme://... (use `path:` for a directory)".into()
+                    ));
+                }
+                parse_target(&url.value, self.cwd, self.home.as_deref()).map_err(bad)?
+            }
+            None => match kind_of_type(kind).unwrap_or("file") {
+                "file" => match &r.path {
+                    Some(p) => ReplicaTarget::File {
+                        path: self.path(p, "path")?,
+                    },
+                    None => {
+                        return Err(
+                            self.invalid(line, "file replica has no `path` or `url`".into())
+                        );
+                    }
+                },
+                "s3" => {
+                    if let Some(p) = r.path.as_ref().filter(|p| is_url(&p.value)) {
+                        self.path(p, "path")?; // reports the URL-in-path error
+                    }
+                    let Some(bucket) = &r.bucket else {
+                        return Err(self.invalid(
+                            line,
+                            "s3 replica has no `bucket` (or `url: s3://BUCKET/PATH`)".into(),
+                        ));
+                    };
+                    ReplicaTarget::S3 {
+                        bucket: bucket.value.clone(),
+                        path: r
+                            .path
+                            .as_ref()
+                            .map(|p| p.value.trim_matches('/').to_string())
+                            .unwrap_or_default(),
+                        endpoint: None,
+                        region: None,
+                        force_path_style: false,
+                        skip_verify: false,
+                        access_key_id: None,
+                        secret_access_key: None,
+                    }
+                }
+                _ => {
+                    return Err(
+                        self.invalid(line, "http replica needs `url: http(s)://HOST/PATH`".into())
+                    );
+                }
+            },
+        };
+        if let ReplicaTarget::S3 {
+            bucket,
+            endpoint,
+            region,
+            force_path_style,
+            skip_verify,
+            access_key_id,
+            secret_access_key,
+            ..
+        } = &mut target
+        {
+            if let Some(b) = r
+                .bucket
+                .as_ref()
+                .filter(|b| r.url.is_some() && b.value != *bucket)
+            {
+                return Err(self.invalid(
+                    Some(line_of(b)),
+                    format!(
+                        "`bucket` {:?} conflicts with the bucket {bucket:?} in `url`",
+                        b.value
+                    ),
+                ));
+            }
+            if bucket.is_empty() {
+                return Err(self.invalid(line, "s3 replica has an empty `bucket`".into()));
+            }
+            *endpoint = endpoint.take().or(r.endpoint).or(g.endpoint.clone());
+            *region = region.take().or(r.region).or(g.region.clone());
+            *force_path_style |= r.force_path_style.or(g.force_path_style).unwrap_or(false);
+            *skip_verify |= r.skip_verify.or(g.skip_verify).unwrap_or(false);
+            *access_key_id = r.access_key_id.or(g.access_key_id.clone());
+            *secret_access_key = r.secret_access_key.or(g.secret_access_key.clone());
+        } else {
+            let s3_only = [
+                ("bucket", r.bucket.is_some()),
+                ("endpoint", r.endpoint.is_some()),
+                ("region", r.region.is_some()),
+                ("force-path-style", r.force_path_style.is_some()),
+                ("skip-verify", r.skip_verify.is_some()),
+                ("access-key-id", r.access_key_id.is_some()),
+                ("secret-access-key", r.secret_access_key.is_some()),
+            ];
+            if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
+                return Err(self.invalid(
+                    line,
+                    format!(
+                        "`{key}` only applies to s3 replicas, not {} replicas",
+                        target.kind()
+                    ),
+                ));
+            }
+        }
+        let name = match &r.name {
+            Some(n) if n.value.trim().is_empty() => {
+                return Err(self.invalid(Some(line_of(n)), "replica `name` is empty".into()));
+            }
+            Some(n) => n.value.clone(),
+            None => target.kind().to_string(),
+        };
+        let d = |v, key, global: Option<Duration>| {
+            Ok::<_, ConfigError>(self.duration(v, key)?.or(global))
+        };
+        Ok(ReplicaConfig {
+            name,
+            target,
+            sync_interval: d(&r.sync_interval, "sync-interval", g.sync_interval)?
+                .unwrap_or(DEFAULT_SYNC_INTERVAL),
+            retention: d(&r.retention, "retention", g.retention)?.unwrap_or(DEFAULT_RETENTION),
+            retention_check_interval: d(
+                &r.retention_check_interval,
+                "retention-check-interval",
+                g.retention_check_interval,
+            )?
+            .unwrap_or(DEFAULT_RETENTION_CHECK_INTERVAL),
+            snapshot_interval: d(
+                &r.snapshot_interval,
+                "snapshot-interval",
+                g.snapshot_interval,
+            )?,
+        })
+    }
+}

@@ -1,0 +1,351 @@
+//! Configuration for memsync: a Litestream-compatible `litestream.yml`.
+//!
+//! Loading goes in four steps:
+//! 1. `expand`: `$VAR` / `${VAR}` are replaced by environment values (an unset variable is
+//!    an error, `$$` is a literal `$`), unless expansion is switched off (`-no-expand-env`).
+//! 2. YAML is deserialized into private "raw" structs that reject unknown keys.
+//! 3. The raw structs are converted into the typed structs below, applying defaults.
+//! 4. `validate` checks cross-field rules (duplicate paths, overlapping replicas, ...).
+//!
+//! Every error is a single line that starts with `FILE:LINE[:COL]: `.
+
+mod convert;
+mod duration;
+mod expand;
+mod raw;
+mod url;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+pub use duration::{format_duration, parse_duration};
+pub use url::replica_from_url;
+
+/// Default `monitor-interval`: how often the WAL is polled when no inotify event arrives.
+pub const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_secs(1);
+/// Default `checkpoint-interval`.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default `min-checkpoint-page-count`.
+pub const DEFAULT_MIN_CHECKPOINT_PAGE_COUNT: u32 = 1000;
+/// Default `truncate-page-n` (WAL pages after which a TRUNCATE checkpoint is forced).
+pub const DEFAULT_TRUNCATE_PAGE_N: u32 = 121_359;
+/// Default `busy-timeout`.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default replica `sync-interval`.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Default replica `retention`.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// Default replica `retention-check-interval`.
+pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// A whole configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Databases to replicate (never empty after a successful load).
+    pub dbs: Vec<DbConfig>,
+    /// Address of the metrics/HTTP server (`addr`, e.g. `":9090"`), if any.
+    pub addr: Option<String>,
+    /// `logging` section.
+    pub logging: LoggingConfig,
+    /// The file this configuration came from.
+    pub source: PathBuf,
+}
+
+/// One entry of `dbs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DbConfig {
+    /// Absolute path of the SQLite database (`~` expanded, made absolute against the cwd).
+    pub path: PathBuf,
+    /// Directory for memsync's own state (`meta-path`); `None` = next to the database.
+    pub meta_path: Option<PathBuf>,
+    /// Poll interval for WAL changes (inotify wakes us earlier). Default 1s.
+    pub monitor_interval: Duration,
+    /// Interval between PASSIVE checkpoints. Default 60s.
+    pub checkpoint_interval: Duration,
+    /// WAL size in pages that triggers a PASSIVE checkpoint. Default 1000, never 0.
+    pub min_checkpoint_page_count: u32,
+    /// WAL size in pages that forces a TRUNCATE checkpoint. Default 121359; 0 disables.
+    pub truncate_page_n: u32,
+    /// SQLite busy timeout. Default 1s.
+    pub busy_timeout: Duration,
+    /// Replicas of this database (at least one).
+    pub replicas: Vec<ReplicaConfig>,
+}
+
+/// One replica of a database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaConfig {
+    /// Name, unique within its database. Default: the target kind (`file`, `s3`, `http`).
+    pub name: String,
+    /// Where the replica lives.
+    pub target: ReplicaTarget,
+    /// How often new WAL frames are shipped. Default 1s; 0 = as soon as possible.
+    pub sync_interval: Duration,
+    /// How long snapshots and WAL are kept. Default 24h.
+    pub retention: Duration,
+    /// How often retention is enforced. Default 1h.
+    pub retention_check_interval: Duration,
+    /// Forced snapshot interval; `None` = only when retention or restore cost needs one.
+    pub snapshot_interval: Option<Duration>,
+}
+
+/// The storage behind a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaTarget {
+    /// A directory on a local (or mounted) file system; absolute.
+    File { path: PathBuf },
+    /// An S3-compatible bucket.
+    S3 {
+        bucket: String,
+        /// Key prefix inside the bucket, without leading or trailing `/` (may be empty).
+        path: String,
+        endpoint: Option<String>,
+        region: Option<String>,
+        force_path_style: bool,
+        skip_verify: bool,
+        access_key_id: Option<String>,
+        secret_access_key: Option<String>,
+    },
+    /// A WebDAV/HTTP object store; `url` is `http://` or `https://` (webdav(s) rewritten).
+    Http { url: String },
+}
+
+impl ReplicaTarget {
+    /// Short kind name: `"file"`, `"s3"` or `"http"` (also the default replica name).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReplicaTarget::File { .. } => "file",
+            ReplicaTarget::S3 { .. } => "s3",
+            ReplicaTarget::Http { .. } => "http",
+        }
+    }
+}
+
+/// `logging` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoggingConfig {
+    /// `level`: debug, info (default), warn or error.
+    pub level: LogLevel,
+    /// `type`: text (default) or json.
+    pub format: LogFormat,
+    /// `stderr`: log to stderr instead of stdout. Default false.
+    pub stderr: bool,
+}
+
+/// Log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogLevel {
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A configuration error. Its message is one line starting with the file (and line) concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read config: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// YAML syntax or type error (`line`/`col` are 1-based, 0 when unknown).
+    #[error("{}: {msg}", loc(file, Some(*line), Some(*col)))]
+    Yaml {
+        file: PathBuf,
+        line: u64,
+        col: u64,
+        msg: String,
+    },
+    /// A key that is not part of the format (probably misspelled).
+    #[error("{}: unknown key {key:?} in {context}{}", loc(file, Some(*line), Some(*col)),
+        suggestion.as_ref().map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default())]
+    UnknownKey {
+        file: PathBuf,
+        line: u64,
+        col: u64,
+        key: String,
+        /// Where the key was found: `top level`, `db`, `replica` or `logging`.
+        context: String,
+        suggestion: Option<String>,
+    },
+    /// A Litestream key that memsync deliberately does not implement.
+    #[error("{}: key {key:?} in {context} is a Litestream setting that memsync does not support; remove it",
+        loc(file, Some(*line), Some(*col)))]
+    Unsupported {
+        file: PathBuf,
+        line: u64,
+        col: u64,
+        key: String,
+        context: String,
+    },
+    /// `$VAR` / `${VAR}` names an unset environment variable.
+    #[error("{}: environment variable {var:?} is not set (write $$ for a literal $, or disable expansion with -no-expand-env)",
+        loc(file, Some(*line), None))]
+    UnsetVar {
+        file: PathBuf,
+        line: u64,
+        var: String,
+    },
+    /// Any other invalid setting.
+    #[error("{}: {what}", loc(file, *line, None))]
+    Invalid {
+        file: PathBuf,
+        line: Option<u64>,
+        what: String,
+    },
+    /// A duration that is not Go syntax, negative, or an integer without unit.
+    #[error("{}: invalid duration {value:?} for {key:?}: {msg}", loc(file, Some(*line), None))]
+    BadDuration {
+        file: PathBuf,
+        line: u64,
+        key: String,
+        value: String,
+        msg: String,
+    },
+    /// A replica URL that cannot be used. `file` is `None` for URLs given on the command line.
+    #[error("{}invalid replica URL {url:?}: {msg}",
+        file.as_ref().map(|f| format!("{}: ", loc(f, *line, None))).unwrap_or_default())]
+    BadUrl {
+        file: Option<PathBuf>,
+        line: Option<u64>,
+        url: String,
+        msg: String,
+    },
+}
+
+/// Formats `file:line:col`, leaving out unknown (None or 0) parts.
+fn loc(file: &Path, line: Option<u64>, col: Option<u64>) -> String {
+    let mut s = file.display().to_string();
+    if let Some(l) = line.filter(|l| *l > 0) {
+        s.push_str(&format!(":{l}"));
+        if let Some(c) = col.filter(|c| *c > 0) {
+            s.push_str(&format!(":{c}"));
+        }
+    }
+    s
+}
+
+/// Reads and parses the config file at `path` using the process environment.
+///
+/// `expand_env = false` corresponds to `-no-expand-env`: the text is parsed as is.
+pub fn load(path: &Path, expand_env: bool) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path, expand_env, &|name| std::env::var(name).ok())
+}
+
+/// Parses config `text` that came from `source`; `env` looks up environment variables
+/// (for `$VAR` expansion and `HOME` for `~`).
+pub fn parse(
+    text: &str,
+    source: &Path,
+    expand_env: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let expanded;
+    let text = if expand_env {
+        expanded = expand::expand_env(text, source, env)?;
+        expanded.as_str()
+    } else {
+        text
+    };
+    let cwd = std::env::current_dir().map_err(|source| ConfigError::Io {
+        path: PathBuf::from("."),
+        source,
+    })?;
+    let ctx = convert::Ctx {
+        file: source,
+        cwd: &cwd,
+        home: env("HOME"),
+    };
+    let (config, spans) = convert::parse_and_convert(text, &ctx)?;
+    validate::validate(&config, Some(&spans))?;
+    Ok(config)
+}
+
+/// Expands `~`/`~/...` with `home`, makes `p` absolute against `cwd` and removes `.`/`..`
+/// lexically (symlinks are not resolved). Returns a message on error.
+pub(crate) fn resolve_path(p: &str, cwd: &Path, home: Option<&str>) -> Result<PathBuf, String> {
+    let expanded = if p == "~" || p.starts_with("~/") {
+        let home = home.ok_or_else(|| format!("cannot expand ~ in {p:?}: HOME is not set"))?;
+        PathBuf::from(home).join(p.trim_start_matches('~').trim_start_matches('/'))
+    } else if p.starts_with('~') {
+        return Err(format!("{p:?}: ~user paths are not supported"));
+    } else {
+        PathBuf::from(p)
+    };
+    let joined = if expanded.is_absolute() {
+        expanded
+    } else {
+        cwd.join(expanded)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
+/// The configuration of `memsync replicate DB_PATH REPLICA_URL...`: one database with default
+/// settings, validated like a file (so two URLs naming one place are refused too).
+pub fn from_cli(db: &str, urls: &[String]) -> Result<Config, ConfigError> {
+    let cwd = std::env::current_dir().map_err(|source| ConfigError::Io {
+        path: PathBuf::from("."),
+        source,
+    })?;
+    let home = std::env::var("HOME").ok();
+    let path = resolve_path(db, &cwd, home.as_deref()).map_err(|what| ConfigError::Invalid {
+        file: PathBuf::from("(command line)"),
+        line: None,
+        what,
+    })?;
+    let mut replicas = Vec::new();
+    for (i, u) in urls.iter().enumerate() {
+        let mut r = replica_from_url(u)?;
+        if urls.len() > 1 {
+            r.name = format!("{}{}", r.name, i + 1);
+        }
+        replicas.push(r);
+    }
+    let config = Config {
+        dbs: vec![DbConfig {
+            path,
+            meta_path: None,
+            monitor_interval: DEFAULT_MONITOR_INTERVAL,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            min_checkpoint_page_count: DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
+            truncate_page_n: DEFAULT_TRUNCATE_PAGE_N,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            replicas,
+        }],
+        addr: None,
+        logging: LoggingConfig::default(),
+        source: PathBuf::from("(command line)"),
+    };
+    validate::validate(&config, None)?;
+    Ok(config)
+}

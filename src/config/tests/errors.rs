@@ -1,0 +1,276 @@
+//! Whole-file parsing tests: rejected configs and their messages.
+
+use std::time::Duration;
+
+use super::{err, ok, p, s3};
+use crate::config::*;
+
+#[test]
+fn misspelled_keys_give_line_column_and_suggestion() {
+    let text =
+        "dbs:\n  - path: /a.db\n    replicas:\n      - path: /b\n        sync-intervall: 1s\n";
+    assert_eq!(
+        err(text),
+        "litestream.yml:5:9: unknown key \"sync-intervall\" in replica (did you mean \"sync-interval\"?)"
+    );
+    let e = p("dbs:\n  - path: /a.db\n    monitr-interval: 1s\n").unwrap_err();
+    assert!(
+        matches!(&e, ConfigError::UnknownKey { line: 3, col: 5, key, context, suggestion: Some(s), .. }
+        if key == "monitr-interval" && context == "db" && s == "monitor-interval"),
+        "{e}"
+    );
+    assert_eq!(
+        err("dbz:\n  - path: /a\n"),
+        "litestream.yml:1:1: unknown key \"dbz\" in top level (did you mean \"dbs\"?)"
+    );
+    assert_eq!(
+        err("logging:\n  levl: info\n"),
+        "litestream.yml:2:3: unknown key \"levl\" in logging (did you mean \"level\"?)"
+    );
+    assert_eq!(
+        err("frobnicate: 1\n"),
+        "litestream.yml:1:1: unknown key \"frobnicate\" in top level"
+    );
+}
+
+#[test]
+fn unsupported_litestream_keys() {
+    let e = err(
+        "dbs:\n  - path: /a.db\n    replica:\n      path: /b\n      age:\n        recipients: [x]\n",
+    );
+    assert_eq!(
+        e,
+        "litestream.yml:5:7: key \"age\" in replica is a Litestream setting that memsync does not support; remove it"
+    );
+    for (text, key) in [
+        ("mcp-addr: x\n", "mcp-addr"),
+        ("exec: foo\n", "exec"),
+        ("dbs:\n  - dir: /data\n    pattern: '*.db'\n", "dir"),
+        (
+            "dbs:\n  - path: /a\n    max-checkpoint-page-count: 10\n",
+            "max-checkpoint-page-count",
+        ),
+        (
+            "dbs:\n  - path: /a\n    replicas:\n      - path: /b\n        validation-interval: 1h\n",
+            "validation-interval",
+        ),
+    ] {
+        let e = p(text).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Unsupported { key: k, line, .. } if k == key && *line > 0),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn bad_durations() {
+    let base = |v: &str| {
+        format!("dbs:\n  - path: /a.db\n    replica:\n      path: /b\n      sync-interval: {v}\n")
+    };
+    assert_eq!(
+        err(&base("-1s")),
+        "litestream.yml:5: invalid duration \"-1s\" for \"sync-interval\": negative duration"
+    );
+    assert!(err(&base("10")).contains("a number needs a unit, e.g. \"10s\""));
+    assert!(err(&base("-5")).contains("negative duration"));
+    assert!(err(&base("1d")).contains("unknown unit \"d\""));
+    assert!(err(&base("1.5")).contains("expected a duration"));
+    assert!(err(&base("\"10\"")).contains("missing unit"));
+    assert_eq!(
+        ok(&base("0")).dbs[0].replicas[0].sync_interval,
+        Duration::ZERO
+    );
+    assert_eq!(
+        ok(&base("0s")).dbs[0].replicas[0].sync_interval,
+        Duration::ZERO
+    );
+    assert!(err("retention: -1h\ndbs: []\n").starts_with("litestream.yml:1: invalid duration"));
+}
+
+#[test]
+fn empty_and_missing_dbs() {
+    for text in [
+        "",
+        "\n\n",
+        "# just a comment\n",
+        "dbs: []\n",
+        "dbs:\n",
+        "addr: ':9090'\n",
+    ] {
+        assert_eq!(
+            err(text),
+            "litestream.yml: no databases configured in litestream.yml",
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn yaml_syntax_error_has_line() {
+    let e = p("dbs:\n  - path: /a.db\n    replicas: [\n      - x\n").unwrap_err();
+    assert!(
+        matches!(e, ConfigError::Yaml { line, .. } if line >= 3),
+        "{e}"
+    );
+    let e = p("dbs:\n  - path: [a\n").unwrap_err();
+    assert!(matches!(&e, ConfigError::Yaml { line: 2, .. }), "{e}");
+    assert!(e.to_string().starts_with("litestream.yml:2:"), "{e}");
+    assert!(!e.to_string().contains('\n'), "{e}");
+    assert!(!e.to_string().contains("at line"), "{e}");
+    let e = err(
+        "dbs:\n  - path: /a\n    replica:\n      url: s3://b/p\n      force-path-style: maybe\n",
+    );
+    assert_eq!(e, "litestream.yml:5:25: invalid boolean");
+    assert_eq!(
+        err("dbs: 3\n"),
+        "litestream.yml:1:6: expected sequence start"
+    );
+    let e = err("dbs:\n  - path: /a\n    path: /b\n");
+    assert!(
+        e.starts_with("litestream.yml:3:5: duplicate mapping key"),
+        "{e}"
+    );
+}
+
+#[test]
+fn db_rules() {
+    assert_eq!(
+        err("dbs:\n  - replica:\n      path: /b\n"),
+        "litestream.yml:2: dbs[0] has no `path`"
+    );
+    let e = err(
+        "dbs:\n  - path: /a.db\n    replica: {path: /b}\n  - path: /x/../a.db\n    replica: {path: /c}\n",
+    );
+    assert_eq!(
+        e,
+        "litestream.yml:4: db /a.db is configured twice (first at dbs[0] (line 2))"
+    );
+    assert!(err("dbs:\n  - path: /a.db\n").contains("db /a.db has no replicas"));
+    let e =
+        err("dbs:\n  - path: /a.db\n    replica: {path: /b}\n    replicas:\n      - path: /c\n");
+    assert!(e.contains("both `replica` and `replicas`"), "{e}");
+    for key in [
+        "monitor-interval: 0",
+        "checkpoint-interval: 0s",
+        "busy-timeout: 0",
+        "min-checkpoint-page-count: 0",
+    ] {
+        let e = err(&format!(
+            "dbs:\n  - path: /a.db\n    {key}\n    replica: {{path: /b}}\n"
+        ));
+        let name = key.split(':').next().unwrap();
+        assert_eq!(
+            e,
+            format!("litestream.yml:2: db /a.db: `{name}` must not be 0")
+        );
+    }
+    assert!(
+        err("dbs:\n  - path: /a.db\n    truncate-page-n: -1\n    replica: {path: /b}\n")
+            .contains("truncate-page-n must be between")
+    );
+    assert!(
+        err("dbs:\n  - path: ~bob/a.db\n    replica: {path: /b}\n")
+            .contains("~user paths are not supported")
+    );
+}
+
+#[test]
+fn replica_rules() {
+    let db = |r: &str| format!("dbs:\n  - path: /a.db\n    replicas:\n{r}");
+    assert!(
+        err(&db("      - path: s3://b/p\n")).contains("`path` \"s3://b/p\" is a URL; use `url:`")
+    );
+    assert!(
+        err(&db("      - type: s3\n        path: s3://b/p\n")).contains("is a URL; use `url:`")
+    );
+    assert_eq!(
+        err(&db("      - name: x\n")),
+        "litestream.yml:4: file replica has no `path` or `url`"
+    );
+    assert!(err(&db("      - type: s3\n        path: x\n")).contains("s3 replica has no `bucket`"));
+    assert!(err(&db("      - type: http\n")).contains("http replica needs `url"));
+    assert!(
+        err(&db("      - path: /b\n        url: s3://b/p\n")).contains("both `path` and `url`")
+    );
+    assert!(err(&db("      - type: file\n        url: s3://b/p\n")).contains("does not match url"));
+    assert!(err(&db("      - type: gs\n        bucket: b\n")).contains("not supported by memsync"));
+    assert!(
+        err(&db("      - path: /b\n        region: x\n"))
+            .contains("`region` only applies to s3 replicas")
+    );
+    assert!(
+        err(&db("      - url: s3://b/p\n        bucket: other\n"))
+            .contains("conflicts with the bucket")
+    );
+    let e = err(&db("      - url: s3://b/p?nope=1\n"));
+    assert!(
+        e.starts_with(
+            "litestream.yml:4: invalid replica URL \"s3://b/p?nope=1\": unknown query parameter"
+        ),
+        "{e}"
+    );
+    let e = err(&db("      - path: /b\n      - path: /c\n"));
+    assert_eq!(
+        e,
+        "litestream.yml:5: replica \"file\" of db /a.db: duplicate replica name; give each replica a distinct `name`"
+    );
+    assert!(err(&db("      - path: /b\n        name: ''\n")).contains("`name` is empty"));
+    assert!(
+        err(&db("      - path: /b\n        snapshot-interval: 0\n"))
+            .contains("`snapshot-interval` must not be 0")
+    );
+    assert!(
+        err(&db(
+            "      - path: /b\n        retention-check-interval: 0\n"
+        ))
+        .contains("must not be 0")
+    );
+    // bucket without type means s3; two distinctly named replicas are fine.
+    let c = ok(&db(
+        "      - bucket: b\n      - name: f2\n        path: /c\n      - name: f3\n        path: /d\n",
+    ));
+    assert_eq!(c.dbs[0].replicas[0].target, s3("b", ""));
+}
+
+#[test]
+fn replicas_sharing_a_location_are_rejected() {
+    let two = |a: &str, b: &str| {
+        format!(
+            "dbs:\n  - path: /a.db\n    replica:\n      {a}\n  - path: /b.db\n    replica:\n      {b}\n"
+        )
+    };
+    let e = err(&two("path: /backup/x", "path: /backup/./x/"));
+    assert_eq!(
+        e,
+        "litestream.yml:7: replica \"file\" of db /b.db points at the same place as replica \"file\" of db /a.db (line 4); replicas sharing a location corrupt each other"
+    );
+    assert!(err(&two("path: /backup", "path: /backup/b")).contains("is inside"));
+    assert!(err(&two("path: /backup/b", "url: file:///backup")).contains("contains"));
+    assert!(err(&two("url: s3://bkt/db", "url: s3://bkt/db/")).contains("same place"));
+    assert!(
+        err(&two(
+            "url: s3://bkt/db",
+            "{type: s3, bucket: bkt, path: db}"
+        ))
+        .contains("same place")
+    );
+    assert!(err(&two("url: https://h:443/x", "url: webdavs://H/x")).contains("same place"));
+    assert!(err(&two("path: /b.db", "path: /c")).contains("is or contains the database file"));
+    // Different buckets, endpoints, hosts or sibling paths are fine.
+    ok(&two("url: s3://bkt/a", "url: s3://bkt/b"));
+    ok(&two(
+        "url: s3://bkt/db",
+        "url: s3://bkt/db?endpoint=http://minio:9000",
+    ));
+    ok(&two("url: http://h1/x", "url: http://h2/x"));
+    ok(&two("path: /backup/a", "path: /backup/ab"));
+}
+
+#[test]
+fn bad_logging_values() {
+    assert!(
+        err("logging:\n  level: loud\n").starts_with("litestream.yml:2: logging level \"loud\"")
+    );
+    assert!(err("logging:\n  type: xml\n").contains("logging type \"xml\""));
+}

@@ -1,0 +1,320 @@
+//! Replica URLs, as given on the command line (`memsync replicate DB URL...`,
+//! `memsync restore URL`) or as a replica's `url` key.
+//!
+//! - `file:///abs/path`, or a bare path (absolute or relative; made absolute)
+//! - `s3://bucket/path?endpoint=URL&region=R&forcePathStyle=true&skipVerify=true`
+//! - `http://host[:port]/path`, `https://...`; `webdav://` and `webdavs://` are aliases
+//!   for `http://` and `https://`.
+
+use std::path::Path;
+
+use super::{
+    ConfigError, DEFAULT_RETENTION, DEFAULT_RETENTION_CHECK_INTERVAL, DEFAULT_SYNC_INTERVAL,
+    ReplicaConfig, ReplicaTarget, resolve_path,
+};
+
+/// Replica types memsync knows, as written in `type:` or a URL scheme.
+pub(crate) const SUPPORTED_TYPES: &str = "file, s3, http, https, webdav, webdavs";
+
+/// Litestream replica types that memsync does not implement.
+const LITESTREAM_ONLY_TYPES: &[&str] = &["gs", "gcs", "abs", "sftp", "nats", "oss", "alioss"];
+
+/// Builds a replica with default settings from a command-line URL or path.
+pub fn replica_from_url(url: &str) -> Result<ReplicaConfig, ConfigError> {
+    let bad = |msg: String| ConfigError::BadUrl {
+        file: None,
+        line: None,
+        url: url.to_string(),
+        msg,
+    };
+    let cwd = std::env::current_dir().map_err(|e| bad(format!("cannot get current dir: {e}")))?;
+    let home = std::env::var("HOME").ok();
+    let target = if is_url(url) {
+        parse_target(url, &cwd, home.as_deref()).map_err(bad)?
+    } else if url.is_empty() {
+        return Err(bad("empty replica path".into()));
+    } else {
+        ReplicaTarget::File {
+            path: resolve_path(url, &cwd, home.as_deref()).map_err(bad)?,
+        }
+    };
+    Ok(ReplicaConfig {
+        name: target.kind().to_string(),
+        target,
+        sync_interval: DEFAULT_SYNC_INTERVAL,
+        retention: DEFAULT_RETENTION,
+        retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,
+        snapshot_interval: None,
+    })
+}
+
+/// True if `s` looks like `scheme://...` rather than a file path.
+pub(crate) fn is_url(s: &str) -> bool {
+    s.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
+/// Maps a `type:` value or URL scheme to the target kind (`file`, `s3`, `http`).
+pub(crate) fn kind_of_type(t: &str) -> Result<&'static str, String> {
+    match t.to_ascii_lowercase().as_str() {
+        "file" => Ok("file"),
+        "s3" => Ok("s3"),
+        "http" | "https" | "webdav" | "webdavs" => Ok("http"),
+        other if LITESTREAM_ONLY_TYPES.contains(&other) => Err(format!(
+            "replica type {other:?} is not supported by memsync (supported: {SUPPORTED_TYPES})"
+        )),
+        other => Err(format!(
+            "unknown replica type {other:?} (supported: {SUPPORTED_TYPES})"
+        )),
+    }
+}
+
+/// Parses a `scheme://...` replica URL into a target. Errors are short messages.
+pub(crate) fn parse_target(
+    url: &str,
+    cwd: &Path,
+    home: Option<&str>,
+) -> Result<ReplicaTarget, String> {
+    let (scheme, rest) = url.split_once("://").ok_or("missing scheme")?;
+    let scheme = scheme.to_ascii_lowercase();
+    kind_of_type(&scheme)?;
+    if rest.contains('#') {
+        return Err("URL fragments (#...) are not allowed".into());
+    }
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    match scheme.as_str() {
+        "file" => {
+            if query.is_some() {
+                return Err("file URLs take no query parameters".into());
+            }
+            if !host.is_empty() && host != "localhost" {
+                return Err(format!(
+                    "file URL has host {host:?}; use file:///absolute/path"
+                ));
+            }
+            if path.is_empty() {
+                return Err("file URL has no path".into());
+            }
+            Ok(ReplicaTarget::File {
+                path: resolve_path(&percent_decode(path)?, cwd, home)?,
+            })
+        }
+        "s3" => parse_s3(host, path, query),
+        _ => {
+            if let Some(q) = query {
+                return Err(format!(
+                    "unknown query parameters {q:?} (http replicas take none)"
+                ));
+            }
+            let authority = host.rsplit('@').next().unwrap_or(host);
+            let hostname = match authority.rsplit_once(':') {
+                Some((h, port)) if !authority.ends_with(']') => {
+                    if port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) {
+                        return Err(format!("invalid port {port:?}"));
+                    }
+                    h
+                }
+                _ => authority,
+            };
+            if hostname.is_empty() {
+                return Err("missing host".into());
+            }
+            let http_scheme = match scheme.as_str() {
+                "webdav" => "http",
+                "webdavs" => "https",
+                s => s,
+            };
+            Ok(ReplicaTarget::Http {
+                url: format!("{http_scheme}://{rest}"),
+            })
+        }
+    }
+}
+
+fn parse_s3(bucket: &str, path: &str, query: Option<&str>) -> Result<ReplicaTarget, String> {
+    if bucket.is_empty() {
+        return Err("missing bucket (s3://BUCKET/PATH)".into());
+    }
+    let mut endpoint = None;
+    let mut region = None;
+    let mut force_path_style = false;
+    let mut skip_verify = false;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value)?;
+        match key {
+            "endpoint" => endpoint = Some(value).filter(|v| !v.is_empty()),
+            "region" => region = Some(value).filter(|v| !v.is_empty()),
+            "forcePathStyle" => force_path_style = parse_bool(key, &value)?,
+            "skipVerify" => skip_verify = parse_bool(key, &value)?,
+            _ => {
+                return Err(format!(
+                    "unknown query parameter {key:?} (allowed: endpoint, region, forcePathStyle, skipVerify)"
+                ));
+            }
+        }
+    }
+    Ok(ReplicaTarget::S3 {
+        bucket: bucket.to_string(),
+        path: percent_decode(path.trim_matches('/'))?,
+        endpoint,
+        region,
+        force_path_style,
+        skip_verify,
+        access_key_id: None,
+        secret_access_key: None,
+    })
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "" | "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{key}={value:?} is not a boolean (true or false)")),
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape %{hex}"))?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "%-escapes are not UTF-8".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str) -> ReplicaTarget {
+        replica_from_url(url).unwrap().target
+    }
+
+    #[test]
+    fn file_urls_and_paths() {
+        assert_eq!(
+            target("file:///var/backups/db"),
+            ReplicaTarget::File {
+                path: "/var/backups/db".into()
+            }
+        );
+        assert_eq!(
+            target("file:///a/b/../c/"),
+            ReplicaTarget::File {
+                path: "/a/c".into()
+            }
+        );
+        assert_eq!(
+            target("/abs/x"),
+            ReplicaTarget::File {
+                path: "/abs/x".into()
+            }
+        );
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            target("rel/x"),
+            ReplicaTarget::File {
+                path: cwd.join("rel/x")
+            }
+        );
+        let r = replica_from_url("/abs/x").unwrap();
+        assert_eq!(r.name, "file");
+        assert_eq!(r.sync_interval, DEFAULT_SYNC_INTERVAL);
+        assert_eq!(r.retention, DEFAULT_RETENTION);
+        assert_eq!(r.retention_check_interval, DEFAULT_RETENTION_CHECK_INTERVAL);
+        assert_eq!(r.snapshot_interval, None);
+        assert!(replica_from_url("file://host/x").is_err());
+        assert!(replica_from_url("").is_err());
+    }
+
+    #[test]
+    fn s3_urls() {
+        let t = target(
+            "s3://bkt/some/path/?endpoint=http%3A%2F%2Flocalhost%3A9000&region=eu-west-1&forcePathStyle=true&skipVerify=true",
+        );
+        assert_eq!(
+            t,
+            ReplicaTarget::S3 {
+                bucket: "bkt".into(),
+                path: "some/path".into(),
+                endpoint: Some("http://localhost:9000".into()),
+                region: Some("eu-west-1".into()),
+                force_path_style: true,
+                skip_verify: true,
+                access_key_id: None,
+                secret_access_key: None,
+            }
+        );
+        assert_eq!(replica_from_url("s3://bkt").unwrap().name, "s3");
+        assert!(matches!(target("s3://bkt"), ReplicaTarget::S3 { path, .. } if path.is_empty()));
+        let e = replica_from_url("s3://bkt/p?foo=1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "invalid replica URL \"s3://bkt/p?foo=1\": unknown query parameter \"foo\""
+            ),
+            "{e}"
+        );
+        assert!(replica_from_url("s3:///path").is_err());
+        assert!(replica_from_url("s3://b/p?forcePathStyle=maybe").is_err());
+    }
+
+    #[test]
+    fn http_and_webdav_urls() {
+        assert_eq!(
+            target("https://example.com:8443/dav/db"),
+            ReplicaTarget::Http {
+                url: "https://example.com:8443/dav/db".into()
+            }
+        );
+        assert_eq!(
+            target("webdav://h/x"),
+            ReplicaTarget::Http {
+                url: "http://h/x".into()
+            }
+        );
+        assert_eq!(
+            target("WEBDAVS://h/x"),
+            ReplicaTarget::Http {
+                url: "https://h/x".into()
+            }
+        );
+        assert_eq!(replica_from_url("http://h/x").unwrap().name, "http");
+        assert!(replica_from_url("http:///x").is_err());
+        assert!(replica_from_url("http://h:port/x").is_err());
+        assert!(replica_from_url("http://h/x?a=b").is_err());
+    }
+
+    #[test]
+    fn unsupported_schemes() {
+        let e = replica_from_url("gs://bkt/db").unwrap_err().to_string();
+        assert!(e.contains("not supported by memsync"), "{e}");
+        assert!(
+            replica_from_url("ftp://h/x")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown replica type")
+        );
+    }
+}

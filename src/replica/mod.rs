@@ -1,0 +1,311 @@
+//! Replica clients: one small interface over `object_store`, so file, S3 and HTTP replicas share
+//! every line above the storage call. Keys are always the format crate's typed [`ObjectKey`]s.
+
+pub mod reader;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use replica_formats::{ObjectKey, TxId};
+use thiserror::Error;
+
+/// Files at most this large are uploaded in one request; larger ones in parts of this size.
+pub const PART_SIZE: usize = 5 << 20;
+/// Longest a single storage request may take before it counts as failed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A failed replica operation, named by what it means to the caller.
+#[derive(Debug, Error)]
+pub enum ReplicaError {
+    /// The object does not exist.
+    #[error("replica {replica}: {key} not found")]
+    NotFound {
+        /// Replica name and location.
+        replica: String,
+        /// Key.
+        key: String,
+    },
+    /// A file with that key already exists (another writer, or a retried upload).
+    #[error("replica {replica}: {key} already exists")]
+    AlreadyExists {
+        /// Replica.
+        replica: String,
+        /// Key.
+        key: String,
+    },
+    /// The storage could not be reached or refused the request.
+    #[error("replica {replica}: {what}: {source}")]
+    Storage {
+        /// Replica.
+        replica: String,
+        /// Operation.
+        what: String,
+        /// Cause.
+        source: object_store::Error,
+    },
+    /// The request did not finish in time.
+    #[error("replica {replica}: {what} timed out after {secs}s")]
+    Timeout {
+        /// Replica.
+        replica: String,
+        /// Operation.
+        what: String,
+        /// Seconds waited.
+        secs: u64,
+    },
+    /// Reading a local file to upload failed.
+    #[error("replica {replica}: reading {path}: {source}")]
+    Local {
+        /// Replica.
+        replica: String,
+        /// Local file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The replica configuration cannot be used.
+    #[error("replica {replica}: {what}")]
+    Config {
+        /// Replica.
+        replica: String,
+        /// Problem.
+        what: String,
+    },
+}
+
+/// A replica's storage: an object store plus the root every key lives under.
+#[derive(Clone)]
+pub struct ReplicaClient {
+    name: String,
+    store: Arc<dyn ObjectStore>,
+    root: StorePath,
+}
+
+impl std::fmt::Debug for ReplicaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReplicaClient({})", self.name)
+    }
+}
+
+impl ReplicaClient {
+    /// A replica in a local directory (created if missing), with fsync on every write so a
+    /// rename never exposes a file whose contents are not on disk.
+    pub fn file(name: &str, dir: &Path, create: bool) -> Result<Self, ReplicaError> {
+        let shown = format!("{name} ({})", dir.display());
+        if create {
+            std::fs::create_dir_all(dir).map_err(|source| ReplicaError::Local {
+                replica: shown.clone(),
+                path: dir.display().to_string(),
+                source,
+            })?;
+        } else if !dir.is_dir() {
+            return Err(ReplicaError::NotFound {
+                replica: shown,
+                key: "(replica directory)".into(),
+            });
+        }
+        let store = LocalFileSystem::new_with_prefix(dir)
+            .map_err(|source| ReplicaError::Storage {
+                replica: shown.clone(),
+                what: "opening".into(),
+                source,
+            })?
+            .with_fsync(true)
+            .with_automatic_cleanup(true);
+        Ok(ReplicaClient {
+            name: shown,
+            store: Arc::new(store),
+            root: StorePath::default(),
+        })
+    }
+
+    /// Human-readable name and location, used in every error.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn path(&self, key: &ObjectKey) -> StorePath {
+        let p = key.path();
+        if self.root.as_ref().is_empty() {
+            StorePath::from(p)
+        } else {
+            StorePath::from(format!("{}/{}", self.root, p))
+        }
+    }
+
+    fn storage(&self, what: impl Into<String>) -> impl FnOnce(object_store::Error) -> ReplicaError {
+        let (replica, what) = (self.name.clone(), what.into());
+        move |source| match source {
+            object_store::Error::NotFound { path, .. } => ReplicaError::NotFound { replica, key: path },
+            object_store::Error::AlreadyExists { path, .. } => {
+                ReplicaError::AlreadyExists { replica, key: path }
+            }
+            source => ReplicaError::Storage { replica, what, source },
+        }
+    }
+
+    async fn timed<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, ReplicaError>>,
+    ) -> Result<T, ReplicaError> {
+        match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(ReplicaError::Timeout {
+                replica: self.name.clone(),
+                what: what.into(),
+                secs: REQUEST_TIMEOUT.as_secs(),
+            }),
+        }
+    }
+
+    /// Every replica file, sorted by position; foreign objects (temp files, other tools) are
+    /// ignored.
+    pub async fn list(&self) -> Result<Vec<ObjectKey>, ReplicaError> {
+        self.timed("listing", async {
+            let prefix = (!self.root.as_ref().is_empty()).then_some(&self.root);
+            let mut stream = self.store.list(prefix);
+            let mut keys = Vec::new();
+            let skip = if self.root.as_ref().is_empty() { 0 } else { self.root.as_ref().len() + 1 };
+            while let Some(meta) = stream.next().await {
+                let meta = meta.map_err(self.storage("listing"))?;
+                if let Some(k) = meta.location.as_ref().get(skip..).and_then(ObjectKey::parse) {
+                    keys.push(k);
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+    }
+
+    /// Highest position the replica holds.
+    pub async fn max_txid(&self) -> Result<Option<TxId>, ReplicaError> {
+        Ok(self.list().await?.iter().map(ObjectKey::max_txid).max())
+    }
+
+    /// Uploads the local file `src` under `key`, refusing to overwrite an existing file (two
+    /// writers on one replica must fail loudly, not interleave).
+    pub async fn upload(&self, key: &ObjectKey, src: &Path) -> Result<u64, ReplicaError> {
+        let local = |source| ReplicaError::Local {
+            replica: self.name.clone(),
+            path: src.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::open(src).await.map_err(local)?;
+        let size = file.metadata().await.map_err(local)?.len();
+        let path = self.path(key);
+        let what = format!("uploading {}", key.path());
+        if size as usize <= PART_SIZE {
+            let data = tokio::fs::read(src).await.map_err(local)?;
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            self.timed(&what, async {
+                self.store
+                    .put_opts(&path, PutPayload::from(Bytes::from(data)), opts)
+                    .await
+                    .map_err(self.storage(what.clone()))
+            })
+            .await?;
+            return Ok(size);
+        }
+        use tokio::io::AsyncReadExt;
+        let upload = self
+            .store
+            .put_multipart(&path)
+            .await
+            .map_err(self.storage(what.clone()))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf).await.map_err(local)?;
+            if n == 0 {
+                break;
+            }
+            self.timed(&what, async {
+                w.wait_for_capacity(2).await.map_err(self.storage(what.clone()))
+            })
+            .await?;
+            w.write(&buf[..n]);
+        }
+        self.timed(&what, async { w.finish().await.map_err(self.storage(what.clone())) })
+            .await?;
+        Ok(size)
+    }
+
+    /// Reads `len` bytes at `offset` of `key`.
+    pub async fn get_range(&self, key: &ObjectKey, offset: u64, len: u64) -> Result<Bytes, ReplicaError> {
+        let what = format!("reading {}", key.path());
+        self.timed(&what, async {
+            self.store
+                .get_range(&self.path(key), offset..offset + len)
+                .await
+                .map_err(self.storage(what.clone()))
+        })
+        .await
+    }
+
+    /// Size of `key`.
+    pub async fn size(&self, key: &ObjectKey) -> Result<u64, ReplicaError> {
+        let what = format!("reading {}", key.path());
+        self.timed(&what, async {
+            Ok(self
+                .store
+                .head(&self.path(key))
+                .await
+                .map_err(self.storage(what.clone()))?
+                .size)
+        })
+        .await
+    }
+
+    /// Deletes `keys` (missing ones are fine: deletion is idempotent).
+    pub async fn delete(&self, keys: &[ObjectKey]) -> Result<(), ReplicaError> {
+        for key in keys {
+            let what = format!("deleting {}", key.path());
+            let res = self
+                .timed(&what, async {
+                    self.store.delete(&self.path(key)).await.map_err(self.storage(what.clone()))
+                })
+                .await;
+            match res {
+                Ok(()) | Err(ReplicaError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds the client for a configured replica.
+pub fn client_for(
+    cfg: &crate::config::ReplicaConfig,
+    create: bool,
+) -> Result<ReplicaClient, ReplicaError> {
+    match &cfg.target {
+        crate::config::ReplicaTarget::File { path } => ReplicaClient::file(&cfg.name, path, create),
+        other => Err(ReplicaError::Config {
+            replica: cfg.name.clone(),
+            what: format!(
+                "{} replicas are not available in this build yet (file replicas are)",
+                target_kind(other)
+            ),
+        }),
+    }
+}
+
+fn target_kind(t: &crate::config::ReplicaTarget) -> &'static str {
+    match t {
+        crate::config::ReplicaTarget::File { .. } => "file",
+        crate::config::ReplicaTarget::S3 { .. } => "S3",
+        crate::config::ReplicaTarget::Http { .. } => "HTTP",
+    }
+}

@@ -1,0 +1,254 @@
+//! `memsync replicate`: one monitor thread per database, one shipping task per replica.
+
+pub mod shipper;
+pub mod spool;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use replica_formats::TxId;
+use thiserror::Error;
+use tokio::sync::watch;
+
+use crate::config::{Config, DbConfig};
+use crate::replica::{self, ReplicaClient, ReplicaError};
+use crate::sqlite::monitor::{Monitor, MonitorConfig, MonitorError};
+use crate::stats::DbStats;
+use shipper::{ShipStats, Shipper};
+use spool::Spool;
+
+/// How long the final upload on shutdown may take per replica.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why replication stopped.
+#[derive(Debug, Error)]
+pub enum ReplicateError {
+    /// A database could not be monitored.
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
+    /// A replica could not be set up.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// Local setup failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Options of `memsync replicate` beyond the config file.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicateOptions {
+    /// Convert rollback-journal databases to WAL instead of refusing them.
+    pub convert_to_wal: bool,
+    /// Sync once and exit instead of running until a signal.
+    pub once: bool,
+}
+
+/// Handles of one replicated database, for the CLI, tests and the benchmark.
+pub struct DbHandle {
+    /// Database path.
+    pub path: PathBuf,
+    /// Monitor counters.
+    pub stats: Arc<DbStats>,
+    /// Per-replica counters.
+    pub replicas: Vec<(String, Arc<ShipStats>)>,
+}
+
+/// Meta directory of a database: `meta-path`, or `.<name>-memsync` next to it.
+pub fn meta_dir(db: &DbConfig) -> PathBuf {
+    if let Some(p) = &db.meta_path {
+        return p.clone();
+    }
+    let name = db.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    db.path.with_file_name(format!(".{name}-memsync"))
+}
+
+/// Runs replication for every database of `config` until `stop` is set (or once).
+pub fn run(config: &Config, opts: &ReplicateOptions, stop: Arc<AtomicBool>) -> Result<Vec<DbHandle>, ReplicateError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ReplicateError::Setup(format!("starting runtime: {e}")))?;
+    let mut dbs = Vec::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    for db in &config.dbs {
+        dbs.push(start_db(&rt, db, opts, stop.clone(), stop_rx.clone())?);
+    }
+    crate::log::info(&format!("replicating {} database(s)", dbs.len()));
+    if !opts.once {
+        rt.block_on(async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => break,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                        if stop.load(Ordering::Relaxed) || dbs.iter().any(|d| d.monitor.is_finished()) { break; }
+                    }
+                }
+            }
+        });
+        crate::log::info("shutting down: shipping what is committed");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut first_err = None;
+    let mut handles = Vec::new();
+    let mut tasks = Vec::new();
+    for d in dbs {
+        tasks.extend(d.tasks);
+        match d.monitor.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                crate::log::error(&e.to_string());
+                first_err.get_or_insert(ReplicateError::Monitor(e));
+            }
+            Err(_) => {
+                first_err.get_or_insert(ReplicateError::Setup("monitor thread panicked".into()));
+            }
+        }
+        handles.push(d.handle);
+    }
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = rt.block_on(t);
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(handles),
+    }
+}
+
+struct Running {
+    monitor: JoinHandle<Result<(), MonitorError>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    handle: DbHandle,
+}
+
+fn start_db(
+    rt: &tokio::runtime::Runtime,
+    db: &DbConfig,
+    opts: &ReplicateOptions,
+    stop: Arc<AtomicBool>,
+    stop_rx: watch::Receiver<bool>,
+) -> Result<Running, ReplicateError> {
+    let clients: Vec<(ReplicaClient, &crate::config::ReplicaConfig)> = db
+        .replicas
+        .iter()
+        .map(|r| Ok((replica::client_for(r, true)?, r)))
+        .collect::<Result<_, ReplicaError>>()?;
+    let mut remotes = Vec::new();
+    for (c, _) in &clients {
+        remotes.push(rt.block_on(c.max_txid())?);
+    }
+    let meta = meta_dir(db);
+    let mut mcfg = MonitorConfig::new(db.path.clone(), meta.clone());
+    mcfg.busy_timeout = db.busy_timeout;
+    mcfg.monitor_interval = db.monitor_interval;
+    mcfg.checkpoint_interval = db.checkpoint_interval;
+    mcfg.min_checkpoint_pages = db.min_checkpoint_page_count;
+    mcfg.truncate_pages = db.truncate_page_n;
+    mcfg.convert_to_wal = opts.convert_to_wal;
+    mcfg.min_sync_gap = db.replicas.iter().map(|r| r.sync_interval).min().unwrap_or_default();
+    let floor = remotes.iter().copied().max().flatten();
+    let stats = Arc::new(DbStats::default());
+    let (pos_tx, pos_rx) = watch::channel(None);
+    let (ev_tx, ev_rx) = mpsc::sync_channel::<()>(1);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<Spool, MonitorError>>();
+    let (path, st, once) = (db.path.clone(), stats.clone(), opts.once);
+    let monitor = std::thread::Builder::new()
+        .name("monitor".into())
+        .spawn(move || {
+            let mut m = match Monitor::start(mcfg, floor, pos_tx, st) {
+                Ok(m) => m,
+                Err(e) => {
+                    let msg = e.to_string();
+                    let _ = ready_tx.send(Err(e));
+                    return Err(MonitorError::Replaced(msg));
+                }
+            };
+            let _ = ready_tx.send(Ok(m.spool().clone()));
+            let _watcher = watch_files(&path, ev_tx);
+            if once {
+                let r = m.sync();
+                m.shutdown();
+                return r;
+            }
+            m.run(&ev_rx, &stop)
+        })
+        .map_err(|e| ReplicateError::Setup(format!("starting monitor: {e}")))?;
+    let spool = match ready_rx.recv() {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let _ = monitor.join();
+            return Err(e.into());
+        }
+        Err(_) => return Err(ReplicateError::Setup("monitor thread died".into())),
+    };
+    let mut replicas = Vec::new();
+    let mut confirmed = Vec::new();
+    let mut tasks = Vec::new();
+    for ((client, rcfg), remote) in clients.into_iter().zip(remotes) {
+        let ss = Arc::new(ShipStats::default());
+        replicas.push((rcfg.name.clone(), ss.clone()));
+        let (ctx, crx) = watch::channel(remote);
+        confirmed.push(crx);
+        let shipper = Shipper {
+            client,
+            spool: spool.clone(),
+            sync_interval: rcfg.sync_interval,
+            remote,
+            confirmed: ctx,
+            stats: ss,
+        };
+        let run = shipper.run(pos_rx.clone(), stop_rx.clone(), FLUSH_TIMEOUT);
+        tasks.push(rt.spawn(async move {
+            run.await;
+        }));
+    }
+    tasks.push(rt.spawn(prune_spool(spool, confirmed)));
+    Ok(Running {
+        monitor,
+        tasks,
+        handle: DbHandle { path: db.path.clone(), stats, replicas },
+    })
+}
+
+/// Deletes spooled files once every replica confirmed them.
+async fn prune_spool(spool: Spool, mut confirmed: Vec<watch::Receiver<Option<TxId>>>) {
+    loop {
+        let min = confirmed.iter().map(|c| *c.borrow()).min().flatten();
+        if let Some(t) = min {
+            let s = spool.clone();
+            let _ = tokio::task::spawn_blocking(move || s.prune(t)).await;
+        }
+        let changed = futures::future::select_all(confirmed.iter_mut().map(|c| Box::pin(c.changed())));
+        if changed.await.0.is_err() {
+            return;
+        }
+    }
+}
+
+/// Watches the database directory; every change to the database or its WAL wakes the monitor.
+fn watch_files(db: &Path, tx: mpsc::SyncSender<()>) -> Option<notify::RecommendedWatcher> {
+    let dir = db.parent()?.to_owned();
+    let names = [db.to_owned(), crate::sqlite::sidecar(db, "-wal")];
+    let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            if ev.paths.iter().any(|p| names.contains(p)) {
+                let _ = tx.try_send(());
+            }
+        }
+    })
+    .ok()?;
+    match w.watch(&dir, RecursiveMode::NonRecursive) {
+        Ok(()) => Some(w),
+        Err(e) => {
+            crate::log::warn(&format!("cannot watch {} ({e}); polling instead", dir.display()));
+            None
+        }
+    }
+}

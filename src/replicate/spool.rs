@@ -1,0 +1,143 @@
+//! The local spool: encoded segments and snapshots waiting to be shipped.
+//!
+//! The monitor writes every file here first (temp file, fsync, rename), so checkpointing only
+//! ever waits on the local disk, never on a replica; each replica ships from the spool at its own
+//! pace, and files leave the spool once every replica has them. The spool uses the same key
+//! layout as a replica, so it is itself a valid replica of the database.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use replica_formats::{DbChecksum, FileDecoder, Header, ObjectKey, TxId};
+
+use crate::fsutil;
+
+/// The spool directory of one database.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    /// The spool for `db` lives in `<meta>/spool`, where meta defaults to `.<db name>-memsync`
+    /// next to the database.
+    pub fn open(meta_dir: &Path) -> io::Result<Self> {
+        let dir = meta_dir.join("spool");
+        fs::create_dir_all(&dir)?;
+        Ok(Spool { dir })
+    }
+
+    /// Directory holding the files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of `key` in the spool.
+    pub fn path(&self, key: &ObjectKey) -> PathBuf {
+        self.dir.join(key.path())
+    }
+
+    /// Writes a file through `fill`, durably, under `key`; returns its size.
+    pub fn write(
+        &self,
+        key: &ObjectKey,
+        fill: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+    ) -> io::Result<u64> {
+        let dest = self.path(key);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let tmp = fsutil::temp_sibling(&dest);
+        let res = (|| {
+            let mut w = BufWriter::with_capacity(256 * 1024, File::create(&tmp)?);
+            fill(&mut w)?;
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            let size = f.metadata()?.len();
+            fs::rename(&tmp, &dest)?;
+            fsutil::sync_dir(&dest)?;
+            Ok(size)
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    /// Every key in the spool, sorted by position. Temp files and strangers are skipped.
+    pub fn keys(&self) -> io::Result<Vec<ObjectKey>> {
+        let mut keys = Vec::new();
+        walk(&self.dir, &self.dir, &mut keys)?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Header of the spooled file `key`.
+    pub fn header(&self, key: &ObjectKey) -> io::Result<Header> {
+        let f = File::open(self.path(key))?;
+        let dec = FileDecoder::new(io::BufReader::new(f))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(dec.header().clone())
+    }
+
+    /// The database checksum after applying the spooled file `key`, read from its trailer.
+    pub fn post_checksum(&self, key: &ObjectKey) -> io::Result<DbChecksum> {
+        let mut f = File::open(self.path(key))?;
+        f.seek(SeekFrom::End(-24))?;
+        let mut t = [0u8; 24];
+        f.read_exact(&mut t)?;
+        if &t[20..] != b"MEND" {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "spooled file has no trailer"));
+        }
+        Ok(DbChecksum::from_raw(u64::from_le_bytes(t[4..12].try_into().expect("8 bytes"))))
+    }
+
+    /// Deletes files whose position is at or below `upto`, always keeping the newest file (it
+    /// tells a restarted monitor where the WAL stood).
+    pub fn prune(&self, upto: TxId) -> io::Result<usize> {
+        let keys = self.keys()?;
+        let newest = keys.iter().map(|k| k.max_txid()).max();
+        let mut n = 0;
+        for k in keys {
+            if k.max_txid() <= upto && Some(k.max_txid()) != newest {
+                match fs::remove_file(self.path(&k)) {
+                    Ok(()) => n += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Removes every spooled file (after a snapshot made them useless, or on reset).
+    pub fn clear_below(&self, txid: TxId) -> io::Result<()> {
+        for k in self.keys()? {
+            if k.max_txid() < txid {
+                let _ = fs::remove_file(self.path(&k));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectKey>) -> io::Result<()> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in rd {
+        let entry = entry?;
+        let p = entry.path();
+        if entry.file_type()?.is_dir() {
+            walk(root, &p, out)?;
+        } else if let Ok(rel) = p.strip_prefix(root) {
+            if let Some(k) = rel.to_str().and_then(ObjectKey::parse) {
+                out.push(k);
+            }
+        }
+    }
+    Ok(())
+}

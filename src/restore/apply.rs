@@ -1,0 +1,215 @@
+//! Applying a restore plan to a temporary database file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use replica_formats::{
+    DbChecksum, FileDecoder, FileKind, ObjectKey, PageNo, PageSize, RestorePlan, TxId, page_hash,
+};
+use tokio::runtime::Handle;
+
+use super::{RestoreError, RestoreOptions};
+use crate::replica::ReplicaClient;
+use crate::replica::reader::ObjectReader;
+
+/// What [`build`] achieved.
+pub(super) struct Built {
+    pub txid: TxId,
+    pub files: usize,
+    pub bytes: u64,
+    /// The corrupt segment where a fallback restore stopped.
+    pub stopped_at: Option<String>,
+}
+
+/// The database under construction and the hash of each of its pages.
+struct Target {
+    file: File,
+    path: String,
+    page_size: PageSize,
+    hashes: Vec<u64>,
+    checksum: DbChecksum,
+}
+
+impl Target {
+    fn io(&self) -> impl Fn(std::io::Error) -> RestoreError + '_ {
+        move |source| RestoreError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn write(&mut self, pgno: PageNo, data: &[u8]) -> Result<(), RestoreError> {
+        let i = pgno.get() as usize - 1;
+        if i >= self.hashes.len() {
+            self.resize(pgno.get());
+        }
+        let h = page_hash(pgno, data);
+        self.checksum.toggle(self.hashes[i]);
+        self.checksum.toggle(h);
+        self.hashes[i] = h;
+        let off = i as u64 * self.page_size.get() as u64;
+        self.file.write_all_at(data, off).map_err(self.io())
+    }
+
+    /// Sets the size in pages; new pages read as zeros.
+    fn resize(&mut self, commit: u32) {
+        let n = commit as usize;
+        while self.hashes.len() > n {
+            let h = self.hashes.pop().expect("nonempty");
+            self.checksum.toggle(h);
+        }
+        let zero = vec![0u8; self.page_size.as_usize()];
+        while self.hashes.len() < n {
+            let p = PageNo::new(self.hashes.len() as u32 + 1).expect("nonzero");
+            let h = if p.is_lock_page(self.page_size) { 0 } else { page_hash(p, &zero) };
+            self.checksum.toggle(h);
+            self.hashes.push(h);
+        }
+    }
+
+    fn set_len(&mut self, commit: u32) -> Result<(), RestoreError> {
+        self.resize(commit);
+        let len = commit as u64 * self.page_size.get() as u64;
+        self.file.set_len(len).map_err(self.io())
+    }
+}
+
+/// Downloads and applies the plan's files into `tmp`.
+pub(super) fn build(
+    client: &ReplicaClient,
+    rt: &Handle,
+    plan: &RestorePlan,
+    tmp: &Path,
+    opts: &RestoreOptions,
+) -> Result<Built, RestoreError> {
+    let io = |source| RestoreError::Io {
+        path: tmp.display().to_string(),
+        source,
+    };
+    let file = OpenOptions::new().read(true).write(true).create_new(true).open(tmp).map_err(io)?;
+    let corrupt = |key: &ObjectKey| {
+        let (replica, key) = (client.name().to_owned(), key.path());
+        move |source| RestoreError::Corrupt { replica, key, source }
+    };
+    // Snapshot: streamed, every run checked as it is decoded.
+    let reader = ObjectReader::open(client, &plan.snapshot, rt)?;
+    let total = reader.size();
+    let bar = progress_bar(opts.progress, total);
+    let counter = Arc::new(AtomicU64::new(0));
+    let reader = Counting { inner: reader, n: counter.clone() };
+    let mut dec = FileDecoder::new(BufReader::with_capacity(1 << 20, reader))
+        .map_err(corrupt(&plan.snapshot))?;
+    let header = dec.header().clone();
+    if header.kind != FileKind::Snapshot {
+        return Err(corrupt(&plan.snapshot)(replica_formats::FormatError::Corrupt {
+            what: "snapshot key names a segment file".into(),
+        }));
+    }
+    let mut t = Target {
+        file,
+        path: tmp.display().to_string(),
+        page_size: header.page_size,
+        hashes: Vec::with_capacity(header.commit as usize),
+        checksum: DbChecksum::EMPTY,
+    };
+    t.set_len(header.commit)?;
+    while let Some(run) = dec.next_run().map_err(corrupt(&plan.snapshot))? {
+        let pages = run.decode(header.page_size).map_err(corrupt(&plan.snapshot))?;
+        for (pgno, data) in pages.pages() {
+            t.write(pgno, data)?;
+        }
+        if let Some(b) = &bar {
+            b.set_position(counter.load(Ordering::Relaxed).min(total));
+        }
+    }
+    let trailer = dec.finish().map_err(corrupt(&plan.snapshot))?;
+    if trailer.post_checksum != t.checksum {
+        return Err(diverged(client, &plan.snapshot, trailer.post_checksum, t.checksum));
+    }
+    let mut built = Built {
+        txid: header.max_txid,
+        files: 1,
+        bytes: total,
+        stopped_at: None,
+    };
+    // Segments: each is downloaded and verified whole before any of its pages is applied, so a
+    // corrupt file can never leave a half-applied state.
+    for key in &plan.segments {
+        let res = (|| {
+            let mut bytes = Vec::new();
+            ObjectReader::open(client, key, rt)?
+                .read_to_end(&mut bytes)
+                .map_err(|source| RestoreError::Io { path: key.path(), source })?;
+            let file = replica_formats::decode_file(&bytes).map_err(corrupt(key))?;
+            Ok((file, bytes.len() as u64))
+        })();
+        let (file, size) = match res {
+            Ok(v) => v,
+            Err(e @ RestoreError::Corrupt { .. }) if opts.fallback => {
+                crate::log::warn(&format!("{e}; restoring the state before it"));
+                built.stopped_at = Some(key.path());
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        if file.header.pre_checksum != t.checksum {
+            return Err(diverged(client, key, file.header.pre_checksum, t.checksum));
+        }
+        for (pgno, data) in file.pages() {
+            t.write(pgno, data)?;
+        }
+        t.set_len(file.header.commit)?;
+        if file.trailer.post_checksum != t.checksum {
+            return Err(diverged(client, key, file.trailer.post_checksum, t.checksum));
+        }
+        built.txid = file.header.max_txid;
+        built.files += 1;
+        built.bytes += size;
+    }
+    t.file.sync_all().map_err(io)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(built)
+}
+
+fn diverged(client: &ReplicaClient, key: &ObjectKey, expected: DbChecksum, found: DbChecksum) -> RestoreError {
+    RestoreError::Diverged {
+        replica: client.name().to_owned(),
+        key: key.path(),
+        expected: expected.to_string(),
+        found: found.to_string(),
+    }
+}
+
+fn progress_bar(enabled: bool, total: u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !enabled || total < (16 << 20) || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "restoring {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+/// Counts bytes read, for the progress bar.
+struct Counting<R> {
+    inner: R,
+    n: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}

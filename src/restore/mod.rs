@@ -1,0 +1,253 @@
+//! `memsync restore`: rebuild a database from a replica, latest or at a point in time.
+//!
+//! The output is built in a temporary file next to it, verified (every file's CRCs, the
+//! database checksum chain from snapshot to last segment, optionally SQLite's integrity check),
+//! fsynced, and only then renamed into place: a failed restore leaves nothing behind.
+
+mod apply;
+
+use std::path::{Path, PathBuf};
+
+use replica_formats::{FormatError, ObjectKey, PlanError, Target, TxId};
+use thiserror::Error;
+use tokio::runtime::Handle;
+
+use crate::replica::{ReplicaClient, ReplicaError};
+
+/// SQLite check run on the restored database before it is put in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IntegrityCheck {
+    /// No SQLite check (the replica's own checksums are always verified).
+    #[default]
+    None,
+    /// `PRAGMA quick_check`.
+    Quick,
+    /// `PRAGMA integrity_check`.
+    Full,
+}
+
+/// What to restore and how.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Where the database goes.
+    pub output: PathBuf,
+    /// Which state.
+    pub target: Target,
+    /// Do nothing (successfully) when the output already exists.
+    pub if_db_not_exists: bool,
+    /// Do nothing (successfully) when the replica holds no backup.
+    pub if_replica_exists: bool,
+    /// SQLite check of the result.
+    pub integrity_check: IntegrityCheck,
+    /// When a file of the chain is corrupt, restore the newest consistent state before it
+    /// instead of failing.
+    pub fallback: bool,
+    /// Show a progress bar (on a terminal, for large restores).
+    pub progress: bool,
+}
+
+/// Result of a restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreOutcome {
+    /// The database was written.
+    Restored {
+        /// Position restored.
+        txid: TxId,
+        /// Files applied.
+        files: usize,
+        /// Bytes downloaded.
+        bytes: u64,
+        /// Set when a corrupt file forced an older state (only with `fallback`).
+        fell_back: Option<String>,
+    },
+    /// The output existed and `if_db_not_exists` was set.
+    OutputExists,
+    /// The replica was empty and `if_replica_exists` was set.
+    NoReplica,
+}
+
+/// Why a restore failed.
+#[derive(Debug, Error)]
+pub enum RestoreError {
+    /// Refusing to overwrite.
+    #[error("output {0} already exists (remove it, or pass -if-db-not-exists)")]
+    OutputExists(String),
+    /// The output's directory does not exist.
+    #[error("output directory {0} does not exist")]
+    NoOutputDir(String),
+    /// Nothing to restore from.
+    #[error("replica {0} holds no backup")]
+    NoBackup(String),
+    /// No restorable chain for the target.
+    #[error("replica {replica}: {source}")]
+    Plan {
+        /// Replica.
+        replica: String,
+        /// Why.
+        source: PlanError,
+    },
+    /// Storage failure.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// A replica file failed verification.
+    #[error("replica {replica}: {key} is corrupt: {source}")]
+    Corrupt {
+        /// Replica.
+        replica: String,
+        /// File.
+        key: String,
+        /// What was wrong.
+        source: FormatError,
+    },
+    /// A segment does not apply to the state built so far.
+    #[error(
+        "replica {replica}: {key} does not follow the files before it (database checksum {found} expected {expected}); the replica mixes histories"
+    )]
+    Diverged {
+        /// Replica.
+        replica: String,
+        /// File.
+        key: String,
+        /// Checksum the file expects.
+        expected: String,
+        /// Checksum reached.
+        found: String,
+    },
+    /// Local I/O failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// SQLite's check of the result failed.
+    #[error("restored database failed {check}: {result}")]
+    Integrity {
+        /// Which check.
+        check: &'static str,
+        /// What SQLite said.
+        result: String,
+    },
+}
+
+/// Restores from `client` according to `opts`. Blocking: call outside the runtime.
+pub fn restore(
+    client: &ReplicaClient,
+    rt: &Handle,
+    opts: &RestoreOptions,
+) -> Result<RestoreOutcome, RestoreError> {
+    let out = &opts.output;
+    if exists_any(out) {
+        if opts.if_db_not_exists {
+            return Ok(RestoreOutcome::OutputExists);
+        }
+        return Err(RestoreError::OutputExists(out.display().to_string()));
+    }
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(RestoreError::NoOutputDir(dir.display().to_string()));
+    }
+    let mut keys = rt.block_on(client.list())?;
+    if keys.is_empty() {
+        if opts.if_replica_exists {
+            return Ok(RestoreOutcome::NoReplica);
+        }
+        return Err(RestoreError::NoBackup(client.name().to_owned()));
+    }
+    let mut fell_back = None;
+    loop {
+        let plan = replica_formats::plan_restore(&keys, opts.target).map_err(|source| {
+            RestoreError::Plan {
+                replica: client.name().to_owned(),
+                source,
+            }
+        })?;
+        let tmp = crate::fsutil::temp_sibling(out);
+        match apply::build(client, rt, &plan, &tmp, opts) {
+            Ok(done) => {
+                if let Some(bad) = &done.stopped_at {
+                    fell_back.get_or_insert_with(|| bad.clone());
+                }
+                let res = finish(&tmp, out, opts.integrity_check);
+                if res.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                res?;
+                return Ok(RestoreOutcome::Restored {
+                    txid: done.txid,
+                    files: done.files,
+                    bytes: done.bytes,
+                    fell_back,
+                });
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                // A corrupt snapshot can be routed around with an older one, if allowed.
+                match (&e, opts.fallback) {
+                    (RestoreError::Corrupt { key, .. }, true) if key == &plan.snapshot.path() => {
+                        crate::log::warn(&format!("{e}; falling back to an older snapshot"));
+                        fell_back.get_or_insert_with(|| key.clone());
+                        keys.retain(|k| k != &plan.snapshot);
+                    }
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+fn exists_any(out: &Path) -> bool {
+    ["", "-wal", "-shm"]
+        .iter()
+        .any(|s| crate::sqlite::sidecar(out, s).exists())
+}
+
+fn finish(tmp: &Path, out: &Path, check: IntegrityCheck) -> Result<(), RestoreError> {
+    let io = |source| RestoreError::Io {
+        path: tmp.display().to_string(),
+        source,
+    };
+    if check != IntegrityCheck::None {
+        let (pragma, name) = match check {
+            IntegrityCheck::Quick => ("PRAGMA quick_check", "quick_check"),
+            _ => ("PRAGMA integrity_check", "integrity_check"),
+        };
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let result: Result<String, rusqlite::Error> = (|| {
+            let c = rusqlite::Connection::open_with_flags(tmp, flags)?;
+            let rows: Vec<String> = c
+                .prepare(pragma)?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows.join("; "))
+        })();
+        let result = result.unwrap_or_else(|e| e.to_string());
+        for s in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(crate::sqlite::sidecar(tmp, s));
+        }
+        if result != "ok" {
+            return Err(RestoreError::Integrity {
+                check: name,
+                result,
+            });
+        }
+    }
+    std::fs::rename(tmp, out).map_err(io)?;
+    crate::fsutil::sync_dir(out).map_err(io)
+}
+
+/// Lists snapshots (`want_snapshots`) or segments of a replica, oldest first.
+pub fn list(
+    client: &ReplicaClient,
+    rt: &Handle,
+    want_snapshots: bool,
+) -> Result<Vec<(ObjectKey, u64)>, RestoreError> {
+    let keys = rt.block_on(client.list())?;
+    let mut out = Vec::new();
+    for k in keys.into_iter().filter(|k| k.is_snapshot() == want_snapshots) {
+        let size = rt.block_on(client.size(&k))?;
+        out.push((k, size));
+    }
+    Ok(out)
+}

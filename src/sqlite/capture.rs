@@ -1,0 +1,229 @@
+//! Turning database changes into spool files: segments from WAL frames, snapshots and
+//! resynchronisation diffs from a full read.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use replica_formats::{
+    EncodeOptions, FileEncoder, FileKind, Header, Level, ObjectKey, PageNo, Timestamp, TxId,
+    WalPosition,
+};
+
+use super::monitor::{Monitor, MonitorError};
+use super::pagemap::PageMap;
+use super::wal::{Frame, Scan};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Timestamp::from_millis(ms)
+}
+
+impl Monitor {
+    fn next_txid(&self) -> TxId {
+        self.pos.map_or(TxId::new(1).expect("nonzero"), TxId::next)
+    }
+
+    fn wal_position(&self) -> WalPosition {
+        match self.src.cursor() {
+            Some(c) => WalPosition {
+                salt1: c.header.salt1,
+                salt2: c.header.salt2,
+                offset: c.offset,
+                cksum1: c.cksum.0,
+                cksum2: c.cksum.1,
+                ckpt_seq: c.header.ckpt_seq,
+            },
+            None => WalPosition::default(),
+        }
+    }
+
+    fn header(&self, kind: FileKind, txid: TxId, commit: u32) -> Header {
+        Header {
+            kind,
+            page_size: self.src.page_size(),
+            commit,
+            min_txid: txid,
+            max_txid: txid,
+            timestamp: now_ms(),
+            pre_checksum: match kind {
+                FileKind::Snapshot => replica_formats::DbChecksum::EMPTY,
+                FileKind::Segment => self.map.checksum(),
+            },
+            wal: self.wal_position(),
+        }
+    }
+
+    fn options(&self) -> EncodeOptions {
+        EncodeOptions {
+            zstd_level: self.cfg.zstd_level,
+            ..EncodeOptions::default()
+        }
+    }
+
+    /// Writes the committed frames of `scan` as one segment (the latest image of each page).
+    pub(super) fn write_frames(&mut self, scan: &Scan) -> Result<(), MonitorError> {
+        let Some(commit) = scan.commit else {
+            return Ok(());
+        };
+        let mut latest: BTreeMap<u32, Frame> = BTreeMap::new();
+        for f in &scan.frames {
+            if f.pgno <= commit {
+                latest.insert(f.pgno, *f);
+            }
+        }
+        let txid = self.next_txid();
+        let header = self.header(FileKind::Segment, txid, commit);
+        let key = ObjectKey::Segment {
+            level: Level::ZERO,
+            min: txid,
+            max: txid,
+            ts: header.timestamp,
+        };
+        let opts = self.options();
+        let ps = self.src.page_size().as_usize();
+        let src = &self.src;
+        let map = &mut self.map;
+        map.begin();
+        let res = self.spool.write(&key, |w| {
+            let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
+            let mut page = vec![0u8; ps];
+            for (&pgno, f) in &latest {
+                src.read_frame(f, &mut page)?;
+                let pgno = PageNo::new(pgno).expect("frames carry nonzero page numbers");
+                map.set(pgno, &page);
+                enc.write_page(pgno, &page).map_err(fmt_err)?;
+            }
+            map.resize(commit);
+            enc.finish(map.checksum()).map_err(fmt_err)?;
+            Ok(())
+        });
+        self.finish_write(txid, res, scan.transactions)
+    }
+
+    fn finish_write(
+        &mut self,
+        txid: TxId,
+        res: io::Result<u64>,
+        transactions: u64,
+    ) -> Result<(), MonitorError> {
+        match res {
+            Ok(size) => {
+                self.map.commit_changes();
+                self.pos = Some(txid);
+                self.stats.spooled_bytes.fetch_add(size, Ordering::Relaxed);
+                self.stats.transactions.fetch_add(transactions, Ordering::Relaxed);
+                self.stats.position.store(txid.get(), Ordering::Relaxed);
+                self.positions.send_replace(self.pos);
+                Ok(())
+            }
+            Err(e) => {
+                self.map.rollback();
+                // The frames are still protected by the read transaction, but the cursor moved
+                // past them: the next sync diffs the whole database instead.
+                self.needs_resync = true;
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                Err(self.io_err("writing spool file", e))
+            }
+        }
+    }
+
+    /// Writes a snapshot of the database at the reader's cursor and replaces the page map.
+    pub(super) fn snapshot(&mut self) -> Result<(), MonitorError> {
+        let commit = self.src.commit().map_err(|e| self.io_err("reading database", e))?;
+        let txid = self.next_txid();
+        let header = self.header(FileKind::Snapshot, txid, commit);
+        let key = ObjectKey::Snapshot {
+            txid,
+            ts: header.timestamp,
+        };
+        let opts = self.options();
+        let src = &self.src;
+        let mut fresh = PageMap::new(src.page_size());
+        let res = self.spool.write(&key, |w| {
+            let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
+            src.for_each_page(commit, |pgno, page| {
+                fresh.set(pgno, page);
+                enc.write_page(pgno, page).map_err(fmt_err)
+            })?;
+            fresh.resize(commit);
+            enc.finish(fresh.checksum()).map_err(fmt_err)?;
+            Ok(())
+        });
+        if res.is_ok() {
+            self.map = fresh;
+            self.needs_resync = false;
+            self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+        }
+        self.map.begin();
+        self.finish_write(txid, res, 0)
+    }
+
+    /// Brings the replica up to date after a discontinuity: re-establishes protection, reads
+    /// the whole database and ships only the pages whose hash differs from the replicated state.
+    pub(super) fn resync(&mut self) -> Result<(), MonitorError> {
+        self.with_write_lock(|m| {
+            m.src.reset();
+            // Index the current generation up to its end; nothing is written meanwhile.
+            while let super::reader::Poll::Frames(_) | super::reader::Poll::Restarted { .. } =
+                m.src.poll(0).map_err(|e| m.wal_err(e))?
+            {}
+            Ok(())
+        })?;
+        if self.pos.is_none() || self.map.page_size() != self.src.page_size() {
+            return self.snapshot();
+        }
+        let commit = self.src.commit().map_err(|e| self.io_err("reading database", e))?;
+        let txid = self.next_txid();
+        let header = self.header(FileKind::Segment, txid, commit);
+        let key = ObjectKey::Segment {
+            level: Level::ZERO,
+            min: txid,
+            max: txid,
+            ts: header.timestamp,
+        };
+        let opts = self.options();
+        let src = &self.src;
+        let map = &mut self.map;
+        map.begin();
+        let res = self.spool.write(&key, |w| {
+            let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
+            src.for_each_page(commit, |pgno, page| {
+                if map.set(pgno, page) {
+                    enc.write_page(pgno, page).map_err(fmt_err)?;
+                }
+                Ok(())
+            })?;
+            map.resize(commit);
+            enc.finish(map.checksum()).map_err(fmt_err)?;
+            Ok(())
+        });
+        if res.is_ok() {
+            self.needs_resync = false;
+            self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        self.finish_write(txid, res, 0)
+    }
+}
+
+impl super::reader::Source {
+    /// Reads a frame's page image, re-verifying it.
+    pub fn read_frame(&self, f: &Frame, page: &mut [u8]) -> io::Result<()> {
+        if self.read_indexed(f, page)? {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "WAL frame changed while being copied",
+            ))
+        }
+    }
+}
+
+fn fmt_err(e: replica_formats::FormatError) -> io::Error {
+    io::Error::other(e)
+}

@@ -1,0 +1,165 @@
+//! Locks and checkpoints: how the monitor takes the write lock briefly, checkpoints without
+//! losing frames, and steps aside for an application's own blocking checkpoint.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::monitor::{Monitor, MonitorError};
+use super::shm::ShmProbe;
+
+/// Longest memsync waits, read lock released, for an application's checkpoint to finish.
+const MAX_YIELD: Duration = Duration::from_secs(10);
+
+impl Monitor {
+    /// Runs `f` while holding the write lock, then restarts the read transaction before
+    /// releasing it: afterwards every committed frame has been seen by `f`'s caller and all
+    /// later frames are protected. The write lock is held only for `f` and a `BEGIN`.
+    pub(super) fn with_write_lock<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, MonitorError>,
+    ) -> Result<T, MonitorError> {
+        self.w
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.sql_err(e))?;
+        let t0 = Instant::now();
+        let res = f(self).and_then(|v| {
+            self.restart_read()?;
+            Ok(v)
+        });
+        let rb = self.w.execute_batch("ROLLBACK");
+        self.stats
+            .write_lock_us
+            .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let v = res?;
+        rb.map_err(|e| self.sql_err(e))?;
+        self.protected = true;
+        Ok(v)
+    }
+
+    fn restart_read(&mut self) -> Result<(), MonitorError> {
+        self.release_read();
+        self.r.execute_batch("BEGIN").map_err(|e| self.sql_err(e))?;
+        let mut stmt = self
+            .r
+            .prepare_cached("SELECT 1 FROM sqlite_schema LIMIT 1")
+            .map_err(|e| self.sql_err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.sql_err(e))?;
+        rows.next().map_err(|e| self.sql_err(e))?;
+        drop(rows);
+        drop(stmt);
+        self.r_active = true;
+        Ok(())
+    }
+
+    /// Ends the read transaction; the WAL is no longer protected.
+    pub(super) fn release_read(&mut self) {
+        if self.r_active {
+            let _ = self.r.execute_batch("ROLLBACK");
+            self.r_active = false;
+        }
+        self.protected = false;
+    }
+
+    /// Checkpoints when the WAL passed a threshold or the interval elapsed.
+    pub(super) fn maybe_checkpoint(&mut self) -> Result<(), MonitorError> {
+        if self.needs_resync {
+            return self.resync();
+        }
+        let frames = self.src.wal_frames();
+        let grown = frames.saturating_sub(self.frames_at_checkpoint);
+        if frames >= self.cfg.truncate_pages as u64 {
+            return self.checkpoint_truncate();
+        }
+        let timed = grown > 0 && self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval;
+        if grown >= self.cfg.min_checkpoint_pages as u64 || timed {
+            self.checkpoint_passive()?;
+        }
+        Ok(())
+    }
+
+    /// PASSIVE checkpoint in two steps so the write lock is held only for the tail: first move
+    /// the read mark to the end and backfill without any lock, then, under the write lock, copy
+    /// and backfill the few frames committed meanwhile and restart the read transaction after
+    /// the backfill (so the next writer may restart the WAL).
+    pub(super) fn checkpoint_passive(&mut self) -> Result<(), MonitorError> {
+        let t0 = Instant::now();
+        self.with_write_lock(|m| m.drain_wal())?;
+        if self.needs_resync {
+            return self.resync();
+        }
+        self.w
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(|e| self.sql_err(e))?;
+        self.w
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.sql_err(e))?;
+        let locked = Instant::now();
+        let res = (|| {
+            self.drain_wal()?;
+            self.release_read();
+            self.r
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                .map_err(|e| self.sql_err(e))?;
+            self.restart_read()
+        })();
+        let rb = self.w.execute_batch("ROLLBACK");
+        self.stats
+            .write_lock_us
+            .fetch_add(locked.elapsed().as_micros() as u64, Ordering::Relaxed);
+        res?;
+        rb.map_err(|e| self.sql_err(e))?;
+        self.protected = true;
+        self.frames_at_checkpoint = self.src.wal_frames();
+        self.last_checkpoint = Instant::now();
+        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .checkpoint_us
+            .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Emergency TRUNCATE when the WAL grew past `truncate-page-n` (readers kept PASSIVE from
+    /// completing). SQLite needs the write lock itself, so memsync cannot hold it: it copies what
+    /// is committed, steps aside, and resynchronises afterwards.
+    fn checkpoint_truncate(&mut self) -> Result<(), MonitorError> {
+        self.drain_wal()?;
+        self.release_read();
+        let res = self
+            .w
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| self.sql_err(e));
+        self.last_checkpoint = Instant::now();
+        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.needs_resync = true;
+        self.resync()?;
+        res
+    }
+
+    /// When another process runs a blocking checkpoint (FULL, RESTART, TRUNCATE), copy what is
+    /// committed (the checkpointer holds the write lock, so nothing else commits), release the
+    /// read transaction so it completes promptly, wait for it, then resynchronise.
+    pub(super) fn maybe_yield(&mut self) -> Result<(), MonitorError> {
+        if self.shm.is_none() {
+            self.shm = ShmProbe::open(&self.cfg.db_path);
+        }
+        let Some(shm) = &self.shm else {
+            return Ok(());
+        };
+        if !self.r_active || !shm.foreign_blocking_checkpoint() {
+            return Ok(());
+        }
+        self.drain_wal()?;
+        self.release_read();
+        let t0 = Instant::now();
+        let shm = self.shm.as_ref().expect("checked above");
+        while shm.foreign_checkpoint() && t0.elapsed() < MAX_YIELD {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.stats.yields.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .yield_us
+            .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.needs_resync = true;
+        self.resync()
+    }
+}

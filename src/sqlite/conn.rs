@@ -1,0 +1,123 @@
+//! memsync's own connections to the user's database, and the checks made before touching it.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags};
+use thiserror::Error;
+
+/// Why a database cannot be replicated.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    /// The database file does not exist.
+    #[error("database {0} does not exist")]
+    Missing(String),
+    /// The directory holding the database does not exist.
+    #[error("directory of database {0} does not exist")]
+    MissingDir(String),
+    /// The file is not an SQLite database.
+    #[error("{0} is not an SQLite database (bad header)")]
+    NotSqlite(String),
+    /// The database uses a rollback journal and converting was not allowed.
+    #[error(
+        "{path} is in {mode} journal mode, not WAL; rerun with -convert-to-wal to switch it (this changes how the application's database works)"
+    )]
+    NotWal {
+        /// Database path.
+        path: String,
+        /// Its current journal mode.
+        mode: String,
+    },
+    /// SQLite refused.
+    #[error("{path}: {source}")]
+    Sqlite {
+        /// Database path.
+        path: String,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// Reading the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Database path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Checks that `path` exists and starts with the SQLite header, before SQLite opens it (SQLite
+/// would happily create a missing file or treat garbage lazily).
+pub fn check_file(path: &Path) -> Result<(), OpenError> {
+    let shown = path.display().to_string();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(OpenError::MissingDir(shown));
+        }
+    }
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(OpenError::Missing(shown)),
+        Err(source) => return Err(OpenError::Io { path: shown, source }),
+    };
+    let mut magic = [0u8; 16];
+    match f.read_exact(&mut magic) {
+        Ok(()) if &magic == b"SQLite format 3\0" => Ok(()),
+        Ok(()) => Err(OpenError::NotSqlite(shown)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(OpenError::NotSqlite(shown))
+        }
+        Err(source) => Err(OpenError::Io { path: shown, source }),
+    }
+}
+
+/// Opens one of memsync's connections: never creates the file, never checkpoints on close
+/// (closing must not rewrite the WAL the application and the replica depend on), and never
+/// auto-checkpoints.
+pub fn open(path: &Path, busy: Duration) -> Result<Connection, OpenError> {
+    let wrap = |source| OpenError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(wrap)?;
+    conn.busy_timeout(busy).map_err(wrap)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(wrap)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(wrap)?;
+    Ok(conn)
+}
+
+/// Ensures the database is in WAL mode, converting only if `convert` is set.
+pub fn ensure_wal(conn: &Connection, path: &Path, convert: bool) -> Result<(), OpenError> {
+    let wrap = |source| OpenError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(wrap)?;
+    if mode.eq_ignore_ascii_case("wal") {
+        return Ok(());
+    }
+    if !convert {
+        return Err(OpenError::NotWal {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    let now: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(wrap)?;
+    if now.eq_ignore_ascii_case("wal") {
+        Ok(())
+    } else {
+        Err(OpenError::NotWal {
+            path: path.display().to_string(),
+            mode: now,
+        })
+    }
+}

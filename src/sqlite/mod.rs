@@ -1,0 +1,20 @@
+//! Everything that touches the user's SQLite database: WAL parsing, lock probes, the page map
+//! of the replicated state, consistent reads, and the monitor that owns checkpointing.
+
+pub mod capture;
+pub mod checkpoint;
+pub mod conn;
+pub mod monitor;
+pub mod pagemap;
+pub mod reader;
+pub mod shm;
+pub mod wal;
+
+use std::path::{Path, PathBuf};
+
+/// `<db><suffix>`, e.g. the `-wal` or `-shm` file next to a database.
+pub fn sidecar(db: &Path, suffix: &str) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}

@@ -1,0 +1,369 @@
+//! The database monitor: follows the WAL, writes what was committed into the spool, and owns
+//! checkpointing while it runs.
+//!
+//! # Why nothing committed can be lost
+//! memsync holds a read transaction `R` on its own connection. While any reader holds a WAL read
+//! lock, SQLite cannot restart the WAL over frames (a restart needs every reader gone, or, for a
+//! reader on read-mark 0, it cannot backfill frames appended after that reader began). So frames
+//! committed after `R` began stay readable until `R` is released. `R` is only ever (re)started
+//! while memsync also holds the write lock `W` (`BEGIN IMMEDIATE` on a second connection, rolled
+//! back right after; no table is written) and has copied every committed frame: the state is
+//! *protected*. While protected, any WAL restart memsync observes happened with nothing uncopied,
+//! and the next generation is read from its first frame. Whenever `R` had to be released without
+//! that guarantee (an application's blocking checkpoint, an emergency TRUNCATE, a restart of
+//! memsync), the monitor *resynchronises*: it reads the database and ships exactly the pages whose
+//! hash differs from the replicated state ([`super::pagemap::PageMap`]). Nothing is lost, and
+//! nothing is re-uploaded that the replica already has.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use replica_formats::{ObjectKey, TxId};
+use rusqlite::Connection;
+use thiserror::Error;
+use tokio::sync::watch;
+
+use super::conn::{self, OpenError};
+use super::pagemap::PageMap;
+use super::reader::{Poll, Source};
+use super::shm::ShmProbe;
+use super::wal::WalError;
+use crate::replicate::spool::Spool;
+use crate::stats::DbStats;
+
+/// Settings of one monitored database.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// Database path.
+    pub db_path: PathBuf,
+    /// Directory for the spool and the saved page map.
+    pub meta_dir: PathBuf,
+    /// Busy timeout of memsync's own connections.
+    pub busy_timeout: Duration,
+    /// Poll fallback when no file event arrives.
+    pub monitor_interval: Duration,
+    /// Smallest gap between two spool files (the smallest replica sync-interval).
+    pub min_sync_gap: Duration,
+    /// Time-based PASSIVE checkpoint.
+    pub checkpoint_interval: Duration,
+    /// WAL frames that trigger a PASSIVE checkpoint.
+    pub min_checkpoint_pages: u32,
+    /// WAL frames that trigger the emergency TRUNCATE checkpoint.
+    pub truncate_pages: u32,
+    /// Upper bound of WAL bytes put in one segment (a transaction is never split).
+    pub max_segment_bytes: u64,
+    /// Convert a rollback-journal database to WAL instead of refusing it.
+    pub convert_to_wal: bool,
+    /// zstd level of spool files.
+    pub zstd_level: i32,
+    /// How often to look for an application's checkpoint waiting on memsync.
+    pub probe_interval: Duration,
+}
+
+impl MonitorConfig {
+    /// Defaults matching Litestream's, for `db_path`.
+    pub fn new(db_path: PathBuf, meta_dir: PathBuf) -> Self {
+        MonitorConfig {
+            db_path,
+            meta_dir,
+            busy_timeout: Duration::from_secs(1),
+            monitor_interval: Duration::from_secs(1),
+            min_sync_gap: Duration::from_secs(1),
+            checkpoint_interval: Duration::from_secs(60),
+            min_checkpoint_pages: 1000,
+            truncate_pages: 121_359,
+            max_segment_bytes: 64 << 20,
+            convert_to_wal: false,
+            zstd_level: 1,
+            probe_interval: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Why the monitor stopped.
+#[derive(Debug, Error)]
+pub enum MonitorError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// SQLite failed on memsync's connection.
+    #[error("{db}: {source}")]
+    Sqlite {
+        /// Database.
+        db: String,
+        /// Error.
+        source: rusqlite::Error,
+    },
+    /// The WAL could not be read.
+    #[error("{db}: {source}")]
+    Wal {
+        /// Database.
+        db: String,
+        /// Error.
+        source: WalError,
+    },
+    /// Local I/O (database file, spool) failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the path.
+        what: String,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// The database file was replaced by another file while memsync ran.
+    #[error("{0} was replaced by another file while being replicated; restart memsync")]
+    Replaced(String),
+}
+
+/// One monitored database.
+pub struct Monitor {
+    pub(super) cfg: MonitorConfig,
+    pub(super) src: Source,
+    /// Connection holding the long read transaction.
+    pub(super) r: Connection,
+    /// Connection used for `BEGIN IMMEDIATE` and checkpoints.
+    pub(super) w: Connection,
+    pub(super) r_active: bool,
+    pub(super) shm: Option<ShmProbe>,
+    pub(super) map: PageMap,
+    /// Last position written to the spool.
+    pub(super) pos: Option<TxId>,
+    pub(super) spool: Spool,
+    /// See the module docs.
+    pub(super) protected: bool,
+    /// WAL frames at the last checkpoint of this generation (checkpoint thresholds are relative).
+    pub(super) frames_at_checkpoint: u64,
+    pub(super) last_checkpoint: Instant,
+    pub(super) last_sync: Instant,
+    /// Set when a spool write failed: the next sync resynchronises.
+    pub(super) needs_resync: bool,
+    pub(super) positions: watch::Sender<Option<TxId>>,
+    pub(super) stats: Arc<DbStats>,
+    ino: (u64, u64),
+}
+
+impl Monitor {
+    /// Opens the database and brings the spool up to date with it: resumes where the spool
+    /// stopped when the WAL still holds that position, resynchronises against the saved page map
+    /// when it does not, and writes a snapshot when neither is possible. `floor` is the highest
+    /// position any replica already holds; new positions are above it.
+    pub fn start(
+        cfg: MonitorConfig,
+        floor: Option<TxId>,
+        positions: watch::Sender<Option<TxId>>,
+        stats: Arc<DbStats>,
+    ) -> Result<Self, MonitorError> {
+        conn::check_file(&cfg.db_path)?;
+        let w = conn::open(&cfg.db_path, cfg.busy_timeout)?;
+        conn::ensure_wal(&w, &cfg.db_path, cfg.convert_to_wal)?;
+        let r = conn::open(&cfg.db_path, cfg.busy_timeout)?;
+        let io = |what: String| move |source| MonitorError::Io { what, source };
+        let src = Source::open(&cfg.db_path)
+            .map_err(io(format!("reading {}", cfg.db_path.display())))?;
+        let spool = Spool::open(&cfg.meta_dir)
+            .map_err(io(format!("creating spool in {}", cfg.meta_dir.display())))?;
+        let ino = file_id(&cfg.db_path).map_err(io(format!("stat {}", cfg.db_path.display())))?;
+        let map = PageMap::new(src.page_size());
+        let mut m = Monitor {
+            shm: ShmProbe::open(&cfg.db_path),
+            cfg,
+            src,
+            r,
+            w,
+            r_active: false,
+            map,
+            pos: None,
+            spool,
+            protected: false,
+            frames_at_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+            last_sync: Instant::now(),
+            needs_resync: false,
+            positions,
+            stats,
+            ino,
+        };
+        m.recover(floor)?;
+        Ok(m)
+    }
+
+    /// Last position written to the spool.
+    pub fn position(&self) -> Option<TxId> {
+        self.pos
+    }
+
+    /// The spool this monitor writes.
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    fn recover(&mut self, floor: Option<TxId>) -> Result<(), MonitorError> {
+        let keys = self.spool.keys().map_err(|e| self.io_err("listing spool", e))?;
+        let last = keys.iter().max_by_key(|k| k.max_txid()).cloned();
+        let floor = floor.max(last.as_ref().map(ObjectKey::max_txid));
+        let map_path = self.cfg.meta_dir.join("pagemap");
+        let saved = PageMap::load(&map_path);
+        let _ = std::fs::remove_file(&map_path); // stale as soon as we ship again
+        if let Some(last) = last.filter(|k| Some(k.max_txid()) == floor) {
+            let header = self.spool.header(&last).map_err(|e| self.io_err("reading spool", e))?;
+            let post = self.spool.post_checksum(&last).map_err(|e| self.io_err("reading spool", e))?;
+            let saved = saved.filter(|(m, t)| {
+                *t == last.max_txid() && m.checksum() == post && m.page_size() == self.src.page_size()
+            });
+            if let Some((map, _)) = saved {
+                self.map = map;
+                self.pos = Some(last.max_txid());
+                let resumed = self.with_write_lock(|m| {
+                    m.src.resume(&header.wal).map_err(|e| m.wal_err(e))
+                })?;
+                match resumed {
+                    Some(scan) if !scan.frames.is_empty() => self.write_frames(&scan)?,
+                    Some(_) => {}
+                    None => self.resync()?,
+                }
+                self.positions.send_replace(self.pos);
+                return Ok(());
+            }
+        }
+        self.with_write_lock(|m| {
+            m.src.reset();
+            m.drain_wal()
+        })?;
+        self.pos = floor;
+        self.snapshot()?;
+        Ok(())
+    }
+
+    /// Runs until `stop` is set, then ships what is committed and saves the page map. Errors
+    /// of one pass (a full disk, a busy database) are logged and retried with backoff: the read
+    /// transaction keeps every unshipped frame in the WAL meanwhile.
+    pub fn run(&mut self, events: &Receiver<()>, stop: &AtomicBool) -> Result<(), MonitorError> {
+        let mut dirty = true;
+        let mut last_poll = Instant::now();
+        let mut backoff = Duration::ZERO;
+        let mut retry_at = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            match events.recv_timeout(self.cfg.probe_interval) {
+                Ok(()) => {
+                    dirty = true;
+                    while events.try_recv().is_ok() {}
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            }
+            if last_poll.elapsed() >= self.cfg.monitor_interval {
+                dirty = true;
+                last_poll = Instant::now();
+                self.check_replaced()?;
+            }
+            if Instant::now() < retry_at {
+                continue;
+            }
+            let pass = (|| {
+                self.maybe_yield()?;
+                if dirty && self.last_sync.elapsed() >= self.cfg.min_sync_gap {
+                    dirty = false;
+                    self.sync()?;
+                    self.maybe_checkpoint()?;
+                }
+                Ok::<(), MonitorError>(())
+            })();
+            match pass {
+                Ok(()) => backoff = Duration::ZERO,
+                Err(e @ MonitorError::Replaced(_)) => return Err(e),
+                Err(e) => {
+                    backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+                    retry_at = Instant::now() + backoff;
+                    dirty = true;
+                    crate::log::error(&format!("{e} (retrying in {backoff:?})"));
+                }
+            }
+        }
+        self.sync()?;
+        self.shutdown();
+        Ok(())
+    }
+
+    /// Final bookkeeping: release the read transaction and save the page map so the next start
+    /// can resynchronise cheaply.
+    pub fn shutdown(&mut self) {
+        self.release_read();
+        if let Some(pos) = self.pos {
+            if let Err(e) = self.map.save(&self.cfg.meta_dir.join("pagemap"), pos) {
+                crate::log::warn(&format!("{}: cannot save page map: {e}", self.cfg.db_path.display()));
+            }
+        }
+    }
+
+    /// Reads what was committed since the last call and writes it to the spool.
+    pub fn sync(&mut self) -> Result<(), MonitorError> {
+        self.last_sync = Instant::now();
+        if !self.needs_resync {
+            self.drain_wal()?;
+        }
+        if self.needs_resync {
+            self.resync()?;
+        }
+        Ok(())
+    }
+
+    /// Polls the WAL until nothing new is committed, writing segments. A restart that cannot be
+    /// proven lossless only sets `needs_resync`: callers may hold the write lock, and the
+    /// resynchronisation takes it itself.
+    pub(super) fn drain_wal(&mut self) -> Result<(), MonitorError> {
+        loop {
+            match self.src.poll(self.cfg.max_segment_bytes).map_err(|e| self.wal_err(e))? {
+                Poll::Idle => return Ok(()),
+                Poll::Frames(scan) => {
+                    if self.pos.is_some() && !self.needs_resync {
+                        self.write_frames(&scan)?;
+                    }
+                }
+                Poll::Restarted { prev, next } => {
+                    self.frames_at_checkpoint = 0;
+                    let sane = next.is_none_or(|h| h.ckpt_seq != prev.ckpt_seq);
+                    if !(self.protected && sane) {
+                        self.needs_resync = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_replaced(&self) -> Result<(), MonitorError> {
+        match file_id(&self.cfg.db_path) {
+            Ok(id) if id == self.ino => Ok(()),
+            _ => Err(MonitorError::Replaced(self.cfg.db_path.display().to_string())),
+        }
+    }
+
+    pub(super) fn io_err(&self, what: &str, source: std::io::Error) -> MonitorError {
+        MonitorError::Io {
+            what: format!("{} ({})", what, self.cfg.db_path.display()),
+            source,
+        }
+    }
+
+    pub(super) fn wal_err(&self, source: WalError) -> MonitorError {
+        MonitorError::Wal {
+            db: self.cfg.db_path.display().to_string(),
+            source,
+        }
+    }
+
+    pub(super) fn sql_err(&self, source: rusqlite::Error) -> MonitorError {
+        MonitorError::Sqlite {
+            db: self.cfg.db_path.display().to_string(),
+            source,
+        }
+    }
+}
+
+fn file_id(p: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p)?;
+    Ok((m.dev(), m.ino()))
+}
+

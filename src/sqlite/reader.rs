@@ -1,0 +1,280 @@
+//! A consistent view of the source database: the database file overlaid with the committed
+//! frames of the current WAL generation.
+//!
+//! The monitor's read transaction keeps the frames this view indexes from being overwritten
+//! (see `monitor.rs`); every frame is still re-verified against its recorded checksum when read,
+//! and a frame that no longer verifies can only mean the WAL was restarted after a full
+//! backfill, in which case the database file holds that page's value.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use replica_formats::{PageNo, PageSize};
+
+use super::sidecar;
+use super::wal::{self, Frame, Scan, WalCursor, WalError, WalHeader};
+
+/// What changed in the WAL since the last poll.
+#[derive(Debug)]
+pub enum Poll {
+    /// Nothing new was committed.
+    Idle,
+    /// New committed transactions in the current generation.
+    Frames(Scan),
+    /// The WAL was restarted or truncated: `prev` was the generation being followed, `next` the
+    /// new header (`None` while the WAL is empty).
+    Restarted {
+        /// Generation that was being read.
+        prev: WalHeader,
+        /// New generation, if a header was already written.
+        next: Option<WalHeader>,
+    },
+}
+
+/// The database file plus the WAL generation being followed.
+pub struct Source {
+    db_path: PathBuf,
+    wal_path: PathBuf,
+    db: File,
+    wal: Option<File>,
+    page_size: PageSize,
+    cursor: Option<WalCursor>,
+    /// Latest committed frame of each page in the current generation, up to the cursor.
+    index: HashMap<u32, Frame>,
+    /// Database size in pages after the last commit of the current generation.
+    last_commit: Option<u32>,
+}
+
+impl Source {
+    /// Opens the database file (which must exist) for page reads.
+    pub fn open(db_path: &Path) -> io::Result<Self> {
+        let db = File::open(db_path)?;
+        let mut hdr = [0u8; 100];
+        wal::read_exact_at(&db, &mut hdr, 0)?;
+        let raw = u16::from_be_bytes([hdr[16], hdr[17]]) as u32;
+        let ps = if raw == 1 { 65536 } else { raw };
+        let page_size = PageSize::new(ps)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad page size in header"))?;
+        Ok(Source {
+            db_path: db_path.to_owned(),
+            wal_path: sidecar(db_path, "-wal"),
+            db,
+            wal: None,
+            page_size,
+            cursor: None,
+            index: HashMap::new(),
+            last_commit: None,
+        })
+    }
+
+    /// Page size of the database.
+    pub fn page_size(&self) -> PageSize {
+        self.page_size
+    }
+
+    /// Path of the database.
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    /// Where the reader stands in the WAL.
+    pub fn cursor(&self) -> Option<WalCursor> {
+        self.cursor
+    }
+
+    /// Bytes of WAL frames in the current generation up to the cursor.
+    pub fn wal_frames(&self) -> u64 {
+        self.cursor.map_or(0, |c| c.frame_count())
+    }
+
+    fn wal_file(&mut self) -> io::Result<Option<&File>> {
+        if self.wal.is_none() {
+            match File::open(&self.wal_path) {
+                Ok(f) => self.wal = Some(f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.wal.as_ref())
+    }
+
+    /// Forgets the current generation so the next poll starts from the WAL's first frame and
+    /// rebuilds the page index (used after a discontinuity and at startup).
+    pub fn reset(&mut self) {
+        self.cursor = None;
+        self.index.clear();
+        self.last_commit = None;
+        self.wal = None;
+    }
+
+    /// Looks at the WAL and reads newly committed frames, at most about `max_bytes` of them
+    /// (0 = no limit; a transaction is never split).
+    pub fn poll(&mut self, max_bytes: u64) -> Result<Poll, WalError> {
+        let Some(wal) = self.wal_file()? else {
+            return Ok(match self.cursor.take() {
+                Some(c) => self.restarted(c.header, None),
+                None => Poll::Idle,
+            });
+        };
+        let header = wal::read_header(wal)?;
+        let len = wal.metadata()?.len();
+        match (self.cursor, header) {
+            (None, None) => Ok(Poll::Idle),
+            (Some(c), None) => Ok(self.restarted(c.header, None)),
+            (Some(c), Some(h)) if h != c.header || len < c.offset => {
+                Ok(self.restarted(c.header, Some(h)))
+            }
+            (c, Some(h)) => {
+                let mut cur = c.unwrap_or_else(|| WalCursor::start(h));
+                let wal = self.wal.as_ref().expect("opened above");
+                let scan = wal::scan_committed(wal, &mut cur, max_bytes)?;
+                self.cursor = Some(cur);
+                for f in &scan.frames {
+                    self.index.insert(f.pgno, *f);
+                }
+                if scan.commit.is_some() {
+                    self.last_commit = scan.commit;
+                }
+                Ok(if scan.frames.is_empty() {
+                    Poll::Idle
+                } else {
+                    Poll::Frames(scan)
+                })
+            }
+        }
+    }
+
+    fn restarted(&mut self, prev: WalHeader, next: Option<WalHeader>) -> Poll {
+        self.index.clear();
+        self.last_commit = None;
+        self.cursor = next.map(WalCursor::start);
+        Poll::Restarted { prev, next }
+    }
+
+    /// Positions the reader after the frame that ends at `offset` with running checksum `cksum`
+    /// in the generation with the given salts, indexing every frame before it. Returns the
+    /// frames committed after that point, or `None` if the WAL no longer holds that position
+    /// (restarted, truncated or rewritten): the caller must then resynchronise.
+    pub fn resume(&mut self, pos: &replica_formats::WalPosition) -> Result<Option<Scan>, WalError> {
+        self.reset();
+        let Some(wal) = self.wal_file()? else {
+            return Ok(None);
+        };
+        let Some(h) = wal::read_header(wal)? else {
+            return Ok(None);
+        };
+        if h.salt1 != pos.salt1 || h.salt2 != pos.salt2 {
+            return Ok(None);
+        }
+        let mut cur = WalCursor::start(h);
+        let wal = self.wal.as_ref().expect("opened above");
+        let mut scan = wal::scan_committed(wal, &mut cur, 0)?;
+        let split = if pos.offset == wal::WAL_HEADER_LEN {
+            (h.cksum == wal::Cksum(pos.cksum1, pos.cksum2)).then_some(0)
+        } else {
+            scan.frames.iter().position(|f| {
+                f.offset + h.frame_len() == pos.offset
+                    && f.cksum == wal::Cksum(pos.cksum1, pos.cksum2)
+            })
+            .map(|i| i + 1)
+        };
+        let Some(split) = split else {
+            return Ok(None);
+        };
+        for f in &scan.frames {
+            self.index.insert(f.pgno, *f);
+        }
+        self.last_commit = scan.commit;
+        self.cursor = Some(cur);
+        let after = scan.frames.split_off(split);
+        scan.frames = after;
+        Ok(Some(scan))
+    }
+
+    /// Reads an indexed frame's page, re-verifying salts and checksum; false if it changed.
+    pub fn read_indexed(&self, f: &Frame, page: &mut [u8]) -> io::Result<bool> {
+        match (&self.wal, &self.cursor) {
+            (Some(wal), Some(c)) => wal::read_verified_frame(wal, &c.header, f, page),
+            _ => Ok(false),
+        }
+    }
+
+    /// Database size in pages at the cursor.
+    pub fn commit(&self) -> io::Result<u32> {
+        if let Some(c) = self.last_commit {
+            return Ok(c);
+        }
+        // No frame in the WAL: the database file alone is the state. Prefer the header's
+        // in-header size (valid when its version-valid-for matches the change counter).
+        let mut hdr = [0u8; 100];
+        wal::read_exact_at(&self.db, &mut hdr, 0)?;
+        let be = |i: usize| u32::from_be_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]);
+        let file_pages = (self.db.metadata()?.len() / self.page_size.get() as u64) as u32;
+        if be(28) != 0 && be(24) == be(92) {
+            Ok(be(28))
+        } else {
+            Ok(file_pages)
+        }
+    }
+
+    /// Reads page `pgno` as of the cursor into `buf` (zeros past the end of the file).
+    pub fn read_page(&self, pgno: u32, buf: &mut [u8]) -> io::Result<()> {
+        if let (Some(f), Some(wal), Some(c)) = (self.index.get(&pgno), &self.wal, &self.cursor) {
+            if wal::read_verified_frame(wal, &c.header, f, buf)? {
+                return Ok(());
+            }
+        }
+        let off = (pgno as u64 - 1) * self.page_size.get() as u64;
+        buf.fill(0);
+        let len = self.db.metadata()?.len();
+        if off < len {
+            let n = ((len - off) as usize).min(buf.len());
+            wal::read_exact_at(&self.db, &mut buf[..n], off)?;
+        }
+        Ok(())
+    }
+
+    /// Calls `f` for every page 1..=commit (except the lock page) in ascending order, reading the
+    /// database file in large chunks and overlaying WAL frames.
+    pub fn for_each_page(
+        &self,
+        commit: u32,
+        mut f: impl FnMut(PageNo, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        const CHUNK: u32 = 256;
+        let ps = self.page_size.as_usize();
+        let mut buf = vec![0u8; ps * CHUNK as usize];
+        let mut tmp = vec![0u8; ps];
+        let file_len = self.db.metadata()?.len();
+        let mut first = 1u32;
+        while first <= commit {
+            let n = CHUNK.min(commit - first + 1);
+            let off = (first as u64 - 1) * ps as u64;
+            let want = n as usize * ps;
+            buf[..want].fill(0);
+            if off < file_len {
+                let avail = ((file_len - off) as usize).min(want);
+                wal::read_exact_at(&self.db, &mut buf[..avail], off)?;
+            }
+            for i in 0..n {
+                let pgno = PageNo::new(first + i).expect("nonzero");
+                if pgno.is_lock_page(self.page_size) {
+                    continue;
+                }
+                let page = &mut buf[i as usize * ps..(i as usize + 1) * ps];
+                if let (Some(fr), Some(wal), Some(c)) =
+                    (self.index.get(&pgno.get()), &self.wal, &self.cursor)
+                {
+                    if wal::read_verified_frame(wal, &c.header, fr, &mut tmp)? {
+                        page.copy_from_slice(&tmp);
+                    }
+                }
+                f(pgno, page)?;
+            }
+            first += n;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! Probing SQLite's WAL-index (`-shm`) locks held by *other* processes.
+//!
+//! SQLite's unix VFS implements the WAL locks as POSIX byte-range locks on the `-shm` file at
+//! offset 120 + n (n = 0 write, 1 checkpoint, 2 recover, 3.. readers). `F_GETLK` tells whether
+//! another process holds one, without taking it. memsync uses that to notice an application's
+//! FULL/RESTART/TRUNCATE checkpoint waiting on memsync's read transaction, and step aside.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+const SHM_LOCK_BASE: i64 = 120;
+const WRITE_LOCK: i64 = 0;
+const CKPT_LOCK: i64 = 1;
+
+/// An open handle on a database's `-shm` file used only for lock probes.
+pub struct ShmProbe {
+    file: File,
+}
+
+impl ShmProbe {
+    /// Opens `<db>-shm` read-only; `None` if it does not exist (no WAL connection open).
+    pub fn open(db_path: &Path) -> Option<Self> {
+        let p = crate::sqlite::sidecar(db_path, "-shm");
+        File::open(p).ok().map(|file| ShmProbe { file })
+    }
+
+    /// True when another process holds both the WAL write lock and the checkpoint lock: a
+    /// blocking checkpoint (FULL, RESTART or TRUNCATE) is in progress, and while it holds the
+    /// write lock no transaction can commit.
+    pub fn foreign_blocking_checkpoint(&self) -> bool {
+        self.held_by_other(CKPT_LOCK) && self.held_by_other(WRITE_LOCK)
+    }
+
+    /// True when another process holds the checkpoint lock.
+    pub fn foreign_checkpoint(&self) -> bool {
+        self.held_by_other(CKPT_LOCK)
+    }
+
+    fn held_by_other(&self, lock: i64) -> bool {
+        // SAFETY: F_GETLK only reads and fills the flock struct we own; the fd is valid for the
+        // lifetime of `self.file`.
+        unsafe {
+            let mut fl: libc::flock = std::mem::zeroed();
+            fl.l_type = libc::F_WRLCK as _;
+            fl.l_whence = libc::SEEK_SET as _;
+            fl.l_start = (SHM_LOCK_BASE + lock) as _;
+            fl.l_len = 1;
+            if libc::fcntl(self.file.as_raw_fd(), libc::F_GETLK, &mut fl) != 0 {
+                return false;
+            }
+            fl.l_type != libc::F_UNLCK as _
+        }
+    }
+}
