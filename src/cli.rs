@@ -262,10 +262,7 @@ fn resolve(
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError(format!("starting runtime: {e}")))
+    crate::runtime().map_err(|e| CliError(format!("starting runtime: {e}")))
 }
 
 fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {

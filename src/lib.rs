@@ -12,3 +12,14 @@ pub mod sqlite;
 pub mod stats;
 
 pub use replica_formats as formats;
+
+/// The async runtime memsync uses for replica I/O: one worker thread (replication is I/O-bound
+/// and runs next to the user's application) and a small blocking pool for local file I/O.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(4)
+        .thread_name("memsync-io")
+        .enable_all()
+        .build()
+}

@@ -69,10 +69,7 @@ pub fn meta_dir(db: &DbConfig) -> PathBuf {
 
 /// Runs replication for every database of `config` until `stop` is set (or once).
 pub fn run(config: &Config, opts: &ReplicateOptions, stop: Arc<AtomicBool>) -> Result<Vec<DbHandle>, ReplicateError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ReplicateError::Setup(format!("starting runtime: {e}")))?;
+    let rt = crate::runtime().map_err(|e| ReplicateError::Setup(format!("starting runtime: {e}")))?;
     let mut dbs = Vec::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     for db in &config.dbs {
