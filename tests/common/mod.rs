@@ -1,0 +1,255 @@
+//! Shared helpers of the integration tests: real SQLite with sqlite-vec loaded, a real
+//! `memsync` process, and comparisons of databases.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_memsync");
+pub const DIM: usize = 384;
+
+/// Registers sqlite-vec as an auto extension of the bundled SQLite, once per process.
+pub fn register_vec() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| unsafe {
+        type Init = unsafe extern "C" fn(
+            *mut rusqlite::ffi::sqlite3,
+            *mut *mut std::os::raw::c_char,
+            *const rusqlite::ffi::sqlite3_api_routines,
+        ) -> std::os::raw::c_int;
+        let init: Init = std::mem::transmute(sqlite_vec::sqlite3_vec_init as *const ());
+        rusqlite::ffi::sqlite3_auto_extension(Some(init));
+    });
+}
+
+/// Opens a connection the way an application would (WAL, busy timeout 5 s, NORMAL sync).
+pub fn app_conn(path: &Path) -> Connection {
+    register_vec();
+    let c = Connection::open(path).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.pragma_update(None, "journal_mode", "wal").unwrap();
+    c.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    c
+}
+
+/// Creates an mcp-memory-service-shaped database: `memories` plus a vec0 embeddings table.
+pub fn create_memdb(path: &Path) -> Connection {
+    let c = app_conn(path);
+    c.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS memories (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            content_hash TEXT UNIQUE NOT NULL,
+            content TEXT NOT NULL,
+            tags TEXT, memory_type TEXT, metadata TEXT,
+            created_at REAL, updated_at REAL);
+         CREATE INDEX IF NOT EXISTS idx_tags ON memories(tags);
+         CREATE VIRTUAL TABLE IF NOT EXISTS memory_embeddings USING vec0(content_embedding FLOAT[{DIM}] distance_metric=cosine);"
+    ))
+    .unwrap();
+    c
+}
+
+/// Deterministic pseudo-random embedding for row `i`.
+pub fn embedding(i: u64) -> Vec<u8> {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(DIM * 4);
+    for _ in 0..DIM {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let f = (x % 2000) as f32 / 1000.0 - 1.0;
+        out.extend_from_slice(&f.to_le_bytes());
+    }
+    out
+}
+
+/// Inserts memory `i` (content, tags, embedding) in one transaction.
+pub fn insert_memory(c: &Connection, i: u64) {
+    let tx = c.unchecked_transaction().unwrap();
+    let content = format!("memory {i}: {}", "lorem ipsum dolor sit amet ".repeat((i % 7 + 1) as usize));
+    tx.execute(
+        "INSERT INTO memories(content_hash, content, tags, memory_type, metadata, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'note', '{}', ?4, ?4)",
+        rusqlite::params![format!("hash-{i}"), content, format!("tag{},all", i % 5), i as f64],
+    )
+    .unwrap();
+    let id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO memory_embeddings(rowid, content_embedding) VALUES (?1, ?2)",
+        rusqlite::params![id, embedding(i)],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+}
+
+/// Every memory row, in id order.
+pub fn rows(c: &Connection) -> Vec<(i64, String, String)> {
+    c.prepare("SELECT id, content_hash, content FROM memories ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Ten nearest neighbours of a fixed query vector.
+pub fn knn(c: &Connection) -> Vec<(i64, f64)> {
+    c.prepare(
+        "SELECT rowid, distance FROM memory_embeddings WHERE content_embedding MATCH ?1 AND k = 10 ORDER BY distance",
+    )
+    .unwrap()
+    .query_map([embedding(424242)], |r| Ok((r.get(0)?, r.get(1)?)))
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// Opens a restored database read-only and checks it is sound: integrity ok, one embedding per
+/// memory, ids contiguous from 1 (every transaction all-or-nothing).
+pub fn check_sound(path: &Path) -> Connection {
+    register_vec();
+    let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let ic: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(ic, "ok", "integrity_check of {}", path.display());
+    let n: i64 = c.query_row("SELECT count(*) FROM memories", [], |r| r.get(0)).unwrap();
+    let e: i64 = c.query_row("SELECT count(*) FROM memory_embeddings", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, e, "memories and embeddings disagree: torn transaction");
+    let max: i64 = c.query_row("SELECT coalesce(max(id),0) FROM memories", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, max, "ids not contiguous: a transaction is missing");
+    c
+}
+
+/// Asserts two databases hold the same memories and give the same KNN answer.
+pub fn assert_same(source: &Connection, restored: &Connection) {
+    assert_eq!(rows(source), rows(restored), "rows differ");
+    assert_eq!(knn(source), knn(restored), "KNN results differ");
+}
+
+/// A scratch directory with a database and a file replica.
+pub struct Scene {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub replica: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Scene {
+    /// New scene; the config has `extra_db` lines under the db and `extra_replica` under the replica.
+    pub fn new(extra_db: &str, extra_replica: &str) -> Scene {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        let replica = dir.path().join("replica");
+        let config = dir.path().join("litestream.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "dbs:\n  - path: {}\n{extra_db}    replicas:\n      - type: file\n        path: {}\n{extra_replica}",
+                db.display(),
+                replica.display()
+            ),
+        )
+        .unwrap();
+        Scene { dir, db, replica, config }
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.replica.display())
+    }
+
+    /// Starts `memsync replicate -config`.
+    pub fn start(&self) -> Replicator {
+        let child = Command::new(BIN)
+            .args(["replicate", "-config"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Replicator { child: Some(child) }
+    }
+
+    /// Restores the latest state to a fresh path and returns it.
+    pub fn restore(&self, name: &str, extra: &[&str]) -> PathBuf {
+        let out = self.dir.path().join(name);
+        let o = run(&[&["restore", "-o", out.to_str().unwrap()], extra, &[&self.url()]].concat());
+        assert!(o.status.success(), "restore failed: {}", String::from_utf8_lossy(&o.stderr));
+        out
+    }
+
+    /// Waits until a restore shows `n` memories (replication is asynchronous).
+    pub fn wait_for_rows(&self, n: i64) -> PathBuf {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut k = 0;
+        loop {
+            k += 1;
+            let out = self.dir.path().join(format!("wait-{k}.db"));
+            let o = run(&["restore", "-o", out.to_str().unwrap(), &self.url()]);
+            if o.status.success() {
+                register_vec();
+                let c = Connection::open(&out).unwrap();
+                let got: i64 = c.query_row("SELECT count(*) FROM memories", [], |r| r.get(0)).unwrap_or(-1);
+                if got == n {
+                    return out;
+                }
+            }
+            assert!(Instant::now() < deadline, "replica never reached {n} rows");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A running `memsync replicate`.
+pub struct Replicator {
+    child: Option<Child>,
+}
+
+impl Replicator {
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(mut self) {
+        let mut c = self.child.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    /// SIGTERM and wait; returns the exit status and stderr.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let mut c = self.child.take().unwrap();
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let out = c.wait_with_output().unwrap();
+        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// True while the process runs.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().unwrap().try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Replicator {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs memsync with `args` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+impl Scene {
+    /// Runs memsync for a while, then stops it gracefully.
+    pub fn start_and_stop_after(&self, d: Duration) -> (std::process::ExitStatus, String) {
+        let r = self.start();
+        std::thread::sleep(d);
+        r.stop()
+    }
+}
