@@ -219,10 +219,18 @@ impl Monitor {
                 let resumed = self.with_write_lock(|m| {
                     m.src.resume(&header.wal).map_err(|e| m.wal_err(e))
                 })?;
+                let db = self.cfg.db_path.display().to_string();
                 match resumed {
-                    Some(scan) if !scan.frames.is_empty() => self.write_frames(&scan)?,
-                    Some(_) => {}
-                    None => self.resync()?,
+                    Some(scan) => {
+                        crate::log::info(&format!("{db}: resuming at position {} (WAL unchanged)", last.max_txid()));
+                        if !scan.frames.is_empty() {
+                            self.write_frames(&scan)?;
+                        }
+                    }
+                    None => {
+                        crate::log::info(&format!("{db}: WAL changed while stopped; shipping the pages that differ"));
+                        self.resync()?;
+                    }
                 }
                 self.positions.send_replace(self.pos);
                 return Ok(());
@@ -234,6 +242,12 @@ impl Monitor {
         })?;
         self.pos = floor;
         self.snapshot()?;
+        crate::log::info(&format!(
+            "{}: snapshot at position {} ({} pages)",
+            self.cfg.db_path.display(),
+            self.pos.map_or(0, TxId::get),
+            self.map.commit()
+        ));
         Ok(())
     }
 

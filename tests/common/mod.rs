@@ -217,7 +217,7 @@ impl Replicator {
 
     /// SIGTERM and wait; returns the exit status and stderr.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let mut c = self.child.take().unwrap();
+        let c = self.child.take().unwrap();
         unsafe {
             libc::kill(c.id() as i32, libc::SIGTERM);
         }

@@ -1,0 +1,135 @@
+//! Corrupt replica files: restore fails with a clear error naming the file, or, only when asked
+//! with -fallback, restores the newest consistent state before it. Never a wrong database.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// A replica with one snapshot and several segments; returns the scene and rows per segment.
+fn build() -> (Scene, rusqlite::Connection) {
+    let s = Scene::new("", "        sync-interval: 0s\n");
+    let app = create_memdb(&s.db);
+    let r = s.start();
+    let mut n: i64 = 0;
+    for _ in 0..4 {
+        for _ in 0..25 {
+            n += 1;
+            insert_memory(&app, n as u64);
+        }
+        s.wait_for_rows(n);
+    }
+    let (st, err) = r.stop();
+    assert!(st.success(), "{err}");
+    (s, app)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+fn files(dir: &Path, sub: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(sub)).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
+}
+
+fn restore(url: &str, out: &Path, extra: &[&str]) -> std::process::Output {
+    run(&[&["restore", "-o", out.to_str().unwrap()], extra, &[url]].concat())
+}
+
+#[test]
+fn corrupt_segments_fail_or_fall_back_when_asked() {
+    let (s, app) = build();
+    let total = rows(&app).len();
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage); 3] = [
+        ("truncated", |p| {
+            let len = std::fs::metadata(p).unwrap().len();
+            std::fs::OpenOptions::new().write(true).open(p).unwrap().set_len(len / 2).unwrap();
+        }),
+        ("flipped", |p| {
+            let mut b = std::fs::read(p).unwrap();
+            let i = b.len() / 2;
+            b[i] ^= 0x10;
+            std::fs::write(p, b).unwrap();
+        }),
+        ("garbage", |p| {
+            let b: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+            std::fs::write(p, b).unwrap();
+        }),
+    ];
+    for (name, damage) in damages {
+        let rep = s.dir.path().join(format!("rep-{name}"));
+        copy_dir(&s.replica, &rep);
+        let segs = files(&rep, "segments/0");
+        let victim = &segs[segs.len() - 1];
+        damage(victim);
+        let url = format!("file://{}", rep.display());
+        let out = s.dir.path().join(format!("{name}.db"));
+        let o = restore(&url, &out, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{name}: restore of a damaged replica succeeded");
+        assert!(err.contains("corrupt"), "{name}: {err}");
+        assert!(err.contains(victim.file_name().unwrap().to_str().unwrap()), "{name}: {err}");
+        assert!(!out.exists(), "{name}: a failed restore left its output");
+        let o = restore(&url, &out, &["-fallback"]);
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        let c = check_sound(&out);
+        let got = rows(&c).len();
+        assert!(got < total, "{name}: fell back yet restored everything");
+        assert_eq!(rows(&c), rows(&app)[..got].to_vec());
+    }
+    // Garbage under a valid name *after* the last real file: the chain must not silently stop.
+    let rep = s.dir.path().join("rep-extra");
+    copy_dir(&s.replica, &rep);
+    let segs = files(&rep, "segments/0");
+    let last = segs.last().unwrap().file_name().unwrap().to_str().unwrap().to_owned();
+    let max = u64::from_str_radix(&last[17..33], 16).unwrap();
+    let extra = format!("{:016x}-{:016x}-{}", max + 1, max + 1, &last[34..]);
+    std::fs::write(rep.join("segments/0").join(extra), b"not a segment").unwrap();
+    let url = format!("file://{}", rep.display());
+    let o = restore(&url, &s.dir.path().join("extra.db"), &[]);
+    assert!(!o.status.success());
+}
+
+#[test]
+fn corrupt_snapshot_and_missing_segment_are_errors() {
+    let (s, _app) = build();
+    let rep = s.dir.path().join("rep-snap");
+    copy_dir(&s.replica, &rep);
+    let snap = &files(&rep, "snapshots")[0];
+    let mut b = std::fs::read(snap).unwrap();
+    let i = b.len() / 2;
+    b[i] ^= 1;
+    std::fs::write(snap, b).unwrap();
+    let url = format!("file://{}", rep.display());
+    let out = s.dir.path().join("snap.db");
+    let o = restore(&url, &out, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("corrupt"), "{err}");
+    // No older snapshot to fall back to: still an error, never a partial database.
+    let o = restore(&url, &out, &["-fallback"]);
+    assert!(!o.status.success());
+    assert!(!out.exists());
+
+    let rep = s.dir.path().join("rep-gap");
+    copy_dir(&s.replica, &rep);
+    let segs = files(&rep, "segments/0");
+    std::fs::remove_file(&segs[segs.len() / 2]).unwrap();
+    let url = format!("file://{}", rep.display());
+    let o = restore(&url, &s.dir.path().join("gap.db"), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a replica with a missing segment restored: {err}");
+    assert!(err.to_lowercase().contains("gap") || err.contains("missing"), "{err}");
+}

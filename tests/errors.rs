@@ -1,0 +1,136 @@
+//! Bad input gets one clear line, a non-zero exit, no panic, and nothing half-written.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use common::*;
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a failure with exactly one line on stderr containing every `needle`.
+fn assert_fails(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success: {err}");
+    assert_ne!(o.status.code(), Some(101), "panicked: {err}");
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "want one line, got: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{err:?} should mention {n:?}");
+    }
+}
+
+fn replicate_with(dir: &Path, yaml: &str) -> Output {
+    let cfg = dir.join("litestream.yml");
+    std::fs::write(&cfg, yaml).unwrap();
+    // A valid config would run forever; bound it so a wrongly accepted one fails the test.
+    let child = std::process::Command::new(BIN)
+        .args(["replicate", "-config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(10));
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(killer);
+    out
+}
+
+#[test]
+fn bad_configs_are_refused_with_the_key_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("db.sqlite");
+    create_memdb(&db);
+    let p = db.display();
+    let r = d.path().join("r").display().to_string();
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (String::new(), vec!["no databases"]),
+        (format!("dbs:\n  - path: {p}\n    replicas:\n      - path: {r}\n        sync-intervall: 1s\n"), vec!["sync-intervall", ":5:", "sync-interval"]),
+        (format!("dbs:\n  - path: {p}\n    monitor-interval: -1s\n    replicas:\n      - path: {r}\n"), vec!["negative"]),
+        (format!("dbs:\n  - path: {p}\n    replicas:\n      - path: {r}\n  - path: {p}2\n    replicas:\n      - path: {r}\n"), vec!["same place"]),
+        (format!("dbs:\n  - path: {p}\n    replicas:\n      - path: $NO_SUCH_VAR_MEMSYNC/x\n"), vec!["NO_SUCH_VAR_MEMSYNC"]),
+        ("dbs: [unclosed\n".to_string(), vec!["litestream.yml"]),
+    ];
+    for (yaml, needles) in cases {
+        let o = replicate_with(d.path(), &yaml);
+        assert_fails(&o, &needles);
+    }
+    assert!(!d.path().join("r").exists(), "a refused config created the replica");
+}
+
+#[test]
+fn databases_that_cannot_be_replicated_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("r");
+    // Missing database, missing directory.
+    let o = run(&["replicate", d.path().join("nope.db").to_str().unwrap(), r.to_str().unwrap()]);
+    assert_fails(&o, &["nope.db", "does not exist"]);
+    let o = run(&["replicate", d.path().join("no/dir.db").to_str().unwrap(), r.to_str().unwrap()]);
+    assert_fails(&o, &["directory", "does not exist"]);
+    // Not an SQLite file.
+    let junk = d.path().join("junk.db");
+    std::fs::write(&junk, b"hello, this is not a database at all.............").unwrap();
+    let o = run(&["replicate", junk.to_str().unwrap(), r.to_str().unwrap()]);
+    assert_fails(&o, &["junk.db", "not an SQLite database"]);
+    // Rollback-journal database: refused unless converting is asked for, and left untouched.
+    let rb = d.path().join("rollback.db");
+    {
+        let c = rusqlite::Connection::open(&rb).unwrap();
+        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);").unwrap();
+    }
+    let o = run(&["replicate", rb.to_str().unwrap(), r.to_str().unwrap()]);
+    assert_fails(&o, &["rollback.db", "delete", "-convert-to-wal"]);
+    let mode: String = rusqlite::Connection::open(&rb)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete");
+    let o = run(&["replicate", "-once", "-convert-to-wal", rb.to_str().unwrap(), r.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_restores_fail_cleanly() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out.db");
+    let missing = format!("file://{}", d.path().join("missing").display());
+    let o = run(&["restore", "-o", out.to_str().unwrap(), &missing]);
+    assert_fails(&o, &["missing", "does not exist"]);
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let url = format!("file://{}", empty.display());
+    let o = run(&["restore", "-o", out.to_str().unwrap(), &url]);
+    assert_fails(&o, &["holds no backup"]);
+    let o = run(&["restore", "-if-replica-exists", "-o", out.to_str().unwrap(), &url]);
+    assert!(o.status.success());
+    let o = run(&["restore", &url]);
+    assert_fails(&o, &["-o"]);
+    let o = run(&["restore", "-timestamp", "yesterday", "-o", out.to_str().unwrap(), &url]);
+    assert_fails(&o, &["-timestamp", "RFC 3339"]);
+    let o = run(&["restore", "-txid", "xyz", "-o", out.to_str().unwrap(), &url]);
+    assert_fails(&o, &["-txid"]);
+    let o = run(&["restore", "-o", d.path().join("no/such/dir.db").to_str().unwrap(), &url]);
+    assert_fails(&o, &["does not exist"]);
+    assert!(!out.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "restore left files behind: {leftovers:?}");
+}
+
+#[test]
+fn unknown_commands_and_flags_are_usage_errors() {
+    let o = run(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["restore", "-bogus-flag", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["version"]);
+    assert!(o.status.success());
+}
