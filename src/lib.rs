@@ -1,7 +1,9 @@
 //! memsync: continuous SQLite replication (Litestream-compatible configuration) and, later,
 //! mcp-memory-service memory sync. The binary is a thin layer over this library.
 
+pub mod bench;
 pub mod cli;
+pub mod demo;
 pub mod config;
 pub mod fsutil;
 pub mod log;

@@ -1,0 +1,304 @@
+//! `memsync bench`: the same workload against memsync and, when found, Litestream, with
+//! figures printed side by side. Nothing here asserts a time; it measures and prints.
+//!
+//! Phases (each on a fresh database per replicator):
+//! - `cpu`: a writer commits `rate` memories/s for `duration`; the application also runs a
+//!   `wal_checkpoint(RESTART)` every 5 s and the time it takes is the checkpoint stall. Reports
+//!   replicator CPU % of one core, peak RSS, catch-up time, replica bytes, shutdown time.
+//! - `lag`: the same writer while a prober restores the replica in a loop; per-row lag between
+//!   commit and first restore that shows it (upper bound includes the restore, lower bound is
+//!   the start of the last restore that did not).
+//! - `restore`: a database bulk-filled to `size_mb`; time until the replica restores it (initial
+//!   sync), then restore time (median of `runs`) and MB/s.
+
+pub mod proc;
+pub mod workload;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use proc::{Replicator, dir_size};
+
+/// Benchmark parameters.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Commits per second of the writer.
+    pub rate: u32,
+    /// Length of the cpu phase.
+    pub duration: Duration,
+    /// Length of the lag phase.
+    pub lag_duration: Duration,
+    /// Size of the restore-phase database.
+    pub size_mb: u64,
+    /// Restores timed in the restore phase.
+    pub runs: usize,
+    /// Replica `sync-interval` (None = the replicators' default).
+    pub sync_interval: Option<String>,
+    /// Phases to run.
+    pub phases: Vec<String>,
+    /// Working directory (kept).
+    pub workdir: PathBuf,
+    /// Replicators to measure.
+    pub replicators: Vec<Replicator>,
+}
+
+/// One replicator's figures: (key, value) in print order.
+type Figures = Vec<(String, f64)>;
+
+fn write_config(dir: &Path, sync: &Option<String>) -> PathBuf {
+    let mut s = format!(
+        "dbs:\n  - path: {}\n    replica:\n      type: file\n      path: {}\n",
+        dir.join("db.sqlite").display(),
+        dir.join("replica").display()
+    );
+    if let Some(i) = sync {
+        let _ = writeln!(s, "      sync-interval: {i}");
+    }
+    let p = dir.join("replicator.yml");
+    std::fs::write(&p, s).expect("writing bench config");
+    p
+}
+
+fn fresh(dir: &Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)
+}
+
+fn pct(xs: &mut [f64], p: f64) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let k = ((p / 100.0) * (xs.len() - 1) as f64).round() as usize;
+    xs[k.min(xs.len() - 1)]
+}
+
+fn count_rows(path: &Path) -> i64 {
+    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.query_row("SELECT coalesce(max(id),0) FROM memories", [], |r| r.get(0)))
+        .unwrap_or(-1)
+}
+
+/// Restores in a loop until the restored database has `rows` rows; seconds waited.
+fn wait_caught_up(r: &Replicator, cfg: &Path, db: &Path, out: &Path, rows: i64, limit: Duration) -> f64 {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if r.restore(cfg, out, db) && count_rows(out) == rows {
+            return t0.elapsed().as_secs_f64();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f64::NAN
+}
+
+fn phase_cpu(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), String> {
+    let dir = o.workdir.join(&r.name).join("cpu");
+    fresh(&dir).map_err(|e| e.to_string())?;
+    let cfg = write_config(&dir, &o.sync_interval);
+    let db = dir.join("db.sqlite");
+    let app = workload::open(&db).map_err(|e| e.to_string())?;
+    workload::create(&app).map_err(|e| e.to_string())?;
+    let run = r.start(&cfg, &dir.join("replicator.log")).map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_secs(2));
+    let c0 = run.cpu_seconds();
+    let t0 = Instant::now();
+    let mut rng = workload::Rng::new(1);
+    let mut stalls = Vec::new();
+    let mut busy = 0;
+    let mut last_ckpt = Instant::now();
+    let n = workload::write_steady(&app, o.rate, o.duration, &mut rng, |_, _| {
+        if last_ckpt.elapsed() >= Duration::from_secs(5) {
+            let t = Instant::now();
+            let b: i64 = app
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| row.get(0))
+                .unwrap_or(1);
+            stalls.push(t.elapsed().as_secs_f64());
+            busy += b;
+            last_ckpt = Instant::now();
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    let wall = t0.elapsed().as_secs_f64();
+    let c1 = run.cpu_seconds();
+    let rows = count_rows(&db);
+    let catch = wait_caught_up(r, &cfg, &db, &dir.join("probe.db"), rows, Duration::from_secs(60));
+    let hwm = run.peak_rss_kb();
+    let c2 = run.cpu_seconds();
+    std::thread::sleep(Duration::from_secs(3));
+    let idle = (run.cpu_seconds() - c2) / 3.0 * 100.0;
+    let stop = run.stop();
+    let (rep_bytes, rep_files) = dir_size(&dir.join("replica"));
+    let db_bytes = std::fs::metadata(&db).map_or(0, |m| m.len())
+        + std::fs::metadata(crate::sqlite::sidecar(&db, "-wal")).map_or(0, |m| m.len());
+    let ok = r.restore(&cfg, &dir.join("final.db"), &db);
+    let verified = ok && workload::verify(&dir.join("final.db")) == Ok(rows);
+    f.push(("cpu.commits".into(), n as f64));
+    f.push(("cpu.replicator_cpu_pct_of_one_core".into(), (c1 - c0) / wall * 100.0));
+    f.push(("cpu.idle_cpu_pct".into(), idle));
+    f.push(("cpu.peak_rss_mb".into(), hwm as f64 / 1024.0));
+    f.push(("cpu.catch_up_s".into(), catch));
+    f.push(("cpu.db_plus_wal_mb".into(), db_bytes as f64 / 1e6));
+    f.push(("cpu.replica_mb".into(), rep_bytes as f64 / 1e6));
+    f.push(("cpu.replica_files".into(), rep_files as f64));
+    f.push(("cpu.shutdown_s".into(), stop));
+    f.push(("cpu.app_restart_checkpoint_max_s".into(), pct(&mut stalls, 100.0)));
+    f.push(("cpu.app_restart_checkpoint_p50_s".into(), pct(&mut stalls, 50.0)));
+    f.push(("cpu.app_restart_checkpoints_busy".into(), busy as f64));
+    f.push(("cpu.final_restore_verified".into(), if verified { 1.0 } else { 0.0 }));
+    Ok(())
+}
+
+fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), String> {
+    let dir = o.workdir.join(&r.name).join("lag");
+    fresh(&dir).map_err(|e| e.to_string())?;
+    let cfg = write_config(&dir, &o.sync_interval);
+    let db = dir.join("db.sqlite");
+    let app = workload::open(&db).map_err(|e| e.to_string())?;
+    workload::create(&app).map_err(|e| e.to_string())?;
+    let run = r.start(&cfg, &dir.join("replicator.log")).map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_secs(2));
+    let commits: Arc<Mutex<Vec<(i64, SystemTime)>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let (r, cfg, db, out, done) = (r.clone(), cfg.clone(), db.clone(), dir.join("probe.db"), done.clone());
+        std::thread::spawn(move || {
+            let mut probes = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let ts = SystemTime::now();
+                let ok = r.restore(&cfg, &out, &db);
+                let te = SystemTime::now();
+                probes.push((ts, te, if ok { count_rows(&out) } else { -1 }));
+            }
+            probes
+        })
+    };
+    let mut rng = workload::Rng::new(2);
+    let log = commits.clone();
+    workload::write_steady(&app, o.rate, o.lag_duration, &mut rng, |id, t| {
+        log.lock().expect("lag log").push((id, t));
+    })
+    .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_secs(5));
+    done.store(true, Ordering::Relaxed);
+    let probes = prober.join().map_err(|_| "prober panicked".to_string())?;
+    run.stop();
+    let commits = commits.lock().expect("lag log").clone();
+    let (mut upper, mut lower, mut restore_s) = (Vec::new(), Vec::new(), Vec::new());
+    let ok: Vec<_> = probes.iter().filter(|p| p.2 >= 0).collect();
+    for p in &ok {
+        restore_s.push(p.1.duration_since(p.0).map_or(0.0, |d| d.as_secs_f64()));
+    }
+    let secs = |a: SystemTime, b: SystemTime| a.duration_since(b).map_or(0.0, |d| d.as_secs_f64());
+    for (id, t) in &commits {
+        // First successful probe that saw the row, and the probe before it.
+        if let Some(i) = ok.iter().position(|p| p.2 >= *id) {
+            if i == 0 {
+                continue;
+            }
+            upper.push(secs(ok[i].1, *t));
+            lower.push(secs(ok[i - 1].0, *t));
+        }
+    }
+    f.push(("lag.probes".into(), ok.len() as f64));
+    f.push(("lag.restore_p50_s".into(), pct(&mut restore_s, 50.0)));
+    f.push(("lag.upper_p50_s".into(), pct(&mut upper, 50.0)));
+    f.push(("lag.upper_p95_s".into(), pct(&mut upper, 95.0)));
+    f.push(("lag.lower_p50_s".into(), pct(&mut lower, 50.0)));
+    f.push(("lag.lower_p95_s".into(), pct(&mut lower, 95.0)));
+    Ok(())
+}
+
+fn phase_restore(o: &BenchOptions, r: &Replicator, f: &mut Figures, filled: &Path) -> Result<(), String> {
+    let dir = o.workdir.join(&r.name).join("restore");
+    fresh(&dir).map_err(|e| e.to_string())?;
+    let cfg = write_config(&dir, &o.sync_interval);
+    let db = dir.join("db.sqlite");
+    std::fs::copy(filled, &db).map_err(|e| e.to_string())?;
+    let rows = count_rows(&db);
+    let run = r.start(&cfg, &dir.join("replicator.log")).map_err(|e| e.to_string())?;
+    let c0 = run.cpu_seconds();
+    let sync_s = wait_caught_up(r, &cfg, &db, &dir.join("probe.db"), rows, Duration::from_secs(300));
+    let cpu = run.cpu_seconds() - c0;
+    let hwm = run.peak_rss_kb();
+    run.stop();
+    let (rep_bytes, _) = dir_size(&dir.join("replica"));
+    let out = dir.join("restored.db");
+    let mut times = Vec::new();
+    for _ in 0..o.runs.max(1) {
+        let t = Instant::now();
+        if !r.restore(&cfg, &out, &db) {
+            return Err(format!("{}: restore failed", r.name));
+        }
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let med = pct(&mut times, 50.0);
+    let size = std::fs::metadata(&out).map_or(0, |m| m.len()) as f64;
+    let verified = workload::verify(&out) == Ok(rows);
+    f.push(("restore.db_mb".into(), size / 1e6));
+    f.push(("restore.initial_sync_s".into(), sync_s));
+    f.push(("restore.initial_sync_cpu_s".into(), cpu));
+    f.push(("restore.initial_sync_peak_rss_mb".into(), hwm as f64 / 1024.0));
+    f.push(("restore.replica_mb".into(), rep_bytes as f64 / 1e6));
+    f.push(("restore.restore_median_s".into(), med));
+    f.push(("restore.restore_mb_per_s".into(), size / 1048576.0 / med));
+    f.push(("restore.verified".into(), if verified { 1.0 } else { 0.0 }));
+    Ok(())
+}
+
+/// Runs the benchmark and prints `key=value` lines per replicator, then a comparison.
+pub fn run(o: &BenchOptions) -> Result<String, String> {
+    std::fs::create_dir_all(&o.workdir).map_err(|e| format!("{}: {e}", o.workdir.display()))?;
+    let mut all: Vec<(String, Figures)> = Vec::new();
+    let filled = o.workdir.join("filled.sqlite");
+    if o.phases.iter().any(|p| p == "restore") && !filled.exists() {
+        eprintln!("bench: filling a {} MB database", o.size_mb);
+        let c = workload::open(&filled).map_err(|e| e.to_string())?;
+        workload::create(&c).map_err(|e| e.to_string())?;
+        workload::fill(&c, o.size_mb, &mut workload::Rng::new(3)).map_err(|e| e.to_string())?;
+    }
+    for r in &o.replicators {
+        let mut f = Figures::new();
+        for phase in &o.phases {
+            eprintln!("bench: {} {phase}", r.name);
+            match phase.as_str() {
+                "cpu" => phase_cpu(o, r, &mut f)?,
+                "lag" => phase_lag(o, r, &mut f)?,
+                "restore" => phase_restore(o, r, &mut f, &filled)?,
+                other => return Err(format!("unknown phase {other:?} (cpu, lag, restore)")),
+            }
+        }
+        for (k, v) in &f {
+            println!("{}.{k}={v:.3}", r.name);
+        }
+        all.push((r.name.clone(), f));
+    }
+    Ok(report(&all))
+}
+
+fn report(all: &[(String, Figures)]) -> String {
+    let mut s = String::new();
+    let Some((first, base)) = all.first() else {
+        return s;
+    };
+    let _ = write!(s, "\n{:<42}", "figure");
+    for (name, _) in all {
+        let _ = write!(s, " {name:>12}");
+    }
+    if all.len() > 1 {
+        let _ = write!(s, " {:>10}", format!("{first}/{}", all[1].0).chars().take(10).collect::<String>());
+    }
+    s.push('\n');
+    for (k, v) in base {
+        let _ = write!(s, "{k:<42} {v:>12.3}");
+        for (_, f) in &all[1..] {
+            let other = f.iter().find(|(kk, _)| kk == k).map_or(f64::NAN, |x| x.1);
+            let _ = write!(s, " {other:>12.3}");
+            let _ = write!(s, " {:>10.2}", v / other);
+        }
+        s.push('\n');
+    }
+    s
+}

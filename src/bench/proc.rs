@@ -1,0 +1,151 @@
+//! Running a replicator under measurement: its own session (so every process it starts is
+//! counted), CPU seconds from /proc, peak RSS.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A replicator command line: program plus leading arguments (e.g. `env -u X litestream`).
+#[derive(Debug, Clone)]
+pub struct Replicator {
+    /// Label in reports.
+    pub name: String,
+    /// Program and arguments placed before the subcommand.
+    pub argv: Vec<String>,
+}
+
+impl Replicator {
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.argv[0]);
+        c.args(&self.argv[1..]);
+        c
+    }
+
+    /// `replicate -config CFG` in a new session, logging to `log`.
+    pub fn start(&self, cfg: &Path, log: &Path) -> std::io::Result<Running> {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(log)?;
+        let mut c = self.command();
+        c.args(["replicate", "-config"]).arg(cfg);
+        c.stdout(Stdio::null()).stderr(log);
+        // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            c.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let child = c.spawn()?;
+        Ok(Running { child })
+    }
+
+    /// `restore -config CFG -o OUT DB`; true on success.
+    pub fn restore(&self, cfg: &Path, out: &Path, db: &Path) -> bool {
+        for s in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(crate::sqlite::sidecar(out, s));
+        }
+        let mut c = self.command();
+        c.args(["restore", "-config"]).arg(cfg).arg("-o").arg(out).arg(db);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        c.status().is_ok_and(|s| s.success())
+    }
+}
+
+/// A running replicator.
+pub struct Running {
+    child: Child,
+}
+
+impl Running {
+    /// Process id (also its session id).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU seconds (user + system) of every live process in the replicator's session.
+    pub fn cpu_seconds(&self) -> f64 {
+        let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let sid = self.pid() as i64;
+        let mut total = 0u64;
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return 0.0;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit())) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if f.len() > 12 && f[3].parse::<i64>().ok() == Some(sid) {
+                total += f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
+            }
+        }
+        total as f64 / tick
+    }
+
+    /// Peak resident set size of the main process, in kB.
+    pub fn peak_rss_kb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// SIGTERM, wait up to 30 s, then SIGKILL the session; returns seconds to exit.
+    pub fn stop(mut self) -> f64 {
+        let t0 = Instant::now();
+        unsafe {
+            libc::kill(self.pid() as i32, libc::SIGTERM);
+        }
+        while t0.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return t0.elapsed().as_secs_f64();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        unsafe {
+            libc::kill(-(self.pid() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+        t0.elapsed().as_secs_f64()
+    }
+
+    /// True while it runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Total size in bytes and number of files under `dir`.
+pub fn dir_size(dir: &Path) -> (u64, u64) {
+    let mut bytes = 0;
+    let mut files = 0;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => {
+                    let (b, f) = dir_size(&e.path());
+                    bytes += b;
+                    files += f;
+                }
+                Ok(_) => {
+                    bytes += e.metadata().map_or(0, |m| m.len());
+                    files += 1;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    (bytes, files)
+}
