@@ -3,14 +3,13 @@
 pub mod shipper;
 pub mod spool;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
 use replica_formats::TxId;
 use thiserror::Error;
 use tokio::sync::watch;
@@ -78,13 +77,18 @@ pub fn run(config: &Config, opts: &ReplicateOptions, stop: Arc<AtomicBool>) -> R
     crate::log::info(&format!("replicating {} database(s)", dbs.len()));
     if !opts.once {
         rt.block_on(async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).ok();
+            let mut int = signal(SignalKind::interrupt()).ok();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
-                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => break,
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                        if stop.load(Ordering::Relaxed) || dbs.iter().any(|d| d.monitor.is_finished()) { break; }
+                    _ = recv(&mut term) => break,
+                    _ = recv(&mut int) => break,
+                    _ = tick.tick() => {
+                        if stop.load(Ordering::Relaxed) || dbs.iter().any(|d| d.monitor.is_finished()) {
+                            break;
+                        }
                     }
                 }
             }
@@ -150,12 +154,12 @@ fn start_db(
     mcfg.truncate_pages = db.truncate_page_n;
     mcfg.convert_to_wal = opts.convert_to_wal;
     mcfg.min_sync_gap = db.replicas.iter().map(|r| r.sync_interval).min().unwrap_or_default();
+    let min_gap = mcfg.min_sync_gap;
     let floor = remotes.iter().copied().max().flatten();
     let stats = Arc::new(DbStats::default());
     let (pos_tx, pos_rx) = watch::channel(None);
-    let (ev_tx, ev_rx) = mpsc::sync_channel::<()>(1);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Spool, MonitorError>>();
-    let (path, st, once) = (db.path.clone(), stats.clone(), opts.once);
+    let (st, once) = (stats.clone(), opts.once);
     let monitor = std::thread::Builder::new()
         .name("monitor".into())
         .spawn(move || {
@@ -168,13 +172,12 @@ fn start_db(
                 }
             };
             let _ = ready_tx.send(Ok(m.spool().clone()));
-            let _watcher = watch_files(&path, ev_tx);
             if once {
                 let r = m.sync();
                 m.shutdown();
                 return r;
             }
-            m.run(&ev_rx, &stop)
+            m.run(&stop)
         })
         .map_err(|e| ReplicateError::Setup(format!("starting monitor: {e}")))?;
     let spool = match ready_rx.recv() {
@@ -196,7 +199,9 @@ fn start_db(
         let shipper = Shipper {
             client,
             spool: spool.clone(),
-            sync_interval: rcfg.sync_interval,
+            // The monitor already spools no faster than the fastest replica's interval; a
+            // replica ships as soon as a file arrives unless its own interval is longer.
+            sync_interval: rcfg.sync_interval.saturating_sub(min_gap),
             remote,
             confirmed: ctx,
             stats: ss,
@@ -214,6 +219,15 @@ fn start_db(
     })
 }
 
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Deletes spooled files once every replica confirmed them.
 async fn prune_spool(spool: Spool, mut confirmed: Vec<watch::Receiver<Option<TxId>>>) {
     loop {
@@ -225,27 +239,6 @@ async fn prune_spool(spool: Spool, mut confirmed: Vec<watch::Receiver<Option<TxI
         let changed = futures::future::select_all(confirmed.iter_mut().map(|c| Box::pin(c.changed())));
         if changed.await.0.is_err() {
             return;
-        }
-    }
-}
-
-/// Watches the database directory; every change to the database or its WAL wakes the monitor.
-fn watch_files(db: &Path, tx: mpsc::SyncSender<()>) -> Option<notify::RecommendedWatcher> {
-    let dir = db.parent()?.to_owned();
-    let names = [db.to_owned(), crate::sqlite::sidecar(db, "-wal")];
-    let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if let Ok(ev) = ev {
-            if ev.paths.iter().any(|p| names.contains(p)) {
-                let _ = tx.try_send(());
-            }
-        }
-    })
-    .ok()?;
-    match w.watch(&dir, RecursiveMode::NonRecursive) {
-        Ok(()) => Some(w),
-        Err(e) => {
-            crate::log::warn(&format!("cannot watch {} ({e}); polling instead", dir.display()));
-            None
         }
     }
 }

@@ -88,6 +88,8 @@ pub fn open(path: &Path, busy: Duration) -> Result<Connection, OpenError> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
         .map_err(wrap)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(wrap)?;
+    // memsync reads pages itself; SQLite's page cache on its connections would only cost memory.
+    conn.pragma_update(None, "cache_size", -64).map_err(wrap)?;
     Ok(conn)
 }
 

@@ -18,7 +18,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use replica_formats::{ObjectKey, TxId};
@@ -30,6 +29,7 @@ use super::conn::{self, OpenError};
 use super::pagemap::PageMap;
 use super::reader::{Poll, Source};
 use super::shm::ShmProbe;
+use super::watch::WalWatch;
 use super::wal::WalError;
 use crate::replicate::spool::Spool;
 use crate::stats::DbStats;
@@ -78,7 +78,7 @@ impl MonitorConfig {
             max_segment_bytes: 64 << 20,
             convert_to_wal: false,
             zstd_level: 1,
-            probe_interval: Duration::from_millis(20),
+            probe_interval: Duration::from_millis(50),
         }
     }
 }
@@ -254,23 +254,29 @@ impl Monitor {
     /// Runs until `stop` is set, then ships what is committed and saves the page map. Errors
     /// of one pass (a full disk, a busy database) are logged and retried with backoff: the read
     /// transaction keeps every unshipped frame in the WAL meanwhile.
-    pub fn run(&mut self, events: &Receiver<()>, stop: &AtomicBool) -> Result<(), MonitorError> {
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), MonitorError> {
+        let mut watch = WalWatch::new(&super::sidecar(&self.cfg.db_path, "-wal"));
         let mut dirty = true;
         let mut last_poll = Instant::now();
         let mut backoff = Duration::ZERO;
         let mut retry_at = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            match events.recv_timeout(self.cfg.probe_interval) {
-                Ok(()) => {
-                    dirty = true;
-                    while events.try_recv().is_ok() {}
+            let probe = self.cfg.probe_interval;
+            if dirty {
+                // Pacing: do not read the watch (it would wake us for every write); just wait
+                // for the gap to pass, still probing for application checkpoints meanwhile.
+                let left = self.cfg.min_sync_gap.saturating_sub(self.last_sync.elapsed());
+                if !left.is_zero() {
+                    std::thread::sleep(left.min(probe));
                 }
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            } else if watch.wait(probe) {
+                dirty = true;
             }
             if last_poll.elapsed() >= self.cfg.monitor_interval {
                 dirty = true;
                 last_poll = Instant::now();
                 self.check_replaced()?;
+                watch.refresh();
             }
             if Instant::now() < retry_at {
                 continue;

@@ -45,6 +45,8 @@ pub struct Source {
     index: HashMap<u32, Frame>,
     /// Database size in pages after the last commit of the current generation.
     last_commit: Option<u32>,
+    /// Reused read buffer of the WAL scanner.
+    scan_buf: Vec<u8>,
 }
 
 impl Source {
@@ -66,6 +68,7 @@ impl Source {
             cursor: None,
             index: HashMap::new(),
             last_commit: None,
+            scan_buf: Vec::new(),
         })
     }
 
@@ -129,7 +132,7 @@ impl Source {
             (c, Some(h)) => {
                 let mut cur = c.unwrap_or_else(|| WalCursor::start(h));
                 let wal = self.wal.as_ref().expect("opened above");
-                let scan = wal::scan_committed(wal, &mut cur, max_bytes)?;
+                let scan = wal::scan_committed(wal, &mut cur, max_bytes, &mut self.scan_buf)?;
                 self.cursor = Some(cur);
                 for f in &scan.frames {
                     self.index.insert(f.pgno, *f);
@@ -170,7 +173,7 @@ impl Source {
         }
         let mut cur = WalCursor::start(h);
         let wal = self.wal.as_ref().expect("opened above");
-        let mut scan = wal::scan_committed(wal, &mut cur, 0)?;
+        let mut scan = wal::scan_committed(wal, &mut cur, 0, &mut self.scan_buf)?;
         let split = if pos.offset == wal::WAL_HEADER_LEN {
             (h.cksum == wal::Cksum(pos.cksum1, pos.cksum2)).then_some(0)
         } else {
@@ -199,6 +202,15 @@ impl Source {
             (Some(wal), Some(c)) => wal::read_verified_frame(wal, &c.header, f, page),
             _ => Ok(false),
         }
+    }
+
+    /// Reads a frame's page without re-verifying it (see [`Source::read_frame`]).
+    pub fn read_frame_unverified(&self, f: &Frame, page: &mut [u8]) -> io::Result<()> {
+        let wal = self
+            .wal
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "WAL not open"))?;
+        wal::read_exact_at(wal, page, f.offset + wal::FRAME_HEADER_LEN)
     }
 
     /// Database size in pages at the cursor.

@@ -203,6 +203,7 @@ pub fn scan_committed(
     file: &File,
     cursor: &mut WalCursor,
     max_bytes: u64,
+    buf: &mut Vec<u8>,
 ) -> Result<Scan, WalError> {
     let h = cursor.header;
     let flen = h.frame_len();
@@ -211,9 +212,10 @@ pub fn scan_committed(
     let mut pending: Vec<Frame> = Vec::new();
     let mut off = cursor.offset;
     let mut ck = cursor.cksum;
-    // Read in chunks of up to 256 frames to keep syscalls few and memory bounded.
-    let chunk_frames = 256u64;
-    let mut buf = vec![0u8; (flen * chunk_frames) as usize];
+    // Read in chunks of up to 64 frames to keep syscalls few and memory bounded; the buffer is
+    // the caller's so a steady stream of polls allocates nothing.
+    let chunk_frames = 64u64;
+    buf.resize((flen * chunk_frames) as usize, 0);
     'outer: while off + flen <= file_len {
         let n = ((file_len - off) / flen).min(chunk_frames);
         let want = (n * flen) as usize;
@@ -349,7 +351,7 @@ mod tests {
             let h = read_header(&f).unwrap().unwrap();
             assert_eq!(h.big_endian, be);
             let mut cur = WalCursor::start(h);
-            let s = scan_committed(&f, &mut cur, 0).unwrap();
+            let s = scan_committed(&f, &mut cur, 0, &mut Vec::new()).unwrap();
             assert_eq!(s.frames.len(), 2, "uncommitted tail frame must be ignored");
             assert_eq!(s.commit, Some(2));
             assert_eq!(cur.frame_count(), 2);
@@ -367,14 +369,14 @@ mod tests {
         let (_d, f) = write_tmp(&wal);
         let h = read_header(&f).unwrap().unwrap();
         let mut cur = WalCursor::start(h);
-        let s = scan_committed(&f, &mut cur, 0).unwrap();
+        let s = scan_committed(&f, &mut cur, 0, &mut Vec::new()).unwrap();
         assert_eq!(s.frames.len(), 1);
         let stale = build_wal(false, 512, (9, 9), &[(1, 1, 1)]);
         let mut mixed = build_wal(false, 512, (1, 2), &[(1, 1, 1)]);
         mixed.extend_from_slice(&stale[32..]);
         let (_d2, f2) = write_tmp(&mixed);
         let mut cur = WalCursor::start(read_header(&f2).unwrap().unwrap());
-        assert_eq!(scan_committed(&f2, &mut cur, 0).unwrap().frames.len(), 1);
+        assert_eq!(scan_committed(&f2, &mut cur, 0, &mut Vec::new()).unwrap().frames.len(), 1);
     }
 
     #[test]
