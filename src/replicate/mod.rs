@@ -1,11 +1,12 @@
 //! `memsync replicate`: one monitor thread per database, one shipping task per replica.
 
+pub mod compact;
 pub mod shipper;
 pub mod spool;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -141,10 +142,14 @@ fn start_db(
         .iter()
         .map(|r| Ok((replica::client_for(r, true)?, r)))
         .collect::<Result<_, ReplicaError>>()?;
-    let mut remotes = Vec::new();
+    let mut listings = Vec::new();
     for (c, _) in &clients {
-        remotes.push(rt.block_on(c.max_txid())?);
+        listings.push(rt.block_on(c.list())?);
     }
+    let remotes: Vec<Option<TxId>> = listings
+        .iter()
+        .map(|l| l.iter().map(replica_formats::ObjectKey::max_txid).max())
+        .collect();
     let meta = meta_dir(db);
     let mut mcfg = MonitorConfig::new(db.path.clone(), meta.clone());
     mcfg.busy_timeout = db.busy_timeout;
@@ -154,11 +159,12 @@ fn start_db(
     mcfg.truncate_pages = db.truncate_page_n;
     mcfg.convert_to_wal = opts.convert_to_wal;
     mcfg.min_sync_gap = db.replicas.iter().map(|r| r.sync_interval).min().unwrap_or_default();
+    mcfg.snapshot_interval = db.replicas.iter().filter_map(|r| r.snapshot_interval).min();
     let min_gap = mcfg.min_sync_gap;
     let floor = remotes.iter().copied().max().flatten();
     let stats = Arc::new(DbStats::default());
     let (pos_tx, pos_rx) = watch::channel(None);
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<Spool, MonitorError>>();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(Spool, Arc<AtomicU64>), MonitorError>>();
     let (st, once) = (stats.clone(), opts.once);
     let monitor = std::thread::Builder::new()
         .name("monitor".into())
@@ -171,7 +177,7 @@ fn start_db(
                     return Err(MonitorError::Replaced(msg));
                 }
             };
-            let _ = ready_tx.send(Ok(m.spool().clone()));
+            let _ = ready_tx.send(Ok((m.spool().clone(), m.compacted())));
             if once {
                 let r = m.sync();
                 m.shutdown();
@@ -180,7 +186,7 @@ fn start_db(
             m.run(&stop)
         })
         .map_err(|e| ReplicateError::Setup(format!("starting monitor: {e}")))?;
-    let spool = match ready_rx.recv() {
+    let (spool, compacted) = match ready_rx.recv() {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             let _ = monitor.join();
@@ -191,7 +197,7 @@ fn start_db(
     let mut replicas = Vec::new();
     let mut confirmed = Vec::new();
     let mut tasks = Vec::new();
-    for ((client, rcfg), remote) in clients.into_iter().zip(remotes) {
+    for (((client, rcfg), remote), listing) in clients.into_iter().zip(remotes).zip(listings) {
         let ss = Arc::new(ShipStats::default());
         replicas.push((rcfg.name.clone(), ss.clone()));
         let (ctx, crx) = watch::channel(remote);
@@ -203,6 +209,9 @@ fn start_db(
             // replica ships as soon as a file arrives unless its own interval is longer.
             sync_interval: rcfg.sync_interval.saturating_sub(min_gap),
             remote,
+            known: listing.into_iter().collect(),
+            retention: rcfg.retention,
+            retention_check: rcfg.retention_check_interval,
             confirmed: ctx,
             stats: ss,
         };
@@ -211,7 +220,7 @@ fn start_db(
             run.await;
         }));
     }
-    tasks.push(rt.spawn(prune_spool(spool, confirmed)));
+    tasks.push(rt.spawn(prune_spool(spool, confirmed, compacted)));
     Ok(Running {
         monitor,
         tasks,
@@ -229,12 +238,17 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 /// Deletes spooled files once every replica confirmed them.
-async fn prune_spool(spool: Spool, mut confirmed: Vec<watch::Receiver<Option<TxId>>>) {
+async fn prune_spool(
+    spool: Spool,
+    mut confirmed: Vec<watch::Receiver<Option<TxId>>>,
+    compacted: Arc<AtomicU64>,
+) {
     loop {
         let min = confirmed.iter().map(|c| *c.borrow()).min().flatten();
         if let Some(t) = min {
             let s = spool.clone();
-            let _ = tokio::task::spawn_blocking(move || s.prune(t)).await;
+            let keep_l0_after = TxId::new(compacted.load(Ordering::Relaxed));
+            let _ = tokio::task::spawn_blocking(move || s.prune(t, keep_l0_after)).await;
         }
         let changed = futures::future::select_all(confirmed.iter_mut().map(|c| Box::pin(c.changed())));
         if changed.await.0.is_err() {

@@ -1,6 +1,7 @@
 //! One replica's shipping loop: uploads spooled files in position order at the replica's own
 //! sync interval, retries with backoff, and reports what the replica confirmed.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -37,6 +38,12 @@ pub struct Shipper {
     pub sync_interval: Duration,
     /// Highest position the replica holds.
     pub remote: Option<TxId>,
+    /// Files the replica holds (listed at start, then tracked).
+    pub known: BTreeSet<ObjectKey>,
+    /// How long history must stay restorable.
+    pub retention: Duration,
+    /// How often retention is enforced.
+    pub retention_check: Duration,
     /// Published after every upload (the spool prunes what every replica has).
     pub confirmed: watch::Sender<Option<TxId>>,
     /// Counters.
@@ -44,8 +51,21 @@ pub struct Shipper {
 }
 
 impl Shipper {
-    /// Uploads every spooled file above the replica's position, in order. A file the replica
-    /// already has counts as uploaded (an upload retried after a crash).
+    async fn put(&mut self, key: &ObjectKey) -> Result<(), ReplicaError> {
+        let size = match self.client.upload(key, &self.spool.path(key)).await {
+            Ok(size) => size,
+            Err(ReplicaError::AlreadyExists { .. }) => 0,
+            Err(e) => return Err(e),
+        };
+        self.known.insert(key.clone());
+        self.stats.uploads.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Uploads every spooled file above the replica's position, in order, then the compacted
+    /// segments and snapshots of positions it already has (deleting the level-0 segments a
+    /// compacted one replaces). A file the replica already has counts as uploaded.
     pub async fn ship_pending(&mut self) -> Result<usize, ReplicaError> {
         let keys = self.spool.keys().map_err(|e| ReplicaError::Local {
             replica: self.client.name().to_owned(),
@@ -54,23 +74,65 @@ impl Shipper {
         })?;
         let mut n = 0;
         for key in chain_after(&keys, self.remote) {
-            let size = match self.client.upload(&key, &self.spool.path(&key)).await {
-                Ok(size) => size,
-                Err(ReplicaError::AlreadyExists { .. }) => 0,
-                Err(e) => return Err(e),
-            };
+            self.put(&key).await?;
             self.remote = Some(key.max_txid());
-            self.stats.uploads.fetch_add(1, Ordering::Relaxed);
-            self.stats.bytes.fetch_add(size, Ordering::Relaxed);
             self.stats.position.store(key.max_txid().get(), Ordering::Relaxed);
             self.confirmed.send_replace(self.remote);
             n += 1;
         }
+        let extras: Vec<ObjectKey> = keys
+            .iter()
+            .filter(|k| !self.known.contains(k) && Some(k.max_txid()) <= self.remote)
+            .filter(|k| k.is_snapshot() || k.level().is_some_and(|l| l.get() > 0))
+            .cloned()
+            .collect();
+        for key in extras {
+            self.put(&key).await?;
+            n += 1;
+            if !key.is_snapshot() {
+                let covered: Vec<ObjectKey> = self
+                    .known
+                    .iter()
+                    .filter(|k| k.level() < key.level() && !k.is_snapshot())
+                    .filter(|k| k.min_txid() >= key.min_txid() && k.max_txid() <= key.max_txid())
+                    .cloned()
+                    .collect();
+                self.client.delete(&covered).await?;
+                for k in covered {
+                    self.known.remove(&k);
+                }
+            }
+        }
+        // Tell the pruner again: compacted files may now be deletable from the spool too.
+        self.confirmed.send_replace(self.remote);
         Ok(n)
     }
 
-    /// Ships whenever the monitor publishes a new position, no more often than the sync
-    /// interval, until `stop` turns true; then makes a last attempt bounded by `flush_timeout`.
+    /// Deletes what is older than the retention window, keeping everything a restore to any
+    /// point inside the window needs: the newest snapshot taken before the window starts, and
+    /// every file after it. Nothing is deleted unless the chain from that snapshot to the
+    /// replica's newest position is intact.
+    pub async fn enforce_retention(&mut self) -> Result<usize, ReplicaError> {
+        let now = replica_formats::Timestamp::from_millis(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        );
+        let keys: Vec<ObjectKey> = self.known.iter().cloned().collect();
+        let doomed = retention_victims(&keys, now, self.retention);
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        self.client.delete(&doomed).await?;
+        for k in &doomed {
+            self.known.remove(k);
+        }
+        Ok(doomed.len())
+    }
+
+    /// Ships whenever the monitor publishes, no more often than the sync interval, enforces
+    /// retention periodically, until `stop` turns true; then a last attempt bounded by
+    /// `flush_timeout`.
     pub async fn run(
         mut self,
         mut positions: watch::Receiver<Option<TxId>>,
@@ -79,27 +141,40 @@ impl Shipper {
     ) -> Option<TxId> {
         let mut backoff = Duration::ZERO;
         let mut last = Instant::now() - self.sync_interval;
+        let mut last_retention = Instant::now();
+        let mut pending = true;
         loop {
-            let wanted = *positions.borrow_and_update();
-            if wanted > self.remote {
+            if pending {
                 let due = last + self.sync_interval.max(backoff);
                 tokio::select! {
                     _ = tokio::time::sleep_until(due.into()) => {}
                     _ = stop.changed() => break,
                 }
                 last = Instant::now();
+                positions.borrow_and_update();
                 match self.ship_pending().await {
-                    Ok(_) => backoff = Duration::ZERO,
+                    Ok(_) => {
+                        backoff = Duration::ZERO;
+                        pending = false;
+                    }
                     Err(e) => {
                         self.stats.errors.fetch_add(1, Ordering::Relaxed);
                         backoff = (backoff * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
                         crate::log::error(&format!("{e} (retrying in {}s)", backoff.as_secs()));
                     }
                 }
+                if last_retention.elapsed() >= self.retention_check {
+                    last_retention = Instant::now();
+                    match self.enforce_retention().await {
+                        Ok(0) => {}
+                        Ok(n) => crate::log::info(&format!("{}: retention removed {n} files", self.client.name())),
+                        Err(e) => crate::log::error(&format!("retention: {e}")),
+                    }
+                }
                 continue;
             }
             tokio::select! {
-                r = positions.changed() => if r.is_err() { break },
+                r = positions.changed() => if r.is_err() { break } else { pending = true },
                 _ = stop.changed() => break,
             }
         }
@@ -114,6 +189,31 @@ impl Shipper {
         }
         self.remote
     }
+}
+
+/// Files that retention may delete from `keys` at time `now`: everything strictly older than
+/// the newest snapshot created at or before `now - retention`, provided the chain from that
+/// snapshot reaches the newest position.
+pub fn retention_victims(keys: &[ObjectKey], now: replica_formats::Timestamp, retention: Duration) -> Vec<ObjectKey> {
+    let cutoff = now.get() - retention.as_millis() as i64;
+    let Some(base) = keys
+        .iter()
+        .filter(|k| k.is_snapshot() && k.timestamp().get() <= cutoff)
+        .max_by_key(|k| (k.max_txid(), k.timestamp()))
+    else {
+        return Vec::new();
+    };
+    let newest = keys.iter().map(ObjectKey::max_txid).max();
+    let chain = replica_formats::chain_from(keys, base.max_txid(), replica_formats::Target::Latest);
+    let end = chain.last().map_or(base.max_txid(), ObjectKey::max_txid);
+    if Some(end) != newest {
+        return Vec::new();
+    }
+    keys.iter()
+        .filter(|k| k.max_txid() < base.max_txid() || (k.is_snapshot() && k.max_txid() == base.max_txid() && *k != base && k.timestamp() < base.timestamp()))
+        .filter(|k| k.max_txid() <= base.max_txid() && k.min_txid() <= base.max_txid())
+        .cloned()
+        .collect()
 }
 
 /// The spooled files that continue the replica from `remote`: the chain of files whose first

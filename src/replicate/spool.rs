@@ -93,14 +93,17 @@ impl Spool {
         Ok(DbChecksum::from_raw(u64::from_le_bytes(t[4..12].try_into().expect("8 bytes"))))
     }
 
-    /// Deletes files whose position is at or below `upto`, always keeping the newest file (it
-    /// tells a restarted monitor where the WAL stood).
-    pub fn prune(&self, upto: TxId) -> io::Result<usize> {
+    /// Deletes files every replica has (position at or below `upto`), except level-0 segments
+    /// above `keep_l0_after` (not compacted yet) and the newest file (it tells a restarted
+    /// monitor where the WAL stood).
+    pub fn prune(&self, upto: TxId, keep_l0_after: Option<TxId>) -> io::Result<usize> {
         let keys = self.keys()?;
         let newest = keys.iter().map(|k| k.max_txid()).max();
         let mut n = 0;
         for k in keys {
-            if k.max_txid() <= upto && Some(k.max_txid()) != newest {
+            let is_l0 = k.level().is_some_and(|l| l.get() == 0);
+            let needed_for_compaction = is_l0 && Some(k.max_txid()) > keep_l0_after;
+            if k.max_txid() <= upto && Some(k.max_txid()) != newest && !needed_for_compaction {
                 match fs::remove_file(self.path(&k)) {
                     Ok(()) => n += 1,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}

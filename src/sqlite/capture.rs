@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use replica_formats::{
-    EncodeOptions, FileEncoder, FileKind, Header, Level, ObjectKey, PageNo, Timestamp, TxId,
-    WalPosition,
+    DbChecksum, EncodeOptions, FileEncoder, FileKind, Header, Level, ObjectKey, PageNo, Timestamp,
+    TxId, WalPosition,
 };
 
 use super::monitor::{Monitor, MonitorError};
@@ -65,6 +65,14 @@ impl Monitor {
         }
     }
 
+    /// Level-0 segments use small runs: compaction streams one decoded run per input.
+    fn segment_options(&self) -> EncodeOptions {
+        EncodeOptions {
+            pages_per_run: 16,
+            ..self.options()
+        }
+    }
+
     /// Writes the committed frames of `scan` as one segment (the latest image of each page).
     pub(super) fn write_frames(&mut self, scan: &Scan) -> Result<(), MonitorError> {
         let Some(commit) = scan.commit else {
@@ -84,7 +92,7 @@ impl Monitor {
             max: txid,
             ts: header.timestamp,
         };
-        let opts = self.options();
+        let opts = self.segment_options();
         let ps = self.src.page_size().as_usize();
         let src = &self.src;
         let map = &mut self.map;
@@ -102,17 +110,19 @@ impl Monitor {
             enc.finish(map.checksum()).map_err(fmt_err)?;
             Ok(())
         });
-        self.finish_write(txid, res, scan.transactions)
+        self.finish_write(&key, res, scan.transactions)
     }
 
     fn finish_write(
         &mut self,
-        txid: TxId,
+        key: &ObjectKey,
         res: io::Result<u64>,
         transactions: u64,
     ) -> Result<(), MonitorError> {
+        let txid = key.max_txid();
         match res {
             Ok(size) => {
+                self.compactor.note(key, size);
                 self.map.commit_changes();
                 self.pos = Some(txid);
                 self.stats.spooled_bytes.fetch_add(size, Ordering::Relaxed);
@@ -132,10 +142,45 @@ impl Monitor {
         }
     }
 
-    /// Writes a snapshot of the database at the reader's cursor and replaces the page map.
+    /// Writes a snapshot of the database at the reader's cursor, as a new position, and
+    /// replaces the page map.
     pub(super) fn snapshot(&mut self) -> Result<(), MonitorError> {
+        self.write_snapshot(self.next_txid()).map(|_| ())
+    }
+
+    /// Periodic snapshot of the current position (no new position: the state is the one the
+    /// last segment produced, so older segments and this snapshot chain into the same future).
+    /// It doubles as a self-check: the database must hash to the replicated state. If it does
+    /// not, the snapshot is written as a new position, which restores then start from.
+    pub(super) fn snapshot_current(&mut self) -> Result<(), MonitorError> {
+        self.with_write_lock(|m| m.drain_wal())?;
+        if self.needs_resync {
+            self.resync()?;
+        }
+        let Some(pos) = self.pos else {
+            return self.snapshot();
+        };
+        let expected = self.map.checksum();
+        let fresh = self.write_snapshot_map(pos)?;
+        if fresh != expected {
+            crate::log::error(&format!(
+                "{}: database checksum {fresh} differs from the replicated state {expected}; starting a new snapshot chain",
+                self.cfg.db_path.display()
+            ));
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            self.snapshot()?;
+        }
+        Ok(())
+    }
+
+    fn write_snapshot(&mut self, txid: TxId) -> Result<DbChecksum, MonitorError> {
+        let sum = self.write_snapshot_map(txid)?;
+        Ok(sum)
+    }
+
+    /// Writes the snapshot file for `txid` and installs the fresh page map if `txid` is new.
+    fn write_snapshot_map(&mut self, txid: TxId) -> Result<DbChecksum, MonitorError> {
         let commit = self.src.commit().map_err(|e| self.io_err("reading database", e))?;
-        let txid = self.next_txid();
         let header = self.header(FileKind::Snapshot, txid, commit);
         let key = ObjectKey::Snapshot {
             txid,
@@ -154,13 +199,19 @@ impl Monitor {
             enc.finish(fresh.checksum()).map_err(fmt_err)?;
             Ok(())
         });
+        let sum = fresh.checksum();
+        let is_new = Some(txid) != self.pos;
         if res.is_ok() {
-            self.map = fresh;
-            self.needs_resync = false;
             self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+            if is_new {
+                self.map = fresh;
+                self.needs_resync = false;
+                self.compactor.watermark = Some(txid);
+            }
         }
         self.map.begin();
-        self.finish_write(txid, res, 0)
+        self.finish_write(&key, res, 0)?;
+        Ok(sum)
     }
 
     /// Brings the replica up to date after a discontinuity: re-establishes protection, reads
@@ -186,7 +237,7 @@ impl Monitor {
             max: txid,
             ts: header.timestamp,
         };
-        let opts = self.options();
+        let opts = self.segment_options();
         let src = &self.src;
         let map = &mut self.map;
         map.begin();
@@ -206,7 +257,7 @@ impl Monitor {
             self.needs_resync = false;
             self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
         }
-        self.finish_write(txid, res, 0)
+        self.finish_write(&key, res, 0)
     }
 }
 

@@ -31,6 +31,7 @@ use super::reader::{Poll, Source};
 use super::shm::ShmProbe;
 use super::watch::WalWatch;
 use super::wal::WalError;
+use crate::replicate::compact::Compactor;
 use crate::replicate::spool::Spool;
 use crate::stats::DbStats;
 
@@ -47,6 +48,10 @@ pub struct MonitorConfig {
     pub monitor_interval: Duration,
     /// Smallest gap between two spool files (the smallest replica sync-interval).
     pub min_sync_gap: Duration,
+    /// How often level-0 segments are merged into one level-1 segment.
+    pub compaction_interval: Duration,
+    /// Take a snapshot at least this often (the smallest replica snapshot-interval), if set.
+    pub snapshot_interval: Option<Duration>,
     /// Time-based PASSIVE checkpoint.
     pub checkpoint_interval: Duration,
     /// WAL frames that trigger a PASSIVE checkpoint.
@@ -72,6 +77,8 @@ impl MonitorConfig {
             busy_timeout: Duration::from_secs(1),
             monitor_interval: Duration::from_secs(1),
             min_sync_gap: Duration::from_secs(1),
+            compaction_interval: Duration::from_secs(30),
+            snapshot_interval: None,
             checkpoint_interval: Duration::from_secs(60),
             min_checkpoint_pages: 1000,
             truncate_pages: 121_359,
@@ -142,6 +149,10 @@ pub struct Monitor {
     pub(super) needs_resync: bool,
     pub(super) positions: watch::Sender<Option<TxId>>,
     pub(super) stats: Arc<DbStats>,
+    /// Level-0 compaction and snapshot cadence.
+    pub(super) compactor: Compactor,
+    /// Highest position whose level-0 segments were compacted (the spool keeps those above).
+    pub(super) compacted: Arc<std::sync::atomic::AtomicU64>,
     ino: (u64, u64),
 }
 
@@ -184,15 +195,26 @@ impl Monitor {
             needs_resync: false,
             positions,
             stats,
+            compactor: Compactor::new(None, Duration::from_secs(30)),
+            compacted: Arc::default(),
             ino,
         };
         m.recover(floor)?;
+        m.compactor.snapshot_interval = m.cfg.snapshot_interval;
+        m.compactor.interval = m.cfg.compaction_interval;
+        m.compactor.watermark = m.initial_watermark();
+        m.publish_watermark();
         Ok(m)
     }
 
     /// Last position written to the spool.
     pub fn position(&self) -> Option<TxId> {
         self.pos
+    }
+
+    /// Highest position whose level-0 segments are compacted (shared with the spool pruner).
+    pub fn compacted(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.compacted.clone()
     }
 
     /// The spool this monitor writes.
@@ -287,6 +309,7 @@ impl Monitor {
                     dirty = false;
                     self.sync()?;
                     self.maybe_checkpoint()?;
+                    self.maintain(false)?;
                 }
                 Ok::<(), MonitorError>(())
             })();
@@ -350,6 +373,46 @@ impl Monitor {
                 }
             }
         }
+    }
+
+    /// Highest position of a snapshot or compacted segment in the spool: level-0 segments
+    /// above it are the ones still to compact.
+    fn initial_watermark(&self) -> Option<TxId> {
+        let keys = self.spool.keys().ok()?;
+        keys.iter()
+            .filter(|k| k.is_snapshot() || k.level().is_some_and(|l| l.get() > 0))
+            .map(ObjectKey::max_txid)
+            .max()
+    }
+
+    pub(super) fn publish_watermark(&self) {
+        let w = self.compactor.watermark.map_or(0, TxId::get);
+        self.compacted.store(w, Ordering::Relaxed);
+    }
+
+    /// Compacts level-0 segments when due (or now, with `force`) and takes a snapshot when the
+    /// files piled on the last one would make a restore read more than the database.
+    pub fn maintain(&mut self, force: bool) -> Result<(), MonitorError> {
+        let opts = replica_formats::EncodeOptions {
+            zstd_level: self.cfg.zstd_level,
+            ..Default::default()
+        };
+        match self.compactor.tick(&self.spool, opts, force) {
+            Ok(Some((key, size))) => {
+                self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+                self.stats.spooled_bytes.fetch_add(size, Ordering::Relaxed);
+                crate::log::debug(&format!("compacted into {key} ({size} bytes)"));
+                self.publish_watermark();
+                self.positions.send_replace(self.pos);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(self.io_err("compacting spool", e)),
+        }
+        if self.compactor.snapshot_due() {
+            self.snapshot_current()?;
+            self.publish_watermark();
+        }
+        Ok(())
     }
 
     fn check_replaced(&self) -> Result<(), MonitorError> {
