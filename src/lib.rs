@@ -3,8 +3,8 @@
 
 pub mod bench;
 pub mod cli;
-pub mod demo;
 pub mod config;
+pub mod demo;
 pub mod fsutil;
 pub mod log;
 pub mod replica;

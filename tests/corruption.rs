@@ -39,7 +39,10 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn files(dir: &Path, sub: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(sub)).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(sub))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     v.sort();
     v
 }
@@ -56,7 +59,12 @@ fn corrupt_segments_fail_or_fall_back_when_asked() {
     let damages: [(&str, Damage); 3] = [
         ("truncated", |p| {
             let len = std::fs::metadata(p).unwrap().len();
-            std::fs::OpenOptions::new().write(true).open(p).unwrap().set_len(len / 2).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_len(len / 2)
+                .unwrap();
         }),
         ("flipped", |p| {
             let mut b = std::fs::read(p).unwrap();
@@ -65,7 +73,9 @@ fn corrupt_segments_fail_or_fall_back_when_asked() {
             std::fs::write(p, b).unwrap();
         }),
         ("garbage", |p| {
-            let b: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+            let b: Vec<u8> = (0..5000u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+                .collect();
             std::fs::write(p, b).unwrap();
         }),
     ];
@@ -79,12 +89,22 @@ fn corrupt_segments_fail_or_fall_back_when_asked() {
         let out = s.dir.path().join(format!("{name}.db"));
         let o = restore(&url, &out, &[]);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "{name}: restore of a damaged replica succeeded");
+        assert!(
+            !o.status.success(),
+            "{name}: restore of a damaged replica succeeded"
+        );
         assert!(err.contains("corrupt"), "{name}: {err}");
-        assert!(err.contains(victim.file_name().unwrap().to_str().unwrap()), "{name}: {err}");
+        assert!(
+            err.contains(victim.file_name().unwrap().to_str().unwrap()),
+            "{name}: {err}"
+        );
         assert!(!out.exists(), "{name}: a failed restore left its output");
         let o = restore(&url, &out, &["-fallback"]);
-        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let c = check_sound(&out);
         let got = rows(&c).len();
         assert!(got < total, "{name}: fell back yet restored everything");
@@ -94,7 +114,14 @@ fn corrupt_segments_fail_or_fall_back_when_asked() {
     let rep = s.dir.path().join("rep-extra");
     copy_dir(&s.replica, &rep);
     let segs = files(&rep, "segments/0");
-    let last = segs.last().unwrap().file_name().unwrap().to_str().unwrap().to_owned();
+    let last = segs
+        .last()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     let max = u64::from_str_radix(&last[17..33], 16).unwrap();
     let extra = format!("{:016x}-{:016x}-{}", max + 1, max + 1, &last[34..]);
     std::fs::write(rep.join("segments/0").join(extra), b"not a segment").unwrap();
@@ -130,6 +157,12 @@ fn corrupt_snapshot_and_missing_segment_are_errors() {
     let url = format!("file://{}", rep.display());
     let o = restore(&url, &s.dir.path().join("gap.db"), &[]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "a replica with a missing segment restored: {err}");
-    assert!(err.to_lowercase().contains("gap") || err.contains("missing"), "{err}");
+    assert!(
+        !o.status.success(),
+        "a replica with a missing segment restored: {err}"
+    );
+    assert!(
+        err.to_lowercase().contains("gap") || err.contains("missing"),
+        "{err}"
+    );
 }

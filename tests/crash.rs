@@ -11,7 +11,9 @@ use std::time::Duration;
 use common::*;
 
 fn lcg(seed: &mut u64) -> u64 {
-    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     *seed >> 33
 }
 
@@ -34,7 +36,8 @@ fn kill_loop(sync_interval: &str, rounds: usize, seed: u64) {
                 committed.store(i, Ordering::Relaxed);
                 // Now and then the application checkpoints on its own.
                 if i % 97 == 0 {
-                    c.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())).unwrap();
+                    c.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                        .unwrap();
                 }
                 std::thread::sleep(Duration::from_micros(500));
             }
@@ -43,7 +46,8 @@ fn kill_loop(sync_interval: &str, rounds: usize, seed: u64) {
     };
     let mut seed = seed;
     for round in 0..rounds {
-        let r = s.start();
+        // Compaction every second, so kills also land in the middle of merges.
+        let r = s.start_with(&[("MEMSYNC_COMPACTION_INTERVAL", "1s")]);
         std::thread::sleep(Duration::from_millis(100 + lcg(&mut seed) % 700));
         r.kill();
         // Whatever the replica holds now is a sound prefix of what was committed.
@@ -56,7 +60,10 @@ fn kill_loop(sync_interval: &str, rounds: usize, seed: u64) {
         } else {
             // Only acceptable before the very first file reached the replica.
             let err = String::from_utf8_lossy(&o.stderr);
-            assert!(err.contains("holds no backup") || err.contains("does not exist"), "{err}");
+            assert!(
+                err.contains("holds no backup") || err.contains("does not exist"),
+                "{err}"
+            );
         }
     }
     stop.store(true, Ordering::Relaxed);

@@ -54,17 +54,38 @@ fn bad_configs_are_refused_with_the_key_and_line() {
     let r = d.path().join("r").display().to_string();
     let cases: Vec<(String, Vec<&str>)> = vec![
         (String::new(), vec!["no databases"]),
-        (format!("dbs:\n  - path: {p}\n    replicas:\n      - path: {r}\n        sync-intervall: 1s\n"), vec!["sync-intervall", ":5:", "sync-interval"]),
-        (format!("dbs:\n  - path: {p}\n    monitor-interval: -1s\n    replicas:\n      - path: {r}\n"), vec!["negative"]),
-        (format!("dbs:\n  - path: {p}\n    replicas:\n      - path: {r}\n  - path: {p}2\n    replicas:\n      - path: {r}\n"), vec!["same place"]),
-        (format!("dbs:\n  - path: {p}\n    replicas:\n      - path: $NO_SUCH_VAR_MEMSYNC/x\n"), vec!["NO_SUCH_VAR_MEMSYNC"]),
+        (
+            format!(
+                "dbs:\n  - path: {p}\n    replicas:\n      - path: {r}\n        sync-intervall: 1s\n"
+            ),
+            vec!["sync-intervall", ":5:", "sync-interval"],
+        ),
+        (
+            format!(
+                "dbs:\n  - path: {p}\n    monitor-interval: -1s\n    replicas:\n      - path: {r}\n"
+            ),
+            vec!["negative"],
+        ),
+        (
+            format!(
+                "dbs:\n  - path: {p}\n    replicas:\n      - path: {r}\n  - path: {p}2\n    replicas:\n      - path: {r}\n"
+            ),
+            vec!["same place"],
+        ),
+        (
+            format!("dbs:\n  - path: {p}\n    replicas:\n      - path: $NO_SUCH_VAR_MEMSYNC/x\n"),
+            vec!["NO_SUCH_VAR_MEMSYNC"],
+        ),
         ("dbs: [unclosed\n".to_string(), vec!["litestream.yml"]),
     ];
     for (yaml, needles) in cases {
         let o = replicate_with(d.path(), &yaml);
         assert_fails(&o, &needles);
     }
-    assert!(!d.path().join("r").exists(), "a refused config created the replica");
+    assert!(
+        !d.path().join("r").exists(),
+        "a refused config created the replica"
+    );
 }
 
 #[test]
@@ -72,9 +93,17 @@ fn databases_that_cannot_be_replicated_are_refused() {
     let d = tempfile::tempdir().unwrap();
     let r = d.path().join("r");
     // Missing database, missing directory.
-    let o = run(&["replicate", d.path().join("nope.db").to_str().unwrap(), r.to_str().unwrap()]);
+    let o = run(&[
+        "replicate",
+        d.path().join("nope.db").to_str().unwrap(),
+        r.to_str().unwrap(),
+    ]);
     assert_fails(&o, &["nope.db", "does not exist"]);
-    let o = run(&["replicate", d.path().join("no/dir.db").to_str().unwrap(), r.to_str().unwrap()]);
+    let o = run(&[
+        "replicate",
+        d.path().join("no/dir.db").to_str().unwrap(),
+        r.to_str().unwrap(),
+    ]);
     assert_fails(&o, &["directory", "does not exist"]);
     // Not an SQLite file.
     let junk = d.path().join("junk.db");
@@ -85,7 +114,8 @@ fn databases_that_cannot_be_replicated_are_refused() {
     let rb = d.path().join("rollback.db");
     {
         let c = rusqlite::Connection::open(&rb).unwrap();
-        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);").unwrap();
+        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
     }
     let o = run(&["replicate", rb.to_str().unwrap(), r.to_str().unwrap()]);
     assert_fails(&o, &["rollback.db", "delete", "-convert-to-wal"]);
@@ -94,7 +124,13 @@ fn databases_that_cannot_be_replicated_are_refused() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "delete");
-    let o = run(&["replicate", "-once", "-convert-to-wal", rb.to_str().unwrap(), r.to_str().unwrap()]);
+    let o = run(&[
+        "replicate",
+        "-once",
+        "-convert-to-wal",
+        rb.to_str().unwrap(),
+        r.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -110,19 +146,45 @@ fn bad_restores_fail_cleanly() {
     let url = format!("file://{}", empty.display());
     let o = run(&["restore", "-o", out.to_str().unwrap(), &url]);
     assert_fails(&o, &["holds no backup"]);
-    let o = run(&["restore", "-if-replica-exists", "-o", out.to_str().unwrap(), &url]);
+    let o = run(&[
+        "restore",
+        "-if-replica-exists",
+        "-o",
+        out.to_str().unwrap(),
+        &url,
+    ]);
     assert!(o.status.success());
     let o = run(&["restore", &url]);
     assert_fails(&o, &["-o"]);
-    let o = run(&["restore", "-timestamp", "yesterday", "-o", out.to_str().unwrap(), &url]);
+    let o = run(&[
+        "restore",
+        "-timestamp",
+        "yesterday",
+        "-o",
+        out.to_str().unwrap(),
+        &url,
+    ]);
     assert_fails(&o, &["-timestamp", "RFC 3339"]);
     let o = run(&["restore", "-txid", "xyz", "-o", out.to_str().unwrap(), &url]);
     assert_fails(&o, &["-txid"]);
-    let o = run(&["restore", "-o", d.path().join("no/such/dir.db").to_str().unwrap(), &url]);
+    let o = run(&[
+        "restore",
+        "-o",
+        d.path().join("no/such/dir.db").to_str().unwrap(),
+        &url,
+    ]);
     assert_fails(&o, &["does not exist"]);
     assert!(!out.exists());
-    let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
-    assert_eq!(leftovers.len(), 1, "restore left files behind: {leftovers:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "restore left files behind: {leftovers:?}"
+    );
 }
 
 #[test]

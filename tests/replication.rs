@@ -33,7 +33,9 @@ fn application_checkpoints_complete_while_memsync_runs_and_nothing_is_lost() {
     let app = create_memdb(&s.db);
     let r = s.start();
     let mut n = 0;
-    for mode in ["PASSIVE", "FULL", "RESTART", "TRUNCATE", "RESTART", "TRUNCATE"] {
+    for mode in [
+        "PASSIVE", "FULL", "RESTART", "TRUNCATE", "RESTART", "TRUNCATE",
+    ] {
         for _ in 0..50 {
             n += 1;
             insert_memory(&app, n);
@@ -77,7 +79,8 @@ fn changes_made_while_memsync_is_stopped_are_shipped_on_restart() {
     for i in 101..=200 {
         insert_memory(&app, i);
     }
-    app.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    app.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
     for i in 201..=250 {
         insert_memory(&app, i);
     }
@@ -106,7 +109,10 @@ fn point_in_time_restore_by_timestamp_and_txid() {
         }
         s.wait_for_rows(n as i64);
         std::thread::sleep(Duration::from_millis(50));
-        marks.push((humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(), n));
+        marks.push((
+            humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            n,
+        ));
         std::thread::sleep(Duration::from_millis(50));
     }
     let (st, err) = r.stop();
@@ -129,4 +135,45 @@ fn point_in_time_restore_by_timestamp_and_txid() {
         last = got;
     }
     assert_eq!(last, 60);
+}
+
+#[test]
+fn compaction_keeps_every_restore_exact() {
+    let s = Scene::new("", "        sync-interval: 0s\n");
+    let app = create_memdb(&s.db);
+    let r = s.start_with(&[("MEMSYNC_COMPACTION_INTERVAL", "1s")]);
+    let mut n = 0;
+    for _ in 0..8 {
+        for _ in 0..40 {
+            n += 1;
+            insert_memory(&app, n);
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    s.wait_for_rows(n as i64);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (st, err) = r.stop();
+    assert!(st.success(), "{err}");
+    assert!(
+        s.replica.join("segments/1").is_dir(),
+        "no compacted segments were written"
+    );
+    let l1 = std::fs::read_dir(s.replica.join("segments/1"))
+        .unwrap()
+        .count();
+    let l0 = std::fs::read_dir(s.replica.join("segments/0")).map_or(0, |d| d.count());
+    assert!(
+        l1 >= 1 && l0 < 320,
+        "level 0 files were not replaced: {l0} L0, {l1} L1"
+    );
+    let out = s.restore("restored.db", &["-integrity-check", "full"]);
+    let restored = check_sound(&out);
+    assert_same(&app, &restored);
+    // Every boundary still listed restores to a sound prefix.
+    let list = run(&["wal", &s.url()]);
+    for line in String::from_utf8_lossy(&list.stdout).lines().skip(1) {
+        let max = line.split_whitespace().nth(3).unwrap();
+        let out = s.restore(&format!("txid-{max}.db"), &["-txid", max]);
+        check_sound(&out);
+    }
 }

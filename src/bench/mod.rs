@@ -83,7 +83,14 @@ fn count_rows(path: &Path) -> i64 {
 }
 
 /// Restores in a loop until the restored database has `rows` rows; seconds waited.
-fn wait_caught_up(r: &Replicator, cfg: &Path, db: &Path, out: &Path, rows: i64, limit: Duration) -> f64 {
+fn wait_caught_up(
+    r: &Replicator,
+    cfg: &Path,
+    db: &Path,
+    out: &Path,
+    rows: i64,
+    limit: Duration,
+) -> f64 {
     let t0 = Instant::now();
     while t0.elapsed() < limit {
         if r.restore(cfg, out, db) && count_rows(out) == rows {
@@ -101,7 +108,9 @@ fn phase_cpu(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
     let db = dir.join("db.sqlite");
     let app = workload::open(&db).map_err(|e| e.to_string())?;
     workload::create(&app).map_err(|e| e.to_string())?;
-    let run = r.start(&cfg, &dir.join("replicator.log")).map_err(|e| e.to_string())?;
+    let run = r
+        .start(&cfg, &dir.join("replicator.log"))
+        .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_secs(2));
     let c0 = run.cpu_seconds();
     let t0 = Instant::now();
@@ -124,7 +133,14 @@ fn phase_cpu(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
     let wall = t0.elapsed().as_secs_f64();
     let c1 = run.cpu_seconds();
     let rows = count_rows(&db);
-    let catch = wait_caught_up(r, &cfg, &db, &dir.join("probe.db"), rows, Duration::from_secs(60));
+    let catch = wait_caught_up(
+        r,
+        &cfg,
+        &db,
+        &dir.join("probe.db"),
+        rows,
+        Duration::from_secs(60),
+    );
     let hwm = run.peak_rss_kb();
     let c2 = run.cpu_seconds();
     std::thread::sleep(Duration::from_secs(3));
@@ -136,7 +152,10 @@ fn phase_cpu(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
     let ok = r.restore(&cfg, &dir.join("final.db"), &db);
     let verified = ok && workload::verify(&dir.join("final.db")) == Ok(rows);
     f.push(("cpu.commits".into(), n as f64));
-    f.push(("cpu.replicator_cpu_pct_of_one_core".into(), (c1 - c0) / wall * 100.0));
+    f.push((
+        "cpu.replicator_cpu_pct_of_one_core".into(),
+        (c1 - c0) / wall * 100.0,
+    ));
     f.push(("cpu.idle_cpu_pct".into(), idle));
     f.push(("cpu.peak_rss_mb".into(), hwm as f64 / 1024.0));
     f.push(("cpu.catch_up_s".into(), catch));
@@ -144,10 +163,19 @@ fn phase_cpu(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
     f.push(("cpu.replica_mb".into(), rep_bytes as f64 / 1e6));
     f.push(("cpu.replica_files".into(), rep_files as f64));
     f.push(("cpu.shutdown_s".into(), stop));
-    f.push(("cpu.app_restart_checkpoint_max_s".into(), pct(&mut stalls, 100.0)));
-    f.push(("cpu.app_restart_checkpoint_p50_s".into(), pct(&mut stalls, 50.0)));
+    f.push((
+        "cpu.app_restart_checkpoint_max_s".into(),
+        pct(&mut stalls, 100.0),
+    ));
+    f.push((
+        "cpu.app_restart_checkpoint_p50_s".into(),
+        pct(&mut stalls, 50.0),
+    ));
     f.push(("cpu.app_restart_checkpoints_busy".into(), busy as f64));
-    f.push(("cpu.final_restore_verified".into(), if verified { 1.0 } else { 0.0 }));
+    f.push((
+        "cpu.final_restore_verified".into(),
+        if verified { 1.0 } else { 0.0 },
+    ));
     Ok(())
 }
 
@@ -158,12 +186,20 @@ fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
     let db = dir.join("db.sqlite");
     let app = workload::open(&db).map_err(|e| e.to_string())?;
     workload::create(&app).map_err(|e| e.to_string())?;
-    let run = r.start(&cfg, &dir.join("replicator.log")).map_err(|e| e.to_string())?;
+    let run = r
+        .start(&cfg, &dir.join("replicator.log"))
+        .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_secs(2));
     let commits: Arc<Mutex<Vec<(i64, SystemTime)>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let prober = {
-        let (r, cfg, db, out, done) = (r.clone(), cfg.clone(), db.clone(), dir.join("probe.db"), done.clone());
+        let (r, cfg, db, out, done) = (
+            r.clone(),
+            cfg.clone(),
+            db.clone(),
+            dir.join("probe.db"),
+            done.clone(),
+        );
         std::thread::spawn(move || {
             let mut probes = Vec::new();
             while !done.load(Ordering::Relaxed) {
@@ -211,16 +247,30 @@ fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
     Ok(())
 }
 
-fn phase_restore(o: &BenchOptions, r: &Replicator, f: &mut Figures, filled: &Path) -> Result<(), String> {
+fn phase_restore(
+    o: &BenchOptions,
+    r: &Replicator,
+    f: &mut Figures,
+    filled: &Path,
+) -> Result<(), String> {
     let dir = o.workdir.join(&r.name).join("restore");
     fresh(&dir).map_err(|e| e.to_string())?;
     let cfg = write_config(&dir, &o.sync_interval);
     let db = dir.join("db.sqlite");
     std::fs::copy(filled, &db).map_err(|e| e.to_string())?;
     let rows = count_rows(&db);
-    let run = r.start(&cfg, &dir.join("replicator.log")).map_err(|e| e.to_string())?;
+    let run = r
+        .start(&cfg, &dir.join("replicator.log"))
+        .map_err(|e| e.to_string())?;
     let c0 = run.cpu_seconds();
-    let sync_s = wait_caught_up(r, &cfg, &db, &dir.join("probe.db"), rows, Duration::from_secs(300));
+    let sync_s = wait_caught_up(
+        r,
+        &cfg,
+        &db,
+        &dir.join("probe.db"),
+        rows,
+        Duration::from_secs(300),
+    );
     let cpu = run.cpu_seconds() - c0;
     let hwm = run.peak_rss_kb();
     run.stop();
@@ -240,7 +290,10 @@ fn phase_restore(o: &BenchOptions, r: &Replicator, f: &mut Figures, filled: &Pat
     f.push(("restore.db_mb".into(), size / 1e6));
     f.push(("restore.initial_sync_s".into(), sync_s));
     f.push(("restore.initial_sync_cpu_s".into(), cpu));
-    f.push(("restore.initial_sync_peak_rss_mb".into(), hwm as f64 / 1024.0));
+    f.push((
+        "restore.initial_sync_peak_rss_mb".into(),
+        hwm as f64 / 1024.0,
+    ));
     f.push(("restore.replica_mb".into(), rep_bytes as f64 / 1e6));
     f.push(("restore.restore_median_s".into(), med));
     f.push(("restore.restore_mb_per_s".into(), size / 1048576.0 / med));
@@ -288,7 +341,14 @@ fn report(all: &[(String, Figures)]) -> String {
         let _ = write!(s, " {name:>12}");
     }
     if all.len() > 1 {
-        let _ = write!(s, " {:>10}", format!("{first}/{}", all[1].0).chars().take(10).collect::<String>());
+        let _ = write!(
+            s,
+            " {:>10}",
+            format!("{first}/{}", all[1].0)
+                .chars()
+                .take(10)
+                .collect::<String>()
+        );
     }
     s.push('\n');
     for (k, v) in base {

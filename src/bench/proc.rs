@@ -45,7 +45,11 @@ impl Replicator {
             let _ = std::fs::remove_file(crate::sqlite::sidecar(out, s));
         }
         let mut c = self.command();
-        c.args(["restore", "-config"]).arg(cfg).arg("-o").arg(out).arg(db);
+        c.args(["restore", "-config"])
+            .arg(cfg)
+            .arg("-o")
+            .arg(out)
+            .arg(db);
         c.stdout(Stdio::null()).stderr(Stdio::null());
         c.status().is_ok_and(|s| s.success())
     }
@@ -72,7 +76,10 @@ impl Running {
         };
         for e in rd.flatten() {
             let name = e.file_name();
-            let Some(pid) = name.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit())) else {
+            let Some(pid) = name
+                .to_str()
+                .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            else {
                 continue;
             };
             let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {

@@ -69,9 +69,36 @@ pub fn create(c: &Connection) -> rusqlite::Result<()> {
 }
 
 const WORDS: &[&str] = &[
-    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
-    "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi",
-    "psi", "omega", "litestream", "wal", "page", "checkpoint", "replica", "snapshot",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "omicron",
+    "pi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "chi",
+    "psi",
+    "omega",
+    "litestream",
+    "wal",
+    "page",
+    "checkpoint",
+    "replica",
+    "snapshot",
 ];
 const TYPES: &[&str] = &["note", "decision", "task", "reference", "observation"];
 
@@ -119,7 +146,10 @@ pub fn insert(c: &Connection, rng: &mut Rng, content_bytes: usize) -> rusqlite::
         .map_or(0.0, |d| d.as_secs_f64());
     let iso = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let ty = TYPES[(rng.next_u64() % TYPES.len() as u64) as usize];
-    let meta = format!("{{\"source\": \"memsync-bench\", \"n\": {}}}", rng.next_u64() % 1000);
+    let meta = format!(
+        "{{\"source\": \"memsync-bench\", \"n\": {}}}",
+        rng.next_u64() % 1000
+    );
     let emb = embedding(rng);
     let tx = c.unchecked_transaction()?;
     tx.prepare_cached(
@@ -212,7 +242,9 @@ pub fn verify(path: &Path) -> Result<i64, String> {
         return Err(format!("integrity_check: {ic}"));
     }
     let n: i64 = q("SELECT count(*) FROM memories")?.parse().unwrap_or(-1);
-    let e: i64 = q("SELECT count(*) FROM memory_embeddings")?.parse().unwrap_or(-2);
+    let e: i64 = q("SELECT count(*) FROM memory_embeddings")?
+        .parse()
+        .unwrap_or(-2);
     if n != e {
         return Err(format!("{n} memories but {e} embeddings"));
     }

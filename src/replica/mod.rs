@@ -85,6 +85,9 @@ pub struct ReplicaClient {
     name: String,
     store: Arc<dyn ObjectStore>,
     root: StorePath,
+    /// For a file replica, its directory: uploads from the spool are then hard links (or
+    /// in-kernel copies across file systems) instead of buffered writes.
+    local_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ReplicaClient {
@@ -122,6 +125,7 @@ impl ReplicaClient {
             name: shown,
             store: Arc::new(store),
             root: StorePath::default(),
+            local_dir: Some(dir.to_path_buf()),
         })
     }
 
@@ -142,11 +146,17 @@ impl ReplicaClient {
     fn storage(&self, what: impl Into<String>) -> impl FnOnce(object_store::Error) -> ReplicaError {
         let (replica, what) = (self.name.clone(), what.into());
         move |source| match source {
-            object_store::Error::NotFound { path, .. } => ReplicaError::NotFound { replica, key: path },
+            object_store::Error::NotFound { path, .. } => {
+                ReplicaError::NotFound { replica, key: path }
+            }
             object_store::Error::AlreadyExists { path, .. } => {
                 ReplicaError::AlreadyExists { replica, key: path }
             }
-            source => ReplicaError::Storage { replica, what, source },
+            source => ReplicaError::Storage {
+                replica,
+                what,
+                source,
+            },
         }
     }
 
@@ -172,10 +182,19 @@ impl ReplicaClient {
             let prefix = (!self.root.as_ref().is_empty()).then_some(&self.root);
             let mut stream = self.store.list(prefix);
             let mut keys = Vec::new();
-            let skip = if self.root.as_ref().is_empty() { 0 } else { self.root.as_ref().len() + 1 };
+            let skip = if self.root.as_ref().is_empty() {
+                0
+            } else {
+                self.root.as_ref().len() + 1
+            };
             while let Some(meta) = stream.next().await {
                 let meta = meta.map_err(self.storage("listing"))?;
-                if let Some(k) = meta.location.as_ref().get(skip..).and_then(ObjectKey::parse) {
+                if let Some(k) = meta
+                    .location
+                    .as_ref()
+                    .get(skip..)
+                    .and_then(ObjectKey::parse)
+                {
                     keys.push(k);
                 }
             }
@@ -198,6 +217,21 @@ impl ReplicaClient {
             path: src.display().to_string(),
             source,
         };
+        if let Some(dir) = &self.local_dir {
+            let (src, dest) = (src.to_path_buf(), dir.join(key.path()));
+            let res = tokio::task::spawn_blocking(move || link_or_copy(&src, &dest))
+                .await
+                .map_err(|e| local(std::io::Error::other(e)))?;
+            return match res {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Err(ReplicaError::AlreadyExists {
+                        replica: self.name.clone(),
+                        key: key.path(),
+                    })
+                }
+                other => other.map_err(local),
+            };
+        }
         let mut file = tokio::fs::File::open(src).await.map_err(local)?;
         let size = file.metadata().await.map_err(local)?.len();
         let path = self.path(key);
@@ -231,18 +265,27 @@ impl ReplicaClient {
                 break;
             }
             self.timed(&what, async {
-                w.wait_for_capacity(2).await.map_err(self.storage(what.clone()))
+                w.wait_for_capacity(2)
+                    .await
+                    .map_err(self.storage(what.clone()))
             })
             .await?;
             w.write(&buf[..n]);
         }
-        self.timed(&what, async { w.finish().await.map_err(self.storage(what.clone())) })
-            .await?;
+        self.timed(&what, async {
+            w.finish().await.map_err(self.storage(what.clone()))
+        })
+        .await?;
         Ok(size)
     }
 
     /// Reads `len` bytes at `offset` of `key`.
-    pub async fn get_range(&self, key: &ObjectKey, offset: u64, len: u64) -> Result<Bytes, ReplicaError> {
+    pub async fn get_range(
+        &self,
+        key: &ObjectKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, ReplicaError> {
         let what = format!("reading {}", key.path());
         self.timed(&what, async {
             self.store
@@ -273,7 +316,10 @@ impl ReplicaClient {
             let what = format!("deleting {}", key.path());
             let res = self
                 .timed(&what, async {
-                    self.store.delete(&self.path(key)).await.map_err(self.storage(what.clone()))
+                    self.store
+                        .delete(&self.path(key))
+                        .await
+                        .map_err(self.storage(what.clone()))
                 })
                 .await;
             match res {
@@ -308,4 +354,31 @@ fn target_kind(t: &crate::config::ReplicaTarget) -> &'static str {
         crate::config::ReplicaTarget::S3 { .. } => "S3",
         crate::config::ReplicaTarget::Http { .. } => "HTTP",
     }
+}
+
+/// Puts the immutable, already fsynced spool file `src` at `dest` without ever replacing an
+/// existing file: a hard link when both are on one file system (no data written at all), else an
+/// in-kernel copy to a temp file, fsync, and a no-clobber link into place. The directory entry is
+/// fsynced either way.
+fn link_or_copy(src: &Path, dest: &Path) -> std::io::Result<u64> {
+    let size = std::fs::metadata(src)?.len();
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::hard_link(src, dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
+        Err(_) => {
+            let tmp = crate::fsutil::temp_sibling(dest);
+            let res = (|| {
+                std::fs::copy(src, &tmp)?;
+                std::fs::File::open(&tmp)?.sync_all()?;
+                std::fs::hard_link(&tmp, dest)
+            })();
+            let _ = std::fs::remove_file(&tmp);
+            res?;
+        }
+    }
+    crate::fsutil::sync_dir(dest)?;
+    Ok(size)
 }

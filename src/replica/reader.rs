@@ -29,7 +29,11 @@ pub struct ObjectReader {
 
 impl ObjectReader {
     /// Opens `key` (its size is read first). Must be called outside the runtime's threads.
-    pub fn open(client: &ReplicaClient, key: &ObjectKey, handle: &Handle) -> Result<Self, ReplicaError> {
+    pub fn open(
+        client: &ReplicaClient,
+        key: &ObjectKey,
+        handle: &Handle,
+    ) -> Result<Self, ReplicaError> {
         let size = handle.block_on(client.size(key))?;
         let mut r = ObjectReader {
             client: client.clone(),
@@ -53,8 +57,10 @@ impl ObjectReader {
         while self.pending.len() < AHEAD && self.next < self.size {
             let len = CHUNK.min(self.size - self.next);
             let (c, k, off) = (self.client.clone(), self.key.clone(), self.next);
-            self.pending
-                .push_back(self.handle.spawn(async move { c.get_range(&k, off, len).await }));
+            self.pending.push_back(
+                self.handle
+                    .spawn(async move { c.get_range(&k, off, len).await }),
+            );
             self.next += len;
         }
     }

@@ -27,7 +27,9 @@ struct Input {
 
 impl Input {
     fn current(&self) -> Option<PageNo> {
-        self.run.as_ref().and_then(|r| r.pgnos.get(self.idx).copied())
+        self.run
+            .as_ref()
+            .and_then(|r| r.pgnos.get(self.idx).copied())
     }
 
     fn advance(&mut self) -> Result<(), FormatError> {
@@ -64,26 +66,48 @@ fn bad(e: FormatError) -> io::Error {
 
 /// Merges the segment files `paths` (contiguous, in position order) into `out` as one segment at
 /// `level`; returns its key.
-pub fn merge<W: Write>(paths: &[&Path], level: Level, out: W, opts: EncodeOptions) -> io::Result<ObjectKey> {
+pub fn merge<W: Write>(
+    paths: &[&Path],
+    level: Level,
+    out: W,
+    opts: EncodeOptions,
+) -> io::Result<ObjectKey> {
     let mut inputs = Vec::with_capacity(paths.len());
     let mut headers: Vec<Header> = Vec::with_capacity(paths.len());
     for p in paths {
-        let dec = FileDecoder::new(BufReader::with_capacity(64 * 1024, File::open(p)?)).map_err(bad)?;
+        let dec =
+            FileDecoder::new(BufReader::with_capacity(8 * 1024, File::open(p)?)).map_err(bad)?;
         let h = dec.header().clone();
         if h.kind != FileKind::Segment {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "only segments are compacted"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "only segments are compacted",
+            ));
         }
         if let Some(prev) = headers.last() {
             if prev.max_txid.next() != h.min_txid || prev.page_size != h.page_size {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "segments are not contiguous"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "segments are not contiguous",
+                ));
             }
         }
         headers.push(h);
-        inputs.push(Input { dec: Some(dec), run: None, idx: 0, floor: 0 });
+        inputs.push(Input {
+            dec: Some(dec),
+            run: None,
+            idx: 0,
+            floor: 0,
+        });
     }
     let (first, last) = match (headers.first(), headers.last()) {
         (Some(f), Some(l)) => (f.clone(), l.clone()),
-        _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "nothing to merge")),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "nothing to merge",
+            ));
+        }
     };
     let mut floor = u32::MAX;
     for (i, h) in headers.iter().enumerate().rev() {
@@ -107,23 +131,27 @@ pub fn merge<W: Write>(paths: &[&Path], level: Level, out: W, opts: EncodeOption
     let mut enc = FileEncoder::new(out, &header, opts).map_err(bad)?;
     let zero = vec![0u8; header.page_size.as_usize()];
     let mut next_zero = zone_start.saturating_add(1);
-    let emit_zeros_below = |enc: &mut FileEncoder<W>, next_zero: &mut u32, below: u32| -> io::Result<()> {
-        while *next_zero < below && *next_zero <= header.commit {
-            let p = PageNo::new(*next_zero).expect("nonzero");
-            if !p.is_lock_page(header.page_size) {
-                enc.write_page(p, &zero).map_err(bad)?;
+    let emit_zeros_below =
+        |enc: &mut FileEncoder<W>, next_zero: &mut u32, below: u32| -> io::Result<()> {
+            while *next_zero < below && *next_zero <= header.commit {
+                let p = PageNo::new(*next_zero).expect("nonzero");
+                if !p.is_lock_page(header.page_size) {
+                    enc.write_page(p, &zero).map_err(bad)?;
+                }
+                *next_zero += 1;
             }
-            *next_zero += 1;
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     loop {
         let Some(pgno) = inputs.iter().filter_map(Input::current).min() else {
             break;
         };
         emit_zeros_below(&mut enc, &mut next_zero, pgno.get())?;
         // The newest input holding this page wins; every input at this page moves on.
-        let newest = inputs.iter().rposition(|i| i.current() == Some(pgno)).expect("min exists");
+        let newest = inputs
+            .iter()
+            .rposition(|i| i.current() == Some(pgno))
+            .expect("min exists");
         if pgno.get() <= header.commit {
             if pgno.get() <= inputs[newest].floor {
                 enc.write_page(pgno, inputs[newest].page()).map_err(bad)?;
@@ -175,13 +203,27 @@ impl Input {
     }
 }
 
-/// Decides when to compact the spool's level-0 segments and when a fresh snapshot is due, so a
-/// restore reads about one database's worth of data however long the history is.
+/// Files merged into one at the next level: bounds both memory (one decoded run per input) and
+/// how many files a restore reads per level.
+pub const FAN_IN: usize = 16;
+/// Highest compaction level.
+pub const MAX_LEVEL: u8 = 3;
+
+/// Position up to which the segments of `level` are already merged into a higher level (or
+/// superseded by a snapshot): the next merge of that level starts after it.
+pub fn watermark(keys: &[ObjectKey], level: u8) -> Option<replica_formats::TxId> {
+    keys.iter()
+        .filter(|k| k.is_snapshot() || k.level().is_some_and(|l| l.get() > level))
+        .map(ObjectKey::max_txid)
+        .max()
+}
+
+/// Decides when to compact the spool's segments (level by level, `FAN_IN` at a time) and when a
+/// fresh snapshot is due, so a restore reads about one database's worth of data however long
+/// the history is.
 #[derive(Debug)]
 pub struct Compactor {
-    /// Level-0 segments above this position are not compacted yet (the spool keeps them).
-    pub watermark: Option<replica_formats::TxId>,
-    /// How often level-0 segments are merged.
+    /// How often partial groups of level-0 segments are merged.
     pub interval: std::time::Duration,
     last: std::time::Instant,
     /// Bytes of segments written since the last snapshot (what a restore reads on top of it).
@@ -191,6 +233,12 @@ pub struct Compactor {
     /// Snapshot at least this often, if set.
     pub snapshot_interval: Option<std::time::Duration>,
     last_snapshot: std::time::Instant,
+    /// Database size in pages at the last snapshot, and now.
+    snapshot_pages: u32,
+    db_pages: u32,
+    /// Level-0 files and bytes spooled since the last compaction.
+    l0_files: usize,
+    l0_pending: u64,
 }
 
 /// Segments since the last snapshot may add up to this much before a new snapshot is taken,
@@ -198,83 +246,260 @@ pub struct Compactor {
 pub const SNAPSHOT_MIN_BYTES: u64 = 16 << 20;
 
 impl Compactor {
-    /// A compactor whose level-0 segments start after `watermark`.
-    pub fn new(watermark: Option<replica_formats::TxId>, interval: std::time::Duration) -> Self {
+    /// A compactor merging partial level-0 groups every `interval`.
+    pub fn new(interval: std::time::Duration) -> Self {
         let now = std::time::Instant::now();
         Compactor {
-            watermark,
             interval,
             last: now,
             since_snapshot: 0,
             snapshot_bytes: 0,
             snapshot_interval: None,
             last_snapshot: now,
+            snapshot_pages: 0,
+            db_pages: 0,
+            l0_files: 0,
+            l0_pending: 0,
         }
+    }
+
+    /// Records the database size, to estimate what a fresh snapshot would weigh.
+    pub fn set_db_pages(&mut self, pages: u32) {
+        self.db_pages = pages;
     }
 
     /// Records a spooled file.
     pub fn note(&mut self, key: &ObjectKey, size: u64) {
         if key.is_snapshot() {
             self.since_snapshot = 0;
+            self.l0_pending = 0;
             self.snapshot_bytes = size;
+            self.snapshot_pages = self.db_pages;
             self.last_snapshot = std::time::Instant::now();
         } else if key.level() == Some(Level::ZERO) {
             self.since_snapshot += size;
+            self.l0_pending += size;
+            self.l0_files += 1;
+        } else if key.level() == Some(Level::new(1).expect("valid")) {
+            // A compacted file replaces the level-0 files it merged.
+            self.since_snapshot =
+                self.since_snapshot - self.l0_pending.min(self.since_snapshot) + size;
+            self.l0_pending = 0;
         }
     }
 
-    /// True when a new snapshot would make restores cheaper than the files piled on the last one.
-    pub fn snapshot_due(&self) -> bool {
-        self.since_snapshot > self.snapshot_bytes.max(SNAPSHOT_MIN_BYTES)
-            || self.snapshot_interval.is_some_and(|i| self.last_snapshot.elapsed() >= i)
+    /// What a snapshot taken now would weigh, extrapolated from the last one.
+    fn snapshot_estimate(&self) -> u64 {
+        if self.snapshot_pages == 0 {
+            return self.snapshot_bytes;
+        }
+        self.snapshot_bytes / self.snapshot_pages as u64 * self.db_pages as u64
     }
 
-    /// Merges the level-0 segments of `spool` above the watermark into one level-1 segment when
-    /// the interval has passed and there are at least two. Returns the new key and its size.
+    /// True when the files piled on the last snapshot outweigh a fresh one (a restore would read
+    /// more than twice the database), or the snapshot interval passed.
+    pub fn snapshot_due(&self) -> bool {
+        self.since_snapshot > self.snapshot_estimate().max(SNAPSHOT_MIN_BYTES)
+            || self
+                .snapshot_interval
+                .is_some_and(|i| self.last_snapshot.elapsed() >= i)
+    }
+
+    /// Merges full groups of `FAN_IN` segments at every level, and, when the interval passed
+    /// (or `force`), the partial group of level-0 segments. Returns the files written.
     pub fn tick(
         &mut self,
         spool: &super::spool::Spool,
         opts: EncodeOptions,
         force: bool,
-    ) -> io::Result<Option<(ObjectKey, u64)>> {
-        if !force && self.last.elapsed() < self.interval {
-            return Ok(None);
+    ) -> io::Result<Vec<(ObjectKey, u64)>> {
+        let timed = force || self.last.elapsed() >= self.interval;
+        if !timed && self.l0_files < FAN_IN {
+            return Ok(Vec::new());
         }
-        self.last = std::time::Instant::now();
-        let keys: Vec<ObjectKey> = spool
-            .keys()?
-            .into_iter()
-            .filter(|k| k.level() == Some(Level::ZERO))
-            .collect();
-        let start = match self.watermark {
-            Some(w) => w,
-            None => match keys.first() {
-                Some(k) => match replica_formats::TxId::new(k.min_txid().get() - 1) {
-                    Some(t) => t,
-                    None => {
-                        // The chain starts at position 1: nothing precedes it to compact from.
-                        return Ok(None);
-                    }
-                },
-                None => return Ok(None),
-            },
-        };
-        let chain = replica_formats::chain_from(&keys, start, replica_formats::Target::Latest);
-        if chain.len() < 2 {
-            return Ok(None);
+        let mut keys = spool.keys()?;
+        let mut written = Vec::new();
+        for level in 0..MAX_LEVEL {
+            loop {
+                let Some(start) = watermark(&keys, level).or_else(|| first_start(&keys, level))
+                else {
+                    break;
+                };
+                let at_level: Vec<ObjectKey> = keys
+                    .iter()
+                    .filter(|k| k.level().is_some_and(|l| l.get() == level))
+                    .cloned()
+                    .collect();
+                let mut chain =
+                    replica_formats::chain_from(&at_level, start, replica_formats::Target::Latest);
+                let full = chain.len() >= FAN_IN;
+                if !(full || (timed && level == 0 && chain.len() >= 2)) {
+                    break;
+                }
+                chain.truncate(FAN_IN);
+                let (key, size) = self.merge_into(spool, &chain, level + 1, opts)?;
+                keys.push(key.clone());
+                written.push((key, size));
+                if !full {
+                    break;
+                }
+            }
         }
+        if timed {
+            self.last = std::time::Instant::now();
+            self.l0_files = 0;
+        } else if !written.is_empty() {
+            self.l0_files = 0;
+        }
+        Ok(written)
+    }
+
+    fn merge_into(
+        &mut self,
+        spool: &super::spool::Spool,
+        chain: &[ObjectKey],
+        level: u8,
+        opts: EncodeOptions,
+    ) -> io::Result<(ObjectKey, u64)> {
         let paths: Vec<std::path::PathBuf> = chain.iter().map(|k| spool.path(k)).collect();
         let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
-        let last = chain.last().expect("two or more").clone();
-        let level1 = Level::new(1).expect("valid level");
+        let last = chain.last().expect("two or more");
+        let lvl = Level::new(level).expect("valid level");
         let key = ObjectKey::Segment {
-            level: level1,
+            level: lvl,
             min: chain[0].min_txid(),
             max: last.max_txid(),
             ts: last.timestamp(),
         };
-        let size = spool.write(&key, |w| merge(&refs, level1, w, opts).map(|_| ()))?;
-        self.watermark = Some(last.max_txid());
-        Ok(Some((key, size)))
+        let size = spool.write(&key, |w| merge(&refs, lvl, w, opts).map(|_| ()))?;
+        self.note(&key, size);
+        Ok((key, size))
+    }
+}
+
+/// Where the chain of `level` segments starts when nothing was compacted yet: just before the
+/// first of them.
+fn first_start(keys: &[ObjectKey], level: u8) -> Option<replica_formats::TxId> {
+    let first = keys
+        .iter()
+        .filter(|k| k.level().is_some_and(|l| l.get() == level))
+        .min_by_key(|k| k.min_txid())?;
+    replica_formats::TxId::new(first.min_txid().get() - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use replica_formats::{DbChecksum, PageSize, Timestamp, TxId, WalPosition, decode_file};
+
+    const PS: u32 = 512;
+
+    /// A database as a vector of pages, with segments applied the way restore applies them.
+    fn apply(db: &mut Vec<Vec<u8>>, bytes: &[u8]) {
+        let f = decode_file(bytes).unwrap();
+        for (p, data) in f.pages() {
+            let i = p.get() as usize - 1;
+            if db.len() <= i {
+                db.resize(i + 1, vec![0; PS as usize]);
+            }
+            db[i] = data.to_vec();
+        }
+        db.resize(f.header.commit as usize, vec![0; PS as usize]);
+    }
+
+    fn segment(txid: u64, commit: u32, pages: &[(u32, u8)]) -> Vec<u8> {
+        let t = TxId::new(txid).unwrap();
+        let h = Header {
+            kind: FileKind::Segment,
+            page_size: PageSize::new(PS).unwrap(),
+            commit,
+            min_txid: t,
+            max_txid: t,
+            timestamp: Timestamp::from_millis(txid as i64),
+            pre_checksum: DbChecksum::EMPTY,
+            wal: WalPosition::default(),
+        };
+        let mut enc = FileEncoder::new(
+            Vec::new(),
+            &h,
+            EncodeOptions {
+                pages_per_run: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for &(p, fill) in pages {
+            enc.write_page(PageNo::new(p).unwrap(), &vec![fill; PS as usize])
+                .unwrap();
+        }
+        enc.finish(DbChecksum::EMPTY).unwrap().0
+    }
+
+    #[test]
+    fn merged_segment_equals_applying_each_in_turn() {
+        // Growth, overwrite, a truncation below pages written earlier, regrowth over them with
+        // and without rewriting them.
+        let segs = [
+            segment(2, 6, &[(1, 1), (5, 5), (6, 6)]),
+            segment(3, 6, &[(2, 2), (5, 55)]),
+            segment(4, 3, &[(3, 3)]),
+            segment(5, 8, &[(1, 11), (7, 7), (8, 8)]),
+            segment(6, 8, &[(8, 88)]),
+        ];
+        let d = tempfile::tempdir().unwrap();
+        let paths: Vec<_> = segs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let p = d.path().join(format!("{i}.seg"));
+                std::fs::write(&p, b).unwrap();
+                p
+            })
+            .collect();
+        let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+        for base_len in [0usize, 4, 10] {
+            let base: Vec<Vec<u8>> = (0..base_len)
+                .map(|i| vec![100 + i as u8; PS as usize])
+                .collect();
+            let mut one_by_one = base.clone();
+            for s in &segs {
+                apply(&mut one_by_one, s);
+            }
+            let mut out = Vec::new();
+            let key = merge(
+                &refs,
+                Level::new(1).unwrap(),
+                &mut out,
+                EncodeOptions::default(),
+            )
+            .unwrap();
+            assert_eq!((key.min_txid().get(), key.max_txid().get()), (2, 6));
+            let mut merged = base.clone();
+            apply(&mut merged, &out);
+            assert_eq!(merged, one_by_one, "base of {base_len} pages");
+            assert_eq!(
+                merged[5],
+                vec![0u8; PS as usize],
+                "page 6 was truncated away and regrown unwritten"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_gaps() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        let b = d.path().join("b");
+        std::fs::write(&a, segment(2, 1, &[(1, 1)])).unwrap();
+        std::fs::write(&b, segment(4, 1, &[(1, 2)])).unwrap();
+        assert!(
+            merge(
+                &[&a, &b],
+                Level::new(1).unwrap(),
+                Vec::new(),
+                EncodeOptions::default()
+            )
+            .is_err()
+        );
     }
 }

@@ -6,7 +6,7 @@ pub mod spool;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -63,13 +63,22 @@ pub fn meta_dir(db: &DbConfig) -> PathBuf {
     if let Some(p) = &db.meta_path {
         return p.clone();
     }
-    let name = db.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = db
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     db.path.with_file_name(format!(".{name}-memsync"))
 }
 
 /// Runs replication for every database of `config` until `stop` is set (or once).
-pub fn run(config: &Config, opts: &ReplicateOptions, stop: Arc<AtomicBool>) -> Result<Vec<DbHandle>, ReplicateError> {
-    let rt = crate::runtime().map_err(|e| ReplicateError::Setup(format!("starting runtime: {e}")))?;
+pub fn run(
+    config: &Config,
+    opts: &ReplicateOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<Vec<DbHandle>, ReplicateError> {
+    let rt =
+        crate::runtime().map_err(|e| ReplicateError::Setup(format!("starting runtime: {e}")))?;
     let mut dbs = Vec::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     for db in &config.dbs {
@@ -158,13 +167,21 @@ fn start_db(
     mcfg.min_checkpoint_pages = db.min_checkpoint_page_count;
     mcfg.truncate_pages = db.truncate_page_n;
     mcfg.convert_to_wal = opts.convert_to_wal;
-    mcfg.min_sync_gap = db.replicas.iter().map(|r| r.sync_interval).min().unwrap_or_default();
+    mcfg.min_sync_gap = db
+        .replicas
+        .iter()
+        .map(|r| r.sync_interval)
+        .min()
+        .unwrap_or_default();
     mcfg.snapshot_interval = db.replicas.iter().filter_map(|r| r.snapshot_interval).min();
+    if let Some(d) = compaction_interval_override()? {
+        mcfg.compaction_interval = d;
+    }
     let min_gap = mcfg.min_sync_gap;
     let floor = remotes.iter().copied().max().flatten();
     let stats = Arc::new(DbStats::default());
     let (pos_tx, pos_rx) = watch::channel(None);
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(Spool, Arc<AtomicU64>), MonitorError>>();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<Spool, MonitorError>>();
     let (st, once) = (stats.clone(), opts.once);
     let monitor = std::thread::Builder::new()
         .name("monitor".into())
@@ -177,7 +194,7 @@ fn start_db(
                     return Err(MonitorError::Replaced(msg));
                 }
             };
-            let _ = ready_tx.send(Ok((m.spool().clone(), m.compacted())));
+            let _ = ready_tx.send(Ok(m.spool().clone()));
             if once {
                 let r = m.sync();
                 m.shutdown();
@@ -186,7 +203,7 @@ fn start_db(
             m.run(&stop)
         })
         .map_err(|e| ReplicateError::Setup(format!("starting monitor: {e}")))?;
-    let (spool, compacted) = match ready_rx.recv() {
+    let spool = match ready_rx.recv() {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             let _ = monitor.join();
@@ -220,12 +237,27 @@ fn start_db(
             run.await;
         }));
     }
-    tasks.push(rt.spawn(prune_spool(spool, confirmed, compacted)));
+    tasks.push(rt.spawn(prune_spool(spool, confirmed)));
     Ok(Running {
         monitor,
         tasks,
-        handle: DbHandle { path: db.path.clone(), stats, replicas },
+        handle: DbHandle {
+            path: db.path.clone(),
+            stats,
+            replicas,
+        },
     })
+}
+
+/// `MEMSYNC_COMPACTION_INTERVAL` (Go duration) overrides the 30 s level-0 compaction interval;
+/// Litestream's `levels` key, its equivalent, is not supported.
+fn compaction_interval_override() -> Result<Option<Duration>, ReplicateError> {
+    match std::env::var("MEMSYNC_COMPACTION_INTERVAL") {
+        Ok(v) => crate::config::parse_duration(&v)
+            .map(Some)
+            .map_err(|e| ReplicateError::Setup(format!("MEMSYNC_COMPACTION_INTERVAL={v:?}: {e}"))),
+        Err(_) => Ok(None),
+    }
 }
 
 async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
@@ -238,19 +270,15 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 /// Deletes spooled files once every replica confirmed them.
-async fn prune_spool(
-    spool: Spool,
-    mut confirmed: Vec<watch::Receiver<Option<TxId>>>,
-    compacted: Arc<AtomicU64>,
-) {
+async fn prune_spool(spool: Spool, mut confirmed: Vec<watch::Receiver<Option<TxId>>>) {
     loop {
         let min = confirmed.iter().map(|c| *c.borrow()).min().flatten();
         if let Some(t) = min {
             let s = spool.clone();
-            let keep_l0_after = TxId::new(compacted.load(Ordering::Relaxed));
-            let _ = tokio::task::spawn_blocking(move || s.prune(t, keep_l0_after)).await;
+            let _ = tokio::task::spawn_blocking(move || s.prune(t)).await;
         }
-        let changed = futures::future::select_all(confirmed.iter_mut().map(|c| Box::pin(c.changed())));
+        let changed =
+            futures::future::select_all(confirmed.iter_mut().map(|c| Box::pin(c.changed())));
         if changed.await.0.is_err() {
             return;
         }

@@ -76,7 +76,9 @@ impl Shipper {
         for key in chain_after(&keys, self.remote) {
             self.put(&key).await?;
             self.remote = Some(key.max_txid());
-            self.stats.position.store(key.max_txid().get(), Ordering::Relaxed);
+            self.stats
+                .position
+                .store(key.max_txid().get(), Ordering::Relaxed);
             self.confirmed.send_replace(self.remote);
             n += 1;
         }
@@ -167,7 +169,10 @@ impl Shipper {
                     last_retention = Instant::now();
                     match self.enforce_retention().await {
                         Ok(0) => {}
-                        Ok(n) => crate::log::info(&format!("{}: retention removed {n} files", self.client.name())),
+                        Ok(n) => crate::log::info(&format!(
+                            "{}: retention removed {n} files",
+                            self.client.name()
+                        )),
                         Err(e) => crate::log::error(&format!("retention: {e}")),
                     }
                 }
@@ -194,7 +199,11 @@ impl Shipper {
 /// Files that retention may delete from `keys` at time `now`: everything strictly older than
 /// the newest snapshot created at or before `now - retention`, provided the chain from that
 /// snapshot reaches the newest position.
-pub fn retention_victims(keys: &[ObjectKey], now: replica_formats::Timestamp, retention: Duration) -> Vec<ObjectKey> {
+pub fn retention_victims(
+    keys: &[ObjectKey],
+    now: replica_formats::Timestamp,
+    retention: Duration,
+) -> Vec<ObjectKey> {
     let cutoff = now.get() - retention.as_millis() as i64;
     let Some(base) = keys
         .iter()
@@ -210,7 +219,13 @@ pub fn retention_victims(keys: &[ObjectKey], now: replica_formats::Timestamp, re
         return Vec::new();
     }
     keys.iter()
-        .filter(|k| k.max_txid() < base.max_txid() || (k.is_snapshot() && k.max_txid() == base.max_txid() && *k != base && k.timestamp() < base.timestamp()))
+        .filter(|k| {
+            k.max_txid() < base.max_txid()
+                || (k.is_snapshot()
+                    && k.max_txid() == base.max_txid()
+                    && *k != base
+                    && k.timestamp() < base.timestamp())
+        })
         .filter(|k| k.max_txid() <= base.max_txid() && k.min_txid() <= base.max_txid())
         .cloned()
         .collect()
@@ -228,13 +243,21 @@ pub fn chain_after(keys: &[ObjectKey], remote: Option<TxId>) -> Vec<ObjectKey> {
     if let Some(chain) = start {
         return chain;
     }
-    let Some(snap) = keys.iter().filter(|k| k.is_snapshot()).max_by_key(|k| k.max_txid()) else {
+    let Some(snap) = keys
+        .iter()
+        .filter(|k| k.is_snapshot())
+        .max_by_key(|k| k.max_txid())
+    else {
         return Vec::new();
     };
     if remote >= Some(snap.max_txid()) {
         return Vec::new();
     }
     let mut out = vec![snap.clone()];
-    out.extend(replica_formats::chain_from(keys, snap.max_txid(), replica_formats::Target::Latest));
+    out.extend(replica_formats::chain_from(
+        keys,
+        snap.max_txid(),
+        replica_formats::Target::Latest,
+    ));
     out
 }

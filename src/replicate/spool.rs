@@ -88,23 +88,32 @@ impl Spool {
         let mut t = [0u8; 24];
         f.read_exact(&mut t)?;
         if &t[20..] != b"MEND" {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "spooled file has no trailer"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "spooled file has no trailer",
+            ));
         }
-        Ok(DbChecksum::from_raw(u64::from_le_bytes(t[4..12].try_into().expect("8 bytes"))))
+        Ok(DbChecksum::from_raw(u64::from_le_bytes(
+            t[4..12].try_into().expect("8 bytes"),
+        )))
     }
 
-    /// Deletes files every replica has (position at or below `upto`), except level-0 segments
-    /// above `keep_l0_after` (not compacted yet) and the newest file (it tells a restarted
-    /// monitor where the WAL stood).
-    pub fn prune(&self, upto: TxId, keep_l0_after: Option<TxId>) -> io::Result<usize> {
+    /// Deletes files every replica has (position at or below `upto`), except segments not yet
+    /// merged into the next level (compaction reads them here) and the newest file (it tells a
+    /// restarted monitor where the WAL stood).
+    pub fn prune(&self, upto: TxId) -> io::Result<usize> {
         let keys = self.keys()?;
         let newest = keys.iter().map(|k| k.max_txid()).max();
         let mut n = 0;
-        for k in keys {
-            let is_l0 = k.level().is_some_and(|l| l.get() == 0);
-            let needed_for_compaction = is_l0 && Some(k.max_txid()) > keep_l0_after;
-            if k.max_txid() <= upto && Some(k.max_txid()) != newest && !needed_for_compaction {
-                match fs::remove_file(self.path(&k)) {
+        for k in &keys {
+            let pending_merge = match k.level() {
+                Some(l) if l.get() < super::compact::MAX_LEVEL => {
+                    Some(k.max_txid()) > super::compact::watermark(&keys, l.get())
+                }
+                _ => false,
+            };
+            if k.max_txid() <= upto && Some(k.max_txid()) != newest && !pending_merge {
+                match fs::remove_file(self.path(k)) {
                     Ok(()) => n += 1,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),

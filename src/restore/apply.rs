@@ -65,7 +65,11 @@ impl Target {
         let zero = vec![0u8; self.page_size.as_usize()];
         while self.hashes.len() < n {
             let p = PageNo::new(self.hashes.len() as u32 + 1).expect("nonzero");
-            let h = if p.is_lock_page(self.page_size) { 0 } else { page_hash(p, &zero) };
+            let h = if p.is_lock_page(self.page_size) {
+                0
+            } else {
+                page_hash(p, &zero)
+            };
             self.checksum.toggle(h);
             self.hashes.push(h);
         }
@@ -90,24 +94,38 @@ pub(super) fn build(
         path: tmp.display().to_string(),
         source,
     };
-    let file = OpenOptions::new().read(true).write(true).create_new(true).open(tmp).map_err(io)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(io)?;
     let corrupt = |key: &ObjectKey| {
         let (replica, key) = (client.name().to_owned(), key.path());
-        move |source| RestoreError::Corrupt { replica, key, source }
+        move |source| RestoreError::Corrupt {
+            replica,
+            key,
+            source,
+        }
     };
     // Snapshot: streamed, every run checked as it is decoded.
     let reader = ObjectReader::open(client, &plan.snapshot, rt)?;
     let total = reader.size();
     let bar = progress_bar(opts.progress, total);
     let counter = Arc::new(AtomicU64::new(0));
-    let reader = Counting { inner: reader, n: counter.clone() };
+    let reader = Counting {
+        inner: reader,
+        n: counter.clone(),
+    };
     let mut dec = FileDecoder::new(BufReader::with_capacity(1 << 20, reader))
         .map_err(corrupt(&plan.snapshot))?;
     let header = dec.header().clone();
     if header.kind != FileKind::Snapshot {
-        return Err(corrupt(&plan.snapshot)(replica_formats::FormatError::Corrupt {
-            what: "snapshot key names a segment file".into(),
-        }));
+        return Err(corrupt(&plan.snapshot)(
+            replica_formats::FormatError::Corrupt {
+                what: "snapshot key names a segment file".into(),
+            },
+        ));
     }
     let mut t = Target {
         file,
@@ -118,7 +136,9 @@ pub(super) fn build(
     };
     t.set_len(header.commit)?;
     while let Some(run) = dec.next_run().map_err(corrupt(&plan.snapshot))? {
-        let pages = run.decode(header.page_size).map_err(corrupt(&plan.snapshot))?;
+        let pages = run
+            .decode(header.page_size)
+            .map_err(corrupt(&plan.snapshot))?;
         for (pgno, data) in pages.pages() {
             t.write(pgno, data)?;
         }
@@ -128,7 +148,12 @@ pub(super) fn build(
     }
     let trailer = dec.finish().map_err(corrupt(&plan.snapshot))?;
     if trailer.post_checksum != t.checksum {
-        return Err(diverged(client, &plan.snapshot, trailer.post_checksum, t.checksum));
+        return Err(diverged(
+            client,
+            &plan.snapshot,
+            trailer.post_checksum,
+            t.checksum,
+        ));
     }
     let mut built = Built {
         txid: header.max_txid,
@@ -143,7 +168,10 @@ pub(super) fn build(
             let mut bytes = Vec::new();
             ObjectReader::open(client, key, rt)?
                 .read_to_end(&mut bytes)
-                .map_err(|source| RestoreError::Io { path: key.path(), source })?;
+                .map_err(|source| RestoreError::Io {
+                    path: key.path(),
+                    source,
+                })?;
             let file = replica_formats::decode_file(&bytes).map_err(corrupt(key))?;
             Ok((file, bytes.len() as u64))
         })();
@@ -164,7 +192,12 @@ pub(super) fn build(
         }
         t.set_len(file.header.commit)?;
         if file.trailer.post_checksum != t.checksum {
-            return Err(diverged(client, key, file.trailer.post_checksum, t.checksum));
+            return Err(diverged(
+                client,
+                key,
+                file.trailer.post_checksum,
+                t.checksum,
+            ));
         }
         built.txid = file.header.max_txid;
         built.files += 1;
@@ -177,7 +210,12 @@ pub(super) fn build(
     Ok(built)
 }
 
-fn diverged(client: &ReplicaClient, key: &ObjectKey, expected: DbChecksum, found: DbChecksum) -> RestoreError {
+fn diverged(
+    client: &ReplicaClient,
+    key: &ObjectKey,
+    expected: DbChecksum,
+    found: DbChecksum,
+) -> RestoreError {
     RestoreError::Diverged {
         replica: client.name().to_owned(),
         key: key.path(),

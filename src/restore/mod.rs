@@ -144,7 +144,10 @@ pub fn restore(
         }
         return Err(RestoreError::OutputExists(out.display().to_string()));
     }
-    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !dir.is_dir() {
         return Err(RestoreError::NoOutputDir(dir.display().to_string()));
     }
@@ -245,7 +248,10 @@ pub fn list(
 ) -> Result<Vec<(ObjectKey, u64)>, RestoreError> {
     let keys = rt.block_on(client.list())?;
     let mut out = Vec::new();
-    for k in keys.into_iter().filter(|k| k.is_snapshot() == want_snapshots) {
+    for k in keys
+        .into_iter()
+        .filter(|k| k.is_snapshot() == want_snapshots)
+    {
         let size = rt.block_on(client.size(&k))?;
         out.push((k, size));
     }

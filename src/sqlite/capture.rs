@@ -122,11 +122,14 @@ impl Monitor {
         let txid = key.max_txid();
         match res {
             Ok(size) => {
+                self.compactor.set_db_pages(self.map.commit());
                 self.compactor.note(key, size);
                 self.map.commit_changes();
                 self.pos = Some(txid);
                 self.stats.spooled_bytes.fetch_add(size, Ordering::Relaxed);
-                self.stats.transactions.fetch_add(transactions, Ordering::Relaxed);
+                self.stats
+                    .transactions
+                    .fetch_add(transactions, Ordering::Relaxed);
                 self.stats.position.store(txid.get(), Ordering::Relaxed);
                 self.positions.send_replace(self.pos);
                 Ok(())
@@ -180,7 +183,10 @@ impl Monitor {
 
     /// Writes the snapshot file for `txid` and installs the fresh page map if `txid` is new.
     fn write_snapshot_map(&mut self, txid: TxId) -> Result<DbChecksum, MonitorError> {
-        let commit = self.src.commit().map_err(|e| self.io_err("reading database", e))?;
+        let commit = self
+            .src
+            .commit()
+            .map_err(|e| self.io_err("reading database", e))?;
         let header = self.header(FileKind::Snapshot, txid, commit);
         let key = ObjectKey::Snapshot {
             txid,
@@ -206,7 +212,6 @@ impl Monitor {
             if is_new {
                 self.map = fresh;
                 self.needs_resync = false;
-                self.compactor.watermark = Some(txid);
             }
         }
         self.map.begin();
@@ -228,7 +233,10 @@ impl Monitor {
         if self.pos.is_none() || self.map.page_size() != self.src.page_size() {
             return self.snapshot();
         }
-        let commit = self.src.commit().map_err(|e| self.io_err("reading database", e))?;
+        let commit = self
+            .src
+            .commit()
+            .map_err(|e| self.io_err("reading database", e))?;
         let txid = self.next_txid();
         let header = self.header(FileKind::Segment, txid, commit);
         let key = ObjectKey::Segment {

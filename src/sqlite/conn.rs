@@ -60,17 +60,25 @@ pub fn check_file(path: &Path) -> Result<(), OpenError> {
     }
     let mut f = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(OpenError::Missing(shown)),
-        Err(source) => return Err(OpenError::Io { path: shown, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(OpenError::Missing(shown));
+        }
+        Err(source) => {
+            return Err(OpenError::Io {
+                path: shown,
+                source,
+            });
+        }
     };
     let mut magic = [0u8; 16];
     match f.read_exact(&mut magic) {
         Ok(()) if &magic == b"SQLite format 3\0" => Ok(()),
         Ok(()) => Err(OpenError::NotSqlite(shown)),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Err(OpenError::NotSqlite(shown))
-        }
-        Err(source) => Err(OpenError::Io { path: shown, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(OpenError::NotSqlite(shown)),
+        Err(source) => Err(OpenError::Io {
+            path: shown,
+            source,
+        }),
     }
 }
 
@@ -87,7 +95,8 @@ pub fn open(path: &Path, busy: Duration) -> Result<Connection, OpenError> {
     conn.busy_timeout(busy).map_err(wrap)?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
         .map_err(wrap)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(wrap)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(wrap)?;
     // memsync reads pages itself; SQLite's page cache on its connections would only cost memory.
     conn.pragma_update(None, "cache_size", -64).map_err(wrap)?;
     Ok(conn)

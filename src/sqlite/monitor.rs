@@ -29,8 +29,8 @@ use super::conn::{self, OpenError};
 use super::pagemap::PageMap;
 use super::reader::{Poll, Source};
 use super::shm::ShmProbe;
-use super::watch::WalWatch;
 use super::wal::WalError;
+use super::watch::WalWatch;
 use crate::replicate::compact::Compactor;
 use crate::replicate::spool::Spool;
 use crate::stats::DbStats;
@@ -151,8 +151,6 @@ pub struct Monitor {
     pub(super) stats: Arc<DbStats>,
     /// Level-0 compaction and snapshot cadence.
     pub(super) compactor: Compactor,
-    /// Highest position whose level-0 segments were compacted (the spool keeps those above).
-    pub(super) compacted: Arc<std::sync::atomic::AtomicU64>,
     ino: (u64, u64),
 }
 
@@ -172,8 +170,8 @@ impl Monitor {
         conn::ensure_wal(&w, &cfg.db_path, cfg.convert_to_wal)?;
         let r = conn::open(&cfg.db_path, cfg.busy_timeout)?;
         let io = |what: String| move |source| MonitorError::Io { what, source };
-        let src = Source::open(&cfg.db_path)
-            .map_err(io(format!("reading {}", cfg.db_path.display())))?;
+        let src =
+            Source::open(&cfg.db_path).map_err(io(format!("reading {}", cfg.db_path.display())))?;
         let spool = Spool::open(&cfg.meta_dir)
             .map_err(io(format!("creating spool in {}", cfg.meta_dir.display())))?;
         let ino = file_id(&cfg.db_path).map_err(io(format!("stat {}", cfg.db_path.display())))?;
@@ -195,15 +193,14 @@ impl Monitor {
             needs_resync: false,
             positions,
             stats,
-            compactor: Compactor::new(None, Duration::from_secs(30)),
-            compacted: Arc::default(),
+            compactor: Compactor::new(Duration::from_secs(30)),
             ino,
         };
         m.recover(floor)?;
         m.compactor.snapshot_interval = m.cfg.snapshot_interval;
+        m.compactor.set_db_pages(m.map.commit());
         m.compactor.interval = m.cfg.compaction_interval;
-        m.compactor.watermark = m.initial_watermark();
-        m.publish_watermark();
+
         Ok(m)
     }
 
@@ -212,45 +209,55 @@ impl Monitor {
         self.pos
     }
 
-    /// Highest position whose level-0 segments are compacted (shared with the spool pruner).
-    pub fn compacted(&self) -> Arc<std::sync::atomic::AtomicU64> {
-        self.compacted.clone()
-    }
-
     /// The spool this monitor writes.
     pub fn spool(&self) -> &Spool {
         &self.spool
     }
 
     fn recover(&mut self, floor: Option<TxId>) -> Result<(), MonitorError> {
-        let keys = self.spool.keys().map_err(|e| self.io_err("listing spool", e))?;
+        let keys = self
+            .spool
+            .keys()
+            .map_err(|e| self.io_err("listing spool", e))?;
         let last = keys.iter().max_by_key(|k| k.max_txid()).cloned();
         let floor = floor.max(last.as_ref().map(ObjectKey::max_txid));
         let map_path = self.cfg.meta_dir.join("pagemap");
         let saved = PageMap::load(&map_path);
         let _ = std::fs::remove_file(&map_path); // stale as soon as we ship again
         if let Some(last) = last.filter(|k| Some(k.max_txid()) == floor) {
-            let header = self.spool.header(&last).map_err(|e| self.io_err("reading spool", e))?;
-            let post = self.spool.post_checksum(&last).map_err(|e| self.io_err("reading spool", e))?;
+            let header = self
+                .spool
+                .header(&last)
+                .map_err(|e| self.io_err("reading spool", e))?;
+            let post = self
+                .spool
+                .post_checksum(&last)
+                .map_err(|e| self.io_err("reading spool", e))?;
             let saved = saved.filter(|(m, t)| {
-                *t == last.max_txid() && m.checksum() == post && m.page_size() == self.src.page_size()
+                *t == last.max_txid()
+                    && m.checksum() == post
+                    && m.page_size() == self.src.page_size()
             });
             if let Some((map, _)) = saved {
                 self.map = map;
                 self.pos = Some(last.max_txid());
-                let resumed = self.with_write_lock(|m| {
-                    m.src.resume(&header.wal).map_err(|e| m.wal_err(e))
-                })?;
+                let resumed =
+                    self.with_write_lock(|m| m.src.resume(&header.wal).map_err(|e| m.wal_err(e)))?;
                 let db = self.cfg.db_path.display().to_string();
                 match resumed {
                     Some(scan) => {
-                        crate::log::info(&format!("{db}: resuming at position {} (WAL unchanged)", last.max_txid()));
+                        crate::log::info(&format!(
+                            "{db}: resuming at position {} (WAL unchanged)",
+                            last.max_txid()
+                        ));
                         if !scan.frames.is_empty() {
                             self.write_frames(&scan)?;
                         }
                     }
                     None => {
-                        crate::log::info(&format!("{db}: WAL changed while stopped; shipping the pages that differ"));
+                        crate::log::info(&format!(
+                            "{db}: WAL changed while stopped; shipping the pages that differ"
+                        ));
                         self.resync()?;
                     }
                 }
@@ -287,7 +294,10 @@ impl Monitor {
             if dirty {
                 // Pacing: do not read the watch (it would wake us for every write); just wait
                 // for the gap to pass, still probing for application checkpoints meanwhile.
-                let left = self.cfg.min_sync_gap.saturating_sub(self.last_sync.elapsed());
+                let left = self
+                    .cfg
+                    .min_sync_gap
+                    .saturating_sub(self.last_sync.elapsed());
                 if !left.is_zero() {
                     std::thread::sleep(left.min(probe));
                 }
@@ -317,7 +327,8 @@ impl Monitor {
                 Ok(()) => backoff = Duration::ZERO,
                 Err(e @ MonitorError::Replaced(_)) => return Err(e),
                 Err(e) => {
-                    backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+                    backoff =
+                        (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
                     retry_at = Instant::now() + backoff;
                     dirty = true;
                     crate::log::error(&format!("{e} (retrying in {backoff:?})"));
@@ -335,7 +346,10 @@ impl Monitor {
         self.release_read();
         if let Some(pos) = self.pos {
             if let Err(e) = self.map.save(&self.cfg.meta_dir.join("pagemap"), pos) {
-                crate::log::warn(&format!("{}: cannot save page map: {e}", self.cfg.db_path.display()));
+                crate::log::warn(&format!(
+                    "{}: cannot save page map: {e}",
+                    self.cfg.db_path.display()
+                ));
             }
         }
     }
@@ -357,7 +371,11 @@ impl Monitor {
     /// resynchronisation takes it itself.
     pub(super) fn drain_wal(&mut self) -> Result<(), MonitorError> {
         loop {
-            match self.src.poll(self.cfg.max_segment_bytes).map_err(|e| self.wal_err(e))? {
+            match self
+                .src
+                .poll(self.cfg.max_segment_bytes)
+                .map_err(|e| self.wal_err(e))?
+            {
                 Poll::Idle => return Ok(()),
                 Poll::Frames(scan) => {
                     if self.pos.is_some() && !self.needs_resync {
@@ -375,21 +393,6 @@ impl Monitor {
         }
     }
 
-    /// Highest position of a snapshot or compacted segment in the spool: level-0 segments
-    /// above it are the ones still to compact.
-    fn initial_watermark(&self) -> Option<TxId> {
-        let keys = self.spool.keys().ok()?;
-        keys.iter()
-            .filter(|k| k.is_snapshot() || k.level().is_some_and(|l| l.get() > 0))
-            .map(ObjectKey::max_txid)
-            .max()
-    }
-
-    pub(super) fn publish_watermark(&self) {
-        let w = self.compactor.watermark.map_or(0, TxId::get);
-        self.compacted.store(w, Ordering::Relaxed);
-    }
-
     /// Compacts level-0 segments when due (or now, with `force`) and takes a snapshot when the
     /// files piled on the last one would make a restore read more than the database.
     pub fn maintain(&mut self, force: bool) -> Result<(), MonitorError> {
@@ -397,20 +400,23 @@ impl Monitor {
             zstd_level: self.cfg.zstd_level,
             ..Default::default()
         };
-        match self.compactor.tick(&self.spool, opts, force) {
-            Ok(Some((key, size))) => {
-                self.stats.compactions.fetch_add(1, Ordering::Relaxed);
-                self.stats.spooled_bytes.fetch_add(size, Ordering::Relaxed);
-                crate::log::debug(&format!("compacted into {key} ({size} bytes)"));
-                self.publish_watermark();
-                self.positions.send_replace(self.pos);
-            }
-            Ok(None) => {}
-            Err(e) => return Err(self.io_err("compacting spool", e)),
+        self.compactor.set_db_pages(self.map.commit());
+        let written = self
+            .compactor
+            .tick(&self.spool, opts, force)
+            .map_err(|e| self.io_err("compacting spool", e))?;
+        let compacted = !written.is_empty();
+        for (key, size) in written {
+            self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+            self.stats.spooled_bytes.fetch_add(size, Ordering::Relaxed);
+            crate::log::debug(&format!("compacted into {key} ({size} bytes)"));
         }
-        if self.compactor.snapshot_due() {
+        if compacted {
+            self.positions.send_replace(self.pos);
+        }
+        // Judged right after a compaction: before it, level-0 files overstate what a restore reads.
+        if compacted && self.compactor.snapshot_due() {
             self.snapshot_current()?;
-            self.publish_watermark();
         }
         Ok(())
     }
@@ -418,7 +424,9 @@ impl Monitor {
     fn check_replaced(&self) -> Result<(), MonitorError> {
         match file_id(&self.cfg.db_path) {
             Ok(id) if id == self.ino => Ok(()),
-            _ => Err(MonitorError::Replaced(self.cfg.db_path.display().to_string())),
+            _ => Err(MonitorError::Replaced(
+                self.cfg.db_path.display().to_string(),
+            )),
         }
     }
 
@@ -449,4 +457,3 @@ fn file_id(p: &std::path::Path) -> std::io::Result<(u64, u64)> {
     let m = std::fs::metadata(p)?;
     Ok((m.dev(), m.ino()))
 }
-

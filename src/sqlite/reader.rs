@@ -177,11 +177,13 @@ impl Source {
         let split = if pos.offset == wal::WAL_HEADER_LEN {
             (h.cksum == wal::Cksum(pos.cksum1, pos.cksum2)).then_some(0)
         } else {
-            scan.frames.iter().position(|f| {
-                f.offset + h.frame_len() == pos.offset
-                    && f.cksum == wal::Cksum(pos.cksum1, pos.cksum2)
-            })
-            .map(|i| i + 1)
+            scan.frames
+                .iter()
+                .position(|f| {
+                    f.offset + h.frame_len() == pos.offset
+                        && f.cksum == wal::Cksum(pos.cksum1, pos.cksum2)
+                })
+                .map(|i| i + 1)
         };
         let Some(split) = split else {
             return Ok(None);

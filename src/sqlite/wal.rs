@@ -376,7 +376,13 @@ mod tests {
         mixed.extend_from_slice(&stale[32..]);
         let (_d2, f2) = write_tmp(&mixed);
         let mut cur = WalCursor::start(read_header(&f2).unwrap().unwrap());
-        assert_eq!(scan_committed(&f2, &mut cur, 0, &mut Vec::new()).unwrap().frames.len(), 1);
+        assert_eq!(
+            scan_committed(&f2, &mut cur, 0, &mut Vec::new())
+                .unwrap()
+                .frames
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -77,7 +77,8 @@ mod linux {
                     return None;
                 }
                 let fd = OwnedFd::from_raw_fd(fd);
-                let mask = libc::IN_MODIFY | libc::IN_ATTRIB | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF;
+                let mask =
+                    libc::IN_MODIFY | libc::IN_ATTRIB | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF;
                 if libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) < 0 {
                     return None;
                 }

@@ -70,7 +70,10 @@ pub fn embedding(i: u64) -> Vec<u8> {
 /// Inserts memory `i` (content, tags, embedding) in one transaction.
 pub fn insert_memory(c: &Connection, i: u64) {
     let tx = c.unchecked_transaction().unwrap();
-    let content = format!("memory {i}: {}", "lorem ipsum dolor sit amet ".repeat((i % 7 + 1) as usize));
+    let content = format!(
+        "memory {i}: {}",
+        "lorem ipsum dolor sit amet ".repeat((i % 7 + 1) as usize)
+    );
     tx.execute(
         "INSERT INTO memories(content_hash, content, tags, memory_type, metadata, created_at, updated_at)
          VALUES (?1, ?2, ?3, 'note', '{}', ?4, ?4)",
@@ -113,12 +116,20 @@ pub fn knn(c: &Connection) -> Vec<(i64, f64)> {
 pub fn check_sound(path: &Path) -> Connection {
     register_vec();
     let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let ic: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let ic: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(ic, "ok", "integrity_check of {}", path.display());
-    let n: i64 = c.query_row("SELECT count(*) FROM memories", [], |r| r.get(0)).unwrap();
-    let e: i64 = c.query_row("SELECT count(*) FROM memory_embeddings", [], |r| r.get(0)).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM memories", [], |r| r.get(0))
+        .unwrap();
+    let e: i64 = c
+        .query_row("SELECT count(*) FROM memory_embeddings", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, e, "memories and embeddings disagree: torn transaction");
-    let max: i64 = c.query_row("SELECT coalesce(max(id),0) FROM memories", [], |r| r.get(0)).unwrap();
+    let max: i64 = c
+        .query_row("SELECT coalesce(max(id),0) FROM memories", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, max, "ids not contiguous: a transaction is missing");
     c
 }
@@ -153,7 +164,12 @@ impl Scene {
             ),
         )
         .unwrap();
-        Scene { dir, db, replica, config }
+        Scene {
+            dir,
+            db,
+            replica,
+            config,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -162,7 +178,13 @@ impl Scene {
 
     /// Starts `memsync replicate -config`.
     pub fn start(&self) -> Replicator {
+        self.start_with(&[])
+    }
+
+    /// Starts `memsync replicate -config` with extra environment variables.
+    pub fn start_with(&self, env: &[(&str, &str)]) -> Replicator {
         let child = Command::new(BIN)
+            .envs(env.iter().copied())
             .args(["replicate", "-config"])
             .arg(&self.config)
             .stdout(Stdio::null())
@@ -175,8 +197,17 @@ impl Scene {
     /// Restores the latest state to a fresh path and returns it.
     pub fn restore(&self, name: &str, extra: &[&str]) -> PathBuf {
         let out = self.dir.path().join(name);
-        let o = run(&[&["restore", "-o", out.to_str().unwrap()], extra, &[&self.url()]].concat());
-        assert!(o.status.success(), "restore failed: {}", String::from_utf8_lossy(&o.stderr));
+        let o = run(&[
+            &["restore", "-o", out.to_str().unwrap()],
+            extra,
+            &[&self.url()],
+        ]
+        .concat());
+        assert!(
+            o.status.success(),
+            "restore failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         out
     }
 
@@ -191,7 +222,9 @@ impl Scene {
             if o.status.success() {
                 register_vec();
                 let c = Connection::open(&out).unwrap();
-                let got: i64 = c.query_row("SELECT count(*) FROM memories", [], |r| r.get(0)).unwrap_or(-1);
+                let got: i64 = c
+                    .query_row("SELECT count(*) FROM memories", [], |r| r.get(0))
+                    .unwrap_or(-1);
                 if got == n {
                     return out;
                 }
@@ -222,7 +255,10 @@ impl Replicator {
             libc::kill(c.id() as i32, libc::SIGTERM);
         }
         let out = c.wait_with_output().unwrap();
-        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// True while the process runs.
