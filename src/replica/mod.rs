@@ -356,7 +356,7 @@ fn target_kind(t: &crate::config::ReplicaTarget) -> &'static str {
     }
 }
 
-/// Puts the immutable, already fsynced spool file `src` at `dest` without ever replacing an
+/// Puts the immutable spool file `src` at `dest` without ever replacing an
 /// existing file: a hard link when both are on one file system (no data written at all), else an
 /// in-kernel copy to a temp file, fsync, and a no-clobber link into place. The directory entry is
 /// fsynced either way.
@@ -366,7 +366,8 @@ fn link_or_copy(src: &Path, dest: &Path) -> std::io::Result<u64> {
         std::fs::create_dir_all(parent)?;
     }
     match std::fs::hard_link(src, dest) {
-        Ok(()) => {}
+        // The spool does not fsync; the replica's copy must be durable before it counts.
+        Ok(()) => std::fs::File::open(dest)?.sync_all()?,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
         Err(_) => {
             let tmp = crate::fsutil::temp_sibling(dest);

@@ -51,22 +51,42 @@ pub struct Shipper {
 }
 
 impl Shipper {
-    async fn put(&mut self, key: &ObjectKey) -> Result<(), ReplicaError> {
+    /// Uploads one spooled file; false if it left the spool meanwhile (merged into a higher
+    /// level and pruned), in which case the caller lists the spool again.
+    async fn put(&mut self, key: &ObjectKey) -> Result<bool, ReplicaError> {
         let size = match self.client.upload(key, &self.spool.path(key)).await {
             Ok(size) => size,
             Err(ReplicaError::AlreadyExists { .. }) => 0,
+            Err(ReplicaError::Local { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(false);
+            }
             Err(e) => return Err(e),
         };
         self.known.insert(key.clone());
         self.stats.uploads.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes.fetch_add(size, Ordering::Relaxed);
-        Ok(())
+        Ok(true)
     }
 
     /// Uploads every spooled file above the replica's position, in order, then the compacted
     /// segments and snapshots of positions it already has (deleting the level-0 segments a
     /// compacted one replaces). A file the replica already has counts as uploaded.
     pub async fn ship_pending(&mut self) -> Result<usize, ReplicaError> {
+        let mut total = 0;
+        // A file can leave the spool between listing and upload (merged and pruned); list again.
+        for _ in 0..8 {
+            match self.ship_listed().await? {
+                (n, true) => return Ok(total + n),
+                (n, false) => total += n,
+            }
+        }
+        Ok(total)
+    }
+
+    /// One pass over a spool listing; the flag is false if a listed file had vanished.
+    async fn ship_listed(&mut self) -> Result<(usize, bool), ReplicaError> {
         let keys = self.spool.keys().map_err(|e| ReplicaError::Local {
             replica: self.client.name().to_owned(),
             path: self.spool.dir().display().to_string(),
@@ -74,7 +94,9 @@ impl Shipper {
         })?;
         let mut n = 0;
         for key in chain_after(&keys, self.remote) {
-            self.put(&key).await?;
+            if !self.put(&key).await? {
+                return Ok((n, false));
+            }
             self.remote = Some(key.max_txid());
             self.stats
                 .position
@@ -89,7 +111,9 @@ impl Shipper {
             .cloned()
             .collect();
         for key in extras {
-            self.put(&key).await?;
+            if !self.put(&key).await? {
+                continue;
+            }
             n += 1;
             if !key.is_snapshot() {
                 let covered: Vec<ObjectKey> = self
@@ -107,7 +131,7 @@ impl Shipper {
         }
         // Tell the pruner again: compacted files may now be deletable from the spool too.
         self.confirmed.send_replace(self.remote);
-        Ok(n)
+        Ok((n, true))
     }
 
     /// Deletes what is older than the retention window, keeping everything a restore to any

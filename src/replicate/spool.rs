@@ -1,9 +1,14 @@
 //! The local spool: encoded segments and snapshots waiting to be shipped.
 //!
-//! The monitor writes every file here first (temp file, fsync, rename), so checkpointing only
-//! ever waits on the local disk, never on a replica; each replica ships from the spool at its own
-//! pace, and files leave the spool once every replica has them. The spool uses the same key
-//! layout as a replica, so it is itself a valid replica of the database.
+//! The monitor writes every file here first (temp file, rename), so checkpointing only ever waits
+//! on the local disk, never on a replica; each replica ships from the spool at its own pace, and
+//! files leave the spool once every replica has them. The spool uses the same key layout as a
+//! replica, so it is itself a valid replica of the database.
+//!
+//! Spool files are not fsynced: the replicas are the durable copy (a file replica fsyncs what it
+//! links or copies in). A spool file lost or torn by a power failure is detected at the next
+//! start (its header or trailer does not verify, or a replica is ahead of the spool) and the
+//! monitor then starts a new chain with a snapshot, so no replica ever mixes histories.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom};
@@ -53,10 +58,8 @@ impl Spool {
             let mut w = BufWriter::with_capacity(256 * 1024, File::create(&tmp)?);
             fill(&mut w)?;
             let f = w.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
             let size = f.metadata()?.len();
             fs::rename(&tmp, &dest)?;
-            fsutil::sync_dir(&dest)?;
             Ok(size)
         })();
         if res.is_err() {
@@ -104,11 +107,14 @@ impl Spool {
     pub fn prune(&self, upto: TxId) -> io::Result<usize> {
         let keys = self.keys()?;
         let newest = keys.iter().map(|k| k.max_txid()).max();
+        let marks: Vec<Option<TxId>> = (0..super::compact::MAX_LEVEL)
+            .map(|l| super::compact::watermark(&keys, l))
+            .collect();
         let mut n = 0;
         for k in &keys {
             let pending_merge = match k.level() {
                 Some(l) if l.get() < super::compact::MAX_LEVEL => {
-                    Some(k.max_txid()) > super::compact::watermark(&keys, l.get())
+                    Some(k.max_txid()) > marks[l.get() as usize]
                 }
                 _ => false,
             };
