@@ -177,15 +177,18 @@ pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
     let mut rest = false;
     for (i, a) in args.into_iter().enumerate() {
         let s = a.to_string_lossy();
-        if i > 0 && !rest && s.len() > 2 && s.starts_with('-') && !s.starts_with("--") {
-            if s[1..]
+        if i > 0
+            && !rest
+            && s.len() > 2
+            && s.starts_with('-')
+            && !s.starts_with("--")
+            && s[1..]
                 .chars()
                 .next()
                 .is_some_and(|c| c.is_ascii_alphabetic())
-            {
-                out.push(OsString::from(format!("-{s}")));
-                continue;
-            }
+        {
+            out.push(OsString::from(format!("-{s}")));
+            continue;
         }
         if s == "--" {
             rest = true;

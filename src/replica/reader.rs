@@ -37,7 +37,7 @@ impl ObjectReader {
         let size = handle.block_on(client.size(key))?;
         let mut r = ObjectReader {
             client: client.clone(),
-            key: key.clone(),
+            key: *key,
             handle: handle.clone(),
             size,
             next: 0,
@@ -56,7 +56,7 @@ impl ObjectReader {
     fn fill_ahead(&mut self) {
         while self.pending.len() < AHEAD && self.next < self.size {
             let len = CHUNK.min(self.size - self.next);
-            let (c, k, off) = (self.client.clone(), self.key.clone(), self.next);
+            let (c, k, off) = (self.client.clone(), self.key, self.next);
             self.pending.push_back(
                 self.handle
                     .spawn(async move { c.get_range(&k, off, len).await }),

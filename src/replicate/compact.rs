@@ -77,20 +77,20 @@ pub fn merge<W: Write>(
     for p in paths {
         let dec =
             FileDecoder::new(BufReader::with_capacity(8 * 1024, File::open(p)?)).map_err(bad)?;
-        let h = dec.header().clone();
+        let h = *dec.header();
         if h.kind != FileKind::Segment {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "only segments are compacted",
             ));
         }
-        if let Some(prev) = headers.last() {
-            if prev.max_txid.next() != h.min_txid || prev.page_size != h.page_size {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "segments are not contiguous",
-                ));
-            }
+        if let Some(prev) = headers.last()
+            && (prev.max_txid.next() != h.min_txid || prev.page_size != h.page_size)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "segments are not contiguous",
+            ));
         }
         headers.push(h);
         inputs.push(Input {
@@ -101,7 +101,7 @@ pub fn merge<W: Write>(
         });
     }
     let (first, last) = match (headers.first(), headers.last()) {
-        (Some(f), Some(l)) => (f.clone(), l.clone()),
+        (Some(f), Some(l)) => (*f, *l),
         _ => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -142,10 +142,7 @@ pub fn merge<W: Write>(
             }
             Ok(())
         };
-    loop {
-        let Some(pgno) = inputs.iter().filter_map(Input::current).min() else {
-            break;
-        };
+    while let Some(pgno) = inputs.iter().filter_map(Input::current).min() {
         emit_zeros_below(&mut enc, &mut next_zero, pgno.get())?;
         // The newest input holding this page wins; every input at this page moves on.
         let newest = inputs
@@ -320,11 +317,7 @@ impl Compactor {
         let mut keys = spool.keys()?;
         let mut written = Vec::new();
         for level in 0..MAX_LEVEL {
-            loop {
-                let Some(start) = watermark(&keys, level).or_else(|| first_start(&keys, level))
-                else {
-                    break;
-                };
+            while let Some(start) = watermark(&keys, level).or_else(|| first_start(&keys, level)) {
                 let at_level: Vec<ObjectKey> = keys
                     .iter()
                     .filter(|k| k.level().is_some_and(|l| l.get() == level))
@@ -338,7 +331,7 @@ impl Compactor {
                 }
                 chain.truncate(FAN_IN);
                 let (key, size) = self.merge_into(spool, &chain, level + 1, opts)?;
-                keys.push(key.clone());
+                keys.push(key);
                 written.push((key, size));
                 if !full {
                     break;

@@ -64,7 +64,7 @@ impl Shipper {
             }
             Err(e) => return Err(e),
         };
-        self.known.insert(key.clone());
+        self.known.insert(*key);
         self.stats.uploads.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes.fetch_add(size, Ordering::Relaxed);
         Ok(true)
@@ -277,7 +277,7 @@ pub fn chain_after(keys: &[ObjectKey], remote: Option<TxId>) -> Vec<ObjectKey> {
     if remote >= Some(snap.max_txid()) {
         return Vec::new();
     }
-    let mut out = vec![snap.clone()];
+    let mut out = vec![*snap];
     out.extend(replica_formats::chain_from(
         keys,
         snap.max_txid(),

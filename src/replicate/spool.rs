@@ -81,7 +81,7 @@ impl Spool {
         let f = File::open(self.path(key))?;
         let dec = FileDecoder::new(io::BufReader::new(f))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        Ok(dec.header().clone())
+        Ok(*dec.header())
     }
 
     /// The database checksum after applying the spooled file `key`, read from its trailer.
@@ -151,10 +151,10 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectKey>) -> io::Result<()> {
         let p = entry.path();
         if entry.file_type()?.is_dir() {
             walk(root, &p, out)?;
-        } else if let Ok(rel) = p.strip_prefix(root) {
-            if let Some(k) = rel.to_str().and_then(ObjectKey::parse) {
-                out.push(k);
-            }
+        } else if let Ok(rel) = p.strip_prefix(root)
+            && let Some(k) = rel.to_str().and_then(ObjectKey::parse)
+        {
+            out.push(k);
         }
     }
     Ok(())

@@ -119,7 +119,7 @@ pub(super) fn build(
     };
     let mut dec = FileDecoder::new(BufReader::with_capacity(1 << 20, reader))
         .map_err(corrupt(&plan.snapshot))?;
-    let header = dec.header().clone();
+    let header = *dec.header();
     if header.kind != FileKind::Snapshot {
         return Err(corrupt(&plan.snapshot)(
             replica_formats::FormatError::Corrupt {

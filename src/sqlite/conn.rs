@@ -53,10 +53,10 @@ pub enum OpenError {
 /// would happily create a missing file or treat garbage lazily).
 pub fn check_file(path: &Path) -> Result<(), OpenError> {
     let shown = path.display().to_string();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            return Err(OpenError::MissingDir(shown));
-        }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(OpenError::MissingDir(shown));
     }
     let mut f = match File::open(path) {
         Ok(f) => f,

@@ -349,13 +349,13 @@ impl Monitor {
     /// can resynchronise cheaply.
     pub fn shutdown(&mut self) {
         self.release_read();
-        if let Some(pos) = self.pos {
-            if let Err(e) = self.map.save(&self.cfg.meta_dir.join("pagemap"), pos) {
-                crate::log::warn(&format!(
-                    "{}: cannot save page map: {e}",
-                    self.cfg.db_path.display()
-                ));
-            }
+        if let Some(pos) = self.pos
+            && let Err(e) = self.map.save(&self.cfg.meta_dir.join("pagemap"), pos)
+        {
+            crate::log::warn(&format!(
+                "{}: cannot save page map: {e}",
+                self.cfg.db_path.display()
+            ));
         }
     }
 

@@ -104,10 +104,10 @@ impl PageMap {
         if old == h {
             return false;
         }
-        if let Some(u) = &mut self.undo {
-            if i < u.len {
-                u.old.push((i, old));
-            }
+        if let Some(u) = &mut self.undo
+            && i < u.len
+        {
+            u.old.push((i, old));
         }
         self.checksum.toggle(old);
         self.checksum.toggle(h);
@@ -122,10 +122,10 @@ impl PageMap {
         if n < self.hashes.len() {
             for (i, &h) in self.hashes.iter().enumerate().skip(n) {
                 self.checksum.toggle(h);
-                if let Some(u) = &mut self.undo {
-                    if i < u.len {
-                        u.old.push((i, h));
-                    }
+                if let Some(u) = &mut self.undo
+                    && i < u.len
+                {
+                    u.old.push((i, h));
                 }
             }
             self.hashes.truncate(n);

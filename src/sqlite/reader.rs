@@ -235,10 +235,10 @@ impl Source {
 
     /// Reads page `pgno` as of the cursor into `buf` (zeros past the end of the file).
     pub fn read_page(&self, pgno: u32, buf: &mut [u8]) -> io::Result<()> {
-        if let (Some(f), Some(wal), Some(c)) = (self.index.get(&pgno), &self.wal, &self.cursor) {
-            if wal::read_verified_frame(wal, &c.header, f, buf)? {
-                return Ok(());
-            }
+        if let (Some(f), Some(wal), Some(c)) = (self.index.get(&pgno), &self.wal, &self.cursor)
+            && wal::read_verified_frame(wal, &c.header, f, buf)?
+        {
+            return Ok(());
         }
         let off = (pgno as u64 - 1) * self.page_size.get() as u64;
         buf.fill(0);
@@ -280,10 +280,9 @@ impl Source {
                 let page = &mut buf[i as usize * ps..(i as usize + 1) * ps];
                 if let (Some(fr), Some(wal), Some(c)) =
                     (self.index.get(&pgno.get()), &self.wal, &self.cursor)
+                    && wal::read_verified_frame(wal, &c.header, fr, &mut tmp)?
                 {
-                    if wal::read_verified_frame(wal, &c.header, fr, &mut tmp)? {
-                        page.copy_from_slice(&tmp);
-                    }
+                    page.copy_from_slice(&tmp);
                 }
                 f(pgno, page)?;
             }
