@@ -288,6 +288,25 @@ fn cmd_replicate(a: ReplicateArgs) -> Result<(), CliError> {
         }
         config::from_cli(&a.args[0], &a.args[1..])?
     };
+    // Logging: the config's `logging` section (stdout unless `stderr: true`, as Litestream),
+    // then LOG_LEVEL (as Litestream), then -log-level.
+    let l = cfg.logging;
+    crate::log::set_level(match l.level {
+        config::LogLevel::Debug => 3,
+        config::LogLevel::Info => 2,
+        config::LogLevel::Warn => 1,
+        config::LogLevel::Error => 0,
+    });
+    crate::log::set_output(!l.stderr, l.format == config::LogFormat::Json);
+    for lv in [std::env::var("LOG_LEVEL").ok(), a.log_level.clone()]
+        .into_iter()
+        .flatten()
+    {
+        crate::log::set_level(
+            crate::log::parse_level(&lv)
+                .ok_or_else(|| CliError(format!("unknown log level {lv:?}")))?,
+        );
+    }
     let opts = ReplicateOptions {
         convert_to_wal: a.convert_to_wal,
         once: a.once,

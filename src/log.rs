@@ -1,9 +1,17 @@
 //! Minimal leveled logging to stderr: one line per event, timestamped, no dependency.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 static LEVEL: AtomicU8 = AtomicU8::new(2);
+static TO_STDOUT: AtomicBool = AtomicBool::new(false);
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Where and how lines are written (the config's `logging.stderr` and `logging.type`).
+pub fn set_output(stdout: bool, json: bool) {
+    TO_STDOUT.store(stdout, Ordering::Relaxed);
+    JSON.store(json, Ordering::Relaxed);
+}
 
 /// Verbosity: 0 error, 1 warn, 2 info, 3 debug.
 pub fn set_level(level: u8) {
@@ -26,7 +34,26 @@ fn emit(level: u8, tag: &str, msg: &str) {
         return;
     }
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
-    let _ = writeln!(std::io::stderr().lock(), "{now} {tag} {msg}");
+    let line = if JSON.load(Ordering::Relaxed) {
+        let esc: String = msg
+            .chars()
+            .flat_map(|c| match c {
+                '"' => vec!['\\', '"'],
+                '\\' => vec!['\\', '\\'],
+                '\n' => vec!['\\', 'n'],
+                c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
+                c => vec![c],
+            })
+            .collect();
+        format!("{{\"time\":\"{now}\",\"level\":\"{tag}\",\"msg\":\"{esc}\"}}")
+    } else {
+        format!("{now} {tag} {msg}")
+    };
+    if TO_STDOUT.load(Ordering::Relaxed) {
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    } else {
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
 }
 
 /// Logs an error.

@@ -85,6 +85,24 @@ pub fn run(
         dbs.push(start_db(&rt, db, opts, stop.clone(), stop_rx.clone())?);
     }
     crate::log::info(&format!("replicating {} database(s)", dbs.len()));
+    let _metrics = match &config.addr {
+        Some(addr) => {
+            let listener = rt
+                .block_on(crate::metrics::bind(addr))
+                .map_err(ReplicateError::Setup)?;
+            let sources = dbs
+                .iter()
+                .map(|d| crate::metrics::Source {
+                    db: d.handle.path.display().to_string(),
+                    stats: d.handle.stats.clone(),
+                    replicas: d.handle.replicas.clone(),
+                })
+                .collect();
+            crate::log::info(&format!("metrics on http://{addr}/metrics"));
+            Some(rt.spawn(crate::metrics::serve(listener, sources)))
+        }
+        None => None,
+    };
     if !opts.once {
         rt.block_on(async {
             use tokio::signal::unix::{SignalKind, signal};

@@ -247,10 +247,8 @@ pub fn retention_victims(
             k.max_txid() < base.max_txid()
                 || (k.is_snapshot()
                     && k.max_txid() == base.max_txid()
-                    && *k != base
                     && k.timestamp() < base.timestamp())
         })
-        .filter(|k| k.max_txid() <= base.max_txid() && k.min_txid() <= base.max_txid())
         .cloned()
         .collect()
 }
@@ -284,4 +282,108 @@ pub fn chain_after(keys: &[ObjectKey], remote: Option<TxId>) -> Vec<ObjectKey> {
         replica_formats::Target::Latest,
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use replica_formats::{Level, Timestamp};
+
+    fn seg(level: u8, min: u64, max: u64, ts: i64) -> ObjectKey {
+        ObjectKey::Segment {
+            level: Level::new(level).unwrap(),
+            min: TxId::new(min).unwrap(),
+            max: TxId::new(max).unwrap(),
+            ts: Timestamp::from_millis(ts),
+        }
+    }
+
+    fn snap(txid: u64, ts: i64) -> ObjectKey {
+        ObjectKey::Snapshot {
+            txid: TxId::new(txid).unwrap(),
+            ts: Timestamp::from_millis(ts),
+        }
+    }
+
+    #[test]
+    fn retention_keeps_the_snapshot_covering_the_window_and_everything_after() {
+        let keys = vec![
+            snap(1, 0),
+            seg(1, 2, 10, 100),
+            snap(10, 150),
+            seg(0, 11, 11, 200),
+            seg(0, 12, 12, 300),
+            snap(12, 350),
+            seg(0, 13, 13, 400),
+        ];
+        // Window starts at 360: the newest snapshot before it is 12 (350).
+        let v = retention_victims(
+            &keys,
+            Timestamp::from_millis(1360),
+            Duration::from_millis(1000),
+        );
+        assert_eq!(
+            v,
+            vec![
+                snap(1, 0),
+                seg(1, 2, 10, 100),
+                snap(10, 150),
+                seg(0, 11, 11, 200)
+            ]
+        );
+        // Window starts at 160: snapshot 10 covers it; 12 must stay restorable too.
+        let v = retention_victims(
+            &keys,
+            Timestamp::from_millis(1160),
+            Duration::from_millis(1000),
+        );
+        assert_eq!(
+            v,
+            vec![snap(1, 0)],
+            "the segment ending at the base snapshot is kept"
+        );
+        // No snapshot before the window: nothing may go.
+        assert!(
+            retention_victims(
+                &keys,
+                Timestamp::from_millis(50),
+                Duration::from_millis(1000)
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn retention_deletes_nothing_when_the_chain_is_broken() {
+        let keys = vec![snap(1, 0), seg(0, 2, 2, 10), snap(2, 20), seg(0, 4, 4, 30)];
+        assert!(
+            retention_victims(
+                &keys,
+                Timestamp::from_millis(10_000),
+                Duration::from_millis(1)
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_replica_continues_from_its_position_or_restarts_at_the_newest_snapshot() {
+        let keys = vec![
+            snap(1, 0),
+            seg(0, 2, 2, 1),
+            seg(0, 3, 3, 2),
+            snap(5, 3),
+            seg(0, 6, 6, 4),
+        ];
+        assert_eq!(
+            chain_after(&keys, TxId::new(1)),
+            vec![seg(0, 2, 2, 1), seg(0, 3, 3, 2)]
+        );
+        assert_eq!(
+            chain_after(&keys, TxId::new(3)),
+            vec![snap(5, 3), seg(0, 6, 6, 4)]
+        );
+        assert_eq!(chain_after(&keys, None), vec![snap(5, 3), seg(0, 6, 6, 4)]);
+        assert!(chain_after(&keys, TxId::new(6)).is_empty());
+    }
 }

@@ -401,8 +401,9 @@ impl Monitor {
     /// Compacts level-0 segments when due (or now, with `force`) and takes a snapshot when the
     /// files piled on the last one would make a restore read more than the database.
     pub fn maintain(&mut self, force: bool) -> Result<(), MonitorError> {
+        // Compacted files are written once and kept long: worth a stronger zstd level.
         let opts = replica_formats::EncodeOptions {
-            zstd_level: self.cfg.zstd_level,
+            zstd_level: self.cfg.zstd_level.max(3),
             ..Default::default()
         };
         self.compactor.set_db_pages(self.map.commit());

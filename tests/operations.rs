@@ -1,0 +1,126 @@
+//! Several databases and replicas in one process, the metrics endpoint, and retention.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn restore_url(dir: &std::path::Path, url: &str, name: &str) -> std::path::PathBuf {
+    let out = dir.join(name);
+    let o = run(&["restore", "-o", out.to_str().unwrap(), url]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+#[test]
+fn several_databases_and_replicas_with_metrics() {
+    let d = tempfile::tempdir().unwrap();
+    let (db1, db2) = (d.path().join("one.db"), d.path().join("two.db"));
+    let (r1a, r1b, r2) = (
+        d.path().join("r1a"),
+        d.path().join("r1b"),
+        d.path().join("r2"),
+    );
+    let port = free_port();
+    let cfg = d.path().join("litestream.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "addr: 127.0.0.1:{port}\ndbs:\n  - path: {}\n    replicas:\n      - name: fast\n        path: {}\n        sync-interval: 0s\n      - name: slow\n        path: {}\n        sync-interval: 700ms\n  - path: {}\n    replica:\n      path: {}\n",
+            db1.display(), r1a.display(), r1b.display(), db2.display(), r2.display()
+        ),
+    )
+    .unwrap();
+    let (a1, a2) = (create_memdb(&db1), create_memdb(&db2));
+    let mut child = Command::new(BIN)
+        .args(["replicate", "-config", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for i in 1..=120 {
+        insert_memory(&a1, i);
+        if i % 2 == 0 {
+            insert_memory(&a2, i);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut body = String::new();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    s.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    for needle in [
+        "memsync_position{db=",
+        "one.db",
+        "two.db",
+        "replica=\"fast\"",
+        "replica=\"slow\"",
+    ] {
+        assert!(body.contains(needle), "metrics lack {needle}: {body}");
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    for (src, rep, n) in [(&a1, &r1a, 120), (&a1, &r1b, 120), (&a2, &r2, 60)] {
+        let out = restore_url(
+            d.path(),
+            &format!("file://{}", rep.display()),
+            &format!("{}.db", rep.file_name().unwrap().to_str().unwrap()),
+        );
+        let c = check_sound(&out);
+        assert_eq!(rows(&c).len(), n);
+        assert_same(src, &c);
+    }
+}
+
+#[test]
+fn retention_prunes_old_files_and_keeps_the_window_restorable() {
+    let s = Scene::new(
+        "",
+        "        sync-interval: 0s\n        retention: 1s\n        retention-check-interval: 1s\n        snapshot-interval: 1s\n",
+    );
+    let app = create_memdb(&s.db);
+    let r = s.start_with(&[("MEMSYNC_COMPACTION_INTERVAL", "300ms")]);
+    let first_snapshot = || {
+        let mut v: Vec<_> = std::fs::read_dir(s.replica.join("snapshots"))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v.first().cloned()
+    };
+    let mut n = 0;
+    let mut first = None;
+    for _ in 0..12 {
+        for _ in 0..10 {
+            n += 1;
+            insert_memory(&app, n);
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        first = first.or_else(first_snapshot);
+    }
+    s.wait_for_rows(n as i64);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (st, err) = r.stop();
+    assert!(st.success(), "{err}");
+    let oldest_now = first_snapshot();
+    assert!(first.is_some() && oldest_now.is_some());
+    assert_ne!(
+        first, oldest_now,
+        "the first snapshot outlived a 1 s retention"
+    );
+    let out = s.restore("restored.db", &["-integrity-check", "full"]);
+    let c = check_sound(&out);
+    assert_same(&app, &c);
+}
