@@ -233,9 +233,8 @@ pub struct Compactor {
     /// Database size in pages at the last snapshot, and now.
     snapshot_pages: u32,
     db_pages: u32,
-    /// Level-0 files and bytes spooled since the last compaction.
+    /// Level-0 files spooled since the last compaction.
     l0_files: usize,
-    l0_pending: u64,
 }
 
 /// Segments since the last snapshot may add up to this much before a new snapshot is taken,
@@ -256,7 +255,6 @@ impl Compactor {
             snapshot_pages: 0,
             db_pages: 0,
             l0_files: 0,
-            l0_pending: 0,
         }
     }
 
@@ -269,20 +267,18 @@ impl Compactor {
     pub fn note(&mut self, key: &ObjectKey, size: u64) {
         if key.is_snapshot() {
             self.since_snapshot = 0;
-            self.l0_pending = 0;
             self.snapshot_bytes = size;
             self.snapshot_pages = self.db_pages;
             self.last_snapshot = std::time::Instant::now();
         } else if key.level() == Some(Level::ZERO) {
             self.since_snapshot += size;
-            self.l0_pending += size;
             self.l0_files += 1;
-        } else if key.level() == Some(Level::new(1).expect("valid")) {
-            // A compacted file replaces the level-0 files it merged.
-            self.since_snapshot =
-                self.since_snapshot - self.l0_pending.min(self.since_snapshot) + size;
-            self.l0_pending = 0;
         }
+    }
+
+    /// Records a compacted file of `size` bytes that replaces files totalling `merged` bytes.
+    fn note_merge(&mut self, merged: u64, size: u64) {
+        self.since_snapshot = self.since_snapshot.saturating_sub(merged) + size;
     }
 
     /// What a snapshot taken now would weigh, extrapolated from the last one.
@@ -364,8 +360,12 @@ impl Compactor {
             max: last.max_txid(),
             ts: last.timestamp(),
         };
+        let merged: u64 = paths
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum();
         let size = spool.write(&key, |w| merge(&refs, lvl, w, opts).map(|_| ()))?;
-        self.note(&key, size);
+        self.note_merge(merged, size);
         Ok((key, size))
     }
 }

@@ -97,6 +97,7 @@ impl Shipper {
             if !self.put(&key).await? {
                 return Ok((n, false));
             }
+            self.drop_covered(&key).await?;
             self.remote = Some(key.max_txid());
             self.stats
                 .position
@@ -115,23 +116,30 @@ impl Shipper {
                 continue;
             }
             n += 1;
-            if !key.is_snapshot() {
-                let covered: Vec<ObjectKey> = self
-                    .known
-                    .iter()
-                    .filter(|k| k.level() < key.level() && !k.is_snapshot())
-                    .filter(|k| k.min_txid() >= key.min_txid() && k.max_txid() <= key.max_txid())
-                    .cloned()
-                    .collect();
-                self.client.delete(&covered).await?;
-                for k in covered {
-                    self.known.remove(&k);
-                }
-            }
+            self.drop_covered(&key).await?;
         }
         // Tell the pruner again: compacted files may now be deletable from the spool too.
         self.confirmed.send_replace(self.remote);
         Ok((n, true))
+    }
+
+    /// After uploading a compacted segment, deletes the lower-level segments it replaces.
+    async fn drop_covered(&mut self, key: &ObjectKey) -> Result<(), ReplicaError> {
+        if key.is_snapshot() || key.level().is_none_or(|l| l.get() == 0) {
+            return Ok(());
+        }
+        let covered: Vec<ObjectKey> = self
+            .known
+            .iter()
+            .filter(|k| !k.is_snapshot() && k.level() < key.level())
+            .filter(|k| k.min_txid() >= key.min_txid() && k.max_txid() <= key.max_txid())
+            .copied()
+            .collect();
+        self.client.delete(&covered).await?;
+        for k in covered {
+            self.known.remove(&k);
+        }
+        Ok(())
     }
 
     /// Deletes what is older than the retention window, keeping everything a restore to any
