@@ -101,10 +101,15 @@ fn wait_caught_up(
     f64::NAN
 }
 
-fn phase_cpu(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), String> {
-    let dir = o.workdir.join(&r.name).join("cpu");
-    fresh(&dir).map_err(|e| e.to_string())?;
-    let cfg = write_config(&dir, &o.sync_interval);
+/// A fresh directory with an empty memory database and its config, and the replicator running
+/// on it (given two seconds to settle).
+fn start_on_new_db(
+    o: &BenchOptions,
+    r: &Replicator,
+    dir: &Path,
+) -> Result<(PathBuf, PathBuf, rusqlite::Connection, proc::Running), String> {
+    fresh(dir).map_err(|e| e.to_string())?;
+    let cfg = write_config(dir, &o.sync_interval);
     let db = dir.join("db.sqlite");
     let app = workload::open(&db).map_err(|e| e.to_string())?;
     workload::create(&app).map_err(|e| e.to_string())?;
@@ -112,6 +117,12 @@ fn phase_cpu(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
         .start(&cfg, &dir.join("replicator.log"))
         .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_secs(2));
+    Ok((cfg, db, app, run))
+}
+
+fn phase_cpu(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), String> {
+    let dir = o.workdir.join(&r.name).join("cpu");
+    let (cfg, db, app, run) = start_on_new_db(o, r, &dir)?;
     let c0 = run.cpu_seconds();
     let t0 = Instant::now();
     let mut rng = workload::Rng::new(1);
@@ -181,15 +192,7 @@ fn phase_cpu(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
 
 fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), String> {
     let dir = o.workdir.join(&r.name).join("lag");
-    fresh(&dir).map_err(|e| e.to_string())?;
-    let cfg = write_config(&dir, &o.sync_interval);
-    let db = dir.join("db.sqlite");
-    let app = workload::open(&db).map_err(|e| e.to_string())?;
-    workload::create(&app).map_err(|e| e.to_string())?;
-    let run = r
-        .start(&cfg, &dir.join("replicator.log"))
-        .map_err(|e| e.to_string())?;
-    std::thread::sleep(Duration::from_secs(2));
+    let (cfg, db, app, run) = start_on_new_db(o, r, &dir)?;
     let commits: Arc<Mutex<Vec<(i64, SystemTime)>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let prober = {

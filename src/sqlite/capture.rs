@@ -73,6 +73,19 @@ impl Monitor {
         }
     }
 
+    /// Header and key of the next level-0 segment.
+    fn next_segment(&self, commit: u32) -> (Header, ObjectKey) {
+        let txid = self.next_txid();
+        let header = self.header(FileKind::Segment, txid, commit);
+        let key = ObjectKey::Segment {
+            level: Level::ZERO,
+            min: txid,
+            max: txid,
+            ts: header.timestamp,
+        };
+        (header, key)
+    }
+
     /// Writes the committed frames of `scan` as one segment (the latest image of each page).
     pub(super) fn write_frames(&mut self, scan: &Scan) -> Result<(), MonitorError> {
         let Some(commit) = scan.commit else {
@@ -84,14 +97,7 @@ impl Monitor {
                 latest.insert(f.pgno, *f);
             }
         }
-        let txid = self.next_txid();
-        let header = self.header(FileKind::Segment, txid, commit);
-        let key = ObjectKey::Segment {
-            level: Level::ZERO,
-            min: txid,
-            max: txid,
-            ts: header.timestamp,
-        };
+        let (header, key) = self.next_segment(commit);
         let opts = self.segment_options();
         let ps = self.src.page_size().as_usize();
         let src = &self.src;
@@ -148,7 +154,7 @@ impl Monitor {
     /// Writes a snapshot of the database at the reader's cursor, as a new position, and
     /// replaces the page map.
     pub(super) fn snapshot(&mut self) -> Result<(), MonitorError> {
-        self.write_snapshot(self.next_txid()).map(|_| ())
+        self.write_snapshot_map(self.next_txid()).map(|_| ())
     }
 
     /// Periodic snapshot of the current position (no new position: the state is the one the
@@ -174,11 +180,6 @@ impl Monitor {
             self.snapshot()?;
         }
         Ok(())
-    }
-
-    fn write_snapshot(&mut self, txid: TxId) -> Result<DbChecksum, MonitorError> {
-        let sum = self.write_snapshot_map(txid)?;
-        Ok(sum)
     }
 
     /// Writes the snapshot file for `txid` and installs the fresh page map if `txid` is new.
@@ -237,14 +238,7 @@ impl Monitor {
             .src
             .commit()
             .map_err(|e| self.io_err("reading database", e))?;
-        let txid = self.next_txid();
-        let header = self.header(FileKind::Segment, txid, commit);
-        let key = ObjectKey::Segment {
-            level: Level::ZERO,
-            min: txid,
-            max: txid,
-            ts: header.timestamp,
-        };
+        let (header, key) = self.next_segment(commit);
         let opts = self.segment_options();
         let src = &self.src;
         let map = &mut self.map;
