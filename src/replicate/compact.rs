@@ -298,76 +298,78 @@ impl Compactor {
                 .is_some_and(|i| self.last_snapshot.elapsed() >= i)
     }
 
-    /// Merges full groups of `FAN_IN` segments at every level, and, when the interval passed
-    /// (or `force`), the partial group of level-0 segments. Returns the files written.
-    pub fn tick(
-        &mut self,
-        spool: &super::spool::Spool,
-        opts: EncodeOptions,
-        force: bool,
-    ) -> io::Result<Vec<(ObjectKey, u64)>> {
-        let timed = force || self.last.elapsed() >= self.interval;
-        if !timed && self.l0_files < FAN_IN {
-            return Ok(Vec::new());
-        }
-        let mut keys = spool.keys()?;
-        let mut written = Vec::new();
-        for level in 0..MAX_LEVEL {
-            while let Some(start) = watermark(&keys, level).or_else(|| first_start(&keys, level)) {
-                let at_level: Vec<ObjectKey> = keys
-                    .iter()
-                    .filter(|k| k.level().is_some_and(|l| l.get() == level))
-                    .cloned()
-                    .collect();
-                let mut chain =
-                    replica_formats::chain_from(&at_level, start, replica_formats::Target::Latest);
-                let full = chain.len() >= FAN_IN;
-                if !(full || (timed && level == 0 && chain.len() >= 2)) {
-                    break;
-                }
-                chain.truncate(FAN_IN);
-                let (key, size) = self.merge_into(spool, &chain, level + 1, opts)?;
-                keys.push(key);
-                written.push((key, size));
-                if !full {
-                    break;
-                }
-            }
-        }
-        if timed {
-            self.last = std::time::Instant::now();
-            self.l0_files = 0;
-        } else if !written.is_empty() {
-            self.l0_files = 0;
-        }
-        Ok(written)
+    /// True when a compaction pass should run: the interval passed (or `force`), or a full group
+    /// of level-0 segments is waiting.
+    pub fn due(&self, force: bool) -> bool {
+        force || self.last.elapsed() >= self.interval || self.l0_files >= FAN_IN
     }
 
-    fn merge_into(
-        &mut self,
-        spool: &super::spool::Spool,
-        chain: &[ObjectKey],
-        level: u8,
-        opts: EncodeOptions,
-    ) -> io::Result<(ObjectKey, u64)> {
-        let paths: Vec<std::path::PathBuf> = chain.iter().map(|k| spool.path(k)).collect();
-        let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
-        let last = chain.last().expect("two or more");
-        let lvl = Level::new(level).expect("valid level");
-        let key = ObjectKey::Segment {
-            level: lvl,
-            min: chain[0].min_txid(),
-            max: last.max_txid(),
-            ts: last.timestamp(),
-        };
-        let merged: u64 = paths
-            .iter()
-            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
-            .sum();
-        let size = spool.write(&key, |w| merge(&refs, lvl, w, opts).map(|_| ()))?;
-        self.note_merge(merged, size);
-        Ok((key, size))
+    /// Starts a pass: resets the level-0 count and says whether partial groups are merged too.
+    pub fn begin_pass(&mut self, force: bool) -> bool {
+        let timed = force || self.last.elapsed() >= self.interval;
+        if timed {
+            self.last = std::time::Instant::now();
+        }
+        self.l0_files = 0;
+        timed
     }
+
+    /// Records the files a pass wrote: (key, size, bytes of the files it replaces).
+    pub fn finish_pass(&mut self, written: &[(ObjectKey, u64, u64)]) {
+        for &(_, size, merged) in written {
+            self.note_merge(merged, size);
+        }
+    }
+}
+
+/// One compaction pass over the spool: merges full groups of `FAN_IN` segments at every level
+/// and, if `partial`, the partial group of level-0 segments. Returns, per file written, its key,
+/// its size and the size of the files it replaces. Pure file work: the monitor runs it on a
+/// worker thread so a large merge never delays the WAL.
+pub fn compact_spool(
+    spool: &super::spool::Spool,
+    opts: EncodeOptions,
+    partial: bool,
+) -> io::Result<Vec<(ObjectKey, u64, u64)>> {
+    let mut keys = spool.keys()?;
+    let mut written = Vec::new();
+    for level in 0..MAX_LEVEL {
+        while let Some(start) = watermark(&keys, level).or_else(|| first_start(&keys, level)) {
+            let at_level: Vec<ObjectKey> = keys
+                .iter()
+                .filter(|k| k.level().is_some_and(|l| l.get() == level))
+                .copied()
+                .collect();
+            let mut chain =
+                replica_formats::chain_from(&at_level, start, replica_formats::Target::Latest);
+            let full = chain.len() >= FAN_IN;
+            if !(full || (partial && level == 0 && chain.len() >= 2)) {
+                break;
+            }
+            chain.truncate(FAN_IN);
+            let paths: Vec<std::path::PathBuf> = chain.iter().map(|k| spool.path(k)).collect();
+            let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+            let last = chain.last().expect("two or more");
+            let lvl = Level::new(level + 1).expect("valid level");
+            let key = ObjectKey::Segment {
+                level: lvl,
+                min: chain[0].min_txid(),
+                max: last.max_txid(),
+                ts: last.timestamp(),
+            };
+            let merged: u64 = paths
+                .iter()
+                .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+                .sum();
+            let size = spool.write(&key, |w| merge(&refs, lvl, w, opts).map(|_| ()))?;
+            keys.push(key);
+            written.push((key, size, merged));
+            if !full {
+                break;
+            }
+        }
+    }
+    Ok(written)
 }
 
 /// Where the chain of `level` segments starts when nothing was compacted yet: just before the

@@ -159,6 +159,7 @@ pub fn restore(
         return Err(RestoreError::NoBackup(client.name().to_owned()));
     }
     let mut fell_back = None;
+    let mut relists = 0;
     loop {
         let plan = replica_formats::plan_restore(&keys, opts.target).map_err(|source| {
             RestoreError::Plan {
@@ -186,6 +187,14 @@ pub fn restore(
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
+                // A planned file vanished: a running replicator compacted or pruned it since the
+                // listing. List again and plan again; the new files hold the same states.
+                if matches!(e, RestoreError::Replica(ReplicaError::NotFound { .. })) && relists < 5
+                {
+                    relists += 1;
+                    keys = rt.block_on(client.list())?;
+                    continue;
+                }
                 // A corrupt snapshot can be routed around with an older one, if allowed.
                 match (&e, opts.fallback) {
                     (RestoreError::Corrupt { key, .. }, true) if key == &plan.snapshot.path() => {

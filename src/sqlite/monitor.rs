@@ -35,6 +35,9 @@ use crate::replicate::compact::Compactor;
 use crate::replicate::spool::Spool;
 use crate::stats::DbStats;
 
+/// A file a compaction pass wrote: key, size, and size of the files it replaces.
+type Compacted = (ObjectKey, u64, u64);
+
 /// Floor of the gap between two spool files when a replica asks for `sync-interval: 0`: a burst
 /// of commits within a few milliseconds becomes one file instead of one file per commit.
 pub const MIN_SYNC_GAP: Duration = Duration::from_millis(25);
@@ -156,6 +159,8 @@ pub struct Monitor {
     pub(super) stats: Arc<DbStats>,
     /// Level-0 compaction and snapshot cadence.
     pub(super) compactor: Compactor,
+    /// The compaction pass running on its worker thread, if any.
+    compaction: Option<std::thread::JoinHandle<std::io::Result<Vec<Compacted>>>>,
     ino: (u64, u64),
 }
 
@@ -199,6 +204,7 @@ impl Monitor {
             positions,
             stats,
             compactor: Compactor::new(Duration::from_secs(30)),
+            compaction: None,
             ino,
         };
         m.recover(floor)?;
@@ -324,7 +330,7 @@ impl Monitor {
                     dirty = false;
                     self.sync()?;
                     self.maybe_checkpoint()?;
-                    self.maintain(false)?;
+                    self.maintain(false, false)?;
                 }
                 Ok::<(), MonitorError>(())
             })();
@@ -341,6 +347,7 @@ impl Monitor {
             }
         }
         self.sync()?;
+        self.maintain(false, true)?;
         self.shutdown();
         Ok(())
     }
@@ -398,31 +405,50 @@ impl Monitor {
         }
     }
 
-    /// Compacts level-0 segments when due (or now, with `force`) and takes a snapshot when the
-    /// files piled on the last one would make a restore read more than the database.
-    pub fn maintain(&mut self, force: bool) -> Result<(), MonitorError> {
-        // Compacted files are written once and kept long: worth a stronger zstd level.
-        let opts = replica_formats::EncodeOptions {
-            zstd_level: self.cfg.zstd_level.max(3),
-            ..Default::default()
-        };
-        self.compactor.set_db_pages(self.map.commit());
-        let written = self
-            .compactor
-            .tick(&self.spool, opts, force)
-            .map_err(|e| self.io_err("compacting spool", e))?;
-        let compacted = !written.is_empty();
-        for (key, size) in written {
-            self.stats.compactions.fetch_add(1, Ordering::Relaxed);
-            self.stats.spooled_bytes.fetch_add(size, Ordering::Relaxed);
-            crate::log::debug(&format!("compacted into {key} ({size} bytes)"));
+    /// Compaction runs on a worker thread; this starts a pass when one is due and, when a pass
+    /// finished, records it and takes a snapshot if the files piled on the last one outweigh a
+    /// fresh one. With `wait`, blocks until the running pass (if any) is done.
+    pub fn maintain(&mut self, force: bool, wait: bool) -> Result<(), MonitorError> {
+        if let Some(job) = self.compaction.take_if(|j| wait || j.is_finished()) {
+            let written = job
+                .join()
+                .map_err(|_| {
+                    self.io_err(
+                        "compacting spool",
+                        std::io::Error::other("compaction thread panicked"),
+                    )
+                })?
+                .map_err(|e| self.io_err("compacting spool", e))?;
+            self.compactor.finish_pass(&written);
+            for (key, size, _) in &written {
+                self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+                self.stats.spooled_bytes.fetch_add(*size, Ordering::Relaxed);
+                crate::log::debug(&format!("compacted into {key} ({size} bytes)"));
+            }
+            if !written.is_empty() {
+                self.positions.send_replace(self.pos);
+                self.compactor.set_db_pages(self.map.commit());
+                if self.compactor.snapshot_due() {
+                    self.snapshot_current()?;
+                }
+            }
         }
-        if compacted {
-            self.positions.send_replace(self.pos);
-        }
-        // Judged right after a compaction: before it, level-0 files overstate what a restore reads.
-        if compacted && self.compactor.snapshot_due() {
-            self.snapshot_current()?;
+        if self.compaction.is_none() && self.compactor.due(force) {
+            let partial = self.compactor.begin_pass(force);
+            // Compacted files are written once and kept long: worth a stronger zstd level.
+            let opts = replica_formats::EncodeOptions {
+                zstd_level: self.cfg.zstd_level.max(3),
+                ..Default::default()
+            };
+            let spool = self.spool.clone();
+            let job = std::thread::Builder::new()
+                .name("compact".into())
+                .spawn(move || crate::replicate::compact::compact_spool(&spool, opts, partial))
+                .map_err(|e| self.io_err("starting compaction", e))?;
+            self.compaction = Some(job);
+            if wait {
+                return self.maintain(false, true);
+            }
         }
         Ok(())
     }
