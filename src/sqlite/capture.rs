@@ -193,7 +193,16 @@ impl Monitor {
             txid,
             ts: header.timestamp,
         };
-        let opts = self.options();
+        // The first snapshot gates the initial sync: fast zstd. Later ones replace many segments
+        // and stay for the retention window: a stronger level is worth its CPU.
+        let opts = EncodeOptions {
+            zstd_level: if self.pos.is_some_and(|p| p >= txid) {
+                self.cfg.zstd_level.max(3)
+            } else {
+                self.cfg.zstd_level
+            },
+            ..self.options()
+        };
         let src = &self.src;
         let mut fresh = PageMap::new(src.page_size());
         let res = self.spool.write(&key, |w| {

@@ -356,6 +356,22 @@ impl Monitor {
     /// can resynchronise cheaply.
     pub fn shutdown(&mut self) {
         self.release_read();
+        let st = &self.stats;
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        crate::log::info(&format!(
+            "{}: stopped at position {}: {} transactions, {} bytes spooled, {} snapshots, {} resyncs, {} checkpoints, {} compactions, {} yields to application checkpoints ({} ms), write lock held {} ms in total",
+            self.cfg.db_path.display(),
+            self.pos.map_or(0, TxId::get),
+            g(&st.transactions),
+            g(&st.spooled_bytes),
+            g(&st.snapshots),
+            g(&st.resyncs),
+            g(&st.checkpoints),
+            g(&st.compactions),
+            g(&st.yields),
+            g(&st.yield_us) / 1000,
+            g(&st.write_lock_us) / 1000,
+        ));
         if let Some(pos) = self.pos
             && let Err(e) = self.map.save(&self.cfg.meta_dir.join("pagemap"), pos)
         {
