@@ -225,6 +225,19 @@ fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
     let probes = prober.join().map_err(|_| "prober panicked".to_string())?;
     run.stop();
     let commits = commits.lock().expect("lag log").clone();
+    // Raw data for inspection: every probe (start, end, rows seen) and every commit (id, time).
+    let secs_of = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let mut raw = String::new();
+    for p in &probes {
+        let _ = writeln!(raw, "probe {:.4} {:.4} {}", secs_of(p.0), secs_of(p.1), p.2);
+    }
+    for (id, t) in &commits {
+        let _ = writeln!(raw, "commit {id} {:.4}", secs_of(*t));
+    }
+    let _ = std::fs::write(dir.join("lag.raw"), raw);
     let (mut upper, mut lower, mut restore_s) = (Vec::new(), Vec::new(), Vec::new());
     let ok: Vec<_> = probes.iter().filter(|p| p.2 >= 0).collect();
     for p in &ok {

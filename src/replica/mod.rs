@@ -188,7 +188,12 @@ impl ReplicaClient {
                 self.root.as_ref().len() + 1
             };
             while let Some(meta) = stream.next().await {
-                let meta = meta.map_err(self.storage("listing"))?;
+                // A file deleted between the directory read and its stat (a compaction running
+                // next to us) is simply not there any more.
+                let meta = match meta {
+                    Err(object_store::Error::NotFound { .. }) => continue,
+                    other => other.map_err(self.storage("listing"))?,
+                };
                 if let Some(k) = meta
                     .location
                     .as_ref()

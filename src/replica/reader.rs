@@ -76,7 +76,10 @@ impl Read for ObjectReader {
                 .handle
                 .block_on(task)
                 .map_err(io::Error::other)?
-                .map_err(io::Error::other)?;
+                .map_err(|e| match e {
+                    ReplicaError::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e),
+                    e => io::Error::other(e),
+                })?;
             self.cur = got;
             self.fill_ahead();
         }

@@ -245,6 +245,7 @@ fn start_db(
             sync_interval: rcfg.sync_interval.saturating_sub(min_gap),
             remote,
             known: listing.into_iter().collect(),
+            doomed: Vec::new(),
             retention: rcfg.retention,
             retention_check: rcfg.retention_check_interval,
             confirmed: ctx,

@@ -12,6 +12,9 @@ use tokio::sync::watch;
 use super::spool::Spool;
 use crate::replica::{ReplicaClient, ReplicaError};
 
+/// How long files replaced by a compacted one stay readable before they are deleted.
+pub const DELETE_GRACE: Duration = Duration::from_secs(5);
+
 /// Longest pause between retries of a failing replica.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -40,6 +43,9 @@ pub struct Shipper {
     pub remote: Option<TxId>,
     /// Files the replica holds (listed at start, then tracked).
     pub known: BTreeSet<ObjectKey>,
+    /// Files replaced by a compacted one, deleted after [`DELETE_GRACE`] so restores already
+    /// reading them finish undisturbed.
+    pub doomed: Vec<(Instant, Vec<ObjectKey>)>,
     /// How long history must stay restorable.
     pub retention: Duration,
     /// How often retention is enforced.
@@ -87,6 +93,7 @@ impl Shipper {
 
     /// One pass over a spool listing; the flag is false if a listed file had vanished.
     async fn ship_listed(&mut self) -> Result<(usize, bool), ReplicaError> {
+        self.delete_doomed(false).await?;
         let keys = self.spool.keys().map_err(|e| ReplicaError::Local {
             replica: self.client.name().to_owned(),
             path: self.spool.dir().display().to_string(),
@@ -123,7 +130,8 @@ impl Shipper {
         Ok((n, true))
     }
 
-    /// After uploading a compacted segment, deletes the lower-level segments it replaces.
+    /// After uploading a compacted segment, schedules the deletion of the lower-level segments
+    /// it replaces.
     async fn drop_covered(&mut self, key: &ObjectKey) -> Result<(), ReplicaError> {
         if key.is_snapshot() || key.level().is_none_or(|l| l.get() == 0) {
             return Ok(());
@@ -135,9 +143,23 @@ impl Shipper {
             .filter(|k| k.min_txid() >= key.min_txid() && k.max_txid() <= key.max_txid())
             .copied()
             .collect();
-        self.client.delete(&covered).await?;
-        for k in covered {
-            self.known.remove(&k);
+        for k in &covered {
+            self.known.remove(k);
+        }
+        if !covered.is_empty() {
+            self.doomed.push((Instant::now(), covered));
+        }
+        Ok(())
+    }
+
+    /// Deletes the replaced files whose grace period is over (all of them with `all`).
+    pub async fn delete_doomed(&mut self, all: bool) -> Result<(), ReplicaError> {
+        while let Some((at, _)) = self.doomed.first() {
+            if !all && at.elapsed() < DELETE_GRACE {
+                break;
+            }
+            let (_, keys) = self.doomed.remove(0);
+            self.client.delete(&keys).await?;
         }
         Ok(())
     }
@@ -173,6 +195,16 @@ impl Shipper {
         mut stop: watch::Receiver<bool>,
         flush_timeout: Duration,
     ) -> Option<TxId> {
+        // Files a previous run left behind although a compacted file replaces them.
+        let compacted: Vec<ObjectKey> = self
+            .known
+            .iter()
+            .filter(|k| k.level().is_some_and(|l| l.get() > 0))
+            .copied()
+            .collect();
+        for k in compacted {
+            let _ = self.drop_covered(&k).await;
+        }
         let mut backoff = Duration::ZERO;
         let mut last = Instant::now() - self.sync_interval;
         let mut last_retention = Instant::now();
@@ -215,7 +247,11 @@ impl Shipper {
                 _ = stop.changed() => break,
             }
         }
-        match tokio::time::timeout(flush_timeout, self.ship_pending()).await {
+        let flush = async {
+            self.ship_pending().await?;
+            self.delete_doomed(true).await
+        };
+        match tokio::time::timeout(flush_timeout, flush).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => crate::log::error(&format!("final sync failed: {e}")),
             Err(_) => crate::log::error(&format!(

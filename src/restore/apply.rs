@@ -168,9 +168,18 @@ pub(super) fn build(
             let mut bytes = Vec::new();
             ObjectReader::open(client, key, rt)?
                 .read_to_end(&mut bytes)
-                .map_err(|source| RestoreError::Io {
-                    path: key.path(),
-                    source,
+                .map_err(|source| match source.kind() {
+                    // Compacted away while we read it: the caller lists and plans again.
+                    std::io::ErrorKind::NotFound => {
+                        RestoreError::Replica(crate::replica::ReplicaError::NotFound {
+                            replica: client.name().to_owned(),
+                            key: key.path(),
+                        })
+                    }
+                    _ => RestoreError::Io {
+                        path: key.path(),
+                        source,
+                    },
                 })?;
             let file = replica_formats::decode_file(&bytes).map_err(corrupt(key))?;
             Ok((file, bytes.len() as u64))

@@ -189,9 +189,10 @@ pub fn restore(
                 let _ = std::fs::remove_file(&tmp);
                 // A planned file vanished: a running replicator compacted or pruned it since the
                 // listing. List again and plan again; the new files hold the same states.
-                if matches!(e, RestoreError::Replica(ReplicaError::NotFound { .. })) && relists < 5
+                if matches!(e, RestoreError::Replica(ReplicaError::NotFound { .. })) && relists < 20
                 {
                     relists += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10 * relists));
                     keys = rt.block_on(client.list())?;
                     continue;
                 }
