@@ -219,7 +219,7 @@ impl Scene {
             k += 1;
             let out = self.dir.path().join(format!("wait-{k}.db"));
             let o = run(&["restore", "-o", out.to_str().unwrap(), &self.url()]);
-            if o.status.success() {
+            let last = if o.status.success() {
                 register_vec();
                 let c = Connection::open(&out).unwrap();
                 let got: i64 = c
@@ -228,8 +228,15 @@ impl Scene {
                 if got == n {
                     return out;
                 }
-            }
-            assert!(Instant::now() < deadline, "replica never reached {n} rows");
+                format!("restore shows {got} rows")
+            } else {
+                String::from_utf8_lossy(&o.stderr).into_owned()
+            };
+            let _ = std::fs::remove_file(&out);
+            assert!(
+                Instant::now() < deadline,
+                "replica never reached {n} rows; last: {last}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
