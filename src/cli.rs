@@ -2,7 +2,7 @@
 //! `-config`) or two (`--config`).
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -556,13 +556,4 @@ fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
 fn fmt_ts(ts: Timestamp) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ts.get().max(0) as u64);
     humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// Path helper for tests and docs: the default meta directory of a database.
-pub fn meta_dir_of(db: &Path) -> PathBuf {
-    let name = db
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    db.with_file_name(format!(".{name}-memsync"))
 }

@@ -128,16 +128,6 @@ impl Spool {
         }
         Ok(n)
     }
-
-    /// Removes every spooled file (after a snapshot made them useless, or on reset).
-    pub fn clear_below(&self, txid: TxId) -> io::Result<()> {
-        for k in self.keys()? {
-            if k.max_txid() < txid {
-                let _ = fs::remove_file(self.path(&k));
-            }
-        }
-        Ok(())
-    }
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectKey>) -> io::Result<()> {

@@ -198,14 +198,6 @@ impl Source {
         Ok(Some(scan))
     }
 
-    /// Reads an indexed frame's page, re-verifying salts and checksum; false if it changed.
-    pub fn read_indexed(&self, f: &Frame, page: &mut [u8]) -> io::Result<bool> {
-        match (&self.wal, &self.cursor) {
-            (Some(wal), Some(c)) => wal::read_verified_frame(wal, &c.header, f, page),
-            _ => Ok(false),
-        }
-    }
-
     /// Reads a frame's page without re-verifying it (see [`Source::read_frame`]).
     pub fn read_frame_unverified(&self, f: &Frame, page: &mut [u8]) -> io::Result<()> {
         let wal = self
