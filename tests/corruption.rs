@@ -47,6 +47,19 @@ fn files(dir: &Path, sub: &str) -> Vec<PathBuf> {
     v
 }
 
+/// Every segment file of a replica (all levels: compaction may have merged level 0), in chain
+/// order (by last position).
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .flat_map(|l| std::fs::read_dir(l.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .collect();
+    let max = |p: &PathBuf| p.file_name().unwrap().to_str().unwrap()[17..33].to_owned();
+    v.sort_by_key(max);
+    v
+}
+
 fn restore(url: &str, out: &Path, extra: &[&str]) -> std::process::Output {
     run(&[&["restore", "-o", out.to_str().unwrap()], extra, &[url]].concat())
 }
@@ -82,7 +95,7 @@ fn corrupt_segments_fail_or_fall_back_when_asked() {
     for (name, damage) in damages {
         let rep = s.dir.path().join(format!("rep-{name}"));
         copy_dir(&s.replica, &rep);
-        let segs = files(&rep, "segments/0");
+        let segs = segments(&rep);
         let victim = &segs[segs.len() - 1];
         damage(victim);
         let url = format!("file://{}", rep.display());
@@ -113,7 +126,7 @@ fn corrupt_segments_fail_or_fall_back_when_asked() {
     // Garbage under a valid name *after* the last real file: the chain must not silently stop.
     let rep = s.dir.path().join("rep-extra");
     copy_dir(&s.replica, &rep);
-    let segs = files(&rep, "segments/0");
+    let segs = segments(&rep);
     let last = segs
         .last()
         .unwrap()
@@ -124,6 +137,7 @@ fn corrupt_segments_fail_or_fall_back_when_asked() {
         .to_owned();
     let max = u64::from_str_radix(&last[17..33], 16).unwrap();
     let extra = format!("{:016x}-{:016x}-{}", max + 1, max + 1, &last[34..]);
+    std::fs::create_dir_all(rep.join("segments/0")).unwrap();
     std::fs::write(rep.join("segments/0").join(extra), b"not a segment").unwrap();
     let url = format!("file://{}", rep.display());
     let o = restore(&url, &s.dir.path().join("extra.db"), &[]);
@@ -152,7 +166,7 @@ fn corrupt_snapshot_and_missing_segment_are_errors() {
 
     let rep = s.dir.path().join("rep-gap");
     copy_dir(&s.replica, &rep);
-    let segs = files(&rep, "segments/0");
+    let segs = segments(&rep);
     std::fs::remove_file(&segs[segs.len() / 2]).unwrap();
     let url = format!("file://{}", rep.display());
     let o = restore(&url, &s.dir.path().join("gap.db"), &[]);
