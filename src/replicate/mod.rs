@@ -6,7 +6,7 @@ pub mod spool;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -199,7 +199,7 @@ fn start_db(
     let floor = remotes.iter().copied().max().flatten();
     let stats = Arc::new(DbStats::default());
     let (pos_tx, pos_rx) = watch::channel(None);
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<Spool, MonitorError>>();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(Spool, Arc<AtomicU64>), MonitorError>>();
     let (st, once) = (stats.clone(), opts.once);
     let monitor = std::thread::Builder::new()
         .name("monitor".into())
@@ -212,7 +212,7 @@ fn start_db(
                     return Err(MonitorError::Replaced(msg));
                 }
             };
-            let _ = ready_tx.send(Ok(m.spool().clone()));
+            let _ = ready_tx.send(Ok((m.spool().clone(), m.map_saved())));
             if once {
                 let r = m.sync();
                 m.shutdown();
@@ -221,7 +221,7 @@ fn start_db(
             m.run(&stop)
         })
         .map_err(|e| ReplicateError::Setup(format!("starting monitor: {e}")))?;
-    let spool = match ready_rx.recv() {
+    let (spool, map_saved) = match ready_rx.recv() {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             let _ = monitor.join();
@@ -256,7 +256,7 @@ fn start_db(
             run.await;
         }));
     }
-    tasks.push(rt.spawn(prune_spool(spool, confirmed)));
+    tasks.push(rt.spawn(prune_spool(spool, confirmed, map_saved)));
     Ok(Running {
         monitor,
         tasks,
@@ -289,12 +289,17 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 /// Deletes spooled files once every replica confirmed them.
-async fn prune_spool(spool: Spool, mut confirmed: Vec<watch::Receiver<Option<TxId>>>) {
+async fn prune_spool(
+    spool: Spool,
+    mut confirmed: Vec<watch::Receiver<Option<TxId>>>,
+    map_saved: Arc<AtomicU64>,
+) {
     loop {
         let min = confirmed.iter().map(|c| *c.borrow()).min().flatten();
         if let Some(t) = min {
             let s = spool.clone();
-            let _ = tokio::task::spawn_blocking(move || s.prune(t)).await;
+            let keep_after = TxId::new(map_saved.load(Ordering::Relaxed));
+            let _ = tokio::task::spawn_blocking(move || s.prune(t, keep_after)).await;
         }
         let changed =
             futures::future::select_all(confirmed.iter_mut().map(|c| Box::pin(c.changed())));

@@ -102,9 +102,10 @@ impl Spool {
     }
 
     /// Deletes files every replica has (position at or below `upto`), except segments not yet
-    /// merged into the next level (compaction reads them here) and the newest file (it tells a
-    /// restarted monitor where the WAL stood).
-    pub fn prune(&self, upto: TxId) -> io::Result<usize> {
+    /// merged into the next level (compaction reads them here), files after `keep_after` (the
+    /// saved page map's position) and the newest file (it tells a restarted monitor where the
+    /// WAL stood).
+    pub fn prune(&self, upto: TxId, keep_after: Option<TxId>) -> io::Result<usize> {
         let keys = self.keys()?;
         let newest = keys.iter().map(|k| k.max_txid()).max();
         let marks: Vec<Option<TxId>> = (0..super::compact::MAX_LEVEL)
@@ -118,7 +119,13 @@ impl Spool {
                 }
                 _ => false,
             };
-            if k.max_txid() <= upto && Some(k.max_txid()) != newest && !pending_merge {
+            // Files after the saved page map are what a restart after a crash replays.
+            let needed_for_replay = keep_after.is_some_and(|t| k.max_txid() > t);
+            if k.max_txid() <= upto
+                && Some(k.max_txid()) != newest
+                && !pending_merge
+                && !needed_for_replay
+            {
                 match fs::remove_file(self.path(k)) {
                     Ok(()) => n += 1,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}

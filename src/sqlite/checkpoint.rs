@@ -111,6 +111,7 @@ impl Monitor {
         self.protected = true;
         self.frames_at_checkpoint = self.src.wal_frames();
         self.last_checkpoint = Instant::now();
+        self.save_map(false);
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.stats
             .checkpoint_us

@@ -159,6 +159,10 @@ pub struct Monitor {
     pub(super) stats: Arc<DbStats>,
     /// Level-0 compaction and snapshot cadence.
     pub(super) compactor: Compactor,
+    /// Position of the page map last saved to disk (0 = none); the spool keeps the files above
+    /// it so a restart after a crash can replay them instead of taking a snapshot.
+    map_saved: Arc<std::sync::atomic::AtomicU64>,
+    last_map_save: Instant,
     /// The compaction pass running on its worker thread, if any.
     compaction: Option<std::thread::JoinHandle<std::io::Result<Vec<Compacted>>>>,
     ino: (u64, u64),
@@ -205,6 +209,9 @@ impl Monitor {
             stats,
             compactor: Compactor::new(Duration::from_secs(30)),
             compaction: None,
+            map_saved: Arc::default(),
+            // The first checkpoint may save at once.
+            last_map_save: Instant::now() - Duration::from_secs(3600),
             ino,
         };
         m.recover(floor)?;
@@ -234,7 +241,6 @@ impl Monitor {
         let floor = floor.max(last.as_ref().map(ObjectKey::max_txid));
         let map_path = self.cfg.meta_dir.join("pagemap");
         let saved = PageMap::load(&map_path);
-        let _ = std::fs::remove_file(&map_path); // stale as soon as we ship again
         if let Some(last) = last.filter(|k| Some(k.max_txid()) == floor) {
             let header = self
                 .spool
@@ -244,6 +250,7 @@ impl Monitor {
                 .spool
                 .post_checksum(&last)
                 .map_err(|e| self.io_err("reading spool", e))?;
+            let saved = saved.and_then(|(m, t)| self.replay(m, t, &keys, last.max_txid()));
             let saved = saved.filter(|(m, t)| {
                 *t == last.max_txid()
                     && m.checksum() == post
@@ -372,14 +379,7 @@ impl Monitor {
             g(&st.yield_us) / 1000,
             g(&st.write_lock_us) / 1000,
         ));
-        if let Some(pos) = self.pos
-            && let Err(e) = self.map.save(&self.cfg.meta_dir.join("pagemap"), pos)
-        {
-            crate::log::warn(&format!(
-                "{}: cannot save page map: {e}",
-                self.cfg.db_path.display()
-            ));
-        }
+        self.save_map(true);
     }
 
     /// Reads what was committed since the last call and writes it to the spool.
@@ -467,6 +467,68 @@ impl Monitor {
             }
         }
         Ok(())
+    }
+
+    /// Brings a page map saved at position `from` forward to `to` by applying the spooled
+    /// segments in between, checking every file's pre- and post-state checksums; `None` if the
+    /// spool no longer holds an unbroken, consistent chain.
+    fn replay(
+        &self,
+        mut map: PageMap,
+        from: TxId,
+        keys: &[ObjectKey],
+        to: TxId,
+    ) -> Option<(PageMap, TxId)> {
+        if from == to {
+            return Some((map, to));
+        }
+        let chain = replica_formats::chain_from(keys, from, replica_formats::Target::Latest);
+        if chain.last().map(ObjectKey::max_txid) != Some(to) {
+            return None;
+        }
+        for key in &chain {
+            let bytes = std::fs::read(self.spool.path(key)).ok()?;
+            let file = replica_formats::decode_file(&bytes).ok()?;
+            if file.header.pre_checksum != map.checksum() {
+                return None;
+            }
+            for (pgno, data) in file.pages() {
+                map.set(pgno, data);
+            }
+            map.resize(file.header.commit);
+            if map.checksum() != file.trailer.post_checksum {
+                return None;
+            }
+        }
+        crate::log::info(&format!(
+            "{}: page map replayed from position {from} to {to}",
+            self.cfg.db_path.display()
+        ));
+        Some((map, to))
+    }
+
+    /// Saves the page map (at most every few seconds), so a crash costs a replay of the spool
+    /// files after it rather than a full snapshot.
+    pub(super) fn save_map(&mut self, force: bool) {
+        let Some(pos) = self.pos else {
+            return;
+        };
+        if !force && self.last_map_save.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+        self.last_map_save = Instant::now();
+        match self.map.save(&self.cfg.meta_dir.join("pagemap"), pos) {
+            Ok(()) => self.map_saved.store(pos.get(), Ordering::Relaxed),
+            Err(e) => crate::log::warn(&format!(
+                "{}: cannot save page map: {e}",
+                self.cfg.db_path.display()
+            )),
+        }
+    }
+
+    /// Position of the last saved page map, shared with the spool pruner.
+    pub fn map_saved(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.map_saved.clone()
     }
 
     fn check_replaced(&self) -> Result<(), MonitorError> {
