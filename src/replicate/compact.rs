@@ -34,6 +34,11 @@ impl Input {
 
     fn advance(&mut self) -> Result<(), FormatError> {
         self.idx += 1;
+        self.fill()
+    }
+
+    /// Loads runs until the cursor is on a page (or the input is exhausted).
+    fn fill(&mut self) -> Result<(), FormatError> {
         while self.run.as_ref().is_none_or(|r| self.idx >= r.pgnos.len()) {
             let Some(dec) = self.dec.as_mut() else {
                 self.run = None;
@@ -116,7 +121,7 @@ pub fn merge<W: Write>(
     }
     let zone_start = floor; // pages above this were truncated at some point in the range
     for inp in &mut inputs {
-        inp.advance_from_start().map_err(bad)?;
+        inp.fill().map_err(bad)?;
     }
     let header = Header {
         kind: FileKind::Segment,
@@ -178,26 +183,6 @@ pub fn merge<W: Write>(
         max: header.max_txid,
         ts: header.timestamp,
     })
-}
-
-impl Input {
-    fn advance_from_start(&mut self) -> Result<(), FormatError> {
-        self.run = None;
-        self.idx = 0;
-        while self.run.as_ref().is_none_or(|r| self.idx >= r.pgnos.len()) {
-            let Some(dec) = self.dec.as_mut() else {
-                return Ok(());
-            };
-            match dec.next_run()? {
-                Some(raw) => {
-                    self.run = Some(raw.decode(dec.header().page_size)?);
-                    self.idx = 0;
-                }
-                None => return Ok(()),
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Files merged into one at the next level: bounds both memory (one decoded run per input) and

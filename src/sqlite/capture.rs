@@ -272,14 +272,6 @@ impl Monitor {
     }
 }
 
-impl super::reader::Source {
-    /// Reads a frame's page image. Used right after the scan that verified it, while the read
-    /// transaction keeps the WAL from restarting, so the checksum is not recomputed.
-    pub fn read_frame(&self, f: &Frame, page: &mut [u8]) -> io::Result<()> {
-        self.read_frame_unverified(f, page)
-    }
-}
-
 fn fmt_err(e: replica_formats::FormatError) -> io::Error {
     io::Error::other(e)
 }

@@ -198,8 +198,9 @@ impl Source {
         Ok(Some(scan))
     }
 
-    /// Reads a frame's page without re-verifying it (see [`Source::read_frame`]).
-    pub fn read_frame_unverified(&self, f: &Frame, page: &mut [u8]) -> io::Result<()> {
+    /// Reads a frame's page image. Used right after the scan that verified it, while the read
+    /// transaction keeps the WAL from restarting, so the checksum is not recomputed.
+    pub fn read_frame(&self, f: &Frame, page: &mut [u8]) -> io::Result<()> {
         let wal = self
             .wal
             .as_ref()

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -12,19 +11,8 @@ use rusqlite::Connection;
 pub const BIN: &str = env!("CARGO_BIN_EXE_memsync");
 pub const DIM: usize = 384;
 
-/// Registers sqlite-vec as an auto extension of the bundled SQLite, once per process.
-pub fn register_vec() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| unsafe {
-        type Init = unsafe extern "C" fn(
-            *mut rusqlite::ffi::sqlite3,
-            *mut *mut std::os::raw::c_char,
-            *const rusqlite::ffi::sqlite3_api_routines,
-        ) -> std::os::raw::c_int;
-        let init: Init = std::mem::transmute(sqlite_vec::sqlite3_vec_init as *const ());
-        rusqlite::ffi::sqlite3_auto_extension(Some(init));
-    });
-}
+/// Registers sqlite-vec in every connection opened afterwards (the crate's own helper).
+pub use memsync::bench::workload::register_vec;
 
 /// Opens a connection the way an application would (WAL, busy timeout 5 s, NORMAL sync).
 pub fn app_conn(path: &Path) -> Connection {
