@@ -41,6 +41,8 @@ enum Command {
     Demo(DemoArgs),
     /// Measure memsync (and Litestream, when found) on an mcp-memory-service workload.
     Bench(BenchArgs),
+    #[command(flatten)]
+    Memory(crate::memory::cli::MemoryCommand),
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +239,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Bench(a) => cmd_bench(a),
+        Command::Memory(m) => {
+            let text = crate::memory::cli::run(m)?;
+            if !text.is_empty() {
+                println!("{text}");
+            }
+            Ok(())
+        }
         Command::Version => {
             println!("memsync {}", env!("CARGO_PKG_VERSION"));
             Ok(())

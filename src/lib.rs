@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod fsutil;
 pub mod log;
+pub mod memory;
 pub mod metrics;
 pub mod replica;
 pub mod replicate;

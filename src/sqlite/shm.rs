@@ -49,7 +49,7 @@ impl ShmProbe {
             if libc::fcntl(self.file.as_raw_fd(), libc::F_GETLK, &mut fl) != 0 {
                 return false;
             }
-            fl.l_type != libc::F_UNLCK as _
+            fl.l_type != libc::F_UNLCK as libc::c_short
         }
     }
 }

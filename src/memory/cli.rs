@@ -1,0 +1,308 @@
+//! The memory-sync subcommands and their flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::MemoryError;
+use super::commands::{self, Ctx, StoreInput};
+use super::maintenance;
+use super::pull::PullOptions;
+use super::settings::{ConflictPolicy, Overrides, Settings};
+
+/// Flags every memory command takes; they override the environment and `sync_config.json`.
+#[derive(Debug, Args, Default)]
+pub struct RemoteArgs {
+    /// Settings file (default: $SYNC_CONFIG_PATH, then ~/.mcp_memory_staging/sync_config.json).
+    #[arg(long = "sync-config")]
+    sync_config: Option<PathBuf>,
+    /// Server host (REMOTE_MEMORY_HOST).
+    #[arg(long = "host")]
+    host: Option<String>,
+    /// Server port (REMOTE_MEMORY_PORT).
+    #[arg(long = "port")]
+    port: Option<u16>,
+    /// http or https (REMOTE_MEMORY_PROTOCOL).
+    #[arg(long = "protocol")]
+    protocol: Option<String>,
+    /// API key (REMOTE_MEMORY_API_KEY or MCP_API_KEY).
+    #[arg(long = "api-key")]
+    api_key: Option<String>,
+    /// PEM file of extra trusted certificates (REMOTE_MEMORY_CA_FILE).
+    #[arg(long = "ca-file")]
+    ca_file: Option<PathBuf>,
+    /// Accept any server certificate (REMOTE_MEMORY_INSECURE).
+    #[arg(long = "insecure")]
+    insecure: bool,
+    /// Staging database (STAGING_DB_PATH).
+    #[arg(long = "staging-db")]
+    staging_db: Option<PathBuf>,
+    /// Local mcp-memory-service database (MCP_MEMORY_SQLITE_PATH).
+    #[arg(long = "memory-db", alias = "db")]
+    memory_db: Option<PathBuf>,
+    /// Replica URL of the server's database, read by pull (REMOTE_MEMORY_REPLICA).
+    #[arg(long = "replica-url")]
+    replica: Option<String>,
+    /// Conflict policy: merge, local, remote or manual (SYNC_CONFLICT_RESOLUTION).
+    #[arg(long = "conflict")]
+    conflict: Option<String>,
+    /// Echo the sync log on stderr (SYNC_VERBOSE).
+    #[arg(long = "verbose")]
+    verbose: bool,
+}
+
+impl RemoteArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.sync_config.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            protocol: self.protocol.clone(),
+            api_key: self.api_key.clone(),
+            ca_file: self.ca_file.clone(),
+            insecure: self.insecure,
+            staging_db: self.staging_db.clone(),
+            memory_db: self.memory_db.clone(),
+            replica: self.replica.clone(),
+            conflict: self.conflict.clone(),
+            verbose: self.verbose,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The memory's text (several words are joined with spaces; `-` reads standard input).
+    #[arg(required = true)]
+    content: Vec<String>,
+    /// Comma-separated tags.
+    #[arg(long = "tags")]
+    tags: Option<String>,
+    /// Memory type (default note).
+    #[arg(long = "type")]
+    memory_type: Option<String>,
+    /// Project name (default: the current folder's name).
+    #[arg(long = "project")]
+    project: Option<String>,
+    /// Stage locally without trying the server.
+    #[arg(long = "offline")]
+    offline: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Let the server's version win over local edits and conflicts for this pull.
+    #[arg(long = "force")]
+    force: bool,
+    /// Show what would be added, changed and removed; change nothing.
+    #[arg(long = "dry-run")]
+    dry_run: bool,
+    /// Only memories with any of these comma-separated tags.
+    #[arg(long = "tags")]
+    tags: Option<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCommand {
+    /// Store a memory on the server, or stage it locally when the server is away.
+    Store(StoreArgs),
+    /// Send staged memories to the server.
+    Push {
+        /// Also retry rows the server refused before.
+        #[arg(long = "retry-failed")]
+        retry_failed: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Bring the server's memories into the local mcp-memory-service database.
+    Pull(PullArgs),
+    /// Stage local changes, pull, apply, push.
+    Sync(PullArgs),
+    /// Staged, failed and conflicting memories, last pull and push, the server's state.
+    Status(RemoteArgs),
+    /// Create (or migrate) the staging database.
+    Init {
+        /// Also write the effective settings to sync_config.json.
+        #[arg(long = "write-config")]
+        write_config: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Drop staged memories and sync state (a JSON copy is written first).
+    Reset {
+        /// Do not ask.
+        #[arg(long = "yes")]
+        yes: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Check and rebuild the staging database.
+    Repair(RemoteArgs),
+    /// Settings and staged memories as JSON.
+    Export {
+        /// Output file (default: standard output).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Integrity of the local memory database and of the staging database.
+    VerifyDb(RemoteArgs),
+    /// Prune old confirmed staging rows and optimize both databases.
+    Optimize(RemoteArgs),
+    /// Move local memories older than a duration to a JSON archive file.
+    Archive {
+        /// e.g. "90 days", 12w, 1y.
+        #[arg(long = "older-than")]
+        older_than: String,
+        /// Archive file (default: <staging folder>/archive/archive-<time>.json).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Counts and timings from the sync log.
+    Metrics(RemoteArgs),
+    /// List open conflicts and settle them.
+    ResolveConflicts {
+        /// merge, local or remote (without it: ask on a terminal, else list).
+        #[arg(long = "strategy")]
+        strategy: Option<String>,
+        /// Only this conflict.
+        #[arg(long = "id")]
+        id: Option<i64>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+fn split_tags(s: &Option<String>) -> Vec<String> {
+    s.as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn ctx(r: &RemoteArgs) -> Result<Ctx, MemoryError> {
+    Ok(Ctx::new(Settings::load(&r.overrides())?))
+}
+
+fn pull_opts(a: &PullArgs) -> PullOptions {
+    PullOptions {
+        dry_run: a.dry_run,
+        force: a.force,
+        tags: split_tags(&a.tags),
+    }
+}
+
+/// Parses "90 days", "90days", "12w".
+fn parse_age(s: &str) -> Result<std::time::Duration, MemoryError> {
+    let compact: String = s.split_whitespace().collect();
+    humantime::parse_duration(&compact)
+        .map_err(|e| MemoryError::Incomplete(format!("--older-than {s:?}: {e} (e.g. \"90 days\")")))
+}
+
+/// Runs one memory command; the text to print on success.
+pub fn run(cmd: MemoryCommand) -> Result<String, MemoryError> {
+    match cmd {
+        MemoryCommand::Store(a) => {
+            let r = &a.remote;
+            let content = if a.content.len() == 1 && a.content[0] == "-" {
+                std::io::read_to_string(std::io::stdin())
+                    .map_err(|e| MemoryError::Io(format!("standard input: {e}")))?
+            } else {
+                a.content.join(" ")
+            };
+            let input = StoreInput {
+                content,
+                tags: split_tags(&a.tags),
+                memory_type: a.memory_type,
+                project: a.project,
+                offline: a.offline,
+            };
+            commands::store(&ctx(r)?, &input)
+        }
+        MemoryCommand::Push {
+            retry_failed,
+            remote,
+        } => {
+            let c = ctx(&remote)?;
+            let rep = commands::push(&c, retry_failed)?;
+            let mut lines = if c.settings.verbose {
+                rep.lines.clone()
+            } else {
+                Vec::new()
+            };
+            lines.push(commands::push_summary(&rep));
+            Ok(lines.join("\n"))
+        }
+        MemoryCommand::Pull(a) => {
+            let rep = commands::pull(&ctx(&a.remote)?, &pull_opts(&a))?;
+            let mut lines = rep.details.clone();
+            lines.push(commands::pull_summary(&rep));
+            Ok(lines.join("\n"))
+        }
+        MemoryCommand::Sync(a) => commands::sync(&ctx(&a.remote)?, &pull_opts(&a)),
+        MemoryCommand::Status(r) => commands::status(&ctx(&r)?),
+        MemoryCommand::Init {
+            write_config,
+            remote,
+        } => maintenance::init(&ctx(&remote)?, write_config),
+        MemoryCommand::Reset { yes, remote } => maintenance::reset(&ctx(&remote)?, yes),
+        MemoryCommand::Repair(r) => maintenance::repair(&ctx(&r)?),
+        MemoryCommand::Export { output, remote } => {
+            maintenance::export(&ctx(&remote)?, output.as_deref())
+        }
+        MemoryCommand::VerifyDb(r) => maintenance::verify_db(&ctx(&r)?),
+        MemoryCommand::Optimize(r) => maintenance::optimize(&ctx(&r)?),
+        MemoryCommand::Archive {
+            older_than,
+            output,
+            dry_run,
+            remote,
+        } => {
+            let age = parse_age(&older_than)?;
+            maintenance::archive(&ctx(&remote)?, age, output.as_deref(), dry_run)
+        }
+        MemoryCommand::Metrics(r) => maintenance::metrics(&ctx(&r)?),
+        MemoryCommand::ResolveConflicts {
+            strategy,
+            id,
+            remote,
+        } => {
+            let s = strategy
+                .as_deref()
+                .map(|s| {
+                    ConflictPolicy::parse(s)
+                        .filter(|p| *p != ConflictPolicy::Manual)
+                        .ok_or_else(|| {
+                            MemoryError::Incomplete(format!(
+                                "--strategy {s:?}: expected merge, local or remote"
+                            ))
+                        })
+                })
+                .transpose()?;
+            maintenance::resolve_conflicts(&ctx(&remote)?, s, id)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse_with_spaces() {
+        assert_eq!(parse_age("90 days").unwrap().as_secs(), 90 * 86400);
+        assert_eq!(parse_age("2w").unwrap().as_secs(), 14 * 86400);
+        assert!(parse_age("soon").is_err());
+    }
+}

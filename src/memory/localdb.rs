@@ -1,0 +1,502 @@
+//! The local mcp-memory-service database (`sqlite_vec.db`), written through SQLite while the
+//! local service may have it open: short IMMEDIATE transactions, the service's own busy timeout,
+//! and rows shaped as the service writes them (memories row, vec0 embedding with the same rowid,
+//! FTS kept by the service's own triggers).
+//!
+//! Columns are discovered, not assumed, so databases from older service versions work too.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::{Map, Value};
+
+use super::staging::Fields;
+
+/// A failure on the local memory database.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalDbError {
+    #[error(
+        "local memory database {0} does not exist (start mcp-memory-service once to create it, or set MCP_MEMORY_SQLITE_PATH)"
+    )]
+    NotFound(PathBuf),
+    #[error("{path} is not an mcp-memory-service database: {reason}")]
+    NotMemoryDb { path: PathBuf, reason: String },
+    #[error("local memory database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// A memory as the local database holds it.
+#[derive(Debug, Clone)]
+pub struct LocalMemory {
+    pub id: i64,
+    pub hash: String,
+    pub content: String,
+    pub fields: Fields,
+    pub created_at: f64,
+    pub updated_at: f64,
+    pub deleted_at: Option<f64>,
+}
+
+/// A memory to write, with its embedding when one is known.
+#[derive(Debug, Clone)]
+pub struct NewMemory<'a> {
+    pub hash: &'a str,
+    pub content: &'a str,
+    pub fields: &'a Fields,
+    pub created_at: f64,
+    pub updated_at: f64,
+    /// Little-endian f32s, as sqlite-vec stores them.
+    pub embedding: Option<&'a [u8]>,
+}
+
+/// The open local database.
+pub struct LocalDb {
+    conn: Connection,
+    path: PathBuf,
+    columns: HashSet<String>,
+    /// The embedding table's dimension and whether it is partitioned by `store` (v12).
+    vec: Option<(usize, bool)>,
+}
+
+/// Python's `datetime.utcfromtimestamp(ts).isoformat() + "Z"`, as the service writes `*_iso`.
+pub fn iso(ts: f64) -> String {
+    let d = Duration::from_secs_f64(ts.max(0.0));
+    humantime::format_rfc3339_micros(std::time::UNIX_EPOCH + d).to_string()
+}
+
+fn parse_tags(s: Option<String>) -> Vec<String> {
+    let s = s.unwrap_or_default();
+    if s.trim_start().starts_with('[')
+        && let Ok(v) = serde_json::from_str::<Vec<String>>(&s)
+    {
+        return v;
+    }
+    s.split(',')
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// The dimension in `... vec0(content_embedding FLOAT[384] ...)`.
+fn vec_dimension(ddl: &str) -> Option<usize> {
+    let up = ddl.to_ascii_uppercase();
+    let i = up.find("FLOAT[")? + 6;
+    let end = up[i..].find(']')? + i;
+    up[i..end].trim().parse().ok()
+}
+
+impl LocalDb {
+    pub fn open(path: &Path) -> Result<LocalDb, LocalDbError> {
+        Self::open_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+    }
+
+    pub fn open_read_only(path: &Path) -> Result<LocalDb, LocalDbError> {
+        Self::open_with(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+    }
+
+    fn open_with(path: &Path, flags: OpenFlags) -> Result<LocalDb, LocalDbError> {
+        if !path.is_file() {
+            return Err(LocalDbError::NotFound(path.to_owned()));
+        }
+        crate::bench::workload::register_vec();
+        let err = |source| LocalDbError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(err)?;
+        // The service's own busy timeout is 5 s; waiting a little longer than it never makes us
+        // the one that gives up first.
+        conn.busy_timeout(Duration::from_secs(15)).map_err(err)?;
+        let not_memory = |reason: String| LocalDbError::NotMemoryDb {
+            path: path.to_owned(),
+            reason,
+        };
+        let columns: HashSet<String> = match conn
+            .prepare("SELECT name FROM pragma_table_info('memories')")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        {
+            Ok(c) => c,
+            Err(rusqlite::Error::SqliteFailure(e, m))
+                if e.code == rusqlite::ErrorCode::NotADatabase =>
+            {
+                return Err(not_memory(
+                    m.unwrap_or_else(|| "not a SQLite database".into()),
+                ));
+            }
+            Err(e) => return Err(err(e)),
+        };
+        for need in [
+            "content_hash",
+            "content",
+            "tags",
+            "memory_type",
+            "metadata",
+            "created_at",
+        ] {
+            if !columns.contains(need) {
+                return Err(not_memory(format!("table memories has no column {need}")));
+            }
+        }
+        let ddl: Option<String> = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'memory_embeddings'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)?;
+        let vec = ddl.and_then(|d| {
+            let dim = vec_dimension(&d)?;
+            Some((dim, d.to_ascii_lowercase().contains("store")))
+        });
+        Ok(LocalDb {
+            conn,
+            path: path.to_owned(),
+            columns,
+            vec,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> LocalDbError {
+        LocalDbError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The embedding dimension, when the database has a vec0 table.
+    pub fn dimension(&self) -> Option<usize> {
+        self.vec.map(|(d, _)| d)
+    }
+
+    fn select(&self) -> String {
+        let deleted = if self.columns.contains("deleted_at") {
+            "deleted_at"
+        } else {
+            "NULL"
+        };
+        let updated = if self.columns.contains("updated_at") {
+            "updated_at"
+        } else {
+            "created_at"
+        };
+        format!(
+            "SELECT id, content_hash, content, tags, memory_type, metadata, created_at, {updated}, {deleted} FROM memories"
+        )
+    }
+
+    fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LocalMemory> {
+        let meta: Option<String> = r.get(5)?;
+        Ok(LocalMemory {
+            id: r.get(0)?,
+            hash: r.get(1)?,
+            content: r.get(2)?,
+            fields: Fields {
+                tags: parse_tags(r.get(3)?),
+                memory_type: r.get(4)?,
+                metadata: meta
+                    .as_deref()
+                    .and_then(|m| serde_json::from_str::<Map<String, Value>>(m).ok())
+                    .unwrap_or_default(),
+            },
+            created_at: r.get::<_, Option<f64>>(6)?.unwrap_or(0.0),
+            updated_at: r.get::<_, Option<f64>>(7)?.unwrap_or(0.0),
+            deleted_at: r.get(8)?,
+        })
+    }
+
+    pub fn get(&self, hash: &str) -> Result<Option<LocalMemory>, LocalDbError> {
+        self.conn
+            .query_row(
+                &format!("{} WHERE content_hash = ?1", self.select()),
+                [hash],
+                Self::row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every memory, tombstones included.
+    pub fn all(&self) -> Result<Vec<LocalMemory>, LocalDbError> {
+        self.conn
+            .prepare(&format!("{} ORDER BY id", self.select()))
+            .and_then(|mut s| s.query_map([], Self::row)?.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The embedding stored for a memory row, if any.
+    pub fn embedding(&self, id: i64) -> Result<Option<Vec<u8>>, LocalDbError> {
+        if self.vec.is_none() {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT content_embedding FROM memory_embeddings WHERE rowid = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction: the local service's readers see all of it or none.
+    pub fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Writer<'_>) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, LocalDbError> {
+        let path = self.path.clone();
+        let err = |source| LocalDbError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let w = Writer {
+            tx: &tx,
+            columns: &self.columns,
+            vec: self.vec,
+        };
+        let out = f(&w).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(out)
+    }
+
+    /// `PRAGMA integrity_check` (or quick_check): the problems found, empty when sound.
+    pub fn check(&self, quick: bool) -> Result<Vec<String>, LocalDbError> {
+        let pragma = if quick {
+            "quick_check"
+        } else {
+            "integrity_check"
+        };
+        let mut out: Vec<String> = self
+            .conn
+            .prepare(&format!("PRAGMA {pragma}"))
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(|e| self.err(e))?;
+        out.retain(|p| p != "ok");
+        if self.vec.is_some() && self.columns.contains("deleted_at") {
+            let missing: i64 = self
+                .conn
+                .query_row(
+                    "SELECT COUNT(*) FROM memories m WHERE m.deleted_at IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM memory_embeddings e WHERE e.rowid = m.id)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err(e))?;
+            if missing > 0 {
+                out.push(format!(
+                    "{missing} live memories have no embedding (semantic search will not find them)"
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// ANALYZE-style upkeep the service does not do itself, done under its busy timeout.
+    pub fn optimize(&self) -> Result<(), LocalDbError> {
+        self.conn
+            .execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(PASSIVE);")
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// Writes inside one transaction of [`LocalDb::write`].
+pub struct Writer<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    columns: &'a HashSet<String>,
+    vec: Option<(usize, bool)>,
+}
+
+impl Writer<'_> {
+    /// Inserts a memory (or revives its tombstone) with its embedding. Without a usable
+    /// embedding the row is flagged `embedding_pending` where the schema has that flag.
+    pub fn upsert(&self, m: &NewMemory<'_>) -> rusqlite::Result<()> {
+        let tags = m.fields.tags.join(",");
+        let meta = Value::Object(m.fields.metadata.clone()).to_string();
+        let existing: Option<i64> = self
+            .tx
+            .query_row(
+                "SELECT id FROM memories WHERE content_hash = ?1",
+                [m.hash],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let usable = match (self.vec, m.embedding) {
+            (Some((dim, _)), Some(e)) => e.len() == dim * 4,
+            _ => false,
+        };
+        let mut cols = vec![
+            "content_hash",
+            "content",
+            "tags",
+            "memory_type",
+            "metadata",
+            "created_at",
+        ];
+        let mut vals: Vec<rusqlite::types::Value> = vec![
+            m.hash.to_owned().into(),
+            m.content.to_owned().into(),
+            tags.into(),
+            m.fields.memory_type.clone().into(),
+            meta.into(),
+            m.created_at.into(),
+        ];
+        let mut opt = |c: &'static str, v: rusqlite::types::Value| {
+            if self.columns.contains(c) {
+                cols.push(c);
+                vals.push(v);
+            }
+        };
+        opt("updated_at", m.updated_at.into());
+        opt("created_at_iso", iso(m.created_at).into());
+        opt("updated_at_iso", iso(m.updated_at).into());
+        opt("deleted_at", rusqlite::types::Value::Null);
+        opt(
+            "embedding_pending",
+            i64::from(!usable && self.vec.is_some()).into(),
+        );
+        let id = match existing {
+            Some(id) => {
+                let set: Vec<String> = cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{c} = ?{}", i + 1))
+                    .collect();
+                vals.push(id.into());
+                self.tx.execute(
+                    &format!(
+                        "UPDATE memories SET {} WHERE id = ?{}",
+                        set.join(", "),
+                        vals.len()
+                    ),
+                    rusqlite::params_from_iter(vals.iter()),
+                )?;
+                id
+            }
+            None => {
+                let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+                self.tx.execute(
+                    &format!(
+                        "INSERT INTO memories ({}) VALUES ({})",
+                        cols.join(", "),
+                        marks.join(", ")
+                    ),
+                    rusqlite::params_from_iter(vals.iter()),
+                )?;
+                self.tx.last_insert_rowid()
+            }
+        };
+        if let (Some((_, partitioned)), true) = (self.vec, usable) {
+            self.tx
+                .execute("DELETE FROM memory_embeddings WHERE rowid = ?1", [id])?;
+            if partitioned {
+                self.tx.execute(
+                    "INSERT INTO memory_embeddings (rowid, content_embedding, store) VALUES (?1, ?2, 'default')",
+                    params![id, m.embedding],
+                )?;
+            } else {
+                self.tx.execute(
+                    "INSERT INTO memory_embeddings (rowid, content_embedding) VALUES (?1, ?2)",
+                    params![id, m.embedding],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces a memory's tags, type and metadata.
+    pub fn set_fields(&self, hash: &str, f: &Fields, updated_at: f64) -> rusqlite::Result<()> {
+        let mut sets = vec!["tags = ?", "memory_type = ?", "metadata = ?"];
+        let mut vals: Vec<rusqlite::types::Value> = vec![
+            f.tags.join(",").into(),
+            f.memory_type.clone().into(),
+            Value::Object(f.metadata.clone()).to_string().into(),
+        ];
+        if self.columns.contains("updated_at") {
+            sets.push("updated_at = ?");
+            vals.push(updated_at.into());
+        }
+        if self.columns.contains("updated_at_iso") {
+            sets.push("updated_at_iso = ?");
+            vals.push(iso(updated_at).into());
+        }
+        vals.push(hash.to_owned().into());
+        self.tx.execute(
+            &format!(
+                "UPDATE memories SET {} WHERE content_hash = ?",
+                sets.join(", ")
+            ),
+            rusqlite::params_from_iter(vals.iter()),
+        )?;
+        Ok(())
+    }
+
+    /// The service's soft delete: a tombstone, and the embedding goes.
+    pub fn soft_delete(&self, hash: &str, at: f64) -> rusqlite::Result<()> {
+        let id: Option<i64> = self
+            .tx
+            .query_row(
+                "SELECT id FROM memories WHERE content_hash = ?1",
+                [hash],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else { return Ok(()) };
+        if self.columns.contains("deleted_at") {
+            self.tx.execute(
+                "UPDATE memories SET deleted_at = ?2 WHERE id = ?1",
+                params![id, at],
+            )?;
+        } else {
+            self.tx
+                .execute("DELETE FROM memories WHERE id = ?1", [id])?;
+        }
+        if self.vec.is_some() {
+            self.tx
+                .execute("DELETE FROM memory_embeddings WHERE rowid = ?1", [id])?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vec_dimension_is_read_from_the_ddl() {
+        assert_eq!(
+            vec_dimension(
+                "CREATE VIRTUAL TABLE memory_embeddings USING vec0(content_embedding FLOAT[384] distance_metric=cosine)"
+            ),
+            Some(384)
+        );
+        assert_eq!(vec_dimension("CREATE TABLE x(a)"), None);
+    }
+
+    #[test]
+    fn tags_are_read_as_csv_or_json() {
+        assert_eq!(parse_tags(Some("a,b".into())), vec!["a", "b"]);
+        assert_eq!(parse_tags(Some("[\"a\",\"b\"]".into())), vec!["a", "b"]);
+        assert!(parse_tags(None).is_empty());
+    }
+
+    #[test]
+    fn iso_matches_the_services_format() {
+        assert_eq!(iso(1_764_070_331.109_924), "2025-11-25T11:32:11.109924Z");
+    }
+}

@@ -1,0 +1,213 @@
+//! `push`: staged rows to the server, oldest first, in batches of `SYNC_BATCH_SIZE`. A row
+//! leaves the queue only once the server confirmed it (stored, already there, or updated), so an
+//! interrupted push is simply run again: what was stored comes back as "already there".
+
+use std::collections::HashMap;
+
+use super::MemoryError;
+use super::client::{RemoteClient, RemoteError, StoreOutcome, StoreRequest, UpdateOutcome};
+use super::conflict;
+use super::settings::Settings;
+use super::settle::{self, Kind};
+use super::staging::{Fields, Operation, Staged, Staging, State};
+use super::synclog::SyncLog;
+
+/// Per-row outcomes of one push.
+#[derive(Debug, Default)]
+pub struct PushReport {
+    pub stored: usize,
+    pub duplicates: usize,
+    pub updated: usize,
+    pub failed: usize,
+    pub conflicts: usize,
+    /// Rows still pending because the server stopped answering.
+    pub left_pending: usize,
+    /// The server's hash differed from ours (a different Unicode table on the server).
+    pub hash_mismatches: usize,
+    pub lines: Vec<String>,
+    /// Why the push stopped early (the server unusable); the rest stays pending.
+    pub stopped: Option<MemoryError>,
+}
+
+impl PushReport {
+    pub fn pushed(&self) -> usize {
+        self.stored + self.duplicates + self.updated
+    }
+}
+
+fn request<'a>(item: &'a Staged, tags: &'a [String], host: &'a str) -> StoreRequest<'a> {
+    StoreRequest {
+        content: &item.content,
+        tags,
+        memory_type: item.fields.memory_type.as_deref(),
+        metadata: &item.fields.metadata,
+        client_hostname: Some(host),
+        restore_deleted: item.restore_deleted,
+    }
+}
+
+/// Pushes every pending row. Stops at the first failure that says the server is unusable
+/// (unreachable after retries, wrong API key, unreadable answers), leaving the rest pending and
+/// the reason in [`PushReport::stopped`].
+pub fn push(
+    staging: &mut Staging,
+    client: &RemoteClient,
+    settings: &Settings,
+    log: &SyncLog,
+) -> PushReport {
+    let mut rep = PushReport::default();
+    // Rows handled in this run (a row settled back to pending, e.g. to be stored again after
+    // a remote delete, gets one more pass).
+    let mut done: HashMap<i64, u8> = HashMap::new();
+    loop {
+        let batch: Vec<Staged> =
+            match staging.in_state(State::Pending, settings.batch_size + done.len()) {
+                Ok(b) => b
+                    .into_iter()
+                    .filter(|s| done.get(&s.id).is_none_or(|&n| n < 2))
+                    .take(settings.batch_size)
+                    .collect(),
+                Err(e) => {
+                    rep.stopped = Some(e.into());
+                    return rep;
+                }
+            };
+        if batch.is_empty() {
+            break;
+        }
+        for item in batch {
+            *done.entry(item.id).or_insert(0) += 1;
+            match push_one(staging, client, settings, &item, &mut rep) {
+                Ok(line) => {
+                    log.line("push", &line);
+                    rep.lines.push(line);
+                }
+                Err(e) => {
+                    let _ = staging.note_attempt(item.id, &e.to_string());
+                    rep.left_pending = staging.count(State::Pending).unwrap_or(0) as usize;
+                    log.line("push", &format!("#{} stopped: {e}", item.id));
+                    rep.stopped = Some(e);
+                    return rep;
+                }
+            }
+        }
+    }
+    let _ = staging.state_set("last_push", &super::localdb::iso(super::staging::now()));
+    rep
+}
+
+/// One row; `Err` only for failures that should stop the whole push.
+fn push_one(
+    staging: &Staging,
+    client: &RemoteClient,
+    settings: &Settings,
+    item: &Staged,
+    rep: &mut PushReport,
+) -> Result<String, MemoryError> {
+    let tags = conflict::normalize_tags(&item.fields.tags);
+    let id = item.id;
+    let short = item.hash.short();
+    let result = match item.op {
+        Operation::Store => client
+            .store_retrying(&request(item, &tags, client.hostname()))
+            .map(Ok),
+        Operation::Update => client
+            .update(
+                &item.hash,
+                &tags,
+                item.fields.memory_type.as_deref(),
+                &item.fields.metadata,
+            )
+            .map(Err),
+    };
+    match result {
+        Ok(Ok(StoreOutcome::Stored(h))) => {
+            if h != item.hash {
+                rep.hash_mismatches += 1;
+            }
+            staging.mark_pushed(id, "stored")?;
+            rep.stored += 1;
+            Ok(format!("#{id} {short} stored"))
+        }
+        Ok(Ok(StoreOutcome::Duplicate)) => {
+            // Already there: but with the same tags, type and metadata?
+            let remote = client.get(&item.hash)?;
+            match remote {
+                Some(r) => {
+                    let rf = Fields {
+                        tags: r.tags,
+                        memory_type: r.memory_type,
+                        metadata: r.metadata,
+                    };
+                    if conflict::differs(&item.fields, &rf) {
+                        settle::settle(
+                            staging,
+                            item,
+                            Kind::Diverged,
+                            Some(&rf),
+                            settings.conflict,
+                        )?;
+                        rep.conflicts += 1;
+                        Ok(format!(
+                            "#{id} {short} conflict (diverged), policy {}",
+                            settings.conflict.as_str()
+                        ))
+                    } else {
+                        staging.mark_pushed(id, "already on server")?;
+                        rep.duplicates += 1;
+                        Ok(format!("#{id} {short} already on server"))
+                    }
+                }
+                None => {
+                    // A duplicate that GET cannot find: stored under another hash form.
+                    staging.mark_pushed(id, "already on server")?;
+                    rep.duplicates += 1;
+                    Ok(format!("#{id} {short} already on server"))
+                }
+            }
+        }
+        Ok(Ok(StoreOutcome::DeletedRemotely(_))) | Ok(Err(UpdateOutcome::NotFound))
+            if !item.restore_deleted =>
+        {
+            settle::settle(
+                staging,
+                item,
+                Kind::DeletedRemotely,
+                None,
+                settings.conflict,
+            )?;
+            rep.conflicts += 1;
+            Ok(format!(
+                "#{id} {short} conflict (deleted on the server), policy {}",
+                settings.conflict.as_str()
+            ))
+        }
+        Ok(Ok(StoreOutcome::DeletedRemotely(detail))) => {
+            staging.mark_failed(id, &detail)?;
+            rep.failed += 1;
+            Ok(format!("#{id} {short} failed: {detail}"))
+        }
+        Ok(Err(UpdateOutcome::NotFound)) => {
+            // Asked to revive, but an update cannot: store it again.
+            staging.rewrite(id, Operation::Store, &item.fields, State::Pending, true)?;
+            Ok(format!("#{id} {short} will be stored again"))
+        }
+        Ok(Err(UpdateOutcome::Updated)) => {
+            staging.mark_pushed(id, "updated")?;
+            rep.updated += 1;
+            Ok(format!("#{id} {short} updated"))
+        }
+        Ok(Ok(StoreOutcome::Refused(reason))) => {
+            staging.mark_failed(id, &reason)?;
+            rep.failed += 1;
+            Ok(format!("#{id} {short} failed: {reason}"))
+        }
+        Err(RemoteError::Rejected { status, detail, .. }) => {
+            let reason = format!("HTTP {status}: {detail}");
+            staging.mark_failed(id, &reason)?;
+            rep.failed += 1;
+            Ok(format!("#{id} {short} failed: {reason}"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

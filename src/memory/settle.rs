@@ -1,0 +1,118 @@
+//! Settling a conflict met by pull or push under a policy: what happens to the staged row, and
+//! what the local database should show. The losing side is always kept in the conflict record.
+
+use super::conflict;
+use super::settings::ConflictPolicy;
+use super::staging::{Fields, Operation, Staged, Staging, StagingError, State};
+
+/// The kinds of conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Same content hash, different tags, type or metadata.
+    Diverged,
+    /// Changed (or stored) locally, deleted on the server.
+    DeletedRemotely,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Diverged => "diverged",
+            Kind::DeletedRemotely => "deleted_remotely",
+        }
+    }
+    pub fn parse(s: &str) -> Kind {
+        if s == "deleted_remotely" {
+            Kind::DeletedRemotely
+        } else {
+            Kind::Diverged
+        }
+    }
+}
+
+/// What the local database should hold for the memory after settling.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocalView {
+    /// These fields (the memory stays live).
+    Live(Fields),
+    /// The memory is gone (the server's delete won).
+    Deleted,
+}
+
+/// Applies `policy` to a conflict on `item`. Returns the view the local database should take.
+pub fn settle(
+    staging: &Staging,
+    item: &Staged,
+    kind: Kind,
+    remote: Option<&Fields>,
+    policy: ConflictPolicy,
+) -> Result<LocalView, StagingError> {
+    let decided = (policy != ConflictPolicy::Manual).then(|| policy.as_str());
+    staging.record_conflict(
+        item.id,
+        &item.hash,
+        kind.as_str(),
+        &item.fields,
+        remote,
+        decided,
+    )?;
+    apply(staging, item, kind, remote, policy)
+}
+
+/// Carries out a decision (also used by `resolve-conflicts` on an open conflict).
+pub fn apply(
+    staging: &Staging,
+    item: &Staged,
+    kind: Kind,
+    remote: Option<&Fields>,
+    policy: ConflictPolicy,
+) -> Result<LocalView, StagingError> {
+    let remote_view = || remote.cloned().map_or(LocalView::Deleted, LocalView::Live);
+    Ok(match (kind, policy) {
+        (_, ConflictPolicy::Manual) => {
+            staging.rewrite(
+                item.id,
+                item.op,
+                &item.fields,
+                State::Conflict,
+                item.restore_deleted,
+            )?;
+            match kind {
+                Kind::Diverged => remote_view(),
+                // Until someone decides, the local copy stays visible.
+                Kind::DeletedRemotely => LocalView::Live(item.fields.clone()),
+            }
+        }
+        (_, ConflictPolicy::Remote) => {
+            staging.rewrite(item.id, item.op, &item.fields, State::Resolved, false)?;
+            remote_view()
+        }
+        (Kind::Diverged, ConflictPolicy::Merge) => {
+            let merged = conflict::merge(&item.fields, remote.unwrap_or(&item.fields));
+            staging.rewrite(item.id, Operation::Update, &merged, State::Pending, false)?;
+            LocalView::Live(merged)
+        }
+        (Kind::Diverged, ConflictPolicy::Local) => {
+            staging.rewrite(
+                item.id,
+                Operation::Update,
+                &item.fields,
+                State::Pending,
+                false,
+            )?;
+            LocalView::Live(item.fields.clone())
+        }
+        // A deletion cannot be merged with a change: keeping the local change means storing
+        // the memory again, explicitly reviving it on the server.
+        (Kind::DeletedRemotely, ConflictPolicy::Merge | ConflictPolicy::Local) => {
+            staging.rewrite(
+                item.id,
+                Operation::Store,
+                &item.fields,
+                State::Pending,
+                true,
+            )?;
+            LocalView::Live(item.fields.clone())
+        }
+    })
+}

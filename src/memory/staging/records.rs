@@ -1,0 +1,140 @@
+//! Conflict records, the set of pulled hashes and the sync bookkeeping.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{ConflictRecord, Fields, Staging, StagingError, now};
+use crate::memory::hash::ContentHash;
+
+impl Staging {
+    /// Records a conflict; `resolution` is set when the policy settled it at once.
+    pub fn record_conflict(
+        &self,
+        staged_id: i64,
+        hash: &ContentHash,
+        kind: &str,
+        local: &Fields,
+        remote: Option<&Fields>,
+        resolution: Option<&str>,
+    ) -> Result<i64, StagingError> {
+        let t = now();
+        self.conn
+            .execute(
+                "INSERT INTO conflicts (staged_id, content_hash, kind, local, remote, detected_at,
+                   resolution, resolved_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    staged_id,
+                    hash.as_str(),
+                    kind,
+                    local.to_json(),
+                    remote.map(Fields::to_json),
+                    t,
+                    resolution,
+                    resolution.map(|_| t)
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn conflicts(&self, open_only: bool) -> Result<Vec<ConflictRecord>, StagingError> {
+        let sql = format!(
+            "SELECT id, staged_id, content_hash, kind, local, remote, detected_at, resolution
+             FROM conflicts {} ORDER BY id",
+            if open_only {
+                "WHERE resolution IS NULL"
+            } else {
+                ""
+            }
+        );
+        self.conn
+            .prepare(&sql)
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    let local: String = r.get(4)?;
+                    let remote: Option<String> = r.get(5)?;
+                    Ok(ConflictRecord {
+                        id: r.get(0)?,
+                        staged_id: r.get(1)?,
+                        hash: r.get(2)?,
+                        kind: r.get(3)?,
+                        local: Fields::from_json(&local),
+                        remote: remote.as_deref().map(Fields::from_json),
+                        detected_at: r.get(6)?,
+                        resolution: r.get(7)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn close_conflict(&self, id: i64, resolution: &str) -> Result<(), StagingError> {
+        self.conn
+            .execute(
+                "UPDATE conflicts SET resolution = ?2, resolved_at = ?3 WHERE id = ?1",
+                params![id, resolution, now()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Hashes seen on the server at the last pull: a local memory among them that the server no
+    /// longer has was deleted there (rather than created locally).
+    pub fn pulled(&self) -> Result<std::collections::HashSet<String>, StagingError> {
+        self.conn
+            .prepare("SELECT content_hash FROM pulled")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Replaces (`full`) or extends the set of pulled hashes.
+    pub fn set_pulled<'a>(
+        &mut self,
+        hashes: impl Iterator<Item = &'a str>,
+        removed: &[String],
+        full: bool,
+    ) -> Result<(), StagingError> {
+        let path = self.path.clone();
+        let err = |source| StagingError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let t = now();
+        if full {
+            tx.execute("DELETE FROM pulled", []).map_err(err)?;
+        }
+        for h in removed {
+            tx.execute("DELETE FROM pulled WHERE content_hash = ?1", [h])
+                .map_err(err)?;
+        }
+        {
+            let mut ins = tx
+                .prepare("INSERT OR REPLACE INTO pulled (content_hash, pulled_at) VALUES (?1, ?2)")
+                .map_err(err)?;
+            for h in hashes {
+                ins.execute(params![h, t]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    pub fn state_get(&self, key: &str) -> Result<Option<String>, StagingError> {
+        self.conn
+            .query_row("SELECT value FROM sync_state WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn state_set(&self, key: &str, value: &str) -> Result<(), StagingError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO sync_state (key, value, updated_at) VALUES (?1, ?2, ?3)",
+                params![key, value, now()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+}

@@ -1,0 +1,126 @@
+//! Upkeep of the staging database: pruning, reset, checks and repair.
+
+use rusqlite::params;
+
+use super::{Staging, StagingError, now};
+use crate::memory::hash::ContentHash;
+
+impl Staging {
+    /// Deletes pushed and resolved rows older than `age_secs` (their conflict records stay).
+    pub fn prune_done(&self, age_secs: f64) -> Result<usize, StagingError> {
+        self.conn
+            .execute(
+                "DELETE FROM staged_memories WHERE state IN ('pushed', 'resolved')
+                   AND updated_at < ?1 AND id NOT IN (SELECT staged_id FROM conflicts)",
+                [now() - age_secs],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Drops every staged row and conflict (`reset`); the bookkeeping goes too.
+    pub fn clear(&mut self) -> Result<(), StagingError> {
+        self.conn
+            .execute_batch(
+                "BEGIN IMMEDIATE; DELETE FROM conflicts; DELETE FROM staged_memories;
+                 DELETE FROM pulled; DELETE FROM sync_state; COMMIT;",
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// `PRAGMA integrity_check` plus the checks the schema cannot express.
+    pub fn check(&self) -> Result<Vec<String>, StagingError> {
+        let mut problems: Vec<String> = self
+            .conn
+            .prepare("PRAGMA integrity_check")
+            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+            .map_err(|e| self.err(e))?;
+        problems.retain(|p| p != "ok");
+        let orphans: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM conflicts WHERE staged_id NOT IN (SELECT id FROM staged_memories)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        if orphans > 0 {
+            problems.push(format!("{orphans} conflict records point at no staged row"));
+        }
+        let stuck: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM staged_memories s WHERE state = 'conflict'
+                   AND NOT EXISTS (SELECT 1 FROM conflicts c WHERE c.staged_id = s.id AND c.resolution IS NULL)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        if stuck > 0 {
+            problems.push(format!(
+                "{stuck} rows in conflict without an open conflict record"
+            ));
+        }
+        let bad_hash: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM staged_memories WHERE length(content_hash) <> 64",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        if bad_hash > 0 {
+            problems.push(format!("{bad_hash} rows with a malformed content hash"));
+        }
+        Ok(problems)
+    }
+
+    /// Repairs what `check` reports that can be repaired without losing a memory: orphan
+    /// conflicts are closed, rows stuck in conflict go back to pending, hashes are recomputed.
+    pub fn repair(&mut self) -> Result<usize, StagingError> {
+        let rows: Vec<(i64, String, String)> = self
+            .conn
+            .prepare("SELECT id, content, content_hash FROM staged_memories")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .map_err(|e| self.err(e))?;
+        let mut fixed = 0;
+        for (id, content, hash) in rows {
+            let want = ContentHash::of(&content);
+            if want.as_str() != hash {
+                self.conn
+                    .execute(
+                        "UPDATE staged_memories SET content_hash = ?2 WHERE id = ?1",
+                        params![id, want.as_str()],
+                    )
+                    .map_err(|e| self.err(e))?;
+                fixed += 1;
+            }
+        }
+        fixed += self
+            .conn
+            .execute(
+                "UPDATE staged_memories SET state = 'pending' WHERE state = 'conflict'
+                   AND NOT EXISTS (SELECT 1 FROM conflicts c WHERE c.staged_id = staged_memories.id AND c.resolution IS NULL)",
+                [],
+            )
+            .map_err(|e| self.err(e))?;
+        fixed += self
+            .conn
+            .execute(
+                "UPDATE conflicts SET resolution = 'local', resolved_at = ?1
+                 WHERE resolution IS NULL AND staged_id NOT IN (SELECT id FROM staged_memories)",
+                [now()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(fixed)
+    }
+
+    /// VACUUM and ANALYZE.
+    pub fn optimize(&self) -> Result<(), StagingError> {
+        self.conn
+            .execute_batch("PRAGMA optimize; VACUUM;")
+            .map_err(|e| self.err(e))
+    }
+}
