@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+pub mod mms;
+pub mod proxy;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_memsync");
 pub const DIM: usize = 384;
 
