@@ -77,6 +77,10 @@ pub struct Page {
 pub enum RemoteError {
     #[error("{url}: cannot connect: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error(
+        "{url}: TLS failed: {reason} (trust the server with --ca-file / REMOTE_MEMORY_CA_FILE, or --insecure for a self-signed test server)"
+    )]
+    Tls { url: String, reason: String },
     #[error("{url}: no answer within {}s", after.as_secs_f64())]
     Timeout { url: String, after: Duration },
     #[error(
@@ -461,11 +465,31 @@ fn map_transport(what: &str, e: &reqwest::Error, timeout: Duration) -> RemoteErr
             after: timeout,
         }
     } else if e.is_connect() || e.is_request() {
-        RemoteError::Unreachable {
-            url: what.to_owned(),
-            reason: error_chain(e)
-                .trim_start_matches("error sending request for url ")
-                .to_owned(),
+        let reason = error_chain(e);
+        let reason = match reason.split_once("): ") {
+            Some((head, rest)) if head.starts_with("error sending request for url") => {
+                rest.to_owned()
+            }
+            _ => reason,
+        };
+        let lower = reason.to_ascii_lowercase();
+        let reason = if reason.contains("CaUsedAsEndEntity") {
+            format!(
+                "{reason}: the server presents a CA certificate as its own (typical of `openssl req -x509`); serve a certificate signed by that CA"
+            )
+        } else {
+            reason
+        };
+        if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+            RemoteError::Tls {
+                url: what.to_owned(),
+                reason,
+            }
+        } else {
+            RemoteError::Unreachable {
+                url: what.to_owned(),
+                reason,
+            }
         }
     } else {
         RemoteError::Malformed {

@@ -166,7 +166,8 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
         Err(
             e @ (RemoteError::Unauthorized { .. }
             | RemoteError::Rejected { .. }
-            | RemoteError::Malformed { .. }),
+            | RemoteError::Malformed { .. }
+            | RemoteError::Tls { .. }),
         ) => {
             let (id, _) = stage(&e.to_string())?;
             ctx.log.line("error", &format!("store: {e}"));
@@ -188,6 +189,8 @@ fn staged_msg(id: i64, new: bool, hash: &super::hash::ContentHash, why: &str) ->
 
 /// `push`.
 pub fn push(ctx: &Ctx, retry_failed: bool) -> Result<PushReport, MemoryError> {
+    // The client first: a bad CA file or URL is reported even with nothing to push.
+    let client = ctx.client()?;
     let mut st = ctx.staging()?;
     if retry_failed {
         st.retry_failed()?;
@@ -195,7 +198,6 @@ pub fn push(ctx: &Ctx, retry_failed: bool) -> Result<PushReport, MemoryError> {
     if st.count(State::Pending)? == 0 {
         return Ok(PushReport::default());
     }
-    let client = ctx.client()?;
     if let Err(e) = client.health(ctx.settings.offline_threshold.max(ctx.settings.timeout)) {
         return ctx.fail("push", e.into());
     }

@@ -12,7 +12,7 @@ use super::commands::Ctx;
 use super::localdb::{LocalDb, iso};
 use super::settings::ConflictPolicy;
 use super::settle::{self, Kind};
-use super::staging::{Staged, Staging, now};
+use super::staging::{Staged, Staging, State, now};
 use super::synclog;
 
 fn io_err(path: &Path, e: std::io::Error) -> MemoryError {
@@ -158,42 +158,39 @@ pub fn reset(ctx: &Ctx, yes: bool) -> Result<String, MemoryError> {
 pub fn repair(ctx: &Ctx) -> Result<String, MemoryError> {
     let path = ctx.settings.staging_db.clone();
     let mut out = Vec::new();
-    let damaged = match Staging::open_existing(&path) {
+    let (damaged, salvaged) = match Staging::open_existing(&path) {
         Ok(None) => return Ok("nothing to repair: no staging database".into()),
-        Ok(Some(st)) => {
-            let problems = st.check()?;
-            problems
-                .iter()
-                .any(|p| !p.contains("conflict") && !p.contains("hash"))
-        }
-        Err(_) => true,
+        Ok(Some(st)) => match st.integrity() {
+            Ok(p) if p.is_empty() => (false, Vec::new()),
+            _ => (true, st.salvage()),
+        },
+        Err(_) => (true, Vec::new()),
     };
     if damaged {
-        let aside = path.with_extension(format!("corrupt-{}", now() as u64));
-        let salvaged: Vec<Staged> = Staging::open(&path)
-            .and_then(|s| s.all())
-            .unwrap_or_default();
-        std::fs::rename(&path, &aside).map_err(|e| io_err(&path, e))?;
-        for ext in ["-wal", "-shm"] {
-            let mut p = path.clone().into_os_string();
-            p.push(ext);
-            let _ = std::fs::remove_file(PathBuf::from(p));
+        // The damaged file (with its WAL) is kept aside, never deleted.
+        let stamp = now() as u64;
+        let aside = path.with_extension(format!("corrupt-{stamp}"));
+        for ext in ["", "-wal", "-shm"] {
+            let mut from = path.clone().into_os_string();
+            from.push(ext);
+            let mut to = aside.clone().into_os_string();
+            to.push(ext);
+            let from = PathBuf::from(from);
+            if from.exists() {
+                std::fs::rename(&from, PathBuf::from(to)).map_err(|e| io_err(&from, e))?;
+            }
         }
         let mut fresh = Staging::open(&path)?;
+        let mut kept = 0;
         for s in &salvaged {
-            if matches!(
-                s.state,
-                super::staging::State::Pending
-                    | super::staging::State::Failed
-                    | super::staging::State::Conflict
-            ) {
+            if matches!(s.state, State::Pending | State::Failed | State::Conflict) {
                 fresh.stage(&s.content, &s.fields, &s.source_machine)?;
+                kept += 1;
             }
         }
         out.push(format!(
-            "rebuilt {} ({} waiting rows salvaged); the damaged file is kept as {}",
+            "rebuilt {} ({kept} waiting rows salvaged); the damaged file is kept as {}",
             path.display(),
-            salvaged.len(),
             aside.display()
         ));
     }
@@ -252,7 +249,7 @@ pub fn verify_db(ctx: &Ctx) -> Result<String, MemoryError> {
     }
     match Staging::open_existing(&ctx.settings.staging_db) {
         Ok(Some(st)) => {
-            let p = st.check()?;
+            let p = st.check().unwrap_or_else(|e| vec![e.to_string()]);
             bad |= !p.is_empty();
             out.push(format!(
                 "staging db {}: {}",
@@ -270,7 +267,7 @@ pub fn verify_db(ctx: &Ctx) -> Result<String, MemoryError> {
         )),
         Err(e) => {
             bad = true;
-            out.push(format!("staging db {e} (memsync repair)"));
+            out.push(format!("staging db {e}"));
         }
     }
     if bad {

@@ -148,7 +148,7 @@ pub struct ConflictRecord {
 /// A staging-database failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StagingError {
-    #[error("staging database {path}: {source}")]
+    #[error("staging database {path}: {source}{}", repair_hint(source))]
     Sqlite {
         path: PathBuf,
         #[source]
@@ -162,6 +162,16 @@ pub enum StagingError {
     },
     #[error("staging database {path}: {reason}")]
     Unusable { path: PathBuf, reason: String },
+}
+
+/// Damage to the file is what `memsync repair` is for: say so.
+fn repair_hint(e: &rusqlite::Error) -> &'static str {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            " (run memsync repair: it salvages what can be read and keeps the damaged file)"
+        }
+        _ => "",
+    }
 }
 
 /// Seconds since the epoch, as the server stores timestamps.

@@ -27,14 +27,42 @@ impl Staging {
             .map_err(|e| self.err(e))
     }
 
-    /// `PRAGMA integrity_check` plus the checks the schema cannot express.
-    pub fn check(&self) -> Result<Vec<String>, StagingError> {
+    /// SQLite's own `PRAGMA integrity_check`: damage to the file.
+    pub fn integrity(&self) -> Result<Vec<String>, StagingError> {
         let mut problems: Vec<String> = self
             .conn
             .prepare("PRAGMA integrity_check")
             .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
             .map_err(|e| self.err(e))?;
         problems.retain(|p| p != "ok");
+        Ok(problems)
+    }
+
+    /// Every row that can still be read, even from a damaged file: a full scan, or row by row
+    /// when the scan fails part way.
+    pub fn salvage(&self) -> Vec<super::Staged> {
+        if let Ok(all) = self.all() {
+            return all;
+        }
+        let mut out = Vec::new();
+        let mut misses = 0;
+        let mut id = 1;
+        while misses < 1000 {
+            match self.get(id) {
+                Ok(Some(s)) => {
+                    out.push(s);
+                    misses = 0;
+                }
+                _ => misses += 1,
+            }
+            id += 1;
+        }
+        out
+    }
+
+    /// [`Staging::integrity`] plus the checks the schema cannot express.
+    pub fn check(&self) -> Result<Vec<String>, StagingError> {
+        let mut problems = self.integrity()?;
         let orphans: i64 = self
             .conn
             .query_row(

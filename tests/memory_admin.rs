@@ -1,0 +1,288 @@
+//! Memory sync's settings, HTTPS, and maintenance commands (init, status, export, reset,
+//! repair, verify-db, optimize, archive, metrics), against real mcp-memory-service servers.
+
+mod common;
+
+use std::process::Command;
+
+use common::mms::{Machine, Server, curl, free_port, hash_of};
+use serde_json::json;
+
+#[test]
+fn https_needs_the_servers_certificate_or_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    // A private CA and a server certificate it signed, as a home server would have.
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    let (ca, cert, key) = (p("ca.pem"), p("cert.pem"), p("key.pem"));
+    std::fs::write(p("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=memsync test CA",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &ca,
+        ],
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &key,
+            "-out",
+            &p("srv.csr"),
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &p("srv.csr"),
+            "-CA",
+            &ca,
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p("ext.cnf"),
+            "-out",
+            &cert,
+        ],
+    ] {
+        let o = Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("openssl");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let server = Server::start_with(
+        &dir.path().join("server"),
+        &[
+            ("MMS_TLS_CERT", cert.as_str()),
+            ("MMS_TLS_KEY", key.as_str()),
+        ],
+    );
+    let m =
+        Machine::new(&dir.path().join("m"), server.port).with("REMOTE_MEMORY_PROTOCOL", "https");
+    // An untrusted certificate is not "offline": the memory is kept and the error says what to do.
+    let err = m.fails(&["store", "over tls"]);
+    assert!(
+        err.contains("TLS failed") && err.contains("--ca-file") && err.contains("kept in staging"),
+        "{err}"
+    );
+    let out = m.ok(&["push", "--ca-file", &ca]);
+    assert!(out.contains("stored 1"), "{out}");
+    let out = m.ok(&["store", "--insecure", "over tls, insecure"]);
+    assert!(out.contains("stored"), "{out}");
+    let out = m
+        .with("REMOTE_MEMORY_CA_FILE", &ca)
+        .ok(&["store", "over tls, with the CA"]);
+    assert!(out.contains("stored"), "{out}");
+    let err = m.fails(&[
+        "push",
+        "--ca-file",
+        dir.path().join("missing.pem").to_str().unwrap(),
+    ]);
+    assert!(err.contains("missing.pem"), "{err}");
+    assert_eq!(server.live_count(), 3);
+}
+
+#[test]
+fn settings_come_from_flags_then_environment_then_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let m = Machine::new(&dir.path().join("m"), free_port());
+    let cfg = dir.path().join("sync_config.json");
+    std::fs::write(
+        &cfg,
+        json!({"remote": {"host": "127.0.0.1", "port": server.port, "protocol": "http", "api_key": "testkey"},
+               "local": {"batch_size": 7}, "conflict_resolution": "remote", "auto_sync_interval": 60,
+               "litestream_enabled": false})
+        .to_string(),
+    )
+    .unwrap();
+    // The file alone reaches the server; the environment's port (nowhere) overrides it; a flag
+    // overrides the environment.
+    let file_only = Machine {
+        env: m
+            .env
+            .iter()
+            .filter(|(k, _)| !k.starts_with("REMOTE_MEMORY"))
+            .cloned()
+            .collect(),
+        ..m.clone()
+    }
+    .with("SYNC_CONFIG_PATH", cfg.to_str().unwrap());
+    assert!(
+        file_only
+            .ok(&["status"])
+            .contains("reachable, mcp-memory-service")
+            && file_only.ok(&["status"]).contains("policy       remote")
+    );
+    let env_wins = file_only.with("REMOTE_MEMORY_PORT", &free_port().to_string());
+    assert!(env_wins.ok(&["status"]).contains("NOT reachable"));
+    let flag_wins = env_wins.ok(&[
+        "status",
+        "--port",
+        &server.port.to_string(),
+        "--conflict",
+        "local",
+    ]);
+    assert!(
+        flag_wins.contains("reachable, mcp") && flag_wins.contains("policy       local"),
+        "{flag_wins}"
+    );
+    // A typo in the file is an error naming the key and the line.
+    std::fs::write(&cfg, "{\n \"remote\": {\"hots\": \"x\"}\n}").unwrap();
+    let err = file_only.fails(&["status"]);
+    assert!(
+        err.contains("hots") && err.contains("line 2") && err.contains("sync_config.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn maintenance_commands_keep_a_copy_of_everything_they_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Server::start(&dir.path().join("remote"));
+    let local = Server::start(&dir.path().join("local"));
+    let m = Machine::new(&dir.path().join("m"), remote.port)
+        .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string());
+    let out = m.ok(&["init", "--write-config"]);
+    assert!(
+        out.contains("staging database ready") && out.contains("sync_config.json"),
+        "{out}"
+    );
+    let written: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("m/staging/sync_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        written["remote"].get("api_key").is_none(),
+        "the key is never written out"
+    );
+
+    for i in 0..6 {
+        m.ok(&["store", &format!("memory {i} for the archive")]);
+    }
+    m.ok(&["pull"]);
+    m.ok(&["store", "--offline", "staged and waiting"]);
+
+    // verify-db and optimize on healthy databases.
+    let out = m.ok(&["verify-db"]);
+    assert!(
+        out.contains("local db") && out.contains("staging db") && out.contains(": ok"),
+        "{out}"
+    );
+    m.ok(&["optimize"]);
+
+    // archive: three memories made old; they go to a file (with their text) and leave the local database.
+    let c = rusqlite::Connection::open(local.db()).unwrap();
+    c.execute("UPDATE memories SET created_at = created_at - 200 * 86400 WHERE content LIKE 'memory 1%' OR content LIKE 'memory 2%' OR content LIKE 'memory 3%'", [])
+        .unwrap();
+    drop(c);
+    assert!(
+        m.ok(&["archive", "--older-than", "90 days", "--dry-run"])
+            .contains("would archive 3")
+    );
+    let file = dir.path().join("archive.json");
+    let out = m.ok(&[
+        "archive",
+        "--older-than",
+        "90 days",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.contains("archived 3"), "{out}");
+    let a: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(a["memories"].as_array().unwrap().len(), 3);
+    assert_eq!(a["export_metadata"]["total_memories"], 3);
+    let (status, _) = curl(
+        "GET",
+        &format!(
+            "{}/api/memories/{}",
+            local.url(),
+            hash_of("memory 2 for the archive")
+        ),
+        None,
+    );
+    assert_eq!(status, 404, "archived memories leave the local service");
+    let (status, _) = curl(
+        "GET",
+        &format!(
+            "{}/api/memories/{}",
+            remote.url(),
+            hash_of("memory 2 for the archive")
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "the server keeps them");
+
+    // reset refuses without a terminal or --yes, then keeps a JSON copy.
+    let err = m.fails(&["reset"]);
+    assert!(err.contains("--yes") && err.contains("1 staged"), "{err}");
+    assert_eq!(m.staged("pending"), 1);
+    let out = m.ok(&["reset", "--yes"]);
+    let backup = out.split("a copy is in ").nth(1).unwrap().trim();
+    let b: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(backup).unwrap()).unwrap();
+    assert!(
+        b["staged"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["content"] == "staged and waiting")
+    );
+    assert_eq!(m.staged("pending"), 0);
+
+    // repair: a damaged staging file is rebuilt, its readable rows salvaged, the file kept aside.
+    m.ok(&["store", "--offline", "survives the repair"]);
+    let path = m.staging_path();
+    let root: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'idx_staged_hash'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = (root as usize - 1) * 4096;
+    bytes[page..page + 4096].fill(0xA5);
+    std::fs::write(&path, &bytes).unwrap();
+    let err = m.fails(&["verify-db"]);
+    assert!(err.contains("memsync repair"), "{err}");
+    let out = m.ok(&["repair"]);
+    assert!(
+        out.contains("1 waiting rows salvaged") && out.contains("kept as"),
+        "{out}"
+    );
+    assert!(m.ok(&["verify-db"]).contains("staging db"));
+    assert_eq!(
+        m.staged("pending"),
+        1,
+        "the staged memory survived the damage"
+    );
+
+    let out = m.ok(&["metrics"]);
+    assert!(out.contains("stores") && out.contains("errors"), "{out}");
+    let err = m.fails(&["archive", "--older-than", "soon"]);
+    assert!(err.contains("--older-than"), "{err}");
+}

@@ -1,0 +1,433 @@
+//! Memory sync, pull and conflicts, against real mcp-memory-service 12.4.0 servers: one plays
+//! the remote, another one the local service whose database `pull` writes into while it runs.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::mms::{Machine, Server, curl, hash_of};
+use serde_json::json;
+
+fn post(server: &Server, content: &str, tags: &[&str], meta: serde_json::Value) {
+    let (status, body) = curl(
+        "POST",
+        &format!("{}/api/memories", server.url()),
+        Some(&json!({"content": content, "tags": tags, "memory_type": "note", "metadata": meta})),
+    );
+    assert!(status == 200 && body["success"] == true, "{status} {body}");
+}
+
+fn remote_tags(server: &Server, content: &str) -> Vec<String> {
+    let (status, body) = curl(
+        "GET",
+        &format!("{}/api/memories/{}", server.url(), hash_of(content)),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut t: Vec<String> = body["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    t.sort();
+    t
+}
+
+/// Fingerprint of a database's files, to prove a dry run wrote nothing.
+fn files_digest(db: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    ["", "-wal"]
+        .iter()
+        .map(|ext| {
+            let p = format!("{}{ext}", db.display());
+            (p.clone(), std::fs::read(&p).unwrap_or_default())
+        })
+        .collect()
+}
+
+#[test]
+fn pull_into_a_database_being_read_keeps_it_sound_and_keeps_staged_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Server::start(&dir.path().join("remote"));
+    let local = Server::start(&dir.path().join("local"));
+    let m = Machine::new(&dir.path().join("m"), remote.port)
+        .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string())
+        .with("SYNC_BATCH_SIZE", "10");
+    for i in 0..120 {
+        let tags: &[&str] = if i % 4 == 0 {
+            &["bulk", "urgent"]
+        } else {
+            &["bulk"]
+        };
+        post(
+            &remote,
+            &format!("remote memory {i}: {}", "some words ".repeat(i % 9)),
+            tags,
+            json!({"i": i}),
+        );
+    }
+    m.ok(&["store", "--offline", "a local change still staged"]);
+
+    // --dry-run changes nothing, and --tags narrows it.
+    let before = files_digest(&local.db());
+    let out = m.ok(&["pull", "--dry-run"]);
+    assert!(
+        out.contains("dry run, nothing changed") && out.contains("added 120"),
+        "{out}"
+    );
+    assert_eq!(out.lines().filter(|l| l.starts_with("add ")).count(), 120);
+    let out = m.ok(&["pull", "--dry-run", "--tags", "URGENT"]);
+    assert!(out.contains("added 30"), "{out}");
+    assert!(
+        files_digest(&local.db()) == before,
+        "a dry run wrote to the database"
+    );
+    assert_eq!(m.staged("pending"), 1);
+
+    // A reader keeps reading while pull writes: every snapshot it sees is sound.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (db, stop) = (local.db(), stop.clone());
+        std::thread::spawn(move || {
+            common::register_vec();
+            let c = rusqlite::Connection::open_with_flags(
+                &db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .unwrap();
+            c.busy_timeout(Duration::from_secs(10)).unwrap();
+            let (mut reads, mut last) = (0, 0i64);
+            while !stop.load(Ordering::SeqCst) || reads < 5 {
+                // quick_check on a fresh connection: SQLite's FTS5 integrity check trusts a
+                // structure cached by an earlier transaction of the same connection.
+                let fresh = rusqlite::Connection::open_with_flags(
+                    &db,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .unwrap();
+                fresh.busy_timeout(Duration::from_secs(10)).unwrap();
+                let check: String = fresh
+                    .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(check, "ok");
+                let tx = c.unchecked_transaction().unwrap();
+                let live: i64 = tx
+                    .query_row(
+                        "SELECT COUNT(*) FROM memories WHERE deleted_at IS NULL",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                let fts: i64 = tx
+                    .query_row("SELECT COUNT(*) FROM memory_content_fts WHERE memory_content_fts MATCH 'remote memory'", [], |r| r.get(0))
+                    .unwrap();
+                assert!(
+                    live >= last,
+                    "the reader went back in time: {live} < {last}"
+                );
+                assert_eq!(fts, live, "full-text index out of step with the rows");
+                last = live;
+                reads += 1;
+                drop(tx);
+            }
+            (reads, last)
+        })
+    };
+    let out = m.ok(&["pull"]);
+    stop.store(true, Ordering::SeqCst);
+    let (reads, seen) = reader.join().expect("the reader saw a broken database");
+    assert!(out.contains("added 120"), "{out}");
+    assert!(reads >= 5 && seen == 120, "{reads} reads, last saw {seen}");
+    assert_eq!(
+        m.staged("pending"),
+        1,
+        "the staged change survived the pull"
+    );
+
+    // The local service sees the pulled memories.
+    let h = hash_of(
+        "remote memory 7: some words some words some words some words some words some words some words ",
+    );
+    let (status, body) = curl("GET", &format!("{}/api/memories/{h}", local.url()), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["metadata"]["i"], 7);
+    let (_, page) = curl(
+        "GET",
+        &format!("{}/api/memories?page=1&page_size=1", local.url()),
+        None,
+    );
+    assert_eq!(page["total"], 120);
+
+    // A second pull has nothing to do; a memory deleted on the server leaves the local one.
+    let out = m.ok(&["pull"]);
+    assert!(
+        out.contains("added 0") && out.contains("unchanged 120"),
+        "{out}"
+    );
+    let (status, _) = curl(
+        "DELETE",
+        &format!("{}/api/memories/{h}", remote.url()),
+        None,
+    );
+    assert_eq!(status, 200);
+    let out = m.ok(&["pull"]);
+    assert!(out.contains("removed 1"), "{out}");
+    let (status, _) = curl("GET", &format!("{}/api/memories/{h}", local.url()), None);
+    assert_eq!(status, 404);
+
+    // sync pushes the staged change and pulls it back.
+    let out = m.ok(&["sync"]);
+    assert!(out.contains("pushed 1"), "{out}");
+    m.ok(&["pull"]);
+    let (status, _) = curl(
+        "GET",
+        &format!(
+            "{}/api/memories/{}",
+            local.url(),
+            hash_of("a local change still staged")
+        ),
+        None,
+    );
+    assert_eq!(status, 200);
+    let log = std::fs::read_to_string(dir.path().join("m/staging/sync.log")).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("sync completed")
+            && l.contains("pushed=1")
+            && l.contains("duration=")),
+        "{log}"
+    );
+}
+
+/// Sets up one real conflict: the server holds `content` with a server tag and metadata, and
+/// the machine has the same content staged with its own tag.
+fn conflict_on(server: &Server, m: &Machine, content: &str) {
+    post(
+        server,
+        content,
+        &["server-tag"],
+        json!({"origin": "server"}),
+    );
+    m.ok(&[
+        "store",
+        "--offline",
+        "--tags",
+        "local-tag",
+        "--project",
+        "p",
+        content,
+    ]);
+}
+
+#[test]
+fn each_conflict_policy_settles_a_real_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let m = Machine::new(&dir.path().join("m"), server.port);
+    let (cm, cl, cr, cx) = (
+        "conflict for merge",
+        "conflict for local",
+        "conflict for remote",
+        "conflict for manual",
+    );
+    for c in [cm, cl, cr, cx] {
+        conflict_on(&server, &m, c);
+    }
+    let policy = |p: &str| m.with("SYNC_CONFLICT_RESOLUTION", p);
+    // Push them one policy at a time: each push meets its conflict as "already there, but different".
+    let only = |keep: &str| {
+        let c = rusqlite::Connection::open(m.staging_path()).unwrap();
+        c.execute(
+            "UPDATE staged_memories SET state = CASE WHEN content = ?1 THEN 'pending' ELSE 'failed' END WHERE state IN ('pending', 'failed')",
+            [keep],
+        )
+        .unwrap();
+    };
+    only(cm);
+    let out = policy("merge").ok(&["push", "--verbose"]);
+    assert!(
+        out.contains("conflicts 1") && out.contains("updated 1"),
+        "{out}"
+    );
+    let src = format!("source:{}", hostname());
+    let sorted = |v: &[&str]| {
+        let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        remote_tags(&server, cm),
+        sorted(&["local-tag", "project:p", "server-tag", &src])
+    );
+    let (_, body) = curl(
+        "GET",
+        &format!("{}/api/memories/{}", server.url(), hash_of(cm)),
+        None,
+    );
+    assert_eq!(
+        (
+            body["metadata"]["origin"].as_str(),
+            body["metadata"]["project"].as_str()
+        ),
+        (Some("server"), Some("p"))
+    );
+
+    only(cl);
+    policy("local").ok(&["push"]);
+    assert_eq!(
+        remote_tags(&server, cl),
+        sorted(&["local-tag", "project:p", &src])
+    );
+
+    only(cr);
+    let out = policy("remote").ok(&["push"]);
+    assert!(
+        out.contains("conflicts 1") && out.contains("updated 0"),
+        "{out}"
+    );
+    assert_eq!(remote_tags(&server, cr), vec!["server-tag"]);
+    // The local version is not lost: it is in the conflict record.
+    let export = m.ok(&["export"]);
+    let v: serde_json::Value = serde_json::from_str(&export).unwrap();
+    let rec = v["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["content_hash"] == hash_of(cr))
+        .unwrap();
+    assert_eq!(rec["resolution"], "remote");
+    assert!(
+        rec["local"]["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("local-tag"))
+    );
+
+    only(cx);
+    let out = policy("manual").ok(&["push"]);
+    assert!(out.contains("conflicts 1"), "{out}");
+    assert_eq!(remote_tags(&server, cx), vec!["server-tag"]);
+    assert_eq!(m.staged("conflict"), 1);
+    let listed = m.ok(&["resolve-conflicts"]);
+    assert!(
+        listed.contains("diverged")
+            && listed.contains("local-tag")
+            && listed.contains("server-tag"),
+        "{listed}"
+    );
+    assert!(m.ok(&["status"]).contains("conflicts  1 open"));
+    let out = m.ok(&["resolve-conflicts", "--strategy", "merge"]);
+    assert!(out.contains("settled: merge"), "{out}");
+    m.ok(&["push"]);
+    assert!(
+        remote_tags(&server, cx).contains(&"local-tag".to_owned())
+            && remote_tags(&server, cx).contains(&"server-tag".to_owned())
+    );
+    assert!(m.ok(&["status"]).contains("conflicts  0 open"));
+    assert_eq!(server.live_count(), 4, "conflicts never duplicate a memory");
+}
+
+fn hostname() -> String {
+    memsync::memory::client::hostname().to_lowercase()
+}
+
+#[test]
+fn stored_locally_deleted_remotely_is_a_conflict_settled_by_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("server"), &[("MMS_EVENTLOG", "1")]);
+    let m = Machine::new(&dir.path().join("m"), server.port);
+    for c in ["deleted then kept", "deleted then dropped"] {
+        post(&server, c, &["x"], json!({}));
+        let (status, _) = curl(
+            "DELETE",
+            &format!("{}/api/memories/{}", server.url(), hash_of(c)),
+            None,
+        );
+        assert_eq!(status, 200);
+    }
+    // Local wins: the memory is stored again, explicitly reviving it on the server.
+    m.with("SYNC_CONFLICT_RESOLUTION", "local")
+        .ok(&["store", "--offline", "deleted then kept"]);
+    let out = m.with("SYNC_CONFLICT_RESOLUTION", "local").ok(&["push"]);
+    assert!(
+        out.contains("conflicts 1") && out.contains("stored 1"),
+        "{out}"
+    );
+    assert_eq!(server.rows_with_hash(&hash_of("deleted then kept")), 1);
+    // Remote wins: the server's delete stands; the local copy stays in the conflict record.
+    let direct = m
+        .with("SYNC_CONFLICT_RESOLUTION", "remote")
+        .ok(&["store", "deleted then dropped"]);
+    assert!(direct.contains("had deleted this content"), "{direct}");
+    let out = m.with("SYNC_CONFLICT_RESOLUTION", "remote").ok(&["push"]);
+    assert!(!out.contains("stored 1"), "{out}");
+    assert_eq!(server.rows_with_hash(&hash_of("deleted then dropped")), 0);
+    let export: serde_json::Value = serde_json::from_str(&m.ok(&["export"])).unwrap();
+    assert!(
+        export["conflicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == "deleted_remotely" && c["resolution"] == "remote")
+    );
+    assert!(
+        export["staged"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["content"] == "deleted then dropped" && s["state"] == "resolved")
+    );
+}
+
+#[test]
+fn pull_from_the_servers_replica_brings_embeddings_the_local_service_searches() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Server::start(&dir.path().join("remote"));
+    let local = Server::start(&dir.path().join("local"));
+    for i in 0..15 {
+        post(
+            &remote,
+            &format!("replicated memory {i}"),
+            &["from-replica"],
+            json!({}),
+        );
+    }
+    let replica = format!("file://{}", dir.path().join("replica").display());
+    let o = std::process::Command::new(common::BIN)
+        .args([
+            "replicate",
+            "-once",
+            &remote.db().display().to_string(),
+            &replica,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = Machine::new(&dir.path().join("m"), remote.port)
+        .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string())
+        .with("REMOTE_MEMORY_REPLICA", &replica);
+    let out = m.ok(&["pull"]);
+    assert!(
+        out.contains("(replica)") && out.contains("added 15"),
+        "{out}"
+    );
+    common::register_vec();
+    let c = rusqlite::Connection::open(local.db()).unwrap();
+    let with_vectors: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM memories m JOIN memory_embeddings e ON e.rowid = m.id WHERE m.embedding_pending = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(with_vectors, 15);
+    // The service's tag search skips rows without vectors; these it finds.
+    let (status, body) = curl(
+        "POST",
+        &format!("{}/api/search/by-tag", local.url()),
+        Some(&json!({"tags": ["from-replica"]})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total_found"], 15, "{body}");
+}
