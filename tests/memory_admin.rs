@@ -286,3 +286,32 @@ fn maintenance_commands_keep_a_copy_of_everything_they_remove() {
     let err = m.fails(&["archive", "--older-than", "soon"]);
     assert!(err.contains("--older-than"), "{err}");
 }
+
+#[test]
+fn sync_watch_pushes_what_is_staged_while_it_runs_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let m = Machine::new(&dir.path().join("m"), server.port).with("SYNC_INTERVAL", "1");
+    let child = m
+        .command(&["sync", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    m.ok(&["store", "--offline", "staged while sync --watch runs"]);
+    let t0 = std::time::Instant::now();
+    while server.rows_with_hash(&hash_of("staged while sync --watch runs")) == 0 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "sync --watch never pushed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped after"));
+    assert_eq!(m.staged("pending"), 0);
+}

@@ -106,6 +106,15 @@ pub struct PullArgs {
     remote: RemoteArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pull: PullArgs,
+    /// Keep syncing every SYNC_INTERVAL seconds until SIGINT/SIGTERM.
+    #[arg(long = "watch")]
+    watch: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum MemoryCommand {
     /// Store a memory on the server, or stage it locally when the server is away.
@@ -121,7 +130,7 @@ pub enum MemoryCommand {
     /// Bring the server's memories into the local mcp-memory-service database.
     Pull(PullArgs),
     /// Stage local changes, pull, apply, push.
-    Sync(PullArgs),
+    Sync(SyncArgs),
     /// Staged, failed and conflicting memories, last pull and push, the server's state.
     Status(RemoteArgs),
     /// Create (or migrate) the staging database.
@@ -210,6 +219,34 @@ fn parse_age(s: &str) -> Result<std::time::Duration, MemoryError> {
         .map_err(|e| MemoryError::Incomplete(format!("--older-than {s:?}: {e} (e.g. \"90 days\")")))
 }
 
+/// `sync --watch`: a round every `SYNC_INTERVAL`; a failed round is reported and the next one
+/// runs anyway (the server may be back); SIGINT/SIGTERM end the loop between rounds.
+fn watch(c: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| MemoryError::Io(format!("signal handler: {e}")))?;
+    }
+    let mut rounds = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        match commands::sync(c, opts) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!(
+                "memsync: sync failed (next round in {}s): {e}",
+                c.settings.interval.as_secs()
+            ),
+        }
+        rounds += 1;
+        let until = std::time::Instant::now() + c.settings.interval;
+        while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    Ok(format!("stopped after {rounds} sync rounds"))
+}
+
 /// Runs one memory command; the text to print on success.
 pub fn run(cmd: MemoryCommand) -> Result<String, MemoryError> {
     match cmd {
@@ -250,7 +287,14 @@ pub fn run(cmd: MemoryCommand) -> Result<String, MemoryError> {
             lines.push(commands::pull_summary(&rep));
             Ok(lines.join("\n"))
         }
-        MemoryCommand::Sync(a) => commands::sync(&ctx(&a.remote)?, &pull_opts(&a)),
+        MemoryCommand::Sync(a) => {
+            let c = ctx(&a.pull.remote)?;
+            if a.watch {
+                watch(&c, &pull_opts(&a.pull))
+            } else {
+                commands::sync(&c, &pull_opts(&a.pull))
+            }
+        }
         MemoryCommand::Status(r) => commands::status(&ctx(&r)?),
         MemoryCommand::Init {
             write_config,

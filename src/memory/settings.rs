@@ -422,6 +422,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_settings_file_parses() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("sync_config.example.json");
+        let f = load_file(&p).unwrap();
+        assert_eq!(f.remote.port, Some(8443));
+        assert_eq!(f.conflict_resolution.as_deref(), Some("merge"));
+    }
+
+    #[test]
     fn a_named_settings_file_that_is_missing_is_an_error() {
         let e = Settings::load(&Overrides {
             config: Some(PathBuf::from("/nonexistent/sync_config.json")),
