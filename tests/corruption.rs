@@ -164,10 +164,30 @@ fn corrupt_snapshot_and_missing_segment_are_errors() {
     assert!(!o.status.success());
     assert!(!out.exists());
 
+    // A gap: every file (of any level) covering one position after the newest snapshot goes,
+    // so no other file can stand in for the missing one.
     let rep = s.dir.path().join("rep-gap");
     copy_dir(&s.replica, &rep);
+    let name = |p: &PathBuf| p.file_name().unwrap().to_str().unwrap().to_owned();
+    let hex = |s: &str| u64::from_str_radix(s, 16).unwrap();
+    let snap = files(&rep, "snapshots")
+        .iter()
+        .map(|p| hex(&name(p)[..16]))
+        .max()
+        .unwrap();
     let segs = segments(&rep);
-    std::fs::remove_file(&segs[segs.len() / 2]).unwrap();
+    let last = segs.iter().map(|p| hex(&name(p)[17..33])).max().unwrap();
+    assert!(
+        last > snap + 1,
+        "the test needs segments after the newest snapshot"
+    );
+    let hole = snap + 1 + (last - snap) / 2;
+    for p in &segs {
+        let n = name(p);
+        if hex(&n[..16]) <= hole && hole <= hex(&n[17..33]) {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
     let url = format!("file://{}", rep.display());
     let o = restore(&url, &s.dir.path().join("gap.db"), &[]);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -41,6 +41,8 @@ pub struct LocalMemory {
     pub created_at: f64,
     pub updated_at: f64,
     pub deleted_at: Option<f64>,
+    /// Written without its embedding (the service's `embedding_pending` flag).
+    pub embedding_pending: bool,
 }
 
 /// A memory to write, with its embedding when one is known.
@@ -191,8 +193,13 @@ impl LocalDb {
         } else {
             "created_at"
         };
+        let pending = if self.columns.contains("embedding_pending") {
+            "embedding_pending"
+        } else {
+            "0"
+        };
         format!(
-            "SELECT id, content_hash, content, tags, memory_type, metadata, created_at, {updated}, {deleted} FROM memories"
+            "SELECT id, content_hash, content, tags, memory_type, metadata, created_at, {updated}, {deleted}, {pending} FROM memories"
         )
     }
 
@@ -213,6 +220,7 @@ impl LocalDb {
             created_at: r.get::<_, Option<f64>>(6)?.unwrap_or(0.0),
             updated_at: r.get::<_, Option<f64>>(7)?.unwrap_or(0.0),
             deleted_at: r.get(8)?,
+            embedding_pending: r.get::<_, Option<i64>>(9)?.unwrap_or(0) != 0,
         })
     }
 

@@ -231,6 +231,11 @@ pub fn plan(
         };
         let l = local.get(&r.hash)?;
         if let Some(s) = staged {
+            if s.state == super::staging::State::Conflict {
+                // Already waiting for `resolve-conflicts`: not recorded again.
+                plan.unchanged += 1;
+                continue;
+            }
             if conflict::differs(&s.fields, &r.fields) {
                 plan.conflicts.push((s, Kind::Diverged, Some(i)));
                 continue;
@@ -247,6 +252,8 @@ pub fn plan(
                     plan.unchanged += 1;
                 }
             }
+            // A row pulled without its vector (REST) gets it once a replica provides one.
+            Some(l) if l.embedding_pending && r.embedding.is_some() => plan.change.push(i),
             Some(l) if conflict::differs(&l.fields, &r.fields) => {
                 if !opts.force && l.updated_at > r.updated_at + 0.001 {
                     plan.stage_local.push(l);
