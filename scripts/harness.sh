@@ -51,4 +51,8 @@ if ! mms_check "$H/mms/bin/python"; then
   echo "harness: mcp-memory-service in $H/mms does not import or cannot load sqlite-vec" >&2
   exit 1
 fi
+# Tools the memory-sync tests drive the server with (Debian base packages).
+for tool in curl openssl script; do
+  command -v "$tool" >/dev/null || { echo "harness: $tool not found (Debian packages curl, openssl, util-linux)" >&2; exit 1; }
+done
 echo "$H"

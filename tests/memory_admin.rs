@@ -315,3 +315,83 @@ fn sync_watch_pushes_what_is_staged_while_it_runs_and_stops_on_sigterm() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("stopped after"));
     assert_eq!(m.staged("pending"), 0);
 }
+
+/// Runs memsync on a pseudo-terminal (util-linux `script`), typing `input`.
+fn on_terminal(m: &Machine, args: &str, input: &str) -> String {
+    use std::io::Write;
+    let mut c = Command::new("script");
+    c.args(["-qec", &format!("{} {args}", common::BIN), "/dev/null"])
+        .env_clear();
+    c.env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in &m.env {
+        c.env(k, v);
+    }
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn on_a_terminal_resolve_conflicts_and_reset_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let m =
+        Machine::new(&dir.path().join("m"), server.port).with("SYNC_CONFLICT_RESOLUTION", "manual");
+    let (status, _) = curl(
+        "POST",
+        &format!("{}/api/memories", server.url()),
+        Some(&json!({"content": "asked on a terminal", "tags": ["server-tag"]})),
+    );
+    assert_eq!(status, 200);
+    m.ok(&[
+        "store",
+        "--offline",
+        "--tags",
+        "local-tag",
+        "asked on a terminal",
+    ]);
+    assert!(m.ok(&["push"]).contains("conflicts 1"));
+    let out = on_terminal(&m, "resolve-conflicts", "l\n");
+    assert!(
+        out.contains("[m]erge, [l]ocal, [r]emote, [s]kip?") && out.contains("settled: local"),
+        "{out}"
+    );
+    m.ok(&["push"]);
+    let (_, body) = curl(
+        "GET",
+        &format!(
+            "{}/api/memories/{}",
+            server.url(),
+            hash_of("asked on a terminal")
+        ),
+        None,
+    );
+    let tags = body["tags"].as_array().unwrap();
+    assert!(
+        tags.contains(&json!("local-tag")) && !tags.contains(&json!("server-tag")),
+        "{body}"
+    );
+
+    m.ok(&["store", "--offline", "waiting when reset asks"]);
+    let out = on_terminal(&m, "reset", "no\n");
+    assert!(out.contains("[type yes]"), "{out}");
+    assert_eq!(m.staged("pending"), 1, "answering no keeps everything");
+    let out = on_terminal(&m, "reset", "yes\n");
+    assert!(out.contains("a copy is in"), "{out}");
+    assert_eq!(m.staged("pending"), 0);
+}

@@ -136,9 +136,7 @@ pub fn reset(ctx: &Ctx, yes: bool) -> Result<String, MemoryError> {
         if !confirm(&format!(
             "Drop {waiting} staged memories not yet on the server (a JSON copy is kept)?"
         )) {
-            return Err(MemoryError::Incomplete(
-                "reset cancelled; nothing changed".into(),
-            ));
+            return Ok("reset cancelled; nothing changed".into());
         }
     }
     let dir = st.path().parent().unwrap_or(Path::new(".")).to_path_buf();
