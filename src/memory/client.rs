@@ -60,6 +60,8 @@ pub enum StoreOutcome {
 pub enum UpdateOutcome {
     Updated,
     NotFound,
+    /// HTTP 200 with `success: false`: the server could not apply it (kept, with the reason).
+    Refused(String),
 }
 
 /// One page of `GET /api/memories`.
@@ -177,6 +179,8 @@ fn detail_of(body: &str) -> String {
         Some(v) => v.to_string(),
         None => body.trim().to_owned(),
     };
+    // One line, whatever the server sent (a proxy's HTML error page, say).
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut s: String = s.chars().take(300).collect();
     if s.is_empty() {
         s.push_str("(empty body)");
@@ -433,7 +437,18 @@ impl RemoteClient {
         }
         let (status, text) = self.send_retrying(reqwest::Method::PUT, &path, &[], Some(&body))?;
         match status {
-            200 => Ok(UpdateOutcome::Updated),
+            200 => {
+                let v: Value = self.json(&path, &text)?;
+                if v.get("success").and_then(Value::as_bool) == Some(false) {
+                    let msg = v
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("update refused");
+                    Ok(UpdateOutcome::Refused(msg.to_owned()))
+                } else {
+                    Ok(UpdateOutcome::Updated)
+                }
+            }
             404 => Ok(UpdateOutcome::NotFound),
             _ => Err(self.rejected(&path, status, &text)),
         }

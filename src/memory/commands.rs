@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::MemoryError;
 use super::client::{RemoteClient, RemoteError, StoreOutcome, StoreRequest, hostname};
 use super::conflict;
+use super::hash::ContentHash;
 use super::localdb::LocalDb;
 use super::pull::{self, PullOptions, PullReport};
 use super::push::{self, PushReport};
@@ -125,9 +126,55 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             Ok(format!("stored {h} on {}", client.base_url()))
         }
         Ok(StoreOutcome::Duplicate) => {
-            ctx.log
-                .line("store", &format!("already on server {}", hash.short()));
-            Ok(format!("already on the server: {hash}"))
+            // Already there, but with these tags, type and metadata?
+            let remote = match client.get(&hash) {
+                Ok(Some(r)) => Fields {
+                    tags: r.tags,
+                    memory_type: r.memory_type,
+                    metadata: r.metadata,
+                },
+                _ => {
+                    ctx.log
+                        .line("store", &format!("already on server {}", hash.short()));
+                    return Ok(format!("already on the server: {hash}"));
+                }
+            };
+            if !conflict::differs(&fields, &remote) {
+                ctx.log
+                    .line("store", &format!("already on server {}", hash.short()));
+                return Ok(format!("already on the server: {hash}"));
+            }
+            let (id, _) = stage("already on the server with other fields")?;
+            let mut st = ctx.staging()?;
+            let Some(item) = st.get(id)? else {
+                return Ok(format!("already on the server: {hash}"));
+            };
+            settle::settle(
+                &st,
+                &item,
+                Kind::Diverged,
+                Some(&remote),
+                ctx.settings.conflict,
+            )?;
+            let policy = ctx.settings.conflict.as_str();
+            match st.get(id)? {
+                Some(item) if item.state == State::Pending => {
+                    let mut rep = PushReport::default();
+                    let line = push::push_one(&mut st, &client, &ctx.settings, &item, &mut rep)?;
+                    ctx.log.line("store", &line);
+                    Ok(format!(
+                        "already on the server with other tags/type/metadata; conflict policy {policy}: {}",
+                        if rep.updated > 0 {
+                            "the server's copy was updated"
+                        } else {
+                            "staged as an update"
+                        }
+                    ))
+                }
+                _ => Ok(format!(
+                    "already on the server with other tags/type/metadata; conflict policy {policy} kept the server's version (yours is in the conflict record; memsync resolve-conflicts)"
+                )),
+            }
         }
         Ok(StoreOutcome::DeletedRemotely(detail)) => {
             // Kept, and settled by the policy on the next push.
@@ -237,8 +284,21 @@ pub fn push_summary(r: &PushReport) -> String {
 /// `pull`.
 pub fn pull(ctx: &Ctx, opts: &PullOptions) -> Result<PullReport, MemoryError> {
     let run = || -> Result<PullReport, MemoryError> {
-        let mut local = LocalDb::open(&ctx.settings.memory_db)?;
-        let mut st = ctx.staging()?;
+        let mut local = if opts.dry_run {
+            LocalDb::open_read_only(&ctx.settings.memory_db)?
+        } else {
+            LocalDb::open(&ctx.settings.memory_db)?
+        };
+        // A dry run creates no staging file: it plans against an empty one.
+        let mut st = match (
+            opts.dry_run,
+            Staging::open_existing(&ctx.settings.staging_db)?,
+        ) {
+            (_, Some(st)) => st,
+            (true, None) => Staging::in_memory()?,
+            (false, None) => ctx.staging()?,
+        };
+        let client = ctx.client()?;
         let remote = match &ctx.settings.replica {
             Some(url) => {
                 let work = ctx
@@ -248,9 +308,17 @@ pub fn pull(ctx: &Ctx, opts: &PullOptions) -> Result<PullReport, MemoryError> {
                     .map_or_else(std::env::temp_dir, Path::to_path_buf);
                 pull::fetch_replica(url, &work)?
             }
-            None => pull::fetch_rest(&ctx.client()?, &opts.tags)?,
+            None => pull::fetch_rest(&client, &opts.tags)?,
         };
-        let plan = pull::plan(&remote, &local, &st, opts)?;
+        let mut plan = pull::plan(&remote, &local, &st, opts)?;
+        if remote.rest {
+            pull::confirm_removals(&mut plan, |h| {
+                Ok(match ContentHash::parse(h) {
+                    Some(h) => client.get(&h)?.is_some(),
+                    None => false,
+                })
+            })?;
+        }
         pull::apply(&remote, plan, &mut local, &mut st, &ctx.settings, opts)
     };
     match run() {
@@ -296,7 +364,7 @@ pub fn stage_local(ctx: &Ctx) -> Result<usize, MemoryError> {
     let host = hostname();
     let mut n = 0;
     for m in local.all()? {
-        if m.deleted_at.is_some() || pulled.contains(&m.hash) || st.knows(&m.hash)? {
+        if m.deleted_at.is_some() || pulled.contains_key(&m.hash) || st.knows(&m.hash)? {
             continue;
         }
         st.stage(&m.content, &m.fields, &host)?;
@@ -358,12 +426,14 @@ pub fn status(ctx: &Ctx) -> Result<String, MemoryError> {
         Err(e) => format!("NOT usable: {e}"),
     };
     out.push(format!("remote       {}  {remote}", s.base_url()));
-    match Staging::open_existing(&s.staging_db)? {
-        None => out.push(format!(
+    // A report: a damaged staging database is shown, not a failure of `status`.
+    match Staging::open_existing(&s.staging_db) {
+        Err(e) => out.push(format!("staging      {e}")),
+        Ok(None) => out.push(format!(
             "staging      {} (not created yet: memsync init)",
             s.staging_db.display()
         )),
-        Some(st) => {
+        Ok(Some(st)) => {
             out.push(format!("staging      {}", s.staging_db.display()));
             let count = |state| st.count(state).unwrap_or(0);
             out.push(format!("  pending    {}", count(State::Pending)));
@@ -376,7 +446,10 @@ pub fn status(ctx: &Ctx) -> Result<String, MemoryError> {
                     ""
                 }
             ));
-            out.push(format!("  conflicts  {} open", st.conflicts(true)?.len()));
+            out.push(format!(
+                "  conflicts  {} open",
+                st.conflicts(true).map_or(0, |c| c.len())
+            ));
             out.push(format!("  pushed     {}", count(State::Pushed)));
             let get = |k| {
                 st.state_get(k)

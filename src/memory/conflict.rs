@@ -72,8 +72,21 @@ pub fn merge(local: &Fields, remote: &Fields) -> Fields {
     if tags.len() > 1 {
         tags.retain(|t| t != "untagged");
     }
-    let mut metadata = comparable_meta(&remote.metadata);
-    for (k, v) in comparable_meta(&local.metadata) {
+    // Every key a side set is kept (hostname and timestamp too); only the server's access
+    // counters are left to the server.
+    let volatile = |k: &str| matches!(k, "access_count" | "last_accessed_at" | "access_queries");
+    let mut metadata: Map<String, Value> = remote
+        .metadata
+        .iter()
+        .filter(|(k, _)| !volatile(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in local
+        .metadata
+        .iter()
+        .filter(|(k, _)| !volatile(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+    {
         metadata.insert(k, v);
     }
     Fields {

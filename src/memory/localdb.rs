@@ -68,7 +68,13 @@ pub struct LocalDb {
 
 /// Python's `datetime.utcfromtimestamp(ts).isoformat() + "Z"`, as the service writes `*_iso`.
 pub fn iso(ts: f64) -> String {
-    let d = Duration::from_secs_f64(ts.max(0.0));
+    // Clamped to years 1970..9999 (a millisecond timestamp in a seconds column must not panic).
+    let ts = if ts.is_finite() {
+        ts.clamp(0.0, 253_402_300_799.0)
+    } else {
+        0.0
+    };
+    let d = Duration::from_secs_f64(ts);
     humantime::format_rfc3339_micros(std::time::UNIX_EPOCH + d).to_string()
 }
 
@@ -335,14 +341,22 @@ impl Writer<'_> {
     pub fn upsert(&self, m: &NewMemory<'_>) -> rusqlite::Result<()> {
         let tags = m.fields.tags.join(",");
         let meta = Value::Object(m.fields.metadata.clone()).to_string();
-        let existing: Option<i64> = self
+        // The row, and whether it still has its vector (a tombstone's went with the delete).
+        let deleted = if self.columns.contains("deleted_at") {
+            "deleted_at IS NOT NULL"
+        } else {
+            "0"
+        };
+        let existing: Option<(i64, bool)> = self
             .tx
             .query_row(
-                "SELECT id FROM memories WHERE content_hash = ?1",
+                &format!("SELECT id, {deleted} FROM memories WHERE content_hash = ?1"),
                 [m.hash],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
+        let had_vector = existing.is_some_and(|(_, tombstone)| !tombstone);
+        let existing = existing.map(|(id, _)| id);
         let usable = match (self.vec, m.embedding) {
             (Some((dim, _)), Some(e)) => e.len() == dim * 4,
             _ => false,
@@ -373,10 +387,14 @@ impl Writer<'_> {
         opt("created_at_iso", iso(m.created_at).into());
         opt("updated_at_iso", iso(m.updated_at).into());
         opt("deleted_at", rusqlite::types::Value::Null);
-        opt(
-            "embedding_pending",
-            i64::from(!usable && self.vec.is_some()).into(),
-        );
+        // A row without a vector is flagged as the service does; a live row keeps its flag
+        // (and its vector) unless a vector comes with it.
+        if usable || !had_vector {
+            opt(
+                "embedding_pending",
+                i64::from(!usable && self.vec.is_some()).into(),
+            );
+        }
         let id = match existing {
             Some(id) => {
                 let set: Vec<String> = cols

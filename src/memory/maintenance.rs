@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::MemoryError;
 use super::commands::Ctx;
+use super::hash::ContentHash;
 use super::localdb::{LocalDb, iso};
 use super::settings::ConflictPolicy;
 use super::settle::{self, Kind};
@@ -156,13 +157,15 @@ pub fn reset(ctx: &Ctx, yes: bool) -> Result<String, MemoryError> {
 pub fn repair(ctx: &Ctx) -> Result<String, MemoryError> {
     let path = ctx.settings.staging_db.clone();
     let mut out = Vec::new();
-    let (damaged, salvaged) = match Staging::open_existing(&path) {
+    let (damaged, salvaged, records) = match Staging::open_existing(&path) {
         Ok(None) => return Ok("nothing to repair: no staging database".into()),
         Ok(Some(st)) => match st.integrity() {
-            Ok(p) if p.is_empty() => (false, Vec::new()),
-            _ => (true, st.salvage()),
+            Ok(p) if p.is_empty() => (false, Vec::new(), Vec::new()),
+            _ => (true, st.salvage(), st.conflicts(false).unwrap_or_default()),
         },
-        Err(_) => (true, Vec::new()),
+        // Only damage is repaired by rebuilding; a busy, newer or foreign file is reported.
+        Err(e) if e.is_damage() => (true, Vec::new(), Vec::new()),
+        Err(e) => return Err(e.into()),
     };
     if damaged {
         // The damaged file (with its WAL) is kept aside, never deleted.
@@ -178,12 +181,26 @@ pub fn repair(ctx: &Ctx) -> Result<String, MemoryError> {
                 std::fs::rename(&from, PathBuf::from(to)).map_err(|e| io_err(&from, e))?;
             }
         }
-        let mut fresh = Staging::open(&path)?;
+        let fresh = Staging::open(&path)?;
         let mut kept = 0;
+        let mut ids = std::collections::HashMap::new();
         for s in &salvaged {
+            ids.insert(s.id, fresh.insert_copy(s)?);
             if matches!(s.state, State::Pending | State::Failed | State::Conflict) {
-                fresh.stage(&s.content, &s.fields, &s.source_machine)?;
                 kept += 1;
+            }
+        }
+        // The conflict records (the losing sides) come along when they can be read.
+        for c in &records {
+            if let (Some(&id), Some(h)) = (ids.get(&c.staged_id), ContentHash::parse(&c.hash)) {
+                fresh.record_conflict(
+                    id,
+                    &h,
+                    &c.kind,
+                    &c.local,
+                    c.remote.as_ref(),
+                    c.resolution.as_deref(),
+                )?;
             }
         }
         out.push(format!(
@@ -308,14 +325,28 @@ pub fn archive(
 ) -> Result<String, MemoryError> {
     let mut db = LocalDb::open(&ctx.settings.memory_db)?;
     let cutoff = now() - older_than.as_secs_f64();
-    let old: Vec<_> = db
+    // Only memories the server holds (seen there at a pull) leave the local database: a
+    // local-only memory would then exist nowhere but in the archive file.
+    let on_server = Staging::open_existing(&ctx.settings.staging_db)?
+        .map(|s| s.pulled())
+        .transpose()?
+        .unwrap_or_default();
+    let (old, local_only): (Vec<_>, Vec<_>) = db
         .all()?
         .into_iter()
         .filter(|m| m.deleted_at.is_none() && m.created_at < cutoff)
-        .collect();
+        .partition(|m| on_server.contains_key(&m.hash));
+    let note = if local_only.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} older memories exist only locally and were kept (memsync sync sends them to the server)",
+            local_only.len()
+        )
+    };
     if old.is_empty() {
         return Ok(format!(
-            "no memory older than {}",
+            "no memory older than {} that the server also holds{note}",
             humantime::format_duration(older_than)
         ));
     }
@@ -382,7 +413,7 @@ pub fn archive(
         })?;
     }
     let msg = format!(
-        "archived {} memories created before {} to {}",
+        "archived {} memories created before {} to {}{note}",
         old.len(),
         iso(cutoff),
         path.display()
@@ -457,7 +488,7 @@ pub fn resolve_conflicts(
         let line = format!(
             "#{} {} {}: local {} / remote {}",
             c.id,
-            &c.hash[..12.min(c.hash.len())],
+            c.hash.get(..12).unwrap_or(&c.hash),
             c.kind,
             c.local.to_json(),
             remote

@@ -97,7 +97,7 @@ pub fn push(
 }
 
 /// One row; `Err` only for failures that should stop the whole push.
-fn push_one(
+pub fn push_one(
     staging: &Staging,
     client: &RemoteClient,
     settings: &Settings,
@@ -197,7 +197,7 @@ fn push_one(
             rep.updated += 1;
             Ok(format!("#{id} {short} updated"))
         }
-        Ok(Ok(StoreOutcome::Refused(reason))) => {
+        Ok(Err(UpdateOutcome::Refused(reason))) | Ok(Ok(StoreOutcome::Refused(reason))) => {
             staging.mark_failed(id, &reason)?;
             rep.failed += 1;
             Ok(format!("#{id} {short} failed: {reason}"))

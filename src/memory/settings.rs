@@ -245,22 +245,62 @@ impl Settings {
         let fr = file.remote;
         let fl = file.local;
 
-        let protocol = o
-            .protocol
-            .clone()
-            .or_else(|| env("REMOTE_MEMORY_PROTOCOL"))
-            .or(fr.protocol)
-            .unwrap_or_else(|| "http".into())
-            .to_ascii_lowercase();
+        // Where a layered value came from, for error messages.
+        let file_name = source.as_ref().map(|p| p.display().to_string());
+        let layered =
+            |flag: Option<String>, flag_name: &str, var: &str, file: Option<String>, key: &str| {
+                if let Some(v) = flag {
+                    return Some((v, flag_name.to_owned()));
+                }
+                if let Some(v) = env(var) {
+                    return Some((v, var.to_owned()));
+                }
+                file.map(|v| {
+                    (
+                        v,
+                        format!(
+                            "{} key {key}",
+                            file_name.as_deref().unwrap_or("settings file")
+                        ),
+                    )
+                })
+            };
+        let (protocol, from) = layered(
+            o.protocol.clone(),
+            "--protocol",
+            "REMOTE_MEMORY_PROTOCOL",
+            fr.protocol,
+            "remote.protocol",
+        )
+        .unwrap_or_else(|| ("http".into(), "default".into()));
+        let protocol = protocol.to_ascii_lowercase();
         if protocol != "http" && protocol != "https" {
-            return Err(invalid("protocol", &protocol, "http or https"));
+            return Err(invalid(&from, &protocol, "http or https"));
         }
-        let host = o
-            .host
-            .clone()
-            .or_else(|| env("REMOTE_MEMORY_HOST"))
-            .or(fr.host)
-            .unwrap_or_else(|| "localhost".into());
+        let (host, from) = layered(
+            o.host.clone(),
+            "--host",
+            "REMOTE_MEMORY_HOST",
+            fr.host,
+            "remote.host",
+        )
+        .unwrap_or_else(|| ("localhost".into(), "default".into()));
+        let host = host.trim().to_owned();
+        let ipv6 = host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok();
+        if host.is_empty()
+            || host.contains('/')
+            || host.contains('@')
+            || (host.contains(':') && !ipv6)
+        {
+            return Err(invalid(
+                &from,
+                &host,
+                "a host name or IP address, without scheme, port or path",
+            ));
+        }
         let port = match o.port {
             Some(p) => p,
             None => match env_parse::<u16>("REMOTE_MEMORY_PORT", "a port number 1-65535")? {
@@ -303,21 +343,26 @@ impl Settings {
             None => fl.batch_size.unwrap_or(100),
         };
         if batch_size == 0 {
-            return Err(invalid("SYNC_BATCH_SIZE", "0", "a positive whole number"));
+            let from = if env("SYNC_BATCH_SIZE").is_some() {
+                "SYNC_BATCH_SIZE".to_owned()
+            } else {
+                format!(
+                    "{} key local.batch_size",
+                    file_name.as_deref().unwrap_or("settings file")
+                )
+            };
+            return Err(invalid(&from, "0", "a positive whole number"));
         }
-        let conflict_text = o
-            .conflict
-            .clone()
-            .or_else(|| env("SYNC_CONFLICT_RESOLUTION"))
-            .or(file.conflict_resolution)
-            .unwrap_or_else(|| "merge".into());
-        let conflict = ConflictPolicy::parse(&conflict_text).ok_or_else(|| {
-            invalid(
-                "SYNC_CONFLICT_RESOLUTION",
-                &conflict_text,
-                "merge, local, remote or manual",
-            )
-        })?;
+        let (conflict_text, from) = layered(
+            o.conflict.clone(),
+            "--conflict",
+            "SYNC_CONFLICT_RESOLUTION",
+            file.conflict_resolution,
+            "conflict_resolution",
+        )
+        .unwrap_or_else(|| ("merge".into(), "default".into()));
+        let conflict = ConflictPolicy::parse(&conflict_text)
+            .ok_or_else(|| invalid(&from, &conflict_text, "merge, local, remote or manual"))?;
         let staging_db = match o.staging_db.clone() {
             Some(p) => p,
             None => match env("STAGING_DB_PATH").or(fl.staging_db) {

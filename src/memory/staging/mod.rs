@@ -15,7 +15,7 @@ mod schema;
 mod upkeep;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 /// `PRAGMA application_id`: "MSYN", so another SQLite file is not mistaken for a staging db.
 pub(super) const APPLICATION_ID: i64 = 0x4d53_594e;
 
@@ -164,6 +164,19 @@ pub enum StagingError {
     Unusable { path: PathBuf, reason: String },
 }
 
+impl StagingError {
+    /// The file is damaged (what `memsync repair` rebuilds), as opposed to busy or foreign.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StagingError::Sqlite { source, .. } if matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+            )
+        )
+    }
+}
+
 /// Damage to the file is what `memsync repair` is for: say so.
 fn repair_hint(e: &rusqlite::Error) -> &'static str {
     match e.sqlite_error_code() {
@@ -241,6 +254,19 @@ impl Staging {
         Ok(s)
     }
 
+    /// An empty staging database in memory: what `pull --dry-run` plans against when no
+    /// staging database exists yet (a dry run creates no file).
+    pub fn in_memory() -> Result<Staging, StagingError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| StagingError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let mut s = Staging { conn, path };
+        s.setup()?;
+        Ok(s)
+    }
+
     /// Opens an existing staging database without creating one.
     pub fn open_existing(path: &Path) -> Result<Option<Staging>, StagingError> {
         if !path.exists() {
@@ -280,16 +306,19 @@ impl Staging {
                 ),
             });
         }
-        if version == SCHEMA_VERSION {
-            if app != APPLICATION_ID {
-                return Err(StagingError::Unusable {
-                    path: self.path.clone(),
-                    reason: "not a memsync staging database (wrong application id)".into(),
-                });
-            }
-            return Ok(());
+        if version >= 1 && app != APPLICATION_ID {
+            return Err(StagingError::Unusable {
+                path: self.path.clone(),
+                reason: "not a memsync staging database (wrong application id)".into(),
+            });
         }
-        schema::migrate_from_v0(&mut self.conn, &self.path)
+        if version == 0 {
+            schema::migrate_from_v0(&mut self.conn, &self.path)?;
+        }
+        if version <= 1 {
+            schema::migrate_v1_to_v2(&mut self.conn, &self.path)?;
+        }
+        Ok(())
     }
 
     /// Stages a store. The same content already waiting is not staged twice: its tags and
@@ -328,7 +357,9 @@ impl Staging {
                 let mut merged = super::conflict::merge(fields, &old.fields);
                 merged.tags = super::conflict::merge(&old.fields, fields).tags;
                 tx.execute(
-                    "UPDATE staged_memories SET tags = ?2, memory_type = ?3, metadata = ?4, updated_at = ?5
+                    "UPDATE staged_memories SET tags = ?2, memory_type = ?3, metadata = ?4, updated_at = ?5,
+                       state = CASE state WHEN 'failed' THEN 'pending' ELSE state END,
+                       last_error = CASE state WHEN 'failed' THEN NULL ELSE last_error END
                      WHERE id = ?1",
                     params![
                         old.id,
@@ -364,6 +395,35 @@ impl Staging {
         Ok(result)
     }
 
+    /// Copies a row as it is (operation, state, flags), for a rebuild; returns its new id.
+    pub fn insert_copy(&self, s: &Staged) -> Result<i64, StagingError> {
+        self.conn
+            .execute(
+                "INSERT INTO staged_memories (content_hash, content, tags, memory_type, metadata,
+                   operation, state, outcome, attempts, last_error, restore_deleted, source_machine,
+                   staged_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                params![
+                    s.hash.as_str(),
+                    s.content,
+                    serde_json::to_string(&s.fields.tags).unwrap_or_default(),
+                    s.fields.memory_type,
+                    Value::Object(s.fields.metadata.clone()).to_string(),
+                    s.op.as_str(),
+                    s.state.as_str(),
+                    s.outcome,
+                    s.attempts,
+                    s.last_error,
+                    s.restore_deleted as i64,
+                    s.source_machine,
+                    s.staged_at,
+                    now()
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
     /// Rows in `state`, oldest first.
     pub fn in_state(&self, state: State, limit: usize) -> Result<Vec<Staged>, StagingError> {
         self.conn
@@ -390,6 +450,14 @@ impl Staging {
             )
             .optional()
             .map_err(|e| self.err(e))
+    }
+
+    /// Whether a row still waiting on something (pending, failed, conflict) is about `hash`.
+    pub fn knows_open(&self, hash: &str) -> Result<bool, StagingError> {
+        match ContentHash::parse(hash) {
+            Some(h) => Ok(self.open_for(&h)?.is_some()),
+            None => Ok(false),
+        }
     }
 
     /// Whether any row (in any state) is about `hash`.

@@ -1,5 +1,7 @@
 //! Conflict records, the set of pulled hashes and the sync bookkeeping.
 
+use std::collections::HashMap;
+
 use rusqlite::{OptionalExtension, params};
 
 use super::{ConflictRecord, Fields, Staging, StagingError, now};
@@ -79,18 +81,28 @@ impl Staging {
     }
 
     /// Hashes seen on the server at the last pull: a local memory among them that the server no
-    /// longer has was deleted there (rather than created locally).
-    pub fn pulled(&self) -> Result<std::collections::HashSet<String>, StagingError> {
+    /// What the server had at the last pull: hash → its tags, type and metadata then (`None`
+    /// for rows pulled before schema version 2). A local memory among them that the server no
+    /// longer has was deleted there (rather than created locally); the fields are the common
+    /// base that tells a local edit from a remote one.
+    pub fn pulled(&self) -> Result<HashMap<String, Option<Fields>>, StagingError> {
         self.conn
-            .prepare("SELECT content_hash FROM pulled")
-            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .prepare("SELECT content_hash, fields FROM pulled")
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    let f: Option<String> = r.get(1)?;
+                    Ok((r.get(0)?, f.as_deref().map(Fields::from_json)))
+                })?
+                .collect()
+            })
             .map_err(|e| self.err(e))
     }
 
-    /// Replaces (`full`) or extends the set of pulled hashes.
+    /// Records what a pull saw: replaces the whole set (`full`) or extends it, and forgets
+    /// `removed`.
     pub fn set_pulled<'a>(
         &mut self,
-        hashes: impl Iterator<Item = &'a str>,
+        seen: impl Iterator<Item = (&'a str, &'a Fields)>,
         removed: &[String],
         full: bool,
     ) -> Result<(), StagingError> {
@@ -110,10 +122,12 @@ impl Staging {
         }
         {
             let mut ins = tx
-                .prepare("INSERT OR REPLACE INTO pulled (content_hash, pulled_at) VALUES (?1, ?2)")
+                .prepare(
+                    "INSERT OR REPLACE INTO pulled (content_hash, pulled_at, fields) VALUES (?1, ?2, ?3)",
+                )
                 .map_err(err)?;
-            for h in hashes {
-                ins.execute(params![h, t]).map_err(err)?;
+            for (h, f) in seen {
+                ins.execute(params![h, t, f.to_json()]).map_err(err)?;
             }
         }
         tx.commit().map_err(err)

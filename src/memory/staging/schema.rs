@@ -6,6 +6,24 @@ use rusqlite::{Connection, params};
 use serde_json::{Map, Value};
 
 use super::{APPLICATION_ID, SCHEMA_VERSION, StagingError, now};
+
+/// Version 2: `pulled.fields` keeps the server's tags, type and metadata as of the last pull,
+/// the common base that tells a local edit from a remote one.
+const V1_TO_V2: &str = "ALTER TABLE pulled ADD COLUMN fields TEXT;";
+
+pub(super) fn migrate_v1_to_v2(conn: &mut Connection, path: &Path) -> Result<(), StagingError> {
+    let err = |source| StagingError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err)?;
+    tx.execute_batch(V1_TO_V2).map_err(err)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(err)?;
+    tx.commit().map_err(err)
+}
 use crate::memory::hash::ContentHash;
 
 /// A row of the upstream scripts' `staged_memories`: content, tags, metadata, type, machine.
@@ -62,7 +80,7 @@ CREATE TABLE sync_state (
 );
 ";
 
-/// Version 0 is either an empty file or the upstream scripts' schema (`staged_memories` with
+/// Version 0 → 1. Version 0 is either an empty file or the upstream scripts' schema (`staged_memories` with
 /// a TEXT id and `conflict_status`); its rows are carried over as pending stores.
 pub(super) fn migrate_from_v0(conn: &mut Connection, path: &Path) -> Result<(), StagingError> {
     let path = path.to_path_buf();
@@ -157,7 +175,7 @@ pub(super) fn migrate_from_v0(conn: &mut Connection, path: &Path) -> Result<(), 
         .map_err(err)?;
     }
     tx.pragma_update(None, "application_id", APPLICATION_ID)
-        .and_then(|_| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
+        .and_then(|_| tx.pragma_update(None, "user_version", 1))
         .map_err(err)?;
     tx.commit().map_err(err)
 }

@@ -1,0 +1,153 @@
+//! Carrying out a pull plan: conflicts first (their outcome decides what the local rows show),
+//! then the local writes in short transactions, then the new base.
+
+use super::super::MemoryError;
+use super::super::client::hostname;
+use super::super::localdb::{LocalDb, NewMemory, iso};
+use super::super::settings::{ConflictPolicy, Settings};
+use super::super::settle::{self, Kind, LocalView};
+use super::super::staging::{Fields, Operation, Staging, State, now};
+use super::{ConflictSide, Plan, PullOptions, PullReport, RemoteRecord, RemoteState, short};
+
+fn preview(s: &str) -> String {
+    let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut p: String = one.chars().take(60).collect();
+    if one.chars().count() > 60 {
+        p.push('…');
+    }
+    p
+}
+
+enum Write<'a> {
+    Upsert(&'a RemoteRecord, Fields),
+    Delete(String),
+}
+
+/// Stages a local edit as an update and returns its row.
+fn stage_update(
+    staging: &mut Staging,
+    content: &str,
+    fields: &Fields,
+) -> Result<super::super::staging::Staged, MemoryError> {
+    let (id, _) = staging.stage(content, fields, &hostname())?;
+    staging.rewrite(id, Operation::Update, fields, State::Pending, false)?;
+    staging
+        .get(id)?
+        .ok_or_else(|| MemoryError::Io(format!("staged row #{id} vanished")))
+}
+
+/// Carries out a plan (or only describes it, with `dry_run`).
+pub fn apply(
+    remote: &RemoteState,
+    plan: Plan,
+    local: &mut LocalDb,
+    staging: &mut Staging,
+    settings: &Settings,
+    opts: &PullOptions,
+) -> Result<PullReport, MemoryError> {
+    let r = &remote.records;
+    let mut rep = PullReport {
+        source: remote.source.clone(),
+        added: plan.add.len(),
+        changed: plan.change.len(),
+        removed: plan.remove.len(),
+        staged_local: plan.stage_local.len(),
+        confirmed: plan.confirmed.len(),
+        conflicts: plan.conflicts.len(),
+        unchanged: plan.unchanged,
+        dry_run: opts.dry_run,
+        ..PullReport::default()
+    };
+    if opts.dry_run {
+        let line = |verb: &str, h: &str, c: &str| format!("{verb:<8} {}  {}", short(h), preview(c));
+        rep.details.extend(
+            plan.add
+                .iter()
+                .map(|(i, _)| line("add", &r[*i].hash, &r[*i].content)),
+        );
+        rep.details.extend(
+            plan.change
+                .iter()
+                .map(|(i, _)| line("change", &r[*i].hash, &r[*i].content)),
+        );
+        rep.details
+            .extend(plan.remove.iter().map(|h| format!("remove   {}", short(h))));
+        rep.details.extend(
+            plan.stage_local
+                .iter()
+                .map(|l| line("stage", &l.hash, &l.content)),
+        );
+        rep.details.extend(plan.conflicts.iter().map(|c| {
+            line(
+                &format!("conflict ({})", c.kind.as_str()),
+                c.side.hash(),
+                c.side.content(),
+            )
+        }));
+        return Ok(rep);
+    }
+    let policy = if opts.force {
+        ConflictPolicy::Remote
+    } else {
+        settings.conflict
+    };
+    let mut writes: Vec<Write<'_>> = Vec::new();
+    for c in plan.conflicts {
+        let item = match c.side {
+            ConflictSide::Staged(s) => s,
+            ConflictSide::LocalEdit(l) => stage_update(staging, &l.content, &l.fields)?,
+        };
+        let remote_fields = c.remote.map(|i| &r[i].fields);
+        let view = settle::settle(staging, &item, c.kind, remote_fields, policy)?;
+        if policy == ConflictPolicy::Manual {
+            rep.open_conflicts += 1;
+        }
+        match (view, c.remote) {
+            (LocalView::Live(f), Some(i)) => writes.push(Write::Upsert(&r[i], f)),
+            (LocalView::Deleted, _) if c.kind == Kind::DeletedRemotely => {
+                writes.push(Write::Delete(item.hash.as_str().to_owned()))
+            }
+            _ => {}
+        }
+    }
+    for id in &plan.confirmed {
+        staging.mark_pushed(*id, "already on server")?;
+    }
+    for l in &plan.stage_local {
+        stage_update(staging, &l.content, &l.fields)?;
+    }
+    for (i, f) in plan.add.into_iter().chain(plan.change) {
+        writes.push(Write::Upsert(&r[i], f));
+    }
+    for h in &plan.remove {
+        writes.push(Write::Delete(h.clone()));
+    }
+    // Each batch is one transaction: the local service's readers see every memory whole.
+    let t = now();
+    for chunk in writes.chunks(settings.batch_size.max(1)) {
+        local.write(|w| {
+            for op in chunk {
+                match op {
+                    Write::Upsert(rec, f) => w.upsert(&NewMemory {
+                        hash: &rec.hash,
+                        content: &rec.content,
+                        fields: f,
+                        created_at: rec.created_at,
+                        updated_at: rec.updated_at,
+                        embedding: rec.embedding.as_deref(),
+                    })?,
+                    Write::Delete(h) => w.soft_delete(h, t)?,
+                }
+            }
+            Ok(())
+        })?;
+    }
+    // The new base: what the server has now.
+    let seen = plan
+        .seen
+        .iter()
+        .map(|&i| (r[i].hash.as_str(), &r[i].fields));
+    staging.set_pulled(seen, &plan.remove, plan.full)?;
+    staging.state_set("last_pull", &iso(t))?;
+    Ok(rep)
+}

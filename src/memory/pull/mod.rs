@@ -1,0 +1,50 @@
+//! `pull`: brings the server's memories into the local mcp-memory-service database.
+//!
+//! The server's state comes from one of two [`source`]s: a **replica** of the server's database
+//! (restored to a temporary file and read with embeddings and tombstones) or the **REST API**
+//! (no embeddings; rows get the service's own `embedding_pending` flag). Both become a list of
+//! [`RemoteRecord`]s, compared three ways — server now, local database now, and the server's
+//! fields at the last pull (the base kept in staging) — into a [`Plan`] (`--dry-run` prints it),
+//! which [`apply`] carries out in short transactions. Staged rows are never dropped: a local
+//! change that meets a different remote change is a conflict, settled by the configured policy
+//! with the losing side kept in the conflict record.
+
+mod apply;
+mod plan;
+mod source;
+
+pub use apply::apply;
+pub use plan::{ConflictSide, Plan, PlannedConflict, confirm_removals, plan};
+pub use source::{RemoteRecord, RemoteState, fetch_replica, fetch_rest};
+
+/// Options of one pull.
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    pub dry_run: bool,
+    /// The server's version wins over local edits and conflicts.
+    pub force: bool,
+    /// Only memories carrying any of these tags (normalised as the server does).
+    pub tags: Vec<String>,
+}
+
+/// The outcome of a pull.
+#[derive(Debug, Default)]
+pub struct PullReport {
+    pub source: String,
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+    pub staged_local: usize,
+    pub confirmed: usize,
+    pub conflicts: usize,
+    pub open_conflicts: usize,
+    pub unchanged: usize,
+    pub dry_run: bool,
+    /// `--dry-run`: one line per planned change.
+    pub details: Vec<String>,
+}
+
+/// The first 12 characters of a hash, for messages (whatever the input's length).
+fn short(h: &str) -> &str {
+    h.char_indices().nth(12).map_or(h, |(i, _)| &h[..i])
+}

@@ -1,0 +1,221 @@
+//! The three-way comparison behind pull: the server's memory now, the local row now, and the
+//! server's fields at the last pull (the base). A side "changed" when it differs from the base;
+//! only a change on both sides that disagrees is a conflict.
+
+use std::collections::{HashMap, HashSet};
+
+use super::super::MemoryError;
+use super::super::conflict;
+use super::super::hash::ContentHash;
+use super::super::localdb::{LocalDb, LocalMemory};
+use super::super::settle::Kind;
+use super::super::staging::{Fields, Staged, Staging, State};
+use super::{PullOptions, RemoteState};
+
+/// The local side of a conflict: a staged row, or an edit made in the local database.
+#[derive(Debug, Clone)]
+pub enum ConflictSide {
+    Staged(Staged),
+    LocalEdit(LocalMemory),
+}
+
+impl ConflictSide {
+    pub fn hash(&self) -> &str {
+        match self {
+            ConflictSide::Staged(s) => s.hash.as_str(),
+            ConflictSide::LocalEdit(l) => &l.hash,
+        }
+    }
+    pub fn content(&self) -> &str {
+        match self {
+            ConflictSide::Staged(s) => &s.content,
+            ConflictSide::LocalEdit(l) => &l.content,
+        }
+    }
+}
+
+/// One conflict to settle; `remote` indexes the server's record (`None`: deleted there).
+#[derive(Debug, Clone)]
+pub struct PlannedConflict {
+    pub side: ConflictSide,
+    pub kind: Kind,
+    pub remote: Option<usize>,
+}
+
+/// What a pull will do.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Server records to write locally, with the fields the local row should show.
+    pub add: Vec<(usize, Fields)>,
+    pub change: Vec<(usize, Fields)>,
+    /// Local memories the server deleted.
+    pub remove: Vec<String>,
+    /// Local edits on memories the server has not changed since the last pull: staged as
+    /// updates for push.
+    pub stage_local: Vec<LocalMemory>,
+    /// Staged rows the server turned out to hold already, identically.
+    pub confirmed: Vec<i64>,
+    pub conflicts: Vec<PlannedConflict>,
+    pub unchanged: usize,
+    /// The live server records this plan looked at (the tag filter's selection): they become
+    /// the new base.
+    pub seen: Vec<usize>,
+    /// Whether this plan covers the whole server (no tag filter): then the pulled set is
+    /// replaced, and removals are possible at all.
+    pub full: bool,
+}
+
+fn has_any_tag(fields: &Fields, want: &[String]) -> bool {
+    let have = conflict::normalize_tags(&fields.tags);
+    want.iter().any(|t| have.contains(t))
+}
+
+/// Compares the server's state with the local and staging databases.
+pub fn plan(
+    remote: &RemoteState,
+    local: &LocalDb,
+    staging: &Staging,
+    opts: &PullOptions,
+) -> Result<Plan, MemoryError> {
+    let want = conflict::normalize_tags(&opts.tags);
+    let selected = |f: &Fields| want.is_empty() || has_any_tag(f, &want);
+    let base: HashMap<String, Option<Fields>> = staging.pulled()?;
+    let mut plan = Plan {
+        full: want.is_empty(),
+        ..Plan::default()
+    };
+    let mut live_remote: HashSet<&str> = HashSet::new();
+    let mut tombstones: HashMap<&str, f64> = HashMap::new();
+    for (i, r) in remote.records.iter().enumerate() {
+        if let Some(at) = r.deleted_at {
+            tombstones.insert(&r.hash, at);
+            continue;
+        }
+        live_remote.insert(&r.hash);
+        if !selected(&r.fields) {
+            continue;
+        }
+        plan.seen.push(i);
+        let b = base.get(&r.hash).and_then(Option::as_ref);
+        // Never pulled (or pulled before the base was kept): count it as changed on the server.
+        let remote_changed = b.is_none_or(|b| conflict::differs(b, &r.fields));
+        let staged = match ContentHash::parse(&r.hash) {
+            Some(h) => staging.open_for(&h)?,
+            None => None,
+        };
+        let l = local.get(&r.hash)?;
+        // What the local row should show, when it is written at all.
+        let mut show = r.fields.clone();
+        if let Some(s) = staged {
+            if s.state == State::Conflict {
+                plan.unchanged += 1; // already waiting for `resolve-conflicts`
+                continue;
+            }
+            if !conflict::differs(&s.fields, &r.fields) {
+                plan.confirmed.push(s.id);
+            } else if remote_changed || opts.force {
+                // (`--force` settles it with the server's version.)
+                plan.conflicts.push(PlannedConflict {
+                    side: ConflictSide::Staged(s),
+                    kind: Kind::Diverged,
+                    remote: Some(i),
+                });
+                continue;
+            } else {
+                // Only the local side changed: the staged change stands, push sends it.
+                show = s.fields.clone();
+            }
+        }
+        match l {
+            None => plan.add.push((i, show)),
+            Some(l) if l.deleted_at.is_some() => {
+                // The later of the local delete and the server's last change wins.
+                if r.updated_at > l.deleted_at.unwrap_or(0.0) {
+                    plan.add.push((i, show));
+                } else {
+                    plan.unchanged += 1;
+                }
+            }
+            Some(l) if !conflict::differs(&l.fields, &show) => {
+                // A row pulled without its vector (REST) gets it once a replica provides one.
+                if l.embedding_pending && r.embedding.is_some() {
+                    plan.change.push((i, show));
+                } else {
+                    plan.unchanged += 1;
+                }
+            }
+            Some(l) => {
+                let local_changed = b.is_some_and(|b| conflict::differs(b, &l.fields));
+                let already_staged = staging.knows_open(&l.hash)?;
+                if !local_changed || already_staged {
+                    plan.change.push((i, show));
+                } else if !remote_changed && !opts.force {
+                    plan.stage_local.push(l);
+                } else {
+                    // Both sides changed (or `--force`): settled by the policy, both kept.
+                    plan.conflicts.push(PlannedConflict {
+                        side: ConflictSide::LocalEdit(l),
+                        kind: Kind::Diverged,
+                        remote: Some(i),
+                    });
+                }
+            }
+        }
+    }
+    if !plan.full {
+        // A memory missing from a tag-filtered listing may just carry other tags now.
+        return Ok(plan);
+    }
+    // Local memories the server no longer has. Only those seen on the server before (or with a
+    // tombstone there) were deleted remotely; the others were created locally.
+    for l in local.all()? {
+        if l.deleted_at.is_some() || live_remote.contains(l.hash.as_str()) {
+            continue;
+        }
+        let deleted_there = match tombstones.get(l.hash.as_str()) {
+            Some(&at) => base.contains_key(&l.hash) || l.updated_at <= at,
+            None => base.contains_key(&l.hash),
+        };
+        if !deleted_there {
+            continue;
+        }
+        let staged = match ContentHash::parse(&l.hash) {
+            Some(h) => staging.open_for(&h)?,
+            None => None,
+        };
+        match staged {
+            Some(s) if s.state == State::Conflict => plan.unchanged += 1,
+            Some(s) => plan.conflicts.push(PlannedConflict {
+                side: ConflictSide::Staged(s),
+                kind: Kind::DeletedRemotely,
+                remote: None,
+            }),
+            _ => plan.remove.push(l.hash),
+        }
+    }
+    Ok(plan)
+}
+
+/// Drops planned removals (and deleted-remotely conflicts) of memories the server still has:
+/// a paged listing can miss a memory while the server changes under it.
+pub fn confirm_removals(
+    plan: &mut Plan,
+    mut still_there: impl FnMut(&str) -> Result<bool, MemoryError>,
+) -> Result<(), MemoryError> {
+    let mut keep = Vec::with_capacity(plan.remove.len());
+    for h in plan.remove.drain(..) {
+        if !still_there(&h)? {
+            keep.push(h);
+        }
+    }
+    plan.remove = keep;
+    let mut conflicts = Vec::with_capacity(plan.conflicts.len());
+    for c in plan.conflicts.drain(..) {
+        if c.kind == Kind::DeletedRemotely && still_there(c.side.hash())? {
+            continue;
+        }
+        conflicts.push(c);
+    }
+    plan.conflicts = conflicts;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Where pull reads the server's memories from: its replica (with embeddings and tombstones)
+//! or its REST API.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::super::MemoryError;
+use super::super::client::RemoteClient;
+use super::super::localdb::LocalDb;
+use super::super::staging::Fields;
+
+/// One memory as the server holds it.
+#[derive(Debug, Clone)]
+pub struct RemoteRecord {
+    pub hash: String,
+    pub content: String,
+    pub fields: Fields,
+    pub created_at: f64,
+    pub updated_at: f64,
+    /// Set for a tombstone (only a replica shows them).
+    pub deleted_at: Option<f64>,
+    pub embedding: Option<Vec<u8>>,
+}
+
+/// The server's memories as read from one source.
+pub struct RemoteState {
+    pub records: Vec<RemoteRecord>,
+    /// Where they came from, for messages.
+    pub source: String,
+    /// Read through the REST API: a memory missing from the listing may have been skipped by
+    /// paging while the server changed, so removals are confirmed one by one.
+    pub rest: bool,
+}
+
+/// Reads every live memory (or those with any of `tags`) through the REST API.
+pub fn fetch_rest(client: &RemoteClient, tags: &[String]) -> Result<RemoteState, MemoryError> {
+    let tag_arg = (!tags.is_empty()).then(|| tags.join(","));
+    let mut seen: HashMap<String, RemoteRecord> = HashMap::new();
+    let mut page = 1;
+    loop {
+        let p = client.list(page, 100, tag_arg.as_deref())?;
+        for m in p.memories {
+            let created = m.created_at.unwrap_or(0.0);
+            seen.entry(m.content_hash.clone()).or_insert(RemoteRecord {
+                hash: m.content_hash,
+                content: m.content,
+                fields: Fields {
+                    tags: m.tags,
+                    memory_type: m.memory_type,
+                    metadata: m.metadata,
+                },
+                created_at: created,
+                updated_at: m.updated_at.unwrap_or(created),
+                deleted_at: None,
+                embedding: None,
+            });
+        }
+        if !p.has_more {
+            break;
+        }
+        page += 1;
+    }
+    let mut records: Vec<RemoteRecord> = seen.into_values().collect();
+    records.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
+    Ok(RemoteState {
+        records,
+        source: format!("{} (REST API)", client.base_url()),
+        rest: true,
+    })
+}
+
+/// Restores the server's replica into `work_dir` and reads its memories with their embeddings.
+pub fn fetch_replica(url: &str, work_dir: &Path) -> Result<RemoteState, MemoryError> {
+    let rc = crate::config::replica_from_url(url)
+        .map_err(|e| MemoryError::Replica(format!("{url}: {e}")))?;
+    let client = crate::replica::client_for(&rc, false)
+        .map_err(|e| MemoryError::Replica(format!("{url}: {e}")))?;
+    std::fs::create_dir_all(work_dir)
+        .map_err(|e| MemoryError::Io(format!("{}: {e}", work_dir.display())))?;
+    let tmp = tempfile_in(work_dir)?;
+    let out = tmp.path().join("remote.db");
+    let rt = crate::runtime().map_err(|e| MemoryError::Io(e.to_string()))?;
+    let opts = crate::restore::RestoreOptions {
+        output: out.clone(),
+        target: replica_formats::Target::Latest,
+        if_db_not_exists: false,
+        if_replica_exists: false,
+        integrity_check: crate::restore::IntegrityCheck::Quick,
+        fallback: false,
+        progress: false,
+    };
+    match crate::restore::restore(&client, rt.handle(), &opts) {
+        Ok(crate::restore::RestoreOutcome::Restored { .. }) => {}
+        Ok(_) => {
+            return Err(MemoryError::Replica(format!(
+                "{url}: the replica holds no backup"
+            )));
+        }
+        Err(e) => return Err(MemoryError::Replica(format!("{url}: {e}"))),
+    }
+    let db = LocalDb::open_read_only(&out)?;
+    let mut records = Vec::new();
+    for m in db.all()? {
+        let embedding = if m.deleted_at.is_none() {
+            db.embedding(m.id)?
+        } else {
+            None
+        };
+        records.push(RemoteRecord {
+            hash: m.hash,
+            content: m.content,
+            fields: m.fields,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            deleted_at: m.deleted_at,
+            embedding,
+        });
+    }
+    Ok(RemoteState {
+        records,
+        source: format!("{url} (replica)"),
+        rest: false,
+    })
+}
+
+fn tempfile_in(dir: &Path) -> Result<TempDir, MemoryError> {
+    let p = dir.join(format!(
+        "pull-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir(&p).map_err(|e| MemoryError::Io(format!("{}: {e}", p.display())))?;
+    Ok(TempDir(p))
+}
+
+/// A scratch folder removed on drop (the restored copy of the server's database).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
