@@ -450,8 +450,14 @@ fn edits_flow_both_ways_and_only_edits_on_both_sides_conflict() {
     let dir = tempfile::tempdir().unwrap();
     let remote = Server::start(&dir.path().join("remote"));
     let local = Server::start(&dir.path().join("local"));
-    let m = Machine::new(&dir.path().join("m"), remote.port).with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string());
-    let (a, b, c, d) = ("edited locally", "edited on the server", "edited on both sides", "retagged on the server");
+    let m = Machine::new(&dir.path().join("m"), remote.port)
+        .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string());
+    let (a, b, c, d) = (
+        "edited locally",
+        "edited on the server",
+        "edited on both sides",
+        "retagged on the server",
+    );
     for x in [a, b, c] {
         post(&remote, x, &["t"], json!({}));
     }
@@ -463,15 +469,31 @@ fn edits_flow_both_ways_and_only_edits_on_both_sides_conflict() {
     put_tags(&remote, b, &["t", "server-edit"]);
     put_tags(&remote, c, &["server-c"]);
     let out = m.ok(&["sync"]);
-    assert!(out.contains("local edits staged 1") && out.contains("changed 1") && out.contains("conflicts 1"), "{out}");
-    assert_eq!(tags_on(&remote, a), vec!["local-edit", "t"], "the local edit reached the server");
-    assert_eq!(tags_on(&local, b), vec!["server-edit", "t"], "the server's edit reached the local service");
+    assert!(
+        out.contains("local edits staged 1")
+            && out.contains("changed 1")
+            && out.contains("conflicts 1"),
+        "{out}"
+    );
+    assert_eq!(
+        tags_on(&remote, a),
+        vec!["local-edit", "t"],
+        "the local edit reached the server"
+    );
+    assert_eq!(
+        tags_on(&local, b),
+        vec!["server-edit", "t"],
+        "the server's edit reached the local service"
+    );
     assert_eq!(tags_on(&remote, c), vec!["local-c", "server-c"], "merged");
     m.ok(&["pull"]);
     assert_eq!(tags_on(&local, c), vec!["local-c", "server-c"]);
     // Settled once: pulling again finds nothing to do and records no new conflict.
     let out = m.ok(&["sync"]);
-    assert!(out.contains("added 0, changed 0, removed 0") && out.contains("conflicts 0"), "{out}");
+    assert!(
+        out.contains("added 0, changed 0, removed 0") && out.contains("conflicts 0"),
+        "{out}"
+    );
     let export: serde_json::Value = serde_json::from_str(&m.ok(&["export"])).unwrap();
     assert_eq!(export["conflicts"].as_array().unwrap().len(), 1);
 
@@ -479,11 +501,21 @@ fn edits_flow_both_ways_and_only_edits_on_both_sides_conflict() {
     put_tags(&remote, d, &["personal"]);
     let out = m.ok(&["pull", "--tags", "work"]);
     assert!(out.contains("removed 0"), "{out}");
-    let (status, _) = curl("GET", &format!("{}/api/memories/{}", local.url(), hash_of(d)), None);
+    let (status, _) = curl(
+        "GET",
+        &format!("{}/api/memories/{}", local.url(), hash_of(d)),
+        None,
+    );
     assert_eq!(status, 200);
 
     // Storing what the server has, with more tags, updates the server's copy (policy merge).
     let out = m.ok(&["store", "--tags", "extra", "--project", "p", a]);
-    assert!(out.contains("other tags") && out.contains("updated"), "{out}");
-    assert!(tags_on(&remote, a).contains(&"extra".to_owned()) && tags_on(&remote, a).contains(&"local-edit".to_owned()));
+    assert!(
+        out.contains("other tags") && out.contains("updated"),
+        "{out}"
+    );
+    assert!(
+        tags_on(&remote, a).contains(&"extra".to_owned())
+            && tags_on(&remote, a).contains(&"local-edit".to_owned())
+    );
 }

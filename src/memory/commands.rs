@@ -145,7 +145,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
                 return Ok(format!("already on the server: {hash}"));
             }
             let (id, _) = stage("already on the server with other fields")?;
-            let mut st = ctx.staging()?;
+            let st = ctx.staging()?;
             let Some(item) = st.get(id)? else {
                 return Ok(format!("already on the server: {hash}"));
             };
@@ -160,7 +160,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             match st.get(id)? {
                 Some(item) if item.state == State::Pending => {
                     let mut rep = PushReport::default();
-                    let line = push::push_one(&mut st, &client, &ctx.settings, &item, &mut rep)?;
+                    let line = push::push_one(&st, &client, &ctx.settings, &item, &mut rep)?;
                     ctx.log.line("store", &line);
                     Ok(format!(
                         "already on the server with other tags/type/metadata; conflict policy {policy}: {}",
