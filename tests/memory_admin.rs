@@ -148,6 +148,14 @@ fn settings_come_from_flags_then_environment_then_file() {
         flag_wins.contains("reachable, mcp") && flag_wins.contains("policy       local"),
         "{flag_wins}"
     );
+    // SYNC_VERBOSE echoes the sync log's lines on stderr.
+    let o = file_only
+        .with("SYNC_VERBOSE", "1")
+        .run(&["store", "--offline", "said out loud"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("store staged #1"),
+        "{o:?}"
+    );
     // A typo in the file is an error naming the key and the line.
     std::fs::write(&cfg, "{\n \"remote\": {\"hots\": \"x\"}\n}").unwrap();
     let err = file_only.fails(&["status"]);

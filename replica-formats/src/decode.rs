@@ -10,6 +10,10 @@ use std::io::{self, Read};
 use zstd::bulk::Decompressor;
 use zstd::zstd_safe;
 
+thread_local! {
+    static DCTX: std::cell::RefCell<Option<Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
 use crate::checksum::page_hash;
 use crate::error::{FormatError, Result};
 use crate::header::{
@@ -76,9 +80,19 @@ impl RawRun {
             }
         }
         let mut data = Vec::with_capacity(expected);
-        let mut dctx = Decompressor::new().map_err(FormatError::Io)?;
-        let n = dctx
-            .decompress_to_buffer(&self.compressed, &mut data)
+        // One decompression context per thread, reused: creating one per run showed up in
+        // profiles of compaction (which decodes thousands of small runs).
+        let n = DCTX
+            .with(|cell| -> std::io::Result<usize> {
+                let mut slot = cell.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(Decompressor::new()?);
+                }
+                match slot.as_mut() {
+                    Some(d) => d.decompress_to_buffer(&self.compressed, &mut data),
+                    None => Err(std::io::Error::other("no zstd context")),
+                }
+            })
             .map_err(|e| FormatError::corrupt(format!("{}: zstd: {e}", what())))?;
         if n != expected || data.len() != expected {
             return Err(FormatError::corrupt(format!(
