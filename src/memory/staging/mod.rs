@@ -279,6 +279,11 @@ impl Staging {
         &self.path
     }
 
+    /// One statement, its error carrying the database's path.
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, StagingError> {
+        self.conn.execute(sql, params).map_err(|e| self.err(e))
+    }
+
     fn err(&self, source: rusqlite::Error) -> StagingError {
         StagingError::Sqlite {
             path: self.path.clone(),
@@ -397,30 +402,28 @@ impl Staging {
 
     /// Copies a row as it is (operation, state, flags), for a rebuild; returns its new id.
     pub fn insert_copy(&self, s: &Staged) -> Result<i64, StagingError> {
-        self.conn
-            .execute(
-                "INSERT INTO staged_memories (content_hash, content, tags, memory_type, metadata,
+        self.exec(
+            "INSERT INTO staged_memories (content_hash, content, tags, memory_type, metadata,
                    operation, state, outcome, attempts, last_error, restore_deleted, source_machine,
                    staged_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![
-                    s.hash.as_str(),
-                    s.content,
-                    serde_json::to_string(&s.fields.tags).unwrap_or_default(),
-                    s.fields.memory_type,
-                    Value::Object(s.fields.metadata.clone()).to_string(),
-                    s.op.as_str(),
-                    s.state.as_str(),
-                    s.outcome,
-                    s.attempts,
-                    s.last_error,
-                    s.restore_deleted as i64,
-                    s.source_machine,
-                    s.staged_at,
-                    now()
-                ],
-            )
-            .map_err(|e| self.err(e))?;
+            params![
+                s.hash.as_str(),
+                s.content,
+                serde_json::to_string(&s.fields.tags).unwrap_or_default(),
+                s.fields.memory_type,
+                Value::Object(s.fields.metadata.clone()).to_string(),
+                s.op.as_str(),
+                s.state.as_str(),
+                s.outcome,
+                s.attempts,
+                s.last_error,
+                s.restore_deleted as i64,
+                s.source_machine,
+                s.staged_at,
+                now()
+            ],
+        )?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -492,38 +495,32 @@ impl Staging {
 
     /// The server confirmed the row: it leaves the queue.
     pub fn mark_pushed(&self, id: i64, outcome: &str) -> Result<(), StagingError> {
-        self.conn
-            .execute(
-                "UPDATE staged_memories SET state = 'pushed', outcome = ?2, last_error = NULL,
+        self.exec(
+            "UPDATE staged_memories SET state = 'pushed', outcome = ?2, last_error = NULL,
                    attempts = attempts + 1, pushed_at = ?3, updated_at = ?3 WHERE id = ?1",
-                params![id, outcome, now()],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+            params![id, outcome, now()],
+        )
+        .map(drop)
     }
 
     /// A lasting refusal: the row stays, with the reason, until retried.
     pub fn mark_failed(&self, id: i64, reason: &str) -> Result<(), StagingError> {
-        self.conn
-            .execute(
-                "UPDATE staged_memories SET state = 'failed', last_error = ?2,
+        self.exec(
+            "UPDATE staged_memories SET state = 'failed', last_error = ?2,
                    attempts = attempts + 1, updated_at = ?3 WHERE id = ?1",
-                params![id, reason, now()],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+            params![id, reason, now()],
+        )
+        .map(drop)
     }
 
     /// A transient failure: the row stays pending, with the error for `status`.
     pub fn note_attempt(&self, id: i64, error: &str) -> Result<(), StagingError> {
-        self.conn
-            .execute(
-                "UPDATE staged_memories SET last_error = ?2, attempts = attempts + 1, updated_at = ?3
+        self.exec(
+            "UPDATE staged_memories SET last_error = ?2, attempts = attempts + 1, updated_at = ?3
                  WHERE id = ?1",
-                params![id, error, now()],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+            params![id, error, now()],
+        )
+        .map(drop)
     }
 
     /// Rewrites a row after a conflict decision.
@@ -535,9 +532,7 @@ impl Staging {
         state: State,
         restore_deleted: bool,
     ) -> Result<(), StagingError> {
-        self.conn
-            .execute(
-                "UPDATE staged_memories SET operation = ?2, tags = ?3, memory_type = ?4, metadata = ?5,
+        self.exec("UPDATE staged_memories SET operation = ?2, tags = ?3, memory_type = ?4, metadata = ?5,
                    state = ?6, restore_deleted = ?7, last_error = NULL, updated_at = ?8 WHERE id = ?1",
                 params![
                     id,
@@ -548,20 +543,15 @@ impl Staging {
                     state.as_str(),
                     restore_deleted as i64,
                     now()
-                ],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+                ]).map(drop)
     }
 
     /// Failed rows go back to pending (`push --retry-failed`).
     pub fn retry_failed(&self) -> Result<usize, StagingError> {
-        self.conn
-            .execute(
-                "UPDATE staged_memories SET state = 'pending' WHERE state = 'failed'",
-                [],
-            )
-            .map_err(|e| self.err(e))
+        self.exec(
+            "UPDATE staged_memories SET state = 'pending' WHERE state = 'failed'",
+            [],
+        )
     }
 
     /// Row counts by state.

@@ -19,22 +19,20 @@ impl Staging {
         resolution: Option<&str>,
     ) -> Result<i64, StagingError> {
         let t = now();
-        self.conn
-            .execute(
-                "INSERT INTO conflicts (staged_id, content_hash, kind, local, remote, detected_at,
+        self.exec(
+            "INSERT INTO conflicts (staged_id, content_hash, kind, local, remote, detected_at,
                    resolution, resolved_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    staged_id,
-                    hash.as_str(),
-                    kind,
-                    local.to_json(),
-                    remote.map(Fields::to_json),
-                    t,
-                    resolution,
-                    resolution.map(|_| t)
-                ],
-            )
-            .map_err(|e| self.err(e))?;
+            params![
+                staged_id,
+                hash.as_str(),
+                kind,
+                local.to_json(),
+                remote.map(Fields::to_json),
+                t,
+                resolution,
+                resolution.map(|_| t)
+            ],
+        )?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -71,13 +69,11 @@ impl Staging {
     }
 
     pub fn close_conflict(&self, id: i64, resolution: &str) -> Result<(), StagingError> {
-        self.conn
-            .execute(
-                "UPDATE conflicts SET resolution = ?2, resolved_at = ?3 WHERE id = ?1",
-                params![id, resolution, now()],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+        self.exec(
+            "UPDATE conflicts SET resolution = ?2, resolved_at = ?3 WHERE id = ?1",
+            params![id, resolution, now()],
+        )
+        .map(drop)
     }
 
     /// Hashes seen on the server at the last pull: a local memory among them that the server no
@@ -143,12 +139,10 @@ impl Staging {
     }
 
     pub fn state_set(&self, key: &str, value: &str) -> Result<(), StagingError> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO sync_state (key, value, updated_at) VALUES (?1, ?2, ?3)",
-                params![key, value, now()],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+        self.exec(
+            "INSERT OR REPLACE INTO sync_state (key, value, updated_at) VALUES (?1, ?2, ?3)",
+            params![key, value, now()],
+        )
+        .map(drop)
     }
 }

@@ -8,13 +8,11 @@ use crate::memory::hash::ContentHash;
 impl Staging {
     /// Deletes pushed and resolved rows older than `age_secs` (their conflict records stay).
     pub fn prune_done(&self, age_secs: f64) -> Result<usize, StagingError> {
-        self.conn
-            .execute(
-                "DELETE FROM staged_memories WHERE state IN ('pushed', 'resolved')
+        self.exec(
+            "DELETE FROM staged_memories WHERE state IN ('pushed', 'resolved')
                    AND updated_at < ?1 AND id NOT IN (SELECT staged_id FROM conflicts)",
-                [now() - age_secs],
-            )
-            .map_err(|e| self.err(e))
+            [now() - age_secs],
+        )
     }
 
     /// Drops every staged row and conflict (`reset`); the bookkeeping goes too.
@@ -117,12 +115,10 @@ impl Staging {
         for (id, content, hash) in rows {
             let want = ContentHash::of(&content);
             if want.as_str() != hash {
-                self.conn
-                    .execute(
-                        "UPDATE staged_memories SET content_hash = ?2 WHERE id = ?1",
-                        params![id, want.as_str()],
-                    )
-                    .map_err(|e| self.err(e))?;
+                self.exec(
+                    "UPDATE staged_memories SET content_hash = ?2 WHERE id = ?1",
+                    params![id, want.as_str()],
+                )?;
                 fixed += 1;
             }
         }
