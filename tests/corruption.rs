@@ -146,7 +146,7 @@ fn corrupt_segments_fail_or_fall_back_when_asked() {
 
 #[test]
 fn corrupt_snapshot_and_missing_segment_are_errors() {
-    let (s, _app) = build();
+    let (s, app) = build();
     let rep = s.dir.path().join("rep-snap");
     copy_dir(&s.replica, &rep);
     let snap = &files(&rep, "snapshots")[0];
@@ -164,8 +164,16 @@ fn corrupt_snapshot_and_missing_segment_are_errors() {
     assert!(!o.status.success());
     assert!(!out.exists());
 
-    // A gap: every file (of any level) covering one position after the newest snapshot goes,
-    // so no other file can stand in for the missing one.
+    // A gap: every file (of any level) covering the first position after the newest snapshot
+    // goes, so no other file can stand in for it. Compaction may have merged everything into
+    // one file, so two more level-0 segments are shipped first (`-once` does not compact): the
+    // chain then has files after the gap, and the planner must see it.
+    let db = s.db.to_str().unwrap().to_owned();
+    for i in 0..2 {
+        insert_memory(&app, 10_000 + i);
+        let o = run(&["replicate", "-once", &db, &s.url()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
     let rep = s.dir.path().join("rep-gap");
     copy_dir(&s.replica, &rep);
     let name = |p: &PathBuf| p.file_name().unwrap().to_str().unwrap().to_owned();
@@ -175,19 +183,21 @@ fn corrupt_snapshot_and_missing_segment_are_errors() {
         .map(|p| hex(&name(p)[..16]))
         .max()
         .unwrap();
+    let hole = snap + 1;
     let segs = segments(&rep);
-    let last = segs.iter().map(|p| hex(&name(p)[17..33])).max().unwrap();
-    assert!(
-        last > snap + 1,
-        "the test needs segments after the newest snapshot"
-    );
-    let hole = snap + 1 + (last - snap) / 2;
+    let mut removed = 0;
     for p in &segs {
         let n = name(p);
         if hex(&n[..16]) <= hole && hole <= hex(&n[17..33]) {
             std::fs::remove_file(p).unwrap();
+            removed += 1;
         }
     }
+    assert!(removed > 0, "no segment covers position {hole}");
+    assert!(
+        segments(&rep).iter().any(|p| hex(&name(p)[..16]) > hole),
+        "the test needs a segment after the gap"
+    );
     let url = format!("file://{}", rep.display());
     let o = restore(&url, &s.dir.path().join("gap.db"), &[]);
     let err = String::from_utf8_lossy(&o.stderr);

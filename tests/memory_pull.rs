@@ -422,6 +422,20 @@ fn pull_from_the_servers_replica_brings_embeddings_the_local_service_searches() 
         )
         .unwrap();
     assert_eq!(with_vectors, 15);
+    // A new machine without a local database: the first pull restores it from the replica.
+    let fresh = Machine::new(&dir.path().join("new-machine"), remote.port)
+        .with("REMOTE_MEMORY_REPLICA", &replica);
+    let out = fresh.ok(&["pull"]);
+    assert!(
+        out.contains("local database created from the server's replica")
+            && out.contains("unchanged 15"),
+        "{out}"
+    );
+    let c2 = common::check_sound(&fresh.local_db());
+    let n: i64 = c2
+        .query_row("SELECT COUNT(*) FROM memory_embeddings", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 15);
     // The service's tag search skips rows without vectors; these it finds.
     let (status, body) = curl(
         "POST",

@@ -284,6 +284,17 @@ pub fn push_summary(r: &PushReport) -> String {
 /// `pull`.
 pub fn pull(ctx: &Ctx, opts: &PullOptions) -> Result<PullReport, MemoryError> {
     let run = || -> Result<PullReport, MemoryError> {
+        // A new machine: with the server's replica at hand, the local database starts as a
+        // restored copy of the server's (vectors included), then is pulled into as usual.
+        let mut bootstrapped = false;
+        if let (false, Some(url), false) = (
+            ctx.settings.memory_db.exists(),
+            &ctx.settings.replica,
+            opts.dry_run,
+        ) {
+            pull::bootstrap_from_replica(url, &ctx.settings.memory_db)?;
+            bootstrapped = true;
+        }
         let mut local = if opts.dry_run {
             LocalDb::open_read_only(&ctx.settings.memory_db)?
         } else {
@@ -319,7 +330,9 @@ pub fn pull(ctx: &Ctx, opts: &PullOptions) -> Result<PullReport, MemoryError> {
                 })
             })?;
         }
-        pull::apply(&remote, plan, &mut local, &mut st, &ctx.settings, opts)
+        let mut rep = pull::apply(&remote, plan, &mut local, &mut st, &ctx.settings, opts)?;
+        rep.bootstrapped = bootstrapped;
+        Ok(rep)
     };
     match run() {
         Ok(r) => {
@@ -337,6 +350,8 @@ pub fn pull_summary(r: &PullReport) -> String {
         "{}from {}: added {}, changed {}, removed {}, unchanged {}, local edits staged {}, staged rows already on server {}, conflicts {}{}",
         if r.dry_run {
             "dry run, nothing changed; "
+        } else if r.bootstrapped {
+            "local database created from the server's replica; "
         } else {
             ""
         },

@@ -15,7 +15,7 @@ mod source;
 
 pub use apply::apply;
 pub use plan::{ConflictSide, Plan, PlannedConflict, confirm_removals, plan};
-pub use source::{RemoteRecord, RemoteState, fetch_replica, fetch_rest};
+pub use source::{RemoteRecord, RemoteState, bootstrap_from_replica, fetch_replica, fetch_rest};
 
 /// Options of one pull.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +40,8 @@ pub struct PullReport {
     pub open_conflicts: usize,
     pub unchanged: usize,
     pub dry_run: bool,
+    /// The local database did not exist and was restored from the server's replica.
+    pub bootstrapped: bool,
     /// `--dry-run`: one line per planned change.
     pub details: Vec<String>,
 }

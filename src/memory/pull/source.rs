@@ -69,6 +69,35 @@ pub fn fetch_rest(client: &RemoteClient, tags: &[String]) -> Result<RemoteState,
     })
 }
 
+/// Restores the server's replica as the (missing) local database at `path`: temp file, fsync,
+/// rename, as every restore.
+pub fn bootstrap_from_replica(url: &str, path: &Path) -> Result<(), MemoryError> {
+    let rc = crate::config::replica_from_url(url)
+        .map_err(|e| MemoryError::Replica(format!("{url}: {e}")))?;
+    let client = crate::replica::client_for(&rc, false)
+        .map_err(|e| MemoryError::Replica(format!("{url}: {e}")))?;
+    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).map_err(|e| MemoryError::Io(format!("{}: {e}", d.display())))?;
+    }
+    let rt = crate::runtime().map_err(|e| MemoryError::Io(e.to_string()))?;
+    let opts = crate::restore::RestoreOptions {
+        output: path.to_path_buf(),
+        target: replica_formats::Target::Latest,
+        if_db_not_exists: true,
+        if_replica_exists: false,
+        integrity_check: crate::restore::IntegrityCheck::Quick,
+        fallback: false,
+        progress: true,
+    };
+    match crate::restore::restore(&client, rt.handle(), &opts) {
+        Ok(crate::restore::RestoreOutcome::NoReplica) => Err(MemoryError::Replica(format!(
+            "{url}: the replica holds no backup"
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) => Err(MemoryError::Replica(format!("{url}: {e}"))),
+    }
+}
+
 /// Restores the server's replica into `work_dir` and reads its memories with their embeddings.
 pub fn fetch_replica(url: &str, work_dir: &Path) -> Result<RemoteState, MemoryError> {
     let rc = crate::config::replica_from_url(url)
