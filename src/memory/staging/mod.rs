@@ -233,6 +233,19 @@ fn row_to_staged(r: &rusqlite::Row<'_>) -> rusqlite::Result<Staged> {
     })
 }
 
+/// The oldest row still waiting on something (pending, failed, conflict) for `hash`.
+fn open_row(conn: &Connection, hash: &str) -> rusqlite::Result<Option<Staged>> {
+    conn.query_row(
+        &format!(
+            "SELECT {COLS} FROM staged_memories WHERE content_hash = ?1
+             AND state IN ('pending', 'failed', 'conflict') ORDER BY id LIMIT 1"
+        ),
+        [hash],
+        row_to_staged,
+    )
+    .optional()
+}
+
 impl Staging {
     /// Opens (creating and migrating as needed) the staging database at `path`.
     pub fn open(path: &Path) -> Result<Staging, StagingError> {
@@ -344,17 +357,7 @@ impl Staging {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        let existing = tx
-            .query_row(
-                &format!(
-                    "SELECT {COLS} FROM staged_memories WHERE content_hash = ?1
-                     AND state IN ('pending', 'failed', 'conflict') ORDER BY id LIMIT 1"
-                ),
-                [hash.as_str()],
-                row_to_staged,
-            )
-            .optional()
-            .map_err(err)?;
+        let existing = open_row(&tx, hash.as_str()).map_err(err)?;
         let t = now();
         let result = match existing {
             Some(old) => {
@@ -442,17 +445,7 @@ impl Staging {
 
     /// Rows still waiting on something (pending, failed or in conflict) for `hash`.
     pub fn open_for(&self, hash: &ContentHash) -> Result<Option<Staged>, StagingError> {
-        self.conn
-            .query_row(
-                &format!(
-                    "SELECT {COLS} FROM staged_memories WHERE content_hash = ?1
-                     AND state IN ('pending', 'failed', 'conflict') ORDER BY id LIMIT 1"
-                ),
-                [hash.as_str()],
-                row_to_staged,
-            )
-            .optional()
-            .map_err(|e| self.err(e))
+        open_row(&self.conn, hash.as_str()).map_err(|e| self.err(e))
     }
 
     /// Whether a row still waiting on something (pending, failed, conflict) is about `hash`.
