@@ -67,3 +67,53 @@ fn a_foreign_database_is_refused() {
     let e = Staging::open(&p).err().unwrap().to_string();
     assert!(e.contains("not a staging database"), "{e}");
 }
+
+#[test]
+fn a_version_1_database_is_migrated_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("staging.db");
+    let c = Connection::open(&p).unwrap();
+    c.execute_batch(schema::SCHEMA_V1).unwrap();
+    c.execute_batch(
+        "INSERT INTO pulled (content_hash, pulled_at) VALUES ('h1', 1.0);
+         INSERT INTO staged_memories (content_hash, content, operation, source_machine, staged_at, updated_at)
+           VALUES ('x', 'kept across the migration', 'store', 'm', 1.0, 1.0);",
+    )
+    .unwrap();
+    c.pragma_update(None, "application_id", APPLICATION_ID)
+        .unwrap();
+    c.pragma_update(None, "user_version", 1).unwrap();
+    drop(c);
+    let mut s = Staging::open(&p).unwrap();
+    let base = s.pulled().unwrap();
+    assert_eq!(
+        base.get("h1"),
+        Some(&None),
+        "rows pulled before v2 have no base fields"
+    );
+    assert_eq!(
+        s.in_state(State::Pending, 10).unwrap()[0].content,
+        "kept across the migration"
+    );
+    s.set_pulled([("h2", &fields(&["t"]))].into_iter(), &[], false)
+        .unwrap();
+    assert_eq!(s.pulled().unwrap()["h2"], Some(fields(&["t"])));
+    let v: i64 = s
+        .conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("staging.db");
+    drop(Staging::open(&p).unwrap());
+    let c = Connection::open(&p).unwrap();
+    c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(c);
+    let e = Staging::open(&p).err().unwrap().to_string();
+    assert!(e.contains("newer than this memsync knows"), "{e}");
+}
