@@ -66,6 +66,10 @@ struct BenchArgs {
     /// Seconds of writes in the lag phase.
     #[arg(long = "lag-duration", default_value_t = 20)]
     lag_duration: u64,
+    /// Lag probes: `both` (restore in a loop, and follow memsync's replica segment by segment),
+    /// or `follow` (only the latter: nothing else competes for the cores).
+    #[arg(long = "lag-probe", default_value = "both", value_parser = ["both", "follow"])]
+    lag_probe: String,
     /// Size of the restore-phase database, MB.
     #[arg(long = "size-mb", default_value_t = 200)]
     size_mb: u64,
@@ -546,6 +550,7 @@ fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
         rate: a.rate,
         duration: std::time::Duration::from_secs(a.duration),
         lag_duration: std::time::Duration::from_secs(a.lag_duration),
+        restore_probe: a.lag_probe == "both",
         size_mb: a.size_mb,
         runs: a.runs,
         sync_interval: a.sync_interval,

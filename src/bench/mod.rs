@@ -11,6 +11,7 @@
 //! - `restore`: a database bulk-filled to `size_mb`; time until the replica restores it (initial
 //!   sync), then restore time (median of `runs`) and MB/s.
 
+pub mod follow;
 pub mod proc;
 pub mod workload;
 
@@ -31,6 +32,10 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// Length of the lag phase.
     pub lag_duration: Duration,
+    /// Run the restore-in-a-loop lag probe (both replicators; the side-by-side figure). Without
+    /// it only memsync's replica is followed segment by segment, with nothing else competing
+    /// for the two cores.
+    pub restore_probe: bool,
     /// Size of the restore-phase database.
     pub size_mb: u64,
     /// Restores timed in the restore phase.
@@ -195,6 +200,7 @@ fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
     let (cfg, db, app, run) = start_on_new_db(o, r, &dir)?;
     let commits: Arc<Mutex<Vec<(i64, SystemTime)>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
+    let o_restore_probe = o.restore_probe;
     let prober = {
         let (r, cfg, db, out, done) = (
             r.clone(),
@@ -205,7 +211,7 @@ fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
         );
         std::thread::spawn(move || {
             let mut probes = Vec::new();
-            while !done.load(Ordering::Relaxed) {
+            while o_restore_probe && !done.load(Ordering::Relaxed) {
                 let ts = SystemTime::now();
                 let ok = r.restore(&cfg, &out, &db);
                 let te = SystemTime::now();
@@ -214,6 +220,11 @@ fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
             probes
         })
     };
+    // memsync's own replica is also followed segment by segment: the precise figure.
+    let follower = (r.name == "memsync").then(|| {
+        let (replica, out, done) = (dir.join("replica"), dir.join("follow.db"), done.clone());
+        std::thread::spawn(move || follow::probe(&replica, &out, &done))
+    });
     let mut rng = workload::Rng::new(2);
     let log = commits.clone();
     workload::write_steady(&app, o.rate, o.lag_duration, &mut rng, |id, t| {
@@ -223,6 +234,10 @@ fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
     std::thread::sleep(Duration::from_secs(5));
     done.store(true, Ordering::Relaxed);
     let probes = prober.join().map_err(|_| "prober panicked".to_string())?;
+    let followed = match follower {
+        Some(h) => Some(h.join().map_err(|_| "follower panicked".to_string())?),
+        None => None,
+    };
     run.stop();
     let commits = commits.lock().expect("lag log").clone();
     // Raw data for inspection: every probe (start, end, rows seen) and every commit (id, time).
@@ -260,6 +275,21 @@ fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
     f.push(("lag.upper_p95_s".into(), pct(&mut upper, 95.0)));
     f.push(("lag.lower_p50_s".into(), pct(&mut lower, 50.0)));
     f.push(("lag.lower_p95_s".into(), pct(&mut lower, 95.0)));
+    if let Some(seen) = followed {
+        // Commit → the first advance of the followed copy that holds its row.
+        let mut lag: Vec<f64> = commits
+            .iter()
+            .filter_map(|(id, t)| {
+                // Rows already there when following began have no measured arrival.
+                let i = seen.iter().position(|s| s.1 >= *id).filter(|&i| i > 0)?;
+                Some(secs(seen[i].0, *t))
+            })
+            .collect();
+        f.push(("lag.followed_commits".into(), lag.len() as f64));
+        f.push(("lag.follow_p50_s".into(), pct(&mut lag, 50.0)));
+        f.push(("lag.follow_p95_s".into(), pct(&mut lag, 95.0)));
+        f.push(("lag.follow_max_s".into(), pct(&mut lag, 100.0)));
+    }
     Ok(())
 }
 

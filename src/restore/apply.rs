@@ -26,7 +26,7 @@ pub(super) struct Built {
 }
 
 /// The database under construction and the hash of each of its pages.
-struct Target {
+pub(super) struct Target {
     file: File,
     path: String,
     page_size: PageSize,
@@ -89,7 +89,7 @@ pub(super) fn build(
     plan: &RestorePlan,
     tmp: &Path,
     opts: &RestoreOptions,
-) -> Result<Built, RestoreError> {
+) -> Result<(Built, Target), RestoreError> {
     let io = |source| RestoreError::Io {
         path: tmp.display().to_string(),
         source,
@@ -164,59 +164,73 @@ pub(super) fn build(
     // Segments: each is downloaded and verified whole before any of its pages is applied, so a
     // corrupt file can never leave a half-applied state.
     for key in &plan.segments {
-        let res = (|| {
-            let mut bytes = Vec::new();
-            ObjectReader::open(client, key, rt)?
-                .read_to_end(&mut bytes)
-                .map_err(|source| match source.kind() {
-                    // Compacted away while we read it: the caller lists and plans again.
-                    std::io::ErrorKind::NotFound => {
-                        RestoreError::Replica(crate::replica::ReplicaError::NotFound {
-                            replica: client.name().to_owned(),
-                            key: key.path(),
-                        })
-                    }
-                    _ => RestoreError::Io {
-                        path: key.path(),
-                        source,
-                    },
-                })?;
-            let file = replica_formats::decode_file(&bytes).map_err(corrupt(key))?;
-            Ok((file, bytes.len() as u64))
-        })();
-        let (file, size) = match res {
-            Ok(v) => v,
+        match apply_segment(client, rt, key, &mut t) {
+            Ok((txid, size)) => {
+                built.txid = txid;
+                built.files += 1;
+                built.bytes += size;
+            }
             Err(e @ RestoreError::Corrupt { .. }) if opts.fallback => {
                 crate::log::warn(&format!("{e}; restoring the state before it"));
                 built.stopped_at = Some(key.path());
                 break;
             }
             Err(e) => return Err(e),
-        };
-        if file.header.pre_checksum != t.checksum {
-            return Err(diverged(client, key, file.header.pre_checksum, t.checksum));
         }
-        for (pgno, data) in file.pages() {
-            t.write(pgno, data)?;
-        }
-        t.set_len(file.header.commit)?;
-        if file.trailer.post_checksum != t.checksum {
-            return Err(diverged(
-                client,
-                key,
-                file.trailer.post_checksum,
-                t.checksum,
-            ));
-        }
-        built.txid = file.header.max_txid;
-        built.files += 1;
-        built.bytes += size;
     }
     t.file.sync_all().map_err(io)?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    Ok(built)
+    Ok((built, t))
+}
+
+/// Downloads one segment, verifies it whole, checks that it follows the state built so far, and
+/// applies it; returns its last position and size.
+pub(super) fn apply_segment(
+    client: &ReplicaClient,
+    rt: &Handle,
+    key: &ObjectKey,
+    t: &mut Target,
+) -> Result<(TxId, u64), RestoreError> {
+    let corrupt = |source| RestoreError::Corrupt {
+        replica: client.name().to_owned(),
+        key: key.path(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    ObjectReader::open(client, key, rt)?
+        .read_to_end(&mut bytes)
+        .map_err(|source| match source.kind() {
+            // Compacted away while we read it: the caller lists and plans again.
+            std::io::ErrorKind::NotFound => {
+                RestoreError::Replica(crate::replica::ReplicaError::NotFound {
+                    replica: client.name().to_owned(),
+                    key: key.path(),
+                })
+            }
+            _ => RestoreError::Io {
+                path: key.path(),
+                source,
+            },
+        })?;
+    let file = replica_formats::decode_file(&bytes).map_err(corrupt)?;
+    if file.header.pre_checksum != t.checksum {
+        return Err(diverged(client, key, file.header.pre_checksum, t.checksum));
+    }
+    for (pgno, data) in file.pages() {
+        t.write(pgno, data)?;
+    }
+    t.set_len(file.header.commit)?;
+    if file.trailer.post_checksum != t.checksum {
+        return Err(diverged(
+            client,
+            key,
+            file.trailer.post_checksum,
+            t.checksum,
+        ));
+    }
+    Ok((file.header.max_txid, bytes.len() as u64))
 }
 
 fn diverged(

@@ -5,6 +5,7 @@
 //! fsynced, and only then renamed into place: a failed restore leaves nothing behind.
 
 mod apply;
+pub mod follow;
 
 use std::path::{Path, PathBuf};
 
@@ -169,7 +170,7 @@ pub fn restore(
         })?;
         let tmp = crate::fsutil::temp_sibling(out);
         match apply::build(client, rt, &plan, &tmp, opts) {
-            Ok(done) => {
+            Ok((done, _)) => {
                 if let Some(bad) = &done.stopped_at {
                     fell_back.get_or_insert_with(|| bad.clone());
                 }

@@ -1,0 +1,75 @@
+//! A restored copy kept current: restored once, then each new segment of the replica's chain is
+//! verified and applied as it appears, exactly as a restore would apply it.
+//!
+//! The benchmark's lag probe uses it: a full restore per probe measures the restore as much as
+//! the lag (tens of milliseconds), while following measures when a commit became restorable.
+
+use std::path::{Path, PathBuf};
+
+use replica_formats::{Target as PlanTarget, TxId};
+use tokio::runtime::Handle;
+
+use super::apply::{self, Target};
+use super::{IntegrityCheck, RestoreError, RestoreOptions};
+use crate::replica::ReplicaClient;
+
+/// A database file following a replica.
+pub struct Follower {
+    client: ReplicaClient,
+    target: Target,
+    txid: TxId,
+    path: PathBuf,
+}
+
+impl Follower {
+    /// Restores the latest state into `path` (which must not exist) and starts following.
+    pub fn start(
+        client: ReplicaClient,
+        rt: &Handle,
+        path: &Path,
+    ) -> Result<Follower, RestoreError> {
+        let keys = rt.block_on(client.list())?;
+        let plan = replica_formats::plan_restore(&keys, PlanTarget::Latest).map_err(|source| {
+            RestoreError::Plan {
+                replica: client.name().to_owned(),
+                source,
+            }
+        })?;
+        let opts = RestoreOptions {
+            output: path.to_path_buf(),
+            target: PlanTarget::Latest,
+            if_db_not_exists: false,
+            if_replica_exists: false,
+            integrity_check: IntegrityCheck::None,
+            fallback: false,
+            progress: false,
+        };
+        let (built, target) = apply::build(&client, rt, &plan, path, &opts)?;
+        Ok(Follower {
+            client,
+            target,
+            txid: built.txid,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Applies every segment that continues the chain; returns how many were applied.
+    pub fn catch_up(&mut self, rt: &Handle) -> Result<usize, RestoreError> {
+        let keys = rt.block_on(self.client.list())?;
+        let chain = replica_formats::chain_from(&keys, self.txid, PlanTarget::Latest);
+        for key in &chain {
+            let (txid, _) = apply::apply_segment(&self.client, rt, key, &mut self.target)?;
+            self.txid = txid;
+        }
+        Ok(chain.len())
+    }
+
+    /// The position the copy is at.
+    pub fn txid(&self) -> TxId {
+        self.txid
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
