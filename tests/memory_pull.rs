@@ -533,3 +533,49 @@ fn edits_flow_both_ways_and_only_edits_on_both_sides_conflict() {
             && tags_on(&remote, a).contains(&"local-edit".to_owned())
     );
 }
+
+#[test]
+fn pull_force_lets_the_server_win_and_still_keeps_the_local_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Server::start(&dir.path().join("remote"));
+    let local = Server::start(&dir.path().join("local"));
+    let m = Machine::new(&dir.path().join("m"), remote.port)
+        .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string())
+        .with("SYNC_CONFLICT_RESOLUTION", "merge");
+    let (staged, edited) = ("forced: staged locally", "forced: edited locally");
+    post(&remote, staged, &["server-tag"], json!({}));
+    post(&remote, edited, &["t"], json!({}));
+    m.ok(&["pull"]);
+    m.ok(&["store", "--offline", "--tags", "local-tag", staged]);
+    put_tags(&local, edited, &["local-edit"]);
+    put_tags(&remote, edited, &["server-edit"]);
+    let out = m.ok(&["pull", "--force"]);
+    assert!(out.contains("conflicts 2"), "{out}");
+    // The server's versions win locally, nothing is left to push...
+    assert_eq!(tags_on(&local, staged), vec!["server-tag"]);
+    assert_eq!(tags_on(&local, edited), vec!["server-edit"]);
+    assert_eq!(m.staged("pending"), 0);
+    assert!(m.ok(&["push"]).contains("pushed 0"));
+    assert_eq!(tags_on(&remote, edited), vec!["server-edit"]);
+    // ...and both local versions are kept in the conflict records.
+    let export: serde_json::Value = serde_json::from_str(&m.ok(&["export"])).unwrap();
+    let kept: Vec<&serde_json::Value> = export["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["resolution"] == "remote")
+        .collect();
+    assert_eq!(kept.len(), 2);
+    assert!(kept.iter().any(|c| {
+        c["local"]["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("local-edit"))
+    }));
+    assert!(kept.iter().any(|c| {
+        c["local"]["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("local-tag"))
+    }));
+}
