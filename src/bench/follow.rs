@@ -20,28 +20,31 @@ pub fn probe(replica: &Path, out: &Path, done: &AtomicBool) -> Vec<(SystemTime, 
     let Ok(rc) = crate::config::replica_from_url(&format!("file://{}", replica.display())) else {
         return seen;
     };
-    // The replica (its folder included) appears with the replicator's first snapshot.
-    let mut follower = loop {
-        if done.load(Ordering::Relaxed) {
-            return seen;
-        }
+    // The replica (its folder included) appears with the replicator's first snapshot. A
+    // follower that can no longer continue (its next file compacted away, a new chain) starts
+    // over from a fresh restore: commits it sees then are still measured, none is dropped.
+    while !done.load(Ordering::Relaxed) {
         let _ = std::fs::remove_file(out);
         let started = crate::replica::client_for(&rc, false)
             .ok()
             .and_then(|c| Follower::start(c, rt.handle(), out).ok());
-        match started {
-            Some(f) => break f,
-            None => std::thread::sleep(POLL * 5),
-        }
-    };
-    seen.push((SystemTime::now(), super::count_rows(follower.path())));
-    while !done.load(Ordering::Relaxed) {
-        match follower.catch_up(rt.handle()) {
-            Ok(0) => std::thread::sleep(POLL),
-            Ok(_) => seen.push((SystemTime::now(), super::count_rows(follower.path()))),
-            Err(e) => {
-                crate::log::warn(&format!("bench: follower stopped: {e}"));
-                break;
+        let Some(mut follower) = started else {
+            std::thread::sleep(POLL * 5);
+            continue;
+        };
+        seen.push((SystemTime::now(), super::count_rows(follower.path())));
+        while !done.load(Ordering::Relaxed) {
+            match follower.catch_up(rt.handle()) {
+                Ok(0) => std::thread::sleep(POLL),
+                Ok(_) => {
+                    // The time the copy advanced, before counting its rows.
+                    let at = SystemTime::now();
+                    seen.push((at, super::count_rows(follower.path())));
+                }
+                Err(e) => {
+                    crate::log::debug(&format!("bench: follower starts over: {e}"));
+                    break;
+                }
             }
         }
     }

@@ -286,6 +286,10 @@ fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
             })
             .collect();
         f.push(("lag.followed_commits".into(), lag.len() as f64));
+        // Commits the copy never showed (they would bias the percentiles low if ignored).
+        let last_seen = seen.last().map_or(0, |s| s.1);
+        let missed = commits.iter().filter(|(id, _)| *id > last_seen).count();
+        f.push(("lag.unobserved_commits".into(), missed as f64));
         f.push(("lag.follow_p50_s".into(), pct(&mut lag, 50.0)));
         f.push(("lag.follow_p95_s".into(), pct(&mut lag, 95.0)));
         f.push(("lag.follow_max_s".into(), pct(&mut lag, 100.0)));

@@ -301,13 +301,13 @@ pub fn pull(ctx: &Ctx, opts: &PullOptions) -> Result<PullReport, MemoryError> {
             LocalDb::open(&ctx.settings.memory_db)?
         };
         // A dry run creates no staging file: it plans against an empty one.
-        let mut st = match (
-            opts.dry_run,
-            Staging::open_existing(&ctx.settings.staging_db)?,
-        ) {
-            (_, Some(st)) => st,
-            (true, None) => Staging::in_memory()?,
-            (false, None) => ctx.staging()?,
+        let mut st = if opts.dry_run {
+            match Staging::open_read_only(&ctx.settings.staging_db)? {
+                Some(st) => st,
+                None => Staging::in_memory()?,
+            }
+        } else {
+            ctx.staging()?
         };
         let client = ctx.client()?;
         let remote = match &ctx.settings.replica {

@@ -57,7 +57,25 @@ impl Follower {
     pub fn catch_up(&mut self, rt: &Handle) -> Result<usize, RestoreError> {
         let keys = rt.block_on(self.client.list())?;
         let chain = replica_formats::chain_from(&keys, self.txid, PlanTarget::Latest);
+        if chain.is_empty()
+            && let Some(next) = keys
+                .iter()
+                .filter(|k| !k.is_snapshot() && k.max_txid() > self.txid)
+                .map(|k| k.min_txid())
+                .min()
+        {
+            // Compaction or a new snapshot chain left nothing that continues from here: the
+            // caller starts over rather than wait forever.
+            return Err(RestoreError::Plan {
+                replica: self.client.name().to_owned(),
+                source: replica_formats::PlanError::Gap {
+                    at: self.txid,
+                    next_available: Some(next),
+                },
+            });
+        }
         for key in &chain {
+            // A failure leaves the copy half-applied: the caller must start over.
             let (txid, _) = apply::apply_segment(&self.client, rt, key, &mut self.target)?;
             self.txid = txid;
         }

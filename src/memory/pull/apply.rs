@@ -147,7 +147,7 @@ pub fn apply(
         .seen
         .iter()
         .map(|&i| (r[i].hash.as_str(), &r[i].fields));
-    staging.set_pulled(seen, &plan.remove, plan.full)?;
+    staging.set_pulled(seen, &plan.remove, plan.full, &plan.keep_base)?;
     staging.state_set("last_pull", &iso(t))?;
     Ok(rep)
 }

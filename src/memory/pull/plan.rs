@@ -60,6 +60,10 @@ pub struct Plan {
     /// The live server records this plan looked at (the tag filter's selection): they become
     /// the new base.
     pub seen: Vec<usize>,
+    /// Local memories whose base must survive a full pull's replacement of the base set: removal
+    /// candidates (a vetoed removal or an open deleted-remotely conflict must still be known
+    /// as "seen on the server" next time).
+    pub keep_base: Vec<String>,
     /// Whether this plan covers the whole server (no tag filter): then the pulled set is
     /// replaced, and removals are possible at all.
     pub full: bool,
@@ -95,7 +99,6 @@ pub fn plan(
         if !selected(&r.fields) {
             continue;
         }
-        plan.seen.push(i);
         let b = base.get(&r.hash).and_then(Option::as_ref);
         // Never pulled (or pulled before the base was kept): count it as changed on the server.
         let remote_changed = b.is_none_or(|b| conflict::differs(b, &r.fields));
@@ -108,7 +111,9 @@ pub fn plan(
         let mut show = r.fields.clone();
         if let Some(s) = staged {
             if s.state == State::Conflict {
-                plan.unchanged += 1; // already waiting for `resolve-conflicts`
+                // Already waiting for `resolve-conflicts` (even with `--force`); its base stays
+                // the version the conflict was recorded against.
+                plan.unchanged += 1;
                 continue;
             }
             if !conflict::differs(&s.fields, &r.fields) {
@@ -126,6 +131,8 @@ pub fn plan(
                 show = s.fields.clone();
             }
         }
+        // From here on the record is reconciled: it becomes the new base.
+        plan.seen.push(i);
         match l {
             None => plan.add.push((i, show)),
             Some(l) if l.deleted_at.is_some() => {
@@ -145,10 +152,16 @@ pub fn plan(
                 }
             }
             Some(l) => {
-                let local_changed = b.is_some_and(|b| conflict::differs(b, &l.fields));
+                // Without a base (never pulled, or pulled before v2) a difference counts as a
+                // change on both sides: a conflict keeps both rather than guess.
+                let local_changed = b.is_none_or(|b| conflict::differs(b, &l.fields));
                 let already_staged = staging.knows_open(&l.hash)?;
-                if !local_changed || already_staged {
+                if !local_changed {
                     plan.change.push((i, show));
+                } else if already_staged && !opts.force {
+                    // Edited again while a staged change waits: folded into the staged row
+                    // (staging merges), never written over.
+                    plan.stage_local.push(l);
                 } else if !remote_changed && !opts.force {
                     plan.stage_local.push(l);
                 } else {
@@ -183,6 +196,12 @@ pub fn plan(
             Some(h) => staging.open_for(&h)?,
             None => None,
         };
+        // Until a removal is carried out, the memory keeps its base.
+        plan.keep_base.push(l.hash.clone());
+        let edited = base
+            .get(&l.hash)
+            .and_then(Option::as_ref)
+            .is_some_and(|b| conflict::differs(b, &l.fields));
         match staged {
             Some(s) if s.state == State::Conflict => plan.unchanged += 1,
             Some(s) => plan.conflicts.push(PlannedConflict {
@@ -190,7 +209,13 @@ pub fn plan(
                 kind: Kind::DeletedRemotely,
                 remote: None,
             }),
-            _ => plan.remove.push(l.hash),
+            // Edited here, deleted there: a conflict, not a silent delete.
+            None if edited => plan.conflicts.push(PlannedConflict {
+                side: ConflictSide::LocalEdit(l),
+                kind: Kind::DeletedRemotely,
+                remote: None,
+            }),
+            None => plan.remove.push(l.hash),
         }
     }
     Ok(plan)

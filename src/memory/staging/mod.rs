@@ -280,6 +280,40 @@ impl Staging {
         Ok(s)
     }
 
+    /// Opens an existing staging database read-only (for `pull --dry-run`): nothing is created
+    /// or migrated; a database that needs migrating is reported instead.
+    pub fn open_read_only(path: &Path) -> Result<Option<Staging>, StagingError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let err = |source| StagingError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(15))
+            .map_err(err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
+        let app: i64 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(err)?;
+        if version != SCHEMA_VERSION || app != APPLICATION_ID {
+            return Err(StagingError::Unusable {
+                path: path.to_owned(),
+                reason: format!(
+                    "schema version {version}, this memsync uses {SCHEMA_VERSION}: run `memsync init` first (a dry run changes nothing, not even this)"
+                ),
+            });
+        }
+        Ok(Some(Staging {
+            conn,
+            path: path.to_owned(),
+        }))
+    }
+
     /// Opens an existing staging database without creating one.
     pub fn open_existing(path: &Path) -> Result<Option<Staging>, StagingError> {
         if !path.exists() {

@@ -94,13 +94,14 @@ impl Staging {
             .map_err(|e| self.err(e))
     }
 
-    /// Records what a pull saw: replaces the whole set (`full`) or extends it, and forgets
-    /// `removed`.
+    /// Records what a pull saw: replaces the whole set (`full`, except the `keep` rows) or
+    /// extends it, and forgets `removed`.
     pub fn set_pulled<'a>(
         &mut self,
         seen: impl Iterator<Item = (&'a str, &'a Fields)>,
         removed: &[String],
         full: bool,
+        keep: &[String],
     ) -> Result<(), StagingError> {
         let path = self.path.clone();
         let err = |source| StagingError::Sqlite {
@@ -110,7 +111,12 @@ impl Staging {
         let tx = self.conn.transaction().map_err(err)?;
         let t = now();
         if full {
-            tx.execute("DELETE FROM pulled", []).map_err(err)?;
+            let keep = serde_json::to_string(keep).unwrap_or_else(|_| "[]".into());
+            tx.execute(
+                "DELETE FROM pulled WHERE content_hash NOT IN (SELECT value FROM json_each(?1))",
+                [keep],
+            )
+            .map_err(err)?;
         }
         for h in removed {
             tx.execute("DELETE FROM pulled WHERE content_hash = ?1", [h])

@@ -95,7 +95,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
         s.in_state(State::Pending, 10).unwrap()[0].content,
         "kept across the migration"
     );
-    s.set_pulled([("h2", &fields(&["t"]))].into_iter(), &[], false)
+    s.set_pulled([("h2", &fields(&["t"]))].into_iter(), &[], false, &[])
         .unwrap();
     assert_eq!(s.pulled().unwrap()["h2"], Some(fields(&["t"])));
     let v: i64 = s
