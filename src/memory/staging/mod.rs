@@ -165,6 +165,17 @@ pub enum StagingError {
 }
 
 impl StagingError {
+    /// Another connection holds the lock SQLite needed.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            StagingError::Sqlite { source, .. } if matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            )
+        )
+    }
+
     /// The file is damaged (what `memsync repair` rebuilds), as opposed to busy or foreign.
     pub fn is_damage(&self) -> bool {
         matches!(
@@ -263,8 +274,18 @@ impl Staging {
             conn,
             path: path.to_owned(),
         };
-        s.setup()?;
-        Ok(s)
+        // Switching a new file to WAL can answer "locked" at once, without waiting, while
+        // another process sets it up at the same moment: wait for that one instead.
+        let t0 = std::time::Instant::now();
+        loop {
+            match s.setup() {
+                Ok(()) => return Ok(s),
+                Err(e) if e.is_busy() && t0.elapsed() < std::time::Duration::from_secs(15) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// An empty staging database in memory: what `pull --dry-run` plans against when no
@@ -350,27 +371,10 @@ impl Staging {
         let app: i64 = c
             .pragma_query_value(None, "application_id", |r| r.get(0))
             .map_err(|e| self.err(e))?;
-        if version > SCHEMA_VERSION {
-            return Err(StagingError::Unusable {
-                path: self.path.clone(),
-                reason: format!(
-                    "schema version {version} is newer than this memsync knows ({SCHEMA_VERSION}); upgrade memsync"
-                ),
-            });
+        if version == SCHEMA_VERSION && app == APPLICATION_ID {
+            return Ok(());
         }
-        if version >= 1 && app != APPLICATION_ID {
-            return Err(StagingError::Unusable {
-                path: self.path.clone(),
-                reason: "not a memsync staging database (wrong application id)".into(),
-            });
-        }
-        if version == 0 {
-            schema::migrate_from_v0(&mut self.conn, &self.path)?;
-        }
-        if version <= 1 {
-            schema::migrate_v1_to_v2(&mut self.conn, &self.path)?;
-        }
-        Ok(())
+        schema::migrate(&mut self.conn, &self.path)
     }
 
     /// Stages a store. The same content already waiting is not staged twice: its tags and
@@ -435,33 +439,6 @@ impl Staging {
         };
         tx.commit().map_err(err)?;
         Ok(result)
-    }
-
-    /// Copies a row as it is (operation, state, flags), for a rebuild; returns its new id.
-    pub fn insert_copy(&self, s: &Staged) -> Result<i64, StagingError> {
-        self.exec(
-            "INSERT INTO staged_memories (content_hash, content, tags, memory_type, metadata,
-                   operation, state, outcome, attempts, last_error, restore_deleted, source_machine,
-                   staged_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            params![
-                s.hash.as_str(),
-                s.content,
-                serde_json::to_string(&s.fields.tags).unwrap_or_default(),
-                s.fields.memory_type,
-                Value::Object(s.fields.metadata.clone()).to_string(),
-                s.op.as_str(),
-                s.state.as_str(),
-                s.outcome,
-                s.attempts,
-                s.last_error,
-                s.restore_deleted as i64,
-                s.source_machine,
-                s.staged_at,
-                now()
-            ],
-        )?;
-        Ok(self.conn.last_insert_rowid())
     }
 
     /// Rows in `state`, oldest first.

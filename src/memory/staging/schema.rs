@@ -11,7 +11,10 @@ use super::{APPLICATION_ID, SCHEMA_VERSION, StagingError, now};
 /// the common base that tells a local edit from a remote one.
 const V1_TO_V2: &str = "ALTER TABLE pulled ADD COLUMN fields TEXT;";
 
-pub(super) fn migrate_v1_to_v2(conn: &mut Connection, path: &Path) -> Result<(), StagingError> {
+/// Brings the database to [`SCHEMA_VERSION`] in one IMMEDIATE transaction. The version is read
+/// again inside it: another process opening the same new file at the same moment may have
+/// migrated it first, and then there is nothing left to do.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StagingError> {
     let err = |source| StagingError::Sqlite {
         path: path.to_path_buf(),
         source,
@@ -19,8 +22,34 @@ pub(super) fn migrate_v1_to_v2(conn: &mut Connection, path: &Path) -> Result<(),
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(err)?;
-    tx.execute_batch(V1_TO_V2).map_err(err)?;
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    let app: i64 = tx
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(err)?;
+    if version > SCHEMA_VERSION {
+        return Err(StagingError::Unusable {
+            path: path.to_path_buf(),
+            reason: format!(
+                "schema version {version} is newer than this memsync knows ({SCHEMA_VERSION}); upgrade memsync"
+            ),
+        });
+    }
+    if version >= 1 && app != APPLICATION_ID {
+        return Err(StagingError::Unusable {
+            path: path.to_path_buf(),
+            reason: "not a memsync staging database (wrong application id)".into(),
+        });
+    }
+    if version == 0 {
+        migrate_from_v0(&tx, path)?;
+    }
+    if version <= 1 {
+        tx.execute_batch(V1_TO_V2).map_err(err)?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)
+        .and_then(|_| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
         .map_err(err)?;
     tx.commit().map_err(err)
 }
@@ -82,15 +111,12 @@ CREATE TABLE sync_state (
 
 /// Version 0 → 1. Version 0 is either an empty file or the upstream scripts' schema (`staged_memories` with
 /// a TEXT id and `conflict_status`); its rows are carried over as pending stores.
-pub(super) fn migrate_from_v0(conn: &mut Connection, path: &Path) -> Result<(), StagingError> {
+fn migrate_from_v0(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<(), StagingError> {
     let path = path.to_path_buf();
     let err = |source| StagingError::Sqlite {
         path: path.clone(),
         source,
     };
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(err)?;
     let tables: Vec<String> = tx
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
@@ -174,8 +200,5 @@ pub(super) fn migrate_from_v0(conn: &mut Connection, path: &Path) -> Result<(), 
         )
         .map_err(err)?;
     }
-    tx.pragma_update(None, "application_id", APPLICATION_ID)
-        .and_then(|_| tx.pragma_update(None, "user_version", 1))
-        .map_err(err)?;
-    tx.commit().map_err(err)
+    Ok(())
 }

@@ -117,3 +117,26 @@ fn a_newer_schema_is_refused() {
     let e = Staging::open(&p).err().unwrap().to_string();
     assert!(e.contains("newer than this memsync knows"), "{e}");
 }
+
+#[test]
+fn processes_creating_the_same_staging_database_at_once_all_succeed() {
+    // `sync --watch` and a `store` starting together on a fresh machine (seen in CI).
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("staging.db");
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    let mut s = Staging::open(&p).map_err(|e| e.to_string())?;
+                    s.stage(&format!("round {round} writer {i}"), &fields(&[]), "m")
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        assert_eq!(Staging::open(&p).unwrap().count(State::Pending).unwrap(), 4);
+    }
+}

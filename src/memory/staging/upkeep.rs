@@ -2,10 +2,39 @@
 
 use rusqlite::params;
 
-use super::{Staging, StagingError, now};
+use serde_json::Value;
+
+use super::{Staged, Staging, StagingError, now};
 use crate::memory::hash::ContentHash;
 
 impl Staging {
+    /// Copies a row as it is (operation, state, flags), for a rebuild; returns its new id.
+    pub fn insert_copy(&self, s: &Staged) -> Result<i64, StagingError> {
+        self.exec(
+            "INSERT INTO staged_memories (content_hash, content, tags, memory_type, metadata,
+                   operation, state, outcome, attempts, last_error, restore_deleted, source_machine,
+                   staged_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                s.hash.as_str(),
+                s.content,
+                serde_json::to_string(&s.fields.tags).unwrap_or_default(),
+                s.fields.memory_type,
+                Value::Object(s.fields.metadata.clone()).to_string(),
+                s.op.as_str(),
+                s.state.as_str(),
+                s.outcome,
+                s.attempts,
+                s.last_error,
+                s.restore_deleted as i64,
+                s.source_machine,
+                s.staged_at,
+                now()
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
     /// Deletes pushed and resolved rows older than `age_secs` (their conflict records stay).
     pub fn prune_done(&self, age_secs: f64) -> Result<usize, StagingError> {
         self.exec(
