@@ -10,32 +10,6 @@ use std::time::Duration;
 use common::mms::{Machine, Server, curl, hash_of};
 use serde_json::json;
 
-fn post(server: &Server, content: &str, tags: &[&str], meta: serde_json::Value) {
-    let (status, body) = curl(
-        "POST",
-        &format!("{}/api/memories", server.url()),
-        Some(&json!({"content": content, "tags": tags, "memory_type": "note", "metadata": meta})),
-    );
-    assert!(status == 200 && body["success"] == true, "{status} {body}");
-}
-
-fn remote_tags(server: &Server, content: &str) -> Vec<String> {
-    let (status, body) = curl(
-        "GET",
-        &format!("{}/api/memories/{}", server.url(), hash_of(content)),
-        None,
-    );
-    assert_eq!(status, 200, "{body}");
-    let mut t: Vec<String> = body["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
-    t.sort();
-    t
-}
-
 /// Fingerprint of a database's files, to prove a dry run wrote nothing.
 fn files_digest(db: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     ["", "-wal"]
@@ -61,8 +35,7 @@ fn pull_into_a_database_being_read_keeps_it_sound_and_keeps_staged_changes() {
         } else {
             &["bulk"]
         };
-        post(
-            &remote,
+        remote.post(
             &format!("remote memory {i}: {}", "some words ".repeat(i % 9)),
             tags,
             json!({"i": i}),
@@ -203,12 +176,7 @@ fn pull_into_a_database_being_read_keeps_it_sound_and_keeps_staged_changes() {
 /// Sets up one real conflict: the server holds `content` with a server tag and metadata, and
 /// the machine has the same content staged with its own tag.
 fn conflict_on(server: &Server, m: &Machine, content: &str) {
-    post(
-        server,
-        content,
-        &["server-tag"],
-        json!({"origin": "server"}),
-    );
+    server.post(content, &["server-tag"], json!({"origin": "server"}));
     m.ok(&[
         "store",
         "--offline",
@@ -257,7 +225,7 @@ fn each_conflict_policy_settles_a_real_conflict() {
         v
     };
     assert_eq!(
-        remote_tags(&server, cm),
+        server.tags(cm),
         sorted(&["local-tag", "project:p", "server-tag", &src])
     );
     let (_, body) = curl(
@@ -275,10 +243,7 @@ fn each_conflict_policy_settles_a_real_conflict() {
 
     only(cl);
     policy("local").ok(&["push"]);
-    assert_eq!(
-        remote_tags(&server, cl),
-        sorted(&["local-tag", "project:p", &src])
-    );
+    assert_eq!(server.tags(cl), sorted(&["local-tag", "project:p", &src]));
 
     only(cr);
     let out = policy("remote").ok(&["push"]);
@@ -286,7 +251,7 @@ fn each_conflict_policy_settles_a_real_conflict() {
         out.contains("conflicts 1") && out.contains("updated 0"),
         "{out}"
     );
-    assert_eq!(remote_tags(&server, cr), vec!["server-tag"]);
+    assert_eq!(server.tags(cr), vec!["server-tag"]);
     // The local version is not lost: it is in the conflict record.
     let export = m.ok(&["export"]);
     let v: serde_json::Value = serde_json::from_str(&export).unwrap();
@@ -307,7 +272,7 @@ fn each_conflict_policy_settles_a_real_conflict() {
     only(cx);
     let out = policy("manual").ok(&["push"]);
     assert!(out.contains("conflicts 1"), "{out}");
-    assert_eq!(remote_tags(&server, cx), vec!["server-tag"]);
+    assert_eq!(server.tags(cx), vec!["server-tag"]);
     assert_eq!(m.staged("conflict"), 1);
     let listed = m.ok(&["resolve-conflicts"]);
     assert!(
@@ -321,8 +286,8 @@ fn each_conflict_policy_settles_a_real_conflict() {
     assert!(out.contains("settled: merge"), "{out}");
     m.ok(&["push"]);
     assert!(
-        remote_tags(&server, cx).contains(&"local-tag".to_owned())
-            && remote_tags(&server, cx).contains(&"server-tag".to_owned())
+        server.tags(cx).contains(&"local-tag".to_owned())
+            && server.tags(cx).contains(&"server-tag".to_owned())
     );
     assert!(m.ok(&["status"]).contains("conflicts  0 open"));
     assert_eq!(server.live_count(), 4, "conflicts never duplicate a memory");
@@ -338,7 +303,7 @@ fn stored_locally_deleted_remotely_is_a_conflict_settled_by_policy() {
     let server = Server::start_with(&dir.path().join("server"), &[("MMS_EVENTLOG", "1")]);
     let m = Machine::new(&dir.path().join("m"), server.port);
     for c in ["deleted then kept", "deleted then dropped"] {
-        post(&server, c, &["x"], json!({}));
+        server.post(c, &["x"], json!({}));
         let (status, _) = curl(
             "DELETE",
             &format!("{}/api/memories/{}", server.url(), hash_of(c)),
@@ -386,8 +351,7 @@ fn pull_from_the_servers_replica_brings_embeddings_the_local_service_searches() 
     let remote = Server::start(&dir.path().join("remote"));
     let local = Server::start(&dir.path().join("local"));
     for i in 0..15 {
-        post(
-            &remote,
+        remote.post(
             &format!("replicated memory {i}"),
             &["from-replica"],
             json!({}),
@@ -446,19 +410,6 @@ fn pull_from_the_servers_replica_brings_embeddings_the_local_service_searches() 
     assert_eq!(body["total_found"], 15, "{body}");
 }
 
-fn put_tags(server: &Server, content: &str, tags: &[&str]) {
-    let (status, body) = curl(
-        "PUT",
-        &format!("{}/api/memories/{}", server.url(), hash_of(content)),
-        Some(&json!({ "tags": tags })),
-    );
-    assert_eq!(status, 200, "{body}");
-}
-
-fn tags_on(server: &Server, content: &str) -> Vec<String> {
-    remote_tags(server, content)
-}
-
 #[test]
 fn edits_flow_both_ways_and_only_edits_on_both_sides_conflict() {
     let dir = tempfile::tempdir().unwrap();
@@ -473,15 +424,15 @@ fn edits_flow_both_ways_and_only_edits_on_both_sides_conflict() {
         "retagged on the server",
     );
     for x in [a, b, c] {
-        post(&remote, x, &["t"], json!({}));
+        remote.post(x, &["t"], json!({}));
     }
-    post(&remote, d, &["work"], json!({}));
+    remote.post(d, &["work"], json!({}));
     m.ok(&["pull"]);
     // The local service edits a and c; the server edits b and c.
-    put_tags(&local, a, &["t", "local-edit"]);
-    put_tags(&local, c, &["local-c"]);
-    put_tags(&remote, b, &["t", "server-edit"]);
-    put_tags(&remote, c, &["server-c"]);
+    local.put_tags(a, &["t", "local-edit"]);
+    local.put_tags(c, &["local-c"]);
+    remote.put_tags(b, &["t", "server-edit"]);
+    remote.put_tags(c, &["server-c"]);
     let out = m.ok(&["sync"]);
     assert!(
         out.contains("local edits staged 1")
@@ -490,18 +441,18 @@ fn edits_flow_both_ways_and_only_edits_on_both_sides_conflict() {
         "{out}"
     );
     assert_eq!(
-        tags_on(&remote, a),
+        remote.tags(a),
         vec!["local-edit", "t"],
         "the local edit reached the server"
     );
     assert_eq!(
-        tags_on(&local, b),
+        local.tags(b),
         vec!["server-edit", "t"],
         "the server's edit reached the local service"
     );
-    assert_eq!(tags_on(&remote, c), vec!["local-c", "server-c"], "merged");
+    assert_eq!(remote.tags(c), vec!["local-c", "server-c"], "merged");
     m.ok(&["pull"]);
-    assert_eq!(tags_on(&local, c), vec!["local-c", "server-c"]);
+    assert_eq!(local.tags(c), vec!["local-c", "server-c"]);
     // Settled once: pulling again finds nothing to do and records no new conflict.
     let out = m.ok(&["sync"]);
     assert!(
@@ -512,7 +463,7 @@ fn edits_flow_both_ways_and_only_edits_on_both_sides_conflict() {
     assert_eq!(export["conflicts"].as_array().unwrap().len(), 1);
 
     // A tag-filtered pull never removes: d now carries other tags, it was not deleted.
-    put_tags(&remote, d, &["personal"]);
+    remote.put_tags(d, &["personal"]);
     let out = m.ok(&["pull", "--tags", "work"]);
     assert!(out.contains("removed 0"), "{out}");
     let (status, _) = curl(
@@ -529,8 +480,8 @@ fn edits_flow_both_ways_and_only_edits_on_both_sides_conflict() {
         "{out}"
     );
     assert!(
-        tags_on(&remote, a).contains(&"extra".to_owned())
-            && tags_on(&remote, a).contains(&"local-edit".to_owned())
+        remote.tags(a).contains(&"extra".to_owned())
+            && remote.tags(a).contains(&"local-edit".to_owned())
     );
 }
 
@@ -543,20 +494,20 @@ fn pull_force_lets_the_server_win_and_still_keeps_the_local_side() {
         .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string())
         .with("SYNC_CONFLICT_RESOLUTION", "merge");
     let (staged, edited) = ("forced: staged locally", "forced: edited locally");
-    post(&remote, staged, &["server-tag"], json!({}));
-    post(&remote, edited, &["t"], json!({}));
+    remote.post(staged, &["server-tag"], json!({}));
+    remote.post(edited, &["t"], json!({}));
     m.ok(&["pull"]);
     m.ok(&["store", "--offline", "--tags", "local-tag", staged]);
-    put_tags(&local, edited, &["local-edit"]);
-    put_tags(&remote, edited, &["server-edit"]);
+    local.put_tags(edited, &["local-edit"]);
+    remote.put_tags(edited, &["server-edit"]);
     let out = m.ok(&["pull", "--force"]);
     assert!(out.contains("conflicts 2"), "{out}");
     // The server's versions win locally, nothing is left to push...
-    assert_eq!(tags_on(&local, staged), vec!["server-tag"]);
-    assert_eq!(tags_on(&local, edited), vec!["server-edit"]);
+    assert_eq!(local.tags(staged), vec!["server-tag"]);
+    assert_eq!(local.tags(edited), vec!["server-edit"]);
     assert_eq!(m.staged("pending"), 0);
     assert!(m.ok(&["push"]).contains("pushed 0"));
-    assert_eq!(tags_on(&remote, edited), vec!["server-edit"]);
+    assert_eq!(remote.tags(edited), vec!["server-edit"]);
     // ...and both local versions are kept in the conflict records.
     let export: serde_json::Value = serde_json::from_str(&m.ok(&["export"])).unwrap();
     let kept: Vec<&serde_json::Value> = export["conflicts"]

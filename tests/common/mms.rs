@@ -158,35 +158,68 @@ impl Server {
         self.launch();
     }
 
-    /// Live memory rows with this hash, read from the server's database file.
-    pub fn rows_with_hash(&self, hash: &str) -> i64 {
+    /// A read-only look at the server's database file.
+    fn read_db(&self) -> rusqlite::Connection {
         let c = rusqlite::Connection::open_with_flags(
             self.db(),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .unwrap();
         c.busy_timeout(Duration::from_secs(10)).unwrap();
-        c.query_row(
-            "SELECT COUNT(*) FROM memories WHERE content_hash = ?1 AND deleted_at IS NULL",
-            [hash],
-            |r| r.get(0),
-        )
-        .unwrap()
+        c
+    }
+
+    /// Live memory rows with this hash, read from the server's database file.
+    pub fn rows_with_hash(&self, hash: &str) -> i64 {
+        self.read_db()
+            .query_row(
+                "SELECT COUNT(*) FROM memories WHERE content_hash = ?1 AND deleted_at IS NULL",
+                [hash],
+                |r| r.get(0),
+            )
+            .unwrap()
     }
 
     pub fn live_count(&self) -> i64 {
-        let c = rusqlite::Connection::open_with_flags(
-            self.db(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
-        c.busy_timeout(Duration::from_secs(10)).unwrap();
-        c.query_row(
-            "SELECT COUNT(*) FROM memories WHERE deleted_at IS NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap_or(0)
+        self.read_db()
+            .query_row(
+                "SELECT COUNT(*) FROM memories WHERE deleted_at IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0)
+    }
+
+    /// Stores a memory through the REST API (curl), as another client of the server would.
+    pub fn post(&self, content: &str, tags: &[&str], meta: serde_json::Value) {
+        let body = serde_json::json!({"content": content, "tags": tags, "memory_type": "note", "metadata": meta});
+        let (status, answer) = curl("POST", &format!("{}/api/memories", self.url()), Some(&body));
+        assert!(
+            status == 200 && answer["success"] == true,
+            "{status} {answer}"
+        );
+    }
+
+    /// Replaces a memory's tags through the REST API.
+    pub fn put_tags(&self, content: &str, tags: &[&str]) {
+        let url = format!("{}/api/memories/{}", self.url(), hash_of(content));
+        let (status, body) = curl("PUT", &url, Some(&serde_json::json!({ "tags": tags })));
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// A memory's tags as the server returns them, sorted.
+    pub fn tags(&self, content: &str) -> Vec<String> {
+        let url = format!("{}/api/memories/{}", self.url(), hash_of(content));
+        let (status, body) = curl("GET", &url, None);
+        assert_eq!(status, 200, "{body}");
+        let mut t: Vec<String> = body["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        t.sort();
+        t
     }
 }
 
