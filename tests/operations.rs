@@ -1,4 +1,4 @@
-//! Several databases and replicas in one process, the metrics endpoint, and retention.
+//! Several databases and replicas in one process, the metrics endpoint, retention, and signals.
 
 mod common;
 
@@ -123,4 +123,29 @@ fn retention_prunes_old_files_and_keeps_the_window_restorable() {
     let out = s.restore("restored.db", &["-integrity-check", "full"]);
     let c = check_sound(&out);
     assert_same(&app, &c);
+}
+
+/// SIGTERM while the first snapshot of a large database is still being written: the process
+/// finishes that snapshot, ships it and exits 0 (it used to die of the signal, because the
+/// handler was only installed once every database had started).
+#[test]
+fn sigterm_during_startup_flushes_and_exits_zero() {
+    let s = Scene::new("", "");
+    let c = app_conn(&s.db);
+    c.execute_batch(
+        "CREATE TABLE blobs(b BLOB);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000)
+         INSERT INTO blobs SELECT randomblob(4000) FROM n;",
+    )
+    .unwrap();
+    let r = s.start();
+    std::thread::sleep(Duration::from_millis(150));
+    let (st, log) = r.stop();
+    assert!(st.success(), "replicate exited {st}: {log}");
+    let out = s.restore("restored.db", &["-integrity-check", "quick"]);
+    let restored = rusqlite::Connection::open(&out).unwrap();
+    let n: i64 = restored
+        .query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 30000);
 }

@@ -79,6 +79,24 @@ pub fn run(
 ) -> Result<Vec<DbHandle>, ReplicateError> {
     let rt =
         crate::runtime().map_err(|e| ReplicateError::Setup(format!("starting runtime: {e}")))?;
+    // Signals are caught before anything starts: a SIGTERM during a long startup (a first
+    // snapshot) must still mean "flush and exit 0", not the default kill.
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    if !opts.once {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _rt = rt.enter();
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        let (stop, signalled) = (stop.clone(), signalled.clone());
+        rt.spawn(async move {
+            tokio::select! {
+                _ = recv(&mut term) => {}
+                _ = recv(&mut int) => {}
+            }
+            stop.store(true, Ordering::Relaxed);
+            signalled.notify_one();
+        });
+    }
     let mut dbs = Vec::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     for db in &config.dbs {
@@ -105,14 +123,10 @@ pub fn run(
     };
     if !opts.once {
         rt.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut term = signal(SignalKind::terminate()).ok();
-            let mut int = signal(SignalKind::interrupt()).ok();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
-                    _ = recv(&mut term) => break,
-                    _ = recv(&mut int) => break,
+                    _ = signalled.notified() => break,
                     _ = tick.tick() => {
                         if stop.load(Ordering::Relaxed) || dbs.iter().any(|d| d.monitor.is_finished()) {
                             break;

@@ -226,6 +226,11 @@ impl Monitor {
         }
         self.map.begin();
         self.finish_write(&key, res, 0)?;
+        if is_new {
+            // A new chain: save its map now, so a crash before the first checkpoint restarts
+            // by replaying the spool instead of taking yet another snapshot.
+            self.save_map(true);
+        }
         Ok(sum)
     }
 

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -137,6 +137,8 @@ pub struct Scene {
     pub db: PathBuf,
     pub replica: PathBuf,
     pub config: PathBuf,
+    /// Replicators started so far (numbers their logs).
+    runs: std::cell::Cell<u32>,
 }
 
 impl Scene {
@@ -160,6 +162,7 @@ impl Scene {
             db,
             replica,
             config,
+            runs: Default::default(),
         }
     }
 
@@ -172,17 +175,38 @@ impl Scene {
         self.start_with(&[])
     }
 
-    /// Starts `memsync replicate -config` with extra environment variables.
+    /// Starts `memsync replicate -config` with extra environment variables. Its output (logs go
+    /// to stdout by default, as Litestream's) lands in `replicate-N.log` in the scene directory:
+    /// a pipe nobody reads could fill up and stall the replicator, and a failing test prints
+    /// the tail of the newest log.
     pub fn start_with(&self, env: &[(&str, &str)]) -> Replicator {
+        let n = self.runs.get() + 1;
+        self.runs.set(n);
+        let log = self.dir.path().join(format!("replicate-{n}.log"));
+        let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(BIN)
             .envs(env.iter().copied())
             .args(["replicate", "-config"])
             .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
             .spawn()
             .unwrap();
-        Replicator { child: Some(child) }
+        Replicator {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// The last lines of the newest replicator log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = self
+            .dir
+            .path()
+            .join(format!("replicate-{}.log", self.runs.get()));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// Restores the latest state to a fresh path and returns it.
@@ -226,7 +250,8 @@ impl Scene {
             let _ = std::fs::remove_file(&out);
             assert!(
                 Instant::now() < deadline,
-                "replica never reached {n} rows; last: {last}"
+                "replica never reached {n} rows; last: {last}; replicator log:\n{}",
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -236,6 +261,8 @@ impl Scene {
 /// A running `memsync replicate`.
 pub struct Replicator {
     child: Option<Child>,
+    /// Where its stdout and stderr go.
+    log: PathBuf,
 }
 
 impl Replicator {
@@ -246,16 +273,16 @@ impl Replicator {
         c.wait().unwrap();
     }
 
-    /// SIGTERM and wait; returns the exit status and stderr.
+    /// SIGTERM and wait; returns the exit status and the output.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let c = self.child.take().unwrap();
+        let mut c = self.child.take().unwrap();
         unsafe {
             libc::kill(c.id() as i32, libc::SIGTERM);
         }
-        let out = c.wait_with_output().unwrap();
+        let status = c.wait().unwrap();
         (
-            out.status,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+            status,
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
         )
     }
 
@@ -285,5 +312,29 @@ impl Scene {
         let r = self.start();
         std::thread::sleep(d);
         r.stop()
+    }
+}
+
+/// With `MEMSYNC_TEST_KEEP=DIR`, a failing test's scene (database, WAL, spool, replica, logs)
+/// is copied to DIR for a post-mortem before the temporary directory is removed.
+impl Drop for Scene {
+    fn drop(&mut self) {
+        if let (true, Some(keep)) = (
+            std::thread::panicking(),
+            std::env::var_os("MEMSYNC_TEST_KEEP"),
+        ) {
+            let to = PathBuf::from(keep).join(format!(
+                "scene-{}-{}",
+                std::process::id(),
+                self.dir.path().file_name().unwrap().to_string_lossy()
+            ));
+            let _ = std::fs::create_dir_all(&to);
+            let _ = Command::new("cp")
+                .arg("-a")
+                .arg(format!("{}/.", self.dir.path().display()))
+                .arg(&to)
+                .status();
+            eprintln!("scene kept in {}", to.display());
+        }
     }
 }
