@@ -11,6 +11,7 @@ pub mod memory;
 pub mod metrics;
 pub mod replica;
 pub mod replicate;
+pub mod resident;
 pub mod restore;
 pub mod sqlite;
 pub mod stats;

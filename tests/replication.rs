@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -27,10 +28,24 @@ fn restore_equals_source_including_knn() {
     assert_eq!(rows(&restored).len(), 500);
 }
 
+/// Set when the application's busy handler gives up (its "busy timeout" ran out).
+static GAVE_UP: AtomicBool = AtomicBool::new(false);
+
+/// The application's busy handler: 1 ms waits, up to 5000 of them (a 5 s busy timeout).
+fn app_busy_handler(n: i32) -> bool {
+    if n >= 5000 {
+        GAVE_UP.store(true, Ordering::Relaxed);
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis(1));
+    true
+}
+
 #[test]
 fn application_checkpoints_complete_while_memsync_runs_and_nothing_is_lost() {
     let s = Scene::new("", "        sync-interval: 0s\n");
-    let app = create_memdb(&s.db);
+    let mut app = create_memdb(&s.db);
+    app.busy_handler(Some(app_busy_handler)).unwrap();
     let r = s.start();
     let mut n = 0;
     for mode in [
@@ -40,13 +55,29 @@ fn application_checkpoints_complete_while_memsync_runs_and_nothing_is_lost() {
             n += 1;
             insert_memory(&app, n);
         }
-        let (busy, _log, _done): (i64, i64, i64) = app
-            .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .unwrap();
+        // SQLite answers BUSY at once, without calling the busy handler, when another
+        // connection is running a checkpoint, and memsync runs short PASSIVE ones: an
+        // application's checkpoint that lands on one is retried, as any SQLite application
+        // must. What memsync must never do is make it wait out its busy handler.
+        let mut attempts = Vec::new();
+        for _ in 0..3 {
+            GAVE_UP.store(false, Ordering::Relaxed);
+            let (busy, _log, _done): (i64, i64, i64) = app
+                .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .unwrap();
+            attempts.push((busy, GAVE_UP.load(Ordering::Relaxed)));
+            if busy == 0 || mode == "PASSIVE" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if mode != "PASSIVE" {
-            assert_eq!(busy, 0, "the application's {mode} checkpoint was blocked");
+            assert!(
+                attempts.iter().all(|&(_, gave_up)| !gave_up) && attempts.last().unwrap().0 == 0,
+                "the application's {mode} checkpoint was blocked (busy, busy handler gave up): {attempts:?}"
+            );
         }
     }
     app.execute_batch("DELETE FROM memories WHERE id % 3 = 0; DELETE FROM memory_embeddings WHERE rowid % 3 = 0; VACUUM;")

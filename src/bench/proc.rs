@@ -27,7 +27,8 @@ impl Replicator {
         let log = std::fs::File::create(log)?;
         let mut c = self.command();
         c.args(["replicate", "-config"]).arg(cfg);
-        c.stdout(Stdio::null()).stderr(log);
+        // Both streams: memsync logs to stdout by default, as Litestream does.
+        c.stdout(log.try_clone()?).stderr(log);
         // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
         unsafe {
             c.pre_exec(|| {

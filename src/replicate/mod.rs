@@ -79,6 +79,9 @@ pub fn run(
 ) -> Result<Vec<DbHandle>, ReplicateError> {
     let rt =
         crate::runtime().map_err(|e| ReplicateError::Setup(format!("starting runtime: {e}")))?;
+    // Startup code (arguments, config) is not needed again: keep it out of the resident set.
+    crate::resident::tune_allocator();
+    crate::resident::shed();
     // Signals are caught before anything starts: a SIGTERM during a long startup (a first
     // snapshot) must still mean "flush and exit 0", not the default kill.
     let signalled = Arc::new(tokio::sync::Notify::new());
@@ -103,6 +106,8 @@ pub fn run(
         dbs.push(start_db(&rt, db, opts, stop.clone(), stop_rx.clone())?);
     }
     crate::log::info(&format!("replicating {} database(s)", dbs.len()));
+    // Nor is the recovery and first-snapshot code.
+    crate::resident::shed();
     let _metrics = match &config.addr {
         Some(addr) => {
             let listener = rt

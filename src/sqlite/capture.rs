@@ -98,6 +98,12 @@ impl Monitor {
             }
         }
         let (header, key) = self.next_segment(commit);
+        crate::log::debug(&format!(
+            "segment {key}: {} transactions, {} frames, {} pages",
+            scan.transactions,
+            scan.frames.len(),
+            latest.len()
+        ));
         let opts = self.segment_options();
         let ps = self.src.page_size().as_usize();
         let src = &self.src;
@@ -107,7 +113,9 @@ impl Monitor {
             let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
             let mut page = vec![0u8; ps];
             for (&pgno, f) in &latest {
-                src.read_frame(f, &mut page)?;
+                if !src.read_frame(f, &mut page)? {
+                    return Err(io::Error::other(WalMoved));
+                }
                 let pgno = PageNo::new(pgno).expect("frames carry nonzero page numbers");
                 map.set(pgno, &page);
                 enc.write_page(pgno, &page).map_err(fmt_err)?;
@@ -138,6 +146,17 @@ impl Monitor {
                     .fetch_add(transactions, Ordering::Relaxed);
                 self.stats.position.store(txid.get(), Ordering::Relaxed);
                 self.positions.send_replace(self.pos);
+                Ok(())
+            }
+            Err(e) if e.get_ref().is_some_and(|i| i.is::<WalMoved>()) => {
+                // The WAL was rewritten while unprotected: nothing wrong was written (the file
+                // was discarded); the next sync diffs the database instead.
+                self.map.rollback();
+                self.needs_resync = true;
+                crate::log::info(&format!(
+                    "{}: the WAL changed under the reader; shipping the pages that differ",
+                    self.cfg.db_path.display()
+                ));
                 Ok(())
             }
             Err(e) => {
@@ -276,6 +295,18 @@ impl Monitor {
         self.finish_write(&key, res, 0)
     }
 }
+
+/// A frame to ship no longer verifies: the WAL was restarted or rewritten under the reader.
+#[derive(Debug)]
+struct WalMoved;
+
+impl std::fmt::Display for WalMoved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a WAL frame changed while being read")
+    }
+}
+
+impl std::error::Error for WalMoved {}
 
 fn fmt_err(e: replica_formats::FormatError) -> io::Error {
     io::Error::other(e)

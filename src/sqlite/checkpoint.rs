@@ -60,21 +60,40 @@ impl Monitor {
         self.protected = false;
     }
 
+    /// One pass of the monitor: ships what was committed and checkpoints when due. When a
+    /// checkpoint is due the checkpoint's own drain (under the write lock) ships the frames, so a
+    /// pass writes one spool file less.
+    pub(super) fn sync_and_checkpoint(&mut self) -> Result<(), MonitorError> {
+        if !self.needs_resync && self.checkpoint_due().is_some() {
+            self.last_sync = Instant::now();
+            return self.maybe_checkpoint();
+        }
+        self.sync()?;
+        self.maybe_checkpoint()
+    }
+
+    /// Which checkpoint the WAL's growth calls for (counting frames committed but not read yet):
+    /// `Some(true)` for the emergency TRUNCATE, `Some(false)` for a PASSIVE one.
+    fn checkpoint_due(&self) -> Option<bool> {
+        let frames = self.src.wal_frames_ahead();
+        let grown = frames.saturating_sub(self.frames_at_checkpoint);
+        if frames >= self.cfg.truncate_pages as u64 {
+            return Some(true);
+        }
+        let timed = grown > 0 && self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval;
+        (grown >= self.cfg.min_checkpoint_pages as u64 || timed).then_some(false)
+    }
+
     /// Checkpoints when the WAL passed a threshold or the interval elapsed.
     pub(super) fn maybe_checkpoint(&mut self) -> Result<(), MonitorError> {
         if self.needs_resync {
             return self.resync();
         }
-        let frames = self.src.wal_frames();
-        let grown = frames.saturating_sub(self.frames_at_checkpoint);
-        if frames >= self.cfg.truncate_pages as u64 {
-            return self.checkpoint_truncate();
+        match self.checkpoint_due() {
+            Some(true) => self.checkpoint_truncate(),
+            Some(false) => self.checkpoint_passive(),
+            None => Ok(()),
         }
-        let timed = grown > 0 && self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval;
-        if grown >= self.cfg.min_checkpoint_pages as u64 || timed {
-            self.checkpoint_passive()?;
-        }
-        Ok(())
     }
 
     /// PASSIVE checkpoint in two steps so the write lock is held only for the tail: first move

@@ -9,6 +9,7 @@ pub mod pagemap;
 pub mod reader;
 pub mod shm;
 pub mod wal;
+pub mod walindex;
 pub mod watch;
 
 use std::path::{Path, PathBuf};

@@ -335,8 +335,7 @@ impl Monitor {
                 self.maybe_yield()?;
                 if dirty && self.last_sync.elapsed() >= self.cfg.min_sync_gap {
                     dirty = false;
-                    self.sync()?;
-                    self.maybe_checkpoint()?;
+                    self.sync_and_checkpoint()?;
                     self.maintain(false, false)?;
                 }
                 Ok::<(), MonitorError>(())
@@ -436,6 +435,8 @@ impl Monitor {
                 })?
                 .map_err(|e| self.io_err("compacting spool", e))?;
             self.compactor.finish_pass(&written);
+            // The compaction code is not needed again for a while.
+            crate::resident::shed();
             for (key, size, _) in &written {
                 self.stats.compactions.fetch_add(1, Ordering::Relaxed);
                 self.stats.spooled_bytes.fetch_add(*size, Ordering::Relaxed);

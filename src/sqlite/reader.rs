@@ -15,6 +15,7 @@ use replica_formats::{PageNo, PageSize};
 
 use super::sidecar;
 use super::wal::{self, Frame, Scan, WalCursor, WalError, WalHeader};
+use super::walindex::WalIndex;
 
 /// What changed in the WAL since the last poll.
 #[derive(Debug)]
@@ -47,6 +48,10 @@ pub struct Source {
     last_commit: Option<u32>,
     /// Reused read buffer of the WAL scanner.
     scan_buf: Vec<u8>,
+    /// SQLite's WAL index, when readable: finds new commits without reading every frame.
+    walindex: Option<WalIndex>,
+    /// The index's transaction counter at the cursor, when the cursor came from the index.
+    last_change: Option<u32>,
 }
 
 impl Source {
@@ -69,6 +74,8 @@ impl Source {
             index: HashMap::new(),
             last_commit: None,
             scan_buf: Vec::new(),
+            walindex: WalIndex::open(db_path),
+            last_change: None,
         })
     }
 
@@ -87,9 +94,22 @@ impl Source {
         self.cursor
     }
 
-    /// Bytes of WAL frames in the current generation up to the cursor.
+    /// WAL frames in the current generation up to the cursor.
     pub fn wal_frames(&self) -> u64 {
         self.cursor.map_or(0, |c| c.frame_count())
+    }
+
+    /// Frames committed in the current generation, read ahead of the cursor from SQLite's WAL
+    /// index when it describes the same generation (else the cursor's count).
+    pub fn wal_frames_ahead(&self) -> u64 {
+        let ahead = match (&self.walindex, &self.cursor) {
+            (Some(ix), Some(c)) => ix
+                .header()
+                .filter(|h| h.describes(&c.header))
+                .map_or(0, |h| u64::from(h.mx_frame)),
+            _ => 0,
+        };
+        ahead.max(self.wal_frames())
     }
 
     fn wal_file(&mut self) -> io::Result<Option<&File>> {
@@ -110,6 +130,7 @@ impl Source {
         self.index.clear();
         self.last_commit = None;
         self.wal = None;
+        self.last_change = None;
     }
 
     /// Looks at the WAL and reads newly committed frames, at most about `max_bytes` of them
@@ -131,8 +152,14 @@ impl Source {
             }
             (c, Some(h)) => {
                 let mut cur = c.unwrap_or_else(|| WalCursor::start(h));
-                let wal = self.wal.as_ref().expect("opened above");
-                let scan = wal::scan_committed(wal, &mut cur, max_bytes, &mut self.scan_buf)?;
+                let scan = match self.poll_index(&mut cur, len, max_bytes)? {
+                    Some(scan) => scan,
+                    None => {
+                        self.last_change = None;
+                        let wal = self.wal.as_ref().expect("opened above");
+                        wal::scan_committed(wal, &mut cur, max_bytes, &mut self.scan_buf)?
+                    }
+                };
                 self.cursor = Some(cur);
                 for f in &scan.frames {
                     self.index.insert(f.pgno, *f);
@@ -147,6 +174,84 @@ impl Source {
                 })
             }
         }
+    }
+
+    /// The committed frames after `cur` according to SQLite's WAL index (see `walindex.rs`), or
+    /// `None` when the index is unavailable or does not plainly describe this generation: the
+    /// caller then scans the WAL. The last frame is checked against the index header here; every
+    /// frame is verified on its own when its page is read.
+    fn poll_index(
+        &mut self,
+        cur: &mut WalCursor,
+        wal_len: u64,
+        max_bytes: u64,
+    ) -> io::Result<Option<Scan>> {
+        if self.walindex.is_none() {
+            self.walindex = WalIndex::open(&self.db_path);
+        }
+        let (Some(ix), Some(wal)) = (&self.walindex, &self.wal) else {
+            return Ok(None);
+        };
+        let Some(ih) = ix.header() else {
+            return Ok(None);
+        };
+        let have = cur.frame_count();
+        let mx = u64::from(ih.mx_frame);
+        if !ih.describes(&cur.header) || mx < have {
+            return Ok(None);
+        }
+        if mx == have {
+            return Ok(Some(Scan::default()));
+        }
+        let flen = cur.header.frame_len();
+        let end = wal::WAL_HEADER_LEN + mx * flen;
+        if end > wal_len || (max_bytes > 0 && (mx - have) * flen > max_bytes) {
+            return Ok(None);
+        }
+        // The last frame must be the commit the index header publishes.
+        let last = wal::read_frame_header(wal, end - flen)?;
+        if last.salt1 != cur.header.salt1
+            || last.salt2 != cur.header.salt2
+            || last.commit == 0
+            || last.commit != ih.n_page
+            || last.cksum != ih.frame_cksum
+        {
+            return Ok(None);
+        }
+        let mut pgnos = Vec::with_capacity((mx - have) as usize);
+        if ix
+            .page_numbers(have as u32 + 1, ih.mx_frame, &mut pgnos)
+            .is_err()
+            || pgnos.contains(&0)
+            || ix.header().is_none_or(|h| h.salt != ih.salt)
+        {
+            return Ok(None);
+        }
+        // SQLite counts commits in the header (across WAL restarts, not across a rebuilt index):
+        // a count that cannot be right (more commits than frames) is taken as one.
+        let transactions = match self.last_change {
+            Some(c) => match u64::from(ih.change.wrapping_sub(c)) {
+                n @ 1.. if n <= mx - have => n,
+                _ => 1,
+            },
+            None => 1,
+        };
+        self.last_change = Some(ih.change);
+        let frames = pgnos
+            .iter()
+            .enumerate()
+            .map(|(i, &pgno)| Frame {
+                pgno,
+                offset: wal::WAL_HEADER_LEN + (have + i as u64) * flen,
+            })
+            .collect();
+        cur.offset = end;
+        cur.cksum = ih.frame_cksum;
+        Ok(Some(Scan {
+            frames,
+            commit: Some(ih.n_page),
+            transactions,
+        }))
     }
 
     fn restarted(&mut self, prev: WalHeader, next: Option<WalHeader>) -> Poll {
@@ -179,9 +284,10 @@ impl Source {
         } else {
             scan.frames
                 .iter()
-                .position(|f| {
-                    f.offset + h.frame_len() == pos.offset
-                        && f.cksum == wal::Cksum(pos.cksum1, pos.cksum2)
+                .position(|f| f.offset + h.frame_len() == pos.offset)
+                .filter(|&i| {
+                    wal::stored_cksum(wal, scan.frames[i].offset).ok()
+                        == Some(wal::Cksum(pos.cksum1, pos.cksum2))
                 })
                 .map(|i| i + 1)
         };
@@ -198,14 +304,14 @@ impl Source {
         Ok(Some(scan))
     }
 
-    /// Reads a frame's page image. Used right after the scan that verified it, while the read
-    /// transaction keeps the WAL from restarting, so the checksum is not recomputed.
-    pub fn read_frame(&self, f: &Frame, page: &mut [u8]) -> io::Result<()> {
-        let wal = self
-            .wal
-            .as_ref()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "WAL not open"))?;
-        wal::read_exact_at(wal, page, f.offset + wal::FRAME_HEADER_LEN)
+    /// Reads a frame's page image, verified on its own (see [`wal::read_verified_frame`]);
+    /// `false` if the frame no longer verifies, which means the WAL was rewritten under the
+    /// reader.
+    pub fn read_frame(&self, f: &Frame, page: &mut [u8]) -> io::Result<bool> {
+        match (&self.wal, &self.cursor) {
+            (Some(wal), Some(c)) => wal::read_verified_frame(wal, &c.header, f, page),
+            _ => Ok(false),
+        }
     }
 
     /// Database size in pages at the cursor.

@@ -178,10 +178,6 @@ pub struct Frame {
     pub pgno: u32,
     /// Offset of the frame header in the WAL file.
     pub offset: u64,
-    /// Running checksum *before* this frame, so the frame can be re-verified on its own later.
-    pub prev: Cksum,
-    /// Running checksum after this frame.
-    pub cksum: Cksum,
 }
 
 /// Result of scanning forward: every frame of every transaction committed after the cursor.
@@ -234,8 +230,6 @@ pub fn scan_committed(
             pending.push(Frame {
                 pgno: fh.pgno,
                 offset: off,
-                prev: ck,
-                cksum: c,
             });
             ck = c;
             off += flen;
@@ -268,14 +262,24 @@ pub fn read_header(file: &File) -> Result<Option<WalHeader>, WalError> {
     WalHeader::parse(&b).map(Some)
 }
 
-/// Re-reads one frame and checks it is still the frame that was scanned (same salts, same
-/// checksum given the recorded previous checksum). Returns the page image if so.
+/// Reads one frame and checks it on its own: same salts and page number, and its checksum
+/// recomputed from the running checksum recorded in the frame before it (or in the WAL header
+/// for the first frame). Returns the page image in `page` if so. A frame of another generation,
+/// a torn frame or one overwritten after a restart fails.
 pub fn read_verified_frame(
     file: &File,
     header: &WalHeader,
     frame: &Frame,
     page: &mut [u8],
 ) -> io::Result<bool> {
+    let prev = if frame.offset == WAL_HEADER_LEN {
+        header.cksum
+    } else {
+        match stored_cksum(file, frame.offset - header.frame_len()) {
+            Ok(c) => c,
+            Err(_) => return Ok(false),
+        }
+    };
     let mut fh = [0u8; FRAME_HEADER_LEN as usize];
     if read_exact_at(file, &mut fh, frame.offset).is_err()
         || read_exact_at(file, page, frame.offset + FRAME_HEADER_LEN).is_err()
@@ -286,9 +290,23 @@ pub fn read_verified_frame(
     if h.salt1 != header.salt1 || h.salt2 != header.salt2 || h.pgno != frame.pgno {
         return Ok(false);
     }
-    let c = checksum(header.big_endian, frame.prev, &fh[..8]);
+    let c = checksum(header.big_endian, prev, &fh[..8]);
     let c = checksum(header.big_endian, c, page);
-    Ok(c == frame.cksum && c == h.cksum)
+    Ok(c == h.cksum)
+}
+
+/// The running checksum recorded in the header of the frame at `offset`.
+pub fn stored_cksum(file: &File, offset: u64) -> io::Result<Cksum> {
+    let mut b = [0u8; 8];
+    read_exact_at(file, &mut b, offset + 16)?;
+    Ok(Cksum(be32(&b, 0), be32(&b, 4)))
+}
+
+/// The header of the frame at `offset`.
+pub fn read_frame_header(file: &File, offset: u64) -> io::Result<FrameHeader> {
+    let mut fh = [0u8; FRAME_HEADER_LEN as usize];
+    read_exact_at(file, &mut fh, offset)?;
+    Ok(FrameHeader::parse(&fh))
 }
 
 /// `pread` until `buf` is full; `UnexpectedEof` if the file is shorter.
@@ -383,6 +401,32 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    /// A frame overwritten after it was indexed (a restart under the reader, a torn write)
+    /// fails verification instead of being shipped.
+    #[test]
+    fn a_rewritten_frame_fails_verification() {
+        let wal = build_wal(false, 512, (1, 2), &[(1, 0, 1), (2, 2, 2), (3, 3, 3)]);
+        let (d, f) = write_tmp(&wal);
+        let h = read_header(&f).unwrap().unwrap();
+        let mut cur = WalCursor::start(h);
+        let s = scan_committed(&f, &mut cur, 0, &mut Vec::new()).unwrap();
+        let mut page = vec![0u8; 512];
+        for fr in &s.frames {
+            assert!(read_verified_frame(&f, &h, fr, &mut page).unwrap());
+        }
+        let flen = 24 + 512;
+        for (at, what) in [(32 + flen + 100, "page"), (32 + 18, "previous checksum")] {
+            let mut bad = wal.clone();
+            bad[at] ^= 0xff;
+            std::fs::write(d.path().join("x-wal"), &bad).unwrap();
+            let f = File::open(d.path().join("x-wal")).unwrap();
+            assert!(
+                !read_verified_frame(&f, &h, &s.frames[1], &mut page).unwrap(),
+                "{what}"
+            );
+        }
     }
 
     #[test]
