@@ -212,14 +212,9 @@ impl Monitor {
             txid,
             ts: header.timestamp,
         };
-        // The first snapshot gates the initial sync: fast zstd. Later ones replace many segments
-        // and stay for the retention window: a stronger level is worth its CPU.
+        // Snapshots stay for the retention window.
         let opts = EncodeOptions {
-            zstd_level: if self.pos.is_some_and(|p| p >= txid) {
-                self.cfg.zstd_level.max(3)
-            } else {
-                self.cfg.zstd_level
-            },
+            zstd_level: self.cfg.keep_level,
             ..self.options()
         };
         let src = &self.src;

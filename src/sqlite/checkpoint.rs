@@ -60,22 +60,10 @@ impl Monitor {
         self.protected = false;
     }
 
-    /// One pass of the monitor: ships what was committed and checkpoints when due. When a
-    /// checkpoint is due the checkpoint's own drain (under the write lock) ships the frames, so a
-    /// pass writes one spool file less.
-    pub(super) fn sync_and_checkpoint(&mut self) -> Result<(), MonitorError> {
-        if !self.needs_resync && self.checkpoint_due().is_some() {
-            self.last_sync = Instant::now();
-            return self.maybe_checkpoint();
-        }
-        self.sync()?;
-        self.maybe_checkpoint()
-    }
-
-    /// Which checkpoint the WAL's growth calls for (counting frames committed but not read yet):
-    /// `Some(true)` for the emergency TRUNCATE, `Some(false)` for a PASSIVE one.
+    /// Which checkpoint the WAL's growth calls for: `Some(true)` for the emergency TRUNCATE,
+    /// `Some(false)` for a PASSIVE one.
     fn checkpoint_due(&self) -> Option<bool> {
-        let frames = self.src.wal_frames_ahead();
+        let frames = self.src.wal_frames();
         let grown = frames.saturating_sub(self.frames_at_checkpoint);
         if frames >= self.cfg.truncate_pages as u64 {
             return Some(true);
@@ -91,7 +79,20 @@ impl Monitor {
         }
         match self.checkpoint_due() {
             Some(true) => self.checkpoint_truncate(),
-            Some(false) => self.checkpoint_passive(),
+            Some(false) => match self.checkpoint_passive() {
+                // The application holds the write lock (a long transaction): the checkpoint
+                // waits for the next pass; shipping must not back off because of it.
+                Err(MonitorError::Sqlite { source, .. })
+                    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) =>
+                {
+                    crate::log::debug(&format!(
+                        "{}: checkpoint postponed: the database is busy",
+                        self.cfg.db_path.display()
+                    ));
+                    Ok(())
+                }
+                other => other,
+            },
             None => Ok(()),
         }
     }
@@ -142,6 +143,11 @@ impl Monitor {
     /// completing). SQLite needs the write lock itself, so memsync cannot hold it: it copies what
     /// is committed, steps aside, and resynchronises afterwards.
     fn checkpoint_truncate(&mut self) -> Result<(), MonitorError> {
+        crate::log::info(&format!(
+            "{}: the WAL passed {} frames; TRUNCATE checkpoint",
+            self.cfg.db_path.display(),
+            self.cfg.truncate_pages
+        ));
         self.drain_wal()?;
         self.release_read();
         let res = self
@@ -169,6 +175,9 @@ impl Monitor {
             return Ok(());
         }
         self.drain_wal()?;
+        let mark = (!self.needs_resync)
+            .then(|| self.src.index_mark())
+            .flatten();
         self.release_read();
         let t0 = Instant::now();
         let shm = self.shm.as_ref().expect("checked above");
@@ -179,6 +188,23 @@ impl Monitor {
         self.stats
             .yield_us
             .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+        // Usually the WAL index proves nothing was missed while unprotected, and reading the
+        // whole database again is not needed (see `Source::continue_after`).
+        // Only the proof needs the write lock; the frames it found are protected by the read
+        // transaction restarted before the lock is released, and are shipped after.
+        let continued = match mark {
+            Some(mark) => {
+                self.with_write_lock(|m| m.src.continue_after(&mark).map_err(|e| m.wal_err(e)))?
+            }
+            None => None,
+        };
+        if let Some(scan) = continued {
+            self.frames_at_checkpoint = self.frames_at_checkpoint.min(self.src.wal_frames());
+            if !scan.frames.is_empty() && self.pos.is_some() {
+                self.write_frames(&scan)?;
+            }
+            return Ok(());
+        }
         self.needs_resync = true;
         self.resync()
     }

@@ -15,7 +15,7 @@ use replica_formats::{PageNo, PageSize};
 
 use super::sidecar;
 use super::wal::{self, Frame, Scan, WalCursor, WalError, WalHeader};
-use super::walindex::WalIndex;
+use super::walindex::{IndexHeader, WalIndex};
 
 /// What changed in the WAL since the last poll.
 #[derive(Debug)]
@@ -97,19 +97,6 @@ impl Source {
     /// WAL frames in the current generation up to the cursor.
     pub fn wal_frames(&self) -> u64 {
         self.cursor.map_or(0, |c| c.frame_count())
-    }
-
-    /// Frames committed in the current generation, read ahead of the cursor from SQLite's WAL
-    /// index when it describes the same generation (else the cursor's count).
-    pub fn wal_frames_ahead(&self) -> u64 {
-        let ahead = match (&self.walindex, &self.cursor) {
-            (Some(ix), Some(c)) => ix
-                .header()
-                .filter(|h| h.describes(&c.header))
-                .map_or(0, |h| u64::from(h.mx_frame)),
-            _ => 0,
-        };
-        ahead.max(self.wal_frames())
     }
 
     fn wal_file(&mut self) -> io::Result<Option<&File>> {
@@ -304,6 +291,73 @@ impl Source {
         Ok(Some(scan))
     }
 
+    /// What SQLite's WAL index says right after a drain, when it shows the cursor at the very
+    /// end of the generation: the mark [`Source::continue_after`] checks against after the
+    /// read transaction was released.
+    pub fn index_mark(&self) -> Option<IndexHeader> {
+        let (ix, c) = (self.walindex.as_ref()?, self.cursor?);
+        ix.header()
+            .filter(|h| h.describes(&c.header) && u64::from(h.mx_frame) == c.frame_count())
+    }
+
+    /// After memsync released its read transaction (stepping aside for an application's
+    /// checkpoint), decides whether the WAL still holds every commit made since `mark` and, if
+    /// so, returns those commits. Call with the write lock held. `None` means it cannot be
+    /// proven and the caller must resynchronise.
+    ///
+    /// Proof: SQLite counts commits in the index header (`iChange`, never reset while a
+    /// connection is open) and adds one to the first salt at each WAL restart. With the same
+    /// salts nothing was restarted, so the frames after the cursor are all there. With the
+    /// first salt one higher, exactly one restart happened; every commit since the mark is in
+    /// the new generation exactly when the commit frames found there, checksums verified from
+    /// its first frame, number as many as the counter moved.
+    pub fn continue_after(&mut self, mark: &IndexHeader) -> Result<Option<Scan>, WalError> {
+        let Some(now) = self.walindex.as_ref().and_then(WalIndex::header) else {
+            return Ok(None);
+        };
+        if now.salt == mark.salt {
+            return Ok(match self.poll(0)? {
+                Poll::Idle => Some(Scan::default()),
+                Poll::Frames(scan) => Some(scan),
+                Poll::Restarted { .. } => None,
+            });
+        }
+        let salt1 =
+            |h: &IndexHeader| u32::from_be_bytes([h.salt[0], h.salt[1], h.salt[2], h.salt[3]]);
+        if salt1(&now) != salt1(mark).wrapping_add(1) {
+            return Ok(None);
+        }
+        let commits = u64::from(now.change.wrapping_sub(mark.change));
+        self.reset();
+        if now.mx_frame == 0 {
+            // Restarted and nothing committed since: the next frame starts the new generation.
+            return Ok((commits == 0).then(Scan::default));
+        }
+        let Some(wal) = self.wal_file()? else {
+            return Ok(None);
+        };
+        let Some(h) = wal::read_header(wal)? else {
+            return Ok(None);
+        };
+        if !now.describes(&h) {
+            return Ok(None);
+        }
+        let mut cur = WalCursor::start(h);
+        let wal = self.wal.as_ref().expect("opened above");
+        let scan = wal::scan_committed(wal, &mut cur, 0, &mut self.scan_buf)?;
+        if cur.frame_count() != u64::from(now.mx_frame) || scan.transactions != commits {
+            self.reset();
+            return Ok(None);
+        }
+        for f in &scan.frames {
+            self.index.insert(f.pgno, *f);
+        }
+        self.last_commit = scan.commit;
+        self.last_change = Some(now.change);
+        self.cursor = Some(cur);
+        Ok(Some(scan))
+    }
+
     /// Reads a frame's page image, verified on its own (see [`wal::read_verified_frame`]);
     /// `false` if the frame no longer verifies, which means the WAL was rewritten under the
     /// reader.
@@ -388,5 +442,93 @@ impl Source {
             first += n;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, rusqlite::Connection, Source) {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("x.db");
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.pragma_update(None, "journal_mode", "wal").unwrap();
+        c.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let src = Source::open(&db).unwrap();
+        (d, c, src)
+    }
+
+    fn drain(src: &mut Source) {
+        while let Poll::Frames(_) | Poll::Restarted { .. } = src.poll(0).unwrap() {}
+    }
+
+    fn write(c: &rusqlite::Connection, n: usize) {
+        for _ in 0..n {
+            c.execute("INSERT INTO t VALUES (randomblob(100))", [])
+                .unwrap();
+        }
+    }
+
+    fn checkpoint(c: &rusqlite::Connection, mode: &str) {
+        c.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))
+            .unwrap();
+    }
+
+    /// The proof `continue_after` relies on holds on real SQLite: it accepts exactly the cases
+    /// where every commit since the mark is still in the WAL.
+    #[test]
+    fn continuing_after_a_yield_is_proven_or_refused() {
+        // Same generation: the new commits are returned.
+        let (_d, c, mut src) = setup();
+        drain(&mut src);
+        let mark = src.index_mark().unwrap();
+        write(&c, 2);
+        assert_eq!(src.continue_after(&mark).unwrap().unwrap().transactions, 2);
+
+        // One restart (RESTART, then the next writer restarts the WAL), everything after it.
+        for mode in ["RESTART", "TRUNCATE"] {
+            let (_d, c, mut src) = setup();
+            drain(&mut src);
+            let mark = src.index_mark().unwrap();
+            checkpoint(&c, mode);
+            write(&c, 3);
+            let scan = src.continue_after(&mark).unwrap().expect(mode);
+            assert_eq!(scan.transactions, 3, "{mode}");
+            // The reader goes on from there.
+            write(&c, 1);
+            let Poll::Frames(next) = src.poll(0).unwrap() else {
+                panic!("{mode}: the next commit is read")
+            };
+            assert_eq!(next.transactions, 1);
+        }
+
+        // Restarted, nothing committed yet.
+        let (_d, c, mut src) = setup();
+        drain(&mut src);
+        let mark = src.index_mark().unwrap();
+        checkpoint(&c, "TRUNCATE");
+        assert!(src.continue_after(&mark).unwrap().is_some());
+
+        // Commits made before the restart were checkpointed away: refused.
+        let (_d, c, mut src) = setup();
+        drain(&mut src);
+        let mark = src.index_mark().unwrap();
+        write(&c, 2);
+        checkpoint(&c, "TRUNCATE");
+        write(&c, 1);
+        assert!(src.continue_after(&mark).unwrap().is_none());
+
+        // Two restarts: refused even with nothing lost in between.
+        let (_d, c, mut src) = setup();
+        drain(&mut src);
+        let mark = src.index_mark().unwrap();
+        checkpoint(&c, "TRUNCATE");
+        write(&c, 1);
+        checkpoint(&c, "TRUNCATE");
+        write(&c, 1);
+        assert!(src.continue_after(&mark).unwrap().is_none());
     }
 }
