@@ -10,13 +10,13 @@
 /// Sets up the allocator for a long-running process: buffers of 128 KiB and more (segment runs,
 /// spool writers) are mapped and unmapped on their own, instead of glibc's default of raising
 /// that threshold after the first free and keeping every later buffer in the heap for good; and
-/// at most two arenas, not one per thread that ever allocated.
+/// one arena, not one per thread that ever allocated (memsync allocates little, and rarely).
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; called before the worker threads start.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

@@ -55,7 +55,7 @@ impl Spool {
         }
         let tmp = fsutil::temp_sibling(&dest);
         let res = (|| {
-            let mut w = BufWriter::with_capacity(256 * 1024, File::create(&tmp)?);
+            let mut w = BufWriter::with_capacity(64 * 1024, File::create(&tmp)?);
             fill(&mut w)?;
             let f = w.into_inner().map_err(|e| e.into_error())?;
             let size = f.metadata()?.len();

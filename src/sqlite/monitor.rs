@@ -13,7 +13,15 @@
 //! that guarantee (an application's blocking checkpoint, an emergency TRUNCATE, a restart of
 //! memsync), the monitor *resynchronises*: it reads the database and ships exactly the pages whose
 //! hash differs from the replicated state ([`super::pagemap::PageMap`]). Nothing is lost, and
-//! nothing is re-uploaded that the replica already has.
+//! nothing is re-uploaded that the replica already has. After stepping aside for an application's
+//! checkpoint it first tries a cheaper proof: SQLite's WAL index counts commits and the WAL salt
+//! counts restarts, so when exactly one restart happened and the new generation holds exactly the
+//! commits made since memsync's last read, reading on from its first frame misses nothing
+//! ([`super::reader::Source::continue_after`]).
+//!
+//! New commits are found through SQLite's WAL index (`walindex.rs`), which names the last
+//! committed frame and each frame's page, so only the newest frame of each changed page is read
+//! (and verified); the full checksum scan of every frame is the fallback.
 
 use std::path::PathBuf;
 use std::sync::Arc;
