@@ -12,7 +12,7 @@ use std::path::Path;
 
 use replica_formats::{
     DecodedRun, EncodeOptions, FileDecoder, FileEncoder, FileKind, FormatError, Header, Level,
-    ObjectKey, PageNo,
+    ObjectKey, PageNo, PageSize,
 };
 
 /// One input being merged.
@@ -218,9 +218,14 @@ pub struct Compactor {
     /// Database size in pages at the last snapshot, and now.
     snapshot_pages: u32,
     db_pages: u32,
+    /// Database page size.
+    page_size: u32,
     /// Level-0 files spooled since the last compaction.
     l0_files: usize,
 }
+
+/// Fewest pages a snapshot must have for its compression ratio to predict a fresh one's.
+const RELIABLE_SNAPSHOT_PAGES: u32 = 1024;
 
 /// Segments since the last snapshot may add up to this much before a new snapshot is taken,
 /// or the last snapshot's size if larger.
@@ -239,13 +244,15 @@ impl Compactor {
             last_snapshot: now,
             snapshot_pages: 0,
             db_pages: 0,
+            page_size: 4096,
             l0_files: 0,
         }
     }
 
     /// Records the database size, to estimate what a fresh snapshot would weigh.
-    pub fn set_db_pages(&mut self, pages: u32) {
+    pub fn set_db_size(&mut self, pages: u32, page_size: PageSize) {
         self.db_pages = pages;
+        self.page_size = page_size.get();
     }
 
     /// Records a spooled file.
@@ -266,10 +273,14 @@ impl Compactor {
         self.since_snapshot = self.since_snapshot.saturating_sub(merged) + size;
     }
 
-    /// What a snapshot taken now would weigh, extrapolated from the last one.
+    /// What a snapshot taken now would weigh, extrapolated from the last one. A snapshot of an
+    /// almost empty database (fewer than [`RELIABLE_SNAPSHOT_PAGES`]) says nothing about how the
+    /// grown one compresses: then half the raw size is assumed. (Extrapolating from the 20-page
+    /// first snapshot of a new database took a needless full snapshot as soon as 16 MB of
+    /// segments had piled up.)
     fn snapshot_estimate(&self) -> u64 {
-        if self.snapshot_pages == 0 {
-            return self.snapshot_bytes;
+        if self.snapshot_pages < RELIABLE_SNAPSHOT_PAGES {
+            return self.db_pages as u64 * self.page_size as u64 / 2;
         }
         self.snapshot_bytes / self.snapshot_pages as u64 * self.db_pages as u64
     }
@@ -370,7 +381,7 @@ fn first_start(keys: &[ObjectKey], level: u8) -> Option<replica_formats::TxId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use replica_formats::{DbChecksum, PageSize, Timestamp, TxId, WalPosition, decode_file};
+    use replica_formats::{DbChecksum, Timestamp, TxId, WalPosition, decode_file};
 
     const PS: u32 = 512;
 
@@ -481,5 +492,50 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// The snapshot policy: files piled on a snapshot may outweigh a fresh one, then a snapshot
+    /// is due; the first, near-empty snapshot of a new database does not set the estimate.
+    #[test]
+    fn snapshot_due_when_segments_outweigh_a_fresh_snapshot() {
+        let ps = PageSize::new(4096).unwrap();
+        let snap = |txid| ObjectKey::Snapshot {
+            txid: TxId::new(txid).unwrap(),
+            ts: Timestamp::from_millis(0),
+        };
+        let seg = |txid| ObjectKey::Segment {
+            level: Level::ZERO,
+            min: TxId::new(txid).unwrap(),
+            max: TxId::new(txid).unwrap(),
+            ts: Timestamp::from_millis(0),
+        };
+        let mut c = Compactor::new(std::time::Duration::from_secs(30));
+        // A new database: 20 pages snapshotted into a few hundred bytes.
+        c.set_db_size(20, ps);
+        c.note(&snap(1), 400);
+        // It grew to 16 000 pages (64 MB); 20 MB of segments is less than half of that raw.
+        c.set_db_size(16_000, ps);
+        for t in 2..22 {
+            c.note(&seg(t), 1 << 20);
+        }
+        assert!(!c.snapshot_due(), "extrapolated from a near-empty snapshot");
+        for t in 22..36 {
+            c.note(&seg(t), 1 << 20);
+        }
+        assert!(
+            c.snapshot_due(),
+            "34 MB of segments outweigh a ~32 MB snapshot"
+        );
+        // A real snapshot sets the ratio: 64 MB raw into 20 MB.
+        c.note(&snap(36), 20 << 20);
+        for t in 37..54 {
+            c.note(&seg(t), 1 << 20);
+        }
+        assert!(!c.snapshot_due());
+        c.note(&seg(54), 4 << 20);
+        assert!(c.snapshot_due());
+        // Compaction shrinks what piles up.
+        c.finish_pass(&[(seg(55), 5 << 20, 21 << 20)]);
+        assert!(!c.snapshot_due());
     }
 }

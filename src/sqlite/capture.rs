@@ -136,7 +136,8 @@ impl Monitor {
         let txid = key.max_txid();
         match res {
             Ok(size) => {
-                self.compactor.set_db_pages(self.map.commit());
+                self.compactor
+                    .set_db_size(self.map.commit(), self.map.page_size());
                 self.compactor.note(key, size);
                 self.map.commit_changes();
                 self.pos = Some(txid);

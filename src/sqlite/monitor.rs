@@ -229,7 +229,7 @@ impl Monitor {
         };
         m.recover(floor)?;
         m.compactor.snapshot_interval = m.cfg.snapshot_interval;
-        m.compactor.set_db_pages(m.map.commit());
+        m.compactor.set_db_size(m.map.commit(), m.map.page_size());
         m.compactor.interval = m.cfg.compaction_interval;
 
         Ok(m)
@@ -458,7 +458,8 @@ impl Monitor {
             }
             if !written.is_empty() {
                 self.positions.send_replace(self.pos);
-                self.compactor.set_db_pages(self.map.commit());
+                self.compactor
+                    .set_db_size(self.map.commit(), self.map.page_size());
                 if self.compactor.snapshot_due() {
                     self.snapshot_current()?;
                 }
