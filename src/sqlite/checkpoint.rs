@@ -82,9 +82,7 @@ impl Monitor {
             Some(false) => match self.checkpoint_passive() {
                 // The application holds the write lock (a long transaction): the checkpoint
                 // waits for the next pass; shipping must not back off because of it.
-                Err(MonitorError::Sqlite { source, .. })
-                    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) =>
-                {
+                Err(e) if e.is_busy() => {
                     crate::log::debug(&format!(
                         "{}: checkpoint postponed: the database is busy",
                         self.cfg.db_path.display()

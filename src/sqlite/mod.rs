@@ -5,6 +5,7 @@ pub mod capture;
 pub mod checkpoint;
 pub mod conn;
 pub mod monitor;
+pub mod monitor_config;
 pub mod pagemap;
 pub mod reader;
 pub mod shm;

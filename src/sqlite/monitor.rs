@@ -23,17 +23,17 @@
 //! committed frame and each frame's page, so only the newest frame of each changed page is read
 //! (and verified); the full checksum scan of every frame is the fallback.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use replica_formats::{ObjectKey, TxId};
 use rusqlite::Connection;
-use thiserror::Error;
 use tokio::sync::watch;
 
-use super::conn::{self, OpenError};
+pub use super::monitor_config::{MIN_SYNC_GAP, MonitorConfig, MonitorError};
+
+use super::conn;
 use super::pagemap::PageMap;
 use super::reader::{Poll, Source};
 use super::shm::ShmProbe;
@@ -45,106 +45,6 @@ use crate::stats::DbStats;
 
 /// A file a compaction pass wrote: key, size, and size of the files it replaces.
 type Compacted = (ObjectKey, u64, u64);
-
-/// Floor of the gap between two spool files when a replica asks for `sync-interval: 0`: a burst
-/// of commits within a few milliseconds becomes one file instead of one file per commit.
-pub const MIN_SYNC_GAP: Duration = Duration::from_millis(25);
-
-/// Settings of one monitored database.
-#[derive(Debug, Clone)]
-pub struct MonitorConfig {
-    /// Database path.
-    pub db_path: PathBuf,
-    /// Directory for the spool and the saved page map.
-    pub meta_dir: PathBuf,
-    /// Busy timeout of memsync's own connections.
-    pub busy_timeout: Duration,
-    /// Poll fallback when no file event arrives.
-    pub monitor_interval: Duration,
-    /// Smallest gap between two spool files (the smallest replica sync-interval, but at least
-    /// [`MIN_SYNC_GAP`]).
-    pub min_sync_gap: Duration,
-    /// How often level-0 segments are merged into one level-1 segment.
-    pub compaction_interval: Duration,
-    /// Take a snapshot at least this often (the smallest replica snapshot-interval), if set.
-    pub snapshot_interval: Option<Duration>,
-    /// Time-based PASSIVE checkpoint.
-    pub checkpoint_interval: Duration,
-    /// WAL frames that trigger a PASSIVE checkpoint.
-    pub min_checkpoint_pages: u32,
-    /// WAL frames that trigger the emergency TRUNCATE checkpoint.
-    pub truncate_pages: u32,
-    /// Upper bound of WAL bytes put in one segment (a transaction is never split).
-    pub max_segment_bytes: u64,
-    /// Convert a rollback-journal database to WAL instead of refusing it.
-    pub convert_to_wal: bool,
-    /// zstd level of level-0 segments. They live seconds (compaction replaces them) and are
-    /// written on the hot path: zstd's fast mode, ~2x cheaper than level 1 for ~15 % more bytes.
-    pub zstd_level: i32,
-    /// zstd level of files kept long: compacted segments and snapshots. Level 1, not 3: on
-    /// these pages level 3 saves ~3.5 % of the bytes for twice the CPU.
-    pub keep_level: i32,
-    /// How often to look for an application's checkpoint waiting on memsync.
-    pub probe_interval: Duration,
-}
-
-impl MonitorConfig {
-    /// Defaults matching Litestream's, for `db_path`.
-    pub fn new(db_path: PathBuf, meta_dir: PathBuf) -> Self {
-        MonitorConfig {
-            db_path,
-            meta_dir,
-            busy_timeout: Duration::from_secs(1),
-            monitor_interval: Duration::from_secs(1),
-            min_sync_gap: Duration::from_secs(1),
-            compaction_interval: Duration::from_secs(30),
-            snapshot_interval: None,
-            checkpoint_interval: Duration::from_secs(60),
-            min_checkpoint_pages: 1000,
-            truncate_pages: 121_359,
-            max_segment_bytes: 64 << 20,
-            convert_to_wal: false,
-            zstd_level: -1,
-            keep_level: 1,
-            probe_interval: Duration::from_millis(50),
-        }
-    }
-}
-
-/// Why the monitor stopped.
-#[derive(Debug, Error)]
-pub enum MonitorError {
-    /// The database could not be opened.
-    #[error(transparent)]
-    Open(#[from] OpenError),
-    /// SQLite failed on memsync's connection.
-    #[error("{db}: {source}")]
-    Sqlite {
-        /// Database.
-        db: String,
-        /// Error.
-        source: rusqlite::Error,
-    },
-    /// The WAL could not be read.
-    #[error("{db}: {source}")]
-    Wal {
-        /// Database.
-        db: String,
-        /// Error.
-        source: WalError,
-    },
-    /// Local I/O (database file, spool) failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done, naming the path.
-        what: String,
-        /// Error.
-        source: std::io::Error,
-    },
-    /// The database file was replaced by another file while memsync ran.
-    #[error("{0} was replaced by another file while being replicated; restart memsync")]
-    Replaced(String),
-}
 
 /// One monitored database.
 pub struct Monitor {
@@ -357,6 +257,16 @@ impl Monitor {
             match pass {
                 Ok(()) => backoff = Duration::ZERO,
                 Err(e @ MonitorError::Replaced(_)) => return Err(e),
+                Err(e) if e.is_busy() => {
+                    // Contention, not a failure: the application holds the write lock (a long
+                    // transaction). Retry soon; the read transaction keeps every frame.
+                    backoff = Duration::from_millis(100);
+                    retry_at = Instant::now() + backoff;
+                    dirty = true;
+                    crate::log::info(&format!(
+                        "{e}: the application holds the write lock; retrying"
+                    ));
+                }
                 Err(e) => {
                     backoff =
                         (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
