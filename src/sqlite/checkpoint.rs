@@ -39,6 +39,9 @@ impl Monitor {
     fn restart_read(&mut self) -> Result<(), MonitorError> {
         self.release_read();
         self.r.execute_batch("BEGIN").map_err(|e| self.sql_err(e))?;
+        // From here on a failure must still roll back (`release_read`), or every later BEGIN
+        // on this connection would fail.
+        self.r_active = true;
         let mut stmt = self
             .r
             .prepare_cached("SELECT 1 FROM sqlite_schema LIMIT 1")
@@ -187,9 +190,10 @@ impl Monitor {
             .yield_us
             .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
         // Usually the WAL index proves nothing was missed while unprotected, and reading the
-        // whole database again is not needed (see `Source::continue_after`).
-        // Only the proof needs the write lock; the frames it found are protected by the read
-        // transaction restarted before the lock is released, and are shipped after.
+        // whole database again is not needed (see `Source::continue_after`). Until the frames
+        // it found are shipped, a resync stays pending: an error anywhere in between (the proof
+        // moved the reader's cursor) must end in a resync, never in a silent skip.
+        self.needs_resync = true;
         let continued = match mark {
             Some(mark) => {
                 self.with_write_lock(|m| m.src.continue_after(&mark).map_err(|e| m.wal_err(e)))?
@@ -198,12 +202,16 @@ impl Monitor {
         };
         if let Some(scan) = continued {
             self.frames_at_checkpoint = self.frames_at_checkpoint.min(self.src.wal_frames());
+            // A failed or stale write sets `needs_resync` again (see `finish_write`). The frames
+            // are read after the write lock is released; if the WAL restarted meanwhile (the
+            // read transaction may sit on read mark 0 after a full checkpoint), they no longer
+            // verify and that, too, ends in a resync.
+            self.needs_resync = false;
             if !scan.frames.is_empty() && self.pos.is_some() {
                 self.write_frames(&scan)?;
             }
             return Ok(());
         }
-        self.needs_resync = true;
         self.resync()
     }
 }

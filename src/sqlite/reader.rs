@@ -143,8 +143,9 @@ impl Source {
                     Some(scan) => scan,
                     None => {
                         self.last_change = None;
+                        let cap = self.published_frames(&cur.header);
                         let wal = self.wal.as_ref().expect("opened above");
-                        wal::scan_committed(wal, &mut cur, max_bytes, &mut self.scan_buf)?
+                        wal::scan_committed(wal, &mut cur, max_bytes, cap, &mut self.scan_buf)?
                     }
                 };
                 self.cursor = Some(cur);
@@ -238,6 +239,7 @@ impl Source {
             frames,
             commit: Some(ih.n_page),
             transactions,
+            ..Scan::default()
         }))
     }
 
@@ -264,8 +266,9 @@ impl Source {
             return Ok(None);
         }
         let mut cur = WalCursor::start(h);
+        let cap = self.published_frames(&h);
         let wal = self.wal.as_ref().expect("opened above");
-        let mut scan = wal::scan_committed(wal, &mut cur, 0, &mut self.scan_buf)?;
+        let mut scan = wal::scan_committed(wal, &mut cur, 0, cap, &mut self.scan_buf)?;
         let split = if pos.offset == wal::WAL_HEADER_LEN {
             (h.cksum == wal::Cksum(pos.cksum1, pos.cksum2)).then_some(0)
         } else {
@@ -291,6 +294,16 @@ impl Source {
         Ok(Some(scan))
     }
 
+    /// The last frame SQLite has published as committed in the generation with header `h`, when
+    /// its WAL index is readable and describes that generation.
+    fn published_frames(&self, h: &WalHeader) -> Option<u64> {
+        self.walindex
+            .as_ref()
+            .and_then(WalIndex::header)
+            .filter(|ih| ih.describes(h))
+            .map(|ih| u64::from(ih.mx_frame))
+    }
+
     /// What SQLite's WAL index says right after a drain, when it shows the cursor at the very
     /// end of the generation: the mark [`Source::continue_after`] checks against after the
     /// read transaction was released.
@@ -305,12 +318,16 @@ impl Source {
     /// so, returns those commits. Call with the write lock held. `None` means it cannot be
     /// proven and the caller must resynchronise.
     ///
-    /// Proof: SQLite counts commits in the index header (`iChange`, never reset while a
-    /// connection is open) and adds one to the first salt at each WAL restart. With the same
-    /// salts nothing was restarted, so the frames after the cursor are all there. With the
-    /// first salt one higher, exactly one restart happened; every commit since the mark is in
-    /// the new generation exactly when the commit frames found there, checksums verified from
-    /// its first frame, number as many as the counter moved.
+    /// Proof: SQLite counts commits in the index header (`iChange`; only a rebuild of the index
+    /// after a writer died mid-update resets it, and a false match would then need exactly as
+    /// many lost commits as the old count) and adds one to the first salt at each WAL restart
+    /// made by a connection that already knew the WAL (a fresh connection re-randomises both
+    /// salts: the proof then fails and a resync follows, which is only slower). With the same
+    /// salts nothing was restarted, so the frames after the cursor are all there. With the first
+    /// salt one higher, exactly one restart happened; every commit since the mark is in the new
+    /// generation exactly when the commit frames found there, checksums verified from its first
+    /// frame, number as many as the counter moved (a commit padded to a sector boundary repeats
+    /// its commit frame; any repeat refuses the proof rather than be miscounted).
     pub fn continue_after(&mut self, mark: &IndexHeader) -> Result<Option<Scan>, WalError> {
         let Some(now) = self.walindex.as_ref().and_then(WalIndex::header) else {
             return Ok(None);
@@ -344,8 +361,12 @@ impl Source {
         }
         let mut cur = WalCursor::start(h);
         let wal = self.wal.as_ref().expect("opened above");
-        let scan = wal::scan_committed(wal, &mut cur, 0, &mut self.scan_buf)?;
-        if cur.frame_count() != u64::from(now.mx_frame) || scan.transactions != commits {
+        let cap = Some(u64::from(now.mx_frame));
+        let scan = wal::scan_committed(wal, &mut cur, 0, cap, &mut self.scan_buf)?;
+        if cur.frame_count() != u64::from(now.mx_frame)
+            || scan.transactions != commits
+            || scan.repeated_commits > 0
+        {
             self.reset();
             return Ok(None);
         }

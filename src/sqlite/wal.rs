@@ -187,23 +187,38 @@ pub struct Scan {
     pub frames: Vec<Frame>,
     /// Database size in pages after the last commit, if any commit was found.
     pub commit: Option<u32>,
-    /// Number of committed transactions found.
+    /// Number of committed transactions found (commit frames).
     pub transactions: u64,
+    /// Commit frames identical to the commit frame just before them (page, size, content).
+    /// SQLite pads a commit to a sector boundary that way when powersafe overwrite is off, so
+    /// such a frame may not be a transaction of its own: counts that must be exact refuse them.
+    pub repeated_commits: u64,
 }
 
 /// Reads frames from `cursor` to the end of the file (or `max_bytes` past the cursor, stopping at a
 /// commit boundary) and returns those of committed transactions; advances `cursor` past the last
 /// commit frame. Stops silently at the first frame with wrong salts or checksum: that is where
 /// SQLite itself would stop (a torn or stale frame), not an error.
+///
+/// `last_frame`, when known (SQLite's WAL index publishes it), bounds the scan: frames past the
+/// last commit SQLite published are not committed yet in SQLite's eyes (a writer that dies
+/// before publishing loses them) and must not be shipped.
 pub fn scan_committed(
     file: &File,
     cursor: &mut WalCursor,
     max_bytes: u64,
+    last_frame: Option<u64>,
     buf: &mut Vec<u8>,
 ) -> Result<Scan, WalError> {
     let h = cursor.header;
     let flen = h.frame_len();
-    let file_len = file.metadata()?.len();
+    let mut file_len = file.metadata()?.len();
+    if let Some(last) = last_frame {
+        file_len = file_len.min(WAL_HEADER_LEN + last * flen);
+    }
+    let start = cursor.offset;
+    // The previous frame, when it was a commit frame: its page, size field and content hash.
+    let mut prev_commit: Option<(u32, u32, u64)> = None;
     let mut scan = Scan::default();
     let mut pending: Vec<Frame> = Vec::new();
     let mut off = cursor.offset;
@@ -227,21 +242,33 @@ pub fn scan_committed(
             if c != fh.cksum {
                 break 'outer;
             }
+            let content = (fh.commit != 0).then(|| {
+                let pgno = replica_formats::PageNo::new(fh.pgno).expect("checked nonzero");
+                replica_formats::page_hash(pgno, &fb[FRAME_HEADER_LEN as usize..])
+            });
+            if let (Some(hash), true) = (content, pending.is_empty())
+                && prev_commit == Some((fh.pgno, fh.commit, hash))
+            {
+                scan.repeated_commits += 1;
+            }
             pending.push(Frame {
                 pgno: fh.pgno,
                 offset: off,
             });
             ck = c;
             off += flen;
-            if fh.commit != 0 {
+            if let Some(hash) = content {
+                prev_commit = Some((fh.pgno, fh.commit, hash));
                 scan.frames.append(&mut pending);
                 scan.commit = Some(fh.commit);
                 scan.transactions += 1;
                 cursor.offset = off;
                 cursor.cksum = c;
-                if off - WAL_HEADER_LEN >= max_bytes && max_bytes > 0 {
+                if off - start >= max_bytes && max_bytes > 0 {
                     break 'outer;
                 }
+            } else {
+                prev_commit = None;
             }
         }
     }
@@ -369,7 +396,7 @@ mod tests {
             let h = read_header(&f).unwrap().unwrap();
             assert_eq!(h.big_endian, be);
             let mut cur = WalCursor::start(h);
-            let s = scan_committed(&f, &mut cur, 0, &mut Vec::new()).unwrap();
+            let s = scan_committed(&f, &mut cur, 0, None, &mut Vec::new()).unwrap();
             assert_eq!(s.frames.len(), 2, "uncommitted tail frame must be ignored");
             assert_eq!(s.commit, Some(2));
             assert_eq!(cur.frame_count(), 2);
@@ -387,7 +414,7 @@ mod tests {
         let (_d, f) = write_tmp(&wal);
         let h = read_header(&f).unwrap().unwrap();
         let mut cur = WalCursor::start(h);
-        let s = scan_committed(&f, &mut cur, 0, &mut Vec::new()).unwrap();
+        let s = scan_committed(&f, &mut cur, 0, None, &mut Vec::new()).unwrap();
         assert_eq!(s.frames.len(), 1);
         let stale = build_wal(false, 512, (9, 9), &[(1, 1, 1)]);
         let mut mixed = build_wal(false, 512, (1, 2), &[(1, 1, 1)]);
@@ -395,7 +422,7 @@ mod tests {
         let (_d2, f2) = write_tmp(&mixed);
         let mut cur = WalCursor::start(read_header(&f2).unwrap().unwrap());
         assert_eq!(
-            scan_committed(&f2, &mut cur, 0, &mut Vec::new())
+            scan_committed(&f2, &mut cur, 0, None, &mut Vec::new())
                 .unwrap()
                 .frames
                 .len(),
@@ -411,7 +438,7 @@ mod tests {
         let (d, f) = write_tmp(&wal);
         let h = read_header(&f).unwrap().unwrap();
         let mut cur = WalCursor::start(h);
-        let s = scan_committed(&f, &mut cur, 0, &mut Vec::new()).unwrap();
+        let s = scan_committed(&f, &mut cur, 0, None, &mut Vec::new()).unwrap();
         let mut page = vec![0u8; 512];
         for fr in &s.frames {
             assert!(read_verified_frame(&f, &h, fr, &mut page).unwrap());
@@ -427,6 +454,37 @@ mod tests {
                 "{what}"
             );
         }
+    }
+
+    /// A commit frame repeated byte for byte (SQLite's sector padding) is flagged; a new commit
+    /// of the same page with other content is not. The published last frame bounds the scan,
+    /// and `max_bytes` counts from where the scan starts, not from the WAL's start.
+    #[test]
+    fn padding_cap_and_batch_size() {
+        let wal = build_wal(
+            false,
+            512,
+            (1, 2),
+            &[(1, 1, 1), (1, 1, 1), (1, 1, 2), (2, 2, 3), (3, 3, 4)],
+        );
+        let (_d, f) = write_tmp(&wal);
+        let h = read_header(&f).unwrap().unwrap();
+        let mut cur = WalCursor::start(h);
+        let s = scan_committed(&f, &mut cur, 0, None, &mut Vec::new()).unwrap();
+        assert_eq!((s.transactions, s.repeated_commits), (5, 1));
+        let mut cur = WalCursor::start(h);
+        let s = scan_committed(&f, &mut cur, 0, Some(3), &mut Vec::new()).unwrap();
+        assert_eq!(
+            (s.frames.len(), cur.frame_count()),
+            (3, 3),
+            "stops at the published frame"
+        );
+        let s = scan_committed(&f, &mut cur, 1, None, &mut Vec::new()).unwrap();
+        assert_eq!(
+            s.frames.len(),
+            1,
+            "one transaction past the cursor, not all of them"
+        );
     }
 
     #[test]

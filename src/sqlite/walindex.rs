@@ -179,7 +179,7 @@ mod tests {
         let wh = read_header(&wal).unwrap().unwrap();
         assert!(h.describes(&wh));
         let mut cur = WalCursor::start(wh);
-        let scan = scan_committed(&wal, &mut cur, 0, &mut Vec::new()).unwrap();
+        let scan = scan_committed(&wal, &mut cur, 0, None, &mut Vec::new()).unwrap();
         assert!(scan.frames.len() > 4062 + 100, "{}", scan.frames.len());
         assert_eq!(h.mx_frame as u64, cur.frame_count());
         assert_eq!(Some(h.n_page), scan.commit);
