@@ -18,9 +18,7 @@ impl Monitor {
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, MonitorError>,
     ) -> Result<T, MonitorError> {
-        self.w
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| self.sql_err(e))?;
+        self.begin_immediate()?;
         let t0 = Instant::now();
         let res = f(self).and_then(|v| {
             self.restart_read()?;
@@ -34,6 +32,33 @@ impl Monitor {
         rb.map_err(|e| self.sql_err(e))?;
         self.protected = true;
         Ok(v)
+    }
+
+    /// Takes the write lock, waiting up to the busy timeout in short steps: while memsync waits
+    /// it still holds its read transaction, and an application's blocking checkpoint that took
+    /// the write lock first waits for that read transaction. Such a checkpoint ends the wait at
+    /// once with SQLITE_BUSY, so the caller gives up this pass and the next one steps aside
+    /// (`maybe_yield`) instead of both sides waiting out a busy timeout. (Without a read
+    /// transaction, as at startup, nothing waits on memsync and it simply waits its turn.)
+    fn begin_immediate(&mut self) -> Result<(), MonitorError> {
+        const STEP: Duration = Duration::from_millis(20);
+        let deadline = Instant::now() + self.cfg.busy_timeout;
+        let _ = self.w.busy_timeout(STEP);
+        let res = loop {
+            match self.w.execute_batch("BEGIN IMMEDIATE") {
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && Instant::now() < deadline
+                        && !(self.r_active
+                            && self
+                                .shm
+                                .as_ref()
+                                .is_some_and(ShmProbe::foreign_blocking_checkpoint)) => {}
+                other => break other,
+            }
+        };
+        let _ = self.w.busy_timeout(self.cfg.busy_timeout);
+        res.map_err(|e| self.sql_err(e))
     }
 
     fn restart_read(&mut self) -> Result<(), MonitorError> {
@@ -111,9 +136,7 @@ impl Monitor {
         self.w
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .map_err(|e| self.sql_err(e))?;
-        self.w
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| self.sql_err(e))?;
+        self.begin_immediate()?;
         let locked = Instant::now();
         let res = (|| {
             self.drain_wal()?;
