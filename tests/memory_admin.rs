@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::mms::{Machine, Server, curl, free_port, hash_of};
+use common::mms::{Machine, Server, curl, free_port, hash_of, remote_and_local};
 use serde_json::json;
 
 #[test]
@@ -168,10 +168,7 @@ fn settings_come_from_flags_then_environment_then_file() {
 #[test]
 fn maintenance_commands_keep_a_copy_of_everything_they_remove() {
     let dir = tempfile::tempdir().unwrap();
-    let remote = Server::start(&dir.path().join("remote"));
-    let local = Server::start(&dir.path().join("local"));
-    let m = Machine::new(&dir.path().join("m"), remote.port)
-        .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string());
+    let (remote, local, m) = remote_and_local(dir.path());
     let out = m.ok(&["init", "--write-config"]);
     assert!(
         out.contains("staging database ready") && out.contains("sync_config.json"),

@@ -2,16 +2,13 @@
 
 mod common;
 
-use common::mms::{Machine, Server, curl, hash_of};
+use common::mms::{curl, hash_of, remote_and_local};
 use serde_json::json;
 
 #[test]
 fn local_edits_survive_a_waiting_push_and_a_remote_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let remote = Server::start(&dir.path().join("remote"));
-    let local = Server::start(&dir.path().join("local"));
-    let m = Machine::new(&dir.path().join("m"), remote.port)
-        .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string());
+    let (remote, local, m) = remote_and_local(dir.path());
     let (twice, gone) = ("edited twice before a push", "edited here, deleted there");
     remote.post(twice, &["t"], json!({}));
     remote.post(gone, &["t"], json!({}));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::mms::{Machine, Server, curl, hash_of};
+use common::mms::{Machine, Server, curl, hash_of, remote_and_local};
 use serde_json::json;
 
 /// Fingerprint of a database's files, to prove a dry run wrote nothing.
@@ -24,11 +24,8 @@ fn files_digest(db: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn pull_into_a_database_being_read_keeps_it_sound_and_keeps_staged_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let remote = Server::start(&dir.path().join("remote"));
-    let local = Server::start(&dir.path().join("local"));
-    let m = Machine::new(&dir.path().join("m"), remote.port)
-        .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string())
-        .with("SYNC_BATCH_SIZE", "10");
+    let (remote, local, m) = remote_and_local(dir.path());
+    let m = m.with("SYNC_BATCH_SIZE", "10");
     for i in 0..120 {
         let tags: &[&str] = if i % 4 == 0 {
             &["bulk", "urgent"]
@@ -413,10 +410,7 @@ fn pull_from_the_servers_replica_brings_embeddings_the_local_service_searches() 
 #[test]
 fn edits_flow_both_ways_and_only_edits_on_both_sides_conflict() {
     let dir = tempfile::tempdir().unwrap();
-    let remote = Server::start(&dir.path().join("remote"));
-    let local = Server::start(&dir.path().join("local"));
-    let m = Machine::new(&dir.path().join("m"), remote.port)
-        .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string());
+    let (remote, local, m) = remote_and_local(dir.path());
     let (a, b, c, d) = (
         "edited locally",
         "edited on the server",
@@ -488,11 +482,8 @@ fn edits_flow_both_ways_and_only_edits_on_both_sides_conflict() {
 #[test]
 fn pull_force_lets_the_server_win_and_still_keeps_the_local_side() {
     let dir = tempfile::tempdir().unwrap();
-    let remote = Server::start(&dir.path().join("remote"));
-    let local = Server::start(&dir.path().join("local"));
-    let m = Machine::new(&dir.path().join("m"), remote.port)
-        .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string())
-        .with("SYNC_CONFLICT_RESOLUTION", "merge");
+    let (remote, local, m) = remote_and_local(dir.path());
+    let m = m.with("SYNC_CONFLICT_RESOLUTION", "merge");
     let (staged, edited) = ("forced: staged locally", "forced: edited locally");
     remote.post(staged, &["server-tag"], json!({}));
     remote.post(edited, &["t"], json!({}));

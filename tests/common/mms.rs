@@ -376,3 +376,13 @@ impl Machine {
 pub fn hash_of(content: &str) -> String {
     memsync::memory::hash::ContentHash::of(content).to_string()
 }
+
+/// The pull tests' setup: a remote server, a second server acting as this machine's local
+/// service, and a machine syncing against the remote into the local service's database.
+pub fn remote_and_local(dir: &Path) -> (Server, Server, Machine) {
+    let remote = Server::start(&dir.join("remote"));
+    let local = Server::start(&dir.join("local"));
+    let m = Machine::new(&dir.join("m"), remote.port)
+        .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string());
+    (remote, local, m)
+}
