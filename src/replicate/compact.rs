@@ -12,7 +12,7 @@ use std::path::Path;
 
 use replica_formats::{
     DecodedRun, EncodeOptions, FileDecoder, FileEncoder, FileKind, FormatError, Header, Level,
-    ObjectKey, PageNo, PageSize,
+    ObjectKey, PageNo,
 };
 
 /// One input being merged.
@@ -191,131 +191,65 @@ pub const FAN_IN: usize = 16;
 /// Highest compaction level.
 pub const MAX_LEVEL: u8 = 3;
 
-/// Position up to which the segments of `level` are already merged into a higher level (or
-/// superseded by a snapshot): the next merge of that level starts after it.
+/// Position up to which the segments of `level` are settled: merged into a higher level, or
+/// left behind by a snapshot with nothing more to merge before it. The next merge of that level
+/// starts after it. Level-0 segments that lead up to a snapshot are merged before the snapshot
+/// settles them: they never gain another member, and left alone they would stay in the replica
+/// as overlapping, lightly compressed files for the whole retention window.
 pub fn watermark(keys: &[ObjectKey], level: u8) -> Option<replica_formats::TxId> {
-    keys.iter()
-        .filter(|k| k.is_snapshot() || k.level().is_some_and(|l| l.get() > level))
+    let mut mark = keys
+        .iter()
+        .filter(|k| k.level().is_some_and(|l| l.get() > level))
         .map(ObjectKey::max_txid)
-        .max()
+        .max();
+    let mut snaps: Vec<replica_formats::TxId> = keys
+        .iter()
+        .filter(|k| k.is_snapshot())
+        .map(ObjectKey::max_txid)
+        .collect();
+    snaps.sort_unstable();
+    snaps.dedup();
+    for s in snaps {
+        if mark >= Some(s) {
+            continue;
+        }
+        if level == 0 && closed_run(keys, mark, s).len() >= 2 {
+            break;
+        }
+        mark = Some(s);
+    }
+    mark
 }
 
-/// Decides when to compact the spool's segments (level by level, `FAN_IN` at a time) and when a
-/// fresh snapshot is due, so a restore reads about one database's worth of data however long
-/// the history is.
-#[derive(Debug)]
-pub struct Compactor {
-    /// How often partial groups of level-0 segments are merged.
-    pub interval: std::time::Duration,
-    last: std::time::Instant,
-    /// Bytes of segments written since the last snapshot (what a restore reads on top of it).
-    pub since_snapshot: u64,
-    /// Size of the last snapshot.
-    pub snapshot_bytes: u64,
-    /// Snapshot at least this often, if set.
-    pub snapshot_interval: Option<std::time::Duration>,
-    last_snapshot: std::time::Instant,
-    /// Database size in pages at the last snapshot, and now.
-    snapshot_pages: u32,
-    db_pages: u32,
-    /// Database page size.
-    page_size: u32,
-    /// Level-0 files spooled since the last compaction.
-    l0_files: usize,
+/// The level-0 segments leading from `start` (or from the first of them) exactly to the snapshot
+/// position `snap`; empty if they do not reach it.
+fn closed_run(
+    keys: &[ObjectKey],
+    start: Option<replica_formats::TxId>,
+    snap: replica_formats::TxId,
+) -> Vec<ObjectKey> {
+    let l0: Vec<ObjectKey> = keys
+        .iter()
+        .filter(|k| k.level() == Some(Level::ZERO) && k.max_txid() <= snap)
+        .copied()
+        .collect();
+    let Some(start) = start.or_else(|| first_start(&l0, 0)) else {
+        return Vec::new();
+    };
+    let chain = replica_formats::chain_from(&l0, start, replica_formats::Target::Latest);
+    if chain.last().map(ObjectKey::max_txid) == Some(snap) {
+        chain
+    } else {
+        Vec::new()
+    }
 }
 
-/// Fewest pages a snapshot must have for its compression ratio to predict a fresh one's.
-const RELIABLE_SNAPSHOT_PAGES: u32 = 1024;
-
-/// Segments since the last snapshot may add up to this much before a new snapshot is taken,
-/// or the last snapshot's size if larger.
-pub const SNAPSHOT_MIN_BYTES: u64 = 16 << 20;
-
-impl Compactor {
-    /// A compactor merging partial level-0 groups every `interval`.
-    pub fn new(interval: std::time::Duration) -> Self {
-        let now = std::time::Instant::now();
-        Compactor {
-            interval,
-            last: now,
-            since_snapshot: 0,
-            snapshot_bytes: 0,
-            snapshot_interval: None,
-            last_snapshot: now,
-            snapshot_pages: 0,
-            db_pages: 0,
-            page_size: 4096,
-            l0_files: 0,
-        }
-    }
-
-    /// Records the database size, to estimate what a fresh snapshot would weigh.
-    pub fn set_db_size(&mut self, pages: u32, page_size: PageSize) {
-        self.db_pages = pages;
-        self.page_size = page_size.get();
-    }
-
-    /// Records a spooled file.
-    pub fn note(&mut self, key: &ObjectKey, size: u64) {
-        if key.is_snapshot() {
-            self.since_snapshot = 0;
-            self.snapshot_bytes = size;
-            self.snapshot_pages = self.db_pages;
-            self.last_snapshot = std::time::Instant::now();
-        } else if key.level() == Some(Level::ZERO) {
-            self.since_snapshot += size;
-            self.l0_files += 1;
-        }
-    }
-
-    /// Records a compacted file of `size` bytes that replaces files totalling `merged` bytes.
-    fn note_merge(&mut self, merged: u64, size: u64) {
-        self.since_snapshot = self.since_snapshot.saturating_sub(merged) + size;
-    }
-
-    /// What a snapshot taken now would weigh, extrapolated from the last one. A snapshot of an
-    /// almost empty database (fewer than [`RELIABLE_SNAPSHOT_PAGES`]) says nothing about how the
-    /// grown one compresses: then half the raw size is assumed. (Extrapolating from the 20-page
-    /// first snapshot of a new database took a needless full snapshot as soon as 16 MB of
-    /// segments had piled up.)
-    fn snapshot_estimate(&self) -> u64 {
-        if self.snapshot_pages < RELIABLE_SNAPSHOT_PAGES {
-            return self.db_pages as u64 * self.page_size as u64 / 2;
-        }
-        self.snapshot_bytes / self.snapshot_pages as u64 * self.db_pages as u64
-    }
-
-    /// True when the files piled on the last snapshot outweigh a fresh one (a restore would read
-    /// more than twice the database), or the snapshot interval passed.
-    pub fn snapshot_due(&self) -> bool {
-        self.since_snapshot > self.snapshot_estimate().max(SNAPSHOT_MIN_BYTES)
-            || self
-                .snapshot_interval
-                .is_some_and(|i| self.last_snapshot.elapsed() >= i)
-    }
-
-    /// True when a compaction pass should run: the interval passed (or `force`), or a full group
-    /// of level-0 segments is waiting.
-    pub fn due(&self, force: bool) -> bool {
-        force || self.last.elapsed() >= self.interval || self.l0_files >= FAN_IN
-    }
-
-    /// Starts a pass: resets the level-0 count and says whether partial groups are merged too.
-    pub fn begin_pass(&mut self, force: bool) -> bool {
-        let timed = force || self.last.elapsed() >= self.interval;
-        if timed {
-            self.last = std::time::Instant::now();
-        }
-        self.l0_files = 0;
-        timed
-    }
-
-    /// Records the files a pass wrote: (key, size, bytes of the files it replaces).
-    pub fn finish_pass(&mut self, written: &[(ObjectKey, u64, u64)]) {
-        for &(_, size, merged) in written {
-            self.note_merge(merged, size);
-        }
-    }
+/// The first snapshot position after `pos`: a merged level-0 group ends there.
+fn next_snapshot(keys: &[ObjectKey], pos: replica_formats::TxId) -> Option<replica_formats::TxId> {
+    keys.iter()
+        .filter(|k| k.is_snapshot() && k.max_txid() > pos)
+        .map(ObjectKey::max_txid)
+        .min()
 }
 
 /// One compaction pass over the spool: merges full groups of `FAN_IN` segments at every level
@@ -338,8 +272,17 @@ pub fn compact_spool(
                 .collect();
             let mut chain =
                 replica_formats::chain_from(&at_level, start, replica_formats::Target::Latest);
+            // A level-0 group ends at a snapshot: merged across it, the snapshot would have no
+            // level-0 files left to continue from.
+            let mut closed = false;
+            if level == 0
+                && let Some(snap) = next_snapshot(&keys, start)
+            {
+                chain.retain(|k| k.max_txid() <= snap);
+                closed = chain.last().map(ObjectKey::max_txid) == Some(snap);
+            }
             let full = chain.len() >= FAN_IN;
-            if !(full || (partial && level == 0 && chain.len() >= 2)) {
+            if !(full || ((partial || closed) && level == 0 && chain.len() >= 2)) {
                 break;
             }
             chain.truncate(FAN_IN);
@@ -360,7 +303,7 @@ pub fn compact_spool(
             let size = spool.write(&key, |w| merge(&refs, lvl, w, opts).map(|_| ()))?;
             keys.push(key);
             written.push((key, size, merged));
-            if !full {
+            if !full && !closed {
                 break;
             }
         }
@@ -381,7 +324,7 @@ fn first_start(keys: &[ObjectKey], level: u8) -> Option<replica_formats::TxId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use replica_formats::{DbChecksum, Timestamp, TxId, WalPosition, decode_file};
+    use replica_formats::{DbChecksum, PageSize, Timestamp, TxId, WalPosition, decode_file};
 
     const PS: u32 = 512;
 
@@ -494,48 +437,71 @@ mod tests {
         );
     }
 
-    /// The snapshot policy: files piled on a snapshot may outweigh a fresh one, then a snapshot
-    /// is due; the first, near-empty snapshot of a new database does not set the estimate.
+    /// Level-0 segments leading up to a snapshot form a closed group: merged at the next pass
+    /// (not only at the timed one), ending exactly at the snapshot so it still has level-0 files
+    /// to continue from; a lone one is left as it is and does not hold the spool back.
     #[test]
-    fn snapshot_due_when_segments_outweigh_a_fresh_snapshot() {
-        let ps = PageSize::new(4096).unwrap();
+    fn level0_segments_before_a_snapshot_are_merged_up_to_it() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = crate::replicate::spool::Spool::open(d.path()).unwrap();
         let snap = |txid| ObjectKey::Snapshot {
             txid: TxId::new(txid).unwrap(),
-            ts: Timestamp::from_millis(0),
+            ts: Timestamp::from_millis(txid as i64),
         };
-        let seg = |txid| ObjectKey::Segment {
+        let put = |key: ObjectKey, bytes: Vec<u8>| {
+            spool.write(&key, |w| w.write_all(&bytes)).unwrap();
+        };
+        let l0 = |txid: u64| ObjectKey::Segment {
             level: Level::ZERO,
             min: TxId::new(txid).unwrap(),
             max: TxId::new(txid).unwrap(),
-            ts: Timestamp::from_millis(0),
+            ts: Timestamp::from_millis(txid as i64),
         };
-        let mut c = Compactor::new(std::time::Duration::from_secs(30));
-        // A new database: 20 pages snapshotted into a few hundred bytes.
-        c.set_db_size(20, ps);
-        c.note(&snap(1), 400);
-        // It grew to 16 000 pages (64 MB); 20 MB of segments is less than half of that raw.
-        c.set_db_size(16_000, ps);
-        for t in 2..22 {
-            c.note(&seg(t), 1 << 20);
+        put(snap(1), b"snapshot".to_vec());
+        for t in 2..=9 {
+            put(l0(t), segment(t, 4, &[(1, t as u8), (t as u32 % 3 + 2, 1)]));
         }
-        assert!(!c.snapshot_due(), "extrapolated from a near-empty snapshot");
-        for t in 22..36 {
-            c.note(&seg(t), 1 << 20);
-        }
-        assert!(
-            c.snapshot_due(),
-            "34 MB of segments outweigh a ~32 MB snapshot"
+        put(snap(6), b"snapshot".to_vec());
+        let keys = spool.keys().unwrap();
+        assert_eq!(
+            watermark(&keys, 0),
+            TxId::new(1),
+            "the group before snapshot 6 is still to merge"
         );
-        // A real snapshot sets the ratio: 64 MB raw into 20 MB.
-        c.note(&snap(36), 20 << 20);
-        for t in 37..54 {
-            c.note(&seg(t), 1 << 20);
-        }
-        assert!(!c.snapshot_due());
-        c.note(&seg(54), 4 << 20);
-        assert!(c.snapshot_due());
-        // Compaction shrinks what piles up.
-        c.finish_pass(&[(seg(55), 5 << 20, 21 << 20)]);
-        assert!(!c.snapshot_due());
+        let written = compact_spool(&spool, EncodeOptions::default(), false).unwrap();
+        let merged: Vec<(u64, u64)> = written
+            .iter()
+            .map(|(k, _, _)| (k.min_txid().get(), k.max_txid().get()))
+            .collect();
+        assert_eq!(merged, vec![(2, 6)], "closed group merged, open one waits");
+        let keys = spool.keys().unwrap();
+        assert_eq!(watermark(&keys, 0), TxId::new(6));
+        let chain = replica_formats::chain_from(
+            &keys,
+            TxId::new(6).unwrap(),
+            replica_formats::Target::Latest,
+        );
+        assert_eq!(chain, vec![l0(7), l0(8), l0(9)], "snapshot 6 continues");
+        let written = compact_spool(&spool, EncodeOptions::default(), true).unwrap();
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0].0.min_txid().get(), 7);
+
+        // A single segment before a snapshot is settled as it is.
+        let d = tempfile::tempdir().unwrap();
+        let spool = crate::replicate::spool::Spool::open(d.path()).unwrap();
+        let put = |key: ObjectKey, bytes: Vec<u8>| {
+            spool.write(&key, |w| w.write_all(&bytes)).unwrap();
+        };
+        put(snap(1), b"snapshot".to_vec());
+        put(l0(2), segment(2, 4, &[(1, 2)]));
+        put(snap(2), b"snapshot".to_vec());
+        put(l0(3), segment(3, 4, &[(1, 3)]));
+        let keys = spool.keys().unwrap();
+        assert_eq!(watermark(&keys, 0), TxId::new(2));
+        assert!(
+            compact_spool(&spool, EncodeOptions::default(), false)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

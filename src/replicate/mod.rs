@@ -1,6 +1,7 @@
 //! `memsync replicate`: one monitor thread per database, one shipping task per replica.
 
 pub mod compact;
+pub mod policy;
 pub mod shipper;
 pub mod spool;
 

@@ -39,7 +39,7 @@ use super::reader::{Poll, Source};
 use super::shm::ShmProbe;
 use super::wal::WalError;
 use super::watch::WalWatch;
-use crate::replicate::compact::Compactor;
+use crate::replicate::policy::Compactor;
 use crate::replicate::spool::Spool;
 use crate::stats::DbStats;
 
