@@ -66,6 +66,12 @@ struct BenchArgs {
     /// Seconds of writes in the lag phase.
     #[arg(long = "lag-duration", default_value_t = 20)]
     lag_duration: u64,
+    /// Mean seconds between the commits of the sparse phase (random moments, one memory each).
+    #[arg(long = "sparse-gap", default_value_t = 2.0)]
+    sparse_gap: f64,
+    /// Seconds of writes in the sparse phase.
+    #[arg(long = "sparse-duration", default_value_t = 90)]
+    sparse_duration: u64,
     /// Lag probes: `both` (restore in a loop, and follow memsync's replica segment by segment),
     /// or `follow` (only the latter: nothing else competes for the cores).
     #[arg(long = "lag-probe", default_value = "both", value_parser = ["both", "follow"])]
@@ -79,8 +85,8 @@ struct BenchArgs {
     /// Replica sync-interval for both replicators (default: their default, 1s).
     #[arg(long = "sync-interval")]
     sync_interval: Option<String>,
-    /// Phases: cpu, lag, restore.
-    #[arg(long = "phases", default_value = "cpu,lag,restore")]
+    /// Phases: cpu, lag (steady writes), sparse (single commits at random moments), restore.
+    #[arg(long = "phases", default_value = "cpu,lag,sparse,restore")]
     phases: String,
     /// Working directory (kept for inspection).
     #[arg(long = "workdir", default_value = "memsync-bench")]
@@ -550,6 +556,16 @@ fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
         rate: a.rate,
         duration: std::time::Duration::from_secs(a.duration),
         lag_duration: std::time::Duration::from_secs(a.lag_duration),
+        sparse_gap: std::time::Duration::try_from_secs_f64(a.sparse_gap)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                CliError(format!(
+                    "--sparse-gap {}: not a positive number of seconds",
+                    a.sparse_gap
+                ))
+            })?,
+        sparse_duration: std::time::Duration::from_secs(a.sparse_duration),
         restore_probe: a.lag_probe == "both",
         size_mb: a.size_mb,
         runs: a.runs,

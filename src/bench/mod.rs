@@ -32,6 +32,10 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// Length of the lag phase.
     pub lag_duration: Duration,
+    /// Mean gap between the commits of the sparse phase.
+    pub sparse_gap: Duration,
+    /// Length of the sparse phase.
+    pub sparse_duration: Duration,
     /// Run the restore-in-a-loop lag probe (both replicators; the side-by-side figure). Without
     /// it only memsync's replica is followed segment by segment, with nothing else competing
     /// for the two cores.
@@ -195,8 +199,11 @@ fn phase_cpu(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
     Ok(())
 }
 
-fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), String> {
-    let dir = o.workdir.join(&r.name).join("lag");
+/// The lag phase's writer: steady `rate` commits/s (`lag`), or single commits at random moments
+/// (`sparse`: a memory service's real load, where when a sync may run matters more than how
+/// often).
+fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures, phase: &str) -> Result<(), String> {
+    let dir = o.workdir.join(&r.name).join(phase);
     let (cfg, db, app, run) = start_on_new_db(o, r, &dir)?;
     let commits: Arc<Mutex<Vec<(i64, SystemTime)>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
@@ -227,9 +234,12 @@ fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
     });
     let mut rng = workload::Rng::new(2);
     let log = commits.clone();
-    workload::write_steady(&app, o.rate, o.lag_duration, &mut rng, |id, t| {
-        log.lock().expect("lag log").push((id, t));
-    })
+    let each = |id, t| log.lock().expect("lag log").push((id, t));
+    if phase == "sparse" {
+        workload::write_sparse(&app, o.sparse_gap, o.sparse_duration, &mut rng, each)
+    } else {
+        workload::write_steady(&app, o.rate, o.lag_duration, &mut rng, each)
+    }
     .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_secs(5));
     done.store(true, Ordering::Relaxed);
@@ -269,12 +279,12 @@ fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
             lower.push(secs(ok[i - 1].0, *t));
         }
     }
-    f.push(("lag.probes".into(), ok.len() as f64));
-    f.push(("lag.restore_p50_s".into(), pct(&mut restore_s, 50.0)));
-    f.push(("lag.upper_p50_s".into(), pct(&mut upper, 50.0)));
-    f.push(("lag.upper_p95_s".into(), pct(&mut upper, 95.0)));
-    f.push(("lag.lower_p50_s".into(), pct(&mut lower, 50.0)));
-    f.push(("lag.lower_p95_s".into(), pct(&mut lower, 95.0)));
+    f.push((format!("{phase}.probes"), ok.len() as f64));
+    f.push((format!("{phase}.restore_p50_s"), pct(&mut restore_s, 50.0)));
+    f.push((format!("{phase}.upper_p50_s"), pct(&mut upper, 50.0)));
+    f.push((format!("{phase}.upper_p95_s"), pct(&mut upper, 95.0)));
+    f.push((format!("{phase}.lower_p50_s"), pct(&mut lower, 50.0)));
+    f.push((format!("{phase}.lower_p95_s"), pct(&mut lower, 95.0)));
     if let Some(seen) = followed {
         // Commit → the first advance of the followed copy that holds its row.
         let mut lag: Vec<f64> = commits
@@ -285,14 +295,14 @@ fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
                 Some(secs(seen[i].0, *t))
             })
             .collect();
-        f.push(("lag.followed_commits".into(), lag.len() as f64));
+        f.push((format!("{phase}.followed_commits"), lag.len() as f64));
         // Commits the copy never showed (they would bias the percentiles low if ignored).
         let last_seen = seen.last().map_or(0, |s| s.1);
         let missed = commits.iter().filter(|(id, _)| *id > last_seen).count();
-        f.push(("lag.unobserved_commits".into(), missed as f64));
-        f.push(("lag.follow_p50_s".into(), pct(&mut lag, 50.0)));
-        f.push(("lag.follow_p95_s".into(), pct(&mut lag, 95.0)));
-        f.push(("lag.follow_max_s".into(), pct(&mut lag, 100.0)));
+        f.push((format!("{phase}.unobserved_commits"), missed as f64));
+        f.push((format!("{phase}.follow_p50_s"), pct(&mut lag, 50.0)));
+        f.push((format!("{phase}.follow_p95_s"), pct(&mut lag, 95.0)));
+        f.push((format!("{phase}.follow_max_s"), pct(&mut lag, 100.0)));
     }
     Ok(())
 }
@@ -368,9 +378,13 @@ pub fn run(o: &BenchOptions) -> Result<String, String> {
             eprintln!("bench: {} {phase}", r.name);
             match phase.as_str() {
                 "cpu" => phase_cpu(o, r, &mut f)?,
-                "lag" => phase_lag(o, r, &mut f)?,
+                "lag" | "sparse" => phase_lag(o, r, &mut f, phase)?,
                 "restore" => phase_restore(o, r, &mut f, &filled)?,
-                other => return Err(format!("unknown phase {other:?} (cpu, lag, restore)")),
+                other => {
+                    return Err(format!(
+                        "unknown phase {other:?} (cpu, lag, sparse, restore)"
+                    ));
+                }
             }
         }
         for (k, v) in &f {

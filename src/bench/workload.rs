@@ -222,6 +222,33 @@ pub fn write_steady(
     Ok(n)
 }
 
+/// Commits one memory at a time at random moments, `mean_gap` apart on average (exponential
+/// gaps, as independent users storing memories); returns how many. `each` gets every id with
+/// the time its transaction committed.
+pub fn write_sparse(
+    c: &Connection,
+    mean_gap: Duration,
+    duration: Duration,
+    rng: &mut Rng,
+    mut each: impl FnMut(i64, SystemTime),
+) -> rusqlite::Result<u64> {
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut next = start;
+    while next < start + duration {
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let id = insert(c, rng, 400)?;
+        each(id, SystemTime::now());
+        n += 1;
+        // Uniform in (0, 1], then an exponential gap.
+        let u = ((rng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+        next += mean_gap.mul_f64(-u.ln());
+    }
+    Ok(n)
+}
+
 /// Soundness of a (restored) memory database: integrity check, one embedding per memory, and a
 /// KNN query answered. Returns the number of memories.
 pub fn verify(path: &Path) -> Result<i64, String> {

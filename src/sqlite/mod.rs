@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod conn;
 pub mod monitor;
 pub mod monitor_config;
+pub mod pacer;
 pub mod pagemap;
 pub mod reader;
 pub mod shm;

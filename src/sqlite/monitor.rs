@@ -34,6 +34,7 @@ use tokio::sync::watch;
 pub use super::monitor_config::{MIN_SYNC_GAP, MonitorConfig, MonitorError};
 
 use super::conn;
+use super::pacer::SyncPacer;
 use super::pagemap::PageMap;
 use super::reader::{Poll, Source};
 use super::shm::ShmProbe;
@@ -42,6 +43,9 @@ use super::watch::WalWatch;
 use crate::replicate::policy::Compactor;
 use crate::replicate::spool::Spool;
 use crate::stats::DbStats;
+
+/// Second looks after a file event that found nothing committed yet (see `run`).
+const RECHECKS: u32 = 3;
 
 /// A file a compaction pass wrote: key, size, and size of the files it replaces.
 type Compacted = (ObjectKey, u64, u64);
@@ -65,7 +69,8 @@ pub struct Monitor {
     /// WAL frames at the last checkpoint of this generation (checkpoint thresholds are relative).
     pub(super) frames_at_checkpoint: u64,
     pub(super) last_checkpoint: Instant,
-    pub(super) last_sync: Instant,
+    /// When the next sync may run (see `pacer.rs`).
+    pub(super) pacer: SyncPacer,
     /// Set when a spool write failed: the next sync resynchronises.
     pub(super) needs_resync: bool,
     pub(super) positions: watch::Sender<Option<TxId>>,
@@ -103,6 +108,7 @@ impl Monitor {
             .map_err(io(format!("creating spool in {}", cfg.meta_dir.display())))?;
         let ino = file_id(&cfg.db_path).map_err(io(format!("stat {}", cfg.db_path.display())))?;
         let map = PageMap::new(src.page_size());
+        let pacer = SyncPacer::new(cfg.min_sync_gap, Instant::now());
         let mut m = Monitor {
             shm: ShmProbe::open(&cfg.db_path),
             cfg,
@@ -116,7 +122,7 @@ impl Monitor {
             protected: false,
             frames_at_checkpoint: 0,
             last_checkpoint: Instant::now(),
-            last_sync: Instant::now(),
+            pacer,
             needs_resync: false,
             positions,
             stats,
@@ -220,20 +226,24 @@ impl Monitor {
         let mut last_poll = Instant::now();
         let mut backoff = Duration::ZERO;
         let mut retry_at = Instant::now();
+        // Quick second looks left after a file event that found no new commit.
+        let mut rechecks = 0u32;
         while !stop.load(Ordering::Relaxed) {
             let probe = self.cfg.probe_interval;
             if dirty {
                 // Pacing: do not read the watch (it would wake us for every write); just wait
                 // for the gap to pass, still probing for application checkpoints meanwhile.
+                let now = Instant::now();
                 let left = self
-                    .cfg
-                    .min_sync_gap
-                    .saturating_sub(self.last_sync.elapsed());
+                    .pacer
+                    .wait(now)
+                    .max(retry_at.saturating_duration_since(now));
                 if !left.is_zero() {
                     std::thread::sleep(left.min(probe));
                 }
             } else if watch.wait(probe) {
                 dirty = true;
+                rechecks = RECHECKS;
             }
             if last_poll.elapsed() >= self.cfg.monitor_interval {
                 dirty = true;
@@ -246,16 +256,31 @@ impl Monitor {
             }
             let pass = (|| {
                 self.maybe_yield()?;
-                if dirty && self.last_sync.elapsed() >= self.cfg.min_sync_gap {
+                let mut idle = false;
+                if dirty && self.pacer.wait(Instant::now()).is_zero() {
                     dirty = false;
+                    let before = self.pos;
                     self.sync()?;
+                    idle = self.pos == before;
                     self.maybe_checkpoint()?;
                     self.maintain(false, false)?;
                 }
-                Ok::<(), MonitorError>(())
+                Ok::<bool, MonitorError>(idle)
             })();
             match pass {
-                Ok(()) => backoff = Duration::ZERO,
+                Ok(idle) => {
+                    backoff = Duration::ZERO;
+                    // The writer's last WAL write can wake us before it publishes the commit in
+                    // the WAL index (shared memory: no file event follows). Look again in 2, 8
+                    // and 32 ms instead of leaving the commit to the next poll, up to a whole
+                    // monitor-interval later.
+                    if idle && rechecks > 0 {
+                        rechecks -= 1;
+                        dirty = true;
+                        retry_at = Instant::now()
+                            + Duration::from_millis(2 << (2 * (RECHECKS - 1 - rechecks)));
+                    }
+                }
                 Err(e @ MonitorError::Replaced(_)) => return Err(e),
                 Err(e) if e.is_busy() => {
                     // Contention, not a failure: the application holds the write lock (a long
@@ -307,14 +332,23 @@ impl Monitor {
 
     /// Reads what was committed since the last call and writes it to the spool.
     pub fn sync(&mut self) -> Result<(), MonitorError> {
-        self.last_sync = Instant::now();
-        if !self.needs_resync {
-            self.drain_wal()?;
+        let before = self.pos;
+        let res = (|| {
+            if !self.needs_resync {
+                self.drain_wal()?;
+            }
+            if self.needs_resync {
+                self.resync()?;
+            }
+            Ok(())
+        })();
+        // Only a sync that spooled something (and so starts uploads) spends from the pacing
+        // budget: the idle poll every monitor-interval used to make the next commit wait up
+        // to a whole sync interval.
+        if self.pos != before {
+            self.pacer.take(Instant::now());
         }
-        if self.needs_resync {
-            self.resync()?;
-        }
-        Ok(())
+        res
     }
 
     /// Polls the WAL until nothing new is committed, writing segments. A restart that cannot be
