@@ -213,7 +213,7 @@ pub fn watermark(keys: &[ObjectKey], level: u8) -> Option<replica_formats::TxId>
         if mark >= Some(s) {
             continue;
         }
-        if level == 0 && closed_run(keys, mark, s).len() >= 2 {
+        if level == 0 && closed_run_len(keys, mark, s) >= 2 {
             break;
         }
         mark = Some(s);
@@ -221,26 +221,26 @@ pub fn watermark(keys: &[ObjectKey], level: u8) -> Option<replica_formats::TxId>
     mark
 }
 
-/// The level-0 segments leading from `start` (or from the first of them) exactly to the snapshot
-/// position `snap`; empty if they do not reach it.
-fn closed_run(
+/// How many level-0 segments lead from `start` (or from the first of them) exactly to the
+/// snapshot position `snap`; 0 if they do not reach it.
+fn closed_run_len(
     keys: &[ObjectKey],
     start: Option<replica_formats::TxId>,
     snap: replica_formats::TxId,
-) -> Vec<ObjectKey> {
+) -> usize {
     let l0: Vec<ObjectKey> = keys
         .iter()
         .filter(|k| k.level() == Some(Level::ZERO) && k.max_txid() <= snap)
         .copied()
         .collect();
     let Some(start) = start.or_else(|| first_start(&l0, 0)) else {
-        return Vec::new();
+        return 0;
     };
     let chain = replica_formats::chain_from(&l0, start, replica_formats::Target::Latest);
     if chain.last().map(ObjectKey::max_txid) == Some(snap) {
-        chain
+        chain.len()
     } else {
-        Vec::new()
+        0
     }
 }
 

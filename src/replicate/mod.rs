@@ -234,7 +234,7 @@ fn start_db(
             };
             let _ = ready_tx.send(Ok((m.spool().clone(), m.map_saved())));
             if once {
-                let r = m.sync();
+                let r = m.sync().map(|_| ());
                 m.shutdown();
                 return r;
             }

@@ -259,9 +259,7 @@ impl Monitor {
                 let mut idle = false;
                 if dirty && self.pacer.wait(Instant::now()).is_zero() {
                     dirty = false;
-                    let before = self.pos;
-                    self.sync()?;
-                    idle = self.pos == before;
+                    idle = !self.sync()?;
                     self.maybe_checkpoint()?;
                     self.maintain(false, false)?;
                 }
@@ -330,8 +328,9 @@ impl Monitor {
         self.save_map(true);
     }
 
-    /// Reads what was committed since the last call and writes it to the spool.
-    pub fn sync(&mut self) -> Result<(), MonitorError> {
+    /// Reads what was committed since the last call and writes it to the spool; true if it
+    /// spooled anything.
+    pub fn sync(&mut self) -> Result<bool, MonitorError> {
         let before = self.pos;
         let res = (|| {
             if !self.needs_resync {
@@ -345,10 +344,11 @@ impl Monitor {
         // Only a sync that spooled something (and so starts uploads) spends from the pacing
         // budget: the idle poll every monitor-interval used to make the next commit wait up
         // to a whole sync interval.
-        if self.pos != before {
+        let spooled = self.pos != before;
+        if spooled {
             self.pacer.take(Instant::now());
         }
-        res
+        res.map(|()| spooled)
     }
 
     /// Polls the WAL until nothing new is committed, writing segments. A restart that cannot be
