@@ -96,3 +96,56 @@ fn sigkill_during_writes_asap_shipping() {
 fn sigkill_during_writes_batched_shipping() {
     kill_loop("200ms", 8, 1234);
 }
+
+/// A restart that cannot replay its spool (no saved page map) starts a new chain with a
+/// snapshot; when the replica was behind the spool, the replica must be brought through the
+/// old chain and on to that snapshot, even if nothing is committed afterwards. (It used to stop
+/// at the old chain's end and stay stale until the next commit: the final replica of the crash
+/// tests, now and then, never caught up.)
+#[test]
+fn a_new_chain_after_a_crash_reaches_the_replica_without_further_commits() {
+    let s = Scene::new("", "        sync-interval: 200ms\n");
+    let app = create_memdb(&s.db);
+    let r = s.start();
+    for i in 1..=50 {
+        insert_memory(&app, i);
+    }
+    s.wait_for_rows(50);
+    // The replica becomes unwritable: segments are spooled but not shipped.
+    let segments = s.replica.join("segments");
+    let away = s.replica.join("segments.away");
+    std::fs::create_dir_all(&segments).unwrap(); // the first rows may all be in the snapshot
+    std::fs::rename(&segments, &away).unwrap();
+    std::fs::write(&segments, b"not a directory").unwrap();
+    let spool = s.dir.path().join(".db.sqlite-memsync/spool/segments/0");
+    let spooled = || std::fs::read_dir(&spool).map_or(0, |d| d.count());
+    let before = spooled();
+    for i in 51..=100 {
+        insert_memory(&app, i);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while spooled() <= before {
+        assert!(std::time::Instant::now() < deadline, "nothing spooled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    r.kill();
+    std::fs::remove_file(&segments).unwrap();
+    std::fs::rename(&away, &segments).unwrap();
+    // Commits the spool never saw, and no page map to replay onto: the restart snapshots.
+    for i in 101..=130 {
+        insert_memory(&app, i);
+    }
+    std::fs::remove_file(s.dir.path().join(".db.sqlite-memsync/pagemap")).unwrap();
+    let r = s.start();
+    s.wait_for_rows(130);
+    let (st, err) = r.stop();
+    assert!(st.success(), "{err}");
+    assert!(
+        s.log_tail().contains("snapshot at position"),
+        "the restart took the new-chain path:\n{}",
+        s.log_tail()
+    );
+    let restored = check_sound(&s.restore("final.db", &["-integrity-check", "full"]));
+    assert_same(&app, &restored);
+}

@@ -297,29 +297,28 @@ pub fn retention_victims(
         .collect()
 }
 
-/// The spooled files that continue the replica from `remote`: the chain of files whose first
-/// position follows the previous one, preferring the one reaching furthest; or, when the replica
-/// cannot be continued (empty, or the spool no longer has the next file), everything from the
-/// newest snapshot on.
+/// The spooled files that bring the replica from `remote` to the spool's newest position: the
+/// chain of segments whose first position follows the previous one, preferring the one reaching
+/// furthest; and where that chain stops short (the replica is empty, the spool no longer has the
+/// next file, or a restart began a new chain with a snapshot after it), the newest snapshot
+/// beyond it and the chain from there.
 pub fn chain_after(keys: &[ObjectKey], remote: Option<TxId>) -> Vec<ObjectKey> {
-    let start = remote.and_then(|r| {
-        let chain = replica_formats::chain_from(keys, r, replica_formats::Target::Latest);
-        (!chain.is_empty() || keys.iter().all(|k| k.max_txid() <= r)).then_some(chain)
-    });
-    if let Some(chain) = start {
-        return chain;
+    let mut out = match remote {
+        Some(r) => replica_formats::chain_from(keys, r, replica_formats::Target::Latest),
+        None => Vec::new(),
+    };
+    let end = out.last().map(ObjectKey::max_txid).or(remote);
+    if keys.iter().all(|k| Some(k.max_txid()) <= end) {
+        return out;
     }
     let Some(snap) = keys
         .iter()
-        .filter(|k| k.is_snapshot())
+        .filter(|k| k.is_snapshot() && Some(k.max_txid()) > end)
         .max_by_key(|k| k.max_txid())
     else {
-        return Vec::new();
+        return out;
     };
-    if remote >= Some(snap.max_txid()) {
-        return Vec::new();
-    }
-    let mut out = vec![*snap];
+    out.push(*snap);
     out.extend(replica_formats::chain_from(
         keys,
         snap.max_txid(),
@@ -419,9 +418,15 @@ mod tests {
             snap(5, 3),
             seg(0, 6, 6, 4),
         ];
+        // The old chain first (its history stays restorable), then on through snapshot 5.
         assert_eq!(
             chain_after(&keys, TxId::new(1)),
-            vec![seg(0, 2, 2, 1), seg(0, 3, 3, 2)]
+            vec![
+                seg(0, 2, 2, 1),
+                seg(0, 3, 3, 2),
+                snap(5, 3),
+                seg(0, 6, 6, 4)
+            ]
         );
         assert_eq!(
             chain_after(&keys, TxId::new(3)),
@@ -429,5 +434,20 @@ mod tests {
         );
         assert_eq!(chain_after(&keys, None), vec![snap(5, 3), seg(0, 6, 6, 4)]);
         assert!(chain_after(&keys, TxId::new(6)).is_empty());
+    }
+
+    /// A restart that could not resume begins a new chain with a snapshot right after the
+    /// spool's last segment; with nothing committed since, no segment follows it. The replica
+    /// must still get the snapshot (it used to stop at the old chain's end and stay stale until
+    /// the next commit: seen as a crash test whose final replica never caught up).
+    #[test]
+    fn a_snapshot_after_the_chain_end_is_shipped_even_with_no_segment_after_it() {
+        let keys = vec![snap(1, 0), seg(0, 2, 2, 1), seg(0, 3, 3, 2), snap(4, 3)];
+        assert_eq!(
+            chain_after(&keys, TxId::new(1)),
+            vec![seg(0, 2, 2, 1), seg(0, 3, 3, 2), snap(4, 3)]
+        );
+        assert_eq!(chain_after(&keys, TxId::new(3)), vec![snap(4, 3)]);
+        assert!(chain_after(&keys, TxId::new(4)).is_empty());
     }
 }
