@@ -55,6 +55,38 @@ impl Target {
         self.file.write_all_at(data, off).map_err(self.io())
     }
 
+    /// Writes a decoded run: one hash per page, one write per stretch of consecutive pages
+    /// (a snapshot's runs are 64 consecutive pages: 64 times fewer system calls than page by
+    /// page).
+    fn write_run(&mut self, run: &replica_formats::DecodedRun) -> Result<(), RestoreError> {
+        let ps = self.page_size.as_usize();
+        let mut start = 0;
+        while start < run.pgnos.len() {
+            let first = run.pgnos[start].get();
+            let mut end = start + 1;
+            while end < run.pgnos.len() && run.pgnos[end].get() == first + (end - start) as u32 {
+                end += 1;
+            }
+            let last = first + (end - start) as u32 - 1;
+            if last as usize > self.hashes.len() {
+                self.resize(last);
+            }
+            for (k, pgno) in run.pgnos[start..end].iter().enumerate() {
+                let i = pgno.get() as usize - 1;
+                let h = page_hash(*pgno, &run.data[(start + k) * ps..(start + k + 1) * ps]);
+                self.checksum.toggle(self.hashes[i]);
+                self.checksum.toggle(h);
+                self.hashes[i] = h;
+            }
+            let off = (first as u64 - 1) * ps as u64;
+            self.file
+                .write_all_at(&run.data[start * ps..end * ps], off)
+                .map_err(self.io())?;
+            start = end;
+        }
+        Ok(())
+    }
+
     /// Sets the size in pages; new pages read as zeros.
     fn resize(&mut self, commit: u32) {
         let n = commit as usize;
@@ -135,13 +167,13 @@ pub(super) fn build(
         checksum: DbChecksum::EMPTY,
     };
     t.set_len(header.commit)?;
+    let mut writeback = Writeback::default();
     while let Some(run) = dec.next_run().map_err(corrupt(&plan.snapshot))? {
         let pages = run
             .decode(header.page_size)
             .map_err(corrupt(&plan.snapshot))?;
-        for (pgno, data) in pages.pages() {
-            t.write(pgno, data)?;
-        }
+        t.write_run(&pages)?;
+        writeback.wrote(&t.file, (pages.data.len()) as u64);
         if let Some(b) = &bar {
             b.set_position(counter.load(Ordering::Relaxed).min(total));
         }
@@ -183,6 +215,37 @@ pub(super) fn build(
         b.finish_and_clear();
     }
     Ok((built, t))
+}
+
+/// Starts the kernel writing the restored file back while it is still being built, a few MB
+/// at a time, so the final fsync (which stays: it is what makes the restore durable) finds
+/// little left to do: it took a third of a 214 MB restore when all of it waited for the end.
+#[derive(Default)]
+struct Writeback {
+    pending: u64,
+}
+
+impl Writeback {
+    const EVERY: u64 = 8 << 20;
+
+    fn wrote(&mut self, file: &File, bytes: u64) {
+        self.pending += bytes;
+        if self.pending < Self::EVERY {
+            return;
+        }
+        self.pending = 0;
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: plain syscall on an open descriptor; offset 0 and length 0 mean the whole
+            // file. Only a hint: an error changes nothing, the fsync at the end still runs.
+            unsafe {
+                libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = file;
+    }
 }
 
 /// Downloads one segment, verifies it whole, checks that it follows the state built so far, and
