@@ -13,6 +13,7 @@ use replica_formats::{
 
 use super::monitor::{Monitor, MonitorError};
 use super::pagemap::PageMap;
+use super::reader::Poll;
 use super::wal::{Frame, Scan};
 
 /// Milliseconds since the Unix epoch, now.
@@ -84,6 +85,53 @@ impl Monitor {
             ts: header.timestamp,
         };
         (header, key)
+    }
+
+    /// Polls the WAL until nothing new is committed and gathers the frames into `pending`, to be
+    /// written as one segment by `write_pending`: a pass that checkpoints writes what it found
+    /// together with the tail it drains under the write lock, one file instead of two or three
+    /// (each costs a spool file, an upload and a compaction input). A segment's worth is written
+    /// at once. The frames stay readable until written: memsync's read transaction keeps the WAL
+    /// from being restarted (a read mark above 0) or backfilled (read mark 0) meanwhile.
+    pub(super) fn gather_wal(&mut self) -> Result<(), MonitorError> {
+        let frame_len = self.src.page_size().as_usize() as u64 + super::wal::FRAME_HEADER_LEN;
+        loop {
+            match self
+                .src
+                .poll(self.cfg.max_segment_bytes)
+                .map_err(|e| self.wal_err(e))?
+            {
+                Poll::Idle => return Ok(()),
+                Poll::Frames(scan) => {
+                    if self.pos.is_some() && !self.needs_resync {
+                        let pending = self.pending.get_or_insert_with(Scan::default);
+                        pending.append(scan);
+                        if pending.frames.len() as u64 * frame_len >= self.cfg.max_segment_bytes {
+                            self.write_pending()?;
+                        }
+                    }
+                }
+                Poll::Restarted { prev, next } => {
+                    self.frames_at_checkpoint = 0;
+                    let sane = next.is_none_or(|h| h.ckpt_seq != prev.ckpt_seq);
+                    // Gathered frames of the old generation can no longer be read safely (a
+                    // frame of the new one at the same offset would pass for them): the pages
+                    // that differ are shipped from the database instead.
+                    let orphaned = self.pending.take().is_some();
+                    if orphaned || !(self.protected && sane) {
+                        self.needs_resync = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the gathered frames, if any, as one segment.
+    pub(super) fn write_pending(&mut self) -> Result<(), MonitorError> {
+        match self.pending.take() {
+            Some(scan) if self.pos.is_some() && !self.needs_resync => self.write_frames(&scan),
+            _ => Ok(()),
+        }
     }
 
     /// Writes the committed frames of `scan` as one segment (the latest image of each page).
@@ -174,6 +222,8 @@ impl Monitor {
     /// Writes a snapshot of the database at the reader's cursor, as a new position, and
     /// replaces the page map.
     pub(super) fn snapshot(&mut self) -> Result<(), MonitorError> {
+        // The snapshot holds the database at the cursor, past anything gathered.
+        self.pending = None;
         self.write_snapshot_map(self.next_txid()).map(|_| ())
     }
 
@@ -252,6 +302,8 @@ impl Monitor {
     /// Brings the replica up to date after a discontinuity: re-establishes protection, reads
     /// the whole database and ships only the pages whose hash differs from the replicated state.
     pub(super) fn resync(&mut self) -> Result<(), MonitorError> {
+        // The full read below covers whatever was gathered.
+        self.pending = None;
         self.with_write_lock(|m| {
             m.src.reset();
             // Index the current generation up to its end; nothing is written meanwhile.

@@ -10,6 +10,18 @@ use super::shm::ShmProbe;
 /// Longest memsync waits, read lock released, for an application's checkpoint to finish.
 const MAX_YIELD: Duration = Duration::from_secs(10);
 
+/// Longest memsync's final PASSIVE checkpoint waits for another connection's checkpoint to
+/// release SQLite's checkpoint lock (see `checkpoint_passive`).
+const CHECKPOINT_LOCK_WAIT: Duration = Duration::from_millis(20);
+
+/// Runs a PASSIVE checkpoint on `conn`; false if it could not run because another connection's
+/// checkpoint held the checkpoint lock (SQLite then reports -1 frames).
+fn passive(conn: &rusqlite::Connection) -> rusqlite::Result<bool> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok(r.get::<_, i64>(1)? >= 0)
+    })
+}
+
 impl Monitor {
     /// Runs `f` while holding the write lock, then restarts the read transaction before
     /// releasing it: afterwards every committed frame has been seen by `f`'s caller and all
@@ -19,6 +31,31 @@ impl Monitor {
         f: impl FnOnce(&mut Self) -> Result<T, MonitorError>,
     ) -> Result<T, MonitorError> {
         self.begin_immediate()?;
+        self.locked(f)
+    }
+
+    /// [`Self::with_write_lock`] if the lock is free right now; `None` if another connection
+    /// holds it.
+    fn try_write_lock<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, MonitorError>,
+    ) -> Result<Option<T>, MonitorError> {
+        let _ = self.w.busy_timeout(Duration::ZERO);
+        let begun = self.w.execute_batch("BEGIN IMMEDIATE");
+        let _ = self.w.busy_timeout(self.cfg.busy_timeout);
+        match begun {
+            Ok(()) => self.locked(f).map(Some),
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => Ok(None),
+            Err(e) => Err(self.sql_err(e)),
+        }
+    }
+
+    /// The body of a write-locked section: `f`, the read transaction restarted, the lock
+    /// released.
+    fn locked<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, MonitorError>,
+    ) -> Result<T, MonitorError> {
         let t0 = Instant::now();
         let res = f(self).and_then(|v| {
             self.restart_read()?;
@@ -100,6 +137,34 @@ impl Monitor {
         (grown >= self.cfg.min_checkpoint_pages as u64 || timed).then_some(false)
     }
 
+    /// One pass of the run loop: ships what is committed and checkpoints when the WAL calls for
+    /// it; true if it spooled anything. The frames found are only gathered at first: when a
+    /// PASSIVE checkpoint is due, they go out in one segment with the tail its drain under the
+    /// write lock finds (see `checkpoint_passive`).
+    pub(super) fn sync_pass(&mut self) -> Result<bool, MonitorError> {
+        let before = self.pos;
+        let res = (|| {
+            if !self.needs_resync {
+                self.gather_wal()?;
+            }
+            if !self.needs_resync && self.checkpoint_due() == Some(false) {
+                return self.maybe_checkpoint();
+            }
+            self.write_pending()?;
+            if self.needs_resync {
+                self.resync()?;
+            }
+            self.maybe_checkpoint()
+        })();
+        // Only a pass that spooled something (and so starts uploads) spends from the pacing
+        // budget (see `sync`).
+        let spooled = self.pos != before;
+        if spooled {
+            self.pacer.take(Instant::now());
+        }
+        res.map(|()| spooled)
+    }
+
     /// Checkpoints when the WAL passed a threshold or the interval elapsed.
     pub(super) fn maybe_checkpoint(&mut self) -> Result<(), MonitorError> {
         if self.needs_resync {
@@ -127,23 +192,46 @@ impl Monitor {
     /// the read mark to the end and backfill without any lock, then, under the write lock, copy
     /// and backfill the few frames committed meanwhile and restart the read transaction after
     /// the backfill (so the next writer may restart the WAL).
+    ///
+    /// Frames gathered before (see `sync_pass`) are written with the first drain's, after the
+    /// lock is released; if the application holds the lock, they are written before waiting.
     pub(super) fn checkpoint_passive(&mut self) -> Result<(), MonitorError> {
         let t0 = Instant::now();
-        self.with_write_lock(|m| m.drain_wal())?;
+        let first = match self.try_write_lock(|m| m.gather_wal()) {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => self
+                .write_pending()
+                .and_then(|()| self.with_write_lock(|m| m.drain_wal())),
+            Err(e) => Err(e),
+        };
+        // Backfill at once: the gathered frames stay in the WAL meanwhile (memsync's read mark,
+        // above 0, keeps it from being restarted), and otherwise the application's own
+        // autocheckpoint does this copy in its commit path, holding SQLite's checkpoint lock
+        // when memsync's final PASSIVE needs it.
+        let backfilled = first.and_then(|()| {
+            if !self.needs_resync {
+                passive(&self.w).map_err(|e| self.sql_err(e))?;
+            }
+            Ok(())
+        });
+        let written = self.write_pending();
+        backfilled?;
+        written?;
         if self.needs_resync {
             return self.resync();
         }
-        self.w
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            .map_err(|e| self.sql_err(e))?;
         self.begin_immediate()?;
         let locked = Instant::now();
         let res = (|| {
             self.drain_wal()?;
             self.release_read();
-            self.r
-                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                .map_err(|e| self.sql_err(e))?;
+            // An application checkpoint still running from its last commit holds the
+            // checkpoint lock; nothing new can start while memsync holds the write lock, so it
+            // is waited out briefly rather than leaving the WAL unrestarted for another pass.
+            let deadline = Instant::now() + CHECKPOINT_LOCK_WAIT;
+            while !passive(&self.r).map_err(|e| self.sql_err(e))? && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(500));
+            }
             self.restart_read()
         })();
         let rb = self.w.execute_batch("ROLLBACK");

@@ -36,9 +36,9 @@ pub use super::monitor_config::{MIN_SYNC_GAP, MonitorConfig, MonitorError};
 use super::conn;
 use super::pacer::SyncPacer;
 use super::pagemap::PageMap;
-use super::reader::{Poll, Source};
+use super::reader::Source;
 use super::shm::ShmProbe;
-use super::wal::WalError;
+use super::wal::{Scan, WalError};
 use super::watch::WalWatch;
 use crate::replicate::policy::Compactor;
 use crate::replicate::spool::Spool;
@@ -73,6 +73,8 @@ pub struct Monitor {
     pub(super) pacer: SyncPacer,
     /// Set when a spool write failed: the next sync resynchronises.
     pub(super) needs_resync: bool,
+    /// Frames polled but not yet written (see `gather_wal`).
+    pub(super) pending: Option<Scan>,
     pub(super) positions: watch::Sender<Option<TxId>>,
     pub(super) stats: Arc<DbStats>,
     /// Level-0 compaction and snapshot cadence.
@@ -124,6 +126,7 @@ impl Monitor {
             last_checkpoint: Instant::now(),
             pacer,
             needs_resync: false,
+            pending: None,
             positions,
             stats,
             compactor: Compactor::new(Duration::from_secs(30)),
@@ -259,8 +262,7 @@ impl Monitor {
                 let mut idle = false;
                 if dirty && self.pacer.wait(Instant::now()).is_zero() {
                     dirty = false;
-                    idle = !self.sync()?;
-                    self.maybe_checkpoint()?;
+                    idle = !self.sync_pass()?;
                     self.maintain(false, false)?;
                 }
                 Ok::<bool, MonitorError>(idle)
@@ -351,31 +353,12 @@ impl Monitor {
         res.map(|()| spooled)
     }
 
-    /// Polls the WAL until nothing new is committed, writing segments. A restart that cannot be
-    /// proven lossless only sets `needs_resync`: callers may hold the write lock, and the
-    /// resynchronisation takes it itself.
+    /// Polls the WAL until nothing new is committed and writes it as one segment. A restart that
+    /// cannot be proven lossless only sets `needs_resync`: callers may hold the write lock, and
+    /// the resynchronisation takes it itself.
     pub(super) fn drain_wal(&mut self) -> Result<(), MonitorError> {
-        loop {
-            match self
-                .src
-                .poll(self.cfg.max_segment_bytes)
-                .map_err(|e| self.wal_err(e))?
-            {
-                Poll::Idle => return Ok(()),
-                Poll::Frames(scan) => {
-                    if self.pos.is_some() && !self.needs_resync {
-                        self.write_frames(&scan)?;
-                    }
-                }
-                Poll::Restarted { prev, next } => {
-                    self.frames_at_checkpoint = 0;
-                    let sane = next.is_none_or(|h| h.ckpt_seq != prev.ckpt_seq);
-                    if !(self.protected && sane) {
-                        self.needs_resync = true;
-                    }
-                }
-            }
-        }
+        self.gather_wal()?;
+        self.write_pending()
     }
 
     /// Compaction runs on a worker thread; this starts a pass when one is due and, when a pass

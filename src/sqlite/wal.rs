@@ -195,6 +195,16 @@ pub struct Scan {
     pub repeated_commits: u64,
 }
 
+impl Scan {
+    /// Appends the scan that follows this one in the same WAL generation.
+    pub fn append(&mut self, next: Scan) {
+        self.frames.extend(next.frames);
+        self.commit = next.commit.or(self.commit);
+        self.transactions += next.transactions;
+        self.repeated_commits += next.repeated_commits;
+    }
+}
+
 /// Reads frames from `cursor` to the end of the file (or `max_bytes` past the cursor, stopping at a
 /// commit boundary) and returns those of committed transactions; advances `cursor` past the last
 /// commit frame. Stops silently at the first frame with wrong salts or checksum: that is where
