@@ -14,6 +14,12 @@ const MAX_YIELD: Duration = Duration::from_secs(10);
 /// release SQLite's checkpoint lock (see `checkpoint_passive`).
 const CHECKPOINT_LOCK_WAIT: Duration = Duration::from_millis(20);
 
+/// Longest memsync waits, without the write lock, for another process's checkpoint to finish
+/// before its own final PASSIVE: an application's autocheckpoint copying a second of WAL takes
+/// tens of milliseconds, and an application's RESTART that has the checkpoint lock but not yet
+/// the write lock looks the same and waits on memsync meanwhile.
+const FOREIGN_CHECKPOINT_WAIT: Duration = Duration::from_millis(50);
+
 /// Runs a PASSIVE checkpoint on `conn`; false if it could not run because another connection's
 /// checkpoint held the checkpoint lock (SQLite then reports -1 frames).
 fn passive(conn: &rusqlite::Connection) -> rusqlite::Result<bool> {
@@ -220,6 +226,9 @@ impl Monitor {
         if self.needs_resync {
             return self.resync();
         }
+        // The application's autocheckpoint may be doing that copy instead, holding the
+        // checkpoint lock the final PASSIVE needs: let it finish first, without the write lock.
+        self.wait_foreign_checkpoint();
         self.begin_immediate()?;
         let locked = Instant::now();
         let res = (|| {
@@ -229,7 +238,14 @@ impl Monitor {
             // checkpoint lock; nothing new can start while memsync holds the write lock, so it
             // is waited out briefly rather than leaving the WAL unrestarted for another pass.
             let deadline = Instant::now() + CHECKPOINT_LOCK_WAIT;
-            while !passive(&self.r).map_err(|e| self.sql_err(e))? && Instant::now() < deadline {
+            while !passive(&self.r).map_err(|e| self.sql_err(e))? {
+                if Instant::now() >= deadline {
+                    crate::log::debug(&format!(
+                        "{}: another connection held the checkpoint lock; the WAL restarts after a later pass",
+                        self.cfg.db_path.display()
+                    ));
+                    break;
+                }
                 std::thread::sleep(Duration::from_micros(500));
             }
             self.restart_read()
@@ -249,6 +265,25 @@ impl Monitor {
             .checkpoint_us
             .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Waits, up to [`FOREIGN_CHECKPOINT_WAIT`], while another process holds the checkpoint lock.
+    fn wait_foreign_checkpoint(&mut self) {
+        if self.shm.is_none() {
+            self.shm = ShmProbe::open(&self.cfg.db_path);
+        }
+        let Some(shm) = &self.shm else {
+            return;
+        };
+        // A blocking checkpoint (FULL, RESTART, TRUNCATE) waits on memsync's read transaction:
+        // waiting for it would stall both; the next pass steps aside for it (`maybe_yield`).
+        let t0 = Instant::now();
+        while shm.foreign_checkpoint()
+            && !shm.foreign_blocking_checkpoint()
+            && t0.elapsed() < FOREIGN_CHECKPOINT_WAIT
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Emergency TRUNCATE when the WAL grew past `truncate-page-n` (readers kept PASSIVE from
