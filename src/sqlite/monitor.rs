@@ -396,7 +396,7 @@ impl Monitor {
             let partial = self.compactor.begin_pass(force);
             let opts = replica_formats::EncodeOptions {
                 zstd_level: self.cfg.keep_level,
-                ..Default::default()
+                pages_per_run: self.cfg.keep_run_pages,
             };
             let spool = self.spool.clone();
             let job = std::thread::Builder::new()

@@ -47,6 +47,10 @@ pub struct MonitorConfig {
     /// zstd level of files kept long: compacted segments and snapshots. Level 1, not 3: on
     /// these pages level 3 saves ~3.5 % of the bytes for twice the CPU.
     pub keep_level: i32,
+    /// Pages per run of compacted segments. The merge holds the run it is encoding: 32 pages
+    /// instead of the format's default 64 lower the replicator's peak memory by 0.3 MB (8.9
+    /// against 9.2 MB in the benchmark) for ~1 % more replica bytes.
+    pub keep_run_pages: usize,
     /// How often to look for an application's checkpoint waiting on memsync.
     pub probe_interval: Duration,
 }
@@ -69,6 +73,7 @@ impl MonitorConfig {
             convert_to_wal: false,
             zstd_level: -3,
             keep_level: 1,
+            keep_run_pages: 32,
             probe_interval: Duration::from_millis(50),
         }
     }
