@@ -82,6 +82,10 @@ struct BenchArgs {
     /// Timed restores in the restore phase.
     #[arg(long = "runs", default_value_t = 3)]
     runs: usize,
+    /// Runs of the cpu phase, alternating the replicators; the CPU figure is their median (one
+    /// 60 s run varies by 10-15 % for either tool).
+    #[arg(long = "cpu-runs", default_value_t = 1)]
+    cpu_runs: usize,
     /// Replica sync-interval for both replicators (default: their default, 1s).
     #[arg(long = "sync-interval")]
     sync_interval: Option<String>,
@@ -569,6 +573,7 @@ fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
         restore_probe: a.lag_probe == "both",
         size_mb: a.size_mb,
         runs: a.runs,
+        cpu_runs: a.cpu_runs,
         sync_interval: a.sync_interval,
         phases: a
             .phases

@@ -1,10 +1,12 @@
 //! `memsync bench`: the same workload against memsync and, when found, Litestream, with
 //! figures printed side by side. Nothing here asserts a time; it measures and prints.
 //!
-//! Phases (each on a fresh database per replicator):
+//! Phases (each on a fresh database per replicator; phase by phase, the replicators in turn):
 //! - `cpu`: a writer commits `rate` memories/s for `duration`; the application also runs a
 //!   `wal_checkpoint(RESTART)` every 5 s and the time it takes is the checkpoint stall. Reports
-//!   replicator CPU % of one core, peak RSS, catch-up time, replica bytes, shutdown time.
+//!   replicator CPU % of one core (the median of `cpu_runs` alternating runs), peak RSS,
+//!   catch-up time, replica bytes, shutdown time.
+//! - `sparse`: single commits at random moments (`sparse_gap` apart on average), probed as `lag`.
 //! - `lag`: the same writer while a prober restores the replica in a loop; per-row lag between
 //!   commit and first restore that shows it (upper bound includes the restore, lower bound is
 //!   the start of the last restore that did not).
@@ -42,6 +44,8 @@ pub struct BenchOptions {
     pub restore_probe: bool,
     /// Size of the restore-phase database.
     pub size_mb: u64,
+    /// Runs of the cpu phase, alternating the replicators; the CPU figure is their median.
+    pub cpu_runs: usize,
     /// Restores timed in the restore phase.
     pub runs: usize,
     /// Replica `sync-interval` (None = the replicators' default).
@@ -56,6 +60,9 @@ pub struct BenchOptions {
 
 /// One replicator's figures: (key, value) in print order.
 type Figures = Vec<(String, f64)>;
+
+/// The replicator's CPU figure of the cpu phase.
+const CPU_PCT: &str = "cpu.replicator_cpu_pct_of_one_core";
 
 fn write_config(dir: &Path, sync: &Option<String>) -> PathBuf {
     let mut s = format!(
@@ -130,6 +137,10 @@ fn start_on_new_db(
 }
 
 fn phase_cpu(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), String> {
+    // Dirty pages of the previous phase (the 200 MB fill, the other replicator's run) are
+    // written back first, not during the measured minute.
+    // SAFETY: sync(2) takes no arguments and only flushes the kernel's caches.
+    unsafe { libc::sync() };
     let dir = o.workdir.join(&r.name).join("cpu");
     let (cfg, db, app, run) = start_on_new_db(o, r, &dir)?;
     let c0 = run.cpu_seconds();
@@ -172,10 +183,7 @@ fn phase_cpu(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
     let ok = r.restore(&cfg, &dir.join("final.db"), &db);
     let verified = ok && workload::verify(&dir.join("final.db")) == Ok(rows);
     f.push(("cpu.commits".into(), n as f64));
-    f.push((
-        "cpu.replicator_cpu_pct_of_one_core".into(),
-        (c1 - c0) / wall * 100.0,
-    ));
+    f.push((CPU_PCT.into(), (c1 - c0) / wall * 100.0));
     f.push(("cpu.idle_cpu_pct".into(), idle));
     f.push(("cpu.peak_rss_mb".into(), hwm as f64 / 1024.0));
     f.push(("cpu.catch_up_s".into(), catch));
@@ -372,21 +380,46 @@ pub fn run(o: &BenchOptions) -> Result<String, String> {
         workload::create(&c).map_err(|e| e.to_string())?;
         workload::fill(&c, o.size_mb, &mut workload::Rng::new(3)).map_err(|e| e.to_string())?;
     }
-    for r in &o.replicators {
-        let mut f = Figures::new();
-        for phase in &o.phases {
-            eprintln!("bench: {} {phase}", r.name);
-            match phase.as_str() {
-                "cpu" => phase_cpu(o, r, &mut f)?,
-                "lag" | "sparse" => phase_lag(o, r, &mut f, phase)?,
-                "restore" => phase_restore(o, r, &mut f, &filled)?,
-                other => {
-                    return Err(format!(
-                        "unknown phase {other:?} (cpu, lag, sparse, restore)"
-                    ));
+    // Phase by phase, each replicator in turn, so drift in the machine's state (page cache,
+    // writeback, other load) falls on both sides alike.
+    let mut figs: Vec<Figures> = vec![Figures::new(); o.replicators.len()];
+    for phase in &o.phases {
+        let runs = if phase == "cpu" { o.cpu_runs.max(1) } else { 1 };
+        let mut cpu_pcts: Vec<Vec<f64>> = vec![Vec::new(); o.replicators.len()];
+        for run in 0..runs {
+            for (i, r) in o.replicators.iter().enumerate() {
+                eprintln!("bench: {} {phase}", r.name);
+                let mut f = Figures::new();
+                match phase.as_str() {
+                    "cpu" => phase_cpu(o, r, &mut f)?,
+                    "lag" | "sparse" => phase_lag(o, r, &mut f, phase)?,
+                    "restore" => phase_restore(o, r, &mut f, &filled)?,
+                    other => {
+                        return Err(format!(
+                            "unknown phase {other:?} (cpu, lag, sparse, restore)"
+                        ));
+                    }
+                }
+                if let Some(&(_, v)) = f.iter().find(|(k, _)| k == CPU_PCT) {
+                    cpu_pcts[i].push(v);
+                }
+                if run + 1 == runs {
+                    figs[i].extend(f);
                 }
             }
         }
+        if runs > 1 {
+            // The median of the runs, and their spread.
+            for (f, pcts) in figs.iter_mut().zip(&mut cpu_pcts) {
+                if let Some(e) = f.iter_mut().find(|(k, _)| k == CPU_PCT) {
+                    e.1 = pct(pcts, 50.0);
+                }
+                f.push((format!("{CPU_PCT}_min"), pct(pcts, 0.0)));
+                f.push((format!("{CPU_PCT}_max"), pct(pcts, 100.0)));
+            }
+        }
+    }
+    for (r, f) in o.replicators.iter().zip(figs) {
         for (k, v) in &f {
             println!("{}.{k}={v:.3}", r.name);
         }
