@@ -137,10 +137,6 @@ fn start_on_new_db(
 }
 
 fn phase_cpu(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), String> {
-    // Dirty pages of the previous phase (the 200 MB fill, the other replicator's run) are
-    // written back first, not during the measured minute.
-    // SAFETY: sync(2) takes no arguments and only flushes the kernel's caches.
-    unsafe { libc::sync() };
     let dir = o.workdir.join(&r.name).join("cpu");
     let (cfg, db, app, run) = start_on_new_db(o, r, &dir)?;
     let c0 = run.cpu_seconds();
@@ -389,6 +385,10 @@ pub fn run(o: &BenchOptions) -> Result<String, String> {
         for run in 0..runs {
             for (i, r) in o.replicators.iter().enumerate() {
                 eprintln!("bench: {} {phase}", r.name);
+                // Dirty pages of what ran before (the 200 MB fill, the other replicator's run)
+                // are written back first, not while this run is measured.
+                // SAFETY: sync(2) takes no arguments and only flushes the kernel's caches.
+                unsafe { libc::sync() };
                 let mut f = Figures::new();
                 match phase.as_str() {
                     "cpu" => phase_cpu(o, r, &mut f)?,
