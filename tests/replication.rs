@@ -211,7 +211,7 @@ fn compaction_keeps_every_restore_exact() {
 
 /// WAL header salt 1: it changes every time a writer restarts the WAL from its beginning.
 fn wal_salt(db: &std::path::Path) -> Option<[u8; 4]> {
-    let mut wal = std::fs::File::open(db.with_extension("sqlite-wal")).ok()?;
+    let mut wal = std::fs::File::open(memsync::sqlite::sidecar(db, "-wal")).ok()?;
     let mut h = [0u8; 32];
     std::io::Read::read_exact(&mut wal, &mut h).ok()?;
     Some([h[16], h[17], h[18], h[19]])

@@ -6,10 +6,10 @@
 //!   `wal_checkpoint(RESTART)` every 5 s and the time it takes is the checkpoint stall. Reports
 //!   replicator CPU % of one core (the median of `cpu_runs` alternating runs), peak RSS,
 //!   catch-up time, replica bytes, shutdown time.
-//! - `sparse`: single commits at random moments (`sparse_gap` apart on average), probed as `lag`.
 //! - `lag`: the same writer while a prober restores the replica in a loop; per-row lag between
 //!   commit and first restore that shows it (upper bound includes the restore, lower bound is
 //!   the start of the last restore that did not).
+//! - `sparse`: single commits at random moments (`sparse_gap` apart on average), probed as `lag`.
 //! - `restore`: a database bulk-filled to `size_mb`; time until the replica restores it (initial
 //!   sync), then restore time (median of `runs`) and MB/s.
 
@@ -367,6 +367,16 @@ fn phase_restore(
 
 /// Runs the benchmark and prints `key=value` lines per replicator, then a comparison.
 pub fn run(o: &BenchOptions) -> Result<String, String> {
+    // A misspelt phase is refused before minutes of the others have run.
+    if let Some(other) = o
+        .phases
+        .iter()
+        .find(|p| !["cpu", "lag", "sparse", "restore"].contains(&p.as_str()))
+    {
+        return Err(format!(
+            "unknown phase {other:?} (cpu, lag, sparse, restore)"
+        ));
+    }
     std::fs::create_dir_all(&o.workdir).map_err(|e| format!("{}: {e}", o.workdir.display()))?;
     let mut all: Vec<(String, Figures)> = Vec::new();
     let filled = o.workdir.join("filled.sqlite");
@@ -393,12 +403,7 @@ pub fn run(o: &BenchOptions) -> Result<String, String> {
                 match phase.as_str() {
                     "cpu" => phase_cpu(o, r, &mut f)?,
                     "lag" | "sparse" => phase_lag(o, r, &mut f, phase)?,
-                    "restore" => phase_restore(o, r, &mut f, &filled)?,
-                    other => {
-                        return Err(format!(
-                            "unknown phase {other:?} (cpu, lag, sparse, restore)"
-                        ));
-                    }
+                    _ => phase_restore(o, r, &mut f, &filled)?,
                 }
                 if let Some(&(_, v)) = f.iter().find(|(k, _)| k == CPU_PCT) {
                     cpu_pcts[i].push(v);

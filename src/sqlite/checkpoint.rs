@@ -148,27 +148,18 @@ impl Monitor {
     /// PASSIVE checkpoint is due, they go out in one segment with the tail its drain under the
     /// write lock finds (see `checkpoint_passive`).
     pub(super) fn sync_pass(&mut self) -> Result<bool, MonitorError> {
-        let before = self.pos;
-        let res = (|| {
-            if !self.needs_resync {
-                self.gather_wal()?;
+        self.paced(|m| {
+            if !m.needs_resync {
+                m.gather_wal()?;
             }
-            if !self.needs_resync && self.checkpoint_due() == Some(false) {
-                return self.maybe_checkpoint();
+            if m.needs_resync || m.checkpoint_due() != Some(false) {
+                m.write_pending()?;
+                if m.needs_resync {
+                    m.resync()?;
+                }
             }
-            self.write_pending()?;
-            if self.needs_resync {
-                self.resync()?;
-            }
-            self.maybe_checkpoint()
-        })();
-        // Only a pass that spooled something (and so starts uploads) spends from the pacing
-        // budget (see `sync`).
-        let spooled = self.pos != before;
-        if spooled {
-            self.pacer.take(Instant::now());
-        }
-        res.map(|()| spooled)
+            m.maybe_checkpoint()
+        })
     }
 
     /// Checkpoints when the WAL passed a threshold or the interval elapsed.
@@ -204,11 +195,10 @@ impl Monitor {
     pub(super) fn checkpoint_passive(&mut self) -> Result<(), MonitorError> {
         let t0 = Instant::now();
         let first = match self.try_write_lock(|m| m.gather_wal()) {
-            Ok(Some(())) => Ok(()),
             Ok(None) => self
                 .write_pending()
                 .and_then(|()| self.with_write_lock(|m| m.drain_wal())),
-            Err(e) => Err(e),
+            other => other.map(|_| ()),
         };
         // Backfill at once: the gathered frames stay in the WAL meanwhile (memsync's read mark,
         // above 0, keeps it from being restarted), and otherwise the application's own

@@ -333,19 +333,26 @@ impl Monitor {
     /// Reads what was committed since the last call and writes it to the spool; true if it
     /// spooled anything.
     pub fn sync(&mut self) -> Result<bool, MonitorError> {
-        let before = self.pos;
-        let res = (|| {
-            if !self.needs_resync {
-                self.drain_wal()?;
+        self.paced(|m| {
+            if !m.needs_resync {
+                m.drain_wal()?;
             }
-            if self.needs_resync {
-                self.resync()?;
+            if m.needs_resync {
+                m.resync()?;
             }
             Ok(())
-        })();
-        // Only a sync that spooled something (and so starts uploads) spends from the pacing
-        // budget: the idle poll every monitor-interval used to make the next commit wait up
-        // to a whole sync interval.
+        })
+    }
+
+    /// Runs `f`; true if it spooled anything. Only then does it spend from the pacing budget
+    /// (and start uploads): the idle poll every monitor-interval used to make the next commit
+    /// wait up to a whole sync interval.
+    pub(super) fn paced(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<(), MonitorError>,
+    ) -> Result<bool, MonitorError> {
+        let before = self.pos;
+        let res = f(self);
         let spooled = self.pos != before;
         if spooled {
             self.pacer.take(Instant::now());
