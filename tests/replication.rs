@@ -217,6 +217,23 @@ fn wal_salt(db: &std::path::Path) -> Option<[u8; 4]> {
     Some([h[16], h[17], h[18], h[19]])
 }
 
+/// A counter from the replicator's last log line ("stopped at position …: N transactions, …").
+fn stopped_count(log: &str, what: &str) -> u64 {
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("stopped at position"))
+        .unwrap_or_else(|| panic!("no final log line in:\n{log}"));
+    let at = line
+        .find(&format!(" {what}"))
+        .unwrap_or_else(|| panic!("no {what} in: {line}"));
+    let digits: String = line[..at]
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.chars().rev().collect::<String>().parse().unwrap()
+}
+
 /// memsync owns checkpointing while it runs, so its checkpoints must keep restarting the WAL
 /// under a writer that never pauses, even when the application checkpoints on its own after
 /// nearly every commit (a tiny `wal_autocheckpoint`) and so often holds SQLite's checkpoint
@@ -241,15 +258,19 @@ fn memsync_checkpoints_keep_restarting_the_wal_under_a_steady_writer() {
         salts.extend(wal_salt(&s.db));
         std::thread::sleep(Duration::from_millis(4));
     }
-    s.wait_for_rows(n as i64);
     let (st, err) = r.stop();
     assert!(st.success(), "{err}");
-    // Every 200 ms pass checkpoints (≥ 50 frames each): about 20 restarts. The version that
-    // gave up on the checkpoint lock managed 8.
+    s.wait_for_rows(n as i64);
+    // Restarts are counted against memsync's own checkpoints, not against the clock, so a slow
+    // machine that runs fewer passes does not fail it: each pass checkpoints (≥ 50 frames) and
+    // should restart the WAL (20 of 21 here). A checkpoint that leaves the WAL unrestarted fails
+    // it; the ordering that once lost that race in the benchmark (writing before backfilling)
+    // no longer loses it in this short test on the project machine (19 of 21 on 2026-12-02).
+    let checkpoints = stopped_count(&err, "checkpoints");
+    let restarts = salts.len().saturating_sub(1) as u64;
     assert!(
-        salts.len() >= 15,
-        "the WAL was restarted only {} times in 4 s of writes ({n} commits); replicator log:\n{}",
-        salts.len().saturating_sub(1),
+        checkpoints >= 5 && restarts * 4 >= checkpoints * 3,
+        "the WAL was restarted {restarts} times for {checkpoints} checkpoints by memsync in 4 s of writes ({n} commits); replicator log:\n{}",
         s.log_tail()
     );
     let out = s.restore("restored.db", &["-integrity-check", "full"]);
