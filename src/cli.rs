@@ -86,6 +86,11 @@ struct BenchArgs {
     /// 60 s run varies by 10-15 % for either tool).
     #[arg(long = "cpu-runs", default_value_t = 1)]
     cpu_runs: usize,
+    /// Milliseconds from the replicator's start to the writer's first commit. Not a whole
+    /// number of seconds by default: a first commit just after a whole second of Litestream's
+    /// start is the one phase where its replica and monitor tickers line up.
+    #[arg(long = "writer-start-ms", default_value_t = crate::bench::DEFAULT_WRITER_START.as_millis() as u64)]
+    writer_start_ms: u64,
     /// Replica sync-interval for both replicators (default: their default, 1s).
     #[arg(long = "sync-interval")]
     sync_interval: Option<String>,
@@ -573,6 +578,7 @@ fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
         restore_probe: a.lag_probe == "both",
         size_mb: a.size_mb,
         runs: a.runs,
+        writer_start: std::time::Duration::from_millis(a.writer_start_ms),
         cpu_runs: a.cpu_runs,
         sync_interval: a.sync_interval,
         phases: a

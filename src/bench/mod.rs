@@ -48,6 +48,9 @@ pub struct BenchOptions {
     pub cpu_runs: usize,
     /// Restores timed in the restore phase.
     pub runs: usize,
+    /// Time from the replicator's start to the writer's first commit (see
+    /// [`DEFAULT_WRITER_START`]).
+    pub writer_start: Duration,
     /// Replica `sync-interval` (None = the replicators' default).
     pub sync_interval: Option<String>,
     /// Phases to run.
@@ -57,6 +60,14 @@ pub struct BenchOptions {
     /// Replicators to measure.
     pub replicators: Vec<Replicator>,
 }
+
+/// Half a second off the whole seconds: Litestream's lag depends on where its first commit
+/// lands against its two 1 s tickers (replica and database monitor, started together). A first
+/// commit within about 50 ms after a whole second of its start is the one phase where the two
+/// line up and a commit waits one interval instead of two (steady-load p95 1.09 s at 2.000 s,
+/// 1.99-2.03 s at eight offsets from 2.05 to 2.95 s on 2026-12-02); memsync does not care
+/// (0.99-1.01 s at all nine).
+pub const DEFAULT_WRITER_START: Duration = Duration::from_millis(2500);
 
 /// One replicator's figures: (key, value) in print order.
 type Figures = Vec<(String, f64)>;
@@ -118,7 +129,7 @@ fn wait_caught_up(
 }
 
 /// A fresh directory with an empty memory database and its config, and the replicator running
-/// on it (given two seconds to settle).
+/// on it (given `writer_start` to settle).
 fn start_on_new_db(
     o: &BenchOptions,
     r: &Replicator,
@@ -132,7 +143,7 @@ fn start_on_new_db(
     let run = r
         .start(&cfg, &dir.join("replicator.log"))
         .map_err(|e| e.to_string())?;
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(o.writer_start);
     Ok((cfg, db, app, run))
 }
 
