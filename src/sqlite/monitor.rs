@@ -31,7 +31,7 @@ use replica_formats::{ObjectKey, TxId};
 use rusqlite::Connection;
 use tokio::sync::watch;
 
-pub use super::monitor_config::{MIN_SYNC_GAP, MonitorConfig, MonitorError};
+pub use super::monitor_config::{MonitorConfig, MonitorError};
 
 use super::conn;
 use super::pacer::SyncPacer;

@@ -8,10 +8,6 @@ use thiserror::Error;
 use super::conn::OpenError;
 use super::wal::WalError;
 
-/// Floor of the gap between two spool files when a replica asks for `sync-interval: 0`: a burst
-/// of commits within a few milliseconds becomes one file instead of one file per commit.
-pub const MIN_SYNC_GAP: Duration = Duration::from_millis(25);
-
 /// Settings of one monitored database.
 #[derive(Debug, Clone)]
 pub struct MonitorConfig {
@@ -23,8 +19,8 @@ pub struct MonitorConfig {
     pub busy_timeout: Duration,
     /// Poll fallback when no file event arrives.
     pub monitor_interval: Duration,
-    /// Smallest gap between two spool files (the smallest replica sync-interval, but at least
-    /// [`MIN_SYNC_GAP`]).
+    /// Average gap between two spool files: the smallest replica sync-interval. With 0 a pass
+    /// runs on every WAL change, and what commits while one runs goes into the next one file.
     pub min_sync_gap: Duration,
     /// How often level-0 segments are merged into one level-1 segment.
     pub compaction_interval: Duration,
