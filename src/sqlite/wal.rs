@@ -309,27 +309,48 @@ pub fn read_verified_frame(
     frame: &Frame,
     page: &mut [u8],
 ) -> io::Result<bool> {
-    let prev = if frame.offset == WAL_HEADER_LEN {
-        header.cksum
+    let flen = header.frame_len() as usize;
+    let fhl = FRAME_HEADER_LEN as usize;
+    // One read instead of three (the previous frame's running checksum, this frame's header, its
+    // page): shipping a page used to cost three syscalls. The span starts at the checksum in the
+    // previous frame's header, so it also carries that frame's page, 4 KB copied for two
+    // syscalls saved.
+    let (start, skip) = if frame.offset == WAL_HEADER_LEN {
+        (frame.offset, 0)
     } else {
-        match stored_cksum(file, frame.offset - header.frame_len()) {
-            Ok(c) => c,
-            Err(_) => return Ok(false),
-        }
+        let Some(start) = (frame.offset + 16).checked_sub(flen as u64) else {
+            return Ok(false);
+        };
+        (start, flen - 16)
     };
-    let mut fh = [0u8; FRAME_HEADER_LEN as usize];
-    if read_exact_at(file, &mut fh, frame.offset).is_err()
-        || read_exact_at(file, page, frame.offset + FRAME_HEADER_LEN).is_err()
-    {
-        return Ok(false);
-    }
-    let h = FrameHeader::parse(&fh);
-    if h.salt1 != header.salt1 || h.salt2 != header.salt2 || h.pgno != frame.pgno {
-        return Ok(false);
-    }
-    let c = checksum(header.big_endian, prev, &fh[..8]);
-    let c = checksum(header.big_endian, c, page);
-    Ok(c == h.cksum)
+    SPAN.with_borrow_mut(|buf| {
+        buf.resize(skip + flen, 0);
+        if read_exact_at(file, buf, start).is_err() {
+            return Ok(false);
+        }
+        let prev = if skip == 0 {
+            header.cksum
+        } else {
+            Cksum(be32(buf, 0), be32(buf, 4))
+        };
+        let fb = &buf[skip..];
+        let h = FrameHeader::parse(fb);
+        if h.salt1 != header.salt1 || h.salt2 != header.salt2 || h.pgno != frame.pgno {
+            return Ok(false);
+        }
+        let c = checksum(header.big_endian, prev, &fb[..8]);
+        let c = checksum(header.big_endian, c, &fb[fhl..]);
+        if c != h.cksum {
+            return Ok(false);
+        }
+        page.copy_from_slice(&fb[fhl..]);
+        Ok(true)
+    })
+}
+
+thread_local! {
+    /// Scratch for [`read_verified_frame`]: one frame and the tail of the one before it.
+    static SPAN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The running checksum recorded in the header of the frame at `offset`.
