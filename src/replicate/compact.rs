@@ -252,13 +252,34 @@ fn next_snapshot(keys: &[ObjectKey], pos: replica_formats::TxId) -> Option<repli
         .min()
 }
 
+/// How compacted segments are encoded, by level. Level-1 files are transient (every `FAN_IN`
+/// of them merge into one level-2 file, about every two minutes at 200 commits/s), so they get
+/// the cheaper setting; what stays longer gets the tighter one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompactEncoding {
+    /// Level-1 segments.
+    pub level1: EncodeOptions,
+    /// Level 2 and above.
+    pub above: EncodeOptions,
+}
+
+impl CompactEncoding {
+    fn for_level(&self, level: Level) -> EncodeOptions {
+        if level.get() == 1 {
+            self.level1
+        } else {
+            self.above
+        }
+    }
+}
+
 /// One compaction pass over the spool: merges full groups of `FAN_IN` segments at every level
 /// and, if `partial`, the partial group of level-0 segments. Returns, per file written, its key,
 /// its size and the size of the files it replaces. Pure file work: the monitor runs it on a
 /// worker thread so a large merge never delays the WAL.
 pub fn compact_spool(
     spool: &super::spool::Spool,
-    opts: EncodeOptions,
+    enc: CompactEncoding,
     partial: bool,
 ) -> io::Result<Vec<(ObjectKey, u64, u64)>> {
     let mut keys = spool.keys()?;
@@ -300,6 +321,7 @@ pub fn compact_spool(
                 .iter()
                 .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
                 .sum();
+            let opts = enc.for_level(lvl);
             let size = spool.write(&key, |w| merge(&refs, lvl, w, opts).map(|_| ()))?;
             keys.push(key);
             written.push((key, size, merged));
@@ -468,7 +490,7 @@ mod tests {
             TxId::new(1),
             "the group before snapshot 6 is still to merge"
         );
-        let written = compact_spool(&spool, EncodeOptions::default(), false).unwrap();
+        let written = compact_spool(&spool, CompactEncoding::default(), false).unwrap();
         let merged: Vec<(u64, u64)> = written
             .iter()
             .map(|(k, _, _)| (k.min_txid().get(), k.max_txid().get()))
@@ -482,7 +504,7 @@ mod tests {
             replica_formats::Target::Latest,
         );
         assert_eq!(chain, vec![l0(7), l0(8), l0(9)], "snapshot 6 continues");
-        let written = compact_spool(&spool, EncodeOptions::default(), true).unwrap();
+        let written = compact_spool(&spool, CompactEncoding::default(), true).unwrap();
         assert_eq!(written.len(), 1);
         assert_eq!(written[0].0.min_txid().get(), 7);
 
@@ -499,7 +521,7 @@ mod tests {
         let keys = spool.keys().unwrap();
         assert_eq!(watermark(&keys, 0), TxId::new(2));
         assert!(
-            compact_spool(&spool, EncodeOptions::default(), false)
+            compact_spool(&spool, CompactEncoding::default(), false)
                 .unwrap()
                 .is_empty()
         );

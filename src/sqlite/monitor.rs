@@ -401,14 +401,18 @@ impl Monitor {
         }
         if self.compaction.is_none() && self.compactor.due(force) {
             let partial = self.compactor.begin_pass(force);
-            let opts = replica_formats::EncodeOptions {
-                zstd_level: self.cfg.keep_level,
+            let opts = |zstd_level| replica_formats::EncodeOptions {
+                zstd_level,
                 pages_per_run: self.cfg.keep_run_pages,
+            };
+            let enc = crate::replicate::compact::CompactEncoding {
+                level1: opts(self.cfg.transient_level),
+                above: opts(self.cfg.keep_level),
             };
             let spool = self.spool.clone();
             let job = std::thread::Builder::new()
                 .name("compact".into())
-                .spawn(move || crate::replicate::compact::compact_spool(&spool, opts, partial))
+                .spawn(move || crate::replicate::compact::compact_spool(&spool, enc, partial))
                 .map_err(|e| self.io_err("starting compaction", e))?;
             self.compaction = Some(job);
             if wait {
