@@ -74,6 +74,16 @@ pub struct Page {
     pub total: Option<u64>,
 }
 
+/// One page of `GET /api/memories/hashes` (v12).
+#[derive(Debug, Deserialize)]
+struct HashPage {
+    hashes: Vec<String>,
+    #[serde(default)]
+    next_cursor: Option<u64>,
+    #[serde(default)]
+    has_more: bool,
+}
+
 /// A failed call, by meaning.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -451,6 +461,33 @@ impl RemoteClient {
             }
             404 => Ok(UpdateOutcome::NotFound),
             _ => Err(self.rejected(&path, status, &text)),
+        }
+    }
+
+    /// Every content hash the server holds (`GET /api/memories/hashes`, v12), with its
+    /// tombstones (soft-deleted memories) when `include_deleted`. `None` when the server has no
+    /// such route (before v12): then it cannot tell what it deleted.
+    pub fn hashes(&self, include_deleted: bool) -> Result<Option<Vec<String>>, RemoteError> {
+        let path = "/api/memories/hashes";
+        let mut out = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let q = [
+                ("cursor", cursor.to_string()),
+                ("limit", "5000".to_owned()),
+                ("include_deleted", include_deleted.to_string()),
+            ];
+            let (status, text) = self.send_retrying(reqwest::Method::GET, path, &q, None)?;
+            let page: HashPage = match status {
+                200 => self.json(path, &text)?,
+                404 | 405 | 422 => return Ok(None),
+                _ => return Err(self.rejected(path, status, &text)),
+            };
+            out.extend(page.hashes);
+            match page.next_cursor {
+                Some(c) if page.has_more && c > cursor => cursor = c,
+                _ => return Ok(Some(out)),
+            }
         }
     }
 

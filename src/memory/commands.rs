@@ -149,13 +149,19 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             let Some(item) = st.get(id)? else {
                 return Ok(format!("already on the server: {hash}"));
             };
-            settle::settle(
+            // Storing again adds to what the server has (no base: `merge` unions); it is not
+            // an edit of the version this machine last saw.
+            let view = settle::settle(
                 &st,
                 &item,
                 Kind::Diverged,
                 Some(&remote),
+                None,
                 ctx.settings.conflict,
             )?;
+            // The server's version is now known: the settled row changes it.
+            st.set_base(hash.as_str(), &remote)?;
+            settle::show_locally(&ctx.settings.memory_db, hash.as_str(), &view)?;
             let policy = ctx.settings.conflict.as_str();
             match st.get(id)? {
                 Some(item) if item.state == State::Pending => {
@@ -185,6 +191,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
                     &st,
                     &item,
                     Kind::DeletedRemotely,
+                    None,
                     None,
                     ctx.settings.conflict,
                 )?;
@@ -312,11 +319,12 @@ pub fn pull(ctx: &Ctx, opts: &PullOptions) -> Result<PullReport, MemoryError> {
         let client = ctx.client()?;
         let remote = match &ctx.settings.replica {
             Some(url) => {
-                let work = ctx
-                    .settings
-                    .staging_db
-                    .parent()
-                    .map_or_else(std::env::temp_dir, Path::to_path_buf);
+                // A dry run restores the server's copy under the system's temp folder: it
+                // writes nothing next to the user's files.
+                let work = match ctx.settings.staging_db.parent() {
+                    Some(d) if !opts.dry_run => d.to_path_buf(),
+                    _ => std::env::temp_dir(),
+                };
                 pull::fetch_replica(url, &work)?
             }
             None => pull::fetch_rest(&client, &opts.tags)?,
@@ -371,35 +379,53 @@ pub fn pull_summary(r: &PullReport) -> String {
     )
 }
 
-/// `sync`'s first step: local memories that the server never had and staging does not know.
-pub fn stage_local(ctx: &Ctx) -> Result<usize, MemoryError> {
-    let local = LocalDb::open_read_only(&ctx.settings.memory_db)?;
-    let mut st = ctx.staging()?;
+/// Local memories that neither the server (as far as this machine knows) nor staging has seen:
+/// what `sync` stages as new stores.
+fn unseen_local(
+    local: &LocalDb,
+    st: &Staging,
+) -> Result<Vec<super::localdb::LocalMemory>, MemoryError> {
     let pulled = st.pulled()?;
-    let host = hostname();
-    let mut n = 0;
+    let mut out = Vec::new();
     for m in local.all()? {
         if m.deleted_at.is_some() || pulled.contains_key(&m.hash) || st.knows(&m.hash)? {
             continue;
         }
-        st.stage(&m.content, &m.fields, &host)?;
-        n += 1;
+        out.push(m);
     }
-    Ok(n)
+    Ok(out)
 }
 
-/// `sync` = stage → pull → apply → push; stops at the first failing step.
+/// `sync`'s staging step: local memories the server never had and staging does not know. It
+/// runs after the pull, which has learnt what the server holds and deleted: a memory the
+/// server deleted is then removed here, never stored again as new.
+pub fn stage_local(ctx: &Ctx) -> Result<usize, MemoryError> {
+    let local = LocalDb::open_read_only(&ctx.settings.memory_db)?;
+    let mut st = ctx.staging()?;
+    let host = hostname();
+    let new = unseen_local(&local, &st)?;
+    for m in &new {
+        st.stage(&m.content, &m.fields, &host)?;
+    }
+    Ok(new.len())
+}
+
+/// `sync` = pull → stage → push; stops at the first failing step. With `dry_run` it only says
+/// what each step would do: nothing is written anywhere, and the sync log gets one line.
 pub fn sync(ctx: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
+    if opts.dry_run {
+        return sync_dry_run(ctx, opts);
+    }
     let t0 = Instant::now();
     let have_local = ctx.settings.memory_db.is_file();
     let mut out = Vec::new();
     let mut staged = 0;
     let mut pulled = PullReport::default();
     if have_local {
-        staged = stage_local(ctx).or_else(|e| ctx.fail("sync", e))?;
-        out.push(format!("staged {staged} local memories"));
         pulled = pull(ctx, opts)?;
         out.push(pull_summary(&pulled));
+        staged = stage_local(ctx).or_else(|e| ctx.fail("sync", e))?;
+        out.push(format!("staged {staged} local memories"));
     } else {
         out.push(format!(
             "no local memory database at {}: pull skipped",
@@ -419,6 +445,48 @@ pub fn sync(ctx: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
             pushed.pushed(),
             pushed.failed,
             t0.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(out.join("\n"))
+}
+
+/// `sync --dry-run`: the pull's plan, the local memories that would be staged and the rows
+/// that would be pushed. Opens every database read-only and creates none.
+fn sync_dry_run(ctx: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
+    let mut out = Vec::new();
+    let st = match Staging::open_read_only(&ctx.settings.staging_db)? {
+        Some(st) => st,
+        None => Staging::in_memory()?,
+    };
+    let mut would_stage = 0;
+    if ctx.settings.memory_db.is_file() {
+        let rep = pull(ctx, opts)?;
+        out.extend(rep.details.iter().cloned());
+        out.push(pull_summary(&rep));
+        let local = LocalDb::open_read_only(&ctx.settings.memory_db)?;
+        for m in unseen_local(&local, &st)? {
+            if rep.server_live.contains(&m.hash) || rep.removals.contains(&m.hash) {
+                continue;
+            }
+            out.push(format!("stage    {}", m.hash.get(..12).unwrap_or(&m.hash)));
+            would_stage += 1;
+        }
+    } else {
+        out.push(format!(
+            "no local memory database at {}: pull skipped",
+            ctx.settings.memory_db.display()
+        ));
+    }
+    let pending = st.count(State::Pending)?;
+    out.push(format!(
+        "dry run, nothing changed: would stage {would_stage} local memories and push {} ({pending} pending now)",
+        pending as usize + would_stage
+    ));
+    ctx.log.line(
+        "sync",
+        &format!(
+            "dry run: would stage {would_stage}, push {}",
+            pending as usize + would_stage
         ),
     );
     Ok(out.join("\n"))

@@ -99,6 +99,85 @@ pub fn merge(local: &Fields, remote: &Fields) -> Fields {
     }
 }
 
+/// The `merge` policy when the common base is known (three-way, as git merges lines): a tag
+/// stays when both sides have it or one side added it; a tag of the base that either side
+/// removed goes. A metadata key or the type takes the side that changed it; when both changed
+/// it differently the local value wins (the remote one stays in the conflict record). The
+/// result lies between the two sides' intersection and their union.
+pub fn merge3(local: &Fields, remote: &Fields, base: &Fields) -> Fields {
+    let (l, r, b) = (
+        normalize_tags(&local.tags),
+        normalize_tags(&remote.tags),
+        normalize_tags(&base.tags),
+    );
+    let keep = |t: &String| {
+        let (in_l, in_r, in_b) = (l.contains(t), r.contains(t), b.contains(t));
+        (in_l && in_r) || (in_l && !in_b) || (in_r && !in_b)
+    };
+    let mut tags: Vec<String> = l
+        .iter()
+        .chain(r.iter())
+        .filter(|t| keep(t))
+        .cloned()
+        .collect();
+    tags = normalize_tags(&tags);
+    if tags.len() > 1 {
+        tags.retain(|t| t != "untagged");
+    }
+    let volatile = |k: &str| matches!(k, "access_count" | "last_accessed_at" | "access_queries");
+    let mut metadata = Map::new();
+    let keys: Vec<&String> = local
+        .metadata
+        .keys()
+        .chain(remote.metadata.keys())
+        .chain(base.metadata.keys())
+        .filter(|k| !volatile(k))
+        .collect();
+    for k in keys {
+        if metadata.contains_key(k) {
+            continue;
+        }
+        let (lv, rv, bv) = (
+            local.metadata.get(k),
+            remote.metadata.get(k),
+            base.metadata.get(k),
+        );
+        let v = if lv == rv || rv == bv {
+            lv
+        } else if lv == bv {
+            rv
+        } else {
+            // Both changed it: the local value, or the remote one if the local side removed it
+            // (a removal never costs a value someone set).
+            lv.or(rv)
+        };
+        if let Some(v) = v {
+            metadata.insert(k.clone(), v.clone());
+        }
+    }
+    let same_type = |a: &Option<String>, b: &Option<String>| match (a, b) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        (None, None) => true,
+        _ => false,
+    };
+    let memory_type = if same_type(&local.memory_type, &base.memory_type) {
+        remote
+            .memory_type
+            .clone()
+            .or_else(|| local.memory_type.clone())
+    } else {
+        local
+            .memory_type
+            .clone()
+            .or_else(|| remote.memory_type.clone())
+    };
+    Fields {
+        tags,
+        memory_type,
+        metadata,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +218,27 @@ mod tests {
             &f(&["a"], Some("decision"), json!({"k": 1}))
         ));
         assert!(differs(&base, &f(&["a"], Some("note"), json!({"k": 2}))));
+    }
+
+    #[test]
+    fn three_way_merge_keeps_each_sides_change() {
+        let base = f(&["t", "a"], Some("note"), json!({"k": 1, "gone": 0}));
+        // Local removed `a` and added `l`; remote added `r` and changed k.
+        let local = f(&["t", "l"], Some("note"), json!({"k": 1, "gone": 0}));
+        let remote = f(&["t", "a", "r"], Some("decision"), json!({"k": 2}));
+        let m = merge3(&local, &remote, &base);
+        assert_eq!(m.tags, vec!["t", "l", "r"]);
+        assert_eq!(m.memory_type.as_deref(), Some("decision"));
+        assert_eq!(Value::Object(m.metadata), json!({"k": 2}));
+        // A side that did not change never overrides one that did.
+        assert!(!differs(&merge3(&base, &remote, &base), &remote));
+        assert!(!differs(&merge3(&local, &base, &base), &local));
+        // Both changed the same key: local wins; the result stays within intersection..union.
+        let l2 = f(&["t"], Some("note"), json!({"k": "L"}));
+        let r2 = f(&["t", "x"], Some("note"), json!({"k": "R"}));
+        let m = merge3(&l2, &r2, &base);
+        assert_eq!(m.tags, vec!["t", "x"]);
+        assert_eq!(m.metadata["k"], json!("L"));
     }
 
     #[test]

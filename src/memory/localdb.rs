@@ -117,8 +117,12 @@ impl LocalDb {
             path: path.to_owned(),
             source,
         };
-        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(err)?;
+        let conn = if flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
+            super::readonly::open(path)
+        } else {
+            Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        }
+        .map_err(err)?;
         // The service's own busy timeout is 5 s; waiting a little longer than it never makes us
         // the one that gives up first.
         conn.busy_timeout(Duration::from_secs(15)).map_err(err)?;

@@ -518,7 +518,16 @@ pub fn resolve_conflicts(
             st.close_conflict(c.id, policy.as_str())?;
             continue;
         };
-        settle::apply(&st, &item, Kind::parse(&c.kind), c.remote.as_ref(), policy)?;
+        // The conflict record keeps both sides but not their common base: `merge` unions here.
+        let view = settle::apply(
+            &st,
+            &item,
+            Kind::parse(&c.kind),
+            c.remote.as_ref(),
+            None,
+            policy,
+        )?;
+        settle::show_locally(&ctx.settings.memory_db, &c.hash, &view)?;
         st.close_conflict(c.id, policy.as_str())?;
         settled += 1;
         out.push(format!("#{} settled: {}", c.id, policy.as_str()));

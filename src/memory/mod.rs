@@ -13,6 +13,7 @@ pub mod localdb;
 pub mod maintenance;
 pub mod pull;
 pub mod push;
+mod readonly;
 pub mod settings;
 pub mod settle;
 pub mod staging;

@@ -107,6 +107,12 @@ pub fn push_one(
     let tags = conflict::normalize_tags(&item.fields.tags);
     let id = item.id;
     let short = item.hash.short();
+    let base = staging.base(item.hash.as_str())?.flatten();
+    if item.op == Operation::Update
+        && let Some(line) = check_update(staging, client, settings, item, base.as_ref(), rep)?
+    {
+        return Ok(line);
+    }
     let result = match item.op {
         Operation::Store => client
             .store_retrying(&request(item, &tags, client.hostname()))
@@ -126,6 +132,7 @@ pub fn push_one(
                 rep.hash_mismatches += 1;
             }
             staging.mark_pushed(id, "stored")?;
+            staging.set_base(item.hash.as_str(), &item.fields)?;
             rep.stored += 1;
             Ok(format!("#{id} {short} stored"))
         }
@@ -140,13 +147,19 @@ pub fn push_one(
                         metadata: r.metadata,
                     };
                     if conflict::differs(&item.fields, &rf) {
-                        settle::settle(
+                        // A store is not an edit of the version this machine last saw:
+                        // `merge` unions it with the server's (no base).
+                        let view = settle::settle(
                             staging,
                             item,
                             Kind::Diverged,
                             Some(&rf),
+                            None,
                             settings.conflict,
                         )?;
+                        settle::show_locally(&settings.memory_db, item.hash.as_str(), &view)?;
+                        // The server's version is now known: the settled row changes it.
+                        staging.set_base(item.hash.as_str(), &rf)?;
                         rep.conflicts += 1;
                         Ok(format!(
                             "#{id} {short} conflict (diverged), policy {}",
@@ -154,6 +167,7 @@ pub fn push_one(
                         ))
                     } else {
                         staging.mark_pushed(id, "already on server")?;
+                        staging.set_base(item.hash.as_str(), &rf)?;
                         rep.duplicates += 1;
                         Ok(format!("#{id} {short} already on server"))
                     }
@@ -169,13 +183,15 @@ pub fn push_one(
         Ok(Ok(StoreOutcome::DeletedRemotely(_))) | Ok(Err(UpdateOutcome::NotFound))
             if !item.restore_deleted =>
         {
-            settle::settle(
+            let view = settle::settle(
                 staging,
                 item,
                 Kind::DeletedRemotely,
                 None,
+                base.as_ref(),
                 settings.conflict,
             )?;
+            settle::show_locally(&settings.memory_db, item.hash.as_str(), &view)?;
             rep.conflicts += 1;
             Ok(format!(
                 "#{id} {short} conflict (deleted on the server), policy {}",
@@ -194,6 +210,7 @@ pub fn push_one(
         }
         Ok(Err(UpdateOutcome::Updated)) => {
             staging.mark_pushed(id, "updated")?;
+            staging.set_base(item.hash.as_str(), &item.fields)?;
             rep.updated += 1;
             Ok(format!("#{id} {short} updated"))
         }
@@ -209,5 +226,55 @@ pub fn push_one(
             Ok(format!("#{id} {short} failed: {reason}"))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Before an update replaces the server's tags, type and metadata: did someone change them since
+/// this machine last agreed with the server (its base)? Then it is a conflict settled by the
+/// policy (three-way under `merge`), never a silent revert of the other edit. Returns the
+/// report line when the row was settled without a PUT.
+fn check_update(
+    staging: &Staging,
+    client: &RemoteClient,
+    settings: &Settings,
+    item: &Staged,
+    base: Option<&Fields>,
+    rep: &mut PushReport,
+) -> Result<Option<String>, MemoryError> {
+    let (id, short) = (item.id, item.hash.short());
+    let Some(r) = client.get(&item.hash)? else {
+        // Deleted there: the update's NotFound path settles it.
+        return Ok(None);
+    };
+    let rf = Fields {
+        tags: r.tags,
+        memory_type: r.memory_type,
+        metadata: r.metadata,
+    };
+    if !conflict::differs(&item.fields, &rf) {
+        staging.mark_pushed(id, "already on server")?;
+        staging.set_base(item.hash.as_str(), &rf)?;
+        rep.duplicates += 1;
+        return Ok(Some(format!("#{id} {short} already on server")));
+    }
+    match base {
+        Some(b) if conflict::differs(b, &rf) => {
+            let view = settle::settle(
+                staging,
+                item,
+                Kind::Diverged,
+                Some(&rf),
+                Some(b),
+                settings.conflict,
+            )?;
+            settle::show_locally(&settings.memory_db, item.hash.as_str(), &view)?;
+            staging.set_base(item.hash.as_str(), &rf)?;
+            rep.conflicts += 1;
+            Ok(Some(format!(
+                "#{id} {short} conflict (changed on the server since the last sync), policy {}",
+                settings.conflict.as_str()
+            )))
+        }
+        _ => Ok(None),
     }
 }

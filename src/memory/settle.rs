@@ -1,7 +1,10 @@
 //! Settling a conflict met by pull or push under a policy: what happens to the staged row, and
 //! what the local database should show. The losing side is always kept in the conflict record.
 
+use std::path::Path;
+
 use super::conflict;
+use super::localdb::{LocalDb, LocalDbError};
 use super::settings::ConflictPolicy;
 use super::staging::{Fields, Operation, Staged, Staging, StagingError, State};
 
@@ -40,11 +43,13 @@ pub enum LocalView {
 }
 
 /// Applies `policy` to a conflict on `item`. Returns the view the local database should take.
+/// `base` is the common base when known (the `merge` policy is then three-way).
 pub fn settle(
     staging: &Staging,
     item: &Staged,
     kind: Kind,
     remote: Option<&Fields>,
+    base: Option<&Fields>,
     policy: ConflictPolicy,
 ) -> Result<LocalView, StagingError> {
     let decided = (policy != ConflictPolicy::Manual).then(|| policy.as_str());
@@ -56,7 +61,7 @@ pub fn settle(
         remote,
         decided,
     )?;
-    apply(staging, item, kind, remote, policy)
+    apply(staging, item, kind, remote, base, policy)
 }
 
 /// Carries out a decision (also used by `resolve-conflicts` on an open conflict).
@@ -65,6 +70,7 @@ pub fn apply(
     item: &Staged,
     kind: Kind,
     remote: Option<&Fields>,
+    base: Option<&Fields>,
     policy: ConflictPolicy,
 ) -> Result<LocalView, StagingError> {
     let remote_view = || remote.cloned().map_or(LocalView::Deleted, LocalView::Live);
@@ -77,18 +83,20 @@ pub fn apply(
                 State::Conflict,
                 item.restore_deleted,
             )?;
-            match kind {
-                Kind::Diverged => remote_view(),
-                // Until someone decides, the local copy stays visible.
-                Kind::DeletedRemotely => LocalView::Live(item.fields.clone()),
-            }
+            // Until someone decides, the local side keeps its own version (the server keeps
+            // its own; both are in the conflict record).
+            LocalView::Live(item.fields.clone())
         }
         (_, ConflictPolicy::Remote) => {
             staging.rewrite(item.id, item.op, &item.fields, State::Resolved, false)?;
             remote_view()
         }
         (Kind::Diverged, ConflictPolicy::Merge) => {
-            let merged = conflict::merge(&item.fields, remote.unwrap_or(&item.fields));
+            let remote = remote.unwrap_or(&item.fields);
+            let merged = match base {
+                Some(b) => conflict::merge3(&item.fields, remote, b),
+                None => conflict::merge(&item.fields, remote),
+            };
             staging.rewrite(item.id, Operation::Update, &merged, State::Pending, false)?;
             LocalView::Live(merged)
         }
@@ -115,4 +123,29 @@ pub fn apply(
             LocalView::Live(item.fields.clone())
         }
     })
+}
+
+/// Makes the local memory database show a decision taken outside a pull (at push, store or
+/// `resolve-conflicts`): otherwise the next pull would see the local row differ from the new
+/// base and send it back, undoing the decision. A memory the local database does not hold
+/// (stored remote-first) is left to the next pull; no local database, nothing to do.
+pub fn show_locally(memory_db: &Path, hash: &str, view: &LocalView) -> Result<(), LocalDbError> {
+    if !memory_db.is_file() {
+        return Ok(());
+    }
+    let mut db = LocalDb::open(memory_db)?;
+    let Some(l) = db.get(hash)? else {
+        return Ok(());
+    };
+    if l.deleted_at.is_some() {
+        return Ok(());
+    }
+    let t = super::staging::now();
+    match view {
+        LocalView::Live(f) if conflict::differs(&l.fields, f) => {
+            db.write(|w| w.set_fields(hash, f, t))
+        }
+        LocalView::Live(_) => Ok(()),
+        LocalView::Deleted => db.write(|w| w.soft_delete(hash, t)),
+    }
 }

@@ -59,6 +59,18 @@ pub fn apply(
         ..PullReport::default()
     };
     if opts.dry_run {
+        rep.server_live = r
+            .iter()
+            .filter(|x| x.deleted_at.is_none())
+            .map(|x| x.hash.clone())
+            .collect();
+        rep.removals = plan.remove.clone();
+        rep.removals.extend(
+            plan.conflicts
+                .iter()
+                .filter(|c| c.kind == Kind::DeletedRemotely)
+                .map(|c| c.side.hash().to_owned()),
+        );
         let line = |verb: &str, h: &str, c: &str| format!("{verb:<8} {}  {}", short(h), preview(c));
         rep.details.extend(
             plan.add
@@ -98,7 +110,14 @@ pub fn apply(
             ConflictSide::LocalEdit(l) => stage_update(staging, &l.content, &l.fields)?,
         };
         let remote_fields = c.remote.map(|i| &r[i].fields);
-        let view = settle::settle(staging, &item, c.kind, remote_fields, policy)?;
+        let view = settle::settle(
+            staging,
+            &item,
+            c.kind,
+            remote_fields,
+            c.base.as_ref(),
+            policy,
+        )?;
         if policy == ConflictPolicy::Manual {
             rep.open_conflicts += 1;
         }

@@ -44,6 +44,10 @@ pub struct PullReport {
     pub bootstrapped: bool,
     /// `--dry-run`: one line per planned change.
     pub details: Vec<String>,
+    /// `--dry-run`: the hashes the server holds live and those the pull would remove locally,
+    /// so that `sync --dry-run` can tell which local memories its staging step would take.
+    pub server_live: std::collections::HashSet<String>,
+    pub removals: Vec<String>,
 }
 
 /// The first 12 characters of a hash, for messages (whatever the input's length).

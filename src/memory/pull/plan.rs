@@ -34,12 +34,14 @@ impl ConflictSide {
     }
 }
 
-/// One conflict to settle; `remote` indexes the server's record (`None`: deleted there).
+/// One conflict to settle; `remote` indexes the server's record (`None`: deleted there);
+/// `base` is the common base when known (a three-way merge then keeps both sides' changes).
 #[derive(Debug, Clone)]
 pub struct PlannedConflict {
     pub side: ConflictSide,
     pub kind: Kind,
     pub remote: Option<usize>,
+    pub base: Option<Fields>,
 }
 
 /// What a pull will do.
@@ -119,12 +121,15 @@ pub fn plan(
             if !conflict::differs(&s.fields, &r.fields) {
                 plan.confirmed.push(s.id);
             } else if remote_changed || opts.force {
-                // (`--force` settles it with the server's version.)
+                // (`--force` settles it with the server's version.) The server's version
+                // becomes the base: the settled row is what this machine adds to it.
                 plan.conflicts.push(PlannedConflict {
                     side: ConflictSide::Staged(s),
                     kind: Kind::Diverged,
                     remote: Some(i),
+                    base: b.cloned(),
                 });
+                plan.seen.push(i);
                 continue;
             } else {
                 // Only the local side changed: the staged change stands, push sends it.
@@ -170,6 +175,7 @@ pub fn plan(
                         side: ConflictSide::LocalEdit(l),
                         kind: Kind::Diverged,
                         remote: Some(i),
+                        base: b.cloned(),
                     });
                 }
             }
@@ -180,13 +186,21 @@ pub fn plan(
         return Ok(plan);
     }
     // Local memories the server no longer has. Only those seen on the server before (or with a
-    // tombstone there) were deleted remotely; the others were created locally.
+    // tombstone there) were deleted remotely; the others were created locally. A tombstone
+    // without a time (REST) counts for a memory this staging database never saw on the server
+    // when the memory is older than the staging database's knowledge (its epoch): it was synced
+    // under a sync state since lost (a reset, a new staging file), so the deletion applies
+    // rather than the memory being stored again.
+    let epoch = staging.epoch()?;
     for l in local.all()? {
         if l.deleted_at.is_some() || live_remote.contains(l.hash.as_str()) {
             continue;
         }
         let deleted_there = match tombstones.get(l.hash.as_str()) {
             Some(&at) => base.contains_key(&l.hash) || l.updated_at <= at,
+            None if remote.deleted.contains(&l.hash) => {
+                base.contains_key(&l.hash) || l.created_at.max(l.updated_at) <= epoch
+            }
             None => base.contains_key(&l.hash),
         };
         if !deleted_there {
@@ -202,18 +216,21 @@ pub fn plan(
             .get(&l.hash)
             .and_then(Option::as_ref)
             .is_some_and(|b| conflict::differs(b, &l.fields));
+        let b = base.get(&l.hash).cloned().flatten();
         match staged {
             Some(s) if s.state == State::Conflict => plan.unchanged += 1,
             Some(s) => plan.conflicts.push(PlannedConflict {
                 side: ConflictSide::Staged(s),
                 kind: Kind::DeletedRemotely,
                 remote: None,
+                base: b,
             }),
             // Edited here, deleted there: a conflict, not a silent delete.
             None if edited => plan.conflicts.push(PlannedConflict {
                 side: ConflictSide::LocalEdit(l),
                 kind: Kind::DeletedRemotely,
                 remote: None,
+                base: b,
             }),
             None => plan.remove.push(l.hash),
         }

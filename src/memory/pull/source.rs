@@ -1,7 +1,7 @@
 //! Where pull reads the server's memories from: its replica (with embeddings and tombstones)
 //! or its REST API.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::super::MemoryError;
@@ -30,6 +30,9 @@ pub struct RemoteState {
     /// Read through the REST API: a memory missing from the listing may have been skipped by
     /// paging while the server changed, so removals are confirmed one by one.
     pub rest: bool,
+    /// Hashes the server holds as tombstones, when it says so without a time (REST, v12). A
+    /// replica's tombstones come as records with `deleted_at` instead.
+    pub deleted: HashSet<String>,
 }
 
 /// Reads every live memory (or those with any of `tags`) through the REST API.
@@ -60,12 +63,29 @@ pub fn fetch_rest(client: &RemoteClient, tags: &[String]) -> Result<RemoteState,
         }
         page += 1;
     }
+    // What the server deleted: every hash it holds, tombstones included, less the live ones.
+    // Only a full listing needs it (removals are decided on full pulls only).
+    let mut deleted = HashSet::new();
+    if tags.is_empty()
+        && let Some(all) = client.hashes(true)?
+    {
+        let live: HashSet<String> = client
+            .hashes(false)?
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        deleted = all
+            .into_iter()
+            .filter(|h| !live.contains(h) && !seen.contains_key(h))
+            .collect();
+    }
     let mut records: Vec<RemoteRecord> = seen.into_values().collect();
     records.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
     Ok(RemoteState {
         records,
         source: format!("{} (REST API)", client.base_url()),
         rest: true,
+        deleted,
     })
 }
 
@@ -149,6 +169,7 @@ pub fn fetch_replica(url: &str, work_dir: &Path) -> Result<RemoteState, MemoryEr
         records,
         source: format!("{url} (replica)"),
         rest: false,
+        deleted: HashSet::new(),
     })
 }
 

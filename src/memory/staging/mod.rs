@@ -19,6 +19,9 @@ pub const SCHEMA_VERSION: i64 = 2;
 /// `PRAGMA application_id`: "MSYN", so another SQLite file is not mistaken for a staging db.
 pub(super) const APPLICATION_ID: i64 = 0x4d53_594e;
 
+/// `sync_state` key of [`Staging::epoch`].
+pub(super) const EPOCH_KEY: &str = "epoch";
+
 /// What a staged row asks of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -311,8 +314,7 @@ impl Staging {
             path: path.to_owned(),
             source,
         };
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(err)?;
+        let conn = super::readonly::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(15))
             .map_err(err)?;
         let version: i64 = conn

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{ConflictRecord, Fields, Staging, StagingError, now};
+use super::{ConflictRecord, EPOCH_KEY, Fields, Staging, StagingError, now};
 use crate::memory::hash::ContentHash;
 
 impl Staging {
@@ -133,6 +133,40 @@ impl Staging {
             }
         }
         tx.commit().map_err(err)
+    }
+
+    /// The server confirmed that it holds `hash` with `fields` (a push or store succeeded, or
+    /// a conflict showed the server's version): the new common base, so the next pull does not
+    /// take this machine's own change for someone else's, nor an older base for a change.
+    pub fn set_base(&self, hash: &str, fields: &Fields) -> Result<(), StagingError> {
+        self.exec(
+            "INSERT OR REPLACE INTO pulled (content_hash, pulled_at, fields) VALUES (?1, ?2, ?3)",
+            params![hash, now(), fields.to_json()],
+        )
+        .map(drop)
+    }
+
+    /// The base of one memory, if this machine knows the server held it.
+    pub fn base(&self, hash: &str) -> Result<Option<Option<Fields>>, StagingError> {
+        self.conn
+            .query_row(
+                "SELECT fields FROM pulled WHERE content_hash = ?1",
+                [hash],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(|o| o.map(|f| f.as_deref().map(Fields::from_json)))
+            .map_err(|e| self.err(e))
+    }
+
+    /// The moment this staging database started knowing nothing of the server (created, or
+    /// reset): a local memory older than it that the server deleted was seen by an earlier
+    /// sync state, so the deletion applies; a newer one is a new local store.
+    pub fn epoch(&self) -> Result<f64, StagingError> {
+        Ok(self
+            .state_get(EPOCH_KEY)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0))
     }
 
     pub fn state_get(&self, key: &str) -> Result<Option<String>, StagingError> {

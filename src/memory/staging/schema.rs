@@ -48,6 +48,15 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StagingE
     if version <= 1 {
         tx.execute_batch(V1_TO_V2).map_err(err)?;
     }
+    if version == 0 {
+        // A new (or upstream) staging database knows nothing of the server yet.
+        let t = now();
+        tx.execute(
+            "INSERT OR IGNORE INTO sync_state (key, value, updated_at) VALUES (?1, ?2, ?3)",
+            params![super::EPOCH_KEY, t.to_string(), t],
+        )
+        .map_err(err)?;
+    }
     tx.pragma_update(None, "application_id", APPLICATION_ID)
         .and_then(|_| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
         .map_err(err)?;

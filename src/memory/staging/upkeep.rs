@@ -46,11 +46,15 @@ impl Staging {
 
     /// Drops every staged row and conflict (`reset`); the bookkeeping goes too.
     pub fn clear(&mut self) -> Result<(), StagingError> {
+        let t = now();
         self.conn
-            .execute_batch(
+            .execute_batch(&format!(
                 "BEGIN IMMEDIATE; DELETE FROM conflicts; DELETE FROM staged_memories;
-                 DELETE FROM pulled; DELETE FROM sync_state; COMMIT;",
-            )
+                     DELETE FROM pulled; DELETE FROM sync_state;
+                     INSERT INTO sync_state (key, value, updated_at) VALUES ('{}', '{t}', {t});
+                     COMMIT;",
+                super::EPOCH_KEY
+            ))
             .map_err(|e| self.err(e))
     }
 
