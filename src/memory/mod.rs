@@ -13,6 +13,7 @@ pub mod localdb;
 pub mod maintenance;
 pub mod pull;
 pub mod push;
+pub mod push_delete;
 pub mod settings;
 pub mod settle;
 pub mod staging;
