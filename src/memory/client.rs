@@ -64,6 +64,17 @@ pub enum UpdateOutcome {
     Refused(String),
 }
 
+/// The result of `DELETE /api/memories/{hash}`: both mean the server holds no live memory with
+/// that hash any more.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeleteOutcome {
+    Deleted,
+    /// Nothing to delete (already deleted, or never there).
+    NotFound,
+    /// HTTP 200 with `success: false` for another reason than "not found".
+    Refused(String),
+}
+
 /// One page of `GET /api/memories`.
 #[derive(Debug, Deserialize)]
 pub struct Page {
@@ -488,6 +499,32 @@ impl RemoteClient {
                 Some(c) if page.has_more && c > cursor => cursor = c,
                 _ => return Ok(Some(out)),
             }
+        }
+    }
+
+    /// `DELETE /api/memories/{hash}` (a soft delete on the server). The server answers 200
+    /// both when it deleted the memory and when it had none; its message tells them apart.
+    pub fn delete(&self, hash: &ContentHash) -> Result<DeleteOutcome, RemoteError> {
+        let path = format!("/api/memories/{hash}");
+        let (status, text) = self.send_retrying(reqwest::Method::DELETE, &path, &[], None)?;
+        match status {
+            200 => {
+                let v: Value = self.json(&path, &text)?;
+                let msg = v.get("message").and_then(Value::as_str).unwrap_or("");
+                if v.get("success").and_then(Value::as_bool) != Some(false) {
+                    Ok(DeleteOutcome::Deleted)
+                } else if msg.to_ascii_lowercase().contains("not found") {
+                    Ok(DeleteOutcome::NotFound)
+                } else {
+                    Ok(DeleteOutcome::Refused(if msg.is_empty() {
+                        "delete refused".to_owned()
+                    } else {
+                        msg.to_owned()
+                    }))
+                }
+            }
+            404 => Ok(DeleteOutcome::NotFound),
+            _ => Err(self.rejected(&path, status, &text)),
         }
     }
 

@@ -270,8 +270,13 @@ pub fn push(ctx: &Ctx, retry_failed: bool) -> Result<PushReport, MemoryError> {
 }
 
 pub fn push_summary(r: &PushReport) -> String {
+    // Staged deletes only come from the upstream scripts' databases: named when there are any.
+    let deleted = match r.deleted {
+        0 => String::new(),
+        n => format!(", deleted {n}"),
+    };
     let mut s = format!(
-        "pushed {} (stored {}, already on server {}, updated {}), failed {}, conflicts {}",
+        "pushed {} (stored {}, already on server {}, updated {}{deleted}), failed {}, conflicts {}",
         r.pushed(),
         r.stored,
         r.duplicates,
@@ -303,7 +308,7 @@ pub fn pull(ctx: &Ctx, opts: &PullOptions) -> Result<PullReport, MemoryError> {
             bootstrapped = true;
         }
         let mut local = if opts.dry_run {
-            LocalDb::open_read_only(&ctx.settings.memory_db)?
+            LocalDb::open_for_dry_run(&ctx.settings.memory_db)?
         } else {
             LocalDb::open(&ctx.settings.memory_db)?
         };
@@ -519,7 +524,11 @@ pub fn status(ctx: &Ctx) -> Result<String, MemoryError> {
         Ok(Some(st)) => {
             out.push(format!("staging      {}", s.staging_db.display()));
             let count = |state| st.count(state).unwrap_or(0);
-            out.push(format!("  pending    {}", count(State::Pending)));
+            let deletes = match st.pending_deletes().unwrap_or(0) {
+                0 => String::new(),
+                n => format!("  ({n} delete{})", if n == 1 { "" } else { "s" }),
+            };
+            out.push(format!("  pending    {}{deletes}", count(State::Pending)));
             out.push(format!(
                 "  failed     {}{}",
                 count(State::Failed),

@@ -18,7 +18,7 @@ use super::staging::Fields;
 #[derive(Debug, thiserror::Error)]
 pub enum LocalDbError {
     #[error(
-        "local memory database {0} does not exist (start mcp-memory-service once to create it, or set MCP_MEMORY_SQLITE_PATH)"
+        "local memory database {0} does not exist (start mcp-memory-service once to create it, set MCP_MEMORY_SQLITE_PATH if it lives elsewhere, or set REMOTE_MEMORY_REPLICA so pull creates it from the server's replica)"
     )]
     NotFound(PathBuf),
     #[error("{path} is not an mcp-memory-service database: {reason}")]
@@ -56,6 +56,14 @@ pub struct NewMemory<'a> {
     /// Little-endian f32s, as sqlite-vec stores them.
     pub embedding: Option<&'a [u8]>,
 }
+
+/// mcp-memory-service 12.4's `memories` table (the columns pull reads and writes), for the
+/// empty stand-in a dry run plans against.
+const SERVICE_MEMORIES: &str = "CREATE TABLE memories (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, content_hash TEXT UNIQUE NOT NULL, content TEXT NOT NULL,
+  tags TEXT, memory_type TEXT, metadata TEXT, created_at REAL, updated_at REAL,
+  created_at_iso TEXT, updated_at_iso TEXT, deleted_at REAL DEFAULT NULL,
+  embedding_pending INTEGER NOT NULL DEFAULT 0);";
 
 /// The open local database.
 pub struct LocalDb {
@@ -108,6 +116,22 @@ impl LocalDb {
         Self::open_with(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
     }
 
+    /// What `pull --dry-run` plans against: the database at `path` read-only or, where the
+    /// local service has not created it yet, an empty one in memory with the service's
+    /// `memories` columns (a dry run creates no file; every server memory is an addition).
+    pub fn open_for_dry_run(path: &Path) -> Result<LocalDb, LocalDbError> {
+        if path.exists() {
+            return Self::open_read_only(path);
+        }
+        let err = |source| LocalDbError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_in_memory().map_err(err)?;
+        conn.execute_batch(SERVICE_MEMORIES).map_err(err)?;
+        Self::from_conn(conn, path)
+    }
+
     fn open_with(path: &Path, flags: OpenFlags) -> Result<LocalDb, LocalDbError> {
         if !path.is_file() {
             return Err(LocalDbError::NotFound(path.to_owned()));
@@ -126,6 +150,15 @@ impl LocalDb {
         // The service's own busy timeout is 5 s; waiting a little longer than it never makes us
         // the one that gives up first.
         conn.busy_timeout(Duration::from_secs(15)).map_err(err)?;
+        Self::from_conn(conn, path)
+    }
+
+    /// Checks that `conn` holds the service's `memories` table and learns its columns.
+    fn from_conn(conn: Connection, path: &Path) -> Result<LocalDb, LocalDbError> {
+        let err = |source| LocalDbError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
         let not_memory = |reason: String| LocalDbError::NotMemoryDb {
             path: path.to_owned(),
             reason,

@@ -32,7 +32,7 @@ fn staged_json(s: &Staged) -> Value {
     json!({
         "id": s.id, "content": s.content, "content_hash": s.hash.as_str(),
         "tags": s.fields.tags, "memory_type": s.fields.memory_type, "metadata": s.fields.metadata,
-        "operation": if s.op == super::staging::Operation::Store { "store" } else { "update" },
+        "operation": s.op.as_str(),
         "state": s.state.as_str(), "outcome": s.outcome, "attempts": s.attempts,
         "last_error": s.last_error, "restore_deleted": s.restore_deleted,
         "source_machine": s.source_machine, "staged_at": iso(s.staged_at),

@@ -13,6 +13,7 @@ pub mod localdb;
 pub mod maintenance;
 pub mod pull;
 pub mod push;
+pub mod push_delete;
 mod readonly;
 pub mod settings;
 pub mod settle;

@@ -18,6 +18,8 @@ pub struct PushReport {
     pub stored: usize,
     pub duplicates: usize,
     pub updated: usize,
+    /// Staged deletes the server confirmed.
+    pub deleted: usize,
     pub failed: usize,
     pub conflicts: usize,
     /// Rows still pending because the server stopped answering.
@@ -31,7 +33,7 @@ pub struct PushReport {
 
 impl PushReport {
     pub fn pushed(&self) -> usize {
-        self.stored + self.duplicates + self.updated
+        self.stored + self.duplicates + self.updated + self.deleted
     }
 }
 
@@ -125,6 +127,9 @@ pub fn push_one(
                 &item.fields.metadata,
             )
             .map(Err),
+        Operation::Delete => {
+            return super::push_delete::push_delete(staging, client, settings, item, rep);
+        }
     };
     match result {
         Ok(Ok(StoreOutcome::Stored(h))) => {

@@ -9,7 +9,7 @@ use super::super::conflict;
 use super::super::hash::ContentHash;
 use super::super::localdb::{LocalDb, LocalMemory};
 use super::super::settle::Kind;
-use super::super::staging::{Fields, Staged, Staging, State};
+use super::super::staging::{Fields, Operation, Staged, Staging, State};
 use super::{PullOptions, RemoteState};
 
 /// The local side of a conflict: a staged row, or an edit made in the local database.
@@ -108,6 +108,13 @@ pub fn plan(
             Some(h) => staging.open_for(&h)?,
             None => None,
         };
+        // A staged delete (issue 11, defect 15) waits for push: the memory is not written back
+        // locally, and it stays in the base so a later pull takes its absence for a delete.
+        if staged.as_ref().is_some_and(|s| s.op == Operation::Delete) {
+            plan.seen.push(i);
+            plan.unchanged += 1;
+            continue;
+        }
         let l = local.get(&r.hash)?;
         // What the local row should show, when it is written at all.
         let mut show = r.fields.clone();
@@ -219,6 +226,8 @@ pub fn plan(
         let b = base.get(&l.hash).cloned().flatten();
         match staged {
             Some(s) if s.state == State::Conflict => plan.unchanged += 1,
+            // Deleted there while a delete waits here: the same wish, no conflict.
+            Some(s) if s.op == Operation::Delete => plan.remove.push(l.hash),
             Some(s) => plan.conflicts.push(PlannedConflict {
                 side: ConflictSide::Staged(s),
                 kind: Kind::DeletedRemotely,

@@ -13,9 +13,10 @@ use super::hash::ContentHash;
 mod records;
 mod schema;
 mod upkeep;
+mod upstream;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// `PRAGMA application_id`: "MSYN", so another SQLite file is not mistaken for a staging db.
 pub(super) const APPLICATION_ID: i64 = 0x4d53_594e;
 
@@ -29,13 +30,24 @@ pub enum Operation {
     Store,
     /// Replace the tags, type and metadata of a memory the server has.
     Update,
+    /// Delete the memory with this hash (the upstream scripts' DELETE rows). The content may
+    /// be empty: the hash is what names the memory.
+    Delete,
 }
 
 impl Operation {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Operation::Store => "store",
             Operation::Update => "update",
+            Operation::Delete => "delete",
+        }
+    }
+    fn parse(s: &str) -> Operation {
+        match s {
+            "update" => Operation::Update,
+            "delete" => Operation::Delete,
+            _ => Operation::Store,
         }
     }
 }
@@ -232,11 +244,7 @@ fn row_to_staged(r: &rusqlite::Row<'_>) -> rusqlite::Result<Staged> {
             memory_type: r.get(4)?,
             metadata: serde_json::from_str(&meta).unwrap_or_default(),
         },
-        op: if op == "update" {
-            Operation::Update
-        } else {
-            Operation::Store
-        },
+        op: Operation::parse(&op),
         state: State::parse(&state),
         outcome: r.get(8)?,
         attempts: r.get(9)?,
@@ -364,7 +372,23 @@ impl Staging {
     fn setup(&mut self) -> Result<(), StagingError> {
         let c = &self.conn;
         c.busy_timeout(std::time::Duration::from_secs(15))
-            .and_then(|_| c.pragma_update(None, "journal_mode", "WAL"))
+            .map_err(|e| self.err(e))?;
+        // A file something else wrote (the upstream scripts' schema, another program's
+        // database) is migrated or refused before it is switched to WAL: a refusal leaves it
+        // byte for byte as it was.
+        let written_elsewhere: bool = c
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version) = 0
+                   AND EXISTS (SELECT 1 FROM sqlite_master)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        if written_elsewhere {
+            schema::migrate(&mut self.conn, &self.path)?;
+        }
+        let c = &self.conn;
+        c.pragma_update(None, "journal_mode", "WAL")
             .and_then(|_| c.pragma_update(None, "synchronous", "FULL"))
             .map_err(|e| self.err(e))?;
         let version: i64 = c
@@ -400,6 +424,27 @@ impl Staging {
         let existing = open_row(&tx, hash.as_str()).map_err(err)?;
         let t = now();
         let result = match existing {
+            // Stored again while its delete waits: the later wish wins, the delete becomes
+            // this store (pushing both would delete and re-create it, or meet a 409).
+            Some(old) if old.op == Operation::Delete => {
+                tx.execute(
+                    "UPDATE staged_memories SET operation = 'store', content = ?2, tags = ?3,
+                       memory_type = ?4, metadata = ?5, state = 'pending', last_error = NULL,
+                       source_machine = ?6, updated_at = ?7
+                     WHERE id = ?1",
+                    params![
+                        old.id,
+                        content,
+                        serde_json::to_string(&fields.tags).unwrap_or_default(),
+                        fields.memory_type,
+                        Value::Object(fields.metadata.clone()).to_string(),
+                        machine,
+                        t
+                    ],
+                )
+                .map_err(err)?;
+                (old.id, false)
+            }
             Some(old) => {
                 // The newer values win on shared keys; tags keep their first-seen order.
                 let mut merged = super::conflict::merge(fields, &old.fields);
@@ -565,6 +610,17 @@ impl Staging {
         self.conn
             .prepare("SELECT state, COUNT(*) FROM staged_memories GROUP BY state ORDER BY state")
             .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Pending rows that delete a memory rather than store or update one.
+    pub fn pending_deletes(&self) -> Result<i64, StagingError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM staged_memories WHERE state = 'pending' AND operation = 'delete'",
+                [],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err(e))
     }
 

@@ -2,19 +2,74 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, params};
-use serde_json::{Map, Value};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{APPLICATION_ID, SCHEMA_VERSION, StagingError, now};
 
 /// Version 2: `pulled.fields` keeps the server's tags, type and metadata as of the last pull,
 /// the common base that tells a local edit from a remote one.
-const V1_TO_V2: &str = "ALTER TABLE pulled ADD COLUMN fields TEXT;";
+pub(super) const V1_TO_V2: &str = "ALTER TABLE pulled ADD COLUMN fields TEXT;";
+
+/// Version 3: `staged_memories.operation` also allows 'delete' (the upstream scripts' DELETE
+/// rows, carried as pending deletes). SQLite cannot alter a CHECK, so the table is rebuilt
+/// (new table, copy, drop, rename, indexes again); ids are kept, so conflict records still
+/// point at their rows.
+const V2_TO_V3: &str = "
+CREATE TABLE staged_memories_v3 (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  content_hash TEXT NOT NULL,
+  content TEXT NOT NULL,
+  tags TEXT NOT NULL DEFAULT '[]',
+  memory_type TEXT,
+  metadata TEXT NOT NULL DEFAULT '{}',
+  operation TEXT NOT NULL CHECK (operation IN ('store', 'update', 'delete')),
+  state TEXT NOT NULL DEFAULT 'pending'
+    CHECK (state IN ('pending', 'pushed', 'failed', 'conflict', 'resolved')),
+  outcome TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT,
+  restore_deleted INTEGER NOT NULL DEFAULT 0,
+  source_machine TEXT NOT NULL,
+  staged_at REAL NOT NULL,
+  updated_at REAL NOT NULL,
+  pushed_at REAL
+);
+INSERT INTO staged_memories_v3 (id, content_hash, content, tags, memory_type, metadata, operation,
+    state, outcome, attempts, last_error, restore_deleted, source_machine, staged_at, updated_at,
+    pushed_at)
+  SELECT id, content_hash, content, tags, memory_type, metadata, operation, state, outcome,
+    attempts, last_error, restore_deleted, source_machine, staged_at, updated_at, pushed_at
+  FROM staged_memories;
+DROP TABLE staged_memories;
+ALTER TABLE staged_memories_v3 RENAME TO staged_memories;
+CREATE INDEX idx_staged_state ON staged_memories(state, id);
+CREATE INDEX idx_staged_hash ON staged_memories(content_hash);
+";
 
 /// Brings the database to [`SCHEMA_VERSION`] in one IMMEDIATE transaction. The version is read
 /// again inside it: another process opening the same new file at the same moment may have
-/// migrated it first, and then there is nothing left to do.
+/// migrated it first, and then there is nothing left to do. Any failure (a refused upstream
+/// row included) rolls the whole migration back.
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StagingError> {
+    let err = |source| StagingError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Rebuilding `staged_memories` drops the table `conflicts` points at, which enforced
+    // foreign keys refuse (the bundled SQLite enforces them by default). The setting cannot
+    // change inside a transaction: off around it, then back as it was. Ids are copied as they
+    // are, so no reference is broken.
+    let fk: bool = conn
+        .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+        .map_err(err)?;
+    conn.pragma_update(None, "foreign_keys", false)
+        .map_err(err)?;
+    let result = migrate_in_tx(conn, path);
+    conn.pragma_update(None, "foreign_keys", fk).map_err(err)?;
+    result
+}
+
+fn migrate_in_tx(conn: &mut Connection, path: &Path) -> Result<(), StagingError> {
     let err = |source| StagingError::Sqlite {
         path: path.to_path_buf(),
         source,
@@ -42,11 +97,16 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StagingE
             reason: "not a memsync staging database (wrong application id)".into(),
         });
     }
-    if version == 0 {
-        migrate_from_v0(&tx, path)?;
-    }
+    let upstream = version == 0 && migrate_from_v0(&tx, path)?;
     if version <= 1 {
         tx.execute_batch(V1_TO_V2).map_err(err)?;
+    }
+    if version <= 2 {
+        v2_to_v3(&tx).map_err(err)?;
+    }
+    // Upstream rows go in once the table takes every operation they can carry.
+    if upstream {
+        super::upstream::carry_rows(&tx, path)?;
     }
     if version == 0 {
         // A new (or upstream) staging database knows nothing of the server yet.
@@ -62,16 +122,31 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StagingE
         .map_err(err)?;
     tx.commit().map_err(err)
 }
-use crate::memory::hash::ContentHash;
 
-/// A row of the upstream scripts' `staged_memories`: content, tags, metadata, type, machine.
-type UpstreamRow = (
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+/// Version 2 → 3 ([`V2_TO_V3`]), keeping the AUTOINCREMENT counter: ids of rows deleted
+/// earlier (pruned, reset) are never handed out again.
+fn v2_to_v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let seq: Option<i64> = tx
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'staged_memories'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    tx.execute_batch(V2_TO_V3)?;
+    if let Some(seq) = seq {
+        tx.execute(
+            "DELETE FROM sqlite_sequence WHERE name = 'staged_memories'",
+            [],
+        )?;
+        tx.execute(
+            "INSERT INTO sqlite_sequence (name, seq)
+               VALUES ('staged_memories', MAX(?1, (SELECT COALESCE(MAX(id), 0) FROM staged_memories)))",
+            [seq],
+        )?;
+    }
+    Ok(())
+}
 
 pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE staged_memories (
@@ -118,9 +193,11 @@ CREATE TABLE sync_state (
 );
 ";
 
-/// Version 0 → 1. Version 0 is either an empty file or the upstream scripts' schema (`staged_memories` with
-/// a TEXT id and `conflict_status`); its rows are carried over as pending stores.
-fn migrate_from_v0(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<(), StagingError> {
+/// Version 0 → 1. Version 0 is either an empty file or the upstream scripts' schema
+/// (`staged_memories` with a TEXT id and `conflict_status`), which is renamed
+/// `upstream_staged_memories` and kept; returns whether it was (its rows are carried by
+/// [`super::upstream::carry_rows`] once the schema is current).
+fn migrate_from_v0(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<bool, StagingError> {
     let path = path.to_path_buf();
     let err = |source| StagingError::Sqlite {
         path: path.clone(),
@@ -156,52 +233,6 @@ fn migrate_from_v0(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<(), St
     }
     tx.execute_batch(SCHEMA_V1).map_err(err)?;
     if upstream {
-        let rows: Vec<UpstreamRow> = tx
-            .prepare(
-                "SELECT content, tags, metadata, memory_type, source_machine
-                 FROM upstream_staged_memories WHERE operation IN ('INSERT', 'UPDATE')
-                 ORDER BY staged_at",
-            )
-            .and_then(|mut s| {
-                s.query_map([], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?
-                .collect()
-            })
-            .map_err(err)?;
-        let t = now();
-        for (content, tags, meta, mtype, machine) in rows {
-            // Upstream stored tags as a JSON array or as comma text, depending on the script.
-            let tags: Vec<String> = tags
-                .as_deref()
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or_else(|| {
-                    tags.unwrap_or_default()
-                        .split(',')
-                        .map(|s| s.trim().to_owned())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                });
-            let meta: Map<String, Value> = meta
-                .as_deref()
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or_default();
-            tx.execute(
-                "INSERT INTO staged_memories (content_hash, content, tags, memory_type, metadata,
-                   operation, source_machine, staged_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'store', ?6, ?7, ?7)",
-                params![
-                    ContentHash::of(&content).as_str(),
-                    content,
-                    serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into()),
-                    mtype,
-                    Value::Object(meta).to_string(),
-                    machine.unwrap_or_else(crate::memory::client::hostname),
-                    t
-                ],
-            )
-            .map_err(err)?;
-        }
         tx.execute_batch(
             "INSERT INTO sync_state (key, value, updated_at)
                SELECT key, value, 0 FROM sync_status WHERE key IN ('last_remote_sync', 'last_push_attempt') AND value <> '';
@@ -209,5 +240,5 @@ fn migrate_from_v0(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<(), St
         )
         .map_err(err)?;
     }
-    Ok(())
+    Ok(upstream)
 }

@@ -1,0 +1,58 @@
+//! The delete step of `push`: a staged delete (an upstream script's DELETE row) is carried out
+//! with `DELETE /api/memories/{hash}`, then as the same soft delete in the local service's
+//! database, so the memory is gone on both sides even where no pull ever saw it (pull alone
+//! would take a local memory it never saw on the server for a local creation and keep it).
+
+use super::MemoryError;
+use super::client::{DeleteOutcome, RemoteClient, RemoteError};
+use super::localdb::LocalDb;
+use super::push::PushReport;
+use super::settings::Settings;
+use super::staging::{Staged, Staging, now};
+
+/// Removes the memory from the local database, when there is one (the service's soft delete).
+fn delete_locally(settings: &Settings, hash: &str) -> Result<(), MemoryError> {
+    if !settings.memory_db.is_file() {
+        return Ok(());
+    }
+    let mut local = LocalDb::open(&settings.memory_db)?;
+    local.write(|w| w.soft_delete(hash, now()))?;
+    Ok(())
+}
+
+/// One staged delete; `Err` only for failures that should stop the whole push. The server
+/// answers 200 whether it deleted the memory or had none: both confirm the row. A local
+/// database that cannot be updated leaves the row failed (retried by `push --retry-failed`;
+/// the server's second answer is "not found", which confirms it again).
+pub fn push_delete(
+    staging: &Staging,
+    client: &RemoteClient,
+    settings: &Settings,
+    item: &Staged,
+    rep: &mut PushReport,
+) -> Result<String, MemoryError> {
+    let (id, short) = (item.id, item.hash.short());
+    let fail = |rep: &mut PushReport, reason: &str| -> Result<String, MemoryError> {
+        staging.mark_failed(id, reason)?;
+        rep.failed += 1;
+        Ok(format!("#{id} {short} failed: {reason}"))
+    };
+    let outcome = match client.delete(&item.hash) {
+        Ok(DeleteOutcome::Deleted) => "deleted",
+        Ok(DeleteOutcome::NotFound) => "deleted (already gone on the server)",
+        Ok(DeleteOutcome::Refused(reason)) => return fail(rep, &reason),
+        Err(RemoteError::Rejected { status, detail, .. }) => {
+            return fail(rep, &format!("HTTP {status}: {detail}"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Err(e) = delete_locally(settings, item.hash.as_str()) {
+        return fail(
+            rep,
+            &format!("deleted on the server, but not in the local database: {e}"),
+        );
+    }
+    staging.mark_pushed(id, outcome)?;
+    rep.deleted += 1;
+    Ok(format!("#{id} {short} {outcome}"))
+}
