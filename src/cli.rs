@@ -16,7 +16,12 @@ use crate::restore::{self, IntegrityCheck, RestoreOptions, RestoreOutcome};
 
 /// memsync: SQLite replication and memory sync.
 #[derive(Debug, Parser)]
-#[command(name = "memsync", version, about, disable_help_subcommand = true)]
+#[command(
+    name = "memsync",
+    version,
+    about,
+    after_help = crate::memory::outcome::HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -221,29 +226,52 @@ pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
 
 /// Runs the command line; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
+    use crate::memory::outcome::Outcome;
     let cli = match Cli::try_parse_from(normalize_args(args)) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+            let code = if e.use_stderr() {
+                Outcome::Usage.code()
+            } else {
+                Outcome::Done.code()
+            };
             let _ = e.print();
             return code;
         }
     };
-    match run(cli) {
-        Ok(()) => 0,
+    match run(cli.command) {
+        Ok(code) => code,
         Err(CliError(msg)) => {
             eprintln!("memsync: error: {msg}");
-            1
+            Outcome::Error.code()
         }
     }
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
-    match cli.command {
-        Command::Replicate(a) => cmd_replicate(a),
-        Command::Restore(a) => cmd_restore(a),
-        Command::Snapshots(a) => cmd_list(a, true),
-        Command::Wal(a) => cmd_list(a, false),
+/// A memory command: its text on stdout, its outcome as the exit code (a finished run that left
+/// failed rows or open conflicts still prints its summary, and exits 3 or 4).
+fn run_memory(m: crate::memory::cli::MemoryCommand) -> i32 {
+    match crate::memory::cli::run(m) {
+        Ok((text, outcome)) => {
+            if !text.is_empty() {
+                println!("{text}");
+            }
+            outcome.code()
+        }
+        Err(e) => {
+            eprintln!("memsync: error: {e}");
+            e.outcome().code()
+        }
+    }
+}
+
+/// Runs one command; its exit code (0, or a memory command's outcome).
+fn run(command: Command) -> Result<i32, CliError> {
+    match command {
+        Command::Replicate(a) => cmd_replicate(a)?,
+        Command::Restore(a) => cmd_restore(a)?,
+        Command::Snapshots(a) => cmd_list(a, true)?,
+        Command::Wal(a) => cmd_list(a, false)?,
         Command::Databases(a) => {
             let cfg = load_config(&a)?;
             println!("{:<50} replicas", "path");
@@ -251,25 +279,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 let names: Vec<&str> = db.replicas.iter().map(|r| r.name.as_str()).collect();
                 println!("{:<50} {}", db.path.display(), names.join(","));
             }
-            Ok(())
         }
-        Command::Demo(a) => {
-            println!("{}", crate::demo::run(&a.dir, a.seconds)?);
-            Ok(())
-        }
-        Command::Bench(a) => cmd_bench(a),
-        Command::Memory(m) => {
-            let text = crate::memory::cli::run(m)?;
-            if !text.is_empty() {
-                println!("{text}");
-            }
-            Ok(())
-        }
-        Command::Version => {
-            println!("memsync {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
+        Command::Demo(a) => println!("{}", crate::demo::run(&a.dir, a.seconds)?),
+        Command::Bench(a) => cmd_bench(a)?,
+        Command::Memory(m) => return Ok(run_memory(m)),
+        Command::Version => println!("memsync {}", env!("CARGO_PKG_VERSION")),
     }
+    Ok(0)
 }
 
 fn default_config_path() -> Option<PathBuf> {

@@ -370,7 +370,7 @@ fn on_a_terminal_resolve_conflicts_and_reset_ask() {
         "local-tag",
         "asked on a terminal",
     ]);
-    assert!(m.ok(&["push"]).contains("conflicts 1"));
+    assert!(m.exits(4, &["push"]).contains("conflicts 1"));
     let out = on_terminal(&m, "resolve-conflicts", "l\n");
     assert!(
         out.contains("[m]erge, [l]ocal, [r]emote, [s]kip?") && out.contains("settled: local"),

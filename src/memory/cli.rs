@@ -7,7 +7,11 @@ use clap::{Args, Subcommand};
 use super::MemoryError;
 use super::commands::{self, Ctx, StoreInput};
 use super::maintenance;
+use super::outcome::Outcome;
+use super::progress;
 use super::pull::PullOptions;
+use super::queue;
+use super::runner::{self, hold};
 use super::settings::{ConflictPolicy, Overrides, Settings};
 
 /// Flags every memory command takes; they override the environment and `sync_config.json`.
@@ -72,7 +76,8 @@ impl RemoteArgs {
 
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// The memory's text (several words are joined with spaces; `-` reads standard input).
+    /// The memory's text (several words are joined with spaces; `-` reads standard input,
+    /// less one trailing newline).
     #[arg(required = true)]
     content: Vec<String>,
     /// Comma-separated tags.
@@ -119,7 +124,8 @@ pub struct SyncArgs {
 pub enum MemoryCommand {
     /// Store a memory on the server, or stage it locally when the server is away.
     Store(StoreArgs),
-    /// Send staged memories to the server.
+    /// Send staged memories to the server (exit 3: refused rows stay failed; 4: conflicts open;
+    /// 5: the server went away, the rest stays pending; see `memsync help`).
     Push {
         /// Also retry rows the server refused before.
         #[arg(long = "retry-failed")]
@@ -133,6 +139,43 @@ pub enum MemoryCommand {
     Sync(SyncArgs),
     /// Staged, failed and conflicting memories, last pull and push, the server's state.
     Status(RemoteArgs),
+    /// List staged rows: id, state, tries, tags, the start of the text and the server's last
+    /// error (the ID that `edit` and `drop` take).
+    Staged {
+        /// Every row, also those already pushed or dropped.
+        #[arg(long = "all")]
+        all: bool,
+        /// Only rows in this state: pending, failed, conflict, pushed or resolved.
+        #[arg(long = "state", conflicts_with = "all")]
+        state: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Take one pending or failed staged row out of the queue, without `reset`: it is not sent
+    /// to the server (a JSON copy of the row is written first, next to the staging database).
+    Drop {
+        /// The row's id (memsync staged).
+        id: i64,
+        /// Do not ask (needed without a terminal).
+        #[arg(long = "yes")]
+        yes: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Change one pending or failed staged row's tags or type; a failed row becomes pending
+    /// (a JSON copy of the row as it was is written first).
+    Edit {
+        /// The row's id (memsync staged).
+        id: i64,
+        /// New comma-separated tags (they replace the row's tags).
+        #[arg(long = "tags")]
+        tags: Option<String>,
+        /// New memory type.
+        #[arg(long = "type")]
+        memory_type: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Create (or migrate) the staging database.
     Init {
         /// Also write the effective settings to sync_config.json.
@@ -201,7 +244,22 @@ fn split_tags(s: &Option<String>) -> Vec<String> {
 }
 
 fn ctx(r: &RemoteArgs) -> Result<Ctx, MemoryError> {
-    Ok(Ctx::new(Settings::load(&r.overrides())?))
+    let c = Ctx::new(Settings::load(&r.overrides())?);
+    if c.settings.verbose || c.settings.debug {
+        progress::disable();
+    }
+    Ok(c)
+}
+
+/// `store -`: standard input, less one trailing newline (as `git commit -F -`).
+fn strip_one_newline(mut s: String) -> String {
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    s
 }
 
 fn pull_opts(a: &PullArgs) -> PullOptions {
@@ -219,42 +277,28 @@ fn parse_age(s: &str) -> Result<std::time::Duration, MemoryError> {
         .map_err(|e| MemoryError::Incomplete(format!("--older-than {s:?}: {e} (e.g. \"90 days\")")))
 }
 
-/// `sync --watch`: a round every `SYNC_INTERVAL`; a failed round is reported and the next one
-/// runs anyway (the server may be back); SIGINT/SIGTERM end the loop between rounds.
-fn watch(c: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| MemoryError::Io(format!("signal handler: {e}")))?;
-    }
-    let mut rounds = 0u64;
-    while !stop.load(Ordering::SeqCst) {
-        match commands::sync(c, opts) {
-            Ok(text) => println!("{text}"),
-            Err(e) => eprintln!(
-                "memsync: sync failed (next round in {}s): {e}",
-                c.settings.interval.as_secs()
-            ),
-        }
-        rounds += 1;
-        let until = std::time::Instant::now() + c.settings.interval;
-        while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-    Ok(format!("stopped after {rounds} sync rounds"))
+/// Runs one memory command: the text for standard output and how it ended (its exit code:
+/// see [`Outcome`]). Commands that change anything hold the staging database while they run;
+/// `store`, read-only commands and dry runs do not.
+pub fn run(cmd: MemoryCommand) -> Result<(String, Outcome), MemoryError> {
+    let r = dispatch(cmd);
+    progress::clear();
+    r
 }
 
-/// Runs one memory command; the text to print on success.
-pub fn run(cmd: MemoryCommand) -> Result<String, MemoryError> {
+fn done(r: Result<String, MemoryError>) -> Result<(String, Outcome), MemoryError> {
+    r.map(|t| (t, Outcome::Done))
+}
+
+fn dispatch(cmd: MemoryCommand) -> Result<(String, Outcome), MemoryError> {
     match cmd {
         MemoryCommand::Store(a) => {
             let r = &a.remote;
             let content = if a.content.len() == 1 && a.content[0] == "-" {
-                std::io::read_to_string(std::io::stdin())
-                    .map_err(|e| MemoryError::Io(format!("standard input: {e}")))?
+                strip_one_newline(
+                    std::io::read_to_string(std::io::stdin())
+                        .map_err(|e| MemoryError::Io(format!("standard input: {e}")))?,
+                )
             } else {
                 a.content.join(" ")
             };
@@ -265,48 +309,73 @@ pub fn run(cmd: MemoryCommand) -> Result<String, MemoryError> {
                 project: a.project,
                 offline: a.offline,
             };
-            commands::store(&ctx(r)?, &input)
+            done(commands::store(&ctx(r)?, &input))
         }
         MemoryCommand::Push {
             retry_failed,
             remote,
-        } => {
-            let c = ctx(&remote)?;
-            let rep = commands::push(&c, retry_failed)?;
-            let mut lines = if c.settings.verbose {
-                rep.lines.clone()
-            } else {
-                Vec::new()
-            };
-            lines.push(commands::push_summary(&rep));
-            Ok(lines.join("\n"))
-        }
-        MemoryCommand::Pull(a) => {
-            let rep = commands::pull(&ctx(&a.remote)?, &pull_opts(&a))?;
-            let mut lines = rep.details.clone();
-            lines.push(commands::pull_summary(&rep));
-            Ok(lines.join("\n"))
-        }
+        } => runner::push(&ctx(&remote)?, retry_failed),
+        MemoryCommand::Pull(a) => runner::pull(&ctx(&a.remote)?, &pull_opts(&a)),
         MemoryCommand::Sync(a) => {
             let c = ctx(&a.pull.remote)?;
+            let opts = pull_opts(&a.pull);
             if a.watch {
-                watch(&c, &pull_opts(&a.pull))
+                runner::watch(&c, &opts)
+            } else if opts.dry_run {
+                done(commands::sync(&c, &opts))
             } else {
-                commands::sync(&c, &pull_opts(&a.pull))
+                let _lock = hold(&c, "sync")?;
+                let text = commands::sync(&c, &opts)?;
+                Ok(runner::finished(&c, text))
             }
         }
-        MemoryCommand::Status(r) => commands::status(&ctx(&r)?),
+        MemoryCommand::Status(r) => done(commands::status(&ctx(&r)?)),
+        MemoryCommand::Staged { all, state, remote } => {
+            done(queue::list(&ctx(&remote)?, all, state.as_deref()))
+        }
+        MemoryCommand::Drop { id, yes, remote } => {
+            let c = ctx(&remote)?;
+            let _lock = hold(&c, "drop")?;
+            done(queue::drop_row(&c, id, yes))
+        }
+        MemoryCommand::Edit {
+            id,
+            tags,
+            memory_type,
+            remote,
+        } => {
+            let c = ctx(&remote)?;
+            let _lock = hold(&c, "edit")?;
+            let tags = tags.is_some().then(|| split_tags(&tags));
+            done(queue::edit_row(&c, id, tags, memory_type))
+        }
         MemoryCommand::Init {
             write_config,
             remote,
-        } => maintenance::init(&ctx(&remote)?, write_config),
-        MemoryCommand::Reset { yes, remote } => maintenance::reset(&ctx(&remote)?, yes),
-        MemoryCommand::Repair(r) => maintenance::repair(&ctx(&r)?),
-        MemoryCommand::Export { output, remote } => {
-            maintenance::export(&ctx(&remote)?, output.as_deref())
+        } => {
+            let c = ctx(&remote)?;
+            let _lock = hold(&c, "init")?;
+            done(maintenance::init(&c, write_config))
         }
-        MemoryCommand::VerifyDb(r) => maintenance::verify_db(&ctx(&r)?),
-        MemoryCommand::Optimize(r) => maintenance::optimize(&ctx(&r)?),
+        MemoryCommand::Reset { yes, remote } => {
+            let c = ctx(&remote)?;
+            let _lock = hold(&c, "reset")?;
+            done(maintenance::reset(&c, yes))
+        }
+        MemoryCommand::Repair(r) => {
+            let c = ctx(&r)?;
+            let _lock = hold(&c, "repair")?;
+            done(maintenance::repair(&c))
+        }
+        MemoryCommand::Export { output, remote } => {
+            done(maintenance::export(&ctx(&remote)?, output.as_deref()))
+        }
+        MemoryCommand::VerifyDb(r) => done(maintenance::verify_db(&ctx(&r)?)),
+        MemoryCommand::Optimize(r) => {
+            let c = ctx(&r)?;
+            let _lock = hold(&c, "optimize")?;
+            done(maintenance::optimize(&c))
+        }
         MemoryCommand::Archive {
             older_than,
             output,
@@ -314,9 +383,15 @@ pub fn run(cmd: MemoryCommand) -> Result<String, MemoryError> {
             remote,
         } => {
             let age = parse_age(&older_than)?;
-            maintenance::archive(&ctx(&remote)?, age, output.as_deref(), dry_run)
+            let c = ctx(&remote)?;
+            let _lock = if dry_run {
+                None
+            } else {
+                Some(hold(&c, "archive")?)
+            };
+            done(maintenance::archive(&c, age, output.as_deref(), dry_run))
         }
-        MemoryCommand::Metrics(r) => maintenance::metrics(&ctx(&r)?),
+        MemoryCommand::Metrics(r) => done(maintenance::metrics(&ctx(&r)?)),
         MemoryCommand::ResolveConflicts {
             strategy,
             id,
@@ -334,7 +409,9 @@ pub fn run(cmd: MemoryCommand) -> Result<String, MemoryError> {
                         })
                 })
                 .transpose()?;
-            maintenance::resolve_conflicts(&ctx(&remote)?, s, id)
+            let c = ctx(&remote)?;
+            let _lock = hold(&c, "resolve-conflicts")?;
+            done(maintenance::resolve_conflicts(&c, s, id))
         }
     }
 }
@@ -342,6 +419,15 @@ pub fn run(cmd: MemoryCommand) -> Result<String, MemoryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standard_input_loses_one_trailing_newline() {
+        assert_eq!(strip_one_newline("a\n".into()), "a");
+        assert_eq!(strip_one_newline("a\r\n".into()), "a");
+        assert_eq!(strip_one_newline("a\n\n".into()), "a\n");
+        assert_eq!(strip_one_newline("a".into()), "a");
+        assert_eq!(strip_one_newline(String::new()), "");
+    }
 
     #[test]
     fn ages_parse_with_spaces() {

@@ -150,6 +150,8 @@ pub struct RemoteClient {
     hostname: String,
     timeout: Duration,
     retries: u32,
+    /// Memories listed so far by this pull's pages (for its progress line).
+    listed: std::cell::Cell<usize>,
 }
 
 fn install_crypto() {
@@ -246,6 +248,7 @@ impl RemoteClient {
             hostname: hostname(),
             timeout: s.timeout,
             retries: s.retry_attempts,
+            listed: std::cell::Cell::new(0),
         })
     }
 
@@ -284,6 +287,7 @@ impl RemoteClient {
             req = req.json(b);
         }
         let what = format!("{method} {url}");
+        let t0 = std::time::Instant::now();
         self.rt
             .block_on(async {
                 let resp = req
@@ -297,6 +301,8 @@ impl RemoteClient {
                     .map_err(|e| map_transport(&what, &e, timeout))?;
                 Ok((status, text))
             })
+            .inspect(|(status, _)| debug_exchange(&method, path, query, Ok(*status), t0))
+            .inspect_err(|e| debug_exchange(&method, path, query, Err(e), t0))
             .and_then(|(status, text)| match status {
                 401 | 403 => Err(RemoteError::Unauthorized { url: what, status }),
                 500..=599 => Err(RemoteError::Server {
@@ -540,11 +546,37 @@ impl RemoteClient {
             q.push(("tag_match", "any".to_owned()));
         }
         let (status, text) = self.send_retrying(reqwest::Method::GET, path, &q, None)?;
-        match status {
-            200 => self.json(path, &text),
-            _ => Err(self.rejected(path, status, &text)),
-        }
+        let p: Page = match status {
+            200 => self.json(path, &text)?,
+            _ => return Err(self.rejected(path, status, &text)),
+        };
+        let listed = if page <= 1 { 0 } else { self.listed.get() } + p.memories.len();
+        self.listed.set(listed);
+        let total = p
+            .total
+            .map_or(listed, |t| usize::try_from(t).unwrap_or(usize::MAX));
+        super::progress::show("pull", listed, total);
+        Ok(p)
     }
+}
+
+/// `SYNC_DEBUG`: one line per HTTP exchange, with its status (or failure) and time.
+fn debug_exchange(
+    method: &reqwest::Method,
+    path: &str,
+    query: &[(&str, String)],
+    outcome: Result<u16, &RemoteError>,
+    t0: std::time::Instant,
+) {
+    let ms = t0.elapsed().as_millis();
+    let mut shown = path.to_owned();
+    for (i, (k, v)) in query.iter().enumerate() {
+        shown.push_str(&format!("{}{k}={v}", if i == 0 { '?' } else { '&' }));
+    }
+    crate::log::debug(&match outcome {
+        Ok(status) => format!("HTTP {method} {shown} {status} {ms} ms"),
+        Err(e) => format!("HTTP {method} {shown} failed after {ms} ms: {e}"),
+    });
 }
 
 fn map_transport(what: &str, e: &reqwest::Error, timeout: Duration) -> RemoteError {

@@ -260,11 +260,11 @@ pub fn push(ctx: &Ctx, retry_failed: bool) -> Result<PushReport, MemoryError> {
         None => Ok(r),
         Some(e) => ctx.fail(
             "push",
-            MemoryError::Incomplete(format!(
-                "push stopped after {} of the staged memories: {e}; {} left pending (nothing lost; run push again)",
-                r.pushed(),
-                r.left_pending
-            )),
+            MemoryError::Stopped {
+                pushed: r.pushed(),
+                left: r.left_pending,
+                cause: Box::new(e),
+            },
         ),
     }
 }

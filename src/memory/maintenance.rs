@@ -28,7 +28,7 @@ fn write_json(path: &Path, v: &Value) -> Result<(), MemoryError> {
     crate::fsutil::write_atomic(path, &text).map_err(|e| io_err(path, e))
 }
 
-fn staged_json(s: &Staged) -> Value {
+pub(super) fn staged_json(s: &Staged) -> Value {
     json!({
         "id": s.id, "content": s.content, "content_hash": s.hash.as_str(),
         "tags": s.fields.tags, "memory_type": s.fields.memory_type, "metadata": s.fields.metadata,
@@ -449,7 +449,20 @@ pub fn metrics(ctx: &Ctx) -> Result<String, MemoryError> {
             "sync duration   avg {avg:.2}s, max {:.2}s",
             d.last().copied().unwrap_or(0.0)
         ),
-        format!("pulled in       {} memories", m.added),
+        format!(
+            "pushes          {} on their own (last {})",
+            m.pushes,
+            m.last_push.as_deref().unwrap_or("never")
+        ),
+        format!(
+            "pulls           {} on their own (last {})",
+            m.pulls,
+            m.last_pull.as_deref().unwrap_or("never")
+        ),
+        format!(
+            "pulled in       {} memories added, {} changed, {} removed",
+            m.added, m.changed, m.removed
+        ),
         format!("pushed          {} memories, {} failed", m.pushed, m.failed),
         format!("conflicts       {}", m.conflicts),
         format!("stores          {} ({} staged offline)", m.stores, m.staged),

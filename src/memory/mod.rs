@@ -10,11 +10,16 @@ pub mod commands;
 pub mod conflict;
 pub mod hash;
 pub mod localdb;
+pub mod lock;
 pub mod maintenance;
+pub mod outcome;
+pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod push_delete;
+pub mod queue;
 mod readonly;
+pub mod runner;
 pub mod settings;
 pub mod settle;
 pub mod staging;
@@ -38,4 +43,33 @@ pub enum MemoryError {
     /// The command did what it could and says what is left (e.g. stored locally, not remotely).
     #[error("{0}")]
     Incomplete(String),
+    /// Push stopped part-way because the server became unusable; the rest stays pending.
+    #[error(
+        "push stopped after {pushed} of the staged memories: {cause}; {left} left pending (nothing lost; run push again)"
+    )]
+    Stopped {
+        pushed: usize,
+        left: usize,
+        cause: Box<MemoryError>,
+    },
+    /// Another memsync holds the staging database.
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+}
+
+impl MemoryError {
+    /// The exit code's meaning (see [`outcome`]): 6 when another run holds the staging
+    /// database, 5 when the server could not be reached (run again later), else 1.
+    pub fn outcome(&self) -> outcome::Outcome {
+        use outcome::Outcome;
+        match self {
+            MemoryError::Lock(lock::LockError::Held { .. }) => Outcome::Locked,
+            MemoryError::Remote(e) if e.is_transient() => Outcome::Stopped,
+            MemoryError::Stopped { cause, .. } => match cause.outcome() {
+                Outcome::Stopped => Outcome::Stopped,
+                _ => Outcome::Error,
+            },
+            _ => Outcome::Error,
+        }
+    }
 }

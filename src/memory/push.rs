@@ -61,6 +61,7 @@ pub fn push(
     // Rows handled in this run (a row settled back to pending, e.g. to be stored again after
     // a remote delete, gets one more pass).
     let mut done: HashMap<i64, u8> = HashMap::new();
+    let total = staging.count(State::Pending).unwrap_or(0) as usize;
     loop {
         let batch: Vec<Staged> =
             match staging.in_state(State::Pending, settings.batch_size + done.len()) {
@@ -79,10 +80,12 @@ pub fn push(
         }
         for item in batch {
             *done.entry(item.id).or_insert(0) += 1;
+            crate::log::debug(&format!("push {}", super::queue::describe(&item)));
             match push_one(staging, client, settings, &item, &mut rep) {
                 Ok(line) => {
                     log.line("push", &line);
                     rep.lines.push(line);
+                    super::progress::show("push", done.len(), total);
                 }
                 Err(e) => {
                     let _ = staging.note_attempt(item.id, &e.to_string());

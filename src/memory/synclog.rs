@@ -1,8 +1,13 @@
 //! The sync log (`SYNC_LOG_PATH`): one line per operation, appended, so `grep "sync completed"`
 //! works as the guide shows and `memsync metrics` can read it back.
 //!
-//! Line format: `<RFC 3339 UTC> <operation> <message>`; a finished sync writes
-//! `sync completed added=… changed=… removed=… conflicts=… pushed=… failed=… duration=…s`.
+//! Line format: `<RFC 3339 UTC> <operation> <message>`. Summary lines, which `metrics` adds up:
+//! - a finished sync: `sync completed added=… changed=… removed=… conflicts=… pushed=… failed=… duration=…s`;
+//! - a standalone push: `push completed pushed=… failed=… conflicts=… duration=…s`, or
+//!   `push stopped pushed=… left_pending=… duration=…s` when the server went away part-way;
+//! - a standalone pull: `pull completed added=… changed=… removed=… conflicts=… duration=…s`.
+//!
+//! A sync's own pull and push write no such line: they are counted once, in the sync's.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,6 +41,7 @@ impl SyncLog {
         let msg = message.replace('\n', "\\n");
         let text = format!("{ts} {op} {msg}\n");
         if self.echo {
+            super::progress::clear();
             eprint!("{text}");
         }
         let res = (|| {
@@ -66,7 +72,15 @@ pub struct LogMetrics {
     pub syncs: usize,
     pub last_sync: Option<String>,
     pub durations: Vec<f64>,
+    /// Standalone `push` runs (finished or stopped part-way) and the last one's time.
+    pub pushes: usize,
+    pub last_push: Option<String>,
+    /// Standalone `pull` runs and the last one's time.
+    pub pulls: usize,
+    pub last_pull: Option<String>,
     pub added: u64,
+    pub changed: u64,
+    pub removed: u64,
     pub pushed: u64,
     pub conflicts: u64,
     pub failed: u64,
@@ -93,14 +107,32 @@ pub fn metrics(text: &str) -> LogMetrics {
             parts.next().unwrap_or(""),
             parts.next().unwrap_or(""),
         );
-        if rest.starts_with("sync completed") {
+        let n = |key| field(rest, key).unwrap_or(0.0) as u64;
+        let summary = if op == "sync" && rest.starts_with("sync completed") {
             m.syncs += 1;
             m.last_sync = Some(ts.to_owned());
             m.durations.extend(field(rest, "duration"));
-            m.added += field(rest, "added").unwrap_or(0.0) as u64;
-            m.pushed += field(rest, "pushed").unwrap_or(0.0) as u64;
-            m.conflicts += field(rest, "conflicts").unwrap_or(0.0) as u64;
-            m.failed += field(rest, "failed").unwrap_or(0.0) as u64;
+            true
+        } else if op == "push"
+            && (rest.starts_with("push completed") || rest.starts_with("push stopped"))
+        {
+            m.pushes += 1;
+            m.last_push = Some(ts.to_owned());
+            true
+        } else if op == "pull" && rest.starts_with("pull completed") {
+            m.pulls += 1;
+            m.last_pull = Some(ts.to_owned());
+            true
+        } else {
+            false
+        };
+        if summary {
+            m.added += n("added");
+            m.changed += n("changed");
+            m.removed += n("removed");
+            m.pushed += n("pushed");
+            m.conflicts += n("conflicts");
+            m.failed += n("failed");
         }
         if op == "error" || rest.contains(" error:") {
             m.errors += 1;
@@ -136,5 +168,24 @@ mod tests {
         );
         assert_eq!((m.stores, m.staged), (2, 1));
         assert_eq!(m.durations, vec![1.5]);
+    }
+
+    #[test]
+    fn standalone_push_and_pull_lines_are_counted() {
+        let text = "\
+2026-12-02T01:00:00.000Z push #1 1234 stored
+2026-12-02T01:00:01.000Z push push completed pushed=3 stored=2 duplicates=1 updated=0 failed=1 conflicts=2 duration=0.40s
+2026-12-02T01:00:02.000Z push push stopped pushed=4 left_pending=6 duration=0.10s
+2026-12-02T01:00:03.000Z pull pull from http://x (REST API): added 9, changed 9
+2026-12-02T01:00:04.000Z pull pull completed added=5 changed=2 removed=1 conflicts=1 duration=0.20s
+2026-12-02T01:00:05.000Z sync sync completed staged=0 added=1 changed=0 removed=0 conflicts=0 pushed=1 failed=0 duration=1.00s
+";
+        let m = metrics(text);
+        assert_eq!((m.pushes, m.pulls, m.syncs), (2, 1, 1));
+        assert_eq!(m.last_push.as_deref(), Some("2026-12-02T01:00:02.000Z"));
+        assert_eq!(m.last_pull.as_deref(), Some("2026-12-02T01:00:04.000Z"));
+        assert_eq!((m.pushed, m.failed, m.conflicts), (3 + 4 + 1, 1, 2 + 1));
+        assert_eq!((m.added, m.changed, m.removed), (5 + 1, 2, 1));
+        assert_eq!(m.durations, vec![1.0], "sync durations only");
     }
 }

@@ -334,6 +334,20 @@ impl Machine {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// Runs and asserts the exit code (see `memsync help`: 3 failed rows left, 4 conflicts
+    /// open, 5 server unreachable, 6 staging database in use); returns stdout.
+    pub fn exits(&self, code: i32, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "memsync {args:?}:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
     /// Runs and asserts a one-line failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let o = self.run(args);

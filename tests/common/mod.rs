@@ -11,7 +11,12 @@ use rusqlite::Connection;
 pub mod mms;
 pub mod proxy;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_memsync");
+/// The `memsync` under test: cargo's, or `MEMSYNC_TEST_BIN` when the tests were built with it
+/// (several worktrees sharing one target directory overwrite each other's `target/debug/memsync`).
+pub const BIN: &str = match option_env!("MEMSYNC_TEST_BIN") {
+    Some(p) => p,
+    None => env!("CARGO_BIN_EXE_memsync"),
+};
 pub const DIM: usize = 384;
 
 /// Registers sqlite-vec in every connection opened afterwards (the crate's own helper).

@@ -64,7 +64,7 @@ pub enum State {
     /// Waiting for `resolve-conflicts`.
     Conflict,
     /// Settled by a conflict resolution that kept the remote version (the local one stays in
-    /// the conflict record).
+    /// the conflict record), or dropped by the user (outcome `dropped`, a JSON copy kept).
     Resolved,
 }
 
@@ -562,6 +562,18 @@ impl Staging {
             params![id, reason, now()],
         )
         .map(drop)
+    }
+
+    /// `memsync drop`: a pending or failed row stops waiting. It stays as `resolved` with the
+    /// outcome `dropped`, so `sync` does not stage the same memory again from the local
+    /// database. Returns whether the row was still pending or failed.
+    pub fn mark_dropped(&self, id: i64) -> Result<bool, StagingError> {
+        self.exec(
+            "UPDATE staged_memories SET state = 'resolved', outcome = 'dropped', updated_at = ?2
+                 WHERE id = ?1 AND state IN ('pending', 'failed')",
+            params![id, now()],
+        )
+        .map(|n| n == 1)
     }
 
     /// A transient failure: the row stays pending, with the error for `status`.

@@ -36,9 +36,11 @@ impl Staging {
     }
 
     /// Deletes pushed and resolved rows older than `age_secs` (their conflict records stay).
+    /// Dropped rows stay: they keep `sync` from staging the dropped memory again.
     pub fn prune_done(&self, age_secs: f64) -> Result<usize, StagingError> {
         self.exec(
             "DELETE FROM staged_memories WHERE state IN ('pushed', 'resolved')
+                   AND COALESCE(outcome, '') <> 'dropped'
                    AND updated_at < ?1 AND id NOT IN (SELECT staged_id FROM conflicts)",
             [now() - age_secs],
         )
