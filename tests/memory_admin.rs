@@ -175,7 +175,11 @@ fn maintenance_commands_keep_a_copy_of_everything_they_remove() {
         "{out}"
     );
     let written: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("m/staging/sync_config.json")).unwrap(),
+        &std::fs::read_to_string(
+            dir.path()
+                .join("m/home/.mcp_memory_staging/sync_config.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert!(
@@ -276,7 +280,7 @@ fn maintenance_commands_keep_a_copy_of_everything_they_remove() {
     assert!(err.contains("memsync repair"), "{err}");
     let out = m.ok(&["repair"]);
     assert!(
-        out.contains("1 waiting rows salvaged") && out.contains("kept as"),
+        out.contains("1 rows salvaged (1 waiting), 0 could not be read") && out.contains("kept as"),
         "{out}"
     );
     assert!(m.ok(&["verify-db"]).contains("staging db"));

@@ -66,6 +66,7 @@ impl RemoteArgs {
             replica: self.replica.clone(),
             conflict: self.conflict.clone(),
             verbose: self.verbose,
+            config_may_be_missing: false,
         }
     }
 }
@@ -135,7 +136,9 @@ pub enum MemoryCommand {
     Status(RemoteArgs),
     /// Create (or migrate) the staging database.
     Init {
-        /// Also write the effective settings to sync_config.json.
+        /// Also write the effective settings (without the API key) where memsync reads its
+        /// settings file: --sync-config, else $SYNC_CONFIG_PATH, else
+        /// ~/.mcp_memory_staging/sync_config.json.
         #[arg(long = "write-config")]
         write_config: bool,
         #[command(flatten)]
@@ -299,7 +302,14 @@ pub fn run(cmd: MemoryCommand) -> Result<String, MemoryError> {
         MemoryCommand::Init {
             write_config,
             remote,
-        } => maintenance::init(&ctx(&remote)?, write_config),
+        } => {
+            // The settings file it is asked to write need not exist yet.
+            let o = Overrides {
+                config_may_be_missing: write_config,
+                ..remote.overrides()
+            };
+            maintenance::init(&Ctx::new(Settings::load(&o)?), write_config)
+        }
         MemoryCommand::Reset { yes, remote } => maintenance::reset(&ctx(&remote)?, yes),
         MemoryCommand::Repair(r) => maintenance::repair(&ctx(&r)?),
         MemoryCommand::Export { output, remote } => {

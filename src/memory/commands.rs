@@ -251,14 +251,24 @@ pub fn push(ctx: &Ctx, retry_failed: bool) -> Result<PushReport, MemoryError> {
     let mut r = push::push(&mut st, &client, &ctx.settings, &ctx.log);
     match r.stopped.take() {
         None => Ok(r),
-        Some(e) => ctx.fail(
-            "push",
-            MemoryError::Incomplete(format!(
-                "push stopped after {} of the staged memories: {e}; {} left pending (nothing lost; run push again)",
-                r.pushed(),
-                r.left_pending
-            )),
-        ),
+        Some(e) => {
+            // A damaged staging database: never a count it could not read, nor "run push again".
+            let damaged = matches!(&e, MemoryError::Staging(s) if s.is_damage());
+            let rest = match r.left_pending {
+                Some(n) if !damaged => format!("{n} left pending (nothing lost; run push again)"),
+                _ if damaged => {
+                    "the staging database is damaged, nothing more was sent; push again after the repair".into()
+                }
+                _ => "the rows left pending could not be counted (memsync verify-db)".into(),
+            };
+            ctx.fail(
+                "push",
+                MemoryError::Incomplete(format!(
+                    "push stopped after {} of the staged memories: {e}; {rest}",
+                    r.pushed()
+                )),
+            )
+        }
     }
 }
 
@@ -450,12 +460,24 @@ pub fn status(ctx: &Ctx) -> Result<String, MemoryError> {
         )),
         Ok(Some(st)) => {
             out.push(format!("staging      {}", s.staging_db.display()));
-            let count = |state| st.count(state).unwrap_or(0);
+            // Counts can still be read from a damaged file (from an index): say it is damaged.
+            match st.quick_check() {
+                Ok(p) if p.is_empty() => {}
+                Ok(p) => out.push(format!(
+                    "  WARNING    the staging database is damaged ({}): run memsync repair",
+                    p.first().map_or("", String::as_str)
+                )),
+                Err(e) => out.push(format!("  WARNING    {e}")),
+            }
+            let count = |state| {
+                st.count(state)
+                    .map_or_else(|_| "unreadable".to_owned(), |n| n.to_string())
+            };
             out.push(format!("  pending    {}", count(State::Pending)));
+            let failed = count(State::Failed);
             out.push(format!(
-                "  failed     {}{}",
-                count(State::Failed),
-                if count(State::Failed) > 0 {
+                "  failed     {failed}{}",
+                if failed != "0" && failed != "unreadable" {
                     "  (see memsync export; retry: memsync push --retry-failed)"
                 } else {
                     ""
@@ -463,7 +485,8 @@ pub fn status(ctx: &Ctx) -> Result<String, MemoryError> {
             ));
             out.push(format!(
                 "  conflicts  {} open",
-                st.conflicts(true).map_or(0, |c| c.len())
+                st.conflicts(true)
+                    .map_or_else(|_| "unreadable".to_owned(), |c| c.len().to_string())
             ));
             out.push(format!("  pushed     {}", count(State::Pushed)));
             let get = |k| {
@@ -476,12 +499,33 @@ pub fn status(ctx: &Ctx) -> Result<String, MemoryError> {
             out.push(format!("last push    {}", get("last_push")));
         }
     }
+    // The database with its WAL: what the service wrote lately may sit in the WAL only.
+    let wal = {
+        let mut p = s.memory_db.clone().into_os_string();
+        p.push("-wal");
+        std::fs::metadata(p).map_or(0, |m| m.len())
+    };
     match std::fs::metadata(&s.memory_db) {
-        Ok(m) => out.push(format!(
-            "local db     {}  {:.1} MB",
-            s.memory_db.display(),
-            m.len() as f64 / 1e6
-        )),
+        Ok(m) => {
+            out.push(format!(
+                "local db     {}  {:.1} MB",
+                s.memory_db.display(),
+                (m.len() + wal) as f64 / 1e6
+            ));
+            let unembedded = LocalDb::open_read_only(&s.memory_db).map(|db| db.unembedded());
+            match unembedded {
+                Ok(Ok(Some(n))) if n > 0 => out.push(format!(
+                    "  WARNING    {n} local memories have no embedding (pulled over REST): the local service's search cannot find them; {}",
+                    if s.replica.is_some() {
+                        "memsync pull fills them in from the server's replica"
+                    } else {
+                        "set the server's replica (REMOTE_MEMORY_REPLICA or --replica-url; memsync replicate on the server), then memsync pull fills them in"
+                    }
+                )),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) | Err(e) => out.push(format!("  WARNING    {e}")),
+            }
+        }
         Err(_) => out.push(format!(
             "local db     {} (not found)",
             s.memory_db.display()

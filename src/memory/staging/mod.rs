@@ -14,6 +14,8 @@ mod records;
 mod schema;
 mod upkeep;
 
+pub use upkeep::{Lost, Salvage};
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 2;
 /// `PRAGMA application_id`: "MSYN", so another SQLite file is not mistaken for a staging db.
