@@ -404,3 +404,29 @@ fn on_a_terminal_resolve_conflicts_and_reset_ask() {
     assert!(out.contains("a copy is in"), "{out}");
     assert_eq!(m.staged("pending"), 0);
 }
+
+#[test]
+fn on_a_terminal_an_invalid_answer_asks_again_and_the_end_of_input_leaves_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let m =
+        Machine::new(&dir.path().join("m"), server.port).with("SYNC_CONFLICT_RESOLUTION", "manual");
+    for c in ["first to settle", "second to settle"] {
+        server.post(c, &["server-tag"], json!({}));
+        m.ok(&["store", "--offline", "--tags", "local-tag", c]);
+    }
+    let pushed = m.run(&["push"]);
+    assert!(String::from_utf8_lossy(&pushed.stdout).contains("conflicts 2"));
+    // "x" is no answer: asked again; then the input ends before the second conflict.
+    let out = on_terminal(&m, "resolve-conflicts", "x\nl\n");
+    assert!(
+        out.contains("\"x\" is not an answer")
+            && out.matches("[s]kip?").count() == 3
+            && out.contains("settled: local")
+            && out.contains("input ended"),
+        "{out}"
+    );
+    let open = m.ok(&["resolve-conflicts"]);
+    assert_eq!(open.lines().count(), 1, "one conflict stays open: {open}");
+    assert_eq!(m.staged("conflict"), 1);
+}

@@ -103,7 +103,8 @@ fn reset_without_a_terminal_refuses_even_with_only_conflict_records_left() {
         "local-tag",
         "kept in a conflict record",
     ]);
-    assert!(m.ok(&["push"]).contains("conflicts 1"));
+    let pushed = m.run(&["push"]);
+    assert!(String::from_utf8_lossy(&pushed.stdout).contains("conflicts 1"));
     assert_eq!(m.staged("pending") + m.staged("conflict"), 0);
     assert_eq!(conflict_records(&m), 1);
     let err = m.fails(&["reset"]);
@@ -371,4 +372,42 @@ fn status_counts_memories_without_embeddings_and_the_wal() {
         .unwrap_or_else(|| panic!("{status}"));
     assert!((mb + 0.05) * 1e6 >= wal as f64, "{status}");
     drop(c);
+}
+
+#[test]
+fn optimize_keeps_a_copy_of_the_rows_it_prunes() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Machine::new(&dir.path().join("m"), free_port());
+    for i in 0..3 {
+        m.ok(&["store", "--offline", &format!("confirmed long ago {i}")]);
+    }
+    m.ok(&["store", "--offline", "still waiting"]);
+    // Two rows confirmed by the server 60 days ago, as a push would have left them.
+    rusqlite::Connection::open(m.staging_path())
+        .unwrap()
+        .execute(
+            "UPDATE staged_memories SET state = 'pushed', updated_at = updated_at - 60 * 86400
+             WHERE content LIKE 'confirmed long ago%' AND id <= 2",
+            [],
+        )
+        .unwrap();
+    let out = m.ok(&["optimize"]);
+    let copy = read_json(&named_path(&out, "a copy is in "));
+    let pruned: Vec<&str> = copy["staged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        pruned,
+        ["confirmed long ago 0", "confirmed long ago 1"],
+        "{out}"
+    );
+    assert_eq!(m.staged("pushed"), 0);
+    assert_eq!(m.staged("pending"), 2);
+    assert!(
+        m.ok(&["optimize"])
+            .contains("no confirmed rows older than 30 days")
+    );
 }

@@ -147,7 +147,7 @@ pub fn optimize(ctx: &Ctx) -> Result<String, MemoryError> {
         st.optimize()?;
         out.push(match copy {
             Some(p) => format!(
-                "staging: {pruned} confirmed rows older than 30 days pruned (a copy is in {}), vacuumed",
+                "staging: {pruned} confirmed rows older than 30 days pruned, vacuumed; a copy is in {}",
                 p.display()
             ),
             None => "staging: no confirmed rows older than 30 days, vacuumed".into(),
