@@ -16,6 +16,7 @@ pub mod push;
 pub mod settings;
 pub mod settle;
 pub mod staging;
+pub mod status;
 pub mod synclog;
 
 /// A memory-sync failure, by where it happened; each renders as one line.

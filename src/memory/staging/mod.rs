@@ -194,7 +194,7 @@ impl StagingError {
 fn repair_hint(e: &rusqlite::Error) -> &'static str {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
-            " (run memsync repair: it salvages what can be read and keeps the damaged file)"
+            " (the file is damaged: run memsync repair, which salvages what can be read and keeps the damaged file)"
         }
         _ => "",
     }
