@@ -34,20 +34,77 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
     OpenOptions::new().read(true).open(dir)?.sync_all()
 }
 
-/// Writes `bytes` to `path`, which must not exist yet, and never replaces a file: temp file,
-/// fsync, hard link to `path` (refused by the OS if it exists: `ErrorKind::AlreadyExists`),
-/// fsync of the directory. For copies kept before something is dropped.
-pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = temp_sibling(path);
+/// A name part no other run picks: the UTC time to the nanosecond and the process id, e.g.
+/// `20261202T012345.123456789Z-4242`. Names built with it sort by time.
+pub fn unique_stamp() -> String {
+    let t = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+    format!("{}-{}", t.replace(['-', ':'], ""), std::process::id())
+}
+
+/// The `n`th name tried for a new file at `path`: `path` itself, then `stem-1.ext`, `stem-2.ext`...
+pub fn numbered(path: &Path, n: u32) -> PathBuf {
+    if n == 0 {
+        return path.to_path_buf();
+    }
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{n}"),
+    };
+    path.with_file_name(name)
+}
+
+/// Moves `from` to `to` unless `to` exists: then `AlreadyExists`, and `from` stays where it is.
+/// A hard link is the no-replace step; where the file system has none, a rename after checking
+/// that `to` is free (a race only with another writer picking the very same name).
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::hard_link(from, to) {
+        Ok(()) => fs::remove_file(from),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        Err(e) => match fs::symlink_metadata(to) {
+            Ok(_) => Err(io::Error::new(io::ErrorKind::AlreadyExists, e)),
+            Err(m) if m.kind() == io::ErrorKind::NotFound => fs::rename(from, to),
+            Err(m) => Err(m),
+        },
+    }
+}
+
+/// Writes `bytes` to a new file at exactly `path`, never replacing one (`AlreadyExists` if it is
+/// taken): temp file, fsync, no-replace move, fsync of the directory.
+pub fn write_new_at(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".{}-{n}.tmp", std::process::id()));
+    let tmp = path.with_file_name(name);
     let res = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        fs::hard_link(&tmp, path)?;
+        rename_noreplace(&tmp, path)?;
         sync_dir(path)
     })();
-    let _ = fs::remove_file(&tmp);
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
     res
+}
+
+/// Writes `bytes` to a new file at `path` or, when that is taken, at the first free
+/// [`numbered`] name; nothing is ever overwritten. Returns the name written.
+pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    for n in 0..10_000 {
+        let p = numbered(path, n);
+        match write_new_at(&p, bytes) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{}: no free name left", path.display()),
+    ))
 }
 
 #[cfg(test)]
@@ -55,17 +112,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn write_new_never_replaces() {
+    fn new_files_never_replace_one_another() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("copy.json");
-        write_new(&p, b"first").unwrap();
-        let e = write_new(&p, b"second").unwrap_err();
+        let want = dir.path().join("copy.json");
+        let a = write_new(&want, b"first").unwrap();
+        let b = write_new(&want, b"second").unwrap();
+        assert_eq!(a, want);
+        assert_eq!(b, dir.path().join("copy-1.json"));
+        assert_eq!(fs::read(&a).unwrap(), b"first");
+        assert_eq!(fs::read(&b).unwrap(), b"second");
+        let e = write_new_at(&want, b"third").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(fs::read(&p).unwrap(), b"first");
-        assert_eq!(
-            fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temp file left"
+        assert_eq!(fs::read(&a).unwrap(), b"first");
+        // No temp file is left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_move_refuses_a_taken_name_and_keeps_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        fs::write(&a, b"a").unwrap();
+        fs::write(&b, b"b").unwrap();
+        let e = rename_noreplace(&a, &b).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&a).unwrap(), b"a");
+        assert_eq!(fs::read(&b).unwrap(), b"b");
+        let c = dir.path().join("c");
+        rename_noreplace(&a, &c).unwrap();
+        assert!(!a.exists());
+        assert_eq!(fs::read(&c).unwrap(), b"a");
+    }
+
+    #[test]
+    fn stamps_hold_no_colons_and_end_with_the_pid() {
+        let a = unique_stamp();
+        assert!(
+            !a.contains(':') && a.ends_with(&format!("Z-{}", std::process::id())),
+            "{a}"
         );
     }
 }

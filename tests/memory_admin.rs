@@ -175,7 +175,11 @@ fn maintenance_commands_keep_a_copy_of_everything_they_remove() {
         "{out}"
     );
     let written: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("m/staging/sync_config.json")).unwrap(),
+        &std::fs::read_to_string(
+            dir.path()
+                .join("m/home/.mcp_memory_staging/sync_config.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert!(
@@ -276,7 +280,7 @@ fn maintenance_commands_keep_a_copy_of_everything_they_remove() {
     assert!(err.contains("memsync repair"), "{err}");
     let out = m.ok(&["repair"]);
     assert!(
-        out.contains("1 waiting rows salvaged") && out.contains("kept as"),
+        out.contains("1 rows salvaged (1 waiting), 0 could not be read") && out.contains("kept as"),
         "{out}"
     );
     assert!(m.ok(&["verify-db"]).contains("staging db"));
@@ -399,4 +403,30 @@ fn on_a_terminal_resolve_conflicts_and_reset_ask() {
     let out = on_terminal(&m, "reset", "yes\n");
     assert!(out.contains("a copy is in"), "{out}");
     assert_eq!(m.staged("pending"), 0);
+}
+
+#[test]
+fn on_a_terminal_an_invalid_answer_asks_again_and_the_end_of_input_leaves_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let m =
+        Machine::new(&dir.path().join("m"), server.port).with("SYNC_CONFLICT_RESOLUTION", "manual");
+    for c in ["first to settle", "second to settle"] {
+        server.post(c, &["server-tag"], json!({}));
+        m.ok(&["store", "--offline", "--tags", "local-tag", c]);
+    }
+    let pushed = m.run(&["push"]);
+    assert!(String::from_utf8_lossy(&pushed.stdout).contains("conflicts 2"));
+    // "x" is no answer: asked again; then the input ends before the second conflict.
+    let out = on_terminal(&m, "resolve-conflicts", "x\nl\n");
+    assert!(
+        out.contains("\"x\" is not an answer")
+            && out.matches("[s]kip?").count() == 3
+            && out.contains("settled: local")
+            && out.contains("input ended"),
+        "{out}"
+    );
+    let open = m.ok(&["resolve-conflicts"]);
+    assert_eq!(open.lines().count(), 1, "one conflict stays open: {open}");
+    assert_eq!(m.staged("conflict"), 1);
 }

@@ -70,6 +70,7 @@ impl RemoteArgs {
             replica: self.replica.clone(),
             conflict: self.conflict.clone(),
             verbose: self.verbose,
+            config_may_be_missing: false,
         }
     }
 }
@@ -178,7 +179,9 @@ pub enum MemoryCommand {
     },
     /// Create (or migrate) the staging database.
     Init {
-        /// Also write the effective settings to sync_config.json.
+        /// Also write the effective settings (without the API key) where memsync reads its
+        /// settings file: --sync-config, else $SYNC_CONFIG_PATH, else
+        /// ~/.mcp_memory_staging/sync_config.json.
         #[arg(long = "write-config")]
         write_config: bool,
         #[command(flatten)]
@@ -353,7 +356,12 @@ fn dispatch(cmd: MemoryCommand) -> Result<(String, Outcome), MemoryError> {
             write_config,
             remote,
         } => {
-            let c = ctx(&remote)?;
+            // The settings file it is asked to write need not exist yet.
+            let o = Overrides {
+                config_may_be_missing: write_config,
+                ..remote.overrides()
+            };
+            let c = Ctx::new(Settings::load(&o)?);
             let _lock = hold(&c, "init")?;
             done(maintenance::init(&c, write_config))
         }

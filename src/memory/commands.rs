@@ -258,14 +258,24 @@ pub fn push(ctx: &Ctx, retry_failed: bool) -> Result<PushReport, MemoryError> {
     let mut r = push::push(&mut st, &client, &ctx.settings, &ctx.log);
     match r.stopped.take() {
         None => Ok(r),
-        Some(e) => ctx.fail(
-            "push",
-            MemoryError::Stopped {
-                pushed: r.pushed(),
-                left: r.left_pending,
-                cause: Box::new(e),
-            },
-        ),
+        Some(e) => {
+            // A damaged staging database: never a count it could not read, nor "run push again".
+            let damaged = matches!(&e, MemoryError::Staging(s) if s.is_damage());
+            let rest = match r.left_pending {
+                _ if damaged => "nothing more was sent; push again after the repair".to_owned(),
+                Some(n) => format!("{n} left pending (nothing lost; run push again)"),
+                None => "the rows left pending could not be counted (memsync verify-db)".into(),
+            };
+            ctx.fail(
+                "push",
+                MemoryError::Stopped {
+                    pushed: r.pushed(),
+                    left: r.left_pending,
+                    rest,
+                    cause: Box::new(e),
+                },
+            )
+        }
     }
 }
 
@@ -497,76 +507,4 @@ fn sync_dry_run(ctx: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
     Ok(out.join("\n"))
 }
 
-/// `status`.
-pub fn status(ctx: &Ctx) -> Result<String, MemoryError> {
-    let s = &ctx.settings;
-    let mut out = Vec::new();
-    let remote = match ctx.client() {
-        Ok(c) => match c.health(s.offline_threshold) {
-            Ok(()) => {
-                let v = c
-                    .version(s.offline_threshold)
-                    .unwrap_or_else(|e| format!("version unknown: {e}"));
-                format!("reachable, mcp-memory-service {v}")
-            }
-            Err(e) => format!("NOT reachable: {e}"),
-        },
-        Err(e) => format!("NOT usable: {e}"),
-    };
-    out.push(format!("remote       {}  {remote}", s.base_url()));
-    // A report: a damaged staging database is shown, not a failure of `status`.
-    match Staging::open_existing(&s.staging_db) {
-        Err(e) => out.push(format!("staging      {e}")),
-        Ok(None) => out.push(format!(
-            "staging      {} (not created yet: memsync init)",
-            s.staging_db.display()
-        )),
-        Ok(Some(st)) => {
-            out.push(format!("staging      {}", s.staging_db.display()));
-            let count = |state| st.count(state).unwrap_or(0);
-            let deletes = match st.pending_deletes().unwrap_or(0) {
-                0 => String::new(),
-                n => format!("  ({n} delete{})", if n == 1 { "" } else { "s" }),
-            };
-            out.push(format!("  pending    {}{deletes}", count(State::Pending)));
-            out.push(format!(
-                "  failed     {}{}",
-                count(State::Failed),
-                if count(State::Failed) > 0 {
-                    "  (see memsync export; retry: memsync push --retry-failed)"
-                } else {
-                    ""
-                }
-            ));
-            out.push(format!(
-                "  conflicts  {} open",
-                st.conflicts(true).map_or(0, |c| c.len())
-            ));
-            out.push(format!("  pushed     {}", count(State::Pushed)));
-            let get = |k| {
-                st.state_get(k)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| "never".into())
-            };
-            out.push(format!("last pull    {}", get("last_pull")));
-            out.push(format!("last push    {}", get("last_push")));
-        }
-    }
-    match std::fs::metadata(&s.memory_db) {
-        Ok(m) => out.push(format!(
-            "local db     {}  {:.1} MB",
-            s.memory_db.display(),
-            m.len() as f64 / 1e6
-        )),
-        Err(_) => out.push(format!(
-            "local db     {} (not found)",
-            s.memory_db.display()
-        )),
-    }
-    out.push(format!("policy       {}", s.conflict.as_str()));
-    if let Some(r) = &s.replica {
-        out.push(format!("replica      {r}"));
-    }
-    Ok(out.join("\n"))
-}
+pub use super::status::status;

@@ -112,7 +112,8 @@ pub fn merge3(local: &Fields, remote: &Fields, base: &Fields) -> Fields {
     );
     let keep = |t: &String| {
         let (in_l, in_r, in_b) = (l.contains(t), r.contains(t), b.contains(t));
-        (in_l && in_r) || (in_l && !in_b) || (in_r && !in_b)
+        // A base tag stays only if neither side removed it; a new one if either side added it.
+        if in_b { in_l && in_r } else { in_l || in_r }
     };
     let mut tags: Vec<String> = l
         .iter()

@@ -338,23 +338,36 @@ impl LocalDb {
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
             .map_err(|e| self.err(e))?;
         out.retain(|p| p != "ok");
-        if self.vec.is_some() && self.columns.contains("deleted_at") {
-            let missing: i64 = self
-                .conn
-                .query_row(
-                    "SELECT COUNT(*) FROM memories m WHERE m.deleted_at IS NULL
-                       AND NOT EXISTS (SELECT 1 FROM memory_embeddings e WHERE e.rowid = m.id)",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(|e| self.err(e))?;
-            if missing > 0 {
-                out.push(format!(
-                    "{missing} live memories have no embedding (semantic search will not find them)"
-                ));
-            }
+        if let Some(missing) = self.unembedded()?.filter(|&n| n > 0) {
+            out.push(format!(
+                "{missing} live memories have no embedding (semantic search will not find them)"
+            ));
         }
         Ok(out)
+    }
+
+    /// Live memories without an embedding (pulled over REST, which carries none): the
+    /// service's semantic search cannot find them. `None` without an embedding table.
+    pub fn unembedded(&self) -> Result<Option<i64>, LocalDbError> {
+        if self.vec.is_none() {
+            return Ok(None);
+        }
+        let live = if self.columns.contains("deleted_at") {
+            "m.deleted_at IS NULL AND"
+        } else {
+            ""
+        };
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT COUNT(*) FROM memories m WHERE {live}
+                       NOT EXISTS (SELECT 1 FROM memory_embeddings e WHERE e.rowid = m.id)"
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .map_err(|e| self.err(e))
     }
 
     /// ANALYZE-style upkeep the service does not do itself, done under its busy timeout.

@@ -1,20 +1,26 @@
 //! The maintenance commands: `init`, `reset`, `repair`, `export`, `verify-db`, `optimize`,
 //! `archive`, `metrics`, `resolve-conflicts`. Anything that removes data writes a copy first.
 
-use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::MemoryError;
 use super::commands::Ctx;
-use super::hash::ContentHash;
 use super::localdb::{LocalDb, iso};
-use super::settings::ConflictPolicy;
-use super::settle::{self, Kind};
-use super::staging::{Staged, Staging, State, now};
+use super::staging::{Staging, now};
 use super::synclog;
+
+mod copies;
+mod repair;
+mod reset;
+mod resolve;
+
+pub(super) use copies::staged_json;
+pub use repair::repair;
+pub use reset::reset;
+pub use resolve::resolve_conflicts;
 
 fn io_err(path: &Path, e: std::io::Error) -> MemoryError {
     MemoryError::Io(format!("{}: {e}", path.display()))
@@ -28,205 +34,41 @@ fn write_json(path: &Path, v: &Value) -> Result<(), MemoryError> {
     crate::fsutil::write_atomic(path, &text).map_err(|e| io_err(path, e))
 }
 
-pub(super) fn staged_json(s: &Staged) -> Value {
-    json!({
-        "id": s.id, "content": s.content, "content_hash": s.hash.as_str(),
-        "tags": s.fields.tags, "memory_type": s.fields.memory_type, "metadata": s.fields.metadata,
-        "operation": s.op.as_str(),
-        "state": s.state.as_str(), "outcome": s.outcome, "attempts": s.attempts,
-        "last_error": s.last_error, "restore_deleted": s.restore_deleted,
-        "source_machine": s.source_machine, "staged_at": iso(s.staged_at),
-    })
-}
-
-fn settings_json(ctx: &Ctx) -> Value {
-    let s = &ctx.settings;
-    json!({
-        "remote": {
-            "host": s.host, "port": s.port, "protocol": s.protocol,
-            "api_key": s.api_key.as_ref().map(|_| "(set, not exported)"),
-            "timeout": s.timeout.as_secs_f64(), "retry_attempts": s.retry_attempts,
-            "offline_threshold": s.offline_threshold.as_secs_f64(),
-            "ca_file": s.ca_file, "insecure": s.insecure, "replica": s.replica,
-        },
-        "local": {
-            "staging_db": s.staging_db, "log_file": s.log_file, "batch_size": s.batch_size,
-            "memory_db": s.memory_db,
-        },
-        "conflict_resolution": s.conflict.as_str(),
-        "auto_sync_interval": s.interval.as_secs(),
-    })
-}
-
-/// Everything staged, with the conflicts and the (key-less) settings.
-fn export_value(ctx: &Ctx, st: &Staging) -> Result<Value, MemoryError> {
-    let staged: Vec<Value> = st.all()?.iter().map(staged_json).collect();
-    let conflicts: Vec<Value> = st
-        .conflicts(false)?
-        .iter()
-        .map(|c| {
-            json!({
-                "id": c.id, "staged_id": c.staged_id, "content_hash": c.hash, "kind": c.kind,
-                "local": serde_json::from_str::<Value>(&c.local.to_json()).unwrap_or(Value::Null),
-                "remote": c.remote.as_ref().map(|r| serde_json::from_str::<Value>(&r.to_json()).unwrap_or(Value::Null)),
-                "detected_at": iso(c.detected_at), "resolution": c.resolution,
-            })
-        })
-        .collect();
-    Ok(json!({
-        "exported_at": iso(now()),
-        "memsync_version": env!("CARGO_PKG_VERSION"),
-        "staging_schema_version": super::staging::SCHEMA_VERSION,
-        "config": settings_json(ctx),
-        "staged": staged,
-        "conflicts": conflicts,
-    }))
-}
-
 /// `init`: creates (or migrates) the staging database; `write_config` also writes the effective
-/// settings to `sync_config.json` next to it, unless one exists.
+/// settings (without the API key) where memsync reads its settings file, unless one is there.
 pub fn init(ctx: &Ctx, write_config: bool) -> Result<String, MemoryError> {
     let st = ctx.staging()?;
     let mut out = vec![format!("staging database ready: {}", st.path().display())];
     if write_config {
-        let dir = st.path().parent().unwrap_or(Path::new("."));
-        let p = dir.join("sync_config.json");
-        if p.exists() {
-            out.push(format!("{} exists; left as it is", p.display()));
-        } else {
-            let mut v = settings_json(ctx);
-            v["remote"].as_object_mut().map(|m| m.remove("api_key"));
-            write_json(&p, &v)?;
-            out.push(format!("wrote {}", p.display()));
+        let p = ctx.settings.config_path.as_deref().ok_or_else(|| {
+            MemoryError::Incomplete(
+                "no place for the settings file: HOME is unset; give --sync-config or SYNC_CONFIG_PATH".into(),
+            )
+        })?;
+        if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
+        }
+        let text = serde_json::to_vec_pretty(&copies::settings_json(ctx))
+            .map_err(|e| MemoryError::Io(e.to_string()))?;
+        match crate::fsutil::write_new_at(p, &text) {
+            Ok(()) => out.push(format!(
+                "wrote {}, the settings file memsync reads (the API key is not written: keep it in REMOTE_MEMORY_API_KEY)",
+                p.display()
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                out.push(format!("{} exists; left as it is", p.display()))
+            }
+            Err(e) => return Err(io_err(p, e)),
         }
     }
     ctx.log.line("init", &out.join("; "));
     Ok(out.join("\n"))
 }
 
-fn confirm(question: &str) -> bool {
-    eprint!("{question} [type yes] ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim().eq_ignore_ascii_case("yes")
-}
-
-/// `reset`: drops staged rows and bookkeeping, after a JSON copy and a confirmation.
-pub fn reset(ctx: &Ctx, yes: bool) -> Result<String, MemoryError> {
-    let Some(mut st) = Staging::open_existing(&ctx.settings.staging_db)? else {
-        return Ok("nothing to reset: no staging database".into());
-    };
-    let waiting = st
-        .all()?
-        .iter()
-        .filter(|s| {
-            matches!(
-                s.state,
-                super::staging::State::Pending
-                    | super::staging::State::Failed
-                    | super::staging::State::Conflict
-            )
-        })
-        .count();
-    if waiting > 0 && !yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(MemoryError::Incomplete(format!(
-                "reset would drop {waiting} staged memories not yet on the server; rerun with --yes (a JSON copy is written first)"
-            )));
-        }
-        if !confirm(&format!(
-            "Drop {waiting} staged memories not yet on the server (a JSON copy is kept)?"
-        )) {
-            return Ok("reset cancelled; nothing changed".into());
-        }
-    }
-    let dir = st.path().parent().unwrap_or(Path::new(".")).to_path_buf();
-    let backup = dir.join(format!("staging-backup-{}.json", now() as u64));
-    write_json(&backup, &export_value(ctx, &st)?)?;
-    st.clear()?;
-    let msg = format!(
-        "staging reset; {waiting} waiting memories were dropped, a copy is in {}",
-        backup.display()
-    );
-    ctx.log.line("reset", &msg);
-    Ok(msg)
-}
-
-/// `repair`: rebuilds a staging database that fails its integrity check (rows are salvaged into
-/// a fresh file, the damaged one is kept aside), then fixes what the schema cannot prevent.
-pub fn repair(ctx: &Ctx) -> Result<String, MemoryError> {
-    let path = ctx.settings.staging_db.clone();
-    let mut out = Vec::new();
-    let (damaged, salvaged, records) = match Staging::open_existing(&path) {
-        Ok(None) => return Ok("nothing to repair: no staging database".into()),
-        Ok(Some(st)) => match st.integrity() {
-            Ok(p) if p.is_empty() => (false, Vec::new(), Vec::new()),
-            _ => (true, st.salvage(), st.conflicts(false).unwrap_or_default()),
-        },
-        // Only damage is repaired by rebuilding; a busy, newer or foreign file is reported.
-        Err(e) if e.is_damage() => (true, Vec::new(), Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    if damaged {
-        // The damaged file (with its WAL) is kept aside, never deleted.
-        let stamp = now() as u64;
-        let aside = path.with_extension(format!("corrupt-{stamp}"));
-        for ext in ["", "-wal", "-shm"] {
-            let mut from = path.clone().into_os_string();
-            from.push(ext);
-            let mut to = aside.clone().into_os_string();
-            to.push(ext);
-            let from = PathBuf::from(from);
-            if from.exists() {
-                std::fs::rename(&from, PathBuf::from(to)).map_err(|e| io_err(&from, e))?;
-            }
-        }
-        let fresh = Staging::open(&path)?;
-        let mut kept = 0;
-        let mut ids = std::collections::HashMap::new();
-        for s in &salvaged {
-            ids.insert(s.id, fresh.insert_copy(s)?);
-            if matches!(s.state, State::Pending | State::Failed | State::Conflict) {
-                kept += 1;
-            }
-        }
-        // The conflict records (the losing sides) come along when they can be read.
-        for c in &records {
-            if let (Some(&id), Some(h)) = (ids.get(&c.staged_id), ContentHash::parse(&c.hash)) {
-                fresh.record_conflict(
-                    id,
-                    &h,
-                    &c.kind,
-                    &c.local,
-                    c.remote.as_ref(),
-                    c.resolution.as_deref(),
-                )?;
-            }
-        }
-        out.push(format!(
-            "rebuilt {} ({kept} waiting rows salvaged); the damaged file is kept as {}",
-            path.display(),
-            aside.display()
-        ));
-    }
-    let mut st = Staging::open(&path)?;
-    let fixed = st.repair()?;
-    out.push(format!("{fixed} inconsistencies fixed"));
-    let left = st.check()?;
-    if !left.is_empty() {
-        return Err(MemoryError::Incomplete(format!(
-            "still wrong after repair: {}",
-            left.join("; ")
-        )));
-    }
-    ctx.log.line("repair", &out.join("; "));
-    Ok(out.join("\n"))
-}
-
 /// `export`: settings (without the key), staged rows and conflicts as JSON.
 pub fn export(ctx: &Ctx, out: Option<&Path>) -> Result<String, MemoryError> {
     let st = ctx.staging()?;
-    let v = export_value(ctx, &st)?;
+    let v = copies::export_value(ctx, &st)?;
     match out {
         Some(p) => {
             write_json(p, &v)?;
@@ -297,11 +139,20 @@ pub fn verify_db(ctx: &Ctx) -> Result<String, MemoryError> {
 pub fn optimize(ctx: &Ctx) -> Result<String, MemoryError> {
     let mut out = Vec::new();
     if let Some(st) = Staging::open_existing(&ctx.settings.staging_db)? {
-        let pruned = st.prune_done(30.0 * 86400.0)?;
+        let mut copy = None;
+        let pruned = st.prune_done(30.0 * 86400.0, |rows| {
+            let want = copies::copy_name(ctx, "staging-pruned");
+            copy = Some(copies::write_copy(&want, &copies::pruned_value(rows))?);
+            Ok::<_, MemoryError>(())
+        })?;
         st.optimize()?;
-        out.push(format!(
-            "staging: {pruned} confirmed rows older than 30 days pruned, vacuumed"
-        ));
+        out.push(match copy {
+            Some(p) => format!(
+                "staging: {pruned} confirmed rows older than 30 days pruned, vacuumed; a copy is in {}",
+                p.display()
+            ),
+            None => "staging: no confirmed rows older than 30 days, vacuumed".into(),
+        });
     }
     if ctx.settings.memory_db.is_file() {
         LocalDb::open(&ctx.settings.memory_db)?.optimize()?;
@@ -378,7 +229,7 @@ pub fn archive(
             .parent()
             .unwrap_or(Path::new("."))
             .join("archive")
-            .join(format!("archive-{}.json", now() as u64)),
+            .join(format!("archive-{}.json", crate::fsutil::unique_stamp())),
     };
     let doc = json!({
         "export_metadata": {
@@ -389,20 +240,9 @@ pub fn archive(
         },
         "memories": memories,
     });
-    write_json(&path, &doc)?;
-    // Read back before anything leaves the database.
-    let back: Value = std::fs::read(&path)
-        .map_err(|e| io_err(&path, e))
-        .and_then(|b| {
-            serde_json::from_slice(&b)
-                .map_err(|e| MemoryError::Io(format!("{}: {e}", path.display())))
-        })?;
-    if back["memories"].as_array().map(Vec::len) != Some(old.len()) {
-        return Err(MemoryError::Io(format!(
-            "{}: archive did not read back complete; nothing removed",
-            path.display()
-        )));
-    }
+    // Written as a new file (never over an earlier archive) and read back before anything
+    // leaves the database.
+    let path = copies::write_copy(&path, &doc)?;
     let t = now();
     for chunk in old.chunks(ctx.settings.batch_size) {
         db.write(|w| {
@@ -469,88 +309,4 @@ pub fn metrics(ctx: &Ctx) -> Result<String, MemoryError> {
         format!("errors          {}", m.errors),
     ]
     .join("\n"))
-}
-
-/// `resolve-conflicts`: lists open conflicts; settles them with `strategy` (all, or `id`), or
-/// asks for each one on a terminal.
-pub fn resolve_conflicts(
-    ctx: &Ctx,
-    strategy: Option<ConflictPolicy>,
-    id: Option<i64>,
-) -> Result<String, MemoryError> {
-    let st = ctx.staging()?;
-    let open: Vec<_> = st
-        .conflicts(true)?
-        .into_iter()
-        .filter(|c| id.is_none_or(|i| c.id == i))
-        .collect();
-    if open.is_empty() {
-        return Ok(match id {
-            Some(i) => format!("no open conflict #{i}"),
-            None => "no open conflicts".into(),
-        });
-    }
-    let interactive = strategy.is_none() && std::io::stdin().is_terminal();
-    let mut out = Vec::new();
-    let mut settled = 0;
-    for c in &open {
-        let remote = c
-            .remote
-            .as_ref()
-            .map_or_else(|| "deleted on the server".to_owned(), |r| r.to_json());
-        let line = format!(
-            "#{} {} {}: local {} / remote {}",
-            c.id,
-            c.hash.get(..12).unwrap_or(&c.hash),
-            c.kind,
-            c.local.to_json(),
-            remote
-        );
-        let choice = match strategy {
-            Some(s) => Some(s),
-            None if interactive => {
-                eprintln!("{line}");
-                eprint!("  [m]erge, [l]ocal, [r]emote, [s]kip? ");
-                let _ = std::io::stderr().flush();
-                let mut a = String::new();
-                let _ = std::io::stdin().lock().read_line(&mut a);
-                match a.trim().chars().next() {
-                    Some('m') => Some(ConflictPolicy::Merge),
-                    Some('l') => Some(ConflictPolicy::Local),
-                    Some('r') => Some(ConflictPolicy::Remote),
-                    _ => None,
-                }
-            }
-            None => None,
-        };
-        let Some(policy) = choice.filter(|p| *p != ConflictPolicy::Manual) else {
-            out.push(line);
-            continue;
-        };
-        let Some(item) = st.get(c.staged_id)? else {
-            st.close_conflict(c.id, policy.as_str())?;
-            continue;
-        };
-        // The conflict record keeps both sides but not their common base: `merge` unions here.
-        let view = settle::apply(
-            &st,
-            &item,
-            Kind::parse(&c.kind),
-            c.remote.as_ref(),
-            None,
-            policy,
-        )?;
-        settle::show_locally(&ctx.settings.memory_db, &c.hash, &view)?;
-        st.close_conflict(c.id, policy.as_str())?;
-        settled += 1;
-        out.push(format!("#{} settled: {}", c.id, policy.as_str()));
-    }
-    if settled > 0 {
-        out.push(format!(
-            "{settled} settled; run memsync push (and pull) to carry it out"
-        ));
-        ctx.log
-            .line("resolve", &format!("{settled} conflicts settled"));
-    }
-    Ok(out.join("\n"))
 }

@@ -23,6 +23,7 @@ pub mod runner;
 pub mod settings;
 pub mod settle;
 pub mod staging;
+pub mod status;
 pub mod synclog;
 
 /// A memory-sync failure, by where it happened; each renders as one line.
@@ -44,12 +45,13 @@ pub enum MemoryError {
     #[error("{0}")]
     Incomplete(String),
     /// Push stopped part-way because the server became unusable; the rest stays pending.
-    #[error(
-        "push stopped after {pushed} of the staged memories: {cause}; {left} left pending (nothing lost; run push again)"
-    )]
+    #[error("push stopped after {pushed} of the staged memories: {cause}; {rest}")]
     Stopped {
         pushed: usize,
-        left: usize,
+        /// Rows left pending, when they could be counted.
+        left: Option<usize>,
+        /// What is left and what to do (the count, or why none can be given).
+        rest: String,
         cause: Box<MemoryError>,
     },
     /// Another memsync holds the staging database.

@@ -22,8 +22,9 @@ pub struct PushReport {
     pub deleted: usize,
     pub failed: usize,
     pub conflicts: usize,
-    /// Rows still pending because the server stopped answering.
-    pub left_pending: usize,
+    /// Rows still pending because the server stopped answering; `None` when they could not be
+    /// counted (a damaged staging database).
+    pub left_pending: Option<usize>,
     /// The server's hash differed from ours (a different Unicode table on the server).
     pub hash_mismatches: usize,
     pub lines: Vec<String>,
@@ -89,7 +90,7 @@ pub fn push(
                 }
                 Err(e) => {
                     let _ = staging.note_attempt(item.id, &e.to_string());
-                    rep.left_pending = staging.count(State::Pending).unwrap_or(0) as usize;
+                    rep.left_pending = staging.count(State::Pending).ok().map(|n| n as usize);
                     log.line("push", &format!("#{} stopped: {e}", item.id));
                     rep.stopped = Some(e);
                     return rep;

@@ -107,7 +107,8 @@ pub fn push(c: &Ctx, retry_failed: bool) -> Result<(String, Outcome), MemoryErro
                 c.log.line(
                     "push",
                     &format!(
-                        "push stopped pushed={pushed} left_pending={left} duration={:.2}s",
+                        "push stopped pushed={pushed} left_pending={} duration={:.2}s",
+                        left.map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
                         t0.elapsed().as_secs_f64()
                     ),
                 );

@@ -3,10 +3,14 @@
 //! Precedence, highest first: command-line flag, environment variable, `sync_config.json`,
 //! built-in default. Every value is checked here, so a typo fails before anything is sent.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+mod file;
+mod sources;
+
+use file::{SettingsFile, load_file};
+use sources::Sources;
 
 /// How a memory present on both sides with different tags, type or metadata is settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +77,10 @@ pub struct Settings {
     pub verbose: bool,
     /// Where the settings file was read from, if one was.
     pub source: Option<PathBuf>,
+    /// Where memsync reads its settings file (`--sync-config`, else `SYNC_CONFIG_PATH`, else
+    /// `~/.mcp_memory_staging/sync_config.json`), whether or not one is there; `None` without
+    /// a home directory.
+    pub config_path: Option<PathBuf>,
 }
 
 /// Values given on the command line (highest precedence).
@@ -90,6 +98,8 @@ pub struct Overrides {
     pub replica: Option<String>,
     pub conflict: Option<String>,
     pub verbose: bool,
+    /// A named settings file may be missing (`init --write-config` creates it).
+    pub config_may_be_missing: bool,
 }
 
 /// A setting that cannot be used, with where it came from.
@@ -107,124 +117,31 @@ pub enum SettingsError {
     NoHome { what: &'static str },
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileRemote {
-    host: Option<String>,
-    port: Option<u16>,
-    protocol: Option<String>,
-    api_key: Option<String>,
-    timeout: Option<f64>,
-    retry_attempts: Option<u32>,
-    offline_threshold: Option<f64>,
-    ca_file: Option<String>,
-    insecure: Option<bool>,
-    replica: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileLocal {
-    staging_db: Option<String>,
-    log_file: Option<String>,
-    batch_size: Option<usize>,
-    memory_db: Option<String>,
-}
-
-/// `sync_config.json` as the guide shows it, plus a few keys of ours (documented in the README).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SettingsFile {
-    #[serde(default)]
-    remote: FileRemote,
-    #[serde(default)]
-    local: FileLocal,
-    conflict_resolution: Option<String>,
-    auto_sync_interval: Option<u64>,
-    /// Accepted for compatibility with the guide; replication is configured in litestream.yml.
-    #[allow(dead_code)]
-    litestream_enabled: Option<bool>,
-}
-
-fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-}
-
 /// `~/x` → `$HOME/x`; other paths unchanged.
-fn expand_tilde(p: &str) -> Result<PathBuf, SettingsError> {
+fn expand_tilde(p: &str, home: Option<&PathBuf>) -> Result<PathBuf, SettingsError> {
     match p.strip_prefix("~/") {
-        Some(rest) => Ok(home()
+        Some(rest) => Ok(home
             .ok_or(SettingsError::NoHome { what: "path" })?
             .join(rest)),
         None => Ok(PathBuf::from(p)),
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn invalid(source_name: &str, value: &str, expected: &'static str) -> SettingsError {
-    SettingsError::Invalid {
-        source_name: source_name.to_owned(),
-        value: value.to_owned(),
-        expected,
-    }
-}
-
-fn env_parse<T: std::str::FromStr>(
-    name: &str,
-    expected: &'static str,
-) -> Result<Option<T>, SettingsError> {
-    env(name)
-        .map(|v| {
-            v.trim()
-                .parse::<T>()
-                .map_err(|_| invalid(name, &v, expected))
-        })
-        .transpose()
-}
-
-fn env_flag(name: &str) -> Result<Option<bool>, SettingsError> {
-    env(name)
-        .map(|v| match v.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(true),
-            "0" | "false" | "no" | "off" => Ok(false),
-            _ => Err(invalid(name, &v, "1/true/yes/on or 0/false/no/off")),
-        })
-        .transpose()
-}
-
-fn seconds(name: &str, v: f64) -> Result<Duration, SettingsError> {
-    if v.is_finite() && v > 0.0 && v < 1e7 {
-        Ok(Duration::from_secs_f64(v))
-    } else {
-        Err(invalid(
-            name,
-            &v.to_string(),
-            "a positive number of seconds",
-        ))
-    }
-}
-
-fn load_file(path: &Path) -> Result<SettingsFile, SettingsError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SettingsError::File {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    serde_json::from_str(&text).map_err(|e| SettingsError::File {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
 impl Settings {
     /// Settings from flags, environment, settings file and defaults.
     pub fn load(o: &Overrides) -> Result<Settings, SettingsError> {
+        Settings::load_from(o, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Settings::load`] with the environment as a lookup.
+    fn load_from(
+        o: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
+        let mut src = Sources::new(env);
+        let home = src.var("HOME").map(PathBuf::from);
         let staging_dir = || {
-            home()
+            home.as_ref()
                 .map(|h| h.join(".mcp_memory_staging"))
                 .ok_or(SettingsError::NoHome {
                     what: "staging folder",
@@ -234,155 +151,159 @@ impl Settings {
         let named = o
             .config
             .clone()
-            .or_else(|| env("SYNC_CONFIG_PATH").map(PathBuf::from));
-        let (file, source) = match named {
-            Some(p) => (load_file(&p)?, Some(p)),
-            None => match staging_dir().map(|d| d.join("sync_config.json")) {
-                Ok(p) if p.is_file() => (load_file(&p)?, Some(p)),
-                _ => (SettingsFile::default(), None),
-            },
+            .or_else(|| src.var("SYNC_CONFIG_PATH").map(PathBuf::from));
+        let config_path = named
+            .clone()
+            .or_else(|| staging_dir().ok().map(|d| d.join("sync_config.json")));
+        let (file, source) = match (&named, &config_path) {
+            (Some(p), _) if o.config_may_be_missing && !p.exists() => {
+                (SettingsFile::default(), None)
+            }
+            (Some(p), _) => (load_file(p)?, Some(p.clone())),
+            (None, Some(p)) if p.is_file() => (load_file(p)?, Some(p.clone())),
+            (None, _) => (SettingsFile::default(), None),
         };
+        if let Some(p) = &source {
+            src.set_file(p);
+        }
         let fr = file.remote;
         let fl = file.local;
+        let num = |v: Option<f64>| v.map(|v| v.to_string());
 
-        // Where a layered value came from, for error messages.
-        let file_name = source.as_ref().map(|p| p.display().to_string());
-        let layered =
-            |flag: Option<String>, flag_name: &str, var: &str, file: Option<String>, key: &str| {
-                if let Some(v) = flag {
-                    return Some((v, flag_name.to_owned()));
-                }
-                if let Some(v) = env(var) {
-                    return Some((v, var.to_owned()));
-                }
-                file.map(|v| {
-                    (
-                        v,
-                        format!(
-                            "{} key {key}",
-                            file_name.as_deref().unwrap_or("settings file")
-                        ),
-                    )
-                })
-            };
-        let (protocol, from) = layered(
-            o.protocol.clone(),
-            "--protocol",
-            "REMOTE_MEMORY_PROTOCOL",
-            fr.protocol,
-            "remote.protocol",
-        )
-        .unwrap_or_else(|| ("http".into(), "default".into()));
-        let protocol = protocol.to_ascii_lowercase();
-        if protocol != "http" && protocol != "https" {
-            return Err(invalid(&from, &protocol, "http or https"));
-        }
-        let (host, from) = layered(
-            o.host.clone(),
-            "--host",
-            "REMOTE_MEMORY_HOST",
-            fr.host,
-            "remote.host",
-        )
-        .unwrap_or_else(|| ("localhost".into(), "default".into()));
-        let host = host.trim().to_owned();
-        let ipv6 = host
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse::<std::net::Ipv6Addr>()
-            .is_ok();
-        if host.is_empty()
-            || host.contains('/')
-            || host.contains('@')
-            || (host.contains(':') && !ipv6)
-        {
-            return Err(invalid(
-                &from,
-                &host,
+        let protocol = src
+            .pick(
+                src.layers(
+                    o.protocol.clone().map(|v| (v, "--protocol")),
+                    &["REMOTE_MEMORY_PROTOCOL"],
+                    fr.protocol,
+                    "remote.protocol",
+                ),
+                "http or https",
+                sources::protocol,
+            )?
+            .unwrap_or_else(|| "http".into());
+        let host = src
+            .pick(
+                src.layers(
+                    o.host.clone().map(|v| (v, "--host")),
+                    &["REMOTE_MEMORY_HOST"],
+                    fr.host,
+                    "remote.host",
+                ),
                 "a host name or IP address, without scheme, port or path",
-            ));
-        }
-        let port = match o.port {
-            Some(p) => p,
-            None => match env_parse::<u16>("REMOTE_MEMORY_PORT", "a port number 1-65535")? {
-                Some(p) => p,
-                None => fr.port.unwrap_or(8000),
-            },
-        };
-        if port == 0 {
-            return Err(invalid("port", "0", "a port number 1-65535"));
-        }
-        let api_key = o
-            .api_key
-            .clone()
-            .or_else(|| env("REMOTE_MEMORY_API_KEY"))
-            .or_else(|| env("MCP_API_KEY"))
-            .or(fr.api_key);
+                sources::host,
+            )?
+            .unwrap_or_else(|| "localhost".into());
+        let port = src
+            .pick(
+                src.layers(
+                    o.port.map(|p| (p.to_string(), "--port")),
+                    &["REMOTE_MEMORY_PORT"],
+                    fr.port.map(|p| p.to_string()),
+                    "remote.port",
+                ),
+                "a port number 1-65535",
+                sources::port,
+            )?
+            .unwrap_or(8000);
+        let api_key = src.pick(
+            src.layers(
+                o.api_key.clone().map(|v| (v, "--api-key")),
+                &["REMOTE_MEMORY_API_KEY", "MCP_API_KEY"],
+                fr.api_key,
+                "remote.api_key",
+            ),
+            "it is the placeholder an older `memsync export` wrote, not a key: remove it and give the key in REMOTE_MEMORY_API_KEY or --api-key",
+            sources::api_key,
+        )?;
         let ca_file = match o.ca_file.clone() {
             Some(p) => Some(p),
-            None => env("REMOTE_MEMORY_CA_FILE")
+            None => src
+                .var("REMOTE_MEMORY_CA_FILE")
                 .or(fr.ca_file)
-                .map(|p| expand_tilde(&p))
+                .map(|p| expand_tilde(&p, home.as_ref()))
                 .transpose()?,
         };
         let insecure = o.insecure
-            || env_flag("REMOTE_MEMORY_INSECURE")?.unwrap_or(fr.insecure.unwrap_or(false));
-        let timeout = seconds("remote.timeout", fr.timeout.unwrap_or(30.0))?;
-        let retry_attempts = match env_parse::<u32>("SYNC_RETRY_ATTEMPTS", "a whole number")? {
-            Some(n) => n,
-            None => fr.retry_attempts.unwrap_or(3),
-        };
-        let offline_threshold = match env_parse::<f64>("SYNC_OFFLINE_THRESHOLD", "seconds")? {
-            Some(v) => seconds("SYNC_OFFLINE_THRESHOLD", v)?,
-            None => seconds(
-                "remote.offline_threshold",
-                fr.offline_threshold.unwrap_or(5.0),
-            )?,
-        };
-        let batch_size = match env_parse::<usize>("SYNC_BATCH_SIZE", "a positive whole number")? {
-            Some(n) => n,
-            None => fl.batch_size.unwrap_or(100),
-        };
-        if batch_size == 0 {
-            let from = if env("SYNC_BATCH_SIZE").is_some() {
-                "SYNC_BATCH_SIZE".to_owned()
-            } else {
-                format!(
-                    "{} key local.batch_size",
-                    file_name.as_deref().unwrap_or("settings file")
-                )
-            };
-            return Err(invalid(&from, "0", "a positive whole number"));
-        }
-        let (conflict_text, from) = layered(
-            o.conflict.clone(),
-            "--conflict",
-            "SYNC_CONFLICT_RESOLUTION",
-            file.conflict_resolution,
-            "conflict_resolution",
-        )
-        .unwrap_or_else(|| ("merge".into(), "default".into()));
-        let conflict = ConflictPolicy::parse(&conflict_text)
-            .ok_or_else(|| invalid(&from, &conflict_text, "merge, local, remote or manual"))?;
+            || src
+                .flag("REMOTE_MEMORY_INSECURE")?
+                .unwrap_or(fr.insecure.unwrap_or(false));
+        let timeout = src
+            .pick(
+                src.layers(None, &[], num(fr.timeout), "remote.timeout"),
+                "a positive number of seconds",
+                sources::seconds,
+            )?
+            .unwrap_or(Duration::from_secs(30));
+        let retry_attempts = src
+            .pick(
+                src.layers(
+                    None,
+                    &["SYNC_RETRY_ATTEMPTS"],
+                    fr.retry_attempts.map(|n| n.to_string()),
+                    "remote.retry_attempts",
+                ),
+                "a whole number",
+                sources::count,
+            )?
+            .unwrap_or(3);
+        let offline_threshold = src
+            .pick(
+                src.layers(
+                    None,
+                    &["SYNC_OFFLINE_THRESHOLD"],
+                    num(fr.offline_threshold),
+                    "remote.offline_threshold",
+                ),
+                "a positive number of seconds",
+                sources::seconds,
+            )?
+            .unwrap_or(Duration::from_secs(5));
+        let batch_size = src
+            .pick(
+                src.layers(
+                    None,
+                    &["SYNC_BATCH_SIZE"],
+                    fl.batch_size.map(|n| n.to_string()),
+                    "local.batch_size",
+                ),
+                "a positive whole number",
+                sources::positive,
+            )?
+            .unwrap_or(100);
+        let conflict = src
+            .pick(
+                src.layers(
+                    o.conflict.clone().map(|v| (v, "--conflict")),
+                    &["SYNC_CONFLICT_RESOLUTION"],
+                    file.conflict_resolution,
+                    "conflict_resolution",
+                ),
+                "merge, local, remote or manual",
+                ConflictPolicy::parse,
+            )?
+            .unwrap_or(ConflictPolicy::Merge);
         let staging_db = match o.staging_db.clone() {
             Some(p) => p,
-            None => match env("STAGING_DB_PATH").or(fl.staging_db) {
-                Some(p) => expand_tilde(&p)?,
+            None => match src.var("STAGING_DB_PATH").or(fl.staging_db) {
+                Some(p) => expand_tilde(&p, home.as_ref())?,
                 None => staging_dir()?.join("staging.db"),
             },
         };
-        let log_file = match env("SYNC_LOG_PATH").or(fl.log_file) {
-            Some(p) => expand_tilde(&p)?,
+        let log_file = match src.var("SYNC_LOG_PATH").or(fl.log_file) {
+            Some(p) => expand_tilde(&p, home.as_ref())?,
             None => staging_db
                 .parent()
                 .map_or_else(|| PathBuf::from("sync.log"), |d| d.join("sync.log")),
         };
         let memory_db = match o.memory_db.clone() {
             Some(p) => p,
-            None => match env("MCP_MEMORY_SQLITE_PATH").or(fl.memory_db) {
-                Some(p) => expand_tilde(&p)?,
-                None => match env("MCP_MEMORY_BASE_DIR") {
-                    Some(d) => expand_tilde(&d)?.join("sqlite_vec.db"),
-                    None => home()
+            None => match src.var("MCP_MEMORY_SQLITE_PATH").or(fl.memory_db) {
+                Some(p) => expand_tilde(&p, home.as_ref())?,
+                None => match src.var("MCP_MEMORY_BASE_DIR") {
+                    Some(d) => expand_tilde(&d, home.as_ref())?.join("sqlite_vec.db"),
+                    None => home
+                        .as_ref()
                         .ok_or(SettingsError::NoHome {
                             what: "memory database",
                         })?
@@ -393,19 +314,20 @@ impl Settings {
         let replica = o
             .replica
             .clone()
-            .or_else(|| env("REMOTE_MEMORY_REPLICA"))
+            .or_else(|| src.var("REMOTE_MEMORY_REPLICA"))
             .or(fr.replica);
-        let interval = match env_parse::<u64>("SYNC_INTERVAL", "a whole number of seconds")? {
-            Some(s) => Duration::from_secs(s),
-            None => Duration::from_secs(file.auto_sync_interval.unwrap_or(900)),
-        };
-        if interval.is_zero() {
-            return Err(invalid(
-                "SYNC_INTERVAL",
-                "0",
-                "a positive number of seconds",
-            ));
-        }
+        let interval = src
+            .pick(
+                src.layers(
+                    None,
+                    &["SYNC_INTERVAL"],
+                    file.auto_sync_interval.map(|n| n.to_string()),
+                    "auto_sync_interval",
+                ),
+                "a positive whole number of seconds",
+                sources::whole_seconds,
+            )?
+            .unwrap_or(Duration::from_secs(900));
         Ok(Settings {
             protocol,
             host,
@@ -423,9 +345,10 @@ impl Settings {
             memory_db,
             replica,
             interval,
-            debug: env_flag("SYNC_DEBUG")?.unwrap_or(false),
-            verbose: o.verbose || env_flag("SYNC_VERBOSE")?.unwrap_or(false),
+            debug: src.flag("SYNC_DEBUG")?.unwrap_or(false),
+            verbose: o.verbose || src.flag("SYNC_VERBOSE")?.unwrap_or(false),
             source,
+            config_path,
         })
     }
 
@@ -441,47 +364,4 @@ impl Settings {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn policies_parse() {
-        assert_eq!(
-            ConflictPolicy::parse(" Merge "),
-            Some(ConflictPolicy::Merge)
-        );
-        assert_eq!(
-            ConflictPolicy::parse("remote"),
-            Some(ConflictPolicy::Remote)
-        );
-        assert_eq!(ConflictPolicy::parse("newest"), None);
-    }
-
-    #[test]
-    fn settings_file_rejects_unknown_keys_with_position() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("sync_config.json");
-        std::fs::write(&p, "{\n  \"remote\": {\"hots\": \"x\"}\n}").unwrap();
-        let e = load_file(&p).unwrap_err().to_string();
-        assert!(e.contains("hots") && e.contains("line 2"), "{e}");
-    }
-
-    #[test]
-    fn the_example_settings_file_parses() {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("sync_config.example.json");
-        let f = load_file(&p).unwrap();
-        assert_eq!(f.remote.port, Some(8443));
-        assert_eq!(f.conflict_resolution.as_deref(), Some("merge"));
-    }
-
-    #[test]
-    fn a_named_settings_file_that_is_missing_is_an_error() {
-        let e = Settings::load(&Overrides {
-            config: Some(PathBuf::from("/nonexistent/sync_config.json")),
-            ..Overrides::default()
-        })
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("/nonexistent/sync_config.json"), "{e}");
-    }
-}
+mod tests;

@@ -15,6 +15,8 @@ mod schema;
 mod upkeep;
 mod upstream;
 
+pub use upkeep::{Lost, Salvage};
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 3;
 /// `PRAGMA application_id`: "MSYN", so another SQLite file is not mistaken for a staging db.
@@ -207,7 +209,7 @@ impl StagingError {
 fn repair_hint(e: &rusqlite::Error) -> &'static str {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
-            " (run memsync repair: it salvages what can be read and keeps the damaged file)"
+            " (the file is damaged: run memsync repair, which salvages what can be read and keeps the damaged file)"
         }
         _ => "",
     }

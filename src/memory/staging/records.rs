@@ -7,6 +7,24 @@ use rusqlite::{OptionalExtension, params};
 use super::{ConflictRecord, EPOCH_KEY, Fields, Staging, StagingError, now};
 use crate::memory::hash::ContentHash;
 
+const CONFLICT_COLS: &str =
+    "id, staged_id, content_hash, kind, local, remote, detected_at, resolution";
+
+fn row_to_conflict(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConflictRecord> {
+    let local: String = r.get(4)?;
+    let remote: Option<String> = r.get(5)?;
+    Ok(ConflictRecord {
+        id: r.get(0)?,
+        staged_id: r.get(1)?,
+        hash: r.get(2)?,
+        kind: r.get(3)?,
+        local: Fields::from_json(&local),
+        remote: remote.as_deref().map(Fields::from_json),
+        detected_at: r.get(6)?,
+        resolution: r.get(7)?,
+    })
+}
+
 impl Staging {
     /// Records a conflict; `resolution` is set when the policy settled it at once.
     pub fn record_conflict(
@@ -38,8 +56,7 @@ impl Staging {
 
     pub fn conflicts(&self, open_only: bool) -> Result<Vec<ConflictRecord>, StagingError> {
         let sql = format!(
-            "SELECT id, staged_id, content_hash, kind, local, remote, detected_at, resolution
-             FROM conflicts {} ORDER BY id",
+            "SELECT {CONFLICT_COLS} FROM conflicts {} ORDER BY id",
             if open_only {
                 "WHERE resolution IS NULL"
             } else {
@@ -48,23 +65,19 @@ impl Staging {
         );
         self.conn
             .prepare(&sql)
-            .and_then(|mut s| {
-                s.query_map([], |r| {
-                    let local: String = r.get(4)?;
-                    let remote: Option<String> = r.get(5)?;
-                    Ok(ConflictRecord {
-                        id: r.get(0)?,
-                        staged_id: r.get(1)?,
-                        hash: r.get(2)?,
-                        kind: r.get(3)?,
-                        local: Fields::from_json(&local),
-                        remote: remote.as_deref().map(Fields::from_json),
-                        detected_at: r.get(6)?,
-                        resolution: r.get(7)?,
-                    })
-                })?
-                .collect()
-            })
+            .and_then(|mut s| s.query_map([], row_to_conflict)?.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// One conflict record by id (row by row salvage of a damaged file).
+    pub fn conflict(&self, id: i64) -> Result<Option<ConflictRecord>, StagingError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {CONFLICT_COLS} FROM conflicts WHERE id = ?1"),
+                [id],
+                row_to_conflict,
+            )
+            .optional()
             .map_err(|e| self.err(e))
     }
 

@@ -4,8 +4,25 @@ use rusqlite::params;
 
 use serde_json::Value;
 
-use super::{Staged, Staging, StagingError, now};
+use super::{ConflictRecord, Staged, Staging, StagingError, now};
 use crate::memory::hash::{ContentHash, python_strip};
+
+/// Rows of a damaged file that could not be read.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Lost {
+    pub count: usize,
+    /// False when the count is a lower bound (the index that lists the ids was unreadable too).
+    pub exact: bool,
+}
+
+/// What [`Staging::salvage`] read back.
+#[derive(Debug, Default)]
+pub struct Salvage {
+    pub rows: Vec<Staged>,
+    pub conflicts: Vec<ConflictRecord>,
+    pub lost_rows: Lost,
+    pub lost_conflicts: Lost,
+}
 
 impl Staging {
     /// Copies a row as it is (operation, state, flags), for a rebuild; returns its new id.
@@ -35,29 +52,82 @@ impl Staging {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Deletes pushed and resolved rows older than `age_secs` (their conflict records stay).
-    /// Dropped rows stay: they keep `sync` from staging the dropped memory again.
-    pub fn prune_done(&self, age_secs: f64) -> Result<usize, StagingError> {
-        self.exec(
-            "DELETE FROM staged_memories WHERE state IN ('pushed', 'resolved')
-                   AND COALESCE(outcome, '') <> 'dropped'
-                   AND updated_at < ?1 AND id NOT IN (SELECT staged_id FROM conflicts)",
-            [now() - age_secs],
-        )
+    /// Runs `f` in an IMMEDIATE transaction, committed only when `f` succeeds: no other
+    /// process writes between what `f` reads and what it deletes.
+    fn write_tx<T, E: From<StagingError>>(
+        &self,
+        f: impl FnOnce(&Staging) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(e))?;
+        match f(self) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
-    /// Drops every staged row and conflict (`reset`); the bookkeeping goes too.
-    pub fn clear(&mut self) -> Result<(), StagingError> {
+    /// Deletes pushed and resolved rows older than `age_secs` (their conflict records stay),
+    /// after `copy` kept them; nothing is deleted when `copy` fails. Returns how many went.
+    pub fn prune_done<E: From<StagingError>>(
+        &self,
+        age_secs: f64,
+        copy: impl FnOnce(&[Staged]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        self.write_tx(|st| {
+            let old: Vec<Staged> = st
+                .conn
+                .prepare(&format!(
+                    "SELECT {} FROM staged_memories WHERE state IN ('pushed', 'resolved')
+                       AND COALESCE(outcome, '') <> 'dropped'
+                       AND updated_at < ?1 AND id NOT IN (SELECT staged_id FROM conflicts)
+                     ORDER BY id",
+                    super::COLS
+                ))
+                .and_then(|mut s| {
+                    s.query_map([now() - age_secs], super::row_to_staged)?
+                        .collect()
+                })
+                .map_err(|e| st.err(e))?;
+            if old.is_empty() {
+                return Ok(0);
+            }
+            copy(&old)?;
+            let ids: Vec<i64> = old.iter().map(|s| s.id).collect();
+            st.exec(
+                "DELETE FROM staged_memories WHERE id IN (SELECT value FROM json_each(?1))",
+                [serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into())],
+            )?;
+            Ok(old.len())
+        })
+    }
+
+    /// Drops every staged row and conflict and the bookkeeping (`reset`), after `copy` kept
+    /// them (it reads inside the same transaction); nothing is dropped when `copy` fails.
+    pub fn clear<T, E: From<StagingError>>(
+        &self,
+        copy: impl FnOnce(&Staging) -> Result<T, E>,
+    ) -> Result<T, E> {
+        // From now on this staging database knows nothing of the server (see `epoch`).
         let t = now();
-        self.conn
-            .execute_batch(&format!(
-                "BEGIN IMMEDIATE; DELETE FROM conflicts; DELETE FROM staged_memories;
+        self.write_tx(|st| {
+            let kept = copy(st)?;
+            st.conn
+                .execute_batch(&format!(
+                    "DELETE FROM conflicts; DELETE FROM staged_memories;
                      DELETE FROM pulled; DELETE FROM sync_state;
-                     INSERT INTO sync_state (key, value, updated_at) VALUES ('{}', '{t}', {t});
-                     COMMIT;",
-                super::EPOCH_KEY
-            ))
-            .map_err(|e| self.err(e))
+                     INSERT INTO sync_state (key, value, updated_at) VALUES ('{}', '{t}', {t});",
+                    super::EPOCH_KEY
+                ))
+                .map_err(|e| st.err(e))?;
+            Ok(kept)
+        })
     }
 
     /// SQLite's own `PRAGMA integrity_check`: damage to the file.
@@ -71,26 +141,119 @@ impl Staging {
         Ok(problems)
     }
 
-    /// Every row that can still be read, even from a damaged file: a full scan, or row by row
-    /// when the scan fails part way.
-    pub fn salvage(&self) -> Vec<super::Staged> {
-        if let Ok(all) = self.all() {
-            return all;
+    /// SQLite's `PRAGMA quick_check` (the page structure without the index cross-checks): fast
+    /// enough for `status`.
+    pub fn quick_check(&self) -> Result<Vec<String>, StagingError> {
+        let mut problems: Vec<String> = self
+            .conn
+            .prepare("PRAGMA quick_check")
+            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+            .map_err(|e| self.err(e))?;
+        problems.retain(|p| p != "ok");
+        Ok(problems)
+    }
+
+    /// Every staged row and conflict record that can still be read, even from a damaged file,
+    /// with a count of those that could not.
+    pub fn salvage(&self) -> Salvage {
+        let (rows, lost_rows) = self.salvage_table(
+            "staged_memories",
+            "idx_staged_state",
+            Staging::all,
+            Staging::get,
+        );
+        let (conflicts, lost_conflicts) = self.salvage_table(
+            "conflicts",
+            "idx_conflicts_open",
+            |s| s.conflicts(false),
+            Staging::conflict,
+        );
+        Salvage {
+            rows,
+            conflicts,
+            lost_rows,
+            lost_conflicts,
+        }
+    }
+
+    /// A table's readable rows: a full scan, or id by id when the scan fails part way. The ids
+    /// that exist come from an index on the table when it is readable (then the count of lost
+    /// rows is exact), else ids are tried up to the highest one handed out.
+    fn salvage_table<T>(
+        &self,
+        table: &str,
+        index: &str,
+        all: impl Fn(&Staging) -> Result<Vec<T>, StagingError>,
+        one: impl Fn(&Staging, i64) -> Result<Option<T>, StagingError>,
+    ) -> (Vec<T>, Lost) {
+        if let Ok(v) = all(self) {
+            return (
+                v,
+                Lost {
+                    count: 0,
+                    exact: true,
+                },
+            );
         }
         let mut out = Vec::new();
-        let mut misses = 0;
-        let mut id = 1;
-        while misses < 1000 {
-            match self.get(id) {
-                Ok(Some(s)) => {
-                    out.push(s);
+        let indexed: Option<Vec<i64>> = self
+            .conn
+            .prepare(&format!("SELECT id FROM {table} INDEXED BY {index}"))
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .ok();
+        if let Some(ids) = indexed {
+            let mut lost = 0;
+            for id in ids {
+                match one(self, id) {
+                    Ok(Some(x)) => out.push(x),
+                    _ => lost += 1,
+                }
+            }
+            return (
+                out,
+                Lost {
+                    count: lost,
+                    exact: true,
+                },
+            );
+        }
+        // AUTOINCREMENT keeps the highest id ever handed out in sqlite_sequence.
+        let top: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .ok();
+        let (mut failed, mut last_read, mut misses, mut id) = (Vec::new(), 0, 0, 1);
+        while top.map_or(misses < 1000, |t| id <= t) {
+            match one(self, id) {
+                Ok(Some(x)) => {
+                    out.push(x);
+                    last_read = id;
                     misses = 0;
                 }
-                _ => misses += 1,
+                Ok(None) => misses += 1,
+                Err(_) => {
+                    failed.push(id);
+                    misses += 1;
+                }
             }
             id += 1;
         }
-        out
+        // An unreadable id may have been a deleted row: without the index, a lower bound.
+        let count = match top {
+            Some(_) => failed.len(),
+            None => failed.iter().filter(|&&i| i < last_read).count(),
+        };
+        (
+            out,
+            Lost {
+                count,
+                exact: false,
+            },
+        )
     }
 
     /// [`Staging::integrity`] plus the checks the schema cannot express.

@@ -1,0 +1,130 @@
+//! The JSON copies that destructive commands write before they remove anything, and `export`'s
+//! document they share: staged rows, conflict records, the pulled base, the settings.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::super::MemoryError;
+use super::super::commands::Ctx;
+use super::super::localdb::iso;
+use super::super::staging::{self, Staged, Staging, now};
+use super::io_err;
+
+pub(in crate::memory) fn staged_json(s: &Staged) -> Value {
+    json!({
+        "id": s.id, "content": s.content, "content_hash": s.hash.as_str(),
+        "tags": s.fields.tags, "memory_type": s.fields.memory_type, "metadata": s.fields.metadata,
+        "operation": s.op.as_str(),
+        "state": s.state.as_str(), "outcome": s.outcome, "attempts": s.attempts,
+        "last_error": s.last_error, "restore_deleted": s.restore_deleted,
+        "source_machine": s.source_machine, "staged_at": iso(s.staged_at),
+    })
+}
+
+/// The effective settings in `sync_config.json`'s shape, so that the file (or an export's
+/// `config`) can be given back with `--sync-config`. The API key is never written out.
+pub(super) fn settings_json(ctx: &Ctx) -> Value {
+    let s = &ctx.settings;
+    json!({
+        "remote": {
+            "host": s.host, "port": s.port, "protocol": s.protocol,
+            "timeout": s.timeout.as_secs_f64(), "retry_attempts": s.retry_attempts,
+            "offline_threshold": s.offline_threshold.as_secs_f64(),
+            "ca_file": s.ca_file, "insecure": s.insecure, "replica": s.replica,
+        },
+        "local": {
+            "staging_db": s.staging_db, "log_file": s.log_file, "batch_size": s.batch_size,
+            "memory_db": s.memory_db,
+        },
+        "conflict_resolution": s.conflict.as_str(),
+        "auto_sync_interval": s.interval.as_secs(),
+    })
+}
+
+/// Everything staged, with the conflicts, the pulled base and the (key-less) settings.
+pub(super) fn export_value(ctx: &Ctx, st: &Staging) -> Result<Value, MemoryError> {
+    let staged: Vec<Value> = st.all()?.iter().map(staged_json).collect();
+    let conflicts: Vec<Value> = st
+        .conflicts(false)?
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id, "staged_id": c.staged_id, "content_hash": c.hash, "kind": c.kind,
+                "local": serde_json::from_str::<Value>(&c.local.to_json()).unwrap_or(Value::Null),
+                "remote": c.remote.as_ref().map(|r| serde_json::from_str::<Value>(&r.to_json()).unwrap_or(Value::Null)),
+                "detected_at": iso(c.detected_at), "resolution": c.resolution,
+            })
+        })
+        .collect();
+    let mut pulled: Vec<(String, Value)> = st
+        .pulled()?
+        .into_iter()
+        .map(|(h, f)| {
+            let fields = f.map_or(Value::Null, |f| {
+                serde_json::from_str(&f.to_json()).unwrap_or(Value::Null)
+            });
+            (h, fields)
+        })
+        .collect();
+    pulled.sort_by(|a, b| a.0.cmp(&b.0));
+    let pulled: Vec<Value> = pulled
+        .into_iter()
+        .map(|(h, f)| json!({"content_hash": h, "fields": f}))
+        .collect();
+    Ok(json!({
+        "exported_at": iso(now()),
+        "memsync_version": env!("CARGO_PKG_VERSION"),
+        "staging_schema_version": staging::SCHEMA_VERSION,
+        "config": settings_json(ctx),
+        "staged": staged,
+        "conflicts": conflicts,
+        "pulled": pulled,
+    }))
+}
+
+/// Rows pruned by `optimize`, as they were.
+pub(super) fn pruned_value(rows: &[Staged]) -> Value {
+    json!({
+        "pruned_at": iso(now()),
+        "memsync_version": env!("CARGO_PKG_VERSION"),
+        "staged": rows.iter().map(staged_json).collect::<Vec<_>>(),
+    })
+}
+
+/// `<staging folder>/<prefix>-<UTC time>-<pid>.json`: a copy's name no other run picks.
+pub(super) fn copy_name(ctx: &Ctx, prefix: &str) -> PathBuf {
+    ctx.settings
+        .staging_db
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(format!("{prefix}-{}.json", crate::fsutil::unique_stamp()))
+}
+
+/// Writes `v` to a new file at `want` (or a numbered name beside it: a copy never replaces
+/// another file), fsynced, then reads it back: every top-level list must come back whole.
+/// Returns where it is.
+pub(super) fn write_copy(want: &Path, v: &Value) -> Result<PathBuf, MemoryError> {
+    if let Some(d) = want.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
+    }
+    let bytes = serde_json::to_vec_pretty(v).map_err(|e| MemoryError::Io(e.to_string()))?;
+    let path = crate::fsutil::write_new(want, &bytes).map_err(|e| io_err(want, e))?;
+    let back: Value = std::fs::read(&path)
+        .map_err(|e| io_err(&path, e))
+        .and_then(|b| {
+            serde_json::from_slice(&b)
+                .map_err(|e| MemoryError::Io(format!("{}: {e}", path.display())))
+        })?;
+    for (key, list) in v.as_object().into_iter().flatten() {
+        if let Some(list) = list.as_array()
+            && back[key].as_array().map(Vec::len) != Some(list.len())
+        {
+            return Err(MemoryError::Io(format!(
+                "{}: the copy did not read back complete ({key}); nothing was removed",
+                path.display()
+            )));
+        }
+    }
+    Ok(path)
+}

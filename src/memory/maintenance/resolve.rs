@@ -1,0 +1,166 @@
+//! `resolve-conflicts`: lists the open conflicts and settles them, by a strategy for all (or
+//! one), or by asking on a terminal.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use super::super::MemoryError;
+use super::super::commands::Ctx;
+use super::super::settings::ConflictPolicy;
+use super::super::settle::{self, Kind};
+
+/// A terminal user's answer for one conflict.
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Settle(ConflictPolicy),
+    Skip,
+    /// The input ended: this conflict and the rest stay open.
+    End,
+}
+
+/// Asks until the answer is one of m, l, r, s (or the word); an invalid answer asks again.
+fn ask(input: &mut impl BufRead, prompt: &mut impl Write) -> Answer {
+    loop {
+        let _ = write!(prompt, "  [m]erge, [l]ocal, [r]emote, [s]kip? ");
+        let _ = prompt.flush();
+        let mut a = String::new();
+        match input.read_line(&mut a) {
+            Ok(0) | Err(_) => return Answer::End,
+            Ok(_) => {}
+        }
+        match a.trim().to_ascii_lowercase().as_str() {
+            "m" | "merge" => return Answer::Settle(ConflictPolicy::Merge),
+            "l" | "local" => return Answer::Settle(ConflictPolicy::Local),
+            "r" | "remote" => return Answer::Settle(ConflictPolicy::Remote),
+            "s" | "skip" => return Answer::Skip,
+            other => {
+                let _ = writeln!(prompt, "  {other:?} is not an answer: type m, l, r or s");
+            }
+        }
+    }
+}
+
+/// `resolve-conflicts`: settles the open conflicts (all, or `id`) with `strategy`, or asks for
+/// each on a terminal, or lists them. An `id` that names no open conflict is an error.
+pub fn resolve_conflicts(
+    ctx: &Ctx,
+    strategy: Option<ConflictPolicy>,
+    id: Option<i64>,
+) -> Result<String, MemoryError> {
+    let st = ctx.staging()?;
+    let open: Vec<_> = st
+        .conflicts(true)?
+        .into_iter()
+        .filter(|c| id.is_none_or(|i| c.id == i))
+        .collect();
+    if open.is_empty() {
+        return match id {
+            Some(i) => Err(MemoryError::Incomplete(match st.conflict(i)? {
+                Some(c) => format!(
+                    "conflict #{i} is already settled ({})",
+                    c.resolution.as_deref().unwrap_or("closed")
+                ),
+                None => {
+                    format!("no conflict #{i} (memsync resolve-conflicts lists the open ones)")
+                }
+            })),
+            None => Ok("no open conflicts".into()),
+        };
+    }
+    let interactive = strategy.is_none() && std::io::stdin().is_terminal();
+    let mut input_ended = false;
+    let mut out = Vec::new();
+    let mut settled = 0;
+    for c in &open {
+        let remote = c
+            .remote
+            .as_ref()
+            .map_or_else(|| "deleted on the server".to_owned(), |r| r.to_json());
+        let line = format!(
+            "#{} {} {}: local {} / remote {}",
+            c.id,
+            c.hash.get(..12).unwrap_or(&c.hash),
+            c.kind,
+            c.local.to_json(),
+            remote
+        );
+        let choice = match strategy {
+            Some(s) => Some(s),
+            None if interactive && !input_ended => {
+                eprintln!("{line}");
+                match ask(&mut std::io::stdin().lock(), &mut std::io::stderr()) {
+                    Answer::Settle(p) => Some(p),
+                    Answer::Skip => None,
+                    Answer::End => {
+                        input_ended = true;
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let Some(policy) = choice.filter(|p| *p != ConflictPolicy::Manual) else {
+            out.push(line);
+            continue;
+        };
+        let Some(item) = st.get(c.staged_id)? else {
+            st.close_conflict(c.id, policy.as_str())?;
+            continue;
+        };
+        // The conflict record keeps both sides but not their common base: `merge` unions here.
+        let view = settle::apply(
+            &st,
+            &item,
+            Kind::parse(&c.kind),
+            c.remote.as_ref(),
+            None,
+            policy,
+        )?;
+        // The local database shows the decision (the next pull would otherwise send the old
+        // local version back).
+        settle::show_locally(&ctx.settings.memory_db, &c.hash, &view)?;
+        st.close_conflict(c.id, policy.as_str())?;
+        settled += 1;
+        out.push(format!("#{} settled: {}", c.id, policy.as_str()));
+    }
+    if input_ended {
+        out.push("input ended: the conflicts not answered stay open".into());
+    }
+    if settled > 0 {
+        out.push(format!(
+            "{settled} settled; run memsync push (and pull) to carry it out"
+        ));
+        ctx.log
+            .line("resolve", &format!("{settled} conflicts settled"));
+    }
+    Ok(out.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(typed: &str) -> (Answer, String) {
+        let mut prompt = Vec::new();
+        let a = ask(&mut typed.as_bytes(), &mut prompt);
+        (a, String::from_utf8(prompt).unwrap())
+    }
+
+    #[test]
+    fn an_invalid_answer_asks_again() {
+        let (a, prompt) = answers("x\n\nmaybe\nl\n");
+        assert_eq!(a, Answer::Settle(ConflictPolicy::Local));
+        assert_eq!(prompt.matches("[s]kip?").count(), 4, "{prompt}");
+        assert!(prompt.contains("\"maybe\" is not an answer"), "{prompt}");
+        assert_eq!(
+            answers("Remote\n").0,
+            Answer::Settle(ConflictPolicy::Remote)
+        );
+        assert_eq!(answers(" s \n").0, Answer::Skip);
+    }
+
+    #[test]
+    fn the_end_of_input_skips_the_rest() {
+        assert_eq!(answers("").0, Answer::End);
+        assert_eq!(answers("what\n").0, Answer::End);
+    }
+}
