@@ -72,8 +72,8 @@ fn steps() -> usize {
         .unwrap_or(DEFAULT_STEPS)
 }
 
-/// Live memories of an mcp-memory-service database file: hash -> sorted tags, plus the hashes
-/// that have more than one live row.
+/// Live memories of an mcp-memory-service database file: hash -> sorted tags (without the
+/// `untagged` placeholder), plus the hashes that have more than one live row.
 fn live(db: &Path) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
     let mut map = BTreeMap::new();
     let mut dups = Vec::new();
@@ -103,6 +103,9 @@ fn live(db: &Path) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
                 .filter(|x| !x.is_empty())
                 .collect()
         };
+        // mcp-memory-service writes its placeholder `untagged` for a memory without tags, and
+        // memsync treats the two as the same: so does the comparison.
+        tags.retain(|t| t != "untagged");
         tags.sort();
         tags.dedup();
         if map.insert(h.clone(), tags).is_some() {
