@@ -144,9 +144,12 @@ struct RestoreArgs {
     /// Output path (default: the database's own path).
     #[arg(short = 'o', long = "o")]
     output: Option<PathBuf>,
-    /// Restore the state as of this time (RFC 3339).
+    /// Restore the state as of this time (RFC 3339 with a zone: Z or an offset such as +02:00).
     #[arg(long = "timestamp")]
     timestamp: Option<String>,
+    /// Read a -timestamp without a zone in the local zone (TZ) instead of refusing it.
+    #[arg(long = "timestamp-local")]
+    timestamp_local: bool,
     /// Restore exactly this position (hex, as listed by `memsync wal`).
     #[arg(long = "txid", alias = "index")]
     txid: Option<String>,
@@ -369,15 +372,52 @@ fn resolve(
     if target.contains("://") {
         return Ok((None, vec![config::replica_from_url(target)?]));
     }
-    let cfg = load_config(cfg)?;
     let path = std::path::absolute(target).map_err(|e| CliError(format!("{target}: {e}")))?;
-    let db = cfg.dbs.iter().find(|d| d.path == path).ok_or_else(|| {
-        CliError(format!(
-            "database {} is not in config {}",
+    // A plain path that is not a database of the config (or with no config at all) but a
+    // directory holding a replica is that file replica, as the guide writes it
+    // (`memsync snapshots backup/sqlite_vec.db`).
+    let as_replica = || -> Option<Vec<ReplicaConfig>> {
+        let is_replica = path.is_dir()
+            && [
+                replica_formats::SNAPSHOTS_DIR,
+                replica_formats::SEGMENTS_DIR,
+            ]
+            .iter()
+            .any(|d| path.join(d).is_dir());
+        if !is_replica || replica.is_some() {
+            return None;
+        }
+        config::replica_from_url(&path.to_string_lossy())
+            .ok()
+            .map(|r| vec![r])
+    };
+    let cfg = match load_config(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            return match as_replica() {
+                Some(r) => Ok((None, r)),
+                None if cfg.config.is_none() && default_config_path().is_none() => {
+                    Err(CliError(format!(
+                        "{}: not a replica directory (no {}/ or {}/ in it), and no config file names it as a database (pass -config FILE, or a replica URL)",
+                        path.display(),
+                        replica_formats::SNAPSHOTS_DIR,
+                        replica_formats::SEGMENTS_DIR
+                    )))
+                }
+                None => Err(e),
+            };
+        }
+    };
+    let Some(db) = cfg.dbs.iter().find(|d| d.path == path) else {
+        if let Some(r) = as_replica() {
+            return Ok((None, r));
+        }
+        return Err(CliError(format!(
+            "database {} is not in config {}, nor a replica directory",
             path.display(),
             cfg.source.display()
-        ))
-    })?;
+        )));
+    };
     let reps: Vec<ReplicaConfig> = db
         .replicas
         .iter()
@@ -405,19 +445,17 @@ fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
             std::path::absolute(o).map_err(|e| CliError(format!("{}: {e}", o.display())))?
         }
         (None, Some(p)) => p.clone(),
-        (None, None) => return Err(CliError("restoring from a URL needs -o OUTPUT".into())),
+        (None, None) => {
+            return Err(CliError(
+                "restoring from a replica URL or directory needs -o OUTPUT".into(),
+            ));
+        }
     };
     let target = match (&a.timestamp, &a.txid) {
         (Some(_), Some(_)) => return Err(CliError("-timestamp and -txid are exclusive".into())),
         (Some(ts), None) => {
-            let t = humantime::parse_rfc3339_weak(ts).map_err(|e| {
-                CliError(format!(
-                    "-timestamp {ts:?}: {e} (expected RFC 3339, e.g. 2026-11-25T13:00:00Z)"
-                ))
-            })?;
-            let ms = t
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+            let ms = crate::timearg::parse_millis(ts, a.timestamp_local)
+                .map_err(|e| CliError(format!("-timestamp {ts:?}: {e}")))?;
             Target::Timestamp(Timestamp::from_millis(ms))
         }
         (None, Some(t)) => Target::TxId(
@@ -457,9 +495,10 @@ fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
                     );
                 }
                 crate::log::info(&format!(
-                    "restored {} at position {txid} from {} ({files} files, {bytes} bytes)",
+                    "restored {} at position {txid} from {} ({files} files, {bytes} bytes){}",
                     output.display(),
-                    client.name()
+                    client.name(),
+                    asked_for(&opts.target)
                 ));
                 return Ok(());
             }
@@ -475,10 +514,24 @@ fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
                 return Ok(());
             }
             Err(e @ restore::RestoreError::NoBackup(_)) if reps.len() > 1 => last_err = Some(e),
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                return Err(CliError(format!(
+                    "{}{}",
+                    CliError::from(e).0,
+                    asked_for(&opts.target)
+                )));
+            }
         }
     }
     Err(last_err.map_or_else(|| CliError("no replica".into()), Into::into))
+}
+
+/// The instant a `-timestamp` asked for, in UTC, for the messages that answer it.
+fn asked_for(t: &Target) -> String {
+    match t {
+        Target::Timestamp(ts) => format!(" (state as of {})", crate::timearg::format_utc(ts.get())),
+        _ => String::new(),
+    }
 }
 
 fn open_client(r: &ReplicaConfig) -> Result<ReplicaClient, CliError> {

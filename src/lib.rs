@@ -15,6 +15,7 @@ pub mod resident;
 pub mod restore;
 pub mod sqlite;
 pub mod stats;
+pub mod timearg;
 
 pub use replica_formats as formats;
 

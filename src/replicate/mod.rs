@@ -184,6 +184,8 @@ fn start_db(
     stop: Arc<AtomicBool>,
     stop_rx: watch::Receiver<bool>,
 ) -> Result<Running, ReplicateError> {
+    // The database first: a start that fails on it leaves no empty replica directory behind.
+    crate::sqlite::conn::check_file(&db.path).map_err(|e| ReplicateError::Setup(e.to_string()))?;
     let clients: Vec<(ReplicaClient, &crate::config::ReplicaConfig)> = db
         .replicas
         .iter()

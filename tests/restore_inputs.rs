@@ -1,0 +1,185 @@
+//! Restore and listing inputs as people write them: a plain path to a replica directory with no
+//! config, timestamps with offsets, a time without a zone refused unless read as local time, and
+//! a failed replicate start that leaves no empty replica directory behind.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+/// memsync in `cwd`, with no config reachable through the environment.
+fn run_in(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("MEMSYNC_CONFIG")
+        .env_remove("LITESTREAM_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    assert!(!o.status.success(), "should fail");
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+    e
+}
+
+/// A database with 20 memories replicated once to `<dir>/backup/sqlite_vec.db`.
+fn replicated(dir: &Path) {
+    let db = dir.join("sqlite_vec.db");
+    let c = create_memdb(&db);
+    for i in 0..20 {
+        insert_memory(&c, i);
+    }
+    drop(c);
+    let rep = dir.join("backup/sqlite_vec.db");
+    ok(&run_in(
+        dir,
+        &[],
+        &[
+            "replicate",
+            "-once",
+            db.to_str().unwrap(),
+            rep.to_str().unwrap(),
+        ],
+    ));
+}
+
+#[test]
+fn a_plain_path_to_a_replica_directory_needs_no_config() {
+    let d = tempfile::tempdir().unwrap();
+    replicated(d.path());
+    // Relative, as the guide writes it, from a folder with no litestream.yml.
+    let snaps = ok(&run_in(
+        d.path(),
+        &[],
+        &["snapshots", "backup/sqlite_vec.db"],
+    ));
+    assert!(snaps.lines().count() >= 2, "{snaps}");
+    ok(&run_in(d.path(), &[], &["wal", "backup/sqlite_vec.db"]));
+    ok(&run_in(
+        d.path(),
+        &[],
+        &["restore", "-o", "out.db", "backup/sqlite_vec.db"],
+    ));
+    let c = rusqlite::Connection::open(d.path().join("out.db")).unwrap();
+    let n: i64 = c
+        .query_row("SELECT COUNT(*) FROM memories", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 20);
+    // Restoring a replica directory needs -o; a path that is neither says what it expected.
+    let e = err(&run_in(d.path(), &[], &["restore", "backup/sqlite_vec.db"]));
+    assert!(e.contains("-o"), "{e}");
+    let e = err(&run_in(d.path(), &[], &["snapshots", "nothing/here"]));
+    assert!(e.contains("not a replica directory"), "{e}");
+}
+
+#[test]
+fn timestamps_take_every_rfc3339_form_and_refuse_a_missing_zone() {
+    let d = tempfile::tempdir().unwrap();
+    replicated(d.path());
+    let rep = "backup/sqlite_vec.db";
+    // Far in the future under every spelling: the latest state.
+    for (i, ts) in [
+        "2099-12-02T08:22:31+02:00",
+        "2099-12-02T08:22:31-05:00",
+        "2099-12-02T08:22:31Z",
+        "2099-12-02 08:22:31.250+05:30",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out = format!("at-{i}.db");
+        ok(&run_in(
+            d.path(),
+            &[],
+            &["restore", "-o", &out, "-timestamp", ts, rep],
+        ));
+        assert!(d.path().join(&out).exists(), "{ts}");
+    }
+    // Before the first snapshot, with an offset: nothing that old, and nothing written.
+    let e = err(&run_in(
+        d.path(),
+        &[],
+        &[
+            "restore",
+            "-o",
+            "old.db",
+            "-timestamp",
+            "2001-01-01T00:00:00+02:00",
+            rep,
+        ],
+    ));
+    assert!(!d.path().join("old.db").exists(), "{e}");
+    // No zone: refused (it used to be read as UTC whatever TZ said), unless asked for local time.
+    let e = err(&run_in(
+        d.path(),
+        &[("TZ", "America/New_York")],
+        &[
+            "restore",
+            "-o",
+            "nz.db",
+            "-timestamp",
+            "2099-12-02T08:22:31",
+            rep,
+        ],
+    ));
+    assert!(e.contains("zone") && e.contains("-timestamp-local"), "{e}");
+    assert!(!d.path().join("nz.db").exists());
+    let o = run_in(
+        d.path(),
+        &[("TZ", "America/New_York")],
+        &[
+            "restore",
+            "-o",
+            "local.db",
+            "-timestamp-local",
+            "-timestamp",
+            "2099-12-02T08:22:31",
+            rep,
+        ],
+    );
+    ok(&o);
+    // The answer names the instant in UTC: 08:22:31 in New York in December is 13:22:31Z.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        said.contains("state as of 2099-12-02T13:22:31.000Z"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_failed_replicate_start_leaves_no_replica_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("r");
+    let junk = d.path().join("junk.db");
+    std::fs::write(&junk, b"hello, this is not a database at all.............").unwrap();
+    std::fs::create_dir(d.path().join("adir")).unwrap();
+    for db in [d.path().join("nope.db"), junk, d.path().join("adir")] {
+        let o = run_in(
+            d.path(),
+            &[],
+            &["replicate", db.to_str().unwrap(), r.to_str().unwrap()],
+        );
+        err(&o);
+        assert!(!r.exists(), "{} left {}", db.display(), r.display());
+    }
+}
