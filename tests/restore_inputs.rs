@@ -183,3 +183,76 @@ fn a_failed_replicate_start_leaves_no_replica_directory() {
         assert!(!r.exists(), "{} left {}", db.display(), r.display());
     }
 }
+
+/// Rewrites the header of the first file under `dir` with an absurd database size (4 billion
+/// pages, 16 TB at 4 KiB) and a valid header CRC.
+fn craft_commit(dir: &Path) -> String {
+    use memsync::formats::{HEADER_LEN, Header};
+    let f = std::fs::read_dir(dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&f).unwrap();
+    let mut h = Header::from_bytes(bytes[..HEADER_LEN].try_into().unwrap()).unwrap();
+    h.commit = u32::MAX - 1;
+    bytes[..HEADER_LEN].copy_from_slice(&h.to_bytes());
+    std::fs::write(&f, &bytes).unwrap();
+    f.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_crafted_page_count_fails_fast_within_bounded_memory() {
+    let d = tempfile::tempdir().unwrap();
+    replicated(d.path());
+    craft_commit(&d.path().join("backup/sqlite_vec.db/snapshots"));
+    restore_fails_bounded(d.path(), "snapshots/");
+    // The same in a segment after an intact snapshot.
+    let d = tempfile::tempdir().unwrap();
+    replicated(d.path());
+    let c = rusqlite::Connection::open(d.path().join("sqlite_vec.db")).unwrap();
+    for i in 100..110 {
+        insert_memory(&c, i);
+    }
+    drop(c);
+    let db = d.path().join("sqlite_vec.db");
+    let rep = d.path().join("backup/sqlite_vec.db");
+    ok(&run_in(
+        d.path(),
+        &[],
+        &[
+            "replicate",
+            "-once",
+            db.to_str().unwrap(),
+            rep.to_str().unwrap(),
+        ],
+    ));
+    let name = craft_commit(&rep.join("segments/0"));
+    restore_fails_bounded(d.path(), &name);
+}
+
+fn restore_fails_bounded(dir: &Path, names: &str) {
+    let d = dir;
+    // Under a 1 GiB address-space limit: sizing the page table from the header first would
+    // need 32 GiB and abort.
+    let out = d.join("out.db");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 1048576; exec {BIN} restore -o {} {}",
+            out.display(),
+            d.join("backup/sqlite_vec.db").display()
+        ))
+        .output()
+        .unwrap();
+    let e = err(&o);
+    assert!(e.contains(names), "{e}");
+    assert!(!out.exists());
+    let left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("out"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}

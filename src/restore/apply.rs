@@ -32,6 +32,8 @@ pub(super) struct Target {
     page_size: PageSize,
     hashes: Vec<u64>,
     checksum: DbChecksum,
+    /// The replica file being applied, for errors about what it declares.
+    key: String,
 }
 
 impl Target {
@@ -45,7 +47,7 @@ impl Target {
     fn write(&mut self, pgno: PageNo, data: &[u8]) -> Result<(), RestoreError> {
         let i = pgno.get() as usize - 1;
         if i >= self.hashes.len() {
-            self.resize(pgno.get());
+            self.resize(pgno.get())?;
         }
         let h = page_hash(pgno, data);
         self.checksum.toggle(self.hashes[i]);
@@ -69,7 +71,7 @@ impl Target {
             }
             let last = first + (end - start) as u32 - 1;
             if last as usize > self.hashes.len() {
-                self.resize(last);
+                self.resize(last)?;
             }
             for (k, pgno) in run.pgnos[start..end].iter().enumerate() {
                 let i = pgno.get() as usize - 1;
@@ -87,8 +89,37 @@ impl Target {
         Ok(())
     }
 
+    /// A size a replica file declares (a checksummed header can still be crafted) must fit on
+    /// the output's file system before memory (8 bytes a page) or the file is sized for it.
+    fn room(&self, pages: u32) -> Result<(), RestoreError> {
+        let need = pages as u64 * self.page_size.get() as u64;
+        let have = self.hashes.len() as u64 * self.page_size.get() as u64;
+        if need <= have {
+            return Ok(());
+        }
+        // SAFETY: fstatvfs fills the struct it is given from an open descriptor we own.
+        let free = unsafe {
+            let mut st: libc::statvfs = std::mem::zeroed();
+            if libc::fstatvfs(std::os::fd::AsRawFd::as_raw_fd(&self.file), &mut st) != 0 {
+                return Ok(());
+            }
+            st.f_bavail as u64 * st.f_frsize as u64
+        };
+        if need - have > free {
+            return Err(RestoreError::TooLarge {
+                key: self.key.clone(),
+                pages,
+                bytes: need,
+                free,
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Sets the size in pages; new pages read as zeros.
-    fn resize(&mut self, commit: u32) {
+    fn resize(&mut self, commit: u32) -> Result<(), RestoreError> {
+        self.room(commit)?;
         let n = commit as usize;
         while self.hashes.len() > n {
             let h = self.hashes.pop().expect("nonempty");
@@ -105,10 +136,11 @@ impl Target {
             self.checksum.toggle(h);
             self.hashes.push(h);
         }
+        Ok(())
     }
 
     fn set_len(&mut self, commit: u32) -> Result<(), RestoreError> {
-        self.resize(commit);
+        self.resize(commit)?;
         let len = commit as u64 * self.page_size.get() as u64;
         self.file.set_len(len).map_err(self.io())
     }
@@ -163,10 +195,11 @@ pub(super) fn build(
         file,
         path: tmp.display().to_string(),
         page_size: header.page_size,
-        hashes: Vec::with_capacity(header.commit as usize),
+        // Grown as verified pages arrive, never sized from the header up front.
+        hashes: Vec::new(),
         checksum: DbChecksum::EMPTY,
+        key: plan.snapshot.path(),
     };
-    t.set_len(header.commit)?;
     let mut writeback = Writeback::default();
     while let Some(run) = dec.next_run().map_err(corrupt(&plan.snapshot))? {
         let pages = run
@@ -179,6 +212,7 @@ pub(super) fn build(
         }
     }
     let trailer = dec.finish().map_err(corrupt(&plan.snapshot))?;
+    t.set_len(header.commit)?;
     if trailer.post_checksum != t.checksum {
         return Err(diverged(
             client,
@@ -196,6 +230,7 @@ pub(super) fn build(
     // Segments: each is downloaded and verified whole before any of its pages is applied, so a
     // corrupt file can never leave a half-applied state.
     for key in &plan.segments {
+        t.key = key.path();
         match apply_segment(client, rt, key, &mut t) {
             Ok((txid, size)) => {
                 built.txid = txid;

@@ -100,6 +100,22 @@ pub enum RestoreError {
         /// What was wrong.
         source: FormatError,
     },
+    /// A replica file declares a database larger than the output's file system can hold.
+    #[error(
+        "{key} declares a database of {pages} pages ({bytes} bytes), more than the {free} bytes free for {path}"
+    )]
+    TooLarge {
+        /// File.
+        key: String,
+        /// Pages it declares.
+        pages: u32,
+        /// Their size.
+        bytes: u64,
+        /// Free space at the output.
+        free: u64,
+        /// Output (temporary) file.
+        path: String,
+    },
     /// A segment does not apply to the state built so far.
     #[error(
         "replica {replica}: {key} does not follow the files before it (database checksum {found} expected {expected}); the replica mixes histories"

@@ -343,6 +343,18 @@ pub fn read_verified_frame(
         if c != h.cksum {
             return Ok(false);
         }
+        // A WAL written with another page size than the caller's buffer (the database's) is
+        // not this database's WAL as the caller sees it: an error, never a panic.
+        if page.len() != fb.len() - fhl {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "WAL page size {} differs from the database's {}",
+                    fb.len() - fhl,
+                    page.len()
+                ),
+            ));
+        }
         page.copy_from_slice(&fb[fhl..]);
         Ok(true)
     })
