@@ -73,10 +73,14 @@ pub fn exhausted(err: &(dyn std::error::Error + 'static)) -> bool {
     if crate::fsutil::has_errno(err, &[libc::EMFILE, libc::ENFILE]) {
         return true;
     }
-    let (Ok((soft, _)), Ok(open)) = (limits(), std::fs::read_dir("/proc/self/fd")) else {
+    let Ok((soft, _)) = limits() else {
         return false;
     };
-    open.count() as u64 + 4 >= soft
+    match std::fs::read_dir("/proc/self/fd") {
+        Ok(open) => open.count() as u64 + 4 >= soft,
+        // Not even the listing could be opened: that is the answer.
+        Err(e) => e.raw_os_error() == Some(libc::EMFILE),
+    }
 }
 
 /// The limit currently in force, for the message.
