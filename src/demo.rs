@@ -76,7 +76,7 @@ pub fn run(dir: &Path, seconds: u64) -> Result<String, String> {
         return Err(format!("restored {rows} memories, wrote {n}"));
     }
     Ok(format!(
-        "memsync demo: wrote {n} memories in {:.1}s to {}\n  replicated to {} (position {position:x}, {files} files, {bytes} bytes)\n  restored to {}: integrity ok, {rows} memories, KNN query answered\n  config: {}",
+        "memsync demo: wrote {n} memories in {:.1}s to {}\n  replicated to {} (position {position:016x}, {files} files, {bytes} bytes)\n  restored to {}: integrity ok, {rows} memories, KNN query answered\n  config: {}",
         t0.elapsed().as_secs_f64(),
         db.display(),
         replica.display(),

@@ -107,6 +107,31 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
     ))
 }
 
+/// True if `err` or anything it wraps is an I/O error with one of `codes` (an `io::Error`
+/// hides what it wraps from `source()`, so both paths are followed).
+pub fn has_errno(err: &(dyn std::error::Error + 'static), codes: &[i32]) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if io.raw_os_error().is_some_and(|c| codes.contains(&c)) {
+                return true;
+            }
+            if let Some(inner) = io.get_ref()
+                && has_errno(inner, codes)
+            {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// True if `err` says the disk (or the quota) is full.
+pub fn is_disk_full(err: &(dyn std::error::Error + 'static)) -> bool {
+    has_errno(err, &[libc::ENOSPC, libc::EDQUOT])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -210,3 +210,52 @@ fn corrupt_snapshot_and_missing_segment_are_errors() {
         "{err}"
     );
 }
+
+/// Asserts a failed restore with one line on stderr naming `file`.
+fn assert_fails_naming(o: &std::process::Output, file: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "restore used a renamed file: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "want one line: {err}");
+    assert!(err.contains(file), "{err:?} should name {file}");
+}
+
+/// A file copied under another name (another txid, another range) is refused, naming it:
+/// planning trusts names, so without the header check the restore would claim a position the
+/// file does not hold and exit 0 with an older database.
+#[test]
+fn renamed_snapshot_or_segment_is_refused() {
+    let (s, _app) = build();
+    let name = |p: &PathBuf| p.file_name().unwrap().to_str().unwrap().to_owned();
+    let hex = |s: &str| u64::from_str_radix(s, 16).unwrap();
+
+    let rep = s.dir.path().join("rep-renamed-snap");
+    copy_dir(&s.replica, &rep);
+    let snap = files(&rep, "snapshots").pop().unwrap();
+    let n = name(&snap);
+    let moved = format!("{:016x}{}", hex(&n[..16]) + 100, &n[16..]);
+    std::fs::copy(&snap, rep.join("snapshots").join(&moved)).unwrap();
+    let out = s.dir.path().join("renamed-snap.db");
+    let o = restore(
+        &format!("file://{}", rep.display()),
+        &out,
+        &["-integrity-check", "full"],
+    );
+    assert_fails_naming(&o, &moved);
+    assert!(!out.exists());
+
+    let rep = s.dir.path().join("rep-renamed-seg");
+    copy_dir(&s.replica, &rep);
+    let seg = segments(&rep).pop().unwrap();
+    let n = name(&seg);
+    let moved = format!("{}-{:016x}{}", &n[..16], hex(&n[17..33]) + 50, &n[33..]);
+    std::fs::copy(&seg, seg.with_file_name(&moved)).unwrap();
+    let out = s.dir.path().join("renamed-seg.db");
+    let o = restore(
+        &format!("file://{}", rep.display()),
+        &out,
+        &["-integrity-check", "full"],
+    );
+    assert_fails_naming(&o, &moved);
+    assert!(!out.exists());
+}

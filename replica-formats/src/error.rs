@@ -54,6 +54,13 @@ pub enum FormatError {
     /// zstd failed to compress a run (should not happen short of OOM).
     #[error("zstd compression failed: {0}")]
     Compression(#[source] io::Error),
+    /// The header describes another file than the key it was read from: a file renamed or
+    /// copied under another name. Applying it would claim a position it does not hold.
+    #[error("the header does not match the file name: it belongs at {expected}")]
+    KeyMismatch {
+        /// The key the header describes (for a segment, at the level it was read from).
+        expected: String,
+    },
     /// The underlying reader or writer failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),

@@ -136,6 +136,21 @@ impl Header {
         }
     }
 
+    /// Checks that this header agrees with `key`, the name the file was read from: kind, txids
+    /// and timestamp (a segment's level is not in the header, and moving a segment between
+    /// levels changes nothing it holds). Planning trusts names, so a file copied under another
+    /// txid would otherwise be applied as a position it does not hold.
+    pub fn check_key(&self, key: &ObjectKey) -> Result<()> {
+        let expected = self.object_key(key.level().unwrap_or(Level::ZERO));
+        if expected == *key {
+            Ok(())
+        } else {
+            Err(FormatError::KeyMismatch {
+                expected: expected.path(),
+            })
+        }
+    }
+
     /// The lock page for this file's page size.
     pub fn lock_page(&self) -> PageNo {
         PageNo::lock_page(self.page_size)
@@ -274,4 +289,66 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[off..off + 8]);
     u64::from_le_bytes(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(kind: FileKind, min: u64, max: u64) -> Header {
+        Header {
+            kind,
+            page_size: PageSize::new(4096).unwrap(),
+            commit: 2,
+            min_txid: TxId::new(min).unwrap(),
+            max_txid: TxId::new(max).unwrap(),
+            timestamp: Timestamp::from_millis(1000),
+            pre_checksum: DbChecksum::EMPTY,
+            wal: WalPosition::default(),
+        }
+    }
+
+    #[test]
+    fn check_key_accepts_only_the_name_the_header_describes() {
+        let snap = header(FileKind::Snapshot, 5, 5);
+        let seg = header(FileKind::Segment, 3, 7);
+        let l2 = Level::new(2).unwrap();
+        assert!(snap.check_key(&snap.object_key(Level::ZERO)).is_ok());
+        assert!(seg.check_key(&seg.object_key(l2)).is_ok());
+        let renamed = ObjectKey::Snapshot {
+            txid: TxId::new(9).unwrap(),
+            ts: snap.timestamp,
+        };
+        let err = snap.check_key(&renamed).unwrap_err();
+        assert!(matches!(err, FormatError::KeyMismatch { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&snap.object_key(Level::ZERO).path())
+        );
+        for wrong in [
+            ObjectKey::Segment {
+                level: l2,
+                min: seg.min_txid,
+                max: TxId::new(8).unwrap(),
+                ts: seg.timestamp,
+            },
+            ObjectKey::Segment {
+                level: l2,
+                min: TxId::new(4).unwrap(),
+                max: seg.max_txid,
+                ts: seg.timestamp,
+            },
+            ObjectKey::Segment {
+                level: l2,
+                min: seg.min_txid,
+                max: seg.max_txid,
+                ts: Timestamp::from_millis(999),
+            },
+            snap.object_key(Level::ZERO),
+        ] {
+            assert!(seg.check_key(&wrong).is_err(), "{}", wrong.path());
+        }
+        // A snapshot read from a segment key (and the reverse) is a mismatch too.
+        assert!(snap.check_key(&seg.object_key(Level::ZERO)).is_err());
+    }
 }

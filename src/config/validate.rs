@@ -1,5 +1,7 @@
 //! Cross-field validation of a converted [`Config`].
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::path::Path;
 
 use super::convert::DbSpan;
@@ -7,7 +9,7 @@ use super::{Config, ConfigError, ReplicaTarget};
 
 /// Where a replica stores data: a namespace (`root`) and a path inside it. Two replicas
 /// conflict when their roots are equal and one path is a prefix of (or equal to) the other.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Place {
     root: String,
     segments: Vec<String>,
@@ -84,12 +86,16 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
     };
     let at = |line: Option<u64>| line.map(|l| format!(" (line {l})")).unwrap_or_default();
 
-    // (db index, replica index, place)
-    let mut places: Vec<(usize, usize, Place)> = Vec::new();
+    // Every check below is a lookup in a sorted or hashed index, never a scan of the other
+    // databases: thousands of databases validate in milliseconds (a scan per entry took a
+    // minute for 20 000).
+    let mut seen: HashMap<&Path, usize> = HashMap::with_capacity(config.dbs.len());
+    let db_paths: BTreeSet<&Path> = config.dbs.iter().map(|d| d.path.as_path()).collect();
+    let mut places: BTreeMap<Place, (usize, usize)> = BTreeMap::new();
     for (i, db) in config.dbs.iter().enumerate() {
         let dbname = db.path.display();
         let line = db_line(i);
-        if let Some(first) = config.dbs[..i].iter().position(|d| d.path == db.path) {
+        if let Some(&first) = seen.get(db.path.as_path()) {
             return Err(err(
                 line,
                 format!(
@@ -98,6 +104,7 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
                 ),
             ));
         }
+        seen.insert(&db.path, i);
         for (key, zero) in [
             ("monitor-interval", db.monitor_interval.is_zero()),
             ("checkpoint-interval", db.checkpoint_interval.is_zero()),
@@ -135,38 +142,26 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
                 ));
             }
             if let ReplicaTarget::File { path } = &r.target
-                && let Some(d) = config.dbs.iter().find(|d| is_within(&d.path, path))
+                && let Some(d) = first_within(&db_paths, path)
             {
                 return Err(err(
                     line,
                     format!(
                         "{what}: replica path {} is or contains the database file {}",
                         path.display(),
-                        d.path.display()
+                        d.display()
                     ),
                 ));
             }
             let p = place(&r.target);
-            for (oi, oj, op) in &places {
-                if op.root != p.root {
-                    continue;
-                }
-                let other = &config.dbs[*oi].replicas[*oj];
+            if let Some((relation, (oi, oj))) = conflict(&places, &p) {
+                let other = &config.dbs[oi].replicas[oj];
                 let other = format!(
                     "replica {:?} of db {}{}",
                     other.name,
-                    config.dbs[*oi].path.display(),
-                    at(rep_line(*oi, *oj))
+                    config.dbs[oi].path.display(),
+                    at(rep_line(oi, oj))
                 );
-                let relation = if op.segments == p.segments {
-                    "points at the same place as"
-                } else if p.segments.starts_with(&op.segments) {
-                    "is inside"
-                } else if op.segments.starts_with(&p.segments) {
-                    "contains"
-                } else {
-                    continue;
-                };
                 return Err(err(
                     line,
                     format!(
@@ -174,13 +169,45 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
                     ),
                 ));
             }
-            places.push((i, j, p));
+            places.insert(p, (i, j));
         }
     }
     Ok(())
 }
 
-/// True if `inner` is `outer` or lies below it (lexically).
-fn is_within(inner: &Path, outer: &Path) -> bool {
-    inner.starts_with(outer)
+/// A database path that is `outer` or lies below it (lexically). Paths order component by
+/// component, so everything below `outer` sorts right after it: the first path at or after
+/// `outer` is below it if any is.
+fn first_within<'a>(paths: &BTreeSet<&'a Path>, outer: &Path) -> Option<&'a Path> {
+    paths
+        .range::<Path, _>((Bound::Included(outer), Bound::Unbounded))
+        .next()
+        .filter(|p| p.starts_with(outer))
+        .copied()
+}
+
+/// How `p` overlaps a place already taken, and by which (db, replica): the same place, inside
+/// one (one of `p`'s ancestors is taken), or containing one (the first taken place after `p`
+/// in order lies below it, by the same ordering argument as [`first_within`]).
+fn conflict(
+    places: &BTreeMap<Place, (usize, usize)>,
+    p: &Place,
+) -> Option<(&'static str, (usize, usize))> {
+    if let Some(&at) = places.get(p) {
+        return Some(("points at the same place as", at));
+    }
+    for n in 0..p.segments.len() {
+        let up = Place {
+            root: p.root.clone(),
+            segments: p.segments[..n].to_vec(),
+        };
+        if let Some(&at) = places.get(&up) {
+            return Some(("is inside", at));
+        }
+    }
+    places
+        .range((Bound::Excluded(p), Bound::Unbounded))
+        .next()
+        .filter(|(q, _)| q.root == p.root && q.segments.starts_with(&p.segments))
+        .map(|(_, &at)| ("contains", at))
 }

@@ -69,6 +69,16 @@ pub enum ReplicaError {
         /// Cause.
         source: std::io::Error,
     },
+    /// Writing into a file replica failed (disk full, read-only, permissions).
+    #[error("replica {replica}: writing {path}: {source}")]
+    Write {
+        /// Replica.
+        replica: String,
+        /// File in the replica.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
     /// The replica configuration cannot be used.
     #[error("replica {replica}: {what}")]
     Config {
@@ -178,6 +188,16 @@ impl ReplicaClient {
     /// Every replica file, sorted by position; foreign objects (temp files, other tools) are
     /// ignored.
     pub async fn list(&self) -> Result<Vec<ObjectKey>, ReplicaError> {
+        if let Some(dir) = &self.local_dir {
+            let (dir, name) = (dir.clone(), self.name.clone());
+            return tokio::task::spawn_blocking(move || list_local(&name, &dir))
+                .await
+                .map_err(|e| ReplicaError::Local {
+                    replica: self.name.clone(),
+                    path: "(listing)".into(),
+                    source: std::io::Error::other(e),
+                })?;
+        }
         self.timed("listing", async {
             let prefix = (!self.root.as_ref().is_empty()).then_some(&self.root);
             let mut stream = self.store.list(prefix);
@@ -228,13 +248,19 @@ impl ReplicaClient {
                 .await
                 .map_err(|e| local(std::io::Error::other(e)))?;
             return match res {
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Side::Write(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     Err(ReplicaError::AlreadyExists {
                         replica: self.name.clone(),
                         key: key.path(),
                     })
                 }
-                other => other.map_err(local),
+                Err(Side::Write(source)) => Err(ReplicaError::Write {
+                    replica: self.name.clone(),
+                    path: dir.join(key.path()).display().to_string(),
+                    source,
+                }),
+                Err(Side::Read(e)) => Err(local(e)),
+                Ok(n) => Ok(n),
             };
         }
         let mut file = tokio::fs::File::open(src).await.map_err(local)?;
@@ -361,30 +387,114 @@ fn target_kind(t: &crate::config::ReplicaTarget) -> &'static str {
     }
 }
 
+/// Lists a file replica by its layout (`snapshots/`, `segments/<level>/`) rather than by a
+/// recursive walk: an entry that cannot be read (a symlink loop, a dangling link, a file removed
+/// meanwhile) is skipped with a warning instead of failing the whole listing, and no stray
+/// directory is ever descended into. A directory of the layout that cannot be read still fails:
+/// a partial listing could plan an older database.
+fn list_local(name: &str, dir: &Path) -> Result<Vec<ObjectKey>, ReplicaError> {
+    let read_dir = |rel: &str| -> Result<Vec<(String, std::fs::DirEntry)>, ReplicaError> {
+        let path = dir.join(rel);
+        let entries = match std::fs::read_dir(&path) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(ReplicaError::Local {
+                    replica: name.to_owned(),
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.map_err(|source| ReplicaError::Local {
+                replica: name.to_owned(),
+                path: path.display().to_string(),
+                source,
+            })?;
+            if let Some(n) = e.file_name().to_str() {
+                out.push((format!("{rel}/{n}"), e));
+            }
+        }
+        Ok(out)
+    };
+    // Follows a symlink like any reader would; an entry that cannot be followed is skipped.
+    let kind = |rel: &str, e: &std::fs::DirEntry| match std::fs::metadata(e.path()) {
+        Ok(m) => Some(m.is_dir()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => {
+            crate::log::warn(&format!("replica {name}: skipping {rel}: {err}"));
+            None
+        }
+    };
+    let mut keys = Vec::new();
+    let mut file = |rel: &str, e: &std::fs::DirEntry| {
+        if let Some(k) = ObjectKey::parse(rel)
+            && kind(rel, e) == Some(false)
+        {
+            keys.push(k);
+        }
+    };
+    for (rel, e) in read_dir(replica_formats::SNAPSHOTS_DIR)? {
+        file(&rel, &e);
+    }
+    for (level, e) in read_dir(replica_formats::SEGMENTS_DIR)? {
+        let is_level = level.len() == replica_formats::SEGMENTS_DIR.len() + 2
+            && level.as_bytes().last().is_some_and(u8::is_ascii_digit);
+        if is_level && kind(&level, &e) == Some(true) {
+            for (rel, e) in read_dir(&level)? {
+                file(&rel, &e);
+            }
+        }
+    }
+    keys.sort();
+    Ok(keys)
+}
+
 /// Puts the immutable spool file `src` at `dest` without ever replacing an
 /// existing file: a hard link when both are on one file system (no data written at all), else an
 /// in-kernel copy to a temp file, fsync, and a no-clobber link into place. The directory entry is
 /// fsynced either way.
-fn link_or_copy(src: &Path, dest: &Path) -> std::io::Result<u64> {
-    let size = std::fs::metadata(src)?.len();
+fn link_or_copy(src: &Path, dest: &Path) -> Result<u64, Side> {
+    let size = std::fs::metadata(src).map_err(Side::Read)?.len();
     if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent)?;
+        std::fs::create_dir_all(parent).map_err(Side::Write)?;
     }
     match std::fs::hard_link(src, dest) {
         // The spool does not fsync; the replica's copy must be durable before it counts.
-        Ok(()) => std::fs::File::open(dest)?.sync_all()?,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
+        Ok(()) => std::fs::File::open(dest)
+            .and_then(|f| f.sync_all())
+            .map_err(Side::Write)?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Side::Write(e)),
         Err(_) => {
             let tmp = crate::fsutil::temp_sibling(dest);
             let res = (|| {
-                std::fs::copy(src, &tmp)?;
-                std::fs::File::open(&tmp)?.sync_all()?;
-                std::fs::hard_link(&tmp, dest)
+                std::fs::copy(src, &tmp).map_err(|e| {
+                    // `copy` reads one file and writes the other: the error belongs to the
+                    // spool file only if that cannot even be opened.
+                    match std::fs::File::open(src) {
+                        Err(_) => Side::Read(e),
+                        Ok(_) => Side::Write(e),
+                    }
+                })?;
+                std::fs::File::open(&tmp)
+                    .and_then(|f| f.sync_all())
+                    .map_err(Side::Write)?;
+                std::fs::hard_link(&tmp, dest).map_err(Side::Write)
             })();
             let _ = std::fs::remove_file(&tmp);
             res?;
         }
     }
-    crate::fsutil::sync_dir(dest)?;
+    crate::fsutil::sync_dir(dest).map_err(Side::Write)?;
     Ok(size)
+}
+
+/// Which end of a spool-to-replica copy failed: a full or read-only replica is a write error
+/// of the replica path, not a read error of the spool file.
+#[derive(Debug)]
+enum Side {
+    Read(std::io::Error),
+    Write(std::io::Error),
 }

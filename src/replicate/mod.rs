@@ -1,6 +1,7 @@
 //! `memsync replicate`: one monitor thread per database, one shipping task per replica.
 
 pub mod compact;
+pub mod fdlimit;
 pub mod policy;
 pub mod shipper;
 pub mod spool;
@@ -78,6 +79,7 @@ pub fn run(
     opts: &ReplicateOptions,
     stop: Arc<AtomicBool>,
 ) -> Result<Vec<DbHandle>, ReplicateError> {
+    fdlimit::ensure(config.dbs.len()).map_err(ReplicateError::Setup)?;
     let rt =
         crate::runtime().map_err(|e| ReplicateError::Setup(format!("starting runtime: {e}")))?;
     // Startup code (arguments, config) is not needed again: keep it out of the resident set.
@@ -91,11 +93,16 @@ pub fn run(
         let _rt = rt.enter();
         let mut term = signal(SignalKind::terminate()).ok();
         let mut int = signal(SignalKind::interrupt()).ok();
+        // SIGHUP (a closed terminal, a service manager's reload) is a stop too, never the
+        // default kill that leaves committed transactions unshipped. Litestream does not catch
+        // it (Go's default: exit at once); there is nothing to reload short of a restart.
+        let mut hup = signal(SignalKind::hangup()).ok();
         let (stop, signalled) = (stop.clone(), signalled.clone());
         rt.spawn(async move {
             tokio::select! {
                 _ = recv(&mut term) => {}
                 _ = recv(&mut int) => {}
+                _ = recv(&mut hup) => {}
             }
             stop.store(true, Ordering::Relaxed);
             signalled.notify_one();
@@ -104,7 +111,8 @@ pub fn run(
     let mut dbs = Vec::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     for db in &config.dbs {
-        dbs.push(start_db(&rt, db, opts, stop.clone(), stop_rx.clone())?);
+        let started = start_db(&rt, db, opts, stop.clone(), stop_rx.clone());
+        dbs.push(started.map_err(|e| out_of_fds(e, config.dbs.len()))?);
     }
     crate::log::info(&format!("replicating {} database(s)", dbs.len()));
     // Nor is the recovery and first-snapshot code.
@@ -152,8 +160,9 @@ pub fn run(
         match d.monitor.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
+                let e = out_of_fds(ReplicateError::Monitor(e), config.dbs.len());
                 crate::log::error(&e.to_string());
-                first_err.get_or_insert(ReplicateError::Monitor(e));
+                first_err.get_or_insert(e);
             }
             Err(_) => {
                 first_err.get_or_insert(ReplicateError::Setup("monitor thread panicked".into()));
@@ -207,6 +216,7 @@ fn start_db(
     mcfg.min_checkpoint_pages = db.min_checkpoint_page_count;
     mcfg.truncate_pages = db.truncate_page_n;
     mcfg.convert_to_wal = opts.convert_to_wal;
+    mcfg.stop = (!opts.once).then(|| stop.clone());
     mcfg.min_sync_gap = db
         .replicas
         .iter()
@@ -288,6 +298,19 @@ fn start_db(
             replicas,
         },
     })
+}
+
+/// Says "too many open files" when that is what an error (typically SQLite's "unable to open
+/// database file", which hides the errno) comes down to.
+fn out_of_fds(e: ReplicateError, dbs: usize) -> ReplicateError {
+    if fdlimit::exhausted(&e) {
+        ReplicateError::Setup(format!(
+            "{} (first failure: {e})",
+            fdlimit::message(fdlimit::current(), dbs)
+        ))
+    } else {
+        e
+    }
 }
 
 /// `MEMSYNC_COMPACTION_INTERVAL` (Go duration) overrides the 30 s level-0 compaction interval;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use replica_formats::{
-    DbChecksum, FileDecoder, FileKind, ObjectKey, PageNo, PageSize, RestorePlan, TxId, page_hash,
+    DbChecksum, FileDecoder, ObjectKey, PageNo, PageSize, RestorePlan, TxId, page_hash,
 };
 use tokio::runtime::Handle;
 
@@ -184,13 +184,10 @@ pub(super) fn build(
     let mut dec = FileDecoder::new(BufReader::with_capacity(1 << 20, reader))
         .map_err(corrupt(&plan.snapshot))?;
     let header = *dec.header();
-    if header.kind != FileKind::Snapshot {
-        return Err(corrupt(&plan.snapshot)(
-            replica_formats::FormatError::Corrupt {
-                what: "snapshot key names a segment file".into(),
-            },
-        ));
-    }
+    // The plan trusts names: a file copied under another name must not stand in for it.
+    header
+        .check_key(&plan.snapshot)
+        .map_err(corrupt(&plan.snapshot))?;
     let mut t = Target {
         file,
         path: tmp.display().to_string(),
@@ -313,6 +310,7 @@ pub(super) fn apply_segment(
             },
         })?;
     let file = replica_formats::decode_file(&bytes).map_err(corrupt)?;
+    file.header.check_key(key).map_err(corrupt)?;
     if file.header.pre_checksum != t.checksum {
         return Err(diverged(client, key, file.header.pre_checksum, t.checksum));
     }

@@ -4,6 +4,7 @@
 pub mod capture;
 pub mod checkpoint;
 pub mod conn;
+mod diskfull;
 pub mod monitor;
 pub mod monitor_config;
 pub mod pacer;

@@ -136,7 +136,7 @@ impl Monitor {
             last_map_save: Instant::now() - Duration::from_secs(3600),
             ino,
         };
-        m.recover(floor)?;
+        m.recover_waiting_for_space(floor)?;
         m.compactor.snapshot_interval = m.cfg.snapshot_interval;
         m.compactor.set_db_size(m.map.commit(), m.map.page_size());
         m.compactor.interval = m.cfg.compaction_interval;
@@ -154,7 +154,7 @@ impl Monitor {
         &self.spool
     }
 
-    fn recover(&mut self, floor: Option<TxId>) -> Result<(), MonitorError> {
+    pub(super) fn recover(&mut self, floor: Option<TxId>) -> Result<(), MonitorError> {
         let keys = self
             .spool
             .keys()
@@ -212,7 +212,7 @@ impl Monitor {
         self.pos = floor;
         self.snapshot()?;
         crate::log::info(&format!(
-            "{}: snapshot at position {} ({} pages)",
+            "{}: snapshot at position {:016x} ({} pages)",
             self.cfg.db_path.display(),
             self.pos.map_or(0, TxId::get),
             self.map.commit()
@@ -231,6 +231,7 @@ impl Monitor {
         let mut retry_at = Instant::now();
         // Quick second looks left after a file event that found no new commit.
         let mut rechecks = 0u32;
+        let mut disk_full = false;
         while !stop.load(Ordering::Relaxed) {
             let probe = self.cfg.probe_interval;
             if dirty {
@@ -269,6 +270,9 @@ impl Monitor {
             })();
             match pass {
                 Ok(idle) => {
+                    if std::mem::take(&mut disk_full) {
+                        crate::log::info(&self.space_again_line());
+                    }
                     backoff = Duration::ZERO;
                     // The writer's last WAL write can wake us before it publishes the commit in
                     // the WAL index (shared memory: no file event follows). Look again in 2, 8
@@ -297,7 +301,12 @@ impl Monitor {
                         (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
                     retry_at = Instant::now() + backoff;
                     dirty = true;
-                    crate::log::error(&format!("{e} (retrying in {backoff:?})"));
+                    if !e.is_disk_full() {
+                        crate::log::error(&format!("{e} (retrying in {backoff:?})"));
+                    } else if !std::mem::replace(&mut disk_full, true) {
+                        // One line per episode, not one per retry.
+                        crate::log::error(&self.disk_full_line(backoff));
+                    }
                 }
             }
         }
@@ -314,7 +323,7 @@ impl Monitor {
         let st = &self.stats;
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         crate::log::info(&format!(
-            "{}: stopped at position {}: {} transactions, {} bytes spooled, {} snapshots, {} resyncs, {} checkpoints, {} compactions, {} yields to application checkpoints ({} ms), write lock held {} ms in total",
+            "{}: stopped at position {:016x}: {} transactions, {} bytes spooled, {} snapshots, {} resyncs, {} checkpoints, {} compactions, {} yields to application checkpoints ({} ms), write lock held {} ms in total",
             self.cfg.db_path.display(),
             self.pos.map_or(0, TxId::get),
             g(&st.transactions),
@@ -442,7 +451,7 @@ impl Monitor {
         for key in &chain {
             let bytes = std::fs::read(self.spool.path(key)).ok()?;
             let file = replica_formats::decode_file(&bytes).ok()?;
-            if file.header.pre_checksum != map.checksum() {
+            if file.header.check_key(key).is_err() || file.header.pre_checksum != map.checksum() {
                 return None;
             }
             for (pgno, data) in file.pages() {

@@ -54,6 +54,9 @@ pub struct MonitorConfig {
     pub keep_run_pages: usize,
     /// How often to look for an application's checkpoint waiting on memsync.
     pub probe_interval: Duration,
+    /// Set when memsync is stopping. With it, a full disk under the spool at start is waited
+    /// out (retrying with backoff) instead of failing; without it (`-once`), it fails.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl MonitorConfig {
@@ -77,6 +80,7 @@ impl MonitorConfig {
             keep_level: 1,
             keep_run_pages: 32,
             probe_interval: Duration::from_millis(50),
+            stop: None,
         }
     }
 }
@@ -117,6 +121,11 @@ pub enum MonitorError {
 }
 
 impl MonitorError {
+    /// True when the disk under the spool (or its quota) is full: retried, never fatal.
+    pub fn is_disk_full(&self) -> bool {
+        crate::fsutil::is_disk_full(self)
+    }
+
     /// True for SQLITE_BUSY on memsync's own connection: another connection holds the lock.
     pub fn is_busy(&self) -> bool {
         matches!(self, MonitorError::Sqlite { source, .. }

@@ -329,3 +329,53 @@ fn example_file_parses() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!c.dbs.is_empty());
 }
+
+/// Validation is a lookup per entry, not a scan of every other entry: 20 000 databases took
+/// over a minute when it was quadratic. Asserts only the results; prints the time.
+#[test]
+fn twenty_thousand_databases_validate_and_conflicts_are_still_found() {
+    let mut text = String::from("dbs:\n");
+    for i in 0..20_000 {
+        text.push_str(&format!(
+            "  - path: /data/db{i}.sqlite\n    replicas:\n      - path: /backups/db{i}\n        name: r\n"
+        ));
+    }
+    let t = std::time::Instant::now();
+    let c = ok(&text);
+    eprintln!("20 000 databases parsed and validated in {:?}", t.elapsed());
+    assert_eq!(c.dbs.len(), 20_000);
+
+    let inside = format!(
+        "{text}  - path: /data/extra.sqlite\n    replicas:\n      - path: /backups/db17/sub\n"
+    );
+    let e = err(&inside);
+    assert!(
+        e.contains("is inside") && e.contains("/data/db17.sqlite"),
+        "{e}"
+    );
+    let contains =
+        format!("{text}  - path: /data/extra.sqlite\n    replicas:\n      - path: /backups\n");
+    let e = err(&contains);
+    assert!(
+        e.contains("contains") && e.contains("of db /data/db"),
+        "{e}"
+    );
+    let same =
+        format!("{text}  - path: /data/extra.sqlite\n    replicas:\n      - path: /backups/db5\n");
+    let e = err(&same);
+    assert!(
+        e.contains("points at the same place as") && e.contains("/data/db5.sqlite"),
+        "{e}"
+    );
+    let twice =
+        format!("{text}  - path: /data/db9.sqlite\n    replicas:\n      - path: /backups/x\n");
+    let e = err(&twice);
+    assert!(e.contains("configured twice (first at dbs[9]"), "{e}");
+    let over_db =
+        format!("{text}  - path: /data/extra.sqlite\n    replicas:\n      - path: /data\n");
+    let e = err(&over_db);
+    assert!(
+        e.contains("is or contains the database file /data/db"),
+        "{e}"
+    );
+}

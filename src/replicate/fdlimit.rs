@@ -1,0 +1,110 @@
+//! File descriptors: each database costs about [`PER_DB`] of them for as long as it is
+//! replicated, so a config with hundreds of databases outgrows the usual soft limit of 1024.
+//! Checked before anything opens, so the failure says why instead of naming whichever database
+//! happened to be the first that SQLite could not open.
+
+use std::io;
+
+/// Descriptors one replicated database holds: two SQLite connections, each on the database,
+/// its `-wal` and `-shm` (counted: 3 × 3 in a running process, one more for the connection
+/// the page reader keeps), the WAL watch (inotify), plus headroom for the files opened for a
+/// moment (a spool file being written, an upload's source and temp file, compaction inputs).
+pub const PER_DB: u64 = 12;
+/// Descriptors of the process itself: standard streams, the runtime's event loop, metrics
+/// socket, log files.
+pub const BASE: u64 = 32;
+
+/// Descriptors needed for `dbs` databases.
+pub fn needed(dbs: usize) -> u64 {
+    BASE + PER_DB * dbs as u64
+}
+
+/// The one-line explanation of running out.
+pub fn message(limit: u64, dbs: usize) -> String {
+    format!(
+        "too many open files (limit {limit}, need about {} for {dbs} databases); raise it with `ulimit -n` or LimitNOFILE=",
+        needed(dbs)
+    )
+}
+
+/// The soft and hard `RLIMIT_NOFILE`.
+fn limits() -> io::Result<(u64, u64)> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given and nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((r.rlim_cur, r.rlim_max))
+}
+
+/// Makes room for `dbs` databases: raises the soft limit (up to the hard limit) when it is
+/// short; `Err(message)` if even the hard limit is too low. A limit that cannot be read is
+/// left to fail later, as before.
+pub fn ensure(dbs: usize) -> Result<(), String> {
+    let Ok((soft, hard)) = limits() else {
+        return Ok(());
+    };
+    let need = needed(dbs);
+    if soft >= need {
+        return Ok(());
+    }
+    let raised = libc::rlimit {
+        rlim_cur: need.min(hard) as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads the struct it is given.
+    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0;
+    let now = if ok { need.min(hard) } else { soft };
+    if now >= need {
+        crate::log::info(&format!(
+            "raised the open-file limit from {soft} to {now} for {dbs} databases"
+        ));
+        return Ok(());
+    }
+    Err(message(now, dbs))
+}
+
+/// True if `err` (or anything it wraps) is EMFILE/ENFILE, or if the process is at its
+/// descriptor limit: SQLite reports "unable to open database file" without the errno.
+pub fn exhausted(err: &(dyn std::error::Error + 'static)) -> bool {
+    if crate::fsutil::has_errno(err, &[libc::EMFILE, libc::ENFILE]) {
+        return true;
+    }
+    let Ok((soft, _)) = limits() else {
+        return false;
+    };
+    match std::fs::read_dir("/proc/self/fd") {
+        Ok(open) => open.count() as u64 + 4 >= soft,
+        // Not even the listing could be opened: that is the answer.
+        Err(e) => e.raw_os_error() == Some(libc::EMFILE),
+    }
+}
+
+/// The limit currently in force, for the message.
+pub fn current() -> u64 {
+    limits().map_or(0, |(soft, _)| soft)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_names_the_limit_and_the_need() {
+        let m = message(1024, 200);
+        assert!(
+            m.starts_with("too many open files (limit 1024, need about 2432 for 200 databases)"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn emfile_is_recognised_through_wrappers() {
+        let inner = io::Error::from_raw_os_error(libc::EMFILE);
+        let wrapped = io::Error::other(inner);
+        assert!(exhausted(&wrapped));
+    }
+}

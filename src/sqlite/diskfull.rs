@@ -1,0 +1,67 @@
+//! A full disk under the spool: waited out with backoff and reported once per episode, never a
+//! reason to exit. The application is not harmed meanwhile: memsync's read transaction keeps
+//! every unshipped frame in the WAL, which only grows until space returns.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use replica_formats::TxId;
+
+use super::monitor::{Monitor, MonitorError};
+
+impl Monitor {
+    /// [`Self::recover`], retried with backoff while the spool's disk is full (when a stop
+    /// flag says how long to keep trying): a full disk is a condition to wait out, and the
+    /// application is not harmed meanwhile (its WAL only grows).
+    pub(super) fn recover_waiting_for_space(
+        &mut self,
+        floor: Option<TxId>,
+    ) -> Result<(), MonitorError> {
+        let mut backoff = Duration::from_millis(500);
+        let mut logged = false;
+        loop {
+            match self.recover(floor) {
+                Err(e) if e.is_disk_full() => {
+                    let Some(stop) = self.cfg.stop.clone() else {
+                        return Err(e);
+                    };
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(e);
+                    }
+                    if !logged {
+                        crate::log::error(&self.disk_full_line(backoff));
+                        logged = true;
+                    }
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    if logged {
+                        crate::log::info(&self.space_again_line());
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    pub(super) fn disk_full_line(&self, backoff: Duration) -> String {
+        format!(
+            "spool {}: disk full; retrying in {backoff:?} (the application is unaffected; {} waits)",
+            self.spool.dir().display(),
+            self.cfg.db_path.display()
+        )
+    }
+
+    pub(super) fn space_again_line(&self) -> String {
+        format!(
+            "spool {}: space available again; replicating {}",
+            self.spool.dir().display(),
+            self.cfg.db_path.display()
+        )
+    }
+}
