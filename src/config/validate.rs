@@ -4,13 +4,16 @@ use std::path::Path;
 
 use super::convert::DbSpan;
 use super::{Config, ConfigError, ReplicaTarget};
+use crate::fsutil;
 
 /// Where a replica stores data: a namespace (`root`) and a path inside it. Two replicas
-/// conflict when their roots are equal and one path is a prefix of (or equal to) the other.
+/// conflict when their roots are equal and one path is a prefix of (or equal to) the other,
+/// or (file replicas that exist) when they are one directory by device and inode.
 #[derive(Debug, PartialEq, Eq)]
 struct Place {
     root: String,
     segments: Vec<String>,
+    file_id: Option<(u64, u64)>,
 }
 
 fn place(t: &ReplicaTarget) -> Place {
@@ -21,12 +24,14 @@ fn place(t: &ReplicaTarget) -> Place {
             .collect()
     };
     match t {
+        // Symlinks resolved: two paths reaching one directory are one place.
         ReplicaTarget::File { path } => Place {
             root: "file".into(),
-            segments: path
+            segments: fsutil::canonical(path)
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .collect(),
+            file_id: fsutil::file_id(path),
         },
         ReplicaTarget::S3 {
             bucket,
@@ -43,6 +48,7 @@ fn place(t: &ReplicaTarget) -> Place {
                     .to_ascii_lowercase()
             ),
             segments: split(path),
+            file_id: None,
         },
         ReplicaTarget::Http { url } => {
             let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
@@ -55,6 +61,7 @@ fn place(t: &ReplicaTarget) -> Place {
             Place {
                 root: format!("{scheme}://{authority}"),
                 segments: split(path),
+                file_id: None,
             }
         }
     }
@@ -84,19 +91,43 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
     };
     let at = |line: Option<u64>| line.map(|l| format!(" (line {l})")).unwrap_or_default();
 
+    // Databases by the file SQLite opens: symlinks resolved, and device + inode where it exists
+    // (a second name of one database makes two monitors fight over its checkpoints).
+    let real: Vec<(std::path::PathBuf, Option<(u64, u64)>)> = config
+        .dbs
+        .iter()
+        .map(|d| (fsutil::canonical(&d.path), fsutil::file_id(&d.path)))
+        .collect();
+    let mut seen: std::collections::HashMap<&std::path::Path, usize> = Default::default();
+    let mut seen_ids: std::collections::HashMap<(u64, u64), usize> = Default::default();
     // (db index, replica index, place)
     let mut places: Vec<(usize, usize, Place)> = Vec::new();
     for (i, db) in config.dbs.iter().enumerate() {
         let dbname = db.path.display();
         let line = db_line(i);
-        if let Some(first) = config.dbs[..i].iter().position(|d| d.path == db.path) {
+        let (canon, id) = &real[i];
+        let first = seen
+            .get(canon.as_path())
+            .or_else(|| id.as_ref().and_then(|id| seen_ids.get(id)))
+            .copied();
+        if let Some(first) = first {
+            let other = &config.dbs[first].path;
+            let alias = if *other == db.path {
+                String::new()
+            } else {
+                format!(" as {}; both are {}", other.display(), canon.display())
+            };
             return Err(err(
                 line,
                 format!(
-                    "db {dbname} is configured twice (first at dbs[{first}]{})",
+                    "db {dbname} is configured twice (first at dbs[{first}]{}{alias})",
                     at(db_line(first))
                 ),
             ));
+        }
+        seen.insert(canon.as_path(), i);
+        if let Some(id) = id {
+            seen_ids.insert(*id, i);
         }
         for (key, zero) in [
             ("monitor-interval", db.monitor_interval.is_zero()),
@@ -135,7 +166,15 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
                 ));
             }
             if let ReplicaTarget::File { path } = &r.target
-                && let Some(d) = config.dbs.iter().find(|d| is_within(&d.path, path))
+                && let Some(d) = {
+                    let rp = fsutil::canonical(path);
+                    config
+                        .dbs
+                        .iter()
+                        .zip(&real)
+                        .find(|(d, (c, _))| is_within(&d.path, path) || is_within(c, &rp))
+                        .map(|(d, _)| d)
+                }
             {
                 return Err(err(
                     line,
@@ -158,7 +197,9 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
                     config.dbs[*oi].path.display(),
                     at(rep_line(*oi, *oj))
                 );
-                let relation = if op.segments == p.segments {
+                let relation = if op.segments == p.segments
+                    || (op.file_id.is_some() && op.file_id == p.file_id)
+                {
                     "points at the same place as"
                 } else if p.segments.starts_with(&op.segments) {
                     "is inside"
