@@ -130,6 +130,9 @@ struct ReplicateArgs {
     /// Ship what is committed once, then exit.
     #[arg(long = "once")]
     once: bool,
+    /// Replace replicas that belong to another database (deletes their files).
+    #[arg(long = "takeover")]
+    takeover: bool,
     /// Log level: error, warn, info, debug.
     #[arg(long = "log-level")]
     log_level: Option<String>,
@@ -357,6 +360,7 @@ fn cmd_replicate(a: ReplicateArgs) -> Result<(), CliError> {
     let opts = ReplicateOptions {
         convert_to_wal: a.convert_to_wal,
         once: a.once,
+        takeover: a.takeover,
     };
     let stop = Arc::new(AtomicBool::new(false));
     replicate::run(&cfg, &opts, stop)?;

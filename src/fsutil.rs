@@ -132,6 +132,35 @@ pub fn is_disk_full(err: &(dyn std::error::Error + 'static)) -> bool {
     has_errno(err, &[libc::ENOSPC, libc::EDQUOT])
 }
 
+/// `path` with every symlink resolved: the canonical path of its longest existing ancestor,
+/// followed by the rest of it (lexically, `.` dropped). Two names of one file or directory, or
+/// of one place not created yet below a symlinked directory, give the same result.
+pub fn canonical(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut base = path;
+    loop {
+        if let Ok(c) = fs::canonicalize(base) {
+            let mut out = c;
+            out.extend(rest.iter().rev());
+            return out;
+        }
+        match (base.parent(), base.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                base = parent;
+            }
+            _ => return path.components().collect(),
+        }
+    }
+}
+
+/// Device and inode of `path` (following symlinks), if it exists: equal for two names of one
+/// file even across hard links and bind mounts.
+pub fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -196,3 +196,45 @@ fn unknown_commands_and_flags_are_usage_errors() {
     let o = run(&["version"]);
     assert!(o.status.success());
 }
+
+/// Places reached through symlinks are the same places: one database listed under two names,
+/// and two replicas whose paths lead to one directory, are refused before anything starts.
+#[test]
+fn symlinked_aliases_of_one_database_or_replica_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("db.sqlite");
+    create_memdb(&db);
+    let alias = d.path().join("alias.db");
+    std::os::unix::fs::symlink(&db, &alias).unwrap();
+    let (p, a) = (db.display(), alias.display());
+    let (r1, r2) = (d.path().join("r1"), d.path().join("r2"));
+    let o = replicate_with(
+        d.path(),
+        &format!(
+            "dbs:\n  - path: {p}\n    replicas:\n      - path: {}\n  - path: {a}\n    replicas:\n      - path: {}\n",
+            r1.display(),
+            r2.display()
+        ),
+    );
+    assert_fails(&o, &["configured twice", "alias.db"]);
+    let other = d.path().join("other.sqlite");
+    create_memdb(&other);
+    let shared = d.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let via = d.path().join("via");
+    std::os::unix::fs::symlink(&shared, &via).unwrap();
+    let o = replicate_with(
+        d.path(),
+        &format!(
+            "dbs:\n  - path: {p}\n    replicas:\n      - path: {}\n  - path: {}\n    replicas:\n      - path: {}/x\n",
+            shared.join("x").display(),
+            other.display(),
+            via.display()
+        ),
+    );
+    assert_fails(&o, &["same place"]);
+    assert!(
+        !r1.exists() && !shared.join("x").exists(),
+        "a refused config started replicating"
+    );
+}

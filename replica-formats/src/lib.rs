@@ -17,6 +17,7 @@ pub mod encode;
 pub mod error;
 pub mod header;
 pub mod key;
+pub mod lineage;
 pub mod plan;
 pub mod pos;
 
@@ -29,6 +30,7 @@ pub use header::{
     WalPosition,
 };
 pub use key::{Level, ObjectKey, SEGMENTS_DIR, SNAPSHOTS_DIR};
+pub use lineage::{LINEAGE_OBJECT, Lineage, LineageId};
 pub use plan::{RestorePlan, Target, chain_from, plan_restore};
 pub use pos::{DbChecksum, PageNo, PageSize, Timestamp, TxId};
 

@@ -429,6 +429,7 @@ impl Ctx<'_> {
                 "snapshot-interval",
                 g.snapshot_interval,
             )?,
+            takeover: r.takeover.unwrap_or(false),
         })
     }
 }

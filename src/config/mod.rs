@@ -91,6 +91,9 @@ pub struct ReplicaConfig {
     pub retention_check_interval: Duration,
     /// Forced snapshot interval; `None` = only when retention or restore cost needs one.
     pub snapshot_interval: Option<Duration>,
+    /// memsync only: if the replica belongs to another database (its lineage record names
+    /// another), delete its files and make it this database's. Default false: refuse.
+    pub takeover: bool,
 }
 
 /// The storage behind a replica.

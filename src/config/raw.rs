@@ -133,6 +133,8 @@ pub(super) struct RawReplica {
     pub(super) retention: S<Scalar>,
     pub(super) retention_check_interval: S<Scalar>,
     pub(super) snapshot_interval: S<Scalar>,
+    /// memsync only: replace the replica if it belongs to another database.
+    pub(super) takeover: Option<bool>,
     pub(super) bucket: S<String>,
     pub(super) endpoint: Option<String>,
     pub(super) region: Option<String>,

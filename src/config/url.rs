@@ -45,6 +45,7 @@ pub fn replica_from_url(url: &str) -> Result<ReplicaConfig, ConfigError> {
         retention: DEFAULT_RETENTION,
         retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,
         snapshot_interval: None,
+        takeover: false,
     })
 }
 

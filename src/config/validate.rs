@@ -1,11 +1,12 @@
 //! Cross-field validation of a converted [`Config`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::convert::DbSpan;
 use super::{Config, ConfigError, ReplicaTarget};
+use crate::fsutil;
 
 /// Where a replica stores data: a namespace (`root`) and a path inside it. Two replicas
 /// conflict when their roots are equal and one path is a prefix of (or equal to) the other.
@@ -23,9 +24,10 @@ fn place(t: &ReplicaTarget) -> Place {
             .collect()
     };
     match t {
+        // Symlinks resolved: two paths reaching one directory are one place.
         ReplicaTarget::File { path } => Place {
             root: "file".into(),
-            segments: path
+            segments: fsutil::canonical(path)
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .collect(),
@@ -89,22 +91,50 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
     // Every check below is a lookup in a sorted or hashed index, never a scan of the other
     // databases: thousands of databases validate in milliseconds (a scan per entry took a
     // minute for 20 000).
+    // Databases are compared by the file SQLite opens: symlinks resolved, and device + inode
+    // where it exists (a second name of one database makes two monitors fight over its
+    // checkpoints); file replicas likewise.
+    let real: Vec<(PathBuf, Option<(u64, u64)>)> = config
+        .dbs
+        .iter()
+        .map(|d| (fsutil::canonical(&d.path), fsutil::file_id(&d.path)))
+        .collect();
     let mut seen: HashMap<&Path, usize> = HashMap::with_capacity(config.dbs.len());
-    let db_paths: BTreeSet<&Path> = config.dbs.iter().map(|d| d.path.as_path()).collect();
+    let mut seen_ids: HashMap<(u64, u64), usize> = HashMap::new();
+    let db_paths: BTreeMap<&Path, usize> = real
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| (c.as_path(), i))
+        .collect();
     let mut places: BTreeMap<Place, (usize, usize)> = BTreeMap::new();
+    let mut place_ids: HashMap<(u64, u64), (usize, usize)> = HashMap::new();
     for (i, db) in config.dbs.iter().enumerate() {
         let dbname = db.path.display();
         let line = db_line(i);
-        if let Some(&first) = seen.get(db.path.as_path()) {
+        let (canon, id) = &real[i];
+        let first = seen
+            .get(canon.as_path())
+            .or_else(|| id.as_ref().and_then(|id| seen_ids.get(id)))
+            .copied();
+        if let Some(first) = first {
+            let other = &config.dbs[first].path;
+            let alias = if *other == db.path {
+                String::new()
+            } else {
+                format!(" as {}; both are {}", other.display(), canon.display())
+            };
             return Err(err(
                 line,
                 format!(
-                    "db {dbname} is configured twice (first at dbs[{first}]{})",
+                    "db {dbname} is configured twice (first at dbs[{first}]{}{alias})",
                     at(db_line(first))
                 ),
             ));
         }
-        seen.insert(&db.path, i);
+        seen.insert(canon.as_path(), i);
+        if let Some(id) = id {
+            seen_ids.insert(*id, i);
+        }
         for (key, zero) in [
             ("monitor-interval", db.monitor_interval.is_zero()),
             ("checkpoint-interval", db.checkpoint_interval.is_zero()),
@@ -142,19 +172,26 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
                 ));
             }
             if let ReplicaTarget::File { path } = &r.target
-                && let Some(d) = first_within(&db_paths, path)
+                && let Some(d) = first_within(&db_paths, &fsutil::canonical(path))
             {
                 return Err(err(
                     line,
                     format!(
                         "{what}: replica path {} is or contains the database file {}",
                         path.display(),
-                        d.display()
+                        config.dbs[d].path.display()
                     ),
                 ));
             }
             let p = place(&r.target);
-            if let Some((relation, (oi, oj))) = conflict(&places, &p) {
+            let id = match &r.target {
+                ReplicaTarget::File { path } => fsutil::file_id(path),
+                _ => None,
+            };
+            let same_dir = id
+                .and_then(|id| place_ids.get(&id))
+                .map(|&at| ("points at the same place as", at));
+            if let Some((relation, (oi, oj))) = same_dir.or_else(|| conflict(&places, &p)) {
                 let other = &config.dbs[oi].replicas[oj];
                 let other = format!(
                     "replica {:?} of db {}{}",
@@ -170,6 +207,9 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
                 ));
             }
             places.insert(p, (i, j));
+            if let Some(id) = id {
+                place_ids.insert(id, (i, j));
+            }
         }
     }
     Ok(())
@@ -178,12 +218,12 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
 /// A database path that is `outer` or lies below it (lexically). Paths order component by
 /// component, so everything below `outer` sorts right after it: the first path at or after
 /// `outer` is below it if any is.
-fn first_within<'a>(paths: &BTreeSet<&'a Path>, outer: &Path) -> Option<&'a Path> {
+fn first_within(paths: &BTreeMap<&Path, usize>, outer: &Path) -> Option<usize> {
     paths
         .range::<Path, _>((Bound::Included(outer), Bound::Unbounded))
         .next()
-        .filter(|p| p.starts_with(outer))
-        .copied()
+        .filter(|(p, _)| p.starts_with(outer))
+        .map(|(_, &i)| i)
 }
 
 /// How `p` overlaps a place already taken, and by which (db, replica): the same place, inside

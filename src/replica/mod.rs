@@ -341,6 +341,66 @@ impl ReplicaClient {
         .await
     }
 
+    /// Path of an object at the replica root that is not a format file (the lineage record).
+    fn raw_path(&self, name: &str) -> StorePath {
+        if self.root.as_ref().is_empty() {
+            StorePath::from(name)
+        } else {
+            StorePath::from(format!("{}/{name}", self.root))
+        }
+    }
+
+    /// Reads the object `name` at the replica root; `None` if there is none.
+    pub async fn get_raw(&self, name: &str) -> Result<Option<Bytes>, ReplicaError> {
+        let what = format!("reading {name}");
+        let res = self
+            .timed(&what, async {
+                let r = self
+                    .store
+                    .get(&self.raw_path(name))
+                    .await
+                    .map_err(self.storage(what.clone()))?;
+                r.bytes().await.map_err(self.storage(what.clone()))
+            })
+            .await;
+        match res {
+            Ok(b) => Ok(Some(b)),
+            Err(ReplicaError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the object `name` at the replica root in one request; with `create_only`, fails
+    /// with [`ReplicaError::AlreadyExists`] if it exists (of two writers, one wins).
+    pub async fn put_raw(
+        &self,
+        name: &str,
+        data: Vec<u8>,
+        create_only: bool,
+    ) -> Result<(), ReplicaError> {
+        let what = format!("writing {name}");
+        let opts = PutOptions {
+            mode: if create_only {
+                PutMode::Create
+            } else {
+                PutMode::Overwrite
+            },
+            ..Default::default()
+        };
+        self.timed(&what, async {
+            self.store
+                .put_opts(
+                    &self.raw_path(name),
+                    PutPayload::from(Bytes::from(data)),
+                    opts,
+                )
+                .await
+                .map_err(self.storage(what.clone()))
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Deletes `keys` (missing ones are fine: deletion is idempotent).
     pub async fn delete(&self, keys: &[ObjectKey]) -> Result<(), ReplicaError> {
         for key in keys {

@@ -2,6 +2,8 @@
 
 pub mod compact;
 pub mod fdlimit;
+pub mod lineage;
+pub mod lock;
 pub mod policy;
 pub mod shipper;
 pub mod spool;
@@ -36,9 +38,21 @@ pub enum ReplicateError {
     /// A replica could not be set up.
     #[error(transparent)]
     Replica(#[from] ReplicaError),
+    /// Another replicator runs on the database.
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    /// A replica belongs to another database.
+    #[error(transparent)]
+    Lineage(Box<lineage::LineageError>),
     /// Local setup failed.
     #[error("{0}")]
     Setup(String),
+}
+
+impl From<lineage::LineageError> for ReplicateError {
+    fn from(e: lineage::LineageError) -> Self {
+        ReplicateError::Lineage(Box::new(e))
+    }
 }
 
 /// Options of `memsync replicate` beyond the config file.
@@ -48,6 +62,8 @@ pub struct ReplicateOptions {
     pub convert_to_wal: bool,
     /// Sync once and exit instead of running until a signal.
     pub once: bool,
+    /// Take over replicas that belong to another database (their files are deleted).
+    pub takeover: bool,
 }
 
 /// Handles of one replicated database, for the CLI, tests and the benchmark.
@@ -60,17 +76,24 @@ pub struct DbHandle {
     pub replicas: Vec<(String, Arc<ShipStats>)>,
 }
 
-/// Meta directory of a database: `meta-path`, or `.<name>-memsync` next to it.
+/// Meta directory of a database: `meta-path`, or `.<name>-memsync` next to the real database
+/// file (symlinks resolved, so every name of one database shares one spool and one lock).
 pub fn meta_dir(db: &DbConfig) -> PathBuf {
     if let Some(p) = &db.meta_path {
         return p.clone();
     }
-    let name = db
-        .path
+    let real = real_path(&db.path);
+    let name = real
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    db.path.with_file_name(format!(".{name}-memsync"))
+    real.with_file_name(format!(".{name}-memsync"))
+}
+
+/// The file SQLite really opens for `path`: symlinks resolved (SQLite resolves them too and
+/// puts `-wal` and `-shm` next to the target), or `path` itself if it does not exist yet.
+pub fn real_path(path: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Runs replication for every database of `config` until `stop` is set (or once).
@@ -107,6 +130,14 @@ pub fn run(
             stop.store(true, Ordering::Relaxed);
             signalled.notify_one();
         });
+    }
+    // Every lock before anything starts: a second replicator must not touch any spool. A
+    // database that cannot be replicated at all is refused first, before its meta directory
+    // or any replica is created.
+    let mut _locks = Vec::new();
+    for db in &config.dbs {
+        crate::sqlite::conn::check_file(&db.path).map_err(MonitorError::from)?;
+        _locks.push(lock::acquire(&db.path, &meta_dir(db))?);
     }
     let mut dbs = Vec::new();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -193,13 +224,29 @@ fn start_db(
     stop: Arc<AtomicBool>,
     stop_rx: watch::Receiver<bool>,
 ) -> Result<Running, ReplicateError> {
-    // The database first: a start that fails on it leaves no empty replica directory behind.
-    crate::sqlite::conn::check_file(&db.path).map_err(|e| ReplicateError::Setup(e.to_string()))?;
     let clients: Vec<(ReplicaClient, &crate::config::ReplicaConfig)> = db
         .replicas
         .iter()
         .map(|r| Ok((replica::client_for(r, true)?, r)))
         .collect::<Result<_, ReplicaError>>()?;
+    let real = real_path(&db.path);
+    if real != db.path {
+        crate::log::info(&format!(
+            "database {} is {}",
+            db.path.display(),
+            real.display()
+        ));
+    }
+    let meta = meta_dir(db);
+    // Before the listings: a replica taken over is emptied first.
+    let refs: Vec<&ReplicaClient> = clients.iter().map(|(c, _)| c).collect();
+    let me = lineage::identity(
+        rt.block_on(lineage::local_lineage(&meta, &real, &refs))?,
+        &real,
+    );
+    for (c, r) in &clients {
+        rt.block_on(lineage::claim(c, &me, opts.takeover || r.takeover))?;
+    }
     let mut listings = Vec::new();
     for (c, _) in &clients {
         listings.push(rt.block_on(c.list())?);
@@ -208,8 +255,7 @@ fn start_db(
         .iter()
         .map(|l| l.iter().map(replica_formats::ObjectKey::max_txid).max())
         .collect();
-    let meta = meta_dir(db);
-    let mut mcfg = MonitorConfig::new(db.path.clone(), meta.clone());
+    let mut mcfg = MonitorConfig::new(real, meta.clone());
     mcfg.busy_timeout = db.busy_timeout;
     mcfg.monitor_interval = db.monitor_interval;
     mcfg.checkpoint_interval = db.checkpoint_interval;

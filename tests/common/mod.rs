@@ -291,6 +291,11 @@ impl Replicator {
         )
     }
 
+    /// Process id (a second replicator must name it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     /// True while the process runs.
     pub fn running(&mut self) -> bool {
         self.child.as_mut().unwrap().try_wait().unwrap().is_none()

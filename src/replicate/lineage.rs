@@ -1,0 +1,188 @@
+//! One database per replica: the replica's lineage record (see replica-formats/README.md) is
+//! checked, and written if missing, before anything else touches the replica.
+//!
+//! The database's own lineage id lives in `<meta dir>/lineage`, made when its replicator first
+//! runs. If that file is missing (a new meta directory) but a replica's record names this very
+//! database (same host and real path), that lineage is adopted: it is the same database whose
+//! spool was lost, and the monitor starts a new chain above the replica's newest position.
+
+use std::path::{Path, PathBuf};
+
+use replica_formats::{LINEAGE_OBJECT, Lineage, LineageId};
+use thiserror::Error;
+
+use crate::replica::{ReplicaClient, ReplicaError};
+
+/// Why a replica may not be written.
+#[derive(Debug, Error)]
+pub enum LineageError {
+    /// The replica holds another database's files.
+    #[error(
+        "replica {replica} belongs to database {owner} (lineage {id}), not {db}; pass -takeover (or set `takeover: true` on the replica) to replace it"
+    )]
+    Foreign {
+        /// Replica name and location.
+        replica: String,
+        /// `host:path` of the database the record names.
+        owner: String,
+        /// Its lineage.
+        id: LineageId,
+        /// This database.
+        db: String,
+    },
+    /// The record exists but cannot be read as one.
+    #[error(
+        "replica {replica}: `{LINEAGE_OBJECT}` is not a memsync lineage record; move it away or pass -takeover"
+    )]
+    Damaged {
+        /// Replica.
+        replica: String,
+    },
+    /// The replica could not be read or written.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// The local id file could not be read or written.
+    #[error("lineage file {path}: {source}")]
+    Local {
+        /// `<meta>/lineage`.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Who this database is: its record as it would be written to a replica.
+pub fn identity(id: LineageId, real_db: &Path) -> Lineage {
+    Lineage {
+        id,
+        host: hostname(),
+        path: real_db.to_string_lossy().into_owned(),
+    }
+}
+
+/// The database's lineage: `<meta>/lineage`, else the lineage of a replica whose record names
+/// this database, else a new random one; written to `<meta>/lineage` if it was not there.
+pub async fn local_lineage(
+    meta: &Path,
+    real_db: &Path,
+    clients: &[&ReplicaClient],
+) -> Result<LineageId, LineageError> {
+    let path = meta.join("lineage");
+    let local_err = |source| LineageError::Local {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            if let Some(id) = LineageId::parse(text.trim()) {
+                return Ok(id);
+            }
+            // A torn or foreign file: treated as missing.
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(local_err(e)),
+    }
+    let me = identity(LineageId::from_bits(0), real_db);
+    let mut id = None;
+    for c in clients {
+        if let Some(rec) = read(c).await?
+            && rec.host == me.host
+            && rec.path == me.path
+        {
+            crate::log::info(&format!(
+                "{}: continuing lineage {} recorded in replica {}",
+                real_db.display(),
+                rec.id,
+                c.name()
+            ));
+            id = Some(rec.id);
+            break;
+        }
+    }
+    let id = id.unwrap_or_else(|| LineageId::from_bits(rand::random()));
+    std::fs::create_dir_all(meta).map_err(local_err)?;
+    crate::fsutil::write_atomic(&path, format!("{id}\n").as_bytes()).map_err(local_err)?;
+    Ok(id)
+}
+
+/// Makes sure `client` holds `me`'s lineage: writes the record where there is none, accepts
+/// one with the same id, and refuses another's unless `takeover`, which deletes every file of
+/// the replica and then replaces the record.
+pub async fn claim(
+    client: &ReplicaClient,
+    me: &Lineage,
+    takeover: bool,
+) -> Result<(), LineageError> {
+    // Twice: a create-only write that loses a race reads the winner's record.
+    for _ in 0..2 {
+        let raw = client.get_raw(LINEAGE_OBJECT).await?;
+        let found = raw.as_deref().map(Lineage::parse);
+        match found {
+            None => match client.put_raw(LINEAGE_OBJECT, me.encode(), true).await {
+                Ok(()) => {
+                    if !client.list().await?.is_empty() {
+                        crate::log::info(&format!(
+                            "replica {}: adopted (it had no lineage record)",
+                            client.name()
+                        ));
+                    }
+                    return Ok(());
+                }
+                Err(ReplicaError::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            },
+            Some(Some(rec)) if rec.id == me.id => return Ok(()),
+            Some(found) if takeover => {
+                let keys = client.list().await?;
+                client.delete(&keys).await?;
+                client.put_raw(LINEAGE_OBJECT, me.encode(), false).await?;
+                let from = found.map_or_else(
+                    || "an unreadable lineage record".to_string(),
+                    |r| format!("database {} (lineage {})", r.source(), r.id),
+                );
+                crate::log::info(&format!(
+                    "replica {}: taken over from {from}; deleted its {} files",
+                    client.name(),
+                    keys.len()
+                ));
+                return Ok(());
+            }
+            Some(Some(rec)) => {
+                return Err(LineageError::Foreign {
+                    replica: client.name().to_owned(),
+                    owner: rec.source(),
+                    id: rec.id,
+                    db: me.source(),
+                });
+            }
+            Some(None) => {
+                return Err(LineageError::Damaged {
+                    replica: client.name().to_owned(),
+                });
+            }
+        }
+    }
+    Err(LineageError::Damaged {
+        replica: client.name().to_owned(),
+    })
+}
+
+async fn read(client: &ReplicaClient) -> Result<Option<Lineage>, LineageError> {
+    Ok(client
+        .get_raw(LINEAGE_OBJECT)
+        .await?
+        .and_then(|b| Lineage::parse(&b)))
+}
+
+/// This machine's host name, or empty if it cannot be read.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it when
+    // the name fits, and the last byte stays 0 otherwise.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}

@@ -1,0 +1,248 @@
+//! Who may write where: a symlinked database path replicates the file SQLite really uses, one
+//! replicator per database (a lock on its meta directory), and one database per replica (the
+//! replica's lineage record).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// Runs `memsync args...`, killed after `secs` if it is still running (a wrongly accepted
+/// replicator would run forever; being killed then counts as failing to refuse).
+fn run_bounded(args: &[&str], secs: u64) -> Output {
+    let child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let killer = std::thread::spawn(move || {
+        if rx.recv_timeout(Duration::from_secs(secs)).is_err() {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = tx.send(());
+    killer.join().unwrap();
+    out
+}
+
+/// Asserts the process refused: it exited by itself, non-zero, with one line on stderr
+/// containing every needle.
+fn assert_refused(o: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        o.status.code().is_some(),
+        "not refused: still running when killed; stderr: {err}"
+    );
+    assert!(!o.status.success(), "not refused: exited 0; stderr: {err}");
+    assert_ne!(o.status.code(), Some(101), "panicked: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "want one line, got: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{err:?} should mention {n:?}");
+    }
+}
+
+fn write_config(path: &Path, db: &Path, replica: &Path) {
+    std::fs::write(
+        path,
+        format!(
+            "dbs:\n  - path: {}\n    replicas:\n      - type: file\n        path: {}\n        sync-interval: 0s\n",
+            db.display(),
+            replica.display()
+        ),
+    )
+    .unwrap();
+}
+
+/// The application writes through the real path while memsync is configured with a symlink to
+/// it: every commit must reach the replica, and memsync's checkpoints must keep the WAL small
+/// (it used to read `link.db-wal`, which does not exist, and hold back every checkpoint).
+#[test]
+fn a_symlinked_database_path_replicates_every_commit_and_bounds_the_wal() {
+    let s = Scene::new("", "        sync-interval: 0s\n");
+    let real_dir = s.dir.path().join("real");
+    std::fs::create_dir(&real_dir).unwrap();
+    let real = real_dir.join("app.db");
+    let link = s.dir.path().join("link.db");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    // Checkpoints at 250 frames (1 MB) instead of 1000: the WAL then stays far below the bound.
+    std::fs::write(
+        &s.config,
+        format!(
+            "dbs:\n  - path: {}\n    min-checkpoint-page-count: 250\n    replicas:\n      - type: file\n        path: {}\n        sync-interval: 0s\n",
+            link.display(),
+            s.replica.display()
+        ),
+    )
+    .unwrap();
+    let app = create_memdb(&real);
+    for i in 1..=30 {
+        insert_memory(&app, i);
+    }
+    let r = s.start();
+    s.wait_for_rows(30);
+    // In batches the replica catches up with: a burst outruns any replicator's checkpoints
+    // (the WAL grows while memsync copies), but between batches memsync's checkpoints must
+    // let the WAL start over.
+    let n = 3030;
+    for batch in 0..60 {
+        for i in 31 + batch * 50..31 + (batch + 1) * 50 {
+            insert_memory(&app, i);
+        }
+        s.wait_for_rows(30 + (batch as i64 + 1) * 50);
+    }
+    let wal = std::fs::metadata(real_dir.join("app.db-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let (status, log) = r.stop();
+    assert!(status.success(), "replicate exited {status}: {log}");
+    assert!(
+        log.contains(&format!(
+            "database {} is {}",
+            link.display(),
+            real.display()
+        )),
+        "the real path is not logged: {log}"
+    );
+    assert!(
+        wal < 10 << 20,
+        "the application's WAL grew to {wal} bytes after {n} commits: checkpoints are held back"
+    );
+    let out = s.restore("restored.db", &["-integrity-check", "full"]);
+    let restored = check_sound(&out);
+    assert_same(&app, &restored);
+    assert_eq!(rows(&restored).len(), n as usize);
+}
+
+/// A second replicator on a database that one already replicates (same replica, another
+/// replica, or `-once`) exits non-zero naming the first one's pid; the first is undisturbed.
+#[test]
+fn a_second_replicator_on_one_database_is_refused_naming_the_first() {
+    let s = Scene::new("", "        sync-interval: 0s\n");
+    let app = create_memdb(&s.db);
+    for i in 1..=20 {
+        insert_memory(&app, i);
+    }
+    let mut first = s.start();
+    s.wait_for_rows(20);
+    let pid = first.pid().to_string();
+    let cfg = s.config.to_str().unwrap();
+    let o = run_bounded(&["replicate", "-config", cfg], 8);
+    assert_refused(&o, &[&pid]);
+    let o = run_bounded(&["replicate", "-once", "-config", cfg], 8);
+    assert_refused(&o, &[&pid]);
+    let other_cfg = s.dir.path().join("other.yml");
+    write_config(&other_cfg, &s.db, &s.dir.path().join("replica2"));
+    let o = run_bounded(&["replicate", "-config", other_cfg.to_str().unwrap()], 8);
+    assert_refused(&o, &[&pid]);
+    assert!(first.running(), "the first replicator stopped");
+    for i in 21..=40 {
+        insert_memory(&app, i);
+    }
+    s.wait_for_rows(40);
+    let (status, log) = first.stop();
+    assert!(status.success(), "{log}");
+    let restored = check_sound(&s.restore("restored.db", &["-integrity-check", "full"]));
+    assert_same(&app, &restored);
+    // Once the first has stopped, the lock is free again.
+    let o = run_bounded(&["replicate", "-once", "-config", cfg], 30);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Two databases in two processes configured with one replica directory: the second finds
+/// the first's lineage and refuses to write there; restore gives the first database exactly.
+/// With `-takeover` the second replaces the replica's contents with its own history.
+#[test]
+fn a_replica_of_another_database_is_refused_unless_taken_over() {
+    let s = Scene::new("", "        sync-interval: 0s\n");
+    let app = create_memdb(&s.db);
+    for i in 1..=50 {
+        insert_memory(&app, i);
+    }
+    let first = s.start();
+    s.wait_for_rows(50);
+    let other_db = s.dir.path().join("other.sqlite");
+    let other = create_memdb(&other_db);
+    for i in 1..=7 {
+        insert_memory(&other, i);
+    }
+    let other_cfg = s.dir.path().join("other.yml");
+    write_config(&other_cfg, &other_db, &s.replica);
+    let o = run_bounded(&["replicate", "-config", other_cfg.to_str().unwrap()], 8);
+    assert_refused(
+        &o,
+        &[
+            &s.replica.display().to_string(),
+            &s.db.display().to_string(),
+            "-takeover",
+        ],
+    );
+    // Refused before anything was written: -once too.
+    let o = run_bounded(
+        &["replicate", "-once", "-config", other_cfg.to_str().unwrap()],
+        8,
+    );
+    assert_refused(&o, &["belongs to"]);
+    for i in 51..=60 {
+        insert_memory(&app, i);
+    }
+    s.wait_for_rows(60);
+    let (status, log) = first.stop();
+    assert!(status.success(), "{log}");
+    let restored = check_sound(&s.restore("first.db", &["-integrity-check", "full"]));
+    assert_same(&app, &restored);
+    assert_eq!(rows(&restored).len(), 60);
+    // Taking it over: the replica then holds the other database's history alone.
+    let o = run_bounded(
+        &[
+            "replicate",
+            "-once",
+            "-takeover",
+            "-config",
+            other_cfg.to_str().unwrap(),
+        ],
+        30,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let restored = check_sound(&s.restore("taken.db", &["-integrity-check", "full"]));
+    assert_same(&other, &restored);
+    // And now the first database is the stranger.
+    let o = run_bounded(
+        &["replicate", "-once", "-config", s.config.to_str().unwrap()],
+        8,
+    );
+    assert_refused(&o, &["belongs to", &other_db.display().to_string()]);
+}
+
+/// A replica written before lineage records existed (no record) is adopted on first write.
+#[test]
+fn a_replica_without_a_lineage_record_is_adopted() {
+    let s = Scene::new("", "        sync-interval: 0s\n");
+    let app = create_memdb(&s.db);
+    for i in 1..=10 {
+        insert_memory(&app, i);
+    }
+    let cfg = s.config.to_str().unwrap();
+    let o = run_bounded(&["replicate", "-once", "-config", cfg], 30);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // As an older memsync left it: no record.
+    let _ = std::fs::remove_file(s.replica.join("lineage"));
+    for i in 11..=20 {
+        insert_memory(&app, i);
+    }
+    let o = run_bounded(&["replicate", "-once", "-config", cfg], 30);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        s.replica.join("lineage").is_file(),
+        "the replica was not adopted"
+    );
+    let restored = check_sound(&s.restore("restored.db", &["-integrity-check", "full"]));
+    assert_same(&app, &restored);
+}
