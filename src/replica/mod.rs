@@ -378,7 +378,11 @@ impl ReplicaClient {
         data: Vec<u8>,
         create_only: bool,
     ) -> Result<(), ReplicaError> {
-        let what = format!("writing {name}");
+        // A file replica names the file, as every other write error of it does.
+        let what = match &self.local_dir {
+            Some(d) => format!("writing {}", d.join(name).display()),
+            None => format!("writing {name}"),
+        };
         let opts = PutOptions {
             mode: if create_only {
                 PutMode::Create

@@ -101,7 +101,18 @@ pub async fn local_lineage(
     }
     let id = id.unwrap_or_else(|| LineageId::from_bits(rand::random()));
     std::fs::create_dir_all(meta).map_err(local_err)?;
-    crate::fsutil::write_atomic(&path, format!("{id}\n").as_bytes()).map_err(local_err)?;
+    match crate::fsutil::write_atomic(&path, format!("{id}\n").as_bytes()) {
+        Ok(()) => {}
+        // A full disk under the spool is waited out later; the id lives in memory until then
+        // and its replicas' records carry it (a restart adopts it from them).
+        Err(e)
+            if e.raw_os_error()
+                .is_some_and(|c| c == libc::ENOSPC || c == libc::EDQUOT) =>
+        {
+            crate::log::warn(&format!("lineage file {}: {e}", path.display()));
+        }
+        Err(e) => return Err(local_err(e)),
+    }
     Ok(id)
 }
 
@@ -129,6 +140,14 @@ pub async fn claim(
                     return Ok(());
                 }
                 Err(ReplicaError::AlreadyExists { .. }) => continue,
+                // A full replica disk must not stop replication (its writes are retried):
+                // the record is written at the next start.
+                Err(e) if crate::fsutil::is_disk_full(&e) => {
+                    crate::log::error(&format!(
+                        "{e}; replication goes on, the lineage record is written at the next start"
+                    ));
+                    return Ok(());
+                }
                 Err(e) => return Err(e.into()),
             },
             Some(Some(rec)) if rec.id == me.id => return Ok(()),

@@ -90,7 +90,13 @@ pub fn acquire(db: &Path, meta: &Path) -> Result<DbLock, LockError> {
     }
     let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let text = format!("pid {}, started {started}", std::process::id());
-    file.set_len(0).map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
+    // Who holds the lock is a courtesy to the next run; the flock is the lock. A full disk
+    // must not stop replication here (the spool waits it out).
+    if let Err(e) = file
+        .set_len(0)
+        .and_then(|()| file.write_all(text.as_bytes()))
+    {
+        crate::log::warn(&format!("lock file {}: {e}", path.display()));
+    }
     Ok(DbLock { file })
 }
