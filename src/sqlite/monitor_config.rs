@@ -1,6 +1,8 @@
 //! What configures a database monitor and why it stops: kept apart from the monitor's logic.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -54,6 +56,10 @@ pub struct MonitorConfig {
     pub keep_run_pages: usize,
     /// How often to look for an application's checkpoint waiting on memsync.
     pub probe_interval: Duration,
+    /// Set when a replica cannot continue from the spool (empty, behind, another history):
+    /// the monitor then writes a snapshot of the current position, at start or at its next
+    /// pass, because the spool no longer holds one once every replica had it.
+    pub snapshot_wanted: Arc<AtomicBool>,
 }
 
 impl MonitorConfig {
@@ -77,6 +83,7 @@ impl MonitorConfig {
             keep_level: 1,
             keep_run_pages: 32,
             probe_interval: Duration::from_millis(50),
+            snapshot_wanted: Arc::default(),
         }
     }
 }
