@@ -1,5 +1,6 @@
 //! `memsync replicate`: one monitor thread per database, one shipping task per replica.
 
+pub mod catchup;
 pub mod compact;
 pub mod fdlimit;
 pub mod lineage;
@@ -273,6 +274,20 @@ fn start_db(
     if let Some(d) = compaction_interval_override()? {
         mcfg.compaction_interval = d;
     }
+    // Replicas that cannot continue from the spool start over from a snapshot of the current
+    // position, which the monitor writes before shipping starts.
+    let left = Spool::existing(&meta);
+    let left_keys = left
+        .keys()
+        .map_err(|e| ReplicateError::Setup(format!("listing {}: {e}", left.dir().display())))?;
+    let mut restarts = Vec::new();
+    for ((c, _), l) in clients.iter().zip(&listings) {
+        restarts.push(rt.block_on(catchup::check(c, l, &left, &left_keys))?);
+    }
+    if restarts.iter().any(Option::is_some) {
+        mcfg.snapshot_wanted.store(true, Ordering::Relaxed);
+    }
+    let snapshot_wanted = mcfg.snapshot_wanted.clone();
     let min_gap = mcfg.min_sync_gap;
     let floor = remotes.iter().copied().max().flatten();
     let stats = Arc::new(DbStats::default());
@@ -310,7 +325,10 @@ fn start_db(
     let mut replicas = Vec::new();
     let mut confirmed = Vec::new();
     let mut tasks = Vec::new();
-    for (((client, rcfg), remote), listing) in clients.into_iter().zip(remotes).zip(listings) {
+    let each = clients.into_iter().zip(remotes).zip(listings).zip(restarts);
+    for ((((client, rcfg), remote), listing), restart) in each {
+        // Nothing of ours is appended to what a restarting replica holds.
+        let remote = remote.filter(|_| restart.is_none());
         let ss = Arc::new(ShipStats::default());
         replicas.push((rcfg.name.clone(), ss.clone()));
         let (ctx, crx) = watch::channel(remote);
@@ -328,6 +346,9 @@ fn start_db(
             retention_check: rcfg.retention_check_interval,
             confirmed: ctx,
             stats: ss,
+            restart,
+            snapshot_wanted: snapshot_wanted.clone(),
+            since: None,
         };
         let run = shipper.run(pos_rx.clone(), stop_rx.clone(), FLUSH_TIMEOUT);
         tasks.push(rt.spawn(async move {

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use replica_formats::{ObjectKey, TxId};
 use tokio::sync::watch;
 
+use super::catchup::Restart;
 use super::spool::Spool;
 use crate::replica::{ReplicaClient, ReplicaError};
 
@@ -54,6 +55,14 @@ pub struct Shipper {
     pub confirmed: watch::Sender<Option<TxId>>,
     /// Counters.
     pub stats: Arc<ShipStats>,
+    /// Why this replica starts over from a fresh snapshot, until that snapshot is shipped
+    /// (logged then).
+    pub restart: Option<Restart>,
+    /// Asks the monitor for a snapshot of the current position.
+    pub snapshot_wanted: Arc<AtomicBool>,
+    /// Position of the snapshot this replica started over from: older files are of no use
+    /// to it (nothing before that snapshot is restorable from this replica).
+    pub since: Option<TxId>,
 }
 
 impl Shipper {
@@ -100,7 +109,21 @@ impl Shipper {
             source: e,
         })?;
         let mut n = 0;
-        for key in chain_after(&keys, self.remote) {
+        let chain = chain_after(&keys, self.remote);
+        if chain.is_empty() {
+            self.ask_for_snapshot(&keys);
+        }
+        for key in chain {
+            if key.is_snapshot() {
+                self.since = self.since.max(Some(key.max_txid()));
+                if let Some(why) = self.restart.take() {
+                    crate::log::info(&format!(
+                        "replica {}: {why}, shipping a new snapshot at position {}",
+                        self.client.name(),
+                        key.max_txid().get()
+                    ));
+                }
+            }
             if !self.put(&key).await? {
                 return Ok((n, false));
             }
@@ -115,6 +138,12 @@ impl Shipper {
         let extras: Vec<ObjectKey> = keys
             .iter()
             .filter(|k| !self.known.contains(k) && Some(k.max_txid()) <= self.remote)
+            // A compacted segment reaching below the restart snapshot does not apply on top of
+            // it, and uploading it would doom the level-0 segments this replica needs.
+            .filter(|k| {
+                Some(k.min_txid()) > self.since
+                    || (k.is_snapshot() && Some(k.max_txid()) >= self.since)
+            })
             .filter(|k| k.is_snapshot() || k.level().is_some_and(|l| l.get() > 0))
             .cloned()
             .collect();
@@ -128,6 +157,21 @@ impl Shipper {
         // Tell the pruner again: compacted files may now be deletable from the spool too.
         self.confirmed.send_replace(self.remote);
         Ok((n, true))
+    }
+
+    /// The spool holds positions past this replica's but no way to them (no segment right
+    /// after its position, no snapshot beyond it): asks the monitor for a snapshot, once, so
+    /// the replica is not stuck while the spool keeps everything for it.
+    fn ask_for_snapshot(&mut self, keys: &[ObjectKey]) {
+        let newest = keys.iter().map(ObjectKey::max_txid).max();
+        if self.restart.is_some() || newest <= self.remote {
+            return;
+        }
+        self.restart = Some(match self.remote {
+            None => Restart::Empty,
+            Some(r) => Restart::Behind { newest: r },
+        });
+        self.snapshot_wanted.store(true, Ordering::Relaxed);
     }
 
     /// After uploading a compacted segment, schedules the deletion of the lower-level segments

@@ -33,6 +33,14 @@ impl Spool {
         Ok(Spool { dir })
     }
 
+    /// The spool in `meta_dir` as it is, creating nothing: before the monitor has checked the
+    /// database, only to read what an earlier run left (a missing spool lists as empty).
+    pub fn existing(meta_dir: &Path) -> Self {
+        Spool {
+            dir: meta_dir.join("spool"),
+        }
+    }
+
     /// Directory holding the files.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -177,13 +177,30 @@ pub fn restore(
     }
     let mut fell_back = None;
     let mut relists = 0;
+    // Corrupt snapshots a fallback restore routes around, also in later listings.
+    let mut skipped = Vec::new();
     loop {
-        let plan = replica_formats::plan_restore(&keys, opts.target).map_err(|source| {
-            RestoreError::Plan {
-                replica: client.name().to_owned(),
-                source,
+        let plan = match replica_formats::plan_restore(&keys, opts.target) {
+            Ok(plan) => plan,
+            Err(source) => {
+                // A listing of a live replica is not one atomic view: the directories are read
+                // one after another, so a compacted segment uploaded meanwhile can be missed
+                // while the files after it are seen (a spurious gap). A second listing that
+                // differs is planned again; an identical one confirms the error.
+                if relists < MAX_RELISTS {
+                    relists += 1;
+                    let again = relist(client, rt, relists, &skipped)?;
+                    if again != keys {
+                        keys = again;
+                        continue;
+                    }
+                }
+                return Err(RestoreError::Plan {
+                    replica: client.name().to_owned(),
+                    source,
+                });
             }
-        })?;
+        };
         let tmp = crate::fsutil::temp_sibling(out);
         match apply::build(client, rt, &plan, &tmp, opts) {
             Ok((done, _)) => {
@@ -206,11 +223,11 @@ pub fn restore(
                 let _ = std::fs::remove_file(&tmp);
                 // A planned file vanished: a running replicator compacted or pruned it since the
                 // listing. List again and plan again; the new files hold the same states.
-                if matches!(e, RestoreError::Replica(ReplicaError::NotFound { .. })) && relists < 20
+                if matches!(e, RestoreError::Replica(ReplicaError::NotFound { .. }))
+                    && relists < MAX_RELISTS
                 {
                     relists += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(10 * relists));
-                    keys = rt.block_on(client.list())?;
+                    keys = relist(client, rt, relists, &skipped)?;
                     continue;
                 }
                 // A corrupt snapshot can be routed around with an older one, if allowed.
@@ -219,12 +236,31 @@ pub fn restore(
                         crate::log::warn(&format!("{e}; falling back to an older snapshot"));
                         fell_back.get_or_insert_with(|| key.clone());
                         keys.retain(|k| k != &plan.snapshot);
+                        skipped.push(plan.snapshot);
                     }
                     _ => return Err(e),
                 }
             }
         }
     }
+}
+
+/// How often one restore lists the replica again after a planned file vanished or the plan
+/// failed on a listing that may have raced with the replicator; then the error stands.
+const MAX_RELISTS: u32 = 5;
+
+/// Lists the replica again, after a short pause growing with `attempt`, leaving out the
+/// snapshots a fallback restore already found corrupt (`skip`).
+fn relist(
+    client: &ReplicaClient,
+    rt: &Handle,
+    attempt: u32,
+    skip: &[ObjectKey],
+) -> Result<Vec<ObjectKey>, RestoreError> {
+    std::thread::sleep(std::time::Duration::from_millis(10 * u64::from(attempt)));
+    let mut keys = rt.block_on(client.list())?;
+    keys.retain(|k| !skip.contains(k));
+    Ok(keys)
 }
 
 fn exists_any(out: &Path) -> bool {

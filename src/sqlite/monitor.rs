@@ -201,6 +201,9 @@ impl Monitor {
                         self.resync()?;
                     }
                 }
+                if self.cfg.snapshot_wanted.swap(false, Ordering::Relaxed) {
+                    self.snapshot_current()?;
+                }
                 self.positions.send_replace(self.pos);
                 return Ok(());
             }
@@ -210,6 +213,8 @@ impl Monitor {
             m.drain_wal()
         })?;
         self.pos = floor;
+        // This snapshot also serves any replica that asked for one.
+        self.cfg.snapshot_wanted.store(false, Ordering::Relaxed);
         self.snapshot()?;
         crate::log::info(&format!(
             "{}: snapshot at position {:016x} ({} pages)",
@@ -260,6 +265,12 @@ impl Monitor {
             }
             let pass = (|| {
                 self.maybe_yield()?;
+                if self.cfg.snapshot_wanted.swap(false, Ordering::Relaxed) {
+                    // Asked again on failure: the replica waiting for it has nothing else.
+                    self.snapshot_current().inspect_err(|_| {
+                        self.cfg.snapshot_wanted.store(true, Ordering::Relaxed);
+                    })?;
+                }
                 let mut idle = false;
                 if dirty && self.pacer.wait(Instant::now()).is_zero() {
                     dirty = false;

@@ -1,6 +1,8 @@
 //! What configures a database monitor and why it stops: kept apart from the monitor's logic.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -57,6 +59,10 @@ pub struct MonitorConfig {
     /// Set when memsync is stopping. With it, a full disk under the spool at start is waited
     /// out (retrying with backoff) instead of failing; without it (`-once`), it fails.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Set when a replica cannot continue from the spool (empty, behind, another history):
+    /// the monitor then writes a snapshot of the current position, at start or at its next
+    /// pass, because the spool no longer holds one once every replica had it.
+    pub snapshot_wanted: Arc<AtomicBool>,
 }
 
 impl MonitorConfig {
@@ -81,6 +87,7 @@ impl MonitorConfig {
             keep_run_pages: 32,
             probe_interval: Duration::from_millis(50),
             stop: None,
+            snapshot_wanted: Arc::default(),
         }
     }
 }
