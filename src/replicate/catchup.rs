@@ -41,12 +41,12 @@ impl fmt::Display for Restart {
             Restart::Behind { newest } => write!(
                 f,
                 "behind (the spool no longer holds what follows its newest position {})",
-                newest.get()
+                newest
             ),
             Restart::OtherHistory { newest } => write!(
                 f,
                 "other history (its newest file, position {}, does not continue this database's chain)",
-                newest.get()
+                newest
             ),
         }
     }

@@ -120,7 +120,7 @@ impl Shipper {
                     crate::log::info(&format!(
                         "replica {}: {why}, shipping a new snapshot at position {}",
                         self.client.name(),
-                        key.max_txid().get()
+                        key.max_txid()
                     ));
                 }
             }
