@@ -22,8 +22,10 @@ pub struct MonitorConfig {
     /// Average gap between two spool files: the smallest replica sync-interval. With 0 a pass
     /// runs on every WAL change, and what commits while one runs goes into the next one file.
     pub min_sync_gap: Duration,
-    /// How often level-0 segments are merged into one level-1 segment.
+    /// How often a compaction pass runs (besides whenever `FAN_IN` level-0 files wait).
     pub compaction_interval: Duration,
+    /// Restore-point tiers: how compaction groups files, by time, at each level.
+    pub tiers: crate::config::Tiers,
     /// Take a snapshot at least this often (the smallest replica snapshot-interval), if set.
     pub snapshot_interval: Option<Duration>,
     /// Time-based PASSIVE checkpoint.
@@ -66,6 +68,7 @@ impl MonitorConfig {
             monitor_interval: Duration::from_secs(1),
             min_sync_gap: Duration::from_secs(1),
             compaction_interval: Duration::from_secs(30),
+            tiers: crate::config::Tiers::default(),
             snapshot_interval: None,
             checkpoint_interval: Duration::from_secs(60),
             min_checkpoint_pages: 1000,
