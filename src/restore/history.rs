@@ -16,10 +16,7 @@ fn granularity(level: u8, max_gap_ms: i64) -> String {
     if level == 0 {
         "every sync".to_owned()
     } else {
-        format!(
-            "points at most {:.1} s apart (level {level})",
-            max_gap_ms as f64 / 1000.0
-        )
+        format!("points at most {:.1} s apart", max_gap_ms as f64 / 1000.0)
     }
 }
 
@@ -37,8 +34,12 @@ pub fn text(keys: &[ObjectKey]) -> Vec<String> {
         p.count
     )];
     for s in &p.stretches {
+        let level = match s.level {
+            0 => String::new(),
+            l => format!("level {l}, "),
+        };
         out.push(format!(
-            "    {} .. {}  {} ({} points)",
+            "    {} .. {}  {} ({level}{} points)",
             fmt_ts(s.from.ts),
             fmt_ts(s.to.ts),
             granularity(s.level, s.max_gap_ms),
