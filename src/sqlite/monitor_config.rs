@@ -43,9 +43,9 @@ pub struct MonitorConfig {
     /// (`zstd -b`, 256 KB blocks): level 1 310 MB/s for a ratio of 1.42, −1 620 MB/s 1.24, −3
     /// 770 MB/s 1.23, −20 1190 MB/s 1.17.
     pub zstd_level: i32,
-    /// zstd level of level-1 segments, which are merged again within minutes: −1, twice as
-    /// fast as level 1 for 14 % more bytes, and 2.5x faster to decompress (a restore of the
-    /// latest state reads them).
+    /// zstd level of level-1 segments, the most frequent merges: −1, twice as fast as level 1
+    /// for 14 % more bytes, and 2.5x faster to decompress (a restore of the latest state reads
+    /// them).
     pub transient_level: i32,
     /// zstd level of files kept long: level-2+ segments and snapshots. Level 1, not 3: on
     /// these pages level 3 saves ~3.5 % of the bytes for twice the CPU.
