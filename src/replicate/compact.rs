@@ -270,30 +270,60 @@ impl CompactEncoding {
 /// segment of the next level, once the bucket is closed (`now` or a later file is past it, or
 /// a snapshot ends the group) or it holds `FAN_IN` files. A closed bucket holding a single file
 /// is copied up as it is, so every level's chain stays contiguous and every file gets covered
-/// (and then deleted after its tier's retention). Returns, per file written, its key, its size
-/// and the size of the files it replaces. Pure file work: the monitor runs it on a worker
-/// thread so a large merge never delays the WAL.
+/// (and then deleted after its tier's retention). A busy bucket merged `FAN_IN` files at a
+/// time is consolidated into one file of its level once it closes, so a tier stores one file
+/// per bucket. Returns, per file written, its key, its size and the size of the files it
+/// replaces. Pure file work: the monitor runs it on a worker thread so a large merge never
+/// delays the WAL.
 pub fn compact_spool(
     spool: &super::spool::Spool,
     enc: CompactEncoding,
     tiers: &crate::config::Tiers,
     now: replica_formats::Timestamp,
 ) -> io::Result<Vec<(ObjectKey, u64, u64)>> {
-    let mut keys = spool.keys()?;
-    let mut written = Vec::new();
+    let mut pass = Pass {
+        spool,
+        enc,
+        now,
+        keys: spool.keys()?,
+        written: Vec::new(),
+    };
     for level in 0..tiers.top() {
-        let Some(start) = watermark(&keys, level).or_else(|| first_start(&keys, level)) else {
-            continue;
-        };
         let width = tiers.interval(level + 1).as_millis().max(1) as i64;
+        pass.merge_buckets(level, level + 1, width)?;
+        pass.merge_buckets(level + 1, level + 1, width)?;
+    }
+    Ok(pass.written)
+}
+
+/// State of one compaction pass.
+struct Pass<'a> {
+    spool: &'a super::spool::Spool,
+    enc: CompactEncoding,
+    now: replica_formats::Timestamp,
+    keys: Vec<ObjectKey>,
+    written: Vec<(ObjectKey, u64, u64)>,
+}
+
+impl Pass<'_> {
+    /// Merges the closed time buckets (`width` ms) of the chain of `from`-level segments after
+    /// its watermark into `to`-level segments. With `from == to` (consolidation) a bucket
+    /// already in one file is left alone.
+    fn merge_buckets(&mut self, from: u8, to: u8, width: i64) -> io::Result<()> {
+        let Some(start) = watermark(&self.keys, from).or_else(|| first_start(&self.keys, from))
+        else {
+            return Ok(());
+        };
         let bucket = |k: &ObjectKey| k.timestamp().get().div_euclid(width);
-        let at_level: Vec<ObjectKey> = keys
+        let at_level: Vec<ObjectKey> = self
+            .keys
             .iter()
-            .filter(|k| k.level().is_some_and(|l| l.get() == level))
+            .filter(|k| k.level().is_some_and(|l| l.get() == from))
             .copied()
             .collect();
         let chain = replica_formats::chain_from(&at_level, start, replica_formats::Target::Latest);
-        let snapshots: std::collections::BTreeSet<replica_formats::TxId> = keys
+        let snapshots: std::collections::BTreeSet<replica_formats::TxId> = self
+            .keys
             .iter()
             .filter(|k| k.is_snapshot())
             .map(ObjectKey::max_txid)
@@ -316,40 +346,49 @@ pub fn compact_spool(
                 }
             }
             let group = &rest[..len];
-            closed |= len == FAN_IN || now.get().div_euclid(width) > b;
+            closed |= len == FAN_IN || self.now.get().div_euclid(width) > b;
             if !closed {
                 break;
             }
             rest = &rest[len..];
-            let last = group.last().expect("a group has a file");
-            let lvl = Level::new(level + 1).expect("valid level");
-            let key = ObjectKey::Segment {
-                level: lvl,
-                min: group[0].min_txid(),
-                max: last.max_txid(),
-                ts: last.timestamp(),
-            };
-            let paths: Vec<std::path::PathBuf> = group.iter().map(|k| spool.path(k)).collect();
-            let merged: u64 = paths
-                .iter()
-                .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
-                .sum();
-            let size = if let [one] = &paths[..] {
-                // One file: the same bytes under the next level's key (the header has no level).
-                spool.write(&key, |w| {
-                    io::copy(&mut File::open(one)?, w)?;
-                    Ok(())
-                })?
-            } else {
-                let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
-                let opts = enc.for_level(lvl);
-                spool.write(&key, |w| merge(&refs, lvl, w, opts).map(|_| ()))?
-            };
-            keys.push(key);
-            written.push((key, size, merged));
+            if from == to && len < 2 {
+                continue;
+            }
+            self.merge(group, Level::new(to).expect("valid level"))?;
         }
+        Ok(())
     }
-    Ok(written)
+
+    /// Writes `group` as one segment at `level` (one file: its bytes under the new key, as
+    /// the header has no level).
+    fn merge(&mut self, group: &[ObjectKey], level: Level) -> io::Result<()> {
+        let last = group.last().expect("a group has a file");
+        let key = ObjectKey::Segment {
+            level,
+            min: group[0].min_txid(),
+            max: last.max_txid(),
+            ts: last.timestamp(),
+        };
+        let paths: Vec<std::path::PathBuf> = group.iter().map(|k| self.spool.path(k)).collect();
+        let merged: u64 = paths
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum();
+        let size = if let [one] = &paths[..] {
+            self.spool.write(&key, |w| {
+                io::copy(&mut File::open(one)?, w)?;
+                Ok(())
+            })?
+        } else {
+            let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+            let opts = self.enc.for_level(level);
+            self.spool
+                .write(&key, |w| merge(&refs, level, w, opts).map(|_| ()))?
+        };
+        self.keys.push(key);
+        self.written.push((key, size, merged));
+        Ok(())
+    }
 }
 
 /// Where the chain of `level` segments starts when nothing was compacted yet: just before the
@@ -576,7 +615,7 @@ mod tests {
 
     /// Level-0 files are merged by the time bucket of their commit: one level-1 file per closed
     /// 2 s bucket (a bucket of one file copied up), the bucket `now` is in left alone, and a
-    /// bucket of more than `FAN_IN` files merged `FAN_IN` at a time.
+    /// bucket of more than `FAN_IN` files merged `FAN_IN` at a time, then consolidated.
     #[test]
     fn level0_files_are_merged_by_time_bucket() {
         let d = tempfile::tempdir().unwrap();
@@ -623,7 +662,22 @@ mod tests {
             .iter()
             .map(|(k, _, _)| (k.min_txid().get(), k.max_txid().get()))
             .collect();
-        assert_eq!(got, vec![(2, 3), (4, 4), (5, 20), (21, 22)]);
+        // Bucket 2 took two merges; closed, it is consolidated into one level-1 file.
+        assert_eq!(got, vec![(2, 3), (4, 4), (5, 20), (21, 22), (5, 22)]);
+        let keys = spool.keys().unwrap();
+        let chain = replica_formats::chain_from(
+            &keys,
+            TxId::new(1).unwrap(),
+            replica_formats::Target::Latest,
+        );
+        assert_eq!(
+            chain
+                .iter()
+                .map(|k| (k.min_txid().get(), k.max_txid().get()))
+                .collect::<Vec<_>>(),
+            vec![(2, 3), (4, 4), (5, 22), (23, 23), (24, 24)],
+            "a restore reads one file per closed bucket"
+        );
         // The copied file is the same bytes under the level-1 key.
         let one = spool.path(&written[1].0);
         assert_eq!(

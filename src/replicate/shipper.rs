@@ -141,10 +141,11 @@ impl Shipper {
         if key.is_snapshot() || key.level().is_none_or(|l| l.get() == 0) {
             return Ok(());
         }
+        // Lower levels, and pieces of a busy bucket consolidated at the same level.
         let covered: Vec<ObjectKey> = self
             .known
             .iter()
-            .filter(|k| !k.is_snapshot() && k.level() < key.level())
+            .filter(|k| !k.is_snapshot() && k.level() <= key.level() && *k != key)
             .filter(|k| k.min_txid() >= key.min_txid() && k.max_txid() <= key.max_txid())
             .copied()
             .collect();
@@ -152,10 +153,12 @@ impl Shipper {
         let wall = crate::sqlite::capture::now_ms().get();
         for k in covered {
             self.known.remove(&k);
-            let keep = self
-                .tiers
-                .keep(k.level().map_or(0, |l| l.get()))
-                .min(self.retention);
+            // A piece of a bucket adds nothing to its tier's points: it goes after the grace.
+            let keep = match k.level() {
+                l if l == key.level() => Duration::ZERO,
+                l => self.tiers.keep(l.map_or(0, |l| l.get())),
+            }
+            .min(self.retention);
             let left = (k.timestamp().get() + keep.as_millis() as i64 - wall).max(0);
             let tier = now + Duration::from_millis(left as u64);
             let grace = now + DELETE_GRACE;
