@@ -189,6 +189,9 @@ struct ListArgs {
     /// Replica name (default: all of the database's replicas).
     #[arg(long = "replica")]
     replica: Option<String>,
+    /// Print JSON: the files and the restore points of each replica.
+    #[arg(long = "json")]
+    json: bool,
     /// Database path (uses the config) or replica URL.
     target: String,
 }
@@ -489,6 +492,7 @@ fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
         match restore::restore(&client, rt.handle(), &opts) {
             Ok(RestoreOutcome::Restored {
                 txid,
+                at,
                 files,
                 bytes,
                 fell_back,
@@ -504,6 +508,9 @@ fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
                     client.name(),
                     asked_for(&opts.target)
                 ));
+                if let Target::Timestamp(want) = target {
+                    println!("{}", restore_point_note(txid, at, want));
+                }
                 return Ok(());
             }
             Ok(RestoreOutcome::OutputExists) => {
@@ -551,6 +558,24 @@ fn open_client(r: &ReplicaConfig) -> Result<ReplicaClient, CliError> {
 fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
     let (_, reps) = resolve(&a.cfg, &a.target, a.replica.as_deref())?;
     let rt = runtime()?;
+    if a.json {
+        let mut out = Vec::new();
+        for r in &reps {
+            let client = open_client(r)?;
+            let files: Vec<serde_json::Value> = restore::list(&client, rt.handle(), snapshots)?
+                .into_iter()
+                .map(|(k, size)| file_json(&k, size))
+                .collect();
+            let keys = rt.block_on(client.list())?;
+            out.push(serde_json::json!({
+                "replica": r.name,
+                "files": files,
+                "restorable": restore::history::json(&keys),
+            }));
+        }
+        println!("{}", serde_json::json!({ "replicas": out }));
+        return Ok(());
+    }
     if snapshots {
         println!("{:<10} {:<16} {:>12}  created", "replica", "txid", "size");
     } else {
@@ -559,6 +584,7 @@ fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
             "replica", "level", "min_txid", "max_txid", "size"
         );
     }
+    let mut summaries = Vec::new();
     for r in &reps {
         let client = open_client(r)?;
         for (k, size) in restore::list(&client, rt.handle(), snapshots)? {
@@ -579,8 +605,31 @@ fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
                 ),
             }
         }
+        let keys = rt.block_on(client.list())?;
+        summaries.push((r.name.clone(), restore::history::text(&keys)));
+    }
+    for (name, lines) in summaries {
+        println!("\nreplica {name}:");
+        for l in lines {
+            println!("{l}");
+        }
     }
     Ok(())
+}
+
+/// One replica file as JSON.
+fn file_json(k: &replica_formats::ObjectKey, size: u64) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "kind": if k.is_snapshot() { "snapshot" } else { "segment" },
+        "min_txid": k.min_txid().to_string(),
+        "max_txid": k.max_txid().to_string(),
+        "size": size,
+        "created": fmt_ts(k.timestamp()),
+    });
+    if let Some(l) = k.level() {
+        v["level"] = l.get().into();
+    }
+    v
 }
 
 fn find_litestream(spec: &str) -> Option<PathBuf> {
@@ -667,7 +716,16 @@ fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Which restore point a timestamp restore used and how far before the requested time it lies.
+fn restore_point_note(txid: TxId, at: Timestamp, want: Timestamp) -> String {
+    let before = (want.get() - at.get()).max(0) as f64 / 1000.0;
+    format!(
+        "restored position {txid} at {}, {before:.2} s before the requested time {}",
+        fmt_ts(at),
+        fmt_ts(want)
+    )
+}
+
 fn fmt_ts(ts: Timestamp) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ts.get().max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
+    restore::history::fmt_ts(ts)
 }

@@ -19,6 +19,7 @@ pub mod header;
 pub mod key;
 pub mod lineage;
 pub mod plan;
+pub mod points;
 pub mod pos;
 
 pub use checksum::{db_checksum, page_hash};
@@ -32,6 +33,7 @@ pub use header::{
 pub use key::{Level, ObjectKey, SEGMENTS_DIR, SNAPSHOTS_DIR};
 pub use lineage::{LINEAGE_OBJECT, Lineage, LineageId};
 pub use plan::{RestorePlan, Target, chain_from, plan_restore};
+pub use points::{Point, RestorePoints, Stretch, restore_points};
 pub use pos::{DbChecksum, PageNo, PageSize, Timestamp, TxId};
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::raw::{RawConfig, RawDb, RawLogging, RawReplica, S, Scalar, yaml_error};
+use super::raw::{RawConfig, RawDb, RawLevel, RawLogging, RawReplica, S, Scalar, yaml_error};
 use super::url::{is_url, kind_of_type, parse_target};
 use super::*;
 
@@ -118,6 +118,7 @@ impl Ctx<'_> {
             Some(l) => self.logging(l)?,
             None => LoggingConfig::default(),
         };
+        let tiers = self.tiers(&raw.l0_retention, &raw.levels)?;
         let g = Globals {
             sync_interval: self.duration(&raw.sync_interval, "sync-interval")?,
             retention: self.duration(&raw.retention, "retention")?,
@@ -143,8 +144,54 @@ impl Ctx<'_> {
             addr: raw.addr,
             logging,
             source: self.file.to_path_buf(),
+            tiers,
         };
         Ok((config, spans))
+    }
+
+    /// `l0-retention` and `levels`, over the defaults of [`Tiers`].
+    fn tiers(
+        &self,
+        l0: &S<Scalar>,
+        levels: &S<Vec<Spanned<RawLevel>>>,
+    ) -> Result<Tiers, ConfigError> {
+        let mut t = Tiers::default();
+        if let Some(d) = self.duration(l0, "l0-retention")? {
+            t.l0_retention = d;
+        }
+        let Some(levels) = levels else {
+            return Ok(t);
+        };
+        if levels.value.is_empty() || levels.value.len() > 9 {
+            return Err(self.invalid(
+                Some(line_of(levels)),
+                "`levels` must list between 1 and 9 levels".into(),
+            ));
+        }
+        let defaults = t.levels.clone();
+        t.levels.clear();
+        for (i, l) in levels.value.iter().enumerate() {
+            let Some(interval) = self.duration(&l.value.interval, "interval")? else {
+                return Err(self.invalid(
+                    Some(line_of(l)),
+                    format!("level {}: `interval` is required", i + 1),
+                ));
+            };
+            if interval.is_zero() {
+                return Err(self.invalid(
+                    Some(line_of(l)),
+                    format!("level {}: `interval` must not be 0", i + 1),
+                ));
+            }
+            let retention = self
+                .duration(&l.value.retention, "retention")?
+                .unwrap_or_else(|| defaults.get(i).map_or(Duration::ZERO, |d| d.retention));
+            t.levels.push(LevelTier {
+                interval,
+                retention,
+            });
+        }
+        Ok(t)
     }
 
     fn logging(&self, l: &RawLogging) -> Result<LoggingConfig, ConfigError> {

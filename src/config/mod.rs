@@ -13,6 +13,7 @@ mod convert;
 mod duration;
 mod expand;
 mod raw;
+mod tiers;
 mod url;
 mod validate;
 
@@ -23,6 +24,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 pub use duration::{format_duration, parse_duration};
+pub use tiers::{DEFAULT_L0_RETENTION, LevelTier, Tiers};
 pub use url::replica_from_url;
 
 /// Default `monitor-interval`: how often the WAL is polled when no inotify event arrives.
@@ -53,6 +55,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// The file this configuration came from.
     pub source: PathBuf,
+    /// Restore-point tiers (`l0-retention`, `levels`).
+    pub tiers: Tiers,
 }
 
 /// One entry of `dbs`.
@@ -348,6 +352,7 @@ pub fn from_cli(db: &str, urls: &[String]) -> Result<Config, ConfigError> {
         addr: None,
         logging: LoggingConfig::default(),
         source: PathBuf::from("(command line)"),
+        tiers: Tiers::default(),
     };
     validate::validate(&config, None)?;
     Ok(config)

@@ -20,9 +20,7 @@ const UNSUPPORTED_KEYS: &[&str] = &[
     "validation-interval",
     "socket",
     "exec",
-    "levels",
     "snapshot",
-    "l0-retention",
     "l0-retention-check-interval",
     "shutdown-sync-timeout",
     "shutdown-sync-interval",
@@ -96,6 +94,16 @@ pub(super) struct RawConfig {
     pub(super) endpoint: Option<String>,
     pub(super) force_path_style: Option<bool>,
     pub(super) skip_verify: Option<bool>,
+    // Restore-point tiers (Litestream v0.5 names; a level's `retention` is memsync's).
+    pub(super) l0_retention: S<Scalar>,
+    pub(super) levels: S<Vec<Spanned<RawLevel>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawLevel {
+    pub(super) interval: S<Scalar>,
+    pub(super) retention: S<Scalar>,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +174,8 @@ pub(super) fn yaml_error(e: &serde_saphyr::Error, file: &Path) -> ConfigError {
             "replica"
         } else if expected.contains(&"stderr") {
             "logging"
+        } else if expected.contains(&"interval") {
+            "levels"
         } else {
             "config"
         }

@@ -143,7 +143,7 @@ pub fn run(
     let mut dbs = Vec::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     for db in &config.dbs {
-        let started = start_db(&rt, db, opts, stop.clone(), stop_rx.clone());
+        let started = start_db(&rt, db, &config.tiers, opts, stop.clone(), stop_rx.clone());
         dbs.push(started.map_err(|e| out_of_fds(e, config.dbs.len()))?);
     }
     crate::log::info(&format!("replicating {} database(s)", dbs.len()));
@@ -221,6 +221,7 @@ struct Running {
 fn start_db(
     rt: &tokio::runtime::Runtime,
     db: &DbConfig,
+    tiers: &crate::config::Tiers,
     opts: &ReplicateOptions,
     stop: Arc<AtomicBool>,
     stop_rx: watch::Receiver<bool>,
@@ -271,6 +272,9 @@ fn start_db(
         .min()
         .unwrap_or_default();
     mcfg.snapshot_interval = db.replicas.iter().filter_map(|r| r.snapshot_interval).min();
+    mcfg.tiers = tiers.clone();
+    // A pass at least as often as level-1 buckets close, so level 1 keeps up with them.
+    mcfg.compaction_interval = mcfg.compaction_interval.min(tiers.interval(1));
     if let Some(d) = compaction_interval_override()? {
         mcfg.compaction_interval = d;
     }
@@ -344,6 +348,7 @@ fn start_db(
             doomed: Vec::new(),
             retention: rcfg.retention,
             retention_check: rcfg.retention_check_interval,
+            tiers: tiers.clone(),
             confirmed: ctx,
             stats: ss,
             restart,
@@ -355,7 +360,7 @@ fn start_db(
             run.await;
         }));
     }
-    tasks.push(rt.spawn(prune_spool(spool, confirmed, map_saved)));
+    tasks.push(rt.spawn(prune_spool(spool, confirmed, map_saved, tiers.top())));
     Ok(Running {
         monitor,
         tasks,
@@ -380,8 +385,8 @@ fn out_of_fds(e: ReplicateError, dbs: usize) -> ReplicateError {
     }
 }
 
-/// `MEMSYNC_COMPACTION_INTERVAL` (Go duration) overrides the 30 s level-0 compaction interval;
-/// Litestream's `levels` key, its equivalent, is not supported.
+/// `MEMSYNC_COMPACTION_INTERVAL` (Go duration) overrides how often a compaction pass runs (at
+/// most 30 s, or the level-1 `interval` if shorter); the buckets themselves are `levels`.
 fn compaction_interval_override() -> Result<Option<Duration>, ReplicateError> {
     match std::env::var("MEMSYNC_COMPACTION_INTERVAL") {
         Ok(v) => crate::config::parse_duration(&v)
@@ -405,13 +410,14 @@ async fn prune_spool(
     spool: Spool,
     mut confirmed: Vec<watch::Receiver<Option<TxId>>>,
     map_saved: Arc<AtomicU64>,
+    top: u8,
 ) {
     loop {
         let min = confirmed.iter().map(|c| *c.borrow()).min().flatten();
         if let Some(t) = min {
             let s = spool.clone();
             let keep_after = TxId::new(map_saved.load(Ordering::Relaxed));
-            let _ = tokio::task::spawn_blocking(move || s.prune(t, keep_after)).await;
+            let _ = tokio::task::spawn_blocking(move || s.prune(t, keep_after, top)).await;
         }
         let changed =
             futures::future::select_all(confirmed.iter_mut().map(|c| Box::pin(c.changed())));

@@ -10,7 +10,7 @@ use super::compact::FAN_IN;
 /// the history is.
 #[derive(Debug)]
 pub struct Compactor {
-    /// How often partial groups of level-0 segments are merged.
+    /// How often a compaction pass runs (time buckets close as time passes).
     pub interval: std::time::Duration,
     last: std::time::Instant,
     /// Bytes of segments written since the last snapshot (what a restore reads on top of it).
@@ -112,14 +112,12 @@ impl Compactor {
         force || self.last.elapsed() >= self.interval || self.l0_files >= FAN_IN
     }
 
-    /// Starts a pass: resets the level-0 count and says whether partial groups are merged too.
-    pub fn begin_pass(&mut self, force: bool) -> bool {
-        let timed = force || self.last.elapsed() >= self.interval;
-        if timed {
+    /// Starts a pass: resets the level-0 count and, for a timed pass, the interval.
+    pub fn begin_pass(&mut self, force: bool) {
+        if force || self.last.elapsed() >= self.interval {
             self.last = std::time::Instant::now();
         }
         self.l0_files = 0;
-        timed
     }
 
     /// Records the files a pass wrote: (key, size, bytes of the files it replaces).

@@ -13,7 +13,9 @@ use super::catchup::Restart;
 use super::spool::Spool;
 use crate::replica::{ReplicaClient, ReplicaError};
 
-/// How long files replaced by a compacted one stay readable before they are deleted.
+/// Shortest time files replaced by a compacted one stay readable before they are deleted (so
+/// restores already reading them finish undisturbed); their tier's retention may keep them
+/// longer (see [`crate::config::Tiers`]).
 pub const DELETE_GRACE: Duration = Duration::from_secs(5);
 
 /// Longest pause between retries of a failing replica.
@@ -44,13 +46,16 @@ pub struct Shipper {
     pub remote: Option<TxId>,
     /// Files the replica holds (listed at start, then tracked).
     pub known: BTreeSet<ObjectKey>,
-    /// Files replaced by a compacted one, deleted after [`DELETE_GRACE`] so restores already
-    /// reading them finish undisturbed.
-    pub doomed: Vec<(Instant, Vec<ObjectKey>)>,
+    /// Files replaced by a compacted one, with when their tier's retention is over (their
+    /// boundaries are restore points until then) and when their [`DELETE_GRACE`] is: they are
+    /// deleted once both passed (at shutdown, once the first did).
+    pub doomed: Vec<(Instant, Instant, Vec<ObjectKey>)>,
     /// How long history must stay restorable.
     pub retention: Duration,
     /// How often retention is enforced.
     pub retention_check: Duration,
+    /// How long covered files of each level stay.
+    pub tiers: crate::config::Tiers,
     /// Published after every upload (the spool prunes what every replica has).
     pub confirmed: watch::Sender<Option<TxId>>,
     /// Counters.
@@ -180,31 +185,53 @@ impl Shipper {
         if key.is_snapshot() || key.level().is_none_or(|l| l.get() == 0) {
             return Ok(());
         }
+        // Lower levels, and pieces of a busy bucket consolidated at the same level.
         let covered: Vec<ObjectKey> = self
             .known
             .iter()
-            .filter(|k| !k.is_snapshot() && k.level() < key.level())
+            .filter(|k| !k.is_snapshot() && k.level() <= key.level() && *k != key)
             .filter(|k| k.min_txid() >= key.min_txid() && k.max_txid() <= key.max_txid())
             .copied()
             .collect();
-        for k in &covered {
-            self.known.remove(k);
-        }
-        if !covered.is_empty() {
-            self.doomed.push((Instant::now(), covered));
+        let now = Instant::now();
+        let wall = crate::sqlite::capture::now_ms().get();
+        for k in covered {
+            self.known.remove(&k);
+            // A piece of a bucket adds nothing to its tier's points: it goes after the grace.
+            let keep = match k.level() {
+                l if l == key.level() => Duration::ZERO,
+                l => self.tiers.keep(l.map_or(0, |l| l.get())),
+            }
+            .min(self.retention);
+            let left = (k.timestamp().get() + keep.as_millis() as i64 - wall).max(0);
+            let tier = now + Duration::from_millis(left as u64);
+            let grace = now + DELETE_GRACE;
+            match self.doomed.iter_mut().find(|(t, _, _)| *t == tier) {
+                Some((_, _, keys)) => keys.push(k),
+                None => self.doomed.push((tier, grace, vec![k])),
+            }
         }
         Ok(())
     }
 
-    /// Deletes the replaced files whose grace period is over (all of them with `all`).
-    pub async fn delete_doomed(&mut self, all: bool) -> Result<(), ReplicaError> {
-        while let Some((at, _)) = self.doomed.first() {
-            if !all && at.elapsed() < DELETE_GRACE {
-                break;
-            }
-            let (_, keys) = self.doomed.remove(0);
-            self.client.delete(&keys).await?;
+    /// Deletes the replaced files whose time is up; `shutdown` skips the grace (no restore of
+    /// this process reads them any more; the rest is scheduled again at next start).
+    pub async fn delete_doomed(&mut self, shutdown: bool) -> Result<(), ReplicaError> {
+        let now = Instant::now();
+        let is_due = |(tier, grace, _): &(Instant, Instant, Vec<ObjectKey>)| {
+            *tier <= now && (shutdown || *grace <= now)
+        };
+        let due: Vec<ObjectKey> = self
+            .doomed
+            .iter()
+            .filter(|d| is_due(d))
+            .flat_map(|(_, _, keys)| keys.iter().copied())
+            .collect();
+        if due.is_empty() {
+            return Ok(());
         }
+        self.client.delete(&due).await?;
+        self.doomed.retain(|d| !is_due(d));
         Ok(())
     }
 
@@ -293,6 +320,7 @@ impl Shipper {
         }
         let flush = async {
             self.ship_pending().await?;
+            // Only what its tier lets go: the rest stays restorable, scheduled again at next start.
             self.delete_doomed(true).await
         };
         match tokio::time::timeout(flush_timeout, flush).await {

@@ -113,18 +113,17 @@ impl Spool {
     /// merged into the next level (compaction reads them here), files after `keep_after` (the
     /// saved page map's position) and the newest file (it tells a restarted monitor where the
     /// WAL stood).
-    pub fn prune(&self, upto: TxId, keep_after: Option<TxId>) -> io::Result<usize> {
+    /// `top` is the highest compaction level (never merged further).
+    pub fn prune(&self, upto: TxId, keep_after: Option<TxId>, top: u8) -> io::Result<usize> {
         let keys = self.keys()?;
         let newest = keys.iter().map(|k| k.max_txid()).max();
-        let marks: Vec<Option<TxId>> = (0..super::compact::MAX_LEVEL)
+        let marks: Vec<Option<TxId>> = (0..top)
             .map(|l| super::compact::watermark(&keys, l))
             .collect();
         let mut n = 0;
         for k in &keys {
             let pending_merge = match k.level() {
-                Some(l) if l.get() < super::compact::MAX_LEVEL => {
-                    Some(k.max_txid()) > marks[l.get() as usize]
-                }
+                Some(l) if l.get() < top => Some(k.max_txid()) > marks[l.get() as usize],
                 _ => false,
             };
             // Files after the saved page map are what a restart after a crash replays.

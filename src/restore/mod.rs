@@ -6,6 +6,7 @@
 
 mod apply;
 pub mod follow;
+pub mod history;
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,9 @@ pub enum RestoreOutcome {
     Restored {
         /// Position restored.
         txid: TxId,
+        /// When that position was committed (the replica file ending there): the restore
+        /// point used.
+        at: replica_formats::Timestamp,
         /// Files applied.
         files: usize,
         /// Bytes downloaded.
@@ -212,8 +216,15 @@ pub fn restore(
                     let _ = std::fs::remove_file(&tmp);
                 }
                 res?;
+                let at = plan
+                    .files()
+                    .filter(|k| k.max_txid() == done.txid)
+                    .map(ObjectKey::timestamp)
+                    .last()
+                    .unwrap_or(plan.snapshot.timestamp());
                 return Ok(RestoreOutcome::Restored {
                     txid: done.txid,
+                    at,
                     files: done.files,
                     bytes: done.bytes,
                     fell_back,

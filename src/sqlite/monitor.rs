@@ -420,7 +420,7 @@ impl Monitor {
             }
         }
         if self.compaction.is_none() && self.compactor.due(force) {
-            let partial = self.compactor.begin_pass(force);
+            self.compactor.begin_pass(force);
             let opts = |zstd_level| replica_formats::EncodeOptions {
                 zstd_level,
                 pages_per_run: self.cfg.keep_run_pages,
@@ -430,9 +430,13 @@ impl Monitor {
                 above: opts(self.cfg.keep_level),
             };
             let spool = self.spool.clone();
+            let tiers = self.cfg.tiers.clone();
             let job = std::thread::Builder::new()
                 .name("compact".into())
-                .spawn(move || crate::replicate::compact::compact_spool(&spool, enc, partial))
+                .spawn(move || {
+                    let now = super::capture::now_ms();
+                    crate::replicate::compact::compact_spool(&spool, enc, &tiers, now)
+                })
                 .map_err(|e| self.io_err("starting compaction", e))?;
             self.compaction = Some(job);
             if wait {

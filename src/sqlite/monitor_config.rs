@@ -24,8 +24,10 @@ pub struct MonitorConfig {
     /// Average gap between two spool files: the smallest replica sync-interval. With 0 a pass
     /// runs on every WAL change, and what commits while one runs goes into the next one file.
     pub min_sync_gap: Duration,
-    /// How often level-0 segments are merged into one level-1 segment.
+    /// How often a compaction pass runs (besides whenever `FAN_IN` level-0 files wait).
     pub compaction_interval: Duration,
+    /// Restore-point tiers: how compaction groups files, by time, at each level.
+    pub tiers: crate::config::Tiers,
     /// Take a snapshot at least this often (the smallest replica snapshot-interval), if set.
     pub snapshot_interval: Option<Duration>,
     /// Time-based PASSIVE checkpoint.
@@ -43,9 +45,9 @@ pub struct MonitorConfig {
     /// (`zstd -b`, 256 KB blocks): level 1 310 MB/s for a ratio of 1.42, −1 620 MB/s 1.24, −3
     /// 770 MB/s 1.23, −20 1190 MB/s 1.17.
     pub zstd_level: i32,
-    /// zstd level of level-1 segments, which are merged again within minutes: −1, twice as
-    /// fast as level 1 for 14 % more bytes, and 2.5x faster to decompress (a restore of the
-    /// latest state reads them).
+    /// zstd level of level-1 segments, the most frequent merges: −1, twice as fast as level 1
+    /// for 14 % more bytes, and 2.5x faster to decompress (a restore of the latest state reads
+    /// them).
     pub transient_level: i32,
     /// zstd level of files kept long: level-2+ segments and snapshots. Level 1, not 3: on
     /// these pages level 3 saves ~3.5 % of the bytes for twice the CPU.
@@ -75,6 +77,7 @@ impl MonitorConfig {
             monitor_interval: Duration::from_secs(1),
             min_sync_gap: Duration::from_secs(1),
             compaction_interval: Duration::from_secs(30),
+            tiers: crate::config::Tiers::default(),
             snapshot_interval: None,
             checkpoint_interval: Duration::from_secs(60),
             min_checkpoint_pages: 1000,

@@ -379,3 +379,32 @@ fn twenty_thousand_databases_validate_and_conflicts_are_still_found() {
         "{e}"
     );
 }
+
+/// Restore-point tiers: Litestream's `levels` and `l0-retention`, a level's `retention`
+/// defaulting to a day for level 1 and 0 above; nonsense refused with its line.
+#[test]
+fn restore_point_tiers() {
+    let db = "dbs:\n  - path: /a.db\n    replica:\n      path: /b\n";
+    assert_eq!(ok(db).tiers, Tiers::default());
+    let c = ok(&format!(
+        "l0-retention: 1m\nlevels:\n  - interval: 10s\n  - interval: 2m\n    retention: 1h\n{db}"
+    ));
+    let lvl = |i, r| LevelTier {
+        interval: Duration::from_secs(i),
+        retention: Duration::from_secs(r),
+    };
+    assert_eq!(
+        c.tiers,
+        Tiers {
+            l0_retention: Duration::from_secs(60),
+            levels: vec![lvl(10, 24 * 3600), lvl(120, 3600)],
+        }
+    );
+    assert_eq!(
+        err(&format!("levels: []\n{db}")),
+        "litestream.yml:1: `levels` must list between 1 and 9 levels"
+    );
+    assert!(err(&format!("levels:\n  - interval: 0\n{db}")).contains("must not be 0"));
+    assert!(err(&format!("levels:\n  - retention: 1h\n{db}")).contains("`interval` is required"));
+    assert!(err(&format!("levels:\n  - interval: 1s\n    every: 2s\n{db}")).contains("every"));
+}

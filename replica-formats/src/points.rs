@@ -1,0 +1,190 @@
+//! Restore points: which positions of a replica can be restored, and how far apart they are
+//! in each stretch of history. Pure: works on a listing of keys, like [`crate::plan`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::key::ObjectKey;
+use crate::pos::{Timestamp, TxId};
+
+/// A restorable position and the earliest commit time a file ending there records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Point {
+    /// Position.
+    pub txid: TxId,
+    /// Commit time of that position: a timestamp restore at or after it can reach it.
+    pub ts: Timestamp,
+}
+
+/// A stretch of history whose consecutive restore points are made by files of one level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stretch {
+    /// First point of the stretch.
+    pub from: Point,
+    /// Last point of the stretch.
+    pub to: Point,
+    /// Level of the files between consecutive points: 0 means every sync is a point.
+    pub level: u8,
+    /// Longest time between two consecutive points of the stretch, in milliseconds.
+    pub max_gap_ms: i64,
+    /// Restore points in the stretch, `from` and `to` included.
+    pub points: usize,
+}
+
+/// Every restore point of a replica, summarised by stretch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestorePoints {
+    /// Oldest restorable point (the oldest snapshot a chain starts from).
+    pub first: Point,
+    /// Newest restorable point.
+    pub last: Point,
+    /// Number of restorable positions.
+    pub count: usize,
+    /// Oldest first; empty when only one point exists.
+    pub stretches: Vec<Stretch>,
+}
+
+/// The restorable positions of `keys`: every position reachable from a snapshot through a
+/// contiguous chain of segments (exactly the positions `plan_restore(keys, TxId(p))` accepts),
+/// summarised by stretches of equal granularity. `None` when nothing is restorable.
+pub fn restore_points(keys: &[ObjectKey]) -> Option<RestorePoints> {
+    // Segments by the position they start after, and the earliest time of each end position.
+    let mut from: HashMap<TxId, Vec<&ObjectKey>> = HashMap::new();
+    let mut ts: HashMap<TxId, Timestamp> = HashMap::new();
+    for k in keys {
+        if k.min_txid() > k.max_txid() {
+            continue;
+        }
+        ts.entry(k.max_txid())
+            .and_modify(|t| *t = (*t).min(k.timestamp()))
+            .or_insert(k.timestamp());
+        if !k.is_snapshot()
+            && let Some(before) = TxId::new(k.min_txid().get() - 1)
+        {
+            from.entry(before).or_default().push(k);
+        }
+    }
+    // Reachable positions, with the finest level of a file reaching each one.
+    let mut level: BTreeMap<TxId, Option<u8>> = BTreeMap::new();
+    let mut todo: Vec<TxId> = keys
+        .iter()
+        .filter(|k| k.is_snapshot())
+        .map(ObjectKey::max_txid)
+        .collect();
+    for &t in &todo {
+        level.insert(t, None);
+    }
+    let mut seen: HashSet<TxId> = todo.iter().copied().collect();
+    while let Some(p) = todo.pop() {
+        for k in from.get(&p).into_iter().flatten() {
+            let l = k.level().map_or(0, |l| l.get());
+            let e = level.entry(k.max_txid()).or_insert(Some(l));
+            *e = Some(e.map_or(l, |old| old.min(l)));
+            if seen.insert(k.max_txid()) {
+                todo.push(k.max_txid());
+            }
+        }
+    }
+    let points: Vec<(Point, Option<u8>)> = level
+        .into_iter()
+        .map(|(txid, l)| {
+            let ts = ts.get(&txid).copied().unwrap_or(Timestamp::from_millis(0));
+            (Point { txid, ts }, l)
+        })
+        .collect();
+    let first = points.first()?.0;
+    let last = points.last()?.0;
+    let mut stretches: Vec<Stretch> = Vec::new();
+    for w in points.windows(2) {
+        let (a, (b, l)) = (w[0].0, w[1]);
+        let gap = b.ts.get() - a.ts.get();
+        match (stretches.last_mut(), l) {
+            // A point reached by a snapshot alone, or by the same level: the stretch goes on.
+            (Some(s), None) => extend(s, b, gap),
+            (Some(s), Some(l)) if s.level == l => extend(s, b, gap),
+            _ => stretches.push(Stretch {
+                from: a,
+                to: b,
+                level: l.unwrap_or(0),
+                max_gap_ms: gap,
+                points: 2,
+            }),
+        }
+    }
+    Some(RestorePoints {
+        first,
+        last,
+        count: points.len(),
+        stretches,
+    })
+}
+
+fn extend(s: &mut Stretch, to: Point, gap: i64) {
+    s.to = to;
+    s.max_gap_ms = s.max_gap_ms.max(gap);
+    s.points += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::Level;
+
+    fn tx(v: u64) -> TxId {
+        TxId::new(v).unwrap()
+    }
+    fn snap(t: u64) -> ObjectKey {
+        ObjectKey::Snapshot {
+            txid: tx(t),
+            ts: Timestamp::from_millis(t as i64 * 1000),
+        }
+    }
+    fn seg(level: u8, min: u64, max: u64) -> ObjectKey {
+        ObjectKey::Segment {
+            level: Level::new(level).unwrap(),
+            min: tx(min),
+            max: tx(max),
+            ts: Timestamp::from_millis(max as i64 * 1000),
+        }
+    }
+
+    /// Old history merged into level 1 (its level-0 files gone), recent history still one
+    /// file per sync, level-1 files over it too: two stretches, the recent one every sync.
+    #[test]
+    fn stretches_by_finest_level() {
+        let keys = [
+            snap(1),
+            seg(1, 2, 10),
+            seg(1, 11, 40),
+            seg(1, 41, 43),
+            seg(0, 41, 41),
+            seg(0, 42, 42),
+            seg(0, 43, 43),
+            seg(0, 44, 44),
+        ];
+        let p = restore_points(&keys).unwrap();
+        assert_eq!((p.first.txid, p.last.txid, p.count), (tx(1), tx(44), 7));
+        let s: Vec<(u64, u64, u8, i64, usize)> = p
+            .stretches
+            .iter()
+            .map(|s| {
+                (
+                    s.from.txid.get(),
+                    s.to.txid.get(),
+                    s.level,
+                    s.max_gap_ms,
+                    s.points,
+                )
+            })
+            .collect();
+        assert_eq!(s, vec![(1, 40, 1, 30_000, 3), (40, 44, 0, 1_000, 5)]);
+    }
+
+    /// A position inside a compacted file, or past a gap, is no restore point.
+    #[test]
+    fn only_reachable_positions() {
+        let keys = [snap(1), seg(1, 2, 5), seg(0, 4, 4), seg(0, 7, 7)];
+        let p = restore_points(&keys).unwrap();
+        assert_eq!((p.last.txid, p.count), (tx(5), 2));
+        assert!(restore_points(&[seg(0, 2, 2)]).is_none());
+    }
+}
