@@ -412,11 +412,13 @@ impl Monitor {
             }
             if !written.is_empty() {
                 self.positions.send_replace(self.pos);
-                self.compactor
-                    .set_db_size(self.map.commit(), self.map.page_size());
-                if self.compactor.snapshot_due() {
-                    self.snapshot_current()?;
-                }
+            }
+            // After every pass, merged or not: time buckets close only every 30 s, and
+            // `snapshot-interval` must not wait for one.
+            self.compactor
+                .set_db_size(self.map.commit(), self.map.page_size());
+            if self.compactor.snapshot_due() {
+                self.snapshot_current()?;
             }
         }
         if self.compaction.is_none() && self.compactor.due(force) {
