@@ -207,3 +207,54 @@ mod tests {
         );
     }
 }
+
+/// An exclusive `flock` on a file that says who holds it. The file is never deleted (deleting
+/// a flock file lets two processes lock two different files); it is emptied on release, so what
+/// it says is about a live holder (or one that crashed).
+#[derive(Debug)]
+pub struct HolderLock {
+    file: File,
+}
+
+impl HolderLock {
+    /// Takes the lock at `path` (its directory created if missing), retrying for up to `wait`.
+    /// `Ok(Err(text))` when another process still holds it: `text` is what it wrote.
+    pub fn take(path: &Path, wait: std::time::Duration) -> io::Result<Result<HolderLock, String>> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let t0 = std::time::Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Ok(HolderLock { file })),
+                Err(fs::TryLockError::WouldBlock) if t0.elapsed() < wait => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Ok(Err(fs::read_to_string(path).unwrap_or_default()));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Replaces what the file says about its holder.
+    pub fn say(&self, text: &str) -> io::Result<()> {
+        self.file.set_len(0)?;
+        std::os::unix::fs::FileExt::write_all_at(&self.file, text.as_bytes(), 0)
+    }
+}
+
+impl Drop for HolderLock {
+    fn drop(&mut self) {
+        // Emptied first, so a later reader never names a holder that has left.
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}

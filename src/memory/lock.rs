@@ -9,10 +9,10 @@
 //! is never deleted (deleting a flock file lets two processes lock two different files); it is
 //! emptied when released, so what it says is about a live holder (or one that crashed).
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use crate::fsutil::HolderLock;
 
 /// How long a second run waits by default.
 const DEFAULT_WAIT: Duration = Duration::from_secs(10);
@@ -40,15 +40,7 @@ pub enum LockError {
 /// The held lock; released when dropped (or when the process ends, however it ends).
 #[derive(Debug)]
 pub struct StagingLock {
-    file: File,
-}
-
-impl Drop for StagingLock {
-    fn drop(&mut self) {
-        // Emptied first, so a later reader never names a holder that has left.
-        let _ = self.file.set_len(0);
-        let _ = self.file.unlock();
-    }
+    _lock: HolderLock,
 }
 
 /// `<staging db>.lock`.
@@ -87,49 +79,27 @@ pub fn acquire_within(
         path: path.clone(),
         source,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
-    let t0 = Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(std::fs::TryLockError::WouldBlock) if t0.elapsed() < wait => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(LockError::Held {
-                    db: staging_db.to_owned(),
-                    holder: holder(&path),
-                    waited: wait.as_secs(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    let lock = match HolderLock::take(&path, wait).map_err(io)? {
+        Ok(l) => l,
+        Err(text) => {
+            return Err(LockError::Held {
+                db: staging_db.to_owned(),
+                holder: holder(&text, &path),
+                waited: wait.as_secs(),
+            });
         }
-    }
-    let lock = StagingLock { file };
+    };
     let since = humantime::format_rfc3339_seconds(SystemTime::now());
-    let text = format!(
+    lock.say(&format!(
         "pid {}\ncommand memsync {command}\nsince {since}\n",
         std::process::id()
-    );
-    (&lock.file)
-        .write_all(text.as_bytes())
-        .and_then(|()| lock.file.set_len(text.len() as u64))
-        .map_err(io)?;
-    Ok(lock)
+    ))
+    .map_err(io)?;
+    Ok(StagingLock { _lock: lock })
 }
 
 /// "memsync push (pid 123, since 2026-12-02T01:23:45Z)", from the lock file's text.
-fn holder(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+fn holder(text: &str, path: &Path) -> String {
     let get = |key: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))

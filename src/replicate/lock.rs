@@ -9,9 +9,9 @@
 //! and start time as text, for that message; it is never deleted (deleting a flock file lets
 //! two processes lock two different files) and is emptied when released.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+
+use crate::fsutil::HolderLock;
 
 use thiserror::Error;
 
@@ -42,15 +42,7 @@ pub enum LockError {
 /// The held lock of one database; released when dropped or when the process ends.
 #[derive(Debug)]
 pub struct DbLock {
-    file: File,
-}
-
-impl Drop for DbLock {
-    fn drop(&mut self) {
-        // Emptied first, so a later reader never names a holder that has left.
-        let _ = self.file.set_len(0);
-        let _ = self.file.unlock();
-    }
+    _lock: HolderLock,
 }
 
 /// Takes the lock of the database `db` whose meta directory is `meta` (created if missing),
@@ -61,19 +53,9 @@ pub fn acquire(db: &Path, meta: &Path) -> Result<DbLock, LockError> {
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(meta).map_err(io)?;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
+    let lock = match HolderLock::take(&path, std::time::Duration::ZERO).map_err(io)? {
+        Ok(l) => l,
+        Err(text) => {
             let text = text.trim();
             let holder = if text.is_empty() {
                 "another memsync process".to_string()
@@ -86,17 +68,12 @@ pub fn acquire(db: &Path, meta: &Path) -> Result<DbLock, LockError> {
                 lock: path,
             });
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
-    }
+    };
     let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-    let text = format!("pid {}, started {started}", std::process::id());
     // Who holds the lock is a courtesy to the next run; the flock is the lock. A full disk
     // must not stop replication here (the spool waits it out).
-    if let Err(e) = file
-        .set_len(0)
-        .and_then(|()| file.write_all(text.as_bytes()))
-    {
+    if let Err(e) = lock.say(&format!("pid {}, started {started}", std::process::id())) {
         crate::log::warn(&format!("lock file {}: {e}", path.display()));
     }
-    Ok(DbLock { file })
+    Ok(DbLock { _lock: lock })
 }
