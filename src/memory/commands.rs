@@ -493,16 +493,13 @@ fn sync_dry_run(ctx: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
         ));
     }
     let pending = st.count(State::Pending)?;
+    let would_push = pending as usize + would_stage;
     out.push(format!(
-        "dry run, nothing changed: would stage {would_stage} local memories and push {} ({pending} pending now)",
-        pending as usize + would_stage
+        "dry run, nothing changed: would stage {would_stage} local memories and push {would_push} ({pending} pending now)"
     ));
     ctx.log.line(
         "sync",
-        &format!(
-            "dry run: would stage {would_stage}, push {}",
-            pending as usize + would_stage
-        ),
+        &format!("dry run: would stage {would_stage}, push {would_push}"),
     );
     Ok(out.join("\n"))
 }

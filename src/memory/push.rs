@@ -113,7 +113,7 @@ pub fn push_one(
     let tags = conflict::normalize_tags(&item.fields.tags);
     let id = item.id;
     let short = item.hash.short();
-    let base = staging.base(item.hash.as_str())?.flatten();
+    let base = staging.base(item.hash.as_str())?;
     if item.op == Operation::Update
         && let Some(line) = check_update(staging, client, settings, item, base.as_ref(), rep)?
     {

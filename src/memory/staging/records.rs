@@ -159,8 +159,9 @@ impl Staging {
         .map(drop)
     }
 
-    /// The base of one memory, if this machine knows the server held it.
-    pub fn base(&self, hash: &str) -> Result<Option<Option<Fields>>, StagingError> {
+    /// The base of one memory: its fields when this machine last agreed with the server
+    /// (`None` when unknown, or recorded before schema version 2 kept fields).
+    pub fn base(&self, hash: &str) -> Result<Option<Fields>, StagingError> {
         self.conn
             .query_row(
                 "SELECT fields FROM pulled WHERE content_hash = ?1",
@@ -168,7 +169,7 @@ impl Staging {
                 |r| r.get::<_, Option<String>>(0),
             )
             .optional()
-            .map(|o| o.map(|f| f.as_deref().map(Fields::from_json)))
+            .map(|o| o.flatten().as_deref().map(Fields::from_json))
             .map_err(|e| self.err(e))
     }
 
