@@ -37,4 +37,6 @@ pub use points::{Point, RestorePoints, Stretch, restore_points};
 pub use pos::{DbChecksum, PageNo, PageSize, Timestamp, TxId};
 
 #[cfg(test)]
+mod testkeys;
+#[cfg(test)]
 mod tests;

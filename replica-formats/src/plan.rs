@@ -178,24 +178,8 @@ fn try_snapshot(
 mod tests {
     use super::*;
     use crate::key::Level;
+    use crate::testkeys::{seg, snap, tx};
 
-    fn tx(v: u64) -> TxId {
-        TxId::new(v).unwrap()
-    }
-    fn snap(t: u64) -> ObjectKey {
-        ObjectKey::Snapshot {
-            txid: tx(t),
-            ts: Timestamp::from_millis(t as i64 * 1000),
-        }
-    }
-    fn seg(level: u8, min: u64, max: u64) -> ObjectKey {
-        ObjectKey::Segment {
-            level: Level::new(level).unwrap(),
-            min: tx(min),
-            max: tx(max),
-            ts: Timestamp::from_millis(max as i64 * 1000),
-        }
-    }
     fn maxes(p: &RestorePlan) -> Vec<(u64, u64)> {
         p.segments
             .iter()

@@ -127,25 +127,7 @@ fn extend(s: &mut Stretch, to: Point, gap: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::Level;
-
-    fn tx(v: u64) -> TxId {
-        TxId::new(v).unwrap()
-    }
-    fn snap(t: u64) -> ObjectKey {
-        ObjectKey::Snapshot {
-            txid: tx(t),
-            ts: Timestamp::from_millis(t as i64 * 1000),
-        }
-    }
-    fn seg(level: u8, min: u64, max: u64) -> ObjectKey {
-        ObjectKey::Segment {
-            level: Level::new(level).unwrap(),
-            min: tx(min),
-            max: tx(max),
-            ts: Timestamp::from_millis(max as i64 * 1000),
-        }
-    }
+    use crate::testkeys::{seg, snap, tx};
 
     /// Old history merged into level 1 (its level-0 files gone), recent history still one
     /// file per sync, level-1 files over it too: two stretches, the recent one every sync.
