@@ -99,7 +99,14 @@ struct BenchArgs {
     /// Replica sync-interval for both replicators (default: their default, 1s).
     #[arg(long = "sync-interval")]
     sync_interval: Option<String>,
-    /// Phases: cpu, lag (steady writes), sparse (single commits at random moments), restore.
+    /// Seconds of writes in the history phase (replica growth over a long run).
+    #[arg(long = "history-duration", default_value_t = 600)]
+    history_duration: u64,
+    /// Seconds between the history phase's replica-size samples.
+    #[arg(long = "history-sample", default_value_t = 60)]
+    history_sample: u64,
+    /// Phases: cpu, lag (steady writes), sparse (single commits at random moments), restore;
+    /// also history (replica growth over 10 minutes, both tools at once; not run by default).
     #[arg(long = "phases", default_value = "cpu,lag,sparse,restore")]
     phases: String,
     /// Working directory (kept for inspection).
@@ -703,6 +710,8 @@ fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
         writer_start: std::time::Duration::from_millis(a.writer_start_ms),
         cpu_runs: a.cpu_runs,
         sync_interval: a.sync_interval,
+        history_duration: std::time::Duration::from_secs(a.history_duration),
+        history_sample: std::time::Duration::from_secs(a.history_sample),
         phases: a
             .phases
             .split(',')

@@ -10,10 +10,12 @@
 //!   commit and first restore that shows it (upper bound includes the restore, lower bound is
 //!   the start of the last restore that did not).
 //! - `sparse`: single commits at random moments (`sparse_gap` apart on average), probed as `lag`.
+//! - `history` (not run by default: 10 minutes): see `history.rs`.
 //! - `restore`: a database bulk-filled to `size_mb`; time until the replica restores it (initial
 //!   sync), then restore time (median of `runs`) and MB/s.
 
 pub mod follow;
+pub mod history;
 pub mod proc;
 pub mod workload;
 
@@ -53,6 +55,10 @@ pub struct BenchOptions {
     pub writer_start: Duration,
     /// Replica `sync-interval` (None = the replicators' default).
     pub sync_interval: Option<String>,
+    /// Length of the history phase.
+    pub history_duration: Duration,
+    /// How often the history phase records replica sizes.
+    pub history_sample: Duration,
     /// Phases to run.
     pub phases: Vec<String>,
     /// Working directory (kept).
@@ -382,10 +388,10 @@ pub fn run(o: &BenchOptions) -> Result<String, String> {
     if let Some(other) = o
         .phases
         .iter()
-        .find(|p| !["cpu", "lag", "sparse", "restore"].contains(&p.as_str()))
+        .find(|p| !["cpu", "lag", "sparse", "restore", "history"].contains(&p.as_str()))
     {
         return Err(format!(
-            "unknown phase {other:?} (cpu, lag, sparse, restore)"
+            "unknown phase {other:?} (cpu, lag, sparse, restore, history)"
         ));
     }
     std::fs::create_dir_all(&o.workdir).map_err(|e| format!("{}: {e}", o.workdir.display()))?;
@@ -401,6 +407,13 @@ pub fn run(o: &BenchOptions) -> Result<String, String> {
     // writeback, other load) falls on both sides alike.
     let mut figs: Vec<Figures> = vec![Figures::new(); o.replicators.len()];
     for phase in &o.phases {
+        if phase == "history" {
+            eprintln!("bench: history (every replicator at once)");
+            for (f, h) in figs.iter_mut().zip(history::phase_history(o)?) {
+                f.extend(h);
+            }
+            continue;
+        }
         let runs = if phase == "cpu" { o.cpu_runs.max(1) } else { 1 };
         let mut cpu_pcts: Vec<Vec<f64>> = vec![Vec::new(); o.replicators.len()];
         for run in 0..runs {

@@ -54,6 +54,23 @@ impl Replicator {
         c.stdout(Stdio::null()).stderr(Stdio::null());
         c.status().is_ok_and(|s| s.success())
     }
+
+    /// Like [`Self::restore`], returning what the tool printed (stdout and stderr) on success.
+    pub fn restore_output(&self, cfg: &Path, out: &Path, db: &Path) -> Option<String> {
+        for s in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(crate::sqlite::sidecar(out, s));
+        }
+        let mut c = self.command();
+        c.args(["restore", "-config"])
+            .arg(cfg)
+            .arg("-o")
+            .arg(out)
+            .arg(db);
+        let o = c.output().ok()?;
+        o.status.success().then(|| {
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+        })
+    }
 }
 
 /// A running replicator.
