@@ -8,98 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 
-/// Sync interval of these tests.
-const SYNC: Duration = Duration::from_secs(1);
-/// Scheduling noise on top of one sync (monitor wake-up, spool write) a commit may take to be
-/// in a file: the lower bound of a restore is the state one sync and this much before `T`.
-const NOISE: Duration = Duration::from_millis(500);
-
-/// When each commit started and finished (commit `i + 1` is memory `i + 1`).
-struct Commits(Vec<(SystemTime, SystemTime)>);
-
-impl Commits {
-    /// Commits certainly made by `t` (finished at or before it).
-    fn done_by(&self, t: SystemTime) -> usize {
-        self.0.iter().take_while(|(_, end)| *end <= t).count()
-    }
-    /// Commits that may be in a state as of `t` (started at or before it).
-    fn started_by(&self, t: SystemTime) -> usize {
-        self.0.iter().take_while(|(start, _)| *start <= t).count()
-    }
-}
-
-/// Three phases of 2 s of writes (about 75 commits a second) with 3 s pauses between them.
-fn write_phases(app: &rusqlite::Connection) -> (Commits, Vec<SystemTime>) {
-    let mut commits = Vec::new();
-    // Phase starts and ends.
-    let mut marks = Vec::new();
-    let mut n = 0;
-    for phase in 0..3 {
-        if phase > 0 {
-            std::thread::sleep(Duration::from_secs(3));
-        }
-        let start = SystemTime::now();
-        marks.push(start);
-        while start.elapsed().unwrap() < Duration::from_secs(2) {
-            n += 1;
-            let before = SystemTime::now();
-            insert_memory(app, n);
-            commits.push((before, SystemTime::now()));
-            std::thread::sleep(Duration::from_millis(12));
-        }
-        marks.push(SystemTime::now());
-    }
-    (Commits(commits), marks)
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// Restores the state as of `t` and checks it is a prefix of the commit order between the
-/// state one sync before `t` and the state at `t`; `slack` widens the lower bound (coarser
-/// tiers). Returns the rows restored and the command's output.
-fn restore_at(
-    s: &Scene,
-    name: &str,
-    t: SystemTime,
-    commits: &Commits,
-    slack: Duration,
-) -> (usize, String) {
-    let out = s.dir.path().join(name);
-    let o = run(&[
-        "restore",
-        "-o",
-        out.to_str().unwrap(),
-        "-timestamp",
-        &rfc3339(t),
-        &s.url(),
-    ]);
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "restore at {}: {}",
-        rfc3339(t),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let got = rows(&check_sound(&out)).len();
-    let low = commits.done_by(t - slack);
-    let high = commits.started_by(t);
-    assert!(
-        (low..=high).contains(&got),
-        "restore at {} has {got} rows; committed by then: {high}, {} before: {low}\n{stdout}",
-        rfc3339(t),
-        humantime::format_duration(slack)
-    );
-    (got, stdout)
-}
-
-/// The `wal -json` listing of the replica.
-fn wal_json(s: &Scene) -> serde_json::Value {
-    let o = run(&["wal", "-json", &s.url()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
+use common::points::*;
 
 /// The scenario with the default tiers: over a 20 s run, restores at phase boundaries,
 /// mid-phase and in the pauses are prefixes of the commit order, between the state one sync
@@ -267,4 +176,60 @@ fn coarser_tiers_never_restore_past_the_requested_time() {
             .any(|s| s["level"] == 1),
         "{restorable:#}"
     );
+}
+
+/// A checkpoint at every sync (a small `min-checkpoint-page-count` under a steady writer) does
+/// not add a level-0 file of its own: the tail it copies under the write lock goes out with the
+/// next sync's segment. (Before: two files a second, the second ~10 ms after the first, each an
+/// upload, a compaction input and another copy of the hot pages.) Every file boundary still
+/// restores, and the newest state is exact.
+#[test]
+fn a_checkpoint_does_not_add_a_file_per_sync() {
+    let s = Scene::new(
+        "    min-checkpoint-page-count: 20\n",
+        "        sync-interval: 1s\n",
+    );
+    let app = create_memdb(&s.db);
+    let r = s.start();
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = SystemTime::now();
+    let mut n = 0;
+    while t0.elapsed().unwrap() < Duration::from_secs(8) {
+        n += 1;
+        insert_memory(&app, n);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let secs = t0.elapsed().unwrap().as_secs();
+    s.wait_for_rows(n as i64);
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+    let listing = wal_json(&s);
+    let files = listing["replicas"][0]["files"].as_array().unwrap();
+    let l0: Vec<&serde_json::Value> = files.iter().filter(|f| f["level"] == 0).collect();
+    // One per sync, plus the pacer's burst of 4 after the quiet start and the final flush.
+    assert!(
+        l0.len() as u64 <= secs + 6,
+        "{} level-0 files for {secs} s of writes: {l0:#?}",
+        l0.len()
+    );
+    assert!(
+        log.contains("checkpoints") && !log.contains(" 0 checkpoints"),
+        "no checkpoint ran: {log}"
+    );
+    for f in l0.iter().step_by(3) {
+        let max = f["max_txid"].as_str().unwrap();
+        let out = s.dir.path().join(format!("at-{max}.db"));
+        let o = run(&[
+            "restore",
+            "-o",
+            out.to_str().unwrap(),
+            "-txid",
+            max,
+            &s.url(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        check_sound(&out);
+    }
+    let latest = s.restore("latest.db", &[]);
+    assert_same(&app, &check_sound(&latest));
 }

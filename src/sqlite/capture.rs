@@ -11,6 +11,7 @@ use replica_formats::{
     TxId, WalPosition,
 };
 
+use super::carry::{self, Carry};
 use super::monitor::{Monitor, MonitorError};
 use super::pagemap::PageMap;
 use super::reader::Poll;
@@ -126,31 +127,79 @@ impl Monitor {
         }
     }
 
-    /// Writes the gathered frames, if any, as one segment.
+    /// Writes the gathered frames and the carried tail, if any, as one segment.
     pub(super) fn write_pending(&mut self) -> Result<(), MonitorError> {
-        match self.pending.take() {
-            Some(scan) if self.pos.is_some() && !self.needs_resync => self.write_frames(&scan),
-            _ => Ok(()),
+        let scan = self.pending.take();
+        if self.pos.is_none() || self.needs_resync {
+            // A snapshot or a resynchronisation covers them (both read the database).
+            self.carry = None;
+            return Ok(());
+        }
+        match scan {
+            Some(scan) => self.write_frames(&scan),
+            None if self.carry.is_some() => self.write_frames(&Scan::default()),
+            None => Ok(()),
         }
     }
 
-    /// Writes the committed frames of `scan` as one segment (the latest image of each page).
-    pub(super) fn write_frames(&mut self, scan: &Scan) -> Result<(), MonitorError> {
+    /// Under the write lock, before a checkpoint lets the WAL restart: reads the gathered
+    /// frames' pages into the carry (see `carry.rs`), to be written with the next sync's
+    /// segment. With `sync-interval: 0`, or a tail too large to hold, they are written now.
+    pub(super) fn carry_pending(&mut self) -> Result<(), MonitorError> {
+        let Some(scan) = self.pending.take() else {
+            return Ok(());
+        };
         let Some(commit) = scan.commit else {
             return Ok(());
         };
-        let mut latest: BTreeMap<u32, Frame> = BTreeMap::new();
-        for f in &scan.frames {
-            if f.pgno <= commit {
-                latest.insert(f.pgno, *f);
-            }
+        if self.pos.is_none() || self.needs_resync {
+            return Ok(());
         }
+        let latest = latest_frames(&scan, commit);
+        let held = self.carry.as_ref().map_or(0, |c| c.pages.len());
+        if self.cfg.min_sync_gap.is_zero() || held + latest.len() > carry::MAX_PAGES {
+            self.pending = Some(scan);
+            return self.write_pending();
+        }
+        let mut pages = Vec::with_capacity(latest.len());
+        for (pgno, f) in latest {
+            let mut page = vec![0u8; self.src.page_size().as_usize()];
+            if !self
+                .src
+                .read_frame(&f, &mut page)
+                .map_err(|e| self.io_err("reading WAL", e))?
+            {
+                // Cannot happen under the write lock; if it does, the database is the truth.
+                self.carry = None;
+                self.needs_resync = true;
+                return Ok(());
+            }
+            pages.push((pgno, page));
+        }
+        self.carry
+            .get_or_insert_with(Carry::default)
+            .add(pages, commit, scan.transactions);
+        Ok(())
+    }
+
+    /// Writes the committed frames of `scan`, over the carried tail if any, as one segment
+    /// (the latest image of each page).
+    pub(super) fn write_frames(&mut self, scan: &Scan) -> Result<(), MonitorError> {
+        let carry = self.carry.take().unwrap_or_default();
+        let Some(commit) = scan
+            .commit
+            .or((!carry.pages.is_empty()).then_some(carry.commit))
+        else {
+            return Ok(());
+        };
+        let latest = latest_frames(scan, commit);
+        let transactions = scan.transactions + carry.transactions;
         let (header, key) = self.next_segment(commit);
         crate::log::debug(&format!(
-            "segment {key}: {} transactions, {} frames, {} pages",
-            scan.transactions,
+            "segment {key}: {transactions} transactions, {} frames, {} pages ({} carried)",
             scan.frames.len(),
-            latest.len()
+            latest.len(),
+            carry.pages.len()
         ));
         let opts = self.segment_options();
         let ps = self.src.page_size().as_usize();
@@ -160,19 +209,26 @@ impl Monitor {
         let res = self.spool.write(&key, |w| {
             let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
             let mut page = vec![0u8; ps];
+            let mut carried = carry.pages.range(..=commit).peekable();
             for (&pgno, f) in &latest {
+                // Carried pages below this frame's, then the frame (newer than any carried).
+                while let Some((&c, data)) = carried.next_if(|(c, _)| **c < pgno) {
+                    write_page(&mut enc, map, c, data)?;
+                }
+                carried.next_if(|(c, _)| **c == pgno);
                 if !src.read_frame(f, &mut page)? {
                     return Err(io::Error::other(WalMoved));
                 }
-                let pgno = PageNo::new(pgno).expect("frames carry nonzero page numbers");
-                map.set(pgno, &page);
-                enc.write_page(pgno, &page).map_err(fmt_err)?;
+                write_page(&mut enc, map, pgno, &page)?;
+            }
+            for (&c, data) in carried {
+                write_page(&mut enc, map, c, data)?;
             }
             map.resize(commit);
             enc.finish(map.checksum()).map_err(fmt_err)?;
             Ok(())
         });
-        self.finish_write(&key, res, scan.transactions)
+        self.finish_write(&key, res, transactions)
     }
 
     fn finish_write(
@@ -222,8 +278,9 @@ impl Monitor {
     /// Writes a snapshot of the database at the reader's cursor, as a new position, and
     /// replaces the page map.
     pub(super) fn snapshot(&mut self) -> Result<(), MonitorError> {
-        // The snapshot holds the database at the cursor, past anything gathered.
+        // The snapshot holds the database at the cursor, past anything gathered or carried.
         self.pending = None;
+        self.carry = None;
         self.write_snapshot_map(self.next_txid()).map(|_| ())
     }
 
@@ -302,8 +359,9 @@ impl Monitor {
     /// Brings the replica up to date after a discontinuity: re-establishes protection, reads
     /// the whole database and ships only the pages whose hash differs from the replicated state.
     pub(super) fn resync(&mut self) -> Result<(), MonitorError> {
-        // The full read below covers whatever was gathered.
+        // The full read below covers whatever was gathered or carried.
         self.pending = None;
+        self.carry = None;
         self.with_write_lock(|m| {
             m.src.reset();
             // Index the current generation up to its end; nothing is written meanwhile.
@@ -342,6 +400,29 @@ impl Monitor {
         }
         self.finish_write(&key, res, 0)
     }
+}
+
+/// The newest frame of each page of `scan` within `commit` pages.
+fn latest_frames(scan: &Scan, commit: u32) -> BTreeMap<u32, Frame> {
+    let mut latest = BTreeMap::new();
+    for f in &scan.frames {
+        if f.pgno <= commit {
+            latest.insert(f.pgno, *f);
+        }
+    }
+    latest
+}
+
+/// Adds one page to a segment being written and to the page map.
+fn write_page<W: io::Write>(
+    enc: &mut FileEncoder<W>,
+    map: &mut PageMap,
+    pgno: u32,
+    data: &[u8],
+) -> io::Result<()> {
+    let pgno = PageNo::new(pgno).expect("frames carry nonzero page numbers");
+    map.set(pgno, data);
+    enc.write_page(pgno, data).map_err(fmt_err)
 }
 
 /// A frame to ship no longer verifies: the WAL was restarted or rewritten under the reader.

@@ -232,7 +232,9 @@ impl Monitor {
         self.begin_immediate()?;
         let locked = Instant::now();
         let res = (|| {
-            self.drain_wal()?;
+            // The tail goes out with the next sync's segment, not in a file of its own.
+            self.gather_wal()?;
+            self.carry_pending()?;
             self.release_read();
             // An application checkpoint still running from its last commit holds the
             // checkpoint lock; nothing new can start while memsync holds the write lock, so it

@@ -2,6 +2,7 @@
 //! of the replicated state, consistent reads, and the monitor that owns checkpointing.
 
 pub mod capture;
+mod carry;
 pub mod checkpoint;
 pub mod conn;
 mod diskfull;

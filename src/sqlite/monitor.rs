@@ -75,6 +75,8 @@ pub struct Monitor {
     pub(super) needs_resync: bool,
     /// Frames polled but not yet written (see `gather_wal`).
     pub(super) pending: Option<Scan>,
+    /// The tail a checkpoint drained under the write lock, for the next segment (`carry.rs`).
+    pub(super) carry: Option<super::carry::Carry>,
     pub(super) positions: watch::Sender<Option<TxId>>,
     pub(super) stats: Arc<DbStats>,
     /// Level-0 compaction and snapshot cadence.
@@ -127,6 +129,7 @@ impl Monitor {
             pacer,
             needs_resync: false,
             pending: None,
+            carry: None,
             positions,
             stats,
             compactor: Compactor::new(Duration::from_secs(30)),
@@ -281,6 +284,9 @@ impl Monitor {
             })();
             match pass {
                 Ok(idle) => {
+                    // A carried tail goes out at the next paced sync even if nothing new
+                    // is committed.
+                    dirty |= self.carry.is_some();
                     if std::mem::take(&mut disk_full) {
                         crate::log::info(&self.space_again_line());
                     }
