@@ -10,4 +10,23 @@ scripts/harness.sh >/dev/null
 export PATH="$MEMSYNC_HARNESS/venv/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-run
+# The 15-minute restore-point test (tests/pitr_long.rs, ignored by a plain `cargo test`) runs
+# beside the rest of the suite: it mostly waits between write phases.
+long_bin=$(cargo test --locked --no-run --test pitr_long 2>&1 |
+    sed -n 's/.*Executable tests\/pitr_long.rs (\(.*\))$/\1/p')
+[ -x "$long_bin" ] || { echo "scripts/test.sh: pitr_long test binary not found" >&2; exit 1; }
+long_log=$(mktemp)
+"$long_bin" --ignored >"$long_log" 2>&1 &
+long_pid=$!
+status=0
+cargo test --workspace --locked "$@" || status=$?
+echo "waiting for the 15-minute restore-point test (tests/pitr_long.rs)"
+if wait "$long_pid"; then
+    grep -E "^test result" "$long_log"
+else
+    cat "$long_log"
+    status=1
+fi
+rm -f "$long_log"
+exit "$status"

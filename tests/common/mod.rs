@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 pub mod mms;
+pub mod points;
 pub mod proxy;
 
 /// The `memsync` under test: cargo's, or `MEMSYNC_TEST_BIN` when the tests were built with it
