@@ -2,7 +2,7 @@
 //! counted), CPU seconds from /proc, peak RSS.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A replicator command line: program plus leading arguments (e.g. `env -u X litestream`).
@@ -42,20 +42,10 @@ impl Replicator {
 
     /// `restore -config CFG -o OUT DB`; true on success.
     pub fn restore(&self, cfg: &Path, out: &Path, db: &Path) -> bool {
-        for s in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(crate::sqlite::sidecar(out, s));
-        }
-        let mut c = self.command();
-        c.args(["restore", "-config"])
-            .arg(cfg)
-            .arg("-o")
-            .arg(out)
-            .arg(db);
-        c.stdout(Stdio::null()).stderr(Stdio::null());
-        c.status().is_ok_and(|s| s.success())
+        self.restore_output(cfg, out, db).is_some()
     }
 
-    /// Like [`Self::restore`], returning what the tool printed (stdout and stderr) on success.
+    /// `restore -config CFG -o OUT DB`: what the tool printed (stdout and stderr), on success.
     pub fn restore_output(&self, cfg: &Path, out: &Path, db: &Path) -> Option<String> {
         for s in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(crate::sqlite::sidecar(out, s));
