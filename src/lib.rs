@@ -16,6 +16,7 @@ pub mod restore;
 pub mod sqlite;
 pub mod stats;
 pub mod timearg;
+pub mod vec;
 
 pub use replica_formats as formats;
 

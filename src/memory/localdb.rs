@@ -136,7 +136,7 @@ impl LocalDb {
         if !path.is_file() {
             return Err(LocalDbError::NotFound(path.to_owned()));
         }
-        crate::bench::workload::register_vec();
+        crate::vec::register_vec();
         let err = |source| LocalDbError::Sqlite {
             path: path.to_owned(),
             source,
