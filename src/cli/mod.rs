@@ -15,7 +15,7 @@ use std::ffi::OsString;
 use clap::{Parser, Subcommand};
 
 use common::ConfigArgs;
-pub use common::{CliError, normalize_args};
+use common::{CliError, normalize_args};
 
 /// memsync: SQLite replication and memory sync.
 #[derive(Debug, Parser)]

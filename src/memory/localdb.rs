@@ -220,11 +220,6 @@ impl LocalDb {
         }
     }
 
-    /// The embedding dimension, when the database has a vec0 table.
-    pub fn dimension(&self) -> Option<usize> {
-        self.vec.map(|(d, _)| d)
-    }
-
     fn select(&self) -> String {
         let deleted = if self.columns.contains("deleted_at") {
             "deleted_at"

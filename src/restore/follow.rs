@@ -74,11 +74,6 @@ impl Follower {
         Ok(chain.len())
     }
 
-    /// The position the copy is at.
-    pub fn txid(&self) -> TxId {
-        self.txid
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -6,7 +6,7 @@
 
 mod apply;
 pub mod follow;
-pub mod history;
+pub(crate) mod history;
 
 use std::path::{Path, PathBuf};
 
