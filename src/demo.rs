@@ -58,13 +58,8 @@ pub fn run(dir: &Path, seconds: u64) -> Result<String, String> {
         &client,
         rt.handle(),
         &RestoreOptions {
-            output: restored.clone(),
-            target: replica_formats::Target::Latest,
-            if_db_not_exists: false,
-            if_replica_exists: false,
             integrity_check: IntegrityCheck::Full,
-            fallback: false,
-            progress: false,
+            ..RestoreOptions::latest(&restored)
         },
     )
     .map_err(|e| e.to_string())?;

@@ -3,19 +3,20 @@
 
 pub mod bench;
 pub mod cli;
-pub mod config;
-pub mod demo;
-pub mod fsutil;
-pub mod log;
+mod config;
+mod demo;
+mod fsutil;
+mod log;
 pub mod memory;
-pub mod metrics;
-pub mod replica;
-pub mod replicate;
-pub mod resident;
+mod metrics;
+mod replica;
+mod replicate;
+mod resident;
 pub mod restore;
 pub mod sqlite;
-pub mod stats;
-pub mod timearg;
+mod stats;
+mod timearg;
+pub mod vec;
 
 pub use replica_formats as formats;
 

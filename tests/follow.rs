@@ -14,13 +14,12 @@ fn a_followed_copy_keeps_up_with_every_commit() {
     let app = create_memdb(&s.db);
     let r = s.start();
     let rt = memsync::runtime().unwrap();
-    let rc = memsync::config::replica_from_url(&s.url()).unwrap();
     let out = s.dir.path().join("follow.db");
     // The replica appears with the replicator's first snapshot.
     let t0 = Instant::now();
     let mut f = loop {
         let _ = std::fs::remove_file(&out);
-        let started = memsync::replica::client_for(&rc, false)
+        let started = memsync::restore::open_url(&s.url())
             .map_err(|e| e.to_string())
             .and_then(|c| Follower::start(c, rt.handle(), &out).map_err(|e| e.to_string()));
         match started {

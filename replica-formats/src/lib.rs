@@ -4,25 +4,32 @@
 //! snapshots (every page of the database at one position) and segments (the
 //! pages changed over a range of positions, possibly compacted into higher
 //! levels). This crate names them ([`key`]), encodes and decodes them
-//! ([`encode`], [`decode`]), checksums database states ([`checksum`]) and
-//! chooses which to apply for a restore ([`plan`]). It does no I/O of its own
-//! beyond `std::io::Read`/`Write`; see `README.md` for the byte-level spec.
+//! ([`encode`], [`decode`]), checksums database states ([`checksum`]),
+//! chooses which to apply for a restore ([`plan`]), merges segments
+//! ([`merge`]) and plans the replicator's upkeep: which segments to compact
+//! ([`compaction`]), what a replica needs next and what retention may delete
+//! ([`retention`]). It does no I/O of its own beyond `std::io::Read`/`Write`;
+//! see `README.md` for the byte-level spec.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod checksum;
+pub mod compaction;
 pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod header;
 pub mod key;
 pub mod lineage;
+pub mod merge;
 pub mod plan;
 pub mod points;
 pub mod pos;
+pub mod retention;
 
 pub use checksum::{db_checksum, page_hash};
+pub use compaction::{FAN_IN, Merge, plan_compaction, watermark};
 pub use decode::{DecodedFile, DecodedRun, FileDecoder, RawRun, decode_file};
 pub use encode::{EncodeOptions, EncodedRun, FileEncoder, MAX_ENCODE_RUN_BYTES, encode_run};
 pub use error::{FormatError, ParseTxIdError, PlanError, Result};
@@ -32,9 +39,11 @@ pub use header::{
 };
 pub use key::{Level, ObjectKey, SEGMENTS_DIR, SNAPSHOTS_DIR};
 pub use lineage::{LINEAGE_OBJECT, Lineage, LineageId};
+pub use merge::merge_segments;
 pub use plan::{RestorePlan, Target, chain_from, plan_restore};
 pub use points::{Point, RestorePoints, Stretch, restore_points};
 pub use pos::{DbChecksum, PageNo, PageSize, Timestamp, TxId};
+pub use retention::{chain_after, retention_victims};
 
 #[cfg(test)]
 mod testkeys;

@@ -3,7 +3,6 @@
 //! FTS5 trigram table with triggers); each memory is one transaction, as in the service.
 
 use std::path::Path;
-use std::sync::Once;
 use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{Connection, params};
@@ -11,23 +10,8 @@ use rusqlite::{Connection, params};
 /// Embedding dimension of the service's default model.
 pub const DIM: usize = 384;
 
-/// Registers sqlite-vec in every connection opened afterwards.
-pub fn register_vec() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        type Init = unsafe extern "C" fn(
-            *mut rusqlite::ffi::sqlite3,
-            *mut *mut std::os::raw::c_char,
-            *const rusqlite::ffi::sqlite3_api_routines,
-        ) -> std::os::raw::c_int;
-        // SAFETY: sqlite3_vec_init has exactly the extension entry-point signature; the crate
-        // declares it without arguments only to avoid depending on SQLite's headers.
-        unsafe {
-            let init: Init = std::mem::transmute(sqlite_vec::sqlite3_vec_init as *const ());
-            rusqlite::ffi::sqlite3_auto_extension(Some(init));
-        }
-    });
-}
+/// Registers sqlite-vec (moved to `crate::vec`; re-exported for the bench and old callers).
+pub use crate::vec::register_vec;
 
 /// Opens a connection configured like the service's (WAL, busy timeout 5 s, NORMAL).
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {

@@ -87,47 +87,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_nanos(total as u64))
 }
 
-/// Formats a duration like Go's `Duration.String()`: `0s`, `500ms`, `1.5s`, `1h0m0s`.
-pub fn format_duration(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        return "0s".into();
-    }
-    if nanos < 1_000_000_000 {
-        let (scale, unit) = if nanos < 1_000 {
-            (1, "ns")
-        } else if nanos < 1_000_000 {
-            (1_000, "µs")
-        } else {
-            (1_000_000, "ms")
-        };
-        return format!("{}{unit}", frac(nanos, scale));
-    }
-    let secs = nanos / 1_000_000_000;
-    let sub = nanos % 1_000_000_000;
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let sec = frac(s * 1_000_000_000 + sub, 1_000_000_000);
-    if h > 0 {
-        format!("{h}h{m}m{sec}s")
-    } else if m > 0 {
-        format!("{m}m{sec}s")
-    } else {
-        format!("{sec}s")
-    }
-}
-
-/// `n / scale` as a decimal without trailing zeros.
-fn frac(n: u128, scale: u128) -> String {
-    let whole = n / scale;
-    let rem = n % scale;
-    if rem == 0 {
-        return whole.to_string();
-    }
-    let width = scale.ilog10() as usize;
-    let digits = format!("{rem:0width$}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,15 +131,5 @@ mod tests {
                 .unwrap_err()
                 .contains("too large")
         );
-    }
-
-    #[test]
-    fn formats_like_go() {
-        for s in [
-            "0s", "500ms", "1s", "1m30s", "24h0m0s", "1.5s", "7ns", "10µs", "1h0m0s",
-        ] {
-            assert_eq!(format_duration(ok(s)), s);
-        }
-        assert_eq!(format_duration(ok("90m")), "1h30m0s");
     }
 }

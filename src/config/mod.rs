@@ -23,8 +23,8 @@ mod tests;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-pub use duration::{format_duration, parse_duration};
-pub use tiers::{DEFAULT_L0_RETENTION, LevelTier, Tiers};
+pub use duration::parse_duration;
+pub use tiers::{LevelTier, Tiers};
 pub use url::replica_from_url;
 
 /// Default `monitor-interval`: how often the WAL is polled when no inotify event arrives.

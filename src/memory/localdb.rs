@@ -136,7 +136,7 @@ impl LocalDb {
         if !path.is_file() {
             return Err(LocalDbError::NotFound(path.to_owned()));
         }
-        crate::bench::workload::register_vec();
+        crate::vec::register_vec();
         let err = |source| LocalDbError::Sqlite {
             path: path.to_owned(),
             source,
@@ -218,11 +218,6 @@ impl LocalDb {
             path: self.path.clone(),
             source,
         }
-    }
-
-    /// The embedding dimension, when the database has a vec0 table.
-    pub fn dimension(&self) -> Option<usize> {
-        self.vec.map(|(d, _)| d)
     }
 
     fn select(&self) -> String {

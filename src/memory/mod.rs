@@ -4,27 +4,27 @@
 //! Nothing a user stores is dropped: a row leaves staging only when the server confirmed it, and
 //! a conflict's losing side is kept in the conflict record.
 
-pub mod cli;
+pub(crate) mod cli;
 pub mod client;
-pub mod commands;
-pub mod conflict;
+pub(crate) mod commands;
+pub(crate) mod conflict;
 pub mod hash;
-pub mod localdb;
-pub mod lock;
-pub mod maintenance;
-pub mod outcome;
-pub mod progress;
-pub mod pull;
-pub mod push;
-pub mod push_delete;
-pub mod queue;
+pub(crate) mod localdb;
+pub(crate) mod lock;
+pub(crate) mod maintenance;
+pub(crate) mod outcome;
+pub(crate) mod progress;
+pub(crate) mod pull;
+pub(crate) mod push;
+pub(crate) mod push_delete;
+pub(crate) mod queue;
 mod readonly;
-pub mod runner;
-pub mod settings;
-pub mod settle;
-pub mod staging;
-pub mod status;
-pub mod synclog;
+pub(crate) mod runner;
+pub(crate) mod settings;
+pub(crate) mod settle;
+pub(crate) mod staging;
+pub(crate) mod status;
+pub(crate) mod synclog;
 
 /// A memory-sync failure, by where it happened; each renders as one line.
 #[derive(Debug, thiserror::Error)]

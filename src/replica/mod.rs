@@ -1,7 +1,7 @@
 //! Replica clients: one small interface over `object_store`, so file, S3 and HTTP replicas share
 //! every line above the storage call. Keys are always the format crate's typed [`ObjectKey`]s.
 
-pub mod reader;
+pub(crate) mod reader;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use futures::StreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
-use replica_formats::{ObjectKey, TxId};
+use replica_formats::ObjectKey;
 use thiserror::Error;
 
 /// Files at most this large are uploaded in one request; larger ones in parts of this size.
@@ -227,11 +227,6 @@ impl ReplicaClient {
             Ok(keys)
         })
         .await
-    }
-
-    /// Highest position the replica holds.
-    pub async fn max_txid(&self) -> Result<Option<TxId>, ReplicaError> {
-        Ok(self.list().await?.iter().map(ObjectKey::max_txid).max())
     }
 
     /// Uploads the local file `src` under `key`, refusing to overwrite an existing file (two

@@ -118,7 +118,7 @@ impl Spool {
         let keys = self.keys()?;
         let newest = keys.iter().map(|k| k.max_txid()).max();
         let marks: Vec<Option<TxId>> = (0..top)
-            .map(|l| super::compact::watermark(&keys, l))
+            .map(|l| replica_formats::watermark(&keys, l))
             .collect();
         let mut n = 0;
         for k in &keys {

@@ -10,7 +10,7 @@ use replica_formats::{Target as PlanTarget, TxId};
 use tokio::runtime::Handle;
 
 use super::apply::{self, Target};
-use super::{IntegrityCheck, RestoreError, RestoreOptions};
+use super::{RestoreError, RestoreOptions};
 use crate::replica::ReplicaClient;
 
 /// A database file following a replica.
@@ -35,15 +35,7 @@ impl Follower {
                 source,
             }
         })?;
-        let opts = RestoreOptions {
-            output: path.to_path_buf(),
-            target: PlanTarget::Latest,
-            if_db_not_exists: false,
-            if_replica_exists: false,
-            integrity_check: IntegrityCheck::None,
-            fallback: false,
-            progress: false,
-        };
+        let opts = RestoreOptions::latest(path);
         let (built, target) = apply::build(&client, rt, &plan, path, &opts)?;
         Ok(Follower {
             client,
@@ -80,11 +72,6 @@ impl Follower {
             self.txid = txid;
         }
         Ok(chain.len())
-    }
-
-    /// The position the copy is at.
-    pub fn txid(&self) -> TxId {
-        self.txid
     }
 
     pub fn path(&self) -> &Path {

@@ -6,7 +6,7 @@
 
 mod apply;
 pub mod follow;
-pub mod history;
+pub(crate) mod history;
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +46,23 @@ pub struct RestoreOptions {
     pub fallback: bool,
     /// Show a progress bar (on a terminal, for large restores).
     pub progress: bool,
+}
+
+impl RestoreOptions {
+    /// The newest state into `output`, nothing optional: an existing output or an empty replica
+    /// is an error, no SQLite check, no fallback, no progress bar. Callers change what they need
+    /// (`RestoreOptions { fallback: true, ..RestoreOptions::latest(out) }`).
+    pub fn latest(output: impl Into<PathBuf>) -> Self {
+        RestoreOptions {
+            output: output.into(),
+            target: Target::Latest,
+            if_db_not_exists: false,
+            if_replica_exists: false,
+            integrity_check: IntegrityCheck::None,
+            fallback: false,
+            progress: false,
+        }
+    }
 }
 
 /// Result of a restore.
@@ -94,6 +111,9 @@ pub enum RestoreError {
     /// Storage failure.
     #[error(transparent)]
     Replica(#[from] ReplicaError),
+    /// The replica URL given to [`from_url`] is not one.
+    #[error(transparent)]
+    Url(#[from] crate::config::ConfigError),
     /// A replica file failed verification.
     #[error("replica {replica}: {key} is corrupt: {source}")]
     Corrupt {
@@ -150,6 +170,24 @@ pub enum RestoreError {
         /// What SQLite said.
         result: String,
     },
+}
+
+/// Restores from the replica at `url` (a replica URL, or a path for a file replica) according to
+/// `opts`: the entry point for callers given a URL rather than a configured replica. Blocking:
+/// call outside the runtime.
+pub fn from_url(
+    url: &str,
+    rt: &Handle,
+    opts: &RestoreOptions,
+) -> Result<RestoreOutcome, RestoreError> {
+    restore(&open_url(url)?, rt, opts)
+}
+
+/// The replica at `url`, opened for reading (it must exist): for a caller that checks the URL
+/// before preparing the output, then calls [`restore`].
+pub fn open_url(url: &str) -> Result<ReplicaClient, RestoreError> {
+    let rc = crate::config::replica_from_url(url)?;
+    Ok(crate::replica::client_for(&rc, false)?)
 }
 
 /// Restores from `client` according to `opts`. Blocking: call outside the runtime.

@@ -21,7 +21,7 @@ pub const BIN: &str = match option_env!("MEMSYNC_TEST_BIN") {
 pub const DIM: usize = 384;
 
 /// Registers sqlite-vec in every connection opened afterwards (the crate's own helper).
-pub use memsync::bench::workload::register_vec;
+pub use memsync::vec::register_vec;
 
 /// Opens a connection the way an application would (WAL, busy timeout 5 s, NORMAL sync).
 pub fn app_conn(path: &Path) -> Connection {

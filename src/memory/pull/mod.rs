@@ -14,7 +14,7 @@ mod plan;
 mod source;
 
 pub use apply::apply;
-pub use plan::{ConflictSide, Plan, PlannedConflict, confirm_removals, plan};
+pub use plan::{ConflictSide, Plan, confirm_removals, plan};
 pub use source::{RemoteRecord, RemoteState, bootstrap_from_replica, fetch_replica, fetch_rest};
 
 /// Options of one pull.

@@ -92,22 +92,17 @@ pub fn fetch_rest(client: &RemoteClient, tags: &[String]) -> Result<RemoteState,
 /// Restores the server's replica as the (missing) local database at `path`: temp file, fsync,
 /// rename, as every restore.
 pub fn bootstrap_from_replica(url: &str, path: &Path) -> Result<(), MemoryError> {
-    let rc = crate::config::replica_from_url(url)
-        .map_err(|e| MemoryError::Replica(format!("{url}: {e}")))?;
-    let client = crate::replica::client_for(&rc, false)
-        .map_err(|e| MemoryError::Replica(format!("{url}: {e}")))?;
+    let client =
+        crate::restore::open_url(url).map_err(|e| MemoryError::Replica(format!("{url}: {e}")))?;
     if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d).map_err(|e| MemoryError::Io(format!("{}: {e}", d.display())))?;
     }
     let rt = crate::runtime().map_err(|e| MemoryError::Io(e.to_string()))?;
     let opts = crate::restore::RestoreOptions {
-        output: path.to_path_buf(),
-        target: replica_formats::Target::Latest,
         if_db_not_exists: true,
-        if_replica_exists: false,
         integrity_check: crate::restore::IntegrityCheck::Quick,
-        fallback: false,
         progress: true,
+        ..crate::restore::RestoreOptions::latest(path)
     };
     match crate::restore::restore(&client, rt.handle(), &opts) {
         Ok(crate::restore::RestoreOutcome::NoReplica) => Err(MemoryError::Replica(format!(
@@ -120,25 +115,16 @@ pub fn bootstrap_from_replica(url: &str, path: &Path) -> Result<(), MemoryError>
 
 /// Restores the server's replica into `work_dir` and reads its memories with their embeddings.
 pub fn fetch_replica(url: &str, work_dir: &Path) -> Result<RemoteState, MemoryError> {
-    let rc = crate::config::replica_from_url(url)
-        .map_err(|e| MemoryError::Replica(format!("{url}: {e}")))?;
-    let client = crate::replica::client_for(&rc, false)
-        .map_err(|e| MemoryError::Replica(format!("{url}: {e}")))?;
     std::fs::create_dir_all(work_dir)
         .map_err(|e| MemoryError::Io(format!("{}: {e}", work_dir.display())))?;
     let tmp = tempfile_in(work_dir)?;
     let out = tmp.path().join("remote.db");
     let rt = crate::runtime().map_err(|e| MemoryError::Io(e.to_string()))?;
     let opts = crate::restore::RestoreOptions {
-        output: out.clone(),
-        target: replica_formats::Target::Latest,
-        if_db_not_exists: false,
-        if_replica_exists: false,
         integrity_check: crate::restore::IntegrityCheck::Quick,
-        fallback: false,
-        progress: false,
+        ..crate::restore::RestoreOptions::latest(&out)
     };
-    match crate::restore::restore(&client, rt.handle(), &opts) {
+    match crate::restore::from_url(url, rt.handle(), &opts) {
         Ok(crate::restore::RestoreOutcome::Restored { .. }) => {}
         Ok(_) => {
             return Err(MemoryError::Replica(format!(

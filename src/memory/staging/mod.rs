@@ -619,14 +619,6 @@ impl Staging {
         )
     }
 
-    /// Row counts by state.
-    pub fn counts(&self) -> Result<Vec<(String, i64)>, StagingError> {
-        self.conn
-            .prepare("SELECT state, COUNT(*) FROM staged_memories GROUP BY state ORDER BY state")
-            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
-            .map_err(|e| self.err(e))
-    }
-
     /// Pending rows that delete a memory rather than store or update one.
     pub fn pending_deletes(&self) -> Result<i64, StagingError> {
         self.conn

@@ -1,0 +1,170 @@
+//! What the command families share: the config-file arguments, finding the replicas a
+//! DB_PATH-or-URL argument names, the runtime, and the one-line error type.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::Args;
+use replica_formats::Timestamp;
+
+use crate::config::{self, Config, ReplicaConfig};
+use crate::replica::{self, ReplicaClient};
+use crate::restore;
+
+#[derive(Debug, Args)]
+pub(super) struct ConfigArgs {
+    /// Config file (default: $MEMSYNC_CONFIG, $LITESTREAM_CONFIG, ./litestream.yml, /etc/litestream.yml).
+    #[arg(long = "config")]
+    pub(super) config: Option<PathBuf>,
+    /// Do not expand $VAR in the config file.
+    #[arg(long = "no-expand-env")]
+    pub(super) no_expand_env: bool,
+}
+
+/// A command failure: one line for the user.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+/// Turns `-flag` into `--flag` (single-dash long flags, as Litestream spells them).
+pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut rest = false;
+    for (i, a) in args.into_iter().enumerate() {
+        let s = a.to_string_lossy();
+        if i > 0
+            && !rest
+            && s.len() > 2
+            && s.starts_with('-')
+            && !s.starts_with("--")
+            && s[1..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+        {
+            out.push(OsString::from(format!("-{s}")));
+            continue;
+        }
+        if s == "--" {
+            rest = true;
+        }
+        out.push(a);
+    }
+    out
+}
+
+fn default_config_path() -> Option<PathBuf> {
+    for var in ["MEMSYNC_CONFIG", "LITESTREAM_CONFIG"] {
+        if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            return Some(PathBuf::from(p));
+        }
+    }
+    ["litestream.yml", "/etc/litestream.yml"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+pub(super) fn load_config(a: &ConfigArgs) -> Result<Config, CliError> {
+    let path = match &a.config {
+        Some(p) => p.clone(),
+        None => default_config_path().ok_or_else(|| {
+            CliError("no config file: pass -config FILE (none found at ./litestream.yml or /etc/litestream.yml)".into())
+        })?,
+    };
+    Ok(config::load(&path, !a.no_expand_env)?)
+}
+
+/// The replica(s) a DB_PATH-or-URL argument designates.
+pub(super) fn resolve(
+    cfg: &ConfigArgs,
+    target: &str,
+    replica: Option<&str>,
+) -> Result<(Option<PathBuf>, Vec<ReplicaConfig>), CliError> {
+    if target.contains("://") {
+        return Ok((None, vec![config::replica_from_url(target)?]));
+    }
+    let path = std::path::absolute(target).map_err(|e| CliError(format!("{target}: {e}")))?;
+    // A plain path that is not a database of the config (or with no config at all) but a
+    // directory holding a replica is that file replica, as the guide writes it
+    // (`memsync snapshots backup/sqlite_vec.db`).
+    let as_replica = || -> Option<Vec<ReplicaConfig>> {
+        let is_replica = path.is_dir()
+            && [
+                replica_formats::SNAPSHOTS_DIR,
+                replica_formats::SEGMENTS_DIR,
+            ]
+            .iter()
+            .any(|d| path.join(d).is_dir());
+        if !is_replica || replica.is_some() {
+            return None;
+        }
+        config::replica_from_url(&path.to_string_lossy())
+            .ok()
+            .map(|r| vec![r])
+    };
+    let cfg = match load_config(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            return match as_replica() {
+                Some(r) => Ok((None, r)),
+                None if cfg.config.is_none() && default_config_path().is_none() => {
+                    Err(CliError(format!(
+                        "{}: not a replica directory (no {}/ or {}/ in it), and no config file names it as a database (pass -config FILE, or a replica URL)",
+                        path.display(),
+                        replica_formats::SNAPSHOTS_DIR,
+                        replica_formats::SEGMENTS_DIR
+                    )))
+                }
+                None => Err(e),
+            };
+        }
+    };
+    let Some(db) = cfg.dbs.iter().find(|d| d.path == path) else {
+        if let Some(r) = as_replica() {
+            return Ok((None, r));
+        }
+        return Err(CliError(format!(
+            "database {} is not in config {}, nor a replica directory",
+            path.display(),
+            cfg.source.display()
+        )));
+    };
+    let reps: Vec<ReplicaConfig> = db
+        .replicas
+        .iter()
+        .filter(|r| replica.is_none_or(|n| n == r.name))
+        .cloned()
+        .collect();
+    if reps.is_empty() {
+        return Err(CliError(format!(
+            "database {} has no replica named {:?}",
+            path.display(),
+            replica.unwrap_or("")
+        )));
+    }
+    Ok((Some(path), reps))
+}
+
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    crate::runtime().map_err(|e| CliError(format!("starting runtime: {e}")))
+}
+
+pub(super) fn open_client(r: &ReplicaConfig) -> Result<ReplicaClient, CliError> {
+    match replica::client_for(r, false) {
+        Ok(c) => Ok(c),
+        Err(replica::ReplicaError::NotFound { replica, .. }) => {
+            Err(CliError(format!("replica {replica} does not exist")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(super) fn fmt_ts(ts: Timestamp) -> String {
+    restore::history::fmt_ts(ts)
+}

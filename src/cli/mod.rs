@@ -1,0 +1,111 @@
+//! Command-line interface. Flags are accepted with one dash (Litestream's spelling, e.g.
+//! `-config`) or two (`--config`).
+//!
+//! One file per family of commands: `replication` (replicate, databases, snapshots, wal),
+//! `restore`, `bench` (bench and demo); the memory commands live in `crate::memory::cli`;
+//! `common` holds what they share (config and replica arguments, the error type).
+
+mod bench;
+mod common;
+mod replication;
+mod restore;
+
+use std::ffi::OsString;
+
+use clap::{Parser, Subcommand};
+
+use common::ConfigArgs;
+use common::{CliError, normalize_args};
+
+/// memsync: SQLite replication and memory sync.
+#[derive(Debug, Parser)]
+#[command(
+    name = "memsync",
+    version,
+    about,
+    after_help = crate::memory::outcome::HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Continuously replicate databases (from -config, or DB_PATH REPLICA_URL...).
+    Replicate(replication::ReplicateArgs),
+    /// Rebuild a database from a replica, latest or at a point in time.
+    Restore(restore::RestoreArgs),
+    /// List the snapshots a replica holds.
+    Snapshots(replication::ListArgs),
+    /// List the WAL segments a replica holds.
+    #[command(alias = "segments", alias = "ltx")]
+    Wal(replication::ListArgs),
+    /// List the databases of a config file.
+    Databases(ConfigArgs),
+    /// Print the version.
+    Version,
+    /// Replicate a demo memory database to a local file replica, restore and verify it.
+    Demo(bench::DemoArgs),
+    /// Measure memsync (and Litestream, when found) on an mcp-memory-service workload.
+    Bench(bench::BenchArgs),
+    #[command(flatten)]
+    Memory(crate::memory::cli::MemoryCommand),
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    use crate::memory::outcome::Outcome;
+    let cli = match Cli::try_parse_from(normalize_args(args)) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                Outcome::Usage.code()
+            } else {
+                Outcome::Done.code()
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(CliError(msg)) => {
+            eprintln!("memsync: error: {msg}");
+            Outcome::Error.code()
+        }
+    }
+}
+
+/// A memory command: its text on stdout, its outcome as the exit code (a finished run that left
+/// failed rows or open conflicts still prints its summary, and exits 3 or 4).
+fn run_memory(m: crate::memory::cli::MemoryCommand) -> i32 {
+    match crate::memory::cli::run(m) {
+        Ok((text, outcome)) => {
+            if !text.is_empty() {
+                println!("{text}");
+            }
+            outcome.code()
+        }
+        Err(e) => {
+            eprintln!("memsync: error: {e}");
+            e.outcome().code()
+        }
+    }
+}
+
+/// Runs one command; its exit code (0, or a memory command's outcome).
+fn run(command: Command) -> Result<i32, CliError> {
+    match command {
+        Command::Replicate(a) => replication::cmd_replicate(a)?,
+        Command::Restore(a) => restore::cmd_restore(a)?,
+        Command::Snapshots(a) => replication::cmd_list(a, true)?,
+        Command::Wal(a) => replication::cmd_list(a, false)?,
+        Command::Databases(a) => replication::cmd_databases(&a)?,
+        Command::Demo(a) => println!("{}", crate::demo::run(&a.dir, a.seconds)?),
+        Command::Bench(a) => bench::cmd_bench(a)?,
+        Command::Memory(m) => return Ok(run_memory(m)),
+        Command::Version => println!("memsync {}", env!("CARGO_PKG_VERSION")),
+    }
+    Ok(0)
+}

@@ -1,0 +1,184 @@
+//! The replication commands: `replicate`, `databases`, and the listings `snapshots` and `wal`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::Args;
+
+use super::common::{CliError, ConfigArgs, fmt_ts, load_config, open_client, resolve, runtime};
+use crate::config;
+use crate::replicate::{self, ReplicateOptions};
+use crate::restore;
+
+#[derive(Debug, Args)]
+pub(super) struct ReplicateArgs {
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    /// Switch a rollback-journal database to WAL mode instead of refusing it.
+    #[arg(long = "convert-to-wal")]
+    convert_to_wal: bool,
+    /// Ship what is committed once, then exit.
+    #[arg(long = "once")]
+    once: bool,
+    /// Replace replicas that belong to another database (deletes their files).
+    #[arg(long = "takeover")]
+    takeover: bool,
+    /// Log level: error, warn, info, debug.
+    #[arg(long = "log-level")]
+    log_level: Option<String>,
+    /// Database path, then one or more replica URLs (instead of -config).
+    args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ListArgs {
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    /// Replica name (default: all of the database's replicas).
+    #[arg(long = "replica")]
+    replica: Option<String>,
+    /// Print JSON: the files and the restore points of each replica.
+    #[arg(long = "json")]
+    json: bool,
+    /// Database path (uses the config) or replica URL.
+    target: String,
+}
+
+pub(super) fn cmd_replicate(a: ReplicateArgs) -> Result<(), CliError> {
+    if let Some(l) = &a.log_level {
+        crate::log::set_level(
+            crate::log::parse_level(l)
+                .ok_or_else(|| CliError(format!("unknown log level {l:?}")))?,
+        );
+    }
+    let cfg = if a.args.is_empty() {
+        load_config(&a.cfg)?
+    } else {
+        if a.cfg.config.is_some() {
+            return Err(CliError(
+                "give either -config or DB_PATH REPLICA_URL..., not both".into(),
+            ));
+        }
+        if a.args.len() < 2 {
+            return Err(CliError(
+                "replicate DB_PATH needs at least one REPLICA_URL".into(),
+            ));
+        }
+        config::from_cli(&a.args[0], &a.args[1..])?
+    };
+    // Logging: the config's `logging` section (stdout unless `stderr: true`, as Litestream),
+    // then LOG_LEVEL (as Litestream), then -log-level.
+    let l = cfg.logging;
+    crate::log::set_level(match l.level {
+        config::LogLevel::Debug => 3,
+        config::LogLevel::Info => 2,
+        config::LogLevel::Warn => 1,
+        config::LogLevel::Error => 0,
+    });
+    crate::log::set_output(!l.stderr, l.format == config::LogFormat::Json);
+    for lv in [std::env::var("LOG_LEVEL").ok(), a.log_level.clone()]
+        .into_iter()
+        .flatten()
+    {
+        crate::log::set_level(
+            crate::log::parse_level(&lv)
+                .ok_or_else(|| CliError(format!("unknown log level {lv:?}")))?,
+        );
+    }
+    let opts = ReplicateOptions {
+        convert_to_wal: a.convert_to_wal,
+        once: a.once,
+        takeover: a.takeover,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    replicate::run(&cfg, &opts, stop)?;
+    Ok(())
+}
+
+/// `memsync databases`: the databases of a config file and their replicas.
+pub(super) fn cmd_databases(a: &ConfigArgs) -> Result<(), CliError> {
+    let cfg = load_config(a)?;
+    println!("{:<50} replicas", "path");
+    for db in &cfg.dbs {
+        let names: Vec<&str> = db.replicas.iter().map(|r| r.name.as_str()).collect();
+        println!("{:<50} {}", db.path.display(), names.join(","));
+    }
+    Ok(())
+}
+
+pub(super) fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
+    let (_, reps) = resolve(&a.cfg, &a.target, a.replica.as_deref())?;
+    let rt = runtime()?;
+    if a.json {
+        let mut out = Vec::new();
+        for r in &reps {
+            let client = open_client(r)?;
+            let files: Vec<serde_json::Value> = restore::list(&client, rt.handle(), snapshots)?
+                .into_iter()
+                .map(|(k, size)| file_json(&k, size))
+                .collect();
+            let keys = rt.block_on(client.list())?;
+            out.push(serde_json::json!({
+                "replica": r.name,
+                "files": files,
+                "restorable": restore::history::json(&keys),
+            }));
+        }
+        println!("{}", serde_json::json!({ "replicas": out }));
+        return Ok(());
+    }
+    if snapshots {
+        println!("{:<10} {:<16} {:>12}  created", "replica", "txid", "size");
+    } else {
+        println!(
+            "{:<10} {:<5} {:<16} {:<16} {:>12}  created",
+            "replica", "level", "min_txid", "max_txid", "size"
+        );
+    }
+    let mut summaries = Vec::new();
+    for r in &reps {
+        let client = open_client(r)?;
+        for (k, size) in restore::list(&client, rt.handle(), snapshots)? {
+            let created = fmt_ts(k.timestamp());
+            match k {
+                replica_formats::ObjectKey::Snapshot { txid, .. } => {
+                    println!("{:<10} {:<16} {:>12}  {created}", r.name, txid, size)
+                }
+                replica_formats::ObjectKey::Segment {
+                    level, min, max, ..
+                } => println!(
+                    "{:<10} {:<5} {:<16} {:<16} {:>12}  {created}",
+                    r.name,
+                    level.get(),
+                    min,
+                    max,
+                    size
+                ),
+            }
+        }
+        let keys = rt.block_on(client.list())?;
+        summaries.push((r.name.clone(), restore::history::text(&keys)));
+    }
+    for (name, lines) in summaries {
+        println!("\nreplica {name}:");
+        for l in lines {
+            println!("{l}");
+        }
+    }
+    Ok(())
+}
+
+/// One replica file as JSON.
+fn file_json(k: &replica_formats::ObjectKey, size: u64) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "kind": if k.is_snapshot() { "snapshot" } else { "segment" },
+        "min_txid": k.min_txid().to_string(),
+        "max_txid": k.max_txid().to_string(),
+        "size": size,
+        "created": fmt_ts(k.timestamp()),
+    });
+    if let Some(l) = k.level() {
+        v["level"] = l.get().into();
+    }
+    v
+}

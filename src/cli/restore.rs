@@ -1,0 +1,161 @@
+//! `memsync restore`: from the first configured replica holding a backup, or a replica URL.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use replica_formats::{Target, Timestamp, TxId};
+
+use super::common::{CliError, ConfigArgs, fmt_ts, open_client, resolve, runtime};
+use crate::restore::{self, IntegrityCheck, RestoreOptions, RestoreOutcome};
+
+#[derive(Debug, Args)]
+pub(super) struct RestoreArgs {
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    /// Output path (default: the database's own path).
+    #[arg(short = 'o', long = "o")]
+    output: Option<PathBuf>,
+    /// Restore the state as of this time (RFC 3339 with a zone: Z or an offset such as +02:00).
+    #[arg(long = "timestamp")]
+    timestamp: Option<String>,
+    /// Read a -timestamp without a zone in the local zone (TZ) instead of refusing it.
+    #[arg(long = "timestamp-local")]
+    timestamp_local: bool,
+    /// Restore exactly this position (hex, as listed by `memsync wal`).
+    #[arg(long = "txid", alias = "index")]
+    txid: Option<String>,
+    /// Replica to restore from, by name (default: the first configured).
+    #[arg(long = "replica")]
+    replica: Option<String>,
+    /// Succeed without doing anything if the output exists.
+    #[arg(long = "if-db-not-exists")]
+    if_db_not_exists: bool,
+    /// Succeed without doing anything if the replica holds no backup.
+    #[arg(long = "if-replica-exists")]
+    if_replica_exists: bool,
+    /// SQLite check of the result before it is put in place.
+    #[arg(long = "integrity-check", value_enum, default_value = "none")]
+    integrity_check: CheckArg,
+    /// If a replica file is corrupt, restore the newest consistent state before it.
+    #[arg(long = "fallback")]
+    fallback: bool,
+    /// Database path (uses the config) or replica URL.
+    target: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(super) enum CheckArg {
+    None,
+    Quick,
+    Full,
+}
+
+pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
+    let (db_path, reps) = resolve(&a.cfg, &a.target, a.replica.as_deref())?;
+    let output = match (&a.output, &db_path) {
+        (Some(o), _) => {
+            std::path::absolute(o).map_err(|e| CliError(format!("{}: {e}", o.display())))?
+        }
+        (None, Some(p)) => p.clone(),
+        (None, None) => {
+            return Err(CliError(
+                "restoring from a replica URL or directory needs -o OUTPUT".into(),
+            ));
+        }
+    };
+    let target = match (&a.timestamp, &a.txid) {
+        (Some(_), Some(_)) => return Err(CliError("-timestamp and -txid are exclusive".into())),
+        (Some(ts), None) => {
+            let ms = crate::timearg::parse_millis(ts, a.timestamp_local)
+                .map_err(|e| CliError(format!("-timestamp {ts:?}: {e}")))?;
+            Target::Timestamp(Timestamp::from_millis(ms))
+        }
+        (None, Some(t)) => Target::TxId(
+            t.parse::<TxId>()
+                .map_err(|e| CliError(format!("-txid {t:?}: {e}")))?,
+        ),
+        (None, None) => Target::Latest,
+    };
+    let opts = RestoreOptions {
+        output: output.clone(),
+        target,
+        if_db_not_exists: a.if_db_not_exists,
+        if_replica_exists: a.if_replica_exists,
+        integrity_check: match a.integrity_check {
+            CheckArg::None => IntegrityCheck::None,
+            CheckArg::Quick => IntegrityCheck::Quick,
+            CheckArg::Full => IntegrityCheck::Full,
+        },
+        fallback: a.fallback,
+        progress: true,
+    };
+    let rt = runtime()?;
+    // With several replicas, restore from the first that holds a backup.
+    let mut last_err = None;
+    for r in &reps {
+        let client = open_client(r)?;
+        match restore::restore(&client, rt.handle(), &opts) {
+            Ok(RestoreOutcome::Restored {
+                txid,
+                at,
+                files,
+                bytes,
+                fell_back,
+            }) => {
+                if let Some(bad) = fell_back {
+                    eprintln!(
+                        "memsync: warning: {bad} was corrupt; restored the newest consistent state before it"
+                    );
+                }
+                crate::log::info(&format!(
+                    "restored {} at position {txid} from {} ({files} files, {bytes} bytes){}",
+                    output.display(),
+                    client.name(),
+                    asked_for(&opts.target)
+                ));
+                if let Target::Timestamp(want) = target {
+                    println!("{}", restore_point_note(txid, at, want));
+                }
+                return Ok(());
+            }
+            Ok(RestoreOutcome::OutputExists) => {
+                crate::log::info(&format!(
+                    "{} already exists; nothing to do",
+                    output.display()
+                ));
+                return Ok(());
+            }
+            Ok(RestoreOutcome::NoReplica) => {
+                crate::log::info(&format!("{} holds no backup; nothing to do", client.name()));
+                return Ok(());
+            }
+            Err(e @ restore::RestoreError::NoBackup(_)) if reps.len() > 1 => last_err = Some(e),
+            Err(e) => {
+                return Err(CliError(format!(
+                    "{}{}",
+                    CliError::from(e).0,
+                    asked_for(&opts.target)
+                )));
+            }
+        }
+    }
+    Err(last_err.map_or_else(|| CliError("no replica".into()), Into::into))
+}
+
+/// The instant a `-timestamp` asked for, in UTC, for the messages that answer it.
+fn asked_for(t: &Target) -> String {
+    match t {
+        Target::Timestamp(ts) => format!(" (state as of {})", crate::timearg::format_utc(ts.get())),
+        _ => String::new(),
+    }
+}
+
+/// Which restore point a timestamp restore used and how far before the requested time it lies.
+fn restore_point_note(txid: TxId, at: Timestamp, want: Timestamp) -> String {
+    let before = (want.get() - at.get()).max(0) as f64 / 1000.0;
+    format!(
+        "restored position {txid} at {}, {before:.2} s before the requested time {}",
+        fmt_ts(at),
+        fmt_ts(want)
+    )
+}
