@@ -434,7 +434,7 @@ impl Monitor {
                 pages_per_run: self.cfg.keep_run_pages,
             };
             let enc = crate::replicate::compact::CompactEncoding {
-                level1: opts(self.cfg.transient_level),
+                level1: opts(self.cfg.keep_level),
                 above: opts(self.cfg.keep_level),
             };
             let spool = self.spool.clone();

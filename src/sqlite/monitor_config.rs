@@ -40,17 +40,13 @@ pub struct MonitorConfig {
     pub max_segment_bytes: u64,
     /// Convert a rollback-journal database to WAL instead of refusing it.
     pub convert_to_wal: bool,
-    /// zstd level of level-0 segments. They live seconds (compaction replaces them) and are
-    /// written on the hot path: zstd's fast mode −20. On the benchmark's memory database
-    /// (`zstd -b`, 256 KB blocks): level 1 310 MB/s for a ratio of 1.42, −1 620 MB/s 1.24, −3
-    /// 770 MB/s 1.23, −20 1190 MB/s 1.17.
+    /// zstd level of level-0 segments: fast mode −20, because they are written on the hot path
+    /// and memsync's CPU is mostly this and the I/O around it. Level 1 makes them 30 % smaller
+    /// for about a third more replicator CPU (README, Benchmark).
     pub zstd_level: i32,
-    /// zstd level of level-1 segments, the most frequent merges: −1, twice as fast as level 1
-    /// for 14 % more bytes, and 2.5x faster to decompress (a restore of the latest state reads
-    /// them).
-    pub transient_level: i32,
-    /// zstd level of files kept long: level-2+ segments and snapshots. Level 1, not 3: on
-    /// these pages level 3 saves ~3.5 % of the bytes for twice the CPU.
+    /// zstd level of compacted segments and snapshots, which stay for a tier's retention:
+    /// level 1 (level 3 saves ~3.5 % more for twice the CPU; −1 costs 20 % more bytes for no
+    /// CPU measurably saved).
     pub keep_level: i32,
     /// Pages per run of compacted segments. The merge holds the run it is encoding: 32 pages
     /// instead of the format's default 64 lower the replicator's peak memory by 0.3 MB (8.9
@@ -85,7 +81,6 @@ impl MonitorConfig {
             max_segment_bytes: 64 << 20,
             convert_to_wal: false,
             zstd_level: -20,
-            transient_level: -1,
             keep_level: 1,
             keep_run_pages: 32,
             probe_interval: Duration::from_millis(50),
