@@ -5,6 +5,7 @@ pub mod capture;
 pub mod checkpoint;
 pub mod conn;
 mod diskfull;
+mod idle;
 pub mod monitor;
 pub mod monitor_config;
 pub mod pacer;
