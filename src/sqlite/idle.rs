@@ -94,19 +94,21 @@ impl Monitor {
         }
     }
 
-    /// Closes memsync's connections if everything committed is in the spool; true if it did.
-    /// Called when nothing was committed for `idle_release`.
-    pub(super) fn step_aside(&mut self) -> bool {
-        if self.conns.is_none() || self.needs_resync || self.pending.is_some() || self.pos.is_none()
-        {
-            return false;
+    /// Closes memsync's connections if everything committed is in the spool; why not, if it
+    /// did not. Called when nothing was committed for `idle_release`.
+    pub(super) fn step_aside(&mut self) -> Result<(), &'static str> {
+        if self.conns.is_none() {
+            return Err("already away");
+        }
+        if self.needs_resync || self.pending.is_some() || self.pos.is_none() {
+            return Err("frames not yet shipped");
         }
         // Taken before the mark: a commit after it makes the next comparison differ.
         let seen = self.fingerprint();
         // The read transaction still holds the WAL, so the mark is exactly the cursor, which
         // everything before was spooled up to; a commit not read yet refuses it.
         let Ok(Some(mark)) = self.src.idle_mark() else {
-            return false;
+            return Err("the WAL index does not show the reader at the end of the WAL");
         };
         self.release_read();
         // memsync's connections never checkpoint on close (`conn::open`).
@@ -122,7 +124,7 @@ impl Monitor {
             "{}: idle; connections closed until the next change",
             self.cfg.db_path.display()
         ));
-        true
+        Ok(())
     }
 
     /// While away: true when the files look different from the last look (then the monitor

@@ -256,6 +256,8 @@ impl Monitor {
         // Since when nothing was committed (see `idle.rs`).
         let mut quiet_since = Instant::now();
         let mut maintain_away = false;
+        // One line per quiet period when memsync cannot step aside.
+        let mut refusal_logged = false;
         while !stop.load(Ordering::Relaxed) {
             let probe = self.cfg.probe_interval;
             if dirty {
@@ -308,13 +310,21 @@ impl Monitor {
                 }
                 if spooled {
                     quiet_since = Instant::now();
+                    refusal_logged = false;
                 } else if !dirty
                     && rechecks == 0
                     && !self.is_away()
                     && quiet_since.elapsed() >= self.cfg.idle_release
                 {
                     // Let the application have the database to itself (see `idle.rs`).
-                    self.step_aside();
+                    if let Err(why) = self.step_aside()
+                        && !std::mem::replace(&mut refusal_logged, true)
+                    {
+                        crate::log::debug(&format!(
+                            "{}: idle, but connections kept open: {why}",
+                            self.cfg.db_path.display()
+                        ));
+                    }
                 }
                 Ok::<bool, MonitorError>(idle)
             })();
