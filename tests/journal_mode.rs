@@ -74,7 +74,8 @@ fn the_application_leaves_wal_mode_and_returns_while_memsync_runs() {
     for i in 1..=50 {
         insert_memory(&app, i);
     }
-    let r = s.start();
+    // Debug lines say why memsync keeps its connections, should the switch fail.
+    let r = s.start_with(&[("LOG_LEVEL", "debug")]);
     for i in 51..=100 {
         insert_memory(&app, i);
     }
@@ -96,7 +97,7 @@ fn the_application_leaves_wal_mode_and_returns_while_memsync_runs() {
     wait_for_log(&log, "left WAL mode", &s);
 
     // Phase 3: back to WAL; memsync resumes and ships what rollback mode changed.
-    assert_eq!(switch_journal_mode(&app, "wal"), "wal");
+    assert_eq!(switch_journal_mode(&app, "wal"), "wal", "{}", s.log_tail());
     for i in 151..=200 {
         insert_memory(&app, i);
     }
@@ -178,9 +179,15 @@ fn changes_made_in_rollback_mode_are_shipped_at_shutdown() {
     for i in 1..=30 {
         insert_memory(&app, i);
     }
-    let r = s.start();
+    let r = s.start_with(&[("LOG_LEVEL", "debug")]);
     s.wait_for_rows(30);
-    assert_eq!(switch_journal_mode(&app, "delete"), "delete");
+    let mode = switch_journal_mode(&app, "delete");
+    assert_eq!(
+        mode,
+        "delete",
+        "the application could not leave WAL mode in 30 s; replicator log:\n{}",
+        s.log_tail()
+    );
     for i in 31..=60 {
         insert_memory(&app, i);
     }
