@@ -43,6 +43,8 @@ pub(crate) struct Away {
     seen: Fingerprint,
     /// The database left WAL mode (logged once): replication is paused.
     left_wal: bool,
+    /// A return was put off once because the WAL file was missing (see `attach`).
+    deferred: bool,
 }
 
 /// Device, inode, size, mtime (s, ns) of one file.
@@ -106,23 +108,29 @@ impl Monitor {
         // Taken before the mark: a commit after it makes the next comparison differ.
         let seen = self.fingerprint();
         // The read transaction still holds the WAL, so the mark is exactly the cursor, which
-        // everything before was spooled up to; a commit not read yet refuses it.
-        let Ok(Some(mark)) = self.src.idle_mark() else {
-            return Err("the WAL index does not show the reader at the end of the WAL");
-        };
+        // everything before was spooled up to. Without one (a commit not read yet, an index
+        // being rebuilt) memsync steps aside all the same and resynchronises on its return:
+        // holding on until the index settles kept an application from leaving WAL mode.
+        let mark = self.src.idle_mark().ok().flatten();
         self.release_read();
         // memsync's connections never checkpoint on close (`conn::open`).
         self.conns = None;
         self.shm = None;
         self.away = Some(Away {
-            mark: Some(mark),
+            mark,
             seen,
             left_wal: false,
+            deferred: false,
         });
         self.stats.idle_releases.fetch_add(1, Ordering::Relaxed);
         crate::log::debug(&format!(
-            "{}: idle; connections closed until the next change",
-            self.cfg.db_path.display()
+            "{}: idle; connections closed until the next change{}",
+            self.cfg.db_path.display(),
+            if mark.is_none() {
+                " (no WAL index mark: resynchronising on return)"
+            } else {
+                ""
+            }
         ));
         Ok(())
     }
@@ -135,7 +143,7 @@ impl Monitor {
         }
         let now = self.fingerprint();
         let away = self.away.as_mut().expect("checked above");
-        if now == away.seen {
+        if now == away.seen && !away.deferred {
             return false;
         }
         away.seen = now;
@@ -159,6 +167,16 @@ impl Monitor {
         let header_wal = wal_header(&hdr);
         if !header_wal && !rollback_ok {
             self.note_left_wal();
+            return Ok(false);
+        }
+        // No WAL file under a WAL header: SQLite deleted it, because the application's last
+        // connection closed or because it is leaving WAL mode and has yet to rewrite the
+        // header. A connection opened now would create a new WAL and could make the switch fail
+        // halfway (seen under load): look again at the next poll, then reopen regardless.
+        let wal_missing = !super::sidecar(&db, "-wal").exists();
+        if let Some(away) = self.away.as_mut().filter(|_| !rollback_ok && wal_missing)
+            && !std::mem::replace(&mut away.deferred, true)
+        {
             return Ok(false);
         }
         // Every descriptor is replaced before a connection opens: closing one while SQLite
