@@ -15,9 +15,17 @@
 //! every commit made since (the proof used after an application's checkpoint,
 //! [`super::reader::Source::continue_after`]: at most one WAL restart, every counted commit in
 //! the new generation), or else resynchronises (ships the pages that differ from the page map).
+//! When no mark can be taken (a commit not read yet, an index being rebuilt) it steps aside all
+//! the same and resynchronises on its return: waiting for a mark once kept an application from
+//! ever leaving WAL mode.
 //! While away it holds no lock: only plain descriptors on the database, WAL and index files,
 //! which are reopened (fresh files: SQLite deletes the WAL and index when its last connection
 //! closes) before its connections are.
+//!
+//! A WAL file missing under a WAL header means SQLite deleted it: the application's last
+//! connection closed, or it is leaving WAL mode and has yet to rewrite the header; the return is
+//! put off to the next poll, so memsync's connection does not recreate the WAL in the middle of
+//! the switch (which then failed).
 //!
 //! While away the monitor wakes on the WAL watch and, every monitor interval, compares a
 //! fingerprint of the files (database header; device, inode, size and mtime of the database
