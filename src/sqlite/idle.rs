@@ -17,8 +17,7 @@
 //! the new generation), or else resynchronises (ships the pages that differ from the page map).
 //! When no mark can be taken (a commit not read yet, an index being rebuilt) it steps aside all
 //! the same and resynchronises on its return: waiting for a mark once kept an application from
-//! ever leaving WAL mode.
-//! While away it holds no lock: only plain descriptors on the database, WAL and index files,
+//! ever leaving WAL mode. While away it holds no lock: only plain descriptors on the database, WAL and index files,
 //! which are reopened (fresh files: SQLite deletes the WAL and index when its last connection
 //! closes) before its connections are.
 //!
@@ -29,9 +28,9 @@
 //!
 //! While away the monitor wakes on the WAL watch and, every monitor interval, compares a
 //! fingerprint of the files (database header; device, inode, size and mtime of the database
-//! and WAL; the index's device, inode and header). If the database header says the database left WAL mode
-//! (bytes 18 and 19 are 1, not 2), it logs that once and stays away: replication is paused, and
-//! memsync never switches the database back. When the header says WAL again, it resynchronises
+//! and WAL; the index's device, inode and header). If the database header says the database
+//! left WAL mode (bytes 18 and 19 are 1, not 2), it logs that once and stays away: replication
+//! is paused, and memsync never switches the database back. When the header says WAL again, it resynchronises
 //! (the changes made in rollback mode reach the replica) and says it resumed.
 
 use std::os::unix::fs::MetadataExt;
