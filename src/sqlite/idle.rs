@@ -1,5 +1,5 @@
 //! Stepping aside while idle: when everything committed is in the spool and nothing new was
-//! committed for `idle-release` (1 s), the monitor closes its connections, and it reopens them
+//! committed for `idle_release` (1 s), the monitor closes its connections, and it reopens them
 //! on the next change.
 //!
 //! Why: every open WAL-mode connection holds a SHARED lock on the database file for as long as
