@@ -25,6 +25,8 @@ pub struct DbStats {
     pub yields: AtomicU64,
     /// Microseconds memsync waited, read lock released, for those checkpoints.
     pub yield_us: AtomicU64,
+    /// Times memsync closed its connections while the database was idle (`idle.rs`).
+    pub idle_releases: AtomicU64,
     /// Level-0 compactions.
     pub compactions: AtomicU64,
     /// Failed passes (retried).

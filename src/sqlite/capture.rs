@@ -289,6 +289,10 @@ impl Monitor {
     /// It doubles as a self-check: the database must hash to the replicated state. If it does
     /// not, the snapshot is written as a new position, which restores then start from.
     pub(super) fn snapshot_current(&mut self) -> Result<(), MonitorError> {
+        if !self.attach(false)? {
+            // Out of WAL mode: taken once the database is back (see `idle.rs`).
+            return Ok(());
+        }
         self.with_write_lock(|m| m.drain_wal())?;
         if self.needs_resync {
             self.resync()?;

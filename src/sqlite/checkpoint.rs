@@ -46,9 +46,10 @@ impl Monitor {
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, MonitorError>,
     ) -> Result<Option<T>, MonitorError> {
-        let _ = self.w.busy_timeout(Duration::ZERO);
-        let begun = self.w.execute_batch("BEGIN IMMEDIATE");
-        let _ = self.w.busy_timeout(self.cfg.busy_timeout);
+        let w = &self.conns()?.w;
+        let _ = w.busy_timeout(Duration::ZERO);
+        let begun = w.execute_batch("BEGIN IMMEDIATE");
+        let _ = w.busy_timeout(self.cfg.busy_timeout);
         match begun {
             Ok(()) => self.locked(f).map(Some),
             Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => Ok(None),
@@ -67,12 +68,12 @@ impl Monitor {
             self.restart_read()?;
             Ok(v)
         });
-        let rb = self.w.execute_batch("ROLLBACK");
+        let rb = self.rollback_write();
         self.stats
             .write_lock_us
             .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
         let v = res?;
-        rb.map_err(|e| self.sql_err(e))?;
+        rb?;
         self.protected = true;
         Ok(v)
     }
@@ -86,9 +87,10 @@ impl Monitor {
     fn begin_immediate(&mut self) -> Result<(), MonitorError> {
         const STEP: Duration = Duration::from_millis(20);
         let deadline = Instant::now() + self.cfg.busy_timeout;
-        let _ = self.w.busy_timeout(STEP);
+        let w = &self.conns()?.w;
+        let _ = w.busy_timeout(STEP);
         let res = loop {
-            match self.w.execute_batch("BEGIN IMMEDIATE") {
+            match w.execute_batch("BEGIN IMMEDIATE") {
                 Err(e)
                     if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
                         && Instant::now() < deadline
@@ -100,17 +102,29 @@ impl Monitor {
                 other => break other,
             }
         };
-        let _ = self.w.busy_timeout(self.cfg.busy_timeout);
+        let _ = w.busy_timeout(self.cfg.busy_timeout);
         res.map_err(|e| self.sql_err(e))
+    }
+
+    /// Ends the write transaction `begin_immediate` started.
+    fn rollback_write(&self) -> Result<(), MonitorError> {
+        self.conns()?
+            .w
+            .execute_batch("ROLLBACK")
+            .map_err(|e| self.sql_err(e))
     }
 
     fn restart_read(&mut self) -> Result<(), MonitorError> {
         self.release_read();
-        self.r.execute_batch("BEGIN").map_err(|e| self.sql_err(e))?;
+        self.conns()?
+            .r
+            .execute_batch("BEGIN")
+            .map_err(|e| self.sql_err(e))?;
         // From here on a failure must still roll back (`release_read`), or every later BEGIN
         // on this connection would fail.
         self.r_active = true;
         let mut stmt = self
+            .conns()?
             .r
             .prepare_cached("SELECT 1 FROM sqlite_schema LIMIT 1")
             .map_err(|e| self.sql_err(e))?;
@@ -125,7 +139,9 @@ impl Monitor {
     /// Ends the read transaction; the WAL is no longer protected.
     pub(super) fn release_read(&mut self) {
         if self.r_active {
-            let _ = self.r.execute_batch("ROLLBACK");
+            if let Some(c) = &self.conns {
+                let _ = c.r.execute_batch("ROLLBACK");
+            }
             self.r_active = false;
         }
         self.protected = false;
@@ -149,6 +165,9 @@ impl Monitor {
     /// write lock finds (see `checkpoint_passive`).
     pub(super) fn sync_pass(&mut self) -> Result<bool, MonitorError> {
         self.paced(|m| {
+            if !m.attach(false)? {
+                return Ok(());
+            }
             if !m.needs_resync {
                 m.gather_wal()?;
             }
@@ -216,7 +235,7 @@ impl Monitor {
             .then(|| self.write_pending());
         let backfilled = first.and_then(|()| {
             if !self.needs_resync {
-                passive(&self.w).map_err(|e| self.sql_err(e))?;
+                passive(&self.conns()?.w).map_err(|e| self.sql_err(e))?;
             }
             Ok(())
         });
@@ -240,7 +259,7 @@ impl Monitor {
             // checkpoint lock; nothing new can start while memsync holds the write lock, so it
             // is waited out briefly rather than leaving the WAL unrestarted for another pass.
             let deadline = Instant::now() + CHECKPOINT_LOCK_WAIT;
-            while !passive(&self.r).map_err(|e| self.sql_err(e))? {
+            while !passive(&self.conns()?.r).map_err(|e| self.sql_err(e))? {
                 if Instant::now() >= deadline {
                     crate::log::debug(&format!(
                         "{}: another connection held the checkpoint lock; the WAL restarts after a later pass",
@@ -252,12 +271,12 @@ impl Monitor {
             }
             self.restart_read()
         })();
-        let rb = self.w.execute_batch("ROLLBACK");
+        let rb = self.rollback_write();
         self.stats
             .write_lock_us
             .fetch_add(locked.elapsed().as_micros() as u64, Ordering::Relaxed);
         res?;
-        rb.map_err(|e| self.sql_err(e))?;
+        rb?;
         self.protected = true;
         self.frames_at_checkpoint = self.src.wal_frames();
         self.last_checkpoint = Instant::now();
@@ -299,10 +318,10 @@ impl Monitor {
         ));
         self.drain_wal()?;
         self.release_read();
-        let res = self
-            .w
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(|e| self.sql_err(e));
+        let res = self.conns().and_then(|c| {
+            c.w.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(|e| self.sql_err(e))
+        });
         self.last_checkpoint = Instant::now();
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.needs_resync = true;
@@ -337,10 +356,21 @@ impl Monitor {
         self.stats
             .yield_us
             .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
-        // Usually the WAL index proves nothing was missed while unprotected, and reading the
-        // whole database again is not needed (see `Source::continue_after`). Until the frames
-        // it found are shipped, a resync stays pending: an error anywhere in between (the proof
-        // moved the reader's cursor) must end in a resync, never in a silent skip.
+        self.continue_or_resync(mark)
+    }
+
+    /// Catches up after memsync's read transaction was released (for an application's
+    /// checkpoint, or while idle) at `mark` (see [`super::reader::Source::index_mark`]).
+    /// Usually the WAL index proves nothing was missed while unprotected, and reading the
+    /// whole database again is not needed (see `Source::continue_after`); otherwise (or without
+    /// a mark) it resynchronises.
+    pub(super) fn continue_or_resync(
+        &mut self,
+        mark: Option<super::walindex::IndexHeader>,
+    ) -> Result<(), MonitorError> {
+        // Until the frames it found are shipped, a resync stays pending: an error anywhere in
+        // between (the proof moved the reader's cursor) must end in a resync, never in a silent
+        // skip.
         self.needs_resync = true;
         let continued = match mark {
             Some(mark) => {

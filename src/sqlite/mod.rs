@@ -6,6 +6,7 @@ mod carry;
 pub mod checkpoint;
 pub mod conn;
 mod diskfull;
+mod idle;
 pub mod monitor;
 pub mod monitor_config;
 pub mod pacer;

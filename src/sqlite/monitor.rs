@@ -19,6 +19,14 @@
 //! commits made since memsync's last read, reading on from its first frame misses nothing
 //! ([`super::reader::Source::continue_after`]).
 //!
+//! The same proof lets memsync step aside while the database is idle (`idle.rs`): with every
+//! commit up to the WAL index's last frame spooled and nothing committed for `idle_release`, it
+//! keeps that index header as its mark and closes both connections (holding no lock, the
+//! application may even leave WAL mode). On the next change it reopens, and under the write lock
+//! either proves from the mark that the WAL still holds every commit made since, or
+//! resynchronises; a database that left WAL mode is resynchronised when it is back, or at
+//! shutdown, read under a rollback-mode read lock.
+//!
 //! New commits are found through SQLite's WAL index (`walindex.rs`), which names the last
 //! committed frame and each frame's page, so only the newest frame of each changed page is read
 //! (and verified); the full checksum scan of every frame is the fallback.
@@ -50,14 +58,22 @@ const RECHECKS: u32 = 3;
 /// A file a compaction pass wrote: key, size, and size of the files it replaces.
 type Compacted = (ObjectKey, u64, u64);
 
-/// One monitored database.
-pub struct Monitor {
-    pub(super) cfg: MonitorConfig,
-    pub(super) src: Source,
+/// memsync's two connections to the database.
+pub(super) struct Conns {
     /// Connection holding the long read transaction.
     pub(super) r: Connection,
     /// Connection used for `BEGIN IMMEDIATE` and checkpoints.
     pub(super) w: Connection,
+}
+
+/// One monitored database.
+pub struct Monitor {
+    pub(super) cfg: MonitorConfig,
+    pub(super) src: Source,
+    /// memsync's connections; `None` while it has stepped aside (see `idle.rs`).
+    pub(super) conns: Option<Conns>,
+    /// Set while memsync has stepped aside.
+    pub(super) away: Option<super::idle::Away>,
     pub(super) r_active: bool,
     pub(super) shm: Option<ShmProbe>,
     pub(super) map: PageMap,
@@ -117,8 +133,8 @@ impl Monitor {
             shm: ShmProbe::open(&cfg.db_path),
             cfg,
             src,
-            r,
-            w,
+            conns: Some(Conns { r, w }),
+            away: None,
             r_active: false,
             map,
             pos: None,
@@ -240,6 +256,11 @@ impl Monitor {
         // Quick second looks left after a file event that found no new commit.
         let mut rechecks = 0u32;
         let mut disk_full = false;
+        // Since when nothing was committed (see `idle.rs`).
+        let mut quiet_since = Instant::now();
+        let mut maintain_away = false;
+        // One line per quiet period when memsync cannot step aside.
+        let mut refusal_logged = false;
         while !stop.load(Ordering::Relaxed) {
             let probe = self.cfg.probe_interval;
             if dirty {
@@ -256,29 +277,57 @@ impl Monitor {
             } else if watch.wait(probe) {
                 dirty = true;
                 rechecks = RECHECKS;
+                quiet_since = Instant::now();
             }
             if last_poll.elapsed() >= self.cfg.monitor_interval {
-                dirty = true;
                 last_poll = Instant::now();
                 self.check_replaced()?;
                 watch.refresh();
+                // While away, only a change is worth reopening the connections for; compaction
+                // and the snapshot policy go on all the same.
+                if !self.is_away() || self.changed_while_away() {
+                    dirty = true;
+                } else {
+                    maintain_away = true;
+                }
             }
             if Instant::now() < retry_at {
                 continue;
             }
             let pass = (|| {
                 self.maybe_yield()?;
-                if self.cfg.snapshot_wanted.swap(false, Ordering::Relaxed) {
+                if !self.is_paused() && self.cfg.snapshot_wanted.swap(false, Ordering::Relaxed) {
                     // Asked again on failure: the replica waiting for it has nothing else.
                     self.snapshot_current().inspect_err(|_| {
                         self.cfg.snapshot_wanted.store(true, Ordering::Relaxed);
                     })?;
                 }
-                let mut idle = false;
+                let (mut idle, mut spooled) = (false, false);
                 if dirty && self.pacer.wait(Instant::now()).is_zero() {
                     dirty = false;
-                    idle = !self.sync_pass()?;
+                    spooled = self.sync_pass()?;
+                    idle = !spooled;
                     self.maintain(false, false)?;
+                } else if std::mem::take(&mut maintain_away) {
+                    self.maintain(false, false)?;
+                }
+                if spooled {
+                    quiet_since = Instant::now();
+                    refusal_logged = false;
+                } else if !dirty
+                    && rechecks == 0
+                    && !self.is_away()
+                    && quiet_since.elapsed() >= self.cfg.idle_release
+                {
+                    // Let the application have the database to itself (see `idle.rs`).
+                    if let Err(why) = self.step_aside()
+                        && !std::mem::replace(&mut refusal_logged, true)
+                    {
+                        crate::log::debug(&format!(
+                            "{}: idle, but connections kept open: {why}",
+                            self.cfg.db_path.display()
+                        ));
+                    }
                 }
                 Ok::<bool, MonitorError>(idle)
             })();
@@ -327,6 +376,8 @@ impl Monitor {
                 }
             }
         }
+        // Everything committed is shipped, in rollback mode too (see `idle.rs`).
+        self.attach(true)?;
         self.sync()?;
         self.maintain(false, true)?;
         self.shutdown();
@@ -340,7 +391,7 @@ impl Monitor {
         let st = &self.stats;
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         crate::log::info(&format!(
-            "{}: stopped at position {:016x}: {} transactions, {} bytes spooled, {} snapshots, {} resyncs, {} checkpoints, {} compactions, {} yields to application checkpoints ({} ms), write lock held {} ms in total",
+            "{}: stopped at position {:016x}: {} transactions, {} bytes spooled, {} snapshots, {} resyncs, {} checkpoints, {} compactions, {} yields to application checkpoints ({} ms), write lock held {} ms in total, {} idle releases",
             self.cfg.db_path.display(),
             self.pos.map_or(0, TxId::get),
             g(&st.transactions),
@@ -352,6 +403,7 @@ impl Monitor {
             g(&st.yields),
             g(&st.yield_us) / 1000,
             g(&st.write_lock_us) / 1000,
+            g(&st.idle_releases),
         ));
         self.save_map(true);
     }
@@ -360,6 +412,9 @@ impl Monitor {
     /// spooled anything.
     pub fn sync(&mut self) -> Result<bool, MonitorError> {
         self.paced(|m| {
+            if !m.attach(false)? {
+                return Ok(());
+            }
             if !m.needs_resync {
                 m.drain_wal()?;
             }
@@ -523,6 +578,13 @@ impl Monitor {
                 self.cfg.db_path.display().to_string(),
             )),
         }
+    }
+
+    /// memsync's connections; an error while it has stepped aside (callers attach first).
+    pub(super) fn conns(&self) -> Result<&Conns, MonitorError> {
+        self.conns
+            .as_ref()
+            .ok_or_else(|| MonitorError::Detached(self.cfg.db_path.display().to_string()))
     }
 
     pub(super) fn io_err(&self, what: &str, source: std::io::Error) -> MonitorError {

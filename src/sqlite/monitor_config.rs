@@ -54,6 +54,11 @@ pub struct MonitorConfig {
     pub keep_run_pages: usize,
     /// How often to look for an application's checkpoint waiting on memsync.
     pub probe_interval: Duration,
+    /// How long nothing must be committed before memsync closes its connections (see
+    /// `idle.rs`). One second: an application switching out of WAL mode, which SQLite allows
+    /// only to the database's sole connection, succeeds when it retries for a second or two,
+    /// while a steady writer (commits under a second apart) never pays the reopen (~1 ms).
+    pub idle_release: Duration,
     /// Set when memsync is stopping. With it, a full disk under the spool at start is waited
     /// out (retrying with backoff) instead of failing; without it (`-once`), it fails.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
@@ -84,6 +89,7 @@ impl MonitorConfig {
             keep_level: 1,
             keep_run_pages: 32,
             probe_interval: Duration::from_millis(50),
+            idle_release: Duration::from_secs(1),
             stop: None,
             snapshot_wanted: Arc::default(),
         }
@@ -120,6 +126,9 @@ pub enum MonitorError {
         /// Error.
         source: std::io::Error,
     },
+    /// A step needing memsync's connections ran while it had stepped aside (a bug).
+    #[error("{0}: internal error: no connection open (memsync had stepped aside)")]
+    Detached(String),
     /// The database file was replaced by another file while memsync ran.
     #[error("{0} was replaced by another file while being replicated; restart memsync")]
     Replaced(String),

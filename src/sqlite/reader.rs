@@ -313,6 +313,49 @@ impl Source {
             .filter(|h| h.describes(&c.header) && u64::from(h.mx_frame) == c.frame_count())
     }
 
+    /// [`Self::index_mark`], or, when the WAL holds no generation yet (no header: freshly
+    /// truncated or not yet written) and the index shows no frame, the index header itself:
+    /// every frame written later belongs to a generation that starts after the mark. Used
+    /// before memsync steps aside while idle (`idle.rs`).
+    pub fn idle_mark(&mut self) -> Result<Option<IndexHeader>, WalError> {
+        if self.cursor.is_some() {
+            return Ok(self.index_mark());
+        }
+        self.wal = None;
+        if let Some(wal) = self.wal_file()?
+            && wal::read_header(wal)?.is_some()
+        {
+            return Ok(None);
+        }
+        Ok(self
+            .walindex
+            .as_ref()
+            .and_then(WalIndex::header)
+            .filter(|h| h.mx_frame == 0))
+    }
+
+    /// Drops the handles on the WAL and its index, so the next read opens the files now at
+    /// those paths: SQLite deletes both when its last connection closes or the database leaves
+    /// WAL mode, and a handle kept would go on reading the deleted files. Only while memsync has
+    /// no connection open on the database: closing a descriptor of the `-shm` file drops every
+    /// POSIX lock this process holds on it, SQLite's included.
+    pub fn reopen_files(&mut self) {
+        self.wal = None;
+        self.walindex = WalIndex::open(&self.db_path);
+    }
+
+    /// The WAL index header, through the handle already open (see [`Self::reopen_files`]).
+    pub fn index_header(&self) -> Option<IndexHeader> {
+        self.walindex.as_ref().and_then(WalIndex::header)
+    }
+
+    /// The database file's 100-byte header, as on disk.
+    pub fn db_header(&self) -> io::Result<[u8; 100]> {
+        let mut hdr = [0u8; 100];
+        wal::read_exact_at(&self.db, &mut hdr, 0)?;
+        Ok(hdr)
+    }
+
     /// After memsync released its read transaction (stepping aside for an application's
     /// checkpoint), decides whether the WAL still holds every commit made since `mark` and, if
     /// so, returns those commits. Call with the write lock held. `None` means it cannot be

@@ -1,0 +1,263 @@
+//! Stepping aside while idle: when everything committed is in the spool and nothing new was
+//! committed for `idle_release` (1 s), the monitor closes its connections, and it reopens them
+//! on the next change.
+//!
+//! Why: every open WAL-mode connection holds a SHARED lock on the database file for as long as
+//! it is open, and SQLite lets a connection leave WAL mode (`PRAGMA journal_mode=DELETE`) only
+//! when it is the database's sole connection; the attempt answers "database is locked" at once,
+//! without the busy handler, and leaves no trace memsync could see. So memsync leaves the
+//! database alone whenever it has nothing to do, and an application that retries for a second
+//! or two gets its switch.
+//!
+//! Nothing committed is lost: memsync steps aside only when every commit up to the WAL index's
+//! last committed frame is in the spool, and keeps that index header as the mark. On the next
+//! change it reopens, takes the write lock and proves from the mark that the WAL still holds
+//! every commit made since (the proof used after an application's checkpoint,
+//! [`super::reader::Source::continue_after`]: at most one WAL restart, every counted commit in
+//! the new generation), or else resynchronises (ships the pages that differ from the page map).
+//! When no mark can be taken (a commit not read yet, an index being rebuilt) it steps aside all
+//! the same and resynchronises on its return: waiting for a mark once kept an application from
+//! ever leaving WAL mode. While away it holds no lock: only plain descriptors on the database, WAL and index files,
+//! which are reopened (fresh files: SQLite deletes the WAL and index when its last connection
+//! closes) before its connections are.
+//!
+//! A WAL file missing under a WAL header means SQLite deleted it: the application's last
+//! connection closed, or it is leaving WAL mode and has yet to rewrite the header; the return is
+//! put off to the next poll, so memsync's connection does not recreate the WAL in the middle of
+//! the switch (which then failed).
+//!
+//! While away the monitor wakes on the WAL watch and, every monitor interval, compares a
+//! fingerprint of the files (database header; device, inode, size and mtime of the database
+//! and WAL; the index's device, inode and header). If the database header says the database
+//! left WAL mode (bytes 18 and 19 are 1, not 2), it logs that once and stays away: replication
+//! is paused, and memsync never switches the database back. When the header says WAL again, it resynchronises
+//! (the changes made in rollback mode reach the replica) and says it resumed.
+
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::Ordering;
+
+use super::conn::{self, OpenError};
+use super::monitor::{Conns, Monitor, MonitorError};
+use super::reader::Source;
+use super::shm::ShmProbe;
+use super::walindex::{IndexHeader, WalIndex};
+
+/// State kept while memsync has stepped aside.
+pub(crate) struct Away {
+    /// Where memsync stopped reading; `None`: resynchronise on return.
+    mark: Option<IndexHeader>,
+    /// The files as last compared.
+    seen: Fingerprint,
+    /// The database left WAL mode (logged once): replication is paused.
+    left_wal: bool,
+    /// A return was put off once because the WAL file was missing (see `attach`).
+    deferred: bool,
+}
+
+/// Device, inode, size, mtime (s, ns) of one file.
+type FileStamp = (u64, u64, u64, i64, i64);
+
+/// What memsync can see of the database without a connection; any difference means a change.
+#[derive(Debug, PartialEq, Eq)]
+struct Fingerprint {
+    header: Option<[u8; 100]>,
+    files: [Option<FileStamp>; 3],
+    index: Option<IndexHeader>,
+}
+
+/// True when a database header says WAL mode (file format read/write versions 2).
+fn wal_header(hdr: &[u8; 100]) -> bool {
+    hdr[18] == 2 && hdr[19] == 2
+}
+
+impl Monitor {
+    /// True while memsync has stepped aside (connections closed).
+    pub fn is_away(&self) -> bool {
+        self.away.is_some()
+    }
+
+    /// True while replication is paused because the database left WAL mode.
+    pub fn is_paused(&self) -> bool {
+        self.away.as_ref().is_some_and(|a| a.left_wal)
+    }
+
+    fn fingerprint(&self) -> Fingerprint {
+        let stamp = |suffix: &str, content: bool| {
+            let m = std::fs::metadata(super::sidecar(&self.cfg.db_path, suffix)).ok()?;
+            let (len, s, ns) = match content {
+                true => (m.len(), m.mtime(), m.mtime_nsec()),
+                false => (0, 0, 0),
+            };
+            Some((m.dev(), m.ino(), len, s, ns))
+        };
+        Fingerprint {
+            header: self.src.db_header().ok(),
+            // The index's mtime moves with readers' read marks: its header is compared instead.
+            files: [stamp("", true), stamp("-wal", true), stamp("-shm", false)],
+            // Opening (and closing) a descriptor of the index while SQLite has it open would
+            // drop SQLite's locks on it (POSIX locks are per process): only while away.
+            index: match self.conns {
+                Some(_) => self.src.index_header(),
+                None => WalIndex::open(&self.cfg.db_path).and_then(|i| i.header()),
+            },
+        }
+    }
+
+    /// Closes memsync's connections if everything committed is in the spool; why not, if it
+    /// did not. Called when nothing was committed for `idle_release`.
+    pub(super) fn step_aside(&mut self) -> Result<(), &'static str> {
+        if self.conns.is_none() {
+            return Err("already away");
+        }
+        if self.needs_resync || self.pending.is_some() || self.carry.is_some() || self.pos.is_none()
+        {
+            return Err("frames not yet shipped");
+        }
+        // Taken before the mark: a commit after it makes the next comparison differ.
+        let seen = self.fingerprint();
+        // The read transaction still holds the WAL, so the mark is exactly the cursor, which
+        // everything before was spooled up to. Without one (a commit not read yet, an index
+        // being rebuilt) memsync steps aside all the same and resynchronises on its return:
+        // holding on until the index settles kept an application from leaving WAL mode.
+        let mark = self.src.idle_mark().ok().flatten();
+        self.release_read();
+        // memsync's connections never checkpoint on close (`conn::open`).
+        self.conns = None;
+        self.shm = None;
+        self.away = Some(Away {
+            mark,
+            seen,
+            left_wal: false,
+            deferred: false,
+        });
+        self.stats.idle_releases.fetch_add(1, Ordering::Relaxed);
+        crate::log::debug(&format!(
+            "{}: idle; connections closed until the next change{}",
+            self.cfg.db_path.display(),
+            if mark.is_none() {
+                " (no WAL index mark: resynchronising on return)"
+            } else {
+                ""
+            }
+        ));
+        Ok(())
+    }
+
+    /// While away: true when the files look different from the last look (then the monitor
+    /// attaches, or checks again whether the database is back in WAL mode).
+    pub(super) fn changed_while_away(&mut self) -> bool {
+        if self.away.is_none() {
+            return false;
+        }
+        let now = self.fingerprint();
+        let away = self.away.as_mut().expect("checked above");
+        if now == away.seen && !away.deferred {
+            return false;
+        }
+        away.seen = now;
+        true
+    }
+
+    /// Reopens memsync's connections after it stepped aside and catches up with what was
+    /// committed meanwhile; true when attached. While the database is out of WAL mode it stays
+    /// away (false), except with `rollback_ok` (shutdown): then it ships the current state read
+    /// under a rollback-mode read lock, so nothing committed stays behind.
+    pub(super) fn attach(&mut self, rollback_ok: bool) -> Result<bool, MonitorError> {
+        if self.away.is_none() {
+            return Ok(true);
+        }
+        let db = self.cfg.db_path.clone();
+        let shown = db.display().to_string();
+        let hdr = self
+            .src
+            .db_header()
+            .map_err(|e| self.io_err("reading database header", e))?;
+        let header_wal = wal_header(&hdr);
+        if !header_wal && !rollback_ok {
+            self.note_left_wal();
+            return Ok(false);
+        }
+        // No WAL file under a WAL header: SQLite deleted it, because the application's last
+        // connection closed or because it is leaving WAL mode and has yet to rewrite the
+        // header. A connection opened now would create a new WAL and could make the switch fail
+        // halfway (seen under load): look again at the next poll, then reopen regardless.
+        let wal_missing = !super::sidecar(&db, "-wal").exists();
+        if let Some(away) = self.away.as_mut().filter(|_| !rollback_ok && wal_missing)
+            && !std::mem::replace(&mut away.deferred, true)
+        {
+            return Ok(false);
+        }
+        // Every descriptor is replaced before a connection opens: closing one while SQLite
+        // holds locks on that file would drop them (POSIX locks are per process).
+        self.shm = None;
+        // Out of WAL mode the page size may have changed (VACUUM): the database is read afresh.
+        let mut fresh = self.away.as_ref().is_some_and(|a| a.left_wal) || !header_wal;
+        let (w, in_wal) = loop {
+            if fresh {
+                self.src = Source::open(&db).map_err(|e| self.io_err("reading database", e))?;
+            } else {
+                self.src.reopen_files();
+            }
+            let w = conn::open(&db, self.cfg.busy_timeout)?;
+            let in_wal = match conn::ensure_wal(&w, &db, false) {
+                Ok(()) => header_wal,
+                Err(OpenError::NotWal { .. }) => false,
+                Err(e) => return Err(e.into()),
+            };
+            if in_wal || (rollback_ok && fresh) {
+                break (w, in_wal);
+            }
+            // SQLite disagrees with the header just read (a switch in between).
+            drop(w);
+            if !rollback_ok {
+                self.note_left_wal();
+                return Ok(false);
+            }
+            fresh = true;
+        };
+        let r = conn::open(&db, self.cfg.busy_timeout)?;
+        let away = self.away.take().expect("checked above");
+        self.conns = Some(Conns { r, w });
+        self.shm = ShmProbe::open(&db);
+        let mut mark = away.mark;
+        if fresh {
+            mark = None;
+            crate::log::info(&if in_wal {
+                format!(
+                    "{shown}: back in WAL mode; replication resumed (shipping the pages changed meanwhile)"
+                )
+            } else {
+                format!(
+                    "{shown}: not in WAL mode at shutdown; shipping the pages changed in rollback mode"
+                )
+            });
+        }
+        let resyncs = self.stats.resyncs.load(Ordering::Relaxed);
+        self.continue_or_resync(mark)?;
+        crate::log::debug(&format!(
+            "{shown}: reopened after idle at position {:016x} ({})",
+            self.pos.map_or(0, replica_formats::TxId::get),
+            if self.stats.resyncs.load(Ordering::Relaxed) == resyncs {
+                "the WAL index proves nothing was missed"
+            } else {
+                "resynchronised"
+            }
+        ));
+        Ok(true)
+    }
+
+    /// Records (and logs once) that the database left WAL mode.
+    fn note_left_wal(&mut self) {
+        let Some(away) = self.away.as_mut() else {
+            return;
+        };
+        if std::mem::replace(&mut away.left_wal, true) {
+            return;
+        }
+        away.mark = None;
+        crate::log::warn(&format!(
+            "{}: the database left WAL mode (the application switched it to a rollback journal, e.g. journal_mode=DELETE); replication is paused until it is back in WAL mode",
+            self.cfg.db_path.display()
+        ));
+    }
+}
