@@ -27,7 +27,7 @@ type Metric<T> = (&'static str, &'static str, fn(&T) -> u64);
 /// Renders the Prometheus exposition text.
 pub fn render(sources: &[Source]) -> String {
     let mut out = String::new();
-    let db_metrics: [Metric<DbStats>; 10] = [
+    let db_metrics: [Metric<DbStats>; 11] = [
         ("memsync_position", "gauge", |s| {
             s.position.load(Ordering::Relaxed)
         }),
@@ -51,6 +51,9 @@ pub fn render(sources: &[Source]) -> String {
         }),
         ("memsync_yields_total", "counter", |s| {
             s.yields.load(Ordering::Relaxed)
+        }),
+        ("memsync_idle_releases_total", "counter", |s| {
+            s.idle_releases.load(Ordering::Relaxed)
         }),
         ("memsync_compactions_total", "counter", |s| {
             s.compactions.load(Ordering::Relaxed)
@@ -134,5 +137,29 @@ pub async fn serve(listener: TcpListener, sources: Vec<Source>) {
             );
             let _ = sock.write_all(resp.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_database_counter_is_rendered_with_its_label() {
+        let stats = Arc::new(DbStats::default());
+        stats.idle_releases.store(3, Ordering::Relaxed);
+        let text = render(&[Source {
+            db: "/srv/a \"b\".db".into(),
+            stats,
+            replicas: Vec::new(),
+        }]);
+        assert!(
+            text.contains("# TYPE memsync_idle_releases_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("memsync_idle_releases_total{db=\"/srv/a \\\"b\\\".db\"} 3"),
+            "{text}"
+        );
     }
 }
