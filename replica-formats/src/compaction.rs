@@ -195,7 +195,7 @@ fn first_start(keys: &[ObjectKey], level: u8) -> Option<TxId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkeys::tx;
+    use crate::testkit::tx;
 
     /// A level-0 segment of the single position `t`, committed at `ms`.
     fn l0(t: u64, ms: i64) -> ObjectKey {

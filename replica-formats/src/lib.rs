@@ -45,7 +45,7 @@ pub use points::{Point, RestorePoints, Stretch, restore_points};
 pub use pos::{DbChecksum, PageNo, PageSize, Timestamp, TxId};
 pub use retention::{chain_after, retention_victims};
 
-#[cfg(test)]
-mod testkeys;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 #[cfg(test)]
 mod tests;

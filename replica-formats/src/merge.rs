@@ -171,10 +171,8 @@ pub fn merge_segments<R: Read, W: Write>(
 mod tests {
     use super::*;
     use crate::decode::decode_file;
-    use crate::header::WalPosition;
-    use crate::pos::{DbChecksum, PageSize, Timestamp, TxId};
 
-    const PS: u32 = 512;
+    use crate::testkit::{PAGE_SIZE as PS, segment};
 
     /// A database as a vector of pages, with segments applied the way restore applies them.
     fn apply(db: &mut Vec<Vec<u8>>, bytes: &[u8]) {
@@ -187,34 +185,6 @@ mod tests {
             db[i] = data.to_vec();
         }
         db.resize(f.header.commit as usize, vec![0; PS as usize]);
-    }
-
-    fn segment(txid: u64, commit: u32, pages: &[(u32, u8)]) -> Vec<u8> {
-        let t = TxId::new(txid).unwrap();
-        let h = Header {
-            kind: FileKind::Segment,
-            page_size: PageSize::new(PS).unwrap(),
-            commit,
-            min_txid: t,
-            max_txid: t,
-            timestamp: Timestamp::from_millis(txid as i64),
-            pre_checksum: DbChecksum::EMPTY,
-            wal: WalPosition::default(),
-        };
-        let mut enc = FileEncoder::new(
-            Vec::new(),
-            &h,
-            EncodeOptions {
-                pages_per_run: 2,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        for &(p, fill) in pages {
-            enc.write_page(PageNo::new(p).unwrap(), &vec![fill; PS as usize])
-                .unwrap();
-        }
-        enc.finish(DbChecksum::EMPTY).unwrap().0
     }
 
     #[test]

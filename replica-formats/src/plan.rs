@@ -178,7 +178,7 @@ fn try_snapshot(
 mod tests {
     use super::*;
     use crate::key::Level;
-    use crate::testkeys::{seg, snap, tx};
+    use crate::testkit::{seg, snap, tx};
 
     fn maxes(p: &RestorePlan) -> Vec<(u64, u64)> {
         p.segments

@@ -127,7 +127,7 @@ fn extend(s: &mut Stretch, to: Point, gap: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkeys::{seg, snap, tx};
+    use crate::testkit::{seg, snap, tx};
 
     /// Old history merged into level 1 (its level-0 files gone), recent history still one
     /// file per sync, level-1 files over it too: two stretches, the recent one every sync.

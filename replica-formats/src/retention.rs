@@ -69,23 +69,7 @@ pub fn chain_after(keys: &[ObjectKey], remote: Option<TxId>) -> Vec<ObjectKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::Level;
-
-    fn seg(level: u8, min: u64, max: u64, ts: i64) -> ObjectKey {
-        ObjectKey::Segment {
-            level: Level::new(level).unwrap(),
-            min: TxId::new(min).unwrap(),
-            max: TxId::new(max).unwrap(),
-            ts: Timestamp::from_millis(ts),
-        }
-    }
-
-    fn snap(txid: u64, ts: i64) -> ObjectKey {
-        ObjectKey::Snapshot {
-            txid: TxId::new(txid).unwrap(),
-            ts: Timestamp::from_millis(ts),
-        }
-    }
+    use crate::testkit::{seg_at as seg, snap_at as snap};
 
     #[test]
     fn retention_keeps_the_snapshot_covering_the_window_and_everything_after() {

@@ -158,22 +158,10 @@ async fn replica_post_checksum(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use replica_formats::{Level, Timestamp};
+    use replica_formats::testkit::{seg_at, snap_at as snap};
 
     fn seg(min: u64, max: u64, ts: i64) -> ObjectKey {
-        ObjectKey::Segment {
-            level: Level::ZERO,
-            min: TxId::new(min).unwrap(),
-            max: TxId::new(max).unwrap(),
-            ts: Timestamp::from_millis(ts),
-        }
-    }
-
-    fn snap(txid: u64, ts: i64) -> ObjectKey {
-        ObjectKey::Snapshot {
-            txid: TxId::new(txid).unwrap(),
-            ts: Timestamp::from_millis(ts),
-        }
+        seg_at(0, min, max, ts)
     }
 
     fn t(n: u64) -> TxId {

@@ -100,40 +100,8 @@ fn merge_files<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use replica_formats::{
-        DbChecksum, FileEncoder, FileKind, Header, PageNo, PageSize, Timestamp, TxId, WalPosition,
-        watermark,
-    };
-
-    const PS: u32 = 512;
-
-    fn segment(txid: u64, commit: u32, pages: &[(u32, u8)]) -> Vec<u8> {
-        let t = TxId::new(txid).unwrap();
-        let h = Header {
-            kind: FileKind::Segment,
-            page_size: PageSize::new(PS).unwrap(),
-            commit,
-            min_txid: t,
-            max_txid: t,
-            timestamp: Timestamp::from_millis(txid as i64),
-            pre_checksum: DbChecksum::EMPTY,
-            wal: WalPosition::default(),
-        };
-        let mut enc = FileEncoder::new(
-            Vec::new(),
-            &h,
-            EncodeOptions {
-                pages_per_run: 2,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        for &(p, fill) in pages {
-            enc.write_page(PageNo::new(p).unwrap(), &vec![fill; PS as usize])
-                .unwrap();
-        }
-        enc.finish(DbChecksum::EMPTY).unwrap().0
-    }
+    use replica_formats::testkit::{PAGE_SIZE as PS, segment};
+    use replica_formats::{PageNo, Timestamp, TxId, watermark};
 
     /// Files are merged through the spool: a missing input fails the pass, a corrupt one too.
     #[test]
