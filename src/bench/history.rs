@@ -109,18 +109,22 @@ fn bytes_read(said: &str) -> Option<u64> {
 /// Size of a snapshot of `db` encoded as memsync writes snapshots (level-1 zstd, 64-page
 /// runs), counted without being stored.
 fn fresh_snapshot_bytes(db: &Path) -> std::io::Result<u64> {
-    let bytes = std::fs::read(db)?;
-    let ps = u32::from(u16::from_be_bytes([bytes[16], bytes[17]]));
-    let page_size = match ps {
+    use std::io::Read;
+    let file = std::fs::File::open(db)?;
+    let len = file.metadata()?.len();
+    // Read page by page: the database may be hundreds of MB.
+    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut hdr = [0u8; 100];
+    r.read_exact(&mut hdr)?;
+    let page_size = match u16::from_be_bytes([hdr[16], hdr[17]]) {
         1 => 65536,
-        n => n,
+        n => u32::from(n),
     };
     let size = replica_formats::PageSize::new(page_size).map_err(std::io::Error::other)?;
-    let commit = (bytes.len() / page_size as usize) as u32;
     let header = Header {
         kind: FileKind::Snapshot,
         page_size: size,
-        commit,
+        commit: (len / u64::from(page_size)) as u32,
         min_txid: TxId::new(1).expect("nonzero"),
         max_txid: TxId::new(1).expect("nonzero"),
         timestamp: replica_formats::Timestamp::from_millis(0),
@@ -131,13 +135,19 @@ fn fresh_snapshot_bytes(db: &Path) -> std::io::Result<u64> {
     let mut enc = FileEncoder::new(&mut sink, &header, EncodeOptions::default())
         .map_err(std::io::Error::other)?;
     let mut sum = DbChecksum::EMPTY;
-    for (i, page) in bytes.chunks_exact(page_size as usize).enumerate() {
-        let pgno = PageNo::new(i as u32 + 1).expect("nonzero");
+    let mut page = vec![0u8; size.as_usize()];
+    page[..100].copy_from_slice(&hdr);
+    r.read_exact(&mut page[100..])?;
+    for n in 1..=header.commit {
+        if n > 1 {
+            r.read_exact(&mut page)?;
+        }
+        let pgno = PageNo::new(n).expect("nonzero");
         if pgno.is_lock_page(size) {
             continue;
         }
-        sum.toggle(replica_formats::page_hash(pgno, page));
-        enc.write_page(pgno, page).map_err(std::io::Error::other)?;
+        sum.toggle(replica_formats::page_hash(pgno, &page));
+        enc.write_page(pgno, &page).map_err(std::io::Error::other)?;
     }
     enc.finish(sum).map_err(std::io::Error::other)?;
     Ok(sink.0)
