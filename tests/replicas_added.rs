@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
+use replica_formats::ObjectKey;
 
 /// Rewrites the scene's config: its database, replicated to `replicas` (named by their
 /// directory), all with `sync-interval: 0s`.
@@ -132,21 +133,81 @@ fn a_replica_emptied_while_stopped_is_filled_again() {
     assert!(log.contains("empty, shipping a new snapshot"), "{log}");
 }
 
+/// Keys of the replica-format files under `dir` (a replica or the spool), by relative path.
+fn keys_under(dir: &Path) -> Vec<ObjectKey> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectKey>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else if let Some(k) = p
+                .strip_prefix(root)
+                .ok()
+                .and_then(|r| r.to_str())
+                .and_then(ObjectKey::parse)
+            {
+                out.push(k);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Whether the spool still holds what follows `newest`: that very file, a file ending where it
+/// ends, or a segment starting right after it.
+fn spool_continues(spool: &[ObjectKey], newest: &ObjectKey) -> bool {
+    let r = newest.max_txid();
+    spool
+        .iter()
+        .any(|k| k == newest || k.max_txid() == r || (!k.is_snapshot() && k.min_txid() == r.next()))
+}
+
 #[test]
 fn a_replica_left_behind_while_unconfigured_catches_up_with_a_snapshot() {
+    // One level of 1 s buckets: level-1 files are the top level, so once merged and shipped to
+    // rep1 the spool drops them (with the default tiers they wait minutes for the level-2 merge).
     let s = Scene::new("", "");
+    let levels = "levels:\n  - interval: 1s\n";
     let rep2 = s.dir.path().join("rep2");
     let app = create_memdb(&s.db);
     set_replicas(&s, &s.db, &[&s.replica, &rep2]);
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config).unwrap() + levels,
+    )
+    .unwrap();
     run_with_writes(&s, &app, 1, 100);
-    // rep2 is left out for a while: compaction merges the spool's level-0 segments and the
-    // spool drops what only rep1 needed.
+    let rep2_newest = *keys_under(&rep2).iter().max().expect("rep2 got files");
+    // rep2 is left out while the spool merges and drops everything rep1 has. The runs go on
+    // until that is so (bounded), rather than hoping one run's timing suffices.
     set_replicas(&s, &s.db, &[&s.replica]);
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config).unwrap() + levels,
+    )
+    .unwrap();
     let compact = [("MEMSYNC_COMPACTION_INTERVAL", "1s")];
-    run_with_writes_env(&s, &app, 101, 100, &compact, Duration::from_millis(2500));
-    run_with_writes_env(&s, &app, 201, 100, &compact, Duration::from_millis(2500));
+    let spool = s.dir.path().join(".db.sqlite-memsync").join("spool");
+    let mut next = 101;
+    for _ in 0..10 {
+        run_with_writes_env(&s, &app, next, 100, &compact, Duration::from_millis(2500));
+        next += 100;
+        if !spool_continues(&keys_under(&spool), &rep2_newest) {
+            break;
+        }
+    }
+    assert!(
+        !spool_continues(&keys_under(&spool), &rep2_newest),
+        "after 10 runs the spool still holds what follows rep2's {rep2_newest}: {:?}",
+        keys_under(&spool)
+    );
     set_replicas(&s, &s.db, &[&s.replica, &rep2]);
-    let log = run_with_writes(&s, &app, 301, 100);
+    let log = run_with_writes(&s, &app, next, 100);
     assert_restores_source(&s, &app, &rep2, "rep2.db");
     assert_restores_source(&s, &app, &s.replica, "rep1.db");
     assert!(
