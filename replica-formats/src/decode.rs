@@ -19,6 +19,7 @@ use crate::error::{FormatError, Result};
 use crate::header::{
     END_MAGIC, FileKind, HEADER_LEN, Header, MAX_COMPRESSED_LEN, MAX_RUN_PAGES, Trailer, u32_at,
 };
+use crate::index::IndexBuilder;
 use crate::pos::{DbChecksum, PageNo, PageSize};
 
 /// One run as stored: page numbers (already validated against the file) and
@@ -31,6 +32,15 @@ pub struct RawRun {
 }
 
 impl RawRun {
+    /// A run read elsewhere (through the run index).
+    pub(crate) fn from_parts(pgnos: Vec<PageNo>, crc: u32, compressed: Vec<u8>) -> Self {
+        Self {
+            pgnos,
+            crc,
+            compressed,
+        }
+    }
+
     /// Page numbers in the run, strictly ascending.
     pub fn pgnos(&self) -> &[PageNo] {
         &self.pgnos
@@ -167,6 +177,8 @@ pub struct FileDecoder<R: Read> {
     total_pages: u32,
     runs_done: bool,
     failed: bool,
+    /// The run index the runs imply, for a file that has one.
+    index: Option<IndexBuilder>,
 }
 
 impl<R: Read> FileDecoder<R> {
@@ -174,7 +186,7 @@ impl<R: Read> FileDecoder<R> {
     pub fn new(mut r: R) -> Result<Self> {
         let mut b = [0u8; HEADER_LEN];
         read_full(&mut r, &mut b, "header")?;
-        let header = Header::from_bytes(&b)?;
+        let (header, indexed) = Header::parse(&b)?;
         let mut file_crc = crc32fast::Hasher::new();
         file_crc.update(&b);
         Ok(Self {
@@ -185,6 +197,7 @@ impl<R: Read> FileDecoder<R> {
             total_pages: 0,
             runs_done: false,
             failed: false,
+            index: indexed.then(|| IndexBuilder::new(false)),
         })
     }
 
@@ -211,6 +224,10 @@ impl<R: Read> FileDecoder<R> {
     /// [`decode_file`] or decode every run to verify page data.
     pub fn finish(mut self) -> Result<Trailer> {
         while self.next_run()?.is_some() {}
+        let index_len = match self.index.take() {
+            Some(index) => self.check_index(index)?,
+            None => 0,
+        };
         let mut fields = [0u8; 16];
         self.read(&mut fields, "trailer")?;
         let mut tail = [0u8; 8];
@@ -231,7 +248,7 @@ impl<R: Read> FileDecoder<R> {
         if read_one_more(&mut self.r)? {
             return Err(FormatError::corrupt("trailing bytes after end magic"));
         }
-        let trailer = Trailer::from_field_bytes(&fields)?;
+        let trailer = Trailer::from_field_bytes(&fields, index_len)?;
         if trailer.total_pages != self.total_pages {
             return Err(FormatError::corrupt(format!(
                 "trailer says {} pages, runs hold {}",
@@ -279,6 +296,9 @@ impl<R: Read> FileDecoder<R> {
                 "compressed run of {len} bytes exceeds the limit of {MAX_COMPRESSED_LEN}"
             )));
         }
+        if let Some(index) = &mut self.index {
+            index.add(&raw, len);
+        }
         let crc = self.read_u32("run crc32")?;
         // Grow with the data actually present rather than trusting `len`, so
         // a truncated file costs no more memory than its own size.
@@ -295,6 +315,28 @@ impl<R: Read> FileDecoder<R> {
             crc,
             compressed,
         }))
+    }
+
+    /// Reads the run index and checks that it is exactly what the runs imply;
+    /// returns its length.
+    fn check_index(&mut self, expected: IndexBuilder) -> Result<u32> {
+        let total = expected.total_len();
+        let len =
+            u32::try_from(total).map_err(|_| FormatError::corrupt("run index exceeds 4 GiB"))?;
+        let mut left = total - 4;
+        let mut crc = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; 64 << 10];
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            self.read(&mut buf[..n], "run index")?;
+            crc.update(&buf[..n]);
+            left -= n as u64;
+        }
+        let stored = self.read_u32("run index crc32")?;
+        if crc.finalize() != expected.crc() || stored != expected.crc() {
+            return Err(FormatError::corrupt("run index does not match the runs"));
+        }
+        Ok(len)
     }
 
     fn check_pgno(&mut self, pgno: PageNo) -> Result<()> {

@@ -7,7 +7,10 @@ use zstd::bulk::Compressor;
 
 use crate::checksum::page_hash;
 use crate::error::{FormatError, Result};
-use crate::header::{FileKind, HEADER_LEN, Header, MAX_COMPRESSED_LEN, MAX_RUN_PAGES, Trailer};
+use crate::header::{
+    FLAG_RUN_INDEX, FileKind, HEADER_LEN, Header, MAX_COMPRESSED_LEN, MAX_RUN_PAGES, Trailer,
+};
+use crate::index::IndexBuilder;
 use crate::pos::{DbChecksum, PageNo, PageSize};
 
 /// Largest uncompressed run the encoder produces (32 MiB). zstd's worst-case
@@ -174,6 +177,8 @@ pub struct FileEncoder<W: Write> {
     last: Option<PageNo>,
     total_pages: u32,
     checksum: DbChecksum,
+    /// Every file gets a run index (4 bytes a page, held until `finish`).
+    index: IndexBuilder,
 }
 
 impl<W: Write> FileEncoder<W> {
@@ -196,8 +201,9 @@ impl<W: Write> FileEncoder<W> {
             last: None,
             total_pages: 0,
             checksum: DbChecksum::EMPTY,
+            index: IndexBuilder::new(true),
         };
-        let bytes: [u8; HEADER_LEN] = header.to_bytes();
+        let bytes: [u8; HEADER_LEN] = header.to_bytes_with(FLAG_RUN_INDEX);
         enc.put(&bytes)?;
         Ok(enc)
     }
@@ -274,7 +280,11 @@ impl<W: Write> FileEncoder<W> {
             post_checksum,
         };
         self.put(&0u32.to_le_bytes())?;
-        self.put(&trailer.field_bytes())?;
+        let index = std::mem::replace(&mut self.index, IndexBuilder::new(false)).finish();
+        let index_len = u32::try_from(index.len())
+            .map_err(|_| FormatError::invalid("run index exceeds 4 GiB"))?;
+        self.put(&index)?;
+        self.put(&trailer.field_bytes(index_len))?;
         let crc = self.file_crc.clone().finalize();
         self.w.write_all(&crc.to_le_bytes())?;
         self.w.write_all(&crate::header::END_MAGIC)?;
@@ -342,6 +352,7 @@ impl<W: Write> FileEncoder<W> {
         self.put(&pgno_bytes)?;
         let len = u32::try_from(run.compressed.len())
             .map_err(|_| FormatError::invalid("compressed run too large"))?;
+        self.index.add(&pgno_bytes, len);
         self.put(&len.to_le_bytes())?;
         self.put(&run.crc.to_le_bytes())?;
         self.put(&run.compressed)

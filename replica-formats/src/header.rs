@@ -19,6 +19,9 @@ pub const TRAILER_LEN: usize = 24;
 pub const MAX_RUN_PAGES: u32 = 4096;
 /// Largest compressed run accepted (64 MiB); bounds the allocation for it.
 pub const MAX_COMPRESSED_LEN: u32 = 64 << 20;
+/// Header flag: the file ends with a run index (see [`crate::index`]), so a
+/// reader can fetch only the runs it needs.
+pub const FLAG_RUN_INDEX: u16 = 0x0001;
 
 const HEADER_CRC_OFFSET: usize = 92;
 
@@ -163,13 +166,18 @@ impl Header {
         self.commit - u32::from(lock <= self.commit)
     }
 
-    /// Serializes the header, CRC included. Does not validate.
+    /// Serializes the header with no flags, CRC included. Does not validate.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        self.to_bytes_with(0)
+    }
+
+    /// Serializes the header with `flags`, CRC included. Does not validate.
+    pub(crate) fn to_bytes_with(&self, flags: u16) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..4].copy_from_slice(&MAGIC);
         b[4] = VERSION;
         b[5] = self.kind.to_byte();
-        // 6..8 flags = 0
+        b[6..8].copy_from_slice(&flags.to_le_bytes());
         b[8..12].copy_from_slice(&self.page_size.get().to_le_bytes());
         b[12..16].copy_from_slice(&self.commit.to_le_bytes());
         b[16..24].copy_from_slice(&self.min_txid.get().to_le_bytes());
@@ -190,6 +198,12 @@ impl Header {
 
     /// Parses and validates a header.
     pub fn from_bytes(b: &[u8; HEADER_LEN]) -> Result<Self> {
+        Self::parse(b).map(|(h, _)| h)
+    }
+
+    /// Parses and validates a header; also says whether the file has a run
+    /// index ([`FLAG_RUN_INDEX`]), the only flag this version knows.
+    pub fn parse(b: &[u8; HEADER_LEN]) -> Result<(Self, bool)> {
         let magic = arr4(b, 0);
         if magic != MAGIC {
             return Err(FormatError::BadMagic { found: magic });
@@ -208,7 +222,7 @@ impl Header {
         }
         let kind = FileKind::from_byte(b[5])?;
         let flags = u16::from_le_bytes([b[6], b[7]]);
-        if flags != 0 {
+        if flags & !FLAG_RUN_INDEX != 0 {
             return Err(FormatError::UnsupportedFeature(format!(
                 "header flags {flags:#06x}"
             )));
@@ -240,7 +254,7 @@ impl Header {
             },
         };
         h.validate()?;
-        Ok(h)
+        Ok((h, flags & FLAG_RUN_INDEX != 0))
     }
 }
 
@@ -254,19 +268,26 @@ pub struct Trailer {
 }
 
 impl Trailer {
-    /// The 16 bytes of trailer fields covered by the file CRC.
-    pub(crate) fn field_bytes(&self) -> [u8; 16] {
+    /// The 16 bytes of trailer fields covered by the file CRC; `index_len` is
+    /// the run index's length (0 for a file without one).
+    pub(crate) fn field_bytes(&self, index_len: u32) -> [u8; 16] {
         let mut b = [0u8; 16];
         b[0..4].copy_from_slice(&self.total_pages.to_le_bytes());
         b[4..12].copy_from_slice(&self.post_checksum.get().to_le_bytes());
-        // 12..16 reserved = 0
+        b[12..16].copy_from_slice(&index_len.to_le_bytes());
         b
     }
 
-    /// Parses the trailer fields; the caller checks CRC and end magic.
-    pub(crate) fn from_field_bytes(b: &[u8; 16]) -> Result<Self> {
-        if u32_at(b, 12) != 0 {
-            return Err(FormatError::corrupt("reserved trailer field is not zero"));
+    /// Parses the trailer fields of a file whose run index is `index_len`
+    /// bytes long (0: none); the caller checks CRC and end magic.
+    pub(crate) fn from_field_bytes(b: &[u8; 16], index_len: u32) -> Result<Self> {
+        let stored = u32_at(b, 12);
+        if stored != index_len {
+            return Err(FormatError::corrupt(if index_len == 0 {
+                "reserved trailer field is not zero".to_owned()
+            } else {
+                format!("trailer says the run index is {stored} bytes, runs make it {index_len}")
+            }));
         }
         Ok(Trailer {
             total_pages: u32_at(b, 0),

@@ -20,6 +20,7 @@ pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod header;
+pub mod index;
 pub mod key;
 pub mod lineage;
 pub mod merge;
@@ -34,9 +35,10 @@ pub use decode::{DecodedFile, DecodedRun, FileDecoder, RawRun, decode_file};
 pub use encode::{EncodeOptions, EncodedRun, FileEncoder, MAX_ENCODE_RUN_BYTES, encode_run};
 pub use error::{FormatError, ParseTxIdError, PlanError, Result};
 pub use header::{
-    FileKind, HEADER_LEN, Header, MAX_COMPRESSED_LEN, MAX_RUN_PAGES, TRAILER_LEN, Trailer,
-    WalPosition,
+    FLAG_RUN_INDEX, FileKind, HEADER_LEN, Header, MAX_COMPRESSED_LEN, MAX_RUN_PAGES, TRAILER_LEN,
+    Trailer, WalPosition,
 };
+pub use index::{FileIndex, RunEntry, index_len, parse_index, read_run};
 pub use key::{Level, ObjectKey, SEGMENTS_DIR, SNAPSHOTS_DIR};
 pub use lineage::{LINEAGE_OBJECT, Lineage, LineageId};
 pub use merge::merge_segments;

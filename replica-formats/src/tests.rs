@@ -204,7 +204,8 @@ fn streaming_decoder_matches_decode_file() {
 fn empty_segment_round_trips() {
     let h = header(FileKind::Segment, 4096, 3, 9, 9);
     let bytes = encode(&h, &[], 64, DbChecksum::from_raw(1));
-    assert_eq!(bytes.len(), HEADER_LEN + 4 + TRAILER_LEN);
+    // Header, terminator, the run index (only its CRC) and the trailer.
+    assert_eq!(bytes.len(), HEADER_LEN + 4 + 4 + TRAILER_LEN);
     assert!(decode_file(&bytes).unwrap().pgnos.is_empty());
 }
 
@@ -292,7 +293,7 @@ fn decoder_rules() {
     };
     expect_corrupt(&with(&|h| h[4] = 2), "version 2");
     expect_corrupt(&with(&|h| h[5] = 3), "file kind 3");
-    expect_corrupt(&with(&|h| h[6] = 1), "flags");
+    expect_corrupt(&with(&|h| h[6] = 2), "flags");
     expect_corrupt(&with(&|h| h[0] = b'X'), "bad magic");
     expect_corrupt(&with(&|h| h[8] = 1), "page size");
     expect_corrupt(&with(&|h| h[16] = 9), "min_txid");

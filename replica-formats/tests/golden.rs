@@ -4,6 +4,9 @@
 //! listings, and merging the two segments must give `merged-2-3.txt`, so a change to the format,
 //! the decoder or the merge shows in review as a changed golden file, not only as code.
 //!
+//! `unindexed-*` are the same three files as written before files carried a run index (header
+//! flag 1): readers must keep decoding them to the same listings.
+//!
 //! The three files form a chain: the snapshot at position 1 (4 pages), segment 2 growing the
 //! database to 6 pages, segment 3 rewriting page 1 and 5 and truncating to 5 pages.
 //!
@@ -17,8 +20,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use replica_formats::{
-    DbChecksum, DecodedFile, EncodeOptions, FileEncoder, FileKind, Header, Level, PageNo, PageSize,
-    Timestamp, TxId, WalPosition, decode_file, merge_segments, page_hash,
+    DbChecksum, DecodedFile, EncodeOptions, FileEncoder, FileKind, HEADER_LEN, Header, Level,
+    PageNo, PageSize, TRAILER_LEN, Timestamp, TxId, WalPosition, decode_file, index_len,
+    merge_segments, page_hash, parse_index, read_run,
 };
 
 const PAGE_SIZE: u32 = 512;
@@ -178,6 +182,51 @@ fn txt(file: &str) -> String {
 fn golden_files_decode_to_their_listed_pages() {
     for name in [SNAPSHOT, SEGMENT_2, SEGMENT_3] {
         let f = decode_file(&read(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        check_listing(&txt(name), &listing(&f, 0));
+    }
+}
+
+/// Files written before the run index existed decode exactly as they did.
+#[test]
+fn unindexed_golden_files_still_decode_to_their_listed_pages() {
+    for name in [SNAPSHOT, SEGMENT_2, SEGMENT_3] {
+        let old = format!("unindexed-{name}");
+        let f = decode_file(&read(&old)).unwrap_or_else(|e| panic!("{old}: {e}"));
+        check_listing(&txt(name), &listing(&f, 0));
+        assert!(
+            Header::parse(&read(&old)[..HEADER_LEN].try_into().unwrap()).is_ok_and(|(_, i)| !i)
+        );
+    }
+}
+
+/// Reading through the run index (header, tail, index, then each run on its own) gives the same
+/// listing as decoding the whole file.
+#[test]
+fn golden_files_read_through_their_run_index_give_the_listed_pages() {
+    for name in [SNAPSHOT, SEGMENT_2, SEGMENT_3] {
+        let b = read(name);
+        let head: [u8; HEADER_LEN] = b[..HEADER_LEN].try_into().unwrap();
+        let tail: [u8; TRAILER_LEN] = b[b.len() - TRAILER_LEN..].try_into().unwrap();
+        let len = index_len(&tail).unwrap() as usize;
+        let index = &b[b.len() - TRAILER_LEN - len..b.len() - TRAILER_LEN];
+        let idx = parse_index(&head, b.len() as u64, &tail, index).unwrap();
+        let mut pgnos = Vec::new();
+        let mut data = Vec::new();
+        for e in &idx.runs {
+            let at = e.offset as usize;
+            let run = read_run(e, &b[at..at + e.len() as usize])
+                .unwrap()
+                .decode(idx.header.page_size)
+                .unwrap();
+            pgnos.extend_from_slice(&run.pgnos);
+            data.extend_from_slice(&run.data);
+        }
+        let f = DecodedFile {
+            header: idx.header,
+            pgnos,
+            data,
+            trailer: idx.trailer,
+        };
         check_listing(&txt(name), &listing(&f, 0));
     }
 }
