@@ -116,17 +116,32 @@ pub struct FileIndex {
     pub trailer: Trailer,
 }
 
-/// The length of the index of a file ending with `tail` (its last
-/// [`TRAILER_LEN`] bytes), after checking the end magic. The caller then
-/// fetches that many bytes before the tail and calls [`parse_index`].
-pub fn index_len(tail: &[u8; TRAILER_LEN]) -> Result<u32> {
+/// The length of the index of a file of `file_size` bytes ending with `tail`
+/// (its last [`TRAILER_LEN`] bytes), after checking the end magic and that
+/// such an index can fit the file: runs take at least as many bytes as their
+/// entries, so a true index is at most about half of what lies between header
+/// and trailer, and a crafted length never makes a reader fetch more. The
+/// caller then fetches that many bytes before the tail and calls
+/// [`parse_index`].
+pub fn index_len(tail: &[u8; TRAILER_LEN], file_size: u64) -> Result<u32> {
+    let body = file_size
+        .checked_sub((HEADER_LEN + 4 + TRAILER_LEN) as u64)
+        .ok_or(FormatError::Truncated {
+            what: "header and trailer",
+        })?;
     if tail[20..] != END_MAGIC {
         return Err(FormatError::corrupt(format!(
             "bad end magic {:02x?}",
             &tail[20..]
         )));
     }
-    Ok(u32_at(tail, 12))
+    let len = u32_at(tail, 12);
+    if u64::from(len) > body / 2 + 4 {
+        return Err(FormatError::corrupt(format!(
+            "run index of {len} bytes cannot fit a file of {file_size} bytes"
+        )));
+    }
+    Ok(len)
 }
 
 /// Parses and checks the run index of a file of `file_size` bytes whose header
@@ -143,7 +158,7 @@ pub fn parse_index(
     if !indexed {
         return Err(FormatError::invalid("file has no run index"));
     }
-    let len = index_len(tail)?;
+    let len = index_len(tail, file_size)?;
     if index.len() != len as usize || len < 4 {
         return Err(FormatError::corrupt(format!(
             "run index of {} bytes, trailer says {len}",
@@ -279,7 +294,7 @@ mod tests {
     fn parse(bytes: &[u8]) -> Result<FileIndex> {
         let head: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().unwrap();
         let tail: [u8; TRAILER_LEN] = bytes[bytes.len() - TRAILER_LEN..].try_into().unwrap();
-        let len = index_len(&tail)? as usize;
+        let len = index_len(&tail, bytes.len() as u64)? as usize;
         let end = bytes.len() - TRAILER_LEN;
         let index = bytes.get(end.saturating_sub(len)..end).unwrap_or(&[]);
         parse_index(&head, bytes.len() as u64, &tail, index)
@@ -319,7 +334,8 @@ mod tests {
     fn any_damage_to_the_index_or_its_framing_is_refused() {
         let bytes = segment(7, 12, &[(1, 1), (2, 2), (5, 5)]);
         let tail_at = bytes.len() - TRAILER_LEN;
-        let len = index_len(&bytes[tail_at..].try_into().unwrap()).unwrap() as usize;
+        let len =
+            index_len(&bytes[tail_at..].try_into().unwrap(), bytes.len() as u64).unwrap() as usize;
         // Every byte of the index (entries and CRC) and of the trailer's length field.
         let spots = (tail_at - len..tail_at).chain(tail_at + 12..tail_at + 16);
         for i in spots {

@@ -207,7 +207,7 @@ fn golden_files_read_through_their_run_index_give_the_listed_pages() {
         let b = read(name);
         let head: [u8; HEADER_LEN] = b[..HEADER_LEN].try_into().unwrap();
         let tail: [u8; TRAILER_LEN] = b[b.len() - TRAILER_LEN..].try_into().unwrap();
-        let len = index_len(&tail).unwrap() as usize;
+        let len = index_len(&tail, b.len() as u64).unwrap() as usize;
         let index = &b[b.len() - TRAILER_LEN - len..b.len() - TRAILER_LEN];
         let idx = parse_index(&head, b.len() as u64, &tail, index).unwrap();
         let mut pgnos = Vec::new();

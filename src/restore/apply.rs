@@ -37,6 +37,29 @@ pub(super) struct Target {
 }
 
 impl Target {
+    /// An empty database in `file` (at `path`), built from files of `page_size`; `key` names
+    /// the replica file errors about declared sizes blame.
+    pub(super) fn new(file: File, path: &Path, page_size: PageSize, key: String) -> Self {
+        Target {
+            file,
+            path: path.display().to_string(),
+            page_size,
+            hashes: Vec::new(),
+            checksum: DbChecksum::EMPTY,
+            key,
+        }
+    }
+
+    /// Checksum of the database as built so far.
+    pub(super) fn checksum(&self) -> DbChecksum {
+        self.checksum
+    }
+
+    /// Makes the built file durable.
+    pub(super) fn sync(&self) -> Result<(), RestoreError> {
+        self.file.sync_all().map_err(self.io())
+    }
+
     fn io(&self) -> impl Fn(std::io::Error) -> RestoreError + '_ {
         move |source| RestoreError::Io {
             path: self.path.clone(),
@@ -44,7 +67,7 @@ impl Target {
         }
     }
 
-    fn write(&mut self, pgno: PageNo, data: &[u8]) -> Result<(), RestoreError> {
+    pub(super) fn write(&mut self, pgno: PageNo, data: &[u8]) -> Result<(), RestoreError> {
         let i = pgno.get() as usize - 1;
         if i >= self.hashes.len() {
             self.resize(pgno.get())?;
@@ -118,7 +141,7 @@ impl Target {
     }
 
     /// Sets the size in pages; new pages read as zeros.
-    fn resize(&mut self, commit: u32) -> Result<(), RestoreError> {
+    pub(super) fn resize(&mut self, commit: u32) -> Result<(), RestoreError> {
         self.room(commit)?;
         let n = commit as usize;
         while self.hashes.len() > n {
@@ -139,7 +162,7 @@ impl Target {
         Ok(())
     }
 
-    fn set_len(&mut self, commit: u32) -> Result<(), RestoreError> {
+    pub(super) fn set_len(&mut self, commit: u32) -> Result<(), RestoreError> {
         self.resize(commit)?;
         let len = commit as u64 * self.page_size.get() as u64;
         self.file.set_len(len).map_err(self.io())
@@ -329,7 +352,7 @@ pub(super) fn apply_segment(
     Ok((file.header.max_txid, bytes.len() as u64))
 }
 
-fn diverged(
+pub(super) fn diverged(
     client: &ReplicaClient,
     key: &ObjectKey,
     expected: DbChecksum,

@@ -7,6 +7,7 @@
 mod apply;
 pub mod follow;
 pub(crate) mod history;
+mod select;
 
 use std::path::{Path, PathBuf};
 
@@ -244,7 +245,16 @@ pub fn restore(
             }
         };
         let tmp = crate::fsutil::temp_sibling(out);
-        match apply::build(client, rt, &plan, &tmp, opts) {
+        // Through the run index unless asked to route around corrupt files (which needs the
+        // file-by-file states) or a file of the plan predates the index.
+        let built = if opts.fallback {
+            apply::build(client, rt, &plan, &tmp, opts)
+        } else {
+            select::build(client, rt, &plan, &tmp)
+                .transpose()
+                .unwrap_or_else(|| apply::build(client, rt, &plan, &tmp, opts))
+        };
+        match built {
             Ok((done, _)) => {
                 if let Some(bad) = &done.stopped_at {
                     fell_back.get_or_insert_with(|| bad.clone());

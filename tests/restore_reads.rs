@@ -1,0 +1,138 @@
+//! What a restore reads (issue 13): restore time must not grow with history. After a run of
+//! writes that rewrite the same pages sync after sync, a restore of the newest state reads
+//! about what a restore of a fresh snapshot reads, not every version of every page the chain
+//! holds; and what it builds is exactly the source.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// Bytes of replica files a restore may read besides the pages: per file, its header and its
+/// trailer with the bytes fetched before it in case the run index fits (4 KiB).
+const PER_FILE: u64 = 96 + 4096 + 24;
+
+/// The "(N files, B bytes)" of memsync's restore line.
+fn files_and_bytes(stdout: &str) -> (u64, u64) {
+    let inner = stdout.rsplit_once(" files, ").and_then(|(a, b)| {
+        let files = a.rsplit_once('(')?.1.parse().ok()?;
+        let bytes = b.split_once(" bytes")?.0.parse().ok()?;
+        Some((files, bytes))
+    });
+    inner.unwrap_or_else(|| panic!("no file and byte count in {stdout:?}"))
+}
+
+/// Size of the snapshot `memsync replicate -once` takes of `db` into a new replica.
+fn fresh_snapshot_bytes(dir: &Path, db: &Path) -> u64 {
+    let replica = dir.join("fresh-replica");
+    let config = dir.join("fresh.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "dbs:\n  - path: {}\n    replicas:\n      - type: file\n        path: {}\n",
+            db.display(),
+            replica.display()
+        ),
+    )
+    .unwrap();
+    let o = run(&["replicate", "-once", "-config", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let snaps: Vec<_> = std::fs::read_dir(replica.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    assert_eq!(snaps.len(), 1, "one fresh snapshot");
+    snaps[0]
+}
+
+/// Total size of the files under `dir`, recursively.
+fn du(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    du(&e.path())
+                } else {
+                    e.metadata().unwrap().len()
+                }
+            })
+            .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_restore_after_many_rewrites_reads_about_a_fresh_snapshot() {
+    // Level-1 files of 2 s: the chain is a snapshot and a file per 2 s, each holding its own
+    // version of the rewritten pages (as the 5-minute and hourly files do over hours).
+    let s = Scene::new(
+        "",
+        "        sync-interval: 1s\nlevels:\n  - interval: 2s\n    retention: 1h\n",
+    );
+    let app = create_memdb(&s.db);
+    for i in 1..=400 {
+        insert_memory(&app, i);
+    }
+    let r = s.start_with(&[("MEMSYNC_COMPACTION_INTERVAL", "1s")]);
+    // Twelve seconds of syncs, each rewriting the same memories (their pages come back in
+    // every level-0 file) and adding a few new ones.
+    let mut next = 401;
+    for round in 0..24 {
+        let tx = app.unchecked_transaction().unwrap();
+        tx.execute(
+            "UPDATE memories SET content = content || ?1, updated_at = ?2 WHERE id % 3 = 0",
+            rusqlite::params![format!(" r{round}"), round as f64],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        for _ in 0..5 {
+            insert_memory(&app, next);
+            next += 1;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    s.wait_for_rows(next as i64 - 1);
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+
+    let out = s.dir.path().join("restored.db");
+    let o = run(&["restore", "-o", out.to_str().unwrap(), &s.url()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    let (files, read) = files_and_bytes(&stdout);
+    assert_same(&app, &check_sound(&out));
+
+    // The file-by-file path (taken with -fallback) reads every file of the chain whole: the
+    // scenario must give the index something to skip.
+    let seq_out = s.dir.path().join("sequential.db");
+    let o = run(&[
+        "restore",
+        "-fallback",
+        "-o",
+        seq_out.to_str().unwrap(),
+        &s.url(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let seq = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    let (_, whole) = files_and_bytes(&seq);
+    assert_same(&app, &check_sound(&seq_out));
+
+    let fresh = fresh_snapshot_bytes(s.dir.path(), &out);
+    let replica = du(&s.replica);
+    eprintln!(
+        "restore read {read} bytes from {files} files (whole files: {whole}); fresh snapshot {fresh}; replica {replica}"
+    );
+    assert!(
+        whole > fresh + fresh / 5,
+        "the chain holds few superseded pages: {seq}"
+    );
+    assert!(files > 3, "the restore used a chain of files: {stdout}");
+    assert!(
+        read <= fresh + fresh / 10 + files * PER_FILE,
+        "restore read {read} bytes from {files} files; a fresh snapshot is {fresh} bytes"
+    );
+}
