@@ -366,7 +366,7 @@ pub(super) fn diverged(
     }
 }
 
-fn progress_bar(enabled: bool, total: u64) -> Option<indicatif::ProgressBar> {
+pub(super) fn progress_bar(enabled: bool, total: u64) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !enabled || total < (16 << 20) || !std::io::stderr().is_terminal() {
         return None;

@@ -250,7 +250,7 @@ pub fn restore(
         let built = if opts.fallback {
             apply::build(client, rt, &plan, &tmp, opts)
         } else {
-            select::build(client, rt, &plan, &tmp)
+            select::build(client, rt, &plan, &tmp, opts.progress)
                 .transpose()
                 .unwrap_or_else(|| apply::build(client, rt, &plan, &tmp, opts))
         };

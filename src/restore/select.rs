@@ -53,6 +53,7 @@ pub(super) fn build(
     rt: &Handle,
     plan: &RestorePlan,
     tmp: &Path,
+    progress: bool,
 ) -> Result<Option<(Built, Target)>, RestoreError> {
     let keys: Vec<ObjectKey> = plan.files().copied().collect();
     let mut bytes = 0u64;
@@ -79,6 +80,7 @@ pub(super) fn build(
     t.resize(commit)?;
     let ranges = assign(&files, commit);
     log_plan(&files, &ranges);
+    let bar = super::apply::progress_bar(progress, ranges.iter().map(|r| r.len).sum());
     let mut pending: VecDeque<(Range, JoinHandle<Result<Bytes, ReplicaError>>)> = VecDeque::new();
     let mut todo = ranges.into_iter();
     loop {
@@ -97,6 +99,12 @@ pub(super) fn build(
         })??;
         bytes += got.len() as u64;
         apply_range(client, &files[r.file], &r, &got, &mut t)?;
+        if let Some(b) = &bar {
+            b.inc(got.len() as u64);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
     }
     t.set_len(commit)?;
     let post = newest.index.trailer.post_checksum;
@@ -270,7 +278,7 @@ fn log_plan(files: &[Indexed], ranges: &[Range]) {
         }
         let all_pages: usize = f.index.runs.iter().map(|r| r.pgnos.len()).sum();
         let all_bytes: u64 = f.index.runs.iter().map(RunEntry::len).sum();
-        crate::log::info(&format!(
+        crate::log::debug(&format!(
             "{}: reading {bytes} of {all_bytes} run bytes, {runs} of {} runs, for {pages} of {all_pages} pages",
             f.key,
             f.index.runs.len()

@@ -70,7 +70,7 @@ impl Monitor {
     /// Level-0 segments use small runs: compaction streams one decoded run per input.
     fn segment_options(&self) -> EncodeOptions {
         EncodeOptions {
-            pages_per_run: 16,
+            pages_per_run: 4,
             ..self.options()
         }
     }
@@ -327,6 +327,7 @@ impl Monitor {
         // Snapshots stay for the retention window.
         let opts = EncodeOptions {
             zstd_level: self.cfg.keep_level,
+            pages_per_run: 16,
             ..self.options()
         };
         let src = &self.src;

@@ -87,7 +87,7 @@ impl MonitorConfig {
             convert_to_wal: false,
             zstd_level: -20,
             keep_level: 1,
-            keep_run_pages: 32,
+            keep_run_pages: 4,
             probe_interval: Duration::from_millis(50),
             idle_release: Duration::from_secs(1),
             stop: None,
