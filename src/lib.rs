@@ -12,6 +12,7 @@ mod metrics;
 mod replica;
 mod replicate;
 mod resident;
+mod signals;
 pub mod restore;
 pub mod sqlite;
 mod stats;

@@ -19,12 +19,17 @@ pub fn needed(dbs: usize) -> u64 {
     BASE + PER_DB * dbs as u64
 }
 
-/// The one-line explanation of running out.
-pub fn message(limit: u64, dbs: usize) -> String {
-    format!(
-        "too many open files (limit {limit}, need about {} for {dbs} databases); raise it with `ulimit -n` or LimitNOFILE=",
-        needed(dbs)
-    )
+/// The open-file limit is too low for the databases configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "too many open files (limit {limit}, need about {} for {dbs} databases); raise it with `ulimit -n` or LimitNOFILE=",
+    needed(*dbs)
+)]
+pub struct TooFew {
+    /// The soft limit now.
+    pub limit: u64,
+    /// Databases configured.
+    pub dbs: usize,
 }
 
 /// The soft and hard `RLIMIT_NOFILE`.
@@ -41,9 +46,9 @@ fn limits() -> io::Result<(u64, u64)> {
 }
 
 /// Makes room for `dbs` databases: raises the soft limit (up to the hard limit) when it is
-/// short; `Err(message)` if even the hard limit is too low. A limit that cannot be read is
+/// short; an error if even the hard limit is too low. A limit that cannot be read is
 /// left to fail later, as before.
-pub fn ensure(dbs: usize) -> Result<(), String> {
+pub fn ensure(dbs: usize) -> Result<(), TooFew> {
     let Ok((soft, hard)) = limits() else {
         return Ok(());
     };
@@ -59,12 +64,10 @@ pub fn ensure(dbs: usize) -> Result<(), String> {
     let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0;
     let now = if ok { need.min(hard) } else { soft };
     if now >= need {
-        crate::log::info(&format!(
-            "raised the open-file limit from {soft} to {now} for {dbs} databases"
-        ));
+        tracing::info!("raised the open-file limit from {soft} to {now} for {dbs} databases");
         return Ok(());
     }
-    Err(message(now, dbs))
+    Err(TooFew { limit: now, dbs })
 }
 
 /// True if `err` (or anything it wraps) is EMFILE/ENFILE, or if the process is at its
@@ -94,7 +97,7 @@ mod tests {
 
     #[test]
     fn the_message_names_the_limit_and_the_need() {
-        let m = message(1024, 200);
+        let m = TooFew { limit: 1024, dbs: 200 }.to_string();
         assert!(
             m.starts_with("too many open files (limit 1024, need about 2432 for 200 databases)"),
             "{m}"

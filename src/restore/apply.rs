@@ -235,7 +235,7 @@ pub(super) fn build(
                 built.bytes += size;
             }
             Err(e @ RestoreError::Corrupt { .. }) if opts.fallback => {
-                crate::log::warn(&format!("{e}; restoring the state before it"));
+                tracing::warn!("{e}; restoring the state before it");
                 built.stopped_at = Some(key.path());
                 break;
             }
