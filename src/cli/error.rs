@@ -96,34 +96,47 @@ pub enum CliError {
     Runtime(#[source] std::io::Error),
     /// The config file (or a replica URL) is wrong.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(Box<ConfigError>),
     /// Replication stopped.
     #[error(transparent)]
-    Replicate(#[from] ReplicateError),
+    Replicate(Box<ReplicateError>),
     /// A replica could not be read.
     #[error(transparent)]
-    Replica(#[from] ReplicaError),
+    Replica(Box<ReplicaError>),
     /// A restore failed; `asked` repeats a point in time asked for (` (state as of ...)`).
     #[error("{source}{asked}")]
     Restore {
         /// Why.
         #[source]
-        source: RestoreError,
+        source: Box<RestoreError>,
         /// The target, or empty.
         asked: String,
     },
     /// A memory command failed (its exit code is its own outcome).
     #[error(transparent)]
-    Memory(#[from] MemoryError),
+    Memory(Box<MemoryError>),
     /// The demo or the benchmark failed (their errors are messages, not kinds).
     #[error("{0}")]
     Tool(String),
 }
 
+// The library errors are boxed: they are large, and a `Result<(), CliError>` is returned
+// everywhere in the CLI.
+macro_rules! boxed_from {
+    ($($ty:ty => $variant:ident),*) => {$(
+        impl From<$ty> for CliError {
+            fn from(e: $ty) -> Self {
+                CliError::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+boxed_from!(ConfigError => Config, ReplicateError => Replicate, ReplicaError => Replica, MemoryError => Memory);
+
 impl From<RestoreError> for CliError {
     fn from(source: RestoreError) -> Self {
         CliError::Restore {
-            source,
+            source: Box::new(source),
             asked: String::new(),
         }
     }
@@ -368,7 +381,7 @@ mod tests {
     #[test]
     fn restore_errors_repeat_the_target() {
         let e = CliError::Restore {
-            source: RestoreError::NoBackup("r".into()),
+            source: Box::new(RestoreError::NoBackup("r".into())),
             asked: " (state as of 2026-01-01T00:00:00Z)".into(),
         };
         assert_eq!(

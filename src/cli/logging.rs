@@ -32,7 +32,9 @@ impl Overrides {
     /// `-log-level` wins over `LOG_LEVEL`; a bad flag value is an error.
     pub(super) fn from_args(a: &LogArgs, env: Option<String>) -> Result<Overrides, CliError> {
         let flag = match &a.log_level {
-            Some(l) => Some(crate::log::parse_level(l).ok_or_else(|| CliError::LogLevel(l.clone()))?),
+            Some(l) => {
+                Some(crate::log::parse_level(l).ok_or_else(|| CliError::LogLevel(l.clone()))?)
+            }
             None => None,
         };
         let (env_level, bad_env) = match env.filter(|v| !v.is_empty()) {

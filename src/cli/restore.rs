@@ -54,12 +54,10 @@ pub(super) enum CheckArg {
 pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
     let (db_path, reps) = resolve(&a.cfg, &a.target, a.replica.as_deref())?;
     let output = match (&a.output, &db_path) {
-        (Some(o), _) => {
-            std::path::absolute(o).map_err(|source| CliError::Path {
+        (Some(o), _) => std::path::absolute(o).map_err(|source| CliError::Path {
             path: o.clone(),
             source,
-        })?
-        }
+        })?,
         (None, Some(p)) => p.clone(),
         (None, None) => {
             return Err(CliError::Arguments(
@@ -68,23 +66,24 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
         }
     };
     let target = match (&a.timestamp, &a.txid) {
-        (Some(_), Some(_)) => return Err(CliError::Arguments("-timestamp and -txid are exclusive")),
+        (Some(_), Some(_)) => {
+            return Err(CliError::Arguments("-timestamp and -txid are exclusive"));
+        }
         (Some(ts), None) => {
-            let ms = crate::timearg::parse_millis(ts, a.timestamp_local)
-                .map_err(|e| CliError::BadFlag {
+            let ms = crate::timearg::parse_millis(ts, a.timestamp_local).map_err(|e| {
+                CliError::BadFlag {
                     flag: "-timestamp",
                     value: format!("{ts:?}"),
                     why: e.to_string(),
-                })?;
+                }
+            })?;
             Target::Timestamp(Timestamp::from_millis(ms))
         }
-        (None, Some(t)) => Target::TxId(
-            t.parse::<TxId>().map_err(|e| CliError::BadFlag {
-                flag: "-txid",
-                value: format!("{t:?}"),
-                why: e.to_string(),
-            })?,
-        ),
+        (None, Some(t)) => Target::TxId(t.parse::<TxId>().map_err(|e| CliError::BadFlag {
+            flag: "-txid",
+            value: format!("{t:?}"),
+            why: e.to_string(),
+        })?),
         (None, None) => Target::Latest,
     };
     let opts = RestoreOptions {
@@ -140,7 +139,7 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
             Err(e @ restore::RestoreError::NoBackup(_)) if reps.len() > 1 => last_err = Some(e),
             Err(source) => {
                 return Err(CliError::Restore {
-                    source,
+                    source: Box::new(source),
                     asked: asked_for(&opts.target),
                 });
             }

@@ -193,15 +193,10 @@ async fn read(client: &ReplicaClient) -> Result<Option<Lineage>, LineageError> {
         .and_then(|b| Lineage::parse(&b)))
 }
 
-/// This machine's host name, or empty if it cannot be read.
+/// This machine's host name (what gethostname(2) returns: uname's node name).
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it when
-    // the name fits, and the last byte stays 0 otherwise.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }

@@ -120,12 +120,12 @@ pub fn run(
     crate::resident::shed();
     let _metrics = match &config.addr {
         Some(addr) => {
-            let listener = rt
-                .block_on(crate::metrics::bind(addr))
-                .map_err(|source| ReplicateError::Metrics {
+            let listener = rt.block_on(crate::metrics::bind(addr)).map_err(|source| {
+                ReplicateError::Metrics {
                     addr: addr.clone(),
                     source,
-                })?;
+                }
+            })?;
             let sources = dbs
                 .iter()
                 .map(|d| crate::metrics::Source {
@@ -251,12 +251,10 @@ fn start_db(
     // Replicas that cannot continue from the spool start over from a snapshot of the current
     // position, which the monitor writes before shipping starts.
     let left = Spool::existing(&meta);
-    let left_keys = left
-        .keys()
-        .map_err(|source| ReplicateError::Spool {
-            path: left.dir().to_path_buf(),
-            source,
-        })?;
+    let left_keys = left.keys().map_err(|source| ReplicateError::Spool {
+        path: left.dir().to_path_buf(),
+        source,
+    })?;
     let mut restarts = Vec::new();
     for ((c, _), l) in clients.iter().zip(&listings) {
         restarts.push(rt.block_on(catchup::check(c, l, &left, &left_keys))?);

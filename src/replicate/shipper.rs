@@ -304,10 +304,9 @@ impl Shipper {
                     last_retention = Instant::now();
                     match self.enforce_retention().await {
                         Ok(0) => {}
-                        Ok(n) => tracing::info!(
-                            "{}: retention removed {n} files",
-                            self.client.name()
-                        ),
+                        Ok(n) => {
+                            tracing::info!("{}: retention removed {n} files", self.client.name())
+                        }
                         Err(e) => tracing::error!("retention: {e}"),
                     }
                 }
