@@ -61,12 +61,14 @@ pub enum ReplicaError {
         /// Cause.
         source: std::io::Error,
     },
-    /// The replica configuration cannot be used.
-    #[error("replica {replica}: {what}")]
-    Config {
+    /// This build has no client for the replica's kind.
+    #[error(
+        "replica {replica}: {kind} replicas are not available in this build yet (file replicas are)"
+    )]
+    Unsupported {
         /// Replica.
         replica: String,
-        /// Problem.
-        what: String,
+        /// `S3`, `HTTP`.
+        kind: &'static str,
     },
 }

@@ -24,12 +24,9 @@ pub fn client_for(
 ) -> Result<ReplicaClient, ReplicaError> {
     match &cfg.target {
         crate::config::ReplicaTarget::File { path } => ReplicaClient::file(&cfg.name, path, create),
-        other => Err(ReplicaError::Config {
+        other => Err(ReplicaError::Unsupported {
             replica: cfg.name.clone(),
-            what: format!(
-                "{} replicas are not available in this build yet (file replicas are)",
-                target_kind(other)
-            ),
+            kind: target_kind(other),
         }),
     }
 }
