@@ -91,3 +91,21 @@ impl BlockingStop {
         self.stopped
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stop signal that arrives while nobody waits is kept for the next wait (a SIGTERM
+    /// during a `sync --watch` round ends the loop after that round), and stays seen.
+    #[test]
+    fn a_signal_between_waits_is_not_lost() {
+        let mut stop = BlockingStop::new().unwrap();
+        assert!(!stop.sleep(Duration::from_millis(1)));
+        // SIGINT is caught from here on, so this only marks the flag.
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::INT)
+            .unwrap();
+        assert!(stop.sleep(Duration::from_secs(600)));
+        assert!(stop.sleep(Duration::from_secs(600)));
+    }
+}
