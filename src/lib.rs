@@ -13,6 +13,7 @@ mod replica;
 mod replicate;
 mod resident;
 pub mod restore;
+mod signals;
 pub mod sqlite;
 mod stats;
 mod timearg;

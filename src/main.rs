@@ -4,7 +4,8 @@ fn main() {
     // memsync runs next to the user's application: one malloc arena keeps the few threads'
     // short-lived buffers from each pinning their own arena's pages.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only tunes glibc's allocator and is called before any other thread exists.
+    // SAFETY: mallopt takes two integers and only tunes glibc's allocator; this is the first
+    // line of main, before the process starts any thread.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }

@@ -103,16 +103,14 @@ fn esc(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// Binds `addr` (Litestream style: `":9090"` means all interfaces) or fails with a clear error.
-pub async fn bind(addr: &str) -> Result<TcpListener, String> {
+/// Binds `addr` (Litestream style: `":9090"` means all interfaces).
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     let a = if addr.starts_with(':') {
         format!("0.0.0.0{addr}")
     } else {
         addr.to_owned()
     };
-    TcpListener::bind(&a)
-        .await
-        .map_err(|e| format!("metrics address {addr}: {e}"))
+    TcpListener::bind(&a).await
 }
 
 /// Serves `/metrics` until the task is dropped.

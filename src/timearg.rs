@@ -144,7 +144,8 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 /// the C library, which knows the zone rules.
 fn local_to_utc(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Result<i64, TimeError> {
     let conv = |v: i64| i32::try_from(v).map_err(|_| TimeError::OutOfRange);
-    // SAFETY: tm is plain data, fully initialised below; mktime only reads and normalises it.
+    // SAFETY: libc::tm is plain integers (and, on glibc, a zone-name pointer that may be null):
+    // all zeroes is a valid value of it.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     tm.tm_year = conv(y - 1900)?;
     tm.tm_mon = conv(mo - 1)?;
@@ -153,8 +154,10 @@ fn local_to_utc(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Result<i64,
     tm.tm_min = conv(mi)?;
     tm.tm_sec = conv(s)?;
     tm.tm_isdst = -1;
-    // SAFETY: mktime reads the TZ environment and the zone files (it calls tzset itself);
-    // tm is valid.
+    // SAFETY: `tm` is a valid, exclusively borrowed struct for the call, which reads and
+    // normalises it. mktime also reads TZ from the environment; memsync never changes its
+    // environment (no set_var anywhere), so no other thread can be writing it meanwhile.
+    // (rustix has no mktime: zone rules are the C library's.)
     let t = unsafe { libc::mktime(&mut tm) };
     if t == -1 {
         return Err(TimeError::LocalAmbiguous);
@@ -200,9 +203,22 @@ mod tests {
             parse_millis("2026-12-02T06:22:31", false),
             Err(TimeError::NoZone)
         );
-        // SAFETY: tests in this module are the only readers of TZ here.
-        unsafe { std::env::set_var("TZ", "UTC") };
-        assert_eq!(parse_millis("2026-12-02T06:22:31", true), Ok(T));
+        // The local zone is TZ, read by the C library. Setting it here would race with other
+        // test threads' C code reading the environment (SQLite does), so this test runs itself
+        // again in a child process that has TZ=UTC from the start.
+        if std::env::var_os("MEMSYNC_TEST_TZ_CHILD").is_some() {
+            assert_eq!(parse_millis("2026-12-02T06:22:31", true), Ok(T));
+            return;
+        }
+        let name = "timearg::tests::no_zone_is_refused_unless_local";
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1"])
+            .env("TZ", "UTC")
+            .env("MEMSYNC_TEST_TZ_CHILD", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
     }
 
     #[test]

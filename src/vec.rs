@@ -13,8 +13,11 @@ pub fn register_vec() {
             *mut *mut std::os::raw::c_char,
             *const rusqlite::ffi::sqlite3_api_routines,
         ) -> std::os::raw::c_int;
-        // SAFETY: sqlite3_vec_init has exactly the extension entry-point signature; the crate
-        // declares it without arguments only to avoid depending on SQLite's headers.
+        // SAFETY: sqlite3_vec_init is defined in C with exactly the extension entry-point
+        // signature `Init`; the crate declares it without arguments only to avoid depending on
+        // SQLite's headers, so the transmuted pointer is called as what it is.
+        // sqlite3_auto_extension is thread-safe and keeps only the function pointer, which is
+        // valid for the whole process (statically linked).
         unsafe {
             let init: Init = std::mem::transmute(sqlite_vec::sqlite3_vec_init as *const ());
             rusqlite::ffi::sqlite3_auto_extension(Some(init));

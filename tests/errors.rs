@@ -38,6 +38,7 @@ fn replicate_with(dir: &Path, yaml: &str) -> Output {
     let pid = child.id() as i32;
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(10));
+        // SAFETY: kill(2) takes two integers and reads or writes no memory of this process.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     });
     let out = child.wait_with_output().unwrap();

@@ -71,6 +71,7 @@ fn several_databases_and_replicas_with_metrics() {
     ] {
         assert!(body.contains(needle), "metrics lack {needle}: {body}");
     }
+    // SAFETY: kill(2) takes two integers and reads or writes no memory of this process.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
     for (src, rep, n) in [(&a1, &r1a, 120), (&a1, &r1b, 120), (&a2, &r2, 60)] {

@@ -23,6 +23,7 @@ fn run_bounded(args: &[&str], secs: u64) -> Output {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let killer = std::thread::spawn(move || {
         if rx.recv_timeout(Duration::from_secs(secs)).is_err() {
+            // SAFETY: kill(2) takes two integers and reads or writes no memory of this process.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     });

@@ -221,6 +221,7 @@ fn sighup_ships_what_is_committed() {
             .parse::<i32>()
             .unwrap()
     };
+    // SAFETY: kill(2) takes two integers and reads or writes no memory of this process.
     unsafe {
         libc::kill(pid, libc::SIGHUP);
     }

@@ -42,7 +42,7 @@ pub fn probe(replica: &Path, out: &Path, done: &AtomicBool) -> Vec<(SystemTime, 
                     seen.push((at, super::count_rows(follower.path())));
                 }
                 Err(e) => {
-                    crate::log::debug(&format!("bench: follower starts over: {e}"));
+                    tracing::debug!("bench: follower starts over: {e}");
                     break;
                 }
             }

@@ -421,8 +421,7 @@ pub fn run(o: &BenchOptions) -> Result<String, String> {
                 eprintln!("bench: {} {phase}", r.name);
                 // Dirty pages of what ran before (the 200 MB fill, the other replicator's run)
                 // are written back first, not while this run is measured.
-                // SAFETY: sync(2) takes no arguments and only flushes the kernel's caches.
-                unsafe { libc::sync() };
+                rustix::fs::sync();
                 let mut f = Figures::new();
                 match phase.as_str() {
                     "cpu" => phase_cpu(o, r, &mut f)?,

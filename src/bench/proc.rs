@@ -29,10 +29,12 @@ impl Replicator {
         c.args(["replicate", "-config"]).arg(cfg);
         // Both streams: memsync logs to stdout by default, as Litestream does.
         c.stdout(log.try_clone()?).stderr(log);
-        // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+        // SAFETY: the closure runs in the forked child before exec, where only
+        // async-signal-safe work is allowed: it makes one system call (setsid), allocates
+        // nothing and takes no lock.
         unsafe {
             c.pre_exec(|| {
-                libc::setsid();
+                let _ = rustix::process::setsid();
                 Ok(())
             });
         }
@@ -76,7 +78,7 @@ impl Running {
 
     /// CPU seconds (user + system) of every live process in the replicator's session.
     pub fn cpu_seconds(&self) -> f64 {
-        let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let tick = rustix::param::clock_ticks_per_second() as f64;
         let sid = self.pid() as i64;
         let mut total = 0u64;
         let Ok(rd) = std::fs::read_dir("/proc") else {
@@ -120,8 +122,8 @@ impl Running {
     /// SIGTERM, wait up to 30 s, then SIGKILL the session; returns seconds to exit.
     pub fn stop(mut self) -> f64 {
         let t0 = Instant::now();
-        unsafe {
-            libc::kill(self.pid() as i32, libc::SIGTERM);
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
         while t0.elapsed() < Duration::from_secs(30) {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -129,8 +131,8 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        unsafe {
-            libc::kill(-(self.pid() as i32), libc::SIGKILL);
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid() as i32) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
         let _ = self.child.wait();
         t0.elapsed().as_secs_f64()

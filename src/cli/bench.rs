@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::common::CliError;
+use super::error::CliError;
 
 #[derive(Debug, Args)]
 pub(super) struct DemoArgs {
@@ -97,17 +97,20 @@ fn find_litestream(spec: &str) -> Option<PathBuf> {
 }
 
 pub(super) fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
-    let me = std::env::current_exe()?;
+    let me = std::env::current_exe().map_err(|source| CliError::Path {
+        path: "(this program)".into(),
+        source,
+    })?;
     let mut replicators = vec![crate::bench::proc::Replicator {
         name: "memsync".into(),
         argv: vec![me.display().to_string()],
     }];
     if let Some(ls) = find_litestream(&a.litestream) {
         if !ls.is_file() {
-            return Err(CliError(format!(
-                "litestream binary {} not found",
-                ls.display()
-            )));
+            return Err(CliError::MissingProgram {
+                what: "litestream binary",
+                path: ls,
+            });
         }
         replicators.push(crate::bench::proc::Replicator {
             name: "litestream".into(),
@@ -131,11 +134,10 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
         sparse_gap: std::time::Duration::try_from_secs_f64(a.sparse_gap)
             .ok()
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                CliError(format!(
-                    "--sparse-gap {}: not a positive number of seconds",
-                    a.sparse_gap
-                ))
+            .ok_or_else(|| CliError::BadFlag {
+                flag: "--sparse-gap",
+                value: a.sparse_gap.to_string(),
+                why: "not a positive number of seconds".into(),
             })?,
         sparse_duration: std::time::Duration::from_secs(a.sparse_duration),
         restore_probe: a.lag_probe == "both",
@@ -152,9 +154,12 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .collect(),
-        workdir: std::path::absolute(&a.workdir)?,
+        workdir: std::path::absolute(&a.workdir).map_err(|source| CliError::Path {
+            path: a.workdir.clone(),
+            source,
+        })?,
         replicators,
     };
-    print!("{}", crate::bench::run(&opts)?);
+    print!("{}", crate::bench::run(&opts).map_err(CliError::Tool)?);
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! What the command families share: the config-file arguments, finding the replicas a
-//! DB_PATH-or-URL argument names, the runtime, and the one-line error type.
+//! DB_PATH-or-URL argument names, and the runtime.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -11,6 +11,8 @@ use crate::config::{self, Config, ReplicaConfig};
 use crate::replica::{self, ReplicaClient};
 use crate::restore;
 
+use super::error::CliError;
+
 #[derive(Debug, Args)]
 pub(super) struct ConfigArgs {
     /// Config file (default: $MEMSYNC_CONFIG, $LITESTREAM_CONFIG, ./litestream.yml, /etc/litestream.yml).
@@ -19,16 +21,6 @@ pub(super) struct ConfigArgs {
     /// Do not expand $VAR in the config file.
     #[arg(long = "no-expand-env")]
     pub(super) no_expand_env: bool,
-}
-
-/// A command failure: one line for the user.
-#[derive(Debug)]
-pub struct CliError(pub String);
-
-impl<E: std::fmt::Display> From<E> for CliError {
-    fn from(e: E) -> Self {
-        CliError(e.to_string())
-    }
 }
 
 /// Turns `-flag` into `--flag` (single-dash long flags, as Litestream spells them).
@@ -73,9 +65,7 @@ fn default_config_path() -> Option<PathBuf> {
 pub(super) fn load_config(a: &ConfigArgs) -> Result<Config, CliError> {
     let path = match &a.config {
         Some(p) => p.clone(),
-        None => default_config_path().ok_or_else(|| {
-            CliError("no config file: pass -config FILE (none found at ./litestream.yml or /etc/litestream.yml)".into())
-        })?,
+        None => default_config_path().ok_or(CliError::NoConfigFile)?,
     };
     Ok(config::load(&path, !a.no_expand_env)?)
 }
@@ -89,7 +79,10 @@ pub(super) fn resolve(
     if target.contains("://") {
         return Ok((None, vec![config::replica_from_url(target)?]));
     }
-    let path = std::path::absolute(target).map_err(|e| CliError(format!("{target}: {e}")))?;
+    let path = std::path::absolute(target).map_err(|source| CliError::Path {
+        path: target.into(),
+        source,
+    })?;
     // A plain path that is not a database of the config (or with no config at all) but a
     // directory holding a replica is that file replica, as the guide writes it
     // (`memsync snapshots backup/sqlite_vec.db`).
@@ -114,12 +107,7 @@ pub(super) fn resolve(
             return match as_replica() {
                 Some(r) => Ok((None, r)),
                 None if cfg.config.is_none() && default_config_path().is_none() => {
-                    Err(CliError(format!(
-                        "{}: not a replica directory (no {}/ or {}/ in it), and no config file names it as a database (pass -config FILE, or a replica URL)",
-                        path.display(),
-                        replica_formats::SNAPSHOTS_DIR,
-                        replica_formats::SEGMENTS_DIR
-                    )))
+                    Err(CliError::NotAReplica { path })
                 }
                 None => Err(e),
             };
@@ -129,11 +117,10 @@ pub(super) fn resolve(
         if let Some(r) = as_replica() {
             return Ok((None, r));
         }
-        return Err(CliError(format!(
-            "database {} is not in config {}, nor a replica directory",
-            path.display(),
-            cfg.source.display()
-        )));
+        return Err(CliError::NotInConfig {
+            db: path,
+            config: cfg.source.clone(),
+        });
     };
     let reps: Vec<ReplicaConfig> = db
         .replicas
@@ -142,24 +129,23 @@ pub(super) fn resolve(
         .cloned()
         .collect();
     if reps.is_empty() {
-        return Err(CliError(format!(
-            "database {} has no replica named {:?}",
-            path.display(),
-            replica.unwrap_or("")
-        )));
+        return Err(CliError::NoSuchReplica {
+            db: path,
+            name: replica.unwrap_or("").to_owned(),
+        });
     }
     Ok((Some(path), reps))
 }
 
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    crate::runtime().map_err(|e| CliError(format!("starting runtime: {e}")))
+    crate::runtime().map_err(CliError::Runtime)
 }
 
 pub(super) fn open_client(r: &ReplicaConfig) -> Result<ReplicaClient, CliError> {
     match replica::client_for(r, false) {
         Ok(c) => Ok(c),
         Err(replica::ReplicaError::NotFound { replica, .. }) => {
-            Err(CliError(format!("replica {replica} does not exist")))
+            Err(CliError::MissingReplica(replica))
         }
         Err(e) => Err(e.into()),
     }

@@ -3,10 +3,13 @@
 //!
 //! One file per family of commands: `replication` (replicate, databases, snapshots, wal),
 //! `restore`, `bench` (bench and demo); the memory commands live in `crate::memory::cli`;
-//! `common` holds what they share (config and replica arguments, the error type).
+//! `common` holds what they share (config and replica arguments, the runtime); `error` what a
+//! failure means and its exit code; `logging` the log flags every command takes.
 
 mod bench;
 mod common;
+mod error;
+mod logging;
 mod replication;
 mod restore;
 
@@ -14,8 +17,8 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
-use common::ConfigArgs;
-use common::{CliError, normalize_args};
+use common::{ConfigArgs, normalize_args};
+use error::CliError;
 
 /// memsync: SQLite replication and memory sync.
 #[derive(Debug, Parser)]
@@ -26,6 +29,8 @@ use common::{CliError, normalize_args};
     after_help = crate::memory::outcome::HELP
 )]
 pub struct Cli {
+    #[command(flatten)]
+    log: logging::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,56 +60,50 @@ enum Command {
 
 /// Runs the command line; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
-    use crate::memory::outcome::Outcome;
+    crate::log::init();
     let cli = match Cli::try_parse_from(normalize_args(args)) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                Outcome::Usage.code()
-            } else {
-                Outcome::Done.code()
-            };
             let _ = e.print();
-            return code;
+            return error::usage_code(&e);
         }
     };
-    match run(cli.command) {
+    let res = logging::Overrides::from_args(&cli.log, std::env::var("LOG_LEVEL").ok())
+        .and_then(|log| run(cli.command, &log));
+    match res {
         Ok(code) => code,
-        Err(CliError(msg)) => {
-            eprintln!("memsync: error: {msg}");
-            Outcome::Error.code()
+        Err(e) => {
+            eprintln!("memsync: error: {e}");
+            error::exit_code(&e)
         }
     }
 }
 
 /// A memory command: its text on stdout, its outcome as the exit code (a finished run that left
 /// failed rows or open conflicts still prints its summary, and exits 3 or 4).
-fn run_memory(m: crate::memory::cli::MemoryCommand) -> i32 {
-    match crate::memory::cli::run(m) {
-        Ok((text, outcome)) => {
-            if !text.is_empty() {
-                println!("{text}");
-            }
-            outcome.code()
-        }
-        Err(e) => {
-            eprintln!("memsync: error: {e}");
-            e.outcome().code()
-        }
+fn run_memory(m: crate::memory::cli::MemoryCommand) -> Result<i32, CliError> {
+    let (text, outcome) = crate::memory::cli::run(m)?;
+    if !text.is_empty() {
+        println!("{text}");
     }
+    Ok(outcome.code())
 }
 
 /// Runs one command; its exit code (0, or a memory command's outcome).
-fn run(command: Command) -> Result<i32, CliError> {
+fn run(command: Command, log: &logging::Overrides) -> Result<i32, CliError> {
+    log.apply();
     match command {
-        Command::Replicate(a) => replication::cmd_replicate(a)?,
+        Command::Replicate(a) => replication::cmd_replicate(a, log)?,
         Command::Restore(a) => restore::cmd_restore(a)?,
         Command::Snapshots(a) => replication::cmd_list(a, true)?,
         Command::Wal(a) => replication::cmd_list(a, false)?,
         Command::Databases(a) => replication::cmd_databases(&a)?,
-        Command::Demo(a) => println!("{}", crate::demo::run(&a.dir, a.seconds)?),
+        Command::Demo(a) => println!(
+            "{}",
+            crate::demo::run(&a.dir, a.seconds).map_err(CliError::Tool)?
+        ),
         Command::Bench(a) => bench::cmd_bench(a)?,
-        Command::Memory(m) => return Ok(run_memory(m)),
+        Command::Memory(m) => return run_memory(m),
         Command::Version => println!("memsync {}", env!("CARGO_PKG_VERSION")),
     }
     Ok(0)

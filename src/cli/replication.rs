@@ -5,7 +5,9 @@ use std::sync::atomic::AtomicBool;
 
 use clap::Args;
 
-use super::common::{CliError, ConfigArgs, fmt_ts, load_config, open_client, resolve, runtime};
+use super::common::{ConfigArgs, fmt_ts, load_config, open_client, resolve, runtime};
+use super::error::CliError;
+use super::logging::Overrides;
 use crate::config;
 use crate::replicate::{self, ReplicateOptions};
 use crate::restore;
@@ -23,9 +25,6 @@ pub(super) struct ReplicateArgs {
     /// Replace replicas that belong to another database (deletes their files).
     #[arg(long = "takeover")]
     takeover: bool,
-    /// Log level: error, warn, info, debug.
-    #[arg(long = "log-level")]
-    log_level: Option<String>,
     /// Database path, then one or more replica URLs (instead of -config).
     args: Vec<String>,
 }
@@ -44,47 +43,34 @@ pub(super) struct ListArgs {
     target: String,
 }
 
-pub(super) fn cmd_replicate(a: ReplicateArgs) -> Result<(), CliError> {
-    if let Some(l) = &a.log_level {
-        crate::log::set_level(
-            crate::log::parse_level(l)
-                .ok_or_else(|| CliError(format!("unknown log level {l:?}")))?,
-        );
-    }
+pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<(), CliError> {
     let cfg = if a.args.is_empty() {
         load_config(&a.cfg)?
     } else {
         if a.cfg.config.is_some() {
-            return Err(CliError(
-                "give either -config or DB_PATH REPLICA_URL..., not both".into(),
+            return Err(CliError::Arguments(
+                "give either -config or DB_PATH REPLICA_URL..., not both",
             ));
         }
         if a.args.len() < 2 {
-            return Err(CliError(
-                "replicate DB_PATH needs at least one REPLICA_URL".into(),
+            return Err(CliError::Arguments(
+                "replicate DB_PATH needs at least one REPLICA_URL",
             ));
         }
         config::from_cli(&a.args[0], &a.args[1..])?
     };
     // Logging: the config's `logging` section (stdout unless `stderr: true`, as Litestream),
-    // then LOG_LEVEL (as Litestream), then -log-level.
+    // then LOG_LEVEL (as Litestream) and -log-level, -log-format.
     let l = cfg.logging;
-    crate::log::set_level(match l.level {
-        config::LogLevel::Debug => 3,
-        config::LogLevel::Info => 2,
-        config::LogLevel::Warn => 1,
-        config::LogLevel::Error => 0,
+    crate::log::set_filter(match l.level {
+        config::LogLevel::Debug => tracing::level_filters::LevelFilter::DEBUG,
+        config::LogLevel::Info => tracing::level_filters::LevelFilter::INFO,
+        config::LogLevel::Warn => tracing::level_filters::LevelFilter::WARN,
+        config::LogLevel::Error => tracing::level_filters::LevelFilter::ERROR,
     });
     crate::log::set_output(!l.stderr, l.format == config::LogFormat::Json);
-    for lv in [std::env::var("LOG_LEVEL").ok(), a.log_level.clone()]
-        .into_iter()
-        .flatten()
-    {
-        crate::log::set_level(
-            crate::log::parse_level(&lv)
-                .ok_or_else(|| CliError(format!("unknown log level {lv:?}")))?,
-        );
-    }
+    log.check_env()?;
+    log.apply();
     let opts = ReplicateOptions {
         convert_to_wal: a.convert_to_wal,
         once: a.once,

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use replica_formats::{Target, Timestamp, TxId};
 
-use super::common::{CliError, ConfigArgs, fmt_ts, open_client, resolve, runtime};
+use super::common::{ConfigArgs, fmt_ts, open_client, resolve, runtime};
+use super::error::CliError;
 use crate::restore::{self, IntegrityCheck, RestoreOptions, RestoreOutcome};
 
 #[derive(Debug, Args)]
@@ -53,27 +54,36 @@ pub(super) enum CheckArg {
 pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
     let (db_path, reps) = resolve(&a.cfg, &a.target, a.replica.as_deref())?;
     let output = match (&a.output, &db_path) {
-        (Some(o), _) => {
-            std::path::absolute(o).map_err(|e| CliError(format!("{}: {e}", o.display())))?
-        }
+        (Some(o), _) => std::path::absolute(o).map_err(|source| CliError::Path {
+            path: o.clone(),
+            source,
+        })?,
         (None, Some(p)) => p.clone(),
         (None, None) => {
-            return Err(CliError(
-                "restoring from a replica URL or directory needs -o OUTPUT".into(),
+            return Err(CliError::Arguments(
+                "restoring from a replica URL or directory needs -o OUTPUT",
             ));
         }
     };
     let target = match (&a.timestamp, &a.txid) {
-        (Some(_), Some(_)) => return Err(CliError("-timestamp and -txid are exclusive".into())),
+        (Some(_), Some(_)) => {
+            return Err(CliError::Arguments("-timestamp and -txid are exclusive"));
+        }
         (Some(ts), None) => {
-            let ms = crate::timearg::parse_millis(ts, a.timestamp_local)
-                .map_err(|e| CliError(format!("-timestamp {ts:?}: {e}")))?;
+            let ms = crate::timearg::parse_millis(ts, a.timestamp_local).map_err(|e| {
+                CliError::BadFlag {
+                    flag: "-timestamp",
+                    value: format!("{ts:?}"),
+                    why: e.to_string(),
+                }
+            })?;
             Target::Timestamp(Timestamp::from_millis(ms))
         }
-        (None, Some(t)) => Target::TxId(
-            t.parse::<TxId>()
-                .map_err(|e| CliError(format!("-txid {t:?}: {e}")))?,
-        ),
+        (None, Some(t)) => Target::TxId(t.parse::<TxId>().map_err(|e| CliError::BadFlag {
+            flag: "-txid",
+            value: format!("{t:?}"),
+            why: e.to_string(),
+        })?),
         (None, None) => Target::Latest,
     };
     let opts = RestoreOptions {
@@ -107,39 +117,35 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
                         "memsync: warning: {bad} was corrupt; restored the newest consistent state before it"
                     );
                 }
-                crate::log::info(&format!(
+                tracing::info!(
                     "restored {} at position {txid} from {} ({files} files, {bytes} bytes){}",
                     output.display(),
                     client.name(),
                     asked_for(&opts.target)
-                ));
+                );
                 if let Target::Timestamp(want) = target {
                     println!("{}", restore_point_note(txid, at, want));
                 }
                 return Ok(());
             }
             Ok(RestoreOutcome::OutputExists) => {
-                crate::log::info(&format!(
-                    "{} already exists; nothing to do",
-                    output.display()
-                ));
+                tracing::info!("{} already exists; nothing to do", output.display());
                 return Ok(());
             }
             Ok(RestoreOutcome::NoReplica) => {
-                crate::log::info(&format!("{} holds no backup; nothing to do", client.name()));
+                tracing::info!("{} holds no backup; nothing to do", client.name());
                 return Ok(());
             }
             Err(e @ restore::RestoreError::NoBackup(_)) if reps.len() > 1 => last_err = Some(e),
-            Err(e) => {
-                return Err(CliError(format!(
-                    "{}{}",
-                    CliError::from(e).0,
-                    asked_for(&opts.target)
-                )));
+            Err(source) => {
+                return Err(CliError::Restore {
+                    source: Box::new(source),
+                    asked: asked_for(&opts.target),
+                });
             }
         }
     }
-    Err(last_err.map_or_else(|| CliError("no replica".into()), Into::into))
+    Err(last_err.map_or(CliError::Arguments("no replica"), Into::into))
 }
 
 /// The instant a `-timestamp` asked for, in UTC, for the messages that answer it.

@@ -8,6 +8,8 @@
 
 use std::path::Path;
 
+use url::Url;
+
 use super::{
     ConfigError, DEFAULT_RETENTION, DEFAULT_RETENTION_CHECK_INTERVAL, DEFAULT_SYNC_INTERVAL,
     ReplicaConfig, ReplicaTarget, resolve_path,
@@ -75,6 +77,10 @@ pub(crate) fn kind_of_type(t: &str) -> Result<&'static str, String> {
 }
 
 /// Parses a `scheme://...` replica URL into a target. Errors are short messages.
+///
+/// The `url` crate does the parsing (percent-decoding, ports, IPv6 hosts, `..` in paths); what is
+/// checked here is what memsync asks of each kind of replica. `webdav[s]://` is read as
+/// `http[s]://`, so its host and port are parsed as a web URL's.
 pub(crate) fn parse_target(
     url: &str,
     cwd: &Path,
@@ -86,64 +92,50 @@ pub(crate) fn parse_target(
     if rest.contains('#') {
         return Err("URL fragments (#...) are not allowed".into());
     }
-    let (rest, query) = match rest.split_once('?') {
-        Some((r, q)) => (r, Some(q)),
-        None => (rest, None),
+    // What stands between `://` and the path: the parser fills in or drops an empty one
+    // (`http:///x` reads as host `x`), so it is checked on the text.
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let scheme = match scheme.as_str() {
+        "webdav" => "http",
+        "webdavs" => "https",
+        s => s,
     };
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    match scheme.as_str() {
+    let parsed = Url::parse(&format!("{scheme}://{rest}")).map_err(|e| e.to_string())?;
+    match scheme {
         "file" => {
-            if query.is_some() {
+            if parsed.query().is_some() {
                 return Err("file URLs take no query parameters".into());
             }
-            if !host.is_empty() && host != "localhost" {
+            if !authority.is_empty() && !authority.eq_ignore_ascii_case("localhost") {
                 return Err(format!(
-                    "file URL has host {host:?}; use file:///absolute/path"
+                    "file URL has host {authority:?}; use file:///absolute/path"
                 ));
             }
-            if path.is_empty() {
+            if !rest.contains('/') {
                 return Err("file URL has no path".into());
             }
             Ok(ReplicaTarget::File {
-                path: resolve_path(&percent_decode(path)?, cwd, home)?,
+                path: resolve_path(&decode(parsed.path())?, cwd, home)?,
             })
         }
-        "s3" => parse_s3(host, path, query),
+        "s3" => parse_s3(authority, &parsed),
         _ => {
-            if let Some(q) = query {
+            if let Some(q) = parsed.query() {
                 return Err(format!(
                     "unknown query parameters {q:?} (http replicas take none)"
                 ));
             }
-            let authority = host.rsplit('@').next().unwrap_or(host);
-            let hostname = match authority.rsplit_once(':') {
-                Some((h, port)) if !authority.ends_with(']') => {
-                    if port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) {
-                        return Err(format!("invalid port {port:?}"));
-                    }
-                    h
-                }
-                _ => authority,
-            };
-            if hostname.is_empty() {
+            if parsed.host_str().is_none_or(str::is_empty) || authority.is_empty() {
                 return Err("missing host".into());
             }
-            let http_scheme = match scheme.as_str() {
-                "webdav" => "http",
-                "webdavs" => "https",
-                s => s,
-            };
             Ok(ReplicaTarget::Http {
-                url: format!("{http_scheme}://{rest}"),
+                url: parsed.to_string(),
             })
         }
     }
 }
 
-fn parse_s3(bucket: &str, path: &str, query: Option<&str>) -> Result<ReplicaTarget, String> {
+fn parse_s3(bucket: &str, url: &Url) -> Result<ReplicaTarget, String> {
     if bucket.is_empty() {
         return Err("missing bucket (s3://BUCKET/PATH)".into());
     }
@@ -151,14 +143,14 @@ fn parse_s3(bucket: &str, path: &str, query: Option<&str>) -> Result<ReplicaTarg
     let mut region = None;
     let mut force_path_style = false;
     let mut skip_verify = false;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value)?;
-        match key {
+    // Decoded as a form (`+` is a space), as Litestream's Go `url.Query()` does.
+    for (key, value) in url.query_pairs() {
+        let value = value.into_owned();
+        match key.as_ref() {
             "endpoint" => endpoint = Some(value).filter(|v| !v.is_empty()),
             "region" => region = Some(value).filter(|v| !v.is_empty()),
-            "forcePathStyle" => force_path_style = parse_bool(key, &value)?,
-            "skipVerify" => skip_verify = parse_bool(key, &value)?,
+            "forcePathStyle" => force_path_style = parse_bool(&key, &value)?,
+            "skipVerify" => skip_verify = parse_bool(&key, &value)?,
             _ => {
                 return Err(format!(
                     "unknown query parameter {key:?} (allowed: endpoint, region, forcePathStyle, skipVerify)"
@@ -167,8 +159,8 @@ fn parse_s3(bucket: &str, path: &str, query: Option<&str>) -> Result<ReplicaTarg
         }
     }
     Ok(ReplicaTarget::S3 {
-        bucket: bucket.to_string(),
-        path: percent_decode(path.trim_matches('/'))?,
+        bucket: decode(bucket)?,
+        path: decode(url.path().trim_matches('/'))?,
         endpoint,
         region,
         force_path_style,
@@ -186,21 +178,12 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
     }
 }
 
-fn percent_decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or("truncated %-escape")?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape %{hex}"))?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "%-escapes are not UTF-8".to_string())
+/// A path as the parser leaves it (percent-encoded), decoded.
+fn decode(s: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| "%-escapes are not UTF-8".to_string())
 }
 
 #[cfg(test)]
@@ -246,6 +229,15 @@ mod tests {
         assert_eq!(r.snapshot_interval, None);
         assert!(replica_from_url("file://host/x").is_err());
         assert!(replica_from_url("").is_err());
+        assert!(replica_from_url("file://").is_err());
+        assert!(replica_from_url("file:///x?a=b").is_err());
+        assert_eq!(
+            target("file://localhost/a%20b/c"),
+            ReplicaTarget::File {
+                path: "/a b/c".into()
+            }
+        );
+        assert!(replica_from_url("file:///a%ff").is_err());
     }
 
     #[test]
@@ -278,6 +270,20 @@ mod tests {
             "{e}"
         );
         assert!(replica_from_url("s3:///path").is_err());
+        assert!(replica_from_url("s3://?region=x").is_err());
+        assert_eq!(
+            target("s3://b/a%2Fb/c?region="),
+            ReplicaTarget::S3 {
+                bucket: "b".into(),
+                path: "a/b/c".into(),
+                endpoint: None,
+                region: None,
+                force_path_style: false,
+                skip_verify: false,
+                access_key_id: None,
+                secret_access_key: None,
+            }
+        );
         assert!(replica_from_url("s3://b/p?forcePathStyle=maybe").is_err());
     }
 
@@ -305,6 +311,21 @@ mod tests {
         assert!(replica_from_url("http:///x").is_err());
         assert!(replica_from_url("http://h:port/x").is_err());
         assert!(replica_from_url("http://h/x?a=b").is_err());
+        // Parsed as web URLs: the host is lowercased, the default port dropped, IPv6 understood.
+        assert_eq!(
+            target("webdavs://H:443/x"),
+            ReplicaTarget::Http {
+                url: "https://h/x".into()
+            }
+        );
+        assert_eq!(
+            target("http://[::1]:8080/x"),
+            ReplicaTarget::Http {
+                url: "http://[::1]:8080/x".into()
+            }
+        );
+        assert!(replica_from_url("http://h:99999/x").is_err());
+        assert!(replica_from_url("http://").is_err());
     }
 
     #[test]

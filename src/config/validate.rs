@@ -48,19 +48,18 @@ fn place(t: &ReplicaTarget) -> Place {
             ),
             segments: split(path),
         },
-        ReplicaTarget::Http { url } => {
-            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let mut authority = authority.to_ascii_lowercase();
-            let default_port = if scheme == "https" { ":443" } else { ":80" };
-            if let Some(a) = authority.strip_suffix(default_port) {
-                authority = a.to_string();
-            }
-            Place {
-                root: format!("{scheme}://{authority}"),
-                segments: split(path),
-            }
-        }
+        // The origin as the URL parser gives it: scheme, lowercased host, port unless the
+        // scheme's default.
+        ReplicaTarget::Http { url } => match url::Url::parse(url) {
+            Ok(u) => Place {
+                root: u.origin().ascii_serialization(),
+                segments: split(u.path()),
+            },
+            Err(_) => Place {
+                root: url.clone(),
+                segments: Vec::new(),
+            },
+        },
     }
 }
 

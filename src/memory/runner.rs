@@ -60,15 +60,10 @@ fn now_rfc3339() -> String {
 /// it runs and its output prefixed with its start time; a failed round is reported and the next
 /// one runs anyway (the server may be back); SIGINT/SIGTERM end the loop between rounds.
 pub fn watch(c: &Ctx, opts: &PullOptions) -> Result<(String, Outcome), MemoryError> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| MemoryError::Io(format!("signal handler: {e}")))?;
-    }
+    let mut stop = crate::signals::BlockingStop::new()
+        .map_err(|e| MemoryError::Io(format!("signal handler: {e}")))?;
     let mut rounds = 0u64;
-    while !stop.load(Ordering::SeqCst) {
+    loop {
         let ts = now_rfc3339();
         let round = hold(c, "sync --watch").and_then(|_lock| commands::sync(c, opts));
         progress::clear();
@@ -87,9 +82,8 @@ pub fn watch(c: &Ctx, opts: &PullOptions) -> Result<(String, Outcome), MemoryErr
             ),
         }
         rounds += 1;
-        let until = std::time::Instant::now() + c.settings.interval;
-        while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(100));
+        if stop.sleep(c.settings.interval) {
+            break;
         }
     }
     Ok((format!("stopped after {rounds} sync rounds"), Outcome::Done))

@@ -3,8 +3,6 @@
 //! Checked before anything opens, so the failure says why instead of naming whichever database
 //! happened to be the first that SQLite could not open.
 
-use std::io;
-
 /// Descriptors one replicated database holds: two SQLite connections, each on the database,
 /// its `-wal` and `-shm` (counted: 3 × 3 in a running process, one more for the connection
 /// the page reader keeps), the WAL watch (inotify), plus headroom for the files opened for a
@@ -19,52 +17,44 @@ pub fn needed(dbs: usize) -> u64 {
     BASE + PER_DB * dbs as u64
 }
 
-/// The one-line explanation of running out.
-pub fn message(limit: u64, dbs: usize) -> String {
-    format!(
-        "too many open files (limit {limit}, need about {} for {dbs} databases); raise it with `ulimit -n` or LimitNOFILE=",
-        needed(dbs)
-    )
+/// The open-file limit is too low for the databases configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "too many open files (limit {limit}, need about {} for {dbs} databases); raise it with `ulimit -n` or LimitNOFILE=",
+    needed(*dbs)
+)]
+pub struct TooFew {
+    /// The soft limit now.
+    pub limit: u64,
+    /// Databases configured.
+    pub dbs: usize,
 }
 
-/// The soft and hard `RLIMIT_NOFILE`.
-fn limits() -> io::Result<(u64, u64)> {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given and nothing else.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((r.rlim_cur, r.rlim_max))
+/// The soft and hard `RLIMIT_NOFILE` (`u64::MAX` for unlimited).
+fn limits() -> (u64, u64) {
+    let r = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    (r.current.unwrap_or(u64::MAX), r.maximum.unwrap_or(u64::MAX))
 }
 
 /// Makes room for `dbs` databases: raises the soft limit (up to the hard limit) when it is
-/// short; `Err(message)` if even the hard limit is too low. A limit that cannot be read is
-/// left to fail later, as before.
-pub fn ensure(dbs: usize) -> Result<(), String> {
-    let Ok((soft, hard)) = limits() else {
-        return Ok(());
-    };
+/// short; an error if even the hard limit is too low.
+pub fn ensure(dbs: usize) -> Result<(), TooFew> {
+    let (soft, hard) = limits();
     let need = needed(dbs);
     if soft >= need {
         return Ok(());
     }
-    let raised = libc::rlimit {
-        rlim_cur: need.min(hard) as libc::rlim_t,
-        rlim_max: hard as libc::rlim_t,
+    let raised = rustix::process::Rlimit {
+        current: Some(need.min(hard)),
+        maximum: (hard != u64::MAX).then_some(hard),
     };
-    // SAFETY: setrlimit reads the struct it is given.
-    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0;
+    let ok = rustix::process::setrlimit(rustix::process::Resource::Nofile, raised).is_ok();
     let now = if ok { need.min(hard) } else { soft };
     if now >= need {
-        crate::log::info(&format!(
-            "raised the open-file limit from {soft} to {now} for {dbs} databases"
-        ));
+        tracing::info!("raised the open-file limit from {soft} to {now} for {dbs} databases");
         return Ok(());
     }
-    Err(message(now, dbs))
+    Err(TooFew { limit: now, dbs })
 }
 
 /// True if `err` (or anything it wraps) is EMFILE/ENFILE, or if the process is at its
@@ -73,9 +63,7 @@ pub fn exhausted(err: &(dyn std::error::Error + 'static)) -> bool {
     if crate::fsutil::has_errno(err, &[libc::EMFILE, libc::ENFILE]) {
         return true;
     }
-    let Ok((soft, _)) = limits() else {
-        return false;
-    };
+    let (soft, _) = limits();
     match std::fs::read_dir("/proc/self/fd") {
         Ok(open) => open.count() as u64 + 4 >= soft,
         // Not even the listing could be opened: that is the answer.
@@ -85,7 +73,7 @@ pub fn exhausted(err: &(dyn std::error::Error + 'static)) -> bool {
 
 /// The limit currently in force, for the message.
 pub fn current() -> u64 {
-    limits().map_or(0, |(soft, _)| soft)
+    limits().0
 }
 
 #[cfg(test)]
@@ -94,7 +82,11 @@ mod tests {
 
     #[test]
     fn the_message_names_the_limit_and_the_need() {
-        let m = message(1024, 200);
+        let m = TooFew {
+            limit: 1024,
+            dbs: 200,
+        }
+        .to_string();
         assert!(
             m.starts_with("too many open files (limit 1024, need about 2432 for 200 databases)"),
             "{m}"
@@ -103,8 +95,8 @@ mod tests {
 
     #[test]
     fn emfile_is_recognised_through_wrappers() {
-        let inner = io::Error::from_raw_os_error(libc::EMFILE);
-        let wrapped = io::Error::other(inner);
+        let inner = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let wrapped = std::io::Error::other(inner);
         assert!(exhausted(&wrapped));
     }
 }

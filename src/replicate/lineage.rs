@@ -89,12 +89,12 @@ pub async fn local_lineage(
             && rec.host == me.host
             && rec.path == me.path
         {
-            crate::log::info(&format!(
+            tracing::info!(
                 "{}: continuing lineage {} recorded in replica {}",
                 real_db.display(),
                 rec.id,
                 c.name()
-            ));
+            );
             id = Some(rec.id);
             break;
         }
@@ -109,7 +109,7 @@ pub async fn local_lineage(
             if e.raw_os_error()
                 .is_some_and(|c| c == libc::ENOSPC || c == libc::EDQUOT) =>
         {
-            crate::log::warn(&format!("lineage file {}: {e}", path.display()));
+            tracing::warn!("lineage file {}: {e}", path.display());
         }
         Err(e) => return Err(local_err(e)),
     }
@@ -132,10 +132,10 @@ pub async fn claim(
             None => match client.put_raw(LINEAGE_OBJECT, me.encode(), true).await {
                 Ok(()) => {
                     if !client.list().await?.is_empty() {
-                        crate::log::info(&format!(
+                        tracing::info!(
                             "replica {}: adopted (it had no lineage record)",
                             client.name()
-                        ));
+                        );
                     }
                     return Ok(());
                 }
@@ -143,9 +143,9 @@ pub async fn claim(
                 // A full replica disk must not stop replication (its writes are retried):
                 // the record is written at the next start.
                 Err(e) if crate::fsutil::is_disk_full(&e) => {
-                    crate::log::error(&format!(
+                    tracing::error!(
                         "{e}; replication goes on, the lineage record is written at the next start"
-                    ));
+                    );
                     return Ok(());
                 }
                 Err(e) => return Err(e.into()),
@@ -159,11 +159,11 @@ pub async fn claim(
                     || "an unreadable lineage record".to_string(),
                     |r| format!("database {} (lineage {})", r.source(), r.id),
                 );
-                crate::log::info(&format!(
+                tracing::info!(
                     "replica {}: taken over from {from}; deleted its {} files",
                     client.name(),
                     keys.len()
-                ));
+                );
                 return Ok(());
             }
             Some(Some(rec)) => {
@@ -193,15 +193,10 @@ async fn read(client: &ReplicaClient) -> Result<Option<Lineage>, LineageError> {
         .and_then(|b| Lineage::parse(&b)))
 }
 
-/// This machine's host name, or empty if it cannot be read.
+/// This machine's host name (what gethostname(2) returns: uname's node name).
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it when
-    // the name fits, and the last byte stays 0 otherwise.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }

@@ -73,7 +73,7 @@ pub fn acquire(db: &Path, meta: &Path) -> Result<DbLock, LockError> {
     // Who holds the lock is a courtesy to the next run; the flock is the lock. A full disk
     // must not stop replication here (the spool waits it out).
     if let Err(e) = lock.say(&format!("pid {}, started {started}", std::process::id())) {
-        crate::log::warn(&format!("lock file {}: {e}", path.display()));
+        tracing::warn!("lock file {}: {e}", path.display());
     }
     Ok(DbLock { _lock: lock })
 }

@@ -2,6 +2,7 @@
 
 pub mod catchup;
 pub mod compact;
+mod error;
 pub mod fdlimit;
 pub mod lineage;
 pub mod lock;
@@ -17,44 +18,18 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use replica_formats::TxId;
-use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::config::{Config, DbConfig};
 use crate::replica::{self, ReplicaClient, ReplicaError};
 use crate::sqlite::monitor::{Monitor, MonitorConfig, MonitorError};
 use crate::stats::DbStats;
+pub use error::ReplicateError;
 use shipper::{ShipStats, Shipper};
 use spool::Spool;
 
 /// How long the final upload on shutdown may take per replica.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why replication stopped.
-#[derive(Debug, Error)]
-pub enum ReplicateError {
-    /// A database could not be monitored.
-    #[error(transparent)]
-    Monitor(#[from] MonitorError),
-    /// A replica could not be set up.
-    #[error(transparent)]
-    Replica(#[from] ReplicaError),
-    /// Another replicator runs on the database.
-    #[error(transparent)]
-    Lock(#[from] lock::LockError),
-    /// A replica belongs to another database.
-    #[error(transparent)]
-    Lineage(Box<lineage::LineageError>),
-    /// Local setup failed.
-    #[error("{0}")]
-    Setup(String),
-}
-
-impl From<lineage::LineageError> for ReplicateError {
-    fn from(e: lineage::LineageError) -> Self {
-        ReplicateError::Lineage(Box::new(e))
-    }
-}
 
 /// Options of `memsync replicate` beyond the config file.
 #[derive(Debug, Clone, Default)]
@@ -103,9 +78,8 @@ pub fn run(
     opts: &ReplicateOptions,
     stop: Arc<AtomicBool>,
 ) -> Result<Vec<DbHandle>, ReplicateError> {
-    fdlimit::ensure(config.dbs.len()).map_err(ReplicateError::Setup)?;
-    let rt =
-        crate::runtime().map_err(|e| ReplicateError::Setup(format!("starting runtime: {e}")))?;
+    fdlimit::ensure(config.dbs.len())?;
+    let rt = crate::runtime().map_err(ReplicateError::Runtime)?;
     // Startup code (arguments, config) is not needed again: keep it out of the resident set.
     crate::resident::tune_allocator();
     crate::resident::shed();
@@ -113,21 +87,16 @@ pub fn run(
     // snapshot) must still mean "flush and exit 0", not the default kill.
     let signalled = Arc::new(tokio::sync::Notify::new());
     if !opts.once {
-        use tokio::signal::unix::{SignalKind, signal};
-        let _rt = rt.enter();
-        let mut term = signal(SignalKind::terminate()).ok();
-        let mut int = signal(SignalKind::interrupt()).ok();
         // SIGHUP (a closed terminal, a service manager's reload) is a stop too, never the
         // default kill that leaves committed transactions unshipped. Litestream does not catch
         // it (Go's default: exit at once); there is nothing to reload short of a restart.
-        let mut hup = signal(SignalKind::hangup()).ok();
+        let mut signals = {
+            let _rt = rt.enter();
+            crate::signals::StopSignals::new(true).map_err(ReplicateError::Signals)?
+        };
         let (stop, signalled) = (stop.clone(), signalled.clone());
         rt.spawn(async move {
-            tokio::select! {
-                _ = recv(&mut term) => {}
-                _ = recv(&mut int) => {}
-                _ = recv(&mut hup) => {}
-            }
+            signals.recv().await;
             stop.store(true, Ordering::Relaxed);
             signalled.notify_one();
         });
@@ -146,14 +115,17 @@ pub fn run(
         let started = start_db(&rt, db, &config.tiers, opts, stop.clone(), stop_rx.clone());
         dbs.push(started.map_err(|e| out_of_fds(e, config.dbs.len()))?);
     }
-    crate::log::info(&format!("replicating {} database(s)", dbs.len()));
+    tracing::info!("replicating {} database(s)", dbs.len());
     // Nor is the recovery and first-snapshot code.
     crate::resident::shed();
     let _metrics = match &config.addr {
         Some(addr) => {
-            let listener = rt
-                .block_on(crate::metrics::bind(addr))
-                .map_err(ReplicateError::Setup)?;
+            let listener = rt.block_on(crate::metrics::bind(addr)).map_err(|source| {
+                ReplicateError::Metrics {
+                    addr: addr.clone(),
+                    source,
+                }
+            })?;
             let sources = dbs
                 .iter()
                 .map(|d| crate::metrics::Source {
@@ -162,7 +134,7 @@ pub fn run(
                     replicas: d.handle.replicas.clone(),
                 })
                 .collect();
-            crate::log::info(&format!("metrics on http://{addr}/metrics"));
+            tracing::info!("metrics on http://{addr}/metrics");
             Some(rt.spawn(crate::metrics::serve(listener, sources)))
         }
         None => None,
@@ -181,7 +153,7 @@ pub fn run(
                 }
             }
         });
-        crate::log::info("shutting down: shipping what is committed");
+        tracing::info!("shutting down: shipping what is committed");
     }
     stop.store(true, Ordering::Relaxed);
     let mut first_err = None;
@@ -193,11 +165,13 @@ pub fn run(
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 let e = out_of_fds(ReplicateError::Monitor(e), config.dbs.len());
-                crate::log::error(&e.to_string());
+                tracing::error!("{e}");
                 first_err.get_or_insert(e);
             }
             Err(_) => {
-                first_err.get_or_insert(ReplicateError::Setup("monitor thread panicked".into()));
+                first_err.get_or_insert(ReplicateError::MonitorPanicked {
+                    db: d.handle.path.clone(),
+                });
             }
         }
         handles.push(d.handle);
@@ -233,11 +207,7 @@ fn start_db(
         .collect::<Result<_, ReplicaError>>()?;
     let real = real_path(&db.path);
     if real != db.path {
-        crate::log::info(&format!(
-            "database {} is {}",
-            db.path.display(),
-            real.display()
-        ));
+        tracing::info!("database {} is {}", db.path.display(), real.display());
     }
     let meta = meta_dir(db);
     // Before the listings: a replica taken over is emptied first.
@@ -281,9 +251,10 @@ fn start_db(
     // Replicas that cannot continue from the spool start over from a snapshot of the current
     // position, which the monitor writes before shipping starts.
     let left = Spool::existing(&meta);
-    let left_keys = left
-        .keys()
-        .map_err(|e| ReplicateError::Setup(format!("listing {}: {e}", left.dir().display())))?;
+    let left_keys = left.keys().map_err(|source| ReplicateError::Spool {
+        path: left.dir().to_path_buf(),
+        source,
+    })?;
     let mut restarts = Vec::new();
     for ((c, _), l) in clients.iter().zip(&listings) {
         restarts.push(rt.block_on(catchup::check(c, l, &left, &left_keys))?);
@@ -304,9 +275,9 @@ fn start_db(
             let mut m = match Monitor::start(mcfg, floor, pos_tx, st) {
                 Ok(m) => m,
                 Err(e) => {
-                    let msg = e.to_string();
+                    // The failed start is the caller's error, sent above; nothing ran after it.
                     let _ = ready_tx.send(Err(e));
-                    return Err(MonitorError::Replaced(msg));
+                    return Ok(());
                 }
             };
             let _ = ready_tx.send(Ok((m.spool().clone(), m.map_saved())));
@@ -317,14 +288,18 @@ fn start_db(
             }
             m.run(&stop)
         })
-        .map_err(|e| ReplicateError::Setup(format!("starting monitor: {e}")))?;
+        .map_err(ReplicateError::Thread)?;
     let (spool, map_saved) = match ready_rx.recv() {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             let _ = monitor.join();
             return Err(e.into());
         }
-        Err(_) => return Err(ReplicateError::Setup("monitor thread died".into())),
+        Err(_) => {
+            return Err(ReplicateError::MonitorPanicked {
+                db: db.path.clone(),
+            });
+        }
     };
     let mut replicas = Vec::new();
     let mut confirmed = Vec::new();
@@ -376,10 +351,13 @@ fn start_db(
 /// database file", which hides the errno) comes down to.
 fn out_of_fds(e: ReplicateError, dbs: usize) -> ReplicateError {
     if fdlimit::exhausted(&e) {
-        ReplicateError::Setup(format!(
-            "{} (first failure: {e})",
-            fdlimit::message(fdlimit::current(), dbs)
-        ))
+        ReplicateError::OutOfFiles {
+            limit: fdlimit::TooFew {
+                limit: fdlimit::current(),
+                dbs,
+            },
+            first: Box::new(e),
+        }
     } else {
         e
     }
@@ -391,17 +369,12 @@ fn compaction_interval_override() -> Result<Option<Duration>, ReplicateError> {
     match std::env::var("MEMSYNC_COMPACTION_INTERVAL") {
         Ok(v) => crate::config::parse_duration(&v)
             .map(Some)
-            .map_err(|e| ReplicateError::Setup(format!("MEMSYNC_COMPACTION_INTERVAL={v:?}: {e}"))),
+            .map_err(|why| ReplicateError::Env {
+                var: "MEMSYNC_COMPACTION_INTERVAL",
+                value: v,
+                why,
+            }),
         Err(_) => Ok(None),
-    }
-}
-
-async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
-    match s {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
     }
 }
 

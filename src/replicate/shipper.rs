@@ -122,11 +122,11 @@ impl Shipper {
             if key.is_snapshot() {
                 self.since = self.since.max(Some(key.max_txid()));
                 if let Some(why) = self.restart.take() {
-                    crate::log::info(&format!(
+                    tracing::info!(
                         "replica {}: {why}, shipping a new snapshot at position {}",
                         self.client.name(),
                         key.max_txid()
-                    ));
+                    );
                 }
             }
             if !self.put(&key).await? {
@@ -297,18 +297,17 @@ impl Shipper {
                     Err(e) => {
                         self.stats.errors.fetch_add(1, Ordering::Relaxed);
                         backoff = (backoff * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
-                        crate::log::error(&format!("{e} (retrying in {}s)", backoff.as_secs()));
+                        tracing::error!("{e} (retrying in {}s)", backoff.as_secs());
                     }
                 }
                 if last_retention.elapsed() >= self.retention_check {
                     last_retention = Instant::now();
                     match self.enforce_retention().await {
                         Ok(0) => {}
-                        Ok(n) => crate::log::info(&format!(
-                            "{}: retention removed {n} files",
-                            self.client.name()
-                        )),
-                        Err(e) => crate::log::error(&format!("retention: {e}")),
+                        Ok(n) => {
+                            tracing::info!("{}: retention removed {n} files", self.client.name())
+                        }
+                        Err(e) => tracing::error!("retention: {e}"),
                     }
                 }
                 continue;
@@ -325,12 +324,12 @@ impl Shipper {
         };
         match tokio::time::timeout(flush_timeout, flush).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => crate::log::error(&format!("final sync failed: {e}")),
-            Err(_) => crate::log::error(&format!(
+            Ok(Err(e)) => tracing::error!("final sync failed: {e}"),
+            Err(_) => tracing::error!(
                 "replica {}: final sync did not finish within {}s; unshipped changes stay in the spool and ship on next start",
                 self.client.name(),
                 flush_timeout.as_secs()
-            )),
+            ),
         }
         self.remote
     }

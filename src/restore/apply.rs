@@ -120,14 +120,10 @@ impl Target {
         if need <= have {
             return Ok(());
         }
-        // SAFETY: fstatvfs fills the struct it is given from an open descriptor we own.
-        let free = unsafe {
-            let mut st: libc::statvfs = std::mem::zeroed();
-            if libc::fstatvfs(std::os::fd::AsRawFd::as_raw_fd(&self.file), &mut st) != 0 {
-                return Ok(());
-            }
-            st.f_bavail as u64 * st.f_frsize as u64
+        let Ok(st) = rustix::fs::fstatvfs(&self.file) else {
+            return Ok(());
         };
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
         if need - have > free {
             return Err(RestoreError::TooLarge {
                 key: self.key.clone(),
@@ -258,7 +254,7 @@ pub(super) fn build(
                 built.bytes += size;
             }
             Err(e @ RestoreError::Corrupt { .. }) if opts.fallback => {
-                crate::log::warn(&format!("{e}; restoring the state before it"));
+                tracing::warn!("{e}; restoring the state before it");
                 built.stopped_at = Some(key.path());
                 break;
             }
@@ -292,8 +288,10 @@ impl Writeback {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd;
-            // SAFETY: plain syscall on an open descriptor; offset 0 and length 0 mean the whole
-            // file. Only a hint: an error changes nothing, the fsync at the end still runs.
+            // SAFETY: sync_file_range takes the descriptor and three integers by value and reads
+            // no memory of ours; `file` is open for the whole call. Offset 0 and length 0 mean
+            // the whole file. Only a hint: an error changes nothing, the fsync at the end still
+            // runs. (rustix has no wrapper for it.)
             unsafe {
                 libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
             }

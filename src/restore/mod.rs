@@ -292,7 +292,7 @@ pub fn restore(
                 // A corrupt snapshot can be routed around with an older one, if allowed.
                 match (&e, opts.fallback) {
                     (RestoreError::Corrupt { key, .. }, true) if key == &plan.snapshot.path() => {
-                        crate::log::warn(&format!("{e}; falling back to an older snapshot"));
+                        tracing::warn!("{e}; falling back to an older snapshot");
                         fell_back.get_or_insert_with(|| key.clone());
                         keys.retain(|k| k != &plan.snapshot);
                         skipped.push(plan.snapshot);

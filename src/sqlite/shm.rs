@@ -6,7 +6,6 @@
 //! FULL/RESTART/TRUNCATE checkpoint waiting on memsync's read transaction, and step aside.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 const SHM_LOCK_BASE: i64 = 120;
@@ -38,18 +37,15 @@ impl ShmProbe {
     }
 
     fn held_by_other(&self, lock: i64) -> bool {
-        // SAFETY: F_GETLK only reads and fills the flock struct we own; the fd is valid for the
-        // lifetime of `self.file`.
-        unsafe {
-            let mut fl: libc::flock = std::mem::zeroed();
-            fl.l_type = libc::F_WRLCK as _;
-            fl.l_whence = libc::SEEK_SET as _;
-            fl.l_start = (SHM_LOCK_BASE + lock) as _;
-            fl.l_len = 1;
-            if libc::fcntl(self.file.as_raw_fd(), libc::F_GETLK, &mut fl) != 0 {
-                return false;
-            }
-            fl.l_type != libc::F_UNLCK as libc::c_short
-        }
+        use rustix::process::{Flock, FlockOffsetType, FlockType, fcntl_getlk};
+        let probe = Flock {
+            start: (SHM_LOCK_BASE + lock) as u64,
+            length: 1,
+            pid: None,
+            typ: FlockType::WriteLock,
+            offset_type: FlockOffsetType::Set,
+        };
+        // F_GETLK answers "none" when nothing (of another process) would block a write lock.
+        matches!(fcntl_getlk(&self.file, &probe), Ok(Some(_)))
     }
 }

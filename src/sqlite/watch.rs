@@ -51,8 +51,7 @@ impl WalWatch {
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::unix::ffi::OsStrExt;
+    use std::os::fd::OwnedFd;
     use std::os::unix::fs::MetadataExt;
     use std::path::Path;
     use std::time::Duration;
@@ -68,43 +67,30 @@ mod linux {
 
     impl Inotify {
         pub(super) fn new(path: &Path) -> Option<Self> {
+            use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
             let ino = inode(path)?;
-            let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-            // SAFETY: plain syscalls on a fresh descriptor we own; `c` outlives the call.
-            unsafe {
-                let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
-                if fd < 0 {
-                    return None;
-                }
-                let fd = OwnedFd::from_raw_fd(fd);
-                let mask =
-                    libc::IN_MODIFY | libc::IN_ATTRIB | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF;
-                if libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) < 0 {
-                    return None;
-                }
-                Some(Inotify { fd, ino: Some(ino) })
-            }
+            let fd = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).ok()?;
+            let mask = WatchFlags::MODIFY
+                | WatchFlags::ATTRIB
+                | WatchFlags::DELETE_SELF
+                | WatchFlags::MOVE_SELF;
+            inotify::add_watch(&fd, path, mask).ok()?;
+            Some(Inotify { fd, ino: Some(ino) })
         }
 
         pub(super) fn wait(&self, timeout: Duration) -> bool {
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-            // SAFETY: one pollfd we own; reads go into a stack buffer of the given length.
-            unsafe {
-                if libc::poll(&mut pfd, 1, ms) <= 0 {
-                    return false;
-                }
-                let mut buf = [0u8; 4096];
-                let mut any = false;
-                while libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) > 0 {
-                    any = true;
-                }
-                any
+            use rustix::event::{PollFd, PollFlags, Timespec, poll};
+            let timeout = Timespec::try_from(timeout).ok();
+            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            if !matches!(poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0) {
+                return false;
             }
+            let mut buf = [0u8; 4096];
+            let mut any = false;
+            while matches!(rustix::io::read(&self.fd, &mut buf), Ok(n) if n > 0) {
+                any = true;
+            }
+            any
         }
     }
 }

@@ -282,6 +282,7 @@ impl Replicator {
     /// SIGTERM and wait; returns the exit status and the output.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         let mut c = self.child.take().unwrap();
+        // SAFETY: kill(2) takes two integers and reads or writes no memory of this process.
         unsafe {
             libc::kill(c.id() as i32, libc::SIGTERM);
         }

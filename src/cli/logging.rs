@@ -1,0 +1,117 @@
+//! The log flags every command takes, and `LOG_LEVEL`. `replicate` applies them over its
+//! config's `logging` section; the other commands over the defaults (info, text, stderr).
+
+use clap::Args;
+use tracing::level_filters::LevelFilter;
+
+use super::error::CliError;
+use crate::log::Format;
+
+#[derive(Debug, Args)]
+pub(super) struct LogArgs {
+    /// Log level: error, warn, info, debug (default: LOG_LEVEL, then the config, then info).
+    #[arg(long = "log-level", global = true)]
+    log_level: Option<String>,
+    /// Log line format: text or json (default: the config's `logging.type`, then text).
+    #[arg(long = "log-format", global = true)]
+    log_format: Option<String>,
+}
+
+/// What the command line and the environment say about logging; `None` leaves the default (or
+/// the config's setting) in place.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Overrides {
+    level: Option<LevelFilter>,
+    format: Option<Format>,
+    /// A `LOG_LEVEL` that names no level: an error for `replicate` (as it always was), ignored
+    /// by commands that never read it before.
+    bad_env: Option<String>,
+}
+
+impl Overrides {
+    /// `-log-level` wins over `LOG_LEVEL`; a bad flag value is an error.
+    pub(super) fn from_args(a: &LogArgs, env: Option<String>) -> Result<Overrides, CliError> {
+        let flag = match &a.log_level {
+            Some(l) => {
+                Some(crate::log::parse_level(l).ok_or_else(|| CliError::LogLevel(l.clone()))?)
+            }
+            None => None,
+        };
+        let (env_level, bad_env) = match env.filter(|v| !v.is_empty()) {
+            Some(v) => match crate::log::parse_level(&v) {
+                Some(l) => (Some(l), None),
+                None => (None, Some(v)),
+            },
+            None => (None, None),
+        };
+        let format = match &a.log_format {
+            Some(f) => Some(Format::parse(f).ok_or_else(|| CliError::LogFormat(f.clone()))?),
+            None => None,
+        };
+        Ok(Overrides {
+            level: flag.or(env_level),
+            format,
+            bad_env: bad_env.filter(|_| flag.is_none()),
+        })
+    }
+
+    /// Sets what was asked for.
+    pub(super) fn apply(&self) {
+        if let Some(l) = self.level {
+            crate::log::set_filter(l);
+        }
+        if let Some(f) = self.format {
+            crate::log::set_format(f);
+        }
+    }
+
+    /// Fails on a `LOG_LEVEL` that names no level.
+    pub(super) fn check_env(&self) -> Result<(), CliError> {
+        match &self.bad_env {
+            Some(v) => Err(CliError::LogLevel(v.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(level: Option<&str>, format: Option<&str>) -> LogArgs {
+        LogArgs {
+            log_level: level.map(Into::into),
+            log_format: format.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn the_flag_wins_over_the_environment() {
+        let o = Overrides::from_args(&args(Some("warn"), None), Some("debug".into())).unwrap();
+        assert_eq!(o.level, Some(LevelFilter::WARN));
+        let o = Overrides::from_args(&args(None, None), Some("debug".into())).unwrap();
+        assert_eq!(o.level, Some(LevelFilter::DEBUG));
+        assert_eq!(
+            Overrides::from_args(&args(None, None), None).unwrap(),
+            Overrides::default()
+        );
+        let o = Overrides::from_args(&args(None, Some("JSON")), None).unwrap();
+        assert_eq!(o.format, Some(Format::Json));
+    }
+
+    #[test]
+    fn bad_values() {
+        let e = Overrides::from_args(&args(Some("loud"), None), None).unwrap_err();
+        assert_eq!(e.to_string(), "unknown log level \"loud\"");
+        assert!(Overrides::from_args(&args(None, Some("xml")), None).is_err());
+        // A bad LOG_LEVEL only fails the commands that check it, unless the flag overrides it.
+        let o = Overrides::from_args(&args(None, None), Some("loud".into())).unwrap();
+        assert_eq!(o.level, None);
+        assert_eq!(
+            o.check_env().unwrap_err().to_string(),
+            "unknown log level \"loud\""
+        );
+        let o = Overrides::from_args(&args(Some("info"), None), Some("loud".into())).unwrap();
+        assert!(o.check_env().is_ok());
+    }
+}
