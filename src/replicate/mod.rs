@@ -281,6 +281,8 @@ fn start_db(
     // Replicas that cannot continue from the spool start over from a snapshot of the current
     // position, which the monitor writes before shipping starts.
     let left = Spool::existing(&meta);
+    left.drop_torn()
+        .map_err(|e| ReplicateError::Setup(format!("checking {}: {e}", left.dir().display())))?;
     let left_keys = left
         .keys()
         .map_err(|e| ReplicateError::Setup(format!("listing {}: {e}", left.dir().display())))?;

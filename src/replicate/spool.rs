@@ -65,8 +65,10 @@ impl Spool {
         let res = (|| {
             let mut w = BufWriter::with_capacity(64 * 1024, File::create(&tmp)?);
             fill(&mut w)?;
+            crate::fault::point("spool-write")?;
             let f = w.into_inner().map_err(|e| e.into_error())?;
             let size = f.metadata()?.len();
+            crate::fault::point("spool-rename")?;
             fs::rename(&tmp, &dest)?;
             Ok(size)
         })();
@@ -107,6 +109,30 @@ impl Spool {
         Ok(DbChecksum::from_raw(u64::from_le_bytes(
             t[4..12].try_into().expect("8 bytes"),
         )))
+    }
+
+    /// Deletes the files a power cut left empty or torn (spool files are not fsynced): a header
+    /// that does not read or does not match the key, or no trailer where the file ends. Such a
+    /// file must be neither replayed nor shipped; what it held is still in the database, and
+    /// the gap it leaves makes the next start resume before it or take a snapshot. Call before
+    /// the monitor starts.
+    pub fn drop_torn(&self) -> io::Result<()> {
+        for k in self.keys()? {
+            let whole = self.header(&k).is_ok_and(|h| h.check_key(&k).is_ok())
+                && self.post_checksum(&k).is_ok();
+            if whole {
+                continue;
+            }
+            match fs::remove_file(self.path(&k)) {
+                Ok(()) => crate::log::warn(&format!(
+                    "spool {}: dropped {k}: empty or torn (lost in a crash before it was synced)",
+                    self.dir.display()
+                )),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Deletes files every replica has (position at or below `upto`), except segments not yet
