@@ -95,10 +95,14 @@ mod armed {
             let arms = arms.get_or_insert_with(|| {
                 std::env::var("MEMSYNC_FAULT").map_or_else(|_| Vec::new(), |s| parse(&s))
             });
-            arms.iter()
+            // Every arm of the point counts the hit; the first one due acts.
+            let due: Vec<Action> = arms
+                .iter()
                 .filter(|a| a.point == name)
-                .find(|a| a.hits.fetch_add(1, Ordering::Relaxed) + 1 == a.nth)
+                .filter(|a| a.hits.fetch_add(1, Ordering::Relaxed) + 1 == a.nth)
                 .map(|a| a.action)
+                .collect();
+            due.first().copied()
         };
         match action {
             None => Ok(()),
