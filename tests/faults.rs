@@ -130,7 +130,10 @@ fn crash_at(point: &str, nth: u32, db_extra: &str, replica_extra: &str, env: &[(
         Some(libc::SIGABRT),
         "memsync exited {st} instead of crashing at {spec}:\n{log}"
     );
-    assert!(log.contains(&format!("fault point {point}: crashing")), "{log}");
+    assert!(
+        log.contains(&format!("fault point {point}: crashing")),
+        "{log}"
+    );
     // What the replica holds right after the crash is already a prefix.
     let source = app_conn(&s.db);
     restore_prefix(&s, &source, "after-crash.db");

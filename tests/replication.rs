@@ -294,7 +294,6 @@ fn memsync_checkpoints_keep_restarting_the_wal_under_a_steady_writer() {
     assert_same(&app, &check_sound(&out));
 }
 
-
 /// The byte offsets of SQLite's WAL index (`-shm`): the header's `mxFrame` (last valid frame)
 /// and the checkpoint info's `nBackfill` (frames copied into the database).
 fn wal_index_frames(db: &std::path::Path) -> (u32, u32) {

@@ -85,7 +85,11 @@ fn decode_file_corpus_replays() {
     );
     for (i, (path, data)) in inputs.iter().enumerate() {
         eprintln!("{}", path.display());
-        replay(data, 0x9e37_79b9_7f4a_7c15 ^ i as u64, checks::decode_file_input);
+        replay(
+            data,
+            0x9e37_79b9_7f4a_7c15 ^ i as u64,
+            checks::decode_file_input,
+        );
     }
 }
 
@@ -105,7 +109,11 @@ fn parse_key_corpus_replays() {
                 .and_then(replica_formats::ObjectKey::parse)
                 .is_some(),
         );
-        replay(data, 0x2545_f491_4f6c_dd1d ^ i as u64, checks::parse_key_input);
+        replay(
+            data,
+            0x2545_f491_4f6c_dd1d ^ i as u64,
+            checks::parse_key_input,
+        );
     }
     // The seeds hold canonical keys as well as near misses.
     assert!(accepted >= 3 && accepted < inputs.len());
