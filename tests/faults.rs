@@ -108,6 +108,16 @@ fn recover_and_check(s: &Scene, w: Writer, at_least: u64, env: &[(&str, &str)]) 
     assert!(st.success(), "{log}");
     let restored = check_sound(&s.restore("final.db", &["-integrity-check", "full"]));
     assert_same(&app, &restored);
+    // Temp files the crash left mid-write were removed at the restart.
+    let temps = spool_temp_files(s);
+    assert!(temps.is_empty(), "left in the spool: {temps:?}");
+}
+
+fn spool_temp_files(s: &Scene) -> Vec<PathBuf> {
+    files(&s.dir.path().join(".db.sqlite-memsync/spool"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect()
 }
 
 /// Arms `<point>:crash:<nth>`, lets the application write until memsync dies there, then
@@ -134,6 +144,12 @@ fn crash_at(point: &str, nth: u32, db_extra: &str, replica_extra: &str, env: &[(
         log.contains(&format!("fault point {point}: crashing")),
         "{log}"
     );
+    if matches!(point, "spool-write" | "spool-rename" | "snapshot") {
+        assert!(
+            !spool_temp_files(&s).is_empty(),
+            "no temp file left by {spec}"
+        );
+    }
     // What the replica holds right after the crash is already a prefix.
     let source = app_conn(&s.db);
     restore_prefix(&s, &source, "after-crash.db");

@@ -114,9 +114,10 @@ impl Spool {
     /// Deletes the files a power cut left empty or torn (spool files are not fsynced): a header
     /// that does not read or does not match the key, or no trailer where the file ends. Such a
     /// file must be neither replayed nor shipped; what it held is still in the database, and
-    /// the gap it leaves makes the next start resume before it or take a snapshot. Call before
-    /// the monitor starts.
+    /// the gap it leaves makes the next start resume before it or take a snapshot. Temp files
+    /// a crash left mid-write go too. Call before the monitor starts, holding the lock.
     pub fn drop_torn(&self) -> io::Result<()> {
+        remove_temp_files(&self.dir)?;
         for k in self.keys()? {
             let whole = self.header(&k).is_ok_and(|h| h.check_key(&k).is_ok())
                 && self.post_checksum(&k).is_ok();
@@ -168,6 +169,29 @@ impl Spool {
         }
         Ok(n)
     }
+}
+
+/// Removes the `*.tmp` files under `dir` (see [`fsutil::temp_sibling`]): with the database's
+/// lock held, they are what a crash left mid-write.
+fn remove_temp_files(dir: &Path) -> io::Result<()> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in rd {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_temp_files(&entry.path())?;
+        } else if entry.file_name().to_string_lossy().ends_with(".tmp") {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectKey>) -> io::Result<()> {
