@@ -213,3 +213,34 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectKey>) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use replica_formats::testkit::{seg_at, segment};
+
+    /// What a power cut leaves (an empty file, a file cut short, a header under another key, a
+    /// temp file) is dropped; whole files stay.
+    #[test]
+    fn drop_torn_keeps_whole_files_only() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let put = |t: u64, bytes: &[u8]| {
+            let p = spool.path(&seg_at(0, t, t, t as i64));
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, bytes).unwrap();
+        };
+        let whole = segment(1, 4, &[(1, 1), (2, 2), (3, 3)]);
+        put(1, &whole);
+        put(2, b"");
+        let cut = segment(3, 4, &[(1, 1), (2, 2), (3, 3)]);
+        put(3, &cut[..cut.len() / 2]);
+        // Whole, but the header says position 1, not 4.
+        put(4, &whole);
+        let temp = spool.dir().join("segments/0/x.seg.123.tmp");
+        fs::write(&temp, b"partial").unwrap();
+        spool.drop_torn().unwrap();
+        assert_eq!(spool.keys().unwrap(), [seg_at(0, 1, 1, 1)]);
+        assert!(!temp.exists());
+    }
+}
