@@ -123,6 +123,7 @@ fn spool_temp_files(s: &Scene) -> Vec<PathBuf> {
 /// Arms `<point>:crash:<nth>`, lets the application write until memsync dies there, then
 /// restarts it and checks the replica.
 fn crash_at(point: &str, nth: u32, db_extra: &str, replica_extra: &str, env: &[(&str, &str)]) {
+    require_fault_points();
     let s = Scene::new(db_extra, replica_extra);
     drop(create_memdb(&s.db));
     let w = Writer::start(&s.db);
@@ -204,6 +205,7 @@ fn crash_at_pagemap_save() {
 /// Every point fails once, in one run: memsync logs the failure, retries and loses nothing.
 #[test]
 fn each_fault_point_failing_once_is_retried() {
+    require_fault_points();
     let s = Scene::new(STEADY_DB, CHURN_REPLICA);
     drop(create_memdb(&s.db));
     let w = Writer::start(&s.db);
@@ -262,6 +264,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 /// application with `synchronous=FULL` would have them.)
 #[test]
 fn power_loss_drops_what_was_not_fsynced() {
+    require_fault_points();
     let s = Scene::new(STEADY_DB, STEADY_REPLICA);
     drop(create_memdb(&s.db));
     let w = Writer::start(&s.db);

@@ -132,6 +132,7 @@ fn retention_prunes_old_files_and_keeps_the_window_restorable() {
 /// provably lands during it, however fast the machine.
 #[test]
 fn sigterm_during_startup_flushes_and_exits_zero() {
+    require_fault_points();
     let s = Scene::new("", "");
     let c = app_conn(&s.db);
     c.execute_batch(

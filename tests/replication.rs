@@ -313,6 +313,7 @@ fn wal_index_frames(db: &std::path::Path) -> (u32, u32) {
 /// design; so up to three runs, and one must show it.
 #[test]
 fn a_checkpointing_pass_backfills_before_writing_what_it_gathered() {
+    require_fault_points();
     let mut seen = Vec::new();
     for _ in 0..3 {
         let s = Scene::new(

@@ -386,6 +386,15 @@ impl Drop for Replicator {
     }
 }
 
+/// Fails a test that arms fault points (`MEMSYNC_FAULT`) in a build that has none: only debug
+/// builds read the variable, and a release binary would just run past the point.
+pub fn require_fault_points() {
+    #[cfg(not(debug_assertions))]
+    panic!(
+        "this test arms fault points, which exist in debug builds only: run it without --release"
+    );
+}
+
 /// Runs memsync with `args` and returns its output.
 pub fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
