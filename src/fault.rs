@@ -34,7 +34,6 @@ pub fn point(name: &str) -> io::Result<()> {
 mod armed {
     use std::io;
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +47,7 @@ mod armed {
         point: String,
         action: Action,
         nth: u64,
-        hits: AtomicU64,
+        hits: u64,
     }
 
     /// The armed points, read from the environment once.
@@ -83,10 +82,22 @@ mod armed {
                     point,
                     action,
                     nth,
-                    hits: AtomicU64::new(0),
+                    hits: 0,
                 })
             })
             .collect()
+    }
+
+    /// Counts a hit of `name` on every arm of that point; the action of the first one due.
+    fn count(arms: &mut [Arm], name: &str) -> Option<Action> {
+        let mut due = None;
+        for a in arms.iter_mut().filter(|a| a.point == name) {
+            a.hits += 1;
+            if a.hits == a.nth {
+                due = due.or(Some(a.action));
+            }
+        }
+        due
     }
 
     pub(super) fn hit(name: &str) -> io::Result<()> {
@@ -95,14 +106,7 @@ mod armed {
             let arms = arms.get_or_insert_with(|| {
                 std::env::var("MEMSYNC_FAULT").map_or_else(|_| Vec::new(), |s| parse(&s))
             });
-            // Every arm of the point counts the hit; the first one due acts.
-            let due: Vec<Action> = arms
-                .iter()
-                .filter(|a| a.point == name)
-                .filter(|a| a.hits.fetch_add(1, Ordering::Relaxed) + 1 == a.nth)
-                .map(|a| a.action)
-                .collect();
-            due.first().copied()
+            count(arms, name)
         };
         match action {
             None => Ok(()),
@@ -130,6 +134,15 @@ mod armed {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn each_arm_acts_once_at_its_own_hit() {
+            let mut arms = parse("upload:pause:2,upload:fail:3,delete:crash");
+            let hits: Vec<Option<Action>> = (0..4).map(|_| count(&mut arms, "upload")).collect();
+            assert_eq!(hits, [None, Some(Action::Pause), Some(Action::Fail), None]);
+            assert_eq!(count(&mut arms, "spool-write"), None);
+            assert_eq!(count(&mut arms, "delete"), Some(Action::Crash));
+        }
 
         #[test]
         fn specs_parse_and_bad_ones_are_dropped() {
