@@ -10,7 +10,9 @@
 //!
 //! Points (see `docs/design.md`, "Crash points"): `spool-write` (a spool file's temp file
 //! written, not yet flushed), `spool-rename` (complete temp file, before the rename into place),
-//! `snapshot` (a snapshot's pages written, before its trailer), `upload` (a file is on the
+//! `spool-renamed` (the file in place, its position not yet recorded; for `crash` and `pause`:
+//! nothing after a rename can fail), `snapshot` (a snapshot's pages written, before its
+//! trailer), `upload` (a file is on the
 //! replica, not yet recorded as shipped), `delete` (one replica file deleted) and
 //! `pagemap-save` (before the page map is written).
 //!

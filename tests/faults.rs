@@ -176,6 +176,12 @@ fn crash_at_spool_rename() {
     crash_at("spool-rename", 12, STEADY_DB, STEADY_REPLICA, &[]);
 }
 
+/// Dies with a spool file in place whose position memsync has not recorded (nor shipped).
+#[test]
+fn crash_at_spool_renamed() {
+    crash_at("spool-renamed", 12, STEADY_DB, STEADY_REPLICA, &[]);
+}
+
 /// Dies in the middle of a periodic snapshot (the first is the startup snapshot).
 #[test]
 fn crash_at_snapshot() {

@@ -70,6 +70,7 @@ impl Spool {
             let size = f.metadata()?.len();
             crate::fault::point("spool-rename")?;
             fs::rename(&tmp, &dest)?;
+            crate::fault::point("spool-renamed")?;
             Ok(size)
         })();
         if res.is_err() {
