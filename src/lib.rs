@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 mod config;
 mod demo;
+mod fault;
 mod fsutil;
 mod log;
 pub mod memory;

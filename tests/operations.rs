@@ -128,9 +128,12 @@ fn retention_prunes_old_files_and_keeps_the_window_restorable() {
 
 /// SIGTERM while the first snapshot of a large database is still being written: the process
 /// finishes that snapshot, ships it and exits 0 (it used to die of the signal, because the
-/// handler was only installed once every database had started).
+/// handler was only installed once every database had started). The snapshot is held at its
+/// fault point (`snapshot:pause`, debug builds) until the signal was sent, so the signal
+/// provably lands during it, however fast the machine.
 #[test]
 fn sigterm_during_startup_flushes_and_exits_zero() {
+    require_fault_points();
     let s = Scene::new("", "");
     let c = app_conn(&s.db);
     c.execute_batch(
@@ -139,10 +142,29 @@ fn sigterm_during_startup_flushes_and_exits_zero() {
          INSERT INTO blobs SELECT randomblob(4000) FROM n;",
     )
     .unwrap();
-    let r = s.start();
-    std::thread::sleep(Duration::from_millis(150));
-    let (st, log) = r.stop();
+    let hold = s.dir.path().join("hold-snapshot");
+    std::fs::write(&hold, b"").unwrap();
+    let mut r = s.start_with(&[
+        ("MEMSYNC_FAULT", "snapshot:pause"),
+        ("MEMSYNC_FAULT_HOLD", hold.to_str().unwrap()),
+    ]);
+    r.wait_for_log("fault point snapshot: paused");
+    r.signal(libc::SIGTERM);
+    // The signal is delivered to a process standing inside its first snapshot; only then may
+    // the snapshot go on.
+    std::fs::remove_file(&hold).unwrap();
+    let (st, log) = r.wait();
     assert!(st.success(), "replicate exited {st}: {log}");
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{log}"))
+    };
+    assert!(
+        at("fault point snapshot: paused") < at("fault point snapshot: released")
+            && at("fault point snapshot: released") < at("snapshot at position")
+            && at("snapshot at position") < at("shutting down"),
+        "the snapshot did not span the signal:\n{log}"
+    );
     let out = s.restore("restored.db", &["-integrity-check", "quick"]);
     let restored = rusqlite::Connection::open(&out).unwrap();
     let n: i64 = restored

@@ -341,6 +341,11 @@ impl ReplicaClient {
                 Ok(()) | Err(ReplicaError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
+            crate::fault::point("delete").map_err(|source| ReplicaError::Write {
+                replica: self.name.clone(),
+                path: key.path(),
+                source,
+            })?;
         }
         Ok(())
     }

@@ -13,10 +13,9 @@ use replica_formats::{EncodeOptions, FormatError, Level, ObjectKey};
 pub use replica_formats::FAN_IN;
 
 /// How compacted segments are encoded, by level. Level-1 files are written most often (one
-/// per 30 s bucket, or per `FAN_IN` level-0 files), so they get the cheaper setting; what is
-/// merged from them gets the tighter one. (They now stay on the replica for level 1's
-/// `retention`, a day by default: the tighter setting would save ~14 % of their bytes for
-/// about twice the merge CPU; not measured yet.)
+/// per 30 s bucket, or per `FAN_IN` level-0 files), so they may get a cheaper setting than
+/// what is merged from them; they also stay on the replica for level 1's `retention`, a day
+/// by default, which favours the tighter one (`docs/measurements.md`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CompactEncoding {
     /// Level-1 segments.

@@ -251,6 +251,10 @@ fn start_db(
     // Replicas that cannot continue from the spool start over from a snapshot of the current
     // position, which the monitor writes before shipping starts.
     let left = Spool::existing(&meta);
+    left.drop_torn().map_err(|source| ReplicateError::Spool {
+        path: left.dir().to_path_buf(),
+        source,
+    })?;
     let left_keys = left.keys().map_err(|source| ReplicateError::Spool {
         path: left.dir().to_path_buf(),
         source,

@@ -36,9 +36,10 @@ const RELIABLE_SNAPSHOT_PAGES: u32 = 1024;
 
 /// Segments since the last snapshot may add up to this much before a new snapshot is taken,
 /// or the last snapshot's size if larger. Each snapshot is a full copy kept for the whole
-/// retention window; below this much, the segments restore in a fraction of a second (~0.2 s
-/// at memsync's local restore speed), so a copy would cost more storage than it saves time.
-/// (At 16 MB, the benchmark's memory database took a full copy after 25 s of writes, at 16 MB.)
+/// retention window; below this much, the segments restore in a fraction of a second at
+/// memsync's local restore speed, so a copy would cost more storage than it saves time.
+/// (A smaller floor made a small busy database take full copies far too often;
+/// `docs/measurements.md`.)
 pub const SNAPSHOT_MIN_BYTES: u64 = 64 << 20;
 
 impl Compactor {
@@ -87,9 +88,8 @@ impl Compactor {
 
     /// What a snapshot taken now would weigh, extrapolated from the last one. A snapshot of an
     /// almost empty database (fewer than [`RELIABLE_SNAPSHOT_PAGES`]) says nothing about how the
-    /// grown one compresses: then half the raw size is assumed. (Extrapolating from the 20-page
-    /// first snapshot of a new database took a needless full snapshot as soon as 16 MB of
-    /// segments had piled up.)
+    /// grown one compresses: then half the raw size is assumed. (Extrapolating from a new
+    /// database's tiny first snapshot took needless full snapshots.)
     fn snapshot_estimate(&self) -> u64 {
         if self.snapshot_pages < RELIABLE_SNAPSHOT_PAGES {
             return self.db_pages as u64 * self.page_size as u64 / 2;

@@ -84,6 +84,11 @@ impl Shipper {
             }
             Err(e) => return Err(e),
         };
+        crate::fault::point("upload").map_err(|source| ReplicaError::Local {
+            replica: self.client.name().to_owned(),
+            path: key.path(),
+            source,
+        })?;
         self.known.insert(*key);
         self.stats.uploads.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes.fetch_add(size, Ordering::Relaxed);

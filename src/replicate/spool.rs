@@ -65,9 +65,12 @@ impl Spool {
         let res = (|| {
             let mut w = BufWriter::with_capacity(64 * 1024, File::create(&tmp)?);
             fill(&mut w)?;
+            crate::fault::point("spool-write")?;
             let f = w.into_inner().map_err(|e| e.into_error())?;
             let size = f.metadata()?.len();
+            crate::fault::point("spool-rename")?;
             fs::rename(&tmp, &dest)?;
+            crate::fault::point("spool-renamed")?;
             Ok(size)
         })();
         if res.is_err() {
@@ -109,6 +112,31 @@ impl Spool {
         )))
     }
 
+    /// Deletes the files a power cut left empty or torn (spool files are not fsynced): a header
+    /// that does not read or does not match the key, or no trailer where the file ends. Such a
+    /// file must be neither replayed nor shipped; what it held is still in the database, and
+    /// the gap it leaves makes the next start resume before it or take a snapshot. Temp files
+    /// a crash left mid-write go too. Call before the monitor starts, holding the lock.
+    pub fn drop_torn(&self) -> io::Result<()> {
+        remove_temp_files(&self.dir)?;
+        for k in self.keys()? {
+            let whole = self.header(&k).is_ok_and(|h| h.check_key(&k).is_ok())
+                && self.post_checksum(&k).is_ok();
+            if whole {
+                continue;
+            }
+            match fs::remove_file(self.path(&k)) {
+                Ok(()) => crate::log::warn(&format!(
+                    "spool {}: dropped {k}: empty or torn (lost in a crash before it was synced)",
+                    self.dir.display()
+                )),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes files every replica has (position at or below `upto`), except segments not yet
     /// merged into the next level (compaction reads them here), files after `keep_after` (the
     /// saved page map's position) and the newest file (it tells a restarted monitor where the
@@ -144,6 +172,29 @@ impl Spool {
     }
 }
 
+/// Removes the `*.tmp` files under `dir` (see [`fsutil::temp_sibling`]): with the database's
+/// lock held, they are what a crash left mid-write.
+fn remove_temp_files(dir: &Path) -> io::Result<()> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in rd {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_temp_files(&entry.path())?;
+        } else if entry.file_name().to_string_lossy().ends_with(".tmp") {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectKey>) -> io::Result<()> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -162,4 +213,35 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectKey>) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use replica_formats::testkit::{seg_at, segment};
+
+    /// What a power cut leaves (an empty file, a file cut short, a header under another key, a
+    /// temp file) is dropped; whole files stay.
+    #[test]
+    fn drop_torn_keeps_whole_files_only() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let put = |t: u64, bytes: &[u8]| {
+            let p = spool.path(&seg_at(0, t, t, t as i64));
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, bytes).unwrap();
+        };
+        let whole = segment(1, 4, &[(1, 1), (2, 2), (3, 3)]);
+        put(1, &whole);
+        put(2, b"");
+        let cut = segment(3, 4, &[(1, 1), (2, 2), (3, 3)]);
+        put(3, &cut[..cut.len() / 2]);
+        // Whole, but the header says position 1, not 4.
+        put(4, &whole);
+        let temp = spool.dir().join("segments/0/x.seg.123.tmp");
+        fs::write(&temp, b"partial").unwrap();
+        spool.drop_torn().unwrap();
+        assert_eq!(spool.keys().unwrap(), [seg_at(0, 1, 1, 1)]);
+        assert!(!temp.exists());
+    }
 }

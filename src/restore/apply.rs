@@ -270,7 +270,8 @@ pub(super) fn build(
 
 /// Starts the kernel writing the restored file back while it is still being built, a few MB
 /// at a time, so the final fsync (which stays: it is what makes the restore durable) finds
-/// little left to do: it took a third of a 214 MB restore when all of it waited for the end.
+/// little left to do: when all of it waited for the end, it was a large part of a large
+/// restore (`docs/measurements.md`).
 #[derive(Default)]
 struct Writeback {
     pending: u64,

@@ -338,6 +338,7 @@ impl Monitor {
                 fresh.set(pgno, page);
                 enc.write_page(pgno, page).map_err(fmt_err)
             })?;
+            crate::fault::point("snapshot")?;
             fresh.resize(commit);
             enc.finish(fresh.checksum()).map_err(fmt_err)?;
             Ok(())

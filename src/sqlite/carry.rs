@@ -2,9 +2,9 @@
 //!
 //! A PASSIVE checkpoint ships what it gathered, backfills, then takes the write lock to copy
 //! the few commits made meanwhile before letting the WAL restart. Written at once, that tail
-//! was a level-0 file of its own about 10 ms after the sync's: two files a second under a
-//! steady load, each an upload, a compaction input and a copy of the hot pages (12 % of the
-//! level-0 bytes in the benchmark). Read into memory instead, it goes out with the next sync's
+//! was a level-0 file of its own right after the sync's: two files per sync interval under a
+//! steady load, each an upload, a compaction input and one more copy of the hot pages
+//! (`docs/measurements.md`). Read into memory instead, it goes out with the next sync's
 //! segment. Nothing is lost if memsync dies before that: the pages are not in the page map
 //! until written, so the restart's resynchronisation finds them in the database (the
 //! checkpoint copied them there) and ships them.

@@ -224,10 +224,10 @@ impl Monitor {
         // above 0, keeps it from being restarted), and otherwise the application's own
         // autocheckpoint does this copy in its commit path, holding SQLite's checkpoint lock
         // when memsync's final PASSIVE needs it (writing a second's frames first left the WAL
-        // unrestarted often enough to grow database+WAL from 63 to 79 MB in the benchmark).
+        // unrestarted often enough to let it grow; `docs/measurements.md`).
         // With `sync-interval: 0` the gathered frames are a few milliseconds' worth, written in
-        // about as long: they go first rather than wait out the backfill (sync-interval 0s lag
-        // p95 28-49 ms against 53-59 ms).
+        // about as long: they go first rather than wait out the backfill, which would add to
+        // every commit's lag.
         let written_first = self
             .cfg
             .min_sync_gap

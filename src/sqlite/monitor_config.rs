@@ -41,23 +41,23 @@ pub struct MonitorConfig {
     /// Convert a rollback-journal database to WAL instead of refusing it.
     pub convert_to_wal: bool,
     /// zstd level of level-0 segments: fast mode −20, because they are written on the hot path
-    /// and memsync's CPU is mostly this and the I/O around it. Level 1 makes them 30 % smaller
-    /// for about a third more replicator CPU (README, Benchmark).
+    /// and memsync's CPU is mostly this and the I/O around it. Level 1 would make them smaller
+    /// for clearly more replicator CPU (figures: `docs/measurements.md`).
     pub zstd_level: i32,
     /// zstd level of compacted segments and snapshots, which stay for a tier's retention:
-    /// level 1 (level 3 saves ~3.5 % more for twice the CPU; −1 costs 20 % more bytes for no
-    /// CPU measurably saved).
+    /// level 1, where higher levels save little for much more CPU and lower ones cost bytes
+    /// without saving CPU that matters (`docs/measurements.md`).
     pub keep_level: i32,
     /// Pages per run of compacted segments. The merge holds the run it is encoding: 32 pages
-    /// instead of the format's default 64 lower the replicator's peak memory by 0.3 MB (8.9
-    /// against 9.2 MB in the benchmark) for ~1 % more replica bytes.
+    /// instead of the format's default 64 lower the replicator's peak memory for slightly more
+    /// replica bytes (`docs/measurements.md`).
     pub keep_run_pages: usize,
     /// How often to look for an application's checkpoint waiting on memsync.
     pub probe_interval: Duration,
     /// How long nothing must be committed before memsync closes its connections (see
     /// `idle.rs`). One second: an application switching out of WAL mode, which SQLite allows
     /// only to the database's sole connection, succeeds when it retries for a second or two,
-    /// while a steady writer (commits under a second apart) never pays the reopen (~1 ms).
+    /// while a steady writer (commits under a second apart) never pays the reopen.
     pub idle_release: Duration,
     /// Set when memsync is stopping. With it, a full disk under the spool at start is waited
     /// out (retrying with backoff) instead of failing; without it (`-once`), it fails.

@@ -2,8 +2,8 @@
 //! bounds them, but a commit after a quiet spell ships at once.
 //!
 //! A fixed "no sooner than one interval after the last sync" rule makes a lone commit wait up
-//! to a whole interval whenever another one shipped shortly before it: with a memory stored
-//! every few seconds and a 1 s interval, a third of them waited. A token bucket keeps the same
+//! to a whole interval whenever another one shipped shortly before it, which is common when
+//! commits come every few intervals (`docs/measurements.md`). A token bucket keeps the same
 //! long-run bound on uploads (one per interval, which is what object stores bill) and lets a
 //! short burst through: up to [`SYNC_BURST`] syncs back to back after a quiet spell. Under a
 //! steady load the bucket is empty and syncs come exactly once per interval, as before.

@@ -162,6 +162,7 @@ impl PageMap {
         }
         let crc = crc32(&buf);
         buf.extend_from_slice(&crc.to_le_bytes());
+        crate::fault::point("pagemap-save")?;
         crate::fsutil::write_atomic(path, &buf)
     }
 

@@ -137,6 +137,26 @@ pub fn assert_same(source: &Connection, restored: &Connection) {
     assert_eq!(knn(source), knn(restored), "KNN results differ");
 }
 
+/// Asserts the restored memories are exactly the source's first n (same ids, hashes and
+/// contents, nothing else) and returns n: a replica may lag, never hold a row the source does
+/// not have at that place or miss one before its last.
+pub fn assert_prefix(source: &Connection, restored: &Connection) -> usize {
+    let (src, got) = (rows(source), rows(restored));
+    let n = got.len();
+    assert!(
+        n <= src.len(),
+        "the restore holds {n} memories, the source only {}",
+        src.len()
+    );
+    if let Some(i) = (0..n).find(|&i| got[i] != src[i]) {
+        panic!(
+            "restored row {i} differs from the source's: {:?} against {:?}",
+            got[i], src[i]
+        );
+    }
+    n
+}
+
 /// A scratch directory with a database and a file replica.
 pub struct Scene {
     pub dir: tempfile::TempDir,
@@ -293,6 +313,60 @@ impl Replicator {
         )
     }
 
+    /// Sends `sig` without waiting.
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().unwrap().id() as i32;
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+
+    /// Waits for the process to exit on its own, up to `limit`; `None` if it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit; returns the exit status and the output.
+    pub fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.take().unwrap().wait().unwrap();
+        (
+            status,
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+        )
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until its log holds `needle`, up to a minute.
+    pub fn wait_for_log(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.log().contains(needle) {
+            assert!(
+                self.running(),
+                "exited before logging {needle:?}:\n{}",
+                self.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "never logged {needle:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Process id (a second replicator must name it).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
@@ -311,6 +385,15 @@ impl Drop for Replicator {
             let _ = c.wait();
         }
     }
+}
+
+/// Fails a test that arms fault points (`MEMSYNC_FAULT`) in a build that has none: only debug
+/// builds read the variable, and a release binary would just run past the point.
+pub fn require_fault_points() {
+    #[cfg(not(debug_assertions))]
+    panic!(
+        "this test arms fault points, which exist in debug builds only: run it without --release"
+    );
 }
 
 /// Runs memsync with `args` and returns its output.
