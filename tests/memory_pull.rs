@@ -292,7 +292,7 @@ fn each_conflict_policy_settles_a_real_conflict() {
 }
 
 fn hostname() -> String {
-    memsync::memory::client::hostname().to_lowercase()
+    memsync::memory::host::hostname().to_lowercase()
 }
 
 #[test]

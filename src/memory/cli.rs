@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::MemoryError;
-use super::commands::{self, Ctx, StoreInput};
+use super::commands;
+use super::ctx::Ctx;
 use super::maintenance;
 use super::outcome::Outcome;
 use super::progress;
@@ -13,6 +14,7 @@ use super::pull::PullOptions;
 use super::queue;
 use super::runner::{self, hold};
 use super::settings::{ConflictPolicy, Overrides, Settings};
+use super::store::StoreInput;
 
 /// Flags every memory command takes; they override the environment and `sync_config.json`.
 #[derive(Debug, Args, Default)]
@@ -312,7 +314,7 @@ fn dispatch(cmd: MemoryCommand) -> Result<(String, Outcome), MemoryError> {
                 project: a.project,
                 offline: a.offline,
             };
-            done(commands::store(&ctx(r)?, &input))
+            done(super::store::store(&ctx(r)?, &input))
         }
         MemoryCommand::Push {
             retry_failed,
@@ -332,7 +334,7 @@ fn dispatch(cmd: MemoryCommand) -> Result<(String, Outcome), MemoryError> {
                 Ok(runner::finished(&c, text))
             }
         }
-        MemoryCommand::Status(r) => done(commands::status(&ctx(&r)?)),
+        MemoryCommand::Status(r) => done(super::status::status(&ctx(&r)?)),
         MemoryCommand::Staged { all, state, remote } => {
             done(queue::list(&ctx(&remote)?, all, state.as_deref()))
         }

@@ -7,9 +7,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::MemoryError;
-use super::commands::Ctx;
-use super::localdb::{LocalDb, iso};
-use super::staging::{Staging, now};
+use super::clock::iso;
+use super::clock::now;
+use super::ctx::Ctx;
+use super::localdb::LocalDb;
+use super::staging::Staging;
 use super::synclog;
 
 mod copies;
@@ -17,7 +19,6 @@ mod repair;
 mod reset;
 mod resolve;
 
-pub(super) use copies::staged_json;
 pub use repair::repair;
 pub use reset::reset;
 pub use resolve::resolve_conflicts;
@@ -233,7 +234,7 @@ pub fn archive(
     };
     let doc = json!({
         "export_metadata": {
-            "source_machine": super::client::hostname(), "export_timestamp": iso(now()),
+            "source_machine": super::host::hostname(), "export_timestamp": iso(now()),
             "total_memories": memories.len(), "database_path": ctx.settings.memory_db,
             "include_embeddings": true, "exporter": concat!("memsync ", env!("CARGO_PKG_VERSION")),
             "archived_before": iso(cutoff),

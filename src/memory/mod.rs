@@ -6,9 +6,12 @@
 
 pub(crate) mod cli;
 pub mod client;
+mod clock;
 pub(crate) mod commands;
 pub(crate) mod conflict;
+mod ctx;
 pub mod hash;
+pub mod host;
 pub(crate) mod localdb;
 pub(crate) mod lock;
 pub(crate) mod maintenance;
@@ -16,14 +19,15 @@ pub(crate) mod outcome;
 pub(crate) mod progress;
 pub(crate) mod pull;
 pub(crate) mod push;
-pub(crate) mod push_delete;
 pub(crate) mod queue;
 mod readonly;
+mod record;
 pub(crate) mod runner;
 pub(crate) mod settings;
 pub(crate) mod settle;
 pub(crate) mod staging;
 pub(crate) mod status;
+mod store;
 pub(crate) mod synclog;
 
 /// A memory-sync failure, by where it happened; each renders as one line.

@@ -8,10 +8,11 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use super::MemoryError;
-use super::commands::Ctx;
 use super::conflict;
-use super::maintenance::staged_json;
-use super::staging::{Fields, Staged, Staging, State};
+use super::ctx::Ctx;
+use super::record::Fields;
+use super::staging::staged_json;
+use super::staging::{Staged, Staging, State};
 
 fn not_found(id: i64) -> MemoryError {
     MemoryError::Incomplete(format!("no staged row #{id} (memsync staged lists them)"))
@@ -116,22 +117,6 @@ fn line(s: &Staged) -> String {
 
 /// What is about to be tried with a row (for `SYNC_DEBUG`): `#5 3f2a9c1b7d4e: store (2 tags,
 /// attempt 1)`.
-pub fn describe(s: &Staged) -> String {
-    format!(
-        "#{} {}: {} ({} tags, attempt {}{})",
-        s.id,
-        s.hash.short(),
-        s.op.as_str(),
-        s.fields.tags.len(),
-        s.attempts + 1,
-        if s.restore_deleted {
-            ", reviving a server-side delete"
-        } else {
-            ""
-        }
-    )
-}
-
 /// `staged [--all | --state S]`: the rows still waiting (pending, failed, conflict), or all.
 pub fn list(ctx: &Ctx, all: bool, state: Option<&str>) -> Result<String, MemoryError> {
     let wanted = match state {

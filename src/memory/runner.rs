@@ -4,7 +4,8 @@
 //! code, said on stderr too.
 
 use super::MemoryError;
-use super::commands::{self, Ctx};
+use super::commands::{self};
+use super::ctx::Ctx;
 use super::lock::{self, StagingLock};
 use super::outcome::Outcome;
 use super::progress;

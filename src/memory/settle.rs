@@ -5,8 +5,9 @@ use std::path::Path;
 
 use super::conflict;
 use super::localdb::{LocalDb, LocalDbError};
+use super::record::Fields;
 use super::settings::ConflictPolicy;
-use super::staging::{Fields, Operation, Staged, Staging, StagingError, State};
+use super::staging::{Operation, Staged, Staging, StagingError, State};
 
 /// The kinds of conflict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +141,7 @@ pub fn show_locally(memory_db: &Path, hash: &str, view: &LocalView) -> Result<()
     if l.deleted_at.is_some() {
         return Ok(());
     }
-    let t = super::staging::now();
+    let t = super::clock::now();
     match view {
         LocalView::Live(f) if conflict::differs(&l.fields, f) => {
             db.write(|w| w.set_fields(hash, f, t))

@@ -2,7 +2,7 @@
 //! settings in use. It fails only on invalid settings: anything unusable is shown, not raised.
 
 use super::MemoryError;
-use super::commands::Ctx;
+use super::ctx::Ctx;
 use super::localdb::LocalDb;
 use super::staging::{Staging, State};
 

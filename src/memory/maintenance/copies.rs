@@ -6,21 +6,11 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::super::MemoryError;
-use super::super::commands::Ctx;
-use super::super::localdb::iso;
-use super::super::staging::{self, Staged, Staging, now};
+use super::super::clock::iso;
+use super::super::clock::now;
+use super::super::ctx::Ctx;
+use super::super::staging::{self, Staged, Staging, staged_json};
 use super::io_err;
-
-pub(in crate::memory) fn staged_json(s: &Staged) -> Value {
-    json!({
-        "id": s.id, "content": s.content, "content_hash": s.hash.as_str(),
-        "tags": s.fields.tags, "memory_type": s.fields.memory_type, "metadata": s.fields.metadata,
-        "operation": s.op.as_str(),
-        "state": s.state.as_str(), "outcome": s.outcome, "attempts": s.attempts,
-        "last_error": s.last_error, "restore_deleted": s.restore_deleted,
-        "source_machine": s.source_machine, "staged_at": iso(s.staged_at),
-    })
-}
 
 /// The effective settings in `sync_config.json`'s shape, so that the file (or an export's
 /// `config`) can be given back with `--sync-config`. The API key is never written out.

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::super::MemoryError;
-use super::super::commands::Ctx;
+use super::super::ctx::Ctx;
 use super::super::hash::ContentHash;
 use super::super::staging::{Lost, Salvage, Staging, State};
 use super::io_err;

@@ -7,7 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use serde_json::Value;
 
 use super::super::MemoryError;
-use super::super::commands::Ctx;
+use super::super::ctx::Ctx;
 use super::super::staging::Staging;
 use super::copies;
 

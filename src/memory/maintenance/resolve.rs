@@ -4,7 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use super::super::MemoryError;
-use super::super::commands::Ctx;
+use super::super::ctx::Ctx;
 use super::super::settings::ConflictPolicy;
 use super::super::settle::{self, Kind};
 

@@ -2,11 +2,14 @@
 //! then the local writes in short transactions, then the new base.
 
 use super::super::MemoryError;
-use super::super::client::hostname;
-use super::super::localdb::{LocalDb, NewMemory, iso};
+use super::super::clock::iso;
+use super::super::clock::now;
+use super::super::host::hostname;
+use super::super::localdb::{LocalDb, NewMemory};
+use super::super::record::Fields;
 use super::super::settings::{ConflictPolicy, Settings};
 use super::super::settle::{self, Kind, LocalView};
-use super::super::staging::{Fields, Operation, Staging, State, now};
+use super::super::staging::{Operation, Staging, State};
 use super::{ConflictSide, Plan, PullOptions, PullReport, RemoteRecord, RemoteState, short};
 
 fn preview(s: &str) -> String {

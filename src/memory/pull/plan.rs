@@ -8,8 +8,9 @@ use super::super::MemoryError;
 use super::super::conflict;
 use super::super::hash::ContentHash;
 use super::super::localdb::{LocalDb, LocalMemory};
+use super::super::record::Fields;
 use super::super::settle::Kind;
-use super::super::staging::{Fields, Operation, Staged, Staging, State};
+use super::super::staging::{Operation, Staged, Staging, State};
 use super::{PullOptions, RemoteState};
 
 /// The local side of a conflict: a staged row, or an edit made in the local database.

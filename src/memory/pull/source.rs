@@ -7,7 +7,7 @@ use std::path::Path;
 use super::super::MemoryError;
 use super::super::client::RemoteClient;
 use super::super::localdb::LocalDb;
-use super::super::staging::Fields;
+use super::super::record::Fields;
 
 /// One memory as the server holds it.
 #[derive(Debug, Clone)]

@@ -4,8 +4,10 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{ConflictRecord, EPOCH_KEY, Fields, Staging, StagingError, now};
+use super::{ConflictRecord, EPOCH_KEY, Staging, StagingError};
+use crate::memory::clock::now;
 use crate::memory::hash::ContentHash;
+use crate::memory::record::Fields;
 
 const CONFLICT_COLS: &str =
     "id, staged_id, content_hash, kind, local, remote, detected_at, resolution";

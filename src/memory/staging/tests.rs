@@ -1,5 +1,8 @@
 //! Staging database tests.
 use super::*;
+use crate::memory::hash::ContentHash;
+use crate::memory::record::Fields;
+use serde_json::Map;
 
 fn fields(tags: &[&str]) -> Fields {
     Fields {

@@ -4,7 +4,9 @@ use rusqlite::params;
 
 use serde_json::Value;
 
-use super::{ConflictRecord, Staged, Staging, StagingError, now};
+use super::row::{COLS, row_to_staged};
+use super::{ConflictRecord, EPOCH_KEY, Staged, Staging, StagingError};
+use crate::memory::clock::now;
 use crate::memory::hash::{ContentHash, python_strip};
 
 /// Rows of a damaged file that could not be read.
@@ -88,12 +90,9 @@ impl Staging {
                        AND COALESCE(outcome, '') <> 'dropped'
                        AND updated_at < ?1 AND id NOT IN (SELECT staged_id FROM conflicts)
                      ORDER BY id",
-                    super::COLS
+                    COLS
                 ))
-                .and_then(|mut s| {
-                    s.query_map([now() - age_secs], super::row_to_staged)?
-                        .collect()
-                })
+                .and_then(|mut s| s.query_map([now() - age_secs], row_to_staged)?.collect())
                 .map_err(|e| st.err(e))?;
             if old.is_empty() {
                 return Ok(0);
@@ -123,7 +122,7 @@ impl Staging {
                     "DELETE FROM conflicts; DELETE FROM staged_memories;
                      DELETE FROM pulled; DELETE FROM sync_state;
                      INSERT INTO sync_state (key, value, updated_at) VALUES ('{}', '{t}', {t});",
-                    super::EPOCH_KEY
+                    EPOCH_KEY
                 ))
                 .map_err(|e| st.err(e))?;
             Ok(kept)

@@ -7,36 +7,16 @@ use std::collections::HashMap;
 use super::MemoryError;
 use super::client::{RemoteClient, RemoteError, StoreOutcome, StoreRequest, UpdateOutcome};
 use super::conflict;
+use super::record::Fields;
 use super::settings::Settings;
 use super::settle::{self, Kind};
-use super::staging::{Fields, Operation, Staged, Staging, State};
+use super::staging::{Operation, Staged, Staging, State};
 use super::synclog::SyncLog;
 
-/// Per-row outcomes of one push.
-#[derive(Debug, Default)]
-pub struct PushReport {
-    pub stored: usize,
-    pub duplicates: usize,
-    pub updated: usize,
-    /// Staged deletes the server confirmed.
-    pub deleted: usize,
-    pub failed: usize,
-    pub conflicts: usize,
-    /// Rows still pending because the server stopped answering; `None` when they could not be
-    /// counted (a damaged staging database).
-    pub left_pending: Option<usize>,
-    /// The server's hash differed from ours (a different Unicode table on the server).
-    pub hash_mismatches: usize,
-    pub lines: Vec<String>,
-    /// Why the push stopped early (the server unusable); the rest stays pending.
-    pub stopped: Option<MemoryError>,
-}
+mod delete;
+mod report;
 
-impl PushReport {
-    pub fn pushed(&self) -> usize {
-        self.stored + self.duplicates + self.updated + self.deleted
-    }
-}
+pub use report::PushReport;
 
 fn request<'a>(item: &'a Staged, tags: &'a [String], host: &'a str) -> StoreRequest<'a> {
     StoreRequest {
@@ -81,7 +61,7 @@ pub fn push(
         }
         for item in batch {
             *done.entry(item.id).or_insert(0) += 1;
-            crate::log::debug(&format!("push {}", super::queue::describe(&item)));
+            crate::log::debug(&format!("push {}", super::staging::describe(&item)));
             match push_one(staging, client, settings, &item, &mut rep) {
                 Ok(line) => {
                     log.line("push", &line);
@@ -98,7 +78,7 @@ pub fn push(
             }
         }
     }
-    let _ = staging.state_set("last_push", &super::localdb::iso(super::staging::now()));
+    let _ = staging.state_set("last_push", &super::clock::iso(super::clock::now()));
     rep
 }
 
@@ -132,7 +112,7 @@ pub fn push_one(
             )
             .map(Err),
         Operation::Delete => {
-            return super::push_delete::push_delete(staging, client, settings, item, rep);
+            return delete::push_delete(staging, client, settings, item, rep);
         }
     };
     match result {

@@ -3,12 +3,13 @@
 //! database, so the memory is gone on both sides even where no pull ever saw it (pull alone
 //! would take a local memory it never saw on the server for a local creation and keep it).
 
-use super::MemoryError;
-use super::client::{DeleteOutcome, RemoteClient, RemoteError};
-use super::localdb::LocalDb;
-use super::push::PushReport;
-use super::settings::Settings;
-use super::staging::{Staged, Staging, now};
+use super::super::MemoryError;
+use super::super::client::{DeleteOutcome, RemoteClient, RemoteError};
+use super::super::clock::now;
+use super::super::localdb::LocalDb;
+use super::super::settings::Settings;
+use super::super::staging::{Staged, Staging};
+use super::report::PushReport;
 
 /// Removes the memory from the local database, when there is one (the service's soft delete).
 fn delete_locally(settings: &Settings, hash: &str) -> Result<(), MemoryError> {
