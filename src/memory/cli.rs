@@ -279,7 +279,7 @@ fn pull_opts(a: &PullArgs) -> PullOptions {
 fn parse_age(s: &str) -> Result<std::time::Duration, MemoryError> {
     let compact: String = s.split_whitespace().collect();
     humantime::parse_duration(&compact)
-        .map_err(|e| MemoryError::Incomplete(format!("--older-than {s:?}: {e} (e.g. \"90 days\")")))
+        .map_err(|e| MemoryError::Invalid(format!("--older-than {s:?}: {e} (e.g. \"90 days\")")))
 }
 
 /// Runs one memory command: the text for standard output and how it ended (its exit code:
@@ -300,10 +300,12 @@ fn dispatch(cmd: MemoryCommand) -> Result<(String, Outcome), MemoryError> {
         MemoryCommand::Store(a) => {
             let r = &a.remote;
             let content = if a.content.len() == 1 && a.content[0] == "-" {
-                strip_one_newline(
-                    std::io::read_to_string(std::io::stdin())
-                        .map_err(|e| MemoryError::Io(format!("standard input: {e}")))?,
-                )
+                strip_one_newline(std::io::read_to_string(std::io::stdin()).map_err(|source| {
+                    MemoryError::Io {
+                        what: "standard input".into(),
+                        source,
+                    }
+                })?)
             } else {
                 a.content.join(" ")
             };
@@ -413,7 +415,7 @@ fn dispatch(cmd: MemoryCommand) -> Result<(String, Outcome), MemoryError> {
                     ConflictPolicy::parse(s)
                         .filter(|p| *p != ConflictPolicy::Manual)
                         .ok_or_else(|| {
-                            MemoryError::Incomplete(format!(
+                            MemoryError::Invalid(format!(
                                 "--strategy {s:?}: expected merge, local or remote"
                             ))
                         })

@@ -24,14 +24,14 @@ pub use reset::reset;
 pub use resolve::resolve_conflicts;
 
 fn io_err(path: &Path, e: std::io::Error) -> MemoryError {
-    MemoryError::Io(format!("{}: {e}", path.display()))
+    MemoryError::file(path, e)
 }
 
 fn write_json(path: &Path, v: &Value) -> Result<(), MemoryError> {
     if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
     }
-    let text = serde_json::to_vec_pretty(v).map_err(|e| MemoryError::Io(e.to_string()))?;
+    let text = serde_json::to_vec_pretty(v)?;
     crate::fsutil::write_atomic(path, &text).map_err(|e| io_err(path, e))
 }
 
@@ -42,15 +42,14 @@ pub fn init(ctx: &Ctx, write_config: bool) -> Result<String, MemoryError> {
     let mut out = vec![format!("staging database ready: {}", st.path().display())];
     if write_config {
         let p = ctx.settings.config_path.as_deref().ok_or_else(|| {
-            MemoryError::Incomplete(
+            MemoryError::Invalid(
                 "no place for the settings file: HOME is unset; give --sync-config or SYNC_CONFIG_PATH".into(),
             )
         })?;
         if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
         }
-        let text = serde_json::to_vec_pretty(&copies::settings_json(ctx))
-            .map_err(|e| MemoryError::Io(e.to_string()))?;
+        let text = serde_json::to_vec_pretty(&copies::settings_json(ctx))?;
         match crate::fsutil::write_new_at(p, &text) {
             Ok(()) => out.push(format!(
                 "wrote {}, the settings file memsync reads (the API key is not written: keep it in REMOTE_MEMORY_API_KEY)",
@@ -129,7 +128,7 @@ pub fn verify_db(ctx: &Ctx) -> Result<String, MemoryError> {
         }
     }
     if bad {
-        Err(MemoryError::Incomplete(out.join("; ")))
+        Err(MemoryError::Damaged(out.join("; ")))
     } else {
         Ok(out.join("\n"))
     }

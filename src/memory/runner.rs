@@ -65,8 +65,10 @@ pub fn watch(c: &Ctx, opts: &PullOptions) -> Result<(String, Outcome), MemoryErr
     use std::sync::atomic::{AtomicBool, Ordering};
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| MemoryError::Io(format!("signal handler: {e}")))?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(|source| MemoryError::Io {
+            what: "signal handler".into(),
+            source,
+        })?;
     }
     let mut rounds = 0u64;
     while !stop.load(Ordering::SeqCst) {

@@ -58,7 +58,7 @@ fn with_context(input: &StoreInput, host: &str) -> Fields {
 /// `store`: to the server if it answers within the offline threshold, else into staging.
 pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
     if super::hash::python_strip(&input.content).is_empty() {
-        return Err(MemoryError::Incomplete(
+        return Err(MemoryError::Invalid(
             "nothing to store: the content is empty".into(),
         ));
     }
@@ -174,9 +174,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             let (id, _) = stage(&format!("refused: {reason}"))?;
             let st = ctx.staging()?;
             st.mark_failed(id, &reason)?;
-            Err(MemoryError::Incomplete(format!(
-                "the server refused the memory ({reason}); kept in staging as #{id} (failed)"
-            )))
+            Err(MemoryError::StoreRefused { id, reason })
         }
         Err(e) if e.is_transient() => {
             let (id, new) = stage(&e.to_string())?;
@@ -193,9 +191,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
         ) => {
             let (id, _) = stage(&e.to_string())?;
             ctx.log.line("error", &format!("store: {e}"));
-            Err(MemoryError::Incomplete(format!(
-                "{e}; the memory is kept in staging as #{id}"
-            )))
+            Err(MemoryError::StagedOnly { id, cause: e })
         }
         Err(e) => Err(e.into()),
     }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::memory::ErrorKind;
+
 /// A failed call, by meaning.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -36,13 +38,20 @@ pub enum RemoteError {
 }
 
 impl RemoteError {
+    /// What the failure means: transient failures are [`ErrorKind::Unreachable`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RemoteError::Unreachable { .. }
+            | RemoteError::Timeout { .. }
+            | RemoteError::Server { .. } => ErrorKind::Unreachable,
+            RemoteError::Unauthorized { .. } => ErrorKind::Unauthorized,
+            RemoteError::Rejected { .. } | RemoteError::Malformed { .. } => ErrorKind::Refused,
+            RemoteError::Tls { .. } | RemoteError::Setup(_) => ErrorKind::Invalid,
+        }
+    }
+
     /// Worth another attempt: the network, a timeout or the server's own failure.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            RemoteError::Unreachable { .. }
-                | RemoteError::Timeout { .. }
-                | RemoteError::Server { .. }
-        )
+        self.kind() == ErrorKind::Unreachable
     }
 }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::memory::ErrorKind;
+
 /// A failure on the local memory database.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalDbError {
@@ -17,4 +19,23 @@ pub enum LocalDbError {
         #[source]
         source: rusqlite::Error,
     },
+}
+
+impl LocalDbError {
+    /// What the failure means: missing, not the service's database, busy, damaged, or I/O.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LocalDbError::NotFound(_) => ErrorKind::NotFound,
+            LocalDbError::NotMemoryDb { .. } => ErrorKind::Invalid,
+            LocalDbError::Sqlite { source, .. } => match source.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                    ErrorKind::Busy
+                }
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                    ErrorKind::Corrupt
+                }
+                _ => ErrorKind::Io,
+            },
+        }
+    }
 }

@@ -98,22 +98,24 @@ pub(super) fn write_copy(want: &Path, v: &Value) -> Result<PathBuf, MemoryError>
     if let Some(d) = want.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
     }
-    let bytes = serde_json::to_vec_pretty(v).map_err(|e| MemoryError::Io(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(v)?;
     let path = crate::fsutil::write_new(want, &bytes).map_err(|e| io_err(want, e))?;
     let back: Value = std::fs::read(&path)
         .map_err(|e| io_err(&path, e))
         .and_then(|b| {
-            serde_json::from_slice(&b)
-                .map_err(|e| MemoryError::Io(format!("{}: {e}", path.display())))
+            serde_json::from_slice(&b).map_err(|e| MemoryError::Unverified {
+                path: path.clone(),
+                reason: e.to_string(),
+            })
         })?;
     for (key, list) in v.as_object().into_iter().flatten() {
         if let Some(list) = list.as_array()
             && back[key].as_array().map(Vec::len) != Some(list.len())
         {
-            return Err(MemoryError::Io(format!(
-                "{}: the copy did not read back complete ({key}); nothing was removed",
-                path.display()
-            )));
+            return Err(MemoryError::Unverified {
+                path,
+                reason: format!("the copy did not read back complete ({key}); nothing was removed"),
+            });
         }
     }
     Ok(path)

@@ -61,10 +61,10 @@ fn set_aside(path: &Path) -> Result<PathBuf, MemoryError> {
         }
         undo(&moved);
     }
-    Err(MemoryError::Io(format!(
-        "{}: no free name to keep the damaged file under",
-        want.display()
-    )))
+    Err(MemoryError::NoName {
+        path: want.to_owned(),
+        reason: "no free name to keep the damaged file under".into(),
+    })
 }
 
 fn lost(l: Lost) -> String {
@@ -159,7 +159,7 @@ pub fn repair(ctx: &Ctx) -> Result<String, MemoryError> {
     out.push(format!("{fixed} inconsistencies fixed"));
     let left = st.check()?;
     if !left.is_empty() {
-        return Err(MemoryError::Incomplete(format!(
+        return Err(MemoryError::Damaged(format!(
             "still wrong after repair: {}",
             left.join("; ")
         )));

@@ -60,7 +60,7 @@ pub fn reset(ctx: &Ctx, yes: bool) -> Result<String, MemoryError> {
     if !yes {
         let what = Dropped::of(&copies::export_value(ctx, &st)?);
         if !std::io::stdin().is_terminal() {
-            return Err(MemoryError::Incomplete(format!(
+            return Err(MemoryError::Unconfirmed(format!(
                 "reset would drop {what}; rerun with --yes (a JSON copy is written first)"
             )));
         }

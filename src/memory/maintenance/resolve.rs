@@ -54,15 +54,13 @@ pub fn resolve_conflicts(
         .collect();
     if open.is_empty() {
         return match id {
-            Some(i) => Err(MemoryError::Incomplete(match st.conflict(i)? {
-                Some(c) => format!(
+            Some(i) => Err(match st.conflict(i)? {
+                Some(c) => MemoryError::Conflict(format!(
                     "conflict #{i} is already settled ({})",
                     c.resolution.as_deref().unwrap_or("closed")
-                ),
-                None => {
-                    format!("no conflict #{i} (memsync resolve-conflicts lists the open ones)")
-                }
-            })),
+                )),
+                None => MemoryError::NoSuchConflict { id: i },
+            }),
             None => Ok("no open conflicts".into()),
         };
     }

@@ -34,9 +34,7 @@ fn stage_update(
 ) -> Result<super::super::staging::Staged, MemoryError> {
     let (id, _) = staging.stage(content, fields, &hostname())?;
     staging.rewrite(id, Operation::Update, fields, State::Pending, false)?;
-    staging
-        .get(id)?
-        .ok_or_else(|| MemoryError::Io(format!("staged row #{id} vanished")))
+    staging.get(id)?.ok_or(MemoryError::RowVanished { id })
 }
 
 /// Carries out a plan (or only describes it, with `dry_run`).

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::memory::ErrorKind;
+
 /// A staging-database failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StagingError {
@@ -22,6 +24,16 @@ pub enum StagingError {
 }
 
 impl StagingError {
+    /// What the failure means: busy, damaged, or a file that cannot be used.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            _ if self.is_busy() => ErrorKind::Busy,
+            _ if self.is_damage() => ErrorKind::Corrupt,
+            StagingError::Sqlite { .. } | StagingError::Folder { .. } => ErrorKind::Io,
+            StagingError::Unusable { .. } => ErrorKind::Invalid,
+        }
+    }
+
     /// Another connection holds the lock SQLite needed.
     pub fn is_busy(&self) -> bool {
         matches!(

@@ -158,7 +158,8 @@ pub fn staged_json(s: &Staged) -> Value {
     })
 }
 
-/// One line about a row for the debug log: `#id hash: op (n tags, attempt k)`.
+/// What is about to be tried with a row (for `SYNC_DEBUG`): `#5 3f2a9c1b7d4e: store (2 tags,
+/// attempt 1)`.
 pub fn describe(s: &Staged) -> String {
     format!(
         "#{} {}: {} ({} tags, attempt {}{})",
