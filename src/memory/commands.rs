@@ -4,7 +4,6 @@ use std::time::Instant;
 
 use super::MemoryError;
 use super::ctx::Ctx;
-use super::hash::ContentHash;
 use super::host::hostname;
 use super::localdb::{LocalDb, LocalMemory};
 use super::pull::{self, PullOptions, PullReport};
@@ -116,12 +115,7 @@ pub fn pull(ctx: &Ctx, opts: &PullOptions) -> Result<PullReport, MemoryError> {
         };
         let mut plan = pull::plan(&remote, &local, &st, opts)?;
         if remote.rest {
-            pull::confirm_removals(&mut plan, |h| {
-                Ok(match ContentHash::parse(h) {
-                    Some(h) => client.get(&h)?.is_some(),
-                    None => false,
-                })
-            })?;
+            pull::confirm_removals(&mut plan, |h| Ok(client.get(h)?.is_some()))?;
         }
         let mut rep = pull::apply(&remote, plan, &mut local, &mut st, &ctx.settings, opts)?;
         rep.bootstrapped = bootstrapped;
@@ -250,7 +244,7 @@ fn sync_dry_run(ctx: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
             if rep.server_live.contains(&m.hash) || rep.removals.contains(&m.hash) {
                 continue;
             }
-            out.push(format!("stage    {}", m.hash.get(..12).unwrap_or(&m.hash)));
+            out.push(format!("stage    {}", m.hash.short()));
             would_stage += 1;
         }
     } else {

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::conflict;
+use super::hash::ContentHash;
 use super::localdb::{LocalDb, LocalDbError};
 use super::record::Fields;
 use super::settings::ConflictPolicy;
@@ -130,7 +131,11 @@ pub fn apply(
 /// `resolve-conflicts`): otherwise the next pull would see the local row differ from the new
 /// base and send it back, undoing the decision. A memory the local database does not hold
 /// (stored remote-first) is left to the next pull; no local database, nothing to do.
-pub fn show_locally(memory_db: &Path, hash: &str, view: &LocalView) -> Result<(), LocalDbError> {
+pub fn show_locally(
+    memory_db: &Path,
+    hash: &ContentHash,
+    view: &LocalView,
+) -> Result<(), LocalDbError> {
     if !memory_db.is_file() {
         return Ok(());
     }

@@ -11,7 +11,7 @@ use crate::memory::hash::ContentHash;
 #[derive(Debug, Clone, Deserialize)]
 pub struct RemoteMemory {
     pub content: String,
-    pub content_hash: String,
+    pub content_hash: ContentHash,
     #[serde(default)]
     pub tags: Vec<String>,
     #[serde(default)]
@@ -85,7 +85,7 @@ pub struct Page {
 /// One page of `GET /api/memories/hashes` (v12).
 #[derive(Debug, Deserialize)]
 pub(super) struct HashPage {
-    pub(super) hashes: Vec<String>,
+    pub(super) hashes: Vec<ContentHash>,
     #[serde(default)]
     pub(super) next_cursor: Option<u64>,
     #[serde(default)]

@@ -130,7 +130,7 @@ impl RemoteClient {
     /// Every content hash the server holds (`GET /api/memories/hashes`, v12), with its
     /// tombstones (soft-deleted memories) when `include_deleted`. `None` when the server has no
     /// such route (before v12): then it cannot tell what it deleted.
-    pub fn hashes(&self, include_deleted: bool) -> Result<Option<Vec<String>>, RemoteError> {
+    pub fn hashes(&self, include_deleted: bool) -> Result<Option<Vec<ContentHash>>, RemoteError> {
         let path = "/api/memories/hashes";
         let mut out = Vec::new();
         let mut cursor = 0u64;

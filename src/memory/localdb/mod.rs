@@ -12,6 +12,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::{Map, Value};
 
+use super::hash::ContentHash;
 use super::record::Fields;
 
 mod error;
@@ -24,7 +25,7 @@ pub use writer::{NewMemory, Writer};
 #[derive(Debug, Clone)]
 pub struct LocalMemory {
     pub id: i64,
-    pub hash: String,
+    pub hash: ContentHash,
     pub content: String,
     pub fields: Fields,
     pub created_at: f64,
@@ -227,7 +228,7 @@ impl LocalDb {
         })
     }
 
-    pub fn get(&self, hash: &str) -> Result<Option<LocalMemory>, LocalDbError> {
+    pub fn get(&self, hash: &ContentHash) -> Result<Option<LocalMemory>, LocalDbError> {
         self.conn
             .query_row(
                 &format!("{} WHERE content_hash = ?1", self.select()),

@@ -7,12 +7,13 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
 use crate::memory::clock::iso;
+use crate::memory::hash::ContentHash;
 use crate::memory::record::Fields;
 
 /// A memory to write, with its embedding when one is known.
 #[derive(Debug, Clone)]
 pub struct NewMemory<'a> {
-    pub hash: &'a str,
+    pub hash: &'a ContentHash,
     pub content: &'a str,
     pub fields: &'a Fields,
     pub created_at: f64,
@@ -63,7 +64,7 @@ impl Writer<'_> {
             "created_at",
         ];
         let mut vals: Vec<rusqlite::types::Value> = vec![
-            m.hash.to_owned().into(),
+            m.hash.as_str().to_owned().into(),
             m.content.to_owned().into(),
             tags.into(),
             m.fields.memory_type.clone().into(),
@@ -138,7 +139,12 @@ impl Writer<'_> {
     }
 
     /// Replaces a memory's tags, type and metadata.
-    pub fn set_fields(&self, hash: &str, f: &Fields, updated_at: f64) -> rusqlite::Result<()> {
+    pub fn set_fields(
+        &self,
+        hash: &ContentHash,
+        f: &Fields,
+        updated_at: f64,
+    ) -> rusqlite::Result<()> {
         let mut sets = vec!["tags = ?", "memory_type = ?", "metadata = ?"];
         let mut vals: Vec<rusqlite::types::Value> = vec![
             f.tags.join(",").into(),
@@ -153,7 +159,7 @@ impl Writer<'_> {
             sets.push("updated_at_iso = ?");
             vals.push(iso(updated_at).into());
         }
-        vals.push(hash.to_owned().into());
+        vals.push(hash.as_str().to_owned().into());
         self.tx.execute(
             &format!(
                 "UPDATE memories SET {} WHERE content_hash = ?",
@@ -165,7 +171,7 @@ impl Writer<'_> {
     }
 
     /// The service's soft delete: a tombstone, and the embedding goes.
-    pub fn soft_delete(&self, hash: &str, at: f64) -> rusqlite::Result<()> {
+    pub fn soft_delete(&self, hash: &ContentHash, at: f64) -> rusqlite::Result<()> {
         let id: Option<i64> = self
             .tx
             .query_row(

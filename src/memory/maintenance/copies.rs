@@ -9,6 +9,7 @@ use super::super::MemoryError;
 use super::super::clock::iso;
 use super::super::clock::now;
 use super::super::ctx::Ctx;
+use super::super::hash::ContentHash;
 use super::super::staging::{self, Staged, Staging, staged_json};
 use super::io_err;
 
@@ -47,7 +48,7 @@ pub(super) fn export_value(ctx: &Ctx, st: &Staging) -> Result<Value, MemoryError
             })
         })
         .collect();
-    let mut pulled: Vec<(String, Value)> = st
+    let mut pulled: Vec<(ContentHash, Value)> = st
         .pulled()?
         .into_iter()
         .map(|(h, f)| {

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use super::super::MemoryError;
 use super::super::ctx::Ctx;
-use super::super::hash::ContentHash;
 use super::super::staging::{Lost, Salvage, Staging, State};
 use super::io_err;
 
@@ -90,11 +89,11 @@ fn rebuild(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
     let mut records = 0;
     let mut orphans = 0;
     for c in &s.conflicts {
-        match (ids.get(&c.staged_id), ContentHash::parse(&c.hash)) {
-            (Some(&id), Some(h)) => {
+        match ids.get(&c.staged_id) {
+            Some(&id) => {
                 fresh.record_conflict(
                     id,
-                    &h,
+                    &c.hash,
                     &c.kind,
                     &c.local,
                     c.remote.as_ref(),

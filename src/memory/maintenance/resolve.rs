@@ -76,7 +76,7 @@ pub fn resolve_conflicts(
         let line = format!(
             "#{} {} {}: local {} / remote {}",
             c.id,
-            c.hash.get(..12).unwrap_or(&c.hash),
+            c.hash.short(),
             c.kind,
             c.local.to_json(),
             remote

@@ -6,13 +6,14 @@ use std::path::Path;
 
 use super::super::MemoryError;
 use super::super::client::RemoteClient;
+use super::super::hash::ContentHash;
 use super::super::localdb::LocalDb;
 use super::super::record::Fields;
 
 /// One memory as the server holds it.
 #[derive(Debug, Clone)]
 pub struct RemoteRecord {
-    pub hash: String,
+    pub hash: ContentHash,
     pub content: String,
     pub fields: Fields,
     pub created_at: f64,
@@ -32,13 +33,13 @@ pub struct RemoteState {
     pub rest: bool,
     /// Hashes the server holds as tombstones, when it says so without a time (REST, v12). A
     /// replica's tombstones come as records with `deleted_at` instead.
-    pub deleted: HashSet<String>,
+    pub deleted: HashSet<ContentHash>,
 }
 
 /// Reads every live memory (or those with any of `tags`) through the REST API.
 pub fn fetch_rest(client: &RemoteClient, tags: &[String]) -> Result<RemoteState, MemoryError> {
     let tag_arg = (!tags.is_empty()).then(|| tags.join(","));
-    let mut seen: HashMap<String, RemoteRecord> = HashMap::new();
+    let mut seen: HashMap<ContentHash, RemoteRecord> = HashMap::new();
     let mut page = 1;
     loop {
         let p = client.list(page, 100, tag_arg.as_deref())?;
@@ -69,7 +70,7 @@ pub fn fetch_rest(client: &RemoteClient, tags: &[String]) -> Result<RemoteState,
     if tags.is_empty()
         && let Some(all) = client.hashes(true)?
     {
-        let live: HashSet<String> = client
+        let live: HashSet<ContentHash> = client
             .hashes(false)?
             .unwrap_or_default()
             .into_iter()

@@ -93,7 +93,7 @@ pub fn push_one(
     let tags = conflict::normalize_tags(&item.fields.tags);
     let id = item.id;
     let short = item.hash.short();
-    let base = staging.base(item.hash.as_str())?;
+    let base = staging.base(&item.hash)?;
     if item.op == Operation::Update
         && let Some(line) = check_update(staging, client, settings, item, base.as_ref(), rep)?
     {
@@ -121,7 +121,7 @@ pub fn push_one(
                 rep.hash_mismatches += 1;
             }
             staging.mark_pushed(id, "stored")?;
-            staging.set_base(item.hash.as_str(), &item.fields)?;
+            staging.set_base(&item.hash, &item.fields)?;
             rep.stored += 1;
             Ok(format!("#{id} {short} stored"))
         }
@@ -146,9 +146,9 @@ pub fn push_one(
                             None,
                             settings.conflict,
                         )?;
-                        settle::show_locally(&settings.memory_db, item.hash.as_str(), &view)?;
+                        settle::show_locally(&settings.memory_db, &item.hash, &view)?;
                         // The server's version is now known: the settled row changes it.
-                        staging.set_base(item.hash.as_str(), &rf)?;
+                        staging.set_base(&item.hash, &rf)?;
                         rep.conflicts += 1;
                         Ok(format!(
                             "#{id} {short} conflict (diverged), policy {}",
@@ -156,7 +156,7 @@ pub fn push_one(
                         ))
                     } else {
                         staging.mark_pushed(id, "already on server")?;
-                        staging.set_base(item.hash.as_str(), &rf)?;
+                        staging.set_base(&item.hash, &rf)?;
                         rep.duplicates += 1;
                         Ok(format!("#{id} {short} already on server"))
                     }
@@ -180,7 +180,7 @@ pub fn push_one(
                 base.as_ref(),
                 settings.conflict,
             )?;
-            settle::show_locally(&settings.memory_db, item.hash.as_str(), &view)?;
+            settle::show_locally(&settings.memory_db, &item.hash, &view)?;
             rep.conflicts += 1;
             Ok(format!(
                 "#{id} {short} conflict (deleted on the server), policy {}",
@@ -199,7 +199,7 @@ pub fn push_one(
         }
         Ok(Err(UpdateOutcome::Updated)) => {
             staging.mark_pushed(id, "updated")?;
-            staging.set_base(item.hash.as_str(), &item.fields)?;
+            staging.set_base(&item.hash, &item.fields)?;
             rep.updated += 1;
             Ok(format!("#{id} {short} updated"))
         }
@@ -242,7 +242,7 @@ fn check_update(
     };
     if !conflict::differs(&item.fields, &rf) {
         staging.mark_pushed(id, "already on server")?;
-        staging.set_base(item.hash.as_str(), &rf)?;
+        staging.set_base(&item.hash, &rf)?;
         rep.duplicates += 1;
         return Ok(Some(format!("#{id} {short} already on server")));
     }
@@ -256,8 +256,8 @@ fn check_update(
                 Some(b),
                 settings.conflict,
             )?;
-            settle::show_locally(&settings.memory_db, item.hash.as_str(), &view)?;
-            staging.set_base(item.hash.as_str(), &rf)?;
+            settle::show_locally(&settings.memory_db, &item.hash, &view)?;
+            staging.set_base(&item.hash, &rf)?;
             rep.conflicts += 1;
             Ok(Some(format!(
                 "#{id} {short} conflict (changed on the server since the last sync), policy {}",

@@ -116,15 +116,12 @@ impl Staging {
     }
 
     /// Whether a row still waiting on something (pending, failed, conflict) is about `hash`.
-    pub fn knows_open(&self, hash: &str) -> Result<bool, StagingError> {
-        match ContentHash::parse(hash) {
-            Some(h) => Ok(self.open_for(&h)?.is_some()),
-            None => Ok(false),
-        }
+    pub fn knows_open(&self, hash: &ContentHash) -> Result<bool, StagingError> {
+        Ok(self.open_for(hash)?.is_some())
     }
 
     /// Whether any row (in any state) is about `hash`.
-    pub fn knows(&self, hash: &str) -> Result<bool, StagingError> {
+    pub fn knows(&self, hash: &ContentHash) -> Result<bool, StagingError> {
         self.conn
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM staged_memories WHERE content_hash = ?1)",

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 
+use super::row::stored_hash;
 use super::{ConflictRecord, EPOCH_KEY, Staging, StagingError};
 use crate::memory::clock::now;
 use crate::memory::hash::ContentHash;
@@ -15,10 +16,11 @@ const CONFLICT_COLS: &str =
 fn row_to_conflict(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConflictRecord> {
     let local: String = r.get(4)?;
     let remote: Option<String> = r.get(5)?;
+    let hash: String = r.get(2)?;
     Ok(ConflictRecord {
         id: r.get(0)?,
         staged_id: r.get(1)?,
-        hash: r.get(2)?,
+        hash: stored_hash(&hash),
         kind: r.get(3)?,
         local: Fields::from_json(&local),
         remote: remote.as_deref().map(Fields::from_json),
@@ -91,18 +93,18 @@ impl Staging {
         .map(drop)
     }
 
-    /// Hashes seen on the server at the last pull: a local memory among them that the server no
     /// What the server had at the last pull: hash → its tags, type and metadata then (`None`
     /// for rows pulled before schema version 2). A local memory among them that the server no
     /// longer has was deleted there (rather than created locally); the fields are the common
     /// base that tells a local edit from a remote one.
-    pub fn pulled(&self) -> Result<HashMap<String, Option<Fields>>, StagingError> {
+    pub fn pulled(&self) -> Result<HashMap<ContentHash, Option<Fields>>, StagingError> {
         self.conn
             .prepare("SELECT content_hash, fields FROM pulled")
             .and_then(|mut s| {
                 s.query_map([], |r| {
+                    let h: String = r.get(0)?;
                     let f: Option<String> = r.get(1)?;
-                    Ok((r.get(0)?, f.as_deref().map(Fields::from_json)))
+                    Ok((stored_hash(&h), f.as_deref().map(Fields::from_json)))
                 })?
                 .collect()
             })
@@ -113,10 +115,10 @@ impl Staging {
     /// extends it, and forgets `removed`.
     pub fn set_pulled<'a>(
         &mut self,
-        seen: impl Iterator<Item = (&'a str, &'a Fields)>,
-        removed: &[String],
+        seen: impl Iterator<Item = (&'a ContentHash, &'a Fields)>,
+        removed: &[ContentHash],
         full: bool,
-        keep: &[String],
+        keep: &[ContentHash],
     ) -> Result<(), StagingError> {
         let path = self.path.clone();
         let err = |source| StagingError::Sqlite {
@@ -153,7 +155,7 @@ impl Staging {
     /// The server confirmed that it holds `hash` with `fields` (a push or store succeeded, or
     /// a conflict showed the server's version): the new common base, so the next pull does not
     /// take this machine's own change for someone else's, nor an older base for a change.
-    pub fn set_base(&self, hash: &str, fields: &Fields) -> Result<(), StagingError> {
+    pub fn set_base(&self, hash: &ContentHash, fields: &Fields) -> Result<(), StagingError> {
         self.exec(
             "INSERT OR REPLACE INTO pulled (content_hash, pulled_at, fields) VALUES (?1, ?2, ?3)",
             params![hash, now(), fields.to_json()],
@@ -163,7 +165,7 @@ impl Staging {
 
     /// The base of one memory: its fields when this machine last agreed with the server
     /// (`None` when unknown, or recorded before schema version 2 kept fields).
-    pub fn base(&self, hash: &str) -> Result<Option<Fields>, StagingError> {
+    pub fn base(&self, hash: &ContentHash) -> Result<Option<Fields>, StagingError> {
         self.conn
             .query_row(
                 "SELECT fields FROM pulled WHERE content_hash = ?1",

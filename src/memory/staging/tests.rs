@@ -101,7 +101,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
     let mut s = Staging::open(&p).unwrap();
     let base = s.pulled().unwrap();
     assert_eq!(
-        base.get("h1"),
+        base.get(&row::stored_hash("h1")),
         Some(&None),
         "rows pulled before v2 have no base fields"
     );
@@ -115,9 +115,10 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
             [],
         )
         .expect("version 3 takes deletes");
-    s.set_pulled([("h2", &fields(&["t"]))].into_iter(), &[], false, &[])
+    let h2 = ContentHash::of("h2");
+    s.set_pulled([(&h2, &fields(&["t"]))].into_iter(), &[], false, &[])
         .unwrap();
-    assert_eq!(s.pulled().unwrap()["h2"], Some(fields(&["t"])));
+    assert_eq!(s.pulled().unwrap()[&h2], Some(fields(&["t"])));
     let v: i64 = s
         .conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -229,7 +230,13 @@ fn a_version_2_database_is_migrated_to_take_deletes_and_keeps_ids_and_conflicts(
     );
     let open = s.conflicts(true).unwrap();
     assert_eq!((open.len(), open[0].staged_id), (1, 2));
-    assert_eq!(s.pulled().unwrap()["h1"].as_ref().unwrap().tags, ["t"]);
+    assert_eq!(
+        s.pulled().unwrap()[&row::stored_hash("h1")]
+            .as_ref()
+            .unwrap()
+            .tags,
+        ["t"]
+    );
     let problems = s.check().unwrap();
     assert!(
         !problems.iter().any(|p| p.contains("conflict")),
