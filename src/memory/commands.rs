@@ -161,7 +161,7 @@ pub fn pull_summary(r: &PullReport) -> String {
 /// Local memories that neither the server (as far as this machine knows) nor staging has seen:
 /// what `sync` stages as new stores.
 fn unseen_local(local: &LocalDb, st: &Staging) -> Result<Vec<LocalMemory>, MemoryError> {
-    let pulled = st.pulled()?;
+    let pulled = st.book().pulled()?;
     let mut out = Vec::new();
     for m in local.all()? {
         if m.deleted_at.is_some() || pulled.contains_key(&m.hash) || st.knows(&m.hash)? {

@@ -39,11 +39,11 @@ pub enum LockError {
 
 impl LockError {
     /// What the failure means: held by another run, a lock file that failed, or a bad setting.
-    pub fn kind(&self) -> super::ErrorKind {
+    pub fn kind(&self) -> super::kind::ErrorKind {
         match self {
-            LockError::Held { .. } => super::ErrorKind::Locked,
-            LockError::Io { .. } => super::ErrorKind::Io,
-            LockError::BadWait(_) => super::ErrorKind::Invalid,
+            LockError::Held { .. } => super::kind::ErrorKind::Locked,
+            LockError::Io { .. } => super::kind::ErrorKind::Io,
+            LockError::BadWait(_) => super::kind::ErrorKind::Invalid,
         }
     }
 }

@@ -106,7 +106,7 @@ pub fn verify_db(ctx: &Ctx) -> Result<String, MemoryError> {
     }
     match Staging::open_existing(&ctx.settings.staging_db) {
         Ok(Some(st)) => {
-            let p = st.check().unwrap_or_else(|e| vec![e.to_string()]);
+            let p = st.upkeep().check().unwrap_or_else(|e| vec![e.to_string()]);
             bad |= !p.is_empty();
             out.push(format!(
                 "staging db {}: {}",
@@ -140,12 +140,12 @@ pub fn optimize(ctx: &Ctx) -> Result<String, MemoryError> {
     let mut out = Vec::new();
     if let Some(st) = Staging::open_existing(&ctx.settings.staging_db)? {
         let mut copy = None;
-        let pruned = st.prune_done(30.0 * 86400.0, |rows| {
+        let pruned = st.upkeep().prune_done(30.0 * 86400.0, |rows| {
             let want = copies::copy_name(ctx, "staging-pruned");
             copy = Some(copies::write_copy(&want, &copies::pruned_value(rows))?);
             Ok::<_, MemoryError>(())
         })?;
-        st.optimize()?;
+        st.upkeep().optimize()?;
         out.push(match copy {
             Some(p) => format!(
                 "staging: {pruned} confirmed rows older than 30 days pruned, vacuumed; a copy is in {}",
@@ -179,7 +179,7 @@ pub fn archive(
     // Only memories the server holds (seen there at a pull) leave the local database: a
     // local-only memory would then exist nowhere but in the archive file.
     let on_server = Staging::open_existing(&ctx.settings.staging_db)?
-        .map(|s| s.pulled())
+        .map(|s| s.book().pulled())
         .transpose()?
         .unwrap_or_default();
     let (old, local_only): (Vec<_>, Vec<_>) = db

@@ -13,6 +13,7 @@ mod ctx;
 mod error;
 pub mod hash;
 pub mod host;
+mod kind;
 pub(crate) mod localdb;
 pub(crate) mod lock;
 pub(crate) mod maintenance;
@@ -31,4 +32,5 @@ pub(crate) mod status;
 mod store;
 pub(crate) mod synclog;
 
-pub use error::{ErrorKind, MemoryError};
+pub use error::MemoryError;
+pub use kind::ErrorKind;

@@ -24,7 +24,7 @@ fn leftovers(c: &Ctx) -> (Outcome, Vec<String>) {
         return (Outcome::Done, Vec::new());
     };
     let failed = st.count(State::Failed).unwrap_or(0) as usize;
-    let open = st.conflicts(true).map_or(0, |v| v.len());
+    let open = st.conflict_log().list(true).map_or(0, |v| v.len());
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let mut notes = Vec::new();

@@ -55,7 +55,7 @@ pub fn settle(
     policy: ConflictPolicy,
 ) -> Result<LocalView, StagingError> {
     let decided = (policy != ConflictPolicy::Manual).then(|| policy.as_str());
-    staging.record_conflict(
+    staging.conflict_log().record(
         item.id,
         &item.hash,
         kind.as_str(),

@@ -128,7 +128,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
                 ctx.settings.conflict,
             )?;
             // The server's version is now known: the settled row changes it.
-            st.set_base(&hash, &remote)?;
+            st.book().set_base(&hash, &remote)?;
             settle::show_locally(&ctx.settings.memory_db, &hash, &view)?;
             let policy = ctx.settings.conflict.as_str();
             match st.get(id)? {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::memory::ErrorKind;
+use crate::memory::kind::ErrorKind;
 
 /// A failed call, by meaning.
 #[derive(Debug, thiserror::Error)]

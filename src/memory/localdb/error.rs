@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::memory::ErrorKind;
+use crate::memory::kind::ErrorKind;
 
 /// A failure on the local memory database.
 #[derive(Debug, thiserror::Error)]

@@ -37,7 +37,7 @@ pub(super) fn settings_json(ctx: &Ctx) -> Value {
 pub(super) fn export_value(ctx: &Ctx, st: &Staging) -> Result<Value, MemoryError> {
     let staged: Vec<Value> = st.all()?.iter().map(staged_json).collect();
     let conflicts: Vec<Value> = st
-        .conflicts(false)?
+        .conflict_log().list(false)?
         .iter()
         .map(|c| {
             json!({
@@ -49,6 +49,7 @@ pub(super) fn export_value(ctx: &Ctx, st: &Staging) -> Result<Value, MemoryError
         })
         .collect();
     let mut pulled: Vec<(ContentHash, Value)> = st
+        .book()
         .pulled()?
         .into_iter()
         .map(|(h, f)| {

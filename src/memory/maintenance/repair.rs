@@ -80,7 +80,7 @@ fn rebuild(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
     let mut waiting = 0;
     let mut ids = std::collections::HashMap::new();
     for r in &s.rows {
-        ids.insert(r.id, fresh.insert_copy(r)?);
+        ids.insert(r.id, fresh.upkeep().insert_copy(r)?);
         if matches!(r.state, State::Pending | State::Failed | State::Conflict) {
             waiting += 1;
         }
@@ -91,7 +91,7 @@ fn rebuild(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
     for c in &s.conflicts {
         match ids.get(&c.staged_id) {
             Some(&id) => {
-                fresh.record_conflict(
+                fresh.conflict_log().record(
                     id,
                     &c.hash,
                     &c.kind,
@@ -130,9 +130,9 @@ pub fn repair(ctx: &Ctx) -> Result<String, MemoryError> {
     // None: sound; Some(None): damaged beyond opening; Some(Some(s)): damaged, `s` read back.
     let damage = match Staging::open_existing(&path) {
         Ok(None) => return Ok("nothing to repair: no staging database".into()),
-        Ok(Some(st)) => match st.integrity() {
+        Ok(Some(st)) => match st.upkeep().integrity() {
             Ok(p) if p.is_empty() => None,
-            _ => Some(Some(st.salvage())),
+            _ => Some(Some(st.upkeep().salvage())),
         },
         // Only damage is repaired by rebuilding; a busy, newer or foreign file is reported.
         Err(e) if e.is_damage() => Some(None),
@@ -153,10 +153,10 @@ pub fn repair(ctx: &Ctx) -> Result<String, MemoryError> {
             aside.display()
         ));
     }
-    let mut st = Staging::open(&path)?;
-    let fixed = st.repair()?;
+    let st = Staging::open(&path)?;
+    let fixed = st.upkeep().repair()?;
     out.push(format!("{fixed} inconsistencies fixed"));
-    let left = st.check()?;
+    let left = st.upkeep().check()?;
     if !left.is_empty() {
         return Err(MemoryError::Damaged(format!(
             "still wrong after repair: {}",

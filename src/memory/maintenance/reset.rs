@@ -69,7 +69,7 @@ pub fn reset(ctx: &Ctx, yes: bool) -> Result<String, MemoryError> {
         }
     }
     let want = copies::copy_name(ctx, "staging-backup");
-    let (path, dropped) = st.clear(|st| {
+    let (path, dropped) = st.upkeep().clear(|st| {
         let v = copies::export_value(ctx, st)?;
         let path = copies::write_copy(&want, &v)?;
         Ok::<_, MemoryError>((path, Dropped::of(&v)))

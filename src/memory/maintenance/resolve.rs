@@ -48,13 +48,14 @@ pub fn resolve_conflicts(
 ) -> Result<String, MemoryError> {
     let st = ctx.staging()?;
     let open: Vec<_> = st
-        .conflicts(true)?
+        .conflict_log()
+        .list(true)?
         .into_iter()
         .filter(|c| id.is_none_or(|i| c.id == i))
         .collect();
     if open.is_empty() {
         return match id {
-            Some(i) => Err(match st.conflict(i)? {
+            Some(i) => Err(match st.conflict_log().get(i)? {
                 Some(c) => MemoryError::Conflict(format!(
                     "conflict #{i} is already settled ({})",
                     c.resolution.as_deref().unwrap_or("closed")
@@ -101,7 +102,7 @@ pub fn resolve_conflicts(
             continue;
         };
         let Some(item) = st.get(c.staged_id)? else {
-            st.close_conflict(c.id, policy.as_str())?;
+            st.conflict_log().close(c.id, policy.as_str())?;
             continue;
         };
         // The conflict record keeps both sides but not their common base: `merge` unions here.
@@ -116,7 +117,7 @@ pub fn resolve_conflicts(
         // The local database shows the decision (the next pull would otherwise send the old
         // local version back).
         settle::show_locally(&ctx.settings.memory_db, &c.hash, &view)?;
-        st.close_conflict(c.id, policy.as_str())?;
+        st.conflict_log().close(c.id, policy.as_str())?;
         settled += 1;
         out.push(format!("#{} settled: {}", c.id, policy.as_str()));
     }

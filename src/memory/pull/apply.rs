@@ -170,7 +170,9 @@ pub fn apply(
     }
     // The new base: what the server has now.
     let seen = plan.seen.iter().map(|&i| (&r[i].hash, &r[i].fields));
-    staging.set_pulled(seen, &plan.remove, plan.full, &plan.keep_base)?;
-    staging.state_set("last_pull", &iso(t))?;
+    staging
+        .book()
+        .set_pulled(seen, &plan.remove, plan.full, &plan.keep_base)?;
+    staging.book().state_set("last_pull", &iso(t))?;
     Ok(rep)
 }

@@ -86,7 +86,7 @@ pub fn plan(
 ) -> Result<Plan, MemoryError> {
     let want = conflict::normalize_tags(&opts.tags);
     let selected = |f: &Fields| want.is_empty() || has_any_tag(f, &want);
-    let base: HashMap<ContentHash, Option<Fields>> = staging.pulled()?;
+    let base: HashMap<ContentHash, Option<Fields>> = staging.book().pulled()?;
     let mut plan = Plan {
         full: want.is_empty(),
         ..Plan::default()
@@ -196,7 +196,7 @@ pub fn plan(
     // when the memory is older than the staging database's knowledge (its epoch): it was synced
     // under a sync state since lost (a reset, a new staging file), so the deletion applies
     // rather than the memory being stored again.
-    let epoch = staging.epoch()?;
+    let epoch = staging.book().epoch()?;
     for l in local.all()? {
         if l.deleted_at.is_some() || live_remote.contains(&l.hash) {
             continue;

@@ -78,7 +78,9 @@ pub fn push(
             }
         }
     }
-    let _ = staging.state_set("last_push", &super::clock::iso(super::clock::now()));
+    let _ = staging
+        .book()
+        .state_set("last_push", &super::clock::iso(super::clock::now()));
     rep
 }
 
@@ -93,7 +95,7 @@ pub fn push_one(
     let tags = conflict::normalize_tags(&item.fields.tags);
     let id = item.id;
     let short = item.hash.short();
-    let base = staging.base(&item.hash)?;
+    let base = staging.book().base(&item.hash)?;
     if item.op == Operation::Update
         && let Some(line) = check_update(staging, client, settings, item, base.as_ref(), rep)?
     {
@@ -121,7 +123,7 @@ pub fn push_one(
                 rep.hash_mismatches += 1;
             }
             staging.mark_pushed(id, "stored")?;
-            staging.set_base(&item.hash, &item.fields)?;
+            staging.book().set_base(&item.hash, &item.fields)?;
             rep.stored += 1;
             Ok(format!("#{id} {short} stored"))
         }
@@ -148,7 +150,7 @@ pub fn push_one(
                         )?;
                         settle::show_locally(&settings.memory_db, &item.hash, &view)?;
                         // The server's version is now known: the settled row changes it.
-                        staging.set_base(&item.hash, &rf)?;
+                        staging.book().set_base(&item.hash, &rf)?;
                         rep.conflicts += 1;
                         Ok(format!(
                             "#{id} {short} conflict (diverged), policy {}",
@@ -156,7 +158,7 @@ pub fn push_one(
                         ))
                     } else {
                         staging.mark_pushed(id, "already on server")?;
-                        staging.set_base(&item.hash, &rf)?;
+                        staging.book().set_base(&item.hash, &rf)?;
                         rep.duplicates += 1;
                         Ok(format!("#{id} {short} already on server"))
                     }
@@ -199,7 +201,7 @@ pub fn push_one(
         }
         Ok(Err(UpdateOutcome::Updated)) => {
             staging.mark_pushed(id, "updated")?;
-            staging.set_base(&item.hash, &item.fields)?;
+            staging.book().set_base(&item.hash, &item.fields)?;
             rep.updated += 1;
             Ok(format!("#{id} {short} updated"))
         }
@@ -242,7 +244,7 @@ fn check_update(
     };
     if !conflict::differs(&item.fields, &rf) {
         staging.mark_pushed(id, "already on server")?;
-        staging.set_base(&item.hash, &rf)?;
+        staging.book().set_base(&item.hash, &rf)?;
         rep.duplicates += 1;
         return Ok(Some(format!("#{id} {short} already on server")));
     }
@@ -257,7 +259,7 @@ fn check_update(
                 settings.conflict,
             )?;
             settle::show_locally(&settings.memory_db, &item.hash, &view)?;
-            staging.set_base(&item.hash, &rf)?;
+            staging.book().set_base(&item.hash, &rf)?;
             rep.conflicts += 1;
             Ok(Some(format!(
                 "#{id} {short} conflict (changed on the server since the last sync), policy {}",

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::memory::ErrorKind;
+use crate::memory::kind::ErrorKind;
 
 /// A staging-database failure.
 #[derive(Debug, thiserror::Error)]

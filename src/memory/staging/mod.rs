@@ -2,22 +2,29 @@
 //! the way, and the sync bookkeeping. Its schema is documented in the README and versioned with
 //! `PRAGMA user_version`; `open` migrates older versions (including the upstream shell scripts'
 //! `staging_db_init.sql` schema) in one transaction.
+//!
+//! [`Staging`] opens the file and is the queue ([`queue`]); the file's other jobs each have a
+//! type borrowing the same connection: the [`ConflictLog`], the [`Bookkeeping`] of what the
+//! server held, and the [`Upkeep`] of the file (prune, check, salvage, repair, reset).
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
+mod book;
+mod conflicts;
 mod error;
 mod queue;
-mod records;
 mod row;
 mod schema;
 mod upkeep;
 mod upstream;
 
+pub use book::Bookkeeping;
+pub use conflicts::ConflictLog;
 pub use error::StagingError;
 pub use row::{ConflictRecord, Operation, Staged, State, describe, staged_json};
-pub use upkeep::{Lost, Salvage};
+pub use upkeep::{Lost, Salvage, Upkeep};
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 3;
@@ -120,6 +127,21 @@ impl Staging {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The conflicts recorded in this database.
+    pub fn conflict_log(&self) -> ConflictLog<'_> {
+        ConflictLog { st: self }
+    }
+
+    /// Pruning, checks, repair and reset of this database's file.
+    pub fn upkeep(&self) -> Upkeep<'_> {
+        Upkeep { st: self }
+    }
+
+    /// What this database knows of the server: the pulled base and the sync state.
+    pub fn book(&self) -> Bookkeeping<'_> {
+        Bookkeeping { st: self }
     }
 
     /// One statement, its error carrying the database's path.

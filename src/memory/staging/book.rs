@@ -1,104 +1,30 @@
-//! Conflict records, the set of pulled hashes and the sync bookkeeping.
+//! The sync bookkeeping: what the server held at the last pull (the base each memory's
+//! changes are measured from), when this database started knowing the server, and the
+//! `sync_state` values (last pull, last push).
 
 use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 
 use super::row::stored_hash;
-use super::{ConflictRecord, EPOCH_KEY, Staging, StagingError};
+use super::{EPOCH_KEY, Staging, StagingError};
 use crate::memory::clock::now;
 use crate::memory::hash::ContentHash;
 use crate::memory::record::Fields;
 
-const CONFLICT_COLS: &str =
-    "id, staged_id, content_hash, kind, local, remote, detected_at, resolution";
-
-fn row_to_conflict(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConflictRecord> {
-    let local: String = r.get(4)?;
-    let remote: Option<String> = r.get(5)?;
-    let hash: String = r.get(2)?;
-    Ok(ConflictRecord {
-        id: r.get(0)?,
-        staged_id: r.get(1)?,
-        hash: stored_hash(&hash),
-        kind: r.get(3)?,
-        local: Fields::from_json(&local),
-        remote: remote.as_deref().map(Fields::from_json),
-        detected_at: r.get(6)?,
-        resolution: r.get(7)?,
-    })
+/// The `pulled` and `sync_state` tables of a staging database.
+pub struct Bookkeeping<'a> {
+    pub(super) st: &'a Staging,
 }
 
-impl Staging {
-    /// Records a conflict; `resolution` is set when the policy settled it at once.
-    pub fn record_conflict(
-        &self,
-        staged_id: i64,
-        hash: &ContentHash,
-        kind: &str,
-        local: &Fields,
-        remote: Option<&Fields>,
-        resolution: Option<&str>,
-    ) -> Result<i64, StagingError> {
-        let t = now();
-        self.exec(
-            "INSERT INTO conflicts (staged_id, content_hash, kind, local, remote, detected_at,
-                   resolution, resolved_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                staged_id,
-                hash.as_str(),
-                kind,
-                local.to_json(),
-                remote.map(Fields::to_json),
-                t,
-                resolution,
-                resolution.map(|_| t)
-            ],
-        )?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    pub fn conflicts(&self, open_only: bool) -> Result<Vec<ConflictRecord>, StagingError> {
-        let sql = format!(
-            "SELECT {CONFLICT_COLS} FROM conflicts {} ORDER BY id",
-            if open_only {
-                "WHERE resolution IS NULL"
-            } else {
-                ""
-            }
-        );
-        self.conn
-            .prepare(&sql)
-            .and_then(|mut s| s.query_map([], row_to_conflict)?.collect())
-            .map_err(|e| self.err(e))
-    }
-
-    /// One conflict record by id (row by row salvage of a damaged file).
-    pub fn conflict(&self, id: i64) -> Result<Option<ConflictRecord>, StagingError> {
-        self.conn
-            .query_row(
-                &format!("SELECT {CONFLICT_COLS} FROM conflicts WHERE id = ?1"),
-                [id],
-                row_to_conflict,
-            )
-            .optional()
-            .map_err(|e| self.err(e))
-    }
-
-    pub fn close_conflict(&self, id: i64, resolution: &str) -> Result<(), StagingError> {
-        self.exec(
-            "UPDATE conflicts SET resolution = ?2, resolved_at = ?3 WHERE id = ?1",
-            params![id, resolution, now()],
-        )
-        .map(drop)
-    }
-
+impl Bookkeeping<'_> {
     /// What the server had at the last pull: hash → its tags, type and metadata then (`None`
     /// for rows pulled before schema version 2). A local memory among them that the server no
     /// longer has was deleted there (rather than created locally); the fields are the common
     /// base that tells a local edit from a remote one.
     pub fn pulled(&self) -> Result<HashMap<ContentHash, Option<Fields>>, StagingError> {
-        self.conn
+        self.st
+            .conn
             .prepare("SELECT content_hash, fields FROM pulled")
             .and_then(|mut s| {
                 s.query_map([], |r| {
@@ -108,24 +34,25 @@ impl Staging {
                 })?
                 .collect()
             })
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.st.err(e))
     }
 
     /// Records what a pull saw: replaces the whole set (`full`, except the `keep` rows) or
     /// extends it, and forgets `removed`.
-    pub fn set_pulled<'a>(
-        &mut self,
-        seen: impl Iterator<Item = (&'a ContentHash, &'a Fields)>,
+    pub fn set_pulled<'b>(
+        &self,
+        seen: impl Iterator<Item = (&'b ContentHash, &'b Fields)>,
         removed: &[ContentHash],
         full: bool,
         keep: &[ContentHash],
     ) -> Result<(), StagingError> {
-        let path = self.path.clone();
+        let path = self.st.path.clone();
         let err = |source| StagingError::Sqlite {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        // Unchecked: a plain BEGIN on the shared connection, which nothing else has open now.
+        let tx = self.st.conn.unchecked_transaction().map_err(err)?;
         let t = now();
         if full {
             let keep = serde_json::to_string(keep).unwrap_or_else(|_| "[]".into());
@@ -156,7 +83,7 @@ impl Staging {
     /// a conflict showed the server's version): the new common base, so the next pull does not
     /// take this machine's own change for someone else's, nor an older base for a change.
     pub fn set_base(&self, hash: &ContentHash, fields: &Fields) -> Result<(), StagingError> {
-        self.exec(
+        self.st.exec(
             "INSERT OR REPLACE INTO pulled (content_hash, pulled_at, fields) VALUES (?1, ?2, ?3)",
             params![hash, now(), fields.to_json()],
         )
@@ -166,7 +93,8 @@ impl Staging {
     /// The base of one memory: its fields when this machine last agreed with the server
     /// (`None` when unknown, or recorded before schema version 2 kept fields).
     pub fn base(&self, hash: &ContentHash) -> Result<Option<Fields>, StagingError> {
-        self.conn
+        self.st
+            .conn
             .query_row(
                 "SELECT fields FROM pulled WHERE content_hash = ?1",
                 [hash],
@@ -174,7 +102,7 @@ impl Staging {
             )
             .optional()
             .map(|o| o.flatten().as_deref().map(Fields::from_json))
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.st.err(e))
     }
 
     /// The moment this staging database started knowing nothing of the server (created, or
@@ -188,19 +116,21 @@ impl Staging {
     }
 
     pub fn state_get(&self, key: &str) -> Result<Option<String>, StagingError> {
-        self.conn
+        self.st
+            .conn
             .query_row("SELECT value FROM sync_state WHERE key = ?1", [key], |r| {
                 r.get(0)
             })
             .optional()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.st.err(e))
     }
 
     pub fn state_set(&self, key: &str, value: &str) -> Result<(), StagingError> {
-        self.exec(
-            "INSERT OR REPLACE INTO sync_state (key, value, updated_at) VALUES (?1, ?2, ?3)",
-            params![key, value, now()],
-        )
-        .map(drop)
+        self.st
+            .exec(
+                "INSERT OR REPLACE INTO sync_state (key, value, updated_at) VALUES (?1, ?2, ?3)",
+                params![key, value, now()],
+            )
+            .map(drop)
     }
 }
