@@ -243,4 +243,87 @@ mod tests {
         );
         assert_eq!(detail_of(""), "(empty body)");
     }
+
+    #[test]
+    fn store_answers_become_outcomes() {
+        let h = ContentHash::of("x");
+        let url = "POST http://x/api/memories";
+        let stored = format!(r#"{{"success":true,"content_hash":"{h}"}}"#);
+        assert_eq!(
+            store_outcome(url, 200, &stored).unwrap(),
+            StoreOutcome::Stored(h)
+        );
+        assert_eq!(
+            store_outcome(
+                url,
+                200,
+                r#"{"success":false,"message":"Duplicate: exact match"}"#
+            )
+            .unwrap(),
+            StoreOutcome::Duplicate
+        );
+        assert_eq!(
+            store_outcome(url, 200, r#"{"success":false,"message":"too similar"}"#).unwrap(),
+            StoreOutcome::Refused("too similar".into())
+        );
+        assert_eq!(
+            store_outcome(url, 409, r#"{"detail":"deleted"}"#).unwrap(),
+            StoreOutcome::DeletedRemotely("deleted".into())
+        );
+        assert!(matches!(
+            store_outcome(url, 200, r#"{"success":true}"#),
+            Err(RemoteError::Malformed { .. })
+        ));
+        assert!(matches!(
+            store_outcome(url, 422, r#"{"detail":"bad"}"#),
+            Err(RemoteError::Rejected { status: 422, .. })
+        ));
+    }
+
+    #[test]
+    fn update_and_delete_answers_become_outcomes() {
+        let url = "http://x/api/memories/h";
+        assert_eq!(
+            update_outcome(url, 200, r#"{"success":true}"#).unwrap(),
+            UpdateOutcome::Updated
+        );
+        assert_eq!(
+            update_outcome(url, 200, r#"{"success":false}"#).unwrap(),
+            UpdateOutcome::Refused("update refused".into())
+        );
+        assert_eq!(
+            update_outcome(url, 404, "").unwrap(),
+            UpdateOutcome::NotFound
+        );
+        assert_eq!(
+            delete_outcome(url, 200, r#"{"success":true}"#).unwrap(),
+            DeleteOutcome::Deleted
+        );
+        assert_eq!(
+            delete_outcome(
+                url,
+                200,
+                r#"{"success":false,"message":"Memory not found"}"#
+            )
+            .unwrap(),
+            DeleteOutcome::NotFound
+        );
+        assert_eq!(
+            delete_outcome(url, 200, r#"{"success":false}"#).unwrap(),
+            DeleteOutcome::Refused("delete refused".into())
+        );
+        assert!(matches!(
+            delete_outcome(url, 400, "nope"),
+            Err(RemoteError::Rejected { status: 400, .. })
+        ));
+    }
+
+    #[test]
+    fn a_page_with_a_malformed_hash_is_refused_where_it_comes_in() {
+        let body = r#"{"memories":[{"content":"c","content_hash":"nothex"}]}"#;
+        assert!(matches!(
+            parse::<Page>("GET http://x/api/memories", body),
+            Err(RemoteError::Malformed { .. })
+        ));
+    }
 }

@@ -1,5 +1,6 @@
 //! A failed call to the server, by what the caller can do about it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::memory::kind::ErrorKind;
@@ -33,8 +34,22 @@ pub enum RemoteError {
     },
     #[error("{url}: unexpected answer: {reason}")]
     Malformed { url: String, reason: String },
+    /// The CA file (`--ca-file`) cannot be read.
+    #[error("cannot set up the HTTP client: CA file {}: {source}", path.display())]
+    CaFileUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA file holds no usable PEM certificate.
+    #[error("cannot set up the HTTP client: CA file {}: {reason}", path.display())]
+    CaFileInvalid { path: PathBuf, reason: String },
+    /// The HTTP client or its runtime could not be built.
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
+    /// A request body could not be encoded as JSON.
+    #[error("cannot set up the HTTP client: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 impl RemoteError {
@@ -46,7 +61,11 @@ impl RemoteError {
             | RemoteError::Server { .. } => ErrorKind::Unreachable,
             RemoteError::Unauthorized { .. } => ErrorKind::Unauthorized,
             RemoteError::Rejected { .. } | RemoteError::Malformed { .. } => ErrorKind::Refused,
-            RemoteError::Tls { .. } | RemoteError::Setup(_) => ErrorKind::Invalid,
+            RemoteError::Tls { .. }
+            | RemoteError::CaFileUnreadable { .. }
+            | RemoteError::CaFileInvalid { .. }
+            | RemoteError::Setup(_)
+            | RemoteError::Encode(_) => ErrorKind::Invalid,
         }
     }
 

@@ -77,7 +77,7 @@ impl RemoteClient {
         req: &StoreRequest<'_>,
         timeout: Duration,
     ) -> Result<StoreOutcome, RemoteError> {
-        let body = serde_json::to_value(req).map_err(|e| RemoteError::Setup(e.to_string()))?;
+        let body = serde_json::to_value(req)?;
         let path = "/api/memories";
         let (status, text) = self
             .t
@@ -87,7 +87,7 @@ impl RemoteClient {
 
     /// `store` with retries on transient failures (for push).
     pub fn store_retrying(&self, req: &StoreRequest<'_>) -> Result<StoreOutcome, RemoteError> {
-        let body = serde_json::to_value(req).map_err(|e| RemoteError::Setup(e.to_string()))?;
+        let body = serde_json::to_value(req)?;
         let path = "/api/memories";
         let (status, text) = self
             .t

@@ -50,16 +50,21 @@ impl Transport {
             .user_agent(concat!("memsync/", env!("CARGO_PKG_VERSION")))
             .no_proxy();
         if let Some(ca) = &s.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| RemoteError::Setup(format!("CA file {}: {e}", ca.display())))?;
+            let pem = std::fs::read(ca).map_err(|source| RemoteError::CaFileUnreadable {
+                path: ca.clone(),
+                source,
+            })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                RemoteError::Setup(format!("CA file {}: {}", ca.display(), error_chain(&e)))
+                RemoteError::CaFileInvalid {
+                    path: ca.clone(),
+                    reason: error_chain(&e),
+                }
             })?;
             if certs.is_empty() {
-                return Err(RemoteError::Setup(format!(
-                    "CA file {}: no PEM certificate in it",
-                    ca.display()
-                )));
+                return Err(RemoteError::CaFileInvalid {
+                    path: ca.clone(),
+                    reason: "no PEM certificate in it".into(),
+                });
             }
             b = b.tls_certs_merge(certs);
         }
