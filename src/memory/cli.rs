@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::MemoryError;
-use super::commands::{self, Ctx, StoreInput};
+use super::commands;
+use super::ctx::Ctx;
 use super::maintenance;
 use super::outcome::Outcome;
 use super::progress;
@@ -13,6 +14,7 @@ use super::pull::PullOptions;
 use super::queue;
 use super::runner::{self, hold};
 use super::settings::{ConflictPolicy, Overrides, Settings};
+use super::store::StoreInput;
 
 /// Flags every memory command takes; they override the environment and `sync_config.json`.
 #[derive(Debug, Args, Default)]
@@ -277,7 +279,7 @@ fn pull_opts(a: &PullArgs) -> PullOptions {
 fn parse_age(s: &str) -> Result<std::time::Duration, MemoryError> {
     let compact: String = s.split_whitespace().collect();
     humantime::parse_duration(&compact)
-        .map_err(|e| MemoryError::Incomplete(format!("--older-than {s:?}: {e} (e.g. \"90 days\")")))
+        .map_err(|e| MemoryError::Invalid(format!("--older-than {s:?}: {e} (e.g. \"90 days\")")))
 }
 
 /// Runs one memory command: the text for standard output and how it ended (its exit code:
@@ -298,10 +300,12 @@ fn dispatch(cmd: MemoryCommand) -> Result<(String, Outcome), MemoryError> {
         MemoryCommand::Store(a) => {
             let r = &a.remote;
             let content = if a.content.len() == 1 && a.content[0] == "-" {
-                strip_one_newline(
-                    std::io::read_to_string(std::io::stdin())
-                        .map_err(|e| MemoryError::Io(format!("standard input: {e}")))?,
-                )
+                strip_one_newline(std::io::read_to_string(std::io::stdin()).map_err(|source| {
+                    MemoryError::Io {
+                        what: "standard input".into(),
+                        source,
+                    }
+                })?)
             } else {
                 a.content.join(" ")
             };
@@ -312,7 +316,7 @@ fn dispatch(cmd: MemoryCommand) -> Result<(String, Outcome), MemoryError> {
                 project: a.project,
                 offline: a.offline,
             };
-            done(commands::store(&ctx(r)?, &input))
+            done(super::store::store(&ctx(r)?, &input))
         }
         MemoryCommand::Push {
             retry_failed,
@@ -332,7 +336,7 @@ fn dispatch(cmd: MemoryCommand) -> Result<(String, Outcome), MemoryError> {
                 Ok(runner::finished(&c, text))
             }
         }
-        MemoryCommand::Status(r) => done(commands::status(&ctx(&r)?)),
+        MemoryCommand::Status(r) => done(super::status::status(&ctx(&r)?)),
         MemoryCommand::Staged { all, state, remote } => {
             done(queue::list(&ctx(&remote)?, all, state.as_deref()))
         }
@@ -411,7 +415,7 @@ fn dispatch(cmd: MemoryCommand) -> Result<(String, Outcome), MemoryError> {
                     ConflictPolicy::parse(s)
                         .filter(|p| *p != ConflictPolicy::Manual)
                         .ok_or_else(|| {
-                            MemoryError::Incomplete(format!(
+                            MemoryError::Invalid(format!(
                                 "--strategy {s:?}: expected merge, local or remote"
                             ))
                         })

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::staging::Fields;
+use super::record::Fields;
 
 /// Metadata keys the server writes on its own (search hits, hostname tagging); they never make a
 /// conflict.

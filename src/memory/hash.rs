@@ -40,6 +40,39 @@ impl ContentHash {
     }
 }
 
+/// Read where JSON comes in (the server's answers): anything but 64 hex digits is refused there.
+impl<'de> serde::Deserialize<'de> for ContentHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ContentHash, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        ContentHash::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format_args!("{s:?} is not a content hash (64 hex digits)"))
+        })
+    }
+}
+
+impl serde::Serialize for ContentHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// Stored as its 64 digits in SQLite.
+impl rusqlite::ToSql for ContentHash {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+/// Read where SQLite rows come in: anything but 64 hex digits is a conversion error.
+impl rusqlite::types::FromSql for ContentHash {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let s = v.as_str()?;
+        ContentHash::parse(s).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("{s:?} is not a content hash").into())
+        })
+    }
+}
+
 impl std::fmt::Display for ContentHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -91,6 +124,21 @@ mod tests {
         assert_eq!(python_lower("İ"), "i\u{307}");
         assert_eq!(python_lower("ΑΣ.Β"), "ασ.β"); // "." is case-ignorable: Σ is not final
         assert_eq!(python_lower("ẞ"), "ß");
+    }
+
+    #[test]
+    fn json_and_sqlite_take_only_hex_digests() {
+        let h = ContentHash::of("x");
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(serde_json::from_str::<ContentHash>(&json).unwrap(), h);
+        assert!(serde_json::from_str::<ContentHash>("\"abc\"").is_err());
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        let back: ContentHash = c.query_row("SELECT ?1", [&h], |r| r.get(0)).unwrap();
+        assert_eq!(back, h);
+        assert!(
+            c.query_row("SELECT 'abc'", [], |r| r.get::<_, ContentHash>(0))
+                .is_err()
+        );
     }
 
     #[test]

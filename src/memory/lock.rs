@@ -37,6 +37,17 @@ pub enum LockError {
     BadWait(String),
 }
 
+impl LockError {
+    /// What the failure means: held by another run, a lock file that failed, or a bad setting.
+    pub fn kind(&self) -> super::kind::ErrorKind {
+        match self {
+            LockError::Held { .. } => super::kind::ErrorKind::Locked,
+            LockError::Io { .. } => super::kind::ErrorKind::Io,
+            LockError::BadWait(_) => super::kind::ErrorKind::Invalid,
+        }
+    }
+}
+
 /// The held lock; released when dropped (or when the process ends, however it ends).
 #[derive(Debug)]
 pub struct StagingLock {

@@ -7,9 +7,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::MemoryError;
-use super::commands::Ctx;
-use super::localdb::{LocalDb, iso};
-use super::staging::{Staging, now};
+use super::clock::iso;
+use super::clock::now;
+use super::ctx::Ctx;
+use super::localdb::LocalDb;
+use super::staging::Staging;
 use super::synclog;
 
 mod copies;
@@ -17,20 +19,19 @@ mod repair;
 mod reset;
 mod resolve;
 
-pub(super) use copies::staged_json;
 pub use repair::repair;
 pub use reset::reset;
 pub use resolve::resolve_conflicts;
 
 fn io_err(path: &Path, e: std::io::Error) -> MemoryError {
-    MemoryError::Io(format!("{}: {e}", path.display()))
+    MemoryError::file(path, e)
 }
 
 fn write_json(path: &Path, v: &Value) -> Result<(), MemoryError> {
     if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
     }
-    let text = serde_json::to_vec_pretty(v).map_err(|e| MemoryError::Io(e.to_string()))?;
+    let text = serde_json::to_vec_pretty(v)?;
     crate::fsutil::write_atomic(path, &text).map_err(|e| io_err(path, e))
 }
 
@@ -41,15 +42,14 @@ pub fn init(ctx: &Ctx, write_config: bool) -> Result<String, MemoryError> {
     let mut out = vec![format!("staging database ready: {}", st.path().display())];
     if write_config {
         let p = ctx.settings.config_path.as_deref().ok_or_else(|| {
-            MemoryError::Incomplete(
+            MemoryError::Invalid(
                 "no place for the settings file: HOME is unset; give --sync-config or SYNC_CONFIG_PATH".into(),
             )
         })?;
         if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
         }
-        let text = serde_json::to_vec_pretty(&copies::settings_json(ctx))
-            .map_err(|e| MemoryError::Io(e.to_string()))?;
+        let text = serde_json::to_vec_pretty(&copies::settings_json(ctx))?;
         match crate::fsutil::write_new_at(p, &text) {
             Ok(()) => out.push(format!(
                 "wrote {}, the settings file memsync reads (the API key is not written: keep it in REMOTE_MEMORY_API_KEY)",
@@ -106,7 +106,7 @@ pub fn verify_db(ctx: &Ctx) -> Result<String, MemoryError> {
     }
     match Staging::open_existing(&ctx.settings.staging_db) {
         Ok(Some(st)) => {
-            let p = st.check().unwrap_or_else(|e| vec![e.to_string()]);
+            let p = st.upkeep().check().unwrap_or_else(|e| vec![e.to_string()]);
             bad |= !p.is_empty();
             out.push(format!(
                 "staging db {}: {}",
@@ -128,7 +128,7 @@ pub fn verify_db(ctx: &Ctx) -> Result<String, MemoryError> {
         }
     }
     if bad {
-        Err(MemoryError::Incomplete(out.join("; ")))
+        Err(MemoryError::Damaged(out.join("; ")))
     } else {
         Ok(out.join("\n"))
     }
@@ -140,12 +140,12 @@ pub fn optimize(ctx: &Ctx) -> Result<String, MemoryError> {
     let mut out = Vec::new();
     if let Some(st) = Staging::open_existing(&ctx.settings.staging_db)? {
         let mut copy = None;
-        let pruned = st.prune_done(30.0 * 86400.0, |rows| {
+        let pruned = st.upkeep().prune_done(30.0 * 86400.0, |rows| {
             let want = copies::copy_name(ctx, "staging-pruned");
             copy = Some(copies::write_copy(&want, &copies::pruned_value(rows))?);
             Ok::<_, MemoryError>(())
         })?;
-        st.optimize()?;
+        st.upkeep().optimize()?;
         out.push(match copy {
             Some(p) => format!(
                 "staging: {pruned} confirmed rows older than 30 days pruned, vacuumed; a copy is in {}",
@@ -179,7 +179,7 @@ pub fn archive(
     // Only memories the server holds (seen there at a pull) leave the local database: a
     // local-only memory would then exist nowhere but in the archive file.
     let on_server = Staging::open_existing(&ctx.settings.staging_db)?
-        .map(|s| s.pulled())
+        .map(|s| s.book().pulled())
         .transpose()?
         .unwrap_or_default();
     let (old, local_only): (Vec<_>, Vec<_>) = db
@@ -233,7 +233,7 @@ pub fn archive(
     };
     let doc = json!({
         "export_metadata": {
-            "source_machine": super::client::hostname(), "export_timestamp": iso(now()),
+            "source_machine": super::host::hostname(), "export_timestamp": iso(now()),
             "total_memories": memories.len(), "database_path": ctx.settings.memory_db,
             "include_embeddings": true, "exporter": concat!("memsync ", env!("CARGO_PKG_VERSION")),
             "archived_before": iso(cutoff),

@@ -8,13 +8,14 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use super::MemoryError;
-use super::commands::Ctx;
 use super::conflict;
-use super::maintenance::staged_json;
-use super::staging::{Fields, Staged, Staging, State};
+use super::ctx::Ctx;
+use super::record::Fields;
+use super::staging::staged_json;
+use super::staging::{Staged, Staging, State};
 
 fn not_found(id: i64) -> MemoryError {
-    MemoryError::Incomplete(format!("no staged row #{id} (memsync staged lists them)"))
+    MemoryError::NoSuchRow { id }
 }
 
 /// The row, if it is still waiting to be sent (pending or failed).
@@ -22,10 +23,10 @@ fn waiting_row(st: &Staging, id: i64, verb: &str) -> Result<Staged, MemoryError>
     let item = st.get(id)?.ok_or_else(|| not_found(id))?;
     match item.state {
         State::Pending | State::Failed => Ok(item),
-        State::Conflict => Err(MemoryError::Incomplete(format!(
+        State::Conflict => Err(MemoryError::Conflict(format!(
             "staged row #{id} is in conflict: settle it with memsync resolve-conflicts (remote keeps the server's version), not {verb}"
         ))),
-        s => Err(MemoryError::Incomplete(format!(
+        s => Err(MemoryError::Conflict(format!(
             "staged row #{id} is not waiting (it is {}{}): nothing to {verb}",
             s.as_str(),
             item.outcome
@@ -36,11 +37,8 @@ fn waiting_row(st: &Staging, id: i64, verb: &str) -> Result<Staged, MemoryError>
 }
 
 fn open(ctx: &Ctx) -> Result<Staging, MemoryError> {
-    Staging::open_existing(&ctx.settings.staging_db)?.ok_or_else(|| {
-        MemoryError::Incomplete(format!(
-            "no staging database at {}: nothing is staged",
-            ctx.settings.staging_db.display()
-        ))
+    Staging::open_existing(&ctx.settings.staging_db)?.ok_or_else(|| MemoryError::NoStaging {
+        path: ctx.settings.staging_db.clone(),
     })
 }
 
@@ -55,15 +53,14 @@ fn keep_copy(st: &Staging, item: &Staged, what: &str) -> Result<PathBuf, MemoryE
         item.id,
         std::process::id()
     ));
-    let io = |e: std::io::Error| MemoryError::Io(format!("{}: {e}", path.display()));
-    let bytes = serde_json::to_vec_pretty(&staged_json(item))
-        .map_err(|e| MemoryError::Io(e.to_string()))?;
+    let io = |e: std::io::Error| MemoryError::file(&path, e);
+    let bytes = serde_json::to_vec_pretty(&staged_json(item))?;
     crate::fsutil::write_new(&path, &bytes).map_err(io)?;
     if std::fs::read(&path).map_err(io)? != bytes {
-        return Err(MemoryError::Io(format!(
-            "{}: the copy did not read back the same; nothing changed",
-            path.display()
-        )));
+        return Err(MemoryError::Unverified {
+            path,
+            reason: "the copy did not read back the same; nothing changed".into(),
+        });
     }
     Ok(path)
 }
@@ -114,24 +111,6 @@ fn line(s: &Staged) -> String {
     l
 }
 
-/// What is about to be tried with a row (for `SYNC_DEBUG`): `#5 3f2a9c1b7d4e: store (2 tags,
-/// attempt 1)`.
-pub fn describe(s: &Staged) -> String {
-    format!(
-        "#{} {}: {} ({} tags, attempt {}{})",
-        s.id,
-        s.hash.short(),
-        s.op.as_str(),
-        s.fields.tags.len(),
-        s.attempts + 1,
-        if s.restore_deleted {
-            ", reviving a server-side delete"
-        } else {
-            ""
-        }
-    )
-}
-
 /// `staged [--all | --state S]`: the rows still waiting (pending, failed, conflict), or all.
 pub fn list(ctx: &Ctx, all: bool, state: Option<&str>) -> Result<String, MemoryError> {
     let wanted = match state {
@@ -147,7 +126,7 @@ pub fn list(ctx: &Ctx, all: bool, state: Option<&str>) -> Result<String, MemoryE
             .into_iter()
             .find(|x| x.as_str() == s.trim().to_ascii_lowercase())
             .ok_or_else(|| {
-                MemoryError::Incomplete(format!(
+                MemoryError::Invalid(format!(
                     "--state {s:?}: expected pending, failed, conflict, pushed or resolved"
                 ))
             })?,
@@ -195,7 +174,7 @@ pub fn drop_row(ctx: &Ctx, id: i64, yes: bool) -> Result<String, MemoryError> {
     );
     if !yes {
         if !std::io::stdin().is_terminal() {
-            return Err(MemoryError::Incomplete(format!(
+            return Err(MemoryError::Unconfirmed(format!(
                 "drop would take {what} out of the queue; rerun with --yes (a JSON copy is written first)"
             )));
         }
@@ -207,7 +186,7 @@ pub fn drop_row(ctx: &Ctx, id: i64, yes: bool) -> Result<String, MemoryError> {
     }
     let copy = keep_copy(&st, &item, "dropped")?;
     if !st.mark_dropped(id)? {
-        return Err(MemoryError::Incomplete(format!(
+        return Err(MemoryError::Conflict(format!(
             "staged row #{id} changed meanwhile; nothing dropped (the copy {} stays)",
             copy.display()
         )));
@@ -229,7 +208,7 @@ pub fn edit_row(
     memory_type: Option<String>,
 ) -> Result<String, MemoryError> {
     if tags.is_none() && memory_type.is_none() {
-        return Err(MemoryError::Incomplete(
+        return Err(MemoryError::Invalid(
             "edit: nothing to change (give --tags and/or --type)".into(),
         ));
     }

@@ -4,7 +4,8 @@
 //! code, said on stderr too.
 
 use super::MemoryError;
-use super::commands::{self, Ctx};
+use super::commands::{self};
+use super::ctx::Ctx;
 use super::lock::{self, StagingLock};
 use super::outcome::Outcome;
 use super::progress;
@@ -23,7 +24,7 @@ fn leftovers(c: &Ctx) -> (Outcome, Vec<String>) {
         return (Outcome::Done, Vec::new());
     };
     let failed = st.count(State::Failed).unwrap_or(0) as usize;
-    let open = st.conflicts(true).map_or(0, |v| v.len());
+    let open = st.conflict_log().list(true).map_or(0, |v| v.len());
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let mut notes = Vec::new();
@@ -60,8 +61,11 @@ fn now_rfc3339() -> String {
 /// it runs and its output prefixed with its start time; a failed round is reported and the next
 /// one runs anyway (the server may be back); SIGINT/SIGTERM end the loop between rounds.
 pub fn watch(c: &Ctx, opts: &PullOptions) -> Result<(String, Outcome), MemoryError> {
-    let mut stop = crate::signals::BlockingStop::new()
-        .map_err(|e| MemoryError::Io(format!("signal handler: {e}")))?;
+    let mut stop =
+        crate::signals::BlockingStop::new().map_err(|source| MemoryError::Io {
+            what: "signal handler".into(),
+            source,
+        })?;
     let mut rounds = 0u64;
     loop {
         let ts = now_rfc3339();

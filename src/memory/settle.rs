@@ -4,9 +4,11 @@
 use std::path::Path;
 
 use super::conflict;
+use super::hash::ContentHash;
 use super::localdb::{LocalDb, LocalDbError};
+use super::record::Fields;
 use super::settings::ConflictPolicy;
-use super::staging::{Fields, Operation, Staged, Staging, StagingError, State};
+use super::staging::{Operation, Staged, Staging, StagingError, State};
 
 /// The kinds of conflict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +55,7 @@ pub fn settle(
     policy: ConflictPolicy,
 ) -> Result<LocalView, StagingError> {
     let decided = (policy != ConflictPolicy::Manual).then(|| policy.as_str());
-    staging.record_conflict(
+    staging.conflict_log().record(
         item.id,
         &item.hash,
         kind.as_str(),
@@ -129,7 +131,11 @@ pub fn apply(
 /// `resolve-conflicts`): otherwise the next pull would see the local row differ from the new
 /// base and send it back, undoing the decision. A memory the local database does not hold
 /// (stored remote-first) is left to the next pull; no local database, nothing to do.
-pub fn show_locally(memory_db: &Path, hash: &str, view: &LocalView) -> Result<(), LocalDbError> {
+pub fn show_locally(
+    memory_db: &Path,
+    hash: &ContentHash,
+    view: &LocalView,
+) -> Result<(), LocalDbError> {
     if !memory_db.is_file() {
         return Ok(());
     }
@@ -140,7 +146,7 @@ pub fn show_locally(memory_db: &Path, hash: &str, view: &LocalView) -> Result<()
     if l.deleted_at.is_some() {
         return Ok(());
     }
-    let t = super::staging::now();
+    let t = super::clock::now();
     match view {
         LocalView::Live(f) if conflict::differs(&l.fields, f) => {
             db.write(|w| w.set_fields(hash, f, t))

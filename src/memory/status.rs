@@ -2,7 +2,7 @@
 //! settings in use. It fails only on invalid settings: anything unusable is shown, not raised.
 
 use super::MemoryError;
-use super::commands::Ctx;
+use super::ctx::Ctx;
 use super::localdb::LocalDb;
 use super::staging::{Staging, State};
 
@@ -33,7 +33,7 @@ pub fn status(ctx: &Ctx) -> Result<String, MemoryError> {
         Ok(Some(st)) => {
             out.push(format!("staging      {}", s.staging_db.display()));
             // Counts can still be read from a damaged file (from an index): say it is damaged.
-            match st.quick_check() {
+            match st.upkeep().quick_check() {
                 Ok(p) if p.is_empty() => {}
                 Ok(p) => out.push(format!(
                     "  WARNING    the staging database is damaged ({}): run memsync repair",
@@ -61,12 +61,14 @@ pub fn status(ctx: &Ctx) -> Result<String, MemoryError> {
             ));
             out.push(format!(
                 "  conflicts  {} open",
-                st.conflicts(true)
+                st.conflict_log()
+                    .list(true)
                     .map_or_else(|_| "unreadable".to_owned(), |c| c.len().to_string())
             ));
             out.push(format!("  pushed     {}", count(State::Pushed)));
             let get = |k| {
-                st.state_get(k)
+                st.book()
+                    .state_get(k)
                     .ok()
                     .flatten()
                     .unwrap_or_else(|| "never".into())

@@ -6,21 +6,12 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::super::MemoryError;
-use super::super::commands::Ctx;
-use super::super::localdb::iso;
-use super::super::staging::{self, Staged, Staging, now};
+use super::super::clock::iso;
+use super::super::clock::now;
+use super::super::ctx::Ctx;
+use super::super::hash::ContentHash;
+use super::super::staging::{self, Staged, Staging, staged_json};
 use super::io_err;
-
-pub(in crate::memory) fn staged_json(s: &Staged) -> Value {
-    json!({
-        "id": s.id, "content": s.content, "content_hash": s.hash.as_str(),
-        "tags": s.fields.tags, "memory_type": s.fields.memory_type, "metadata": s.fields.metadata,
-        "operation": s.op.as_str(),
-        "state": s.state.as_str(), "outcome": s.outcome, "attempts": s.attempts,
-        "last_error": s.last_error, "restore_deleted": s.restore_deleted,
-        "source_machine": s.source_machine, "staged_at": iso(s.staged_at),
-    })
-}
 
 /// The effective settings in `sync_config.json`'s shape, so that the file (or an export's
 /// `config`) can be given back with `--sync-config`. The API key is never written out.
@@ -46,7 +37,7 @@ pub(super) fn settings_json(ctx: &Ctx) -> Value {
 pub(super) fn export_value(ctx: &Ctx, st: &Staging) -> Result<Value, MemoryError> {
     let staged: Vec<Value> = st.all()?.iter().map(staged_json).collect();
     let conflicts: Vec<Value> = st
-        .conflicts(false)?
+        .conflict_log().list(false)?
         .iter()
         .map(|c| {
             json!({
@@ -57,7 +48,8 @@ pub(super) fn export_value(ctx: &Ctx, st: &Staging) -> Result<Value, MemoryError
             })
         })
         .collect();
-    let mut pulled: Vec<(String, Value)> = st
+    let mut pulled: Vec<(ContentHash, Value)> = st
+        .book()
         .pulled()?
         .into_iter()
         .map(|(h, f)| {
@@ -108,22 +100,24 @@ pub(super) fn write_copy(want: &Path, v: &Value) -> Result<PathBuf, MemoryError>
     if let Some(d) = want.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
     }
-    let bytes = serde_json::to_vec_pretty(v).map_err(|e| MemoryError::Io(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(v)?;
     let path = crate::fsutil::write_new(want, &bytes).map_err(|e| io_err(want, e))?;
     let back: Value = std::fs::read(&path)
         .map_err(|e| io_err(&path, e))
         .and_then(|b| {
-            serde_json::from_slice(&b)
-                .map_err(|e| MemoryError::Io(format!("{}: {e}", path.display())))
+            serde_json::from_slice(&b).map_err(|e| MemoryError::Unverified {
+                path: path.clone(),
+                reason: e.to_string(),
+            })
         })?;
     for (key, list) in v.as_object().into_iter().flatten() {
         if let Some(list) = list.as_array()
             && back[key].as_array().map(Vec::len) != Some(list.len())
         {
-            return Err(MemoryError::Io(format!(
-                "{}: the copy did not read back complete ({key}); nothing was removed",
-                path.display()
-            )));
+            return Err(MemoryError::Unverified {
+                path,
+                reason: format!("the copy did not read back complete ({key}); nothing was removed"),
+            });
         }
     }
     Ok(path)

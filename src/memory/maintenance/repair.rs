@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::super::MemoryError;
-use super::super::commands::Ctx;
-use super::super::hash::ContentHash;
+use super::super::ctx::Ctx;
 use super::super::staging::{Lost, Salvage, Staging, State};
 use super::io_err;
 
@@ -61,10 +60,10 @@ fn set_aside(path: &Path) -> Result<PathBuf, MemoryError> {
         }
         undo(&moved);
     }
-    Err(MemoryError::Io(format!(
-        "{}: no free name to keep the damaged file under",
-        want.display()
-    )))
+    Err(MemoryError::NoName {
+        path: want.to_owned(),
+        reason: "no free name to keep the damaged file under".into(),
+    })
 }
 
 fn lost(l: Lost) -> String {
@@ -81,7 +80,7 @@ fn rebuild(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
     let mut waiting = 0;
     let mut ids = std::collections::HashMap::new();
     for r in &s.rows {
-        ids.insert(r.id, fresh.insert_copy(r)?);
+        ids.insert(r.id, fresh.upkeep().insert_copy(r)?);
         if matches!(r.state, State::Pending | State::Failed | State::Conflict) {
             waiting += 1;
         }
@@ -90,11 +89,11 @@ fn rebuild(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
     let mut records = 0;
     let mut orphans = 0;
     for c in &s.conflicts {
-        match (ids.get(&c.staged_id), ContentHash::parse(&c.hash)) {
-            (Some(&id), Some(h)) => {
-                fresh.record_conflict(
+        match ids.get(&c.staged_id) {
+            Some(&id) => {
+                fresh.conflict_log().record(
                     id,
-                    &h,
+                    &c.hash,
                     &c.kind,
                     &c.local,
                     c.remote.as_ref(),
@@ -131,9 +130,9 @@ pub fn repair(ctx: &Ctx) -> Result<String, MemoryError> {
     // None: sound; Some(None): damaged beyond opening; Some(Some(s)): damaged, `s` read back.
     let damage = match Staging::open_existing(&path) {
         Ok(None) => return Ok("nothing to repair: no staging database".into()),
-        Ok(Some(st)) => match st.integrity() {
+        Ok(Some(st)) => match st.upkeep().integrity() {
             Ok(p) if p.is_empty() => None,
-            _ => Some(Some(st.salvage())),
+            _ => Some(Some(st.upkeep().salvage())),
         },
         // Only damage is repaired by rebuilding; a busy, newer or foreign file is reported.
         Err(e) if e.is_damage() => Some(None),
@@ -154,12 +153,12 @@ pub fn repair(ctx: &Ctx) -> Result<String, MemoryError> {
             aside.display()
         ));
     }
-    let mut st = Staging::open(&path)?;
-    let fixed = st.repair()?;
+    let st = Staging::open(&path)?;
+    let fixed = st.upkeep().repair()?;
     out.push(format!("{fixed} inconsistencies fixed"));
-    let left = st.check()?;
+    let left = st.upkeep().check()?;
     if !left.is_empty() {
-        return Err(MemoryError::Incomplete(format!(
+        return Err(MemoryError::Damaged(format!(
             "still wrong after repair: {}",
             left.join("; ")
         )));

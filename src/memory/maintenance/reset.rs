@@ -7,7 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use serde_json::Value;
 
 use super::super::MemoryError;
-use super::super::commands::Ctx;
+use super::super::ctx::Ctx;
 use super::super::staging::Staging;
 use super::copies;
 
@@ -60,7 +60,7 @@ pub fn reset(ctx: &Ctx, yes: bool) -> Result<String, MemoryError> {
     if !yes {
         let what = Dropped::of(&copies::export_value(ctx, &st)?);
         if !std::io::stdin().is_terminal() {
-            return Err(MemoryError::Incomplete(format!(
+            return Err(MemoryError::Unconfirmed(format!(
                 "reset would drop {what}; rerun with --yes (a JSON copy is written first)"
             )));
         }
@@ -69,7 +69,7 @@ pub fn reset(ctx: &Ctx, yes: bool) -> Result<String, MemoryError> {
         }
     }
     let want = copies::copy_name(ctx, "staging-backup");
-    let (path, dropped) = st.clear(|st| {
+    let (path, dropped) = st.upkeep().clear(|st| {
         let v = copies::export_value(ctx, st)?;
         let path = copies::write_copy(&want, &v)?;
         Ok::<_, MemoryError>((path, Dropped::of(&v)))

@@ -4,7 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use super::super::MemoryError;
-use super::super::commands::Ctx;
+use super::super::ctx::Ctx;
 use super::super::settings::ConflictPolicy;
 use super::super::settle::{self, Kind};
 
@@ -48,21 +48,20 @@ pub fn resolve_conflicts(
 ) -> Result<String, MemoryError> {
     let st = ctx.staging()?;
     let open: Vec<_> = st
-        .conflicts(true)?
+        .conflict_log()
+        .list(true)?
         .into_iter()
         .filter(|c| id.is_none_or(|i| c.id == i))
         .collect();
     if open.is_empty() {
         return match id {
-            Some(i) => Err(MemoryError::Incomplete(match st.conflict(i)? {
-                Some(c) => format!(
+            Some(i) => Err(match st.conflict_log().get(i)? {
+                Some(c) => MemoryError::Conflict(format!(
                     "conflict #{i} is already settled ({})",
                     c.resolution.as_deref().unwrap_or("closed")
-                ),
-                None => {
-                    format!("no conflict #{i} (memsync resolve-conflicts lists the open ones)")
-                }
-            })),
+                )),
+                None => MemoryError::NoSuchConflict { id: i },
+            }),
             None => Ok("no open conflicts".into()),
         };
     }
@@ -78,7 +77,7 @@ pub fn resolve_conflicts(
         let line = format!(
             "#{} {} {}: local {} / remote {}",
             c.id,
-            c.hash.get(..12).unwrap_or(&c.hash),
+            c.hash.short(),
             c.kind,
             c.local.to_json(),
             remote
@@ -103,7 +102,7 @@ pub fn resolve_conflicts(
             continue;
         };
         let Some(item) = st.get(c.staged_id)? else {
-            st.close_conflict(c.id, policy.as_str())?;
+            st.conflict_log().close(c.id, policy.as_str())?;
             continue;
         };
         // The conflict record keeps both sides but not their common base: `merge` unions here.
@@ -118,7 +117,7 @@ pub fn resolve_conflicts(
         // The local database shows the decision (the next pull would otherwise send the old
         // local version back).
         settle::show_locally(&ctx.settings.memory_db, &c.hash, &view)?;
-        st.close_conflict(c.id, policy.as_str())?;
+        st.conflict_log().close(c.id, policy.as_str())?;
         settled += 1;
         out.push(format!("#{} settled: {}", c.id, policy.as_str()));
     }

@@ -2,12 +2,16 @@
 //! then the local writes in short transactions, then the new base.
 
 use super::super::MemoryError;
-use super::super::client::hostname;
-use super::super::localdb::{LocalDb, NewMemory, iso};
+use super::super::clock::iso;
+use super::super::clock::now;
+use super::super::hash::ContentHash;
+use super::super::host::hostname;
+use super::super::localdb::{LocalDb, NewMemory};
+use super::super::record::Fields;
 use super::super::settings::{ConflictPolicy, Settings};
 use super::super::settle::{self, Kind, LocalView};
-use super::super::staging::{Fields, Operation, Staging, State, now};
-use super::{ConflictSide, Plan, PullOptions, PullReport, RemoteRecord, RemoteState, short};
+use super::super::staging::{Operation, Staging, State};
+use super::{ConflictSide, Plan, PullOptions, PullReport, RemoteRecord, RemoteState};
 
 fn preview(s: &str) -> String {
     let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -20,7 +24,7 @@ fn preview(s: &str) -> String {
 
 enum Write<'a> {
     Upsert(&'a RemoteRecord, Fields),
-    Delete(String),
+    Delete(ContentHash),
 }
 
 /// Stages a local edit as an update and returns its row.
@@ -31,9 +35,7 @@ fn stage_update(
 ) -> Result<super::super::staging::Staged, MemoryError> {
     let (id, _) = staging.stage(content, fields, &hostname())?;
     staging.rewrite(id, Operation::Update, fields, State::Pending, false)?;
-    staging
-        .get(id)?
-        .ok_or_else(|| MemoryError::Io(format!("staged row #{id} vanished")))
+    staging.get(id)?.ok_or(MemoryError::RowVanished { id })
 }
 
 /// Carries out a plan (or only describes it, with `dry_run`).
@@ -69,9 +71,11 @@ pub fn apply(
             plan.conflicts
                 .iter()
                 .filter(|c| c.kind == Kind::DeletedRemotely)
-                .map(|c| c.side.hash().to_owned()),
+                .map(|c| c.side.hash().clone()),
         );
-        let line = |verb: &str, h: &str, c: &str| format!("{verb:<8} {}  {}", short(h), preview(c));
+        let line = |verb: &str, h: &ContentHash, c: &str| {
+            format!("{verb:<8} {}  {}", h.short(), preview(c))
+        };
         rep.details.extend(
             plan.add
                 .iter()
@@ -82,8 +86,11 @@ pub fn apply(
                 .iter()
                 .map(|(i, _)| line("change", &r[*i].hash, &r[*i].content)),
         );
-        rep.details
-            .extend(plan.remove.iter().map(|h| format!("remove   {}", short(h))));
+        rep.details.extend(
+            plan.remove
+                .iter()
+                .map(|h| format!("remove   {}", h.short())),
+        );
         rep.details.extend(
             plan.stage_local
                 .iter()
@@ -124,7 +131,7 @@ pub fn apply(
         match (view, c.remote) {
             (LocalView::Live(f), Some(i)) => writes.push(Write::Upsert(&r[i], f)),
             (LocalView::Deleted, _) if c.kind == Kind::DeletedRemotely => {
-                writes.push(Write::Delete(item.hash.as_str().to_owned()))
+                writes.push(Write::Delete(item.hash.clone()))
             }
             _ => {}
         }
@@ -162,11 +169,10 @@ pub fn apply(
         })?;
     }
     // The new base: what the server has now.
-    let seen = plan
-        .seen
-        .iter()
-        .map(|&i| (r[i].hash.as_str(), &r[i].fields));
-    staging.set_pulled(seen, &plan.remove, plan.full, &plan.keep_base)?;
-    staging.state_set("last_pull", &iso(t))?;
+    let seen = plan.seen.iter().map(|&i| (&r[i].hash, &r[i].fields));
+    staging
+        .book()
+        .set_pulled(seen, &plan.remove, plan.full, &plan.keep_base)?;
+    staging.book().state_set("last_pull", &iso(t))?;
     Ok(rep)
 }

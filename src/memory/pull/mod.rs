@@ -13,8 +13,10 @@ mod apply;
 mod plan;
 mod source;
 
+use super::hash::ContentHash;
 pub use apply::apply;
 pub use plan::{ConflictSide, Plan, confirm_removals, plan};
+
 pub use source::{RemoteRecord, RemoteState, bootstrap_from_replica, fetch_replica, fetch_rest};
 
 /// Options of one pull.
@@ -46,11 +48,6 @@ pub struct PullReport {
     pub details: Vec<String>,
     /// `--dry-run`: the hashes the server holds live and those the pull would remove locally,
     /// so that `sync --dry-run` can tell which local memories its staging step would take.
-    pub server_live: std::collections::HashSet<String>,
-    pub removals: Vec<String>,
-}
-
-/// The first 12 characters of a hash, for messages (whatever the input's length).
-fn short(h: &str) -> &str {
-    h.char_indices().nth(12).map_or(h, |(i, _)| &h[..i])
+    pub server_live: std::collections::HashSet<ContentHash>,
+    pub removals: Vec<ContentHash>,
 }

@@ -8,8 +8,9 @@ use super::super::MemoryError;
 use super::super::conflict;
 use super::super::hash::ContentHash;
 use super::super::localdb::{LocalDb, LocalMemory};
+use super::super::record::Fields;
 use super::super::settle::Kind;
-use super::super::staging::{Fields, Operation, Staged, Staging, State};
+use super::super::staging::{Operation, Staged, Staging, State};
 use super::{PullOptions, RemoteState};
 
 /// The local side of a conflict: a staged row, or an edit made in the local database.
@@ -20,9 +21,9 @@ pub enum ConflictSide {
 }
 
 impl ConflictSide {
-    pub fn hash(&self) -> &str {
+    pub fn hash(&self) -> &ContentHash {
         match self {
-            ConflictSide::Staged(s) => s.hash.as_str(),
+            ConflictSide::Staged(s) => &s.hash,
             ConflictSide::LocalEdit(l) => &l.hash,
         }
     }
@@ -51,7 +52,7 @@ pub struct Plan {
     pub add: Vec<(usize, Fields)>,
     pub change: Vec<(usize, Fields)>,
     /// Local memories the server deleted.
-    pub remove: Vec<String>,
+    pub remove: Vec<ContentHash>,
     /// Local edits on memories the server has not changed since the last pull: staged as
     /// updates for push.
     pub stage_local: Vec<LocalMemory>,
@@ -65,7 +66,7 @@ pub struct Plan {
     /// Local memories whose base must survive a full pull's replacement of the base set: removal
     /// candidates (a vetoed removal or an open deleted-remotely conflict must still be known
     /// as "seen on the server" next time).
-    pub keep_base: Vec<String>,
+    pub keep_base: Vec<ContentHash>,
     /// Whether this plan covers the whole server (no tag filter): then the pulled set is
     /// replaced, and removals are possible at all.
     pub full: bool,
@@ -85,13 +86,13 @@ pub fn plan(
 ) -> Result<Plan, MemoryError> {
     let want = conflict::normalize_tags(&opts.tags);
     let selected = |f: &Fields| want.is_empty() || has_any_tag(f, &want);
-    let base: HashMap<String, Option<Fields>> = staging.pulled()?;
+    let base: HashMap<ContentHash, Option<Fields>> = staging.book().pulled()?;
     let mut plan = Plan {
         full: want.is_empty(),
         ..Plan::default()
     };
-    let mut live_remote: HashSet<&str> = HashSet::new();
-    let mut tombstones: HashMap<&str, f64> = HashMap::new();
+    let mut live_remote: HashSet<&ContentHash> = HashSet::new();
+    let mut tombstones: HashMap<&ContentHash, f64> = HashMap::new();
     for (i, r) in remote.records.iter().enumerate() {
         if let Some(at) = r.deleted_at {
             tombstones.insert(&r.hash, at);
@@ -104,10 +105,7 @@ pub fn plan(
         let b = base.get(&r.hash).and_then(Option::as_ref);
         // Never pulled (or pulled before the base was kept): count it as changed on the server.
         let remote_changed = b.is_none_or(|b| conflict::differs(b, &r.fields));
-        let staged = match ContentHash::parse(&r.hash) {
-            Some(h) => staging.open_for(&h)?,
-            None => None,
-        };
+        let staged = staging.open_for(&r.hash)?;
         // A staged delete (issue 11, defect 15) waits for push: the memory is not written back
         // locally, and it stays in the base so a later pull takes its absence for a delete.
         if staged.as_ref().is_some_and(|s| s.op == Operation::Delete) {
@@ -198,12 +196,12 @@ pub fn plan(
     // when the memory is older than the staging database's knowledge (its epoch): it was synced
     // under a sync state since lost (a reset, a new staging file), so the deletion applies
     // rather than the memory being stored again.
-    let epoch = staging.epoch()?;
+    let epoch = staging.book().epoch()?;
     for l in local.all()? {
-        if l.deleted_at.is_some() || live_remote.contains(l.hash.as_str()) {
+        if l.deleted_at.is_some() || live_remote.contains(&l.hash) {
             continue;
         }
-        let deleted_there = match tombstones.get(l.hash.as_str()) {
+        let deleted_there = match tombstones.get(&l.hash) {
             Some(&at) => base.contains_key(&l.hash) || l.updated_at <= at,
             None if remote.deleted.contains(&l.hash) => {
                 base.contains_key(&l.hash) || l.created_at.max(l.updated_at) <= epoch
@@ -213,10 +211,7 @@ pub fn plan(
         if !deleted_there {
             continue;
         }
-        let staged = match ContentHash::parse(&l.hash) {
-            Some(h) => staging.open_for(&h)?,
-            None => None,
-        };
+        let staged = staging.open_for(&l.hash)?;
         // Until a removal is carried out, the memory keeps its base.
         plan.keep_base.push(l.hash.clone());
         let edited = base
@@ -251,7 +246,7 @@ pub fn plan(
 /// a paged listing can miss a memory while the server changes under it.
 pub fn confirm_removals(
     plan: &mut Plan,
-    mut still_there: impl FnMut(&str) -> Result<bool, MemoryError>,
+    mut still_there: impl FnMut(&ContentHash) -> Result<bool, MemoryError>,
 ) -> Result<(), MemoryError> {
     let mut keep = Vec::with_capacity(plan.remove.len());
     for h in plan.remove.drain(..) {

@@ -6,13 +6,14 @@ use std::path::Path;
 
 use super::super::MemoryError;
 use super::super::client::RemoteClient;
+use super::super::hash::ContentHash;
 use super::super::localdb::LocalDb;
-use super::super::staging::Fields;
+use super::super::record::Fields;
 
 /// One memory as the server holds it.
 #[derive(Debug, Clone)]
 pub struct RemoteRecord {
-    pub hash: String,
+    pub hash: ContentHash,
     pub content: String,
     pub fields: Fields,
     pub created_at: f64,
@@ -32,13 +33,13 @@ pub struct RemoteState {
     pub rest: bool,
     /// Hashes the server holds as tombstones, when it says so without a time (REST, v12). A
     /// replica's tombstones come as records with `deleted_at` instead.
-    pub deleted: HashSet<String>,
+    pub deleted: HashSet<ContentHash>,
 }
 
 /// Reads every live memory (or those with any of `tags`) through the REST API.
 pub fn fetch_rest(client: &RemoteClient, tags: &[String]) -> Result<RemoteState, MemoryError> {
     let tag_arg = (!tags.is_empty()).then(|| tags.join(","));
-    let mut seen: HashMap<String, RemoteRecord> = HashMap::new();
+    let mut seen: HashMap<ContentHash, RemoteRecord> = HashMap::new();
     let mut page = 1;
     loop {
         let p = client.list(page, 100, tag_arg.as_deref())?;
@@ -69,7 +70,7 @@ pub fn fetch_rest(client: &RemoteClient, tags: &[String]) -> Result<RemoteState,
     if tags.is_empty()
         && let Some(all) = client.hashes(true)?
     {
-        let live: HashSet<String> = client
+        let live: HashSet<ContentHash> = client
             .hashes(false)?
             .unwrap_or_default()
             .into_iter()
@@ -92,12 +93,17 @@ pub fn fetch_rest(client: &RemoteClient, tags: &[String]) -> Result<RemoteState,
 /// Restores the server's replica as the (missing) local database at `path`: temp file, fsync,
 /// rename, as every restore.
 pub fn bootstrap_from_replica(url: &str, path: &Path) -> Result<(), MemoryError> {
-    let client =
-        crate::restore::open_url(url).map_err(|e| MemoryError::Replica(format!("{url}: {e}")))?;
+    let client = crate::restore::open_url(url).map_err(|source| MemoryError::Replica {
+        url: url.to_owned(),
+        source: Box::new(source),
+    })?;
     if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(d).map_err(|e| MemoryError::Io(format!("{}: {e}", d.display())))?;
+        std::fs::create_dir_all(d).map_err(|e| MemoryError::file(d, e))?;
     }
-    let rt = crate::runtime().map_err(|e| MemoryError::Io(e.to_string()))?;
+    let rt = crate::runtime().map_err(|source| MemoryError::Io {
+        what: "async runtime".into(),
+        source,
+    })?;
     let opts = crate::restore::RestoreOptions {
         if_db_not_exists: true,
         integrity_check: crate::restore::IntegrityCheck::Quick,
@@ -105,21 +111,26 @@ pub fn bootstrap_from_replica(url: &str, path: &Path) -> Result<(), MemoryError>
         ..crate::restore::RestoreOptions::latest(path)
     };
     match crate::restore::restore(&client, rt.handle(), &opts) {
-        Ok(crate::restore::RestoreOutcome::NoReplica) => Err(MemoryError::Replica(format!(
-            "{url}: the replica holds no backup"
-        ))),
+        Ok(crate::restore::RestoreOutcome::NoReplica) => Err(MemoryError::NoBackup {
+            url: url.to_owned(),
+        }),
         Ok(_) => Ok(()),
-        Err(e) => Err(MemoryError::Replica(format!("{url}: {e}"))),
+        Err(source) => Err(MemoryError::Replica {
+            url: url.to_owned(),
+            source: Box::new(source),
+        }),
     }
 }
 
 /// Restores the server's replica into `work_dir` and reads its memories with their embeddings.
 pub fn fetch_replica(url: &str, work_dir: &Path) -> Result<RemoteState, MemoryError> {
-    std::fs::create_dir_all(work_dir)
-        .map_err(|e| MemoryError::Io(format!("{}: {e}", work_dir.display())))?;
+    std::fs::create_dir_all(work_dir).map_err(|e| MemoryError::file(work_dir, e))?;
     let tmp = tempfile_in(work_dir)?;
     let out = tmp.path().join("remote.db");
-    let rt = crate::runtime().map_err(|e| MemoryError::Io(e.to_string()))?;
+    let rt = crate::runtime().map_err(|source| MemoryError::Io {
+        what: "async runtime".into(),
+        source,
+    })?;
     let opts = crate::restore::RestoreOptions {
         integrity_check: crate::restore::IntegrityCheck::Quick,
         ..crate::restore::RestoreOptions::latest(&out)
@@ -127,11 +138,16 @@ pub fn fetch_replica(url: &str, work_dir: &Path) -> Result<RemoteState, MemoryEr
     match crate::restore::from_url(url, rt.handle(), &opts) {
         Ok(crate::restore::RestoreOutcome::Restored { .. }) => {}
         Ok(_) => {
-            return Err(MemoryError::Replica(format!(
-                "{url}: the replica holds no backup"
-            )));
+            return Err(MemoryError::NoBackup {
+                url: url.to_owned(),
+            });
         }
-        Err(e) => return Err(MemoryError::Replica(format!("{url}: {e}"))),
+        Err(source) => {
+            return Err(MemoryError::Replica {
+                url: url.to_owned(),
+                source: Box::new(source),
+            });
+        }
     }
     let db = LocalDb::open_read_only(&out)?;
     let mut records = Vec::new();
@@ -165,7 +181,7 @@ fn tempfile_in(dir: &Path) -> Result<TempDir, MemoryError> {
         std::process::id(),
         rand::random::<u32>()
     ));
-    std::fs::create_dir(&p).map_err(|e| MemoryError::Io(format!("{}: {e}", p.display())))?;
+    std::fs::create_dir(&p).map_err(|e| MemoryError::file(&p, e))?;
     Ok(TempDir(p))
 }
 

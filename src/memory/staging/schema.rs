@@ -4,7 +4,8 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{APPLICATION_ID, SCHEMA_VERSION, StagingError, now};
+use super::{APPLICATION_ID, SCHEMA_VERSION, StagingError};
+use crate::memory::clock::now;
 
 /// Version 2: `pulled.fields` keeps the server's tags, type and metadata as of the last pull,
 /// the common base that tells a local edit from a remote one.

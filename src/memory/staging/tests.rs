@@ -1,5 +1,8 @@
 //! Staging database tests.
 use super::*;
+use crate::memory::hash::ContentHash;
+use crate::memory::record::Fields;
+use serde_json::Map;
 
 fn fields(tags: &[&str]) -> Fields {
     Fields {
@@ -22,7 +25,7 @@ fn staging_twice_keeps_one_row_with_merged_tags() {
     assert_eq!(s.count(State::Pending).unwrap(), 1);
     s.mark_pushed(a, "stored").unwrap();
     assert_eq!(s.count(State::Pending).unwrap(), 0);
-    assert!(s.check().unwrap().is_empty());
+    assert!(s.upkeep().check().unwrap().is_empty());
 }
 
 #[test]
@@ -62,7 +65,7 @@ fn upstream_schema_is_migrated_without_losing_rows() {
     assert_eq!(rows[3].hash, ContentHash::of("deleted by content"));
     assert_eq!(s.pending_deletes().unwrap(), 2);
     assert_eq!(
-        s.state_get("last_remote_sync").unwrap().as_deref(),
+        s.book().state_get("last_remote_sync").unwrap().as_deref(),
         Some("2026-01-01 00:00:00")
     );
 }
@@ -95,10 +98,10 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
         .unwrap();
     c.pragma_update(None, "user_version", 1).unwrap();
     drop(c);
-    let mut s = Staging::open(&p).unwrap();
-    let base = s.pulled().unwrap();
+    let s = Staging::open(&p).unwrap();
+    let base = s.book().pulled().unwrap();
     assert_eq!(
-        base.get("h1"),
+        base.get(&row::stored_hash("h1")),
         Some(&None),
         "rows pulled before v2 have no base fields"
     );
@@ -112,9 +115,11 @@ fn a_version_1_database_is_migrated_and_keeps_its_rows() {
             [],
         )
         .expect("version 3 takes deletes");
-    s.set_pulled([("h2", &fields(&["t"]))].into_iter(), &[], false, &[])
+    let h2 = ContentHash::of("h2");
+    s.book()
+        .set_pulled([(&h2, &fields(&["t"]))].into_iter(), &[], false, &[])
         .unwrap();
-    assert_eq!(s.pulled().unwrap()["h2"], Some(fields(&["t"])));
+    assert_eq!(s.book().pulled().unwrap()[&h2], Some(fields(&["t"])));
     let v: i64 = s
         .conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -224,10 +229,16 @@ fn a_version_2_database_is_migrated_to_take_deletes_and_keeps_ids_and_conflicts(
             (2, "two", Operation::Update, State::Conflict)
         ]
     );
-    let open = s.conflicts(true).unwrap();
+    let open = s.conflict_log().list(true).unwrap();
     assert_eq!((open.len(), open[0].staged_id), (1, 2));
-    assert_eq!(s.pulled().unwrap()["h1"].as_ref().unwrap().tags, ["t"]);
-    let problems = s.check().unwrap();
+    assert_eq!(
+        s.book().pulled().unwrap()[&row::stored_hash("h1")]
+            .as_ref()
+            .unwrap()
+            .tags,
+        ["t"]
+    );
+    let problems = s.upkeep().check().unwrap();
     assert!(
         !problems.iter().any(|p| p.contains("conflict")),
         "{problems:?}"

@@ -4,7 +4,9 @@ use rusqlite::params;
 
 use serde_json::Value;
 
-use super::{ConflictRecord, Staged, Staging, StagingError, now};
+use super::row::{COLS, row_to_staged};
+use super::{ConflictRecord, EPOCH_KEY, Staged, Staging, StagingError};
+use crate::memory::clock::now;
 use crate::memory::hash::{ContentHash, python_strip};
 
 /// Rows of a damaged file that could not be read.
@@ -24,10 +26,15 @@ pub struct Salvage {
     pub lost_conflicts: Lost,
 }
 
-impl Staging {
+/// Upkeep of one staging database's file.
+pub struct Upkeep<'a> {
+    pub(super) st: &'a Staging,
+}
+
+impl Upkeep<'_> {
     /// Copies a row as it is (operation, state, flags), for a rebuild; returns its new id.
     pub fn insert_copy(&self, s: &Staged) -> Result<i64, StagingError> {
-        self.exec(
+        self.st.exec(
             "INSERT INTO staged_memories (content_hash, content, tags, memory_type, metadata,
                    operation, state, outcome, attempts, last_error, restore_deleted, source_machine,
                    staged_at, updated_at)
@@ -49,7 +56,7 @@ impl Staging {
                 now()
             ],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.st.conn.last_insert_rowid())
     }
 
     /// Runs `f` in an IMMEDIATE transaction, committed only when `f` succeeds: no other
@@ -58,16 +65,20 @@ impl Staging {
         &self,
         f: impl FnOnce(&Staging) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.conn
+        self.st
+            .conn
             .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| self.err(e))?;
-        match f(self) {
+            .map_err(|e| self.st.err(e))?;
+        match f(self.st) {
             Ok(v) => {
-                self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
+                self.st
+                    .conn
+                    .execute_batch("COMMIT")
+                    .map_err(|e| self.st.err(e))?;
                 Ok(v)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = self.st.conn.execute_batch("ROLLBACK");
                 Err(e)
             }
         }
@@ -88,12 +99,9 @@ impl Staging {
                        AND COALESCE(outcome, '') <> 'dropped'
                        AND updated_at < ?1 AND id NOT IN (SELECT staged_id FROM conflicts)
                      ORDER BY id",
-                    super::COLS
+                    COLS
                 ))
-                .and_then(|mut s| {
-                    s.query_map([now() - age_secs], super::row_to_staged)?
-                        .collect()
-                })
+                .and_then(|mut s| s.query_map([now() - age_secs], row_to_staged)?.collect())
                 .map_err(|e| st.err(e))?;
             if old.is_empty() {
                 return Ok(0);
@@ -123,7 +131,7 @@ impl Staging {
                     "DELETE FROM conflicts; DELETE FROM staged_memories;
                      DELETE FROM pulled; DELETE FROM sync_state;
                      INSERT INTO sync_state (key, value, updated_at) VALUES ('{}', '{t}', {t});",
-                    super::EPOCH_KEY
+                    EPOCH_KEY
                 ))
                 .map_err(|e| st.err(e))?;
             Ok(kept)
@@ -133,10 +141,11 @@ impl Staging {
     /// SQLite's own `PRAGMA integrity_check`: damage to the file.
     pub fn integrity(&self) -> Result<Vec<String>, StagingError> {
         let mut problems: Vec<String> = self
+            .st
             .conn
             .prepare("PRAGMA integrity_check")
             .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.st.err(e))?;
         problems.retain(|p| p != "ok");
         Ok(problems)
     }
@@ -145,10 +154,11 @@ impl Staging {
     /// enough for `status`.
     pub fn quick_check(&self) -> Result<Vec<String>, StagingError> {
         let mut problems: Vec<String> = self
+            .st
             .conn
             .prepare("PRAGMA quick_check")
             .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.st.err(e))?;
         problems.retain(|p| p != "ok");
         Ok(problems)
     }
@@ -165,8 +175,8 @@ impl Staging {
         let (conflicts, lost_conflicts) = self.salvage_table(
             "conflicts",
             "idx_conflicts_open",
-            |s| s.conflicts(false),
-            Staging::conflict,
+            |s| s.conflict_log().list(false),
+            |s, id| s.conflict_log().get(id),
         );
         Salvage {
             rows,
@@ -186,7 +196,7 @@ impl Staging {
         all: impl Fn(&Staging) -> Result<Vec<T>, StagingError>,
         one: impl Fn(&Staging, i64) -> Result<Option<T>, StagingError>,
     ) -> (Vec<T>, Lost) {
-        if let Ok(v) = all(self) {
+        if let Ok(v) = all(self.st) {
             return (
                 v,
                 Lost {
@@ -197,6 +207,7 @@ impl Staging {
         }
         let mut out = Vec::new();
         let indexed: Option<Vec<i64>> = self
+            .st
             .conn
             .prepare(&format!("SELECT id FROM {table} INDEXED BY {index}"))
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
@@ -204,7 +215,7 @@ impl Staging {
         if let Some(ids) = indexed {
             let mut lost = 0;
             for id in ids {
-                match one(self, id) {
+                match one(self.st, id) {
                     Ok(Some(x)) => out.push(x),
                     _ => lost += 1,
                 }
@@ -219,6 +230,7 @@ impl Staging {
         }
         // AUTOINCREMENT keeps the highest id ever handed out in sqlite_sequence.
         let top: Option<i64> = self
+            .st
             .conn
             .query_row(
                 "SELECT seq FROM sqlite_sequence WHERE name = ?1",
@@ -228,7 +240,7 @@ impl Staging {
             .ok();
         let (mut failed, mut last_read, mut misses, mut id) = (Vec::new(), 0, 0, 1);
         while top.map_or(misses < 1000, |t| id <= t) {
-            match one(self, id) {
+            match one(self.st, id) {
                 Ok(Some(x)) => {
                     out.push(x);
                     last_read = id;
@@ -260,38 +272,39 @@ impl Staging {
     pub fn check(&self) -> Result<Vec<String>, StagingError> {
         let mut problems = self.integrity()?;
         let orphans: i64 = self
-            .conn
+            .st.conn
             .query_row(
                 "SELECT COUNT(*) FROM conflicts WHERE staged_id NOT IN (SELECT id FROM staged_memories)",
                 [],
                 |r| r.get(0),
             )
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.st.err(e))?;
         if orphans > 0 {
             problems.push(format!("{orphans} conflict records point at no staged row"));
         }
         let stuck: i64 = self
-            .conn
+            .st.conn
             .query_row(
                 "SELECT COUNT(*) FROM staged_memories s WHERE state = 'conflict'
                    AND NOT EXISTS (SELECT 1 FROM conflicts c WHERE c.staged_id = s.id AND c.resolution IS NULL)",
                 [],
                 |r| r.get(0),
             )
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.st.err(e))?;
         if stuck > 0 {
             problems.push(format!(
                 "{stuck} rows in conflict without an open conflict record"
             ));
         }
         let bad_hash: i64 = self
+            .st
             .conn
             .query_row(
                 "SELECT COUNT(*) FROM staged_memories WHERE length(content_hash) <> 64",
                 [],
                 |r| r.get(0),
             )
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.st.err(e))?;
         if bad_hash > 0 {
             problems.push(format!("{bad_hash} rows with a malformed content hash"));
         }
@@ -300,15 +313,16 @@ impl Staging {
 
     /// Repairs what `check` reports that can be repaired without losing a memory: orphan
     /// conflicts are closed, rows stuck in conflict go back to pending, hashes are recomputed.
-    pub fn repair(&mut self) -> Result<usize, StagingError> {
+    pub fn repair(&self) -> Result<usize, StagingError> {
         let rows: Vec<(i64, String, String)> = self
+            .st
             .conn
             .prepare("SELECT id, content, content_hash FROM staged_memories")
             .and_then(|mut s| {
                 s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect()
             })
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.st.err(e))?;
         let mut fixed = 0;
         for (id, content, hash) in rows {
             // A delete without content is known by its hash alone: nothing to recompute from.
@@ -317,7 +331,7 @@ impl Staging {
             }
             let want = ContentHash::of(&content);
             if want.as_str() != hash {
-                self.exec(
+                self.st.exec(
                     "UPDATE staged_memories SET content_hash = ?2 WHERE id = ?1",
                     params![id, want.as_str()],
                 )?;
@@ -325,28 +339,30 @@ impl Staging {
             }
         }
         fixed += self
-            .conn
+            .st.conn
             .execute(
                 "UPDATE staged_memories SET state = 'pending' WHERE state = 'conflict'
                    AND NOT EXISTS (SELECT 1 FROM conflicts c WHERE c.staged_id = staged_memories.id AND c.resolution IS NULL)",
                 [],
             )
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.st.err(e))?;
         fixed += self
+            .st
             .conn
             .execute(
                 "UPDATE conflicts SET resolution = 'local', resolved_at = ?1
                  WHERE resolution IS NULL AND staged_id NOT IN (SELECT id FROM staged_memories)",
                 [now()],
             )
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.st.err(e))?;
         Ok(fixed)
     }
 
     /// VACUUM and ANALYZE.
     pub fn optimize(&self) -> Result<(), StagingError> {
-        self.conn
+        self.st
+            .conn
             .execute_batch("PRAGMA optimize; VACUUM;")
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.st.err(e))
     }
 }

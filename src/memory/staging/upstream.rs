@@ -8,7 +8,8 @@ use std::path::Path;
 use rusqlite::params;
 use serde_json::{Map, Value};
 
-use super::{Operation, StagingError, now};
+use super::{Operation, StagingError};
+use crate::memory::clock::now;
 use crate::memory::hash::{ContentHash, python_strip};
 
 /// One upstream row, as its columns hold it.
@@ -113,7 +114,7 @@ pub(super) fn carry_rows(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<
                 Value::Object(meta).to_string(),
                 op.as_str(),
                 row.source_machine
-                    .unwrap_or_else(crate::memory::client::hostname),
+                    .unwrap_or_else(crate::memory::host::hostname),
                 t
             ],
         )

@@ -9,33 +9,23 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::{Map, Value};
 
-use super::staging::Fields;
+use super::hash::ContentHash;
+use super::record::Fields;
 
-/// A failure on the local memory database.
-#[derive(Debug, thiserror::Error)]
-pub enum LocalDbError {
-    #[error(
-        "local memory database {0} does not exist (start mcp-memory-service once to create it, set MCP_MEMORY_SQLITE_PATH if it lives elsewhere, or set REMOTE_MEMORY_REPLICA so pull creates it from the server's replica)"
-    )]
-    NotFound(PathBuf),
-    #[error("{path} is not an mcp-memory-service database: {reason}")]
-    NotMemoryDb { path: PathBuf, reason: String },
-    #[error("local memory database {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
-}
+mod error;
+mod writer;
+
+pub use error::LocalDbError;
+pub use writer::{NewMemory, Writer};
 
 /// A memory as the local database holds it.
 #[derive(Debug, Clone)]
 pub struct LocalMemory {
     pub id: i64,
-    pub hash: String,
+    pub hash: ContentHash,
     pub content: String,
     pub fields: Fields,
     pub created_at: f64,
@@ -43,18 +33,6 @@ pub struct LocalMemory {
     pub deleted_at: Option<f64>,
     /// Written without its embedding (the service's `embedding_pending` flag).
     pub embedding_pending: bool,
-}
-
-/// A memory to write, with its embedding when one is known.
-#[derive(Debug, Clone)]
-pub struct NewMemory<'a> {
-    pub hash: &'a str,
-    pub content: &'a str,
-    pub fields: &'a Fields,
-    pub created_at: f64,
-    pub updated_at: f64,
-    /// Little-endian f32s, as sqlite-vec stores them.
-    pub embedding: Option<&'a [u8]>,
 }
 
 /// mcp-memory-service 12.4's `memories` table (the columns pull reads and writes), for the
@@ -72,18 +50,6 @@ pub struct LocalDb {
     columns: HashSet<String>,
     /// The embedding table's dimension and whether it is partitioned by `store` (v12).
     vec: Option<(usize, bool)>,
-}
-
-/// Python's `datetime.utcfromtimestamp(ts).isoformat() + "Z"`, as the service writes `*_iso`.
-pub fn iso(ts: f64) -> String {
-    // Clamped to years 1970..9999 (a millisecond timestamp in a seconds column must not panic).
-    let ts = if ts.is_finite() {
-        ts.clamp(0.0, 253_402_300_799.0)
-    } else {
-        0.0
-    };
-    let d = Duration::from_secs_f64(ts);
-    humantime::format_rfc3339_micros(std::time::UNIX_EPOCH + d).to_string()
 }
 
 fn parse_tags(s: Option<String>) -> Vec<String> {
@@ -142,7 +108,7 @@ impl LocalDb {
             source,
         };
         let conn = if flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
-            super::readonly::open(path)
+            crate::memory::readonly::open(path)
         } else {
             Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         }
@@ -262,7 +228,7 @@ impl LocalDb {
         })
     }
 
-    pub fn get(&self, hash: &str) -> Result<Option<LocalMemory>, LocalDbError> {
+    pub fn get(&self, hash: &ContentHash) -> Result<Option<LocalMemory>, LocalDbError> {
         self.conn
             .query_row(
                 &format!("{} WHERE content_hash = ?1", self.select()),
@@ -373,177 +339,6 @@ impl LocalDb {
     }
 }
 
-/// Writes inside one transaction of [`LocalDb::write`].
-pub struct Writer<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
-    columns: &'a HashSet<String>,
-    vec: Option<(usize, bool)>,
-}
-
-impl Writer<'_> {
-    /// Inserts a memory (or revives its tombstone) with its embedding. Without a usable
-    /// embedding the row is flagged `embedding_pending` where the schema has that flag.
-    pub fn upsert(&self, m: &NewMemory<'_>) -> rusqlite::Result<()> {
-        let tags = m.fields.tags.join(",");
-        let meta = Value::Object(m.fields.metadata.clone()).to_string();
-        // The row, and whether it still has its vector (a tombstone's went with the delete).
-        let deleted = if self.columns.contains("deleted_at") {
-            "deleted_at IS NOT NULL"
-        } else {
-            "0"
-        };
-        let existing: Option<(i64, bool)> = self
-            .tx
-            .query_row(
-                &format!("SELECT id, {deleted} FROM memories WHERE content_hash = ?1"),
-                [m.hash],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let had_vector = existing.is_some_and(|(_, tombstone)| !tombstone);
-        let existing = existing.map(|(id, _)| id);
-        let usable = match (self.vec, m.embedding) {
-            (Some((dim, _)), Some(e)) => e.len() == dim * 4,
-            _ => false,
-        };
-        let mut cols = vec![
-            "content_hash",
-            "content",
-            "tags",
-            "memory_type",
-            "metadata",
-            "created_at",
-        ];
-        let mut vals: Vec<rusqlite::types::Value> = vec![
-            m.hash.to_owned().into(),
-            m.content.to_owned().into(),
-            tags.into(),
-            m.fields.memory_type.clone().into(),
-            meta.into(),
-            m.created_at.into(),
-        ];
-        let mut opt = |c: &'static str, v: rusqlite::types::Value| {
-            if self.columns.contains(c) {
-                cols.push(c);
-                vals.push(v);
-            }
-        };
-        opt("updated_at", m.updated_at.into());
-        opt("created_at_iso", iso(m.created_at).into());
-        opt("updated_at_iso", iso(m.updated_at).into());
-        opt("deleted_at", rusqlite::types::Value::Null);
-        // A row without a vector is flagged as the service does; a live row keeps its flag
-        // (and its vector) unless a vector comes with it.
-        if usable || !had_vector {
-            opt(
-                "embedding_pending",
-                i64::from(!usable && self.vec.is_some()).into(),
-            );
-        }
-        let id = match existing {
-            Some(id) => {
-                let set: Vec<String> = cols
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("{c} = ?{}", i + 1))
-                    .collect();
-                vals.push(id.into());
-                self.tx.execute(
-                    &format!(
-                        "UPDATE memories SET {} WHERE id = ?{}",
-                        set.join(", "),
-                        vals.len()
-                    ),
-                    rusqlite::params_from_iter(vals.iter()),
-                )?;
-                id
-            }
-            None => {
-                let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
-                self.tx.execute(
-                    &format!(
-                        "INSERT INTO memories ({}) VALUES ({})",
-                        cols.join(", "),
-                        marks.join(", ")
-                    ),
-                    rusqlite::params_from_iter(vals.iter()),
-                )?;
-                self.tx.last_insert_rowid()
-            }
-        };
-        if let (Some((_, partitioned)), true) = (self.vec, usable) {
-            self.tx
-                .execute("DELETE FROM memory_embeddings WHERE rowid = ?1", [id])?;
-            if partitioned {
-                self.tx.execute(
-                    "INSERT INTO memory_embeddings (rowid, content_embedding, store) VALUES (?1, ?2, 'default')",
-                    params![id, m.embedding],
-                )?;
-            } else {
-                self.tx.execute(
-                    "INSERT INTO memory_embeddings (rowid, content_embedding) VALUES (?1, ?2)",
-                    params![id, m.embedding],
-                )?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Replaces a memory's tags, type and metadata.
-    pub fn set_fields(&self, hash: &str, f: &Fields, updated_at: f64) -> rusqlite::Result<()> {
-        let mut sets = vec!["tags = ?", "memory_type = ?", "metadata = ?"];
-        let mut vals: Vec<rusqlite::types::Value> = vec![
-            f.tags.join(",").into(),
-            f.memory_type.clone().into(),
-            Value::Object(f.metadata.clone()).to_string().into(),
-        ];
-        if self.columns.contains("updated_at") {
-            sets.push("updated_at = ?");
-            vals.push(updated_at.into());
-        }
-        if self.columns.contains("updated_at_iso") {
-            sets.push("updated_at_iso = ?");
-            vals.push(iso(updated_at).into());
-        }
-        vals.push(hash.to_owned().into());
-        self.tx.execute(
-            &format!(
-                "UPDATE memories SET {} WHERE content_hash = ?",
-                sets.join(", ")
-            ),
-            rusqlite::params_from_iter(vals.iter()),
-        )?;
-        Ok(())
-    }
-
-    /// The service's soft delete: a tombstone, and the embedding goes.
-    pub fn soft_delete(&self, hash: &str, at: f64) -> rusqlite::Result<()> {
-        let id: Option<i64> = self
-            .tx
-            .query_row(
-                "SELECT id FROM memories WHERE content_hash = ?1",
-                [hash],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(id) = id else { return Ok(()) };
-        if self.columns.contains("deleted_at") {
-            self.tx.execute(
-                "UPDATE memories SET deleted_at = ?2 WHERE id = ?1",
-                params![id, at],
-            )?;
-        } else {
-            self.tx
-                .execute("DELETE FROM memories WHERE id = ?1", [id])?;
-        }
-        if self.vec.is_some() {
-            self.tx
-                .execute("DELETE FROM memory_embeddings WHERE rowid = ?1", [id])?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,10 +359,5 @@ mod tests {
         assert_eq!(parse_tags(Some("a,b".into())), vec!["a", "b"]);
         assert_eq!(parse_tags(Some("[\"a\",\"b\"]".into())), vec!["a", "b"]);
         assert!(parse_tags(None).is_empty());
-    }
-
-    #[test]
-    fn iso_matches_the_services_format() {
-        assert_eq!(iso(1_764_070_331.109_924), "2025-11-25T11:32:11.109924Z");
     }
 }

@@ -7,36 +7,16 @@ use std::collections::HashMap;
 use super::MemoryError;
 use super::client::{RemoteClient, RemoteError, StoreOutcome, StoreRequest, UpdateOutcome};
 use super::conflict;
+use super::record::Fields;
 use super::settings::Settings;
 use super::settle::{self, Kind};
-use super::staging::{Fields, Operation, Staged, Staging, State};
+use super::staging::{Operation, Staged, Staging, State};
 use super::synclog::SyncLog;
 
-/// Per-row outcomes of one push.
-#[derive(Debug, Default)]
-pub struct PushReport {
-    pub stored: usize,
-    pub duplicates: usize,
-    pub updated: usize,
-    /// Staged deletes the server confirmed.
-    pub deleted: usize,
-    pub failed: usize,
-    pub conflicts: usize,
-    /// Rows still pending because the server stopped answering; `None` when they could not be
-    /// counted (a damaged staging database).
-    pub left_pending: Option<usize>,
-    /// The server's hash differed from ours (a different Unicode table on the server).
-    pub hash_mismatches: usize,
-    pub lines: Vec<String>,
-    /// Why the push stopped early (the server unusable); the rest stays pending.
-    pub stopped: Option<MemoryError>,
-}
+mod delete;
+mod report;
 
-impl PushReport {
-    pub fn pushed(&self) -> usize {
-        self.stored + self.duplicates + self.updated + self.deleted
-    }
-}
+pub use report::PushReport;
 
 fn request<'a>(item: &'a Staged, tags: &'a [String], host: &'a str) -> StoreRequest<'a> {
     StoreRequest {
@@ -81,7 +61,7 @@ pub fn push(
         }
         for item in batch {
             *done.entry(item.id).or_insert(0) += 1;
-            crate::log::debug(&format!("push {}", super::queue::describe(&item)));
+            crate::log::debug(&format!("push {}", super::staging::describe(&item)));
             match push_one(staging, client, settings, &item, &mut rep) {
                 Ok(line) => {
                     log.line("push", &line);
@@ -98,7 +78,9 @@ pub fn push(
             }
         }
     }
-    let _ = staging.state_set("last_push", &super::localdb::iso(super::staging::now()));
+    let _ = staging
+        .book()
+        .state_set("last_push", &super::clock::iso(super::clock::now()));
     rep
 }
 
@@ -113,7 +95,7 @@ pub fn push_one(
     let tags = conflict::normalize_tags(&item.fields.tags);
     let id = item.id;
     let short = item.hash.short();
-    let base = staging.base(item.hash.as_str())?;
+    let base = staging.book().base(&item.hash)?;
     if item.op == Operation::Update
         && let Some(line) = check_update(staging, client, settings, item, base.as_ref(), rep)?
     {
@@ -132,7 +114,7 @@ pub fn push_one(
             )
             .map(Err),
         Operation::Delete => {
-            return super::push_delete::push_delete(staging, client, settings, item, rep);
+            return delete::push_delete(staging, client, settings, item, rep);
         }
     };
     match result {
@@ -141,7 +123,7 @@ pub fn push_one(
                 rep.hash_mismatches += 1;
             }
             staging.mark_pushed(id, "stored")?;
-            staging.set_base(item.hash.as_str(), &item.fields)?;
+            staging.book().set_base(&item.hash, &item.fields)?;
             rep.stored += 1;
             Ok(format!("#{id} {short} stored"))
         }
@@ -166,9 +148,9 @@ pub fn push_one(
                             None,
                             settings.conflict,
                         )?;
-                        settle::show_locally(&settings.memory_db, item.hash.as_str(), &view)?;
+                        settle::show_locally(&settings.memory_db, &item.hash, &view)?;
                         // The server's version is now known: the settled row changes it.
-                        staging.set_base(item.hash.as_str(), &rf)?;
+                        staging.book().set_base(&item.hash, &rf)?;
                         rep.conflicts += 1;
                         Ok(format!(
                             "#{id} {short} conflict (diverged), policy {}",
@@ -176,7 +158,7 @@ pub fn push_one(
                         ))
                     } else {
                         staging.mark_pushed(id, "already on server")?;
-                        staging.set_base(item.hash.as_str(), &rf)?;
+                        staging.book().set_base(&item.hash, &rf)?;
                         rep.duplicates += 1;
                         Ok(format!("#{id} {short} already on server"))
                     }
@@ -200,7 +182,7 @@ pub fn push_one(
                 base.as_ref(),
                 settings.conflict,
             )?;
-            settle::show_locally(&settings.memory_db, item.hash.as_str(), &view)?;
+            settle::show_locally(&settings.memory_db, &item.hash, &view)?;
             rep.conflicts += 1;
             Ok(format!(
                 "#{id} {short} conflict (deleted on the server), policy {}",
@@ -219,7 +201,7 @@ pub fn push_one(
         }
         Ok(Err(UpdateOutcome::Updated)) => {
             staging.mark_pushed(id, "updated")?;
-            staging.set_base(item.hash.as_str(), &item.fields)?;
+            staging.book().set_base(&item.hash, &item.fields)?;
             rep.updated += 1;
             Ok(format!("#{id} {short} updated"))
         }
@@ -262,7 +244,7 @@ fn check_update(
     };
     if !conflict::differs(&item.fields, &rf) {
         staging.mark_pushed(id, "already on server")?;
-        staging.set_base(item.hash.as_str(), &rf)?;
+        staging.book().set_base(&item.hash, &rf)?;
         rep.duplicates += 1;
         return Ok(Some(format!("#{id} {short} already on server")));
     }
@@ -276,8 +258,8 @@ fn check_update(
                 Some(b),
                 settings.conflict,
             )?;
-            settle::show_locally(&settings.memory_db, item.hash.as_str(), &view)?;
-            staging.set_base(item.hash.as_str(), &rf)?;
+            settle::show_locally(&settings.memory_db, &item.hash, &view)?;
+            staging.book().set_base(&item.hash, &rf)?;
             rep.conflicts += 1;
             Ok(Some(format!(
                 "#{id} {short} conflict (changed on the server since the last sync), policy {}",

@@ -3,15 +3,17 @@
 //! database, so the memory is gone on both sides even where no pull ever saw it (pull alone
 //! would take a local memory it never saw on the server for a local creation and keep it).
 
-use super::MemoryError;
-use super::client::{DeleteOutcome, RemoteClient, RemoteError};
-use super::localdb::LocalDb;
-use super::push::PushReport;
-use super::settings::Settings;
-use super::staging::{Staged, Staging, now};
+use super::super::MemoryError;
+use super::super::client::{DeleteOutcome, RemoteClient, RemoteError};
+use super::super::clock::now;
+use super::super::hash::ContentHash;
+use super::super::localdb::LocalDb;
+use super::super::settings::Settings;
+use super::super::staging::{Staged, Staging};
+use super::report::PushReport;
 
 /// Removes the memory from the local database, when there is one (the service's soft delete).
-fn delete_locally(settings: &Settings, hash: &str) -> Result<(), MemoryError> {
+fn delete_locally(settings: &Settings, hash: &ContentHash) -> Result<(), MemoryError> {
     if !settings.memory_db.is_file() {
         return Ok(());
     }
@@ -46,7 +48,7 @@ pub fn push_delete(
         }
         Err(e) => return Err(e.into()),
     };
-    if let Err(e) = delete_locally(settings, item.hash.as_str()) {
+    if let Err(e) = delete_locally(settings, &item.hash) {
         return fail(
             rep,
             &format!("deleted on the server, but not in the local database: {e}"),

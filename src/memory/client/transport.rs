@@ -1,0 +1,230 @@
+//! HTTP to the server: one exchange at a time over a single-threaded runtime, with the API key,
+//! the timeouts, the retries on transient failures, and transport failures named by meaning.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::answer::detail_of;
+use super::error::RemoteError;
+use crate::memory::host::hostname;
+use crate::memory::settings::Settings;
+
+/// The connection settings and the blocking HTTP machinery. Sequential calls keep the server's
+/// load predictable: memory sync is a short command-line job.
+pub(super) struct Transport {
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    pub(super) base: String,
+    api_key: Option<String>,
+    pub(super) hostname: String,
+    pub(super) timeout: Duration,
+    retries: u32,
+}
+
+fn install_crypto() {
+    // reqwest is built without a default provider (ring instead of aws-lc: no cmake build).
+    // A second install returns Err, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+impl Transport {
+    pub(super) fn new(s: &Settings) -> Result<Transport, RemoteError> {
+        install_crypto();
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(s.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("memsync/", env!("CARGO_PKG_VERSION")))
+            .no_proxy();
+        if let Some(ca) = &s.ca_file {
+            let pem = std::fs::read(ca).map_err(|source| RemoteError::CaFileUnreadable {
+                path: ca.clone(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                RemoteError::CaFileInvalid {
+                    path: ca.clone(),
+                    reason: error_chain(&e),
+                }
+            })?;
+            if certs.is_empty() {
+                return Err(RemoteError::CaFileInvalid {
+                    path: ca.clone(),
+                    reason: "no PEM certificate in it".into(),
+                });
+            }
+            b = b.tls_certs_merge(certs);
+        }
+        if s.insecure {
+            b = b.tls_danger_accept_invalid_certs(true);
+        }
+        let http = b.build().map_err(|e| RemoteError::Setup(error_chain(&e)))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RemoteError::Setup(e.to_string()))?;
+        Ok(Transport {
+            rt,
+            http,
+            base: s.base_url(),
+            api_key: s.api_key.clone(),
+            hostname: hostname(),
+            timeout: s.timeout,
+            retries: s.retry_attempts,
+        })
+    }
+
+    /// The full URL of `path` on this server, for messages.
+    pub(super) fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// One HTTP exchange: the status and body, or a transport error.
+    pub(super) fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<(u16, String), RemoteError> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .timeout(timeout)
+            .header("X-Client-Hostname", &self.hostname);
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        if let Some(k) = &self.api_key {
+            req = req
+                .header("Authorization", format!("Bearer {k}"))
+                .header("X-API-Key", k);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let what = format!("{method} {url}");
+        let t0 = std::time::Instant::now();
+        self.rt
+            .block_on(async {
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| map_transport(&what, &e, timeout))?;
+                let status = resp.status().as_u16();
+                let text = resp
+                    .text()
+                    .await
+                    .map_err(|e| map_transport(&what, &e, timeout))?;
+                Ok((status, text))
+            })
+            .inspect(|(status, _)| debug_exchange(&method, path, query, Ok(*status), t0))
+            .inspect_err(|e| debug_exchange(&method, path, query, Err(e), t0))
+            .and_then(|(status, text)| match status {
+                401 | 403 => Err(RemoteError::Unauthorized { url: what, status }),
+                500..=599 => Err(RemoteError::Server {
+                    url: what,
+                    status,
+                    detail: detail_of(&text),
+                }),
+                _ => Ok((status, text)),
+            })
+    }
+
+    /// `send` with the configured retries and exponential backoff on transient failures.
+    pub(super) fn send_retrying(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<(u16, String), RemoteError> {
+        let mut attempt = 0;
+        loop {
+            match self.send(method.clone(), path, query, body, self.timeout) {
+                Err(e) if e.is_transient() && attempt < self.retries => {
+                    let wait = Duration::from_millis(250 << attempt.min(5));
+                    crate::log::debug(&format!("{e}; retrying in {wait:?}"));
+                    std::thread::sleep(wait);
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+/// `SYNC_DEBUG`: one line per HTTP exchange, with its status (or failure) and time.
+fn debug_exchange(
+    method: &reqwest::Method,
+    path: &str,
+    query: &[(&str, String)],
+    outcome: Result<u16, &RemoteError>,
+    t0: std::time::Instant,
+) {
+    let ms = t0.elapsed().as_millis();
+    let mut shown = path.to_owned();
+    for (i, (k, v)) in query.iter().enumerate() {
+        shown.push_str(&format!("{}{k}={v}", if i == 0 { '?' } else { '&' }));
+    }
+    crate::log::debug(&match outcome {
+        Ok(status) => format!("HTTP {method} {shown} {status} {ms} ms"),
+        Err(e) => format!("HTTP {method} {shown} failed after {ms} ms: {e}"),
+    });
+}
+
+fn map_transport(what: &str, e: &reqwest::Error, timeout: Duration) -> RemoteError {
+    if e.is_timeout() {
+        RemoteError::Timeout {
+            url: what.to_owned(),
+            after: timeout,
+        }
+    } else if e.is_connect() || e.is_request() {
+        let reason = error_chain(e);
+        let reason = match reason.split_once("): ") {
+            Some((head, rest)) if head.starts_with("error sending request for url") => {
+                rest.to_owned()
+            }
+            _ => reason,
+        };
+        let lower = reason.to_ascii_lowercase();
+        let reason = if reason.contains("CaUsedAsEndEntity") {
+            format!(
+                "{reason}: the server presents a CA certificate as its own (typical of `openssl req -x509`); serve a certificate signed by that CA"
+            )
+        } else {
+            reason
+        };
+        if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+            RemoteError::Tls {
+                url: what.to_owned(),
+                reason,
+            }
+        } else {
+            RemoteError::Unreachable {
+                url: what.to_owned(),
+                reason,
+            }
+        }
+    } else {
+        RemoteError::Malformed {
+            url: what.to_owned(),
+            reason: error_chain(e),
+        }
+    }
+}

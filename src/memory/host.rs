@@ -1,0 +1,11 @@
+//! The machine's name, which memories carry as their source and the server sees in a header.
+
+/// The machine's name, as `hostname` prints it.
+pub fn hostname() -> String {
+    if let Ok(s) = rustix::system::uname().nodename().to_str()
+        && !s.is_empty()
+    {
+        return s.to_owned();
+    }
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into())
+}

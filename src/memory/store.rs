@@ -1,0 +1,206 @@
+//! `store`: a memory to the server when it answers within the offline threshold, else into
+//! staging; a server that already has the content with other fields meets the conflict policy.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::MemoryError;
+use super::client::{RemoteError, StoreOutcome, StoreRequest};
+use super::conflict;
+use super::ctx::Ctx;
+use super::hash::ContentHash;
+use super::host::hostname;
+use super::push::{self, PushReport};
+use super::record::Fields;
+use super::settle::{self, Kind};
+use super::staging::State;
+
+/// What `store` was given.
+#[derive(Debug, Clone, Default)]
+pub struct StoreInput {
+    pub content: String,
+    pub tags: Vec<String>,
+    pub memory_type: Option<String>,
+    pub project: Option<String>,
+    pub offline: bool,
+}
+
+/// The guide's context: `source:<host>` and `project:<name>` tags, and project, hostname,
+/// timestamp and working directory in the metadata.
+fn with_context(input: &StoreInput, host: &str) -> Fields {
+    let cwd = std::env::current_dir().ok();
+    let project = input.project.clone().unwrap_or_else(|| {
+        cwd.as_deref()
+            .and_then(Path::file_name)
+            .map_or_else(|| "unknown".into(), |n| n.to_string_lossy().into_owned())
+    });
+    let mut tags = input.tags.clone();
+    tags.push(format!("source:{host}"));
+    tags.push(format!("project:{project}"));
+    let mut metadata = Map::new();
+    metadata.insert("project".into(), Value::String(project));
+    metadata.insert("hostname".into(), Value::String(host.to_owned()));
+    metadata.insert(
+        "timestamp".into(),
+        Value::String(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
+    );
+    if let Some(d) = cwd {
+        metadata.insert("pwd".into(), Value::String(d.display().to_string()));
+    }
+    Fields {
+        tags: conflict::normalize_tags(&tags),
+        memory_type: Some(input.memory_type.clone().unwrap_or_else(|| "note".into())),
+        metadata,
+    }
+}
+
+/// `store`: to the server if it answers within the offline threshold, else into staging.
+pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
+    if super::hash::python_strip(&input.content).is_empty() {
+        return Err(MemoryError::Invalid(
+            "nothing to store: the content is empty".into(),
+        ));
+    }
+    let host = hostname();
+    let fields = with_context(input, &host);
+    let hash = ContentHash::of(&input.content);
+    let stage = |why: &str| -> Result<(i64, bool), MemoryError> {
+        let mut st = ctx.staging()?;
+        let r = st.stage(&input.content, &fields, &host)?;
+        ctx.log
+            .line("store", &format!("staged #{} {}: {why}", r.0, hash.short()));
+        Ok(r)
+    };
+    if input.offline {
+        let (id, new) = stage("--offline")?;
+        return Ok(staged_msg(id, new, &hash, "offline"));
+    }
+    let client = ctx.client()?;
+    let req = StoreRequest {
+        content: &input.content,
+        tags: &fields.tags,
+        memory_type: fields.memory_type.as_deref(),
+        metadata: &fields.metadata,
+        client_hostname: Some(&host),
+        restore_deleted: false,
+    };
+    match client.store(&req, ctx.settings.offline_threshold) {
+        Ok(StoreOutcome::Stored(h)) => {
+            ctx.log.line(
+                "store",
+                &format!("stored {} on {}", h.short(), client.base_url()),
+            );
+            Ok(format!("stored {h} on {}", client.base_url()))
+        }
+        Ok(StoreOutcome::Duplicate) => {
+            // Already there, but with these tags, type and metadata?
+            let remote = match client.get(&hash) {
+                Ok(Some(r)) => Fields {
+                    tags: r.tags,
+                    memory_type: r.memory_type,
+                    metadata: r.metadata,
+                },
+                _ => {
+                    ctx.log
+                        .line("store", &format!("already on server {}", hash.short()));
+                    return Ok(format!("already on the server: {hash}"));
+                }
+            };
+            if !conflict::differs(&fields, &remote) {
+                ctx.log
+                    .line("store", &format!("already on server {}", hash.short()));
+                return Ok(format!("already on the server: {hash}"));
+            }
+            let (id, _) = stage("already on the server with other fields")?;
+            let st = ctx.staging()?;
+            let Some(item) = st.get(id)? else {
+                return Ok(format!("already on the server: {hash}"));
+            };
+            // Storing again adds to what the server has (no base: `merge` unions); it is not
+            // an edit of the version this machine last saw.
+            let view = settle::settle(
+                &st,
+                &item,
+                Kind::Diverged,
+                Some(&remote),
+                None,
+                ctx.settings.conflict,
+            )?;
+            // The server's version is now known: the settled row changes it.
+            st.book().set_base(&hash, &remote)?;
+            settle::show_locally(&ctx.settings.memory_db, &hash, &view)?;
+            let policy = ctx.settings.conflict.as_str();
+            match st.get(id)? {
+                Some(item) if item.state == State::Pending => {
+                    let mut rep = PushReport::default();
+                    let line = push::push_one(&st, &client, &ctx.settings, &item, &mut rep)?;
+                    ctx.log.line("store", &line);
+                    Ok(format!(
+                        "already on the server with other tags/type/metadata; conflict policy {policy}: {}",
+                        if rep.updated > 0 {
+                            "the server's copy was updated"
+                        } else {
+                            "staged as an update"
+                        }
+                    ))
+                }
+                _ => Ok(format!(
+                    "already on the server with other tags/type/metadata; conflict policy {policy} kept the server's version (yours is in the conflict record; memsync resolve-conflicts)"
+                )),
+            }
+        }
+        Ok(StoreOutcome::DeletedRemotely(detail)) => {
+            // Kept, and settled by the policy on the next push.
+            let (id, new) = stage("deleted on the server")?;
+            let st = ctx.staging()?;
+            if let Some(item) = st.get(id)? {
+                settle::settle(
+                    &st,
+                    &item,
+                    Kind::DeletedRemotely,
+                    None,
+                    None,
+                    ctx.settings.conflict,
+                )?;
+            }
+            Ok(format!(
+                "{}; the server had deleted this content ({detail}); conflict policy {} applies on push",
+                staged_msg(id, new, &hash, "deleted on the server"),
+                ctx.settings.conflict.as_str()
+            ))
+        }
+        Ok(StoreOutcome::Refused(reason)) => {
+            let (id, _) = stage(&format!("refused: {reason}"))?;
+            let st = ctx.staging()?;
+            st.mark_failed(id, &reason)?;
+            Err(MemoryError::StoreRefused { id, reason })
+        }
+        Err(e) if e.is_transient() => {
+            let (id, new) = stage(&e.to_string())?;
+            Ok(format!(
+                "{}; server not reachable ({e}); run `memsync push` later",
+                staged_msg(id, new, &hash, "offline")
+            ))
+        }
+        Err(
+            e @ (RemoteError::Unauthorized { .. }
+            | RemoteError::Rejected { .. }
+            | RemoteError::Malformed { .. }
+            | RemoteError::Tls { .. }),
+        ) => {
+            let (id, _) = stage(&e.to_string())?;
+            ctx.log.line("error", &format!("store: {e}"));
+            Err(MemoryError::StagedOnly { id, cause: e })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn staged_msg(id: i64, new: bool, hash: &ContentHash, why: &str) -> String {
+    if new {
+        format!("staged locally as #{id} ({why}) {hash}")
+    } else {
+        format!("already staged as #{id} (tags merged) {hash}")
+    }
+}
