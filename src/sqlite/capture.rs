@@ -15,6 +15,7 @@ use super::carry::{self, Carry};
 use super::monitor::{Monitor, MonitorError};
 use super::pagemap::PageMap;
 use super::reader::Poll;
+use super::sink::{CaptureKind, Captured};
 use super::wal::{Frame, Scan};
 
 /// Milliseconds since the Unix epoch, now.
@@ -206,7 +207,7 @@ impl Monitor {
         let src = &self.src;
         let map = &mut self.map;
         map.begin();
-        let res = self.spool.write(&key, |w| {
+        let res = self.sink.write(&key, &mut |w| {
             let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
             let mut page = vec![0u8; ps];
             let mut carried = carry.pages.range(..=commit).peekable();
@@ -228,21 +229,19 @@ impl Monitor {
             enc.finish(map.checksum()).map_err(fmt_err)?;
             Ok(())
         });
-        self.finish_write(&key, res, transactions)
+        self.finish_write(&key, CaptureKind::Segment, res, transactions)
     }
 
     fn finish_write(
         &mut self,
         key: &ObjectKey,
+        kind: CaptureKind,
         res: io::Result<u64>,
         transactions: u64,
     ) -> Result<(), MonitorError> {
         let txid = key.max_txid();
         match res {
             Ok(size) => {
-                self.compactor
-                    .set_db_size(self.map.commit(), self.map.page_size());
-                self.compactor.note(key, size);
                 self.map.commit_changes();
                 self.pos = Some(txid);
                 self.stats.spooled_bytes.fetch_add(size, Ordering::Relaxed);
@@ -250,7 +249,13 @@ impl Monitor {
                     .transactions
                     .fetch_add(transactions, Ordering::Relaxed);
                 self.stats.position.store(txid.get(), Ordering::Relaxed);
-                self.positions.send_replace(self.pos);
+                let db = self.shape();
+                self.sink.captured(&Captured {
+                    key: *key,
+                    kind,
+                    size,
+                    db,
+                });
                 Ok(())
             }
             Err(e) if e.get_ref().is_some_and(|i| i.is::<WalMoved>()) => {
@@ -331,7 +336,7 @@ impl Monitor {
         };
         let src = &self.src;
         let mut fresh = PageMap::new(src.page_size());
-        let res = self.spool.write(&key, |w| {
+        let res = self.sink.write(&key, &mut |w| {
             let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
             src.for_each_page(commit, |pgno, page| {
                 fresh.set(pgno, page);
@@ -351,7 +356,7 @@ impl Monitor {
             }
         }
         self.map.begin();
-        self.finish_write(&key, res, 0)?;
+        self.finish_write(&key, CaptureKind::Snapshot, res, 0)?;
         if is_new {
             // A new chain: save its map now, so a crash before the first checkpoint restarts
             // by replaying the spool instead of taking yet another snapshot.
@@ -386,7 +391,7 @@ impl Monitor {
         let src = &self.src;
         let map = &mut self.map;
         map.begin();
-        let res = self.spool.write(&key, |w| {
+        let res = self.sink.write(&key, &mut |w| {
             let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
             src.for_each_page(commit, |pgno, page| {
                 if map.set(pgno, page) {
@@ -402,7 +407,7 @@ impl Monitor {
             self.needs_resync = false;
             self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
         }
-        self.finish_write(&key, res, 0)
+        self.finish_write(&key, CaptureKind::Resync, res, 0)
     }
 }
 

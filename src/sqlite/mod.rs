@@ -13,6 +13,7 @@ pub mod pacer;
 pub mod pagemap;
 pub mod reader;
 pub mod shm;
+pub mod sink;
 pub mod wal;
 pub mod walindex;
 pub mod watch;

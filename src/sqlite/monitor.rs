@@ -37,7 +37,6 @@ use std::time::{Duration, Instant};
 
 use replica_formats::{ObjectKey, TxId};
 use rusqlite::Connection;
-use tokio::sync::watch;
 
 pub use super::monitor_config::{MonitorConfig, MonitorError};
 
@@ -46,17 +45,13 @@ use super::pacer::SyncPacer;
 use super::pagemap::PageMap;
 use super::reader::Source;
 use super::shm::ShmProbe;
+use super::sink::{DbShape, Sink};
 use super::wal::{Scan, WalError};
 use super::watch::WalWatch;
-use crate::replicate::policy::Compactor;
-use crate::replicate::spool::Spool;
 use crate::stats::DbStats;
 
 /// Second looks after a file event that found nothing committed yet (see `run`).
 const RECHECKS: u32 = 3;
-
-/// A file a compaction pass wrote: key, size, and size of the files it replaces.
-type Compacted = (ObjectKey, u64, u64);
 
 /// memsync's two connections to the database.
 pub(super) struct Conns {
@@ -79,7 +74,8 @@ pub struct Monitor {
     pub(super) map: PageMap,
     /// Last position written to the spool.
     pub(super) pos: Option<TxId>,
-    pub(super) spool: Spool,
+    /// Where captured files go (see `sink.rs`).
+    pub(super) sink: Box<dyn Sink>,
     /// See the module docs.
     pub(super) protected: bool,
     /// WAL frames at the last checkpoint of this generation (checkpoint thresholds are relative).
@@ -93,16 +89,8 @@ pub struct Monitor {
     pub(super) pending: Option<Scan>,
     /// The tail a checkpoint drained under the write lock, for the next segment (`carry.rs`).
     pub(super) carry: Option<super::carry::Carry>,
-    pub(super) positions: watch::Sender<Option<TxId>>,
     pub(super) stats: Arc<DbStats>,
-    /// Level-0 compaction and snapshot cadence.
-    pub(super) compactor: Compactor,
-    /// Position of the page map last saved to disk (0 = none); the spool keeps the files above
-    /// it so a restart after a crash can replay them instead of taking a snapshot.
-    map_saved: Arc<std::sync::atomic::AtomicU64>,
     last_map_save: Instant,
-    /// The compaction pass running on its worker thread, if any.
-    compaction: Option<std::thread::JoinHandle<std::io::Result<Vec<Compacted>>>>,
     ino: (u64, u64),
 }
 
@@ -110,11 +98,12 @@ impl Monitor {
     /// Opens the database and brings the spool up to date with it: resumes where the spool
     /// stopped when the WAL still holds that position, resynchronises against the saved page map
     /// when it does not, and writes a snapshot when neither is possible. `floor` is the highest
-    /// position any replica already holds; new positions are above it.
+    /// position any replica already holds; new positions are above it. Every file goes to
+    /// `sink`, which already holds what earlier runs wrote.
     pub fn start(
         cfg: MonitorConfig,
         floor: Option<TxId>,
-        positions: watch::Sender<Option<TxId>>,
+        mut sink: Box<dyn Sink>,
         stats: Arc<DbStats>,
     ) -> Result<Self, MonitorError> {
         conn::check_file(&cfg.db_path)?;
@@ -124,7 +113,7 @@ impl Monitor {
         let io = |what: String| move |source| MonitorError::Io { what, source };
         let src =
             Source::open(&cfg.db_path).map_err(io(format!("reading {}", cfg.db_path.display())))?;
-        let spool = Spool::open(&cfg.meta_dir)
+        sink.prepare()
             .map_err(io(format!("creating spool in {}", cfg.meta_dir.display())))?;
         let ino = file_id(&cfg.db_path).map_err(io(format!("stat {}", cfg.db_path.display())))?;
         let map = PageMap::new(src.page_size());
@@ -138,7 +127,7 @@ impl Monitor {
             r_active: false,
             map,
             pos: None,
-            spool,
+            sink,
             protected: false,
             frames_at_checkpoint: 0,
             last_checkpoint: Instant::now(),
@@ -146,20 +135,12 @@ impl Monitor {
             needs_resync: false,
             pending: None,
             carry: None,
-            positions,
             stats,
-            compactor: Compactor::new(Duration::from_secs(30)),
-            compaction: None,
-            map_saved: Arc::default(),
             // The first checkpoint may save at once.
             last_map_save: Instant::now() - Duration::from_secs(3600),
             ino,
         };
         m.recover_waiting_for_space(floor)?;
-        m.compactor.snapshot_interval = m.cfg.snapshot_interval;
-        m.compactor.set_db_size(m.map.commit(), m.map.page_size());
-        m.compactor.interval = m.cfg.compaction_interval;
-
         Ok(m)
     }
 
@@ -168,14 +149,17 @@ impl Monitor {
         self.pos
     }
 
-    /// The spool this monitor writes.
-    pub fn spool(&self) -> &Spool {
-        &self.spool
+    /// The database as replicated now.
+    pub(super) fn shape(&self) -> DbShape {
+        DbShape {
+            pages: self.map.commit(),
+            page_size: self.map.page_size(),
+        }
     }
 
     pub(super) fn recover(&mut self, floor: Option<TxId>) -> Result<(), MonitorError> {
         let keys = self
-            .spool
+            .sink
             .keys()
             .map_err(|e| self.io_err("listing spool", e))?;
         let last = keys.iter().max_by_key(|k| k.max_txid()).cloned();
@@ -184,11 +168,11 @@ impl Monitor {
         let saved = PageMap::load(&map_path);
         if let Some(last) = last.filter(|k| Some(k.max_txid()) == floor) {
             let header = self
-                .spool
+                .sink
                 .header(&last)
                 .map_err(|e| self.io_err("reading spool", e))?;
             let post = self
-                .spool
+                .sink
                 .post_checksum(&last)
                 .map_err(|e| self.io_err("reading spool", e))?;
             let saved = saved.and_then(|(m, t)| self.replay(m, t, &keys, last.max_txid()));
@@ -223,7 +207,9 @@ impl Monitor {
                 if self.cfg.snapshot_wanted.swap(false, Ordering::Relaxed) {
                     self.snapshot_current()?;
                 }
-                self.positions.send_replace(self.pos);
+                if let Some(pos) = self.pos {
+                    self.sink.resumed(pos);
+                }
                 return Ok(());
             }
         }
@@ -307,9 +293,9 @@ impl Monitor {
                     dirty = false;
                     spooled = self.sync_pass()?;
                     idle = !spooled;
-                    self.maintain(false, false)?;
+                    self.maintain(false)?;
                 } else if std::mem::take(&mut maintain_away) {
-                    self.maintain(false, false)?;
+                    self.maintain(false)?;
                 }
                 if spooled {
                     quiet_since = Instant::now();
@@ -379,7 +365,7 @@ impl Monitor {
         // Everything committed is shipped, in rollback mode too (see `idle.rs`).
         self.attach(true)?;
         self.sync()?;
-        self.maintain(false, true)?;
+        self.maintain(true)?;
         self.shutdown();
         Ok(())
     }
@@ -449,62 +435,15 @@ impl Monitor {
         self.write_pending()
     }
 
-    /// Compaction runs on a worker thread; this starts a pass when one is due and, when a pass
-    /// finished, records it and takes a snapshot if the files piled on the last one outweigh a
-    /// fresh one. With `wait`, blocks until the running pass (if any) is done.
-    pub fn maintain(&mut self, force: bool, wait: bool) -> Result<(), MonitorError> {
-        if let Some(job) = self.compaction.take_if(|j| wait || j.is_finished()) {
-            let written = job
-                .join()
-                .map_err(|_| {
-                    self.io_err(
-                        "compacting spool",
-                        std::io::Error::other("compaction thread panicked"),
-                    )
-                })?
-                .map_err(|e| self.io_err("compacting spool", e))?;
-            self.compactor.finish_pass(&written);
-            // The compaction code is not needed again for a while.
-            crate::resident::shed();
-            for (key, size, _) in &written {
-                self.stats.compactions.fetch_add(1, Ordering::Relaxed);
-                self.stats.spooled_bytes.fetch_add(*size, Ordering::Relaxed);
-                crate::log::debug(&format!("compacted into {key} ({size} bytes)"));
-            }
-            if !written.is_empty() {
-                self.positions.send_replace(self.pos);
-            }
-            // After every pass, merged or not: time buckets close only every 30 s, and
-            // `snapshot-interval` must not wait for one.
-            self.compactor
-                .set_db_size(self.map.commit(), self.map.page_size());
-            if self.compactor.snapshot_due() {
-                self.snapshot_current()?;
-            }
-        }
-        if self.compaction.is_none() && self.compactor.due(force) {
-            self.compactor.begin_pass(force);
-            let opts = |zstd_level| replica_formats::EncodeOptions {
-                zstd_level,
-                pages_per_run: self.cfg.keep_run_pages,
-            };
-            let enc = crate::replicate::compact::CompactEncoding {
-                level1: opts(self.cfg.keep_level),
-                above: opts(self.cfg.keep_level),
-            };
-            let spool = self.spool.clone();
-            let tiers = self.cfg.tiers.clone();
-            let job = std::thread::Builder::new()
-                .name("compact".into())
-                .spawn(move || {
-                    let now = super::capture::now_ms();
-                    crate::replicate::compact::compact_spool(&spool, enc, &tiers, now)
-                })
-                .map_err(|e| self.io_err("starting compaction", e))?;
-            self.compaction = Some(job);
-            if wait {
-                return self.maintain(false, true);
-            }
+    /// The sink's housekeeping between passes (compaction, in `replicate/`), and the snapshot
+    /// it may call for. With `wait` (shutdown), whatever it runs is finished first.
+    pub fn maintain(&mut self, wait: bool) -> Result<(), MonitorError> {
+        while self
+            .sink
+            .maintain(self.shape(), wait)
+            .map_err(|e| self.io_err(e.what, e.source))?
+        {
+            self.snapshot_current()?;
         }
         Ok(())
     }
@@ -527,7 +466,7 @@ impl Monitor {
             return None;
         }
         for key in &chain {
-            let bytes = std::fs::read(self.spool.path(key)).ok()?;
+            let bytes = self.sink.read(key).ok()?;
             let file = replica_formats::decode_file(&bytes).ok()?;
             if file.header.check_key(key).is_err() || file.header.pre_checksum != map.checksum() {
                 return None;
@@ -558,17 +497,12 @@ impl Monitor {
         }
         self.last_map_save = Instant::now();
         match self.map.save(&self.cfg.meta_dir.join("pagemap"), pos) {
-            Ok(()) => self.map_saved.store(pos.get(), Ordering::Relaxed),
+            Ok(()) => self.sink.map_saved(pos),
             Err(e) => crate::log::warn(&format!(
                 "{}: cannot save page map: {e}",
                 self.cfg.db_path.display()
             )),
         }
-    }
-
-    /// Position of the last saved page map, shared with the spool pruner.
-    pub fn map_saved(&self) -> Arc<std::sync::atomic::AtomicU64> {
-        self.map_saved.clone()
     }
 
     fn check_replaced(&self) -> Result<(), MonitorError> {
