@@ -14,7 +14,7 @@ use replica_formats::{
 use super::carry::{self, Carry};
 use super::monitor::{Monitor, MonitorError};
 use super::pagemap::PageMap;
-use super::reader::Poll;
+use super::reader::{AfterRestart, Poll, after_restart};
 use super::sink::{CaptureKind, Captured};
 use super::wal::{Frame, Scan};
 
@@ -27,10 +27,6 @@ pub fn now_ms() -> Timestamp {
 }
 
 impl Monitor {
-    fn next_txid(&self) -> TxId {
-        self.pos.map_or(TxId::new(1).expect("nonzero"), TxId::next)
-    }
-
     fn wal_position(&self) -> WalPosition {
         match self.src.cursor() {
             Some(c) => WalPosition {
@@ -55,7 +51,7 @@ impl Monitor {
             timestamp: now_ms(),
             pre_checksum: match kind {
                 FileKind::Snapshot => replica_formats::DbChecksum::EMPTY,
-                FileKind::Segment => self.map.checksum(),
+                FileKind::Segment => self.cur.map.checksum(),
             },
             wal: self.wal_position(),
         }
@@ -78,7 +74,7 @@ impl Monitor {
 
     /// Header and key of the next level-0 segment.
     fn next_segment(&self, commit: u32) -> (Header, ObjectKey) {
-        let txid = self.next_txid();
+        let txid = self.cur.next_txid();
         let header = self.header(FileKind::Segment, txid, commit);
         let key = ObjectKey::Segment {
             level: Level::ZERO,
@@ -105,8 +101,8 @@ impl Monitor {
             {
                 Poll::Idle => return Ok(()),
                 Poll::Frames(scan) => {
-                    if self.pos.is_some() && !self.needs_resync {
-                        let pending = self.pending.get_or_insert_with(Scan::default);
+                    if self.cur.pos.is_some() && !self.cur.needs_resync {
+                        let pending = self.cur.pending.get_or_insert_with(Scan::default);
                         pending.append(scan);
                         if pending.frames.len() as u64 * frame_len >= self.cfg.max_segment_bytes {
                             self.write_pending()?;
@@ -114,14 +110,13 @@ impl Monitor {
                     }
                 }
                 Poll::Restarted { prev, next } => {
-                    self.frames_at_checkpoint = 0;
-                    let sane = next.is_none_or(|h| h.ckpt_seq != prev.ckpt_seq);
-                    // Gathered frames of the old generation can no longer be read safely (a
-                    // frame of the new one at the same offset would pass for them): the pages
-                    // that differ are shipped from the database instead.
-                    let orphaned = self.pending.take().is_some();
-                    if orphaned || !(self.protected && sane) {
-                        self.needs_resync = true;
+                    self.checkpoints.wal_restarted();
+                    let gathered = self.cur.pending.take().is_some();
+                    let protected = self.session.protected();
+                    if after_restart(&prev, next.as_ref(), protected, gathered)
+                        == AfterRestart::Resync
+                    {
+                        self.cur.needs_resync = true;
                     }
                 }
             }
@@ -130,15 +125,15 @@ impl Monitor {
 
     /// Writes the gathered frames and the carried tail, if any, as one segment.
     pub(super) fn write_pending(&mut self) -> Result<(), MonitorError> {
-        let scan = self.pending.take();
-        if self.pos.is_none() || self.needs_resync {
+        let scan = self.cur.pending.take();
+        if self.cur.pos.is_none() || self.cur.needs_resync {
             // A snapshot or a resynchronisation covers them (both read the database).
-            self.carry = None;
+            self.cur.carry = None;
             return Ok(());
         }
         match scan {
             Some(scan) => self.write_frames(&scan),
-            None if self.carry.is_some() => self.write_frames(&Scan::default()),
+            None if self.cur.carry.is_some() => self.write_frames(&Scan::default()),
             None => Ok(()),
         }
     }
@@ -147,19 +142,19 @@ impl Monitor {
     /// frames' pages into the carry (see `carry.rs`), to be written with the next sync's
     /// segment. With `sync-interval: 0`, or a tail too large to hold, they are written now.
     pub(super) fn carry_pending(&mut self) -> Result<(), MonitorError> {
-        let Some(scan) = self.pending.take() else {
+        let Some(scan) = self.cur.pending.take() else {
             return Ok(());
         };
         let Some(commit) = scan.commit else {
             return Ok(());
         };
-        if self.pos.is_none() || self.needs_resync {
+        if self.cur.pos.is_none() || self.cur.needs_resync {
             return Ok(());
         }
         let latest = latest_frames(&scan, commit);
-        let held = self.carry.as_ref().map_or(0, |c| c.pages.len());
+        let held = self.cur.carry.as_ref().map_or(0, |c| c.pages.len());
         if self.cfg.min_sync_gap.is_zero() || held + latest.len() > carry::MAX_PAGES {
-            self.pending = Some(scan);
+            self.cur.pending = Some(scan);
             return self.write_pending();
         }
         let mut pages = Vec::with_capacity(latest.len());
@@ -171,13 +166,14 @@ impl Monitor {
                 .map_err(|e| self.io_err("reading WAL", e))?
             {
                 // Cannot happen under the write lock; if it does, the database is the truth.
-                self.carry = None;
-                self.needs_resync = true;
+                self.cur.carry = None;
+                self.cur.needs_resync = true;
                 return Ok(());
             }
             pages.push((pgno, page));
         }
-        self.carry
+        self.cur
+            .carry
             .get_or_insert_with(Carry::default)
             .add(pages, commit, scan.transactions);
         Ok(())
@@ -186,7 +182,7 @@ impl Monitor {
     /// Writes the committed frames of `scan`, over the carried tail if any, as one segment
     /// (the latest image of each page).
     pub(super) fn write_frames(&mut self, scan: &Scan) -> Result<(), MonitorError> {
-        let carry = self.carry.take().unwrap_or_default();
+        let carry = self.cur.carry.take().unwrap_or_default();
         let Some(commit) = scan
             .commit
             .or((!carry.pages.is_empty()).then_some(carry.commit))
@@ -205,7 +201,7 @@ impl Monitor {
         let opts = self.segment_options();
         let ps = self.src.page_size().as_usize();
         let src = &self.src;
-        let map = &mut self.map;
+        let map = &mut self.cur.map;
         map.begin();
         let res = self.sink.write(&key, &mut |w| {
             let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
@@ -242,14 +238,14 @@ impl Monitor {
         let txid = key.max_txid();
         match res {
             Ok(size) => {
-                self.map.commit_changes();
-                self.pos = Some(txid);
+                self.cur.map.commit_changes();
+                self.cur.pos = Some(txid);
                 self.stats.spooled_bytes.fetch_add(size, Ordering::Relaxed);
                 self.stats
                     .transactions
                     .fetch_add(transactions, Ordering::Relaxed);
                 self.stats.position.store(txid.get(), Ordering::Relaxed);
-                let db = self.shape();
+                let db = self.cur.shape();
                 self.sink.captured(&Captured {
                     key: *key,
                     kind,
@@ -261,8 +257,8 @@ impl Monitor {
             Err(e) if e.get_ref().is_some_and(|i| i.is::<WalMoved>()) => {
                 // The WAL was rewritten while unprotected: nothing wrong was written (the file
                 // was discarded); the next sync diffs the database instead.
-                self.map.rollback();
-                self.needs_resync = true;
+                self.cur.map.rollback();
+                self.cur.needs_resync = true;
                 crate::log::info(&format!(
                     "{}: the WAL changed under the reader; shipping the pages that differ",
                     self.cfg.db_path.display()
@@ -270,10 +266,10 @@ impl Monitor {
                 Ok(())
             }
             Err(e) => {
-                self.map.rollback();
+                self.cur.map.rollback();
                 // The frames are still protected by the read transaction, but the cursor moved
                 // past them: the next sync diffs the whole database instead.
-                self.needs_resync = true;
+                self.cur.needs_resync = true;
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 Err(self.io_err("writing spool file", e))
             }
@@ -284,9 +280,8 @@ impl Monitor {
     /// replaces the page map.
     pub(super) fn snapshot(&mut self) -> Result<(), MonitorError> {
         // The snapshot holds the database at the cursor, past anything gathered or carried.
-        self.pending = None;
-        self.carry = None;
-        self.write_snapshot_map(self.next_txid()).map(|_| ())
+        self.cur.discard_unwritten();
+        self.write_snapshot_map(self.cur.next_txid()).map(|_| ())
     }
 
     /// Periodic snapshot of the current position (no new position: the state is the one the
@@ -299,13 +294,13 @@ impl Monitor {
             return Ok(());
         }
         self.with_write_lock(|m| m.drain_wal())?;
-        if self.needs_resync {
+        if self.cur.needs_resync {
             self.resync()?;
         }
-        let Some(pos) = self.pos else {
+        let Some(pos) = self.cur.pos else {
             return self.snapshot();
         };
-        let expected = self.map.checksum();
+        let expected = self.cur.map.checksum();
         let fresh = self.write_snapshot_map(pos)?;
         if fresh != expected {
             crate::log::error(&format!(
@@ -347,15 +342,15 @@ impl Monitor {
             Ok(())
         });
         let sum = fresh.checksum();
-        let is_new = Some(txid) != self.pos;
+        let is_new = Some(txid) != self.cur.pos;
         if res.is_ok() {
             self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
             if is_new {
-                self.map = fresh;
-                self.needs_resync = false;
+                self.cur.map = fresh;
+                self.cur.needs_resync = false;
             }
         }
-        self.map.begin();
+        self.cur.map.begin();
         self.finish_write(&key, CaptureKind::Snapshot, res, 0)?;
         if is_new {
             // A new chain: save its map now, so a crash before the first checkpoint restarts
@@ -369,8 +364,7 @@ impl Monitor {
     /// the whole database and ships only the pages whose hash differs from the replicated state.
     pub(super) fn resync(&mut self) -> Result<(), MonitorError> {
         // The full read below covers whatever was gathered or carried.
-        self.pending = None;
-        self.carry = None;
+        self.cur.discard_unwritten();
         self.with_write_lock(|m| {
             m.src.reset();
             // Index the current generation up to its end; nothing is written meanwhile.
@@ -379,7 +373,7 @@ impl Monitor {
             {}
             Ok(())
         })?;
-        if self.pos.is_none() || self.map.page_size() != self.src.page_size() {
+        if self.cur.pos.is_none() || self.cur.map.page_size() != self.src.page_size() {
             return self.snapshot();
         }
         let commit = self
@@ -389,7 +383,7 @@ impl Monitor {
         let (header, key) = self.next_segment(commit);
         let opts = self.segment_options();
         let src = &self.src;
-        let map = &mut self.map;
+        let map = &mut self.cur.map;
         map.begin();
         let res = self.sink.write(&key, &mut |w| {
             let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
@@ -404,7 +398,7 @@ impl Monitor {
             Ok(())
         });
         if res.is_ok() {
-            self.needs_resync = false;
+            self.cur.needs_resync = false;
             self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
         }
         self.finish_write(&key, CaptureKind::Resync, res, 0)

@@ -5,6 +5,7 @@ pub mod capture;
 mod carry;
 pub mod checkpoint;
 pub mod conn;
+mod cursor;
 mod diskfull;
 mod idle;
 pub mod monitor;
@@ -12,11 +13,15 @@ pub mod monitor_config;
 pub mod pacer;
 pub mod pagemap;
 pub mod reader;
+mod recover;
+mod run;
+mod session;
 pub mod shm;
 pub mod sink;
 pub mod wal;
 pub mod walindex;
 pub mod watch;
+mod yielding;
 
 use std::path::{Path, PathBuf};
 
