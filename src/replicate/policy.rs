@@ -26,7 +26,7 @@ pub struct Compactor {
     snapshot_pages: u32,
     db_pages: u32,
     /// Database page size.
-    page_size: u32,
+    page_size: PageSize,
     /// Level-0 files spooled since the last compaction.
     l0_files: usize,
 }
@@ -55,7 +55,7 @@ impl Compactor {
             last_snapshot: now,
             snapshot_pages: 0,
             db_pages: 0,
-            page_size: 4096,
+            page_size: PageSize::new(4096).expect("a valid page size"),
             l0_files: 0,
         }
     }
@@ -63,7 +63,7 @@ impl Compactor {
     /// Records the database size, to estimate what a fresh snapshot would weigh.
     pub fn set_db_size(&mut self, pages: u32, page_size: PageSize) {
         self.db_pages = pages;
-        self.page_size = page_size.get();
+        self.page_size = page_size;
     }
 
     /// Records a spooled file.
@@ -92,7 +92,7 @@ impl Compactor {
     /// segments had piled up.)
     fn snapshot_estimate(&self) -> u64 {
         if self.snapshot_pages < RELIABLE_SNAPSHOT_PAGES {
-            return self.db_pages as u64 * self.page_size as u64 / 2;
+            return u64::from(self.db_pages) * u64::from(self.page_size.get()) / 2;
         }
         self.snapshot_bytes / self.snapshot_pages as u64 * self.db_pages as u64
     }

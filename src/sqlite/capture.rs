@@ -206,7 +206,11 @@ impl Monitor {
         let res = self.sink.write(&key, &mut |w| {
             let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
             let mut page = vec![0u8; ps];
-            let mut carried = carry.pages.range(..=commit).peekable();
+            let mut carried = carry
+                .pages
+                .iter()
+                .take_while(|(c, _)| c.get() <= commit)
+                .peekable();
             for (&pgno, f) in &latest {
                 // Carried pages below this frame's, then the frame (newer than any carried).
                 while let Some((&c, data)) = carried.next_if(|(c, _)| **c < pgno) {
@@ -406,10 +410,10 @@ impl Monitor {
 }
 
 /// The newest frame of each page of `scan` within `commit` pages.
-fn latest_frames(scan: &Scan, commit: u32) -> BTreeMap<u32, Frame> {
+fn latest_frames(scan: &Scan, commit: u32) -> BTreeMap<PageNo, Frame> {
     let mut latest = BTreeMap::new();
     for f in &scan.frames {
-        if f.pgno <= commit {
+        if f.pgno.get() <= commit {
             latest.insert(f.pgno, *f);
         }
     }
@@ -420,10 +424,9 @@ fn latest_frames(scan: &Scan, commit: u32) -> BTreeMap<u32, Frame> {
 fn write_page<W: io::Write>(
     enc: &mut FileEncoder<W>,
     map: &mut PageMap,
-    pgno: u32,
+    pgno: PageNo,
     data: &[u8],
 ) -> io::Result<()> {
-    let pgno = PageNo::new(pgno).expect("frames carry nonzero page numbers");
     map.set(pgno, data);
     enc.write_page(pgno, data).map_err(fmt_err)
 }

@@ -271,7 +271,7 @@ mod tests {
     fn wal_header(ckpt_seq: u32) -> WalHeader {
         WalHeader {
             big_endian: false,
-            page_size: 4096,
+            page_size: replica_formats::PageSize::new(4096).unwrap(),
             ckpt_seq,
             salt1: 1,
             salt2: 2,

@@ -47,7 +47,7 @@ pub struct Source {
     page_size: PageSize,
     cursor: Option<WalCursor>,
     /// Latest committed frame of each page in the current generation, up to the cursor.
-    index: HashMap<u32, Frame>,
+    index: HashMap<PageNo, Frame>,
     /// Database size in pages after the last commit of the current generation.
     last_commit: Option<u32>,
     /// Reused read buffer of the WAL scanner.
@@ -229,14 +229,20 @@ impl Source {
             None => 1,
         };
         self.last_change = Some(ih.change);
-        let frames = pgnos
+        // Zero was refused above.
+        let Some(frames) = pgnos
             .iter()
             .enumerate()
-            .map(|(i, &pgno)| Frame {
-                pgno,
-                offset: wal::WAL_HEADER_LEN + (have + i as u64) * flen,
+            .map(|(i, &pgno)| {
+                Some(Frame {
+                    pgno: PageNo::new(pgno)?,
+                    offset: wal::WAL_HEADER_LEN + (have + i as u64) * flen,
+                })
             })
-            .collect();
+            .collect()
+        else {
+            return Ok(None);
+        };
         cur.offset = end;
         cur.cksum = ih.frame_cksum;
         Ok(Some(Scan {
@@ -345,13 +351,13 @@ impl Source {
     }
 
     /// Reads page `pgno` as of the cursor into `buf` (zeros past the end of the file).
-    pub fn read_page(&self, pgno: u32, buf: &mut [u8]) -> io::Result<()> {
+    pub fn read_page(&self, pgno: PageNo, buf: &mut [u8]) -> io::Result<()> {
         if let (Some(f), Some(wal), Some(c)) = (self.index.get(&pgno), &self.wal, &self.cursor)
             && wal::read_verified_frame(wal, &c.header, f, buf)?
         {
             return Ok(());
         }
-        let off = (pgno as u64 - 1) * self.page_size.get() as u64;
+        let off = (u64::from(pgno.get()) - 1) * u64::from(self.page_size.get());
         buf.fill(0);
         let len = self.db.metadata()?.len();
         if off < len {
@@ -390,7 +396,7 @@ impl Source {
                 }
                 let page = &mut buf[i as usize * ps..(i as usize + 1) * ps];
                 if let (Some(fr), Some(wal), Some(c)) =
-                    (self.index.get(&pgno.get()), &self.wal, &self.cursor)
+                    (self.index.get(&pgno), &self.wal, &self.cursor)
                     && wal::read_verified_frame(wal, &c.header, fr, &mut tmp)?
                 {
                     page.copy_from_slice(&tmp);

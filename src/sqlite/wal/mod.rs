@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
+use replica_formats::PageSize;
 use thiserror::Error;
 
 mod scan;
@@ -41,7 +42,7 @@ pub struct WalHeader {
     /// True when checksums are computed over big-endian words (magic 0x377f0683).
     pub big_endian: bool,
     /// Database page size.
-    pub page_size: u32,
+    pub page_size: PageSize,
     /// Checkpoint sequence number: incremented by SQLite every time the WAL restarts.
     pub ckpt_seq: u32,
     /// Salt-1: incremented on every WAL restart.
@@ -67,10 +68,8 @@ impl WalHeader {
             return Err(WalError::BadHeader("unsupported version"));
         }
         let raw_ps = be32(b, 8);
-        let page_size = if raw_ps == 1 { 65536 } else { raw_ps };
-        if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
-            return Err(WalError::BadHeader("bad page size"));
-        }
+        let page_size = PageSize::new(if raw_ps == 1 { 65536 } else { raw_ps })
+            .map_err(|_| WalError::BadHeader("bad page size"))?;
         let cksum = Cksum(be32(b, 24), be32(b, 28));
         if checksum(big_endian, Cksum::default(), &b[..24]) != cksum {
             return Err(WalError::BadHeader("header checksum mismatch"));
@@ -87,7 +86,7 @@ impl WalHeader {
 
     /// Size in bytes of one frame (header plus page).
     pub fn frame_len(&self) -> u64 {
-        FRAME_HEADER_LEN + self.page_size as u64
+        FRAME_HEADER_LEN + u64::from(self.page_size.get())
     }
 }
 

@@ -6,6 +6,8 @@
 use std::fs::File;
 use std::io;
 
+use replica_formats::PageNo;
+
 use super::{
     Cksum, FRAME_HEADER_LEN, FrameHeader, WAL_HEADER_LEN, WalError, WalHeader, be32, checksum,
     read_exact_at,
@@ -43,7 +45,7 @@ impl WalCursor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
     /// Page number.
-    pub pgno: u32,
+    pub pgno: PageNo,
     /// Offset of the frame header in the WAL file.
     pub offset: u64,
 }
@@ -96,7 +98,7 @@ pub fn scan_committed(
     }
     let start = cursor.offset;
     // The previous frame, when it was a commit frame: its page, size field and content hash.
-    let mut prev_commit: Option<(u32, u32, u64)> = None;
+    let mut prev_commit: Option<(PageNo, u32, u64)> = None;
     let mut scan = Scan::default();
     let mut pending: Vec<Frame> = Vec::new();
     let mut off = cursor.offset;
@@ -112,31 +114,27 @@ pub fn scan_committed(
         for i in 0..n as usize {
             let fb = &buf[i * flen as usize..(i + 1) * flen as usize];
             let fh = FrameHeader::parse(fb);
-            if fh.salt1 != h.salt1 || fh.salt2 != h.salt2 || fh.pgno == 0 {
-                break 'outer;
-            }
+            let pgno = match PageNo::new(fh.pgno) {
+                Some(p) if fh.salt1 == h.salt1 && fh.salt2 == h.salt2 => p,
+                _ => break 'outer,
+            };
             let c = checksum(h.big_endian, ck, &fb[..8]);
             let c = checksum(h.big_endian, c, &fb[FRAME_HEADER_LEN as usize..]);
             if c != fh.cksum {
                 break 'outer;
             }
-            let content = (fh.commit != 0).then(|| {
-                let pgno = replica_formats::PageNo::new(fh.pgno).expect("checked nonzero");
-                replica_formats::page_hash(pgno, &fb[FRAME_HEADER_LEN as usize..])
-            });
+            let content = (fh.commit != 0)
+                .then(|| replica_formats::page_hash(pgno, &fb[FRAME_HEADER_LEN as usize..]));
             if let (Some(hash), true) = (content, pending.is_empty())
-                && prev_commit == Some((fh.pgno, fh.commit, hash))
+                && prev_commit == Some((pgno, fh.commit, hash))
             {
                 scan.repeated_commits += 1;
             }
-            pending.push(Frame {
-                pgno: fh.pgno,
-                offset: off,
-            });
+            pending.push(Frame { pgno, offset: off });
             ck = c;
             off += flen;
             if let Some(hash) = content {
-                prev_commit = Some((fh.pgno, fh.commit, hash));
+                prev_commit = Some((pgno, fh.commit, hash));
                 scan.frames.append(&mut pending);
                 scan.commit = Some(fh.commit);
                 scan.transactions += 1;
@@ -189,7 +187,7 @@ pub fn read_verified_frame(
         };
         let fb = &buf[skip..];
         let h = FrameHeader::parse(fb);
-        if h.salt1 != header.salt1 || h.salt2 != header.salt2 || h.pgno != frame.pgno {
+        if h.salt1 != header.salt1 || h.salt2 != header.salt2 || h.pgno != frame.pgno.get() {
             return Ok(false);
         }
         let c = checksum(header.big_endian, prev, &fb[..8]);
