@@ -212,3 +212,47 @@ impl Sink for SpoolSink {
         Ok(false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::sink::CaptureKind;
+    use replica_formats::{PageSize, Timestamp};
+
+    #[test]
+    fn what_is_captured_reaches_the_shippers_and_the_cadence_asks_for_snapshots() {
+        let d = tempfile::tempdir().unwrap();
+        let (pos_tx, pos_rx) = watch::channel(None);
+        let (map_tx, map_rx) = watch::channel(None);
+        let mut cfg = CompactionConfig::new(crate::config::Tiers::default());
+        // A pass at every call, and a snapshot due after each.
+        cfg.interval = Duration::ZERO;
+        cfg.snapshot_interval = Some(Duration::ZERO);
+        let mut sink = SpoolSink::new(d.path(), cfg, pos_tx, map_tx, Arc::default());
+        sink.prepare().unwrap();
+        let txid = TxId::new(3).unwrap();
+        let key = ObjectKey::Snapshot {
+            txid,
+            ts: Timestamp::from_millis(0),
+        };
+        let size = sink.write(&key, &mut |w| w.write_all(b"snap")).unwrap();
+        assert_eq!((size, sink.keys().unwrap()), (4, vec![key]));
+        assert_eq!(sink.read(&key).unwrap(), b"snap");
+        let db = DbShape {
+            pages: 1,
+            page_size: PageSize::new(4096).unwrap(),
+        };
+        sink.captured(&Captured {
+            key,
+            kind: CaptureKind::Snapshot,
+            size,
+            db,
+        });
+        assert_eq!(*pos_rx.borrow(), Some(txid));
+        sink.map_saved(txid);
+        assert_eq!(*map_rx.borrow(), Some(txid));
+        // The pass (nothing to merge) runs to its end, then the snapshot interval calls for one.
+        assert!(sink.maintain(db, true).unwrap());
+        assert!(sink.compaction.is_none());
+    }
+}

@@ -93,7 +93,8 @@ impl CheckpointPolicy {
 impl Monitor {
     /// Which checkpoint the WAL's growth calls for now.
     fn checkpoint_due(&self) -> Option<Checkpoint> {
-        self.checkpoints.due(self.src.wal_frames(), Instant::now())
+        self.checkpoints
+            .due(self.cap.src.wal_frames(), Instant::now())
     }
 
     /// One pass of the run loop: ships what is committed and checkpoints when the WAL calls for
@@ -105,12 +106,12 @@ impl Monitor {
             if !m.attach(false)? {
                 return Ok(());
             }
-            if !m.cur.needs_resync {
+            if !m.cap.cur.needs_resync {
                 m.gather_wal()?;
             }
-            if m.cur.needs_resync || m.checkpoint_due() != Some(Checkpoint::Passive) {
-                m.write_pending()?;
-                if m.cur.needs_resync {
+            if m.cap.cur.needs_resync || m.checkpoint_due() != Some(Checkpoint::Passive) {
+                m.cap.write_pending()?;
+                if m.cap.cur.needs_resync {
                     m.resync()?;
                 }
             }
@@ -120,7 +121,7 @@ impl Monitor {
 
     /// Checkpoints when the WAL passed a threshold or the interval elapsed.
     pub(super) fn maybe_checkpoint(&mut self) -> Result<(), MonitorError> {
-        if self.cur.needs_resync {
+        if self.cap.cur.needs_resync {
             return self.resync();
         }
         match self.checkpoint_due() {
@@ -153,6 +154,7 @@ impl Monitor {
         let t0 = Instant::now();
         let first = match self.try_write_lock(|m| m.gather_wal()) {
             Ok(None) => self
+                .cap
                 .write_pending()
                 .and_then(|()| self.with_write_lock(|m| m.drain_wal())),
             other => other.map(|_| ()),
@@ -169,17 +171,17 @@ impl Monitor {
             .cfg
             .min_sync_gap
             .is_zero()
-            .then(|| self.write_pending());
+            .then(|| self.cap.write_pending());
         let backfilled = first.and_then(|()| {
-            if !self.cur.needs_resync {
+            if !self.cap.cur.needs_resync {
                 passive(&self.conns()?.w).map_err(|e| self.sql_err(e))?;
             }
             Ok(())
         });
-        let written = written_first.unwrap_or_else(|| self.write_pending());
+        let written = written_first.unwrap_or_else(|| self.cap.write_pending());
         backfilled?;
         written?;
-        if self.cur.needs_resync {
+        if self.cap.cur.needs_resync {
             return self.resync();
         }
         // The application's autocheckpoint may be doing that copy instead, holding the
@@ -190,7 +192,7 @@ impl Monitor {
         let res = (|| {
             // The tail goes out with the next sync's segment, not in a file of its own.
             self.gather_wal()?;
-            self.carry_pending()?;
+            self.cap.carry_pending()?;
             self.session.release_read();
             // An application checkpoint still running from its last commit holds the
             // checkpoint lock; nothing new can start while memsync holds the write lock, so it
@@ -216,8 +218,8 @@ impl Monitor {
         rb?;
         self.session.mark_protected();
         self.checkpoints
-            .passive_done(self.src.wal_frames(), Instant::now());
-        self.save_map(false);
+            .passive_done(self.cap.src.wal_frames(), Instant::now());
+        self.cap.save_map(false);
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.stats
             .checkpoint_us
@@ -258,7 +260,7 @@ impl Monitor {
         });
         self.checkpoints.truncate_done(Instant::now());
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-        self.cur.needs_resync = true;
+        self.cap.cur.needs_resync = true;
         self.resync()?;
         res
     }

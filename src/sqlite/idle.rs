@@ -91,13 +91,13 @@ impl Monitor {
             Some((m.dev(), m.ino(), len, s, ns))
         };
         Fingerprint {
-            header: self.src.db_header().ok(),
+            header: self.cap.src.db_header().ok(),
             // The index's mtime moves with readers' read marks: its header is compared instead.
             files: [stamp("", true), stamp("-wal", true), stamp("-shm", false)],
             // Opening (and closing) a descriptor of the index while SQLite has it open would
             // drop SQLite's locks on it (POSIX locks are per process): only while away.
             index: match self.session.is_open() {
-                true => self.src.index_header(),
+                true => self.cap.src.index_header(),
                 false => WalIndex::open(&self.cfg.db_path).and_then(|i| i.header()),
             },
         }
@@ -109,7 +109,7 @@ impl Monitor {
         if !self.session.is_open() {
             return Err("already away");
         }
-        if !self.cur.settled() {
+        if !self.cap.cur.settled() {
             return Err("frames not yet shipped");
         }
         // Taken before the mark: a commit after it makes the next comparison differ.
@@ -118,7 +118,7 @@ impl Monitor {
         // everything before was spooled up to. Without one (a commit not read yet, an index
         // being rebuilt) memsync steps aside all the same and resynchronises on its return:
         // holding on until the index settles kept an application from leaving WAL mode.
-        let mark = self.src.idle_mark().ok().flatten();
+        let mark = self.cap.src.idle_mark().ok().flatten();
         // memsync's connections never checkpoint on close (`conn::open`).
         self.session.close();
         self.away = Some(Away {
@@ -166,6 +166,7 @@ impl Monitor {
         let db = self.cfg.db_path.clone();
         let shown = db.display().to_string();
         let hdr = self
+            .cap
             .src
             .db_header()
             .map_err(|e| self.io_err("reading database header", e))?;
@@ -191,9 +192,9 @@ impl Monitor {
         let mut fresh = self.away.as_ref().is_some_and(|a| a.left_wal) || !header_wal;
         let (w, in_wal) = loop {
             if fresh {
-                self.src = Source::open(&db).map_err(|e| self.io_err("reading database", e))?;
+                self.cap.src = Source::open(&db).map_err(|e| self.io_err("reading database", e))?;
             } else {
-                self.src.reopen_files();
+                self.cap.src.reopen_files();
             }
             let w = conn::open(&db, self.cfg.busy_timeout)?;
             let in_wal = match conn::ensure_wal(&w, &db, false) {
@@ -232,7 +233,7 @@ impl Monitor {
         self.continue_or_resync(mark)?;
         crate::log::debug(&format!(
             "{shown}: reopened after idle at position {:016x} ({})",
-            self.cur.pos.map_or(0, replica_formats::TxId::get),
+            self.cap.cur.pos.map_or(0, replica_formats::TxId::get),
             if self.stats.resyncs.load(Ordering::Relaxed) == resyncs {
                 "the WAL index proves nothing was missed"
             } else {

@@ -1,5 +1,6 @@
 //! Everything that touches the user's SQLite database: WAL parsing, lock probes, the page map
-//! of the replicated state, consistent reads, and the monitor that owns checkpointing.
+//! of the replicated state, consistent reads, and the monitor that owns checkpointing. It knows
+//! SQLite and the replica format only: what it captures goes to a [`sink::Sink`] it is given.
 
 pub mod capture;
 mod carry;
@@ -18,6 +19,7 @@ mod run;
 mod session;
 pub mod shm;
 pub mod sink;
+mod snapshot;
 pub mod wal;
 pub mod walindex;
 pub mod watch;

@@ -1,5 +1,5 @@
-//! The database monitor: follows the WAL, writes what was committed into the spool, and owns
-//! checkpointing while it runs.
+//! The database monitor: follows the WAL, writes what was committed through its [`Sink`] (the
+//! spool, in `replicate/`), and owns checkpointing while it runs.
 //!
 //! # Why nothing committed can be lost
 //! memsync holds a read transaction `R` on its own connection. While any reader holds a WAL read
@@ -30,18 +30,31 @@
 //! New commits are found through SQLite's WAL index (`walindex.rs`), which names the last
 //! committed frame and each frame's page, so only the newest frame of each changed page is read
 //! (and verified); the full checksum scan of every frame is the fallback.
+//!
+//! # Where each concern lives
+//! - `session.rs`: the connections, the read transaction and the brief write lock.
+//! - `cursor.rs`: the capture position, its page map, frames read but not yet written.
+//! - `capture/`: turning frames and database reads into segments, snapshots and resyncs
+//!   (`Capture`: the database view, the cursor, the sink); `snapshot.rs` runs the latter two
+//!   under the write lock.
+//! - `checkpoint.rs`: when a checkpoint is due (pure) and how it runs without losing frames.
+//! - `yielding.rs`, `idle.rs`: stepping aside for an application's checkpoint, or while idle.
+//! - `reader/`: the consistent view of the database; `reader/continuity.rs` decides (pure)
+//!   whether the WAL still holds every commit since a known point.
+//! - `recover.rs`: startup; `run.rs`: the loop that decides when each step runs.
+//! - `sink.rs`: the one seam to `replicate/`, which owns compaction and the snapshot cadence.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use replica_formats::TxId;
 
 pub use super::monitor_config::{MonitorConfig, MonitorError};
 
+use super::capture::{Capture, CaptureSettings};
 use super::checkpoint::CheckpointPolicy;
 use super::conn;
-use super::cursor::Cursor;
 use super::pacer::SyncPacer;
 use super::reader::Source;
 use super::session::{Conns, Session};
@@ -52,21 +65,17 @@ use crate::stats::DbStats;
 /// One monitored database.
 pub struct Monitor {
     pub(super) cfg: MonitorConfig,
-    pub(super) src: Source,
+    /// The database view, the capture cursor and the sink (see `capture.rs`).
+    pub(super) cap: Capture,
     /// memsync's connections and the locks it holds (see `session.rs`).
     pub(super) session: Session,
     /// Set while memsync has stepped aside.
     pub(super) away: Option<super::idle::Away>,
-    /// Where capture stands (see `cursor.rs`).
-    pub(super) cur: Cursor,
-    /// Where captured files go (see `sink.rs`).
-    pub(super) sink: Box<dyn Sink>,
     /// When a checkpoint is due (see `checkpoint.rs`).
     pub(super) checkpoints: CheckpointPolicy,
     /// When the next sync may run (see `pacer.rs`).
     pub(super) pacer: SyncPacer,
     pub(super) stats: Arc<DbStats>,
-    last_map_save: Instant,
     ino: (u64, u64),
 }
 
@@ -92,22 +101,18 @@ impl Monitor {
         sink.prepare()
             .map_err(io(format!("creating spool in {}", cfg.meta_dir.display())))?;
         let ino = file_id(&cfg.db_path).map_err(io(format!("stat {}", cfg.db_path.display())))?;
-        let cur = Cursor::new(src.page_size());
+        let cap = Capture::new(src, sink, stats.clone(), CaptureSettings::new(&cfg));
         let pacer = SyncPacer::new(cfg.min_sync_gap, Instant::now());
         let session = Session::new(&cfg.db_path, cfg.busy_timeout, Conns { r, w });
         let checkpoints = CheckpointPolicy::new(&cfg, Instant::now());
         let mut m = Monitor {
             cfg,
-            src,
+            cap,
             session,
             away: None,
-            cur,
-            sink,
             checkpoints,
             pacer,
             stats,
-            // The first checkpoint may save at once.
-            last_map_save: Instant::now() - Duration::from_secs(3600),
             ino,
         };
         m.recover_waiting_for_space(floor)?;
@@ -116,7 +121,7 @@ impl Monitor {
 
     /// Last position written to the spool.
     pub fn position(&self) -> Option<TxId> {
-        self.cur.pos
+        self.cap.cur.pos
     }
 
     /// Final bookkeeping: release the read transaction and save the page map so the next start
@@ -128,7 +133,7 @@ impl Monitor {
         crate::log::info(&format!(
             "{}: stopped at position {:016x}: {} transactions, {} bytes spooled, {} snapshots, {} resyncs, {} checkpoints, {} compactions, {} yields to application checkpoints ({} ms), write lock held {} ms in total, {} idle releases",
             self.cfg.db_path.display(),
-            self.cur.pos.map_or(0, TxId::get),
+            self.cap.cur.pos.map_or(0, TxId::get),
             g(&st.transactions),
             g(&st.spooled_bytes),
             g(&st.snapshots),
@@ -140,7 +145,7 @@ impl Monitor {
             g(&st.write_lock_us) / 1000,
             g(&st.idle_releases),
         ));
-        self.save_map(true);
+        self.cap.save_map(true);
     }
 
     /// Reads what was committed since the last call and writes it to the spool; true if it
@@ -150,10 +155,10 @@ impl Monitor {
             if !m.attach(false)? {
                 return Ok(());
             }
-            if !m.cur.needs_resync {
+            if !m.cap.cur.needs_resync {
                 m.drain_wal()?;
             }
-            if m.cur.needs_resync {
+            if m.cap.cur.needs_resync {
                 m.resync()?;
             }
             Ok(())
@@ -211,9 +216,9 @@ impl Monitor {
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<(), MonitorError>,
     ) -> Result<bool, MonitorError> {
-        let before = self.cur.pos;
+        let before = self.cap.cur.pos;
         let res = f(self);
-        let spooled = self.cur.pos != before;
+        let spooled = self.cap.cur.pos != before;
         if spooled {
             self.pacer.take(Instant::now());
         }
@@ -225,39 +230,30 @@ impl Monitor {
     /// the resynchronisation takes it itself.
     pub(super) fn drain_wal(&mut self) -> Result<(), MonitorError> {
         self.gather_wal()?;
-        self.write_pending()
+        self.cap.write_pending()
+    }
+
+    /// Gathers what the WAL committed (see [`Capture::gather_wal`]); a WAL restart seen there
+    /// starts the checkpoint thresholds afresh.
+    pub(super) fn gather_wal(&mut self) -> Result<(), MonitorError> {
+        if self.cap.gather_wal(self.session.protected())? {
+            self.checkpoints.wal_restarted();
+        }
+        Ok(())
     }
 
     /// The sink's housekeeping between passes (compaction, in `replicate/`), and the snapshot
     /// it may call for. With `wait` (shutdown), whatever it runs is finished first.
     pub fn maintain(&mut self, wait: bool) -> Result<(), MonitorError> {
         while self
+            .cap
             .sink
-            .maintain(self.cur.shape(), wait)
+            .maintain(self.cap.cur.shape(), wait)
             .map_err(|e| self.io_err(e.what, e.source))?
         {
             self.snapshot_current()?;
         }
         Ok(())
-    }
-
-    /// Saves the page map (at most every few seconds), so a crash costs a replay of the spool
-    /// files after it rather than a full snapshot.
-    pub(super) fn save_map(&mut self, force: bool) {
-        let Some(pos) = self.cur.pos else {
-            return;
-        };
-        if !force && self.last_map_save.elapsed() < Duration::from_secs(10) {
-            return;
-        }
-        self.last_map_save = Instant::now();
-        match self.cur.map.save(&self.cfg.meta_dir.join("pagemap"), pos) {
-            Ok(()) => self.sink.map_saved(pos),
-            Err(e) => crate::log::warn(&format!(
-                "{}: cannot save page map: {e}",
-                self.cfg.db_path.display()
-            )),
-        }
     }
 
     pub(super) fn check_replaced(&self) -> Result<(), MonitorError> {

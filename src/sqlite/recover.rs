@@ -13,6 +13,7 @@ impl Monitor {
     /// Brings the spool up to date with the database (see [`Monitor::start`]).
     pub(super) fn recover(&mut self, floor: Option<TxId>) -> Result<(), MonitorError> {
         let keys = self
+            .cap
             .sink
             .keys()
             .map_err(|e| self.io_err("listing spool", e))?;
@@ -22,10 +23,12 @@ impl Monitor {
         let saved = PageMap::load(&map_path);
         if let Some(last) = last.filter(|k| Some(k.max_txid()) == floor) {
             let header = self
+                .cap
                 .sink
                 .header(&last)
                 .map_err(|e| self.io_err("reading spool", e))?;
             let post = self
+                .cap
                 .sink
                 .post_checksum(&last)
                 .map_err(|e| self.io_err("reading spool", e))?;
@@ -33,13 +36,13 @@ impl Monitor {
             let saved = saved.filter(|(m, t)| {
                 *t == last.max_txid()
                     && m.checksum() == post
-                    && m.page_size() == self.src.page_size()
+                    && m.page_size() == self.cap.src.page_size()
             });
             if let Some((map, _)) = saved {
-                self.cur.map = map;
-                self.cur.pos = Some(last.max_txid());
-                let resumed =
-                    self.with_write_lock(|m| m.src.resume(&header.wal).map_err(|e| m.wal_err(e)))?;
+                self.cap.cur.map = map;
+                self.cap.cur.pos = Some(last.max_txid());
+                let resumed = self
+                    .with_write_lock(|m| m.cap.src.resume(&header.wal).map_err(|e| m.wal_err(e)))?;
                 let db = self.cfg.db_path.display().to_string();
                 match resumed {
                     Some(scan) => {
@@ -48,7 +51,7 @@ impl Monitor {
                             last.max_txid()
                         ));
                         if !scan.frames.is_empty() {
-                            self.write_frames(&scan)?;
+                            self.cap.write_frames(&scan)?;
                         }
                     }
                     None => {
@@ -61,25 +64,25 @@ impl Monitor {
                 if self.cfg.snapshot_wanted.swap(false, Ordering::Relaxed) {
                     self.snapshot_current()?;
                 }
-                if let Some(pos) = self.cur.pos {
-                    self.sink.resumed(pos);
+                if let Some(pos) = self.cap.cur.pos {
+                    self.cap.sink.resumed(pos);
                 }
                 return Ok(());
             }
         }
         self.with_write_lock(|m| {
-            m.src.reset();
+            m.cap.src.reset();
             m.drain_wal()
         })?;
-        self.cur.pos = floor;
+        self.cap.cur.pos = floor;
         // This snapshot also serves any replica that asked for one.
         self.cfg.snapshot_wanted.store(false, Ordering::Relaxed);
-        self.snapshot()?;
+        self.cap.snapshot()?;
         crate::log::info(&format!(
             "{}: snapshot at position {:016x} ({} pages)",
             self.cfg.db_path.display(),
-            self.cur.pos.map_or(0, TxId::get),
-            self.cur.map.commit()
+            self.cap.cur.pos.map_or(0, TxId::get),
+            self.cap.cur.map.commit()
         ));
         Ok(())
     }
@@ -102,7 +105,7 @@ impl Monitor {
             return None;
         }
         for key in &chain {
-            let bytes = self.sink.read(key).ok()?;
+            let bytes = self.cap.sink.read(key).ok()?;
             let file = replica_formats::decode_file(&bytes).ok()?;
             if file.header.check_key(key).is_err() || file.header.pre_checksum != map.checksum() {
                 return None;

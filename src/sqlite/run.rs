@@ -103,7 +103,7 @@ impl Monitor {
                 Ok(idle) => {
                     // A carried tail goes out at the next paced sync even if nothing new
                     // is committed.
-                    dirty |= self.cur.carry.is_some();
+                    dirty |= self.cap.cur.carry.is_some();
                     if std::mem::take(&mut disk_full) {
                         crate::log::info(&self.space_again_line());
                     }

@@ -23,8 +23,8 @@ impl Monitor {
             return Ok(());
         }
         self.drain_wal()?;
-        let mark = (!self.cur.needs_resync)
-            .then(|| self.src.index_mark())
+        let mark = (!self.cap.cur.needs_resync)
+            .then(|| self.cap.src.index_mark())
             .flatten();
         self.session.release_read();
         let t0 = Instant::now();
@@ -51,22 +51,22 @@ impl Monitor {
         // Until the frames it found are shipped, a resync stays pending: an error anywhere in
         // between (the proof moved the reader's cursor) must end in a resync, never in a silent
         // skip.
-        self.cur.needs_resync = true;
+        self.cap.cur.needs_resync = true;
         let continued = match mark {
             Some(mark) => {
-                self.with_write_lock(|m| m.src.continue_after(&mark).map_err(|e| m.wal_err(e)))?
+                self.with_write_lock(|m| m.cap.src.continue_after(&mark).map_err(|e| m.wal_err(e)))?
             }
             None => None,
         };
         if let Some(scan) = continued {
-            self.checkpoints.continued_at(self.src.wal_frames());
+            self.checkpoints.continued_at(self.cap.src.wal_frames());
             // A failed or stale write sets `needs_resync` again (see `finish_write`). The frames
             // are read after the write lock is released; if the WAL restarted meanwhile (the
             // read transaction may sit on read mark 0 after a full checkpoint), they no longer
             // verify and that, too, ends in a resync.
-            self.cur.needs_resync = false;
-            if !scan.frames.is_empty() && self.cur.pos.is_some() {
-                self.write_frames(&scan)?;
+            self.cap.cur.needs_resync = false;
+            if !scan.frames.is_empty() && self.cap.cur.pos.is_some() {
+                self.cap.write_frames(&scan)?;
             }
             return Ok(());
         }

@@ -1,22 +1,30 @@
-//! Turning database changes into spool files: segments from WAL frames, snapshots and
-//! resynchronisation diffs from a full read.
+//! Turning database changes into files for the sink: segments from WAL frames here, snapshots
+//! and resynchronisation diffs from a full read in `full.rs`. [`Capture`] owns what that needs
+//! (the database view, the cursor, the sink) and no lock: the monitor holds the write lock
+//! around the steps that need it.
 
 use std::collections::BTreeMap;
 use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use replica_formats::{
-    DbChecksum, EncodeOptions, FileEncoder, FileKind, Header, Level, ObjectKey, PageNo, Timestamp,
-    TxId, WalPosition,
+    EncodeOptions, FileEncoder, FileKind, Header, Level, ObjectKey, PageNo, Timestamp, TxId,
+    WalPosition,
 };
 
+mod full;
+
 use super::carry::{self, Carry};
-use super::monitor::{Monitor, MonitorError};
+use super::cursor::Cursor;
+use super::monitor::{MonitorConfig, MonitorError};
 use super::pagemap::PageMap;
-use super::reader::{AfterRestart, Poll, after_restart};
-use super::sink::{CaptureKind, Captured};
-use super::wal::{Frame, Scan};
+use super::reader::{AfterRestart, Poll, Source, after_restart};
+use super::sink::{CaptureKind, Captured, Sink};
+use super::wal::{Frame, Scan, WalError};
+use crate::stats::DbStats;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> Timestamp {
@@ -26,7 +34,104 @@ pub fn now_ms() -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
-impl Monitor {
+/// What capture writes with, from the monitor's settings.
+#[derive(Debug, Clone)]
+pub(super) struct CaptureSettings {
+    /// The database, for messages.
+    pub(super) db: PathBuf,
+    /// Where the page map is saved.
+    pub(super) map_path: PathBuf,
+    /// zstd level of level-0 segments.
+    pub(super) zstd_level: i32,
+    /// zstd level of snapshots.
+    pub(super) keep_level: i32,
+    /// Upper bound of WAL bytes put in one segment.
+    pub(super) max_segment_bytes: u64,
+    /// With no gap between syncs, a checkpoint's tail is written at once, never carried.
+    pub(super) carry_tail: bool,
+}
+
+impl CaptureSettings {
+    /// The capture side of `cfg`.
+    pub(super) fn new(cfg: &MonitorConfig) -> Self {
+        CaptureSettings {
+            db: cfg.db_path.clone(),
+            map_path: cfg.meta_dir.join("pagemap"),
+            zstd_level: cfg.zstd_level,
+            keep_level: cfg.keep_level,
+            max_segment_bytes: cfg.max_segment_bytes,
+            carry_tail: !cfg.min_sync_gap.is_zero(),
+        }
+    }
+}
+
+/// Turns what the reader finds into files for the sink: the view of the database, the cursor
+/// over it and the sink, and nothing of locks or timing (the monitor takes the write lock
+/// where a step needs it).
+pub(super) struct Capture {
+    /// The consistent view of the database.
+    pub(super) src: Source,
+    /// Where capture stands.
+    pub(super) cur: Cursor,
+    /// Where files go.
+    pub(super) sink: Box<dyn Sink>,
+    pub(super) stats: Arc<DbStats>,
+    set: CaptureSettings,
+    last_map_save: Instant,
+}
+
+impl Capture {
+    /// Capture of the database `src` shows, nothing replicated yet.
+    pub(super) fn new(
+        src: Source,
+        sink: Box<dyn Sink>,
+        stats: Arc<DbStats>,
+        set: CaptureSettings,
+    ) -> Self {
+        Capture {
+            cur: Cursor::new(src.page_size()),
+            src,
+            sink,
+            stats,
+            set,
+            // The first checkpoint may save at once.
+            last_map_save: Instant::now() - Duration::from_secs(3600),
+        }
+    }
+
+    pub(super) fn io_err(&self, what: &str, source: io::Error) -> MonitorError {
+        MonitorError::Io {
+            what: format!("{} ({})", what, self.set.db.display()),
+            source,
+        }
+    }
+
+    pub(super) fn wal_err(&self, source: WalError) -> MonitorError {
+        MonitorError::Wal {
+            db: self.set.db.display().to_string(),
+            source,
+        }
+    }
+
+    /// Saves the page map (at most every few seconds), so a crash costs a replay of the spool
+    /// files after it rather than a full snapshot.
+    pub(super) fn save_map(&mut self, force: bool) {
+        let Some(pos) = self.cur.pos else {
+            return;
+        };
+        if !force && self.last_map_save.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+        self.last_map_save = Instant::now();
+        match self.cur.map.save(&self.set.map_path, pos) {
+            Ok(()) => self.sink.map_saved(pos),
+            Err(e) => crate::log::warn(&format!(
+                "{}: cannot save page map: {e}",
+                self.set.db.display()
+            )),
+        }
+    }
+
     fn wal_position(&self) -> WalPosition {
         match self.src.cursor() {
             Some(c) => WalPosition {
@@ -59,7 +164,7 @@ impl Monitor {
 
     fn options(&self) -> EncodeOptions {
         EncodeOptions {
-            zstd_level: self.cfg.zstd_level,
+            zstd_level: self.set.zstd_level,
             ..EncodeOptions::default()
         }
     }
@@ -91,28 +196,31 @@ impl Monitor {
     /// (each costs a spool file, an upload and a compaction input). A segment's worth is written
     /// at once. The frames stay readable until written: memsync's read transaction keeps the WAL
     /// from being restarted (a read mark above 0) or backfilled (read mark 0) meanwhile.
-    pub(super) fn gather_wal(&mut self) -> Result<(), MonitorError> {
+    ///
+    /// `protected` says whether memsync's read transaction protected the WAL all along (see
+    /// `monitor.rs`); true is returned when the WAL was restarted meanwhile.
+    pub(super) fn gather_wal(&mut self, protected: bool) -> Result<bool, MonitorError> {
+        let mut restarted = false;
         let frame_len = self.src.page_size().as_usize() as u64 + super::wal::FRAME_HEADER_LEN;
         loop {
             match self
                 .src
-                .poll(self.cfg.max_segment_bytes)
+                .poll(self.set.max_segment_bytes)
                 .map_err(|e| self.wal_err(e))?
             {
-                Poll::Idle => return Ok(()),
+                Poll::Idle => return Ok(restarted),
                 Poll::Frames(scan) => {
                     if self.cur.pos.is_some() && !self.cur.needs_resync {
                         let pending = self.cur.pending.get_or_insert_with(Scan::default);
                         pending.append(scan);
-                        if pending.frames.len() as u64 * frame_len >= self.cfg.max_segment_bytes {
+                        if pending.frames.len() as u64 * frame_len >= self.set.max_segment_bytes {
                             self.write_pending()?;
                         }
                     }
                 }
                 Poll::Restarted { prev, next } => {
-                    self.checkpoints.wal_restarted();
+                    restarted = true;
                     let gathered = self.cur.pending.take().is_some();
-                    let protected = self.session.protected();
                     if after_restart(&prev, next.as_ref(), protected, gathered)
                         == AfterRestart::Resync
                     {
@@ -153,7 +261,7 @@ impl Monitor {
         }
         let latest = latest_frames(&scan, commit);
         let held = self.cur.carry.as_ref().map_or(0, |c| c.pages.len());
-        if self.cfg.min_sync_gap.is_zero() || held + latest.len() > carry::MAX_PAGES {
+        if !self.set.carry_tail || held + latest.len() > carry::MAX_PAGES {
             self.cur.pending = Some(scan);
             return self.write_pending();
         }
@@ -265,7 +373,7 @@ impl Monitor {
                 self.cur.needs_resync = true;
                 crate::log::info(&format!(
                     "{}: the WAL changed under the reader; shipping the pages that differ",
-                    self.cfg.db_path.display()
+                    self.set.db.display()
                 ));
                 Ok(())
             }
@@ -278,134 +386,6 @@ impl Monitor {
                 Err(self.io_err("writing spool file", e))
             }
         }
-    }
-
-    /// Writes a snapshot of the database at the reader's cursor, as a new position, and
-    /// replaces the page map.
-    pub(super) fn snapshot(&mut self) -> Result<(), MonitorError> {
-        // The snapshot holds the database at the cursor, past anything gathered or carried.
-        self.cur.discard_unwritten();
-        self.write_snapshot_map(self.cur.next_txid()).map(|_| ())
-    }
-
-    /// Periodic snapshot of the current position (no new position: the state is the one the
-    /// last segment produced, so older segments and this snapshot chain into the same future).
-    /// It doubles as a self-check: the database must hash to the replicated state. If it does
-    /// not, the snapshot is written as a new position, which restores then start from.
-    pub(super) fn snapshot_current(&mut self) -> Result<(), MonitorError> {
-        if !self.attach(false)? {
-            // Out of WAL mode: taken once the database is back (see `idle.rs`).
-            return Ok(());
-        }
-        self.with_write_lock(|m| m.drain_wal())?;
-        if self.cur.needs_resync {
-            self.resync()?;
-        }
-        let Some(pos) = self.cur.pos else {
-            return self.snapshot();
-        };
-        let expected = self.cur.map.checksum();
-        let fresh = self.write_snapshot_map(pos)?;
-        if fresh != expected {
-            crate::log::error(&format!(
-                "{}: database checksum {fresh} differs from the replicated state {expected}; starting a new snapshot chain",
-                self.cfg.db_path.display()
-            ));
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-            self.snapshot()?;
-        }
-        Ok(())
-    }
-
-    /// Writes the snapshot file for `txid` and installs the fresh page map if `txid` is new.
-    fn write_snapshot_map(&mut self, txid: TxId) -> Result<DbChecksum, MonitorError> {
-        let commit = self
-            .src
-            .commit()
-            .map_err(|e| self.io_err("reading database", e))?;
-        let header = self.header(FileKind::Snapshot, txid, commit);
-        let key = ObjectKey::Snapshot {
-            txid,
-            ts: header.timestamp,
-        };
-        // Snapshots stay for the retention window.
-        let opts = EncodeOptions {
-            zstd_level: self.cfg.keep_level,
-            ..self.options()
-        };
-        let src = &self.src;
-        let mut fresh = PageMap::new(src.page_size());
-        let res = self.sink.write(&key, &mut |w| {
-            let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
-            src.for_each_page(commit, |pgno, page| {
-                fresh.set(pgno, page);
-                enc.write_page(pgno, page).map_err(fmt_err)
-            })?;
-            fresh.resize(commit);
-            enc.finish(fresh.checksum()).map_err(fmt_err)?;
-            Ok(())
-        });
-        let sum = fresh.checksum();
-        let is_new = Some(txid) != self.cur.pos;
-        if res.is_ok() {
-            self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
-            if is_new {
-                self.cur.map = fresh;
-                self.cur.needs_resync = false;
-            }
-        }
-        self.cur.map.begin();
-        self.finish_write(&key, CaptureKind::Snapshot, res, 0)?;
-        if is_new {
-            // A new chain: save its map now, so a crash before the first checkpoint restarts
-            // by replaying the spool instead of taking yet another snapshot.
-            self.save_map(true);
-        }
-        Ok(sum)
-    }
-
-    /// Brings the replica up to date after a discontinuity: re-establishes protection, reads
-    /// the whole database and ships only the pages whose hash differs from the replicated state.
-    pub(super) fn resync(&mut self) -> Result<(), MonitorError> {
-        // The full read below covers whatever was gathered or carried.
-        self.cur.discard_unwritten();
-        self.with_write_lock(|m| {
-            m.src.reset();
-            // Index the current generation up to its end; nothing is written meanwhile.
-            while let super::reader::Poll::Frames(_) | super::reader::Poll::Restarted { .. } =
-                m.src.poll(0).map_err(|e| m.wal_err(e))?
-            {}
-            Ok(())
-        })?;
-        if self.cur.pos.is_none() || self.cur.map.page_size() != self.src.page_size() {
-            return self.snapshot();
-        }
-        let commit = self
-            .src
-            .commit()
-            .map_err(|e| self.io_err("reading database", e))?;
-        let (header, key) = self.next_segment(commit);
-        let opts = self.segment_options();
-        let src = &self.src;
-        let map = &mut self.cur.map;
-        map.begin();
-        let res = self.sink.write(&key, &mut |w| {
-            let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
-            src.for_each_page(commit, |pgno, page| {
-                if map.set(pgno, page) {
-                    enc.write_page(pgno, page).map_err(fmt_err)?;
-                }
-                Ok(())
-            })?;
-            map.resize(commit);
-            enc.finish(map.checksum()).map_err(fmt_err)?;
-            Ok(())
-        });
-        if res.is_ok() {
-            self.cur.needs_resync = false;
-            self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-        }
-        self.finish_write(&key, CaptureKind::Resync, res, 0)
     }
 }
 
