@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use replica_formats::{DbChecksum, Header, ObjectKey, PageSize, TxId};
+use thiserror::Error;
 
 /// Shape of the replicated database after a file: what a snapshot policy weighs a fresh
 /// snapshot by.
@@ -44,7 +45,8 @@ pub struct Captured {
 }
 
 /// A step of the sink's own housekeeping failed: what it was doing, and why.
-#[derive(Debug)]
+#[derive(Debug, Error)]
+#[error("{what}: {source}")]
 pub struct SinkError {
     /// What was being done ("compacting spool").
     pub what: &'static str,
