@@ -7,8 +7,7 @@ use std::sync::atomic::Ordering;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::replicate::shipper::ShipStats;
-use crate::stats::DbStats;
+use crate::stats::{DbStats, ShipStats};
 
 /// What one database exposes.
 #[derive(Clone)]

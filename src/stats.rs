@@ -32,3 +32,16 @@ pub struct DbStats {
     /// Failed passes (retried).
     pub errors: AtomicU64,
 }
+
+/// Per-replica counters.
+#[derive(Debug, Default)]
+pub struct ShipStats {
+    /// Highest position the replica confirmed.
+    pub position: AtomicU64,
+    /// Files uploaded.
+    pub uploads: AtomicU64,
+    /// Bytes uploaded.
+    pub bytes: AtomicU64,
+    /// Failed attempts.
+    pub errors: AtomicU64,
+}

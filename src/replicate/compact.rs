@@ -9,8 +9,16 @@ use std::path::Path;
 
 use replica_formats::{EncodeOptions, FormatError, Level, ObjectKey};
 
-/// Re-exported for the compaction cadence (`policy.rs`).
-pub use replica_formats::FAN_IN;
+/// A file a compaction pass wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compacted {
+    /// Its key.
+    pub key: ObjectKey,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Total size of the files it replaces.
+    pub replaced: u64,
+}
 
 /// How compacted segments are encoded, by level. Level-1 files are written most often (one
 /// per 30 s bucket, or per `FAN_IN` level-0 files), so they may get a cheaper setting than
@@ -37,14 +45,14 @@ impl CompactEncoding {
 /// One compaction pass over the spool: makes the merges [`replica_formats::plan_compaction`]
 /// plans for the spool's keys, the tiers' bucket widths and `now`, in order, stopping at the
 /// first failure. A merge of one file copies its bytes under the new key. Returns, per file
-/// written, its key, its size and the size of the files it replaces. Pure file work: the
-/// monitor runs it on a worker thread so a large merge never delays the WAL.
+/// written, its key, its size and the size of the files it replaces. Pure file work: it runs
+/// on a worker thread (`sink.rs`) so a large merge never delays the WAL.
 pub fn compact_spool(
     spool: &super::spool::Spool,
     enc: CompactEncoding,
     tiers: &crate::config::Tiers,
     now: replica_formats::Timestamp,
-) -> io::Result<Vec<(ObjectKey, u64, u64)>> {
+) -> io::Result<Vec<Compacted>> {
     let intervals: Vec<std::time::Duration> = tiers.levels.iter().map(|l| l.interval).collect();
     let plan = replica_formats::plan_compaction(&spool.keys()?, &intervals, now);
     let mut written = Vec::with_capacity(plan.len());
@@ -59,7 +67,7 @@ fn write_merge(
     spool: &super::spool::Spool,
     m: &replica_formats::Merge,
     enc: CompactEncoding,
-) -> io::Result<(ObjectKey, u64, u64)> {
+) -> io::Result<Compacted> {
     let paths: Vec<std::path::PathBuf> = m.inputs.iter().map(|k| spool.path(k)).collect();
     let merged: u64 = paths
         .iter()
@@ -75,7 +83,11 @@ fn write_merge(
         let opts = enc.for_level(level);
         spool.write(&m.output, |w| merge_files(&paths, level, w, opts))?
     };
-    Ok((m.output, size, merged))
+    Ok(Compacted {
+        key: m.output,
+        size,
+        replaced: merged,
+    })
 }
 
 /// Merges the segment files at `paths` into `out` (see [`replica_formats::merge_segments`]).
@@ -166,7 +178,7 @@ mod tests {
         .unwrap();
         let merged: Vec<(u64, u64)> = written
             .iter()
-            .map(|(k, _, _)| (k.min_txid().get(), k.max_txid().get()))
+            .map(|c| (c.key.min_txid().get(), c.key.max_txid().get()))
             .collect();
         assert_eq!(merged, vec![(2, 6)], "closed group merged, open one waits");
         let keys = spool.keys().unwrap();
@@ -188,11 +200,11 @@ mod tests {
         // and level-3 buckets.
         let merged: Vec<(u8, u64, u64)> = written
             .iter()
-            .map(|(k, _, _)| {
+            .map(|c| {
                 (
-                    k.level().unwrap().get(),
-                    k.min_txid().get(),
-                    k.max_txid().get(),
+                    c.key.level().unwrap().get(),
+                    c.key.min_txid().get(),
+                    c.key.max_txid().get(),
                 )
             })
             .collect();
@@ -269,7 +281,7 @@ mod tests {
         .unwrap();
         let got: Vec<(u64, u64)> = written
             .iter()
-            .map(|(k, _, _)| (k.min_txid().get(), k.max_txid().get()))
+            .map(|c| (c.key.min_txid().get(), c.key.max_txid().get()))
             .collect();
         // Bucket 2 took two merges; closed, it is consolidated into one level-1 file.
         assert_eq!(got, vec![(2, 3), (4, 4), (5, 20), (21, 22), (5, 22)]);
@@ -288,7 +300,7 @@ mod tests {
             "a restore reads one file per closed bucket"
         );
         // The copied file is the same bytes under the level-1 key.
-        let one = spool.path(&written[1].0);
+        let one = spool.path(&written[1].key);
         assert_eq!(
             std::fs::read(one).unwrap(),
             std::fs::read(spool.path(&at(4, 2500))).unwrap()
@@ -302,6 +314,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(written.len(), 1);
-        assert_eq!(written[0].0.min_txid().get(), 23);
+        assert_eq!(written[0].key.min_txid().get(), 23);
     }
 }

@@ -8,11 +8,12 @@ pub mod lineage;
 pub mod lock;
 pub mod policy;
 pub mod shipper;
+pub mod sink;
 pub mod spool;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -23,9 +24,10 @@ use tokio::sync::watch;
 use crate::config::{Config, DbConfig};
 use crate::replica::{self, ReplicaClient, ReplicaError};
 use crate::sqlite::monitor::{Monitor, MonitorConfig, MonitorError};
-use crate::stats::DbStats;
+use crate::stats::{DbStats, ShipStats};
 pub use error::ReplicateError;
-use shipper::{ShipStats, Shipper};
+use shipper::Shipper;
+use sink::{CompactionConfig, SpoolSink};
 use spool::Spool;
 
 /// How long the final upload on shutdown may take per replica.
@@ -241,12 +243,11 @@ fn start_db(
         .map(|r| r.sync_interval)
         .min()
         .unwrap_or_default();
-    mcfg.snapshot_interval = db.replicas.iter().filter_map(|r| r.snapshot_interval).min();
-    mcfg.tiers = tiers.clone();
     // A pass at least as often as level-1 buckets close, so level 1 keeps up with them.
-    mcfg.compaction_interval = mcfg.compaction_interval.min(tiers.interval(1));
+    let mut ccfg = CompactionConfig::new(tiers.clone());
+    ccfg.snapshot_interval = db.replicas.iter().filter_map(|r| r.snapshot_interval).min();
     if let Some(d) = compaction_interval_override()? {
-        mcfg.compaction_interval = d;
+        ccfg.interval = d;
     }
     // Replicas that cannot continue from the spool start over from a snapshot of the current
     // position, which the monitor writes before shipping starts.
@@ -271,12 +272,15 @@ fn start_db(
     let floor = remotes.iter().copied().max().flatten();
     let stats = Arc::new(DbStats::default());
     let (pos_tx, pos_rx) = watch::channel(None);
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(Spool, Arc<AtomicU64>), MonitorError>>();
+    let (map_tx, map_rx) = watch::channel(None);
+    let spool = Spool::existing(&meta);
+    let sink = SpoolSink::new(&meta, ccfg, pos_tx, map_tx, stats.clone());
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), MonitorError>>();
     let (st, once) = (stats.clone(), opts.once);
     let monitor = std::thread::Builder::new()
         .name("monitor".into())
         .spawn(move || {
-            let mut m = match Monitor::start(mcfg, floor, pos_tx, st) {
+            let mut m = match Monitor::start(mcfg, floor, Box::new(sink), st) {
                 Ok(m) => m,
                 Err(e) => {
                     // The failed start is the caller's error, sent above; nothing ran after it.
@@ -284,7 +288,7 @@ fn start_db(
                     return Ok(());
                 }
             };
-            let _ = ready_tx.send(Ok((m.spool().clone(), m.map_saved())));
+            let _ = ready_tx.send(Ok(()));
             if once {
                 let r = m.sync().map(|_| ());
                 m.shutdown();
@@ -293,8 +297,8 @@ fn start_db(
             m.run(&stop)
         })
         .map_err(ReplicateError::Thread)?;
-    let (spool, map_saved) = match ready_rx.recv() {
-        Ok(Ok(s)) => s,
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
         Ok(Err(e)) => {
             let _ = monitor.join();
             return Err(e.into());
@@ -304,7 +308,7 @@ fn start_db(
                 db: db.path.clone(),
             });
         }
-    };
+    }
     let mut replicas = Vec::new();
     let mut confirmed = Vec::new();
     let mut tasks = Vec::new();
@@ -339,7 +343,7 @@ fn start_db(
             run.await;
         }));
     }
-    tasks.push(rt.spawn(prune_spool(spool, confirmed, map_saved, tiers.top())));
+    tasks.push(rt.spawn(prune_spool(spool, confirmed, map_rx, tiers.top())));
     Ok(Running {
         monitor,
         tasks,
@@ -386,14 +390,14 @@ fn compaction_interval_override() -> Result<Option<Duration>, ReplicateError> {
 async fn prune_spool(
     spool: Spool,
     mut confirmed: Vec<watch::Receiver<Option<TxId>>>,
-    map_saved: Arc<AtomicU64>,
+    map_saved: watch::Receiver<Option<TxId>>,
     top: u8,
 ) {
     loop {
         let min = confirmed.iter().map(|c| *c.borrow()).min().flatten();
         if let Some(t) = min {
             let s = spool.clone();
-            let keep_after = TxId::new(map_saved.load(Ordering::Relaxed));
+            let keep_after = *map_saved.borrow();
             let _ = tokio::task::spawn_blocking(move || s.prune(t, keep_after, top)).await;
         }
         let changed =

@@ -1,9 +1,9 @@
 //! When to compact the spool and when a fresh snapshot is due: the cadence, kept apart from the
 //! merge itself (`compact.rs`).
 
-use replica_formats::{Level, ObjectKey, PageSize};
+use replica_formats::{FAN_IN, Level, ObjectKey, PageSize};
 
-use super::compact::FAN_IN;
+use super::compact::Compacted;
 
 /// Decides when to compact the spool's segments (level by level, `FAN_IN` at a time) and when a
 /// fresh snapshot is due, so a restore reads about one database's worth of data however long
@@ -26,7 +26,7 @@ pub struct Compactor {
     snapshot_pages: u32,
     db_pages: u32,
     /// Database page size.
-    page_size: u32,
+    page_size: PageSize,
     /// Level-0 files spooled since the last compaction.
     l0_files: usize,
 }
@@ -56,7 +56,7 @@ impl Compactor {
             last_snapshot: now,
             snapshot_pages: 0,
             db_pages: 0,
-            page_size: 4096,
+            page_size: PageSize::new(4096).expect("a valid page size"),
             l0_files: 0,
         }
     }
@@ -64,7 +64,7 @@ impl Compactor {
     /// Records the database size, to estimate what a fresh snapshot would weigh.
     pub fn set_db_size(&mut self, pages: u32, page_size: PageSize) {
         self.db_pages = pages;
-        self.page_size = page_size.get();
+        self.page_size = page_size;
     }
 
     /// Records a spooled file.
@@ -92,7 +92,7 @@ impl Compactor {
     /// database's tiny first snapshot took needless full snapshots.)
     fn snapshot_estimate(&self) -> u64 {
         if self.snapshot_pages < RELIABLE_SNAPSHOT_PAGES {
-            return self.db_pages as u64 * self.page_size as u64 / 2;
+            return u64::from(self.db_pages) * u64::from(self.page_size.get()) / 2;
         }
         self.snapshot_bytes / self.snapshot_pages as u64 * self.db_pages as u64
     }
@@ -120,12 +120,12 @@ impl Compactor {
         self.l0_files = 0;
     }
 
-    /// Records the files a pass wrote: (key, size, bytes of the files it replaces).
-    pub fn finish_pass(&mut self, written: &[(ObjectKey, u64, u64)]) {
-        for &(key, size, merged) in written {
+    /// Records the files a pass wrote.
+    pub fn finish_pass(&mut self, written: &[Compacted]) {
+        for c in written {
             // A group closed by the last snapshot lies before it: not read on top of it.
-            if Some(key.max_txid()) > self.snapshot_txid {
-                self.note_merge(merged, size);
+            if Some(c.key.max_txid()) > self.snapshot_txid {
+                self.note_merge(c.replaced, c.size);
             }
         }
     }
@@ -178,11 +178,19 @@ mod tests {
         c.note(&seg(56), mb(8));
         assert!(c.snapshot_due());
         // Compaction shrinks what piles up.
-        c.finish_pass(&[(seg(57), mb(5), mb(21))]);
+        c.finish_pass(&[Compacted {
+            key: seg(57),
+            size: mb(5),
+            replaced: mb(21),
+        }]);
         assert!(!c.snapshot_due());
         // A group closed by the snapshot lies before it: merging it changes nothing on top.
         c.note(&seg(58), mb(14));
-        c.finish_pass(&[(seg(30), mb(2), mb(40))]);
+        c.finish_pass(&[Compacted {
+            key: seg(30),
+            size: mb(2),
+            replaced: mb(40),
+        }]);
         assert!(
             c.snapshot_due(),
             "a merge below the snapshot is not counted"

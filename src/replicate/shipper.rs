@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use replica_formats::{ObjectKey, TxId, chain_after, retention_victims};
@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use super::catchup::Restart;
 use super::spool::Spool;
 use crate::replica::{ReplicaClient, ReplicaError};
+use crate::stats::ShipStats;
 
 /// Shortest time files replaced by a compacted one stay readable before they are deleted (so
 /// restores already reading them finish undisturbed); their tier's retention may keep them
@@ -20,19 +21,6 @@ pub const DELETE_GRACE: Duration = Duration::from_secs(5);
 
 /// Longest pause between retries of a failing replica.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// Per-replica counters.
-#[derive(Debug, Default)]
-pub struct ShipStats {
-    /// Highest position the replica confirmed.
-    pub position: AtomicU64,
-    /// Files uploaded.
-    pub uploads: AtomicU64,
-    /// Bytes uploaded.
-    pub bytes: AtomicU64,
-    /// Failed attempts.
-    pub errors: AtomicU64,
-}
 
 /// State of one replica's shipping.
 pub struct Shipper {

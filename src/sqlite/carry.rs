@@ -11,6 +11,8 @@
 
 use std::collections::BTreeMap;
 
+use replica_formats::PageNo;
+
 /// Most pages carried; a larger tail is written at once (it bounds the memory held).
 pub const MAX_PAGES: usize = 256;
 
@@ -18,7 +20,7 @@ pub const MAX_PAGES: usize = 256;
 #[derive(Debug, Default)]
 pub struct Carry {
     /// Newest image of each page, by page number.
-    pub pages: BTreeMap<u32, Vec<u8>>,
+    pub pages: BTreeMap<PageNo, Vec<u8>>,
     /// Database size in pages after the last carried commit.
     pub commit: u32,
     /// Transactions carried.
@@ -27,10 +29,15 @@ pub struct Carry {
 
 impl Carry {
     /// Records the newest images of a scan's pages and the size it committed.
-    pub fn add(&mut self, pages: impl IntoIterator<Item = (u32, Vec<u8>)>, commit: u32, txs: u64) {
+    pub fn add(
+        &mut self,
+        pages: impl IntoIterator<Item = (PageNo, Vec<u8>)>,
+        commit: u32,
+        txs: u64,
+    ) {
         self.pages.extend(pages);
         // A commit that shrank the database drops the pages past its end.
-        self.pages.retain(|&p, _| p <= commit);
+        self.pages.retain(|p, _| p.get() <= commit);
         self.commit = commit;
         self.transactions += txs;
     }
@@ -42,11 +49,12 @@ mod tests {
 
     #[test]
     fn newer_images_win_and_truncation_drops_pages() {
+        let pg = |n| PageNo::new(n).unwrap();
         let mut c = Carry::default();
-        c.add([(1, vec![1]), (5, vec![5])], 5, 2);
-        c.add([(1, vec![2])], 3, 1);
+        c.add([(pg(1), vec![1]), (pg(5), vec![5])], 5, 2);
+        c.add([(pg(1), vec![2])], 3, 1);
         assert_eq!(c.pages.len(), 1);
-        assert_eq!(c.pages[&1], vec![2]);
+        assert_eq!(c.pages[&pg(1)], vec![2]);
         assert_eq!((c.commit, c.transactions), (3, 3));
     }
 }

@@ -1,14 +1,10 @@
-//! Locks and checkpoints: how the monitor takes the write lock briefly, checkpoints without
-//! losing frames, and steps aside for an application's own blocking checkpoint.
+//! Checkpoints: when one is due (a pure policy over frame counts and time), and how the monitor
+//! checkpoints without losing frames while holding the write lock only briefly.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::monitor::{Monitor, MonitorError};
-use super::shm::ShmProbe;
-
-/// Longest memsync waits, read lock released, for an application's checkpoint to finish.
-const MAX_YIELD: Duration = Duration::from_secs(10);
+use super::monitor::{Monitor, MonitorConfig, MonitorError};
 
 /// Longest memsync's final PASSIVE checkpoint waits for another connection's checkpoint to
 /// release SQLite's checkpoint lock (see `checkpoint_passive`).
@@ -28,135 +24,77 @@ fn passive(conn: &rusqlite::Connection) -> rusqlite::Result<bool> {
     })
 }
 
+/// Which checkpoint is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// Copy what no reader needs; never blocks the application.
+    Passive,
+    /// The emergency one: the WAL grew past `truncate-page-n` (readers kept PASSIVE from
+    /// completing).
+    Truncate,
+}
+
+/// When to checkpoint, decided from numbers only: the WAL's frame count, the count at the last
+/// checkpoint of this generation (thresholds are relative to it) and the time since.
+#[derive(Debug, Clone)]
+pub struct CheckpointPolicy {
+    interval: Duration,
+    min_frames: u64,
+    truncate_frames: u64,
+    /// WAL frames at the last checkpoint of this generation.
+    frames_at_last: u64,
+    last: Instant,
+}
+
+impl CheckpointPolicy {
+    /// The thresholds of `cfg`, counting from `now`.
+    pub fn new(cfg: &MonitorConfig, now: Instant) -> Self {
+        CheckpointPolicy {
+            interval: cfg.checkpoint_interval,
+            min_frames: u64::from(cfg.min_checkpoint_pages),
+            truncate_frames: u64::from(cfg.truncate_pages),
+            frames_at_last: 0,
+            last: now,
+        }
+    }
+
+    /// The checkpoint a WAL of `frames` frames calls for at `now`, if any.
+    pub fn due(&self, frames: u64, now: Instant) -> Option<Checkpoint> {
+        let grown = frames.saturating_sub(self.frames_at_last);
+        if frames >= self.truncate_frames {
+            return Some(Checkpoint::Truncate);
+        }
+        let timed = grown > 0 && now.saturating_duration_since(self.last) >= self.interval;
+        (grown >= self.min_frames || timed).then_some(Checkpoint::Passive)
+    }
+
+    /// A PASSIVE checkpoint completed at `now` with `frames` in the WAL.
+    pub fn passive_done(&mut self, frames: u64, now: Instant) {
+        self.frames_at_last = frames;
+        self.last = now;
+    }
+
+    /// A TRUNCATE checkpoint ran at `now` (the WAL restart that follows is seen by the reader).
+    pub fn truncate_done(&mut self, now: Instant) {
+        self.last = now;
+    }
+
+    /// The WAL was restarted: a new generation counts from its first frame.
+    pub fn wal_restarted(&mut self) {
+        self.frames_at_last = 0;
+    }
+
+    /// The reader continued into a generation of `frames` frames (after stepping aside).
+    pub fn continued_at(&mut self, frames: u64) {
+        self.frames_at_last = self.frames_at_last.min(frames);
+    }
+}
+
 impl Monitor {
-    /// Runs `f` while holding the write lock, then restarts the read transaction before
-    /// releasing it: afterwards every committed frame has been seen by `f`'s caller and all
-    /// later frames are protected. The write lock is held only for `f` and a `BEGIN`.
-    pub(super) fn with_write_lock<T>(
-        &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, MonitorError>,
-    ) -> Result<T, MonitorError> {
-        self.begin_immediate()?;
-        self.locked(f)
-    }
-
-    /// [`Self::with_write_lock`] if the lock is free right now; `None` if another connection
-    /// holds it.
-    fn try_write_lock<T>(
-        &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, MonitorError>,
-    ) -> Result<Option<T>, MonitorError> {
-        let w = &self.conns()?.w;
-        let _ = w.busy_timeout(Duration::ZERO);
-        let begun = w.execute_batch("BEGIN IMMEDIATE");
-        let _ = w.busy_timeout(self.cfg.busy_timeout);
-        match begun {
-            Ok(()) => self.locked(f).map(Some),
-            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => Ok(None),
-            Err(e) => Err(self.sql_err(e)),
-        }
-    }
-
-    /// The body of a write-locked section: `f`, the read transaction restarted, the lock
-    /// released.
-    fn locked<T>(
-        &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, MonitorError>,
-    ) -> Result<T, MonitorError> {
-        let t0 = Instant::now();
-        let res = f(self).and_then(|v| {
-            self.restart_read()?;
-            Ok(v)
-        });
-        let rb = self.rollback_write();
-        self.stats
-            .write_lock_us
-            .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
-        let v = res?;
-        rb?;
-        self.protected = true;
-        Ok(v)
-    }
-
-    /// Takes the write lock, waiting up to the busy timeout in short steps: while memsync waits
-    /// it still holds its read transaction, and an application's blocking checkpoint that took
-    /// the write lock first waits for that read transaction. Such a checkpoint ends the wait at
-    /// once with SQLITE_BUSY, so the caller gives up this pass and the next one steps aside
-    /// (`maybe_yield`) instead of both sides waiting out a busy timeout. (Without a read
-    /// transaction, as at startup, nothing waits on memsync and it simply waits its turn.)
-    fn begin_immediate(&mut self) -> Result<(), MonitorError> {
-        const STEP: Duration = Duration::from_millis(20);
-        let deadline = Instant::now() + self.cfg.busy_timeout;
-        let w = &self.conns()?.w;
-        let _ = w.busy_timeout(STEP);
-        let res = loop {
-            match w.execute_batch("BEGIN IMMEDIATE") {
-                Err(e)
-                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
-                        && Instant::now() < deadline
-                        && !(self.r_active
-                            && self
-                                .shm
-                                .as_ref()
-                                .is_some_and(ShmProbe::foreign_blocking_checkpoint)) => {}
-                other => break other,
-            }
-        };
-        let _ = w.busy_timeout(self.cfg.busy_timeout);
-        res.map_err(|e| self.sql_err(e))
-    }
-
-    /// Ends the write transaction `begin_immediate` started.
-    fn rollback_write(&self) -> Result<(), MonitorError> {
-        self.conns()?
-            .w
-            .execute_batch("ROLLBACK")
-            .map_err(|e| self.sql_err(e))
-    }
-
-    fn restart_read(&mut self) -> Result<(), MonitorError> {
-        self.release_read();
-        self.conns()?
-            .r
-            .execute_batch("BEGIN")
-            .map_err(|e| self.sql_err(e))?;
-        // From here on a failure must still roll back (`release_read`), or every later BEGIN
-        // on this connection would fail.
-        self.r_active = true;
-        let mut stmt = self
-            .conns()?
-            .r
-            .prepare_cached("SELECT 1 FROM sqlite_schema LIMIT 1")
-            .map_err(|e| self.sql_err(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.sql_err(e))?;
-        rows.next().map_err(|e| self.sql_err(e))?;
-        drop(rows);
-        drop(stmt);
-        self.r_active = true;
-        Ok(())
-    }
-
-    /// Ends the read transaction; the WAL is no longer protected.
-    pub(super) fn release_read(&mut self) {
-        if self.r_active {
-            if let Some(c) = &self.conns {
-                let _ = c.r.execute_batch("ROLLBACK");
-            }
-            self.r_active = false;
-        }
-        self.protected = false;
-    }
-
-    /// Which checkpoint the WAL's growth calls for: `Some(true)` for the emergency TRUNCATE,
-    /// `Some(false)` for a PASSIVE one.
-    fn checkpoint_due(&self) -> Option<bool> {
-        let frames = self.src.wal_frames();
-        let grown = frames.saturating_sub(self.frames_at_checkpoint);
-        if frames >= self.cfg.truncate_pages as u64 {
-            return Some(true);
-        }
-        let timed = grown > 0 && self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval;
-        (grown >= self.cfg.min_checkpoint_pages as u64 || timed).then_some(false)
+    /// Which checkpoint the WAL's growth calls for now.
+    fn checkpoint_due(&self) -> Option<Checkpoint> {
+        self.checkpoints
+            .due(self.cap.src.wal_frames(), Instant::now())
     }
 
     /// One pass of the run loop: ships what is committed and checkpoints when the WAL calls for
@@ -168,12 +106,12 @@ impl Monitor {
             if !m.attach(false)? {
                 return Ok(());
             }
-            if !m.needs_resync {
+            if !m.cap.cur.needs_resync {
                 m.gather_wal()?;
             }
-            if m.needs_resync || m.checkpoint_due() != Some(false) {
-                m.write_pending()?;
-                if m.needs_resync {
+            if m.cap.cur.needs_resync || m.checkpoint_due() != Some(Checkpoint::Passive) {
+                m.cap.write_pending()?;
+                if m.cap.cur.needs_resync {
                     m.resync()?;
                 }
             }
@@ -183,12 +121,12 @@ impl Monitor {
 
     /// Checkpoints when the WAL passed a threshold or the interval elapsed.
     pub(super) fn maybe_checkpoint(&mut self) -> Result<(), MonitorError> {
-        if self.needs_resync {
+        if self.cap.cur.needs_resync {
             return self.resync();
         }
         match self.checkpoint_due() {
-            Some(true) => self.checkpoint_truncate(),
-            Some(false) => match self.checkpoint_passive() {
+            Some(Checkpoint::Truncate) => self.checkpoint_truncate(),
+            Some(Checkpoint::Passive) => match self.checkpoint_passive() {
                 // The application holds the write lock (a long transaction): the checkpoint
                 // waits for the next pass; shipping must not back off because of it.
                 Err(e) if e.is_busy() => {
@@ -216,6 +154,7 @@ impl Monitor {
         let t0 = Instant::now();
         let first = match self.try_write_lock(|m| m.gather_wal()) {
             Ok(None) => self
+                .cap
                 .write_pending()
                 .and_then(|()| self.with_write_lock(|m| m.drain_wal())),
             other => other.map(|_| ()),
@@ -232,29 +171,29 @@ impl Monitor {
             .cfg
             .min_sync_gap
             .is_zero()
-            .then(|| self.write_pending());
+            .then(|| self.cap.write_pending());
         let backfilled = first.and_then(|()| {
-            if !self.needs_resync {
+            if !self.cap.cur.needs_resync {
                 passive(&self.conns()?.w).map_err(|e| self.sql_err(e))?;
             }
             Ok(())
         });
-        let written = written_first.unwrap_or_else(|| self.write_pending());
+        let written = written_first.unwrap_or_else(|| self.cap.write_pending());
         backfilled?;
         written?;
-        if self.needs_resync {
+        if self.cap.cur.needs_resync {
             return self.resync();
         }
         // The application's autocheckpoint may be doing that copy instead, holding the
         // checkpoint lock the final PASSIVE needs: let it finish first, without the write lock.
         self.wait_foreign_checkpoint();
-        self.begin_immediate()?;
+        self.session.begin_immediate()?;
         let locked = Instant::now();
         let res = (|| {
             // The tail goes out with the next sync's segment, not in a file of its own.
             self.gather_wal()?;
-            self.carry_pending()?;
-            self.release_read();
+            self.cap.carry_pending()?;
+            self.session.release_read();
             // An application checkpoint still running from its last commit holds the
             // checkpoint lock; nothing new can start while memsync holds the write lock, so it
             // is waited out briefly rather than leaving the WAL unrestarted for another pass.
@@ -269,18 +208,18 @@ impl Monitor {
                 }
                 std::thread::sleep(Duration::from_micros(500));
             }
-            self.restart_read()
+            self.session.restart_read()
         })();
-        let rb = self.rollback_write();
+        let rb = self.session.rollback_write();
         self.stats
             .write_lock_us
             .fetch_add(locked.elapsed().as_micros() as u64, Ordering::Relaxed);
         res?;
         rb?;
-        self.protected = true;
-        self.frames_at_checkpoint = self.src.wal_frames();
-        self.last_checkpoint = Instant::now();
-        self.save_map(false);
+        self.session.mark_protected();
+        self.checkpoints
+            .passive_done(self.cap.src.wal_frames(), Instant::now());
+        self.cap.save_map(false);
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.stats
             .checkpoint_us
@@ -290,10 +229,7 @@ impl Monitor {
 
     /// Waits, up to [`FOREIGN_CHECKPOINT_WAIT`], while another process holds the checkpoint lock.
     fn wait_foreign_checkpoint(&mut self) {
-        if self.shm.is_none() {
-            self.shm = ShmProbe::open(&self.cfg.db_path);
-        }
-        let Some(shm) = &self.shm else {
+        let Some(shm) = self.session.probe() else {
             return;
         };
         // A blocking checkpoint (FULL, RESTART, TRUNCATE) waits on memsync's read transaction:
@@ -317,79 +253,83 @@ impl Monitor {
             self.cfg.truncate_pages
         ));
         self.drain_wal()?;
-        self.release_read();
+        self.session.release_read();
         let res = self.conns().and_then(|c| {
             c.w.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
                 .map_err(|e| self.sql_err(e))
         });
-        self.last_checkpoint = Instant::now();
+        self.checkpoints.truncate_done(Instant::now());
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-        self.needs_resync = true;
+        self.cap.cur.needs_resync = true;
         self.resync()?;
         res
     }
+}
 
-    /// When another process runs a blocking checkpoint (FULL, RESTART, TRUNCATE), copy what is
-    /// committed (the checkpointer holds the write lock, so nothing else commits), release the
-    /// read transaction so it completes promptly, wait for it, then resynchronise.
-    pub(super) fn maybe_yield(&mut self) -> Result<(), MonitorError> {
-        if self.shm.is_none() {
-            self.shm = ShmProbe::open(&self.cfg.db_path);
-        }
-        let Some(shm) = &self.shm else {
-            return Ok(());
-        };
-        if !self.r_active || !shm.foreign_blocking_checkpoint() {
-            return Ok(());
-        }
-        self.drain_wal()?;
-        let mark = (!self.needs_resync)
-            .then(|| self.src.index_mark())
-            .flatten();
-        self.release_read();
-        let t0 = Instant::now();
-        let shm = self.shm.as_ref().expect("checked above");
-        while shm.foreign_checkpoint() && t0.elapsed() < MAX_YIELD {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        self.stats.yields.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .yield_us
-            .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
-        self.continue_or_resync(mark)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(t0: Instant) -> CheckpointPolicy {
+        let mut cfg = MonitorConfig::new("db".into(), "meta".into());
+        cfg.checkpoint_interval = Duration::from_secs(60);
+        cfg.min_checkpoint_pages = 1000;
+        cfg.truncate_pages = 10_000;
+        CheckpointPolicy::new(&cfg, t0)
     }
 
-    /// Catches up after memsync's read transaction was released (for an application's
-    /// checkpoint, or while idle) at `mark` (see [`super::reader::Source::index_mark`]).
-    /// Usually the WAL index proves nothing was missed while unprotected, and reading the
-    /// whole database again is not needed (see `Source::continue_after`); otherwise (or without
-    /// a mark) it resynchronises.
-    pub(super) fn continue_or_resync(
-        &mut self,
-        mark: Option<super::walindex::IndexHeader>,
-    ) -> Result<(), MonitorError> {
-        // Until the frames it found are shipped, a resync stays pending: an error anywhere in
-        // between (the proof moved the reader's cursor) must end in a resync, never in a silent
-        // skip.
-        self.needs_resync = true;
-        let continued = match mark {
-            Some(mark) => {
-                self.with_write_lock(|m| m.src.continue_after(&mark).map_err(|e| m.wal_err(e)))?
-            }
-            None => None,
-        };
-        if let Some(scan) = continued {
-            self.frames_at_checkpoint = self.frames_at_checkpoint.min(self.src.wal_frames());
-            // A failed or stale write sets `needs_resync` again (see `finish_write`). The frames
-            // are read after the write lock is released; if the WAL restarted meanwhile (the
-            // read transaction may sit on read mark 0 after a full checkpoint), they no longer
-            // verify and that, too, ends in a resync.
-            self.needs_resync = false;
-            if !scan.frames.is_empty() && self.pos.is_some() {
-                self.write_frames(&scan)?;
-            }
-            return Ok(());
+    #[test]
+    fn what_is_due_follows_from_frames_and_time() {
+        use Checkpoint::*;
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // (frames at the last checkpoint, frames now, time since it, due)
+        let table = [
+            (0, 0, s(0), None),
+            (0, 999, s(59), None),
+            (0, 1000, s(0), Some(Passive)),
+            (0, 1, s(60), Some(Passive)),
+            (500, 500, s(600), None),
+            (500, 1499, s(10), None),
+            (500, 1500, s(10), Some(Passive)),
+            (0, 10_000, s(0), Some(Truncate)),
+            (9_999, 10_000, s(0), Some(Truncate)),
+            // A WAL shorter than at the last checkpoint (restarted meanwhile) has not grown.
+            (2000, 100, s(600), None),
+        ];
+        for (at_last, frames, since, want) in table {
+            let mut p = policy(t0);
+            p.passive_done(at_last, t0);
+            assert_eq!(
+                p.due(frames, t0 + since),
+                want,
+                "{at_last} frames at the last checkpoint, {frames} now, {since:?} since"
+            );
         }
-        self.resync()
+    }
+
+    #[test]
+    fn checkpoints_and_restarts_move_the_baseline() {
+        let t0 = Instant::now();
+        let mut p = policy(t0);
+        assert_eq!(p.due(1500, t0), Some(Checkpoint::Passive));
+        p.passive_done(1500, t0);
+        assert_eq!(p.due(1500, t0 + Duration::from_secs(600)), None);
+        // A restart counts the new generation from its first frame.
+        p.wal_restarted();
+        assert_eq!(p.due(1000, t0), Some(Checkpoint::Passive));
+        // Continuing into a shorter generation lowers the baseline, never raises it.
+        p.passive_done(1500, t0);
+        p.continued_at(200);
+        assert_eq!(p.due(1200, t0), Some(Checkpoint::Passive));
+        p.continued_at(5000);
+        assert_eq!(p.due(1199, t0), None);
+        // After a TRUNCATE the interval counts from it.
+        p.truncate_done(t0 + Duration::from_secs(100));
+        assert_eq!(p.due(201, t0 + Duration::from_secs(159)), None);
+        assert_eq!(
+            p.due(201, t0 + Duration::from_secs(160)),
+            Some(Checkpoint::Passive)
+        );
     }
 }

@@ -52,7 +52,7 @@ impl Monitor {
     pub(super) fn disk_full_line(&self, backoff: Duration) -> String {
         format!(
             "spool {}: disk full; retrying in {backoff:?} (the application is unaffected; {} waits)",
-            self.spool.dir().display(),
+            self.cap.sink.dir().display(),
             self.cfg.db_path.display()
         )
     }
@@ -60,7 +60,7 @@ impl Monitor {
     pub(super) fn space_again_line(&self) -> String {
         format!(
             "spool {}: space available again; replicating {}",
-            self.spool.dir().display(),
+            self.cap.sink.dir().display(),
             self.cfg.db_path.display()
         )
     }

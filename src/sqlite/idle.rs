@@ -37,9 +37,9 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 
 use super::conn::{self, OpenError};
-use super::monitor::{Conns, Monitor, MonitorError};
+use super::monitor::{Monitor, MonitorError};
 use super::reader::Source;
-use super::shm::ShmProbe;
+use super::session::Conns;
 use super::walindex::{IndexHeader, WalIndex};
 
 /// State kept while memsync has stepped aside.
@@ -91,14 +91,14 @@ impl Monitor {
             Some((m.dev(), m.ino(), len, s, ns))
         };
         Fingerprint {
-            header: self.src.db_header().ok(),
+            header: self.cap.src.db_header().ok(),
             // The index's mtime moves with readers' read marks: its header is compared instead.
             files: [stamp("", true), stamp("-wal", true), stamp("-shm", false)],
             // Opening (and closing) a descriptor of the index while SQLite has it open would
             // drop SQLite's locks on it (POSIX locks are per process): only while away.
-            index: match self.conns {
-                Some(_) => self.src.index_header(),
-                None => WalIndex::open(&self.cfg.db_path).and_then(|i| i.header()),
+            index: match self.session.is_open() {
+                true => self.cap.src.index_header(),
+                false => WalIndex::open(&self.cfg.db_path).and_then(|i| i.header()),
             },
         }
     }
@@ -106,11 +106,10 @@ impl Monitor {
     /// Closes memsync's connections if everything committed is in the spool; why not, if it
     /// did not. Called when nothing was committed for `idle_release`.
     pub(super) fn step_aside(&mut self) -> Result<(), &'static str> {
-        if self.conns.is_none() {
+        if !self.session.is_open() {
             return Err("already away");
         }
-        if self.needs_resync || self.pending.is_some() || self.carry.is_some() || self.pos.is_none()
-        {
+        if !self.cap.cur.settled() {
             return Err("frames not yet shipped");
         }
         // Taken before the mark: a commit after it makes the next comparison differ.
@@ -119,11 +118,9 @@ impl Monitor {
         // everything before was spooled up to. Without one (a commit not read yet, an index
         // being rebuilt) memsync steps aside all the same and resynchronises on its return:
         // holding on until the index settles kept an application from leaving WAL mode.
-        let mark = self.src.idle_mark().ok().flatten();
-        self.release_read();
+        let mark = self.cap.src.idle_mark().ok().flatten();
         // memsync's connections never checkpoint on close (`conn::open`).
-        self.conns = None;
-        self.shm = None;
+        self.session.close();
         self.away = Some(Away {
             mark,
             seen,
@@ -169,6 +166,7 @@ impl Monitor {
         let db = self.cfg.db_path.clone();
         let shown = db.display().to_string();
         let hdr = self
+            .cap
             .src
             .db_header()
             .map_err(|e| self.io_err("reading database header", e))?;
@@ -189,14 +187,14 @@ impl Monitor {
         }
         // Every descriptor is replaced before a connection opens: closing one while SQLite
         // holds locks on that file would drop them (POSIX locks are per process).
-        self.shm = None;
+        self.session.drop_probe();
         // Out of WAL mode the page size may have changed (VACUUM): the database is read afresh.
         let mut fresh = self.away.as_ref().is_some_and(|a| a.left_wal) || !header_wal;
         let (w, in_wal) = loop {
             if fresh {
-                self.src = Source::open(&db).map_err(|e| self.io_err("reading database", e))?;
+                self.cap.src = Source::open(&db).map_err(|e| self.io_err("reading database", e))?;
             } else {
-                self.src.reopen_files();
+                self.cap.src.reopen_files();
             }
             let w = conn::open(&db, self.cfg.busy_timeout)?;
             let in_wal = match conn::ensure_wal(&w, &db, false) {
@@ -217,8 +215,7 @@ impl Monitor {
         };
         let r = conn::open(&db, self.cfg.busy_timeout)?;
         let away = self.away.take().expect("checked above");
-        self.conns = Some(Conns { r, w });
-        self.shm = ShmProbe::open(&db);
+        self.session.reopen(Conns { r, w });
         let mut mark = away.mark;
         if fresh {
             mark = None;
@@ -236,7 +233,7 @@ impl Monitor {
         self.continue_or_resync(mark)?;
         crate::log::debug(&format!(
             "{shown}: reopened after idle at position {:016x} ({})",
-            self.pos.map_or(0, replica_formats::TxId::get),
+            self.cap.cur.pos.map_or(0, replica_formats::TxId::get),
             if self.stats.resyncs.load(Ordering::Relaxed) == resyncs {
                 "the WAL index proves nothing was missed"
             } else {

@@ -1,10 +1,12 @@
 //! Everything that touches the user's SQLite database: WAL parsing, lock probes, the page map
-//! of the replicated state, consistent reads, and the monitor that owns checkpointing.
+//! of the replicated state, consistent reads, and the monitor that owns checkpointing. It knows
+//! SQLite and the replica format only: what it captures goes to a [`sink::Sink`] it is given.
 
 pub mod capture;
 mod carry;
 pub mod checkpoint;
 pub mod conn;
+mod cursor;
 mod diskfull;
 mod idle;
 pub mod monitor;
@@ -12,10 +14,16 @@ pub mod monitor_config;
 pub mod pacer;
 pub mod pagemap;
 pub mod reader;
+mod recover;
+mod run;
+mod session;
 pub mod shm;
+pub mod sink;
+mod snapshot;
 pub mod wal;
 pub mod walindex;
 pub mod watch;
+mod yielding;
 
 use std::path::{Path, PathBuf};
 

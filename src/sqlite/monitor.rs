@@ -1,5 +1,5 @@
-//! The database monitor: follows the WAL, writes what was committed into the spool, and owns
-//! checkpointing while it runs.
+//! The database monitor: follows the WAL, writes what was committed through its [`Sink`] (the
+//! spool, in `replicate/`), and owns checkpointing while it runs.
 //!
 //! # Why nothing committed can be lost
 //! memsync holds a read transaction `R` on its own connection. While any reader holds a WAL read
@@ -30,79 +30,52 @@
 //! New commits are found through SQLite's WAL index (`walindex.rs`), which names the last
 //! committed frame and each frame's page, so only the newest frame of each changed page is read
 //! (and verified); the full checksum scan of every frame is the fallback.
+//!
+//! # Where each concern lives
+//! - `session.rs`: the connections, the read transaction and the brief write lock.
+//! - `cursor.rs`: the capture position, its page map, frames read but not yet written.
+//! - `capture/`: turning frames and database reads into segments, snapshots and resyncs
+//!   (`Capture`: the database view, the cursor, the sink); `snapshot.rs` runs the latter two
+//!   under the write lock.
+//! - `checkpoint.rs`: when a checkpoint is due (pure) and how it runs without losing frames.
+//! - `yielding.rs`, `idle.rs`: stepping aside for an application's checkpoint, or while idle.
+//! - `reader/`: the consistent view of the database; `reader/continuity.rs` decides (pure)
+//!   whether the WAL still holds every commit since a known point.
+//! - `recover.rs`: startup; `run.rs`: the loop that decides when each step runs.
+//! - `sink.rs`: the one seam to `replicate/`, which owns compaction and the snapshot cadence.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
-use replica_formats::{ObjectKey, TxId};
-use rusqlite::Connection;
-use tokio::sync::watch;
+use replica_formats::TxId;
 
 pub use super::monitor_config::{MonitorConfig, MonitorError};
 
+use super::capture::{Capture, CaptureSettings};
+use super::checkpoint::CheckpointPolicy;
 use super::conn;
 use super::pacer::SyncPacer;
-use super::pagemap::PageMap;
 use super::reader::Source;
-use super::shm::ShmProbe;
-use super::wal::{Scan, WalError};
-use super::watch::WalWatch;
-use crate::replicate::policy::Compactor;
-use crate::replicate::spool::Spool;
+use super::session::{Conns, Session};
+use super::sink::Sink;
+use super::wal::WalError;
 use crate::stats::DbStats;
-
-/// Second looks after a file event that found nothing committed yet (see `run`).
-const RECHECKS: u32 = 3;
-
-/// A file a compaction pass wrote: key, size, and size of the files it replaces.
-type Compacted = (ObjectKey, u64, u64);
-
-/// memsync's two connections to the database.
-pub(super) struct Conns {
-    /// Connection holding the long read transaction.
-    pub(super) r: Connection,
-    /// Connection used for `BEGIN IMMEDIATE` and checkpoints.
-    pub(super) w: Connection,
-}
 
 /// One monitored database.
 pub struct Monitor {
     pub(super) cfg: MonitorConfig,
-    pub(super) src: Source,
-    /// memsync's connections; `None` while it has stepped aside (see `idle.rs`).
-    pub(super) conns: Option<Conns>,
+    /// The database view, the capture cursor and the sink (see `capture/`).
+    pub(super) cap: Capture,
+    /// memsync's connections and the locks it holds (see `session.rs`).
+    pub(super) session: Session,
     /// Set while memsync has stepped aside.
     pub(super) away: Option<super::idle::Away>,
-    pub(super) r_active: bool,
-    pub(super) shm: Option<ShmProbe>,
-    pub(super) map: PageMap,
-    /// Last position written to the spool.
-    pub(super) pos: Option<TxId>,
-    pub(super) spool: Spool,
-    /// See the module docs.
-    pub(super) protected: bool,
-    /// WAL frames at the last checkpoint of this generation (checkpoint thresholds are relative).
-    pub(super) frames_at_checkpoint: u64,
-    pub(super) last_checkpoint: Instant,
+    /// When a checkpoint is due (see `checkpoint.rs`).
+    pub(super) checkpoints: CheckpointPolicy,
     /// When the next sync may run (see `pacer.rs`).
     pub(super) pacer: SyncPacer,
-    /// Set when a spool write failed: the next sync resynchronises.
-    pub(super) needs_resync: bool,
-    /// Frames polled but not yet written (see `gather_wal`).
-    pub(super) pending: Option<Scan>,
-    /// The tail a checkpoint drained under the write lock, for the next segment (`carry.rs`).
-    pub(super) carry: Option<super::carry::Carry>,
-    pub(super) positions: watch::Sender<Option<TxId>>,
     pub(super) stats: Arc<DbStats>,
-    /// Level-0 compaction and snapshot cadence.
-    pub(super) compactor: Compactor,
-    /// Position of the page map last saved to disk (0 = none); the spool keeps the files above
-    /// it so a restart after a crash can replay them instead of taking a snapshot.
-    map_saved: Arc<std::sync::atomic::AtomicU64>,
-    last_map_save: Instant,
-    /// The compaction pass running on its worker thread, if any.
-    compaction: Option<std::thread::JoinHandle<std::io::Result<Vec<Compacted>>>>,
     ino: (u64, u64),
 }
 
@@ -110,11 +83,12 @@ impl Monitor {
     /// Opens the database and brings the spool up to date with it: resumes where the spool
     /// stopped when the WAL still holds that position, resynchronises against the saved page map
     /// when it does not, and writes a snapshot when neither is possible. `floor` is the highest
-    /// position any replica already holds; new positions are above it.
+    /// position any replica already holds; new positions are above it. Every file goes to
+    /// `sink`, which already holds what earlier runs wrote.
     pub fn start(
         cfg: MonitorConfig,
         floor: Option<TxId>,
-        positions: watch::Sender<Option<TxId>>,
+        mut sink: Box<dyn Sink>,
         stats: Arc<DbStats>,
     ) -> Result<Self, MonitorError> {
         conn::check_file(&cfg.db_path)?;
@@ -124,276 +98,42 @@ impl Monitor {
         let io = |what: String| move |source| MonitorError::Io { what, source };
         let src =
             Source::open(&cfg.db_path).map_err(io(format!("reading {}", cfg.db_path.display())))?;
-        let spool = Spool::open(&cfg.meta_dir)
+        sink.prepare()
             .map_err(io(format!("creating spool in {}", cfg.meta_dir.display())))?;
         let ino = file_id(&cfg.db_path).map_err(io(format!("stat {}", cfg.db_path.display())))?;
-        let map = PageMap::new(src.page_size());
+        let cap = Capture::new(src, sink, stats.clone(), CaptureSettings::new(&cfg));
         let pacer = SyncPacer::new(cfg.min_sync_gap, Instant::now());
+        let session = Session::new(&cfg.db_path, cfg.busy_timeout, Conns { r, w });
+        let checkpoints = CheckpointPolicy::new(&cfg, Instant::now());
         let mut m = Monitor {
-            shm: ShmProbe::open(&cfg.db_path),
             cfg,
-            src,
-            conns: Some(Conns { r, w }),
+            cap,
+            session,
             away: None,
-            r_active: false,
-            map,
-            pos: None,
-            spool,
-            protected: false,
-            frames_at_checkpoint: 0,
-            last_checkpoint: Instant::now(),
+            checkpoints,
             pacer,
-            needs_resync: false,
-            pending: None,
-            carry: None,
-            positions,
             stats,
-            compactor: Compactor::new(Duration::from_secs(30)),
-            compaction: None,
-            map_saved: Arc::default(),
-            // The first checkpoint may save at once.
-            last_map_save: Instant::now() - Duration::from_secs(3600),
             ino,
         };
         m.recover_waiting_for_space(floor)?;
-        m.compactor.snapshot_interval = m.cfg.snapshot_interval;
-        m.compactor.set_db_size(m.map.commit(), m.map.page_size());
-        m.compactor.interval = m.cfg.compaction_interval;
-
         Ok(m)
     }
 
     /// Last position written to the spool.
     pub fn position(&self) -> Option<TxId> {
-        self.pos
-    }
-
-    /// The spool this monitor writes.
-    pub fn spool(&self) -> &Spool {
-        &self.spool
-    }
-
-    pub(super) fn recover(&mut self, floor: Option<TxId>) -> Result<(), MonitorError> {
-        let keys = self
-            .spool
-            .keys()
-            .map_err(|e| self.io_err("listing spool", e))?;
-        let last = keys.iter().max_by_key(|k| k.max_txid()).cloned();
-        let floor = floor.max(last.as_ref().map(ObjectKey::max_txid));
-        let map_path = self.cfg.meta_dir.join("pagemap");
-        let saved = PageMap::load(&map_path);
-        if let Some(last) = last.filter(|k| Some(k.max_txid()) == floor) {
-            let header = self
-                .spool
-                .header(&last)
-                .map_err(|e| self.io_err("reading spool", e))?;
-            let post = self
-                .spool
-                .post_checksum(&last)
-                .map_err(|e| self.io_err("reading spool", e))?;
-            let saved = saved.and_then(|(m, t)| self.replay(m, t, &keys, last.max_txid()));
-            let saved = saved.filter(|(m, t)| {
-                *t == last.max_txid()
-                    && m.checksum() == post
-                    && m.page_size() == self.src.page_size()
-            });
-            if let Some((map, _)) = saved {
-                self.map = map;
-                self.pos = Some(last.max_txid());
-                let resumed =
-                    self.with_write_lock(|m| m.src.resume(&header.wal).map_err(|e| m.wal_err(e)))?;
-                let db = self.cfg.db_path.display().to_string();
-                match resumed {
-                    Some(scan) => {
-                        crate::log::info(&format!(
-                            "{db}: resuming at position {} (WAL unchanged)",
-                            last.max_txid()
-                        ));
-                        if !scan.frames.is_empty() {
-                            self.write_frames(&scan)?;
-                        }
-                    }
-                    None => {
-                        crate::log::info(&format!(
-                            "{db}: WAL changed while stopped; shipping the pages that differ"
-                        ));
-                        self.resync()?;
-                    }
-                }
-                if self.cfg.snapshot_wanted.swap(false, Ordering::Relaxed) {
-                    self.snapshot_current()?;
-                }
-                self.positions.send_replace(self.pos);
-                return Ok(());
-            }
-        }
-        self.with_write_lock(|m| {
-            m.src.reset();
-            m.drain_wal()
-        })?;
-        self.pos = floor;
-        // This snapshot also serves any replica that asked for one.
-        self.cfg.snapshot_wanted.store(false, Ordering::Relaxed);
-        self.snapshot()?;
-        crate::log::info(&format!(
-            "{}: snapshot at position {:016x} ({} pages)",
-            self.cfg.db_path.display(),
-            self.pos.map_or(0, TxId::get),
-            self.map.commit()
-        ));
-        Ok(())
-    }
-
-    /// Runs until `stop` is set, then ships what is committed and saves the page map. Errors
-    /// of one pass (a full disk, a busy database) are logged and retried with backoff: the read
-    /// transaction keeps every unshipped frame in the WAL meanwhile.
-    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), MonitorError> {
-        let mut watch = WalWatch::new(&super::sidecar(&self.cfg.db_path, "-wal"));
-        let mut dirty = true;
-        let mut last_poll = Instant::now();
-        let mut backoff = Duration::ZERO;
-        let mut retry_at = Instant::now();
-        // Quick second looks left after a file event that found no new commit.
-        let mut rechecks = 0u32;
-        let mut disk_full = false;
-        // Since when nothing was committed (see `idle.rs`).
-        let mut quiet_since = Instant::now();
-        let mut maintain_away = false;
-        // One line per quiet period when memsync cannot step aside.
-        let mut refusal_logged = false;
-        while !stop.load(Ordering::Relaxed) {
-            let probe = self.cfg.probe_interval;
-            if dirty {
-                // Pacing: do not read the watch (it would wake us for every write); just wait
-                // for the gap to pass, still probing for application checkpoints meanwhile.
-                let now = Instant::now();
-                let left = self
-                    .pacer
-                    .wait(now)
-                    .max(retry_at.saturating_duration_since(now));
-                if !left.is_zero() {
-                    std::thread::sleep(left.min(probe));
-                }
-            } else if watch.wait(probe) {
-                dirty = true;
-                rechecks = RECHECKS;
-                quiet_since = Instant::now();
-            }
-            if last_poll.elapsed() >= self.cfg.monitor_interval {
-                last_poll = Instant::now();
-                self.check_replaced()?;
-                watch.refresh();
-                // While away, only a change is worth reopening the connections for; compaction
-                // and the snapshot policy go on all the same.
-                if !self.is_away() || self.changed_while_away() {
-                    dirty = true;
-                } else {
-                    maintain_away = true;
-                }
-            }
-            if Instant::now() < retry_at {
-                continue;
-            }
-            let pass = (|| {
-                self.maybe_yield()?;
-                if !self.is_paused() && self.cfg.snapshot_wanted.swap(false, Ordering::Relaxed) {
-                    // Asked again on failure: the replica waiting for it has nothing else.
-                    self.snapshot_current().inspect_err(|_| {
-                        self.cfg.snapshot_wanted.store(true, Ordering::Relaxed);
-                    })?;
-                }
-                let (mut idle, mut spooled) = (false, false);
-                if dirty && self.pacer.wait(Instant::now()).is_zero() {
-                    dirty = false;
-                    spooled = self.sync_pass()?;
-                    idle = !spooled;
-                    self.maintain(false, false)?;
-                } else if std::mem::take(&mut maintain_away) {
-                    self.maintain(false, false)?;
-                }
-                if spooled {
-                    quiet_since = Instant::now();
-                    refusal_logged = false;
-                } else if !dirty
-                    && rechecks == 0
-                    && !self.is_away()
-                    && quiet_since.elapsed() >= self.cfg.idle_release
-                {
-                    // Let the application have the database to itself (see `idle.rs`).
-                    if let Err(why) = self.step_aside()
-                        && !std::mem::replace(&mut refusal_logged, true)
-                    {
-                        crate::log::debug(&format!(
-                            "{}: idle, but connections kept open: {why}",
-                            self.cfg.db_path.display()
-                        ));
-                    }
-                }
-                Ok::<bool, MonitorError>(idle)
-            })();
-            match pass {
-                Ok(idle) => {
-                    // A carried tail goes out at the next paced sync even if nothing new
-                    // is committed.
-                    dirty |= self.carry.is_some();
-                    if std::mem::take(&mut disk_full) {
-                        crate::log::info(&self.space_again_line());
-                    }
-                    backoff = Duration::ZERO;
-                    // The writer's last WAL write can wake us before it publishes the commit in
-                    // the WAL index (shared memory: no file event follows). Look again in 2, 8
-                    // and 32 ms instead of leaving the commit to the next poll, up to a whole
-                    // monitor-interval later.
-                    if idle && rechecks > 0 {
-                        rechecks -= 1;
-                        dirty = true;
-                        retry_at = Instant::now()
-                            + Duration::from_millis(2 << (2 * (RECHECKS - 1 - rechecks)));
-                    }
-                }
-                Err(e @ MonitorError::Replaced(_)) => return Err(e),
-                Err(e) if e.is_busy() => {
-                    // Contention, not a failure: the application holds the write lock (a long
-                    // transaction). Retry soon; the read transaction keeps every frame.
-                    backoff = Duration::from_millis(100);
-                    retry_at = Instant::now() + backoff;
-                    dirty = true;
-                    crate::log::info(&format!(
-                        "{e}: the application holds the write lock; retrying"
-                    ));
-                }
-                Err(e) => {
-                    backoff =
-                        (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
-                    retry_at = Instant::now() + backoff;
-                    dirty = true;
-                    if !e.is_disk_full() {
-                        crate::log::error(&format!("{e} (retrying in {backoff:?})"));
-                    } else if !std::mem::replace(&mut disk_full, true) {
-                        // One line per episode, not one per retry.
-                        crate::log::error(&self.disk_full_line(backoff));
-                    }
-                }
-            }
-        }
-        // Everything committed is shipped, in rollback mode too (see `idle.rs`).
-        self.attach(true)?;
-        self.sync()?;
-        self.maintain(false, true)?;
-        self.shutdown();
-        Ok(())
+        self.cap.cur.pos
     }
 
     /// Final bookkeeping: release the read transaction and save the page map so the next start
     /// can resynchronise cheaply.
     pub fn shutdown(&mut self) {
-        self.release_read();
+        self.session.release_read();
         let st = &self.stats;
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         crate::log::info(&format!(
             "{}: stopped at position {:016x}: {} transactions, {} bytes spooled, {} snapshots, {} resyncs, {} checkpoints, {} compactions, {} yields to application checkpoints ({} ms), write lock held {} ms in total, {} idle releases",
             self.cfg.db_path.display(),
-            self.pos.map_or(0, TxId::get),
+            self.cap.cur.pos.map_or(0, TxId::get),
             g(&st.transactions),
             g(&st.spooled_bytes),
             g(&st.snapshots),
@@ -405,7 +145,7 @@ impl Monitor {
             g(&st.write_lock_us) / 1000,
             g(&st.idle_releases),
         ));
-        self.save_map(true);
+        self.cap.save_map(true);
     }
 
     /// Reads what was committed since the last call and writes it to the spool; true if it
@@ -415,14 +155,58 @@ impl Monitor {
             if !m.attach(false)? {
                 return Ok(());
             }
-            if !m.needs_resync {
+            if !m.cap.cur.needs_resync {
                 m.drain_wal()?;
             }
-            if m.needs_resync {
+            if m.cap.cur.needs_resync {
                 m.resync()?;
             }
             Ok(())
         })
+    }
+
+    /// Runs `f` while holding the write lock, then restarts the read transaction before
+    /// releasing it: afterwards every committed frame has been seen by `f`'s caller and all
+    /// later frames are protected. The write lock is held only for `f` and a `BEGIN`.
+    pub(super) fn with_write_lock<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, MonitorError>,
+    ) -> Result<T, MonitorError> {
+        self.session.begin_immediate()?;
+        self.locked(f)
+    }
+
+    /// [`Self::with_write_lock`] if the lock is free right now; `None` if another connection
+    /// holds it.
+    pub(super) fn try_write_lock<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, MonitorError>,
+    ) -> Result<Option<T>, MonitorError> {
+        match self.session.try_begin_immediate()? {
+            true => self.locked(f).map(Some),
+            false => Ok(None),
+        }
+    }
+
+    /// The body of a write-locked section: `f`, the read transaction restarted, the lock
+    /// released.
+    fn locked<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, MonitorError>,
+    ) -> Result<T, MonitorError> {
+        let t0 = Instant::now();
+        let res = f(self).and_then(|v| {
+            self.session.restart_read()?;
+            Ok(v)
+        });
+        let rb = self.session.rollback_write();
+        self.stats
+            .write_lock_us
+            .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let v = res?;
+        rb?;
+        self.session.mark_protected();
+        Ok(v)
     }
 
     /// Runs `f`; true if it spooled anything. Only then does it spend from the pacing budget
@@ -432,9 +216,9 @@ impl Monitor {
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<(), MonitorError>,
     ) -> Result<bool, MonitorError> {
-        let before = self.pos;
+        let before = self.cap.cur.pos;
         let res = f(self);
-        let spooled = self.pos != before;
+        let spooled = self.cap.cur.pos != before;
         if spooled {
             self.pacer.take(Instant::now());
         }
@@ -446,132 +230,33 @@ impl Monitor {
     /// the resynchronisation takes it itself.
     pub(super) fn drain_wal(&mut self) -> Result<(), MonitorError> {
         self.gather_wal()?;
-        self.write_pending()
+        self.cap.write_pending()
     }
 
-    /// Compaction runs on a worker thread; this starts a pass when one is due and, when a pass
-    /// finished, records it and takes a snapshot if the files piled on the last one outweigh a
-    /// fresh one. With `wait`, blocks until the running pass (if any) is done.
-    pub fn maintain(&mut self, force: bool, wait: bool) -> Result<(), MonitorError> {
-        if let Some(job) = self.compaction.take_if(|j| wait || j.is_finished()) {
-            let written = job
-                .join()
-                .map_err(|_| {
-                    self.io_err(
-                        "compacting spool",
-                        std::io::Error::other("compaction thread panicked"),
-                    )
-                })?
-                .map_err(|e| self.io_err("compacting spool", e))?;
-            self.compactor.finish_pass(&written);
-            // The compaction code is not needed again for a while.
-            crate::resident::shed();
-            for (key, size, _) in &written {
-                self.stats.compactions.fetch_add(1, Ordering::Relaxed);
-                self.stats.spooled_bytes.fetch_add(*size, Ordering::Relaxed);
-                crate::log::debug(&format!("compacted into {key} ({size} bytes)"));
-            }
-            if !written.is_empty() {
-                self.positions.send_replace(self.pos);
-            }
-            // After every pass, merged or not: time buckets close only every 30 s, and
-            // `snapshot-interval` must not wait for one.
-            self.compactor
-                .set_db_size(self.map.commit(), self.map.page_size());
-            if self.compactor.snapshot_due() {
-                self.snapshot_current()?;
-            }
-        }
-        if self.compaction.is_none() && self.compactor.due(force) {
-            self.compactor.begin_pass(force);
-            let opts = |zstd_level| replica_formats::EncodeOptions {
-                zstd_level,
-                pages_per_run: self.cfg.keep_run_pages,
-            };
-            let enc = crate::replicate::compact::CompactEncoding {
-                level1: opts(self.cfg.keep_level),
-                above: opts(self.cfg.keep_level),
-            };
-            let spool = self.spool.clone();
-            let tiers = self.cfg.tiers.clone();
-            let job = std::thread::Builder::new()
-                .name("compact".into())
-                .spawn(move || {
-                    let now = super::capture::now_ms();
-                    crate::replicate::compact::compact_spool(&spool, enc, &tiers, now)
-                })
-                .map_err(|e| self.io_err("starting compaction", e))?;
-            self.compaction = Some(job);
-            if wait {
-                return self.maintain(false, true);
-            }
+    /// Gathers what the WAL committed (see [`Capture::gather_wal`]); a WAL restart seen there
+    /// starts the checkpoint thresholds afresh.
+    pub(super) fn gather_wal(&mut self) -> Result<(), MonitorError> {
+        if self.cap.gather_wal(self.session.protected())? {
+            self.checkpoints.wal_restarted();
         }
         Ok(())
     }
 
-    /// Brings a page map saved at position `from` forward to `to` by applying the spooled
-    /// segments in between, checking every file's pre- and post-state checksums; `None` if the
-    /// spool no longer holds an unbroken, consistent chain.
-    fn replay(
-        &self,
-        mut map: PageMap,
-        from: TxId,
-        keys: &[ObjectKey],
-        to: TxId,
-    ) -> Option<(PageMap, TxId)> {
-        if from == to {
-            return Some((map, to));
+    /// The sink's housekeeping between passes (compaction, in `replicate/`), and the snapshot
+    /// it may call for. With `wait` (shutdown), whatever it runs is finished first.
+    pub fn maintain(&mut self, wait: bool) -> Result<(), MonitorError> {
+        while self
+            .cap
+            .sink
+            .maintain(self.cap.cur.shape(), wait)
+            .map_err(|e| self.io_err(e.what, e.source))?
+        {
+            self.snapshot_current()?;
         }
-        let chain = replica_formats::chain_from(keys, from, replica_formats::Target::Latest);
-        if chain.last().map(ObjectKey::max_txid) != Some(to) {
-            return None;
-        }
-        for key in &chain {
-            let bytes = std::fs::read(self.spool.path(key)).ok()?;
-            let file = replica_formats::decode_file(&bytes).ok()?;
-            if file.header.check_key(key).is_err() || file.header.pre_checksum != map.checksum() {
-                return None;
-            }
-            for (pgno, data) in file.pages() {
-                map.set(pgno, data);
-            }
-            map.resize(file.header.commit);
-            if map.checksum() != file.trailer.post_checksum {
-                return None;
-            }
-        }
-        crate::log::info(&format!(
-            "{}: page map replayed from position {from} to {to}",
-            self.cfg.db_path.display()
-        ));
-        Some((map, to))
+        Ok(())
     }
 
-    /// Saves the page map (at most every few seconds), so a crash costs a replay of the spool
-    /// files after it rather than a full snapshot.
-    pub(super) fn save_map(&mut self, force: bool) {
-        let Some(pos) = self.pos else {
-            return;
-        };
-        if !force && self.last_map_save.elapsed() < Duration::from_secs(10) {
-            return;
-        }
-        self.last_map_save = Instant::now();
-        match self.map.save(&self.cfg.meta_dir.join("pagemap"), pos) {
-            Ok(()) => self.map_saved.store(pos.get(), Ordering::Relaxed),
-            Err(e) => crate::log::warn(&format!(
-                "{}: cannot save page map: {e}",
-                self.cfg.db_path.display()
-            )),
-        }
-    }
-
-    /// Position of the last saved page map, shared with the spool pruner.
-    pub fn map_saved(&self) -> Arc<std::sync::atomic::AtomicU64> {
-        self.map_saved.clone()
-    }
-
-    fn check_replaced(&self) -> Result<(), MonitorError> {
+    pub(super) fn check_replaced(&self) -> Result<(), MonitorError> {
         match file_id(&self.cfg.db_path) {
             Ok(id) if id == self.ino => Ok(()),
             _ => Err(MonitorError::Replaced(
@@ -582,9 +267,7 @@ impl Monitor {
 
     /// memsync's connections; an error while it has stepped aside (callers attach first).
     pub(super) fn conns(&self) -> Result<&Conns, MonitorError> {
-        self.conns
-            .as_ref()
-            .ok_or_else(|| MonitorError::Detached(self.cfg.db_path.display().to_string()))
+        self.session.conns()
     }
 
     pub(super) fn io_err(&self, what: &str, source: std::io::Error) -> MonitorError {
@@ -602,10 +285,7 @@ impl Monitor {
     }
 
     pub(super) fn sql_err(&self, source: rusqlite::Error) -> MonitorError {
-        MonitorError::Sqlite {
-            db: self.cfg.db_path.display().to_string(),
-            source,
-        }
+        self.session.sql_err(source)
     }
 }
 
@@ -613,4 +293,115 @@ fn file_id(p: &std::path::Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(p)?;
     Ok((m.dev(), m.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::{self, Write};
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use replica_formats::{DbChecksum, Header, ObjectKey};
+
+    use super::*;
+    use crate::sqlite::sink::{CaptureKind, Captured, DbShape, SinkError};
+
+    /// Files and notifications kept in memory: the capture side needs nothing of `replicate/`.
+    #[derive(Clone, Default)]
+    struct MemSink {
+        files: Arc<Mutex<BTreeMap<ObjectKey, Vec<u8>>>>,
+        captured: Arc<Mutex<Vec<(ObjectKey, CaptureKind)>>>,
+    }
+
+    impl Sink for MemSink {
+        fn prepare(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn dir(&self) -> &Path {
+            Path::new("memory")
+        }
+        fn keys(&self) -> io::Result<Vec<ObjectKey>> {
+            Ok(self.files.lock().unwrap().keys().copied().collect())
+        }
+        fn header(&self, key: &ObjectKey) -> io::Result<Header> {
+            Ok(replica_formats::decode_file(&self.read(key)?)
+                .map_err(io::Error::other)?
+                .header)
+        }
+        fn post_checksum(&self, key: &ObjectKey) -> io::Result<DbChecksum> {
+            Ok(replica_formats::decode_file(&self.read(key)?)
+                .map_err(io::Error::other)?
+                .trailer
+                .post_checksum)
+        }
+        fn read(&self, key: &ObjectKey) -> io::Result<Vec<u8>> {
+            let files = self.files.lock().unwrap();
+            files
+                .get(key)
+                .cloned()
+                .ok_or(io::ErrorKind::NotFound.into())
+        }
+        fn write(
+            &self,
+            key: &ObjectKey,
+            fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+        ) -> io::Result<u64> {
+            let mut buf = Vec::new();
+            fill(&mut buf)?;
+            let len = buf.len() as u64;
+            self.files.lock().unwrap().insert(*key, buf);
+            Ok(len)
+        }
+        fn captured(&mut self, file: &Captured) {
+            self.captured.lock().unwrap().push((file.key, file.kind));
+        }
+        fn resumed(&mut self, _: TxId) {}
+        fn map_saved(&mut self, _: TxId) {}
+        fn maintain(&mut self, _: DbShape, _: bool) -> Result<bool, SinkError> {
+            Ok(false)
+        }
+    }
+
+    /// A snapshot at start, then one segment per sync, each continuing the state the file
+    /// before it left (pre-checksum = previous post-checksum), through any sink.
+    #[test]
+    fn captured_files_chain_through_a_sink_of_our_own() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("x.db");
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.pragma_update(None, "journal_mode", "wal").unwrap();
+        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let sink = MemSink::default();
+        let cfg = MonitorConfig::new(db.clone(), d.path().join("meta"));
+        let stats = Arc::new(DbStats::default());
+        let mut m = Monitor::start(cfg, None, Box::new(sink.clone()), stats).unwrap();
+        for i in 0..3 {
+            c.execute("INSERT INTO t VALUES (randomblob(3000))", [])
+                .unwrap();
+            assert!(m.sync().unwrap(), "sync {i} captured the commit");
+        }
+        m.shutdown();
+        let kinds: Vec<CaptureKind> = sink.captured.lock().unwrap().iter().map(|c| c.1).collect();
+        assert_eq!(
+            kinds,
+            [
+                CaptureKind::Snapshot,
+                CaptureKind::Segment,
+                CaptureKind::Segment,
+                CaptureKind::Segment
+            ]
+        );
+        let files = sink.files.lock().unwrap();
+        let mut post = DbChecksum::EMPTY;
+        for (i, bytes) in files.values().enumerate() {
+            let f = replica_formats::decode_file(bytes).unwrap();
+            if i > 0 {
+                assert_eq!(f.header.pre_checksum, post, "file {i} continues the chain");
+            }
+            post = f.trailer.post_checksum;
+        }
+        assert_eq!(m.position(), files.keys().last().map(ObjectKey::max_txid));
+    }
 }

@@ -15,7 +15,7 @@ use super::wal::WalError;
 pub struct MonitorConfig {
     /// Database path.
     pub db_path: PathBuf,
-    /// Directory for the spool and the saved page map.
+    /// Directory for the saved page map (and the sink's spool).
     pub meta_dir: PathBuf,
     /// Busy timeout of memsync's own connections.
     pub busy_timeout: Duration,
@@ -24,12 +24,6 @@ pub struct MonitorConfig {
     /// Average gap between two spool files: the smallest replica sync-interval. With 0 a pass
     /// runs on every WAL change, and what commits while one runs goes into the next one file.
     pub min_sync_gap: Duration,
-    /// How often a compaction pass runs (besides whenever `FAN_IN` level-0 files wait).
-    pub compaction_interval: Duration,
-    /// Restore-point tiers: how compaction groups files, by time, at each level.
-    pub tiers: crate::config::Tiers,
-    /// Take a snapshot at least this often (the smallest replica snapshot-interval), if set.
-    pub snapshot_interval: Option<Duration>,
     /// Time-based PASSIVE checkpoint.
     pub checkpoint_interval: Duration,
     /// WAL frames that trigger a PASSIVE checkpoint.
@@ -44,14 +38,9 @@ pub struct MonitorConfig {
     /// and memsync's CPU is mostly this and the I/O around it. Level 1 would make them smaller
     /// for clearly more replicator CPU (figures: `docs/measurements.md`).
     pub zstd_level: i32,
-    /// zstd level of compacted segments and snapshots, which stay for a tier's retention:
-    /// level 1, where higher levels save little for much more CPU and lower ones cost bytes
-    /// without saving CPU that matters (`docs/measurements.md`).
+    /// zstd level of snapshots, which stay for the retention window: level 1, as compacted
+    /// segments (`replicate::sink::CompactionConfig`).
     pub keep_level: i32,
-    /// Pages per run of compacted segments. The merge holds the run it is encoding: 32 pages
-    /// instead of the format's default 64 lower the replicator's peak memory for slightly more
-    /// replica bytes (`docs/measurements.md`).
-    pub keep_run_pages: usize,
     /// How often to look for an application's checkpoint waiting on memsync.
     pub probe_interval: Duration,
     /// How long nothing must be committed before memsync closes its connections (see
@@ -77,9 +66,6 @@ impl MonitorConfig {
             busy_timeout: Duration::from_secs(1),
             monitor_interval: Duration::from_secs(1),
             min_sync_gap: Duration::from_secs(1),
-            compaction_interval: Duration::from_secs(30),
-            tiers: crate::config::Tiers::default(),
-            snapshot_interval: None,
             checkpoint_interval: Duration::from_secs(60),
             min_checkpoint_pages: 1000,
             truncate_pages: 121_359,
@@ -87,7 +73,6 @@ impl MonitorConfig {
             convert_to_wal: false,
             zstd_level: -20,
             keep_level: 1,
-            keep_run_pages: 4,
             probe_interval: Duration::from_millis(50),
             idle_release: Duration::from_secs(1),
             stop: None,

@@ -86,8 +86,8 @@ impl PageMap {
     }
 
     /// Hash of `pgno`, if within the database.
-    pub fn hash(&self, pgno: u32) -> Option<u64> {
-        self.hashes.get(pgno as usize - 1).copied()
+    pub fn hash(&self, pgno: PageNo) -> Option<u64> {
+        self.hashes.get(pgno.get() as usize - 1).copied()
     }
 
     /// Sets page `pgno` (growing the database if needed) and returns whether it changed.
@@ -227,7 +227,7 @@ mod tests {
         m.set(pg(1), &[7u8; 512]);
         m.rollback();
         assert_eq!((m.checksum(), m.commit()), (c0, n0));
-        assert_eq!(m.hash(2), Some(page_hash(pg(2), &[2u8; 512])));
+        assert_eq!(m.hash(pg(2)), Some(page_hash(pg(2), &[2u8; 512])));
         // Same state reached by another route gives the same checksum.
         let mut other = PageMap::new(ps);
         other.set(pg(2), &[2u8; 512]);

@@ -186,7 +186,7 @@ mod tests {
         assert_eq!(h.frame_cksum, cur.cksum);
         let mut pgnos = Vec::new();
         ix.page_numbers(1, h.mx_frame, &mut pgnos).unwrap();
-        let scanned: Vec<u32> = scan.frames.iter().map(|f| f.pgno).collect();
+        let scanned: Vec<u32> = scan.frames.iter().map(|f| f.pgno.get()).collect();
         assert_eq!(pgnos, scanned);
         // A partial range starting inside the second region.
         let mut tail = Vec::new();

@@ -1,147 +1,17 @@
-//! SQLite WAL file parsing: header, frames, salts and the cumulative checksum.
-//!
-//! Pure functions over bytes plus a small incremental scanner that reads new frames from an
-//! open file. Only frames up to the last *commit* frame are ever returned: a transaction whose
-//! commit frame is not yet written (or is torn) is invisible, exactly as it is to SQLite.
+//! Reading a WAL forward: the committed frames after a cursor, and one frame re-verified on its
+//! own when its page is shipped. Only frames up to the last *commit* frame are ever returned: a
+//! transaction whose commit frame is not yet written (or is torn) is invisible, exactly as it is
+//! to SQLite.
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
-use thiserror::Error;
+use replica_formats::PageNo;
 
-/// Size of the WAL file header.
-pub const WAL_HEADER_LEN: u64 = 32;
-/// Size of a frame header (before the page image).
-pub const FRAME_HEADER_LEN: u64 = 24;
-const MAGIC_LE: u32 = 0x377f_0682;
-const MAGIC_BE: u32 = 0x377f_0683;
-const WAL_VERSION: u32 = 3_007_000;
-
-/// Why a WAL could not be read.
-#[derive(Debug, Error)]
-pub enum WalError {
-    /// Reading the file failed.
-    #[error("reading WAL: {0}")]
-    Io(#[from] io::Error),
-    /// The header is not a valid WAL header (bad magic, version, page size or checksum).
-    #[error("invalid WAL header: {0}")]
-    BadHeader(&'static str),
-}
-
-/// The two running checksum words of SQLite's WAL checksum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Cksum(pub u32, pub u32);
-
-/// Parsed WAL header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WalHeader {
-    /// True when checksums are computed over big-endian words (magic 0x377f0683).
-    pub big_endian: bool,
-    /// Database page size.
-    pub page_size: u32,
-    /// Checkpoint sequence number: incremented by SQLite every time the WAL restarts.
-    pub ckpt_seq: u32,
-    /// Salt-1: incremented on every WAL restart.
-    pub salt1: u32,
-    /// Salt-2: a fresh random value on every WAL restart.
-    pub salt2: u32,
-    /// Checksum over the first 24 header bytes; seeds the frame checksum chain.
-    pub cksum: Cksum,
-}
-
-impl WalHeader {
-    /// Parses and verifies a 32-byte header.
-    pub fn parse(b: &[u8]) -> Result<Self, WalError> {
-        if b.len() < WAL_HEADER_LEN as usize {
-            return Err(WalError::BadHeader("shorter than 32 bytes"));
-        }
-        let big_endian = match be32(b, 0) {
-            MAGIC_LE => false,
-            MAGIC_BE => true,
-            _ => return Err(WalError::BadHeader("bad magic")),
-        };
-        if be32(b, 4) != WAL_VERSION {
-            return Err(WalError::BadHeader("unsupported version"));
-        }
-        let raw_ps = be32(b, 8);
-        let page_size = if raw_ps == 1 { 65536 } else { raw_ps };
-        if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
-            return Err(WalError::BadHeader("bad page size"));
-        }
-        let cksum = Cksum(be32(b, 24), be32(b, 28));
-        if checksum(big_endian, Cksum::default(), &b[..24]) != cksum {
-            return Err(WalError::BadHeader("header checksum mismatch"));
-        }
-        Ok(WalHeader {
-            big_endian,
-            page_size,
-            ckpt_seq: be32(b, 12),
-            salt1: be32(b, 16),
-            salt2: be32(b, 20),
-            cksum,
-        })
-    }
-
-    /// Size in bytes of one frame (header plus page).
-    pub fn frame_len(&self) -> u64 {
-        FRAME_HEADER_LEN + self.page_size as u64
-    }
-}
-
-/// One frame's header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameHeader {
-    /// Page number this frame carries.
-    pub pgno: u32,
-    /// For a commit frame, the database size in pages after the commit; 0 otherwise.
-    pub commit: u32,
-    /// Salts, which must equal the WAL header's.
-    pub salt1: u32,
-    /// Second salt.
-    pub salt2: u32,
-    /// Cumulative checksum up to and including this frame.
-    pub cksum: Cksum,
-}
-
-impl FrameHeader {
-    /// Parses a 24-byte frame header.
-    pub fn parse(b: &[u8]) -> Self {
-        FrameHeader {
-            pgno: be32(b, 0),
-            commit: be32(b, 4),
-            salt1: be32(b, 8),
-            salt2: be32(b, 12),
-            cksum: Cksum(be32(b, 16), be32(b, 20)),
-        }
-    }
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// SQLite's WAL checksum: over pairs of 32-bit words, `s0 += x0 + s1; s1 += x1 + s0`.
-/// `data.len()` must be a multiple of 8 (always true for headers and pages).
-pub fn checksum(big_endian: bool, seed: Cksum, data: &[u8]) -> Cksum {
-    let (mut s0, mut s1) = (seed.0, seed.1);
-    for w in data.chunks_exact(8) {
-        let (x0, x1) = if big_endian {
-            (
-                u32::from_be_bytes([w[0], w[1], w[2], w[3]]),
-                u32::from_be_bytes([w[4], w[5], w[6], w[7]]),
-            )
-        } else {
-            (
-                u32::from_le_bytes([w[0], w[1], w[2], w[3]]),
-                u32::from_le_bytes([w[4], w[5], w[6], w[7]]),
-            )
-        };
-        s0 = s0.wrapping_add(x0).wrapping_add(s1);
-        s1 = s1.wrapping_add(x1).wrapping_add(s0);
-    }
-    Cksum(s0, s1)
-}
+use super::{
+    Cksum, FRAME_HEADER_LEN, FrameHeader, WAL_HEADER_LEN, WalError, WalHeader, be32, checksum,
+    read_exact_at,
+};
 
 /// Where a reader stands in one WAL generation: the byte offset of the next frame and the
 /// running checksum after the previous frame.
@@ -175,7 +45,7 @@ impl WalCursor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
     /// Page number.
-    pub pgno: u32,
+    pub pgno: PageNo,
     /// Offset of the frame header in the WAL file.
     pub offset: u64,
 }
@@ -228,7 +98,7 @@ pub fn scan_committed(
     }
     let start = cursor.offset;
     // The previous frame, when it was a commit frame: its page, size field and content hash.
-    let mut prev_commit: Option<(u32, u32, u64)> = None;
+    let mut prev_commit: Option<(PageNo, u32, u64)> = None;
     let mut scan = Scan::default();
     let mut pending: Vec<Frame> = Vec::new();
     let mut off = cursor.offset;
@@ -244,31 +114,27 @@ pub fn scan_committed(
         for i in 0..n as usize {
             let fb = &buf[i * flen as usize..(i + 1) * flen as usize];
             let fh = FrameHeader::parse(fb);
-            if fh.salt1 != h.salt1 || fh.salt2 != h.salt2 || fh.pgno == 0 {
-                break 'outer;
-            }
+            let pgno = match PageNo::new(fh.pgno) {
+                Some(p) if fh.salt1 == h.salt1 && fh.salt2 == h.salt2 => p,
+                _ => break 'outer,
+            };
             let c = checksum(h.big_endian, ck, &fb[..8]);
             let c = checksum(h.big_endian, c, &fb[FRAME_HEADER_LEN as usize..]);
             if c != fh.cksum {
                 break 'outer;
             }
-            let content = (fh.commit != 0).then(|| {
-                let pgno = replica_formats::PageNo::new(fh.pgno).expect("checked nonzero");
-                replica_formats::page_hash(pgno, &fb[FRAME_HEADER_LEN as usize..])
-            });
+            let content = (fh.commit != 0)
+                .then(|| replica_formats::page_hash(pgno, &fb[FRAME_HEADER_LEN as usize..]));
             if let (Some(hash), true) = (content, pending.is_empty())
-                && prev_commit == Some((fh.pgno, fh.commit, hash))
+                && prev_commit == Some((pgno, fh.commit, hash))
             {
                 scan.repeated_commits += 1;
             }
-            pending.push(Frame {
-                pgno: fh.pgno,
-                offset: off,
-            });
+            pending.push(Frame { pgno, offset: off });
             ck = c;
             off += flen;
             if let Some(hash) = content {
-                prev_commit = Some((fh.pgno, fh.commit, hash));
+                prev_commit = Some((pgno, fh.commit, hash));
                 scan.frames.append(&mut pending);
                 scan.commit = Some(fh.commit);
                 scan.transactions += 1;
@@ -283,20 +149,6 @@ pub fn scan_committed(
         }
     }
     Ok(scan)
-}
-
-/// Reads the WAL header of `file`, or `None` if the file is shorter than a header (empty WAL).
-pub fn read_header(file: &File) -> Result<Option<WalHeader>, WalError> {
-    let mut b = [0u8; WAL_HEADER_LEN as usize];
-    match read_exact_at(file, &mut b, 0) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    if b.iter().all(|&x| x == 0) {
-        return Ok(None);
-    }
-    WalHeader::parse(&b).map(Some)
 }
 
 /// Reads one frame and checks it on its own: same salts and page number, and its checksum
@@ -335,7 +187,7 @@ pub fn read_verified_frame(
         };
         let fb = &buf[skip..];
         let h = FrameHeader::parse(fb);
-        if h.salt1 != header.salt1 || h.salt2 != header.salt2 || h.pgno != frame.pgno {
+        if h.salt1 != header.salt1 || h.salt2 != header.salt2 || h.pgno != frame.pgno.get() {
             return Ok(false);
         }
         let c = checksum(header.big_endian, prev, &fb[..8]);
@@ -365,63 +217,11 @@ thread_local! {
     static SPAN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The running checksum recorded in the header of the frame at `offset`.
-pub fn stored_cksum(file: &File, offset: u64) -> io::Result<Cksum> {
-    let mut b = [0u8; 8];
-    read_exact_at(file, &mut b, offset + 16)?;
-    Ok(Cksum(be32(&b, 0), be32(&b, 4)))
-}
-
-/// The header of the frame at `offset`.
-pub fn read_frame_header(file: &File, offset: u64) -> io::Result<FrameHeader> {
-    let mut fh = [0u8; FRAME_HEADER_LEN as usize];
-    read_exact_at(file, &mut fh, offset)?;
-    Ok(FrameHeader::parse(&fh))
-}
-
-/// `pread` until `buf` is full; `UnexpectedEof` if the file is shorter.
-pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    file.read_exact_at(buf, offset)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::read_header;
+    use super::super::testwal::build_wal;
     use super::*;
-
-    /// Builds a WAL image the way SQLite does, for tests of the parser.
-    pub(crate) fn build_wal(
-        big_endian: bool,
-        page_size: u32,
-        salts: (u32, u32),
-        frames: &[(u32, u32, u8)],
-    ) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&(if big_endian { MAGIC_BE } else { MAGIC_LE }).to_be_bytes());
-        out.extend_from_slice(&WAL_VERSION.to_be_bytes());
-        out.extend_from_slice(&page_size.to_be_bytes());
-        out.extend_from_slice(&7u32.to_be_bytes());
-        out.extend_from_slice(&salts.0.to_be_bytes());
-        out.extend_from_slice(&salts.1.to_be_bytes());
-        let c = checksum(big_endian, Cksum::default(), &out[..24]);
-        out.extend_from_slice(&c.0.to_be_bytes());
-        out.extend_from_slice(&c.1.to_be_bytes());
-        let mut ck = c;
-        for &(pgno, commit, fill) in frames {
-            let mut fh = Vec::new();
-            fh.extend_from_slice(&pgno.to_be_bytes());
-            fh.extend_from_slice(&commit.to_be_bytes());
-            let page = vec![fill; page_size as usize];
-            ck = checksum(big_endian, ck, &fh);
-            ck = checksum(big_endian, ck, &page);
-            fh.extend_from_slice(&salts.0.to_be_bytes());
-            fh.extend_from_slice(&salts.1.to_be_bytes());
-            fh.extend_from_slice(&ck.0.to_be_bytes());
-            fh.extend_from_slice(&ck.1.to_be_bytes());
-            out.extend_from_slice(&fh);
-            out.extend_from_slice(&page);
-        }
-        out
-    }
 
     fn write_tmp(bytes: &[u8]) -> (tempfile::TempDir, File) {
         let d = tempfile::tempdir().unwrap();
@@ -528,13 +328,5 @@ mod tests {
             1,
             "one transaction past the cursor, not all of them"
         );
-    }
-
-    #[test]
-    fn bad_header_rejected() {
-        let mut wal = build_wal(false, 512, (1, 2), &[]);
-        wal[20] ^= 1;
-        assert!(WalHeader::parse(&wal).is_err());
-        assert!(WalHeader::parse(&wal[..10]).is_err());
     }
 }

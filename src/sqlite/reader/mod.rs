@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 
 use replica_formats::{PageNo, PageSize};
 
+mod continuity;
+
+pub use continuity::{AfterRestart, after_restart};
+
 use super::sidecar;
 use super::wal::{self, Frame, Scan, WalCursor, WalError, WalHeader};
 use super::walindex::{IndexHeader, WalIndex};
@@ -43,7 +47,7 @@ pub struct Source {
     page_size: PageSize,
     cursor: Option<WalCursor>,
     /// Latest committed frame of each page in the current generation, up to the cursor.
-    index: HashMap<u32, Frame>,
+    index: HashMap<PageNo, Frame>,
     /// Database size in pages after the last commit of the current generation.
     last_commit: Option<u32>,
     /// Reused read buffer of the WAL scanner.
@@ -225,14 +229,20 @@ impl Source {
             None => 1,
         };
         self.last_change = Some(ih.change);
-        let frames = pgnos
+        // Zero was refused above.
+        let Some(frames) = pgnos
             .iter()
             .enumerate()
-            .map(|(i, &pgno)| Frame {
-                pgno,
-                offset: wal::WAL_HEADER_LEN + (have + i as u64) * flen,
+            .map(|(i, &pgno)| {
+                Some(Frame {
+                    pgno: PageNo::new(pgno)?,
+                    offset: wal::WAL_HEADER_LEN + (have + i as u64) * flen,
+                })
             })
-            .collect();
+            .collect()
+        else {
+            return Ok(None);
+        };
         cur.offset = end;
         cur.cksum = ih.frame_cksum;
         Ok(Some(Scan {
@@ -248,50 +258,6 @@ impl Source {
         self.last_commit = None;
         self.cursor = next.map(WalCursor::start);
         Poll::Restarted { prev, next }
-    }
-
-    /// Positions the reader after the frame that ends at `offset` with running checksum `cksum`
-    /// in the generation with the given salts, indexing every frame before it. Returns the
-    /// frames committed after that point, or `None` if the WAL no longer holds that position
-    /// (restarted, truncated or rewritten): the caller must then resynchronise.
-    pub fn resume(&mut self, pos: &replica_formats::WalPosition) -> Result<Option<Scan>, WalError> {
-        self.reset();
-        let Some(wal) = self.wal_file()? else {
-            return Ok(None);
-        };
-        let Some(h) = wal::read_header(wal)? else {
-            return Ok(None);
-        };
-        if h.salt1 != pos.salt1 || h.salt2 != pos.salt2 {
-            return Ok(None);
-        }
-        let mut cur = WalCursor::start(h);
-        let cap = self.published_frames(&h);
-        let wal = self.wal.as_ref().expect("opened above");
-        let mut scan = wal::scan_committed(wal, &mut cur, 0, cap, &mut self.scan_buf)?;
-        let split = if pos.offset == wal::WAL_HEADER_LEN {
-            (h.cksum == wal::Cksum(pos.cksum1, pos.cksum2)).then_some(0)
-        } else {
-            scan.frames
-                .iter()
-                .position(|f| f.offset + h.frame_len() == pos.offset)
-                .filter(|&i| {
-                    wal::stored_cksum(wal, scan.frames[i].offset).ok()
-                        == Some(wal::Cksum(pos.cksum1, pos.cksum2))
-                })
-                .map(|i| i + 1)
-        };
-        let Some(split) = split else {
-            return Ok(None);
-        };
-        for f in &scan.frames {
-            self.index.insert(f.pgno, *f);
-        }
-        self.last_commit = scan.commit;
-        self.cursor = Some(cur);
-        let after = scan.frames.split_off(split);
-        scan.frames = after;
-        Ok(Some(scan))
     }
 
     /// The last frame SQLite has published as committed in the generation with header `h`, when
@@ -356,72 +322,6 @@ impl Source {
         Ok(hdr)
     }
 
-    /// After memsync released its read transaction (stepping aside for an application's
-    /// checkpoint), decides whether the WAL still holds every commit made since `mark` and, if
-    /// so, returns those commits. Call with the write lock held. `None` means it cannot be
-    /// proven and the caller must resynchronise.
-    ///
-    /// Proof: SQLite counts commits in the index header (`iChange`; only a rebuild of the index
-    /// after a writer died mid-update resets it, and a false match would then need exactly as
-    /// many lost commits as the old count) and adds one to the first salt at each WAL restart
-    /// made by a connection that already knew the WAL (a fresh connection re-randomises both
-    /// salts: the proof then fails and a resync follows, which is only slower). With the same
-    /// salts nothing was restarted, so the frames after the cursor are all there. With the first
-    /// salt one higher, exactly one restart happened; every commit since the mark is in the new
-    /// generation exactly when the commit frames found there, checksums verified from its first
-    /// frame, number as many as the counter moved (a commit padded to a sector boundary repeats
-    /// its commit frame; any repeat refuses the proof rather than be miscounted).
-    pub fn continue_after(&mut self, mark: &IndexHeader) -> Result<Option<Scan>, WalError> {
-        let Some(now) = self.walindex.as_ref().and_then(WalIndex::header) else {
-            return Ok(None);
-        };
-        if now.salt == mark.salt {
-            return Ok(match self.poll(0)? {
-                Poll::Idle => Some(Scan::default()),
-                Poll::Frames(scan) => Some(scan),
-                Poll::Restarted { .. } => None,
-            });
-        }
-        let salt1 =
-            |h: &IndexHeader| u32::from_be_bytes([h.salt[0], h.salt[1], h.salt[2], h.salt[3]]);
-        if salt1(&now) != salt1(mark).wrapping_add(1) {
-            return Ok(None);
-        }
-        let commits = u64::from(now.change.wrapping_sub(mark.change));
-        self.reset();
-        if now.mx_frame == 0 {
-            // Restarted and nothing committed since: the next frame starts the new generation.
-            return Ok((commits == 0).then(Scan::default));
-        }
-        let Some(wal) = self.wal_file()? else {
-            return Ok(None);
-        };
-        let Some(h) = wal::read_header(wal)? else {
-            return Ok(None);
-        };
-        if !now.describes(&h) {
-            return Ok(None);
-        }
-        let mut cur = WalCursor::start(h);
-        let wal = self.wal.as_ref().expect("opened above");
-        let cap = Some(u64::from(now.mx_frame));
-        let scan = wal::scan_committed(wal, &mut cur, 0, cap, &mut self.scan_buf)?;
-        if cur.frame_count() != u64::from(now.mx_frame)
-            || scan.transactions != commits
-            || scan.repeated_commits > 0
-        {
-            self.reset();
-            return Ok(None);
-        }
-        for f in &scan.frames {
-            self.index.insert(f.pgno, *f);
-        }
-        self.last_commit = scan.commit;
-        self.last_change = Some(now.change);
-        self.cursor = Some(cur);
-        Ok(Some(scan))
-    }
-
     /// Reads a frame's page image, verified on its own (see [`wal::read_verified_frame`]);
     /// `false` if the frame no longer verifies, which means the WAL was rewritten under the
     /// reader.
@@ -451,13 +351,13 @@ impl Source {
     }
 
     /// Reads page `pgno` as of the cursor into `buf` (zeros past the end of the file).
-    pub fn read_page(&self, pgno: u32, buf: &mut [u8]) -> io::Result<()> {
+    pub fn read_page(&self, pgno: PageNo, buf: &mut [u8]) -> io::Result<()> {
         if let (Some(f), Some(wal), Some(c)) = (self.index.get(&pgno), &self.wal, &self.cursor)
             && wal::read_verified_frame(wal, &c.header, f, buf)?
         {
             return Ok(());
         }
-        let off = (pgno as u64 - 1) * self.page_size.get() as u64;
+        let off = (u64::from(pgno.get()) - 1) * u64::from(self.page_size.get());
         buf.fill(0);
         let len = self.db.metadata()?.len();
         if off < len {
@@ -496,7 +396,7 @@ impl Source {
                 }
                 let page = &mut buf[i as usize * ps..(i as usize + 1) * ps];
                 if let (Some(fr), Some(wal), Some(c)) =
-                    (self.index.get(&pgno.get()), &self.wal, &self.cursor)
+                    (self.index.get(&pgno), &self.wal, &self.cursor)
                     && wal::read_verified_frame(wal, &c.header, fr, &mut tmp)?
                 {
                     page.copy_from_slice(&tmp);
@@ -506,93 +406,5 @@ impl Source {
             first += n;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn setup() -> (tempfile::TempDir, rusqlite::Connection, Source) {
-        let d = tempfile::tempdir().unwrap();
-        let db = d.path().join("x.db");
-        let c = rusqlite::Connection::open(&db).unwrap();
-        c.pragma_update(None, "journal_mode", "wal").unwrap();
-        c.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
-            .unwrap();
-        let src = Source::open(&db).unwrap();
-        (d, c, src)
-    }
-
-    fn drain(src: &mut Source) {
-        while let Poll::Frames(_) | Poll::Restarted { .. } = src.poll(0).unwrap() {}
-    }
-
-    fn write(c: &rusqlite::Connection, n: usize) {
-        for _ in 0..n {
-            c.execute("INSERT INTO t VALUES (randomblob(100))", [])
-                .unwrap();
-        }
-    }
-
-    fn checkpoint(c: &rusqlite::Connection, mode: &str) {
-        c.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))
-            .unwrap();
-    }
-
-    /// The proof `continue_after` relies on holds on real SQLite: it accepts exactly the cases
-    /// where every commit since the mark is still in the WAL.
-    #[test]
-    fn continuing_after_a_yield_is_proven_or_refused() {
-        // Same generation: the new commits are returned.
-        let (_d, c, mut src) = setup();
-        drain(&mut src);
-        let mark = src.index_mark().unwrap();
-        write(&c, 2);
-        assert_eq!(src.continue_after(&mark).unwrap().unwrap().transactions, 2);
-
-        // One restart (RESTART, then the next writer restarts the WAL), everything after it.
-        for mode in ["RESTART", "TRUNCATE"] {
-            let (_d, c, mut src) = setup();
-            drain(&mut src);
-            let mark = src.index_mark().unwrap();
-            checkpoint(&c, mode);
-            write(&c, 3);
-            let scan = src.continue_after(&mark).unwrap().expect(mode);
-            assert_eq!(scan.transactions, 3, "{mode}");
-            // The reader goes on from there.
-            write(&c, 1);
-            let Poll::Frames(next) = src.poll(0).unwrap() else {
-                panic!("{mode}: the next commit is read")
-            };
-            assert_eq!(next.transactions, 1);
-        }
-
-        // Restarted, nothing committed yet.
-        let (_d, c, mut src) = setup();
-        drain(&mut src);
-        let mark = src.index_mark().unwrap();
-        checkpoint(&c, "TRUNCATE");
-        assert!(src.continue_after(&mark).unwrap().is_some());
-
-        // Commits made before the restart were checkpointed away: refused.
-        let (_d, c, mut src) = setup();
-        drain(&mut src);
-        let mark = src.index_mark().unwrap();
-        write(&c, 2);
-        checkpoint(&c, "TRUNCATE");
-        write(&c, 1);
-        assert!(src.continue_after(&mark).unwrap().is_none());
-
-        // Two restarts: refused even with nothing lost in between.
-        let (_d, c, mut src) = setup();
-        drain(&mut src);
-        let mark = src.index_mark().unwrap();
-        checkpoint(&c, "TRUNCATE");
-        write(&c, 1);
-        checkpoint(&c, "TRUNCATE");
-        write(&c, 1);
-        assert!(src.continue_after(&mark).unwrap().is_none());
     }
 }

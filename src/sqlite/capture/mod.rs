@@ -1,21 +1,30 @@
-//! Turning database changes into spool files: segments from WAL frames, snapshots and
-//! resynchronisation diffs from a full read.
+//! Turning database changes into files for the sink: segments from WAL frames here, snapshots
+//! and resynchronisation diffs from a full read in `full.rs`. [`Capture`] owns what that needs
+//! (the database view, the cursor, the sink) and no lock: the monitor holds the write lock
+//! around the steps that need it.
 
 use std::collections::BTreeMap;
 use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use replica_formats::{
-    DbChecksum, EncodeOptions, FileEncoder, FileKind, Header, Level, ObjectKey, PageNo, Timestamp,
-    TxId, WalPosition,
+    EncodeOptions, FileEncoder, FileKind, Header, Level, ObjectKey, PageNo, Timestamp, TxId,
+    WalPosition,
 };
 
+mod full;
+
 use super::carry::{self, Carry};
-use super::monitor::{Monitor, MonitorError};
+use super::cursor::Cursor;
+use super::monitor::{MonitorConfig, MonitorError};
 use super::pagemap::PageMap;
-use super::reader::Poll;
-use super::wal::{Frame, Scan};
+use super::reader::{AfterRestart, Poll, Source, after_restart};
+use super::sink::{CaptureKind, Captured, Sink};
+use super::wal::{Frame, Scan, WalError};
+use crate::stats::DbStats;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> Timestamp {
@@ -25,9 +34,102 @@ pub fn now_ms() -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
-impl Monitor {
-    fn next_txid(&self) -> TxId {
-        self.pos.map_or(TxId::new(1).expect("nonzero"), TxId::next)
+/// What capture writes with, from the monitor's settings.
+#[derive(Debug, Clone)]
+pub(super) struct CaptureSettings {
+    /// The database, for messages.
+    pub(super) db: PathBuf,
+    /// Where the page map is saved.
+    pub(super) map_path: PathBuf,
+    /// zstd level of level-0 segments.
+    pub(super) zstd_level: i32,
+    /// zstd level of snapshots.
+    pub(super) keep_level: i32,
+    /// Upper bound of WAL bytes put in one segment.
+    pub(super) max_segment_bytes: u64,
+    /// With no gap between syncs, a checkpoint's tail is written at once, never carried.
+    pub(super) carry_tail: bool,
+}
+
+impl CaptureSettings {
+    /// The capture side of `cfg`.
+    pub(super) fn new(cfg: &MonitorConfig) -> Self {
+        CaptureSettings {
+            db: cfg.db_path.clone(),
+            map_path: cfg.meta_dir.join("pagemap"),
+            zstd_level: cfg.zstd_level,
+            keep_level: cfg.keep_level,
+            max_segment_bytes: cfg.max_segment_bytes,
+            carry_tail: !cfg.min_sync_gap.is_zero(),
+        }
+    }
+}
+
+/// Turns what the reader finds into files for the sink: the view of the database, the cursor
+/// over it and the sink, and nothing of locks or timing (the monitor takes the write lock
+/// where a step needs it).
+pub(super) struct Capture {
+    /// The consistent view of the database.
+    pub(super) src: Source,
+    /// Where capture stands.
+    pub(super) cur: Cursor,
+    /// Where files go.
+    pub(super) sink: Box<dyn Sink>,
+    pub(super) stats: Arc<DbStats>,
+    set: CaptureSettings,
+    last_map_save: Instant,
+}
+
+impl Capture {
+    /// Capture of the database `src` shows, nothing replicated yet.
+    pub(super) fn new(
+        src: Source,
+        sink: Box<dyn Sink>,
+        stats: Arc<DbStats>,
+        set: CaptureSettings,
+    ) -> Self {
+        Capture {
+            cur: Cursor::new(src.page_size()),
+            src,
+            sink,
+            stats,
+            set,
+            // The first checkpoint may save at once.
+            last_map_save: Instant::now() - Duration::from_secs(3600),
+        }
+    }
+
+    pub(super) fn io_err(&self, what: &str, source: io::Error) -> MonitorError {
+        MonitorError::Io {
+            what: format!("{} ({})", what, self.set.db.display()),
+            source,
+        }
+    }
+
+    pub(super) fn wal_err(&self, source: WalError) -> MonitorError {
+        MonitorError::Wal {
+            db: self.set.db.display().to_string(),
+            source,
+        }
+    }
+
+    /// Saves the page map (at most every few seconds), so a crash costs a replay of the spool
+    /// files after it rather than a full snapshot.
+    pub(super) fn save_map(&mut self, force: bool) {
+        let Some(pos) = self.cur.pos else {
+            return;
+        };
+        if !force && self.last_map_save.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+        self.last_map_save = Instant::now();
+        match self.cur.map.save(&self.set.map_path, pos) {
+            Ok(()) => self.sink.map_saved(pos),
+            Err(e) => crate::log::warn(&format!(
+                "{}: cannot save page map: {e}",
+                self.set.db.display()
+            )),
+        }
     }
 
     fn wal_position(&self) -> WalPosition {
@@ -54,7 +156,7 @@ impl Monitor {
             timestamp: now_ms(),
             pre_checksum: match kind {
                 FileKind::Snapshot => replica_formats::DbChecksum::EMPTY,
-                FileKind::Segment => self.map.checksum(),
+                FileKind::Segment => self.cur.map.checksum(),
             },
             wal: self.wal_position(),
         }
@@ -62,12 +164,14 @@ impl Monitor {
 
     fn options(&self) -> EncodeOptions {
         EncodeOptions {
-            zstd_level: self.cfg.zstd_level,
+            zstd_level: self.set.zstd_level,
             ..EncodeOptions::default()
         }
     }
 
-    /// Level-0 segments use small runs: compaction streams one decoded run per input.
+    /// Level-0 segments use small runs: compaction streams one decoded run per input, and a
+    /// restore reading through the run index fetches whole runs, so 4 pages let it skip most
+    /// replaced pages, for ~3 % more level-0 bytes than 16 (`docs/measurements.md`).
     fn segment_options(&self) -> EncodeOptions {
         EncodeOptions {
             pages_per_run: 4,
@@ -77,7 +181,7 @@ impl Monitor {
 
     /// Header and key of the next level-0 segment.
     fn next_segment(&self, commit: u32) -> (Header, ObjectKey) {
-        let txid = self.next_txid();
+        let txid = self.cur.next_txid();
         let header = self.header(FileKind::Segment, txid, commit);
         let key = ObjectKey::Segment {
             level: Level::ZERO,
@@ -94,33 +198,35 @@ impl Monitor {
     /// (each costs a spool file, an upload and a compaction input). A segment's worth is written
     /// at once. The frames stay readable until written: memsync's read transaction keeps the WAL
     /// from being restarted (a read mark above 0) or backfilled (read mark 0) meanwhile.
-    pub(super) fn gather_wal(&mut self) -> Result<(), MonitorError> {
+    ///
+    /// `protected` says whether memsync's read transaction protected the WAL all along (see
+    /// `monitor.rs`); true is returned when the WAL was restarted meanwhile.
+    pub(super) fn gather_wal(&mut self, protected: bool) -> Result<bool, MonitorError> {
+        let mut restarted = false;
         let frame_len = self.src.page_size().as_usize() as u64 + super::wal::FRAME_HEADER_LEN;
         loop {
             match self
                 .src
-                .poll(self.cfg.max_segment_bytes)
+                .poll(self.set.max_segment_bytes)
                 .map_err(|e| self.wal_err(e))?
             {
-                Poll::Idle => return Ok(()),
+                Poll::Idle => return Ok(restarted),
                 Poll::Frames(scan) => {
-                    if self.pos.is_some() && !self.needs_resync {
-                        let pending = self.pending.get_or_insert_with(Scan::default);
+                    if self.cur.pos.is_some() && !self.cur.needs_resync {
+                        let pending = self.cur.pending.get_or_insert_with(Scan::default);
                         pending.append(scan);
-                        if pending.frames.len() as u64 * frame_len >= self.cfg.max_segment_bytes {
+                        if pending.frames.len() as u64 * frame_len >= self.set.max_segment_bytes {
                             self.write_pending()?;
                         }
                     }
                 }
                 Poll::Restarted { prev, next } => {
-                    self.frames_at_checkpoint = 0;
-                    let sane = next.is_none_or(|h| h.ckpt_seq != prev.ckpt_seq);
-                    // Gathered frames of the old generation can no longer be read safely (a
-                    // frame of the new one at the same offset would pass for them): the pages
-                    // that differ are shipped from the database instead.
-                    let orphaned = self.pending.take().is_some();
-                    if orphaned || !(self.protected && sane) {
-                        self.needs_resync = true;
+                    restarted = true;
+                    let gathered = self.cur.pending.take().is_some();
+                    if after_restart(&prev, next.as_ref(), protected, gathered)
+                        == AfterRestart::Resync
+                    {
+                        self.cur.needs_resync = true;
                     }
                 }
             }
@@ -129,15 +235,15 @@ impl Monitor {
 
     /// Writes the gathered frames and the carried tail, if any, as one segment.
     pub(super) fn write_pending(&mut self) -> Result<(), MonitorError> {
-        let scan = self.pending.take();
-        if self.pos.is_none() || self.needs_resync {
+        let scan = self.cur.pending.take();
+        if self.cur.pos.is_none() || self.cur.needs_resync {
             // A snapshot or a resynchronisation covers them (both read the database).
-            self.carry = None;
+            self.cur.carry = None;
             return Ok(());
         }
         match scan {
             Some(scan) => self.write_frames(&scan),
-            None if self.carry.is_some() => self.write_frames(&Scan::default()),
+            None if self.cur.carry.is_some() => self.write_frames(&Scan::default()),
             None => Ok(()),
         }
     }
@@ -146,19 +252,19 @@ impl Monitor {
     /// frames' pages into the carry (see `carry.rs`), to be written with the next sync's
     /// segment. With `sync-interval: 0`, or a tail too large to hold, they are written now.
     pub(super) fn carry_pending(&mut self) -> Result<(), MonitorError> {
-        let Some(scan) = self.pending.take() else {
+        let Some(scan) = self.cur.pending.take() else {
             return Ok(());
         };
         let Some(commit) = scan.commit else {
             return Ok(());
         };
-        if self.pos.is_none() || self.needs_resync {
+        if self.cur.pos.is_none() || self.cur.needs_resync {
             return Ok(());
         }
         let latest = latest_frames(&scan, commit);
-        let held = self.carry.as_ref().map_or(0, |c| c.pages.len());
-        if self.cfg.min_sync_gap.is_zero() || held + latest.len() > carry::MAX_PAGES {
-            self.pending = Some(scan);
+        let held = self.cur.carry.as_ref().map_or(0, |c| c.pages.len());
+        if !self.set.carry_tail || held + latest.len() > carry::MAX_PAGES {
+            self.cur.pending = Some(scan);
             return self.write_pending();
         }
         let mut pages = Vec::with_capacity(latest.len());
@@ -170,13 +276,14 @@ impl Monitor {
                 .map_err(|e| self.io_err("reading WAL", e))?
             {
                 // Cannot happen under the write lock; if it does, the database is the truth.
-                self.carry = None;
-                self.needs_resync = true;
+                self.cur.carry = None;
+                self.cur.needs_resync = true;
                 return Ok(());
             }
             pages.push((pgno, page));
         }
-        self.carry
+        self.cur
+            .carry
             .get_or_insert_with(Carry::default)
             .add(pages, commit, scan.transactions);
         Ok(())
@@ -185,7 +292,7 @@ impl Monitor {
     /// Writes the committed frames of `scan`, over the carried tail if any, as one segment
     /// (the latest image of each page).
     pub(super) fn write_frames(&mut self, scan: &Scan) -> Result<(), MonitorError> {
-        let carry = self.carry.take().unwrap_or_default();
+        let carry = self.cur.carry.take().unwrap_or_default();
         let Some(commit) = scan
             .commit
             .or((!carry.pages.is_empty()).then_some(carry.commit))
@@ -204,12 +311,16 @@ impl Monitor {
         let opts = self.segment_options();
         let ps = self.src.page_size().as_usize();
         let src = &self.src;
-        let map = &mut self.map;
+        let map = &mut self.cur.map;
         map.begin();
-        let res = self.spool.write(&key, |w| {
+        let res = self.sink.write(&key, &mut |w| {
             let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
             let mut page = vec![0u8; ps];
-            let mut carried = carry.pages.range(..=commit).peekable();
+            let mut carried = carry
+                .pages
+                .iter()
+                .take_while(|(c, _)| c.get() <= commit)
+                .peekable();
             for (&pgno, f) in &latest {
                 // Carried pages below this frame's, then the frame (newer than any carried).
                 while let Some((&c, data)) = carried.next_if(|(c, _)| **c < pgno) {
@@ -228,191 +339,63 @@ impl Monitor {
             enc.finish(map.checksum()).map_err(fmt_err)?;
             Ok(())
         });
-        self.finish_write(&key, res, transactions)
+        self.finish_write(&key, CaptureKind::Segment, res, transactions)
     }
 
     fn finish_write(
         &mut self,
         key: &ObjectKey,
+        kind: CaptureKind,
         res: io::Result<u64>,
         transactions: u64,
     ) -> Result<(), MonitorError> {
         let txid = key.max_txid();
         match res {
             Ok(size) => {
-                self.compactor
-                    .set_db_size(self.map.commit(), self.map.page_size());
-                self.compactor.note(key, size);
-                self.map.commit_changes();
-                self.pos = Some(txid);
+                self.cur.map.commit_changes();
+                self.cur.pos = Some(txid);
                 self.stats.spooled_bytes.fetch_add(size, Ordering::Relaxed);
                 self.stats
                     .transactions
                     .fetch_add(transactions, Ordering::Relaxed);
                 self.stats.position.store(txid.get(), Ordering::Relaxed);
-                self.positions.send_replace(self.pos);
+                let db = self.cur.shape();
+                self.sink.captured(&Captured {
+                    key: *key,
+                    kind,
+                    size,
+                    db,
+                });
                 Ok(())
             }
             Err(e) if e.get_ref().is_some_and(|i| i.is::<WalMoved>()) => {
                 // The WAL was rewritten while unprotected: nothing wrong was written (the file
                 // was discarded); the next sync diffs the database instead.
-                self.map.rollback();
-                self.needs_resync = true;
+                self.cur.map.rollback();
+                self.cur.needs_resync = true;
                 crate::log::info(&format!(
                     "{}: the WAL changed under the reader; shipping the pages that differ",
-                    self.cfg.db_path.display()
+                    self.set.db.display()
                 ));
                 Ok(())
             }
             Err(e) => {
-                self.map.rollback();
+                self.cur.map.rollback();
                 // The frames are still protected by the read transaction, but the cursor moved
                 // past them: the next sync diffs the whole database instead.
-                self.needs_resync = true;
+                self.cur.needs_resync = true;
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 Err(self.io_err("writing spool file", e))
             }
         }
     }
-
-    /// Writes a snapshot of the database at the reader's cursor, as a new position, and
-    /// replaces the page map.
-    pub(super) fn snapshot(&mut self) -> Result<(), MonitorError> {
-        // The snapshot holds the database at the cursor, past anything gathered or carried.
-        self.pending = None;
-        self.carry = None;
-        self.write_snapshot_map(self.next_txid()).map(|_| ())
-    }
-
-    /// Periodic snapshot of the current position (no new position: the state is the one the
-    /// last segment produced, so older segments and this snapshot chain into the same future).
-    /// It doubles as a self-check: the database must hash to the replicated state. If it does
-    /// not, the snapshot is written as a new position, which restores then start from.
-    pub(super) fn snapshot_current(&mut self) -> Result<(), MonitorError> {
-        if !self.attach(false)? {
-            // Out of WAL mode: taken once the database is back (see `idle.rs`).
-            return Ok(());
-        }
-        self.with_write_lock(|m| m.drain_wal())?;
-        if self.needs_resync {
-            self.resync()?;
-        }
-        let Some(pos) = self.pos else {
-            return self.snapshot();
-        };
-        let expected = self.map.checksum();
-        let fresh = self.write_snapshot_map(pos)?;
-        if fresh != expected {
-            crate::log::error(&format!(
-                "{}: database checksum {fresh} differs from the replicated state {expected}; starting a new snapshot chain",
-                self.cfg.db_path.display()
-            ));
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-            self.snapshot()?;
-        }
-        Ok(())
-    }
-
-    /// Writes the snapshot file for `txid` and installs the fresh page map if `txid` is new.
-    fn write_snapshot_map(&mut self, txid: TxId) -> Result<DbChecksum, MonitorError> {
-        let commit = self
-            .src
-            .commit()
-            .map_err(|e| self.io_err("reading database", e))?;
-        let header = self.header(FileKind::Snapshot, txid, commit);
-        let key = ObjectKey::Snapshot {
-            txid,
-            ts: header.timestamp,
-        };
-        // Snapshots stay for the retention window.
-        let opts = EncodeOptions {
-            zstd_level: self.cfg.keep_level,
-            pages_per_run: 16,
-            ..self.options()
-        };
-        let src = &self.src;
-        let mut fresh = PageMap::new(src.page_size());
-        let res = self.spool.write(&key, |w| {
-            let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
-            src.for_each_page(commit, |pgno, page| {
-                fresh.set(pgno, page);
-                enc.write_page(pgno, page).map_err(fmt_err)
-            })?;
-            crate::fault::point("snapshot")?;
-            fresh.resize(commit);
-            enc.finish(fresh.checksum()).map_err(fmt_err)?;
-            Ok(())
-        });
-        let sum = fresh.checksum();
-        let is_new = Some(txid) != self.pos;
-        if res.is_ok() {
-            self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
-            if is_new {
-                self.map = fresh;
-                self.needs_resync = false;
-            }
-        }
-        self.map.begin();
-        self.finish_write(&key, res, 0)?;
-        if is_new {
-            // A new chain: save its map now, so a crash before the first checkpoint restarts
-            // by replaying the spool instead of taking yet another snapshot.
-            self.save_map(true);
-        }
-        Ok(sum)
-    }
-
-    /// Brings the replica up to date after a discontinuity: re-establishes protection, reads
-    /// the whole database and ships only the pages whose hash differs from the replicated state.
-    pub(super) fn resync(&mut self) -> Result<(), MonitorError> {
-        // The full read below covers whatever was gathered or carried.
-        self.pending = None;
-        self.carry = None;
-        self.with_write_lock(|m| {
-            m.src.reset();
-            // Index the current generation up to its end; nothing is written meanwhile.
-            while let super::reader::Poll::Frames(_) | super::reader::Poll::Restarted { .. } =
-                m.src.poll(0).map_err(|e| m.wal_err(e))?
-            {}
-            Ok(())
-        })?;
-        if self.pos.is_none() || self.map.page_size() != self.src.page_size() {
-            return self.snapshot();
-        }
-        let commit = self
-            .src
-            .commit()
-            .map_err(|e| self.io_err("reading database", e))?;
-        let (header, key) = self.next_segment(commit);
-        let opts = self.segment_options();
-        let src = &self.src;
-        let map = &mut self.map;
-        map.begin();
-        let res = self.spool.write(&key, |w| {
-            let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
-            src.for_each_page(commit, |pgno, page| {
-                if map.set(pgno, page) {
-                    enc.write_page(pgno, page).map_err(fmt_err)?;
-                }
-                Ok(())
-            })?;
-            map.resize(commit);
-            enc.finish(map.checksum()).map_err(fmt_err)?;
-            Ok(())
-        });
-        if res.is_ok() {
-            self.needs_resync = false;
-            self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-        }
-        self.finish_write(&key, res, 0)
-    }
 }
 
 /// The newest frame of each page of `scan` within `commit` pages.
-fn latest_frames(scan: &Scan, commit: u32) -> BTreeMap<u32, Frame> {
+fn latest_frames(scan: &Scan, commit: u32) -> BTreeMap<PageNo, Frame> {
     let mut latest = BTreeMap::new();
     for f in &scan.frames {
-        if f.pgno <= commit {
+        if f.pgno.get() <= commit {
             latest.insert(f.pgno, *f);
         }
     }
@@ -423,10 +406,9 @@ fn latest_frames(scan: &Scan, commit: u32) -> BTreeMap<u32, Frame> {
 fn write_page<W: io::Write>(
     enc: &mut FileEncoder<W>,
     map: &mut PageMap,
-    pgno: u32,
+    pgno: PageNo,
     data: &[u8],
 ) -> io::Result<()> {
-    let pgno = PageNo::new(pgno).expect("frames carry nonzero page numbers");
     map.set(pgno, data);
     enc.write_page(pgno, data).map_err(fmt_err)
 }

@@ -1,0 +1,224 @@
+//! The monitor's loop: when to look at the WAL (file events, pacing, rechecks), when to step
+//! aside while idle, and how a failed pass is retried. Each step it takes lives with its own
+//! concern (capture, checkpoints, idle); this file only decides when.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::monitor::{Monitor, MonitorError};
+use super::watch::WalWatch;
+
+/// Second looks after a file event that found nothing committed yet (see `run`).
+const RECHECKS: u32 = 3;
+
+/// The writer's last WAL write can wake the monitor before it publishes the commit in the WAL
+/// index (shared memory: no file event follows): look again in 2, 8 and 32 ms instead of
+/// leaving the commit to the next poll, up to a whole monitor-interval later. `left` counts
+/// the looks still to take after this one.
+fn recheck_delay(left: u32) -> Duration {
+    Duration::from_millis(2 << (2 * (RECHECKS - 1 - left)))
+}
+
+/// The wait before retrying after a failed pass: doubling, from 100 ms up to 30 s.
+fn next_backoff(prev: Duration) -> Duration {
+    (prev * 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
+}
+
+/// What the loop remembers between passes.
+struct LoopState {
+    /// Something may have been committed since the last pass.
+    dirty: bool,
+    last_poll: Instant,
+    backoff: Duration,
+    /// No pass before this.
+    retry_at: Instant,
+    /// Quick second looks left after a file event that found no new commit.
+    rechecks: u32,
+    /// A full disk was reported (once per episode).
+    disk_full: bool,
+    /// Since when nothing was committed (see `idle.rs`).
+    quiet_since: Instant,
+    /// While away, compaction and the snapshot policy still run at each poll.
+    maintain_away: bool,
+    /// One line per quiet period when memsync cannot step aside.
+    refusal_logged: bool,
+}
+
+impl Monitor {
+    /// Runs until `stop` is set, then ships what is committed and saves the page map. Errors
+    /// of one pass (a full disk, a busy database) are logged and retried with backoff: the read
+    /// transaction keeps every unshipped frame in the WAL meanwhile.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), MonitorError> {
+        let mut watch = WalWatch::new(&super::sidecar(&self.cfg.db_path, "-wal"));
+        let now = Instant::now();
+        let mut st = LoopState {
+            dirty: true,
+            last_poll: now,
+            backoff: Duration::ZERO,
+            retry_at: now,
+            rechecks: 0,
+            disk_full: false,
+            quiet_since: now,
+            maintain_away: false,
+            refusal_logged: false,
+        };
+        while !stop.load(Ordering::Relaxed) {
+            let probe = self.cfg.probe_interval;
+            if st.dirty {
+                // Pacing: do not read the watch (it would wake us for every write); just wait
+                // for the gap to pass, still probing for application checkpoints meanwhile.
+                let now = Instant::now();
+                let left = self
+                    .pacer
+                    .wait(now)
+                    .max(st.retry_at.saturating_duration_since(now));
+                if !left.is_zero() {
+                    std::thread::sleep(left.min(probe));
+                }
+            } else if watch.wait(probe) {
+                st.dirty = true;
+                st.rechecks = RECHECKS;
+                st.quiet_since = Instant::now();
+            }
+            if st.last_poll.elapsed() >= self.cfg.monitor_interval {
+                st.last_poll = Instant::now();
+                self.check_replaced()?;
+                watch.refresh();
+                // While away, only a change is worth reopening the connections for; compaction
+                // and the snapshot policy go on all the same.
+                if !self.is_away() || self.changed_while_away() {
+                    st.dirty = true;
+                } else {
+                    st.maintain_away = true;
+                }
+            }
+            if Instant::now() < st.retry_at {
+                continue;
+            }
+            let pass = self.pass(&mut st);
+            self.after_pass(&mut st, pass)?;
+        }
+        // Everything committed is shipped, in rollback mode too (see `idle.rs`).
+        self.attach(true)?;
+        self.sync()?;
+        self.maintain(true)?;
+        self.shutdown();
+        Ok(())
+    }
+
+    /// One pass: steps aside for an application's checkpoint, takes a snapshot a replica asked
+    /// for, syncs when due (or only maintains while away), and steps aside when idle long
+    /// enough. True when a sync found nothing new.
+    fn pass(&mut self, st: &mut LoopState) -> Result<bool, MonitorError> {
+        self.maybe_yield()?;
+        if !self.is_paused() && self.cfg.snapshot_wanted.swap(false, Ordering::Relaxed) {
+            // Asked again on failure: the replica waiting for it has nothing else.
+            self.snapshot_current().inspect_err(|_| {
+                self.cfg.snapshot_wanted.store(true, Ordering::Relaxed);
+            })?;
+        }
+        let (mut idle, mut spooled) = (false, false);
+        if st.dirty && self.pacer.wait(Instant::now()).is_zero() {
+            st.dirty = false;
+            spooled = self.sync_pass()?;
+            idle = !spooled;
+            self.maintain(false)?;
+        } else if std::mem::take(&mut st.maintain_away) {
+            self.maintain(false)?;
+        }
+        if spooled {
+            st.quiet_since = Instant::now();
+            st.refusal_logged = false;
+        } else if !st.dirty
+            && st.rechecks == 0
+            && !self.is_away()
+            && st.quiet_since.elapsed() >= self.cfg.idle_release
+        {
+            // Let the application have the database to itself (see `idle.rs`).
+            if let Err(why) = self.step_aside()
+                && !std::mem::replace(&mut st.refusal_logged, true)
+            {
+                crate::log::debug(&format!(
+                    "{}: idle, but connections kept open: {why}",
+                    self.cfg.db_path.display()
+                ));
+            }
+        }
+        Ok(idle)
+    }
+
+    /// Schedules what follows a pass: rechecks after one that found nothing, a retry after a
+    /// failure (soon for contention, with backoff otherwise). Only a replaced database ends the
+    /// loop.
+    fn after_pass(
+        &mut self,
+        st: &mut LoopState,
+        pass: Result<bool, MonitorError>,
+    ) -> Result<(), MonitorError> {
+        match pass {
+            Ok(idle) => {
+                // A carried tail goes out at the next paced sync even if nothing new
+                // is committed.
+                st.dirty |= self.cap.cur.carry.is_some();
+                if std::mem::take(&mut st.disk_full) {
+                    crate::log::info(&self.space_again_line());
+                }
+                st.backoff = Duration::ZERO;
+                if idle && st.rechecks > 0 {
+                    st.rechecks -= 1;
+                    st.dirty = true;
+                    st.retry_at = Instant::now() + recheck_delay(st.rechecks);
+                }
+            }
+            Err(e @ MonitorError::Replaced(_)) => return Err(e),
+            Err(e) if e.is_busy() => {
+                // Contention, not a failure: the application holds the write lock (a long
+                // transaction). Retry soon; the read transaction keeps every frame.
+                st.backoff = Duration::from_millis(100);
+                st.retry_at = Instant::now() + st.backoff;
+                st.dirty = true;
+                crate::log::info(&format!(
+                    "{e}: the application holds the write lock; retrying"
+                ));
+            }
+            Err(e) => {
+                st.backoff = next_backoff(st.backoff);
+                st.retry_at = Instant::now() + st.backoff;
+                st.dirty = true;
+                if !e.is_disk_full() {
+                    crate::log::error(&format!("{e} (retrying in {:?})", st.backoff));
+                } else if !std::mem::replace(&mut st.disk_full, true) {
+                    // One line per episode, not one per retry.
+                    crate::log::error(&self.disk_full_line(st.backoff));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rechecks_look_again_soon_then_less_soon() {
+        let ms = |left| recheck_delay(left).as_millis();
+        assert_eq!([ms(2), ms(1), ms(0)], [2, 8, 32]);
+    }
+
+    #[test]
+    fn failures_back_off_doubling_within_bounds() {
+        let ms = Duration::from_millis;
+        let table = [
+            (Duration::ZERO, ms(100)),
+            (ms(100), ms(200)),
+            (ms(12_800), ms(25_600)),
+            (ms(25_600), ms(30_000)),
+            (ms(30_000), ms(30_000)),
+        ];
+        for (prev, want) in table {
+            assert_eq!(next_backoff(prev), want, "after {prev:?}");
+        }
+    }
+}
