@@ -203,7 +203,7 @@ impl<W: Write> FileEncoder<W> {
             checksum: DbChecksum::EMPTY,
             index: IndexBuilder::new(true),
         };
-        let bytes: [u8; HEADER_LEN] = header.to_bytes_with(FLAG_RUN_INDEX);
+        let bytes: [u8; HEADER_LEN] = header.bytes_with_flags(FLAG_RUN_INDEX);
         enc.put(&bytes)?;
         Ok(enc)
     }

@@ -168,11 +168,11 @@ impl Header {
 
     /// Serializes the header with no flags, CRC included. Does not validate.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
-        self.to_bytes_with(0)
+        self.bytes_with_flags(0)
     }
 
     /// Serializes the header with `flags`, CRC included. Does not validate.
-    pub(crate) fn to_bytes_with(&self, flags: u16) -> [u8; HEADER_LEN] {
+    pub(crate) fn bytes_with_flags(&self, flags: u16) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..4].copy_from_slice(&MAGIC);
         b[4] = VERSION;

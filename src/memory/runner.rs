@@ -61,11 +61,10 @@ fn now_rfc3339() -> String {
 /// it runs and its output prefixed with its start time; a failed round is reported and the next
 /// one runs anyway (the server may be back); SIGINT/SIGTERM end the loop between rounds.
 pub fn watch(c: &Ctx, opts: &PullOptions) -> Result<(String, Outcome), MemoryError> {
-    let mut stop =
-        crate::signals::BlockingStop::new().map_err(|source| MemoryError::Io {
-            what: "signal handler".into(),
-            source,
-        })?;
+    let mut stop = crate::signals::BlockingStop::new().map_err(|source| MemoryError::Io {
+        what: "signal handler".into(),
+        source,
+    })?;
     let mut rounds = 0u64;
     loop {
         let ts = now_rfc3339();

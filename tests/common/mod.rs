@@ -316,6 +316,7 @@ impl Replicator {
     /// Sends `sig` without waiting.
     pub fn signal(&self, sig: i32) {
         let pid = self.child.as_ref().unwrap().id() as i32;
+        // SAFETY: kill(2) takes two integers and reads or writes no memory of this process.
         unsafe {
             libc::kill(pid, sig);
         }

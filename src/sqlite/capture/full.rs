@@ -43,7 +43,6 @@ impl Capture {
         let opts = EncodeOptions {
             zstd_level: self.set.keep_level,
             pages_per_run: SNAPSHOT_RUN_PAGES,
-            ..self.options()
         };
         let src = &self.src;
         let mut fresh = PageMap::new(src.page_size());
