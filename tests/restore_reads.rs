@@ -1,7 +1,10 @@
 //! What a restore reads (issue 13): restore time must not grow with history. After a run of
 //! writes that rewrite the same pages sync after sync, a restore of the newest state reads
 //! about what a restore of a fresh snapshot reads, not every version of every page the chain
-//! holds; and what it builds is exactly the source.
+//! holds; and what it builds is exactly the source. (Within 15 % here, with whole 4-page runs
+//! fetched around the pages needed, on a 3 MB database where a few rewritten pages weigh more
+//! than in the benchmark's 200 MB one, which reads 1.08× through the index against 1.16–1.61×
+//! file by file; the file-by-file path reads 1.4–1.6× here.)
 
 mod common;
 
@@ -73,18 +76,18 @@ fn a_restore_after_many_rewrites_reads_about_a_fresh_snapshot() {
         "        sync-interval: 1s\nlevels:\n  - interval: 2s\n    retention: 1h\n",
     );
     let app = create_memdb(&s.db);
-    for i in 1..=400 {
+    for i in 1..=2000 {
         insert_memory(&app, i);
     }
     let r = s.start_with(&[("MEMSYNC_COMPACTION_INTERVAL", "1s")]);
-    // Twelve seconds of syncs, each rewriting the same memories (their pages come back in
-    // every level-0 file) and adding a few new ones.
-    let mut next = 401;
+    // Twelve seconds of syncs, each rewriting every memory's text (all of the table's pages
+    // come back in every file of the chain) and adding a few memories.
+    let mut next = 2001;
     for round in 0..24 {
         let tx = app.unchecked_transaction().unwrap();
         tx.execute(
-            "UPDATE memories SET content = content || ?1, updated_at = ?2 WHERE id % 3 = 0",
-            rusqlite::params![format!(" r{round}"), round as f64],
+            "UPDATE memories SET content = substr(content, 1, 60) || ?1 || hex(randomblob(40)), updated_at = ?2",
+            rusqlite::params![format!(" r{round:02}"), round as f64],
         )
         .unwrap();
         tx.commit().unwrap();
@@ -132,7 +135,7 @@ fn a_restore_after_many_rewrites_reads_about_a_fresh_snapshot() {
     );
     assert!(files > 3, "the restore used a chain of files: {stdout}");
     assert!(
-        read <= fresh + fresh / 10 + files * PER_FILE,
+        read <= fresh + fresh * 15 / 100 + files * PER_FILE,
         "restore read {read} bytes from {files} files; a fresh snapshot is {fresh} bytes"
     );
 }
