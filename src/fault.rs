@@ -68,7 +68,7 @@ mod armed {
                     Some("fail") => Action::Fail,
                     Some("pause") => Action::Pause,
                     _ => {
-                        crate::log::error(&format!("MEMSYNC_FAULT: cannot read {s:?}"));
+                        tracing::error!("MEMSYNC_FAULT: cannot read {s:?}");
                         return None;
                     }
                 };
@@ -76,7 +76,7 @@ mod armed {
                     None => 1,
                     Some(Ok(n)) if n >= 1 => n,
                     Some(_) => {
-                        crate::log::error(&format!("MEMSYNC_FAULT: cannot read {s:?}"));
+                        tracing::error!("MEMSYNC_FAULT: cannot read {s:?}");
                         return None;
                     }
                 };
@@ -113,21 +113,21 @@ mod armed {
         match action {
             None => Ok(()),
             Some(Action::Crash) => {
-                crate::log::info(&format!("fault point {name}: crashing"));
+                tracing::info!("fault point {name}: crashing");
                 std::process::abort()
             }
             Some(Action::Fail) => {
-                crate::log::info(&format!("fault point {name}: failing"));
+                tracing::info!("fault point {name}: failing");
                 Err(io::Error::other(format!("fault point {name}")))
             }
             Some(Action::Pause) => {
-                crate::log::info(&format!("fault point {name}: paused"));
+                tracing::info!("fault point {name}: paused");
                 if let Some(hold) = std::env::var_os("MEMSYNC_FAULT_HOLD") {
                     while std::path::Path::new(&hold).exists() {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                 }
-                crate::log::info(&format!("fault point {name}: released"));
+                tracing::info!("fault point {name}: released");
                 Ok(())
             }
         }

@@ -6,9 +6,6 @@
 //!
 //! The level can change while running (the config is read after the command line), so it sits
 //! behind a `reload` layer; where lines go and their shape are two flags read per event.
-//!
-//! `error`/`warn`/`info`/`debug` forward a ready-made message, for call sites not yet written
-//! with the `tracing` macros.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -101,26 +98,6 @@ pub fn parse_level(s: &str) -> Option<LevelFilter> {
         "debug" | "trace" => Some(LevelFilter::DEBUG),
         _ => None,
     }
-}
-
-/// Logs an error.
-pub fn error(msg: &str) {
-    tracing::error!("{msg}");
-}
-
-/// Logs a warning.
-pub fn warn(msg: &str) {
-    tracing::warn!("{msg}");
-}
-
-/// Logs progress.
-pub fn info(msg: &str) {
-    tracing::info!("{msg}");
-}
-
-/// Logs details.
-pub fn debug(msg: &str) {
-    tracing::debug!("{msg}");
 }
 
 /// The layer that writes lines.

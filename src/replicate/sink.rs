@@ -103,7 +103,7 @@ impl SpoolSink {
             self.stats
                 .spooled_bytes
                 .fetch_add(c.size, Ordering::Relaxed);
-            crate::log::debug(&format!("compacted into {} ({} bytes)", c.key, c.size));
+            tracing::debug!("compacted into {} ({} bytes)", c.key, c.size);
         }
         if !written.is_empty() {
             // Nothing new to read, but new files to ship.

@@ -126,10 +126,10 @@ impl Spool {
                 continue;
             }
             match fs::remove_file(self.path(&k)) {
-                Ok(()) => crate::log::warn(&format!(
+                Ok(()) => tracing::warn!(
                     "spool {}: dropped {k}: empty or torn (lost in a crash before it was synced)",
                     self.dir.display()
-                )),
+                ),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }

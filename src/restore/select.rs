@@ -278,11 +278,11 @@ fn log_plan(files: &[Indexed], ranges: &[Range]) {
         }
         let all_pages: usize = f.index.runs.iter().map(|r| r.pgnos.len()).sum();
         let all_bytes: u64 = f.index.runs.iter().map(RunEntry::len).sum();
-        crate::log::debug(&format!(
+        tracing::debug!(
             "{}: reading {bytes} of {all_bytes} run bytes, {runs} of {} runs, for {pages} of {all_pages} pages",
             f.key,
             f.index.runs.len()
-        ));
+        );
     }
 }
 

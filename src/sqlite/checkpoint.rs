@@ -130,10 +130,10 @@ impl Monitor {
                 // The application holds the write lock (a long transaction): the checkpoint
                 // waits for the next pass; shipping must not back off because of it.
                 Err(e) if e.is_busy() => {
-                    crate::log::debug(&format!(
+                    tracing::debug!(
                         "{}: checkpoint postponed: the database is busy",
                         self.cfg.db_path.display()
-                    ));
+                    );
                     Ok(())
                 }
                 other => other,
@@ -200,10 +200,10 @@ impl Monitor {
             let deadline = Instant::now() + CHECKPOINT_LOCK_WAIT;
             while !passive(&self.conns()?.r).map_err(|e| self.sql_err(e))? {
                 if Instant::now() >= deadline {
-                    crate::log::debug(&format!(
+                    tracing::debug!(
                         "{}: another connection held the checkpoint lock; the WAL restarts after a later pass",
                         self.cfg.db_path.display()
-                    ));
+                    );
                     break;
                 }
                 std::thread::sleep(Duration::from_micros(500));
@@ -247,11 +247,11 @@ impl Monitor {
     /// completing). SQLite needs the write lock itself, so memsync cannot hold it: it copies what
     /// is committed, steps aside, and resynchronises afterwards.
     fn checkpoint_truncate(&mut self) -> Result<(), MonitorError> {
-        crate::log::info(&format!(
+        tracing::info!(
             "{}: the WAL passed {} frames; TRUNCATE checkpoint",
             self.cfg.db_path.display(),
             self.cfg.truncate_pages
-        ));
+        );
         self.drain_wal()?;
         self.session.release_read();
         let res = self.conns().and_then(|c| {

@@ -29,7 +29,7 @@ impl Monitor {
                         return Err(e);
                     }
                     if !logged {
-                        crate::log::error(&self.disk_full_line(backoff));
+                        tracing::error!("{}", self.disk_full_line(backoff));
                         logged = true;
                     }
                     let until = Instant::now() + backoff;
@@ -41,7 +41,7 @@ impl Monitor {
                 Err(e) => return Err(e),
                 Ok(()) => {
                     if logged {
-                        crate::log::info(&self.space_again_line());
+                        tracing::info!("{}", self.space_again_line());
                     }
                     return Ok(());
                 }

@@ -128,7 +128,7 @@ impl Monitor {
             deferred: false,
         });
         self.stats.idle_releases.fetch_add(1, Ordering::Relaxed);
-        crate::log::debug(&format!(
+        tracing::debug!(
             "{}: idle; connections closed until the next change{}",
             self.cfg.db_path.display(),
             if mark.is_none() {
@@ -136,7 +136,7 @@ impl Monitor {
             } else {
                 ""
             }
-        ));
+        );
         Ok(())
     }
 
@@ -219,19 +219,22 @@ impl Monitor {
         let mut mark = away.mark;
         if fresh {
             mark = None;
-            crate::log::info(&if in_wal {
-                format!(
-                    "{shown}: back in WAL mode; replication resumed (shipping the pages changed meanwhile)"
-                )
-            } else {
-                format!(
-                    "{shown}: not in WAL mode at shutdown; shipping the pages changed in rollback mode"
-                )
-            });
+            tracing::info!(
+                "{}",
+                if in_wal {
+                    format!(
+                        "{shown}: back in WAL mode; replication resumed (shipping the pages changed meanwhile)"
+                    )
+                } else {
+                    format!(
+                        "{shown}: not in WAL mode at shutdown; shipping the pages changed in rollback mode"
+                    )
+                }
+            );
         }
         let resyncs = self.stats.resyncs.load(Ordering::Relaxed);
         self.continue_or_resync(mark)?;
-        crate::log::debug(&format!(
+        tracing::debug!(
             "{shown}: reopened after idle at position {:016x} ({})",
             self.cap.cur.pos.map_or(0, replica_formats::TxId::get),
             if self.stats.resyncs.load(Ordering::Relaxed) == resyncs {
@@ -239,7 +242,7 @@ impl Monitor {
             } else {
                 "resynchronised"
             }
-        ));
+        );
         Ok(true)
     }
 
@@ -252,9 +255,9 @@ impl Monitor {
             return;
         }
         away.mark = None;
-        crate::log::warn(&format!(
+        tracing::warn!(
             "{}: the database left WAL mode (the application switched it to a rollback journal, e.g. journal_mode=DELETE); replication is paused until it is back in WAL mode",
             self.cfg.db_path.display()
-        ));
+        );
     }
 }

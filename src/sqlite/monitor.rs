@@ -130,7 +130,7 @@ impl Monitor {
         self.session.release_read();
         let st = &self.stats;
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        crate::log::info(&format!(
+        tracing::info!(
             "{}: stopped at position {:016x}: {} transactions, {} bytes spooled, {} snapshots, {} resyncs, {} checkpoints, {} compactions, {} yields to application checkpoints ({} ms), write lock held {} ms in total, {} idle releases",
             self.cfg.db_path.display(),
             self.cap.cur.pos.map_or(0, TxId::get),
@@ -143,8 +143,8 @@ impl Monitor {
             g(&st.yields),
             g(&st.yield_us) / 1000,
             g(&st.write_lock_us) / 1000,
-            g(&st.idle_releases),
-        ));
+            g(&st.idle_releases)
+        );
         self.cap.save_map(true);
     }
 

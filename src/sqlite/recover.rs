@@ -46,18 +46,18 @@ impl Monitor {
                 let db = self.cfg.db_path.display().to_string();
                 match resumed {
                     Some(scan) => {
-                        crate::log::info(&format!(
+                        tracing::info!(
                             "{db}: resuming at position {} (WAL unchanged)",
                             last.max_txid()
-                        ));
+                        );
                         if !scan.frames.is_empty() {
                             self.cap.write_frames(&scan)?;
                         }
                     }
                     None => {
-                        crate::log::info(&format!(
+                        tracing::info!(
                             "{db}: WAL changed while stopped; shipping the pages that differ"
-                        ));
+                        );
                         self.resync()?;
                     }
                 }
@@ -78,12 +78,12 @@ impl Monitor {
         // This snapshot also serves any replica that asked for one.
         self.cfg.snapshot_wanted.store(false, Ordering::Relaxed);
         self.cap.snapshot()?;
-        crate::log::info(&format!(
+        tracing::info!(
             "{}: snapshot at position {:016x} ({} pages)",
             self.cfg.db_path.display(),
             self.cap.cur.pos.map_or(0, TxId::get),
             self.cap.cur.map.commit()
-        ));
+        );
         Ok(())
     }
 
@@ -118,10 +118,10 @@ impl Monitor {
                 return None;
             }
         }
-        crate::log::info(&format!(
+        tracing::info!(
             "{}: page map replayed from position {from} to {to}",
             self.cfg.db_path.display()
-        ));
+        );
         Some((map, to))
     }
 }

@@ -138,10 +138,10 @@ impl Monitor {
             if let Err(why) = self.step_aside()
                 && !std::mem::replace(&mut st.refusal_logged, true)
             {
-                crate::log::debug(&format!(
+                tracing::debug!(
                     "{}: idle, but connections kept open: {why}",
                     self.cfg.db_path.display()
-                ));
+                );
             }
         }
         Ok(idle)
@@ -161,7 +161,7 @@ impl Monitor {
                 // is committed.
                 st.dirty |= self.cap.cur.carry.is_some();
                 if std::mem::take(&mut st.disk_full) {
-                    crate::log::info(&self.space_again_line());
+                    tracing::info!("{}", self.space_again_line());
                 }
                 st.backoff = Duration::ZERO;
                 if idle && st.rechecks > 0 {
@@ -177,19 +177,17 @@ impl Monitor {
                 st.backoff = Duration::from_millis(100);
                 st.retry_at = Instant::now() + st.backoff;
                 st.dirty = true;
-                crate::log::info(&format!(
-                    "{e}: the application holds the write lock; retrying"
-                ));
+                tracing::info!("{e}: the application holds the write lock; retrying");
             }
             Err(e) => {
                 st.backoff = next_backoff(st.backoff);
                 st.retry_at = Instant::now() + st.backoff;
                 st.dirty = true;
                 if !e.is_disk_full() {
-                    crate::log::error(&format!("{e} (retrying in {:?})", st.backoff));
+                    tracing::error!("{e} (retrying in {:?})", st.backoff);
                 } else if !std::mem::replace(&mut st.disk_full, true) {
                     // One line per episode, not one per retry.
-                    crate::log::error(&self.disk_full_line(st.backoff));
+                    tracing::error!("{}", self.disk_full_line(st.backoff));
                 }
             }
         }

@@ -26,10 +26,10 @@ impl Monitor {
         let expected = self.cap.cur.map.checksum();
         let fresh = self.cap.write_snapshot_map(pos)?;
         if fresh != expected {
-            crate::log::error(&format!(
+            tracing::error!(
                 "{}: database checksum {fresh} differs from the replicated state {expected}; starting a new snapshot chain",
                 self.cfg.db_path.display()
-            ));
+            );
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
             self.cap.snapshot()?;
         }

@@ -159,7 +159,7 @@ impl Transport {
             match self.send(method.clone(), path, query, body, self.timeout) {
                 Err(e) if e.is_transient() && attempt < self.retries => {
                     let wait = Duration::from_millis(250 << attempt.min(5));
-                    crate::log::debug(&format!("{e}; retrying in {wait:?}"));
+                    tracing::debug!("{e}; retrying in {wait:?}");
                     std::thread::sleep(wait);
                     attempt += 1;
                 }
@@ -182,10 +182,13 @@ fn debug_exchange(
     for (i, (k, v)) in query.iter().enumerate() {
         shown.push_str(&format!("{}{k}={v}", if i == 0 { '?' } else { '&' }));
     }
-    crate::log::debug(&match outcome {
-        Ok(status) => format!("HTTP {method} {shown} {status} {ms} ms"),
-        Err(e) => format!("HTTP {method} {shown} failed after {ms} ms: {e}"),
-    });
+    tracing::debug!(
+        "{}",
+        match outcome {
+            Ok(status) => format!("HTTP {method} {shown} {status} {ms} ms"),
+            Err(e) => format!("HTTP {method} {shown} failed after {ms} ms: {e}"),
+        }
+    );
 }
 
 fn map_transport(what: &str, e: &reqwest::Error, timeout: Duration) -> RemoteError {

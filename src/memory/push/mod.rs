@@ -61,7 +61,7 @@ pub fn push(
         }
         for item in batch {
             *done.entry(item.id).or_insert(0) += 1;
-            crate::log::debug(&format!("push {}", super::staging::describe(&item)));
+            tracing::debug!("push {}", super::staging::describe(&item));
             match push_one(staging, client, settings, &item, &mut rep) {
                 Ok(line) => {
                     log.line("push", &line);

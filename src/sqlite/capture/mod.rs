@@ -125,10 +125,7 @@ impl Capture {
         self.last_map_save = Instant::now();
         match self.cur.map.save(&self.set.map_path, pos) {
             Ok(()) => self.sink.map_saved(pos),
-            Err(e) => crate::log::warn(&format!(
-                "{}: cannot save page map: {e}",
-                self.set.db.display()
-            )),
+            Err(e) => tracing::warn!("{}: cannot save page map: {e}", self.set.db.display()),
         }
     }
 
@@ -302,12 +299,12 @@ impl Capture {
         let latest = latest_frames(scan, commit);
         let transactions = scan.transactions + carry.transactions;
         let (header, key) = self.next_segment(commit);
-        crate::log::debug(&format!(
+        tracing::debug!(
             "segment {key}: {transactions} transactions, {} frames, {} pages ({} carried)",
             scan.frames.len(),
             latest.len(),
             carry.pages.len()
-        ));
+        );
         let opts = self.segment_options();
         let ps = self.src.page_size().as_usize();
         let src = &self.src;
@@ -373,10 +370,10 @@ impl Capture {
                 // was discarded); the next sync diffs the database instead.
                 self.cur.map.rollback();
                 self.cur.needs_resync = true;
-                crate::log::info(&format!(
+                tracing::info!(
                     "{}: the WAL changed under the reader; shipping the pages that differ",
                     self.set.db.display()
-                ));
+                );
                 Ok(())
             }
             Err(e) => {
