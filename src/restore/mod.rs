@@ -246,8 +246,10 @@ pub fn restore(
         };
         let tmp = crate::fsutil::temp_sibling(out);
         // Through the run index unless asked to route around corrupt files (which needs the
-        // file-by-file states) or a file of the plan predates the index.
-        let built = if opts.fallback {
+        // file-by-file states) or a file of the plan predates the index. A snapshot alone is
+        // read whole either way, and the file-by-file path streams it faster (stretches of
+        // consecutive pages in one write, writeback started as it goes).
+        let built = if opts.fallback || plan.segments.is_empty() {
             apply::build(client, rt, &plan, &tmp, opts)
         } else {
             select::build(client, rt, &plan, &tmp, opts.progress)
