@@ -53,7 +53,9 @@ impl IndexBuilder {
     /// Adds a run's entry, from its page numbers as stored (little-endian).
     pub(crate) fn add(&mut self, pgno_bytes: &[u8], compressed_len: u32) {
         let count = (pgno_bytes.len() / 4) as u32;
-        let head = [count.to_le_bytes(), compressed_len.to_le_bytes()].concat();
+        let mut head = [0u8; 8];
+        head[..4].copy_from_slice(&count.to_le_bytes());
+        head[4..].copy_from_slice(&compressed_len.to_le_bytes());
         self.crc.update(&head);
         self.crc.update(pgno_bytes);
         self.len += (head.len() + pgno_bytes.len()) as u64;
@@ -255,6 +257,25 @@ pub fn parse_index(
     })
 }
 
+/// The run index of a whole file held in memory, split as a ranged reader fetches it (header,
+/// index, tail). For tests and tools; a restore fetches the three pieces instead.
+pub fn index_of(bytes: &[u8]) -> Result<FileIndex> {
+    let head: &[u8; HEADER_LEN] = bytes
+        .get(..HEADER_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(FormatError::Truncated { what: "header" })?;
+    let tail_at = bytes
+        .len()
+        .checked_sub(TRAILER_LEN)
+        .ok_or(FormatError::Truncated { what: "trailer" })?;
+    let tail: &[u8; TRAILER_LEN] = bytes[tail_at..].try_into().expect("TRAILER_LEN bytes");
+    let len = index_len(tail, bytes.len() as u64)? as usize;
+    let index = bytes
+        .get(tail_at.saturating_sub(len)..tail_at)
+        .ok_or(FormatError::Truncated { what: "run index" })?;
+    parse_index(head, bytes.len() as u64, tail, index)
+}
+
 /// Parses the bytes of one run fetched at `entry`'s offset and length, which
 /// must agree with the entry; decode it with [`RawRun::decode`], which checks
 /// its CRC.
@@ -290,14 +311,8 @@ mod tests {
     use crate::decode::decode_file;
     use crate::testkit::{PAGE_SIZE, segment};
 
-    /// Splits a file as a ranged reader would fetch it: header, index, tail.
     fn parse(bytes: &[u8]) -> Result<FileIndex> {
-        let head: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().unwrap();
-        let tail: [u8; TRAILER_LEN] = bytes[bytes.len() - TRAILER_LEN..].try_into().unwrap();
-        let len = index_len(&tail, bytes.len() as u64)? as usize;
-        let end = bytes.len() - TRAILER_LEN;
-        let index = bytes.get(end.saturating_sub(len)..end).unwrap_or(&[]);
-        parse_index(&head, bytes.len() as u64, &tail, index)
+        index_of(bytes)
     }
 
     #[test]

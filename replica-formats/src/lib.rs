@@ -38,7 +38,7 @@ pub use header::{
     FLAG_RUN_INDEX, FileKind, HEADER_LEN, Header, MAX_COMPRESSED_LEN, MAX_RUN_PAGES, TRAILER_LEN,
     Trailer, WalPosition,
 };
-pub use index::{FileIndex, RunEntry, index_len, parse_index, read_run};
+pub use index::{FileIndex, RunEntry, index_len, index_of, parse_index, read_run};
 pub use key::{Level, ObjectKey, SEGMENTS_DIR, SNAPSHOTS_DIR};
 pub use lineage::{LINEAGE_OBJECT, Lineage, LineageId};
 pub use merge::merge_segments;

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use replica_formats::{
     DbChecksum, DecodedFile, EncodeOptions, FileEncoder, FileKind, HEADER_LEN, Header, Level,
-    PageNo, PageSize, TRAILER_LEN, Timestamp, TxId, WalPosition, decode_file, index_len,
-    merge_segments, page_hash, parse_index, read_run,
+    PageNo, PageSize, Timestamp, TxId, WalPosition, decode_file, index_of, merge_segments,
+    page_hash, read_run,
 };
 
 const PAGE_SIZE: u32 = 512;
@@ -205,11 +205,7 @@ fn unindexed_golden_files_still_decode_to_their_listed_pages() {
 fn golden_files_read_through_their_run_index_give_the_listed_pages() {
     for name in [SNAPSHOT, SEGMENT_2, SEGMENT_3] {
         let b = read(name);
-        let head: [u8; HEADER_LEN] = b[..HEADER_LEN].try_into().unwrap();
-        let tail: [u8; TRAILER_LEN] = b[b.len() - TRAILER_LEN..].try_into().unwrap();
-        let len = index_len(&tail, b.len() as u64).unwrap() as usize;
-        let index = &b[b.len() - TRAILER_LEN - len..b.len() - TRAILER_LEN];
-        let idx = parse_index(&head, b.len() as u64, &tail, index).unwrap();
+        let idx = index_of(&b).unwrap();
         let mut pgnos = Vec::new();
         let mut data = Vec::new();
         for e in &idx.runs {

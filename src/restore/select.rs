@@ -145,12 +145,10 @@ fn read_indexes(
             path: key.path(),
             source: std::io::Error::other(e),
         })??;
-        let (fetched, parsed) = match got {
-            Fetched::Unindexed => return Ok(None),
-            Fetched::Index { fetched, parsed } => (fetched, parsed),
+        let Some((index, fetched)) = got else {
+            return Ok(None);
         };
         *bytes += fetched;
-        let index = parsed.map_err(|source| corrupt(client, &key, source))?;
         index
             .header
             .check_key(&key)
@@ -160,64 +158,45 @@ fn read_indexes(
     Ok(Some(out))
 }
 
-enum Fetched {
-    Unindexed,
-    Index {
-        fetched: u64,
-        parsed: Result<FileIndex, FormatError>,
-    },
-}
-
 /// Reads `key`'s header, then its tail (with [`TAIL_GUESS`] bytes before it) and, if the
-/// index did not fit, the index.
-async fn fetch_index(client: &ReplicaClient, key: &ObjectKey) -> Result<Fetched, RestoreError> {
+/// index did not fit, the index; returns it with the bytes read, or `None` for a file without
+/// an index.
+async fn fetch_index(
+    client: &ReplicaClient,
+    key: &ObjectKey,
+) -> Result<Option<(FileIndex, u64)>, RestoreError> {
+    let bad = |source| corrupt(client, key, source);
     let size = client.size(key).await?;
-    let head_len = (HEADER_LEN as u64).min(size);
-    let head_bytes = client.get_range(key, 0, head_len).await?;
-    let mut fetched = head_bytes.len() as u64;
-    let failed = |fetched, e| {
-        Ok(Fetched::Index {
-            fetched,
-            parsed: Err(e),
-        })
-    };
-    let Ok(head) = <[u8; HEADER_LEN]>::try_from(&head_bytes[..]) else {
-        return failed(fetched, FormatError::Truncated { what: "header" });
-    };
-    match replica_formats::Header::parse(&head) {
-        Ok((_, false)) => return Ok(Fetched::Unindexed),
-        Ok((_, true)) => {}
-        Err(e) => return failed(fetched, e),
+    let head_bytes = client
+        .get_range(key, 0, (HEADER_LEN as u64).min(size))
+        .await?;
+    let head: [u8; HEADER_LEN] = head_bytes[..]
+        .try_into()
+        .map_err(|_| bad(FormatError::Truncated { what: "header" }))?;
+    if !replica_formats::Header::parse(&head).map_err(bad)?.1 {
+        return Ok(None);
     }
-    let Some(tail_at) = size
+    let tail_at = size
         .checked_sub(TRAILER_LEN as u64)
         .filter(|&t| t >= HEADER_LEN as u64)
-    else {
-        return failed(fetched, FormatError::Truncated { what: "trailer" });
-    };
+        .ok_or_else(|| bad(FormatError::Truncated { what: "trailer" }))?;
     let guess = TAIL_GUESS.min(tail_at - HEADER_LEN as u64);
     let end = client
         .get_range(key, tail_at - guess, guess + TRAILER_LEN as u64)
         .await?;
-    fetched += end.len() as u64;
+    let mut fetched = HEADER_LEN as u64 + end.len() as u64;
     let tail: [u8; TRAILER_LEN] = end[guess as usize..]
         .try_into()
         .expect("ranged read length");
-    let len = match replica_formats::index_len(&tail, size) {
-        Ok(len) => u64::from(len),
-        Err(e) => return failed(fetched, e),
-    };
+    let len = u64::from(replica_formats::index_len(&tail, size).map_err(bad)?);
     let index = if len <= guess {
         end.slice((guess - len) as usize..guess as usize)
     } else {
-        let b = client.get_range(key, tail_at - len, len).await?;
         fetched += len;
-        b
+        client.get_range(key, tail_at - len, len).await?
     };
-    Ok(Fetched::Index {
-        fetched,
-        parsed: replica_formats::parse_index(&head, size, &tail, &index),
-    })
+    let index = replica_formats::parse_index(&head, size, &tail, &index).map_err(bad)?;
+    Ok(Some((index, fetched)))
 }
 
 /// Gives each page `1..=commit` to the newest file holding it (unless a newer file truncated
@@ -268,6 +247,9 @@ fn assign(files: &[Indexed], commit: u32) -> Vec<Range> {
 
 /// One debug line per file: how much of it the restore reads.
 fn log_plan(files: &[Indexed], ranges: &[Range]) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     for (fi, f) in files.iter().enumerate() {
         let mine = ranges.iter().filter(|r| r.file == fi);
         let (mut bytes, mut runs, mut pages) = (0, 0, 0);
@@ -334,13 +316,9 @@ mod tests {
             commit,
             &pages.iter().map(|&p| (p, p as u8)).collect::<Vec<_>>(),
         );
-        let head: [u8; HEADER_LEN] = b[..HEADER_LEN].try_into().unwrap();
-        let tail: [u8; TRAILER_LEN] = b[b.len() - TRAILER_LEN..].try_into().unwrap();
-        let len = replica_formats::index_len(&tail, b.len() as u64).unwrap() as usize;
-        let index = &b[b.len() - TRAILER_LEN - len..b.len() - TRAILER_LEN];
         Indexed {
             key: seg(0, txid, txid),
-            index: replica_formats::parse_index(&head, b.len() as u64, &tail, index).unwrap(),
+            index: replica_formats::index_of(&b).unwrap(),
         }
     }
 
