@@ -366,7 +366,13 @@ fn start_db(
                 .await;
         }));
     }
-    tasks.push(rt.spawn(prune_spool(spool, confirmed, map_rx, tiers.top())));
+    tasks.push(rt.spawn(prune_spool(
+        spool,
+        confirmed,
+        map_rx,
+        tiers.top(),
+        db.spool_budget,
+    )));
     Ok(Running {
         monitor,
         tasks,
@@ -409,24 +415,73 @@ fn compaction_interval_override() -> Result<Option<Duration>, ReplicateError> {
     }
 }
 
-/// Deletes spooled files once every replica confirmed them.
+/// How often the spool's size is checked against its budget while a replica is behind.
+const BUDGET_CHECK: Duration = Duration::from_secs(10);
+
+/// Deletes spooled files once every replica confirmed them. While a replica is behind (cannot
+/// be reached), the spool keeps what it lacks up to `budget` bytes; past that, it keeps only
+/// what the replicas that are up need, and a replica coming back finds no way from its
+/// position to the spool's and gets a fresh snapshot (the shipper asks for one).
 async fn prune_spool(
     spool: Spool,
     mut confirmed: Vec<watch::Receiver<Option<TxId>>>,
     map_saved: watch::Receiver<Option<TxId>>,
     top: u8,
+    budget: u64,
 ) {
+    let mut over = false;
+    let mut tick = tokio::time::interval(BUDGET_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let min = confirmed.iter().map(|c| *c.borrow()).min().flatten();
-        if let Some(t) = min {
-            let s = spool.clone();
-            let keep_after = *map_saved.borrow();
-            let _ = tokio::task::spawn_blocking(move || s.prune(t, keep_after, top)).await;
+        let positions: Vec<Option<TxId>> = confirmed.iter().map(|c| *c.borrow()).collect();
+        let s = spool.clone();
+        let keep_after = *map_saved.borrow();
+        let res = tokio::task::spawn_blocking(move || {
+            let min = positions.iter().copied().min().flatten();
+            let max = positions.iter().copied().max().flatten();
+            if let Some(t) = min {
+                s.prune(t, keep_after, top)?;
+            }
+            // Something is kept for a replica that is behind: is it too much?
+            let keys = s.keys()?;
+            let newest = keys.iter().map(|k| k.max_txid()).max();
+            if min == newest || keys.is_empty() {
+                return Ok::<_, std::io::Error>(None);
+            }
+            let held = s.bytes(&keys);
+            if held <= budget {
+                return Ok(Some((false, held)));
+            }
+            // The replicas that are up have what they confirmed; the ones behind get a snapshot.
+            let upto = max
+                .max(newest)
+                .expect("a spool with files has a newest position");
+            s.prune(upto, keep_after, top)?;
+            Ok(Some((true, held)))
+        })
+        .await;
+        match res {
+            Ok(Ok(Some((true, held)))) if !over => {
+                over = true;
+                tracing::warn!(
+                    "spool {}: {} MiB kept for replicas that are behind reached its budget of {} MiB (`spool-budget`); dropping what they lack: each gets a fresh snapshot when it is back",
+                    spool.dir().display(),
+                    held >> 20,
+                    budget >> 20
+                );
+            }
+            Ok(Ok(None)) if over => {
+                over = false;
+                tracing::info!("spool {}: every replica caught up", spool.dir().display());
+            }
+            Ok(Err(e)) => tracing::warn!("spool {}: pruning: {e}", spool.dir().display()),
+            _ => {}
         }
         let changed =
             futures::future::select_all(confirmed.iter_mut().map(|c| Box::pin(c.changed())));
-        if changed.await.0.is_err() {
-            return;
+        tokio::select! {
+            r = changed => if r.0.is_err() { return },
+            _ = tick.tick() => {}
         }
     }
 }
