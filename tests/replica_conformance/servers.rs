@@ -1,15 +1,12 @@
-//! The replica-client conformance suite: every backend (in-memory, local directory, SeaweedFS
-//! S3, nginx WebDAV) passes the same cases. First, the servers themselves are checked to
-//! behave as the cases assume (with curl, independently of memsync's client).
-
-mod common;
+//! The servers checked with curl, independently of memsync's client: they behave as the cases
+//! assume (a server that accepted anything would let client bugs through).
 
 use std::process::Command;
 
-use common::{s3, webdav};
+use crate::common::{s3, webdav};
 
 /// `curl` with extra arguments: (HTTP status, body).
-fn curl(args: &[&str]) -> (u16, String) {
+pub fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-s", "--noproxy", "*", "--max-time", "20", "-w", "\n%{http_code}"])
         .args(args)
@@ -20,7 +17,7 @@ fn curl(args: &[&str]) -> (u16, String) {
     (code.parse().unwrap_or(0), body.to_string())
 }
 
-fn sigv4() -> Vec<String> {
+pub fn sigv4() -> Vec<String> {
     vec![
         "--aws-sigv4".into(),
         format!("aws:amz:{}:s3", s3::REGION),
@@ -29,7 +26,7 @@ fn sigv4() -> Vec<String> {
     ]
 }
 
-fn curl_s3(extra: &[&str]) -> (u16, String) {
+pub fn curl_s3(extra: &[&str]) -> (u16, String) {
     let sig = sigv4();
     let mut args: Vec<&str> = sig.iter().map(String::as_str).collect();
     args.extend_from_slice(extra);
