@@ -3,14 +3,14 @@
 
 pub mod bench;
 pub mod cli;
-mod config;
+pub mod config;
 mod demo;
 mod fault;
 mod fsutil;
 mod log;
 pub mod memory;
 mod metrics;
-mod replica;
+pub mod replica;
 mod replicate;
 mod resident;
 pub mod restore;

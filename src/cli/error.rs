@@ -283,7 +283,7 @@ fn replica_kind(e: &ReplicaError) -> Kind {
         },
         ReplicaError::Timeout { .. } => Kind::Unreachable,
         ReplicaError::Local { .. } | ReplicaError::Write { .. } => Kind::Io,
-        ReplicaError::Unsupported { .. } => Kind::Config,
+        ReplicaError::Config { .. } => Kind::Config,
     }
 }
 

@@ -5,14 +5,38 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
-use replica_formats::ObjectKey;
+use replica_formats::{Level, ObjectKey, SEGMENTS_DIR};
 
+use super::listing;
 use super::local::{Side, link_or_copy, list_local};
-use super::{PART_SIZE, REQUEST_TIMEOUT, ReplicaError};
+use super::{PART_SIZE, REQUEST_TIMEOUT, ReplicaError, SINGLE_PUT_MAX};
+
+/// What kind of store a client talks to: it decides how uploads keep their no-overwrite
+/// promise (object stores differ in what they can do atomically).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// `object_store`'s in-memory store (tests, conformance).
+    Memory,
+    /// S3 or an S3-compatible store: conditional `PutObject` (`If-None-Match: *`), multipart
+    /// uploads for large files.
+    S3,
+    /// A WebDAV server: no conditional writes nor multipart in the protocol subset, so an
+    /// upload checks first that the key is free.
+    Http,
+}
+
+/// Where a replica's objects live.
+#[derive(Clone)]
+enum Backing {
+    /// A local directory: uploads from the spool are hard links (or in-kernel copies across
+    /// file systems) instead of buffered writes, listings read the directory.
+    Dir(std::path::PathBuf),
+    /// Any other object store.
+    Store(StoreKind),
+}
 
 /// A replica's storage: an object store plus the root every key lives under.
 #[derive(Clone)]
@@ -20,9 +44,7 @@ pub struct ReplicaClient {
     name: String,
     store: Arc<dyn ObjectStore>,
     root: StorePath,
-    /// For a file replica, its directory: uploads from the spool are then hard links (or
-    /// in-kernel copies across file systems) instead of buffered writes.
-    local_dir: Option<std::path::PathBuf>,
+    backing: Backing,
 }
 
 impl std::fmt::Debug for ReplicaClient {
@@ -60,8 +82,33 @@ impl ReplicaClient {
             name: shown,
             store: Arc::new(store),
             root: StorePath::default(),
-            local_dir: Some(dir.to_path_buf()),
+            backing: Backing::Dir(dir.to_path_buf()),
         })
+    }
+
+    /// A replica over any object store, every key under `root` (`""` for the store's root;
+    /// leading and trailing slashes are ignored).
+    pub fn new(name: &str, store: Arc<dyn ObjectStore>, root: &str, kind: StoreKind) -> Self {
+        let root = root.trim_matches('/');
+        ReplicaClient {
+            name: name.to_string(),
+            store,
+            root: StorePath::from(root),
+            backing: Backing::Store(kind),
+        }
+    }
+
+    /// Whether listings walk the tree a level at a time (WebDAV) instead of asking for it all.
+    fn walks(&self) -> bool {
+        matches!(self.backing, Backing::Store(StoreKind::Http))
+    }
+
+    /// The local directory of a file replica.
+    fn local_dir(&self) -> Option<&std::path::PathBuf> {
+        match &self.backing {
+            Backing::Dir(d) => Some(d),
+            Backing::Store(_) => None,
+        }
     }
 
     /// Human-readable name and location, used in every error.
@@ -113,7 +160,7 @@ impl ReplicaClient {
     /// Every replica file, sorted by position; foreign objects (temp files, other tools) are
     /// ignored.
     pub async fn list(&self) -> Result<Vec<ObjectKey>, ReplicaError> {
-        if let Some(dir) = &self.local_dir {
+        if let Some(dir) = self.local_dir() {
             let (dir, name) = (dir.clone(), self.name.clone());
             return tokio::task::spawn_blocking(move || list_local(&name, &dir))
                 .await
@@ -125,29 +172,13 @@ impl ReplicaClient {
         }
         self.timed("listing", async {
             let prefix = (!self.root.as_ref().is_empty()).then_some(&self.root);
-            let mut stream = self.store.list(prefix);
-            let mut keys = Vec::new();
-            let skip = if self.root.as_ref().is_empty() {
-                0
-            } else {
-                self.root.as_ref().len() + 1
-            };
-            while let Some(meta) = stream.next().await {
-                // A file deleted between the directory read and its stat (a compaction running
-                // next to us) is simply not there any more.
-                let meta = match meta {
-                    Err(object_store::Error::NotFound { .. }) => continue,
-                    other => other.map_err(self.storage("listing"))?,
-                };
-                if let Some(k) = meta
-                    .location
-                    .as_ref()
-                    .get(skip..)
-                    .and_then(ObjectKey::parse)
-                {
-                    keys.push(k);
-                }
-            }
+            let found = listing::objects(self.store.as_ref(), prefix, self.walks())
+                .await
+                .map_err(self.storage("listing"))?;
+            let mut keys: Vec<ObjectKey> = found
+                .iter()
+                .filter_map(|m| self.key_of(&m.location))
+                .collect();
             keys.sort();
             Ok(keys)
         })
@@ -162,7 +193,7 @@ impl ReplicaClient {
             path: src.display().to_string(),
             source,
         };
-        if let Some(dir) = &self.local_dir {
+        if let Some(dir) = self.local_dir() {
             let (src, dest) = (src.to_path_buf(), dir.join(key.path()));
             let res = tokio::task::spawn_blocking(move || link_or_copy(&src, &dest))
                 .await
@@ -183,51 +214,191 @@ impl ReplicaClient {
                 Ok(n) => Ok(n),
             };
         }
-        let mut file = tokio::fs::File::open(src).await.map_err(local)?;
-        let size = file.metadata().await.map_err(local)?.len();
+        let size = tokio::fs::metadata(src).await.map_err(local)?.len();
         let path = self.path(key);
         let what = format!("uploading {}", key.path());
-        if size as usize <= PART_SIZE {
-            let data = tokio::fs::read(src).await.map_err(local)?;
-            let opts = PutOptions {
-                mode: PutMode::Create,
-                ..Default::default()
-            };
-            self.timed(&what, async {
-                self.store
-                    .put_opts(&path, PutPayload::from(Bytes::from(data)), opts)
-                    .await
-                    .map_err(self.storage(what.clone()))
-            })
-            .await?;
+        let kind = match self.backing {
+            Backing::Store(k) => k,
+            Backing::Dir(_) => unreachable!("file replicas returned above"),
+        };
+        if kind == StoreKind::S3 && size > SINGLE_PUT_MAX {
+            self.refuse_existing(&path, key).await?;
+            self.upload_parts(&path, src, &what).await?;
             return Ok(size);
         }
-        use tokio::io::AsyncReadExt;
-        let upload = self
-            .store
-            .put_multipart(&path)
-            .await
-            .map_err(self.storage(what.clone()))?;
-        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buf).await.map_err(local)?;
-            if n == 0 {
-                break;
+        let data = tokio::fs::read(src).await.map_err(local)?;
+        self.put_new(&path, &key.path(), Bytes::from(data), &what)
+            .await?;
+        Ok(size)
+    }
+
+    /// Writes `data` at `path` unless something is there: one conditional request where the
+    /// store has them, a check first where it has not (WebDAV), which leaves a window only to
+    /// a second writer racing the same key (replica ownership guards against that already).
+    async fn put_new(
+        &self,
+        path: &StorePath,
+        shown: &str,
+        data: Bytes,
+        what: &str,
+    ) -> Result<(), ReplicaError> {
+        let mode = match self.backing {
+            Backing::Store(StoreKind::Http) => {
+                self.refuse_existing_path(path, shown).await?;
+                PutMode::Overwrite
             }
-            self.timed(&what, async {
-                w.wait_for_capacity(2)
+            _ => PutMode::Create,
+        };
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        let res = self
+            .timed(what, async {
+                self.store
+                    .put_opts(path, PutPayload::from(data), opts)
+                    .await
+                    .map_err(self.storage(what))
+            })
+            .await;
+        match res {
+            // A WebDAV server that refuses overwrites (`memsync serve`) answers 412.
+            Err(ReplicaError::Storage {
+                source: object_store::Error::Precondition { .. },
+                ..
+            }) => Err(ReplicaError::AlreadyExists {
+                replica: self.name.clone(),
+                key: shown.to_string(),
+            }),
+            Err(e) => Err(e),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn refuse_existing(&self, path: &StorePath, key: &ObjectKey) -> Result<(), ReplicaError> {
+        self.refuse_existing_path(path, &key.path()).await
+    }
+
+    async fn refuse_existing_path(
+        &self,
+        path: &StorePath,
+        shown: &str,
+    ) -> Result<(), ReplicaError> {
+        let what = format!("checking {shown}");
+        let res = self
+            .timed(&what, async {
+                self.store
+                    .head(path)
                     .await
                     .map_err(self.storage(what.clone()))
             })
-            .await?;
-            w.write(&buf[..n]);
+            .await;
+        match res {
+            Err(ReplicaError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+            Ok(_) => Err(ReplicaError::AlreadyExists {
+                replica: self.name.clone(),
+                key: shown.to_string(),
+            }),
         }
-        self.timed(&what, async {
-            w.finish().await.map_err(self.storage(what.clone()))
-        })
-        .await?;
-        Ok(size)
+    }
+
+    /// A large file to S3 in parts of [`PART_SIZE`], at most two in memory; a failed upload
+    /// is aborted so its parts do not linger (and cost) in the bucket.
+    async fn upload_parts(
+        &self,
+        path: &StorePath,
+        src: &Path,
+        what: &str,
+    ) -> Result<(), ReplicaError> {
+        use tokio::io::AsyncReadExt;
+        let local = |source| ReplicaError::Local {
+            replica: self.name.clone(),
+            path: src.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::open(src).await.map_err(local)?;
+        let upload = self
+            .timed(what, async {
+                self.store
+                    .put_multipart(path)
+                    .await
+                    .map_err(self.storage(what))
+            })
+            .await?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut buf = vec![0u8; 1 << 20];
+        let res: Result<(), ReplicaError> = async {
+            loop {
+                let n = file.read(&mut buf).await.map_err(local)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                self.timed(what, async {
+                    w.wait_for_capacity(1).await.map_err(self.storage(what))
+                })
+                .await?;
+                w.write(&buf[..n]);
+            }
+        }
+        .await;
+        if let Err(e) = res {
+            if let Err(a) = w.abort().await {
+                tracing::warn!("replica {}: aborting the upload of {path}: {a}", self.name);
+            }
+            return Err(e);
+        }
+        self.timed(what, async { w.finish().await.map_err(self.storage(what)) })
+            .await?;
+        Ok(())
+    }
+
+    /// Keys of one level strictly after `after` (all of the level without it), sorted: a
+    /// listing that starts where the last one ended instead of reading the whole replica.
+    pub async fn list_after(
+        &self,
+        level: Level,
+        after: Option<&ObjectKey>,
+    ) -> Result<Vec<ObjectKey>, ReplicaError> {
+        let mut keys: Vec<ObjectKey> = if self.local_dir().is_some() {
+            self.list()
+                .await?
+                .into_iter()
+                .filter(|k| k.level() == Some(level))
+                .collect()
+        } else {
+            let prefix = self.raw_path(&format!("{SEGMENTS_DIR}/{level}"));
+            self.timed("listing", async {
+                let store = self.store.as_ref();
+                let found = match after {
+                    Some(k) => {
+                        listing::objects_after(store, &prefix, &self.path(k), self.walks()).await
+                    }
+                    None => listing::objects(store, Some(&prefix), self.walks()).await,
+                }
+                .map_err(self.storage("listing"))?;
+                Ok(found
+                    .iter()
+                    .filter_map(|m| self.key_of(&m.location))
+                    .collect())
+            })
+            .await?
+        };
+        keys.sort();
+        if let Some(a) = after {
+            keys.retain(|k| k > a);
+        }
+        Ok(keys)
+    }
+
+    /// The format key of a stored path under the root; `None` for foreign objects.
+    fn key_of(&self, location: &StorePath) -> Option<ObjectKey> {
+        let skip = if self.root.as_ref().is_empty() {
+            0
+        } else {
+            self.root.as_ref().len() + 1
+        };
+        location.as_ref().get(skip..).and_then(ObjectKey::parse)
     }
 
     /// Reads `len` bytes at `offset` of `key`.
@@ -299,25 +470,21 @@ impl ReplicaClient {
         create_only: bool,
     ) -> Result<(), ReplicaError> {
         // A file replica names the file, as every other write error of it does.
-        let what = match &self.local_dir {
+        let what = match self.local_dir() {
             Some(d) => format!("writing {}", d.join(name).display()),
             None => format!("writing {name}"),
         };
+        let path = self.raw_path(name);
+        if create_only {
+            return self.put_new(&path, name, Bytes::from(data), &what).await;
+        }
         let opts = PutOptions {
-            mode: if create_only {
-                PutMode::Create
-            } else {
-                PutMode::Overwrite
-            },
+            mode: PutMode::Overwrite,
             ..Default::default()
         };
         self.timed(&what, async {
             self.store
-                .put_opts(
-                    &self.raw_path(name),
-                    PutPayload::from(Bytes::from(data)),
-                    opts,
-                )
+                .put_opts(&path, PutPayload::from(Bytes::from(data)), opts)
                 .await
                 .map_err(self.storage(what.clone()))
         })

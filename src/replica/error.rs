@@ -22,7 +22,7 @@ pub enum ReplicaError {
         key: String,
     },
     /// The storage could not be reached or refused the request.
-    #[error("replica {replica}: {what}: {source}")]
+    #[error("replica {replica}: {what}: {}", one_line(source))]
     Storage {
         /// Replica.
         replica: String,
@@ -61,14 +61,57 @@ pub enum ReplicaError {
         /// Cause.
         source: std::io::Error,
     },
-    /// This build has no client for the replica's kind.
-    #[error(
-        "replica {replica}: {kind} replicas are not available in this build yet (file replicas are)"
-    )]
-    Unsupported {
+    /// The replica's settings cannot make a client (a malformed URL or header value).
+    #[error("replica {replica}: {msg}")]
+    Config {
         /// Replica.
         replica: String,
-        /// `S3`, `HTTP`.
-        kind: &'static str,
+        /// What is wrong.
+        msg: String,
     },
+}
+
+/// An object store error on one line: S3 and WebDAV servers answer with XML bodies that
+/// object_store quotes whole. `<Code>` and `<Message>`, when there, say what matters.
+fn one_line(e: &object_store::Error) -> String {
+    let text = e.to_string();
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = start + text[start..].find(&format!("</{name}>"))?;
+        Some(text[start..end].to_string())
+    };
+    let status = [
+        "400", "401", "403", "404", "405", "409", "412", "500", "502", "503", "504",
+    ]
+    .into_iter()
+    .find(|s| text.contains(&format!("status code: {s}")));
+    let flat = match (tag("Code"), tag("Message")) {
+        (Some(code), Some(msg)) => match status {
+            Some(s) => format!("HTTP {s} {code}: {msg}"),
+            None => format!("{code}: {msg}"),
+        },
+        _ => text.split_whitespace().collect::<Vec<_>>().join(" "),
+    };
+    flat.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn xml_bodies_become_one_line() {
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "Error performing GET http://x/b in 12ms - Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\n<Error><Code>SignatureDoesNotMatch</Code><Message>The signature does not match.</Message></Error>".into(),
+        };
+        assert_eq!(
+            super::one_line(&e),
+            "HTTP 403 SignatureDoesNotMatch: The signature does not match."
+        );
+        let e = object_store::Error::Generic {
+            store: "HTTP",
+            source: "a\n  b".into(),
+        };
+        assert!(!super::one_line(&e).contains('\n'));
+    }
 }

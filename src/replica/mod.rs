@@ -4,37 +4,62 @@
 
 mod client;
 mod error;
+mod listing;
 mod local;
 pub(crate) mod reader;
+mod remote;
 
 use std::time::Duration;
 
-pub use client::ReplicaClient;
+pub use client::{ReplicaClient, StoreKind};
 pub use error::ReplicaError;
 
-/// Files at most this large are uploaded in one request; larger ones in parts of this size.
-pub const PART_SIZE: usize = 5 << 20;
+/// Files at most this large are uploaded to S3 in one conditional request; larger ones in
+/// parts (WebDAV has no parts: files go in one request there).
+pub const SINGLE_PUT_MAX: u64 = 8 << 20;
+/// Part size of multipart uploads (S3's minimum is 5 MiB).
+pub const PART_SIZE: usize = 8 << 20;
 /// Longest a single storage request may take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Builds the client for a configured replica.
+/// Builds the client for a configured replica. `create` makes a missing file replica
+/// directory (remote stores need nothing made: keys are created by their uploads).
 pub fn client_for(
     cfg: &crate::config::ReplicaConfig,
     create: bool,
 ) -> Result<ReplicaClient, ReplicaError> {
+    use crate::config::ReplicaTarget;
     match &cfg.target {
-        crate::config::ReplicaTarget::File { path } => ReplicaClient::file(&cfg.name, path, create),
-        other => Err(ReplicaError::Unsupported {
-            replica: cfg.name.clone(),
-            kind: target_kind(other),
-        }),
-    }
-}
-
-fn target_kind(t: &crate::config::ReplicaTarget) -> &'static str {
-    match t {
-        crate::config::ReplicaTarget::File { .. } => "file",
-        crate::config::ReplicaTarget::S3 { .. } => "S3",
-        crate::config::ReplicaTarget::Http { .. } => "HTTP",
+        ReplicaTarget::File { path } => ReplicaClient::file(&cfg.name, path, create),
+        ReplicaTarget::S3 {
+            bucket,
+            path,
+            endpoint,
+            region,
+            force_path_style,
+            skip_verify,
+            access_key_id,
+            secret_access_key,
+        } => {
+            let shown = format!("{} (s3://{bucket}/{path})", cfg.name);
+            let store = remote::s3_store(
+                &shown,
+                &remote::S3Settings {
+                    bucket,
+                    endpoint: endpoint.as_deref(),
+                    region: region.as_deref(),
+                    force_path_style: *force_path_style,
+                    skip_verify: *skip_verify,
+                    access_key_id: access_key_id.as_deref(),
+                    secret_access_key: secret_access_key.as_deref(),
+                },
+            )?;
+            Ok(ReplicaClient::new(&shown, store, path, StoreKind::S3))
+        }
+        ReplicaTarget::Http { url } => {
+            let (store, clean, root) = remote::http_store(&cfg.name, url)?;
+            let shown = format!("{} ({clean})", cfg.name);
+            Ok(ReplicaClient::new(&shown, store, &root, StoreKind::Http))
+        }
     }
 }

@@ -1,0 +1,81 @@
+//! Listing object paths under a prefix, whatever the store can do: S3 and the in-memory store
+//! list recursively in one paginated request, WebDAV servers often refuse `Depth: infinity`
+//! (nginx, Apache by default), so there the tree is walked one level at a time (a replica is
+//! two directories deep: `snapshots/`, `segments/<level>/`).
+
+use futures::StreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectMeta, ObjectStore};
+
+/// Every object under `prefix` (`None`: the whole store), in no particular order. A prefix
+/// that does not exist lists as empty; an object deleted while listing is left out.
+pub(super) async fn objects(
+    store: &dyn ObjectStore,
+    prefix: Option<&StorePath>,
+    walk: bool,
+) -> Result<Vec<ObjectMeta>, object_store::Error> {
+    if walk {
+        return walk_tree(store, prefix).await;
+    }
+    let mut stream = store.list(prefix);
+    let mut out = Vec::new();
+    while let Some(meta) = stream.next().await {
+        match meta {
+            Err(object_store::Error::NotFound { .. }) => continue,
+            other => out.push(other?),
+        }
+    }
+    Ok(out)
+}
+
+/// Objects strictly after `offset` under `prefix`, using the store's offset listing where it
+/// has one.
+pub(super) async fn objects_after(
+    store: &dyn ObjectStore,
+    prefix: &StorePath,
+    offset: &StorePath,
+    walk: bool,
+) -> Result<Vec<ObjectMeta>, object_store::Error> {
+    if walk {
+        let mut all = walk_tree(store, Some(prefix)).await?;
+        all.retain(|m| m.location > *offset);
+        return Ok(all);
+    }
+    let mut stream = store.list_with_offset(Some(prefix), offset);
+    let mut out = Vec::new();
+    while let Some(meta) = stream.next().await {
+        match meta {
+            Err(object_store::Error::NotFound { .. }) => continue,
+            other => out.push(other?),
+        }
+    }
+    Ok(out)
+}
+
+/// Breadth-first, one `Depth: 1` listing per directory, at most a few levels deep.
+async fn walk_tree(
+    store: &dyn ObjectStore,
+    prefix: Option<&StorePath>,
+) -> Result<Vec<ObjectMeta>, object_store::Error> {
+    const MAX_DEPTH: usize = 4;
+    let mut out = Vec::new();
+    let mut dirs = vec![prefix.cloned()];
+    for _ in 0..MAX_DEPTH {
+        let mut next = Vec::new();
+        for dir in dirs {
+            match store.list_with_delimiter(dir.as_ref()).await {
+                Ok(r) => {
+                    out.extend(r.objects);
+                    next.extend(r.common_prefixes.into_iter().map(Some));
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        dirs = next;
+    }
+    Ok(out)
+}

@@ -1,0 +1,234 @@
+//! Builds the object stores behind S3 and HTTP/WebDAV replicas from their configuration.
+//!
+//! Both are `object_store` stores over reqwest with rustls (ring), so they differ from a file
+//! replica only in how the store is made. Settings come from the replica's configuration first,
+//! then Litestream's variables (`LITESTREAM_ACCESS_KEY_ID`, ...), then the `AWS_*` ones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::http::HttpBuilder;
+use object_store::{BackoffConfig, Certificate, ClientOptions, ObjectStore, RetryConfig};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use url::Url;
+
+use super::{REQUEST_TIMEOUT, ReplicaError};
+
+/// S3 settings as configured (`ReplicaTarget::S3`).
+pub(super) struct S3Settings<'a> {
+    pub bucket: &'a str,
+    pub endpoint: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub force_path_style: bool,
+    pub skip_verify: bool,
+    pub access_key_id: Option<&'a str>,
+    pub secret_access_key: Option<&'a str>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Retries inside one request: few and short, because the shipper retries a failed upload
+/// with its own backoff and keeps the file in the spool meanwhile.
+fn retry() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 3,
+        retry_timeout: REQUEST_TIMEOUT,
+    }
+}
+
+/// Client options shared by S3 and HTTP stores. `AWS_CA_BUNDLE`, when it names a readable PEM
+/// bundle, adds its certificates to the system's; a variable naming something else is ignored
+/// with a warning (tools read it differently, and it must not stop replication).
+fn client_options(replica: &str, url: Option<&str>, skip_verify: bool) -> ClientOptions {
+    install_crypto();
+    let mut o = ClientOptions::new()
+        .with_timeout(REQUEST_TIMEOUT)
+        .with_connect_timeout(Duration::from_secs(10))
+        .with_allow_http(url.is_some_and(|u| u.starts_with("http://")))
+        .with_allow_invalid_certificates(skip_verify)
+        .with_http1_only();
+    if let Some(path) = env("AWS_CA_BUNDLE") {
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()))
+        {
+            Ok(certs) => {
+                for c in certs {
+                    o = o.with_root_certificate(c);
+                }
+            }
+            Err(e) => tracing::warn!(
+                "replica {replica}: AWS_CA_BUNDLE={path} not used ({e}); using the system's certificates"
+            ),
+        }
+    }
+    o
+}
+
+/// reqwest is built without a default TLS provider (ring instead of aws-lc: no cmake build).
+fn install_crypto() {
+    // A second install returns Err, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// An S3 (or S3-compatible) store for `s`. Path-style requests when an endpoint is given
+/// (MinIO, SeaweedFS and most self-hosted stores need them; R2 and B2 accept them) or when
+/// `force-path-style` is set; virtual-hosted style on AWS itself.
+pub(super) fn s3_store(
+    replica: &str,
+    s: &S3Settings,
+) -> Result<Arc<dyn ObjectStore>, ReplicaError> {
+    let key_id = s
+        .access_key_id
+        .map(str::to_string)
+        .or_else(|| env("LITESTREAM_ACCESS_KEY_ID"))
+        .or_else(|| env("AWS_ACCESS_KEY_ID"));
+    let secret = s
+        .secret_access_key
+        .map(str::to_string)
+        .or_else(|| env("LITESTREAM_SECRET_ACCESS_KEY"))
+        .or_else(|| env("AWS_SECRET_ACCESS_KEY"));
+    let region = s
+        .region
+        .map(str::to_string)
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".into());
+    // Starts from the AWS environment (session tokens, container and instance credentials),
+    // then the configuration wins.
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(s.bucket)
+        .with_region(region)
+        .with_retry(retry())
+        .with_client_options(client_options(replica, s.endpoint, s.skip_verify))
+        .with_virtual_hosted_style_request(s.endpoint.is_none() && !s.force_path_style);
+    if let Some(e) = s.endpoint {
+        b = b.with_endpoint(e);
+    } else {
+        // `AWS_ENDPOINT` from the environment would otherwise send AWS-region requests elsewhere
+        // without the configuration saying so; it is honoured only as the `endpoint` key.
+        b = b.with_config(AmazonS3ConfigKey::Endpoint, "");
+    }
+    if let Some(k) = key_id {
+        b = b.with_access_key_id(k);
+    }
+    if let Some(k) = secret {
+        b = b.with_secret_access_key(k);
+    }
+    let store = b.build().map_err(|source| ReplicaError::Storage {
+        replica: replica.to_string(),
+        what: "configuring the S3 client".into(),
+        source,
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// A WebDAV store at `url`; user and password in the URL become Basic authentication, and
+/// `MEMSYNC_HTTP_TOKEN`, when set, a Bearer token (what `memsync serve -api-key` checks).
+/// Returns the store, the URL without its credentials (for names and logs) and the URL's path,
+/// which becomes the client's root: the store itself is made for the server's origin because
+/// object_store reads a PROPFIND's `href`s as paths from the server root.
+pub(super) fn http_store(
+    replica: &str,
+    url: &str,
+) -> Result<(Arc<dyn ObjectStore>, String, String), ReplicaError> {
+    let bad = |msg: String| ReplicaError::Config {
+        replica: replica.to_string(),
+        msg,
+    };
+    let mut parsed = Url::parse(url).map_err(|e| bad(format!("URL {url:?}: {e}")))?;
+    let mut headers = HeaderMap::new();
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        use base64_engine::encode;
+        let user = percent_encoding::percent_decode_str(parsed.username()).decode_utf8_lossy();
+        let pass = parsed
+            .password()
+            .map(|p| {
+                percent_encoding::percent_decode_str(p)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .unwrap_or_default();
+        let mut v = HeaderValue::from_str(&format!("Basic {}", encode(&format!("{user}:{pass}"))))
+            .map_err(|_| bad("user or password in the URL is not a valid header".into()))?;
+        v.set_sensitive(true);
+        headers.insert(AUTHORIZATION, v);
+        let _ = parsed.set_username("");
+        let _ = parsed.set_password(None);
+    } else if let Some(token) = env("MEMSYNC_HTTP_TOKEN") {
+        let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| bad("MEMSYNC_HTTP_TOKEN is not a valid header value".into()))?;
+        v.set_sensitive(true);
+        headers.insert(AUTHORIZATION, v);
+    }
+    let clean = parsed.to_string().trim_end_matches('/').to_string();
+    let root = percent_encoding::percent_decode_str(parsed.path())
+        .decode_utf8()
+        .map_err(|_| bad("the URL's path is not UTF-8".into()))?
+        .trim_matches('/')
+        .to_string();
+    parsed.set_path("/");
+    parsed.set_query(None);
+    let store = HttpBuilder::new()
+        .with_url(parsed.to_string())
+        .with_retry(retry())
+        .with_client_options(
+            client_options(replica, Some(&clean), false).with_default_headers(headers),
+        )
+        .build()
+        .map_err(|source| ReplicaError::Storage {
+            replica: replica.to_string(),
+            what: "configuring the HTTP client".into(),
+            source,
+        })?;
+    Ok((Arc::new(store), clean, root))
+}
+
+/// Base64 for the Basic header (RFC 4648 with padding): a dozen lines, not a dependency.
+mod base64_engine {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub(super) fn encode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+        for c in b.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                if i <= c.len() {
+                    out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn rfc4648_vectors() {
+            for (i, o) in [
+                ("", ""),
+                ("f", "Zg=="),
+                ("fo", "Zm8="),
+                ("foo", "Zm9v"),
+                ("foob", "Zm9vYg=="),
+                ("fooba", "Zm9vYmE="),
+                ("foobar", "Zm9vYmFy"),
+            ] {
+                assert_eq!(super::encode(i), o);
+            }
+        }
+    }
+}
