@@ -144,7 +144,7 @@ impl SeaweedS3 {
     /// The replica URL of `prefix` in `bucket`.
     pub fn url_in(&self, bucket: &str, prefix: &str) -> String {
         format!(
-            "s3://{bucket}/{prefix}?endpoint={}&region={REGION}&force-path-style=true",
+            "s3://{bucket}/{prefix}?endpoint={}&region={REGION}&forcePathStyle=true",
             self.endpoint()
         )
     }

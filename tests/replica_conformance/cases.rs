@@ -199,10 +199,13 @@ pub async fn prefix_isolation(f: &Fixture) {
     assert_eq!(ten.list().await.unwrap(), vec![snap(1)]);
 }
 
-/// 12 MiB, more than two 5 MiB parts: read back by ranges across the part boundaries, and a
-/// second upload of the key (multipart on S3) is refused as a small one is.
+/// 12 MiB, more than one part (a multipart upload on S3): read back by ranges across the
+/// boundaries of 5 MiB parts (S3's minimum) and of the client's parts; a second upload of the
+/// key is refused as a small one is, and leaves the first whole.
 pub async fn large_object(f: &Fixture) {
     const MIB: u64 = 1 << 20;
+    let part = memsync::replica::PART_SIZE as u64;
+    assert!(12 * MIB > part && 12 * MIB > memsync::replica::SINGLE_PUT_MAX);
     let c = f.client("db");
     let (k, bytes) = (snap(100), data(12, 12 * MIB as usize));
     upload(f, &c, &k, &bytes).await;
@@ -210,9 +213,11 @@ pub async fn large_object(f: &Fixture) {
     for (off, len) in [
         (0, 65_536),
         (5 * MIB - 100, 200),
+        (part - 1, 2),
+        (part - 4096, 8192),
         (10 * MIB - 1, 2),
         (12 * MIB - 1000, 1000),
-        (3 * MIB, 4 * MIB),
+        (3 * MIB, 7 * MIB),
     ] {
         let got = c.get_range(&k, off, len).await.unwrap();
         assert!(
