@@ -188,15 +188,44 @@ impl SeaweedS3 {
     }
 }
 
-/// Status of a SigV4-signed request without a body (curl signs it), 0 if nothing answered.
-pub fn signed_status(method: &str, url: &str) -> u16 {
+impl SeaweedS3 {
+    /// Multipart uploads begun and neither completed nor aborted under `prefix` of [`BUCKET`]
+    /// (a client must abort the ones it gives up).
+    pub fn pending_uploads(&self, prefix: &str) -> usize {
+        // Query parameters sorted, `/` encoded and `uploads=` spelled out: the form curl
+        // signs as SigV4 canonicalizes it.
+        assert!(
+            prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/-_.".contains(c)),
+            "prefix {prefix:?} needs more encoding"
+        );
+        let url = format!(
+            "{}/{BUCKET}?prefix={}&uploads=",
+            self.endpoint(),
+            prefix.replace('/', "%2F")
+        );
+        let (st, body) = signed(&["-X", "GET", &url]);
+        assert_eq!(st, 200, "listing multipart uploads: {body}");
+        body.matches("<Upload>").count()
+    }
+}
+
+/// A SigV4-signed curl request (`args` after the signing ones): (status, body).
+pub fn signed(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
-        .args(["-s", "--noproxy", "*", "-o", "/dev/null", "-w", "%{http_code}"])
-        .args(["--max-time", "10", "-X", method])
+        .args(["-s", "--noproxy", "*", "--max-time", "20", "-w", "\n%{http_code}"])
         .args(["--aws-sigv4", &format!("aws:amz:{REGION}:s3")])
         .args(["--user", &format!("{ACCESS_KEY}:{SECRET_KEY}")])
-        .arg(url)
+        .args(args)
         .output()
         .expect("curl (Debian package curl)");
-    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.parse().unwrap_or(0), body.to_string())
+}
+
+/// Status of a SigV4-signed request without a body, 0 if nothing answered.
+pub fn signed_status(method: &str, url: &str) -> u16 {
+    signed(&["-X", method, url]).0
 }

@@ -232,6 +232,7 @@ pub async fn large_object(f: &Fixture) {
     );
     assert!(read_all(&c, &k).await == bytes, "first upload not intact");
     assert_eq!(c.list().await.unwrap(), vec![k]);
+    assert_eq!(f.pending_uploads("db"), 0, "the refused multipart upload was not aborted");
 }
 
 /// The lineage record: absent, created once, refused the second time when create-only,

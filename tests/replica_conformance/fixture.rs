@@ -124,6 +124,14 @@ impl Fixture {
         }
     }
 
+    /// Multipart uploads left pending under the replica at `root` (S3 only; 0 elsewhere).
+    pub fn pending_uploads(&self, root: &str) -> usize {
+        match self.backend {
+            Backend::S3 => s3::shared().pending_uploads(&format!("{}/{root}/", self.base)),
+            _ => 0,
+        }
+    }
+
     /// A fresh local file holding `data`, to upload (file replicas may hard-link it, so it is
     /// never reused or changed).
     pub fn source(&self, data: &[u8]) -> std::path::PathBuf {

@@ -17,20 +17,8 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     (code.parse().unwrap_or(0), body.to_string())
 }
 
-pub fn sigv4() -> Vec<String> {
-    vec![
-        "--aws-sigv4".into(),
-        format!("aws:amz:{}:s3", s3::REGION),
-        "--user".into(),
-        format!("{}:{}", s3::ACCESS_KEY, s3::SECRET_KEY),
-    ]
-}
-
-pub fn curl_s3(extra: &[&str]) -> (u16, String) {
-    let sig = sigv4();
-    let mut args: Vec<&str> = sig.iter().map(String::as_str).collect();
-    args.extend_from_slice(extra);
-    curl(&args)
+pub fn curl_s3(args: &[&str]) -> (u16, String) {
+    s3::signed(args)
 }
 
 /// SeaweedFS checks signatures and enforces `If-None-Match: *`, the two properties the S3
