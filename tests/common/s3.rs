@@ -127,7 +127,8 @@ impl SeaweedS3 {
             .as_mut()
             .unwrap()
             .wait_ready(Duration::from_secs(60), || {
-                super::server::listening(port) && signed_status("GET", &format!("http://127.0.0.1:{port}/")) == 200
+                super::server::listening(port)
+                    && signed_status("GET", &format!("http://127.0.0.1:{port}/")) == 200
             });
     }
 
@@ -214,7 +215,15 @@ impl SeaweedS3 {
 /// A SigV4-signed curl request (`args` after the signing ones): (status, body).
 pub fn signed(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
-        .args(["-s", "--noproxy", "*", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args([
+            "-s",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "20",
+            "-w",
+            "\n%{http_code}",
+        ])
         .args(["--aws-sigv4", &format!("aws:amz:{REGION}:s3")])
         .args(["--user", &format!("{ACCESS_KEY}:{SECRET_KEY}")])
         .args(args)

@@ -83,7 +83,10 @@ impl Proc {
             .iter()
             .map(|p| {
                 let s = p.to_str().unwrap();
-                assert!(!s.contains(char::is_whitespace), "leftover path {s:?} has spaces");
+                assert!(
+                    !s.contains(char::is_whitespace),
+                    "leftover path {s:?} has spaces"
+                );
                 s
             })
             .collect();

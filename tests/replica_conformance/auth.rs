@@ -64,7 +64,10 @@ fn s3_wrong_secret_is_an_error_everywhere() {
 #[test]
 fn webdav_basic_auth_from_url() {
     let dav = webdav::WebDav::start_with_auth("alice", "s3cret");
-    let url = |user: &str| dav.url("db").replacen("http://", &format!("http://{user}@"), 1);
+    let url = |user: &str| {
+        dav.url("db")
+            .replacen("http://", &format!("http://{user}@"), 1)
+    };
     let client = |user: &str| client_for(&replica_from_url(&url(user)).unwrap(), true).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
@@ -73,7 +76,10 @@ fn webdav_basic_auth_from_url() {
         let good = client("alice:s3cret");
         good.upload(&seg(0, 1, 1), &src).await.unwrap();
         assert_eq!(good.list().await.unwrap(), [seg(0, 1, 1)]);
-        assert_eq!(good.get_range(&seg(0, 1, 1), 0, 7).await.unwrap(), &b"segment"[..]);
+        assert_eq!(
+            good.get_range(&seg(0, 1, 1), 0, 7).await.unwrap(),
+            &b"segment"[..]
+        );
         refused_everywhere(&client("alice:wrong"), &src).await;
         refused_everywhere(
             &client_for(&replica_from_url(&dav.url("db")).unwrap(), true).unwrap(),

@@ -72,7 +72,13 @@ pub async fn ranged_get(f: &Fixture) {
     let c = f.client("db");
     let (k, bytes) = (seg(0, 3, 9), data(2, 100_000));
     upload(f, &c, &k, &bytes).await;
-    for (off, len) in [(0, 100), (50_000, 123), (99_923, 77), (99_999, 1), (4096, 4096)] {
+    for (off, len) in [
+        (0, 100),
+        (50_000, 123),
+        (99_923, 77),
+        (99_999, 1),
+        (4096, 4096),
+    ] {
         let got = c.get_range(&k, off, len).await.unwrap();
         assert_eq!(
             got,
@@ -232,7 +238,11 @@ pub async fn large_object(f: &Fixture) {
     );
     assert!(read_all(&c, &k).await == bytes, "first upload not intact");
     assert_eq!(c.list().await.unwrap(), vec![k]);
-    assert_eq!(f.pending_uploads("db"), 0, "the refused multipart upload was not aborted");
+    assert_eq!(
+        f.pending_uploads("db"),
+        0,
+        "the refused multipart upload was not aborted"
+    );
 }
 
 /// The lineage record: absent, created once, refused the second time when create-only,
@@ -243,12 +253,18 @@ pub async fn lineage_record(f: &Fixture) {
     c.put_raw(LINEAGE_OBJECT, b"one".to_vec(), true)
         .await
         .unwrap();
-    assert_eq!(c.get_raw(LINEAGE_OBJECT).await.unwrap().unwrap(), &b"one"[..]);
+    assert_eq!(
+        c.get_raw(LINEAGE_OBJECT).await.unwrap().unwrap(),
+        &b"one"[..]
+    );
     assert_already_exists(
         c.put_raw(LINEAGE_OBJECT, b"two".to_vec(), true).await,
         "create-only lineage over an existing one",
     );
-    assert_eq!(c.get_raw(LINEAGE_OBJECT).await.unwrap().unwrap(), &b"one"[..]);
+    assert_eq!(
+        c.get_raw(LINEAGE_OBJECT).await.unwrap().unwrap(),
+        &b"one"[..]
+    );
     c.put_raw(LINEAGE_OBJECT, b"three".to_vec(), false)
         .await
         .unwrap();

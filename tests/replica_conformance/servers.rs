@@ -8,7 +8,15 @@ use crate::common::{s3, webdav};
 /// `curl` with extra arguments: (HTTP status, body).
 pub fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
-        .args(["-s", "--noproxy", "*", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args([
+            "-s",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "20",
+            "-w",
+            "\n%{http_code}",
+        ])
         .args(args)
         .output()
         .expect("curl");
@@ -42,13 +50,7 @@ fn seaweedfs_checks_signatures_and_conditional_puts() {
     assert_eq!(curl_s3(&[&url]), (200, "first".into()));
     assert_eq!(curl_s3(&["-r", "1-3", &url]), (206, "irs".into()));
     let bad = format!("{}:wrong", s3::ACCESS_KEY);
-    let (st, _) = curl(&[
-        "--aws-sigv4",
-        "aws:amz:us-east-1:s3",
-        "--user",
-        &bad,
-        &url,
-    ]);
+    let (st, _) = curl(&["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", &bad, &url]);
     assert_eq!(st, 403, "a wrong secret must be refused");
     assert_eq!(curl(&[&url]).0, 403, "an unsigned GET must be refused");
 }
@@ -82,5 +84,8 @@ fn nginx_speaks_webdav() {
     assert_eq!(curl(&["-T", f, &url]).0, 401);
     assert_eq!(curl(&["-u", "alice:nope", "-T", f, &url]).0, 401);
     assert_eq!(curl(&["-u", "alice:s3cret", "-T", f, &url]).0, 201);
-    assert_eq!(curl(&["-u", "alice:s3cret", &url]), (200, "hello dav".into()));
+    assert_eq!(
+        curl(&["-u", "alice:s3cret", &url]),
+        (200, "hello dav".into())
+    );
 }
