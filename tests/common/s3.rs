@@ -1,0 +1,240 @@
+//! A real S3 server on 127.0.0.1: SeaweedFS (`weed server -s3`, installed by
+//! scripts/harness.sh), with SigV4 credentials checked and conditional writes enforced.
+//!
+//! It takes seconds to start and some 100 MB of memory, so a test binary normally shares one
+//! ([`shared`]) and gives each test its own prefix ([`unique_prefix`]); tests that stop the
+//! server (outages) start their own ([`SeaweedS3::start`]).
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::server::{Proc, free_ports, harness, require, write_file};
+
+pub const ACCESS_KEY: &str = "testkey";
+pub const SECRET_KEY: &str = "testsecret";
+pub const REGION: &str = "us-east-1";
+/// The bucket every server is started with.
+pub const BUCKET: &str = "memsync-test";
+
+/// One SeaweedFS server (master, volume, filer and S3 gateway in one process).
+pub struct SeaweedS3 {
+    proc: Option<Proc>,
+    dir: tempfile::TempDir,
+    /// master, master grpc, volume, volume grpc, filer, filer grpc, s3, s3 grpc.
+    ports: Vec<u16>,
+}
+
+/// The server shared by every test of this test binary, started on first use. It is killed
+/// (and its data removed) when the test binary exits.
+pub fn shared() -> &'static SeaweedS3 {
+    static S3: OnceLock<SeaweedS3> = OnceLock::new();
+    S3.get_or_init(SeaweedS3::start)
+}
+
+/// A key prefix no other test of this binary uses: `<name>-<n>`.
+pub fn unique_prefix(name: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{name}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+impl SeaweedS3 {
+    /// Starts a server with bucket [`BUCKET`] on free ports, data in a temporary directory;
+    /// returns once the bucket exists.
+    pub fn start() -> SeaweedS3 {
+        let dir = tempfile::Builder::new()
+            .prefix("memsync-s3-")
+            .tempdir()
+            .unwrap();
+        let mut s = SeaweedS3 {
+            proc: None,
+            dir,
+            ports: free_ports(8),
+        };
+        write_file(
+            &s.dir.path().join("s3.json"),
+            &format!(
+                r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+            ),
+        );
+        std::fs::create_dir_all(s.dir.path().join("data")).unwrap();
+        s.launch();
+        s.create_bucket(BUCKET);
+        s
+    }
+
+    fn launch(&mut self) {
+        let weed = harness().join("venv/bin/weed");
+        require(&weed, "SeaweedFS (weed)");
+        let d = self.dir.path();
+        let p = &self.ports;
+        let args: Vec<String> = vec![
+            "server".into(),
+            format!("-dir={}", d.join("data").display()),
+            // Loopback only, no telemetry (the defaults are the host's address, 0.0.0.0, on).
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            "-master.telemetry=false".into(),
+            "-s3".into(),
+            "-iam=false".into(),
+            "-webdav=false".into(),
+            format!("-master.port={}", p[0]),
+            format!("-master.port.grpc={}", p[1]),
+            format!("-volume.port={}", p[2]),
+            format!("-volume.port.grpc={}", p[3]),
+            format!("-filer.port={}", p[4]),
+            format!("-filer.port.grpc={}", p[5]),
+            format!("-s3.port={}", p[6]),
+            format!("-s3.port.grpc={}", p[7]),
+            "-s3.port.iceberg=0".into(),
+            "-s3.port.lance=0".into(),
+            format!("-s3.config={}", d.join("s3.json").display()),
+            format!("-filer.localSocket={}", d.join("filer.sock").display()),
+            format!("-s3.localSocket={}", d.join("s3.sock").display()),
+            // Small volumes, as many as the disk allows; no wait before a stop.
+            "-master.volumeSizeLimitMB=64".into(),
+            "-volume.max=0".into(),
+            "-volume.preStopSeconds=0".into(),
+        ];
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        // SeaweedFS puts its gRPC sockets in /tmp whatever the flags say; a killed server
+        // leaves them behind.
+        let mut leftovers = Vec::new();
+        for (kind, port) in [
+            ("master", p[1]),
+            ("volume", p[3]),
+            ("filer", p[5]),
+            ("s3", p[7]),
+        ] {
+            leftovers.push(PathBuf::from(format!(
+                "/tmp/seaweedfs-{kind}-grpc-{port}.sock"
+            )));
+        }
+        let proc = Proc::spawn(
+            "SeaweedFS",
+            &weed,
+            &args,
+            &d.join("weed.log"),
+            &leftovers,
+            d,
+        );
+        self.proc = Some(proc);
+        let port = self.ports[6];
+        self.proc
+            .as_mut()
+            .unwrap()
+            .wait_ready(Duration::from_secs(60), || {
+                super::server::listening(port)
+                    && signed_status("GET", &format!("http://127.0.0.1:{port}/")) == 200
+            });
+    }
+
+    /// The S3 endpoint, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports[6])
+    }
+
+    /// The replica URL of `prefix` in [`BUCKET`], in memsync's (and Litestream's) URL form.
+    pub fn url(&self, prefix: &str) -> String {
+        self.url_in(BUCKET, prefix)
+    }
+
+    /// The replica URL of `prefix` in `bucket`.
+    pub fn url_in(&self, bucket: &str, prefix: &str) -> String {
+        format!(
+            "s3://{bucket}/{prefix}?endpoint={}&region={REGION}&forcePathStyle=true",
+            self.endpoint()
+        )
+    }
+
+    /// Environment that gives a `memsync` process the server's credentials.
+    pub fn env(&self) -> [(&'static str, &'static str); 2] {
+        [
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ]
+    }
+
+    /// Creates `bucket` (a signed PUT); an existing bucket is fine.
+    pub fn create_bucket(&self, bucket: &str) {
+        let url = format!("{}/{bucket}", self.endpoint());
+        let st = signed_status("PUT", &url);
+        assert!(
+            st == 200 || st == 409,
+            "creating bucket {bucket}: HTTP {st}:\n{}",
+            self.log_tail()
+        );
+    }
+
+    /// SIGKILL (as a crash or an outage); the data stays. [`resume`](Self::resume) starts it
+    /// again.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    /// Starts the server again on the same ports and data, after [`stop`](Self::stop).
+    pub fn resume(&mut self) {
+        assert!(self.proc.is_none(), "SeaweedFS is running");
+        self.launch();
+    }
+
+    /// The last lines of the server's log.
+    pub fn log_tail(&self) -> String {
+        super::server::log_tail(&self.dir.path().join("weed.log"), 40)
+    }
+}
+
+impl SeaweedS3 {
+    /// Multipart uploads begun and neither completed nor aborted under `prefix` of [`BUCKET`]
+    /// (a client must abort the ones it gives up).
+    pub fn pending_uploads(&self, prefix: &str) -> usize {
+        // Query parameters sorted, `/` encoded and `uploads=` spelled out: the form curl
+        // signs as SigV4 canonicalizes it.
+        assert!(
+            prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/-_.".contains(c)),
+            "prefix {prefix:?} needs more encoding"
+        );
+        let url = format!(
+            "{}/{BUCKET}?prefix={}&uploads=",
+            self.endpoint(),
+            prefix.replace('/', "%2F")
+        );
+        let (st, body) = signed(&["-X", "GET", &url]);
+        assert_eq!(st, 200, "listing multipart uploads: {body}");
+        body.matches("<Upload>").count()
+    }
+}
+
+/// A SigV4-signed curl request (`args` after the signing ones): (status, body).
+pub fn signed(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "20",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(["--aws-sigv4", &format!("aws:amz:{REGION}:s3")])
+        .args(["--user", &format!("{ACCESS_KEY}:{SECRET_KEY}")])
+        .args(args)
+        .output()
+        .expect("curl (Debian package curl)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.parse().unwrap_or(0), body.to_string())
+}
+
+/// Status of a SigV4-signed request without a body, 0 if nothing answered.
+pub fn signed_status(method: &str, url: &str) -> u16 {
+    signed(&["-X", method, url]).0
+}
