@@ -30,16 +30,17 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// Retries inside one request: few and short, because the shipper retries a failed upload
-/// with its own backoff and keeps the file in the spool meanwhile.
+/// Retries inside one request (5xx answers, reset connections): some 6 s of them, enough for
+/// a store restarting under us; the shipper retries a failed upload with its own backoff
+/// beyond that and keeps the file in the spool meanwhile.
 fn retry() -> RetryConfig {
     RetryConfig {
         backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
+            init_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(4),
             base: 2.0,
         },
-        max_retries: 3,
+        max_retries: 5,
         retry_timeout: REQUEST_TIMEOUT,
     }
 }

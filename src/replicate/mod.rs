@@ -370,6 +370,7 @@ fn start_db(
         spool,
         confirmed,
         map_rx,
+        pos_rx.clone(),
         tiers.top(),
         db.spool_budget,
     )));
@@ -416,7 +417,7 @@ fn compaction_interval_override() -> Result<Option<Duration>, ReplicateError> {
 }
 
 /// How often the spool's size is checked against its budget while a replica is behind.
-const BUDGET_CHECK: Duration = Duration::from_secs(10);
+const BUDGET_CHECK: Duration = Duration::from_secs(2);
 
 /// Deletes spooled files once every replica confirmed them. While a replica is behind (cannot
 /// be reached), the spool keeps what it lacks up to `budget` bytes; past that, it keeps only
@@ -426,6 +427,7 @@ async fn prune_spool(
     spool: Spool,
     mut confirmed: Vec<watch::Receiver<Option<TxId>>>,
     map_saved: watch::Receiver<Option<TxId>>,
+    position: watch::Receiver<Option<TxId>>,
     top: u8,
     budget: u64,
 ) {
@@ -434,6 +436,9 @@ async fn prune_spool(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let positions: Vec<Option<TxId>> = confirmed.iter().map(|c| *c.borrow()).collect();
+        // Only while a replica lacks the newest position is the spool weighed (no I/O when
+        // every replica keeps up).
+        let lagging = positions.iter().any(|p| *p < *position.borrow());
         let s = spool.clone();
         let keep_after = *map_saved.borrow();
         let res = tokio::task::spawn_blocking(move || {
@@ -442,21 +447,33 @@ async fn prune_spool(
             if let Some(t) = min {
                 s.prune(t, keep_after, top)?;
             }
-            // Something is kept for a replica that is behind: is it too much?
-            let keys = s.keys()?;
-            let newest = keys.iter().map(|k| k.max_txid()).max();
-            if min == newest || keys.is_empty() {
+            if !lagging {
                 return Ok::<_, std::io::Error>(None);
             }
+            let keys = s.keys()?;
             let held = s.bytes(&keys);
             if held <= budget {
                 return Ok(Some((false, held)));
             }
-            // The replicas that are up have what they confirmed; the ones behind get a snapshot.
-            let upto = max
-                .max(newest)
-                .expect("a spool with files has a newest position");
-            s.prune(upto, keep_after, top)?;
+            // The replicas that are up have what they confirmed; the ones behind lose what they
+            // lack: the newest snapshot past them and what follows it if that fits, or all of it
+            // (they get a snapshot when they are back).
+            let newest = keys.iter().map(|k| k.max_txid()).max();
+            let snap = keys
+                .iter()
+                .filter(|k| k.is_snapshot() && Some(k.max_txid()) > min)
+                .max();
+            let from_snap = snap.map(|sn| {
+                let after: Vec<_> = keys.iter().filter(|k| k >= &sn).copied().collect();
+                (sn.max_txid(), s.bytes(&after))
+            });
+            let upto = match from_snap {
+                Some((t, bytes)) if bytes <= budget => TxId::new(t.get() - 1),
+                _ => max.max(newest),
+            };
+            if let Some(upto) = upto.max(min) {
+                s.prune(upto, keep_after, top)?;
+            }
             Ok(Some((true, held)))
         })
         .await;
@@ -464,10 +481,10 @@ async fn prune_spool(
             Ok(Ok(Some((true, held)))) if !over => {
                 over = true;
                 tracing::warn!(
-                    "spool {}: {} MiB kept for replicas that are behind reached its budget of {} MiB (`spool-budget`); dropping what they lack: each gets a fresh snapshot when it is back",
+                    "spool {}: {} KiB kept for replicas that are behind reached its budget of {} KiB (`spool-budget`); dropping what they lack: each gets a fresh snapshot when it is back",
                     spool.dir().display(),
-                    held >> 20,
-                    budget >> 20
+                    held >> 10,
+                    budget >> 10
                 );
             }
             Ok(Ok(None)) if over => {
@@ -481,7 +498,8 @@ async fn prune_spool(
             futures::future::select_all(confirmed.iter_mut().map(|c| Box::pin(c.changed())));
         tokio::select! {
             r = changed => if r.0.is_err() { return },
-            _ = tick.tick() => {}
+            // The budget is checked on a timer too: with every replica down nothing confirms.
+            _ = tick.tick(), if lagging || over => {}
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct Shipper {
     /// Position of the snapshot this replica started over from: older files are of no use
     /// to it (nothing before that snapshot is restorable from this replica).
     pub since: Option<TxId>,
+    /// A snapshot was asked for and has not shown up in the spool yet.
+    pub asked: bool,
 }
 
 /// Everything a [`Shipper`] needs but what the replica's start finds out.
@@ -100,6 +102,7 @@ impl ShipperParts {
             restart: ready.restart,
             snapshot_wanted: self.snapshot_wanted,
             since: None,
+            asked: false,
         }
     }
 }
@@ -154,13 +157,21 @@ impl Shipper {
         })?;
         let mut n = 0;
         let chain = chain_after(&keys, self.remote);
-        if chain.is_empty() {
-            self.ask_for_snapshot(&keys);
+        // A way forward answers any earlier ask; if it is dropped again (spool budget), ask anew.
+        if !chain.is_empty() {
+            self.asked = false;
+        }
+        if chain.is_empty() && self.needs_snapshot(&keys) {
+            // Only a replica that answers gets one: while it is down, a snapshot would only
+            // grow the spool (and one dropped to keep within the budget would be asked for
+            // again and again).
+            self.client.get_raw(replica_formats::LINEAGE_OBJECT).await?;
+            self.ask_for_snapshot();
         }
         for key in chain {
             if key.is_snapshot() {
                 self.since = self.since.max(Some(key.max_txid()));
-                if let Some(why) = self.restart.take() {
+                if let Some(why) = self.restart {
                     tracing::info!(
                         "replica {}: {why}, shipping a new snapshot at position {}",
                         self.client.name(),
@@ -170,6 +181,9 @@ impl Shipper {
             }
             if !self.put(&key).await? {
                 return Ok((n, false));
+            }
+            if key.is_snapshot() {
+                self.restart = None;
             }
             self.drop_covered(&key).await?;
             self.remote = Some(key.max_txid());
@@ -204,17 +218,22 @@ impl Shipper {
     }
 
     /// The spool holds positions past this replica's but no way to them (no segment right
-    /// after its position, no snapshot beyond it): asks the monitor for a snapshot, once, so
-    /// the replica is not stuck while the spool keeps everything for it.
-    fn ask_for_snapshot(&mut self, keys: &[ObjectKey]) {
+    /// after its position, no snapshot beyond it), and no snapshot was asked for yet.
+    fn needs_snapshot(&self, keys: &[ObjectKey]) -> bool {
         let newest = keys.iter().map(ObjectKey::max_txid).max();
-        if self.restart.is_some() || newest <= self.remote {
-            return;
+        newest > self.remote && !self.asked
+    }
+
+    /// Asks the monitor for a snapshot, once, so the replica is not stuck while the spool
+    /// keeps everything for it.
+    fn ask_for_snapshot(&mut self) {
+        self.asked = true;
+        if self.restart.is_none() {
+            self.restart = Some(match self.remote {
+                None => Restart::Empty,
+                Some(r) => Restart::Behind { newest: r },
+            });
         }
-        self.restart = Some(match self.remote {
-            None => Restart::Empty,
-            Some(r) => Restart::Behind { newest: r },
-        });
         self.snapshot_wanted.store(true, Ordering::Relaxed);
     }
 
@@ -320,6 +339,11 @@ impl Shipper {
         let mut last_retention = Instant::now();
         let mut pending = true;
         loop {
+            // Ready only once replication was stopping (a replica back at the last moment):
+            // straight to the final flush.
+            if *stop.borrow() {
+                break;
+            }
             if pending {
                 let due = last + self.sync_interval.max(backoff);
                 tokio::select! {

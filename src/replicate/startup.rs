@@ -21,7 +21,7 @@ use crate::replica::ReplicaClient;
 /// How long a start waits for every replica before going on without the slow ones.
 pub const START_WAIT: Duration = Duration::from_secs(5);
 /// Longest pause between two attempts at a replica that does not answer.
-const MAX_RETRY: Duration = Duration::from_secs(60);
+const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// A replica ready to ship.
 #[derive(Debug, Clone)]
@@ -116,9 +116,26 @@ impl Start {
             }
             tokio::select! {
                 _ = tokio::time::sleep(jitter(wait)) => {}
-                _ = stop.changed() => return None,
+                _ = stop.changed() => return self.last_attempt().await,
             }
             wait = (wait * 2).min(MAX_RETRY);
+        }
+    }
+}
+
+impl Start {
+    /// At shutdown, one more try (bounded like the final flush): a replica back since its last
+    /// attempt still gets what was committed.
+    async fn last_attempt(&self) -> Option<Ready> {
+        match tokio::time::timeout(super::FLUSH_TIMEOUT, self.attempt()).await {
+            Ok(Ok(r)) => Some(r),
+            _ => {
+                tracing::warn!(
+                    "replica {}: still unreachable at shutdown; what it lacks stays in the spool for the next start",
+                    self.client.name()
+                );
+                None
+            }
         }
     }
 }
@@ -194,7 +211,7 @@ impl Pending {
             Pending::Slow(h) => {
                 let res = tokio::select! {
                     r = h => r,
-                    _ = stop.changed() => return None,
+                    _ = stop.changed() => return start.last_attempt().await,
                 };
                 match res {
                     Ok(Ok(r)) => {
