@@ -19,6 +19,9 @@ pub const SECRET_KEY: &str = "testsecret";
 pub const REGION: &str = "us-east-1";
 /// The bucket every server is started with.
 pub const BUCKET: &str = "memsync-test";
+/// An object written at start: once it reads back, the volumes holding data are served again
+/// (after a restart, S3 answers before the volume server has told the master its volumes).
+const PROBE: &str = "memsync-harness-probe";
 
 /// One SeaweedFS server (master, volume, filer and S3 gateway in one process).
 pub struct SeaweedS3 {
@@ -63,7 +66,14 @@ impl SeaweedS3 {
         std::fs::create_dir_all(s.dir.path().join("data")).unwrap();
         s.launch();
         s.create_bucket(BUCKET);
+        let probe = s.dir.path().join("s3.json");
+        let (st, body) = signed(&["-T", probe.to_str().unwrap(), &s.probe_url()]);
+        assert_eq!(st, 200, "writing the probe object: {body}");
         s
+    }
+
+    fn probe_url(&self) -> String {
+        format!("{}/{BUCKET}/{PROBE}", self.endpoint())
     }
 
     fn launch(&mut self) {
@@ -98,6 +108,8 @@ impl SeaweedS3 {
             "-master.volumeSizeLimitMB=64".into(),
             "-volume.max=0".into(),
             "-volume.preStopSeconds=0".into(),
+            // A restarted master elects itself (the only peer) in a second, not ten.
+            "-master.electionTimeout=1s".into(),
         ];
         let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
         // SeaweedFS puts its gRPC sockets in /tmp whatever the flags say; a killed server
@@ -123,12 +135,26 @@ impl SeaweedS3 {
         );
         self.proc = Some(proc);
         let port = self.ports[6];
+        // The probe exists once the server has been started before (a resume).
+        let probe = self
+            .dir
+            .path()
+            .join("data")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some();
+        let probe_url = self.probe_url();
         self.proc
             .as_mut()
             .unwrap()
             .wait_ready(Duration::from_secs(60), || {
                 super::server::listening(port)
-                    && signed_status("GET", &format!("http://127.0.0.1:{port}/")) == 200
+                    && if probe {
+                        signed(&["--max-time", "3", &probe_url]).0 == 200
+                    } else {
+                        signed_status("GET", &format!("http://127.0.0.1:{port}/")) == 200
+                    }
             });
     }
 

@@ -89,3 +89,19 @@ fn nginx_speaks_webdav() {
         (200, "hello dav".into())
     );
 }
+
+/// An S3 outage as the replication tests make one: the server killed, then started again on
+/// the same ports with its data.
+#[test]
+fn seaweedfs_stops_and_resumes_with_its_data() {
+    let mut s = s3::SeaweedS3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"kept").unwrap();
+    let url = format!("{}/{}/outage/obj", s.endpoint(), s3::BUCKET);
+    assert_eq!(curl_s3(&["-T", f.to_str().unwrap(), &url]).0, 200);
+    s.stop();
+    assert_eq!(curl_s3(&[&url]).0, 0, "the server still answers after stop");
+    s.resume();
+    assert_eq!(curl_s3(&[&url]), (200, "kept".into()), "{}", s.log_tail());
+}
