@@ -23,6 +23,14 @@ pub enum Backend {
     WebDav,
 }
 
+impl Backend {
+    /// Whether the store creates a key atomically if absent (of racing creates, one wins).
+    /// WebDAV has no such write.
+    pub fn atomic_create(self) -> bool {
+        self != Backend::WebDav
+    }
+}
+
 pub struct Fixture {
     pub backend: Backend,
     /// This test's prefix (S3, WebDAV, memory) under which every root lives.

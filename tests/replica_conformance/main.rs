@@ -18,6 +18,7 @@ macro_rules! backend_tests {
         mod $module {
             backend_tests!(@cases $backend;
                 put_if_absent,
+                concurrent_creates,
                 get_whole,
                 ranged_get,
                 size,
