@@ -86,6 +86,23 @@ impl Ctx<'_> {
         }
     }
 
+    /// A size: bytes, or a number with a unit (`KB`, `MB`, `GB`, `TB` and their `KiB`... forms,
+    /// all read as powers of 1024, as `du` and `df -h` show them).
+    fn size(&self, v: &S<Scalar>, key: &str, default: u64) -> Result<u64, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        let bad = |what: String| {
+            self.invalid(
+                Some(line_of(v)),
+                format!("`{key}` {what}: expected a size such as 512MB or 2GB"),
+            )
+        };
+        match &v.value {
+            Scalar::Int(n) => u64::try_from(*n).map_err(|_| bad(n.to_string())),
+            Scalar::Str(s) => parse_size(s).ok_or_else(|| bad(format!("{s:?}"))),
+            Scalar::Other(s) => Err(bad(s.clone())),
+        }
+    }
+
     fn count(&self, v: &S<i64>, key: &str, default: u32) -> Result<u32, ConfigError> {
         let Some(v) = v else { return Ok(default) };
         u32::try_from(v.value).map_err(|_| {
@@ -299,6 +316,7 @@ impl Ctx<'_> {
                 "truncate-page-n",
                 DEFAULT_TRUNCATE_PAGE_N,
             )?,
+            spool_budget: self.size(&raw.spool_budget, "spool-budget", DEFAULT_SPOOL_BUDGET)?,
             path,
             meta_path,
             replicas,
@@ -479,4 +497,21 @@ impl Ctx<'_> {
             takeover: r.takeover.unwrap_or(false),
         })
     }
+}
+
+/// `512MB`, `2 GiB`, `1048576`: bytes, with 1024-based units.
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
 }

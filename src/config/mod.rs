@@ -35,6 +35,8 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_MIN_CHECKPOINT_PAGE_COUNT: u32 = 1000;
 /// Default `truncate-page-n` (WAL pages after which a TRUNCATE checkpoint is forced).
 pub const DEFAULT_TRUNCATE_PAGE_N: u32 = 121_359;
+/// Default `spool-budget`: 1 GiB, hours of a busy memory database's changes.
+pub const DEFAULT_SPOOL_BUDGET: u64 = 1 << 30;
 /// Default `busy-timeout`.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default replica `sync-interval`.
@@ -76,6 +78,10 @@ pub struct DbConfig {
     pub truncate_page_n: u32,
     /// SQLite busy timeout. Default 1s.
     pub busy_timeout: Duration,
+    /// `spool-budget` (memsync only): bytes the spool may hold for replicas that are behind
+    /// (unreachable); past it, what they lack is dropped and they get a fresh snapshot when
+    /// they return. Default 1 GiB.
+    pub spool_budget: u64,
     /// Replicas of this database (at least one).
     pub replicas: Vec<ReplicaConfig>,
 }
@@ -347,6 +353,7 @@ pub fn from_cli(db: &str, urls: &[String]) -> Result<Config, ConfigError> {
             min_checkpoint_page_count: DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
             truncate_page_n: DEFAULT_TRUNCATE_PAGE_N,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            spool_budget: DEFAULT_SPOOL_BUDGET,
             replicas,
         }],
         addr: None,

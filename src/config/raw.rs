@@ -125,6 +125,8 @@ pub(super) struct RawDb {
     pub(super) min_checkpoint_page_count: S<i64>,
     pub(super) truncate_page_n: S<i64>,
     pub(super) busy_timeout: S<Scalar>,
+    /// memsync only: disk the spool may use while a replica cannot take what it holds.
+    pub(super) spool_budget: S<Scalar>,
     pub(super) replicas: Option<Vec<Spanned<RawReplica>>>,
     pub(super) replica: S<RawReplica>,
 }

@@ -85,7 +85,16 @@ pub async fn local_lineage(
     let me = identity(LineageId::from_bits(0), real_db);
     let mut id = None;
     for c in clients {
-        if let Some(rec) = read(c).await?
+        // A replica that does not answer now is asked again when it ships (its record then
+        // either names this lineage or is refused as another's).
+        let found = match read(c).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("{e} (looking for this database's lineage record)");
+                None
+            }
+        };
+        if let Some(rec) = found
             && rec.host == me.host
             && rec.path == me.path
         {

@@ -10,6 +10,7 @@ pub mod policy;
 pub mod shipper;
 pub mod sink;
 pub mod spool;
+pub mod startup;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use crate::replica::{self, ReplicaClient, ReplicaError};
 use crate::sqlite::monitor::{Monitor, MonitorConfig, MonitorError};
 use crate::stats::{DbStats, ShipStats};
 pub use error::ReplicateError;
-use shipper::Shipper;
+use shipper::ShipperParts;
 use sink::{CompactionConfig, SpoolSink};
 use spool::Spool;
 
@@ -218,17 +219,6 @@ fn start_db(
         rt.block_on(lineage::local_lineage(&meta, &real, &refs))?,
         &real,
     );
-    for (c, r) in &clients {
-        rt.block_on(lineage::claim(c, &me, opts.takeover || r.takeover))?;
-    }
-    let mut listings = Vec::new();
-    for (c, _) in &clients {
-        listings.push(rt.block_on(c.list())?);
-    }
-    let remotes: Vec<Option<TxId>> = listings
-        .iter()
-        .map(|l| l.iter().map(replica_formats::ObjectKey::max_txid).max())
-        .collect();
     let mut mcfg = MonitorConfig::new(real, meta.clone());
     mcfg.busy_timeout = db.busy_timeout;
     mcfg.monitor_interval = db.monitor_interval;
@@ -260,16 +250,34 @@ fn start_db(
         path: left.dir().to_path_buf(),
         source,
     })?;
-    let mut restarts = Vec::new();
-    for ((c, _), l) in clients.iter().zip(&listings) {
-        restarts.push(rt.block_on(catchup::check(c, l, &left, &left_keys))?);
-    }
-    if restarts.iter().any(Option::is_some) {
+    let me = Arc::new(me);
+    let spool_keys = Arc::new(left_keys);
+    let starts: Vec<startup::Start> = clients
+        .iter()
+        .map(|(c, r)| startup::Start {
+            client: c.clone(),
+            me: me.clone(),
+            takeover: opts.takeover || r.takeover,
+            spool: left.clone(),
+            spool_keys: spool_keys.clone(),
+        })
+        .collect();
+    let pending =
+        startup::first_attempts(rt, &starts).map_err(|e| ReplicateError::Lineage(Box::new(e)))?;
+    let ready: Vec<&startup::Ready> = pending
+        .iter()
+        .filter_map(|p| match p {
+            startup::Pending::Ready(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    if ready.iter().any(|r| r.restart.is_some()) {
         mcfg.snapshot_wanted.store(true, Ordering::Relaxed);
     }
+    // New positions start above everything a replica that answered holds.
+    let floor = ready.iter().filter_map(|r| r.newest()).max();
     let snapshot_wanted = mcfg.snapshot_wanted.clone();
     let min_gap = mcfg.min_sync_gap;
-    let floor = remotes.iter().copied().max().flatten();
     let stats = Arc::new(DbStats::default());
     let (pos_tx, pos_rx) = watch::channel(None);
     let (map_tx, map_rx) = watch::channel(None);
@@ -312,38 +320,59 @@ fn start_db(
     let mut replicas = Vec::new();
     let mut confirmed = Vec::new();
     let mut tasks = Vec::new();
-    let each = clients.into_iter().zip(remotes).zip(listings).zip(restarts);
-    for ((((client, rcfg), remote), listing), restart) in each {
-        // Nothing of ours is appended to what a restarting replica holds.
-        let remote = remote.filter(|_| restart.is_none());
+    for (((client, rcfg), start), pending) in clients.into_iter().zip(starts).zip(pending) {
         let ss = Arc::new(ShipStats::default());
         replicas.push((rcfg.name.clone(), ss.clone()));
-        let (ctx, crx) = watch::channel(remote);
+        let early = match &pending {
+            startup::Pending::Ready(r) => r.remote(),
+            _ => None,
+        };
+        let (ctx, crx) = watch::channel(early);
         confirmed.push(crx);
-        let shipper = Shipper {
+        let make = ShipperParts {
             client,
             spool: spool.clone(),
             // The monitor already spools no faster than the fastest replica's interval; a
             // replica ships as soon as a file arrives unless its own interval is longer.
             sync_interval: rcfg.sync_interval.saturating_sub(min_gap),
-            remote,
-            known: listing.into_iter().collect(),
-            doomed: Vec::new(),
             retention: rcfg.retention,
             retention_check: rcfg.retention_check_interval,
             tiers: tiers.clone(),
             confirmed: ctx,
             stats: ss,
-            restart,
             snapshot_wanted: snapshot_wanted.clone(),
-            since: None,
         };
-        let run = shipper.run(pos_rx.clone(), stop_rx.clone(), FLUSH_TIMEOUT);
+        let (pos, stop) = (pos_rx.clone(), stop_rx.clone());
         tasks.push(rt.spawn(async move {
-            run.await;
+            let Some(ready) = pending.resolve(start, stop.clone()).await else {
+                return;
+            };
+            if early.is_none() && ready.restart.is_some() {
+                // Ready late: a snapshot numbered below what it holds would read as older.
+                let ours = *pos.borrow();
+                if let (Some(theirs), Some(ours)) = (ready.newest(), ours)
+                    && theirs >= ours
+                {
+                    tracing::error!(
+                        "replica {} holds positions up to {theirs}, past this database's {ours}; it is not replicated to (restart memsync to number new positions above it, or move it away)",
+                        make.client.name()
+                    );
+                    return;
+                }
+                make.snapshot_wanted.store(true, Ordering::Relaxed);
+            }
+            make.build(ready)
+                .run(pos, stop, FLUSH_TIMEOUT)
+                .await;
         }));
     }
-    tasks.push(rt.spawn(prune_spool(spool, confirmed, map_rx, tiers.top())));
+    tasks.push(rt.spawn(prune_spool(
+        spool,
+        confirmed,
+        map_rx,
+        tiers.top(),
+        db.spool_budget,
+    )));
     Ok(Running {
         monitor,
         tasks,
@@ -386,24 +415,73 @@ fn compaction_interval_override() -> Result<Option<Duration>, ReplicateError> {
     }
 }
 
-/// Deletes spooled files once every replica confirmed them.
+/// How often the spool's size is checked against its budget while a replica is behind.
+const BUDGET_CHECK: Duration = Duration::from_secs(10);
+
+/// Deletes spooled files once every replica confirmed them. While a replica is behind (cannot
+/// be reached), the spool keeps what it lacks up to `budget` bytes; past that, it keeps only
+/// what the replicas that are up need, and a replica coming back finds no way from its
+/// position to the spool's and gets a fresh snapshot (the shipper asks for one).
 async fn prune_spool(
     spool: Spool,
     mut confirmed: Vec<watch::Receiver<Option<TxId>>>,
     map_saved: watch::Receiver<Option<TxId>>,
     top: u8,
+    budget: u64,
 ) {
+    let mut over = false;
+    let mut tick = tokio::time::interval(BUDGET_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let min = confirmed.iter().map(|c| *c.borrow()).min().flatten();
-        if let Some(t) = min {
-            let s = spool.clone();
-            let keep_after = *map_saved.borrow();
-            let _ = tokio::task::spawn_blocking(move || s.prune(t, keep_after, top)).await;
+        let positions: Vec<Option<TxId>> = confirmed.iter().map(|c| *c.borrow()).collect();
+        let s = spool.clone();
+        let keep_after = *map_saved.borrow();
+        let res = tokio::task::spawn_blocking(move || {
+            let min = positions.iter().copied().min().flatten();
+            let max = positions.iter().copied().max().flatten();
+            if let Some(t) = min {
+                s.prune(t, keep_after, top)?;
+            }
+            // Something is kept for a replica that is behind: is it too much?
+            let keys = s.keys()?;
+            let newest = keys.iter().map(|k| k.max_txid()).max();
+            if min == newest || keys.is_empty() {
+                return Ok::<_, std::io::Error>(None);
+            }
+            let held = s.bytes(&keys);
+            if held <= budget {
+                return Ok(Some((false, held)));
+            }
+            // The replicas that are up have what they confirmed; the ones behind get a snapshot.
+            let upto = max
+                .max(newest)
+                .expect("a spool with files has a newest position");
+            s.prune(upto, keep_after, top)?;
+            Ok(Some((true, held)))
+        })
+        .await;
+        match res {
+            Ok(Ok(Some((true, held)))) if !over => {
+                over = true;
+                tracing::warn!(
+                    "spool {}: {} MiB kept for replicas that are behind reached its budget of {} MiB (`spool-budget`); dropping what they lack: each gets a fresh snapshot when it is back",
+                    spool.dir().display(),
+                    held >> 20,
+                    budget >> 20
+                );
+            }
+            Ok(Ok(None)) if over => {
+                over = false;
+                tracing::info!("spool {}: every replica caught up", spool.dir().display());
+            }
+            Ok(Err(e)) => tracing::warn!("spool {}: pruning: {e}", spool.dir().display()),
+            _ => {}
         }
         let changed =
             futures::future::select_all(confirmed.iter_mut().map(|c| Box::pin(c.changed())));
-        if changed.await.0.is_err() {
-            return;
+        tokio::select! {
+            r = changed => if r.0.is_err() { return },
+            _ = tick.tick() => {}
         }
     }
 }

@@ -58,6 +58,52 @@ pub struct Shipper {
     pub since: Option<TxId>,
 }
 
+/// Everything a [`Shipper`] needs but what the replica's start finds out.
+pub struct ShipperParts {
+    /// The replica.
+    pub client: ReplicaClient,
+    /// Where files come from.
+    pub spool: Spool,
+    /// Minimum time between two uploads.
+    pub sync_interval: Duration,
+    /// How long history must stay restorable.
+    pub retention: Duration,
+    /// How often retention is enforced.
+    pub retention_check: Duration,
+    /// How long covered files of each level stay.
+    pub tiers: crate::config::Tiers,
+    /// Published after every upload.
+    pub confirmed: watch::Sender<Option<TxId>>,
+    /// Counters.
+    pub stats: Arc<ShipStats>,
+    /// Asks the monitor for a snapshot of the current position.
+    pub snapshot_wanted: Arc<AtomicBool>,
+}
+
+impl ShipperParts {
+    /// The shipper of a replica found `ready`.
+    pub fn build(self, ready: super::startup::Ready) -> Shipper {
+        let remote = ready.remote();
+        self.confirmed.send_replace(remote);
+        Shipper {
+            client: self.client,
+            spool: self.spool,
+            sync_interval: self.sync_interval,
+            remote,
+            known: ready.listing.into_iter().collect(),
+            doomed: Vec::new(),
+            retention: self.retention,
+            retention_check: self.retention_check,
+            tiers: self.tiers,
+            confirmed: self.confirmed,
+            stats: self.stats,
+            restart: ready.restart,
+            snapshot_wanted: self.snapshot_wanted,
+            since: None,
+        }
+    }
+}
+
 impl Shipper {
     /// Uploads one spooled file; false if it left the spool meanwhile (merged into a higher
     /// level and pruned), in which case the caller lists the spool again.
@@ -289,7 +335,9 @@ impl Shipper {
                     }
                     Err(e) => {
                         self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                        backoff = (backoff * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
+                        backoff = super::startup::jitter(
+                            (backoff * 2).clamp(Duration::from_secs(1), MAX_BACKOFF),
+                        );
                         tracing::error!("{e} (retrying in {}s)", backoff.as_secs());
                     }
                 }

@@ -87,6 +87,14 @@ impl Spool {
         Ok(keys)
     }
 
+    /// Bytes the spooled files `keys` take (files gone meanwhile count 0).
+    pub fn bytes(&self, keys: &[ObjectKey]) -> u64 {
+        keys.iter()
+            .filter_map(|k| fs::metadata(self.path(k)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// Header of the spooled file `key`.
     pub fn header(&self, key: &ObjectKey) -> io::Result<Header> {
         let f = File::open(self.path(key))?;

@@ -1,0 +1,213 @@
+//! Bringing one replica into replication: its lineage claimed, its files listed, and whether
+//! it continues from the spool decided. Each replica does this on its own task, so one that
+//! does not answer never holds the others (or the database) up: the start waits a bounded
+//! time for all of them, and a replica still unready then keeps trying with backoff while the
+//! others ship.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use replica_formats::{ObjectKey, TxId};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::catchup::{self, Restart};
+use replica_formats::Lineage;
+
+use super::lineage::{self, LineageError};
+use super::spool::Spool;
+use crate::replica::ReplicaClient;
+
+/// How long a start waits for every replica before going on without the slow ones.
+pub const START_WAIT: Duration = Duration::from_secs(5);
+/// Longest pause between two attempts at a replica that does not answer.
+const MAX_RETRY: Duration = Duration::from_secs(60);
+
+/// A replica ready to ship.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// Every file it holds.
+    pub listing: Vec<ObjectKey>,
+    /// Why it must start over from a fresh snapshot, if it must.
+    pub restart: Option<Restart>,
+}
+
+impl Ready {
+    /// Its newest position, unless it starts over (nothing of ours is appended to it then).
+    pub fn remote(&self) -> Option<TxId> {
+        if self.restart.is_some() {
+            return None;
+        }
+        self.listing.iter().map(ObjectKey::max_txid).max()
+    }
+
+    /// Its newest position, whatever it holds.
+    pub fn newest(&self) -> Option<TxId> {
+        self.listing.iter().map(ObjectKey::max_txid).max()
+    }
+}
+
+/// What a replica's start needs, owned so it can run on its own task.
+#[derive(Clone)]
+pub struct Start {
+    /// The replica.
+    pub client: ReplicaClient,
+    /// This database's lineage.
+    pub me: Arc<Lineage>,
+    /// Replace a replica that belongs to another database.
+    pub takeover: bool,
+    /// The spool as the start found it.
+    pub spool: Spool,
+    /// Its files then.
+    pub spool_keys: Arc<Vec<ObjectKey>>,
+}
+
+/// A start that failed: `permanent` ones (the replica belongs to another database) are not
+/// retried.
+#[derive(Debug)]
+pub struct Failed {
+    /// Why.
+    pub error: LineageError,
+    /// Retrying cannot help.
+    pub permanent: bool,
+}
+
+impl Start {
+    /// One attempt.
+    pub async fn attempt(&self) -> Result<Ready, Failed> {
+        let transient = |e: crate::replica::ReplicaError| Failed {
+            error: LineageError::Replica(e),
+            permanent: false,
+        };
+        lineage::claim(&self.client, &self.me, self.takeover)
+            .await
+            .map_err(|error| Failed {
+                permanent: !matches!(error, LineageError::Replica(_)),
+                error,
+            })?;
+        let listing = self.client.list().await.map_err(transient)?;
+        let restart = catchup::check(&self.client, &listing, &self.spool, &self.spool_keys)
+            .await
+            .map_err(transient)?;
+        Ok(Ready { listing, restart })
+    }
+
+    /// Attempts until one succeeds, a permanent failure, or `stop`; logs each failure once
+    /// with when it is tried again.
+    pub async fn until_ready(self, mut stop: watch::Receiver<bool>) -> Option<Ready> {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match self.attempt().await {
+                Ok(r) => {
+                    tracing::info!("replica {}: reachable, shipping", self.client.name());
+                    return Some(r);
+                }
+                Err(f) if f.permanent => {
+                    tracing::error!("{}; this replica is not replicated to", f.error);
+                    return None;
+                }
+                Err(f) => {
+                    tracing::warn!(
+                        "{} (retrying in {}s; the other replicas ship meanwhile, and what this one misses waits in the spool)",
+                        f.error,
+                        wait.as_secs()
+                    );
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(jitter(wait)) => {}
+                _ = stop.changed() => return None,
+            }
+            wait = (wait * 2).min(MAX_RETRY);
+        }
+    }
+}
+
+/// `d` give or take up to a fifth, so replicas (and replicators) that failed together do not
+/// retry in lockstep.
+pub fn jitter(d: Duration) -> Duration {
+    let f = 0.8 + rand::random::<f64>() * 0.4;
+    d.mul_f64(f)
+}
+
+/// Starts every replica's first attempt at once and waits up to [`START_WAIT`] for them:
+/// `Ok(Some)` for those ready, `Ok(None)` with their still-running attempt for the slow ones.
+/// A replica refused outright (another database's) fails the start, as a configuration error
+/// should.
+pub fn first_attempts(
+    rt: &tokio::runtime::Runtime,
+    starts: &[Start],
+) -> Result<Vec<Pending>, LineageError> {
+    let handles: Vec<JoinHandle<Result<Ready, Failed>>> = starts
+        .iter()
+        .map(|s| {
+            let s = s.clone();
+            rt.spawn(async move { s.attempt().await })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + START_WAIT;
+    let mut out = Vec::new();
+    for (h, s) in handles.into_iter().zip(starts) {
+        let mut h = h;
+        let res = rt.block_on(async { tokio::time::timeout_at(deadline, &mut h).await });
+        out.push(match res {
+            Ok(Ok(Ok(ready))) => Pending::Ready(ready),
+            Ok(Ok(Err(f))) if f.permanent => return Err(f.error),
+            Ok(Ok(Err(f))) => {
+                tracing::warn!(
+                    "{} (retrying in the background; the other replicas ship meanwhile)",
+                    f.error
+                );
+                Pending::Retry
+            }
+            Ok(Err(_)) => Pending::Retry,
+            Err(_) => {
+                tracing::warn!(
+                    "replica {} has not answered within {}s; starting without it (it is tried again in the background)",
+                    s.client.name(),
+                    START_WAIT.as_secs()
+                );
+                Pending::Slow(h)
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// A replica's state after the first attempts.
+pub enum Pending {
+    /// Ready to ship.
+    Ready(Ready),
+    /// Failed: start over in the background.
+    Retry,
+    /// Still trying: the attempt under way.
+    Slow(JoinHandle<Result<Ready, Failed>>),
+}
+
+impl Pending {
+    /// The replica once ready: at once, or after its attempts succeed; `None` if it never
+    /// will (refused, or replication stopped first).
+    pub async fn resolve(self, start: Start, mut stop: watch::Receiver<bool>) -> Option<Ready> {
+        match self {
+            Pending::Ready(r) => Some(r),
+            Pending::Retry => start.until_ready(stop).await,
+            Pending::Slow(h) => {
+                let res = tokio::select! {
+                    r = h => r,
+                    _ = stop.changed() => return None,
+                };
+                match res {
+                    Ok(Ok(r)) => {
+                        tracing::info!("replica {}: reachable, shipping", start.client.name());
+                        Some(r)
+                    }
+                    Ok(Err(f)) if f.permanent => {
+                        tracing::error!("{}; this replica is not replicated to", f.error);
+                        None
+                    }
+                    _ => start.until_ready(stop).await,
+                }
+            }
+        }
+    }
+}
