@@ -64,7 +64,16 @@ impl SeaweedS3 {
             ),
         );
         std::fs::create_dir_all(s.dir.path().join("data")).unwrap();
-        s.launch();
+        // A port taken between our probe and SeaweedFS's bind makes it exit: try others.
+        for attempt in 0.. {
+            if s.launch(attempt < 4) {
+                break;
+            }
+            s.ports = free_ports(8);
+            let data = s.dir.path().join("data");
+            std::fs::remove_dir_all(&data).unwrap();
+            std::fs::create_dir_all(&data).unwrap();
+        }
         s.create_bucket(BUCKET);
         let probe = s.dir.path().join("s3.json");
         let (st, body) = signed(&["-T", probe.to_str().unwrap(), &s.probe_url()]);
@@ -76,7 +85,9 @@ impl SeaweedS3 {
         format!("{}/{BUCKET}/{PROBE}", self.endpoint())
     }
 
-    fn launch(&mut self) {
+    /// Starts the process and waits until it serves; false if it exited because a port was
+    /// taken and `may_fail`.
+    fn launch(&mut self, may_fail: bool) -> bool {
         let weed = harness().join("venv/bin/weed");
         require(&weed, "SeaweedFS (weed)");
         let d = self.dir.path();
@@ -145,17 +156,28 @@ impl SeaweedS3 {
             .next()
             .is_some();
         let probe_url = self.probe_url();
-        self.proc
-            .as_mut()
-            .unwrap()
-            .wait_ready(Duration::from_secs(60), || {
-                super::server::listening(port)
-                    && if probe {
-                        signed(&["--max-time", "3", &probe_url]).0 == 200
-                    } else {
-                        signed_status("GET", &format!("http://127.0.0.1:{port}/")) == 200
-                    }
-            });
+        let proc = self.proc.as_mut().unwrap();
+        let ready = proc.wait_ready_or_exit(Duration::from_secs(60), || {
+            super::server::listening(port)
+                && if probe {
+                    signed(&["--max-time", "3", &probe_url]).0 == 200
+                } else {
+                    signed_status("GET", &format!("http://127.0.0.1:{port}/")) == 200
+                }
+        });
+        if ready {
+            return true;
+        }
+        let taken = proc.port_was_taken();
+        if taken && may_fail {
+            self.proc = None;
+            return false;
+        }
+        panic!(
+            "SeaweedFS exited during startup{}:\n{}",
+            if taken { " (a port was taken)" } else { "" },
+            self.log_tail()
+        );
     }
 
     /// The S3 endpoint, `http://127.0.0.1:PORT`.
@@ -206,7 +228,7 @@ impl SeaweedS3 {
     /// Starts the server again on the same ports and data, after [`stop`](Self::stop).
     pub fn resume(&mut self) {
         assert!(self.proc.is_none(), "SeaweedFS is running");
-        self.launch();
+        self.launch(false);
     }
 
     /// The last lines of the server's log.
