@@ -92,7 +92,7 @@ impl SeaweedS3 {
         require(&weed, "SeaweedFS (weed)");
         let d = self.dir.path();
         let p = &self.ports;
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "server".into(),
             format!("-dir={}", d.join("data").display()),
             // Loopback only, no telemetry (the defaults are the host's address, 0.0.0.0, on).
@@ -119,9 +119,15 @@ impl SeaweedS3 {
             "-master.volumeSizeLimitMB=64".into(),
             "-volume.max=0".into(),
             "-volume.preStopSeconds=0".into(),
-            // A restarted master elects itself (the only peer) in a second, not ten.
-            "-master.electionTimeout=1s".into(),
         ];
+        // A resume: the server has run on this data before.
+        let resume = d.join("data").read_dir().unwrap().next().is_some();
+        if resume {
+            // A restarted master elects itself (the only peer) in a second, not ten. (Not on a
+            // first start: it would elect itself just after the volume server's first
+            // heartbeat, which then waits 5 s to try again.)
+            args.push("-master.electionTimeout=1s".into());
+        }
         let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
         // SeaweedFS puts its gRPC sockets in /tmp whatever the flags say; a killed server
         // leaves them behind.
@@ -146,20 +152,11 @@ impl SeaweedS3 {
         );
         self.proc = Some(proc);
         let port = self.ports[6];
-        // The probe exists once the server has been started before (a resume).
-        let probe = self
-            .dir
-            .path()
-            .join("data")
-            .read_dir()
-            .unwrap()
-            .next()
-            .is_some();
         let probe_url = self.probe_url();
         let proc = self.proc.as_mut().unwrap();
         let ready = proc.wait_ready_or_exit(Duration::from_secs(60), || {
             super::server::listening(port)
-                && if probe {
+                && if resume {
                     signed(&["--max-time", "3", &probe_url]).0 == 200
                 } else {
                     signed_status("GET", &format!("http://127.0.0.1:{port}/")) == 200
