@@ -195,6 +195,15 @@ impl SeaweedS3 {
         )
     }
 
+    /// One item of a database's `replicas:` list (6-space indent, as [`Scene`](super::Scene)
+    /// writes its config: pass it in `extra_replica`), credentials included.
+    pub fn replica_item(&self, name: &str, prefix: &str) -> String {
+        format!(
+            "      - name: {name}\n        type: s3\n        bucket: {BUCKET}\n        path: {prefix}\n        endpoint: {}\n        region: {REGION}\n        force-path-style: true\n        access-key-id: {ACCESS_KEY}\n        secret-access-key: {SECRET_KEY}\n",
+            self.endpoint()
+        )
+    }
+
     /// Environment that gives a `memsync` process the server's credentials.
     pub fn env(&self) -> [(&'static str, &'static str); 2] {
         [
