@@ -71,10 +71,11 @@ nginx_check() {
   local d
   d=$(mktemp -d) || return 1
   printf '%s\n' "load_module $NGINX_DAV_EXT;" "pid $d/nginx.pid;" "error_log $d/error.log;" \
-    'events {}' "http { access_log off; client_body_temp_path $d/body; server {" \
+    'events {}' "http { access_log off; client_body_temp_path $d/body; proxy_temp_path $d/proxy;" \
+    "fastcgi_temp_path $d/fastcgi; uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi; server {" \
     "listen 127.0.0.1:1; location / { root $d; dav_methods PUT DELETE MKCOL COPY MOVE;" \
     'dav_ext_methods PROPFIND OPTIONS; } } }' >"$d/nginx.conf"
-  /usr/sbin/nginx -t -q -p "$d" -c "$d/nginx.conf" >"$d/out" 2>&1
+  /usr/sbin/nginx -t -q -p "$d" -c "$d/nginx.conf" -e "$d/error.log" >"$d/out" 2>&1
   local rc=$?
   [ $rc = 0 ] || cat "$d/out" >&2
   rm -rf "$d"
@@ -89,7 +90,9 @@ if [ ! -x /usr/sbin/nginx ] || [ ! -f "$NGINX_DAV_EXT" ]; then
   fi
   command -v apt-get >/dev/null ||
     { echo "harness: nginx + WebDAV missing and no apt-get: install nginx with the dav and dav-ext modules" >&2; exit 1; }
-  echo "harness: installing nginx-light + libnginx-mod-http-dav-ext (apt-get)" >&2
+  pkgs=libnginx-mod-http-dav-ext
+  [ -x /usr/sbin/nginx ] || pkgs="nginx-light $pkgs"
+  echo "harness: installing $pkgs (apt-get)" >&2
   # The package's service must not start (it would take port 80): policy-rc.d 101 = "do not".
   made_policy=
   if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -99,9 +102,13 @@ if [ ! -x /usr/sbin/nginx ] || [ ! -f "$NGINX_DAV_EXT" ]; then
   fi
   apt_rc=0
   { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq \
-      --no-install-recommends -o DPkg::Lock::Timeout=300 nginx-light libnginx-mod-http-dav-ext; } >&2 || apt_rc=$?
+      --no-install-recommends -o DPkg::Lock::Timeout=300 $pkgs; } >&2 || apt_rc=$?
   [ -z "$made_policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
-  [ $apt_rc = 0 ] || { echo "harness: apt-get install nginx-light libnginx-mod-http-dav-ext failed" >&2; exit 1; }
+  [ $apt_rc = 0 ] || { echo "harness: apt-get install $pkgs failed" >&2; exit 1; }
+  # Nor start at the next boot, when we installed it.
+  if [[ $pkgs == nginx-light* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
 fi
 nginx_check || { echo "harness: /usr/sbin/nginx cannot load $NGINX_DAV_EXT with a WebDAV config" >&2; exit 1; }
 

@@ -19,6 +19,9 @@ pub const SECRET_KEY: &str = "testsecret";
 pub const REGION: &str = "us-east-1";
 /// The bucket every server is started with.
 pub const BUCKET: &str = "memsync-test";
+/// An object written at start: once it reads back, the volumes holding data are served again
+/// (after a restart, S3 answers before the volume server has told the master its volumes).
+const PROBE: &str = "memsync-harness-probe";
 
 /// One SeaweedFS server (master, volume, filer and S3 gateway in one process).
 pub struct SeaweedS3 {
@@ -61,17 +64,35 @@ impl SeaweedS3 {
             ),
         );
         std::fs::create_dir_all(s.dir.path().join("data")).unwrap();
-        s.launch();
+        // A port taken between our probe and SeaweedFS's bind makes it exit: try others.
+        for attempt in 0.. {
+            if s.launch(attempt < 4) {
+                break;
+            }
+            s.ports = free_ports(8);
+            let data = s.dir.path().join("data");
+            std::fs::remove_dir_all(&data).unwrap();
+            std::fs::create_dir_all(&data).unwrap();
+        }
         s.create_bucket(BUCKET);
+        let probe = s.dir.path().join("s3.json");
+        let (st, body) = signed(&["-T", probe.to_str().unwrap(), &s.probe_url()]);
+        assert_eq!(st, 200, "writing the probe object: {body}");
         s
     }
 
-    fn launch(&mut self) {
+    fn probe_url(&self) -> String {
+        format!("{}/{BUCKET}/{PROBE}", self.endpoint())
+    }
+
+    /// Starts the process and waits until it serves; false if it exited because a port was
+    /// taken and `may_fail`.
+    fn launch(&mut self, may_fail: bool) -> bool {
         let weed = harness().join("venv/bin/weed");
         require(&weed, "SeaweedFS (weed)");
         let d = self.dir.path();
         let p = &self.ports;
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "server".into(),
             format!("-dir={}", d.join("data").display()),
             // Loopback only, no telemetry (the defaults are the host's address, 0.0.0.0, on).
@@ -99,6 +120,14 @@ impl SeaweedS3 {
             "-volume.max=0".into(),
             "-volume.preStopSeconds=0".into(),
         ];
+        // A resume: the server has run on this data before.
+        let resume = d.join("data").read_dir().unwrap().next().is_some();
+        if resume {
+            // A restarted master elects itself (the only peer) in a second, not ten. (Not on a
+            // first start: it would elect itself just after the volume server's first
+            // heartbeat, which then waits 5 s to try again.)
+            args.push("-master.electionTimeout=1s".into());
+        }
         let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
         // SeaweedFS puts its gRPC sockets in /tmp whatever the flags say; a killed server
         // leaves them behind.
@@ -123,13 +152,29 @@ impl SeaweedS3 {
         );
         self.proc = Some(proc);
         let port = self.ports[6];
-        self.proc
-            .as_mut()
-            .unwrap()
-            .wait_ready(Duration::from_secs(60), || {
-                super::server::listening(port)
-                    && signed_status("GET", &format!("http://127.0.0.1:{port}/")) == 200
-            });
+        let probe_url = self.probe_url();
+        let proc = self.proc.as_mut().unwrap();
+        let ready = proc.wait_ready_or_exit(Duration::from_secs(60), || {
+            super::server::listening(port)
+                && if resume {
+                    signed(&["--max-time", "3", &probe_url]).0 == 200
+                } else {
+                    signed_status("GET", &format!("http://127.0.0.1:{port}/")) == 200
+                }
+        });
+        if ready {
+            return true;
+        }
+        let taken = proc.port_was_taken();
+        if taken && may_fail {
+            self.proc = None;
+            return false;
+        }
+        panic!(
+            "SeaweedFS exited during startup{}:\n{}",
+            if taken { " (a port was taken)" } else { "" },
+            self.log_tail()
+        );
     }
 
     /// The S3 endpoint, `http://127.0.0.1:PORT`.
@@ -146,6 +191,15 @@ impl SeaweedS3 {
     pub fn url_in(&self, bucket: &str, prefix: &str) -> String {
         format!(
             "s3://{bucket}/{prefix}?endpoint={}&region={REGION}&forcePathStyle=true",
+            self.endpoint()
+        )
+    }
+
+    /// One item of a database's `replicas:` list (6-space indent, as [`Scene`](super::Scene)
+    /// writes its config: pass it in `extra_replica`), credentials included.
+    pub fn replica_item(&self, name: &str, prefix: &str) -> String {
+        format!(
+            "      - name: {name}\n        type: s3\n        bucket: {BUCKET}\n        path: {prefix}\n        endpoint: {}\n        region: {REGION}\n        force-path-style: true\n        access-key-id: {ACCESS_KEY}\n        secret-access-key: {SECRET_KEY}\n",
             self.endpoint()
         )
     }
@@ -180,7 +234,7 @@ impl SeaweedS3 {
     /// Starts the server again on the same ports and data, after [`stop`](Self::stop).
     pub fn resume(&mut self) {
         assert!(self.proc.is_none(), "SeaweedFS is running");
-        self.launch();
+        self.launch(false);
     }
 
     /// The last lines of the server's log.

@@ -127,18 +127,27 @@ impl Proc {
 
     /// Polls `ready` until it is true; panics with the log if the server exits or takes longer
     /// than `limit`.
-    pub fn wait_ready(&mut self, limit: Duration, mut ready: impl FnMut() -> bool) {
+    pub fn wait_ready(&mut self, limit: Duration, ready: impl FnMut() -> bool) {
+        if !self.wait_ready_or_exit(limit, ready) {
+            let st = self.exited().unwrap();
+            panic!(
+                "{} exited ({st}) during startup:\n{}",
+                self.name,
+                self.log_tail()
+            );
+        }
+    }
+
+    /// Like [`wait_ready`](Self::wait_ready), but a server that exits makes it return false
+    /// (the caller may try again, e.g. when its port was taken meanwhile).
+    pub fn wait_ready_or_exit(&mut self, limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
         let t0 = Instant::now();
         loop {
             if ready() {
-                return;
+                return true;
             }
-            if let Some(st) = self.exited() {
-                panic!(
-                    "{} exited ({st}) during startup:\n{}",
-                    self.name,
-                    self.log_tail()
-                );
+            if self.exited().is_some() {
+                return false;
             }
             assert!(
                 t0.elapsed() < limit,
@@ -148,6 +157,15 @@ impl Proc {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether the server said its address was taken (a free port we picked was taken before
+    /// the server bound it).
+    pub fn port_was_taken(&self) -> bool {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .contains("address already in use")
     }
 
     /// SIGKILL to the whole process group (as a crash), then removes the leftovers.

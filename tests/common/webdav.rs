@@ -116,6 +116,19 @@ impl WebDav {
         format!("{}/{prefix}", self.endpoint())
     }
 
+    /// One item of a database's `replicas:` list (6-space indent, as [`Scene`](super::Scene)
+    /// writes its config: pass it in `extra_replica`); credentials in the URL when the server
+    /// has auth.
+    pub fn replica_item(&self, name: &str, prefix: &str) -> String {
+        let url = match &self.auth {
+            Some((u, p)) => self
+                .url(prefix)
+                .replacen("http://", &format!("http://{u}:{p}@"), 1),
+            None => self.url(prefix),
+        };
+        format!("      - name: {name}\n        type: http\n        url: {url}\n")
+    }
+
     /// User and password, for a server started with auth.
     pub fn auth(&self) -> Option<(&str, &str)> {
         self.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))

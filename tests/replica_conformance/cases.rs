@@ -60,6 +60,33 @@ pub async fn put_if_absent(f: &Fixture) {
     assert_eq!(c.list().await.unwrap(), vec![k]);
 }
 
+/// Of several uploads of one key at once (two replicators racing), exactly one wins and the
+/// file is the winner's, whole. WebDAV has no conditional write: the client checks, then puts,
+/// so racing uploads may all "win"; there the file must still be one of them, whole.
+pub async fn concurrent_creates(f: &Fixture) {
+    let k = seg(0, 1, 1);
+    let contents: Vec<Vec<u8>> = (0..6).map(|i| data(100 + i, 300_000)).collect();
+    let uploads = contents.iter().map(|bytes| {
+        let (c, src) = (f.client("db"), f.source(bytes));
+        async move { c.upload(&k, &src).await }
+    });
+    let results = futures::future::join_all(uploads).await;
+    let winners: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
+    if f.backend.atomic_create() {
+        assert_eq!(winners.len(), 1, "winners of 6 racing creates: {results:?}");
+    } else {
+        assert!(!winners.is_empty(), "no upload won: {results:?}");
+    }
+    for r in results.into_iter().filter(|r| r.is_err()) {
+        assert_already_exists(r, "a losing create");
+    }
+    let got = read_all(&f.client("db"), &k).await;
+    assert!(
+        winners.iter().any(|&w| got == contents[w]),
+        "the file is not one winner's, whole"
+    );
+}
+
 pub async fn get_whole(f: &Fixture) {
     let c = f.client("db");
     let (k, bytes) = (snap(7), data(1, 70_001));

@@ -9,7 +9,12 @@ use memsync::replica::{ReplicaClient, StoreKind, client_for};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::common::{s3, webdav};
+use std::ffi::OsStr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::common::server::{Proc, free_ports, listening};
+use crate::common::{self, s3, webdav};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -21,6 +26,17 @@ pub enum Backend {
     S3,
     /// The test binary's nginx WebDAV server.
     WebDav,
+    /// The test binary's `memsync serve` (branch `serve`; see main.rs).
+    #[allow(dead_code)]
+    Serve,
+}
+
+impl Backend {
+    /// Whether the store creates a key atomically if absent (of racing creates, one wins).
+    /// WebDAV has no such write.
+    pub fn atomic_create(self) -> bool {
+        self != Backend::WebDav
+    }
 }
 
 pub struct Fixture {
@@ -49,6 +65,9 @@ impl Fixture {
             }
             Backend::WebDav => {
                 webdav::shared();
+            }
+            Backend::Serve => {
+                serve_shared();
             }
             Backend::Memory | Backend::File => {}
         }
@@ -91,6 +110,10 @@ impl Fixture {
                 let cfg = replica_from_url(&webdav::shared().url(&prefixed)).unwrap();
                 client_for(&cfg, true).unwrap()
             }
+            Backend::Serve => {
+                let url = format!("{}/{prefixed}", serve_shared().url);
+                client_for(&replica_from_url(&url).unwrap(), true).unwrap()
+            }
         }
     }
 
@@ -116,8 +139,12 @@ impl Fixture {
                 let (st, body) = crate::servers::curl_s3(&["-T", src.to_str().unwrap(), &url]);
                 assert_eq!(st, 200, "planting {url}: {body}");
             }
-            Backend::WebDav => {
-                let p = webdav::shared().root().join(&key);
+            Backend::WebDav | Backend::Serve => {
+                let root = match self.backend {
+                    Backend::Serve => serve_shared().dir.clone(),
+                    _ => webdav::shared().root(),
+                };
+                let p = root.join(&key);
                 std::fs::create_dir_all(p.parent().unwrap()).unwrap();
                 std::fs::write(p, data).unwrap();
             }
@@ -143,6 +170,53 @@ impl Fixture {
         write_new(&p, data);
         p
     }
+}
+
+/// A `memsync serve` process for the whole test binary (no API key), in its own process group
+/// and killed with its files when the binary exits, like the other shared servers.
+pub struct Serve {
+    _proc: Proc,
+    _scratch: tempfile::TempDir,
+    /// The directory served.
+    pub dir: std::path::PathBuf,
+    pub url: String,
+}
+
+#[allow(dead_code)]
+fn serve_shared() -> &'static Serve {
+    static SERVE: OnceLock<Serve> = OnceLock::new();
+    SERVE.get_or_init(|| {
+        let scratch = tempfile::Builder::new()
+            .prefix("memsync-serve-")
+            .tempdir()
+            .unwrap();
+        let dir = scratch.path().join("served");
+        let port = free_ports(1)[0];
+        let args = [
+            "serve".to_string(),
+            "-dir".into(),
+            dir.display().to_string(),
+            "-addr".into(),
+            format!("127.0.0.1:{port}"),
+        ];
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        let log = scratch.path().join("serve.log");
+        let mut proc = Proc::spawn(
+            "memsync serve",
+            Path::new(common::BIN),
+            &args,
+            &log,
+            &[],
+            scratch.path(),
+        );
+        proc.wait_ready(Duration::from_secs(30), || listening(port));
+        Serve {
+            _proc: proc,
+            _scratch: scratch,
+            dir,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    })
 }
 
 fn write_new(p: &Path, data: &[u8]) {

@@ -18,6 +18,7 @@ macro_rules! backend_tests {
         mod $module {
             backend_tests!(@cases $backend;
                 put_if_absent,
+                concurrent_creates,
                 get_whole,
                 ranged_get,
                 size,
@@ -46,6 +47,6 @@ backend_tests!(memory, crate::fixture::Backend::Memory);
 backend_tests!(file, crate::fixture::Backend::File);
 backend_tests!(s3, crate::fixture::Backend::S3);
 backend_tests!(webdav, crate::fixture::Backend::WebDav);
-// `memsync serve` (branch `serve`): add `Backend::Serve` in fixture.rs (a `memsync serve`
-// process per test binary, its URL through `client_for` like WebDAV), then:
+// `memsync serve` (branch `serve`): enable when it is on main (fixture.rs has the backend; the
+// `#[allow(dead_code)]`s on `Backend::Serve` and `serve_shared` go with this line).
 // backend_tests!(serve, crate::fixture::Backend::Serve);

@@ -89,3 +89,50 @@ fn nginx_speaks_webdav() {
         (200, "hello dav".into())
     );
 }
+
+/// An S3 outage as the replication tests make one: the server killed, then started again on
+/// the same ports with its data.
+#[test]
+fn seaweedfs_stops_and_resumes_with_its_data() {
+    let mut s = s3::SeaweedS3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"kept").unwrap();
+    let url = format!("{}/{}/outage/obj", s.endpoint(), s3::BUCKET);
+    assert_eq!(curl_s3(&["-T", f.to_str().unwrap(), &url]).0, 200);
+    s.stop();
+    assert_eq!(curl_s3(&[&url]).0, 0, "the server still answers after stop");
+    s.resume();
+    assert_eq!(curl_s3(&[&url]), (200, "kept".into()), "{}", s.log_tail());
+}
+
+/// The config items the replication tests use parse into the replicas the URLs give.
+#[test]
+fn replica_items_parse() {
+    let (s, d) = (s3::shared(), webdav::shared());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite");
+    let yml = dir.path().join("litestream.yml");
+    let text = format!(
+        "dbs:\n  - path: {}\n    replicas:\n{}{}",
+        db.display(),
+        s.replica_item("s3", "items/db"),
+        d.replica_item("dav", "items/db")
+    );
+    let cfg = memsync::config::parse(&text, &yml, false, &|_| None)
+        .unwrap_or_else(|e| panic!("{e}:\n{text}"));
+    let replicas = &cfg.dbs[0].replicas;
+    let mut from_url = memsync::config::replica_from_url(&s.url("items/db")).unwrap();
+    if let memsync::config::ReplicaTarget::S3 {
+        access_key_id,
+        secret_access_key,
+        ..
+    } = &mut from_url.target
+    {
+        *access_key_id = Some(s3::ACCESS_KEY.into());
+        *secret_access_key = Some(s3::SECRET_KEY.into());
+    }
+    assert_eq!(replicas[0].target, from_url.target);
+    let dav = memsync::config::replica_from_url(&d.url("items/db")).unwrap();
+    assert_eq!(replicas[1].target, dav.target);
+}
