@@ -13,6 +13,7 @@ mod metrics;
 mod replica;
 mod replicate;
 mod resident;
+mod serve;
 pub mod restore;
 mod signals;
 pub mod sqlite;
