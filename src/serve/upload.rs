@@ -130,13 +130,24 @@ fn join_failed(e: tokio::task::JoinError) -> Response<Body> {
     text(StatusCode::INTERNAL_SERVER_ERROR, "storage error")
 }
 
-/// A temp file that is removed unless [`commit`] moved it to its name.
-pub(super) struct TempFile(Option<PathBuf>);
+/// A temp file that is removed unless [`commit`] moved it to its name, with the directories
+/// made for it (those that are still empty: another upload may have used them meanwhile).
+pub(super) struct TempFile {
+    path: PathBuf,
+    made: Vec<PathBuf>,
+    committed: bool,
+}
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
+        if self.committed {
+            return;
+        }
+        let _ = std::fs::remove_file(&self.path);
+        for d in self.made.iter().rev() {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
         }
     }
 }
@@ -147,26 +158,36 @@ fn prepare(root: &Path, dest: &Path) -> io::Result<(TempFile, std::fs::File)> {
     let parent = dest
         .parent()
         .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    make_dirs(root, parent)?;
+    let mut guard = TempFile {
+        path: PathBuf::new(),
+        made: Vec::new(),
+        committed: false,
+    };
+    make_dirs(root, parent, &mut guard.made)?;
     for _ in 0..16 {
-        let name = format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>());
-        let tmp = parent.join(name);
+        guard.path = parent.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&tmp)
+            .open(&guard.path)
         {
-            Ok(f) => return Ok((TempFile(Some(tmp)), f)),
+            Ok(f) => return Ok((guard, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
+            // The guard removes the directories made (and no file: this one is not ours).
+            Err(e) => {
+                guard.path = PathBuf::new();
+                return Err(e);
+            }
         }
     }
+    guard.path = PathBuf::new();
     Err(io::Error::from(io::ErrorKind::AlreadyExists))
 }
 
 /// `mkdir -p` of `dir`, which lies under `root` (resolved, so no symlink is created or crossed
-/// below the deepest existing ancestor).
-pub(super) fn make_dirs(root: &Path, dir: &Path) -> io::Result<()> {
+/// below the deepest existing ancestor); the directories created are pushed to `made`, parents
+/// first.
+fn make_dirs(root: &Path, dir: &Path, made: &mut Vec<PathBuf>) -> io::Result<()> {
     let mut missing = Vec::new();
     let mut cur = dir;
     while cur != root && !cur.exists() {
@@ -177,7 +198,10 @@ pub(super) fn make_dirs(root: &Path, dir: &Path) -> io::Result<()> {
     }
     for d in missing.into_iter().rev() {
         match std::fs::create_dir(d) {
-            Ok(()) => crate::fsutil::sync_dir(d)?,
+            Ok(()) => {
+                made.push(d.to_path_buf());
+                crate::fsutil::sync_dir(d)?;
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
             Err(e) => return Err(e),
         }
@@ -188,16 +212,8 @@ pub(super) fn make_dirs(root: &Path, dir: &Path) -> io::Result<()> {
 /// Moves the temp file to `dest` unless that is taken (`AlreadyExists`), fsyncs the directory,
 /// and returns the new object's metadata.
 fn commit(mut tmp: TempFile, dest: &Path) -> io::Result<std::fs::Metadata> {
-    let Some(from) = tmp.0.take() else {
-        return Err(io::Error::other("the temp file was already committed"));
-    };
-    match crate::fsutil::rename_noreplace(&from, dest) {
-        Ok(()) => {}
-        Err(e) => {
-            tmp.0 = Some(from);
-            return Err(e);
-        }
-    }
+    crate::fsutil::rename_noreplace(&tmp.path, dest)?;
+    tmp.committed = true;
     crate::fsutil::sync_dir(dest)?;
     std::fs::metadata(dest)
 }

@@ -11,6 +11,7 @@ use rusqlite::Connection;
 pub mod mms;
 pub mod points;
 pub mod proxy;
+pub mod serve;
 
 /// The `memsync` under test: cargo's, or `MEMSYNC_TEST_BIN` when the tests were built with it
 /// (several worktrees sharing one target directory overwrite each other's `target/debug/memsync`).

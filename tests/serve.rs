@@ -1,0 +1,487 @@
+//! `memsync serve`, the real binary on 127.0.0.1: the API key, path confinement, uploads that
+//! are cut off or repeated, ranges, listings, size limits, TLS, and object_store's own HttpStore
+//! (what memsync's HTTP replica client is built on) against it.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::serve::{Server, files_under, request};
+use reqwest::{Method, StatusCode};
+
+const KEY: &str = "k3y-for-tests";
+
+fn rt() -> tokio::runtime::Runtime {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// A scratch directory with `root/` to serve and `outside/secret` beside it.
+fn scene() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::create_dir(tmp.path().join("outside")).unwrap();
+    std::fs::write(tmp.path().join("outside/secret"), b"secret").unwrap();
+    (tmp, root)
+}
+
+fn bearer() -> (&'static str, String) {
+    ("Authorization", format!("Bearer {KEY}"))
+}
+
+#[test]
+fn keys_are_required_except_for_health() {
+    let (_tmp, root) = scene();
+    let srv = Server::start(&root, &["-api-key", KEY], &[]);
+    let rt = rt();
+    let c = client();
+    let get = |path: &str, auth: Option<&str>| {
+        let mut r = c.get(format!("{}{path}", srv.url));
+        if let Some(a) = auth {
+            r = r.header("Authorization", a);
+        }
+        rt.block_on(async { r.send().await.unwrap() })
+    };
+    let h = get("/health", None);
+    assert_eq!(h.status(), StatusCode::OK);
+    assert_eq!(rt.block_on(h.text()).unwrap(), "ok");
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer k3y-for-test"),
+        Some("Basic dXNlcjp3cm9uZw=="), // user:wrong
+        Some("k3y-for-tests"),
+    ] {
+        let r = get("/missing", auth);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+        let challenge: Vec<_> = r.headers().get_all("www-authenticate").iter().collect();
+        assert!(
+            challenge
+                .iter()
+                .any(|v| v.to_str().unwrap().starts_with("Basic")),
+            "{challenge:?}"
+        );
+    }
+    assert_eq!(
+        get("/missing", Some(&format!("Bearer {KEY}"))).status(),
+        StatusCode::NOT_FOUND
+    );
+    let basic = rt.block_on(async {
+        c.get(format!("{}/missing", srv.url))
+            .basic_auth("anyone", Some(KEY))
+            .send()
+            .await
+            .unwrap()
+    });
+    assert_eq!(basic.status(), StatusCode::NOT_FOUND);
+    // A refused upload writes nothing.
+    let put = srv.raw(&request("PUT", "/x", &[], b"data"));
+    assert_eq!(put.status, 401, "{}", put.head);
+    assert!(files_under(&root).is_empty());
+    let (st, log) = srv.stop();
+    assert!(st.success(), "exit {st}:\n{log}");
+
+    // The key from the environment.
+    let srv = Server::start(&root, &[], &[("MEMSYNC_SERVE_API_KEY", "from-env")]);
+    assert_eq!(get_status(&srv, &[]), 401);
+    assert_eq!(
+        get_status(&srv, &[("Authorization", "Bearer from-env")]),
+        404
+    );
+}
+
+fn get_status(srv: &Server, headers: &[(&str, &str)]) -> u16 {
+    srv.raw(&request("GET", "/nothing", headers, b"")).status
+}
+
+#[test]
+fn paths_stay_inside_the_directory() {
+    let (tmp, root) = scene();
+    let outside = tmp.path().join("outside");
+    std::os::unix::fs::symlink(&outside, root.join("out")).unwrap();
+    std::os::unix::fs::symlink(outside.join("secret"), root.join("leak")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("nowhere"), root.join("dangling")).unwrap();
+    let srv = Server::start(&root, &["-api-key", KEY], &[]);
+    let (k, v) = bearer();
+    let auth = [(k, v.as_str())];
+    for path in [
+        "/../escape",
+        "/a/../../escape",
+        "/%2e%2e/escape",
+        "/%2E%2E/escape",
+        "/a/%2e%2E/%2E%2e/escape",
+        "/.%2e/escape",
+        "//tmp/escape",
+        "/%2Ftmp%2Fescape",
+        "/a%2f..%2f..%2fescape",
+        "/a\\..\\..\\escape",
+        "/a%5c..%5c..%5cescape",
+        "/a%00b",
+        "/out/escape",
+        "/out/sub/escape",
+        "/dangling",
+        "/.tmp-0001",
+    ] {
+        for method in ["PUT", "MKCOL"] {
+            let r = srv.raw(&request(method, path, &auth, b"x"));
+            assert!(
+                r.status == 400 || r.status == 403,
+                "{method} {path}: {}",
+                r.head
+            );
+        }
+    }
+    for path in [
+        "/../outside/secret",
+        "/%2e%2e/outside/secret",
+        "/%2E%2E/outside/secret",
+        "/out/secret",
+        "/leak",
+    ] {
+        for method in ["GET", "DELETE", "PROPFIND"] {
+            let r = srv.raw(&request(method, path, &auth, b""));
+            assert!(
+                r.status == 400 || r.status == 403,
+                "{method} {path}: {}",
+                r.head
+            );
+        }
+    }
+    // Nothing was written outside, nor deleted; the listing does not show the escapes.
+    assert_eq!(files_under(&outside), ["secret"]);
+    let mut beside: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    beside.sort();
+    assert_eq!(beside, ["outside", "root", "root.log"]);
+    let list = srv.raw(&request("PROPFIND", "/", &auth, b""));
+    assert_eq!(list.status, 207);
+    let xml = String::from_utf8_lossy(&list.body);
+    assert!(!xml.contains("/out") && !xml.contains("/leak") && !xml.contains("dangling"));
+    // An absolute-form request target names a path on this server, confined the same way.
+    let r = srv.raw(&request("GET", "http://127.0.0.1/../outside/secret", &auth, b""));
+    assert_ne!(r.status, 200, "{}", r.head);
+}
+
+#[test]
+fn a_cut_off_upload_leaves_nothing() {
+    let (_tmp, root) = scene();
+    let srv = Server::start(&root, &["-api-key", KEY], &[]);
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(srv.addr).unwrap();
+        let head = format!(
+            "PUT /cut/deep/object HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Length: 200000\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&vec![7u8; 100_000]).unwrap();
+        s.flush().unwrap();
+        // The server has started writing the upload before the client goes away.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !root.join("cut/deep").is_dir() {
+            assert!(Instant::now() < deadline, "the upload never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // The server sees the connection end and removes the temp file and the directories it made.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while root.join("cut").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?}",
+            files_under(&root)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(files_under(&root).is_empty());
+    let (k, v) = bearer();
+    let r = srv.raw(&request("GET", "/cut/deep/object", &[(k, &v)], b""));
+    assert_eq!(r.status, 404);
+    let r = srv.raw(&request("PROPFIND", "/", &[(k, &v)], b""));
+    assert_eq!(
+        String::from_utf8_lossy(&r.body).matches("<response>").count(),
+        1
+    );
+}
+
+#[test]
+fn objects_are_never_replaced() {
+    let (_tmp, root) = scene();
+    let srv = Server::start(&root, &["-api-key", KEY], &[]);
+    let (k, v) = bearer();
+    let a = [(k, v.as_str())];
+    assert_eq!(srv.raw(&request("PUT", "/a/obj", &a, b"first")).status, 201);
+    assert_eq!(srv.raw(&request("PUT", "/a/obj", &a, b"second")).status, 412);
+    let got = srv.raw(&request("GET", "/a/obj", &a, b""));
+    assert_eq!((got.status, got.body.as_slice()), (200, &b"first"[..]));
+    let inm = [(k, v.as_str()), ("If-None-Match", "*")];
+    assert_eq!(srv.raw(&request("PUT", "/a/new", &inm, b"1")).status, 201);
+    assert_eq!(srv.raw(&request("PUT", "/a/new", &inm, b"2")).status, 412);
+    assert_eq!(srv.raw(&request("PUT", "/a", &a, b"on a dir")).status, 405);
+    assert_eq!(srv.raw(&request("PUT", "/a/obj/x", &a, b"under a file")).status, 409);
+    assert_eq!(files_under(&root), ["a/new", "a/obj"]);
+    assert_eq!(std::fs::read(root.join("a/new")).unwrap(), b"1");
+}
+
+#[test]
+fn ranges_listings_and_collections() {
+    let (_tmp, root) = scene();
+    let srv = Server::start(&root, &[], &[]);
+    let data: Vec<u8> = (0..100u8).collect();
+    let put = srv.raw(&request("PUT", "/r/data", &[], &data));
+    assert_eq!(put.status, 201, "{}", put.head);
+    let range = |spec: &str| srv.raw(&request("GET", "/r/data", &[("Range", spec)], b""));
+    let r = range("bytes=10-19");
+    assert_eq!(r.status, 206);
+    assert!(r.head.contains("content-range: bytes 10-19/100"), "{}", r.head);
+    assert_eq!(r.body, &data[10..20]);
+    let r = range("bytes=90-");
+    assert_eq!((r.status, r.body.as_slice()), (206, &data[90..]));
+    let r = range("bytes=-5");
+    assert_eq!((r.status, r.body.as_slice()), (206, &data[95..]));
+    let r = range("bytes=100-");
+    assert_eq!(r.status, 416);
+    assert!(r.head.contains("content-range: bytes */100"), "{}", r.head);
+    let r = srv.raw(&request("HEAD", "/r/data", &[], b""));
+    assert_eq!(r.status, 200);
+    assert!(r.head.contains("content-length: 100"), "{}", r.head);
+    assert!(r.body.is_empty());
+
+    // Listings: an upload in progress (a temp file) is neither listed nor reachable.
+    std::fs::write(root.join("r/.tmp-0123456789abcdef"), b"partial").unwrap();
+    let propfind = |path: &str, depth: &str| {
+        srv.raw(&request("PROPFIND", path, &[("Depth", depth)], b""))
+    };
+    let one = propfind("/r/", "1");
+    assert_eq!(one.status, 207);
+    let xml = String::from_utf8_lossy(&one.body);
+    assert!(xml.contains("<href>/r/</href>"), "{xml}");
+    assert!(xml.contains("<href>/r/data</href>"), "{xml}");
+    assert!(xml.contains("<getcontentlength>100</getcontentlength>"));
+    assert!(xml.contains("<collection/>"));
+    assert!(!xml.contains("tmp-"), "{xml}");
+    let zero = propfind("/r/data", "0");
+    assert_eq!(String::from_utf8_lossy(&zero.body).matches("<response>").count(), 1);
+    let all = propfind("/", "infinity");
+    assert_eq!(String::from_utf8_lossy(&all.body).matches("<response>").count(), 3);
+    assert_eq!(propfind("/none", "1").status, 404);
+    assert_eq!(srv.raw(&request("GET", "/r/.tmp-0123456789abcdef", &[], b"")).status, 403);
+
+    assert_eq!(srv.raw(&request("MKCOL", "/m", &[], b"")).status, 201);
+    assert_eq!(srv.raw(&request("MKCOL", "/m", &[], b"")).status, 405);
+    assert_eq!(srv.raw(&request("MKCOL", "/x/y", &[], b"")).status, 409);
+    assert_eq!(srv.raw(&request("GET", "/m", &[], b"")).status, 405);
+    let opts = srv.raw(&request("OPTIONS", "/", &[], b""));
+    assert!(opts.head.to_ascii_lowercase().contains("dav: 1"), "{}", opts.head);
+    assert_eq!(srv.raw(&request("DELETE", "/r/data", &[], b"")).status, 204);
+    assert_eq!(srv.raw(&request("DELETE", "/r/data", &[], b"")).status, 404);
+    assert_eq!(srv.raw(&request("DELETE", "/m", &[], b"")).status, 204);
+    assert!(!root.join("m").exists());
+}
+
+#[test]
+fn bodies_and_heads_are_bounded() {
+    let (_tmp, root) = scene();
+    let srv = Server::start(&root, &["-max-body", "1000"], &[]);
+    assert_eq!(srv.raw(&request("PUT", "/big", &[], &[1; 2000])).status, 413);
+    // Chunked, no length announced: refused once it passes the limit.
+    let mut chunked = b"PUT /big2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..4 {
+        chunked.extend_from_slice(b"1f4\r\n");
+        chunked.extend_from_slice(&[2; 500]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(srv.raw(&chunked).status, 413);
+    assert_eq!(srv.raw(&request("PUT", "/fits", &[], &[3; 1000])).status, 201);
+    let huge = "a".repeat(100 * 1024);
+    let r = srv.raw(&request("GET", "/fits", &[("X-Huge", &huge)], b""));
+    assert_eq!(r.status, 431, "{}", r.head);
+    // Nothing of the refused uploads stays.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while files_under(&root) != ["fits"] {
+        assert!(Instant::now() < deadline, "{:?}", files_under(&root));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn tls_with_a_self_signed_certificate() {
+    let (tmp, root) = scene();
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    make_cert(&cert, &key);
+    let srv = Server::start(
+        &root,
+        &[
+            "-api-key",
+            KEY,
+            "-tls-cert",
+            cert.to_str().unwrap(),
+            "-tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(srv.url.starts_with("https://127.0.0.1:"), "{}", srv.url);
+    let pem = std::fs::read(&cert).unwrap();
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .build()
+        .unwrap();
+    let rt = rt();
+    rt.block_on(async {
+        let h = c.get(format!("{}/health", srv.url)).send().await.unwrap();
+        assert_eq!(h.text().await.unwrap(), "ok");
+        let p = c
+            .put(format!("{}/over/tls", srv.url))
+            .bearer_auth(KEY)
+            .body("sealed")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(p.status(), StatusCode::CREATED);
+        let g = c
+            .request(Method::GET, format!("{}/over/tls", srv.url))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(g.text().await.unwrap(), "sealed");
+    });
+    let (st, log) = srv.stop();
+    assert!(st.success(), "{log}");
+}
+
+/// A self-signed certificate for 127.0.0.1, made by openssl (a test tool the harness checks).
+fn make_cert(cert: &Path, key: &Path) {
+    let o = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+        ])
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .expect("openssl must be installed to run this test");
+    assert!(
+        o.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn object_store_http_store_works_against_serve() {
+    use futures::TryStreamExt;
+    use object_store::http::HttpBuilder;
+    use object_store::path::Path as ObjPath;
+    use object_store::{
+        ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    };
+
+    let (_tmp, root) = scene();
+    let srv = Server::start(&root, &["-api-key", KEY], &[]);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {KEY}").parse().unwrap(),
+    );
+    let store = HttpBuilder::new()
+        .with_url(format!("{}/", srv.url))
+        .with_client_options(
+            ClientOptions::new()
+                .with_allow_http(true)
+                .with_default_headers(headers),
+        )
+        .build()
+        .unwrap();
+    let rt = rt();
+    rt.block_on(async {
+        let loc = ObjPath::from("db/0000/segment.ltx");
+        let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        let put = |bytes: Vec<u8>| {
+            let opts = PutOptions {
+                mode: PutMode::Overwrite,
+                ..Default::default()
+            };
+            store.put_opts(&loc, PutPayload::from(bytes), opts)
+        };
+        put(data.clone()).await.unwrap();
+        let again = put(vec![1, 2, 3]).await.unwrap_err();
+        assert!(
+            matches!(again, object_store::Error::Precondition { .. }),
+            "{again:?}"
+        );
+        let got = store.get(&loc).await.unwrap().bytes().await.unwrap();
+        assert_eq!(got.as_ref(), data.as_slice());
+        let part = store.get_range(&loc, 100..300).await.unwrap();
+        assert_eq!(part.as_ref(), &data[100..300]);
+        let head = store.head(&loc).await.unwrap();
+        assert_eq!(head.size, 10_000);
+        store
+            .put(&ObjPath::from("db/snapshot"), PutPayload::from_static(b"s"))
+            .await
+            .unwrap();
+        store
+            .put(&ObjPath::from("other/x"), PutPayload::from_static(b"o"))
+            .await
+            .unwrap();
+        let mut listed: Vec<(String, u64)> = store
+            .list(Some(&ObjPath::from("db")))
+            .map_ok(|m| (m.location.to_string(), m.size))
+            .try_collect()
+            .await
+            .unwrap();
+        listed.sort();
+        assert_eq!(
+            listed,
+            [
+                ("db/0000/segment.ltx".to_string(), 10_000),
+                ("db/snapshot".to_string(), 1)
+            ]
+        );
+        let top = store
+            .list_with_delimiter(Some(&ObjPath::from("db")))
+            .await
+            .unwrap();
+        assert_eq!(top.common_prefixes, [ObjPath::from("db/0000")]);
+        assert_eq!(top.objects.len(), 1);
+        store.delete(&loc).await.unwrap();
+        let gone = store.get(&loc).await.unwrap_err();
+        assert!(matches!(gone, object_store::Error::NotFound { .. }), "{gone:?}");
+        let none: Vec<_> = store
+            .list(Some(&ObjPath::from("nothing")))
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+    });
+    assert!(files_under(&root).iter().all(|f| !f.contains(".tmp-")));
+}
