@@ -170,7 +170,12 @@ fn paths_stay_inside_the_directory() {
     let xml = String::from_utf8_lossy(&list.body);
     assert!(!xml.contains("/out") && !xml.contains("/leak") && !xml.contains("dangling"));
     // An absolute-form request target names a path on this server, confined the same way.
-    let r = srv.raw(&request("GET", "http://127.0.0.1/../outside/secret", &auth, b""));
+    let r = srv.raw(&request(
+        "GET",
+        "http://127.0.0.1/../outside/secret",
+        &auth,
+        b"",
+    ));
     assert_ne!(r.status, 200, "{}", r.head);
 }
 
@@ -210,7 +215,9 @@ fn a_cut_off_upload_leaves_nothing() {
     assert_eq!(r.status, 404);
     let r = srv.raw(&request("PROPFIND", "/", &[(k, &v)], b""));
     assert_eq!(
-        String::from_utf8_lossy(&r.body).matches("<response>").count(),
+        String::from_utf8_lossy(&r.body)
+            .matches("<response>")
+            .count(),
         1
     );
 }
@@ -222,14 +229,21 @@ fn objects_are_never_replaced() {
     let (k, v) = bearer();
     let a = [(k, v.as_str())];
     assert_eq!(srv.raw(&request("PUT", "/a/obj", &a, b"first")).status, 201);
-    assert_eq!(srv.raw(&request("PUT", "/a/obj", &a, b"second")).status, 412);
+    assert_eq!(
+        srv.raw(&request("PUT", "/a/obj", &a, b"second")).status,
+        412
+    );
     let got = srv.raw(&request("GET", "/a/obj", &a, b""));
     assert_eq!((got.status, got.body.as_slice()), (200, &b"first"[..]));
     let inm = [(k, v.as_str()), ("If-None-Match", "*")];
     assert_eq!(srv.raw(&request("PUT", "/a/new", &inm, b"1")).status, 201);
     assert_eq!(srv.raw(&request("PUT", "/a/new", &inm, b"2")).status, 412);
     assert_eq!(srv.raw(&request("PUT", "/a", &a, b"on a dir")).status, 405);
-    assert_eq!(srv.raw(&request("PUT", "/a/obj/x", &a, b"under a file")).status, 409);
+    assert_eq!(
+        srv.raw(&request("PUT", "/a/obj/x", &a, b"under a file"))
+            .status,
+        409
+    );
     assert_eq!(files_under(&root), ["a/new", "a/obj"]);
     assert_eq!(std::fs::read(root.join("a/new")).unwrap(), b"1");
 }
@@ -244,7 +258,11 @@ fn ranges_listings_and_collections() {
     let range = |spec: &str| srv.raw(&request("GET", "/r/data", &[("Range", spec)], b""));
     let r = range("bytes=10-19");
     assert_eq!(r.status, 206);
-    assert!(r.head.contains("content-range: bytes 10-19/100"), "{}", r.head);
+    assert!(
+        r.head.contains("content-range: bytes 10-19/100"),
+        "{}",
+        r.head
+    );
     assert_eq!(r.body, &data[10..20]);
     let r = range("bytes=90-");
     assert_eq!((r.status, r.body.as_slice()), (206, &data[90..]));
@@ -260,9 +278,8 @@ fn ranges_listings_and_collections() {
 
     // Listings: an upload in progress (a temp file) is neither listed nor reachable.
     std::fs::write(root.join("r/.tmp-0123456789abcdef"), b"partial").unwrap();
-    let propfind = |path: &str, depth: &str| {
-        srv.raw(&request("PROPFIND", path, &[("Depth", depth)], b""))
-    };
+    let propfind =
+        |path: &str, depth: &str| srv.raw(&request("PROPFIND", path, &[("Depth", depth)], b""));
     let one = propfind("/r/", "1");
     assert_eq!(one.status, 207);
     let xml = String::from_utf8_lossy(&one.body);
@@ -272,18 +289,36 @@ fn ranges_listings_and_collections() {
     assert!(xml.contains("<collection/>"));
     assert!(!xml.contains("tmp-"), "{xml}");
     let zero = propfind("/r/data", "0");
-    assert_eq!(String::from_utf8_lossy(&zero.body).matches("<response>").count(), 1);
+    assert_eq!(
+        String::from_utf8_lossy(&zero.body)
+            .matches("<response>")
+            .count(),
+        1
+    );
     let all = propfind("/", "infinity");
-    assert_eq!(String::from_utf8_lossy(&all.body).matches("<response>").count(), 3);
+    assert_eq!(
+        String::from_utf8_lossy(&all.body)
+            .matches("<response>")
+            .count(),
+        3
+    );
     assert_eq!(propfind("/none", "1").status, 404);
-    assert_eq!(srv.raw(&request("GET", "/r/.tmp-0123456789abcdef", &[], b"")).status, 403);
+    assert_eq!(
+        srv.raw(&request("GET", "/r/.tmp-0123456789abcdef", &[], b""))
+            .status,
+        403
+    );
 
     assert_eq!(srv.raw(&request("MKCOL", "/m", &[], b"")).status, 201);
     assert_eq!(srv.raw(&request("MKCOL", "/m", &[], b"")).status, 405);
     assert_eq!(srv.raw(&request("MKCOL", "/x/y", &[], b"")).status, 409);
     assert_eq!(srv.raw(&request("GET", "/m", &[], b"")).status, 405);
     let opts = srv.raw(&request("OPTIONS", "/", &[], b""));
-    assert!(opts.head.to_ascii_lowercase().contains("dav: 1"), "{}", opts.head);
+    assert!(
+        opts.head.to_ascii_lowercase().contains("dav: 1"),
+        "{}",
+        opts.head
+    );
     assert_eq!(srv.raw(&request("DELETE", "/r/data", &[], b"")).status, 204);
     assert_eq!(srv.raw(&request("DELETE", "/r/data", &[], b"")).status, 404);
     assert_eq!(srv.raw(&request("DELETE", "/m", &[], b"")).status, 204);
@@ -294,9 +329,14 @@ fn ranges_listings_and_collections() {
 fn bodies_and_heads_are_bounded() {
     let (_tmp, root) = scene();
     let srv = Server::start(&root, &["-max-body", "1000"], &[]);
-    assert_eq!(srv.raw(&request("PUT", "/big", &[], &[1; 2000])).status, 413);
+    assert_eq!(
+        srv.raw(&request("PUT", "/big", &[], &[1; 2000])).status,
+        413
+    );
     // Chunked, no length announced: refused once it passes the limit.
-    let mut chunked = b"PUT /big2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut chunked =
+        b"PUT /big2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
     for _ in 0..4 {
         chunked.extend_from_slice(b"1f4\r\n");
         chunked.extend_from_slice(&[2; 500]);
@@ -304,7 +344,10 @@ fn bodies_and_heads_are_bounded() {
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
     assert_eq!(srv.raw(&chunked).status, 413);
-    assert_eq!(srv.raw(&request("PUT", "/fits", &[], &[3; 1000])).status, 201);
+    assert_eq!(
+        srv.raw(&request("PUT", "/fits", &[], &[3; 1000])).status,
+        201
+    );
     let huge = "a".repeat(100 * 1024);
     let r = srv.raw(&request("GET", "/fits", &[("X-Huge", &huge)], b""));
     assert_eq!(r.status, 431, "{}", r.head);
@@ -475,7 +518,10 @@ fn object_store_http_store_works_against_serve() {
         assert_eq!(top.objects.len(), 1);
         store.delete(&loc).await.unwrap();
         let gone = store.get(&loc).await.unwrap_err();
-        assert!(matches!(gone, object_store::Error::NotFound { .. }), "{gone:?}");
+        assert!(
+            matches!(gone, object_store::Error::NotFound { .. }),
+            "{gone:?}"
+        );
         let none: Vec<_> = store
             .list(Some(&ObjPath::from("nothing")))
             .try_collect()

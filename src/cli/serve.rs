@@ -48,9 +48,7 @@ pub(super) fn cmd_serve(a: ServeArgs) -> Result<(), CliError> {
         (Some(c), Some(k)) => Some((c, k)),
         (None, None) => None,
         _ => {
-            return Err(CliError::Arguments(
-                "-tls-cert and -tls-key go together",
-            ));
+            return Err(CliError::Arguments("-tls-cert and -tls-key go together"));
         }
     };
     let max_body = parse_size(&a.max_body).ok_or_else(|| CliError::BadFlag {

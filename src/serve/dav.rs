@@ -81,10 +81,7 @@ pub(super) async fn get(path: &Path, headers: &HeaderMap, head: bool) -> Respons
         h.insert(LAST_MODIFIED, v);
     }
     if code == StatusCode::PARTIAL_CONTENT
-        && let Ok(v) = HeaderValue::from_str(&format!(
-            "bytes {start}-{}/{len}",
-            start + count - 1
-        ))
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1))
     {
         h.insert(CONTENT_RANGE, v);
     }
@@ -119,7 +116,10 @@ async fn stream_file(mut file: tokio::fs::File, start: u64, count: u64) -> io::R
 /// DELETE of a file, or of an empty collection. The served directory itself stays.
 pub(super) async fn delete(rel: &RelPath, path: PathBuf) -> Response<Body> {
     if rel.is_root() {
-        return text(StatusCode::FORBIDDEN, "the served directory cannot be deleted");
+        return text(
+            StatusCode::FORBIDDEN,
+            "the served directory cannot be deleted",
+        );
     }
     let res = tokio::task::spawn_blocking(move || -> io::Result<()> {
         let m = std::fs::symlink_metadata(&path)?;

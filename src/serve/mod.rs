@@ -223,7 +223,10 @@ fn open_dir(dir: &Path) -> Result<PathBuf, ServeError> {
     }
     let removed = remove_stale_uploads(&root);
     if removed > 0 {
-        tracing::info!(removed, "serve: removed uploads a previous run left unfinished");
+        tracing::info!(
+            removed,
+            "serve: removed uploads a previous run left unfinished"
+        );
     }
     Ok(root)
 }

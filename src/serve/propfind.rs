@@ -67,7 +67,8 @@ pub(super) async fn propfind(
 /// The multistatus document.
 fn listing(root: &Path, rel: RelPath, path: &Path, depth: Depth) -> io::Result<String> {
     let m = std::fs::metadata(path)?;
-    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<multistatus xmlns=\"DAV:\">\n");
+    let mut xml =
+        String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<multistatus xmlns=\"DAV:\">\n");
     entry(&mut xml, &rel, &m);
     if m.is_dir() && depth != Depth::Zero {
         // Collections still to read: (logical path, real path).
@@ -134,9 +135,9 @@ fn entry(xml: &mut String, rel: &RelPath, m: &Metadata) {
             m.len()
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         xml,
-        "<getlastmodified>{modified}</getlastmodified><getetag>{}</getetag></prop><status>HTTP/1.1 200 OK</status></propstat></response>\n",
+        "<getlastmodified>{modified}</getlastmodified><getetag>{}</getetag></prop><status>HTTP/1.1 200 OK</status></propstat></response>",
         escape(&meta::etag(m))
     );
 }
@@ -186,7 +187,10 @@ mod tests {
         assert!(all.contains("<href>/loop/</href>"));
         assert!(!all.contains("tmp-"), "{all}");
         assert!(!all.contains("/out"), "{all}");
-        assert!(!all.contains("/loop/b"), "a symlinked collection is not descended into");
+        assert!(
+            !all.contains("/loop/b"),
+            "a symlinked collection is not descended into"
+        );
         let rel = super::super::paths::parse("/a/").unwrap();
         let one = listing(&root, rel, &root.join("a"), Depth::One).unwrap();
         assert_eq!(one.matches("<response>").count(), 2, "{one}");

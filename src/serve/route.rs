@@ -117,7 +117,10 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
 }
 
 fn escapes() -> Response<Body> {
-    text(StatusCode::FORBIDDEN, "the path leads out of the served directory")
+    text(
+        StatusCode::FORBIDDEN,
+        "the path leads out of the served directory",
+    )
 }
 
 /// Reads a body that is meant to be small and ignored; true if there was one.

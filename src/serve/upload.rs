@@ -46,7 +46,10 @@ pub(super) async fn put(
             "only If-None-Match: * is supported",
         );
     }
-    let declared = match h.get(CONTENT_LENGTH).map(|v| v.to_str().ok()?.parse::<u64>().ok()) {
+    let declared = match h
+        .get(CONTENT_LENGTH)
+        .map(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
         None => None,
         Some(Some(n)) => Some(n),
         Some(None) => return text(StatusCode::BAD_REQUEST, "bad Content-Length"),
