@@ -244,6 +244,30 @@ fn objects_are_never_replaced() {
             .status,
         409
     );
+    assert_eq!(srv.raw(&request("GET", "/a/obj/x", &a, b"")).status, 404);
+    // Racing uploads of one new key: exactly one wins, whole.
+    let statuses: Vec<(u16, Vec<u8>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8u8)
+            .map(|i| {
+                let (srv, a) = (&srv, &a);
+                s.spawn(move || {
+                    let body = vec![i; 100_000];
+                    (srv.raw(&request("PUT", "/race/obj", a, &body)).status, body)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won: Vec<_> = statuses.iter().filter(|(st, _)| *st == 201).collect();
+    assert_eq!(
+        won.len(),
+        1,
+        "{:?}",
+        statuses.iter().map(|s| s.0).collect::<Vec<_>>()
+    );
+    assert!(statuses.iter().all(|(st, _)| *st == 201 || *st == 412));
+    assert_eq!(std::fs::read(root.join("race/obj")).unwrap(), won[0].1);
+    std::fs::remove_dir_all(root.join("race")).unwrap();
     assert_eq!(files_under(&root), ["a/new", "a/obj"]);
     assert_eq!(std::fs::read(root.join("a/new")).unwrap(), b"1");
 }
@@ -530,4 +554,37 @@ fn object_store_http_store_works_against_serve() {
         assert!(none.is_empty());
     });
     assert!(files_under(&root).iter().all(|f| !f.contains(".tmp-")));
+}
+
+#[test]
+fn bad_arguments_fail_with_one_line() {
+    let (tmp, root) = scene();
+    let dir = root.to_str().unwrap();
+    let cert = tmp.path().join("missing.pem");
+    let cert = cert.to_str().unwrap();
+    for (args, says) in [
+        (
+            vec!["-addr", "127.0.0.1:0", "-tls-cert", cert],
+            "-tls-cert and -tls-key go together",
+        ),
+        (
+            vec!["-addr", "127.0.0.1:0", "-tls-cert", cert, "-tls-key", cert],
+            "serve: TLS",
+        ),
+        (
+            vec!["-addr", "127.0.0.1:0", "-max-body", "lots"],
+            "-max-body lots",
+        ),
+        (vec!["-addr", "300.0.0.1:1"], "cannot listen on 300.0.0.1:1"),
+        (
+            vec!["-addr", "127.0.0.1:0", "-api-key", ""],
+            "the API key is empty",
+        ),
+    ] {
+        let o = common::run(&[&["serve", "-dir", dir], &args[..]].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::meta::{self, Part};
 use super::paths::RelPath;
-use super::reply::{Body, empty, io_error, not_allowed, status, text};
+use super::reply::{Body, empty, io_error, not_allowed, read_error, status, text};
 
 /// What the server allows (OPTIONS and 405 answers).
 pub(super) const METHODS: &str = "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, MKCOL";
@@ -30,11 +30,11 @@ pub(super) async fn get(path: &Path, headers: &HeaderMap, head: bool) -> Respons
     let shown = path.to_string_lossy();
     let file = match tokio::fs::File::open(path).await {
         Ok(f) => f,
-        Err(e) => return io_error(&e, "GET", &shown),
+        Err(e) => return read_error(&e, "GET", &shown),
     };
     let m = match file.metadata().await {
         Ok(m) => m,
-        Err(e) => return io_error(&e, "GET", &shown),
+        Err(e) => return read_error(&e, "GET", &shown),
     };
     if m.is_dir() {
         return not_allowed(
@@ -60,7 +60,7 @@ pub(super) async fn get(path: &Path, headers: &HeaderMap, head: bool) -> Respons
     } else {
         match stream_file(file, start, count).await {
             Ok(b) => b,
-            Err(e) => return io_error(&e, "GET", &shown),
+            Err(e) => return read_error(&e, "GET", &shown),
         }
     };
     let mut r = Response::new(body);
@@ -133,7 +133,7 @@ pub(super) async fn delete(rel: &RelPath, path: PathBuf) -> Response<Body> {
     .await;
     match res {
         Ok(Ok(())) => status(StatusCode::NO_CONTENT),
-        Ok(Err(e)) => io_error(&e, "DELETE", &rel.href(false)),
+        Ok(Err(e)) => read_error(&e, "DELETE", &rel.href(false)),
         Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "storage error"),
     }
 }

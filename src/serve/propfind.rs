@@ -15,7 +15,7 @@ use hyper::{Response, StatusCode};
 
 use super::meta;
 use super::paths::{RelPath, TEMP_PREFIX};
-use super::reply::{Body, full, io_error, text};
+use super::reply::{Body, full, read_error, text};
 
 /// How deep a PROPFIND looks (the `Depth` header; absent means infinity, RFC 4918 §9.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub(super) async fn propfind(
             h.insert(CONTENT_LENGTH, HeaderValue::from(xml.len()));
             r
         }
-        Ok(Err(e)) => io_error(&e, "PROPFIND", &href),
+        Ok(Err(e)) => read_error(&e, "PROPFIND", &href),
         Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "storage error"),
     }
 }

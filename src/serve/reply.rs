@@ -80,3 +80,11 @@ pub(super) fn io_error(e: &io::Error, what: &str, path: &str) -> Response<Body> 
     };
     text(code, why)
 }
+
+/// [`io_error`] for a request that reads or removes: a path through a file names nothing (404).
+pub(super) fn read_error(e: &io::Error, what: &str, path: &str) -> Response<Body> {
+    if e.kind() == io::ErrorKind::NotADirectory {
+        return text(StatusCode::NOT_FOUND, "not found");
+    }
+    io_error(e, what, path)
+}
