@@ -569,7 +569,7 @@ fn bad_arguments_fail_with_one_line() {
         ),
         (
             vec!["-addr", "127.0.0.1:0", "-tls-cert", cert, "-tls-key", cert],
-            "serve: TLS",
+            "TLS /",
         ),
         (
             vec!["-addr", "127.0.0.1:0", "-max-body", "lots"],

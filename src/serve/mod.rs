@@ -48,7 +48,7 @@ pub struct ServeOptions {
 #[derive(Debug, Error)]
 pub enum ServeError {
     /// The served directory could not be created or read.
-    #[error("serve: directory {}: {source}", path.display())]
+    #[error("served directory {}: {source}", path.display())]
     Dir {
         /// The directory.
         path: PathBuf,
@@ -57,7 +57,7 @@ pub enum ServeError {
         source: io::Error,
     },
     /// The address is taken, not local, or does not parse.
-    #[error("serve: cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}")]
     Bind {
         /// The address asked for.
         addr: String,
@@ -66,7 +66,7 @@ pub enum ServeError {
         source: io::Error,
     },
     /// The certificate or the key could not be used.
-    #[error("serve: TLS {}: {why}", path.display())]
+    #[error("TLS {}: {why}", path.display())]
     Tls {
         /// The file at fault.
         path: PathBuf,
@@ -74,7 +74,7 @@ pub enum ServeError {
         why: String,
     },
     /// The runtime or the signal handlers could not start.
-    #[error("serve: starting: {0}")]
+    #[error("starting the server: {0}")]
     Start(#[source] io::Error),
 }
 
