@@ -160,3 +160,36 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The API key the tests give `serve`.
+pub const KEY: &str = "k3y-for-tests";
+
+/// A current-thread runtime for the async clients (reqwest, object_store).
+pub fn rt() -> tokio::runtime::Runtime {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A plain HTTP client.
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// A scratch directory with `root/` to serve and `outside/secret` beside it.
+pub fn scene() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::create_dir(tmp.path().join("outside")).unwrap();
+    std::fs::write(tmp.path().join("outside/secret"), b"secret").unwrap();
+    (tmp, root)
+}
+
+/// The `Authorization` header with [`KEY`].
+pub fn bearer() -> (&'static str, String) {
+    ("Authorization", format!("Bearer {KEY}"))
+}
