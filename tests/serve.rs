@@ -210,6 +210,10 @@ fn objects_are_never_replaced() {
     assert_eq!(srv.raw(&request("PUT", "/a/new", &inm, b"2")).status, 412);
     assert_eq!(srv.raw(&request("PUT", "/a", &a, b"on a dir")).status, 405);
     assert_eq!(
+        srv.raw(&request("PUT", "/a/c/", &a, b"to a dir")).status,
+        405
+    );
+    assert_eq!(
         srv.raw(&request("PUT", "/a/obj/x", &a, b"under a file"))
             .status,
         409
@@ -351,4 +355,6 @@ fn bodies_and_heads_are_bounded() {
         assert!(Instant::now() < deadline, "{:?}", files_under(&root));
         std::thread::sleep(Duration::from_millis(20));
     }
+    let (st, log) = srv.stop_with(libc::SIGINT);
+    assert!(st.success(), "exit {st} on SIGINT:\n{log}");
 }

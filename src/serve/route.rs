@@ -85,6 +85,10 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
     match method.as_str() {
         "GET" => dav::get(&real, req.headers(), false).await,
         "HEAD" => dav::get(&real, req.headers(), true).await,
+        "PUT" if req.uri().path().ends_with('/') => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "PUT names a collection (trailing /)",
+        ),
         "PUT" => upload::put(state, &rel, real, req).await,
         "DELETE" => dav::delete(&rel, real).await,
         "MKCOL" => {

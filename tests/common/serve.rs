@@ -62,11 +62,16 @@ impl Server {
     }
 
     /// SIGTERM, then waits; the exit status and the output.
-    pub fn stop(mut self) -> (ExitStatus, String) {
+    pub fn stop(self) -> (ExitStatus, String) {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Sends `sig`, then waits; the exit status and the output.
+    pub fn stop_with(mut self, sig: i32) -> (ExitStatus, String) {
         let mut c = self.child.take().unwrap();
         // SAFETY: kill(2) takes two integers and reads or writes no memory of this process.
         unsafe {
-            libc::kill(c.id() as i32, libc::SIGTERM);
+            libc::kill(c.id() as i32, sig);
         }
         let st = c.wait().unwrap();
         (st, std::fs::read_to_string(&self.log).unwrap_or_default())
