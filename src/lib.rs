@@ -14,6 +14,7 @@ pub mod replica;
 mod replicate;
 mod resident;
 pub mod restore;
+mod serve;
 mod signals;
 pub mod sqlite;
 mod stats;

@@ -12,6 +12,7 @@ use crate::memory::outcome::Outcome;
 use crate::replica::ReplicaError;
 use crate::replicate::ReplicateError;
 use crate::restore::RestoreError;
+use crate::serve::ServeError;
 
 /// A command failure; `memsync: error: <message>` on stderr.
 #[derive(Debug, Error)]
@@ -112,6 +113,9 @@ pub enum CliError {
         /// The target, or empty.
         asked: String,
     },
+    /// `serve` could not start.
+    #[error(transparent)]
+    Serve(Box<ServeError>),
     /// A memory command failed (its exit code is its own outcome).
     #[error(transparent)]
     Memory(Box<MemoryError>),
@@ -131,7 +135,7 @@ macro_rules! boxed_from {
         }
     )*};
 }
-boxed_from!(ConfigError => Config, ReplicateError => Replicate, ReplicaError => Replica, MemoryError => Memory);
+boxed_from!(ConfigError => Config, ReplicateError => Replicate, ReplicaError => Replica, MemoryError => Memory, ServeError => Serve);
 
 impl From<RestoreError> for CliError {
     fn from(source: RestoreError) -> Self {
@@ -187,6 +191,11 @@ impl CliError {
             CliError::Replicate(e) => replicate_kind(e),
             CliError::Replica(e) => replica_kind(e),
             CliError::Restore { source, .. } => restore_kind(source),
+            CliError::Serve(e) => match &**e {
+                ServeError::Tls { .. } => Kind::Config,
+                ServeError::Bind { .. } | ServeError::Dir { .. } => Kind::Io,
+                ServeError::Start(_) => Kind::Internal,
+            },
             CliError::Memory(e) => match e.outcome() {
                 Outcome::Locked => Kind::Busy,
                 Outcome::Stopped => Kind::Unreachable,

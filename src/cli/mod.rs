@@ -2,7 +2,7 @@
 //! `-config`) or two (`--config`).
 //!
 //! One file per family of commands: `replication` (replicate, databases, snapshots, wal),
-//! `restore`, `bench` (bench and demo); the memory commands live in `crate::memory::cli`;
+//! `restore`, `serve`, `bench` (bench and demo); the memory commands live in `crate::memory::cli`;
 //! `common` holds what they share (config and replica arguments, the runtime); `error` what a
 //! failure means and its exit code; `logging` the log flags every command takes.
 
@@ -12,6 +12,7 @@ mod error;
 mod logging;
 mod replication;
 mod restore;
+mod serve;
 
 use std::ffi::OsString;
 
@@ -48,6 +49,8 @@ enum Command {
     Wal(replication::ListArgs),
     /// List the databases of a config file.
     Databases(ConfigArgs),
+    /// Serve a directory of replicas over HTTP(S) (WebDAV), the backup server for HTTP replicas.
+    Serve(serve::ServeArgs),
     /// Print the version.
     Version,
     /// Replicate a demo memory database to a local file replica, restore and verify it.
@@ -98,6 +101,7 @@ fn run(command: Command, log: &logging::Overrides) -> Result<i32, CliError> {
         Command::Snapshots(a) => replication::cmd_list(a, true)?,
         Command::Wal(a) => replication::cmd_list(a, false)?,
         Command::Databases(a) => replication::cmd_databases(&a)?,
+        Command::Serve(a) => serve::cmd_serve(a)?,
         Command::Demo(a) => println!(
             "{}",
             crate::demo::run(&a.dir, a.seconds).map_err(CliError::Tool)?
