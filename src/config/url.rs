@@ -149,7 +149,8 @@ fn parse_s3(bucket: &str, url: &Url) -> Result<ReplicaTarget, String> {
         match key.as_ref() {
             "endpoint" => endpoint = Some(value).filter(|v| !v.is_empty()),
             "region" => region = Some(value).filter(|v| !v.is_empty()),
-            "forcePathStyle" => force_path_style = parse_bool(&key, &value)?,
+            // Litestream's spelling, and the config key's.
+            "forcePathStyle" | "force-path-style" => force_path_style = parse_bool(&key, &value)?,
             "skipVerify" => skip_verify = parse_bool(&key, &value)?,
             _ => {
                 return Err(format!(

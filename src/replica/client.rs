@@ -478,6 +478,22 @@ impl ReplicaClient {
         if create_only {
             return self.put_new(&path, name, Bytes::from(data), &what).await;
         }
+        // A WebDAV server may refuse to overwrite (`memsync serve` never does): the record is
+        // removed first. Only a takeover replaces it, on a replica emptied just before.
+        if matches!(self.backing, Backing::Store(StoreKind::Http)) {
+            let res = self
+                .timed(&what, async {
+                    self.store
+                        .delete(&path)
+                        .await
+                        .map_err(self.storage(what.clone()))
+                })
+                .await;
+            match res {
+                Ok(()) | Err(ReplicaError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let opts = PutOptions {
             mode: PutMode::Overwrite,
             ..Default::default()

@@ -148,7 +148,8 @@ pub(super) fn http_store(
     let mut parsed = Url::parse(url).map_err(|e| bad(format!("URL {url:?}: {e}")))?;
     let mut headers = HeaderMap::new();
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        use base64_engine::encode;
+        use base64::Engine as _;
+        let encode = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let user = percent_encoding::percent_decode_str(parsed.username()).decode_utf8_lossy();
         let pass = parsed
             .password()
@@ -191,45 +192,4 @@ pub(super) fn http_store(
             source,
         })?;
     Ok((Arc::new(store), clean, root))
-}
-
-/// Base64 for the Basic header (RFC 4648 with padding): a dozen lines, not a dependency.
-mod base64_engine {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub(super) fn encode(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
-        for c in b.chunks(3) {
-            let n = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            for i in 0..4 {
-                if i <= c.len() {
-                    out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn rfc4648_vectors() {
-            for (i, o) in [
-                ("", ""),
-                ("f", "Zg=="),
-                ("fo", "Zm8="),
-                ("foo", "Zm9v"),
-                ("foob", "Zm9vYg=="),
-                ("fooba", "Zm9vYmE="),
-                ("foobar", "Zm9vYmFy"),
-            ] {
-                assert_eq!(super::encode(i), o);
-            }
-        }
-    }
 }

@@ -12,9 +12,9 @@ pub mod mms;
 pub mod points;
 pub mod proxy;
 pub mod s3;
+pub mod serve;
 pub mod server;
 pub mod webdav;
-pub mod serve;
 
 /// The `memsync` under test: cargo's, or `MEMSYNC_TEST_BIN` when the tests were built with it
 /// (several worktrees sharing one target directory overwrite each other's `target/debug/memsync`).

@@ -27,7 +27,6 @@ pub enum Backend {
     /// The test binary's nginx WebDAV server.
     WebDav,
     /// The test binary's `memsync serve` (branch `serve`; see main.rs).
-    #[allow(dead_code)]
     Serve,
 }
 
@@ -182,7 +181,6 @@ pub struct Serve {
     pub url: String,
 }
 
-#[allow(dead_code)]
 fn serve_shared() -> &'static Serve {
     static SERVE: OnceLock<Serve> = OnceLock::new();
     SERVE.get_or_init(|| {

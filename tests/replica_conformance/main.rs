@@ -47,6 +47,4 @@ backend_tests!(memory, crate::fixture::Backend::Memory);
 backend_tests!(file, crate::fixture::Backend::File);
 backend_tests!(s3, crate::fixture::Backend::S3);
 backend_tests!(webdav, crate::fixture::Backend::WebDav);
-// `memsync serve` (branch `serve`): enable when it is on main (fixture.rs has the backend; the
-// `#[allow(dead_code)]`s on `Backend::Serve` and `serve_shared` go with this line).
-// backend_tests!(serve, crate::fixture::Backend::Serve);
+backend_tests!(serve, crate::fixture::Backend::Serve);
