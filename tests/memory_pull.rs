@@ -173,6 +173,29 @@ fn pull_into_a_database_being_read_keeps_it_sound_and_keeps_staged_changes() {
 #[test]
 fn pull_from_the_servers_replica_brings_embeddings_the_local_service_searches() {
     let dir = tempfile::tempdir().unwrap();
+    let replica = format!("file://{}", dir.path().join("replica").display());
+    pull_from_replica(&dir, &replica, &[]);
+}
+
+#[test]
+fn pull_from_an_s3_replica_brings_embeddings_the_local_service_searches() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = common::s3::shared();
+    let replica = s3.url(&common::s3::unique_prefix("pull"));
+    pull_from_replica(&dir, &replica, &s3.env());
+}
+
+#[test]
+fn pull_from_a_webdav_replica_brings_embeddings_the_local_service_searches() {
+    let dir = tempfile::tempdir().unwrap();
+    let dav = common::webdav::shared();
+    let replica = dav.url(&common::s3::unique_prefix("pull"));
+    pull_from_replica(&dir, &replica, &[]);
+}
+
+/// The server's database replicated to `replica` (`env`: its credentials), then pulled by a
+/// machine with a local service and by a new machine without a local database.
+fn pull_from_replica(dir: &tempfile::TempDir, replica: &str, env: &[(&str, &str)]) {
     let remote = Server::start(&dir.path().join("remote"));
     let local = Server::start(&dir.path().join("local"));
     for i in 0..15 {
@@ -182,20 +205,23 @@ fn pull_from_the_servers_replica_brings_embeddings_the_local_service_searches() 
             json!({}),
         );
     }
-    let replica = format!("file://{}", dir.path().join("replica").display());
     let o = std::process::Command::new(common::BIN)
+        .envs(env.iter().copied())
         .args([
             "replicate",
             "-once",
             &remote.db().display().to_string(),
-            &replica,
+            replica,
         ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let m = Machine::new(&dir.path().join("m"), remote.port)
+    let mut m = Machine::new(&dir.path().join("m"), remote.port)
         .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string())
-        .with("REMOTE_MEMORY_REPLICA", &replica);
+        .with("REMOTE_MEMORY_REPLICA", replica);
+    for (k, v) in env {
+        m = m.with(k, v);
+    }
     let out = m.ok(&["pull"]);
     assert!(
         out.contains("(replica)") && out.contains("added 15"),
@@ -212,8 +238,11 @@ fn pull_from_the_servers_replica_brings_embeddings_the_local_service_searches() 
         .unwrap();
     assert_eq!(with_vectors, 15);
     // A new machine without a local database: the first pull restores it from the replica.
-    let fresh = Machine::new(&dir.path().join("new-machine"), remote.port)
-        .with("REMOTE_MEMORY_REPLICA", &replica);
+    let mut fresh = Machine::new(&dir.path().join("new-machine"), remote.port)
+        .with("REMOTE_MEMORY_REPLICA", replica);
+    for (k, v) in env {
+        fresh = fresh.with(k, v);
+    }
     let out = fresh.ok(&["pull"]);
     assert!(
         out.contains("local database created from the server's replica")

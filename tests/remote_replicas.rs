@@ -137,6 +137,11 @@ fn one_database_to_file_s3_and_webdav_at_once_restores_exactly_from_each() {
     write(&app, 0, 600);
     let (st, log) = r.stop();
     assert!(st.success(), "replicate failed:\n{log}");
+    // Three empty replicas share the first run's one snapshot.
+    assert!(
+        log.contains(" 1 snapshots,"),
+        "a fresh database's first run took more than one snapshot:\n{log}"
+    );
     for (name, url) in [("file", scene.url()), ("s3", s3_url), ("dav", dav_url)] {
         let restored = restore_from(scene.dir.path(), &format!("{name}.db"), &url);
         assert_same(&app, &restored);

@@ -323,9 +323,9 @@ fn start_db(
     for (((client, rcfg), start), pending) in clients.into_iter().zip(starts).zip(pending) {
         let ss = Arc::new(ShipStats::default());
         replicas.push((rcfg.name.clone(), ss.clone()));
-        let early = match &pending {
-            startup::Pending::Ready(r) => r.remote(),
-            _ => None,
+        let (ready_early, early) = match &pending {
+            startup::Pending::Ready(r) => (true, r.remote()),
+            _ => (false, None),
         };
         let (ctx, crx) = watch::channel(early);
         confirmed.push(crx);
@@ -347,7 +347,7 @@ fn start_db(
             let Some(ready) = pending.resolve(start, stop.clone()).await else {
                 return;
             };
-            if early.is_none() && ready.restart.is_some() {
+            if !ready_early && ready.restart.is_some() {
                 // Ready late: a snapshot numbered below what it holds would read as older.
                 let ours = *pos.borrow();
                 if let (Some(theirs), Some(ours)) = (ready.newest(), ours)

@@ -32,9 +32,10 @@ pub struct CompactionConfig {
     /// higher levels save little for much more CPU and lower ones cost bytes without saving
     /// CPU that matters (`docs/measurements.md`).
     pub keep_level: i32,
-    /// Pages per run of compacted segments: 4, so a restore reading through the run index
-    /// skips most pages newer files replace (it fetches whole runs); at zstd level 1 that
-    /// compresses as well as longer runs, and the merge holds less (`docs/measurements.md`).
+    /// Pages per run of compacted segments: 1, so a restore reading through the run index
+    /// skips every page newer files replace (it fetches whole runs); at zstd level 1 single
+    /// pages compress about as well as longer runs, and the merge holds less
+    /// (`docs/measurements.md`).
     pub keep_run_pages: usize,
 }
 
@@ -47,7 +48,7 @@ impl CompactionConfig {
             tiers,
             snapshot_interval: None,
             keep_level: 1,
-            keep_run_pages: 4,
+            keep_run_pages: 1,
         }
     }
 }

@@ -11,9 +11,9 @@ use crate::sqlite::monitor::MonitorError;
 use crate::sqlite::pagemap::PageMap;
 use crate::sqlite::sink::CaptureKind;
 
-/// Pages per run of snapshots. A restore reading through the run index fetches whole runs, so
-/// small runs let it skip the pages newer files replace; at zstd level 1, 4-page runs compress
-/// these databases as well as 64-page ones (`docs/measurements.md`).
+/// Pages per run of snapshots: 4. A restore reading through the run index fetches whole runs,
+/// so small runs let it skip the pages newer files replace; single pages skip a little more
+/// but made a 214 MB database's initial sync cost 2.6x the CPU (`docs/measurements.md`).
 const SNAPSHOT_RUN_PAGES: usize = 4;
 
 impl Capture {

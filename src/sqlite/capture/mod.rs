@@ -167,11 +167,12 @@ impl Capture {
     }
 
     /// Level-0 segments use small runs: compaction streams one decoded run per input, and a
-    /// restore reading through the run index fetches whole runs, so 4 pages let it skip most
-    /// replaced pages, for ~3 % more level-0 bytes than 16 (`docs/measurements.md`).
+    /// restore reading through the run index fetches whole runs, so 2 pages let it skip most
+    /// replaced pages; at zstd's fast level, single pages would cost ~7 % more level-0 bytes
+    /// for little more skipped (`docs/measurements.md`).
     fn segment_options(&self) -> EncodeOptions {
         EncodeOptions {
-            pages_per_run: 4,
+            pages_per_run: 2,
             ..self.options()
         }
     }
