@@ -314,3 +314,70 @@ fn a_second_database_pointed_at_the_same_s3_replica_is_refused() {
         "the refusal does not say why:\n{log}"
     );
 }
+
+#[test]
+fn restore_picks_the_replica_with_the_newest_state_and_works_while_another_is_down() {
+    let mut s3 = SeaweedS3::start();
+    let s3_url = s3.url("pick");
+    // S3 first in the config: the newest state, not the order, decides.
+    let scene = Scene::new("", "");
+    std::fs::write(
+        &scene.config,
+        format!(
+            "dbs:\n  - path: {}\n    replicas:\n{}        access-key-id: {}\n        secret-access-key: {}\n      - type: file\n        path: {}\n",
+            scene.db.display(),
+            s3_replica(&s3_url),
+            s3::ACCESS_KEY,
+            s3::SECRET_KEY,
+            scene.replica.display()
+        ),
+    )
+    .unwrap();
+    let app = create_memdb(&scene.db);
+    let r = scene.start();
+    write(&app, 0, 100);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !listing(&s3_url).iter().any(ObjectKey::is_snapshot) {
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot reached S3:\n{}",
+            r.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    s3.stop();
+    write(&app, 100, 100);
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+    // S3 holds an older state (and is down): the file replica is chosen, and says so.
+    let out = scene.dir.path().join("picked.db");
+    let o = run(&[
+        "restore",
+        "-config",
+        scene.config.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        scene.db.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("restoring from replica file"), "{err}");
+    assert_same(&app, &check_sound(&out));
+    // S3 back and the file replica gone: S3's state, all it has, is restored.
+    s3.resume();
+    std::fs::remove_dir_all(&scene.replica).unwrap();
+    let out2 = scene.dir.path().join("from-s3.db");
+    let o = run(&[
+        "restore",
+        "-config",
+        scene.config.to_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+        scene.db.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("restoring from replica s3"), "{err}");
+    assert_prefix(&app, &check_sound(&out2));
+}

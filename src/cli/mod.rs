@@ -10,6 +10,7 @@ mod bench;
 mod common;
 mod error;
 mod logging;
+mod pick;
 mod replication;
 mod restore;
 mod serve;

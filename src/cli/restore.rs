@@ -1,4 +1,5 @@
-//! `memsync restore`: from the first configured replica holding a backup, or a replica URL.
+//! `memsync restore`: from the configured replica with the newest restorable position (or the
+//! one named), or a replica URL.
 
 use std::path::PathBuf;
 
@@ -25,7 +26,7 @@ pub(super) struct RestoreArgs {
     /// Restore exactly this position (hex, as listed by `memsync wal`).
     #[arg(long = "txid", alias = "index")]
     txid: Option<String>,
-    /// Replica to restore from, by name (default: the first configured).
+    /// Replica to restore from, by name (default: the one with the newest restorable position).
     #[arg(long = "replica")]
     replica: Option<String>,
     /// Succeed without doing anything if the output exists.
@@ -100,10 +101,23 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
         progress: true,
     };
     let rt = runtime()?;
-    // With several replicas, restore from the first that holds a backup.
+    // With several replicas, the one that can give the newest state first; the others in turn
+    // if it fails.
+    let reps = if reps.len() > 1 {
+        super::pick::by_newest(&reps, &rt, target)
+    } else {
+        reps
+    };
     let mut last_err = None;
     for r in &reps {
-        let client = open_client(r)?;
+        let client = match open_client(r) {
+            Ok(c) => c,
+            Err(e) if reps.len() > 1 => {
+                tracing::warn!("{e}; trying the next replica");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         match restore::restore(&client, rt.handle(), &opts) {
             Ok(RestoreOutcome::Restored {
                 txid,
@@ -136,7 +150,13 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
                 tracing::info!("{} holds no backup; nothing to do", client.name());
                 return Ok(());
             }
-            Err(e @ restore::RestoreError::NoBackup(_)) if reps.len() > 1 => last_err = Some(e),
+            // Another replica may still have it (this one empty, or gone unreachable).
+            Err(e @ (restore::RestoreError::NoBackup(_) | restore::RestoreError::Replica(_)))
+                if reps.len() > 1 =>
+            {
+                tracing::warn!("{e}; trying the next replica");
+                last_err = Some(e)
+            }
             Err(source) => {
                 return Err(CliError::Restore {
                     source: Box::new(source),

@@ -1,0 +1,47 @@
+//! Which of several replicas a restore reads: the one holding the newest state the target
+//! admits. They are listed at once; one that does not answer is skipped with a warning, so a
+//! restore works while a backup server is down.
+
+use futures::future::join_all;
+use replica_formats::{Target, TxId, plan_restore};
+
+use super::common::open_client;
+use crate::config::ReplicaConfig;
+
+/// `reps` ordered by the newest position each can restore to `target` (unreachable or empty
+/// ones last, in configured order), each ranking logged.
+pub(super) fn by_newest(
+    reps: &[ReplicaConfig],
+    rt: &tokio::runtime::Runtime,
+    target: Target,
+) -> Vec<ReplicaConfig> {
+    let newest = rt.block_on(join_all(reps.iter().map(|r| async move {
+        let client = open_client(r).map_err(|e| e.to_string())?;
+        let keys = client.list().await.map_err(|e| e.to_string())?;
+        Ok::<Option<TxId>, String>(plan_restore(&keys, target).ok().map(|p| p.txid))
+    })));
+    let mut ranked: Vec<(Option<TxId>, usize)> = Vec::new();
+    for (i, (r, n)) in reps.iter().zip(newest).enumerate() {
+        match n {
+            Ok(Some(t)) => ranked.push((Some(t), i)),
+            Ok(None) => {
+                tracing::info!("replica {}: nothing restorable", r.name);
+                ranked.push((None, i));
+            }
+            Err(e) => {
+                tracing::warn!("{e}; restoring from another replica");
+                ranked.push((None, i));
+            }
+        }
+    }
+    // Newest first; equal positions keep the configured order.
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    if let Some((Some(t), i)) = ranked.first() {
+        tracing::info!(
+            "restoring from replica {}: newest restorable position {t} of {} replicas",
+            reps[*i].name,
+            reps.len()
+        );
+    }
+    ranked.into_iter().map(|(_, i)| reps[i].clone()).collect()
+}
