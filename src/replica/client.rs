@@ -10,6 +10,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use replica_formats::{Level, ObjectKey, SEGMENTS_DIR};
 
+use super::davput::{DavPut, Put};
 use super::listing;
 use super::local::{Side, link_or_copy, list_local};
 use super::{PART_SIZE, REQUEST_TIMEOUT, ReplicaError, SINGLE_PUT_MAX};
@@ -45,6 +46,8 @@ pub struct ReplicaClient {
     store: Arc<dyn ObjectStore>,
     root: StorePath,
     backing: Backing,
+    /// WebDAV: large files go up streamed from disk rather than through the store.
+    dav: Option<Arc<DavPut>>,
 }
 
 impl std::fmt::Debug for ReplicaClient {
@@ -83,6 +86,7 @@ impl ReplicaClient {
             store: Arc::new(store),
             root: StorePath::default(),
             backing: Backing::Dir(dir.to_path_buf()),
+            dav: None,
         })
     }
 
@@ -95,7 +99,14 @@ impl ReplicaClient {
             store,
             root: StorePath::from(root),
             backing: Backing::Store(kind),
+            dav: None,
         }
+    }
+
+    /// Streams uploads larger than [`SINGLE_PUT_MAX`] through `dav` (WebDAV replicas).
+    pub(super) fn with_dav(mut self, dav: DavPut) -> Self {
+        self.dav = Some(Arc::new(dav));
+        self
     }
 
     /// Whether listings walk the tree a level at a time (WebDAV) instead of asking for it all.
@@ -225,6 +236,24 @@ impl ReplicaClient {
             self.refuse_existing(&path, key).await?;
             self.upload_parts(&path, src, &what).await?;
             return Ok(size);
+        }
+        if let (Some(dav), true) = (&self.dav, size > SINGLE_PUT_MAX) {
+            self.refuse_existing(&path, key).await?;
+            return match dav.put_file(&path, src, size).await {
+                Ok(Put::Done) => Ok(size),
+                Ok(Put::Exists) => Err(ReplicaError::AlreadyExists {
+                    replica: self.name.clone(),
+                    key: key.path(),
+                }),
+                Err(msg) => Err(ReplicaError::Storage {
+                    replica: self.name.clone(),
+                    what,
+                    source: object_store::Error::Generic {
+                        store: "HTTP",
+                        source: msg.into(),
+                    },
+                }),
+            };
         }
         let data = tokio::fs::read(src).await.map_err(local)?;
         self.put_new(&path, &key.path(), Bytes::from(data), &what)

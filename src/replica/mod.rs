@@ -3,6 +3,7 @@
 //! [`ObjectKey`](replica_formats::ObjectKey)s.
 
 mod client;
+mod davput;
 mod error;
 mod listing;
 mod local;
@@ -14,8 +15,8 @@ use std::time::Duration;
 pub use client::{ReplicaClient, StoreKind};
 pub use error::ReplicaError;
 
-/// Files at most this large are uploaded to S3 in one conditional request; larger ones in
-/// parts (WebDAV has no parts: files go in one request there).
+/// Files at most this large are uploaded in one request from memory; larger ones to S3 in
+/// parts, to WebDAV streamed from disk.
 pub const SINGLE_PUT_MAX: u64 = 8 << 20;
 /// Part size of multipart uploads (S3's minimum is 5 MiB).
 pub const PART_SIZE: usize = 8 << 20;
@@ -57,9 +58,9 @@ pub fn client_for(
             Ok(ReplicaClient::new(&shown, store, path, StoreKind::S3))
         }
         ReplicaTarget::Http { url } => {
-            let (store, clean, root) = remote::http_store(&cfg.name, url)?;
+            let (store, clean, root, dav) = remote::http_store(&cfg.name, url)?;
             let shown = format!("{} ({clean})", cfg.name);
-            Ok(ReplicaClient::new(&shown, store, &root, StoreKind::Http))
+            Ok(ReplicaClient::new(&shown, store, &root, StoreKind::Http).with_dav(dav))
         }
     }
 }

@@ -140,7 +140,8 @@ pub(super) fn s3_store(
 pub(super) fn http_store(
     replica: &str,
     url: &str,
-) -> Result<(Arc<dyn ObjectStore>, String, String), ReplicaError> {
+) -> Result<(Arc<dyn ObjectStore>, String, String, super::davput::DavPut), ReplicaError> {
+    install_crypto();
     let bad = |msg: String| ReplicaError::Config {
         replica: replica.to_string(),
         msg,
@@ -179,6 +180,8 @@ pub(super) fn http_store(
         .to_string();
     parsed.set_path("/");
     parsed.set_query(None);
+    let dav = super::davput::DavPut::new(&parsed, headers.clone())
+        .map_err(|e| bad(format!("HTTP client: {e}")))?;
     let store = HttpBuilder::new()
         .with_url(parsed.to_string())
         .with_retry(retry())
@@ -191,5 +194,5 @@ pub(super) fn http_store(
             what: "configuring the HTTP client".into(),
             source,
         })?;
-    Ok((Arc::new(store), clean, root))
+    Ok((Arc::new(store), clean, root, dav))
 }
