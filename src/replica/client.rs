@@ -7,13 +7,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use replica_formats::{Level, ObjectKey, SEGMENTS_DIR};
 
 use super::davput::{DavPut, Put};
 use super::listing;
 use super::local::{Side, link_or_copy, list_local};
-use super::{PART_SIZE, REQUEST_TIMEOUT, ReplicaError, SINGLE_PUT_MAX};
+use super::{ReplicaError, SINGLE_PUT_MAX};
 
 /// What kind of store a client talks to: it decides how uploads keep their no-overwrite
 /// promise (object stores differ in what they can do atomically).
@@ -137,20 +137,7 @@ impl ReplicaClient {
     }
 
     fn storage(&self, what: impl Into<String>) -> impl FnOnce(object_store::Error) -> ReplicaError {
-        let (replica, what) = (self.name.clone(), what.into());
-        move |source| match source {
-            object_store::Error::NotFound { path, .. } => {
-                ReplicaError::NotFound { replica, key: path }
-            }
-            object_store::Error::AlreadyExists { path, .. } => {
-                ReplicaError::AlreadyExists { replica, key: path }
-            }
-            source => ReplicaError::Storage {
-                replica,
-                what,
-                source,
-            },
-        }
+        super::error::from_store(self.name.clone(), what.into())
     }
 
     async fn timed<T>(
@@ -158,14 +145,7 @@ impl ReplicaClient {
         what: &str,
         fut: impl Future<Output = Result<T, ReplicaError>>,
     ) -> Result<T, ReplicaError> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(ReplicaError::Timeout {
-                replica: self.name.clone(),
-                what: what.into(),
-                secs: REQUEST_TIMEOUT.as_secs(),
-            }),
-        }
+        super::error::timed(&self.name, what, fut).await
     }
 
     /// Every replica file, sorted by position; foreign objects (temp files, other tools) are
@@ -234,7 +214,7 @@ impl ReplicaClient {
         };
         if kind == StoreKind::S3 && size > SINGLE_PUT_MAX {
             self.refuse_existing(&path, key).await?;
-            self.upload_parts(&path, src, &what).await?;
+            super::multipart::upload(self.store.as_ref(), &self.name, &path, src, &what).await?;
             return Ok(size);
         }
         if let (Some(dav), true) = (&self.dav, size > SINGLE_PUT_MAX) {
@@ -330,56 +310,6 @@ impl ReplicaClient {
                 key: shown.to_string(),
             }),
         }
-    }
-
-    /// A large file to S3 in parts of [`PART_SIZE`], at most two in memory; a failed upload
-    /// is aborted so its parts do not linger (and cost) in the bucket.
-    async fn upload_parts(
-        &self,
-        path: &StorePath,
-        src: &Path,
-        what: &str,
-    ) -> Result<(), ReplicaError> {
-        use tokio::io::AsyncReadExt;
-        let local = |source| ReplicaError::Local {
-            replica: self.name.clone(),
-            path: src.display().to_string(),
-            source,
-        };
-        let mut file = tokio::fs::File::open(src).await.map_err(local)?;
-        let upload = self
-            .timed(what, async {
-                self.store
-                    .put_multipart(path)
-                    .await
-                    .map_err(self.storage(what))
-            })
-            .await?;
-        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut buf = vec![0u8; 1 << 20];
-        let res: Result<(), ReplicaError> = async {
-            loop {
-                let n = file.read(&mut buf).await.map_err(local)?;
-                if n == 0 {
-                    return Ok(());
-                }
-                self.timed(what, async {
-                    w.wait_for_capacity(1).await.map_err(self.storage(what))
-                })
-                .await?;
-                w.write(&buf[..n]);
-            }
-        }
-        .await;
-        if let Err(e) = res {
-            if let Err(a) = w.abort().await {
-                tracing::warn!("replica {}: aborting the upload of {path}: {a}", self.name);
-            }
-            return Err(e);
-        }
-        self.timed(what, async { w.finish().await.map_err(self.storage(what)) })
-            .await?;
-        Ok(())
     }
 
     /// Keys of one level strictly after `after` (all of the level without it), sorted: a

@@ -71,6 +71,40 @@ pub enum ReplicaError {
     },
 }
 
+/// Maps an object store error to what it means: missing, already there, or a storage failure.
+pub(super) fn from_store(
+    replica: String,
+    what: String,
+) -> impl FnOnce(object_store::Error) -> ReplicaError {
+    move |source| match source {
+        object_store::Error::NotFound { path, .. } => ReplicaError::NotFound { replica, key: path },
+        object_store::Error::AlreadyExists { path, .. } => {
+            ReplicaError::AlreadyExists { replica, key: path }
+        }
+        source => ReplicaError::Storage {
+            replica,
+            what,
+            source,
+        },
+    }
+}
+
+/// `fut`, failed as [`ReplicaError::Timeout`] after [`super::REQUEST_TIMEOUT`].
+pub(super) async fn timed<T>(
+    replica: &str,
+    what: &str,
+    fut: impl Future<Output = Result<T, ReplicaError>>,
+) -> Result<T, ReplicaError> {
+    match tokio::time::timeout(super::REQUEST_TIMEOUT, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ReplicaError::Timeout {
+            replica: replica.to_string(),
+            what: what.into(),
+            secs: super::REQUEST_TIMEOUT.as_secs(),
+        }),
+    }
+}
+
 /// An object store error on one line: S3 and WebDAV servers answer with XML bodies that
 /// object_store quotes whole. `<Code>` and `<Message>`, when there, say what matters.
 fn one_line(e: &object_store::Error) -> String {

@@ -7,6 +7,7 @@ mod davput;
 mod error;
 mod listing;
 mod local;
+mod multipart;
 pub(crate) mod reader;
 mod remote;
 

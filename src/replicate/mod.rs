@@ -7,6 +7,7 @@ pub mod fdlimit;
 pub mod lineage;
 pub mod lock;
 pub mod policy;
+mod prune;
 pub mod shipper;
 pub mod sink;
 pub mod spool;
@@ -19,7 +20,6 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use replica_formats::TxId;
 use tokio::sync::watch;
 
 use crate::config::{Config, DbConfig};
@@ -366,7 +366,7 @@ fn start_db(
                 .await;
         }));
     }
-    tasks.push(rt.spawn(prune_spool(
+    tasks.push(rt.spawn(prune::prune_spool(
         spool,
         confirmed,
         map_rx,
@@ -413,93 +413,5 @@ fn compaction_interval_override() -> Result<Option<Duration>, ReplicateError> {
                 why,
             }),
         Err(_) => Ok(None),
-    }
-}
-
-/// How often the spool's size is checked against its budget while a replica is behind.
-const BUDGET_CHECK: Duration = Duration::from_secs(2);
-
-/// Deletes spooled files once every replica confirmed them. While a replica is behind (cannot
-/// be reached), the spool keeps what it lacks up to `budget` bytes; past that, it keeps only
-/// what the replicas that are up need, and a replica coming back finds no way from its
-/// position to the spool's and gets a fresh snapshot (the shipper asks for one).
-async fn prune_spool(
-    spool: Spool,
-    mut confirmed: Vec<watch::Receiver<Option<TxId>>>,
-    map_saved: watch::Receiver<Option<TxId>>,
-    position: watch::Receiver<Option<TxId>>,
-    top: u8,
-    budget: u64,
-) {
-    let mut over = false;
-    let mut tick = tokio::time::interval(BUDGET_CHECK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let positions: Vec<Option<TxId>> = confirmed.iter().map(|c| *c.borrow()).collect();
-        // Only while a replica lacks the newest position is the spool weighed (no I/O when
-        // every replica keeps up).
-        let lagging = positions.iter().any(|p| *p < *position.borrow());
-        let s = spool.clone();
-        let keep_after = *map_saved.borrow();
-        let res = tokio::task::spawn_blocking(move || {
-            let min = positions.iter().copied().min().flatten();
-            let max = positions.iter().copied().max().flatten();
-            if let Some(t) = min {
-                s.prune(t, keep_after, top)?;
-            }
-            if !lagging {
-                return Ok::<_, std::io::Error>(None);
-            }
-            let keys = s.keys()?;
-            let held = s.bytes(&keys);
-            if held <= budget {
-                return Ok(Some((false, held)));
-            }
-            // The replicas that are up have what they confirmed; the ones behind lose what they
-            // lack: the newest snapshot past them and what follows it if that fits, or all of it
-            // (they get a snapshot when they are back).
-            let newest = keys.iter().map(|k| k.max_txid()).max();
-            let snap = keys
-                .iter()
-                .filter(|k| k.is_snapshot() && Some(k.max_txid()) > min)
-                .max();
-            let from_snap = snap.map(|sn| {
-                let after: Vec<_> = keys.iter().filter(|k| k >= &sn).copied().collect();
-                (sn.max_txid(), s.bytes(&after))
-            });
-            let upto = match from_snap {
-                Some((t, bytes)) if bytes <= budget => TxId::new(t.get() - 1),
-                _ => max.max(newest),
-            };
-            if let Some(upto) = upto.max(min) {
-                s.prune(upto, keep_after, top)?;
-            }
-            Ok(Some((true, held)))
-        })
-        .await;
-        match res {
-            Ok(Ok(Some((true, held)))) if !over => {
-                over = true;
-                tracing::warn!(
-                    "spool {}: {} KiB kept for replicas that are behind reached its budget of {} KiB (`spool-budget`); dropping what they lack: each gets a fresh snapshot when it is back",
-                    spool.dir().display(),
-                    held >> 10,
-                    budget >> 10
-                );
-            }
-            Ok(Ok(None)) if over => {
-                over = false;
-                tracing::info!("spool {}: every replica caught up", spool.dir().display());
-            }
-            Ok(Err(e)) => tracing::warn!("spool {}: pruning: {e}", spool.dir().display()),
-            _ => {}
-        }
-        let changed =
-            futures::future::select_all(confirmed.iter_mut().map(|c| Box::pin(c.changed())));
-        tokio::select! {
-            r = changed => if r.0.is_err() { return },
-            // The budget is checked on a timer too: with every replica down nothing confirms.
-            _ = tick.tick(), if lagging || over => {}
-        }
     }
 }
