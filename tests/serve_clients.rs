@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode};
 
 #[test]
 fn tls_with_a_self_signed_certificate() {
+    install_crypto();
     let (tmp, root) = scene();
     let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
     make_cert(&cert, &key);
@@ -92,6 +93,7 @@ fn make_cert(cert: &Path, key: &Path) {
 
 #[test]
 fn object_store_http_store_works_against_serve() {
+    install_crypto();
     use futures::TryStreamExt;
     use object_store::http::HttpBuilder;
     use object_store::path::Path as ObjPath;
@@ -213,4 +215,9 @@ fn bad_arguments_fail_with_one_line() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+}
+
+/// reqwest is built without a default TLS provider (memsync installs ring's; so do these tests).
+fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -408,3 +408,21 @@ fn restore_point_tiers() {
     assert!(err(&format!("levels:\n  - retention: 1h\n{db}")).contains("`interval` is required"));
     assert!(err(&format!("levels:\n  - interval: 1s\n    every: 2s\n{db}")).contains("every"));
 }
+
+#[test]
+fn spool_budget_takes_sizes_and_refuses_nonsense() {
+    let with = |v: &str| {
+        format!(
+            "dbs:\n  - path: /data/db.sqlite\n    spool-budget: {v}\n    replicas:\n      - path: /backups/db\n"
+        )
+    };
+    assert_eq!(ok(&with("512MB")).dbs[0].spool_budget, 512 << 20);
+    assert_eq!(ok(&with("2 GiB")).dbs[0].spool_budget, 2 << 30);
+    assert_eq!(ok(&with("1048576")).dbs[0].spool_budget, 1 << 20);
+    let d = ok("dbs:\n  - path: /data/db.sqlite\n    replicas:\n      - path: /backups/db\n");
+    assert_eq!(d.dbs[0].spool_budget, crate::config::DEFAULT_SPOOL_BUDGET);
+    for bad in ["lots", "-5", "12XB", "1.5GB"] {
+        let e = parse(&with(bad), Path::new("l.yml"), true, &|_: &str| None).unwrap_err();
+        assert!(e.to_string().contains("spool-budget"), "{bad}: {e}");
+    }
+}
