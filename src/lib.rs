@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 mod demo;
+mod errtext;
 mod fault;
 mod fsutil;
 mod log;

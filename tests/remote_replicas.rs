@@ -351,7 +351,18 @@ fn restore_picks_the_replica_with_the_newest_state_and_works_while_another_is_do
     let (st, log) = r.stop();
     assert!(st.success(), "{log}");
     // S3 holds an older state (and is down): the file replica is chosen, and says so.
-    let out = scene.dir.path().join("picked.db");
+    let out = restore_by_config(&scene, "picked.db", "file");
+    assert_same(&app, &check_sound(&out));
+    // S3 back and the file replica gone: S3's state, all it has, is restored.
+    s3.resume();
+    std::fs::remove_dir_all(&scene.replica).unwrap();
+    let out2 = restore_by_config(&scene, "from-s3.db", "s3");
+    assert_prefix(&app, &check_sound(&out2));
+}
+
+/// `restore -config` of the scene's database into `name`; it must say it chose `replica`.
+fn restore_by_config(scene: &Scene, name: &str, replica: &str) -> PathBuf {
+    let out = scene.dir.path().join(name);
     let o = run(&[
         "restore",
         "-config",
@@ -362,22 +373,9 @@ fn restore_picks_the_replica_with_the_newest_state_and_works_while_another_is_do
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("restoring from replica file"), "{err}");
-    assert_same(&app, &check_sound(&out));
-    // S3 back and the file replica gone: S3's state, all it has, is restored.
-    s3.resume();
-    std::fs::remove_dir_all(&scene.replica).unwrap();
-    let out2 = scene.dir.path().join("from-s3.db");
-    let o = run(&[
-        "restore",
-        "-config",
-        scene.config.to_str().unwrap(),
-        "-o",
-        out2.to_str().unwrap(),
-        scene.db.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
-    assert!(err.contains("restoring from replica s3"), "{err}");
-    assert_prefix(&app, &check_sound(&out2));
+    assert!(
+        err.contains(&format!("restoring from replica {replica}")),
+        "{err}"
+    );
+    out
 }

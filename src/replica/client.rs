@@ -440,18 +440,7 @@ impl ReplicaClient {
         // A WebDAV server may refuse to overwrite (`memsync serve` never does): the record is
         // removed first. Only a takeover replaces it, on a replica emptied just before.
         if matches!(self.backing, Backing::Store(StoreKind::Http)) {
-            let res = self
-                .timed(&what, async {
-                    self.store
-                        .delete(&path)
-                        .await
-                        .map_err(self.storage(what.clone()))
-                })
-                .await;
-            match res {
-                Ok(()) | Err(ReplicaError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
+            self.delete_path(&path, &what).await?;
         }
         let opts = PutOptions {
             mode: PutMode::Overwrite,
@@ -467,22 +456,24 @@ impl ReplicaClient {
         Ok(())
     }
 
+    /// Deletes the object at `path`; one already gone is fine.
+    async fn delete_path(&self, path: &StorePath, what: &str) -> Result<(), ReplicaError> {
+        let res = self
+            .timed(what, async {
+                self.store.delete(path).await.map_err(self.storage(what))
+            })
+            .await;
+        match res {
+            Ok(()) | Err(ReplicaError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes `keys` (missing ones are fine: deletion is idempotent).
     pub async fn delete(&self, keys: &[ObjectKey]) -> Result<(), ReplicaError> {
         for key in keys {
-            let what = format!("deleting {}", key.path());
-            let res = self
-                .timed(&what, async {
-                    self.store
-                        .delete(&self.path(key))
-                        .await
-                        .map_err(self.storage(what.clone()))
-                })
-                .await;
-            match res {
-                Ok(()) | Err(ReplicaError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
+            self.delete_path(&self.path(key), &format!("deleting {}", key.path()))
+                .await?;
             crate::fault::point("delete").map_err(|source| ReplicaError::Write {
                 replica: self.name.clone(),
                 path: key.path(),

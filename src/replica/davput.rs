@@ -75,7 +75,7 @@ impl DavPut {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| error_chain(&e))?;
+                .map_err(|e| crate::errtext::chain(&e))?;
             match resp.status() {
                 s if s.is_success() => return Ok(Put::Done),
                 StatusCode::PRECONDITION_FAILED => return Ok(Put::Exists),
@@ -100,7 +100,7 @@ impl DavPut {
                 .timeout(Duration::from_secs(30))
                 .send()
                 .await
-                .map_err(|e| error_chain(&e))?;
+                .map_err(|e| crate::errtext::chain(&e))?;
             let s = r.status();
             if !(s.is_success() || s == StatusCode::METHOD_NOT_ALLOWED) {
                 return Err(format!("MKCOL {dir} answered {s}"));
@@ -128,18 +128,4 @@ fn chunks(
         }
     })
     .boxed()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }

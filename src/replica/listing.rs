@@ -17,15 +17,7 @@ pub(super) async fn objects(
     if walk {
         return walk_tree(store, prefix).await;
     }
-    let mut stream = store.list(prefix);
-    let mut out = Vec::new();
-    while let Some(meta) = stream.next().await {
-        match meta {
-            Err(object_store::Error::NotFound { .. }) => continue,
-            other => out.push(other?),
-        }
-    }
-    Ok(out)
+    collect(store.list(prefix)).await
 }
 
 /// Objects strictly after `offset` under `prefix`, using the store's offset listing where it
@@ -41,7 +33,13 @@ pub(super) async fn objects_after(
         all.retain(|m| m.location > *offset);
         return Ok(all);
     }
-    let mut stream = store.list_with_offset(Some(prefix), offset);
+    collect(store.list_with_offset(Some(prefix), offset)).await
+}
+
+/// A listing's objects; one deleted between the listing and its stat is left out.
+async fn collect(
+    mut stream: futures::stream::BoxStream<'static, Result<ObjectMeta, object_store::Error>>,
+) -> Result<Vec<ObjectMeta>, object_store::Error> {
     let mut out = Vec::new();
     while let Some(meta) = stream.next().await {
         match meta {

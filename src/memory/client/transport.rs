@@ -28,19 +28,6 @@ fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
-}
 
 impl Transport {
     pub(super) fn new(s: &Settings) -> Result<Transport, RemoteError> {
@@ -57,7 +44,7 @@ impl Transport {
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 RemoteError::CaFileInvalid {
                     path: ca.clone(),
-                    reason: error_chain(&e),
+                    reason: crate::errtext::chain(&e),
                 }
             })?;
             if certs.is_empty() {
@@ -71,7 +58,7 @@ impl Transport {
         if s.insecure {
             b = b.tls_danger_accept_invalid_certs(true);
         }
-        let http = b.build().map_err(|e| RemoteError::Setup(error_chain(&e)))?;
+        let http = b.build().map_err(|e| RemoteError::Setup(crate::errtext::chain(&e)))?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -198,7 +185,7 @@ fn map_transport(what: &str, e: &reqwest::Error, timeout: Duration) -> RemoteErr
             after: timeout,
         }
     } else if e.is_connect() || e.is_request() {
-        let reason = error_chain(e);
+        let reason = crate::errtext::chain(e);
         let reason = match reason.split_once("): ") {
             Some((head, rest)) if head.starts_with("error sending request for url") => {
                 rest.to_owned()
@@ -227,7 +214,7 @@ fn map_transport(what: &str, e: &reqwest::Error, timeout: Duration) -> RemoteErr
     } else {
         RemoteError::Malformed {
             url: what.to_owned(),
-            reason: error_chain(e),
+            reason: crate::errtext::chain(e),
         }
     }
 }
