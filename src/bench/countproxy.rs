@@ -1,0 +1,473 @@
+//! A counting TCP proxy for the `s3` phase: it sits between one replicator and the S3 server,
+//! forwards bytes both ways untouched, and reads the HTTP/1.1 request heads that flow towards
+//! the server, so the bench can say how many requests of each kind a tool made and how many
+//! bytes it sent. A byte-level proxy (not an HTTP one) changes nothing the tools see: the
+//! `Host` they sign is the one the server receives.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The kind of S3 request, as the bench reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Put,
+    Get,
+    List,
+    Delete,
+    Head,
+    Post,
+    Other,
+}
+
+impl Kind {
+    /// Every kind, in report order.
+    pub const ALL: [Kind; 7] = [
+        Kind::Put,
+        Kind::Get,
+        Kind::List,
+        Kind::Delete,
+        Kind::Head,
+        Kind::Post,
+        Kind::Other,
+    ];
+
+    /// Lower-case name for figure keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Put => "put",
+            Kind::Get => "get",
+            Kind::List => "list",
+            Kind::Delete => "delete",
+            Kind::Head => "head",
+            Kind::Post => "post",
+            Kind::Other => "other",
+        }
+    }
+}
+
+/// Classifies a request by method and target. A GET of a bucket (path-style `/bucket`) or with
+/// `list-type=` is a listing (ListObjectsV2, ListObjects, ListMultipartUploads); a POST with a
+/// `delete` parameter is a batch delete (DeleteObjects) and counts as DELETE; other POSTs are
+/// the multipart calls (create, complete).
+pub fn classify(method: &str, target: &str) -> Kind {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    // An absolute-form target (`http://host/path`) is reduced to its path.
+    let path = match path.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => path,
+    };
+    let params = || query.split('&').map(|p| p.split('=').next().unwrap_or(""));
+    match method {
+        "GET"
+            if params().any(|p| p == "list-type")
+                || path
+                    .trim_matches('/')
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .count()
+                    <= 1 =>
+        {
+            Kind::List
+        }
+        "GET" => Kind::Get,
+        "PUT" => Kind::Put,
+        "DELETE" => Kind::Delete,
+        "HEAD" => Kind::Head,
+        "POST" if params().any(|p| p == "delete") => Kind::Delete,
+        "POST" => Kind::Post,
+        _ => Kind::Other,
+    }
+}
+
+/// What the parser found in the client's byte stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A request head: method, target, and its first line as sent.
+    Request { method: String, target: String },
+    /// This many bytes of request body (chunk framing not counted).
+    Body(u64),
+    /// The stream is not HTTP/1.1 the parser understands; it stops reading it.
+    Lost(String),
+}
+
+/// The longest head accepted (SigV4 heads are 1-2 KB).
+const MAX_HEAD: usize = 64 * 1024;
+
+#[derive(Debug)]
+enum State {
+    Head,
+    Fixed(u64),
+    ChunkSize,
+    ChunkData(u64),
+    ChunkEnd,
+    Trailer,
+    Lost,
+}
+
+/// An incremental parser of the request side of an HTTP/1.1 connection: heads one after the
+/// other (keep-alive, pipelining), each body skipped by `Content-Length` or by its chunked
+/// framing (`Transfer-Encoding: chunked`; `aws-chunked` content lies inside either framing).
+#[derive(Debug)]
+pub struct Parser {
+    state: State,
+    buf: Vec<u8>,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Parser {
+            state: State::Head,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Parser {
+    /// Feeds the next bytes of the stream; `out` gets what they complete.
+    pub fn feed(&mut self, mut data: &[u8], out: &mut impl FnMut(Event)) {
+        while !data.is_empty() {
+            match self.state {
+                State::Lost => return,
+                State::Fixed(n) => {
+                    let k = n.min(data.len() as u64);
+                    out(Event::Body(k));
+                    data = &data[k as usize..];
+                    self.state = if n == k {
+                        State::Head
+                    } else {
+                        State::Fixed(n - k)
+                    };
+                }
+                State::ChunkData(n) => {
+                    let k = n.min(data.len() as u64);
+                    out(Event::Body(k));
+                    data = &data[k as usize..];
+                    self.state = if n == k {
+                        State::ChunkEnd
+                    } else {
+                        State::ChunkData(n - k)
+                    };
+                }
+                State::Head | State::ChunkSize | State::ChunkEnd | State::Trailer => {
+                    // Line-oriented states: gather up to the end of what they need.
+                    let need: &[u8] = if matches!(self.state, State::Head) {
+                        b"\r\n\r\n"
+                    } else {
+                        b"\r\n"
+                    };
+                    let old = self.buf.len();
+                    self.buf.extend_from_slice(data);
+                    let from = old.saturating_sub(need.len() - 1);
+                    let Some(at) = find(&self.buf[from..], need).map(|i| from + i) else {
+                        data = &[];
+                        if self.buf.len() > MAX_HEAD {
+                            self.lose("a head or chunk line past 64 KiB", out);
+                        }
+                        continue;
+                    };
+                    let end = at + need.len();
+                    // Bytes past the element go back to the loop.
+                    data = &data[end.saturating_sub(old)..];
+                    let line = std::mem::take(&mut self.buf);
+                    self.element(&line[..at], out);
+                }
+            }
+        }
+    }
+
+    fn lose(&mut self, why: &str, out: &mut impl FnMut(Event)) {
+        self.state = State::Lost;
+        self.buf = Vec::new();
+        out(Event::Lost(why.to_string()));
+    }
+
+    /// A complete head (without its blank line) or line (without its CRLF).
+    fn element(&mut self, el: &[u8], out: &mut impl FnMut(Event)) {
+        match self.state {
+            State::Head => {
+                // Blank lines between requests are allowed (RFC 9112 §2.2).
+                let el = trim_leading_crlf(el);
+                if el.is_empty() {
+                    return;
+                }
+                let text = String::from_utf8_lossy(el);
+                let mut lines = text.split("\r\n");
+                let first = lines.next().unwrap_or("");
+                let mut parts = first.split(' ');
+                let (Some(method), Some(target), Some(version)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return self.lose(&format!("not a request line: {first:?}"), out);
+                };
+                if !version.starts_with("HTTP/1.") {
+                    return self.lose(&format!("not HTTP/1.x: {first:?}"), out);
+                }
+                let (mut length, mut chunked) = (0u64, false);
+                for h in lines {
+                    let Some((name, value)) = h.split_once(':') else {
+                        continue;
+                    };
+                    let value = value.trim();
+                    if name.eq_ignore_ascii_case("content-length") {
+                        let Ok(n) = value.parse() else {
+                            return self.lose(&format!("bad Content-Length {value:?}"), out);
+                        };
+                        length = n;
+                    } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                        chunked = value
+                            .rsplit(',')
+                            .next()
+                            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+                    }
+                }
+                out(Event::Request {
+                    method: method.to_string(),
+                    target: target.to_string(),
+                });
+                // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3).
+                self.state = if chunked {
+                    State::ChunkSize
+                } else if length > 0 {
+                    State::Fixed(length)
+                } else {
+                    State::Head
+                };
+            }
+            State::ChunkSize => {
+                let text = String::from_utf8_lossy(el);
+                let hex = text.split(';').next().unwrap_or("").trim();
+                match u64::from_str_radix(hex, 16) {
+                    Ok(0) => self.state = State::Trailer,
+                    Ok(n) => self.state = State::ChunkData(n),
+                    Err(_) => self.lose(&format!("bad chunk size {hex:?}"), out),
+                }
+            }
+            State::ChunkEnd if el.is_empty() => self.state = State::ChunkSize,
+            State::ChunkEnd => self.lose("chunk data longer than its size", out),
+            // Trailer fields until the blank line that ends the request.
+            State::Trailer if el.is_empty() => self.state = State::Head,
+            State::Trailer => {}
+            State::Fixed(_) | State::ChunkData(_) | State::Lost => {}
+        }
+    }
+}
+
+fn trim_leading_crlf(mut b: &[u8]) -> &[u8] {
+    while let Some(rest) = b.strip_prefix(b"\r\n") {
+        b = rest;
+    }
+    b
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Running totals, updated as bytes pass.
+#[derive(Debug, Default)]
+pub struct Counts {
+    requests: [AtomicU64; Kind::ALL.len()],
+    body_up: AtomicU64,
+    wire_up: AtomicU64,
+    wire_down: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// The totals at one moment; two of them subtract to a window's figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tally {
+    /// Requests per kind, in [`Kind::ALL`] order.
+    pub requests: [u64; Kind::ALL.len()],
+    /// Request body bytes.
+    pub body_up: u64,
+    /// Every byte towards the server (heads and framing included).
+    pub wire_up: u64,
+    /// Every byte towards the client.
+    pub wire_down: u64,
+    /// Connections whose requests could no longer be read (they are then only forwarded).
+    pub lost: u64,
+}
+
+impl Tally {
+    /// Requests of one kind.
+    pub fn of(&self, k: Kind) -> u64 {
+        self.requests[Kind::ALL.iter().position(|x| *x == k).unwrap_or(0)]
+    }
+
+    /// All requests.
+    pub fn total(&self) -> u64 {
+        self.requests.iter().sum()
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Tally) -> Tally {
+        let mut t = *self;
+        for (a, b) in t.requests.iter_mut().zip(earlier.requests) {
+            *a -= b;
+        }
+        t.body_up -= earlier.body_up;
+        t.wire_up -= earlier.wire_up;
+        t.wire_down -= earlier.wire_down;
+        t.lost -= earlier.lost;
+        t
+    }
+}
+
+impl Counts {
+    fn record(&self, e: &Event) {
+        match e {
+            Event::Request { method, target } => {
+                let k = classify(method, target);
+                let i = Kind::ALL.iter().position(|x| *x == k).unwrap_or(0);
+                self.requests[i].fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Body(n) => {
+                self.body_up.fetch_add(*n, Ordering::Relaxed);
+            }
+            Event::Lost(_) => {
+                self.lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The totals now.
+    pub fn tally(&self) -> Tally {
+        let mut t = Tally::default();
+        for (a, b) in t.requests.iter_mut().zip(&self.requests) {
+            *a = b.load(Ordering::Relaxed);
+        }
+        t.body_up = self.body_up.load(Ordering::Relaxed);
+        t.wire_up = self.wire_up.load(Ordering::Relaxed);
+        t.wire_down = self.wire_down.load(Ordering::Relaxed);
+        t.lost = self.lost.load(Ordering::Relaxed);
+        t
+    }
+}
+
+/// A running proxy on 127.0.0.1 (its own one-thread runtime; stopped on drop).
+pub struct CountProxy {
+    rt: Option<tokio::runtime::Runtime>,
+    addr: SocketAddr,
+    counts: Arc<Counts>,
+}
+
+impl CountProxy {
+    /// Listens on a free loopback port and forwards every connection to `upstream`; one line
+    /// per request (`<ms since start> <method> <target>`) goes to `log`.
+    pub fn start(upstream: SocketAddr, log: &Path) -> std::io::Result<CountProxy> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("bench-proxy")
+            .enable_all()
+            .build()?;
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?;
+        let counts = Arc::new(Counts::default());
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let mut file = std::io::BufWriter::new(std::fs::File::create(log)?);
+        // The request log is written off the proxy's thread.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for line in rx {
+                let _ = writeln!(file, "{line}");
+            }
+            let _ = file.flush();
+        });
+        let c = counts.clone();
+        rt.spawn(async move {
+            let t0 = std::time::Instant::now();
+            while let Ok((client, _)) = listener.accept().await {
+                let (c, tx) = (c.clone(), tx.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = relay(client, upstream, &c, &tx, t0).await {
+                        let _ = tx.send(format!("# connection ended: {e}"));
+                    }
+                });
+            }
+        });
+        Ok(CountProxy {
+            rt: Some(rt),
+            addr,
+            counts,
+        })
+    }
+
+    /// Where the replicator connects.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The totals now.
+    pub fn tally(&self) -> Tally {
+        self.counts.tally()
+    }
+}
+
+impl Drop for CountProxy {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// One connection: client→server through the parser, server→client counted.
+async fn relay(
+    client: TcpStream,
+    upstream: SocketAddr,
+    c: &Counts,
+    log: &std::sync::mpsc::Sender<String>,
+    t0: std::time::Instant,
+) -> std::io::Result<()> {
+    let server = TcpStream::connect(upstream).await?;
+    let _ = (client.set_nodelay(true), server.set_nodelay(true));
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let up = async {
+        let mut parser = Parser::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = cr.read(&mut buf).await?;
+            if n == 0 {
+                return sw.shutdown().await;
+            }
+            c.wire_up.fetch_add(n as u64, Ordering::Relaxed);
+            parser.feed(&buf[..n], &mut |e| {
+                match &e {
+                    Event::Request { method, target } => {
+                        let ms = t0.elapsed().as_millis();
+                        let _ = log.send(format!("{ms} {method} {target}"));
+                    }
+                    Event::Lost(why) => {
+                        let _ = log.send(format!("# stopped reading a connection: {why}"));
+                    }
+                    Event::Body(_) => {}
+                }
+                c.record(&e);
+            });
+            sw.write_all(&buf[..n]).await?;
+        }
+    };
+    let down = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = sr.read(&mut buf).await?;
+            if n == 0 {
+                return cw.shutdown().await;
+            }
+            c.wire_down.fetch_add(n as u64, Ordering::Relaxed);
+            cw.write_all(&buf[..n]).await?;
+        }
+    };
+    let (a, b) = tokio::join!(up, down);
+    a.and(b)
+}
+
+#[cfg(test)]
+#[path = "countproxy_tests.rs"]
+mod tests;
