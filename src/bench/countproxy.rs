@@ -87,8 +87,13 @@ pub fn classify(method: &str, target: &str) -> Kind {
 /// What the parser found in the client's byte stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A request head: method, target, and its first line as sent.
-    Request { method: String, target: String },
+    /// A request head: method, target, and how its body is framed (`len=N`, `chunked`, and
+    /// `+aws-chunked` when its content is SigV4-streamed; empty without a body).
+    Request {
+        method: String,
+        target: String,
+        framing: String,
+    },
     /// This many bytes of request body (chunk framing not counted).
     Body(u64),
     /// The stream is not HTTP/1.1 the parser understands; it stops reading it.
@@ -207,7 +212,7 @@ impl Parser {
                 if !version.starts_with("HTTP/1.") {
                     return self.lose(&format!("not HTTP/1.x: {first:?}"), out);
                 }
-                let (mut length, mut chunked) = (0u64, false);
+                let (mut length, mut chunked, mut aws) = (0u64, false, false);
                 for h in lines {
                     let Some((name, value)) = h.split_once(':') else {
                         continue;
@@ -223,11 +228,22 @@ impl Parser {
                             .rsplit(',')
                             .next()
                             .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+                    } else if name.eq_ignore_ascii_case("content-encoding") {
+                        aws = value.to_ascii_lowercase().contains("aws-chunked");
                     }
+                }
+                let mut framing = match (chunked, length) {
+                    (true, _) => "chunked".to_string(),
+                    (false, 0) => String::new(),
+                    (false, n) => format!("len={n}"),
+                };
+                if aws {
+                    framing.push_str("+aws-chunked");
                 }
                 out(Event::Request {
                     method: method.to_string(),
                     target: target.to_string(),
+                    framing,
                 });
                 // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3).
                 self.state = if chunked {
@@ -321,7 +337,7 @@ impl Tally {
 impl Counts {
     fn record(&self, e: &Event) {
         match e {
-            Event::Request { method, target } => {
+            Event::Request { method, target, .. } => {
                 let k = classify(method, target);
                 let i = Kind::ALL.iter().position(|x| *x == k).unwrap_or(0);
                 self.requests[i].fetch_add(1, Ordering::Relaxed);
@@ -354,11 +370,12 @@ pub struct CountProxy {
     rt: Option<tokio::runtime::Runtime>,
     addr: SocketAddr,
     counts: Arc<Counts>,
+    logger: Option<std::thread::JoinHandle<()>>,
 }
 
 impl CountProxy {
     /// Listens on a free loopback port and forwards every connection to `upstream`; one line
-    /// per request (`<ms since start> <method> <target>`) goes to `log`.
+    /// per request (`<ms since start> <method> <target> <body framing>`) goes to `log`.
     pub fn start(upstream: SocketAddr, log: &Path) -> std::io::Result<CountProxy> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -370,13 +387,16 @@ impl CountProxy {
         let counts = Arc::new(Counts::default());
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let mut file = std::io::BufWriter::new(std::fs::File::create(log)?);
-        // The request log is written off the proxy's thread.
-        std::thread::spawn(move || {
+        // The request log is written off the proxy's thread, flushed whenever it falls idle.
+        let logger = std::thread::spawn(move || {
             use std::io::Write;
-            for line in rx {
+            while let Ok(line) = rx.recv() {
                 let _ = writeln!(file, "{line}");
+                while let Ok(line) = rx.try_recv() {
+                    let _ = writeln!(file, "{line}");
+                }
+                let _ = file.flush();
             }
-            let _ = file.flush();
         });
         let c = counts.clone();
         rt.spawn(async move {
@@ -394,6 +414,7 @@ impl CountProxy {
             rt: Some(rt),
             addr,
             counts,
+            logger: Some(logger),
         })
     }
 
@@ -410,8 +431,12 @@ impl CountProxy {
 
 impl Drop for CountProxy {
     fn drop(&mut self) {
+        // Its tasks, and with them every sender of the log, are dropped: the logger ends.
         if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+        }
+        if let Some(l) = self.logger.take() {
+            let _ = l.join();
         }
     }
 }
@@ -439,9 +464,13 @@ async fn relay(
             c.wire_up.fetch_add(n as u64, Ordering::Relaxed);
             parser.feed(&buf[..n], &mut |e| {
                 match &e {
-                    Event::Request { method, target } => {
+                    Event::Request {
+                        method,
+                        target,
+                        framing,
+                    } => {
                         let ms = t0.elapsed().as_millis();
-                        let _ = log.send(format!("{ms} {method} {target}"));
+                        let _ = log.send(format!("{ms} {method} {target} {framing}"));
                     }
                     Event::Lost(why) => {
                         let _ = log.send(format!("# stopped reading a connection: {why}"));

@@ -10,7 +10,7 @@ fn parse(stream: &[u8], step: usize) -> (Vec<(String, u64)>, bool) {
     let mut lost = false;
     for piece in stream.chunks(step) {
         p.feed(piece, &mut |e| match e {
-            Event::Request { method, target } => reqs.push((format!("{method} {target}"), 0)),
+            Event::Request { method, target, .. } => reqs.push((format!("{method} {target}"), 0)),
             Event::Body(n) => reqs.last_mut().expect("body before a head").1 += n,
             Event::Lost(_) => lost = true,
         });
@@ -135,15 +135,32 @@ fn tallies_subtract() {
     c.record(&Event::Request {
         method: "PUT".into(),
         target: "/b/k".into(),
+        framing: "len=10".into(),
     });
     c.record(&Event::Body(10));
     let a = c.tally();
     c.record(&Event::Request {
         method: "GET".into(),
         target: "/b?list-type=2".into(),
+        framing: String::new(),
     });
     c.record(&Event::Body(5));
     let d = c.tally().since(&a);
     assert_eq!((d.of(Kind::List), d.of(Kind::Put), d.total()), (1, 0, 1));
     assert_eq!(d.body_up, 5);
+}
+
+#[test]
+fn framing_is_reported() {
+    let mut p = Parser::default();
+    let mut seen = Vec::new();
+    p.feed(
+        b"PUT /b/k HTTP/1.1\r\nContent-Length: 3\r\nContent-Encoding: aws-chunked\r\n\r\nabcGET /b/k HTTP/1.1\r\n\r\nPUT /b/k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        &mut |e| {
+            if let Event::Request { framing, .. } = e {
+                seen.push(framing);
+            }
+        },
+    );
+    assert_eq!(seen, ["len=3+aws-chunked", "", "chunked"]);
 }

@@ -143,6 +143,11 @@ fn requests(
         w.total() as f64 * 60.0 / write_s,
     ));
     f.push(("s3.write_mb_down".into(), w.wire_down as f64 / MB));
+    // The tools do not commit alike (Litestream stalls the application's checkpoints).
+    f.push((
+        "s3.write_kb_up_per_commit".into(),
+        w.body_up as f64 / 1e3 / n.max(1) as f64,
+    ));
     push_window(f, "idle", &t_stop.since(&t_idle));
     f.push((
         "s3.shutdown_requests".into(),
