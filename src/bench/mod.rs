@@ -18,6 +18,7 @@
 pub mod countproxy;
 pub mod follow;
 pub mod history;
+pub mod httphead;
 pub mod proc;
 pub mod s3;
 mod seaweed;

@@ -17,7 +17,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::countproxy::{CountProxy, Kind, Tally};
+use super::countproxy::{CountProxy, Tally};
+use super::httphead::Kind;
 use super::proc::Replicator;
 use super::seaweed::{ACCESS_KEY, BUCKET, REGION, SECRET_KEY, Seaweed};
 use super::{BenchOptions, Figures, count_rows, fresh, pct, wait_caught_up, workload};

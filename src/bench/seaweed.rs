@@ -38,7 +38,7 @@ pub fn require_weed() -> Result<PathBuf, String> {
     match weed_path() {
         Some(p) if p.is_file() => Ok(p),
         p => Err(format!(
-            "bench: the s3 phase needs SeaweedFS ({} missing): run scripts/harness.sh",
+            "the s3 phase needs SeaweedFS ({} missing): run scripts/harness.sh",
             p.map_or("$MEMSYNC_HARNESS/venv/bin/weed".into(), |p| p
                 .display()
                 .to_string())
@@ -269,7 +269,7 @@ fn signed(args: &[&str]) -> Result<(u16, String), String> {
         .args(["--user", &format!("{ACCESS_KEY}:{SECRET_KEY}")])
         .args(args)
         .output()
-        .map_err(|e| format!("bench: the s3 phase needs curl (Debian package curl): {e}"))?;
+        .map_err(|e| format!("the s3 phase needs curl (Debian package curl): {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
     Ok((code.parse().unwrap_or(0), body.to_string()))

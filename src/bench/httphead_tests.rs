@@ -130,27 +130,6 @@ fn s3_requests_by_kind() {
 }
 
 #[test]
-fn tallies_subtract() {
-    let c = Counts::default();
-    c.record(&Event::Request {
-        method: "PUT".into(),
-        target: "/b/k".into(),
-        framing: "len=10".into(),
-    });
-    c.record(&Event::Body(10));
-    let a = c.tally();
-    c.record(&Event::Request {
-        method: "GET".into(),
-        target: "/b?list-type=2".into(),
-        framing: String::new(),
-    });
-    c.record(&Event::Body(5));
-    let d = c.tally().since(&a);
-    assert_eq!((d.of(Kind::List), d.of(Kind::Put), d.total()), (1, 0, 1));
-    assert_eq!(d.body_up, 5);
-}
-
-#[test]
 fn framing_is_reported() {
     let mut p = Parser::default();
     let mut seen = Vec::new();
