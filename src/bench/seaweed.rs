@@ -250,6 +250,9 @@ impl Drop for Seaweed {
         }
         // The objects are not kept (hundreds of MB); the log is.
         let _ = std::fs::remove_dir_all(self.dir.join("data"));
+        for sock in ["filer.sock", "s3.sock"] {
+            let _ = std::fs::remove_file(self.dir.join(sock));
+        }
     }
 }
 
