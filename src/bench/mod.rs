@@ -13,10 +13,15 @@
 //! - `history` (not run by default: 10 minutes): see `history.rs`.
 //! - `restore`: a database bulk-filled to `size_mb`; time until the replica restores it (initial
 //!   sync), then restore time (median of `runs`) and MB/s.
+//! - `s3` (not run by default: needs SeaweedFS): see `s3.rs`.
 
+pub mod countproxy;
 pub mod follow;
 pub mod history;
+pub mod httphead;
 pub mod proc;
+pub mod s3;
+mod seaweed;
 pub mod workload;
 
 use std::fmt::Write as _;
@@ -59,6 +64,8 @@ pub struct BenchOptions {
     pub history_duration: Duration,
     /// How often the history phase records replica sizes.
     pub history_sample: Duration,
+    /// How long the s3 phase counts requests after the writer stops.
+    pub s3_idle: Duration,
     /// Phases to run.
     pub phases: Vec<String>,
     /// Working directory (kept).
@@ -388,16 +395,19 @@ pub fn run(o: &BenchOptions) -> Result<String, String> {
     if let Some(other) = o
         .phases
         .iter()
-        .find(|p| !["cpu", "lag", "sparse", "restore", "history"].contains(&p.as_str()))
+        .find(|p| !["cpu", "lag", "sparse", "restore", "history", "s3"].contains(&p.as_str()))
     {
         return Err(format!(
-            "unknown phase {other:?} (cpu, lag, sparse, restore, history)"
+            "unknown phase {other:?} (cpu, lag, sparse, restore, history, s3)"
         ));
+    }
+    if o.phases.iter().any(|p| p == "s3") {
+        seaweed::require_weed()?;
     }
     std::fs::create_dir_all(&o.workdir).map_err(|e| format!("{}: {e}", o.workdir.display()))?;
     let mut all: Vec<(String, Figures)> = Vec::new();
     let filled = o.workdir.join("filled.sqlite");
-    if o.phases.iter().any(|p| p == "restore") && !filled.exists() {
+    if o.phases.iter().any(|p| p == "restore" || p == "s3") && !filled.exists() {
         eprintln!("bench: filling a {} MB database", o.size_mb);
         let c = workload::open(&filled).map_err(|e| e.to_string())?;
         workload::create(&c).map_err(|e| e.to_string())?;
@@ -410,6 +420,12 @@ pub fn run(o: &BenchOptions) -> Result<String, String> {
         if phase == "history" {
             eprintln!("bench: history (every replicator at once)");
             for (f, h) in figs.iter_mut().zip(history::phase_history(o)?) {
+                f.extend(h);
+            }
+            continue;
+        }
+        if phase == "s3" {
+            for (f, h) in figs.iter_mut().zip(s3::phase_s3(o, &filled)?) {
                 f.extend(h);
             }
             continue;

@@ -61,8 +61,12 @@ pub(super) struct BenchArgs {
     /// Seconds between the history phase's replica-size samples.
     #[arg(long = "history-sample", default_value_t = 60)]
     pub(super) history_sample: u64,
+    /// Seconds the s3 phase counts requests after its writer stops.
+    #[arg(long = "s3-idle", default_value_t = 60)]
+    pub(super) s3_idle: u64,
     /// Phases: cpu, lag (steady writes), sparse (single commits at random moments), restore;
-    /// also history (replica growth over 10 minutes, both tools at once; not run by default).
+    /// also history (replica growth over 10 minutes, both tools at once) and s3 (requests and
+    /// restore speed against a SeaweedFS server, from the test harness), not run by default.
     #[arg(long = "phases", default_value = "cpu,lag,sparse,restore")]
     pub(super) phases: String,
     /// Working directory (kept for inspection).
@@ -148,6 +152,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
         sync_interval: a.sync_interval,
         history_duration: std::time::Duration::from_secs(a.history_duration),
         history_sample: std::time::Duration::from_secs(a.history_sample),
+        s3_idle: std::time::Duration::from_secs(a.s3_idle),
         phases: a
             .phases
             .split(',')
