@@ -28,7 +28,6 @@ fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-
 impl Transport {
     pub(super) fn new(s: &Settings) -> Result<Transport, RemoteError> {
         install_crypto();
@@ -58,7 +57,9 @@ impl Transport {
         if s.insecure {
             b = b.tls_danger_accept_invalid_certs(true);
         }
-        let http = b.build().map_err(|e| RemoteError::Setup(crate::errtext::chain(&e)))?;
+        let http = b
+            .build()
+            .map_err(|e| RemoteError::Setup(crate::errtext::chain(&e)))?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
