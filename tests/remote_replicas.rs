@@ -133,10 +133,18 @@ fn one_database_to_file_s3_and_webdav_at_once_restores_exactly_from_each() {
         &format!("{}{}", s3_replica(&s3_url), dav_replica(&dav_url)),
     );
     let app = create_memdb(&scene.db);
-    let r = scene.start_with(&s3.env());
+    // A CA bundle variable naming nothing useful (set in some environments for other tools)
+    // must not stop the S3 client: it is ignored with a warning.
+    let mut env = s3.env().to_vec();
+    env.push(("AWS_CA_BUNDLE", "/nonexistent/ca-bundle.pem"));
+    let r = scene.start_with(&env);
     write(&app, 0, 600);
     let (st, log) = r.stop();
     assert!(st.success(), "replicate failed:\n{log}");
+    assert!(
+        log.contains("AWS_CA_BUNDLE=/nonexistent/ca-bundle.pem not used"),
+        "no warning about the unusable CA bundle:\n{log}"
+    );
     // Three empty replicas share the first run's one snapshot.
     assert!(
         log.contains(" 1 snapshots,"),

@@ -45,10 +45,10 @@ fn retry() -> RetryConfig {
     }
 }
 
-/// Client options shared by S3 and HTTP stores. `AWS_CA_BUNDLE`, when it names a readable PEM
-/// bundle, adds its certificates to the system's; a variable naming something else is ignored
-/// with a warning (tools read it differently, and it must not stop replication).
-fn client_options(replica: &str, url: Option<&str>, skip_verify: bool) -> ClientOptions {
+/// Client options shared by S3 and HTTP stores. For S3 (`aws`), `AWS_CA_BUNDLE`, when it names
+/// a readable PEM bundle, adds its certificates to the system's; a variable naming something
+/// else is ignored with a warning (tools read it differently, and it must not stop replication).
+fn client_options(replica: &str, url: Option<&str>, skip_verify: bool, aws: bool) -> ClientOptions {
     install_crypto();
     let mut o = ClientOptions::new()
         .with_timeout(REQUEST_TIMEOUT)
@@ -56,7 +56,7 @@ fn client_options(replica: &str, url: Option<&str>, skip_verify: bool) -> Client
         .with_allow_http(url.is_some_and(|u| u.starts_with("http://")))
         .with_allow_invalid_certificates(skip_verify)
         .with_http1_only();
-    if let Some(path) = env("AWS_CA_BUNDLE") {
+    if let Some(path) = env("AWS_CA_BUNDLE").filter(|_| aws) {
         match std::fs::read(&path)
             .map_err(|e| e.to_string())
             .and_then(|pem| Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()))
@@ -109,7 +109,7 @@ pub(super) fn s3_store(
         .with_bucket_name(s.bucket)
         .with_region(region)
         .with_retry(retry())
-        .with_client_options(client_options(replica, s.endpoint, s.skip_verify))
+        .with_client_options(client_options(replica, s.endpoint, s.skip_verify, true))
         .with_virtual_hosted_style_request(s.endpoint.is_none() && !s.force_path_style);
     if let Some(e) = s.endpoint {
         b = b.with_endpoint(e);
@@ -186,7 +186,7 @@ pub(super) fn http_store(
         .with_url(parsed.to_string())
         .with_retry(retry())
         .with_client_options(
-            client_options(replica, Some(&clean), false).with_default_headers(headers),
+            client_options(replica, Some(&clean), false, false).with_default_headers(headers),
         )
         .build()
         .map_err(|source| ReplicaError::Storage {
