@@ -8,7 +8,7 @@ use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use replica_formats::{Level, ObjectKey, SEGMENTS_DIR};
+use replica_formats::{Level, ObjectKey};
 
 use super::davput::{DavPut, Put};
 use super::listing;
@@ -161,17 +161,45 @@ impl ReplicaClient {
                     source: std::io::Error::other(e),
                 })?;
         }
+        Ok(self
+            .list_remote()
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// Every replica file with its size, sorted by position: from the listing itself on
+    /// object stores (no request per file), from the directory on a file replica.
+    pub async fn list_sized(&self) -> Result<Vec<(ObjectKey, u64)>, ReplicaError> {
+        let Some(dir) = self.local_dir() else {
+            return self.list_remote().await;
+        };
+        let keys = self.list().await?;
+        let dir = dir.clone();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            match std::fs::metadata(dir.join(k.path())) {
+                Ok(m) => out.push((k, m.len())),
+                // Deleted since the listing (retention, compaction): not there any more.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(ReplicaError::Local {
+                        replica: self.name.clone(),
+                        path: dir.join(k.path()).display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_remote(&self) -> Result<Vec<(ObjectKey, u64)>, ReplicaError> {
         self.timed("listing", async {
-            let prefix = (!self.root.as_ref().is_empty()).then_some(&self.root);
-            let found = listing::objects(self.store.as_ref(), prefix, self.walks())
+            listing::keys(self.store.as_ref(), &self.root, self.walks())
                 .await
-                .map_err(self.storage("listing"))?;
-            let mut keys: Vec<ObjectKey> = found
-                .iter()
-                .filter_map(|m| self.key_of(&m.location))
-                .collect();
-            keys.sort();
-            Ok(keys)
+                .map_err(self.storage("listing"))
         })
         .await
     }
@@ -326,20 +354,12 @@ impl ReplicaClient {
                 .filter(|k| k.level() == Some(level))
                 .collect()
         } else {
-            let prefix = self.raw_path(&format!("{SEGMENTS_DIR}/{level}"));
+            let after = after.map(|k| self.path(k));
             self.timed("listing", async {
                 let store = self.store.as_ref();
-                let found = match after {
-                    Some(k) => {
-                        listing::objects_after(store, &prefix, &self.path(k), self.walks()).await
-                    }
-                    None => listing::objects(store, Some(&prefix), self.walks()).await,
-                }
-                .map_err(self.storage("listing"))?;
-                Ok(found
-                    .iter()
-                    .filter_map(|m| self.key_of(&m.location))
-                    .collect())
+                listing::keys_after(store, &self.root, level, after.as_ref(), self.walks())
+                    .await
+                    .map_err(self.storage("listing"))
             })
             .await?
         };
@@ -348,16 +368,6 @@ impl ReplicaClient {
             keys.retain(|k| k > a);
         }
         Ok(keys)
-    }
-
-    /// The format key of a stored path under the root; `None` for foreign objects.
-    fn key_of(&self, location: &StorePath) -> Option<ObjectKey> {
-        let skip = if self.root.as_ref().is_empty() {
-            0
-        } else {
-            self.root.as_ref().len() + 1
-        };
-        location.as_ref().get(skip..).and_then(ObjectKey::parse)
     }
 
     /// Reads `len` bytes at `offset` of `key`.

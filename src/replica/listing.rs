@@ -6,10 +6,61 @@
 use futures::StreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectMeta, ObjectStore};
+use replica_formats::{Level, ObjectKey, SEGMENTS_DIR};
+
+/// Every format file under `root` with its size, sorted; foreign objects left out.
+pub(super) async fn keys(
+    store: &dyn ObjectStore,
+    root: &StorePath,
+    walk: bool,
+) -> Result<Vec<(ObjectKey, u64)>, object_store::Error> {
+    let prefix = (!root.as_ref().is_empty()).then_some(root);
+    let mut out: Vec<(ObjectKey, u64)> = objects(store, prefix, walk)
+        .await?
+        .iter()
+        .filter_map(|m| Some((key_under(root, &m.location)?, m.size)))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The segments of `level` under `root` after the stored path `after` (all without it).
+pub(super) async fn keys_after(
+    store: &dyn ObjectStore,
+    root: &StorePath,
+    level: Level,
+    after: Option<&StorePath>,
+    walk: bool,
+) -> Result<Vec<ObjectKey>, object_store::Error> {
+    let dir = format!("{SEGMENTS_DIR}/{level}");
+    let prefix = if root.as_ref().is_empty() {
+        StorePath::from(dir)
+    } else {
+        StorePath::from(format!("{root}/{dir}"))
+    };
+    let found = match after {
+        Some(a) => objects_after(store, &prefix, a, walk).await?,
+        None => objects(store, Some(&prefix), walk).await?,
+    };
+    Ok(found
+        .iter()
+        .filter_map(|m| key_under(root, &m.location))
+        .collect())
+}
+
+/// The format key of a stored path under `root`; `None` for foreign objects.
+fn key_under(root: &StorePath, location: &StorePath) -> Option<ObjectKey> {
+    let skip = if root.as_ref().is_empty() {
+        0
+    } else {
+        root.as_ref().len() + 1
+    };
+    location.as_ref().get(skip..).and_then(ObjectKey::parse)
+}
 
 /// Every object under `prefix` (`None`: the whole store), in no particular order. A prefix
 /// that does not exist lists as empty; an object deleted while listing is left out.
-pub(super) async fn objects(
+async fn objects(
     store: &dyn ObjectStore,
     prefix: Option<&StorePath>,
     walk: bool,
@@ -22,7 +73,7 @@ pub(super) async fn objects(
 
 /// Objects strictly after `offset` under `prefix`, using the store's offset listing where it
 /// has one.
-pub(super) async fn objects_after(
+async fn objects_after(
     store: &dyn ObjectStore,
     prefix: &StorePath,
     offset: &StorePath,

@@ -370,14 +370,7 @@ pub fn list(
     rt: &Handle,
     want_snapshots: bool,
 ) -> Result<Vec<(ObjectKey, u64)>, RestoreError> {
-    let keys = rt.block_on(client.list())?;
-    let mut out = Vec::new();
-    for k in keys
-        .into_iter()
-        .filter(|k| k.is_snapshot() == want_snapshots)
-    {
-        let size = rt.block_on(client.size(&k))?;
-        out.push((k, size));
-    }
-    Ok(out)
+    let mut files = rt.block_on(client.list_sized())?;
+    files.retain(|(k, _)| k.is_snapshot() == want_snapshots);
+    Ok(files)
 }

@@ -234,7 +234,20 @@ impl SeaweedS3 {
     /// Starts the server again on the same ports and data, after [`stop`](Self::stop).
     pub fn resume(&mut self) {
         assert!(self.proc.is_none(), "SeaweedFS is running");
-        self.launch(false);
+        // While it was down, another server or a client's ephemeral port may have taken one of
+        // its ports. Clients know only the S3 port; the internal ones (master, volume, filer
+        // and their gRPC) can move, and the volume server tells the master where it is.
+        for attempt in 0.. {
+            if self.launch(attempt < 4) {
+                return;
+            }
+            let fresh = free_ports(8);
+            for (i, p) in fresh.into_iter().enumerate() {
+                if i != 6 {
+                    self.ports[i] = p;
+                }
+            }
+        }
     }
 
     /// The last lines of the server's log.
