@@ -78,6 +78,9 @@ pub(super) struct Capture {
     pub(super) stats: Arc<DbStats>,
     set: CaptureSettings,
     last_map_save: Instant,
+    /// Timestamp of the last file written: each new one is at least a millisecond later, so
+    /// two syncs in one millisecond stay two restore points a `-timestamp` can tell apart.
+    last_ts: std::cell::Cell<i64>,
 }
 
 impl Capture {
@@ -96,6 +99,7 @@ impl Capture {
             set,
             // The first checkpoint may save at once.
             last_map_save: Instant::now() - Duration::from_secs(3600),
+            last_ts: std::cell::Cell::new(0),
         }
     }
 
@@ -150,7 +154,11 @@ impl Capture {
             commit,
             min_txid: txid,
             max_txid: txid,
-            timestamp: now_ms(),
+            timestamp: {
+                let ts = now_ms().get().max(self.last_ts.get() + 1);
+                self.last_ts.set(ts);
+                Timestamp::from_millis(ts)
+            },
             pre_checksum: match kind {
                 FileKind::Snapshot => replica_formats::DbChecksum::EMPTY,
                 FileKind::Segment => self.cur.map.checksum(),
