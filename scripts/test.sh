@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 export MEMSYNC_HARNESS=${MEMSYNC_HARNESS:-$HOME/.cache/memsync-harness}
 scripts/harness.sh >/dev/null
 export PATH="$MEMSYNC_HARNESS/venv/bin:$PATH"
+# A one-off build gains nothing from incremental state, which would add gigabytes to target/.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked --no-run
