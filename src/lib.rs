@@ -8,6 +8,7 @@ mod demo;
 mod errtext;
 mod fault;
 mod fsutil;
+mod jobs;
 mod log;
 pub mod memory;
 mod metrics;

@@ -1,4 +1,5 @@
-//! `memsync replicate`: one monitor thread per database, one shipping task per replica.
+//! `memsync replicate`: every database's monitor on one small pool of threads
+//! (`sqlite::pool`), one shipping task per replica.
 
 pub mod catchup;
 pub mod compact;
@@ -16,15 +17,14 @@ pub mod startup;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::config::{Config, DbConfig};
 use crate::replica::{self, ReplicaClient, ReplicaError};
-use crate::sqlite::monitor::{Monitor, MonitorConfig, MonitorError};
+use crate::sqlite::monitor::{MonitorConfig, MonitorError};
+use crate::sqlite::pool::{MonitorHandle, Pool, StartArgs};
 use crate::stats::{DbStats, ShipStats};
 pub use error::ReplicateError;
 use shipper::ShipperParts;
@@ -112,11 +112,19 @@ pub fn run(
         crate::sqlite::conn::check_file(&db.path).map_err(MonitorError::from)?;
         _locks.push(lock::acquire(&db.path, &meta_dir(db))?);
     }
-    let mut dbs = Vec::new();
+    let pool = Pool::new(crate::sqlite::pool::default_workers(), opts.once)
+        .map_err(ReplicateError::Thread)?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Every database starts on the pool at once; shipping starts as each one is ready.
+    let mut starting = Vec::new();
     for db in &config.dbs {
-        let started = start_db(&rt, db, &config.tiers, opts, stop.clone(), stop_rx.clone());
-        dbs.push(started.map_err(|e| out_of_fds(e, config.dbs.len()))?);
+        let s = start_db(&rt, &pool, db, &config.tiers, opts, stop.clone());
+        starting.push(s.map_err(|e| out_of_fds(e, config.dbs.len()))?);
+    }
+    let mut dbs = Vec::new();
+    for s in starting {
+        let running = s.running(&rt, &config.tiers, stop_rx.clone());
+        dbs.push(running.map_err(|e| out_of_fds(e, config.dbs.len()))?);
     }
     tracing::info!("replicating {} database(s)", dbs.len());
     // Nor is the recovery and first-snapshot code.
@@ -159,19 +167,20 @@ pub fn run(
         tracing::info!("shutting down: shipping what is committed");
     }
     stop.store(true, Ordering::Relaxed);
+    pool.stop();
     let mut first_err = None;
     let mut handles = Vec::new();
     let mut tasks = Vec::new();
     for d in dbs {
         tasks.extend(d.tasks);
         match d.monitor.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
                 let e = out_of_fds(ReplicateError::Monitor(e), config.dbs.len());
                 tracing::error!("{e}");
                 first_err.get_or_insert(e);
             }
-            Err(_) => {
+            None => {
                 first_err.get_or_insert(ReplicateError::MonitorPanicked {
                     db: d.handle.path.clone(),
                 });
@@ -190,19 +199,34 @@ pub fn run(
 }
 
 struct Running {
-    monitor: JoinHandle<Result<(), MonitorError>>,
+    monitor: MonitorHandle,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     handle: DbHandle,
 }
 
-fn start_db(
+/// A database whose monitor is starting on the pool, with what its shippers will need.
+struct Starting<'a> {
+    db: &'a DbConfig,
+    monitor: MonitorHandle,
+    clients: Vec<(ReplicaClient, &'a crate::config::ReplicaConfig)>,
+    starts: Vec<startup::Start>,
+    pending: Vec<startup::Pending>,
+    snapshot_wanted: Arc<AtomicBool>,
+    min_gap: Duration,
+    stats: Arc<DbStats>,
+    pos_rx: watch::Receiver<Option<replica_formats::TxId>>,
+    map_rx: watch::Receiver<Option<replica_formats::TxId>>,
+}
+
+/// Checks a database's replicas and starts its monitor on the pool (without waiting for it).
+fn start_db<'a>(
     rt: &tokio::runtime::Runtime,
-    db: &DbConfig,
+    pool: &Pool,
+    db: &'a DbConfig,
     tiers: &crate::config::Tiers,
     opts: &ReplicateOptions,
     stop: Arc<AtomicBool>,
-    stop_rx: watch::Receiver<bool>,
-) -> Result<Running, ReplicateError> {
+) -> Result<Starting<'a>, ReplicateError> {
     let clients: Vec<(ReplicaClient, &crate::config::ReplicaConfig)> = db
         .replicas
         .iter()
@@ -281,69 +305,84 @@ fn start_db(
     let stats = Arc::new(DbStats::default());
     let (pos_tx, pos_rx) = watch::channel(None);
     let (map_tx, map_rx) = watch::channel(None);
-    let spool = Spool::existing(&meta);
     let sink = SpoolSink::new(&meta, ccfg, pos_tx, map_tx, stats.clone());
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), MonitorError>>();
-    let (st, once) = (stats.clone(), opts.once);
-    let monitor = std::thread::Builder::new()
-        .name("monitor".into())
-        .spawn(move || {
-            let mut m = match Monitor::start(mcfg, floor, Box::new(sink), st) {
-                Ok(m) => m,
-                Err(e) => {
-                    // The failed start is the caller's error, sent above; nothing ran after it.
-                    let _ = ready_tx.send(Err(e));
-                    return Ok(());
-                }
-            };
-            let _ = ready_tx.send(Ok(()));
-            if once {
-                let r = m.sync().map(|_| ());
-                m.shutdown();
-                return r;
+    let monitor = pool.add(StartArgs {
+        cfg: mcfg,
+        floor,
+        sink: Box::new(sink),
+        stats: stats.clone(),
+    });
+    Ok(Starting {
+        db,
+        monitor,
+        clients,
+        starts,
+        pending,
+        snapshot_wanted,
+        min_gap,
+        stats,
+        pos_rx,
+        map_rx,
+    })
+}
+
+impl Starting<'_> {
+    /// Waits for the monitor's start, then starts shipping to every replica.
+    fn running(
+        self,
+        rt: &tokio::runtime::Runtime,
+        tiers: &crate::config::Tiers,
+        stop_rx: watch::Receiver<bool>,
+    ) -> Result<Running, ReplicateError> {
+        let Starting {
+            db,
+            monitor,
+            clients,
+            starts,
+            pending,
+            snapshot_wanted,
+            min_gap,
+            stats,
+            pos_rx,
+            map_rx,
+        } = self;
+        match monitor.started() {
+            Ok(()) => {}
+            Err(Some(e)) => return Err(e.into()),
+            Err(None) => {
+                return Err(ReplicateError::MonitorPanicked {
+                    db: db.path.clone(),
+                });
             }
-            m.run(&stop)
-        })
-        .map_err(ReplicateError::Thread)?;
-    match ready_rx.recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            let _ = monitor.join();
-            return Err(e.into());
         }
-        Err(_) => {
-            return Err(ReplicateError::MonitorPanicked {
-                db: db.path.clone(),
-            });
-        }
-    }
-    let mut replicas = Vec::new();
-    let mut confirmed = Vec::new();
-    let mut tasks = Vec::new();
-    for (((client, rcfg), start), pending) in clients.into_iter().zip(starts).zip(pending) {
-        let ss = Arc::new(ShipStats::default());
-        replicas.push((rcfg.name.clone(), ss.clone()));
-        let (ready_early, early) = match &pending {
-            startup::Pending::Ready(r) => (true, r.remote()),
-            _ => (false, None),
-        };
-        let (ctx, crx) = watch::channel(early);
-        confirmed.push(crx);
-        let make = ShipperParts {
-            client,
-            spool: spool.clone(),
-            // The monitor already spools no faster than the fastest replica's interval; a
-            // replica ships as soon as a file arrives unless its own interval is longer.
-            sync_interval: rcfg.sync_interval.saturating_sub(min_gap),
-            retention: rcfg.retention,
-            retention_check: rcfg.retention_check_interval,
-            tiers: tiers.clone(),
-            confirmed: ctx,
-            stats: ss,
-            snapshot_wanted: snapshot_wanted.clone(),
-        };
-        let (pos, stop) = (pos_rx.clone(), stop_rx.clone());
-        tasks.push(rt.spawn(async move {
+        let spool = Spool::existing(&meta_dir(db));
+        let mut replicas = Vec::new();
+        let mut confirmed = Vec::new();
+        let mut tasks = Vec::new();
+        for (((client, rcfg), start), pending) in clients.into_iter().zip(starts).zip(pending) {
+            let ss = Arc::new(ShipStats::default());
+            replicas.push((rcfg.name.clone(), ss.clone()));
+            let (ready_early, early) = match &pending {
+                startup::Pending::Ready(r) => (true, r.remote()),
+                _ => (false, None),
+            };
+            let (ctx, crx) = watch::channel(early);
+            confirmed.push(crx);
+            let make = ShipperParts {
+                client,
+                spool: spool.clone(),
+                // The monitor already spools no faster than the fastest replica's interval; a
+                // replica ships as soon as a file arrives unless its own interval is longer.
+                sync_interval: rcfg.sync_interval.saturating_sub(min_gap),
+                retention: rcfg.retention,
+                retention_check: rcfg.retention_check_interval,
+                tiers: tiers.clone(),
+                confirmed: ctx,
+                stats: ss,
+                snapshot_wanted: snapshot_wanted.clone(),
+            };
+            let (pos, stop) = (pos_rx.clone(), stop_rx.clone());
+            tasks.push(rt.spawn(async move {
             let Some(ready) = pending.resolve(start, stop.clone()).await else {
                 return;
             };
@@ -365,24 +404,25 @@ fn start_db(
                 .run(pos, stop, FLUSH_TIMEOUT)
                 .await;
         }));
+        }
+        tasks.push(rt.spawn(prune::prune_spool(
+            spool,
+            confirmed,
+            map_rx,
+            pos_rx.clone(),
+            tiers.top(),
+            db.spool_budget,
+        )));
+        Ok(Running {
+            monitor,
+            tasks,
+            handle: DbHandle {
+                path: db.path.clone(),
+                stats,
+                replicas,
+            },
+        })
     }
-    tasks.push(rt.spawn(prune::prune_spool(
-        spool,
-        confirmed,
-        map_rx,
-        pos_rx.clone(),
-        tiers.top(),
-        db.spool_budget,
-    )));
-    Ok(Running {
-        monitor,
-        tasks,
-        handle: DbHandle {
-            path: db.path.clone(),
-            stats,
-            replicas,
-        },
-    })
 }
 
 /// Says "too many open files" when that is what an error (typically SQLite's "unable to open

@@ -1,13 +1,12 @@
 //! The per-database end of the capture seam: what the monitor captures goes into the spool, the
 //! shippers are told about each new position, and the spool's housekeeping runs here, beside
-//! the monitor's loop but outside it: level-0 compaction on a worker thread and the policy
+//! the monitor's loop but outside it: level-0 compaction on the shared job threads and the policy
 //! deciding when a fresh snapshot pays off (`policy.rs`).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use replica_formats::{DbChecksum, EncodeOptions, Header, ObjectKey, TxId};
@@ -62,7 +61,7 @@ pub struct SpoolSink {
     /// Level-0 compaction and snapshot cadence.
     compactor: Compactor,
     /// The compaction pass running on its worker thread, if any.
-    compaction: Option<JoinHandle<io::Result<Vec<Compacted>>>>,
+    compaction: Option<crate::jobs::Job<io::Result<Vec<Compacted>>>>,
     /// Newest position, for the shippers.
     positions: watch::Sender<Option<TxId>>,
     /// Position of the page map last saved to disk; the spool keeps the files above it so a
@@ -112,7 +111,7 @@ impl SpoolSink {
         }
     }
 
-    /// Starts a compaction pass on a worker thread.
+    /// Starts a compaction pass on the shared job threads (`jobs.rs`).
     fn start_pass(&mut self) -> io::Result<()> {
         self.compactor.begin_pass(false);
         let opts = |zstd_level| EncodeOptions {
@@ -125,12 +124,10 @@ impl SpoolSink {
         };
         let spool = self.spool.clone();
         let tiers = self.cfg.tiers.clone();
-        let job = std::thread::Builder::new()
-            .name("compact".into())
-            .spawn(move || {
-                let now = crate::sqlite::capture::now_ms();
-                compact_spool(&spool, enc, &tiers, now)
-            })?;
+        let job = crate::jobs::spawn(move || {
+            let now = crate::sqlite::capture::now_ms();
+            compact_spool(&spool, enc, &tiers, now)
+        });
         self.compaction = Some(job);
         Ok(())
     }
@@ -193,7 +190,7 @@ impl Sink for SpoolSink {
         if let Some(job) = self.compaction.take_if(|j| wait || j.is_finished()) {
             let written = job
                 .join()
-                .map_err(|_| io::Error::other("compaction thread panicked"))
+                .map_err(|_| io::Error::other("compaction panicked"))
                 .and_then(|r| r)
                 .map_err(err("compacting spool"))?;
             self.finish_pass(&written);

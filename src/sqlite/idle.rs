@@ -155,6 +155,15 @@ impl Monitor {
         true
     }
 
+    /// While away: true when nothing can have been committed since memsync stepped aside with
+    /// a mark (everything before it spooled) and the files look exactly as they did then. At
+    /// shutdown such a database needs no reopening: there is nothing to ship.
+    pub(super) fn untouched_while_away(&self) -> bool {
+        self.away.as_ref().is_some_and(|a| {
+            a.mark.is_some() && !a.left_wal && !a.deferred && self.fingerprint() == a.seen
+        })
+    }
+
     /// Reopens memsync's connections after it stepped aside and catches up with what was
     /// committed meanwhile; true when attached. While the database is out of WAL mode it stays
     /// away (false), except with `rollback_ok` (shutdown): then it ships the current state read

@@ -1,14 +1,15 @@
-//! The monitor's loop: when to look at the WAL (file events, pacing, rechecks), when to step
-//! aside while idle, and how a failed pass is retried. Each step it takes lives with its own
-//! concern (capture, checkpoints, idle); this file only decides when.
+//! The monitor's loop, one turn at a time: when to look at the WAL (file events, pacing,
+//! rechecks), when to step aside while idle, and how a failed pass is retried. A turn never
+//! sleeps: it says when the next one is due, and whether a WAL write should bring it forward,
+//! so that a few pool threads (`pool/`) can run many monitors. Each step it takes lives with its
+//! own concern (capture, checkpoints, idle); this file only decides when.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::monitor::{Monitor, MonitorError};
-use super::watch::WalWatch;
 
-/// Second looks after a file event that found nothing committed yet (see `run`).
+/// Second looks after a file event that found nothing committed yet (see `turn`).
 const RECHECKS: u32 = 3;
 
 /// The writer's last WAL write can wake the monitor before it publishes the commit in the WAL
@@ -24,10 +25,13 @@ fn next_backoff(prev: Duration) -> Duration {
     (prev * 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
 }
 
-/// What the loop remembers between passes.
-struct LoopState {
+/// What the loop remembers between turns.
+pub struct LoopState {
     /// Something may have been committed since the last pass.
     dirty: bool,
+    /// A WAL write was seen while dirty; it makes the monitor dirty again once clean (a burst
+    /// of writes costs one pass, not one per write).
+    written: bool,
     last_poll: Instant,
     backoff: Duration,
     /// No pass before this.
@@ -44,15 +48,12 @@ struct LoopState {
     refusal_logged: bool,
 }
 
-impl Monitor {
-    /// Runs until `stop` is set, then ships what is committed and saves the page map. Errors
-    /// of one pass (a full disk, a busy database) are logged and retried with backoff: the read
-    /// transaction keeps every unshipped frame in the WAL meanwhile.
-    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), MonitorError> {
-        let mut watch = WalWatch::new(&super::sidecar(&self.cfg.db_path, "-wal"));
-        let now = Instant::now();
-        let mut st = LoopState {
+impl LoopState {
+    /// The state of a monitor that just started: it looks at the WAL at once.
+    pub fn new(now: Instant) -> Self {
+        LoopState {
             dirty: true,
+            written: false,
             last_poll: now,
             backoff: Duration::ZERO,
             retry_at: now,
@@ -61,46 +62,80 @@ impl Monitor {
             quiet_since: now,
             maintain_away: false,
             refusal_logged: false,
-        };
-        while !stop.load(Ordering::Relaxed) {
-            let probe = self.cfg.probe_interval;
-            if st.dirty {
-                // Pacing: do not read the watch (it would wake us for every write); just wait
-                // for the gap to pass, still probing for application checkpoints meanwhile.
-                let now = Instant::now();
-                let left = self
-                    .pacer
-                    .wait(now)
-                    .max(st.retry_at.saturating_duration_since(now));
-                if !left.is_zero() {
-                    std::thread::sleep(left.min(probe));
-                }
-            } else if watch.wait(probe) {
-                st.dirty = true;
-                st.rechecks = RECHECKS;
-                st.quiet_since = Instant::now();
-            }
-            if st.last_poll.elapsed() >= self.cfg.monitor_interval {
-                st.last_poll = Instant::now();
-                self.check_replaced()?;
-                watch.refresh();
-                // While away, only a change is worth reopening the connections for; compaction
-                // and the snapshot policy go on all the same.
-                if !self.is_away() || self.changed_while_away() {
-                    st.dirty = true;
-                } else {
-                    st.maintain_away = true;
-                }
-            }
-            if Instant::now() < st.retry_at {
-                continue;
-            }
-            let pass = self.pass(&mut st);
-            self.after_pass(&mut st, pass)?;
         }
-        // Everything committed is shipped, in rollback mode too (see `idle.rs`).
-        self.attach(true)?;
-        self.sync()?;
+    }
+}
+
+/// When the next turn is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextTurn {
+    /// The latest time for the next turn.
+    pub at: Instant,
+    /// A WAL write should bring it forward (false while pacing: the write is picked up at
+    /// `at` anyway).
+    pub on_write: bool,
+}
+
+impl Monitor {
+    /// One turn of the loop. `written`: a write to the WAL was seen since the last turn. Errors
+    /// of one pass (a full disk, a busy database) are logged and retried with backoff: the read
+    /// transaction keeps every unshipped frame in the WAL meanwhile. Only a replaced database
+    /// ends the loop with an error.
+    pub fn turn(&mut self, st: &mut LoopState, written: bool) -> Result<NextTurn, MonitorError> {
+        st.written |= written;
+        if !st.dirty && std::mem::take(&mut st.written) {
+            st.dirty = true;
+            st.rechecks = RECHECKS;
+            st.quiet_since = Instant::now();
+        }
+        if st.last_poll.elapsed() >= self.cfg.monitor_interval {
+            st.last_poll = Instant::now();
+            self.check_replaced()?;
+            // While away, only a change is worth reopening the connections for; compaction
+            // and the snapshot policy go on all the same.
+            if !self.is_away() || self.changed_while_away() {
+                st.dirty = true;
+            } else {
+                st.maintain_away = true;
+            }
+        }
+        if Instant::now() >= st.retry_at {
+            let pass = self.pass(st);
+            self.after_pass(st, pass)?;
+        }
+        Ok(self.next_turn(st))
+    }
+
+    /// When the loop looks next: while dirty, when pacing allows (still probing for an
+    /// application's checkpoint meanwhile); while attached and clean, at the next probe or
+    /// write; while away, at the next poll or write (an idle database costs one look per
+    /// monitor-interval).
+    fn next_turn(&self, st: &LoopState) -> NextTurn {
+        let now = Instant::now();
+        let probe = now + self.cfg.probe_interval;
+        let poll = st.last_poll + self.cfg.monitor_interval;
+        let (at, on_write) = if st.dirty {
+            let paced = (now + self.pacer.wait(now)).max(st.retry_at);
+            (paced.min(probe), false)
+        } else if self.is_away() {
+            (poll, true)
+        } else {
+            (probe, true)
+        };
+        NextTurn {
+            at: at.min(poll),
+            on_write,
+        }
+    }
+
+    /// After the loop: everything committed is shipped, in rollback mode too (see `idle.rs`),
+    /// and the page map saved. A database left alone while away (nothing changed since memsync
+    /// stepped aside) has nothing to ship: it is not reopened.
+    pub fn finish(&mut self) -> Result<(), MonitorError> {
+        if !self.untouched_while_away() {
+            self.attach(true)?;
+            self.sync()?;
+        }
         self.maintain(true)?;
         self.shutdown();
         Ok(())

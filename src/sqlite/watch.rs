@@ -1,96 +1,259 @@
-//! Waking the monitor when the WAL is written.
+//! Waking monitors when a WAL is written.
 //!
-//! On Linux an inotify watch on the `-wal` file, read by the monitor thread itself: one wakeup
-//! drains every queued event, and while the monitor paces itself (sync-interval) it does not read
-//! the watch at all, so a burst of writes costs one wakeup, not one per `write(2)`. Elsewhere the
-//! monitor simply polls every probe interval.
+//! On Linux one inotify instance serves every database of the process. It watches each
+//! database's directory, not the WAL file: SQLite deletes the WAL when its last connection
+//! closes and creates a new one on the next open, and a directory watch sees the new file
+//! without re-arming anything. Events name the file; only `<db>-wal` wakes a monitor. One
+//! descriptor for all databases, where one per database ran out of descriptors at scale.
+//! Elsewhere there are no events and monitors poll every monitor-interval.
 
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-/// A watch on one WAL file.
-pub struct WalWatch {
-    path: PathBuf,
+/// Which monitor a WAL belongs to (the pool's task number).
+pub type Token = usize;
+
+/// File events for the WAL files of many databases.
+pub struct DirWatch {
     #[cfg(target_os = "linux")]
-    inner: Option<linux::Inotify>,
+    fd: Option<std::os::fd::OwnedFd>,
+    /// Watched directories: watch descriptor, and the WAL names in it with their monitors.
+    dirs: HashMap<PathBuf, Dir>,
+    /// Watch descriptor → directory.
+    by_wd: HashMap<i32, PathBuf>,
 }
 
-impl WalWatch {
-    /// Watches `wal` (re-armed by [`WalWatch::refresh`] if the file is replaced).
-    pub fn new(wal: &Path) -> Self {
-        let mut w = WalWatch {
-            path: wal.to_owned(),
+struct Dir {
+    wd: i32,
+    wals: HashMap<OsString, Vec<Token>>,
+}
+
+impl Default for DirWatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DirWatch {
+    /// An inotify instance (none if the kernel refuses one: monitors then poll).
+    pub fn new() -> Self {
+        DirWatch {
             #[cfg(target_os = "linux")]
-            inner: None,
-        };
-        w.refresh();
-        w
+            fd: linux::init(),
+            dirs: HashMap::new(),
+            by_wd: HashMap::new(),
+        }
     }
 
-    /// Re-arms the watch if the WAL file was replaced or did not exist before.
-    pub fn refresh(&mut self) {
-        #[cfg(target_os = "linux")]
-        {
-            let ino = linux::inode(&self.path);
-            if self.inner.as_ref().map(|i| i.ino) != Some(ino) || ino.is_none() {
-                self.inner = linux::Inotify::new(&self.path);
+    /// The descriptor to wait on for events, if any.
+    #[cfg(target_os = "linux")]
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.fd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Starts reporting writes to `db`'s WAL as `token`. Without a watch (no inotify, the
+    /// directory unreadable) the monitor simply polls.
+    pub fn add(&mut self, db: &Path, token: Token) {
+        let (Some(dir), Some(wal)) = (db.parent(), wal_name(db)) else {
+            return;
+        };
+        if let Some(d) = self.dirs.get_mut(dir) {
+            d.wals.entry(wal).or_default().push(token);
+            return;
+        }
+        let Some(wd) = self.watch_dir(dir) else {
+            return;
+        };
+        let mut wals = HashMap::new();
+        wals.insert(wal, vec![token]);
+        self.dirs.insert(dir.to_owned(), Dir { wd, wals });
+        self.by_wd.insert(wd, dir.to_owned());
+    }
+
+    /// Stops reporting `db`'s WAL as `token`; the directory's watch goes with its last WAL.
+    pub fn remove(&mut self, db: &Path, token: Token) {
+        let (Some(dir), Some(wal)) = (db.parent(), wal_name(db)) else {
+            return;
+        };
+        let Some(d) = self.dirs.get_mut(dir) else {
+            return;
+        };
+        if let Some(tokens) = d.wals.get_mut(&wal) {
+            tokens.retain(|t| *t != token);
+            if tokens.is_empty() {
+                d.wals.remove(&wal);
             }
         }
+        if d.wals.is_empty() {
+            let wd = d.wd;
+            self.dirs.remove(dir);
+            self.by_wd.remove(&wd);
+            self.unwatch(wd);
+        }
     }
 
-    /// Waits up to `timeout` for a write; true if one happened (events are drained).
-    pub fn wait(&mut self, timeout: Duration) -> bool {
+    /// Reads every queued event and calls `hit` once per event on a watched WAL (for every
+    /// monitor, when the kernel's queue overflowed and events were lost).
+    pub fn drain(&mut self, hit: &mut dyn FnMut(Token)) {
         #[cfg(target_os = "linux")]
-        if let Some(i) = &self.inner {
-            return i.wait(timeout);
+        {
+            let Some(fd) = &self.fd else {
+                return;
+            };
+            let mut overflow = false;
+            let mut gone = Vec::new();
+            linux::read_events(fd, &mut |wd, name, ev| match ev {
+                linux::Ev::Overflow => overflow = true,
+                linux::Ev::Ignored => gone.push(wd),
+                linux::Ev::Changed => {
+                    let Some(name) = name else {
+                        return;
+                    };
+                    let tokens = self
+                        .by_wd
+                        .get(&wd)
+                        .and_then(|dir| self.dirs.get(dir))
+                        .and_then(|d| d.wals.get(name));
+                    for t in tokens.into_iter().flatten() {
+                        hit(*t);
+                    }
+                }
+            });
+            // A directory removed or unmounted: its monitors poll (and find their database
+            // replaced at the next poll).
+            for wd in gone {
+                if let Some(dir) = self.by_wd.remove(&wd) {
+                    self.dirs.remove(&dir);
+                }
+            }
+            if overflow {
+                for d in self.dirs.values() {
+                    d.wals.values().flatten().for_each(|t| hit(*t));
+                }
+            }
         }
-        std::thread::sleep(timeout);
-        false
+        #[cfg(not(target_os = "linux"))]
+        let _ = hit;
     }
+
+    fn watch_dir(&self, dir: &Path) -> Option<i32> {
+        #[cfg(target_os = "linux")]
+        {
+            linux::watch(self.fd.as_ref()?, dir)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = dir;
+            None
+        }
+    }
+
+    fn unwatch(&self, wd: i32) {
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = &self.fd {
+            let _ = rustix::fs::inotify::remove_watch(fd, wd);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = wd;
+    }
+}
+
+/// `<name>-wal`, the file SQLite writes next to the database.
+fn wal_name(db: &Path) -> Option<OsString> {
+    let mut n = db.file_name()?.to_owned();
+    n.push("-wal");
+    Some(n)
 }
 
 #[cfg(target_os = "linux")]
 mod linux {
+    use std::ffi::OsStr;
+    use std::mem::MaybeUninit;
     use std::os::fd::OwnedFd;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::ffi::OsStrExt;
     use std::path::Path;
-    use std::time::Duration;
 
-    pub(super) fn inode(p: &Path) -> Option<u64> {
-        std::fs::metadata(p).ok().map(|m| m.ino())
+    use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+
+    pub(super) enum Ev {
+        Changed,
+        Overflow,
+        Ignored,
     }
 
-    pub(super) struct Inotify {
-        fd: OwnedFd,
-        pub(super) ino: Option<u64>,
+    pub(super) fn init() -> Option<OwnedFd> {
+        inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).ok()
     }
 
-    impl Inotify {
-        pub(super) fn new(path: &Path) -> Option<Self> {
-            use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
-            let ino = inode(path)?;
-            let fd = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).ok()?;
-            let mask = WatchFlags::MODIFY
-                | WatchFlags::ATTRIB
-                | WatchFlags::DELETE_SELF
-                | WatchFlags::MOVE_SELF;
-            inotify::add_watch(&fd, path, mask).ok()?;
-            Some(Inotify { fd, ino: Some(ino) })
-        }
+    pub(super) fn watch(fd: &OwnedFd, dir: &Path) -> Option<i32> {
+        let mask = WatchFlags::MODIFY
+            | WatchFlags::ATTRIB
+            | WatchFlags::CREATE
+            | WatchFlags::DELETE
+            | WatchFlags::MOVED_FROM
+            | WatchFlags::MOVED_TO
+            | WatchFlags::ONLYDIR
+            | WatchFlags::EXCL_UNLINK;
+        inotify::add_watch(fd, dir, mask).ok()
+    }
 
-        pub(super) fn wait(&self, timeout: Duration) -> bool {
-            use rustix::event::{PollFd, PollFlags, Timespec, poll};
-            let timeout = Timespec::try_from(timeout).ok();
-            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
-            if !matches!(poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0) {
-                return false;
-            }
-            let mut buf = [0u8; 4096];
-            let mut any = false;
-            while matches!(rustix::io::read(&self.fd, &mut buf), Ok(n) if n > 0) {
-                any = true;
-            }
-            any
+    /// Reads until the queue is empty (the descriptor is non-blocking).
+    pub(super) fn read_events(fd: &OwnedFd, f: &mut dyn FnMut(i32, Option<&OsStr>, Ev)) {
+        let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
+        let mut reader = inotify::Reader::new(fd, &mut buf);
+        while let Ok(e) = reader.next() {
+            let flags = e.events();
+            let ev = if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+                Ev::Overflow
+            } else if flags.contains(ReadFlags::IGNORED) {
+                Ev::Ignored
+            } else {
+                Ev::Changed
+            };
+            let name = e
+                .file_name()
+                .map(|c| OsStr::from_bytes(c.to_bytes()))
+                .filter(|n| !n.is_empty());
+            f(e.wd(), name, ev);
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn hits(w: &mut DirWatch) -> Vec<Token> {
+        let mut v = Vec::new();
+        w.drain(&mut |t| v.push(t));
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Writes to a WAL wake its monitor only; a WAL deleted and created again is still seen
+    /// (SQLite does that when its last connection closes); removal stops the events.
+    #[test]
+    fn wal_writes_wake_their_own_monitor_through_recreation() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a.db"), d.path().join("b.db"));
+        let mut w = DirWatch::new();
+        w.add(&a, 1);
+        w.add(&b, 2);
+        std::fs::write(d.path().join("a.db-wal"), b"x").unwrap();
+        std::fs::write(d.path().join("a.db"), b"not the wal").unwrap();
+        assert_eq!(hits(&mut w), [1]);
+        std::fs::remove_file(d.path().join("a.db-wal")).unwrap();
+        assert_eq!(hits(&mut w), [1]);
+        std::fs::write(d.path().join("a.db-wal"), b"y").unwrap();
+        std::fs::write(d.path().join("b.db-wal"), b"y").unwrap();
+        assert_eq!(hits(&mut w), [1, 2]);
+        w.remove(&a, 1);
+        std::fs::write(d.path().join("a.db-wal"), b"z").unwrap();
+        assert_eq!(hits(&mut w), Vec::<Token>::new());
+        w.remove(&b, 2);
+        assert!(w.dirs.is_empty() && w.by_wd.is_empty());
     }
 }
