@@ -16,6 +16,7 @@ mod replicate;
 mod resident;
 pub mod restore;
 mod serve;
+mod service;
 mod signals;
 pub mod sqlite;
 mod stats;
