@@ -471,6 +471,9 @@ fn unknown_commands_suggest_the_service_commands() {
         let o = Command::new(BIN).arg(typed).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{err}");
-        assert!(err.contains(&format!("'{want}'")), "{typed}: {err}");
+        assert!(
+            err.contains(&format!("tip: a similar subcommand exists: '{want}'")),
+            "{typed}: {err}"
+        );
     }
 }

@@ -251,6 +251,20 @@ pub fn usage_code(e: &clap::Error) -> i32 {
     }
 }
 
+/// An unknown subcommand's tip names the closest command only (clap lists every one above its
+/// threshold, least similar first: `install` showed `init` before `install-service`).
+pub fn best_suggestion_only(e: &mut clap::Error) {
+    use clap::error::{ContextKind, ContextValue};
+    if let Some(ContextValue::Strings(names)) = e.get(ContextKind::SuggestedSubcommand)
+        && let Some(best) = names.last().cloned()
+    {
+        e.insert(
+            ContextKind::SuggestedSubcommand,
+            ContextValue::Strings(vec![best]),
+        );
+    }
+}
+
 fn replicate_kind(e: &ReplicateError) -> Kind {
     use crate::replicate::lineage::LineageError;
     use crate::replicate::lock::LockError;

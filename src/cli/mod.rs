@@ -72,7 +72,8 @@ enum Command {
     StopService(service::ServiceArgs),
     /// Restart the installed service.
     RestartService(service::ServiceArgs),
-    /// Show the service manager's status of the service.
+    /// Show the service manager's status of the service (exits with systemctl's or launchctl's
+    /// own code: systemctl exits 3 for a stopped service).
     StatusService(service::ServiceArgs),
     /// Show the service's logs (journal on Linux, ~/Library/Logs/mcp-memory-sync on macOS).
     Logs(service::LogsArgs),
@@ -85,7 +86,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
     crate::log::init();
     let cli = match Cli::try_parse_from(normalize_args(args)) {
         Ok(c) => c,
-        Err(e) => {
+        Err(mut e) => {
+            error::best_suggestion_only(&mut e);
             let _ = e.print();
             return error::usage_code(&e);
         }
