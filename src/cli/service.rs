@@ -74,9 +74,10 @@ fn environment() -> Env {
 
 fn uid() -> u32 {
     #[cfg(unix)]
-    return rustix::process::getuid().as_raw();
+    let uid = rustix::process::getuid().as_raw();
     #[cfg(not(unix))]
-    0
+    let uid = 0;
+    uid
 }
 
 /// Runs one service command; its exit code (a passthrough command's own, for status and logs).

@@ -30,8 +30,10 @@ pub fn unit(spec: &Spec, env_file: &str) -> String {
     }
     u.push_str("Restart=on-failure\n");
     u.push_str(&format!("RestartSec={RESTART_SECS}\n"));
-    // memsync flushes what is committed on SIGTERM before it exits.
-    u.push_str("TimeoutStopSec=60\n");
+    // memsync flushes what is committed on SIGTERM before it exits, and passes the stop on to
+    // an `-exec` child itself: SIGTERM goes to memsync only, the rest is killed only if the
+    // stop times out.
+    u.push_str("KillMode=mixed\nTimeoutStopSec=60\n");
     u.push_str(&format!("SyslogIdentifier={NAME}\n"));
     u.push_str("\n[Install]\n");
     u.push_str(match spec.scope {
@@ -87,6 +89,10 @@ pub fn plan(action: Action, spec: &Spec) -> Result<Plan, ServiceError> {
                 .push(Step::Run(systemctl(scope, &["daemon-reload"])));
             p.steps
                 .push(Step::Run(systemctl(scope, &["enable", "--now", u])));
+            p.notes.push(format!(
+                "memsync status-service shows it; memsync logs shows its log (journalctl{} -u {u})",
+                if scope == Scope::User { " --user" } else { "" }
+            ));
             if scope == Scope::User {
                 p.notes.push(
                     "a user service runs while you are logged in; to keep it running after logout: loginctl enable-linger"
