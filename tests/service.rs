@@ -328,6 +328,10 @@ fn install_writes_the_env_file_0600_and_uninstall_removes_it() {
     let out = h.ok(&["install-service"], &true_);
     assert_no_secret(&out);
     assert!(
+        out.starts_with("ran systemctl --user show --property=Version\nwrote "),
+        "the manager is asked before anything is written: {out}"
+    );
+    assert!(
         out.contains("ran systemctl --user daemon-reload\n"),
         "{out}"
     );
@@ -416,7 +420,10 @@ fn failures_are_one_line_saying_what_and_where() {
     let o = h.memsync(&["start-service"], &[("PATH", "/nonexistent")]);
     assert_one_line_error(&o, &["systemctl not found", "PATH", "MEMSYNC_SYSTEMCTL"]);
     let o = h.memsync(&["install-service"], &[("MEMSYNC_SYSTEMCTL", "/bin/false")]);
-    assert_one_line_error(&o, &["systemctl --user daemon-reload failed (exit 1)"]);
+    assert_one_line_error(
+        &o,
+        &["systemctl --user show --property=Version failed (exit 1)"],
+    );
     // The real systemctl, without a user session bus (no XDG_RUNTIME_DIR): its reason, in one line.
     let which = Command::new("sh")
         .args(["-c", "command -v systemctl"])
@@ -434,6 +441,14 @@ fn failures_are_one_line_saying_what_and_where() {
             "bus",
         ],
     );
+    // install asks the manager before it writes: nothing is left behind.
+    let before = tree(h._dir.path());
+    let o = h.memsync(&["install-service"], &[]);
+    assert_one_line_error(
+        &o,
+        &["systemctl --user show --property=Version failed", "bus"],
+    );
+    assert_eq!(tree(h._dir.path()), before, "a failed install left files");
     let o = Command::new(&h.exe)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

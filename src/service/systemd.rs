@@ -65,6 +65,10 @@ pub fn plan(action: Action, spec: &Spec) -> Result<Plan, ServiceError> {
             let env_file = spec.layout.env_file(scope)?;
             let env_text = systemd_env_file(&spec.env);
             let unit_text = unit(spec, &env_file.to_string_lossy());
+            // Can the service manager be reached (a user manager needs the session bus)? Asked
+            // before anything is written, so a failure leaves nothing behind.
+            p.steps
+                .push(Step::Run(systemctl(scope, &["show", "--property=Version"])));
             if let Some(dir) = unit_path.parent() {
                 p.steps.push(Step::Mkdir {
                     path: dir.to_path_buf(),
@@ -198,6 +202,7 @@ mod tests {
         assert_eq!(
             cmds,
             [
+                "--user show --property=Version",
                 "--user daemon-reload",
                 "--user enable --now mcp-memory-sync.service"
             ]
