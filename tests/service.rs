@@ -285,6 +285,16 @@ fn dry_run_writes_nothing_and_masks_secrets() {
     let h = Host::new();
     let xdg = h.home.join("xdg config");
     std::fs::create_dir(&xdg).unwrap();
+    // The service tools, if run, would leave a mark.
+    let tool = h.work.join("tool");
+    let mark = h.work.join("ran");
+    std::fs::write(
+        &tool,
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\n", mark.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tool = tool.to_str().unwrap();
     let before = tree(h._dir.path());
     for platform in ["systemd", "launchd", "windows"] {
         for action in [
@@ -298,7 +308,11 @@ fn dry_run_writes_nothing_and_masks_secrets() {
             for scope in ["--user", "--system"] {
                 let out = h.ok(
                     &[action, "--dry-run", scope, "--platform", platform],
-                    &[("XDG_CONFIG_HOME", xdg.to_str().unwrap())],
+                    &[
+                        ("XDG_CONFIG_HOME", xdg.to_str().unwrap()),
+                        ("MEMSYNC_SYSTEMCTL", tool),
+                        ("MEMSYNC_LAUNCHCTL", tool),
+                    ],
                 );
                 assert!(
                     out.starts_with("dry run: nothing is written or run\n"),
@@ -318,6 +332,11 @@ fn dry_run_writes_nothing_and_masks_secrets() {
     assert!(env.contains("SYNC_INTERVAL=\"60\"\n"), "{env}");
     assert!(out.contains(&format!("=== write {} (mode 0600)", h.env_path().display())));
     assert_eq!(tree(h._dir.path()), before, "a dry run changed files");
+    assert!(!mark.exists(), "a dry run ran a command");
+    // The same tool does leave its mark when memsync runs it (the check above can fail).
+    h.ok(&["start-service"], &[("MEMSYNC_SYSTEMCTL", tool)]);
+    let ran = std::fs::read_to_string(&mark).unwrap();
+    assert_eq!(ran, "--user start mcp-memory-sync.service\n");
     assert!(!Path::new("/etc/systemd/system/mcp-memory-sync.service").exists());
 }
 
