@@ -27,7 +27,9 @@ fn generated_systemd_units_pass_systemd_analyze_verify() {
                 "--platform",
                 "systemd",
             ],
-            &[],
+            // sudo names the user a system service runs as (User=); systemd-analyze warns
+            // about `nobody`, so another user of every Debian system.
+            &[("SUDO_USER", "daemon")],
         );
         let path = if user {
             h.unit_path()
@@ -39,6 +41,7 @@ fn generated_systemd_units_pass_systemd_analyze_verify() {
         assert!(unit.contains(&exec), "{unit}");
         assert!(unit.contains("Restart=on-failure\n"), "{unit}");
         assert!(unit.contains("EnvironmentFile="), "{unit}");
+        assert_eq!(unit.contains("User=daemon\n"), !user, "{unit}");
         // verify exits 0 even on unknown keys and bad values: its stderr must be empty too.
         let (ok, err) = verify(&unit, user);
         assert!(
