@@ -9,6 +9,7 @@
 #   - nginx with WebDAV and the dav-ext module (PROPFIND), Debian packages: the real WebDAV server
 #     of the replica tests. The only system-wide install; the Debian nginx service is kept from
 #     starting (tests run their own nginx processes on 127.0.0.1).
+#   - systemd (Debian package) for systemd-analyze, which checks the generated service unit.
 # Everything else stays in $H. Fails loudly if an install fails.
 set -euo pipefail
 H=${MEMSYNC_HARNESS:-$HOME/.cache/memsync-harness}
@@ -111,6 +112,18 @@ if [ ! -x /usr/sbin/nginx ] || [ ! -f "$NGINX_DAV_EXT" ]; then
   fi
 fi
 nginx_check || { echo "harness: /usr/sbin/nginx cannot load $NGINX_DAV_EXT with a WebDAV config" >&2; exit 1; }
+
+# systemd-analyze and systemctl (Debian's systemd package): tests/service.rs verifies the
+# generated unit with `systemd-analyze verify`; no running systemd is needed.
+if ! command -v systemd-analyze >/dev/null || ! command -v systemctl >/dev/null; then
+  SUDO=
+  [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  echo "harness: installing systemd (apt-get) for systemd-analyze" >&2
+  { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends -o DPkg::Lock::Timeout=300 systemd; } >&2 ||
+    { echo "harness: apt-get install systemd failed (tests/service.rs needs systemd-analyze)" >&2; exit 1; }
+  command -v systemd-analyze >/dev/null || { echo "harness: systemd-analyze still missing" >&2; exit 1; }
+fi
 
 # Tools the memory-sync tests drive the server with (Debian base packages).
 for tool in curl openssl script; do

@@ -17,6 +17,7 @@ mod replicate;
 mod resident;
 pub mod restore;
 mod serve;
+mod service;
 mod signals;
 pub mod sqlite;
 mod stats;

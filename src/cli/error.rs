@@ -13,6 +13,7 @@ use crate::replica::ReplicaError;
 use crate::replicate::ReplicateError;
 use crate::restore::RestoreError;
 use crate::serve::ServeError;
+use crate::service::ServiceError;
 
 /// A command failure; `memsync: error: <message>` on stderr.
 #[derive(Debug, Error)]
@@ -116,6 +117,9 @@ pub enum CliError {
     /// `serve` could not start.
     #[error(transparent)]
     Serve(Box<ServeError>),
+    /// A service command failed.
+    #[error(transparent)]
+    Service(Box<ServiceError>),
     /// A memory command failed (its exit code is its own outcome).
     #[error(transparent)]
     Memory(Box<MemoryError>),
@@ -135,7 +139,7 @@ macro_rules! boxed_from {
         }
     )*};
 }
-boxed_from!(ConfigError => Config, ReplicateError => Replicate, ReplicaError => Replica, MemoryError => Memory, ServeError => Serve);
+boxed_from!(ConfigError => Config, ReplicateError => Replicate, ReplicaError => Replica, MemoryError => Memory, ServeError => Serve, ServiceError => Service);
 
 impl From<RestoreError> for CliError {
     fn from(source: RestoreError) -> Self {
@@ -196,6 +200,18 @@ impl CliError {
                 ServeError::Bind { .. } | ServeError::Dir { .. } => Kind::Io,
                 ServeError::Start(_) => Kind::Internal,
             },
+            CliError::Service(e) => match &**e {
+                ServiceError::NoHome
+                | ServiceError::NoPlatform
+                | ServiceError::ForeignPlatform(_)
+                | ServiceError::Unsupported { .. } => Kind::Usage,
+                ServiceError::ProgramMissing { .. } => Kind::NotFound,
+                ServiceError::Exe(_)
+                | ServiceError::Mkdir { .. }
+                | ServiceError::Write { .. }
+                | ServiceError::Remove { .. } => Kind::Io,
+                ServiceError::Spawn { .. } | ServiceError::Failed { .. } => Kind::Internal,
+            },
             CliError::Memory(e) => match e.outcome() {
                 Outcome::Locked => Kind::Busy,
                 Outcome::Stopped => Kind::Unreachable,
@@ -232,6 +248,20 @@ pub fn usage_code(e: &clap::Error) -> i32 {
         Outcome::Usage.code()
     } else {
         Outcome::Done.code()
+    }
+}
+
+/// An unknown subcommand's tip names the closest command only (clap lists every one above its
+/// threshold, least similar first: `install` showed `init` before `install-service`).
+pub fn best_suggestion_only(e: &mut clap::Error) {
+    use clap::error::{ContextKind, ContextValue};
+    if let Some(ContextValue::Strings(names)) = e.get(ContextKind::SuggestedSubcommand)
+        && let Some(best) = names.last().cloned()
+    {
+        e.insert(
+            ContextKind::SuggestedSubcommand,
+            ContextValue::Strings(vec![best]),
+        );
     }
 }
 

@@ -2,7 +2,8 @@
 //! `-config`) or two (`--config`).
 //!
 //! One file per family of commands: `replication` (replicate, databases, snapshots, wal),
-//! `restore`, `serve`, `bench` (bench and demo); the memory commands live in `crate::memory::cli`;
+//! `restore`, `serve`, `bench` (bench and demo), `service` (install-service and the
+//! commands around it); the memory commands live in `crate::memory::cli`;
 //! `common` holds what they share (config and replica arguments, the runtime); `error` what a
 //! failure means and its exit code; `logging` the log flags every command takes.
 
@@ -14,11 +15,13 @@ mod pick;
 mod replication;
 mod restore;
 mod serve;
+mod service;
 
 use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
+use crate::service::Action;
 use common::{ConfigArgs, normalize_args};
 use error::CliError;
 
@@ -58,6 +61,22 @@ enum Command {
     Demo(bench::DemoArgs),
     /// Measure memsync (and Litestream, when found) on an mcp-memory-service workload.
     Bench(bench::BenchArgs),
+    /// Install memsync as a service running `memsync run` (systemd user unit by default,
+    /// launchd agent on macOS), restarted on failure; --dry-run prints what it would do.
+    InstallService(service::ServiceArgs),
+    /// Stop and remove the service and its environment file.
+    UninstallService(service::ServiceArgs),
+    /// Start the installed service.
+    StartService(service::ServiceArgs),
+    /// Stop the installed service.
+    StopService(service::ServiceArgs),
+    /// Restart the installed service.
+    RestartService(service::ServiceArgs),
+    /// Show the service manager's status of the service (exits with systemctl's or launchctl's
+    /// own code: systemctl exits 3 for a stopped service).
+    StatusService(service::ServiceArgs),
+    /// Show the service's logs (journal on Linux, ~/Library/Logs/mcp-memory-sync on macOS).
+    Logs(service::LogsArgs),
     #[command(flatten)]
     Memory(crate::memory::cli::MemoryCommand),
 }
@@ -67,7 +86,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
     crate::log::init();
     let cli = match Cli::try_parse_from(normalize_args(args)) {
         Ok(c) => c,
-        Err(e) => {
+        Err(mut e) => {
+            error::best_suggestion_only(&mut e);
             let _ = e.print();
             return error::usage_code(&e);
         }
@@ -109,6 +129,16 @@ fn run(command: Command, log: &logging::Overrides) -> Result<i32, CliError> {
         ),
         Command::Bench(a) => bench::cmd_bench(a)?,
         Command::Memory(m) => return run_memory(m),
+        Command::InstallService(a) => return service::cmd_service(Action::Install, &a),
+        Command::UninstallService(a) => return service::cmd_service(Action::Uninstall, &a),
+        Command::StartService(a) => return service::cmd_service(Action::Start, &a),
+        Command::StopService(a) => return service::cmd_service(Action::Stop, &a),
+        Command::RestartService(a) => return service::cmd_service(Action::Restart, &a),
+        Command::StatusService(a) => return service::cmd_service(Action::Status, &a),
+        Command::Logs(a) => {
+            let (action, a) = a.split();
+            return service::cmd_service(action, a);
+        }
         Command::Version => println!("memsync {}", env!("CARGO_PKG_VERSION")),
     }
     Ok(0)

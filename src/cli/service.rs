@@ -1,0 +1,127 @@
+//! `install-service`, `uninstall-service`, `start-service`, `stop-service`, `restart-service`,
+//! `status-service` and `logs`: memsync as a systemd, launchd or Windows service.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::error::CliError;
+use crate::service::{self, Action, Env, Layout, Platform, Scope, ServiceError, Spec};
+
+#[derive(Debug, Args)]
+pub(super) struct ServiceArgs {
+    /// Print every file (secrets masked) and command instead of writing and running them.
+    #[arg(long = "dry-run")]
+    dry_run: bool,
+    /// A per-user service (the default): ~/.config/systemd/user, ~/Library/LaunchAgents.
+    #[arg(long = "user", conflicts_with = "system")]
+    user: bool,
+    /// A system-wide service: /etc/systemd/system, /Library/LaunchDaemons.
+    #[arg(long = "system")]
+    system: bool,
+    /// Generate for another service manager (systemd, launchd, windows); with --dry-run.
+    #[arg(long = "platform", hide = true)]
+    platform: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct LogsArgs {
+    /// Keep printing new lines as they come.
+    #[arg(short = 'f', long = "follow")]
+    follow: bool,
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+impl LogsArgs {
+    pub(super) fn split(&self) -> (Action, &ServiceArgs) {
+        (
+            Action::Logs {
+                follow: self.follow,
+            },
+            &self.service,
+        )
+    }
+}
+
+/// The service manager asked for: `--platform` (another one only with `--dry-run`), else this
+/// system's.
+fn platform(a: &ServiceArgs) -> Result<Platform, CliError> {
+    let native = Platform::native();
+    let Some(name) = &a.platform else {
+        return Ok(native.ok_or(ServiceError::NoPlatform)?);
+    };
+    let p = Platform::parse(name).ok_or_else(|| CliError::BadFlag {
+        flag: "--platform",
+        value: name.clone(),
+        why: "not systemd, launchd or windows".into(),
+    })?;
+    if Some(p) != native && !a.dry_run {
+        return Err(ServiceError::ForeignPlatform(p.as_str()).into());
+    }
+    Ok(p)
+}
+
+/// The environment the service carries, taken from this process's.
+fn environment() -> Env {
+    let vars = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let config = PathBuf::from("litestream.yml");
+    let found = cwd.join(&config).is_file().then_some(config.as_path());
+    Env::collect(vars, &cwd, found)
+}
+
+fn uid() -> u32 {
+    #[cfg(unix)]
+    let uid = rustix::process::getuid().as_raw();
+    #[cfg(not(unix))]
+    let uid = 0;
+    uid
+}
+
+/// Runs one service command; its exit code (a passthrough command's own, for status and logs).
+pub(super) fn cmd_service(action: Action, a: &ServiceArgs) -> Result<i32, CliError> {
+    let platform = platform(a)?;
+    if platform == Platform::Windows && !a.dry_run {
+        return Err(ServiceError::Unsupported {
+            what: "running memsync as a Windows service (it does not answer the Service Control Manager); --dry-run prints the sc.exe commands",
+        }
+        .into());
+    }
+    let layout = Layout::from_env();
+    let explicit = match (a.user, a.system) {
+        (true, _) => Some(Scope::User),
+        (_, true) => Some(Scope::System),
+        _ => None,
+    };
+    let scope = match (platform, action) {
+        (Platform::Windows, _) => Scope::System,
+        (_, Action::Install) => explicit.unwrap_or(Scope::User),
+        _ => Scope::pick(
+            explicit,
+            service::installed(platform, &layout, Scope::User),
+            service::installed(platform, &layout, Scope::System),
+        ),
+    };
+    let exe = std::env::current_exe().map_err(ServiceError::Exe)?;
+    let env = environment();
+    let spec = Spec {
+        exe,
+        args: vec!["run".into()],
+        env: if a.dry_run { env.masked() } else { env },
+        scope,
+        layout,
+        uid: uid(),
+        // `sudo memsync install-service --system`: the service runs as the user who asked.
+        run_as: std::env::var("SUDO_USER")
+            .ok()
+            .filter(|u| !u.is_empty() && u != "root"),
+    };
+    let plan = service::plan(platform, action, &spec)?;
+    if a.dry_run {
+        print!("{}", service::render(platform, &plan));
+        return Ok(0);
+    }
+    Ok(service::apply(platform, &plan)?.code)
+}

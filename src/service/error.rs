@@ -1,0 +1,69 @@
+//! Why a service command failed: one line saying what and where.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    /// A user service's files go under the home directory.
+    #[error(
+        "no home directory (HOME is unset or not absolute) for the user service's files: set HOME, or use --system"
+    )]
+    NoHome,
+    /// The running executable's path is needed for the service's command line.
+    #[error("cannot find memsync's own executable: {0}")]
+    Exe(#[source] std::io::Error),
+    /// No service manager memsync knows on this system.
+    #[error(
+        "no service manager memsync knows on this system (systemd, launchd or Windows services)"
+    )]
+    NoPlatform,
+    /// `--platform` names another system's service manager.
+    #[error("--platform {0}: not this system's service manager; only with --dry-run")]
+    ForeignPlatform(&'static str),
+    /// Something memsync cannot do (yet) on this platform.
+    #[error("{what}: not supported yet")]
+    Unsupported { what: &'static str },
+    #[error("creating directory {}: {source}", path.display())]
+    Mkdir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("removing {}: {source}", path.display())]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A program the plan runs is not there.
+    #[error("{program} not found ({looked}){hint}")]
+    ProgramMissing {
+        program: &'static str,
+        /// Where it was looked for.
+        looked: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// A program could not be started.
+    #[error("running {command}: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A program ran and failed; `detail` is the first line it printed on stderr.
+    #[error("{command} failed ({status}): {detail}")]
+    Failed {
+        command: String,
+        status: String,
+        detail: String,
+    },
+}

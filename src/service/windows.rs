@@ -1,0 +1,166 @@
+//! The Windows service "MCP Memory Sync", registered with `sc.exe`.
+//!
+//! Only the commands exist so far: memsync does not yet answer the Service Control Manager, so
+//! the CLI prints them (`--dry-run`) and refuses to run them. Settings go in the service's
+//! `Environment` registry value, which every local user can read: secret values are left out
+//! (and named in a note).
+
+use super::quote::windows_arg;
+use super::{
+    Action, Cmd, DESCRIPTION, Plan, Program, RESTART_SECS, ServiceError, Spec, Step, WINDOWS_NAME,
+};
+
+/// The service's registry key (its `Environment` value is the service's environment).
+pub const REG_KEY: &str = r"HKLM\SYSTEM\CurrentControlSet\Services\MCP Memory Sync";
+
+/// The service's command line: the executable always quoted (an unquoted path with spaces is
+/// the classic service hijack), then its arguments.
+pub fn bin_path(spec: &Spec) -> String {
+    let exe = spec.exe.to_string_lossy();
+    let mut s = format!("\"{exe}\"");
+    for a in &spec.args {
+        s.push(' ');
+        s.push_str(&windows_arg(a));
+    }
+    s
+}
+
+fn sc(args: &[&str]) -> Cmd {
+    Cmd::new(Program::Sc, args)
+}
+
+/// The plan for `action`.
+pub fn plan(action: Action, spec: &Spec) -> Result<Plan, ServiceError> {
+    let n = WINDOWS_NAME;
+    let mut p = Plan::default();
+    match action {
+        Action::Install => {
+            let bin = bin_path(spec);
+            let delay = (RESTART_SECS * 1000).to_string();
+            let actions = format!("restart/{delay}/restart/{delay}/restart/{delay}");
+            p.steps.push(Step::Run(sc(&[
+                "create",
+                n,
+                "binPath=",
+                &bin,
+                "start=",
+                "auto",
+                "DisplayName=",
+                n,
+            ])));
+            p.steps
+                .push(Step::Run(sc(&["description", n, DESCRIPTION])));
+            p.steps.push(Step::Run(sc(&[
+                "failure", n, "reset=", "86400", "actions=", &actions,
+            ])));
+            // Failure actions also when the process exits with an error, not only on a crash.
+            p.steps.push(Step::Run(sc(&["failureflag", n, "1"])));
+            let (secret, plain): (Vec<_>, Vec<_>) = spec.env.vars.iter().partition(|v| v.secret);
+            if !plain.is_empty() {
+                let data: Vec<String> = plain
+                    .iter()
+                    .map(|v| format!("{}={}", v.name, v.value))
+                    .collect();
+                let data = data.join(r"\0");
+                p.steps.push(Step::Run(Cmd::new(
+                    Program::Reg,
+                    &[
+                        "add",
+                        REG_KEY,
+                        "/v",
+                        "Environment",
+                        "/t",
+                        "REG_MULTI_SZ",
+                        "/d",
+                        &data,
+                        "/f",
+                    ],
+                )));
+            }
+            if !secret.is_empty() {
+                let names: Vec<&str> = secret.iter().map(|v| v.name.as_str()).collect();
+                p.notes.push(format!(
+                    "not written (the service's registry key is readable by every local user): {}",
+                    names.join(", ")
+                ));
+            }
+            p.steps.push(Step::Run(sc(&["start", n])));
+        }
+        Action::Uninstall => {
+            p.steps.push(Step::Run(sc(&["stop", n]).lenient()));
+            p.steps.push(Step::Run(sc(&["delete", n])));
+        }
+        Action::Start => p.steps.push(Step::Run(sc(&["start", n]))),
+        Action::Stop => p.steps.push(Step::Run(sc(&["stop", n]))),
+        Action::Restart => {
+            p.steps.push(Step::Run(sc(&["stop", n]).lenient()));
+            p.steps.push(Step::Run(sc(&["start", n])));
+        }
+        Action::Status => p.steps.push(Step::Run(sc(&["query", n]).passthrough())),
+        Action::Logs { .. } => {
+            return Err(ServiceError::Unsupported {
+                what: "memsync logs on Windows (the service writes no log file yet)",
+            });
+        }
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::env::{Env, Var};
+    use super::super::quote::windows_line;
+    use super::super::{Layout, Scope};
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn sc_command_lines_quote_paths_with_spaces() {
+        let spec = Spec {
+            exe: PathBuf::from(r"C:\Program Files\memsync\memsync.exe"),
+            args: vec!["run".into()],
+            env: Env {
+                vars: vec![
+                    Var {
+                        name: "MCP_API_KEY".into(),
+                        value: "k".into(),
+                        secret: true,
+                    },
+                    Var {
+                        name: "SYNC_INTERVAL".into(),
+                        value: "60".into(),
+                        secret: false,
+                    },
+                ],
+            },
+            scope: Scope::System,
+            layout: Layout::default(),
+            uid: 0,
+            run_as: None,
+        };
+        let p = plan(Action::Install, &spec).unwrap();
+        let lines: Vec<String> = p
+            .commands()
+            .map(|c| {
+                let mut all = vec![c.program.name().to_string()];
+                all.extend(c.args.iter().cloned());
+                windows_line(&all)
+            })
+            .collect();
+        assert_eq!(
+            lines[0],
+            r#"sc.exe create "MCP Memory Sync" binPath= "\"C:\Program Files\memsync\memsync.exe\" run" start= auto DisplayName= "MCP Memory Sync""#
+        );
+        assert_eq!(
+            lines[2],
+            r#"sc.exe failure "MCP Memory Sync" reset= 86400 actions= restart/10000/restart/10000/restart/10000"#
+        );
+        assert_eq!(lines[3], r#"sc.exe failureflag "MCP Memory Sync" 1"#);
+        assert_eq!(
+            lines[4],
+            r#"reg.exe add "HKLM\SYSTEM\CurrentControlSet\Services\MCP Memory Sync" /v Environment /t REG_MULTI_SZ /d SYNC_INTERVAL=60 /f"#
+        );
+        assert!(!lines.iter().any(|l| l.contains("MCP_API_KEY")));
+        assert!(p.notes[0].contains("MCP_API_KEY"));
+    }
+}
