@@ -117,8 +117,9 @@ pub fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every database starts on the pool at once; shipping starts as each one is ready.
     let mut starting = Vec::new();
+    let deadline = tokio::time::Instant::now() + startup::START_WAIT;
     for db in &config.dbs {
-        let s = start_db(&rt, &pool, db, &config.tiers, opts, stop.clone());
+        let s = start_db(&rt, &pool, db, &config.tiers, opts, stop.clone(), deadline);
         starting.push(s.map_err(|e| out_of_fds(e, config.dbs.len()))?);
     }
     let mut dbs = Vec::new();
@@ -226,6 +227,7 @@ fn start_db<'a>(
     tiers: &crate::config::Tiers,
     opts: &ReplicateOptions,
     stop: Arc<AtomicBool>,
+    deadline: tokio::time::Instant,
 ) -> Result<Starting<'a>, ReplicateError> {
     let clients: Vec<(ReplicaClient, &crate::config::ReplicaConfig)> = db
         .replicas
@@ -286,8 +288,8 @@ fn start_db<'a>(
             spool_keys: spool_keys.clone(),
         })
         .collect();
-    let pending =
-        startup::first_attempts(rt, &starts).map_err(|e| ReplicateError::Lineage(Box::new(e)))?;
+    let pending = startup::first_attempts(rt, &starts, deadline)
+        .map_err(|e| ReplicateError::Lineage(Box::new(e)))?;
     let ready: Vec<&startup::Ready> = pending
         .iter()
         .filter_map(|p| match p {

@@ -147,13 +147,16 @@ pub fn jitter(d: Duration) -> Duration {
     d.mul_f64(f)
 }
 
-/// Starts every replica's first attempt at once and waits up to [`START_WAIT`] for them:
+/// Starts every replica's first attempt at once and waits for them until `deadline` (one
+/// deadline for every database of the process, [`START_WAIT`] after replication began, so that
+/// a replica server that is down delays the start once, not once per database):
 /// `Ok(Some)` for those ready, `Ok(None)` with their still-running attempt for the slow ones.
 /// A replica refused outright (another database's) fails the start, as a configuration error
 /// should.
 pub fn first_attempts(
     rt: &tokio::runtime::Runtime,
     starts: &[Start],
+    deadline: tokio::time::Instant,
 ) -> Result<Vec<Pending>, LineageError> {
     let handles: Vec<JoinHandle<Result<Ready, Failed>>> = starts
         .iter()
@@ -162,7 +165,6 @@ pub fn first_attempts(
             rt.spawn(async move { s.attempt().await })
         })
         .collect();
-    let deadline = tokio::time::Instant::now() + START_WAIT;
     let mut out = Vec::new();
     for (h, s) in handles.into_iter().zip(starts) {
         let mut h = h;

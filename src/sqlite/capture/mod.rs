@@ -78,6 +78,9 @@ pub(super) struct Capture {
     pub(super) stats: Arc<DbStats>,
     set: CaptureSettings,
     last_map_save: Instant,
+    /// The position the saved page map is at: the map changes only with the position, so a
+    /// save at the same position (shutdown of an idle database) is skipped.
+    map_saved_at: Option<TxId>,
     /// Timestamp of the last file written: each new one is at least a millisecond later, so
     /// two syncs in one millisecond stay two restore points a `-timestamp` can tell apart.
     last_ts: std::cell::Cell<i64>,
@@ -99,6 +102,7 @@ impl Capture {
             set,
             // The first checkpoint may save at once.
             last_map_save: Instant::now() - Duration::from_secs(3600),
+            map_saved_at: None,
             last_ts: std::cell::Cell::new(0),
         }
     }
@@ -123,12 +127,17 @@ impl Capture {
         let Some(pos) = self.cur.pos else {
             return;
         };
-        if !force && self.last_map_save.elapsed() < Duration::from_secs(10) {
+        if self.map_saved_at == Some(pos)
+            || (!force && self.last_map_save.elapsed() < Duration::from_secs(10))
+        {
             return;
         }
         self.last_map_save = Instant::now();
         match self.cur.map.save(&self.set.map_path, pos) {
-            Ok(()) => self.sink.map_saved(pos),
+            Ok(()) => {
+                self.map_saved_at = Some(pos);
+                self.sink.map_saved(pos)
+            }
             Err(e) => tracing::warn!("{}: cannot save page map: {e}", self.set.db.display()),
         }
     }
