@@ -18,9 +18,9 @@ mod resident;
 pub mod restore;
 mod serve;
 mod signals;
-mod supervise;
 pub mod sqlite;
 mod stats;
+mod supervise;
 mod timearg;
 pub mod vec;
 

@@ -162,7 +162,10 @@ pub fn run(plan: Plan) -> Result<i32, SuperviseError> {
         match rx.recv() {
             Ok(Event::Replication(r)) => end.replicated = Some(r),
             Ok(Event::Signal(s)) => {
-                tracing::info!("{} received while shutting down: still shipping what is committed", name(s))
+                tracing::info!(
+                    "{} received while shutting down: still shipping what is committed",
+                    name(s)
+                )
             }
             Ok(_) => {}
             Err(_) => break,
@@ -211,7 +214,11 @@ impl Ending {
             match ev {
                 Event::Signal(s) => match self.child {
                     Some(pid) => {
-                        tracing::info!("{} received: forwarding it to {}", name(s), program(&self.exec));
+                        tracing::info!(
+                            "{} received: forwarding it to {}",
+                            name(s),
+                            program(&self.exec)
+                        );
                         if let Err(e) = exec::forward(pid, s) {
                             tracing::warn!("cannot signal {}: {e}", program(&self.exec));
                         }
@@ -246,10 +253,7 @@ impl Ending {
                     match status {
                         Ok(st) => {
                             self.code = exec::exit_code(st);
-                            tracing::info!(
-                                "{} exited ({st}): shutting down",
-                                program(&self.exec)
-                            );
+                            tracing::info!("{} exited ({st}): shutting down", program(&self.exec));
                         }
                         Err(source) => {
                             self.failed = Some(

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::config::ConfigError;
+use crate::exec::ExecError;
 use crate::memory::MemoryError;
 use crate::memory::outcome::Outcome;
 use crate::replica::ReplicaError;
 use crate::replicate::ReplicateError;
 use crate::restore::RestoreError;
-use crate::exec::ExecError;
 use crate::serve::ServeError;
 use crate::supervise::SuperviseError;
 

@@ -43,7 +43,11 @@ fn log_round(r: &Round, interval: std::time::Duration) {
                 tracing::info!("sync round {}: {l}", r.number);
             }
             for n in &rep.notes {
-                tracing::warn!("sync round {}: {}", r.number, n.trim_start_matches("memsync: "));
+                tracing::warn!(
+                    "sync round {}: {}",
+                    r.number,
+                    n.trim_start_matches("memsync: ")
+                );
             }
             tracing::info!(
                 "sync round {} done in {:.2}s (as `sync` it would exit {})",
@@ -65,10 +69,7 @@ pub(super) fn cmd_run(a: RunArgs, log: &Overrides) -> Result<i32, CliError> {
     let settings = Settings::load(&overrides).map_err(MemoryError::from)?;
     let found = super::source::find_with(&a.cfg, &overrides)?;
     super::replication::apply_logging(
-        found
-            .as_ref()
-            .map(|f| f.config.logging)
-            .unwrap_or_default(),
+        found.as_ref().map(|f| f.config.logging).unwrap_or_default(),
         log,
     )?;
     let exec = a

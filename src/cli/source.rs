@@ -64,10 +64,12 @@ pub(super) fn describe(found: &Found) -> Vec<String> {
             found.config.source.display()
         )],
         Origin::Env(origins) => {
-            let mut out =
-                vec!["settings from the environment (no config file found):".to_owned()];
+            let mut out = vec!["settings from the environment (no config file found):".to_owned()];
             for o in origins {
-                out.push(format!("  {:<14} {:<40} from {}", o.setting, o.value, o.from));
+                out.push(format!(
+                    "  {:<14} {:<40} from {}",
+                    o.setting, o.value, o.from
+                ));
             }
             out
         }

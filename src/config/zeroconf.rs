@@ -35,6 +35,17 @@ fn invalid(var: &str, what: String) -> ConfigError {
     }
 }
 
+/// A default duration as litestream.yml writes it (`1s`, `24h`).
+fn go_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if d.subsec_nanos() != 0 => format!("{}ms", d.as_millis()),
+        _ if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
 /// The configuration `LITESTREAM_REPLICA_PATH` (a path or a replica URL),
 /// `LITESTREAM_SYNC_INTERVAL` and `LITESTREAM_RETENTION` (Go durations) describe for the
 /// database `db` (found through `db_from`); `None` when `LITESTREAM_REPLICA_PATH` is unset.
@@ -79,19 +90,21 @@ pub fn from_env(
             }
         }
     }
-    let mut replica = super::replica_from_url(&url).map_err(|e| invalid(REPLICA_VAR, e.to_string()))?;
+    let mut replica =
+        super::replica_from_url(&url).map_err(|e| invalid(REPLICA_VAR, e.to_string()))?;
     let mut duration = |name: &'static str, setting: &'static str, default: std::time::Duration| {
-        let (d, from) = match var(name) {
+        let (d, value, from) = match var(name) {
             Some(v) => (
                 parse_duration(v.trim())
                     .map_err(|why| invalid(name, format!("invalid duration {v:?}: {why}")))?,
+                v.trim().to_owned(),
                 name.to_owned(),
             ),
-            None => (default, "default".to_owned()),
+            None => (default, go_duration(default), "default".to_owned()),
         };
         origins.push(Origin {
             setting,
-            value: humantime::format_duration(d).to_string(),
+            value,
             from,
         });
         Ok::<_, ConfigError>(d)
@@ -133,7 +146,11 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let env = move |n: &str| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        from_env(&env, Path::new("/m/sqlite_vec.db"), "MCP_MEMORY_SQLITE_PATH")
+        from_env(
+            &env,
+            Path::new("/m/sqlite_vec.db"),
+            "MCP_MEMORY_SQLITE_PATH",
+        )
     }
 
     #[test]
@@ -172,11 +189,19 @@ mod tests {
                 ("retention", "LITESTREAM_RETENTION")
             ]
         );
-        let e = load(&[("LITESTREAM_REPLICA_PATH", "s3://b/p?endpoint=http://127.0.0.1:1")])
-            .unwrap()
-            .unwrap();
-        assert_eq!(e.config.dbs[0].replicas[0].retention, super::super::DEFAULT_RETENTION);
+        let e = load(&[(
+            "LITESTREAM_REPLICA_PATH",
+            "s3://b/p?endpoint=http://127.0.0.1:1",
+        )])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            e.config.dbs[0].replicas[0].retention,
+            super::super::DEFAULT_RETENTION
+        );
         assert_eq!(e.origins[3].from, "default");
+        assert_eq!(e.origins[3].value, "24h");
+        assert_eq!(e.origins[2].value, "1s");
     }
 
     #[test]
@@ -187,8 +212,14 @@ mod tests {
             e(&[r, ("LITESTREAM_COMPRESS", "false")]),
             "LITESTREAM_COMPRESS: \"false\" is refused: memsync's replica files are always compressed (zstd); unset it or set it to true"
         );
-        assert!(e(&[r, ("LITESTREAM_SYNC_INTERVAL", "10")]).starts_with("LITESTREAM_SYNC_INTERVAL: invalid duration \"10\""));
+        assert!(
+            e(&[r, ("LITESTREAM_SYNC_INTERVAL", "10")])
+                .starts_with("LITESTREAM_SYNC_INTERVAL: invalid duration \"10\"")
+        );
         assert!(e(&[r, ("LITESTREAM_RETENTION", "-1h")]).starts_with("LITESTREAM_RETENTION: "));
-        assert!(e(&[("LITESTREAM_REPLICA_PATH", "gs://bucket/x")]).starts_with("LITESTREAM_REPLICA_PATH: "));
+        assert!(
+            e(&[("LITESTREAM_REPLICA_PATH", "gs://bucket/x")])
+                .starts_with("LITESTREAM_REPLICA_PATH: ")
+        );
     }
 }

@@ -91,7 +91,10 @@ mod tests {
     fn words_as_go_shellwords_splits_them() {
         assert_eq!(ok("./app --bar=baz"), ["./app", "--bar=baz"]);
         assert_eq!(ok("  app \t a\nb  "), ["app", "a", "b"]);
-        assert_eq!(ok(r#"sh -c "echo 'hi there'""#), ["sh", "-c", "echo 'hi there'"]);
+        assert_eq!(
+            ok(r#"sh -c "echo 'hi there'""#),
+            ["sh", "-c", "echo 'hi there'"]
+        );
         assert_eq!(ok(r#"a 'it''s' "x\"y" b\ c"#), ["a", "its", "x\"y", "b c"]);
         assert_eq!(ok(r"a 'no\escape'"), ["a", r"no\escape"]);
         assert_eq!(ok(r#"a "" ''"#), ["a", "", ""]);

@@ -190,8 +190,10 @@ impl Settings {
                 sources::protocol,
             )?
             .unwrap_or_else(|| "http".into());
-        let host_named = o.host.is_some() || src.var("REMOTE_MEMORY_HOST").is_some() || fr.host.is_some();
-        let port_named = o.port.is_some() || src.var("REMOTE_MEMORY_PORT").is_some() || fr.port.is_some();
+        let host_named =
+            o.host.is_some() || src.var("REMOTE_MEMORY_HOST").is_some() || fr.host.is_some();
+        let port_named =
+            o.port.is_some() || src.var("REMOTE_MEMORY_PORT").is_some() || fr.port.is_some();
         let host = src
             .pick(
                 src.layers(
