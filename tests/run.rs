@@ -148,13 +148,16 @@ fn exec_forwards_sigterm_and_exits_with_the_childs_code() {
     let restored = scene.restore("restored.db", &[]);
     assert_same(&c, &check_sound(&restored));
 
-    // Under `run`, a child killed by the forwarded signal: 128 + 15.
+    // Under `run`, the config's `exec`, a child killed by the forwarded signal: 128 + 15.
+    let with_exec = scene.dir.path().join("exec.yml");
+    let text = std::fs::read_to_string(&scene.config).unwrap();
+    std::fs::write(&with_exec, format!("exec: sleep 600\n{text}")).unwrap();
     let mut r = Replicator::spawn(
         memsync(
             scene.dir.path(),
             &home,
             &[],
-            &["run", "-config", &config, "-exec", "sleep 600"],
+            &["run", "-config", with_exec.to_str().unwrap()],
         ),
         scene.dir.path().join("exec-run.log"),
     );
@@ -162,6 +165,17 @@ fn exec_forwards_sigterm_and_exits_with_the_childs_code() {
     let (status, log) = r.stop();
     assert_eq!(status.code(), Some(143), "{log}");
     assert!(log.contains("memory sync off"), "{log}");
+    // Litestream refuses -exec with -once too.
+    let out = memsync(
+        scene.dir.path(),
+        &home,
+        &[],
+        &["replicate", "-config", &config, "-once", "-exec", "true"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-exec cannot be used with -once"));
 }
 
 #[test]
@@ -274,6 +288,7 @@ fn zero_config_replicates_the_memory_database_from_litestream_variables() {
         "from LITESTREAM_SYNC_INTERVAL",
         "72h",
         "from LITESTREAM_RETENTION",
+        "replication in `memsync run`: on",
     ] {
         assert!(text.contains(needle), "{needle:?} not in:\n{text}");
     }
@@ -295,6 +310,12 @@ fn zero_config_replicates_the_memory_database_from_litestream_variables() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("nothing to run"), "{err}");
+    let out = memsync(&cwd, &home, &off, &["databases"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("replication in `memsync run`: off (LITESTREAM_ENABLED is false)"),
+        "{text}"
+    );
 
     let mut r = Replicator::spawn(
         memsync(&cwd, &home, &env, &["replicate"]),

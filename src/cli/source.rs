@@ -56,13 +56,35 @@ pub(super) fn find(a: &ConfigArgs) -> Result<Option<Found>, CliError> {
     find_with(a, &Overrides::default())
 }
 
-/// `memsync databases`: where the settings came from.
+/// `memsync databases`: where the settings came from, and whether `memsync run` replicates.
 pub(super) fn describe(found: &Found) -> Vec<String> {
+    let mut out = describe_origin(found);
+    match Settings::load(&Overrides::default()).map(|s| s.litestream_enabled) {
+        Ok(Some((on, from))) => out.push(format!(
+            "replication in `memsync run`: {} ({from} is {on})",
+            if on { "on" } else { "off" }
+        )),
+        Ok(None) => out.push("replication in `memsync run`: on (neither LITESTREAM_ENABLED nor litestream_enabled is set)".into()),
+        Err(e) => out.push(format!("replication in `memsync run`: unknown ({e})")),
+    }
+    out
+}
+
+fn describe_origin(found: &Found) -> Vec<String> {
     match &found.origin {
-        Origin::File => vec![format!(
-            "settings from config file {}",
-            found.config.source.display()
-        )],
+        Origin::File => {
+            let mut out = vec![format!(
+                "settings from config file {}",
+                found.config.source.display()
+            )];
+            if std::env::var_os(zeroconf::REPLICA_VAR).is_some_and(|v| !v.is_empty()) {
+                out.push(format!(
+                    "  ({} and the other LITESTREAM_* replica variables are set, and not used: the config file wins)",
+                    zeroconf::REPLICA_VAR
+                ));
+            }
+            out
+        }
         Origin::Env(origins) => {
             let mut out = vec!["settings from the environment (no config file found):".to_owned()];
             for o in origins {
