@@ -34,8 +34,11 @@ pub(super) struct RunArgs {
     remote: RemoteArgs,
 }
 
-/// A sync round in the log: its summary lines, or why it failed. (The round's outcome is
-/// known here: this is where the metrics record it.)
+/// A sync round in the log: its summary lines, or why it failed.
+///
+/// Metrics hook: every round's outcome passes here (number, duration, `Ok` with its
+/// `counts` and exit-code `outcome`, or the error), so `SyncStats::record_round` is called
+/// next to the log lines.
 fn log_round(r: &Round, interval: std::time::Duration) {
     match &r.result {
         Ok(rep) => {
@@ -49,10 +52,17 @@ fn log_round(r: &Round, interval: std::time::Duration) {
                     n.trim_start_matches("memsync: ")
                 );
             }
+            let c = rep.counts;
             tracing::info!(
-                "sync round {} done in {:.2}s (as `sync` it would exit {})",
+                "sync round {} done in {:.2}s: pulled {} new, {} changed, {} removed; pushed {}, failed {}, conflicts {} (as `sync` it would exit {})",
                 r.number,
                 r.duration.as_secs_f64(),
+                c.added,
+                c.changed,
+                c.removed,
+                c.pushed,
+                c.failed,
+                c.conflicts,
                 rep.outcome.code()
             );
         }

@@ -7,7 +7,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::MemoryError;
-use super::commands;
+use super::commands::{self, SyncCounts};
 use super::ctx::Ctx;
 use super::outcome::Outcome;
 use super::pull::PullOptions;
@@ -18,6 +18,8 @@ use super::settings::Settings;
 /// conflicts: exit 3 or 4 for the command) and the lines saying what to do about that.
 #[derive(Debug)]
 pub struct RoundReport {
+    /// What it moved (for the metrics).
+    pub counts: SyncCounts,
     pub lines: Vec<String>,
     pub outcome: Outcome,
     pub notes: Vec<String>,
@@ -57,12 +59,13 @@ impl Rounds {
 
     /// One `sync`: pull, stage local memories, push.
     pub fn round(&self) -> Result<RoundReport, MemoryError> {
-        let text = {
+        let (text, counts) = {
             let _lock = hold(&self.ctx, "run")?;
-            commands::sync(&self.ctx, &PullOptions::default())?
+            commands::sync_counted(&self.ctx, &PullOptions::default())?
         };
         let (outcome, notes) = leftovers(&self.ctx);
         Ok(RoundReport {
+            counts,
             lines: text.lines().map(str::to_owned).collect(),
             outcome,
             notes,
