@@ -219,8 +219,14 @@ impl Ending {
                             name(s),
                             program(&self.exec)
                         );
-                        if let Err(e) = exec::forward(pid, s) {
-                            tracing::warn!("cannot signal {}: {e}", program(&self.exec));
+                        match exec::forward(pid, s) {
+                            Ok(()) => {}
+                            // It exited meanwhile (the same signal reached its process group,
+                            // from a terminal or `timeout`): its exit is the next event.
+                            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                            Err(e) => {
+                                tracing::warn!("cannot signal {}: {e}", program(&self.exec))
+                            }
                         }
                     }
                     None => {

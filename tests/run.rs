@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::mms::{Machine, Server, free_port, hash_of};
+use common::mms::{Machine, Server, hash_of};
 use common::{BIN, Replicator, Scene, assert_same, check_sound, create_memdb, insert_memory};
 
 /// Waits up to a minute for `cond`, naming `what` and showing `log` if it never holds.
@@ -57,6 +57,7 @@ fn run_replicates_and_syncs_on_its_intervals_and_sigterm_flushes() {
     wait_until("pushed the memory staged before", &mut r, || {
         server.rows_with_hash(&hash_of("staged before run")) == 1
     });
+    r.wait_for_log("sync round 1 done");
     // A later round pushes what is staged meanwhile, while replication ships the writes.
     m.ok(&["store", "--offline", "staged while running"]);
     for i in 2..=40 {
@@ -83,10 +84,52 @@ fn run_replicates_and_syncs_on_its_intervals_and_sigterm_flushes() {
 }
 
 #[test]
+fn a_sync_round_in_progress_at_sigterm_finishes() {
+    let scene = Scene::new("", "        sync-interval: 100ms\n");
+    let c = create_memdb(&scene.db);
+    insert_memory(&c, 1);
+    let server = Server::start(&scene.dir.path().join("mms"));
+    // A slow link: each request waits at the proxy, so a push of 15 rows takes seconds.
+    let proxy = common::proxy::Proxy::start(server.port);
+    let m = Machine::new(&scene.dir.path().join("m"), proxy.port).with("SYNC_INTERVAL", "600");
+    for i in 0..15 {
+        m.ok(&["store", "--offline", &format!("slow {i}")]);
+    }
+    proxy.set_delay(Duration::from_millis(150));
+    let config = scene.config.display().to_string();
+    let mut r = Replicator::spawn(
+        m.command(&["run", "-config", &config]),
+        scene.dir.path().join("run.log"),
+    );
+    wait_until("pushed the first row", &mut r, || {
+        server.rows_with_hash(&hash_of("slow 0")) == 1
+    });
+    insert_memory(&c, 2);
+    let (status, log) = r.stop();
+    assert!(status.success(), "run exited {status}:\n{log}");
+    let (signal, done) = (
+        log.find("SIGTERM received: shutting down"),
+        log.find("sync round 1 done"),
+    );
+    assert!(
+        signal.is_some() && done.is_some() && signal < done,
+        "the signal came while the round ran, and the round finished:\n{log}"
+    );
+    assert_eq!(m.staged("pending"), 0, "{log}");
+    for i in 0..15 {
+        assert_eq!(server.rows_with_hash(&hash_of(&format!("slow {i}"))), 1);
+    }
+    let restored = scene.restore("restored.db", &[]);
+    assert_same(&c, &check_sound(&restored));
+}
+
+#[test]
 fn with_the_memory_server_down_replication_goes_on() {
     let scene = Scene::new("", "        sync-interval: 100ms\n");
     let c = create_memdb(&scene.db);
-    let m = Machine::new(&scene.dir.path().join("m"), free_port()).with("SYNC_INTERVAL", "1");
+    // Port 1 on loopback: nothing listens there (a free port could be taken meanwhile by
+    // another test's server).
+    let m = Machine::new(&scene.dir.path().join("m"), 1).with("SYNC_INTERVAL", "1");
     m.ok(&["store", "--offline", "waits for the server"]);
     let config = scene.config.display().to_string();
     let mut r = Replicator::spawn(
