@@ -107,9 +107,11 @@ pub fn run(plan: Plan) -> Result<i32, SuperviseError> {
     let (tx, rx) = mpsc::channel();
     listen(tx.clone())?;
     let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(tokio::sync::Notify::new());
     let replication = match plan.replication {
         Some((config, mut opts)) => {
             opts.caller_signals = true;
+            opts.wake = Some(wake.clone());
             let (started_tx, started_rx) = mpsc::channel();
             opts.started = Some(started_tx);
             let t = tx.clone();
@@ -157,6 +159,7 @@ pub fn run(plan: Plan) -> Result<i32, SuperviseError> {
     // Stop: replication ships what is committed; a sync round in progress finishes.
     let stopped_at = Instant::now();
     stop.store(true, Ordering::Relaxed);
+    wake.notify_one();
     drop(stop_sync);
     while end.replicated.is_none() {
         match rx.recv() {

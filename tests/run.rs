@@ -385,4 +385,16 @@ fn zero_config_replicates_the_memory_database_from_litestream_variables() {
         "the server's database holds the 30 memories"
     );
     assert!(want == got, "the restore differs from the memory database");
+    // The database's path finds its replica through the same variables.
+    let by_path = dir.path().join("by-path.db");
+    let o = memsync(
+        &cwd,
+        &home,
+        &env,
+        &["restore", "-o", by_path.to_str().unwrap(), &db],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dump(&by_path) == want);
 }

@@ -53,7 +53,8 @@ enum Command {
     /// List the WAL segments a replica holds.
     #[command(alias = "segments", alias = "ltx")]
     Wal(replication::ListArgs),
-    /// List the databases of a config file.
+    /// List the databases of a config file (or of LITESTREAM_REPLICA_PATH) and where their
+    /// settings came from.
     Databases(ConfigArgs),
     /// Serve a directory of replicas over HTTP(S) (WebDAV), the backup server for HTTP replicas.
     Serve(serve::ServeArgs),

@@ -48,6 +48,8 @@ pub struct ReplicateOptions {
     pub caller_signals: bool,
     /// Told once every database replicates (`-exec` starts its child then).
     pub started: Option<mpsc::Sender<()>>,
+    /// Notified by a caller that sets `stop`, so the stop is seen at once (else within 1 s).
+    pub wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Handles of one replicated database, for the CLI, tests and the benchmark.
@@ -93,7 +95,7 @@ pub fn run(
     crate::resident::shed();
     // Signals are caught before anything starts: a SIGTERM during a long startup (a first
     // snapshot) must still mean "flush and exit 0", not the default kill.
-    let signalled = Arc::new(tokio::sync::Notify::new());
+    let signalled = opts.wake.clone().unwrap_or_default();
     if !opts.once && !opts.caller_signals {
         // SIGHUP (a closed terminal, a service manager's reload) is a stop too, never the
         // default kill that leaves committed transactions unshipped. Litestream does not catch
