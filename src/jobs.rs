@@ -60,7 +60,11 @@ pub struct Job<T> {
 impl<T> Job<T> {
     /// True once the job ran (or panicked).
     pub fn is_finished(&self) -> bool {
-        self.done.0.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        self.done
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// Waits for the job; `Err` if it panicked.
@@ -114,6 +118,10 @@ mod tests {
         let bad = spawn(|| -> u32 { panic!("boom") });
         assert!(bad.join().is_err());
         let after = spawn(|| 7);
-        assert_eq!(after.join().unwrap(), 7, "a panic does not take a thread down");
+        assert_eq!(
+            after.join().unwrap(),
+            7,
+            "a panic does not take a thread down"
+        );
     }
 }

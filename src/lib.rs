@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 mod demo;
 mod errtext;
+mod exec;
 mod fault;
 mod fsutil;
 mod jobs;
@@ -21,6 +22,7 @@ mod service;
 mod signals;
 pub mod sqlite;
 mod stats;
+mod supervise;
 mod timearg;
 pub mod vec;
 

@@ -35,6 +35,12 @@ impl StopSignals {
 
     /// Waits for the first of them.
     pub async fn recv(&mut self) {
+        self.next().await;
+    }
+
+    /// Waits for the next one and says which (`-exec` forwards that one to its child).
+    pub async fn next(&mut self) -> rustix::process::Signal {
+        use rustix::process::Signal;
         let hup = async {
             match &mut self.hup {
                 Some(s) => {
@@ -44,9 +50,9 @@ impl StopSignals {
             }
         };
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-            _ = hup => {}
+            _ = self.term.recv() => Signal::TERM,
+            _ = self.int.recv() => Signal::INT,
+            _ = hup => Signal::HUP,
         }
     }
 }

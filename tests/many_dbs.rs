@@ -87,7 +87,10 @@ impl Fleet {
     /// Restores database `i` and returns its rows.
     fn restored(&self, i: usize, tag: &str) -> Vec<(i64, String)> {
         let out = self.dir.path().join(format!("restored-{tag}-{i}.db"));
-        let url = format!("file://{}", self.dir.path().join(format!("replica/db{i:03}")).display());
+        let url = format!(
+            "file://{}",
+            self.dir.path().join(format!("replica/db{i:03}")).display()
+        );
         let o = run(&["restore", "-o", out.to_str().unwrap(), &url]);
         assert!(
             o.status.success(),
@@ -158,7 +161,7 @@ fn two_hundred_databases_replicate_exactly_on_a_bounded_pool() {
     for round in 0..6 {
         // A random subset of about a quarter of the databases gets a few commits.
         for (i, c) in conns.iter().enumerate() {
-            if rng.next() % 4 != 0 {
+            if !rng.next().is_multiple_of(4) {
                 continue;
             }
             for k in 0..=(rng.next() % 3) {
@@ -180,9 +183,17 @@ fn two_hundred_databases_replicate_exactly_on_a_bounded_pool() {
         "{most_threads} threads for 200 databases on a pool of {WORKERS}"
     );
     let status = sigterm(&mut child);
-    assert!(status.success(), "memsync exited with {status}:\n{}", f.log());
+    assert!(
+        status.success(),
+        "memsync exited with {status}:\n{}",
+        f.log()
+    );
     for (i, c) in conns.iter().enumerate() {
-        assert_eq!(f.restored(i, "final"), rows(c), "database {i} restores exactly");
+        assert_eq!(
+            f.restored(i, "final"),
+            rows(c),
+            "database {i} restores exactly"
+        );
     }
 }
 
@@ -215,7 +226,10 @@ fn a_kill_with_fifty_databases_mid_write_loses_nothing_after_restart() {
     for (i, p) in f.dbs.iter().enumerate().step_by(7) {
         let got = f.restored(i, "killed");
         let src = rows(&conn(p));
-        assert!(got.len() <= src.len() && got[..] == src[..got.len()], "db {i}: not a prefix");
+        assert!(
+            got.len() <= src.len() && got[..] == src[..got.len()],
+            "db {i}: not a prefix"
+        );
     }
     std::thread::sleep(Duration::from_secs(1));
     let mut child = f.start();
@@ -224,8 +238,16 @@ fn a_kill_with_fifty_databases_mid_write_loses_nothing_after_restart() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     let status = sigterm(&mut child);
-    assert!(status.success(), "memsync exited with {status}:\n{}", f.log());
+    assert!(
+        status.success(),
+        "memsync exited with {status}:\n{}",
+        f.log()
+    );
     for (i, p) in f.dbs.iter().enumerate() {
-        assert_eq!(f.restored(i, "final"), rows(&conn(p)), "database {i} restores exactly");
+        assert_eq!(
+            f.restored(i, "final"),
+            rows(&conn(p)),
+            "database {i} restores exactly"
+        );
     }
 }

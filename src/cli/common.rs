@@ -50,7 +50,7 @@ pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
     out
 }
 
-fn default_config_path() -> Option<PathBuf> {
+pub(super) fn default_config_path() -> Option<PathBuf> {
     for var in ["MEMSYNC_CONFIG", "LITESTREAM_CONFIG"] {
         if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
             return Some(PathBuf::from(p));
@@ -62,12 +62,12 @@ fn default_config_path() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// The config file, else the configuration `LITESTREAM_REPLICA_PATH` describes
+/// (`super::source`).
 pub(super) fn load_config(a: &ConfigArgs) -> Result<Config, CliError> {
-    let path = match &a.config {
-        Some(p) => p.clone(),
-        None => default_config_path().ok_or(CliError::NoConfigFile)?,
-    };
-    Ok(config::load(&path, !a.no_expand_env)?)
+    super::source::find(a)?
+        .map(|f| f.config)
+        .ok_or(CliError::NoConfigFile)
 }
 
 /// The replica(s) a DB_PATH-or-URL argument designates.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::config::ConfigError;
+use crate::exec::ExecError;
 use crate::memory::MemoryError;
 use crate::memory::outcome::Outcome;
 use crate::replica::ReplicaError;
@@ -14,6 +15,7 @@ use crate::replicate::ReplicateError;
 use crate::restore::RestoreError;
 use crate::serve::ServeError;
 use crate::service::ServiceError;
+use crate::supervise::SuperviseError;
 
 /// A command failure; `memsync: error: <message>` on stderr.
 #[derive(Debug, Error)]
@@ -39,7 +41,7 @@ pub enum CliError {
     LogFormat(String),
     /// No `-config` and no config file at the default places.
     #[error(
-        "no config file: pass -config FILE (none found at ./litestream.yml or /etc/litestream.yml)"
+        "no config file: pass -config FILE (none found at ./litestream.yml or /etc/litestream.yml), or set LITESTREAM_REPLICA_PATH to replicate the memory database"
     )]
     NoConfigFile,
     /// A plain path argument is neither a replica directory nor a database of a config.
@@ -123,6 +125,9 @@ pub enum CliError {
     /// A memory command failed (its exit code is its own outcome).
     #[error(transparent)]
     Memory(Box<MemoryError>),
+    /// `run` or `replicate -exec` could not run its jobs or its child.
+    #[error(transparent)]
+    Supervise(Box<SuperviseError>),
     /// The demo or the benchmark failed (their errors are messages, not kinds).
     #[error("{0}")]
     Tool(String),
@@ -139,7 +144,12 @@ macro_rules! boxed_from {
         }
     )*};
 }
-boxed_from!(ConfigError => Config, ReplicateError => Replicate, ReplicaError => Replica, MemoryError => Memory, ServeError => Serve, ServiceError => Service);
+boxed_from!(ConfigError => Config, ReplicateError => Replicate, ReplicaError => Replica, MemoryError => Memory, ServeError => Serve, ServiceError => Service, SuperviseError => Supervise);
+impl From<ExecError> for CliError {
+    fn from(e: ExecError) -> Self {
+        CliError::Supervise(Box::new(e.into()))
+    }
+}
 
 impl From<RestoreError> for CliError {
     fn from(source: RestoreError) -> Self {
@@ -211,6 +221,13 @@ impl CliError {
                 | ServiceError::Write { .. }
                 | ServiceError::Remove { .. } => Kind::Io,
                 ServiceError::Spawn { .. } | ServiceError::Failed { .. } => Kind::Internal,
+            },
+            CliError::Supervise(e) => match &**e {
+                SuperviseError::Replicate(e) => replicate_kind(e),
+                SuperviseError::Exec(ExecError::Words { .. }) => Kind::Config,
+                SuperviseError::Exec(ExecError::Start { .. }) => Kind::NotFound,
+                SuperviseError::Exec(ExecError::Wait { .. }) => Kind::Io,
+                SuperviseError::Signals(_) | SuperviseError::Thread(_) => Kind::Internal,
             },
             CliError::Memory(e) => match e.outcome() {
                 Outcome::Locked => Kind::Busy,

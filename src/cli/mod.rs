@@ -14,8 +14,10 @@ mod logging;
 mod pick;
 mod replication;
 mod restore;
+mod run;
 mod serve;
 mod service;
+mod source;
 
 use std::ffi::OsString;
 
@@ -44,6 +46,9 @@ pub struct Cli {
 enum Command {
     /// Continuously replicate databases (from -config, or DB_PATH REPLICA_URL...).
     Replicate(replication::ReplicateArgs),
+    /// One long-running process: replicate (litestream.yml, or LITESTREAM_REPLICA_PATH) and
+    /// sync memories every SYNC_INTERVAL, until SIGTERM/SIGINT; -exec runs an application.
+    Run(run::RunArgs),
     /// Rebuild a database from a replica, latest or at a point in time.
     Restore(restore::RestoreArgs),
     /// List the snapshots a replica holds.
@@ -51,7 +56,8 @@ enum Command {
     /// List the WAL segments a replica holds.
     #[command(alias = "segments", alias = "ltx")]
     Wal(replication::ListArgs),
-    /// List the databases of a config file.
+    /// List the databases of a config file (or of LITESTREAM_REPLICA_PATH) and where their
+    /// settings came from.
     Databases(ConfigArgs),
     /// Serve a directory of replicas over HTTP(S) (WebDAV), the backup server for HTTP replicas.
     Serve(serve::ServeArgs),
@@ -117,7 +123,8 @@ fn run_memory(m: crate::memory::cli::MemoryCommand) -> Result<i32, CliError> {
 fn run(command: Command, log: &logging::Overrides) -> Result<i32, CliError> {
     log.apply();
     match command {
-        Command::Replicate(a) => replication::cmd_replicate(a, log)?,
+        Command::Replicate(a) => return replication::cmd_replicate(a, log),
+        Command::Run(a) => return run::cmd_run(a, log),
         Command::Restore(a) => restore::cmd_restore(a)?,
         Command::Snapshots(a) => replication::cmd_list(a, true)?,
         Command::Wal(a) => replication::cmd_list(a, false)?,

@@ -25,6 +25,10 @@ pub(super) struct ReplicateArgs {
     /// Replace replicas that belong to another database (deletes their files).
     #[arg(long = "takeover")]
     takeover: bool,
+    /// Run this command as a child once replication runs, forward stop signals to it, and
+    /// exit with its code when it exits (over the config's `exec`).
+    #[arg(long = "exec", value_name = "CMD")]
+    exec: Option<String>,
     /// Database path, then one or more replica URLs (instead of -config).
     args: Vec<String>,
 }
@@ -43,7 +47,23 @@ pub(super) struct ListArgs {
     target: String,
 }
 
-pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<(), CliError> {
+/// Logging of the long-running commands: the config's `logging` section (stdout unless
+/// `stderr: true`, as Litestream), then LOG_LEVEL (as Litestream) and -log-level, -log-format.
+pub(super) fn apply_logging(l: config::LoggingConfig, log: &Overrides) -> Result<(), CliError> {
+    crate::log::set_filter(match l.level {
+        config::LogLevel::Debug => tracing::level_filters::LevelFilter::DEBUG,
+        config::LogLevel::Info => tracing::level_filters::LevelFilter::INFO,
+        config::LogLevel::Warn => tracing::level_filters::LevelFilter::WARN,
+        config::LogLevel::Error => tracing::level_filters::LevelFilter::ERROR,
+    });
+    crate::log::set_output(!l.stderr, l.format == config::LogFormat::Json);
+    log.check_env()?;
+    log.apply();
+    Ok(())
+}
+
+/// `memsync replicate`; its exit code (the child's, with `-exec`).
+pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<i32, CliError> {
     let cfg = if a.args.is_empty() {
         load_config(&a.cfg)?
     } else {
@@ -59,35 +79,42 @@ pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<(), Cli
         }
         config::from_cli(&a.args[0], &a.args[1..])?
     };
-    // Logging: the config's `logging` section (stdout unless `stderr: true`, as Litestream),
-    // then LOG_LEVEL (as Litestream) and -log-level, -log-format.
-    let l = cfg.logging;
-    crate::log::set_filter(match l.level {
-        config::LogLevel::Debug => tracing::level_filters::LevelFilter::DEBUG,
-        config::LogLevel::Info => tracing::level_filters::LevelFilter::INFO,
-        config::LogLevel::Warn => tracing::level_filters::LevelFilter::WARN,
-        config::LogLevel::Error => tracing::level_filters::LevelFilter::ERROR,
-    });
-    crate::log::set_output(!l.stderr, l.format == config::LogFormat::Json);
-    log.check_env()?;
-    log.apply();
+    apply_logging(cfg.logging, log)?;
     let opts = ReplicateOptions {
         convert_to_wal: a.convert_to_wal,
         once: a.once,
         takeover: a.takeover,
+        ..Default::default()
     };
+    if let Some(line) = a.exec.or_else(|| cfg.exec.clone()) {
+        if a.once {
+            return Err(CliError::Arguments("-exec cannot be used with -once"));
+        }
+        let plan = crate::supervise::Plan {
+            exec: Some(crate::exec::ExecCommand::parse(&line)?),
+            replication: Some((cfg, opts)),
+            sync: None,
+            observe: Box::new(|_| {}),
+        };
+        return Ok(crate::supervise::run(plan)?);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     replicate::run(&cfg, &opts, stop)?;
-    Ok(())
+    Ok(0)
 }
 
-/// `memsync databases`: the databases of a config file and their replicas.
+/// `memsync databases`: the databases of a config file (or of the environment's
+/// configuration) and their replicas, then where the settings came from.
 pub(super) fn cmd_databases(a: &ConfigArgs) -> Result<(), CliError> {
-    let cfg = load_config(a)?;
+    let found = super::source::find(a)?.ok_or(CliError::NoConfigFile)?;
     println!("{:<50} replicas", "path");
-    for db in &cfg.dbs {
+    for db in &found.config.dbs {
         let names: Vec<&str> = db.replicas.iter().map(|r| r.name.as_str()).collect();
         println!("{:<50} {}", db.path.display(), names.join(","));
+    }
+    println!();
+    for l in super::source::describe(&found) {
+        println!("{l}");
     }
     Ok(())
 }

@@ -156,12 +156,20 @@ impl Ctx<'_> {
             dbs.push(db);
             spans.push(span);
         }
+        let exec = match raw.exec {
+            Some(e) => match crate::exec::split(&e.value) {
+                Ok(_) => Some(e.value),
+                Err(why) => return Err(self.invalid(Some(line_of(&e)), format!("`exec`: {why}"))),
+            },
+            None => None,
+        };
         let config = Config {
             dbs,
             addr: raw.addr,
             logging,
             source: self.file.to_path_buf(),
             tiers,
+            exec,
         };
         Ok((config, spans))
     }

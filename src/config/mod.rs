@@ -16,6 +16,7 @@ mod raw;
 mod tiers;
 mod url;
 mod validate;
+pub mod zeroconf;
 
 #[cfg(test)]
 mod tests;
@@ -59,6 +60,8 @@ pub struct Config {
     pub source: PathBuf,
     /// Restore-point tiers (`l0-retention`, `levels`).
     pub tiers: Tiers,
+    /// `exec`: the application to run as a child once replication runs (checked to split).
+    pub exec: Option<String>,
 }
 
 /// One entry of `dbs`.
@@ -84,6 +87,24 @@ pub struct DbConfig {
     pub spool_budget: u64,
     /// Replicas of this database (at least one).
     pub replicas: Vec<ReplicaConfig>,
+}
+
+impl DbConfig {
+    /// A database with every setting at its default (the command line's and the
+    /// environment's configurations).
+    pub fn with_defaults(path: PathBuf, replicas: Vec<ReplicaConfig>) -> DbConfig {
+        DbConfig {
+            path,
+            meta_path: None,
+            monitor_interval: DEFAULT_MONITOR_INTERVAL,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            min_checkpoint_page_count: DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
+            truncate_page_n: DEFAULT_TRUNCATE_PAGE_N,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            spool_budget: DEFAULT_SPOOL_BUDGET,
+            replicas,
+        }
+    }
 }
 
 /// One replica of a database.
@@ -345,21 +366,12 @@ pub fn from_cli(db: &str, urls: &[String]) -> Result<Config, ConfigError> {
         replicas.push(r);
     }
     let config = Config {
-        dbs: vec![DbConfig {
-            path,
-            meta_path: None,
-            monitor_interval: DEFAULT_MONITOR_INTERVAL,
-            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
-            min_checkpoint_page_count: DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
-            truncate_page_n: DEFAULT_TRUNCATE_PAGE_N,
-            busy_timeout: DEFAULT_BUSY_TIMEOUT,
-            spool_budget: DEFAULT_SPOOL_BUDGET,
-            replicas,
-        }],
+        dbs: vec![DbConfig::with_defaults(path, replicas)],
         addr: None,
         logging: LoggingConfig::default(),
         source: PathBuf::from("(command line)"),
         tiers: Tiers::default(),
+        exec: None,
     };
     validate::validate(&config, None)?;
     Ok(config)

@@ -19,7 +19,6 @@ const UNSUPPORTED_KEYS: &[&str] = &[
     "max-checkpoint-page-count",
     "validation-interval",
     "socket",
-    "exec",
     "snapshot",
     "l0-retention-check-interval",
     "shutdown-sync-timeout",
@@ -83,6 +82,8 @@ pub(super) struct RawConfig {
     pub(super) dbs: Option<Vec<Spanned<RawDb>>>,
     pub(super) addr: Option<String>,
     pub(super) logging: Option<RawLogging>,
+    /// The application `replicate` and `run` start as their child (`-exec`).
+    pub(super) exec: S<String>,
     pub(super) access_key_id: Option<String>,
     pub(super) secret_access_key: Option<String>,
     // Global defaults for replicas (Litestream v0.5).

@@ -58,7 +58,7 @@ pub struct RemoteArgs {
 }
 
 impl RemoteArgs {
-    fn overrides(&self) -> Overrides {
+    pub(crate) fn overrides(&self) -> Overrides {
         Overrides {
             config: self.sync_config.clone(),
             host: self.host.clone(),

@@ -192,6 +192,23 @@ pub fn sync(ctx: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
     if opts.dry_run {
         return sync_dry_run(ctx, opts);
     }
+    sync_counted(ctx, opts).map(|(text, _)| text)
+}
+
+/// What a finished sync moved: the numbers of its `sync completed` line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SyncCounts {
+    pub staged: usize,
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+    pub conflicts: usize,
+    pub pushed: usize,
+    pub failed: usize,
+}
+
+/// A sync (not a dry run): its text and its counts.
+pub fn sync_counted(ctx: &Ctx, opts: &PullOptions) -> Result<(String, SyncCounts), MemoryError> {
     let t0 = Instant::now();
     let have_local = ctx.settings.memory_db.is_file();
     let mut out = Vec::new();
@@ -210,6 +227,15 @@ pub fn sync(ctx: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
     }
     let pushed = push(ctx, false)?;
     out.push(push_summary(&pushed));
+    let counts = SyncCounts {
+        staged,
+        added: pulled.added,
+        changed: pulled.changed,
+        removed: pulled.removed,
+        conflicts: pulled.conflicts + pushed.conflicts,
+        pushed: pushed.pushed(),
+        failed: pushed.failed,
+    };
     ctx.log.line(
         "sync",
         &format!(
@@ -223,7 +249,7 @@ pub fn sync(ctx: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
             t0.elapsed().as_secs_f64()
         ),
     );
-    Ok(out.join("\n"))
+    Ok((out.join("\n"), counts))
 }
 
 /// `sync --dry-run`: the pull's plan, the local memories that would be staged and the rows

@@ -24,6 +24,7 @@ pub(crate) mod push;
 pub(crate) mod queue;
 mod readonly;
 mod record;
+pub(crate) mod rounds;
 pub(crate) mod runner;
 pub(crate) mod settings;
 pub(crate) mod settle;

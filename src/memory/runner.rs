@@ -19,7 +19,7 @@ pub fn hold(c: &Ctx, command: &str) -> Result<StagingLock, MemoryError> {
 
 /// What a finished push, pull or sync leaves over: failed rows (exit 3) or open conflicts
 /// (exit 4), with a line saying what to do about it.
-fn leftovers(c: &Ctx) -> (Outcome, Vec<String>) {
+pub(super) fn leftovers(c: &Ctx) -> (Outcome, Vec<String>) {
     let Ok(Some(st)) = Staging::open_existing(&c.settings.staging_db) else {
         return (Outcome::Done, Vec::new());
     };

@@ -81,6 +81,14 @@ pub struct Settings {
     /// `~/.mcp_memory_staging/sync_config.json`), whether or not one is there; `None` without
     /// a home directory.
     pub config_path: Option<PathBuf>,
+    /// Where `memory_db` came from: a flag, a variable, the settings file, or "default".
+    pub memory_db_from: String,
+    /// Whether a server was named (host or port by flag, variable or settings file) rather
+    /// than left at the default: `memsync run` syncs only then.
+    pub remote_named: bool,
+    /// `LITESTREAM_ENABLED`, else the settings file's `litestream_enabled`, with its source:
+    /// switches replication in `memsync run`.
+    pub litestream_enabled: Option<(bool, String)>,
 }
 
 /// Values given on the command line (highest precedence).
@@ -182,6 +190,10 @@ impl Settings {
                 sources::protocol,
             )?
             .unwrap_or_else(|| "http".into());
+        let host_named =
+            o.host.is_some() || src.var("REMOTE_MEMORY_HOST").is_some() || fr.host.is_some();
+        let port_named =
+            o.port.is_some() || src.var("REMOTE_MEMORY_PORT").is_some() || fr.port.is_some();
         let host = src
             .pick(
                 src.layers(
@@ -296,6 +308,17 @@ impl Settings {
                 .parent()
                 .map_or_else(|| PathBuf::from("sync.log"), |d| d.join("sync.log")),
         };
+        let memory_db_from = if o.memory_db.is_some() {
+            "--memory-db".to_owned()
+        } else if src.var("MCP_MEMORY_SQLITE_PATH").is_some() {
+            "MCP_MEMORY_SQLITE_PATH".to_owned()
+        } else if fl.memory_db.is_some() {
+            src.file_key("local.memory_db")
+        } else if src.var("MCP_MEMORY_BASE_DIR").is_some() {
+            "MCP_MEMORY_BASE_DIR".to_owned()
+        } else {
+            "default".to_owned()
+        };
         let memory_db = match o.memory_db.clone() {
             Some(p) => p,
             None => match src.var("MCP_MEMORY_SQLITE_PATH").or(fl.memory_db) {
@@ -310,6 +333,12 @@ impl Settings {
                         .join(".local/share/mcp-memory/sqlite_vec.db"),
                 },
             },
+        };
+        let litestream_enabled = match src.flag("LITESTREAM_ENABLED")? {
+            Some(on) => Some((on, "LITESTREAM_ENABLED".to_owned())),
+            None => file
+                .litestream_enabled
+                .map(|on| (on, src.file_key("litestream_enabled"))),
         };
         let replica = o
             .replica
@@ -349,6 +378,9 @@ impl Settings {
             verbose: o.verbose || src.flag("SYNC_VERBOSE")?.unwrap_or(false),
             source,
             config_path,
+            memory_db_from,
+            remote_named: host_named || port_named,
+            litestream_enabled,
         })
     }
 

@@ -43,6 +43,13 @@ pub struct ReplicateOptions {
     pub once: bool,
     /// Take over replicas that belong to another database (their files are deleted).
     pub takeover: bool,
+    /// The caller catches SIGTERM/SIGINT/SIGHUP and sets `stop` itself (`memsync run`, and
+    /// `-exec`, which forwards them to its child first): none are listened for here.
+    pub caller_signals: bool,
+    /// Told once every database replicates (`-exec` starts its child then).
+    pub started: Option<std::sync::mpsc::Sender<()>>,
+    /// Notified by a caller that sets `stop`, so the stop is seen at once (else within 1 s).
+    pub wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Handles of one replicated database, for the CLI, tests and the benchmark.
@@ -88,8 +95,8 @@ pub fn run(
     crate::resident::shed();
     // Signals are caught before anything starts: a SIGTERM during a long startup (a first
     // snapshot) must still mean "flush and exit 0", not the default kill.
-    let signalled = Arc::new(tokio::sync::Notify::new());
-    if !opts.once {
+    let signalled = opts.wake.clone().unwrap_or_default();
+    if !opts.once && !opts.caller_signals {
         // SIGHUP (a closed terminal, a service manager's reload) is a stop too, never the
         // default kill that leaves committed transactions unshipped. Litestream does not catch
         // it (Go's default: exit at once); there is nothing to reload short of a restart.
@@ -151,6 +158,9 @@ pub fn run(
         }
         None => None,
     };
+    if let Some(started) = &opts.started {
+        let _ = started.send(());
+    }
     if !opts.once {
         rt.block_on(async {
             let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -296,6 +296,21 @@ pub struct Replicator {
 }
 
 impl Replicator {
+    /// Starts `cmd` (a memsync command that runs until stopped: `run`, `replicate` with
+    /// other arguments), its stdout and stderr going to `log`.
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Replicator {
+        let out = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Replicator {
+            child: Some(child),
+            log,
+        }
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill(mut self) {
         let mut c = self.child.take().unwrap();

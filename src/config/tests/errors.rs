@@ -44,7 +44,6 @@ fn unsupported_litestream_keys() {
     );
     for (text, key) in [
         ("mcp-addr: x\n", "mcp-addr"),
-        ("exec: foo\n", "exec"),
         ("dbs:\n  - dir: /data\n    pattern: '*.db'\n", "dir"),
         (
             "dbs:\n  - path: /a\n    max-checkpoint-page-count: 10\n",

@@ -426,3 +426,15 @@ fn spool_budget_takes_sizes_and_refuses_nonsense() {
         assert!(e.to_string().contains("spool-budget"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn exec_is_kept_when_it_splits_into_words() {
+    let c = ok(
+        "exec: \"sh -c 'sleep 1; exit 3'\"\ndbs:\n  - path: /a.db\n    replica:\n      path: /b\n",
+    );
+    assert_eq!(c.exec.as_deref(), Some("sh -c 'sleep 1; exit 3'"));
+    assert_eq!(
+        err("exec: \"app 'unclosed\"\ndbs:\n  - path: /a.db\n    replica:\n      path: /b\n"),
+        "litestream.yml:1: `exec`: a single quote is not closed"
+    );
+}

@@ -41,8 +41,7 @@ pub(super) struct SettingsFile {
     pub local: FileLocal,
     pub conflict_resolution: Option<String>,
     pub auto_sync_interval: Option<u64>,
-    /// Accepted for compatibility with the guide; replication is configured in litestream.yml.
-    #[allow(dead_code)]
+    /// The guide's switch: replication in `memsync run` (under `LITESTREAM_ENABLED`).
     pub litestream_enabled: Option<bool>,
 }
 

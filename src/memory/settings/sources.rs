@@ -36,6 +36,11 @@ impl<'a> Sources<'a> {
         self.file = file.display().to_string();
     }
 
+    /// How a settings-file key is named in messages.
+    pub fn file_key(&self, key: &str) -> String {
+        format!("{} key {key}", self.file)
+    }
+
     /// An environment variable; empty counts as unset.
     pub fn var(&self, name: &str) -> Option<String> {
         (self.env)(name).filter(|v| !v.trim().is_empty())

@@ -1,0 +1,130 @@
+//! `memsync run`: the long-running process a service starts. Replication as `replicate` does
+//! it (the config file, else `LITESTREAM_REPLICA_PATH`; switched off by `LITESTREAM_ENABLED` /
+//! `litestream_enabled` false) and, when a memory server is configured, a `sync` round every
+//! `SYNC_INTERVAL`, with one shutdown and an optional `-exec` child (`crate::supervise`).
+
+use clap::Args;
+
+use super::common::ConfigArgs;
+use super::error::CliError;
+use super::logging::Overrides;
+use crate::exec::ExecCommand;
+use crate::memory::MemoryError;
+use crate::memory::cli::RemoteArgs;
+use crate::memory::rounds::Round;
+use crate::memory::settings::Settings;
+use crate::replicate::ReplicateOptions;
+use crate::supervise::{self, Plan};
+
+#[derive(Debug, Args)]
+pub(super) struct RunArgs {
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    /// Run this command as a child once replication runs, forward stop signals to it, and
+    /// exit with its code when it exits (over the config's `exec`).
+    #[arg(long = "exec", value_name = "CMD")]
+    exec: Option<String>,
+    /// Switch a rollback-journal database to WAL mode instead of refusing it.
+    #[arg(long = "convert-to-wal")]
+    convert_to_wal: bool,
+    /// Replace replicas that belong to another database (deletes their files).
+    #[arg(long = "takeover")]
+    takeover: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// A sync round in the log: its summary lines, or why it failed.
+///
+/// Metrics hook: every round's outcome passes here (number, duration, `Ok` with its
+/// `counts` and exit-code `outcome`, or the error), so `SyncStats::record_round` is called
+/// next to the log lines.
+fn log_round(r: &Round, interval: std::time::Duration) {
+    match &r.result {
+        Ok(rep) => {
+            for l in &rep.lines {
+                tracing::info!("sync round {}: {l}", r.number);
+            }
+            for n in &rep.notes {
+                tracing::warn!(
+                    "sync round {}: {}",
+                    r.number,
+                    n.trim_start_matches("memsync: ")
+                );
+            }
+            let c = rep.counts;
+            tracing::info!(
+                "sync round {} done in {:.2}s: pulled {} new, {} changed, {} removed; pushed {}, failed {}, conflicts {} (as `sync` it would exit {})",
+                r.number,
+                r.duration.as_secs_f64(),
+                c.added,
+                c.changed,
+                c.removed,
+                c.pushed,
+                c.failed,
+                c.conflicts,
+                rep.outcome.code()
+            );
+        }
+        Err(e) => tracing::warn!(
+            "sync round {} failed (next round in {}s; replication goes on): {e}",
+            r.number,
+            interval.as_secs()
+        ),
+    }
+}
+
+pub(super) fn cmd_run(a: RunArgs, log: &Overrides) -> Result<i32, CliError> {
+    let overrides = a.remote.overrides();
+    let settings = Settings::load(&overrides).map_err(MemoryError::from)?;
+    let found = super::source::find_with(&a.cfg, &overrides)?;
+    super::replication::apply_logging(
+        found.as_ref().map(|f| f.config.logging).unwrap_or_default(),
+        log,
+    )?;
+    let exec = a
+        .exec
+        .or_else(|| found.as_ref().and_then(|f| f.config.exec.clone()));
+    let replication = match (found, &settings.litestream_enabled) {
+        (_, Some((false, from))) => {
+            tracing::info!("replication off: {from} is false");
+            None
+        }
+        (Some(f), _) => Some((
+            f.config,
+            ReplicateOptions {
+                convert_to_wal: a.convert_to_wal,
+                takeover: a.takeover,
+                ..Default::default()
+            },
+        )),
+        (None, _) => {
+            tracing::info!(
+                "replication off: no config file and no {}",
+                crate::config::zeroconf::REPLICA_VAR
+            );
+            None
+        }
+    };
+    let sync = if settings.remote_named {
+        Some(crate::memory::rounds::Rounds::new(settings))
+    } else {
+        tracing::info!(
+            "memory sync off: no server configured (REMOTE_MEMORY_HOST or REMOTE_MEMORY_PORT, or remote.host in the settings file)"
+        );
+        None
+    };
+    if replication.is_none() && sync.is_none() {
+        return Err(CliError::Arguments(
+            "run: nothing to run: no replication (no config file, no LITESTREAM_REPLICA_PATH, or LITESTREAM_ENABLED=false) and no memory server (REMOTE_MEMORY_HOST)",
+        ));
+    }
+    let interval = sync.as_ref().map(|s| s.interval()).unwrap_or_default();
+    let plan = Plan {
+        replication,
+        sync,
+        exec: exec.as_deref().map(ExecCommand::parse).transpose()?,
+        observe: Box::new(move |r| log_round(r, interval)),
+    };
+    Ok(supervise::run(plan)?)
+}

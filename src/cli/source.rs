@@ -1,0 +1,99 @@
+//! Where replication's configuration comes from: a config file (`-config`, `$MEMSYNC_CONFIG`,
+//! `$LITESTREAM_CONFIG`, `./litestream.yml`, `/etc/litestream.yml`) when there is one, which
+//! wins; else the guide's `LITESTREAM_*` variables for the local memory database (zero-config).
+
+use crate::config::{self, Config, zeroconf};
+use crate::memory::settings::{Overrides, Settings};
+
+use super::common::{ConfigArgs, default_config_path};
+use super::error::CliError;
+
+/// Where a configuration came from.
+pub(super) enum Origin {
+    File,
+    /// The environment, setting by setting.
+    Env(Vec<zeroconf::Origin>),
+}
+
+pub(super) struct Found {
+    pub config: Config,
+    pub origin: Origin,
+}
+
+/// The config file when there is one, else the environment's configuration (the memory
+/// database as `settings` resolve it), else `None`.
+pub(super) fn find_with(a: &ConfigArgs, settings: &Overrides) -> Result<Option<Found>, CliError> {
+    let path = a.config.clone().or_else(default_config_path);
+    if let Some(path) = path {
+        let config = config::load(&path, !a.no_expand_env)?;
+        if std::env::var_os(zeroconf::REPLICA_VAR).is_some_and(|v| !v.is_empty()) {
+            tracing::info!(
+                "config file {} wins over {}: the LITESTREAM_* replica variables are not used",
+                path.display(),
+                zeroconf::REPLICA_VAR
+            );
+        }
+        return Ok(Some(Found {
+            config,
+            origin: Origin::File,
+        }));
+    }
+    if std::env::var_os(zeroconf::REPLICA_VAR).is_none_or(|v| v.is_empty()) {
+        return Ok(None);
+    }
+    let s = Settings::load(settings).map_err(crate::memory::MemoryError::from)?;
+    let env = |n: &str| std::env::var(n).ok();
+    Ok(
+        zeroconf::from_env(&env, &s.memory_db, &s.memory_db_from)?.map(|e| Found {
+            config: e.config,
+            origin: Origin::Env(e.origins),
+        }),
+    )
+}
+
+/// [`find_with`] with memory sync's settings from the environment and its settings file.
+pub(super) fn find(a: &ConfigArgs) -> Result<Option<Found>, CliError> {
+    find_with(a, &Overrides::default())
+}
+
+/// `memsync databases`: where the settings came from, and whether `memsync run` replicates.
+pub(super) fn describe(found: &Found) -> Vec<String> {
+    let mut out = describe_origin(found);
+    match Settings::load(&Overrides::default()).map(|s| s.litestream_enabled) {
+        Ok(Some((on, from))) => out.push(format!(
+            "replication in `memsync run`: {} ({from} is {on})",
+            if on { "on" } else { "off" }
+        )),
+        Ok(None) => out.push("replication in `memsync run`: on (neither LITESTREAM_ENABLED nor litestream_enabled is set)".into()),
+        Err(e) => out.push(format!("replication in `memsync run`: unknown ({e})")),
+    }
+    out
+}
+
+fn describe_origin(found: &Found) -> Vec<String> {
+    match &found.origin {
+        Origin::File => {
+            let mut out = vec![format!(
+                "settings from config file {}",
+                found.config.source.display()
+            )];
+            if std::env::var_os(zeroconf::REPLICA_VAR).is_some_and(|v| !v.is_empty()) {
+                out.push(format!(
+                    "  ({} and the other LITESTREAM_* replica variables are set, and not used: the config file wins)",
+                    zeroconf::REPLICA_VAR
+                ));
+            }
+            out
+        }
+        Origin::Env(origins) => {
+            let mut out = vec!["settings from the environment (no config file found):".to_owned()];
+            for o in origins {
+                out.push(format!(
+                    "  {:<14} {:<40} from {}",
+                    o.setting, o.value, o.from
+                ));
+            }
+            out
+        }
+    }
+}

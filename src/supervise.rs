@@ -1,0 +1,297 @@
+//! One long-running process: replication of the configured databases, memory sync rounds
+//! every `SYNC_INTERVAL`, and Litestream's `exec` child, under one shutdown.
+//!
+//! Each job runs on its own thread and reports to one event loop here, which owns the stop
+//! signals: without a child, SIGTERM/SIGINT/SIGHUP stop everything; with one, they are
+//! forwarded to it and memsync stops when it exits (by itself or after the signal). Stopping
+//! ships what is committed (replication's own flush) and lets a sync round in progress finish,
+//! for at most [`SYNC_GRACE`]. A failed sync round never stops replication; replication
+//! retries unreachable replicas itself, and only an error that ends it (a database gone, the
+//! lock held) ends the process, with exit 1, so that a service manager restarts it.
+
+use std::io;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+
+use crate::config::Config;
+use crate::exec::{self, ExecCommand, ExecError};
+use crate::memory::rounds::{Round, Rounds};
+use crate::replicate::{self, ReplicateError, ReplicateOptions};
+
+/// How long a stop waits for a sync round in progress; past it the process exits and cuts
+/// the round (what the server confirmed is recorded, the rest stays staged).
+pub const SYNC_GRACE: Duration = Duration::from_secs(30);
+
+/// What to run.
+pub struct Plan {
+    /// The databases to replicate, if replication is on.
+    pub replication: Option<(Config, ReplicateOptions)>,
+    /// Memory sync rounds, if a server is configured.
+    pub sync: Option<Rounds>,
+    /// The application to run as a child once replication runs.
+    pub exec: Option<ExecCommand>,
+    /// Told how each sync round ended.
+    pub observe: Box<dyn FnMut(&Round) + Send>,
+}
+
+/// Why the process could not run or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    #[error("listening for signals: {0}")]
+    Signals(#[source] io::Error),
+    #[error("starting a thread: {0}")]
+    Thread(#[source] io::Error),
+    #[error(transparent)]
+    Replicate(#[from] ReplicateError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+}
+
+enum Event {
+    Signal(Signal),
+    /// Replication runs (or there is none): the child may start.
+    Started,
+    Replication(Result<(), ReplicateError>),
+    Child(io::Result<ExitStatus>),
+}
+
+fn name(s: Signal) -> &'static str {
+    match s {
+        Signal::TERM => "SIGTERM",
+        Signal::INT => "SIGINT",
+        Signal::HUP => "SIGHUP",
+        _ => "a signal",
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, SuperviseError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(SuperviseError::Thread)
+}
+
+/// Listens for SIGTERM, SIGINT and SIGHUP from now on (before anything starts: a signal
+/// during a long first snapshot is still a clean stop) and sends each as an event.
+fn listen(tx: Sender<Event>) -> Result<(), SuperviseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(SuperviseError::Signals)?;
+    let mut signals = {
+        let _rt = rt.enter();
+        crate::signals::StopSignals::new(true).map_err(SuperviseError::Signals)?
+    };
+    spawn("signals", move || {
+        rt.block_on(async {
+            loop {
+                let s = signals.next().await;
+                if tx.send(Event::Signal(s)).is_err() {
+                    return;
+                }
+            }
+        })
+    })?;
+    Ok(())
+}
+
+/// Runs the plan until a stop signal, the child's exit or the end of replication; the exit
+/// code: the child's (128 + signal when a signal killed it), else 0.
+pub fn run(plan: Plan) -> Result<i32, SuperviseError> {
+    let (tx, rx) = mpsc::channel();
+    listen(tx.clone())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let replication = match plan.replication {
+        Some((config, mut opts)) => {
+            opts.caller_signals = true;
+            opts.wake = Some(wake.clone());
+            let (started_tx, started_rx) = mpsc::channel();
+            opts.started = Some(started_tx);
+            let t = tx.clone();
+            spawn("started", move || {
+                if started_rx.recv().is_ok() {
+                    let _ = t.send(Event::Started);
+                }
+            })?;
+            let (t, stop) = (tx.clone(), stop.clone());
+            Some(spawn("replicate", move || {
+                let r = replicate::run(&config, &opts, stop).map(|_| ());
+                let _ = t.send(Event::Replication(r));
+            })?)
+        }
+        None => {
+            let _ = tx.send(Event::Started);
+            None
+        }
+    };
+    let (stop_sync, sync_stopped) = mpsc::channel::<()>();
+    let (sync_done_tx, sync_done) = mpsc::channel::<()>();
+    if let Some(rounds) = plan.sync {
+        let mut observe = plan.observe;
+        tracing::info!(
+            "memory sync with {} every {}s",
+            rounds.server(),
+            rounds.interval().as_secs()
+        );
+        spawn("sync", move || {
+            rounds.run(&sync_stopped, &mut observe);
+            drop(sync_done_tx);
+        })?;
+    } else {
+        drop(sync_done_tx);
+    }
+    let mut end = Ending {
+        exec: plan.exec,
+        child: None,
+        code: 0,
+        replicated: replication.is_none().then_some(Ok(())),
+        failed: None,
+        tx,
+    };
+    end.wait(&rx);
+    // Stop: replication ships what is committed; a sync round in progress finishes.
+    let stopped_at = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    wake.notify_one();
+    drop(stop_sync);
+    while end.replicated.is_none() {
+        match rx.recv() {
+            Ok(Event::Replication(r)) => end.replicated = Some(r),
+            Ok(Event::Signal(s)) => {
+                tracing::info!(
+                    "{} received while shutting down: still shipping what is committed",
+                    name(s)
+                )
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    if let Some(h) = replication {
+        let _ = h.join();
+    }
+    match sync_done.recv_timeout(SYNC_GRACE.saturating_sub(stopped_at.elapsed())) {
+        Err(RecvTimeoutError::Timeout) => tracing::warn!(
+            "a sync round still runs {}s after the stop: it is cut (what the server confirmed is recorded, the rest stays staged for the next round)",
+            SYNC_GRACE.as_secs()
+        ),
+        Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
+    }
+    if let Some(e) = end.failed {
+        return Err(e);
+    }
+    match end.replicated {
+        Some(Err(e)) => Err(e.into()),
+        _ => Ok(end.code),
+    }
+}
+
+/// The event loop's state: what is running and how the process will end.
+struct Ending {
+    exec: Option<ExecCommand>,
+    /// The running child's pid, until its exit is seen.
+    child: Option<u32>,
+    code: i32,
+    /// How replication ended, once it did (`Ok` at once when there is none).
+    replicated: Option<Result<(), ReplicateError>>,
+    /// The child could not start.
+    failed: Option<SuperviseError>,
+    tx: Sender<Event>,
+}
+
+impl Ending {
+    /// Handles events until the process should stop.
+    fn wait(&mut self, rx: &Receiver<Event>) {
+        let program = |e: &Option<ExecCommand>| {
+            e.as_ref()
+                .map_or_else(String::new, |e| e.program().to_owned())
+        };
+        while let Ok(ev) = rx.recv() {
+            match ev {
+                Event::Signal(s) => match self.child {
+                    Some(pid) => {
+                        tracing::info!(
+                            "{} received: forwarding it to {}",
+                            name(s),
+                            program(&self.exec)
+                        );
+                        match exec::forward(pid, s) {
+                            Ok(()) => {}
+                            // It exited meanwhile (the same signal reached its process group,
+                            // from a terminal or `timeout`): its exit is the next event.
+                            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                            Err(e) => {
+                                tracing::warn!("cannot signal {}: {e}", program(&self.exec))
+                            }
+                        }
+                    }
+                    None => {
+                        tracing::info!("{} received: shutting down", name(s));
+                        return;
+                    }
+                },
+                Event::Started => {
+                    let Some(cmd) = &self.exec else { continue };
+                    match cmd.spawn() {
+                        Ok(mut child) => {
+                            self.child = Some(child.id());
+                            tracing::info!("started {} (pid {})", cmd.program(), child.id());
+                            let t = self.tx.clone();
+                            if let Err(e) = spawn("exec", move || {
+                                let _ = t.send(Event::Child(child.wait()));
+                            }) {
+                                self.failed = Some(e);
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            self.failed = Some(e.into());
+                            return;
+                        }
+                    }
+                }
+                Event::Child(status) => {
+                    self.child = None;
+                    match status {
+                        Ok(st) => {
+                            self.code = exec::exit_code(st);
+                            tracing::info!("{} exited ({st}): shutting down", program(&self.exec));
+                        }
+                        Err(source) => {
+                            self.failed = Some(
+                                ExecError::Wait {
+                                    program: program(&self.exec),
+                                    source,
+                                }
+                                .into(),
+                            );
+                        }
+                    }
+                    return;
+                }
+                Event::Replication(r) => {
+                    if let Err(e) = &r {
+                        tracing::error!("replication stopped: {e}");
+                    }
+                    self.replicated = Some(r);
+                    match self.child {
+                        // The application is not left running unreplicated: it is stopped
+                        // as a signal would stop it, and memsync exits when it has.
+                        Some(pid) => {
+                            tracing::info!("stopping {} (SIGTERM)", program(&self.exec));
+                            let _ = exec::forward(pid, Signal::TERM);
+                        }
+                        None => return,
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! `memsync run` (replication and memory sync in one long-running process), zero-config
+//! replication from the guide's `LITESTREAM_*` variables, and Litestream's `exec`: real
+//! processes, a real mcp-memory-service 12.4.0 server, restores compared with the source.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::mms::{Machine, Server, hash_of};
+use common::{BIN, Replicator, Scene, assert_same, check_sound, create_memdb, insert_memory};
+
+/// Waits up to a minute for `cond`, naming `what` and showing `log` if it never holds.
+fn wait_until(what: &str, r: &mut Replicator, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(r.running(), "memsync exited before {what}:\n{}", r.log());
+        assert!(
+            Instant::now() < deadline,
+            "never {what}; memsync's log:\n{}",
+            r.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// memsync with nothing from the caller's environment but PATH, HOME and `env`, in `cwd`.
+fn memsync(cwd: &Path, home: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
+    std::fs::create_dir_all(cwd).unwrap();
+    std::fs::create_dir_all(home).unwrap();
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .envs(env.iter().copied());
+    c
+}
+
+#[test]
+fn run_replicates_and_syncs_on_its_intervals_and_sigterm_flushes() {
+    let scene = Scene::new("", "        sync-interval: 100ms\n");
+    let c = create_memdb(&scene.db);
+    insert_memory(&c, 1);
+    let server = Server::start(&scene.dir.path().join("mms"));
+    // The machine's own memory database is missing (pull is skipped): the replicated
+    // database here is an application's, not the service's.
+    let m = Machine::new(&scene.dir.path().join("m"), server.port).with("SYNC_INTERVAL", "1");
+    m.ok(&["store", "--offline", "staged before run"]);
+    let config = scene.config.display().to_string();
+    let mut r = Replicator::spawn(
+        m.command(&["run", "-config", &config]),
+        scene.dir.path().join("run.log"),
+    );
+    wait_until("pushed the memory staged before", &mut r, || {
+        server.rows_with_hash(&hash_of("staged before run")) == 1
+    });
+    r.wait_for_log("sync round 1 done");
+    // A later round pushes what is staged meanwhile, while replication ships the writes.
+    m.ok(&["store", "--offline", "staged while running"]);
+    for i in 2..=40 {
+        insert_memory(&c, i);
+    }
+    wait_until("pushed the memory staged while running", &mut r, || {
+        server.rows_with_hash(&hash_of("staged while running")) == 1
+    });
+    scene.wait_for_rows(40);
+    for i in 41..=60 {
+        insert_memory(&c, i);
+    }
+    let (status, log) = r.stop();
+    assert!(status.success(), "run exited {status}:\n{log}");
+    assert!(
+        log.contains("sync round 1: ") && log.contains("sync round 2: "),
+        "{log}"
+    );
+    assert!(log.contains("replicating 1 database(s)"), "{log}");
+    assert_eq!(m.staged("pending"), 0);
+    // The replica restores to the last commit before SIGTERM.
+    let restored = scene.restore("restored.db", &[]);
+    assert_same(&c, &check_sound(&restored));
+}
+
+#[test]
+fn a_sync_round_in_progress_at_sigterm_finishes() {
+    let scene = Scene::new("", "        sync-interval: 100ms\n");
+    let c = create_memdb(&scene.db);
+    insert_memory(&c, 1);
+    let server = Server::start(&scene.dir.path().join("mms"));
+    // A slow link: each request waits at the proxy, so a push of 15 rows takes seconds.
+    let proxy = common::proxy::Proxy::start(server.port);
+    let m = Machine::new(&scene.dir.path().join("m"), proxy.port).with("SYNC_INTERVAL", "600");
+    for i in 0..15 {
+        m.ok(&["store", "--offline", &format!("slow {i}")]);
+    }
+    proxy.set_delay(Duration::from_millis(150));
+    let config = scene.config.display().to_string();
+    let mut r = Replicator::spawn(
+        m.command(&["run", "-config", &config]),
+        scene.dir.path().join("run.log"),
+    );
+    wait_until("pushed the first row", &mut r, || {
+        server.rows_with_hash(&hash_of("slow 0")) == 1
+    });
+    insert_memory(&c, 2);
+    let (status, log) = r.stop();
+    assert!(status.success(), "run exited {status}:\n{log}");
+    let (signal, done) = (
+        log.find("SIGTERM received: shutting down"),
+        log.find("sync round 1 done"),
+    );
+    assert!(
+        signal.is_some() && done.is_some() && signal < done,
+        "the signal came while the round ran, and the round finished:\n{log}"
+    );
+    assert_eq!(m.staged("pending"), 0, "{log}");
+    for i in 0..15 {
+        assert_eq!(server.rows_with_hash(&hash_of(&format!("slow {i}"))), 1);
+    }
+    let restored = scene.restore("restored.db", &[]);
+    assert_same(&c, &check_sound(&restored));
+}
+
+#[test]
+fn with_the_memory_server_down_replication_goes_on() {
+    let scene = Scene::new("", "        sync-interval: 100ms\n");
+    let c = create_memdb(&scene.db);
+    // Port 1 on loopback: nothing listens there (a free port could be taken meanwhile by
+    // another test's server).
+    let m = Machine::new(&scene.dir.path().join("m"), 1).with("SYNC_INTERVAL", "1");
+    m.ok(&["store", "--offline", "waits for the server"]);
+    let config = scene.config.display().to_string();
+    let mut r = Replicator::spawn(
+        m.command(&["run", "-config", &config]),
+        scene.dir.path().join("run.log"),
+    );
+    r.wait_for_log("sync round 1 failed");
+    for i in 1..=30 {
+        insert_memory(&c, i);
+    }
+    scene.wait_for_rows(30);
+    r.wait_for_log("sync round 2 failed");
+    for i in 31..=45 {
+        insert_memory(&c, i);
+    }
+    let (status, log) = r.stop();
+    assert!(status.success(), "run exited {status}:\n{log}");
+    assert_eq!(m.staged("pending"), 1, "the staged memory is kept");
+    let restored = scene.restore("restored.db", &[]);
+    assert_same(&c, &check_sound(&restored));
+}
+
+#[test]
+fn exec_forwards_sigterm_and_exits_with_the_childs_code() {
+    let scene = Scene::new("", "        sync-interval: 100ms\n");
+    let c = create_memdb(&scene.db);
+    for i in 1..=10 {
+        insert_memory(&c, i);
+    }
+    let home = scene.dir.path().join("home");
+    let config = scene.config.display().to_string();
+    // A child that exits 7 on SIGTERM, under `replicate -exec`.
+    let child = "sh -c 'trap \"exit 7\" TERM; echo child-ready; while :; do sleep 0.1; done'";
+    let mut r = Replicator::spawn(
+        memsync(
+            scene.dir.path(),
+            &home,
+            &[],
+            &["replicate", "-config", &config, "-exec", child],
+        ),
+        scene.dir.path().join("exec.log"),
+    );
+    r.wait_for_log("child-ready");
+    for i in 11..=25 {
+        insert_memory(&c, i);
+    }
+    let (status, log) = r.stop();
+    assert_eq!(status.code(), Some(7), "{log}");
+    assert!(
+        log.contains("SIGTERM received: forwarding it to sh"),
+        "{log}"
+    );
+    let started = log.find("started sh").expect("child started");
+    assert!(
+        log.find("replicating 1 database(s)")
+            .is_some_and(|i| i < started),
+        "the child starts once replication runs:\n{log}"
+    );
+    let restored = scene.restore("restored.db", &[]);
+    assert_same(&c, &check_sound(&restored));
+
+    // Under `run`, the config's `exec`, a child killed by the forwarded signal: 128 + 15.
+    let with_exec = scene.dir.path().join("exec.yml");
+    let text = std::fs::read_to_string(&scene.config).unwrap();
+    std::fs::write(&with_exec, format!("exec: sleep 600\n{text}")).unwrap();
+    let mut r = Replicator::spawn(
+        memsync(
+            scene.dir.path(),
+            &home,
+            &[],
+            &["run", "-config", with_exec.to_str().unwrap()],
+        ),
+        scene.dir.path().join("exec-run.log"),
+    );
+    r.wait_for_log("started sleep");
+    let (status, log) = r.stop();
+    assert_eq!(status.code(), Some(143), "{log}");
+    assert!(log.contains("memory sync off"), "{log}");
+    // Litestream refuses -exec with -once too.
+    let out = memsync(
+        scene.dir.path(),
+        &home,
+        &[],
+        &["replicate", "-config", &config, "-once", "-exec", "true"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-exec cannot be used with -once"));
+}
+
+#[test]
+fn a_child_that_exits_by_itself_stops_memsync_after_a_final_flush() {
+    let scene = Scene::new("", "        sync-interval: 1s\n");
+    let c = common::app_conn(&scene.db);
+    c.execute_batch("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (-1);")
+        .unwrap();
+    // The child commits 100 transactions, the last just before it exits 3: they reach the
+    // replica only through memsync's final flush.
+    let code = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nfor i in range(100):\n    c.execute(\"INSERT INTO t VALUES (?)\", (i,))\n    c.commit()\nsys.exit(3)\n";
+    let exec = format!("/usr/bin/python3 -c '{code}' {}", scene.db.display());
+    assert!(
+        Path::new("/usr/bin/python3").exists(),
+        "this test's child is /usr/bin/python3 (scripts/harness.sh needs it too)"
+    );
+    let config = scene.config.display().to_string();
+    let mut r = Replicator::spawn(
+        memsync(
+            scene.dir.path(),
+            &scene.dir.path().join("home"),
+            &[],
+            &["replicate", "-config", &config, "-exec", &exec],
+        ),
+        scene.dir.path().join("exec.log"),
+    );
+    let status = r.wait_exit(Duration::from_secs(60));
+    let log = r.log();
+    assert_eq!(status.and_then(|s| s.code()), Some(3), "{log}");
+    assert!(
+        log.contains("exited (exit status: 3): shutting down"),
+        "{log}"
+    );
+    let restored = scene.restore("restored.db", &[]);
+    let r = rusqlite::Connection::open(&restored).unwrap();
+    let (n, max): (i64, i64) = r
+        .query_row("SELECT count(*), max(x) FROM t", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((n, max), (101, 99), "the last commits before the exit");
+}
+
+/// Every row of every ordinary table (virtual tables are read through their shadow tables).
+fn dump(path: &Path) -> Vec<(String, Vec<Vec<rusqlite::types::Value>>)> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    tables
+        .into_iter()
+        .map(|t| {
+            // Ordered by every column: some tables have no rowid.
+            let n = c
+                .prepare(&format!("SELECT * FROM \"{t}\""))
+                .unwrap()
+                .column_count();
+            let by: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+            let mut st = c
+                .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY {}", by.join(",")))
+                .unwrap();
+            let rows = st
+                .query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            (t, rows)
+        })
+        .collect()
+}
+
+#[test]
+fn zero_config_replicates_the_memory_database_from_litestream_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("mms"));
+    for i in 0..20 {
+        server.post(
+            &format!("memory {i} before"),
+            &["zero"],
+            serde_json::json!({}),
+        );
+    }
+    let db = server.db().display().to_string();
+    let replica: PathBuf = dir.path().join("backup/sqlite_vec.db");
+    let replica_s = replica.display().to_string();
+    let (cwd, home) = (dir.path().join("cwd"), dir.path().join("home"));
+    let env = [
+        ("MCP_MEMORY_SQLITE_PATH", db.as_str()),
+        ("LITESTREAM_REPLICA_PATH", replica_s.as_str()),
+        ("LITESTREAM_SYNC_INTERVAL", "200ms"),
+        ("LITESTREAM_RETENTION", "72h"),
+        ("LITESTREAM_COMPRESS", "true"),
+    ];
+    let out = memsync(&cwd, &home, &env, &["databases"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        db.as_str(),
+        "from MCP_MEMORY_SQLITE_PATH",
+        "from LITESTREAM_REPLICA_PATH",
+        "200ms",
+        "from LITESTREAM_SYNC_INTERVAL",
+        "72h",
+        "from LITESTREAM_RETENTION",
+        "replication in `memsync run`: on",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+    // Compression cannot be switched off: refused in one line.
+    let mut no = env;
+    no[4] = ("LITESTREAM_COMPRESS", "false");
+    let out = memsync(&cwd, &home, &no, &["replicate"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("LITESTREAM_COMPRESS: \"false\" is refused"),
+        "{err}"
+    );
+    // Replication switched off and no memory server: `run` has nothing to do.
+    let mut off = env.to_vec();
+    off.push(("LITESTREAM_ENABLED", "false"));
+    let out = memsync(&cwd, &home, &off, &["run"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("nothing to run"), "{err}");
+    let out = memsync(&cwd, &home, &off, &["databases"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("replication in `memsync run`: off (LITESTREAM_ENABLED is false)"),
+        "{text}"
+    );
+
+    let mut r = Replicator::spawn(
+        memsync(&cwd, &home, &env, &["replicate"]),
+        dir.path().join("replicate.log"),
+    );
+    r.wait_for_log("replicating 1 database(s)");
+    for i in 0..10 {
+        server.post(
+            &format!("memory {i} while replicating"),
+            &["zero"],
+            serde_json::json!({}),
+        );
+    }
+    server.stop();
+    let (status, log) = r.stop();
+    assert!(status.success(), "replicate exited {status}:\n{log}");
+    let out = dir.path().join("restored.db");
+    let o = common::run(&["restore", "-o", out.to_str().unwrap(), &replica_s]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (want, got) = (dump(&server.db()), dump(&out));
+    assert!(
+        want.iter()
+            .any(|(t, rows)| t == "memories" && rows.len() == 30),
+        "the server's database holds the 30 memories"
+    );
+    assert!(want == got, "the restore differs from the memory database");
+    // The database's path finds its replica through the same variables.
+    let by_path = dir.path().join("by-path.db");
+    let o = memsync(
+        &cwd,
+        &home,
+        &env,
+        &["restore", "-o", by_path.to_str().unwrap(), &db],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dump(&by_path) == want);
+}
