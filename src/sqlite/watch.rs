@@ -183,8 +183,16 @@ mod linux {
         Ignored,
     }
 
+    /// The process's one inotify instance; `None` (said once in the log) when the kernel
+    /// refuses it, typically because the user's `fs.inotify.max_user_instances` are all taken.
     pub(super) fn init() -> Option<OwnedFd> {
-        inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).ok()
+        inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC)
+            .inspect_err(|e| {
+                tracing::warn!(
+                    "no file events ({e}; fs.inotify.max_user_instances reached?): databases are polled every monitor-interval"
+                )
+            })
+            .ok()
     }
 
     pub(super) fn watch(fd: &OwnedFd, dir: &Path) -> Option<i32> {
@@ -240,6 +248,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (a, b) = (d.path().join("a.db"), d.path().join("b.db"));
         let mut w = DirWatch::new();
+        assert!(
+            w.fd().is_some(),
+            "no inotify instance (is fs.inotify.max_user_instances exhausted by other processes?)"
+        );
         w.add(&a, 1);
         w.add(&b, 2);
         std::fs::write(d.path().join("a.db-wal"), b"x").unwrap();
