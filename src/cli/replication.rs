@@ -75,6 +75,7 @@ pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<(), Cli
         convert_to_wal: a.convert_to_wal,
         once: a.once,
         takeover: a.takeover,
+        ..ReplicateOptions::default()
     };
     let stop = Arc::new(AtomicBool::new(false));
     replicate::run(&cfg, &opts, stop)?;

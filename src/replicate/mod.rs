@@ -43,6 +43,9 @@ pub struct ReplicateOptions {
     pub once: bool,
     /// Take over replicas that belong to another database (their files are deleted).
     pub takeover: bool,
+    /// Memory-sync counters to show at `addr` and weigh in `/health`, when this process
+    /// syncs too.
+    pub sync_stats: Option<Arc<crate::stats::SyncStats>>,
 }
 
 /// Handles of one replicated database, for the CLI, tests and the benchmark.
@@ -58,10 +61,15 @@ pub struct DbHandle {
 /// Meta directory of a database: `meta-path`, or `.<name>-memsync` next to the real database
 /// file (symlinks resolved, so every name of one database shares one spool and one lock).
 pub fn meta_dir(db: &DbConfig) -> PathBuf {
-    if let Some(p) = &db.meta_path {
-        return p.clone();
+    match &db.meta_path {
+        Some(p) => p.clone(),
+        None => default_meta_dir(&db.path),
     }
-    let real = real_path(&db.path);
+}
+
+/// Meta directory of the database at `path` when no `meta-path` is configured.
+pub fn default_meta_dir(path: &std::path::Path) -> PathBuf {
+    let real = real_path(path);
     let name = real
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -121,27 +129,40 @@ pub fn run(
     tracing::info!("replicating {} database(s)", dbs.len());
     // Nor is the recovery and first-snapshot code.
     crate::resident::shed();
-    let _metrics = match &config.addr {
-        Some(addr) => {
-            let listener = rt.block_on(crate::metrics::bind(addr)).map_err(|source| {
-                ReplicateError::Metrics {
-                    addr: addr.clone(),
-                    source,
-                }
-            })?;
-            let sources = dbs
-                .iter()
-                .map(|d| crate::metrics::Source {
-                    db: d.handle.path.display().to_string(),
-                    stats: d.handle.stats.clone(),
-                    replicas: d.handle.replicas.clone(),
-                })
-                .collect();
-            tracing::info!("metrics on http://{addr}/metrics");
-            Some(rt.spawn(crate::metrics::serve(listener, sources)))
-        }
+    let listener = match &config.addr {
+        Some(addr) => Some(rt.block_on(crate::metrics::bind(addr)).map_err(|source| {
+            ReplicateError::Metrics {
+                addr: addr.clone(),
+                source,
+            }
+        })?),
         None => None,
     };
+    let sources = dbs
+        .iter()
+        .zip(&config.dbs)
+        .map(|(d, c)| crate::metrics::Source {
+            db: d.handle.path.display().to_string(),
+            meta_dir: meta_dir(c),
+            stats: d.handle.stats.clone(),
+            replicas: (d.handle.replicas.iter().zip(&c.replicas))
+                .map(|((name, stats), r)| crate::metrics::ReplicaSource {
+                    name: name.clone(),
+                    sync_interval: r.sync_interval,
+                    stats: stats.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    if let Some(addr) = &config.addr {
+        tracing::info!("metrics on http://{addr}/metrics, health on /health");
+    }
+    let exposed = crate::metrics::Exposed {
+        sources,
+        sync: opts.sync_stats.clone(),
+    };
+    // Dropped on return, after the final flush: the state files go with it.
+    let _observer = crate::metrics::start(&rt, listener, exposed, !opts.once);
     if !opts.once {
         rt.block_on(async {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -373,6 +394,7 @@ fn start_db(
         pos_rx.clone(),
         tiers.top(),
         db.spool_budget,
+        stats.clone(),
     )));
     Ok(Running {
         monitor,

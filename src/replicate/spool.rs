@@ -149,14 +149,15 @@ impl Spool {
     /// merged into the next level (compaction reads them here), files after `keep_after` (the
     /// saved page map's position) and the newest file (it tells a restarted monitor where the
     /// WAL stood).
-    /// `top` is the highest compaction level (never merged further).
-    pub fn prune(&self, upto: TxId, keep_after: Option<TxId>, top: u8) -> io::Result<usize> {
+    /// `top` is the highest compaction level (never merged further). Returns the files and
+    /// bytes removed.
+    pub fn prune(&self, upto: TxId, keep_after: Option<TxId>, top: u8) -> io::Result<(usize, u64)> {
         let keys = self.keys()?;
         let newest = keys.iter().map(|k| k.max_txid()).max();
         let marks: Vec<Option<TxId>> = (0..top)
             .map(|l| replica_formats::watermark(&keys, l))
             .collect();
-        let mut n = 0;
+        let (mut n, mut bytes) = (0, 0);
         for k in &keys {
             let pending_merge = match k.level() {
                 Some(l) if l.get() < top => Some(k.max_txid()) > marks[l.get() as usize],
@@ -169,14 +170,15 @@ impl Spool {
                 && !pending_merge
                 && !needed_for_replay
             {
+                let size = fs::metadata(self.path(k)).map_or(0, |m| m.len());
                 match fs::remove_file(self.path(k)) {
-                    Ok(()) => n += 1,
+                    Ok(()) => (n, bytes) = (n + 1, bytes + size),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
                 }
             }
         }
-        Ok(n)
+        Ok((n, bytes))
     }
 }
 
