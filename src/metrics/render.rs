@@ -296,14 +296,11 @@ fn render_sync(out: &mut String, s: &SyncStats) {
         samples.push((format!("le=\"{le}\""), cumulative.to_string()));
     }
     let name = "memsync_sync_round_duration_seconds";
-    family(
-        out,
-        name,
-        "histogram",
-        "Memory sync round durations.",
-        samples,
-    );
-    // The `_sum` and `_count` samples belong to the histogram's family, right after it.
+    // A histogram's samples are `_bucket`, `_sum` and `_count` of its family's name.
+    family(out, name, "histogram", "Memory sync round durations.", []);
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}_bucket{{{labels}}} {v}");
+    }
     let _ = writeln!(out, "{name}_sum {}", ms(&s.duration_sum_ms));
     let _ = writeln!(out, "{name}_count {cumulative}");
 }
