@@ -269,6 +269,21 @@ fn status(dir: &Path, db: &Path, config: &Path, closed_port: u16) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Bytes of the files under `dir` (temp files aside).
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        if m.is_dir() {
+            total += dir_bytes(&e.path());
+        } else if !e.file_name().to_string_lossy().ends_with(".tmp") {
+            total += m.len();
+        }
+    }
+    total
+}
+
 #[test]
 fn metrics_health_and_status_follow_a_replica_that_goes_away_and_comes_back() {
     let s = Scene::new("", "");
@@ -378,6 +393,18 @@ fn metrics_health_and_status_follow_a_replica_that_goes_away_and_comes_back() {
     wait_until("the remote replica caught up", log, || {
         caught_up(&Scrape::take(addr_port), "remote")
     });
+
+    // The tracked spool figure is what the directory holds (no writes now; compaction and
+    // pruning may still move it between a scrape and the walk: polled).
+    let spool = dir.join(".db.sqlite-memsync").join("spool");
+    wait_until(
+        "memsync_spool_bytes matches the spool directory",
+        log,
+        || {
+            let tracked = Scrape::take(addr_port).value("memsync_spool_bytes", None);
+            tracked > 0.0 && tracked == dir_bytes(&spool) as f64
+        },
+    );
 
     let (st, out) = r.stop();
     assert!(st.success(), "{out}");
