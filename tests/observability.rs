@@ -356,8 +356,10 @@ fn metrics_health_and_status_follow_a_replica_that_goes_away_and_comes_back() {
         lag = sc.value("memsync_replica_lag_seconds", Some("remote"));
         lag > 0.0 && sc.value("memsync_spool_bytes", None) > 0.0
     });
+    let before = first.value("memsync_position", None);
     wait_until("the lag grows while the replica is down", log, || {
         let sc = Scrape::take(addr_port);
+        assert!(sc.value("memsync_position", None) > before);
         sc.value("memsync_replica_lag_seconds", Some("remote")) > lag
             && sc.value("memsync_replica_position", Some("remote"))
                 < sc.value("memsync_position", None)

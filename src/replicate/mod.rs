@@ -6,6 +6,7 @@ mod error;
 pub mod fdlimit;
 pub mod lineage;
 pub mod lock;
+mod observe;
 pub mod policy;
 mod prune;
 pub mod shipper;
@@ -129,40 +130,9 @@ pub fn run(
     tracing::info!("replicating {} database(s)", dbs.len());
     // Nor is the recovery and first-snapshot code.
     crate::resident::shed();
-    let listener = match &config.addr {
-        Some(addr) => Some(rt.block_on(crate::metrics::bind(addr)).map_err(|source| {
-            ReplicateError::Metrics {
-                addr: addr.clone(),
-                source,
-            }
-        })?),
-        None => None,
-    };
-    let sources = dbs
-        .iter()
-        .zip(&config.dbs)
-        .map(|(d, c)| crate::metrics::Source {
-            db: d.handle.path.display().to_string(),
-            meta_dir: meta_dir(c),
-            stats: d.handle.stats.clone(),
-            replicas: (d.handle.replicas.iter().zip(&c.replicas))
-                .map(|((name, stats), r)| crate::metrics::ReplicaSource {
-                    name: name.clone(),
-                    sync_interval: r.sync_interval,
-                    stats: stats.clone(),
-                })
-                .collect(),
-        })
-        .collect();
-    if let Some(addr) = &config.addr {
-        tracing::info!("metrics on http://{addr}/metrics, health on /health");
-    }
-    let exposed = crate::metrics::Exposed {
-        sources,
-        sync: opts.sync_stats.clone(),
-    };
     // Dropped on return, after the final flush: the state files go with it.
-    let _observer = crate::metrics::start(&rt, listener, exposed, !opts.once);
+    let handles: Vec<&DbHandle> = dbs.iter().map(|d| &d.handle).collect();
+    let _observer = observe::start(&rt, config, &handles, opts)?;
     if !opts.once {
         rt.block_on(async {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
