@@ -339,6 +339,12 @@ fn metrics_health_and_status_follow_a_replica_that_goes_away_and_comes_back() {
         (Some("ok"), Some(2))
     );
     assert_eq!(get(addr_port, "/nothing").unwrap().0, 404);
+    // A request head past 16 KiB is refused (431, or the connection closed before it was all
+    // sent), and the server goes on answering.
+    let big = format!("/metrics?{}", "x".repeat(20_000));
+    let refused = get(addr_port, &big).map(|a| a.0);
+    assert!(matches!(refused, None | Some(431)), "{refused:?}");
+    assert_eq!(get(addr_port, "/health").unwrap().0, 200);
     wait_until("status shows the replicator", log, || {
         let out = status(&dir, &s.db, &s.config, closed_port);
         out.contains(&format!("replication  running (pid {})", r.pid()))

@@ -229,6 +229,23 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectKey>) -> io::Result<()> {
 mod tests {
     use super::*;
     use replica_formats::testkit::{seg_at, segment};
+    use std::io::Write;
+
+    /// Pruning says what it removed: files at or below the position, never the newest.
+    #[test]
+    fn prune_counts_the_files_and_bytes_it_removes() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        for t in 1..=3u64 {
+            let bytes = vec![0u8; 10 * t as usize];
+            spool
+                .write(&seg_at(0, t, t, t as i64), |w| w.write_all(&bytes))
+                .unwrap();
+        }
+        let upto = TxId::new(3).unwrap();
+        assert_eq!(spool.prune(upto, None, 0).unwrap(), (2, 30));
+        assert_eq!(spool.keys().unwrap(), [seg_at(0, 3, 3, 3)]);
+    }
 
     /// What a power cut leaves (an empty file, a file cut short, a header under another key, a
     /// temp file) is dropped; whole files stay.
