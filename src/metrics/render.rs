@@ -175,7 +175,7 @@ const REPLICA_METRICS: [RepMetric; 7] = [
     (
         "memsync_replica_last_success_timestamp_seconds",
         "gauge",
-        "When the replica last answered a whole shipping pass (Unix time; 0 = never).",
+        "When the replica last answered a whole shipping pass or its listing at start (Unix time; 0 = never).",
         |_, r, _| secs(r.last_ok_ms),
     ),
     (
