@@ -51,15 +51,7 @@ pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
 }
 
 pub(super) fn default_config_path() -> Option<PathBuf> {
-    for var in ["MEMSYNC_CONFIG", "LITESTREAM_CONFIG"] {
-        if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            return Some(PathBuf::from(p));
-        }
-    }
-    ["litestream.yml", "/etc/litestream.yml"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    config::default_path()
 }
 
 /// The config file, else the configuration `LITESTREAM_REPLICA_PATH` describes

@@ -275,6 +275,20 @@ fn loc(file: &Path, line: Option<u64>, col: Option<u64>) -> String {
     s
 }
 
+/// The config file used when none is named: `MEMSYNC_CONFIG`, `LITESTREAM_CONFIG`, else
+/// `litestream.yml` in the working directory, else `/etc/litestream.yml`, if it exists.
+pub fn default_path() -> Option<std::path::PathBuf> {
+    for var in ["MEMSYNC_CONFIG", "LITESTREAM_CONFIG"] {
+        if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            return Some(std::path::PathBuf::from(p));
+        }
+    }
+    ["litestream.yml", "/etc/litestream.yml"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+}
+
 /// Reads and parses the config file at `path` using the process environment.
 ///
 /// `expand_env = false` corresponds to `-no-expand-env`: the text is parsed as is.

@@ -109,9 +109,24 @@ pub fn status(ctx: &Ctx) -> Result<String, MemoryError> {
             s.memory_db.display()
         )),
     }
+    out.extend(replication(&s.memory_db));
     out.push(format!("policy       {}", s.conflict.as_str()));
     if let Some(r) = &s.replica {
         out.push(format!("replica      {r}"));
     }
     Ok(out.join("\n"))
+}
+
+/// The replication of the memory database, as a running replicator's state file says: its
+/// meta directory is the one a config file (the default one) sets for that database, else the
+/// default next to it.
+fn replication(db: &std::path::Path) -> Vec<String> {
+    use crate::replicate::{default_meta_dir, meta_dir, real_path};
+    let real = real_path(db);
+    let configured = crate::config::default_path()
+        .and_then(|p| crate::config::load(&p, true).ok())
+        .and_then(|c| c.dbs.into_iter().find(|d| real_path(&d.path) == real))
+        .map(|d| meta_dir(&d));
+    let meta = configured.unwrap_or_else(|| default_meta_dir(db));
+    crate::metrics::state::describe(&meta, crate::stats::unix_ms())
 }

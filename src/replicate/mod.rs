@@ -7,6 +7,7 @@ mod error;
 pub mod fdlimit;
 pub mod lineage;
 pub mod lock;
+mod observe;
 pub mod policy;
 mod prune;
 pub mod shipper;
@@ -50,6 +51,9 @@ pub struct ReplicateOptions {
     pub started: Option<std::sync::mpsc::Sender<()>>,
     /// Notified by a caller that sets `stop`, so the stop is seen at once (else within 1 s).
     pub wake: Option<Arc<tokio::sync::Notify>>,
+    /// Memory-sync counters to show at `addr` and weigh in `/health`, when this process
+    /// syncs too.
+    pub sync_stats: Option<Arc<crate::stats::SyncStats>>,
 }
 
 /// Handles of one replicated database, for the CLI, tests and the benchmark.
@@ -65,10 +69,15 @@ pub struct DbHandle {
 /// Meta directory of a database: `meta-path`, or `.<name>-memsync` next to the real database
 /// file (symlinks resolved, so every name of one database shares one spool and one lock).
 pub fn meta_dir(db: &DbConfig) -> PathBuf {
-    if let Some(p) = &db.meta_path {
-        return p.clone();
+    match &db.meta_path {
+        Some(p) => p.clone(),
+        None => default_meta_dir(&db.path),
     }
-    let real = real_path(&db.path);
+}
+
+/// Meta directory of the database at `path` when no `meta-path` is configured.
+pub fn default_meta_dir(path: &std::path::Path) -> PathBuf {
+    let real = real_path(path);
     let name = real
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -137,27 +146,9 @@ pub fn run(
     tracing::info!("replicating {} database(s)", dbs.len());
     // Nor is the recovery and first-snapshot code.
     crate::resident::shed();
-    let _metrics = match &config.addr {
-        Some(addr) => {
-            let listener = rt.block_on(crate::metrics::bind(addr)).map_err(|source| {
-                ReplicateError::Metrics {
-                    addr: addr.clone(),
-                    source,
-                }
-            })?;
-            let sources = dbs
-                .iter()
-                .map(|d| crate::metrics::Source {
-                    db: d.handle.path.display().to_string(),
-                    stats: d.handle.stats.clone(),
-                    replicas: d.handle.replicas.clone(),
-                })
-                .collect();
-            tracing::info!("metrics on http://{addr}/metrics");
-            Some(rt.spawn(crate::metrics::serve(listener, sources)))
-        }
-        None => None,
-    };
+    // Dropped on return, after the final flush: the state files go with it.
+    let handles: Vec<&DbHandle> = dbs.iter().map(|d| &d.handle).collect();
+    let _observer = observe::start(&rt, config, &handles, opts)?;
     if let Some(started) = &opts.started {
         let _ = started.send(());
     }
@@ -424,6 +415,7 @@ impl Starting<'_> {
             pos_rx.clone(),
             tiers.top(),
             db.spool_budget,
+            stats.clone(),
         )));
         Ok(Running {
             monitor,

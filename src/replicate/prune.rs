@@ -1,12 +1,15 @@
 //! The spool's pruning: files every replica confirmed go, and while a replica is behind what
 //! it lacks is kept up to the database's `spool-budget`.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use replica_formats::TxId;
 use tokio::sync::watch;
 
 use super::spool::Spool;
+use crate::stats::DbStats;
 
 /// How often the spool's size is checked against its budget while a replica is behind.
 const BUDGET_CHECK: Duration = Duration::from_secs(2);
@@ -22,6 +25,7 @@ pub(super) async fn prune_spool(
     position: watch::Receiver<Option<TxId>>,
     top: u8,
     budget: u64,
+    stats: Arc<DbStats>,
 ) {
     let mut over = false;
     let mut tick = tokio::time::interval(BUDGET_CHECK);
@@ -33,17 +37,20 @@ pub(super) async fn prune_spool(
         let lagging = positions.iter().any(|p| *p < *position.borrow());
         let s = spool.clone();
         let keep_after = *map_saved.borrow();
+        let stats = stats.clone();
         let res = tokio::task::spawn_blocking(move || {
             let min = positions.iter().copied().min().flatten();
             let max = positions.iter().copied().max().flatten();
             if let Some(t) = min {
-                s.prune(t, keep_after, top)?;
+                stats.spool_shrunk(s.prune(t, keep_after, top)?.1);
             }
             if !lagging {
                 return Ok::<_, std::io::Error>(None);
             }
             let keys = s.keys()?;
             let held = s.bytes(&keys);
+            // Measured anyway: the tracked figure starts again from it.
+            stats.spool_bytes.store(held, Ordering::Relaxed);
             if held <= budget {
                 return Ok(Some((false, held)));
             }
@@ -64,7 +71,7 @@ pub(super) async fn prune_spool(
                 _ => max.max(newest),
             };
             if let Some(upto) = upto.max(min) {
-                s.prune(upto, keep_after, top)?;
+                stats.spool_shrunk(s.prune(upto, keep_after, top)?.1);
             }
             Ok(Some((true, held)))
         })

@@ -87,6 +87,10 @@ impl ShipperParts {
     pub fn build(self, ready: super::startup::Ready) -> Shipper {
         let remote = ready.remote();
         self.confirmed.send_replace(remote);
+        self.stats
+            .position
+            .store(remote.map_or(0, |t| t.get()), Ordering::Relaxed);
+        self.stats.answered(crate::stats::unix_ms());
         Shipper {
             client: self.client,
             spool: self.spool,
@@ -156,6 +160,7 @@ impl Shipper {
             source: e,
         })?;
         let mut n = 0;
+        self.note_behind(&keys);
         let chain = chain_after(&keys, self.remote);
         // A way forward answers any earlier ask; if it is dropped again (spool budget), ask anew.
         if !chain.is_empty() {
@@ -191,6 +196,7 @@ impl Shipper {
                 .position
                 .store(key.max_txid().get(), Ordering::Relaxed);
             self.confirmed.send_replace(self.remote);
+            self.note_behind(&keys);
             n += 1;
         }
         let extras: Vec<ObjectKey> = keys
@@ -215,6 +221,17 @@ impl Shipper {
         // Tell the pruner again: compacted files may now be deletable from the spool too.
         self.confirmed.send_replace(self.remote);
         Ok((n, true))
+    }
+
+    /// Records, for the lag figure, when the oldest spooled file holding a position this
+    /// replica lacks was captured.
+    fn note_behind(&self, keys: &[ObjectKey]) {
+        let oldest = keys
+            .iter()
+            .filter(|k| Some(k.max_txid()) > self.remote)
+            .map(|k| k.timestamp().get().max(1))
+            .min();
+        self.stats.set_behind_since(oldest);
     }
 
     /// The spool holds positions past this replica's but no way to them (no segment right
@@ -354,6 +371,7 @@ impl Shipper {
                 positions.borrow_and_update();
                 match self.ship_pending().await {
                     Ok(_) => {
+                        self.stats.answered(crate::stats::unix_ms());
                         backoff = Duration::ZERO;
                         pending = false;
                     }
@@ -378,7 +396,13 @@ impl Shipper {
                 continue;
             }
             tokio::select! {
-                r = positions.changed() => if r.is_err() { break } else { pending = true },
+                r = positions.changed() => if r.is_err() { break } else {
+                    // Captured just now (this wakes at once): the lag counts from here.
+                    if *positions.borrow() > self.remote {
+                        self.stats.fell_behind(crate::stats::unix_ms());
+                    }
+                    pending = true
+                },
                 _ = stop.changed() => break,
             }
         }

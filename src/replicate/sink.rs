@@ -103,6 +103,7 @@ impl SpoolSink {
             self.stats
                 .spooled_bytes
                 .fetch_add(c.size, Ordering::Relaxed);
+            self.stats.spool_bytes.fetch_add(c.size, Ordering::Relaxed);
             tracing::debug!("compacted into {} ({} bytes)", c.key, c.size);
         }
         if !written.is_empty() {
@@ -136,6 +137,9 @@ impl SpoolSink {
 impl Sink for SpoolSink {
     fn prepare(&mut self) -> io::Result<()> {
         self.spool = Spool::open(&self.meta_dir)?;
+        // The one walk of the spool for its gauge; tracked from here on.
+        let held = self.spool.bytes(&self.spool.keys()?);
+        self.stats.spool_bytes.store(held, Ordering::Relaxed);
         Ok(())
     }
 
@@ -170,10 +174,14 @@ impl Sink for SpoolSink {
     fn captured(&mut self, file: &Captured) {
         self.compactor.set_db_size(file.db.pages, file.db.page_size);
         self.compactor.note(&file.key, file.size);
+        self.stats
+            .spool_bytes
+            .fetch_add(file.size, Ordering::Relaxed);
         self.positions.send_replace(Some(file.key.max_txid()));
     }
 
     fn resumed(&mut self, pos: TxId) {
+        self.stats.position.store(pos.get(), Ordering::Relaxed);
         self.positions.send_replace(Some(pos));
     }
 

@@ -149,14 +149,15 @@ impl Spool {
     /// merged into the next level (compaction reads them here), files after `keep_after` (the
     /// saved page map's position) and the newest file (it tells a restarted monitor where the
     /// WAL stood).
-    /// `top` is the highest compaction level (never merged further).
-    pub fn prune(&self, upto: TxId, keep_after: Option<TxId>, top: u8) -> io::Result<usize> {
+    /// `top` is the highest compaction level (never merged further). Returns the files and
+    /// bytes removed.
+    pub fn prune(&self, upto: TxId, keep_after: Option<TxId>, top: u8) -> io::Result<(usize, u64)> {
         let keys = self.keys()?;
         let newest = keys.iter().map(|k| k.max_txid()).max();
         let marks: Vec<Option<TxId>> = (0..top)
             .map(|l| replica_formats::watermark(&keys, l))
             .collect();
-        let mut n = 0;
+        let (mut n, mut bytes) = (0, 0);
         for k in &keys {
             let pending_merge = match k.level() {
                 Some(l) if l.get() < top => Some(k.max_txid()) > marks[l.get() as usize],
@@ -169,14 +170,15 @@ impl Spool {
                 && !pending_merge
                 && !needed_for_replay
             {
+                let size = fs::metadata(self.path(k)).map_or(0, |m| m.len());
                 match fs::remove_file(self.path(k)) {
-                    Ok(()) => n += 1,
+                    Ok(()) => (n, bytes) = (n + 1, bytes + size),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
                 }
             }
         }
-        Ok(n)
+        Ok((n, bytes))
     }
 }
 
@@ -227,6 +229,23 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectKey>) -> io::Result<()> {
 mod tests {
     use super::*;
     use replica_formats::testkit::{seg_at, segment};
+    use std::io::Write;
+
+    /// Pruning says what it removed: files at or below the position, never the newest.
+    #[test]
+    fn prune_counts_the_files_and_bytes_it_removes() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        for t in 1..=3u64 {
+            let bytes = vec![0u8; 10 * t as usize];
+            spool
+                .write(&seg_at(0, t, t, t as i64), |w| w.write_all(&bytes))
+                .unwrap();
+        }
+        let upto = TxId::new(3).unwrap();
+        assert_eq!(spool.prune(upto, None, 0).unwrap(), (2, 30));
+        assert_eq!(spool.keys().unwrap(), [seg_at(0, 3, 3, 3)]);
+    }
 
     /// What a power cut leaves (an empty file, a file cut short, a header under another key, a
     /// temp file) is dropped; whole files stay.

@@ -1,0 +1,128 @@
+//! What a running replicator shows of itself: the `addr` endpoint (Prometheus text at
+//! `/metrics`, a JSON verdict at `/health`) and, with or without `addr`, a state file per
+//! database for `memsync status`. Everything is read from the live counters (`stats.rs`) at the
+//! moment it is asked for.
+
+pub mod health;
+mod http;
+pub mod reading;
+pub mod render;
+pub mod state;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+
+pub use reading::{ReplicaSource, Source};
+
+use crate::stats::SyncStats;
+
+/// Everything one process exposes.
+pub struct Exposed {
+    /// The replicated databases.
+    pub sources: Vec<Source>,
+    /// The memory sync, when this process runs it.
+    pub sync: Option<Arc<SyncStats>>,
+}
+
+impl Exposed {
+    /// The `/metrics` text at `now_ms`.
+    pub fn metrics(&self, now_ms: i64) -> String {
+        render::render(&self.sources, self.sync.as_deref(), now_ms)
+    }
+
+    /// The `/health` status and JSON body at `now_ms`.
+    pub fn health(&self, now_ms: i64) -> (u16, String) {
+        let dbs = reading::read(&self.sources, now_ms);
+        let failing = self.sync.as_ref().and_then(|s| s.failing());
+        health::answer(&dbs, &health::judge(&dbs, failing, now_ms))
+    }
+}
+
+/// Binds `addr` (Litestream style: `":9090"` means all interfaces).
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let a = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_owned()
+    };
+    TcpListener::bind(&a).await
+}
+
+/// The running endpoint and state writer; dropping it stops both and removes the state files
+/// (a stopped replicator leaves none behind).
+pub struct Observer {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Meta directories written to; `None` once stopped (a write in flight then skips).
+    written: Arc<Mutex<Option<Vec<PathBuf>>>>,
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let dirs = self.written.lock().map(|mut w| w.take()).unwrap_or(None);
+        for d in dirs.unwrap_or_default() {
+            let _ = std::fs::remove_file(state::path(&d));
+        }
+    }
+}
+
+/// Starts serving `exposed` on `listener` (when `addr` is configured) and, with `state_files`,
+/// the state writer; both run on `rt` until the returned [`Observer`] is dropped.
+pub fn start(
+    rt: &tokio::runtime::Runtime,
+    listener: Option<TcpListener>,
+    exposed: Exposed,
+    state_files: bool,
+) -> Observer {
+    let exposed = Arc::new(exposed);
+    let dirs = exposed.sources.iter().map(|s| s.meta_dir.clone()).collect();
+    let written = Arc::new(Mutex::new(Some(dirs)));
+    let mut tasks = Vec::new();
+    if let Some(l) = listener {
+        tasks.push(rt.spawn(http::serve(l, exposed.clone())));
+    }
+    if state_files {
+        tasks.push(rt.spawn(write_states(exposed, written.clone())));
+    }
+    Observer { tasks, written }
+}
+
+/// Rewrites every database's state file every [`state::EVERY`].
+async fn write_states(exposed: Arc<Exposed>, written: Arc<Mutex<Option<Vec<PathBuf>>>>) {
+    let mut tick = tokio::time::interval(state::EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned = false;
+    loop {
+        tick.tick().await;
+        let (exposed, written) = (exposed.clone(), written.clone());
+        let res = tokio::task::spawn_blocking(move || {
+            // Held while writing: a stop waits for this write, then removes what it wrote.
+            let guard = written
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?;
+            if guard.is_none() {
+                return Ok(());
+            }
+            let now = crate::stats::unix_ms();
+            let pid = std::process::id();
+            for (src, db) in exposed
+                .sources
+                .iter()
+                .zip(reading::read(&exposed.sources, now))
+            {
+                state::write(&src.meta_dir, &state::State::of(&db, pid, now))?;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        if let Ok(Err(e)) = res
+            && !std::mem::replace(&mut warned, true)
+        {
+            tracing::warn!("replication state for memsync status: {e}");
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The replicator's state file, for `memsync status` without `addr`: every few seconds a running
+//! replicator writes `<meta dir>/replication-state.json` (temp file, rename) with its pid and
+//! each replica's position and lag, and removes it when it stops. A reader takes the state as
+//! live only while that pid exists and the file is fresh, so a killed replicator reads as "not
+//! running" too.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::reading::DbReading;
+
+/// The file's name in the meta directory.
+pub const FILE: &str = "replication-state.json";
+
+/// How often a running replicator rewrites it.
+pub const EVERY: Duration = Duration::from_secs(2);
+
+/// A state older than this is a replicator's that no longer runs (or hangs).
+pub const STALE: Duration = Duration::from_secs(15);
+
+/// What the file holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub pid: u32,
+    /// When it was written (Unix ms).
+    pub written_ms: i64,
+    pub db: String,
+    pub position: u64,
+    pub replicas: Vec<ReplicaState>,
+}
+
+/// One replica in the state file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaState {
+    pub name: String,
+    pub position: u64,
+    pub lag_ms: i64,
+    /// When it last answered (Unix ms; 0 = never).
+    pub last_ok_ms: i64,
+    pub errors: u64,
+}
+
+impl State {
+    /// The state of `db` read at `now_ms` by process `pid`.
+    pub fn of(db: &DbReading, pid: u32, now_ms: i64) -> State {
+        State {
+            pid,
+            written_ms: now_ms,
+            db: db.db.clone(),
+            position: db.position,
+            replicas: db
+                .replicas
+                .iter()
+                .map(|r| ReplicaState {
+                    name: r.name.clone(),
+                    position: r.position,
+                    lag_ms: r.lag_ms,
+                    last_ok_ms: r.last_ok_ms,
+                    errors: r.errors,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Path of the state file in `meta_dir`.
+pub fn path(meta_dir: &Path) -> PathBuf {
+    meta_dir.join(FILE)
+}
+
+/// Writes `state` into `meta_dir` (temp file, rename; not fsynced: it is a hint, rewritten
+/// every [`EVERY`]).
+pub fn write(meta_dir: &Path, state: &State) -> io::Result<()> {
+    let dest = path(meta_dir);
+    let tmp = crate::fsutil::temp_sibling(&dest);
+    let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
+    let res = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &dest));
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// The state file in `meta_dir`, if there is one.
+pub fn read(meta_dir: &Path) -> io::Result<Option<State>> {
+    match std::fs::read(path(meta_dir)) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a process `pid` exists (it may belong to another user: that still counts).
+fn alive(pid: u32) -> bool {
+    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+        return false;
+    };
+    match rustix::process::test_kill_process(p) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    }
+}
+
+/// What a reader makes of a state file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Liveness {
+    /// A replicator runs and wrote this.
+    Running(State),
+    /// None runs: why it is thought so.
+    NotRunning(String),
+}
+
+/// Judges `state` at `now_ms`, `pid_alive` saying whether its pid exists.
+pub fn judge(state: Option<State>, pid_alive: bool, now_ms: i64) -> Liveness {
+    let Some(s) = state else {
+        return Liveness::NotRunning("no replicator state".into());
+    };
+    let age = now_ms - s.written_ms;
+    if !pid_alive {
+        Liveness::NotRunning(format!("process {} is gone", s.pid))
+    } else if age > STALE.as_millis() as i64 {
+        Liveness::NotRunning(format!(
+            "its state was last written {}s ago by process {}",
+            age / 1000,
+            s.pid
+        ))
+    } else {
+        Liveness::Running(s)
+    }
+}
+
+/// Lines for `memsync status`: the replication of the database whose meta directory is
+/// `meta_dir`, at `now_ms`.
+pub fn describe(meta_dir: &Path, now_ms: i64) -> Vec<String> {
+    let state = match read(meta_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![format!(
+                "replication  unknown: {}: {e}",
+                path(meta_dir).display()
+            )];
+        }
+    };
+    let alive = state.as_ref().is_some_and(|s| alive(s.pid));
+    match judge(state, alive, now_ms) {
+        Liveness::NotRunning(why) => vec![format!("replication  not running ({why})")],
+        Liveness::Running(s) => {
+            let mut out = vec![format!(
+                "replication  running (pid {}), position {:016x}",
+                s.pid, s.position
+            )];
+            for r in &s.replicas {
+                let answered = match r.last_ok_ms {
+                    0 => "not reached yet".to_owned(),
+                    t => format!("answered {}s ago", (now_ms - t).max(0) / 1000),
+                };
+                out.push(format!(
+                    "  replica    {}  lag {:.1}s  position {:016x}  {answered}  {} errors",
+                    r.name,
+                    r.lag_ms as f64 / 1000.0,
+                    r.position,
+                    r.errors
+                ));
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(written_ms: i64) -> State {
+        State {
+            pid: 42,
+            written_ms,
+            db: "/d.db".into(),
+            position: 7,
+            replicas: vec![ReplicaState {
+                name: "s3".into(),
+                position: 5,
+                lag_ms: 1_500,
+                last_ok_ms: 9_000,
+                errors: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_state_is_live_only_while_its_process_runs_and_it_is_fresh() {
+        let now = 100_000;
+        assert_eq!(
+            judge(None, true, now),
+            Liveness::NotRunning("no replicator state".into())
+        );
+        assert_eq!(
+            judge(Some(state(99_000)), true, now),
+            Liveness::Running(state(99_000))
+        );
+        assert_eq!(
+            judge(Some(state(99_000)), false, now),
+            Liveness::NotRunning("process 42 is gone".into())
+        );
+        assert_eq!(
+            judge(Some(state(60_000)), true, now),
+            Liveness::NotRunning("its state was last written 40s ago by process 42".into())
+        );
+    }
+
+    #[test]
+    fn the_file_round_trips_and_reads_as_lines() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(read(d.path()).unwrap(), None);
+        let mut s = state(10_000);
+        s.pid = std::process::id();
+        write(d.path(), &s).unwrap();
+        assert_eq!(read(d.path()).unwrap(), Some(s));
+        let lines = describe(d.path(), 11_000);
+        assert_eq!(
+            lines,
+            [
+                format!(
+                    "replication  running (pid {}), position 0000000000000007",
+                    std::process::id()
+                ),
+                "  replica    s3  lag 1.5s  position 0000000000000005  answered 2s ago  1 errors"
+                    .to_owned()
+            ]
+        );
+        std::fs::write(path(d.path()), b"{").unwrap();
+        assert!(describe(d.path(), 0)[0].starts_with("replication  unknown: "));
+    }
+}

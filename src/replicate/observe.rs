@@ -1,0 +1,51 @@
+//! What the replicator shows of itself (`crate::metrics`): the databases and replicas it runs,
+//! with their configured intervals and meta directories, served at `addr` when configured and
+//! written to the state files `memsync status` reads.
+
+use crate::config::Config;
+use crate::metrics::{Exposed, Observer, ReplicaSource, Source};
+
+use super::{DbHandle, ReplicateError, ReplicateOptions, meta_dir};
+
+/// Starts the `addr` endpoint (if configured) and, unless `-once`, the state files; `handles`
+/// are in the order of `config.dbs`.
+pub(super) fn start(
+    rt: &tokio::runtime::Runtime,
+    config: &Config,
+    handles: &[&DbHandle],
+    opts: &ReplicateOptions,
+) -> Result<Observer, ReplicateError> {
+    let listener = match &config.addr {
+        Some(addr) => Some(rt.block_on(crate::metrics::bind(addr)).map_err(|source| {
+            ReplicateError::Metrics {
+                addr: addr.clone(),
+                source,
+            }
+        })?),
+        None => None,
+    };
+    let sources = handles
+        .iter()
+        .zip(&config.dbs)
+        .map(|(h, c)| Source {
+            db: h.path.display().to_string(),
+            meta_dir: meta_dir(c),
+            stats: h.stats.clone(),
+            replicas: (h.replicas.iter().zip(&c.replicas))
+                .map(|((name, stats), r)| ReplicaSource {
+                    name: name.clone(),
+                    sync_interval: r.sync_interval,
+                    stats: stats.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    if let Some(addr) = &config.addr {
+        tracing::info!("metrics on http://{addr}/metrics, health on /health");
+    }
+    let exposed = Exposed {
+        sources,
+        sync: opts.sync_stats.clone(),
+    };
+    Ok(crate::metrics::start(rt, listener, exposed, !opts.once))
+}
