@@ -123,8 +123,6 @@ pub const SYNC_DURATION_BUCKETS: [f64; 10] =
 /// come from the round's reports: `pulled` = the pull's added + changed + removed, `pushed` =
 /// the push's `pushed()`, `conflicts` = the pull's and the push's, `failed_rows` = rows the
 /// server refused (they stay `failed` in staging).
-// Recorded by the memory-sync loop of `memsync run`, which lands separately.
-#[allow(dead_code)]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SyncRound {
     /// Why the round did not finish (server unreachable, damaged staging, ...); `None` when it
@@ -175,8 +173,6 @@ pub struct SyncStats {
     pub last_error: Mutex<Option<String>>,
 }
 
-// Called by the memory-sync loop of `memsync run`, which lands separately.
-#[allow(dead_code)]
 impl SyncStats {
     /// Records a round that ended now.
     pub fn record_round(&self, round: &SyncRound) {

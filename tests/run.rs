@@ -131,6 +131,11 @@ fn with_the_memory_server_down_replication_goes_on() {
     // another test's server).
     let m = Machine::new(&scene.dir.path().join("m"), 1).with("SYNC_INTERVAL", "1");
     m.ok(&["store", "--offline", "waits for the server"]);
+    // The failed rounds show at /metrics and turn /health to 503.
+    let port = common::mms::free_port();
+    let mut yml = std::fs::read_to_string(&scene.config).unwrap();
+    yml.push_str(&format!("addr: 127.0.0.1:{port}\n"));
+    std::fs::write(&scene.config, yml).unwrap();
     let config = scene.config.display().to_string();
     let mut r = Replicator::spawn(
         m.command(&["run", "-config", &config]),
@@ -142,6 +147,18 @@ fn with_the_memory_server_down_replication_goes_on() {
     }
     scene.wait_for_rows(30);
     r.wait_for_log("sync round 2 failed");
+    let (code, metrics) = common::http_get(port, "/metrics").expect("metrics answer");
+    assert_eq!(code, 200, "{metrics}");
+    let failures: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("memsync_sync_failures_total "))
+        .unwrap_or_else(|| panic!("no sync failure count in:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(failures >= 2.0, "{failures} failed rounds counted");
+    let (code, health) = common::http_get(port, "/health").expect("health answers");
+    assert_eq!(code, 503, "the last round failed: {health}");
     for i in 31..=45 {
         insert_memory(&c, i);
     }

@@ -14,7 +14,9 @@ use crate::memory::cli::RemoteArgs;
 use crate::memory::rounds::Round;
 use crate::memory::settings::Settings;
 use crate::replicate::ReplicateOptions;
+use crate::stats::{SyncRound, SyncStats};
 use crate::supervise::{self, Plan};
+use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub(super) struct RunArgs {
@@ -36,9 +38,6 @@ pub(super) struct RunArgs {
 
 /// A sync round in the log: its summary lines, or why it failed.
 ///
-/// Metrics hook: every round's outcome passes here (number, duration, `Ok` with its
-/// `counts` and exit-code `outcome`, or the error), so `SyncStats::record_round` is called
-/// next to the log lines.
 fn log_round(r: &Round, interval: std::time::Duration) {
     match &r.result {
         Ok(rep) => {
@@ -74,6 +73,31 @@ fn log_round(r: &Round, interval: std::time::Duration) {
     }
 }
 
+/// A round as the metrics count it.
+fn counted(r: &Round) -> SyncRound {
+    match &r.result {
+        Ok(rep) => {
+            let c = rep.counts;
+            SyncRound {
+                error: None,
+                pulled: (c.added + c.changed + c.removed) as u64,
+                pushed: c.pushed as u64,
+                conflicts: c.conflicts as u64,
+                failed_rows: c.failed as u64,
+                duration: r.duration,
+            }
+        }
+        Err(e) => SyncRound {
+            error: Some(e.to_string()),
+            pulled: 0,
+            pushed: 0,
+            conflicts: 0,
+            failed_rows: 0,
+            duration: r.duration,
+        },
+    }
+}
+
 pub(super) fn cmd_run(a: RunArgs, log: &Overrides) -> Result<i32, CliError> {
     let overrides = a.remote.overrides();
     let settings = Settings::load(&overrides).map_err(MemoryError::from)?;
@@ -85,6 +109,16 @@ pub(super) fn cmd_run(a: RunArgs, log: &Overrides) -> Result<i32, CliError> {
     let exec = a
         .exec
         .or_else(|| found.as_ref().and_then(|f| f.config.exec.clone()));
+    let sync = if settings.remote_named {
+        Some(crate::memory::rounds::Rounds::new(settings.clone()))
+    } else {
+        tracing::info!(
+            "memory sync off: no server configured (REMOTE_MEMORY_HOST or REMOTE_MEMORY_PORT, or remote.host in the settings file)"
+        );
+        None
+    };
+    // Rounds are counted for /metrics and /health when replication serves them (`addr`).
+    let sync_stats = sync.as_ref().map(|_| Arc::new(SyncStats::default()));
     let replication = match (found, &settings.litestream_enabled) {
         (_, Some((false, from))) => {
             tracing::info!("replication off: {from} is false");
@@ -95,6 +129,7 @@ pub(super) fn cmd_run(a: RunArgs, log: &Overrides) -> Result<i32, CliError> {
             ReplicateOptions {
                 convert_to_wal: a.convert_to_wal,
                 takeover: a.takeover,
+                sync_stats: sync_stats.clone(),
                 ..Default::default()
             },
         )),
@@ -106,14 +141,6 @@ pub(super) fn cmd_run(a: RunArgs, log: &Overrides) -> Result<i32, CliError> {
             None
         }
     };
-    let sync = if settings.remote_named {
-        Some(crate::memory::rounds::Rounds::new(settings))
-    } else {
-        tracing::info!(
-            "memory sync off: no server configured (REMOTE_MEMORY_HOST or REMOTE_MEMORY_PORT, or remote.host in the settings file)"
-        );
-        None
-    };
     if replication.is_none() && sync.is_none() {
         return Err(CliError::Arguments(
             "run: nothing to run: no replication (no config file, no LITESTREAM_REPLICA_PATH, or LITESTREAM_ENABLED=false) and no memory server (REMOTE_MEMORY_HOST)",
@@ -124,7 +151,12 @@ pub(super) fn cmd_run(a: RunArgs, log: &Overrides) -> Result<i32, CliError> {
         replication,
         sync,
         exec: exec.as_deref().map(ExecCommand::parse).transpose()?,
-        observe: Box::new(move |r| log_round(r, interval)),
+        observe: Box::new(move |r| {
+            log_round(r, interval);
+            if let Some(stats) = &sync_stats {
+                stats.record_round(&counted(r));
+            }
+        }),
     };
     Ok(supervise::run(plan)?)
 }
