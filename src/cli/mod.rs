@@ -13,6 +13,7 @@ mod logging;
 mod pick;
 mod replication;
 mod restore;
+mod restore_all;
 mod serve;
 
 use std::ffi::OsString;

@@ -44,7 +44,7 @@ pub(super) struct ListArgs {
 }
 
 pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<(), CliError> {
-    let cfg = if a.args.is_empty() {
+    let mut cfg = if a.args.is_empty() {
         load_config(&a.cfg)?
     } else {
         if a.cfg.config.is_some() {
@@ -71,6 +71,10 @@ pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<(), Cli
     crate::log::set_output(!l.stderr, l.format == config::LogFormat::Json);
     log.check_env()?;
     log.apply();
+    // Directory entries: the databases found now are replicated like configured ones.
+    for s in config::discover::expand(&mut cfg, a.convert_to_wal)? {
+        tracing::warn!("{}: {}; not replicated", s.path.display(), s.why);
+    }
     let opts = ReplicateOptions {
         convert_to_wal: a.convert_to_wal,
         once: a.once,
@@ -81,13 +85,25 @@ pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<(), Cli
     Ok(())
 }
 
-/// `memsync databases`: the databases of a config file and their replicas.
+/// `memsync databases`: the databases of a config file (those of `dir` entries as found now)
+/// and where each of their replicas lives.
 pub(super) fn cmd_databases(a: &ConfigArgs) -> Result<(), CliError> {
-    let cfg = load_config(a)?;
+    let mut cfg = load_config(a)?;
+    for s in config::discover::expand(&mut cfg, false)? {
+        eprintln!(
+            "memsync: warning: {}: {}; not replicated",
+            s.path.display(),
+            s.why
+        );
+    }
     println!("{:<50} replicas", "path");
     for db in &cfg.dbs {
-        let names: Vec<&str> = db.replicas.iter().map(|r| r.name.as_str()).collect();
-        println!("{:<50} {}", db.path.display(), names.join(","));
+        let reps: Vec<String> = db
+            .replicas
+            .iter()
+            .map(|r| format!("{}={}", r.name, r.target.location()))
+            .collect();
+        println!("{:<50} {}", db.path.display(), reps.join(" "));
     }
     Ok(())
 }

@@ -6,9 +6,13 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use super::glob::Glob;
 use super::raw::{RawConfig, RawDb, RawLevel, RawLogging, RawReplica, S, Scalar, yaml_error};
 use super::url::{is_url, kind_of_type, parse_target};
 use super::*;
+
+/// `pattern`, `recursive`, `watch` of a directory entry.
+type DirKeys = (Glob, bool, bool);
 
 pub(crate) struct Ctx<'a> {
     pub file: &'a Path,
@@ -150,14 +154,28 @@ impl Ctx<'_> {
             secret_access_key: raw.secret_access_key,
         };
         let mut dbs = Vec::new();
+        let mut dirs = Vec::new();
         let mut spans = Vec::new();
         for (i, db) in raw.dbs.unwrap_or_default().into_iter().enumerate() {
-            let (db, span) = self.db(i, db, &g)?;
-            dbs.push(db);
-            spans.push(span);
+            let (db, span, dir) = self.db(i, db, &g)?;
+            match dir {
+                Some((pattern, recursive, watch)) => dirs.push(DirConfig {
+                    dir: db.path.clone(),
+                    pattern,
+                    recursive,
+                    watch,
+                    template: db,
+                    line: span.line,
+                }),
+                None => {
+                    dbs.push(db);
+                    spans.push(span);
+                }
+            }
         }
         let config = Config {
             dbs,
+            dirs,
             addr: raw.addr,
             logging,
             source: self.file.to_path_buf(),
@@ -250,13 +268,26 @@ impl Ctx<'_> {
         i: usize,
         db: Spanned<RawDb>,
         g: &Globals,
-    ) -> Result<(DbConfig, DbSpan), ConfigError> {
+    ) -> Result<(DbConfig, DbSpan, Option<DirKeys>), ConfigError> {
         let line = line_of(&db);
         let raw = db.value;
-        let Some(path) = &raw.path else {
-            return Err(self.invalid(Some(line), format!("dbs[{i}] has no `path`")));
+        let dir = self.dir_keys(i, line, &raw)?;
+        let path = match (&raw.path, &raw.dir) {
+            (Some(p), None) => self.path(p, "path")?,
+            (None, Some(d)) => self.path(d, "dir")?,
+            (Some(_), Some(d)) => {
+                return Err(self.invalid(
+                    Some(line_of(d)),
+                    format!("dbs[{i}] has both `path` and `dir`; use one"),
+                ));
+            }
+            (None, None) => {
+                return Err(self.invalid(
+                    Some(line),
+                    format!("dbs[{i}] has no `path` (or `dir` and `pattern`)"),
+                ));
+            }
         };
-        let path = self.path(path, "path")?;
         let meta_path = raw
             .meta_path
             .as_ref()
@@ -321,7 +352,43 @@ impl Ctx<'_> {
             meta_path,
             replicas,
         };
-        Ok((db, span))
+        Ok((db, span, dir))
+    }
+
+    /// `pattern`, `recursive` and `watch` of a `dir` entry; an error when they come without
+    /// `dir`, or `dir` without a valid `pattern`.
+    fn dir_keys(&self, i: usize, line: u64, raw: &RawDb) -> Result<Option<DirKeys>, ConfigError> {
+        let Some(dir) = &raw.dir else {
+            let stray = [
+                ("pattern", raw.pattern.as_ref().map(line_of)),
+                ("recursive", raw.recursive.as_ref().map(line_of)),
+                ("watch", raw.watch.as_ref().map(line_of)),
+            ];
+            return match stray.into_iter().find_map(|(k, l)| Some((k, l?))) {
+                Some((key, l)) => Err(self.invalid(
+                    Some(l),
+                    format!("dbs[{i}]: `{key}` applies to a `dir` entry; this one has no `dir`"),
+                )),
+                None => Ok(None),
+            };
+        };
+        let Some(pattern) = &raw.pattern else {
+            return Err(self.invalid(
+                Some(line),
+                format!(
+                    "dbs[{i}]: `dir` {:?} needs a `pattern` naming its database files, such as \"*.db\"",
+                    dir.value
+                ),
+            ));
+        };
+        let glob = Glob::parse(&pattern.value).map_err(|why| {
+            self.invalid(
+                Some(line_of(pattern)),
+                format!("dbs[{i}]: `pattern` {:?} {why}", pattern.value),
+            )
+        })?;
+        let flag = |v: &S<bool>| v.as_ref().is_some_and(|b| b.value);
+        Ok(Some((glob, flag(&raw.recursive), flag(&raw.watch))))
     }
 
     fn replica(&self, r: Spanned<RawReplica>, g: &Globals) -> Result<ReplicaConfig, ConfigError> {

@@ -10,8 +10,11 @@
 //! Every error is a single line that starts with `FILE:LINE[:COL]: `.
 
 mod convert;
+mod dir;
+pub mod discover;
 mod duration;
 mod expand;
+mod glob;
 mod raw;
 mod tiers;
 mod url;
@@ -23,7 +26,9 @@ mod tests;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+pub use dir::DirConfig;
 pub use duration::parse_duration;
+pub use glob::Glob;
 pub use tiers::{LevelTier, Tiers};
 pub use url::replica_from_url;
 
@@ -49,8 +54,11 @@ pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(3600)
 /// A whole configuration file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Databases to replicate (never empty after a successful load).
+    /// Databases to replicate, each named by its own `path`. With `dirs` it may be empty after
+    /// loading; [`discover::expand`] adds the databases found in the directories.
     pub dbs: Vec<DbConfig>,
+    /// Directory entries (`dir`, `pattern`, ...); their databases join `dbs` on expansion.
+    pub dirs: Vec<DirConfig>,
     /// Address of the metrics/HTTP server (`addr`, e.g. `":9090"`), if any.
     pub addr: Option<String>,
     /// `logging` section.
@@ -356,6 +364,7 @@ pub fn from_cli(db: &str, urls: &[String]) -> Result<Config, ConfigError> {
             spool_budget: DEFAULT_SPOOL_BUDGET,
             replicas,
         }],
+        dirs: Vec::new(),
         addr: None,
         logging: LoggingConfig::default(),
         source: PathBuf::from("(command line)"),

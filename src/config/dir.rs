@@ -1,0 +1,130 @@
+//! Directory entries (`dir`, `pattern`, `recursive`, `watch`): one `dbs` entry standing for
+//! every database in a directory. Each database found there is replicated like a configured
+//! one, its replicas placed at `<replica>/<path under dir>` (Litestream's layout, so a
+//! replica written by one tool is found by the other at the same place).
+
+use std::path::{Component, Path, PathBuf};
+
+use super::glob::Glob;
+use super::{DbConfig, ReplicaTarget};
+
+/// A `dbs` entry with `dir:` instead of `path:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirConfig {
+    /// The directory (absolute, `~` expanded).
+    pub dir: PathBuf,
+    /// File-name pattern of its databases.
+    pub pattern: Glob,
+    /// Whether databases in subdirectories count too.
+    pub recursive: bool,
+    /// Whether databases created or removed while running are picked up or dropped (the
+    /// runtime part); without it an empty directory at start is an error, as in Litestream.
+    pub watch: bool,
+    /// Settings of every database found: `path` is `dir` itself, the replicas are the
+    /// directory replicas, `meta_path` the base under which each database's own one goes.
+    pub template: DbConfig,
+    /// Line of the entry in the config file (0 when unknown), for messages.
+    pub line: u64,
+}
+
+impl DirConfig {
+    /// The path of `path` under the directory if it is one of its databases by name: below
+    /// `dir` (directly, unless recursive) and matching the pattern. `path` is absolute and
+    /// need not exist (a restore after the loss of the database).
+    pub fn relative(&self, path: &Path) -> Option<PathBuf> {
+        let rel = path.strip_prefix(&self.dir).ok()?;
+        let mut parts = rel.components();
+        let name = parts.next_back()?;
+        let Component::Normal(name) = name else {
+            return None;
+        };
+        let depth_ok = self.recursive || parts.clone().next().is_none();
+        let normal = parts.all(|c| matches!(c, Component::Normal(_)));
+        (depth_ok && normal && self.pattern.matches(&name.to_string_lossy()))
+            .then(|| rel.to_path_buf())
+    }
+
+    /// The configuration of the database at `rel` under the directory: the template with its
+    /// path, its own replica places (`<replica>/<rel>`) and, when the entry has a `meta-path`,
+    /// its own meta directory under it (`<meta-path>/<rel dir>/.<name>-memsync`).
+    pub fn db_at(&self, rel: &Path) -> DbConfig {
+        let mut db = self.template.clone();
+        db.path = self.dir.join(rel);
+        if let Some(base) = &self.template.meta_path {
+            let name = rel
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            let parent = rel.parent().unwrap_or(Path::new(""));
+            db.meta_path = Some(base.join(parent).join(format!(".{name}-memsync")));
+        }
+        for r in &mut db.replicas {
+            r.target = r.target.join(rel);
+        }
+        db
+    }
+}
+
+impl ReplicaTarget {
+    /// Where the replica lives, as a URL or path a user can pass to `restore` (credentials
+    /// left out).
+    pub fn location(&self) -> String {
+        match self {
+            ReplicaTarget::File { path } => path.display().to_string(),
+            ReplicaTarget::S3 {
+                bucket,
+                path,
+                endpoint,
+                ..
+            } => match endpoint {
+                Some(e) => format!("s3://{bucket}/{path}?endpoint={e}"),
+                None => format!("s3://{bucket}/{path}"),
+            },
+            ReplicaTarget::Http { url } => match url::Url::parse(url) {
+                Ok(mut u) => {
+                    let _ = u.set_password(None);
+                    let _ = u.set_username("");
+                    u.to_string()
+                }
+                Err(_) => "(an http replica)".into(),
+            },
+        }
+    }
+
+    /// The same kind of target one level down, at `rel` (a relative path of plain names)
+    /// under this one.
+    pub fn join(&self, rel: &Path) -> ReplicaTarget {
+        let parts: Vec<String> = rel
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect();
+        match self {
+            ReplicaTarget::File { path } => ReplicaTarget::File {
+                path: parts.iter().fold(path.clone(), |p, s| p.join(s)),
+            },
+            ReplicaTarget::S3 { path, .. } => {
+                let mut t = self.clone();
+                if let ReplicaTarget::S3 { path: p, .. } = &mut t {
+                    let mut all: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+                    all.extend(parts.iter().map(String::as_str));
+                    *p = all.join("/");
+                }
+                t
+            }
+            ReplicaTarget::Http { url } => {
+                let joined = url::Url::parse(url).ok().and_then(|mut u| {
+                    u.path_segments_mut().ok()?.pop_if_empty().extend(&parts);
+                    Some(u.to_string())
+                });
+                ReplicaTarget::Http {
+                    url: joined.unwrap_or_else(|| {
+                        format!("{}/{}", url.trim_end_matches('/'), parts.join("/"))
+                    }),
+                }
+            }
+        }
+    }
+}
