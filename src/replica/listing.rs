@@ -131,11 +131,8 @@ pub(super) async fn replica_dirs(
             continue;
         };
         // The replica's own part starts at a `snapshots/` or `segments/` component.
-        let starts = rel.match_indices('/').map(|(i, _)| i);
-        if let Some(i) = starts
-            .filter(|&i| ObjectKey::parse(&rel[i + 1..]).is_some())
-            .last()
-        {
+        let mut starts = rel.match_indices('/').map(|(i, _)| i);
+        if let Some(i) = starts.rfind(|&i| ObjectKey::parse(&rel[i + 1..]).is_some()) {
             out.insert(rel[..i].to_string());
         }
     }

@@ -137,7 +137,7 @@ fn yaml_syntax_error_has_line() {
 fn db_rules() {
     assert_eq!(
         err("dbs:\n  - replica:\n      path: /b\n"),
-        "litestream.yml:2: dbs[0] has no `path`"
+        "litestream.yml:2: dbs[0] has no `path` (or `dir` and `pattern`)"
     );
     let e = err(
         "dbs:\n  - path: /a.db\n    replica: {path: /b}\n  - path: /x/../a.db\n    replica: {path: /c}\n",
