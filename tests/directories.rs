@@ -280,6 +280,62 @@ fn directory_config_mistakes_are_one_line_naming_the_key() {
     );
 }
 
+/// The same on S3 (SeaweedFS) and WebDAV (nginx) replicas: each database at `<url>/<rel>`,
+/// and `restore -all` finds them by listing the store (S3 in one listing, WebDAV level by level).
+#[test]
+fn remote_directory_replicas_restore_all() {
+    let t = Tree::new();
+    let s3 = common::s3::shared();
+    let dav = common::webdav::shared();
+    let prefix = common::s3::unique_prefix("dirs");
+    let (s3_url, dav_url) = (s3.url(&prefix), dav.url(&prefix));
+    let cfg = t.p("remote.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    recursive: true\n    replicas:\n      - name: s3\n        url: {s3_url}\n      - name: dav\n        url: {dav_url}\n",
+            t.data.display()
+        ),
+    )
+    .unwrap();
+    let memsync = |args: &[&str]| {
+        let o = std::process::Command::new(common::BIN)
+            .envs(s3.env())
+            .args(args)
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "memsync {args:?} failed:\n{out}\n{err}");
+        out
+    };
+    memsync(&["replicate", "-once", "-config", cfg.to_str().unwrap()]);
+    for (name, url) in [("s3", &s3_url), ("dav", &dav_url)] {
+        let out_dir = t.p(&format!("from-{name}"));
+        memsync(&["restore", "-all", "-o", out_dir.to_str().unwrap(), url]);
+        assert_eq!(walk(&out_dir), DBS, "{name}");
+        for rel in DBS {
+            assert_eq!(
+                rows(&out_dir.join(rel)),
+                rows(&t.data.join(rel)),
+                "{name} {rel}"
+            );
+        }
+    }
+    // By the configured directory, choosing the replica by name.
+    let one = t.p("one-dav.db");
+    memsync(&[
+        "restore",
+        "-config",
+        cfg.to_str().unwrap(),
+        "-replica",
+        "dav",
+        "-o",
+        one.to_str().unwrap(),
+        t.data.join("sub/b.db").to_str().unwrap(),
+    ]);
+    assert_eq!(rows(&one), rows(&t.data.join("sub/b.db")));
+}
+
 /// Files under `dir`, as relative paths.
 fn walk(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
