@@ -9,11 +9,12 @@
 //! file replicas when they lie inside the directory, and symlinked directories (no loops). A
 //! symlinked file is followed, as SQLite follows it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{Config, ConfigError, DirConfig, ReplicaTarget};
+use crate::fsutil::canonical;
 
 /// What a matching file is, from the first bytes of its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,11 +243,14 @@ pub struct Skipped {
 }
 
 /// Adds the databases found in each directory entry to `config.dbs`, in path order after the
-/// configured ones, and validates the result like a config file. A directory that does not
-/// exist (or is not one) is an error naming the entry's `dir`; so is a directory without any
-/// database unless it is watched (as in Litestream).
+/// configured ones, and validates the result like a config file. A database that also has a
+/// `path` entry of its own keeps that entry's settings (one database with special settings in a
+/// directory of ordinary ones); found by two directory entries, it is an error. A directory
+/// that does not exist (or is not one) is an error naming the entry's `dir`; so is a directory
+/// without any database unless it is watched (as in Litestream).
 pub fn expand(config: &mut Config, convert_to_wal: bool) -> Result<Vec<Skipped>, ConfigError> {
     let mut skipped = Vec::new();
+    let configured: HashSet<PathBuf> = config.dbs.iter().map(|d| canonical(&d.path)).collect();
     let dirs = config.dirs.clone();
     for d in &dirs {
         let err = |what: String| ConfigError::Invalid {
@@ -274,9 +278,13 @@ pub fn expand(config: &mut Config, convert_to_wal: bool) -> Result<Vec<Skipped>,
                 if d.recursive { "" } else { " (not recursive)" }
             )));
         }
-        config
-            .dbs
-            .extend(changes.added.iter().map(|rel| d.db_at(rel)));
+        config.dbs.extend(
+            changes
+                .added
+                .iter()
+                .map(|rel| d.db_at(rel))
+                .filter(|db| !configured.contains(&canonical(&db.path))),
+        );
     }
     super::validate::validate(config, None)?;
     Ok(skipped)

@@ -299,6 +299,15 @@ pub fn parse(
     };
     let (config, spans) = convert::parse_and_convert(text, &ctx)?;
     validate::validate(&config, Some(&spans))?;
+    // A directory entry's settings are checked now, not only once a database turns up.
+    for d in &config.dirs {
+        let alone = Config {
+            dbs: vec![d.template.clone()],
+            dirs: Vec::new(),
+            ..config.clone()
+        };
+        validate::validate(&alone, None)?;
+    }
     Ok(config)
 }
 

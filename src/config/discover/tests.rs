@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::config::parse;
+use crate::config::{DbConfig, parse};
 
 fn header(b18: u8, b19: u8) -> Vec<u8> {
     let mut h = MAGIC.to_vec();
@@ -203,6 +203,35 @@ fn scan_and_expand_a_real_directory() {
     let mut conv = config_for(&d, "");
     expand(&mut conv, true).unwrap();
     assert_eq!(conv.dbs.len(), 2, "a.db and old.db");
+
+    // A database with a `path` entry of its own keeps it; two dir entries finding one
+    // database are refused.
+    let text = format!(
+        "dbs:\n  - path: {a}\n    monitor-interval: 5s\n    replica:\n      path: /elsewhere/a\n  - dir: {d}\n    pattern: \"*.db\"\n    recursive: true\n    replica:\n      path: /b1\n",
+        a = d.join("a.db").display(),
+        d = d.display()
+    );
+    let mut own = parse(&text, Path::new("c.yml"), false, &|_| None).unwrap();
+    expand(&mut own, false).unwrap();
+    let a: Vec<&DbConfig> = own
+        .dbs
+        .iter()
+        .filter(|x| x.path == d.join("a.db"))
+        .collect();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].monitor_interval, std::time::Duration::from_secs(5));
+    assert_eq!(
+        own.dbs.len(),
+        4,
+        "a.db, sub/b.db, sub/deeper/c.db, backup/inside.db"
+    );
+    let twice = format!(
+        "{text}  - dir: {d}\n    pattern: \"b*\"\n    recursive: true\n    replica:\n      path: /b2\n",
+        d = d.display()
+    );
+    let mut two = parse(&twice, Path::new("c.yml"), false, &|_| None).unwrap();
+    let e = expand(&mut two, false).unwrap_err().to_string();
+    assert!(e.contains("configured twice"), "{e}");
 }
 
 #[test]

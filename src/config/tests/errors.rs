@@ -304,6 +304,10 @@ fn directory_entries() {
         assert!(e.starts_with(want), "{e}\nwanted: {want}");
         assert_eq!(e.lines().count(), 1, "{e}");
     }
+    let e = err(
+        "dbs:\n  - dir: /data\n    pattern: \"*.db\"\n    replicas:\n      - path: /b\n      - path: /c\n",
+    );
+    assert!(e.contains("duplicate replica name"), "{e}");
     let c = ok(&format!(
         "dbs:\n  - dir: ~/data\n    pattern: \"*.db\"\n    recursive: true\n    watch: true\n{rep}"
     ));
