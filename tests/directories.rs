@@ -208,8 +208,16 @@ fn recursive_directory_replicates_lists_and_restores_each_database() {
 fn flat_directory_leaves_subdirectories_alone() {
     let t = Tree::new();
     let cfg = t.config("flat.yml", "flat", "");
+    // Asked to, the rollback-journal database is switched to WAL and replicated too.
+    let (log, _) = ok(&["replicate", "-once", "-convert-to-wal", "-config", &cfg]);
+    assert!(!log.contains("rollback-journal mode"), "{log}");
+    assert!(t.p("flat/old.db/snapshots").is_dir(), "{log}");
     let (out, _) = ok(&["databases", "-config", &cfg]);
-    assert_eq!(out.lines().count(), 2, "{out}");
+    assert_eq!(
+        out.lines().count(),
+        3,
+        "a.db and old.db, now in WAL mode: {out}"
+    );
     ok(&["replicate", "-once", "-config", &cfg]);
     assert!(t.p("flat/a.db/snapshots").is_dir());
     assert!(!t.p("flat/sub").exists());
@@ -221,7 +229,7 @@ fn flat_directory_leaves_subdirectories_alone() {
         out_dir.to_str().unwrap(),
         &format!("file://{}", t.p("flat").display()),
     ]);
-    assert_eq!(walk(&out_dir), ["a.db"]);
+    assert_eq!(walk(&out_dir), ["a.db", "old.db"]);
     assert_eq!(rows(&out_dir.join("a.db")), rows(&t.data.join("a.db")));
 }
 
@@ -278,6 +286,90 @@ fn directory_config_mistakes_are_one_line_naming_the_key() {
         !t.p("b").exists(),
         "a failed start leaves no replica directory"
     );
+}
+
+/// Forty databases in nested directories: one replication pass, then `restore -all` restores
+/// each exactly, a few at a time; a database whose replica is corrupt fails by name and
+/// leaves neither a file nor a directory; a second run with `-if-db-not-exists` keeps what
+/// is there and fills in the rest.
+#[test]
+fn many_databases_restore_all_in_parallel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut rels: Vec<String> = (0..39)
+        .map(|i| format!("tenant-{}/{}/db-{i}.db", i % 5, i % 3))
+        .collect();
+    // Alone in its directories: its failure must leave none behind.
+    let victim = "lonely/deep/db-99.db".to_string();
+    rels.push(victim.clone());
+    for (i, rel) in rels.iter().enumerate() {
+        wal_db(&data.join(rel), i + 1);
+    }
+    let cfg = tmp.path().join("c.yml");
+    let backup = tmp.path().join("backup");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - dir: {}\n    pattern: \"db-*.db\"\n    recursive: true\n    replica:\n      path: {}\n",
+            data.display(),
+            backup.display()
+        ),
+    )
+    .unwrap();
+    let (out, _) = ok(&["databases", "-config", cfg.to_str().unwrap()]);
+    assert_eq!(out.lines().count(), 41, "{out}");
+    ok(&["replicate", "-once", "-config", cfg.to_str().unwrap()]);
+
+    // Corrupt the victim's snapshot.
+    for e in std::fs::read_dir(backup.join(&victim).join("snapshots")).unwrap() {
+        let p = e.unwrap().path();
+        let mut bytes = std::fs::read(&p).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&p, bytes).unwrap();
+    }
+
+    let out_dir = tmp.path().join("restored");
+    let o = run(&[
+        "restore",
+        "-all",
+        "-o",
+        out_dir.to_str().unwrap(),
+        backup.to_str().unwrap(),
+    ]);
+    let (said, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!("memsync: error: {victim}: ")),
+        "{err}"
+    );
+    assert!(err.contains("1 of 40 databases failed"), "{err}");
+    assert!(!out_dir.join("lonely").exists(), "no directory left for it");
+    let mut want: Vec<String> = rels.iter().filter(|r| **r != victim).cloned().collect();
+    for rel in &want {
+        assert_eq!(rows(&out_dir.join(rel)), rows(&data.join(rel)), "{rel}");
+        assert!(said.contains(&format!("restored {rel} ")), "{said}");
+    }
+    want.sort();
+    assert_eq!(
+        walk(&out_dir),
+        want,
+        "only the databases, no temporary files"
+    );
+
+    // The replica started afresh, a second run fills in only what is missing.
+    std::fs::remove_dir_all(backup.join(&victim)).unwrap();
+    ok(&["replicate", "-once", "-config", cfg.to_str().unwrap()]);
+    let (said, _) = ok(&[
+        "restore",
+        "-all",
+        "-if-db-not-exists",
+        "-o",
+        out_dir.to_str().unwrap(),
+        backup.to_str().unwrap(),
+    ]);
+    assert_eq!(said.matches("already exists").count(), 39, "{said}");
+    assert_eq!(rows(&out_dir.join(&victim)), rows(&data.join(&victim)));
 }
 
 /// The same on S3 (SeaweedFS) and WebDAV (nginx) replicas: each database at `<url>/<rel>`,

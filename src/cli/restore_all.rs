@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::common::{ConfigArgs, load_config, open_client, runtime};
@@ -156,13 +157,13 @@ pub(super) fn cmd_restore_all(a: &RestoreArgs) -> Result<(), CliError> {
             shown.join(", ")
         )));
     }
-    std::fs::create_dir_all(&out_dir).map_err(|source| CliError::Path {
-        path: out_dir.clone(),
-        source,
-    })?;
+    // Directories are made before the workers start and, for the databases that failed,
+    // removed after they end when empty: made or removed while another worker writes into
+    // them, they would race.
     let names: Vec<String> = names.into_iter().collect();
+    let made = make_dirs(&out_dir, &names)?;
     let next = AtomicUsize::new(0);
-    let failed = AtomicUsize::new(0);
+    let failed = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..CONCURRENCY.min(names.len()) {
             s.spawn(|| {
@@ -170,21 +171,51 @@ pub(super) fn cmd_restore_all(a: &RestoreArgs) -> Result<(), CliError> {
                     match restore_one(a, &src, &rt, &out_dir, name) {
                         Ok(line) => println!("{line}"),
                         Err(e) => {
-                            failed.fetch_add(1, Ordering::Relaxed);
                             eprintln!("memsync: error: {name}: {e}");
+                            failed.lock().unwrap_or_else(|p| p.into_inner()).push(name);
                         }
                     }
                 }
             });
         }
     });
-    match failed.into_inner() {
-        0 => Ok(()),
-        failed => Err(CliError::RestoreAll {
-            failed,
-            total: names.len(),
-        }),
+    // Deepest first; those holding a restored database are not empty and stay.
+    for d in made.iter().rev() {
+        let _ = std::fs::remove_dir(d);
     }
+    let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::RestoreAll {
+        failed: failed.len(),
+        total: names.len(),
+    })
+}
+
+/// Makes `out_dir` and the directories the databases `names` go in; those that did not exist,
+/// sorted (a directory before those below it).
+fn make_dirs(out_dir: &Path, names: &[String]) -> Result<BTreeSet<PathBuf>, CliError> {
+    let mut made = BTreeSet::new();
+    let wanted = names
+        .iter()
+        .filter_map(|n| plain(n))
+        .filter_map(|rel| out_dir.join(rel).parent().map(Path::to_path_buf));
+    for dir in std::iter::once(out_dir.to_path_buf()).chain(wanted) {
+        let mut missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        std::fs::create_dir_all(&dir).map_err(|source| CliError::Path {
+            path: dir.clone(),
+            source,
+        })?;
+        // The output directory itself stays: the user named it.
+        missing.retain(|d| d != out_dir);
+        made.extend(missing);
+    }
+    Ok(made)
 }
 
 /// Restores the database `name` of `src` under `out_dir`; the line that says what was done.
@@ -199,24 +230,9 @@ fn restore_one(
         "the replica lists a database path that is not a plain relative path",
     ))?;
     let output = out_dir.join(&rel);
-    let parent = output.parent().unwrap_or(out_dir).to_path_buf();
-    let made = !parent.exists();
-    std::fs::create_dir_all(&parent).map_err(|source| CliError::Path {
-        path: parent.clone(),
-        source,
-    })?;
     let reps: Vec<ReplicaConfig> = src.bases.iter().map(|b| joined(b, &rel)).collect();
-    let res = a
-        .options(output.clone(), false)
-        .and_then(|opts| restore_from(&reps, rt, &opts));
-    if res.is_err() && made {
-        // Directories made for it alone go too (a shared one is not empty and stays).
-        let mut d = parent.as_path();
-        while d != out_dir && std::fs::remove_dir(d).is_ok() {
-            d = d.parent().unwrap_or(out_dir);
-        }
-    }
-    Ok(match res? {
+    let opts = a.options(output.clone(), false)?;
+    Ok(match restore_from(&reps, rt, &opts)? {
         (from, RestoreOutcome::Restored { txid, .. }) => format!(
             "restored {name} at position {txid} to {} from {from}",
             output.display()
