@@ -271,7 +271,8 @@ impl Ctx<'_> {
     ) -> Result<(DbConfig, DbSpan, Option<DirKeys>), ConfigError> {
         let line = line_of(&db);
         let raw = db.value;
-        let dir = self.dir_keys(i, line, &raw)?;
+        let dir =
+            super::dir::keys(i, line, &raw).map_err(|(l, what)| self.invalid(Some(l), what))?;
         let path = match (&raw.path, &raw.dir) {
             (Some(p), None) => self.path(p, "path")?,
             (None, Some(d)) => self.path(d, "dir")?,
@@ -353,42 +354,6 @@ impl Ctx<'_> {
             replicas,
         };
         Ok((db, span, dir))
-    }
-
-    /// `pattern`, `recursive` and `watch` of a `dir` entry; an error when they come without
-    /// `dir`, or `dir` without a valid `pattern`.
-    fn dir_keys(&self, i: usize, line: u64, raw: &RawDb) -> Result<Option<DirKeys>, ConfigError> {
-        let Some(dir) = &raw.dir else {
-            let stray = [
-                ("pattern", raw.pattern.as_ref().map(line_of)),
-                ("recursive", raw.recursive.as_ref().map(line_of)),
-                ("watch", raw.watch.as_ref().map(line_of)),
-            ];
-            return match stray.into_iter().find_map(|(k, l)| Some((k, l?))) {
-                Some((key, l)) => Err(self.invalid(
-                    Some(l),
-                    format!("dbs[{i}]: `{key}` applies to a `dir` entry; this one has no `dir`"),
-                )),
-                None => Ok(None),
-            };
-        };
-        let Some(pattern) = &raw.pattern else {
-            return Err(self.invalid(
-                Some(line),
-                format!(
-                    "dbs[{i}]: `dir` {:?} needs a `pattern` naming its database files, such as \"*.db\"",
-                    dir.value
-                ),
-            ));
-        };
-        let glob = Glob::parse(&pattern.value).map_err(|why| {
-            self.invalid(
-                Some(line_of(pattern)),
-                format!("dbs[{i}]: `pattern` {:?} {why}", pattern.value),
-            )
-        })?;
-        let flag = |v: &S<bool>| v.as_ref().is_some_and(|b| b.value);
-        Ok(Some((glob, flag(&raw.recursive), flag(&raw.watch))))
     }
 
     fn replica(&self, r: Spanned<RawReplica>, g: &Globals) -> Result<ReplicaConfig, ConfigError> {

@@ -5,8 +5,55 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use serde_saphyr::Spanned;
+
 use super::glob::Glob;
+use super::raw::{RawDb, S};
 use super::{DbConfig, ReplicaTarget};
+
+/// `pattern`, `recursive`, `watch` of a directory entry, as read from the YAML.
+pub(super) type DirKeys = (Glob, bool, bool);
+
+/// `pattern`, `recursive` and `watch` of entry `i` (at `line`) when it has `dir`; `None`
+/// without. An error (its line and message) when they come without `dir`, or `dir` without a
+/// valid `pattern`.
+pub(super) fn keys(i: usize, line: u64, raw: &RawDb) -> Result<Option<DirKeys>, (u64, String)> {
+    let line_of = |s: &Spanned<_>| s.referenced.line();
+    let Some(dir) = &raw.dir else {
+        let stray = [
+            ("pattern", raw.pattern.as_ref().map(|s| s.referenced.line())),
+            (
+                "recursive",
+                raw.recursive.as_ref().map(|s| s.referenced.line()),
+            ),
+            ("watch", raw.watch.as_ref().map(|s| s.referenced.line())),
+        ];
+        return match stray.into_iter().find_map(|(k, l)| Some((k, l?))) {
+            Some((key, l)) => Err((
+                l,
+                format!("dbs[{i}]: `{key}` applies to a `dir` entry; this one has no `dir`"),
+            )),
+            None => Ok(None),
+        };
+    };
+    let Some(pattern) = &raw.pattern else {
+        return Err((
+            line,
+            format!(
+                "dbs[{i}]: `dir` {:?} needs a `pattern` naming its database files, such as \"*.db\"",
+                dir.value
+            ),
+        ));
+    };
+    let glob = Glob::parse(&pattern.value).map_err(|why| {
+        (
+            line_of(pattern),
+            format!("dbs[{i}]: `pattern` {:?} {why}", pattern.value),
+        )
+    })?;
+    let flag = |v: &S<bool>| v.as_ref().is_some_and(|b| b.value);
+    Ok(Some((glob, flag(&raw.recursive), flag(&raw.watch))))
+}
 
 /// A `dbs` entry with `dir:` instead of `path:`.
 #[derive(Debug, Clone, PartialEq)]
