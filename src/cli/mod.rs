@@ -49,7 +49,7 @@ enum Command {
     /// List the WAL segments a replica holds.
     #[command(alias = "segments", alias = "ltx")]
     Wal(replication::ListArgs),
-    /// List the databases of a config file.
+    /// List the databases of a config file (those found in `dir` entries too) and their replicas.
     Databases(ConfigArgs),
     /// Serve a directory of replicas over HTTP(S) (WebDAV), the backup server for HTTP replicas.
     Serve(serve::ServeArgs),
