@@ -76,8 +76,10 @@ pub struct DirConfig {
 
 impl DirConfig {
     /// The path of `path` under the directory if it is one of its databases by name: below
-    /// `dir` (directly, unless recursive) and matching the pattern. `path` is absolute and
-    /// need not exist (a restore after the loss of the database).
+    /// `dir` (directly, unless recursive), matching the pattern, not an SQLite side file nor
+    /// inside a meta directory (the files [`discover::scan`](super::discover::scan) looks at).
+    /// `path` is absolute and need not exist (a restore after the loss of the database; a
+    /// watcher's event for a file just removed).
     pub fn relative(&self, path: &Path) -> Option<PathBuf> {
         let rel = path.strip_prefix(&self.dir).ok()?;
         let mut parts = rel.components();
@@ -85,9 +87,13 @@ impl DirConfig {
         let Component::Normal(name) = name else {
             return None;
         };
+        let name = name.to_string_lossy();
         let depth_ok = self.recursive || parts.clone().next().is_none();
-        let normal = parts.all(|c| matches!(c, Component::Normal(_)));
-        (depth_ok && normal && self.pattern.matches(&name.to_string_lossy()))
+        let normal = parts.all(|c| match c {
+            Component::Normal(s) => !is_meta_dir(&s.to_string_lossy()),
+            _ => false,
+        });
+        (depth_ok && normal && !is_side_file(&name) && self.pattern.matches(&name))
             .then(|| rel.to_path_buf())
     }
 
@@ -174,4 +180,16 @@ impl ReplicaTarget {
             }
         }
     }
+}
+
+/// SQLite's side files: never databases of their own.
+pub(super) fn is_side_file(name: &str) -> bool {
+    ["-wal", "-shm", "-journal"]
+        .iter()
+        .any(|s| name.ends_with(s))
+}
+
+/// memsync's and Litestream's per-database state directories.
+pub(super) fn is_meta_dir(name: &str) -> bool {
+    name.starts_with('.') && (name.ends_with("-memsync") || name.ends_with("-litestream"))
 }

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::dir::{is_meta_dir, is_side_file};
 use super::{Config, ConfigError, DirConfig, ReplicaTarget};
 use crate::fsutil::canonical;
 
@@ -157,18 +158,6 @@ pub fn scan(d: &DirConfig) -> Result<Vec<Found>, ScanError> {
     Ok(out)
 }
 
-/// SQLite's side files: never databases of their own.
-fn is_side_file(name: &str) -> bool {
-    ["-wal", "-shm", "-journal"]
-        .iter()
-        .any(|s| name.ends_with(s))
-}
-
-/// memsync's and Litestream's per-database state directories.
-fn is_meta_dir(name: &str) -> bool {
-    name.starts_with('.') && (name.ends_with("-memsync") || name.ends_with("-litestream"))
-}
-
 /// What changed between two scans.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Changes {
@@ -209,27 +198,50 @@ impl Tracker {
     /// Takes a full scan and says what changed since the previous one.
     pub fn update(&mut self, scan: Vec<Found>) -> Changes {
         let next: BTreeMap<PathBuf, Kind> = scan.into_iter().map(|f| (f.rel, f.kind)).collect();
-        let ok = |k: Kind| k.skip_reason(self.convert_to_wal).is_none();
         let mut ch = Changes::default();
         for (rel, kind) in &self.known {
-            if ok(*kind) && !next.get(rel).is_some_and(|k| ok(*k)) {
-                ch.removed.push(rel.clone());
+            if !next.contains_key(rel) {
+                self.change(rel, Some(*kind), None, &mut ch);
             }
         }
         for (rel, kind) in &next {
-            let before = self.known.get(rel).copied();
-            match kind.skip_reason(self.convert_to_wal) {
-                None if !before.is_some_and(ok) => ch.added.push(rel.clone()),
-                None => {}
-                // An incomplete file is a database being created: no report, it comes back
-                // as added once its header is written.
-                Some(_) if *kind == Kind::Incomplete => {}
-                Some(why) if before != Some(*kind) => ch.skipped.push((rel.clone(), why)),
-                Some(_) => {}
-            }
+            self.change(rel, self.known.get(rel).copied(), Some(*kind), &mut ch);
         }
         self.known = next;
+        ch.removed.sort();
         ch
+    }
+
+    /// One matching file looked at again (`Some(kind)`, e.g. after an inotify event for it) or
+    /// gone (`None`): the changes a full scan would give for it, without rescanning the rest.
+    pub fn observe(&mut self, rel: &Path, kind: Option<Kind>) -> Changes {
+        let mut ch = Changes::default();
+        let before = self.known.get(rel).copied();
+        self.change(rel, before, kind, &mut ch);
+        match kind {
+            Some(k) => self.known.insert(rel.to_path_buf(), k),
+            None => self.known.remove(rel),
+        };
+        ch
+    }
+
+    /// Adds to `ch` what going from `before` to `after` means for the file `rel`.
+    fn change(&self, rel: &Path, before: Option<Kind>, after: Option<Kind>, ch: &mut Changes) {
+        let ok = |k: Option<Kind>| k.is_some_and(|k| k.skip_reason(self.convert_to_wal).is_none());
+        match (ok(before), ok(after)) {
+            (true, false) => ch.removed.push(rel.to_path_buf()),
+            (false, true) => ch.added.push(rel.to_path_buf()),
+            _ => {}
+        }
+        // Not replicable: reported when it newly becomes so. An incomplete file is a database
+        // being created: no report, it comes back as added once its header is written.
+        if let Some(k) = after
+            && let Some(why) = k.skip_reason(self.convert_to_wal)
+            && k != Kind::Incomplete
+            && before != Some(k)
+        {
+            ch.skipped.push((rel.to_path_buf(), why));
+        }
     }
 }
 

@@ -105,6 +105,60 @@ fn tracker_reports_changes_once() {
 }
 
 #[test]
+fn tracker_observes_one_file_at_a_time() {
+    let mut t = Tracker::new(false);
+    t.update(vec![
+        found("a.db", Kind::Wal),
+        found("x.db", Kind::NotSqlite),
+    ]);
+    let cases: Vec<(&str, Option<Kind>, Changes)> = vec![
+        // A new file being created: nothing yet; once written, added.
+        ("n.db", Some(Kind::Incomplete), Changes::default()),
+        (
+            "n.db",
+            Some(Kind::Wal),
+            Changes {
+                added: paths(&["n.db"]),
+                ..Default::default()
+            },
+        ),
+        // Written again: no change.
+        ("n.db", Some(Kind::Wal), Changes::default()),
+        // The non-database touched again: not reported a second time.
+        ("x.db", Some(Kind::NotSqlite), Changes::default()),
+        // A new non-database: reported once.
+        (
+            "y.db",
+            Some(Kind::NotSqlite),
+            Changes {
+                skipped: vec![("y.db".into(), "is not an SQLite database")],
+                ..Default::default()
+            },
+        ),
+        // Deleted: dropped.
+        (
+            "a.db",
+            None,
+            Changes {
+                removed: paths(&["a.db"]),
+                ..Default::default()
+            },
+        ),
+        ("x.db", None, Changes::default()),
+        ("never-seen.db", None, Changes::default()),
+    ];
+    for (i, (rel, kind, want)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            t.observe(Path::new(rel), kind),
+            want,
+            "step {i}: {rel} {kind:?}"
+        );
+    }
+    let dbs: Vec<&Path> = t.databases().collect();
+    assert_eq!(dbs, [Path::new("n.db")]);
+}
+
+#[test]
 fn tracker_with_convert_counts_rollback_databases() {
     let mut t = Tracker::new(true);
     let ch = t.update(vec![found("old.db", Kind::Rollback)]);

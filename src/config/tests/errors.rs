@@ -321,6 +321,11 @@ fn directory_entries() {
         Some("sub/x.db".into())
     );
     assert_eq!(d.relative(Path::new("/home/me/data/x.txt")), None);
+    assert_eq!(d.relative(Path::new("/home/me/data/x.db-wal")), None);
+    assert_eq!(
+        d.relative(Path::new("/home/me/data/.x.db-memsync/y.db")),
+        None
+    );
     assert_eq!(d.relative(Path::new("/home/me/other/x.db")), None);
     let db = d.db_at(Path::new("sub/x.db"));
     assert_eq!(db.path, Path::new("/home/me/data/sub/x.db"));
