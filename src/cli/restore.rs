@@ -25,7 +25,7 @@ pub(super) struct RestoreArgs {
     #[arg(long = "timestamp-local")]
     timestamp_local: bool,
     /// Restore exactly this position (hex, as listed by `memsync wal`).
-    #[arg(long = "txid", alias = "index")]
+    #[arg(long = "txid", alias = "index", conflicts_with = "all")]
     txid: Option<String>,
     /// Replica to restore from, by name (default: the one with the newest restorable position).
     #[arg(long = "replica")]

@@ -6,13 +6,10 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::glob::Glob;
+use super::dir::DirKeys;
 use super::raw::{RawConfig, RawDb, RawLevel, RawLogging, RawReplica, S, Scalar, yaml_error};
 use super::url::{is_url, kind_of_type, parse_target};
 use super::*;
-
-/// `pattern`, `recursive`, `watch` of a directory entry.
-type DirKeys = (Glob, bool, bool);
 
 pub(crate) struct Ctx<'a> {
     pub file: &'a Path,

@@ -304,7 +304,10 @@ pub fn parse(
         let alone = Config {
             dbs: vec![d.template.clone()],
             dirs: Vec::new(),
-            ..config.clone()
+            addr: None,
+            logging: config.logging,
+            source: config.source.clone(),
+            tiers: config.tiers.clone(),
         };
         validate::validate(&alone, None)?;
     }
