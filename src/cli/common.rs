@@ -105,7 +105,20 @@ pub(super) fn resolve(
             };
         }
     };
-    let Some(db) = cfg.dbs.iter().find(|d| d.path == path) else {
+    // A database of a `dir` entry is found by its path under the directory, whether or not
+    // the file exists (a restore after its loss).
+    let in_dir = || {
+        cfg.dirs
+            .iter()
+            .find_map(|d| d.relative(&path).map(|rel| d.db_at(&rel)))
+    };
+    let Some(db) = cfg
+        .dbs
+        .iter()
+        .find(|d| d.path == path)
+        .cloned()
+        .or_else(in_dir)
+    else {
         if let Some(r) = as_replica() {
             return Ok((None, r));
         }

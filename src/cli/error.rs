@@ -67,6 +67,30 @@ pub enum CliError {
         /// The config file.
         config: PathBuf,
     },
+    /// A `restore -all` / `-db` argument is neither a replica URL, a directory, nor a configured `dir`.
+    #[error(
+        "{}: not a directory replica (a replica URL or directory) nor the `dir` of a config entry",
+        path.display()
+    )]
+    NotADirectory {
+        /// The argument, made absolute.
+        path: PathBuf,
+    },
+    /// A directory replica holds no database's replica.
+    #[error(
+        "{0} holds no database replicas (expected <path>/snapshots/ or <path>/segments/ below it)"
+    )]
+    NoDatabases(String),
+    /// Some databases of a `restore -all` failed (each was reported with its name).
+    #[error(
+        "{failed} of {total} databases failed to restore (each is named above); the others were restored"
+    )]
+    RestoreAll {
+        /// How many failed.
+        failed: usize,
+        /// How many there were.
+        total: usize,
+    },
     /// `-replica NAME` names none of the database's replicas.
     #[error("database {} has no replica named {name:?}", db.display())]
     NoSuchReplica {
@@ -198,9 +222,11 @@ impl CliError {
             CliError::NotAReplica { .. }
             | CliError::NotInConfig { .. }
             | CliError::NoSuchReplica { .. }
+            | CliError::NotADirectory { .. }
+            | CliError::NoDatabases(_)
             | CliError::MissingReplica(_)
             | CliError::MissingProgram { .. } => Kind::NotFound,
-            CliError::Path { .. } => Kind::Io,
+            CliError::Path { .. } | CliError::RestoreAll { .. } => Kind::Io,
             CliError::Runtime(_) | CliError::Tool(_) => Kind::Internal,
             CliError::Replicate(e) => replicate_kind(e),
             CliError::Replica(e) => replica_kind(e),

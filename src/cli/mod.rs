@@ -14,6 +14,7 @@ mod logging;
 mod pick;
 mod replication;
 mod restore;
+mod restore_all;
 mod run;
 mod serve;
 mod service;
@@ -56,8 +57,8 @@ enum Command {
     /// List the WAL segments a replica holds.
     #[command(alias = "segments", alias = "ltx")]
     Wal(replication::ListArgs),
-    /// List the databases of a config file (or of LITESTREAM_REPLICA_PATH) and where their
-    /// settings came from.
+    /// List the databases of a config file (those found in `dir` entries too, or of
+    /// LITESTREAM_REPLICA_PATH), their replicas and where their settings came from.
     Databases(ConfigArgs),
     /// Serve a directory of replicas over HTTP(S) (WebDAV), the backup server for HTTP replicas.
     Serve(serve::ServeArgs),

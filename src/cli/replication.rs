@@ -64,7 +64,7 @@ pub(super) fn apply_logging(l: config::LoggingConfig, log: &Overrides) -> Result
 
 /// `memsync replicate`; its exit code (the child's, with `-exec`).
 pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<i32, CliError> {
-    let cfg = if a.args.is_empty() {
+    let mut cfg = if a.args.is_empty() {
         load_config(&a.cfg)?
     } else {
         if a.cfg.config.is_some() {
@@ -80,6 +80,10 @@ pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<i32, Cl
         config::from_cli(&a.args[0], &a.args[1..])?
     };
     apply_logging(cfg.logging, log)?;
+    // Directory entries: the databases found now are replicated like configured ones.
+    for s in config::discover::expand(&mut cfg, a.convert_to_wal)? {
+        tracing::warn!("{}: {}; not replicated", s.path.display(), s.why);
+    }
     let opts = ReplicateOptions {
         convert_to_wal: a.convert_to_wal,
         once: a.once,
@@ -103,14 +107,26 @@ pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<i32, Cl
     Ok(0)
 }
 
-/// `memsync databases`: the databases of a config file (or of the environment's
-/// configuration) and their replicas, then where the settings came from.
+/// `memsync databases`: the databases of a config file (those of `dir` entries as found now)
+/// or of the environment's configuration, where each of their replicas lives, then where the
+/// settings came from.
 pub(super) fn cmd_databases(a: &ConfigArgs) -> Result<(), CliError> {
-    let found = super::source::find(a)?.ok_or(CliError::NoConfigFile)?;
+    let mut found = super::source::find(a)?.ok_or(CliError::NoConfigFile)?;
+    for s in config::discover::expand(&mut found.config, false)? {
+        eprintln!(
+            "memsync: warning: {}: {}; not replicated",
+            s.path.display(),
+            s.why
+        );
+    }
     println!("{:<50} replicas", "path");
     for db in &found.config.dbs {
-        let names: Vec<&str> = db.replicas.iter().map(|r| r.name.as_str()).collect();
-        println!("{:<50} {}", db.path.display(), names.join(","));
+        let reps: Vec<String> = db
+            .replicas
+            .iter()
+            .map(|r| format!("{}={}", r.name, r.target.location()))
+            .collect();
+        println!("{:<50} {}", db.path.display(), reps.join(" "));
     }
     println!();
     for l in super::source::describe(&found) {

@@ -8,15 +8,16 @@ use replica_formats::{Target, Timestamp, TxId};
 
 use super::common::{ConfigArgs, fmt_ts, open_client, resolve, runtime};
 use super::error::CliError;
+use crate::config::ReplicaConfig;
 use crate::restore::{self, IntegrityCheck, RestoreOptions, RestoreOutcome};
 
 #[derive(Debug, Args)]
 pub(super) struct RestoreArgs {
     #[command(flatten)]
-    cfg: ConfigArgs,
+    pub(super) cfg: ConfigArgs,
     /// Output path (default: the database's own path).
     #[arg(short = 'o', long = "o")]
-    output: Option<PathBuf>,
+    pub(super) output: Option<PathBuf>,
     /// Restore the state as of this time (RFC 3339 with a zone: Z or an offset such as +02:00).
     #[arg(long = "timestamp")]
     timestamp: Option<String>,
@@ -24,11 +25,11 @@ pub(super) struct RestoreArgs {
     #[arg(long = "timestamp-local")]
     timestamp_local: bool,
     /// Restore exactly this position (hex, as listed by `memsync wal`).
-    #[arg(long = "txid", alias = "index")]
+    #[arg(long = "txid", alias = "index", conflicts_with = "all")]
     txid: Option<String>,
     /// Replica to restore from, by name (default: the one with the newest restorable position).
     #[arg(long = "replica")]
-    replica: Option<String>,
+    pub(super) replica: Option<String>,
     /// Succeed without doing anything if the output exists.
     #[arg(long = "if-db-not-exists")]
     if_db_not_exists: bool,
@@ -41,8 +42,15 @@ pub(super) struct RestoreArgs {
     /// If a replica file is corrupt, restore the newest consistent state before it.
     #[arg(long = "fallback")]
     fallback: bool,
+    /// Every database of a directory replica (a replica URL or directory, or a configured
+    /// `dir`), each into the output directory at its path under it.
+    #[arg(long = "all")]
+    all: bool,
+    /// One database of a directory replica, by its path under the directory (`sub/x.db`).
+    #[arg(long = "db", conflicts_with = "all")]
+    db: Option<String>,
     /// Database path (uses the config) or replica URL.
-    target: String,
+    pub(super) target: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -53,7 +61,15 @@ pub(super) enum CheckArg {
 }
 
 pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
-    let (db_path, reps) = resolve(&a.cfg, &a.target, a.replica.as_deref())?;
+    if a.all {
+        return super::restore_all::cmd_restore_all(&a);
+    }
+    let (db_path, reps) = match &a.db {
+        Some(rel) => {
+            super::restore_all::one_of_directory(&a.cfg, &a.target, rel, a.replica.as_deref())?
+        }
+        None => resolve(&a.cfg, &a.target, a.replica.as_deref())?,
+    };
     let output = match (&a.output, &db_path) {
         (Some(o), _) => std::path::absolute(o).map_err(|source| CliError::Path {
             path: o.clone(),
@@ -66,47 +82,97 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
             ));
         }
     };
-    let target = match (&a.timestamp, &a.txid) {
-        (Some(_), Some(_)) => {
-            return Err(CliError::Arguments("-timestamp and -txid are exclusive"));
-        }
-        (Some(ts), None) => {
-            let ms = crate::timearg::parse_millis(ts, a.timestamp_local).map_err(|e| {
-                CliError::BadFlag {
-                    flag: "-timestamp",
-                    value: format!("{ts:?}"),
-                    why: e.to_string(),
-                }
-            })?;
-            Target::Timestamp(Timestamp::from_millis(ms))
-        }
-        (None, Some(t)) => Target::TxId(t.parse::<TxId>().map_err(|e| CliError::BadFlag {
-            flag: "-txid",
-            value: format!("{t:?}"),
-            why: e.to_string(),
-        })?),
-        (None, None) => Target::Latest,
-    };
-    let opts = RestoreOptions {
-        output: output.clone(),
-        target,
-        if_db_not_exists: a.if_db_not_exists,
-        if_replica_exists: a.if_replica_exists,
-        integrity_check: match a.integrity_check {
-            CheckArg::None => IntegrityCheck::None,
-            CheckArg::Quick => IntegrityCheck::Quick,
-            CheckArg::Full => IntegrityCheck::Full,
-        },
-        fallback: a.fallback,
-        progress: true,
-    };
+    let opts = a.options(output.clone(), true)?;
     let rt = runtime()?;
-    // With several replicas, the one that can give the newest state first; the others in turn
-    // if it fails.
+    let (name, outcome) = restore_from(&reps, &rt, &opts)?;
+    match outcome {
+        RestoreOutcome::Restored {
+            txid,
+            at,
+            files,
+            bytes,
+            fell_back,
+        } => {
+            if let Some(bad) = fell_back {
+                eprintln!(
+                    "memsync: warning: {bad} was corrupt; restored the newest consistent state before it"
+                );
+            }
+            tracing::info!(
+                "restored {} at position {txid} from {name} ({files} files, {bytes} bytes){}",
+                output.display(),
+                asked_for(&opts.target)
+            );
+            if let Target::Timestamp(want) = opts.target {
+                println!("{}", restore_point_note(txid, at, want));
+            }
+        }
+        RestoreOutcome::OutputExists => {
+            tracing::info!("{} already exists; nothing to do", output.display());
+        }
+        RestoreOutcome::NoReplica => {
+            tracing::info!("{name} holds no backup; nothing to do");
+        }
+    }
+    Ok(())
+}
+
+impl RestoreArgs {
+    /// The restore options the flags ask for, into `output`.
+    pub(super) fn options(
+        &self,
+        output: PathBuf,
+        progress: bool,
+    ) -> Result<RestoreOptions, CliError> {
+        let a = self;
+        let target = match (&a.timestamp, &a.txid) {
+            (Some(_), Some(_)) => {
+                return Err(CliError::Arguments("-timestamp and -txid are exclusive"));
+            }
+            (Some(ts), None) => {
+                let ms = crate::timearg::parse_millis(ts, a.timestamp_local).map_err(|e| {
+                    CliError::BadFlag {
+                        flag: "-timestamp",
+                        value: format!("{ts:?}"),
+                        why: e.to_string(),
+                    }
+                })?;
+                Target::Timestamp(Timestamp::from_millis(ms))
+            }
+            (None, Some(t)) => Target::TxId(t.parse::<TxId>().map_err(|e| CliError::BadFlag {
+                flag: "-txid",
+                value: format!("{t:?}"),
+                why: e.to_string(),
+            })?),
+            (None, None) => Target::Latest,
+        };
+        Ok(RestoreOptions {
+            output,
+            target,
+            if_db_not_exists: a.if_db_not_exists,
+            if_replica_exists: a.if_replica_exists,
+            integrity_check: match a.integrity_check {
+                CheckArg::None => IntegrityCheck::None,
+                CheckArg::Quick => IntegrityCheck::Quick,
+                CheckArg::Full => IntegrityCheck::Full,
+            },
+            fallback: a.fallback,
+            progress,
+        })
+    }
+}
+
+/// Restores from the first of `reps` that can (with several, the one holding the newest state
+/// first, the others in turn if it fails); the name of the replica used and the outcome.
+pub(super) fn restore_from(
+    reps: &[ReplicaConfig],
+    rt: &tokio::runtime::Runtime,
+    opts: &RestoreOptions,
+) -> Result<(String, RestoreOutcome), CliError> {
     let reps = if reps.len() > 1 {
-        super::pick::by_newest(&reps, &rt, target)
+        super::pick::by_newest(reps, rt, opts.target)
     } else {
-        reps
+        reps.to_vec()
     };
     let mut last_err = None;
     for r in &reps {
@@ -118,38 +184,8 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
             }
             Err(e) => return Err(e),
         };
-        match restore::restore(&client, rt.handle(), &opts) {
-            Ok(RestoreOutcome::Restored {
-                txid,
-                at,
-                files,
-                bytes,
-                fell_back,
-            }) => {
-                if let Some(bad) = fell_back {
-                    eprintln!(
-                        "memsync: warning: {bad} was corrupt; restored the newest consistent state before it"
-                    );
-                }
-                tracing::info!(
-                    "restored {} at position {txid} from {} ({files} files, {bytes} bytes){}",
-                    output.display(),
-                    client.name(),
-                    asked_for(&opts.target)
-                );
-                if let Target::Timestamp(want) = target {
-                    println!("{}", restore_point_note(txid, at, want));
-                }
-                return Ok(());
-            }
-            Ok(RestoreOutcome::OutputExists) => {
-                tracing::info!("{} already exists; nothing to do", output.display());
-                return Ok(());
-            }
-            Ok(RestoreOutcome::NoReplica) => {
-                tracing::info!("{} holds no backup; nothing to do", client.name());
-                return Ok(());
-            }
+        match restore::restore(&client, rt.handle(), opts) {
+            Ok(outcome) => return Ok((client.name().to_owned(), outcome)),
             // Another replica may still have it (this one empty, or gone unreachable).
             Err(e @ (restore::RestoreError::NoBackup(_) | restore::RestoreError::Replica(_)))
                 if reps.len() > 1 =>

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use super::dir::DirKeys;
 use super::raw::{RawConfig, RawDb, RawLevel, RawLogging, RawReplica, S, Scalar, yaml_error};
 use super::url::{is_url, kind_of_type, parse_target};
 use super::*;
@@ -150,11 +151,24 @@ impl Ctx<'_> {
             secret_access_key: raw.secret_access_key,
         };
         let mut dbs = Vec::new();
+        let mut dirs = Vec::new();
         let mut spans = Vec::new();
         for (i, db) in raw.dbs.unwrap_or_default().into_iter().enumerate() {
-            let (db, span) = self.db(i, db, &g)?;
-            dbs.push(db);
-            spans.push(span);
+            let (db, span, dir) = self.db(i, db, &g)?;
+            match dir {
+                Some((pattern, recursive, watch)) => dirs.push(DirConfig {
+                    dir: db.path.clone(),
+                    pattern,
+                    recursive,
+                    watch,
+                    template: db,
+                    line: span.line,
+                }),
+                None => {
+                    dbs.push(db);
+                    spans.push(span);
+                }
+            }
         }
         let exec = match raw.exec {
             Some(e) => match crate::exec::split(&e.value) {
@@ -165,6 +179,7 @@ impl Ctx<'_> {
         };
         let config = Config {
             dbs,
+            dirs,
             addr: raw.addr,
             logging,
             source: self.file.to_path_buf(),
@@ -258,13 +273,27 @@ impl Ctx<'_> {
         i: usize,
         db: Spanned<RawDb>,
         g: &Globals,
-    ) -> Result<(DbConfig, DbSpan), ConfigError> {
+    ) -> Result<(DbConfig, DbSpan, Option<DirKeys>), ConfigError> {
         let line = line_of(&db);
         let raw = db.value;
-        let Some(path) = &raw.path else {
-            return Err(self.invalid(Some(line), format!("dbs[{i}] has no `path`")));
+        let dir =
+            super::dir::keys(i, line, &raw).map_err(|(l, what)| self.invalid(Some(l), what))?;
+        let path = match (&raw.path, &raw.dir) {
+            (Some(p), None) => self.path(p, "path")?,
+            (None, Some(d)) => self.path(d, "dir")?,
+            (Some(_), Some(d)) => {
+                return Err(self.invalid(
+                    Some(line_of(d)),
+                    format!("dbs[{i}] has both `path` and `dir`; use one"),
+                ));
+            }
+            (None, None) => {
+                return Err(self.invalid(
+                    Some(line),
+                    format!("dbs[{i}] has no `path` (or `dir` and `pattern`)"),
+                ));
+            }
         };
-        let path = self.path(path, "path")?;
         let meta_path = raw
             .meta_path
             .as_ref()
@@ -329,7 +358,7 @@ impl Ctx<'_> {
             meta_path,
             replicas,
         };
-        Ok((db, span))
+        Ok((db, span, dir))
     }
 
     fn replica(&self, r: Spanned<RawReplica>, g: &Globals) -> Result<ReplicaConfig, ConfigError> {

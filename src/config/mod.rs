@@ -10,8 +10,11 @@
 //! Every error is a single line that starts with `FILE:LINE[:COL]: `.
 
 mod convert;
+mod dir;
+pub mod discover;
 mod duration;
 mod expand;
+mod glob;
 mod raw;
 mod tiers;
 mod url;
@@ -24,7 +27,9 @@ mod tests;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+pub use dir::DirConfig;
 pub use duration::parse_duration;
+pub use glob::Glob;
 pub use tiers::{LevelTier, Tiers};
 pub use url::replica_from_url;
 
@@ -50,8 +55,11 @@ pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(3600)
 /// A whole configuration file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Databases to replicate (never empty after a successful load).
+    /// Databases to replicate, each named by its own `path`. With `dirs` it may be empty after
+    /// loading; [`discover::expand`] adds the databases found in the directories.
     pub dbs: Vec<DbConfig>,
+    /// Directory entries (`dir`, `pattern`, ...); their databases join `dbs` on expansion.
+    pub dirs: Vec<DirConfig>,
     /// Address of the metrics/HTTP server (`addr`, e.g. `":9090"`), if any.
     pub addr: Option<String>,
     /// `logging` section.
@@ -326,6 +334,19 @@ pub fn parse(
     };
     let (config, spans) = convert::parse_and_convert(text, &ctx)?;
     validate::validate(&config, Some(&spans))?;
+    // A directory entry's settings are checked now, not only once a database turns up.
+    for d in &config.dirs {
+        let alone = Config {
+            dbs: vec![d.template.clone()],
+            dirs: Vec::new(),
+            addr: None,
+            logging: config.logging,
+            source: config.source.clone(),
+            tiers: config.tiers.clone(),
+            exec: None,
+        };
+        validate::validate(&alone, None)?;
+    }
     Ok(config)
 }
 
@@ -381,6 +402,7 @@ pub fn from_cli(db: &str, urls: &[String]) -> Result<Config, ConfigError> {
     }
     let config = Config {
         dbs: vec![DbConfig::with_defaults(path, replicas)],
+        dirs: Vec::new(),
         addr: None,
         logging: LoggingConfig::default(),
         source: PathBuf::from("(command line)"),

@@ -12,10 +12,6 @@ use super::ConfigError;
 const UNSUPPORTED_KEYS: &[&str] = &[
     "age",
     "mcp-addr",
-    "dir",
-    "pattern",
-    "recursive",
-    "watch",
     "max-checkpoint-page-count",
     "validation-interval",
     "socket",
@@ -120,6 +116,11 @@ pub(super) struct RawLogging {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawDb {
     pub(super) path: S<String>,
+    /// Directory replication (Litestream v0.5.3+): every database in `dir` matching `pattern`.
+    pub(super) dir: S<String>,
+    pub(super) pattern: S<String>,
+    pub(super) recursive: S<bool>,
+    pub(super) watch: S<bool>,
     pub(super) meta_path: S<String>,
     pub(super) monitor_interval: S<Scalar>,
     pub(super) checkpoint_interval: S<Scalar>,

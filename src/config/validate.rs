@@ -72,7 +72,7 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
         line,
         what,
     };
-    if config.dbs.is_empty() {
+    if config.dbs.is_empty() && config.dirs.is_empty() {
         return Err(err(
             None,
             format!("no databases configured in {}", file.display()),

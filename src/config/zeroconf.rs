@@ -124,6 +124,7 @@ pub fn from_env(
     }
     let config = Config {
         dbs: vec![DbConfig::with_defaults(db.to_path_buf(), vec![replica])],
+        dirs: Vec::new(),
         addr: None,
         logging: LoggingConfig::default(),
         source: PathBuf::from(format!("(environment: {REPLICA_VAR})")),

@@ -169,6 +169,17 @@ impl ReplicaClient {
             .collect())
     }
 
+    /// The databases of a directory replica: the relative paths under this replica's root
+    /// that hold a replica of their own, sorted (`sub/x.db` for `<root>/sub/x.db/snapshots/...`).
+    pub async fn databases(&self) -> Result<Vec<String>, ReplicaError> {
+        self.timed("listing", async {
+            listing::replica_dirs(self.store.as_ref(), &self.root, self.walks())
+                .await
+                .map_err(self.storage("listing"))
+        })
+        .await
+    }
+
     /// Every replica file with its size, sorted by position: from the listing itself on
     /// object stores (no request per file), from the directory on a file replica.
     pub async fn list_sized(&self) -> Result<Vec<(ObjectKey, u64)>, ReplicaError> {

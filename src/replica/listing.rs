@@ -66,7 +66,7 @@ async fn objects(
     walk: bool,
 ) -> Result<Vec<ObjectMeta>, object_store::Error> {
     if walk {
-        return walk_tree(store, prefix).await;
+        return walk_tree(store, prefix, REPLICA_DEPTH).await;
     }
     collect(store.list(prefix)).await
 }
@@ -80,7 +80,7 @@ async fn objects_after(
     walk: bool,
 ) -> Result<Vec<ObjectMeta>, object_store::Error> {
     if walk {
-        let mut all = walk_tree(store, Some(prefix)).await?;
+        let mut all = walk_tree(store, Some(prefix), REPLICA_DEPTH).await?;
         all.retain(|m| m.location > *offset);
         return Ok(all);
     }
@@ -101,15 +101,53 @@ async fn collect(
     Ok(out)
 }
 
-/// Breadth-first, one `Depth: 1` listing per directory, at most a few levels deep.
+/// Levels a walk of one replica goes down (it has two, `segments/<level>/`).
+const REPLICA_DEPTH: usize = 4;
+/// Levels a walk of a directory replica goes down: the databases' subdirectories, then theirs.
+const DIRECTORY_DEPTH: usize = 24;
+
+/// The replicas below `root` (a directory replica: one per database, at the database's path
+/// under the replicated directory): the paths relative to `root` of every prefix holding format
+/// files, sorted. A replica at `root` itself (a single database's) is left out.
+pub(super) async fn replica_dirs(
+    store: &dyn ObjectStore,
+    root: &StorePath,
+    walk: bool,
+) -> Result<Vec<String>, object_store::Error> {
+    let prefix = (!root.as_ref().is_empty()).then_some(root);
+    let found = if walk {
+        walk_tree(store, prefix, DIRECTORY_DEPTH).await?
+    } else {
+        collect(store.list(prefix)).await?
+    };
+    let skip = if root.as_ref().is_empty() {
+        0
+    } else {
+        root.as_ref().len() + 1
+    };
+    let mut out = std::collections::BTreeSet::new();
+    for m in &found {
+        let Some(rel) = m.location.as_ref().get(skip..) else {
+            continue;
+        };
+        // The replica's own part starts at a `snapshots/` or `segments/` component.
+        let mut starts = rel.match_indices('/').map(|(i, _)| i);
+        if let Some(i) = starts.rfind(|&i| ObjectKey::parse(&rel[i + 1..]).is_some()) {
+            out.insert(rel[..i].to_string());
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// Breadth-first, one `Depth: 1` listing per directory, at most `max_depth` levels deep.
 async fn walk_tree(
     store: &dyn ObjectStore,
     prefix: Option<&StorePath>,
+    max_depth: usize,
 ) -> Result<Vec<ObjectMeta>, object_store::Error> {
-    const MAX_DEPTH: usize = 4;
     let mut out = Vec::new();
     let mut dirs = vec![prefix.cloned()];
-    for _ in 0..MAX_DEPTH {
+    for _ in 0..max_depth {
         let mut next = Vec::new();
         for dir in dirs {
             match store.list_with_delimiter(dir.as_ref()).await {

@@ -1,5 +1,6 @@
 //! Whole-file parsing tests: rejected configs and their messages.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::{err, ok, p, s3};
@@ -44,7 +45,6 @@ fn unsupported_litestream_keys() {
     );
     for (text, key) in [
         ("mcp-addr: x\n", "mcp-addr"),
-        ("dbs:\n  - dir: /data\n    pattern: '*.db'\n", "dir"),
         (
             "dbs:\n  - path: /a\n    max-checkpoint-page-count: 10\n",
             "max-checkpoint-page-count",
@@ -136,7 +136,7 @@ fn yaml_syntax_error_has_line() {
 fn db_rules() {
     assert_eq!(
         err("dbs:\n  - replica:\n      path: /b\n"),
-        "litestream.yml:2: dbs[0] has no `path`"
+        "litestream.yml:2: dbs[0] has no `path` (or `dir` and `pattern`)"
     );
     let e = err(
         "dbs:\n  - path: /a.db\n    replica: {path: /b}\n  - path: /x/../a.db\n    replica: {path: /c}\n",
@@ -272,4 +272,82 @@ fn bad_logging_values() {
         err("logging:\n  level: loud\n").starts_with("litestream.yml:2: logging level \"loud\"")
     );
     assert!(err("logging:\n  type: xml\n").contains("logging type \"xml\""));
+}
+
+#[test]
+fn directory_entries() {
+    let rep = "    replica:\n      path: /b\n";
+    for (entry, want) in [
+        (
+            "  - dir: /data\n",
+            "litestream.yml:2: dbs[0]: `dir` \"/data\" needs a `pattern` naming its database files, such as \"*.db\"",
+        ),
+        (
+            "  - dir: /data\n    pattern: \"[a-\"\n",
+            "litestream.yml:3: dbs[0]: `pattern` \"[a-\" has an empty or unclosed [class]",
+        ),
+        (
+            "  - dir: /data\n    pattern: \"sub/*.db\"\n",
+            "litestream.yml:3: dbs[0]: `pattern` \"sub/*.db\" contains '/'",
+        ),
+        (
+            "  - path: /a.db\n    watch: true\n",
+            "litestream.yml:3: dbs[0]: `watch` applies to a `dir` entry; this one has no `dir`",
+        ),
+        (
+            "  - path: /a.db\n    dir: /data\n    pattern: \"*.db\"\n",
+            "litestream.yml:3: dbs[0] has both `path` and `dir`; use one",
+        ),
+    ] {
+        let e = err(&format!("dbs:\n{entry}{rep}"));
+        assert!(e.starts_with(want), "{e}\nwanted: {want}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+    let e = err(
+        "dbs:\n  - dir: /data\n    pattern: \"*.db\"\n    replicas:\n      - path: /b\n      - path: /c\n",
+    );
+    assert!(e.contains("duplicate replica name"), "{e}");
+    let c = ok(&format!(
+        "dbs:\n  - dir: ~/data\n    pattern: \"*.db\"\n    recursive: true\n    watch: true\n{rep}"
+    ));
+    assert!(c.dbs.is_empty());
+    let d = &c.dirs[0];
+    assert_eq!(d.dir, Path::new("/home/me/data"));
+    assert!(d.recursive && d.watch);
+    assert_eq!(d.pattern.as_str(), "*.db");
+    assert_eq!(
+        d.relative(Path::new("/home/me/data/sub/x.db")),
+        Some("sub/x.db".into())
+    );
+    assert_eq!(d.relative(Path::new("/home/me/data/x.txt")), None);
+    assert_eq!(d.relative(Path::new("/home/me/data/x.db-wal")), None);
+    assert_eq!(
+        d.relative(Path::new("/home/me/data/.x.db-memsync/y.db")),
+        None
+    );
+    assert_eq!(d.relative(Path::new("/home/me/other/x.db")), None);
+    let db = d.db_at(Path::new("sub/x.db"));
+    assert_eq!(db.path, Path::new("/home/me/data/sub/x.db"));
+    assert_eq!(
+        db.replicas[0].target,
+        ReplicaTarget::File {
+            path: "/b/sub/x.db".into()
+        }
+    );
+}
+
+#[test]
+fn directory_replica_targets_join() {
+    let base = s3("bkt", "tenants");
+    assert_eq!(base.join(Path::new("a/x.db")), s3("bkt", "tenants/a/x.db"));
+    assert_eq!(s3("bkt", "").join(Path::new("x.db")), s3("bkt", "x.db"));
+    let http = ReplicaTarget::Http {
+        url: "https://h:8443/backups/".into(),
+    };
+    assert_eq!(
+        http.join(Path::new("a b/x.db")),
+        ReplicaTarget::Http {
+            url: "https://h:8443/backups/a%20b/x.db".into()
+        }
+    );
 }
