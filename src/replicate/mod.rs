@@ -3,6 +3,7 @@
 
 pub mod catchup;
 pub mod compact;
+mod dirwatch;
 mod error;
 pub mod fdlimit;
 pub mod lineage;
@@ -123,14 +124,13 @@ pub fn run(
     // Every lock before anything starts: a second replicator must not touch any spool. A
     // database that cannot be replicated at all is refused first, before its meta directory
     // or any replica is created.
-    let mut _locks = Vec::new();
+    let mut locks = std::collections::HashMap::new();
     for db in &config.dbs {
         crate::sqlite::conn::check_file(&db.path).map_err(MonitorError::from)?;
-        _locks.push(lock::acquire(&db.path, &meta_dir(db))?);
+        locks.insert(db.path.clone(), lock::acquire(&db.path, &meta_dir(db))?);
     }
     let pool = Pool::new(crate::sqlite::pool::default_workers(), opts.once)
         .map_err(ReplicateError::Thread)?;
-    let (stop_tx, stop_rx) = watch::channel(false);
     // Every database starts on the pool at once; shipping starts as each one is ready.
     let mut starting = Vec::new();
     let deadline = tokio::time::Instant::now() + startup::START_WAIT;
@@ -140,7 +140,7 @@ pub fn run(
     }
     let mut dbs = Vec::new();
     for s in starting {
-        let running = s.running(&rt, &config.tiers, stop_rx.clone());
+        let running = s.running(&rt, &config.tiers);
         dbs.push(running.map_err(|e| out_of_fds(e, config.dbs.len()))?);
     }
     tracing::info!("replicating {} database(s)", dbs.len());
@@ -152,29 +152,103 @@ pub fn run(
     if let Some(started) = &opts.started {
         let _ = started.send(());
     }
+    let mut first_err = None;
+    let mut handles = Vec::new();
     if !opts.once {
-        rt.block_on(async {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
+        let mut watcher = dirwatch::DirWatcher::new(config, opts.convert_to_wal);
+        loop {
+            let signal = rt.block_on(async {
                 tokio::select! {
-                    _ = signalled.notified() => break,
-                    _ = tick.tick() => {
-                        if stop.load(Ordering::Relaxed) || dbs.iter().any(|d| d.monitor.is_finished()) {
-                            break;
+                    _ = signalled.notified() => true,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+                }
+            });
+            if signal || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            // A monitor that ended stops replication, unless its database was in a watched
+            // directory and was removed or replaced: then it is dropped (and a replacement is
+            // picked up as a new database at the next scan).
+            let mut ended = false;
+            for i in (0..dbs.len()).rev() {
+                if !dbs[i].monitor.is_finished() {
+                    continue;
+                }
+                let d = dbs.swap_remove(i);
+                let path = d.handle.path.clone();
+                let watched = watcher.as_ref().is_some_and(|w| w.covers(&path));
+                locks.remove(&path);
+                let (handle, result) = d.end(&rt);
+                handles.push(handle);
+                match result {
+                    Some(Err(MonitorError::Replaced(_))) if watched => {
+                        tracing::info!(
+                            "{}: removed or replaced; no longer replicated",
+                            path.display()
+                        );
+                        if let Some(w) = watcher.as_mut() {
+                            w.forget(&path);
                         }
+                    }
+                    Some(Err(e)) => {
+                        let e = out_of_fds(ReplicateError::Monitor(e), config.dbs.len());
+                        tracing::error!("{e}");
+                        first_err.get_or_insert(e);
+                        ended = true;
+                    }
+                    None => {
+                        first_err.get_or_insert(ReplicateError::MonitorPanicked { db: path });
+                        ended = true;
+                    }
+                    Some(Ok(())) => ended = true,
+                }
+            }
+            if ended {
+                break;
+            }
+            if let Some(w) = watcher.as_mut() {
+                let found = w.poll();
+                for path in found.removed {
+                    if let Some(i) = dbs.iter().position(|d| d.handle.path == path) {
+                        let d = dbs.swap_remove(i);
+                        locks.remove(&d.handle.path);
+                        let (handle, result) = d.end(&rt);
+                        match result {
+                            Some(Ok(())) | Some(Err(MonitorError::Replaced(_))) => {}
+                            Some(Err(e)) => tracing::warn!("{}: {e}", path.display()),
+                            None => tracing::warn!("{}: the monitor panicked", path.display()),
+                        }
+                        tracing::info!("{}: removed; no longer replicated", path.display());
+                        handles.push(handle);
+                    }
+                }
+                for db in found.added {
+                    if dbs.iter().any(|d| d.handle.path == db.path) {
+                        continue;
+                    }
+                    match add_db(&rt, &pool, &db, config, opts, stop.clone()) {
+                        Ok((running, lock)) => {
+                            tracing::info!("{}: new database, replicating", db.path.display());
+                            locks.insert(db.path.clone(), lock);
+                            dbs.push(running);
+                        }
+                        Err(e) => tracing::warn!(
+                            "{}: found in a watched directory, not replicated: {e}",
+                            db.path.display()
+                        ),
                     }
                 }
             }
-        });
+        }
         tracing::info!("shutting down: shipping what is committed");
     }
     stop.store(true, Ordering::Relaxed);
     pool.stop();
-    let mut first_err = None;
-    let mut handles = Vec::new();
     let mut tasks = Vec::new();
+    let mut stops = Vec::new();
     for d in dbs {
         tasks.extend(d.tasks);
+        stops.push(d.stop);
         match d.monitor.join() {
             Some(Ok(())) => {}
             Some(Err(e)) => {
@@ -190,7 +264,9 @@ pub fn run(
         }
         handles.push(d.handle);
     }
-    let _ = stop_tx.send(true);
+    for t in stops {
+        let _ = t.send(true);
+    }
     for t in tasks {
         let _ = rt.block_on(t);
     }
@@ -203,7 +279,39 @@ pub fn run(
 struct Running {
     monitor: MonitorHandle,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Stops this database's shippers (after their last upload).
+    stop: watch::Sender<bool>,
     handle: DbHandle,
+}
+
+impl Running {
+    /// Stops replicating this database (what is committed is shipped first, unless its
+    /// monitor already ended); its handle and how its monitor ended (`None`: it panicked).
+    fn end(self, rt: &tokio::runtime::Runtime) -> (DbHandle, Option<Result<(), MonitorError>>) {
+        self.monitor.stop();
+        let result = self.monitor.join();
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = rt.block_on(t);
+        }
+        (self.handle, result)
+    }
+}
+
+/// Starts replicating a database found while running (a watched directory).
+fn add_db(
+    rt: &tokio::runtime::Runtime,
+    pool: &Pool,
+    db: &DbConfig,
+    config: &Config,
+    opts: &ReplicateOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<(Running, lock::DbLock), ReplicateError> {
+    crate::sqlite::conn::check_file(&db.path).map_err(MonitorError::from)?;
+    let lock = lock::acquire(&db.path, &meta_dir(db))?;
+    let deadline = tokio::time::Instant::now() + startup::START_WAIT;
+    let s = start_db(rt, pool, db, &config.tiers, opts, stop, deadline)?;
+    Ok((s.running(rt, &config.tiers)?, lock))
 }
 
 /// A database whose monitor is starting on the pool, with what its shippers will need.
@@ -335,8 +443,8 @@ impl Starting<'_> {
         self,
         rt: &tokio::runtime::Runtime,
         tiers: &crate::config::Tiers,
-        stop_rx: watch::Receiver<bool>,
     ) -> Result<Running, ReplicateError> {
+        let (stop, stop_rx) = watch::channel(false);
         let Starting {
             db,
             monitor,
@@ -420,6 +528,7 @@ impl Starting<'_> {
         Ok(Running {
             monitor,
             tasks,
+            stop,
             handle: DbHandle {
                 path: db.path.clone(),
                 stats,

@@ -129,9 +129,13 @@ impl Monitor {
     }
 
     /// After the loop: everything committed is shipped, in rollback mode too (see `idle.rs`),
-    /// and the page map saved. A database left alone while away (nothing changed since memsync
-    /// stepped aside) has nothing to ship: it is not reopened.
+    /// and the page map saved (a replaced database is an error, as in the loop). A database
+    /// left alone while away (nothing changed since memsync stepped aside) has nothing to ship:
+    /// it is not reopened.
     pub fn finish(&mut self) -> Result<(), MonitorError> {
+        // A database deleted or replaced under memsync is not reopened: a connection opened
+        // on its path would create an empty file there, or read another database.
+        self.check_replaced()?;
         if !self.untouched_while_away() {
             self.attach(true)?;
             self.sync()?;

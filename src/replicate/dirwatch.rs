@@ -1,0 +1,110 @@
+//! `watch: true` directory entries while replicating: each such directory is rescanned every
+//! second (a readdir and, for new files only, a 100-byte header read), so a database created
+//! while memsync runs is replicated within about a second and one removed is dropped. A
+//! matching file that is not a WAL database is logged once, not retried in a loop.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::discover::{Tracker, scan};
+use crate::config::{Config, DbConfig, DirConfig};
+
+/// The watched directory entries and what each held at the last scan.
+pub(super) struct DirWatcher {
+    entries: Vec<(DirConfig, Tracker)>,
+    /// Databases with a `path` entry of their own keep it (as at start).
+    configured: Vec<PathBuf>,
+    /// Scan errors already logged (one line per directory until it reads again).
+    failing: HashMap<PathBuf, String>,
+}
+
+/// What a scan found changed.
+#[derive(Default)]
+pub(super) struct Found {
+    /// Databases to start.
+    pub added: Vec<DbConfig>,
+    /// Databases to stop (their paths).
+    pub removed: Vec<PathBuf>,
+}
+
+impl DirWatcher {
+    /// `None` when no entry is watched.
+    pub fn new(config: &Config, convert_to_wal: bool) -> Option<DirWatcher> {
+        let entries: Vec<(DirConfig, Tracker)> = config
+            .dirs
+            .iter()
+            .filter(|d| d.watch)
+            .map(|d| (d.clone(), Tracker::new(convert_to_wal)))
+            .collect();
+        if entries.is_empty() {
+            return None;
+        }
+        let configured = config.dbs.iter().map(|d| canonical(&d.path)).collect();
+        Some(DirWatcher {
+            entries,
+            configured,
+            failing: HashMap::new(),
+        })
+    }
+
+    /// Rescans every watched directory. The first scan reports every database present as
+    /// added: the caller skips those it replicates already.
+    pub fn poll(&mut self) -> Found {
+        let mut out = Found::default();
+        for (d, tracker) in &mut self.entries {
+            let found = match scan(d) {
+                Ok(f) => {
+                    if self.failing.remove(&d.dir).is_some() {
+                        tracing::info!("{}: readable again", d.dir.display());
+                    }
+                    f
+                }
+                Err(e) => {
+                    let line = e.to_string();
+                    if self.failing.get(&d.dir) != Some(&line) {
+                        tracing::warn!(
+                            "watched directory {}: {line} (scanning again every second)",
+                            d.dir.display()
+                        );
+                        self.failing.insert(d.dir.clone(), line);
+                    }
+                    continue;
+                }
+            };
+            let ch = tracker.update(found);
+            for (rel, why) in ch.skipped {
+                tracing::warn!("{}: {why}; not replicated", d.dir.join(rel).display());
+            }
+            out.removed
+                .extend(ch.removed.iter().map(|rel| d.dir.join(rel)));
+            out.added.extend(
+                ch.added
+                    .iter()
+                    .map(|rel| d.db_at(rel))
+                    .filter(|db| !self.configured.contains(&canonical(&db.path))),
+            );
+        }
+        out
+    }
+}
+
+impl DirWatcher {
+    /// True when `db` lies in a watched directory.
+    pub fn covers(&self, db: &Path) -> bool {
+        self.entries.iter().any(|(d, _)| d.relative(db).is_some())
+    }
+
+    /// Forgets `db` (its monitor ended: replaced under it): found again at the next scan, it
+    /// starts afresh.
+    pub fn forget(&mut self, db: &Path) {
+        for (d, tracker) in &mut self.entries {
+            if let Some(rel) = d.relative(db) {
+                tracker.observe(&rel, None);
+            }
+        }
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}

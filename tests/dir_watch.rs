@@ -1,0 +1,191 @@
+//! A watched directory (`dir` + `watch: true`) while `memsync replicate` runs: a database
+//! created and written is picked up and restores exactly, a non-database file is logged once
+//! and left alone, a renamed database is replicated under its new name, a deleted one is
+//! dropped cleanly (no file recreated at its path), and SIGTERM still ships everything.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{BIN, Replicator, run};
+use rusqlite::Connection;
+
+fn conn(p: &Path) -> Connection {
+    let c = Connection::open(p).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c.pragma_update(None, "journal_mode", "wal").unwrap();
+    c
+}
+
+fn create(p: &Path, rows: usize) -> Connection {
+    let c = conn(p);
+    c.execute_batch("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        .unwrap();
+    for i in 0..rows {
+        c.execute(
+            "INSERT INTO t(v) VALUES (?1)",
+            [format!("{} {i}", p.display())],
+        )
+        .unwrap();
+    }
+    c
+}
+
+fn rows(c: &Connection) -> Vec<(i64, String)> {
+    let mut s = c.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+struct Scene {
+    tmp: tempfile::TempDir,
+    data: PathBuf,
+    backup: PathBuf,
+    config: PathBuf,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(data.join("sub")).unwrap();
+        let backup = tmp.path().join("backup");
+        let config = tmp.path().join("c.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    recursive: true\n    watch: true\n    replica:\n      path: {}\n      sync-interval: 200ms\n",
+                data.display(),
+                backup.display()
+            ),
+        )
+        .unwrap();
+        Scene {
+            tmp,
+            data,
+            backup,
+            config,
+        }
+    }
+
+    /// Restores `rel` from the directory replica; `None` while it holds nothing for it.
+    fn restore(&self, rel: &str, tag: &str) -> Option<Vec<(i64, String)>> {
+        let out = self.tmp.path().join(format!("r-{tag}.db"));
+        let _ = std::fs::remove_file(&out);
+        let url = format!("file://{}", self.backup.display());
+        let o = run(&["restore", "-o", out.to_str().unwrap(), "-db", rel, &url]);
+        if !o.status.success() {
+            return None;
+        }
+        let r = rows(&Connection::open(&out).unwrap());
+        std::fs::remove_file(&out).unwrap();
+        Some(r)
+    }
+
+    /// Waits until the replica of `rel` restores to `want`.
+    fn wait_for(&self, rel: &str, want: &[(i64, String)], r: &Replicator) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = self.restore(rel, "wait");
+            if got.as_deref() == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{rel} never restored to its {} rows (last: {:?} rows):\n{}",
+                want.len(),
+                got.map(|g| g.len()),
+                r.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_watched_directory_follows_databases_created_renamed_and_deleted() {
+    let s = Scene::new();
+    // Empty at start: allowed with `watch`.
+    let mut r = Replicator::spawn(
+        {
+            let mut c = std::process::Command::new(BIN);
+            c.args(["replicate", "-config"]).arg(&s.config);
+            c
+        },
+        s.tmp.path().join("replicate.log"),
+    );
+    r.wait_for_log("replicating 0 database(s)");
+
+    // A database created while running is picked up and replicated as it is written.
+    let a = create(&s.data.join("a.db"), 5);
+    r.wait_for_log("a.db: new database, replicating");
+    s.wait_for("a.db", &rows(&a), &r);
+    for i in 0..20 {
+        a.execute("INSERT INTO t(v) VALUES (?1)", [format!("later {i}")])
+            .unwrap();
+    }
+    s.wait_for("a.db", &rows(&a), &r);
+
+    // A matching file that is not a database: logged once, never replicated.
+    std::fs::write(s.data.join("notes.db"), "plain text, not SQLite").unwrap();
+    let b = create(&s.data.join("sub/b.db"), 3);
+    r.wait_for_log("b.db: new database, replicating");
+    s.wait_for("sub/b.db", &rows(&b), &r);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(r.log().matches("notes.db").count(), 1, "{}", r.log());
+
+    // Renamed: replicated under its new name.
+    let b_rows = rows(&b);
+    drop(b);
+    for suffix in ["", "-wal", "-shm"] {
+        let from = s.data.join(format!("sub/b.db{suffix}"));
+        if from.exists() {
+            std::fs::rename(&from, s.data.join(format!("sub/moved.db{suffix}"))).unwrap();
+        }
+    }
+    r.wait_for_log("moved.db: new database, replicating");
+    let moved = conn(&s.data.join("sub/moved.db"));
+    assert_eq!(rows(&moved), b_rows);
+    moved
+        .execute("INSERT INTO t(v) VALUES ('after the move')", [])
+        .unwrap();
+    s.wait_for("sub/moved.db", &rows(&moved), &r);
+
+    // Deleted: dropped, and nothing recreated at its path.
+    let c = create(&s.data.join("c.db"), 4);
+    r.wait_for_log("c.db: new database, replicating");
+    s.wait_for("c.db", &rows(&c), &r);
+    drop(c);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(s.data.join(format!("c.db{suffix}")));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !r.log().contains("c.db: removed") {
+        assert!(
+            Instant::now() < deadline,
+            "c.db never dropped:\n{}",
+            r.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!s.data.join("c.db").exists(), "memsync recreated c.db");
+
+    // More writes, then SIGTERM: everything committed is on the replicas.
+    for i in 0..10 {
+        a.execute("INSERT INTO t(v) VALUES (?1)", [format!("last {i}")])
+            .unwrap();
+    }
+    let (status, log) = r.stop();
+    assert!(status.success(), "exit {status}:\n{log}");
+    assert_eq!(s.restore("a.db", "final-a").unwrap(), rows(&a), "{log}");
+    assert_eq!(
+        s.restore("sub/moved.db", "final-moved").unwrap(),
+        rows(&moved),
+        "{log}"
+    );
+    assert!(s.restore("notes.db", "notes").is_none());
+}
