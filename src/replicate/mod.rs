@@ -102,7 +102,7 @@ pub fn run(
     let rt = crate::runtime().map_err(ReplicateError::Runtime)?;
     // Startup code (arguments, config) is not needed again: keep it out of the resident set.
     crate::resident::tune_allocator();
-    crate::resident::shed();
+    crate::resident::shed_now();
     // Signals are caught before anything starts: a SIGTERM during a long startup (a first
     // snapshot) must still mean "flush and exit 0", not the default kill.
     let signalled = opts.wake.clone().unwrap_or_default();
@@ -145,7 +145,7 @@ pub fn run(
     }
     tracing::info!("replicating {} database(s)", dbs.len());
     // Nor is the recovery and first-snapshot code.
-    crate::resident::shed();
+    crate::resident::shed_now();
     // Dropped on return, after the final flush: the state files go with it.
     let handles: Vec<&DbHandle> = dbs.iter().map(|d| &d.handle).collect();
     let _observer = observe::start(&rt, config, &handles, opts)?;

@@ -41,7 +41,8 @@ pub struct MonitorConfig {
     /// zstd level of snapshots, which stay for the retention window: level 1, as compacted
     /// segments (`replicate::sink::CompactionConfig`).
     pub keep_level: i32,
-    /// How often to look for an application's checkpoint waiting on memsync.
+    /// How often to look for an application's checkpoint waiting on memsync right after a
+    /// commit; the gap then grows with the quiet time, up to 8 times this (see `run.rs`).
     pub probe_interval: Duration,
     /// How long nothing must be committed before memsync closes its connections (see
     /// `idle.rs`). One second: an application switching out of WAL mode, which SQLite allows

@@ -20,6 +20,16 @@ fn recheck_delay(left: u32) -> Duration {
     Duration::from_millis(2 << (2 * (RECHECKS - 1 - left)))
 }
 
+/// The gap between two looks for an application's checkpoint while attached and clean: the
+/// probe interval right after a commit (an application's checkpoint follows its commits), then
+/// as long as the quiet time so far, up to 8 probe intervals. A quiet second costs 7 looks
+/// instead of 20, which is what an attached database costs when hundreds are replicated; an
+/// application's RESTART or TRUNCATE checkpoint waits at most that gap for memsync to step
+/// aside (its busy handler retries meanwhile).
+fn probe_gap(probe: Duration, quiet: Duration) -> Duration {
+    quiet.clamp(probe, probe * 8)
+}
+
 /// The wait before retrying after a failed pass: doubling, from 100 ms up to 30 s.
 fn next_backoff(prev: Duration) -> Duration {
     (prev * 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
@@ -112,7 +122,7 @@ impl Monitor {
     /// monitor-interval).
     fn next_turn(&self, st: &LoopState) -> NextTurn {
         let now = Instant::now();
-        let probe = now + self.cfg.probe_interval;
+        let probe = now + probe_gap(self.cfg.probe_interval, st.quiet_since.elapsed());
         let poll = st.last_poll + self.cfg.monitor_interval;
         let (at, on_write) = if st.dirty {
             let paced = (now + self.pacer.wait(now)).max(st.retry_at);
@@ -242,6 +252,15 @@ mod tests {
     fn rechecks_look_again_soon_then_less_soon() {
         let ms = |left| recheck_delay(left).as_millis();
         assert_eq!([ms(2), ms(1), ms(0)], [2, 8, 32]);
+    }
+
+    #[test]
+    fn probes_grow_apart_with_the_quiet_time() {
+        let ms = Duration::from_millis;
+        let gaps: Vec<u128> = [0, 30, 100, 250, 399, 5000]
+            .map(|q| probe_gap(ms(50), ms(q)).as_millis())
+            .to_vec();
+        assert_eq!(gaps, [50, 50, 100, 250, 399, 400]);
     }
 
     #[test]
