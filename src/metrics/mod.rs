@@ -91,14 +91,18 @@ pub fn start(
     Observer { tasks, written }
 }
 
-/// Rewrites every database's state file every [`state::EVERY`].
+/// Looks at every database's state every [`state::EVERY`] and rewrites its file when it
+/// changed, or when the last write is [`state::REFRESH`] old: at hundreds of idle databases a
+/// rewrite of every file every 2 s was most of memsync's idle CPU (file creation).
 async fn write_states(exposed: Arc<Exposed>, written: Arc<Mutex<Option<Vec<PathBuf>>>>) {
     let mut tick = tokio::time::interval(state::EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned = false;
+    // What each file holds (its write time aside) and when it was written.
+    let last: Arc<Mutex<Vec<Option<state::State>>>> = Arc::default();
     loop {
         tick.tick().await;
-        let (exposed, written) = (exposed.clone(), written.clone());
+        let (exposed, written, last) = (exposed.clone(), written.clone(), last.clone());
         let res = tokio::task::spawn_blocking(move || {
             // Held while writing: a stop waits for this write, then removes what it wrote.
             let guard = written
@@ -107,14 +111,22 @@ async fn write_states(exposed: Arc<Exposed>, written: Arc<Mutex<Option<Vec<PathB
             if guard.is_none() {
                 return Ok(());
             }
+            let mut last = last.lock().map_err(|_| std::io::Error::other("poisoned"))?;
+            last.resize(exposed.sources.len(), None);
             let now = crate::stats::unix_ms();
             let pid = std::process::id();
-            for (src, db) in exposed
+            for ((src, db), prev) in exposed
                 .sources
                 .iter()
                 .zip(reading::read(&exposed.sources, now))
+                .zip(last.iter_mut())
             {
-                state::write(&src.meta_dir, &state::State::of(&db, pid, now))?;
+                let st = state::State::of(&db, pid, now);
+                if prev.as_ref().is_some_and(|p| !state::due(p, &st)) {
+                    continue;
+                }
+                state::write(&src.meta_dir, &st)?;
+                *prev = Some(st);
             }
             Ok::<_, std::io::Error>(())
         })

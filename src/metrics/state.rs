@@ -1,6 +1,7 @@
-//! The replicator's state file, for `memsync status` without `addr`: every few seconds a running
-//! replicator writes `<meta dir>/replication-state.json` (temp file, rename) with its pid and
-//! each replica's position and lag, and removes it when it stops. A reader takes the state as
+//! The replicator's state file, for `memsync status` without `addr`: a running replicator writes
+//! `<meta dir>/replication-state.json` (temp file, rename) with its pid and each replica's
+//! position and lag whenever they change (looked at every 2 s) and at least every minute, and
+//! removes it when it stops. A reader takes the state as
 //! live only while that pid exists and the file is fresh, so a killed replicator reads as "not
 //! running" too.
 
@@ -15,11 +16,24 @@ use super::reading::DbReading;
 /// The file's name in the meta directory.
 pub const FILE: &str = "replication-state.json";
 
-/// How often a running replicator rewrites it.
+/// How often a running replicator looks at each state (and rewrites the file if it changed).
 pub const EVERY: Duration = Duration::from_secs(2);
 
+/// How often a state file is rewritten while nothing in it changes.
+pub const REFRESH: Duration = Duration::from_secs(60);
+
 /// A state older than this is a replicator's that no longer runs (or hangs).
-pub const STALE: Duration = Duration::from_secs(15);
+pub const STALE: Duration = Duration::from_secs(180);
+
+/// True when `next` must be written over `prev`: something in it changed, or `prev` is
+/// [`REFRESH`] old.
+pub fn due(prev: &State, next: &State) -> bool {
+    let same = State {
+        written_ms: next.written_ms,
+        ..prev.clone()
+    } == *next;
+    !same || next.written_ms - prev.written_ms >= REFRESH.as_millis() as i64
+}
 
 /// What the file holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,6 +204,16 @@ mod tests {
                 errors: 1,
             }],
         }
+    }
+
+    #[test]
+    fn a_file_is_rewritten_on_a_change_or_once_a_minute() {
+        let prev = state(1_000);
+        assert!(!due(&prev, &state(3_000)), "nothing changed");
+        assert!(due(&prev, &state(1_000 + 60_000)), "a minute old");
+        let mut moved = state(3_000);
+        moved.replicas[0].lag_ms = 2_000;
+        assert!(due(&prev, &moved), "the lag moved");
     }
 
     #[test]
