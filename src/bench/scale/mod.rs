@@ -27,6 +27,9 @@ use super::proc::{Replicator, Running};
 use super::{BenchOptions, Figures, fresh, pct, procfs};
 use table::Outcome;
 
+/// How long [`Running::stop`] waits after SIGTERM before it kills the session.
+const STOP_LIMIT: f64 = 30.0;
+
 /// The scale phase's parameters.
 #[derive(Debug, Clone)]
 pub struct ScaleOptions {
@@ -186,7 +189,12 @@ fn one(o: &BenchOptions, r: &Replicator, n: usize, dir: &Path) -> Result<Figures
         }
     };
     std::thread::sleep(s.drain);
-    f.push(("shutdown_s".into(), run.stop()));
+    let stop = run.stop();
+    f.push(("shutdown_s".into(), stop));
+    f.push((
+        "shutdown_killed".into(),
+        if stop >= STOP_LIMIT { 1.0 } else { 0.0 },
+    ));
     drop(conns);
     verify(r, &cfg, &paths, dir, s.samples, &mut f);
     Ok(f)

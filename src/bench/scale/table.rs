@@ -46,6 +46,11 @@ const ROWS: &[Row] = &[
         1,
     ),
     row("shutdown_s", "shutdown: SIGTERM -> exit, s", 2),
+    row(
+        "shutdown_killed",
+        "shutdown: killed after 30 s (1 = yes)",
+        0,
+    ),
     row("restore_checked", "restore: databases checked", 0),
     row("restore_ok", "restore: at the last commit", 0),
     row("restore_max_s", "restore: slowest, s", 2),
