@@ -14,21 +14,25 @@
 //! - `restore`: a database bulk-filled to `size_mb`; time until the replica restores it (initial
 //!   sync), then restore time (median of `runs`) and MB/s.
 //! - `s3` (not run by default: needs SeaweedFS): see `s3.rs`.
+//! - `scale` (not run by default): N small databases in one process, see `scale/mod.rs`.
 
 pub mod countproxy;
 pub mod follow;
 pub mod history;
 pub mod httphead;
+mod lag;
 pub mod proc;
+pub mod procfs;
 pub mod s3;
+pub mod scale;
 mod seaweed;
 pub mod workload;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+
+use lag::phase_lag;
 
 use proc::{Replicator, dir_size};
 
@@ -66,6 +70,8 @@ pub struct BenchOptions {
     pub history_sample: Duration,
     /// How long the s3 phase counts requests after the writer stops.
     pub s3_idle: Duration,
+    /// The scale phase's parameters.
+    pub scale: scale::ScaleOptions,
     /// Phases to run.
     pub phases: Vec<String>,
     /// Working directory (kept).
@@ -227,114 +233,6 @@ fn phase_cpu(o: &BenchOptions, r: &Replicator, f: &mut Figures) -> Result<(), St
     Ok(())
 }
 
-/// The lag phase's writer: steady `rate` commits/s (`lag`), or single commits at random moments
-/// (`sparse`: a memory service's real load, where when a sync may run matters more than how
-/// often).
-fn phase_lag(o: &BenchOptions, r: &Replicator, f: &mut Figures, phase: &str) -> Result<(), String> {
-    let dir = o.workdir.join(&r.name).join(phase);
-    let (cfg, db, app, run) = start_on_new_db(o, r, &dir)?;
-    let commits: Arc<Mutex<Vec<(i64, SystemTime)>>> = Arc::default();
-    let done = Arc::new(AtomicBool::new(false));
-    let o_restore_probe = o.restore_probe;
-    let prober = {
-        let (r, cfg, db, out, done) = (
-            r.clone(),
-            cfg.clone(),
-            db.clone(),
-            dir.join("probe.db"),
-            done.clone(),
-        );
-        std::thread::spawn(move || {
-            let mut probes = Vec::new();
-            while o_restore_probe && !done.load(Ordering::Relaxed) {
-                let ts = SystemTime::now();
-                let ok = r.restore(&cfg, &out, &db);
-                let te = SystemTime::now();
-                probes.push((ts, te, if ok { count_rows(&out) } else { -1 }));
-            }
-            probes
-        })
-    };
-    // memsync's own replica is also followed segment by segment: the precise figure.
-    let follower = (r.name == "memsync").then(|| {
-        let (replica, out, done) = (dir.join("replica"), dir.join("follow.db"), done.clone());
-        std::thread::spawn(move || follow::probe(&replica, &out, &done))
-    });
-    let mut rng = workload::Rng::new(2);
-    let log = commits.clone();
-    let each = |id, t| log.lock().expect("lag log").push((id, t));
-    if phase == "sparse" {
-        workload::write_sparse(&app, o.sparse_gap, o.sparse_duration, &mut rng, each)
-    } else {
-        workload::write_steady(&app, o.rate, o.lag_duration, &mut rng, each)
-    }
-    .map_err(|e| e.to_string())?;
-    std::thread::sleep(Duration::from_secs(5));
-    done.store(true, Ordering::Relaxed);
-    let probes = prober.join().map_err(|_| "prober panicked".to_string())?;
-    let followed = match follower {
-        Some(h) => Some(h.join().map_err(|_| "follower panicked".to_string())?),
-        None => None,
-    };
-    run.stop();
-    let commits = commits.lock().expect("lag log").clone();
-    // Raw data for inspection: every probe (start, end, rows seen) and every commit (id, time).
-    let secs_of = |t: SystemTime| {
-        t.duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64())
-    };
-    let mut raw = String::new();
-    for p in &probes {
-        let _ = writeln!(raw, "probe {:.4} {:.4} {}", secs_of(p.0), secs_of(p.1), p.2);
-    }
-    for (id, t) in &commits {
-        let _ = writeln!(raw, "commit {id} {:.4}", secs_of(*t));
-    }
-    let _ = std::fs::write(dir.join("lag.raw"), raw);
-    let (mut upper, mut lower, mut restore_s) = (Vec::new(), Vec::new(), Vec::new());
-    let ok: Vec<_> = probes.iter().filter(|p| p.2 >= 0).collect();
-    for p in &ok {
-        restore_s.push(p.1.duration_since(p.0).map_or(0.0, |d| d.as_secs_f64()));
-    }
-    let secs = |a: SystemTime, b: SystemTime| a.duration_since(b).map_or(0.0, |d| d.as_secs_f64());
-    for (id, t) in &commits {
-        // First successful probe that saw the row, and the probe before it.
-        if let Some(i) = ok.iter().position(|p| p.2 >= *id) {
-            if i == 0 {
-                continue;
-            }
-            upper.push(secs(ok[i].1, *t));
-            lower.push(secs(ok[i - 1].0, *t));
-        }
-    }
-    f.push((format!("{phase}.probes"), ok.len() as f64));
-    f.push((format!("{phase}.restore_p50_s"), pct(&mut restore_s, 50.0)));
-    f.push((format!("{phase}.upper_p50_s"), pct(&mut upper, 50.0)));
-    f.push((format!("{phase}.upper_p95_s"), pct(&mut upper, 95.0)));
-    f.push((format!("{phase}.lower_p50_s"), pct(&mut lower, 50.0)));
-    f.push((format!("{phase}.lower_p95_s"), pct(&mut lower, 95.0)));
-    if let Some(seen) = followed {
-        // Commit → the first advance of the followed copy that holds its row.
-        let mut lag: Vec<f64> = commits
-            .iter()
-            .filter_map(|(id, t)| {
-                // Rows already there when following began have no measured arrival.
-                let i = seen.iter().position(|s| s.1 >= *id).filter(|&i| i > 0)?;
-                Some(secs(seen[i].0, *t))
-            })
-            .collect();
-        f.push((format!("{phase}.followed_commits"), lag.len() as f64));
-        // Commits the copy never showed (they would bias the percentiles low if ignored).
-        let last_seen = seen.last().map_or(0, |s| s.1);
-        let missed = commits.iter().filter(|(id, _)| *id > last_seen).count();
-        f.push((format!("{phase}.unobserved_commits"), missed as f64));
-        f.push((format!("{phase}.follow_p50_s"), pct(&mut lag, 50.0)));
-        f.push((format!("{phase}.follow_p95_s"), pct(&mut lag, 95.0)));
-        f.push((format!("{phase}.follow_max_s"), pct(&mut lag, 100.0)));
-    }
-    Ok(())
-}
-
 fn phase_restore(
     o: &BenchOptions,
     r: &Replicator,
@@ -389,17 +287,14 @@ fn phase_restore(
     Ok(())
 }
 
+/// Every phase `--phases` accepts.
+const PHASES: &[&str] = &["cpu", "lag", "sparse", "restore", "history", "s3", "scale"];
+
 /// Runs the benchmark and prints `key=value` lines per replicator, then a comparison.
 pub fn run(o: &BenchOptions) -> Result<String, String> {
     // A misspelt phase is refused before minutes of the others have run.
-    if let Some(other) = o
-        .phases
-        .iter()
-        .find(|p| !["cpu", "lag", "sparse", "restore", "history", "s3"].contains(&p.as_str()))
-    {
-        return Err(format!(
-            "unknown phase {other:?} (cpu, lag, sparse, restore, history, s3)"
-        ));
+    if let Some(other) = o.phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
+        return Err(format!("unknown phase {other:?} ({})", PHASES.join(", ")));
     }
     if o.phases.iter().any(|p| p == "s3") {
         seaweed::require_weed()?;
@@ -416,7 +311,13 @@ pub fn run(o: &BenchOptions) -> Result<String, String> {
     // Phase by phase, each replicator in turn, so drift in the machine's state (page cache,
     // writeback, other load) falls on both sides alike.
     let mut figs: Vec<Figures> = vec![Figures::new(); o.replicators.len()];
+    // The scale phase's own side-by-side tables (one per database count).
+    let mut tables = String::new();
     for phase in &o.phases {
+        if phase == "scale" {
+            tables.push_str(&scale::phase_scale(o)?);
+            continue;
+        }
         if phase == "history" {
             eprintln!("bench: history (every replicator at once)");
             for (f, h) in figs.iter_mut().zip(history::phase_history(o)?) {
@@ -469,12 +370,12 @@ pub fn run(o: &BenchOptions) -> Result<String, String> {
         }
         all.push((r.name.clone(), f));
     }
-    Ok(report(&all))
+    Ok(report(&all) + &tables)
 }
 
 fn report(all: &[(String, Figures)]) -> String {
     let mut s = String::new();
-    let Some((first, base)) = all.first() else {
+    let Some((first, base)) = all.first().filter(|(_, f)| !f.is_empty()) else {
         return s;
     };
     let _ = write!(s, "\n{:<42}", "figure");

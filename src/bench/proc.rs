@@ -78,45 +78,12 @@ impl Running {
 
     /// CPU seconds (user + system) of every live process in the replicator's session.
     pub fn cpu_seconds(&self) -> f64 {
-        let tick = rustix::param::clock_ticks_per_second() as f64;
-        let sid = self.pid() as i64;
-        let mut total = 0u64;
-        let Ok(rd) = std::fs::read_dir("/proc") else {
-            return 0.0;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name();
-            let Some(pid) = name
-                .to_str()
-                .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-                continue;
-            };
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            if f.len() > 12 && f[3].parse::<i64>().ok() == Some(sid) {
-                total += f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
-            }
-        }
-        total as f64 / tick
+        super::procfs::session_cpu_seconds(self.pid() as i64)
     }
 
     /// Peak resident set size of the main process, in kB.
     pub fn peak_rss_kb(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(0)
+        super::procfs::status(self.pid()).map_or(0, |s| s.hwm_kb)
     }
 
     /// SIGTERM, wait up to 30 s, then SIGKILL the session; returns seconds to exit.

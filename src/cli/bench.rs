@@ -65,10 +65,30 @@ pub(super) struct BenchArgs {
     #[arg(long = "s3-idle", default_value_t = 60)]
     pub(super) s3_idle: u64,
     /// Phases: cpu, lag (steady writes), sparse (single commits at random moments), restore;
-    /// also history (replica growth over 10 minutes, both tools at once) and s3 (requests and
-    /// restore speed against a SeaweedFS server, from the test harness), not run by default.
+    /// also history (replica growth over 10 minutes, both tools at once), s3 (requests and
+    /// restore speed against a SeaweedFS server, from the test harness) and scale (many small
+    /// databases in one process), not run by default.
     #[arg(long = "phases", default_value = "cpu,lag,sparse,restore")]
     pub(super) phases: String,
+    /// Database counts of the scale phase, comma-separated (e.g. 10,100,1000).
+    #[arg(long = "dbs", default_value = "100")]
+    pub(super) dbs: String,
+    /// Seconds the scale phase waits after startup before its idle window.
+    #[arg(long = "scale-settle", default_value_t = 5)]
+    pub(super) scale_settle: u64,
+    /// Seconds of the scale phase's idle window.
+    #[arg(long = "scale-idle", default_value_t = 20)]
+    pub(super) scale_idle: u64,
+    /// Seconds of the scale phase's load window (one commit/s to each database), also run
+    /// with no replicator for the baseline.
+    #[arg(long = "scale-load", default_value_t = 30)]
+    pub(super) scale_load: u64,
+    /// Seconds between the scale phase's last commit and SIGTERM (0: shutdown ships it).
+    #[arg(long = "scale-drain", default_value_t = 0)]
+    pub(super) scale_drain: u64,
+    /// Databases the scale phase restores and checks after shutdown, besides the first and last.
+    #[arg(long = "scale-samples", default_value_t = 5)]
+    pub(super) scale_samples: usize,
     /// Working directory (kept for inspection).
     #[arg(long = "workdir", default_value = "memsync-bench")]
     pub(super) workdir: PathBuf,
@@ -98,6 +118,26 @@ fn find_litestream(spec: &str) -> Option<PathBuf> {
         }
         path => Some(PathBuf::from(path)),
     }
+}
+
+/// `--dbs 10,100,1000`: database counts, each at least 1.
+fn parse_counts(s: &str) -> Result<Vec<usize>, CliError> {
+    let bad = |why: &str| CliError::BadFlag {
+        flag: "--dbs",
+        value: s.to_owned(),
+        why: why.into(),
+    };
+    let counts = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<usize>().ok().filter(|&n| n > 0))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| bad("not a comma-separated list of database counts of 1 or more"))?;
+    if counts.is_empty() {
+        return Err(bad("no database count"));
+    }
+    Ok(counts)
 }
 
 pub(super) fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
@@ -153,6 +193,14 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
         history_duration: std::time::Duration::from_secs(a.history_duration),
         history_sample: std::time::Duration::from_secs(a.history_sample),
         s3_idle: std::time::Duration::from_secs(a.s3_idle),
+        scale: crate::bench::scale::ScaleOptions {
+            dbs: parse_counts(&a.dbs)?,
+            settle: std::time::Duration::from_secs(a.scale_settle),
+            idle: std::time::Duration::from_secs(a.scale_idle),
+            load: std::time::Duration::from_secs(a.scale_load),
+            drain: std::time::Duration::from_secs(a.scale_drain),
+            samples: a.scale_samples,
+        },
         phases: a
             .phases
             .split(',')
@@ -167,4 +215,18 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
     };
     print!("{}", crate::bench::run(&opts).map_err(CliError::Tool)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_counts;
+
+    #[test]
+    fn database_counts_are_a_comma_separated_list() {
+        assert_eq!(parse_counts("10, 100,1000").ok(), Some(vec![10, 100, 1000]));
+        assert_eq!(parse_counts("100").ok(), Some(vec![100]));
+        for bad in ["", "0", "10,x", "-5", ","] {
+            assert!(parse_counts(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -1,0 +1,75 @@
+//! The scale phase's application: one connection per database, kept open as a server keeps
+//! them, committing one row to each database per second (N commits/s in all, spread evenly:
+//! commit k is due at k/N s and goes to database k mod N). Every commit's latency is kept: the
+//! figure that matters is the slowest one the application saw while the replicator ran.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+/// What the writer saw.
+#[derive(Debug, Default)]
+pub struct Load {
+    /// Commits attempted.
+    pub commits: u64,
+    /// Commits that failed (`SQLITE_BUSY` after the 5 s busy timeout, or any other error).
+    pub errors: u64,
+    /// Seconds each commit took, failed ones included.
+    pub latencies: Vec<f64>,
+    /// Seconds the writer fell behind its schedule at worst.
+    pub late_max: f64,
+    /// Seconds the window really lasted.
+    pub elapsed: f64,
+}
+
+/// Opens every database as the application would (busy timeout 5 s, `synchronous=NORMAL`).
+pub fn open(dbs: &[PathBuf]) -> Result<Vec<Connection>, String> {
+    dbs.iter()
+        .map(|p| {
+            let c = Connection::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            c.busy_timeout(Duration::from_secs(5))
+                .and_then(|_| c.pragma_update(None, "synchronous", "NORMAL"))
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok(c)
+        })
+        .collect()
+}
+
+/// Commits one row per database per second for `window` (fewer if commits fall behind).
+pub fn run(conns: &[Connection], window: Duration) -> Load {
+    let mut load = Load::default();
+    if conns.is_empty() {
+        return load;
+    }
+    let every = Duration::from_secs(1).div_f64(conns.len() as f64);
+    let t0 = Instant::now();
+    let mut k: u64 = 0;
+    loop {
+        let due = every.mul_f64(k as f64);
+        let now = t0.elapsed();
+        // The window ends on the clock, not after its last scheduled commit: a replicator that
+        // holds the write lock for seconds shows as commits missing, not as a window that
+        // never ends (1 000 databases, each commit waiting out the busy timeout).
+        if due >= window || now >= window {
+            break;
+        }
+        match due.checked_sub(now) {
+            Some(wait) => std::thread::sleep(wait),
+            None => load.late_max = load.late_max.max((now - due).as_secs_f64()),
+        }
+        let c = &conns[(k % conns.len() as u64) as usize];
+        let t = Instant::now();
+        let ok = c
+            .prepare_cached("INSERT INTO t(v, ts) VALUES (?1, julianday('now'))")
+            .and_then(|mut s| s.execute([format!("commit {k}")]));
+        load.latencies.push(t.elapsed().as_secs_f64());
+        if ok.is_err() {
+            load.errors += 1;
+        }
+        load.commits += 1;
+        k += 1;
+    }
+    load.elapsed = t0.elapsed().as_secs_f64();
+    load
+}
