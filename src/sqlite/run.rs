@@ -30,6 +30,19 @@ fn probe_gap(probe: Duration, quiet: Duration) -> Duration {
     quiet.clamp(probe, probe * 8)
 }
 
+/// `at` rounded up to the next quarter second of the process: the polls of idle databases
+/// (which a write brings forward anyway) fall on four instants a second, so that hundreds of
+/// them cost four wake-ups of the pool, not one each.
+fn coarse(at: Instant) -> Instant {
+    use std::sync::OnceLock;
+    const SLOT: Duration = Duration::from_millis(250);
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let since = at.saturating_duration_since(epoch);
+    let slots = since.as_nanos().div_ceil(SLOT.as_nanos());
+    epoch + SLOT * u32::try_from(slots).unwrap_or(u32::MAX)
+}
+
 /// The wait before retrying after a failed pass: doubling, from 100 ms up to 30 s.
 fn next_backoff(prev: Duration) -> Duration {
     (prev * 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
@@ -100,10 +113,11 @@ impl Monitor {
         }
         if st.last_poll.elapsed() >= self.cfg.monitor_interval {
             st.last_poll = Instant::now();
-            self.check_replaced()?;
             // While away, only a change is worth reopening the connections for; compaction
-            // and the snapshot policy go on all the same.
+            // and the snapshot policy go on all the same. Files that look unchanged include
+            // the database's device and inode: it was not replaced either.
             if !self.is_away() || self.changed_while_away() {
+                self.check_replaced()?;
                 st.dirty = true;
             } else {
                 st.maintain_away = true;
@@ -128,7 +142,7 @@ impl Monitor {
             let paced = (now + self.pacer.wait(now)).max(st.retry_at);
             (paced.min(probe), false)
         } else if self.is_away() {
-            (poll, true)
+            (coarse(poll), true)
         } else {
             (probe, true)
         };
@@ -261,6 +275,15 @@ mod tests {
             .map(|q| probe_gap(ms(50), ms(q)).as_millis())
             .to_vec();
         assert_eq!(gaps, [50, 50, 100, 250, 399, 400]);
+    }
+
+    #[test]
+    fn idle_polls_fall_on_quarter_seconds() {
+        let a = coarse(Instant::now() + Duration::from_millis(10));
+        let b = coarse(a + Duration::from_millis(1));
+        assert_eq!(b - a, Duration::from_millis(250));
+        assert_eq!(coarse(a), a, "a slot boundary stays");
+        assert_eq!(coarse(b - Duration::from_millis(100)), b);
     }
 
     #[test]

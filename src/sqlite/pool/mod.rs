@@ -83,6 +83,8 @@ struct State {
     /// When the reactor plans to wake next (a sooner timer must wake it).
     reactor_wake: Option<Instant>,
     next_schedule: u64,
+    /// Workers waiting for the queue.
+    sleeping: usize,
 }
 
 impl State {
@@ -93,7 +95,10 @@ impl State {
         {
             s.queued = true;
             self.queue.push_back(id);
-            ready.notify_one();
+            // Only a sleeping worker needs waking (a batch of due monitors is hundreds).
+            if self.sleeping > 0 {
+                ready.notify_one();
+            }
         }
     }
 

@@ -32,7 +32,9 @@ pub(super) fn run(shared: &Shared) {
                     };
                     break (id, task, std::mem::take(&mut s.written), stopping || s.stop);
                 }
+                st.sleeping += 1;
                 st = shared.ready.wait(st).unwrap_or_else(|p| p.into_inner());
+                st.sleeping -= 1;
             }
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| step(task, written, stop, shared.once)));
