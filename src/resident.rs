@@ -30,9 +30,10 @@ pub fn tune_allocator() {
     }
 }
 
-/// [`shed_now`] at most once per 30 s, for work that recurs (a compaction pass of each of
-/// hundreds of databases): reading `/proc/self/smaps` and trimming the heap walk every mapping
-/// and arena, and doing it after each pass took a sixth of memsync's CPU at 500 databases.
+/// [`shed_now`] at most once per 10 s, for work that recurs (a compaction pass of each of
+/// hundreds of databases, the replicator's one-second loop): reading `/proc/self/smaps` and
+/// trimming the heap walk every mapping and the heap, and doing it after each pass took a sixth
+/// of memsync's CPU at 500 databases.
 pub fn shed() {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST: AtomicU64 = AtomicU64::new(0);
@@ -40,7 +41,7 @@ pub fn shed() {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let last = LAST.load(Ordering::Relaxed);
-    if now.saturating_sub(last) < 30
+    if now.saturating_sub(last) < 10
         || LAST
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()

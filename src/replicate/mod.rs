@@ -166,6 +166,8 @@ pub fn run(
             if signal || stop.load(Ordering::Relaxed) {
                 break;
             }
+            // What startup and bursts of work left in the heap goes back within seconds.
+            crate::resident::shed();
             // A monitor that ended stops replication, unless its database was in a watched
             // directory and was removed or replaced: then it is dropped (and a replacement is
             // picked up as a new database at the next scan).

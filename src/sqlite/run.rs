@@ -140,14 +140,14 @@ impl Monitor {
         let poll = st.last_poll + self.cfg.monitor_interval;
         let (at, on_write) = if st.dirty {
             let paced = (now + self.pacer.wait(now)).max(st.retry_at);
-            (paced.min(probe), false)
+            (paced.min(probe).min(poll), false)
         } else if self.is_away() {
             (coarse(poll), true)
         } else {
-            (probe, true)
+            (probe.min(poll), true)
         };
         NextTurn {
-            at: at.min(poll),
+            at,
             on_write,
         }
     }
