@@ -219,11 +219,7 @@ fn flat_directory_leaves_subdirectories_alone() {
     assert!(!log.contains("rollback-journal mode"), "{log}");
     assert!(t.p("flat/old.db/snapshots").is_dir(), "{log}");
     let (out, _) = ok(&["databases", "-config", &cfg]);
-    assert_eq!(
-        listed(&out),
-        3,
-        "a.db and old.db, now in WAL mode: {out}"
-    );
+    assert_eq!(listed(&out), 3, "a.db and old.db, now in WAL mode: {out}");
     ok(&["replicate", "-once", "-config", &cfg]);
     assert!(t.p("flat/a.db/snapshots").is_dir());
     assert!(!t.p("flat/sub").exists());

@@ -146,10 +146,7 @@ impl Monitor {
         } else {
             (probe.min(poll), true)
         };
-        NextTurn {
-            at,
-            on_write,
-        }
+        NextTurn { at, on_write }
     }
 
     /// After the loop: everything committed is shipped, in rollback mode too (see `idle.rs`),
