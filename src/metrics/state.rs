@@ -218,22 +218,26 @@ mod tests {
 
     #[test]
     fn a_state_is_live_only_while_its_process_runs_and_it_is_fresh() {
-        let now = 100_000;
+        let now = 1_000_000;
         assert_eq!(
             judge(None, true, now),
             Liveness::NotRunning("no replicator state".into())
         );
         assert_eq!(
-            judge(Some(state(99_000)), true, now),
-            Liveness::Running(state(99_000))
+            judge(Some(state(999_000)), true, now),
+            Liveness::Running(state(999_000))
         );
         assert_eq!(
-            judge(Some(state(99_000)), false, now),
+            judge(Some(state(999_000)), false, now),
             Liveness::NotRunning("process 42 is gone".into())
         );
+        let old = now - STALE.as_millis() as i64 - 20_000;
         assert_eq!(
-            judge(Some(state(60_000)), true, now),
-            Liveness::NotRunning("its state was last written 40s ago by process 42".into())
+            judge(Some(state(old)), true, now),
+            Liveness::NotRunning(format!(
+                "its state was last written {}s ago by process 42",
+                (now - old) / 1000
+            ))
         );
     }
 
