@@ -3,6 +3,7 @@
 
 pub mod catchup;
 pub mod compact;
+mod database;
 mod dirwatch;
 mod error;
 pub mod fdlimit;
@@ -21,17 +22,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::config::{Config, DbConfig};
-use crate::replica::{self, ReplicaClient, ReplicaError};
-use crate::sqlite::monitor::{MonitorConfig, MonitorError};
-use crate::sqlite::pool::{MonitorHandle, Pool, StartArgs};
+use crate::sqlite::monitor::MonitorError;
+use crate::sqlite::pool::Pool;
 use crate::stats::{DbStats, ShipStats};
+use database::{add_db, start_db};
 pub use error::ReplicateError;
-use shipper::ShipperParts;
-use sink::{CompactionConfig, SpoolSink};
-use spool::Spool;
 
 /// How long the final upload on shutdown may take per replica.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -278,268 +274,6 @@ pub fn run(
     }
 }
 
-struct Running {
-    monitor: MonitorHandle,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Stops this database's shippers (after their last upload).
-    stop: watch::Sender<bool>,
-    handle: DbHandle,
-}
-
-impl Running {
-    /// Stops replicating this database (what is committed is shipped first, unless its
-    /// monitor already ended); its handle and how its monitor ended (`None`: it panicked).
-    fn end(self, rt: &tokio::runtime::Runtime) -> (DbHandle, Option<Result<(), MonitorError>>) {
-        self.monitor.stop();
-        let result = self.monitor.join();
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = rt.block_on(t);
-        }
-        (self.handle, result)
-    }
-}
-
-/// Starts replicating a database found while running (a watched directory).
-fn add_db(
-    rt: &tokio::runtime::Runtime,
-    pool: &Pool,
-    db: &DbConfig,
-    config: &Config,
-    opts: &ReplicateOptions,
-    stop: Arc<AtomicBool>,
-) -> Result<(Running, lock::DbLock), ReplicateError> {
-    crate::sqlite::conn::check_file(&db.path).map_err(MonitorError::from)?;
-    let lock = lock::acquire(&db.path, &meta_dir(db))?;
-    let deadline = tokio::time::Instant::now() + startup::START_WAIT;
-    let s = start_db(rt, pool, db, &config.tiers, opts, stop, deadline)?;
-    Ok((s.running(rt, &config.tiers)?, lock))
-}
-
-/// A database whose monitor is starting on the pool, with what its shippers will need.
-struct Starting<'a> {
-    db: &'a DbConfig,
-    monitor: MonitorHandle,
-    clients: Vec<(ReplicaClient, &'a crate::config::ReplicaConfig)>,
-    starts: Vec<startup::Start>,
-    pending: Vec<startup::Pending>,
-    snapshot_wanted: Arc<AtomicBool>,
-    min_gap: Duration,
-    stats: Arc<DbStats>,
-    pos_rx: watch::Receiver<Option<replica_formats::TxId>>,
-    map_rx: watch::Receiver<Option<replica_formats::TxId>>,
-}
-
-/// Checks a database's replicas and starts its monitor on the pool (without waiting for it).
-fn start_db<'a>(
-    rt: &tokio::runtime::Runtime,
-    pool: &Pool,
-    db: &'a DbConfig,
-    tiers: &crate::config::Tiers,
-    opts: &ReplicateOptions,
-    stop: Arc<AtomicBool>,
-    deadline: tokio::time::Instant,
-) -> Result<Starting<'a>, ReplicateError> {
-    let clients: Vec<(ReplicaClient, &crate::config::ReplicaConfig)> = db
-        .replicas
-        .iter()
-        .map(|r| Ok((replica::client_for(r, true)?, r)))
-        .collect::<Result<_, ReplicaError>>()?;
-    let real = real_path(&db.path);
-    if real != db.path {
-        tracing::info!("database {} is {}", db.path.display(), real.display());
-    }
-    let meta = meta_dir(db);
-    // Before the listings: a replica taken over is emptied first.
-    let refs: Vec<&ReplicaClient> = clients.iter().map(|(c, _)| c).collect();
-    let me = lineage::identity(
-        rt.block_on(lineage::local_lineage(&meta, &real, &refs))?,
-        &real,
-    );
-    let mut mcfg = MonitorConfig::new(real, meta.clone());
-    mcfg.busy_timeout = db.busy_timeout;
-    mcfg.monitor_interval = db.monitor_interval;
-    mcfg.checkpoint_interval = db.checkpoint_interval;
-    mcfg.min_checkpoint_pages = db.min_checkpoint_page_count;
-    mcfg.truncate_pages = db.truncate_page_n;
-    mcfg.convert_to_wal = opts.convert_to_wal;
-    mcfg.stop = (!opts.once).then(|| stop.clone());
-    mcfg.min_sync_gap = db
-        .replicas
-        .iter()
-        .map(|r| r.sync_interval)
-        .min()
-        .unwrap_or_default();
-    // A pass at least as often as level-1 buckets close, so level 1 keeps up with them.
-    let mut ccfg = CompactionConfig::new(tiers.clone());
-    ccfg.snapshot_interval = db.replicas.iter().filter_map(|r| r.snapshot_interval).min();
-    if let Some(d) = compaction_interval_override()? {
-        ccfg.interval = d;
-    }
-    // Replicas that cannot continue from the spool start over from a snapshot of the current
-    // position, which the monitor writes before shipping starts.
-    let left = Spool::existing(&meta);
-    left.drop_torn().map_err(|source| ReplicateError::Spool {
-        path: left.dir().to_path_buf(),
-        source,
-    })?;
-    let left_keys = left.keys().map_err(|source| ReplicateError::Spool {
-        path: left.dir().to_path_buf(),
-        source,
-    })?;
-    let me = Arc::new(me);
-    let spool_keys = Arc::new(left_keys);
-    let starts: Vec<startup::Start> = clients
-        .iter()
-        .map(|(c, r)| startup::Start {
-            client: c.clone(),
-            me: me.clone(),
-            takeover: opts.takeover || r.takeover,
-            spool: left.clone(),
-            spool_keys: spool_keys.clone(),
-        })
-        .collect();
-    let pending = startup::first_attempts(rt, &starts, deadline)
-        .map_err(|e| ReplicateError::Lineage(Box::new(e)))?;
-    let ready: Vec<&startup::Ready> = pending
-        .iter()
-        .filter_map(|p| match p {
-            startup::Pending::Ready(r) => Some(r),
-            _ => None,
-        })
-        .collect();
-    if ready.iter().any(|r| r.restart.is_some()) {
-        mcfg.snapshot_wanted.store(true, Ordering::Relaxed);
-    }
-    // New positions start above everything a replica that answered holds.
-    let floor = ready.iter().filter_map(|r| r.newest()).max();
-    let snapshot_wanted = mcfg.snapshot_wanted.clone();
-    let min_gap = mcfg.min_sync_gap;
-    let stats = Arc::new(DbStats::default());
-    let (pos_tx, pos_rx) = watch::channel(None);
-    let (map_tx, map_rx) = watch::channel(None);
-    let sink = SpoolSink::new(&meta, ccfg, pos_tx, map_tx, stats.clone());
-    let monitor = pool.add(StartArgs {
-        cfg: mcfg,
-        floor,
-        sink: Box::new(sink),
-        stats: stats.clone(),
-    });
-    Ok(Starting {
-        db,
-        monitor,
-        clients,
-        starts,
-        pending,
-        snapshot_wanted,
-        min_gap,
-        stats,
-        pos_rx,
-        map_rx,
-    })
-}
-
-impl Starting<'_> {
-    /// Waits for the monitor's start, then starts shipping to every replica.
-    fn running(
-        self,
-        rt: &tokio::runtime::Runtime,
-        tiers: &crate::config::Tiers,
-    ) -> Result<Running, ReplicateError> {
-        let (stop, stop_rx) = watch::channel(false);
-        let Starting {
-            db,
-            monitor,
-            clients,
-            starts,
-            pending,
-            snapshot_wanted,
-            min_gap,
-            stats,
-            pos_rx,
-            map_rx,
-        } = self;
-        match monitor.started() {
-            Ok(()) => {}
-            Err(Some(e)) => return Err(e.into()),
-            Err(None) => {
-                return Err(ReplicateError::MonitorPanicked {
-                    db: db.path.clone(),
-                });
-            }
-        }
-        let spool = Spool::existing(&meta_dir(db));
-        let mut replicas = Vec::new();
-        let mut confirmed = Vec::new();
-        let mut tasks = Vec::new();
-        for (((client, rcfg), start), pending) in clients.into_iter().zip(starts).zip(pending) {
-            let ss = Arc::new(ShipStats::default());
-            replicas.push((rcfg.name.clone(), ss.clone()));
-            let (ready_early, early) = match &pending {
-                startup::Pending::Ready(r) => (true, r.remote()),
-                _ => (false, None),
-            };
-            let (ctx, crx) = watch::channel(early);
-            confirmed.push(crx);
-            let make = ShipperParts {
-                client,
-                spool: spool.clone(),
-                // The monitor already spools no faster than the fastest replica's interval; a
-                // replica ships as soon as a file arrives unless its own interval is longer.
-                sync_interval: rcfg.sync_interval.saturating_sub(min_gap),
-                retention: rcfg.retention,
-                retention_check: rcfg.retention_check_interval,
-                tiers: tiers.clone(),
-                confirmed: ctx,
-                stats: ss,
-                snapshot_wanted: snapshot_wanted.clone(),
-            };
-            let (pos, stop) = (pos_rx.clone(), stop_rx.clone());
-            tasks.push(rt.spawn(async move {
-            let Some(ready) = pending.resolve(start, stop.clone()).await else {
-                return;
-            };
-            if !ready_early && ready.restart.is_some() {
-                // Ready late: a snapshot numbered below what it holds would read as older.
-                let ours = *pos.borrow();
-                if let (Some(theirs), Some(ours)) = (ready.newest(), ours)
-                    && theirs >= ours
-                {
-                    tracing::error!(
-                        "replica {} holds positions up to {theirs}, past this database's {ours}; it is not replicated to (restart memsync to number new positions above it, or move it away)",
-                        make.client.name()
-                    );
-                    return;
-                }
-                make.snapshot_wanted.store(true, Ordering::Relaxed);
-            }
-            make.build(ready)
-                .run(pos, stop, FLUSH_TIMEOUT)
-                .await;
-        }));
-        }
-        tasks.push(rt.spawn(prune::prune_spool(
-            spool,
-            confirmed,
-            map_rx,
-            pos_rx.clone(),
-            tiers.top(),
-            db.spool_budget,
-            stats.clone(),
-        )));
-        Ok(Running {
-            monitor,
-            tasks,
-            stop,
-            handle: DbHandle {
-                path: db.path.clone(),
-                stats,
-                replicas,
-            },
-        })
-    }
-}
-
 /// Says "too many open files" when that is what an error (typically SQLite's "unable to open
 /// database file", which hides the errno) comes down to.
 fn out_of_fds(e: ReplicateError, dbs: usize) -> ReplicateError {
@@ -553,20 +287,5 @@ fn out_of_fds(e: ReplicateError, dbs: usize) -> ReplicateError {
         }
     } else {
         e
-    }
-}
-
-/// `MEMSYNC_COMPACTION_INTERVAL` (Go duration) overrides how often a compaction pass runs (at
-/// most 30 s, or the level-1 `interval` if shorter); the buckets themselves are `levels`.
-fn compaction_interval_override() -> Result<Option<Duration>, ReplicateError> {
-    match std::env::var("MEMSYNC_COMPACTION_INTERVAL") {
-        Ok(v) => crate::config::parse_duration(&v)
-            .map(Some)
-            .map_err(|why| ReplicateError::Env {
-                var: "MEMSYNC_COMPACTION_INTERVAL",
-                value: v,
-                why,
-            }),
-        Err(_) => Ok(None),
     }
 }
