@@ -45,6 +45,8 @@ struct Scene {
     data: PathBuf,
     backup: PathBuf,
     config: PathBuf,
+    /// The `addr` endpoint's port.
+    port: u16,
 }
 
 impl Scene {
@@ -54,10 +56,11 @@ impl Scene {
         std::fs::create_dir_all(data.join("sub")).unwrap();
         let backup = tmp.path().join("backup");
         let config = tmp.path().join("c.yml");
+        let port = common::mms::free_port();
         std::fs::write(
             &config,
             format!(
-                "dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    recursive: true\n    watch: true\n    replica:\n      path: {}\n      sync-interval: 200ms\n",
+                "addr: 127.0.0.1:{port}\ndbs:\n  - dir: {}\n    pattern: \"*.db\"\n    recursive: true\n    watch: true\n    replica:\n      path: {}\n      sync-interval: 200ms\n",
                 data.display(),
                 backup.display()
             ),
@@ -68,6 +71,7 @@ impl Scene {
             data,
             backup,
             config,
+            port,
         }
     }
 
@@ -129,6 +133,14 @@ fn a_watched_directory_follows_databases_created_renamed_and_deleted() {
     }
     s.wait_for("a.db", &rows(&a), &r);
 
+    // It shows at /metrics like the databases found at start.
+    let shown = |db: &str| {
+        let (code, text) = common::http_get(s.port, "/metrics").expect("metrics answer");
+        assert_eq!(code, 200);
+        text.contains(&format!("db=\"{}\"", s.data.join(db).display()))
+    };
+    assert!(shown("a.db"));
+
     // A matching file that is not a database: logged once, never replicated.
     std::fs::write(s.data.join("notes.db"), "plain text, not SQLite").unwrap();
     let b = create(&s.data.join("sub/b.db"), 3);
@@ -173,6 +185,10 @@ fn a_watched_directory_follows_databases_created_renamed_and_deleted() {
     }
     std::thread::sleep(Duration::from_secs(2));
     assert!(!s.data.join("c.db").exists(), "memsync recreated c.db");
+    assert!(
+        !shown("c.db") && shown("sub/moved.db"),
+        "/metrics follows the directory"
+    );
 
     // More writes, then SIGTERM: everything committed is on the replicas.
     for i in 0..10 {

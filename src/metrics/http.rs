@@ -108,10 +108,7 @@ mod tests {
 
     #[test]
     fn known_paths_answer_and_others_do_not() {
-        let e = Exposed {
-            sources: Vec::new(),
-            sync: None,
-        };
+        let e = Exposed::new(Vec::new(), None);
         assert_eq!(route(&e, &Method::GET, "/metrics").status(), StatusCode::OK);
         assert_eq!(route(&e, &Method::GET, "/health").status(), StatusCode::OK);
         assert_eq!(route(&e, &Method::HEAD, "/health").status(), StatusCode::OK);

@@ -10,7 +10,7 @@ pub mod render;
 pub mod state;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::net::TcpListener;
 
@@ -20,21 +20,33 @@ use crate::stats::SyncStats;
 
 /// Everything one process exposes.
 pub struct Exposed {
-    /// The replicated databases.
-    pub sources: Vec<Source>,
+    /// The replicated databases (a watched directory adds and drops some while running).
+    pub sources: RwLock<Vec<Source>>,
     /// The memory sync, when this process runs it.
     pub sync: Option<Arc<SyncStats>>,
 }
 
 impl Exposed {
+    /// What is exposed: `sources` and the memory sync's counters.
+    pub fn new(sources: Vec<Source>, sync: Option<Arc<SyncStats>>) -> Exposed {
+        Exposed {
+            sources: RwLock::new(sources),
+            sync,
+        }
+    }
+
+    fn sources(&self) -> std::sync::RwLockReadGuard<'_, Vec<Source>> {
+        self.sources.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The `/metrics` text at `now_ms`.
     pub fn metrics(&self, now_ms: i64) -> String {
-        render::render(&self.sources, self.sync.as_deref(), now_ms)
+        render::render(&self.sources(), self.sync.as_deref(), now_ms)
     }
 
     /// The `/health` status and JSON body at `now_ms`.
     pub fn health(&self, now_ms: i64) -> (u16, String) {
-        let dbs = reading::read(&self.sources, now_ms);
+        let dbs = reading::read(&self.sources(), now_ms);
         let failing = self.sync.as_ref().and_then(|s| s.failing());
         health::answer(&dbs, &health::judge(&dbs, failing, now_ms))
     }
@@ -54,8 +66,45 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
 /// (a stopped replicator leaves none behind).
 pub struct Observer {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    exposed: Arc<Exposed>,
     /// Meta directories written to; `None` once stopped (a write in flight then skips).
     written: Arc<Mutex<Option<Vec<PathBuf>>>>,
+}
+
+impl Observer {
+    /// Shows a database that started replicating while running.
+    pub fn add(&self, source: Source) {
+        if let Ok(mut w) = self.written.lock()
+            && let Some(dirs) = w.as_mut()
+        {
+            dirs.push(source.meta_dir.clone());
+        }
+        self.exposed
+            .sources
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(source);
+    }
+
+    /// Stops showing the database `db` (no longer replicated); its state file goes.
+    pub fn remove(&self, db: &str) {
+        let mut sources = self
+            .exposed
+            .sources
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(i) = sources.iter().position(|s| s.db == db) else {
+            return;
+        };
+        let gone = sources.remove(i);
+        drop(sources);
+        if let Ok(mut w) = self.written.lock()
+            && let Some(dirs) = w.as_mut()
+        {
+            dirs.retain(|d| *d != gone.meta_dir);
+            let _ = std::fs::remove_file(state::path(&gone.meta_dir));
+        }
+    }
 }
 
 impl Drop for Observer {
@@ -79,16 +128,24 @@ pub fn start(
     state_files: bool,
 ) -> Observer {
     let exposed = Arc::new(exposed);
-    let dirs = exposed.sources.iter().map(|s| s.meta_dir.clone()).collect();
+    let dirs = exposed
+        .sources()
+        .iter()
+        .map(|s| s.meta_dir.clone())
+        .collect();
     let written = Arc::new(Mutex::new(Some(dirs)));
     let mut tasks = Vec::new();
     if let Some(l) = listener {
         tasks.push(rt.spawn(http::serve(l, exposed.clone())));
     }
     if state_files {
-        tasks.push(rt.spawn(write_states(exposed, written.clone())));
+        tasks.push(rt.spawn(write_states(exposed.clone(), written.clone())));
     }
-    Observer { tasks, written }
+    Observer {
+        tasks,
+        exposed,
+        written,
+    }
 }
 
 /// Looks at every database's state every [`state::EVERY`] and rewrites its file when it
@@ -98,8 +155,8 @@ async fn write_states(exposed: Arc<Exposed>, written: Arc<Mutex<Option<Vec<PathB
     let mut tick = tokio::time::interval(state::EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned = false;
-    // What each file holds (its write time aside) and when it was written.
-    let last: Arc<Mutex<Vec<Option<state::State>>>> = Arc::default();
+    // What each file holds (its write time aside) and when it was written, by meta directory.
+    let last: Arc<Mutex<std::collections::HashMap<PathBuf, state::State>>> = Arc::default();
     loop {
         tick.tick().await;
         let (exposed, written, last) = (exposed.clone(), written.clone(), last.clone());
@@ -112,21 +169,17 @@ async fn write_states(exposed: Arc<Exposed>, written: Arc<Mutex<Option<Vec<PathB
                 return Ok(());
             }
             let mut last = last.lock().map_err(|_| std::io::Error::other("poisoned"))?;
-            last.resize(exposed.sources.len(), None);
             let now = crate::stats::unix_ms();
             let pid = std::process::id();
-            for ((src, db), prev) in exposed
-                .sources
-                .iter()
-                .zip(reading::read(&exposed.sources, now))
-                .zip(last.iter_mut())
-            {
+            let sources = exposed.sources();
+            last.retain(|dir, _| sources.iter().any(|s| s.meta_dir == *dir));
+            for (src, db) in sources.iter().zip(reading::read(&sources, now)) {
                 let st = state::State::of(&db, pid, now);
-                if prev.as_ref().is_some_and(|p| !state::due(p, &st)) {
+                if last.get(&src.meta_dir).is_some_and(|p| !state::due(p, &st)) {
                     continue;
                 }
                 state::write(&src.meta_dir, &st)?;
-                *prev = Some(st);
+                last.insert(src.meta_dir.clone(), st);
             }
             Ok::<_, std::io::Error>(())
         })

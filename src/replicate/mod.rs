@@ -144,7 +144,7 @@ pub fn run(
     crate::resident::shed_now();
     // Dropped on return, after the final flush: the state files go with it.
     let handles: Vec<&DbHandle> = dbs.iter().map(|d| &d.handle).collect();
-    let _observer = observe::start(&rt, config, &handles, opts)?;
+    let observer = observe::start(&rt, config, &handles, opts)?;
     if let Some(started) = &opts.started {
         let _ = started.send(());
     }
@@ -176,6 +176,7 @@ pub fn run(
                 let path = d.handle.path.clone();
                 let watched = watcher.as_ref().is_some_and(|w| w.covers(&path));
                 locks.remove(&path);
+                observer.remove(&path.display().to_string());
                 let (handle, result) = d.end(&rt);
                 handles.push(handle);
                 match result {
@@ -210,6 +211,7 @@ pub fn run(
                     if let Some(i) = dbs.iter().position(|d| d.handle.path == path) {
                         let d = dbs.swap_remove(i);
                         locks.remove(&d.handle.path);
+                        observer.remove(&path.display().to_string());
                         let (handle, result) = d.end(&rt);
                         match result {
                             Some(Ok(())) | Some(Err(MonitorError::Replaced(_))) => {}
@@ -228,6 +230,7 @@ pub fn run(
                         Ok((running, lock)) => {
                             tracing::info!("{}: new database, replicating", db.path.display());
                             locks.insert(db.path.clone(), lock);
+                            observer.add(observe::source(&running.handle, &db));
                             dbs.push(running);
                         }
                         Err(e) => tracing::warn!(

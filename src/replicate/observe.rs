@@ -2,7 +2,7 @@
 //! with their configured intervals and meta directories, served at `addr` when configured and
 //! written to the state files `memsync status` reads.
 
-use crate::config::Config;
+use crate::config::{Config, DbConfig};
 use crate::metrics::{Exposed, Observer, ReplicaSource, Source};
 
 use super::{DbHandle, ReplicateError, ReplicateOptions, meta_dir};
@@ -27,25 +27,27 @@ pub(super) fn start(
     let sources = handles
         .iter()
         .zip(&config.dbs)
-        .map(|(h, c)| Source {
-            db: h.path.display().to_string(),
-            meta_dir: meta_dir(c),
-            stats: h.stats.clone(),
-            replicas: (h.replicas.iter().zip(&c.replicas))
-                .map(|((name, stats), r)| ReplicaSource {
-                    name: name.clone(),
-                    sync_interval: r.sync_interval,
-                    stats: stats.clone(),
-                })
-                .collect(),
-        })
+        .map(|(h, c)| source(h, c))
         .collect();
     if let Some(addr) = &config.addr {
         tracing::info!("metrics on http://{addr}/metrics, health on /health");
     }
-    let exposed = Exposed {
-        sources,
-        sync: opts.sync_stats.clone(),
-    };
+    let exposed = Exposed::new(sources, opts.sync_stats.clone());
     Ok(crate::metrics::start(rt, listener, exposed, !opts.once))
+}
+
+/// What one replicated database shows.
+pub(super) fn source(h: &DbHandle, c: &DbConfig) -> Source {
+    Source {
+        db: h.path.display().to_string(),
+        meta_dir: meta_dir(c),
+        stats: h.stats.clone(),
+        replicas: (h.replicas.iter().zip(&c.replicas))
+            .map(|((name, stats), r)| ReplicaSource {
+                name: name.clone(),
+                sync_interval: r.sync_interval,
+                stats: stats.clone(),
+            })
+            .collect(),
+    }
 }
