@@ -25,6 +25,7 @@ mod stats;
 mod supervise;
 mod timearg;
 pub mod vec;
+mod xmltext;
 
 pub use replica_formats as formats;
 

@@ -124,7 +124,7 @@ fn entry(xml: &mut String, rel: &RelPath, m: &Metadata) {
     let _ = write!(
         xml,
         "<response><href>{}</href><propstat><prop>",
-        escape(&rel.href(dir))
+        crate::xmltext::escape(&rel.href(dir))
     );
     if dir {
         xml.push_str("<resourcetype><collection/></resourcetype>");
@@ -138,23 +138,8 @@ fn entry(xml: &mut String, rel: &RelPath, m: &Metadata) {
     let _ = writeln!(
         xml,
         "<getlastmodified>{modified}</getlastmodified><getetag>{}</getetag></prop><status>HTTP/1.1 200 OK</status></propstat></response>",
-        escape(&meta::etag(m))
+        crate::xmltext::escape(&meta::etag(m))
     );
-}
-
-/// XML text escaping (hrefs are percent-encoded already; ETags carry quotes).
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -5,11 +5,11 @@
 //! with mode 0600: launchd reads an agent's plist as its user, so nobody else needs to read it,
 //! and one file is simpler than a second one memsync would have to read at start.
 
-use super::quote::xml;
 use super::{
     Action, Cmd, DESCRIPTION, FileWrite, LABEL, Plan, Program, RESTART_SECS, Scope, ServiceError,
     Spec, Step,
 };
+use crate::xmltext::escape as xml;
 
 fn string(s: &str) -> String {
     format!("<string>{}</string>", xml(s))

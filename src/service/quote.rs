@@ -34,22 +34,6 @@ pub fn systemd_path(s: &str) -> String {
     s.replace('%', "%%")
 }
 
-/// Text for an XML element.
-pub fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A word as a POSIX shell reads it back (for printing commands).
 pub fn shell(s: &str) -> String {
     if plain(s) {
