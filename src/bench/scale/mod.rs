@@ -115,6 +115,11 @@ fn push_load(f: &mut Figures, mut l: writer::Load) {
     f.push(("commit_p50_ms".into(), pct(&mut l.latencies, 50.0) * 1e3));
     f.push(("commit_p99_ms".into(), pct(&mut l.latencies, 99.0) * 1e3));
     f.push(("commit_max_ms".into(), pct(&mut l.latencies, 100.0) * 1e3));
+    f.push(("commits_waited".into(), l.waited as f64));
+    f.push((
+        "commits_over_1ms".into(),
+        l.latencies.iter().filter(|&&s| s > 1e-3).count() as f64,
+    ));
     f.push(("writer_late_max_ms".into(), l.late_max * 1e3));
 }
 

@@ -40,6 +40,8 @@ const ROWS: &[Row] = &[
     row("commit_p50_ms", "load: commit p50 ms", 2),
     row("commit_p99_ms", "load: commit p99 ms", 2),
     row("commit_max_ms", "load: slowest commit ms", 1),
+    row("commits_over_1ms", "load: commits over 1 ms", 0),
+    row("commits_waited", "load: commits that waited on a lock", 0),
     row(
         "writer_late_max_ms",
         "load: writer behind schedule, max ms",

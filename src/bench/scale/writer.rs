@@ -4,6 +4,7 @@
 //! figure that matters is the slowest one the application saw while the replicator ran.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -15,6 +16,9 @@ pub struct Load {
     pub commits: u64,
     /// Commits that failed (`SQLITE_BUSY` after the 5 s busy timeout, or any other error).
     pub errors: u64,
+    /// Commits that found a lock held and waited in the busy handler: what a replicator's
+    /// locking costs the application, told apart from scheduling noise.
+    pub waited: u64,
     /// Seconds each commit took, failed ones included.
     pub latencies: Vec<f64>,
     /// Seconds the writer fell behind its schedule at worst.
@@ -23,12 +27,39 @@ pub struct Load {
     pub elapsed: f64,
 }
 
-/// Opens every database as the application would (busy timeout 5 s, `synchronous=NORMAL`).
+/// Busy-handler calls that were a commit's first wait (see [`Load::waited`]).
+static WAITED: AtomicU64 = AtomicU64::new(0);
+
+/// SQLite's default busy handler (what `busy_timeout(5 s)` installs, and what Python's
+/// `sqlite3` uses): sleeps of 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 ms, then 100 ms, until
+/// 5 s have passed; counted, so the figures tell lock waits from scheduling noise.
+fn busy(count: i32) -> bool {
+    const DELAYS: [u64; 12] = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100];
+    const TIMEOUT_MS: u64 = 5000;
+    let n = count.max(0) as usize;
+    if n == 0 {
+        WAITED.fetch_add(1, Ordering::Relaxed);
+    }
+    let (delay, prior) = match DELAYS.get(n) {
+        Some(&d) => (d, DELAYS[..n].iter().sum::<u64>()),
+        None => (
+            100,
+            DELAYS.iter().sum::<u64>() + 100 * (n - DELAYS.len()) as u64,
+        ),
+    };
+    if prior >= TIMEOUT_MS {
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis(delay.min(TIMEOUT_MS - prior)));
+    true
+}
+
+/// Opens every database as the application would (SQLite's 5 s busy timeout, `synchronous=NORMAL`).
 pub fn open(dbs: &[PathBuf]) -> Result<Vec<Connection>, String> {
     dbs.iter()
         .map(|p| {
-            let c = Connection::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            c.busy_timeout(Duration::from_secs(5))
+            let mut c = Connection::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            c.busy_handler(Some(busy))
                 .and_then(|_| c.pragma_update(None, "synchronous", "NORMAL"))
                 .map_err(|e| format!("{}: {e}", p.display()))?;
             Ok(c)
@@ -43,6 +74,7 @@ pub fn run(conns: &[Connection], window: Duration) -> Load {
         return load;
     }
     let every = Duration::from_secs(1).div_f64(conns.len() as f64);
+    let waited0 = WAITED.load(Ordering::Relaxed);
     let t0 = Instant::now();
     let mut k: u64 = 0;
     loop {
@@ -71,5 +103,6 @@ pub fn run(conns: &[Connection], window: Duration) -> Load {
         k += 1;
     }
     load.elapsed = t0.elapsed().as_secs_f64();
+    load.waited = WAITED.load(Ordering::Relaxed) - waited0;
     load
 }
