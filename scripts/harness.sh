@@ -125,6 +125,23 @@ if ! command -v systemd-analyze >/dev/null || ! command -v systemctl >/dev/null;
   command -v systemd-analyze >/dev/null || { echo "harness: systemd-analyze still missing" >&2; exit 1; }
 fi
 
+# The Windows build is checked (scripts/test.sh: clippy for x86_64-pc-windows-gnu): Rust's
+# standard library for that target (rustup) and the MinGW C compiler that builds the bundled
+# SQLite and zstd for it (Debian's gcc-mingw-w64-x86-64).
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
+  echo "harness: adding the Rust target x86_64-pc-windows-gnu (rustup)" >&2
+  rustup target add x86_64-pc-windows-gnu >&2 ||
+    { echo "harness: rustup target add x86_64-pc-windows-gnu failed (the Windows build check needs it)" >&2; exit 1; }
+fi
+if ! command -v x86_64-w64-mingw32-gcc >/dev/null; then
+  SUDO=
+  [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  echo "harness: installing gcc-mingw-w64-x86-64 (apt-get) for the Windows build check" >&2
+  { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends -o DPkg::Lock::Timeout=300 gcc-mingw-w64-x86-64; } >&2 ||
+    { echo "harness: apt-get install gcc-mingw-w64-x86-64 failed (the Windows build check needs it)" >&2; exit 1; }
+fi
+
 # Tools the memory-sync tests drive the server with (Debian base packages).
 for tool in curl openssl script; do
   command -v "$tool" >/dev/null || { echo "harness: $tool not found (Debian packages curl, openssl, util-linux)" >&2; exit 1; }

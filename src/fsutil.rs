@@ -129,7 +129,21 @@ pub fn has_errno(err: &(dyn std::error::Error + 'static), codes: &[i32]) -> bool
 
 /// True if `err` says the disk (or the quota) is full.
 pub fn is_disk_full(err: &(dyn std::error::Error + 'static)) -> bool {
-    has_errno(err, &[libc::ENOSPC, libc::EDQUOT])
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if crate::platform::is_full(io) {
+                return true;
+            }
+            if let Some(inner) = io.get_ref()
+                && is_disk_full(inner)
+            {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// `path` with every symlink resolved: the canonical path of its longest existing ancestor,
@@ -157,8 +171,7 @@ pub fn canonical(path: &Path) -> PathBuf {
 /// Device and inode of `path` (following symlinks), if it exists: equal for two names of one
 /// file even across hard links and bind mounts.
 pub fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    crate::platform::file_id(path).ok()
 }
 
 #[cfg(test)]
@@ -247,7 +260,7 @@ impl HolderLock {
     /// Replaces what the file says about its holder.
     pub fn say(&self, text: &str) -> io::Result<()> {
         self.file.set_len(0)?;
-        std::os::unix::fs::FileExt::write_all_at(&self.file, text.as_bytes(), 0)
+        crate::platform::write_all_at(&self.file, text.as_bytes(), 0)
     }
 }
 

@@ -1,7 +1,15 @@
 //! memsync: continuous SQLite replication (Litestream-compatible configuration) and, later,
 //! mcp-memory-service memory sync. The binary is a thin layer over this library.
 
+#[cfg(unix)]
 pub mod bench;
+/// The benchmark measures processes through Unix interfaces (`/proc`, signals, process
+/// groups); on Windows only its workload is built, for `memsync demo`.
+#[cfg(not(unix))]
+pub mod bench {
+    #[path = "workload.rs"]
+    pub mod workload;
+}
 pub mod cli;
 pub mod config;
 mod demo;
@@ -13,6 +21,7 @@ mod jobs;
 mod log;
 pub mod memory;
 mod metrics;
+mod platform;
 pub mod replica;
 mod replicate;
 mod resident;

@@ -22,6 +22,33 @@ use tracing_subscriber::{Layer, Registry, reload};
 static TO_STDOUT: AtomicBool = AtomicBool::new(false);
 static JSON: AtomicBool = AtomicBool::new(false);
 static LEVEL: OnceLock<reload::Handle<LevelFilter, Registry>> = OnceLock::new();
+/// Where lines go instead of stdout or stderr, when set (a Windows service has neither).
+static FILE: OnceLock<std::sync::Mutex<std::fs::File>> = OnceLock::new();
+
+/// Past this size a log file is moved to `<name>.1` (replacing the one before) when opened.
+#[cfg_attr(not(windows), allow(dead_code))]
+const ROTATE_BYTES: u64 = 10 << 20;
+
+/// Sends every line to `path` from now on (appended; the directory is created; a file past
+/// 10 MB is first moved to `<path>.1`).
+#[cfg_attr(not(windows), allow(dead_code))]
+pub fn to_file(path: &std::path::Path) -> std::io::Result<()> {
+    init();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > ROTATE_BYTES) {
+        let mut old = path.as_os_str().to_owned();
+        old.push(".1");
+        std::fs::rename(path, old)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let _ = FILE.set(std::sync::Mutex::new(f));
+    Ok(())
+}
 
 /// The level a process starts with.
 pub const DEFAULT_LEVEL: LevelFilter = LevelFilter::INFO;
@@ -128,7 +155,9 @@ impl<S: Subscriber> Layer<S> for Lines {
             event,
             JSON.load(Ordering::Relaxed),
         );
-        if TO_STDOUT.load(Ordering::Relaxed) {
+        if let Some(f) = FILE.get() {
+            let _ = writeln!(f.lock().unwrap_or_else(|p| p.into_inner()), "{line}");
+        } else if TO_STDOUT.load(Ordering::Relaxed) {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         } else {
             let _ = writeln!(std::io::stderr().lock(), "{line}");

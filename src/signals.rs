@@ -10,15 +10,19 @@
 use std::io;
 use std::time::Duration;
 
+use crate::platform::Stop;
+#[cfg(unix)]
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// SIGTERM and SIGINT, and SIGHUP if asked: each means "stop cleanly".
+#[cfg(unix)]
 pub struct StopSignals {
     term: Signal,
     int: Signal,
     hup: Option<Signal>,
 }
 
+#[cfg(unix)]
 impl StopSignals {
     /// Starts listening; must run inside a tokio runtime (`Runtime::enter`).
     pub fn new(hangup: bool) -> io::Result<StopSignals> {
@@ -39,8 +43,7 @@ impl StopSignals {
     }
 
     /// Waits for the next one and says which (`-exec` forwards that one to its child).
-    pub async fn next(&mut self) -> rustix::process::Signal {
-        use rustix::process::Signal;
+    pub async fn next(&mut self) -> Stop {
         let hup = async {
             match &mut self.hup {
                 Some(s) => {
@@ -50,10 +53,76 @@ impl StopSignals {
             }
         };
         tokio::select! {
-            _ = self.term.recv() => Signal::TERM,
-            _ = self.int.recv() => Signal::INT,
-            _ = hup => Signal::HUP,
+            _ = self.term.recv() => Stop::Term,
+            _ = self.int.recv() => Stop::Int,
+            _ = hup => Stop::Hup,
         }
+    }
+}
+
+/// Windows' stops: Ctrl+C and Ctrl+Break (as SIGINT), a console closed or the machine shutting
+/// down, and the service manager's Stop (as SIGTERM; see `service::windows_host`).
+#[cfg(windows)]
+pub struct StopSignals {
+    c: tokio::signal::windows::CtrlC,
+    brk: tokio::signal::windows::CtrlBreak,
+    close: tokio::signal::windows::CtrlClose,
+    shutdown: tokio::signal::windows::CtrlShutdown,
+}
+
+#[cfg(windows)]
+impl StopSignals {
+    /// Starts listening; must run inside a tokio runtime (`Runtime::enter`).
+    pub fn new(_hangup: bool) -> io::Result<StopSignals> {
+        use tokio::signal::windows as w;
+        Ok(StopSignals {
+            c: w::ctrl_c()?,
+            brk: w::ctrl_break()?,
+            close: w::ctrl_close()?,
+            shutdown: w::ctrl_shutdown()?,
+        })
+    }
+
+    /// Waits for the first of them.
+    pub async fn recv(&mut self) {
+        self.next().await;
+    }
+
+    /// Waits for the next one and says which.
+    pub async fn next(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.c.recv() => Stop::Int,
+            _ = self.brk.recv() => Stop::Int,
+            _ = self.close.recv() => Stop::Term,
+            _ = self.shutdown.recv() => Stop::Term,
+            _ = service_stopped() => Stop::Term,
+        }
+    }
+}
+
+/// Set once the Windows service manager asked the service to stop.
+#[cfg(windows)]
+static SERVICE_STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+#[cfg(windows)]
+static SERVICE_NOTIFY: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Called from the service control handler: every [`StopSignals`] sees a SIGTERM.
+#[cfg(windows)]
+pub fn service_stop() {
+    SERVICE_STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+    SERVICE_NOTIFY.notify_waiters();
+}
+
+#[cfg(windows)]
+async fn service_stopped() {
+    loop {
+        let n = SERVICE_NOTIFY.notified();
+        tokio::pin!(n);
+        n.as_mut().enable();
+        if SERVICE_STOP.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        n.await;
     }
 }
 
@@ -98,7 +167,7 @@ impl BlockingStop {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rustix::process::Signal;
+use crate::platform::Stop;
 
 use crate::config::Config;
 use crate::exec::{self, ExecCommand, ExecError};
@@ -54,20 +54,15 @@ pub enum SuperviseError {
 }
 
 enum Event {
-    Signal(Signal),
+    Signal(Stop),
     /// Replication runs (or there is none): the child may start.
     Started,
     Replication(Result<(), ReplicateError>),
     Child(io::Result<ExitStatus>),
 }
 
-fn name(s: Signal) -> &'static str {
-    match s {
-        Signal::TERM => "SIGTERM",
-        Signal::INT => "SIGINT",
-        Signal::HUP => "SIGHUP",
-        _ => "a signal",
-    }
+fn name(s: Stop) -> &'static str {
+    s.name()
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, SuperviseError> {
@@ -222,11 +217,11 @@ impl Ending {
                             name(s),
                             program(&self.exec)
                         );
+                        // One that exited meanwhile (the same signal reached its process
+                        // group, from a terminal or `timeout`) is not an error: its exit is
+                        // the next event.
                         match exec::forward(pid, s) {
                             Ok(()) => {}
-                            // It exited meanwhile (the same signal reached its process group,
-                            // from a terminal or `timeout`): its exit is the next event.
-                            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
                             Err(e) => {
                                 tracing::warn!("cannot signal {}: {e}", program(&self.exec))
                             }
@@ -286,7 +281,7 @@ impl Ending {
                         // as a signal would stop it, and memsync exits when it has.
                         Some(pid) => {
                             tracing::info!("stopping {} (SIGTERM)", program(&self.exec));
-                            let _ = exec::forward(pid, Signal::TERM);
+                            let _ = exec::forward(pid, Stop::Term);
                         }
                         None => return,
                     }

@@ -158,7 +158,17 @@ fn local_to_utc(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Result<i64,
     // normalises it. mktime also reads TZ from the environment; memsync never changes its
     // environment (no set_var anywhere), so no other thread can be writing it meanwhile.
     // (rustix has no mktime: zone rules are the C library's.)
+    #[cfg(unix)]
     let t = unsafe { libc::mktime(&mut tm) };
+    // The C runtime's 64-bit mktime (`TZ`, else the system's zone).
+    #[cfg(windows)]
+    let t = {
+        unsafe extern "C" {
+            fn _mktime64(tm: *mut libc::tm) -> i64;
+        }
+        // SAFETY: as mktime above: `tm` is valid and exclusively borrowed for the call.
+        unsafe { _mktime64(&mut tm) }
+    };
     if t == -1 {
         return Err(TimeError::LocalAmbiguous);
     }

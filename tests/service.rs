@@ -127,7 +127,7 @@ fn sc_exe_command_lines_quote_paths_with_spaces() {
     let exe = h.exe.display();
     let want = [
         format!(
-            r#"=== run sc.exe create "MCP Memory Sync" binPath= "\"{exe}\" run" start= auto DisplayName= "MCP Memory Sync""#
+            r#"=== run sc.exe create "MCP Memory Sync" binPath= "\"{exe}\" run --windows-service" start= auto DisplayName= "MCP Memory Sync""#
         ),
         r#"=== run sc.exe description "MCP Memory Sync" "MCP Memory Sync: memsync replication and memory sync""#.into(),
         r#"=== run sc.exe failure "MCP Memory Sync" reset= 86400 actions= restart/10000/restart/10000/restart/10000"#.into(),
@@ -141,9 +141,18 @@ fn sc_exe_command_lines_quote_paths_with_spaces() {
         out.contains("=== note: not written (the service's registry key is readable by every local user): LITESTREAM_SECRET_ACCESS_KEY, REMOTE_MEMORY_API_KEY"),
         "{out}"
     );
-    // Not run for real: memsync does not answer the Service Control Manager yet.
+    // Another system's commands are only ever printed.
     let o = h.memsync(&["install-service", "--platform", "windows"], &[]);
     assert_one_line_error(&o, &["--platform windows", "only with --dry-run"]);
+    // The service's log file, read by PowerShell (Windows has no tail).
+    let out = h.ok(&["logs", "-f", "--dry-run", "--platform", "windows"], &[]);
+    assert!(
+        out.contains(r#"=== run powershell.exe -NoProfile -NonInteractive -Command "Get-Content -Tail 200 -Wait -LiteralPath 'C:\ProgramData\memsync\memsync.log'""#),
+        "{out}"
+    );
+    // Outside Windows the service host refuses in one line.
+    let o = h.memsync(&["run", "--windows-service"], &[]);
+    assert_one_line_error(&o, &["--windows-service outside Windows"]);
 }
 
 #[test]

@@ -50,7 +50,7 @@ pub(super) struct BenchArgs {
     /// Milliseconds from the replicator's start to the writer's first commit. Not a whole
     /// number of seconds by default: a first commit just after a whole second of Litestream's
     /// start is the one phase where its replica and monitor tickers line up.
-    #[arg(long = "writer-start-ms", default_value_t = crate::bench::DEFAULT_WRITER_START.as_millis() as u64)]
+    #[arg(long = "writer-start-ms", default_value_t = 2500)]
     pub(super) writer_start_ms: u64,
     /// Replica sync-interval for both replicators (default: their default, 1s).
     #[arg(long = "sync-interval")]
@@ -97,6 +97,7 @@ pub(super) struct BenchArgs {
     pub(super) litestream: String,
 }
 
+#[cfg(unix)]
 fn find_litestream(spec: &str) -> Option<PathBuf> {
     match spec {
         "none" => None,
@@ -121,6 +122,7 @@ fn find_litestream(spec: &str) -> Option<PathBuf> {
 }
 
 /// `--dbs 10,100,1000`: database counts, each at least 1.
+#[cfg(unix)]
 fn parse_counts(s: &str) -> Result<Vec<usize>, CliError> {
     let bad = |why: &str| CliError::BadFlag {
         flag: "--dbs",
@@ -140,6 +142,15 @@ fn parse_counts(s: &str) -> Result<Vec<usize>, CliError> {
     Ok(counts)
 }
 
+#[cfg(not(unix))]
+pub(super) fn cmd_bench(_: BenchArgs) -> Result<(), CliError> {
+    Err(CliError::Tool(
+        "bench: not available on this platform (it measures processes through /proc and signals)"
+            .into(),
+    ))
+}
+
+#[cfg(unix)]
 pub(super) fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
     let me = std::env::current_exe().map_err(|source| CliError::Path {
         path: "(this program)".into(),

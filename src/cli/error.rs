@@ -103,6 +103,7 @@ pub enum CliError {
     #[error("replica {0} does not exist")]
     MissingReplica(String),
     /// A program the command runs was not found.
+    #[cfg_attr(not(unix), allow(dead_code))]
     #[error("{what} {} not found", path.display())]
     MissingProgram {
         /// Which program.
@@ -241,6 +242,7 @@ impl CliError {
                 | ServiceError::NoPlatform
                 | ServiceError::ForeignPlatform(_)
                 | ServiceError::Unsupported { .. } => Kind::Usage,
+                ServiceError::Host(_) => Kind::Internal,
                 ServiceError::ProgramMissing { .. } => Kind::NotFound,
                 ServiceError::Exe(_)
                 | ServiceError::Mkdir { .. }

@@ -19,7 +19,7 @@ pub(super) struct LogArgs {
 
 /// What the command line and the environment say about logging; `None` leaves the default (or
 /// the config's setting) in place.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct Overrides {
     level: Option<LevelFilter>,
     format: Option<Format>,

@@ -82,7 +82,7 @@ enum Command {
     /// Show the service manager's status of the service (exits with systemctl's or launchctl's
     /// own code: systemctl exits 3 for a stopped service).
     StatusService(service::ServiceArgs),
-    /// Show the service's logs (journal on Linux, ~/Library/Logs/mcp-memory-sync on macOS).
+    /// Show the service's logs (journal on Linux, ~/Library/Logs/mcp-memory-sync on macOS, %ProgramData%\memsync\memsync.log on Windows).
     Logs(service::LogsArgs),
     #[command(flatten)]
     Memory(crate::memory::cli::MemoryCommand),

@@ -34,6 +34,10 @@ pub(super) struct RunArgs {
     takeover: bool,
     #[command(flatten)]
     remote: RemoteArgs,
+    /// Run under the Windows service manager (what `install-service` registers; logs go to
+    /// `%ProgramData%\memsync\memsync.log`).
+    #[arg(long = "windows-service", hide = true)]
+    windows_service: bool,
 }
 
 /// A sync round in the log: its summary lines, or why it failed.
@@ -98,7 +102,10 @@ fn counted(r: &Round) -> SyncRound {
     }
 }
 
-pub(super) fn cmd_run(a: RunArgs, log: &Overrides) -> Result<i32, CliError> {
+pub(super) fn cmd_run(mut a: RunArgs, log: &Overrides) -> Result<i32, CliError> {
+    if std::mem::take(&mut a.windows_service) {
+        return as_windows_service(a, log.clone());
+    }
     let overrides = a.remote.overrides();
     let settings = Settings::load(&overrides).map_err(MemoryError::from)?;
     let found = super::source::find_with(&a.cfg, &overrides)?;
@@ -159,4 +166,27 @@ pub(super) fn cmd_run(a: RunArgs, log: &Overrides) -> Result<i32, CliError> {
         }),
     };
     Ok(supervise::run(plan)?)
+}
+
+/// `run --windows-service`: the same process, started and stopped by the service manager.
+#[cfg(windows)]
+fn as_windows_service(a: RunArgs, log: Overrides) -> Result<i32, CliError> {
+    let path = crate::service::windows_log_path();
+    crate::log::to_file(&path).map_err(|source| CliError::Path { path, source })?;
+    let body = Box::new(move || match cmd_run(a, &log) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e}");
+            super::error::exit_code(&e)
+        }
+    });
+    Ok(crate::service::host::run(body)?)
+}
+
+#[cfg(not(windows))]
+fn as_windows_service(_: RunArgs, _: Overrides) -> Result<i32, CliError> {
+    Err(crate::service::ServiceError::Unsupported {
+        what: "--windows-service outside Windows",
+    }
+    .into())
 }

@@ -83,12 +83,6 @@ fn uid() -> u32 {
 /// Runs one service command; its exit code (a passthrough command's own, for status and logs).
 pub(super) fn cmd_service(action: Action, a: &ServiceArgs) -> Result<i32, CliError> {
     let platform = platform(a)?;
-    if platform == Platform::Windows && !a.dry_run {
-        return Err(ServiceError::Unsupported {
-            what: "running memsync as a Windows service (it does not answer the Service Control Manager); --dry-run prints the sc.exe commands",
-        }
-        .into());
-    }
     let layout = Layout::from_env();
     let explicit = match (a.user, a.system) {
         (true, _) => Some(Scope::User),

@@ -5,7 +5,6 @@
 
 mod words;
 
-use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus};
 
 pub use words::{WordsError, split};
@@ -70,18 +69,13 @@ impl ExecCommand {
 /// The exit code a shell would give for `status`: the child's code, or 128 + the signal that
 /// killed it.
 pub fn exit_code(status: ExitStatus) -> i32 {
-    match (status.code(), status.signal()) {
-        (Some(c), _) => c,
-        (None, Some(sig)) => 128 + sig,
-        (None, None) => 1,
-    }
+    crate::platform::exit_code(status)
 }
 
-/// Sends `sig` to the child `pid` (still running: its exit was not seen yet).
-pub fn forward(pid: u32, sig: rustix::process::Signal) -> std::io::Result<()> {
-    let pid = rustix::process::Pid::from_raw(pid as i32)
-        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    rustix::process::kill_process(pid, sig).map_err(std::io::Error::from)
+/// Sends `stop` to the child `pid` (still running: its exit was not seen yet); one that exited
+/// meanwhile is not an error (its exit is the next event).
+pub fn forward(pid: u32, stop: crate::platform::Stop) -> std::io::Result<()> {
+    crate::platform::forward(pid, stop)
 }
 
 #[cfg(test)]

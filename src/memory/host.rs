@@ -2,10 +2,8 @@
 
 /// The machine's name, as `hostname` prints it.
 pub fn hostname() -> String {
-    if let Ok(s) = rustix::system::uname().nodename().to_str()
-        && !s.is_empty()
-    {
-        return s.to_owned();
+    if let Some(s) = crate::platform::hostname() {
+        return s;
     }
     std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into())
 }

@@ -91,7 +91,6 @@ pub fn path(meta_dir: &Path) -> PathBuf {
 /// journal scans recently freed inodes on every allocation). Not fsynced: it is a hint,
 /// rewritten every [`EVERY`]; [`read`] tells a torn read from a state.
 pub fn write(meta_dir: &Path, state: &State) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
     let mut bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -102,7 +101,7 @@ pub fn write(meta_dir: &Path, state: &State) -> io::Result<()> {
     if bytes.len() < len {
         bytes.resize(len, b' ');
     }
-    f.write_all_at(&bytes, 0)
+    crate::platform::write_all_at(&f, &bytes, 0)
 }
 
 /// The state file in `meta_dir`, if there is one. It is rewritten in place, so a read may
@@ -133,13 +132,7 @@ pub fn read(meta_dir: &Path) -> io::Result<Option<State>> {
 
 /// Whether a process `pid` exists (it may belong to another user: that still counts).
 fn alive(pid: u32) -> bool {
-    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
-        return false;
-    };
-    match rustix::process::test_kill_process(p) {
-        Ok(()) => true,
-        Err(e) => e == rustix::io::Errno::PERM,
-    }
+    crate::platform::process_alive(pid)
 }
 
 /// What a reader makes of a state file.
@@ -289,15 +282,14 @@ mod tests {
 
     #[test]
     fn a_rewrite_keeps_the_file_and_a_shorter_state_reads_whole() {
-        use std::os::unix::fs::MetadataExt;
         let d = tempfile::tempdir().unwrap();
         let mut long = state(10_000);
         long.db = "/a/much/longer/database/path/than/the/next/one.db".into();
         write(d.path(), &long).unwrap();
-        let ino = std::fs::metadata(path(d.path())).unwrap().ino();
+        let ino = crate::platform::file_id(&path(d.path())).unwrap();
         let short = state(12_000);
         write(d.path(), &short).unwrap();
         assert_eq!(read(d.path()).unwrap(), Some(short));
-        assert_eq!(std::fs::metadata(path(d.path())).unwrap().ino(), ino);
+        assert_eq!(crate::platform::file_id(&path(d.path())).unwrap(), ino);
     }
 }

@@ -31,9 +31,16 @@ pub struct TooFew {
 }
 
 /// The soft and hard `RLIMIT_NOFILE` (`u64::MAX` for unlimited).
+#[cfg(unix)]
 fn limits() -> (u64, u64) {
     let r = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     (r.current.unwrap_or(u64::MAX), r.maximum.unwrap_or(u64::MAX))
+}
+
+/// Windows has no per-process descriptor limit to raise (handles run to millions).
+#[cfg(not(unix))]
+fn limits() -> (u64, u64) {
+    (u64::MAX, u64::MAX)
 }
 
 /// Makes room for `dbs` databases: raises the soft limit (up to the hard limit) when it is
@@ -44,11 +51,17 @@ pub fn ensure(dbs: usize) -> Result<(), TooFew> {
     if soft >= need {
         return Ok(());
     }
-    let raised = rustix::process::Rlimit {
-        current: Some(need.min(hard)),
-        maximum: (hard != u64::MAX).then_some(hard),
-    };
-    let ok = rustix::process::setrlimit(rustix::process::Resource::Nofile, raised).is_ok();
+    #[cfg(unix)]
+    let ok = rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(need.min(hard)),
+            maximum: (hard != u64::MAX).then_some(hard),
+        },
+    )
+    .is_ok();
+    #[cfg(not(unix))]
+    let ok = false;
     let now = if ok { need.min(hard) } else { soft };
     if now >= need {
         tracing::info!("raised the open-file limit from {soft} to {now} for {dbs} databases");

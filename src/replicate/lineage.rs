@@ -114,10 +114,7 @@ pub async fn local_lineage(
         Ok(()) => {}
         // A full disk under the spool is waited out later; the id lives in memory until then
         // and its replicas' records carry it (a restart adopts it from them).
-        Err(e)
-            if e.raw_os_error()
-                .is_some_and(|c| c == libc::ENOSPC || c == libc::EDQUOT) =>
-        {
+        Err(e) if crate::platform::is_full(&e) => {
             tracing::warn!("lineage file {}: {e}", path.display());
         }
         Err(e) => return Err(local_err(e)),
@@ -204,8 +201,5 @@ async fn read(client: &ReplicaClient) -> Result<Option<Lineage>, LineageError> {
 
 /// This machine's host name (what gethostname(2) returns: uname's node name).
 fn hostname() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
+    crate::platform::hostname().unwrap_or_default()
 }

@@ -2,7 +2,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,7 +76,7 @@ impl Target {
         self.checksum.toggle(h);
         self.hashes[i] = h;
         let off = i as u64 * self.page_size.get() as u64;
-        self.file.write_all_at(data, off).map_err(self.io())
+        crate::platform::write_all_at(&self.file, data, off).map_err(self.io())
     }
 
     /// Writes a decoded run: one hash per page, one write per stretch of consecutive pages
@@ -104,8 +103,7 @@ impl Target {
                 self.hashes[i] = h;
             }
             let off = (first as u64 - 1) * ps as u64;
-            self.file
-                .write_all_at(&run.data[start * ps..end * ps], off)
+            crate::platform::write_all_at(&self.file, &run.data[start * ps..end * ps], off)
                 .map_err(self.io())?;
             start = end;
         }
@@ -120,10 +118,9 @@ impl Target {
         if need <= have {
             return Ok(());
         }
-        let Ok(st) = rustix::fs::fstatvfs(&self.file) else {
+        let Some(free) = crate::platform::free_bytes(&self.file) else {
             return Ok(());
         };
-        let free = st.f_bavail.saturating_mul(st.f_frsize);
         if need - have > free {
             return Err(RestoreError::TooLarge {
                 key: self.key.clone(),

@@ -2,13 +2,25 @@
 //! header asks for. Pure functions over numbers and strings.
 
 use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// An ETag that changes whenever the file is replaced or rewritten: inode, mtime, size.
 pub(super) fn etag(m: &Metadata) -> String {
-    let nanos = (m.mtime() as i128) * 1_000_000_000 + m.mtime_nsec() as i128;
-    format!("\"{:x}-{:x}-{:x}\"", m.ino(), nanos, m.size())
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(m);
+    // Windows: no inode in the metadata; a replaced file differs in its times anyway.
+    #[cfg(not(unix))]
+    let ino = m
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    let nanos = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("\"{:x}-{:x}-{:x}\"", ino, nanos, m.len())
 }
 
 /// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110's IMF-fixdate), for Last-Modified and PROPFIND.

@@ -22,7 +22,13 @@ pub enum ServiceError {
     /// `--platform` names another system's service manager.
     #[error("--platform {0}: not this system's service manager; only with --dry-run")]
     ForeignPlatform(&'static str),
+    /// The Windows service manager refused to run memsync as its service (typically: started
+    /// from a console rather than by the service manager).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    #[error("the Windows service manager: {0}")]
+    Host(String),
     /// Something memsync cannot do (yet) on this platform.
+    #[cfg_attr(windows, allow(dead_code))]
     #[error("{what}: not supported yet")]
     Unsupported { what: &'static str },
     #[error("creating directory {}: {source}", path.display())]

@@ -9,11 +9,15 @@
 mod apply;
 pub mod env;
 mod error;
+#[cfg(windows)]
+pub mod host;
 mod launchd;
 mod layout;
 mod quote;
 mod systemd;
 mod windows;
+#[cfg(windows)]
+pub use windows::log_path as windows_log_path;
 
 use std::path::PathBuf;
 
@@ -127,6 +131,7 @@ pub enum Program {
     Tail,
     Sc,
     Reg,
+    PowerShell,
 }
 
 impl Program {
@@ -139,6 +144,7 @@ impl Program {
             Program::Tail => "tail",
             Program::Sc => "sc.exe",
             Program::Reg => "reg.exe",
+            Program::PowerShell => "powershell.exe",
         }
     }
 
@@ -148,7 +154,7 @@ impl Program {
             Program::Systemctl => Some("MEMSYNC_SYSTEMCTL"),
             Program::Journalctl => Some("MEMSYNC_JOURNALCTL"),
             Program::Launchctl => Some("MEMSYNC_LAUNCHCTL"),
-            Program::Tail | Program::Sc | Program::Reg => None,
+            Program::Tail | Program::Sc | Program::Reg | Program::PowerShell => None,
         }
     }
 }

@@ -1,9 +1,8 @@
 //! The Windows service "MCP Memory Sync", registered with `sc.exe`.
 //!
-//! Only the commands exist so far: memsync does not yet answer the Service Control Manager, so
-//! the CLI prints them (`--dry-run`) and refuses to run them. Settings go in the service's
-//! `Environment` registry value, which every local user can read: secret values are left out
-//! (and named in a note).
+//! The service runs `memsync run --windows-service`, which answers the Service Control Manager
+//! (`host.rs`) and logs to [`log_path`]. Settings go in the service's `Environment` registry
+//! value, which every local user can read: secret values are left out (and named in a note).
 
 use super::quote::windows_arg;
 use super::{
@@ -13,12 +12,29 @@ use super::{
 /// The service's registry key (its `Environment` value is the service's environment).
 pub const REG_KEY: &str = r"HKLM\SYSTEM\CurrentControlSet\Services\MCP Memory Sync";
 
+/// The service's log file: `%ProgramData%\memsync\memsync.log` (a service has no console).
+pub fn log_path() -> std::path::PathBuf {
+    let base = std::env::var("ProgramData")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| r"C:\ProgramData".into());
+    // Spelled with backslashes rather than joined: `--dry-run --platform windows` prints it
+    // from other systems too.
+    format!(r"{}\memsync\memsync.log", base.trim_end_matches('\\')).into()
+}
+
 /// The service's command line: the executable always quoted (an unquoted path with spaces is
 /// the classic service hijack), then its arguments.
+/// The flag that makes `run` answer the service manager is added here.
 pub fn bin_path(spec: &Spec) -> String {
     let exe = spec.exe.to_string_lossy();
     let mut s = format!("\"{exe}\"");
-    for a in &spec.args {
+    for a in spec
+        .args
+        .iter()
+        .map(String::as_str)
+        .chain(["--windows-service"])
+    {
         s.push(' ');
         s.push_str(&windows_arg(a));
     }
@@ -97,10 +113,18 @@ pub fn plan(action: Action, spec: &Spec) -> Result<Plan, ServiceError> {
             p.steps.push(Step::Run(sc(&["start", n])));
         }
         Action::Status => p.steps.push(Step::Run(sc(&["query", n]).passthrough())),
-        Action::Logs { .. } => {
-            return Err(ServiceError::Unsupported {
-                what: "memsync logs on Windows (the service writes no log file yet)",
-            });
+        Action::Logs { follow } => {
+            // PowerShell's own quoting: single quotes, a quote inside doubled.
+            let file = log_path().to_string_lossy().replace('\'', "''");
+            let wait = if follow { " -Wait" } else { "" };
+            let script = format!("Get-Content -Tail 200{wait} -LiteralPath '{file}'");
+            p.steps.push(Step::Run(
+                Cmd::new(
+                    Program::PowerShell,
+                    &["-NoProfile", "-NonInteractive", "-Command", &script],
+                )
+                .passthrough(),
+            ));
         }
     }
     Ok(p)
@@ -149,7 +173,7 @@ mod tests {
             .collect();
         assert_eq!(
             lines[0],
-            r#"sc.exe create "MCP Memory Sync" binPath= "\"C:\Program Files\memsync\memsync.exe\" run" start= auto DisplayName= "MCP Memory Sync""#
+            r#"sc.exe create "MCP Memory Sync" binPath= "\"C:\Program Files\memsync\memsync.exe\" run --windows-service" start= auto DisplayName= "MCP Memory Sync""#
         );
         assert_eq!(
             lines[2],
@@ -162,5 +186,27 @@ mod tests {
         );
         assert!(!lines.iter().any(|l| l.contains("MCP_API_KEY")));
         assert!(p.notes[0].contains("MCP_API_KEY"));
+    }
+
+    #[test]
+    fn logs_read_the_service_log_file_and_follow_it() {
+        let spec = Spec {
+            exe: PathBuf::from(r"C:\memsync.exe"),
+            args: vec!["run".into()],
+            env: Env { vars: vec![] },
+            scope: Scope::System,
+            layout: Layout::default(),
+            uid: 0,
+            run_as: None,
+        };
+        let p = plan(Action::Logs { follow: true }, &spec).unwrap();
+        let c = p.commands().next().unwrap();
+        assert_eq!(c.program, Program::PowerShell);
+        let script = c.args.last().unwrap();
+        assert!(
+            script.starts_with("Get-Content -Tail 200 -Wait -LiteralPath '"),
+            "{script}"
+        );
+        assert!(script.ends_with(r"memsync\memsync.log'"), "{script}");
     }
 }

@@ -33,7 +33,6 @@
 //! is paused, and memsync never switches the database back. When the header says WAL again, it resynchronises
 //! (the changes made in rollback mode reach the replica) and says it resumed.
 
-use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 
 use super::conn::{self, OpenError};
@@ -83,12 +82,12 @@ impl Monitor {
 
     fn fingerprint(&self) -> Fingerprint {
         let stamp = |suffix: &str, content: bool| {
-            let m = std::fs::metadata(super::sidecar(&self.cfg.db_path, suffix)).ok()?;
-            let (len, s, ns) = match content {
-                true => (m.len(), m.mtime(), m.mtime_nsec()),
-                false => (0, 0, 0),
-            };
-            Some((m.dev(), m.ino(), len, s, ns))
+            let (dev, ino, len, s, ns) =
+                crate::platform::stamp(&super::sidecar(&self.cfg.db_path, suffix)).ok()?;
+            Some(match content {
+                true => (dev, ino, len, s, ns),
+                false => (dev, ino, 0, 0, 0),
+            })
         };
         Fingerprint {
             header: self.cap.src.db_header().ok(),

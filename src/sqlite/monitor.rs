@@ -290,9 +290,7 @@ impl Monitor {
 }
 
 fn file_id(p: &std::path::Path) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(p)?;
-    Ok((m.dev(), m.ino()))
+    crate::platform::file_id(p)
 }
 
 #[cfg(test)]

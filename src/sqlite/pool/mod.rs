@@ -11,12 +11,11 @@
 //! it, and comes back with its next due time.
 
 mod reactor;
+mod wake;
 mod worker;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::io::Write as _;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -129,8 +128,8 @@ struct Shared {
     /// Handles wait here for a phase change.
     changed: Condvar,
     watch: Mutex<DirWatch>,
-    /// Written to wake the reactor.
-    wake: UnixStream,
+    /// Wakes the reactor.
+    wake: wake::Wake,
     /// Run each monitor once (sync, shutdown) instead of looping.
     once: bool,
 }
@@ -141,7 +140,7 @@ impl Shared {
     }
 
     fn wake_reactor(&self) {
-        let _ = (&self.wake).write(&[1]);
+        self.wake.wake();
     }
 }
 
@@ -170,9 +169,7 @@ impl Pool {
     /// Starts `workers` workers and the reactor. With `once`, each monitor syncs once after it
     /// starts and ends.
     pub fn new(workers: usize, once: bool) -> std::io::Result<Self> {
-        let (wake_rx, wake) = UnixStream::pair()?;
-        wake_rx.set_nonblocking(true)?;
-        wake.set_nonblocking(true)?;
+        let (wake, wake_rx) = wake::pair()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             ready: Condvar::new(),

@@ -1,26 +1,26 @@
 //! The reactor: fires due timers and turns WAL writes into queued turns.
 
-use std::io::Read as _;
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use super::Shared;
+use super::wake::WakeRx;
 
 /// Longest sleep without a timer: the reactor also notices `exiting` this often.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
 
-pub(super) fn run(shared: &Shared, wake: UnixStream) {
+#[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
+pub(super) fn run(shared: &Shared, mut wake: WakeRx) {
     // The inotify descriptor never changes: one copy to sleep on without the watch's lock
     // (monitors are added while the reactor sleeps).
     #[cfg(target_os = "linux")]
-    let inotify = shared
-        .watch
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .fd()
-        .and_then(|fd| fd.try_clone_to_owned().ok());
-    #[cfg(not(target_os = "linux"))]
-    let inotify: Option<std::os::fd::OwnedFd> = None;
+    wake.events(
+        shared
+            .watch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fd()
+            .and_then(|fd| fd.try_clone_to_owned().ok()),
+    );
     loop {
         let timeout = {
             let mut st = shared.lock();
@@ -44,7 +44,7 @@ pub(super) fn run(shared: &Shared, wake: UnixStream) {
             st.reactor_wake = Some(next);
             next.saturating_duration_since(now)
         };
-        wait(&wake, inotify.as_ref(), timeout);
+        wake.wait(timeout);
         let mut hits = Vec::new();
         shared
             .watch
@@ -64,17 +64,4 @@ pub(super) fn run(shared: &Shared, wake: UnixStream) {
             }
         }
     }
-}
-
-/// Sleeps until `timeout`, a file event or a wake-up.
-fn wait(wake: &UnixStream, inotify: Option<&std::os::fd::OwnedFd>, timeout: Duration) {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let ts = Timespec::try_from(timeout).ok();
-    let mut fds = vec![PollFd::new(wake, PollFlags::IN)];
-    if let Some(fd) = inotify {
-        fds.push(PollFd::new(fd, PollFlags::IN));
-    }
-    let _ = poll(&mut fds, ts.as_ref());
-    let mut buf = [0u8; 64];
-    while matches!((&*wake).read(&mut buf), Ok(n) if n > 0) {}
 }

@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 use replica_formats::PageSize;
 use thiserror::Error;
@@ -174,7 +173,7 @@ pub fn read_frame_header(file: &File, offset: u64) -> io::Result<FrameHeader> {
 
 /// `pread` until `buf` is full; `UnexpectedEof` if the file is shorter.
 pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    file.read_exact_at(buf, offset)
+    crate::platform::read_exact_at(file, buf, offset)
 }
 
 #[cfg(test)]

@@ -1,0 +1,85 @@
+//! The Unix side of [`super`]: `pread`/`pwrite`, device and inode, `kill(pid, 0)`, `uname`.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+
+use super::Stop;
+
+/// `pread` until `buf` is full; `UnexpectedEof` if the file is shorter.
+pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    file.read_exact_at(buf, offset)
+}
+
+/// `pwrite` until `buf` is written.
+pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    file.write_all_at(buf, offset)
+}
+
+/// Device and inode of `path` (following symlinks): equal for two names of one file even
+/// across hard links and bind mounts.
+pub fn file_id(path: &Path) -> io::Result<(u64, u64)> {
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Identity, size and modification time (seconds, nanoseconds) of `path` in one `stat`: what
+/// tells a file changed or replaced.
+pub fn stamp(path: &Path) -> io::Result<(u64, u64, u64, i64, i64)> {
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+}
+
+/// Whether a process `pid` exists (it may belong to another user: that still counts).
+pub fn process_alive(pid: u32) -> bool {
+    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+        return false;
+    };
+    match rustix::process::test_kill_process(p) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    }
+}
+
+/// This machine's name, as `hostname` prints it (uname's node name).
+pub fn hostname() -> Option<String> {
+    let u = rustix::system::uname();
+    let s = u.nodename().to_string_lossy();
+    (!s.is_empty()).then(|| s.into_owned())
+}
+
+/// Sends the child `pid` the signal `stop` stands for; a child already gone is not an error
+/// (its exit is the caller's next event).
+pub fn forward(pid: u32, stop: Stop) -> io::Result<()> {
+    use rustix::process::Signal;
+    let sig = match stop {
+        Stop::Term => Signal::TERM,
+        Stop::Int => Signal::INT,
+        Stop::Hup => Signal::HUP,
+    };
+    let pid = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    match rustix::process::kill_process(pid, sig) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The exit code a shell would give for `status`: the child's code, or 128 + the signal that
+/// killed it.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 1,
+    }
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `file`.
+pub fn free_bytes(file: &File) -> Option<u64> {
+    let st = rustix::fs::fstatvfs(file).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}

@@ -1,0 +1,82 @@
+//! The Windows service host: `memsync run --windows-service` hands its thread to the service
+//! manager's dispatcher, which calls back on a thread of its own; there memsync reports
+//! Running, runs the `run` command's body, and reports Stopped with its exit code. The
+//! manager's Stop and Shutdown reach that body as SIGTERM would on Unix
+//! (`crate::signals::service_stop`): what is committed is shipped, then the process exits.
+//! A non-zero exit code is reported as a service-specific error, so the failure actions
+//! `install-service` sets (restart after 10 s) apply.
+
+use std::ffi::OsString;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use windows_service::service::{
+    ServiceControl, ServiceControlAccept, ServiceExitCode, ServiceState, ServiceStatus, ServiceType,
+};
+use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
+use windows_service::{define_windows_service, service_dispatcher};
+
+use super::{ServiceError, WINDOWS_NAME};
+
+/// What the service runs; returns the process's exit code.
+pub type Body = Box<dyn FnOnce() -> i32 + Send>;
+
+/// Handed from [`run`] to the dispatcher's thread (the callback takes no context).
+static BODY: Mutex<Option<Body>> = Mutex::new(None);
+/// The body's exit code, back to [`run`].
+static CODE: AtomicI32 = AtomicI32::new(1);
+
+define_windows_service!(ffi_service_main, service_main);
+
+/// Runs `body` as the service [`WINDOWS_NAME`]; returns when the service has stopped, with
+/// the body's exit code. Fails when the process was not started by the service manager.
+pub fn run(body: Body) -> Result<i32, ServiceError> {
+    *BODY.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
+    service_dispatcher::start(WINDOWS_NAME, ffi_service_main)
+        .map_err(|e| ServiceError::Host(e.to_string()))?;
+    Ok(CODE.load(Ordering::SeqCst))
+}
+
+fn status(state: ServiceState, code: i32) -> ServiceStatus {
+    ServiceStatus {
+        service_type: ServiceType::OWN_PROCESS,
+        current_state: state,
+        controls_accepted: match state {
+            ServiceState::Running => ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN,
+            _ => ServiceControlAccept::empty(),
+        },
+        exit_code: match code {
+            0 => ServiceExitCode::Win32(0),
+            c => ServiceExitCode::ServiceSpecific(c as u32),
+        },
+        checkpoint: 0,
+        // A stop ships what is committed first; the manager waits this long before it
+        // reports the service as hung.
+        wait_hint: Duration::from_secs(30),
+        process_id: None,
+    }
+}
+
+fn service_main(_args: Vec<OsString>) {
+    let handler = |control| match control {
+        ServiceControl::Stop | ServiceControl::Shutdown => {
+            crate::signals::service_stop();
+            ServiceControlHandlerResult::NoError
+        }
+        ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
+        _ => ServiceControlHandlerResult::NotImplemented,
+    };
+    let handle = match service_control_handler::register(WINDOWS_NAME, handler) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!("registering with the Windows service manager: {e}");
+            return;
+        }
+    };
+    let _ = handle.set_service_status(status(ServiceState::Running, 0));
+    let body = BODY.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let code = body.map_or(1, |b| b());
+    CODE.store(code, Ordering::SeqCst);
+    let _ = handle.set_service_status(status(ServiceState::Stopped, code));
+}
