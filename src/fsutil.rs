@@ -31,7 +31,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
     let dir = dir.unwrap_or_else(|| Path::new("."));
-    OpenOptions::new().read(true).open(dir)?.sync_all()
+    crate::platform::sync_dir(dir)
 }
 
 /// A name part no other run picks: the UTC time to the nanosecond and the process id, e.g.
@@ -153,7 +153,7 @@ pub fn canonical(path: &Path) -> PathBuf {
     let mut rest = Vec::new();
     let mut base = path;
     loop {
-        if let Ok(c) = fs::canonicalize(base) {
+        if let Ok(c) = crate::platform::canonicalize(base) {
             let mut out = c;
             out.extend(rest.iter().rev());
             return out;

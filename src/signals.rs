@@ -68,6 +68,8 @@ pub struct StopSignals {
     brk: tokio::signal::windows::CtrlBreak,
     close: tokio::signal::windows::CtrlClose,
     shutdown: tokio::signal::windows::CtrlShutdown,
+    /// The service manager's Stop was reported: like a signal, it is seen once.
+    service_stop_seen: bool,
 }
 
 #[cfg(windows)]
@@ -80,6 +82,7 @@ impl StopSignals {
             brk: w::ctrl_break()?,
             close: w::ctrl_close()?,
             shutdown: w::ctrl_shutdown()?,
+            service_stop_seen: false,
         })
     }
 
@@ -90,12 +93,22 @@ impl StopSignals {
 
     /// Waits for the next one and says which.
     pub async fn next(&mut self) -> Stop {
+        let seen = self.service_stop_seen;
+        let service = async move {
+            match seen {
+                true => std::future::pending().await,
+                false => service_stopped().await,
+            }
+        };
         tokio::select! {
             _ = self.c.recv() => Stop::Int,
             _ = self.brk.recv() => Stop::Int,
             _ = self.close.recv() => Stop::Term,
             _ = self.shutdown.recv() => Stop::Term,
-            _ = service_stopped() => Stop::Term,
+            _ = service => {
+                self.service_stop_seen = true;
+                Stop::Term
+            }
         }
     }
 }

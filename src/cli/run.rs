@@ -173,6 +173,12 @@ pub(super) fn cmd_run(mut a: RunArgs, log: &Overrides) -> Result<i32, CliError> 
 fn as_windows_service(a: RunArgs, log: Overrides) -> Result<i32, CliError> {
     let path = crate::service::windows_log_path();
     crate::log::to_file(&path).map_err(|source| CliError::Path { path, source })?;
+    // A service has no console: a panic's message would be lost with its stderr.
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!("panic: {info}");
+        default(info);
+    }));
     let body = Box::new(move || match cmd_run(a, &log) {
         Ok(code) => code,
         Err(e) => {

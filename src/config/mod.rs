@@ -330,7 +330,7 @@ pub fn parse(
     let ctx = convert::Ctx {
         file: source,
         cwd: &cwd,
-        home: env("HOME"),
+        home: crate::platform::home_with(&mut |v| env(v)),
     };
     let (config, spans) = convert::parse_and_convert(text, &ctx)?;
     validate::validate(&config, Some(&spans))?;
@@ -386,7 +386,7 @@ pub fn from_cli(db: &str, urls: &[String]) -> Result<Config, ConfigError> {
         path: PathBuf::from("."),
         source,
     })?;
-    let home = std::env::var("HOME").ok();
+    let home = crate::platform::home();
     let path = resolve_path(db, &cwd, home.as_deref()).map_err(|what| ConfigError::Invalid {
         file: PathBuf::from("(command line)"),
         line: None,

@@ -30,7 +30,7 @@ pub fn replica_from_url(url: &str) -> Result<ReplicaConfig, ConfigError> {
         msg,
     };
     let cwd = std::env::current_dir().map_err(|e| bad(format!("cannot get current dir: {e}")))?;
-    let home = std::env::var("HOME").ok();
+    let home = crate::platform::home();
     let target = if is_url(url) {
         parse_target(url, &cwd, home.as_deref()).map_err(bad)?
     } else if url.is_empty() {

@@ -147,7 +147,7 @@ impl Settings {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, SettingsError> {
         let mut src = Sources::new(env);
-        let home = src.var("HOME").map(PathBuf::from);
+        let home = crate::platform::home_with(&mut |v| src.var(v)).map(PathBuf::from);
         let staging_dir = || {
             home.as_ref()
                 .map(|h| h.join(".mcp_memory_staging"))

@@ -37,6 +37,25 @@ impl Stop {
     }
 }
 
+/// The variables naming the user's home directory, in the order they are asked: `HOME`, and on
+/// Windows then `USERPROFILE` (a service running as LocalSystem has its profile there).
+#[cfg(unix)]
+pub const HOME_VARS: &[&str] = &["HOME"];
+#[cfg(not(unix))]
+pub const HOME_VARS: &[&str] = &["HOME", "USERPROFILE"];
+
+/// The home directory through `lookup` (see [`HOME_VARS`]); empty values do not count.
+pub fn home_with(lookup: &mut dyn FnMut(&str) -> Option<String>) -> Option<String> {
+    HOME_VARS
+        .iter()
+        .find_map(|v| lookup(v).filter(|h| !h.is_empty()))
+}
+
+/// The home directory from the process's environment.
+pub fn home() -> Option<String> {
+    home_with(&mut |v| std::env::var(v).ok())
+}
+
 /// True if `err` or one of its sources is an I/O error saying the disk or the quota is full.
 pub fn is_full(e: &std::io::Error) -> bool {
     matches!(

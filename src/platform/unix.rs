@@ -12,6 +12,21 @@ pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()>
     file.read_exact_at(buf, offset)
 }
 
+/// `path` with every symlink resolved, absolute.
+pub fn canonicalize(path: &Path) -> io::Result<std::path::PathBuf> {
+    std::fs::canonicalize(path)
+}
+
+/// Makes the file at `path` durable (`fsync` through a read-only descriptor).
+pub fn sync_file(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+/// Makes the entries of directory `dir` durable (a rename or link into it).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 /// `pwrite` until `buf` is written.
 pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     file.write_all_at(buf, offset)
@@ -22,6 +37,11 @@ pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
 pub fn file_id(path: &Path) -> io::Result<(u64, u64)> {
     let m = std::fs::metadata(path)?;
     Ok((m.dev(), m.ino()))
+}
+
+/// Whether two [`file_id`]s name one file.
+pub fn same_file(a: (u64, u64), b: (u64, u64)) -> bool {
+    a == b
 }
 
 /// Identity, size and modification time (seconds, nanoseconds) of `path` in one `stat`: what

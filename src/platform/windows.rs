@@ -10,8 +10,10 @@ use std::time::UNIX_EPOCH;
 
 use windows_sys::Win32::Foundation::{CloseHandle, ERROR_ACCESS_DENIED, GetLastError};
 use windows_sys::Win32::Storage::FileSystem::{
-    BY_HANDLE_FILE_INFORMATION, GetFileInformationByHandle,
+    BY_HANDLE_FILE_INFORMATION, GetFileInformationByHandle, LOCKFILE_EXCLUSIVE_LOCK,
+    LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, UnlockFileEx,
 };
+use windows_sys::Win32::System::IO::OVERLAPPED;
 use windows_sys::Win32::System::Threading::{
     GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_TERMINATE,
     TerminateProcess,
@@ -32,6 +34,37 @@ pub fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Re
             Err(e) => return Err(e),
         }
     }
+    Ok(())
+}
+
+/// `path` with every link resolved, absolute, and without the `\\?\` prefix Windows'
+/// resolution adds where the plain form means the same (`C:\...`, `\\server\share\...`):
+/// verbatim paths take no `/` and no `..`, and memsync joins keys spelled with `/` to them.
+pub fn canonicalize(path: &Path) -> io::Result<std::path::PathBuf> {
+    let c = std::fs::canonicalize(path)?;
+    let Some(s) = c.to_str() else {
+        return Ok(c);
+    };
+    if let Some(rest) = s.strip_prefix(r"\\?\UNC\") {
+        return Ok(format!(r"\\{rest}").into());
+    }
+    match s.strip_prefix(r"\\?\") {
+        Some(rest) if rest.as_bytes().get(1) == Some(&b':') && rest.len() < 260 => Ok(rest.into()),
+        _ => Ok(c),
+    }
+}
+
+/// Makes the file at `path` durable: `FlushFileBuffers` needs a handle open for writing.
+pub fn sync_file(path: &Path) -> io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .sync_all()
+}
+
+/// Nothing to do: NTFS journals directory entries, and Windows cannot flush a directory
+/// handle (the entry of a renamed or linked file is durable with the file system's journal).
+pub fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
@@ -64,6 +97,13 @@ pub fn file_id(path: &Path) -> io::Result<(u64, u64)> {
     }
     let index = (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow);
     Ok((u64::from(info.dwVolumeSerialNumber), index))
+}
+
+/// Whether two [`file_id`]s name one file: the file index must match, and the volume serial
+/// too unless one of them reads 0 (no serial known; Wine reports 0 until the volume's serial
+/// is first set, then the real one, for the same file).
+pub fn same_file(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.1 == b.1 && (a.0 == b.0 || a.0 == 0 || b.0 == 0)
 }
 
 /// Identity, size and modification time (seconds, nanoseconds) of `path`: what tells a file
@@ -128,4 +168,32 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
 /// cleanly on a full disk).
 pub fn free_bytes(_file: &File) -> Option<u64> {
     None
+}
+
+/// True when another handle holds the byte at `offset` of `file` (shared or exclusive): the
+/// byte is taken exclusively without waiting and, if that worked, given back at once.
+pub fn range_locked(file: &File, offset: u64) -> bool {
+    let h = file.as_raw_handle() as _;
+    // SAFETY: a plain struct of integers and a union of them: all zeroes is a valid value.
+    let mut ov: OVERLAPPED = unsafe { std::mem::zeroed() };
+    ov.Anonymous.Anonymous.Offset = offset as u32;
+    ov.Anonymous.Anonymous.OffsetHigh = (offset >> 32) as u32;
+    // SAFETY: `h` is open for the call (`file` is borrowed) and `ov` is a valid OVERLAPPED
+    // naming the range; the handle is synchronous, so the call completes before returning.
+    let got = unsafe {
+        LockFileEx(
+            h,
+            LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY,
+            0,
+            1,
+            0,
+            &mut ov,
+        )
+    };
+    if got == 0 {
+        return true;
+    }
+    // SAFETY: as above; releases exactly the byte just locked through the same handle.
+    unsafe { UnlockFileEx(h, 0, 1, 0, &mut ov) };
+    false
 }

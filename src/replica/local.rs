@@ -83,9 +83,7 @@ pub(super) fn link_or_copy(src: &Path, dest: &Path) -> Result<u64, Side> {
     }
     match std::fs::hard_link(src, dest) {
         // The spool does not fsync; the replica's copy must be durable before it counts.
-        Ok(()) => std::fs::File::open(dest)
-            .and_then(|f| f.sync_all())
-            .map_err(Side::Write)?,
+        Ok(()) => crate::platform::sync_file(dest).map_err(Side::Write)?,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Side::Write(e)),
         Err(_) => {
             let tmp = crate::fsutil::temp_sibling(dest);
@@ -98,9 +96,7 @@ pub(super) fn link_or_copy(src: &Path, dest: &Path) -> Result<u64, Side> {
                         Ok(_) => Side::Write(e),
                     }
                 })?;
-                std::fs::File::open(&tmp)
-                    .and_then(|f| f.sync_all())
-                    .map_err(Side::Write)?;
+                crate::platform::sync_file(&tmp).map_err(Side::Write)?;
                 std::fs::hard_link(&tmp, dest).map_err(Side::Write)
             })();
             let _ = std::fs::remove_file(&tmp);

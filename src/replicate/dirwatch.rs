@@ -106,5 +106,5 @@ impl DirWatcher {
 }
 
 fn canonical(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+    crate::platform::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }

@@ -85,7 +85,7 @@ pub fn default_meta_dir(path: &std::path::Path) -> PathBuf {
 /// The file SQLite really opens for `path`: symlinks resolved (SQLite resolves them too and
 /// puts `-wal` and `-shm` next to the target), or `path` itself if it does not exist yet.
 pub fn real_path(path: &std::path::Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+    crate::platform::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Runs replication for every database of `config` until `stop` is set (or once).

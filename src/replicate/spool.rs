@@ -205,6 +205,13 @@ fn remove_temp_files(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// The key a spool-relative path names: its components joined with `/` (keys are spelled
+/// with `/` on every platform; Windows lists `segments\0\...`).
+fn key_of(rel: &Path) -> Option<ObjectKey> {
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    ObjectKey::parse(&parts?.join("/"))
+}
+
 fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectKey>) -> io::Result<()> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -217,7 +224,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectKey>) -> io::Result<()> {
         if entry.file_type()?.is_dir() {
             walk(root, &p, out)?;
         } else if let Ok(rel) = p.strip_prefix(root)
-            && let Some(k) = rel.to_str().and_then(ObjectKey::parse)
+            && let Some(k) = key_of(rel)
         {
             out.push(k);
         }

@@ -217,7 +217,7 @@ fn open_dir(dir: &Path) -> Result<PathBuf, ServeError> {
         source,
     };
     std::fs::create_dir_all(dir).map_err(err)?;
-    let root = std::fs::canonicalize(dir).map_err(err)?;
+    let root = crate::platform::canonicalize(dir).map_err(err)?;
     if !root.is_dir() {
         return Err(err(io::Error::from(io::ErrorKind::NotADirectory)));
     }

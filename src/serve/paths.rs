@@ -112,7 +112,8 @@ pub(super) fn resolve(root: &Path, rel: &RelPath) -> Result<PathBuf, ResolveErro
         match std::fs::symlink_metadata(&next) {
             Ok(m) if m.file_type().is_symlink() => {
                 // A dangling symlink would let a PUT create a file wherever it points.
-                let target = std::fs::canonicalize(&next).map_err(|_| ResolveError::Escapes)?;
+                let target =
+                    crate::platform::canonicalize(&next).map_err(|_| ResolveError::Escapes)?;
                 if !target.starts_with(root) {
                     return Err(ResolveError::Escapes);
                 }

@@ -86,7 +86,7 @@ fn listing(root: &Path, rel: RelPath, path: &Path, depth: Depth) -> io::Result<S
                 let p = e.path();
                 let ft = e.file_type()?;
                 let (m, linked) = if ft.is_symlink() {
-                    match std::fs::canonicalize(&p) {
+                    match crate::platform::canonicalize(&p) {
                         Ok(t) if t.starts_with(root) => match std::fs::metadata(&t) {
                             Ok(m) => (m, true),
                             Err(_) => continue,

@@ -24,6 +24,9 @@ pub type Body = Box<dyn FnOnce() -> i32 + Send>;
 
 /// Handed from [`run`] to the dispatcher's thread (the callback takes no context).
 static BODY: Mutex<Option<Body>> = Mutex::new(None);
+/// Stack of the thread the body runs on (what Rust gives a program's main thread on Unix).
+const STACK: usize = 8 << 20;
+
 /// The body's exit code, back to [`run`].
 static CODE: AtomicI32 = AtomicI32::new(1);
 
@@ -76,7 +79,16 @@ fn service_main(_args: Vec<OsString>) {
     };
     let _ = handle.set_service_status(status(ServiceState::Running, 0));
     let body = BODY.lock().unwrap_or_else(|p| p.into_inner()).take();
-    let code = body.map_or(1, |b| b());
+    // On a thread of memsync's own: the dispatcher's thread has the executable's default
+    // stack (1 MB), which replication's startup outgrows in a debug build (a stack overflow
+    // ends the process without a word in the log).
+    let code = body.map_or(1, |b| {
+        std::thread::Builder::new()
+            .name("service".into())
+            .stack_size(STACK)
+            .spawn(b)
+            .map_or(1, |t| t.join().unwrap_or(101))
+    });
     CODE.store(code, Ordering::SeqCst);
     let _ = handle.set_service_status(status(ServiceState::Stopped, code));
 }

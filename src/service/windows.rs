@@ -70,7 +70,9 @@ pub fn plan(action: Action, spec: &Spec) -> Result<Plan, ServiceError> {
                 "failure", n, "reset=", "86400", "actions=", &actions,
             ])));
             // Failure actions also when the process exits with an error, not only on a crash.
-            p.steps.push(Step::Run(sc(&["failureflag", n, "1"])));
+            // Not every `sc.exe` knows it (Wine's does not): without it a crash still restarts.
+            p.steps
+                .push(Step::Run(sc(&["failureflag", n, "1"]).lenient()));
             let (secret, plain): (Vec<_>, Vec<_>) = spec.env.vars.iter().partition(|v| v.secret);
             if !plain.is_empty() {
                 let data: Vec<String> = plain

@@ -258,10 +258,18 @@ impl Monitor {
 
     pub(super) fn check_replaced(&self) -> Result<(), MonitorError> {
         match file_id(&self.cfg.db_path) {
-            Ok(id) if id == self.ino => Ok(()),
-            _ => Err(MonitorError::Replaced(
-                self.cfg.db_path.display().to_string(),
-            )),
+            Ok(id) if crate::platform::same_file(id, self.ino) => Ok(()),
+            other => {
+                tracing::debug!(
+                    "{}: identity {:?}, was {:?}",
+                    self.cfg.db_path.display(),
+                    other,
+                    self.ino
+                );
+                Err(MonitorError::Replaced(
+                    self.cfg.db_path.display().to_string(),
+                ))
+            }
         }
     }
 

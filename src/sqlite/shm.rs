@@ -1,14 +1,16 @@
 //! Probing SQLite's WAL-index (`-shm`) locks held by *other* processes.
 //!
-//! SQLite's unix VFS implements the WAL locks as POSIX byte-range locks on the `-shm` file at
-//! offset 120 + n (n = 0 write, 1 checkpoint, 2 recover, 3.. readers). `F_GETLK` tells whether
-//! another process holds one, without taking it. memsync uses that to notice an application's
-//! FULL/RESTART/TRUNCATE checkpoint waiting on memsync's read transaction, and step aside.
+//! SQLite implements the WAL locks as byte-range locks on the `-shm` file at offset 120 + n
+//! (n = 0 write, 1 checkpoint, 2 recover, 3.. readers): POSIX locks on Unix, `LockFileEx`
+//! ranges on Windows. On Unix `F_GETLK` tells whether another process holds one, without
+//! taking it; Windows has no such query, so there the probe takes the byte for an instant and
+//! gives it back (see `platform::windows::range_locked`). memsync uses that to notice an
+//! application's FULL/RESTART/TRUNCATE checkpoint waiting on memsync's read transaction, and
+//! step aside.
 
 use std::fs::File;
 use std::path::Path;
 
-#[cfg(unix)]
 const SHM_LOCK_BASE: i64 = 120;
 const WRITE_LOCK: i64 = 0;
 const CKPT_LOCK: i64 = 1;
@@ -51,14 +53,12 @@ impl ShmProbe {
         matches!(fcntl_getlk(&self.file, &probe), Ok(Some(_)))
     }
 
-    /// Windows: SQLite's locks there are `LockFileEx` ranges that cannot be probed without
-    /// taking them, so memsync does not notice another process's checkpoint: its own
-    /// checkpoints do not wait for one, and an application's blocking checkpoint waits on
-    /// memsync's read transaction until its busy timeout (it returns SQLITE_BUSY; nothing is
-    /// lost).
-    #[cfg(not(unix))]
-    fn held_by_other(&self, _lock: i64) -> bool {
-        let _ = &self.file;
-        false
+    /// Windows: locks are per handle there, so memsync's own connections count too; the
+    /// probes run where memsync holds neither the write nor the checkpoint lock, and the
+    /// write lock is only probed once the checkpoint lock was found held (a probe holds the
+    /// byte for an instant, which an application's writer would wait out).
+    #[cfg(windows)]
+    fn held_by_other(&self, lock: i64) -> bool {
+        crate::platform::range_locked(&self.file, (SHM_LOCK_BASE + lock) as u64)
     }
 }
