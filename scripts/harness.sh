@@ -142,6 +142,16 @@ if ! command -v x86_64-w64-mingw32-gcc >/dev/null; then
     { echo "harness: apt-get install gcc-mingw-w64-x86-64 failed (the Windows build check needs it)" >&2; exit 1; }
 fi
 
+# Wine (Debian's wine64): scripts/wine-check.sh runs the Windows build's demo under it.
+if ! command -v wine >/dev/null || ! command -v wineboot >/dev/null; then
+  SUDO=
+  [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  echo "harness: installing wine64 (apt-get) for the Windows build's run" >&2
+  { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends -o DPkg::Lock::Timeout=300 wine64 wine; } >&2 ||
+    { echo "harness: apt-get install wine64 failed (scripts/wine-check.sh needs it)" >&2; exit 1; }
+fi
+
 # Tools the memory-sync tests drive the server with (Debian base packages).
 for tool in curl openssl script; do
   command -v "$tool" >/dev/null || { echo "harness: $tool not found (Debian packages curl, openssl, util-linux)" >&2; exit 1; }

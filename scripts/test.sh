@@ -15,6 +15,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # memsync builds for Windows too (the service host, `src/platform/windows.rs`); nothing here
 # can run it, so the build and its lints are what is checked.
 cargo clippy --workspace --locked --target x86_64-pc-windows-gnu -- -D warnings
+# ... and it runs there: the demo (replicate, restore, verify) of the Windows build under Wine.
+scripts/wine-check.sh
 cargo test --workspace --locked --no-run
 # The 15-minute restore-point test (tests/pitr_long.rs, ignored by a plain `cargo test`) runs
 # beside the rest of the suite: it mostly waits between write phases.
