@@ -21,6 +21,8 @@ mod session;
 pub mod shm;
 pub mod sink;
 mod snapshot;
+#[cfg(test)]
+pub(crate) mod testsink;
 pub mod wal;
 pub mod walindex;
 pub mod watch;

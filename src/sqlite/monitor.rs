@@ -311,63 +311,8 @@ mod tests {
     use replica_formats::{DbChecksum, Header, ObjectKey};
 
     use super::*;
-    use crate::sqlite::sink::{CaptureKind, Captured, DbShape, SinkError};
-
-    /// Files and notifications kept in memory: the capture side needs nothing of `replicate/`.
-    #[derive(Clone, Default)]
-    struct MemSink {
-        files: Arc<Mutex<BTreeMap<ObjectKey, Vec<u8>>>>,
-        captured: Arc<Mutex<Vec<(ObjectKey, CaptureKind)>>>,
-    }
-
-    impl Sink for MemSink {
-        fn prepare(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-        fn dir(&self) -> &Path {
-            Path::new("memory")
-        }
-        fn keys(&self) -> io::Result<Vec<ObjectKey>> {
-            Ok(self.files.lock().unwrap().keys().copied().collect())
-        }
-        fn header(&self, key: &ObjectKey) -> io::Result<Header> {
-            Ok(replica_formats::decode_file(&self.read(key)?)
-                .map_err(io::Error::other)?
-                .header)
-        }
-        fn post_checksum(&self, key: &ObjectKey) -> io::Result<DbChecksum> {
-            Ok(replica_formats::decode_file(&self.read(key)?)
-                .map_err(io::Error::other)?
-                .trailer
-                .post_checksum)
-        }
-        fn read(&self, key: &ObjectKey) -> io::Result<Vec<u8>> {
-            let files = self.files.lock().unwrap();
-            files
-                .get(key)
-                .cloned()
-                .ok_or(io::ErrorKind::NotFound.into())
-        }
-        fn write(
-            &self,
-            key: &ObjectKey,
-            fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
-        ) -> io::Result<u64> {
-            let mut buf = Vec::new();
-            fill(&mut buf)?;
-            let len = buf.len() as u64;
-            self.files.lock().unwrap().insert(*key, buf);
-            Ok(len)
-        }
-        fn captured(&mut self, file: &Captured) {
-            self.captured.lock().unwrap().push((file.key, file.kind));
-        }
-        fn resumed(&mut self, _: TxId) {}
-        fn map_saved(&mut self, _: TxId) {}
-        fn maintain(&mut self, _: DbShape, _: bool) -> Result<bool, SinkError> {
-            Ok(false)
-        }
-    }
+    use crate::sqlite::sink::CaptureKind;
+    use crate::sqlite::testsink::MemSink;
 
     /// A snapshot at start, then one segment per sync, each continuing the state the file
     /// before it left (pre-checksum = previous post-checksum), through any sink.

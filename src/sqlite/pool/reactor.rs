@@ -42,9 +42,17 @@ pub(super) fn run(shared: &Shared, mut wake: WakeRx) {
             let next = st.timers.peek().map(|t| t.0.0).unwrap_or(now + MAX_SLEEP);
             let next = next.min(now + MAX_SLEEP);
             st.reactor_wake = Some(next);
-            next.saturating_duration_since(now)
+            st.listening = st.wants_events();
+            (next.saturating_duration_since(now), st.listening)
         };
-        wake.wait(timeout);
+        let (timeout, listening) = timeout;
+        wake.wait(timeout, listening);
+        shared
+            .wakeups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !listening {
+            continue;
+        }
         let mut hits = Vec::new();
         shared
             .watch

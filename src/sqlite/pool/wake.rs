@@ -43,12 +43,12 @@ mod imp {
             self.events = fd;
         }
 
-        /// Sleeps until `timeout`, a file event or a wake-up.
-        pub fn wait(&self, timeout: Duration) {
+        /// Sleeps until `timeout`, a wake-up, or, with `events`, a file event.
+        pub fn wait(&self, timeout: Duration, events: bool) {
             use rustix::event::{PollFd, PollFlags, Timespec, poll};
             let ts = Timespec::try_from(timeout).ok();
             let mut fds = vec![PollFd::new(&self.rx, PollFlags::IN)];
-            if let Some(fd) = &self.events {
+            if let Some(fd) = self.events.as_ref().filter(|_| events) {
                 fds.push(PollFd::new(fd, PollFlags::IN));
             }
             let _ = poll(&mut fds, ts.as_ref());
@@ -85,8 +85,8 @@ mod imp {
     }
 
     impl WakeRx {
-        /// Sleeps until `timeout` or a wake-up.
-        pub fn wait(&self, timeout: Duration) {
+        /// Sleeps until `timeout` or a wake-up (no file events here).
+        pub fn wait(&self, timeout: Duration, _events: bool) {
             let g = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
             let (mut g, _) = self
                 .0

@@ -40,6 +40,7 @@ pub(super) fn run(shared: &Shared) {
         let outcome = catch_unwind(AssertUnwindSafe(|| step(task, written, stop, shared.once)));
         let mut st = shared.lock();
         let stopping = st.stopping;
+        let reactor_listening = st.listening;
         let Some(Some(s)) = st.slots.get_mut(id) else {
             continue;
         };
@@ -48,12 +49,17 @@ pub(super) fn run(shared: &Shared) {
             Ok(Step::Again(task, next)) => {
                 s.task = Some(task);
                 s.on_write = next.on_write;
+                // The reactor must start reading file events again (see `State::listening`).
+                let listen = next.on_write && !reactor_listening;
                 let started = matches!(s.phase, Phase::Starting);
                 s.phase = Phase::Running;
                 let now = stopping || s.stop || (next.on_write && s.written);
                 if now || next.at <= Instant::now() {
                     st.queue(id, &shared.ready);
-                } else if st.schedule(id, next.at) {
+                    if listen {
+                        shared.wake_reactor();
+                    }
+                } else if st.schedule(id, next.at) || listen {
                     shared.wake_reactor();
                 }
                 drop(st);
