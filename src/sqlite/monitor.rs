@@ -303,12 +303,7 @@ fn file_id(p: &std::path::Path) -> std::io::Result<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::io::{self, Write};
-    use std::path::Path;
-    use std::sync::Mutex;
-
-    use replica_formats::{DbChecksum, Header, ObjectKey};
+    use replica_formats::{DbChecksum, ObjectKey};
 
     use super::*;
     use crate::sqlite::sink::CaptureKind;
