@@ -85,8 +85,8 @@ impl SeaweedS3 {
         format!("{}/{BUCKET}/{PROBE}", self.endpoint())
     }
 
-    /// Starts the process and waits until it serves; false if it exited because a port was
-    /// taken and `may_fail`.
+    /// Starts the process and waits until it serves; false if it exited during startup and
+    /// `may_fail` (the caller tries again, on fresh internal ports).
     fn launch(&mut self, may_fail: bool) -> bool {
         let weed = harness().join("venv/bin/weed");
         require(&weed, "SeaweedFS (weed)");
@@ -166,7 +166,15 @@ impl SeaweedS3 {
             return true;
         }
         let taken = proc.port_was_taken();
-        if taken && may_fail {
+        // A port taken is the usual cause; a server that exits before it writes a line (seen
+        // once in CI when resuming under load) is tried again the same way, saying so.
+        if may_fail {
+            if !taken {
+                eprintln!(
+                    "SeaweedFS exited during startup; trying again:\n{}",
+                    self.log_tail()
+                );
+            }
             self.proc = None;
             return false;
         }
