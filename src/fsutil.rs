@@ -107,17 +107,17 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
     ))
 }
 
-/// True if `err` or anything it wraps is an I/O error with one of `codes` (an `io::Error`
+/// True if `err` or anything it wraps is an I/O error for which `test` holds (an `io::Error`
 /// hides what it wraps from `source()`, so both paths are followed).
-pub fn has_errno(err: &(dyn std::error::Error + 'static), codes: &[i32]) -> bool {
+fn any_io(err: &(dyn std::error::Error + 'static), test: &dyn Fn(&io::Error) -> bool) -> bool {
     let mut cur = Some(err);
     while let Some(e) = cur {
         if let Some(io) = e.downcast_ref::<io::Error>() {
-            if io.raw_os_error().is_some_and(|c| codes.contains(&c)) {
+            if test(io) {
                 return true;
             }
             if let Some(inner) = io.get_ref()
-                && has_errno(inner, codes)
+                && any_io(inner, test)
             {
                 return true;
             }
@@ -127,23 +127,16 @@ pub fn has_errno(err: &(dyn std::error::Error + 'static), codes: &[i32]) -> bool
     false
 }
 
-/// True if `err` says the disk (or the quota) is full.
+/// True if `err` or anything it wraps is an I/O error with one of `codes`.
+pub fn has_errno(err: &(dyn std::error::Error + 'static), codes: &[i32]) -> bool {
+    any_io(err, &|io| {
+        io.raw_os_error().is_some_and(|c| codes.contains(&c))
+    })
+}
+
+/// True if `err` or anything it wraps says the disk (or the quota) is full.
 pub fn is_disk_full(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            if crate::platform::is_full(io) {
-                return true;
-            }
-            if let Some(inner) = io.get_ref()
-                && is_disk_full(inner)
-            {
-                return true;
-            }
-        }
-        cur = e.source();
-    }
-    false
+    any_io(err, &crate::platform::is_full)
 }
 
 /// `path` with every symlink resolved: the canonical path of its longest existing ancestor,

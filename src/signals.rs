@@ -61,7 +61,7 @@ impl StopSignals {
 }
 
 /// Windows' stops: Ctrl+C and Ctrl+Break (as SIGINT), a console closed or the machine shutting
-/// down, and the service manager's Stop (as SIGTERM; see `service::windows_host`).
+/// down, and the service manager's Stop (as SIGTERM; see `service::host`).
 #[cfg(windows)]
 pub struct StopSignals {
     c: tokio::signal::windows::CtrlC,

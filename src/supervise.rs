@@ -61,10 +61,6 @@ enum Event {
     Child(io::Result<ExitStatus>),
 }
 
-fn name(s: Stop) -> &'static str {
-    s.name()
-}
-
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, SuperviseError> {
     std::thread::Builder::new()
         .name(name.into())
@@ -162,7 +158,7 @@ pub fn run(plan: Plan) -> Result<i32, SuperviseError> {
             Ok(Event::Signal(s)) => {
                 tracing::info!(
                     "{} received while shutting down: still shipping what is committed",
-                    name(s)
+                    s.name()
                 )
             }
             Ok(_) => {}
@@ -214,7 +210,7 @@ impl Ending {
                     Some(pid) => {
                         tracing::info!(
                             "{} received: forwarding it to {}",
-                            name(s),
+                            s.name(),
                             program(&self.exec)
                         );
                         // One that exited meanwhile (the same signal reached its process
@@ -228,7 +224,7 @@ impl Ending {
                         }
                     }
                     None => {
-                        tracing::info!("{} received: shutting down", name(s));
+                        tracing::info!("{} received: shutting down", s.name());
                         return;
                     }
                 },

@@ -56,7 +56,7 @@ pub fn home() -> Option<String> {
     home_with(&mut |v| std::env::var(v).ok())
 }
 
-/// True if `err` or one of its sources is an I/O error saying the disk or the quota is full.
+/// True if `e` says the disk or the quota is full (`fsutil::is_disk_full` looks through wrappers).
 pub fn is_full(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),

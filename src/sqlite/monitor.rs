@@ -100,7 +100,8 @@ impl Monitor {
             Source::open(&cfg.db_path).map_err(io(format!("reading {}", cfg.db_path.display())))?;
         sink.prepare()
             .map_err(io(format!("creating spool in {}", cfg.meta_dir.display())))?;
-        let ino = file_id(&cfg.db_path).map_err(io(format!("stat {}", cfg.db_path.display())))?;
+        let ino = crate::platform::file_id(&cfg.db_path)
+            .map_err(io(format!("stat {}", cfg.db_path.display())))?;
         let cap = Capture::new(src, sink, stats.clone(), CaptureSettings::new(&cfg));
         let pacer = SyncPacer::new(cfg.min_sync_gap, Instant::now());
         let session = Session::new(&cfg.db_path, cfg.busy_timeout, Conns { r, w });
@@ -257,7 +258,7 @@ impl Monitor {
     }
 
     pub(super) fn check_replaced(&self) -> Result<(), MonitorError> {
-        match file_id(&self.cfg.db_path) {
+        match crate::platform::file_id(&self.cfg.db_path) {
             Ok(id) if crate::platform::same_file(id, self.ino) => Ok(()),
             other => {
                 tracing::debug!(
@@ -295,10 +296,6 @@ impl Monitor {
     pub(super) fn sql_err(&self, source: rusqlite::Error) -> MonitorError {
         self.session.sql_err(source)
     }
-}
-
-fn file_id(p: &std::path::Path) -> std::io::Result<(u64, u64)> {
-    crate::platform::file_id(p)
 }
 
 #[cfg(test)]
