@@ -66,24 +66,9 @@ pub(super) fn cmd_serve(a: ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `1024`, `64K`, `512MiB`, `1g`: a byte count, units binary.
+/// `1024`, `64K`, `512MiB`, `1g`: a byte count, units binary (as the config's sizes); not 0.
 fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: u64 = s[..digits].parse().ok()?;
-    let unit = s[digits..].trim().to_ascii_lowercase();
-    let shift = match unit.trim_end_matches("ib").trim_end_matches('b') {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        "t" => 40,
-        _ => return None,
-    };
-    if unit == "ib" {
-        return None;
-    }
-    n.checked_mul(1u64 << shift).filter(|&v| v > 0)
+    crate::config::parse_size(s).filter(|&v| v > 0)
 }
 
 #[cfg(test)]

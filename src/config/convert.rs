@@ -1,13 +1,13 @@
 //! Conversion of the raw serde structs into the typed config, applying global
 //! (top-level) replica defaults and built-in defaults.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
 use super::dir::DirKeys;
 use super::raw::{RawConfig, RawDb, RawLevel, RawLogging, RawReplica, S, Scalar, yaml_error};
+use super::scalars;
 use super::url::{is_url, kind_of_type, parse_target};
 use super::*;
 
@@ -39,7 +39,7 @@ pub(crate) fn parse_and_convert(
     ctx.convert(raw)
 }
 
-fn line_of<T>(s: &Spanned<T>) -> u64 {
+pub(super) fn line_of<T>(s: &Spanned<T>) -> u64 {
     s.referenced.line()
 }
 
@@ -58,77 +58,12 @@ struct Globals {
 }
 
 impl Ctx<'_> {
-    fn invalid(&self, line: Option<u64>, what: String) -> ConfigError {
+    pub(super) fn invalid(&self, line: Option<u64>, what: String) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.to_path_buf(),
             line,
             what,
         }
-    }
-
-    fn duration(&self, v: &S<Scalar>, key: &str) -> Result<Option<Duration>, ConfigError> {
-        let Some(v) = v else { return Ok(None) };
-        let bad = |value: String, msg: String| ConfigError::BadDuration {
-            file: self.file.to_path_buf(),
-            line: line_of(v),
-            key: key.to_string(),
-            value,
-            msg,
-        };
-        match &v.value {
-            Scalar::Int(0) => Ok(Some(Duration::ZERO)),
-            Scalar::Int(n) if *n < 0 => Err(bad(n.to_string(), "negative duration".into())),
-            Scalar::Int(n) => Err(bad(
-                n.to_string(),
-                format!("a number needs a unit, e.g. \"{n}s\" or \"{n}ms\" (only 0 may omit it)"),
-            )),
-            Scalar::Str(s) => parse_duration(s).map(Some).map_err(|m| bad(s.clone(), m)),
-            Scalar::Other(s) => Err(bad(s.clone(), "expected a duration such as \"1s\"".into())),
-        }
-    }
-
-    /// A size: bytes, or a number with a unit (`KB`, `MB`, `GB`, `TB` and their `KiB`... forms,
-    /// all read as powers of 1024, as `du` and `df -h` show them).
-    fn size(&self, v: &S<Scalar>, key: &str, default: u64) -> Result<u64, ConfigError> {
-        let Some(v) = v else { return Ok(default) };
-        let bad = |what: String| {
-            self.invalid(
-                Some(line_of(v)),
-                format!("`{key}` {what}: expected a size such as 512MB or 2GB"),
-            )
-        };
-        match &v.value {
-            Scalar::Int(n) => u64::try_from(*n).map_err(|_| bad(n.to_string())),
-            Scalar::Str(s) => parse_size(s).ok_or_else(|| bad(format!("{s:?}"))),
-            Scalar::Other(s) => Err(bad(s.clone())),
-        }
-    }
-
-    fn count(&self, v: &S<i64>, key: &str, default: u32) -> Result<u32, ConfigError> {
-        let Some(v) = v else { return Ok(default) };
-        u32::try_from(v.value).map_err(|_| {
-            self.invalid(
-                Some(line_of(v)),
-                format!("{key} must be between 0 and {}", u32::MAX),
-            )
-        })
-    }
-
-    fn path(&self, v: &Spanned<String>, key: &str) -> Result<PathBuf, ConfigError> {
-        if v.value.is_empty() {
-            return Err(self.invalid(Some(line_of(v)), format!("`{key}` is empty")));
-        }
-        if is_url(&v.value) {
-            return Err(self.invalid(
-                Some(line_of(v)),
-                format!(
-                    "`{key}` {:?} is a URL; use `url:` for replica URLs",
-                    v.value
-                ),
-            ));
-        }
-        resolve_path(&v.value, self.cwd, self.home.as_deref())
-            .map_err(|m| self.invalid(Some(line_of(v)), m))
     }
 
     fn convert(&self, raw: RawConfig) -> Result<(Config, Vec<DbSpan>), ConfigError> {
@@ -138,11 +73,18 @@ impl Ctx<'_> {
         };
         let tiers = self.tiers(&raw.l0_retention, &raw.levels)?;
         let g = Globals {
-            sync_interval: self.duration(&raw.sync_interval, "sync-interval")?,
-            retention: self.duration(&raw.retention, "retention")?,
-            retention_check_interval: self
-                .duration(&raw.retention_check_interval, "retention-check-interval")?,
-            snapshot_interval: self.duration(&raw.snapshot_interval, "snapshot-interval")?,
+            sync_interval: scalars::duration(self, &raw.sync_interval, "sync-interval")?,
+            retention: scalars::duration(self, &raw.retention, "retention")?,
+            retention_check_interval: scalars::duration(
+                self,
+                &raw.retention_check_interval,
+                "retention-check-interval",
+            )?,
+            snapshot_interval: scalars::duration(
+                self,
+                &raw.snapshot_interval,
+                "snapshot-interval",
+            )?,
             region: raw.region,
             endpoint: raw.endpoint,
             force_path_style: raw.force_path_style,
@@ -196,7 +138,7 @@ impl Ctx<'_> {
         levels: &S<Vec<Spanned<RawLevel>>>,
     ) -> Result<Tiers, ConfigError> {
         let mut t = Tiers::default();
-        if let Some(d) = self.duration(l0, "l0-retention")? {
+        if let Some(d) = scalars::duration(self, l0, "l0-retention")? {
             t.l0_retention = d;
         }
         let Some(levels) = levels else {
@@ -211,7 +153,7 @@ impl Ctx<'_> {
         let defaults = t.levels.clone();
         t.levels.clear();
         for (i, l) in levels.value.iter().enumerate() {
-            let Some(interval) = self.duration(&l.value.interval, "interval")? else {
+            let Some(interval) = scalars::duration(self, &l.value.interval, "interval")? else {
                 return Err(self.invalid(
                     Some(line_of(l)),
                     format!("level {}: `interval` is required", i + 1),
@@ -223,8 +165,7 @@ impl Ctx<'_> {
                     format!("level {}: `interval` must not be 0", i + 1),
                 ));
             }
-            let retention = self
-                .duration(&l.value.retention, "retention")?
+            let retention = scalars::duration(self, &l.value.retention, "retention")?
                 .unwrap_or_else(|| defaults.get(i).map_or(Duration::ZERO, |d| d.retention));
             t.levels.push(LevelTier {
                 interval,
@@ -279,8 +220,8 @@ impl Ctx<'_> {
         let dir =
             super::dir::keys(i, line, &raw).map_err(|(l, what)| self.invalid(Some(l), what))?;
         let path = match (&raw.path, &raw.dir) {
-            (Some(p), None) => self.path(p, "path")?,
-            (None, Some(d)) => self.path(d, "dir")?,
+            (Some(p), None) => scalars::path(self, p, "path")?,
+            (None, Some(d)) => scalars::path(self, d, "dir")?,
             (Some(_), Some(d)) => {
                 return Err(self.invalid(
                     Some(line_of(d)),
@@ -297,7 +238,7 @@ impl Ctx<'_> {
         let meta_path = raw
             .meta_path
             .as_ref()
-            .map(|p| self.path(p, "meta-path"))
+            .map(|p| scalars::path(self, p, "meta-path"))
             .transpose()?;
         let replicas = match (raw.replicas, raw.replica) {
             (Some(_), Some(r)) => {
@@ -330,7 +271,9 @@ impl Ctx<'_> {
             .into_iter()
             .map(|r| self.replica(r, g))
             .collect::<Result<_, _>>()?;
-        let d = |v, key, default| Ok::<_, ConfigError>(self.duration(v, key)?.unwrap_or(default));
+        let d = |v, key, default| {
+            Ok::<_, ConfigError>(scalars::duration(self, v, key)?.unwrap_or(default))
+        };
         let db = DbConfig {
             monitor_interval: d(
                 &raw.monitor_interval,
@@ -343,17 +286,24 @@ impl Ctx<'_> {
                 DEFAULT_CHECKPOINT_INTERVAL,
             )?,
             busy_timeout: d(&raw.busy_timeout, "busy-timeout", DEFAULT_BUSY_TIMEOUT)?,
-            min_checkpoint_page_count: self.count(
+            min_checkpoint_page_count: scalars::count(
+                self,
                 &raw.min_checkpoint_page_count,
                 "min-checkpoint-page-count",
                 DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
             )?,
-            truncate_page_n: self.count(
+            truncate_page_n: scalars::count(
+                self,
                 &raw.truncate_page_n,
                 "truncate-page-n",
                 DEFAULT_TRUNCATE_PAGE_N,
             )?,
-            spool_budget: self.size(&raw.spool_budget, "spool-budget", DEFAULT_SPOOL_BUDGET)?,
+            spool_budget: scalars::size(
+                self,
+                &raw.spool_budget,
+                "spool-budget",
+                DEFAULT_SPOOL_BUDGET,
+            )?,
             path,
             meta_path,
             replicas,
@@ -411,7 +361,7 @@ impl Ctx<'_> {
             None => match kind_of_type(kind).unwrap_or("file") {
                 "file" => match &r.path {
                     Some(p) => ReplicaTarget::File {
-                        path: self.path(p, "path")?,
+                        path: scalars::path(self, p, "path")?,
                     },
                     None => {
                         return Err(
@@ -421,7 +371,7 @@ impl Ctx<'_> {
                 },
                 "s3" => {
                     if let Some(p) = r.path.as_ref().filter(|p| is_url(&p.value)) {
-                        self.path(p, "path")?; // reports the URL-in-path error
+                        scalars::path(self, p, "path")?; // reports the URL-in-path error
                     }
                     let Some(bucket) = &r.bucket else {
                         return Err(self.invalid(
@@ -512,7 +462,7 @@ impl Ctx<'_> {
             None => target.kind().to_string(),
         };
         let d = |v, key, global: Option<Duration>| {
-            Ok::<_, ConfigError>(self.duration(v, key)?.or(global))
+            Ok::<_, ConfigError>(scalars::duration(self, v, key)?.or(global))
         };
         Ok(ReplicaConfig {
             name,
@@ -534,21 +484,4 @@ impl Ctx<'_> {
             takeover: r.takeover.unwrap_or(false),
         })
     }
-}
-
-/// `512MB`, `2 GiB`, `1048576`: bytes, with 1024-based units.
-pub(crate) fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return None,
-    };
-    n.checked_mul(1u64 << shift)
 }

@@ -16,6 +16,7 @@ mod duration;
 mod expand;
 mod glob;
 mod raw;
+mod scalars;
 mod tiers;
 mod url;
 mod validate;
@@ -30,6 +31,7 @@ use std::time::Duration;
 pub use dir::DirConfig;
 pub use duration::parse_duration;
 pub use glob::Glob;
+pub use scalars::parse_size;
 pub use tiers::{LevelTier, Tiers};
 pub use url::replica_from_url;
 
