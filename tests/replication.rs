@@ -96,6 +96,89 @@ fn application_checkpoints_complete_while_memsync_runs_and_nothing_is_lost() {
     assert_same(&app, &restored);
 }
 
+/// An application that checkpoints with RESTART every few commits makes memsync copy what is
+/// committed and step aside each time; what it copies goes out with the next paced sync, not as
+/// files of their own (it used to be two level-0 files per checkpoint: 87 files a minute instead
+/// of 60 in the benchmark, each an upload).
+#[test]
+fn application_checkpoints_add_no_files_of_their_own() {
+    let s = Scene::new("", "        sync-interval: 3s\n");
+    let mut app = create_memdb(&s.db);
+    app.busy_handler(Some(app_busy_handler)).unwrap();
+    let r = s.start();
+    s.wait_for_rows(0);
+    let level0 = || std::fs::read_dir(s.replica.join("segments/0")).map_or(0, |d| d.count());
+    let before = level0();
+    let (mut n, rounds) = (0, 12);
+    for _ in 0..rounds {
+        for _ in 0..4 {
+            n += 1;
+            insert_memory(&app, n);
+        }
+        for _ in 0..5 {
+            let busy: i64 = app
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get(0))
+                .unwrap();
+            if busy == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.wait_for_rows(n as i64);
+    let (status, err) = r.stop();
+    assert!(status.success(), "{err}");
+    // A burst of syncs after the quiet start (the pacer's bucket holds 4), one or two paced
+    // ones and the last: 6 here, where one file per checkpoint made it 12 or more.
+    let files = level0() - before;
+    assert!(
+        files <= 8,
+        "{files} level-0 files for {rounds} application checkpoints"
+    );
+    let out = s.restore("restored.db", &["-integrity-check", "full"]);
+    assert_same(&app, &check_sound(&out));
+}
+
+/// What memsync copied when an application checkpointed is held in memory until the next
+/// paced sync; killed before that sync, memsync loses nothing: the checkpoint copied those
+/// pages into the database, and the restart finds them there.
+#[test]
+fn commits_carried_past_an_application_checkpoint_survive_a_kill() {
+    let s = Scene::new("", "        sync-interval: 30s\n");
+    let mut app = create_memdb(&s.db);
+    app.busy_handler(Some(app_busy_handler)).unwrap();
+    let r = s.start();
+    s.wait_for_rows(0);
+    // The first rounds spend the pacer's burst; the later ones are carried.
+    let mut n = 0;
+    for _ in 0..8 {
+        for _ in 0..3 {
+            n += 1;
+            insert_memory(&app, n);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let busy: i64 = app
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(busy, 0, "the application's RESTART checkpoint was busy");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let before = s.restore("before-kill.db", &[]);
+    let shipped = rows(&check_sound(&before)).len();
+    assert!(
+        shipped < n as usize,
+        "nothing was left carried ({shipped} of {n} rows shipped)"
+    );
+    r.kill();
+    let (status, err) = s.start_and_stop_after(Duration::from_millis(1500));
+    assert!(status.success(), "{err}");
+    let out = s.restore("restored.db", &["-integrity-check", "full"]);
+    let restored = check_sound(&out);
+    assert_eq!(rows(&restored).len(), n as usize);
+    assert_same(&app, &restored);
+}
+
 #[test]
 fn changes_made_while_memsync_is_stopped_are_shipped_on_restart() {
     let s = Scene::new("", "        sync-interval: 0s\n");

@@ -149,14 +149,19 @@ impl Monitor {
     ///
     /// Frames gathered before (see `sync_pass`) are written with the first drain's, after the
     /// lock is released and the backfill (before it with `sync-interval: 0`); if the
-    /// application holds the lock, they are written before waiting.
+    /// application holds the lock, they are written before waiting, and what it commits
+    /// meanwhile is carried to the next sync.
     pub(super) fn checkpoint_passive(&mut self) -> Result<(), MonitorError> {
         let t0 = Instant::now();
         let first = match self.try_write_lock(|m| m.gather_wal()) {
-            Ok(None) => self
-                .cap
-                .write_pending()
-                .and_then(|()| self.with_write_lock(|m| m.drain_wal())),
+            // What the application committed while memsync waited for the lock is carried to
+            // the next sync rather than written as a file of its own (`carry.rs`).
+            Ok(None) => self.cap.write_pending().and_then(|()| {
+                self.with_write_lock(|m| {
+                    m.gather_wal()?;
+                    m.cap.carry_pending()
+                })
+            }),
             other => other.map(|_| ()),
         };
         // Backfill at once: the gathered frames stay in the WAL meanwhile (memsync's read mark,

@@ -241,7 +241,7 @@ impl Monitor {
             );
         }
         let resyncs = self.stats.resyncs.load(Ordering::Relaxed);
-        self.continue_or_resync(mark)?;
+        self.continue_or_resync(mark, false)?;
         tracing::debug!(
             "{shown}: reopened after idle at position {:016x} ({})",
             self.cap.cur.pos.map_or(0, replica_formats::TxId::get),

@@ -270,17 +270,28 @@ impl Capture {
         let Some(scan) = self.cur.pending.take() else {
             return Ok(());
         };
+        if let Some(scan) = self.carry_scan(scan)? {
+            self.cur.pending = Some(scan);
+            return self.write_pending();
+        }
+        Ok(())
+    }
+
+    /// Reads the pages of `scan`'s committed frames into the carry, while nothing can
+    /// overwrite them (the write lock is held, by memsync or by a checkpointing application).
+    /// Gives the scan back when it cannot be carried (`sync-interval: 0`, or more than the carry
+    /// holds): the caller writes it.
+    pub(super) fn carry_scan(&mut self, scan: Scan) -> Result<Option<Scan>, MonitorError> {
         let Some(commit) = scan.commit else {
-            return Ok(());
+            return Ok(None);
         };
         if self.cur.pos.is_none() || self.cur.needs_resync {
-            return Ok(());
+            return Ok(None);
         }
         let latest = latest_frames(&scan, commit);
         let held = self.cur.carry.as_ref().map_or(0, |c| c.pages.len());
         if !self.set.carry_tail || held + latest.len() > carry::MAX_PAGES {
-            self.cur.pending = Some(scan);
-            return self.write_pending();
+            return Ok(Some(scan));
         }
         let mut pages = Vec::with_capacity(latest.len());
         for (pgno, f) in latest {
@@ -293,7 +304,7 @@ impl Capture {
                 // Cannot happen under the write lock; if it does, the database is the truth.
                 self.cur.carry = None;
                 self.cur.needs_resync = true;
-                return Ok(());
+                return Ok(None);
             }
             pages.push((pgno, page));
         }
@@ -301,7 +312,7 @@ impl Capture {
             .carry
             .get_or_insert_with(Carry::default)
             .add(pages, commit, scan.transactions);
-        Ok(())
+        Ok(None)
     }
 
     /// Writes the committed frames of `scan`, over the carried tail if any, as one segment
