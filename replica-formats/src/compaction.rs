@@ -16,9 +16,11 @@ use crate::key::{Level, ObjectKey};
 use crate::plan::{Target, chain_from};
 use crate::pos::{Timestamp, TxId};
 
-/// Most files merged into one: bounds memory (one decoded run per input) and, when a time
-/// bucket holds more, makes several files of it.
-pub const FAN_IN: usize = 16;
+/// Most files merged into one: bounds memory (one decoded run per input, a few pages) and, when
+/// a time bucket holds more, makes several files of it. A default 30 s bucket at a 1 s sync
+/// interval holds 30-35 level-0 files: at 16 it took three merges and a consolidation, each an
+/// upload (the pieces' bytes uploaded twice); at 48 it is one.
+pub const FAN_IN: usize = 48;
 
 /// One file a compaction pass writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,8 +279,9 @@ mod tests {
             Vec<(u8, u64, u64, usize)>,
         );
         let busy: Vec<ObjectKey> = std::iter::once(snap(1, 0))
-            .chain((2..=19).map(|t| l0(t, 4000 + t as i64)))
+            .chain((2..=FAN_IN as u64 + 3).map(|t| l0(t, 4000 + t as i64)))
             .collect();
+        let full = FAN_IN as u64 + 1;
         let cases: Vec<Case> = vec![
             (vec![], &two_s, 10_000, vec![]),
             // The bucket `now` is in stays open.
@@ -309,12 +312,16 @@ mod tests {
                 vec![(1, 2, 3, 2)],
             ),
             // FAN_IN at a time; the open remainder waits, then the closed bucket is consolidated.
-            (busy.clone(), &two_s, 5000, vec![(1, 2, 17, FAN_IN)]),
+            (busy.clone(), &two_s, 5000, vec![(1, 2, full, FAN_IN)]),
             (
                 busy,
                 &two_s,
                 6000,
-                vec![(1, 2, 17, FAN_IN), (1, 18, 19, 2), (1, 2, 19, 2)],
+                vec![
+                    (1, 2, full, FAN_IN),
+                    (1, full + 1, full + 2, 2),
+                    (1, 2, full + 2, 2),
+                ],
             ),
             // Copied up through every level once all buckets are over.
             (

@@ -257,11 +257,13 @@ mod tests {
             },
             b"snapshot".to_vec(),
         );
-        // Bucket 0 (0..2 s): 2..=3; bucket 1: 4; bucket 2: 5..=22 (18 files); bucket 3: 23..=24.
+        // Bucket 0 (0..2 s): 2..=3; bucket 1: 4; bucket 2: 5..=e (FAN_IN + 2 files); bucket 3:
+        // the two after.
+        let e = replica_formats::FAN_IN as u64 + 6;
         let times = [(2, 100), (3, 1900), (4, 2500)]
             .into_iter()
-            .chain((5..=22).map(|t| (t, 4000 + t as i64)))
-            .chain([(23, 6100), (24, 6200)]);
+            .chain((5..=e).map(|t| (t, 4000 + t as i64)))
+            .chain([(e + 1, 6100), (e + 2, 6200)]);
         for (t, ms) in times {
             put(at(t, ms), segment(t, 4, &[(1, t as u8)]));
         }
@@ -284,7 +286,7 @@ mod tests {
             .map(|c| (c.key.min_txid().get(), c.key.max_txid().get()))
             .collect();
         // Bucket 2 took two merges; closed, it is consolidated into one level-1 file.
-        assert_eq!(got, vec![(2, 3), (4, 4), (5, 20), (21, 22), (5, 22)]);
+        assert_eq!(got, vec![(2, 3), (4, 4), (5, e - 2), (e - 1, e), (5, e)]);
         let keys = spool.keys().unwrap();
         let chain = replica_formats::chain_from(
             &keys,
@@ -296,7 +298,7 @@ mod tests {
                 .iter()
                 .map(|k| (k.min_txid().get(), k.max_txid().get()))
                 .collect::<Vec<_>>(),
-            vec![(2, 3), (4, 4), (5, 22), (23, 23), (24, 24)],
+            vec![(2, 3), (4, 4), (5, e), (e + 1, e + 1), (e + 2, e + 2)],
             "a restore reads one file per closed bucket"
         );
         // The copied file is the same bytes under the level-1 key.
@@ -314,6 +316,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(written.len(), 1);
-        assert_eq!(written[0].key.min_txid().get(), 23);
+        assert_eq!(written[0].key.min_txid().get(), e + 1);
     }
 }

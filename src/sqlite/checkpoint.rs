@@ -183,7 +183,9 @@ impl Monitor {
             }
             Ok(())
         });
-        let written = written_first.unwrap_or_else(|| self.cap.write_pending());
+        // Only gathered frames: a carry alone (what was committed while memsync waited for
+        // the lock) waits for the next sync rather than make a file of its own.
+        let written = written_first.unwrap_or_else(|| self.cap.write_gathered());
         backfilled?;
         written?;
         if self.cap.cur.needs_resync {

@@ -263,6 +263,14 @@ impl Capture {
         }
     }
 
+    /// [`Self::write_pending`] if frames were gathered; a carried tail alone stays carried.
+    pub(super) fn write_gathered(&mut self) -> Result<(), MonitorError> {
+        if self.cur.pending.is_none() {
+            return Ok(());
+        }
+        self.write_pending()
+    }
+
     /// Under the write lock, before a checkpoint lets the WAL restart: reads the gathered
     /// frames' pages into the carry (see `carry.rs`), to be written with the next sync's
     /// segment. With `sync-interval: 0`, or a tail too large to hold, they are written now.
