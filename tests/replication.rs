@@ -96,6 +96,26 @@ fn application_checkpoints_complete_while_memsync_runs_and_nothing_is_lost() {
     assert_same(&app, &restored);
 }
 
+/// Inserts memories `ids` in one transaction (as [`insert_memory`] does one).
+fn insert_memories_at_once(c: &rusqlite::Connection, ids: std::ops::RangeInclusive<u64>) {
+    let tx = c.unchecked_transaction().unwrap();
+    for i in ids {
+        tx.execute(
+            "INSERT INTO memories(content_hash, content, tags, memory_type, metadata, created_at, updated_at)
+             VALUES (?1, ?2, 'big,all', 'note', '{}', ?3, ?3)",
+            rusqlite::params![format!("hash-{i}"), format!("memory {i} of a big batch"), i as f64],
+        )
+        .unwrap();
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO memory_embeddings(rowid, content_embedding) VALUES (?1, ?2)",
+            rusqlite::params![id, embedding(i)],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
 /// An application that checkpoints with RESTART every few commits makes memsync copy what is
 /// committed and step aside each time; what it copies goes out with the next paced sync, not as
 /// files of their own (it used to be two level-0 files per checkpoint: 87 files a minute instead
@@ -105,12 +125,17 @@ fn application_checkpoints_add_no_files_of_their_own() {
     let s = Scene::new("", "        sync-interval: 3s\n");
     let mut app = create_memdb(&s.db);
     app.busy_handler(Some(app_busy_handler)).unwrap();
-    let r = s.start();
+    let r = s.start_with(&[("LOG_LEVEL", "debug")]);
     s.wait_for_rows(0);
     let level0 = || std::fs::read_dir(s.replica.join("segments/0")).map_or(0, |d| d.count());
     let before = level0();
     let (mut n, rounds) = (0, 12);
-    for _ in 0..rounds {
+    for round in 0..rounds {
+        // The last round is a big one: hundreds of pages to carry, past what memory holds.
+        if round == rounds - 1 {
+            insert_memories_at_once(&app, n + 1..=n + 600);
+            n += 600;
+        }
         for _ in 0..4 {
             n += 1;
             insert_memory(&app, n);
@@ -135,6 +160,24 @@ fn application_checkpoints_add_no_files_of_their_own() {
     assert!(
         files <= 8,
         "{files} level-0 files for {rounds} application checkpoints"
+    );
+    // The big round went out carried, in one file with the next sync's pages.
+    let log = std::fs::read_to_string(s.dir.path().join("replicate-1.log")).unwrap();
+    let most_carried = log
+        .lines()
+        .filter_map(|l| {
+            l.split(" pages (")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most_carried > 256,
+        "the biggest carry was {most_carried} pages"
     );
     let out = s.restore("restored.db", &["-integrity-check", "full"]);
     assert_same(&app, &check_sound(&out));

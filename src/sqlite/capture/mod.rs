@@ -297,29 +297,36 @@ impl Capture {
             return Ok(None);
         }
         let latest = latest_frames(&scan, commit);
-        let held = self.cur.carry.as_ref().map_or(0, |c| c.pages.len());
+        let held = self.cur.carry.as_ref().map_or(0, Carry::len);
         if !self.set.carry_tail || held + latest.len() > carry::MAX_PAGES {
             return Ok(Some(scan));
         }
-        let mut pages = Vec::with_capacity(latest.len());
+        let dir = self.sink.dir().to_path_buf();
+        let io_err = |what: &str, source| MonitorError::Io {
+            what: format!("{what} ({})", self.set.db.display()),
+            source,
+        };
+        let mut page = vec![0u8; self.src.page_size().as_usize()];
+        let carry = self.cur.carry.get_or_insert_with(Carry::default);
         for (pgno, f) in latest {
-            let mut page = vec![0u8; self.src.page_size().as_usize()];
             if !self
                 .src
                 .read_frame(&f, &mut page)
-                .map_err(|e| self.io_err("reading WAL", e))?
+                .map_err(|e| io_err("reading WAL", e))?
             {
                 // Cannot happen under the write lock; if it does, the database is the truth.
                 self.cur.carry = None;
                 self.cur.needs_resync = true;
                 return Ok(None);
             }
-            pages.push((pgno, page));
+            if let Err(e) = carry.put(pgno, &page, &dir) {
+                // Half carried: the database is the truth (the frames are gathered already).
+                self.cur.carry = None;
+                self.cur.needs_resync = true;
+                return Err(io_err("carrying pages to the next sync", e));
+            }
         }
-        self.cur
-            .carry
-            .get_or_insert_with(Carry::default)
-            .add(pages, commit, scan.transactions);
+        carry.committed(commit, scan.transactions);
         Ok(None)
     }
 
@@ -327,10 +334,7 @@ impl Capture {
     /// (the latest image of each page).
     pub(super) fn write_frames(&mut self, scan: &Scan) -> Result<(), MonitorError> {
         let carry = self.cur.carry.take().unwrap_or_default();
-        let Some(commit) = scan
-            .commit
-            .or((!carry.pages.is_empty()).then_some(carry.commit))
-        else {
+        let Some(commit) = scan.commit.or((!carry.is_empty()).then_some(carry.commit)) else {
             return Ok(());
         };
         let latest = latest_frames(scan, commit);
@@ -340,7 +344,7 @@ impl Capture {
             "segment {key}: {transactions} transactions, {} frames, {} pages ({} carried)",
             scan.frames.len(),
             latest.len(),
-            carry.pages.len()
+            carry.len()
         );
         let opts = self.segment_options();
         let ps = self.src.page_size().as_usize();
@@ -350,24 +354,23 @@ impl Capture {
         let res = self.sink.write(&key, &mut |w| {
             let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
             let mut page = vec![0u8; ps];
-            let mut carried = carry
-                .pages
-                .iter()
-                .take_while(|(c, _)| c.get() <= commit)
-                .peekable();
+            let pgnos = carry.pgnos();
+            let mut carried = pgnos.iter().take_while(|c| c.get() <= commit).peekable();
             for (&pgno, f) in &latest {
                 // Carried pages below this frame's, then the frame (newer than any carried).
-                while let Some((&c, data)) = carried.next_if(|(c, _)| **c < pgno) {
-                    write_page(&mut enc, map, c, data)?;
+                while let Some(&c) = carried.next_if(|c| **c < pgno) {
+                    carry.read(c, &mut page)?;
+                    write_page(&mut enc, map, c, &page)?;
                 }
-                carried.next_if(|(c, _)| **c == pgno);
+                carried.next_if(|c| **c == pgno);
                 if !src.read_frame(f, &mut page)? {
                     return Err(io::Error::other(WalMoved));
                 }
                 write_page(&mut enc, map, pgno, &page)?;
             }
-            for (&c, data) in carried {
-                write_page(&mut enc, map, c, data)?;
+            for &c in carried {
+                carry.read(c, &mut page)?;
+                write_page(&mut enc, map, c, &page)?;
             }
             map.resize(commit);
             enc.finish(map.checksum()).map_err(fmt_err)?;
