@@ -78,10 +78,17 @@ pub(super) fn list_local(name: &str, dir: &Path) -> Result<Vec<ObjectKey>, Repli
 /// fsynced either way.
 pub(super) fn link_or_copy(src: &Path, dest: &Path) -> Result<u64, Side> {
     let size = std::fs::metadata(src).map_err(Side::Read)?.len();
-    if let Some(parent) = dest.parent() {
+    let mut linked = std::fs::hard_link(src, dest);
+    // The replica's directory is made when a link first finds it missing, not looked for on
+    // every upload (a `mkdir` and a `stat` per sync, per database).
+    if let Err(e) = &linked
+        && e.kind() == std::io::ErrorKind::NotFound
+        && let Some(parent) = dest.parent()
+    {
         std::fs::create_dir_all(parent).map_err(Side::Write)?;
+        linked = std::fs::hard_link(src, dest);
     }
-    match std::fs::hard_link(src, dest) {
+    match linked {
         // The spool does not fsync; the replica's copy must be durable before it counts.
         Ok(()) => crate::platform::sync_file(dest).map_err(Side::Write)?,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Side::Write(e)),

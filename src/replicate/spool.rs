@@ -58,12 +58,19 @@ impl Spool {
         fill: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
     ) -> io::Result<u64> {
         let dest = self.path(key);
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)?;
-        }
         let tmp = fsutil::temp_sibling(&dest);
         let res = (|| {
-            let mut w = BufWriter::with_capacity(64 * 1024, File::create(&tmp)?);
+            // The level's directory is made when first missing, not looked for on every write.
+            let file = match File::create(&tmp) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if let Some(parent) = dest.parent() {
+                        fs::create_dir_all(parent)?;
+                    }
+                    File::create(&tmp)?
+                }
+                other => other?,
+            };
+            let mut w = BufWriter::with_capacity(64 * 1024, file);
             fill(&mut w)?;
             crate::fault::point("spool-write")?;
             let f = w.into_inner().map_err(|e| e.into_error())?;
