@@ -96,26 +96,6 @@ fn application_checkpoints_complete_while_memsync_runs_and_nothing_is_lost() {
     assert_same(&app, &restored);
 }
 
-/// Inserts memories `ids` in one transaction (as [`insert_memory`] does one).
-fn insert_memories_at_once(c: &rusqlite::Connection, ids: std::ops::RangeInclusive<u64>) {
-    let tx = c.unchecked_transaction().unwrap();
-    for i in ids {
-        tx.execute(
-            "INSERT INTO memories(content_hash, content, tags, memory_type, metadata, created_at, updated_at)
-             VALUES (?1, ?2, 'big,all', 'note', '{}', ?3, ?3)",
-            rusqlite::params![format!("hash-{i}"), format!("memory {i} of a big batch"), i as f64],
-        )
-        .unwrap();
-        let id = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT INTO memory_embeddings(rowid, content_embedding) VALUES (?1, ?2)",
-            rusqlite::params![id, embedding(i)],
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
-}
-
 /// An application that checkpoints with RESTART every few commits makes memsync copy what is
 /// committed and step aside each time; what it copies goes out with the next paced sync, not as
 /// files of their own (it used to be two level-0 files per checkpoint: 87 files a minute instead
@@ -133,7 +113,7 @@ fn application_checkpoints_add_no_files_of_their_own() {
     for round in 0..rounds {
         // The last round is a big one: hundreds of pages to carry, past what memory holds.
         if round == rounds - 1 {
-            insert_memories_at_once(&app, n + 1..=n + 600);
+            insert_memories(&app, n + 1..=n + 600);
             n += 600;
         }
         for _ in 0..4 {

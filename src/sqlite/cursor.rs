@@ -17,7 +17,8 @@ pub(super) struct Cursor {
     pub(super) map: PageMap,
     /// Frames polled but not yet written (see `gather_wal`).
     pub(super) pending: Option<Scan>,
-    /// The tail a checkpoint drained under the write lock, for the next segment (`carry.rs`).
+    /// Committed pages read but not yet written (a checkpoint's tail, what an application's
+    /// checkpoint made memsync copy), for the next segment (`carry.rs`).
     pub(super) carry: Option<Carry>,
     /// Set when the frames can no longer be trusted to follow `pos` (a write failed, the WAL
     /// restarted unprotected): the next sync ships the pages that differ instead.

@@ -16,7 +16,7 @@ impl Monitor {
     /// read transaction so it completes promptly, wait for it, then resynchronise.
     ///
     /// What is copied, and what the application commits right after its checkpoint, is
-    /// carried in memory to the next paced sync (`carry.rs`) rather than written at once:
+    /// carried to the next paced sync (`carry.rs`) rather than written at once:
     /// written, an application checkpointing every few seconds cost two extra level-0 files
     /// each time (87 files a minute instead of 60 in the benchmark), each an upload and one
     /// more copy of the hot pages.

@@ -70,23 +70,30 @@ pub fn embedding(i: u64) -> Vec<u8> {
 
 /// Inserts memory `i` (content, tags, embedding) in one transaction.
 pub fn insert_memory(c: &Connection, i: u64) {
+    insert_memories(c, i..=i);
+}
+
+/// Inserts memories `ids` (as [`insert_memory`] does one) in one transaction.
+pub fn insert_memories(c: &Connection, ids: std::ops::RangeInclusive<u64>) {
     let tx = c.unchecked_transaction().unwrap();
-    let content = format!(
-        "memory {i}: {}",
-        "lorem ipsum dolor sit amet ".repeat((i % 7 + 1) as usize)
-    );
-    tx.execute(
-        "INSERT INTO memories(content_hash, content, tags, memory_type, metadata, created_at, updated_at)
-         VALUES (?1, ?2, ?3, 'note', '{}', ?4, ?4)",
-        rusqlite::params![format!("hash-{i}"), content, format!("tag{},all", i % 5), i as f64],
-    )
-    .unwrap();
-    let id = tx.last_insert_rowid();
-    tx.execute(
-        "INSERT INTO memory_embeddings(rowid, content_embedding) VALUES (?1, ?2)",
-        rusqlite::params![id, embedding(i)],
-    )
-    .unwrap();
+    for i in ids {
+        let content = format!(
+            "memory {i}: {}",
+            "lorem ipsum dolor sit amet ".repeat((i % 7 + 1) as usize)
+        );
+        tx.execute(
+            "INSERT INTO memories(content_hash, content, tags, memory_type, metadata, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'note', '{}', ?4, ?4)",
+            rusqlite::params![format!("hash-{i}"), content, format!("tag{},all", i % 5), i as f64],
+        )
+        .unwrap();
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO memory_embeddings(rowid, content_embedding) VALUES (?1, ?2)",
+            rusqlite::params![id, embedding(i)],
+        )
+        .unwrap();
+    }
     tx.commit().unwrap();
 }
 

@@ -44,35 +44,41 @@ pub fn unique_prefix(name: &str) -> String {
     format!("{name}-{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// A temporary directory for one server: its credentials file and an empty data directory.
+fn scratch_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("memsync-s3-")
+        .tempdir()
+        .unwrap();
+    write_file(
+        &dir.path().join("s3.json"),
+        &format!(
+            r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+        ),
+    );
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    dir
+}
+
 impl SeaweedS3 {
     /// Starts a server with bucket [`BUCKET`] on free ports, data in a temporary directory;
     /// returns once the bucket exists.
     pub fn start() -> SeaweedS3 {
-        let dir = tempfile::Builder::new()
-            .prefix("memsync-s3-")
-            .tempdir()
-            .unwrap();
         let mut s = SeaweedS3 {
             proc: None,
-            dir,
+            dir: scratch_dir(),
             ports: free_ports(8),
         };
-        write_file(
-            &s.dir.path().join("s3.json"),
-            &format!(
-                r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
-            ),
-        );
-        std::fs::create_dir_all(s.dir.path().join("data")).unwrap();
-        // A port taken between our probe and SeaweedFS's bind makes it exit: try others.
+        // A port taken between our probe and SeaweedFS's bind makes it exit: try others, in a
+        // fresh directory (a server that died at startup may have had its directory removed
+        // by its guard, as CI saw once: the retry then failed on the missing data directory).
         for attempt in 0.. {
             if s.launch(attempt < 4) {
                 break;
             }
+            s.proc = None;
             s.ports = free_ports(8);
-            let data = s.dir.path().join("data");
-            std::fs::remove_dir_all(&data).unwrap();
-            std::fs::create_dir_all(&data).unwrap();
+            s.dir = scratch_dir();
         }
         s.create_bucket(BUCKET);
         let probe = s.dir.path().join("s3.json");

@@ -40,13 +40,17 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 
 /// Runs the server, keeps fd 3 on the test's pipe, and when that pipe reaches end of file (the
 /// test binary exited, however it exited) kills the server, removes its leftovers and scratch
-/// directory, and kills the rest of the process group. The shell itself exits when the server does, so `try_wait` sees
-/// a server that died on its own.
+/// directory, and kills the rest of the process group. A line on the pipe ([`Proc::kill`]: the
+/// owner stops the server and keeps its directory) kills the group and removes nothing: a
+/// server that had died on its own left this watcher behind, and dropping its `Proc` used to
+/// make it remove the directory a restarted server was using (CI saw SeaweedFS "exit during
+/// startup" with its data directory gone). The shell itself exits when the server does, so
+/// `try_wait` sees a server that died on its own.
 const GUARD: &str = r#"exec 3<&0
 leftovers=$1; scratch=$2; shift 2
 "$@" </dev/null 3<&- &
 server=$!
-( read -r _ <&3; kill -KILL "$server" 2>/dev/null; rm -rf -- $leftovers "$scratch"; kill -KILL 0 ) &
+( if read -r _ <&3; then kill -KILL 0; fi; kill -KILL "$server" 2>/dev/null; rm -rf -- $leftovers "$scratch"; kill -KILL 0 ) &
 wait "$server"
 "#;
 
@@ -54,8 +58,9 @@ wait "$server"
 pub struct Proc {
     name: String,
     child: Child,
-    /// Held open: its end of file tells the guard the test binary is gone.
-    _guard: ChildStdin,
+    /// Held open: its end of file tells the guard the test binary is gone; a line, that the
+    /// owner stopped the server.
+    guard: ChildStdin,
     log: PathBuf,
     leftovers: Vec<PathBuf>,
     killed: bool,
@@ -108,7 +113,7 @@ impl Proc {
         Proc {
             name: name.to_string(),
             child,
-            _guard: guard,
+            guard,
             log: log.to_path_buf(),
             leftovers: leftovers.to_vec(),
             killed: false,
@@ -173,6 +178,9 @@ impl Proc {
         if std::mem::replace(&mut self.killed, true) {
             return;
         }
+        // Tells a watcher left by a server that died on its own to go without removing
+        // anything (see [`GUARD`]).
+        let _ = std::io::Write::write_all(&mut self.guard, b"stop\n");
         // While the group's leader (the guard shell) is not reaped, its id is still ours. Once
         // reaped, the server is gone and the id may be reused: leave the group alone.
         if self.child.try_wait().unwrap().is_none() {
