@@ -12,11 +12,12 @@ export PATH="$MEMSYNC_HARNESS/venv/bin:$PATH"
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# memsync builds for Windows too (the service host, `src/platform/windows.rs`); nothing here
-# can run it, so the build and its lints are what is checked.
+# memsync builds for Windows too (the service host, `src/platform/windows.rs`): its lints,
 cargo clippy --workspace --locked --target x86_64-pc-windows-gnu -- -D warnings
-# ... and it runs there: the demo (replicate, restore, verify) of the Windows build under Wine.
+# the demo (replicate, restore, verify) of the Windows build under Wine, and its service under
+# Wine's service manager (install, follow writes, restart, stop with everything shipped).
 scripts/wine-check.sh
+scripts/wine-service-check.sh
 cargo test --workspace --locked --no-run
 # The 15-minute restore-point test (tests/pitr_long.rs, ignored by a plain `cargo test`) runs
 # beside the rest of the suite: it mostly waits between write phases.

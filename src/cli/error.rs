@@ -243,6 +243,7 @@ impl CliError {
                 | ServiceError::ForeignPlatform(_)
                 | ServiceError::Unsupported { .. } => Kind::Usage,
                 ServiceError::Host(_) => Kind::Internal,
+                ServiceError::StopTimeout { .. } => Kind::Busy,
                 ServiceError::ProgramMissing { .. } => Kind::NotFound,
                 ServiceError::Exe(_)
                 | ServiceError::Mkdir { .. }

@@ -57,6 +57,9 @@ pub fn render(platform: Platform, plan: &Plan) -> String {
                 };
                 s.push_str(&format!("=== run {}{tail}\n", command_line(platform, c)));
             }
+            Step::AwaitStopped { service, secs } => s.push_str(&format!(
+                "=== wait until the service \"{service}\" has stopped (up to {secs} s)\n"
+            )),
         }
     }
     for n in &plan.notes {
@@ -91,6 +94,17 @@ pub fn apply(platform: Platform, plan: &Plan) -> Result<Outcome, ServiceError> {
                 }
             },
             Step::Run(c) => code = run(platform, c)?,
+            #[cfg(windows)]
+            Step::AwaitStopped { service, secs } => {
+                super::host::await_stopped(service, std::time::Duration::from_secs(*secs))?;
+                println!("{service} has stopped");
+            }
+            #[cfg(not(windows))]
+            Step::AwaitStopped { .. } => {
+                return Err(ServiceError::Unsupported {
+                    what: "waiting for a Windows service",
+                });
+            }
         }
     }
     for n in &plan.notes {

@@ -72,4 +72,10 @@ pub enum ServiceError {
         status: String,
         detail: String,
     },
+    /// The service was asked to stop and had not after the stop timeout.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    #[error(
+        "the service \"{service}\" had not stopped {secs} s after it was asked to (its log says what it is doing: memsync logs)"
+    )]
+    StopTimeout { service: String, secs: u64 },
 }

@@ -7,14 +7,16 @@
 //! `install-service` sets (restart after 10 s) apply.
 
 use std::ffi::OsString;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use windows_service::service::{
     ServiceControl, ServiceControlAccept, ServiceExitCode, ServiceState, ServiceStatus, ServiceType,
 };
-use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
+use windows_service::service_control_handler::{
+    self, ServiceControlHandlerResult, ServiceStatusHandle,
+};
 use windows_service::{define_windows_service, service_dispatcher};
 
 use super::{ServiceError, WINDOWS_NAME};
@@ -29,6 +31,9 @@ const STACK: usize = 8 << 20;
 
 /// The body's exit code, back to [`run`].
 static CODE: AtomicI32 = AtomicI32::new(1);
+
+/// For the control handler to report StopPending (it is registered before the handle exists).
+static HANDLE: OnceLock<ServiceStatusHandle> = OnceLock::new();
 
 define_windows_service!(ffi_service_main, service_main);
 
@@ -64,6 +69,10 @@ fn status(state: ServiceState, code: i32) -> ServiceStatus {
 fn service_main(_args: Vec<OsString>) {
     let handler = |control| match control {
         ServiceControl::Stop | ServiceControl::Shutdown => {
+            // Said at once: `stop-service` and the manager then know a stop is under way.
+            if let Some(h) = HANDLE.get() {
+                let _ = h.set_service_status(status(ServiceState::StopPending, 0));
+            }
             crate::signals::service_stop();
             ServiceControlHandlerResult::NoError
         }
@@ -77,6 +86,7 @@ fn service_main(_args: Vec<OsString>) {
             return;
         }
     };
+    let _ = HANDLE.set(handle);
     let _ = handle.set_service_status(status(ServiceState::Running, 0));
     let body = BODY.lock().unwrap_or_else(|p| p.into_inner()).take();
     // On a thread of memsync's own: the dispatcher's thread has the executable's default
@@ -91,4 +101,34 @@ fn service_main(_args: Vec<OsString>) {
     });
     CODE.store(code, Ordering::SeqCst);
     let _ = handle.set_service_status(status(ServiceState::Stopped, code));
+}
+
+/// Waits until the service `name` reports Stopped (at once when it is not installed): `sc
+/// stop` returns while the service still ships what is committed.
+pub fn await_stopped(name: &str, timeout: Duration) -> Result<(), ServiceError> {
+    use windows_service::service::ServiceAccess;
+    use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
+    /// ERROR_SERVICE_DOES_NOT_EXIST
+    const NO_SERVICE: i32 = 1060;
+    let host = |e: windows_service::Error| ServiceError::Host(format!("{name}: {e}"));
+    let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
+        .map_err(host)?;
+    let service = match manager.open_service(name, ServiceAccess::QUERY_STATUS) {
+        Ok(s) => s,
+        Err(windows_service::Error::Winapi(e)) if e.raw_os_error() == Some(NO_SERVICE) => {
+            return Ok(());
+        }
+        Err(e) => return Err(host(e)),
+    };
+    let t0 = Instant::now();
+    while service.query_status().map_err(host)?.current_state != ServiceState::Stopped {
+        if t0.elapsed() >= timeout {
+            return Err(ServiceError::StopTimeout {
+                service: name.into(),
+                secs: timeout.as_secs(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
 }

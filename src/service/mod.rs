@@ -36,6 +36,9 @@ pub const WINDOWS_NAME: &str = "MCP Memory Sync";
 pub const DESCRIPTION: &str = "MCP Memory Sync: memsync replication and memory sync";
 /// Seconds a failed service waits before it is started again.
 pub const RESTART_SECS: u32 = 10;
+/// How long a stop may take to ship what is committed (systemd's `TimeoutStopSec`, the wait
+/// after a Windows `sc stop`).
+pub const STOP_SECS: u64 = 60;
 
 /// The service manager a plan is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +208,12 @@ pub enum Step {
     /// Remove a file if it is there.
     Remove(PathBuf),
     Run(Cmd),
+    /// Wait until the Windows service has stopped: `sc stop` only asks, so a `start` right
+    /// after it would find the old instance still shipping what is committed.
+    AwaitStopped {
+        service: String,
+        secs: u64,
+    },
 }
 
 /// What a command does, in order.

@@ -4,8 +4,8 @@
 use super::env::systemd_env_file;
 use super::quote::{systemd_path, systemd_word};
 use super::{
-    Action, Cmd, DESCRIPTION, FileWrite, NAME, Plan, Program, RESTART_SECS, Scope, ServiceError,
-    Spec, Step,
+    Action, Cmd, DESCRIPTION, FileWrite, NAME, Plan, Program, RESTART_SECS, STOP_SECS, Scope,
+    ServiceError, Spec, Step,
 };
 
 /// The unit file's text.
@@ -33,7 +33,7 @@ pub fn unit(spec: &Spec, env_file: &str) -> String {
     // memsync flushes what is committed on SIGTERM before it exits, and passes the stop on to
     // an `-exec` child itself: SIGTERM goes to memsync only, the rest is killed only if the
     // stop times out.
-    u.push_str("KillMode=mixed\nTimeoutStopSec=60\n");
+    u.push_str(&format!("KillMode=mixed\nTimeoutStopSec={STOP_SECS}\n"));
     u.push_str(&format!("SyslogIdentifier={NAME}\n"));
     u.push_str("\n[Install]\n");
     u.push_str(match spec.scope {

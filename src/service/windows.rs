@@ -6,7 +6,8 @@
 
 use super::quote::windows_arg;
 use super::{
-    Action, Cmd, DESCRIPTION, Plan, Program, RESTART_SECS, ServiceError, Spec, Step, WINDOWS_NAME,
+    Action, Cmd, DESCRIPTION, Plan, Program, RESTART_SECS, STOP_SECS, ServiceError, Spec, Step,
+    WINDOWS_NAME,
 };
 
 /// The service's registry key (its `Environment` value is the service's environment).
@@ -23,22 +24,40 @@ pub fn log_path() -> std::path::PathBuf {
     format!(r"{}\memsync\memsync.log", base.trim_end_matches('\\')).into()
 }
 
+/// The config variables: on Windows the config file goes on the command line instead.
+const CONFIG_VARS: [&str; 2] = ["MEMSYNC_CONFIG", "LITESTREAM_CONFIG"];
+
 /// The service's command line: the executable always quoted (an unquoted path with spaces is
-/// the classic service hijack), then its arguments.
-/// The flag that makes `run` answer the service manager is added here.
-pub fn bin_path(spec: &Spec) -> String {
+/// the classic service hijack), then its arguments, then `-config` with the config file the
+/// installer found: there `sc qc` shows it, and it does not hang on the `Environment` value
+/// (which Wine, for one, ignores). The flag that makes `run` answer the service manager is
+/// added here.
+fn bin_path(spec: &Spec) -> String {
     let exe = spec.exe.to_string_lossy();
     let mut s = format!("\"{exe}\"");
+    let config = CONFIG_VARS
+        .iter()
+        .find_map(|c| spec.env.vars.iter().find(|v| v.name == *c))
+        .map(|v| ["-config", v.value.as_str()]);
     for a in spec
         .args
         .iter()
         .map(String::as_str)
+        .chain(config.into_iter().flatten())
         .chain(["--windows-service"])
     {
         s.push(' ');
         s.push_str(&windows_arg(a));
     }
     s
+}
+
+/// `sc stop` returns while the service is still stopping (shipping what is committed).
+fn await_stopped() -> Step {
+    Step::AwaitStopped {
+        service: WINDOWS_NAME.into(),
+        secs: STOP_SECS,
+    }
 }
 
 fn sc(args: &[&str]) -> Cmd {
@@ -73,7 +92,12 @@ pub fn plan(action: Action, spec: &Spec) -> Result<Plan, ServiceError> {
             // Not every `sc.exe` knows it (Wine's does not): without it a crash still restarts.
             p.steps
                 .push(Step::Run(sc(&["failureflag", n, "1"]).lenient()));
-            let (secret, plain): (Vec<_>, Vec<_>) = spec.env.vars.iter().partition(|v| v.secret);
+            let (secret, plain): (Vec<_>, Vec<_>) = spec
+                .env
+                .vars
+                .iter()
+                .filter(|v| !CONFIG_VARS.contains(&v.name.as_str()))
+                .partition(|v| v.secret);
             if !plain.is_empty() {
                 let data: Vec<String> = plain
                     .iter()
@@ -106,12 +130,17 @@ pub fn plan(action: Action, spec: &Spec) -> Result<Plan, ServiceError> {
         }
         Action::Uninstall => {
             p.steps.push(Step::Run(sc(&["stop", n]).lenient()));
+            p.steps.push(await_stopped());
             p.steps.push(Step::Run(sc(&["delete", n])));
         }
         Action::Start => p.steps.push(Step::Run(sc(&["start", n]))),
-        Action::Stop => p.steps.push(Step::Run(sc(&["stop", n]))),
+        Action::Stop => {
+            p.steps.push(Step::Run(sc(&["stop", n])));
+            p.steps.push(await_stopped());
+        }
         Action::Restart => {
             p.steps.push(Step::Run(sc(&["stop", n]).lenient()));
+            p.steps.push(await_stopped());
             p.steps.push(Step::Run(sc(&["start", n])));
         }
         Action::Status => p.steps.push(Step::Run(sc(&["query", n]).passthrough())),
@@ -153,6 +182,11 @@ mod tests {
                         secret: true,
                     },
                     Var {
+                        name: "MEMSYNC_CONFIG".into(),
+                        value: r"C:\My Config\litestream.yml".into(),
+                        secret: false,
+                    },
+                    Var {
                         name: "SYNC_INTERVAL".into(),
                         value: "60".into(),
                         secret: false,
@@ -175,7 +209,7 @@ mod tests {
             .collect();
         assert_eq!(
             lines[0],
-            r#"sc.exe create "MCP Memory Sync" binPath= "\"C:\Program Files\memsync\memsync.exe\" run --windows-service" start= auto DisplayName= "MCP Memory Sync""#
+            r#"sc.exe create "MCP Memory Sync" binPath= "\"C:\Program Files\memsync\memsync.exe\" run -config \"C:\My Config\litestream.yml\" --windows-service" start= auto DisplayName= "MCP Memory Sync""#
         );
         assert_eq!(
             lines[2],
@@ -210,5 +244,37 @@ mod tests {
             "{script}"
         );
         assert!(script.ends_with(r"memsync\memsync.log'"), "{script}");
+    }
+
+    #[test]
+    fn a_stop_waits_for_the_service_to_have_stopped_before_anything_follows() {
+        let spec = Spec {
+            exe: PathBuf::from(r"C:\memsync.exe"),
+            args: vec!["run".into()],
+            env: Env { vars: vec![] },
+            scope: Scope::System,
+            layout: Layout::default(),
+            uid: 0,
+            run_as: None,
+        };
+        let shape = |action| -> Vec<String> {
+            plan(action, &spec)
+                .unwrap()
+                .steps
+                .iter()
+                .map(|s| match s {
+                    Step::Run(c) => c.args[0].clone(),
+                    Step::AwaitStopped { service, secs } => {
+                        assert_eq!((service.as_str(), *secs), (WINDOWS_NAME, STOP_SECS));
+                        "wait".into()
+                    }
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(shape(Action::Stop), ["stop", "wait"]);
+        assert_eq!(shape(Action::Restart), ["stop", "wait", "start"]);
+        assert_eq!(shape(Action::Uninstall), ["stop", "wait", "delete"]);
+        assert_eq!(shape(Action::Start), ["start"]);
     }
 }
