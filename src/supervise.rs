@@ -6,8 +6,12 @@
 //! forwarded to it and memsync stops when it exits (by itself or after the signal). Stopping
 //! ships what is committed (replication's own flush) and lets a sync round in progress finish,
 //! for at most [`SYNC_GRACE`]. A failed sync round never stops replication; replication
-//! retries unreachable replicas itself, and only an error that ends it (a database gone, the
-//! lock held) ends the process, with exit 1, so that a service manager restarts it.
+//! retries unreachable replicas itself. An error that ends replication (the database not
+//! there yet, the lock held) does not stop memory sync either: while sync rounds run (and no
+//! child does), replication is started again after [`RETRY_FIRST`], doubling to
+//! [`RETRY_MAX`]. Without sync rounds such an error ends the process with exit 1, so that a
+//! service manager restarts it; with a child, the child is stopped (it does not run
+//! unreplicated).
 
 use std::io;
 use std::process::ExitStatus;
@@ -27,6 +31,11 @@ use crate::replicate::{self, ReplicateError, ReplicateOptions};
 /// How long a stop waits for a sync round in progress; past it the process exits and cuts
 /// the round (what the server confirmed is recorded, the rest stays staged).
 pub const SYNC_GRACE: Duration = Duration::from_secs(30);
+
+/// The wait before replication is started again after an error ended it (sync going on).
+pub const RETRY_FIRST: Duration = Duration::from_secs(5);
+/// The longest such wait; a replication that ran this long starts over from [`RETRY_FIRST`].
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// What to run.
 pub struct Plan {
@@ -99,29 +108,24 @@ pub fn run(plan: Plan) -> Result<i32, SuperviseError> {
     listen(tx.clone())?;
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(tokio::sync::Notify::new());
-    let replication = match plan.replication {
-        Some((config, mut opts)) => {
-            opts.caller_signals = true;
-            opts.wake = Some(wake.clone());
-            let (started_tx, started_rx) = mpsc::channel();
-            opts.started = Some(started_tx);
-            let t = tx.clone();
-            spawn("started", move || {
-                if started_rx.recv().is_ok() {
-                    let _ = t.send(Event::Started);
-                }
-            })?;
-            let (t, stop) = (tx.clone(), stop.clone());
-            Some(spawn("replicate", move || {
-                let r = replicate::run(&config, &opts, stop).map(|_| ());
-                let _ = t.send(Event::Replication(r));
-            })?)
+    let launcher = plan.replication.map(|(config, mut opts)| {
+        opts.caller_signals = true;
+        opts.wake = Some(wake.clone());
+        Launcher {
+            config,
+            opts,
+            stop: stop.clone(),
+            tx: tx.clone(),
         }
+    });
+    let running = match &launcher {
+        Some(l) => Some(l.start()?),
         None => {
             let _ = tx.send(Event::Started);
             None
         }
     };
+    let retry = plan.sync.is_some() && plan.exec.is_none();
     let (stop_sync, sync_stopped) = mpsc::channel::<()>();
     let (sync_done_tx, sync_done) = mpsc::channel::<()>();
     if let Some(rounds) = plan.sync {
@@ -142,11 +146,19 @@ pub fn run(plan: Plan) -> Result<i32, SuperviseError> {
         exec: plan.exec,
         child: None,
         code: 0,
-        replicated: replication.is_none().then_some(Ok(())),
+        replicated: running.is_none().then_some(Ok(())),
         failed: None,
         tx,
+        launcher: launcher.filter(|_| retry),
+        running: running.map(|h| (h, Instant::now())),
+        restart_at: None,
+        backoff: RETRY_FIRST,
     };
     end.wait(&rx);
+    if end.running.is_none() && end.replicated.is_none() {
+        // Stopped while waiting to start replication again: nothing runs to ship.
+        end.replicated = Some(Ok(()));
+    }
     // Stop: replication ships what is committed; a sync round in progress finishes.
     let stopped_at = Instant::now();
     stop.store(true, Ordering::Relaxed);
@@ -165,7 +177,7 @@ pub fn run(plan: Plan) -> Result<i32, SuperviseError> {
             Err(_) => break,
         }
     }
-    if let Some(h) = replication {
+    if let Some((h, _)) = end.running.take() {
         let _ = h.join();
     }
     match sync_done.recv_timeout(SYNC_GRACE.saturating_sub(stopped_at.elapsed())) {
@@ -184,6 +196,33 @@ pub fn run(plan: Plan) -> Result<i32, SuperviseError> {
     }
 }
 
+/// Starts replication on a thread of its own, as often as it is needed.
+struct Launcher {
+    config: Config,
+    opts: ReplicateOptions,
+    stop: Arc<AtomicBool>,
+    tx: Sender<Event>,
+}
+
+impl Launcher {
+    fn start(&self) -> Result<JoinHandle<()>, SuperviseError> {
+        let mut opts = self.opts.clone();
+        let (started_tx, started_rx) = mpsc::channel();
+        opts.started = Some(started_tx);
+        let t = self.tx.clone();
+        spawn("started", move || {
+            if started_rx.recv().is_ok() {
+                let _ = t.send(Event::Started);
+            }
+        })?;
+        let (t, stop, config) = (self.tx.clone(), self.stop.clone(), self.config.clone());
+        spawn("replicate", move || {
+            let r = replicate::run(&config, &opts, stop).map(|_| ());
+            let _ = t.send(Event::Replication(r));
+        })
+    }
+}
+
 /// The event loop's state: what is running and how the process will end.
 struct Ending {
     exec: Option<ExecCommand>,
@@ -195,6 +234,14 @@ struct Ending {
     /// The child could not start.
     failed: Option<SuperviseError>,
     tx: Sender<Event>,
+    /// Set when replication is started again after an error (memory sync goes on).
+    launcher: Option<Launcher>,
+    /// The replication thread, and when it started.
+    running: Option<(JoinHandle<()>, Instant)>,
+    /// When replication is started again.
+    restart_at: Option<Instant>,
+    /// The wait before the next start.
+    backoff: Duration,
 }
 
 impl Ending {
@@ -204,7 +251,19 @@ impl Ending {
             e.as_ref()
                 .map_or_else(String::new, |e| e.program().to_owned())
         };
-        while let Ok(ev) = rx.recv() {
+        loop {
+            let ev = match self.restart_at {
+                None => rx.recv().ok(),
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(ev) => Some(ev),
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.restart();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            let Some(ev) = ev else { return };
             match ev {
                 Event::Signal(s) => match self.child {
                     Some(pid) => {
@@ -271,6 +330,22 @@ impl Ending {
                     if let Err(e) = &r {
                         tracing::error!("replication stopped: {e}");
                     }
+                    let ran = self.running.take().map(|(h, since)| {
+                        let _ = h.join();
+                        since.elapsed()
+                    });
+                    if r.is_err() && self.launcher.is_some() {
+                        if ran.is_some_and(|d| d >= RETRY_MAX) {
+                            self.backoff = RETRY_FIRST;
+                        }
+                        tracing::warn!(
+                            "replication starts again in {}s; memory sync goes on",
+                            self.backoff.as_secs()
+                        );
+                        self.restart_at = Some(Instant::now() + self.backoff);
+                        self.backoff = (self.backoff * 2).min(RETRY_MAX);
+                        continue;
+                    }
                     self.replicated = Some(r);
                     match self.child {
                         // The application is not left running unreplicated: it is stopped
@@ -282,6 +357,23 @@ impl Ending {
                         None => return,
                     }
                 }
+            }
+        }
+    }
+}
+
+impl Ending {
+    /// Starts replication again (after an error ended it); a failure to start a thread is
+    /// retried like a failed replication.
+    fn restart(&mut self) {
+        self.restart_at = None;
+        let Some(l) = &self.launcher else { return };
+        tracing::info!("starting replication again");
+        match l.start() {
+            Ok(h) => self.running = Some((h, Instant::now())),
+            Err(e) => {
+                tracing::error!("replication: {e}");
+                self.restart_at = Some(Instant::now() + self.backoff);
             }
         }
     }

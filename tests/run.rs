@@ -415,3 +415,92 @@ fn zero_config_replicates_the_memory_database_from_litestream_variables() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(dump(&by_path) == want);
 }
+
+#[test]
+fn replication_that_cannot_start_yet_is_retried_while_sync_rounds_go_on() {
+    // The service installed before mcp-memory-service ever ran: the database is not there.
+    let scene = Scene::new("", "        sync-interval: 100ms\n");
+    let server = Server::start(&scene.dir.path().join("mms"));
+    let m = Machine::new(&scene.dir.path().join("m"), server.port).with("SYNC_INTERVAL", "1");
+    m.ok(&["store", "--offline", "stored before the database existed"]);
+    let config = scene.config.display().to_string();
+    let mut r = Replicator::spawn(
+        m.command(&["run", "-config", &config]),
+        scene.dir.path().join("run.log"),
+    );
+    r.wait_for_log("replication starts again in 5s");
+    wait_until("pushed the staged memory", &mut r, || {
+        server.rows_with_hash(&hash_of("stored before the database existed")) == 1
+    });
+    r.wait_for_log("sync round 2 done");
+    assert!(r.running(), "run exited:\n{}", r.log());
+    // The database appears; a later attempt replicates it.
+    let c = create_memdb(&scene.db);
+    for i in 1..=20 {
+        insert_memory(&c, i);
+    }
+    scene.wait_for_rows(20);
+    for i in 21..=30 {
+        insert_memory(&c, i);
+    }
+    let (status, log) = r.stop();
+    assert!(status.success(), "run exited {status}:\n{log}");
+    assert!(log.contains("starting replication again"), "{log}");
+    let restored = scene.restore("restored.db", &[]);
+    assert_same(&c, &check_sound(&restored));
+}
+
+#[test]
+fn run_replicates_the_databases_of_a_directory_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let conns: Vec<_> = ["a.db", "b.db"]
+        .iter()
+        .map(|n| {
+            let c = create_memdb(&data.join(n));
+            insert_memory(&c, 1);
+            c
+        })
+        .collect();
+    let replica = dir.path().join("replica");
+    let config = dir.path().join("litestream.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    replicas:\n      - type: file\n        path: {}\n        sync-interval: 100ms\n",
+            data.display(),
+            replica.display()
+        ),
+    )
+    .unwrap();
+    let home = dir.path().join("home");
+    let mut r = Replicator::spawn(
+        memsync(
+            dir.path(),
+            &home,
+            &[],
+            &["run", "-config", &config.display().to_string()],
+        ),
+        dir.path().join("run.log"),
+    );
+    r.wait_for_log("replicating 2 database(s)");
+    for (i, c) in conns.iter().enumerate() {
+        for n in 2..=10 + i as u64 {
+            insert_memory(c, n);
+        }
+    }
+    let (status, log) = r.stop();
+    assert!(status.success(), "run exited {status}:\n{log}");
+    for (n, c) in ["a.db", "b.db"].iter().zip(&conns) {
+        let out = dir.path().join(format!("restored-{n}"));
+        let st = Command::new(BIN)
+            .args(["restore", "-o"])
+            .arg(&out)
+            .arg(replica.join(n))
+            .status()
+            .unwrap();
+        assert!(st.success(), "restore of {n} failed:\n{log}");
+        assert_same(c, &check_sound(&out));
+    }
+}

@@ -131,15 +131,22 @@ pub(super) fn cmd_run(mut a: RunArgs, log: &Overrides) -> Result<i32, CliError> 
             tracing::info!("replication off: {from} is false");
             None
         }
-        (Some(f), _) => Some((
-            f.config,
-            ReplicateOptions {
-                convert_to_wal: a.convert_to_wal,
-                takeover: a.takeover,
-                sync_stats: sync_stats.clone(),
-                ..Default::default()
-            },
-        )),
+        (Some(mut f), _) => {
+            // Directory entries: the databases found now are replicated like configured ones
+            // (as `replicate` does; a watched directory also picks up later ones).
+            for s in crate::config::discover::expand(&mut f.config, a.convert_to_wal)? {
+                tracing::warn!("{}: {}; not replicated", s.path.display(), s.why);
+            }
+            Some((
+                f.config,
+                ReplicateOptions {
+                    convert_to_wal: a.convert_to_wal,
+                    takeover: a.takeover,
+                    sync_stats: sync_stats.clone(),
+                    ..Default::default()
+                },
+            ))
+        }
         (None, _) => {
             tracing::info!(
                 "replication off: no config file and no {}",
