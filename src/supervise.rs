@@ -26,6 +26,7 @@ use crate::platform::Stop;
 use crate::config::Config;
 use crate::exec::{self, ExecCommand, ExecError};
 use crate::memory::rounds::{Round, Rounds};
+use crate::metrics::Exposed;
 use crate::replicate::{self, ReplicateError, ReplicateOptions};
 
 /// How long a stop waits for a sync round in progress; past it the process exits and cuts
@@ -47,6 +48,15 @@ pub struct Plan {
     pub exec: Option<ExecCommand>,
     /// Told how each sync round ended.
     pub observe: Box<dyn FnMut(&Round) + Send>,
+    /// The `addr` endpoint, served here rather than by replication: it answers while
+    /// replication waits to start again, and when only memory sync runs.
+    pub serve: Option<Serve>,
+}
+
+/// An address to serve `/metrics` and `/health` on, and what they show.
+pub struct Serve {
+    pub addr: String,
+    pub exposed: Arc<Exposed>,
 }
 
 /// Why the process could not run or stopped with an error.
@@ -60,6 +70,12 @@ pub enum SuperviseError {
     Replicate(#[from] ReplicateError),
     #[error(transparent)]
     Exec(#[from] ExecError),
+    #[error("metrics address {addr}: {source}")]
+    Metrics {
+        addr: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 enum Event {
@@ -106,11 +122,16 @@ fn listen(tx: Sender<Event>) -> Result<(), SuperviseError> {
 pub fn run(plan: Plan) -> Result<i32, SuperviseError> {
     let (tx, rx) = mpsc::channel();
     listen(tx.clone())?;
+    let exposed = match plan.serve {
+        Some(s) => Some(serve(s)?),
+        None => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(tokio::sync::Notify::new());
     let launcher = plan.replication.map(|(config, mut opts)| {
         opts.caller_signals = true;
         opts.wake = Some(wake.clone());
+        opts.exposed = exposed.clone();
         Launcher {
             config,
             opts,
@@ -153,6 +174,7 @@ pub fn run(plan: Plan) -> Result<i32, SuperviseError> {
         running: running.map(|h| (h, Instant::now())),
         restart_at: None,
         backoff: RETRY_FIRST,
+        exposed,
     };
     end.wait(&rx);
     if end.running.is_none() && end.replicated.is_none() {
@@ -194,6 +216,27 @@ pub fn run(plan: Plan) -> Result<i32, SuperviseError> {
         Some(Err(e)) => Err(e.into()),
         _ => Ok(end.code),
     }
+}
+
+/// Binds the endpoint's address and serves it on a thread of its own until the process exits.
+fn serve(s: Serve) -> Result<Arc<Exposed>, SuperviseError> {
+    let metrics = |source| SuperviseError::Metrics {
+        addr: s.addr.clone(),
+        source,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(metrics)?;
+    let listener = rt
+        .block_on(crate::metrics::bind(&s.addr))
+        .map_err(metrics)?;
+    tracing::info!("metrics on http://{}/metrics, health on /health", s.addr);
+    let exposed = s.exposed.clone();
+    spawn("metrics", move || {
+        rt.block_on(crate::metrics::serve(listener, exposed))
+    })?;
+    Ok(s.exposed)
 }
 
 /// Starts replication on a thread of its own, as often as it is needed.
@@ -242,6 +285,8 @@ struct Ending {
     restart_at: Option<Instant>,
     /// The wait before the next start.
     backoff: Duration,
+    /// What the endpoint shows, when this process serves it.
+    exposed: Option<Arc<Exposed>>,
 }
 
 impl Ending {
@@ -288,6 +333,9 @@ impl Ending {
                     }
                 },
                 Event::Started => {
+                    if let Some(x) = &self.exposed {
+                        x.set_replication_down(None);
+                    }
                     let Some(cmd) = &self.exec else { continue };
                     match cmd.spawn() {
                         Ok(mut child) => {
@@ -342,6 +390,12 @@ impl Ending {
                             "replication starts again in {}s; memory sync goes on",
                             self.backoff.as_secs()
                         );
+                        if let (Some(x), Err(e)) = (&self.exposed, &r) {
+                            x.set_replication_down(Some(format!(
+                                "{e} (starts again within {}s)",
+                                self.backoff.as_secs()
+                            )));
+                        }
                         self.restart_at = Some(Instant::now() + self.backoff);
                         self.backoff = (self.backoff * 2).min(RETRY_MAX);
                         continue;

@@ -445,3 +445,42 @@ fn the_exposition_parser_refuses_what_prometheus_would() {
         assert!(r.is_err(), "accepted:\n{bad}");
     }
 }
+
+/// `LOG_FORMAT=json` and `LOG_LEVEL` from the environment (what a service carries): every line
+/// a real replicator writes is one JSON object, and the level filters them.
+#[test]
+fn log_format_and_level_from_the_environment() {
+    let scene = Scene::new("", "        sync-interval: 100ms\n");
+    let c = create_memdb(&scene.db);
+    let levels = |env: &[(&str, &str)], rows: u64| {
+        let r = scene.start_with(env);
+        for i in rows - 4..=rows {
+            insert_memory(&c, i);
+        }
+        scene.wait_for_rows(rows as i64);
+        let (status, log) = r.stop();
+        assert!(status.success(), "{log}");
+        let mut levels = HashSet::new();
+        for line in log.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert!(v["time"].is_string() && v["msg"].is_string(), "{line}");
+            levels.insert(v["level"].as_str().unwrap_or_default().to_owned());
+        }
+        (levels, log)
+    };
+    let (seen, log) = levels(&[("LOG_FORMAT", "json")], 5);
+    assert!(seen.contains("INFO"), "{seen:?}\n{log}");
+    let (seen, log) = levels(&[("LOG_FORMAT", "json"), ("LOG_LEVEL", "warn")], 10);
+    assert!(!seen.contains("INFO"), "{seen:?}\n{log}");
+    // A bad value is refused, naming the variable.
+    let out = Command::new(BIN)
+        .env("LOG_FORMAT", "xml")
+        .args(["databases", "-config"])
+        .arg(&scene.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("LOG_FORMAT=\"xml\""), "{err}");
+}

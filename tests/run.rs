@@ -423,6 +423,11 @@ fn replication_that_cannot_start_yet_is_retried_while_sync_rounds_go_on() {
     let server = Server::start(&scene.dir.path().join("mms"));
     let m = Machine::new(&scene.dir.path().join("m"), server.port).with("SYNC_INTERVAL", "1");
     m.ok(&["store", "--offline", "stored before the database existed"]);
+    // The endpoint answers while replication is down (`run` serves it, not replication).
+    let port = common::mms::free_port();
+    let mut yml = std::fs::read_to_string(&scene.config).unwrap();
+    yml.push_str(&format!("addr: 127.0.0.1:{port}\n"));
+    std::fs::write(&scene.config, yml).unwrap();
     let config = scene.config.display().to_string();
     let mut r = Replicator::spawn(
         m.command(&["run", "-config", &config]),
@@ -434,12 +439,26 @@ fn replication_that_cannot_start_yet_is_retried_while_sync_rounds_go_on() {
     });
     r.wait_for_log("sync round 2 done");
     assert!(r.running(), "run exited:\n{}", r.log());
+    let (code, health) = common::http_get(port, "/health").expect("health answers");
+    assert_eq!(code, 503, "{health}");
+    assert!(health.contains("replication is not running"), "{health}");
+    let (code, metrics) = common::http_get(port, "/metrics").expect("metrics answer");
+    assert_eq!(code, 200, "{metrics}");
+    assert!(metrics.contains("memsync_sync_pushed_total 1"), "{metrics}");
     // The database appears; a later attempt replicates it.
     let c = create_memdb(&scene.db);
     for i in 1..=20 {
         insert_memory(&c, i);
     }
     scene.wait_for_rows(20);
+    wait_until("healthy once replication runs", &mut r, || {
+        common::http_get(port, "/health").is_some_and(|(code, _)| code == 200)
+    });
+    let (_, metrics) = common::http_get(port, "/metrics").expect("metrics answer");
+    assert!(
+        metrics.contains("memsync_replica_lag_seconds{"),
+        "{metrics}"
+    );
     for i in 21..=30 {
         insert_memory(&c, i);
     }
@@ -503,4 +522,37 @@ fn run_replicates_the_databases_of_a_directory_entry() {
         assert!(st.success(), "restore of {n} failed:\n{log}");
         assert_same(c, &check_sound(&out));
     }
+}
+
+#[test]
+fn with_only_memory_sync_the_endpoint_shows_its_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("mms"));
+    let port = common::mms::free_port();
+    let m = Machine::new(&dir.path().join("m"), server.port)
+        .with("SYNC_INTERVAL", "1")
+        .with("MEMSYNC_ADDR", &format!("127.0.0.1:{port}"));
+    m.ok(&["store", "--offline", "counted at /metrics"]);
+    let mut r = Replicator::spawn(m.command(&["run"]), dir.path().join("run.log"));
+    r.wait_for_log("sync round 2 done");
+    let (code, metrics) = common::http_get(port, "/metrics").expect("metrics answer");
+    assert_eq!(code, 200, "{metrics}");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(value("memsync_sync_rounds_total") >= 2.0, "{metrics}");
+    assert_eq!(value("memsync_sync_pushed_total"), 1.0, "{metrics}");
+    assert_eq!(value("memsync_sync_failures_total"), 0.0, "{metrics}");
+    assert_eq!(value("memsync_sync_last_round_ok"), 1.0, "{metrics}");
+    let (code, health) = common::http_get(port, "/health").expect("health answers");
+    assert_eq!(code, 200, "{health}");
+    let (status, log) = r.stop();
+    assert!(status.success(), "run exited {status}:\n{log}");
+    assert!(log.contains("replication off"), "{log}");
 }

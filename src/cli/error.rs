@@ -39,6 +39,9 @@ pub enum CliError {
     /// `-log-format` names no format.
     #[error("unknown log format {0:?} (text or json)")]
     LogFormat(String),
+    /// `LOG_FORMAT` names no format.
+    #[error("LOG_FORMAT={0:?}: unknown log format (text or json)")]
+    EnvLogFormat(String),
     /// No `-config` and no config file at the default places.
     #[error(
         "no config file: pass -config FILE (none found at ./litestream.yml or /etc/litestream.yml), or set LITESTREAM_REPLICA_PATH to replicate the memory database"
@@ -218,7 +221,8 @@ impl CliError {
             CliError::Arguments(_)
             | CliError::BadFlag { .. }
             | CliError::LogLevel(_)
-            | CliError::LogFormat(_) => Kind::Usage,
+            | CliError::LogFormat(_)
+            | CliError::EnvLogFormat(_) => Kind::Usage,
             CliError::NoConfigFile | CliError::Config(_) => Kind::Config,
             CliError::NotAReplica { .. }
             | CliError::NotInConfig { .. }
@@ -257,6 +261,7 @@ impl CliError {
                 SuperviseError::Exec(ExecError::Start { .. }) => Kind::NotFound,
                 SuperviseError::Exec(ExecError::Wait { .. }) => Kind::Io,
                 SuperviseError::Signals(_) | SuperviseError::Thread(_) => Kind::Internal,
+                SuperviseError::Metrics { .. } => Kind::Config,
             },
             CliError::Memory(e) => match e.outcome() {
                 Outcome::Locked => Kind::Busy,

@@ -1,4 +1,4 @@
-//! The log flags every command takes, and `LOG_LEVEL`. `replicate` applies them over its
+//! The log flags every command takes, `LOG_LEVEL` and `LOG_FORMAT`. `replicate` applies them over its
 //! config's `logging` section; the other commands over the defaults (info, text, stderr).
 
 use clap::Args;
@@ -12,7 +12,8 @@ pub(super) struct LogArgs {
     /// Log level: error, warn, info, debug (default: LOG_LEVEL, then the config, then info).
     #[arg(long = "log-level", global = true)]
     log_level: Option<String>,
-    /// Log line format: text or json (default: the config's `logging.type`, then text).
+    /// Log line format: text or json (default: LOG_FORMAT, then the config's `logging.type`,
+    /// then text).
     #[arg(long = "log-format", global = true)]
     log_format: Option<String>,
 }
@@ -29,8 +30,13 @@ pub(super) struct Overrides {
 }
 
 impl Overrides {
-    /// `-log-level` wins over `LOG_LEVEL`; a bad flag value is an error.
-    pub(super) fn from_args(a: &LogArgs, env: Option<String>) -> Result<Overrides, CliError> {
+    /// `-log-level` wins over `LOG_LEVEL`, `-log-format` over `LOG_FORMAT` (`env_format`); a
+    /// bad flag value or `LOG_FORMAT` is an error.
+    pub(super) fn from_args(
+        a: &LogArgs,
+        env: Option<String>,
+        env_format: Option<String>,
+    ) -> Result<Overrides, CliError> {
         let flag = match &a.log_level {
             Some(l) => {
                 Some(crate::log::parse_level(l).ok_or_else(|| CliError::LogLevel(l.clone()))?)
@@ -44,9 +50,10 @@ impl Overrides {
             },
             None => (None, None),
         };
-        let format = match &a.log_format {
-            Some(f) => Some(Format::parse(f).ok_or_else(|| CliError::LogFormat(f.clone()))?),
-            None => None,
+        let format = match (&a.log_format, env_format.filter(|v| !v.trim().is_empty())) {
+            (Some(f), _) => Some(Format::parse(f).ok_or_else(|| CliError::LogFormat(f.clone()))?),
+            (None, Some(v)) => Some(Format::parse(v.trim()).ok_or(CliError::EnvLogFormat(v))?),
+            (None, None) => None,
         };
         Ok(Overrides {
             level: flag.or(env_level),
@@ -87,31 +94,47 @@ mod tests {
 
     #[test]
     fn the_flag_wins_over_the_environment() {
-        let o = Overrides::from_args(&args(Some("warn"), None), Some("debug".into())).unwrap();
+        let o =
+            Overrides::from_args(&args(Some("warn"), None), Some("debug".into()), None).unwrap();
         assert_eq!(o.level, Some(LevelFilter::WARN));
-        let o = Overrides::from_args(&args(None, None), Some("debug".into())).unwrap();
+        let o = Overrides::from_args(&args(None, None), Some("debug".into()), None).unwrap();
         assert_eq!(o.level, Some(LevelFilter::DEBUG));
         assert_eq!(
-            Overrides::from_args(&args(None, None), None).unwrap(),
+            Overrides::from_args(&args(None, None), None, None).unwrap(),
             Overrides::default()
         );
-        let o = Overrides::from_args(&args(None, Some("JSON")), None).unwrap();
+        let o = Overrides::from_args(&args(None, Some("JSON")), None, None).unwrap();
         assert_eq!(o.format, Some(Format::Json));
     }
 
     #[test]
     fn bad_values() {
-        let e = Overrides::from_args(&args(Some("loud"), None), None).unwrap_err();
+        let e = Overrides::from_args(&args(Some("loud"), None), None, None).unwrap_err();
         assert_eq!(e.to_string(), "unknown log level \"loud\"");
-        assert!(Overrides::from_args(&args(None, Some("xml")), None).is_err());
+        assert!(Overrides::from_args(&args(None, Some("xml")), None, None).is_err());
         // A bad LOG_LEVEL only fails the commands that check it, unless the flag overrides it.
-        let o = Overrides::from_args(&args(None, None), Some("loud".into())).unwrap();
+        let o = Overrides::from_args(&args(None, None), Some("loud".into()), None).unwrap();
         assert_eq!(o.level, None);
         assert_eq!(
             o.check_env().unwrap_err().to_string(),
             "unknown log level \"loud\""
         );
-        let o = Overrides::from_args(&args(Some("info"), None), Some("loud".into())).unwrap();
+        let o = Overrides::from_args(&args(Some("info"), None), Some("loud".into()), None).unwrap();
         assert!(o.check_env().is_ok());
+    }
+
+    #[test]
+    fn log_format_from_the_environment_under_the_flag() {
+        let o = Overrides::from_args(&args(None, None), None, Some("json".into())).unwrap();
+        assert_eq!(o.format, Some(Format::Json));
+        let o = Overrides::from_args(&args(None, Some("text")), None, Some("json".into())).unwrap();
+        assert_eq!(o.format, Some(Format::Text));
+        let e = Overrides::from_args(&args(None, None), None, Some("xml".into())).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "LOG_FORMAT=\"xml\": unknown log format (text or json)"
+        );
+        // A flag makes a bad variable irrelevant.
+        assert!(Overrides::from_args(&args(None, Some("json")), None, Some("xml".into())).is_ok());
     }
 }

@@ -99,8 +99,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return error::usage_code(&e);
         }
     };
-    let res = logging::Overrides::from_args(&cli.log, std::env::var("LOG_LEVEL").ok())
-        .and_then(|log| run(cli.command, &log));
+    let res = logging::Overrides::from_args(
+        &cli.log,
+        std::env::var("LOG_LEVEL").ok(),
+        std::env::var("LOG_FORMAT").ok(),
+    )
+    .and_then(|log| run(cli.command, &log));
     match res {
         Ok(code) => code,
         Err(e) => {

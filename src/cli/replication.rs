@@ -99,6 +99,8 @@ pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<i32, Cl
             replication: Some((cfg, opts)),
             sync: None,
             observe: Box::new(|_| {}),
+            // Replication serves `addr` itself.
+            serve: None,
         };
         return Ok(crate::supervise::run(plan)?);
     }

@@ -124,8 +124,10 @@ pub(super) fn cmd_run(mut a: RunArgs, log: &Overrides) -> Result<i32, CliError> 
         );
         None
     };
-    // Rounds are counted for /metrics and /health when replication serves them (`addr`).
+    // Rounds are counted for /metrics and /health (`addr`).
     let sync_stats = sync.as_ref().map(|_| Arc::new(SyncStats::default()));
+    // A config file's `addr` is served even when replication is switched off.
+    let found_addr = found.as_ref().and_then(|f| f.config.addr.clone());
     let replication = match (found, &settings.litestream_enabled) {
         (_, Some((false, from))) => {
             tracing::info!("replication off: {from} is false");
@@ -160,8 +162,20 @@ pub(super) fn cmd_run(mut a: RunArgs, log: &Overrides) -> Result<i32, CliError> 
             "run: nothing to run: no replication (no config file, no LITESTREAM_REPLICA_PATH, or LITESTREAM_ENABLED=false) and no memory server (REMOTE_MEMORY_HOST)",
         ));
     }
+    // The config's `addr` (zero-config: `MEMSYNC_ADDR`), else `MEMSYNC_ADDR` when only
+    // memory sync runs.
+    let addr = found_addr.or_else(|| {
+        std::env::var(crate::config::zeroconf::ADDR_VAR)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+    });
+    let serve = addr.map(|addr| supervise::Serve {
+        addr,
+        exposed: Arc::new(crate::metrics::Exposed::new(Vec::new(), sync_stats.clone())),
+    });
     let interval = sync.as_ref().map(|s| s.interval()).unwrap_or_default();
     let plan = Plan {
+        serve,
         replication,
         sync,
         exec: exec.as_deref().map(ExecCommand::parse).transpose()?,

@@ -10,6 +10,10 @@ use super::{Config, ConfigError, DbConfig, LoggingConfig, Tiers, parse_duration}
 /// The variable naming the replica; without it there is no zero-config replication.
 pub const REPLICA_VAR: &str = "LITESTREAM_REPLICA_PATH";
 
+/// The `addr` endpoint's address when no config file names one (zero-config, or `memsync run`
+/// with only memory sync).
+pub const ADDR_VAR: &str = "MEMSYNC_ADDR";
+
 /// One setting of a configuration from the environment, and where its value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -50,6 +54,7 @@ fn go_duration(d: std::time::Duration) -> String {
 /// `LITESTREAM_SYNC_INTERVAL` and `LITESTREAM_RETENTION` (Go durations) describe for the
 /// database `db` (found through `db_from`); `None` when `LITESTREAM_REPLICA_PATH` is unset.
 /// `LITESTREAM_COMPRESS=false` is refused: memsync's replica files are always compressed.
+/// `MEMSYNC_ADDR` is the `addr` key.
 pub fn from_env(
     env: &dyn Fn(&str) -> Option<String>,
     db: &Path,
@@ -122,10 +127,19 @@ pub fn from_env(
     if replica.retention.is_zero() {
         return Err(invalid("LITESTREAM_RETENTION", "must not be 0".into()));
     }
+    // The `addr` endpoint: a config file's key, here memsync's own variable.
+    let addr = var(ADDR_VAR).map(|a| a.trim().to_owned());
+    if let Some(a) = &addr {
+        origins.push(Origin {
+            setting: "addr",
+            value: a.clone(),
+            from: ADDR_VAR.into(),
+        });
+    }
     let config = Config {
         dbs: vec![DbConfig::with_defaults(db.to_path_buf(), vec![replica])],
         dirs: Vec::new(),
-        addr: None,
+        addr,
         logging: LoggingConfig::default(),
         source: PathBuf::from(format!("(environment: {REPLICA_VAR})")),
         tiers: Tiers::default(),

@@ -24,6 +24,14 @@ pub struct Exposed {
     pub sources: RwLock<Vec<Source>>,
     /// The memory sync, when this process runs it.
     pub sync: Option<Arc<SyncStats>>,
+    /// Why replication is not running, while `memsync run` waits to start it again.
+    pub replication_down: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Exposed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exposed").finish_non_exhaustive()
+    }
 }
 
 impl Exposed {
@@ -32,7 +40,16 @@ impl Exposed {
         Exposed {
             sources: RwLock::new(sources),
             sync,
+            replication_down: Mutex::new(None),
         }
+    }
+
+    /// Says why replication is not running (`None`: it runs again).
+    pub fn set_replication_down(&self, why: Option<String>) {
+        *self
+            .replication_down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = why;
     }
 
     fn sources(&self) -> std::sync::RwLockReadGuard<'_, Vec<Source>> {
@@ -48,7 +65,20 @@ impl Exposed {
     pub fn health(&self, now_ms: i64) -> (u16, String) {
         let dbs = reading::read(&self.sources(), now_ms);
         let failing = self.sync.as_ref().and_then(|s| s.failing());
-        health::answer(&dbs, &health::judge(&dbs, failing, now_ms))
+        let down = self
+            .replication_down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut problems = health::judge(&dbs, failing, now_ms);
+        if let Some(why) = down {
+            problems.push(health::Problem {
+                db: None,
+                replica: None,
+                reason: format!("replication is not running: {why}"),
+            });
+        }
+        health::answer(&dbs, &problems)
     }
 }
 
@@ -62,8 +92,14 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(&a).await
 }
 
-/// The running endpoint and state writer; dropping it stops both and removes the state files
-/// (a stopped replicator leaves none behind).
+/// Serves `exposed` on `listener` until the task is dropped (`memsync run` serves it itself,
+/// so that the endpoint outlives a replication that stopped).
+pub async fn serve(listener: TcpListener, exposed: Arc<Exposed>) {
+    http::serve(listener, exposed).await
+}
+
+/// The running endpoint and state writer; dropping it stops both, removes the state files
+/// (a stopped replicator leaves none behind) and the databases it showed.
 pub struct Observer {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     exposed: Arc<Exposed>,
@@ -116,6 +152,12 @@ impl Drop for Observer {
         for d in dirs.unwrap_or_default() {
             let _ = std::fs::remove_file(state::path(&d));
         }
+        // An endpoint that outlives this replication (`memsync run`'s) stops showing them.
+        self.exposed
+            .sources
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 
@@ -124,10 +166,9 @@ impl Drop for Observer {
 pub fn start(
     rt: &tokio::runtime::Runtime,
     listener: Option<TcpListener>,
-    exposed: Exposed,
+    exposed: Arc<Exposed>,
     state_files: bool,
 ) -> Observer {
-    let exposed = Arc::new(exposed);
     let dirs = exposed
         .sources()
         .iter()

@@ -51,6 +51,9 @@ pub struct ReplicateOptions {
     /// Memory-sync counters to show at `addr` and weigh in `/health`, when this process
     /// syncs too.
     pub sync_stats: Option<Arc<crate::stats::SyncStats>>,
+    /// The caller serves `addr` and shows what replication puts here (`memsync run`: the
+    /// endpoint stays up while replication is down); `sync_stats` is then unused.
+    pub exposed: Option<Arc<crate::metrics::Exposed>>,
 }
 
 /// Handles of one replicated database, for the CLI, tests and the benchmark.

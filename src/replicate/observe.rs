@@ -7,14 +7,23 @@ use crate::metrics::{Exposed, Observer, ReplicaSource, Source};
 
 use super::{DbHandle, ReplicateError, ReplicateOptions, meta_dir};
 
-/// Starts the `addr` endpoint (if configured) and, unless `-once`, the state files; `handles`
-/// are in the order of `config.dbs`.
+/// Starts the `addr` endpoint (if configured, and not served by the caller: `opts.exposed`)
+/// and, unless `-once`, the state files; `handles` are in the order of `config.dbs`.
 pub(super) fn start(
     rt: &tokio::runtime::Runtime,
     config: &Config,
     handles: &[&DbHandle],
     opts: &ReplicateOptions,
 ) -> Result<Observer, ReplicateError> {
+    let sources = handles
+        .iter()
+        .zip(&config.dbs)
+        .map(|(h, c)| source(h, c))
+        .collect();
+    if let Some(shared) = &opts.exposed {
+        *shared.sources.write().unwrap_or_else(|p| p.into_inner()) = sources;
+        return Ok(crate::metrics::start(rt, None, shared.clone(), !opts.once));
+    }
     let listener = match &config.addr {
         Some(addr) => Some(rt.block_on(crate::metrics::bind(addr)).map_err(|source| {
             ReplicateError::Metrics {
@@ -24,15 +33,10 @@ pub(super) fn start(
         })?),
         None => None,
     };
-    let sources = handles
-        .iter()
-        .zip(&config.dbs)
-        .map(|(h, c)| source(h, c))
-        .collect();
     if let Some(addr) = &config.addr {
         tracing::info!("metrics on http://{addr}/metrics, health on /health");
     }
-    let exposed = Exposed::new(sources, opts.sync_stats.clone());
+    let exposed = std::sync::Arc::new(Exposed::new(sources, opts.sync_stats.clone()));
     Ok(crate::metrics::start(rt, listener, exposed, !opts.once))
 }
 

@@ -20,7 +20,7 @@ const PREFIXES: &[&str] = &[
 ];
 
 /// Single variables read outside those prefixes.
-const SINGLES: &[&str] = &["STAGING_DB_PATH", "LOG_LEVEL"];
+const SINGLES: &[&str] = &["STAGING_DB_PATH", "LOG_LEVEL", "LOG_FORMAT"];
 
 /// Variables of the prefixes above that steer the installer or the tests, not the service.
 const NOT_CARRIED: &[&str] = &[
