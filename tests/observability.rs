@@ -484,3 +484,43 @@ fn log_format_and_level_from_the_environment() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("LOG_FORMAT=\"xml\""), "{err}");
 }
+
+/// `memsync status` shows the memory database's replication, then every other database of the
+/// config that a replicator runs (a server's production database beside the memories).
+#[test]
+fn status_shows_every_replicated_database_of_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, app) = (dir.path().join("sqlite_vec.db"), dir.path().join("app.db"));
+    let (mc, ac) = (create_memdb(&mem), create_memdb(&app));
+    let config = dir.path().join("litestream.yml");
+    let mut yml = String::from("dbs:\n");
+    for (db, name) in [(&mem, "mem"), (&app, "app")] {
+        yml.push_str(&format!(
+            "  - path: {}\n    replicas:\n      - name: {name}\n        type: file\n        path: {}\n        sync-interval: 100ms\n",
+            db.display(),
+            dir.path().join(format!("replica-{name}")).display()
+        ));
+    }
+    std::fs::write(&config, yml).unwrap();
+    let log = dir.path().join("replicate.log");
+    let mut child = Command::new(BIN)
+        .args(["replicate", "-config"])
+        .arg(&config)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    insert_memory(&mc, 1);
+    insert_memory(&ac, 1);
+    let closed_port = free_ports(1)[0];
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until("status shows both databases", read_log, || {
+        let out = status(dir.path(), &mem, &config, closed_port);
+        out.contains(&format!("replication  running (pid {})", child.id()))
+            && out.contains("  replica    mem  lag 0.0s")
+            && out.contains(&format!("database     {}", app.display()))
+            && out.contains("    replica    app  lag 0.0s")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -70,7 +70,15 @@ fn run_replicates_and_syncs_on_its_intervals_and_sigterm_flushes() {
     for i in 41..=60 {
         insert_memory(&c, i);
     }
+    let asked = Instant::now();
     let (status, log) = r.stop();
+    // Within the stop timeout the unit gives it (systemd's TimeoutStopSec, then SIGKILL): a
+    // bound, not a benchmark.
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(60),
+        "stopped after {took:?}:\n{log}"
+    );
     assert!(status.success(), "run exited {status}:\n{log}");
     assert!(
         log.contains("sync round 1: ") && log.contains("sync round 2: "),

@@ -374,3 +374,36 @@ fn unknown_commands_suggest_the_service_commands() {
         );
     }
 }
+
+/// A config file that refers to a variable of its own (`$REPLICA_DIR`) and runs an `exec` child:
+/// the service carries that variable (else the service's config would not expand) and PATH
+/// (else the child gets the service manager's), and a litestream.yml where the installer ran
+/// becomes the service's config.
+#[test]
+fn the_service_carries_what_its_config_refers_to() {
+    let h = Host::new();
+    std::fs::write(
+        h.work.join("litestream.yml"),
+        "exec: my-app --serve\ndbs:\n  - path: /srv/app.db\n    replicas:\n      - path: ${REPLICA_DIR}/app\n",
+    )
+    .unwrap();
+    let true_ = [
+        ("MEMSYNC_SYSTEMCTL", "/bin/true"),
+        ("REPLICA_DIR", "/backups"),
+        ("UNRELATED", "not carried"),
+    ];
+    h.ok(&["install-service"], &true_);
+    let env = std::fs::read_to_string(h.env_path()).unwrap();
+    assert!(env.contains("REPLICA_DIR=\"/backups\"\n"), "{env}");
+    let path = std::env::var("PATH").unwrap();
+    assert!(env.contains(&format!("PATH=\"{path}\"\n")), "{env}");
+    assert!(!env.contains("UNRELATED"), "{env}");
+    assert!(
+        env.contains(&format!(
+            "MEMSYNC_CONFIG=\"{}\"\n",
+            h.work.join("litestream.yml").display()
+        )),
+        "{env}"
+    );
+    h.ok(&["uninstall-service"], &true_);
+}

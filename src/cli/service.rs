@@ -62,14 +62,25 @@ fn platform(a: &ServiceArgs) -> Result<Platform, CliError> {
     Ok(p)
 }
 
-/// The environment the service carries, taken from this process's.
+/// The environment the service carries, taken from this process's: memsync's settings, the
+/// variables the config file refers to (`$BUCKET`: an unset one would stop the service), and
+/// PATH when the config runs an `exec` child (it would get the service manager's).
 fn environment() -> Env {
     let vars = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let config = PathBuf::from("litestream.yml");
     let found = cwd.join(&config).is_file().then_some(config.as_path());
-    Env::collect(vars, &cwd, found)
+    let mut also = Vec::new();
+    if let Some(path) = crate::config::default_path()
+        && let Ok(text) = std::fs::read_to_string(&path)
+    {
+        also = crate::config::referenced_vars(&text);
+        if crate::config::load(&path, true).is_ok_and(|c| c.exec.is_some()) {
+            also.push("PATH".into());
+        }
+    }
+    Env::collect(vars, &cwd, found, &also)
 }
 
 fn uid() -> u32 {

@@ -28,6 +28,20 @@ pub(crate) fn expand_env(
     Ok(out)
 }
 
+/// The variables `text` refers to, in order of first use (what a service must carry for its
+/// config file to expand as it does here).
+pub fn referenced(text: &str) -> Vec<String> {
+    let seen = std::cell::RefCell::new(Vec::<String>::new());
+    let _ = expand_env(text, Path::new(""), &|name| {
+        let mut s = seen.borrow_mut();
+        if !s.iter().any(|n| n == name) {
+            s.push(name.to_owned());
+        }
+        Some(String::new())
+    });
+    seen.into_inner()
+}
+
 fn is_name_start(c: char) -> bool {
     c.is_ascii_alphabetic() || c == '_'
 }
@@ -163,6 +177,12 @@ mod tests {
 
     fn exp(s: &str) -> Result<String, ConfigError> {
         expand_env(s, Path::new("litestream.yml"), &env)
+    }
+
+    #[test]
+    fn referenced_names_each_variable_once() {
+        let text = "a: ${ONE}\nb: $TWO/${ONE}\nc: $$NOT\n";
+        assert_eq!(referenced(text), ["ONE", "TWO"]);
     }
 
     #[test]

@@ -119,14 +119,31 @@ pub fn status(ctx: &Ctx) -> Result<String, MemoryError> {
 
 /// The replication of the memory database, as a running replicator's state file says: its
 /// meta directory is the one a config file (the default one) sets for that database, else the
-/// default next to it.
+/// default next to it. Then the config's other databases a replicator runs (a server's
+/// production database beside the memories).
 fn replication(db: &std::path::Path) -> Vec<String> {
     use crate::replicate::{default_meta_dir, meta_dir, real_path};
     let real = real_path(db);
-    let configured = crate::config::default_path()
+    let dbs = crate::config::default_path()
         .and_then(|p| crate::config::load(&p, true).ok())
-        .and_then(|c| c.dbs.into_iter().find(|d| real_path(&d.path) == real))
-        .map(|d| meta_dir(&d));
-    let meta = configured.unwrap_or_else(|| default_meta_dir(db));
-    crate::metrics::state::describe(&meta, crate::stats::unix_ms())
+        .map(|c| c.dbs)
+        .unwrap_or_default();
+    let meta = dbs
+        .iter()
+        .find(|d| real_path(&d.path) == real)
+        .map(meta_dir)
+        .unwrap_or_else(|| default_meta_dir(db));
+    let now = crate::stats::unix_ms();
+    let mut out = crate::metrics::state::describe(&meta, now);
+    for d in dbs.iter().filter(|d| real_path(&d.path) != real) {
+        let lines = crate::metrics::state::describe(&meta_dir(d), now);
+        if lines
+            .first()
+            .is_some_and(|l| l.starts_with("replication  running"))
+        {
+            out.push(format!("database     {}", d.path.display()));
+            out.extend(lines.into_iter().map(|l| format!("  {l}")));
+        }
+    }
+    out
 }

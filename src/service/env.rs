@@ -73,17 +73,19 @@ fn is_path(name: &str) -> bool {
 }
 
 impl Env {
-    /// The carried variables among `vars`. Relative path values are made absolute against
+    /// The carried variables among `vars`, and those named in `also` (what the config file
+    /// refers to, PATH for an `exec` child). Relative path values are made absolute against
     /// `cwd`; `cwd_config` (a `litestream.yml` in `cwd`, which memsync would have found there)
     /// becomes `MEMSYNC_CONFIG` unless a config variable is already set.
     pub fn collect(
         vars: impl IntoIterator<Item = (String, String)>,
         cwd: &Path,
         cwd_config: Option<&Path>,
+        also: &[String],
     ) -> Env {
         let mut out: Vec<Var> = vars
             .into_iter()
-            .filter(|(n, _)| is_carried(n))
+            .filter(|(n, _)| is_carried(n) || also.contains(n))
             .map(|(name, value)| {
                 let value = if is_path(&name) && !value.is_empty() {
                     absolute(&value, cwd)
@@ -194,6 +196,7 @@ mod tests {
             ]),
             Path::new("/work/dir"),
             None,
+            &[],
         );
         let names: Vec<(&str, bool)> = env
             .vars
@@ -226,14 +229,44 @@ mod tests {
     }
 
     #[test]
+    fn what_the_config_refers_to_is_carried_too() {
+        let env = Env::collect(
+            vars(&[
+                ("BUCKET", "b"),
+                ("S3_SECRET", "s"),
+                ("PATH", "/opt/app/bin:/usr/bin"),
+                ("OTHER", "x"),
+            ]),
+            Path::new("/srv"),
+            None,
+            &["BUCKET".into(), "S3_SECRET".into(), "PATH".into()],
+        );
+        let names: Vec<(&str, bool)> = env
+            .vars
+            .iter()
+            .map(|v| (v.name.as_str(), v.secret))
+            .collect();
+        assert_eq!(
+            names,
+            [("BUCKET", false), ("PATH", false), ("S3_SECRET", true)]
+        );
+    }
+
+    #[test]
     fn a_litestream_yml_in_the_directory_becomes_the_config() {
-        let env = Env::collect(vec![], Path::new("/srv"), Some(Path::new("litestream.yml")));
+        let env = Env::collect(
+            vec![],
+            Path::new("/srv"),
+            Some(Path::new("litestream.yml")),
+            &[],
+        );
         assert_eq!(env.vars[0].name, "MEMSYNC_CONFIG");
         assert_eq!(env.vars[0].value, "/srv/litestream.yml");
         let set = Env::collect(
             vars(&[("LITESTREAM_CONFIG", "/etc/l.yml")]),
             Path::new("/srv"),
             Some(Path::new("litestream.yml")),
+            &[],
         );
         assert_eq!(set.vars.len(), 1);
         assert_eq!(set.vars[0].value, "/etc/l.yml");
