@@ -564,3 +564,48 @@ fn with_only_memory_sync_the_endpoint_shows_its_rounds() {
     assert!(status.success(), "run exited {status}:\n{log}");
     assert!(log.contains("replication off"), "{log}");
 }
+
+/// With a config file, `memsync databases` says for each setting whether the file set it (the
+/// entry's key, or the top level's default for replicas) or memsync's default applies.
+#[test]
+fn databases_says_where_each_setting_of_a_config_file_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("litestream.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "sync-interval: 10s\ndbs:\n  - path: {}\n    checkpoint-interval: 2m\n    replicas:\n      - name: one\n        path: {}\n        retention: 72h\n",
+            dir.path().join("a.db").display(),
+            dir.path().join("r").display()
+        ),
+    )
+    .unwrap();
+    let home = dir.path().join("home");
+    let out = memsync(
+        dir.path(),
+        &home,
+        &[("LITESTREAM_REPLICA_PATH", "/elsewhere")],
+        &["databases", "-config", &config.display().to_string()],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = |key: &str| -> Vec<String> {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} in:\n{text}"));
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    assert_eq!(row("checkpoint-interval")[1..], ["2m", "config", "file"]);
+    assert_eq!(row("monitor-interval")[1..], ["1s", "default"]);
+    assert_eq!(
+        row("sync-interval")[1..],
+        ["10s", "config", "file", "(top", "level)"]
+    );
+    assert_eq!(row("retention")[1..], ["72h", "config", "file"]);
+    assert_eq!(row("retention-check-interval")[1..], ["1h", "default"]);
+    // The file wins over the environment's replica variables, and says so.
+    assert!(text.contains("not used: the config file wins"), "{text}");
+}

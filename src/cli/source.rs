@@ -77,6 +77,7 @@ fn describe_origin(found: &Found) -> Vec<String> {
                 "settings from config file {}",
                 found.config.source.display()
             )];
+            out.extend(file_settings(&found.config));
             if std::env::var_os(zeroconf::REPLICA_VAR).is_some_and(|v| !v.is_empty()) {
                 out.push(format!(
                     "  ({} and the other LITESTREAM_* replica variables are set, and not used: the config file wins)",
@@ -96,4 +97,55 @@ fn describe_origin(found: &Found) -> Vec<String> {
             out
         }
     }
+}
+
+/// Each database's and replica's settings, and whether the file set them (`path` entries; a
+/// directory entry's databases take its settings).
+fn file_settings(c: &Config) -> Vec<String> {
+    use config::keys_set::KeysSet;
+    use zeroconf::go_duration as d;
+    let Some(keys) = std::fs::read_to_string(&c.source)
+        .ok()
+        .and_then(|t| KeysSet::read(&t))
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let line = |out: &mut Vec<String>, indent: &str, key: &str, value: String, by: &str| {
+        let w = 31 - indent.len();
+        out.push(format!("{indent}{key:<w$} {value:<12} {by}"));
+    };
+    for (i, db) in c.dbs.iter().enumerate().take(keys.entries.len()) {
+        out.push(format!("  {}", db.path.display()));
+        let rows = [
+            ("monitor-interval", d(db.monitor_interval)),
+            ("checkpoint-interval", d(db.checkpoint_interval)),
+            (
+                "min-checkpoint-page-count",
+                db.min_checkpoint_page_count.to_string(),
+            ),
+            ("truncate-page-n", db.truncate_page_n.to_string()),
+            ("busy-timeout", d(db.busy_timeout)),
+            ("spool-budget", format!("{} MiB", db.spool_budget >> 20)),
+        ];
+        for (k, v) in rows {
+            line(&mut out, "    ", k, v, keys.db(i, k).as_str());
+        }
+        for (j, r) in db.replicas.iter().enumerate() {
+            out.push(format!("    replica {}", r.name));
+            let rows = [
+                ("sync-interval", d(r.sync_interval)),
+                ("retention", d(r.retention)),
+                ("retention-check-interval", d(r.retention_check_interval)),
+                (
+                    "snapshot-interval",
+                    r.snapshot_interval.map_or_else(|| "none".into(), d),
+                ),
+            ];
+            for (k, v) in rows {
+                line(&mut out, "      ", k, v, keys.replica(i, j, k).as_str());
+            }
+        }
+    }
+    out
 }

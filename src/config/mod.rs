@@ -14,6 +14,7 @@ mod dir;
 pub mod discover;
 mod duration;
 mod expand;
+pub mod keys_set;
 pub use expand::referenced as referenced_vars;
 mod glob;
 mod raw;

@@ -40,7 +40,8 @@ fn invalid(var: &str, what: String) -> ConfigError {
 }
 
 /// A default duration as litestream.yml writes it (`1s`, `24h`).
-fn go_duration(d: std::time::Duration) -> String {
+/// A duration as Go (and the config file) writes it: `1s`, `5m`, `24h`, `100ms`.
+pub fn go_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
     match s {
         _ if d.subsec_nanos() != 0 => format!("{}ms", d.as_millis()),
