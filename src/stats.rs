@@ -74,9 +74,11 @@ pub struct ShipStats {
     /// lacks, as its shipper last saw; 0 when it lacked nothing then. Starts at the time the
     /// counters are made: a replica is taken to lack everything until its shipper first looks.
     pub behind_since_ms: AtomicI64,
-    /// When (Unix ms) the replica last answered a whole shipping pass, or was found at its
-    /// start; 0 = never.
+    /// When (Unix ms) the replica last answered a whole shipping pass, an idle probe, or was
+    /// found at its start; 0 = never.
     pub last_ok_ms: AtomicI64,
+    /// When (Unix ms) an attempt last failed; 0 = never.
+    pub last_err_ms: AtomicI64,
 }
 
 impl Default for ShipStats {
@@ -88,6 +90,7 @@ impl Default for ShipStats {
             errors: AtomicU64::new(0),
             behind_since_ms: AtomicI64::new(unix_ms()),
             last_ok_ms: AtomicI64::new(0),
+            last_err_ms: AtomicI64::new(0),
         }
     }
 }
@@ -109,9 +112,20 @@ impl ShipStats {
         );
     }
 
-    /// The replica answered (a whole pass shipped, or it was listed at start).
+    /// The replica answered (a whole pass shipped, an idle probe, or it was listed at start).
     pub fn answered(&self, now_ms: i64) {
         self.last_ok_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// An attempt failed.
+    pub fn failed(&self, now_ms: i64) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.last_err_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// The last attempt failed (and nothing answered since).
+    pub fn failing(&self) -> bool {
+        self.last_err_ms.load(Ordering::Relaxed) > self.last_ok_ms.load(Ordering::Relaxed)
     }
 }
 

@@ -524,3 +524,49 @@ fn status_shows_every_replicated_database_of_the_config() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A replica that goes away while nothing is written: an idle probe finds it, /health turns 503
+/// naming it, and 200 once it answers again; nothing is written meanwhile.
+#[test]
+fn health_sees_an_idle_replica_go_away_and_come_back() {
+    let s = Scene::new("", "");
+    let dir = s.dir.path().to_path_buf();
+    let root: PathBuf = dir.join("served");
+    std::fs::create_dir_all(&root).unwrap();
+    let ports = free_ports(2);
+    let (addr_port, serve_port) = (ports[0], ports[1]);
+    let serve_log = dir.join("serve.log");
+    let server = start_serve(&root, serve_port, &serve_log);
+    std::fs::write(
+        &s.config,
+        format!(
+            "addr: 127.0.0.1:{addr_port}\ndbs:\n  - path: {}\n    replicas:\n      - name: remote\n        url: http://memsync:{KEY}@127.0.0.1:{serve_port}/app\n        sync-interval: 1s\n",
+            s.db.display()
+        ),
+    )
+    .unwrap();
+    let app = create_memdb(&s.db);
+    insert_memory(&app, 1);
+    let r = s.start();
+    let log = || s.log_tail();
+    wait_until("healthy", log, || {
+        get(addr_port, "/health").is_some_and(|(code, _)| code == 200)
+    });
+    stop(server);
+    wait_until("/health names the idle replica that went away", log, || {
+        get(addr_port, "/health").is_some_and(|(code, body)| {
+            code == 503 && body.contains("unreachable (nothing to ship yet)") && {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                v["problems"][0]["replica"] == "remote"
+            }
+        })
+    });
+    let server = start_serve(&root, serve_port, &serve_log);
+    wait_until("/health is 200 again", log, || {
+        get(addr_port, "/health").is_some_and(|(code, _)| code == 200)
+    });
+    let (st, out) = r.stop();
+    assert!(st.success(), "{out}");
+    assert!(out.contains("): answers again"), "{out}");
+    stop(server);
+}

@@ -4,7 +4,9 @@
 //! A replica keeps up when it holds the database's newest position, or when it has lacked
 //! something for no longer than its allowance, or answered a whole shipping pass within it:
 //! the allowance is `max(3 × sync-interval, 10 s)`, so a replica waiting out its own interval
-//! or one failed attempt is not reported, and one that is down while writes come in is.
+//! or one failed attempt is not reported, and one that is down while writes come in is. A
+//! replica with nothing to ship is reported when its last attempt (an idle probe, every
+//! 30 s) failed and it has not answered within its allowance.
 
 use std::time::Duration;
 
@@ -32,10 +34,20 @@ pub struct Problem {
 
 /// The replica's problem, if it has one, at `now_ms`.
 fn replica_problem(db: &DbReading, r: &ReplicaReading, now_ms: i64) -> Option<String> {
-    if r.caught_up(db.position) {
-        return None;
-    }
     let allowed = allowance(r.sync_interval).as_millis() as i64;
+    if r.caught_up(db.position) {
+        let failing = r.last_err_ms > r.last_ok_ms && now_ms - r.last_ok_ms > allowed;
+        return failing.then(|| {
+            let answered = match r.last_ok_ms {
+                0 => "not reached since start".to_owned(),
+                t => format!("last answered {}s ago", (now_ms - t).max(0) / 1000),
+            };
+            format!(
+                "unreachable (nothing to ship yet); {answered}; {} failed attempts",
+                r.errors
+            )
+        });
+    }
     // Behind since when, or answered since: whichever is newer bounds how long it has had
     // something to ship without shipping.
     let stale = now_ms - r.behind_since_ms.max(r.last_ok_ms);
@@ -122,6 +134,7 @@ mod tests {
             lag_ms: super::super::reading::lag_ms(10, position, since, 100_000),
             behind_since_ms: since,
             last_ok_ms: ok,
+            last_err_ms: 0,
             uploads: 0,
             bytes: 0,
             errors: 3,
@@ -167,6 +180,35 @@ mod tests {
             let problems = judge(&[db(r)], None, now);
             assert_eq!(problems.is_empty(), healthy, "case {i}: {problems:?}");
         }
+    }
+
+    #[test]
+    fn a_caught_up_replica_is_reported_when_its_last_attempt_failed_past_its_allowance() {
+        let now = 100_000;
+        let r = |ok, err| ReplicaReading {
+            last_err_ms: err,
+            ..rep(10, 0, ok, 1)
+        };
+        // (replica, healthy): allowance 10 s.
+        let table = [
+            // Failed 1 s ago, answered 5 s ago: within its allowance.
+            (r(95_000, 99_000), true),
+            // Failed 1 s ago, answered 40 s ago.
+            (r(60_000, 99_000), false),
+            // Answered after its last failure.
+            (r(99_500, 60_000), true),
+            // Never answered, failed.
+            (r(0, 99_000), false),
+        ];
+        for (i, (r, healthy)) in table.into_iter().enumerate() {
+            let problems = judge(&[db(r)], None, now);
+            assert_eq!(problems.is_empty(), healthy, "case {i}: {problems:?}");
+        }
+        let problems = judge(&[db(r(60_000, 99_000))], None, now);
+        assert_eq!(
+            problems[0].reason,
+            "unreachable (nothing to ship yet); last answered 40s ago; 3 failed attempts"
+        );
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct ReplicaReading {
     pub behind_since_ms: i64,
     /// When it last answered a whole pass (Unix ms); 0 = never.
     pub last_ok_ms: i64,
+    /// When an attempt last failed; 0 = never.
+    pub last_err_ms: i64,
     pub uploads: u64,
     pub bytes: u64,
     pub errors: u64,
@@ -103,6 +105,7 @@ pub fn read(sources: &[Source], now_ms: i64) -> Vec<DbReading> {
                         lag_ms: lag_ms(position, pos, since, now_ms),
                         behind_since_ms: since,
                         last_ok_ms: st.last_ok_ms.load(r),
+                        last_err_ms: st.last_err_ms.load(r),
                         uploads: st.uploads.load(r),
                         bytes: st.bytes.load(r),
                         errors: st.errors.load(r),

@@ -412,6 +412,24 @@ impl ReplicaClient {
         .await
     }
 
+    /// One cheap request (a HEAD at the root) to see whether the replica answers; "not found"
+    /// is an answer.
+    pub async fn probe(&self) -> Result<(), ReplicaError> {
+        let what = "probing the replica".to_owned();
+        let res = self
+            .timed(&what, async {
+                self.store
+                    .head(&self.raw_path(replica_formats::LINEAGE_OBJECT))
+                    .await
+                    .map_err(self.storage(what.clone()))
+            })
+            .await;
+        match res {
+            Ok(_) | Err(ReplicaError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Path of an object at the replica root that is not a format file (the lineage record).
     fn raw_path(&self, name: &str) -> StorePath {
         if self.root.as_ref().is_empty() {

@@ -22,6 +22,12 @@ pub const DELETE_GRACE: Duration = Duration::from_secs(5);
 /// Longest pause between retries of a failing replica.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// How long an idle replica goes without a request before a probe (one HEAD: two requests a
+/// minute per idle replica).
+const PROBE_IDLE: Duration = Duration::from_secs(30);
+/// The same while its last attempt failed.
+const PROBE_FAILING: Duration = Duration::from_secs(5);
+
 /// State of one replica's shipping.
 pub struct Shipper {
     /// The replica.
@@ -332,6 +338,26 @@ impl Shipper {
         Ok(doomed.len())
     }
 
+    /// An idle probe; its outcome goes to the stats, and into the log when it changes.
+    async fn probe(&mut self) {
+        let was_failing = self.stats.failing();
+        let now = crate::stats::unix_ms();
+        match self.client.probe().await {
+            Ok(()) => {
+                if was_failing {
+                    tracing::info!("replica {}: answers again", self.client.name());
+                }
+                self.stats.answered(now);
+            }
+            Err(e) => {
+                if !was_failing {
+                    tracing::warn!("{e}");
+                }
+                self.stats.failed(now);
+            }
+        }
+    }
+
     /// Ships whenever the monitor publishes, no more often than the sync interval, enforces
     /// retention periodically, until `stop` turns true; then a last attempt bounded by
     /// `flush_timeout`.
@@ -354,6 +380,8 @@ impl Shipper {
         let mut backoff = Duration::ZERO;
         let mut last = Instant::now() - self.sync_interval;
         let mut last_retention = Instant::now();
+        // The last idle probe (apart from `last`, which paces shipping).
+        let mut probed = Instant::now();
         let mut pending = true;
         loop {
             // Ready only once replication was stopping (a replica back at the last moment):
@@ -376,7 +404,7 @@ impl Shipper {
                         pending = false;
                     }
                     Err(e) => {
-                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        self.stats.failed(crate::stats::unix_ms());
                         backoff = super::startup::jitter(
                             (backoff * 2).clamp(Duration::from_secs(1), MAX_BACKOFF),
                         );
@@ -395,7 +423,18 @@ impl Shipper {
                 }
                 continue;
             }
+            // Idle: a probe now and then, so that /health sees a replica that went away while
+            // there was nothing to ship (sooner while it is failing, to see it come back).
+            let probe_every = if self.stats.failing() {
+                PROBE_FAILING
+            } else {
+                PROBE_IDLE
+            };
             tokio::select! {
+                _ = tokio::time::sleep_until((last.max(probed) + probe_every).into()) => {
+                    probed = Instant::now();
+                    self.probe().await;
+                },
                 r = positions.changed() => if r.is_err() { break } else {
                     // Captured just now (this wakes at once): the lag counts from here.
                     if *positions.borrow() > self.remote {
