@@ -10,10 +10,12 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use replica_formats::{Level, ObjectKey};
 
-use super::davput::{DavPut, Put};
+use super::ReplicaError;
+use super::davput::DavPut;
 use super::listing;
-use super::local::{Side, link_or_copy, list_local};
-use super::{ReplicaError, SINGLE_PUT_MAX};
+use super::local::list_local;
+
+mod create;
 
 /// What kind of store a client talks to: it decides how uploads keep their no-overwrite
 /// promise (object stores differ in what they can do atomically).
@@ -218,137 +220,7 @@ impl ReplicaClient {
     /// Uploads the local file `src` under `key`, refusing to overwrite an existing file (two
     /// writers on one replica must fail loudly, not interleave).
     pub async fn upload(&self, key: &ObjectKey, src: &Path) -> Result<u64, ReplicaError> {
-        let local = |source| ReplicaError::Local {
-            replica: self.name.clone(),
-            path: src.display().to_string(),
-            source,
-        };
-        if let Some(dir) = self.local_dir() {
-            let (src, dest) = (src.to_path_buf(), dir.join(key.path()));
-            let res = tokio::task::spawn_blocking(move || link_or_copy(&src, &dest))
-                .await
-                .map_err(|e| local(std::io::Error::other(e)))?;
-            return match res {
-                Err(Side::Write(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    Err(ReplicaError::AlreadyExists {
-                        replica: self.name.clone(),
-                        key: key.path(),
-                    })
-                }
-                Err(Side::Write(source)) => Err(ReplicaError::Write {
-                    replica: self.name.clone(),
-                    path: dir.join(key.path()).display().to_string(),
-                    source,
-                }),
-                Err(Side::Read(e)) => Err(local(e)),
-                Ok(n) => Ok(n),
-            };
-        }
-        let size = tokio::fs::metadata(src).await.map_err(local)?.len();
-        let path = self.path(key);
-        let what = format!("uploading {}", key.path());
-        let kind = match self.backing {
-            Backing::Store(k) => k,
-            Backing::Dir(_) => unreachable!("file replicas returned above"),
-        };
-        if kind == StoreKind::S3 && size > SINGLE_PUT_MAX {
-            self.refuse_existing(&path, key).await?;
-            super::multipart::upload(self.store.as_ref(), &self.name, &path, src, &what).await?;
-            return Ok(size);
-        }
-        if let (Some(dav), true) = (&self.dav, size > SINGLE_PUT_MAX) {
-            self.refuse_existing(&path, key).await?;
-            return match dav.put_file(&path, src, size).await {
-                Ok(Put::Done) => Ok(size),
-                Ok(Put::Exists) => Err(ReplicaError::AlreadyExists {
-                    replica: self.name.clone(),
-                    key: key.path(),
-                }),
-                Err(msg) => Err(ReplicaError::Storage {
-                    replica: self.name.clone(),
-                    what,
-                    source: object_store::Error::Generic {
-                        store: "HTTP",
-                        source: msg.into(),
-                    },
-                }),
-            };
-        }
-        let data = tokio::fs::read(src).await.map_err(local)?;
-        self.put_new(&path, &key.path(), Bytes::from(data), &what)
-            .await?;
-        Ok(size)
-    }
-
-    /// Writes `data` at `path` unless something is there: one conditional request where the
-    /// store has them, a check first where it has not (WebDAV), which leaves a window only to
-    /// a second writer racing the same key (replica ownership guards against that already).
-    async fn put_new(
-        &self,
-        path: &StorePath,
-        shown: &str,
-        data: Bytes,
-        what: &str,
-    ) -> Result<(), ReplicaError> {
-        let mode = match self.backing {
-            Backing::Store(StoreKind::Http) => {
-                self.refuse_existing_path(path, shown).await?;
-                PutMode::Overwrite
-            }
-            _ => PutMode::Create,
-        };
-        let opts = PutOptions {
-            mode,
-            ..Default::default()
-        };
-        let res = self
-            .timed(what, async {
-                self.store
-                    .put_opts(path, PutPayload::from(data), opts)
-                    .await
-                    .map_err(self.storage(what))
-            })
-            .await;
-        match res {
-            // A WebDAV server that refuses overwrites (`memsync serve`) answers 412.
-            Err(ReplicaError::Storage {
-                source: object_store::Error::Precondition { .. },
-                ..
-            }) => Err(ReplicaError::AlreadyExists {
-                replica: self.name.clone(),
-                key: shown.to_string(),
-            }),
-            Err(e) => Err(e),
-            Ok(_) => Ok(()),
-        }
-    }
-
-    async fn refuse_existing(&self, path: &StorePath, key: &ObjectKey) -> Result<(), ReplicaError> {
-        self.refuse_existing_path(path, &key.path()).await
-    }
-
-    async fn refuse_existing_path(
-        &self,
-        path: &StorePath,
-        shown: &str,
-    ) -> Result<(), ReplicaError> {
-        let what = format!("checking {shown}");
-        let res = self
-            .timed(&what, async {
-                self.store
-                    .head(path)
-                    .await
-                    .map_err(self.storage(what.clone()))
-            })
-            .await;
-        match res {
-            Err(ReplicaError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-            Ok(_) => Err(ReplicaError::AlreadyExists {
-                replica: self.name.clone(),
-                key: shown.to_string(),
-            }),
-        }
+        create::upload(self, key, src).await
     }
 
     /// Keys of one level strictly after `after` (all of the level without it), sorted: a
@@ -474,7 +346,7 @@ impl ReplicaClient {
         };
         let path = self.raw_path(name);
         if create_only {
-            return self.put_new(&path, name, Bytes::from(data), &what).await;
+            return create::put_new(self, &path, name, Bytes::from(data), &what).await;
         }
         // A WebDAV server may refuse to overwrite (`memsync serve` never does): the record is
         // removed first. Only a takeover replaces it, on a replica emptied just before.

@@ -1,0 +1,155 @@
+//! Writes that must not overwrite: each store keeps the promise its own way (a hard link on a
+//! file replica, a conditional PUT on S3 with a check before a multipart upload, a check
+//! before the PUT on WebDAV).
+
+use std::path::Path;
+
+use bytes::Bytes;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use replica_formats::ObjectKey;
+
+use super::super::davput::Put;
+use super::super::local::{Side, link_or_copy};
+use super::super::{ReplicaError, SINGLE_PUT_MAX};
+use super::{Backing, ReplicaClient, StoreKind};
+
+/// Uploads the local file `src` under `key`, refusing to overwrite an existing file (two
+/// writers on one replica must fail loudly, not interleave).
+pub(super) async fn upload(
+    c: &ReplicaClient,
+    key: &ObjectKey,
+    src: &Path,
+) -> Result<u64, ReplicaError> {
+    let local = |source| ReplicaError::Local {
+        replica: c.name.clone(),
+        path: src.display().to_string(),
+        source,
+    };
+    if let Some(dir) = c.local_dir() {
+        let (src, dest) = (src.to_path_buf(), dir.join(key.path()));
+        let res = tokio::task::spawn_blocking(move || link_or_copy(&src, &dest))
+            .await
+            .map_err(|e| local(std::io::Error::other(e)))?;
+        return match res {
+            Err(Side::Write(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(ReplicaError::AlreadyExists {
+                    replica: c.name.clone(),
+                    key: key.path(),
+                })
+            }
+            Err(Side::Write(source)) => Err(ReplicaError::Write {
+                replica: c.name.clone(),
+                path: dir.join(key.path()).display().to_string(),
+                source,
+            }),
+            Err(Side::Read(e)) => Err(local(e)),
+            Ok(n) => Ok(n),
+        };
+    }
+    let size = tokio::fs::metadata(src).await.map_err(local)?.len();
+    let path = c.path(key);
+    let what = format!("uploading {}", key.path());
+    let kind = match c.backing {
+        Backing::Store(k) => k,
+        Backing::Dir(_) => unreachable!("file replicas returned above"),
+    };
+    if kind == StoreKind::S3 && size > SINGLE_PUT_MAX {
+        refuse_existing(c, &path, key).await?;
+        super::super::multipart::upload(c.store.as_ref(), &c.name, &path, src, &what).await?;
+        return Ok(size);
+    }
+    if let (Some(dav), true) = (&c.dav, size > SINGLE_PUT_MAX) {
+        refuse_existing(c, &path, key).await?;
+        return match dav.put_file(&path, src, size).await {
+            Ok(Put::Done) => Ok(size),
+            Ok(Put::Exists) => Err(ReplicaError::AlreadyExists {
+                replica: c.name.clone(),
+                key: key.path(),
+            }),
+            Err(msg) => Err(ReplicaError::Storage {
+                replica: c.name.clone(),
+                what,
+                source: object_store::Error::Generic {
+                    store: "HTTP",
+                    source: msg.into(),
+                },
+            }),
+        };
+    }
+    let data = tokio::fs::read(src).await.map_err(local)?;
+    put_new(c, &path, &key.path(), Bytes::from(data), &what).await?;
+    Ok(size)
+}
+
+/// Writes `data` at `path` unless something is there: one conditional request where the
+/// store has them, a check first where it has not (WebDAV), which leaves a window only to
+/// a second writer racing the same key (replica ownership guards against that already).
+pub(super) async fn put_new(
+    c: &ReplicaClient,
+    path: &StorePath,
+    shown: &str,
+    data: Bytes,
+    what: &str,
+) -> Result<(), ReplicaError> {
+    let mode = match c.backing {
+        Backing::Store(StoreKind::Http) => {
+            refuse_existing_path(c, path, shown).await?;
+            PutMode::Overwrite
+        }
+        _ => PutMode::Create,
+    };
+    let opts = PutOptions {
+        mode,
+        ..Default::default()
+    };
+    let res = c
+        .timed(what, async {
+            c.store
+                .put_opts(path, PutPayload::from(data), opts)
+                .await
+                .map_err(c.storage(what))
+        })
+        .await;
+    match res {
+        // A WebDAV server that refuses overwrites (`memsync serve`) answers 412.
+        Err(ReplicaError::Storage {
+            source: object_store::Error::Precondition { .. },
+            ..
+        }) => Err(ReplicaError::AlreadyExists {
+            replica: c.name.clone(),
+            key: shown.to_string(),
+        }),
+        Err(e) => Err(e),
+        Ok(_) => Ok(()),
+    }
+}
+
+async fn refuse_existing(
+    c: &ReplicaClient,
+    path: &StorePath,
+    key: &ObjectKey,
+) -> Result<(), ReplicaError> {
+    refuse_existing_path(c, path, &key.path()).await
+}
+
+async fn refuse_existing_path(
+    c: &ReplicaClient,
+    path: &StorePath,
+    shown: &str,
+) -> Result<(), ReplicaError> {
+    let what = format!("checking {shown}");
+    let res = c
+        .timed(&what, async {
+            c.store.head(path).await.map_err(c.storage(what.clone()))
+        })
+        .await;
+    match res {
+        Err(ReplicaError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+        Ok(_) => Err(ReplicaError::AlreadyExists {
+            replica: c.name.clone(),
+            key: shown.to_string(),
+        }),
+    }
+}
