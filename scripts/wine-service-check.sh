@@ -48,7 +48,7 @@ EOF
 # Restores the replica with the Windows build and checks it holds `want` rows.
 restores() {
     rm -f "$c/svccheck/$1.db"
-    ms restore -o "C:\\svccheck\\$1.db" 'C:\svccheck\replica' >/dev/null || fail "restore $1 failed"
+    ms restore -o "C:\\svccheck\\$1.db" 'C:\svccheck\replica-k1' >/dev/null || fail "restore $1 failed"
     got=$(rows "$c/svccheck/$1.db")
     [ "$got" = "$2" ] || fail "$1: the replica restored $got rows, $2 were committed"
 }
@@ -71,14 +71,19 @@ dbs:
   - path: C:\svccheck\db.sqlite
     replicas:
       - type: file
-        path: C:\svccheck\replica
+        path: C:\svccheck\replica-${SVC_KEY}
         sync-interval: 5s
 EOF
 
-out=$(here="$c/svccheck" ms install-service) || fail "install-service failed: $out"
+# SVC_KEY (a secret by its name, which the config refers to) is set for the installer only: the
+# service gets it from its secrets file (%ProgramData%\memsync\secrets, SYSTEM and
+# Administrators only), or its config would not load.
+out=$(here="$c/svccheck" SVC_KEY=k1 ms install-service) || fail "install-service failed: $out"
 echo "$out" | grep -q 'ran sc.exe start' || fail "install-service did not start the service: $out"
 echo "$out" | grep -qF -- '-config C:\svccheck\litestream.yml' || fail "install-service did not name the config: $out"
 log=$(find "$c" -path '*/memsync/memsync.log' | head -1)
+sleep 1
+grep -q 'secret settings from .*: SVC_KEY' "$log" || fail "the service did not load its secret settings"
 # (Wine's sc.exe has no `query`: status-service is not checked here.)
 
 # Bursts with an idle pause: the service follows the database after idling.
@@ -106,4 +111,6 @@ restores r3 140
 
 out=$(ms uninstall-service) || fail "uninstall-service failed: $out"
 echo "$out" | grep -q 'ran sc.exe delete' || fail "uninstall-service did not delete the service: $out"
+[ ! -e "$c/ProgramData/memsync/secrets/service.json" ] && [ ! -e "$c/users/Public/memsync/secrets/service.json" ] ||
+    fail "uninstall-service left the secrets file"
 echo "wine-service-check: the Windows service under Wine: installed, followed writes across idle pauses, restarted, stopped with everything shipped, uninstalled"

@@ -39,6 +39,31 @@ fn memsync(cwd: &Path, home: &Path, env: &[(&str, &str)], args: &[&str]) -> Comm
     c
 }
 
+/// `memsync run -config` for `scene` as machine `m`, its config given an `addr`; the port.
+fn run_serving(scene: &Scene, m: &Machine) -> (u16, Replicator) {
+    let port = common::mms::free_port();
+    let mut yml = std::fs::read_to_string(&scene.config).unwrap();
+    yml.push_str(&format!("addr: 127.0.0.1:{port}\n"));
+    std::fs::write(&scene.config, yml).unwrap();
+    let config = scene.config.display().to_string();
+    let r = Replicator::spawn(
+        m.command(&["run", "-config", &config]),
+        scene.dir.path().join("run.log"),
+    );
+    (port, r)
+}
+
+/// The value of the unlabelled sample `name` in a `/metrics` text.
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[test]
 fn run_replicates_and_syncs_on_its_intervals_and_sigterm_flushes() {
     let scene = Scene::new("", "        sync-interval: 100ms\n");
@@ -140,15 +165,7 @@ fn with_the_memory_server_down_replication_goes_on() {
     let m = Machine::new(&scene.dir.path().join("m"), 1).with("SYNC_INTERVAL", "1");
     m.ok(&["store", "--offline", "waits for the server"]);
     // The failed rounds show at /metrics and turn /health to 503.
-    let port = common::mms::free_port();
-    let mut yml = std::fs::read_to_string(&scene.config).unwrap();
-    yml.push_str(&format!("addr: 127.0.0.1:{port}\n"));
-    std::fs::write(&scene.config, yml).unwrap();
-    let config = scene.config.display().to_string();
-    let mut r = Replicator::spawn(
-        m.command(&["run", "-config", &config]),
-        scene.dir.path().join("run.log"),
-    );
+    let (port, mut r) = run_serving(&scene, &m);
     r.wait_for_log("sync round 1 failed");
     for i in 1..=30 {
         insert_memory(&c, i);
@@ -157,13 +174,7 @@ fn with_the_memory_server_down_replication_goes_on() {
     r.wait_for_log("sync round 2 failed");
     let (code, metrics) = common::http_get(port, "/metrics").expect("metrics answer");
     assert_eq!(code, 200, "{metrics}");
-    let failures: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("memsync_sync_failures_total "))
-        .unwrap_or_else(|| panic!("no sync failure count in:\n{metrics}"))
-        .trim()
-        .parse()
-        .unwrap();
+    let failures = metric(&metrics, "memsync_sync_failures_total");
     assert!(failures >= 2.0, "{failures} failed rounds counted");
     let (code, health) = common::http_get(port, "/health").expect("health answers");
     assert_eq!(code, 503, "the last round failed: {health}");
@@ -432,15 +443,7 @@ fn replication_that_cannot_start_yet_is_retried_while_sync_rounds_go_on() {
     let m = Machine::new(&scene.dir.path().join("m"), server.port).with("SYNC_INTERVAL", "1");
     m.ok(&["store", "--offline", "stored before the database existed"]);
     // The endpoint answers while replication is down (`run` serves it, not replication).
-    let port = common::mms::free_port();
-    let mut yml = std::fs::read_to_string(&scene.config).unwrap();
-    yml.push_str(&format!("addr: 127.0.0.1:{port}\n"));
-    std::fs::write(&scene.config, yml).unwrap();
-    let config = scene.config.display().to_string();
-    let mut r = Replicator::spawn(
-        m.command(&["run", "-config", &config]),
-        scene.dir.path().join("run.log"),
-    );
+    let (port, mut r) = run_serving(&scene, &m);
     r.wait_for_log("replication starts again in 5s");
     wait_until("pushed the staged memory", &mut r, || {
         server.rows_with_hash(&hash_of("stored before the database existed")) == 1
@@ -532,37 +535,58 @@ fn run_replicates_the_databases_of_a_directory_entry() {
     }
 }
 
+/// Replication switched off in the service (`LITESTREAM_ENABLED=false`, or
+/// `"litestream_enabled": false` in sync_config.json) although `LITESTREAM_REPLICA_PATH` is set:
+/// `run` only syncs, writes no replica, and its endpoint (`MEMSYNC_ADDR`) shows the rounds.
 #[test]
 fn with_only_memory_sync_the_endpoint_shows_its_rounds() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("mms"));
-    let port = common::mms::free_port();
-    let m = Machine::new(&dir.path().join("m"), server.port)
+    let backup = dir.path().join("backup");
+    let settings = dir.path().join("sync_config.json");
+    std::fs::write(&settings, r#"{"litestream_enabled": false}"#).unwrap();
+    let base = Machine::new(&dir.path().join("m"), server.port)
         .with("SYNC_INTERVAL", "1")
-        .with("MEMSYNC_ADDR", &format!("127.0.0.1:{port}"));
-    m.ok(&["store", "--offline", "counted at /metrics"]);
-    let mut r = Replicator::spawn(m.command(&["run"]), dir.path().join("run.log"));
-    r.wait_for_log("sync round 2 done");
-    let (code, metrics) = common::http_get(port, "/metrics").expect("metrics answer");
-    assert_eq!(code, 200, "{metrics}");
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    assert!(value("memsync_sync_rounds_total") >= 2.0, "{metrics}");
-    assert_eq!(value("memsync_sync_pushed_total"), 1.0, "{metrics}");
-    assert_eq!(value("memsync_sync_failures_total"), 0.0, "{metrics}");
-    assert_eq!(value("memsync_sync_last_round_ok"), 1.0, "{metrics}");
-    let (code, health) = common::http_get(port, "/health").expect("health answers");
-    assert_eq!(code, 200, "{health}");
-    let (status, log) = r.stop();
-    assert!(status.success(), "run exited {status}:\n{log}");
-    assert!(log.contains("replication off"), "{log}");
+        .with("LITESTREAM_REPLICA_PATH", &backup.display().to_string());
+    for (n, (m, switch)) in [
+        (
+            base.with("LITESTREAM_ENABLED", "false"),
+            "LITESTREAM_ENABLED",
+        ),
+        (
+            base.with("SYNC_CONFIG_PATH", &settings.display().to_string()),
+            "litestream_enabled",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let port = common::mms::free_port();
+        let m = m.with("MEMSYNC_ADDR", &format!("127.0.0.1:{port}"));
+        let content = format!("counted at /metrics {n}");
+        m.ok(&["store", "--offline", &content]);
+        let mut r = Replicator::spawn(m.command(&["run"]), dir.path().join(format!("run{n}.log")));
+        r.wait_for_log("sync round 2 done");
+        let (code, metrics) = common::http_get(port, "/metrics").expect("metrics answer");
+        assert_eq!(code, 200, "{metrics}");
+        let value = |name: &str| metric(&metrics, name);
+        assert!(value("memsync_sync_rounds_total") >= 2.0, "{metrics}");
+        assert_eq!(value("memsync_sync_pushed_total"), 1.0, "{metrics}");
+        assert_eq!(value("memsync_sync_failures_total"), 0.0, "{metrics}");
+        assert_eq!(value("memsync_sync_last_round_ok"), 1.0, "{metrics}");
+        assert!(!metrics.contains("memsync_position{"), "{metrics}");
+        let (code, health) = common::http_get(port, "/health").expect("health answers");
+        assert_eq!(code, 200, "{health}");
+        let (status, log) = r.stop();
+        assert!(status.success(), "run exited {status}:\n{log}");
+        let off = log.lines().find(|l| l.contains("replication off: "));
+        assert!(
+            off.is_some_and(|l| l.contains(switch) && l.ends_with("is false")),
+            "{switch}:\n{log}"
+        );
+        assert_eq!(server.rows_with_hash(&hash_of(&content)), 1);
+        assert!(!backup.exists(), "a replica was written:\n{log}");
+    }
 }
 
 /// With a config file, `memsync databases` says for each setting whether the file set it (the
@@ -608,4 +632,50 @@ fn databases_says_where_each_setting_of_a_config_file_came_from() {
     assert_eq!(row("retention-check-interval")[1..], ["1h", "default"]);
     // The file wins over the environment's replica variables, and says so.
     assert!(text.contains("not used: the config file wins"), "{text}");
+}
+
+/// The laptop's service: no litestream.yml, the guide's variables. `run` replicates the local
+/// memory database (which the local mcp-memory-service and memsync's pulls write) while it syncs
+/// with the server; the replica restores to exactly the local database.
+#[test]
+fn zero_config_run_replicates_the_local_memory_database_while_it_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, mut local, m) = common::mms::remote_and_local(dir.path());
+    let backup = dir.path().join("backup/sqlite_vec.db");
+    let m = m
+        .with("LITESTREAM_REPLICA_PATH", &backup.display().to_string())
+        .with("LITESTREAM_SYNC_INTERVAL", "200ms")
+        .with("SYNC_INTERVAL", "1");
+    remote.post("written on the server", &["zc"], serde_json::json!({}));
+    local.post("written on the laptop", &["zc"], serde_json::json!({}));
+    let mut r = Replicator::spawn(m.command(&["run"]), dir.path().join("run.log"));
+    r.wait_for_log("replicating 1 database(s)");
+    wait_until("the server's memory is pulled", &mut r, || {
+        local.rows_with_hash(&hash_of("written on the server")) == 1
+    });
+    wait_until("the laptop's memory is pushed", &mut r, || {
+        remote.rows_with_hash(&hash_of("written on the laptop")) == 1
+    });
+    m.ok(&["store", "stored through memsync"]);
+    wait_until("the stored memory reaches the laptop", &mut r, || {
+        local.rows_with_hash(&hash_of("stored through memsync")) == 1
+    });
+    r.wait_for_log("sync round 3 done");
+    // The local service stops first: its last writes are shipped by memsync's stop.
+    local.stop();
+    let (status, log) = r.stop();
+    assert!(status.success(), "run exited {status}:\n{log}");
+    let out = dir.path().join("restored.db");
+    let o = common::run(&[
+        "restore",
+        "-o",
+        out.to_str().unwrap(),
+        &backup.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (want, got) = (dump(&local.db()), dump(&out));
+    assert!(
+        want == got,
+        "the restore differs from the local memory database:\n{log}"
+    );
 }

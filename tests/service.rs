@@ -127,18 +127,28 @@ fn sc_exe_command_lines_quote_paths_with_spaces() {
     let exe = h.exe.display();
     let want = [
         format!(
-            r#"=== run sc.exe create "MCP Memory Sync" binPath= "\"{exe}\" run --windows-service" start= auto DisplayName= "MCP Memory Sync""#
+            r#"=== run sc.exe create "MCP Memory Sync" binPath= "\"{exe}\" run --windows-service --secrets-file C:\ProgramData\memsync\secrets\service.json" start= auto DisplayName= "MCP Memory Sync""#
         ),
         r#"=== run sc.exe description "MCP Memory Sync" "MCP Memory Sync: memsync replication and memory sync""#.into(),
         r#"=== run sc.exe failure "MCP Memory Sync" reset= 86400 actions= restart/10000/restart/10000/restart/10000"#.into(),
         r#"=== run sc.exe failureflag "MCP Memory Sync" 1   (a failure is ignored)"#.into(),
         r#"=== run reg.exe add "HKLM\SYSTEM\CurrentControlSet\Services\MCP Memory Sync" /v Environment /t REG_MULTI_SZ /d SYNC_INTERVAL=60 /f"#.into(),
+        r#"=== run icacls.exe C:\ProgramData\memsync\secrets /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F"#.into(),
         r#"=== run sc.exe start "MCP Memory Sync""#.into(),
     ];
     let got: Vec<&str> = out.lines().filter(|l| l.starts_with("=== run ")).collect();
     assert_eq!(got, want);
+    // The secrets go to a file in that directory, after its ACL, masked in a dry run.
+    let (acl, file) = (
+        out.find("=== run icacls.exe").unwrap(),
+        out.find(r"=== write C:\ProgramData\memsync\secrets\service.json")
+            .unwrap(),
+    );
+    assert!(acl < file, "{out}");
     assert!(
-        out.contains("=== note: not written (the service's registry key is readable by every local user): LITESTREAM_SECRET_ACCESS_KEY, REMOTE_MEMORY_API_KEY"),
+        out.contains(
+            r#"{"LITESTREAM_SECRET_ACCESS_KEY":"********","REMOTE_MEMORY_API_KEY":"********"}"#
+        ),
         "{out}"
     );
     // Another system's commands are only ever printed.

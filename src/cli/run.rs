@@ -38,6 +38,10 @@ pub(super) struct RunArgs {
     /// `%ProgramData%\memsync\memsync.log`).
     #[arg(long = "windows-service", hide = true)]
     windows_service: bool,
+    /// With --windows-service: the secret settings `install-service` wrote (the path is given
+    /// rather than looked up: a service's `%ProgramData%` need not be the installer's).
+    #[arg(long = "secrets-file", hide = true, value_name = "FILE")]
+    secrets_file: Option<std::path::PathBuf>,
 }
 
 /// A sync round in the log: its summary lines, or why it failed.
@@ -194,6 +198,9 @@ pub(super) fn cmd_run(mut a: RunArgs, log: &Overrides) -> Result<i32, CliError> 
 fn as_windows_service(a: RunArgs, log: Overrides) -> Result<i32, CliError> {
     let path = crate::service::windows_log_path();
     crate::log::to_file(&path).map_err(|source| CliError::Path { path, source })?;
+    if let Some(f) = &a.secrets_file {
+        load_service_secrets(f);
+    }
     // A service has no console: a panic's message would be lost with its stderr.
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -208,6 +215,45 @@ fn as_windows_service(a: RunArgs, log: Overrides) -> Result<i32, CliError> {
         }
     });
     Ok(crate::service::host::run(body)?)
+}
+
+/// The secret settings `install-service` wrote for the service (a file only SYSTEM and
+/// Administrators may read), into the environment where they are not set already.
+#[cfg(windows)]
+fn load_service_secrets(path: &std::path::Path) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::error!(
+                "{}: {e}; the service runs without its secret settings",
+                path.display()
+            );
+            return;
+        }
+    };
+    match crate::service::parse_windows_secrets(&text) {
+        Ok(vars) => {
+            let mut names = Vec::new();
+            for (k, v) in vars {
+                if std::env::var_os(&k).is_none() {
+                    // SAFETY: before the service's threads start; Windows guards its
+                    // environment block itself.
+                    unsafe { std::env::set_var(&k, v) };
+                    names.push(k);
+                }
+            }
+            tracing::info!(
+                "secret settings from {}: {}",
+                path.display(),
+                names.join(", ")
+            );
+        }
+        Err(e) => tracing::error!(
+            "{}: {e}; the service runs without its secret settings",
+            path.display()
+        ),
+    }
 }
 
 #[cfg(not(windows))]

@@ -178,6 +178,14 @@ mod tests {
             .collect()
     }
 
+    /// Each variable's name, and whether it is a secret.
+    fn names(env: &Env) -> Vec<(&str, bool)> {
+        env.vars
+            .iter()
+            .map(|v| (v.name.as_str(), v.secret))
+            .collect()
+    }
+
     #[test]
     fn carries_memsync_settings_only() {
         let env = Env::collect(
@@ -198,11 +206,7 @@ mod tests {
             None,
             &[],
         );
-        let names: Vec<(&str, bool)> = env
-            .vars
-            .iter()
-            .map(|v| (v.name.as_str(), v.secret))
-            .collect();
+        let names = names(&env);
         assert_eq!(
             names,
             [
@@ -241,11 +245,7 @@ mod tests {
             None,
             &["BUCKET".into(), "S3_SECRET".into(), "PATH".into()],
         );
-        let names: Vec<(&str, bool)> = env
-            .vars
-            .iter()
-            .map(|v| (v.name.as_str(), v.secret))
-            .collect();
+        let names = names(&env);
         assert_eq!(
             names,
             [("BUCKET", false), ("PATH", false), ("S3_SECRET", true)]

@@ -18,6 +18,8 @@ mod systemd;
 mod windows;
 #[cfg(windows)]
 pub use windows::log_path as windows_log_path;
+#[cfg(windows)]
+pub use windows::parse_secrets as parse_windows_secrets;
 
 use std::path::PathBuf;
 
@@ -134,6 +136,9 @@ pub enum Program {
     Tail,
     Sc,
     Reg,
+    /// Windows' ACL tool: the secrets directory is made readable by SYSTEM and Administrators
+    /// only.
+    Icacls,
     PowerShell,
 }
 
@@ -147,6 +152,7 @@ impl Program {
             Program::Tail => "tail",
             Program::Sc => "sc.exe",
             Program::Reg => "reg.exe",
+            Program::Icacls => "icacls.exe",
             Program::PowerShell => "powershell.exe",
         }
     }
@@ -157,7 +163,9 @@ impl Program {
             Program::Systemctl => Some("MEMSYNC_SYSTEMCTL"),
             Program::Journalctl => Some("MEMSYNC_JOURNALCTL"),
             Program::Launchctl => Some("MEMSYNC_LAUNCHCTL"),
-            Program::Tail | Program::Sc | Program::Reg | Program::PowerShell => None,
+            Program::Tail | Program::Sc | Program::Reg | Program::Icacls | Program::PowerShell => {
+                None
+            }
         }
     }
 }
