@@ -333,7 +333,8 @@ impl Ending {
                     }
                 },
                 Event::Started => {
-                    if let Some(x) = &self.exposed {
+                    // Not a late word from an attempt that has failed since.
+                    if let (Some(x), Some(_)) = (&self.exposed, &self.running) {
                         x.set_replication_down(None);
                     }
                     let Some(cmd) = &self.exec else { continue };
