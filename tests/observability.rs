@@ -570,3 +570,33 @@ fn health_sees_an_idle_replica_go_away_and_come_back() {
     assert!(out.contains("): answers again"), "{out}");
     stop(server);
 }
+
+/// A file replica wiped (or a disk unmounted under it) while nothing is written: the probe finds
+/// its lineage record gone, and /health says so.
+#[test]
+fn health_sees_an_idle_file_replica_wiped() {
+    let s = Scene::new("", "        sync-interval: 1s\n");
+    let addr_port = free_ports(1)[0];
+    let mut yml = std::fs::read_to_string(&s.config).unwrap();
+    yml.push_str(&format!("addr: 127.0.0.1:{addr_port}\n"));
+    std::fs::write(&s.config, yml).unwrap();
+    let app = create_memdb(&s.db);
+    insert_memory(&app, 1);
+    let r = s.start();
+    let log = || s.log_tail();
+    wait_until("healthy", log, || {
+        get(addr_port, "/health").is_some_and(|(code, _)| code == 200)
+    });
+    std::fs::remove_dir_all(&s.replica).unwrap();
+    wait_until("/health names the wiped replica", log, || {
+        get(addr_port, "/health").is_some_and(|(code, body)| {
+            code == 503 && body.contains("unreachable (nothing to ship yet)")
+        })
+    });
+    let (st, out) = r.stop();
+    assert!(st.success(), "{out}");
+    assert!(
+        out.contains("its lineage record, written when replication started"),
+        "{out}"
+    );
+}

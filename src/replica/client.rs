@@ -284,8 +284,9 @@ impl ReplicaClient {
         .await
     }
 
-    /// One cheap request (a HEAD at the root) to see whether the replica answers; "not found"
-    /// is an answer.
+    /// One cheap request (a HEAD of the lineage record) to see whether the replica answers and
+    /// still holds what replication wrote at its start: a record gone is an error too (a wiped
+    /// replica, an unmounted disk's empty mount point).
     pub async fn probe(&self) -> Result<(), ReplicaError> {
         let what = "probing the replica".to_owned();
         let res = self
@@ -297,7 +298,11 @@ impl ReplicaClient {
             })
             .await;
         match res {
-            Ok(_) | Err(ReplicaError::NotFound { .. }) => Ok(()),
+            Ok(_) => Ok(()),
+            Err(ReplicaError::NotFound { replica, key }) => Err(ReplicaError::NotFound {
+                replica,
+                key: format!("{key} (its lineage record, written when replication started)"),
+            }),
             Err(e) => Err(e),
         }
     }
