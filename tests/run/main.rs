@@ -1,8 +1,13 @@
 //! `memsync run` (replication and memory sync in one long-running process), zero-config
 //! replication from the guide's `LITESTREAM_*` variables, and Litestream's `exec`: real
 //! processes, a real mcp-memory-service 12.4.0 server, restores compared with the source.
+//! `exec.rs`: Litestream's `exec`; `zeroconf.rs`: the `LITESTREAM_*` variables and `databases`.
 
+#[path = "../common/mod.rs"]
 mod common;
+
+mod exec;
+mod zeroconf;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,6 +67,38 @@ fn metric(metrics: &str, name: &str) -> f64 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// Every row of every ordinary table (virtual tables are read through their shadow tables).
+fn dump(path: &Path) -> Vec<(String, Vec<Vec<rusqlite::types::Value>>)> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    tables
+        .into_iter()
+        .map(|t| {
+            // Ordered by every column: some tables have no rowid.
+            let n = c
+                .prepare(&format!("SELECT * FROM \"{t}\""))
+                .unwrap()
+                .column_count();
+            let by: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+            let mut st = c
+                .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY {}", by.join(",")))
+                .unwrap();
+            let rows = st
+                .query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            (t, rows)
+        })
+        .collect()
 }
 
 #[test]
@@ -186,253 +223,6 @@ fn with_the_memory_server_down_replication_goes_on() {
     assert_eq!(m.staged("pending"), 1, "the staged memory is kept");
     let restored = scene.restore("restored.db", &[]);
     assert_same(&c, &check_sound(&restored));
-}
-
-#[test]
-fn exec_forwards_sigterm_and_exits_with_the_childs_code() {
-    let scene = Scene::new("", "        sync-interval: 100ms\n");
-    let c = create_memdb(&scene.db);
-    for i in 1..=10 {
-        insert_memory(&c, i);
-    }
-    let home = scene.dir.path().join("home");
-    let config = scene.config.display().to_string();
-    // A child that exits 7 on SIGTERM, under `replicate -exec`.
-    let child = "sh -c 'trap \"exit 7\" TERM; echo child-ready; while :; do sleep 0.1; done'";
-    let mut r = Replicator::spawn(
-        memsync(
-            scene.dir.path(),
-            &home,
-            &[],
-            &["replicate", "-config", &config, "-exec", child],
-        ),
-        scene.dir.path().join("exec.log"),
-    );
-    r.wait_for_log("child-ready");
-    for i in 11..=25 {
-        insert_memory(&c, i);
-    }
-    let (status, log) = r.stop();
-    assert_eq!(status.code(), Some(7), "{log}");
-    assert!(
-        log.contains("SIGTERM received: forwarding it to sh"),
-        "{log}"
-    );
-    let started = log.find("started sh").expect("child started");
-    assert!(
-        log.find("replicating 1 database(s)")
-            .is_some_and(|i| i < started),
-        "the child starts once replication runs:\n{log}"
-    );
-    let restored = scene.restore("restored.db", &[]);
-    assert_same(&c, &check_sound(&restored));
-
-    // Under `run`, the config's `exec`, a child killed by the forwarded signal: 128 + 15.
-    let with_exec = scene.dir.path().join("exec.yml");
-    let text = std::fs::read_to_string(&scene.config).unwrap();
-    std::fs::write(&with_exec, format!("exec: sleep 600\n{text}")).unwrap();
-    let mut r = Replicator::spawn(
-        memsync(
-            scene.dir.path(),
-            &home,
-            &[],
-            &["run", "-config", with_exec.to_str().unwrap()],
-        ),
-        scene.dir.path().join("exec-run.log"),
-    );
-    r.wait_for_log("started sleep");
-    let (status, log) = r.stop();
-    assert_eq!(status.code(), Some(143), "{log}");
-    assert!(log.contains("memory sync off"), "{log}");
-    // Litestream refuses -exec with -once too.
-    let out = memsync(
-        scene.dir.path(),
-        &home,
-        &[],
-        &["replicate", "-config", &config, "-once", "-exec", "true"],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("-exec cannot be used with -once"));
-}
-
-#[test]
-fn a_child_that_exits_by_itself_stops_memsync_after_a_final_flush() {
-    let scene = Scene::new("", "        sync-interval: 1s\n");
-    let c = common::app_conn(&scene.db);
-    c.execute_batch("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (-1);")
-        .unwrap();
-    // The child commits 100 transactions, the last just before it exits 3: they reach the
-    // replica only through memsync's final flush.
-    let code = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nfor i in range(100):\n    c.execute(\"INSERT INTO t VALUES (?)\", (i,))\n    c.commit()\nsys.exit(3)\n";
-    let exec = format!("/usr/bin/python3 -c '{code}' {}", scene.db.display());
-    assert!(
-        Path::new("/usr/bin/python3").exists(),
-        "this test's child is /usr/bin/python3 (scripts/harness.sh needs it too)"
-    );
-    let config = scene.config.display().to_string();
-    let mut r = Replicator::spawn(
-        memsync(
-            scene.dir.path(),
-            &scene.dir.path().join("home"),
-            &[],
-            &["replicate", "-config", &config, "-exec", &exec],
-        ),
-        scene.dir.path().join("exec.log"),
-    );
-    let status = r.wait_exit(Duration::from_secs(60));
-    let log = r.log();
-    assert_eq!(status.and_then(|s| s.code()), Some(3), "{log}");
-    assert!(
-        log.contains("exited (exit status: 3): shutting down"),
-        "{log}"
-    );
-    let restored = scene.restore("restored.db", &[]);
-    let r = rusqlite::Connection::open(&restored).unwrap();
-    let (n, max): (i64, i64) = r
-        .query_row("SELECT count(*), max(x) FROM t", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
-    assert_eq!((n, max), (101, 99), "the last commits before the exit");
-}
-
-/// Every row of every ordinary table (virtual tables are read through their shadow tables).
-fn dump(path: &Path) -> Vec<(String, Vec<Vec<rusqlite::types::Value>>)> {
-    let c = rusqlite::Connection::open(path).unwrap();
-    let tables: Vec<String> = c
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    tables
-        .into_iter()
-        .map(|t| {
-            // Ordered by every column: some tables have no rowid.
-            let n = c
-                .prepare(&format!("SELECT * FROM \"{t}\""))
-                .unwrap()
-                .column_count();
-            let by: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
-            let mut st = c
-                .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY {}", by.join(",")))
-                .unwrap();
-            let rows = st
-                .query_map([], |r| (0..n).map(|i| r.get(i)).collect())
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            (t, rows)
-        })
-        .collect()
-}
-
-#[test]
-fn zero_config_replicates_the_memory_database_from_litestream_variables() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("mms"));
-    for i in 0..20 {
-        server.post(
-            &format!("memory {i} before"),
-            &["zero"],
-            serde_json::json!({}),
-        );
-    }
-    let db = server.db().display().to_string();
-    let replica: PathBuf = dir.path().join("backup/sqlite_vec.db");
-    let replica_s = replica.display().to_string();
-    let (cwd, home) = (dir.path().join("cwd"), dir.path().join("home"));
-    let env = [
-        ("MCP_MEMORY_SQLITE_PATH", db.as_str()),
-        ("LITESTREAM_REPLICA_PATH", replica_s.as_str()),
-        ("LITESTREAM_SYNC_INTERVAL", "200ms"),
-        ("LITESTREAM_RETENTION", "72h"),
-        ("LITESTREAM_COMPRESS", "true"),
-    ];
-    let out = memsync(&cwd, &home, &env, &["databases"]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for needle in [
-        db.as_str(),
-        "from MCP_MEMORY_SQLITE_PATH",
-        "from LITESTREAM_REPLICA_PATH",
-        "200ms",
-        "from LITESTREAM_SYNC_INTERVAL",
-        "72h",
-        "from LITESTREAM_RETENTION",
-        "replication in `memsync run`: on",
-    ] {
-        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
-    }
-    // Compression cannot be switched off: refused in one line.
-    let mut no = env;
-    no[4] = ("LITESTREAM_COMPRESS", "false");
-    let out = memsync(&cwd, &home, &no, &["replicate"]).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(
-        err.contains("LITESTREAM_COMPRESS: \"false\" is refused"),
-        "{err}"
-    );
-    // Replication switched off and no memory server: `run` has nothing to do.
-    let mut off = env.to_vec();
-    off.push(("LITESTREAM_ENABLED", "false"));
-    let out = memsync(&cwd, &home, &off, &["run"]).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("nothing to run"), "{err}");
-    let out = memsync(&cwd, &home, &off, &["databases"]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("replication in `memsync run`: off (LITESTREAM_ENABLED is false)"),
-        "{text}"
-    );
-
-    let mut r = Replicator::spawn(
-        memsync(&cwd, &home, &env, &["replicate"]),
-        dir.path().join("replicate.log"),
-    );
-    r.wait_for_log("replicating 1 database(s)");
-    for i in 0..10 {
-        server.post(
-            &format!("memory {i} while replicating"),
-            &["zero"],
-            serde_json::json!({}),
-        );
-    }
-    server.stop();
-    let (status, log) = r.stop();
-    assert!(status.success(), "replicate exited {status}:\n{log}");
-    let out = dir.path().join("restored.db");
-    let o = common::run(&["restore", "-o", out.to_str().unwrap(), &replica_s]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let (want, got) = (dump(&server.db()), dump(&out));
-    assert!(
-        want.iter()
-            .any(|(t, rows)| t == "memories" && rows.len() == 30),
-        "the server's database holds the 30 memories"
-    );
-    assert!(want == got, "the restore differs from the memory database");
-    // The database's path finds its replica through the same variables.
-    let by_path = dir.path().join("by-path.db");
-    let o = memsync(
-        &cwd,
-        &home,
-        &env,
-        &["restore", "-o", by_path.to_str().unwrap(), &db],
-    )
-    .output()
-    .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(dump(&by_path) == want);
 }
 
 #[test]
@@ -587,95 +377,4 @@ fn with_only_memory_sync_the_endpoint_shows_its_rounds() {
         assert_eq!(server.rows_with_hash(&hash_of(&content)), 1);
         assert!(!backup.exists(), "a replica was written:\n{log}");
     }
-}
-
-/// With a config file, `memsync databases` says for each setting whether the file set it (the
-/// entry's key, or the top level's default for replicas) or memsync's default applies.
-#[test]
-fn databases_says_where_each_setting_of_a_config_file_came_from() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("litestream.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "sync-interval: 10s\ndbs:\n  - path: {}\n    checkpoint-interval: 2m\n    replicas:\n      - name: one\n        path: {}\n        retention: 72h\n",
-            dir.path().join("a.db").display(),
-            dir.path().join("r").display()
-        ),
-    )
-    .unwrap();
-    let home = dir.path().join("home");
-    let out = memsync(
-        dir.path(),
-        &home,
-        &[("LITESTREAM_REPLICA_PATH", "/elsewhere")],
-        &["databases", "-config", &config.display().to_string()],
-    )
-    .output()
-    .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    let row = |key: &str| -> Vec<String> {
-        let line = text
-            .lines()
-            .find(|l| l.trim_start().starts_with(&format!("{key} ")))
-            .unwrap_or_else(|| panic!("no {key} in:\n{text}"));
-        line.split_whitespace().map(str::to_owned).collect()
-    };
-    assert_eq!(row("checkpoint-interval")[1..], ["2m", "config", "file"]);
-    assert_eq!(row("monitor-interval")[1..], ["1s", "default"]);
-    assert_eq!(
-        row("sync-interval")[1..],
-        ["10s", "config", "file", "(top", "level)"]
-    );
-    assert_eq!(row("retention")[1..], ["72h", "config", "file"]);
-    assert_eq!(row("retention-check-interval")[1..], ["1h", "default"]);
-    // The file wins over the environment's replica variables, and says so.
-    assert!(text.contains("not used: the config file wins"), "{text}");
-}
-
-/// The laptop's service: no litestream.yml, the guide's variables. `run` replicates the local
-/// memory database (which the local mcp-memory-service and memsync's pulls write) while it syncs
-/// with the server; the replica restores to exactly the local database.
-#[test]
-fn zero_config_run_replicates_the_local_memory_database_while_it_syncs() {
-    let dir = tempfile::tempdir().unwrap();
-    let (remote, mut local, m) = common::mms::remote_and_local(dir.path());
-    let backup = dir.path().join("backup/sqlite_vec.db");
-    let m = m
-        .with("LITESTREAM_REPLICA_PATH", &backup.display().to_string())
-        .with("LITESTREAM_SYNC_INTERVAL", "200ms")
-        .with("SYNC_INTERVAL", "1");
-    remote.post("written on the server", &["zc"], serde_json::json!({}));
-    local.post("written on the laptop", &["zc"], serde_json::json!({}));
-    let mut r = Replicator::spawn(m.command(&["run"]), dir.path().join("run.log"));
-    r.wait_for_log("replicating 1 database(s)");
-    wait_until("the server's memory is pulled", &mut r, || {
-        local.rows_with_hash(&hash_of("written on the server")) == 1
-    });
-    wait_until("the laptop's memory is pushed", &mut r, || {
-        remote.rows_with_hash(&hash_of("written on the laptop")) == 1
-    });
-    m.ok(&["store", "stored through memsync"]);
-    wait_until("the stored memory reaches the laptop", &mut r, || {
-        local.rows_with_hash(&hash_of("stored through memsync")) == 1
-    });
-    r.wait_for_log("sync round 3 done");
-    // The local service stops first: its last writes are shipped by memsync's stop.
-    local.stop();
-    let (status, log) = r.stop();
-    assert!(status.success(), "run exited {status}:\n{log}");
-    let out = dir.path().join("restored.db");
-    let o = common::run(&[
-        "restore",
-        "-o",
-        out.to_str().unwrap(),
-        &backup.display().to_string(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let (want, got) = (dump(&local.db()), dump(&out));
-    assert!(
-        want == got,
-        "the restore differs from the local memory database:\n{log}"
-    );
 }

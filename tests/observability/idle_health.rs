@@ -1,0 +1,76 @@
+//! `/health` for replicas that go away while nothing is written: the idle probe finds them.
+
+use super::*;
+
+/// A replica that goes away while nothing is written: an idle probe finds it, /health turns 503
+/// naming it, and 200 once it answers again; nothing is written meanwhile.
+#[test]
+fn health_sees_an_idle_replica_go_away_and_come_back() {
+    let s = Scene::new("", "");
+    let (root, serve_log) = serve_paths(&s);
+    let ports = free_ports(2);
+    let (addr_port, serve_port) = (ports[0], ports[1]);
+    let server = start_serve(&root, serve_port, &serve_log);
+    std::fs::write(
+        &s.config,
+        format!(
+            "addr: 127.0.0.1:{addr_port}\ndbs:\n  - path: {}\n    replicas:\n      - name: remote\n        url: http://memsync:{KEY}@127.0.0.1:{serve_port}/app\n        sync-interval: 1s\n",
+            s.db.display()
+        ),
+    )
+    .unwrap();
+    let app = create_memdb(&s.db);
+    insert_memory(&app, 1);
+    let r = s.start();
+    let log = || s.log_tail();
+    wait_until("healthy", log, || {
+        get(addr_port, "/health").is_some_and(|(code, _)| code == 200)
+    });
+    stop(server);
+    wait_until("/health names the idle replica that went away", log, || {
+        get(addr_port, "/health").is_some_and(|(code, body)| {
+            code == 503 && body.contains("unreachable (nothing to ship yet)") && {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                v["problems"][0]["replica"] == "remote"
+            }
+        })
+    });
+    let server = start_serve(&root, serve_port, &serve_log);
+    wait_until("/health is 200 again", log, || {
+        get(addr_port, "/health").is_some_and(|(code, _)| code == 200)
+    });
+    let (st, out) = r.stop();
+    assert!(st.success(), "{out}");
+    assert!(out.contains("): answers again"), "{out}");
+    stop(server);
+}
+
+/// A file replica wiped (or a disk unmounted under it) while nothing is written: the probe finds
+/// its lineage record gone, and /health says so.
+#[test]
+fn health_sees_an_idle_file_replica_wiped() {
+    let s = Scene::new("", "        sync-interval: 1s\n");
+    let addr_port = free_ports(1)[0];
+    let mut yml = std::fs::read_to_string(&s.config).unwrap();
+    yml.push_str(&format!("addr: 127.0.0.1:{addr_port}\n"));
+    std::fs::write(&s.config, yml).unwrap();
+    let app = create_memdb(&s.db);
+    insert_memory(&app, 1);
+    let r = s.start();
+    let log = || s.log_tail();
+    wait_until("healthy", log, || {
+        get(addr_port, "/health").is_some_and(|(code, _)| code == 200)
+    });
+    std::fs::remove_dir_all(&s.replica).unwrap();
+    wait_until("/health names the wiped replica", log, || {
+        get(addr_port, "/health").is_some_and(|(code, body)| {
+            code == 503 && body.contains("unreachable (nothing to ship yet)")
+        })
+    });
+    let (st, out) = r.stop();
+    assert!(st.success(), "{out}");
+    assert!(
+        out.contains("its lineage record, written when replication started"),
+        "{out}"
+    );
+}
