@@ -148,7 +148,6 @@ pub(super) fn cmd_run(mut a: RunArgs, log: &Overrides) -> Result<i32, CliError> 
                 ReplicateOptions {
                     convert_to_wal: a.convert_to_wal,
                     takeover: a.takeover,
-                    sync_stats: sync_stats.clone(),
                     ..Default::default()
                 },
             ))

@@ -48,11 +48,8 @@ pub struct ReplicateOptions {
     pub started: Option<std::sync::mpsc::Sender<()>>,
     /// Notified by a caller that sets `stop`, so the stop is seen at once (else within 1 s).
     pub wake: Option<Arc<tokio::sync::Notify>>,
-    /// Memory-sync counters to show at `addr` and weigh in `/health`, when this process
-    /// syncs too.
-    pub sync_stats: Option<Arc<crate::stats::SyncStats>>,
     /// The caller serves `addr` and shows what replication puts here (`memsync run`: the
-    /// endpoint stays up while replication is down); `sync_stats` is then unused.
+    /// endpoint stays up while replication is down, and shows memory sync's counters).
     pub exposed: Option<Arc<crate::metrics::Exposed>>,
 }
 

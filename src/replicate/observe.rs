@@ -36,7 +36,7 @@ pub(super) fn start(
     if let Some(addr) = &config.addr {
         tracing::info!("metrics on http://{addr}/metrics, health on /health");
     }
-    let exposed = std::sync::Arc::new(Exposed::new(sources, opts.sync_stats.clone()));
+    let exposed = std::sync::Arc::new(Exposed::new(sources, None));
     Ok(crate::metrics::start(rt, listener, exposed, !opts.once))
 }
 
