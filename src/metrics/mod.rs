@@ -25,7 +25,7 @@ pub struct Exposed {
     /// The memory sync, when this process runs it.
     pub sync: Option<Arc<SyncStats>>,
     /// Why replication is not running, while `memsync run` waits to start it again.
-    pub replication_down: Mutex<Option<String>>,
+    replication_down: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Exposed {
