@@ -127,6 +127,7 @@ impl Shipper {
             Err(ReplicaError::Local { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
+                self.spool.forget(key);
                 return Ok(false);
             }
             Err(e) => return Err(e),

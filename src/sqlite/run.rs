@@ -30,17 +30,28 @@ fn probe_gap(probe: Duration, quiet: Duration) -> Duration {
     quiet.clamp(probe, probe * 8)
 }
 
-/// `at` rounded up to the next quarter second of the process: the polls of idle databases
-/// (which a write brings forward anyway) fall on four instants a second, so that hundreds of
-/// them cost four wake-ups of the pool, not one each.
-fn coarse(at: Instant) -> Instant {
+/// `at` rounded up to the next multiple of `slot` since the process's first call: turns that
+/// need not run at an exact instant fall on shared instants, so that hundreds of monitors cost
+/// one wake-up of the pool per instant and the workers take them back to back, not one
+/// wake-up (and a thread hand-off) each.
+pub(crate) fn on_grid(at: Instant, slot: Duration) -> Instant {
     use std::sync::OnceLock;
-    const SLOT: Duration = Duration::from_millis(250);
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
     let since = at.saturating_duration_since(epoch);
-    let slots = since.as_nanos().div_ceil(SLOT.as_nanos());
-    epoch + SLOT * u32::try_from(slots).unwrap_or(u32::MAX)
+    let slots = since.as_nanos().div_ceil(slot.as_nanos());
+    epoch + slot * u32::try_from(slots).unwrap_or(u32::MAX)
+}
+
+/// Idle polls (which a write brings forward anyway) fall on four instants a second.
+const POLL_SLOT: Duration = Duration::from_millis(250);
+/// Probes for an application's checkpoint, at least 50 ms apart anyway.
+const PROBE_SLOT: Duration = Duration::from_millis(25);
+/// Paced syncs and rechecks: late by at most this, which the lag hardly notices.
+const PACE_SLOT: Duration = Duration::from_millis(2);
+
+fn coarse(at: Instant) -> Instant {
+    on_grid(at, POLL_SLOT)
 }
 
 /// The wait before retrying after a failed pass: doubling, from 100 ms up to 30 s.
@@ -136,10 +147,13 @@ impl Monitor {
     /// monitor-interval).
     fn next_turn(&self, st: &LoopState) -> NextTurn {
         let now = Instant::now();
-        let probe = now + probe_gap(self.cfg.probe_interval, st.quiet_since.elapsed());
+        let probe = on_grid(
+            now + probe_gap(self.cfg.probe_interval, st.quiet_since.elapsed()),
+            PROBE_SLOT,
+        );
         let poll = st.last_poll + self.cfg.monitor_interval;
         let (at, on_write) = if st.dirty {
-            let paced = (now + self.pacer.wait(now)).max(st.retry_at);
+            let paced = on_grid((now + self.pacer.wait(now)).max(st.retry_at), PACE_SLOT);
             (paced.min(probe).min(poll), false)
         } else if self.is_away() {
             (coarse(poll), true)
@@ -187,6 +201,9 @@ impl Monitor {
             self.maintain(false)?;
         }
         if spooled {
+            // The commit the rechecks waited for is found: none left for a later empty pass
+            // (the next poll's would cost three more looks at the WAL for nothing).
+            st.rechecks = 0;
             st.quiet_since = Instant::now();
             st.refusal_logged = false;
         } else if !st.dirty

@@ -66,6 +66,8 @@ struct Slot {
     /// The schedule the newest timer belongs to: older timers are ignored (numbers are unique
     /// across slots, so a reused slot never takes a timer of its predecessor).
     schedule_no: u64,
+    /// When its current timer fires (`None`: no timer, or queued).
+    due: Option<Instant>,
     /// Asked to stop on its own (its database left the configuration).
     stop: bool,
 }
@@ -98,6 +100,7 @@ impl State {
             && s.task.is_some()
         {
             s.queued = true;
+            s.due = None;
             self.queue.push_back(id);
             // Only a sleeping worker needs waking (a batch of due monitors is hundreds).
             if self.sleeping > 0 {
@@ -112,6 +115,7 @@ impl State {
         let g = self.next_schedule;
         if let Some(Some(s)) = self.slots.get_mut(id) {
             s.schedule_no = g;
+            s.due = Some(at);
         }
         self.timers.push(Reverse((at, id, g)));
         self.reactor_wake.is_none_or(|w| at < w)
@@ -234,6 +238,7 @@ impl Pool {
             on_write: false,
             queued: false,
             schedule_no: 0,
+            due: None,
             stop: st.stopping,
         });
         st.queue(id, &self.shared.ready);

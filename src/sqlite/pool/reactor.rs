@@ -4,9 +4,13 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 use super::wake::WakeRx;
+use crate::sqlite::run::on_grid;
 
 /// Longest sleep without a timer: the reactor also notices `exiting` this often.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
+
+/// How long after a WAL write its monitor looks (see the file events below).
+const EVENT_SETTLE: Duration = Duration::from_millis(2);
 
 #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
 pub(super) fn run(shared: &Shared, mut wake: WakeRx) {
@@ -61,13 +65,17 @@ pub(super) fn run(shared: &Shared, mut wake: WakeRx) {
             .drain(&mut |t| hits.push(t));
         if !hits.is_empty() {
             let mut st = shared.lock();
+            // The first write of a commit wakes us before the commit is published (and more
+            // writes follow): looking a moment later finds it at the first look, and the
+            // monitors written to meanwhile go in the same batch.
+            let at = on_grid(Instant::now() + EVENT_SETTLE, EVENT_SETTLE);
             for id in hits {
                 let Some(Some(s)) = st.slots.get_mut(id) else {
                     continue;
                 };
                 s.written = true;
-                if s.on_write {
-                    st.queue(id, &shared.ready);
+                if s.on_write && !s.queued && s.due.is_none_or(|d| at < d) {
+                    st.schedule(id, at);
                 }
             }
         }

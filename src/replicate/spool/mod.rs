@@ -18,10 +18,13 @@ use replica_formats::{DbChecksum, FileDecoder, Header, ObjectKey, TxId};
 
 use crate::fsutil;
 
+mod index;
+
 /// The spool directory of one database.
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
+    index: std::sync::Arc<index::Index>,
 }
 
 impl Spool {
@@ -30,15 +33,16 @@ impl Spool {
     pub fn open(meta_dir: &Path) -> io::Result<Self> {
         let dir = meta_dir.join("spool");
         fs::create_dir_all(&dir)?;
-        Ok(Spool { dir })
+        let index = index::shared(&dir);
+        Ok(Spool { dir, index })
     }
 
     /// The spool in `meta_dir` as it is, creating nothing: before the monitor has checked the
     /// database, only to read what an earlier run left (a missing spool lists as empty).
     pub fn existing(meta_dir: &Path) -> Self {
-        Spool {
-            dir: meta_dir.join("spool"),
-        }
+        let dir = meta_dir.join("spool");
+        let index = index::shared(&dir);
+        Spool { dir, index }
     }
 
     /// Directory holding the files.
@@ -77,6 +81,7 @@ impl Spool {
             let size = f.metadata()?.len();
             crate::fault::point("spool-rename")?;
             fs::rename(&tmp, &dest)?;
+            self.index.added(*key, size);
             crate::fault::point("spool-renamed")?;
             Ok(size)
         })();
@@ -87,18 +92,20 @@ impl Spool {
     }
 
     /// Every key in the spool, sorted by position. Temp files and strangers are skipped.
+    /// Listed from the directory once, then known (see `index.rs`).
     pub fn keys(&self) -> io::Result<Vec<ObjectKey>> {
-        let mut keys = Vec::new();
-        walk(&self.dir, &self.dir, &mut keys)?;
-        keys.sort();
-        Ok(keys)
+        self.index.keys()
+    }
+
+    /// `key`'s file was found missing: it is no longer listed.
+    pub fn forget(&self, key: &ObjectKey) {
+        self.index.removed(key);
     }
 
     /// Bytes the spooled files `keys` take (files gone meanwhile count 0).
     pub fn bytes(&self, keys: &[ObjectKey]) -> u64 {
         keys.iter()
-            .filter_map(|k| fs::metadata(self.path(k)).ok())
-            .map(|m| m.len())
+            .filter_map(|k| self.index.size(k, &self.path(k)))
             .sum()
     }
 
@@ -140,6 +147,7 @@ impl Spool {
             if whole {
                 continue;
             }
+            self.index.removed(&k);
             match fs::remove_file(self.path(&k)) {
                 Ok(()) => tracing::warn!(
                     "spool {}: dropped {k}: empty or torn (lost in a crash before it was synced)",
@@ -177,12 +185,13 @@ impl Spool {
                 && !pending_merge
                 && !needed_for_replay
             {
-                let size = fs::metadata(self.path(k)).map_or(0, |m| m.len());
+                let size = self.index.size(k, &self.path(k)).unwrap_or(0);
                 match fs::remove_file(self.path(k)) {
                     Ok(()) => (n, bytes) = (n + 1, bytes + size),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
                 }
+                self.index.removed(k);
             }
         }
         Ok((n, bytes))
@@ -212,33 +221,6 @@ fn remove_temp_files(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// The key a spool-relative path names: its components joined with `/` (keys are spelled
-/// with `/` on every platform; Windows lists `segments\0\...`).
-fn key_of(rel: &Path) -> Option<ObjectKey> {
-    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
-    ObjectKey::parse(&parts?.join("/"))
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectKey>) -> io::Result<()> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in rd {
-        let entry = entry?;
-        let p = entry.path();
-        if entry.file_type()?.is_dir() {
-            walk(root, &p, out)?;
-        } else if let Ok(rel) = p.strip_prefix(root)
-            && let Some(k) = key_of(rel)
-        {
-            out.push(k);
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +241,31 @@ mod tests {
         let upto = TxId::new(3).unwrap();
         assert_eq!(spool.prune(upto, None, 0).unwrap(), (2, 30));
         assert_eq!(spool.keys().unwrap(), [seg_at(0, 3, 3, 3)]);
+    }
+
+    /// Every handle on one spool directory sees what any other writes, prunes or finds
+    /// missing, once listed, without the directory being read again (the sink, compaction,
+    /// the shippers and the pruner each hold one).
+    #[test]
+    fn handles_on_one_spool_share_what_it_holds() {
+        let d = tempfile::tempdir().unwrap();
+        let sink = Spool::open(d.path()).unwrap();
+        let shipper = Spool::existing(d.path());
+        let (a, b) = (seg_at(0, 1, 1, 1), seg_at(0, 2, 2, 2));
+        sink.write(&a, |w| w.write_all(b"one")).unwrap();
+        assert_eq!(
+            shipper.keys().unwrap(),
+            [a],
+            "the first listing reads the directory"
+        );
+        sink.write(&b, |w| w.write_all(b"three")).unwrap();
+        assert_eq!(shipper.keys().unwrap(), [a, b]);
+        assert_eq!(shipper.bytes(&[a, b]), 8);
+        // A file gone behind the spool's back is dropped once an upload finds it missing.
+        fs::remove_file(sink.path(&a)).unwrap();
+        shipper.forget(&a);
+        assert_eq!(sink.keys().unwrap(), [b]);
+        assert_eq!(sink.prune(TxId::new(2).unwrap(), None, 0).unwrap(), (0, 0));
     }
 
     /// What a power cut leaves (an empty file, a file cut short, a header under another key, a
