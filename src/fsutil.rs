@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 /// A temporary sibling name for `path`, unique to this process.
 pub fn temp_sibling(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(format!(".{}.tmp", std::process::id()));
+    // The pid, asked once: a `getpid` per spooled file is 500 calls a second at 500 databases.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    name.push(format!(".{}.tmp", PID.get_or_init(std::process::id)));
     path.with_file_name(name)
 }
 
