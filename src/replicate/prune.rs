@@ -38,12 +38,24 @@ pub(super) async fn prune_spool(
         let s = spool.clone();
         let keep_after = *map_saved.borrow();
         let stats = stats.clone();
-        let res = tokio::task::spawn_blocking(move || {
-            let min = positions.iter().copied().min().flatten();
-            let max = positions.iter().copied().max().flatten();
-            if let Some(t) = min {
-                stats.spool_shrunk(s.prune(t, keep_after, top)?.1);
+        let min = positions.iter().copied().min().flatten();
+        // Decided in memory (the spool is listed once): most confirmations delete nothing,
+        // and then no thread is woken for them.
+        let victims = match min {
+            Some(t) => spool.prunable(t, keep_after, top),
+            None => Ok(Vec::new()),
+        };
+        if matches!(&victims, Ok(v) if v.is_empty()) && !lagging && !over {
+            let changed =
+                futures::future::select_all(confirmed.iter_mut().map(|c| Box::pin(c.changed())));
+            if changed.await.0.is_err() {
+                return;
             }
+            continue;
+        }
+        let res = tokio::task::spawn_blocking(move || {
+            let max = positions.iter().copied().max().flatten();
+            stats.spool_shrunk(s.remove(&victims?)?.1);
             if !lagging {
                 return Ok::<_, std::io::Error>(None);
             }

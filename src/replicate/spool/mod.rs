@@ -167,32 +167,52 @@ impl Spool {
     /// `top` is the highest compaction level (never merged further). Returns the files and
     /// bytes removed.
     pub fn prune(&self, upto: TxId, keep_after: Option<TxId>, top: u8) -> io::Result<(usize, u64)> {
+        let victims = self.prunable(upto, keep_after, top)?;
+        self.remove(&victims)
+    }
+
+    /// What [`Self::prune`] would delete, decided without touching the disk once the spool
+    /// was listed (most confirmations delete nothing: level-0 files wait for their merge).
+    pub fn prunable(
+        &self,
+        upto: TxId,
+        keep_after: Option<TxId>,
+        top: u8,
+    ) -> io::Result<Vec<ObjectKey>> {
         let keys = self.keys()?;
         let newest = keys.iter().map(|k| k.max_txid()).max();
         let marks: Vec<Option<TxId>> = (0..top)
             .map(|l| replica_formats::watermark(&keys, l))
             .collect();
+        Ok(keys
+            .into_iter()
+            .filter(|k| {
+                let pending_merge = match k.level() {
+                    Some(l) if l.get() < top => Some(k.max_txid()) > marks[l.get() as usize],
+                    _ => false,
+                };
+                // Files after the saved page map are what a restart after a crash replays.
+                let needed_for_replay = keep_after.is_some_and(|t| k.max_txid() > t);
+                k.max_txid() <= upto
+                    && Some(k.max_txid()) != newest
+                    && !pending_merge
+                    && !needed_for_replay
+            })
+            .collect())
+    }
+
+    /// Deletes the spooled files `keys`; returns the files and bytes removed (files already
+    /// gone count 0).
+    pub fn remove(&self, keys: &[ObjectKey]) -> io::Result<(usize, u64)> {
         let (mut n, mut bytes) = (0, 0);
-        for k in &keys {
-            let pending_merge = match k.level() {
-                Some(l) if l.get() < top => Some(k.max_txid()) > marks[l.get() as usize],
-                _ => false,
-            };
-            // Files after the saved page map are what a restart after a crash replays.
-            let needed_for_replay = keep_after.is_some_and(|t| k.max_txid() > t);
-            if k.max_txid() <= upto
-                && Some(k.max_txid()) != newest
-                && !pending_merge
-                && !needed_for_replay
-            {
-                let size = self.index.size(k, &self.path(k)).unwrap_or(0);
-                match fs::remove_file(self.path(k)) {
-                    Ok(()) => (n, bytes) = (n + 1, bytes + size),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-                self.index.removed(k);
+        for k in keys {
+            let size = self.index.size(k, &self.path(k)).unwrap_or(0);
+            match fs::remove_file(self.path(k)) {
+                Ok(()) => (n, bytes) = (n + 1, bytes + size),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
+            self.index.removed(k);
         }
         Ok((n, bytes))
     }
