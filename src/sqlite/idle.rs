@@ -28,7 +28,8 @@
 //!
 //! While away the monitor wakes on the WAL watch and, every monitor interval, compares a
 //! fingerprint of the files (database header; device, inode, size and mtime of the database
-//! and WAL; the index's device, inode and header). If the database header says the database
+//! and WAL; the index's device, inode and header; the header is read again only once the WAL
+//! was written, since a commit always writes it). If the database header says the database
 //! left WAL mode (bytes 18 and 19 are 1, not 2), it logs that once and stays away: replication
 //! is paused, and memsync never switches the database back. When the header says WAL again, it resynchronises
 //! (the changes made in rollback mode reach the replica) and says it resumed.
@@ -47,10 +48,36 @@ pub(crate) struct Away {
     mark: Option<IndexHeader>,
     /// The files as last compared.
     seen: Fingerprint,
+    /// When `seen.index` was read from the index file (Unix ns; see [`Monitor::fingerprint`]).
+    index_read_ns: i128,
     /// The database left WAL mode (logged once): replication is paused.
     left_wal: bool,
     /// A return was put off once because the WAL file was missing (see `attach`).
     deferred: bool,
+}
+
+/// How much older than an index read the WAL's mtime must be for the read to stand for it:
+/// mtimes are kept to 2 s on the coarsest file systems, and trail the clock by a tick.
+const MTIME_SLACK_NS: i128 = 3_000_000_000;
+
+/// Whether an index header read at Unix ns `read_ns`, when the files were `then`, still
+/// stands for files now `now` (see [`Monitor::fingerprint_after`]).
+fn index_read_stands(
+    then: &[Option<FileStamp>; 3],
+    now: &[Option<FileStamp>; 3],
+    read_ns: i128,
+) -> bool {
+    then == now
+        && now[1].is_none_or(|(_, _, _, s, ns)| {
+            i128::from(s) * 1_000_000_000 + i128::from(ns) + MTIME_SLACK_NS <= read_ns
+        })
+}
+
+/// Now, in Unix ns (taken before the look it dates, so it errs early).
+fn unix_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
 }
 
 /// Device, inode, size, mtime (s, ns) of one file.
@@ -80,7 +107,13 @@ impl Monitor {
         self.away.as_ref().is_some_and(|a| a.left_wal)
     }
 
-    fn fingerprint(&self) -> Fingerprint {
+    /// The files as they are now. While away, the index header of `prev` (read at Unix ns
+    /// `prev.1`) is taken again instead of opening the index, when no file changed and the
+    /// WAL's mtime is older than that read by [`MTIME_SLACK_NS`]: a commit writes the WAL, and
+    /// any write after the read would have moved its mtime, even on a file system keeping
+    /// mtimes to 2 s. That open, read and close was three of an idle poll's seven calls.
+    /// Returns the fingerprint and whether its index header was read now.
+    fn fingerprint_after(&self, prev: Option<(&Fingerprint, i128)>) -> (Fingerprint, bool) {
         let stamp = |suffix: &str, content: bool| {
             let (dev, ino, len, s, ns) =
                 crate::platform::stamp(&super::sidecar(&self.cfg.db_path, suffix)).ok()?;
@@ -89,17 +122,42 @@ impl Monitor {
                 false => (dev, ino, 0, 0, 0),
             })
         };
-        Fingerprint {
-            header: self.cap.src.db_header().ok(),
-            // The index's mtime moves with readers' read marks: its header is compared instead.
-            files: [stamp("", true), stamp("-wal", true), stamp("-shm", false)],
+        let header = self.cap.src.db_header().ok();
+        // The index's mtime moves with readers' read marks: its header is compared instead.
+        let files = [stamp("", true), stamp("-wal", true), stamp("-shm", false)];
+        let away = !self.session.is_open();
+        if let Some((p, read_ns)) = prev
+            && away
+            && index_read_stands(&p.files, &files, read_ns)
+        {
+            let index = p.index;
+            return (
+                Fingerprint {
+                    header,
+                    files,
+                    index,
+                },
+                false,
+            );
+        }
+        let index = match away {
             // Opening (and closing) a descriptor of the index while SQLite has it open would
             // drop SQLite's locks on it (POSIX locks are per process): only while away.
-            index: match self.session.is_open() {
-                true => self.cap.src.index_header(),
-                false => WalIndex::open(&self.cfg.db_path).and_then(|i| i.header()),
+            true => WalIndex::open(&self.cfg.db_path).and_then(|i| i.header()),
+            false => self.cap.src.index_header(),
+        };
+        (
+            Fingerprint {
+                header,
+                files,
+                index,
             },
-        }
+            true,
+        )
+    }
+
+    fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint_after(None).0
     }
 
     /// Closes memsync's connections if everything committed is in the spool; why not, if it
@@ -112,6 +170,7 @@ impl Monitor {
             return Err("frames not yet shipped");
         }
         // Taken before the mark: a commit after it makes the next comparison differ.
+        let index_read_ns = unix_ns();
         let seen = self.fingerprint();
         // The read transaction still holds the WAL, so the mark is exactly the cursor, which
         // everything before was spooled up to. Without one (a commit not read yet, an index
@@ -123,6 +182,7 @@ impl Monitor {
         self.away = Some(Away {
             mark,
             seen,
+            index_read_ns,
             left_wal: false,
             deferred: false,
         });
@@ -145,8 +205,13 @@ impl Monitor {
         if self.away.is_none() {
             return false;
         }
-        let now = self.fingerprint();
+        let away = self.away.as_ref().expect("checked above");
+        let t = unix_ns();
+        let (now, fresh) = self.fingerprint_after(Some((&away.seen, away.index_read_ns)));
         let away = self.away.as_mut().expect("checked above");
+        if fresh {
+            away.index_read_ns = t;
+        }
         if now == away.seen && !away.deferred {
             return false;
         }
@@ -267,5 +332,39 @@ impl Monitor {
             "{}: the database left WAL mode (the application switched it to a rollback journal, e.g. journal_mode=DELETE); replication is paused until it is back in WAL mode",
             self.cfg.db_path.display()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index header read while away stands only while no file changed and the WAL was
+    /// last written well before the read (a write in the same mtime tick would not show).
+    #[test]
+    fn an_index_read_stands_only_for_a_wal_quiet_since_well_before_it() {
+        let s = 1_000_000i64;
+        let at = |secs: i64, ns: i64| Some((1u64, 2u64, 4096u64, secs, ns));
+        let files = [at(s - 100, 0), at(s, 500), None];
+        let read = |secs: i64| i128::from(secs) * 1_000_000_000;
+        assert!(index_read_stands(&files, &files, read(s + 4)));
+        assert!(
+            !index_read_stands(&files, &files, read(s + 2)),
+            "written within the slack"
+        );
+        let mut moved = files;
+        moved[1] = at(s, 501);
+        assert!(
+            !index_read_stands(&files, &moved, read(s + 10)),
+            "the WAL changed"
+        );
+        moved = files;
+        moved[0] = at(s + 5, 0);
+        assert!(
+            !index_read_stands(&files, &moved, read(s + 10)),
+            "the database changed"
+        );
+        let no_wal = [at(s, 0), None, None];
+        assert!(index_read_stands(&no_wal, &no_wal, read(s)));
     }
 }
