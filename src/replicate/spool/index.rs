@@ -94,11 +94,18 @@ fn key_of(rel: &Path) -> Option<ObjectKey> {
     ObjectKey::parse(&parts?.join("/"))
 }
 
+/// The entries of `dir`; none when it does not exist (a spool not written to yet).
+pub(super) fn read_dir_or_none(dir: &Path) -> io::Result<Option<fs::ReadDir>> {
+    match fs::read_dir(dir) {
+        Ok(rd) => Ok(Some(rd)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectKey>) -> io::Result<()> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+    let Some(rd) = read_dir_or_none(dir)? else {
+        return Ok(());
     };
     for entry in rd {
         let entry = entry?;

@@ -221,10 +221,8 @@ impl Spool {
 /// Removes the `*.tmp` files under `dir` (see [`fsutil::temp_sibling`]): with the database's
 /// lock held, they are what a crash left mid-write.
 fn remove_temp_files(dir: &Path) -> io::Result<()> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+    let Some(rd) = index::read_dir_or_none(dir)? else {
+        return Ok(());
     };
     for entry in rd {
         let entry = entry?;
