@@ -45,49 +45,46 @@ pub(super) async fn prune_spool(
             Some(t) => spool.prunable(t, keep_after, top),
             None => Ok(Vec::new()),
         };
-        if matches!(&victims, Ok(v) if v.is_empty()) && !lagging && !over {
-            let changed =
-                futures::future::select_all(confirmed.iter_mut().map(|c| Box::pin(c.changed())));
-            if changed.await.0.is_err() {
-                return;
-            }
-            continue;
-        }
-        let res = tokio::task::spawn_blocking(move || {
-            let max = positions.iter().copied().max().flatten();
-            stats.spool_shrunk(s.remove(&victims?)?.1);
-            if !lagging {
-                return Ok::<_, std::io::Error>(None);
-            }
-            let keys = s.keys()?;
-            let held = s.bytes(&keys);
-            // Measured anyway: the tracked figure starts again from it.
-            stats.spool_bytes.store(held, Ordering::Relaxed);
-            if held <= budget {
-                return Ok(Some((false, held)));
-            }
-            // The replicas that are up have what they confirmed; the ones behind lose what they
-            // lack: the newest snapshot past them and what follows it if that fits, or all of it
-            // (they get a snapshot when they are back).
-            let newest = keys.iter().map(|k| k.max_txid()).max();
-            let snap = keys
-                .iter()
-                .filter(|k| k.is_snapshot() && Some(k.max_txid()) > min)
-                .max();
-            let from_snap = snap.map(|sn| {
-                let after: Vec<_> = keys.iter().filter(|k| k >= &sn).copied().collect();
-                (sn.max_txid(), s.bytes(&after))
-            });
-            let upto = match from_snap {
-                Some((t, bytes)) if bytes <= budget => TxId::new(t.get() - 1),
-                _ => max.max(newest),
-            };
-            if let Some(upto) = upto.max(min) {
-                stats.spool_shrunk(s.prune(upto, keep_after, top)?.1);
-            }
-            Ok(Some((true, held)))
-        })
-        .await;
+        let nothing_to_do = matches!(&victims, Ok(v) if v.is_empty()) && !lagging && !over;
+        let res = if nothing_to_do {
+            Ok(Ok(None))
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let max = positions.iter().copied().max().flatten();
+                stats.spool_shrunk(s.remove(&victims?)?.1);
+                if !lagging {
+                    return Ok::<_, std::io::Error>(None);
+                }
+                let keys = s.keys()?;
+                let held = s.bytes(&keys);
+                // Measured anyway: the tracked figure starts again from it.
+                stats.spool_bytes.store(held, Ordering::Relaxed);
+                if held <= budget {
+                    return Ok(Some((false, held)));
+                }
+                // The replicas that are up have what they confirmed; the ones behind lose what they
+                // lack: the newest snapshot past them and what follows it if that fits, or all of it
+                // (they get a snapshot when they are back).
+                let newest = keys.iter().map(|k| k.max_txid()).max();
+                let snap = keys
+                    .iter()
+                    .filter(|k| k.is_snapshot() && Some(k.max_txid()) > min)
+                    .max();
+                let from_snap = snap.map(|sn| {
+                    let after: Vec<_> = keys.iter().filter(|k| k >= &sn).copied().collect();
+                    (sn.max_txid(), s.bytes(&after))
+                });
+                let upto = match from_snap {
+                    Some((t, bytes)) if bytes <= budget => TxId::new(t.get() - 1),
+                    _ => max.max(newest),
+                };
+                if let Some(upto) = upto.max(min) {
+                    stats.spool_shrunk(s.prune(upto, keep_after, top)?.1);
+                }
+                Ok(Some((true, held)))
+            })
+            .await
+        };
         match res {
             Ok(Ok(Some((true, held)))) if !over => {
                 over = true;

@@ -48,7 +48,8 @@ pub(crate) struct Away {
     mark: Option<IndexHeader>,
     /// The files as last compared.
     seen: Fingerprint,
-    /// When `seen.index` was read from the index file (Unix ns; see [`Monitor::fingerprint`]).
+    /// When `seen.index` was read from the index file (Unix ns; see
+    /// [`Monitor::fingerprint_after`]).
     index_read_ns: i128,
     /// The database left WAL mode (logged once): replication is paused.
     left_wal: bool,
@@ -126,34 +127,23 @@ impl Monitor {
         // The index's mtime moves with readers' read marks: its header is compared instead.
         let files = [stamp("", true), stamp("-wal", true), stamp("-shm", false)];
         let away = !self.session.is_open();
-        if let Some((p, read_ns)) = prev
-            && away
-            && index_read_stands(&p.files, &files, read_ns)
-        {
-            let index = p.index;
-            return (
-                Fingerprint {
-                    header,
-                    files,
-                    index,
-                },
-                false,
-            );
-        }
-        let index = match away {
+        let kept = prev
+            .filter(|(p, read_ns)| away && index_read_stands(&p.files, &files, *read_ns))
+            .map(|(p, _)| p.index);
+        let fresh = kept.is_none();
+        let index = match (kept, away) {
+            (Some(index), _) => index,
             // Opening (and closing) a descriptor of the index while SQLite has it open would
             // drop SQLite's locks on it (POSIX locks are per process): only while away.
-            true => WalIndex::open(&self.cfg.db_path).and_then(|i| i.header()),
-            false => self.cap.src.index_header(),
+            (None, true) => WalIndex::open(&self.cfg.db_path).and_then(|i| i.header()),
+            (None, false) => self.cap.src.index_header(),
         };
-        (
-            Fingerprint {
-                header,
-                files,
-                index,
-            },
-            true,
-        )
+        let fp = Fingerprint {
+            header,
+            files,
+            index,
+        };
+        (fp, fresh)
     }
 
     fn fingerprint(&self) -> Fingerprint {

@@ -50,10 +50,6 @@ const PROBE_SLOT: Duration = Duration::from_millis(25);
 /// Paced syncs and rechecks: late by at most this, which the lag hardly notices.
 const PACE_SLOT: Duration = Duration::from_millis(2);
 
-fn coarse(at: Instant) -> Instant {
-    on_grid(at, POLL_SLOT)
-}
-
 /// The wait before retrying after a failed pass: doubling, from 100 ms up to 30 s.
 fn next_backoff(prev: Duration) -> Duration {
     (prev * 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
@@ -156,7 +152,7 @@ impl Monitor {
             let paced = on_grid((now + self.pacer.wait(now)).max(st.retry_at), PACE_SLOT);
             (paced.min(probe).min(poll), false)
         } else if self.is_away() {
-            (coarse(poll), true)
+            (on_grid(poll, POLL_SLOT), true)
         } else {
             (probe.min(poll), true)
         };
@@ -293,6 +289,7 @@ mod tests {
 
     #[test]
     fn idle_polls_fall_on_quarter_seconds() {
+        let coarse = |at| on_grid(at, POLL_SLOT);
         let a = coarse(Instant::now() + Duration::from_millis(10));
         let b = coarse(a + Duration::from_millis(1));
         assert_eq!(b - a, Duration::from_millis(250));

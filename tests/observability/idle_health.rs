@@ -2,6 +2,27 @@
 
 use super::*;
 
+/// The application writes a first memory and `s`'s replicator starts; returns once `/health`
+/// at `port` says 200 (the application's connection stays open with it).
+fn start_healthy(s: &Scene, port: u16) -> (rusqlite::Connection, common::Replicator) {
+    let app = create_memdb(&s.db);
+    insert_memory(&app, 1);
+    let r = s.start();
+    wait_until(
+        "healthy",
+        || s.log_tail(),
+        || get(port, "/health").is_some_and(|(code, _)| code == 200),
+    );
+    (app, r)
+}
+
+/// `/health` at `port` is 503 for a replica with nothing to ship that does not answer; its body.
+fn idle_unreachable(port: u16) -> Option<String> {
+    get(port, "/health")
+        .filter(|(code, body)| *code == 503 && body.contains("unreachable (nothing to ship yet)"))
+        .map(|(_, body)| body)
+}
+
 /// A replica that goes away while nothing is written: an idle probe finds it, /health turns 503
 /// naming it, and 200 once it answers again; nothing is written meanwhile.
 #[test]
@@ -19,20 +40,13 @@ fn health_sees_an_idle_replica_go_away_and_come_back() {
         ),
     )
     .unwrap();
-    let app = create_memdb(&s.db);
-    insert_memory(&app, 1);
-    let r = s.start();
+    let (_app, r) = start_healthy(&s, addr_port);
     let log = || s.log_tail();
-    wait_until("healthy", log, || {
-        get(addr_port, "/health").is_some_and(|(code, _)| code == 200)
-    });
     stop(server);
     wait_until("/health names the idle replica that went away", log, || {
-        get(addr_port, "/health").is_some_and(|(code, body)| {
-            code == 503 && body.contains("unreachable (nothing to ship yet)") && {
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-                v["problems"][0]["replica"] == "remote"
-            }
+        idle_unreachable(addr_port).is_some_and(|body| {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            v["problems"][0]["replica"] == "remote"
         })
     });
     let server = start_serve(&root, serve_port, &serve_log);
@@ -54,19 +68,13 @@ fn health_sees_an_idle_file_replica_wiped() {
     let mut yml = std::fs::read_to_string(&s.config).unwrap();
     yml.push_str(&format!("addr: 127.0.0.1:{addr_port}\n"));
     std::fs::write(&s.config, yml).unwrap();
-    let app = create_memdb(&s.db);
-    insert_memory(&app, 1);
-    let r = s.start();
-    let log = || s.log_tail();
-    wait_until("healthy", log, || {
-        get(addr_port, "/health").is_some_and(|(code, _)| code == 200)
-    });
+    let (_app, r) = start_healthy(&s, addr_port);
     std::fs::remove_dir_all(&s.replica).unwrap();
-    wait_until("/health names the wiped replica", log, || {
-        get(addr_port, "/health").is_some_and(|(code, body)| {
-            code == 503 && body.contains("unreachable (nothing to ship yet)")
-        })
-    });
+    wait_until(
+        "/health names the wiped replica",
+        || s.log_tail(),
+        || idle_unreachable(addr_port).is_some(),
+    );
     let (st, out) = r.stop();
     assert!(st.success(), "{out}");
     assert!(
