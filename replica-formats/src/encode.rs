@@ -1,6 +1,7 @@
 //! Writing replica files: a streaming [`FileEncoder`] plus [`encode_run`],
 //! the pure compression step, so callers can compress runs on other threads.
 
+use std::cell::RefCell;
 use std::io::Write;
 
 use zstd::bulk::Compressor;
@@ -12,6 +13,64 @@ use crate::header::{
 };
 use crate::index::IndexBuilder;
 use crate::pos::{DbChecksum, PageNo, PageSize};
+
+thread_local! {
+    /// Compression contexts this thread made, kept for its next file: making one (and its
+    /// workspace) cost more than compressing a small level-0 file's pages, about 3 % of the
+    /// replicator's CPU at 500 databases (`docs/measurements.md` in the main crate).
+    static CCTX: RefCell<Vec<Compressor<'static>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Contexts kept per thread: one per level in use is plenty (level-0 files and compacted
+/// ones use two levels).
+const CCTX_KEPT: usize = 4;
+
+/// A compression context taken from this thread's [`CCTX`] (or made) and given back when
+/// dropped, on whatever thread drops it.
+struct Pooled(Option<Compressor<'static>>);
+
+impl Pooled {
+    fn take(level: i32) -> Result<Self> {
+        let kept = CCTX.with(|c| c.borrow_mut().pop());
+        let c = match kept {
+            Some(mut c) => {
+                // Parameters persist across frames; the level is the only one set here.
+                c.set_compression_level(level)
+                    .map_err(FormatError::Compression)?;
+                c
+            }
+            None => Compressor::new(level).map_err(FormatError::Compression)?,
+        };
+        Ok(Pooled(Some(c)))
+    }
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Compressor<'static>;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            // `try_with`: a thread being torn down just frees it.
+            let _ = CCTX.try_with(|kept| {
+                let mut kept = kept.borrow_mut();
+                if kept.len() < CCTX_KEPT {
+                    kept.push(c);
+                }
+            });
+        }
+    }
+}
 
 /// Largest uncompressed run the encoder produces (32 MiB). zstd's worst-case
 /// expansion of that stays well under [`MAX_COMPRESSED_LEN`], so an encoder
@@ -96,7 +155,7 @@ pub fn encode_run(
         data.extend_from_slice(page);
         checksum.toggle(page_hash(pgno, page));
     }
-    let mut compressor = Compressor::new(level).map_err(FormatError::Compression)?;
+    let mut compressor = Pooled::take(level)?;
     compress_run(&mut compressor, pgnos, &data, page_size, checksum)
 }
 
@@ -170,7 +229,7 @@ pub struct FileEncoder<W: Write> {
     w: W,
     header: Header,
     pages_per_run: usize,
-    compressor: Compressor<'static>,
+    compressor: Pooled,
     file_crc: crc32fast::Hasher,
     buf_pgnos: Vec<PageNo>,
     buf_data: Vec<u8>,
@@ -189,7 +248,7 @@ impl<W: Write> FileEncoder<W> {
             .map_err(|e| FormatError::invalid(format!("header: {e}")))?;
         check_run_size(opts.pages_per_run, header.page_size)
             .map_err(|e| FormatError::invalid(format!("pages_per_run: {e}")))?;
-        let compressor = Compressor::new(opts.zstd_level).map_err(FormatError::Compression)?;
+        let compressor = Pooled::take(opts.zstd_level)?;
         let mut enc = Self {
             w,
             header: *header,
@@ -362,5 +421,36 @@ impl<W: Write> FileEncoder<W> {
         self.file_crc.update(bytes);
         self.w.write_all(bytes)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A context kept from a run at another level compresses exactly as a new one does:
+    /// nothing of the earlier frame or level carries over.
+    #[test]
+    fn kept_contexts_compress_as_new_ones() {
+        let ps = PageSize::new(4096).unwrap();
+        let page: Vec<u8> = (0..4096u32)
+            .map(|i| (i * 7 % 251) as u8 ^ (i / 64) as u8)
+            .collect();
+        let pages = [(PageNo::new(1).unwrap(), page.as_slice())];
+        let on_new_thread = |level| {
+            std::thread::scope(|s| s.spawn(|| encode_run(&pages, ps, level).unwrap()).join())
+                .unwrap()
+                .compressed
+        };
+        let fresh = [on_new_thread(-20), on_new_thread(19)];
+        for level in [19, -20, 19, -20] {
+            let kept = encode_run(&pages, ps, level).unwrap().compressed;
+            assert_eq!(kept, fresh[usize::from(level == 19)], "level {level}");
+        }
+        assert_ne!(
+            fresh[0], fresh[1],
+            "the levels must differ for this test to mean anything"
+        );
+        assert!(CCTX.with(|c| c.borrow().len()) >= 1, "the context was kept");
     }
 }

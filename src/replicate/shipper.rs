@@ -218,15 +218,20 @@ impl Shipper {
             .filter(|k| k.is_snapshot() || k.level().is_some_and(|l| l.get() > 0))
             .cloned()
             .collect();
+        let mut compacted = false;
         for key in extras {
             if !self.put(&key).await? {
                 continue;
             }
             n += 1;
+            compacted = true;
             self.drop_covered(&key).await?;
         }
-        // Tell the pruner again: compacted files may now be deletable from the spool too.
-        self.confirmed.send_replace(self.remote);
+        if compacted {
+            // Tell the pruner again: the segments these replace may now leave the spool too
+            // (not after every upload: each tell wakes the pruner).
+            self.confirmed.send_replace(self.remote);
+        }
         Ok((n, true))
     }
 

@@ -102,8 +102,10 @@ impl State {
             s.queued = true;
             s.due = None;
             self.queue.push_back(id);
-            // Only a sleeping worker needs waking (a batch of due monitors is hundreds).
-            if self.sleeping > 0 {
+            // Only a sleeping worker needs waking, one per queued monitor: in a batch of
+            // hundreds, the sleepers were all notified by the first few (each notification is
+            // a system call, and they stay counted as sleeping until they take the lock).
+            if self.queue.len() <= self.sleeping {
                 ready.notify_one();
             }
         }

@@ -127,6 +127,9 @@ impl Source {
     /// Looks at the WAL and reads newly committed frames, at most about `max_bytes` of them
     /// (0 = no limit; a transaction is never split).
     pub fn poll(&mut self, max_bytes: u64) -> Result<Poll, WalError> {
+        if self.unchanged_by_index() {
+            return Ok(Poll::Idle);
+        }
         let Some(wal) = self.wal_file()? else {
             return Ok(match self.cursor.take() {
                 Some(c) => self.restarted(c.header, None),
@@ -166,6 +169,24 @@ impl Source {
                 })
             }
         }
+    }
+
+    /// Nothing was committed after the cursor, by the WAL index alone: its header still names
+    /// the cursor's generation, frame and checksum. Most looks find nothing (the poll every
+    /// monitor-interval, a second look at a commit already taken): one read of the index header
+    /// then, instead of that plus the WAL's header and size. A restart or truncation resets the
+    /// index's frame count or salts, and a cursor at the first frame is left to the full look
+    /// (an emptied WAL keeps the old salts until the next write).
+    fn unchanged_by_index(&self) -> bool {
+        let (Some(ix), Some(_), Some(c)) = (&self.walindex, &self.wal, &self.cursor) else {
+            return false;
+        };
+        c.frame_count() > 0
+            && ix.header().is_some_and(|ih| {
+                ih.describes(&c.header)
+                    && u64::from(ih.mx_frame) == c.frame_count()
+                    && ih.frame_cksum == c.cksum
+            })
     }
 
     /// The committed frames after `cur` according to SQLite's WAL index (see `walindex.rs`), or
