@@ -213,7 +213,11 @@ async fn write_states(exposed: Arc<Exposed>, written: Arc<Mutex<Option<Vec<PathB
             let now = crate::stats::unix_ms();
             let pid = std::process::id();
             let sources = exposed.sources();
-            last.retain(|dir, _| sources.iter().any(|s| s.meta_dir == *dir));
+            // A set, not a scan per entry: at 500 databases that scan compared 250 000 paths
+            // every 2 s, most of an idle replicator's CPU.
+            let live: std::collections::HashSet<&std::path::Path> =
+                sources.iter().map(|s| s.meta_dir.as_path()).collect();
+            last.retain(|dir, _| live.contains(dir.as_path()));
             for (src, db) in sources.iter().zip(reading::read(&sources, now)) {
                 let st = state::State::of(&db, pid, now);
                 if last.get(&src.meta_dir).is_some_and(|p| !state::due(p, &st)) {
