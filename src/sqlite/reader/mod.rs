@@ -178,15 +178,13 @@ impl Source {
     /// index's frame count or salts, and a cursor at the first frame is left to the full look
     /// (an emptied WAL keeps the old salts until the next write).
     fn unchanged_by_index(&self) -> bool {
-        let (Some(ix), Some(_), Some(c)) = (&self.walindex, &self.wal, &self.cursor) else {
+        let (Some(_), Some(c)) = (&self.wal, &self.cursor) else {
             return false;
         };
         c.frame_count() > 0
-            && ix.header().is_some_and(|ih| {
-                ih.describes(&c.header)
-                    && u64::from(ih.mx_frame) == c.frame_count()
-                    && ih.frame_cksum == c.cksum
-            })
+            && self
+                .index_mark()
+                .is_some_and(|ih| ih.frame_cksum == c.cksum)
     }
 
     /// The committed frames after `cur` according to SQLite's WAL index (see `walindex.rs`), or
