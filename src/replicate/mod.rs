@@ -281,9 +281,8 @@ pub fn run(
 
 /// Threads that check databases' replicas at start: that part (the spool and lineage read,
 /// the lineage files written and fsynced, the first listing of each replica) is mostly
-/// waiting on fsyncs and the network, not on the CPU. One database at a time made 500
-/// databases take a second to start; 4 threads took 0.95-1.17 s, 16 take 0.55-0.65 s. The
-/// threads end once every database has started.
+/// waiting on fsyncs and the network, not on the CPU, so more threads than cores overlap the
+/// waits (figures: `docs/measurements.md`). The threads end once every database has started.
 const STARTERS: usize = 16;
 
 /// `f` over `items` on up to [`STARTERS`] threads; the results in the order of `items`.
