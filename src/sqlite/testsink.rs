@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use replica_formats::{DbChecksum, Header, ObjectKey, TxId};
 
@@ -15,6 +15,43 @@ use super::sink::{CaptureKind, Captured, DbShape, Sink, SinkError};
 pub struct MemSink {
     pub files: Arc<Mutex<BTreeMap<ObjectKey, Vec<u8>>>>,
     pub captured: Arc<Mutex<Vec<(ObjectKey, CaptureKind)>>>,
+    /// While closed, writes wait (a monitor held up on its worker).
+    pub gate: Gate,
+}
+
+/// A gate writes wait at while it is closed.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<GateState>, Condvar)>);
+
+#[derive(Default)]
+struct GateState {
+    closed: bool,
+    waiting: usize,
+}
+
+impl Gate {
+    pub fn close(&self) {
+        self.0.0.lock().unwrap().closed = true;
+    }
+
+    pub fn open(&self) {
+        self.0.0.lock().unwrap().closed = false;
+        self.0.1.notify_all();
+    }
+
+    /// How many writes wait at it now.
+    pub fn waiting(&self) -> usize {
+        self.0.0.lock().unwrap().waiting
+    }
+
+    fn pass(&self) {
+        let mut st = self.0.0.lock().unwrap();
+        st.waiting += 1;
+        while st.closed {
+            st = self.0.1.wait(st).unwrap();
+        }
+        st.waiting -= 1;
+    }
 }
 
 impl Sink for MemSink {
@@ -50,6 +87,7 @@ impl Sink for MemSink {
         key: &ObjectKey,
         fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> io::Result<u64> {
+        self.gate.pass();
         let mut buf = Vec::new();
         fill(&mut buf)?;
         let len = buf.len() as u64;

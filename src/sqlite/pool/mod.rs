@@ -10,6 +10,7 @@
 //! A monitor is only ever run by one worker at a time: it leaves the table while a worker holds
 //! it, and comes back with its next due time.
 
+mod crew;
 mod reactor;
 mod wake;
 mod worker;
@@ -75,7 +76,8 @@ struct Slot {
 #[derive(Default)]
 struct State {
     slots: Vec<Option<Slot>>,
-    queue: VecDeque<Token>,
+    /// Monitors due, with when each was queued.
+    queue: VecDeque<(Token, Instant)>,
     timers: BinaryHeap<Reverse<(Instant, Token, u64)>>,
     /// Every monitor finishes (ships what is committed) at its next turn.
     stopping: bool,
@@ -84,8 +86,8 @@ struct State {
     /// When the reactor plans to wake next (a sooner timer must wake it).
     reactor_wake: Option<Instant>,
     next_schedule: u64,
-    /// Workers waiting for the queue.
-    sleeping: usize,
+    /// What the workers are doing (how many to wake).
+    crew: crew::Crew,
     /// The reactor sleeps on file events too: some monitor waits for a write (`on_write`).
     /// While none does (all pacing towards their next sync), the events stay queued in the
     /// kernel: a database taking 200 commits a second woke the reactor hundreds of times a
@@ -94,19 +96,23 @@ struct State {
 }
 
 impl State {
-    fn queue(&mut self, id: Token, ready: &Condvar) {
+    fn queue(&mut self, id: Token, sh: &Shared) {
         if let Some(Some(s)) = self.slots.get_mut(id)
             && !s.queued
             && s.task.is_some()
         {
             s.queued = true;
             s.due = None;
-            self.queue.push_back(id);
-            // Only a sleeping worker needs waking, one per queued monitor: in a batch of
-            // hundreds, the sleepers were all notified by the first few (each notification is
-            // a system call, and they stay counted as sleeping until they take the lock).
-            if self.queue.len() <= self.sleeping {
-                ready.notify_one();
+            let now = Instant::now();
+            self.queue.push_back((id, now));
+            if self.crew.wake_for_new() {
+                sh.ready.notify_one();
+            } else if self.crew.can_wake()
+                && self.reactor_wake.is_some_and(|w| w > now + crew::STALL)
+            {
+                // A running worker may be held up: the reactor looks at the queue by then.
+                self.reactor_wake = Some(now + crew::STALL);
+                sh.wake_reactor();
             }
         }
     }
@@ -243,7 +249,7 @@ impl Pool {
             due: None,
             stop: st.stopping,
         });
-        st.queue(id, &self.shared.ready);
+        st.queue(id, &self.shared);
         drop(st);
         MonitorHandle {
             id,
@@ -259,7 +265,7 @@ impl Pool {
         st.stopping = true;
         let ids: Vec<Token> = (0..st.slots.len()).collect();
         for id in ids {
-            st.queue(id, &self.shared.ready);
+            st.queue(id, &self.shared);
         }
     }
 
@@ -348,7 +354,7 @@ impl MonitorHandle {
         if let Some(s) = st.slots[self.id].as_mut() {
             s.stop = true;
         }
-        st.queue(self.id, &self.shared.ready);
+        st.queue(self.id, &self.shared);
     }
 
     /// Waits until the monitor has ended; its result, `None` if it panicked.

@@ -48,11 +48,21 @@ pub(super) fn run(shared: &Shared, mut wake: WakeRx) {
                 let current =
                     matches!(st.slots.get(id), Some(Some(s)) if s.schedule_no == schedule_no);
                 if current {
-                    st.queue(id, &shared.ready);
+                    st.queue(id, shared);
                 }
             }
             let next = st.timers.peek().map(|t| t.0.0).unwrap_or(now + MAX_SLEEP);
             let mut next = next.min(now + MAX_SLEEP);
+            // Turns waiting behind held-up workers get one more (see `crew.rs`).
+            if let Some(&(_, head)) = st.queue.front() {
+                let (wake, again) = st.crew.check(head, now);
+                if wake {
+                    shared.ready.notify_one();
+                }
+                if let Some(again) = again {
+                    next = next.min(again);
+                }
+            }
             // Still "listening" for the workers while events wait for `events_from`: the
             // reactor reads them then without being woken.
             st.listening = st.wants_events();

@@ -21,7 +21,7 @@ pub(super) fn run(shared: &Shared) {
                 if st.exiting {
                     return;
                 }
-                if let Some(id) = st.queue.pop_front() {
+                if let Some((id, _)) = st.queue.pop_front() {
                     let stopping = st.stopping;
                     let Some(Some(s)) = st.slots.get_mut(id) else {
                         continue;
@@ -30,11 +30,13 @@ pub(super) fn run(shared: &Shared) {
                     let Some(task) = s.task.take() else {
                         continue;
                     };
-                    break (id, task, std::mem::take(&mut s.written), stopping || s.stop);
+                    let taken = (id, task, std::mem::take(&mut s.written), stopping || s.stop);
+                    st.crew.took();
+                    break taken;
                 }
-                st.sleeping += 1;
+                st.crew.asleep();
                 st = shared.ready.wait(st).unwrap_or_else(|p| p.into_inner());
-                st.sleeping -= 1;
+                st.crew.awake();
             }
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| step(task, written, stop, shared.once)));
@@ -42,6 +44,7 @@ pub(super) fn run(shared: &Shared) {
         let stopping = st.stopping;
         let reactor_listening = st.listening;
         let Some(Some(s)) = st.slots.get_mut(id) else {
+            st.crew.returned();
             continue;
         };
         let db = s.db.clone();
@@ -55,13 +58,15 @@ pub(super) fn run(shared: &Shared) {
                 s.phase = Phase::Running;
                 let now = stopping || s.stop || (next.on_write && s.written);
                 if now || next.at <= Instant::now() {
-                    st.queue(id, &shared.ready);
+                    // Still counted running: this worker takes it (or what is before it) next.
+                    st.queue(id, shared);
                     if listen {
                         shared.wake_reactor();
                     }
                 } else if st.schedule(id, next.at) || listen {
                     shared.wake_reactor();
                 }
+                st.crew.returned();
                 drop(st);
                 if started {
                     shared.changed.notify_all();
@@ -74,11 +79,13 @@ pub(super) fn run(shared: &Shared) {
             }
             Ok(Step::Done(r)) => {
                 s.phase = Phase::Done(Some(r));
+                st.crew.returned();
                 drop(st);
                 end(shared, &db, id);
             }
             Err(_) => {
                 s.phase = Phase::Done(None);
+                st.crew.returned();
                 drop(st);
                 tracing::error!("{}: the monitor panicked", db.display());
                 end(shared, &db, id);
