@@ -12,9 +12,10 @@
 //! written, not yet flushed), `spool-rename` (complete temp file, before the rename into place),
 //! `spool-renamed` (the file in place, its position not yet recorded; for `crash` and `pause`:
 //! nothing after a rename can fail), `snapshot` (a snapshot's pages written, before its
-//! trailer), `upload` (a file is on the
-//! replica, not yet recorded as shipped), `delete` (one replica file deleted) and
-//! `pagemap-save` (before the page map is written).
+//! trailer), `upload` (a file is on the replica, not yet recorded as shipped; while it is
+//! armed, captured files go through the shipper rather than being placed on the spot), `place`
+//! (the same for a level-0 file placed on a file replica right where it was captured),
+//! `delete` (one replica file deleted) and `pagemap-save` (before the page map is written).
 //!
 //! Only debug builds (the tests' binary) read the variable; in release builds every point is
 //! an empty inline function, so production code cannot be armed by its environment.
@@ -30,6 +31,19 @@ pub fn point(name: &str) -> io::Result<()> {
     #[cfg(not(debug_assertions))]
     let _ = name;
     Ok(())
+}
+
+/// Whether a test armed `name` (always false in release builds): a path that would bypass an
+/// armed point steps aside for it.
+#[inline]
+pub fn armed(name: &str) -> bool {
+    #[cfg(debug_assertions)]
+    return armed::is_armed(name);
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = name;
+        false
+    }
 }
 
 #[cfg(debug_assertions)]
@@ -100,6 +114,14 @@ mod armed {
             }
         }
         due
+    }
+
+    pub(super) fn is_armed(name: &str) -> bool {
+        let mut arms = ARMS.lock().unwrap_or_else(|e| e.into_inner());
+        let arms = arms.get_or_insert_with(|| {
+            std::env::var("MEMSYNC_FAULT").map_or_else(|_| Vec::new(), |s| parse(&s))
+        });
+        arms.iter().any(|a| a.point == name)
     }
 
     pub(super) fn hit(name: &str) -> io::Result<()> {

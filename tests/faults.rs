@@ -194,6 +194,13 @@ fn crash_at_upload() {
     crash_at("upload", 8, STEADY_DB, STEADY_REPLICA, &[]);
 }
 
+/// Dies with a level-0 file placed on the file replica right where it was captured, not yet
+/// recorded as shipped: the restart finds it there and continues after it.
+#[test]
+fn crash_at_place() {
+    crash_at("place", 8, STEADY_DB, STEADY_REPLICA, &[]);
+}
+
 /// Dies after deleting one replica file of a batch (retention or files a compacted one
 /// replaces).
 #[test]
@@ -234,6 +241,24 @@ fn each_fault_point_failing_once_is_retried() {
     for (p, _) in points {
         r.wait_for_log(&format!("fault point {p}: failing"));
     }
+    let (app, total) = w.finish();
+    s.wait_for_rows(total as i64);
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+    let restored = check_sound(&s.restore("final.db", &["-integrity-check", "full"]));
+    assert_same(&app, &restored);
+}
+
+/// A placement on the file replica that fails (its file on the replica, unrecorded) hands the
+/// file to the shipper, which finds it there and goes on.
+#[test]
+fn a_failed_placement_goes_through_the_shipper() {
+    require_fault_points();
+    let s = Scene::new(STEADY_DB, STEADY_REPLICA);
+    drop(create_memdb(&s.db));
+    let w = Writer::start(&s.db);
+    let mut r = s.start_with(&[("MEMSYNC_FAULT", "place:fail:3")]);
+    r.wait_for_log("fault point place: failing");
     let (app, total) = w.finish();
     s.wait_for_rows(total as i64);
     let (st, log) = r.stop();

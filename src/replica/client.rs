@@ -223,6 +223,18 @@ impl ReplicaClient {
         create::upload(self, key, src).await
     }
 
+    /// Whether this is a file replica (see [`Self::place_now`]).
+    pub fn is_file(&self) -> bool {
+        self.local_dir().is_some()
+    }
+
+    /// A file replica places `src` under `key` on the calling thread (a link and fsyncs:
+    /// blocking), as [`Self::upload`] would; `None` for other stores.
+    pub fn place_now(&self, key: &ObjectKey, src: &Path) -> Option<Result<u64, ReplicaError>> {
+        let dir = self.local_dir()?;
+        Some(create::place(self, dir, key, src))
+    }
+
     /// Keys of one level strictly after `after` (all of the level without it), sorted: a
     /// listing that starts where the last one ended instead of reading the whole replica.
     pub async fn list_after(

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::placer::{Inline, Placer};
 use super::shipper::ShipperParts;
 use super::sink::{CompactionConfig, SpoolSink};
 use super::spool::Spool;
@@ -74,6 +75,15 @@ pub(super) struct Starting<'a> {
     stats: Arc<DbStats>,
     pos_rx: watch::Receiver<Option<replica_formats::TxId>>,
     map_rx: watch::Receiver<Option<replica_formats::TxId>>,
+    /// Per replica: its counters, its confirmed position, its placement (`placer.rs`).
+    ships: Vec<Ship>,
+}
+
+/// What a replica's shipper shares with the database's sink.
+struct Ship {
+    stats: Arc<ShipStats>,
+    confirmed: watch::Sender<Option<replica_formats::TxId>>,
+    inline: Option<Arc<Inline>>,
 }
 
 /// Checks a database's replicas and starts its monitor on the pool (without waiting for it).
@@ -164,7 +174,29 @@ pub(super) fn start_db<'a>(
     let stats = Arc::new(DbStats::default());
     let (pos_tx, pos_rx) = watch::channel(None);
     let (map_tx, map_rx) = watch::channel(None);
-    let sink = SpoolSink::new(&meta, ccfg, pos_tx, map_tx, stats.clone());
+    let ships: Vec<Ship> = clients
+        .iter()
+        .map(|(c, r)| {
+            let stats = Arc::new(ShipStats::default());
+            let (confirmed, _) = watch::channel(None);
+            // A file replica whose shipper would ship each file as soon as it is captured
+            // takes it right there instead; not while a test holds uploads at their fault
+            // point (the files must then go through the shipper).
+            let inline = (c.is_file()
+                && r.sync_interval.saturating_sub(min_gap).is_zero()
+                && !crate::fault::armed("upload"))
+            .then(|| Inline::new(c.clone(), stats.clone(), confirmed.clone()));
+            Ship {
+                stats,
+                confirmed,
+                inline,
+            }
+        })
+        .collect();
+    let targets: Vec<Arc<Inline>> = ships.iter().filter_map(|s| s.inline.clone()).collect();
+    let others = ships.len() - targets.len();
+    let sink = SpoolSink::new(&meta, ccfg, pos_tx, map_tx, stats.clone())
+        .with_placer(Placer::new(targets, others));
     let monitor = pool.add(StartArgs {
         cfg: mcfg,
         floor,
@@ -182,6 +214,7 @@ pub(super) fn start_db<'a>(
         stats,
         pos_rx,
         map_rx,
+        ships,
     })
 }
 
@@ -204,6 +237,7 @@ impl Starting<'_> {
             stats,
             pos_rx,
             map_rx,
+            ships,
         } = self;
         match monitor.started() {
             Ok(()) => {}
@@ -218,15 +252,17 @@ impl Starting<'_> {
         let mut replicas = Vec::new();
         let mut confirmed = Vec::new();
         let mut tasks = Vec::new();
-        for (((client, rcfg), start), pending) in clients.into_iter().zip(starts).zip(pending) {
-            let ss = Arc::new(ShipStats::default());
+        let each = clients.into_iter().zip(starts).zip(pending).zip(ships);
+        for ((((client, rcfg), start), pending), ship) in each {
+            let ss = ship.stats;
             replicas.push((rcfg.name.clone(), ss.clone()));
             let (ready_early, early) = match &pending {
                 startup::Pending::Ready(r) => (true, r.remote()),
                 _ => (false, None),
             };
-            let (ctx, crx) = watch::channel(early);
-            confirmed.push(crx);
+            let ctx = ship.confirmed;
+            ctx.send_replace(early);
+            confirmed.push(ctx.subscribe());
             let make = ShipperParts {
                 client,
                 spool: spool.clone(),
@@ -239,6 +275,7 @@ impl Starting<'_> {
                 confirmed: ctx,
                 stats: ss,
                 snapshot_wanted: snapshot_wanted.clone(),
+                inline: ship.inline,
             };
             let (pos, stop) = (pos_rx.clone(), stop_rx.clone());
             tasks.push(rt.spawn(async move {

@@ -10,6 +10,7 @@ pub mod fdlimit;
 pub mod lineage;
 pub mod lock;
 mod observe;
+pub mod placer;
 pub mod policy;
 mod prune;
 pub mod shipper;

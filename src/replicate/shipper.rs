@@ -10,6 +10,7 @@ use replica_formats::{ObjectKey, TxId, chain_after, retention_victims};
 use tokio::sync::watch;
 
 use super::catchup::Restart;
+use super::placer::Inline;
 use super::spool::Spool;
 use crate::replica::{ReplicaClient, ReplicaError};
 use crate::stats::ShipStats;
@@ -64,6 +65,9 @@ pub struct Shipper {
     pub since: Option<TxId>,
     /// A snapshot was asked for and has not shown up in the spool yet.
     pub asked: bool,
+    /// Level-0 files placed on this (file) replica as they are captured, while caught up
+    /// (`placer.rs`).
+    pub inline: Option<Arc<Inline>>,
 }
 
 /// Everything a [`Shipper`] needs but what the replica's start finds out.
@@ -86,6 +90,8 @@ pub struct ShipperParts {
     pub stats: Arc<ShipStats>,
     /// Asks the monitor for a snapshot of the current position.
     pub snapshot_wanted: Arc<AtomicBool>,
+    /// Placement as files are captured, if this replica takes it.
+    pub inline: Option<Arc<Inline>>,
 }
 
 impl ShipperParts {
@@ -113,6 +119,7 @@ impl ShipperParts {
             snapshot_wanted: self.snapshot_wanted,
             since: None,
             asked: false,
+            inline: self.inline,
         }
     }
 }
@@ -147,6 +154,13 @@ impl Shipper {
     /// segments and snapshots of positions it already has (deleting the level-0 segments a
     /// compacted one replaces). A file the replica already has counts as uploaded.
     pub async fn ship_pending(&mut self) -> Result<usize, ReplicaError> {
+        // What was placed while this shipper slept is on the replica; placement waits until
+        // this pass is done.
+        if let Some(inline) = &self.inline {
+            let (placed, remote) = inline.take_over();
+            self.known.extend(placed);
+            self.remote = self.remote.max(remote);
+        }
         let mut total = 0;
         // A file can leave the spool between listing and upload (merged and pruned); list again.
         for _ in 0..8 {
@@ -408,6 +422,13 @@ impl Shipper {
                         self.stats.answered(crate::stats::unix_ms());
                         backoff = Duration::ZERO;
                         pending = false;
+                        // Caught up: what is captured next may go straight onto the replica
+                        // (not while it waits for a snapshot of its own).
+                        if let Some(inline) = &self.inline
+                            && self.restart.is_none()
+                        {
+                            inline.open_at(self.remote);
+                        }
                     }
                     Err(e) => {
                         self.stats.failed(crate::stats::unix_ms());
@@ -439,7 +460,11 @@ impl Shipper {
             tokio::select! {
                 _ = tokio::time::sleep_until((last.max(probed) + probe_every).into()) => {
                     probed = Instant::now();
-                    self.probe().await;
+                    // A placement that answered meanwhile says as much as a probe.
+                    let answered = self.stats.last_ok_ms.load(Ordering::Relaxed);
+                    if crate::stats::unix_ms() - answered >= probe_every.as_millis() as i64 {
+                        self.probe().await;
+                    }
                 },
                 r = positions.changed() => if r.is_err() { break } else {
                     // Captured just now (this wakes at once): the lag counts from here.

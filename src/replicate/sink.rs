@@ -13,6 +13,7 @@ use replica_formats::{DbChecksum, EncodeOptions, Header, ObjectKey, TxId};
 use tokio::sync::watch;
 
 use super::compact::{CompactEncoding, Compacted, compact_spool};
+use super::placer::Placer;
 use super::policy::Compactor;
 use super::spool::Spool;
 use crate::sqlite::sink::{Captured, DbShape, Sink, SinkError};
@@ -68,6 +69,8 @@ pub struct SpoolSink {
     /// restart after a crash can replay them instead of taking a snapshot.
     map_saved: watch::Sender<Option<TxId>>,
     stats: Arc<DbStats>,
+    /// Level-0 files placed on file replicas as they are captured (`placer.rs`).
+    placer: Placer,
 }
 
 impl SpoolSink {
@@ -90,7 +93,14 @@ impl SpoolSink {
             positions,
             map_saved,
             stats,
+            placer: Placer::default(),
         }
+    }
+
+    /// Places captured level-0 files on the file replicas that take them (`placer.rs`).
+    pub fn with_placer(mut self, placer: Placer) -> Self {
+        self.placer = placer;
+        self
     }
 
     /// Records a finished compaction pass.
@@ -177,7 +187,17 @@ impl Sink for SpoolSink {
         self.stats
             .spool_bytes
             .fetch_add(file.size, Ordering::Relaxed);
-        self.positions.send_replace(Some(file.key.max_txid()));
+        let pos = Some(file.key.max_txid());
+        if self.placer.place(&file.key, &self.spool.path(&file.key)) {
+            // Every replica has it: no shipper needs waking (they see the position when
+            // something else wakes them).
+            self.positions.send_if_modified(|p| {
+                *p = pos;
+                false
+            });
+        } else {
+            self.positions.send_replace(pos);
+        }
     }
 
     fn resumed(&mut self, pos: TxId) {

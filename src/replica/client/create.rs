@@ -14,6 +14,36 @@ use super::super::local::{Side, link_or_copy};
 use super::super::{ReplicaError, SINGLE_PUT_MAX};
 use super::{Backing, ReplicaClient, StoreKind};
 
+/// Puts the spool file `src` under `key` of a file replica, on the calling thread (it links
+/// and fsyncs: a blocking call), refusing to overwrite an existing file.
+pub(super) fn place(
+    c: &ReplicaClient,
+    dir: &Path,
+    key: &ObjectKey,
+    src: &Path,
+) -> Result<u64, ReplicaError> {
+    let dest = dir.join(key.path());
+    match link_or_copy(src, &dest) {
+        Err(Side::Write(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(ReplicaError::AlreadyExists {
+                replica: c.name.clone(),
+                key: key.path(),
+            })
+        }
+        Err(Side::Write(source)) => Err(ReplicaError::Write {
+            replica: c.name.clone(),
+            path: dest.display().to_string(),
+            source,
+        }),
+        Err(Side::Read(source)) => Err(ReplicaError::Local {
+            replica: c.name.clone(),
+            path: src.display().to_string(),
+            source,
+        }),
+        Ok(n) => Ok(n),
+    }
+}
+
 /// Uploads the local file `src` under `key`, refusing to overwrite an existing file (two
 /// writers on one replica must fail loudly, not interleave).
 pub(super) async fn upload(
@@ -27,25 +57,10 @@ pub(super) async fn upload(
         source,
     };
     if let Some(dir) = c.local_dir() {
-        let (src, dest) = (src.to_path_buf(), dir.join(key.path()));
-        let res = tokio::task::spawn_blocking(move || link_or_copy(&src, &dest))
+        let (c2, dir, key, src) = (c.clone(), dir.clone(), *key, src.to_path_buf());
+        return tokio::task::spawn_blocking(move || place(&c2, &dir, &key, &src))
             .await
             .map_err(|e| local(std::io::Error::other(e)))?;
-        return match res {
-            Err(Side::Write(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Err(ReplicaError::AlreadyExists {
-                    replica: c.name.clone(),
-                    key: key.path(),
-                })
-            }
-            Err(Side::Write(source)) => Err(ReplicaError::Write {
-                replica: c.name.clone(),
-                path: dir.join(key.path()).display().to_string(),
-                source,
-            }),
-            Err(Side::Read(e)) => Err(local(e)),
-            Ok(n) => Ok(n),
-        };
     }
     let size = tokio::fs::metadata(src).await.map_err(local)?.len();
     let path = c.path(key);
