@@ -4,10 +4,12 @@
 //! so that a few pool threads (`pool/`) can run many monitors. Each step it takes lives with its
 //! own concern (capture, checkpoints, idle); this file only decides when.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::monitor::{Monitor, MonitorError};
+use super::shm::ShmProbe;
 
 /// Second looks after a file event that found nothing committed yet (see `turn`).
 const RECHECKS: u32 = 3;
@@ -26,7 +28,7 @@ fn recheck_delay(left: u32) -> Duration {
 /// instead of 20, which is what an attached database costs when hundreds are replicated; an
 /// application's RESTART or TRUNCATE checkpoint waits at most that gap for memsync to step
 /// aside (its busy handler retries meanwhile).
-fn probe_gap(probe: Duration, quiet: Duration) -> Duration {
+pub(crate) fn probe_gap(probe: Duration, quiet: Duration) -> Duration {
     quiet.clamp(probe, probe * 8)
 }
 
@@ -46,7 +48,7 @@ pub(crate) fn on_grid(at: Instant, slot: Duration) -> Instant {
 /// Idle polls (which a write brings forward anyway) fall on four instants a second.
 const POLL_SLOT: Duration = Duration::from_millis(250);
 /// Probes for an application's checkpoint, at least 50 ms apart anyway.
-const PROBE_SLOT: Duration = Duration::from_millis(25);
+pub(crate) const PROBE_SLOT: Duration = Duration::from_millis(25);
 /// Paced syncs and rechecks: late by at most this, which the lag hardly notices.
 const PACE_SLOT: Duration = Duration::from_millis(2);
 
@@ -97,13 +99,49 @@ impl LoopState {
 }
 
 /// When the next turn is due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct NextTurn {
     /// The latest time for the next turn.
     pub at: Instant,
     /// A WAL write should bring it forward (false while pacing: the write is picked up at
     /// `at` anyway).
     pub on_write: bool,
+    /// Probes for an application's blocking checkpoint until then, while memsync holds its
+    /// read transaction: the pool runs them between turns and queues the monitor when one
+    /// finds such a checkpoint (a turn for every probe cost most of the turns at 500
+    /// databases; `docs/measurements.md`).
+    pub probe: Option<ProbePlan>,
+}
+
+/// When to probe for an application's blocking checkpoint, and with what.
+#[derive(Clone)]
+pub struct ProbePlan {
+    /// The first probe.
+    pub at: Instant,
+    /// Since when nothing was committed: probes grow apart with it (see [`probe_gap`]).
+    pub quiet_since: Instant,
+    /// The probe interval they grow from.
+    pub every: Duration,
+    pub shm: Arc<ShmProbe>,
+}
+
+impl std::fmt::Debug for ProbePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbePlan")
+            .field("at", &self.at)
+            .field("quiet_since", &self.quiet_since)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProbePlan {
+    /// The probe after one at `now` that found nothing.
+    pub fn next_after(&self, now: Instant) -> Instant {
+        on_grid(
+            now + probe_gap(self.every, now.saturating_duration_since(self.quiet_since)),
+            PROBE_SLOT,
+        )
+    }
 }
 
 impl Monitor {
@@ -137,26 +175,51 @@ impl Monitor {
         Ok(self.next_turn(st))
     }
 
-    /// When the loop looks next: while dirty, when pacing allows (still probing for an
-    /// application's checkpoint meanwhile); while attached and clean, at the next probe or
-    /// write; while away, at the next poll or write (an idle database costs one look per
-    /// monitor-interval).
-    fn next_turn(&self, st: &LoopState) -> NextTurn {
+    /// When the loop looks next: while dirty, when pacing allows; while attached and clean,
+    /// at the next poll or write; while away, at the next poll or write (an idle database
+    /// costs one look per monitor-interval). While the read transaction is held, the pool
+    /// probes for an application's checkpoint meanwhile (see [`NextTurn::probe`]).
+    fn next_turn(&mut self, st: &LoopState) -> NextTurn {
         let now = Instant::now();
-        let probe = on_grid(
-            now + probe_gap(self.cfg.probe_interval, st.quiet_since.elapsed()),
-            PROBE_SLOT,
-        );
         let poll = st.last_poll + self.cfg.monitor_interval;
         let (at, on_write) = if st.dirty {
             let paced = on_grid((now + self.pacer.wait(now)).max(st.retry_at), PACE_SLOT);
-            (paced.min(probe).min(poll), false)
+            (paced.min(poll), false)
         } else if self.is_away() {
             (on_grid(poll, POLL_SLOT), true)
         } else {
-            (probe.min(poll), true)
+            // Stepping aside once nothing was committed for `idle_release` (see `pass`).
+            let release = on_grid(st.quiet_since + self.cfg.idle_release, PROBE_SLOT);
+            (
+                if release > now {
+                    poll.min(release)
+                } else {
+                    poll
+                },
+                true,
+            )
         };
-        NextTurn { at, on_write }
+        let probe = if self.session.reading() {
+            self.session.shared_probe().map(|shm| {
+                let plan = ProbePlan {
+                    at: now,
+                    quiet_since: st.quiet_since,
+                    every: self.cfg.probe_interval,
+                    shm,
+                };
+                ProbePlan {
+                    at: plan.next_after(now),
+                    ..plan
+                }
+            })
+        } else {
+            None
+        };
+        NextTurn {
+            at,
+            on_write,
+            probe,
+        }
     }
 
     /// After the loop: everything committed is shipped, in rollback mode too (see `idle.rs`),

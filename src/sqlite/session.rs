@@ -4,6 +4,7 @@
 //! (see the module docs of `monitor.rs` for why they make a protected state).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -30,8 +31,12 @@ pub(super) struct Session {
     /// The read transaction was (re)started under the write lock with every committed frame
     /// seen: no WAL restart can then lose a frame (see `monitor.rs`).
     protected: bool,
-    /// Lock probe on the `-shm` file, opened lazily.
-    shm: Option<ShmProbe>,
+    /// Lock probe on the `-shm` file, opened lazily. Shared with the pool's reactor, which
+    /// probes while the monitor waits between turns; the pool drops its copy whenever a worker
+    /// takes the monitor, so the session's copy is the last and the descriptor is only ever
+    /// closed here, where it is safe (closing any descriptor of the file drops every POSIX
+    /// lock the process holds on it, SQLite's included).
+    shm: Option<Arc<ShmProbe>>,
 }
 
 impl Session {
@@ -43,7 +48,7 @@ impl Session {
             conns: Some(conns),
             r_active: false,
             protected: false,
-            shm: ShmProbe::open(db),
+            shm: ShmProbe::open(db).map(Arc::new),
         }
     }
 
@@ -79,13 +84,22 @@ impl Session {
     /// Installs freshly opened connections (after stepping aside) and reopens the probe.
     pub(super) fn reopen(&mut self, conns: Conns) {
         self.conns = Some(conns);
-        self.shm = ShmProbe::open(&self.db);
+        self.shm = ShmProbe::open(&self.db).map(Arc::new);
     }
 
     /// The lock probe, opened if it was not yet (the `-shm` file may appear late).
     pub(super) fn probe(&mut self) -> Option<&ShmProbe> {
+        self.shared_probe_ref().map(|p| &**p)
+    }
+
+    /// The lock probe to share with the pool's reactor (see `shm` above).
+    pub(super) fn shared_probe(&mut self) -> Option<Arc<ShmProbe>> {
+        self.shared_probe_ref().cloned()
+    }
+
+    fn shared_probe_ref(&mut self) -> Option<&Arc<ShmProbe>> {
         if self.shm.is_none() {
-            self.shm = ShmProbe::open(&self.db);
+            self.shm = ShmProbe::open(&self.db).map(Arc::new);
         }
         self.shm.as_ref()
     }
@@ -137,7 +151,7 @@ impl Session {
                             && self
                                 .shm
                                 .as_ref()
-                                .is_some_and(ShmProbe::foreign_blocking_checkpoint)) => {}
+                                .is_some_and(|p| p.foreign_blocking_checkpoint())) => {}
                 other => break other,
             }
         };

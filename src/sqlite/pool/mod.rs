@@ -11,6 +11,7 @@
 //! it, and comes back with its next due time.
 
 mod crew;
+mod probes;
 mod reactor;
 mod wake;
 mod worker;
@@ -71,6 +72,10 @@ struct Slot {
     due: Option<Instant>,
     /// Asked to stop on its own (its database left the configuration).
     stop: bool,
+    /// Probes for an application's checkpoint while it waits for its next turn
+    /// (`probes.rs`), and the number of the plan its probe timers belong to.
+    probe: Option<super::run::ProbePlan>,
+    probe_no: u64,
 }
 
 #[derive(Default)]
@@ -79,6 +84,8 @@ struct State {
     /// Monitors due, with when each was queued.
     queue: VecDeque<(Token, Instant)>,
     timers: BinaryHeap<Reverse<(Instant, Token, u64)>>,
+    /// Probe timers (`probes.rs`), like `timers`.
+    probes: BinaryHeap<Reverse<(Instant, Token, u64)>>,
     /// Every monitor finishes (ships what is committed) at its next turn.
     stopping: bool,
     /// Threads leave.
@@ -248,6 +255,8 @@ impl Pool {
             schedule_no: 0,
             due: None,
             stop: st.stopping,
+            probe: None,
+            probe_no: 0,
         });
         st.queue(id, &self.shared);
         drop(st);

@@ -53,6 +53,9 @@ pub(super) fn run(shared: &Shared, mut wake: WakeRx) {
             }
             let next = st.timers.peek().map(|t| t.0.0).unwrap_or(now + MAX_SLEEP);
             let mut next = next.min(now + MAX_SLEEP);
+            if let Some(probe) = st.run_probes(now, shared) {
+                next = next.min(probe);
+            }
             // Turns waiting behind held-up workers get one more (see `crew.rs`).
             if let Some(&(_, head)) = st.queue.front() {
                 let (wake, again) = st.crew.check(head, now);

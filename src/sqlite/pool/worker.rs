@@ -31,6 +31,7 @@ pub(super) fn run(shared: &Shared) {
                         continue;
                     };
                     let taken = (id, task, std::mem::take(&mut s.written), stopping || s.stop);
+                    st.drop_probe(id);
                     st.crew.took();
                     break taken;
                 }
@@ -57,13 +58,14 @@ pub(super) fn run(shared: &Shared) {
                 let started = matches!(s.phase, Phase::Starting);
                 s.phase = Phase::Running;
                 let now = stopping || s.stop || (next.on_write && s.written);
+                let probe_soon = st.plan_probe(id, next.probe);
                 if now || next.at <= Instant::now() {
                     // Still counted running: this worker takes it (or what is before it) next.
                     st.queue(id, shared);
-                    if listen {
+                    if listen || probe_soon {
                         shared.wake_reactor();
                     }
-                } else if st.schedule(id, next.at) || listen {
+                } else if st.schedule(id, next.at) || listen || probe_soon {
                     shared.wake_reactor();
                 }
                 st.crew.returned();
@@ -120,6 +122,7 @@ fn step(task: Task, written: bool, stop: bool, once: bool) -> Step {
             let next = NextTurn {
                 at: now,
                 on_write: false,
+                probe: None,
             };
             Step::Again(
                 Task::Running(Box::new(m), Box::new(LoopState::new(now))),
