@@ -40,7 +40,32 @@ const ROWS: &[Row] = &[
     row("commit_p50_ms", "load: commit p50 ms", 2),
     row("commit_p99_ms", "load: commit p99 ms", 2),
     row("commit_max_ms", "load: slowest commit ms", 1),
+    row(
+        "commit_p99_after_first_ms",
+        "load: p99 but connections' first, ms",
+        2,
+    ),
+    row(
+        "commit_max_after_first_ms",
+        "load: slowest but connections' first, ms",
+        1,
+    ),
     row("commits_over_1ms", "load: commits over 1 ms", 0),
+    row(
+        "commits_over_1ms_first",
+        "load: of them, a connection's first",
+        0,
+    ),
+    row(
+        "commits_over_1ms_slept",
+        "load: of them, the writer slept",
+        0,
+    ),
+    row(
+        "commits_over_1ms_preempted",
+        "load: of them, the writer was preempted",
+        0,
+    ),
     row("commits_waited", "load: commits that waited on a lock", 0),
     row(
         "writer_late_max_ms",
@@ -68,6 +93,8 @@ const GROWTH: &[&str] = &[
     "load_peak_rss_mb",
     "commit_p99_ms",
     "commit_max_ms",
+    "commit_p99_after_first_ms",
+    "commit_max_after_first_ms",
     "shutdown_s",
 ];
 

@@ -25,6 +25,34 @@ pub struct Load {
     pub late_max: f64,
     /// Seconds the window really lasted.
     pub elapsed: f64,
+    /// Commits over 1 ms during which the writer's thread gave up the CPU (a sleep, a lock or
+    /// I/O wait: SQLite's WAL-lock retries sleep without calling the busy handler).
+    pub slow_slept: u64,
+    /// Commits over 1 ms during which the writer's thread was preempted, and did not sleep.
+    pub slow_preempted: u64,
+    /// Commits over 1 ms that were their connection's first: the first frame of a new WAL,
+    /// whose header SQLite fsyncs inside the commit even at `synchronous=NORMAL`.
+    pub slow_first: u64,
+    /// Commits that were their connection's first: the first this many of `latencies`.
+    pub first_round: usize,
+}
+
+/// The calling thread's (voluntary, involuntary) context switches so far.
+#[cfg(target_os = "linux")]
+fn switches() -> (i64, i64) {
+    // SAFETY: getrusage writes one rusage into the zeroed value it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_THREAD is valid on Linux.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) } != 0 {
+        return (0, 0);
+    }
+    (u.ru_nvcsw, u.ru_nivcsw)
+}
+
+/// Not counted where threads have no usage of their own.
+#[cfg(not(target_os = "linux"))]
+fn switches() -> (i64, i64) {
+    (0, 0)
 }
 
 /// Busy-handler calls that were a commit's first wait (see [`Load::waited`]).
@@ -73,6 +101,7 @@ pub fn run(conns: &[Connection], window: Duration) -> Load {
     if conns.is_empty() {
         return load;
     }
+    load.first_round = conns.len();
     let every = Duration::from_secs(1).div_f64(conns.len() as f64);
     let waited0 = WAITED.load(Ordering::Relaxed);
     let t0 = Instant::now();
@@ -91,11 +120,23 @@ pub fn run(conns: &[Connection], window: Duration) -> Load {
             None => load.late_max = load.late_max.max((now - due).as_secs_f64()),
         }
         let c = &conns[(k % conns.len() as u64) as usize];
+        let (v0, i0) = switches();
         let t = Instant::now();
         let ok = c
             .prepare_cached("INSERT INTO t(v, ts) VALUES (?1, julianday('now'))")
             .and_then(|mut s| s.execute([format!("commit {k}")]));
-        load.latencies.push(t.elapsed().as_secs_f64());
+        let took = t.elapsed().as_secs_f64();
+        load.latencies.push(took);
+        let first = k < conns.len() as u64;
+        if took > 1e-3 {
+            load.slow_first += u64::from(first);
+            let (v1, i1) = switches();
+            if v1 > v0 {
+                load.slow_slept += 1;
+            } else if i1 > i0 {
+                load.slow_preempted += 1;
+            }
+        }
         if ok.is_err() {
             load.errors += 1;
         }
