@@ -218,10 +218,6 @@ fn crash_at_pagemap_save() {
 /// Every point fails once, in one run: memsync logs the failure, retries and loses nothing.
 #[test]
 fn each_fault_point_failing_once_is_retried() {
-    require_fault_points();
-    let s = Scene::new(STEADY_DB, CHURN_REPLICA);
-    drop(create_memdb(&s.db));
-    let w = Writer::start(&s.db);
     let points = [
         ("spool-write", 6),
         ("spool-rename", 9),
@@ -237,28 +233,33 @@ fn each_fault_point_failing_once_is_retried() {
     let spec = spec.join(",");
     let mut env = vec![("MEMSYNC_FAULT", spec.as_str())];
     env.extend_from_slice(FAST_COMPACTION);
-    let mut r = s.start_with(&env);
-    for (p, _) in points {
-        r.wait_for_log(&format!("fault point {p}: failing"));
-    }
-    let (app, total) = w.finish();
-    s.wait_for_rows(total as i64);
-    let (st, log) = r.stop();
-    assert!(st.success(), "{log}");
-    let restored = check_sound(&s.restore("final.db", &["-integrity-check", "full"]));
-    assert_same(&app, &restored);
+    let names: Vec<&str> = points.iter().map(|(p, _)| *p).collect();
+    failures_lose_nothing(CHURN_REPLICA, &env, &names);
 }
 
 /// A placement on the file replica that fails (its file on the replica, unrecorded) hands the
 /// file to the shipper, which finds it there and goes on.
 #[test]
 fn a_failed_placement_goes_through_the_shipper() {
+    failures_lose_nothing(
+        STEADY_REPLICA,
+        &[("MEMSYNC_FAULT", "place:fail:3")],
+        &["place"],
+    );
+}
+
+/// Writes while memsync runs with `env` (its fault points armed), waits until each of
+/// `points` has failed, then checks that the replica restores to what the application
+/// committed.
+fn failures_lose_nothing(replica: &str, env: &[(&str, &str)], points: &[&str]) {
     require_fault_points();
-    let s = Scene::new(STEADY_DB, STEADY_REPLICA);
+    let s = Scene::new(STEADY_DB, replica);
     drop(create_memdb(&s.db));
     let w = Writer::start(&s.db);
-    let mut r = s.start_with(&[("MEMSYNC_FAULT", "place:fail:3")]);
-    r.wait_for_log("fault point place: failing");
+    let mut r = s.start_with(env);
+    for p in points {
+        r.wait_for_log(&format!("fault point {p}: failing"));
+    }
     let (app, total) = w.finish();
     s.wait_for_rows(total as i64);
     let (st, log) = r.stop();

@@ -103,3 +103,12 @@ impl Sink for MemSink {
         Ok(false)
     }
 }
+
+/// A new WAL database `name` in `dir` holding table `t(x)`, and the application's connection.
+pub fn wal_db(dir: &Path, name: &str) -> (std::path::PathBuf, rusqlite::Connection) {
+    let db = dir.join(name);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.pragma_update(None, "journal_mode", "wal").unwrap();
+    c.execute_batch("CREATE TABLE t(x)").unwrap();
+    (db, c)
+}

@@ -76,7 +76,7 @@ mod tests {
     use super::*;
     use crate::sqlite::monitor::MonitorConfig;
     use crate::sqlite::pool::{Pool, StartArgs};
-    use crate::sqlite::testsink::MemSink;
+    use crate::sqlite::testsink::{MemSink, wal_db};
 
     /// A monitor held up on its worker (here a write that waits) does not hold up the others:
     /// a second worker is woken for the turn queued behind it.
@@ -85,10 +85,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let pool = Pool::new(2, false).unwrap();
         let open = |name: &str| {
-            let db = d.path().join(name);
-            let c = rusqlite::Connection::open(&db).unwrap();
-            c.pragma_update(None, "journal_mode", "wal").unwrap();
-            c.execute_batch("CREATE TABLE t(x)").unwrap();
+            let (db, c) = wal_db(d.path(), name);
             let sink = MemSink::default();
             let h = pool.add(StartArgs {
                 cfg: MonitorConfig::new(db, d.path().join(format!("{name}.meta"))),

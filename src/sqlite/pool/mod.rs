@@ -392,7 +392,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::sqlite::testsink::MemSink;
+    use crate::sqlite::testsink::{MemSink, wal_db};
 
     /// A database taking a commit every 5 ms while its monitor paces towards the next sync
     /// does not wake the reactor per write (it used to: hundreds of wake-ups a second for
@@ -400,10 +400,7 @@ mod tests {
     #[test]
     fn writes_between_syncs_do_not_wake_the_reactor_each() {
         let d = tempfile::tempdir().unwrap();
-        let db = d.path().join("x.db");
-        let c = rusqlite::Connection::open(&db).unwrap();
-        c.pragma_update(None, "journal_mode", "wal").unwrap();
-        c.execute_batch("CREATE TABLE t(x)").unwrap();
+        let (db, c) = wal_db(d.path(), "x.db");
         let pool = Pool::new(2, false).unwrap();
         let sink = MemSink::default();
         let h = pool.add(StartArgs {

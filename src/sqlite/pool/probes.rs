@@ -76,7 +76,7 @@ mod tests {
 
     use crate::sqlite::monitor::MonitorConfig;
     use crate::sqlite::pool::{Pool, StartArgs};
-    use crate::sqlite::testsink::MemSink;
+    use crate::sqlite::testsink::{MemSink, wal_db};
     use crate::stats::DbStats;
 
     /// An application's RESTART checkpoint between two of memsync's turns (a minute apart
@@ -84,10 +84,7 @@ mod tests {
     #[test]
     fn a_blocking_checkpoint_between_turns_is_found_by_a_probe() {
         let d = tempfile::tempdir().unwrap();
-        let db = d.path().join("x.db");
-        let c = rusqlite::Connection::open(&db).unwrap();
-        c.pragma_update(None, "journal_mode", "wal").unwrap();
-        c.execute_batch("CREATE TABLE t(x)").unwrap();
+        let (db, c) = wal_db(d.path(), "x.db");
         let pool = Pool::new(2, false).unwrap();
         let mut cfg = MonitorConfig::new(db.clone(), d.path().join("meta"));
         cfg.monitor_interval = Duration::from_secs(60);
