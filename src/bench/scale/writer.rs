@@ -30,12 +30,14 @@ pub struct Load {
     pub slow_slept: u64,
     /// Commits over 1 ms during which the writer's thread was preempted, and did not sleep.
     pub slow_preempted: u64,
-    /// Commits over 1 ms that were their connection's first: the first frame of a new WAL,
-    /// whose header SQLite fsyncs inside the commit even at `synchronous=NORMAL`.
-    pub slow_first: u64,
-    /// Commits that were their connection's first: the first this many of `latencies`.
+    /// Commits that were their connection's first: the first this many of `latencies`. Such
+    /// a commit writes the first frame of a new WAL, whose header SQLite fsyncs inside the
+    /// commit even at `synchronous=NORMAL`.
     pub first_round: usize,
 }
+
+/// A commit slower than this, seconds, is counted and told apart.
+pub const SLOW: f64 = 1e-3;
 
 /// The calling thread's (voluntary, involuntary) context switches so far.
 #[cfg(target_os = "linux")]
@@ -127,9 +129,7 @@ pub fn run(conns: &[Connection], window: Duration) -> Load {
             .and_then(|mut s| s.execute([format!("commit {k}")]));
         let took = t.elapsed().as_secs_f64();
         load.latencies.push(took);
-        let first = k < conns.len() as u64;
-        if took > 1e-3 {
-            load.slow_first += u64::from(first);
+        if took > SLOW {
             let (v1, i1) = switches();
             if v1 > v0 {
                 load.slow_slept += 1;
