@@ -62,6 +62,11 @@ pub fn sync_file(path: &Path) -> io::Result<()> {
         .sync_all()
 }
 
+/// Makes every file of `paths` durable, one result each.
+pub fn sync_files(paths: &[&Path]) -> Vec<io::Result<()>> {
+    paths.iter().map(|p| sync_file(p)).collect()
+}
+
 /// Nothing to do: NTFS journals directory entries, and Windows cannot flush a directory
 /// handle (the entry of a renamed or linked file is durable with the file system's journal).
 pub fn sync_dir(_dir: &Path) -> io::Result<()> {

@@ -223,16 +223,25 @@ impl ReplicaClient {
         create::upload(self, key, src).await
     }
 
-    /// Whether this is a file replica (see [`Self::place_now`]).
+    /// Whether this is a file replica (see [`Self::place_grouped`]).
     pub fn is_file(&self) -> bool {
         self.local_dir().is_some()
     }
 
-    /// A file replica places `src` under `key` on the calling thread (a link and fsyncs:
-    /// blocking), as [`Self::upload`] would; `None` for other stores.
-    pub fn place_now(&self, key: &ObjectKey, src: &Path) -> Option<Result<u64, ReplicaError>> {
-        let dir = self.local_dir()?;
-        Some(create::place(self, dir, key, src))
+    /// A file replica places `src` under `key` as [`Self::upload`] would, in a group with
+    /// other files on a shared thread (`grouped.rs`), and calls `done` there once it is
+    /// durably in place or failed; false (and `done` dropped) for other stores.
+    pub fn place_grouped(
+        &self,
+        key: &ObjectKey,
+        src: &Path,
+        done: Box<dyn FnOnce(Result<u64, ReplicaError>) + Send>,
+    ) -> bool {
+        let Some(dir) = self.local_dir() else {
+            return false;
+        };
+        create::place_grouped(self, dir, key, src, done);
+        true
     }
 
     /// Keys of one level strictly after `after` (all of the level without it), sorted: a

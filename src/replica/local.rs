@@ -78,19 +78,12 @@ pub(super) fn list_local(name: &str, dir: &Path) -> Result<Vec<ObjectKey>, Repli
 /// fsynced either way.
 pub(super) fn link_or_copy(src: &Path, dest: &Path) -> Result<u64, Side> {
     let size = std::fs::metadata(src).map_err(Side::Read)?.len();
-    let mut linked = std::fs::hard_link(src, dest);
-    // The replica's directory is made when a link first finds it missing, not looked for on
-    // every upload (a `mkdir` and a `stat` per sync, per database).
-    if let Err(e) = &linked
-        && e.kind() == std::io::ErrorKind::NotFound
-        && let Some(parent) = dest.parent()
-    {
-        std::fs::create_dir_all(parent).map_err(Side::Write)?;
-        linked = std::fs::hard_link(src, dest);
-    }
-    match linked {
-        // The spool does not fsync; the replica's copy must be durable before it counts.
-        Ok(()) => crate::platform::sync_file(dest).map_err(Side::Write)?,
+    // The spool does not fsync. The data is made durable before a name on the replica points
+    // at it, so a power cut never leaves a replica file whose content was not written (across
+    // file systems this `fsync` is spent for nothing: the copy below is fsynced itself).
+    crate::platform::sync_file(src).map_err(Side::Read)?;
+    match hard_link(src, dest) {
+        Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Side::Write(e)),
         Err(_) => {
             let tmp = crate::fsutil::temp_sibling(dest);
@@ -112,6 +105,20 @@ pub(super) fn link_or_copy(src: &Path, dest: &Path) -> Result<u64, Side> {
     }
     crate::fsutil::sync_dir(dest).map_err(Side::Write)?;
     Ok(size)
+}
+
+/// A hard link of `src` at `dest`, making the replica's directory when the link finds it
+/// missing (not looked for on every upload: a `mkdir` and a `stat` per sync, per database).
+pub(super) fn hard_link(src: &Path, dest: &Path) -> std::io::Result<()> {
+    let linked = std::fs::hard_link(src, dest);
+    if let Err(e) = &linked
+        && e.kind() == std::io::ErrorKind::NotFound
+        && let Some(parent) = dest.parent()
+    {
+        std::fs::create_dir_all(parent)?;
+        return std::fs::hard_link(src, dest);
+    }
+    linked
 }
 
 /// Which end of a spool-to-replica copy failed: a full or read-only replica is a write error

@@ -5,6 +5,7 @@
 mod client;
 mod davput;
 mod error;
+mod grouped;
 mod listing;
 mod local;
 mod multipart;

@@ -8,20 +8,25 @@
 //! the shipper sleeps until there is something else to do (a compacted file, a snapshot, a
 //! failure).
 //!
+//! The file itself is made durable and linked on a shared thread, in a group with other
+//! databases' files (`replica/grouped.rs`): the worker goes back to capturing at once, and the
+//! replica's position moves only once the file is durably there.
+//!
 //! The shipper stays in charge: it opens placement only after a pass that left its replica
-//! caught up, closes it at the start of each pass (taking over what was placed meanwhile), and
-//! a placement only ever continues the replica's chain exactly (its first position right
-//! after the replica's newest). A failed placement closes it and hands the file back to the
-//! shipper, which retries, backs off and reports as it always does.
+//! caught up, closes it at the start of each pass (waiting for placements in flight and taking
+//! over what was placed meanwhile), and a placement only ever continues the replica's chain
+//! exactly (its first position right after the newest placed). A failed placement closes it,
+//! leaves the position where the last durable one put it, and wakes the shipper, which
+//! retries, backs off and reports as it always does.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use replica_formats::{ObjectKey, TxId};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
-use crate::replica::ReplicaClient;
+use crate::replica::{ReplicaClient, ReplicaError};
 use crate::stats::ShipStats;
 
 /// One file replica's placement, shared by its shipper and the database's sink.
@@ -32,16 +37,30 @@ pub struct Inline {
     /// The replica's confirmed position, updated without waking the spool's pruner (which
     /// only has work once compaction moved files; the shipper tells it then).
     confirmed: watch::Sender<Option<TxId>>,
+    /// No placement is in flight any more (a shipper waits for this to take over).
+    settled: Notify,
+    /// A placement failed: the shipper has a file to ship.
+    failed: Notify,
 }
 
 #[derive(Default)]
 struct State {
     /// The shipper lets captures be placed.
     open: bool,
-    /// The replica's newest position, as the shipper left it plus what was placed since.
-    remote: Option<TxId>,
-    /// Placed since the shipper last took over.
+    /// The newest position placed, durable or in flight: the next placement continues it.
+    head: Option<TxId>,
+    /// The replica's newest durable position, as the shipper left it plus what was placed since.
+    durable: Option<TxId>,
+    /// Placements handed to the shared thread and not yet reported.
+    in_flight: usize,
+    /// A placement failed since the shipper last took over: the ones after it are not
+    /// counted (the chain has a gap until the shipper fills it).
+    broken: bool,
+    /// Durably placed since the shipper last took over.
     placed: Vec<ObjectKey>,
+    /// The replica is on another file system than the spool: nothing can be linked, every
+    /// file goes through the shipper (which copies).
+    cross_device: bool,
 }
 
 impl Inline {
@@ -56,6 +75,8 @@ impl Inline {
             state: Mutex::default(),
             stats,
             confirmed,
+            settled: Notify::new(),
+            failed: Notify::new(),
         })
     }
 
@@ -63,54 +84,116 @@ impl Inline {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The shipper takes over: placement closes, and it learns what was placed since it last
-    /// looked and the replica's newest position.
-    pub fn take_over(&self) -> (Vec<ObjectKey>, Option<TxId>) {
-        let mut st = self.lock();
-        st.open = false;
-        (std::mem::take(&mut st.placed), st.remote)
+    /// The shipper takes over: placement closes, and once no placement is in flight it learns
+    /// what was durably placed since it last looked and the replica's newest position.
+    pub async fn take_over(&self) -> (Vec<ObjectKey>, Option<TxId>) {
+        loop {
+            let settled = self.settled.notified();
+            let mut settled = std::pin::pin!(settled);
+            settled.as_mut().enable();
+            {
+                let mut st = self.lock();
+                st.open = false;
+                if st.in_flight == 0 {
+                    st.broken = false;
+                    st.head = st.durable;
+                    return (std::mem::take(&mut st.placed), st.durable);
+                }
+            }
+            settled.await;
+        }
     }
 
     /// The shipper is caught up at `remote`: captures continuing from it may be placed.
     pub fn open_at(&self, remote: Option<TxId>) {
         let mut st = self.lock();
-        st.open = true;
-        st.remote = remote;
+        st.open = !st.cross_device;
+        st.head = remote;
+        st.durable = remote;
+    }
+
+    /// Returns once a placement failed since the last call (at once if one did meanwhile).
+    pub async fn failed(&self) {
+        self.failed.notified().await;
     }
 
     /// Places the spooled file `src` under `key` if placement is open and `key` continues the
-    /// replica's chain; true if it did. On failure placement closes and the shipper takes the
-    /// file (and the error) over.
-    fn place(&self, key: &ObjectKey, src: &Path) -> bool {
-        let mut st = self.lock();
-        let follows = st.remote.map_or(0, TxId::get) + 1 == key.min_txid().get();
-        if !st.open || !follows {
-            return false;
+    /// replica's chain; true if it was handed over for placing. If that fails later, placement
+    /// closes and the shipper is woken to ship the file.
+    fn place(self: &Arc<Self>, key: &ObjectKey, src: &Path) -> bool {
+        {
+            let mut st = self.lock();
+            let follows = st.head.map_or(0, TxId::get) + 1 == key.min_txid().get();
+            if !st.open || !follows {
+                return false;
+            }
+            st.head = Some(key.max_txid());
+            st.in_flight += 1;
         }
-        let placed = self.client.place_now(key, src).and_then(|r| {
-            let size = r.ok()?;
-            crate::fault::point("place").ok()?;
-            Some(size)
-        });
-        let Some(size) = placed else {
+        // Outside the lock: `done` may run right here. A database's captures are placed one
+        // at a time, so they still reach the shared thread in order.
+        let (me, k) = (self.clone(), *key);
+        let handed = self
+            .client
+            .place_grouped(key, src, Box::new(move |r| me.finish(k, r)));
+        if !handed {
+            // Not a file replica after all: the shipper takes it.
+            let mut st = self.lock();
+            st.in_flight -= 1;
+            st.head = st.durable;
             st.open = false;
-            return false;
-        };
-        let pos = key.max_txid();
-        st.remote = Some(pos);
-        st.placed.push(*key);
-        drop(st);
-        let s = &self.stats;
-        s.uploads.fetch_add(1, Ordering::Relaxed);
-        s.bytes.fetch_add(size, Ordering::Relaxed);
-        s.position.store(pos.get(), Ordering::Relaxed);
-        s.set_behind_since(None);
-        s.answered(crate::stats::unix_ms());
-        self.confirmed.send_if_modified(|c| {
-            *c = Some(pos);
-            false
+            if st.in_flight == 0 {
+                self.settled.notify_waiters();
+            }
+        }
+        handed
+    }
+
+    /// A placement's outcome, on the shared thread.
+    fn finish(&self, key: ObjectKey, r: Result<u64, ReplicaError>) {
+        let r = r.and_then(|size| {
+            crate::fault::point("place").map_err(|source| ReplicaError::Local {
+                replica: self.client.name().to_owned(),
+                path: key.path(),
+                source,
+            })?;
+            Ok(size)
         });
-        true
+        let mut st = self.lock();
+        st.in_flight -= 1;
+        match r {
+            Ok(size) if !st.broken => {
+                let pos = key.max_txid();
+                st.durable = Some(pos);
+                st.placed.push(key);
+                let s = &self.stats;
+                s.uploads.fetch_add(1, Ordering::Relaxed);
+                s.bytes.fetch_add(size, Ordering::Relaxed);
+                s.position.store(pos.get(), Ordering::Relaxed);
+                s.set_behind_since(None);
+                s.answered(crate::stats::unix_ms());
+                self.confirmed.send_if_modified(|c| {
+                    *c = Some(pos);
+                    false
+                });
+            }
+            // After a failed one: on the replica, not counted; the shipper finds it there.
+            Ok(_) => {}
+            Err(e) => {
+                if let ReplicaError::Write { source, .. } = &e
+                    && source.kind() == std::io::ErrorKind::CrossesDevices
+                {
+                    st.cross_device = true;
+                }
+                tracing::debug!("{key}: placement failed, left to the shipper: {e}");
+                st.broken = true;
+                st.open = false;
+                self.failed.notify_one();
+            }
+        }
+        if st.in_flight == 0 {
+            self.settled.notify_waiters();
+        }
     }
 }
 
@@ -130,7 +213,8 @@ impl Placer {
     }
 
     /// Places a level-0 file on every replica that takes it; true if every replica of the
-    /// database has it now (no shipper needs waking for it).
+    /// database is getting it that way (no shipper needs waking for it; one whose placement
+    /// fails is woken then).
     pub fn place(&self, key: &ObjectKey, src: &Path) -> bool {
         if self.targets.is_empty() || key.is_snapshot() || key.level().is_none_or(|l| l.get() > 0) {
             return false;
@@ -155,9 +239,10 @@ mod tests {
         }
     }
 
-    /// Placement waits for the shipper, only continues the chain, and hands over what it placed.
-    #[test]
-    fn places_only_what_continues_the_chain_while_open() {
+    /// Placement waits for the shipper, only continues the chain, and hands over what it placed
+    /// once it is durably there.
+    #[tokio::test(flavor = "current_thread")]
+    async fn places_only_what_continues_the_chain_while_open() {
         let d = tempfile::tempdir().unwrap();
         let spool = d.path().join("spool");
         std::fs::create_dir_all(&spool).unwrap();
@@ -170,6 +255,7 @@ mod tests {
             std::fs::write(&p, b"x").unwrap();
             p
         };
+        let tx = |n| Some(TxId::new(n).unwrap());
         let (a, b, c) = (seg(1, 2), seg(3, 3), seg(5, 6));
         assert!(
             !placer.place(&a, &file(&a)),
@@ -179,31 +265,34 @@ mod tests {
         assert!(placer.place(&a, &file(&a)));
         assert!(placer.place(&b, &file(&b)));
         assert!(!placer.place(&c, &file(&c)), "a gap: not placed");
-        assert_eq!(*rx.borrow(), Some(TxId::new(3).unwrap()));
+        assert_eq!(inline.take_over().await, (vec![a, b], tx(3)));
+        assert_eq!(*rx.borrow(), tx(3));
         assert!(!rx.has_changed().unwrap(), "the pruner is not woken");
-        assert_eq!(
-            inline.take_over(),
-            (vec![a, b], Some(TxId::new(3).unwrap()))
-        );
         let d2 = seg(4, 4);
         assert!(
             !placer.place(&d2, &file(&d2)),
             "closed while the shipper works"
         );
         assert!(d.path().join("replica").join(a.path()).exists());
-        // A file the replica has already (another writer) closes placement.
-        inline.open_at(Some(TxId::new(3).unwrap()));
+        // A file the replica has already (another writer) fails the placement: placement
+        // closes, the position stays, the files after it are not counted, the shipper is woken.
+        inline.open_at(tx(3));
         std::fs::create_dir_all(d.path().join("replica").join(d2.path()).parent().unwrap())
             .unwrap();
         std::fs::write(d.path().join("replica").join(d2.path()), b"y").unwrap();
-        assert!(!placer.place(&d2, &file(&d2)));
-        assert_eq!(inline.take_over(), (vec![], Some(TxId::new(3).unwrap())));
+        assert!(placer.place(&d2, &file(&d2)), "handed over");
+        let e = seg(5, 5);
+        let _ = placer.place(&e, &file(&e));
+        tokio::time::timeout(std::time::Duration::from_secs(10), inline.failed())
+            .await
+            .expect("the shipper is woken");
+        assert_eq!(inline.take_over().await, (vec![], tx(3)));
+        assert_eq!(*rx.borrow(), tx(3));
         // Another replica shipped the usual way: every placement still needs its shipper.
         let both = Placer::new(vec![inline.clone()], 1);
-        inline.open_at(Some(TxId::new(3).unwrap()));
-        let e = seg(4, 4);
-        std::fs::remove_file(d.path().join("replica").join(e.path())).unwrap();
-        assert!(!both.place(&e, &file(&e)));
-        assert_eq!(inline.take_over().0, vec![e]);
+        inline.open_at(tx(3));
+        std::fs::remove_file(d.path().join("replica").join(d2.path())).unwrap();
+        assert!(!both.place(&d2, &file(&d2)));
+        assert_eq!(inline.take_over().await, (vec![d2], tx(4)));
     }
 }

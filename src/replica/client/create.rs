@@ -24,24 +24,54 @@ pub(super) fn place(
 ) -> Result<u64, ReplicaError> {
     let dest = dir.join(key.path());
     match link_or_copy(src, &dest) {
-        Err(Side::Write(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(ReplicaError::AlreadyExists {
+        Err(side) => Err(side_error(c, key, &dest, src, side)),
+        Ok(n) => Ok(n),
+    }
+}
+
+/// What a failed put of `src` at `dest` means to the caller.
+fn side_error(
+    c: &ReplicaClient,
+    key: &ObjectKey,
+    dest: &Path,
+    src: &Path,
+    side: Side,
+) -> ReplicaError {
+    match side {
+        Side::Write(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            ReplicaError::AlreadyExists {
                 replica: c.name.clone(),
                 key: key.path(),
-            })
+            }
         }
-        Err(Side::Write(source)) => Err(ReplicaError::Write {
+        Side::Write(source) => ReplicaError::Write {
             replica: c.name.clone(),
             path: dest.display().to_string(),
             source,
-        }),
-        Err(Side::Read(source)) => Err(ReplicaError::Local {
+        },
+        Side::Read(source) => ReplicaError::Local {
             replica: c.name.clone(),
             path: src.display().to_string(),
             source,
-        }),
-        Ok(n) => Ok(n),
+        },
     }
+}
+
+/// Puts the spool file `src` under `key` of a file replica in a group with other files
+/// (`grouped.rs`), refusing to overwrite an existing file; `done` learns how it fared.
+pub(super) fn place_grouped(
+    c: &ReplicaClient,
+    dir: &Path,
+    key: &ObjectKey,
+    src: &Path,
+    done: Box<dyn FnOnce(Result<u64, ReplicaError>) + Send>,
+) {
+    let dest = dir.join(key.path());
+    let (c2, key2, from, to) = (c.clone(), *key, src.to_owned(), dest.clone());
+    let mapped = move |r: Result<u64, Side>| {
+        done(r.map_err(|side| side_error(&c2, &key2, &to, &from, side)))
+    };
+    super::super::grouped::submit(src.to_owned(), dest, Box::new(mapped));
 }
 
 /// Uploads the local file `src` under `key`, refusing to overwrite an existing file (two
