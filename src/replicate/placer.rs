@@ -4,9 +4,9 @@
 //! Shipping each commit through the shipper cost, per file, a wake of the runtime, a hand-off
 //! to a blocking thread for the link and its fsyncs and a hand-off back: about four context
 //! switches, a sixth of memsync's CPU at 500 databases taking a commit a second each
-//! (`docs/measurements.md`). Placed here, the file costs the link and its fsyncs alone, and
-//! the shipper sleeps until there is something else to do (a compacted file, a snapshot, a
-//! failure).
+//! (`docs/measurements.md`). Placed here, the file costs a hand-off to the thread that makes
+//! it durable, and the shipper sleeps until there is something else to do (a compacted file,
+//! a snapshot, a failure).
 //!
 //! The file itself is made durable and linked on a shared thread, in a group with other
 //! databases' files (`replica/grouped.rs`): the worker goes back to capturing at once, and the
