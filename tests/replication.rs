@@ -473,3 +473,63 @@ fn a_checkpointing_pass_backfills_before_writing_what_it_gathered() {
         "in three runs, memsync wrote the frames it gathered before backfilling them (WAL index mxFrame, nBackfill at its spool write: {seen:?})"
     );
 }
+
+/// A file replica on another file system than the database (and so its spool) cannot take
+/// hard links: placement steps aside, every file is copied, and the replica restores to the
+/// source.
+#[cfg(unix)]
+#[test]
+fn a_file_replica_on_another_file_system_gets_copies() {
+    use std::os::unix::fs::MetadataExt;
+    let shm =
+        tempfile::tempdir_in("/dev/shm").expect("a tmpfs at /dev/shm, the second file system");
+    let mut s = Scene::new("", "        sync-interval: 0s\n");
+    let dev = |p: &std::path::Path| std::fs::metadata(p).unwrap().dev();
+    assert_ne!(
+        dev(s.dir.path()),
+        dev(shm.path()),
+        "/dev/shm is on the test directory's file system"
+    );
+    s.replica = shm.path().join("replica");
+    std::fs::write(
+        &s.config,
+        format!(
+            "dbs:\n  - path: {}\n    replicas:\n      - type: file\n        path: {}\n        sync-interval: 0s\n",
+            s.db.display(),
+            s.replica.display()
+        ),
+    )
+    .unwrap();
+    let app = create_memdb(&s.db);
+    for i in 1..=100 {
+        insert_memory(&app, i);
+    }
+    let r = s.start();
+    s.wait_for_rows(100);
+    for i in 101..=300 {
+        insert_memory(&app, i);
+        if i % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    s.wait_for_rows(300);
+    let (status, err) = r.stop();
+    assert!(status.success(), "replicate exited {status}: {err}");
+    let restored = check_sound(&s.restore("restored.db", &["-integrity-check", "full"]));
+    assert_same(&app, &restored);
+    let mut copies = 0;
+    let mut dirs = vec![s.replica.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::metadata(&p).unwrap();
+            if m.is_dir() {
+                dirs.push(p);
+            } else {
+                assert_eq!(m.nlink(), 1, "{} is linked elsewhere", p.display());
+                copies += 1;
+            }
+        }
+    }
+    assert!(copies > 2, "only {copies} files on the replica");
+}

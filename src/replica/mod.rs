@@ -16,6 +16,7 @@ use std::time::Duration;
 
 pub use client::{ReplicaClient, StoreKind};
 pub use error::ReplicaError;
+pub use grouped::GROUP_MAX;
 
 /// Files at most this large are uploaded in one request from memory; larger ones to S3 in
 /// parts, to WebDAV streamed from disk.

@@ -120,11 +120,12 @@ impl Inline {
     /// Places the spooled file `src` under `key` if placement is open and `key` continues the
     /// replica's chain; true if it was handed over for placing. If that fails later, placement
     /// closes and the shipper is woken to ship the file.
-    fn place(self: &Arc<Self>, key: &ObjectKey, src: &Path) -> bool {
+    fn place(self: &Arc<Self>, key: &ObjectKey, src: &Path, size: u64) -> bool {
         {
             let mut st = self.lock();
             let follows = st.head.map_or(0, TxId::get) + 1 == key.min_txid().get();
-            if !st.open || !follows {
+            // A big file would hold up every other database's behind it: the shipper's.
+            if !st.open || !follows || size > crate::replica::GROUP_MAX {
                 return false;
             }
             st.head = Some(key.max_txid());
@@ -215,12 +216,16 @@ impl Placer {
     /// Places a level-0 file on every replica that takes it; true if every replica of the
     /// database is getting it that way (no shipper needs waking for it; one whose placement
     /// fails is woken then).
-    pub fn place(&self, key: &ObjectKey, src: &Path) -> bool {
+    pub fn place(&self, key: &ObjectKey, src: &Path, size: u64) -> bool {
         if self.targets.is_empty() || key.is_snapshot() || key.level().is_none_or(|l| l.get() > 0) {
             return false;
         }
         // Each target is tried: one replica refusing does not keep the others waiting.
-        let placed = self.targets.iter().filter(|t| t.place(key, src)).count();
+        let placed = self
+            .targets
+            .iter()
+            .filter(|t| t.place(key, src, size))
+            .count();
         placed == self.targets.len() && self.others == 0
     }
 }
@@ -258,19 +263,25 @@ mod tests {
         let tx = |n| Some(TxId::new(n).unwrap());
         let (a, b, c) = (seg(1, 2), seg(3, 3), seg(5, 6));
         assert!(
-            !placer.place(&a, &file(&a)),
+            !placer.place(&a, &file(&a), 1),
             "closed until the shipper opens it"
         );
         inline.open_at(None);
-        assert!(placer.place(&a, &file(&a)));
-        assert!(placer.place(&b, &file(&b)));
-        assert!(!placer.place(&c, &file(&c)), "a gap: not placed");
+        assert!(placer.place(&a, &file(&a), 1));
+        assert!(placer.place(&b, &file(&b), 1));
+        let big = seg(4, 4);
+        let too_big = crate::replica::GROUP_MAX + 1;
+        assert!(
+            !placer.place(&big, &file(&big), too_big),
+            "too big: the shipper's"
+        );
+        assert!(!placer.place(&c, &file(&c), 1), "a gap: not placed");
         assert_eq!(inline.take_over().await, (vec![a, b], tx(3)));
         assert_eq!(*rx.borrow(), tx(3));
         assert!(!rx.has_changed().unwrap(), "the pruner is not woken");
         let d2 = seg(4, 4);
         assert!(
-            !placer.place(&d2, &file(&d2)),
+            !placer.place(&d2, &file(&d2), 1),
             "closed while the shipper works"
         );
         assert!(d.path().join("replica").join(a.path()).exists());
@@ -280,9 +291,9 @@ mod tests {
         std::fs::create_dir_all(d.path().join("replica").join(d2.path()).parent().unwrap())
             .unwrap();
         std::fs::write(d.path().join("replica").join(d2.path()), b"y").unwrap();
-        assert!(placer.place(&d2, &file(&d2)), "handed over");
+        assert!(placer.place(&d2, &file(&d2), 1), "handed over");
         let e = seg(5, 5);
-        let _ = placer.place(&e, &file(&e));
+        let _ = placer.place(&e, &file(&e), 1);
         tokio::time::timeout(std::time::Duration::from_secs(10), inline.failed())
             .await
             .expect("the shipper is woken");
@@ -292,7 +303,7 @@ mod tests {
         let both = Placer::new(vec![inline.clone()], 1);
         inline.open_at(tx(3));
         std::fs::remove_file(d.path().join("replica").join(d2.path())).unwrap();
-        assert!(!both.place(&d2, &file(&d2)));
+        assert!(!both.place(&d2, &file(&d2), 1));
         assert_eq!(inline.take_over().await, (vec![d2], tx(4)));
     }
 }

@@ -582,7 +582,7 @@ mod tests {
         let placer = Placer::new(vec![inline.clone()], 0);
         let mut handed = false;
         for _ in 0..200 {
-            handed = placer.place(&seg, &spool.path(&seg));
+            handed = placer.place(&seg, &spool.path(&seg), 1);
             if handed {
                 break;
             }

@@ -188,7 +188,10 @@ impl Sink for SpoolSink {
             .spool_bytes
             .fetch_add(file.size, Ordering::Relaxed);
         let pos = Some(file.key.max_txid());
-        if self.placer.place(&file.key, &self.spool.path(&file.key)) {
+        if self
+            .placer
+            .place(&file.key, &self.spool.path(&file.key), file.size)
+        {
             // Every replica has it: no shipper needs waking (they see the position when
             // something else wakes them).
             self.positions.send_if_modified(|p| {
