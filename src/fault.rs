@@ -14,7 +14,9 @@
 //! nothing after a rename can fail), `snapshot` (a snapshot's pages written, before its
 //! trailer), `upload` (a file is on the replica, not yet recorded as shipped; while it is
 //! armed, captured files go through the shipper rather than being placed on the spot), `place`
-//! (the same for a level-0 file placed on a file replica right where it was captured),
+//! (the same for a level-0 file placed on a file replica as it was captured: on the thread
+//! that places files, once the file is durably there; `pause` there holds up every database's
+//! placements),
 //! `delete` (one replica file deleted) and `pagemap-save` (before the page map is written).
 //!
 //! Only debug builds (the tests' binary) read the variable; in release builds every point is

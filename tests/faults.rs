@@ -194,8 +194,9 @@ fn crash_at_upload() {
     crash_at("upload", 8, STEADY_DB, STEADY_REPLICA, &[]);
 }
 
-/// Dies with a level-0 file placed on the file replica right where it was captured, not yet
-/// recorded as shipped: the restart finds it there and continues after it.
+/// Dies with a level-0 file placed on the file replica as it was captured (durably there, on
+/// the placing thread), not yet recorded as shipped: the restart finds it there and continues
+/// after it.
 #[test]
 fn crash_at_place() {
     crash_at("place", 8, STEADY_DB, STEADY_REPLICA, &[]);

@@ -18,6 +18,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -43,7 +44,26 @@ struct Job {
     src: PathBuf,
     dest: PathBuf,
     at: Instant,
-    done: Done,
+    /// Taken when called; a job dropped without it (a panic) reports a failure.
+    done: Option<Done>,
+}
+
+impl Job {
+    fn report(mut self, r: Result<u64, Side>) {
+        if let Some(done) = self.done.take() {
+            done(r);
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(Err(Side::Write(io::Error::other(
+                "the thread placing files on file replicas failed",
+            ))));
+        }
+    }
 }
 
 struct Queue {
@@ -59,7 +79,7 @@ pub(super) fn submit(src: PathBuf, dest: PathBuf, done: Done) {
         src,
         dest,
         at: Instant::now(),
-        done,
+        done: Some(done),
     };
     let Some(q) = queue() else {
         return run(vec![job]);
@@ -92,20 +112,15 @@ fn queue() -> Option<&'static Queue> {
 fn worker(q: &Queue) {
     // When the last batch was done: a file arriving within a window of it is part of a dense
     // stream, and waits for others.
-    let window = std::env::var("XP_WINDOW_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(WINDOW);
-    let mut last_done = Instant::now() - window;
+    let mut last_done = Instant::now() - WINDOW;
     loop {
         let batch = {
             let mut jobs = q.jobs.lock().unwrap_or_else(|p| p.into_inner());
             while jobs.is_empty() {
                 jobs = q.cv.wait(jobs).unwrap_or_else(|p| p.into_inner());
             }
-            if last_done.elapsed() < window {
-                let deadline = jobs[0].at + window;
+            if last_done.elapsed() < WINDOW {
+                let deadline = jobs[0].at + WINDOW;
                 loop {
                     let now = Instant::now();
                     if jobs.len() >= MAX_BATCH || now >= deadline {
@@ -120,7 +135,9 @@ fn worker(q: &Queue) {
             let n = jobs.len().min(MAX_BATCH);
             jobs.drain(..n).collect()
         };
-        run(batch);
+        // A panic here must not take the thread down with every later file queued behind it:
+        // the batch's jobs that were not told yet are told of a failure as they drop.
+        let _ = catch_unwind(AssertUnwindSafe(|| run(batch)));
         last_done = Instant::now();
     }
 }
@@ -135,7 +152,13 @@ fn run(batch: Vec<Job>) {
         .map(|(j, synced)| {
             synced.map_err(Side::Read)?;
             let size = std::fs::metadata(&j.src).map_err(Side::Read)?.len();
-            hard_link(&j.src, &j.dest).map_err(Side::Write)?;
+            hard_link(&j.src, &j.dest).map_err(|e| {
+                // The spool file pruned meanwhile is the spool's news, not a replica failure.
+                match e.kind() == io::ErrorKind::NotFound && !j.src.exists() {
+                    true => Side::Read(e),
+                    false => Side::Write(e),
+                }
+            })?;
             Ok(size)
         })
         .collect();
@@ -161,7 +184,8 @@ fn run(batch: Vec<Job>) {
         }
     }
     for (job, r) in batch.into_iter().zip(results) {
-        (job.done)(r);
+        // One callback's panic does not keep the others from being told.
+        let _ = catch_unwind(AssertUnwindSafe(|| job.report(r)));
     }
 }
 
@@ -175,6 +199,28 @@ fn parent(p: &Path) -> &Path {
 mod tests {
     use super::*;
     use std::sync::mpsc;
+
+    /// A callback that panics does not take the thread down: the files after it are placed
+    /// and reported.
+    #[test]
+    fn a_panicking_callback_stops_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let (tx, rx) = mpsc::channel();
+        for i in 0..3u8 {
+            let src = d.path().join(format!("s{i}"));
+            std::fs::write(&src, [i; 10]).unwrap();
+            let tx = tx.clone();
+            let done: Done = Box::new(move |r| {
+                assert!(i != 1, "a callback's bug");
+                let _ = tx.send((i, r.ok()));
+            });
+            submit(src, d.path().join(format!("r/f{i}")), done);
+        }
+        let got: Vec<(u8, Option<u64>)> = (0..2)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        assert_eq!(got, vec![(0, Some(10)), (2, Some(10))]);
+    }
 
     /// Files submitted together are each reported, in order; one whose spool file is
     /// missing, or whose name is taken on the replica, fails alone and leaves nothing.
@@ -195,7 +241,9 @@ mod tests {
                 std::fs::write(&dest, b"theirs").unwrap();
             }
             let tx = tx.clone();
-            let done: Done = Box::new(move |r| tx.send((i, r.ok())).unwrap());
+            let done: Done = Box::new(move |r| {
+                let _ = tx.send((i, r.ok()));
+            });
             submit(src, dest, done);
         }
         let got: Vec<(u8, Option<u64>)> = (0..20)

@@ -116,6 +116,13 @@ pub(super) fn hard_link(src: &Path, dest: &Path) -> std::io::Result<()> {
         && let Some(parent) = dest.parent()
     {
         std::fs::create_dir_all(parent)?;
+        // The new directories' own entries (a level's, the replica's): a file linked into
+        // them is then found after a power cut.
+        for dir in parent.ancestors().skip(1).take(2) {
+            if !dir.as_os_str().is_empty() {
+                crate::platform::sync_dir(dir)?;
+            }
+        }
         return std::fs::hard_link(src, dest);
     }
     linked

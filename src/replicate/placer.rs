@@ -58,9 +58,9 @@ struct State {
     broken: bool,
     /// Durably placed since the shipper last took over.
     placed: Vec<ObjectKey>,
-    /// The replica is on another file system than the spool: nothing can be linked, every
-    /// file goes through the shipper (which copies).
-    cross_device: bool,
+    /// The replica refuses links from the spool (another file system, or a permission the
+    /// spool's files lack): every file goes through the shipper, which copies.
+    unlinkable: bool,
 }
 
 impl Inline {
@@ -107,7 +107,7 @@ impl Inline {
     /// The shipper is caught up at `remote`: captures continuing from it may be placed.
     pub fn open_at(&self, remote: Option<TxId>) {
         let mut st = self.lock();
-        st.open = !st.cross_device;
+        st.open = !st.unlinkable;
         st.head = remote;
         st.durable = remote;
     }
@@ -182,9 +182,12 @@ impl Inline {
             Ok(_) => {}
             Err(e) => {
                 if let ReplicaError::Write { source, .. } = &e
-                    && source.kind() == std::io::ErrorKind::CrossesDevices
+                    && matches!(
+                        source.kind(),
+                        std::io::ErrorKind::CrossesDevices | std::io::ErrorKind::PermissionDenied
+                    )
                 {
-                    st.cross_device = true;
+                    st.unlinkable = true;
                 }
                 tracing::debug!("{key}: placement failed, left to the shipper: {e}");
                 st.broken = true;
@@ -292,11 +295,10 @@ mod tests {
             .unwrap();
         std::fs::write(d.path().join("replica").join(d2.path()), b"y").unwrap();
         assert!(placer.place(&d2, &file(&d2), 1), "handed over");
-        let e = seg(5, 5);
-        let _ = placer.place(&e, &file(&e), 1);
         tokio::time::timeout(std::time::Duration::from_secs(10), inline.failed())
             .await
             .expect("the shipper is woken");
+        assert!(!placer.place(&seg(5, 5), &file(&seg(5, 5)), 1), "closed");
         assert_eq!(inline.take_over().await, (vec![], tx(3)));
         assert_eq!(*rx.borrow(), tx(3));
         // Another replica shipped the usual way: every placement still needs its shipper.
@@ -305,5 +307,39 @@ mod tests {
         std::fs::remove_file(d.path().join("replica").join(d2.path())).unwrap();
         assert!(!both.place(&d2, &file(&d2), 1));
         assert_eq!(inline.take_over().await, (vec![d2], tx(4)));
+    }
+
+    /// A placement that finishes after an earlier one failed is not counted: the chain has a
+    /// gap there until the shipper fills it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn nothing_after_a_failed_placement_counts() {
+        let d = tempfile::tempdir().unwrap();
+        let client = ReplicaClient::file("r", &d.path().join("replica"), true).unwrap();
+        let (tx, rx) = watch::channel(None);
+        let inline = Inline::new(client, Arc::default(), tx);
+        let pos = |n| Some(TxId::new(n).unwrap());
+        inline.open_at(pos(1));
+        {
+            let mut st = inline.lock();
+            st.in_flight = 2;
+            st.head = pos(3);
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        inline.finish(
+            seg(2, 2),
+            Err(ReplicaError::Write {
+                replica: "r".into(),
+                path: "p".into(),
+                source: refused,
+            }),
+        );
+        inline.finish(seg(3, 3), Ok(1));
+        assert_eq!(inline.take_over().await, (vec![], pos(1)));
+        assert_eq!(*rx.borrow(), None, "nothing confirmed");
+        inline.open_at(pos(1));
+        assert!(
+            inline.lock().open,
+            "a full disk does not end placement for good"
+        );
     }
 }

@@ -87,22 +87,8 @@ pub(super) async fn upload(
         source,
     };
     if let Some(dir) = c.local_dir() {
-        let size = tokio::fs::metadata(src).await.map_err(local)?.len();
-        // Small files join the placements' groups (one journal commit for many files);
-        // big ones, and copies across file systems, go on a blocking thread of their own.
-        if size <= super::super::GROUP_MAX {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let done = Box::new(move |r| {
-                let _ = tx.send(r);
-            });
-            place_grouped(c, dir, key, src, done);
-            match rx.await {
-                Ok(Err(ReplicaError::Write { source, .. }))
-                    if source.kind() == std::io::ErrorKind::CrossesDevices => {}
-                Ok(r) => return r,
-                Err(_) => return Err(local(std::io::Error::other("the placing thread stopped"))),
-            }
-        }
+        // On a blocking thread of its own, not the placements' shared one: a replica whose
+        // file system hangs holds up its own shipper, not every other replica's placements.
         let (c2, dir, key, src) = (c.clone(), dir.clone(), *key, src.to_path_buf());
         return tokio::task::spawn_blocking(move || place(&c2, &dir, &key, &src))
             .await
