@@ -115,12 +115,16 @@ pub(super) fn hard_link(src: &Path, dest: &Path) -> std::io::Result<()> {
         && e.kind() == std::io::ErrorKind::NotFound
         && let Some(parent) = dest.parent()
     {
+        // The directories made here get their own entries fsynced (in their parents), so a
+        // file linked into them is found after a power cut.
+        let missing: Vec<&Path> = parent
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .collect();
         std::fs::create_dir_all(parent)?;
-        // The new directories' own entries (a level's, the replica's): a file linked into
-        // them is then found after a power cut.
-        for dir in parent.ancestors().skip(1).take(2) {
-            if !dir.as_os_str().is_empty() {
-                crate::platform::sync_dir(dir)?;
+        for made in missing {
+            if let Some(up) = made.parent().filter(|p| !p.as_os_str().is_empty()) {
+                crate::platform::sync_dir(up)?;
             }
         }
         return std::fs::hard_link(src, dest);
