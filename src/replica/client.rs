@@ -235,7 +235,7 @@ impl ReplicaClient {
         &self,
         key: &ObjectKey,
         src: &Path,
-        done: Box<dyn FnOnce(Result<u64, ReplicaError>) + Send>,
+        done: Box<dyn FnOnce(Result<(), ReplicaError>) + Send>,
     ) -> bool {
         let Some(dir) = self.local_dir() else {
             return false;

@@ -24,6 +24,7 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::local::{Side, hard_link};
+use crate::fsutil::parent_dir;
 
 /// How long the first file of a dense stream waits for others to join its batch.
 const WINDOW: Duration = Duration::from_millis(10);
@@ -36,9 +37,9 @@ const MAX_BATCH: usize = 256;
 /// second weighs about 2 MB, a merged one of 30 s of them 10-25 MB).
 pub const GROUP_MAX: u64 = 8 << 20;
 
-/// Called with the file's size once it is durably on the replica, or with what failed (a
-/// link that failed left nothing; one whose directory could not be fsynced is removed again).
-pub(super) type Done = Box<dyn FnOnce(Result<u64, Side>) + Send>;
+/// Called once the file is durably on the replica, or with what failed (a link that failed
+/// left nothing; one whose directory could not be fsynced is removed again).
+pub(super) type Done = Box<dyn FnOnce(Result<(), Side>) + Send>;
 
 struct Job {
     src: PathBuf,
@@ -49,7 +50,7 @@ struct Job {
 }
 
 impl Job {
-    fn report(mut self, r: Result<u64, Side>) {
+    fn report(mut self, r: Result<(), Side>) {
         if let Some(done) = self.done.take() {
             done(r);
         }
@@ -146,27 +147,25 @@ fn worker(q: &Queue) {
 fn run(batch: Vec<Job>) {
     let srcs: Vec<&Path> = batch.iter().map(|j| j.src.as_path()).collect();
     let synced = crate::platform::sync_files(&srcs);
-    let mut results: Vec<Result<u64, Side>> = batch
+    let mut results: Vec<Result<(), Side>> = batch
         .iter()
         .zip(synced)
         .map(|(j, synced)| {
             synced.map_err(Side::Read)?;
-            let size = std::fs::metadata(&j.src).map_err(Side::Read)?.len();
             hard_link(&j.src, &j.dest).map_err(|e| {
                 // The spool file pruned meanwhile is the spool's news, not a replica failure.
                 match e.kind() == io::ErrorKind::NotFound && !j.src.exists() {
                     true => Side::Read(e),
                     false => Side::Write(e),
                 }
-            })?;
-            Ok(size)
+            })
         })
         .collect();
     let mut dirs: Vec<&Path> = batch
         .iter()
         .zip(&results)
         .filter(|(_, r)| r.is_ok())
-        .map(|(j, _)| parent(&j.dest))
+        .map(|(j, _)| parent_dir(&j.dest))
         .collect();
     dirs.sort();
     dirs.dedup();
@@ -175,7 +174,7 @@ fn run(batch: Vec<Job>) {
             continue;
         };
         for (j, r) in batch.iter().zip(results.iter_mut()) {
-            if r.is_ok() && parent(&j.dest) == dir {
+            if r.is_ok() && parent_dir(&j.dest) == dir {
                 // Not counted, so not left: the shipper puts it there again.
                 let _ = std::fs::remove_file(&j.dest);
                 let msg = format!("{}: {e}", dir.display());
@@ -187,12 +186,6 @@ fn run(batch: Vec<Job>) {
         // One callback's panic does not keep the others from being told.
         let _ = catch_unwind(AssertUnwindSafe(|| job.report(r)));
     }
-}
-
-fn parent(p: &Path) -> &Path {
-    p.parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
 }
 
 #[cfg(test)]
@@ -212,14 +205,14 @@ mod tests {
             let tx = tx.clone();
             let done: Done = Box::new(move |r| {
                 assert!(i != 1, "a callback's bug");
-                let _ = tx.send((i, r.ok()));
+                let _ = tx.send((i, r.is_ok()));
             });
             submit(src, d.path().join(format!("r/f{i}")), done);
         }
-        let got: Vec<(u8, Option<u64>)> = (0..2)
+        let got: Vec<(u8, bool)> = (0..2)
             .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
             .collect();
-        assert_eq!(got, vec![(0, Some(10)), (2, Some(10))]);
+        assert_eq!(got, vec![(0, true), (2, true)]);
     }
 
     /// Files submitted together are each reported, in order; one whose spool file is
@@ -242,16 +235,14 @@ mod tests {
             }
             let tx = tx.clone();
             let done: Done = Box::new(move |r| {
-                let _ = tx.send((i, r.ok()));
+                let _ = tx.send((i, r.is_ok()));
             });
             submit(src, dest, done);
         }
-        let got: Vec<(u8, Option<u64>)> = (0..20)
+        let got: Vec<(u8, bool)> = (0..20)
             .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
             .collect();
-        let want: Vec<(u8, Option<u64>)> = (0..20)
-            .map(|i| (i, (i != 7 && i != 11).then_some(100)))
-            .collect();
+        let want: Vec<(u8, bool)> = (0..20).map(|i| (i, i != 7 && i != 11)).collect();
         assert_eq!(got, want);
         assert!(!d.path().join("r/d1/f7").exists());
         assert_eq!(std::fs::read(d.path().join("r/d2/f11")).unwrap(), b"theirs");

@@ -117,6 +117,14 @@ impl Inline {
         self.failed.notified().await;
     }
 
+    /// [`Self::failed`] of a replica's placement; never for a replica without one.
+    pub async fn failed_in(inline: Option<&Inline>) {
+        match inline {
+            Some(i) => i.failed().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Places the spooled file `src` under `key` if placement is open and `key` continues the
     /// replica's chain; true if it was handed over for placing. If that fails later, placement
     /// closes and the shipper is woken to ship the file.
@@ -136,7 +144,7 @@ impl Inline {
         let (me, k) = (self.clone(), *key);
         let handed = self
             .client
-            .place_grouped(key, src, Box::new(move |r| me.finish(k, r)));
+            .place_grouped(key, src, Box::new(move |r| me.finish(k, size, r)));
         if !handed {
             // Not a file replica after all: the shipper takes it.
             let mut st = self.lock();
@@ -151,19 +159,18 @@ impl Inline {
     }
 
     /// A placement's outcome, on the shared thread.
-    fn finish(&self, key: ObjectKey, r: Result<u64, ReplicaError>) {
-        let r = r.and_then(|size| {
+    fn finish(&self, key: ObjectKey, size: u64, r: Result<(), ReplicaError>) {
+        let r = r.and_then(|()| {
             crate::fault::point("place").map_err(|source| ReplicaError::Local {
                 replica: self.client.name().to_owned(),
                 path: key.path(),
                 source,
-            })?;
-            Ok(size)
+            })
         });
         let mut st = self.lock();
         st.in_flight -= 1;
         match r {
-            Ok(size) if !st.broken => {
+            Ok(()) if !st.broken => {
                 let pos = key.max_txid();
                 st.durable = Some(pos);
                 st.placed.push(key);
@@ -179,7 +186,7 @@ impl Inline {
                 });
             }
             // After a failed one: on the replica, not counted; the shipper finds it there.
-            Ok(_) => {}
+            Ok(()) => {}
             Err(e) => {
                 if let ReplicaError::Write { source, .. } = &e
                     && matches!(
@@ -327,13 +334,14 @@ mod tests {
         let refused = std::io::Error::from(std::io::ErrorKind::StorageFull);
         inline.finish(
             seg(2, 2),
+            1,
             Err(ReplicaError::Write {
                 replica: "r".into(),
                 path: "p".into(),
                 source: refused,
             }),
         );
-        inline.finish(seg(3, 3), Ok(1));
+        inline.finish(seg(3, 3), 1, Ok(()));
         assert_eq!(inline.take_over().await, (vec![], pos(1)));
         assert_eq!(*rx.borrow(), None, "nothing confirmed");
         inline.open_at(pos(1));

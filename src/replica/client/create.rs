@@ -24,33 +24,27 @@ pub(super) fn place(
 ) -> Result<u64, ReplicaError> {
     let dest = dir.join(key.path());
     match link_or_copy(src, &dest) {
-        Err(side) => Err(side_error(c, key, &dest, src, side)),
+        Err(side) => Err(side_error(&c.name, key, &dest, src, side)),
         Ok(n) => Ok(n),
     }
 }
 
 /// What a failed put of `src` at `dest` means to the caller.
-fn side_error(
-    c: &ReplicaClient,
-    key: &ObjectKey,
-    dest: &Path,
-    src: &Path,
-    side: Side,
-) -> ReplicaError {
+fn side_error(replica: &str, key: &ObjectKey, dest: &Path, src: &Path, side: Side) -> ReplicaError {
     match side {
         Side::Write(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             ReplicaError::AlreadyExists {
-                replica: c.name.clone(),
+                replica: replica.to_owned(),
                 key: key.path(),
             }
         }
         Side::Write(source) => ReplicaError::Write {
-            replica: c.name.clone(),
+            replica: replica.to_owned(),
             path: dest.display().to_string(),
             source,
         },
         Side::Read(source) => ReplicaError::Local {
-            replica: c.name.clone(),
+            replica: replica.to_owned(),
             path: src.display().to_string(),
             source,
         },
@@ -64,12 +58,12 @@ pub(super) fn place_grouped(
     dir: &Path,
     key: &ObjectKey,
     src: &Path,
-    done: Box<dyn FnOnce(Result<u64, ReplicaError>) + Send>,
+    done: Box<dyn FnOnce(Result<(), ReplicaError>) + Send>,
 ) {
     let dest = dir.join(key.path());
-    let (c2, key2, from, to) = (c.clone(), *key, src.to_owned(), dest.clone());
-    let mapped = move |r: Result<u64, Side>| {
-        done(r.map_err(|side| side_error(&c2, &key2, &to, &from, side)))
+    let (name, key2, from, to) = (c.name.clone(), *key, src.to_owned(), dest.clone());
+    let mapped = move |r: Result<(), Side>| {
+        done(r.map_err(|side| side_error(&name, &key2, &to, &from, side)))
     };
     super::super::grouped::submit(src.to_owned(), dest, Box::new(mapped));
 }
