@@ -84,7 +84,12 @@ pub(super) fn link_or_copy(src: &Path, dest: &Path) -> Result<u64, Side> {
     crate::platform::sync_file(src).map_err(Side::Read)?;
     match hard_link(src, dest) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Side::Write(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Most likely this file's own link from a run that stopped before its directory
+            // was fsynced: the caller counts it as placed, so its entry is made durable now.
+            let _ = crate::fsutil::sync_dir(dest);
+            return Err(Side::Write(e));
+        }
         Err(_) => {
             let tmp = crate::fsutil::temp_sibling(dest);
             let res = (|| {
