@@ -40,6 +40,23 @@ pub fn retention_victims(
         .collect()
 }
 
+/// The last file of the longest chain a replica can restore from any of its snapshots: the
+/// position it really holds. A file past a hole (placed after an earlier one failed, before a
+/// crash) lies beyond it, and the replica is continued from before the hole instead of from
+/// its newest file, so the missing file is sent rather than silently skipped. `None` without a
+/// snapshot: nothing of the replica restores.
+pub fn restorable_end(keys: &[ObjectKey]) -> Option<ObjectKey> {
+    keys.iter()
+        .filter(|k| k.is_snapshot())
+        .map(|snap| {
+            chain_from(keys, snap.max_txid(), Target::Latest)
+                .last()
+                .copied()
+                .unwrap_or(*snap)
+        })
+        .max_by_key(|k| (k.max_txid(), *k))
+}
+
 /// The spooled files that bring the replica from `remote` to the spool's newest position: the
 /// chain of segments whose first position follows the previous one, preferring the one reaching
 /// furthest; and where that chain stops short (the replica is empty, the spool no longer has the
@@ -172,5 +189,31 @@ mod tests {
         );
         assert_eq!(chain_after(&keys, TxId::new(3)), vec![snap(4, 3)]);
         assert!(chain_after(&keys, TxId::new(4)).is_empty());
+    }
+
+    /// A file placed past a hole (the one before it failed, then the process stopped) does not
+    /// count as the replica's position: the hole is filled from there. A compacted file
+    /// bridging the hole, or a later snapshot, does.
+    #[test]
+    fn the_restorable_end_stops_at_a_hole() {
+        let holed = vec![
+            snap(1, 0),
+            seg(0, 2, 2, 1),
+            seg(0, 3, 3, 2),
+            seg(0, 5, 5, 4),
+        ];
+        assert_eq!(restorable_end(&holed), Some(seg(0, 3, 3, 2)));
+        let mut bridged = holed.clone();
+        bridged.push(seg(1, 2, 5, 4));
+        assert_eq!(restorable_end(&bridged), Some(seg(1, 2, 5, 4)));
+        let mut restarted = holed.clone();
+        restarted.push(snap(7, 6));
+        assert_eq!(restorable_end(&restarted), Some(snap(7, 6)));
+        // An older snapshot's chain may reach further than the newest's (whose next level-0
+        // file went once a compacted file covered it).
+        let older_reaches = vec![snap(1, 0), seg(1, 2, 9, 8), snap(5, 4)];
+        assert_eq!(restorable_end(&older_reaches), Some(seg(1, 2, 9, 8)));
+        assert_eq!(restorable_end(&[seg(0, 2, 2, 1)]), None);
+        assert_eq!(restorable_end(&[]), None);
     }
 }

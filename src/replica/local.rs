@@ -87,7 +87,7 @@ pub(super) fn link_or_copy(src: &Path, dest: &Path) -> Result<u64, Side> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             // Most likely this file's own link from a run that stopped before its directory
             // was fsynced: the caller counts it as placed, so its entry is made durable now.
-            let _ = crate::fsutil::sync_dir(dest);
+            crate::fsutil::sync_dir(dest).map_err(Side::Write)?;
             return Err(Side::Write(e));
         }
         Err(_) => {

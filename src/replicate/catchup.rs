@@ -18,9 +18,9 @@ use crate::replica::{ReplicaClient, ReplicaError};
 /// Why a replica starts over from a fresh snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Restart {
-    /// It holds no file.
+    /// It holds no file, or nothing that restores (no snapshot).
     Empty,
-    /// The spool no longer holds what follows its newest position (pruned while the replica
+    /// The spool no longer holds what follows its position (pruned while the replica
     /// was not configured, or compacted into files that start before it).
     Behind {
         /// The replica's newest position.
@@ -40,7 +40,7 @@ impl fmt::Display for Restart {
             Restart::Empty => f.write_str("empty"),
             Restart::Behind { newest } => write!(
                 f,
-                "behind (the spool no longer holds what follows its newest position {})",
+                "behind (the spool no longer holds what follows its position {})",
                 newest
             ),
             Restart::OtherHistory { newest } => write!(
@@ -113,13 +113,15 @@ pub async fn check(
     spool: &Spool,
     spool_keys: &[ObjectKey],
 ) -> Result<Option<Restart>, ReplicaError> {
-    let newest = listing.iter().max();
-    let (key, side) = match judge(newest, spool_keys) {
+    // Its position is where what it holds restores to, not its newest file: a file past a
+    // hole is not built on (the hole is filled from the spool, or the replica starts over).
+    let newest = replica_formats::restorable_end(listing);
+    let (key, side) = match judge(newest.as_ref(), spool_keys) {
         Verdict::Continues => return Ok(None),
         Verdict::Restart(r) => return Ok(Some(r)),
         Verdict::Compare(key, side) => (key, side),
     };
-    let newest = *newest.expect("judged a replica file");
+    let newest = newest.expect("judged a replica file");
     let other = Restart::OtherHistory {
         newest: newest.max_txid(),
     };

@@ -102,12 +102,79 @@ pub(super) async fn prune_spool(
             Ok(Err(e)) => tracing::warn!("spool {}: pruning: {e}", spool.dir().display()),
             _ => {}
         }
-        let changed =
-            futures::future::select_all(confirmed.iter_mut().map(|c| Box::pin(c.changed())));
+        // A replica whose shipper ended (given up on for this run, or stopping) keeps its last
+        // position, which holds the spool back only up to the budget; the pruner goes on for
+        // the others, and ends with the last of them.
+        let open: Vec<_> = confirmed
+            .iter_mut()
+            .filter(|c| c.has_changed().is_ok())
+            .collect();
+        if open.is_empty() {
+            return;
+        }
+        let changed = futures::future::select_all(open.into_iter().map(|c| Box::pin(c.changed())));
         tokio::select! {
-            r = changed => if r.0.is_err() { return },
+            _ = changed => {}
             // The budget is checked on a timer too: with every replica down nothing confirms.
             _ = tick.tick(), if lagging || over => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use replica_formats::{ObjectKey, Timestamp};
+
+    /// One replica's shipper ending (given up on for this run) does not stop the pruning for
+    /// the others: the spool would grow without bound.
+    #[tokio::test(flavor = "current_thread")]
+    async fn pruning_goes_on_when_one_shipper_ends() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let tx = |n| TxId::new(n).unwrap();
+        let snap = |n: u64| ObjectKey::Snapshot {
+            txid: tx(n),
+            ts: Timestamp::from_millis(n as i64),
+        };
+        for n in 1..=3 {
+            spool
+                .write(&snap(n), |w| std::io::Write::write_all(w, b"s"))
+                .unwrap();
+        }
+        let (a, a_rx) = watch::channel(None);
+        let (b, b_rx) = watch::channel(Some(tx(3)));
+        let (_saved, saved_rx) = watch::channel(None);
+        let (_pos, pos_rx) = watch::channel(Some(tx(3)));
+        let task = tokio::spawn(prune_spool(
+            spool.clone(),
+            vec![a_rx, b_rx],
+            saved_rx,
+            pos_rx,
+            1,
+            u64::MAX,
+            Arc::default(),
+        ));
+        tokio::task::yield_now().await;
+        drop(b);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        a.send_replace(Some(tx(3)));
+        let gone = async {
+            while spool.path(&snap(1)).exists() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), gone)
+                .await
+                .is_ok(),
+            "the snapshots every live replica has were pruned"
+        );
+        assert!(spool.path(&snap(3)).exists(), "the newest file stays");
+        drop(a);
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the pruner ends with the last shipper")
+            .unwrap();
     }
 }

@@ -33,12 +33,13 @@ pub struct Ready {
 }
 
 impl Ready {
-    /// Its newest position, unless it starts over (nothing of ours is appended to it then).
+    /// The position it restores to, unless it starts over (nothing of ours is appended to it
+    /// then): a file past a hole is not counted, so the hole is filled (`catchup`).
     pub fn remote(&self) -> Option<TxId> {
         if self.restart.is_some() {
             return None;
         }
-        self.listing.iter().map(ObjectKey::max_txid).max()
+        replica_formats::restorable_end(&self.listing).map(|k| k.max_txid())
     }
 
     /// Its newest position, whatever it holds.

@@ -87,3 +87,72 @@ async fn a_failed_placement_wakes_the_idle_shipper() {
     stop.send_replace(true);
     assert_eq!(task.await.unwrap(), Some(tx(2)));
 }
+
+/// A replica holding a file past a hole (a placement after a failed one landed, then the
+/// process stopped before the shipper filled the hole) continues from before the hole: the
+/// start does not take its newest file for its position, and the missing file is shipped.
+#[tokio::test(flavor = "current_thread")]
+async fn a_restart_fills_a_hole_below_the_newest_replica_file() {
+    let d = tempfile::tempdir().unwrap();
+    let spool = Spool::open(d.path()).unwrap();
+    let tx = |n| TxId::new(n).unwrap();
+    let snap = ObjectKey::Snapshot {
+        txid: tx(1),
+        ts: Timestamp::from_millis(1),
+    };
+    let seg = |n: u64| ObjectKey::Segment {
+        level: Level::new(0).unwrap(),
+        min: tx(n),
+        max: tx(n),
+        ts: Timestamp::from_millis(n as i64),
+    };
+    let keys = [snap, seg(2), seg(3), seg(4)];
+    for k in keys {
+        let body = format!("{k:?}");
+        spool
+            .write(&k, |w| std::io::Write::write_all(w, body.as_bytes()))
+            .unwrap();
+    }
+    let dir = d.path().join("replica");
+    let client = ReplicaClient::file("r", &dir, true).unwrap();
+    for k in [snap, seg(2), seg(4)] {
+        let at = dir.join(k.path());
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::fs::copy(spool.path(&k), at).unwrap();
+    }
+    let start = crate::replicate::startup::Start {
+        client: client.clone(),
+        me: Arc::new(replica_formats::Lineage {
+            id: replica_formats::LineageId::from_bits(7),
+            host: String::new(),
+            path: "/db".into(),
+        }),
+        takeover: false,
+        spool: spool.clone(),
+        spool_keys: Arc::new(keys.to_vec()),
+    };
+    let ready = start.attempt().await.unwrap();
+    assert_eq!(ready.restart, None);
+    assert_eq!(
+        ready.remote(),
+        Some(tx(2)),
+        "the hole at 3 is below the position"
+    );
+    let (confirmed, seen) = watch::channel(None);
+    let mut shipper = ShipperParts {
+        client,
+        spool,
+        sync_interval: Duration::ZERO,
+        retention: Duration::from_secs(3600),
+        retention_check: Duration::from_secs(3600),
+        tiers: crate::config::Tiers::default(),
+        confirmed,
+        stats: Arc::default(),
+        snapshot_wanted: Arc::default(),
+        inline: None,
+    }
+    .build(ready);
+    shipper.ship_pending().await.unwrap();
+    assert!(dir.join(seg(3).path()).exists(), "the hole was filled");
+    assert_eq!(*seen.borrow(), Some(tx(4)));
+}
