@@ -31,6 +31,7 @@ mod service;
 mod signals;
 pub mod sqlite;
 mod stats;
+mod stdout;
 mod supervise;
 mod timearg;
 pub mod vec;

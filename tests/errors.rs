@@ -155,6 +155,16 @@ fn bad_restores_fail_cleanly() {
         &url,
     ]);
     assert!(o.status.success());
+    // A replica never created (a first boot) is no backup either.
+    let o = run(&[
+        "restore",
+        "-if-replica-exists",
+        "-o",
+        out.to_str().unwrap(),
+        &missing,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!out.exists());
     let o = run(&["restore", &url]);
     assert_fails(&o, &["-o"]);
     let o = run(&[
@@ -238,4 +248,19 @@ fn symlinked_aliases_of_one_database_or_replica_are_refused() {
         !r1.exists() && !shared.join("x").exists(),
         "a refused config started replicating"
     );
+}
+
+/// A reader that stops early (`memsync … | head`) ends the listing quietly: no panic.
+#[test]
+fn a_closed_stdout_is_no_panic() {
+    let mut child = std::process::Command::new(BIN)
+        .arg("version")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }

@@ -142,7 +142,12 @@ fn try_snapshot(
     let end = segments
         .last()
         .map_or(snapshot.max_txid(), ObjectKey::max_txid);
-    if keys.iter().any(|k| target.admits(k) && k.max_txid() > end) {
+    // A file beyond the chain's end is a hole, unless a file of a higher level covers it:
+    // then it is what is left of a finer tier whose older files aged out (retention drops a
+    // level's files one by one), and the newest restore point at or before the target is the
+    // chain's end.
+    let beyond = |k: &ObjectKey| target.admits(k) && k.max_txid() > end && !covered(keys, k);
+    if keys.iter().any(beyond) {
         let next_available = keys
             .iter()
             .map(ObjectKey::min_txid)
@@ -171,6 +176,18 @@ fn try_snapshot(
         snapshot,
         segments,
         txid: end,
+    })
+}
+
+/// Whether a segment of a higher level than `k` spans all of `k`'s positions.
+fn covered(keys: &[ObjectKey], k: &ObjectKey) -> bool {
+    let Some(level) = k.level() else {
+        return false;
+    };
+    keys.iter().any(|c| {
+        c.level().is_some_and(|l| l > level)
+            && c.min_txid() <= k.min_txid()
+            && k.max_txid() <= c.max_txid()
     })
 }
 
@@ -328,6 +345,41 @@ mod tests {
             })
         );
         assert_eq!(plan_restore(&holed, at(5_000)).unwrap().txid, tx(1));
+    }
+
+    /// A tier's files age out one by one: of a level-1 bucket merged into a level-2 file, the
+    /// older files are gone while newer ones remain, unreachable. A time between them and the
+    /// level-2 file restores the newest point before them (what the listing calls restorable),
+    /// not a gap; an uncovered missing file still is one.
+    #[test]
+    fn pitr_past_what_a_tier_kept_of_a_bucket() {
+        let keys = [
+            snap(1),
+            seg(2, 2, 6),
+            // Level 1 of 7..20: 7..9 aged out, 10..12 and 13..15 remain; level 2 covers it all.
+            seg(1, 10, 12),
+            seg(1, 13, 15),
+            seg(2, 7, 20),
+            seg(0, 21, 21),
+        ];
+        let at = |ms| Target::Timestamp(Timestamp::from_millis(ms));
+        for t in [6_000, 12_000, 15_000, 19_999] {
+            let p = plan_restore(&keys, at(t)).unwrap();
+            assert_eq!(
+                (p.snapshot, maxes(&p), p.txid),
+                (snap(1), vec![(2, 6)], tx(6)),
+                "{t}"
+            );
+        }
+        assert_eq!(plan_restore(&keys, at(20_000)).unwrap().txid, tx(20));
+        assert_eq!(plan_restore(&keys, Target::Latest).unwrap().txid, tx(21));
+        let uncovered = [snap(1), seg(2, 2, 6), seg(1, 10, 12)];
+        assert!(matches!(
+            plan_restore(&uncovered, at(12_000)),
+            Err(PlanError::Gap { .. })
+        ));
+        let points = crate::restore_points(&keys).unwrap();
+        assert_eq!((points.count, points.last.txid), (4, tx(21)));
     }
 
     #[test]

@@ -224,7 +224,7 @@ pub(super) fn cmd_bench(a: BenchArgs) -> Result<(), CliError> {
         })?,
         replicators,
     };
-    print!("{}", crate::bench::run(&opts).map_err(CliError::Tool)?);
+    crate::stdout::text(&crate::bench::run(&opts).map_err(CliError::Tool)?);
     Ok(())
 }
 

@@ -119,7 +119,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
 fn run_memory(m: crate::memory::cli::MemoryCommand) -> Result<i32, CliError> {
     let (text, outcome) = crate::memory::cli::run(m)?;
     if !text.is_empty() {
-        println!("{text}");
+        crate::stdout::outln!("{text}");
     }
     Ok(outcome.code())
 }
@@ -135,7 +135,7 @@ fn run(command: Command, log: &logging::Overrides) -> Result<i32, CliError> {
         Command::Wal(a) => replication::cmd_list(a, false)?,
         Command::Databases(a) => replication::cmd_databases(&a)?,
         Command::Serve(a) => serve::cmd_serve(a)?,
-        Command::Demo(a) => println!(
+        Command::Demo(a) => crate::stdout::outln!(
             "{}",
             crate::demo::run(&a.dir, a.seconds).map_err(CliError::Tool)?
         ),
@@ -151,7 +151,7 @@ fn run(command: Command, log: &logging::Overrides) -> Result<i32, CliError> {
             let (action, a) = a.split();
             return service::cmd_service(action, a);
         }
-        Command::Version => println!("memsync {}", env!("CARGO_PKG_VERSION")),
+        Command::Version => crate::stdout::outln!("memsync {}", env!("CARGO_PKG_VERSION")),
     }
     Ok(0)
 }

@@ -121,18 +121,18 @@ pub(super) fn cmd_databases(a: &ConfigArgs) -> Result<(), CliError> {
             s.why
         );
     }
-    println!("{:<50} replicas", "path");
+    crate::stdout::outln!("{:<50} replicas", "path");
     for db in &found.config.dbs {
         let reps: Vec<String> = db
             .replicas
             .iter()
             .map(|r| format!("{}={}", r.name, r.target.location()))
             .collect();
-        println!("{:<50} {}", db.path.display(), reps.join(" "));
+        crate::stdout::outln!("{:<50} {}", db.path.display(), reps.join(" "));
     }
-    println!();
+    crate::stdout::outln!();
     for l in super::source::describe(&found) {
-        println!("{l}");
+        crate::stdout::outln!("{l}");
     }
     Ok(())
 }
@@ -155,15 +155,19 @@ pub(super) fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
                 "restorable": restore::history::json(&keys),
             }));
         }
-        println!("{}", serde_json::json!({ "replicas": out }));
+        crate::stdout::outln!("{}", serde_json::json!({ "replicas": out }));
         return Ok(());
     }
     if snapshots {
-        println!("{:<10} {:<16} {:>12}  created", "replica", "txid", "size");
+        crate::stdout::outln!("{:<10} {:<16} {:>12}  created", "replica", "txid", "size");
     } else {
-        println!(
+        crate::stdout::outln!(
             "{:<10} {:<5} {:<16} {:<16} {:>12}  created",
-            "replica", "level", "min_txid", "max_txid", "size"
+            "replica",
+            "level",
+            "min_txid",
+            "max_txid",
+            "size"
         );
     }
     let mut summaries = Vec::new();
@@ -173,11 +177,11 @@ pub(super) fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
             let created = fmt_ts(k.timestamp());
             match k {
                 replica_formats::ObjectKey::Snapshot { txid, .. } => {
-                    println!("{:<10} {:<16} {:>12}  {created}", r.name, txid, size)
+                    crate::stdout::outln!("{:<10} {:<16} {:>12}  {created}", r.name, txid, size)
                 }
                 replica_formats::ObjectKey::Segment {
                     level, min, max, ..
-                } => println!(
+                } => crate::stdout::outln!(
                     "{:<10} {:<5} {:<16} {:<16} {:>12}  {created}",
                     r.name,
                     level.get(),
@@ -191,9 +195,9 @@ pub(super) fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
         summaries.push((r.name.clone(), restore::history::text(&keys)));
     }
     for (name, lines) in summaries {
-        println!("\nreplica {name}:");
+        crate::stdout::outln!("\nreplica {name}:");
         for l in lines {
-            println!("{l}");
+            crate::stdout::outln!("{l}");
         }
     }
     Ok(())

@@ -104,7 +104,7 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
                 asked_for(&opts.target)
             );
             if let Target::Timestamp(want) = opts.target {
-                println!("{}", restore_point_note(txid, at, want));
+                crate::stdout::noteln!("{}", restore_point_note(txid, at, want));
             }
         }
         RestoreOutcome::OutputExists => {
@@ -175,9 +175,15 @@ pub(super) fn restore_from(
         reps.to_vec()
     };
     let mut last_err = None;
+    let mut missing = None;
     for r in &reps {
         let client = match open_client(r) {
             Ok(c) => c,
+            // A replica never created holds no backup, like an empty one.
+            Err(CliError::MissingReplica(name)) if opts.if_replica_exists => {
+                missing = Some(name);
+                continue;
+            }
             Err(e) if reps.len() > 1 => {
                 tracing::warn!("{e}; trying the next replica");
                 continue;
@@ -201,7 +207,10 @@ pub(super) fn restore_from(
             }
         }
     }
-    Err(last_err.map_or(CliError::Arguments("no replica"), Into::into))
+    match (last_err, missing) {
+        (None, Some(name)) => Ok((name, RestoreOutcome::NoReplica)),
+        (e, _) => Err(e.map_or(CliError::Arguments("no replica"), Into::into)),
+    }
 }
 
 /// The instant a `-timestamp` asked for, in UTC, for the messages that answer it.

@@ -169,7 +169,7 @@ pub(super) fn cmd_restore_all(a: &RestoreArgs) -> Result<(), CliError> {
             s.spawn(|| {
                 while let Some(name) = names.get(next.fetch_add(1, Ordering::Relaxed)) {
                     match restore_one(a, &src, &rt, &out_dir, name) {
-                        Ok(line) => println!("{line}"),
+                        Ok(line) => crate::stdout::noteln!("{line}"),
                         Err(e) => {
                             eprintln!("memsync: error: {name}: {e}");
                             failed.lock().unwrap_or_else(|p| p.into_inner()).push(name);

@@ -125,7 +125,7 @@ pub(super) fn cmd_service(action: Action, a: &ServiceArgs) -> Result<i32, CliErr
     };
     let plan = service::plan(platform, action, &spec)?;
     if a.dry_run {
-        print!("{}", service::render(platform, &plan));
+        crate::stdout::text(&service::render(platform, &plan));
         return Ok(0);
     }
     Ok(service::apply(platform, &plan)?.code)

@@ -73,7 +73,7 @@ pub fn watch(c: &Ctx, opts: &PullOptions) -> Result<(String, Outcome), MemoryErr
         match round {
             Ok(text) => {
                 for l in text.lines() {
-                    println!("{ts} {l}");
+                    crate::stdout::noteln!("{ts} {l}");
                 }
                 for n in leftovers(c).1 {
                     eprintln!("{ts} {n}");

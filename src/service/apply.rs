@@ -79,12 +79,12 @@ pub fn apply(platform: Platform, plan: &Plan) -> Result<Outcome, ServiceError> {
                     path: f.path.clone(),
                     source,
                 })?;
-                println!("wrote {} (mode {:04o})", f.path.display(), f.mode);
+                crate::stdout::noteln!("wrote {} (mode {:04o})", f.path.display(), f.mode);
             }
             Step::Remove(p) => match fs::remove_file(p) {
-                Ok(()) => println!("removed {}", p.display()),
+                Ok(()) => crate::stdout::noteln!("removed {}", p.display()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    println!("{} was not there", p.display())
+                    crate::stdout::noteln!("{} was not there", p.display())
                 }
                 Err(source) => {
                     return Err(ServiceError::Remove {
@@ -97,7 +97,7 @@ pub fn apply(platform: Platform, plan: &Plan) -> Result<Outcome, ServiceError> {
             #[cfg(windows)]
             Step::AwaitStopped { service, secs } => {
                 super::host::await_stopped(service, std::time::Duration::from_secs(*secs))?;
-                println!("{service} has stopped");
+                crate::stdout::noteln!("{service} has stopped");
             }
             #[cfg(not(windows))]
             Step::AwaitStopped { .. } => {
@@ -108,7 +108,7 @@ pub fn apply(platform: Platform, plan: &Plan) -> Result<Outcome, ServiceError> {
         }
     }
     for n in &plan.notes {
-        println!("note: {n}");
+        crate::stdout::noteln!("note: {n}");
     }
     Ok(Outcome { code })
 }
@@ -206,7 +206,7 @@ fn run(platform: Platform, c: &Cmd) -> Result<i32, ServiceError> {
             source,
         })?;
     if out.status.success() {
-        println!("ran {line}");
+        crate::stdout::noteln!("ran {line}");
         return Ok(0);
     }
     let detail = first_line(&out.stderr)
@@ -223,7 +223,7 @@ fn run(platform: Platform, c: &Cmd) -> Result<i32, ServiceError> {
             detail,
         });
     }
-    println!("ran {line}: failed ({status}: {detail}); going on");
+    crate::stdout::noteln!("ran {line}: failed ({status}: {detail}); going on");
     Ok(0)
 }
 
