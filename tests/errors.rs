@@ -264,3 +264,41 @@ fn a_closed_stdout_is_no_panic() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
+
+/// `replicate -once` that could not bring every replica to what was committed fails, naming
+/// the replica; the replicas that answered got everything.
+#[test]
+fn once_fails_when_a_replica_did_not_get_everything() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("d.db");
+    let c = create_memdb(&db);
+    insert_memories(&c, 1..=3);
+    let cfg = d.path().join("c.yml");
+    let rep = d.path().join("rep");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    replicas:\n      - name: local\n        path: {}\n      - name: away\n        url: http://127.0.0.1:9/x\n",
+            db.display(),
+            rep.display()
+        ),
+    )
+    .unwrap();
+    let o = run(&["replicate", "-once", "-config", cfg.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("memsync: error: replica away") && last.contains("did not get everything"),
+        "{err}"
+    );
+    let out = d.path().join("out.db");
+    let o = run(&[
+        "restore",
+        "-o",
+        out.to_str().unwrap(),
+        rep.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same(&c, &check_sound(&out));
+}

@@ -94,6 +94,10 @@ pub enum CliError {
         /// How many there were.
         total: usize,
     },
+    /// `replicate -once` ended with some replica lacking what was committed; what it lacks
+    /// stays in the spool for the next run.
+    #[error("{0}; what they lack stays in the spool for the next run")]
+    OnceIncomplete(String),
     /// `-replica NAME` names none of the database's replicas.
     #[error("database {} has no replica named {name:?}", db.display())]
     NoSuchReplica {
@@ -232,6 +236,7 @@ impl CliError {
             | CliError::MissingReplica(_)
             | CliError::MissingProgram { .. } => Kind::NotFound,
             CliError::Path { .. } | CliError::RestoreAll { .. } => Kind::Io,
+            CliError::OnceIncomplete(_) => Kind::Unreachable,
             CliError::Runtime(_) | CliError::Tool(_) => Kind::Internal,
             CliError::Replicate(e) => replicate_kind(e),
             CliError::Replica(e) => replica_kind(e),

@@ -1,7 +1,7 @@
 //! The replication commands: `replicate`, `databases`, and the listings `snapshots` and `wal`.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 
@@ -105,8 +105,33 @@ pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<i32, Cl
         return Ok(crate::supervise::run(plan)?);
     }
     let stop = Arc::new(AtomicBool::new(false));
-    replicate::run(&cfg, &opts, stop)?;
+    let handles = replicate::run(&cfg, &opts, stop)?;
+    if a.once {
+        once_complete(&handles)?;
+    }
     Ok(0)
+}
+
+/// After `-once`: every replica holds each database's last captured position, or the run
+/// failed, naming each replica short of it.
+fn once_complete(handles: &[replicate::DbHandle]) -> Result<(), CliError> {
+    let mut short = Vec::new();
+    for h in handles {
+        let want = h.stats.position.load(Ordering::Relaxed);
+        for (name, s) in &h.replicas {
+            let have = s.position.load(Ordering::Relaxed);
+            if have < want {
+                short.push(format!(
+                    "replica {name} of {} did not get everything committed (it holds position {have:016x}, the database {want:016x})",
+                    h.path.display()
+                ));
+            }
+        }
+    }
+    match short.is_empty() {
+        true => Ok(()),
+        false => Err(CliError::OnceIncomplete(short.join("; "))),
+    }
 }
 
 /// `memsync databases`: the databases of a config file (those of `dir` entries as found now)
