@@ -155,6 +155,21 @@ fn bad_restores_fail_cleanly() {
         &url,
     ]);
     assert!(o.status.success());
+    // Places that are not what the command needs are named for what they are.
+    let afile = d.path().join("afile");
+    std::fs::write(&afile, b"x").unwrap();
+    let o = run(&["wal", &format!("file://{}", afile.display())]);
+    assert_fails(&o, &["afile", "not a replica directory"]);
+    let o = run(&["restore", "-o", afile.join("o.db").to_str().unwrap(), &url]);
+    assert_fails(&o, &["afile is not a directory"]);
+    let o = run(&["restore", "-o", d.path().to_str().unwrap(), &url]);
+    assert_fails(&o, &["is a directory"]);
+    std::fs::write(d.path().join("stale.db-wal"), b"").unwrap();
+    let stale = d.path().join("stale.db");
+    let o = run(&["restore", "-o", stale.to_str().unwrap(), &url]);
+    assert_fails(&o, &["stale.db-wal already exists"]);
+    std::fs::remove_file(d.path().join("stale.db-wal")).unwrap();
+    std::fs::remove_file(&afile).unwrap();
     // A replica never created (a first boot) is no backup either.
     let o = run(&[
         "restore",

@@ -384,7 +384,7 @@ fn replica_kind(e: &ReplicaError) -> Kind {
 
 fn restore_kind(e: &RestoreError) -> Kind {
     match e {
-        RestoreError::OutputExists(_) => Kind::Usage,
+        RestoreError::OutputExists(_) | RestoreError::OutputNotAFile(_) => Kind::Usage,
         RestoreError::NoOutputDir(_) => Kind::NotFound,
         RestoreError::NoBackup(_) | RestoreError::Plan { .. } => Kind::NoBackup,
         RestoreError::Replica(r) => replica_kind(r),

@@ -22,7 +22,7 @@ pub(super) struct RestoreArgs {
     #[arg(long = "timestamp")]
     timestamp: Option<String>,
     /// Read a -timestamp without a zone in the local zone (TZ) instead of refusing it.
-    #[arg(long = "timestamp-local")]
+    #[arg(long = "timestamp-local", requires = "timestamp")]
     timestamp_local: bool,
     /// Restore exactly this position (hex, as listed by `memsync wal`).
     #[arg(long = "txid", alias = "index", conflicts_with = "all")]

@@ -63,6 +63,16 @@ impl ReplicaClient {
     /// rename never exposes a file whose contents are not on disk.
     pub fn file(name: &str, dir: &Path, create: bool) -> Result<Self, ReplicaError> {
         let shown = format!("{name} ({})", dir.display());
+        if dir.exists() && !dir.is_dir() {
+            return Err(ReplicaError::Local {
+                replica: shown,
+                path: dir.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    "a file is there, not a replica directory",
+                ),
+            });
+        }
         if create {
             std::fs::create_dir_all(dir).map_err(|source| ReplicaError::Local {
                 replica: shown.clone(),

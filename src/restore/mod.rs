@@ -98,6 +98,9 @@ pub enum RestoreError {
     /// The output's directory does not exist.
     #[error("output directory {0} does not exist")]
     NoOutputDir(String),
+    /// The output's directory, or the output itself, is not what its place says.
+    #[error("output {0}")]
+    OutputNotAFile(String),
     /// Nothing to restore from.
     #[error("replica {0} holds no backup")]
     NoBackup(String),
@@ -198,17 +201,30 @@ pub fn restore(
     opts: &RestoreOptions,
 ) -> Result<RestoreOutcome, RestoreError> {
     let out = &opts.output;
-    if exists_any(out) {
+    if out.is_dir() {
+        return Err(RestoreError::OutputNotAFile(format!(
+            "{} is a directory (name the database file to write)",
+            out.display()
+        )));
+    }
+    // A stale WAL or index alone counts too: SQLite would apply it to the restored file.
+    if let Some(found) = existing(out) {
         if opts.if_db_not_exists {
             return Ok(RestoreOutcome::OutputExists);
         }
-        return Err(RestoreError::OutputExists(out.display().to_string()));
+        return Err(RestoreError::OutputExists(found.display().to_string()));
     }
     let dir = out
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if !dir.is_dir() {
+        if dir.exists() {
+            return Err(RestoreError::OutputNotAFile(format!(
+                "directory {} is not a directory",
+                dir.display()
+            )));
+        }
         return Err(RestoreError::NoOutputDir(dir.display().to_string()));
     }
     let mut keys = rt.block_on(client.list())?;
@@ -324,10 +340,12 @@ fn relist(
     Ok(keys)
 }
 
-fn exists_any(out: &Path) -> bool {
+/// The output, its WAL or its index, whichever exists first.
+fn existing(out: &Path) -> Option<std::path::PathBuf> {
     ["", "-wal", "-shm"]
         .iter()
-        .any(|s| crate::sqlite::sidecar(out, s).exists())
+        .map(|s| crate::sqlite::sidecar(out, s))
+        .find(|p| p.exists())
 }
 
 fn finish(tmp: &Path, out: &Path, check: IntegrityCheck) -> Result<(), RestoreError> {
