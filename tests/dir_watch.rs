@@ -205,3 +205,53 @@ fn a_watched_directory_follows_databases_created_renamed_and_deleted() {
     );
     assert!(s.restore("notes.db", "notes").is_none());
 }
+
+/// Two watched entries whose patterns both match a database created while running: the first
+/// replicates it, and the user is told at once (a start refuses such a config), not only at
+/// the next restart.
+#[test]
+fn a_database_two_entries_match_is_told_of_while_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = tmp.path().join("c.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "dbs:\n  - dir: {d}\n    pattern: \"*.db\"\n    watch: true\n    replica:\n      path: {b}/all\n  - dir: {d}\n    pattern: \"x*.db\"\n    watch: true\n    replica:\n      path: {b}/x\n",
+            d = data.display(),
+            b = tmp.path().join("backup").display()
+        ),
+    )
+    .unwrap();
+    let log = tmp.path().join("replicate.log");
+    let r = Replicator::spawn(
+        {
+            let mut c = std::process::Command::new(BIN);
+            c.args(["replicate", "-config"]).arg(&config);
+            c
+        },
+        log.clone(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    create(&data.join("x1.db"), 3);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let told = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("matched by the `dir` entries") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (status, text) = r.stop();
+    assert!(status.success(), "{text}");
+    assert!(
+        told.contains("x1.db: matched by the `dir` entries at lines 2 and 7"),
+        "{told}"
+    );
+    assert_eq!(
+        text.matches("matched by the `dir` entries").count(),
+        1,
+        "{text}"
+    );
+}

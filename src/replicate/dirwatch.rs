@@ -3,7 +3,7 @@
 //! while memsync runs is replicated within about a second and one removed is dropped. A
 //! matching file that is not a WAL database is logged once, not retried in a loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::config::discover::{Tracker, scan};
@@ -16,6 +16,8 @@ pub(super) struct DirWatcher {
     configured: Vec<PathBuf>,
     /// Scan errors already logged (one line per directory until it reads again).
     failing: HashMap<PathBuf, String>,
+    /// Databases found by two entries, already told of (once each).
+    doubled: HashSet<PathBuf>,
 }
 
 /// What a scan found changed.
@@ -44,6 +46,7 @@ impl DirWatcher {
             entries,
             configured,
             failing: HashMap::new(),
+            doubled: HashSet::new(),
         })
     }
 
@@ -51,6 +54,8 @@ impl DirWatcher {
     /// added: the caller skips those it replicates already.
     pub fn poll(&mut self) -> Found {
         let mut out = Found::default();
+        // Which entry (its config line) found each new database first.
+        let mut first: HashMap<PathBuf, u64> = HashMap::new();
         for (d, tracker) in &mut self.entries {
             let found = match scan(d) {
                 Ok(f) => {
@@ -77,12 +82,26 @@ impl DirWatcher {
             }
             out.removed
                 .extend(ch.removed.iter().map(|rel| d.dir.join(rel)));
-            out.added.extend(
-                ch.added
-                    .iter()
-                    .map(|rel| d.db_at(rel))
-                    .filter(|db| !self.configured.contains(&canonical(&db.path))),
-            );
+            for db in ch.added.iter().map(|rel| d.db_at(rel)) {
+                let path = canonical(&db.path);
+                if self.configured.contains(&path) {
+                    continue;
+                }
+                if let Some(line) = first.get(&path) {
+                    // A start refuses such a config ("configured twice"); running, the first
+                    // entry keeps it, and the user hears of it now rather than at the restart.
+                    if self.doubled.insert(path) {
+                        tracing::warn!(
+                            "{}: matched by the `dir` entries at lines {line} and {}; replicated as the first says, but the next start refuses this config: narrow their patterns",
+                            db.path.display(),
+                            d.line
+                        );
+                    }
+                    continue;
+                }
+                first.insert(path, d.line);
+                out.added.push(db);
+            }
         }
         out
     }
