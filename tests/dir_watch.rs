@@ -214,6 +214,9 @@ fn a_database_two_entries_match_is_told_of_while_running() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
+    // Present at start and not a database: logged once (by the start, not again by the
+    // watcher's first scan).
+    std::fs::write(data.join("junk.db"), "plain text").unwrap();
     let config = tmp.path().join("c.yml");
     std::fs::write(
         &config,
@@ -254,4 +257,5 @@ fn a_database_two_entries_match_is_told_of_while_running() {
         1,
         "{text}"
     );
+    assert_eq!(text.matches("junk.db").count(), 1, "{text}");
 }

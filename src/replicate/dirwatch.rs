@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::config::discover::{Tracker, scan};
+use crate::config::discover::{Kind, Tracker, scan};
 use crate::config::{Config, DbConfig, DirConfig};
 
 /// The watched directory entries and what each held at the last scan.
@@ -36,7 +36,7 @@ impl DirWatcher {
             .dirs
             .iter()
             .filter(|d| d.watch)
-            .map(|d| (d.clone(), Tracker::new(convert_to_wal)))
+            .map(|d| (d.clone(), primed(d, convert_to_wal)))
             .collect();
         if entries.is_empty() {
             return None;
@@ -122,6 +122,19 @@ impl DirWatcher {
             }
         }
     }
+}
+
+/// A tracker that already knows the directory's files that are not replicated: the start
+/// logged them (`config::discover::expand`), and the first scan must not log them again. Its
+/// databases are left for that scan to report, so one created meanwhile is not missed.
+fn primed(d: &DirConfig, convert_to_wal: bool) -> Tracker {
+    let mut t = Tracker::new(convert_to_wal);
+    for f in scan(d).unwrap_or_default() {
+        if f.kind.skip_reason(convert_to_wal).is_some() && f.kind != Kind::Incomplete {
+            t.observe(&f.rel, Some(f.kind));
+        }
+    }
+    t
 }
 
 fn canonical(p: &Path) -> PathBuf {
