@@ -16,6 +16,10 @@ pub enum TimeError {
     NoZone,
     #[error("the local zone cannot place this time (it falls in a clock change)")]
     LocalAmbiguous,
+    #[error(
+        "the local zone TZ={0:?} is unknown (no such zone file): set TZ to a zone such as Europe/Berlin, or give the time an offset"
+    )]
+    UnknownZone(String),
 }
 
 /// Milliseconds since the Unix epoch of `s`; without a zone only when `local`.
@@ -143,6 +147,51 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 /// Seconds since the epoch of a wall-clock time in the process's local zone (`TZ`), through
 /// the C library, which knows the zone rules.
 fn local_to_utc(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Result<i64, TimeError> {
+    known_zone()?;
+    // Read as standard time and as summer time: a wall-clock time both place (the hour a
+    // clock goes back repeats) names two instants, and guessing one could restore a state an
+    // hour off; one that neither places falls in the hour skipped.
+    let placed: Vec<i64> = [0, 1]
+        .into_iter()
+        .filter_map(|dst| mktime_as(y, mo, d, h, mi, s, dst).transpose())
+        .collect::<Result<_, _>>()?;
+    match placed.as_slice() {
+        [t] => Ok(*t),
+        [a, b] if a == b => Ok(*a),
+        _ => Err(TimeError::LocalAmbiguous),
+    }
+}
+
+/// A `TZ` that names no zone file makes the C library read times as UTC without a word: a
+/// timestamp restore would then pick a state hours off. POSIX rule strings (`EST5EDT`,
+/// `UTC0`: they hold a digit) are the library's own and pass.
+fn known_zone() -> Result<(), TimeError> {
+    #[cfg(unix)]
+    if let Some(tz) = std::env::var_os("TZ").and_then(|v| v.into_string().ok()) {
+        let name = tz.strip_prefix(':').unwrap_or(&tz);
+        if name.is_empty() || name.bytes().any(|c| c.is_ascii_digit()) {
+            return Ok(());
+        }
+        let dir = std::env::var_os("TZDIR").unwrap_or_else(|| "/usr/share/zoneinfo".into());
+        let file = std::path::Path::new(&dir).join(name);
+        if !file.is_file() {
+            return Err(TimeError::UnknownZone(tz));
+        }
+    }
+    Ok(())
+}
+
+/// The instant of a wall-clock time read with `tm_isdst = dst`; `None` when the library
+/// moved it (that reading does not hold at that date).
+fn mktime_as(
+    y: i64,
+    mo: i64,
+    d: i64,
+    h: i64,
+    mi: i64,
+    s: i64,
+    dst: i32,
+) -> Result<Option<i64>, TimeError> {
     let conv = |v: i64| i32::try_from(v).map_err(|_| TimeError::OutOfRange);
     // SAFETY: libc::tm is plain integers (and, on glibc, a zone-name pointer that may be null):
     // all zeroes is a valid value of it.
@@ -153,7 +202,7 @@ fn local_to_utc(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Result<i64,
     tm.tm_hour = conv(h)?;
     tm.tm_min = conv(mi)?;
     tm.tm_sec = conv(s)?;
-    tm.tm_isdst = -1;
+    tm.tm_isdst = dst;
     // SAFETY: `tm` is a valid, exclusively borrowed struct for the call, which reads and
     // normalises it. mktime also reads TZ from the environment; memsync never changes its
     // environment (no set_var anywhere), so no other thread can be writing it meanwhile.
@@ -172,11 +221,12 @@ fn local_to_utc(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Result<i64,
     if t == -1 {
         return Err(TimeError::LocalAmbiguous);
     }
-    // mktime moves a time inside a spring-forward gap: refuse rather than shift it.
-    if i64::from(tm.tm_hour) != h || i64::from(tm.tm_min) != mi {
-        return Err(TimeError::LocalAmbiguous);
+    // mktime moves a time that this reading does not place (inside a spring-forward gap, or
+    // summer time asked of a winter date).
+    if i64::from(tm.tm_hour) != h || i64::from(tm.tm_min) != mi || tm.tm_isdst != dst {
+        return Ok(None);
     }
-    Ok(t)
+    Ok(Some(t))
 }
 
 #[cfg(test)]
@@ -244,6 +294,50 @@ mod tests {
             "2026-12-02T06:22:31.Z",
         ] {
             assert!(parse_millis(s, false).is_err(), "{s}");
+        }
+    }
+
+    /// In a zone with summer time, the hour a clock goes back repeats (two instants) and the
+    /// hour it skips does not exist: both are refused, not guessed; an unknown `TZ` is refused
+    /// rather than read as UTC. Run in child processes with `TZ` set from the start (see
+    /// `no_zone_is_refused_unless_local`).
+    #[cfg(unix)]
+    #[test]
+    fn local_times_a_zone_cannot_place_are_refused() {
+        match std::env::var("MEMSYNC_TEST_TZ_CASE").as_deref() {
+            Ok("berlin") => {
+                assert_eq!(parse_millis("2026-12-02T07:22:31", true), Ok(T));
+                assert_eq!(
+                    parse_millis("2026-07-01T14:00:00", true),
+                    Ok(1_782_907_200_000)
+                );
+                for s in ["2026-10-25T02:30:00", "2026-03-29T02:30:00"] {
+                    assert_eq!(parse_millis(s, true), Err(TimeError::LocalAmbiguous), "{s}");
+                }
+                return;
+            }
+            Ok("bogus") => {
+                assert!(matches!(
+                    parse_millis("2026-12-02T07:22:31", true),
+                    Err(TimeError::UnknownZone(_))
+                ));
+                return;
+            }
+            _ => {}
+        }
+        let name = "timearg::tests::local_times_a_zone_cannot_place_are_refused";
+        for (tz, case) in [("Europe/Berlin", "berlin"), ("Nowhere/Bogus", "bogus")] {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--test-threads=1"])
+                .env("TZ", tz)
+                .env("MEMSYNC_TEST_TZ_CASE", case)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && text.contains("1 passed"),
+                "{tz}: {text}"
+            );
         }
     }
 }

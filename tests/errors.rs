@@ -160,6 +160,7 @@ fn bad_restores_fail_cleanly() {
     std::fs::write(&afile, b"x").unwrap();
     let o = run(&["wal", &format!("file://{}", afile.display())]);
     assert_fails(&o, &["afile", "not a replica directory"]);
+    assert!(o.stdout.is_empty(), "no listing header above the error");
     let o = run(&["restore", "-o", afile.join("o.db").to_str().unwrap(), &url]);
     assert_fails(&o, &["afile is not a directory"]);
     let o = run(&["restore", "-o", d.path().to_str().unwrap(), &url]);

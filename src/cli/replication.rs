@@ -183,6 +183,15 @@ pub(super) fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
         crate::stdout::outln!("{}", serde_json::json!({ "replicas": out }));
         return Ok(());
     }
+    // Everything is listed before anything is printed: a replica that fails leaves one error
+    // line, not a header with nothing under it.
+    let mut listed = Vec::new();
+    for r in &reps {
+        let client = open_client(r)?;
+        let files = restore::list(&client, rt.handle(), snapshots)?;
+        let keys = rt.block_on(client.list())?;
+        listed.push((r.name.clone(), files, restore::history::text(&keys)));
+    }
     if snapshots {
         crate::stdout::outln!("{:<10} {:<16} {:>12}  created", "replica", "txid", "size");
     } else {
@@ -196,19 +205,18 @@ pub(super) fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
         );
     }
     let mut summaries = Vec::new();
-    for r in &reps {
-        let client = open_client(r)?;
-        for (k, size) in restore::list(&client, rt.handle(), snapshots)? {
+    for (name, files, history) in listed {
+        for (k, size) in files {
             let created = fmt_ts(k.timestamp());
             match k {
                 replica_formats::ObjectKey::Snapshot { txid, .. } => {
-                    crate::stdout::outln!("{:<10} {:<16} {:>12}  {created}", r.name, txid, size)
+                    crate::stdout::outln!("{:<10} {:<16} {:>12}  {created}", name, txid, size)
                 }
                 replica_formats::ObjectKey::Segment {
                     level, min, max, ..
                 } => crate::stdout::outln!(
                     "{:<10} {:<5} {:<16} {:<16} {:>12}  {created}",
-                    r.name,
+                    name,
                     level.get(),
                     min,
                     max,
@@ -216,8 +224,7 @@ pub(super) fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
                 ),
             }
         }
-        let keys = rt.block_on(client.list())?;
-        summaries.push((r.name.clone(), restore::history::text(&keys)));
+        summaries.push((name, history));
     }
     for (name, lines) in summaries {
         crate::stdout::outln!("\nreplica {name}:");
