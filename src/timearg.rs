@@ -16,6 +16,7 @@ pub enum TimeError {
     NoZone,
     #[error("the local zone cannot place this time (it falls in a clock change)")]
     LocalAmbiguous,
+    #[cfg_attr(not(unix), allow(dead_code))]
     #[error(
         "the local zone TZ={0:?} is unknown (no such zone file): set TZ to a zone such as Europe/Berlin, or give the time an offset"
     )]
