@@ -17,7 +17,9 @@
 //! (the same for a level-0 file placed on a file replica as it was captured: on the thread
 //! that places files, once the file is durably there; `pause` there holds up every database's
 //! placements),
-//! `delete` (one replica file deleted) and `pagemap-save` (before the page map is written).
+//! `delete` (one replica file deleted), `pagemap-save` (before the page map is written) and
+//! `restore-files` (armed with any action, a restore reads its chain file by file instead of
+//! through the run index: the test of what restores read compares the two).
 //!
 //! Only debug builds (the tests' binary) read the variable; in release builds every point is
 //! an empty inline function, so production code cannot be armed by its environment.

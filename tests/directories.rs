@@ -447,3 +447,35 @@ fn walk(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// `restore -all` where every database fails leaves nothing: not even the output directory it
+/// made (one that existed before stays).
+#[test]
+fn restore_all_that_restores_nothing_leaves_nothing() {
+    let t = Tree::new();
+    let cfg = t.config("c.yml", "backup", "    recursive: true\n");
+    ok(&["replicate", "-once", "-config", &cfg]);
+    for rel in DBS {
+        for e in std::fs::read_dir(t.p("backup").join(rel).join("snapshots")).unwrap() {
+            std::fs::write(e.unwrap().path(), b"").unwrap();
+        }
+    }
+    let backup = t.p("backup");
+    for (out_dir, existed) in [(t.p("new/restored"), false), (t.p("there"), true)] {
+        if existed {
+            std::fs::create_dir(&out_dir).unwrap();
+        }
+        let o = run(&[
+            "restore",
+            "-all",
+            "-o",
+            out_dir.to_str().unwrap(),
+            backup.to_str().unwrap(),
+        ]);
+        let (_, err) = text(&o);
+        assert!(!o.status.success(), "{err}");
+        assert!(err.contains("3 of 3 databases failed"), "{err}");
+        assert_eq!(out_dir.exists(), existed, "{}", out_dir.display());
+        assert!(!t.p("new").exists(), "a directory made for nothing stayed");
+    }
+}

@@ -109,16 +109,14 @@ fn a_restore_after_many_rewrites_reads_about_a_fresh_snapshot() {
     let (files, read) = files_and_bytes(&stdout);
     assert_same(&app, &check_sound(&out));
 
-    // The file-by-file path (taken with -fallback) reads every file of the chain whole: the
-    // scenario must give the index something to skip.
+    // The file-by-file path (the fault point `restore-files` forces it) reads every file of
+    // the chain whole: the scenario must give the index something to skip.
     let seq_out = s.dir.path().join("sequential.db");
-    let o = run(&[
-        "restore",
-        "-fallback",
-        "-o",
-        seq_out.to_str().unwrap(),
-        &s.url(),
-    ]);
+    let o = std::process::Command::new(common::BIN)
+        .args(["restore", "-o", seq_out.to_str().unwrap(), &s.url()])
+        .env("MEMSYNC_FAULT", "restore-files:fail")
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let seq = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
     let (_, whole) = files_and_bytes(&seq);

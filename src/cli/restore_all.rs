@@ -158,7 +158,7 @@ pub(super) fn cmd_restore_all(a: &RestoreArgs) -> Result<(), CliError> {
         )));
     }
     // Directories are made before the workers start and, for the databases that failed,
-    // removed after they end when empty: made or removed while another worker writes into
+    // removed after they end when empty (the output directory too, if this made it): made or removed while another worker writes into
     // them, they would race.
     let names: Vec<String> = names.into_iter().collect();
     let made = make_dirs(&out_dir, &names)?;
@@ -202,7 +202,7 @@ fn make_dirs(out_dir: &Path, names: &[String]) -> Result<BTreeSet<PathBuf>, CliE
         .filter_map(|n| plain(n))
         .filter_map(|rel| out_dir.join(rel).parent().map(Path::to_path_buf));
     for dir in std::iter::once(out_dir.to_path_buf()).chain(wanted) {
-        let mut missing: Vec<PathBuf> = dir
+        let missing: Vec<PathBuf> = dir
             .ancestors()
             .take_while(|d| !d.exists())
             .map(Path::to_path_buf)
@@ -211,8 +211,8 @@ fn make_dirs(out_dir: &Path, names: &[String]) -> Result<BTreeSet<PathBuf>, CliE
             path: dir.clone(),
             source,
         })?;
-        // The output directory itself stays: the user named it.
-        missing.retain(|d| d != out_dir);
+        // The output directory is among them when it did not exist: when every database
+        // fails it goes as well, leaving nothing behind.
         made.extend(missing);
     }
     Ok(made)

@@ -165,6 +165,22 @@ impl Ctx<'_> {
                     format!("level {}: `interval` must not be 0", i + 1),
                 ));
             }
+            // Each level's files hold several of the level below: a level no wider than the
+            // one below would merge nothing and break the promised spacing of restore points.
+            if let Some(below) = t.levels.last()
+                && interval <= below.interval
+            {
+                return Err(self.invalid(
+                    Some(line_of(l)),
+                    format!(
+                        "level {}: `interval` {} must be longer than level {}'s {}",
+                        i + 1,
+                        humantime::format_duration(interval),
+                        i,
+                        humantime::format_duration(below.interval)
+                    ),
+                ));
+            }
             let retention = scalars::duration(self, &l.value.retention, "retention")?
                 .unwrap_or_else(|| defaults.get(i).map_or(Duration::ZERO, |d| d.retention));
             t.levels.push(LevelTier {

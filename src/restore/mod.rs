@@ -261,16 +261,23 @@ pub fn restore(
             }
         };
         let tmp = crate::fsutil::temp_sibling(out);
-        // Through the run index unless asked to route around corrupt files (which needs the
-        // file-by-file states) or a file of the plan predates the index. A snapshot alone is
-        // read whole either way, and the file-by-file path streams it faster (stretches of
-        // consecutive pages in one write, writeback started as it goes).
-        let built = if opts.fallback || plan.segments.is_empty() {
+        // Through the run index unless a file of the plan predates the index. A snapshot alone
+        // is read whole either way, and the file-by-file path streams it faster (stretches of
+        // consecutive pages in one write, writeback started as it goes). A fallback restore
+        // goes file by file (which has every intermediate state to stop at) only once the
+        // index path met a corrupt file: a corrupt file whose pages all have newer versions
+        // does not stand between the replica and its newest state.
+        let built = if plan.segments.is_empty() || crate::fault::armed("restore-files") {
             apply::build(client, rt, &plan, &tmp, opts)
         } else {
-            select::build(client, rt, &plan, &tmp, opts.progress)
-                .transpose()
-                .unwrap_or_else(|| apply::build(client, rt, &plan, &tmp, opts))
+            match select::build(client, rt, &plan, &tmp, opts.progress).transpose() {
+                None => apply::build(client, rt, &plan, &tmp, opts),
+                Some(Err(RestoreError::Corrupt { .. })) if opts.fallback => {
+                    let _ = std::fs::remove_file(&tmp);
+                    apply::build(client, rt, &plan, &tmp, opts)
+                }
+                Some(built) => built,
+            }
         };
         match built {
             Ok((done, _)) => {

@@ -167,9 +167,12 @@ async fn fetch_index(
 ) -> Result<Option<(FileIndex, u64)>, RestoreError> {
     let bad = |source| corrupt(client, key, source);
     let size = client.size(key).await?;
-    let head_bytes = client
-        .get_range(key, 0, (HEADER_LEN as u64).min(size))
-        .await?;
+    // A file shorter than a header (an empty one, say) is corrupt; a ranged read past its end
+    // would be a store error naming no file format.
+    if size < HEADER_LEN as u64 {
+        return Err(bad(FormatError::Truncated { what: "header" }));
+    }
+    let head_bytes = client.get_range(key, 0, HEADER_LEN as u64).await?;
     let head: [u8; HEADER_LEN] = head_bytes[..]
         .try_into()
         .map_err(|_| bad(FormatError::Truncated { what: "header" }))?;

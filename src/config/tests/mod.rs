@@ -406,6 +406,18 @@ fn restore_point_tiers() {
     );
     assert!(err(&format!("levels:\n  - interval: 0\n{db}")).contains("must not be 0"));
     assert!(err(&format!("levels:\n  - retention: 1h\n{db}")).contains("`interval` is required"));
+    assert_eq!(
+        err(&format!(
+            "levels:\n  - interval: 5m\n  - interval: 30s\n{db}"
+        )),
+        "litestream.yml:3: level 2: `interval` 30s must be longer than level 1's 5m"
+    );
+    assert!(
+        err(&format!(
+            "levels:\n  - interval: 30s\n  - interval: 30s\n{db}"
+        ))
+        .contains("longer")
+    );
     assert!(err(&format!("levels:\n  - interval: 1s\n    every: 2s\n{db}")).contains("every"));
 }
 
