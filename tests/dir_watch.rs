@@ -1,7 +1,8 @@
 //! A watched directory (`dir` + `watch: true`) while `memsync replicate` runs: a database
 //! created and written is picked up and restores exactly, a non-database file is logged once
 //! and left alone, a renamed database is replicated under its new name, a deleted one is
-//! dropped cleanly (no file recreated at its path), and SIGTERM still ships everything.
+//! dropped cleanly (no file recreated at its path) once its last commits are shipped, and
+//! SIGTERM still ships everything.
 
 mod common;
 
@@ -51,6 +52,10 @@ struct Scene {
 
 impl Scene {
     fn new() -> Scene {
+        Scene::with_interval("200ms")
+    }
+
+    fn with_interval(sync_interval: &str) -> Scene {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         std::fs::create_dir_all(data.join("sub")).unwrap();
@@ -60,7 +65,7 @@ impl Scene {
         std::fs::write(
             &config,
             format!(
-                "addr: 127.0.0.1:{port}\ndbs:\n  - dir: {}\n    pattern: \"*.db\"\n    recursive: true\n    watch: true\n    replica:\n      path: {}\n      sync-interval: 200ms\n",
+                "addr: 127.0.0.1:{port}\ndbs:\n  - dir: {}\n    pattern: \"*.db\"\n    recursive: true\n    watch: true\n    replica:\n      path: {}\n      sync-interval: {sync_interval}\n",
                 data.display(),
                 backup.display()
             ),
@@ -258,4 +263,46 @@ fn a_database_two_entries_match_is_told_of_while_running() {
         "{text}"
     );
     assert_eq!(text.matches("junk.db").count(), 1, "{text}");
+}
+
+/// A database deleted right after commits that pacing had not shipped yet (a 5 s interval,
+/// its burst used up): they are shipped from the files memsync holds open before it is
+/// dropped, so the replica restores what the application last committed.
+#[test]
+fn a_deleted_database_ships_its_last_commits() {
+    let s = Scene::with_interval("5s");
+    let mut r = Replicator::spawn(
+        {
+            let mut c = std::process::Command::new(BIN);
+            c.args(["replicate", "-config"]).arg(&s.config);
+            c
+        },
+        s.tmp.path().join("replicate.log"),
+    );
+    r.wait_for_log("replicating 0 database(s)");
+    let d = create(&s.data.join("d.db"), 3);
+    r.wait_for_log("d.db: new database, replicating");
+    s.wait_for("d.db", &rows(&d), &r);
+    for i in 0..10 {
+        d.execute(
+            "INSERT INTO t(v) VALUES (?1)",
+            [format!("before the delete {i}")],
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let last = rows(&d);
+    // Deleted while the application still has it open, as `rm` under a running service does.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(s.data.join(format!("d.db{suffix}")));
+    }
+    drop(d);
+    r.wait_for_log("d.db: removed");
+    let (status, log) = r.stop();
+    assert!(status.success(), "exit {status}:\n{log}");
+    assert_eq!(s.restore("d.db", "deleted").unwrap(), last, "{log}");
+    assert!(
+        log.contains("d.db: deleted; its last commits are shipped"),
+        "{log}"
+    );
 }

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod conn;
 mod cursor;
 mod diskfull;
+mod gone;
 mod idle;
 pub mod monitor;
 pub mod monitor_config;

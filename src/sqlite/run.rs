@@ -162,7 +162,7 @@ impl Monitor {
             // and the snapshot policy go on all the same. Files that look unchanged include
             // the database's device and inode: it was not replaced either.
             if !self.is_away() || self.changed_while_away() {
-                self.check_replaced()?;
+                self.still_there()?;
                 st.dirty = true;
             } else {
                 st.maintain_away = true;
@@ -229,7 +229,7 @@ impl Monitor {
     pub fn finish(&mut self) -> Result<(), MonitorError> {
         // A database deleted or replaced under memsync is not reopened: a connection opened
         // on its path would create an empty file there, or read another database.
-        self.check_replaced()?;
+        self.still_there()?;
         if !self.untouched_while_away() {
             self.attach(true)?;
             self.sync()?;

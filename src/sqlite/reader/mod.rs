@@ -93,6 +93,12 @@ impl Source {
         &self.db_path
     }
 
+    /// Whether the WAL is open: it is then read through that handle, whatever its path now
+    /// names.
+    pub fn wal_open(&self) -> bool {
+        self.wal.is_some()
+    }
+
     /// Where the reader stands in the WAL.
     pub fn cursor(&self) -> Option<WalCursor> {
         self.cursor
