@@ -306,3 +306,76 @@ fn pull_force_lets_the_server_win_and_still_keeps_the_local_side() {
             .contains(&json!("local-tag"))
     }));
 }
+
+fn replicate_once(server: &Server, replica: &str) {
+    let o = std::process::Command::new(common::BIN)
+        .args([
+            "replicate",
+            "-once",
+            &server.db().display().to_string(),
+            replica,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A replica behind the server (its replicator stopped, an outage) never reverts what this
+/// machine pushed: a memory made here and pushed is not removed as "deleted there", a pushed
+/// edit is not changed back; the server is asked about what the replica would change. With the
+/// server down, such memories are left alone until it answers.
+#[test]
+fn a_replica_behind_the_server_never_reverts_what_this_machine_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut remote, local, m) = remote_and_local(dir.path());
+    let replica = format!("file://{}", dir.path().join("replica").display());
+    let m = m.with("REMOTE_MEMORY_REPLICA", &replica);
+    remote.post("seed memory", &["seed"], json!({}));
+    replicate_once(&remote, &replica);
+    m.ok(&["pull"]);
+    // Made here, through the local service: a new memory, and an edit of the seed.
+    let mine = "made on this machine";
+    local.post(mine, &["mine"], json!({}));
+    local.put_tags("seed memory", &["seed", "edited-here"]);
+    let out = m.ok(&["sync"]);
+    assert!(out.contains("pushed 2"), "{out}");
+    assert_eq!(remote.tags(mine), vec!["mine"]);
+    assert_eq!(remote.tags("seed memory"), vec!["edited-here", "seed"]);
+    let live_here = |content: &str| local.rows_with_hash(&hash_of(content)) == 1;
+
+    // The replica still shows the server before the push.
+    let out = m.ok(&["sync"]);
+    assert!(
+        out.contains("removed 0") && out.contains("changed 0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the replica was behind the server on 2"),
+        "{out}"
+    );
+    assert!(live_here(mine), "a memory made here was removed: {out}");
+    assert_eq!(local.tags("seed memory"), vec!["edited-here", "seed"]);
+    assert_eq!(remote.tags("seed memory"), vec!["edited-here", "seed"]);
+
+    // The server down: the replica cannot be checked, so nothing it shows differently is
+    // applied.
+    remote.stop();
+    let out = m.ok(&["pull"]);
+    assert!(
+        out.contains("removed 0") && out.contains("2 memories left as they are"),
+        "{out}"
+    );
+    assert!(live_here(mine));
+    assert_eq!(local.tags("seed memory"), vec!["edited-here", "seed"]);
+
+    // Back, and the replica caught up: all agree, nothing moves.
+    remote.restart();
+    replicate_once(&remote, &replica);
+    let out = m.ok(&["sync"]);
+    assert!(
+        out.contains("removed 0") && out.contains("changed 0") && !out.contains("behind"),
+        "{out}"
+    );
+    assert!(live_here(mine));
+    assert_eq!(local.tags("seed memory"), vec!["edited-here", "seed"]);
+}

@@ -113,12 +113,24 @@ pub fn pull(ctx: &Ctx, opts: &PullOptions) -> Result<PullReport, MemoryError> {
             }
             None => pull::fetch_rest(&client, &opts.tags)?,
         };
+        let mut remote = remote;
+        // A replica may be behind what this machine pushed: the server confirms what it
+        // would change here (`pull/fresh.rs`).
+        let fresh = if remote.rest {
+            pull::Freshened::default()
+        } else {
+            pull::freshen(&mut remote, &local, &st, |h| Ok(client.get(h)?))?
+        };
         let mut plan = pull::plan(&remote, &local, &st, opts)?;
         if remote.rest {
             pull::confirm_removals(&mut plan, |h| Ok(client.get(h)?.is_some()))?;
         }
         let mut rep = pull::apply(&remote, plan, &mut local, &mut st, &ctx.settings, opts)?;
         rep.bootstrapped = bootstrapped;
+        rep.asked = fresh.asked;
+        rep.replica_behind = fresh.newer;
+        rep.unconfirmed = remote.unconfirmed.len();
+        rep.unconfirmed_why = fresh.failure;
         Ok(rep)
     };
     match run() {
@@ -134,7 +146,7 @@ pub fn pull(ctx: &Ctx, opts: &PullOptions) -> Result<PullReport, MemoryError> {
 
 pub fn pull_summary(r: &PullReport) -> String {
     format!(
-        "{}from {}: added {}, changed {}, removed {}, unchanged {}, local edits staged {}, staged rows already on server {}, conflicts {}{}",
+        "{}from {}: added {}, changed {}, removed {}, unchanged {}, local edits staged {}, staged rows already on server {}, conflicts {}{}{}",
         if r.dry_run {
             "dry run, nothing changed; "
         } else if r.bootstrapped {
@@ -154,8 +166,28 @@ pub fn pull_summary(r: &PullReport) -> String {
             format!(" ({} open: memsync resolve-conflicts)", r.open_conflicts)
         } else {
             String::new()
-        }
+        },
+        behind_note(r)
     )
+}
+
+/// What asking the server about a replica's records found, when it found anything.
+fn behind_note(r: &PullReport) -> String {
+    let mut s = String::new();
+    if r.replica_behind > 0 {
+        s.push_str(&format!(
+            "; the replica was behind the server on {} of {} memories checked with it (the server's version used)",
+            r.replica_behind, r.asked
+        ));
+    }
+    if r.unconfirmed > 0 {
+        s.push_str(&format!(
+            "; {} memories left as they are until the server can confirm the replica's version ({})",
+            r.unconfirmed,
+            r.unconfirmed_why.as_deref().unwrap_or("no answer")
+        ));
+    }
+    s
 }
 
 /// Local memories that neither the server (as far as this machine knows) nor staging has seen:

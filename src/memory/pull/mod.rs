@@ -10,11 +10,13 @@
 //! with the losing side kept in the conflict record.
 
 mod apply;
+mod fresh;
 mod plan;
 mod source;
 
 use super::hash::ContentHash;
 pub use apply::apply;
+pub use fresh::{Freshened, freshen};
 pub use plan::{ConflictSide, Plan, confirm_removals, plan};
 
 pub use source::{RemoteRecord, RemoteState, bootstrap_from_replica, fetch_replica, fetch_rest};
@@ -42,6 +44,13 @@ pub struct PullReport {
     pub open_conflicts: usize,
     pub unchanged: usize,
     pub dry_run: bool,
+    /// Replica pulls: memories the replica shows differently from this machine that the server
+    /// was asked about, how many it holds newer than the replica, and why it could not be asked
+    /// (those memories are left for the next pull).
+    pub asked: usize,
+    pub replica_behind: usize,
+    pub unconfirmed: usize,
+    pub unconfirmed_why: Option<String>,
     /// The local database did not exist and was restored from the server's replica.
     pub bootstrapped: bool,
     /// `--dry-run`: one line per planned change.

@@ -94,6 +94,13 @@ pub fn plan(
     let mut live_remote: HashSet<&ContentHash> = HashSet::new();
     let mut tombstones: HashMap<&ContentHash, f64> = HashMap::new();
     for (i, r) in remote.records.iter().enumerate() {
+        // A replica's record the server could not confirm: left as it is, base and all.
+        if remote.unconfirmed.contains(&r.hash) {
+            plan.keep_base.push(r.hash.clone());
+            plan.unchanged += 1;
+            live_remote.insert(&r.hash);
+            continue;
+        }
         if let Some(at) = r.deleted_at {
             tombstones.insert(&r.hash, at);
             continue;
@@ -199,6 +206,11 @@ pub fn plan(
     let epoch = staging.book().epoch()?;
     for l in local.all()? {
         if l.deleted_at.is_some() || live_remote.contains(&l.hash) {
+            continue;
+        }
+        if remote.unconfirmed.contains(&l.hash) {
+            plan.keep_base.push(l.hash.clone());
+            plan.unchanged += 1;
             continue;
         }
         let deleted_there = match tombstones.get(&l.hash) {

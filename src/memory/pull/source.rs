@@ -34,6 +34,9 @@ pub struct RemoteState {
     /// Hashes the server holds as tombstones, when it says so without a time (REST, v12). A
     /// replica's tombstones come as records with `deleted_at` instead.
     pub deleted: HashSet<ContentHash>,
+    /// Memories a replica shows differently from this machine that the server could not be
+    /// asked about ([`super::fresh`]): this pull leaves them alone.
+    pub unconfirmed: HashSet<ContentHash>,
 }
 
 /// Reads every live memory (or those with any of `tags`) through the REST API.
@@ -87,6 +90,7 @@ pub fn fetch_rest(client: &RemoteClient, tags: &[String]) -> Result<RemoteState,
         source: format!("{} (REST API)", client.base_url()),
         rest: true,
         deleted,
+        unconfirmed: HashSet::new(),
     })
 }
 
@@ -172,6 +176,7 @@ pub fn fetch_replica(url: &str, work_dir: &Path) -> Result<RemoteState, MemoryEr
         source: format!("{url} (replica)"),
         rest: false,
         deleted: HashSet::new(),
+        unconfirmed: HashSet::new(),
     })
 }
 
