@@ -41,10 +41,25 @@ fn comparable_tags(tags: &[String]) -> Vec<String> {
     t
 }
 
+/// A key set to `null` counts as absent: the server's `PUT` merges metadata, so a removed key
+/// can only be sent as `null` (see [`removed_keys`]).
 fn comparable_meta(m: &Map<String, Value>) -> Map<String, Value> {
     m.iter()
-        .filter(|(k, _)| !SERVER_KEYS.contains(&k.as_str()))
+        .filter(|(k, v)| !SERVER_KEYS.contains(&k.as_str()) && !v.is_null())
         .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The keys a user set that `server` holds and `sent` does not: an update must send them as
+/// `null`, since the server's `PUT` merges metadata key by key (a key left out stays, and the
+/// next pull would bring it back as the server's change).
+pub fn removed_keys(sent: &Map<String, Value>, server: &Map<String, Value>) -> Vec<String> {
+    server
+        .iter()
+        .filter(|(k, v)| {
+            !v.is_null() && !SERVER_KEYS.contains(&k.as_str()) && !sent.contains_key(k.as_str())
+        })
+        .map(|(k, _)| k.clone())
         .collect()
 }
 

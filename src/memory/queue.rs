@@ -11,8 +11,9 @@ use super::MemoryError;
 use super::conflict;
 use super::ctx::Ctx;
 use super::record::Fields;
+use super::settle;
 use super::staging::staged_json;
-use super::staging::{Staged, Staging, State};
+use super::staging::{Operation, Staged, Staging, State};
 
 fn not_found(id: i64) -> MemoryError {
     MemoryError::NoSuchRow { id }
@@ -226,7 +227,26 @@ pub fn edit_row(
         metadata: item.fields.metadata.clone(),
     };
     let copy = keep_copy(&st, &item, "edited")?;
-    st.rewrite(id, item.op, &fields, State::Pending, item.restore_deleted)?;
+    if !st.rewrite(
+        &item,
+        item.op,
+        &fields,
+        State::Pending,
+        item.restore_deleted,
+    )? {
+        return Err(MemoryError::Invalid(format!(
+            "edit: row #{id} changed meanwhile (the same content stored again); look at it again with memsync staged"
+        )));
+    }
+    // The local database shows the edit too: otherwise the next pull took its row for a local
+    // change and folded it back into this one, over the edit.
+    if item.op != Operation::Delete {
+        settle::show_locally(
+            &ctx.settings.memory_db,
+            &item.hash,
+            &settle::LocalView::Live(fields.clone()),
+        )?;
+    }
     let msg = format!(
         "edited staged row #{id}: tags {}, type {}; pending (memsync push sends it); the row as it was is in {}",
         if fields.tags.is_empty() {

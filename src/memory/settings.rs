@@ -397,3 +397,27 @@ impl Settings {
 
 #[cfg(test)]
 mod tests;
+
+/// `url` as memsync shows and writes it: a password in it (`https://user:KEY@host/…`, the
+/// backup server's key) is replaced with `***`, in every message, log line, export and written
+/// settings file, as the API key is never written out.
+pub fn shown_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod shown_url_tests {
+    #[test]
+    fn a_password_in_a_url_is_never_shown() {
+        let s = super::shown_url("https://memsync:TOPSECRET@backup:8080/sqlite_vec.db");
+        assert_eq!(s, "https://memsync:***@backup:8080/sqlite_vec.db");
+        assert_eq!(super::shown_url("s3://bucket/db"), "s3://bucket/db");
+        assert_eq!(super::shown_url("file:///srv/r"), "file:///srv/r");
+    }
+}

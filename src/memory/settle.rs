@@ -79,7 +79,7 @@ pub fn apply(
     Ok(match (kind, policy) {
         (_, ConflictPolicy::Manual) => {
             staging.rewrite(
-                item.id,
+                item,
                 item.op,
                 &item.fields,
                 State::Conflict,
@@ -90,7 +90,7 @@ pub fn apply(
             LocalView::Live(item.fields.clone())
         }
         (_, ConflictPolicy::Remote) => {
-            staging.rewrite(item.id, item.op, &item.fields, State::Resolved, false)?;
+            staging.rewrite(item, item.op, &item.fields, State::Resolved, false)?;
             remote_view()
         }
         (Kind::Diverged, ConflictPolicy::Merge) => {
@@ -99,29 +99,17 @@ pub fn apply(
                 Some(b) => conflict::merge3(&item.fields, remote, b),
                 None => conflict::merge(&item.fields, remote),
             };
-            staging.rewrite(item.id, Operation::Update, &merged, State::Pending, false)?;
+            staging.rewrite(item, Operation::Update, &merged, State::Pending, false)?;
             LocalView::Live(merged)
         }
         (Kind::Diverged, ConflictPolicy::Local) => {
-            staging.rewrite(
-                item.id,
-                Operation::Update,
-                &item.fields,
-                State::Pending,
-                false,
-            )?;
+            staging.rewrite(item, Operation::Update, &item.fields, State::Pending, false)?;
             LocalView::Live(item.fields.clone())
         }
         // A deletion cannot be merged with a change: keeping the local change means storing
         // the memory again, explicitly reviving it on the server.
         (Kind::DeletedRemotely, ConflictPolicy::Merge | ConflictPolicy::Local) => {
-            staging.rewrite(
-                item.id,
-                Operation::Store,
-                &item.fields,
-                State::Pending,
-                true,
-            )?;
+            staging.rewrite(item, Operation::Store, &item.fields, State::Pending, true)?;
             LocalView::Live(item.fields.clone())
         }
     })

@@ -112,7 +112,7 @@ pub fn status(ctx: &Ctx) -> Result<String, MemoryError> {
     out.extend(replication(&s.memory_db));
     out.push(format!("policy       {}", s.conflict.as_str()));
     if let Some(r) = &s.replica {
-        out.push(format!("replica      {r}"));
+        out.push(format!("replica      {}", super::settings::shown_url(r)));
     }
     Ok(out.join("\n"))
 }

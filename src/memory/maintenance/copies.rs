@@ -14,7 +14,7 @@ use super::super::staging::{self, Staged, Staging, staged_json};
 use super::io_err;
 
 /// The effective settings in `sync_config.json`'s shape, so that the file (or an export's
-/// `config`) can be given back with `--sync-config`. The API key is never written out.
+/// `config`) can be given back with `--sync-config`. The API key is never written out, nor a password in the replica URL.
 pub(super) fn settings_json(ctx: &Ctx) -> Value {
     let s = &ctx.settings;
     json!({
@@ -22,7 +22,7 @@ pub(super) fn settings_json(ctx: &Ctx) -> Value {
             "host": s.host, "port": s.port, "protocol": s.protocol,
             "timeout": s.timeout.as_secs_f64(), "retry_attempts": s.retry_attempts,
             "offline_threshold": s.offline_threshold.as_secs_f64(),
-            "ca_file": s.ca_file, "insecure": s.insecure, "replica": s.replica,
+            "ca_file": s.ca_file, "insecure": s.insecure, "replica": s.replica.as_deref().map(super::super::settings::shown_url),
         },
         "local": {
             "staging_db": s.staging_db, "log_file": s.log_file, "batch_size": s.batch_size,

@@ -4,9 +4,14 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use super::super::MemoryError;
+use super::super::conflict;
 use super::super::ctx::Ctx;
+use super::super::hash::ContentHash;
+use super::super::localdb::LocalDb;
+use super::super::record::Fields;
 use super::super::settings::ConflictPolicy;
 use super::super::settle::{self, Kind};
+use super::super::staging::Operation;
 
 /// A terminal user's answer for one conflict.
 #[derive(Debug, PartialEq)]
@@ -101,10 +106,22 @@ pub fn resolve_conflicts(
             out.push(line);
             continue;
         };
-        let Some(item) = st.get(c.staged_id)? else {
+        let Some(mut item) = st.get(c.staged_id)? else {
             st.conflict_log().close(c.id, policy.as_str())?;
             continue;
         };
+        // While the conflict waited the local database showed the local side; a difference
+        // now is an edit made here since, and it is the local side from now on (settling the
+        // recorded one would undo it, and `remote` would leave it nowhere): the row takes it.
+        if let Some(l) = live_local(&ctx.settings.memory_db, &c.hash)
+            && conflict::differs(&l, &item.fields)
+            && item.op != Operation::Delete
+            && st.rewrite(&item, item.op, &l, item.state, item.restore_deleted)?
+        {
+            item = st
+                .get(c.staged_id)?
+                .ok_or(MemoryError::RowVanished { id: c.staged_id })?;
+        }
         // The conflict record keeps both sides but not their common base: `merge` unions here.
         let view = settle::apply(
             &st,
@@ -132,6 +149,20 @@ pub fn resolve_conflicts(
             .line("resolve", &format!("{settled} conflicts settled"));
     }
     Ok(out.join("\n"))
+}
+
+/// The local database's fields for `hash`, when it holds the memory live (a database that
+/// cannot be read counts as not holding it).
+fn live_local(memory_db: &std::path::Path, hash: &ContentHash) -> Option<Fields> {
+    if !memory_db.is_file() {
+        return None;
+    }
+    LocalDb::open_read_only(memory_db)
+        .and_then(|db| db.get(hash))
+        .ok()
+        .flatten()
+        .filter(|l| l.deleted_at.is_none())
+        .map(|l| l.fields)
 }
 
 #[cfg(test)]

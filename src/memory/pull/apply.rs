@@ -34,7 +34,9 @@ fn stage_update(
     fields: &Fields,
 ) -> Result<super::super::staging::Staged, MemoryError> {
     let (id, _) = staging.stage(content, fields, &hostname())?;
-    staging.rewrite(id, Operation::Update, fields, State::Pending, false)?;
+    let row = staging.get(id)?.ok_or(MemoryError::RowVanished { id })?;
+    // A row that changed since it was read (a `store` merged into it) keeps that merge.
+    staging.rewrite(&row, Operation::Update, fields, State::Pending, false)?;
     staging.get(id)?.ok_or(MemoryError::RowVanished { id })
 }
 
@@ -136,8 +138,8 @@ pub fn apply(
             _ => {}
         }
     }
-    for id in &plan.confirmed {
-        staging.mark_pushed(*id, "already on server")?;
+    for s in &plan.confirmed {
+        staging.mark_pushed(s, "already on server")?;
     }
     for l in &plan.stage_local {
         stage_update(staging, &l.content, &l.fields)?;

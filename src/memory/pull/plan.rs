@@ -57,7 +57,7 @@ pub struct Plan {
     /// updates for push.
     pub stage_local: Vec<LocalMemory>,
     /// Staged rows the server turned out to hold already, identically.
-    pub confirmed: Vec<i64>,
+    pub confirmed: Vec<Staged>,
     pub conflicts: Vec<PlannedConflict>,
     pub unchanged: usize,
     /// The live server records this plan looked at (the tag filter's selection): they become
@@ -131,7 +131,7 @@ pub fn plan(
                 continue;
             }
             if !conflict::differs(&s.fields, &r.fields) {
-                plan.confirmed.push(s.id);
+                plan.confirmed.push(s);
             } else if remote_changed || opts.force {
                 // (`--force` settles it with the server's version.) The server's version
                 // becomes the base: the settled row is what this machine adds to it.
@@ -171,9 +171,15 @@ pub fn plan(
             Some(l) => {
                 // Without a base (never pulled, or pulled before v2) a difference counts as a
                 // change on both sides: a conflict keeps both rather than guess.
-                let local_changed = b.is_none_or(|b| conflict::differs(b, &l.fields));
+                // A local version `memsync drop` took out of the queue is not offered again:
+                // it stays here as it is until the server changes the memory (the dropped row
+                // keeps it either way).
+                let dropped = staging.dropped_as(&l.hash, &l.fields)?;
+                let local_changed = b.is_none_or(|b| conflict::differs(b, &l.fields)) && !dropped;
                 let already_staged = staging.knows_open(&l.hash)?;
-                if !local_changed {
+                if dropped && !remote_changed && !opts.force {
+                    plan.unchanged += 1;
+                } else if !local_changed {
                     plan.change.push((i, show));
                 } else if already_staged && !opts.force {
                     // Edited again while a staged change waits: folded into the staged row

@@ -98,7 +98,7 @@ pub fn fetch_rest(client: &RemoteClient, tags: &[String]) -> Result<RemoteState,
 /// rename, as every restore.
 pub fn bootstrap_from_replica(url: &str, path: &Path) -> Result<(), MemoryError> {
     let client = crate::restore::open_url(url).map_err(|source| MemoryError::Replica {
-        url: url.to_owned(),
+        url: super::super::settings::shown_url(url),
         source: Box::new(source),
     })?;
     if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -116,11 +116,11 @@ pub fn bootstrap_from_replica(url: &str, path: &Path) -> Result<(), MemoryError>
     };
     match crate::restore::restore(&client, rt.handle(), &opts) {
         Ok(crate::restore::RestoreOutcome::NoReplica) => Err(MemoryError::NoBackup {
-            url: url.to_owned(),
+            url: super::super::settings::shown_url(url),
         }),
         Ok(_) => Ok(()),
         Err(source) => Err(MemoryError::Replica {
-            url: url.to_owned(),
+            url: super::super::settings::shown_url(url),
             source: Box::new(source),
         }),
     }
@@ -143,12 +143,12 @@ pub fn fetch_replica(url: &str, work_dir: &Path) -> Result<RemoteState, MemoryEr
         Ok(crate::restore::RestoreOutcome::Restored { .. }) => {}
         Ok(_) => {
             return Err(MemoryError::NoBackup {
-                url: url.to_owned(),
+                url: super::super::settings::shown_url(url),
             });
         }
         Err(source) => {
             return Err(MemoryError::Replica {
-                url: url.to_owned(),
+                url: super::super::settings::shown_url(url),
                 source: Box::new(source),
             });
         }
@@ -173,7 +173,7 @@ pub fn fetch_replica(url: &str, work_dir: &Path) -> Result<RemoteState, MemoryEr
     }
     Ok(RemoteState {
         records,
-        source: format!("{url} (replica)"),
+        source: format!("{} (replica)", super::super::settings::shown_url(url)),
         rest: false,
         deleted: HashSet::new(),
         unconfirmed: HashSet::new(),

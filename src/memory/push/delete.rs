@@ -54,7 +54,12 @@ pub fn push_delete(
             &format!("deleted on the server, but not in the local database: {e}"),
         );
     }
-    staging.mark_pushed(id, outcome)?;
     rep.deleted += 1;
+    if !staging.mark_pushed(item, outcome)? {
+        // Stored again while its delete was sent: the store waits, and brings it back.
+        return Ok(format!(
+            "#{id} {short} {outcome}; stored again meanwhile: the store is sent next"
+        ));
+    }
     Ok(format!("#{id} {short} {outcome}"))
 }

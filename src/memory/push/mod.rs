@@ -96,10 +96,17 @@ pub fn push_one(
     let id = item.id;
     let short = item.hash.short();
     let base = staging.book().base(&item.hash)?;
-    if item.op == Operation::Update
-        && let Some(line) = check_update(staging, client, settings, item, base.as_ref(), rep)?
-    {
-        return Ok(line);
+    let mut metadata = item.fields.metadata.clone();
+    if item.op == Operation::Update {
+        match check_update(staging, client, settings, item, base.as_ref(), rep)? {
+            Checked::Settled(line) => return Ok(line),
+            Checked::Send { server_metadata } => {
+                // Keys removed here go as `null` (the server's PUT keeps a key left out).
+                for k in conflict::removed_keys(&metadata, &server_metadata) {
+                    metadata.insert(k, serde_json::Value::Null);
+                }
+            }
+        }
     }
     let result = match item.op {
         Operation::Store => client
@@ -110,7 +117,7 @@ pub fn push_one(
                 &item.hash,
                 &tags,
                 item.fields.memory_type.as_deref(),
-                &item.fields.metadata,
+                &metadata,
             )
             .map(Err),
         Operation::Delete => {
@@ -122,10 +129,23 @@ pub fn push_one(
             if h != item.hash {
                 rep.hash_mismatches += 1;
             }
-            staging.mark_pushed(id, "stored")?;
-            staging.book().set_base(&item.hash, &item.fields)?;
+            // The server holds what was sent, whatever happens to the row; it becomes the base
+            // unless the local database holds the content with other fields (its service made
+            // the memory too). Then the next pull meets the two versions as a conflict the
+            // policy settles (the union under `merge`), as after an online `store`: with the
+            // sent version as the base, the local row looked like an edit made since, and its
+            // tags replaced the stored ones.
+            if !held_differently(settings, item) {
+                staging.book().set_base(&item.hash, &item.fields)?;
+            }
             rep.stored += 1;
-            Ok(format!("#{id} {short} stored"))
+            if staging.mark_pushed(item, "stored")? {
+                Ok(format!("#{id} {short} stored"))
+            } else {
+                Ok(format!(
+                    "#{id} {short} stored; the row changed while it was sent (the same content stored again): it is sent again"
+                ))
+            }
         }
         Ok(Ok(StoreOutcome::Duplicate)) => {
             // Already there: but with the same tags, type and metadata?
@@ -157,7 +177,7 @@ pub fn push_one(
                             settings.conflict.as_str()
                         ))
                     } else {
-                        staging.mark_pushed(id, "already on server")?;
+                        staging.mark_pushed(item, "already on server")?;
                         staging.book().set_base(&item.hash, &rf)?;
                         rep.duplicates += 1;
                         Ok(format!("#{id} {short} already on server"))
@@ -165,7 +185,7 @@ pub fn push_one(
                 }
                 None => {
                     // A duplicate that GET cannot find: stored under another hash form.
-                    staging.mark_pushed(id, "already on server")?;
+                    staging.mark_pushed(item, "already on server")?;
                     rep.duplicates += 1;
                     Ok(format!("#{id} {short} already on server"))
                 }
@@ -196,14 +216,19 @@ pub fn push_one(
         }
         Ok(Err(UpdateOutcome::NotFound)) => {
             // Asked to revive, but an update cannot: store it again.
-            staging.rewrite(id, Operation::Store, &item.fields, State::Pending, true)?;
+            staging.rewrite(item, Operation::Store, &item.fields, State::Pending, true)?;
             Ok(format!("#{id} {short} will be stored again"))
         }
         Ok(Err(UpdateOutcome::Updated)) => {
-            staging.mark_pushed(id, "updated")?;
             staging.book().set_base(&item.hash, &item.fields)?;
             rep.updated += 1;
-            Ok(format!("#{id} {short} updated"))
+            if staging.mark_pushed(item, "updated")? {
+                Ok(format!("#{id} {short} updated"))
+            } else {
+                Ok(format!(
+                    "#{id} {short} updated; the row changed while it was sent: it is sent again"
+                ))
+            }
         }
         Ok(Err(UpdateOutcome::Refused(reason))) | Ok(Ok(StoreOutcome::Refused(reason))) => {
             staging.mark_failed(id, &reason)?;
@@ -220,10 +245,32 @@ pub fn push_one(
     }
 }
 
+/// Whether the local database holds `item`'s content, live, with other fields. A local
+/// database that cannot be read counts as not holding it.
+fn held_differently(settings: &Settings, item: &Staged) -> bool {
+    if !settings.memory_db.is_file() {
+        return false;
+    }
+    super::localdb::LocalDb::open_read_only(&settings.memory_db)
+        .and_then(|db| db.get(&item.hash))
+        .ok()
+        .flatten()
+        .is_some_and(|l| l.deleted_at.is_none() && conflict::differs(&l.fields, &item.fields))
+}
+
+/// What [`check_update`] found.
+enum Checked {
+    /// Settled without a PUT: the report line.
+    Settled(String),
+    /// To be sent; the server's metadata now (empty when it has no such memory).
+    Send {
+        server_metadata: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
 /// Before an update replaces the server's tags, type and metadata: did someone change them since
 /// this machine last agreed with the server (its base)? Then it is a conflict settled by the
-/// policy (three-way under `merge`), never a silent revert of the other edit. Returns the
-/// report line when the row was settled without a PUT.
+/// policy (three-way under `merge`), never a silent revert of the other edit.
 fn check_update(
     staging: &Staging,
     client: &RemoteClient,
@@ -231,22 +278,25 @@ fn check_update(
     item: &Staged,
     base: Option<&Fields>,
     rep: &mut PushReport,
-) -> Result<Option<String>, MemoryError> {
+) -> Result<Checked, MemoryError> {
     let (id, short) = (item.id, item.hash.short());
     let Some(r) = client.get(&item.hash)? else {
         // Deleted there: the update's NotFound path settles it.
-        return Ok(None);
+        return Ok(Checked::Send {
+            server_metadata: Default::default(),
+        });
     };
+    let server_metadata = r.metadata.clone();
     let rf = Fields {
         tags: r.tags,
         memory_type: r.memory_type,
         metadata: r.metadata,
     };
     if !conflict::differs(&item.fields, &rf) {
-        staging.mark_pushed(id, "already on server")?;
+        staging.mark_pushed(item, "already on server")?;
         staging.book().set_base(&item.hash, &rf)?;
         rep.duplicates += 1;
-        return Ok(Some(format!("#{id} {short} already on server")));
+        return Ok(Checked::Settled(format!("#{id} {short} already on server")));
     }
     match base {
         Some(b) if conflict::differs(b, &rf) => {
@@ -261,11 +311,11 @@ fn check_update(
             settle::show_locally(&settings.memory_db, &item.hash, &view)?;
             staging.book().set_base(&item.hash, &rf)?;
             rep.conflicts += 1;
-            Ok(Some(format!(
+            Ok(Checked::Settled(format!(
                 "#{id} {short} conflict (changed on the server since the last sync), policy {}",
                 settings.conflict.as_str()
             )))
         }
-        _ => Ok(None),
+        _ => Ok(Checked::Send { server_metadata }),
     }
 }

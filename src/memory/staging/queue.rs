@@ -131,6 +131,20 @@ impl Staging {
             .map_err(|e| self.err(e))
     }
 
+    /// Whether a row `memsync drop` took out of the queue holds `fields` for `hash`: a local
+    /// version the user chose not to send, which pull must not stage again.
+    pub fn dropped_as(&self, hash: &ContentHash, fields: &Fields) -> Result<bool, StagingError> {
+        let rows: Vec<Staged> = self
+            .conn
+            .prepare(&format!(
+                "SELECT {COLS} FROM staged_memories WHERE content_hash = ?1
+                   AND state = 'resolved' AND outcome = 'dropped' ORDER BY id DESC"
+            ))
+            .and_then(|mut s| s.query_map([hash], row_to_staged)?.collect())
+            .map_err(|e| self.err(e))?;
+        Ok(rows.iter().any(|r| !conflict::differs(&r.fields, fields)))
+    }
+
     pub fn get(&self, id: i64) -> Result<Option<Staged>, StagingError> {
         self.conn
             .query_row(
@@ -150,14 +164,48 @@ impl Staging {
             .map_err(|e| self.err(e))
     }
 
-    /// The server confirmed the row: it leaves the queue.
-    pub fn mark_pushed(&self, id: i64, outcome: &str) -> Result<(), StagingError> {
-        self.exec(
-            "UPDATE staged_memories SET state = 'pushed', outcome = ?2, last_error = NULL,
+    /// Runs `write` on row `item.id` in one write transaction if the row still holds what
+    /// `item` was read with (operation and fields); returns whether it ran. `store` takes no
+    /// lock: the same content stored again merges its tags into a waiting row at any moment, also
+    /// while push sends that row or pull settles it, and what they then write about the row must
+    /// not undo the merge. A row that changed stays as it is, to be sent (or settled) again.
+    fn if_as_read(
+        &self,
+        item: &Staged,
+        write: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<usize>,
+    ) -> Result<bool, StagingError> {
+        let run = || -> rusqlite::Result<bool> {
+            let tx = rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
+            let now_row = tx
+                .query_row(
+                    &format!("SELECT {COLS} FROM staged_memories WHERE id = ?1"),
+                    [item.id],
+                    row_to_staged,
+                )
+                .optional()?;
+            let same = now_row.is_some_and(|r| r.op == item.op && r.fields == item.fields);
+            if same {
+                write(&tx)?;
+            }
+            tx.commit()?;
+            Ok(same)
+        };
+        run().map_err(|e| self.err(e))
+    }
+
+    /// The server confirmed the row as `item` holds it: it leaves the queue. `false` (nothing
+    /// written) when the row changed meanwhile: it stays pending, to be sent again.
+    pub fn mark_pushed(&self, item: &Staged, outcome: &str) -> Result<bool, StagingError> {
+        self.if_as_read(item, |c| {
+            c.execute(
+                "UPDATE staged_memories SET state = 'pushed', outcome = ?2, last_error = NULL,
                    attempts = attempts + 1, pushed_at = ?3, updated_at = ?3 WHERE id = ?1",
-            params![id, outcome, now()],
-        )
-        .map(drop)
+                params![item.id, outcome, now()],
+            )
+        })
     }
 
     /// A lasting refusal: the row stays, with the reason, until retried.
@@ -192,19 +240,22 @@ impl Staging {
         .map(drop)
     }
 
-    /// Rewrites a row after a conflict decision.
+    /// Rewrites a row after a conflict decision, an edit or a fold of a local edit; `false`
+    /// (nothing written) when the row changed since `item` was read (see `if_as_read`).
     pub fn rewrite(
         &self,
-        id: i64,
+        item: &Staged,
         op: Operation,
         fields: &Fields,
         state: State,
         restore_deleted: bool,
-    ) -> Result<(), StagingError> {
-        self.exec("UPDATE staged_memories SET operation = ?2, tags = ?3, memory_type = ?4, metadata = ?5,
+    ) -> Result<bool, StagingError> {
+        self.if_as_read(item, |c| {
+            c.execute(
+                "UPDATE staged_memories SET operation = ?2, tags = ?3, memory_type = ?4, metadata = ?5,
                    state = ?6, restore_deleted = ?7, last_error = NULL, updated_at = ?8 WHERE id = ?1",
                 params![
-                    id,
+                    item.id,
                     op.as_str(),
                     serde_json::to_string(&fields.tags).unwrap_or_default(),
                     fields.memory_type,
@@ -212,7 +263,9 @@ impl Staging {
                     state.as_str(),
                     restore_deleted as i64,
                     now()
-                ]).map(drop)
+                ],
+            )
+        })
     }
 
     /// Failed rows go back to pending (`push --retry-failed`).

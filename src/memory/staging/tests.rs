@@ -23,9 +23,39 @@ fn staging_twice_keeps_one_row_with_merged_tags() {
     let row = s.get(a).unwrap().unwrap();
     assert_eq!(row.fields.tags, vec!["x", "y"]);
     assert_eq!(s.count(State::Pending).unwrap(), 1);
-    s.mark_pushed(a, "stored").unwrap();
+    assert!(s.mark_pushed(&row, "stored").unwrap());
     assert_eq!(s.count(State::Pending).unwrap(), 0);
     assert!(s.upkeep().check().unwrap().is_empty());
+}
+
+/// `store` takes no lock: tags merged into a row while push sends it (or pull settles it) are
+/// not undone by what push then writes about the row; the row stays pending, to go again.
+#[test]
+fn a_row_changed_while_it_was_sent_stays_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("staging.db");
+    let mut s = Staging::open(&path).unwrap();
+    let (a, _) = s.stage("race", &fields(&["r"]), "m1").unwrap();
+    let sent = s.get(a).unwrap().unwrap();
+    // Another process stores the same content with another tag meanwhile.
+    let mut other = Staging::open(&path).unwrap();
+    other.stage("race", &fields(&["extra"]), "m1").unwrap();
+    assert!(!s.mark_pushed(&sent, "stored").unwrap());
+    assert!(
+        !s.rewrite(
+            &sent,
+            Operation::Update,
+            &fields(&["r"]),
+            State::Pending,
+            false
+        )
+        .unwrap()
+    );
+    let row = s.get(a).unwrap().unwrap();
+    assert_eq!(row.state, State::Pending);
+    assert_eq!(row.fields.tags, vec!["r", "extra"]);
+    assert!(s.mark_pushed(&row, "stored").unwrap());
+    assert_eq!(s.count(State::Pending).unwrap(), 0);
 }
 
 #[test]

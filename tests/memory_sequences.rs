@@ -1,0 +1,161 @@
+//! Memory sync over time, against real mcp-memory-service 12.4.0 servers (a remote, and a
+//! second one as this machine's local service): sequences of edits on both sides, conflicts
+//! left open, staged rows edited or dropped, where each step alone was fine but the sequence
+//! reverted or lost what a user stored.
+
+mod common;
+
+use common::mms::{Machine, Server, hash_of, remote_and_local};
+use serde_json::json;
+
+/// The id of the one pending staged row.
+fn pending_id(m: &Machine) -> String {
+    let c = rusqlite::Connection::open(m.staging_path()).unwrap();
+    let id: i64 = c
+        .query_row(
+            "SELECT id FROM staged_memories WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    id.to_string()
+}
+
+fn metadata(server: &Server, content: &str) -> serde_json::Value {
+    let url = format!("{}/api/memories/{}", server.url(), hash_of(content));
+    let (status, body) = common::mms::curl("GET", &url, None);
+    assert_eq!(status, 200, "{body}");
+    body["metadata"].clone()
+}
+
+/// A local edit made while a conflict waits for `resolve-conflicts` (policy `manual`) is the
+/// local side when it is settled: settling the recorded side undid it, and the next sync sent
+/// the result without it.
+#[test]
+fn an_edit_made_while_a_conflict_waits_survives_its_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let c = "a memory edited on both sides";
+    remote.post(c, &["base"], json!({}));
+    m.ok(&["pull"]);
+    remote.put_tags(c, &["base", "srv"]);
+    local.put_tags(c, &["base", "loc1"]);
+    m.exits(4, &["sync", "--conflict", "manual"]);
+    local.put_tags(c, &["base", "loc1", "loc2"]);
+    m.exits(4, &["sync", "--conflict", "manual"]);
+    m.ok(&["resolve-conflicts", "--strategy", "merge"]);
+    m.ok(&["sync"]);
+    m.ok(&["sync"]);
+    let all = vec!["base", "loc1", "loc2", "srv"];
+    assert_eq!(local.tags(c), all);
+    assert_eq!(remote.tags(c), all);
+}
+
+/// A metadata key removed here goes on the server too (as `null`: the server's update merges
+/// metadata, so a key left out stayed there and the next sync brought it back here).
+#[test]
+fn a_metadata_key_removed_here_is_removed_on_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let c = "a memory with a secret";
+    remote.post(c, &["t"], json!({"keep": "1", "secret": "s3cr3t"}));
+    m.ok(&["pull"]);
+    // The local service drops the key (its own update writes the column like this).
+    let db = rusqlite::Connection::open(local.db()).unwrap();
+    db.execute(
+        "UPDATE memories SET metadata = json_remove(metadata, '$.secret') WHERE content_hash = ?1",
+        [hash_of(c)],
+    )
+    .unwrap();
+    let out = m.ok(&["sync"]);
+    assert!(out.contains("updated 1"), "{out}");
+    m.ok(&["sync"]);
+    let server = metadata(&remote, c);
+    assert_eq!(server["keep"], "1", "{server}");
+    assert!(
+        server["secret"].is_null(),
+        "the secret is still on the server: {server}"
+    );
+    let here: String = db
+        .query_row(
+            "SELECT metadata FROM memories WHERE content_hash = ?1",
+            [hash_of(c)],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!here.contains("s3cr3t"), "the secret came back: {here}");
+}
+
+/// The same content made by the local service and staged with `store --offline`: after the
+/// push, both sets of tags are on the server and here (the local row was taken for an edit of
+/// the stored version, and its tags replaced the stored ones).
+#[test]
+fn content_stored_here_twice_keeps_both_sets_of_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let c = "made by the service and by the command line";
+    local.post(c, &["svc"], json!({}));
+    m.ok(&["store", "--offline", "--tags", "cli", c]);
+    m.ok(&["sync"]);
+    m.ok(&["sync"]);
+    m.ok(&["sync"]);
+    for tags in [remote.tags(c), local.tags(c)] {
+        assert!(
+            tags.contains(&"svc".to_owned()) && tags.contains(&"cli".to_owned()),
+            "{tags:?}"
+        );
+    }
+    assert_eq!(remote.tags(c), local.tags(c));
+}
+
+/// `edit` of a staged local change is what is sent, and stays: the local database shows it (the
+/// next pull folded the local row back into the staged one, over the edit).
+#[test]
+fn an_edited_local_change_is_what_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let c = "a memory the user retags";
+    remote.post(c, &["t"], json!({}));
+    m.ok(&["pull"]);
+    local.put_tags(c, &["t", "fromservice"]);
+    assert!(m.ok(&["pull"]).contains("local edits staged 1"));
+    m.ok(&["edit", &pending_id(&m), "--tags", "t,byuser"]);
+    m.ok(&["sync"]);
+    m.ok(&["sync"]);
+    assert_eq!(remote.tags(c), vec!["byuser", "t"]);
+    assert_eq!(local.tags(c), vec!["byuser", "t"]);
+}
+
+/// `drop` of a staged local change: it is never sent, by this sync or a later one, and the
+/// local version stays here. A password in the replica URL is never shown.
+#[test]
+fn a_dropped_local_change_is_never_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let c = "a memory with a private edit";
+    remote.post(c, &["t"], json!({}));
+    m.ok(&["pull"]);
+    local.put_tags(c, &["t", "private"]);
+    assert!(m.ok(&["pull"]).contains("local edits staged 1"));
+    m.ok(&["drop", &pending_id(&m), "--yes"]);
+    for _ in 0..2 {
+        let out = m.ok(&["sync"]);
+        assert!(out.contains("pushed 0"), "{out}");
+    }
+    assert_eq!(remote.tags(c), vec!["t"]);
+    assert_eq!(local.tags(c), vec!["private", "t"]);
+
+    let m = m.with(
+        "REMOTE_MEMORY_REPLICA",
+        "https://memsync:TOPSECRET@127.0.0.1:9/sqlite_vec.db",
+    );
+    for args in [&["status"][..], &["export"][..]] {
+        let o = m.run(args);
+        let all =
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        assert!(!all.contains("TOPSECRET"), "{args:?}: {all}");
+        assert!(all.contains("memsync:***@127.0.0.1"), "{args:?}: {all}");
+    }
+    let err = m.fails(&["pull"]);
+    assert!(!err.contains("TOPSECRET"), "{err}");
+}
