@@ -46,7 +46,7 @@ pub(super) struct RunArgs {
 
 /// A sync round in the log: its summary lines, or why it failed.
 ///
-fn log_round(r: &Round, interval: std::time::Duration) {
+fn log_round(r: &Round, interval: std::time::Duration, replicating: bool) {
     match &r.result {
         Ok(rep) => {
             for l in &rep.lines {
@@ -74,9 +74,14 @@ fn log_round(r: &Round, interval: std::time::Duration) {
             );
         }
         Err(e) => tracing::warn!(
-            "sync round {} failed (next round in {}s; replication goes on): {e}",
+            "sync round {} failed (next round in {}s{}): {e}",
             r.number,
-            interval.as_secs()
+            interval.as_secs(),
+            if replicating {
+                "; replication goes on"
+            } else {
+                ""
+            }
         ),
     }
 }
@@ -177,13 +182,14 @@ pub(super) fn cmd_run(mut a: RunArgs, log: &Overrides) -> Result<i32, CliError> 
         exposed: Arc::new(crate::metrics::Exposed::new(Vec::new(), sync_stats.clone())),
     });
     let interval = sync.as_ref().map(|s| s.interval()).unwrap_or_default();
+    let replicating = replication.is_some();
     let plan = Plan {
         serve,
         replication,
         sync,
         exec: exec.as_deref().map(ExecCommand::parse).transpose()?,
         observe: Box::new(move |r| {
-            log_round(r, interval);
+            log_round(r, interval, replicating);
             if let Some(stats) = &sync_stats {
                 stats.record_round(&counted(r));
             }

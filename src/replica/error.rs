@@ -109,6 +109,18 @@ pub(super) async fn timed<T>(
 /// object_store quotes whole. `<Code>` and `<Message>`, when there, say what matters.
 fn one_line(e: &object_store::Error) -> String {
     let text = e.to_string();
+    // With no credentials in the config or the environment, the S3 client asks the cloud
+    // instance metadata service last; off a cloud instance that answers with a refusal that
+    // names a link-local address and says nothing of credentials.
+    if text.contains("169.254.169.254") || text.contains("169.254.170.2") {
+        return format!(
+            "no S3 credentials: set `access-key-id` and `secret-access-key` on the replica, or \
+             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or LITESTREAM_ACCESS_KEY_ID and \
+             LITESTREAM_SECRET_ACCESS_KEY) in the environment (the instance metadata service \
+             was asked last and did not give any: {})",
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
     let tag = |name: &str| {
         let open = format!("<{name}>");
         let start = text.find(&open)? + open.len();
@@ -147,5 +159,11 @@ mod tests {
             source: "a\n  b".into(),
         };
         assert!(!super::one_line(&e).contains('\n'));
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "Error performing PUT http://169.254.169.254/latest/api/token in 2ms - Server returned non-2xx status code: 403 Forbidden".into(),
+        };
+        let said = super::one_line(&e);
+        assert!(said.starts_with("no S3 credentials: set `access-key-id`"), "{said}");
     }
 }

@@ -56,9 +56,13 @@ pub(super) async fn prune_spool(
                     return Ok::<_, std::io::Error>(None);
                 }
                 let keys = s.keys()?;
-                let held = s.bytes(&keys);
                 // Measured anyway: the tracked figure starts again from it.
-                stats.spool_bytes.store(held, Ordering::Relaxed);
+                stats.spool_bytes.store(s.bytes(&keys), Ordering::Relaxed);
+                // The budget is for what the replicas behind lack, not for what the spool keeps
+                // anyway (files the next merge reads): counting those, a small budget was
+                // "reached" whenever a replica was a file behind, as it is for a moment after
+                // every sync, and the warning came and went with each one.
+                let held = lacking_bytes(&s, &keys, min);
                 if held <= budget {
                     return Ok(Some((false, held)));
                 }
@@ -121,10 +125,60 @@ pub(super) async fn prune_spool(
     }
 }
 
+/// The bytes of the spooled files some replica lacks (past `min`, the lowest confirmed
+/// position): what the budget weighs.
+fn lacking_bytes(spool: &Spool, keys: &[replica_formats::ObjectKey], min: Option<TxId>) -> u64 {
+    let lacking: Vec<_> = keys
+        .iter()
+        .filter(|k| Some(k.max_txid()) > min)
+        .copied()
+        .collect();
+    spool.bytes(&lacking)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use replica_formats::{ObjectKey, Timestamp};
+
+    /// The budget weighs what the replicas behind lack, not what the spool keeps anyway: a
+    /// replica one file behind (as after every sync, for a moment) next to a big snapshot the
+    /// spool keeps is far below a small budget (the warning came and went with every sync).
+    #[test]
+    fn the_budget_is_for_what_replicas_lack() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let tx = |n| TxId::new(n).unwrap();
+        let snap = ObjectKey::Snapshot {
+            txid: tx(1),
+            ts: Timestamp::from_millis(1),
+        };
+        let seg = |n: u64| ObjectKey::Segment {
+            level: replica_formats::Level::ZERO,
+            min: tx(n),
+            max: tx(n),
+            ts: Timestamp::from_millis(n as i64),
+        };
+        spool
+            .write(&snap, |w| std::io::Write::write_all(w, &[0u8; 4096]))
+            .unwrap();
+        for n in 2..=3 {
+            spool
+                .write(&seg(n), |w| std::io::Write::write_all(w, b"pages"))
+                .unwrap();
+        }
+        let keys = spool.keys().unwrap();
+        let all = spool.bytes(&keys);
+        let one = spool.bytes(&[seg(3)]);
+        assert!(all > 4096 && one < 100);
+        assert_eq!(lacking_bytes(&spool, &keys, Some(tx(2))), one);
+        assert_eq!(lacking_bytes(&spool, &keys, Some(tx(3))), 0);
+        assert_eq!(
+            lacking_bytes(&spool, &keys, None),
+            all,
+            "no position yet: all of it"
+        );
+    }
 
     /// One replica's shipper ending (given up on for this run) does not stop the pruning for
     /// the others: the spool would grow without bound.
