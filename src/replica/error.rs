@@ -164,6 +164,9 @@ mod tests {
             source: "Error performing PUT http://169.254.169.254/latest/api/token in 2ms - Server returned non-2xx status code: 403 Forbidden".into(),
         };
         let said = super::one_line(&e);
-        assert!(said.starts_with("no S3 credentials: set `access-key-id`"), "{said}");
+        assert!(
+            said.starts_with("no S3 credentials: set `access-key-id`"),
+            "{said}"
+        );
     }
 }

@@ -238,6 +238,9 @@ impl Monitor {
     /// starts the checkpoint thresholds afresh.
     pub(super) fn gather_wal(&mut self) -> Result<(), MonitorError> {
         if self.cap.gather_wal(self.session.protected())? {
+            // A restarted WAL may be another database's (one moved over this one): nothing
+            // gathered after the restart is written before the file is known to be the same.
+            self.check_replaced()?;
             self.checkpoints.wal_restarted();
         }
         Ok(())

@@ -39,6 +39,10 @@ impl Monitor {
     /// Brings the replica up to date after a discontinuity: re-establishes protection, reads
     /// the whole database and ships only the pages whose hash differs from the replicated state.
     pub(super) fn resync(&mut self) -> Result<(), MonitorError> {
+        // A resynchronisation reopens the WAL by its path: after a database was moved over
+        // this one (a restored copy put in place, the old `-wal` removed), that is another
+        // database's WAL, or none, beside this one's pages, a state that never existed.
+        self.check_replaced()?;
         // The full read below covers whatever was gathered or carried.
         self.cap.cur.discard_unwritten();
         self.with_write_lock(|m| {
