@@ -292,12 +292,17 @@ fn a_deleted_database_ships_its_last_commits() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let last = rows(&d);
-    // Deleted while the application still has it open, as `rm` under a running service does.
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(s.data.join(format!("d.db{suffix}")));
-    }
+    // Deleted while the application still has it open, as `rm d.db` under a running service
+    // does: the database file only.
+    std::fs::remove_file(s.data.join("d.db")).unwrap();
     drop(d);
     r.wait_for_log("d.db: removed");
+    // Its WAL and index go too (memsync's connection kept them; a database made at the path
+    // later would have read the stale WAL as its own).
+    for suffix in ["-wal", "-shm"] {
+        let p = s.data.join(format!("d.db{suffix}"));
+        assert!(!p.exists(), "{} left behind:\n{}", p.display(), r.log());
+    }
     let (status, log) = r.stop();
     assert!(status.success(), "exit {status}:\n{log}");
     assert_eq!(s.restore("d.db", "deleted").unwrap(), last, "{log}");

@@ -35,6 +35,44 @@ impl Monitor {
                 }
             }
         }
+        if deleted {
+            self.remove_orphans();
+        }
         Err(replaced)
     }
+
+    /// Removes the `-wal` and `-shm` left at a deleted database's path when they are the files
+    /// memsync holds open: its connections keep the WAL when they close (they never checkpoint
+    /// on close), so without memsync SQLite would have removed them, and a database created at
+    /// the path later would read a stale WAL as its own (restore refuses to write beside one).
+    /// Another file now at a sidecar's path (a new database's) is left alone.
+    #[cfg(unix)]
+    fn remove_orphans(&self) {
+        use std::os::unix::fs::MetadataExt;
+        let path = &self.cfg.db_path;
+        for (open, suffix) in self
+            .cap
+            .src
+            .open_sidecars()
+            .into_iter()
+            .zip(["-wal", "-shm"])
+        {
+            let Some(Ok(held)) = open.map(std::fs::File::metadata) else {
+                continue;
+            };
+            let at = super::sidecar(path, suffix);
+            let same = std::fs::symlink_metadata(&at)
+                .is_ok_and(|m| m.dev() == held.dev() && m.ino() == held.ino());
+            if same && crate::platform::file_id(path).is_err() {
+                match std::fs::remove_file(&at) {
+                    Ok(()) => tracing::info!("{}: removed, as its database was", at.display()),
+                    Err(e) => tracing::warn!("{}: left behind: {e}", at.display()),
+                }
+            }
+        }
+    }
+
+    /// Windows does not delete a file another handle holds open.
+    #[cfg(not(unix))]
+    fn remove_orphans(&self) {}
 }

@@ -70,6 +70,11 @@ impl WalIndex {
             .map(|file| WalIndex { file })
     }
 
+    /// The open index file (whatever its path names now).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// The current header, or `None` if it is being rewritten, uninitialised or inconsistent
     /// (the caller then reads the WAL instead).
     pub fn header(&self) -> Option<IndexHeader> {

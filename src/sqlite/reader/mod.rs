@@ -99,6 +99,14 @@ impl Source {
         self.wal.is_some()
     }
 
+    /// The open WAL and WAL-index files, when open.
+    pub fn open_sidecars(&self) -> [Option<&File>; 2] {
+        [
+            self.wal.as_ref(),
+            self.walindex.as_ref().map(WalIndex::file),
+        ]
+    }
+
     /// Where the reader stands in the WAL.
     pub fn cursor(&self) -> Option<WalCursor> {
         self.cursor
