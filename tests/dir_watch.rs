@@ -311,3 +311,38 @@ fn a_deleted_database_ships_its_last_commits() {
         "{log}"
     );
 }
+
+/// A database found in the directory at start, then replaced by a file moved over it (a
+/// restored copy put in place): dropped, found again at the next scan and replicated afresh
+/// (the directory's databases at start counted as configured by path, and the replacement was
+/// never picked up while the application went on writing to it).
+#[test]
+fn a_database_replaced_in_a_watched_directory_is_picked_up_again() {
+    let s = Scene::new();
+    let a = create(&s.data.join("a.db"), 3);
+    drop(a);
+    let mut r = Replicator::spawn(
+        {
+            let mut c = std::process::Command::new(BIN);
+            c.args(["replicate", "-config"]).arg(&s.config);
+            c
+        },
+        s.tmp.path().join("replicate.log"),
+    );
+    r.wait_for_log("replicating 1 database(s)");
+    let new = s.tmp.path().join("new.db");
+    let b = create(&new, 7);
+    drop(b);
+    std::fs::rename(&new, s.data.join("a.db")).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(s.data.join(format!("a.db{suffix}")));
+    }
+    r.wait_for_log("a.db: removed or replaced");
+    let a = conn(&s.data.join("a.db"));
+    a.execute("INSERT INTO t(v) VALUES ('after the swap')", [])
+        .unwrap();
+    s.wait_for("a.db", &rows(&a), &r);
+    let (status, log) = r.stop();
+    assert!(status.success(), "exit {status}:\n{log}");
+    assert_eq!(s.restore("a.db", "final").unwrap(), rows(&a), "{log}");
+}

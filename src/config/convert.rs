@@ -323,6 +323,7 @@ impl Ctx<'_> {
             path,
             meta_path,
             replicas,
+            found_in_dir: false,
         };
         Ok((db, span, dir))
     }

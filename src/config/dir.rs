@@ -103,6 +103,7 @@ impl DirConfig {
     pub fn db_at(&self, rel: &Path) -> DbConfig {
         let mut db = self.template.clone();
         db.path = self.dir.join(rel);
+        db.found_in_dir = true;
         if let Some(base) = &self.template.meta_path {
             let name = rel
                 .file_name()

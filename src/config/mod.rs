@@ -99,6 +99,9 @@ pub struct DbConfig {
     pub spool_budget: u64,
     /// Replicas of this database (at least one).
     pub replicas: Vec<ReplicaConfig>,
+    /// Found by a `dir` entry rather than named by a `path` one: a watched directory may drop
+    /// it and pick it up again (a file moved over it starts afresh).
+    pub found_in_dir: bool,
 }
 
 impl DbConfig {
@@ -115,6 +118,7 @@ impl DbConfig {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             spool_budget: DEFAULT_SPOOL_BUDGET,
             replicas,
+            found_in_dir: false,
         }
     }
 }

@@ -41,7 +41,14 @@ impl DirWatcher {
         if entries.is_empty() {
             return None;
         }
-        let configured = config.dbs.iter().map(|d| canonical(&d.path)).collect();
+        // Not those found in a directory at start: one dropped (a file moved over it) must be
+        // found again, and the next scan starts it afresh.
+        let configured = config
+            .dbs
+            .iter()
+            .filter(|d| !d.found_in_dir)
+            .map(|d| canonical(&d.path))
+            .collect();
         Some(DirWatcher {
             entries,
             configured,
