@@ -88,9 +88,23 @@ fn several_databases_and_replicas_with_metrics() {
 
 #[test]
 fn retention_prunes_old_files_and_keeps_the_window_restorable() {
+    retention_prunes("        snapshot-interval: 1s\n");
+}
+
+/// Without `snapshot-interval` retention takes a snapshot per retention period itself: the
+/// first snapshot of a small database was otherwise kept forever (retention keeps the newest
+/// snapshot before its window and everything after it), and the replica grew without bound.
+#[test]
+fn retention_alone_prunes_old_files() {
+    retention_prunes("");
+}
+
+fn retention_prunes(extra: &str) {
     let s = Scene::new(
         "",
-        "        sync-interval: 0s\n        retention: 1s\n        retention-check-interval: 1s\n        snapshot-interval: 1s\n",
+        &format!(
+            "        sync-interval: 0s\n        retention: 1s\n        retention-check-interval: 1s\n{extra}"
+        ),
     );
     let app = create_memdb(&s.db);
     let r = s.start_with(&[("MEMSYNC_COMPACTION_INTERVAL", "300ms")]);

@@ -128,7 +128,17 @@ pub(super) fn start_db<'a>(
         .unwrap_or_default();
     // A pass at least as often as level-1 buckets close, so level 1 keeps up with them.
     let mut ccfg = CompactionConfig::new(tiers.clone());
-    ccfg.snapshot_interval = db.replicas.iter().filter_map(|r| r.snapshot_interval).min();
+    // Without `snapshot-interval`, one snapshot per `retention`: retention keeps the newest
+    // snapshot before its window and everything after it, so without a newer one nothing
+    // would ever go (a small database's segments never outweigh a fresh snapshot).
+    ccfg.snapshot_interval = db
+        .replicas
+        .iter()
+        .filter_map(|r| {
+            r.snapshot_interval
+                .or((!r.retention.is_zero()).then_some(r.retention))
+        })
+        .min();
     if let Some(d) = compaction_interval_override()? {
         ccfg.interval = d;
     }

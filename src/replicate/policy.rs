@@ -19,9 +19,11 @@ pub struct Compactor {
     pub snapshot_bytes: u64,
     /// Position of the last snapshot: merges below it change nothing a restore reads.
     snapshot_txid: Option<replica_formats::TxId>,
-    /// Snapshot at least this often, if set.
+    /// Snapshot at least this often, if set (`snapshot-interval`, else `retention`).
     pub snapshot_interval: Option<std::time::Duration>,
-    last_snapshot: std::time::Instant,
+    /// When the last snapshot was taken (Unix ms, its key's time): across restarts, so that
+    /// a process restarted more often than the interval still takes one.
+    last_snapshot_ms: i64,
     /// Database size in pages at the last snapshot, and now.
     snapshot_pages: u32,
     db_pages: u32,
@@ -53,12 +55,17 @@ impl Compactor {
             snapshot_bytes: 0,
             snapshot_txid: None,
             snapshot_interval: None,
-            last_snapshot: now,
+            last_snapshot_ms: crate::stats::unix_ms(),
             snapshot_pages: 0,
             db_pages: 0,
             page_size: PageSize::new(4096).expect("a valid page size"),
             l0_files: 0,
         }
+    }
+
+    /// The newest snapshot a previous run left in the spool was taken at `ms` (Unix ms).
+    pub fn snapshot_taken_at(&mut self, ms: i64) {
+        self.last_snapshot_ms = ms;
     }
 
     /// Records the database size, to estimate what a fresh snapshot would weigh.
@@ -74,7 +81,7 @@ impl Compactor {
             self.snapshot_bytes = size;
             self.snapshot_txid = Some(key.max_txid());
             self.snapshot_pages = self.db_pages;
-            self.last_snapshot = std::time::Instant::now();
+            self.last_snapshot_ms = key.timestamp().get();
         } else if key.level() == Some(Level::ZERO) {
             self.since_snapshot += size;
             self.l0_files += 1;
@@ -101,9 +108,10 @@ impl Compactor {
     /// more than twice the database), or the snapshot interval passed.
     pub fn snapshot_due(&self) -> bool {
         self.since_snapshot > self.snapshot_estimate().max(SNAPSHOT_MIN_BYTES)
-            || self
-                .snapshot_interval
-                .is_some_and(|i| self.last_snapshot.elapsed() >= i)
+            || self.snapshot_interval.is_some_and(|i| {
+                crate::stats::unix_ms().saturating_sub(self.last_snapshot_ms)
+                    >= i.as_millis() as i64
+            })
     }
 
     /// True when a compaction pass should run: the interval passed (or `force`), or a full group
@@ -135,6 +143,29 @@ impl Compactor {
 mod tests {
     use super::*;
     use replica_formats::{Timestamp, TxId};
+
+    /// The snapshot interval counts from the last snapshot's own time, also one a previous run
+    /// took (a process restarted more often than the interval took none before).
+    #[test]
+    fn the_snapshot_interval_counts_from_the_snapshots_time() {
+        let now = crate::stats::unix_ms();
+        let snap = |ts: i64| ObjectKey::Snapshot {
+            txid: TxId::new(1).unwrap(),
+            ts: Timestamp::from_millis(ts),
+        };
+        let mut c = Compactor::new(std::time::Duration::from_secs(30));
+        c.snapshot_interval = Some(std::time::Duration::from_secs(60));
+        assert!(!c.snapshot_due(), "a new process waits the interval");
+        c.snapshot_taken_at(now - 61_000);
+        assert!(
+            c.snapshot_due(),
+            "the spool's newest snapshot is older than the interval"
+        );
+        c.note(&snap(now), 100);
+        assert!(!c.snapshot_due());
+        c.note(&snap(now - 120_000), 100);
+        assert!(c.snapshot_due());
+    }
 
     /// The snapshot policy: files piled on a snapshot may outweigh a fresh one, then a snapshot
     /// is due; the first, near-empty snapshot of a new database does not set the estimate.

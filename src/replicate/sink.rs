@@ -84,9 +84,18 @@ impl SpoolSink {
     ) -> Self {
         let mut compactor = Compactor::new(cfg.interval);
         compactor.snapshot_interval = cfg.snapshot_interval;
+        let spool = Spool::existing(meta_dir);
+        if let Some(newest) = spool.keys().ok().and_then(|keys| {
+            keys.iter()
+                .filter(|k| k.is_snapshot())
+                .max_by_key(|k| k.max_txid())
+                .copied()
+        }) {
+            compactor.snapshot_taken_at(newest.timestamp().get());
+        }
         SpoolSink {
             meta_dir: meta_dir.to_owned(),
-            spool: Spool::existing(meta_dir),
+            spool,
             cfg,
             compactor,
             compaction: None,
