@@ -17,7 +17,8 @@
 //! (the same for a level-0 file placed on a file replica as it was captured: on the thread
 //! that places files, once the file is durably there; `pause` there holds up every database's
 //! placements),
-//! `delete` (one replica file deleted), `pagemap-save` (before the page map is written) and
+//! `delete` (one replica file deleted), `pagemap-save` (before the page map is written),
+//! `restore-finish` (a restore's temporary output written, not yet checked and renamed) and
 //! `restore-files` (armed with any action, a restore reads its chain file by file instead of
 //! through the run index: the test of what restores read compares the two).
 //!

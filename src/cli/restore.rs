@@ -84,6 +84,7 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
     };
     let opts = a.options(output.clone(), true)?;
     let rt = runtime()?;
+    crate::restore::clean_up_on_stop(&rt).map_err(CliError::Runtime)?;
     let (name, outcome) = restore_from(&reps, &rt, &opts)?;
     match outcome {
         RestoreOutcome::Restored {

@@ -124,6 +124,7 @@ pub(super) fn cmd_restore_all(a: &RestoreArgs) -> Result<(), CliError> {
     };
     a.options(out_dir.clone(), false)?; // flag errors once, before any work
     let rt = runtime()?;
+    crate::restore::clean_up_on_stop(&rt).map_err(CliError::Runtime)?;
     let mut names = BTreeSet::new();
     let mut listed = 0;
     let mut last_err = None;

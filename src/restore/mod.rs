@@ -8,6 +8,9 @@ mod apply;
 pub mod follow;
 pub(crate) mod history;
 mod select;
+mod unfinished;
+
+pub use unfinished::clean_up_on_stop;
 
 use std::path::{Path, PathBuf};
 
@@ -261,6 +264,7 @@ pub fn restore(
             }
         };
         let tmp = crate::fsutil::temp_sibling(out);
+        let _listed = unfinished::list(&tmp);
         // Through the run index unless a file of the plan predates the index. A snapshot alone
         // is read whole either way, and the file-by-file path streams it faster (stretches of
         // consecutive pages in one write, writeback started as it goes). A fallback restore
@@ -360,6 +364,7 @@ fn finish(tmp: &Path, out: &Path, check: IntegrityCheck) -> Result<(), RestoreEr
         path: tmp.display().to_string(),
         source,
     };
+    crate::fault::point("restore-finish").map_err(io)?;
     if check != IntegrityCheck::None {
         let (pragma, name) = match check {
             IntegrityCheck::Quick => ("PRAGMA quick_check", "quick_check"),
