@@ -105,13 +105,15 @@ impl Compactor {
     }
 
     /// True when the files piled on the last snapshot outweigh a fresh one (a restore would read
-    /// more than twice the database), or the snapshot interval passed.
+    /// more than twice the database), or the snapshot interval passed and something was written
+    /// since (an idle database took the same full copy again each interval).
     pub fn snapshot_due(&self) -> bool {
         self.since_snapshot > self.snapshot_estimate().max(SNAPSHOT_MIN_BYTES)
-            || self.snapshot_interval.is_some_and(|i| {
-                crate::stats::unix_ms().saturating_sub(self.last_snapshot_ms)
-                    >= i.as_millis() as i64
-            })
+            || self.since_snapshot > 0
+                && self.snapshot_interval.is_some_and(|i| {
+                    crate::stats::unix_ms().saturating_sub(self.last_snapshot_ms)
+                        >= i.as_millis() as i64
+                })
     }
 
     /// True when a compaction pass should run: the interval passed (or `force`), or a full group
@@ -153,8 +155,15 @@ mod tests {
             txid: TxId::new(1).unwrap(),
             ts: Timestamp::from_millis(ts),
         };
+        let seg = ObjectKey::Segment {
+            level: Level::ZERO,
+            min: TxId::new(2).unwrap(),
+            max: TxId::new(2).unwrap(),
+            ts: Timestamp::from_millis(now),
+        };
         let mut c = Compactor::new(std::time::Duration::from_secs(30));
         c.snapshot_interval = Some(std::time::Duration::from_secs(60));
+        c.note(&seg, 10);
         assert!(!c.snapshot_due(), "a new process waits the interval");
         c.snapshot_taken_at(now - 61_000);
         assert!(
@@ -164,6 +173,11 @@ mod tests {
         c.note(&snap(now), 100);
         assert!(!c.snapshot_due());
         c.note(&snap(now - 120_000), 100);
+        assert!(
+            !c.snapshot_due(),
+            "nothing written since: the same copy again"
+        );
+        c.note(&seg, 10);
         assert!(c.snapshot_due());
     }
 

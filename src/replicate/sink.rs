@@ -112,6 +112,26 @@ impl SpoolSink {
         self
     }
 
+    /// Waits for the running pass and records it; whether a snapshot is due now (checked after
+    /// every pass, merged or not: time buckets close only every 30 s, and `snapshot-interval`
+    /// must not wait for one).
+    fn join_pass(&mut self, db: DbShape) -> Result<bool, SinkError> {
+        let Some(job) = self.compaction.take() else {
+            return Ok(false);
+        };
+        let written = job
+            .join()
+            .map_err(|_| io::Error::other("compaction panicked"))
+            .and_then(|r| r)
+            .map_err(|source| SinkError {
+                what: "compacting spool",
+                source,
+            })?;
+        self.finish_pass(&written);
+        self.compactor.set_db_size(db.pages, db.page_size);
+        Ok(self.compactor.snapshot_due())
+    }
+
     /// Records a finished compaction pass.
     fn finish_pass(&mut self, written: &[Compacted]) {
         self.compactor.finish_pass(written);
@@ -227,24 +247,20 @@ impl Sink for SpoolSink {
     /// blocks until the running pass (if any) is done.
     fn maintain(&mut self, db: DbShape, wait: bool) -> Result<bool, SinkError> {
         let err = |what| move |source| SinkError { what, source };
-        if let Some(job) = self.compaction.take_if(|j| wait || j.is_finished()) {
-            let written = job
-                .join()
-                .map_err(|_| io::Error::other("compaction panicked"))
-                .and_then(|r| r)
-                .map_err(err("compacting spool"))?;
-            self.finish_pass(&written);
-            // After every pass, merged or not: time buckets close only every 30 s, and
-            // `snapshot-interval` must not wait for one.
-            self.compactor.set_db_size(db.pages, db.page_size);
-            if self.compactor.snapshot_due() {
-                return Ok(true);
-            }
+        if self
+            .compaction
+            .as_ref()
+            .is_some_and(|j| wait || j.is_finished())
+            && self.join_pass(db)?
+        {
+            return Ok(true);
         }
         if self.compaction.is_none() && self.compactor.due(false) {
             self.start_pass().map_err(err("starting compaction"))?;
             if wait {
-                return self.maintain(db, true);
+                // This pass to its end, and no other after it (with a zero interval another
+                // would always be due).
+                return self.join_pass(db);
             }
         }
         Ok(false)
@@ -289,6 +305,21 @@ mod tests {
         assert_eq!(*pos_rx.borrow(), Some(txid));
         sink.map_saved(txid);
         assert_eq!(*map_rx.borrow(), Some(txid));
+        // Nothing written since the snapshot: the interval calls for no copy of the same state.
+        assert!(!sink.maintain(db, true).unwrap());
+        let seg = ObjectKey::Segment {
+            level: replica_formats::Level::ZERO,
+            min: TxId::new(4).unwrap(),
+            max: TxId::new(4).unwrap(),
+            ts: Timestamp::from_millis(1),
+        };
+        let size = sink.write(&seg, &mut |w| w.write_all(b"seg")).unwrap();
+        sink.captured(&Captured {
+            key: seg,
+            kind: CaptureKind::Segment,
+            size,
+            db,
+        });
         // The pass (nothing to merge) runs to its end, then the snapshot interval calls for one.
         assert!(sink.maintain(db, true).unwrap());
         assert!(sink.compaction.is_none());
