@@ -314,3 +314,76 @@ fn fallback_is_no_older_than_a_plain_restore() {
         assert_eq!(value(&out), 3, "{name} restore is not the newest state");
     }
 }
+
+/// With several replicas, a corrupt file in the one chosen sends the restore to the next, which
+/// it names; a replica holding only Litestream's files is said to be one (it was "no backup",
+/// and `-if-replica-exists` then did nothing, starting the application on an empty database).
+#[test]
+fn a_corrupt_replica_fails_over_and_a_litestream_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let app = create_memdb(&db);
+    for i in 1..=30 {
+        insert_memory(&app, i);
+    }
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    replicas:\n      - name: a\n        path: {}\n      - name: b\n        path: {}\n",
+            db.display(),
+            a.display(),
+            b.display()
+        ),
+    )
+    .unwrap();
+    let o = run(&["replicate", "-once", "-config", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Replica `a`'s snapshot, damaged in a copy of its own (file replicas share the spool's
+    // files through hard links).
+    for snap in files(&a, "snapshots") {
+        let mut bytes = std::fs::read(&snap).unwrap();
+        let i = bytes.len() / 2;
+        bytes[i] ^= 0x40;
+        std::fs::remove_file(&snap).unwrap();
+        std::fs::write(&snap, bytes).unwrap();
+    }
+    let out = dir.path().join("out.db");
+    let o = run(&[
+        "restore",
+        "-config",
+        cfg.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        db.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("corrupt") && err.contains("trying the next replica"),
+        "{err}"
+    );
+    assert_eq!(rows(&check_sound(&out)), rows(&app));
+
+    // Litestream's layout at a replica path.
+    let lt = dir.path().join("litestream-replica");
+    std::fs::create_dir_all(lt.join("ltx/0")).unwrap();
+    std::fs::write(
+        lt.join("ltx/0/0000000000000001-0000000000000001.ltx"),
+        b"LTX1",
+    )
+    .unwrap();
+    let url = format!("file://{}", lt.display());
+    for extra in [&[][..], &["-if-replica-exists"][..]] {
+        let out = dir.path().join("lt.db");
+        let o = restore(&url, &out, extra);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{extra:?}: {err}");
+        assert!(
+            err.contains("a Litestream one") && err.contains("`ltx/`"),
+            "{err}"
+        );
+        assert!(!out.exists());
+    }
+}

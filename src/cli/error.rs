@@ -386,7 +386,9 @@ fn restore_kind(e: &RestoreError) -> Kind {
     match e {
         RestoreError::OutputExists(_) | RestoreError::OutputNotAFile(_) => Kind::Usage,
         RestoreError::NoOutputDir(_) => Kind::NotFound,
-        RestoreError::NoBackup(_) | RestoreError::Plan { .. } => Kind::NoBackup,
+        RestoreError::NoBackup(_) | RestoreError::Plan { .. } | RestoreError::Foreign { .. } => {
+            Kind::NoBackup
+        }
         RestoreError::Replica(r) => replica_kind(r),
         RestoreError::Url(_) => Kind::Config,
         RestoreError::Corrupt { .. }

@@ -193,10 +193,15 @@ pub(super) fn restore_from(
         };
         match restore::restore(&client, rt.handle(), opts) {
             Ok(outcome) => return Ok((client.name().to_owned(), outcome)),
-            // Another replica may still have it (this one empty, or gone unreachable).
-            Err(e @ (restore::RestoreError::NoBackup(_) | restore::RestoreError::Replica(_)))
-                if reps.len() > 1 =>
-            {
+            // Another replica may still have it (this one empty, gone unreachable, or holding
+            // a corrupt file: the next one says which it restored from).
+            Err(
+                e @ (restore::RestoreError::NoBackup(_)
+                | restore::RestoreError::Replica(_)
+                | restore::RestoreError::Foreign { .. }
+                | restore::RestoreError::Corrupt { .. }
+                | restore::RestoreError::Diverged { .. }),
+            ) if reps.len() > 1 => {
                 tracing::warn!("{e}; trying the next replica");
                 last_err = Some(e)
             }

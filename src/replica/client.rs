@@ -192,6 +192,33 @@ impl ReplicaClient {
         .await
     }
 
+    /// The top folder of another tool's replica at this one's root, when there is one:
+    /// Litestream 0.5's `ltx/`, or 0.3's `generations/`.
+    pub async fn foreign_layout(&self) -> Result<Option<&'static str>, ReplicaError> {
+        let root = (!self.root.as_ref().is_empty()).then_some(&self.root);
+        let listed = self
+            .timed("listing", async {
+                self.store
+                    .list_with_delimiter(root)
+                    .await
+                    .map_err(self.storage("listing"))
+            })
+            .await;
+        let listed = match listed {
+            Ok(l) => l,
+            Err(ReplicaError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .find_map(|p| match p.filename() {
+                Some("ltx") => Some("ltx"),
+                Some("generations") => Some("generations"),
+                _ => None,
+            }))
+    }
+
     /// Every replica file with its size, sorted by position: from the listing itself on
     /// object stores (no request per file), from the directory on a file replica.
     pub async fn list_sized(&self) -> Result<Vec<(ObjectKey, u64)>, ReplicaError> {

@@ -107,6 +107,11 @@ pub enum RestoreError {
     /// Nothing to restore from.
     #[error("replica {0} holds no backup")]
     NoBackup(String),
+    /// The replica holds another tool's backup, which memsync cannot read.
+    #[error(
+        "replica {replica} holds no memsync backup but a Litestream one (its `{dir}/` folder), which memsync cannot read: restore it with `litestream restore`, then let memsync replicate the database to a new place"
+    )]
+    Foreign { replica: String, dir: &'static str },
     /// No restorable chain for the target.
     #[error("replica {replica}: {source}")]
     Plan {
@@ -232,6 +237,14 @@ pub fn restore(
     }
     let mut keys = rt.block_on(client.list())?;
     if keys.is_empty() {
+        // Not nothing, and not to be taken for nothing (`-if-replica-exists` would then start
+        // the application on an empty database).
+        if let Some(dir) = rt.block_on(client.foreign_layout())? {
+            return Err(RestoreError::Foreign {
+                replica: client.name().to_owned(),
+                dir,
+            });
+        }
         if opts.if_replica_exists {
             return Ok(RestoreOutcome::NoReplica);
         }
@@ -241,6 +254,7 @@ pub fn restore(
     let mut relists = 0;
     // Corrupt snapshots a fallback restore routes around, also in later listings.
     let mut skipped = Vec::new();
+    let mut corrupt_snapshot = None;
     loop {
         let plan = match replica_formats::plan_restore(&keys, opts.target) {
             Ok(plan) => plan,
@@ -256,6 +270,10 @@ pub fn restore(
                         keys = again;
                         continue;
                     }
+                }
+                // With every snapshot corrupt, the corruption is the answer, not "no snapshot".
+                if let Some(e) = corrupt_snapshot {
+                    return Err(e);
                 }
                 return Err(RestoreError::Plan {
                     replica: client.name().to_owned(),
@@ -325,6 +343,7 @@ pub fn restore(
                         fell_back.get_or_insert_with(|| key.clone());
                         keys.retain(|k| k != &plan.snapshot);
                         skipped.push(plan.snapshot);
+                        corrupt_snapshot.get_or_insert(e);
                     }
                     _ => return Err(e),
                 }
