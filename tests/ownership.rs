@@ -247,3 +247,30 @@ fn a_replica_without_a_lineage_record_is_adopted() {
     let restored = check_sound(&s.restore("restored.db", &["-integrity-check", "full"]));
     assert_same(&app, &restored);
 }
+
+/// A replica wiped (`rm -rf`) while memsync ships to it under a steady load: the uploads go on
+/// succeeding into the empty place, so only the lineage record tells. Looked at under load too
+/// (every `MEMSYNC_LINEAGE_CHECK`), its loss starts the replica over with a fresh snapshot, and
+/// it restores the database again (it held segments without a snapshot for good, and /health
+/// said ok).
+#[test]
+fn a_replica_wiped_while_replicating_is_started_over() {
+    let s = Scene::new("", "");
+    let app = create_memdb(&s.db);
+    let r = s.start_with(&[("MEMSYNC_LINEAGE_CHECK", "1s")]);
+    let mut n = 0;
+    for round in 0..40 {
+        n += 1;
+        insert_memory(&app, n);
+        if round == 10 {
+            std::fs::remove_dir_all(&s.replica).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.wait_for_rows(n as i64);
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+    assert!(log.contains("its lineage record is gone"), "{log}");
+    let out = s.restore("restored.db", &["-integrity-check", "full"]);
+    assert_same(&app, &check_sound(&out));
+}

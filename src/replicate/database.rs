@@ -272,6 +272,7 @@ impl Starting<'_> {
             };
             let ctx = ship.confirmed;
             ctx.send_replace(early);
+            let lineage = start.me.clone();
             confirmed.push(ctx.subscribe());
             let make = ShipperParts {
                 client,
@@ -286,6 +287,7 @@ impl Starting<'_> {
                 stats: ss,
                 snapshot_wanted: snapshot_wanted.clone(),
                 inline: ship.inline,
+                lineage,
             };
             let (pos, stop) = (pos_rx.clone(), stop_rx.clone());
             tasks.push(rt.spawn(async move {

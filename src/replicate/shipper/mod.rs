@@ -68,6 +68,8 @@ pub struct Shipper {
     /// Level-0 files placed on this (file) replica as they are captured, while caught up
     /// (`placer.rs`).
     pub inline: Option<Arc<Inline>>,
+    /// The database's lineage ([`wiped`]).
+    pub lineage: Arc<replica_formats::Lineage>,
 }
 
 /// Everything a [`Shipper`] needs but what the replica's start finds out.
@@ -92,6 +94,8 @@ pub struct ShipperParts {
     pub snapshot_wanted: Arc<AtomicBool>,
     /// Placement as files are captured, if this replica takes it.
     pub inline: Option<Arc<Inline>>,
+    /// The database's lineage, written again if the replica loses its record.
+    pub lineage: Arc<replica_formats::Lineage>,
 }
 
 impl ShipperParts {
@@ -120,6 +124,7 @@ impl ShipperParts {
             since: None,
             asked: false,
             inline: self.inline,
+            lineage: self.lineage,
         }
     }
 }
@@ -369,6 +374,12 @@ impl Shipper {
                 }
                 self.stats.answered(now);
             }
+            Err(ReplicaError::NotFound { .. }) => {
+                if let Err(e) = self.start_over().await {
+                    tracing::warn!("{e}");
+                    self.stats.failed(now);
+                }
+            }
             Err(e) => {
                 if !was_failing {
                     tracing::warn!("{e}");
@@ -400,8 +411,11 @@ impl Shipper {
         let mut backoff = Duration::ZERO;
         let mut last = Instant::now() - self.sync_interval;
         let mut last_retention = Instant::now();
-        // The last idle probe (apart from `last`, which paces shipping).
+        // The last idle probe (apart from `last`, which paces shipping), and the last look at
+        // the lineage record (every probe is one).
         let mut probed = Instant::now();
+        let mut lineage_checked = Instant::now();
+        let lineage_every = wiped::lineage_check();
         let mut pending = true;
         loop {
             // Ready only once replication was stopping (a replica back at the last moment):
@@ -457,13 +471,19 @@ impl Shipper {
             } else {
                 PROBE_IDLE
             };
+            let wake = (last.max(probed) + probe_every).min(lineage_checked + lineage_every);
             tokio::select! {
-                _ = tokio::time::sleep_until((last.max(probed) + probe_every).into()) => {
+                _ = tokio::time::sleep_until(wake.into()) => {
                     probed = Instant::now();
-                    // A placement that answered meanwhile says as much as a probe.
+                    // A placement that answered meanwhile says as much as a probe, except of
+                    // the lineage record (a wiped replica takes uploads all the same).
                     let answered = self.stats.last_ok_ms.load(Ordering::Relaxed);
-                    if crate::stats::unix_ms() - answered >= probe_every.as_millis() as i64 {
+                    if crate::stats::unix_ms() - answered >= probe_every.as_millis() as i64
+                        || lineage_checked.elapsed() >= lineage_every
+                    {
+                        lineage_checked = Instant::now();
                         self.probe().await;
+                        pending |= self.restart.is_some();
                     }
                 },
                 r = positions.changed() => if r.is_err() { break } else {
@@ -501,3 +521,4 @@ impl Shipper {
 
 #[cfg(test)]
 mod tests;
+mod wiped;

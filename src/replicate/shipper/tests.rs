@@ -42,6 +42,7 @@ async fn a_failed_placement_wakes_the_idle_shipper() {
         since: None,
         asked: false,
         inline: Some(inline.clone()),
+        lineage: test_lineage(),
     };
     let (_positions, positions_rx) = watch::channel(Some(tx(1)));
     let (stop, stop_rx) = watch::channel(false);
@@ -140,6 +141,7 @@ async fn a_restart_fills_a_hole_below_the_newest_replica_file() {
     );
     let (confirmed, seen) = watch::channel(None);
     let mut shipper = ShipperParts {
+        lineage: test_lineage(),
         client,
         spool,
         sync_interval: Duration::ZERO,
@@ -155,4 +157,11 @@ async fn a_restart_fills_a_hole_below_the_newest_replica_file() {
     shipper.ship_pending().await.unwrap();
     assert!(dir.join(seg(3).path()).exists(), "the hole was filled");
     assert_eq!(*seen.borrow(), Some(tx(4)));
+}
+
+fn test_lineage() -> Arc<replica_formats::Lineage> {
+    Arc::new(crate::replicate::lineage::identity(
+        replica_formats::LineageId::from_bits(7),
+        std::path::Path::new("/test.db"),
+    ))
 }

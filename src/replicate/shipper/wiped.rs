@@ -1,0 +1,54 @@
+//! A replica wiped (or its lineage record deleted) while memsync ships to it: the files it goes
+//! on receiving restore nothing (no snapshot, no lineage), yet every upload succeeds. The
+//! lineage record is probed now and then also under load ([`LINEAGE_CHECK`]); gone, the replica
+//! is started over as at a start: the record written again, and a fresh snapshot.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::replica::ReplicaError;
+use crate::replicate::catchup::Restart;
+
+use super::Shipper;
+
+/// How often the lineage record is looked at while uploads succeed (they say nothing of it):
+/// one HEAD per replica every few minutes, `MEMSYNC_LINEAGE_CHECK` (a duration) overriding.
+pub(super) fn lineage_check() -> Duration {
+    std::env::var("MEMSYNC_LINEAGE_CHECK")
+        .ok()
+        .and_then(|v| humantime::parse_duration(v.trim()).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(LINEAGE_CHECK)
+}
+
+const LINEAGE_CHECK: Duration = Duration::from_secs(5 * 60);
+
+impl Shipper {
+    /// Starts the replica over after its lineage record was found gone: the record is written
+    /// again, what the replica holds listed afresh, and a snapshot asked for.
+    pub(super) async fn start_over(&mut self) -> Result<(), ReplicaError> {
+        tracing::warn!(
+            "replica {}: its lineage record is gone (the replica was wiped or replaced while replicating); starting it over with a fresh snapshot",
+            self.client.name()
+        );
+        if let Some(inline) = &self.inline {
+            inline.take_over().await;
+        }
+        crate::replicate::lineage::claim(&self.client, &self.lineage, false)
+            .await
+            .map_err(|e| ReplicaError::Local {
+                replica: self.client.name().to_owned(),
+                path: "lineage".into(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        self.known = self.client.list().await?.into_iter().collect();
+        self.remote = None;
+        self.since = None;
+        self.asked = false;
+        self.restart = Some(Restart::Empty);
+        self.stats.position.store(0, Ordering::Relaxed);
+        self.confirmed.send_replace(None);
+        self.ask_for_snapshot();
+        Ok(())
+    }
+}
