@@ -68,7 +68,7 @@ pub struct Shipper {
     /// Level-0 files placed on this (file) replica as they are captured, while caught up
     /// (`placer.rs`).
     pub inline: Option<Arc<Inline>>,
-    /// The database's lineage ([`wiped`]).
+    /// The database's lineage ([`presence`]).
     pub lineage: Arc<replica_formats::Lineage>,
 }
 
@@ -363,32 +363,6 @@ impl Shipper {
         Ok(doomed.len())
     }
 
-    /// An idle probe; its outcome goes to the stats, and into the log when it changes.
-    async fn probe(&mut self) {
-        let was_failing = self.stats.failing();
-        let now = crate::stats::unix_ms();
-        match self.client.probe().await {
-            Ok(()) => {
-                if was_failing {
-                    tracing::info!("replica {}: answers again", self.client.name());
-                }
-                self.stats.answered(now);
-            }
-            Err(ReplicaError::NotFound { .. }) => {
-                if let Err(e) = self.start_over().await {
-                    tracing::warn!("{e}");
-                    self.stats.failed(now);
-                }
-            }
-            Err(e) => {
-                if !was_failing {
-                    tracing::warn!("{e}");
-                }
-                self.stats.failed(now);
-            }
-        }
-    }
-
     /// Ships whenever the monitor publishes, no more often than the sync interval, enforces
     /// retention periodically, until `stop` turns true; then a last attempt bounded by
     /// `flush_timeout`.
@@ -415,7 +389,7 @@ impl Shipper {
         // the lineage record (every probe is one).
         let mut probed = Instant::now();
         let mut lineage_checked = Instant::now();
-        let lineage_every = wiped::lineage_check();
+        let lineage_every = presence::lineage_check();
         let mut pending = true;
         loop {
             // Ready only once replication was stopping (a replica back at the last moment):
@@ -519,6 +493,6 @@ impl Shipper {
     }
 }
 
+mod presence;
 #[cfg(test)]
 mod tests;
-mod wiped;

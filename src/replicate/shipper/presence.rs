@@ -1,7 +1,8 @@
-//! A replica wiped (or its lineage record deleted) while memsync ships to it: the files it goes
-//! on receiving restore nothing (no snapshot, no lineage), yet every upload succeeds. The
-//! lineage record is probed now and then also under load ([`LINEAGE_CHECK`]); gone, the replica
-//! is started over as at a start: the record written again, and a fresh snapshot.
+//! Whether a replica is still there: a probe of its lineage record while idle (for `/health`),
+//! and now and then under load too ([`LINEAGE_CHECK`]): a replica wiped (or its record deleted)
+//! while memsync ships to it takes every upload all the same, and the files restore nothing (no
+//! snapshot, no lineage). Gone, the replica is started over as at a start: the record written
+//! again, and a fresh snapshot.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -24,6 +25,32 @@ pub(super) fn lineage_check() -> Duration {
 const LINEAGE_CHECK: Duration = Duration::from_secs(5 * 60);
 
 impl Shipper {
+    /// An idle probe; its outcome goes to the stats, and into the log when it changes.
+    pub(super) async fn probe(&mut self) {
+        let was_failing = self.stats.failing();
+        let now = crate::stats::unix_ms();
+        match self.client.probe().await {
+            Ok(()) => {
+                if was_failing {
+                    tracing::info!("replica {}: answers again", self.client.name());
+                }
+                self.stats.answered(now);
+            }
+            Err(ReplicaError::NotFound { .. }) => {
+                if let Err(e) = self.start_over().await {
+                    tracing::warn!("{e}");
+                    self.stats.failed(now);
+                }
+            }
+            Err(e) => {
+                if !was_failing {
+                    tracing::warn!("{e}");
+                }
+                self.stats.failed(now);
+            }
+        }
+    }
+
     /// Starts the replica over after its lineage record was found gone: the record is written
     /// again, what the replica holds listed afresh, and a snapshot asked for.
     pub(super) async fn start_over(&mut self) -> Result<(), ReplicaError> {
