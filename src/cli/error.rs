@@ -86,7 +86,8 @@ pub enum CliError {
     NoDatabases(String),
     /// Some databases of a `restore -all` failed (each was reported with its name).
     #[error(
-        "{failed} of {total} databases failed to restore (each is named above); the others were restored"
+        "{failed} of {total} databases failed to restore (each is named above){}",
+        if failed < total { "; the others were restored" } else { "" }
     )]
     RestoreAll {
         /// How many failed.

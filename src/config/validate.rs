@@ -73,10 +73,7 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
         what,
     };
     if config.dbs.is_empty() && config.dirs.is_empty() {
-        return Err(err(
-            None,
-            format!("no databases configured in {}", file.display()),
-        ));
+        return Err(err(None, "no databases configured".to_owned()));
     }
     let db_line = |i: usize| spans.and_then(|s| s.get(i)).map(|s| s.line);
     let rep_line = |i: usize, j: usize| {
@@ -162,11 +159,19 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
                     format!("{what}: `retention-check-interval` must not be 0"),
                 ));
             }
+            if r.retention.is_zero() {
+                return Err(err(
+                    line,
+                    format!(
+                        "{what}: `retention` must not be 0 (history must stay restorable for some time)"
+                    ),
+                ));
+            }
             if r.snapshot_interval.is_some_and(|d| d.is_zero()) {
                 return Err(err(
                     line,
                     format!(
-                        "{what}: `snapshot-interval` must not be 0 (omit it to snapshot only when needed)"
+                        "{what}: `snapshot-interval` must not be 0 (omit it to snapshot once per retention and when a restore needs one)"
                     ),
                 ));
             }

@@ -99,7 +99,7 @@ fn empty_and_missing_dbs() {
     ] {
         assert_eq!(
             err(text),
-            "litestream.yml: no databases configured in litestream.yml",
+            "litestream.yml: no databases configured",
             "{text:?}"
         );
     }
@@ -224,6 +224,9 @@ fn replica_rules() {
             "      - path: /b\n        retention-check-interval: 0\n"
         ))
         .contains("must not be 0")
+    );
+    assert!(
+        err(&db("      - path: /b\n        retention: 0s\n")).contains("`retention` must not be 0")
     );
     // bucket without type means s3; two distinctly named replicas are fine.
     let c = ok(&db(
