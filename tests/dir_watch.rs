@@ -80,6 +80,13 @@ impl Scene {
         }
     }
 
+    /// `memsync replicate` on the scene's config, logging to `replicate.log`.
+    fn replicate(&self) -> Replicator {
+        let mut c = std::process::Command::new(BIN);
+        c.args(["replicate", "-config"]).arg(&self.config);
+        Replicator::spawn(c, self.tmp.path().join("replicate.log"))
+    }
+
     /// Restores `rel` from the directory replica; `None` while it holds nothing for it.
     fn restore(&self, rel: &str, tag: &str) -> Option<Vec<(i64, String)>> {
         let out = self.tmp.path().join(format!("r-{tag}.db"));
@@ -118,14 +125,7 @@ impl Scene {
 fn a_watched_directory_follows_databases_created_renamed_and_deleted() {
     let s = Scene::new();
     // Empty at start: allowed with `watch`.
-    let mut r = Replicator::spawn(
-        {
-            let mut c = std::process::Command::new(BIN);
-            c.args(["replicate", "-config"]).arg(&s.config);
-            c
-        },
-        s.tmp.path().join("replicate.log"),
-    );
+    let mut r = s.replicate();
     r.wait_for_log("replicating 0 database(s)");
 
     // A database created while running is picked up and replicated as it is written.
@@ -271,14 +271,7 @@ fn a_database_two_entries_match_is_told_of_while_running() {
 #[test]
 fn a_deleted_database_ships_its_last_commits() {
     let s = Scene::with_interval("5s");
-    let mut r = Replicator::spawn(
-        {
-            let mut c = std::process::Command::new(BIN);
-            c.args(["replicate", "-config"]).arg(&s.config);
-            c
-        },
-        s.tmp.path().join("replicate.log"),
-    );
+    let mut r = s.replicate();
     r.wait_for_log("replicating 0 database(s)");
     let d = create(&s.data.join("d.db"), 3);
     r.wait_for_log("d.db: new database, replicating");
@@ -321,14 +314,7 @@ fn a_database_replaced_in_a_watched_directory_is_picked_up_again() {
     let s = Scene::new();
     let a = create(&s.data.join("a.db"), 3);
     drop(a);
-    let mut r = Replicator::spawn(
-        {
-            let mut c = std::process::Command::new(BIN);
-            c.args(["replicate", "-config"]).arg(&s.config);
-            c
-        },
-        s.tmp.path().join("replicate.log"),
-    );
+    let mut r = s.replicate();
     r.wait_for_log("replicating 1 database(s)");
     let new = s.tmp.path().join("new.db");
     let b = create(&new, 7);

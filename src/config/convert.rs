@@ -118,7 +118,8 @@ impl Ctx<'_> {
         };
         // Checked here, not when the listener binds (which told neither file nor key).
         if let Some(a) = &raw.addr
-            && a.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_err())
+            && a.rsplit_once(':')
+                .is_none_or(|(_, port)| port.parse::<u16>().is_err())
         {
             return Err(self.invalid(
                 None,

@@ -229,7 +229,11 @@ fn replica_rules() {
         err(&format!("addr: notaport\n{}", db("      - path: /b\n"))),
         "litestream.yml: `addr` \"notaport\" is not HOST:PORT (or :PORT for every interface)"
     );
-    assert!(ok(&format!("addr: \":9090\"\n{}", db("      - path: /b\n"))).addr.is_some());
+    assert!(
+        ok(&format!("addr: \":9090\"\n{}", db("      - path: /b\n")))
+            .addr
+            .is_some()
+    );
     assert!(
         err(&db("      - path: /b\n        retention: 0s\n")).contains("`retention` must not be 0")
     );
