@@ -249,6 +249,17 @@ fn pull_from_replica(dir: &tempfile::TempDir, replica: &str, env: &[(&str, &str)
             && out.contains("unchanged 15"),
         "{out}"
     );
+    // The same through `sync` (what `memsync run` does on a new machine).
+    let mut by_sync = Machine::new(&dir.path().join("synced-machine"), remote.port)
+        .with("REMOTE_MEMORY_REPLICA", replica);
+    for (k, v) in env {
+        by_sync = by_sync.with(k, v);
+    }
+    let out = by_sync.ok(&["sync"]);
+    assert!(
+        out.contains("local database created from the server's replica"),
+        "{out}"
+    );
     let c2 = common::check_sound(&fresh.local_db());
     let n: i64 = c2
         .query_row("SELECT COUNT(*) FROM memory_embeddings", [], |r| r.get(0))

@@ -242,7 +242,9 @@ pub struct SyncCounts {
 /// A sync (not a dry run): its text and its counts.
 pub fn sync_counted(ctx: &Ctx, opts: &PullOptions) -> Result<(String, SyncCounts), MemoryError> {
     let t0 = Instant::now();
-    let have_local = ctx.settings.memory_db.is_file();
+    // With the server's replica at hand, a new machine's first sync creates the local database
+    // from it, as its first pull does (`memsync run` on a new laptop only ever syncs).
+    let have_local = ctx.settings.memory_db.is_file() || ctx.settings.replica.is_some();
     let mut out = Vec::new();
     let mut staged = 0;
     let mut pulled = PullReport::default();
