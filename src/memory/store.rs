@@ -134,7 +134,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             match st.get(id)? {
                 Some(item) if item.state == State::Pending => {
                     let mut rep = PushReport::default();
-                    let line = push::push_one(&st, &client, &ctx.settings, &item, &mut rep)?;
+                    let line = push::push_one(&st, &client, &ctx.settings, &item, &mut rep, None)?;
                     ctx.log.line("store", &line);
                     Ok(format!(
                         "already on the server with other tags/type/metadata; conflict policy {policy}: {}",

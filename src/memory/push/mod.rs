@@ -43,6 +43,12 @@ pub fn push(
     // a remote delete, gets one more pass).
     let mut done: HashMap<i64, u8> = HashMap::new();
     let total = staging.count(State::Pending).unwrap_or(0) as usize;
+    // Read once per push (a store meeting the same content there, see `held_differently`).
+    let local = settings
+        .memory_db
+        .is_file()
+        .then(|| super::localdb::LocalDb::open_read_only(&settings.memory_db).ok())
+        .flatten();
     loop {
         let batch: Vec<Staged> =
             match staging.in_state(State::Pending, settings.batch_size + done.len()) {
@@ -62,7 +68,7 @@ pub fn push(
         for item in batch {
             *done.entry(item.id).or_insert(0) += 1;
             tracing::debug!("push {}", super::staging::describe(&item));
-            match push_one(staging, client, settings, &item, &mut rep) {
+            match push_one(staging, client, settings, &item, &mut rep, local.as_ref()) {
                 Ok(line) => {
                     log.line("push", &line);
                     rep.lines.push(line);
@@ -84,13 +90,15 @@ pub fn push(
     rep
 }
 
-/// One row; `Err` only for failures that should stop the whole push.
+/// One row; `Err` only for failures that should stop the whole push. `local`: the local
+/// database, read-only, when there is one.
 pub fn push_one(
     staging: &Staging,
     client: &RemoteClient,
     settings: &Settings,
     item: &Staged,
     rep: &mut PushReport,
+    local: Option<&super::localdb::LocalDb>,
 ) -> Result<String, MemoryError> {
     let tags = conflict::normalize_tags(&item.fields.tags);
     let id = item.id;
@@ -135,7 +143,7 @@ pub fn push_one(
             // policy settles (the union under `merge`), as after an online `store`: with the
             // sent version as the base, the local row looked like an edit made since, and its
             // tags replaced the stored ones.
-            if !held_differently(settings, item) {
+            if !held_differently(local, item) {
                 staging.book().set_base(&item.hash, &item.fields)?;
             }
             rep.stored += 1;
@@ -247,14 +255,9 @@ pub fn push_one(
 
 /// Whether the local database holds `item`'s content, live, with other fields. A local
 /// database that cannot be read counts as not holding it.
-fn held_differently(settings: &Settings, item: &Staged) -> bool {
-    if !settings.memory_db.is_file() {
-        return false;
-    }
-    super::localdb::LocalDb::open_read_only(&settings.memory_db)
-        .and_then(|db| db.get(&item.hash))
-        .ok()
-        .flatten()
+fn held_differently(local: Option<&super::localdb::LocalDb>, item: &Staged) -> bool {
+    local
+        .and_then(|db| db.get(&item.hash).ok().flatten())
         .is_some_and(|l| l.deleted_at.is_none() && conflict::differs(&l.fields, &item.fields))
 }
 
