@@ -116,16 +116,6 @@ impl Ctx<'_> {
             },
             None => None,
         };
-        // Checked here, not when the listener binds (which told neither file nor key).
-        if let Some(a) = &raw.addr
-            && a.rsplit_once(':')
-                .is_none_or(|(_, port)| port.parse::<u16>().is_err())
-        {
-            return Err(self.invalid(
-                None,
-                format!("`addr` {a:?} is not HOST:PORT (or :PORT for every interface)"),
-            ));
-        }
         let config = Config {
             dbs,
             dirs,

@@ -72,6 +72,16 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
         line,
         what,
     };
+    // Checked here, not when the listener binds (which told neither file nor key).
+    if let Some(a) = &config.addr
+        && a.rsplit_once(':')
+            .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+    {
+        return Err(err(
+            None,
+            format!("`addr` {a:?} is not HOST:PORT (or :PORT for every interface)"),
+        ));
+    }
     if config.dbs.is_empty() && config.dirs.is_empty() {
         return Err(err(None, "no databases configured".to_owned()));
     }

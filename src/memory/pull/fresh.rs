@@ -46,12 +46,13 @@ pub fn freshen(
         in_replica.insert(r.hash.clone());
         let Some(l) = local.get(&r.hash)?.filter(|l| l.deleted_at.is_none()) else {
             // Not held here: an addition (or nothing), whatever the server did since.
-            if r.deleted_at.is_none() && staging.knows_open(&r.hash)? {
-                // A staged row for it meets this record: a conflict if they differ.
-                let s = staging.open_for(&r.hash)?.expect("known open");
-                if conflict::differs(&s.fields, &r.fields) {
-                    doubtful.push((r.hash.clone(), Some(i)));
-                }
+            // A staged row for it meets this record: a conflict if they differ.
+            if r.deleted_at.is_none()
+                && staging
+                    .open_for(&r.hash)?
+                    .is_some_and(|s| conflict::differs(&s.fields, &r.fields))
+            {
+                doubtful.push((r.hash.clone(), Some(i)));
             }
             continue;
         };

@@ -1,0 +1,74 @@
+//! A database file replaced under a running replicator (a restored copy moved into place): the
+//! replica never records a state the database did not have.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// A database moved over the replicated one while memsync runs (a restored copy put in place,
+/// the old `-wal` and `-shm` removed): memsync stops on the replacement and never ships the old
+/// file's pages without its WAL, a state that never existed (it did: an empty table as the
+/// newest restore point). Every restore point holds a state the database had.
+#[test]
+fn a_database_moved_over_the_replicated_one_ships_no_state_that_never_existed() {
+    let s = Scene::new("", "");
+    let setup = |p: &std::path::Path, rows: usize, v: &str| {
+        let c = rusqlite::Connection::open(p).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)")
+            .unwrap();
+        for _ in 0..rows {
+            c.execute("INSERT INTO t(x) VALUES (?1)", [v]).unwrap();
+        }
+        c
+    };
+    drop(setup(&s.db, 0, "old"));
+    let mut r = s.start();
+    let app = rusqlite::Connection::open(&s.db).unwrap();
+    for _ in 0..100 {
+        app.execute("INSERT INTO t(x) VALUES ('old')", []).unwrap();
+    }
+    drop(app);
+    let count = |p: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(p)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap_or(-1)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for k in 0.. {
+        let out = s.dir.path().join(format!("w{k}.db"));
+        let o = run(&["restore", "-o", out.to_str().unwrap(), &s.url()]);
+        if o.status.success() && count(&out) == 100 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", r.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let new = s.dir.path().join("new.db");
+    drop(setup(&new, 30, "new"));
+    // Quiet for a while: memsync steps aside from an idle database, and comes back to it when
+    // its files change, which is where it read the old pages beside no WAL.
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::rename(&new, &s.db).unwrap();
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", s.db.display()));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while r.running() {
+        assert!(std::time::Instant::now() < deadline, "{}", r.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, log) = r.stop();
+    assert!(log.contains("was replaced by another file"), "{log}");
+    // The newest restore point is the last state the old file had, not its pages alone.
+    let newest = s.restore("newest.db", &[]);
+    let c = rusqlite::Connection::open(&newest).unwrap();
+    let (n, olds): (i64, i64) = c
+        .query_row("SELECT COUNT(*), SUM(x = 'old') FROM t", [], |r| {
+            Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0)))
+        })
+        .unwrap();
+    assert_eq!((n, olds), (100, 100), "the newest restore point:\n{log}");
+}
