@@ -248,3 +248,47 @@ fn a_checkpoint_does_not_add_a_file_per_sync() {
     let latest = s.restore("latest.db", &[]);
     assert_same(&app, &check_sound(&latest));
 }
+
+/// Once the application stops writing, the replica still sheds what its tiers let go while
+/// memsync keeps running: level-0 files merged into level 1 leave after `l0-retention`. (Before:
+/// retention and the deletion of merged files ran only when something was shipped, so an idle
+/// database's replica kept every file until the replicator stopped.)
+#[test]
+fn an_idle_database_still_sheds_merged_files() {
+    let s = Scene::new(
+        "",
+        "        sync-interval: 1s\n        retention-check-interval: 1s\nl0-retention: 3s\nlevels:\n  - interval: 2s\n    retention: 1h\n",
+    );
+    let app = create_memdb(&s.db);
+    let mut r = s.start_with(&[("MEMSYNC_COMPACTION_INTERVAL", "1s")]);
+    for i in 1..=12 {
+        insert_memory(&app, i);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    s.wait_for_rows(12);
+    let level0 = |s: &Scene| {
+        wal_json(s)["replicas"][0]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["level"] == 0)
+            .count()
+    };
+    // Merged within a couple of seconds, then gone 3 s after they were written, plus the grace
+    // a deletion waits for restores in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while level0(&s) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let left = level0(&s);
+    assert!(r.running(), "{}", s.log_tail());
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+    assert!(
+        left <= 1,
+        "{left} level-0 files kept while idle: {:#}",
+        wal_json(&s)
+    );
+    let out = s.restore("idle.db", &[]);
+    assert_same(&app, &check_sound(&out));
+}

@@ -108,6 +108,9 @@ pub fn chain_from(keys: &[ObjectKey], start: TxId, limit: Target) -> Vec<ObjectK
 /// database than asked for. An older snapshot is used only if its chain
 /// meets that same bar; otherwise the newest snapshot's error is returned.
 pub fn plan_restore(keys: &[ObjectKey], target: Target) -> Result<RestorePlan, PlanError> {
+    if let Target::Timestamp(ts) = target {
+        return plan_at(keys, ts);
+    }
     let mut snapshots: Vec<&ObjectKey> = keys
         .iter()
         .filter(|k| k.is_snapshot() && target.admits(k))
@@ -131,6 +134,38 @@ pub fn plan_restore(keys: &[ObjectKey], target: Target) -> Result<RestorePlan, P
         }
     }
     Err(first_err.unwrap_or(PlanError::NoSnapshot { oldest: None }))
+}
+
+/// A timestamp restore: the newest restore point at or before `ts` (the same points
+/// `memsync wal` lists), restored by its position. Choosing among the files admitted by their
+/// own times instead missed points whose snapshot was written after them (a segment ending at
+/// a snapshot's position is older than the snapshot) or that a chain reaches only from an
+/// older snapshot. A file at or before `ts` that ends past the point, with no higher level
+/// over it, is a hole: an error, never an older database.
+fn plan_at(keys: &[ObjectKey], ts: Timestamp) -> Result<RestorePlan, PlanError> {
+    let target = Target::Timestamp(ts);
+    let Some(point) = crate::points::point_at_or_before(keys, ts) else {
+        let oldest = keys
+            .iter()
+            .filter(|k| k.is_snapshot())
+            .map(ObjectKey::max_txid)
+            .min();
+        return Err(PlanError::NoSnapshot { oldest });
+    };
+    let beyond =
+        |k: &&ObjectKey| target.admits(k) && k.max_txid() > point.txid && !covered(keys, k);
+    if keys.iter().any(|k| beyond(&k)) {
+        let next_available = keys
+            .iter()
+            .map(ObjectKey::min_txid)
+            .filter(|&m| m > point.txid)
+            .min();
+        return Err(PlanError::Gap {
+            at: point.txid,
+            next_available,
+        });
+    }
+    plan_restore(keys, Target::TxId(point.txid))
 }
 
 fn try_snapshot(
@@ -345,6 +380,47 @@ mod tests {
             })
         );
         assert_eq!(plan_restore(&holed, at(5_000)).unwrap().txid, tx(1));
+    }
+
+    /// The oldest kept snapshot was written 1 ms after the segment ending at its position,
+    /// whose older chain retention removed: the listing's first point (the segment's time)
+    /// restores, from that snapshot.
+    #[test]
+    fn pitr_at_a_snapshot_written_after_its_position() {
+        use crate::testkit::{seg_at, snap_at};
+        let keys = [
+            seg_at(1, 40, 48, 48_000),
+            snap_at(48, 48_001),
+            seg(0, 49, 50),
+        ];
+        let at = |ms| Target::Timestamp(Timestamp::from_millis(ms));
+        let first = crate::restore_points(&keys).unwrap().first;
+        assert_eq!((first.txid, first.ts.get()), (tx(48), 48_000));
+        let p = plan_restore(&keys, at(48_000)).unwrap();
+        assert_eq!((p.snapshot, p.txid), (snap_at(48, 48_001), tx(48)));
+        assert!(matches!(
+            plan_restore(&keys, at(47_999)),
+            Err(PlanError::NoSnapshot { .. })
+        ));
+    }
+
+    /// A segment that continues the history only from an older snapshot (it starts at a newer
+    /// snapshot's position, as one written again after a restart can): a time after it
+    /// restores its end, as `-txid` does, not the newer snapshot.
+    #[test]
+    fn pitr_through_a_chain_from_an_older_snapshot() {
+        let keys = [
+            snap(1),
+            seg(1, 2, 9),
+            snap(10),
+            seg(1, 10, 14),
+            seg(2, 2, 14),
+        ];
+        let at = |ms| Target::Timestamp(Timestamp::from_millis(ms));
+        let by_txid = plan_restore(&keys, Target::TxId(tx(14))).unwrap();
+        let by_time = plan_restore(&keys, at(14_000)).unwrap();
+        assert_eq!((by_time.txid, &by_time), (tx(14), &by_txid));
+        assert_eq!(plan_restore(&keys, at(13_999)).unwrap().txid, tx(10));
     }
 
     /// A tier's files age out one by one: of a level-1 bucket merged into a level-2 file, the

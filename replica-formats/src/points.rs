@@ -47,6 +47,48 @@ pub struct RestorePoints {
 /// contiguous chain of segments (exactly the positions `plan_restore(keys, TxId(p))` accepts),
 /// summarised by stretches of equal granularity. `None` when nothing is restorable.
 pub fn restore_points(keys: &[ObjectKey]) -> Option<RestorePoints> {
+    let points = reachable(keys);
+    let first = points.first()?.0;
+    let last = points.last()?.0;
+    let mut stretches: Vec<Stretch> = Vec::new();
+    for w in points.windows(2) {
+        let (a, (b, l)) = (w[0].0, w[1]);
+        let gap = b.ts.get() - a.ts.get();
+        match (stretches.last_mut(), l) {
+            // A point reached by a snapshot alone, or by the same level: the stretch goes on.
+            (Some(s), None) => extend(s, b, gap),
+            (Some(s), Some(l)) if s.level == l => extend(s, b, gap),
+            _ => stretches.push(Stretch {
+                from: a,
+                to: b,
+                level: l.unwrap_or(0),
+                max_gap_ms: gap,
+                points: 2,
+            }),
+        }
+    }
+    Some(RestorePoints {
+        first,
+        last,
+        count: points.len(),
+        stretches,
+    })
+}
+
+/// The newest restore point whose time is at or before `ts`: what a timestamp restore
+/// brings back. A point's time is the earliest any file ending there records, so a snapshot
+/// taken after its position's segment was written does not hide that point.
+pub fn point_at_or_before(keys: &[ObjectKey], ts: Timestamp) -> Option<Point> {
+    reachable(keys)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.ts <= ts)
+        .max_by_key(|p| p.txid)
+}
+
+/// Every reachable position, oldest first, with its point and the finest level of a segment
+/// reaching it (`None`: reached by a snapshot alone).
+fn reachable(keys: &[ObjectKey]) -> Vec<(Point, Option<u8>)> {
     // Segments by the position they start after, and the earliest time of each end position.
     let mut from: HashMap<TxId, Vec<&ObjectKey>> = HashMap::new();
     let mut ts: HashMap<TxId, Timestamp> = HashMap::new();
@@ -84,38 +126,13 @@ pub fn restore_points(keys: &[ObjectKey]) -> Option<RestorePoints> {
             }
         }
     }
-    let points: Vec<(Point, Option<u8>)> = level
+    level
         .into_iter()
         .map(|(txid, l)| {
             let ts = ts.get(&txid).copied().unwrap_or(Timestamp::from_millis(0));
             (Point { txid, ts }, l)
         })
-        .collect();
-    let first = points.first()?.0;
-    let last = points.last()?.0;
-    let mut stretches: Vec<Stretch> = Vec::new();
-    for w in points.windows(2) {
-        let (a, (b, l)) = (w[0].0, w[1]);
-        let gap = b.ts.get() - a.ts.get();
-        match (stretches.last_mut(), l) {
-            // A point reached by a snapshot alone, or by the same level: the stretch goes on.
-            (Some(s), None) => extend(s, b, gap),
-            (Some(s), Some(l)) if s.level == l => extend(s, b, gap),
-            _ => stretches.push(Stretch {
-                from: a,
-                to: b,
-                level: l.unwrap_or(0),
-                max_gap_ms: gap,
-                points: 2,
-            }),
-        }
-    }
-    Some(RestorePoints {
-        first,
-        last,
-        count: points.len(),
-        stretches,
-    })
+        .collect()
 }
 
 fn extend(s: &mut Stretch, to: Point, gap: i64) {

@@ -311,11 +311,13 @@ pub fn restore(
                     let _ = std::fs::remove_file(&tmp);
                 }
                 res?;
-                let at = plan
-                    .files()
+                // The point's time as `memsync wal` lists it: the earliest file ending there
+                // (a snapshot at a position is written after the segment that reached it).
+                let at = keys
+                    .iter()
                     .filter(|k| k.max_txid() == done.txid)
                     .map(ObjectKey::timestamp)
-                    .last()
+                    .min()
                     .unwrap_or(plan.snapshot.timestamp());
                 return Ok(RestoreOutcome::Restored {
                     txid: done.txid,

@@ -363,6 +363,19 @@ impl Shipper {
         Ok(doomed.len())
     }
 
+    /// When retention or a replaced file's deletion is next due (the shipping pass runs both).
+    fn upkeep_due(&self, last_retention: Instant) -> Instant {
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let retention = last_retention
+            .checked_add(self.retention_check)
+            .unwrap_or(far)
+            .min(far);
+        self.doomed
+            .iter()
+            .map(|(tier, grace, _)| (*tier).max(*grace))
+            .fold(retention, Instant::min)
+    }
+
     /// Ships whenever the monitor publishes, no more often than the sync interval, enforces
     /// retention periodically, until `stop` turns true; then a last attempt bounded by
     /// `flush_timeout`.
@@ -446,7 +459,11 @@ impl Shipper {
                 PROBE_IDLE
             };
             let wake = (last.max(probed) + probe_every).min(lineage_checked + lineage_every);
+            // Retention and the deletion of replaced files keep their schedule while nothing
+            // is shipped: an idle database's replica still sheds what its tiers let go.
+            let upkeep = self.upkeep_due(last_retention);
             tokio::select! {
+                _ = tokio::time::sleep_until(upkeep.into()) => pending = true,
                 _ = tokio::time::sleep_until(wake.into()) => {
                     probed = Instant::now();
                     // A placement that answered meanwhile says as much as a probe, except of
