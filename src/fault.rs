@@ -18,7 +18,8 @@
 //! that places files, once the file is durably there; `pause` there holds up every database's
 //! placements),
 //! `delete` (one replica file deleted), `pagemap-save` (before the page map is written),
-//! `restore-finish` (a restore's temporary output written, not yet checked and renamed) and
+//! `restore-finish` (a restore's temporary output written, not yet checked and renamed),
+//! `pull-apply` (a pull planned, its local writes not yet made) and
 //! `restore-files` (armed with any action, a restore reads its chain file by file instead of
 //! through the run index: the test of what restores read compares the two).
 //!

@@ -159,3 +159,55 @@ fn a_dropped_local_change_is_never_sent() {
     let err = m.fails(&["pull"]);
     assert!(!err.contains("TOPSECRET"), "{err}");
 }
+
+/// An edit the local service makes while `pull` runs (after the pull read the local rows,
+/// before it wrote them) is not written over: the pull leaves that row as it is, keeps its
+/// old base, and the next sync settles the edit with the server's change (before: the pull
+/// wrote the server's version over it, and the edit was nowhere, not staged, not a conflict).
+#[test]
+fn an_edit_made_while_a_pull_runs_is_not_written_over() {
+    common::require_fault_points();
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let c = "a memory edited here while the pull writes";
+    remote.post(c, &["v1"], json!({}));
+    m.ok(&["pull"]);
+    remote.put_tags(c, &["v1", "srv"]);
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let stderr = dir.path().join("pull.err");
+    let pull = m
+        .with("MEMSYNC_FAULT", "pull-apply:pause")
+        .with("MEMSYNC_FAULT_HOLD", &hold.display().to_string())
+        .command(&["pull"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(&stderr)
+        .unwrap()
+        .contains("pull-apply: paused")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pull never paused"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    local.put_tags(c, &["v1", "mine"]);
+    std::fs::remove_file(&hold).unwrap();
+    let out = pull.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("1 memories edited here while the pull ran"),
+        "{stdout}"
+    );
+    assert_eq!(local.tags(c), vec!["mine", "v1"]);
+    m.ok(&["sync"]);
+    m.ok(&["sync"]);
+    let all = vec!["mine", "srv", "v1"];
+    assert_eq!(local.tags(c), all);
+    assert_eq!(remote.tags(c), all);
+}

@@ -180,6 +180,12 @@ fn behind_note(r: &PullReport) -> String {
             r.replica_behind, r.asked
         ));
     }
+    if r.edited_meanwhile > 0 {
+        s.push_str(&format!(
+            "; {} memories edited here while the pull ran were left as they are (the next sync settles them)",
+            r.edited_meanwhile
+        ));
+    }
     if r.unconfirmed > 0 {
         s.push_str(&format!(
             "; {} memories left as they are until the server can confirm the replica's version ({})",

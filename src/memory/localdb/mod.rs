@@ -35,6 +35,26 @@ pub struct LocalMemory {
     pub embedding_pending: bool,
 }
 
+/// What a pull compares before it writes a row: the row as it was read when the pull was
+/// planned. The local service may edit the row meanwhile; such an edit is never written over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowStamp {
+    fields: Fields,
+    updated_at: f64,
+    deleted_at: Option<f64>,
+}
+
+impl LocalMemory {
+    /// The row's stamp (see [`RowStamp`]).
+    pub fn stamp(&self) -> RowStamp {
+        RowStamp {
+            fields: self.fields.clone(),
+            updated_at: self.updated_at,
+            deleted_at: self.deleted_at,
+        }
+    }
+}
+
 /// mcp-memory-service 12.4's `memories` table (the columns pull reads and writes), for the
 /// empty stand-in a dry run plans against.
 const SERVICE_MEMORIES: &str = "CREATE TABLE memories (
@@ -187,47 +207,12 @@ impl LocalDb {
     }
 
     fn select(&self) -> String {
-        let deleted = if self.columns.contains("deleted_at") {
-            "deleted_at"
-        } else {
-            "NULL"
-        };
-        let updated = if self.columns.contains("updated_at") {
-            "updated_at"
-        } else {
-            "created_at"
-        };
-        let pending = if self.columns.contains("embedding_pending") {
-            "embedding_pending"
-        } else {
-            "0"
-        };
-        format!(
-            "SELECT id, content_hash, content, tags, memory_type, metadata, created_at, {updated}, {deleted}, {pending} FROM memories"
-        )
+        select(&self.columns)
     }
 
     fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LocalMemory> {
-        let meta: Option<String> = r.get(5)?;
-        Ok(LocalMemory {
-            id: r.get(0)?,
-            hash: r.get(1)?,
-            content: r.get(2)?,
-            fields: Fields {
-                tags: parse_tags(r.get(3)?),
-                memory_type: r.get(4)?,
-                metadata: meta
-                    .as_deref()
-                    .and_then(|m| serde_json::from_str::<Map<String, Value>>(m).ok())
-                    .unwrap_or_default(),
-            },
-            created_at: r.get::<_, Option<f64>>(6)?.unwrap_or(0.0),
-            updated_at: r.get::<_, Option<f64>>(7)?.unwrap_or(0.0),
-            deleted_at: r.get(8)?,
-            embedding_pending: r.get::<_, Option<i64>>(9)?.unwrap_or(0) != 0,
-        })
+        row(r)
     }
-
     pub fn get(&self, hash: &ContentHash) -> Result<Option<LocalMemory>, LocalDbError> {
         self.conn
             .query_row(
@@ -337,6 +322,50 @@ impl LocalDb {
             .execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(PASSIVE);")
             .map_err(|e| self.err(e))
     }
+}
+
+/// The `SELECT` of a memory row with the columns this database has.
+fn select(columns: &HashSet<String>) -> String {
+    let deleted = if columns.contains("deleted_at") {
+        "deleted_at"
+    } else {
+        "NULL"
+    };
+    let updated = if columns.contains("updated_at") {
+        "updated_at"
+    } else {
+        "created_at"
+    };
+    let pending = if columns.contains("embedding_pending") {
+        "embedding_pending"
+    } else {
+        "0"
+    };
+    format!(
+        "SELECT id, content_hash, content, tags, memory_type, metadata, created_at, {updated}, {deleted}, {pending} FROM memories"
+    )
+}
+
+/// A memory row as [`select`] reads it.
+pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LocalMemory> {
+    let meta: Option<String> = r.get(5)?;
+    Ok(LocalMemory {
+        id: r.get(0)?,
+        hash: r.get(1)?,
+        content: r.get(2)?,
+        fields: Fields {
+            tags: parse_tags(r.get(3)?),
+            memory_type: r.get(4)?,
+            metadata: meta
+                .as_deref()
+                .and_then(|m| serde_json::from_str::<Map<String, Value>>(m).ok())
+                .unwrap_or_default(),
+        },
+        created_at: r.get::<_, Option<f64>>(6)?.unwrap_or(0.0),
+        updated_at: r.get::<_, Option<f64>>(7)?.unwrap_or(0.0),
+        deleted_at: r.get(8)?,
+        embedding_pending: r.get::<_, Option<i64>>(9)?.unwrap_or(0) != 0,
+    })
 }
 
 #[cfg(test)]

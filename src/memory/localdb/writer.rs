@@ -138,6 +138,18 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// The row of `hash` as it is now (see [`super::RowStamp`]).
+    pub fn stamp(&self, hash: &ContentHash) -> rusqlite::Result<Option<super::RowStamp>> {
+        self.tx
+            .query_row(
+                &format!("{} WHERE content_hash = ?1", super::select(self.columns)),
+                [hash],
+                super::row,
+            )
+            .optional()
+            .map(|m| m.map(|m| m.stamp()))
+    }
+
     /// Replaces a memory's tags, type and metadata.
     pub fn set_fields(
         &self,

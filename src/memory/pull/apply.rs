@@ -151,10 +151,29 @@ pub fn apply(
         writes.push(Write::Delete(h.clone()));
     }
     // Each batch is one transaction: the local service's readers see every memory whole.
+    // A row the local service changed since the plan read it is not written over: it keeps
+    // its old base, so the next sync meets that edit as a local change.
     let t = now();
+    let read = &plan.read;
+    crate::fault::point("pull-apply").map_err(|e| MemoryError::Io {
+        what: "pull".into(),
+        source: e,
+    })?;
+    let mut edited: Vec<ContentHash> = Vec::new();
     for chunk in writes.chunks(settings.batch_size.max(1)) {
-        local.write(|w| {
+        let skipped = local.write(|w| {
+            let mut skipped = Vec::new();
             for op in chunk {
+                let hash = match op {
+                    Write::Upsert(rec, _) => &rec.hash,
+                    Write::Delete(h) => h,
+                };
+                if let Some(was) = read.get(hash)
+                    && w.stamp(hash)? != *was
+                {
+                    skipped.push(hash.clone());
+                    continue;
+                }
                 match op {
                     Write::Upsert(rec, f) => w.upsert(&NewMemory {
                         hash: &rec.hash,
@@ -167,14 +186,29 @@ pub fn apply(
                     Write::Delete(h) => w.soft_delete(h, t)?,
                 }
             }
-            Ok(())
+            Ok(skipped)
         })?;
+        edited.extend(skipped);
     }
-    // The new base: what the server has now.
-    let seen = plan.seen.iter().map(|&i| (&r[i].hash, &r[i].fields));
+    rep.edited_meanwhile = edited.len();
+    // The new base: what the server has now, but for the rows edited meanwhile.
+    let edited: std::collections::HashSet<ContentHash> = edited.into_iter().collect();
+    let seen = plan
+        .seen
+        .iter()
+        .filter(|&&i| !edited.contains(&r[i].hash))
+        .map(|&i| (&r[i].hash, &r[i].fields));
+    let removed: Vec<ContentHash> = plan
+        .remove
+        .iter()
+        .filter(|h| !edited.contains(*h))
+        .cloned()
+        .collect();
+    let mut keep_base = plan.keep_base.clone();
+    keep_base.extend(edited.iter().cloned());
     staging
         .book()
-        .set_pulled(seen, &plan.remove, plan.full, &plan.keep_base)?;
+        .set_pulled(seen, &removed, plan.full, &keep_base)?;
     staging.book().state_set("last_pull", &iso(t))?;
     Ok(rep)
 }

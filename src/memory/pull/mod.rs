@@ -51,6 +51,9 @@ pub struct PullReport {
     pub replica_behind: usize,
     pub unconfirmed: usize,
     pub unconfirmed_why: Option<String>,
+    /// Local rows the local service changed while the pull ran: left as they are, for the
+    /// next sync to settle.
+    pub edited_meanwhile: usize,
     /// The local database did not exist and was restored from the server's replica.
     pub bootstrapped: bool,
     /// `--dry-run`: one line per planned change.

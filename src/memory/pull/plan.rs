@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use super::super::MemoryError;
 use super::super::conflict;
 use super::super::hash::ContentHash;
-use super::super::localdb::{LocalDb, LocalMemory};
+use super::super::localdb::{LocalDb, LocalMemory, RowStamp};
 use super::super::record::Fields;
 use super::super::settle::Kind;
 use super::super::staging::{Operation, Staged, Staging, State};
@@ -70,6 +70,9 @@ pub struct Plan {
     /// Whether this plan covers the whole server (no tag filter): then the pulled set is
     /// replaced, and removals are possible at all.
     pub full: bool,
+    /// Each local row the plan looked at, as it read it (`None`: absent): a row the local
+    /// service changed before the pull writes it is left as it is (see `apply`).
+    pub read: HashMap<ContentHash, Option<RowStamp>>,
 }
 
 fn has_any_tag(fields: &Fields, want: &[String]) -> bool {
@@ -121,6 +124,8 @@ pub fn plan(
             continue;
         }
         let l = local.get(&r.hash)?;
+        plan.read
+            .insert(r.hash.clone(), l.as_ref().map(LocalMemory::stamp));
         // What the local row should show, when it is written at all.
         let mut show = r.fields.clone();
         if let Some(s) = staged {
@@ -230,6 +235,7 @@ pub fn plan(
             continue;
         }
         let staged = staging.open_for(&l.hash)?;
+        plan.read.insert(l.hash.clone(), Some(l.stamp()));
         // Until a removal is carried out, the memory keeps its base.
         plan.keep_base.push(l.hash.clone());
         let edited = base
