@@ -19,7 +19,8 @@
 //! placements),
 //! `delete` (one replica file deleted), `pagemap-save` (before the page map is written),
 //! `restore-finish` (a restore's temporary output written, not yet checked and renamed),
-//! `pull-apply` (a pull planned, its local writes not yet made) and
+//! `pull-apply` (a pull planned, its local writes not yet made), `repair-rebuild` (a
+//! repair's new staging file holds the staged rows, not yet the rest) and
 //! `restore-files` (armed with any action, a restore reads its chain file by file instead of
 //! through the run index: the test of what restores read compares the two).
 //!

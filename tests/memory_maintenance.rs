@@ -411,3 +411,45 @@ fn optimize_keeps_a_copy_of_the_rows_it_prunes() {
             .contains("no confirmed rows older than 30 days")
     );
 }
+
+/// A repair killed while it rebuilds leaves the damaged database where it was (the next repair
+/// salvages all of it again), and a completed repair keeps the merge base: the next sync does
+/// not bring back a tag another machine removed. (Before: the damaged file was moved aside
+/// first, so a kill left a sound-looking database with part of the queue; and the rebuilt
+/// file had no merge base, so the sync took the union and restored the removed tag.)
+#[test]
+fn a_repair_is_all_or_nothing_and_keeps_the_merge_base() {
+    common::require_fault_points();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _local, m) = remote_and_local(dir.path());
+    let c = "a memory whose tag another machine removes";
+    server.post(c, &["keep", "obsolete"], json!({}));
+    m.ok(&["pull"]);
+    server.put_tags(c, &["keep"]);
+    let pad = "padding so the rows span several pages ".repeat(8);
+    for i in 0..40 {
+        m.ok(&["store", "--offline", &format!("staged {i} {pad}")]);
+    }
+    damage_a_table_leaf(&m.staging_path());
+    let killed = m
+        .with("MEMSYNC_FAULT", "repair-rebuild:crash")
+        .run(&["repair"]);
+    assert!(!killed.status.success());
+    let out = m.ok(&["repair"]);
+    let salvaged: usize = out
+        .split(" rows salvaged")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no salvage count in: {out}"));
+    let lost: usize = out
+        .split(" could not be read")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(lost > 0 && salvaged + lost == 40, "{out}");
+    assert!(out.contains("merge base of 1 memories kept"), "{out}");
+    m.ok(&["sync"]);
+    assert_eq!(server.tags(c), vec!["keep"]);
+}

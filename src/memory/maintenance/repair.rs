@@ -1,5 +1,10 @@
-//! `repair`: rebuilds a damaged staging database from what can still be read. The damaged
-//! file, with its `-wal` and `-shm`, is moved aside under a name no other repair picks.
+//! `repair`: rebuilds a damaged staging database from what can still be read. The rebuild is
+//! written to a temporary file first; only when it is complete is the damaged file, with its
+//! `-wal` and `-shm`, kept aside under a name no other repair picks (hard links) and the new
+//! file renamed over it. A repair stopped part way (killed, disk full) leaves the damaged
+//! database where it was, for the next repair: before, the damaged file was moved aside first
+//! and the rebuild written in its place, so a kill left a sound-looking database holding part
+//! of the queue, and the rest only in the file set aside.
 
 use std::path::{Path, PathBuf};
 
@@ -15,11 +20,10 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Moves the damaged database and its companions to `<stem>.damaged-<UTC time>-<pid>.<ext>`
-/// (numbered if that is taken), never over an existing file. The WAL goes first: a crash
-/// part way leaves the main file without its WAL, never a WAL beside a file it does not
-/// belong to. Returns the new name of the main file.
-fn set_aside(path: &Path) -> Result<PathBuf, MemoryError> {
+/// Keeps the damaged database and its companions as `<stem>.damaged-<UTC time>-<pid>.<ext>`
+/// (numbered if that is taken) by hard links, never over an existing file; the damaged files
+/// stay in place until the rebuilt one replaces them. Returns the kept name of the main file.
+fn keep_aside(path: &Path) -> Result<PathBuf, MemoryError> {
     let stem = path.file_stem().unwrap_or_default().to_string_lossy();
     let ext = path
         .extension()
@@ -28,28 +32,28 @@ fn set_aside(path: &Path) -> Result<PathBuf, MemoryError> {
         "{stem}.damaged-{}{ext}",
         crate::fsutil::unique_stamp()
     ));
-    let undo = |moved: &[(PathBuf, PathBuf)]| {
-        for (from, to) in moved.iter().rev() {
-            let _ = crate::fsutil::rename_noreplace(to, from);
+    let undo = |made: &[PathBuf]| {
+        for p in made {
+            let _ = std::fs::remove_file(p);
         }
     };
     for n in 0..100 {
         let aside = crate::fsutil::numbered(&want, n);
-        let mut moved = Vec::new();
+        let mut made = Vec::new();
         let mut taken = false;
-        for suffix in ["-wal", "-shm", ""] {
+        for suffix in ["", "-wal", "-shm"] {
             let (from, to) = (with_suffix(path, suffix), with_suffix(&aside, suffix));
             if !suffix.is_empty() && !from.exists() {
                 continue;
             }
-            match crate::fsutil::rename_noreplace(&from, &to) {
-                Ok(()) => moved.push((from, to)),
+            match std::fs::hard_link(&from, &to) {
+                Ok(()) => made.push(to),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     taken = true;
                     break;
                 }
                 Err(e) => {
-                    undo(&moved);
+                    undo(&made);
                     return Err(io_err(&from, e));
                 }
             }
@@ -58,12 +62,33 @@ fn set_aside(path: &Path) -> Result<PathBuf, MemoryError> {
             crate::fsutil::sync_dir(path).map_err(|e| io_err(path, e))?;
             return Ok(aside);
         }
-        undo(&moved);
+        undo(&made);
     }
     Err(MemoryError::NoName {
         path: want.to_owned(),
         reason: "no free name to keep the damaged file under".into(),
     })
+}
+
+/// Puts the rebuilt file `fresh` in place of the damaged database at `path` (kept aside
+/// already). The damaged WAL goes first: beside the new file SQLite would replay it into it.
+fn replace_with(path: &Path, fresh: &Path) -> Result<(), MemoryError> {
+    for suffix in ["-wal", "-shm"] {
+        let p = with_suffix(path, suffix);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&p, e)),
+            _ => {}
+        }
+    }
+    std::fs::rename(fresh, path).map_err(|e| io_err(path, e))?;
+    crate::fsutil::sync_dir(path).map_err(|e| io_err(path, e))
+}
+
+/// Removes a rebuild that did not complete, with its companions.
+fn discard(fresh: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(with_suffix(fresh, suffix));
+    }
 }
 
 fn lost(l: Lost) -> String {
@@ -74,8 +99,18 @@ fn lost(l: Lost) -> String {
     }
 }
 
-/// Writes what was salvaged into a fresh file at `path`; says what came through.
+/// Writes what was salvaged into a fresh file at `path` (closed and fsynced when this
+/// returns); says what came through.
 fn rebuild(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
+    let msg = fill(path, s)?;
+    // Closed above (its WAL checkpointed into it): now the file alone holds it all.
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_err(path, e))?;
+    Ok(msg)
+}
+
+fn fill(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
     let fresh = Staging::open(path)?;
     let mut waiting = 0;
     let mut ids = std::collections::HashMap::new();
@@ -85,6 +120,7 @@ fn rebuild(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
             waiting += 1;
         }
     }
+    crate::fault::point("repair-rebuild").map_err(|e| io_err(path, e))?;
     // A conflict record comes along with its staged row; without it, it counts as lost.
     let mut records = 0;
     let mut orphans = 0;
@@ -104,11 +140,21 @@ fn rebuild(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
             _ => orphans += 1,
         }
     }
+    fresh.upkeep().insert_book(
+        s.pulled.as_deref().unwrap_or_default(),
+        s.state.as_deref().unwrap_or_default(),
+    )?;
     let mut msg = format!(
         "{} rows salvaged ({waiting} waiting), {} could not be read",
         s.rows.len(),
         lost(s.lost_rows)
     );
+    match (&s.pulled, &s.state) {
+        (Some(p), Some(_)) => msg.push_str(&format!("; merge base of {} memories kept", p.len())),
+        _ => msg.push_str(
+            "; the merge base could not be read (the next sync merges without it: check what it changes with `sync --dry-run`)",
+        ),
+    }
     let lost_records = Lost {
         count: s.lost_conflicts.count + orphans,
         ..s.lost_conflicts
@@ -139,14 +185,34 @@ pub fn repair(ctx: &Ctx) -> Result<String, MemoryError> {
         Err(e) => return Err(e.into()),
     };
     if let Some(salvage) = damage {
-        let aside = set_aside(&path)?;
-        let what = match &salvage {
-            Some(s) => rebuild(&path, s)?,
-            None => {
-                Staging::open(&path)?;
-                "the file could not be opened: no row could be read".into()
+        let fresh = with_suffix(
+            &path,
+            &format!(".repair-{}.tmp", crate::fsutil::unique_stamp()),
+        );
+        let built = match &salvage {
+            Some(s) => rebuild(&fresh, s),
+            None => Staging::open(&fresh)
+                .map(drop)
+                .map_err(MemoryError::from)
+                .map(|()| "the file could not be opened: no row could be read".into()),
+        };
+        let what = match built {
+            Ok(w) => w,
+            Err(e) => {
+                discard(&fresh);
+                return Err(e);
             }
         };
+        let aside = match keep_aside(&path) {
+            Ok(a) => a,
+            Err(e) => {
+                discard(&fresh);
+                return Err(e);
+            }
+        };
+        // The damaged file's connection (salvage) is closed by now: `damage` held it only
+        // while reading.
+        replace_with(&path, &fresh)?;
         out.push(format!(
             "rebuilt {}: {what}; the damaged file is kept as {}",
             path.display(),

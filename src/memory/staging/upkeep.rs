@@ -24,7 +24,19 @@ pub struct Salvage {
     pub conflicts: Vec<ConflictRecord>,
     pub lost_rows: Lost,
     pub lost_conflicts: Lost,
+    /// The merge base (`None`: it did not read back whole). Without it the next sync compares
+    /// with no base and takes the union of both sides, which brings back what another machine
+    /// removed.
+    pub pulled: Option<Vec<PulledRow>>,
+    /// The sync state (last pull and push, the staging database's epoch).
+    pub state: Option<Vec<StateRow>>,
 }
+
+/// A row of the merge base: hash, when it was pulled, the server's fields then (JSON).
+pub type PulledRow = (String, f64, Option<String>);
+
+/// A row of the sync state: key, value, when it was set.
+pub type StateRow = (String, String, f64);
 
 /// Upkeep of one staging database's file.
 pub struct Upkeep<'a> {
@@ -178,11 +190,58 @@ impl Upkeep<'_> {
             |s| s.conflict_log().list(false),
             |s, id| s.conflict_log().get(id),
         );
+        let read = |sql: &str| self.st.conn.prepare(sql);
+        let pulled = read("SELECT content_hash, pulled_at, fields FROM pulled")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .ok();
+        let state = read("SELECT key, value, updated_at FROM sync_state")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .ok();
         Salvage {
             rows,
             conflicts,
             lost_rows,
             lost_conflicts,
+            pulled,
+            state,
+        }
+    }
+
+    /// Writes a salvaged merge base and sync state into this (fresh) database, in one
+    /// transaction.
+    pub fn insert_book(
+        &self,
+        pulled: &[PulledRow],
+        state: &[StateRow],
+    ) -> Result<(), StagingError> {
+        self.st.exec("BEGIN", [])?;
+        let res = (|| {
+            for (h, at, f) in pulled {
+                self.st.exec(
+                    "INSERT OR REPLACE INTO pulled (content_hash, pulled_at, fields) VALUES (?1, ?2, ?3)",
+                    params![h, at, f],
+                )?;
+            }
+            for (k, v, at) in state {
+                self.st.exec(
+                    "INSERT OR REPLACE INTO sync_state (key, value, updated_at) VALUES (?1, ?2, ?3)",
+                    params![k, v, at],
+                )?;
+            }
+            Ok(())
+        })();
+        match res {
+            Ok(()) => self.st.exec("COMMIT", []).map(drop),
+            Err(e) => {
+                let _ = self.st.exec("ROLLBACK", []);
+                Err(e)
+            }
         }
     }
 
