@@ -211,3 +211,61 @@ fn an_edit_made_while_a_pull_runs_is_not_written_over() {
     assert_eq!(local.tags(c), all);
     assert_eq!(remote.tags(c), all);
 }
+
+/// A conflict left open (`manual`) keeps its common base, so `resolve-conflicts --strategy
+/// merge` merges three ways as the `merge` policy does: what only the server changed (a tag
+/// removed, metadata values) stays changed (before: the base was lost and the union brought the
+/// removed tag and the old values back).
+#[test]
+fn resolving_an_open_conflict_by_merge_uses_its_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let c = "a memory merged three ways after waiting";
+    remote.post(c, &["md"], json!({"n": 1, "owner": "ann"}));
+    m.ok(&["sync"]);
+    local.put_tags(c, &["md", "from-a"]);
+    let url = format!("{}/api/memories/{}", remote.url(), hash_of(c));
+    let (status, _) = common::mms::curl(
+        "PUT",
+        &url,
+        Some(&json!({"tags": ["from-srv"], "metadata": {"n": 2, "owner": "bob"}})),
+    );
+    assert_eq!(status, 200);
+    m.exits(4, &["sync", "--conflict", "manual"]);
+    m.ok(&["resolve-conflicts", "--strategy", "merge"]);
+    m.ok(&["sync"]);
+    let want = vec!["from-a", "from-srv"];
+    assert_eq!(remote.tags(c), want);
+    assert_eq!(local.tags(c), want);
+    let meta = metadata(&remote, c);
+    assert_eq!(
+        (&meta["n"], &meta["owner"]),
+        (&json!(2), &json!("bob")),
+        "{meta}"
+    );
+}
+
+/// `store` of a memory someone deleted on the server (the event log answers 409), left open
+/// with `manual`, then settled `local`: the version the user stored is what goes back, not the
+/// older copy the local database still showed (before: its old tags replaced the stored ones).
+#[test]
+fn settling_a_stored_memory_deleted_remotely_keeps_what_was_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Server::start_with(&dir.path().join("remote"), &[("MMS_EVENTLOG", "1")]);
+    let local = Server::start(&dir.path().join("local"));
+    let m = Machine::new(&dir.path().join("m"), remote.port)
+        .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string());
+    let c = "a decision stored again after its deletion";
+    m.ok(&["store", c, "--tags", "a"]);
+    m.ok(&["sync"]);
+    let url = format!("{}/api/memories/{}", remote.url(), hash_of(c));
+    assert_eq!(common::mms::curl("DELETE", &url, None).0, 200);
+    m.run(&["store", c, "--tags", "c", "--conflict", "manual"]);
+    m.ok(&["resolve-conflicts", "--strategy", "local"]);
+    m.ok(&["push"]);
+    let tags = remote.tags(c);
+    assert!(
+        tags.contains(&"c".to_owned()) && !tags.contains(&"a".to_owned()),
+        "{tags:?}"
+    );
+}

@@ -7,8 +7,7 @@ use super::super::MemoryError;
 use super::super::conflict;
 use super::super::ctx::Ctx;
 use super::super::hash::ContentHash;
-use super::super::localdb::LocalDb;
-use super::super::record::Fields;
+use super::super::localdb::{LocalDb, LocalMemory};
 use super::super::settings::ConflictPolicy;
 use super::super::settle::{self, Kind};
 use super::super::staging::Operation;
@@ -70,6 +69,7 @@ pub fn resolve_conflicts(
             None => Ok("no open conflicts".into()),
         };
     }
+    let bases = st.book().pulled()?;
     let interactive = strategy.is_none() && std::io::stdin().is_terminal();
     let mut input_ended = false;
     let mut out = Vec::new();
@@ -110,25 +110,34 @@ pub fn resolve_conflicts(
             st.conflict_log().close(c.id, policy.as_str())?;
             continue;
         };
-        // While the conflict waited the local database showed the local side; a difference
-        // now is an edit made here since, and it is the local side from now on (settling the
-        // recorded one would undo it, and `remote` would leave it nowhere): the row takes it.
+        // An edit made in the local database since the conflict was recorded is the local
+        // side from now on (settling the recorded one would undo it, and `remote` would leave
+        // it nowhere): the row takes it. A local row not changed since then is no edit: it may
+        // be an older copy the user's `store` was meant to replace.
         if let Some(l) = live_local(&ctx.settings.memory_db, &c.hash)
-            && conflict::differs(&l, &item.fields)
+            && l.updated_at > c.detected_at
+            && conflict::differs(&l.fields, &item.fields)
             && item.op != Operation::Delete
-            && st.rewrite(&item, item.op, &l, item.state, item.restore_deleted)?
+            && st.rewrite(&item, item.op, &l.fields, item.state, item.restore_deleted)?
         {
             item = st
                 .get(c.staged_id)?
                 .ok_or(MemoryError::RowVanished { id: c.staged_id })?;
         }
-        // The conflict record keeps both sides but not their common base: `merge` unions here.
+        // The common base is the one the conflict was recorded against (an open conflict's
+        // base stays as it was); a base equal to the remote side is one an older version
+        // advanced past it, and unknown: `merge` then takes the union.
+        let base = bases
+            .get(&c.hash)
+            .cloned()
+            .flatten()
+            .filter(|b| c.remote.as_ref().is_none_or(|r| conflict::differs(b, r)));
         let view = settle::apply(
             &st,
             &item,
             Kind::parse(&c.kind),
             c.remote.as_ref(),
-            None,
+            base.as_ref(),
             policy,
         )?;
         // The local database shows the decision (the next pull would otherwise send the old
@@ -151,9 +160,9 @@ pub fn resolve_conflicts(
     Ok(out.join("\n"))
 }
 
-/// The local database's fields for `hash`, when it holds the memory live (a database that
+/// The local database's row for `hash`, when it holds the memory live (a database that
 /// cannot be read counts as not holding it).
-fn live_local(memory_db: &std::path::Path, hash: &ContentHash) -> Option<Fields> {
+fn live_local(memory_db: &std::path::Path, hash: &ContentHash) -> Option<LocalMemory> {
     if !memory_db.is_file() {
         return None;
     }
@@ -162,7 +171,6 @@ fn live_local(memory_db: &std::path::Path, hash: &ContentHash) -> Option<Fields>
         .ok()
         .flatten()
         .filter(|l| l.deleted_at.is_none())
-        .map(|l| l.fields)
 }
 
 #[cfg(test)]

@@ -113,6 +113,9 @@ pub fn apply(
         settings.conflict
     };
     let mut writes: Vec<Write<'_>> = Vec::new();
+    // Conflicts left open (`manual`) keep their common base, for `resolve-conflicts --strategy
+    // merge` to merge three ways.
+    let mut left_open: Vec<ContentHash> = Vec::new();
     for c in plan.conflicts {
         let item = match c.side {
             ConflictSide::Staged(s) => s,
@@ -129,6 +132,7 @@ pub fn apply(
         )?;
         if policy == ConflictPolicy::Manual {
             rep.open_conflicts += 1;
+            left_open.push(item.hash.clone());
         }
         match (view, c.remote) {
             (LocalView::Live(f), Some(i)) => writes.push(Write::Upsert(&r[i], f)),
@@ -191,8 +195,10 @@ pub fn apply(
         edited.extend(skipped);
     }
     rep.edited_meanwhile = edited.len();
-    // The new base: what the server has now, but for the rows edited meanwhile.
-    let edited: std::collections::HashSet<ContentHash> = edited.into_iter().collect();
+    // The new base: what the server has now, but for the rows edited meanwhile and the
+    // conflicts left open.
+    let edited: std::collections::HashSet<ContentHash> =
+        edited.into_iter().chain(left_open).collect();
     let seen = plan
         .seen
         .iter()
