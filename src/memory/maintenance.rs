@@ -89,11 +89,7 @@ pub fn verify_db(ctx: &Ctx) -> Result<String, MemoryError> {
             out.push(format!(
                 "local db   {}: {}",
                 db.path().display(),
-                if p.is_empty() {
-                    "ok".into()
-                } else {
-                    p.join("; ")
-                }
+                crate::errtext::problems(&p)
             ));
         }
         Err(super::localdb::LocalDbError::NotFound(p)) => {
@@ -114,7 +110,7 @@ pub fn verify_db(ctx: &Ctx) -> Result<String, MemoryError> {
                 if p.is_empty() {
                     "ok".into()
                 } else {
-                    format!("{} (memsync repair)", p.join("; "))
+                    format!("{} (memsync repair)", crate::errtext::problems(&p))
                 }
             ));
         }

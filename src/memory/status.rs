@@ -37,7 +37,7 @@ pub fn status(ctx: &Ctx) -> Result<String, MemoryError> {
                 Ok(p) if p.is_empty() => {}
                 Ok(p) => out.push(format!(
                     "  WARNING    the staging database is damaged ({}): run memsync repair",
-                    p.first().map_or("", String::as_str)
+                    crate::errtext::problems(&p)
                 )),
                 Err(e) => out.push(format!("  WARNING    {e}")),
             }

@@ -226,7 +226,7 @@ pub fn repair(ctx: &Ctx) -> Result<String, MemoryError> {
     if !left.is_empty() {
         return Err(MemoryError::Damaged(format!(
             "still wrong after repair: {}",
-            left.join("; ")
+            crate::errtext::problems(&left)
         )));
     }
     ctx.log.line("repair", &out.join("; "));
