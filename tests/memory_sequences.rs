@@ -269,3 +269,66 @@ fn settling_a_stored_memory_deleted_remotely_keeps_what_was_stored() {
         "{tags:?}"
     );
 }
+
+/// `store` without `--type` only adds to what it meets: a staged row's (or the server's) type
+/// stays (before: the default `note` replaced an explicit `decision`).
+#[test]
+fn a_store_without_a_type_keeps_the_type_already_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Server::start(&dir.path().join("remote"));
+    let m = Machine::new(&dir.path().join("m"), remote.port);
+    let c = "deploy checklist";
+    m.ok(&[
+        "store",
+        "--offline",
+        c,
+        "--type",
+        "decision",
+        "--tags",
+        "ops",
+    ]);
+    m.ok(&["store", "--offline", c, "--tags", "release"]);
+    m.ok(&["push"]);
+    let online = "another checklist";
+    m.ok(&["store", online, "--type", "decision", "--tags", "ops"]);
+    m.ok(&["store", online, "--tags", "release"]);
+    for content in [c, online] {
+        let url = format!("{}/api/memories/{}", remote.url(), hash_of(content));
+        let (status, body) = common::mms::curl("GET", &url, None);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["memory_type"], "decision", "{content}: {body}");
+        let tags = remote.tags(content);
+        assert!(tags.contains(&"release".to_owned()), "{tags:?}");
+    }
+    // A memory new everywhere still gets the default type.
+    m.ok(&["store", "a plain note"]);
+    let url = format!("{}/api/memories/{}", remote.url(), hash_of("a plain note"));
+    assert_eq!(
+        common::mms::curl("GET", &url, None).1["memory_type"],
+        "note"
+    );
+}
+
+/// A memory stored again after someone deleted it on the server (the event log answers 409) is
+/// decided by the push's conflict policy, as `store` says: `push --conflict remote` keeps the
+/// deletion (before: `store` had already settled it with the default `merge`, and the push
+/// brought the memory back whatever policy it was given).
+#[test]
+fn the_push_policy_decides_a_memory_stored_after_its_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Server::start_with(&dir.path().join("remote"), &[("MMS_EVENTLOG", "1")]);
+    let m = Machine::new(&dir.path().join("m"), remote.port);
+    let c = "a memory someone deleted on purpose";
+    remote.post(c, &["a"], json!({}));
+    let url = format!("{}/api/memories/{}", remote.url(), hash_of(c));
+    assert_eq!(common::mms::curl("DELETE", &url, None).0, 200);
+    let out = m.ok(&["store", c, "--tags", "b"]);
+    assert!(out.contains("policy of the push decides"), "{out}");
+    m.run(&["push", "--conflict", "remote"]);
+    assert_eq!(
+        remote.rows_with_hash(&hash_of(c)),
+        0,
+        "the deletion was undone"
+    );
+    assert_eq!(m.staged("pending"), 0);
+}

@@ -13,6 +13,7 @@ use super::hash::ContentHash;
 use super::host::hostname;
 use super::push::{self, PushReport};
 use super::record::Fields;
+use super::settings::ConflictPolicy;
 use super::settle::{self, Kind};
 use super::staging::State;
 
@@ -50,8 +51,24 @@ fn with_context(input: &StoreInput, host: &str) -> Fields {
     }
     Fields {
         tags: conflict::normalize_tags(&tags),
-        memory_type: Some(input.memory_type.clone().unwrap_or_else(|| "note".into())),
+        // Unset unless given: a store that only adds tags must not set the type of what it
+        // is merged into (a new memory gets the default, see `new_type`).
+        memory_type: input.memory_type.clone(),
         metadata,
+    }
+}
+
+/// The type of a memory stored without `--type`.
+const DEFAULT_TYPE: &str = "note";
+
+/// Why a store of content the server holds with other fields is staged.
+const ALREADY_THERE: &str = "already on the server with other fields";
+
+/// `f` with the default type when it sets none.
+fn new_type(f: &Fields) -> Fields {
+    Fields {
+        memory_type: f.memory_type.clone().or_else(|| Some(DEFAULT_TYPE.into())),
+        ..f.clone()
     }
 }
 
@@ -65,9 +82,17 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
     let host = hostname();
     let fields = with_context(input, &host);
     let hash = ContentHash::of(&input.content);
+    // A memory new to staging and to the server gets the default type; one merged into a
+    // staged row or a server version keeps theirs unless `--type` says otherwise.
     let stage = |why: &str| -> Result<(i64, bool), MemoryError> {
         let mut st = ctx.staging()?;
-        let r = st.stage(&input.content, &fields, &host)?;
+        let new = st.open_for(&hash)?.is_none() && why != ALREADY_THERE;
+        let f = if new {
+            new_type(&fields)
+        } else {
+            fields.clone()
+        };
+        let r = st.stage(&input.content, &f, &host)?;
         ctx.log
             .line("store", &format!("staged #{} {}: {why}", r.0, hash.short()));
         Ok(r)
@@ -80,7 +105,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
     let req = StoreRequest {
         content: &input.content,
         tags: &fields.tags,
-        memory_type: fields.memory_type.as_deref(),
+        memory_type: fields.memory_type.as_deref().or(Some(DEFAULT_TYPE)),
         metadata: &fields.metadata,
         client_hostname: Some(&host),
         restore_deleted: false,
@@ -112,7 +137,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
                     .line("store", &format!("already on server {}", hash.short()));
                 return Ok(format!("already on the server: {hash}"));
             }
-            let (id, _) = stage("already on the server with other fields")?;
+            let (id, _) = stage(ALREADY_THERE)?;
             let st = ctx.staging()?;
             let Some(item) = st.get(id)? else {
                 return Ok(format!("already on the server: {hash}"));
@@ -151,8 +176,17 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             }
         }
         Ok(StoreOutcome::DeletedRemotely(detail)) => {
-            // Kept, and settled by the policy on the next push.
+            // Kept. The push meets the deletion again and its conflict policy decides (settled
+            // here, `push --conflict remote` could no longer keep the deletion); only `manual`
+            // is recorded now, for `resolve-conflicts`.
             let (id, new) = stage("deleted on the server")?;
+            let staged = staged_msg(id, new, &hash, "deleted on the server");
+            if ctx.settings.conflict != ConflictPolicy::Manual {
+                return Ok(format!(
+                    "{staged}; the server had deleted this content ({detail}); the conflict policy of the push decides whether it comes back (now: {})",
+                    ctx.settings.conflict.as_str()
+                ));
+            }
             let st = ctx.staging()?;
             if let Some(item) = st.get(id)? {
                 settle::settle(
@@ -161,13 +195,11 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
                     Kind::DeletedRemotely,
                     None,
                     None,
-                    ctx.settings.conflict,
+                    ConflictPolicy::Manual,
                 )?;
             }
             Ok(format!(
-                "{}; the server had deleted this content ({detail}); conflict policy {} applies on push",
-                staged_msg(id, new, &hash, "deleted on the server"),
-                ctx.settings.conflict.as_str()
+                "{staged}; the server had deleted this content ({detail}); recorded as a conflict (policy manual): memsync resolve-conflicts"
             ))
         }
         Ok(StoreOutcome::Refused(reason)) => {
