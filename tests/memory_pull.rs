@@ -390,3 +390,67 @@ fn a_replica_behind_the_server_never_reverts_what_this_machine_pushed() {
     assert!(live_here(mine));
     assert_eq!(local.tags("seed memory"), vec!["edited-here", "seed"]);
 }
+
+/// The memory server's TLS settings (`--ca-file`, `REMOTE_MEMORY_CA_FILE`, `--insecure`) apply
+/// to an `https://` replica too: a `memsync serve` with a private certificate is what the
+/// README's setup has (before: every one of them failed with "error sending request", and only
+/// the undocumented `SSL_CERT_FILE` worked).
+#[test]
+fn pull_from_a_replica_over_tls_uses_the_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Server::start(&dir.path().join("remote"));
+    for i in 0..3 {
+        remote.post(&format!("memory over tls {i}"), &["tls"], json!({}));
+    }
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    common::serve::make_cert(&cert, &key);
+    let root = dir.path().join("backups");
+    std::fs::create_dir(&root).unwrap();
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let srv = common::serve::Server::start(
+        &root,
+        &[
+            "-api-key",
+            common::serve::KEY,
+            "-tls-cert",
+            &cert_s,
+            "-tls-key",
+            &key_s,
+        ],
+        &[],
+    );
+    let replica = format!("{}/sqlite_vec.db", srv.url);
+    let token = ("MEMSYNC_HTTP_TOKEN", common::serve::KEY);
+    let o = std::process::Command::new(common::BIN)
+        .env("SSL_CERT_FILE", &cert)
+        .env(token.0, token.1)
+        .args([
+            "replicate",
+            "-once",
+            &remote.db().display().to_string(),
+            &replica,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = Machine::new(&dir.path().join("m"), remote.port)
+        .with("REMOTE_MEMORY_REPLICA", &replica)
+        .with(token.0, token.1);
+    let failed = m.fails(&["pull"]);
+    assert!(failed.contains("error"), "{failed}");
+    let out = m.ok(&["pull", "--ca-file", &cert_s]);
+    assert!(
+        out.contains("local database created from the server's replica"),
+        "{out}"
+    );
+    let by_env = Machine::new(&dir.path().join("m2"), remote.port)
+        .with("REMOTE_MEMORY_REPLICA", &replica)
+        .with("REMOTE_MEMORY_CA_FILE", &cert_s)
+        .with(token.0, token.1);
+    by_env.ok(&["pull"]);
+    let insecure = Machine::new(&dir.path().join("m3"), remote.port)
+        .with("REMOTE_MEMORY_REPLICA", &replica)
+        .with(token.0, token.1);
+    insecure.ok(&["pull", "--insecure"]);
+    drop(srv);
+}

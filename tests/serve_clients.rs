@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::serve::{KEY, Server, files_under, rt, scene};
+use common::serve::{KEY, Server, files_under, make_cert, rt, scene};
 use reqwest::{Method, StatusCode};
 
 #[test]
@@ -56,39 +56,6 @@ fn tls_with_a_self_signed_certificate() {
     });
     let (st, log) = srv.stop();
     assert!(st.success(), "{log}");
-}
-
-/// A self-signed certificate for 127.0.0.1, made by openssl (a test tool the harness checks).
-fn make_cert(cert: &Path, key: &Path) {
-    let o = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-keyout",
-        ])
-        .arg(key)
-        .arg("-out")
-        .arg(cert)
-        .output()
-        .expect("openssl must be installed to run this test");
-    assert!(
-        o.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 #[test]

@@ -83,7 +83,7 @@ pub fn pull(ctx: &Ctx, opts: &PullOptions) -> Result<PullReport, MemoryError> {
             &ctx.settings.replica,
             opts.dry_run,
         ) {
-            pull::bootstrap_from_replica(url, &ctx.settings.memory_db)?;
+            pull::bootstrap_from_replica(url, &ctx.settings.memory_db, &ctx.settings.trust())?;
             bootstrapped = true;
         }
         let mut local = if opts.dry_run {
@@ -109,7 +109,7 @@ pub fn pull(ctx: &Ctx, opts: &PullOptions) -> Result<PullReport, MemoryError> {
                     Some(d) if !opts.dry_run => d.to_path_buf(),
                     _ => std::env::temp_dir(),
                 };
-                pull::fetch_replica(url, &work)?
+                pull::fetch_replica(url, &work, &ctx.settings.trust())?
             }
             None => pull::fetch_rest(&client, &opts.tags)?,
         };

@@ -136,6 +136,14 @@ fn expand_tilde(p: &str, home: Option<&PathBuf>) -> Result<PathBuf, SettingsErro
 }
 
 impl Settings {
+    /// The TLS trust of the memory server, for the server's replica as well.
+    pub fn trust(&self) -> crate::replica::Trust {
+        crate::replica::Trust {
+            ca_file: self.ca_file.clone(),
+            insecure: self.insecure,
+        }
+    }
+
     /// Settings from flags, environment, settings file and defaults.
     pub fn load(o: &Overrides) -> Result<Settings, SettingsError> {
         Settings::load_from(o, &|name| std::env::var(name).ok())

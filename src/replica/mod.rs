@@ -17,6 +17,7 @@ use std::time::Duration;
 pub use client::{ReplicaClient, StoreKind};
 pub use error::ReplicaError;
 pub use grouped::GROUP_MAX;
+pub use remote::Trust;
 
 /// Files at most this large are uploaded in one request from memory; larger ones to S3 in
 /// parts, to WebDAV streamed from disk.
@@ -31,6 +32,15 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn client_for(
     cfg: &crate::config::ReplicaConfig,
     create: bool,
+) -> Result<ReplicaClient, ReplicaError> {
+    client_trusting(cfg, create, &Trust::default())
+}
+
+/// [`client_for`], trusting `trust`'s certificates too (remote replicas only).
+pub fn client_trusting(
+    cfg: &crate::config::ReplicaConfig,
+    create: bool,
+    trust: &Trust,
 ) -> Result<ReplicaClient, ReplicaError> {
     use crate::config::ReplicaTarget;
     match &cfg.target {
@@ -57,11 +67,12 @@ pub fn client_for(
                     access_key_id: access_key_id.as_deref(),
                     secret_access_key: secret_access_key.as_deref(),
                 },
+                trust,
             )?;
             Ok(ReplicaClient::new(&shown, store, path, StoreKind::S3))
         }
         ReplicaTarget::Http { url } => {
-            let (store, clean, root, dav) = remote::http_store(&cfg.name, url)?;
+            let (store, clean, root, dav) = remote::http_store(&cfg.name, url, trust)?;
             let shown = format!("{} ({clean})", cfg.name);
             Ok(ReplicaClient::new(&shown, store, &root, StoreKind::Http).with_dav(dav))
         }

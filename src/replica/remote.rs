@@ -45,17 +45,46 @@ fn retry() -> RetryConfig {
     }
 }
 
+/// Certificates a caller trusts beyond the system's for one replica: memory sync's
+/// `--ca-file` / `--insecure` (`REMOTE_MEMORY_CA_FILE`, ...) also apply to the server's replica
+/// it pulls from, which is often a `memsync serve` with a private CA.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// A PEM bundle whose certificates are trusted as well.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// No certificate check at all.
+    pub insecure: bool,
+}
+
 /// Client options shared by S3 and HTTP stores. For S3 (`aws`), `AWS_CA_BUNDLE`, when it names
 /// a readable PEM bundle, adds its certificates to the system's; a variable naming something
 /// else is ignored with a warning (tools read it differently, and it must not stop replication).
-fn client_options(replica: &str, url: Option<&str>, skip_verify: bool, aws: bool) -> ClientOptions {
+fn client_options(
+    replica: &str,
+    url: Option<&str>,
+    skip_verify: bool,
+    aws: bool,
+    trust: &Trust,
+) -> Result<ClientOptions, ReplicaError> {
     install_crypto();
     let mut o = ClientOptions::new()
         .with_timeout(REQUEST_TIMEOUT)
         .with_connect_timeout(Duration::from_secs(10))
         .with_allow_http(url.is_some_and(|u| u.starts_with("http://")))
-        .with_allow_invalid_certificates(skip_verify)
+        .with_allow_invalid_certificates(skip_verify || trust.insecure)
         .with_http1_only();
+    if let Some(path) = &trust.ca_file {
+        let certs = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()))
+            .map_err(|e| ReplicaError::Config {
+                replica: replica.to_string(),
+                msg: format!("CA file {}: {e}", path.display()),
+            })?;
+        for c in certs {
+            o = o.with_root_certificate(c);
+        }
+    }
     if let Some(path) = env("AWS_CA_BUNDLE").filter(|_| aws) {
         match std::fs::read(&path)
             .map_err(|e| e.to_string())
@@ -71,7 +100,7 @@ fn client_options(replica: &str, url: Option<&str>, skip_verify: bool, aws: bool
             ),
         }
     }
-    o
+    Ok(o)
 }
 
 /// reqwest is built without a default TLS provider (ring instead of aws-lc: no cmake build).
@@ -86,6 +115,7 @@ fn install_crypto() {
 pub(super) fn s3_store(
     replica: &str,
     s: &S3Settings,
+    trust: &Trust,
 ) -> Result<Arc<dyn ObjectStore>, ReplicaError> {
     let key_id = s
         .access_key_id
@@ -109,7 +139,13 @@ pub(super) fn s3_store(
         .with_bucket_name(s.bucket)
         .with_region(region)
         .with_retry(retry())
-        .with_client_options(client_options(replica, s.endpoint, s.skip_verify, true))
+        .with_client_options(client_options(
+            replica,
+            s.endpoint,
+            s.skip_verify,
+            true,
+            trust,
+        )?)
         .with_virtual_hosted_style_request(s.endpoint.is_none() && !s.force_path_style);
     if let Some(e) = s.endpoint {
         b = b.with_endpoint(e);
@@ -140,6 +176,7 @@ pub(super) fn s3_store(
 pub(super) fn http_store(
     replica: &str,
     url: &str,
+    trust: &Trust,
 ) -> Result<(Arc<dyn ObjectStore>, String, String, super::davput::DavPut), ReplicaError> {
     install_crypto();
     let bad = |msg: String| ReplicaError::Config {
@@ -186,7 +223,8 @@ pub(super) fn http_store(
         .with_url(parsed.to_string())
         .with_retry(retry())
         .with_client_options(
-            client_options(replica, Some(&clean), false, false).with_default_headers(headers),
+            client_options(replica, Some(&clean), false, false, trust)?
+                .with_default_headers(headers),
         )
         .build()
         .map_err(|source| ReplicaError::Storage {

@@ -198,8 +198,16 @@ pub fn from_url(
 /// The replica at `url`, opened for reading (it must exist): for a caller that checks the URL
 /// before preparing the output, then calls [`restore`].
 pub fn open_url(url: &str) -> Result<ReplicaClient, RestoreError> {
+    open_url_trusting(url, &crate::replica::Trust::default())
+}
+
+/// [`open_url`], trusting `trust`'s certificates too.
+pub fn open_url_trusting(
+    url: &str,
+    trust: &crate::replica::Trust,
+) -> Result<ReplicaClient, RestoreError> {
     let rc = crate::config::replica_from_url(url)?;
-    Ok(crate::replica::client_for(&rc, false)?)
+    Ok(crate::replica::client_trusting(&rc, false, trust)?)
 }
 
 /// Restores from `client` according to `opts`. Blocking: call outside the runtime.

@@ -198,3 +198,36 @@ pub fn scene() -> (tempfile::TempDir, PathBuf) {
 pub fn bearer() -> (&'static str, String) {
     ("Authorization", format!("Bearer {KEY}"))
 }
+
+/// A self-signed certificate for 127.0.0.1, made by openssl (a test tool the harness checks).
+pub fn make_cert(cert: &Path, key: &Path) {
+    let o = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+        ])
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .expect("openssl must be installed to run this test");
+    assert!(
+        o.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -96,11 +96,16 @@ pub fn fetch_rest(client: &RemoteClient, tags: &[String]) -> Result<RemoteState,
 
 /// Restores the server's replica as the (missing) local database at `path`: temp file, fsync,
 /// rename, as every restore.
-pub fn bootstrap_from_replica(url: &str, path: &Path) -> Result<(), MemoryError> {
-    let client = crate::restore::open_url(url).map_err(|source| MemoryError::Replica {
-        url: super::super::settings::shown_url(url),
-        source: Box::new(source),
-    })?;
+pub fn bootstrap_from_replica(
+    url: &str,
+    path: &Path,
+    trust: &crate::replica::Trust,
+) -> Result<(), MemoryError> {
+    let client =
+        crate::restore::open_url_trusting(url, trust).map_err(|source| MemoryError::Replica {
+            url: super::super::settings::shown_url(url),
+            source: Box::new(source),
+        })?;
     if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d).map_err(|e| MemoryError::file(d, e))?;
     }
@@ -127,7 +132,11 @@ pub fn bootstrap_from_replica(url: &str, path: &Path) -> Result<(), MemoryError>
 }
 
 /// Restores the server's replica into `work_dir` and reads its memories with their embeddings.
-pub fn fetch_replica(url: &str, work_dir: &Path) -> Result<RemoteState, MemoryError> {
+pub fn fetch_replica(
+    url: &str,
+    work_dir: &Path,
+    trust: &crate::replica::Trust,
+) -> Result<RemoteState, MemoryError> {
     std::fs::create_dir_all(work_dir).map_err(|e| MemoryError::file(work_dir, e))?;
     let tmp = tempfile_in(work_dir)?;
     let out = tmp.path().join("remote.db");
@@ -139,7 +148,9 @@ pub fn fetch_replica(url: &str, work_dir: &Path) -> Result<RemoteState, MemoryEr
         integrity_check: crate::restore::IntegrityCheck::Quick,
         ..crate::restore::RestoreOptions::latest(&out)
     };
-    match crate::restore::from_url(url, rt.handle(), &opts) {
+    let restored = crate::restore::open_url_trusting(url, trust)
+        .and_then(|client| crate::restore::restore(&client, rt.handle(), &opts));
+    match restored {
         Ok(crate::restore::RestoreOutcome::Restored { .. }) => {}
         Ok(_) => {
             return Err(MemoryError::NoBackup {
