@@ -454,3 +454,33 @@ fn pull_from_a_replica_over_tls_uses_the_ca_file() {
     insecure.ok(&["pull", "--insecure"]);
     drop(srv);
 }
+
+/// A memory in another of the service's stores (v12's `store` partition) keeps its store when
+/// it is pulled from the server's replica, and its vector lands in that partition, where the
+/// service searches it (before: every memory was written to `default`).
+#[test]
+fn a_replica_pull_keeps_each_memory_in_its_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let url = format!("{}/api/memories", remote.url());
+    let (status, body) = common::mms::curl(
+        "POST",
+        &url,
+        Some(&json!({"content": "kept in the work store", "tags": ["w"], "store": "work"})),
+    );
+    assert!(status == 200 || status == 201, "{body}");
+    let replica = format!("file://{}", dir.path().join("replica").display());
+    replicate_once(&remote, &replica);
+    m.with("REMOTE_MEMORY_REPLICA", &replica).ok(&["pull"]);
+    common::register_vec();
+    let c = rusqlite::Connection::open(local.db()).unwrap();
+    let (store, partition): (String, String) = c
+        .query_row(
+            "SELECT m.store, e.store FROM memories m JOIN memory_embeddings e ON e.rowid = m.id
+              WHERE m.content = 'kept in the work store'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((store.as_str(), partition.as_str()), ("work", "work"));
+}

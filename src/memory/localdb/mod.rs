@@ -33,6 +33,8 @@ pub struct LocalMemory {
     pub deleted_at: Option<f64>,
     /// Written without its embedding (the service's `embedding_pending` flag).
     pub embedding_pending: bool,
+    /// The service's `store` partition (v12; `None` where the table has no such column).
+    pub store: Option<String>,
 }
 
 /// What a pull compares before it writes a row: the row as it was read when the pull was
@@ -213,6 +215,7 @@ impl LocalDb {
     fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LocalMemory> {
         row(r)
     }
+
     pub fn get(&self, hash: &ContentHash) -> Result<Option<LocalMemory>, LocalDbError> {
         self.conn
             .query_row(
@@ -341,8 +344,13 @@ fn select(columns: &HashSet<String>) -> String {
     } else {
         "0"
     };
+    let store = if columns.contains("store") {
+        "store"
+    } else {
+        "NULL"
+    };
     format!(
-        "SELECT id, content_hash, content, tags, memory_type, metadata, created_at, {updated}, {deleted}, {pending} FROM memories"
+        "SELECT id, content_hash, content, tags, memory_type, metadata, created_at, {updated}, {deleted}, {pending}, {store} FROM memories"
     )
 }
 
@@ -365,6 +373,7 @@ pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LocalMemory> {
         updated_at: r.get::<_, Option<f64>>(7)?.unwrap_or(0.0),
         deleted_at: r.get(8)?,
         embedding_pending: r.get::<_, Option<i64>>(9)?.unwrap_or(0) != 0,
+        store: r.get(10)?,
     })
 }
 

@@ -20,6 +20,9 @@ pub struct NewMemory<'a> {
     pub updated_at: f64,
     /// Little-endian f32s, as sqlite-vec stores them.
     pub embedding: Option<&'a [u8]>,
+    /// The `store` partition (v12) when known; else a new row gets the service's default and
+    /// an existing one keeps its own.
+    pub store: Option<&'a str>,
 }
 
 /// Writes inside one transaction of [`LocalDb::write`].
@@ -81,6 +84,9 @@ impl Writer<'_> {
         opt("created_at_iso", iso(m.created_at).into());
         opt("updated_at_iso", iso(m.updated_at).into());
         opt("deleted_at", rusqlite::types::Value::Null);
+        if let Some(store) = m.store {
+            opt("store", store.to_owned().into());
+        }
         // A row without a vector is flagged as the service does; a live row keeps its flag
         // (and its vector) unless a vector comes with it.
         if usable || !had_vector {
@@ -124,9 +130,19 @@ impl Writer<'_> {
             self.tx
                 .execute("DELETE FROM memory_embeddings WHERE rowid = ?1", [id])?;
             if partitioned {
+                // The row's own partition: the service searches one store at a time.
+                let store: String = if self.columns.contains("store") {
+                    self.tx.query_row(
+                        "SELECT COALESCE(store, 'default') FROM memories WHERE id = ?1",
+                        [id],
+                        |r| r.get(0),
+                    )?
+                } else {
+                    "default".to_owned()
+                };
                 self.tx.execute(
-                    "INSERT INTO memory_embeddings (rowid, content_embedding, store) VALUES (?1, ?2, 'default')",
-                    params![id, m.embedding],
+                    "INSERT INTO memory_embeddings (rowid, content_embedding, store) VALUES (?1, ?2, ?3)",
+                    params![id, m.embedding, store],
                 )?;
             } else {
                 self.tx.execute(

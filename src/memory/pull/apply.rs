@@ -186,6 +186,7 @@ pub fn apply(
                         created_at: rec.created_at,
                         updated_at: rec.updated_at,
                         embedding: rec.embedding.as_deref(),
+                        store: rec.store.as_deref(),
                     })?,
                     Write::Delete(h) => w.soft_delete(h, t)?,
                 }

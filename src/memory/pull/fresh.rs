@@ -114,6 +114,7 @@ pub fn freshen(
                     updated_at: m.updated_at.unwrap_or(created),
                     deleted_at: None,
                     embedding: None,
+                    store: None,
                 });
             }
             (None, Some(i)) => {

@@ -21,6 +21,8 @@ pub struct RemoteRecord {
     /// Set for a tombstone (only a replica shows them).
     pub deleted_at: Option<f64>,
     pub embedding: Option<Vec<u8>>,
+    /// The service's `store` partition (v12), when the source shows it (a replica does).
+    pub store: Option<String>,
 }
 
 /// The server's memories as read from one source.
@@ -49,6 +51,7 @@ pub fn fetch_rest(client: &RemoteClient, tags: &[String]) -> Result<RemoteState,
         for m in p.memories {
             let created = m.created_at.unwrap_or(0.0);
             seen.entry(m.content_hash.clone()).or_insert(RemoteRecord {
+                store: None,
                 hash: m.content_hash,
                 content: m.content,
                 fields: Fields {
@@ -180,6 +183,7 @@ pub fn fetch_replica(
             updated_at: m.updated_at,
             deleted_at: m.deleted_at,
             embedding,
+            store: m.store,
         });
     }
     Ok(RemoteState {
