@@ -166,6 +166,9 @@ fn exit_codes_say_what_is_left_and_one_row_can_be_dropped_or_edited() {
     assert!(err.contains("not waiting"), "{err}");
     let err = m.fails(&["edit", "999", "--tags", "x"]);
     assert!(err.contains("#999"), "{err}");
+    // An empty type changes nothing, so it is refused rather than reported as an edit.
+    let err = m.fails(&["edit", "999", "--type", " "]);
+    assert!(err.contains("--type is empty"), "{err}");
     m.ok(&["push"]);
     m.ok(&["sync"]);
 

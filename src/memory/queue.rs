@@ -213,6 +213,12 @@ pub fn edit_row(
             "edit: nothing to change (give --tags and/or --type)".into(),
         ));
     }
+    if memory_type.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        return Err(MemoryError::Invalid(
+            "edit: --type is empty (give a type, e.g. --type note; a memory's type cannot be removed)"
+                .into(),
+        ));
+    }
     let st = open(ctx)?;
     let item = waiting_row(&st, id, "edit")?;
     let fields = Fields {
