@@ -92,6 +92,12 @@ pub fn set_output(stdout: bool, json: bool) {
 }
 
 /// Sets the line shape, keeping where lines go.
+/// Whether log lines are JSON (`-log-format json`): other lines a command echoes to the log's
+/// stream follow suit.
+pub fn is_json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
 pub fn set_format(format: Format) {
     init();
     JSON.store(format == Format::Json, Ordering::Relaxed);

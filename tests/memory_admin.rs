@@ -156,6 +156,24 @@ fn settings_come_from_flags_then_environment_then_file() {
         String::from_utf8_lossy(&o.stderr).contains("store staged #1"),
         "{o:?}"
     );
+    // With JSON logs, those lines are JSON too.
+    let o = file_only.with("SYNC_VERBOSE", "1").run(&[
+        "--log-format",
+        "json",
+        "store",
+        "--offline",
+        "said in json",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("staged #2"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(
+        (v["level"].as_str(), v["op"].as_str()),
+        (Some("INFO"), Some("store"))
+    );
     // A typo in the file is an error naming the key and the line.
     std::fs::write(&cfg, "{\n \"remote\": {\"hots\": \"x\"}\n}").unwrap();
     let err = file_only.fails(&["status"]);

@@ -42,7 +42,17 @@ impl SyncLog {
         let text = format!("{ts} {op} {msg}\n");
         if self.echo {
             super::progress::clear();
-            eprint!("{text}");
+            if crate::log::is_json() {
+                let s = |x: &str| serde_json::Value::from(x).to_string();
+                eprintln!(
+                    "{{\"time\":{},\"level\":\"INFO\",\"msg\":{},\"op\":{}}}",
+                    s(&ts.to_string()),
+                    s(&msg),
+                    s(op)
+                );
+            } else {
+                eprint!("{text}");
+            }
         }
         let res = (|| {
             if let Some(d) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
