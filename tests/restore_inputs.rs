@@ -86,6 +86,28 @@ fn a_plain_path_to_a_replica_directory_needs_no_config() {
     assert!(e.contains("-o"), "{e}");
     let e = err(&run_in(d.path(), &[], &["snapshots", "nothing/here"]));
     assert!(e.contains("not a replica directory"), "{e}");
+    // `-replica` with a replica directory or URL may name only that replica (before: with a
+    // directory, its own name was refused as "not a replica directory"; with a URL, any name
+    // was ignored).
+    let args = [
+        "restore",
+        "-o",
+        "named.db",
+        "-replica",
+        "file",
+        "backup/sqlite_vec.db",
+    ];
+    ok(&run_in(d.path(), &[], &args));
+    let url = format!("file://{}", d.path().join("backup/sqlite_vec.db").display());
+    for target in ["backup/sqlite_vec.db", url.as_str()] {
+        let args = ["restore", "-o", "other.db", "-replica", "nosuch", target];
+        let e = err(&run_in(d.path(), &[], &args));
+        assert!(
+            e.contains("-replica nosuch") && e.contains("itself a replica"),
+            "{e}"
+        );
+    }
+    assert!(!d.path().join("other.db").exists());
 }
 
 #[test]

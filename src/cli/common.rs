@@ -68,8 +68,17 @@ pub(super) fn resolve(
     target: &str,
     replica: Option<&str>,
 ) -> Result<(Option<PathBuf>, Vec<ReplicaConfig>), CliError> {
+    // A URL or a replica directory is one replica: `-replica` may only name it.
+    let only = |r: ReplicaConfig| match replica {
+        Some(n) if n != r.name => Err(CliError::NotThatReplica {
+            name: n.to_owned(),
+            target: target.to_owned(),
+            has: r.name.clone(),
+        }),
+        _ => Ok((None, vec![r])),
+    };
     if target.contains("://") {
-        return Ok((None, vec![config::replica_from_url(target)?]));
+        return only(config::replica_from_url(target)?);
     }
     let path = std::path::absolute(target).map_err(|source| CliError::Path {
         path: target.into(),
@@ -78,7 +87,7 @@ pub(super) fn resolve(
     // A plain path that is not a database of the config (or with no config at all) but a
     // directory holding a replica is that file replica, as the guide writes it
     // (`memsync snapshots backup/sqlite_vec.db`).
-    let as_replica = || -> Option<Vec<ReplicaConfig>> {
+    let as_replica = || -> Option<ReplicaConfig> {
         let is_replica = path.is_dir()
             && [
                 replica_formats::SNAPSHOTS_DIR,
@@ -86,18 +95,16 @@ pub(super) fn resolve(
             ]
             .iter()
             .any(|d| path.join(d).is_dir());
-        if !is_replica || replica.is_some() {
+        if !is_replica {
             return None;
         }
-        config::replica_from_url(&path.to_string_lossy())
-            .ok()
-            .map(|r| vec![r])
+        config::replica_from_url(&path.to_string_lossy()).ok()
     };
     let cfg = match load_config(cfg) {
         Ok(c) => c,
         Err(e) => {
             return match as_replica() {
-                Some(r) => Ok((None, r)),
+                Some(r) => only(r),
                 None if cfg.config.is_none() && default_config_path().is_none() => {
                     Err(CliError::NotAReplica { path })
                 }
@@ -120,7 +127,7 @@ pub(super) fn resolve(
         .or_else(in_dir)
     else {
         if let Some(r) = as_replica() {
-            return Ok((None, r));
+            return only(r);
         }
         return Err(CliError::NotInConfig {
             db: path,

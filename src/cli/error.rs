@@ -107,6 +107,18 @@ pub enum CliError {
         /// The name asked for.
         name: String,
     },
+    /// `-replica NAME` with a replica URL or directory, which is one replica of another name.
+    #[error(
+        "-replica {name}: {target} is itself a replica (named {has:?}); -replica chooses among the replicas a config gives a database"
+    )]
+    NotThatReplica {
+        /// The name asked for.
+        name: String,
+        /// The URL or directory given.
+        target: String,
+        /// The name that replica has.
+        has: String,
+    },
     /// The replica to read from does not exist.
     #[error("replica {0} does not exist")]
     MissingReplica(String),
@@ -232,6 +244,7 @@ impl CliError {
             CliError::NotAReplica { .. }
             | CliError::NotInConfig { .. }
             | CliError::NoSuchReplica { .. }
+            | CliError::NotThatReplica { .. }
             | CliError::NotADirectory { .. }
             | CliError::NoDatabases(_)
             | CliError::MissingReplica(_)
