@@ -56,3 +56,39 @@ fn a_file_replica_on_another_file_system_gets_copies() {
         "no segment was copied, only {files:?} on the replica"
     );
 }
+
+/// What a replicator killed while copying left under a temporary name is removed by the next
+/// one (before: a killed snapshot copy stayed on the replica for ever, 21 MB in the tester's
+/// case); a temporary file of a process that still runs is left alone.
+#[test]
+fn a_killed_copy_leaves_nothing_behind_after_the_next_start() {
+    let s = Scene::new("", "");
+    let app = create_memdb(&s.db);
+    insert_memories(&app, 1..=5);
+    let once = || {
+        let o = run(&["replicate", "-once", "-config", s.config.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    once();
+    // A pid above Linux's largest possible one: no such process.
+    let dead = s
+        .replica
+        .join("snapshots/0000000000000001-0000000000000001.snap.4194399.tmp");
+    let staged = s
+        .replica
+        .join("segments/0/0000000000000002-0000000000000002-0000000000000002.seg#17");
+    let alive = s.replica.join(format!(
+        "snapshots/0000000000000001-0000000000000001.snap.{}.tmp",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(staged.parent().unwrap()).unwrap();
+    for p in [&dead, &staged, &alive] {
+        std::fs::write(p, b"half a copy").unwrap();
+    }
+    insert_memory(&app, 6);
+    once();
+    assert!(!dead.exists() && !staged.exists(), "stale copies left");
+    assert!(alive.exists(), "a running process's file was removed");
+    let out = s.restore("after.db", &[]);
+    assert_same(&app, &check_sound(&out));
+}

@@ -127,6 +127,13 @@ impl ReplicaClient {
     }
 
     /// The local directory of a file replica.
+    /// For a file replica, removes the temporary files of a replicator killed part way (see
+    /// `local::remove_stale_temps`); how many.
+    pub fn remove_stale_temps(&self) -> usize {
+        self.local_dir()
+            .map_or(0, |d| super::local::remove_stale_temps(d))
+    }
+
     fn local_dir(&self) -> Option<&std::path::PathBuf> {
         match &self.backing {
             Backing::Dir(d) => Some(d),

@@ -144,3 +144,41 @@ pub(super) enum Side {
     Read(std::io::Error),
     Write(std::io::Error),
 }
+
+/// Removes what an earlier replicator killed part way left in a file replica: copies under a
+/// temporary name (`<file>.<pid>.tmp`, see `fsutil::temp_sibling`) of a process that no longer
+/// runs, and object_store's staged uploads (`<file>#<n>`). Only a replica's own replicator
+/// writes there (its lineage record says which), so nothing else owns them. Returns how many.
+pub(crate) fn remove_stale_temps(dir: &Path) -> usize {
+    let me = std::process::id();
+    let stale = |name: &str| {
+        if let Some(rest) = name.strip_suffix(".tmp")
+            && let Some((_, pid)) = rest.rsplit_once('.')
+            && let Ok(pid) = pid.parse::<u32>()
+        {
+            return pid != me && !crate::platform::process_alive(pid);
+        }
+        name.rsplit_once('#')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut dirs = vec![dir.to_path_buf(), dir.join(replica_formats::SNAPSHOTS_DIR)];
+    if let Ok(levels) = std::fs::read_dir(dir.join(replica_formats::SEGMENTS_DIR)) {
+        dirs.extend(levels.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    let mut removed = 0;
+    for d in dirs {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if stale(&name.to_string_lossy())
+                && e.file_type().is_ok_and(|t| t.is_file())
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}

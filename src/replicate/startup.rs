@@ -86,6 +86,14 @@ impl Start {
                 permanent: !matches!(error, LineageError::Replica(_)),
                 error,
             })?;
+        // The replica is this replicator's now: what a killed one left half-copied goes.
+        let stale = self.client.remove_stale_temps();
+        if stale > 0 {
+            tracing::info!(
+                "{}: removed {stale} temporary files a replicator stopped part way left",
+                self.client.name()
+            );
+        }
         let listing = self.client.list().await.map_err(transient)?;
         let restart = catchup::check(&self.client, &listing, &self.spool, &self.spool_keys)
             .await
