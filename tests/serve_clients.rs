@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::serve::{KEY, Server, files_under, make_cert, rt, scene};
 use reqwest::{Method, StatusCode};
 
