@@ -19,6 +19,18 @@ fn named_path(out: &str, marker: &str) -> PathBuf {
     PathBuf::from(rest.lines().next().unwrap().trim())
 }
 
+/// The rows a repair salvaged and those it could not read, from its message.
+fn repair_counts(out: &str) -> (usize, usize) {
+    let count = |marker: &str| -> usize {
+        out.split(marker)
+            .next()
+            .and_then(|s| s.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count before {marker:?} in: {out}"))
+    };
+    (count(" rows salvaged"), count(" could not be read"))
+}
+
 fn read_json(p: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
@@ -126,18 +138,7 @@ fn two_repairs_in_one_second_keep_both_damaged_files_and_count_what_was_lost() {
     }
     damage_a_table_leaf(&m.staging_path());
     let first = m.ok(&["repair"]);
-    let salvaged: usize = first
-        .split(" rows salvaged")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no salvage count in: {first}"));
-    let lost: usize = first
-        .split(" could not be read")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count of unreadable rows in: {first}"));
+    let (salvaged, lost) = repair_counts(&first);
     assert!(lost > 0 && salvaged + lost == 40, "{first}");
     assert_eq!(m.staged("pending") as usize, salvaged);
     // Damaged again at once: the second repair keeps its own damaged file.
@@ -436,18 +437,7 @@ fn a_repair_is_all_or_nothing_and_keeps_the_merge_base() {
         .run(&["repair"]);
     assert!(!killed.status.success());
     let out = m.ok(&["repair"]);
-    let salvaged: usize = out
-        .split(" rows salvaged")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no salvage count in: {out}"));
-    let lost: usize = out
-        .split(" could not be read")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
+    let (salvaged, lost) = repair_counts(&out);
     assert!(lost > 0 && salvaged + lost == 40, "{out}");
     assert!(out.contains("merge base of 1 memories kept"), "{out}");
     m.ok(&["sync"]);

@@ -117,12 +117,7 @@ pub fn plan_restore(keys: &[ObjectKey], target: Target) -> Result<RestorePlan, P
         .collect();
     snapshots.sort_by(|a, b| b.cmp(a));
     if snapshots.is_empty() {
-        let oldest = keys
-            .iter()
-            .filter(|k| k.is_snapshot())
-            .map(ObjectKey::max_txid)
-            .min();
-        return Err(PlanError::NoSnapshot { oldest });
+        return Err(no_snapshot(keys));
     }
     let mut first_err = None;
     for snap in snapshots {
@@ -145,27 +140,38 @@ pub fn plan_restore(keys: &[ObjectKey], target: Target) -> Result<RestorePlan, P
 fn plan_at(keys: &[ObjectKey], ts: Timestamp) -> Result<RestorePlan, PlanError> {
     let target = Target::Timestamp(ts);
     let Some(point) = crate::points::point_at_or_before(keys, ts) else {
-        let oldest = keys
-            .iter()
-            .filter(|k| k.is_snapshot())
-            .map(ObjectKey::max_txid)
-            .min();
-        return Err(PlanError::NoSnapshot { oldest });
+        return Err(no_snapshot(keys));
     };
-    let beyond =
-        |k: &&ObjectKey| target.admits(k) && k.max_txid() > point.txid && !covered(keys, k);
-    if keys.iter().any(|k| beyond(&k)) {
-        let next_available = keys
-            .iter()
-            .map(ObjectKey::min_txid)
-            .filter(|&m| m > point.txid)
-            .min();
-        return Err(PlanError::Gap {
-            at: point.txid,
-            next_available,
-        });
+    if let Some(gap) = gap_after(keys, point.txid, target) {
+        return Err(gap);
     }
     plan_restore(keys, Target::TxId(point.txid))
+}
+
+/// No snapshot serves the target: the error names the oldest one there is.
+fn no_snapshot(keys: &[ObjectKey]) -> PlanError {
+    let oldest = keys
+        .iter()
+        .filter(|k| k.is_snapshot())
+        .map(ObjectKey::max_txid)
+        .min();
+    PlanError::NoSnapshot { oldest }
+}
+
+/// A hole after `end`: a file the target admits ends past `end`, and no file of a higher level
+/// covers it (then it is what is left of a finer tier whose older files aged out: retention
+/// drops a level's files one by one, and `end` is the newest restore point at or before the
+/// target).
+fn gap_after(keys: &[ObjectKey], end: TxId, target: Target) -> Option<PlanError> {
+    let beyond = |k: &ObjectKey| target.admits(k) && k.max_txid() > end && !covered(keys, k);
+    keys.iter().any(beyond).then(|| PlanError::Gap {
+        at: end,
+        next_available: keys
+            .iter()
+            .map(ObjectKey::min_txid)
+            .filter(|&m| m > end)
+            .min(),
+    })
 }
 
 fn try_snapshot(
@@ -177,21 +183,8 @@ fn try_snapshot(
     let end = segments
         .last()
         .map_or(snapshot.max_txid(), ObjectKey::max_txid);
-    // A file beyond the chain's end is a hole, unless a file of a higher level covers it:
-    // then it is what is left of a finer tier whose older files aged out (retention drops a
-    // level's files one by one), and the newest restore point at or before the target is the
-    // chain's end.
-    let beyond = |k: &ObjectKey| target.admits(k) && k.max_txid() > end && !covered(keys, k);
-    if keys.iter().any(beyond) {
-        let next_available = keys
-            .iter()
-            .map(ObjectKey::min_txid)
-            .filter(|&m| m > end)
-            .min();
-        return Err(PlanError::Gap {
-            at: end,
-            next_available,
-        });
+    if let Some(gap) = gap_after(keys, end, target) {
+        return Err(gap);
     }
     if let Target::TxId(t) = target
         && end != t

@@ -329,28 +329,20 @@ impl LocalDb {
 
 /// The `SELECT` of a memory row with the columns this database has.
 fn select(columns: &HashSet<String>) -> String {
-    let deleted = if columns.contains("deleted_at") {
-        "deleted_at"
-    } else {
-        "NULL"
-    };
-    let updated = if columns.contains("updated_at") {
-        "updated_at"
-    } else {
-        "created_at"
-    };
-    let pending = if columns.contains("embedding_pending") {
-        "embedding_pending"
-    } else {
-        "0"
-    };
-    let store = if columns.contains("store") {
-        "store"
-    } else {
-        "NULL"
+    // A column an older schema lacks reads as a stand-in.
+    let col = |name: &'static str, instead: &'static str| {
+        if columns.contains(name) {
+            name
+        } else {
+            instead
+        }
     };
     format!(
-        "SELECT id, content_hash, content, tags, memory_type, metadata, created_at, {updated}, {deleted}, {pending}, {store} FROM memories"
+        "SELECT id, content_hash, content, tags, memory_type, metadata, created_at, {}, {}, {}, {} FROM memories",
+        col("updated_at", "created_at"),
+        col("deleted_at", "NULL"),
+        col("embedding_pending", "0"),
+        col("store", "NULL"),
     )
 }
 
