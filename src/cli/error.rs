@@ -112,11 +112,9 @@ pub enum CliError {
         "-replica {name}: {target} is itself a replica (named {has:?}); -replica chooses among the replicas a config gives a database"
     )]
     NotThatReplica {
-        /// The name asked for.
+        /// The name asked for, the URL or directory given, and that replica's name.
         name: String,
-        /// The URL or directory given.
         target: String,
-        /// The name that replica has.
         has: String,
     },
     /// The replica to read from does not exist.

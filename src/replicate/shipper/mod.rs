@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use replica_formats::{ObjectKey, TxId, chain_after, retention_victims};
+use replica_formats::{ObjectKey, TxId, chain_after};
 use tokio::sync::watch;
 
 use super::catchup::Restart;
@@ -285,97 +285,6 @@ impl Shipper {
         self.snapshot_wanted.store(true, Ordering::Relaxed);
     }
 
-    /// After uploading a compacted segment, schedules the deletion of the lower-level segments
-    /// it replaces.
-    async fn drop_covered(&mut self, key: &ObjectKey) -> Result<(), ReplicaError> {
-        if key.is_snapshot() || key.level().is_none_or(|l| l.get() == 0) {
-            return Ok(());
-        }
-        // Lower levels, and pieces of a busy bucket consolidated at the same level.
-        let covered: Vec<ObjectKey> = self
-            .known
-            .iter()
-            .filter(|k| !k.is_snapshot() && k.level() <= key.level() && *k != key)
-            .filter(|k| k.min_txid() >= key.min_txid() && k.max_txid() <= key.max_txid())
-            .copied()
-            .collect();
-        let now = Instant::now();
-        let wall = crate::sqlite::capture::now_ms().get();
-        for k in covered {
-            self.known.remove(&k);
-            // A piece of a bucket adds nothing to its tier's points: it goes after the grace.
-            let keep = match k.level() {
-                l if l == key.level() => Duration::ZERO,
-                l => self.tiers.keep(l.map_or(0, |l| l.get())),
-            }
-            .min(self.retention);
-            let left = (k.timestamp().get() + keep.as_millis() as i64 - wall).max(0);
-            let tier = now + Duration::from_millis(left as u64);
-            let grace = now + DELETE_GRACE;
-            match self.doomed.iter_mut().find(|(t, _, _)| *t == tier) {
-                Some((_, _, keys)) => keys.push(k),
-                None => self.doomed.push((tier, grace, vec![k])),
-            }
-        }
-        Ok(())
-    }
-
-    /// Deletes the replaced files whose time is up; `shutdown` skips the grace (no restore of
-    /// this process reads them any more; the rest is scheduled again at next start).
-    pub async fn delete_doomed(&mut self, shutdown: bool) -> Result<(), ReplicaError> {
-        let now = Instant::now();
-        let is_due = |(tier, grace, _): &(Instant, Instant, Vec<ObjectKey>)| {
-            *tier <= now && (shutdown || *grace <= now)
-        };
-        let due: Vec<ObjectKey> = self
-            .doomed
-            .iter()
-            .filter(|d| is_due(d))
-            .flat_map(|(_, _, keys)| keys.iter().copied())
-            .collect();
-        if due.is_empty() {
-            return Ok(());
-        }
-        self.client.delete(&due).await?;
-        self.doomed.retain(|d| !is_due(d));
-        Ok(())
-    }
-
-    /// Deletes what is older than the retention window, keeping everything a restore to any
-    /// point inside the window needs: the newest snapshot taken before the window starts, and
-    /// every file after it. Nothing is deleted unless the chain from that snapshot to the
-    /// replica's newest position is intact.
-    pub async fn enforce_retention(&mut self) -> Result<usize, ReplicaError> {
-        let now = replica_formats::Timestamp::from_millis(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-        );
-        let keys: Vec<ObjectKey> = self.known.iter().cloned().collect();
-        let doomed = retention_victims(&keys, now, self.retention);
-        if doomed.is_empty() {
-            return Ok(0);
-        }
-        self.client.delete(&doomed).await?;
-        for k in &doomed {
-            self.known.remove(k);
-        }
-        Ok(doomed.len())
-    }
-
-    /// When retention or a replaced file's deletion is next due (the shipping pass runs both).
-    fn upkeep_due(&self, last_retention: Instant) -> Instant {
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        let retention = last_retention
-            .checked_add(self.retention_check)
-            .unwrap_or(far)
-            .min(far);
-        self.doomed
-            .iter()
-            .map(|(tier, grace, _)| (*tier).max(*grace))
-            .fold(retention, Instant::min)
-    }
-
     /// Ships whenever the monitor publishes, no more often than the sync interval, enforces
     /// retention periodically, until `stop` turns true; then a last attempt bounded by
     /// `flush_timeout`.
@@ -513,3 +422,4 @@ impl Shipper {
 mod presence;
 #[cfg(test)]
 mod tests;
+mod upkeep;
