@@ -151,3 +151,53 @@ fn a_new_chain_after_a_crash_reaches_the_replica_without_further_commits() {
     let restored = check_sound(&s.restore("final.db", &["-integrity-check", "full"]));
     assert_same(&app, &restored);
 }
+
+/// `replicate -once` run again and again (from cron) on a database whose application closed
+/// cleanly in between (SQLite checkpointed and deleted its WAL) and changed nothing adds no
+/// file and no restore point; a change in between is still shipped (before: every run added an
+/// empty segment as a new position, so the history grew for ever).
+#[test]
+fn a_rerun_on_an_unchanged_database_adds_no_restore_point() {
+    let s = Scene::new("", "");
+    let once = || {
+        let o = run(&["replicate", "-once", "-config", s.config.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let files = || walk(&s.replica).len();
+    let app = create_memdb(&s.db);
+    insert_memories(&app, 1..=5);
+    drop(app);
+    once();
+    let before = files();
+    for _ in 0..3 {
+        // The application opens and closes the database, writing nothing.
+        drop(app_conn(&s.db));
+        once();
+    }
+    assert_eq!(files(), before, "{:?}", walk(&s.replica));
+    let app = app_conn(&s.db);
+    insert_memory(&app, 6);
+    drop(app);
+    once();
+    assert!(files() > before);
+    let out = s.restore("after.db", &[]);
+    assert_same(&app_conn(&s.db), &check_sound(&out));
+}
+
+/// Every file under `dir`, relative.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}

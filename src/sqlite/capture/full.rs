@@ -2,6 +2,7 @@
 //! the periodic self-check of the current position) and resynchronisation diffs (only the pages
 //! whose hash differs from the replicated state).
 
+use std::io;
 use std::sync::atomic::Ordering;
 
 use replica_formats::{DbChecksum, EncodeOptions, FileEncoder, FileKind, ObjectKey, TxId};
@@ -87,23 +88,53 @@ impl Capture {
         let opts = self.segment_options();
         let src = &self.src;
         let map = &mut self.cur.map;
+        let was = map.commit();
         map.begin();
         let res = self.sink.write(&key, &mut |w| {
             let mut enc = FileEncoder::new(w, &header, opts).map_err(fmt_err)?;
+            let mut changed = false;
             src.for_each_page(commit, |pgno, page| {
                 if map.set(pgno, page) {
+                    changed = true;
                     enc.write_page(pgno, page).map_err(fmt_err)?;
                 }
                 Ok(())
             })?;
+            if !changed && commit == was {
+                // The replicated state already: no file (a failed write leaves none).
+                return Err(io::Error::other(Unchanged));
+            }
             map.resize(commit);
             enc.finish(map.checksum()).map_err(fmt_err)?;
             Ok(())
         });
-        if res.is_ok() {
+        let unchanged = matches!(&res, Err(e) if e.get_ref().is_some_and(|i| i.is::<Unchanged>()));
+        if res.is_ok() || unchanged {
             self.cur.needs_resync = false;
             self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        if unchanged {
+            // Every page as replicated: no new position (a restart after the application closed
+            // cleanly, its WAL checkpointed and deleted, added an empty restore point each time).
+            self.cur.map.commit_changes();
+            tracing::info!(
+                "{}: no page differs from the replicated state; nothing to ship",
+                self.set.db.display()
+            );
+            return Ok(());
         }
         self.finish_write(&key, CaptureKind::Resync, res, 0)
     }
 }
+
+/// The full read found every page as replicated (see `write_diff`).
+#[derive(Debug)]
+struct Unchanged;
+
+impl std::fmt::Display for Unchanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no page differs from the replicated state")
+    }
+}
+
+impl std::error::Error for Unchanged {}
