@@ -10,6 +10,7 @@
 mod bench;
 mod common;
 mod error;
+mod exit;
 mod logging;
 mod pick;
 mod replication;
@@ -94,9 +95,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let cli = match Cli::try_parse_from(normalize_args(args)) {
         Ok(c) => c,
         Err(mut e) => {
-            error::best_suggestion_only(&mut e);
+            exit::best_suggestion_only(&mut e);
             let _ = e.print();
-            return error::usage_code(&e);
+            return exit::usage_code(&e);
         }
     };
     let res = logging::Overrides::from_args(
@@ -109,7 +110,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("memsync: error: {e}");
-            error::exit_code(&e)
+            exit::exit_code(&e)
         }
     }
 }

@@ -216,7 +216,7 @@ fn as_windows_service(a: RunArgs, log: Overrides) -> Result<i32, CliError> {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e}");
-            super::error::exit_code(&e)
+            super::exit::exit_code(&e)
         }
     });
     Ok(crate::service::host::run(body)?)
