@@ -20,6 +20,7 @@ mod glob;
 mod raw;
 mod scalars;
 mod tiers;
+mod toplevel;
 mod url;
 mod validate;
 pub mod zeroconf;
