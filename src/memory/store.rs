@@ -61,9 +61,6 @@ fn with_context(input: &StoreInput, host: &str) -> Fields {
 /// The type of a memory stored without `--type`.
 const DEFAULT_TYPE: &str = "note";
 
-/// Why a store of content the server holds with other fields is staged.
-const ALREADY_THERE: &str = "already on the server with other fields";
-
 /// `f` with the default type when it sets none.
 fn new_type(f: &Fields) -> Fields {
     Fields {
@@ -83,10 +80,10 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
     let fields = with_context(input, &host);
     let hash = ContentHash::of(&input.content);
     // A memory new to staging and to the server gets the default type; one merged into a
-    // staged row or a server version keeps theirs unless `--type` says otherwise.
-    let stage = |why: &str| -> Result<(i64, bool), MemoryError> {
+    // staged row or a server version (`on_server`) keeps theirs unless `--type` says otherwise.
+    let stage = |why: &str, on_server: bool| -> Result<(i64, bool), MemoryError> {
         let mut st = ctx.staging()?;
-        let new = st.open_for(&hash)?.is_none() && why != ALREADY_THERE;
+        let new = !on_server && st.open_for(&hash)?.is_none();
         let f = if new {
             new_type(&fields)
         } else {
@@ -98,7 +95,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
         Ok(r)
     };
     if input.offline {
-        let (id, new) = stage("--offline")?;
+        let (id, new) = stage("--offline", false)?;
         return Ok(staged_msg(id, new, &hash, "offline"));
     }
     let client = ctx.client()?;
@@ -137,7 +134,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
                     .line("store", &format!("already on server {}", hash.short()));
                 return Ok(format!("already on the server: {hash}"));
             }
-            let (id, _) = stage(ALREADY_THERE)?;
+            let (id, _) = stage("already on the server with other fields", true)?;
             let st = ctx.staging()?;
             let Some(item) = st.get(id)? else {
                 return Ok(format!("already on the server: {hash}"));
@@ -179,7 +176,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             // Kept. The push meets the deletion again and its conflict policy decides (settled
             // here, `push --conflict remote` could no longer keep the deletion); only `manual`
             // is recorded now, for `resolve-conflicts`.
-            let (id, new) = stage("deleted on the server")?;
+            let (id, new) = stage("deleted on the server", false)?;
             let staged = staged_msg(id, new, &hash, "deleted on the server");
             if ctx.settings.conflict != ConflictPolicy::Manual {
                 return Ok(format!(
@@ -203,13 +200,13 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             ))
         }
         Ok(StoreOutcome::Refused(reason)) => {
-            let (id, _) = stage(&format!("refused: {reason}"))?;
+            let (id, _) = stage(&format!("refused: {reason}"), false)?;
             let st = ctx.staging()?;
             st.mark_failed(id, &reason)?;
             Err(MemoryError::StoreRefused { id, reason })
         }
         Err(e) if e.is_transient() => {
-            let (id, new) = stage(&e.to_string())?;
+            let (id, new) = stage(&e.to_string(), false)?;
             Ok(format!(
                 "{}; server not reachable ({e}); run `memsync push` later",
                 staged_msg(id, new, &hash, "offline")
@@ -221,7 +218,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             | RemoteError::Malformed { .. }
             | RemoteError::Tls { .. }),
         ) => {
-            let (id, _) = stage(&e.to_string())?;
+            let (id, _) = stage(&e.to_string(), false)?;
             ctx.log.line("error", &format!("store: {e}"));
             Err(MemoryError::StagedOnly { id, cause: e })
         }

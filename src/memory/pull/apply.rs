@@ -198,21 +198,21 @@ pub fn apply(
     rep.edited_meanwhile = edited.len();
     // The new base: what the server has now, but for the rows edited meanwhile and the
     // conflicts left open.
-    let edited: std::collections::HashSet<ContentHash> =
+    let old_base: std::collections::HashSet<ContentHash> =
         edited.into_iter().chain(left_open).collect();
     let seen = plan
         .seen
         .iter()
-        .filter(|&&i| !edited.contains(&r[i].hash))
+        .filter(|&&i| !old_base.contains(&r[i].hash))
         .map(|&i| (&r[i].hash, &r[i].fields));
     let removed: Vec<ContentHash> = plan
         .remove
         .iter()
-        .filter(|h| !edited.contains(*h))
+        .filter(|h| !old_base.contains(*h))
         .cloned()
         .collect();
     let mut keep_base = plan.keep_base.clone();
-    keep_base.extend(edited.iter().cloned());
+    keep_base.extend(old_base.iter().cloned());
     staging
         .book()
         .set_pulled(seen, &removed, plan.full, &keep_base)?;

@@ -220,29 +220,21 @@ impl Upkeep<'_> {
         pulled: &[PulledRow],
         state: &[StateRow],
     ) -> Result<(), StagingError> {
-        self.st.exec("BEGIN", [])?;
-        let res = (|| {
+        self.write_tx(|st| {
             for (h, at, f) in pulled {
-                self.st.exec(
+                st.exec(
                     "INSERT OR REPLACE INTO pulled (content_hash, pulled_at, fields) VALUES (?1, ?2, ?3)",
                     params![h, at, f],
                 )?;
             }
             for (k, v, at) in state {
-                self.st.exec(
+                st.exec(
                     "INSERT OR REPLACE INTO sync_state (key, value, updated_at) VALUES (?1, ?2, ?3)",
                     params![k, v, at],
                 )?;
             }
-            Ok(())
-        })();
-        match res {
-            Ok(()) => self.st.exec("COMMIT", []).map(drop),
-            Err(e) => {
-                let _ = self.st.exec("ROLLBACK", []);
-                Err(e)
-            }
-        }
+            Ok::<_, StagingError>(())
+        })
     }
 
     /// A table's readable rows: a full scan, or id by id when the scan fails part way. The ids
