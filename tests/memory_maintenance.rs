@@ -136,11 +136,34 @@ fn two_repairs_in_one_second_keep_both_damaged_files_and_count_what_was_lost() {
     for i in 0..40 {
         m.ok(&["store", "--offline", &format!("staged {i} {pad}")]);
     }
+    let ids = |p: &Path| -> Vec<(i64, String)> {
+        let c = rusqlite::Connection::open(p).unwrap();
+        let mut s = c
+            .prepare("SELECT id, content FROM staged_memories ORDER BY id")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let before = ids(&m.staging_path());
     damage_a_table_leaf(&m.staging_path());
     let first = m.ok(&["repair"]);
     let (salvaged, lost) = repair_counts(&first);
     assert!(lost > 0 && salvaged + lost == 40, "{first}");
     assert_eq!(m.staged("pending") as usize, salvaged);
+    // The rows keep the ids `edit` and `drop` know them by (before: renumbered in the order
+    // they were read), and a new row does not take a lost row's id.
+    let after = ids(&m.staging_path());
+    let moved: Vec<i64> = after
+        .iter()
+        .filter(|r| !before.contains(r))
+        .map(|r| r.0)
+        .collect();
+    assert!(moved.is_empty(), "rows given other ids: {moved:?}");
+    m.ok(&["store", "--offline", "staged after the repair"]);
+    let newest = ids(&m.staging_path()).last().unwrap().0;
+    assert_eq!(newest, 41, "a lost row's id handed out again");
     // Damaged again at once: the second repair keeps its own damaged file.
     damage_a_table_leaf(&m.staging_path());
     let second = m.ok(&["repair"]);

@@ -172,28 +172,54 @@ pub fn archive(
 ) -> Result<String, MemoryError> {
     let mut db = LocalDb::open(&ctx.settings.memory_db)?;
     let cutoff = now() - older_than.as_secs_f64();
-    // Only memories the server holds (seen there at a pull) leave the local database: a
-    // local-only memory would then exist nowhere but in the archive file.
-    let on_server = Staging::open_existing(&ctx.settings.staging_db)?
+    // Only memories the server holds as they are here leave the local database: a local-only
+    // memory would then exist nowhere but in the archive file, and one edited here since the
+    // last sync (its fields differ from the common base, or a staged row waits) would take
+    // the edit with it, leaving the server's older version as the only live one.
+    let staging = Staging::open_existing(&ctx.settings.staging_db)?;
+    let on_server = staging
+        .as_ref()
         .map(|s| s.book().pulled())
         .transpose()?
         .unwrap_or_default();
-    let (old, local_only): (Vec<_>, Vec<_>) = db
-        .all()?
-        .into_iter()
-        .filter(|m| m.deleted_at.is_none() && m.created_at < cutoff)
-        .partition(|m| on_server.contains_key(&m.hash));
-    let note = if local_only.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; {} older memories exist only locally and were kept (memsync sync sends them to the server)",
-            local_only.len()
-        )
-    };
+    let mut old = Vec::new();
+    let (mut local_only, mut unsynced) = (0usize, 0usize);
+    for m in db.all()? {
+        if m.deleted_at.is_some() || m.created_at >= cutoff {
+            continue;
+        }
+        match on_server.get(&m.hash) {
+            None => local_only += 1,
+            Some(base) => {
+                let waiting = match &staging {
+                    Some(s) => s.knows_open(&m.hash)?,
+                    None => false,
+                };
+                let as_here = base
+                    .as_ref()
+                    .is_some_and(|b| !super::conflict::differs(b, &m.fields));
+                if waiting || !as_here {
+                    unsynced += 1;
+                } else {
+                    old.push(m);
+                }
+            }
+        }
+    }
+    let mut note = String::new();
+    if local_only > 0 {
+        note.push_str(&format!(
+            "; {local_only} older memories exist only locally and were kept (memsync sync sends them to the server)"
+        ));
+    }
+    if unsynced > 0 {
+        note.push_str(&format!(
+            "; {unsynced} older memories have changes the server does not have yet and were kept (run memsync sync, then archive again)"
+        ));
+    }
     if old.is_empty() {
         return Ok(format!(
-            "no memory older than {} that the server also holds{note}",
+            "no memory older than {} that the server holds as it is here{note}",
             humantime::format_duration(older_than)
         ));
     }

@@ -3,6 +3,10 @@
 
 use serde_json::{Map, Value};
 
+/// The type of a memory stored without one (a staged row may leave it unset until the push
+/// knows whether the server already holds the memory with a type of its own).
+pub const DEFAULT_TYPE: &str = "note";
+
 /// A memory's fields other than its content: what conflicts are about.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fields {

@@ -12,7 +12,7 @@ use super::ctx::Ctx;
 use super::hash::ContentHash;
 use super::host::hostname;
 use super::push::{self, PushReport};
-use super::record::Fields;
+use super::record::{DEFAULT_TYPE, Fields};
 use super::settings::ConflictPolicy;
 use super::settle::{self, Kind};
 use super::staging::State;
@@ -58,8 +58,14 @@ fn with_context(input: &StoreInput, host: &str) -> Fields {
     }
 }
 
-/// The type of a memory stored without `--type`.
-const DEFAULT_TYPE: &str = "note";
+/// What `store` knows of the server's copy when it stages a memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Server {
+    Holds,
+    Lacks,
+    /// Not asked, or no answer.
+    Unknown,
+}
 
 /// `f` with the default type when it sets none.
 fn new_type(f: &Fields) -> Fields {
@@ -79,11 +85,13 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
     let host = hostname();
     let fields = with_context(input, &host);
     let hash = ContentHash::of(&input.content);
-    // A memory new to staging and to the server gets the default type; one merged into a
-    // staged row or a server version (`on_server`) keeps theirs unless `--type` says otherwise.
-    let stage = |why: &str, on_server: bool| -> Result<(i64, bool), MemoryError> {
+    // A memory known to be new to the server (`Server::Lacks`) and to staging gets the default
+    // type; one merged into a staged row or a server version keeps theirs unless `--type`
+    // says otherwise. When the server could not be asked, the type stays unset: the push
+    // gives a memory new there the default, and one already there keeps its type.
+    let stage = |why: &str, server: Server| -> Result<(i64, bool), MemoryError> {
         let mut st = ctx.staging()?;
-        let new = !on_server && st.open_for(&hash)?.is_none();
+        let new = server == Server::Lacks && st.open_for(&hash)?.is_none();
         let f = if new {
             new_type(&fields)
         } else {
@@ -95,7 +103,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
         Ok(r)
     };
     if input.offline {
-        let (id, new) = stage("--offline", false)?;
+        let (id, new) = stage("--offline", Server::Unknown)?;
         return Ok(staged_msg(id, new, &hash, "offline"));
     }
     let client = ctx.client()?;
@@ -134,7 +142,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
                     .line("store", &format!("already on server {}", hash.short()));
                 return Ok(format!("already on the server: {hash}"));
             }
-            let (id, _) = stage("already on the server with other fields", true)?;
+            let (id, _) = stage("already on the server with other fields", Server::Holds)?;
             let st = ctx.staging()?;
             let Some(item) = st.get(id)? else {
                 return Ok(format!("already on the server: {hash}"));
@@ -176,7 +184,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             // Kept. The push meets the deletion again and its conflict policy decides (settled
             // here, `push --conflict remote` could no longer keep the deletion); only `manual`
             // is recorded now, for `resolve-conflicts`.
-            let (id, new) = stage("deleted on the server", false)?;
+            let (id, new) = stage("deleted on the server", Server::Lacks)?;
             let staged = staged_msg(id, new, &hash, "deleted on the server");
             if ctx.settings.conflict != ConflictPolicy::Manual {
                 return Ok(format!(
@@ -200,13 +208,13 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             ))
         }
         Ok(StoreOutcome::Refused(reason)) => {
-            let (id, _) = stage(&format!("refused: {reason}"), false)?;
+            let (id, _) = stage(&format!("refused: {reason}"), Server::Lacks)?;
             let st = ctx.staging()?;
             st.mark_failed(id, &reason)?;
             Err(MemoryError::StoreRefused { id, reason })
         }
         Err(e) if e.is_transient() => {
-            let (id, new) = stage(&e.to_string(), false)?;
+            let (id, new) = stage(&e.to_string(), Server::Unknown)?;
             Ok(format!(
                 "{}; server not reachable ({e}); run `memsync push` later",
                 staged_msg(id, new, &hash, "offline")
@@ -218,7 +226,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             | RemoteError::Malformed { .. }
             | RemoteError::Tls { .. }),
         ) => {
-            let (id, _) = stage(&e.to_string(), false)?;
+            let (id, _) = stage(&e.to_string(), Server::Unknown)?;
             ctx.log.line("error", &format!("store: {e}"));
             Err(MemoryError::StagedOnly { id, cause: e })
         }

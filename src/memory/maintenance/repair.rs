@@ -113,9 +113,9 @@ fn rebuild(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
 fn fill(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
     let fresh = Staging::open(path)?;
     let mut waiting = 0;
-    let mut ids = std::collections::HashMap::new();
+    let mut ids = std::collections::HashSet::new();
     for r in &s.rows {
-        ids.insert(r.id, fresh.upkeep().insert_copy(r)?);
+        ids.insert(fresh.upkeep().insert_copy(r)?);
         if matches!(r.state, State::Pending | State::Failed | State::Conflict) {
             waiting += 1;
         }
@@ -125,21 +125,14 @@ fn fill(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
     let mut records = 0;
     let mut orphans = 0;
     for c in &s.conflicts {
-        match ids.get(&c.staged_id) {
-            Some(&id) => {
-                fresh.conflict_log().record(
-                    id,
-                    &c.hash,
-                    &c.kind,
-                    &c.local,
-                    c.remote.as_ref(),
-                    c.resolution.as_deref(),
-                )?;
-                records += 1;
-            }
-            _ => orphans += 1,
+        if ids.contains(&c.staged_id) {
+            fresh.conflict_log().copy(c)?;
+            records += 1;
+        } else {
+            orphans += 1;
         }
     }
+    fresh.upkeep().raise_sequences(&s.sequences)?;
     fresh.upkeep().insert_book(
         s.pulled.as_deref().unwrap_or_default(),
         s.state.as_deref().unwrap_or_default(),

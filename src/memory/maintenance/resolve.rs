@@ -143,6 +143,13 @@ pub fn resolve_conflicts(
         // The local database shows the decision (the next pull would otherwise send the old
         // local version back).
         settle::show_locally(&ctx.settings.memory_db, &c.hash, &view)?;
+        // The decision was taken against the server's version in the record: that is the
+        // common base from now on. With the old one, the next push or pull would meet the
+        // server's side as a change made since and decide the conflict again, by whatever
+        // policy it runs under (undoing the user's choice).
+        if let Some(r) = &c.remote {
+            st.book().set_base(&c.hash, r)?;
+        }
         st.conflict_log().close(c.id, policy.as_str())?;
         settled += 1;
         out.push(format!("#{} settled: {}", c.id, policy.as_str()));

@@ -245,6 +245,9 @@ pub fn plan(
         let b = base.get(&l.hash).cloned().flatten();
         match staged {
             Some(s) if s.state == State::Conflict => plan.unchanged += 1,
+            // A decision to bring it back (a settled deleted-remotely conflict, or a store
+            // meant to revive it) waits for push: not a new conflict to decide again.
+            Some(s) if s.op == Operation::Store && s.restore_deleted => plan.unchanged += 1,
             // Deleted there while a delete waits here: the same wish, no conflict.
             Some(s) if s.op == Operation::Delete => plan.remove.push(l.hash),
             Some(s) => plan.conflicts.push(PlannedConflict {

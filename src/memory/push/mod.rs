@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::MemoryError;
 use super::client::{RemoteClient, RemoteError, StoreOutcome, StoreRequest, UpdateOutcome};
 use super::conflict;
-use super::record::Fields;
+use super::record::{DEFAULT_TYPE, Fields};
 use super::settings::Settings;
 use super::settle::{self, Kind};
 use super::staging::{Operation, Staged, Staging, State};
@@ -22,7 +22,9 @@ fn request<'a>(item: &'a Staged, tags: &'a [String], host: &'a str) -> StoreRequ
     StoreRequest {
         content: &item.content,
         tags,
-        memory_type: item.fields.memory_type.as_deref(),
+        // A row staged without a type (the server could not be asked) is new there when it
+        // is stored: the default, as an online `store` gives it.
+        memory_type: item.fields.memory_type.as_deref().or(Some(DEFAULT_TYPE)),
         metadata: &item.fields.metadata,
         client_hostname: Some(host),
         restore_deleted: item.restore_deleted,

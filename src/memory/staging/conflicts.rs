@@ -61,6 +61,29 @@ impl ConflictLog<'_> {
         Ok(self.st.conn.last_insert_rowid())
     }
 
+    /// Copies a salvaged record as it was (its id, which `resolve-conflicts --id` takes, and
+    /// when it was detected, which tells a local edit made since from the recorded side), for
+    /// a rebuild.
+    pub fn copy(&self, c: &ConflictRecord) -> Result<(), StagingError> {
+        self.st
+            .exec(
+                "INSERT INTO conflicts (id, staged_id, content_hash, kind, local, remote,
+                   detected_at, resolution, resolved_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    c.id,
+                    c.staged_id,
+                    c.hash.as_str(),
+                    c.kind,
+                    c.local.to_json(),
+                    c.remote.as_ref().map(Fields::to_json),
+                    c.detected_at,
+                    c.resolution,
+                    c.resolution.as_ref().map(|_| now())
+                ],
+            )
+            .map(drop)
+    }
+
     pub fn list(&self, open_only: bool) -> Result<Vec<ConflictRecord>, StagingError> {
         let sql = format!(
             "SELECT {CONFLICT_COLS} FROM conflicts {} ORDER BY id",

@@ -49,6 +49,12 @@ impl Staging {
                 source,
             })?;
         }
+        if holds_text(path) {
+            return Err(StagingError::Unusable {
+                path: path.to_owned(),
+                reason: "not a staging database: the file holds text, not SQLite; point STAGING_DB_PATH at the staging database".into(),
+            });
+        }
         let conn = Connection::open(path).map_err(|source| StagingError::Sqlite {
             path: path.to_owned(),
             source,
@@ -193,3 +199,25 @@ impl Staging {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether `path` is a text file (a settings file named by mistake, say) rather than an SQLite
+/// database, damaged or not: a damaged database keeps binary pages, which `repair` salvages;
+/// a text file is someone else's, which `repair` must not replace.
+fn holds_text(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4096);
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    if f.take(4096).read_to_end(&mut head).is_err() || head.is_empty() {
+        return false;
+    }
+    if head.starts_with(b"SQLite format 3\0") || head.contains(&0) {
+        return false;
+    }
+    // Text, but for a character cut at the end of what was read.
+    match std::str::from_utf8(&head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
+    }
+}

@@ -30,6 +30,9 @@ pub struct Salvage {
     pub pulled: Option<Vec<PulledRow>>,
     /// The sync state (last pull and push, the staging database's epoch).
     pub state: Option<Vec<StateRow>>,
+    /// The highest id each table ever handed out: a rebuilt file does not hand a lost row's
+    /// id to a new one (`edit` and `drop` take ids, and their JSON copies are named by them).
+    pub sequences: Vec<(String, i64)>,
 }
 
 /// A row of the merge base: hash, when it was pulled, the server's fields then (JSON).
@@ -44,13 +47,14 @@ pub struct Upkeep<'a> {
 }
 
 impl Upkeep<'_> {
-    /// Copies a row as it is (operation, state, flags), for a rebuild; returns its new id.
+    /// Copies a row as it is (its id, operation, state, flags), for a rebuild: the id is what
+    /// `edit`, `drop` and the JSON copies named after rows know it by. Returns the id.
     pub fn insert_copy(&self, s: &Staged) -> Result<i64, StagingError> {
         self.st.exec(
             "INSERT INTO staged_memories (content_hash, content, tags, memory_type, metadata,
                    operation, state, outcome, attempts, last_error, restore_deleted, source_machine,
-                   staged_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                   staged_at, updated_at, id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             params![
                 s.hash.as_str(),
                 s.content,
@@ -65,10 +69,11 @@ impl Upkeep<'_> {
                 s.restore_deleted as i64,
                 s.source_machine,
                 s.staged_at,
-                now()
+                now(),
+                s.id
             ],
         )?;
-        Ok(self.st.conn.last_insert_rowid())
+        Ok(s.id)
     }
 
     /// Runs `f` in an IMMEDIATE transaction, committed only when `f` succeeds: no other
@@ -203,6 +208,9 @@ impl Upkeep<'_> {
                     .collect()
             })
             .ok();
+        let sequences = read("SELECT name, seq FROM sqlite_sequence")
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .unwrap_or_default();
         Salvage {
             rows,
             conflicts,
@@ -210,6 +218,7 @@ impl Upkeep<'_> {
             lost_conflicts,
             pulled,
             state,
+            sequences,
         }
     }
 
@@ -235,6 +244,25 @@ impl Upkeep<'_> {
             }
             Ok::<_, StagingError>(())
         })
+    }
+
+    /// Raises each table's id sequence to at least the salvaged one (see
+    /// [`Salvage::sequences`]); run after the rows are copied.
+    pub fn raise_sequences(&self, seqs: &[(String, i64)]) -> Result<(), StagingError> {
+        for (name, seq) in seqs {
+            if self.st.exec(
+                "UPDATE sqlite_sequence SET seq = max(seq, ?2) WHERE name = ?1",
+                params![name, seq],
+            )? == 0
+            {
+                self.st.exec(
+                    "INSERT INTO sqlite_sequence (name, seq) SELECT ?1, ?2
+                       WHERE EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                    params![name, seq],
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// A table's readable rows: a full scan, or id by id when the scan fails part way. The ids
