@@ -186,3 +186,42 @@ fn sigterm_during_startup_flushes_and_exits_zero() {
         .unwrap();
     assert_eq!(n, 30000);
 }
+
+/// A replicator restarted more often than `snapshot-interval` still takes its snapshots, so
+/// retention still deletes: the interval counts from the newest snapshot's time across
+/// restarts (before: from the start of each run, once the spool had let go of the shipped
+/// snapshot, so the first snapshot was the only one and the replica grew for ever).
+#[test]
+fn restarts_more_often_than_the_snapshot_interval_still_snapshot() {
+    let s = Scene::new(
+        "",
+        "        sync-interval: 0s\n        snapshot-interval: 2s\n        retention: 3s\n        retention-check-interval: 1s\n",
+    );
+    let app = create_memdb(&s.db);
+    let snapshots = || -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(s.replica.join("snapshots"))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut n = 0;
+    for _ in 0..6 {
+        let r = s.start();
+        for _ in 0..12 {
+            n += 1;
+            insert_memory(&app, n);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s.wait_for_rows(n as i64);
+        seen.extend(snapshots());
+        let (st, err) = r.stop();
+        assert!(st.success(), "{err}");
+    }
+    assert!(
+        seen.len() >= 3,
+        "{} snapshots over six runs of 1.2 s with a 2 s interval: {seen:?}",
+        seen.len()
+    );
+    let out = s.restore("restored.db", &["-integrity-check", "full"]);
+    assert_same(&app, &check_sound(&out));
+}

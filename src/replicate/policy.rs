@@ -109,11 +109,17 @@ impl Compactor {
     /// since (an idle database took the same full copy again each interval).
     pub fn snapshot_due(&self) -> bool {
         self.since_snapshot > self.snapshot_estimate().max(SNAPSHOT_MIN_BYTES)
-            || self.since_snapshot > 0
-                && self.snapshot_interval.is_some_and(|i| {
-                    crate::stats::unix_ms().saturating_sub(self.last_snapshot_ms)
-                        >= i.as_millis() as i64
-                })
+            || self.snapshot_interval_passed()
+    }
+
+    /// The part of [`snapshot_due`](Self::snapshot_due) that is a matter of time alone:
+    /// `snapshot-interval` passed since the last snapshot, and something was written since.
+    pub fn snapshot_interval_passed(&self) -> bool {
+        self.since_snapshot > 0
+            && self.snapshot_interval.is_some_and(|i| {
+                crate::stats::unix_ms().saturating_sub(self.last_snapshot_ms)
+                    >= i.as_millis() as i64
+            })
     }
 
     /// True when a compaction pass should run: the interval passed (or `force`), or a full group

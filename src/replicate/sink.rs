@@ -73,6 +73,9 @@ pub struct SpoolSink {
     placer: Placer,
 }
 
+/// The file in a database's meta directory holding its newest snapshot's time (Unix ms).
+const SNAPSHOT_MARK: &str = "last-snapshot";
+
 impl SpoolSink {
     /// A sink writing into the spool in `meta_dir` (created by [`Sink::prepare`]).
     pub fn new(
@@ -85,13 +88,21 @@ impl SpoolSink {
         let mut compactor = Compactor::new(cfg.interval);
         compactor.snapshot_interval = cfg.snapshot_interval;
         let spool = Spool::existing(meta_dir);
-        if let Some(newest) = spool.keys().ok().and_then(|keys| {
+        // The newest snapshot's time, across restarts: the spool lets go of a snapshot once
+        // every replica has it, so the time is also kept in a mark of its own (without it, a
+        // replicator restarted more often than `snapshot-interval` never took a snapshot, and
+        // retention, which deletes only what a newer snapshot covers, never deleted anything).
+        let in_spool = spool.keys().ok().and_then(|keys| {
             keys.iter()
                 .filter(|k| k.is_snapshot())
-                .max_by_key(|k| k.max_txid())
-                .copied()
-        }) {
-            compactor.snapshot_taken_at(newest.timestamp().get());
+                .map(|k| k.timestamp().get())
+                .max()
+        });
+        let marked = std::fs::read_to_string(meta_dir.join(SNAPSHOT_MARK))
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok());
+        if let Some(ms) = in_spool.max(marked) {
+            compactor.snapshot_taken_at(ms);
         }
         SpoolSink {
             meta_dir: meta_dir.to_owned(),
@@ -213,6 +224,18 @@ impl Sink for SpoolSink {
     fn captured(&mut self, file: &Captured) {
         self.compactor.set_db_size(file.db.pages, file.db.page_size);
         self.compactor.note(&file.key, file.size);
+        if file.key.is_snapshot() {
+            let ms = file.key.timestamp().get().to_string();
+            if let Err(e) =
+                crate::fsutil::write_atomic(&self.meta_dir.join(SNAPSHOT_MARK), ms.as_bytes())
+            {
+                // Only the cadence depends on it: a restart would snapshot later than due.
+                tracing::warn!(
+                    "{}: cannot record the snapshot's time: {e}",
+                    self.meta_dir.display()
+                );
+            }
+        }
         self.stats
             .spool_bytes
             .fetch_add(file.size, Ordering::Relaxed);
@@ -253,6 +276,14 @@ impl Sink for SpoolSink {
             .is_some_and(|j| wait || j.is_finished())
             && self.join_pass(db)?
         {
+            return Ok(true);
+        }
+        // A snapshot due by time does not wait for a compaction pass: passes come at most
+        // every `interval` (30 s) counted from the process start, so a replicator restarted
+        // more often than that never reached one and never took its interval snapshot. (Not
+        // at shutdown: a due snapshot is taken by the next run. The size rule stays with the
+        // passes, whose merges change what it weighs.)
+        if !wait && self.compaction.is_none() && self.compactor.snapshot_interval_passed() {
             return Ok(true);
         }
         if self.compaction.is_none() && self.compactor.due(false) {
