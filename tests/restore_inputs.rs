@@ -278,3 +278,50 @@ fn restore_fails_bounded(dir: &Path, names: &str) {
         .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
 }
+
+/// `restore` into a directory that does not exist yet makes it, parents too, as Litestream
+/// does (before: "output directory ... does not exist", which broke the container pattern of
+/// restoring into an empty volume); a restore that fails or finds no replica leaves no
+/// directory behind, and a file in the way is named.
+#[test]
+fn restore_makes_the_missing_output_directories_and_only_keeps_them_on_success() {
+    let d = tempfile::tempdir().unwrap();
+    replicated(d.path());
+    let rep = "backup/sqlite_vec.db";
+    ok(&run_in(
+        d.path(),
+        &[],
+        &["restore", "-o", "vol/data/db/out.db", rep],
+    ));
+    let c = rusqlite::Connection::open(d.path().join("vol/data/db/out.db")).unwrap();
+    let n: i64 = c
+        .query_row("SELECT COUNT(*) FROM memories", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 20);
+    // Nothing to restore: no directory made.
+    std::fs::create_dir(d.path().join("empty")).unwrap();
+    let url = format!("file://{}", d.path().join("empty").display());
+    let args = [
+        "restore",
+        "-if-replica-exists",
+        "-o",
+        "new/a/b.db",
+        url.as_str(),
+    ];
+    ok(&run_in(d.path(), &[], &args));
+    assert!(!d.path().join("new").exists());
+    let e = err(&run_in(
+        d.path(),
+        &[],
+        &["restore", "-o", "new/a/b.db", url.as_str()],
+    ));
+    assert!(e.contains("holds no backup"), "{e}");
+    assert!(!d.path().join("new").exists());
+    std::fs::write(d.path().join("afile"), b"x").unwrap();
+    let e = err(&run_in(
+        d.path(),
+        &[],
+        &["restore", "-o", "afile/x/out.db", rep],
+    ));
+    assert!(e.contains("afile") && e.contains("not a directory"), "{e}");
+}

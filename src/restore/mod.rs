@@ -7,6 +7,7 @@
 mod apply;
 pub mod follow;
 pub(crate) mod history;
+mod outdirs;
 mod select;
 mod unfinished;
 
@@ -98,8 +99,8 @@ pub enum RestoreError {
     /// Refusing to overwrite.
     #[error("output {0} already exists (remove it, or pass -if-db-not-exists)")]
     OutputExists(String),
-    /// The output's directory does not exist.
-    #[error("output directory {0} does not exist")]
+    /// The output's directory could not be made.
+    #[error("output directory {0}")]
     NoOutputDir(String),
     /// The output's directory, or the output itself, is not what its place says.
     #[error("output {0}")]
@@ -234,15 +235,23 @@ pub fn restore(
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        if dir.exists() {
-            return Err(RestoreError::OutputNotAFile(format!(
-                "directory {} is not a directory",
-                dir.display()
-            )));
-        }
-        return Err(RestoreError::NoOutputDir(dir.display().to_string()));
+    // Missing directories are made, as Litestream does (a container's first start restores
+    // into a volume's empty tree), and taken away again when nothing was restored.
+    let made = outdirs::make(dir)?;
+    let res = restore_listed(client, rt, opts);
+    if !matches!(res, Ok(RestoreOutcome::Restored { .. })) {
+        outdirs::unmake(&made);
     }
+    res
+}
+
+/// [`restore`] once the output's directory exists.
+fn restore_listed(
+    client: &ReplicaClient,
+    rt: &Handle,
+    opts: &RestoreOptions,
+) -> Result<RestoreOutcome, RestoreError> {
+    let out = &opts.output;
     let mut keys = rt.block_on(client.list())?;
     if keys.is_empty() {
         // Not nothing, and not to be taken for nothing (`-if-replica-exists` would then start
