@@ -217,11 +217,19 @@ pub(super) fn yaml_error(e: &serde_saphyr::Error, file: &Path) -> ConfigError {
         Some(i) if msg[i..].contains(", column ") => &msg[..i],
         _ => msg,
     };
+    // The parser's advice on its own options means nothing to someone editing a config.
+    let msg = match msg.split_once(", set DuplicateKeyPolicy") {
+        Some((m, _)) => match m.strip_prefix("duplicate mapping key: ") {
+            Some(key) => format!("`{key}` is set twice here (keep one)"),
+            None => m.to_string(),
+        },
+        None => msg.to_string(),
+    };
     ConfigError::Yaml {
         file,
         line,
         col,
-        msg: msg.to_string(),
+        msg,
     }
 }
 

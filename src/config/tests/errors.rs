@@ -121,13 +121,19 @@ fn yaml_syntax_error_has_line() {
         "dbs:\n  - path: /a\n    replica:\n      url: s3://b/p\n      force-path-style: maybe\n",
     );
     assert_eq!(e, "litestream.yml:5:25: invalid boolean");
+    // A key set twice: said plainly, without the parser's advice on its own options.
+    let e = err(
+        "dbs:\n  - path: /a\n    replica:\n      path: /r\n      sync-interval: 1s\n      sync-interval: 2s\n",
+    );
+    assert!(e.contains("`sync-interval` is set twice"), "{e}");
+    assert!(!e.contains("DuplicateKeyPolicy"), "{e}");
     assert_eq!(
         err("dbs: 3\n"),
         "litestream.yml:1:6: expected sequence start"
     );
     let e = err("dbs:\n  - path: /a\n    path: /b\n");
     assert!(
-        e.starts_with("litestream.yml:3:5: duplicate mapping key"),
+        e == "litestream.yml:3:5: `path` is set twice here (keep one)",
         "{e}"
     );
 }
