@@ -332,3 +332,31 @@ fn a_database_replaced_in_a_watched_directory_is_picked_up_again() {
     assert!(status.success(), "exit {status}:\n{log}");
     assert_eq!(s.restore("a.db", "final").unwrap(), rows(&a), "{log}");
 }
+
+/// An entry of the watched directory that cannot be read (here a symlink loop named like a
+/// database; a root-only `lost+found` does the same) is skipped and said once: databases
+/// created after it are still picked up, and those known are not dropped (before: every scan
+/// failed, and no new database was replicated until the entry went away).
+#[test]
+fn an_unreadable_entry_does_not_stop_the_watch() {
+    let s = Scene::new();
+    let a = create(&s.data.join("a.db"), 2);
+    let mut r = s.replicate();
+    r.wait_for_log("replicating 1 database(s)");
+    std::os::unix::fs::symlink(s.data.join("loop.db"), s.data.join("loop.db")).unwrap();
+    let b = create(&s.data.join("sub/b.db"), 3);
+    r.wait_for_log("b.db: new database, replicating");
+    s.wait_for("sub/b.db", &rows(&b), &r);
+    a.execute("INSERT INTO t(v) VALUES ('still replicated')", [])
+        .unwrap();
+    s.wait_for("a.db", &rows(&a), &r);
+    std::thread::sleep(Duration::from_secs(2));
+    let log = r.log();
+    assert_eq!(log.matches("loop.db").count(), 1, "said once:\n{log}");
+    assert!(!log.contains("a.db: removed"), "{log}");
+    // Gone again: said so, and nothing else changes.
+    std::fs::remove_file(s.data.join("loop.db")).unwrap();
+    r.wait_for_log("loop.db: readable again");
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+}

@@ -98,9 +98,30 @@ pub struct ScanError {
     pub source: std::io::Error,
 }
 
-/// The matching files of `d`, sorted by relative path. A file or subdirectory that vanishes
-/// during the scan is left out; any other error fails the scan.
-pub fn scan(d: &DirConfig) -> Result<Vec<Found>, ScanError> {
+/// What a scan saw.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// The matching files, sorted by relative path.
+    pub found: Vec<Found>,
+    /// Subdirectories and matching files that could not be read (a root-only `lost+found`,
+    /// a symlink loop): left out, the rest of the directory scanned.
+    pub unreadable: Vec<ScanError>,
+}
+
+impl Scan {
+    /// The unreadable places, relative to the scanned directory.
+    pub fn blind(&self, d: &DirConfig) -> Vec<PathBuf> {
+        self.unreadable
+            .iter()
+            .filter_map(|e| e.path.strip_prefix(&d.dir).ok().map(Path::to_path_buf))
+            .collect()
+    }
+}
+
+/// The matching files of `d`. A file or subdirectory that vanishes during the scan is left
+/// out; one that cannot be read is listed in [`Scan::unreadable`] (one bad entry must not
+/// hide every other database); only the directory itself failing fails the scan.
+pub fn scan(d: &DirConfig) -> Result<Scan, ScanError> {
     let skip_dirs: Vec<PathBuf> = d
         .template
         .replicas
@@ -111,21 +132,32 @@ pub fn scan(d: &DirConfig) -> Result<Vec<Found>, ScanError> {
         })
         .collect();
     let mut out = Vec::new();
+    let mut unreadable = Vec::new();
     let mut todo = vec![PathBuf::new()];
     while let Some(sub) = todo.pop() {
         let here = d.dir.join(&sub);
+        let top = sub.as_os_str().is_empty();
         let entries = match std::fs::read_dir(&here) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !sub.as_os_str().is_empty() => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !top => continue,
+            Err(source) if top => return Err(ScanError { path: here, source }),
+            Err(source) => {
+                unreadable.push(ScanError { path: here, source });
                 continue;
             }
-            Err(source) => return Err(ScanError { path: here, source }),
         };
         for entry in entries {
-            let entry = entry.map_err(|source| ScanError {
-                path: here.clone(),
-                source,
-            })?;
+            let entry = match entry {
+                Ok(e) => e,
+                Err(source) if top => return Err(ScanError { path: here, source }),
+                Err(source) => {
+                    unreadable.push(ScanError {
+                        path: here.clone(),
+                        source,
+                    });
+                    break;
+                }
+            };
             let name = entry.file_name();
             let name_s = name.to_string_lossy();
             let rel = sub.join(&name);
@@ -145,17 +177,24 @@ pub fn scan(d: &DirConfig) -> Result<Vec<Found>, ScanError> {
                 Ok(m) if m.is_file() => {}
                 Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => return Err(ScanError { path, source }),
+                Err(source) => {
+                    unreadable.push(ScanError { path, source });
+                    continue;
+                }
             }
             match classify_file(&path) {
                 Ok(kind) => out.push(Found { rel, kind }),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(ScanError { path, source }),
+                Err(source) => unreadable.push(ScanError { path, source }),
             }
         }
     }
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok(out)
+    unreadable.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Scan {
+        found: out,
+        unreadable,
+    })
 }
 
 /// What changed between two scans.
@@ -195,9 +234,15 @@ impl Tracker {
             .map(|(p, _)| p.as_path())
     }
 
-    /// Takes a full scan and says what changed since the previous one.
-    pub fn update(&mut self, scan: Vec<Found>) -> Changes {
-        let next: BTreeMap<PathBuf, Kind> = scan.into_iter().map(|f| (f.rel, f.kind)).collect();
+    /// Takes a full scan and says what changed since the previous one. What lies in `blind`
+    /// (places the scan could not read, relative) is as it was: not seen is not gone.
+    pub fn update(&mut self, scan: Vec<Found>, blind: &[PathBuf]) -> Changes {
+        let mut next: BTreeMap<PathBuf, Kind> = scan.into_iter().map(|f| (f.rel, f.kind)).collect();
+        for (rel, kind) in &self.known {
+            if blind.iter().any(|b| rel.starts_with(b)) {
+                next.entry(rel.clone()).or_insert(*kind);
+            }
+        }
         let mut ch = Changes::default();
         for (rel, kind) in &self.known {
             if !next.contains_key(rel) {
@@ -251,7 +296,7 @@ pub struct Skipped {
     /// The file.
     pub path: PathBuf,
     /// Why.
-    pub why: &'static str,
+    pub why: String,
 }
 
 /// Adds the databases found in each directory entry to `config.dbs`, in path order after the
@@ -277,10 +322,14 @@ pub fn expand(config: &mut Config, convert_to_wal: bool) -> Result<Vec<Skipped>,
         }
         let mut tracker = Tracker::new(convert_to_wal);
         let found = scan(d).map_err(|e| err(format!("`dir`: {e}")))?;
-        let changes = tracker.update(found);
+        skipped.extend(found.unreadable.iter().map(|e| Skipped {
+            path: e.path.clone(),
+            why: format!("cannot be read ({})", e.source),
+        }));
+        let changes = tracker.update(found.found, &[]);
         skipped.extend(changes.skipped.into_iter().map(|(rel, why)| Skipped {
             path: d.dir.join(rel),
-            why,
+            why: why.to_owned(),
         }));
         if changes.added.is_empty() && !d.watch {
             return Err(err(format!(

@@ -16,6 +16,8 @@ pub(super) struct DirWatcher {
     configured: Vec<PathBuf>,
     /// Scan errors already logged (one line per directory until it reads again).
     failing: HashMap<PathBuf, String>,
+    /// Places inside a watched directory that could not be read, already told of.
+    unreadable: HashSet<PathBuf>,
     /// Databases found by two entries, already told of (once each).
     doubled: HashSet<PathBuf>,
 }
@@ -53,6 +55,7 @@ impl DirWatcher {
             entries,
             configured,
             failing: HashMap::new(),
+            unreadable: HashSet::new(),
             doubled: HashSet::new(),
         })
     }
@@ -83,7 +86,22 @@ impl DirWatcher {
                     continue;
                 }
             };
-            let ch = tracker.update(found);
+            // One unreadable entry is skipped, said once, and said again when readable.
+            let blind = found.blind(d);
+            let now: HashSet<PathBuf> = found.unreadable.iter().map(|e| e.path.clone()).collect();
+            for e in &found.unreadable {
+                if self.unreadable.insert(e.path.clone()) {
+                    tracing::warn!("watched directory {}: {e}; skipped", d.dir.display());
+                }
+            }
+            self.unreadable.retain(|p| {
+                let still = now.contains(p) || !p.starts_with(&d.dir);
+                if !still {
+                    tracing::info!("{}: readable again", p.display());
+                }
+                still
+            });
+            let ch = tracker.update(found.found, &blind);
             for (rel, why) in ch.skipped {
                 tracing::warn!("{}: {why}; not replicated", d.dir.join(rel).display());
             }
@@ -136,7 +154,7 @@ impl DirWatcher {
 /// databases are left for that scan to report, so one created meanwhile is not missed.
 fn primed(d: &DirConfig, convert_to_wal: bool) -> Tracker {
     let mut t = Tracker::new(convert_to_wal);
-    for f in scan(d).unwrap_or_default() {
+    for f in scan(d).map(|s| s.found).unwrap_or_default() {
         if f.kind.skip_reason(convert_to_wal).is_some() && f.kind != Kind::Incomplete {
             t.observe(&f.rel, Some(f.kind));
         }

@@ -53,13 +53,16 @@ fn paths(v: &[&str]) -> Vec<PathBuf> {
 fn tracker_reports_changes_once() {
     let mut t = Tracker::new(false);
     // Start: two databases, a text file, a rollback database, one being created.
-    let ch = t.update(vec![
-        found("a.db", Kind::Wal),
-        found("b.db", Kind::Wal),
-        found("notes.db", Kind::NotSqlite),
-        found("old.db", Kind::Rollback),
-        found("new.db", Kind::Incomplete),
-    ]);
+    let ch = t.update(
+        vec![
+            found("a.db", Kind::Wal),
+            found("b.db", Kind::Wal),
+            found("notes.db", Kind::NotSqlite),
+            found("old.db", Kind::Rollback),
+            found("new.db", Kind::Incomplete),
+        ],
+        &[],
+    );
     assert_eq!(ch.added, paths(&["a.db", "b.db"]));
     assert!(ch.removed.is_empty());
     let skipped: Vec<&str> = ch
@@ -71,21 +74,27 @@ fn tracker_reports_changes_once() {
     assert!(ch.skipped[1].1.contains("rollback"), "{}", ch.skipped[1].1);
 
     // Same scan again: nothing to say (the non-database is not reported twice).
-    let same = t.update(vec![
-        found("a.db", Kind::Wal),
-        found("b.db", Kind::Wal),
-        found("notes.db", Kind::NotSqlite),
-        found("old.db", Kind::Rollback),
-        found("new.db", Kind::Incomplete),
-    ]);
+    let same = t.update(
+        vec![
+            found("a.db", Kind::Wal),
+            found("b.db", Kind::Wal),
+            found("notes.db", Kind::NotSqlite),
+            found("old.db", Kind::Rollback),
+            found("new.db", Kind::Incomplete),
+        ],
+        &[],
+    );
     assert_eq!(same, Changes::default());
 
     // b.db removed, new.db written, old.db switched to WAL, notes.db deleted.
-    let ch = t.update(vec![
-        found("a.db", Kind::Wal),
-        found("new.db", Kind::Wal),
-        found("old.db", Kind::Wal),
-    ]);
+    let ch = t.update(
+        vec![
+            found("a.db", Kind::Wal),
+            found("new.db", Kind::Wal),
+            found("old.db", Kind::Wal),
+        ],
+        &[],
+    );
     assert_eq!(ch.added, paths(&["new.db", "old.db"]));
     assert_eq!(ch.removed, paths(&["b.db"]));
     assert!(ch.skipped.is_empty());
@@ -96,10 +105,10 @@ fn tracker_reports_changes_once() {
     );
 
     // A database overwritten by something else is dropped and reported.
-    let ch = t.update(vec![
-        found("a.db", Kind::NotSqlite),
-        found("new.db", Kind::Wal),
-    ]);
+    let ch = t.update(
+        vec![found("a.db", Kind::NotSqlite), found("new.db", Kind::Wal)],
+        &[],
+    );
     assert_eq!(ch.removed, paths(&["a.db", "old.db"]));
     assert_eq!(ch.skipped.len(), 1);
 }
@@ -107,10 +116,10 @@ fn tracker_reports_changes_once() {
 #[test]
 fn tracker_observes_one_file_at_a_time() {
     let mut t = Tracker::new(false);
-    t.update(vec![
-        found("a.db", Kind::Wal),
-        found("x.db", Kind::NotSqlite),
-    ]);
+    t.update(
+        vec![found("a.db", Kind::Wal), found("x.db", Kind::NotSqlite)],
+        &[],
+    );
     let cases: Vec<(&str, Option<Kind>, Changes)> = vec![
         // A new file being created: nothing yet; once written, added.
         ("n.db", Some(Kind::Incomplete), Changes::default()),
@@ -161,11 +170,11 @@ fn tracker_observes_one_file_at_a_time() {
 #[test]
 fn tracker_with_convert_counts_rollback_databases() {
     let mut t = Tracker::new(true);
-    let ch = t.update(vec![found("old.db", Kind::Rollback)]);
+    let ch = t.update(vec![found("old.db", Kind::Rollback)], &[]);
     assert_eq!(ch.added, paths(&["old.db"]));
     // Switching to WAL is the same database, not a new one.
     assert_eq!(
-        t.update(vec![found("old.db", Kind::Wal)]),
+        t.update(vec![found("old.db", Kind::Wal)], &[]),
         Changes::default()
     );
 }
@@ -208,13 +217,14 @@ fn scan_and_expand_a_real_directory() {
     make_db(&d.join("backup/inside.db"), true);
 
     let flat = config_for(&d, "");
-    let got: Vec<Found> = scan(&flat.dirs[0]).unwrap();
+    let got: Vec<Found> = scan(&flat.dirs[0]).unwrap().found;
     let rels: Vec<&str> = got.iter().map(|f| f.rel.to_str().unwrap()).collect();
     assert_eq!(rels, ["a.db", "empty.db", "notes.db", "old.db"]);
 
     let mut deep = config_for(&d, "    recursive: true\n");
     let rels: Vec<String> = scan(&deep.dirs[0])
         .unwrap()
+        .found
         .iter()
         .map(|f| f.rel.display().to_string())
         .collect();
