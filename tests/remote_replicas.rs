@@ -387,3 +387,37 @@ fn restore_by_config(scene: &Scene, name: &str, replica: &str) -> PathBuf {
     );
     out
 }
+
+/// A remote replica whose path holds non-ASCII letters, `~` or `%` restores from the URL it
+/// was written to, and its files are where the path says (before: uploads went to a key
+/// percent-encoded twice, which no listing found: "holds no backup"); on S3 the key is the
+/// path as written, as Litestream writes it.
+#[test]
+fn replica_paths_with_non_ascii_tilde_and_percent_restore_from_their_url() {
+    let s3 = s3::shared();
+    let dav = webdav::shared();
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("db.sqlite");
+    let app = create_memdb(&db);
+    insert_memories(&app, 0..=40);
+    let prefix = s3::unique_prefix("odd");
+    let name = "d%C3%BCsseldorf/a~b/50%25";
+    for (i, url) in [
+        s3.url(&format!("{prefix}/{name}")),
+        dav.url(&format!("{prefix}/{name}")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let o = run_env(&["replicate", "-once", db.to_str().unwrap(), &url]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(!listing(&url).is_empty(), "{url}: nothing listed");
+        let restored = restore_from(d.path(), &format!("r{i}.db"), &url);
+        assert_same(&app, &restored);
+    }
+    // The WebDAV server's files are at the path as written.
+    assert!(
+        dav.root().join(&prefix).join("düsseldorf/a~b/50%").is_dir(),
+        "not at the written path"
+    );
+}

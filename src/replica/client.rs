@@ -109,7 +109,7 @@ impl ReplicaClient {
         ReplicaClient {
             name: name.to_string(),
             store,
-            root: StorePath::from(root),
+            root: store_path(root),
             backing: Backing::Store(kind),
             dav: None,
         }
@@ -147,12 +147,7 @@ impl ReplicaClient {
     }
 
     fn path(&self, key: &ObjectKey) -> StorePath {
-        let p = key.path();
-        if self.root.as_ref().is_empty() {
-            StorePath::from(p)
-        } else {
-            StorePath::from(format!("{}/{}", self.root, p))
-        }
+        under(&self.root, &key.path())
     }
 
     fn storage(&self, what: impl Into<String>) -> impl FnOnce(object_store::Error) -> ReplicaError {
@@ -374,11 +369,7 @@ impl ReplicaClient {
 
     /// Path of an object at the replica root that is not a format file (the lineage record).
     fn raw_path(&self, name: &str) -> StorePath {
-        if self.root.as_ref().is_empty() {
-            StorePath::from(name)
-        } else {
-            StorePath::from(format!("{}/{name}", self.root))
-        }
+        under(&self.root, name)
     }
 
     /// Reads the object `name` at the replica root; `None` if there is none.
@@ -463,4 +454,25 @@ impl ReplicaClient {
         }
         Ok(())
     }
+}
+
+/// A replica's root as the store names it: the user's path as it is (`düsseldorf`, `a~b`,
+/// `50%`), the same key Litestream writes, and the same a listing gives back. (Built with
+/// `StorePath::from`, which percent-encodes, and then joined as text, it was encoded twice:
+/// uploads went where no listing found them.) A path `parse` refuses (control characters,
+/// `.` or `..` segments) is encoded.
+pub(super) fn store_path(root: &str) -> StorePath {
+    StorePath::parse(root).unwrap_or_else(|_| StorePath::from(root))
+}
+
+/// `rel` (memsync's own names: ASCII, `/`-separated) under `root`, with no re-encoding of the
+/// root's parts.
+pub(super) fn under(root: &StorePath, rel: &str) -> StorePath {
+    StorePath::from_iter(
+        root.parts().chain(
+            rel.split('/')
+                .filter(|s| !s.is_empty())
+                .map(object_store::path::PathPart::from),
+        ),
+    )
 }

@@ -88,10 +88,11 @@ impl DavPut {
 
     /// MKCOL for every collection above `path` (405 for one that exists is fine).
     async fn make_parents(&self, path: &StorePath) -> Result<(), String> {
-        let parts: Vec<String> = path.parts().map(|p| p.as_ref().to_string()).collect();
+        let parts = path.parts().count();
         let mkcol = Method::from_bytes(b"MKCOL").expect("a valid method");
-        for n in 1..parts.len() {
-            let dir = StorePath::from_iter(parts[..n].iter().map(String::as_str));
+        for n in 1..parts {
+            // The parts as they are (collected from strings, they were percent-encoded again).
+            let dir = StorePath::from_iter(path.parts().take(n));
             let mut url = self.url(&dir);
             url.set_path(&format!("{}/", url.path()));
             let r = self

@@ -33,11 +33,7 @@ pub(super) async fn keys_after(
     walk: bool,
 ) -> Result<Vec<ObjectKey>, object_store::Error> {
     let dir = format!("{SEGMENTS_DIR}/{level}");
-    let prefix = if root.as_ref().is_empty() {
-        StorePath::from(dir)
-    } else {
-        StorePath::from(format!("{root}/{dir}"))
-    };
+    let prefix = super::client::under(root, &dir);
     let found = match after {
         Some(a) => objects_after(store, &prefix, a, walk).await?,
         None => objects(store, Some(&prefix), walk).await?,
