@@ -270,8 +270,9 @@ pub enum ConfigError {
         msg: String,
     },
     /// A replica URL that cannot be used. `file` is `None` for URLs given on the command line.
-    #[error("{}invalid replica URL {url:?}: {msg}",
-        file.as_ref().map(|f| format!("{}: ", loc(f, *line, None))).unwrap_or_default())]
+    #[error("{}invalid replica URL {:?}: {msg}",
+        file.as_ref().map(|f| format!("{}: ", loc(f, *line, None))).unwrap_or_default(),
+        url::hide_password(url))]
     BadUrl {
         file: Option<PathBuf>,
         line: Option<u64>,

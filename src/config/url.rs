@@ -21,6 +21,28 @@ pub(crate) const SUPPORTED_TYPES: &str = "file, s3, http, https, webdav, webdavs
 /// Litestream replica types that memsync does not implement.
 const LITESTREAM_ONLY_TYPES: &[&str] = &["gs", "gcs", "abs", "sftp", "nats", "oss", "alioss"];
 
+/// `url` with the password of its user info (if any) shown as `***`: an error naming a URL
+/// lands in logs and journals. Works on text, so also on a URL that does not parse.
+pub(crate) fn hide_password(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
+    match authority[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..start],
+            &authority[..colon],
+            &url[start + at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
 /// Builds a replica with default settings from a command-line URL or path.
 pub fn replica_from_url(url: &str) -> Result<ReplicaConfig, ConfigError> {
     let bad = |msg: String| ConfigError::BadUrl {
@@ -193,6 +215,24 @@ mod tests {
 
     fn target(url: &str) -> ReplicaTarget {
         replica_from_url(url).unwrap().target
+    }
+
+    #[test]
+    fn passwords_are_hidden_in_shown_urls() {
+        assert_eq!(
+            hide_password("https://me:TOPSECRET@h:99999/db?x=1"),
+            "https://me:***@h:99999/db?x=1"
+        );
+        assert_eq!(
+            hide_password("webdavs://me:p@ss@h/db"),
+            "webdavs://me:***@h/db"
+        );
+        assert_eq!(hide_password("https://me@h/a@b"), "https://me@h/a@b");
+        assert_eq!(hide_password("s3://b/p"), "s3://b/p");
+        let e = replica_from_url("https://me:TOPSECRET@h/db?x=1")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("TOPSECRET") && e.contains("me:***@h"), "{e}");
     }
 
     #[test]
