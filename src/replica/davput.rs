@@ -27,15 +27,27 @@ pub(super) struct DavPut {
 }
 
 impl DavPut {
-    /// A client for the server at `origin` sending `headers` (authentication) with every request.
-    pub(super) fn new(origin: &Url, headers: HeaderMap) -> Result<DavPut, String> {
-        let http = reqwest::Client::builder()
+    /// A client for the server at `origin` sending `headers` (authentication) with every
+    /// request, trusting the certificates in `pems` too (or none, `insecure`), as the replica's
+    /// store does.
+    pub(super) fn new(
+        origin: &Url,
+        headers: HeaderMap,
+        pems: &[Vec<u8>],
+        insecure: bool,
+    ) -> Result<DavPut, String> {
+        let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .default_headers(headers)
             .user_agent(concat!("memsync/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
-            .build()
-            .map_err(|e| e.to_string())?;
+            .danger_accept_invalid_certs(insecure);
+        for pem in pems {
+            for c in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| e.to_string())? {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let http = b.build().map_err(|e| e.to_string())?;
         Ok(DavPut {
             http,
             origin: origin.clone(),

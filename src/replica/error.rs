@@ -108,7 +108,18 @@ pub(super) async fn timed<T>(
 /// An object store error on one line: S3 and WebDAV servers answer with XML bodies that
 /// object_store quotes whole. `<Code>` and `<Message>`, when there, say what matters.
 fn one_line(e: &object_store::Error) -> String {
-    let text = e.to_string();
+    // With its causes: "error sending request" alone reads the same for a refused connection
+    // and a certificate the client does not trust.
+    let mut text = crate::errtext::chain(e);
+    if text.contains("CaUsedAsEndEntity") {
+        text.push_str(
+            " (the server's certificate is a CA certificate, which TLS clients refuse as a server's own: make it with `-addext basicConstraints=critical,CA:FALSE`, then point SSL_CERT_FILE at it)",
+        );
+    } else if text.contains("certificate") {
+        text.push_str(
+            " (to trust a private or self-signed server, point SSL_CERT_FILE at its CA's PEM file)",
+        );
+    }
     // With no credentials in the config or the environment, the S3 client asks the cloud
     // instance metadata service last; off a cloud instance that answers with a refusal that
     // names a link-local address and says nothing of credentials.

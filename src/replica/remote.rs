@@ -73,34 +73,52 @@ fn client_options(
         .with_allow_http(url.is_some_and(|u| u.starts_with("http://")))
         .with_allow_invalid_certificates(skip_verify || trust.insecure)
         .with_http1_only();
-    if let Some(path) = &trust.ca_file {
-        let certs = std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|pem| Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()))
-            .map_err(|e| ReplicaError::Config {
-                replica: replica.to_string(),
-                msg: format!("CA file {}: {e}", path.display()),
-            })?;
-        for c in certs {
+    for pem in extra_pems(replica, trust, aws)? {
+        for c in Certificate::from_pem_bundle(&pem).unwrap_or_default() {
             o = o.with_root_certificate(c);
         }
     }
-    if let Some(path) = env("AWS_CA_BUNDLE").filter(|_| aws) {
-        match std::fs::read(&path)
+    Ok(o)
+}
+
+/// PEM bundles whose certificates a replica's client trusts besides the system's: `trust`'s
+/// CA file (an error when unusable), then `SSL_CERT_FILE` (the variable OpenSSL-based tools
+/// read: how `replicate` and `restore` trust a private or self-signed server) and, for S3,
+/// `AWS_CA_BUNDLE`. A variable naming something unusable is ignored with a warning: tools
+/// read them differently, and it must not stop replication.
+fn extra_pems(replica: &str, trust: &Trust, aws: bool) -> Result<Vec<Vec<u8>>, ReplicaError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
             .map_err(|e| e.to_string())
-            .and_then(|pem| Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()))
-        {
-            Ok(certs) => {
-                for c in certs {
-                    o = o.with_root_certificate(c);
-                }
+            .and_then(|pem| {
+                Certificate::from_pem_bundle(&pem)
+                    .map(|_| pem)
+                    .map_err(|e| e.to_string())
+            })
+    };
+    let mut out = Vec::new();
+    if let Some(path) = &trust.ca_file {
+        out.push(read(path).map_err(|e| ReplicaError::Config {
+            replica: replica.to_string(),
+            msg: format!("CA file {}: {e}", path.display()),
+        })?);
+    }
+    let vars: &[&str] = if aws {
+        &["SSL_CERT_FILE", "AWS_CA_BUNDLE"]
+    } else {
+        &["SSL_CERT_FILE"]
+    };
+    for var in vars {
+        if let Some(path) = env(var) {
+            match read(std::path::Path::new(&path)) {
+                Ok(pem) => out.push(pem),
+                Err(e) => tracing::warn!(
+                    "replica {replica}: {var}={path} not used ({e}); using the system's certificates"
+                ),
             }
-            Err(e) => tracing::warn!(
-                "replica {replica}: AWS_CA_BUNDLE={path} not used ({e}); using the system's certificates"
-            ),
         }
     }
-    Ok(o)
+    Ok(out)
 }
 
 /// reqwest is built without a default TLS provider (ring instead of aws-lc: no cmake build).
@@ -217,7 +235,8 @@ pub(super) fn http_store(
         .to_string();
     parsed.set_path("/");
     parsed.set_query(None);
-    let dav = super::davput::DavPut::new(&parsed, headers.clone())
+    let pems = extra_pems(replica, trust, false)?;
+    let dav = super::davput::DavPut::new(&parsed, headers.clone(), &pems, trust.insecure)
         .map_err(|e| bad(format!("HTTP client: {e}")))?;
     let store = HttpBuilder::new()
         .with_url(parsed.to_string())
