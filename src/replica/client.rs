@@ -211,12 +211,17 @@ impl ReplicaClient {
             Err(ReplicaError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
+        // Litestream 0.5 keeps its files under `ltx/<level>/` on a file replica and under
+        // `<level>/` (four hex digits, `0000` to `0009`) on object stores; 0.3 under
+        // `generations/`. memsync's own folders have other names.
+        let level_dir = |n: &str| n.len() == 4 && n.bytes().all(|b| b.is_ascii_hexdigit());
         Ok(listed
             .common_prefixes
             .iter()
             .find_map(|p| match p.filename() {
                 Some("ltx") => Some("ltx"),
                 Some("generations") => Some("generations"),
+                Some(n) if level_dir(n) => Some("0000"),
                 _ => None,
             }))
     }

@@ -38,6 +38,16 @@ pub enum LineageError {
         /// Replica.
         replica: String,
     },
+    /// The replica holds Litestream's files and no lineage record.
+    #[error(
+        "replica {replica} holds a Litestream backup (its `{dir}/` folder), which memsync does not write into: point this replica elsewhere, or pass -takeover (or `takeover: true`) to delete it and replace it"
+    )]
+    Litestream {
+        /// Replica.
+        replica: String,
+        /// The folder that shows it.
+        dir: &'static str,
+    },
     /// The replica could not be read or written.
     #[error(transparent)]
     Replica(#[from] ReplicaError),
@@ -134,6 +144,15 @@ pub async fn claim(
     for _ in 0..2 {
         let raw = client.get_raw(LINEAGE_OBJECT).await?;
         let found = raw.as_deref().map(Lineage::parse);
+        if found.is_none()
+            && !takeover
+            && let Some(dir) = client.foreign_layout().await?
+        {
+            return Err(LineageError::Litestream {
+                replica: client.name().to_owned(),
+                dir,
+            });
+        }
         match found {
             None => match client.put_raw(LINEAGE_OBJECT, me.encode(), true).await {
                 Ok(()) => {
