@@ -257,3 +257,45 @@ fn a_replica_holding_another_history_gets_a_snapshot_never_an_append() {
         "the log does not say the shared replica holds another history:\n{log}"
     );
 }
+
+/// An idle database replicated once to each of five new replicas, one run each: every replica
+/// holds one snapshot, and the spool keeps one (before: each run took a new snapshot of the
+/// same state, the spool kept them all, and the fifth replica got five copies).
+#[test]
+fn new_replicas_of_an_idle_database_get_one_snapshot_each() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("db.sqlite");
+    let app = create_memdb(&db);
+    insert_memories(&app, 0..=200);
+    drop(app);
+    let snapshots = |dir: &Path| -> usize {
+        std::fs::read_dir(dir.join("snapshots"))
+            .map(|r| r.count())
+            .unwrap_or(0)
+    };
+    for n in 1..=5 {
+        let rep = d.path().join(format!("rep{n}"));
+        let o = run(&[
+            "replicate",
+            "-once",
+            db.to_str().unwrap(),
+            rep.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(snapshots(&rep), 1, "run {n}");
+        let out = d.path().join(format!("out{n}.db"));
+        let o = run(&[
+            "restore",
+            "-o",
+            out.to_str().unwrap(),
+            rep.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let spool = d.path().join(".db.sqlite-memsync/spool");
+    assert!(
+        snapshots(&spool) <= 1,
+        "{} snapshots in the spool",
+        snapshots(&spool)
+    );
+}

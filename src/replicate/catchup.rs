@@ -76,6 +76,17 @@ pub(crate) enum Side {
 /// Pure part of [`check`]: judges the replica's newest key against the spool's keys.
 pub(crate) fn judge(newest: Option<&ObjectKey>, spool: &[ObjectKey]) -> Verdict {
     let Some(newest) = newest else {
+        // An empty replica is seeded from the spool when the spool still holds a snapshot with
+        // its chain to the newest position (an idle database's spool keeps its last one): a
+        // new snapshot of the same state would only add a copy, to the spool and then to
+        // every replica added after it.
+        let chain = replica_formats::chain_after(spool, None);
+        let spool_newest = spool.iter().map(ObjectKey::max_txid).max();
+        if chain.first().is_some_and(ObjectKey::is_snapshot)
+            && chain.last().map(ObjectKey::max_txid) == spool_newest
+        {
+            return Verdict::Continues;
+        }
         return Verdict::Restart(Restart::Empty);
     };
     let r = newest.max_txid();
@@ -174,6 +185,11 @@ mod tests {
     fn empty_behind_ahead_and_continuing_replicas() {
         let spool = vec![seg(10, 10, 100), seg(11, 11, 110), seg(12, 12, 120)];
         assert_eq!(judge(None, &spool), Verdict::Restart(Restart::Empty));
+        // Empty, but the spool holds a snapshot and its chain: seeded from it.
+        let seeded = vec![snap(9, 90), seg(10, 10, 100), seg(11, 11, 110)];
+        assert_eq!(judge(None, &seeded), Verdict::Continues);
+        let broken = vec![snap(9, 90), seg(11, 11, 110)];
+        assert_eq!(judge(None, &broken), Verdict::Restart(Restart::Empty));
         // The very file is spooled: it continues, no download.
         assert_eq!(judge(Some(&seg(11, 11, 110)), &spool), Verdict::Continues);
         // Same position, another file: compare checksums.

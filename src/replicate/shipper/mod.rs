@@ -235,6 +235,14 @@ impl Shipper {
                     || (k.is_snapshot() && Some(k.max_txid()) >= self.since)
             })
             .filter(|k| k.is_snapshot() || k.level().is_some_and(|l| l.get() > 0))
+            // A second snapshot of a state the replica has a snapshot of is only a copy.
+            .filter(|k| {
+                !k.is_snapshot()
+                    || !self
+                        .known
+                        .iter()
+                        .any(|h| h.is_snapshot() && h.max_txid() == k.max_txid())
+            })
             .cloned()
             .collect();
         let mut compacted = false;
