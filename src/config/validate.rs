@@ -53,7 +53,10 @@ fn place(t: &ReplicaTarget) -> Place {
         ReplicaTarget::Http { url } => match url::Url::parse(url) {
             Ok(u) => Place {
                 root: u.origin().ascii_serialization(),
-                segments: split(u.path()),
+                // Decoded, as the replica client stores it: `%64b` is `db`.
+                segments: split(
+                    &percent_encoding::percent_decode_str(u.path()).decode_utf8_lossy(),
+                ),
             },
             Err(_) => Place {
                 root: url.clone(),

@@ -273,6 +273,9 @@ fn replicas_sharing_a_location_are_rejected() {
         .contains("same place")
     );
     assert!(err(&two("url: https://h:443/x", "url: webdavs://H/x")).contains("same place"));
+    // Percent-encoding spells the same key two ways.
+    assert!(err(&two("url: https://h/d/db", "url: https://h/d/%64b")).contains("same place"));
+    assert!(err(&two("url: s3://bkt/d/db", "url: s3://bkt/d/%64b")).contains("same place"));
     assert!(err(&two("path: /b.db", "path: /c")).contains("is or contains the database file"));
     // Different buckets, endpoints, hosts or sibling paths are fine.
     ok(&two("url: s3://bkt/a", "url: s3://bkt/b"));
