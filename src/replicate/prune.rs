@@ -93,7 +93,7 @@ pub(super) async fn prune_spool(
             Ok(Ok(Some((true, held)))) if !over => {
                 over = true;
                 tracing::warn!(
-                    "spool {}: {} KiB kept for replicas that are behind reached its budget of {} KiB (`spool-budget`); dropping what they lack: each gets a fresh snapshot when it is back",
+                    "spool {}: {} KiB kept for replicas that are behind reached its budget of {} KiB (`spool-budget`); dropping what they lack past the newest snapshot that fits: each catches up from what is left when it is back, or gets a fresh snapshot",
                     spool.dir().display(),
                     held >> 10,
                     budget >> 10
