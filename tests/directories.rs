@@ -116,6 +116,15 @@ fn recursive_directory_replicates_lists_and_restores_each_database() {
         assert!(line.ends_with(&want), "{line}");
     }
     assert_eq!(listed(&out), 1 + DBS.len(), "{out}");
+    // The settings the entry gives its databases, and where each came from (before: none
+    // were shown for a `dir` entry).
+    assert!(
+        out.contains("(every database the `dir` entry finds)")
+            && out
+                .lines()
+                .any(|l| l.trim_start().starts_with("sync-interval")),
+        "{out}"
+    );
     assert!(err.contains("notes.db: is not an SQLite database"), "{err}");
     assert!(
         err.contains("old.db: is an SQLite database in rollback-journal mode"),

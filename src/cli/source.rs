@@ -99,11 +99,10 @@ fn describe_origin(found: &Found) -> Vec<String> {
     }
 }
 
-/// Each database's and replica's settings, and whether the file set them (`path` entries; a
-/// directory entry's databases take its settings).
+/// Each database's and replica's settings, and whether the file set them: each `path` entry's,
+/// then each `dir` entry's (which all its databases take).
 fn file_settings(c: &Config) -> Vec<String> {
     use config::keys_set::KeysSet;
-    use zeroconf::go_duration as d;
     let Some(keys) = std::fs::read_to_string(&c.source)
         .ok()
         .and_then(|t| KeysSet::read(&t))
@@ -111,41 +110,63 @@ fn file_settings(c: &Config) -> Vec<String> {
         return Vec::new();
     };
     let mut out = Vec::new();
+    let paths = c.dbs.iter().filter(|d| !d.found_in_dir);
+    for (i, db) in paths.enumerate().take(keys.entries.len()) {
+        out.push(format!("  {}", db.path.display()));
+        settings_of(&mut out, db, &keys, keys.entries.get(i));
+    }
+    // A directory entry's databases all take its settings: shown once, for the entry.
+    for (i, d) in c.dirs.iter().enumerate().take(keys.dirs.len()) {
+        out.push(format!(
+            "  {}/{} (every database the `dir` entry finds)",
+            d.dir.display(),
+            d.pattern.as_str()
+        ));
+        settings_of(&mut out, &d.template, &keys, keys.dirs.get(i));
+    }
+    out
+}
+
+/// One database entry's settings and where each came from.
+fn settings_of(
+    out: &mut Vec<String>,
+    db: &config::DbConfig,
+    keys: &config::keys_set::KeysSet,
+    entry: Option<&config::keys_set::EntryKeys>,
+) {
+    use config::keys_set::KeysSet;
+    use zeroconf::go_duration as d;
     let line = |out: &mut Vec<String>, indent: &str, key: &str, value: String, by: &str| {
         let w = 31 - indent.len();
         out.push(format!("{indent}{key:<w$} {value:<12} {by}"));
     };
-    for (i, db) in c.dbs.iter().enumerate().take(keys.entries.len()) {
-        out.push(format!("  {}", db.path.display()));
+    let rows = [
+        ("monitor-interval", d(db.monitor_interval)),
+        ("checkpoint-interval", d(db.checkpoint_interval)),
+        (
+            "min-checkpoint-page-count",
+            db.min_checkpoint_page_count.to_string(),
+        ),
+        ("truncate-page-n", db.truncate_page_n.to_string()),
+        ("busy-timeout", d(db.busy_timeout)),
+        ("spool-budget", format!("{} MiB", db.spool_budget >> 20)),
+    ];
+    for (k, v) in rows {
+        line(out, "    ", k, v, KeysSet::db_in(entry, k).as_str());
+    }
+    for (j, r) in db.replicas.iter().enumerate() {
+        out.push(format!("    replica {}", r.name));
         let rows = [
-            ("monitor-interval", d(db.monitor_interval)),
-            ("checkpoint-interval", d(db.checkpoint_interval)),
+            ("sync-interval", d(r.sync_interval)),
+            ("retention", d(r.retention)),
+            ("retention-check-interval", d(r.retention_check_interval)),
             (
-                "min-checkpoint-page-count",
-                db.min_checkpoint_page_count.to_string(),
+                "snapshot-interval",
+                r.snapshot_interval.map_or_else(|| "none".into(), d),
             ),
-            ("truncate-page-n", db.truncate_page_n.to_string()),
-            ("busy-timeout", d(db.busy_timeout)),
-            ("spool-budget", format!("{} MiB", db.spool_budget >> 20)),
         ];
         for (k, v) in rows {
-            line(&mut out, "    ", k, v, keys.db(i, k).as_str());
-        }
-        for (j, r) in db.replicas.iter().enumerate() {
-            out.push(format!("    replica {}", r.name));
-            let rows = [
-                ("sync-interval", d(r.sync_interval)),
-                ("retention", d(r.retention)),
-                ("retention-check-interval", d(r.retention_check_interval)),
-                (
-                    "snapshot-interval",
-                    r.snapshot_interval.map_or_else(|| "none".into(), d),
-                ),
-            ];
-            for (k, v) in rows {
-                line(&mut out, "      ", k, v, keys.replica(i, j, k).as_str());
-            }
+            line(out, "      ", k, v, keys.replica_in(entry, j, k).as_str());
         }
     }
-    out
 }

@@ -38,6 +38,8 @@ pub struct EntryKeys {
 pub struct KeysSet {
     pub top: Vec<String>,
     pub entries: Vec<EntryKeys>,
+    /// The same for each `dir` entry, in file order (the order of `Config::dirs`).
+    pub dirs: Vec<EntryKeys>,
 }
 
 fn keys(v: &Value) -> Vec<String> {
@@ -50,32 +52,39 @@ impl KeysSet {
     /// Reads `text` (a config file that loads: errors were reported by loading it).
     pub fn read(text: &str) -> Option<KeysSet> {
         let v: Value = serde_saphyr::from_str(text).ok()?;
-        let entries = v
-            .get("dbs")
-            .and_then(Value::as_array)
-            .map(|dbs| {
-                dbs.iter()
-                    .filter(|d| d.get("path").is_some())
-                    .map(|d| EntryKeys {
-                        db: keys(d),
-                        replicas: match (d.get("replicas"), d.get("replica")) {
-                            (Some(Value::Array(rs)), _) => rs.iter().map(keys).collect(),
-                            (_, Some(r)) => vec![keys(r)],
-                            _ => Vec::new(),
-                        },
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let of_kind = |kind: &str| -> Vec<EntryKeys> {
+            v.get("dbs")
+                .and_then(Value::as_array)
+                .map(|dbs| {
+                    dbs.iter()
+                        .filter(|d| d.get(kind).is_some())
+                        .map(|d| EntryKeys {
+                            db: keys(d),
+                            replicas: match (d.get("replicas"), d.get("replica")) {
+                                (Some(Value::Array(rs)), _) => rs.iter().map(keys).collect(),
+                                (_, Some(r)) => vec![keys(r)],
+                                _ => Vec::new(),
+                            },
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         Some(KeysSet {
             top: keys(&v),
-            entries,
+            entries: of_kind("path"),
+            dirs: of_kind("dir"),
         })
     }
 
     /// Where database `db`'s setting `key` comes from.
     pub fn db(&self, db: usize, key: &str) -> SetBy {
-        match self.entries.get(db) {
+        Self::db_in(self.entries.get(db), key)
+    }
+
+    /// Where the setting `key` of the database `entry` describes comes from.
+    pub fn db_in(entry: Option<&EntryKeys>, key: &str) -> SetBy {
+        match entry {
             Some(e) if e.db.iter().any(|k| k == key) => SetBy::Entry,
             _ => SetBy::Default,
         }
@@ -83,9 +92,12 @@ impl KeysSet {
 
     /// Where replica `replica` of database `db`'s setting `key` comes from.
     pub fn replica(&self, db: usize, replica: usize, key: &str) -> SetBy {
-        let own = self
-            .entries
-            .get(db)
+        self.replica_in(self.entries.get(db), replica, key)
+    }
+
+    /// Where the setting `key` of replica `replica` of the entry `entry` comes from.
+    pub fn replica_in(&self, entry: Option<&EntryKeys>, replica: usize, key: &str) -> SetBy {
+        let own = entry
             .and_then(|e| e.replicas.get(replica))
             .is_some_and(|r| r.iter().any(|k| k == key));
         if own {
@@ -109,6 +121,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(k.entries.len(), 2, "the dir entry is not a path entry");
+        assert_eq!(k.dirs.len(), 1);
+        assert_eq!(
+            k.replica_in(k.dirs.first(), 0, "sync-interval"),
+            SetBy::TopLevel
+        );
         assert_eq!(k.db(0, "checkpoint-interval"), SetBy::Entry);
         assert_eq!(k.db(0, "monitor-interval"), SetBy::Default);
         assert_eq!(k.replica(0, 0, "retention"), SetBy::Entry);

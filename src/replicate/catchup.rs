@@ -128,6 +128,16 @@ pub async fn check(
     // hole is not built on (the hole is filled from the spool, or the replica starts over).
     let newest = replica_formats::restorable_end(listing);
     let (key, side) = match judge(newest.as_ref(), spool_keys) {
+        // Seeded from the spool's snapshot: only if that file is whole (a file replica shares
+        // its spool file's inode, so damage done to the replica's copy is the spool's too).
+        Verdict::Continues if newest.is_none() => {
+            let seed = replica_formats::chain_after(spool_keys, None);
+            let path = seed.first().map(|k| spool.path(k));
+            let whole = tokio::task::spawn_blocking(move || path.is_some_and(|p| is_whole(&p)))
+                .await
+                .unwrap_or(false);
+            return Ok((!whole).then_some(Restart::Empty));
+        }
         Verdict::Continues => return Ok(None),
         Verdict::Restart(r) => return Ok(Some(r)),
         Verdict::Compare(key, side) => (key, side),
@@ -148,6 +158,16 @@ pub async fn check(
         Some(theirs) if theirs == ours => Ok(None),
         _ => Ok(Some(other)),
     }
+}
+
+/// Whether the spooled file at `path` reads back whole (its file checksum and trailer): a
+/// sequential read, no decompression.
+fn is_whole(path: &std::path::Path) -> bool {
+    std::fs::File::open(path)
+        .map_err(replica_formats::FormatError::from)
+        .and_then(|f| replica_formats::FileDecoder::new(std::io::BufReader::new(f)))
+        .and_then(|d| d.finish())
+        .is_ok()
 }
 
 /// The post-checksum in the trailer of the replica file `key`; `None` if it has no valid
