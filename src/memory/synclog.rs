@@ -1,13 +1,13 @@
 //! The sync log (`SYNC_LOG_PATH`): one line per operation, appended, so `grep "sync completed"`
 //! works as the guide shows and `memsync metrics` can read it back.
 //!
-//! Line format: `<RFC 3339 UTC> <operation> <message>`. Summary lines, which `metrics` adds up:
-//! - a finished sync: `sync completed added=… changed=… removed=… conflicts=… pushed=… failed=… duration=…s`;
-//! - a standalone push: `push completed pushed=… failed=… conflicts=… duration=…s`, or
-//!   `push stopped pushed=… left_pending=… duration=…s` when the server went away part-way;
-//! - a standalone pull: `pull completed added=… changed=… removed=… conflicts=… duration=…s`.
-//!
-//! A sync's own pull and push write no such line: they are counted once, in the sync's.
+//! Line format: `<RFC 3339 UTC> <operation> <message>`. `metrics` counts what was done from
+//! the lines each step writes as it goes, so a round cut short (a push stopped by a signal, a
+//! sync whose push found the server gone after its pull) counts what it did:
+//! - each pushed row: `push #ID HASH stored|updated|already on server|conflict (…)|failed: …`;
+//! - each applied pull: `pull from SOURCE: added N, changed N, removed N, …, conflicts N`;
+//! - summaries, counted as runs (and sync durations): `sync completed …`, `push completed …`,
+//!   `push stopped …`, `pull completed …`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -117,44 +117,62 @@ pub fn metrics(text: &str) -> LogMetrics {
             parts.next().unwrap_or(""),
             parts.next().unwrap_or(""),
         );
-        let n = |key| field(rest, key).unwrap_or(0.0) as u64;
-        let summary = if op == "sync" && rest.starts_with("sync completed") {
+        if op == "sync" && rest.starts_with("sync completed") {
             m.syncs += 1;
             m.last_sync = Some(ts.to_owned());
             m.durations.extend(field(rest, "duration"));
-            true
         } else if op == "push"
             && (rest.starts_with("push completed") || rest.starts_with("push stopped"))
         {
             m.pushes += 1;
             m.last_push = Some(ts.to_owned());
-            true
         } else if op == "pull" && rest.starts_with("pull completed") {
             m.pulls += 1;
             m.last_pull = Some(ts.to_owned());
-            true
-        } else {
-            false
-        };
-        if summary {
+        } else if op == "push" && rest.starts_with('#') {
+            // `#ID HASH outcome`.
+            let outcome = rest.splitn(3, ' ').nth(2).unwrap_or("");
+            if outcome.starts_with("stored")
+                || outcome.starts_with("updated")
+                || outcome.starts_with("already on server")
+            {
+                m.pushed += 1;
+            } else if outcome.starts_with("conflict") {
+                m.conflicts += 1;
+            } else if outcome.starts_with("failed") {
+                m.failed += 1;
+            }
+        } else if op == "pull"
+            && !rest.starts_with("dry run")
+            && let Some(i) = rest.find(": added ")
+        {
+            let counts = &rest[i + 2..];
+            let n = |key: &str| counted(counts, key);
             m.added += n("added");
             m.changed += n("changed");
             m.removed += n("removed");
-            m.pushed += n("pushed");
             m.conflicts += n("conflicts");
-            m.failed += n("failed");
         }
-        if op == "error" || rest.contains(" error:") {
+        // A store staged because the server could not be reached did its job: not an error.
+        let staged_store = op == "store" && rest.starts_with("staged");
+        if op == "error" || (rest.contains(" error:") && !staged_store) {
             m.errors += 1;
         }
         if op == "store" {
             m.stores += 1;
-            if rest.contains("staged") {
+            if staged_store {
                 m.staged += 1;
             }
         }
     }
     m
+}
+
+/// `N` in `… key N, …`.
+fn counted(text: &str, key: &str) -> u64 {
+    text.split(", ")
+        .find_map(|part| part.strip_prefix(key)?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -167,35 +185,49 @@ mod tests {
         let log = SyncLog::new(&dir.path().join("a/sync.log"), false);
         log.line("store", "stored 1234 on http://x");
         log.line("store", "staged #3: server unreachable");
-        log.line("sync", "sync completed added=2 changed=0 removed=0 conflicts=1 pushed=3 failed=0 duration=1.50s");
+        log.line("pull", "from http://x (REST API): added 2, changed 0, removed 0, unchanged 0, local edits staged 0, staged rows already on server 0, conflicts 1");
+        log.line("push", "#3 1234 stored");
+        log.line("sync", "sync completed added=2 changed=0 removed=0 conflicts=1 pushed=1 failed=0 duration=1.50s");
         log.line("error", "pull: boom\nsecond line");
         let text = std::fs::read_to_string(log.path()).unwrap();
-        assert_eq!(text.lines().count(), 4);
+        assert_eq!(text.lines().count(), 6);
         let m = metrics(&text);
         assert_eq!(
             (m.syncs, m.added, m.pushed, m.conflicts, m.errors),
-            (1, 2, 3, 1, 1)
+            (1, 2, 1, 1, 1)
         );
         assert_eq!((m.stores, m.staged), (2, 1));
         assert_eq!(m.durations, vec![1.5]);
     }
 
     #[test]
-    fn standalone_push_and_pull_lines_are_counted() {
+    fn what_each_step_did_is_counted_even_when_its_round_was_cut() {
         let text = "\
 2026-12-02T01:00:00.000Z push #1 1234 stored
-2026-12-02T01:00:01.000Z push push completed pushed=3 stored=2 duplicates=1 updated=0 failed=1 conflicts=2 duration=0.40s
-2026-12-02T01:00:02.000Z push push stopped pushed=4 left_pending=6 duration=0.10s
-2026-12-02T01:00:03.000Z pull pull from http://x (REST API): added 9, changed 9
-2026-12-02T01:00:04.000Z pull pull completed added=5 changed=2 removed=1 conflicts=1 duration=0.20s
-2026-12-02T01:00:05.000Z sync sync completed staged=0 added=1 changed=0 removed=0 conflicts=0 pushed=1 failed=0 duration=1.00s
+2026-12-02T01:00:00.100Z push #2 5678 updated
+2026-12-02T01:00:00.200Z push #3 9abc already on server
+2026-12-02T01:00:00.300Z push #4 def0 conflict (diverged), policy merge
+2026-12-02T01:00:00.400Z push #5 1111 failed: HTTP 400: bad
+2026-12-02T01:00:01.000Z push push completed pushed=3 stored=1 duplicates=1 updated=1 failed=1 conflicts=1 duration=0.40s
+2026-12-02T01:00:02.000Z push #6 2222 stored
+2026-12-02T01:00:02.100Z push #7 stopped: server gone
+2026-12-02T01:00:02.200Z push push stopped pushed=1 left_pending=6 duration=0.10s
+2026-12-02T01:00:03.000Z pull from http://x (REST API): added 9, changed 2, removed 1, unchanged 4, local edits staged 0, staged rows already on server 0, conflicts 1
+2026-12-02T01:00:03.500Z pull dry run, nothing changed; from http://x (REST API): added 50, changed 0, removed 0, unchanged 4, local edits staged 0, staged rows already on server 0, conflicts 0
+2026-12-02T01:00:04.000Z pull pull completed added=9 changed=2 removed=1 conflicts=1 duration=0.20s
+2026-12-02T01:00:05.000Z sync sync completed staged=0 added=0 changed=0 removed=0 conflicts=0 pushed=0 failed=0 duration=1.00s
+2026-12-02T01:00:06.000Z pull from file:///r (replica): added 5, changed 0, removed 0, unchanged 13, local edits staged 0, staged rows already on server 0, conflicts 0
+2026-12-02T01:00:07.000Z store staged #8 3333: GET http://x/api/health: cannot connect: error: refused
 ";
         let m = metrics(text);
         assert_eq!((m.pushes, m.pulls, m.syncs), (2, 1, 1));
-        assert_eq!(m.last_push.as_deref(), Some("2026-12-02T01:00:02.000Z"));
+        assert_eq!(m.last_push.as_deref(), Some("2026-12-02T01:00:02.200Z"));
         assert_eq!(m.last_pull.as_deref(), Some("2026-12-02T01:00:04.000Z"));
-        assert_eq!((m.pushed, m.failed, m.conflicts), (3 + 4 + 1, 1, 2 + 1));
-        assert_eq!((m.added, m.changed, m.removed), (5 + 1, 2, 1));
+        // Row by row, the cut push included; a sync whose round never completed still counts
+        // its pull.
+        assert_eq!((m.pushed, m.failed, m.conflicts), (4, 1, 1 + 1));
+        assert_eq!((m.added, m.changed, m.removed), (9 + 5, 2, 1));
         assert_eq!(m.durations, vec![1.0], "sync durations only");
+        assert_eq!((m.stores, m.staged, m.errors), (1, 1, 0));
     }
 }
