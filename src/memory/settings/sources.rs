@@ -107,7 +107,13 @@ pub(super) fn host(v: &str) -> Option<String> {
         || host.contains('/')
         || host.contains('@')
         || (host.contains(':') && !ipv6);
-    (!bad).then(|| host.to_owned())
+    // What the HTTP client will take as a host (no blanks, valid international names).
+    let as_url = if ipv6 && !host.starts_with('[') {
+        format!("http://[{host}]/")
+    } else {
+        format!("http://{host}/")
+    };
+    (!bad && url::Url::parse(&as_url).is_ok()).then(|| host.to_owned())
 }
 
 pub(super) fn port(v: &str) -> Option<u16> {

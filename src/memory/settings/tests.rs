@@ -115,6 +115,19 @@ fn a_bad_value_is_named_by_where_it_came_from() {
     assert!(e.starts_with("SYNC_INTERVAL: \"0\""), "{e}");
     let e = load_with(&[("REMOTE_MEMORY_PORT", "0")], json!({})).unwrap_err();
     assert!(e.starts_with("REMOTE_MEMORY_PORT:"), "{e}");
+    // A host the HTTP client would refuse is refused here, by name, before anything is made.
+    let e = load_with(&[("REMOTE_MEMORY_HOST", "bad host")], json!({})).unwrap_err();
+    assert!(e.starts_with("REMOTE_MEMORY_HOST:"), "{e}");
+    for ok in [
+        "memory.example",
+        "10.0.0.7",
+        "::1",
+        "[::1]",
+        "bücher.example",
+    ] {
+        let s = load_with(&[("REMOTE_MEMORY_HOST", ok)], json!({}));
+        assert!(s.is_ok(), "{ok}: {s:?}");
+    }
     let s = load_with(
         &[("REMOTE_MEMORY_PORT", "8443"), ("SYNC_INTERVAL", "60")],
         json!({"remote": {"port": 9000}, "auto_sync_interval": 30}),
