@@ -319,3 +319,49 @@ pub fn signed(args: &[&str]) -> (u16, String) {
 pub fn signed_status(method: &str, url: &str) -> u16 {
     signed(&["-X", method, url]).0
 }
+
+/// Runs memsync with the S3 server's credentials in the environment.
+pub fn run_env(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(super::BIN)
+        .envs([
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Restores the newest state from `url` into `dir/name` and opens it, checked sound.
+pub fn restore_from(dir: &std::path::Path, name: &str, url: &str) -> rusqlite::Connection {
+    let out = dir.join(name);
+    let o = run_env(&["restore", "-o", out.to_str().unwrap(), url]);
+    assert!(
+        o.status.success(),
+        "restore from {url} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    super::check_sound(&out)
+}
+
+/// The replica client of `url`, with the S3 server's credentials.
+pub fn client_of(url: &str) -> memsync::replica::ReplicaClient {
+    use memsync::config::ReplicaTarget;
+    let mut cfg = memsync::config::replica_from_url(url).unwrap();
+    if let ReplicaTarget::S3 {
+        access_key_id,
+        secret_access_key,
+        ..
+    } = &mut cfg.target
+    {
+        *access_key_id = Some(ACCESS_KEY.into());
+        *secret_access_key = Some(SECRET_KEY.into());
+    }
+    memsync::replica::client_for(&cfg, false).unwrap()
+}
+
+/// Every file a replica holds.
+pub fn listing(url: &str) -> Vec<memsync::formats::ObjectKey> {
+    let rt = memsync::runtime().unwrap();
+    rt.block_on(client_of(url).list()).unwrap()
+}
