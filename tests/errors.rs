@@ -202,7 +202,10 @@ fn bad_restores_fail_cleanly() {
     ]);
     // Missing directories are made for a restore, and taken away again when it fails.
     assert_fails(&o, &["holds no backup"]);
-    assert!(!d.path().join("no").exists(), "a failed restore left its directory");
+    assert!(
+        !d.path().join("no").exists(),
+        "a failed restore left its directory"
+    );
     assert!(!out.exists());
     let leftovers: Vec<_> = std::fs::read_dir(d.path())
         .unwrap()
