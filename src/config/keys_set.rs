@@ -77,22 +77,12 @@ impl KeysSet {
         })
     }
 
-    /// Where database `db`'s setting `key` comes from.
-    pub fn db(&self, db: usize, key: &str) -> SetBy {
-        Self::db_in(self.entries.get(db), key)
-    }
-
     /// Where the setting `key` of the database `entry` describes comes from.
     pub fn db_in(entry: Option<&EntryKeys>, key: &str) -> SetBy {
         match entry {
             Some(e) if e.db.iter().any(|k| k == key) => SetBy::Entry,
             _ => SetBy::Default,
         }
-    }
-
-    /// Where replica `replica` of database `db`'s setting `key` comes from.
-    pub fn replica(&self, db: usize, replica: usize, key: &str) -> SetBy {
-        self.replica_in(self.entries.get(db), replica, key)
     }
 
     /// Where the setting `key` of replica `replica` of the entry `entry` comes from.
@@ -126,12 +116,33 @@ mod tests {
             k.replica_in(k.dirs.first(), 0, "sync-interval"),
             SetBy::TopLevel
         );
-        assert_eq!(k.db(0, "checkpoint-interval"), SetBy::Entry);
-        assert_eq!(k.db(0, "monitor-interval"), SetBy::Default);
-        assert_eq!(k.replica(0, 0, "retention"), SetBy::Entry);
-        assert_eq!(k.replica(0, 1, "retention"), SetBy::Default);
-        assert_eq!(k.replica(0, 1, "sync-interval"), SetBy::TopLevel);
-        assert_eq!(k.replica(1, 0, "sync-interval"), SetBy::Entry);
-        assert_eq!(k.db(5, "busy-timeout"), SetBy::Default);
+        assert_eq!(
+            KeysSet::db_in(k.entries.first(), "checkpoint-interval"),
+            SetBy::Entry
+        );
+        assert_eq!(
+            KeysSet::db_in(k.entries.first(), "monitor-interval"),
+            SetBy::Default
+        );
+        assert_eq!(
+            k.replica_in(k.entries.first(), 0, "retention"),
+            SetBy::Entry
+        );
+        assert_eq!(
+            k.replica_in(k.entries.first(), 1, "retention"),
+            SetBy::Default
+        );
+        assert_eq!(
+            k.replica_in(k.entries.first(), 1, "sync-interval"),
+            SetBy::TopLevel
+        );
+        assert_eq!(
+            k.replica_in(k.entries.get(1), 0, "sync-interval"),
+            SetBy::Entry
+        );
+        assert_eq!(
+            KeysSet::db_in(k.entries.get(5), "busy-timeout"),
+            SetBy::Default
+        );
     }
 }

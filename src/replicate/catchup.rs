@@ -57,6 +57,9 @@ impl fmt::Display for Restart {
 pub(crate) enum Verdict {
     /// It continues the spool's chain (the very same file is spooled, or nothing is spooled).
     Continues,
+    /// It is empty, and the spool still holds this snapshot with its chain to the newest
+    /// position: it is seeded from them (if the snapshot reads back whole).
+    Seed(ObjectKey),
     /// It needs a fresh snapshot.
     Restart(Restart),
     /// Its database checksum must equal this spooled file's (post-checksum of a file ending
@@ -82,12 +85,14 @@ pub(crate) fn judge(newest: Option<&ObjectKey>, spool: &[ObjectKey]) -> Verdict 
         // every replica added after it.
         let chain = replica_formats::chain_after(spool, None);
         let spool_newest = spool.iter().map(ObjectKey::max_txid).max();
-        if chain.first().is_some_and(ObjectKey::is_snapshot)
-            && chain.last().map(ObjectKey::max_txid) == spool_newest
-        {
-            return Verdict::Continues;
-        }
-        return Verdict::Restart(Restart::Empty);
+        return match chain.first() {
+            Some(snap)
+                if snap.is_snapshot() && chain.last().map(ObjectKey::max_txid) == spool_newest =>
+            {
+                Verdict::Seed(*snap)
+            }
+            _ => Verdict::Restart(Restart::Empty),
+        };
     };
     let r = newest.max_txid();
     // An empty spool (first run, lost meta directory): the monitor starts a new chain with a
@@ -128,12 +133,11 @@ pub async fn check(
     // hole is not built on (the hole is filled from the spool, or the replica starts over).
     let newest = replica_formats::restorable_end(listing);
     let (key, side) = match judge(newest.as_ref(), spool_keys) {
-        // Seeded from the spool's snapshot: only if that file is whole (a file replica shares
-        // its spool file's inode, so damage done to the replica's copy is the spool's too).
-        Verdict::Continues if newest.is_none() => {
-            let seed = replica_formats::chain_after(spool_keys, None);
-            let path = seed.first().map(|k| spool.path(k));
-            let whole = tokio::task::spawn_blocking(move || path.is_some_and(|p| is_whole(&p)))
+        // Only if that file is whole: a file replica shares its spool file's inode, so damage
+        // done to the replica's copy is the spool's too.
+        Verdict::Seed(snap) => {
+            let path = spool.path(&snap);
+            let whole = tokio::task::spawn_blocking(move || is_whole(&path))
                 .await
                 .unwrap_or(false);
             return Ok((!whole).then_some(Restart::Empty));
@@ -207,7 +211,7 @@ mod tests {
         assert_eq!(judge(None, &spool), Verdict::Restart(Restart::Empty));
         // Empty, but the spool holds a snapshot and its chain: seeded from it.
         let seeded = vec![snap(9, 90), seg(10, 10, 100), seg(11, 11, 110)];
-        assert_eq!(judge(None, &seeded), Verdict::Continues);
+        assert_eq!(judge(None, &seeded), Verdict::Seed(snap(9, 90)));
         let broken = vec![snap(9, 90), seg(11, 11, 110)];
         assert_eq!(judge(None, &broken), Verdict::Restart(Restart::Empty));
         // The very file is spooled: it continues, no download.

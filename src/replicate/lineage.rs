@@ -40,7 +40,7 @@ pub enum LineageError {
     },
     /// The replica holds Litestream's files and no lineage record.
     #[error(
-        "replica {replica} holds a Litestream backup (its `{dir}/` folder), which memsync does not write into: point this replica elsewhere, or pass -takeover (or `takeover: true`) to delete it and replace it"
+        "replica {replica} holds a Litestream backup (its `{dir}/` folder), which memsync does not write into: point this replica elsewhere, or pass -takeover (or `takeover: true`) to write memsync's replica beside Litestream's files, which memsync never reads nor deletes"
     )]
     Litestream {
         /// Replica.

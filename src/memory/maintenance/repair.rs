@@ -113,9 +113,8 @@ fn rebuild(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
 fn fill(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
     let fresh = Staging::open(path)?;
     let mut waiting = 0;
-    let mut ids = std::collections::HashSet::new();
     for r in &s.rows {
-        ids.insert(fresh.upkeep().insert_copy(r)?);
+        fresh.upkeep().insert_copy(r)?;
         if matches!(r.state, State::Pending | State::Failed | State::Conflict) {
             waiting += 1;
         }
@@ -124,6 +123,7 @@ fn fill(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
     // A conflict record comes along with its staged row; without it, it counts as lost.
     let mut records = 0;
     let mut orphans = 0;
+    let ids: std::collections::HashSet<i64> = s.rows.iter().map(|r| r.id).collect();
     for c in &s.conflicts {
         if ids.contains(&c.staged_id) {
             fresh.conflict_log().copy(c)?;

@@ -48,32 +48,33 @@ pub struct Upkeep<'a> {
 
 impl Upkeep<'_> {
     /// Copies a row as it is (its id, operation, state, flags), for a rebuild: the id is what
-    /// `edit`, `drop` and the JSON copies named after rows know it by. Returns the id.
-    pub fn insert_copy(&self, s: &Staged) -> Result<i64, StagingError> {
-        self.st.exec(
-            "INSERT INTO staged_memories (content_hash, content, tags, memory_type, metadata,
+    /// `edit`, `drop` and the JSON copies named after rows know it by.
+    pub fn insert_copy(&self, s: &Staged) -> Result<(), StagingError> {
+        self.st
+            .exec(
+                "INSERT INTO staged_memories (content_hash, content, tags, memory_type, metadata,
                    operation, state, outcome, attempts, last_error, restore_deleted, source_machine,
                    staged_at, updated_at, id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            params![
-                s.hash.as_str(),
-                s.content,
-                serde_json::to_string(&s.fields.tags).unwrap_or_default(),
-                s.fields.memory_type,
-                Value::Object(s.fields.metadata.clone()).to_string(),
-                s.op.as_str(),
-                s.state.as_str(),
-                s.outcome,
-                s.attempts,
-                s.last_error,
-                s.restore_deleted as i64,
-                s.source_machine,
-                s.staged_at,
-                now(),
-                s.id
-            ],
-        )?;
-        Ok(s.id)
+                params![
+                    s.hash.as_str(),
+                    s.content,
+                    serde_json::to_string(&s.fields.tags).unwrap_or_default(),
+                    s.fields.memory_type,
+                    Value::Object(s.fields.metadata.clone()).to_string(),
+                    s.op.as_str(),
+                    s.state.as_str(),
+                    s.outcome,
+                    s.attempts,
+                    s.last_error,
+                    s.restore_deleted as i64,
+                    s.source_machine,
+                    s.staged_at,
+                    now(),
+                    s.id
+                ],
+            )
+            .map(drop)
     }
 
     /// Runs `f` in an IMMEDIATE transaction, committed only when `f` succeeds: no other
