@@ -251,3 +251,40 @@ fn edits_flow_both_ways_and_only_edits_on_both_sides_conflict() {
             && remote.tags(a).contains(&"local-edit".to_owned())
     );
 }
+
+/// A conflict left open (policy `manual`), then the same content stored again under `merge`:
+/// that store settles the row, and with it the open record, which would otherwise keep every
+/// `sync` exiting 4 with nothing left to decide.
+#[test]
+fn storing_again_settles_the_open_conflict_of_that_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let m = Machine::new(&dir.path().join("m"), server.port);
+    let c = "stored twice while a conflict was open";
+    server.post(c, &["server-tag"], json!({"origin": "server"}));
+    let manual = m.with("SYNC_CONFLICT_RESOLUTION", "manual");
+    let o = manual.run(&["store", "--tags", "first", "--project", "p", c]);
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("kept the server's version"), "{said}");
+    assert!(m.ok(&["status"]).contains("conflicts  1 open"));
+
+    let out = m.ok(&["store", "--tags", "second", "--project", "p", c]);
+    assert!(out.contains("the server's copy was updated"), "{out}");
+    let tags = server.tags(c);
+    for t in ["first", "second", "server-tag"] {
+        assert!(tags.contains(&t.to_owned()), "{t} missing: {tags:?}");
+    }
+    assert!(m.ok(&["status"]).contains("conflicts  0 open"));
+    m.ok(&["sync"]);
+    assert_eq!(m.ok(&["resolve-conflicts"]), "no open conflicts\n");
+    // Both records stay in the history: the first one says what settled it.
+    let export: serde_json::Value = serde_json::from_str(&m.ok(&["export"])).unwrap();
+    let res: Vec<&str> = export["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["resolution"].as_str().unwrap_or("open"))
+        .collect();
+    assert_eq!(res, ["superseded", "merge"], "{export:#}");
+    assert_eq!(server.live_count(), 1);
+}

@@ -33,22 +33,23 @@ fn upstream_staging(path: &std::path::Path, deleted: &str) {
            WHERE key = 'total_staged_changes'; END;",
     )
     .unwrap();
+    // Staged just now (after the server's copy was made), a second apart, as a script would.
     let rows = [
         (
             "a1",
             "an upstream insert",
             "[\"up\"]",
             "INSERT",
-            "2026-01-01 10:00:00",
+            "+0 seconds",
         ),
         (
             "a2",
             "an upstream update",
             "[\"up\",\"edited\"]",
             "UPDATE",
-            "2026-01-01 10:00:01",
+            "+1 seconds",
         ),
-        ("a3", "", "[]", "DELETE", "2026-01-01 10:00:02"),
+        ("a3", "", "[]", "DELETE", "+2 seconds"),
     ];
     for (id, content, tags, op, at) in rows {
         let hash = if op == "DELETE" {
@@ -58,7 +59,7 @@ fn upstream_staging(path: &std::path::Path, deleted: &str) {
         };
         c.execute(
             "INSERT INTO staged_memories (id, content, content_hash, tags, metadata, operation, staged_at, source_machine)
-             VALUES (?1, ?2, ?3, ?4, '{}', ?5, ?6, 'laptop')",
+             VALUES (?1, ?2, ?3, ?4, '{}', ?5, datetime('now', ?6), 'laptop')",
             rusqlite::params![id, content, hash, tags, op, at],
         )
         .unwrap();
@@ -198,4 +199,53 @@ fn pull_dry_run_without_a_local_database_lists_a_first_pull() {
         "{err}"
     );
     assert!(!m.local_db().exists());
+}
+
+/// A delete the script staged before the server's copy was edited meets the edit as a
+/// conflict: `manual` leaves it open (nothing deleted), `resolve-conflicts --strategy local`
+/// then deletes it; under the default (`merge`) the later edit stays.
+#[test]
+fn an_upstream_delete_older_than_a_server_edit_is_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, _local, m) = remote_and_local(dir.path());
+    let doomed = "deleted by a script, edited on the server afterwards";
+    remote.post(doomed, &["old"], json!({}));
+    upstream_staging(&m.staging_path(), doomed);
+    m.ok(&["status"]);
+    // The server's edit comes after the delete was staged (the migration's second, at the latest).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    remote.put_tags(doomed, &["edited-on-the-server"]);
+
+    let manual = m.with("SYNC_CONFLICT_RESOLUTION", "manual");
+    let out = manual.exits(4, &["push", "--verbose"]);
+    assert!(out.contains("changed on the server"), "{out}");
+    assert_eq!(remote.rows_with_hash(&hash_of(doomed)), 1, "not deleted");
+    assert_eq!(remote.tags(doomed), ["edited-on-the-server"]);
+    let listed = m.ok(&["resolve-conflicts"]);
+    assert!(listed.contains("changed_remotely"), "{listed}");
+    // Pushing again under `manual` decides nothing and deletes nothing.
+    manual.exits(4, &["push"]);
+    assert_eq!(remote.rows_with_hash(&hash_of(doomed)), 1);
+    m.ok(&["resolve-conflicts", "--strategy", "local"]);
+    let out = m.ok(&["push"]);
+    assert!(out.contains("deleted 1"), "{out}");
+    assert_eq!(remote.rows_with_hash(&hash_of(doomed)), 0);
+
+    // Another machine, the default policy: the later event (the edit) wins.
+    let kept = "deleted by a script, edited on the server, kept";
+    remote.post(kept, &["old"], json!({}));
+    let m2 = Machine::new(&dir.path().join("m2"), remote.port);
+    upstream_staging(&m2.staging_path(), kept);
+    m2.ok(&["status"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    remote.put_tags(kept, &["edited-on-the-server"]);
+    let out = m2.ok(&["push", "--verbose"]);
+    assert!(
+        out.contains("changed on the server") && !out.contains("deleted 1"),
+        "{out}"
+    );
+    assert_eq!(remote.tags(kept), ["edited-on-the-server"]);
+    let out = m2.ok(&["push"]);
+    assert!(!out.contains("deleted 1"), "{out}");
+    assert_eq!(remote.rows_with_hash(&hash_of(kept)), 1);
 }

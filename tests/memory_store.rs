@@ -202,6 +202,16 @@ fn wrong_key_unreachable_server_and_bad_answers_fail_in_one_line_and_lose_nothin
         err.contains("SYNC_CONFLICT_RESOLUTION") && err.contains("merge, local, remote"),
         "{err}"
     );
+    // An answer cut off mid-body is the network failing: retried, then "try again later".
+    p.set_mode(proxy::CUT);
+    let o = via.run(&["push"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(5), "{said}");
+    assert!(said.contains("broke off"), "{said}");
     assert_eq!(m.staged("pending"), 1, "nothing lost");
     assert_eq!(server.live_count(), 0);
 
@@ -211,6 +221,17 @@ fn wrong_key_unreachable_server_and_bad_answers_fail_in_one_line_and_lose_nothin
         server.rows_with_hash(&hash_of("stored with a wrong key")),
         1
     );
+
+    // https:// to a server speaking plain HTTP is a setting to fix, not "offline": one line,
+    // exit 1, the memory kept in staging.
+    let err = m
+        .with("REMOTE_MEMORY_PROTOCOL", "https")
+        .fails(&["store", "sent over the wrong protocol"]);
+    assert!(
+        err.contains("does not speak TLS") && err.contains("http://"),
+        "{err}"
+    );
+    assert_eq!(m.staged("pending"), 1, "kept in staging");
 }
 
 #[test]
@@ -273,4 +294,67 @@ fn a_push_interrupted_by_a_killed_server_is_rerun_without_loss_or_duplicates() {
     for c in &contents {
         assert_eq!(server.rows_with_hash(&hash_of(c)), 1, "{c}");
     }
+}
+
+/// The server keeps at most 100 tags of at most 100 characters and silently drops the rest:
+/// memsync refuses what it would not keep, at `store` and `edit` (nothing stored or changed),
+/// and at `push` for a row that got there another way (failed, with the reason; nothing sent).
+#[test]
+fn tags_the_server_would_silently_drop_are_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let m = Machine::new(&dir.path().join("m"), server.port);
+    let many: Vec<String> = (0..99).map(|i| format!("t{i}")).collect();
+    let err = m.fails(&["store", "--tags", &many.join(","), "with too many tags"]);
+    assert!(
+        err.contains("101 tags") && err.contains("at most 100"),
+        "{err}"
+    );
+    let long = "x".repeat(101);
+    let err = m.fails(&["store", "--offline", "--tags", &long, "with a long tag"]);
+    assert!(err.contains("101 characters"), "{err}");
+    assert_eq!(server.live_count(), 0);
+    assert!(!m.staging_path().exists(), "nothing staged");
+
+    // 98 of the user's tags and memsync's two fit exactly.
+    let fit = &many[..98].join(",");
+    assert!(
+        m.ok(&["store", "--tags", fit, "with 100 tags"])
+            .contains("stored")
+    );
+    assert_eq!(server.tags("with 100 tags").len(), 100);
+
+    // A staged row that holds too many (an older memsync, a script): refused at push.
+    m.ok(&["store", "--offline", "staged, then given too many tags"]);
+    let c = rusqlite::Connection::open(m.staging_path()).unwrap();
+    let tags = serde_json::to_string(&(0..198).map(|i| format!("row-tag-{i}")).collect::<Vec<_>>())
+        .unwrap();
+    c.execute(
+        "UPDATE staged_memories SET tags = ?1 WHERE state = 'pending'",
+        [&tags],
+    )
+    .unwrap();
+    let out = m.exits(3, &["push", "--verbose"]);
+    assert!(out.contains("198 tags"), "{out}");
+    assert_eq!(server.live_count(), 1);
+    let id = c
+        .query_row(
+            "SELECT id FROM staged_memories WHERE state = 'failed'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap();
+    let err = m.fails(&[
+        "edit",
+        &id.to_string(),
+        "--tags",
+        &format!("{},a,b", many.join(",")),
+    ]);
+    assert!(
+        err.contains("left as it was") && err.contains("101 tags"),
+        "{err}"
+    );
+    m.ok(&["edit", &id.to_string(), "--tags", "fits"]);
+    assert!(m.ok(&["push"]).contains("stored 1"));
+    assert_eq!(server.tags("staged, then given too many tags"), ["fits"]);
 }

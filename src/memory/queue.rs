@@ -232,6 +232,11 @@ pub fn edit_row(
             .or_else(|| item.fields.memory_type.clone()),
         metadata: item.fields.metadata.clone(),
     };
+    if let Some(why) = super::record::tags_beyond_server_limits(&fields.tags) {
+        return Err(MemoryError::Invalid(format!(
+            "edit: row #{id} left as it was: {why}"
+        )));
+    }
     let copy = keep_copy(&st, &item, "edited")?;
     if !st.rewrite(
         &item,

@@ -17,6 +17,8 @@ pub enum Kind {
     Diverged,
     /// Changed (or stored) locally, deleted on the server.
     DeletedRemotely,
+    /// Deleted locally (a staged delete), changed on the server since.
+    ChangedRemotely,
 }
 
 impl Kind {
@@ -24,13 +26,14 @@ impl Kind {
         match self {
             Kind::Diverged => "diverged",
             Kind::DeletedRemotely => "deleted_remotely",
+            Kind::ChangedRemotely => "changed_remotely",
         }
     }
     pub fn parse(s: &str) -> Kind {
-        if s == "deleted_remotely" {
-            Kind::DeletedRemotely
-        } else {
-            Kind::Diverged
+        match s {
+            "deleted_remotely" => Kind::DeletedRemotely,
+            "changed_remotely" => Kind::ChangedRemotely,
+            _ => Kind::Diverged,
         }
     }
 }
@@ -55,7 +58,8 @@ pub fn settle(
     policy: ConflictPolicy,
 ) -> Result<LocalView, StagingError> {
     let decided = (policy != ConflictPolicy::Manual).then(|| policy.as_str());
-    staging.conflict_log().record(
+    let log = staging.conflict_log();
+    let id = log.record(
         item.id,
         &item.hash,
         kind.as_str(),
@@ -63,6 +67,8 @@ pub fn settle(
         remote,
         decided,
     )?;
+    // One open record per row: the new one holds the row as it is now.
+    log.supersede(item.id, id)?;
     apply(staging, item, kind, remote, base, policy)
 }
 
@@ -111,6 +117,16 @@ pub fn apply(
         (Kind::DeletedRemotely, ConflictPolicy::Merge | ConflictPolicy::Local) => {
             staging.rewrite(item, Operation::Store, &item.fields, State::Pending, true)?;
             LocalView::Live(item.fields.clone())
+        }
+        // Nor a change with a deletion the other way: the later event, the server's change,
+        // wins, and nothing is lost; `local` deletes it anyway.
+        (Kind::ChangedRemotely, ConflictPolicy::Merge) => {
+            staging.rewrite(item, item.op, &item.fields, State::Resolved, false)?;
+            remote_view()
+        }
+        (Kind::ChangedRemotely, ConflictPolicy::Local) => {
+            staging.rewrite(item, Operation::Delete, &item.fields, State::Pending, false)?;
+            LocalView::Deleted
         }
     })
 }

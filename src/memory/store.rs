@@ -84,6 +84,11 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
     }
     let host = hostname();
     let fields = with_context(input, &host);
+    if let Some(why) = super::record::tags_beyond_server_limits(&fields.tags) {
+        return Err(MemoryError::Invalid(format!(
+            "nothing stored: {why} (with the source: and project: tags memsync adds)"
+        )));
+    }
     let hash = ContentHash::of(&input.content);
     // A memory known to be new to the server (`Server::Lacks`) and to staging gets the default
     // type; one merged into a staged row or a server version keeps theirs unless `--type`
@@ -224,7 +229,8 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             e @ (RemoteError::Unauthorized { .. }
             | RemoteError::Rejected { .. }
             | RemoteError::Malformed { .. }
-            | RemoteError::Tls { .. }),
+            | RemoteError::Tls { .. }
+            | RemoteError::Protocol { .. }),
         ) => {
             let (id, _) = stage(&e.to_string(), Server::Unknown)?;
             ctx.log.line("error", &format!("store: {e}"));

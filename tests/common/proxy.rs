@@ -1,5 +1,5 @@
 //! A TCP proxy in front of a real server, for fault injection: forward (optionally slowly),
-//! refuse connections, answer 500, or answer garbage. The mode is read per connection.
+//! refuse connections, answer 500, answer garbage, or cut an answer off mid-body. The mode is read per connection.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -11,6 +11,7 @@ pub const FORWARD: u8 = 0;
 pub const REFUSE: u8 = 1;
 pub const ERROR_500: u8 = 2;
 pub const GARBAGE: u8 = 3;
+pub const CUT: u8 = 4;
 
 pub struct Proxy {
     pub port: u16,
@@ -97,6 +98,15 @@ fn serve(c: TcpStream, upstream: u16, mode: u8, delay: Arc<AtomicU64>) {
             "text/html",
             "<html>this is not the memory service</html>",
         ),
+        CUT => {
+            let mut c = c;
+            read_request(&mut c);
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"status\": \"hea"
+            );
+            let _ = c.shutdown(Shutdown::Both);
+        }
         _ => {
             let Ok(u) = TcpStream::connect(("127.0.0.1", upstream)) else {
                 return;

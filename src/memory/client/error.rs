@@ -14,6 +14,9 @@ pub enum RemoteError {
         "{url}: TLS failed: {reason} (trust the server with --ca-file / REMOTE_MEMORY_CA_FILE, or --insecure for a self-signed test server)"
     )]
     Tls { url: String, reason: String },
+    /// The server speaks another protocol at this address (plain HTTP to an `https://` URL).
+    #[error("{url}: {reason}")]
+    Protocol { url: String, reason: String },
     #[error("{url}: no answer within {}s", after.as_secs_f64())]
     Timeout { url: String, after: Duration },
     #[error(
@@ -62,6 +65,7 @@ impl RemoteError {
             RemoteError::Unauthorized { .. } => ErrorKind::Unauthorized,
             RemoteError::Rejected { .. } | RemoteError::Malformed { .. } => ErrorKind::Refused,
             RemoteError::Tls { .. }
+            | RemoteError::Protocol { .. }
             | RemoteError::CaFileUnreadable { .. }
             | RemoteError::CaFileInvalid { .. }
             | RemoteError::Setup(_)

@@ -201,16 +201,43 @@ fn map_transport(what: &str, e: &reqwest::Error, timeout: Duration) -> RemoteErr
         } else {
             reason
         };
-        if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
+            // rustls read something that is not TLS: the server answered in plain HTTP.
+            RemoteError::Protocol {
+                url: what.to_owned(),
+                reason: format!(
+                    "{reason}: the server does not speak TLS at this address; use http:// (REMOTE_MEMORY_PROTOCOL=http)"
+                ),
+            }
+        } else if lower.contains("certificate")
+            || lower.contains("tls")
+            || lower.contains("handshake")
+        {
             RemoteError::Tls {
                 url: what.to_owned(),
                 reason,
             }
         } else {
+            // A TLS server drops a plain HTTP request without an answer; so does a broken
+            // network, so it stays transient, with the likely cause named.
+            let hint = what.contains(" http://")
+                && (lower.contains("reset") || lower.contains("closed before message completed"));
             RemoteError::Unreachable {
                 url: what.to_owned(),
-                reason,
+                reason: if hint {
+                    format!("{reason} (if the server speaks HTTPS at this port, use https://)")
+                } else {
+                    reason
+                },
             }
+        }
+    } else if e.is_body() || e.is_decode() {
+        // The answer broke off (reading it is all `is_decode` covers without compression
+        // features): the network's failure, worth another attempt (a store sent
+        // again is a duplicate the server recognises by its content hash).
+        RemoteError::Unreachable {
+            url: what.to_owned(),
+            reason: format!("the answer broke off: {}", crate::errtext::chain(e)),
         }
     } else {
         RemoteError::Malformed {

@@ -113,6 +113,18 @@ impl ConflictLog<'_> {
             .map_err(|e| self.st.err(e))
     }
 
+    /// Closes the open records of staged row `staged_id` other than `keep`: a newer record of
+    /// the same row holds its current local side (which took in the older one's), so settling
+    /// the newer one settles them all. Left open, they would keep `sync` exiting 4 with nothing
+    /// to decide, and `resolve-conflicts` would replay a stale side over the newer decision.
+    pub fn supersede(&self, staged_id: i64, keep: i64) -> Result<usize, StagingError> {
+        self.st.exec(
+            "UPDATE conflicts SET resolution = 'superseded', resolved_at = ?3
+             WHERE staged_id = ?1 AND id != ?2 AND resolution IS NULL",
+            params![staged_id, keep, now()],
+        )
+    }
+
     pub fn close(&self, id: i64, resolution: &str) -> Result<(), StagingError> {
         self.st
             .exec(

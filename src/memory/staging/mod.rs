@@ -27,7 +27,7 @@ pub use row::{ConflictRecord, Operation, Staged, State, describe, staged_json};
 pub use upkeep::{Lost, Salvage, Upkeep};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// `PRAGMA application_id`: "MSYN", so another SQLite file is not mistaken for a staging db.
 pub(super) const APPLICATION_ID: i64 = 0x4d53_594e;
 

@@ -47,6 +47,30 @@ CREATE INDEX idx_staged_state ON staged_memories(state, id);
 CREATE INDEX idx_staged_hash ON staged_memories(content_hash);
 ";
 
+/// Version 4: a conflict may be `changed_remotely` (a staged delete meets a server version
+/// changed since), and a record may be `superseded` (a newer record of the same row holds
+/// its current local side). The table is rebuilt as in [`V2_TO_V3`], ids kept.
+const V3_TO_V4: &str = "
+CREATE TABLE conflicts_v4 (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  staged_id INTEGER NOT NULL REFERENCES staged_memories(id),
+  content_hash TEXT NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('diverged', 'deleted_remotely', 'changed_remotely')),
+  local TEXT NOT NULL,
+  remote TEXT,
+  detected_at REAL NOT NULL,
+  resolution TEXT CHECK (resolution IN ('merge', 'local', 'remote', 'superseded')),
+  resolved_at REAL
+);
+INSERT INTO conflicts_v4 (id, staged_id, content_hash, kind, local, remote, detected_at,
+    resolution, resolved_at)
+  SELECT id, staged_id, content_hash, kind, local, remote, detected_at, resolution, resolved_at
+  FROM conflicts;
+DROP TABLE conflicts;
+ALTER TABLE conflicts_v4 RENAME TO conflicts;
+CREATE INDEX idx_conflicts_open ON conflicts(resolution, id);
+";
+
 /// Brings the database to [`SCHEMA_VERSION`] in one IMMEDIATE transaction. The version is read
 /// again inside it: another process opening the same new file at the same moment may have
 /// migrated it first, and then there is nothing left to do. Any failure (a refused upstream
@@ -103,7 +127,10 @@ fn migrate_in_tx(conn: &mut Connection, path: &Path) -> Result<(), StagingError>
         tx.execute_batch(V1_TO_V2).map_err(err)?;
     }
     if version <= 2 {
-        v2_to_v3(&tx).map_err(err)?;
+        rebuild(&tx, "staged_memories", V2_TO_V3).map_err(err)?;
+    }
+    if version <= 3 {
+        rebuild(&tx, "conflicts", V3_TO_V4).map_err(err)?;
     }
     // Upstream rows go in once the table takes every operation they can carry.
     if upstream {
@@ -124,26 +151,25 @@ fn migrate_in_tx(conn: &mut Connection, path: &Path) -> Result<(), StagingError>
     tx.commit().map_err(err)
 }
 
-/// Version 2 → 3 ([`V2_TO_V3`]), keeping the AUTOINCREMENT counter: ids of rows deleted
-/// earlier (pruned, reset) are never handed out again.
-fn v2_to_v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+/// Rebuilds `table` by `sql` (new table, copy, drop, rename), keeping its AUTOINCREMENT
+/// counter: ids of rows deleted earlier (pruned, reset) are never handed out again.
+fn rebuild(tx: &rusqlite::Transaction<'_>, table: &str, sql: &str) -> rusqlite::Result<()> {
     let seq: Option<i64> = tx
         .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'staged_memories'",
-            [],
+            "SELECT seq FROM sqlite_sequence WHERE name = ?1",
+            [table],
             |r| r.get(0),
         )
         .optional()?;
-    tx.execute_batch(V2_TO_V3)?;
+    tx.execute_batch(sql)?;
     if let Some(seq) = seq {
+        tx.execute("DELETE FROM sqlite_sequence WHERE name = ?1", [table])?;
         tx.execute(
-            "DELETE FROM sqlite_sequence WHERE name = 'staged_memories'",
-            [],
-        )?;
-        tx.execute(
-            "INSERT INTO sqlite_sequence (name, seq)
-               VALUES ('staged_memories', MAX(?1, (SELECT COALESCE(MAX(id), 0) FROM staged_memories)))",
-            [seq],
+            &format!(
+                "INSERT INTO sqlite_sequence (name, seq)
+                   VALUES (?1, MAX(?2, (SELECT COALESCE(MAX(id), 0) FROM {table})))"
+            ),
+            params![table, seq],
         )?;
     }
     Ok(())

@@ -22,6 +22,8 @@ struct UpstreamRow {
     metadata: Option<String>,
     memory_type: Option<String>,
     source_machine: Option<String>,
+    /// When the script staged it, in seconds since the epoch, when its column says.
+    staged_at: Option<f64>,
 }
 
 /// What a row becomes, or why it cannot be carried.
@@ -69,7 +71,12 @@ pub(super) fn carry_rows(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<
     let rows: Vec<UpstreamRow> = tx
         .prepare(
             "SELECT CAST(id AS TEXT), CAST(operation AS TEXT), COALESCE(content, ''),
-               COALESCE(content_hash, ''), tags, metadata, memory_type, source_machine
+               COALESCE(content_hash, ''), tags, metadata, memory_type, source_machine,
+               CASE typeof(staged_at)
+                 WHEN 'text' THEN (julianday(staged_at) - 2440587.5) * 86400.0 + 1.0
+                 WHEN 'integer' THEN CAST(staged_at AS REAL)
+                 WHEN 'real' THEN staged_at
+               END
              FROM upstream_staged_memories ORDER BY staged_at, rowid",
         )
         .and_then(|mut s| {
@@ -83,6 +90,7 @@ pub(super) fn carry_rows(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<
                     metadata: r.get(5)?,
                     memory_type: r.get(6)?,
                     source_machine: r.get(7)?,
+                    staged_at: r.get(8)?,
                 })
             })?
             .collect()
@@ -90,6 +98,13 @@ pub(super) fn carry_rows(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<
         .map_err(err)?;
     let t = now();
     for row in rows {
+        // When the wish was made: a later change on the server then meets a staged delete as
+        // a conflict (`push`). The scripts' `CURRENT_TIMESTAMP` has whole seconds, so the
+        // end of that second (above), and never later than now.
+        let staged_at = row
+            .staged_at
+            .filter(|s| s.is_finite())
+            .map_or(t, |s| s.min(t));
         let (op, hash) = carry(&row).map_err(|why| StagingError::Unusable {
             path: path.to_path_buf(),
             reason: format!(
@@ -104,7 +119,7 @@ pub(super) fn carry_rows(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<
         tx.execute(
             "INSERT INTO staged_memories (content_hash, content, tags, memory_type, metadata,
                operation, source_machine, staged_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 hash.as_str(),
                 row.content,
@@ -115,6 +130,7 @@ pub(super) fn carry_rows(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<
                 op.as_str(),
                 row.source_machine
                     .unwrap_or_else(crate::memory::host::hostname),
+                staged_at,
                 t
             ],
         )
