@@ -163,6 +163,17 @@ fn wrong_key_unreachable_server_and_bad_answers_fail_in_one_line_and_lose_nothin
     let err = bad_key.fails(&["push"]);
     assert!(err.contains("refused the API key"), "{err}");
     assert_eq!(m.staged("pending"), 1);
+    // A key with a newline inside cannot be sent: the setting is named, the key is not shown.
+    let err = m
+        .with("REMOTE_MEMORY_API_KEY", "test\nkey")
+        .fails(&["push"]);
+    assert!(
+        err.contains("REMOTE_MEMORY_API_KEY")
+            && err.contains("control character")
+            && !err.contains("test"),
+        "{err}"
+    );
+    assert_eq!(m.staged("pending"), 1);
 
     let nowhere = m.with("REMOTE_MEMORY_PORT", &free_port().to_string());
     let err = nowhere.fails(&["push"]);

@@ -301,8 +301,11 @@ fn sync_dry_run(ctx: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
         None => Staging::in_memory()?,
     };
     let mut would_stage = 0;
+    // Local edits the pull would stage are pushed too.
+    let mut edits = 0;
     if ctx.settings.memory_db.is_file() {
         let rep = pull(ctx, opts)?;
+        edits = rep.staged_local;
         out.extend(rep.details.iter().cloned());
         out.push(pull_summary(&rep));
         let local = LocalDb::open_read_only(&ctx.settings.memory_db)?;
@@ -320,9 +323,9 @@ fn sync_dry_run(ctx: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
         ));
     }
     let pending = st.count(State::Pending)?;
-    let would_push = pending as usize + would_stage;
+    let would_push = pending as usize + would_stage + edits;
     out.push(format!(
-        "dry run, nothing changed: would stage {would_stage} local memories and push {would_push} ({pending} pending now)"
+        "dry run, nothing changed: would stage {would_stage} local memories and {edits} local edits, and push {would_push} ({pending} pending now)"
     ));
     ctx.log.line(
         "sync",

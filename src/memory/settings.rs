@@ -233,9 +233,22 @@ impl Settings {
                 fr.api_key,
                 "remote.api_key",
             ),
-            "it is the placeholder an older `memsync export` wrote, not a key: remove it and give the key in REMOTE_MEMORY_API_KEY or --api-key",
+            "a key of printable characters (no newline or other control character inside; an HTTP header cannot carry one), not the placeholder an older `memsync export` wrote",
             sources::api_key,
-        )?;
+        )
+        // A secret is never echoed, not even a malformed one.
+        .map_err(|e| match e {
+            SettingsError::Invalid {
+                source_name,
+                expected,
+                ..
+            } => SettingsError::Invalid {
+                source_name,
+                value: "***".into(),
+                expected,
+            },
+            e => e,
+        })?;
         let ca_file = match o.ca_file.clone() {
             Some(p) => Some(p),
             None => src

@@ -120,9 +120,12 @@ pub(super) fn port(v: &str) -> Option<u16> {
     v.trim().parse::<u16>().ok().filter(|&p| p != 0)
 }
 
-/// Any key but the placeholder an older export wrote.
+/// Any key but the placeholder an older export wrote, without the whitespace around it (a
+/// key read from a file keeps its newline), and with no control character inside.
 pub(super) fn api_key(v: &str) -> Option<String> {
-    (v.trim() != EXPORT_PLACEHOLDER).then(|| v.to_owned())
+    let k = v.trim();
+    (k != EXPORT_PLACEHOLDER && !k.is_empty() && !k.chars().any(char::is_control))
+        .then(|| k.to_owned())
 }
 
 pub(super) fn seconds(v: &str) -> Option<Duration> {
