@@ -25,8 +25,8 @@ pub struct RemoteArgs {
     /// Server host (REMOTE_MEMORY_HOST).
     #[arg(long = "host")]
     host: Option<String>,
-    /// Server port (REMOTE_MEMORY_PORT).
-    #[arg(long = "port")]
+    /// Server port (REMOTE_MEMORY_PORT), 1-65535.
+    #[arg(long = "port", value_parser = clap::value_parser!(u16).range(1..))]
     port: Option<u16>,
     /// http or https (REMOTE_MEMORY_PROTOCOL).
     #[arg(long = "protocol")]

@@ -115,7 +115,12 @@ impl MemoryError {
             MemoryError::Staging(e) => e.kind(),
             MemoryError::Local(e) => e.kind(),
             MemoryError::Lock(e) => e.kind(),
-            MemoryError::Replica { .. } => ErrorKind::Io,
+            MemoryError::Replica { source, .. } => match &**source {
+                crate::restore::RestoreError::Replica(e) if e.is_transient() => {
+                    ErrorKind::Unreachable
+                }
+                _ => ErrorKind::Io,
+            },
             MemoryError::NoBackup { .. } => ErrorKind::NotFound,
             MemoryError::Io { .. } | MemoryError::NoName { .. } => ErrorKind::Io,
             MemoryError::Encode(_) => ErrorKind::Invalid,
@@ -141,7 +146,9 @@ impl MemoryError {
                 ErrorKind::Unreachable => Outcome::Stopped,
                 _ => Outcome::Error,
             },
-            (MemoryError::Remote(_), ErrorKind::Unreachable) => Outcome::Stopped,
+            (MemoryError::Remote(_) | MemoryError::Replica { .. }, ErrorKind::Unreachable) => {
+                Outcome::Stopped
+            }
             (MemoryError::Lock(_), ErrorKind::Locked) => Outcome::Locked,
             _ => Outcome::Error,
         }

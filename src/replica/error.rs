@@ -72,6 +72,31 @@ pub enum ReplicaError {
 }
 
 /// Maps an object store error to what it means: missing, already there, or a storage failure.
+impl ReplicaError {
+    /// Worth trying again later: the store did not answer, or failed on its side (a timeout,
+    /// a refused or broken connection, a 5xx). A refused key, a missing object or a
+    /// certificate not trusted need a person instead.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReplicaError::Timeout { .. } => true,
+            ReplicaError::Storage { source, .. } => {
+                let t = crate::errtext::chain(source).to_ascii_lowercase();
+                !t.contains("certificate")
+                    && [
+                        "connect",
+                        "connection",
+                        "timed out",
+                        "dns error",
+                        "status code: 5",
+                    ]
+                    .iter()
+                    .any(|w| t.contains(w))
+            }
+            _ => false,
+        }
+    }
+}
+
 pub(super) fn from_store(
     replica: String,
     what: String,
