@@ -50,3 +50,26 @@ fn local_edits_survive_a_waiting_push_and_a_remote_delete() {
         "revived with the local edit"
     );
 }
+
+/// The server cuts tags only of a memory it creates; its update keeps them as sent. A memory
+/// another client gave 120 tags is edited and synced like any other.
+#[test]
+fn an_edit_of_a_memory_with_more_tags_than_a_new_one_may_have_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let c = "a memory another client gave 120 tags";
+    remote.post(c, &["t"], json!({}));
+    let many: Vec<String> = (0..120).map(|i| format!("tag{i:03}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    remote.put_tags(c, &refs);
+    assert_eq!(remote.tags(c).len(), 120);
+    m.ok(&["sync"]);
+    assert_eq!(local.tags(c).len(), 120);
+    let mut more = refs.clone();
+    more.push("mine");
+    local.put_tags(c, &more);
+    let out = m.ok(&["sync"]);
+    assert!(out.contains("failed 0"), "{out}");
+    assert_eq!(remote.tags(c).len(), 121);
+    assert!(remote.tags(c).contains(&"mine".to_owned()));
+}

@@ -369,3 +369,30 @@ fn tags_the_server_would_silently_drop_are_refused_before_anything_is_sent() {
     assert!(m.ok(&["push"]).contains("stored 1"));
     assert_eq!(server.tags("staged, then given too many tags"), ["fits"]);
 }
+
+/// `store` of content the server holds, when the comparison (GET) fails: what the store adds
+/// is kept in staging ("try again later", exit 5) and reaches the server with the next push;
+/// before, it was reported as "already on the server" and dropped.
+#[test]
+fn a_store_whose_comparison_with_the_server_fails_keeps_what_it_adds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let m = Machine::new(&dir.path().join("m"), server.port);
+    let c = "stored, then stored again with another tag";
+    m.ok(&["store", "--tags", "orig", c]);
+    let p = Proxy::start(server.port);
+    p.set_mode(proxy::GET_MEMORY_500);
+    let o = m
+        .with("REMOTE_MEMORY_PORT", &p.port.to_string())
+        .run(&["store", "--tags", "extra", c]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(err.contains("kept in staging"), "{err}");
+    assert!(!server.tags(c).contains(&"extra".to_owned()));
+    assert!(m.ok(&["push"]).contains("updated 1"));
+    let tags = server.tags(c);
+    assert!(
+        tags.contains(&"orig".to_owned()) && tags.contains(&"extra".to_owned()),
+        "{tags:?}"
+    );
+}

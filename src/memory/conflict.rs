@@ -34,6 +34,31 @@ pub fn normalize_tags(tags: &[String]) -> Vec<String> {
     out
 }
 
+/// mcp-memory-service (12.4, `services/memory_service.py`) keeps at most this many tags of
+/// a memory it creates, and cuts a longer tag to this many characters, without a word; its
+/// update (`PUT`) keeps tags as sent.
+pub const SERVER_MAX_TAGS: usize = 100;
+pub const SERVER_MAX_TAG_CHARS: usize = 100;
+
+/// Why the server would not keep `tags` as memsync sends them (normalised, lowercased) with a
+/// new memory (`POST`): the next pull would otherwise meet a memory that is not what was
+/// stored. `None`: it keeps them.
+pub fn tags_beyond_server_limits(tags: &[String]) -> Option<String> {
+    let n = normalize_tags(tags).len();
+    if n > SERVER_MAX_TAGS {
+        return Some(format!(
+            "{n} tags; the server keeps at most {SERVER_MAX_TAGS} of a new memory and would drop the rest"
+        ));
+    }
+    let chars = |t: &str| super::hash::python_strip(t).chars().count();
+    let long = tags.iter().find(|t| chars(t) > SERVER_MAX_TAG_CHARS)?;
+    let start: String = long.chars().take(30).collect();
+    Some(format!(
+        "tag {start:?}... has {} characters; the server keeps at most {SERVER_MAX_TAG_CHARS} and would cut it",
+        chars(long)
+    ))
+}
+
 fn comparable_tags(tags: &[String]) -> Vec<String> {
     let mut t = normalize_tags(tags);
     t.retain(|t| t != "untagged");

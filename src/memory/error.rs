@@ -146,9 +146,12 @@ impl MemoryError {
                 ErrorKind::Unreachable => Outcome::Stopped,
                 _ => Outcome::Error,
             },
-            (MemoryError::Remote(_) | MemoryError::Replica { .. }, ErrorKind::Unreachable) => {
-                Outcome::Stopped
-            }
+            (
+                MemoryError::Remote(_)
+                | MemoryError::Replica { .. }
+                | MemoryError::StagedOnly { .. },
+                ErrorKind::Unreachable,
+            ) => Outcome::Stopped,
             (MemoryError::Lock(_), ErrorKind::Locked) => Outcome::Locked,
             _ => Outcome::Error,
         }
@@ -224,6 +227,14 @@ mod tests {
                 },
                 ErrorKind::Unauthorized,
                 Outcome::Error,
+            ),
+            (
+                MemoryError::StagedOnly {
+                    id: 5,
+                    cause: unreachable(),
+                },
+                ErrorKind::Unreachable,
+                Outcome::Stopped,
             ),
         ];
         for (e, kind, outcome) in cases {

@@ -232,7 +232,10 @@ pub fn edit_row(
             .or_else(|| item.fields.memory_type.clone()),
         metadata: item.fields.metadata.clone(),
     };
-    if let Some(why) = super::record::tags_beyond_server_limits(&fields.tags) {
+    // Only a new memory's tags are cut by the server (see `tags_beyond_server_limits`).
+    if item.op == Operation::Store
+        && let Some(why) = conflict::tags_beyond_server_limits(&fields.tags)
+    {
         return Err(MemoryError::Invalid(format!(
             "edit: row #{id} left as it was: {why}"
         )));

@@ -7,31 +7,6 @@ use serde_json::{Map, Value};
 /// knows whether the server already holds the memory with a type of its own).
 pub const DEFAULT_TYPE: &str = "note";
 
-/// mcp-memory-service (12.4, `services/memory_service.py`) keeps at most this many tags per
-/// memory and this many characters per tag, and drops or cuts the rest without a word.
-pub const SERVER_MAX_TAGS: usize = 100;
-pub const SERVER_MAX_TAG_CHARS: usize = 100;
-
-/// Why the server would not keep `tags` (normalised) as they are: it would silently drop
-/// tags past the hundredth and cut long ones, and the next pull would meet a memory that is
-/// not what was stored. `None`: it keeps them.
-pub fn tags_beyond_server_limits(tags: &[String]) -> Option<String> {
-    if tags.len() > SERVER_MAX_TAGS {
-        return Some(format!(
-            "{} tags; the server keeps at most {SERVER_MAX_TAGS} and would drop the rest",
-            tags.len()
-        ));
-    }
-    let long = tags
-        .iter()
-        .find(|t| t.chars().count() > SERVER_MAX_TAG_CHARS)?;
-    let start: String = long.chars().take(30).collect();
-    Some(format!(
-        "tag {start:?}... has {} characters; the server keeps at most {SERVER_MAX_TAG_CHARS} and would cut it",
-        long.chars().count()
-    ))
-}
-
 /// A memory's fields other than its content: what conflicts are about.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fields {

@@ -30,7 +30,7 @@ pub(super) fn leftovers(c: &Ctx) -> (Outcome, Vec<String>) {
     let mut notes = Vec::new();
     if failed > 0 {
         notes.push(format!(
-            "memsync: {} (the server refused): see memsync staged; then memsync edit ID, memsync drop ID or memsync push --retry-failed",
+            "memsync: {} (refused by the server, or not sent: the reason is in memsync staged); then memsync edit ID, memsync drop ID or memsync push --retry-failed",
             plural(failed, "staged row failed", "staged rows failed")
         ));
     }

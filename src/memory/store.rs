@@ -84,7 +84,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
     }
     let host = hostname();
     let fields = with_context(input, &host);
-    if let Some(why) = super::record::tags_beyond_server_limits(&fields.tags) {
+    if let Some(why) = conflict::tags_beyond_server_limits(&fields.tags) {
         return Err(MemoryError::Invalid(format!(
             "nothing stored: {why} (with the source: and project: tags memsync adds)"
         )));
@@ -136,7 +136,14 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
                     memory_type: r.memory_type,
                     metadata: r.metadata,
                 },
-                _ => {
+                // What the server holds is unknown, so what this store adds may be missing
+                // there: kept, for the push to compare and send.
+                Err(e) => {
+                    let (id, _) = stage(&format!("comparing with the server: {e}"), Server::Holds)?;
+                    ctx.log.line("error", &format!("store: {e}"));
+                    return Err(MemoryError::StagedOnly { id, cause: e });
+                }
+                Ok(None) => {
                     ctx.log
                         .line("store", &format!("already on server {}", hash.short()));
                     return Ok(format!("already on the server: {hash}"));

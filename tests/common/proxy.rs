@@ -12,6 +12,8 @@ pub const REFUSE: u8 = 1;
 pub const ERROR_500: u8 = 2;
 pub const GARBAGE: u8 = 3;
 pub const CUT: u8 = 4;
+/// 500 to `GET /api/memories/{hash}`, everything else forwarded.
+pub const GET_MEMORY_500: u8 = 5;
 
 pub struct Proxy {
     pub port: u16,
@@ -50,7 +52,7 @@ impl Proxy {
     }
 }
 
-fn read_request(c: &mut TcpStream) {
+fn read_request(c: &mut TcpStream) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     c.set_read_timeout(Some(Duration::from_secs(5))).ok();
@@ -71,10 +73,26 @@ fn read_request(c: &mut TcpStream) {
             }
         }
     }
+    buf
+}
+
+/// Whether the request waiting on `c` (peeked, not read) is `GET /api/memories/{hash}`.
+fn asks_for_a_memory(c: &TcpStream) -> bool {
+    let want = b"GET /api/memories/";
+    let mut head = [0u8; 18];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        match c.peek(&mut head) {
+            Ok(n) if n >= want.len() => return &head[..] == want,
+            Ok(0) | Err(_) => return false,
+            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    false
 }
 
 fn answer(mut c: TcpStream, status: &str, ctype: &str, body: &str) {
-    read_request(&mut c);
+    let _ = read_request(&mut c);
     let _ = write!(
         c,
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -98,9 +116,34 @@ fn serve(c: TcpStream, upstream: u16, mode: u8, delay: Arc<AtomicU64>) {
             "text/html",
             "<html>this is not the memory service</html>",
         ),
+        GET_MEMORY_500 if asks_for_a_memory(&c) => answer(
+            c,
+            "500 Internal Server Error",
+            "application/json",
+            r#"{"detail":"injected failure"}"#,
+        ),
+        // Any other request goes through alone, its connection closed after it (so the
+        // client's next request comes on a new connection, and is looked at again).
+        GET_MEMORY_500 => {
+            let mut c = c;
+            let req = read_request(&mut c);
+            let Some(eol) = req.windows(2).position(|w| w == b"\r\n") else {
+                return;
+            };
+            let Ok(mut u) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                return;
+            };
+            let mut sent = req[..eol + 2].to_vec();
+            sent.extend_from_slice(b"Connection: close\r\n");
+            sent.extend_from_slice(&req[eol + 2..]);
+            if u.write_all(&sent).is_ok() {
+                let _ = std::io::copy(&mut u, &mut c);
+            }
+            let _ = c.shutdown(Shutdown::Both);
+        }
         CUT => {
             let mut c = c;
-            read_request(&mut c);
+            let _ = read_request(&mut c);
             let _ = write!(
                 c,
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"status\": \"hea"

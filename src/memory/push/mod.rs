@@ -105,11 +105,11 @@ pub fn push_one(
     let tags = conflict::normalize_tags(&item.fields.tags);
     let id = item.id;
     let short = item.hash.short();
-    if item.op != Operation::Delete
-        && let Some(why) = super::record::tags_beyond_server_limits(&tags)
+    if item.op == Operation::Store
+        && let Some(why) = conflict::tags_beyond_server_limits(&tags)
     {
         // Sent as it is, the server would keep less than the row holds, and say nothing.
-        let why = format!("{why}; memsync edit #{id} --tags ... to fit");
+        let why = format!("not sent: {why}; memsync edit {id} --tags ... to fit");
         staging.mark_failed(id, &why)?;
         rep.failed += 1;
         return Ok(format!("#{id} {short} failed: {why}"));
