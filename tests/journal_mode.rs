@@ -134,8 +134,10 @@ fn commits_made_while_memsync_stepped_aside_all_restore() {
     write(&app, 20);
     let r = s.start();
     s.wait_for_rows(20);
-    // Pauses longer than the idle delay (1 s): each commit finds memsync away.
-    let pause = || std::thread::sleep(Duration::from_millis(2500));
+    // Pauses long enough that memsync steps aside after the idle delay (1 s) and stays away
+    // long enough (3 s) to keep that delay (`src/sqlite/release.rs`): each commit finds
+    // memsync away.
+    let pause = || std::thread::sleep(Duration::from_millis(4500));
     for _ in 0..3 {
         pause();
         write(&app, 1);
@@ -204,4 +206,36 @@ fn changes_made_in_rollback_mode_are_shipped_at_shutdown() {
     let restored = check_sound(&restored);
     assert_same(&app, &restored);
     assert_eq!(rows(&restored).len(), 60);
+}
+
+/// A database committing every 1.5 s: memsync steps aside after the first quiet second or
+/// two, then learns to stay (a reopen per commit costs more than staying attached), and an
+/// application leaving WAL mode right after that spell still gets its switch within its
+/// retries. Every commit restores.
+#[test]
+fn a_database_committing_every_few_seconds_keeps_memsync_attached_and_can_still_leave_wal() {
+    let s = Scene::new("", "        sync-interval: 0s\n");
+    let app = create_memdb(&s.db);
+    insert_memory(&app, 1);
+    let r = s.start();
+    s.wait_for_rows(1);
+    let commits = 10;
+    for i in 2..=commits + 1 {
+        std::thread::sleep(Duration::from_millis(1500));
+        insert_memory(&app, i);
+    }
+    s.wait_for_rows(commits as i64 + 1);
+    let mode = switch_journal_mode(&app, "delete");
+    assert_eq!(mode, "delete", "{}", s.log_tail());
+    insert_memory(&app, commits + 2);
+    let (status, out) = r.stop();
+    assert!(status.success(), "replicate exited {status}: {out}");
+    let releases = stopped_count(&out, "idle releases");
+    assert!(
+        (1..=4).contains(&releases),
+        "{releases} idle releases for {commits} commits 1.5 s apart:\n{out}"
+    );
+    let restored = s.restore("restored.db", &["-integrity-check", "full"]);
+    let restored = check_sound(&restored);
+    assert_eq!(rows(&restored).len() as u64, commits + 2);
 }

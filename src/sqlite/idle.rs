@@ -1,13 +1,14 @@
 //! Stepping aside while idle: when everything committed is in the spool and nothing new was
-//! committed for `idle_release` (1 s), the monitor closes its connections, and it reopens them
-//! on the next change.
+//! committed for the release delay (`idle_release`, 1 s, longer for a database that keeps
+//! coming back within seconds: `release.rs`), the monitor closes its connections, and it
+//! reopens them on the next change.
 //!
 //! Why: every open WAL-mode connection holds a SHARED lock on the database file for as long as
 //! it is open, and SQLite lets a connection leave WAL mode (`PRAGMA journal_mode=DELETE`) only
 //! when it is the database's sole connection; the attempt answers "database is locked" at once,
 //! without the busy handler, and leaves no trace memsync could see. So memsync leaves the
-//! database alone whenever it has nothing to do, and an application that retries for a second
-//! or two gets its switch.
+//! database alone whenever it has nothing to do, and an application that retries for a few
+//! seconds (up to 8 after a spell of commits seconds apart) gets its switch.
 //!
 //! Nothing committed is lost: memsync steps aside only when every commit up to the WAL index's
 //! last committed frame is in the spool, and keeps that index header as the mark. On the next
@@ -169,6 +170,7 @@ impl Monitor {
         let mark = self.cap.src.idle_mark().ok().flatten();
         // memsync's connections never checkpoint on close (`conn::open`).
         self.session.close();
+        self.release.stepped_aside(std::time::Instant::now());
         self.away = Some(Away {
             mark,
             seen,
@@ -278,6 +280,7 @@ impl Monitor {
         };
         let r = conn::open(&db, self.cfg.busy_timeout)?;
         let away = self.away.take().expect("checked above");
+        self.release.returned(std::time::Instant::now());
         self.session.reopen(Conns { r, w });
         let mut mark = away.mark;
         if fresh {

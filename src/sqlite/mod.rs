@@ -17,6 +17,7 @@ pub mod pagemap;
 pub mod pool;
 pub mod reader;
 mod recover;
+mod release;
 pub(crate) mod run;
 mod session;
 pub mod shm;

@@ -71,6 +71,8 @@ pub struct Monitor {
     pub(super) session: Session,
     /// Set while memsync has stepped aside.
     pub(super) away: Option<super::idle::Away>,
+    /// How long a quiet database keeps the connections (see `release.rs`).
+    pub(super) release: super::release::ReleaseDelay,
     /// When a checkpoint is due (see `checkpoint.rs`).
     pub(super) checkpoints: CheckpointPolicy,
     /// When the next sync may run (see `pacer.rs`).
@@ -106,11 +108,13 @@ impl Monitor {
         let pacer = SyncPacer::new(cfg.min_sync_gap, Instant::now());
         let session = Session::new(&cfg.db_path, cfg.busy_timeout, Conns { r, w });
         let checkpoints = CheckpointPolicy::new(&cfg, Instant::now());
+        let release = super::release::ReleaseDelay::new(cfg.idle_release);
         let mut m = Monitor {
             cfg,
             cap,
             session,
             away: None,
+            release,
             checkpoints,
             pacer,
             stats,

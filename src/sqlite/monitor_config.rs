@@ -45,9 +45,10 @@ pub struct MonitorConfig {
     /// commit; the gap then grows with the quiet time, up to 8 times this (see `run.rs`).
     pub probe_interval: Duration,
     /// How long nothing must be committed before memsync closes its connections (see
-    /// `idle.rs`). One second: an application switching out of WAL mode, which SQLite allows
-    /// only to the database's sole connection, succeeds when it retries for a second or two,
-    /// while a steady writer (commits under a second apart) never pays the reopen.
+    /// `idle.rs`), at first. One second: an application switching out of WAL mode, which
+    /// SQLite allows only to the database's sole connection, succeeds when it retries for a
+    /// second or two, while a steady writer (commits under a second apart) never pays the
+    /// reopen. A writer a second or few apart makes it grow, up to 8 times (`release.rs`).
     pub idle_release: Duration,
     /// Set when memsync is stopping. With it, a full disk under the spool at start is waited
     /// out (retrying with backoff) instead of failing; without it (`-once`), it fails.

@@ -189,7 +189,7 @@ impl Monitor {
             (on_grid(poll, POLL_SLOT), true)
         } else {
             // Stepping aside once nothing was committed for `idle_release` (see `pass`).
-            let release = on_grid(st.quiet_since + self.cfg.idle_release, PROBE_SLOT);
+            let release = on_grid(st.quiet_since + self.release.get(), PROBE_SLOT);
             (
                 if release > now {
                     poll.min(release)
@@ -268,7 +268,7 @@ impl Monitor {
         } else if !st.dirty
             && st.rechecks == 0
             && !self.is_away()
-            && st.quiet_since.elapsed() >= self.cfg.idle_release
+            && st.quiet_since.elapsed() >= self.release.get()
         {
             // Let the application have the database to itself (see `idle.rs`).
             if let Err(why) = self.step_aside()
