@@ -88,6 +88,15 @@ fn https_needs_the_servers_certificate_or_insecure() {
     );
     let out = m.ok(&["push", "--ca-file", &ca]);
     assert!(out.contains("stored 1"), "{out}");
+    // http:// to this HTTPS server: a setting to fix (exit 1), not an outage (staged, exit 0).
+    let err = m
+        .with("REMOTE_MEMORY_PROTOCOL", "http")
+        .fails(&["store", "over plain http to a TLS port"]);
+    assert!(
+        err.contains("speaks HTTPS") && err.contains("kept in staging"),
+        "{err}"
+    );
+    m.ok(&["push", "--ca-file", &ca]);
     let out = m.ok(&["store", "--insecure", "over tls, insecure"]);
     assert!(out.contains("stored"), "{out}");
     let out = m
@@ -100,7 +109,7 @@ fn https_needs_the_servers_certificate_or_insecure() {
         dir.path().join("missing.pem").to_str().unwrap(),
     ]);
     assert!(err.contains("missing.pem"), "{err}");
-    assert_eq!(server.live_count(), 3);
+    assert_eq!(server.live_count(), 4);
 }
 
 #[test]

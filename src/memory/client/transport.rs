@@ -121,6 +121,7 @@ impl Transport {
                     .map_err(|e| map_transport(&what, &e, timeout))?;
                 Ok((status, text))
             })
+            .map_err(|e| self.explain(e))
             .inspect(|(status, _)| debug_exchange(&method, path, query, Ok(*status), t0))
             .inspect_err(|e| debug_exchange(&method, path, query, Err(e), t0))
             .and_then(|(status, text)| match status {
@@ -132,6 +133,42 @@ impl Transport {
                 }),
                 _ => Ok((status, text)),
             })
+    }
+
+    /// A connection an `http://` server dropped without an answer: if TLS answers at that
+    /// address, the server speaks HTTPS, a setting to fix rather than an outage to wait out.
+    /// Asked only after such a failure, with a short timeout and no certificate check (only
+    /// whether TLS answers matters).
+    fn explain(&self, e: RemoteError) -> RemoteError {
+        let RemoteError::Unreachable { url, reason } = &e else {
+            return e;
+        };
+        let dropped = reason.contains("closed before message completed")
+            || reason.to_ascii_lowercase().contains("reset");
+        let Some(rest) = self.base.strip_prefix("http://") else {
+            return e;
+        };
+        if !dropped {
+            return e;
+        }
+        let https = format!("https://{rest}/api/health");
+        let answered = self.rt.block_on(async {
+            let probe = reqwest::Client::builder()
+                .tls_danger_accept_invalid_certs(true)
+                .no_proxy()
+                .timeout(Duration::from_secs(3))
+                .build()?;
+            probe.get(&https).send().await
+        });
+        if answered.is_ok() {
+            return RemoteError::Protocol {
+                url: url.clone(),
+                reason: format!(
+                    "the connection was dropped without an answer, and TLS answers at {https}: the server speaks HTTPS; use https:// (REMOTE_MEMORY_PROTOCOL=https)"
+                ),
+            };
+        }
+        e
     }
 
     /// `send` with the configured retries and exponential backoff on transient failures.
