@@ -10,6 +10,7 @@
 #     of the replica tests. The only system-wide install; the Debian nginx service is kept from
 #     starting (tests run their own nginx processes on 127.0.0.1).
 #   - systemd (Debian package) for systemd-analyze, which checks the generated service unit.
+#   - faketime (Debian package): libfaketime, to run a replicator with its clock set back.
 # Everything else stays in $H. Fails loudly if an install fails.
 set -euo pipefail
 H=${MEMSYNC_HARNESS:-$HOME/.cache/memsync-harness}
@@ -112,6 +113,17 @@ if [ ! -x /usr/sbin/nginx ] || [ ! -f "$NGINX_DAV_EXT" ]; then
   fi
 fi
 nginx_check || { echo "harness: /usr/sbin/nginx cannot load $NGINX_DAV_EXT with a WebDAV config" >&2; exit 1; }
+
+# libfaketime (Debian's faketime): tests/pitr_edges.rs starts a replicator whose wall clock is
+# set back, as after an NTP step or a bad clock at boot.
+if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then
+  SUDO=
+  [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  echo "harness: installing faketime (apt-get)" >&2
+  { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends -o DPkg::Lock::Timeout=300 faketime; } >&2 ||
+    { echo "harness: apt-get install faketime failed (tests/pitr_edges.rs needs libfaketime)" >&2; exit 1; }
+fi
 
 # systemd-analyze and systemctl (Debian's systemd package): tests/service.rs verifies the
 # generated unit with `systemd-analyze verify`; no running systemd is needed.

@@ -42,7 +42,7 @@ pub use index::{FileIndex, RunEntry, index_len, index_of, parse_index, read_run}
 pub use key::{Level, ObjectKey, SEGMENTS_DIR, SNAPSHOTS_DIR};
 pub use lineage::{LINEAGE_OBJECT, Lineage, LineageId};
 pub use merge::merge_segments;
-pub use plan::{RestorePlan, Target, chain_from, plan_restore};
+pub use plan::{RestorePlan, Target, chain_from, hole_after, plan_restore};
 pub use points::{Point, RestorePoints, Stretch, restore_points};
 pub use pos::{DbChecksum, PageNo, PageSize, Timestamp, TxId};
 pub use retention::{chain_after, restorable_end, retention_victims};

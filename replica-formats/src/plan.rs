@@ -145,7 +145,32 @@ fn plan_at(keys: &[ObjectKey], ts: Timestamp) -> Result<RestorePlan, PlanError> 
     if let Some(gap) = gap_after(keys, point.txid, target) {
         return Err(gap);
     }
+    // A hole right after the point: whatever was there may have been committed at or before
+    // `ts` (its time is gone with it), so the point cannot be proven to be the state at `ts`.
+    if let Some(next) = hole_after(keys, point.txid) {
+        return Err(PlanError::Gap {
+            at: point.txid,
+            next_available: Some(next),
+        });
+    }
     plan_restore(keys, Target::TxId(point.txid))
+}
+
+/// Where history resumes when nothing holds the position right after `end` yet some file
+/// starts further on: the files between are missing (not thinned by compaction, whose coarser
+/// file spans the position). `None`: no hole there.
+pub fn hole_after(keys: &[ObjectKey], end: TxId) -> Option<TxId> {
+    let next = end.next();
+    if keys
+        .iter()
+        .any(|k| k.min_txid() <= next && next <= k.max_txid())
+    {
+        return None;
+    }
+    keys.iter()
+        .map(ObjectKey::min_txid)
+        .filter(|&m| m > next)
+        .min()
 }
 
 /// No snapshot serves the target: the error names the oldest one there is.
@@ -223,7 +248,7 @@ fn covered(keys: &[ObjectKey], k: &ObjectKey) -> bool {
 mod tests {
     use super::*;
     use crate::key::Level;
-    use crate::testkit::{seg, snap, tx};
+    use crate::testkit::{seg, seg_at, snap, snap_at, tx};
 
     fn maxes(p: &RestorePlan) -> Vec<(u64, u64)> {
         p.segments
@@ -372,7 +397,15 @@ mod tests {
                 next_available: Some(tx(4))
             })
         );
-        assert_eq!(plan_restore(&holed, at(5_000)).unwrap().txid, tx(1));
+        // So is one right after the point a time before the next file picks: what is missing
+        // may have been committed before that time.
+        assert_eq!(
+            plan_restore(&holed, at(5_000)),
+            Err(PlanError::Gap {
+                at: tx(1),
+                next_available: Some(tx(4))
+            })
+        );
     }
 
     /// The oldest kept snapshot was written 1 ms after the segment ending at its position,
@@ -449,6 +482,26 @@ mod tests {
         ));
         let points = crate::restore_points(&keys).unwrap();
         assert_eq!((points.count, points.last.txid), (4, tx(21)));
+    }
+
+    #[test]
+    fn a_point_followed_by_a_hole_is_no_timestamp_restore() {
+        // Snapshot 1, segments 2 and 4: segment 3 is missing. A time before segment 4's
+        // picks point 2, but segment 3 may have been committed before that time.
+        let keys = [snap_at(1, 100), seg_at(0, 2, 2, 200), seg_at(0, 4, 4, 400)];
+        let at = |ms| Target::Timestamp(Timestamp::from_millis(ms));
+        assert!(matches!(
+            plan_restore(&keys, at(250)),
+            Err(PlanError::Gap { at, next_available: Some(n) }) if at == tx(2) && n == tx(4)
+        ));
+        assert_eq!(hole_after(&keys, tx(2)), Some(tx(4)));
+        // A coarser file spanning the position is no hole: compaction thinned the points.
+        let mut thinned = keys.to_vec();
+        thinned.push(seg_at(1, 2, 4, 500));
+        assert_eq!(hole_after(&thinned, tx(2)), None);
+        assert!(plan_restore(&thinned, at(250)).is_ok());
+        // Nothing after the end: no hole either.
+        assert_eq!(hole_after(&keys, tx(4)), None);
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub fn text(keys: &[ObjectKey]) -> Vec<String> {
         p.last.txid,
         p.count
     )];
+    if let Some(next) = replica_formats::hole_after(keys, p.last.txid) {
+        out.push(format!(
+            "  gap: files from position {next} on are held, but none continues position {}: a latest restore fails, and a -timestamp restore after {} too (-txid {} restores the last point before the gap)",
+            p.last.txid,
+            fmt_ts(p.last.ts),
+            p.last.txid
+        ));
+    }
     for s in &p.stretches {
         let level = match s.level {
             0 => String::new(),
@@ -66,6 +74,7 @@ pub fn json(keys: &[ObjectKey]) -> Value {
         "first_txid": first.txid.to_string(),
         "last_txid": last.txid.to_string(),
         "points": count,
+        "gap_resumes_at": replica_formats::hole_after(keys, last.txid).map(|t| t.to_string()),
         "stretches": stretches.iter().map(|s| json!({
             "from": fmt_ts(s.from.ts),
             "to": fmt_ts(s.to.ts),

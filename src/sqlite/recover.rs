@@ -9,6 +9,11 @@ use replica_formats::{ObjectKey, TxId};
 use super::monitor::{Monitor, MonitorError};
 use super::pagemap::PageMap;
 
+/// Meta-directory file holding when the last run stopped (milliseconds since the epoch, by its
+/// clock): the next run stamps its files after it (`Capture::stamp_after`). Written without
+/// an fsync: lost in a crash, the newest file's time stands in.
+pub(super) const STOPPED_AT: &str = "stopped-at";
+
 impl Monitor {
     /// Brings the spool up to date with the database (see [`Monitor::start`]).
     pub(super) fn recover(&mut self, floor: Option<TxId>) -> Result<(), MonitorError> {
@@ -18,6 +23,17 @@ impl Monitor {
             .keys()
             .map_err(|e| self.io_err("listing spool", e))?;
         let last = keys.iter().max_by_key(|k| k.max_txid()).cloned();
+        let stopped = std::fs::read_to_string(self.cfg.meta_dir.join(STOPPED_AT))
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok());
+        if let Some(newest) = keys
+            .iter()
+            .map(|k| k.timestamp().get())
+            .chain(stopped)
+            .max()
+        {
+            self.cap.stamp_after(newest);
+        }
         let floor = floor.max(last.as_ref().map(ObjectKey::max_txid));
         let map_path = self.cfg.meta_dir.join("pagemap");
         let saved = PageMap::load(&map_path);

@@ -94,6 +94,9 @@ pub(super) struct Capture {
     /// Timestamp of the last file written: each new one is at least a millisecond later, so
     /// two syncs in one millisecond stay two restore points a `-timestamp` can tell apart.
     last_ts: std::cell::Cell<i64>,
+    /// Set when the clock read earlier than where the last run's files (or its stop) got to:
+    /// from then on files are stamped at least that time plus the time elapsed since.
+    clock_floor: std::cell::Cell<Option<(Instant, i64)>>,
 }
 
 impl Capture {
@@ -114,7 +117,28 @@ impl Capture {
             last_map_save: Instant::now() - Duration::from_secs(3600),
             map_saved_at: None,
             last_ts: std::cell::Cell::new(0),
+            clock_floor: std::cell::Cell::new(None),
         }
+    }
+
+    /// New files are stamped after `newest` (in milliseconds: the newest file a previous run
+    /// wrote, or when it stopped), moving on with the time elapsed since: with the clock set
+    /// back across a restart, restore points would otherwise go back in time, and a
+    /// `-timestamp` restore before the restart could reach positions written after it. Says so
+    /// when the clock is more than a second behind.
+    pub(super) fn stamp_after(&self, newest: i64) {
+        let now = label_ms();
+        if newest <= now {
+            return;
+        }
+        if newest > now + 1000 {
+            tracing::warn!(
+                "{}: the clock reads {} s before the time the last run got to: new files are stamped from that time on, so restore points stay in commit order (a -timestamp restore names times as the files hold them)",
+                self.set.db.display(),
+                (newest - now) / 1000
+            );
+        }
+        self.clock_floor.set(Some((Instant::now(), newest)));
     }
 
     pub(super) fn io_err(&self, what: &str, source: io::Error) -> MonitorError {
@@ -174,7 +198,10 @@ impl Capture {
             min_txid: txid,
             max_txid: txid,
             timestamp: {
-                let ts = label_ms().max(self.last_ts.get() + 1);
+                let floor = self.clock_floor.get().map_or(0, |(at, base)| {
+                    base + 1 + i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX / 2)
+                });
+                let ts = label_ms().max(self.last_ts.get() + 1).max(floor);
                 self.last_ts.set(ts);
                 Timestamp::from_millis(ts)
             },
