@@ -10,7 +10,7 @@ use super::monitor::{Monitor, MonitorError};
 use super::pagemap::PageMap;
 
 /// Meta-directory file holding when the last run stopped (milliseconds since the epoch, by its
-/// clock): the next run stamps its files after it (`Capture::stamp_after`). Written without
+/// clock): the next run stamps its files after it (`capture/stamp.rs`). Written without
 /// an fsync: lost in a crash, the newest file's time stands in.
 pub(super) const STOPPED_AT: &str = "stopped-at";
 
@@ -32,7 +32,7 @@ impl Monitor {
             .chain(stopped)
             .max()
         {
-            self.cap.stamp_after(newest);
+            self.cap.stamps.after(newest, &self.cfg.db_path);
         }
         let floor = floor.max(last.as_ref().map(ObjectKey::max_txid));
         let map_path = self.cfg.meta_dir.join("pagemap");

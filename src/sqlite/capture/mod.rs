@@ -16,6 +16,7 @@ use replica_formats::{
 };
 
 mod full;
+mod stamp;
 
 use super::carry::{self, Carry};
 use super::cursor::Cursor;
@@ -32,16 +33,6 @@ pub fn now_ms() -> Timestamp {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     Timestamp::from_millis(ms)
-}
-
-/// A restore point's time: now, in milliseconds rounded *up*. Every commit the file holds was
-/// made before now, so a restore at any time at or after the label holds only commits made by
-/// then (rounded down, a commit made in the label's last fraction of a millisecond could be in
-/// a restore asked for a time just before it).
-fn label_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos().div_ceil(1_000_000) as i64)
 }
 
 /// What capture writes with, from the monitor's settings.
@@ -91,12 +82,8 @@ pub(super) struct Capture {
     /// The position the saved page map is at: the map changes only with the position, so a
     /// save at the same position (shutdown of an idle database) is skipped.
     map_saved_at: Option<TxId>,
-    /// Timestamp of the last file written: each new one is at least a millisecond later, so
-    /// two syncs in one millisecond stay two restore points a `-timestamp` can tell apart.
-    last_ts: std::cell::Cell<i64>,
-    /// Set when the clock read earlier than where the last run's files (or its stop) got to:
-    /// from then on files are stamped at least that time plus the time elapsed since.
-    clock_floor: std::cell::Cell<Option<(Instant, i64)>>,
+    /// The files' timestamps (see `stamp.rs`).
+    pub(super) stamps: stamp::Stamps,
 }
 
 impl Capture {
@@ -116,29 +103,8 @@ impl Capture {
             // The first checkpoint may save at once.
             last_map_save: Instant::now() - Duration::from_secs(3600),
             map_saved_at: None,
-            last_ts: std::cell::Cell::new(0),
-            clock_floor: std::cell::Cell::new(None),
+            stamps: stamp::Stamps::default(),
         }
-    }
-
-    /// New files are stamped after `newest` (in milliseconds: the newest file a previous run
-    /// wrote, or when it stopped), moving on with the time elapsed since: with the clock set
-    /// back across a restart, restore points would otherwise go back in time, and a
-    /// `-timestamp` restore before the restart could reach positions written after it. Says so
-    /// when the clock is more than a second behind.
-    pub(super) fn stamp_after(&self, newest: i64) {
-        let now = label_ms();
-        if newest <= now {
-            return;
-        }
-        if newest > now + 1000 {
-            tracing::warn!(
-                "{}: the clock reads {} s before the time the last run got to: new files are stamped from that time on, so restore points stay in commit order (a -timestamp restore names times as the files hold them)",
-                self.set.db.display(),
-                (newest - now) / 1000
-            );
-        }
-        self.clock_floor.set(Some((Instant::now(), newest)));
     }
 
     pub(super) fn io_err(&self, what: &str, source: io::Error) -> MonitorError {
@@ -197,14 +163,7 @@ impl Capture {
             commit,
             min_txid: txid,
             max_txid: txid,
-            timestamp: {
-                let floor = self.clock_floor.get().map_or(0, |(at, base)| {
-                    base + 1 + i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX / 2)
-                });
-                let ts = label_ms().max(self.last_ts.get() + 1).max(floor);
-                self.last_ts.set(ts);
-                Timestamp::from_millis(ts)
-            },
+            timestamp: self.stamps.next(),
             pre_checksum: match kind {
                 FileKind::Snapshot => replica_formats::DbChecksum::EMPTY,
                 FileKind::Segment => self.cur.map.checksum(),
@@ -501,22 +460,4 @@ impl std::error::Error for WalMoved {}
 
 fn fmt_err(e: replica_formats::FormatError) -> io::Error {
     io::Error::other(e)
-}
-
-#[cfg(test)]
-mod tests {
-    /// A restore point's label is never before the moment it was taken, so nothing committed
-    /// after a time asked for can be in the restore (rounded down it was, by up to a
-    /// millisecond, in about one label in two hundred).
-    #[test]
-    fn a_label_is_never_before_now() {
-        for _ in 0..1000 {
-            let before = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos();
-            let label = super::label_ms() as u128 * 1_000_000;
-            assert!(label >= before, "{label} < {before}");
-        }
-    }
 }
