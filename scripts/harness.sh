@@ -114,26 +114,28 @@ if [ ! -x /usr/sbin/nginx ] || [ ! -f "$NGINX_DAV_EXT" ]; then
 fi
 nginx_check || { echo "harness: /usr/sbin/nginx cannot load $NGINX_DAV_EXT with a WebDAV config" >&2; exit 1; }
 
+# Installs Debian packages "$@" with apt-get (as root, or through passwordless sudo); $1 says
+# what needs them, for the error.
+apt_install() {
+  local why=$1 SUDO=
+  shift
+  [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  echo "harness: installing $* (apt-get): $why" >&2
+  { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends -o DPkg::Lock::Timeout=300 "$@"; } >&2 ||
+    { echo "harness: apt-get install $* failed ($why)" >&2; exit 1; }
+}
+
 # libfaketime (Debian's faketime): tests/pitr_edges.rs starts a replicator whose wall clock is
 # set back, as after an NTP step or a bad clock at boot.
 if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then
-  SUDO=
-  [ "$(id -u)" = 0 ] || SUDO="sudo -n"
-  echo "harness: installing faketime (apt-get)" >&2
-  { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      --no-install-recommends -o DPkg::Lock::Timeout=300 faketime; } >&2 ||
-    { echo "harness: apt-get install faketime failed (tests/pitr_edges.rs needs libfaketime)" >&2; exit 1; }
+  apt_install "tests/pitr_edges.rs needs libfaketime" faketime
 fi
 
 # systemd-analyze and systemctl (Debian's systemd package): tests/service.rs verifies the
 # generated unit with `systemd-analyze verify`; no running systemd is needed.
 if ! command -v systemd-analyze >/dev/null || ! command -v systemctl >/dev/null; then
-  SUDO=
-  [ "$(id -u)" = 0 ] || SUDO="sudo -n"
-  echo "harness: installing systemd (apt-get) for systemd-analyze" >&2
-  { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      --no-install-recommends -o DPkg::Lock::Timeout=300 systemd; } >&2 ||
-    { echo "harness: apt-get install systemd failed (tests/service.rs needs systemd-analyze)" >&2; exit 1; }
+  apt_install "tests/service.rs needs systemd-analyze" systemd
   command -v systemd-analyze >/dev/null || { echo "harness: systemd-analyze still missing" >&2; exit 1; }
 fi
 
@@ -146,22 +148,12 @@ if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu
     { echo "harness: rustup target add x86_64-pc-windows-gnu failed (the Windows build check needs it)" >&2; exit 1; }
 fi
 if ! command -v x86_64-w64-mingw32-gcc >/dev/null; then
-  SUDO=
-  [ "$(id -u)" = 0 ] || SUDO="sudo -n"
-  echo "harness: installing gcc-mingw-w64-x86-64 (apt-get) for the Windows build check" >&2
-  { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      --no-install-recommends -o DPkg::Lock::Timeout=300 gcc-mingw-w64-x86-64; } >&2 ||
-    { echo "harness: apt-get install gcc-mingw-w64-x86-64 failed (the Windows build check needs it)" >&2; exit 1; }
+  apt_install "the Windows build check needs it" gcc-mingw-w64-x86-64
 fi
 
 # Wine (Debian's wine64): scripts/wine-check.sh runs the Windows build's demo under it.
 if ! command -v wine >/dev/null || ! command -v wineboot >/dev/null; then
-  SUDO=
-  [ "$(id -u)" = 0 ] || SUDO="sudo -n"
-  echo "harness: installing wine64 (apt-get) for the Windows build's run" >&2
-  { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      --no-install-recommends -o DPkg::Lock::Timeout=300 wine64 wine; } >&2 ||
-    { echo "harness: apt-get install wine64 failed (scripts/wine-check.sh needs it)" >&2; exit 1; }
+  apt_install "scripts/wine-check.sh needs it" wine64 wine
 fi
 
 # Tools the memory-sync tests drive the server with (Debian base packages).
