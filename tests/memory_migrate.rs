@@ -109,6 +109,8 @@ fn upstream_delete_rows_are_carried_and_pushed_as_deletes() {
         status.contains("pending    3") && status.contains("1 delete"),
         "{status}"
     );
+    let listed = m.ok(&["staged"]);
+    assert_eq!(listed.matches("(delete)").count(), 1, "{listed}");
 
     // sync: the pending delete keeps pull from writing the memory back; push deletes it.
     let out = m.ok(&["sync"]);

@@ -83,15 +83,20 @@ fn preview(s: &str, n: usize) -> String {
     p
 }
 
-/// One listing line: `#id state tries hash type tags "content" error`.
+/// One listing line: `#id state tries hash [(update|delete)] type tags "content" error`.
 fn line(s: &Staged) -> String {
     let mut l = format!(
-        "#{:<5} {:<9} {:>2} {:<6} {}  type {}  tags {}  \"{}\"",
+        "#{:<5} {:<9} {:>2} {:<6} {}{}  type {}  tags {}  \"{}\"",
         s.id,
         s.state.as_str(),
         s.attempts,
         if s.attempts == 1 { "try" } else { "tries" },
         s.hash.short(),
+        match s.op {
+            Operation::Store => "",
+            Operation::Update => " (update)",
+            Operation::Delete => " (delete)",
+        },
         s.fields.memory_type.as_deref().unwrap_or("-"),
         if s.fields.tags.is_empty() {
             "-".to_owned()
