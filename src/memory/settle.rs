@@ -95,7 +95,9 @@ pub fn apply(
             // its own; both are in the conflict record).
             LocalView::Live(item.fields.clone())
         }
-        (_, ConflictPolicy::Remote) => {
+        // A change and a deletion the other way cannot be merged either: the later event, the
+        // server's change, wins, and nothing is lost.
+        (_, ConflictPolicy::Remote) | (Kind::ChangedRemotely, ConflictPolicy::Merge) => {
             staging.rewrite(item, item.op, &item.fields, State::Resolved, false)?;
             remote_view()
         }
@@ -118,12 +120,7 @@ pub fn apply(
             staging.rewrite(item, Operation::Store, &item.fields, State::Pending, true)?;
             LocalView::Live(item.fields.clone())
         }
-        // Nor a change with a deletion the other way: the later event, the server's change,
-        // wins, and nothing is lost; `local` deletes it anyway.
-        (Kind::ChangedRemotely, ConflictPolicy::Merge) => {
-            staging.rewrite(item, item.op, &item.fields, State::Resolved, false)?;
-            remote_view()
-        }
+        // `local` deletes it anyway.
         (Kind::ChangedRemotely, ConflictPolicy::Local) => {
             staging.rewrite(item, Operation::Delete, &item.fields, State::Pending, false)?;
             LocalView::Deleted

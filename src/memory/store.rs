@@ -131,11 +131,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
         Ok(StoreOutcome::Duplicate) => {
             // Already there, but with these tags, type and metadata?
             let remote = match client.get(&hash) {
-                Ok(Some(r)) => Fields {
-                    tags: r.tags,
-                    memory_type: r.memory_type,
-                    metadata: r.metadata,
-                },
+                Ok(Some(r)) => r.fields(),
                 // What the server holds is unknown, so what this store adds may be missing
                 // there: kept, for the push to compare and send.
                 Err(e) => {

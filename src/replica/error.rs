@@ -71,7 +71,6 @@ pub enum ReplicaError {
     },
 }
 
-/// Maps an object store error to what it means: missing, already there, or a storage failure.
 impl ReplicaError {
     /// Worth trying again later: the store did not answer, or failed on its side (a timeout,
     /// a refused or broken connection, a 5xx). A refused key, a missing object or a
@@ -97,6 +96,7 @@ impl ReplicaError {
     }
 }
 
+/// Maps an object store error to what it means: missing, already there, or a storage failure.
 pub(super) fn from_store(
     replica: String,
     what: String,

@@ -151,16 +151,7 @@ impl Monitor {
             g(&st.idle_releases)
         );
         self.cap.save_map(true);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        let mark = self.cfg.meta_dir.join(super::recover::STOPPED_AT);
-        let tmp = mark.with_extension("tmp");
-        if let Err(e) =
-            std::fs::write(&tmp, now.to_string()).and_then(|()| std::fs::rename(&tmp, &mark))
-        {
-            tracing::debug!("{}: {e}", mark.display());
-        }
+        super::recover::mark_stopped(&self.cfg.meta_dir);
     }
 
     /// Reads what was committed since the last call and writes it to the spool; true if it

@@ -2,6 +2,7 @@
 //! holds its position, brings the saved page map forward over the files after it, and falls
 //! back to a resynchronisation or a fresh snapshot.
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use replica_formats::{ObjectKey, TxId};
@@ -10,9 +11,25 @@ use super::monitor::{Monitor, MonitorError};
 use super::pagemap::PageMap;
 
 /// Meta-directory file holding when the last run stopped (milliseconds since the epoch, by its
-/// clock): the next run stamps its files after it (`capture/stamp.rs`). Written without
-/// an fsync: lost in a crash, the newest file's time stands in.
-pub(super) const STOPPED_AT: &str = "stopped-at";
+/// clock): the next run stamps its files after it (`capture/stamp.rs`).
+const STOPPED_AT: &str = "stopped-at";
+
+/// Records that this run stops now. Without an fsync: lost in a crash, the newest file's time
+/// stands in.
+pub(super) fn mark_stopped(meta_dir: &Path) {
+    let mark = meta_dir.join(STOPPED_AT);
+    let tmp = mark.with_extension("tmp");
+    let now = super::capture::now_ms().get().to_string();
+    if let Err(e) = std::fs::write(&tmp, now).and_then(|()| std::fs::rename(&tmp, &mark)) {
+        tracing::debug!("{}: {e}", mark.display());
+    }
+}
+
+/// When the last run stopped, if it recorded it.
+fn stopped_at(meta_dir: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(meta_dir.join(STOPPED_AT)).ok()?;
+    text.trim().parse().ok()
+}
 
 impl Monitor {
     /// Brings the spool up to date with the database (see [`Monitor::start`]).
@@ -23,9 +40,7 @@ impl Monitor {
             .keys()
             .map_err(|e| self.io_err("listing spool", e))?;
         let last = keys.iter().max_by_key(|k| k.max_txid()).cloned();
-        let stopped = std::fs::read_to_string(self.cfg.meta_dir.join(STOPPED_AT))
-            .ok()
-            .and_then(|s| s.trim().parse::<i64>().ok());
+        let stopped = stopped_at(&self.cfg.meta_dir);
         if let Some(newest) = keys
             .iter()
             .map(|k| k.timestamp().get())

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::error::RemoteError;
 use crate::memory::hash::ContentHash;
+use crate::memory::record::Fields;
 
 /// A memory as the server describes it (`MemoryResponse`).
 #[derive(Debug, Clone, Deserialize)]
@@ -22,6 +23,17 @@ pub struct RemoteMemory {
     pub created_at: Option<f64>,
     #[serde(default)]
     pub updated_at: Option<f64>,
+}
+
+impl RemoteMemory {
+    /// Its tags, type and metadata: what conflicts are about.
+    pub fn fields(&self) -> Fields {
+        Fields {
+            tags: self.tags.clone(),
+            memory_type: self.memory_type.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
 }
 
 /// What `POST /api/memories` is asked to store.

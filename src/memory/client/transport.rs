@@ -135,22 +135,20 @@ impl Transport {
             })
     }
 
-    /// A connection an `http://` server dropped without an answer: if TLS answers at that
-    /// address, the server speaks HTTPS, a setting to fix rather than an outage to wait out.
-    /// Asked only after such a failure, with a short timeout and no certificate check (only
-    /// whether TLS answers matters).
+    /// A connection an `http://` server dropped without an answer: a TLS server refusing plain
+    /// HTTP does that, and so does a broken network. If TLS answers at that address, the
+    /// server speaks HTTPS, a setting to fix rather than an outage to wait out; else it stays
+    /// transient, with the likely cause named. Asked only after such a failure, with a short
+    /// timeout and no certificate check (only whether TLS answers matters).
     fn explain(&self, e: RemoteError) -> RemoteError {
-        let RemoteError::Unreachable { url, reason } = &e else {
+        let RemoteError::Unreachable { url, reason } = e else {
             return e;
         };
         let dropped = reason.contains("closed before message completed")
             || reason.to_ascii_lowercase().contains("reset");
-        let Some(rest) = self.base.strip_prefix("http://") else {
-            return e;
+        let Some(rest) = self.base.strip_prefix("http://").filter(|_| dropped) else {
+            return RemoteError::Unreachable { url, reason };
         };
-        if !dropped {
-            return e;
-        }
         let https = format!("https://{rest}/api/health");
         let answered = self.rt.block_on(async {
             let probe = reqwest::Client::builder()
@@ -162,13 +160,16 @@ impl Transport {
         });
         if answered.is_ok() {
             return RemoteError::Protocol {
-                url: url.clone(),
+                url,
                 reason: format!(
                     "the connection was dropped without an answer, and TLS answers at {https}: the server speaks HTTPS; use https:// (REMOTE_MEMORY_PROTOCOL=https)"
                 ),
             };
         }
-        e
+        RemoteError::Unreachable {
+            url,
+            reason: format!("{reason} (if the server speaks HTTPS at this port, use https://)"),
+        }
     }
 
     /// `send` with the configured retries and exponential backoff on transient failures.
@@ -255,17 +256,10 @@ fn map_transport(what: &str, e: &reqwest::Error, timeout: Duration) -> RemoteErr
                 reason,
             }
         } else {
-            // A TLS server drops a plain HTTP request without an answer; so does a broken
-            // network, so it stays transient, with the likely cause named.
-            let hint = what.contains(" http://")
-                && (lower.contains("reset") || lower.contains("closed before message completed"));
+            // A dropped connection may be a TLS server refusing plain HTTP (`Transport::explain`).
             RemoteError::Unreachable {
                 url: what.to_owned(),
-                reason: if hint {
-                    format!("{reason} (if the server speaks HTTPS at this port, use https://)")
-                } else {
-                    reason
-                },
+                reason,
             }
         }
     } else if e.is_body() || e.is_decode() {

@@ -95,7 +95,7 @@ pub fn freshen(
         match (answer, at) {
             (Some(m), Some(i)) => {
                 let r = &mut remote.records[i];
-                let fields = fields_of(&m);
+                let fields = m.fields();
                 if r.deleted_at.is_some() || conflict::differs(&r.fields, &fields) {
                     out.newer += 1;
                 }
@@ -108,7 +108,7 @@ pub fn freshen(
                 let created = m.created_at.unwrap_or(0.0);
                 remote.records.push(RemoteRecord {
                     hash: m.content_hash.clone(),
-                    fields: fields_of(&m),
+                    fields: m.fields(),
                     content: m.content,
                     created_at: created,
                     updated_at: m.updated_at.unwrap_or(created),
@@ -130,14 +130,6 @@ pub fn freshen(
         }
     }
     Ok(out)
-}
-
-fn fields_of(m: &RemoteMemory) -> Fields {
-    Fields {
-        tags: m.tags.clone(),
-        memory_type: m.memory_type.clone(),
-        metadata: m.metadata.clone(),
-    }
 }
 
 fn now() -> f64 {

@@ -9,7 +9,6 @@ use super::super::clock::now;
 use super::super::conflict;
 use super::super::hash::ContentHash;
 use super::super::localdb::LocalDb;
-use super::super::record::Fields;
 use super::super::settings::{ConflictPolicy, Settings};
 use super::super::settle::{self, Kind, LocalView};
 use super::super::staging::{Staged, Staging};
@@ -100,11 +99,7 @@ fn changed_since(
     let Some(r) = client.get(&item.hash)? else {
         return Ok(Go::Ahead);
     };
-    let server = Fields {
-        tags: r.tags,
-        memory_type: r.memory_type,
-        metadata: r.metadata,
-    };
+    let server = r.fields();
     let changed = match staging.book().base(&item.hash)? {
         Some(base) => conflict::differs(&base, &server),
         None => r.updated_at.is_some_and(|u| u > item.staged_at),

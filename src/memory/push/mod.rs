@@ -171,11 +171,7 @@ pub fn push_one(
             let remote = client.get(&item.hash)?;
             match remote {
                 Some(r) => {
-                    let rf = Fields {
-                        tags: r.tags,
-                        memory_type: r.memory_type,
-                        metadata: r.metadata,
-                    };
+                    let rf = r.fields();
                     if conflict::differs(&item.fields, &rf) {
                         // A store is not an edit of the version this machine last saw:
                         // `merge` unions it with the server's (no base).
@@ -300,12 +296,8 @@ fn check_update(
             server_metadata: Default::default(),
         });
     };
-    let server_metadata = r.metadata.clone();
-    let rf = Fields {
-        tags: r.tags,
-        memory_type: r.memory_type,
-        metadata: r.metadata,
-    };
+    let rf = r.fields();
+    let server_metadata = r.metadata;
     if !conflict::differs(&item.fields, &rf) {
         staging.mark_pushed(item, "already on server")?;
         staging.book().set_base(&item.hash, &rf)?;
