@@ -29,6 +29,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     res
 }
 
+/// Replaces the file at `path` with `bytes` through a temp file and a rename, without an
+/// `fsync`: for hints whose loss or damage in a power cut costs nothing (the reader treats
+/// an unreadable one as absent). Each `fsync` on a journalling file system is a journal
+/// commit, and at startup every database writes such hints.
+pub fn replace_hint(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_sibling(path);
+    let res = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
 /// Fsyncs the directory containing `path`, making a rename durable.
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     crate::platform::sync_dir(parent_dir(path))

@@ -73,7 +73,8 @@ pub struct SpoolSink {
     placer: Placer,
 }
 
-/// The file in a database's meta directory holding its newest snapshot's time (Unix ms).
+/// The file in a database's meta directory holding its newest snapshot's time (Unix ms); a
+/// hint, written without an `fsync`.
 const SNAPSHOT_MARK: &str = "last-snapshot";
 
 impl SpoolSink {
@@ -227,7 +228,7 @@ impl Sink for SpoolSink {
         if file.key.is_snapshot() {
             let ms = file.key.timestamp().get().to_string();
             if let Err(e) =
-                crate::fsutil::write_atomic(&self.meta_dir.join(SNAPSHOT_MARK), ms.as_bytes())
+                crate::fsutil::replace_hint(&self.meta_dir.join(SNAPSHOT_MARK), ms.as_bytes())
             {
                 // Only the cadence depends on it: a restart would snapshot later than due.
                 tracing::warn!(

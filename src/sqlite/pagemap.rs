@@ -148,8 +148,11 @@ impl PageMap {
         }
     }
 
-    /// Writes the map atomically (temp file, fsync, rename) tagged with the position it
-    /// describes, so a restarted monitor can diff against it instead of snapshotting.
+    /// Writes the map (temp file, rename) tagged with the position it describes, so a
+    /// restarted monitor can diff against it instead of snapshotting. Without an `fsync`: a
+    /// restart uses a map only if it replays, checksum by checksum, up to the spool's newest
+    /// file (`recover.rs`), so a map lost or stale after a power cut costs a snapshot, never a
+    /// wrong diff; the spool files it would replay are not fsynced either.
     pub fn save(&self, path: &Path, txid: TxId) -> io::Result<()> {
         let mut buf = Vec::with_capacity(32 + self.hashes.len() * 8);
         buf.extend_from_slice(b"MSPM");
@@ -163,7 +166,7 @@ impl PageMap {
         let crc = crc32(&buf);
         buf.extend_from_slice(&crc.to_le_bytes());
         crate::fault::point("pagemap-save")?;
-        crate::fsutil::write_atomic(path, &buf)
+        crate::fsutil::replace_hint(path, &buf)
     }
 
     /// Loads a map saved by [`PageMap::save`]; `None` if missing, corrupt or inconsistent.

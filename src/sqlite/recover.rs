@@ -18,9 +18,8 @@ const STOPPED_AT: &str = "stopped-at";
 /// stands in.
 pub(super) fn mark_stopped(meta_dir: &Path) {
     let mark = meta_dir.join(STOPPED_AT);
-    let tmp = mark.with_extension("tmp");
     let now = super::capture::now_ms().get().to_string();
-    if let Err(e) = std::fs::write(&tmp, now).and_then(|()| std::fs::rename(&tmp, &mark)) {
+    if let Err(e) = crate::fsutil::replace_hint(&mark, now.as_bytes()) {
         tracing::debug!("{}: {e}", mark.display());
     }
 }
