@@ -305,6 +305,59 @@ fn a_deleted_database_ships_its_last_commits() {
     );
 }
 
+/// A database replaced by a rename over it right after its last commits (its `-wal` left in
+/// place): those commits, still in the WAL memsync holds open, are shipped before the new file
+/// is picked up (before: lost, as many as the sync interval held).
+#[test]
+fn a_database_renamed_over_ships_its_last_commits() {
+    let s = Scene::with_interval("5s");
+    let mut r = s.replicate();
+    r.wait_for_log("replicating 0 database(s)");
+    let d = create(&s.data.join("d.db"), 3);
+    r.wait_for_log("d.db: new database, replicating");
+    s.wait_for("d.db", &rows(&d), &r);
+    for i in 0..50 {
+        d.execute(
+            "INSERT INTO t(v) VALUES (?1)",
+            [format!("before the swap {i}")],
+        )
+        .unwrap();
+    }
+    let last = rows(&d);
+    let other = s.tmp.path().join("other.db");
+    drop(create(&other, 2));
+    std::fs::rename(&other, s.data.join("d.db")).unwrap();
+    drop(d);
+    r.wait_for_log("d.db: replaced by another file; its last commits are shipped");
+    // Some restore point of the replica is the old database's last state.
+    let url = format!("file://{}", s.backup.display());
+    let out = s.tmp.path().join("point.db");
+    let mut found = false;
+    for txid in 1..=40 {
+        let _ = std::fs::remove_file(&out);
+        let o = run(&[
+            "restore",
+            "-o",
+            out.to_str().unwrap(),
+            "-db",
+            "d.db",
+            "-txid",
+            &format!("{txid:016x}"),
+            &url,
+        ]);
+        if o.status.success() && rows(&Connection::open(&out).unwrap()) == last {
+            found = true;
+            break;
+        }
+    }
+    let (status, log) = r.stop();
+    assert!(status.success(), "exit {status}:\n{log}");
+    assert!(
+        found,
+        "no restore point holds the replaced database's last state:\n{log}"
+    );
+}
+
 /// A database found in the directory at start, then replaced by a file moved over it (a
 /// restored copy put in place): dropped, found again at the next scan and replicated afresh
 /// (the directory's databases at start counted as configured by path, and the replacement was

@@ -168,7 +168,7 @@ fn bad_restores_fail_cleanly() {
     std::fs::write(d.path().join("stale.db-wal"), b"").unwrap();
     let stale = d.path().join("stale.db");
     let o = run(&["restore", "-o", stale.to_str().unwrap(), &url]);
-    assert_fails(&o, &["stale.db-wal already exists"]);
+    assert_fails(&o, &["stale.db-wal exists without its database"]);
     std::fs::remove_file(d.path().join("stale.db-wal")).unwrap();
     std::fs::remove_file(&afile).unwrap();
     // A replica never created (a first boot) is no backup either.
@@ -366,4 +366,105 @@ fn a_restore_stopped_by_a_signal_leaves_nothing() {
             .collect();
         assert!(left.is_empty(), "left behind: {left:?}\n{log}");
     }
+}
+
+/// What sits at the output's name decides before and after the restore: a rollback journal
+/// alone is refused like a stale WAL (SQLite would roll the restored file back with another
+/// database's pages at its first open); `-if-db-not-exists` with a leftover and no database is
+/// an error, not "nothing to do"; and a file that appears at the output while the restore runs
+/// is never replaced (it was: the restore's rename went over it, exit 0).
+#[test]
+fn the_restore_output_is_never_written_over_a_leftover_or_a_newcomer() {
+    require_fault_points();
+    let s = Scene::new("", "");
+    let app = create_memdb(&s.db);
+    for i in 1..=5 {
+        insert_memory(&app, i);
+    }
+    let o = run(&["replicate", "-once", s.db.to_str().unwrap(), &s.url()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = s.dir.path().join("out.db");
+    let journal = s.dir.path().join("out.db-journal");
+    std::fs::write(&journal, b"a hot journal of another database").unwrap();
+    let o = run(&["restore", "-o", out.to_str().unwrap(), &s.url()]);
+    assert_fails(&o, &["out.db-journal exists without its database"]);
+    std::fs::remove_file(&journal).unwrap();
+    let wal = s.dir.path().join("out.db-wal");
+    std::fs::write(&wal, b"").unwrap();
+    let o = run(&[
+        "restore",
+        "-if-db-not-exists",
+        "-o",
+        out.to_str().unwrap(),
+        &s.url(),
+    ]);
+    assert_fails(&o, &["out.db-wal exists without its database"]);
+    std::fs::remove_file(&wal).unwrap();
+    assert!(!out.exists());
+    // Held once the restored file is written; then the application's file appears.
+    let hold = s.dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["restore", "-o", out.to_str().unwrap(), &s.url()])
+        .env("MEMSYNC_FAULT", "restore-finish:pause")
+        .env("MEMSYNC_FAULT_HOLD", &hold);
+    let mut r = Replicator::spawn(cmd, s.dir.path().join("restore.log"));
+    r.wait_for_log("fault point restore-finish: paused");
+    std::fs::write(&out, b"precious application data").unwrap();
+    std::fs::remove_file(&hold).unwrap();
+    let (st, log) = r.wait();
+    assert!(!st.success(), "{log}");
+    assert!(log.contains("out.db already exists"), "{log}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious application data");
+    let left: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}\n{log}");
+}
+
+/// A pipe named as the database is refused at once (the open blocked until killed), and a
+/// replica inside memsync's own meta directory is a config error (its spool pruned the
+/// replica's files: nothing restorable, no error).
+#[test]
+fn a_pipe_or_a_replica_in_the_spool_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("fifo.db");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) reads the NUL-terminated path and writes no memory of this process.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let o = replicate_with(
+        d.path(),
+        &format!(
+            "dbs:\n  - path: {}\n    replica:\n      path: {}\n",
+            fifo.display(),
+            d.path().join("r").display()
+        ),
+    );
+    assert_fails(&o, &["fifo.db", "not a regular file"]);
+    let db = d.path().join("db.sqlite");
+    create_memdb(&db);
+    let spool = d.path().join(".db.sqlite-memsync/spool");
+    let o = replicate_with(
+        d.path(),
+        &format!(
+            "dbs:\n  - path: {}\n    replica:\n      path: {}\n",
+            db.display(),
+            spool.display()
+        ),
+    );
+    assert_fails(&o, &["overlaps", ".db.sqlite-memsync", "own directory"]);
+    // A `file:/abs` URL is that directory, as in Litestream; never `./file:`.
+    let abs = d.path().join("abs");
+    let o = run(&[
+        "replicate",
+        "-once",
+        db.to_str().unwrap(),
+        &format!("file:{}", abs.display()),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(abs.join("snapshots").is_dir());
+    let o = run(&["replicate", "-once", db.to_str().unwrap(), "file:rel"]);
+    assert_fails(&o, &["absolute path"]);
 }

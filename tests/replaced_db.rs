@@ -72,3 +72,49 @@ fn a_database_moved_over_the_replicated_one_ships_no_state_that_never_existed() 
         .unwrap();
     assert_eq!((n, olds), (100, 100), "the newest restore point:\n{log}");
 }
+
+/// A database replaced by a rename (`mv other.db db.sqlite`, its `-wal` left in place) right
+/// after the application's last commits, before memsync's next sync: those commits are still in
+/// the WAL memsync holds open, and are shipped before memsync stops (before: the newest restore
+/// point lacked them, as many as the sync interval holds).
+#[test]
+fn a_database_renamed_over_ships_the_replaced_ones_last_commits() {
+    let s = Scene::new("", "        sync-interval: 5s\n");
+    let c = rusqlite::Connection::open(&s.db).unwrap();
+    c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)")
+        .unwrap();
+    c.execute("INSERT INTO t(x) VALUES ('first')", []).unwrap();
+    let mut r = s.start();
+    r.wait_for_log("replicating 1 database(s)");
+    // Its first sync, then commits the next one would have shipped.
+    std::thread::sleep(Duration::from_millis(1500));
+    for i in 0..100 {
+        c.execute("INSERT INTO t(x) VALUES (?1)", [format!("old {i}")])
+            .unwrap();
+    }
+    let other = s.dir.path().join("other.db");
+    let o = rusqlite::Connection::open(&other).unwrap();
+    o.execute_batch(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT); INSERT INTO t(x) VALUES ('other')",
+    )
+    .unwrap();
+    drop(o);
+    std::fs::rename(&other, &s.db).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while r.running() {
+        assert!(std::time::Instant::now() < deadline, "{}", r.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(c);
+    let (_, log) = r.stop();
+    assert!(
+        log.contains("replaced by another file; its last commits are shipped"),
+        "{log}"
+    );
+    let newest = s.restore("newest.db", &[]);
+    let n: i64 = rusqlite::Connection::open(&newest)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 101, "the newest restore point:\n{log}");
+}

@@ -176,7 +176,7 @@ fn monitor_kind(e: &crate::sqlite::monitor::MonitorError) -> Kind {
     match e {
         MonitorError::Open(o) => match o {
             OpenError::Missing(_) | OpenError::MissingDir(_) => Kind::NotFound,
-            OpenError::NotSqlite(_) => Kind::Corrupt,
+            OpenError::NotSqlite(_) | OpenError::NotAFile(_) => Kind::Corrupt,
             OpenError::NotWal { .. } => Kind::Config,
             OpenError::Sqlite { .. } => Kind::Internal,
             OpenError::Io { .. } => Kind::Io,
@@ -204,7 +204,9 @@ fn replica_kind(e: &ReplicaError) -> Kind {
 
 fn restore_kind(e: &RestoreError) -> Kind {
     match e {
-        RestoreError::OutputExists(_) | RestoreError::OutputNotAFile(_) => Kind::Usage,
+        RestoreError::OutputExists(_)
+        | RestoreError::Leftover(_)
+        | RestoreError::OutputNotAFile(_) => Kind::Usage,
         RestoreError::NoOutputDir(_) => Kind::NotFound,
         RestoreError::NoBackup(_) | RestoreError::Plan { .. } | RestoreError::Foreign { .. } => {
             Kind::NoBackup

@@ -260,6 +260,14 @@ impl Ctx<'_> {
             (None, Some(url)) if is_url(&url.value) => {
                 url.value.split("://").next().unwrap_or_default()
             }
+            (None, Some(url))
+                if url
+                    .value
+                    .get(..5)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("file:")) =>
+            {
+                "file"
+            }
             (None, _) if r.bucket.is_some() => "s3",
             (None, _) => "file",
         };
@@ -271,12 +279,13 @@ impl Ctx<'_> {
                     url: url.value.clone(),
                     msg,
                 };
-                if !is_url(&url.value) {
+                let normal = super::url::file_colon(&url.value).map_err(bad)?;
+                if !is_url(&normal) {
                     return Err(bad(
                         "expected scheme://... (use `path:` for a directory)".into()
                     ));
                 }
-                parse_target(&url.value, self.cwd, self.home.as_deref()).map_err(bad)?
+                parse_target(&normal, self.cwd, self.home.as_deref()).map_err(bad)?
             }
             None => match kind_of_type(kind).unwrap_or("file") {
                 "file" => match &r.path {

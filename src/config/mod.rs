@@ -422,3 +422,13 @@ pub fn from_cli(db: &str, urls: &[String]) -> Result<Config, ConfigError> {
     validate::validate(&config, None)?;
     Ok(config)
 }
+
+/// The meta directory memsync keeps beside the database file `real` (symlinks already
+/// resolved) when no `meta-path` is configured: `.<name>-memsync`.
+pub fn meta_dir_beside(real: &std::path::Path) -> PathBuf {
+    let name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    real.with_file_name(format!(".{name}-memsync"))
+}

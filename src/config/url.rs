@@ -53,8 +53,9 @@ pub fn replica_from_url(url: &str) -> Result<ReplicaConfig, ConfigError> {
     };
     let cwd = std::env::current_dir().map_err(|e| bad(format!("cannot get current dir: {e}")))?;
     let home = crate::platform::home();
-    let target = if is_url(url) {
-        parse_target(url, &cwd, home.as_deref()).map_err(bad)?
+    let normal = file_colon(url).map_err(bad)?;
+    let target = if is_url(&normal) {
+        parse_target(&normal, &cwd, home.as_deref()).map_err(bad)?
     } else if url.is_empty() {
         return Err(bad("empty replica path".into()));
     } else {
@@ -71,6 +72,25 @@ pub fn replica_from_url(url: &str) -> Result<ReplicaConfig, ConfigError> {
         snapshot_interval: None,
         takeover: false,
     })
+}
+
+/// A `file:/abs` URL (no `//`, as Go's URL parser and so Litestream accept) in the
+/// `file:///abs` form; `file:` with a relative path or nothing is an error, never a
+/// directory named `file:`. Anything else as it is.
+pub(crate) fn file_colon(s: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+    let Some(rest) = s
+        .get(..5)
+        .filter(|p| p.eq_ignore_ascii_case("file:"))
+        .map(|_| &s[5..])
+        .filter(|r| !r.starts_with("//"))
+    else {
+        return Ok(s.into());
+    };
+    if rest.starts_with('/') {
+        Ok(format!("file://{rest}").into())
+    } else {
+        Err("a file: URL takes an absolute path (file:///dir or file:/dir); give a relative directory as a plain path".into())
+    }
 }
 
 /// True if `s` looks like `scheme://...` rather than a file path.
@@ -272,6 +292,17 @@ mod tests {
         assert!(replica_from_url("").is_err());
         assert!(replica_from_url("file://").is_err());
         assert!(replica_from_url("file:///x?a=b").is_err());
+        // `file:/abs` as Go's URL parser reads it; never a directory named `file:`.
+        assert_eq!(
+            target("file:/var/backups/db"),
+            ReplicaTarget::File {
+                path: "/var/backups/db".into()
+            }
+        );
+        for bad in ["file:", "file:rel", "FILE:x/y"] {
+            let e = replica_from_url(bad).unwrap_err().to_string();
+            assert!(e.contains("absolute path"), "{bad}: {e}");
+        }
         assert_eq!(
             target("file://localhost/a%20b/c"),
             ReplicaTarget::File {

@@ -115,6 +115,22 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
         .enumerate()
         .map(|(i, (c, _))| (c.as_path(), i))
         .collect();
+    // memsync's own directories (spool, lineage, lock): a file replica there would be
+    // pruned with the spool.
+    let metas: Vec<PathBuf> = config
+        .dbs
+        .iter()
+        .zip(&real)
+        .map(|(d, (c, _))| match &d.meta_path {
+            Some(m) => fsutil::canonical(m),
+            None => super::meta_dir_beside(c),
+        })
+        .collect();
+    let meta_paths: BTreeMap<&Path, usize> = metas
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.as_path(), i))
+        .collect();
     let mut places: BTreeMap<Place, (usize, usize)> = BTreeMap::new();
     let mut place_ids: HashMap<(u64, u64), (usize, usize)> = HashMap::new();
     for (i, db) in config.dbs.iter().enumerate() {
@@ -199,6 +215,21 @@ pub(crate) fn validate(config: &Config, spans: Option<&[DbSpan]>) -> Result<(), 
                         config.dbs[d].path.display()
                     ),
                 ));
+            }
+            if let ReplicaTarget::File { path } = &r.target {
+                let rp = fsutil::canonical(path);
+                let inside = rp.ancestors().find_map(|a| meta_paths.get(a).copied());
+                if let Some(d) = inside.or_else(|| first_within(&meta_paths, &rp)) {
+                    return Err(err(
+                        line,
+                        format!(
+                            "{what}: replica path {} overlaps {}, memsync's own directory for db {} (its spool would prune the replica); choose another place",
+                            path.display(),
+                            metas[d].display(),
+                            config.dbs[d].path.display()
+                        ),
+                    ));
+                }
             }
             let p = place(&r.target);
             let id = match &r.target {

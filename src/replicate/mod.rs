@@ -75,12 +75,7 @@ pub fn meta_dir(db: &DbConfig) -> PathBuf {
 
 /// Meta directory of the database at `path` when no `meta-path` is configured.
 pub fn default_meta_dir(path: &std::path::Path) -> PathBuf {
-    let real = real_path(path);
-    let name = real
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    real.with_file_name(format!(".{name}-memsync"))
+    crate::config::meta_dir_beside(&real_path(path))
 }
 
 /// The file SQLite really opens for `path`: symlinks resolved (SQLite resolves them too and
@@ -153,8 +148,11 @@ pub fn run(
     }
     let mut first_err = None;
     let mut handles = Vec::new();
+    let mut watcher = match opts.once {
+        true => None,
+        false => dirwatch::DirWatcher::new(config, opts.convert_to_wal),
+    };
     if !opts.once {
-        let mut watcher = dirwatch::DirWatcher::new(config, opts.convert_to_wal);
         loop {
             let signal = rt.block_on(async {
                 tokio::select! {
@@ -255,6 +253,16 @@ pub fn run(
         stops.push(d.stop);
         match d.monitor.join() {
             Some(Ok(())) => {}
+            // Removed or replaced in a watched directory just before the stop: dropped, as
+            // the loop would have.
+            Some(Err(MonitorError::Replaced(_)))
+                if watcher.as_ref().is_some_and(|w| w.covers(&d.handle.path)) =>
+            {
+                tracing::info!(
+                    "{}: removed or replaced; no longer replicated",
+                    d.handle.path.display()
+                );
+            }
             Some(Err(e)) => {
                 let e = out_of_fds(ReplicateError::Monitor(e), config.dbs.len());
                 tracing::error!("{e}");

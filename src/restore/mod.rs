@@ -99,6 +99,11 @@ pub enum RestoreError {
     /// Refusing to overwrite.
     #[error("output {0} already exists (remove it, or pass -if-db-not-exists)")]
     OutputExists(String),
+    /// A WAL, index or rollback journal of the output's name exists without the database.
+    #[error(
+        "{0} exists without its database: SQLite would apply it to the restored file; remove it (it belongs to no database memsync restored)"
+    )]
+    Leftover(String),
     /// The output's directory could not be made.
     #[error("output directory {0}")]
     NoOutputDir(String),
@@ -224,8 +229,13 @@ pub fn restore(
             out.display()
         )));
     }
-    // A stale WAL or index alone counts too: SQLite would apply it to the restored file.
+    // A stale WAL, index or rollback journal alone counts too: SQLite would apply it to the
+    // restored file (a hot journal destroys it at the first open). `-if-db-not-exists` is
+    // about the database: a leftover beside a missing database is an error either way.
     if let Some(found) = existing(out) {
+        if found.as_path() != out.as_path() {
+            return Err(RestoreError::Leftover(found.display().to_string()));
+        }
         if opts.if_db_not_exists {
             return Ok(RestoreOutcome::OutputExists);
         }
@@ -389,9 +399,9 @@ fn relist(
     Ok(keys)
 }
 
-/// The output, its WAL or its index, whichever exists first.
+/// The output, its WAL, its index or its rollback journal, whichever exists first.
 fn existing(out: &Path) -> Option<std::path::PathBuf> {
-    ["", "-wal", "-shm"]
+    ["", "-wal", "-shm", "-journal"]
         .iter()
         .map(|s| crate::sqlite::sidecar(out, s))
         .find(|p| p.exists())
@@ -428,7 +438,13 @@ fn finish(tmp: &Path, out: &Path, check: IntegrityCheck) -> Result<(), RestoreEr
             });
         }
     }
-    std::fs::rename(tmp, out).map_err(io)?;
+    // Never over a file that appeared while restoring (another restore, the application).
+    match crate::fsutil::rename_noreplace(tmp, out) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(RestoreError::OutputExists(out.display().to_string()))
+        }
+        r => r.map_err(io),
+    }?;
     crate::fsutil::sync_dir(out).map_err(io)
 }
 

@@ -21,6 +21,9 @@ pub enum OpenError {
     /// The file is not an SQLite database.
     #[error("{0} is not an SQLite database (bad header)")]
     NotSqlite(String),
+    /// A pipe, socket or device.
+    #[error("{0} is not a regular file (a pipe, socket or device), so not an SQLite database")]
+    NotAFile(String),
     /// The database uses a rollback journal and converting was not allowed.
     #[error(
         "{path} is in {mode} journal mode, not WAL; rerun with -convert-to-wal to switch it (this changes how the application's database works)"
@@ -57,6 +60,13 @@ pub fn check_file(path: &Path) -> Result<(), OpenError> {
         && !dir.is_dir()
     {
         return Err(OpenError::MissingDir(shown));
+    }
+    // A pipe would block the open until someone writes it; a device is nobody's database.
+    if let Ok(m) = std::fs::metadata(path)
+        && !m.is_file()
+        && !m.is_dir()
+    {
+        return Err(OpenError::NotAFile(shown));
     }
     let mut f = match File::open(path) {
         Ok(f) => f,

@@ -1,10 +1,12 @@
-//! A database deleted under memsync. While memsync is attached, its connection and the WAL it
-//! reads stay open, so the commits the application made just before the deletion are still
-//! there to read: they are shipped before the monitor ends, as a stop would ship them. A backup
-//! is what one restores after deleting a database by mistake.
+//! A database deleted under memsync, or replaced (another file renamed over it). While memsync
+//! is attached, its connection and the WAL it reads stay open, so the commits the application
+//! made just before are still there to read: they are shipped before the monitor ends, as a
+//! stop would ship them. A backup is what one restores after deleting or overwriting a
+//! database by mistake.
 //!
-//! Only a deletion, and only through what is already open: a file now at the path (another
-//! database moved there) is never read, and nothing is reopened.
+//! Only through what is already open: a file now at the path (the database moved there) is
+//! never read, and nothing is reopened; a WAL restart seen while draining ends it (the WAL at
+//! the path may then be the new database's).
 
 use std::io;
 
@@ -12,8 +14,8 @@ use super::monitor::{Monitor, MonitorError};
 
 impl Monitor {
     /// `Ok` while the file at the database's path is the one being replicated; otherwise
-    /// [`MonitorError::Replaced`], after shipping a deleted database's last commits when they
-    /// can be read from the files memsync holds open.
+    /// [`MonitorError::Replaced`], after shipping a deleted or replaced database's last
+    /// commits when they can be read from the files memsync holds open.
     pub(super) fn still_there(&mut self) -> Result<(), MonitorError> {
         let Err(replaced) = self.check_replaced() else {
             return Ok(());
@@ -23,15 +25,22 @@ impl Monitor {
             crate::platform::file_id(path),
             Err(e) if e.kind() == io::ErrorKind::NotFound
         );
-        if deleted && !self.is_away() && self.cap.src.wal_open() && !self.cap.cur.needs_resync {
+        let how = match deleted {
+            true => "deleted",
+            false => "replaced by another file",
+        };
+        if !self.is_away() && self.cap.src.wal_open() && !self.cap.cur.needs_resync {
             let shown = path.display().to_string();
             match self.drain_wal() {
                 Ok(()) if self.cap.cur.needs_resync => tracing::warn!(
-                    "{shown}: deleted; its WAL restarted since the last sync, so its last commits were not shipped"
+                    "{shown}: {how}; its WAL restarted since the last sync, so its last commits were not shipped"
                 ),
-                Ok(()) => tracing::info!("{shown}: deleted; its last commits are shipped"),
+                Ok(()) => tracing::info!("{shown}: {how}; its last commits are shipped"),
+                Err(MonitorError::Replaced(_)) => tracing::warn!(
+                    "{shown}: {how}; its WAL restarted (the new file's, most likely), so its last commits after the last sync were not shipped"
+                ),
                 Err(e) => {
-                    tracing::warn!("{shown}: deleted; its last commits could not be shipped: {e}")
+                    tracing::warn!("{shown}: {how}; its last commits could not be shipped: {e}")
                 }
             }
         }

@@ -265,9 +265,16 @@ impl Monitor {
         Ok(())
     }
 
+    /// `Err(Replaced)` once the database's path names another file or nothing. A path that
+    /// cannot be looked at (a directory turned unreadable) says neither: the files memsync
+    /// holds open are still the database's, so replication goes on through them.
     pub(super) fn check_replaced(&self) -> Result<(), MonitorError> {
         match crate::platform::file_id(&self.cfg.db_path) {
             Ok(id) if crate::platform::same_file(id, self.ino) => Ok(()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::debug!("{}: cannot look at it: {e}", self.cfg.db_path.display());
+                Ok(())
+            }
             other => {
                 tracing::debug!(
                     "{}: identity {:?}, was {:?}",
