@@ -271,7 +271,7 @@ impl Monitor {
     pub(super) fn check_replaced(&self) -> Result<(), MonitorError> {
         match crate::platform::file_id(&self.cfg.db_path) {
             Ok(id) if crate::platform::same_file(id, self.ino) => Ok(()),
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 tracing::debug!("{}: cannot look at it: {e}", self.cfg.db_path.display());
                 Ok(())
             }
