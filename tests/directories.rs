@@ -488,3 +488,44 @@ fn restore_all_that_restores_nothing_leaves_nothing() {
         assert!(!t.p("new").exists(), "a directory made for nothing stayed");
     }
 }
+
+/// `restore -all -if-replica-exists` on a first boot (the directory replica missing or empty)
+/// restores nothing and succeeds, as the single-database form does; and a database directory
+/// taken for a directory replica offers none of memsync's spools (`.<name>-memsync/spool` has
+/// the replica layout: they were restored as databases, then failed).
+#[test]
+fn restore_all_on_a_first_boot_or_a_database_directory() {
+    let t = Tree::new();
+    let missing = t.p("never-made");
+    let empty = t.p("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for rep in [&missing, &empty] {
+        let out = t.p("out");
+        ok(&[
+            "restore",
+            "-all",
+            "-if-replica-exists",
+            "-o",
+            out.to_str().unwrap(),
+            rep.to_str().unwrap(),
+        ]);
+        assert!(!out.exists(), "{}", rep.display());
+    }
+    let cfg = t.config("c.yml", "backup", "    recursive: true\n");
+    ok(&["replicate", "-once", "-config", &cfg]);
+    assert!(t.data.join(".a.db-memsync/spool/snapshots").is_dir());
+    let o = run(&[
+        "restore",
+        "-all",
+        "-o",
+        t.p("out2").to_str().unwrap(),
+        t.data.to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "{out}{err}");
+    assert!(err.contains("holds no database replicas"), "{err}");
+    assert!(
+        !out.contains("-memsync") && !err.contains("-memsync/spool"),
+        "{out}{err}"
+    );
+}

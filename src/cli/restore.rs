@@ -35,7 +35,7 @@ pub(super) struct RestoreArgs {
     if_db_not_exists: bool,
     /// Succeed without doing anything if the replica holds no backup.
     #[arg(long = "if-replica-exists")]
-    if_replica_exists: bool,
+    pub(super) if_replica_exists: bool,
     /// SQLite check of the result before it is put in place.
     #[arg(long = "integrity-check", value_enum, default_value = "none")]
     integrity_check: CheckArg,

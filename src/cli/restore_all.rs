@@ -109,7 +109,16 @@ fn joined(base: &ReplicaConfig, rel: &Path) -> ReplicaConfig {
 /// database is restored through a temporary file renamed into place, so one that fails leaves
 /// nothing; it is reported with its name and the others go on.
 pub(super) fn cmd_restore_all(a: &RestoreArgs) -> Result<(), CliError> {
-    let src = source(&a.cfg, &a.target, a.replica.as_deref())?;
+    let src = match source(&a.cfg, &a.target, a.replica.as_deref()) {
+        // A directory replica never made (a first boot) holds nothing.
+        Err(CliError::NotADirectory { .. })
+            if a.if_replica_exists && !Path::new(&a.target).exists() =>
+        {
+            crate::stdout::noteln!("{}: does not exist; nothing to restore", a.target);
+            return Ok(());
+        }
+        r => r?,
+    };
     let out_dir = match (&a.output, &src.home) {
         (Some(o), _) => std::path::absolute(o).map_err(|source| CliError::Path {
             path: o.clone(),
@@ -135,6 +144,8 @@ pub(super) fn cmd_restore_all(a: &RestoreArgs) -> Result<(), CliError> {
                 listed += 1;
                 names.extend(found);
             }
+            // A directory replica never made (a first boot) holds nothing, like an empty one.
+            Err(CliError::MissingReplica(_)) if a.if_replica_exists => listed += 1,
             Err(e) => {
                 tracing::warn!("{e}");
                 last_err = Some(e);
@@ -145,6 +156,10 @@ pub(super) fn cmd_restore_all(a: &RestoreArgs) -> Result<(), CliError> {
         && let Some(e) = last_err
     {
         return Err(e);
+    }
+    if names.is_empty() && a.if_replica_exists {
+        crate::stdout::noteln!("{}: no database replicas; nothing to restore", a.target);
+        return Ok(());
     }
     if names.is_empty() {
         let shown = src

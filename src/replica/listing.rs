@@ -128,11 +128,21 @@ pub(super) async fn replica_dirs(
         };
         // The replica's own part starts at a `snapshots/` or `segments/` component.
         let mut starts = rel.match_indices('/').map(|(i, _)| i);
-        if let Some(i) = starts.rfind(|&i| ObjectKey::parse(&rel[i + 1..]).is_some()) {
+        if let Some(i) = starts.rfind(|&i| ObjectKey::parse(&rel[i + 1..]).is_some())
+            && !in_meta_dir(&rel[..i])
+        {
             out.insert(rel[..i].to_string());
         }
     }
     Ok(out.into_iter().collect())
+}
+
+/// A path through a database's meta directory (`.<name>-memsync/spool` has the replica
+/// layout): found when a database directory is taken for a directory replica, never one of its
+/// databases.
+fn in_meta_dir(rel: &str) -> bool {
+    rel.split('/')
+        .any(|c| c.len() > 9 && c.starts_with('.') && c.ends_with("-memsync"))
 }
 
 /// Breadth-first, one `Depth: 1` listing per directory, at most `max_depth` levels deep.
