@@ -468,3 +468,42 @@ fn a_pipe_or_a_replica_in_the_spool_is_refused() {
     let o = run(&["replicate", "-once", db.to_str().unwrap(), "file:rel"]);
     assert_fails(&o, &["absolute path"]);
 }
+
+/// Two replicators of one database given different meta directories (`meta-path`) never met
+/// at a lock: both ran, writing two histories into one replica that then would not restore.
+/// The second is refused (Linux: a lock on the database file itself).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_second_replicator_with_another_meta_path_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("db.sqlite");
+    create_memdb(&db);
+    let config = |meta: &str| {
+        format!(
+            "dbs:\n  - path: {}\n    meta-path: {}\n    replica:\n      path: {}\n",
+            db.display(),
+            d.path().join(meta).display(),
+            d.path().join("r").display()
+        )
+    };
+    let first_cfg = d.path().join("a.yml");
+    std::fs::write(&first_cfg, config("meta-a")).unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["replicate", "-config", first_cfg.to_str().unwrap()]);
+    let mut first = Replicator::spawn(cmd, d.path().join("a.log"));
+    first.wait_for_log("replicating 1 database(s)");
+    let second = d.path().join("second");
+    std::fs::create_dir(&second).unwrap();
+    let o = replicate_with(&second, &config("meta-c"));
+    assert_fails(&o, &["already being replicated", "meta-path"]);
+    let (st, log) = first.stop();
+    assert!(st.success(), "{log}");
+    // Once the first has stopped, the other meta directory may take over.
+    let o = run(&[
+        "replicate",
+        "-once",
+        "-config",
+        second.join("litestream.yml").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -121,3 +121,36 @@ pub fn free_bytes(file: &File) -> Option<u64> {
     let st = rustix::fs::fstatvfs(file).ok()?;
     Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
+
+/// Takes, without waiting, an exclusive lock of the one byte at `offset` of `file`, owned by
+/// this open file (an OFD lock: closing another descriptor of the file does not drop it, and
+/// it drops none of SQLite's). `Ok(false)` if another open file holds it. Linux only; `Ok(true)`
+/// elsewhere, where the lock is not taken.
+pub fn lock_byte_exclusive(file: &File, offset: u64) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `flock` is plain data; every field the call reads is set below.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = offset as libc::off_t;
+        fl.l_len = 1;
+        // SAFETY: a valid descriptor (borrowed for the call) and a valid `flock` it reads;
+        // OFD locks need `l_pid` 0, which the zeroed struct has.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+            _ => Err(e),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, offset);
+        Ok(true)
+    }
+}

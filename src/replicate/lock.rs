@@ -5,7 +5,10 @@
 //! second one exits naming the holder.
 //!
 //! The meta directory defaults to one derived from the database's real path (symlinks
-//! resolved), so two names of one database meet at one lock. The file holds the holder's pid
+//! resolved), so two names of one database meet at one lock. Two replicators given different
+//! meta directories (`meta-path`) for one database would not meet there: on Linux each also
+//! holds an OFD lock on one byte of the database file itself, far past the bytes SQLite locks
+//! (which it leaves alone, as every other process's locks). The file holds the holder's pid
 //! and start time as text, for that message; it is never deleted (deleting a flock file lets
 //! two processes lock two different files) and is emptied when released.
 
@@ -43,7 +46,13 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct DbLock {
     _lock: HolderLock,
+    /// The database file, holding its byte lock (`None` where none is taken).
+    _db: Option<std::fs::File>,
 }
+
+/// The byte of the database file a replicator locks: past SQLite's lock bytes (1 GiB to
+/// 1 GiB + 512), never read or written (a lock needs no data there).
+const DB_LOCK_BYTE: u64 = (1 << 30) + 4096;
 
 /// Takes the lock of the database `db` whose meta directory is `meta` (created if missing),
 /// without waiting.
@@ -75,5 +84,37 @@ pub fn acquire(db: &Path, meta: &Path) -> Result<DbLock, LockError> {
     if let Err(e) = lock.say(&format!("pid {}, started {started}", std::process::id())) {
         tracing::warn!("lock file {}: {e}", path.display());
     }
-    Ok(DbLock { _lock: lock })
+    let db_file = match lock_db_file(db) {
+        Ok(f) => f,
+        Err(DbHeld) => {
+            return Err(LockError::Held {
+                db: db.to_path_buf(),
+                holder: "another memsync process with another meta directory (`meta-path`)".into(),
+                lock: db.to_path_buf(),
+            });
+        }
+    };
+    Ok(DbLock {
+        _lock: lock,
+        _db: db_file,
+    })
+}
+
+struct DbHeld;
+
+/// The database file with its byte lock taken; `None` where it cannot be opened (the start
+/// says why soon after) or the platform takes no such lock.
+fn lock_db_file(db: &Path) -> Result<Option<std::fs::File>, DbHeld> {
+    // Open for writing: a write lock needs it (nothing is written).
+    let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open(db) else {
+        return Ok(None);
+    };
+    match crate::platform::lock_byte_exclusive(&f, DB_LOCK_BYTE) {
+        Ok(true) => Ok(Some(f)),
+        Ok(false) => Err(DbHeld),
+        Err(e) => {
+            tracing::debug!("{}: no lock on the database file: {e}", db.display());
+            Ok(None)
+        }
+    }
 }

@@ -211,9 +211,11 @@ pub fn run(
                 for path in found.removed {
                     if let Some(i) = dbs.iter().position(|d| d.handle.path == path) {
                         let d = dbs.swap_remove(i);
-                        locks.remove(&d.handle.path);
                         observer.remove(&path.display().to_string());
                         let (handle, result) = d.end(&rt);
+                        // After the monitor's connections are closed: closing the lock's
+                        // descriptor of the database would drop their POSIX locks.
+                        locks.remove(&path);
                         match result {
                             Some(Ok(())) | Some(Err(MonitorError::Replaced(_))) => {}
                             Some(Err(e)) => tracing::warn!("{}: {e}", path.display()),
