@@ -13,7 +13,9 @@ pub fn line(args: Arguments) {
         if e.kind() == ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
-        eprintln!("memsync: error: writing to standard output: {e}");
+        err(format_args!(
+            "memsync: error: writing to standard output: {e}"
+        ));
         std::process::exit(1);
     }
 }
@@ -28,6 +30,17 @@ pub fn note(args: Arguments) {
     let _ = writeln!(std::io::stdout().lock(), "{args}");
 }
 
+/// Writes a line to standard error; one that cannot be written (a closed pipe) is dropped:
+/// `eprintln!` panicked there, turning the command's own exit code into 101.
+pub fn err(args: Arguments) {
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
+}
+
+/// `eprintln!` that never panics (see [`err`]).
+macro_rules! errln {
+    ($($t:tt)*) => { $crate::stdout::err(format_args!($($t)*)) };
+}
+
 /// `println!` for listings (see [`line`]).
 macro_rules! outln {
     () => { $crate::stdout::line(format_args!("")) };
@@ -39,4 +52,4 @@ macro_rules! noteln {
     ($($t:tt)*) => { $crate::stdout::note(format_args!($($t)*)) };
 }
 
-pub(crate) use {noteln, outln};
+pub(crate) use {errln, noteln, outln};

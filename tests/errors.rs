@@ -286,6 +286,25 @@ fn a_closed_stdout_is_no_panic() {
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
 
+/// An error written to a closed standard error (`… 2>&1 | head -0`) keeps the command's exit
+/// code: `eprintln!` panicked there (exit 101).
+#[test]
+fn a_closed_stderr_keeps_the_exit_code() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = format!("file://{}", d.path().join("missing").display());
+    let out = d.path().join("out.db");
+    let mut child = std::process::Command::new(BIN)
+        .args(["restore", "-o", out.to_str().unwrap(), &missing])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let st = child.wait().unwrap();
+    assert_ne!(st.code(), Some(101), "panicked writing the error");
+    assert!(!st.success());
+}
+
 /// `replicate -once` that could not bring every replica to what was committed fails, naming
 /// the replica; the replicas that answered got everything.
 #[test]

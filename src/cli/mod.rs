@@ -109,7 +109,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match res {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("memsync: error: {e}");
+            crate::stdout::errln!("memsync: error: {e}");
             exit::exit_code(&e)
         }
     }

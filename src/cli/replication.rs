@@ -140,7 +140,7 @@ fn once_complete(handles: &[replicate::DbHandle]) -> Result<(), CliError> {
 pub(super) fn cmd_databases(a: &ConfigArgs) -> Result<(), CliError> {
     let mut found = super::source::find(a)?.ok_or(CliError::NoConfigFile)?;
     for s in config::discover::expand(&mut found.config, false)? {
-        eprintln!(
+        crate::stdout::errln!(
             "memsync: warning: {}: {}; not replicated",
             s.path.display(),
             s.why

@@ -95,7 +95,7 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
             fell_back,
         } => {
             if let Some(bad) = fell_back {
-                eprintln!(
+                crate::stdout::errln!(
                     "memsync: warning: {bad} was corrupt; restored the newest consistent state before it"
                 );
             }

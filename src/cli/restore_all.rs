@@ -187,7 +187,7 @@ pub(super) fn cmd_restore_all(a: &RestoreArgs) -> Result<(), CliError> {
                     match restore_one(a, &src, &rt, &out_dir, name) {
                         Ok(line) => crate::stdout::noteln!("{line}"),
                         Err(e) => {
-                            eprintln!("memsync: error: {name}: {e}");
+                            crate::stdout::errln!("memsync: error: {name}: {e}");
                             failed.lock().unwrap_or_else(|p| p.into_inner()).push(name);
                         }
                     }

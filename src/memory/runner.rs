@@ -48,7 +48,7 @@ pub fn finished(c: &Ctx, text: String) -> (String, Outcome) {
     progress::clear();
     let (outcome, notes) = leftovers(c);
     for n in notes {
-        eprintln!("{n}");
+        crate::stdout::errln!("{n}");
     }
     (text, outcome)
 }
@@ -76,10 +76,10 @@ pub fn watch(c: &Ctx, opts: &PullOptions) -> Result<(String, Outcome), MemoryErr
                     crate::stdout::noteln!("{ts} {l}");
                 }
                 for n in leftovers(c).1 {
-                    eprintln!("{ts} {n}");
+                    crate::stdout::errln!("{ts} {n}");
                 }
             }
-            Err(e) => eprintln!(
+            Err(e) => crate::stdout::errln!(
                 "{ts} memsync: sync failed (next round in {}s): {e}",
                 c.settings.interval.as_secs()
             ),

@@ -44,7 +44,7 @@ impl SyncLog {
             super::progress::clear();
             if crate::log::is_json() {
                 let s = |x: &str| serde_json::Value::from(x).to_string();
-                eprintln!(
+                crate::stdout::errln!(
                     "{{\"time\":{},\"level\":\"INFO\",\"msg\":{},\"op\":{}}}",
                     s(&ts.to_string()),
                     s(&msg),
@@ -67,7 +67,7 @@ impl SyncLog {
         if let Err(e) = res
             && !self.warned.replace(true)
         {
-            eprintln!(
+            crate::stdout::errln!(
                 "memsync: warning: cannot write sync log {}: {e}",
                 self.path.display()
             );

@@ -42,7 +42,7 @@ pub fn clean_up_on_stop(rt: &tokio::runtime::Runtime) -> std::io::Result<()> {
         for p in open {
             let _ = std::fs::remove_file(&p);
         }
-        eprintln!("memsync: restore interrupted; nothing written");
+        crate::stdout::errln!("memsync: restore interrupted; nothing written");
         std::process::exit(match stop {
             Stop::Hup => 129,
             Stop::Int => 130,

@@ -90,7 +90,7 @@ pub fn resolve_conflicts(
         let choice = match strategy {
             Some(s) => Some(s),
             None if interactive && !input_ended => {
-                eprintln!("{line}");
+                crate::stdout::errln!("{line}");
                 match ask(&mut std::io::stdin().lock(), &mut std::io::stderr()) {
                     Answer::Settle(p) => Some(p),
                     Answer::Skip => None,
