@@ -11,6 +11,7 @@ use rusqlite::Connection;
 pub mod mms;
 pub mod points;
 pub mod proxy;
+pub mod refuse;
 pub mod s3;
 pub mod serve;
 pub mod server;

@@ -1,0 +1,72 @@
+//! `restore -all` at the edges: a first boot (the directory replica missing or empty) and a
+//! database directory taken for a directory replica.
+
+mod common;
+
+use common::{app_conn, run};
+
+fn ok(args: &[&str]) {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "memsync {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `restore -all -if-replica-exists` on a first boot restores nothing and succeeds, as the
+/// single-database form does (it failed: "holds no database replicas", or "not a directory
+/// replica" for a missing one); and a database directory taken for a directory replica offers
+/// none of memsync's spools (`.<name>-memsync/spool` has the replica layout: they were restored
+/// as databases, then failed).
+#[test]
+fn restore_all_on_a_first_boot_or_a_database_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |rel: &str| d.path().join(rel);
+    std::fs::create_dir(p("empty")).unwrap();
+    for rep in ["never-made", "empty"] {
+        ok(&[
+            "restore",
+            "-all",
+            "-if-replica-exists",
+            "-o",
+            p("out").to_str().unwrap(),
+            p(rep).to_str().unwrap(),
+        ]);
+        assert!(!p("out").exists(), "{rep}");
+    }
+    std::fs::create_dir(p("data")).unwrap();
+    let c = app_conn(&p("data/a.db"));
+    c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    drop(c);
+    let cfg = p("c.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    replica:\n      path: {}\n",
+            p("data").display(),
+            p("backup").display()
+        ),
+    )
+    .unwrap();
+    ok(&["replicate", "-once", "-config", cfg.to_str().unwrap()]);
+    assert!(p("data/.a.db-memsync/spool/snapshots").is_dir());
+    let o = run(&[
+        "restore",
+        "-all",
+        "-o",
+        p("out2").to_str().unwrap(),
+        p("data").to_str().unwrap(),
+    ]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(!o.status.success(), "{out}{err}");
+    assert!(err.contains("holds no database replicas"), "{err}");
+    assert!(
+        !out.contains("-memsync") && !err.contains("-memsync/spool"),
+        "{out}{err}"
+    );
+}
