@@ -186,6 +186,14 @@ http {{
             dav_access user:rw group:r all:r;
             {auth_conf}
         }}
+        # An append-only backup target: DELETE answers 405.
+        location /append-only/ {{
+            dav_methods PUT MKCOL;
+            dav_ext_methods PROPFIND OPTIONS;
+            create_full_put_path on;
+            dav_access user:rw group:r all:r;
+            {auth_conf}
+        }}
     }}
 }}
 "#

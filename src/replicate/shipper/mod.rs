@@ -70,6 +70,9 @@ pub struct Shipper {
     pub inline: Option<Arc<Inline>>,
     /// The database's lineage ([`presence`]).
     pub lineage: Arc<replica_formats::Lineage>,
+    /// Deletions failing (a store that refuses DELETE, an append-only bucket): when to try
+    /// again, and the pause after that ([`upkeep`]).
+    pub deletes_held: Option<(Instant, Duration)>,
 }
 
 /// Everything a [`Shipper`] needs but what the replica's start finds out.
@@ -125,6 +128,7 @@ impl ShipperParts {
             asked: false,
             inline: self.inline,
             lineage: self.lineage,
+            deletes_held: None,
         }
     }
 }
@@ -179,7 +183,8 @@ impl Shipper {
 
     /// One pass over a spool listing; the flag is false if a listed file had vanished.
     async fn ship_listed(&mut self) -> Result<(usize, bool), ReplicaError> {
-        self.delete_doomed(false).await?;
+        // A replica that refuses deletions still gets every new file.
+        self.shed_doomed().await;
         let keys = self.spool.keys().map_err(|e| ReplicaError::Local {
             replica: self.client.name().to_owned(),
             path: self.spool.dir().display().to_string(),
@@ -411,8 +416,12 @@ impl Shipper {
         }
         let flush = async {
             self.ship_pending().await?;
-            // Only what its tier lets go: the rest stays restorable, scheduled again at next start.
-            self.delete_doomed(true).await
+            // Only what its tier lets go: the rest stays restorable, scheduled again at next
+            // start (as does what cannot be deleted now: nothing is lost by keeping it).
+            if let Err(e) = self.delete_doomed(true).await {
+                tracing::warn!("{e}; the replaced files stay until a later run deletes them");
+            }
+            Ok::<(), ReplicaError>(())
         };
         match tokio::time::timeout(flush_timeout, flush).await {
             Ok(Ok(_)) => {}

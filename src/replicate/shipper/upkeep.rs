@@ -9,6 +9,11 @@ use replica_formats::{ObjectKey, retention_victims};
 use super::{DELETE_GRACE, Shipper};
 use crate::replica::ReplicaError;
 
+/// First pause after a failed deletion of replaced files.
+const DELETE_RETRY_FIRST: Duration = Duration::from_secs(30);
+/// Longest pause between attempts at such a deletion.
+const DELETE_RETRY_MAX: Duration = Duration::from_secs(600);
+
 impl Shipper {
     /// After uploading a compacted segment, schedules the deletion of the lower-level segments
     /// it replaces.
@@ -43,6 +48,36 @@ impl Shipper {
             }
         }
         Ok(())
+    }
+
+    /// [`Self::delete_doomed`] during shipping: a failure is said (once per episode) and
+    /// tried again after a pause that grows to [`DELETE_RETRY_MAX`], never failing the pass:
+    /// a store that refuses DELETE (an append-only bucket, a WebDAV server without it) held
+    /// every later upload back, for good.
+    pub(super) async fn shed_doomed(&mut self) {
+        let now = Instant::now();
+        if self.deletes_held.is_some_and(|(at, _)| now < at) {
+            return;
+        }
+        match self.delete_doomed(false).await {
+            Ok(()) => {
+                if self.deletes_held.take().is_some() {
+                    tracing::info!("replica {}: deleting again", self.client.name());
+                }
+            }
+            Err(e) => {
+                let pause = match self.deletes_held {
+                    None => {
+                        tracing::warn!(
+                            "{e}; new files are still shipped, the replaced ones stay (retrying the deletion later)"
+                        );
+                        DELETE_RETRY_FIRST
+                    }
+                    Some((_, p)) => (p * 2).min(DELETE_RETRY_MAX),
+                };
+                self.deletes_held = Some((now + pause, pause));
+            }
+        }
     }
 
     /// Deletes the replaced files whose time is up; `shutdown` skips the grace (no restore of
@@ -95,9 +130,10 @@ impl Shipper {
             .checked_add(self.retention_check)
             .unwrap_or(far)
             .min(far);
+        let held = self.deletes_held.map(|(at, _)| at);
         self.doomed
             .iter()
-            .map(|(tier, grace, _)| (*tier).max(*grace))
+            .map(|(tier, grace, _)| (*tier).max(*grace).max(held.unwrap_or(*tier)))
             .fold(retention, Instant::min)
     }
 }
