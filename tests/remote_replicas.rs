@@ -93,8 +93,18 @@ fn one_database_to_file_s3_and_webdav_at_once_restores_exactly_from_each() {
     let app = create_memdb(&scene.db);
     // A CA bundle variable naming nothing useful (set in some environments for other tools)
     // must not stop the S3 client: it is ignored with a warning.
+    // Nor a bundle whose certificate block does not parse (it made the client fail to build,
+    // plain-HTTP replicas included).
+    let bad_pem = scene.dir.path().join("bad.pem");
+    std::fs::write(
+        &bad_pem,
+        "-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGUsIGp1c3QgYnl0ZXMgaW4gYmFzZTY0Lg==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let bad_pem = bad_pem.to_str().unwrap().to_owned();
     let mut env = s3.env().to_vec();
     env.push(("AWS_CA_BUNDLE", "/nonexistent/ca-bundle.pem"));
+    env.push(("SSL_CERT_FILE", &bad_pem));
     let r = scene.start_with(&env);
     write(&app, 0, 600);
     let (st, log) = r.stop();
@@ -102,6 +112,15 @@ fn one_database_to_file_s3_and_webdav_at_once_restores_exactly_from_each() {
     assert!(
         log.contains("AWS_CA_BUNDLE=/nonexistent/ca-bundle.pem not used"),
         "no warning about the unusable CA bundle:\n{log}"
+    );
+    assert!(
+        log.contains("none of its 1 certificates parses"),
+        "no warning about the certificate that does not parse:\n{log}"
+    );
+    assert_eq!(
+        log.matches("bad.pem not used").count(),
+        1,
+        "said once:\n{log}"
     );
     // Three empty replicas share the first run's one snapshot.
     assert!(

@@ -28,12 +28,12 @@ pub(super) struct DavPut {
 
 impl DavPut {
     /// A client for the server at `origin` sending `headers` (authentication) with every
-    /// request, trusting the certificates in `pems` too (or none, `insecure`), as the replica's
+    /// request, trusting the certificates `ders` too (or none, `insecure`), as the replica's
     /// store does.
     pub(super) fn new(
         origin: &Url,
         headers: HeaderMap,
-        pems: &[Vec<u8>],
+        ders: &[Vec<u8>],
         insecure: bool,
     ) -> Result<DavPut, String> {
         let mut b = reqwest::Client::builder()
@@ -42,10 +42,10 @@ impl DavPut {
             .user_agent(concat!("memsync/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
             .danger_accept_invalid_certs(insecure);
-        for pem in pems {
-            for c in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| e.to_string())? {
-                b = b.add_root_certificate(c);
-            }
+        for der in ders {
+            b = b.add_root_certificate(
+                reqwest::Certificate::from_der(der).map_err(|e| e.to_string())?,
+            );
         }
         let http = b.build().map_err(|e| e.to_string())?;
         Ok(DavPut {

@@ -73,35 +73,61 @@ fn client_options(
         .with_allow_http(url.is_some_and(|u| u.starts_with("http://")))
         .with_allow_invalid_certificates(skip_verify || trust.insecure)
         .with_http1_only();
-    for pem in extra_pems(replica, trust, aws)? {
-        for c in Certificate::from_pem_bundle(&pem).unwrap_or_default() {
+    for der in extra_certs(replica, trust, aws)? {
+        if let Ok(c) = Certificate::from_der(&der) {
             o = o.with_root_certificate(c);
         }
     }
     Ok(o)
 }
 
-/// PEM bundles whose certificates a replica's client trusts besides the system's: `trust`'s
-/// CA file (an error when unusable), then `SSL_CERT_FILE` (the variable OpenSSL-based tools
-/// read: how `replicate` and `restore` trust a private or self-signed server) and, for S3,
-/// `AWS_CA_BUNDLE`. A variable naming something unusable is ignored with a warning: tools
-/// read them differently, and it must not stop replication.
-fn extra_pems(replica: &str, trust: &Trust, aws: bool) -> Result<Vec<Vec<u8>>, ReplicaError> {
+/// The certificates of a PEM bundle that parse (DER form), and how many did not. A block
+/// that does not parse made the whole client fail to build ("invalid peer certificate:
+/// BadEncoding"), plain-HTTP replicas included; a system bundle with one bad block appended is
+/// still the system bundle.
+fn usable_certs(pem: &[u8]) -> Result<(Vec<Vec<u8>>, usize), String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut check = rustls::RootCertStore::empty();
+    let (mut good, mut bad) = (Vec::new(), 0);
+    for item in CertificateDer::pem_slice_iter(pem) {
+        match item {
+            Ok(der) if check.add(der.clone()).is_ok() => good.push(der.to_vec()),
+            _ => bad += 1,
+        }
+    }
+    match (good.is_empty(), bad) {
+        (true, 0) => Err("no PEM certificate in it".into()),
+        (true, _) => Err(format!("none of its {bad} certificates parses")),
+        _ => Ok((good, bad)),
+    }
+}
+
+/// Certificates (DER) a replica's client trusts besides the system's: `trust`'s CA file (an
+/// error when unusable), then `SSL_CERT_FILE` (the variable OpenSSL-based tools read: how
+/// `replicate` and `restore` trust a private or self-signed server) and, for S3,
+/// `AWS_CA_BUNDLE`. A variable naming something unusable is ignored with a warning (once per
+/// process): tools read them differently, and it must not stop replication. Certificates of a
+/// bundle that do not parse are left out, with a warning.
+fn extra_certs(replica: &str, trust: &Trust, aws: bool) -> Result<Vec<Vec<u8>>, ReplicaError> {
     let read = |path: &std::path::Path| {
         std::fs::read(path)
             .map_err(|e| e.to_string())
-            .and_then(|pem| {
-                Certificate::from_pem_bundle(&pem)
-                    .map(|_| pem)
-                    .map_err(|e| e.to_string())
-            })
+            .and_then(|pem| usable_certs(&pem))
     };
     let mut out = Vec::new();
     if let Some(path) = &trust.ca_file {
-        out.push(read(path).map_err(|e| ReplicaError::Config {
+        let (certs, bad) = read(path).map_err(|e| ReplicaError::Config {
             replica: replica.to_string(),
             msg: format!("CA file {}: {e}", path.display()),
-        })?);
+        })?;
+        if bad > 0 {
+            warn_once(format!(
+                "CA file {}: {bad} certificates that do not parse left out",
+                path.display()
+            ));
+        }
+        out.extend(certs);
     }
     let vars: &[&str] = if aws {
         &["SSL_CERT_FILE", "AWS_CA_BUNDLE"]
@@ -111,14 +137,31 @@ fn extra_pems(replica: &str, trust: &Trust, aws: bool) -> Result<Vec<Vec<u8>>, R
     for var in vars {
         if let Some(path) = env(var) {
             match read(std::path::Path::new(&path)) {
-                Ok(pem) => out.push(pem),
-                Err(e) => tracing::warn!(
-                    "replica {replica}: {var}={path} not used ({e}); using the system's certificates"
-                ),
+                Ok((certs, bad)) => {
+                    if bad > 0 {
+                        warn_once(format!(
+                            "{var}={path}: {bad} certificates that do not parse left out"
+                        ));
+                    }
+                    out.extend(certs);
+                }
+                Err(e) => warn_once(format!(
+                    "{var}={path} not used ({e}); using the system's certificates"
+                )),
             }
         }
     }
     Ok(out)
+}
+
+/// A warning about the environment, said once however many clients read it.
+fn warn_once(msg: String) {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+    if !said.contains(&msg) {
+        tracing::warn!("{msg}");
+        said.push(msg);
+    }
 }
 
 /// reqwest is built without a default TLS provider (ring instead of aws-lc: no cmake build).
@@ -235,8 +278,8 @@ pub(super) fn http_store(
         .to_string();
     parsed.set_path("/");
     parsed.set_query(None);
-    let pems = extra_pems(replica, trust, false)?;
-    let dav = super::davput::DavPut::new(&parsed, headers.clone(), &pems, trust.insecure)
+    let ders = extra_certs(replica, trust, false)?;
+    let dav = super::davput::DavPut::new(&parsed, headers.clone(), &ders, trust.insecure)
         .map_err(|e| bad(format!("HTTP client: {e}")))?;
     let store = HttpBuilder::new()
         .with_url(parsed.to_string())
