@@ -228,6 +228,19 @@ fn past_the_spool_budget_an_unreachable_replica_gets_a_fresh_snapshot_and_the_sp
         cut,
         "the spool was never cut back during the outage: {sizes:?}\n{log}"
     );
+    // The positions the replica never got are a gap in `memsync wal`, as a -timestamp
+    // restore inside them fails (it listed one stretch across them).
+    let o = Command::new(BIN)
+        .envs(s3.env())
+        .args(["wal", "-json", &s3_url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        text.contains("\"resumes_txid\""),
+        "no gap listed after the dropped stretch:\n{text}"
+    );
     let out = scene.dir.path().join("s3.db");
     let o = Command::new(BIN)
         .envs(s3.env())

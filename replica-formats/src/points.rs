@@ -41,6 +41,10 @@ pub struct RestorePoints {
     pub count: usize,
     /// Oldest first; empty when only one point exists.
     pub stretches: Vec<Stretch>,
+    /// Stretches of history the replica does not hold, oldest first: the last point before
+    /// each and the snapshot history resumes at (positions in between were never shipped, as
+    /// when an outage outlasted the spool budget). A timestamp inside one restores nothing.
+    pub gaps: Vec<(Point, Point)>,
 }
 
 /// The restorable positions of `keys`: every position reachable from a snapshot through a
@@ -51,9 +55,28 @@ pub fn restore_points(keys: &[ObjectKey]) -> Option<RestorePoints> {
     let first = points.first()?.0;
     let last = points.last()?.0;
     let mut stretches: Vec<Stretch> = Vec::new();
+    let mut gaps = Vec::new();
+    let mut after_gap = false;
     for w in points.windows(2) {
         let (a, (b, l)) = (w[0].0, w[1]);
         let gap = b.ts.get() - a.ts.get();
+        // A point only a snapshot reaches, positions past the one before: what lies between
+        // is not held.
+        if l.is_none() && b.txid.get() > a.txid.get() + 1 {
+            gaps.push((a, b));
+            after_gap = true;
+            continue;
+        }
+        if std::mem::take(&mut after_gap) {
+            stretches.push(Stretch {
+                from: a,
+                to: b,
+                level: l.unwrap_or(0),
+                max_gap_ms: gap,
+                points: 2,
+            });
+            continue;
+        }
         match (stretches.last_mut(), l) {
             // A point reached by a snapshot alone, or by the same level: the stretch goes on.
             (Some(s), None) => extend(s, b, gap),
@@ -72,6 +95,7 @@ pub fn restore_points(keys: &[ObjectKey]) -> Option<RestorePoints> {
         last,
         count: points.len(),
         stretches,
+        gaps,
     })
 }
 
@@ -176,6 +200,36 @@ mod tests {
             })
             .collect();
         assert_eq!(s, vec![(1, 40, 1, 30_000, 3), (40, 44, 0, 1_000, 5)]);
+    }
+
+    /// A snapshot after positions the replica never got (an outage past the spool budget):
+    /// a gap between the point before and the snapshot, not one stretch across it.
+    #[test]
+    fn a_snapshot_after_missing_positions_is_a_gap() {
+        let keys = [
+            snap(1),
+            seg(0, 2, 2),
+            seg(0, 3, 3),
+            snap(10),
+            seg(0, 11, 11),
+            seg(0, 12, 12),
+        ];
+        let p = restore_points(&keys).unwrap();
+        let g: Vec<(u64, u64)> = p
+            .gaps
+            .iter()
+            .map(|(a, b)| (a.txid.get(), b.txid.get()))
+            .collect();
+        assert_eq!(g, vec![(3, 10)]);
+        let s: Vec<(u64, u64)> = p
+            .stretches
+            .iter()
+            .map(|s| (s.from.txid.get(), s.to.txid.get()))
+            .collect();
+        assert_eq!(s, vec![(1, 3), (10, 12)]);
+        // A snapshot right after the point before leaves nothing out.
+        let p = restore_points(&[snap(1), seg(0, 2, 2), snap(3), seg(0, 4, 4)]).unwrap();
+        assert!(p.gaps.is_empty());
     }
 
     /// A position inside a compacted file, or past a gap, is no restore point.

@@ -41,6 +41,16 @@ pub fn text(keys: &[ObjectKey]) -> Vec<String> {
             p.last.txid
         ));
     }
+    for (before, after) in &p.gaps {
+        out.push(format!(
+            "  gap: nothing held between position {} ({}) and the snapshot at {} ({}): a -timestamp inside it fails; -txid {} restores the last point before it",
+            before.txid,
+            fmt_ts(before.ts),
+            after.txid,
+            fmt_ts(after.ts),
+            before.txid
+        ));
+    }
     for s in &p.stretches {
         let level = match s.level {
             0 => String::new(),
@@ -64,6 +74,7 @@ pub fn json(keys: &[ObjectKey]) -> Value {
         last,
         count,
         stretches,
+        gaps,
     }) = replica_formats::restore_points(keys)
     else {
         return Value::Null;
@@ -75,6 +86,12 @@ pub fn json(keys: &[ObjectKey]) -> Value {
         "last_txid": last.txid.to_string(),
         "points": count,
         "gap_resumes_at": replica_formats::hole_after(keys, last.txid).map(|t| t.to_string()),
+        "gaps": gaps.iter().map(|(a, b)| json!({
+            "after_txid": a.txid.to_string(),
+            "after": fmt_ts(a.ts),
+            "resumes_txid": b.txid.to_string(),
+            "resumes": fmt_ts(b.ts),
+        })).collect::<Vec<_>>(),
         "stretches": stretches.iter().map(|s| json!({
             "from": fmt_ts(s.from.ts),
             "to": fmt_ts(s.to.ts),
