@@ -413,3 +413,42 @@ fn an_unreadable_entry_does_not_stop_the_watch() {
     let (st, log) = r.stop();
     assert!(st.success(), "{log}");
 }
+
+/// A database whose start fails when first found (here another replicator holds it, through
+/// a second name; a file still being copied in or a passing lack of file descriptors did the
+/// same) is tried again at every scan, and said once: it was never tried again while the
+/// process ran.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_database_that_failed_to_start_is_tried_again() {
+    let s = Scene::new();
+    let mut r = s.replicate();
+    r.wait_for_log("replicating 0 database(s)");
+    // Made under a name the pattern does not match, replicated by another process, then
+    // given a second name that matches (a hard link: the same file).
+    let tmp = s.data.join("x.tmp");
+    let made = create(&tmp, 3);
+    // Everything in the database file: the second name has a WAL of its own.
+    made.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    drop(made);
+    let mut other = {
+        let mut c = std::process::Command::new(BIN);
+        c.args(["replicate", tmp.to_str().unwrap()])
+            .arg(s.tmp.path().join("elsewhere"));
+        Replicator::spawn(c, s.tmp.path().join("other.log"))
+    };
+    other.wait_for_log("replicating 1 database(s)");
+    std::fs::hard_link(&tmp, s.data.join("x.db")).unwrap();
+    r.wait_for_log("x.db: found in a watched directory, not replicated");
+    std::thread::sleep(Duration::from_millis(2500));
+    let (st, log) = other.stop();
+    assert!(st.success(), "{log}");
+    r.wait_for_log("x.db: new database, replicating");
+    let x = conn(&s.data.join("x.db"));
+    x.execute("INSERT INTO t(v) VALUES ('after')", []).unwrap();
+    s.wait_for("x.db", &rows(&x), &r);
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+    assert_eq!(log.matches("not replicated").count(), 1, "{log}");
+}

@@ -152,6 +152,8 @@ pub fn run(
         true => None,
         false => dirwatch::DirWatcher::new(config, opts.convert_to_wal),
     };
+    // Databases of a watched directory whose start failed, with why (said once).
+    let mut add_failed: std::collections::HashMap<PathBuf, String> = Default::default();
     if !opts.once {
         loop {
             let signal = rt.block_on(async {
@@ -232,14 +234,25 @@ pub fn run(
                     match add_db(&rt, &pool, &db, config, opts, stop.clone()) {
                         Ok((running, lock)) => {
                             tracing::info!("{}: new database, replicating", db.path.display());
+                            add_failed.remove(&db.path);
                             locks.insert(db.path.clone(), lock);
                             observer.add(observe::source(&running.handle, &db));
                             dbs.push(running);
                         }
-                        Err(e) => tracing::warn!(
-                            "{}: found in a watched directory, not replicated: {e}",
-                            db.path.display()
-                        ),
+                        Err(e) => {
+                            // Tried again at every scan (a file still being copied in, a
+                            // passing lack of file descriptors), said again only when the
+                            // reason changes.
+                            let line = e.to_string();
+                            if add_failed.get(&db.path) != Some(&line) {
+                                tracing::warn!(
+                                    "{}: found in a watched directory, not replicated: {line} (trying again every second)",
+                                    db.path.display()
+                                );
+                                add_failed.insert(db.path.clone(), line);
+                            }
+                            w.forget(&db.path);
+                        }
                     }
                 }
             }
