@@ -452,3 +452,40 @@ fn a_database_that_failed_to_start_is_tried_again() {
     assert!(st.success(), "{log}");
     assert_eq!(log.matches("not replicated").count(), 1, "{log}");
 }
+
+/// `rm -rf` of a subdirectory of databases while memsync replicates them: the removal
+/// succeeds and stays done (memsync made spool directories and `-shm` files there again under
+/// the remover, whose `rmdir` then failed), and no ERROR is logged for a normal deletion.
+#[test]
+fn a_removed_subdirectory_of_databases_stays_removed() {
+    let s = Scene::new();
+    let mut r = s.replicate();
+    r.wait_for_log("replicating 0 database(s)");
+    let ten = s.data.join("ten");
+    std::fs::create_dir(&ten).unwrap();
+    for i in 0..20 {
+        drop(create(&ten.join(format!("db{i}.db")), 3));
+    }
+    for i in 0..20 {
+        r.wait_for_log(&format!("ten/db{i}.db: new database, replicating"));
+    }
+    // Let memsync step aside from the idle databases, as the tenant's would be.
+    std::thread::sleep(Duration::from_secs(4));
+    std::fs::remove_dir_all(&ten).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!ten.exists(), "made again: {:?}\n{}", walk(&ten), r.log());
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+fn walk(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(d) {
+        for e in rd.flatten() {
+            out.push(e.path());
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}

@@ -307,6 +307,9 @@ impl Monitor {
                 }
             }
             Err(e @ MonitorError::Replaced(_)) => return Err(e),
+            // A pass that failed because the database went (deleted, its directory removed)
+            // ends the monitor as a deletion does, rather than an error retried in a loop.
+            Err(_) if self.check_replaced().is_err() => return self.still_there(),
             Err(e) if e.is_busy() => {
                 // Contention, not a failure: the application holds the write lock (a long
                 // transaction). Retry soon; the read transaction keeps every frame.

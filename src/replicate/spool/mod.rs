@@ -67,9 +67,7 @@ impl Spool {
             // The level's directory is made when first missing, not looked for on every write.
             let file = match File::create(&tmp) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if let Some(parent) = dest.parent() {
-                        fs::create_dir_all(parent)?;
-                    }
+                    self.make_dirs_to(&dest)?;
                     File::create(&tmp)?
                 }
                 other => other?,
@@ -89,6 +87,30 @@ impl Spool {
             let _ = fs::remove_file(&tmp);
         }
         res
+    }
+
+    /// Makes the directories between the spool and `dest`, never the spool itself: a spool
+    /// that is gone went with its database (`rm -rf` of a tenant's directory), and making it
+    /// again under the remover made its `rmdir` fail.
+    fn make_dirs_to(&self, dest: &Path) -> io::Result<()> {
+        if !self.dir.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("spool {} is gone", self.dir.display()),
+            ));
+        }
+        let missing: Vec<&Path> = dest
+            .ancestors()
+            .skip(1)
+            .take_while(|d| *d != self.dir && !d.is_dir())
+            .collect();
+        for d in missing.into_iter().rev() {
+            match fs::create_dir(d) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Every key in the spool, sorted by position. Temp files and strangers are skipped.
