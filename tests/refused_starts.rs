@@ -89,3 +89,43 @@ fn a_second_replicator_with_another_meta_path_is_refused() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// A refused start leaves nothing of memsync's behind: not for a rollback-journal database
+/// (its meta directory and the replica's lineage record were left), nor for the good database
+/// of a config whose other database is refused (its meta directory was made first).
+#[test]
+fn a_refused_start_leaves_no_meta_directory_or_replica() {
+    let d = tempfile::tempdir().unwrap();
+    let rb = d.path().join("rollback.db");
+    {
+        let c = rusqlite::Connection::open(&rb).unwrap();
+        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+    }
+    let r = d.path().join("r");
+    let o = run(&["replicate", rb.to_str().unwrap(), r.to_str().unwrap()]);
+    assert_fails(&o, &["rollback.db", "delete", "-convert-to-wal"]);
+    assert!(!r.exists(), "a replica directory was left");
+    assert!(
+        !d.path().join(".rollback.db-memsync").exists(),
+        "a meta directory was left"
+    );
+    let good = d.path().join("good.db");
+    create_memdb(&good);
+    let junk = d.path().join("junk.db");
+    std::fs::write(&junk, b"hello, this is not a database at all.............").unwrap();
+    let o = replicate_with(
+        d.path(),
+        &format!(
+            "dbs:\n  - path: {}\n    replica:\n      path: {}\n  - path: {}\n    replica:\n      path: {}\n",
+            good.display(),
+            d.path().join("rg").display(),
+            junk.display(),
+            d.path().join("rj").display()
+        ),
+    );
+    assert_fails(&o, &["junk.db", "not an SQLite database"]);
+    for left in [".good.db-memsync", "rg", "rj", ".junk.db-memsync"] {
+        assert!(!d.path().join(left).exists(), "{left} was left");
+    }
+}

@@ -116,10 +116,22 @@ pub fn run(
     // Every lock before anything starts: a second replicator must not touch any spool. A
     // database that cannot be replicated at all is refused first, before its meta directory
     // or any replica is created.
-    let mut locks = std::collections::HashMap::new();
     for db in &config.dbs {
         crate::sqlite::conn::check_file(&db.path).map_err(MonitorError::from)?;
-        locks.insert(db.path.clone(), lock::acquire(&db.path, &meta_dir(db))?);
+        if !opts.convert_to_wal {
+            crate::sqlite::conn::check_wal_header(&db.path).map_err(MonitorError::from)?;
+        }
+    }
+    // Meta directories this start makes go again if it fails (dropped after the locks).
+    let mut fresh = FreshDirs::default();
+    let mut locks = std::collections::HashMap::new();
+    for db in &config.dbs {
+        let meta = meta_dir(db);
+        let existed = meta.exists();
+        locks.insert(db.path.clone(), lock::acquire(&db.path, &meta)?);
+        if !existed {
+            fresh.0.push(meta);
+        }
     }
     let pool = Pool::new(crate::sqlite::pool::default_workers(), opts.once)
         .map_err(ReplicateError::Thread)?;
@@ -138,6 +150,7 @@ pub fn run(
         dbs.push(running.map_err(|e| out_of_fds(e, config.dbs.len()))?);
     }
     tracing::info!("replicating {} database(s)", dbs.len());
+    fresh.0.clear();
     // Nor is the recovery and first-snapshot code.
     crate::resident::shed_now();
     // Dropped on return, after the final flush: the state files go with it.
@@ -300,6 +313,19 @@ pub fn run(
     match first_err {
         Some(e) => Err(e),
         None => Ok(handles),
+    }
+}
+
+/// Directories a failed start made, removed when it returns (declared before the locks
+/// inside them, so dropped after them).
+#[derive(Default)]
+struct FreshDirs(Vec<PathBuf>);
+
+impl Drop for FreshDirs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
 

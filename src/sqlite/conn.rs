@@ -92,6 +92,26 @@ pub fn check_file(path: &Path) -> Result<(), OpenError> {
     }
 }
 
+/// Refuses a database whose header says it uses a rollback journal (bytes 18-19 are 2 in WAL
+/// mode), before anything of memsync's exists for it: a start refused later left its meta
+/// directory and the replica's lineage record behind. The mode is read through a read-only
+/// connection only for the message.
+pub fn check_wal_header(path: &Path) -> Result<(), OpenError> {
+    let mut head = [0u8; 20];
+    let read = File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    if read.is_err() || (head[18] == 2 && head[19] == 2) {
+        // Unreadable here: the start says why soon enough.
+        return Ok(());
+    }
+    let mode = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0)))
+        .unwrap_or_else(|_| "a rollback".into());
+    Err(OpenError::NotWal {
+        path: path.display().to_string(),
+        mode,
+    })
+}
+
 /// Opens one of memsync's connections: never creates the file, never checkpoints on close
 /// (closing must not rewrite the WAL the application and the replica depend on), and never
 /// auto-checkpoints.
