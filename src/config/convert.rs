@@ -231,9 +231,55 @@ impl Ctx<'_> {
         Ok((db, span, dir))
     }
 
+    /// Litestream's `webdav-url`, `webdav-username` and `webdav-password`, as the one `url`
+    /// memsync reads (the user and password in it are sent as Basic auth).
+    fn fold_webdav_keys(&self, r: &mut RawReplica) -> Result<(), ConfigError> {
+        let Some(w) = r.webdav_url.take() else {
+            if r.webdav_username.is_some() || r.webdav_password.is_some() {
+                return Err(self.invalid(
+                    None,
+                    "`webdav-username` or `webdav-password` without `webdav-url`".into(),
+                ));
+            }
+            return Ok(());
+        };
+        let line = Some(line_of(&w));
+        if r.url.is_some() || r.path.is_some() {
+            return Err(self.invalid(
+                line,
+                "replica has `webdav-url` and `url` or `path`: give the whole address in `webdav-url`"
+                    .into(),
+            ));
+        }
+        let bad = |msg: String| ConfigError::BadUrl {
+            file: Some(self.file.to_path_buf()),
+            line,
+            url: w.value.clone(),
+            msg,
+        };
+        let mut u = ::url::Url::parse(&w.value).map_err(|e| bad(e.to_string()))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(bad(
+                "`webdav-url` takes an http:// or https:// address".into()
+            ));
+        }
+        let cannot = |_| bad("this address takes no user or password".into());
+        if let Some(user) = r.webdav_username.take() {
+            u.set_username(&user).map_err(cannot)?;
+        }
+        if let Some(password) = r.webdav_password.take() {
+            u.set_password(Some(&password)).map_err(cannot)?;
+        }
+        let mut spanned = w.clone();
+        spanned.value = u.to_string();
+        r.url = Some(spanned);
+        Ok(())
+    }
+
     fn replica(&self, r: Spanned<RawReplica>, g: &Globals) -> Result<ReplicaConfig, ConfigError> {
         let line = Some(line_of(&r));
-        let r = r.value;
+        let mut r = r.value;
+        self.fold_webdav_keys(&mut r)?;
         if let (Some(_), Some(url)) = (&r.path, &r.url) {
             return Err(self.invalid(
                 Some(line_of(url)),

@@ -33,6 +33,15 @@ const UNSUPPORTED_KEYS: &[&str] = &[
     "sse-customer-key",
     "sse-customer-key-path",
     "sse-kms-key-id",
+    "storage-class",
+    "sign-payload",
+    "require-content-md5",
+    "heartbeat-url",
+    "heartbeat-interval",
+    "auto-recover",
+    "concurrency",
+    "client-cert",
+    "restore-if-db-not-exists",
 ];
 
 /// A scalar whose YAML type matters (durations: strings vs bare integers).
@@ -154,6 +163,10 @@ pub(super) struct RawReplica {
     pub(super) skip_verify: Option<bool>,
     pub(super) access_key_id: Option<String>,
     pub(super) secret_access_key: Option<String>,
+    /// Litestream's WebDAV keys: the server URL with its path, and Basic auth.
+    pub(super) webdav_url: S<String>,
+    pub(super) webdav_username: Option<String>,
+    pub(super) webdav_password: Option<String>,
 }
 
 /// Maps a serde-saphyr error to an UnknownKey / Unsupported / Yaml error.

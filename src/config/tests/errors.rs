@@ -53,6 +53,14 @@ fn unsupported_litestream_keys() {
             "dbs:\n  - path: /a\n    replicas:\n      - path: /b\n        validation-interval: 1h\n",
             "validation-interval",
         ),
+        (
+            "dbs:\n  - path: /a\n    replicas:\n      - url: s3://b/x\n        storage-class: GLACIER\n",
+            "storage-class",
+        ),
+        (
+            "dbs:\n  - path: /a\n    replicas:\n      - path: /b\n        auto-recover: true\n",
+            "auto-recover",
+        ),
     ] {
         let e = p(text).unwrap_err();
         assert!(
@@ -370,5 +378,32 @@ fn directory_replica_targets_join() {
         ReplicaTarget::Http {
             url: "https://h:8443/backups/a%20b/x.db".into()
         }
+    );
+}
+
+/// Litestream 0.5's WebDAV keys are read as one `url` with Basic auth; half of them, or with
+/// `url`, is refused by name.
+#[test]
+fn litestream_webdav_keys() {
+    let c = ok(
+        "dbs:\n  - path: /a.db\n    replica:\n      type: webdav\n      webdav-url: https://dav.example.com/backups/app\n      webdav-username: me\n      webdav-password: p@ss:w/rd\n",
+    );
+    assert_eq!(
+        c.dbs[0].replicas[0].target,
+        ReplicaTarget::Http {
+            url: "https://me:p%40ss%3Aw%2Frd@dav.example.com/backups/app".into()
+        }
+    );
+    assert!(
+        err("dbs:\n  - path: /a.db\n    replica:\n      type: webdav\n      webdav-url: https://h/x\n      url: https://h/y\n")
+            .contains("give the whole address in `webdav-url`")
+    );
+    assert!(
+        err("dbs:\n  - path: /a.db\n    replica:\n      type: webdav\n      url: https://h/y\n      webdav-password: x\n")
+            .contains("without `webdav-url`")
+    );
+    assert!(
+        err("dbs:\n  - path: /a.db\n    replica:\n      webdav-url: ftp://h/x\n")
+            .contains("http:// or https://")
     );
 }
