@@ -106,7 +106,13 @@ pub(super) fn resolve(
             return match as_replica() {
                 Some(r) => only(r),
                 None if cfg.config.is_none() && default_config_path().is_none() => {
-                    Err(CliError::NotAReplica { path })
+                    // A directory that cannot be read is that, not "no replica in it".
+                    match std::fs::read_dir(&path) {
+                        Err(source) if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                            Err(CliError::Path { path, source })
+                        }
+                        _ => Err(CliError::NotAReplica { path }),
+                    }
                 }
                 None => Err(e),
             };

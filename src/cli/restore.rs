@@ -96,7 +96,7 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
         } => {
             if let Some(bad) = fell_back {
                 crate::stdout::errln!(
-                    "memsync: warning: {bad} was corrupt; restored the newest consistent state before it"
+                    "memsync: warning: {bad} was corrupt; restored position {txid} without it, the newest state the other files reach"
                 );
             }
             tracing::info!(

@@ -236,6 +236,9 @@ pub(super) fn yaml_error(e: &serde_saphyr::Error, file: &Path) -> ConfigError {
             Some(key) => format!("`{key}` is set twice here (keep one)"),
             None => m.to_string(),
         },
+        None if msg.starts_with("multiple YAML documents") => {
+            "the file holds more than one YAML document (a `---` line between them); memsync reads one: merge them".to_string()
+        }
         None => msg.to_string(),
     };
     ConfigError::Yaml {

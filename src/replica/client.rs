@@ -74,7 +74,7 @@ impl ReplicaClient {
             });
         }
         if create {
-            std::fs::create_dir_all(dir).map_err(|source| ReplicaError::Local {
+            std::fs::create_dir_all(dir).map_err(|source| ReplicaError::Write {
                 replica: shown.clone(),
                 path: dir.display().to_string(),
                 source,

@@ -142,9 +142,10 @@ pub enum RestoreError {
         /// What was wrong.
         source: FormatError,
     },
-    /// A replica file declares a database larger than the output's file system can hold.
+    /// A replica file takes the database past what the output's file system can hold (the
+    /// size it declares, or the pages written so far as the disk fills).
     #[error(
-        "{key} declares a database of {pages} pages ({bytes} bytes), more than the {free} bytes free for {path}"
+        "{key}: not enough space for {path}: reaching page {pages} ({bytes} bytes) takes more than the {free} bytes free"
     )]
     TooLarge {
         /// File.

@@ -407,3 +407,11 @@ fn litestream_webdav_keys() {
             .contains("http:// or https://")
     );
 }
+
+/// Two YAML documents in one config name the problem, not the parser's API.
+#[test]
+fn several_yaml_documents() {
+    let e = err("dbs:\n  - path: /a.db\n    replica:\n      path: /b\n---\ndbs: []\n");
+    assert!(e.contains("more than one YAML document"), "{e}");
+    assert!(!e.contains("from_str_multiple"), "{e}");
+}

@@ -418,7 +418,8 @@ impl Capture {
                 // past them: the next sync diffs the whole database instead.
                 self.cur.needs_resync = true;
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                Err(self.io_err("writing spool file", e))
+                let what = format!("writing spool file in {}", self.sink.dir().display());
+                Err(self.io_err(&what, e))
             }
         }
     }
