@@ -339,16 +339,50 @@ pub fn expand(config: &mut Config, convert_to_wal: bool) -> Result<Vec<Skipped>,
                 if d.recursive { "" } else { " (not recursive)" }
             )));
         }
+        let (found, aliases) = without_aliases(changes.added.iter().map(|rel| d.db_at(rel)));
+        skipped.extend(aliases);
         config.dbs.extend(
-            changes
-                .added
-                .iter()
-                .map(|rel| d.db_at(rel))
+            found
+                .into_iter()
                 .filter(|db| !configured.contains(&canonical(&db.path))),
         );
     }
     super::validate::validate(config, None)?;
     Ok(skipped)
+}
+
+/// The databases of one directory entry with each file once: a symlink or a hard link to a
+/// database found under its own name too is skipped (said once), the real name kept (two
+/// monitors on one file fight over its checkpoints, and a start refused the whole config).
+fn without_aliases(
+    dbs: impl Iterator<Item = super::DbConfig>,
+) -> (Vec<super::DbConfig>, Vec<Skipped>) {
+    let mut dbs: Vec<super::DbConfig> = dbs.collect();
+    // Real names first, then by path: a link never wins over the name it points at.
+    let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    dbs.sort_by_key(|d| (is_link(&d.path), d.path.clone()));
+    let mut seen: std::collections::HashMap<(u64, u64), PathBuf> = Default::default();
+    let (mut keep, mut skipped) = (Vec::new(), Vec::new());
+    for db in dbs {
+        match crate::fsutil::file_id(&db.path) {
+            Some(id) => match seen.get(&id) {
+                Some(first) => skipped.push(Skipped {
+                    why: format!(
+                        "another name of {} (a link), replicated under that name",
+                        first.display()
+                    ),
+                    path: db.path,
+                }),
+                None => {
+                    seen.insert(id, db.path.clone());
+                    keep.push(db);
+                }
+            },
+            None => keep.push(db),
+        }
+    }
+    keep.sort_by(|a, b| a.path.cmp(&b.path));
+    (keep, skipped)
 }
 
 #[cfg(test)]

@@ -115,7 +115,9 @@ impl DirWatcher {
                 if let Some(line) = first.get(&path) {
                     // A start refuses such a config ("configured twice"); running, the first
                     // entry keeps it, and the user hears of it now rather than at the restart.
-                    if self.doubled.insert(path) {
+                    // Within one entry it is a link to a database of the entry, said where
+                    // links are skipped.
+                    if *line != d.line && self.doubled.insert(path) {
                         tracing::warn!(
                             "{}: matched by the `dir` entries at lines {line} and {}; replicated as the first says, but the next start refuses this config: narrow their patterns",
                             db.path.display(),

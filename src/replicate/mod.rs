@@ -244,6 +244,20 @@ pub fn run(
                     if dbs.iter().any(|d| d.handle.path == db.path) {
                         continue;
                     }
+                    // Another name (a symlink, a hard link) of a database replicated already:
+                    // said once, never started (its own lock is this process's).
+                    let id = crate::fsutil::file_id(&db.path);
+                    if let Some(twin) = dbs
+                        .iter()
+                        .find(|d| id.is_some() && crate::fsutil::file_id(&d.handle.path) == id)
+                    {
+                        tracing::warn!(
+                            "{}: another name of {} (a link), replicated under that name; not replicated",
+                            db.path.display(),
+                            twin.handle.path.display()
+                        );
+                        continue;
+                    }
                     match add_db(&rt, &pool, &db, config, opts, stop.clone()) {
                         Ok((running, lock)) => {
                             tracing::info!("{}: new database, replicating", db.path.display());

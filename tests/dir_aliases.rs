@@ -1,0 +1,61 @@
+//! Two names of one database in a replicated directory (a symlink, a hard link): replicated
+//! once, under its real name, at start and while running; the other name is said once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{BIN, Replicator, app_conn, run};
+
+#[cfg(unix)]
+#[test]
+fn links_to_a_database_are_replicated_once_at_start_and_while_running() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    let b = data.join("sub/b.db");
+    let c = app_conn(&b);
+    c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    std::os::unix::fs::symlink("sub/b.db", data.join("link.db")).unwrap();
+    let cfg = d.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    recursive: true\n    watch: true\n    replica:\n      path: {}\n",
+            data.display(),
+            d.path().join("backup").display()
+        ),
+    )
+    .unwrap();
+    // Twice: a restart must not refuse the config either ("configured twice").
+    for round in 0..2 {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["replicate", "-config", cfg.to_str().unwrap()]);
+        let mut r = Replicator::spawn(cmd, d.path().join(format!("r{round}.log")));
+        r.wait_for_log("replicating 1 database(s)");
+        if round == 0 {
+            // A hard link made while running is another name too.
+            std::fs::hard_link(&b, data.join("hard.db")).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(3000));
+        let (st, log) = r.stop();
+        assert!(st.success(), "{log}");
+        assert!(log.contains("link.db: another name of"), "{log}");
+        assert!(!log.contains("already being replicated"), "{log}");
+        assert!(!log.contains("refuses this config"), "{log}");
+        assert!(
+            !log.contains("new database"),
+            "a second name was replicated:\n{log}"
+        );
+        if round == 0 {
+            assert!(log.contains("hard.db: another name of"), "{log}");
+        }
+        assert!(
+            log.matches("another name of").count() <= 4,
+            "said again and again:\n{log}"
+        );
+    }
+    let o = run(&["databases", "-config", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
