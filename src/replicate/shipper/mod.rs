@@ -355,6 +355,11 @@ impl Shipper {
                     }
                     Err(e) => {
                         self.stats.failed(crate::stats::unix_ms());
+                        // Whatever failed, a replica lacking the newest position is behind
+                        // from now on if it was not already (the lag and /health see it).
+                        if *positions.borrow() > self.remote {
+                            self.stats.fell_behind(crate::stats::unix_ms());
+                        }
                         backoff = super::startup::jitter(
                             (backoff * 2).clamp(Duration::from_secs(1), MAX_BACKOFF),
                         );
