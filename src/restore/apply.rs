@@ -182,11 +182,7 @@ pub(super) fn build(
         .map_err(io)?;
     let corrupt = |key: &ObjectKey| {
         let (replica, key) = (client.name().to_owned(), key.path());
-        move |source| RestoreError::Corrupt {
-            replica,
-            key,
-            source,
-        }
+        move |source| read_failed_or_corrupt(replica, key, source)
     };
     // Snapshot: streamed, every run checked as it is decoded.
     let reader = ObjectReader::open(client, &plan.snapshot, rt)?;
@@ -387,5 +383,34 @@ impl<R: Read> Read for Counting<R> {
         let n = self.inner.read(buf)?;
         self.n.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+/// A decoding error of a streamed file: the replica's own read failure when that is what it
+/// is (an outage mid-restore is no corrupt file, and `-fallback` must not skip the file for
+/// it), else the file is corrupt.
+fn read_failed_or_corrupt(
+    replica: String,
+    key: String,
+    source: replica_formats::FormatError,
+) -> RestoreError {
+    use replica_formats::FormatError;
+    let corrupt = |source| RestoreError::Corrupt {
+        replica,
+        key,
+        source,
+    };
+    match source {
+        FormatError::Io(e) if e.get_ref().is_some() => {
+            let kind = e.kind();
+            match e.into_inner() {
+                Some(inner) => match inner.downcast::<crate::replica::ReplicaError>() {
+                    Ok(r) => RestoreError::Replica(*r),
+                    Err(other) => corrupt(FormatError::Io(std::io::Error::new(kind, other))),
+                },
+                None => corrupt(FormatError::Io(std::io::Error::from(kind))),
+            }
+        }
+        source => corrupt(source),
     }
 }
