@@ -129,11 +129,38 @@ impl ReplicaTarget {
                 bucket,
                 path,
                 endpoint,
+                region,
+                force_path_style,
+                skip_verify,
                 ..
-            } => match endpoint {
-                Some(e) => format!("s3://{bucket}/{path}?endpoint={e}"),
-                None => format!("s3://{bucket}/{path}"),
-            },
+            } => {
+                // Every setting a restore by this URL needs, each part encoded (a space in a
+                // database's name).
+                let Ok(mut u) = url::Url::parse(&format!("s3://{bucket}/")) else {
+                    return format!("s3://{bucket}/{path}");
+                };
+                if let Ok(mut segs) = u.path_segments_mut() {
+                    segs.pop_if_empty()
+                        .extend(path.split('/').filter(|p| !p.is_empty()));
+                }
+                {
+                    let mut q = u.query_pairs_mut();
+                    if let Some(e) = endpoint {
+                        q.append_pair("endpoint", e);
+                    }
+                    if let Some(r) = region {
+                        q.append_pair("region", r);
+                    }
+                    if *force_path_style {
+                        q.append_pair("forcePathStyle", "true");
+                    }
+                    if *skip_verify {
+                        q.append_pair("skipVerify", "true");
+                    }
+                }
+                let s = u.to_string();
+                s.strip_suffix('?').unwrap_or(&s).to_string()
+            }
             ReplicaTarget::Http { url } => match url::Url::parse(url) {
                 Ok(mut u) => {
                     let _ = u.set_password(None);

@@ -450,3 +450,48 @@ fn exec_is_kept_when_it_splits_into_words() {
         "litestream.yml:1: `exec`: a single quote is not closed"
     );
 }
+
+/// The place `memsync databases` shows for an S3 replica restores by itself: every setting
+/// in the URL (region and path style too), each part encoded (a space in a database's name).
+#[test]
+fn an_s3_location_parses_back_to_the_same_replica() {
+    let t = ReplicaTarget::S3 {
+        bucket: "backups".into(),
+        path: "tenants/sp ace.db".into(),
+        endpoint: Some("http://127.0.0.1:8333".into()),
+        region: Some("eu-west-1".into()),
+        force_path_style: true,
+        skip_verify: false,
+        access_key_id: Some("id".into()),
+        secret_access_key: Some("secret".into()),
+    };
+    let shown = t.location();
+    assert!(!shown.contains(' ') && !shown.contains("secret"), "{shown}");
+    let back = replica_from_url(&shown).unwrap().target;
+    let ReplicaTarget::S3 {
+        bucket,
+        path,
+        endpoint,
+        region,
+        force_path_style,
+        skip_verify,
+        ..
+    } = t
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        back,
+        ReplicaTarget::S3 {
+            bucket,
+            path,
+            endpoint,
+            region,
+            force_path_style,
+            skip_verify,
+            access_key_id: None,
+            secret_access_key: None,
+        },
+        "{shown}"
+    );
+}
