@@ -101,6 +101,17 @@ impl Scene {
         Some(r)
     }
 
+    /// `memsync replicate` on the empty directory, then a database `rel` created in it with
+    /// three rows, once its replica restores them.
+    fn replicating_new(&self, rel: &str) -> (Replicator, Connection) {
+        let mut r = self.replicate();
+        r.wait_for_log("replicating 0 database(s)");
+        let d = create(&self.data.join(rel), 3);
+        r.wait_for_log(&format!("{rel}: new database, replicating"));
+        self.wait_for(rel, &rows(&d), &r);
+        (r, d)
+    }
+
     /// Waits until the replica of `rel` restores to `want`.
     fn wait_for(&self, rel: &str, want: &[(i64, String)], r: &Replicator) {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -271,11 +282,7 @@ fn a_database_two_entries_match_is_told_of_while_running() {
 #[test]
 fn a_deleted_database_ships_its_last_commits() {
     let s = Scene::with_interval("5s");
-    let mut r = s.replicate();
-    r.wait_for_log("replicating 0 database(s)");
-    let d = create(&s.data.join("d.db"), 3);
-    r.wait_for_log("d.db: new database, replicating");
-    s.wait_for("d.db", &rows(&d), &r);
+    let (mut r, d) = s.replicating_new("d.db");
     for i in 0..10 {
         d.execute(
             "INSERT INTO t(v) VALUES (?1)",
@@ -311,11 +318,7 @@ fn a_deleted_database_ships_its_last_commits() {
 #[test]
 fn a_database_renamed_over_ships_its_last_commits() {
     let s = Scene::with_interval("5s");
-    let mut r = s.replicate();
-    r.wait_for_log("replicating 0 database(s)");
-    let d = create(&s.data.join("d.db"), 3);
-    r.wait_for_log("d.db: new database, replicating");
-    s.wait_for("d.db", &rows(&d), &r);
+    let (mut r, d) = s.replicating_new("d.db");
     for i in 0..50 {
         d.execute(
             "INSERT INTO t(v) VALUES (?1)",
