@@ -360,6 +360,16 @@ fn restore_picks_the_replica_with_the_newest_state_and_works_while_another_is_do
 
 /// `restore -config` of the scene's database into `name`; it must say it chose `replica`.
 fn restore_by_config(scene: &Scene, name: &str, replica: &str) -> PathBuf {
+    let (out, err) = restore_via_config(scene, name);
+    assert!(
+        err.contains(&format!("restoring from replica {replica}")),
+        "{err}"
+    );
+    out
+}
+
+/// `restore -config` of the scene's database into `name`, which must succeed; its stderr.
+fn restore_via_config(scene: &Scene, name: &str) -> (PathBuf, String) {
     let out = scene.dir.path().join(name);
     let o = run(&[
         "restore",
@@ -369,13 +379,9 @@ fn restore_by_config(scene: &Scene, name: &str, replica: &str) -> PathBuf {
         out.to_str().unwrap(),
         scene.db.to_str().unwrap(),
     ]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{err}");
-    assert!(
-        err.contains(&format!("restoring from replica {replica}")),
-        "{err}"
-    );
-    out
+    (out, err)
 }
 
 /// A Litestream 0.5 WebDAV replica config (`type: webdav`, `webdav-url`, `webdav-username`,
@@ -403,16 +409,7 @@ fn litestream_webdav_keys_replicate_and_restore() {
         scene.config.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = scene.dir.path().join("dav.db");
-    let o = run(&[
-        "restore",
-        "-config",
-        scene.config.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        scene.db.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (out, _) = restore_via_config(&scene, "dav.db");
     assert_same(&app, &check_sound(&out));
     dav.stop();
 }
