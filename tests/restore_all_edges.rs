@@ -69,4 +69,26 @@ fn restore_all_on_a_first_boot_or_a_database_directory() {
         !out.contains("-memsync") && !err.contains("-memsync/spool"),
         "{out}{err}"
     );
+    // `-db ./a.db` is `a.db`; `-all -o` naming a file says so.
+    ok(&[
+        "restore",
+        "-o",
+        p("one.db").to_str().unwrap(),
+        "-db",
+        "./a.db",
+        p("backup").to_str().unwrap(),
+    ]);
+    std::fs::write(p("afile"), b"x").unwrap();
+    let o = run(&[
+        "restore",
+        "-all",
+        "-o",
+        p("afile").to_str().unwrap(),
+        p("backup").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("a file is there"),
+        "{err}"
+    );
 }

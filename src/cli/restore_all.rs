@@ -74,9 +74,14 @@ fn source(cfg: &ConfigArgs, target: &str, replica: Option<&str>) -> Result<Sourc
 
 /// A database's path under the directory, if it is a plain relative one (no `..`, no root).
 fn plain(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(rel);
-    let ok = !rel.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)));
-    ok.then(|| p.to_path_buf())
+    // `./x.db` is `x.db`; `..` or a root never.
+    let p: PathBuf = Path::new(rel)
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect();
+    let ok = p.components().next().is_some()
+        && p.components().all(|c| matches!(c, Component::Normal(_)));
+    ok.then_some(p)
 }
 
 /// `restore -db REL TARGET`: the database at `rel` of the directory replica `target`; its own
@@ -212,6 +217,15 @@ pub(super) fn cmd_restore_all(a: &RestoreArgs) -> Result<(), CliError> {
 /// Makes `out_dir` and the directories the databases `names` go in; those that did not exist,
 /// sorted (a directory before those below it).
 fn make_dirs(out_dir: &Path, names: &[String]) -> Result<BTreeSet<PathBuf>, CliError> {
+    if out_dir.exists() && !out_dir.is_dir() {
+        return Err(CliError::Path {
+            path: out_dir.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "a file is there; -o names the directory the databases go in",
+            ),
+        });
+    }
     let mut made = BTreeSet::new();
     let wanted = names
         .iter()
