@@ -99,14 +99,27 @@ fn a_database_renamed_over_ships_the_replaced_ones_last_commits() {
     )
     .unwrap();
     drop(o);
+    // The application is done with it (memsync's connection keeps its WAL from being merged
+    // and removed at this close, as SQLite would have done).
+    drop(c);
     std::fs::rename(&other, &s.db).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while r.running() {
         assert!(std::time::Instant::now() < deadline, "{}", r.log());
         std::thread::sleep(Duration::from_millis(50));
     }
-    drop(c);
     let (_, log) = r.stop();
+    // The old database's WAL and index went with it: the new file opens as itself (SQLite
+    // applied the old WAL over it: the old table, 101 rows).
+    let now: Vec<String> = rusqlite::Connection::open(&s.db)
+        .unwrap()
+        .prepare("SELECT x FROM t")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(now, vec!["other".to_string()], "{log}");
     assert!(
         log.contains("replaced by another file; its last commits are shipped"),
         "{log}"
@@ -117,4 +130,53 @@ fn a_database_renamed_over_ships_the_replaced_ones_last_commits() {
         .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 101, "the newest restore point:\n{log}");
+}
+
+/// memsync stopped after the application closed the database: its last close merges the WAL
+/// and removes it, as the application's own last close would have without memsync. It left
+/// the WAL, and a restored copy put in place before the next start opened with that WAL
+/// applied over it. While the application still has the database open, the WAL stays (SQLite
+/// merges only at the last close).
+#[test]
+fn a_stopped_memsync_leaves_no_wal_once_the_application_closed() {
+    let s = Scene::new("", "");
+    let c = rusqlite::Connection::open(&s.db).unwrap();
+    c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)")
+        .unwrap();
+    let mut r = s.start();
+    r.wait_for_log("replicating 1 database(s)");
+    for i in 0..50 {
+        c.execute("INSERT INTO t(x) VALUES (?1)", [format!("row {i}")])
+            .unwrap();
+    }
+    drop(c);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+    let wal = std::path::PathBuf::from(format!("{}-wal", s.db.display()));
+    assert!(!wal.exists(), "the WAL was left:\n{log}");
+    let n: i64 = rusqlite::Connection::open(&s.db)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 50);
+    // The next start finds the WAL changed and ships nothing new; the replica is whole.
+    let mut r = s.start();
+    r.wait_for_log("replicating 1 database(s)");
+    let app = rusqlite::Connection::open(&s.db).unwrap();
+    app.execute("INSERT INTO t(x) VALUES ('after')", [])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+    assert!(
+        wal.exists(),
+        "the application's open connection lost its WAL:\n{log}"
+    );
+    let newest = s.restore("newest.db", &[]);
+    let n: i64 = rusqlite::Connection::open(&newest)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 51, "{log}");
 }

@@ -44,21 +44,30 @@ impl Monitor {
                 }
             }
         }
-        if deleted {
-            self.remove_orphans();
-        }
+        self.remove_orphans(deleted);
         Err(replaced)
     }
 
-    /// Removes the `-wal` and `-shm` left at a deleted database's path when they are the files
-    /// memsync holds open: its connections keep the WAL when they close (they never checkpoint
-    /// on close), so without memsync SQLite would have removed them, and a database created at
-    /// the path later would read a stale WAL as its own (restore refuses to write beside one).
-    /// Another file now at a sidecar's path (a new database's) is left alone.
+    /// Removes the `-wal` and `-shm` left at a deleted or replaced database's path when they
+    /// are the files memsync holds open: its connections keep the WAL when they close (they
+    /// never checkpoint on close), so without memsync SQLite would have removed them, and the
+    /// file now at the path (or one created there later) would read the old database's WAL as
+    /// its own: SQLite applies it at the first open (restore refuses to write beside one).
+    /// Another file now at a sidecar's path (a new database's) is left alone, and after a
+    /// replacement so are the old ones while another process has the database open (its
+    /// connections use them; it already reads the old WAL over the new file, and taking it
+    /// away would lose what it writes next).
     #[cfg(unix)]
-    fn remove_orphans(&self) {
+    fn remove_orphans(&self, deleted: bool) {
         use std::os::unix::fs::MetadataExt;
         let path = &self.cfg.db_path;
+        if !deleted && super::shm::ShmProbe::open(path).is_some_and(|p| p.open_elsewhere()) {
+            tracing::warn!(
+                "{}: replaced while another process has it open; its old -wal and -shm are left (the new file reads the old WAL over itself until they go)",
+                path.display()
+            );
+            return;
+        }
         for (open, suffix) in self
             .cap
             .src
@@ -72,7 +81,7 @@ impl Monitor {
             let at = super::sidecar(path, suffix);
             let same = std::fs::symlink_metadata(&at)
                 .is_ok_and(|m| m.dev() == held.dev() && m.ino() == held.ino());
-            if same && crate::platform::file_id(path).is_err() {
+            if same && self.check_replaced().is_err() {
                 match std::fs::remove_file(&at) {
                     Ok(()) => tracing::info!("{}: removed, as its database was", at.display()),
                     Err(e) => tracing::warn!("{}: left behind: {e}", at.display()),
@@ -83,5 +92,5 @@ impl Monitor {
 
     /// Windows does not delete a file another handle holds open.
     #[cfg(not(unix))]
-    fn remove_orphans(&self) {}
+    fn remove_orphans(&self, _deleted: bool) {}
 }

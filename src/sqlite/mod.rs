@@ -10,6 +10,7 @@ mod cursor;
 mod diskfull;
 mod gone;
 mod idle;
+mod lastclose;
 pub mod monitor;
 pub mod monitor_config;
 pub mod pacer;

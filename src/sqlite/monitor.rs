@@ -152,6 +152,7 @@ impl Monitor {
         );
         self.cap.save_map(true);
         super::recover::mark_stopped(&self.cfg.meta_dir);
+        self.merge_wal_at_exit();
     }
 
     /// Reads what was committed since the last call and writes it to the spool; true if it

@@ -104,6 +104,19 @@ impl Session {
         self.shm.as_ref()
     }
 
+    /// At the final stop: memsync's connections may merge the WAL into the database and
+    /// remove it when they close, as SQLite does at a last close (`lastclose.rs`).
+    pub(super) fn checkpoint_on_close(&self) {
+        if let Some(c) = &self.conns {
+            for conn in [&c.r, &c.w] {
+                let _ = conn.set_db_config(
+                    rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                    false,
+                );
+            }
+        }
+    }
+
     /// memsync's connections; an error while it has stepped aside (callers attach first).
     pub(super) fn conns(&self) -> Result<&Conns, MonitorError> {
         self.conns

@@ -14,6 +14,9 @@ use std::path::Path;
 const SHM_LOCK_BASE: i64 = 120;
 const WRITE_LOCK: i64 = 0;
 const CKPT_LOCK: i64 = 1;
+/// SQLite's `UNIX_SHM_DMS`: the byte after its eight WAL locks.
+#[cfg(unix)]
+const DMS_LOCK: i64 = 8;
 
 /// An open handle on a database's `-shm` file used only for lock probes.
 pub struct ShmProbe {
@@ -37,6 +40,19 @@ impl ShmProbe {
     /// True when another process holds the checkpoint lock.
     pub fn foreign_checkpoint(&self) -> bool {
         self.held_by_other(CKPT_LOCK)
+    }
+
+    /// True when another process has the database open in WAL mode: each connection holds a
+    /// shared lock on the WAL-index's "DMS" byte (after the eight WAL locks) while it is open.
+    #[cfg(unix)]
+    pub fn open_elsewhere(&self) -> bool {
+        self.held_by_other(DMS_LOCK)
+    }
+
+    /// Windows has no query that leaves SQLite's locks alone here: taken as open elsewhere.
+    #[cfg(windows)]
+    pub fn open_elsewhere(&self) -> bool {
+        true
     }
 
     #[cfg(unix)]
