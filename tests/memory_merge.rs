@@ -318,3 +318,22 @@ fn sync_dry_run_changes_nothing_anywhere() {
     local.restart();
     assert_eq!(local.live_count(), local_before);
 }
+
+/// A memory deleted on the server and edited on this machine since: under `merge` the sync
+/// stores it again, and `sync --dry-run` counts that push (it said 0, then the sync pushed 1).
+#[test]
+fn sync_dry_run_counts_a_local_edit_that_meets_a_server_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let x = "a memory deleted on the server, edited here";
+    local.post(x, &["t"], json!({}));
+    m.ok(&["sync"]);
+    assert!(has(&remote, x));
+    delete_on(&remote, x);
+    local.put_tags(x, &["t", "edited here"]);
+    let out = m.ok(&["sync", "--dry-run"]);
+    assert!(out.contains("conflict (deleted_remotely)"), "{out}");
+    assert!(out.contains("and push 1"), "{out}");
+    let out = m.ok(&["sync"]);
+    assert!(has(&remote, x), "stored again: {out}");
+}

@@ -305,7 +305,8 @@ fn sync_dry_run(ctx: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
     let mut edits = 0;
     if ctx.settings.memory_db.is_file() {
         let rep = pull(ctx, opts)?;
-        edits = rep.staged_local;
+        // Local edits that meet a conflict are pushed too when the policy keeps them.
+        edits = rep.staged_local + rep.conflicts_to_push;
         out.extend(rep.details.iter().cloned());
         out.push(pull_summary(&rep));
         let local = LocalDb::open_read_only(&ctx.settings.memory_db)?;

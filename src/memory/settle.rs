@@ -72,6 +72,17 @@ pub fn settle(
     apply(staging, item, kind, remote, base, policy)
 }
 
+/// Whether settling a conflict of `kind` under `policy` leaves a row to push (what
+/// [`apply`] makes pending): what `sync --dry-run` counts.
+pub fn pushes(kind: Kind, policy: ConflictPolicy) -> bool {
+    match (kind, policy) {
+        (_, ConflictPolicy::Manual | ConflictPolicy::Remote) => false,
+        (Kind::ChangedRemotely, ConflictPolicy::Merge) => false,
+        (Kind::Diverged | Kind::DeletedRemotely, _) => true,
+        (Kind::ChangedRemotely, ConflictPolicy::Local) => true,
+    }
+}
+
 /// Carries out a decision (also used by `resolve-conflicts` on an open conflict).
 pub fn apply(
     staging: &Staging,
@@ -154,5 +165,52 @@ pub fn show_locally(
         }
         LocalView::Live(_) => Ok(()),
         LocalView::Deleted => db.write(|w| w.soft_delete(hash, t)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `sync --dry-run` counts as pushed is what settling leaves pending, for every kind
+    /// and policy.
+    #[test]
+    fn pushes_says_what_apply_leaves_pending() {
+        let fields = |tag: &str| Fields {
+            tags: vec![tag.to_owned()],
+            memory_type: None,
+            metadata: Default::default(),
+        };
+        for kind in [Kind::Diverged, Kind::DeletedRemotely, Kind::ChangedRemotely] {
+            for policy in [
+                ConflictPolicy::Merge,
+                ConflictPolicy::Local,
+                ConflictPolicy::Remote,
+                ConflictPolicy::Manual,
+            ] {
+                let mut st = Staging::in_memory().unwrap();
+                let (id, _) = st.stage("a memory", &fields("local"), "host").unwrap();
+                let item = st.get(id).unwrap().unwrap();
+                st.rewrite(
+                    &item,
+                    Operation::Update,
+                    &item.fields,
+                    State::Conflict,
+                    false,
+                )
+                .unwrap();
+                let item = st.get(id).unwrap().unwrap();
+                let remote = fields("remote");
+                let remote = (kind != Kind::DeletedRemotely).then_some(&remote);
+                apply(&st, &item, kind, remote, None, policy).unwrap();
+                let after = st.get(id).unwrap().unwrap();
+                assert_eq!(
+                    after.state == State::Pending,
+                    pushes(kind, policy),
+                    "{kind:?} under {policy:?}: {:?}",
+                    after.state
+                );
+            }
+        }
     }
 }

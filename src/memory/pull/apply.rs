@@ -50,6 +50,11 @@ pub fn apply(
     opts: &PullOptions,
 ) -> Result<PullReport, MemoryError> {
     let r = &remote.records;
+    let policy = if opts.force {
+        ConflictPolicy::Remote
+    } else {
+        settings.conflict
+    };
     let mut rep = PullReport {
         source: remote.source.clone(),
         added: plan.add.len(),
@@ -105,13 +110,14 @@ pub fn apply(
                 c.side.content(),
             )
         }));
+        rep.conflicts_to_push = plan
+            .conflicts
+            .iter()
+            .filter(|c| matches!(c.side, ConflictSide::LocalEdit(_)))
+            .filter(|c| settle::pushes(c.kind, policy))
+            .count();
         return Ok(rep);
     }
-    let policy = if opts.force {
-        ConflictPolicy::Remote
-    } else {
-        settings.conflict
-    };
     let mut writes: Vec<Write<'_>> = Vec::new();
     // Conflicts left open (`manual`) keep their common base, for `resolve-conflicts --strategy
     // merge` to merge three ways.

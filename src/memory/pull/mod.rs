@@ -39,6 +39,8 @@ pub struct PullReport {
     pub changed: usize,
     pub removed: usize,
     pub staged_local: usize,
+    /// Dry run: local edits meeting a conflict that the policy settles into a row to push.
+    pub conflicts_to_push: usize,
     pub confirmed: usize,
     pub conflicts: usize,
     pub open_conflicts: usize,
