@@ -492,3 +492,36 @@ fn walk(d: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A database of a watched directory held by another replicator when memsync starts: the
+/// others start, and it is tried again at every scan (the whole start failed, leaving its
+/// meta directory).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_database_held_elsewhere_at_start_does_not_stop_the_others() {
+    let s = Scene::new();
+    drop(create(&s.data.join("a.db"), 2));
+    let tmp = s.data.join("x.tmp");
+    let made = create(&tmp, 3);
+    made.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    drop(made);
+    let mut other = {
+        let mut c = std::process::Command::new(BIN);
+        c.args(["replicate", tmp.to_str().unwrap()])
+            .arg(s.tmp.path().join("elsewhere"));
+        Replicator::spawn(c, s.tmp.path().join("other.log"))
+    };
+    other.wait_for_log("replicating 1 database(s)");
+    std::fs::hard_link(&tmp, s.data.join("x.db")).unwrap();
+    let mut r = s.replicate();
+    r.wait_for_log("replicating 1 database(s)");
+    let (st, log) = other.stop();
+    assert!(st.success(), "{log}");
+    r.wait_for_log("x.db: new database, replicating");
+    let x = conn(&s.data.join("x.db"));
+    x.execute("INSERT INTO t(v) VALUES ('after')", []).unwrap();
+    s.wait_for("x.db", &rows(&x), &r);
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+}

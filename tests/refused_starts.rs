@@ -78,6 +78,10 @@ fn a_second_replicator_with_another_meta_path_is_refused() {
     std::fs::create_dir(&second).unwrap();
     let o = replicate_with(&second, &config("meta-c"));
     assert_fails(&o, &["already being replicated", "meta-path"]);
+    assert!(
+        !d.path().join("meta-c").exists(),
+        "the refused start left its meta directory"
+    );
     let (st, log) = first.stop();
     assert!(st.success(), "{log}");
     // Once the first has stopped, the other meta directory may take over.

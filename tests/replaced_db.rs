@@ -61,7 +61,7 @@ fn a_database_moved_over_the_replicated_one_ships_no_state_that_never_existed() 
         std::thread::sleep(Duration::from_millis(50));
     }
     let (_, log) = r.stop();
-    assert!(log.contains("was replaced by another file"), "{log}");
+    assert!(log.contains("replaced by another file while"), "{log}");
     // The newest restore point is the last state the old file had, not its pages alone.
     let newest = s.restore("newest.db", &[]);
     let c = rusqlite::Connection::open(&newest).unwrap();

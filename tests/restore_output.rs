@@ -60,6 +60,24 @@ fn the_restore_output_is_never_written_over_a_leftover_or_a_newcomer() {
         .filter(|n| n.contains(".tmp"))
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}\n{log}");
+    // A WAL of the output's name that appears meanwhile stops it too.
+    let out2 = s.dir.path().join("out2.db");
+    std::fs::write(&hold, b"").unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["restore", "-o", out2.to_str().unwrap(), &s.url()])
+        .env("MEMSYNC_FAULT", "restore-finish:pause")
+        .env("MEMSYNC_FAULT_HOLD", &hold);
+    let mut r = Replicator::spawn(cmd, s.dir.path().join("restore2.log"));
+    r.wait_for_log("fault point restore-finish: paused");
+    std::fs::write(s.dir.path().join("out2.db-wal"), b"another database's WAL").unwrap();
+    std::fs::remove_file(&hold).unwrap();
+    let (st, log) = r.wait();
+    assert!(!st.success(), "{log}");
+    assert!(
+        log.contains("out2.db-wal exists without its database"),
+        "{log}"
+    );
+    assert!(!out2.exists(), "{log}");
 }
 
 /// An error written to a closed standard error (`… 2>&1 | head -0`) keeps the command's exit

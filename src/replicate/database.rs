@@ -57,10 +57,19 @@ pub(super) fn add_db(
     stop: Arc<AtomicBool>,
 ) -> Result<(Running, lock::DbLock), ReplicateError> {
     crate::sqlite::conn::check_file(&db.path).map_err(MonitorError::from)?;
-    let lock = lock::acquire(&db.path, &meta_dir(db))?;
-    let deadline = tokio::time::Instant::now() + startup::START_WAIT;
-    let s = start_db(rt, pool, db, &config.tiers, opts, stop, deadline)?;
-    Ok((s.running(rt, &config.tiers)?, lock))
+    let meta = meta_dir(db);
+    let made = !meta.exists();
+    let started = (|| {
+        let lock = lock::acquire(&db.path, &meta)?;
+        let deadline = tokio::time::Instant::now() + startup::START_WAIT;
+        let s = start_db(rt, pool, db, &config.tiers, opts, stop, deadline)?;
+        Ok((s.running(rt, &config.tiers)?, lock))
+    })();
+    if started.is_err() && made {
+        // What this attempt made goes with it (it is tried again at the next scan).
+        let _ = std::fs::remove_dir_all(&meta);
+    }
+    started
 }
 
 /// A database whose monitor is starting on the pool, with what its shippers will need.

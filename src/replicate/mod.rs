@@ -125,19 +125,36 @@ pub fn run(
     // Meta directories this start makes go again if it fails (dropped after the locks).
     let mut fresh = FreshDirs::default();
     let mut locks = std::collections::HashMap::new();
+    let mut held_elsewhere = std::collections::HashSet::new();
     for db in &config.dbs {
         let meta = meta_dir(db);
-        let existed = meta.exists();
-        locks.insert(db.path.clone(), lock::acquire(&db.path, &meta)?);
-        if !existed {
-            fresh.0.push(meta);
+        if !meta.exists() {
+            // Listed before the lock makes it: a lock refused leaves nothing either.
+            fresh.0.push(meta.clone());
+        }
+        match lock::acquire(&db.path, &meta) {
+            Ok(l) => {
+                locks.insert(db.path.clone(), l);
+            }
+            // A database of a watched directory held by another replicator is tried again
+            // at every scan, as one found later would be; the others start.
+            Err(e @ lock::LockError::Held { .. }) if watched(config, db) => {
+                tracing::warn!("{}: {e} (trying again every second)", db.path.display());
+                held_elsewhere.insert(db.path.clone());
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     let pool = Pool::new(crate::sqlite::pool::default_workers(), opts.once)
         .map_err(ReplicateError::Thread)?;
     // Every database starts on the pool at once; shipping starts as each one is ready.
     let deadline = tokio::time::Instant::now() + startup::START_WAIT;
-    let starting = in_parallel(&config.dbs, |db| {
+    let to_start: Vec<&DbConfig> = config
+        .dbs
+        .iter()
+        .filter(|d| !held_elsewhere.contains(&d.path))
+        .collect();
+    let starting = in_parallel(&to_start, |db| {
         start_db(&rt, &pool, db, &config.tiers, opts, stop.clone(), deadline)
     });
     let starting = starting
@@ -328,6 +345,15 @@ pub fn run(
         Some(e) => Err(e),
         None => Ok(handles),
     }
+}
+
+/// True when `db` was found in a `dir` entry that is watched (rescanned while running).
+fn watched(config: &Config, db: &DbConfig) -> bool {
+    db.found_in_dir
+        && config
+            .dirs
+            .iter()
+            .any(|d| d.watch && d.relative(&db.path).is_some())
 }
 
 /// Directories a failed start made, removed when it returns (declared before the locks

@@ -439,7 +439,14 @@ fn finish(tmp: &Path, out: &Path, check: IntegrityCheck) -> Result<(), RestoreEr
             });
         }
     }
-    // Never over a file that appeared while restoring (another restore, the application).
+    // Never over a file that appeared while restoring (another restore, the application),
+    // nor beside a WAL, index or journal that did (SQLite would apply it).
+    if let Some(found) = existing(out) {
+        return Err(match found.as_path() == out {
+            true => RestoreError::OutputExists(found.display().to_string()),
+            false => RestoreError::Leftover(found.display().to_string()),
+        });
+    }
     match crate::fsutil::rename_noreplace(tmp, out) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             Err(RestoreError::OutputExists(out.display().to_string()))

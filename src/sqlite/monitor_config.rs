@@ -116,8 +116,8 @@ pub enum MonitorError {
     /// A step needing memsync's connections ran while it had stepped aside (a bug).
     #[error("{0}: internal error: no connection open (memsync had stepped aside)")]
     Detached(String),
-    /// The database file was replaced by another file while memsync ran.
-    #[error("{0} was replaced by another file while being replicated; restart memsync")]
+    /// The database file was deleted or replaced by another file while memsync ran.
+    #[error("{0} was deleted or replaced by another file while being replicated; restart memsync")]
     Replaced(String),
 }
 
