@@ -15,6 +15,7 @@ pub mod refuse;
 pub mod s3;
 pub mod serve;
 pub mod server;
+pub mod watched;
 pub mod webdav;
 
 /// The `memsync` under test: cargo's, or `MEMSYNC_TEST_BIN` when the tests were built with it

@@ -1,0 +1,119 @@
+//! A watched directory when starting a database fails or its files go: tried again at every
+//! scan, never stopping the others, and nothing made again under a remover.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::watched::{Scene, conn, create, rows};
+use common::{BIN, Replicator};
+
+/// A database whose start fails when first found (here another replicator holds it, through
+/// a second name; a file still being copied in or a passing lack of file descriptors did the
+/// same) is tried again at every scan, and said once: it was never tried again while the
+/// process ran.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_database_that_failed_to_start_is_tried_again() {
+    let s = Scene::new();
+    let mut r = s.replicate();
+    r.wait_for_log("replicating 0 database(s)");
+    // Made under a name the pattern does not match, replicated by another process, then
+    // given a second name that matches (a hard link: the same file).
+    let tmp = s.data.join("x.tmp");
+    let made = create(&tmp, 3);
+    // Everything in the database file: the second name has a WAL of its own.
+    made.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    drop(made);
+    let mut other = {
+        let mut c = std::process::Command::new(BIN);
+        c.args(["replicate", tmp.to_str().unwrap()])
+            .arg(s.tmp.path().join("elsewhere"));
+        Replicator::spawn(c, s.tmp.path().join("other.log"))
+    };
+    other.wait_for_log("replicating 1 database(s)");
+    std::fs::hard_link(&tmp, s.data.join("x.db")).unwrap();
+    r.wait_for_log("x.db: found in a watched directory, not replicated");
+    std::thread::sleep(Duration::from_millis(2500));
+    let (st, log) = other.stop();
+    assert!(st.success(), "{log}");
+    r.wait_for_log("x.db: new database, replicating");
+    let x = conn(&s.data.join("x.db"));
+    x.execute("INSERT INTO t(v) VALUES ('after')", []).unwrap();
+    s.wait_for("x.db", &rows(&x), &r);
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+    assert_eq!(log.matches("not replicated").count(), 1, "{log}");
+}
+
+/// `rm -rf` of a subdirectory of databases while memsync replicates them: the removal
+/// succeeds and stays done (memsync made spool directories and `-shm` files there again under
+/// the remover, whose `rmdir` then failed), and no ERROR is logged for a normal deletion.
+#[test]
+fn a_removed_subdirectory_of_databases_stays_removed() {
+    let s = Scene::new();
+    let mut r = s.replicate();
+    r.wait_for_log("replicating 0 database(s)");
+    let ten = s.data.join("ten");
+    std::fs::create_dir(&ten).unwrap();
+    for i in 0..20 {
+        drop(create(&ten.join(format!("db{i}.db")), 3));
+    }
+    for i in 0..20 {
+        r.wait_for_log(&format!("ten/db{i}.db: new database, replicating"));
+    }
+    // Let memsync step aside from the idle databases, as the tenant's would be.
+    std::thread::sleep(Duration::from_secs(4));
+    std::fs::remove_dir_all(&ten).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!ten.exists(), "made again: {:?}\n{}", walk(&ten), r.log());
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+fn walk(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(d) {
+        for e in rd.flatten() {
+            out.push(e.path());
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
+/// A database of a watched directory held by another replicator when memsync starts: the
+/// others start, and it is tried again at every scan (the whole start failed, leaving its
+/// meta directory).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_database_held_elsewhere_at_start_does_not_stop_the_others() {
+    let s = Scene::new();
+    drop(create(&s.data.join("a.db"), 2));
+    let tmp = s.data.join("x.tmp");
+    let made = create(&tmp, 3);
+    made.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    drop(made);
+    let mut other = {
+        let mut c = std::process::Command::new(BIN);
+        c.args(["replicate", tmp.to_str().unwrap()])
+            .arg(s.tmp.path().join("elsewhere"));
+        Replicator::spawn(c, s.tmp.path().join("other.log"))
+    };
+    other.wait_for_log("replicating 1 database(s)");
+    std::fs::hard_link(&tmp, s.data.join("x.db")).unwrap();
+    let mut r = s.replicate();
+    r.wait_for_log("replicating 1 database(s)");
+    let (st, log) = other.stop();
+    assert!(st.success(), "{log}");
+    r.wait_for_log("x.db: new database, replicating");
+    let x = conn(&s.data.join("x.db"));
+    x.execute("INSERT INTO t(v) VALUES ('after')", []).unwrap();
+    s.wait_for("x.db", &rows(&x), &r);
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+}
