@@ -19,32 +19,12 @@ fn a_database_that_failed_to_start_is_tried_again() {
     let s = Scene::new();
     let mut r = s.replicate();
     r.wait_for_log("replicating 0 database(s)");
-    // Made under a name the pattern does not match, replicated by another process, then
-    // given a second name that matches (a hard link: the same file).
-    let tmp = s.data.join("x.tmp");
-    let made = create(&tmp, 3);
-    // Everything in the database file: the second name has a WAL of its own.
-    made.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-        .unwrap();
-    drop(made);
-    let mut other = {
-        let mut c = std::process::Command::new(BIN);
-        c.args(["replicate", tmp.to_str().unwrap()])
-            .arg(s.tmp.path().join("elsewhere"));
-        Replicator::spawn(c, s.tmp.path().join("other.log"))
-    };
-    other.wait_for_log("replicating 1 database(s)");
-    std::fs::hard_link(&tmp, s.data.join("x.db")).unwrap();
+    let other = held_elsewhere(&s);
     r.wait_for_log("x.db: found in a watched directory, not replicated");
     std::thread::sleep(Duration::from_millis(2500));
     let (st, log) = other.stop();
     assert!(st.success(), "{log}");
-    r.wait_for_log("x.db: new database, replicating");
-    let x = conn(&s.data.join("x.db"));
-    x.execute("INSERT INTO t(v) VALUES ('after')", []).unwrap();
-    s.wait_for("x.db", &rows(&x), &r);
-    let (st, log) = r.stop();
-    assert!(st.success(), "{log}");
+    let log = picked_up_and_shipped(&s, r);
     assert_eq!(log.matches("not replicated").count(), 1, "{log}");
 }
 
@@ -93,8 +73,21 @@ fn walk(d: &Path) -> Vec<PathBuf> {
 fn a_database_held_elsewhere_at_start_does_not_stop_the_others() {
     let s = Scene::new();
     drop(create(&s.data.join("a.db"), 2));
+    let other = held_elsewhere(&s);
+    let mut r = s.replicate();
+    r.wait_for_log("replicating 1 database(s)");
+    let (st, log) = other.stop();
+    assert!(st.success(), "{log}");
+    picked_up_and_shipped(&s, r);
+}
+
+/// `x.db` in the watched directory, held by another replicator: made as `x.tmp` (a name the
+/// pattern does not match), replicated by another process, then given the name `x.db` too
+/// (a hard link: the same file). That replicator, running.
+fn held_elsewhere(s: &Scene) -> Replicator {
     let tmp = s.data.join("x.tmp");
     let made = create(&tmp, 3);
+    // Everything in the database file: the second name has a WAL of its own.
     made.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
         .unwrap();
     drop(made);
@@ -106,14 +99,17 @@ fn a_database_held_elsewhere_at_start_does_not_stop_the_others() {
     };
     other.wait_for_log("replicating 1 database(s)");
     std::fs::hard_link(&tmp, s.data.join("x.db")).unwrap();
-    let mut r = s.replicate();
-    r.wait_for_log("replicating 1 database(s)");
-    let (st, log) = other.stop();
-    assert!(st.success(), "{log}");
+    other
+}
+
+/// Once the other replicator let go: `x.db` is picked up, a commit reaches its replica, and
+/// `r` stops cleanly; its log.
+fn picked_up_and_shipped(s: &Scene, mut r: Replicator) -> String {
     r.wait_for_log("x.db: new database, replicating");
     let x = conn(&s.data.join("x.db"));
     x.execute("INSERT INTO t(v) VALUES ('after')", []).unwrap();
     s.wait_for("x.db", &rows(&x), &r);
     let (st, log) = r.stop();
     assert!(st.success(), "{log}");
+    log
 }
