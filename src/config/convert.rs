@@ -280,6 +280,18 @@ impl Ctx<'_> {
         let line = Some(line_of(&r));
         let mut r = r.value;
         self.fold_webdav_keys(&mut r)?;
+        // `file:/abs` as `file:///abs` from here on.
+        if let Some(url) = r.url.as_mut() {
+            let normal = super::url::file_colon(&url.value)
+                .map_err(|msg| ConfigError::BadUrl {
+                    file: Some(self.file.to_path_buf()),
+                    line: Some(line_of(url)),
+                    url: url.value.clone(),
+                    msg,
+                })?
+                .into_owned();
+            url.value = normal;
+        }
         if let (Some(_), Some(url)) = (&r.path, &r.url) {
             return Err(self.invalid(
                 Some(line_of(url)),
@@ -306,14 +318,6 @@ impl Ctx<'_> {
             (None, Some(url)) if is_url(&url.value) => {
                 url.value.split("://").next().unwrap_or_default()
             }
-            (None, Some(url))
-                if url
-                    .value
-                    .get(..5)
-                    .is_some_and(|p| p.eq_ignore_ascii_case("file:")) =>
-            {
-                "file"
-            }
             (None, _) if r.bucket.is_some() => "s3",
             (None, _) => "file",
         };
@@ -325,13 +329,12 @@ impl Ctx<'_> {
                     url: url.value.clone(),
                     msg,
                 };
-                let normal = super::url::file_colon(&url.value).map_err(bad)?;
-                if !is_url(&normal) {
+                if !is_url(&url.value) {
                     return Err(bad(
                         "expected scheme://... (use `path:` for a directory)".into()
                     ));
                 }
-                parse_target(&normal, self.cwd, self.home.as_deref()).map_err(bad)?
+                parse_target(&url.value, self.cwd, self.home.as_deref()).map_err(bad)?
             }
             None => match kind_of_type(kind).unwrap_or("file") {
                 "file" => match &r.path {

@@ -360,7 +360,7 @@ fn without_aliases(
     let mut dbs: Vec<super::DbConfig> = dbs.collect();
     // Real names first, then by path: a link never wins over the name it points at.
     let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
-    dbs.sort_by_key(|d| (is_link(&d.path), d.path.clone()));
+    dbs.sort_by_cached_key(|d| (is_link(&d.path), d.path.clone()));
     let mut seen: std::collections::HashMap<(u64, u64), PathBuf> = Default::default();
     let (mut keep, mut skipped) = (Vec::new(), Vec::new());
     for db in dbs {

@@ -56,16 +56,14 @@ pub struct Trust {
     pub insecure: bool,
 }
 
-/// Client options shared by S3 and HTTP stores. For S3 (`aws`), `AWS_CA_BUNDLE`, when it names
-/// a readable PEM bundle, adds its certificates to the system's; a variable naming something
-/// else is ignored with a warning (tools read it differently, and it must not stop replication).
+/// Client options shared by S3 and HTTP stores, trusting `certs` (from [`extra_certs`]) besides
+/// the system's certificates.
 fn client_options(
-    replica: &str,
     url: Option<&str>,
     skip_verify: bool,
-    aws: bool,
+    certs: &[Vec<u8>],
     trust: &Trust,
-) -> Result<ClientOptions, ReplicaError> {
+) -> ClientOptions {
     install_crypto();
     let mut o = ClientOptions::new()
         .with_timeout(REQUEST_TIMEOUT)
@@ -73,12 +71,12 @@ fn client_options(
         .with_allow_http(url.is_some_and(|u| u.starts_with("http://")))
         .with_allow_invalid_certificates(skip_verify || trust.insecure)
         .with_http1_only();
-    for der in extra_certs(replica, trust, aws)? {
-        if let Ok(c) = Certificate::from_der(&der) {
+    for der in certs {
+        if let Ok(c) = Certificate::from_der(der) {
             o = o.with_root_certificate(c);
         }
     }
-    Ok(o)
+    o
 }
 
 /// The certificates of a PEM bundle that parse (DER form), and how many did not. A block
@@ -201,12 +199,11 @@ pub(super) fn s3_store(
         .with_region(region)
         .with_retry(retry())
         .with_client_options(client_options(
-            replica,
             s.endpoint,
             s.skip_verify,
-            true,
+            &extra_certs(replica, trust, true)?,
             trust,
-        )?)
+        ))
         .with_virtual_hosted_style_request(s.endpoint.is_none() && !s.force_path_style);
     if let Some(e) = s.endpoint {
         b = b.with_endpoint(e);
@@ -285,8 +282,7 @@ pub(super) fn http_store(
         .with_url(parsed.to_string())
         .with_retry(retry())
         .with_client_options(
-            client_options(replica, Some(&clean), false, false, trust)?
-                .with_default_headers(headers),
+            client_options(Some(&clean), false, &ders, trust).with_default_headers(headers),
         )
         .build()
         .map_err(|source| ReplicaError::Storage {

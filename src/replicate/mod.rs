@@ -122,6 +122,11 @@ pub fn run(
             crate::sqlite::conn::check_wal_header(&db.path).map_err(MonitorError::from)?;
         }
     }
+    // Rescans the watched directories while running (not with `-once`).
+    let mut watcher = match opts.once {
+        true => None,
+        false => dirwatch::DirWatcher::new(config, opts.convert_to_wal),
+    };
     // Meta directories this start makes go again if it fails (dropped after the locks).
     let mut fresh = FreshDirs::default();
     let mut locks = std::collections::HashMap::new();
@@ -138,7 +143,9 @@ pub fn run(
             }
             // A database of a watched directory held by another replicator is tried again
             // at every scan, as one found later would be; the others start.
-            Err(e @ lock::LockError::Held { .. }) if watched(config, db) => {
+            Err(e @ lock::LockError::Held { .. })
+                if db.found_in_dir && watcher.as_ref().is_some_and(|w| w.covers(&db.path)) =>
+            {
                 tracing::warn!("{}: {e} (trying again every second)", db.path.display());
                 held_elsewhere.insert(db.path.clone());
             }
@@ -177,10 +184,6 @@ pub fn run(
     }
     let mut first_err = None;
     let mut handles = Vec::new();
-    let mut watcher = match opts.once {
-        true => None,
-        false => dirwatch::DirWatcher::new(config, opts.convert_to_wal),
-    };
     // Databases of a watched directory whose start failed, with why (said once).
     let mut add_failed: std::collections::HashMap<PathBuf, String> = Default::default();
     if !opts.once {
@@ -344,15 +347,6 @@ pub fn run(
         Some(e) => Err(e),
         None => Ok(handles),
     }
-}
-
-/// True when `db` was found in a `dir` entry that is watched (rescanned while running).
-fn watched(config: &Config, db: &DbConfig) -> bool {
-    db.found_in_dir
-        && config
-            .dirs
-            .iter()
-            .any(|d| d.watch && d.relative(&db.path).is_some())
 }
 
 /// Directories a failed start made, removed when it returns (declared before the locks

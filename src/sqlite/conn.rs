@@ -136,8 +136,8 @@ pub fn open(path: &Path, busy: Duration) -> Result<Connection, OpenError> {
 /// Gives back the connection's lookaside memory (about 120 KB: a pool that speeds up the
 /// small allocations of many statements, which memsync's connections do not run). Each
 /// attached database holds two connections: at 500 databases starting at once the pools were
-/// most of the start's peak memory. Right after the open nothing uses the pool yet; if
-/// something did, SQLite refuses and the pool stays (harmless).
+/// a quarter of the start's peak memory (`docs/measurements.md`). Right after the open nothing
+/// uses the pool yet; if something did, SQLite refuses and the pool stays (harmless).
 fn no_lookaside(conn: &Connection) {
     // SAFETY: the handle is the open connection's (borrowed for the call), and
     // SQLITE_DBCONFIG_LOOKASIDE takes exactly (void *buf, int size, int count): a null buffer
