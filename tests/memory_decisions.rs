@@ -146,3 +146,52 @@ fn a_text_file_as_the_staging_database_is_refused_not_repaired() {
         .collect();
     assert_eq!(names.len(), 2, "nothing put beside it: {names:?}");
 }
+
+/// The memory's type in a server's database file.
+fn type_in(db: &std::path::Path, content: &str) -> Option<String> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row(
+        "SELECT memory_type FROM memories WHERE content_hash = ?1 AND deleted_at IS NULL",
+        [hash_of(content)],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// `store` without `--type` of a memory the server holds with a type, settled by `local`
+/// (at store, or later by `resolve-conflicts --strategy local`): the type stays, here as on
+/// the server (before: the local database was left with no type, the server with its own).
+#[test]
+fn the_local_policy_keeps_the_type_of_a_memory_stored_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    for (c, policy) in [
+        ("typed on the server, retagged here", None),
+        ("typed on the server, settled later", Some("manual")),
+    ] {
+        let body = json!({"content": c, "tags": ["x"], "memory_type": "decision"});
+        let (status, answer) = curl(
+            "POST",
+            &format!("{}/api/memories", remote.url()),
+            Some(&body),
+        );
+        assert_eq!(status, 200, "{answer}");
+        m.ok(&["sync"]);
+        assert_eq!(type_in(&local.db(), c).as_deref(), Some("decision"));
+        match policy {
+            None => {
+                m.ok(&["store", "--tags", "y", "--conflict", "local", c]);
+                m.ok(&["sync"]);
+                m.ok(&["sync", "--conflict", "local"]);
+            }
+            Some(p) => {
+                m.run(&["store", "--tags", "other", "--conflict", p, c]);
+                m.run(&["sync", "--conflict", p]);
+                m.ok(&["resolve-conflicts", "--strategy", "local"]);
+                m.ok(&["sync"]);
+            }
+        }
+        assert_eq!(type_in(&remote.db(), c).as_deref(), Some("decision"), "{c}");
+        assert_eq!(type_in(&local.db(), c).as_deref(), Some("decision"), "{c}");
+    }
+}

@@ -127,6 +127,33 @@ pub fn usage_code(e: &clap::Error) -> i32 {
     }
 }
 
+/// A usage error as one line, as every other error (`None` for help and version, printed as
+/// clap writes them): clap's message, what it lists below it, its tip and the usage line.
+pub fn usage_line(e: &clap::Error) -> Option<String> {
+    use clap::error::ErrorKind;
+    if !e.use_stderr() || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return None;
+    }
+    let text = e.render().to_string();
+    let (mut main, mut listed, mut notes) = (String::new(), Vec::new(), Vec::new());
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(m) = line.strip_prefix("error: ") {
+            main = m.to_owned();
+        } else if let Some(tip) = line.strip_prefix("tip: ") {
+            notes.push(format!("tip: {tip}"));
+        } else if let Some(u) = line.strip_prefix("Usage: ") {
+            notes.push(format!("usage: {u}"));
+        } else if !line.starts_with("For more information") {
+            listed.push(line.to_owned());
+        }
+    }
+    if !listed.is_empty() {
+        main = format!("{main} {}", listed.join(", "));
+    }
+    notes.push("see --help".to_owned());
+    Some(format!("memsync: error: {main} ({})", notes.join("; ")))
+}
+
 /// An unknown subcommand's tip names the closest command only (clap lists every one above its
 /// threshold, least similar first: `install` showed `init` before `install-service`).
 pub fn best_suggestion_only(e: &mut clap::Error) {
@@ -296,6 +323,31 @@ mod tests {
         assert_eq!(usage_code(&bad), 2);
         let help = super::super::Cli::try_parse_from(["memsync", "--help"]).unwrap_err();
         assert_eq!(usage_code(&help), 0);
+    }
+
+    /// Usage errors are one line, like every other error; help stays clap's.
+    #[test]
+    fn usage_errors_are_one_line() {
+        use clap::Parser;
+        for args in [
+            &["memsync", "bogus"][..],
+            &["memsync", "push", "--bogus"],
+            &["memsync", "restore"],
+            &["memsync", "restore", "--timestamp"],
+        ] {
+            let e = super::super::Cli::try_parse_from(args).unwrap_err();
+            let line = usage_line(&e).unwrap();
+            assert!(!line.contains('\n'), "{args:?}: {line}");
+            assert!(line.starts_with("memsync: error: "), "{line}");
+        }
+        let e = super::super::Cli::try_parse_from(["memsync", "restore"]).unwrap_err();
+        let line = usage_line(&e).unwrap();
+        assert!(
+            line.contains("<TARGET>") && line.contains("usage: memsync restore <TARGET>"),
+            "{line}"
+        );
+        let help = super::super::Cli::try_parse_from(["memsync", "--help"]).unwrap_err();
+        assert!(usage_line(&help).is_none());
     }
 
     #[test]

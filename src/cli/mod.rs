@@ -96,7 +96,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Ok(c) => c,
         Err(mut e) => {
             exit::best_suggestion_only(&mut e);
-            let _ = e.print();
+            match exit::usage_line(&e) {
+                Some(line) => crate::stdout::errln!("{line}"),
+                None => {
+                    let _ = e.print();
+                }
+            }
             return exit::usage_code(&e);
         }
     };

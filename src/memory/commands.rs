@@ -121,6 +121,10 @@ pub fn pull(ctx: &Ctx, opts: &PullOptions) -> Result<PullReport, MemoryError> {
         } else {
             pull::freshen(&mut remote, &local, &st, |h| Ok(client.get(h)?))?
         };
+        // Whether a memory gone from both was deleted or lost there: the server's tombstones.
+        if fresh.gone > 0 && opts.tags.is_empty() {
+            pull::list_tombstones(&client, &mut remote)?;
+        }
         let mut plan = pull::plan(&remote, &local, &st, opts)?;
         if remote.rest {
             pull::confirm_removals(&mut plan, |h| Ok(client.get(h)?.is_some()))?;
@@ -174,6 +178,13 @@ pub fn pull_summary(r: &PullReport) -> String {
 /// What asking the server about a replica's records found, when it found anything.
 fn behind_note(r: &PullReport) -> String {
     let mut s = String::new();
+    if r.resent > 0 {
+        s.push_str(&format!(
+            "; {} memories the server had at an earlier pull are gone from it with no delete on record (a server restored from an older backup, or another server): kept here and {} to send again",
+            r.resent,
+            if r.dry_run { "would be staged" } else { "staged" }
+        ));
+    }
     if r.replica_behind > 0 {
         s.push_str(&format!(
             "; the replica was behind the server on {} of {} memories checked with it (the server's version used)",
@@ -309,6 +320,8 @@ fn sync_dry_run(ctx: &Ctx, opts: &PullOptions) -> Result<String, MemoryError> {
         edits = rep.staged_local + rep.conflicts_to_push;
         out.extend(rep.details.iter().cloned());
         out.push(pull_summary(&rep));
+        // Memories the server lost are staged to send again.
+        would_stage += rep.resent;
         let local = LocalDb::open_read_only(&ctx.settings.memory_db)?;
         for m in unseen_local(&local, &st)? {
             if rep.server_live.contains(&m.hash) || rep.removals.contains(&m.hash) {

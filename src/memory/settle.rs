@@ -93,6 +93,15 @@ pub fn apply(
     policy: ConflictPolicy,
 ) -> Result<LocalView, StagingError> {
     let remote_view = || remote.cloned().map_or(LocalView::Deleted, LocalView::Live);
+    // A local side without a type (`store` without `--type`) keeps the type the memory has:
+    // the server's, else the common base's. Taken as it was, the local row lost its type
+    // while the server kept it.
+    let mut local = item.fields.clone();
+    if local.memory_type.is_none() {
+        local.memory_type = remote
+            .and_then(|f| f.memory_type.clone())
+            .or_else(|| base.and_then(|f| f.memory_type.clone()));
+    }
     Ok(match (kind, policy) {
         (_, ConflictPolicy::Manual) => {
             staging.rewrite(
@@ -104,7 +113,7 @@ pub fn apply(
             )?;
             // Until someone decides, the local side keeps its own version (the server keeps
             // its own; both are in the conflict record).
-            LocalView::Live(item.fields.clone())
+            LocalView::Live(local)
         }
         // A change and a deletion the other way cannot be merged either: the later event, the
         // server's change, wins, and nothing is lost.
@@ -122,14 +131,14 @@ pub fn apply(
             LocalView::Live(merged)
         }
         (Kind::Diverged, ConflictPolicy::Local) => {
-            staging.rewrite(item, Operation::Update, &item.fields, State::Pending, false)?;
-            LocalView::Live(item.fields.clone())
+            staging.rewrite(item, Operation::Update, &local, State::Pending, false)?;
+            LocalView::Live(local)
         }
         // A deletion cannot be merged with a change: keeping the local change means storing
         // the memory again, explicitly reviving it on the server.
         (Kind::DeletedRemotely, ConflictPolicy::Merge | ConflictPolicy::Local) => {
-            staging.rewrite(item, Operation::Store, &item.fields, State::Pending, true)?;
-            LocalView::Live(item.fields.clone())
+            staging.rewrite(item, Operation::Store, &local, State::Pending, true)?;
+            LocalView::Live(local)
         }
         // `local` deletes it anyway.
         (Kind::ChangedRemotely, ConflictPolicy::Local) => {
@@ -171,6 +180,39 @@ pub fn show_locally(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A local side stored without a type keeps the memory's type under every policy that
+    /// keeps the local side (it was written as NULL locally while the server kept its type).
+    #[test]
+    fn a_local_side_without_a_type_keeps_the_memorys_type() {
+        let typed = |tag: &str, ty: Option<&str>| Fields {
+            tags: vec![tag.to_owned()],
+            memory_type: ty.map(str::to_owned),
+            metadata: Default::default(),
+        };
+        for (kind, policy) in [
+            (Kind::Diverged, ConflictPolicy::Local),
+            (Kind::Diverged, ConflictPolicy::Manual),
+            (Kind::Diverged, ConflictPolicy::Merge),
+            (Kind::DeletedRemotely, ConflictPolicy::Local),
+        ] {
+            let mut st = Staging::in_memory().unwrap();
+            let (id, _) = st.stage("a memory", &typed("mine", None), "host").unwrap();
+            let item = st.get(id).unwrap().unwrap();
+            let remote = typed("theirs", Some("decision"));
+            let base = typed("base", Some("decision"));
+            let remote = (kind != Kind::DeletedRemotely).then_some(&remote);
+            let view = apply(&st, &item, kind, remote, Some(&base), policy).unwrap();
+            let LocalView::Live(f) = view else {
+                panic!("{kind:?} under {policy:?}: not live");
+            };
+            assert_eq!(
+                f.memory_type.as_deref(),
+                Some("decision"),
+                "{kind:?} under {policy:?}"
+            );
+        }
+    }
 
     /// What `sync --dry-run` counts as pushed is what settling leaves pending, for every kind
     /// and policy.

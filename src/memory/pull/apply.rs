@@ -61,6 +61,7 @@ pub fn apply(
         changed: plan.change.len(),
         removed: plan.remove.len(),
         staged_local: plan.stage_local.len(),
+        resent: plan.lost.len(),
         confirmed: plan.confirmed.len(),
         conflicts: plan.conflicts.len(),
         unchanged: plan.unchanged,
@@ -102,6 +103,11 @@ pub fn apply(
             plan.stage_local
                 .iter()
                 .map(|l| line("stage", &l.hash, &l.content)),
+        );
+        rep.details.extend(
+            plan.lost
+                .iter()
+                .map(|l| line("resend", &l.hash, &l.content)),
         );
         rep.details.extend(plan.conflicts.iter().map(|c| {
             line(
@@ -153,6 +159,9 @@ pub fn apply(
     }
     for l in &plan.stage_local {
         stage_update(staging, &l.content, &l.fields)?;
+    }
+    for l in &plan.lost {
+        staging.stage(&l.content, &l.fields, &hostname())?;
     }
     for (i, f) in plan.add.into_iter().chain(plan.change) {
         writes.push(Write::Upsert(&r[i], f));

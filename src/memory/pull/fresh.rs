@@ -28,6 +28,9 @@ pub struct Freshened {
     /// Why the server could not be asked, when it could not (the memories are then in
     /// [`RemoteState::unconfirmed`]).
     pub failure: Option<String>,
+    /// Memories known on the server before that it and the replica both no longer show:
+    /// deleted, or lost by the server (its tombstones tell which).
+    pub gone: usize,
 }
 
 /// Brings the replica's records of memories this machine holds up to the server's answers.
@@ -125,8 +128,8 @@ pub fn freshen(
                     r.deleted_at = Some(now());
                 }
             }
-            // Gone from the server as from the replica: the removal stands.
-            (None, None) => {}
+            // Gone from the server as from the replica: removed if the server deleted it.
+            (None, None) => out.gone += 1,
         }
     }
     Ok(out)

@@ -19,7 +19,9 @@ pub use apply::apply;
 pub use fresh::{Freshened, freshen};
 pub use plan::{ConflictSide, Plan, confirm_removals, plan};
 
-pub use source::{RemoteRecord, RemoteState, bootstrap_from_replica, fetch_replica, fetch_rest};
+pub use source::{
+    RemoteRecord, RemoteState, bootstrap_from_replica, fetch_replica, fetch_rest, list_tombstones,
+};
 
 /// Options of one pull.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +41,8 @@ pub struct PullReport {
     pub changed: usize,
     pub removed: usize,
     pub staged_local: usize,
+    /// Memories the server lost (no longer held, no delete on record): staged to send again.
+    pub resent: usize,
     /// Dry run: local edits meeting a conflict that the policy settles into a row to push.
     pub conflicts_to_push: usize,
     pub confirmed: usize,

@@ -56,6 +56,10 @@ pub struct Plan {
     /// Local edits on memories the server has not changed since the last pull: staged as
     /// updates for push.
     pub stage_local: Vec<LocalMemory>,
+    /// Local memories the server had at an earlier pull and now shows neither live nor
+    /// deleted (its tombstones listed): lost there, not deleted. Kept here and staged as
+    /// stores, so the server gets them back.
+    pub lost: Vec<LocalMemory>,
     /// Staged rows the server turned out to hold already, identically.
     pub confirmed: Vec<Staged>,
     pub conflicts: Vec<PlannedConflict>,
@@ -228,6 +232,20 @@ pub fn plan(
             Some(&at) => base.contains_key(&l.hash) || l.updated_at <= at,
             None if remote.deleted.contains(&l.hash) => {
                 base.contains_key(&l.hash) || l.created_at.max(l.updated_at) <= epoch
+            }
+            // Known there before, and the server's tombstones do not show it: the server lost
+            // it (restored from an older backup, or another server at the same address).
+            // Removing it here would lose it everywhere.
+            None if remote.tombstones_listed => {
+                if base.contains_key(&l.hash) {
+                    match staging.open_for(&l.hash)? {
+                        Some(s) if s.op == Operation::Delete => plan.remove.push(l.hash),
+                        // A staged change (or an open conflict) is pushed or settled anyway.
+                        Some(_) => plan.unchanged += 1,
+                        None => plan.lost.push(l),
+                    }
+                }
+                continue;
             }
             None => base.contains_key(&l.hash),
         };

@@ -36,6 +36,10 @@ pub struct RemoteState {
     /// Hashes the server holds as tombstones, when it says so without a time (REST, v12). A
     /// replica's tombstones come as records with `deleted_at` instead.
     pub deleted: HashSet<ContentHash>,
+    /// The server listed its tombstones ([`list_tombstones`]): a memory it had at an earlier
+    /// pull that it now shows neither live nor deleted was lost there (a server restored from
+    /// an older backup, another server at the same address), not deleted.
+    pub tombstones_listed: bool,
     /// Memories a replica shows differently from this machine that the server could not be
     /// asked about ([`super::fresh`]): this pull leaves them alone.
     pub unconfirmed: HashSet<ContentHash>,
@@ -70,31 +74,47 @@ pub fn fetch_rest(client: &RemoteClient, tags: &[String]) -> Result<RemoteState,
         }
         page += 1;
     }
-    // What the server deleted: every hash it holds, tombstones included, less the live ones.
-    // Only a full listing needs it (removals are decided on full pulls only).
-    let mut deleted = HashSet::new();
-    if tags.is_empty()
-        && let Some(all) = client.hashes(true)?
-    {
-        let live: HashSet<ContentHash> = client
-            .hashes(false)?
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        deleted = all
-            .into_iter()
-            .filter(|h| !live.contains(h) && !seen.contains_key(h))
-            .collect();
-    }
     let mut records: Vec<RemoteRecord> = seen.into_values().collect();
     records.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
-    Ok(RemoteState {
+    let mut state = RemoteState {
         records,
         source: format!("{} (REST API)", client.base_url()),
         rest: true,
-        deleted,
+        deleted: HashSet::new(),
+        tombstones_listed: false,
         unconfirmed: HashSet::new(),
-    })
+    };
+    // Only a full listing needs them (removals are decided on full pulls only).
+    if tags.is_empty() {
+        list_tombstones(client, &mut state)?;
+    }
+    Ok(state)
+}
+
+/// Asks the server which memories it holds as tombstones: every hash it holds, deleted ones
+/// included, less the live ones and those `state` shows live (revived since). Servers without
+/// the route (before v12) show none, and `tombstones_listed` stays false.
+pub fn list_tombstones(client: &RemoteClient, state: &mut RemoteState) -> Result<(), MemoryError> {
+    let Some(all) = client.hashes(true)? else {
+        return Ok(());
+    };
+    let live: HashSet<ContentHash> = client
+        .hashes(false)?
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let shown: HashSet<&ContentHash> = state
+        .records
+        .iter()
+        .filter(|r| r.deleted_at.is_none())
+        .map(|r| &r.hash)
+        .collect();
+    state.deleted = all
+        .into_iter()
+        .filter(|h| !live.contains(h) && !shown.contains(h))
+        .collect();
+    state.tombstones_listed = true;
+    Ok(())
 }
 
 /// Restores the server's replica as the (missing) local database at `path`: temp file, fsync,
@@ -191,6 +211,7 @@ pub fn fetch_replica(
         source: format!("{} (replica)", super::super::settings::shown_url(url)),
         rest: false,
         deleted: HashSet::new(),
+        tombstones_listed: false,
         unconfirmed: HashSet::new(),
     })
 }
