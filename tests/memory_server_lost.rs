@@ -124,3 +124,62 @@ fn a_new_empty_server_gets_every_memory_instead_of_emptying_this_machine() {
         assert_eq!(remote.rows_with_hash(&hash_of(c)), 1, "{c}: {out}");
     }
 }
+
+/// Pulling from the server's replica: a memory neither the replica nor the server shows is
+/// removed only if the server's tombstones show it deleted.
+#[test]
+fn a_replica_pull_sends_back_what_the_server_lost_and_removes_what_it_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut remote, local, m) = remote_and_local(dir.path());
+    let replica = format!("file://{}", dir.path().join("replica").display());
+    let m = m.with("REMOTE_MEMORY_REPLICA", &replica);
+    let old = "in the backup and in the replica";
+    let deleted = "stored, then deleted on the server";
+    let precious = "stored after the backup";
+    remote.post(old, &["r"], json!({}));
+    replicate_once(&remote, &replica);
+    m.ok(&["sync"]);
+    m.ok(&["store", "--tags", "r", deleted]);
+    replicate_once(&remote, &replica);
+    m.ok(&["sync"]);
+    let backup = dir.path().join("backup");
+    snapshot(&mut remote, &backup);
+    m.ok(&["store", "--tags", "r", precious]);
+    replicate_once(&remote, &replica);
+    m.ok(&["sync"]);
+    assert_eq!(local.rows_with_hash(&hash_of(precious)), 1);
+    roll_back(&mut remote, &backup);
+    let (status, body) = curl(
+        "DELETE",
+        &format!("{}/api/memories/{}", remote.url(), hash_of(deleted)),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    // The replica follows the server: `precious` gone without a trace, `deleted` a tombstone.
+    remote.stop();
+    replicate_once(&remote, &replica);
+    remote.restart();
+    let out = m.ok(&["sync"]);
+    assert!(out.contains("removed 1"), "{out}");
+    assert!(
+        out.contains("1 memories the server had at an earlier pull are gone from it"),
+        "{out}"
+    );
+    assert_eq!(local.rows_with_hash(&hash_of(deleted)), 0, "{out}");
+    assert_eq!(local.rows_with_hash(&hash_of(precious)), 1, "{out}");
+    assert_eq!(remote.rows_with_hash(&hash_of(precious)), 1, "{out}");
+    assert_eq!(local.rows_with_hash(&hash_of(old)), 1, "{out}");
+}
+
+fn replicate_once(server: &Server, replica: &str) {
+    let o = std::process::Command::new(common::BIN)
+        .args([
+            "replicate",
+            "-once",
+            &server.db().display().to_string(),
+            replica,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
