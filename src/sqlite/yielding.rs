@@ -35,8 +35,16 @@ impl Monitor {
             .flatten();
         self.session.release_read();
         let t0 = Instant::now();
-        let shm = self.session.probe().expect("opened above");
+        // A checkpoint held up by another reader holds the write lock all along (nothing
+        // commits meanwhile, and memsync cannot take the lock to go on): what was copied goes
+        // out when the next sync would have taken it, not when the checkpoint ends (seconds
+        // later, with the replica and `/health` silent about it meanwhile).
+        let ship_after = self.cfg.min_sync_gap.max(Duration::from_millis(100));
+        let shm = self.session.shared_probe().expect("opened above");
         while shm.foreign_checkpoint() && t0.elapsed() < MAX_YIELD {
+            if self.cap.cur.carry.is_some() && t0.elapsed() >= ship_after {
+                self.cap.write_pending()?;
+            }
             std::thread::sleep(Duration::from_millis(1));
         }
         self.stats.yields.fetch_add(1, Ordering::Relaxed);
