@@ -413,3 +413,43 @@ fn litestream_webdav_keys_replicate_and_restore() {
     assert_same(&app, &check_sound(&out));
     dav.stop();
 }
+
+/// An endpoint written without a scheme (`127.0.0.1:PORT`, which Litestream accepts) is plain
+/// HTTP on this machine, in the URL form and as the `endpoint` key (before: a panic at the
+/// first request, and a replicator that never shipped while `/health` said ok).
+#[test]
+fn an_s3_endpoint_without_a_scheme_works() {
+    let s3 = s3::shared();
+    let bare = s3.endpoint().trim_start_matches("http://").to_string();
+    let prefix = s3::unique_prefix("bare");
+    let url = format!(
+        "s3://{}/{prefix}?endpoint={bare}&region={}&forcePathStyle=true",
+        s3::BUCKET,
+        s3::REGION
+    );
+    let scene = Scene::new("", &s3_replica(&url));
+    let app = create_memdb(&scene.db);
+    write(&app, 0, 20);
+    let o = Command::new(BIN)
+        .envs(s3.env())
+        .args(["replicate", "-once", "-config"])
+        .arg(&scene.config)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same(&app, &restore_from(scene.dir.path(), "url.db", &url));
+    let item = s3
+        .replica_item("bare", &prefix)
+        .replace(&s3.endpoint(), &bare);
+    let keyed = Scene::new("", &item);
+    let o = Command::new(BIN)
+        .args(["restore", "-o"])
+        .arg(keyed.dir.path().join("keyed.db"))
+        .arg("-config")
+        .arg(&keyed.config)
+        .arg(&keyed.db)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same(&app, &check_sound(&keyed.dir.path().join("keyed.db")));
+}

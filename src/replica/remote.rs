@@ -192,6 +192,16 @@ pub(super) fn s3_store(
         .or_else(|| env("AWS_REGION"))
         .or_else(|| env("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|| "us-east-1".into());
+    let endpoint = s
+        .endpoint
+        .map(|e| {
+            endpoint_url(e).map_err(|msg| ReplicaError::Config {
+                replica: replica.to_string(),
+                msg,
+            })
+        })
+        .transpose()?;
+    let endpoint = endpoint.as_deref();
     // Starts from the AWS environment (session tokens, container and instance credentials),
     // then the configuration wins.
     let mut b = AmazonS3Builder::from_env()
@@ -199,13 +209,13 @@ pub(super) fn s3_store(
         .with_region(region)
         .with_retry(retry())
         .with_client_options(client_options(
-            s.endpoint,
+            endpoint,
             s.skip_verify,
             &extra_certs(replica, trust, true)?,
             trust,
         ))
-        .with_virtual_hosted_style_request(s.endpoint.is_none() && !s.force_path_style);
-    if let Some(e) = s.endpoint {
+        .with_virtual_hosted_style_request(endpoint.is_none() && !s.force_path_style);
+    if let Some(e) = endpoint {
         b = b.with_endpoint(e);
     } else {
         // `AWS_ENDPOINT` from the environment would otherwise send AWS-region requests elsewhere
@@ -224,6 +234,40 @@ pub(super) fn s3_store(
         source,
     })?;
     Ok(Arc::new(store))
+}
+
+/// An S3 endpoint as a URL. One without a scheme (`127.0.0.1:9000`, which Litestream accepts)
+/// gets `http://` when its host is this machine or a private network, `https://` otherwise, as
+/// Litestream does; what is still not an http(s) URL then is refused (object_store panicked on
+/// it at the first request).
+fn endpoint_url(e: &str) -> Result<String, String> {
+    let full = if e.contains("://") {
+        e.to_string()
+    } else {
+        let scheme = match url::Url::parse(&format!("http://{e}")) {
+            Ok(u) if u.host().is_some_and(|h| is_local(&h)) => "http",
+            _ => "https",
+        };
+        format!("{scheme}://{e}")
+    };
+    match url::Url::parse(&full) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(full),
+        _ => Err(format!(
+            "endpoint {e:?} is not a URL (write it as http://host:port or https://host)"
+        )),
+    }
+}
+
+/// This machine, a private network or a `.local` name.
+fn is_local(h: &url::Host<&str>) -> bool {
+    match h {
+        url::Host::Domain(d) => {
+            let d = d.to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost") || d.ends_with(".local")
+        }
+        url::Host::Ipv4(a) => a.is_loopback() || a.is_private() || a.is_link_local(),
+        url::Host::Ipv6(a) => a.is_loopback() || (a.segments()[0] & 0xfe00) == 0xfc00,
+    }
 }
 
 /// A WebDAV store at `url`; user and password in the URL become Basic authentication, and
@@ -291,4 +335,23 @@ pub(super) fn http_store(
             source,
         })?;
     Ok((Arc::new(store), clean, root, dav))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_url;
+
+    #[test]
+    fn endpoints_without_a_scheme_get_one() {
+        let ok = |e: &str| endpoint_url(e).unwrap();
+        assert_eq!(ok("127.0.0.1:9000"), "http://127.0.0.1:9000");
+        assert_eq!(ok("localhost:9000"), "http://localhost:9000");
+        assert_eq!(ok("192.168.1.5"), "http://192.168.1.5");
+        assert_eq!(ok("[::1]:9000"), "http://[::1]:9000");
+        assert_eq!(ok("s3.example.com"), "https://s3.example.com");
+        assert_eq!(ok("minio:9000"), "https://minio:9000");
+        assert_eq!(ok("http://minio:9000"), "http://minio:9000");
+        assert!(endpoint_url("ftp://host").is_err());
+        assert!(endpoint_url("http://exa mple").is_err());
+    }
 }
