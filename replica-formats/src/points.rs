@@ -60,9 +60,10 @@ pub fn restore_points(keys: &[ObjectKey]) -> Option<RestorePoints> {
     for w in points.windows(2) {
         let (a, (b, l)) = (w[0].0, w[1]);
         let gap = b.ts.get() - a.ts.get();
-        // A point only a snapshot reaches, positions past the one before: what lies between
-        // is not held.
-        if l.is_none() && b.txid.get() > a.txid.get() + 1 {
+        // A point only a snapshot reaches, positions past the one before, and no segment
+        // holding any of them: what lies between is not held. (A merged file that runs
+        // across the snapshot holds them; there is just no point between.)
+        if l.is_none() && b.txid.get() > a.txid.get() + 1 && !held_between(keys, a.txid, b.txid) {
             gaps.push((a, b));
             after_gap = true;
             continue;
@@ -159,6 +160,12 @@ fn reachable(keys: &[ObjectKey]) -> Vec<(Point, Option<u8>)> {
         .collect()
 }
 
+/// Whether a segment holds any position strictly between `a` and `b`.
+fn held_between(keys: &[ObjectKey], a: TxId, b: TxId) -> bool {
+    keys.iter()
+        .any(|k| !k.is_snapshot() && k.min_txid().get() < b.get() && k.max_txid().get() > a.get())
+}
+
 fn extend(s: &mut Stretch, to: Point, gap: i64) {
     s.to = to;
     s.max_gap_ms = s.max_gap_ms.max(gap);
@@ -230,6 +237,17 @@ mod tests {
         // A snapshot right after the point before leaves nothing out.
         let p = restore_points(&[snap(1), seg(0, 2, 2), snap(3), seg(0, 4, 4)]).unwrap();
         assert!(p.gaps.is_empty());
+    }
+
+    /// A merged file that runs across a later process's snapshot holds the positions before
+    /// that snapshot: no point between, but no gap either (a timestamp there restores the
+    /// point before, as it should).
+    #[test]
+    fn a_merged_file_across_a_snapshot_is_no_gap() {
+        let keys = [snap(1), seg(1, 2, 30), snap(10), seg(1, 31, 40)];
+        let p = restore_points(&keys).unwrap();
+        assert!(p.gaps.is_empty(), "{:?}", p.gaps);
+        assert_eq!(p.count, 4);
     }
 
     /// A position inside a compacted file, or past a gap, is no restore point.
