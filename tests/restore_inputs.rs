@@ -325,3 +325,72 @@ fn restore_makes_the_missing_output_directories_and_only_keeps_them_on_success()
     ));
     assert!(e.contains("afile") && e.contains("not a directory"), "{e}");
 }
+
+/// A level-0 file in the format before run indexes (restore still reads it, file by file),
+/// crafted from the real one at `path`: `pages` zero pages in runs of 4096 (a few kB on disk,
+/// 4 KiB each decoded) and a valid CRC everywhere, but a `pre_checksum` no state has.
+fn craft_unindexed(path: &Path, pages: u32) {
+    use memsync::formats::{DbChecksum, EncodeOptions, FileEncoder, HEADER_LEN, Header, PageNo};
+    let bytes = std::fs::read(path).unwrap();
+    let mut h = Header::from_bytes(bytes[..HEADER_LEN].try_into().unwrap()).unwrap();
+    h.commit = pages + 10;
+    h.pre_checksum = DbChecksum::from_raw(0x5eed);
+    let opts = EncodeOptions {
+        zstd_level: 1,
+        pages_per_run: 4096,
+    };
+    let mut enc = FileEncoder::new(Vec::new(), &h, opts).unwrap();
+    let zero = vec![0u8; h.page_size.as_usize()];
+    for p in 2..pages + 2 {
+        enc.write_page(PageNo::new(p).unwrap(), &zero).unwrap();
+    }
+    let sum = enc.pages_checksum();
+    let (indexed, _) = enc.finish(sum).unwrap();
+    // Without its index: header flags cleared, the index and its length left out of the
+    // trailer, the file CRC computed again.
+    let n = indexed.len();
+    let fields = &indexed[n - 24..n - 8];
+    let index_len = u32::from_le_bytes(fields[12..16].try_into().unwrap()) as usize;
+    let mut out = h.to_bytes().to_vec();
+    out.extend_from_slice(&indexed[HEADER_LEN..n - 24 - index_len]);
+    out.extend_from_slice(&fields[..12]);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&indexed[n - 4..]);
+    std::fs::write(path, out).unwrap();
+}
+
+/// Decoded whole before use, such a file took memory in proportion to the pages it declares
+/// (1 GB here, from a file of a few kB); it is now verified and refused one run at a time.
+#[test]
+fn an_unindexed_file_of_many_pages_fails_within_bounded_memory() {
+    let d = tempfile::tempdir().unwrap();
+    replicated(d.path());
+    let c = rusqlite::Connection::open(d.path().join("sqlite_vec.db")).unwrap();
+    for i in 100..110 {
+        insert_memory(&c, i);
+    }
+    drop(c);
+    let db = d.path().join("sqlite_vec.db");
+    let rep = d.path().join("backup/sqlite_vec.db");
+    ok(&run_in(
+        d.path(),
+        &[],
+        &[
+            "replicate",
+            "-once",
+            db.to_str().unwrap(),
+            rep.to_str().unwrap(),
+        ],
+    ));
+    let seg = std::fs::read_dir(rep.join("segments/0"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    craft_unindexed(&seg, 250_000);
+    assert!(std::fs::metadata(&seg).unwrap().len() < 4 << 20);
+    restore_fails_bounded(d.path(), &seg.file_name().unwrap().to_string_lossy());
+}
