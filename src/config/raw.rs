@@ -42,6 +42,11 @@ const UNSUPPORTED_KEYS: &[&str] = &[
     "concurrency",
     "client-cert",
     "restore-if-db-not-exists",
+    "verify-compaction",
+    "validation",
+    "meta-dir",
+    "max-sync-wal-bytes",
+    "max-sync-ltx-files",
 ];
 
 /// A scalar whose YAML type matters (durations: strings vs bare integers).

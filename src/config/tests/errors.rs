@@ -61,6 +61,17 @@ fn unsupported_litestream_keys() {
             "dbs:\n  - path: /a\n    replicas:\n      - path: /b\n        auto-recover: true\n",
             "auto-recover",
         ),
+        ("verify-compaction: true\n", "verify-compaction"),
+        ("validation:\n  interval: 1h\n", "validation"),
+        ("dbs:\n  - path: /a\n    meta-dir: /m\n", "meta-dir"),
+        (
+            "dbs:\n  - path: /a\n    max-sync-wal-bytes: 1000\n",
+            "max-sync-wal-bytes",
+        ),
+        (
+            "dbs:\n  - path: /a\n    replicas:\n      - path: /b\n        max-sync-ltx-files: 5\n",
+            "max-sync-ltx-files",
+        ),
     ] {
         let e = p(text).unwrap_err();
         assert!(
