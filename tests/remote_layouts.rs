@@ -126,3 +126,83 @@ fn listing_raw_is_empty(url: &str) -> bool {
         .unwrap()
         .is_none()
 }
+
+/// memsync's replica, then Litestream pointed at the same path (it writes its `ltx/` beside
+/// memsync's files): `restore`, which reads memsync's files only, and the next `replicate`
+/// say so (before: a restore of memsync's older state, silently).
+#[test]
+fn a_replica_litestream_wrote_into_since_is_named_at_restore_and_replicate() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("db.sqlite");
+    let app = create_memdb(&db);
+    insert_memories(&app, 0..=20);
+    let dir = d.path().join("replica");
+    let o = run_env(&[
+        "replicate",
+        "-once",
+        db.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg = d.path().join("litestream.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n      path: {}\n",
+            db.display(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(d.path().join("litestream.log")).unwrap();
+    let litestream = common::server::harness().join("venv/bin/litestream");
+    common::server::require(&litestream, "Litestream");
+    let mut lt = Command::new(&litestream)
+        .args(["replicate", "-config", cfg.to_str().unwrap()])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    insert_memories(&app, 21..=40);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.join("ltx").is_dir() {
+        assert!(
+            Instant::now() < deadline,
+            "Litestream wrote nothing:\n{}",
+            std::fs::read_to_string(d.path().join("litestream.log")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = lt.kill();
+    let _ = lt.wait();
+    let out = d.path().join("out.db");
+    let o = run_env(&[
+        "restore",
+        "-o",
+        out.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("also holds a Litestream backup") && err.contains("restore with Litestream"),
+        "{err}"
+    );
+    let o = run_env(&[
+        "replicate",
+        "-once",
+        db.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{all}");
+    assert!(
+        all.contains("another replicator writes this replica too"),
+        "{all}"
+    );
+}

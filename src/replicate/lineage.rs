@@ -175,7 +175,17 @@ pub async fn claim(
                 }
                 Err(e) => return Err(e.into()),
             },
-            Some(Some(rec)) if rec.id == me.id => return Ok(()),
+            Some(Some(rec)) if rec.id == me.id => {
+                // Ours, but another tool writes here too (Litestream pointed at this path since):
+                // a restore reads memsync's files only.
+                if let Some(dir) = client.foreign_layout().await? {
+                    tracing::warn!(
+                        "replica {} also holds a Litestream backup (its `{dir}/` folder): another replicator writes this replica too; memsync neither reads nor deletes its files",
+                        client.name()
+                    );
+                }
+                return Ok(());
+            }
             Some(found) if takeover => {
                 let keys = client.list().await?;
                 client.delete(&keys).await?;
