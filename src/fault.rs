@@ -3,7 +3,8 @@
 //!
 //! `MEMSYNC_FAULT=<point>:<action>[:<nth>]`, several separated by commas. `<action>` is
 //! `crash` (abort the process at once: nothing after the point happens, as with a power cut or
-//! SIGKILL there), `fail` (the operation at the point returns an I/O error, once) or `pause`
+//! SIGKILL there), `fail` (the operation at the point returns an I/O error, once), `panic` (a
+//! bug there: the thread or task panics) or `pause`
 //! (block while the file named by `MEMSYNC_FAULT_HOLD` exists, so a test can act while memsync
 //! stands there; logged as `fault point <point>: paused`). `<nth>` (default 1) says which hit
 //! of the point acts: the earlier ones pass.
@@ -64,6 +65,7 @@ mod armed {
         Crash,
         Fail,
         Pause,
+        Panic,
     }
 
     struct Arm {
@@ -88,6 +90,7 @@ mod armed {
                     Some("crash") => Action::Crash,
                     Some("fail") => Action::Fail,
                     Some("pause") => Action::Pause,
+                    Some("panic") => Action::Panic,
                     _ => {
                         tracing::error!("MEMSYNC_FAULT: cannot read {s:?}");
                         return None;
@@ -145,6 +148,7 @@ mod armed {
                 tracing::info!("fault point {name}: crashing");
                 std::process::abort()
             }
+            Some(Action::Panic) => panic!("fault point {name}: panicking"),
             Some(Action::Fail) => {
                 tracing::info!("fault point {name}: failing");
                 Err(io::Error::other(format!("fault point {name}")))

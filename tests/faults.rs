@@ -354,3 +354,36 @@ fn power_loss_drops_what_was_not_fsynced() {
     let log = std::fs::read_to_string(s.dir.path().join("replicate-2.log")).unwrap();
     assert!(log.contains("empty or torn"), "{log}");
 }
+
+/// A replica's shipping task that panics (a bug) stops replication with an error and a
+/// non-zero exit, so a service manager restarts memsync; before, the task ended silently and
+/// that replica got nothing more while memsync ran on as if healthy.
+#[test]
+fn a_panicking_shipper_stops_replication_loudly() {
+    require_fault_points();
+    let s = Scene::new("", "        sync-interval: 0s\n");
+    let app = create_memdb(&s.db);
+    let mut r = s.start_with(&[("MEMSYNC_FAULT", "upload:panic:2")]);
+    for i in 1..=20 {
+        insert_memory(&app, i);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = r.wait_exit(Duration::from_secs(30));
+    let log = r.log();
+    let status = status.unwrap_or_else(|| panic!("memsync ran on after the panic:\n{log}"));
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("shipping to a replica of") && log.contains("panicked"),
+        "{log}"
+    );
+    // The same with -once: the exit code says so.
+    let o = std::process::Command::new(BIN)
+        .env("MEMSYNC_FAULT", "upload:panic")
+        .args(["replicate", "-once", "-config"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("shipping to a replica of"), "{err}");
+}

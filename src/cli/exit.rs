@@ -190,7 +190,8 @@ fn replicate_kind(e: &ReplicateError) -> Kind {
         ReplicateError::Runtime(_)
         | ReplicateError::Signals(_)
         | ReplicateError::Thread(_)
-        | ReplicateError::MonitorPanicked { .. } => Kind::Internal,
+        | ReplicateError::MonitorPanicked { .. }
+        | ReplicateError::ShipperPanicked { .. } => Kind::Internal,
     }
 }
 

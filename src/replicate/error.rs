@@ -79,6 +79,16 @@ pub enum ReplicateError {
         /// Its database.
         db: PathBuf,
     },
+    /// A replica's shipping task panicked (a bug): replication stops rather than go on
+    /// without that replica while reporting nothing.
+    #[error(
+        "shipping to a replica of {} panicked; replication stops (a service manager restarts it)",
+        db.display()
+    )]
+    ShipperPanicked {
+        /// Its database.
+        db: PathBuf,
+    },
 }
 
 impl From<lineage::LineageError> for ReplicateError {

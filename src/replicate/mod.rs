@@ -237,6 +237,21 @@ pub fn run(
                     Some(Ok(())) => ended = true,
                 }
             }
+            // A shipping task that panicked would leave its replica behind for good, with
+            // nothing said: replication stops with an error instead.
+            for d in &mut dbs {
+                if let Some(i) = d.tasks.iter().position(|t| t.is_finished()) {
+                    let t = d.tasks.swap_remove(i);
+                    if rt.block_on(t).is_err_and(|e| e.is_panic()) {
+                        let e = ReplicateError::ShipperPanicked {
+                            db: d.handle.path.clone(),
+                        };
+                        tracing::error!("{e}");
+                        first_err.get_or_insert(e);
+                        ended = true;
+                    }
+                }
+            }
             if ended {
                 break;
             }
@@ -310,7 +325,7 @@ pub fn run(
     let mut tasks = Vec::new();
     let mut stops = Vec::new();
     for d in dbs {
-        tasks.extend(d.tasks);
+        tasks.extend(d.tasks.into_iter().map(|t| (d.handle.path.clone(), t)));
         stops.push(d.stop);
         match d.monitor.join() {
             Some(Ok(())) => {}
@@ -340,8 +355,12 @@ pub fn run(
     for t in stops {
         let _ = t.send(true);
     }
-    for t in tasks {
-        let _ = rt.block_on(t);
+    for (db, t) in tasks {
+        if rt.block_on(t).is_err_and(|e| e.is_panic()) {
+            let e = ReplicateError::ShipperPanicked { db };
+            tracing::error!("{e}");
+            first_err.get_or_insert(e);
+        }
     }
     match first_err {
         Some(e) => Err(e),
