@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::mms::{Machine, Server, curl, hash_of, remote_and_local};
+use common::mms::{Machine, Server, curl, hash_of, remote_and_local, replicate_once};
 use serde_json::json;
 
 /// Fingerprint of a database's files, to prove a dry run wrote nothing.
@@ -316,19 +316,6 @@ fn pull_force_lets_the_server_win_and_still_keeps_the_local_side() {
             .unwrap()
             .contains(&json!("local-tag"))
     }));
-}
-
-fn replicate_once(server: &Server, replica: &str) {
-    let o = std::process::Command::new(common::BIN)
-        .args([
-            "replicate",
-            "-once",
-            &server.db().display().to_string(),
-            replica,
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// A replica behind the server (its replicator stopped, an outage) never reverts what this

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::mms::{Server, curl, hash_of, remote_and_local};
+use common::mms::{Server, curl, hash_of, remote_and_local, replicate_once};
 use serde_json::json;
 
 /// Copies the stopped server's database files (the database, and its WAL if one was left).
@@ -169,17 +169,4 @@ fn a_replica_pull_sends_back_what_the_server_lost_and_removes_what_it_deleted() 
     assert_eq!(local.rows_with_hash(&hash_of(precious)), 1, "{out}");
     assert_eq!(remote.rows_with_hash(&hash_of(precious)), 1, "{out}");
     assert_eq!(local.rows_with_hash(&hash_of(old)), 1, "{out}");
-}
-
-fn replicate_once(server: &Server, replica: &str) {
-    let o = std::process::Command::new(common::BIN)
-        .args([
-            "replicate",
-            "-once",
-            &server.db().display().to_string(),
-            replica,
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

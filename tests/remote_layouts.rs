@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -72,29 +73,9 @@ fn a_litestream_replica_is_named_and_not_written_into() {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(d.path().join("litestream.log")).unwrap();
-    let litestream = common::server::harness().join("venv/bin/litestream");
-    common::server::require(&litestream, "Litestream");
-    let mut lt = Command::new(&litestream)
-        .args(["replicate", "-config", cfg.to_str().unwrap()])
-        .env_remove("AWS_CA_BUNDLE")
-        .envs(s3.env())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !dir.join("ltx").is_dir() || listing_raw_is_empty(&url) {
-        assert!(
-            Instant::now() < deadline,
-            "Litestream wrote nothing:\n{}",
-            std::fs::read_to_string(d.path().join("litestream.log")).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    let _ = lt.kill();
-    let _ = lt.wait();
+    litestream_until(d.path(), &cfg, &s3.env(), || {
+        dir.join("ltx").is_dir() && !listing_raw_is_empty(&url)
+    });
     let dir_url = format!("file://{}", dir.display());
     for (target, db) in [(url.as_str(), &db), (dir_url.as_str(), &db2)] {
         for extra in [&[][..], &["-if-replica-exists"][..]] {
@@ -117,6 +98,35 @@ fn a_litestream_replica_is_named_and_not_written_into() {
         assert!(all.contains("holds a Litestream backup"), "{all}");
     }
     assert!(!dir.join("lineage").exists() && !dir.join("snapshots").exists());
+}
+
+/// Runs Litestream 0.5.17 on `cfg` (log in `dir/litestream.log`) until `done`, one second
+/// more, then kills it.
+fn litestream_until(dir: &Path, cfg: &Path, env: &[(&str, &str)], done: impl Fn() -> bool) {
+    let log_path = dir.join("litestream.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let litestream = common::server::harness().join("venv/bin/litestream");
+    common::server::require(&litestream, "Litestream");
+    let mut lt = Command::new(&litestream)
+        .args(["replicate", "-config", cfg.to_str().unwrap()])
+        .env_remove("AWS_CA_BUNDLE")
+        .envs(env.iter().copied())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "Litestream wrote nothing:\n{}",
+            std::fs::read_to_string(&log_path).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = lt.kill();
+    let _ = lt.wait();
 }
 
 /// Whether no other tool's files are stored under an S3 replica URL yet.
@@ -154,28 +164,8 @@ fn a_replica_litestream_wrote_into_since_is_named_at_restore_and_replicate() {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(d.path().join("litestream.log")).unwrap();
-    let litestream = common::server::harness().join("venv/bin/litestream");
-    common::server::require(&litestream, "Litestream");
-    let mut lt = Command::new(&litestream)
-        .args(["replicate", "-config", cfg.to_str().unwrap()])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
     insert_memories(&app, 21..=40);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !dir.join("ltx").is_dir() {
-        assert!(
-            Instant::now() < deadline,
-            "Litestream wrote nothing:\n{}",
-            std::fs::read_to_string(d.path().join("litestream.log")).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    let _ = lt.kill();
-    let _ = lt.wait();
+    litestream_until(d.path(), &cfg, &[], || dir.join("ltx").is_dir());
     let out = d.path().join("out.db");
     let o = run_env(&[
         "restore",

@@ -224,24 +224,18 @@ fn craft_commit(dir: &Path) -> String {
     f.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-#[test]
-fn a_crafted_page_count_fails_fast_within_bounded_memory() {
-    let d = tempfile::tempdir().unwrap();
-    replicated(d.path());
-    craft_commit(&d.path().join("backup/sqlite_vec.db/snapshots"));
-    restore_fails_bounded(d.path(), "snapshots/");
-    // The same in a segment after an intact snapshot.
-    let d = tempfile::tempdir().unwrap();
-    replicated(d.path());
-    let c = rusqlite::Connection::open(d.path().join("sqlite_vec.db")).unwrap();
+/// [`replicated`], then ten more memories shipped as a level-0 segment; the replica's path.
+fn replicated_with_a_segment(dir: &Path) -> std::path::PathBuf {
+    replicated(dir);
+    let db = dir.join("sqlite_vec.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
     for i in 100..110 {
         insert_memory(&c, i);
     }
     drop(c);
-    let db = d.path().join("sqlite_vec.db");
-    let rep = d.path().join("backup/sqlite_vec.db");
+    let rep = dir.join("backup/sqlite_vec.db");
     ok(&run_in(
-        d.path(),
+        dir,
         &[],
         &[
             "replicate",
@@ -250,6 +244,18 @@ fn a_crafted_page_count_fails_fast_within_bounded_memory() {
             rep.to_str().unwrap(),
         ],
     ));
+    rep
+}
+
+#[test]
+fn a_crafted_page_count_fails_fast_within_bounded_memory() {
+    let d = tempfile::tempdir().unwrap();
+    replicated(d.path());
+    craft_commit(&d.path().join("backup/sqlite_vec.db/snapshots"));
+    restore_fails_bounded(d.path(), "snapshots/");
+    // The same in a segment after an intact snapshot.
+    let d = tempfile::tempdir().unwrap();
+    let rep = replicated_with_a_segment(d.path());
     let name = craft_commit(&rep.join("segments/0"));
     restore_fails_bounded(d.path(), &name);
 }
@@ -366,24 +372,7 @@ fn craft_unindexed(path: &Path, pages: u32) {
 #[test]
 fn an_unindexed_file_of_many_pages_fails_within_bounded_memory() {
     let d = tempfile::tempdir().unwrap();
-    replicated(d.path());
-    let c = rusqlite::Connection::open(d.path().join("sqlite_vec.db")).unwrap();
-    for i in 100..110 {
-        insert_memory(&c, i);
-    }
-    drop(c);
-    let db = d.path().join("sqlite_vec.db");
-    let rep = d.path().join("backup/sqlite_vec.db");
-    ok(&run_in(
-        d.path(),
-        &[],
-        &[
-            "replicate",
-            "-once",
-            db.to_str().unwrap(),
-            rep.to_str().unwrap(),
-        ],
-    ));
+    let rep = replicated_with_a_segment(d.path());
     let seg = std::fs::read_dir(rep.join("segments/0"))
         .unwrap()
         .next()

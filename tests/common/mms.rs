@@ -400,3 +400,18 @@ pub fn remote_and_local(dir: &Path) -> (Server, Server, Machine) {
         .with("MCP_MEMORY_SQLITE_PATH", &local.db().display().to_string());
     (remote, local, m)
 }
+
+/// `memsync replicate -once` of the server's database to `replica` (the server's replicator,
+/// run by hand).
+pub fn replicate_once(server: &Server, replica: &str) {
+    let o = Command::new(BIN)
+        .args([
+            "replicate",
+            "-once",
+            &server.db().display().to_string(),
+            replica,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
