@@ -128,7 +128,7 @@ pub enum PlanError {
         target: TxId,
         /// The restorable position reached by the chain below the target.
         before: Option<TxId>,
-        /// The smallest file boundary (max txid of some key) above the target.
+        /// The oldest restorable position above the target.
         after: Option<TxId>,
     },
 }

@@ -111,6 +111,15 @@ pub fn point_at_or_before(keys: &[ObjectKey], ts: Timestamp) -> Option<Point> {
         .max_by_key(|p| p.txid)
 }
 
+/// The oldest restore point past `t`, if any: what a `-txid` between points can ask for
+/// instead (a file boundary past a hole is not one).
+pub(crate) fn first_point_after(keys: &[ObjectKey], t: TxId) -> Option<TxId> {
+    reachable(keys)
+        .into_iter()
+        .map(|(p, _)| p.txid)
+        .find(|&p| p > t)
+}
+
 /// Every reachable position, oldest first, with its point and the finest level of a segment
 /// reaching it (`None`: reached by a snapshot alone).
 fn reachable(keys: &[ObjectKey]) -> Vec<(Point, Option<u8>)> {

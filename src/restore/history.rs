@@ -35,7 +35,7 @@ pub fn text(keys: &[ObjectKey]) -> Vec<String> {
     )];
     if let Some(next) = replica_formats::hole_after(keys, p.last.txid) {
         out.push(format!(
-            "  gap: files from position {next} on are held, but none continues position {}: a latest restore fails, and a -timestamp restore after {} too (-txid {} restores the last point before the gap)",
+            "  gap: files from position {next} on are held, but none continues position {}: a latest restore fails, and so does a -timestamp restore at or after {} (the missing files may hold commits of that very millisecond); -txid {} restores the last point before the gap",
             p.last.txid,
             fmt_ts(p.last.ts),
             p.last.txid

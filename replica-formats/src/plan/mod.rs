@@ -214,11 +214,7 @@ fn try_snapshot(
     if let Target::TxId(t) = target
         && end != t
     {
-        let after = keys
-            .iter()
-            .map(ObjectKey::max_txid)
-            .filter(|&m| m > t)
-            .min();
+        let after = crate::points::first_point_after(keys, t);
         return Err(PlanError::NotFound {
             target: t,
             before: Some(end),

@@ -304,3 +304,23 @@ fn chain_from_respects_limit_and_terminates() {
     }];
     assert!(chain_from(&bad, tx(1), Target::Latest).is_empty());
 }
+
+/// A `-txid` between restore points names the next restorable one, never a file boundary
+/// past a hole (which a restore would refuse).
+#[test]
+fn not_found_names_the_next_restorable_point() {
+    let keys = [snap(1), seg(1, 2, 5), seg(0, 6, 6)];
+    assert_eq!(
+        plan_restore(&keys, Target::TxId(tx(3))),
+        Err(PlanError::NotFound {
+            target: tx(3),
+            before: Some(tx(1)),
+            after: Some(tx(5)),
+        })
+    );
+    let holed = [snap(1), seg(0, 2, 2), seg(0, 4, 4), seg(0, 5, 5)];
+    match plan_restore(&holed, Target::TxId(tx(3))) {
+        Err(PlanError::NotFound { after, .. }) => assert_eq!(after, None),
+        other => panic!("{other:?}"),
+    }
+}
