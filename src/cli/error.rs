@@ -149,7 +149,7 @@ pub enum CliError {
     /// A replica could not be read.
     #[error(transparent)]
     Replica(Box<ReplicaError>),
-    /// A restore failed; `asked` repeats a point in time asked for (` (state as of ...)`).
+    /// A restore failed; `asked` repeats a point in time asked for (` (asked for the state as of ...)`).
     #[error("{source}{asked}")]
     Restore {
         /// Why.

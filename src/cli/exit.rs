@@ -355,11 +355,11 @@ mod tests {
     fn restore_errors_repeat_the_target() {
         let e = CliError::Restore {
             source: Box::new(RestoreError::NoBackup("r".into())),
-            asked: " (state as of 2026-01-01T00:00:00Z)".into(),
+            asked: " (asked for the state as of 2026-01-01T00:00:00Z)".into(),
         };
         assert_eq!(
             e.to_string(),
-            "replica r holds no backup (state as of 2026-01-01T00:00:00Z)"
+            "replica r holds no backup (asked for the state as of 2026-01-01T00:00:00Z)"
         );
     }
 }

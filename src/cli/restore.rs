@@ -222,7 +222,10 @@ pub(super) fn restore_from(
 /// The instant a `-timestamp` asked for, in UTC, for the messages that answer it.
 fn asked_for(t: &Target) -> String {
     match t {
-        Target::Timestamp(ts) => format!(" (state as of {})", crate::timearg::format_utc(ts.get())),
+        Target::Timestamp(ts) => format!(
+            " (asked for the state as of {})",
+            crate::timearg::format_utc(ts.get())
+        ),
         _ => String::new(),
     }
 }
