@@ -71,3 +71,29 @@ fn commits_before_a_held_up_checkpoint_ship_while_it_waits() {
     let (status, log) = r.stop();
     assert!(status.success(), "{log}");
 }
+
+/// memsync started while the application holds the write lock (a long transaction) waits for
+/// it instead of exiting with "database is locked" after a second.
+#[test]
+fn a_start_while_the_application_holds_the_write_lock_waits_for_it() {
+    let s = Scene::new("", "        sync-interval: 1s\n");
+    let app = create_memdb(&s.db);
+    for i in 1..=10 {
+        insert_memory(&app, i);
+    }
+    app.execute_batch("CREATE TABLE side(x)").unwrap();
+    let holder = app_conn(&s.db);
+    holder
+        .execute_batch("BEGIN IMMEDIATE; INSERT INTO side VALUES (1)")
+        .unwrap();
+    let mut r = s.start();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(r.running(), "memsync exited:\n{}", r.log());
+    holder.execute_batch("COMMIT").unwrap();
+    insert_memory(&app, 11);
+    let out = s.wait_for_rows(11);
+    assert_same(&app, &check_sound(&out));
+    let (status, log) = r.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("starting as soon as it is released"), "{log}");
+}

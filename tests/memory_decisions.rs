@@ -168,6 +168,7 @@ fn the_local_policy_keeps_the_type_of_a_memory_stored_without_one() {
     for (c, policy) in [
         ("typed on the server, retagged here", None),
         ("typed on the server, settled later", Some("manual")),
+        ("typed on the server, retagged offline", Some("offline")),
     ] {
         let body = json!({"content": c, "tags": ["x"], "memory_type": "decision"});
         let (status, answer) = curl(
@@ -183,6 +184,11 @@ fn the_local_policy_keeps_the_type_of_a_memory_stored_without_one() {
                 m.ok(&["store", "--tags", "y", "--conflict", "local", c]);
                 m.ok(&["sync"]);
                 m.ok(&["sync", "--conflict", "local"]);
+            }
+            Some("offline") => {
+                m.ok(&["store", "--offline", "--tags", "y", c]);
+                m.ok(&["sync", "--conflict", "local"]);
+                m.ok(&["sync"]);
             }
             Some(p) => {
                 m.run(&["store", "--tags", "other", "--conflict", p, c]);

@@ -153,6 +153,16 @@ pub async fn claim(
                 dir,
             });
         }
+        // Best effort: a failure here shows again at the first placement, named there.
+        let made = found
+            .is_none()
+            .then(|| client.make_snapshot_dir())
+            .flatten();
+        let unmake = || {
+            if let Some(d) = &made {
+                let _ = std::fs::remove_dir(d);
+            }
+        };
         match found {
             None => match client.put_raw(LINEAGE_OBJECT, me.encode(), true).await {
                 Ok(()) => {
@@ -164,7 +174,10 @@ pub async fn claim(
                     }
                     return Ok(());
                 }
-                Err(ReplicaError::AlreadyExists { .. }) => continue,
+                Err(ReplicaError::AlreadyExists { .. }) => {
+                    unmake();
+                    continue;
+                }
                 // A full replica disk must not stop replication (its writes are retried):
                 // the record is written at the next start.
                 Err(e) if crate::fsutil::is_disk_full(&e) => {
@@ -173,7 +186,10 @@ pub async fn claim(
                     );
                     return Ok(());
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    unmake();
+                    return Err(e.into());
+                }
             },
             Some(Some(rec)) if rec.id == me.id => {
                 // Ours, but another tool writes here too (Litestream pointed at this path since):

@@ -1,5 +1,5 @@
-//! A full disk under the spool: waited out with backoff and reported once per episode, never a
-//! reason to exit. The application is not harmed meanwhile: memsync's read transaction keeps
+//! A full disk under the spool, or the application's write lock held at start: waited out and
+//! reported once per episode, never a reason to exit. The application is not harmed meanwhile: memsync's read transaction keeps
 //! every unshipped frame in the WAL, which only grows until space returns.
 
 use std::sync::atomic::Ordering;
@@ -19,8 +19,28 @@ impl Monitor {
     ) -> Result<(), MonitorError> {
         let mut backoff = Duration::from_millis(500);
         let mut logged = false;
+        let mut locked_since: Option<Instant> = None;
         loop {
             match self.recover(floor) {
+                // The application holds the write lock (a long transaction, a checkpoint held
+                // up by a reader): waited out as at any other time, not a reason to exit. With
+                // `-once` (no stop flag), for at most a minute.
+                Err(e) if e.is_busy() => {
+                    let since = *locked_since.get_or_insert_with(|| {
+                        tracing::warn!(
+                            "{e}: the application holds the write lock; starting as soon as it is released"
+                        );
+                        Instant::now()
+                    });
+                    let stopped = match &self.cfg.stop {
+                        Some(stop) => stop.load(Ordering::Relaxed),
+                        None => since.elapsed() >= Duration::from_secs(60),
+                    };
+                    if stopped {
+                        return Err(e);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 Err(e) if e.is_disk_full() => {
                     let Some(stop) = self.cfg.stop.clone() else {
                         return Err(e);

@@ -153,8 +153,12 @@ pub fn plan(
                 plan.seen.push(i);
                 continue;
             } else {
-                // Only the local side changed: the staged change stands, push sends it.
+                // Only the local side changed: the staged change stands, push sends it. Staged
+                // without a type (`store` without `--type`), it keeps the server's.
                 show = s.fields.clone();
+                if show.memory_type.is_none() {
+                    show.memory_type = r.fields.memory_type.clone();
+                }
             }
         }
         // From here on the record is reconciled: it becomes the new base.
