@@ -225,3 +225,71 @@ fn restarts_more_often_than_the_snapshot_interval_still_snapshot() {
     let out = s.restore("restored.db", &["-integrity-check", "full"]);
     assert_same(&app, &check_sound(&out));
 }
+
+/// `replicate DB REPLICA` (no config file) serves `/health` on `MEMSYNC_ADDR`, as the README
+/// says (before, only the zero-config form read the variable).
+#[test]
+fn the_command_line_form_serves_memsync_addr() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("db.sqlite");
+    let _app = create_memdb(&db);
+    let port = common::server::free_ports(1)[0];
+    let log = d.path().join("replicate.log");
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(d.path())
+        .env("MEMSYNC_ADDR", format!("127.0.0.1:{port}"))
+        .args(["replicate", db.to_str().unwrap()])
+        .arg(d.path().join("replica"));
+    let r = Replicator::spawn(cmd, log);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        if let Some(a) = http_get(port, "/health") {
+            break a;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing on MEMSYNC_ADDR:\n{}",
+            r.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    let (status, out) = r.stop();
+    assert!(status.success(), "{out}");
+}
+
+/// With `logging.type: json`, every line `replicate` logs is JSON on the configured stream,
+/// the first one included (it was plain text on stderr: said before the config's logging was
+/// set up).
+#[test]
+fn the_configs_json_logging_covers_the_first_line() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("db.sqlite");
+    let _app = create_memdb(&db);
+    std::fs::write(
+        d.path().join("litestream.yml"),
+        format!(
+            "logging:\n  type: json\ndbs:\n  - path: {}\n    replica:\n      path: {}\n",
+            db.display(),
+            d.path().join("replica").display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .current_dir(d.path())
+        .env("LITESTREAM_REPLICA_PATH", d.path().join("elsewhere"))
+        .args(["replicate", "-once"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(err.trim().is_empty(), "stderr: {err}");
+    assert!(out.contains("wins over LITESTREAM_REPLICA_PATH"), "{out}");
+    for line in out.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+}

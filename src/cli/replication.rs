@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 
-use super::common::{ConfigArgs, fmt_ts, load_config, open_client, resolve, runtime};
+use super::common::{ConfigArgs, fmt_ts, open_client, resolve, runtime};
 use super::error::CliError;
 use super::logging::Overrides;
 use crate::config;
@@ -64,8 +64,11 @@ pub(super) fn apply_logging(l: config::LoggingConfig, log: &Overrides) -> Result
 
 /// `memsync replicate`; its exit code (the child's, with `-exec`).
 pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<i32, CliError> {
+    let mut note = None;
     let mut cfg = if a.args.is_empty() {
-        load_config(&a.cfg)?
+        let found = super::source::find(&a.cfg)?.ok_or(CliError::NoConfigFile)?;
+        note = found.note;
+        found.config
     } else {
         if a.cfg.config.is_some() {
             return Err(CliError::Arguments(
@@ -80,6 +83,9 @@ pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<i32, Cl
         config::from_cli(&a.args[0], &a.args[1..])?
     };
     apply_logging(cfg.logging, log)?;
+    if let Some(n) = note {
+        tracing::info!("{n}");
+    }
     // Directory entries: the databases found now are replicated like configured ones.
     for s in config::discover::expand(&mut cfg, a.convert_to_wal)? {
         tracing::warn!("{}: {}; not replicated", s.path.display(), s.why);

@@ -122,6 +122,9 @@ pub(super) fn cmd_run(mut a: RunArgs, log: &Overrides) -> Result<i32, CliError> 
         found.as_ref().map(|f| f.config.logging).unwrap_or_default(),
         log,
     )?;
+    if let Some(n) = found.as_ref().and_then(|f| f.note.as_deref()) {
+        tracing::info!("{n}");
+    }
     let exec = a
         .exec
         .or_else(|| found.as_ref().and_then(|f| f.config.exec.clone()));

@@ -18,6 +18,9 @@ pub(super) enum Origin {
 pub(super) struct Found {
     pub config: Config,
     pub origin: Origin,
+    /// A line for the log, said by the caller once its logging is set up (the config's own
+    /// `logging` section decides its format and stream).
+    pub note: Option<String>,
 }
 
 /// The config file when there is one, else the environment's configuration (the memory
@@ -26,16 +29,19 @@ pub(super) fn find_with(a: &ConfigArgs, settings: &Overrides) -> Result<Option<F
     let path = a.config.clone().or_else(default_config_path);
     if let Some(path) = path {
         let config = config::load(&path, !a.no_expand_env)?;
-        if std::env::var_os(zeroconf::REPLICA_VAR).is_some_and(|v| !v.is_empty()) {
-            tracing::info!(
-                "config file {} wins over {}: the LITESTREAM_* replica variables are not used",
-                path.display(),
-                zeroconf::REPLICA_VAR
-            );
-        }
+        let note = std::env::var_os(zeroconf::REPLICA_VAR)
+            .is_some_and(|v| !v.is_empty())
+            .then(|| {
+                format!(
+                    "config file {} wins over {}: the LITESTREAM_* replica variables are not used",
+                    path.display(),
+                    zeroconf::REPLICA_VAR
+                )
+            });
         return Ok(Some(Found {
             config,
             origin: Origin::File,
+            note,
         }));
     }
     if std::env::var_os(zeroconf::REPLICA_VAR).is_none_or(|v| v.is_empty()) {
@@ -47,6 +53,7 @@ pub(super) fn find_with(a: &ConfigArgs, settings: &Overrides) -> Result<Option<F
         zeroconf::from_env(&env, &s.memory_db, &s.memory_db_from)?.map(|e| Found {
             config: e.config,
             origin: Origin::Env(e.origins),
+            note: None,
         }),
     )
 }

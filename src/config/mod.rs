@@ -413,7 +413,12 @@ pub fn from_cli(db: &str, urls: &[String]) -> Result<Config, ConfigError> {
     let config = Config {
         dbs: vec![DbConfig::with_defaults(path, replicas)],
         dirs: Vec::new(),
-        addr: None,
+        // With no config file, the `addr` endpoint comes from memsync's own variable, as in
+        // the zero-config form.
+        addr: std::env::var(zeroconf::ADDR_VAR)
+            .ok()
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty()),
         logging: LoggingConfig::default(),
         source: PathBuf::from("(command line)"),
         tiers: Tiers::default(),
