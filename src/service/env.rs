@@ -58,6 +58,18 @@ pub fn is_carried(name: &str) -> bool {
         && !NOT_CARRIED_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
+/// A URL's password masked (a replica URL with credentials in it, whatever its variable's
+/// name); any other value as it is.
+fn without_password(value: &str) -> String {
+    match url::Url::parse(value) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some(MASK));
+            u.to_string()
+        }
+        _ => value.to_owned(),
+    }
+}
+
 /// True for a name whose value is a secret.
 pub fn is_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
@@ -124,7 +136,7 @@ impl Env {
                     value: if v.secret {
                         MASK.into()
                     } else {
-                        v.value.clone()
+                        without_password(&v.value)
                     },
                     ..v.clone()
                 })
@@ -221,6 +233,11 @@ mod tests {
         );
         let staging = env.vars.iter().find(|v| v.name == "STAGING_DB_PATH");
         assert_eq!(staging.unwrap().value, "/work/dir/staging.db");
+        assert_eq!(
+            without_password("http://memsync:bkey@backup:8080/r"),
+            format!("http://memsync:{MASK}@backup:8080/r")
+        );
+        assert_eq!(without_password("/plain/path"), "/plain/path");
         let masked = env.masked();
         assert!(
             masked
