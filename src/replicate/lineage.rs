@@ -194,7 +194,7 @@ pub async fn claim(
             Some(Some(rec)) if rec.id == me.id => {
                 // Ours, but another tool writes here too (Litestream pointed at this path since):
                 // a restore reads memsync's files only.
-                if let Some(dir) = client.foreign_layout().await? {
+                if let Ok(Some(dir)) = client.foreign_layout().await {
                     tracing::warn!(
                         "replica {} also holds a Litestream backup (its `{dir}/` folder): another replicator writes this replica too; memsync neither reads nor deletes its files",
                         client.name()

@@ -259,8 +259,9 @@ pub fn restore(
 /// A replica that holds Litestream's files beside memsync's (one tool, then the other, on
 /// the same path): the restore reads memsync's files only, which may be older than what
 /// Litestream wrote since. Said before anything is restored.
-fn warn_mixed(client: &ReplicaClient, rt: &Handle, keys: &[ObjectKey]) -> Result<(), RestoreError> {
-    if let Some(dir) = rt.block_on(client.foreign_layout())? {
+fn warn_mixed(client: &ReplicaClient, rt: &Handle, keys: &[ObjectKey]) {
+    // A warning only: a folder that cannot be listed (a symlink loop) is the listing's to skip.
+    if let Ok(Some(dir)) = rt.block_on(client.foreign_layout()) {
         let newest = keys.iter().max_by_key(|k| k.max_txid());
         tracing::warn!(
             "replica {} also holds a Litestream backup (its `{dir}/` folder), which memsync does not read: this restore is of memsync's own files{}; if Litestream replicated this database since, restore with Litestream",
@@ -271,7 +272,6 @@ fn warn_mixed(client: &ReplicaClient, rt: &Handle, keys: &[ObjectKey]) -> Result
             ))
         );
     }
-    Ok(())
 }
 
 /// [`restore`] once the output's directory exists.
@@ -296,7 +296,7 @@ fn restore_listed(
         }
         return Err(RestoreError::NoBackup(client.name().to_owned()));
     }
-    warn_mixed(client, rt, &keys)?;
+    warn_mixed(client, rt, &keys);
     let mut fell_back = None;
     let mut relists = 0;
     // Corrupt snapshots a fallback restore routes around, also in later listings.
