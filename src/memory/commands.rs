@@ -175,7 +175,8 @@ pub fn pull_summary(r: &PullReport) -> String {
     )
 }
 
-/// What asking the server about a replica's records found, when it found anything.
+/// What the counts leave out, when there is any: memories the server lost, and what asking it
+/// about a replica's records found.
 fn behind_note(r: &PullReport) -> String {
     let mut s = String::new();
     if r.resent > 0 {

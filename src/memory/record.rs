@@ -16,6 +16,15 @@ pub struct Fields {
 }
 
 impl Fields {
+    /// These fields, with `other`'s type when they set none: `store` without `--type` keeps
+    /// the type the memory already has.
+    pub fn typed_as(mut self, other: Option<&Fields>) -> Fields {
+        if self.memory_type.is_none() {
+            self.memory_type = other.and_then(|o| o.memory_type.clone());
+        }
+        self
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::json!({
             "tags": self.tags, "memory_type": self.memory_type, "metadata": self.metadata

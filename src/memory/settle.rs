@@ -96,12 +96,7 @@ pub fn apply(
     // A local side without a type (`store` without `--type`) keeps the type the memory has:
     // the server's, else the common base's. Taken as it was, the local row lost its type
     // while the server kept it.
-    let mut local = item.fields.clone();
-    if local.memory_type.is_none() {
-        local.memory_type = remote
-            .and_then(|f| f.memory_type.clone())
-            .or_else(|| base.and_then(|f| f.memory_type.clone()));
-    }
+    let local = item.fields.clone().typed_as(remote).typed_as(base);
     Ok(match (kind, policy) {
         (_, ConflictPolicy::Manual) => {
             staging.rewrite(

@@ -240,16 +240,11 @@ pub fn run(
             // A shipping task that panicked would leave its replica behind for good, with
             // nothing said: replication stops with an error instead.
             for d in &mut dbs {
-                if let Some(i) = d.tasks.iter().position(|t| t.is_finished()) {
-                    let t = d.tasks.swap_remove(i);
-                    if rt.block_on(t).is_err_and(|e| e.is_panic()) {
-                        let e = ReplicateError::ShipperPanicked {
-                            db: d.handle.path.clone(),
-                        };
-                        tracing::error!("{e}");
-                        first_err.get_or_insert(e);
-                        ended = true;
-                    }
+                if let Some(i) = d.tasks.iter().position(|t| t.is_finished())
+                    && let Some(e) = panicked(&rt, &d.handle.path, d.tasks.swap_remove(i))
+                {
+                    first_err.get_or_insert(e);
+                    ended = true;
                 }
             }
             if ended {
@@ -356,9 +351,7 @@ pub fn run(
         let _ = t.send(true);
     }
     for (db, t) in tasks {
-        if rt.block_on(t).is_err_and(|e| e.is_panic()) {
-            let e = ReplicateError::ShipperPanicked { db };
-            tracing::error!("{e}");
+        if let Some(e) = panicked(&rt, &db, t) {
             first_err.get_or_insert(e);
         }
     }
@@ -366,6 +359,22 @@ pub fn run(
         Some(e) => Err(e),
         None => Ok(handles),
     }
+}
+
+/// Waits for a database's task; the error, said, if it panicked (a bug).
+fn panicked(
+    rt: &tokio::runtime::Runtime,
+    db: &std::path::Path,
+    t: tokio::task::JoinHandle<()>,
+) -> Option<ReplicateError> {
+    if !rt.block_on(t).is_err_and(|e| e.is_panic()) {
+        return None;
+    }
+    let e = ReplicateError::ShipperPanicked {
+        db: db.to_path_buf(),
+    };
+    tracing::error!("{e}");
+    Some(e)
 }
 
 /// Directories a failed start made, removed when it returns (declared before the locks

@@ -1,6 +1,7 @@
 //! A full disk under the spool, or the application's write lock held at start: waited out and
-//! reported once per episode, never a reason to exit. The application is not harmed meanwhile: memsync's read transaction keeps
-//! every unshipped frame in the WAL, which only grows until space returns.
+//! reported once per episode, never a reason to exit. The application is not harmed meanwhile:
+//! memsync's read transaction keeps every unshipped frame in the WAL, which only grows until
+//! space returns.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -10,13 +11,10 @@ use replica_formats::TxId;
 use super::monitor::{Monitor, MonitorError};
 
 impl Monitor {
-    /// [`Self::recover`], retried with backoff while the spool's disk is full (when a stop
-    /// flag says how long to keep trying): a full disk is a condition to wait out, and the
-    /// application is not harmed meanwhile (its WAL only grows).
-    pub(super) fn recover_waiting_for_space(
-        &mut self,
-        floor: Option<TxId>,
-    ) -> Result<(), MonitorError> {
+    /// [`Self::recover`], retried while the spool's disk is full (with backoff, when a stop
+    /// flag says how long to keep trying) or the application holds the write lock: both are
+    /// conditions to wait out, and the application is not harmed meanwhile.
+    pub(super) fn recover_waiting(&mut self, floor: Option<TxId>) -> Result<(), MonitorError> {
         let mut backoff = Duration::from_millis(500);
         let mut logged = false;
         let mut locked_since: Option<Instant> = None;

@@ -120,7 +120,7 @@ impl Monitor {
             stats,
             ino,
         };
-        m.recover_waiting_for_space(floor)?;
+        m.recover_waiting(floor)?;
         Ok(m)
     }
 

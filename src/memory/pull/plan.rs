@@ -155,10 +155,7 @@ pub fn plan(
             } else {
                 // Only the local side changed: the staged change stands, push sends it. Staged
                 // without a type (`store` without `--type`), it keeps the server's.
-                show = s.fields.clone();
-                if show.memory_type.is_none() {
-                    show.memory_type = r.fields.memory_type.clone();
-                }
+                show = s.fields.clone().typed_as(Some(&r.fields));
             }
         }
         // From here on the record is reconciled: it becomes the new base.
