@@ -466,3 +466,62 @@ fn a_repair_is_all_or_nothing_and_keeps_the_merge_base() {
     m.ok(&["sync"]);
     assert_eq!(server.tags(c), vec!["keep"]);
 }
+
+/// A store while `repair` rebuilds the staging database waits, and lands in the rebuilt file.
+/// (Before: it went into the damaged file after the repair had read it, was acknowledged as
+/// staged, and was gone once the rebuilt file replaced it, kept only in the file set aside.)
+#[test]
+fn a_store_during_a_repair_lands_in_the_rebuilt_database() {
+    common::require_fault_points();
+    let dir = tempfile::tempdir().unwrap();
+    let m = Machine::new(&dir.path().join("m"), free_port());
+    let pad = "padding so the rows span several pages ".repeat(8);
+    for i in 0..40 {
+        m.ok(&["store", "--offline", &format!("staged {i} {pad}")]);
+    }
+    damage_a_table_leaf(&m.staging_path());
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let log = dir.path().join("repair.err");
+    let mut repair = m
+        .with("MEMSYNC_FAULT", "repair-rebuild:pause")
+        .with("MEMSYNC_FAULT_HOLD", hold.to_str().unwrap())
+        .command(&["repair"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("paused")
+    {
+        assert!(t0.elapsed().as_secs() < 60, "repair never paused");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let content = "stored while the repair runs";
+    let mut store = m
+        .with("SYNC_LOCK_WAIT", "120")
+        .command(&["store", "--offline", content]);
+    store.stdin(std::process::Stdio::null());
+    // The store runs on its own thread of this test: it waits for the repair, released below.
+    let store = std::thread::spawn(move || store.output());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::fs::remove_file(&hold).unwrap();
+    assert!(repair.wait().unwrap().success());
+    let out = store.join().unwrap().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let n: i64 = rusqlite::Connection::open(m.staging_path())
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM staged_memories WHERE content = ?1",
+            [content],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        n, 1,
+        "the store acknowledged during the repair is not in staging"
+    );
+}

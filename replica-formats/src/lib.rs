@@ -45,7 +45,7 @@ pub use merge::merge_segments;
 pub use plan::{RestorePlan, Target, chain_from, hole_after, plan_restore};
 pub use points::{Point, RestorePoints, Stretch, restore_points};
 pub use pos::{DbChecksum, PageNo, PageSize, Timestamp, TxId};
-pub use retention::{chain_after, restorable_end, retention_victims};
+pub use retention::{chain_after, refine_chain, restorable_end, retention_victims};
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

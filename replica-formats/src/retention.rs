@@ -83,10 +83,137 @@ pub fn chain_after(keys: &[ObjectKey], remote: Option<TxId>) -> Vec<ObjectKey> {
     out
 }
 
+/// `chain`, each merged segment in it replaced, where `keys` allow, by the finer segments it
+/// merged that `fine` accepts: the same positions, reached through more restore points. Why: a
+/// replica that was down while the spool merged would otherwise get only the merged file for
+/// that stretch, and lose every per-sync point in it for good. Among the ways through a merged
+/// segment's range, the lowest levels win, then the shortest steps; a range that no finer files
+/// cover exactly keeps its merged segment.
+pub fn refine_chain(
+    chain: &[ObjectKey],
+    keys: &[ObjectKey],
+    fine: impl Fn(&ObjectKey) -> bool,
+) -> Vec<ObjectKey> {
+    let mut out = Vec::with_capacity(chain.len());
+    for seg in chain {
+        match seg.level() {
+            Some(l) if l.get() > 0 => {
+                let inside: Vec<&ObjectKey> = keys
+                    .iter()
+                    .filter(|k| k.level().is_some_and(|kl| kl < l))
+                    .filter(|k| k.min_txid() >= seg.min_txid() && k.max_txid() <= seg.max_txid())
+                    .filter(|k| k.min_txid() <= k.max_txid() && fine(k))
+                    .collect();
+                match finest_path(&inside, seg.min_txid(), seg.max_txid()) {
+                    Some(path) => out.extend(path),
+                    None => out.push(*seg),
+                }
+            }
+            _ => out.push(*seg),
+        }
+    }
+    out
+}
+
+/// The segments of `inside` leading from `from` to exactly `to`, lowest levels and shortest
+/// steps first; `None` if they do not cover the range. Decided from the end backwards, one
+/// pass over the starting positions (every segment ends at or after its start).
+fn finest_path(inside: &[&ObjectKey], from: TxId, to: TxId) -> Option<Vec<ObjectKey>> {
+    use std::collections::BTreeMap;
+    let mut by_min: BTreeMap<TxId, Vec<ObjectKey>> = BTreeMap::new();
+    for k in inside {
+        by_min.entry(k.min_txid()).or_default().push(**k);
+    }
+    // For each start position: the best segment from there that leads on to `to`.
+    let mut best: BTreeMap<TxId, ObjectKey> = BTreeMap::new();
+    for (min, segs) in by_min.iter().rev() {
+        let leads_on =
+            |k: &&ObjectKey| k.max_txid() == to || best.contains_key(&k.max_txid().next());
+        if let Some(k) = segs
+            .iter()
+            .filter(leads_on)
+            .min_by_key(|k| (k.level(), k.max_txid(), std::cmp::Reverse(k.timestamp())))
+        {
+            best.insert(*min, *k);
+        }
+    }
+    let mut path = Vec::new();
+    let mut at = from;
+    loop {
+        let k = *best.get(&at)?;
+        path.push(k);
+        if k.max_txid() == to {
+            return Some(path);
+        }
+        at = k.max_txid().next();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::Level;
     use crate::testkit::{seg_at as seg, snap_at as snap};
+
+    #[test]
+    fn a_merged_segment_is_replaced_by_the_level_0_files_it_merged() {
+        let keys = vec![
+            snap(1, 0),
+            seg(0, 2, 2, 10),
+            seg(0, 3, 4, 20),
+            seg(0, 5, 5, 30),
+            seg(1, 2, 5, 31),
+            seg(0, 6, 6, 40),
+        ];
+        let coarse = chain_after(&keys, Some(TxId::new(1).unwrap()));
+        assert_eq!(coarse, vec![seg(1, 2, 5, 31), seg(0, 6, 6, 40)]);
+        assert_eq!(
+            refine_chain(&coarse, &keys, |_| true),
+            vec![
+                seg(0, 2, 2, 10),
+                seg(0, 3, 4, 20),
+                seg(0, 5, 5, 30),
+                seg(0, 6, 6, 40)
+            ]
+        );
+        // Files `fine` turns down (past their tier's keep) are not sent for a moment.
+        assert_eq!(
+            refine_chain(&coarse, &keys, |k| k.timestamp().get() >= 20),
+            coarse
+        );
+    }
+
+    #[test]
+    fn a_gap_among_the_finer_files_is_bridged_by_a_lower_merge_or_left_to_the_merged_one() {
+        // Level 0 lacks 4 (pruned), but a level-1 piece covers 3..=4 inside the level-2 file.
+        let keys = vec![
+            seg(0, 2, 2, 10),
+            seg(0, 3, 3, 20),
+            seg(1, 3, 4, 25),
+            seg(0, 5, 5, 30),
+            seg(2, 2, 5, 35),
+        ];
+        assert_eq!(
+            refine_chain(&[seg(2, 2, 5, 35)], &keys, |_| true),
+            vec![seg(0, 2, 2, 10), seg(1, 3, 4, 25), seg(0, 5, 5, 30)]
+        );
+        // Without the piece there is no way through: the merged file stays.
+        let holed: Vec<ObjectKey> = keys
+            .iter()
+            .filter(|k| k.level() != Level::new(1))
+            .copied()
+            .collect();
+        assert_eq!(
+            refine_chain(&[seg(2, 2, 5, 35)], &holed, |_| true),
+            vec![seg(2, 2, 5, 35)]
+        );
+        // A finer file overrunning the merged one's end is not a way through either.
+        let over = vec![seg(0, 2, 3, 10), seg(0, 4, 6, 20), seg(1, 2, 5, 25)];
+        assert_eq!(
+            refine_chain(&[seg(1, 2, 5, 25)], &over, |_| true),
+            vec![seg(1, 2, 5, 25)]
+        );
+    }
 
     #[test]
     fn retention_keeps_the_snapshot_covering_the_window_and_everything_after() {

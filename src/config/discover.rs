@@ -122,6 +122,19 @@ impl Scan {
 /// out; one that cannot be read is listed in [`Scan::unreadable`] (one bad entry must not
 /// hide every other database); only the directory itself failing fails the scan.
 pub fn scan(d: &DirConfig) -> Result<Scan, ScanError> {
+    scan_sparing(d, |_| None)
+}
+
+/// [`scan`], taking `spared(rel)`'s kind for the files it names instead of opening them: the
+/// databases this process replicates. Why: opening and closing a second descriptor of a file
+/// drops every POSIX lock the process holds on it, SQLite's included. A watch that read each
+/// replicated database's header every second let the application's last close merge and
+/// delete the WAL under memsync's open connections; the commits of the next connection went to
+/// a new WAL memsync never read (a tester lost the writes made just before SIGTERM).
+pub fn scan_sparing(
+    d: &DirConfig,
+    spared: impl Fn(&Path) -> Option<Kind>,
+) -> Result<Scan, ScanError> {
     let skip_dirs: Vec<PathBuf> = d
         .template
         .replicas
@@ -182,6 +195,10 @@ pub fn scan(d: &DirConfig) -> Result<Scan, ScanError> {
                     continue;
                 }
             }
+            if let Some(kind) = spared(&rel) {
+                out.push(Found { rel, kind });
+                continue;
+            }
             match classify_file(&path) {
                 Ok(kind) => out.push(Found { rel, kind }),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -224,6 +241,14 @@ impl Tracker {
             convert_to_wal,
             known: BTreeMap::new(),
         }
+    }
+
+    /// The kind of `rel` when it is a database replicated now (see [`scan_sparing`]).
+    pub fn replicated(&self, rel: &Path) -> Option<Kind> {
+        self.known
+            .get(rel)
+            .copied()
+            .filter(|k| k.skip_reason(self.convert_to_wal).is_none())
     }
 
     /// The databases replicated now, by relative path.

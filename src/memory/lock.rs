@@ -3,7 +3,8 @@
 //! Commands that change staging, the local database or the server take an exclusive `flock` on
 //! `<staging db>.lock`; a second one waits up to `SYNC_LOCK_WAIT` seconds (default 10), then
 //! gives up naming the holder. `store` never takes it (it only inserts, which SQLite
-//! serialises), nor do read-only commands and dry runs.
+//! serialises; [`super::swaplock`] keeps it apart from `repair`), nor do read-only commands
+//! and dry runs.
 //!
 //! The lock file holds the holder's pid, command and start time as text, for that message. It
 //! is never deleted (deleting a flock file lets two processes lock two different files); it is
@@ -33,6 +34,14 @@ pub enum LockError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "staging database {db}: waited {waited}s for {waiting_for} (SYNC_LOCK_WAIT); run again when it has finished"
+    )]
+    Swap {
+        db: PathBuf,
+        waiting_for: &'static str,
+        waited: u64,
+    },
     #[error("SYNC_LOCK_WAIT={0:?}: expected a whole number of seconds")]
     BadWait(String),
 }
@@ -41,7 +50,7 @@ impl LockError {
     /// What the failure means: held by another run, a lock file that failed, or a bad setting.
     pub fn kind(&self) -> super::kind::ErrorKind {
         match self {
-            LockError::Held { .. } => super::kind::ErrorKind::Locked,
+            LockError::Held { .. } | LockError::Swap { .. } => super::kind::ErrorKind::Locked,
             LockError::Io { .. } => super::kind::ErrorKind::Io,
             LockError::BadWait(_) => super::kind::ErrorKind::Invalid,
         }

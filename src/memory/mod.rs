@@ -31,6 +31,7 @@ pub(crate) mod settle;
 pub(crate) mod staging;
 pub(crate) mod status;
 mod store;
+mod swaplock;
 pub(crate) mod synclog;
 
 pub use error::MemoryError;

@@ -16,6 +16,7 @@ use super::record::{DEFAULT_TYPE, Fields};
 use super::settings::ConflictPolicy;
 use super::settle::{self, Kind};
 use super::staging::State;
+use super::swaplock;
 
 /// What `store` was given.
 #[derive(Debug, Clone, Default)]
@@ -94,7 +95,12 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
     // type; one merged into a staged row or a server version keeps theirs unless `--type`
     // says otherwise. When the server could not be asked, the type stays unset: the push
     // gives a memory new there the default, and one already there keeps its type.
+    // Taken at the first write to staging, held to the end (every later write comes after).
+    let swap = std::cell::OnceCell::new();
     let stage = |why: &str, server: Server| -> Result<(i64, bool), MemoryError> {
+        if swap.get().is_none() {
+            let _ = swap.set(swaplock::for_store(&ctx.settings.staging_db)?);
+        }
         let mut st = ctx.staging()?;
         let new = server == Server::Lacks && st.open_for(&hash)?.is_none();
         let f = if new {

@@ -168,16 +168,31 @@ pub fn metrics(text: &str) -> LogMetrics {
     m
 }
 
-/// `N` in `… key N, …`.
+/// `N` in `… key N, …`, also when a note follows the number (`conflicts 3 (3 open: …)`).
 fn counted(text: &str, key: &str) -> u64 {
     text.split(", ")
-        .find_map(|part| part.strip_prefix(key)?.trim().parse().ok())
+        .find_map(|part| {
+            let rest = part.strip_prefix(key)?.trim_start();
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            rest[..digits].parse().ok()
+        })
         .unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_followed_by_a_note_is_read() {
+        let line =
+            "from http://x (REST API): added 0, conflicts 3 (3 open: memsync resolve-conflicts)";
+        assert_eq!(counted(line, "conflicts"), 3);
+        assert_eq!(counted(line, "added"), 0);
+        assert_eq!(counted("changed x", "changed"), 0);
+    }
 
     #[test]
     fn metrics_read_back_what_was_written() {

@@ -223,7 +223,13 @@ async fn write_states(exposed: Arc<Exposed>, written: Arc<Mutex<Option<Vec<PathB
                 if last.get(&src.meta_dir).is_some_and(|p| !state::due(p, &st)) {
                     continue;
                 }
-                state::write(&src.meta_dir, &st)?;
+                let first = !last.contains_key(&src.meta_dir);
+                match state::write(&src.meta_dir, &st, first) {
+                    Ok(()) => {}
+                    // Removed with its database (which the replicator drops at its next look).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
                 last.insert(src.meta_dir.clone(), st);
             }
             Ok::<_, std::io::Error>(())

@@ -90,11 +90,15 @@ pub fn path(meta_dir: &Path) -> PathBuf {
 /// of databases that churn made file creation a third of memsync's CPU (ext4 without a
 /// journal scans recently freed inodes on every allocation). Not fsynced: it is a hint,
 /// rewritten every [`EVERY`]; [`read`] tells a torn read from a state.
-pub fn write(meta_dir: &Path, state: &State) -> io::Result<()> {
+///
+/// Only a `first` write creates the file: a later one finding it gone (its database's folder
+/// being removed, `rm -rf` of a tenant) must not make it again under the remover, whose
+/// `rmdir` then failed; it answers `NotFound`.
+pub fn write(meta_dir: &Path, state: &State, first: bool) -> io::Result<()> {
     let mut bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
     let f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
+        .create(first)
         .truncate(false)
         .open(path(meta_dir))?;
     let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
@@ -262,7 +266,7 @@ mod tests {
         assert_eq!(read(d.path()).unwrap(), None);
         let mut s = state(10_000);
         s.pid = std::process::id();
-        write(d.path(), &s).unwrap();
+        write(d.path(), &s, true).unwrap();
         assert_eq!(read(d.path()).unwrap(), Some(s));
         let lines = describe(d.path(), 11_000);
         assert_eq!(
@@ -285,11 +289,16 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut long = state(10_000);
         long.db = "/a/much/longer/database/path/than/the/next/one.db".into();
-        write(d.path(), &long).unwrap();
+        write(d.path(), &long, true).unwrap();
         let ino = crate::platform::file_id(&path(d.path())).unwrap();
         let short = state(12_000);
-        write(d.path(), &short).unwrap();
-        assert_eq!(read(d.path()).unwrap(), Some(short));
+        write(d.path(), &short, false).unwrap();
+        assert_eq!(read(d.path()).unwrap(), Some(short.clone()));
         assert_eq!(crate::platform::file_id(&path(d.path())).unwrap(), ino);
+        // A rewrite never makes the file again once it is gone (its folder being removed).
+        std::fs::remove_file(path(d.path())).unwrap();
+        let err = write(d.path(), &short, false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(!path(d.path()).exists());
     }
 }

@@ -1,12 +1,12 @@
 //! `watch: true` directory entries while replicating: each such directory is rescanned every
-//! second (a readdir and, for new files only, a 100-byte header read), so a database created
+//! second (a readdir and, for files not replicated now, a 100-byte header read), so a database created
 //! while memsync runs is replicated within about a second and one removed is dropped. A
 //! matching file that is not a WAL database is logged once, not retried in a loop.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::config::discover::{Kind, Tracker, scan};
+use crate::config::discover::{Kind, Tracker, scan, scan_sparing};
 use crate::config::{Config, DbConfig, DirConfig};
 
 /// The watched directory entries and what each held at the last scan.
@@ -62,12 +62,22 @@ impl DirWatcher {
 
     /// Rescans every watched directory. The first scan reports every database present as
     /// added: the caller skips those it replicates already.
-    pub fn poll(&mut self) -> Found {
+    ///
+    /// `replicated` names the databases this process has open: they are not opened again
+    /// ([`scan_sparing`]), from the first scan on (the databases started with the process too).
+    pub fn poll(&mut self, replicated: impl Fn(&Path) -> bool) -> Found {
         let mut out = Found::default();
         // Which entry (its config line) found each new database first.
         let mut first: HashMap<PathBuf, u64> = HashMap::new();
         for (d, tracker) in &mut self.entries {
-            let found = match scan(d) {
+            // A database replicated now is not opened again (its monitor sees it leave WAL
+            // mode, or be replaced, and ends; `forget` then makes the next scan look at it).
+            let spared = |rel: &Path| {
+                tracker
+                    .replicated(rel)
+                    .or_else(|| replicated(&d.dir.join(rel)).then_some(Kind::Wal))
+            };
+            let found = match scan_sparing(d, spared) {
                 Ok(f) => {
                     if self.failing.remove(&d.dir).is_some() {
                         tracing::info!("{}: readable again", d.dir.display());

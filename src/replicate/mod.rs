@@ -251,7 +251,9 @@ pub fn run(
                 break;
             }
             if let Some(w) = watcher.as_mut() {
-                let found = w.poll();
+                let open: std::collections::HashSet<&std::path::Path> =
+                    dbs.iter().map(|d| d.handle.path.as_path()).collect();
+                let found = w.poll(|p| open.contains(p));
                 for path in found.removed {
                     if let Some(i) = dbs.iter().position(|d| d.handle.path == path) {
                         let d = dbs.swap_remove(i);

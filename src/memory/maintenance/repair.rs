@@ -166,6 +166,8 @@ fn fill(path: &Path, s: &Salvage) -> Result<String, MemoryError> {
 pub fn repair(ctx: &Ctx) -> Result<String, MemoryError> {
     let path = ctx.settings.staging_db.clone();
     let mut out = Vec::new();
+    // From the first read to the rename, no store may write to the file being replaced.
+    let _swap = crate::memory::swaplock::for_rebuild(&path)?;
     // None: sound; Some(None): damaged beyond opening; Some(Some(s)): damaged, `s` read back.
     let damage = match Staging::open_existing(&path) {
         Ok(None) => return Ok("nothing to repair: no staging database".into()),

@@ -192,7 +192,7 @@ impl Shipper {
         })?;
         let mut n = 0;
         self.note_behind(&keys);
-        let chain = chain_after(&keys, self.remote);
+        let chain = self.finest(chain_after(&keys, self.remote), &keys);
         // A way forward answers any earlier ask; if it is dropped again (spool budget), ask anew.
         if !chain.is_empty() {
             self.asked = false;
@@ -265,6 +265,20 @@ impl Shipper {
             self.confirmed.send_replace(self.remote);
         }
         Ok((n, true))
+    }
+
+    /// `chain` through the finest spooled files this replica's tiers would still keep: a
+    /// replica that was behind while the spool merged gets the level-0 files of that stretch
+    /// (its per-sync restore points), not only their merge, which follows as a compacted file.
+    fn finest(&self, chain: Vec<ObjectKey>, keys: &[ObjectKey]) -> Vec<ObjectKey> {
+        let wall = crate::sqlite::capture::now_ms().get();
+        replica_formats::refine_chain(&chain, keys, |k| {
+            let keep = self
+                .tiers
+                .keep(k.level().map_or(0, |l| l.get()))
+                .min(self.retention);
+            k.timestamp().get() + keep.as_millis() as i64 > wall
+        })
     }
 
     /// Records, for the lag figure, when the oldest spooled file holding a position this
