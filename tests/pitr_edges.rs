@@ -131,3 +131,68 @@ fn a_file_missing_right_after_the_point_is_a_gap_not_an_older_database() {
         "{listing:#}"
     );
 }
+
+/// A replica that falls behind while the spool merges its level-0 files (here its uploads are
+/// held up) gets those level-0 files when it catches up, not only the level-1 file merging
+/// them: every sync of the stretch stays restorable there, as on a replica that kept up.
+/// (Before: a replica back from an outage had points 30 s apart for that stretch, for good.)
+#[test]
+fn a_replica_that_was_behind_gets_every_sync_of_the_stretch() {
+    require_fault_points();
+    let s = Scene::new(
+        "",
+        "        sync-interval: 200ms\nlevels:\n  - interval: 2s\n    retention: 1h\n",
+    );
+    let app = create_memdb(&s.db);
+    insert_memories(&app, 1..=5);
+    let hold = s.dir.path().join("hold-uploads");
+    std::fs::write(&hold, b"").unwrap();
+    let mut r = s.start_with(&[
+        ("MEMSYNC_FAULT", "upload:pause:2"),
+        ("MEMSYNC_FAULT_HOLD", hold.to_str().unwrap()),
+        ("MEMSYNC_COMPACTION_INTERVAL", "1s"),
+    ]);
+    // The snapshot goes up; the first segment after it is held.
+    r.wait_for_log("shipping a new snapshot");
+    insert_memories(&app, 6..=6);
+    r.wait_for_log("fault point upload: paused");
+    // Twenty syncs' worth of commits while the replica is held up; the spool merges them.
+    for i in 7..=26 {
+        insert_memories(&app, i..=i);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::remove_file(&hold).unwrap();
+    s.wait_for_rows(26);
+    let (status, log) = r.stop();
+    assert!(status.success(), "{log}");
+    let listing = common::points::wal_json(&s);
+    let files = listing["replicas"][0]["files"].as_array().unwrap();
+    let pos =
+        |f: &serde_json::Value, k: &str| u64::from_str_radix(f[k].as_str().unwrap(), 16).unwrap();
+    let merged = files.iter().filter(|f| f["level"] == 1).count();
+    assert!(
+        merged >= 1,
+        "nothing merged while held up: {files:#?}\n{log}"
+    );
+    // Level 0 runs unbroken from its first file to the newest position.
+    let mut l0: Vec<(u64, u64)> = files
+        .iter()
+        .filter(|f| f["level"] == 0)
+        .map(|f| (pos(f, "min_txid"), pos(f, "max_txid")))
+        .collect();
+    l0.sort();
+    let newest = files.iter().map(|f| pos(f, "max_txid")).max().unwrap();
+    assert!(
+        l0.len() >= 15,
+        "level-0 files on the replica: {l0:?}\n{log}"
+    );
+    for w in l0.windows(2) {
+        assert_eq!(
+            w[1].0,
+            w[0].1 + 1,
+            "a stretch without level-0 files: {l0:?}\n{log}"
+        );
+    }
+    assert_eq!(l0.last().unwrap().1, newest, "{l0:?}");
+}
