@@ -79,6 +79,9 @@ pub struct ShipStats {
     pub last_ok_ms: AtomicI64,
     /// When (Unix ms) an attempt last failed; 0 = never.
     pub last_err_ms: AtomicI64,
+    /// The database whose lineage record replaced this one's on the replica, once its shipper
+    /// found it there: it ships nothing more to it.
+    pub taken_by: std::sync::Mutex<Option<String>>,
 }
 
 impl Default for ShipStats {
@@ -91,6 +94,7 @@ impl Default for ShipStats {
             behind_since_ms: AtomicI64::new(unix_ms()),
             last_ok_ms: AtomicI64::new(0),
             last_err_ms: AtomicI64::new(0),
+            taken_by: std::sync::Mutex::new(None),
         }
     }
 }
@@ -121,6 +125,19 @@ impl ShipStats {
     pub fn failed(&self, now_ms: i64) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         self.last_err_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// The replica now belongs to the database `owner` (see `taken_by`).
+    pub fn taken_over(&self, owner: String) {
+        *self.taken_by.lock().unwrap_or_else(|p| p.into_inner()) = Some(owner);
+    }
+
+    /// Who took the replica over, if anyone did.
+    pub fn taken(&self) -> Option<String> {
+        self.taken_by
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The last attempt failed (and nothing answered since).

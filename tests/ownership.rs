@@ -274,3 +274,65 @@ fn a_replica_wiped_while_replicating_is_started_over() {
     let out = s.restore("restored.db", &["-integrity-check", "full"]);
     assert_same(&app, &check_sound(&out));
 }
+
+/// A replica taken over (`-takeover` by another database's replicator) while its replicator
+/// runs: that replicator sees the new lineage record at its next look, stops shipping there
+/// and says so; the new owner deletes the files it got from it meanwhile, so the replica
+/// restores the new owner's database exactly. (Before: both shipped to the place for good,
+/// /health said ok on both, and the replica restored neither.)
+#[test]
+fn a_replica_taken_over_while_replicating_is_left_to_its_new_owner() {
+    let s = Scene::new("", "        sync-interval: 0s\n");
+    let app = create_memdb(&s.db);
+    for i in 1..=10 {
+        insert_memory(&app, i);
+    }
+    let mut first = s.start_with(&[("MEMSYNC_LINEAGE_CHECK", "1s")]);
+    s.wait_for_rows(10);
+    let other_db = s.dir.path().join("other.sqlite");
+    let other = create_memdb(&other_db);
+    for i in 1..=7 {
+        insert_memory(&other, i);
+    }
+    let other_cfg = s.dir.path().join("other.yml");
+    write_config(&other_cfg, &other_db, &s.replica);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["replicate", "-takeover", "-config"])
+        .arg(&other_cfg)
+        .env("MEMSYNC_LINEAGE_CHECK", "1s");
+    let mut taker = Replicator::spawn(cmd, s.dir.path().join("taker.log"));
+    taker.wait_for_log("replicating 1 database(s)");
+    // Both databases keep being written; the first's replicator goes on until it looks.
+    for i in 11..=60 {
+        insert_memory(&app, i);
+        insert_memory(&other, i - 3);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    first.wait_for_log("took this place over");
+    let (st, log) = first.stop();
+    assert!(st.success(), "{log}");
+    let (st, taker_log) = taker.stop();
+    assert!(st.success(), "{taker_log}");
+    let restored = check_sound(&s.restore("taken.db", &["-integrity-check", "full"]));
+    assert_same(&other, &restored);
+    // Nothing of the first database's is left: no two level-0 files share a position.
+    let o = run(&["wal", "-json", s.replica.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let listing: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pos =
+        |f: &serde_json::Value, k: &str| u64::from_str_radix(f[k].as_str().unwrap(), 16).unwrap();
+    let mut l0: Vec<(u64, u64)> = listing["replicas"][0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["level"] == 0)
+        .map(|f| (pos(f, "min_txid"), pos(f, "max_txid")))
+        .collect();
+    l0.sort();
+    for w in l0.windows(2) {
+        assert!(
+            w[1].0 > w[0].1,
+            "two histories' files: {l0:?}\n{taker_log}\n{log}"
+        );
+    }
+}

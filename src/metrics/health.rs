@@ -34,6 +34,11 @@ pub struct Problem {
 
 /// The replica's problem, if it has one, at `now_ms`.
 fn replica_problem(db: &DbReading, r: &ReplicaReading, now_ms: i64) -> Option<String> {
+    if let Some(owner) = &r.taken_by {
+        return Some(format!(
+            "taken over by database {owner} (its lineage record replaced this one's); nothing more is shipped to it"
+        ));
+    }
     let allowed = allowance(r.sync_interval).as_millis() as i64;
     if r.caught_up(db.position) {
         let failing = r.last_err_ms > r.last_ok_ms && now_ms - r.last_ok_ms > allowed;
@@ -138,6 +143,7 @@ mod tests {
             uploads: 0,
             bytes: 0,
             errors: 3,
+            taken_by: None,
         }
     }
 
@@ -180,6 +186,23 @@ mod tests {
             let problems = judge(&[db(r)], None, now);
             assert_eq!(problems.is_empty(), healthy, "case {i}: {problems:?}");
         }
+    }
+
+    #[test]
+    fn a_replica_taken_over_is_a_problem_even_when_caught_up() {
+        let r = ReplicaReading {
+            taken_by: Some("host:/other.db (lineage 1)".into()),
+            ..rep(10, 0, 99_000, 1)
+        };
+        let problems = judge(&[db(r)], None, 100_000);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0]
+                .reason
+                .starts_with("taken over by database host:/other.db"),
+            "{}",
+            problems[0].reason
+        );
     }
 
     #[test]

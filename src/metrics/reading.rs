@@ -56,6 +56,8 @@ pub struct ReplicaReading {
     pub uploads: u64,
     pub bytes: u64,
     pub errors: u64,
+    /// The database that took the replica over (memsync no longer ships to it).
+    pub taken_by: Option<String>,
 }
 
 impl ReplicaReading {
@@ -109,6 +111,7 @@ pub fn read(sources: &[Source], now_ms: i64) -> Vec<DbReading> {
                         uploads: st.uploads.load(r),
                         bytes: st.bytes.load(r),
                         errors: st.errors.load(r),
+                        taken_by: st.taken(),
                     }
                 })
                 .collect();

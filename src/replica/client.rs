@@ -359,29 +359,6 @@ impl ReplicaClient {
         .await
     }
 
-    /// One cheap request (a HEAD of the lineage record) to see whether the replica answers and
-    /// still holds what replication wrote at its start: a record gone is an error too (a wiped
-    /// replica, an unmounted disk's empty mount point).
-    pub async fn probe(&self) -> Result<(), ReplicaError> {
-        let what = "probing the replica".to_owned();
-        let res = self
-            .timed(&what, async {
-                self.store
-                    .head(&self.raw_path(replica_formats::LINEAGE_OBJECT))
-                    .await
-                    .map_err(self.storage(what.clone()))
-            })
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(ReplicaError::NotFound { replica, key }) => Err(ReplicaError::NotFound {
-                replica,
-                key: format!("{key} (its lineage record, written when replication started)"),
-            }),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Path of an object at the replica root that is not a format file (the lineage record).
     fn raw_path(&self, name: &str) -> StorePath {
         under(&self.root, name)

@@ -73,6 +73,10 @@ pub struct Shipper {
     /// Deletions failing (a store that refuses DELETE, an append-only bucket): when to try
     /// again, and the pause after that ([`upkeep`]).
     pub deletes_held: Option<(Instant, Duration)>,
+    /// Lineage checks left that also sweep out files this replicator did not write
+    /// ([`presence`]): a replica claimed afresh may still get a few files from the replicator
+    /// it was taken from, until that one sees the new record.
+    pub sweeps: u8,
 }
 
 /// Everything a [`Shipper`] needs but what the replica's start finds out.
@@ -122,6 +126,11 @@ impl ShipperParts {
             tiers: self.tiers,
             confirmed: self.confirmed,
             stats: self.stats,
+            sweeps: if ready.restart == Some(Restart::Empty) {
+                presence::SWEEPS
+            } else {
+                0
+            },
             restart: ready.restart,
             snapshot_wanted: self.snapshot_wanted,
             since: None,
@@ -345,6 +354,15 @@ impl Shipper {
             // straight to the final flush.
             if *stop.borrow() {
                 break;
+            }
+            if self.stats.taken().is_some() {
+                // Another database's now: nothing more goes to it, not even at the stop.
+                while !*stop.borrow() {
+                    if stop.changed().await.is_err() {
+                        break;
+                    }
+                }
+                return self.remote;
             }
             if pending {
                 let due = last + self.sync_interval.max(backoff);

@@ -1,8 +1,9 @@
-//! Whether a replica is still there: a probe of its lineage record while idle (for `/health`),
-//! and now and then under load too ([`LINEAGE_CHECK`]): a replica wiped (or its record deleted)
-//! while memsync ships to it takes every upload all the same, and the files restore nothing (no
-//! snapshot, no lineage). Gone, the replica is started over as at a start: the record written
-//! again, and a fresh snapshot.
+//! Whether a replica is still there and still this database's: a read of its lineage record
+//! while idle (for `/health`), and now and then under load too ([`LINEAGE_CHECK`]). A replica
+//! wiped (or its record deleted) while memsync ships to it takes every upload all the same,
+//! and the files restore nothing (no snapshot, no lineage): gone, the replica is started over
+//! as at a start, the record written again, and a fresh snapshot. A record naming another
+//! database (taken over) stops this replica's shipping for good.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -13,7 +14,9 @@ use crate::replicate::catchup::Restart;
 use super::Shipper;
 
 /// How often the lineage record is looked at while uploads succeed (they say nothing of it):
-/// one HEAD per replica every few minutes, `MEMSYNC_LINEAGE_CHECK` (a duration) overriding.
+/// one small GET per replica a minute, `MEMSYNC_LINEAGE_CHECK` (a duration) overriding. A
+/// minute bounds how long a replicator that was taken over interleaves its files with the new
+/// owner's.
 pub(super) fn lineage_check() -> Duration {
     std::env::var("MEMSYNC_LINEAGE_CHECK")
         .ok()
@@ -22,21 +25,32 @@ pub(super) fn lineage_check() -> Duration {
         .unwrap_or(LINEAGE_CHECK)
 }
 
-const LINEAGE_CHECK: Duration = Duration::from_secs(5 * 60);
+const LINEAGE_CHECK: Duration = Duration::from_secs(60);
+
+/// Lineage checks after a fresh claim that also sweep out another replicator's files: its
+/// own check is at most [`LINEAGE_CHECK`] apart, so a few cover a late one.
+pub(super) const SWEEPS: u8 = 3;
 
 impl Shipper {
     /// An idle probe; its outcome goes to the stats, and into the log when it changes.
     pub(super) async fn probe(&mut self) {
         let was_failing = self.stats.failing();
         let now = crate::stats::unix_ms();
-        match self.client.probe().await {
-            Ok(()) => {
+        match self.client.get_raw(replica_formats::LINEAGE_OBJECT).await {
+            Ok(Some(bytes)) => {
                 if was_failing {
                     tracing::info!("replica {}: answers again", self.client.name());
                 }
                 self.stats.answered(now);
+                let record = replica_formats::Lineage::parse(&bytes);
+                if record.as_ref().is_none_or(|l| l.id != self.lineage.id) {
+                    self.taken_over(record).await;
+                } else if self.sweeps > 0 {
+                    self.sweeps -= 1;
+                    self.sweep_foreign().await;
+                }
             }
-            Err(ReplicaError::NotFound { .. }) => {
+            Ok(None) | Err(ReplicaError::NotFound { .. }) => {
                 if let Err(e) = self.start_over().await {
                     tracing::warn!("{e}");
                     self.stats.failed(now);
@@ -48,6 +62,85 @@ impl Shipper {
                 }
                 self.stats.failed(now);
             }
+        }
+    }
+
+    /// The replica's lineage record names another database (one started with `-takeover`, or
+    /// one that claimed the place after it was wiped): this shipper stops for good, since
+    /// segments of two databases interleaved at one place restore neither. Said at ERROR and
+    /// at `/health`; what this database still captures stays in the spool for its other
+    /// replicas.
+    async fn taken_over(&mut self, record: Option<replica_formats::Lineage>) {
+        let owner = record.map_or_else(
+            || {
+                format!(
+                    "unknown (an unreadable `{}`)",
+                    replica_formats::LINEAGE_OBJECT
+                )
+            },
+            |l| format!("{} (lineage {})", l.source(), l.id),
+        );
+        tracing::error!(
+            "replica {}: its lineage record now names database {owner}, not this one: another replicator took this place over (`-takeover`, or the replica was wiped and claimed); nothing more is shipped to it (point this replica elsewhere, or take it back with -takeover)",
+            self.client.name()
+        );
+        if let Some(inline) = &self.inline {
+            inline.take_over().await;
+        }
+        self.stats.taken_over(owner);
+    }
+
+    /// Deletes the files on the replica this replicator did not write: neither listed at its
+    /// start, nor shipped or placed since, nor in its spool, nor waiting out their tier. Only
+    /// while the place is newly claimed ([`SWEEPS`] lineage checks): the replicator it was
+    /// taken from (or that shipped to it before it was wiped) goes on shipping until it sees
+    /// this database's record, and its files, interleaved with this database's positions, made
+    /// the replica restore neither (found by a tester).
+    async fn sweep_foreign(&mut self) {
+        let name = self.client.name().to_owned();
+        // Placement closes meanwhile: what it placed joins `known` first.
+        if let Some(inline) = &self.inline {
+            let (placed, remote) = inline.take_over().await;
+            self.known.extend(placed);
+            self.remote = self.remote.max(remote);
+        }
+        let found = match (self.client.list().await, self.spool.keys()) {
+            (Ok(listed), Ok(spooled)) => {
+                let spooled: std::collections::HashSet<_> = spooled.into_iter().collect();
+                let doomed: std::collections::HashSet<_> =
+                    self.doomed.iter().flat_map(|(_, _, k)| k.iter()).collect();
+                listed
+                    .into_iter()
+                    .filter(|k| {
+                        !self.known.contains(k) && !spooled.contains(k) && !doomed.contains(k)
+                    })
+                    .collect::<Vec<_>>()
+            }
+            (Err(e), _) => {
+                tracing::debug!("replica {name}: listing for files of another replicator: {e}");
+                Vec::new()
+            }
+            (_, Err(e)) => {
+                tracing::debug!("replica {name}: spool: {e}");
+                Vec::new()
+            }
+        };
+        if !found.is_empty() {
+            match self.client.delete(&found).await {
+                Ok(()) => tracing::warn!(
+                    "replica {name}: deleted {} files another replicator wrote here after this database claimed the place (it ships there no more once it sees this database's lineage record)",
+                    found.len()
+                ),
+                Err(e) => tracing::warn!(
+                    "replica {name}: {} files another replicator wrote here could not be deleted: {e}",
+                    found.len()
+                ),
+            }
+        }
+        if let Some(inline) = &self.inline
+            && self.restart.is_none()
+        {
+            inline.open_at(self.remote);
         }
     }
 
@@ -73,6 +166,7 @@ impl Shipper {
         self.since = None;
         self.asked = false;
         self.restart = Some(Restart::Empty);
+        self.sweeps = SWEEPS;
         self.stats.position.store(0, Ordering::Relaxed);
         self.confirmed.send_replace(None);
         self.ask_for_snapshot();

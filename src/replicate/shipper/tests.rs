@@ -44,6 +44,7 @@ async fn a_failed_placement_wakes_the_idle_shipper() {
         inline: Some(inline.clone()),
         lineage: test_lineage(),
         deletes_held: None,
+        sweeps: 0,
     };
     let (_positions, positions_rx) = watch::channel(Some(tx(1)));
     let (stop, stop_rx) = watch::channel(false);
