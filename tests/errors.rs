@@ -326,3 +326,34 @@ fn a_restore_stopped_by_a_signal_leaves_nothing() {
         assert!(left.is_empty(), "left behind: {left:?}\n{log}");
     }
 }
+
+/// `serve` that cannot start (an address it cannot listen on, a missing certificate) says so
+/// in one line, exits non-zero and leaves no served directory behind (it made `-dir` first).
+#[test]
+fn a_serve_that_cannot_start_leaves_no_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("srv/z");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "not a key").unwrap();
+    for extra in [
+        &["-addr", "127.0.0.1"][..],
+        &[
+            "-addr",
+            "127.0.0.1:0",
+            "-tls-cert",
+            "/nonexistent/cert.pem",
+            "-tls-key",
+            key.to_str().unwrap(),
+        ],
+    ] {
+        let o = run(&[&["serve", "-dir", served.to_str().unwrap()], extra].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{extra:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{extra:?}: {err}");
+        assert!(
+            !dir.path().join("srv").exists(),
+            "{extra:?} left {}",
+            served.display()
+        );
+    }
+}

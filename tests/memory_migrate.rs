@@ -251,3 +251,50 @@ fn an_upstream_delete_older_than_a_server_edit_is_a_conflict() {
     assert!(!out.contains("deleted 1"), "{out}");
     assert_eq!(remote.rows_with_hash(&hash_of(kept)), 1);
 }
+
+/// A new machine whose first pull cannot restore the server's replica (nothing answers there,
+/// or it holds another kind of database) fails in one line naming the replica, and leaves no
+/// folder it made for the local database behind.
+#[test]
+fn a_first_pull_that_cannot_restore_leaves_nothing_and_names_the_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("a/b/sqlite_vec.db");
+    let nobody = format!(
+        "http://127.0.0.1:{}/mem/sqlite_vec.db",
+        common::mms::free_port()
+    );
+    let m = Machine::new(&dir.path().join("m"), common::mms::free_port())
+        .with("MCP_MEMORY_SQLITE_PATH", local.to_str().unwrap())
+        .with("REMOTE_MEMORY_REPLICA", &nobody);
+    let o = m.run(&["pull"]);
+    assert!(!o.status.success());
+    assert!(
+        !dir.path().join("a").exists(),
+        "the failed pull left a/ behind"
+    );
+    // A replica of a database that is not the service's.
+    let other = dir.path().join("other.db");
+    let c = rusqlite::Connection::open(&other).unwrap();
+    c.pragma_update(None, "journal_mode", "wal").unwrap();
+    c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let replica = dir.path().join("replica");
+    let o = std::process::Command::new(common::BIN)
+        .args([
+            "replicate",
+            "-once",
+            other.to_str().unwrap(),
+            replica.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let url = format!("file://{}", replica.display());
+    let err = m
+        .with("REMOTE_MEMORY_REPLICA", &url)
+        .fails(&["pull", "--dry-run"]);
+    assert!(
+        err.contains("the database in replica") && !err.contains("remote.db"),
+        "{err}"
+    );
+}

@@ -453,3 +453,32 @@ fn an_s3_endpoint_without_a_scheme_works() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_same(&app, &check_sound(&keyed.dir.path().join("keyed.db")));
 }
+
+/// A replica that refuses the key is said at ERROR with what to check, not taken for an
+/// outage ("unreachable", a warning, before); `-once` still fails, naming it.
+#[test]
+fn a_refused_key_is_an_error_to_check_not_an_outage() {
+    let s3 = s3::shared();
+    let url = s3.url(&s3::unique_prefix("badkey"));
+    let scene = Scene::new("", &s3_replica(&url));
+    let app = create_memdb(&scene.db);
+    write(&app, 0, 5);
+    let o = Command::new(BIN)
+        .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .args(["replicate", "-once", "-config"])
+        .arg(&scene.config)
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("ERROR") && out.contains("check the replica's credentials"),
+        "{out}"
+    );
+    assert!(!out.contains("unreachable"), "{out}");
+}

@@ -311,6 +311,9 @@ fn ranges_listings_and_collections() {
     assert_eq!(srv.raw(&request("MKCOL", "/m", &[], b"")).status, 405);
     assert_eq!(srv.raw(&request("MKCOL", "/x/y", &[], b"")).status, 409);
     assert_eq!(srv.raw(&request("GET", "/m", &[], b"")).status, 405);
+    // A file named as a collection (trailing slash) is not found, as PUT refuses that name.
+    assert_eq!(srv.raw(&request("GET", "/r/data/", &[], b"")).status, 404);
+    assert_eq!(srv.raw(&request("HEAD", "/r/data/", &[], b"")).status, 404);
     let opts = srv.raw(&request("OPTIONS", "/", &[], b""));
     assert!(
         opts.head.to_ascii_lowercase().contains("dav: 1"),

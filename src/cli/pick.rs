@@ -21,6 +21,7 @@ pub(super) fn by_newest(
         Ok::<Option<TxId>, String>(plan_restore(&keys, target).ok().map(|p| p.txid))
     })));
     let mut ranked: Vec<(Option<TxId>, usize)> = Vec::new();
+    let mut unanswered = 0;
     for (i, (r, n)) in reps.iter().zip(newest).enumerate() {
         match n {
             Ok(Some(t)) => ranked.push((Some(t), i)),
@@ -30,6 +31,7 @@ pub(super) fn by_newest(
             }
             Err(e) => {
                 tracing::warn!("{e}; restoring from another replica");
+                unanswered += 1;
                 ranked.push((None, i));
             }
         }
@@ -37,10 +39,14 @@ pub(super) fn by_newest(
     // Newest first; equal positions keep the configured order.
     ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     if let Some((Some(t), i)) = ranked.first() {
+        let answered = reps.len() - unanswered;
+        let of = match unanswered {
+            0 => format!("of {answered} replicas"),
+            n => format!("of the {answered} replicas that answered ({n} did not)"),
+        };
         tracing::info!(
-            "restoring from replica {}: newest restorable position {t} of {} replicas",
-            reps[*i].name,
-            reps.len()
+            "restoring from replica {}: newest restorable position {t} {of}",
+            reps[*i].name
         );
     }
     ranked.into_iter().map(|(_, i)| reps[i].clone()).collect()

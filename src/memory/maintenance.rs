@@ -225,9 +225,10 @@ pub fn archive(
     }
     if dry_run {
         return Ok(format!(
-            "would archive {} memories created before {}",
+            "would archive {} memories created before {}{}",
             old.len(),
-            iso(cutoff)
+            iso(cutoff),
+            note.replace("were kept", "would be kept")
         ));
     }
     let mut memories = Vec::with_capacity(old.len());

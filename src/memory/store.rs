@@ -229,8 +229,13 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
         }
         Err(e) if e.is_transient() => {
             let (id, new) = stage(&e.to_string(), Server::Unknown)?;
+            // A server that answered with its own failure is not "unreachable".
+            let how = match e {
+                RemoteError::Server { .. } => "the server failed",
+                _ => "server not reachable",
+            };
             Ok(format!(
-                "{}; server not reachable ({e}); run `memsync push` later",
+                "{}; {how} ({e}); run `memsync push` later",
                 staged_msg(id, new, &hash, "offline")
             ))
         }

@@ -73,6 +73,17 @@ pub struct Failed {
     pub permanent: bool,
 }
 
+impl Failed {
+    /// The replica answered and said no (a refused key, a missing bucket): not a passing
+    /// outage, so said at ERROR with what to check, though still tried again.
+    fn refused(&self) -> bool {
+        matches!(&self.error, LineageError::Replica(e) if !e.is_transient())
+    }
+}
+
+/// What a failure that is not an outage asks of the user.
+const CHECK: &str = "not a passing outage: check the replica's credentials, bucket and path";
+
 impl Start {
     /// One attempt.
     pub async fn attempt(&self) -> Result<Ready, Failed> {
@@ -115,6 +126,13 @@ impl Start {
                     tracing::error!("{}; this replica is not replicated to", f.error);
                     return None;
                 }
+                Err(f) if f.refused() => {
+                    tracing::error!(
+                        "{} ({CHECK}; tried again in {}s; the other replicas ship meanwhile, and what this one misses waits in the spool)",
+                        f.error,
+                        wait.as_secs()
+                    );
+                }
                 Err(f) => {
                     tracing::warn!(
                         "{} (retrying in {}s; the other replicas ship meanwhile, and what this one misses waits in the spool)",
@@ -138,6 +156,14 @@ impl Start {
     async fn last_attempt(&self) -> Option<Ready> {
         match tokio::time::timeout(super::FLUSH_TIMEOUT, self.attempt()).await {
             Ok(Ok(r)) => Some(r),
+            Ok(Err(f)) if f.refused() => {
+                tracing::error!(
+                    "replica {}: still refused at shutdown ({}; {CHECK}); what it lacks stays in the spool for the next start",
+                    self.client.name(),
+                    f.error
+                );
+                None
+            }
             _ => {
                 tracing::warn!(
                     "replica {}: still unreachable at shutdown; what it lacks stays in the spool for the next start",
@@ -181,6 +207,13 @@ pub fn first_attempts(
         out.push(match res {
             Ok(Ok(Ok(ready))) => Pending::Ready(ready),
             Ok(Ok(Err(f))) if f.permanent => return Err(f.error),
+            Ok(Ok(Err(f))) if f.refused() => {
+                tracing::error!(
+                    "{} ({CHECK}; tried again in the background; the other replicas ship meanwhile)",
+                    f.error
+                );
+                Pending::Retry
+            }
             Ok(Ok(Err(f))) => {
                 tracing::warn!(
                     "{} (retrying in the background; the other replicas ship meanwhile)",

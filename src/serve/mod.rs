@@ -108,7 +108,8 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
 }
 
 async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
-    let root = open_dir(&opts.dir)?;
+    // The directory is made last: a start that fails (a bad address, a missing certificate)
+    // leaves nothing behind.
     let acceptor = match &opts.tls {
         Some((cert, key)) => Some(tls::acceptor(cert, key)?),
         None => None,
@@ -124,6 +125,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         addr: opts.addr.clone(),
         source,
     })?;
+    let root = open_dir(&opts.dir)?;
     if opts.api_key.is_none() && !local.ip().is_loopback() {
         tracing::warn!(
             addr = %local,

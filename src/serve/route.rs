@@ -82,7 +82,13 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
         Err(ResolveError::Escapes) => return escapes(),
         Err(ResolveError::Io(e)) => return io_error(&e, "resolving", &rel.href(false)),
     };
+    // A trailing slash names a collection: a file under that name is not found, as on other
+    // WebDAV servers (it was served, while PUT refused the same name).
+    let collection = req.uri().path().ends_with('/') && !rel.is_root();
     match method.as_str() {
+        "GET" | "HEAD" if collection && real.is_file() => {
+            text(StatusCode::NOT_FOUND, "not a collection (trailing /)")
+        }
         "GET" => dav::get(&real, req.headers(), false).await,
         "HEAD" => dav::get(&real, req.headers(), true).await,
         "PUT" if req.uri().path().ends_with('/') => text(

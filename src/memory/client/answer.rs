@@ -145,6 +145,22 @@ pub(super) fn rejected(url: &str, status: u16, body: &str) -> RemoteError {
     }
 }
 
+/// A refusal that only says the server's database was busy for a moment (SQLite's "database
+/// is locked" passed on in a 200): a passing failure on its side, tried again later, not a
+/// refusal of the memory (the row was marked failed, exit 3).
+fn busy(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("database is locked") || m.contains("database is busy")
+}
+
+fn busy_error(url: &str, status: u16, message: &str) -> RemoteError {
+    RemoteError::Server {
+        url: url.to_owned(),
+        status,
+        detail: format!("{message} (its database was busy; nothing was stored)"),
+    }
+}
+
 /// The answer to `POST /api/memories`.
 pub(super) fn store_outcome(
     url: &str,
@@ -174,6 +190,8 @@ pub(super) fn store_outcome(
                 Ok(StoreOutcome::Stored(h))
             } else if a.message.contains("exact match") {
                 Ok(StoreOutcome::Duplicate)
+            } else if busy(&a.message) {
+                Err(busy_error(url, status, &a.message))
             } else {
                 Ok(StoreOutcome::Refused(a.message))
             }
@@ -197,6 +215,9 @@ pub(super) fn update_outcome(
                     .get("message")
                     .and_then(Value::as_str)
                     .unwrap_or("update refused");
+                if busy(msg) {
+                    return Err(busy_error(url, status, msg));
+                }
                 Ok(UpdateOutcome::Refused(msg.to_owned()))
             } else {
                 Ok(UpdateOutcome::Updated)
@@ -286,6 +307,13 @@ mod tests {
             store_outcome(url, 200, r#"{"success":true}"#),
             Err(RemoteError::Malformed { .. })
         ));
+        let locked = store_outcome(
+            url,
+            200,
+            r#"{"success":false,"message":"Failed to store: database is locked"}"#,
+        )
+        .unwrap_err();
+        assert!(locked.is_transient(), "{locked}");
         assert!(matches!(
             store_outcome(url, 422, r#"{"detail":"bad"}"#),
             Err(RemoteError::Rejected { status: 422, .. })

@@ -129,9 +129,8 @@ pub fn bootstrap_from_replica(
             url: super::super::settings::shown_url(url),
             source: Box::new(source),
         })?;
-    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(d).map_err(|e| MemoryError::file(d, e))?;
-    }
+    // The restore makes the database's missing folders itself, and takes them away again when
+    // it restores nothing (an unreachable replica, a refused key).
     let rt = crate::runtime().map_err(|source| MemoryError::Io {
         what: "async runtime".into(),
         source,
@@ -187,7 +186,20 @@ pub fn fetch_replica(
             });
         }
     }
-    let db = LocalDb::open_read_only(&out)?;
+    // Named by the replica: the temporary copy is gone by the time anyone reads the message.
+    let db = LocalDb::open_read_only(&out).map_err(|e| match e {
+        crate::memory::localdb::LocalDbError::NotMemoryDb { reason, .. } => {
+            crate::memory::localdb::LocalDbError::NotMemoryDb {
+                path: format!(
+                    "the database in replica {}",
+                    super::super::settings::shown_url(url)
+                )
+                .into(),
+                reason,
+            }
+        }
+        e => e,
+    })?;
     let mut records = Vec::new();
     for m in db.all()? {
         let embedding = if m.deleted_at.is_none() {

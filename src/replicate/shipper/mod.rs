@@ -395,7 +395,13 @@ impl Shipper {
                         backoff = super::startup::jitter(
                             (backoff * 2).clamp(Duration::from_secs(1), MAX_BACKOFF),
                         );
-                        tracing::error!("{e} (retrying in {}s)", backoff.as_secs());
+                        // An outage is a warning (the spool keeps what waits); a refusal
+                        // (a key, a bucket) needs a person.
+                        if e.is_transient() {
+                            tracing::warn!("{e} (retrying in {:.1}s)", backoff.as_secs_f64());
+                        } else {
+                            tracing::error!("{e} (retrying in {:.1}s)", backoff.as_secs_f64());
+                        }
                     }
                 }
                 if last_retention.elapsed() >= self.retention_check {
