@@ -415,3 +415,12 @@ pub fn replicate_once(server: &Server, replica: &str) {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// The path a command's message names after `marker`, up to the end of its line.
+pub fn named_path(out: &str, marker: &str) -> PathBuf {
+    let rest = out
+        .split(marker)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {marker:?} in: {out}"));
+    PathBuf::from(rest.lines().next().unwrap().trim())
+}
