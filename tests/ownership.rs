@@ -62,6 +62,18 @@ fn write_config(path: &Path, db: &Path, replica: &Path) {
     .unwrap();
 }
 
+/// A second database with seven memories, and its config pointing at the scene's replica.
+fn other_database(s: &Scene) -> (std::path::PathBuf, rusqlite::Connection, std::path::PathBuf) {
+    let other_db = s.dir.path().join("other.sqlite");
+    let other = create_memdb(&other_db);
+    for i in 1..=7 {
+        insert_memory(&other, i);
+    }
+    let other_cfg = s.dir.path().join("other.yml");
+    write_config(&other_cfg, &other_db, &s.replica);
+    (other_db, other, other_cfg)
+}
+
 /// The application writes through the real path while memsync is configured with a symlink to
 /// it: every commit must reach the replica, and memsync's checkpoints must keep the WAL small
 /// (it used to read `link.db-wal`, which does not exist, and hold back every checkpoint).
@@ -169,13 +181,7 @@ fn a_replica_of_another_database_is_refused_unless_taken_over() {
     }
     let first = s.start();
     s.wait_for_rows(50);
-    let other_db = s.dir.path().join("other.sqlite");
-    let other = create_memdb(&other_db);
-    for i in 1..=7 {
-        insert_memory(&other, i);
-    }
-    let other_cfg = s.dir.path().join("other.yml");
-    write_config(&other_cfg, &other_db, &s.replica);
+    let (other_db, other, other_cfg) = other_database(&s);
     let o = run_bounded(&["replicate", "-config", other_cfg.to_str().unwrap()], 8);
     assert_refused(
         &o,
@@ -289,13 +295,7 @@ fn a_replica_taken_over_while_replicating_is_left_to_its_new_owner() {
     }
     let mut first = s.start_with(&[("MEMSYNC_LINEAGE_CHECK", "1s")]);
     s.wait_for_rows(10);
-    let other_db = s.dir.path().join("other.sqlite");
-    let other = create_memdb(&other_db);
-    for i in 1..=7 {
-        insert_memory(&other, i);
-    }
-    let other_cfg = s.dir.path().join("other.yml");
-    write_config(&other_cfg, &other_db, &s.replica);
+    let (_, other, other_cfg) = other_database(&s);
     let mut cmd = Command::new(BIN);
     cmd.args(["replicate", "-takeover", "-config"])
         .arg(&other_cfg)
