@@ -336,3 +336,40 @@ fn a_replica_taken_over_while_replicating_is_left_to_its_new_owner() {
         );
     }
 }
+
+/// The same with a new owner that stops before its first look (`replicate -once -takeover`):
+/// the replicator that was taken over deletes what it shipped there since, once it sees the
+/// new record, and the replica restores the new owner's database exactly. (Before: nothing
+/// swept those files, and every restore of the newest state failed, "mixes histories".)
+#[test]
+fn a_replica_taken_over_by_a_short_run_is_left_to_its_new_owner() {
+    let s = Scene::new("", "        sync-interval: 0s\n");
+    let app = create_memdb(&s.db);
+    for i in 1..=10 {
+        insert_memory(&app, i);
+    }
+    let mut first = s.start_with(&[("MEMSYNC_LINEAGE_CHECK", "2s")]);
+    s.wait_for_rows(10);
+    let (_, other, other_cfg) = other_database(&s);
+    let o = run_bounded(
+        &[
+            "replicate",
+            "-once",
+            "-takeover",
+            "-config",
+            other_cfg.to_str().unwrap(),
+        ],
+        30,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for i in 11..=40 {
+        insert_memory(&app, i);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    first.wait_for_log("took this place over");
+    first.wait_for_log("files this database had shipped there since it was taken over");
+    let (st, log) = first.stop();
+    assert!(st.success(), "{log}");
+    let restored = check_sound(&s.restore("taken.db", &["-integrity-check", "full"]));
+    assert_same(&other, &restored);
+}

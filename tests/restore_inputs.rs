@@ -84,8 +84,15 @@ fn a_plain_path_to_a_replica_directory_needs_no_config() {
     // Restoring a replica directory needs -o; a path that is neither says what it expected.
     let e = err(&run_in(d.path(), &[], &["restore", "backup/sqlite_vec.db"]));
     assert!(e.contains("-o"), "{e}");
-    let e = err(&run_in(d.path(), &[], &["snapshots", "nothing/here"]));
+    std::fs::create_dir(d.path().join("empty")).unwrap();
+    let e = err(&run_in(d.path(), &[], &["snapshots", "empty"]));
     assert!(e.contains("not a replica directory"), "{e}");
+    // A path that does not exist is said to be missing (not "no snapshots/ in it").
+    let e = err(&run_in(d.path(), &[], &["snapshots", "nothing/here"]));
+    assert!(
+        e.contains("No such file or directory") && !e.contains("not a replica"),
+        "{e}"
+    );
     // `-replica` with a replica directory or URL may name only that replica (before: with a
     // directory, its own name was refused as "not a replica directory"; with a URL, any name
     // was ignored).

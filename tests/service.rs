@@ -132,7 +132,10 @@ fn sc_exe_command_lines_quote_paths_with_spaces() {
         r#"=== run sc.exe description "MCP Memory Sync" "MCP Memory Sync: memsync replication and memory sync""#.into(),
         r#"=== run sc.exe failure "MCP Memory Sync" reset= 86400 actions= restart/10000/restart/10000/restart/10000"#.into(),
         r#"=== run sc.exe failureflag "MCP Memory Sync" 1   (a failure is ignored)"#.into(),
-        r#"=== run reg.exe add "HKLM\SYSTEM\CurrentControlSet\Services\MCP Memory Sync" /v Environment /t REG_MULTI_SZ /d SYNC_INTERVAL=60 /f"#.into(),
+        format!(
+            r#"=== run reg.exe add "HKLM\SYSTEM\CurrentControlSet\Services\MCP Memory Sync" /v Environment /t REG_MULTI_SZ /d MEMSYNC_WORKDIR={}\0SYNC_INTERVAL=60 /f"#,
+            h.work.display()
+        ),
         r#"=== run icacls.exe C:\ProgramData\memsync\secrets /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F"#.into(),
         r#"=== run sc.exe start "MCP Memory Sync""#.into(),
     ];

@@ -237,7 +237,9 @@ pub fn write_sparse(
 /// KNN query answered. Returns the number of memories.
 pub fn verify(path: &Path) -> Result<i64, String> {
     register_vec();
-    let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    // Read-write (nothing is written): a read-only connection to a WAL database leaves its
+    // `-wal` and `-shm` behind at close, beside the user's restored file.
+    let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|e| e.to_string())?;
     let q = |sql: &str| -> Result<String, String> {
         c.query_row(sql, [], |r| r.get::<_, rusqlite::types::Value>(0))

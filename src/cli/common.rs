@@ -107,8 +107,14 @@ pub(super) fn resolve(
                 Some(r) => only(r),
                 None if cfg.config.is_none() && default_config_path().is_none() => {
                     // A directory that cannot be read is that, not "no replica in it".
+                    // So is a path that does not exist.
                     match std::fs::read_dir(&path) {
-                        Err(source) if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                        Err(source)
+                            if matches!(
+                                source.kind(),
+                                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound
+                            ) =>
+                        {
                             Err(CliError::Path { path, source })
                         }
                         _ => Err(CliError::NotAReplica { path }),

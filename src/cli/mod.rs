@@ -92,6 +92,17 @@ enum Command {
 /// Runs the command line; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
     crate::log::init();
+    // An installed service runs in the folder `install-service` was run in, so that relative
+    // paths in its config (and its `exec` command) mean what they meant there.
+    if let Some(dir) = std::env::var_os("MEMSYNC_WORKDIR").filter(|d| !d.is_empty())
+        && let Err(e) = std::env::set_current_dir(&dir)
+    {
+        crate::stdout::errln!(
+            "memsync: error: MEMSYNC_WORKDIR {}: {e}",
+            std::path::Path::new(&dir).display()
+        );
+        return 1;
+    }
     let cli = match Cli::try_parse_from(normalize_args(args)) {
         Ok(c) => c,
         Err(mut e) => {
@@ -114,7 +125,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match res {
         Ok(code) => code,
         Err(e) => {
-            crate::stdout::errln!("memsync: error: {e}");
+            // With JSON logs, the line that says why memsync stopped is JSON too, where the
+            // logs go (a collector got every line but that one).
+            if crate::log::is_json() {
+                tracing::error!("memsync: error: {e}");
+            } else {
+                crate::stdout::errln!("memsync: error: {e}");
+            }
             exit::exit_code(&e)
         }
     }

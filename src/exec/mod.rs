@@ -56,13 +56,13 @@ impl ExecCommand {
     /// Starts the child: same environment, same standard streams, same process group (a
     /// Ctrl-C on the terminal reaches it directly, as under Litestream).
     pub fn spawn(&self) -> Result<std::process::Child, ExecError> {
-        Command::new(self.program())
-            .args(&self.words[1..])
-            .spawn()
-            .map_err(|source| ExecError::Start {
-                program: self.program().to_owned(),
-                source,
-            })
+        let mut cmd = Command::new(self.program());
+        cmd.args(&self.words[1..]);
+        crate::platform::die_with_parent(&mut cmd);
+        cmd.spawn().map_err(|source| ExecError::Start {
+            program: self.program().to_owned(),
+            source,
+        })
     }
 }
 

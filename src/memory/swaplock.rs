@@ -2,7 +2,7 @@
 //! it only inserts, and waiting out a long push would make an offline store hang. But `repair`
 //! reads the damaged file, writes a new one and renames it over the old: a store that landed in
 //! the old file after it was read was acknowledged and then gone (found by a tester: 24 of 147
-//! concurrent stores). So every store holds a shared `flock` on `<staging db>.store-lock` while
+//! concurrent stores). So every store holds a shared `flock` on `<staging db>.store.lock` while
 //! it writes, and a rebuild holds it exclusively from its first read to the rename: each waits
 //! for the other, up to `SYNC_LOCK_WAIT`. The file is never deleted (see [`super::lock`]).
 
@@ -18,10 +18,10 @@ pub struct SwapGuard {
     _file: File,
 }
 
-/// `<staging db>.store-lock`.
+/// `<staging db>.store.lock`.
 pub fn swap_lock_path(staging_db: &Path) -> PathBuf {
     let mut p = staging_db.as_os_str().to_owned();
-    p.push(".store-lock");
+    p.push(".store.lock");
     PathBuf::from(p)
 }
 

@@ -154,3 +154,32 @@ pub fn lock_byte_exclusive(file: &File, offset: u64) -> io::Result<bool> {
         Ok(true)
     }
 }
+
+/// Arranges for the `-exec` child to get SIGTERM when memsync dies, however it dies (SIGKILL,
+/// the OOM killer): an application left running unreplicated, and started a second time by
+/// the next memsync, is what `-exec` is there to prevent. Linux only (`PR_SET_PDEATHSIG`); it
+/// fires when the spawning thread ends, and the supervisor spawns from its own thread, which
+/// lives as long as the process.
+#[cfg(target_os = "linux")]
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: between fork and exec the closure calls only async-signal-safe functions
+    // (prctl, getppid, raise) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // memsync died before the call: the signal would never come.
+            if libc::getppid() != parent {
+                libc::raise(libc::SIGTERM);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Elsewhere the child outlives a killed memsync (no portable way to tie it).
+#[cfg(not(target_os = "linux"))]
+pub fn die_with_parent(_cmd: &mut std::process::Command) {}

@@ -207,3 +207,6 @@ pub fn range_locked(file: &File, offset: u64) -> bool {
 pub fn lock_byte_exclusive(_file: &File, _offset: u64) -> io::Result<bool> {
     Ok(true)
 }
+
+/// The child outlives a killed memsync on Windows (a job object would tie them; not done).
+pub fn die_with_parent(_cmd: &mut std::process::Command) {}

@@ -164,14 +164,20 @@ pub(super) fn start_db<'a>(
     })?;
     let me = Arc::new(me);
     let spool_keys = Arc::new(left_keys);
+    let ship_stats: Vec<Arc<ShipStats>> = clients
+        .iter()
+        .map(|_| Arc::new(ShipStats::default()))
+        .collect();
     let starts: Vec<startup::Start> = clients
         .iter()
-        .map(|(c, r)| startup::Start {
+        .zip(&ship_stats)
+        .map(|((c, r), stats)| startup::Start {
             client: c.clone(),
             me: me.clone(),
             takeover: opts.takeover || r.takeover,
             spool: left.clone(),
             spool_keys: spool_keys.clone(),
+            stats: stats.clone(),
         })
         .collect();
     let pending = startup::first_attempts(rt, &starts, deadline)
@@ -195,8 +201,8 @@ pub(super) fn start_db<'a>(
     let (map_tx, map_rx) = watch::channel(None);
     let ships: Vec<Ship> = clients
         .iter()
-        .map(|(c, r)| {
-            let stats = Arc::new(ShipStats::default());
+        .zip(ship_stats)
+        .map(|((c, r), stats)| {
             let (confirmed, _) = watch::channel(None);
             // A file replica whose shipper would ship each file as soon as it is captured
             // takes it right there instead; not while a test holds uploads at their fault

@@ -61,6 +61,9 @@ pub struct Start {
     pub spool: Spool,
     /// Its files then.
     pub spool_keys: Arc<Vec<ObjectKey>>,
+    /// The replica's counters: a failed start counts as a failed attempt (a replica down at
+    /// boot showed 0 errors while it was retried).
+    pub stats: Arc<crate::stats::ShipStats>,
 }
 
 /// A start that failed: `permanent` ones (the replica belongs to another database) are not
@@ -127,6 +130,7 @@ impl Start {
                     return None;
                 }
                 Err(f) if f.refused() => {
+                    self.stats.failed(crate::stats::unix_ms());
                     tracing::error!(
                         "{} ({CHECK}; tried again in {}s; the other replicas ship meanwhile, and what this one misses waits in the spool)",
                         f.error,
@@ -134,6 +138,7 @@ impl Start {
                     );
                 }
                 Err(f) => {
+                    self.stats.failed(crate::stats::unix_ms());
                     tracing::warn!(
                         "{} (retrying in {}s; the other replicas ship meanwhile, and what this one misses waits in the spool)",
                         f.error,
@@ -208,6 +213,7 @@ pub fn first_attempts(
             Ok(Ok(Ok(ready))) => Pending::Ready(ready),
             Ok(Ok(Err(f))) if f.permanent => return Err(f.error),
             Ok(Ok(Err(f))) if f.refused() => {
+                s.stats.failed(crate::stats::unix_ms());
                 tracing::error!(
                     "{} ({CHECK}; tried again in the background; the other replicas ship meanwhile)",
                     f.error
@@ -215,6 +221,7 @@ pub fn first_attempts(
                 Pending::Retry
             }
             Ok(Ok(Err(f))) => {
+                s.stats.failed(crate::stats::unix_ms());
                 tracing::warn!(
                     "{} (retrying in the background; the other replicas ship meanwhile)",
                     f.error

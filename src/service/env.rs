@@ -121,6 +121,15 @@ impl Env {
                 secret: false,
             });
         }
+        // Where relative paths in the config (and an `exec` command) were meant from: the
+        // service manager starts it in `/` or the home folder otherwise.
+        if !out.iter().any(|v| v.name == "MEMSYNC_WORKDIR") {
+            out.push(Var {
+                name: "MEMSYNC_WORKDIR".into(),
+                value: cwd.to_string_lossy().into_owned(),
+                secret: false,
+            });
+        }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out.dedup_by(|a, b| a.name == b.name);
         Env { vars: out }
@@ -225,6 +234,7 @@ mod tests {
                 ("AWS_SESSION_TOKEN", true),
                 ("LITESTREAM_SECRET_ACCESS_KEY", true),
                 ("MCP_API_KEY", true),
+                ("MEMSYNC_WORKDIR", false),
                 ("REMOTE_MEMORY_API_KEY", true),
                 ("REMOTE_MEMORY_HOST", false),
                 ("STAGING_DB_PATH", false),
@@ -246,7 +256,10 @@ mod tests {
                 .filter(|v| v.secret)
                 .all(|v| v.value == MASK)
         );
-        assert_eq!(masked.vars[4].value, "box");
+        assert_eq!(masked.vars[5].value, "box");
+        // The service starts where `install-service` ran.
+        let workdir = env.vars.iter().find(|v| v.name == "MEMSYNC_WORKDIR");
+        assert_eq!(workdir.unwrap().value, "/work/dir");
     }
 
     #[test]
@@ -265,7 +278,12 @@ mod tests {
         let names = names(&env);
         assert_eq!(
             names,
-            [("BUCKET", false), ("PATH", false), ("S3_SECRET", true)]
+            [
+                ("BUCKET", false),
+                ("MEMSYNC_WORKDIR", false),
+                ("PATH", false),
+                ("S3_SECRET", true)
+            ]
         );
     }
 
@@ -285,7 +303,7 @@ mod tests {
             Some(Path::new("litestream.yml")),
             &[],
         );
-        assert_eq!(set.vars.len(), 1);
+        assert_eq!(set.vars.len(), 2);
         assert_eq!(set.vars[0].value, "/etc/l.yml");
     }
 

@@ -29,6 +29,9 @@ pub fn unit(spec: &Spec, env_file: &str) -> String {
         u.push_str(&format!("User={}\n", systemd_path(user)));
     }
     u.push_str("Restart=on-failure\n");
+    // An `-exec` child that a stop's SIGTERM (or SIGINT) ended gives memsync its 128 + signal
+    // code, as a shell would: that is a clean stop, not a failure to restart from.
+    u.push_str("SuccessExitStatus=130 143\n");
     u.push_str(&format!("RestartSec={RESTART_SECS}\n"));
     // memsync flushes what is committed on SIGTERM before it exits, and passes the stop on to
     // an `-exec` child itself: SIGTERM goes to memsync only, the rest is killed only if the
@@ -168,7 +171,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("EnvironmentFile=/home/u/.config/mcp-memory-sync/service.env\n"));
-        assert!(text.contains("Restart=on-failure\nRestartSec=10\n"));
+        assert!(text.contains("Restart=on-failure\nSuccessExitStatus=130 143\nRestartSec=10\n"));
         assert!(text.contains("WantedBy=default.target"));
         assert!(!text.contains("User="));
         assert!(!text.contains("network-online"));

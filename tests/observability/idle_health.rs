@@ -82,3 +82,36 @@ fn an_idle_file_replica_wiped_is_started_over() {
     let (st, out) = r.stop();
     assert!(st.success(), "{out}");
 }
+
+/// A replica that is down when replication starts counts each failed attempt, as one that
+/// fails later does (its error counter stayed 0 and `/health` said "0 failed attempts" while
+/// it was retried, so an alert on the counter never fired for a backup target down at boot).
+#[test]
+fn a_replica_down_at_start_counts_its_failed_attempts() {
+    let s = Scene::new("", "");
+    let ports = free_ports(2);
+    let (addr_port, closed_port) = (ports[0], ports[1]);
+    std::fs::write(
+        &s.config,
+        format!(
+            "addr: 127.0.0.1:{addr_port}\ndbs:\n  - path: {}\n    replicas:\n      - name: remote\n        url: http://memsync:{KEY}@127.0.0.1:{closed_port}/app\n        sync-interval: 1s\n",
+            s.db.display()
+        ),
+    )
+    .unwrap();
+    let app = create_memdb(&s.db);
+    insert_memory(&app, 1);
+    let r = s.start();
+    wait_until(
+        "the failed start counted",
+        || s.log_tail(),
+        || {
+            get(addr_port, "/metrics").is_some()
+                && exposition::Scrape::take(addr_port)
+                    .value("memsync_replica_errors_total", Some("remote"))
+                    >= 1.0
+        },
+    );
+    let (_, out) = r.stop();
+    assert!(out.contains("retrying"), "{out}");
+}

@@ -31,6 +31,24 @@ fn log_format_and_level_from_the_environment() {
     assert!(seen.contains("INFO"), "{seen:?}\n{log}");
     let (seen, log) = levels(&[("LOG_FORMAT", "json"), ("LOG_LEVEL", "warn")], 10);
     assert!(!seen.contains("INFO"), "{seen:?}\n{log}");
+    // The line saying why a command failed is JSON too (here a restore onto an existing file).
+    let out = Command::new(BIN)
+        .env("LOG_FORMAT", "json")
+        .args(["restore", "-o"])
+        .arg(&scene.db)
+        .arg(&scene.replica)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {err}"));
+    assert_eq!(v["level"], "ERROR", "{err}");
+    assert!(v["msg"].as_str().unwrap().contains("exists"), "{err}");
     // A bad value is refused, naming the variable.
     let out = Command::new(BIN)
         .env("LOG_FORMAT", "xml")

@@ -112,3 +112,48 @@ fn a_child_that_exits_by_itself_stops_memsync_after_a_final_flush() {
         .unwrap();
     assert_eq!((n, max), (101, 99), "the last commits before the exit");
 }
+
+/// memsync killed outright (SIGKILL, the OOM killer) takes its `-exec` child with it (SIGTERM
+/// on Linux): before, the application went on writing unreplicated, and the next memsync
+/// started a second copy of it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_killed_memsync_takes_its_child_along() {
+    let scene = Scene::new("", "        sync-interval: 100ms\n");
+    let c = create_memdb(&scene.db);
+    insert_memory(&c, 1);
+    let home = scene.dir.path().join("home");
+    let config = scene.config.display().to_string();
+    let mut r = Replicator::spawn(
+        memsync(
+            scene.dir.path(),
+            &home,
+            &[],
+            &["replicate", "-config", &config, "-exec", "sleep 300"],
+        ),
+        scene.dir.path().join("exec.log"),
+    );
+    r.wait_for_log("started sleep (pid ");
+    let log = r.log();
+    let pid: i32 = log
+        .split("started sleep (pid ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .expect("the child's pid in the log");
+    r.kill();
+    let alive = || {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive() {
+        assert!(
+            Instant::now() < deadline,
+            "the child {pid} outlived memsync"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -372,8 +372,15 @@ impl Shipper {
                 }
                 last = Instant::now();
                 positions.borrow_and_update();
+                let was_failing = self.stats.failing();
                 match self.ship_pending().await {
                     Ok(_) => {
+                        if was_failing {
+                            tracing::info!(
+                                "replica {}: answers again; what waited in the spool is shipped",
+                                self.client.name()
+                            );
+                        }
                         self.stats.answered(crate::stats::unix_ms());
                         backoff = Duration::ZERO;
                         pending = false;

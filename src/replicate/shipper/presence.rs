@@ -41,13 +41,29 @@ impl Shipper {
                 if was_failing {
                     tracing::info!("replica {}: answers again", self.client.name());
                 }
-                self.stats.answered(now);
-                let record = replica_formats::Lineage::parse(&bytes);
-                if record.as_ref().is_none_or(|l| l.id != self.lineage.id) {
-                    self.taken_over(record).await;
-                } else if self.sweeps > 0 {
-                    self.sweeps -= 1;
-                    self.sweep_foreign().await;
+                match replica_formats::Lineage::parse(&bytes) {
+                    // Only a record that reads, and names another database, stops the
+                    // shipping: an answer that is not a record (a proxy's error page with a
+                    // 200) is a failed look, not a takeover.
+                    None => {
+                        tracing::warn!(
+                            "replica {}: `{}` does not read as a lineage record (an answer from something other than the replica?)",
+                            self.client.name(),
+                            replica_formats::LINEAGE_OBJECT
+                        );
+                        self.stats.failed(now);
+                    }
+                    Some(l) if l.id != self.lineage.id => {
+                        self.stats.answered(now);
+                        self.taken_over(l).await;
+                    }
+                    Some(_) => {
+                        self.stats.answered(now);
+                        if self.sweeps > 0 {
+                            self.sweeps -= 1;
+                            self.sweep_foreign().await;
+                        }
+                    }
                 }
             }
             Ok(None) | Err(ReplicaError::NotFound { .. }) => {
@@ -70,24 +86,41 @@ impl Shipper {
     /// segments of two databases interleaved at one place restore neither. Said at ERROR and
     /// at `/health`; what this database still captures stays in the spool for its other
     /// replicas.
-    async fn taken_over(&mut self, record: Option<replica_formats::Lineage>) {
-        let owner = record.map_or_else(
-            || {
-                format!(
-                    "unknown (an unreadable `{}`)",
-                    replica_formats::LINEAGE_OBJECT
-                )
-            },
-            |l| format!("{} (lineage {})", l.source(), l.id),
-        );
+    async fn taken_over(&mut self, record: replica_formats::Lineage) {
+        let owner = format!("{} (lineage {})", record.source(), record.id);
+        let name = self.client.name().to_owned();
         tracing::error!(
-            "replica {}: its lineage record now names database {owner}, not this one: another replicator took this place over (`-takeover`, or the replica was wiped and claimed); nothing more is shipped to it (point this replica elsewhere, or take it back with -takeover)",
-            self.client.name()
+            "replica {name}: its lineage record now names database {owner}, not this one: another replicator took this place over (`-takeover`, or the replica was wiped and claimed); nothing more is shipped to it (point this replica elsewhere, or take it back with -takeover)",
         );
         if let Some(inline) = &self.inline {
-            inline.take_over().await;
+            let (placed, _) = inline.take_over().await;
+            self.known.extend(placed);
         }
         self.stats.taken_over(owner);
+        // What this replicator shipped there since the new owner claimed it lies among the new
+        // owner's files; that one sweeps them out only while it runs, so they go now too.
+        let mine: Vec<_> = match self.client.list().await {
+            Ok(listed) => listed
+                .into_iter()
+                .filter(|k| self.known.contains(k))
+                .collect(),
+            Err(e) => {
+                tracing::warn!("replica {name}: listing for this database's files: {e}");
+                Vec::new()
+            }
+        };
+        if !mine.is_empty() {
+            match self.client.delete(&mine).await {
+                Ok(()) => tracing::warn!(
+                    "replica {name}: deleted the {} files this database had shipped there since it was taken over",
+                    mine.len()
+                ),
+                Err(e) => tracing::error!(
+                    "replica {name}: {} files this database shipped there since it was taken over could not be deleted: {e}; the new owner's restores may fail until it sweeps them",
+                    mine.len()
+                ),
+            }
+        }
     }
 
     /// Deletes the files on the replica this replicator did not write: neither listed at its

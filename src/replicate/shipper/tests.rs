@@ -133,6 +133,7 @@ async fn a_restart_fills_a_hole_below_the_newest_replica_file() {
         takeover: false,
         spool: spool.clone(),
         spool_keys: Arc::new(keys.to_vec()),
+        stats: Arc::default(),
     };
     let ready = start.attempt().await.unwrap();
     assert_eq!(ready.restart, None);
