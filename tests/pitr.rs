@@ -158,6 +158,26 @@ fn coarser_tiers_never_restore_past_the_requested_time() {
     let l0 = files.iter().filter(|f| f["level"] == 0).count();
     let l1 = files.iter().filter(|f| f["level"] == 1).count();
     assert!(l1 >= 3, "level 1 written: {files:#?}");
+    // Each file says whether its last position is a restore point: exactly what -txid takes.
+    for f in files {
+        let max = f["max_txid"].as_str().unwrap();
+        let out = s.dir.path().join(format!("txid-{max}.db"));
+        let _ = std::fs::remove_file(&out);
+        let o = run(&[
+            "restore",
+            "-o",
+            out.to_str().unwrap(),
+            "-txid",
+            max,
+            &s.url(),
+        ]);
+        assert_eq!(
+            o.status.success(),
+            f["restore_point"] == true,
+            "{f}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     assert!(
         l0 <= 3,
         "level-0 files past l0-retention were kept: {files:#?}"

@@ -43,7 +43,7 @@ pub use key::{Level, ObjectKey, SEGMENTS_DIR, SNAPSHOTS_DIR};
 pub use lineage::{LINEAGE_OBJECT, Lineage, LineageId};
 pub use merge::merge_segments;
 pub use plan::{RestorePlan, Target, chain_from, hole_after, plan_restore};
-pub use points::{Point, RestorePoints, Stretch, restore_points};
+pub use points::{Point, RestorePoints, Stretch, restorable_positions, restore_points};
 pub use pos::{DbChecksum, PageNo, PageSize, Timestamp, TxId};
 pub use retention::{chain_after, refine_chain, restorable_end, retention_victims};
 

@@ -122,6 +122,12 @@ pub(crate) fn first_point_after(keys: &[ObjectKey], t: TxId) -> Option<TxId> {
 
 /// Every reachable position, oldest first, with its point and the finest level of a segment
 /// reaching it (`None`: reached by a snapshot alone).
+/// The restorable positions of `keys` (those `plan_restore` accepts as a txid), for telling
+/// the files that end at a restore point from those a coarser tier made obsolete.
+pub fn restorable_positions(keys: &[ObjectKey]) -> std::collections::BTreeSet<TxId> {
+    reachable(keys).into_iter().map(|(p, _)| p.txid).collect()
+}
+
 fn reachable(keys: &[ObjectKey]) -> Vec<(Point, Option<u8>)> {
     // Segments by the position they start after, and the earliest time of each end position.
     let mut from: HashMap<TxId, Vec<&ObjectKey>> = HashMap::new();

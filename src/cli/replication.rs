@@ -175,11 +175,18 @@ pub(super) fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
         let mut out = Vec::new();
         for r in &reps {
             let client = open_client(r)?;
+            let keys = rt.block_on(client.list())?;
+            let points = replica_formats::restorable_positions(&keys);
             let files: Vec<serde_json::Value> = restore::list(&client, rt.handle(), snapshots)?
                 .into_iter()
-                .map(|(k, size)| file_json(&k, size))
+                .map(|(k, size)| {
+                    let mut v = file_json(&k, size);
+                    // Whether `-txid` of its last position restores (a file a coarser tier
+                    // replaced may stay a while for its grace, not as a restore point).
+                    v["restore_point"] = points.contains(&k.max_txid()).into();
+                    v
+                })
                 .collect();
-            let keys = rt.block_on(client.list())?;
             out.push(serde_json::json!({
                 "replica": r.name,
                 "files": files,
