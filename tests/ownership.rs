@@ -339,16 +339,23 @@ fn a_replica_taken_over_while_replicating_is_left_to_its_new_owner() {
 
 /// The same with a new owner that stops before its first look (`replicate -once -takeover`):
 /// the replicator that was taken over deletes what it shipped there since, once it sees the
-/// new record, and the replica restores the new owner's database exactly. (Before: nothing
-/// swept those files, and every restore of the newest state failed, "mixes histories".)
+/// new record, merged ones waiting out their tier included, and the replica restores the new
+/// owner's database exactly. (Before: nothing swept those files, and every restore of the
+/// newest state failed, "mixes histories"; then the merged ones were left, "gap in replica
+/// history".)
 #[test]
 fn a_replica_taken_over_by_a_short_run_is_left_to_its_new_owner() {
-    let s = Scene::new("", "        sync-interval: 0s\n");
+    // Merges every 2 s: what the first ships after the takeover is partly merged (and its
+    // level-0 files kept for their tier only) by the time it looks, 5 s apart.
+    let s = Scene::new("", "        sync-interval: 0s\nlevels:\n  - interval: 2s\n");
     let app = create_memdb(&s.db);
     for i in 1..=10 {
         insert_memory(&app, i);
     }
-    let mut first = s.start_with(&[("MEMSYNC_LINEAGE_CHECK", "2s")]);
+    let mut first = s.start_with(&[
+        ("MEMSYNC_LINEAGE_CHECK", "5s"),
+        ("MEMSYNC_COMPACTION_INTERVAL", "1s"),
+    ]);
     s.wait_for_rows(10);
     let (_, other, other_cfg) = other_database(&s);
     let o = run_bounded(
@@ -362,7 +369,7 @@ fn a_replica_taken_over_by_a_short_run_is_left_to_its_new_owner() {
         30,
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for i in 11..=40 {
+    for i in 11..=90 {
         insert_memory(&app, i);
         std::thread::sleep(Duration::from_millis(100));
     }

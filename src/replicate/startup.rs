@@ -273,6 +273,11 @@ impl Pending {
                         tracing::error!("{}; this replica is not replicated to", f.error);
                         None
                     }
+                    Ok(Err(_)) => {
+                        // The first attempt, slower than the start's wait, failed: it counts.
+                        start.stats.failed(crate::stats::unix_ms());
+                        start.until_ready(stop).await
+                    }
                     _ => start.until_ready(stop).await,
                 }
             }

@@ -79,7 +79,7 @@ pub fn is_secret(name: &str) -> bool {
 /// True for a name whose value is a path (relative ones are made absolute: the service does
 /// not start in the directory the installer ran in).
 fn is_path(name: &str) -> bool {
-    ["_PATH", "_DIR", "_FILE", "_CONFIG", "_BUNDLE"]
+    ["_PATH", "_DIR", "_FILE", "_CONFIG", "_BUNDLE", "_WORKDIR"]
         .iter()
         .any(|s| name.ends_with(s))
 }
@@ -257,6 +257,14 @@ mod tests {
                 .all(|v| v.value == MASK)
         );
         assert_eq!(masked.vars[5].value, "box");
+        // One set by hand is made absolute too.
+        let env = Env::collect(
+            vars(&[("MEMSYNC_WORKDIR", "my dir")]),
+            Path::new("/w"),
+            None,
+            &[],
+        );
+        assert_eq!(env.vars[0].value, "/w/my dir");
         // The service starts where `install-service` ran.
         let workdir = env.vars.iter().find(|v| v.name == "MEMSYNC_WORKDIR");
         assert_eq!(workdir.unwrap().value, "/work/dir");

@@ -99,10 +99,17 @@ impl Shipper {
         self.stats.taken_over(owner);
         // What this replicator shipped there since the new owner claimed it lies among the new
         // owner's files; that one sweeps them out only while it runs, so they go now too.
+        // Its own: what it tracks, and the files a merge replaced that wait out their tier.
+        let doomed: std::collections::HashSet<_> = self
+            .doomed
+            .iter()
+            .flat_map(|(_, _, k)| k.iter())
+            .copied()
+            .collect();
         let mine: Vec<_> = match self.client.list().await {
             Ok(listed) => listed
                 .into_iter()
-                .filter(|k| self.known.contains(k))
+                .filter(|k| self.known.contains(k) || doomed.contains(k))
                 .collect(),
             Err(e) => {
                 tracing::warn!("replica {name}: listing for this database's files: {e}");
