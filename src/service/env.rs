@@ -257,17 +257,18 @@ mod tests {
                 .all(|v| v.value == MASK)
         );
         assert_eq!(masked.vars[5].value, "box");
+
+        // The service starts where `install-service` ran.
+        let workdir = env.vars.iter().find(|v| v.name == "MEMSYNC_WORKDIR");
+        assert_eq!(workdir.unwrap().value, "/work/dir");
         // One set by hand is made absolute too.
-        let env = Env::collect(
+        let by_hand = Env::collect(
             vars(&[("MEMSYNC_WORKDIR", "my dir")]),
             Path::new("/w"),
             None,
             &[],
         );
-        assert_eq!(env.vars[0].value, "/w/my dir");
-        // The service starts where `install-service` ran.
-        let workdir = env.vars.iter().find(|v| v.name == "MEMSYNC_WORKDIR");
-        assert_eq!(workdir.unwrap().value, "/work/dir");
+        assert_eq!(by_hand.vars[0].value, "/w/my dir");
     }
 
     #[test]
