@@ -62,6 +62,19 @@ fn write_config(path: &Path, db: &Path, replica: &Path) {
     .unwrap();
 }
 
+/// `replicate -once -takeover` of the config `cfg`, which must succeed.
+fn take_over_once(cfg: &Path) {
+    let args = [
+        "replicate",
+        "-once",
+        "-takeover",
+        "-config",
+        cfg.to_str().unwrap(),
+    ];
+    let o = run_bounded(&args, 30);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// A second database with seven memories, and its config pointing at the scene's replica.
 fn other_database(s: &Scene) -> (std::path::PathBuf, rusqlite::Connection, std::path::PathBuf) {
     let other_db = s.dir.path().join("other.sqlite");
@@ -207,17 +220,7 @@ fn a_replica_of_another_database_is_refused_unless_taken_over() {
     assert_same(&app, &restored);
     assert_eq!(rows(&restored).len(), 60);
     // Taking it over: the replica then holds the other database's history alone.
-    let o = run_bounded(
-        &[
-            "replicate",
-            "-once",
-            "-takeover",
-            "-config",
-            other_cfg.to_str().unwrap(),
-        ],
-        30,
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    take_over_once(&other_cfg);
     let restored = check_sound(&s.restore("taken.db", &["-integrity-check", "full"]));
     assert_same(&other, &restored);
     // And now the first database is the stranger.
@@ -358,17 +361,7 @@ fn a_replica_taken_over_by_a_short_run_is_left_to_its_new_owner() {
     ]);
     s.wait_for_rows(10);
     let (_, other, other_cfg) = other_database(&s);
-    let o = run_bounded(
-        &[
-            "replicate",
-            "-once",
-            "-takeover",
-            "-config",
-            other_cfg.to_str().unwrap(),
-        ],
-        30,
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    take_over_once(&other_cfg);
     for i in 11..=90 {
         insert_memory(&app, i);
         std::thread::sleep(Duration::from_millis(100));

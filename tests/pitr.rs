@@ -28,6 +28,18 @@ fn has_merged(listing: &serde_json::Value) -> bool {
         .is_some_and(|files| files.iter().any(is_merged))
 }
 
+/// `restore -o out -txid max` from the scene's replica.
+fn restore_txid(s: &Scene, max: &str, out: &std::path::Path) -> std::process::Output {
+    run(&[
+        "restore",
+        "-o",
+        out.to_str().unwrap(),
+        "-txid",
+        max,
+        &s.url(),
+    ])
+}
+
 #[test]
 fn every_sync_stays_restorable_after_compaction() {
     let s = Scene::new("", "        sync-interval: 1s\n");
@@ -163,14 +175,7 @@ fn coarser_tiers_never_restore_past_the_requested_time() {
         let max = f["max_txid"].as_str().unwrap();
         let out = s.dir.path().join(format!("txid-{max}.db"));
         let _ = std::fs::remove_file(&out);
-        let o = run(&[
-            "restore",
-            "-o",
-            out.to_str().unwrap(),
-            "-txid",
-            max,
-            &s.url(),
-        ]);
+        let o = restore_txid(&s, max, &out);
         assert_eq!(
             o.status.success(),
             f["restore_point"] == true,
@@ -254,14 +259,7 @@ fn a_checkpoint_does_not_add_a_file_per_sync() {
     for f in l0.iter().step_by(3) {
         let max = f["max_txid"].as_str().unwrap();
         let out = s.dir.path().join(format!("at-{max}.db"));
-        let o = run(&[
-            "restore",
-            "-o",
-            out.to_str().unwrap(),
-            "-txid",
-            max,
-            &s.url(),
-        ]);
+        let o = restore_txid(&s, max, &out);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         check_sound(&out);
     }

@@ -116,18 +116,11 @@ impl Shipper {
                 Vec::new()
             }
         };
-        if !mine.is_empty() {
-            match self.client.delete(&mine).await {
-                Ok(()) => tracing::warn!(
-                    "replica {name}: deleted the {} files this database had shipped there since it was taken over",
-                    mine.len()
-                ),
-                Err(e) => tracing::error!(
-                    "replica {name}: {} files this database shipped there since it was taken over could not be deleted: {e}; the new owner's restores may fail until it sweeps them",
-                    mine.len()
-                ),
-            }
-        }
+        self.delete_said(
+            &mine,
+            "files this database had shipped there since it was taken over",
+        )
+        .await;
     }
 
     /// Deletes the files on the replica this replicator did not write: neither listed at its
@@ -165,22 +158,31 @@ impl Shipper {
                 Vec::new()
             }
         };
-        if !found.is_empty() {
-            match self.client.delete(&found).await {
-                Ok(()) => tracing::warn!(
-                    "replica {name}: deleted {} files another replicator wrote here after this database claimed the place (it ships there no more once it sees this database's lineage record)",
-                    found.len()
-                ),
-                Err(e) => tracing::warn!(
-                    "replica {name}: {} files another replicator wrote here could not be deleted: {e}",
-                    found.len()
-                ),
-            }
-        }
+        self.delete_said(
+            &found,
+            "files another replicator wrote here after this database claimed the place",
+        )
+        .await;
         if let Some(inline) = &self.inline
             && self.restart.is_none()
         {
             inline.open_at(self.remote);
+        }
+    }
+
+    /// Deletes `keys` (`what` they are), saying so at WARN; a failure is said too and left:
+    /// the files only cost space and confuse restores of the newest state until a later look.
+    async fn delete_said(&self, keys: &[replica_formats::ObjectKey], what: &str) {
+        if keys.is_empty() {
+            return;
+        }
+        let name = self.client.name();
+        match self.client.delete(keys).await {
+            Ok(()) => tracing::warn!("replica {name}: deleted {} {what}", keys.len()),
+            Err(e) => tracing::warn!(
+                "replica {name}: {} {what} could not be deleted: {e}",
+                keys.len()
+            ),
         }
     }
 
