@@ -234,6 +234,37 @@ mod tests {
     }
 }
 
+/// A `flock` on the file at `path` (made, with its directory, if missing), shared or
+/// exclusive, tried every 20 ms for up to `wait`; `None` while another process still holds a
+/// conflicting one. The lock goes with the returned file.
+pub fn lock_file(path: &Path, shared: bool, wait: std::time::Duration) -> io::Result<Option<File>> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let t0 = std::time::Instant::now();
+    loop {
+        let got = if shared {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        match got {
+            Ok(()) => return Ok(Some(file)),
+            Err(fs::TryLockError::WouldBlock) if t0.elapsed() < wait => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
 /// An exclusive `flock` on a file that says who holds it. The file is never deleted (deleting
 /// a flock file lets two processes lock two different files); it is emptied on release, so what
 /// it says is about a live holder (or one that crashed).
@@ -246,28 +277,10 @@ impl HolderLock {
     /// Takes the lock at `path` (its directory created if missing), retrying for up to `wait`.
     /// `Ok(Err(text))` when another process still holds it: `text` is what it wrote.
     pub fn take(path: &Path, wait: std::time::Duration) -> io::Result<Result<HolderLock, String>> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        let t0 = std::time::Instant::now();
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(Ok(HolderLock { file })),
-                Err(fs::TryLockError::WouldBlock) if t0.elapsed() < wait => {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(fs::TryLockError::WouldBlock) => {
-                    return Ok(Err(fs::read_to_string(path).unwrap_or_default()));
-                }
-                Err(fs::TryLockError::Error(e)) => return Err(e),
-            }
-        }
+        Ok(match lock_file(path, false, wait)? {
+            Some(file) => Ok(HolderLock { file }),
+            None => Err(fs::read_to_string(path).unwrap_or_default()),
+        })
     }
 
     /// Replaces what the file says about its holder.

@@ -243,14 +243,6 @@ impl Tracker {
         }
     }
 
-    /// The kind of `rel` when it is a database replicated now (see [`scan_sparing`]).
-    pub fn replicated(&self, rel: &Path) -> Option<Kind> {
-        self.known
-            .get(rel)
-            .copied()
-            .filter(|k| k.skip_reason(self.convert_to_wal).is_none())
-    }
-
     /// The databases replicated now, by relative path.
     pub fn databases(&self) -> impl Iterator<Item = &Path> {
         self.known

@@ -6,9 +6,9 @@
 //! it writes, and a rebuild holds it exclusively from its first read to the rename: each waits
 //! for the other, up to `SYNC_LOCK_WAIT`. The file is never deleted (see [`super::lock`]).
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::lock::{LockError, wait_from_env};
 
@@ -37,45 +37,18 @@ pub fn for_rebuild(staging_db: &Path) -> Result<SwapGuard, LockError> {
 
 fn take(staging_db: &Path, shared: bool, wait: Duration) -> Result<SwapGuard, LockError> {
     let path = swap_lock_path(staging_db);
-    let io = |source| LockError::Io {
-        path: path.clone(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
-    let t0 = Instant::now();
-    loop {
-        let got = if shared {
-            file.try_lock_shared()
-        } else {
-            file.try_lock()
-        };
-        match got {
-            Ok(()) => return Ok(SwapGuard { _file: file }),
-            Err(TryLockError::WouldBlock) if t0.elapsed() < wait => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(TryLockError::WouldBlock) => {
-                return Err(LockError::Swap {
-                    db: staging_db.to_owned(),
-                    waiting_for: if shared {
-                        "`memsync repair` rebuilding it"
-                    } else {
-                        "a `memsync store` writing to it"
-                    },
-                    waited: wait.as_secs(),
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
-        }
+    match crate::fsutil::lock_file(&path, shared, wait) {
+        Ok(Some(file)) => Ok(SwapGuard { _file: file }),
+        Ok(None) => Err(LockError::Swap {
+            db: staging_db.to_owned(),
+            waiting_for: if shared {
+                "`memsync repair` rebuilding it"
+            } else {
+                "a `memsync store` writing to it"
+            },
+            waited: wait.as_secs(),
+        }),
+        Err(source) => Err(LockError::Io { path, source }),
     }
 }
 

@@ -70,13 +70,9 @@ impl DirWatcher {
         // Which entry (its config line) found each new database first.
         let mut first: HashMap<PathBuf, u64> = HashMap::new();
         for (d, tracker) in &mut self.entries {
-            // A database replicated now is not opened again (its monitor sees it leave WAL
-            // mode, or be replaced, and ends; `forget` then makes the next scan look at it).
-            let spared = |rel: &Path| {
-                tracker
-                    .replicated(rel)
-                    .or_else(|| replicated(&d.dir.join(rel)).then_some(Kind::Wal))
-            };
+            // A database replicated now is not opened again: its monitor follows it out of
+            // WAL mode and back, and ends when it is replaced (the next scan then looks).
+            let spared = |rel: &Path| replicated(&d.dir.join(rel)).then_some(Kind::Wal);
             let found = match scan_sparing(d, spared) {
                 Ok(f) => {
                     if self.failing.remove(&d.dir).is_some() {

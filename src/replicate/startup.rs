@@ -88,6 +88,17 @@ impl Failed {
 const CHECK: &str = "not a passing outage: check the replica's credentials, bucket and path";
 
 impl Start {
+    /// Counts a failed start and says it with what happens `then`: a refusal at ERROR with
+    /// what to check, an outage at WARN.
+    fn note_failure(&self, f: &Failed, then: &str) {
+        self.stats.failed(crate::stats::unix_ms());
+        if f.refused() {
+            tracing::error!("{} ({CHECK}; {then})", f.error);
+        } else {
+            tracing::warn!("{} ({then})", f.error);
+        }
+    }
+
     /// One attempt.
     pub async fn attempt(&self) -> Result<Ready, Failed> {
         let transient = |e: crate::replica::ReplicaError| Failed {
@@ -129,22 +140,13 @@ impl Start {
                     tracing::error!("{}; this replica is not replicated to", f.error);
                     return None;
                 }
-                Err(f) if f.refused() => {
-                    self.stats.failed(crate::stats::unix_ms());
-                    tracing::error!(
-                        "{} ({CHECK}; tried again in {}s; the other replicas ship meanwhile, and what this one misses waits in the spool)",
-                        f.error,
+                Err(f) => self.note_failure(
+                    &f,
+                    &format!(
+                        "retrying in {}s; the other replicas ship meanwhile, and what this one misses waits in the spool",
                         wait.as_secs()
-                    );
-                }
-                Err(f) => {
-                    self.stats.failed(crate::stats::unix_ms());
-                    tracing::warn!(
-                        "{} (retrying in {}s; the other replicas ship meanwhile, and what this one misses waits in the spool)",
-                        f.error,
-                        wait.as_secs()
-                    );
-                }
+                    ),
+                ),
             }
             tokio::select! {
                 _ = tokio::time::sleep(jitter(wait)) => {}
@@ -212,19 +214,10 @@ pub fn first_attempts(
         out.push(match res {
             Ok(Ok(Ok(ready))) => Pending::Ready(ready),
             Ok(Ok(Err(f))) if f.permanent => return Err(f.error),
-            Ok(Ok(Err(f))) if f.refused() => {
-                s.stats.failed(crate::stats::unix_ms());
-                tracing::error!(
-                    "{} ({CHECK}; tried again in the background; the other replicas ship meanwhile)",
-                    f.error
-                );
-                Pending::Retry
-            }
             Ok(Ok(Err(f))) => {
-                s.stats.failed(crate::stats::unix_ms());
-                tracing::warn!(
-                    "{} (retrying in the background; the other replicas ship meanwhile)",
-                    f.error
+                s.note_failure(
+                    &f,
+                    "retrying in the background; the other replicas ship meanwhile",
                 );
                 Pending::Retry
             }
