@@ -73,3 +73,82 @@ fn an_edit_of_a_memory_with_more_tags_than_a_new_one_may_have_is_sent() {
     assert_eq!(remote.tags(c).len(), 121);
     assert!(remote.tags(c).contains(&"mine".to_owned()));
 }
+
+/// What `store` merged into a row that waits with a local edit reaches the server and stays
+/// there: the next pull folds the local database's version in three ways instead of taking it
+/// as it is (it dropped the stored tag), the local database then shows the fold (else the sync
+/// after the push took the local row for an edit and sent it back over the push), and a later
+/// edit that removes a tag removes only that one. The same with `push` straight after `store`.
+#[test]
+fn a_store_merged_into_a_waiting_local_edit_is_not_dropped_by_the_next_pull() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let has = |tags: &[String], t: &str| tags.contains(&t.to_owned());
+    let c = "edited here, then stored again with another tag";
+    let d = "edited here, stored again, pushed at once";
+    remote.post(c, &["bulk", "old"], json!({}));
+    remote.post(d, &["x"], json!({}));
+    m.ok(&["pull"]);
+    local.put_tags(c, &["bulk", "old", "local-edit"]);
+    local.put_tags(d, &["x", "e"]);
+    assert!(m.ok(&["pull"]).contains("local edits staged 2"));
+    let out = m.ok(&["store", "--offline", c, "--tags", "t9"]);
+    assert!(out.contains("tags merged"), "{out}");
+    // Synced at once: its pull folds the local edit into the row holding t9.
+    m.ok(&["sync"]);
+    let out = m.ok(&["store", "--offline", d, "--tags", "t7"]);
+    assert!(out.contains("staged"), "{out}");
+    m.ok(&["push"]);
+    let out = m.ok(&["sync"]);
+    let tags = remote.tags(c);
+    for t in ["bulk", "old", "local-edit", "t9"] {
+        assert!(has(&tags, t), "{t} lost: {tags:?}; {out}");
+    }
+    for t in ["x", "e", "t7"] {
+        assert!(
+            has(&remote.tags(d), t),
+            "{t} lost: {:?}; {out}",
+            remote.tags(d)
+        );
+    }
+    let out = m.ok(&["sync"]);
+    assert_eq!(remote.tags(c), tags, "a second sync changed it: {out}");
+    assert!(has(&remote.tags(d), "t7"), "{:?}: {out}", remote.tags(d));
+    // Edited again here, removing one tag: that one goes, the rest stays.
+    let edited: Vec<String> = local.tags(c).into_iter().filter(|t| t != "old").collect();
+    let refs: Vec<&str> = edited.iter().map(String::as_str).collect();
+    local.put_tags(c, &refs);
+    m.ok(&["sync"]);
+    let now = remote.tags(c);
+    assert!(
+        !has(&now, "old") && has(&now, "t9") && has(&now, "local-edit"),
+        "{now:?}"
+    );
+}
+
+/// A conflict left open, the same content stored again with a tag, then settled: the tag is
+/// pushed whichever strategy settles it (before: memsync's own write of the recorded side to
+/// the local database looked like an edit made since, and replaced the row).
+#[test]
+fn a_store_merged_into_an_open_conflict_survives_its_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, _local, m) = remote_and_local(dir.path());
+    for strategy in ["local", "merge"] {
+        let c = format!("stored again while its conflict waits ({strategy})");
+        remote.post(&c, &["s0"], json!({}));
+        m.ok(&["sync"]);
+        m.ok(&["store", "--offline", &c, "--tags", "t1"]);
+        m.exits(4, &["push", "--conflict", "manual"]);
+        m.ok(&["store", "--offline", &c, "--tags", "t2"]);
+        let out = m.ok(&["resolve-conflicts", "--strategy", strategy]);
+        assert!(out.contains("settled"), "{out}");
+        m.ok(&["push"]);
+        let tags = remote.tags(&c);
+        for t in ["t1", "t2"] {
+            assert!(
+                tags.contains(&t.to_owned()),
+                "{strategy}: {t} lost: {tags:?}"
+            );
+        }
+    }
+}

@@ -226,6 +226,19 @@ fn wrong_key_unreachable_server_and_bad_answers_fail_in_one_line_and_lose_nothin
     assert_eq!(m.staged("pending"), 1, "nothing lost");
     assert_eq!(server.live_count(), 0);
 
+    // A connection closed without an answer once the request went: not "cannot connect"
+    // (the request may have arrived), and no https:// hint when TLS does not answer either.
+    p.set_mode(proxy::DROP);
+    let o = via.run(&["push"]);
+    let said = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(5), "{said}");
+    assert!(said.contains("broke off without an answer"), "{said}");
+    assert!(
+        !said.contains("cannot connect") && !said.contains("https"),
+        "{said}"
+    );
+    assert_eq!(m.staged("pending"), 1, "nothing lost");
+
     p.set_mode(proxy::FORWARD);
     assert!(via.ok(&["push"]).contains("stored 1"));
     assert_eq!(

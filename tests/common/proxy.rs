@@ -1,5 +1,6 @@
 //! A TCP proxy in front of a real server, for fault injection: forward (optionally slowly),
-//! refuse connections, answer 500, answer garbage, or cut an answer off mid-body. The mode is read per connection.
+//! refuse connections, answer 500, answer garbage, cut an answer off mid-body, or close
+//! without one. The mode is read per connection.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -14,6 +15,8 @@ pub const GARBAGE: u8 = 3;
 pub const CUT: u8 = 4;
 /// 500 to `GET /api/memories/{hash}`, everything else forwarded.
 pub const GET_MEMORY_500: u8 = 5;
+/// The request read, then the connection closed without an answer.
+pub const DROP: u8 = 6;
 
 pub struct Proxy {
     pub port: u16,
@@ -104,6 +107,11 @@ fn answer(mut c: TcpStream, status: &str, ctype: &str, body: &str) {
 fn serve(c: TcpStream, upstream: u16, mode: u8, delay: Arc<AtomicU64>) {
     match mode {
         REFUSE => drop(c),
+        DROP => {
+            let mut c = c;
+            let mut head = [0u8; 65536];
+            let _ = c.read(&mut head);
+        }
         ERROR_500 => answer(
             c,
             "500 Internal Server Error",

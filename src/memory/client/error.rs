@@ -8,7 +8,9 @@ use crate::memory::kind::ErrorKind;
 /// A failed call, by meaning.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    #[error("{url}: cannot connect: {reason}")]
+    /// No answer came: the connection was refused or broke off (`reason` says which, since a
+    /// request that broke off may have arrived).
+    #[error("{url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error(
         "{url}: TLS failed: {reason} (trust the server with --ca-file / REMOTE_MEMORY_CA_FILE, or --insecure for a self-signed test server)"

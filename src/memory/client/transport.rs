@@ -166,10 +166,8 @@ impl Transport {
                 ),
             };
         }
-        RemoteError::Unreachable {
-            url,
-            reason: format!("{reason} (if the server speaks HTTPS at this port, use https://)"),
-        }
+        // TLS does not answer there either: a broken network or a server that went away.
+        RemoteError::Unreachable { url, reason }
     }
 
     /// `send` with the configured retries and exponential backoff on transient failures.
@@ -257,6 +255,13 @@ fn map_transport(what: &str, e: &reqwest::Error, timeout: Duration) -> RemoteErr
             }
         } else {
             // A dropped connection may be a TLS server refusing plain HTTP (`Transport::explain`).
+            // Once connected, the request may have reached the server: "cannot connect" would
+            // send the user looking at the address.
+            let reason = if e.is_connect() {
+                format!("cannot connect: {reason}")
+            } else {
+                format!("the connection broke off without an answer: {reason}")
+            };
             RemoteError::Unreachable {
                 url: what.to_owned(),
                 reason,

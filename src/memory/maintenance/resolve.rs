@@ -114,11 +114,20 @@ pub fn resolve_conflicts(
         // side from now on (settling the recorded one would undo it, and `remote` would leave
         // it nowhere): the row takes it. A local row not changed since then is no edit: it may
         // be an older copy the user's `store` was meant to replace.
+        // Folded three ways against the local side the record holds: the row may hold more
+        // than the local database shows (a `store` merged into it since), and memsync itself
+        // wrote the recorded side to the local database just after recording it.
         if let Some(l) = live_local(&ctx.settings.memory_db, &c.hash)
             && l.updated_at > c.detected_at
-            && conflict::differs(&l.fields, &item.fields)
+            && conflict::differs(&l.fields, &c.local)
             && item.op != Operation::Delete
-            && st.rewrite(&item, item.op, &l.fields, item.state, item.restore_deleted)?
+            && st.rewrite(
+                &item,
+                item.op,
+                &conflict::merge3(&l.fields, &item.fields, &c.local),
+                item.state,
+                item.restore_deleted,
+            )?
         {
             item = st
                 .get(c.staged_id)?

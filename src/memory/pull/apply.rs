@@ -4,6 +4,7 @@
 use super::super::MemoryError;
 use super::super::clock::iso;
 use super::super::clock::now;
+use super::super::conflict;
 use super::super::hash::ContentHash;
 use super::super::host::hostname;
 use super::super::localdb::{LocalDb, NewMemory};
@@ -28,15 +29,40 @@ enum Write<'a> {
 }
 
 /// Stages a local edit as an update and returns its row.
+///
+/// A row already waiting for the memory holds more than the local database shows: what
+/// `store` merged into it since it was staged (tags, keys). The edit is folded in three ways
+/// against the server's version (the base): what the edit removed from the base goes, what
+/// either side added stays. Taking the local fields as they are dropped those `store`s at the
+/// next pull; a plain union would undo the edit's removals.
+///
+/// When the fold holds more than the local database shows, the local database is made to show
+/// it: otherwise, once pushed, the server's version would differ from the local row, and the
+/// next pull would take the local row for an edit made since and send it back over the push.
 fn stage_update(
     staging: &mut Staging,
+    memory_db: &std::path::Path,
     content: &str,
     fields: &Fields,
 ) -> Result<super::super::staging::Staged, MemoryError> {
+    let hash = ContentHash::of(content);
+    let waiting = staging.open_for(&hash)?.is_some();
+    let base = staging.book().base(&hash)?;
     let (id, _) = staging.stage(content, fields, &hostname())?;
     let row = staging.get(id)?.ok_or(MemoryError::RowVanished { id })?;
+    let folded = match (waiting, &base) {
+        (false, _) => fields.clone(),
+        // The row wins where both changed a key: it already took this edit at an earlier pull.
+        (true, Some(b)) => conflict::merge3(&row.fields, fields, b),
+        // No base: `stage` merged them (a union) already.
+        (true, None) => row.fields.clone(),
+    };
     // A row that changed since it was read (a `store` merged into it) keeps that merge.
-    staging.rewrite(&row, Operation::Update, fields, State::Pending, false)?;
+    if staging.rewrite(&row, Operation::Update, &folded, State::Pending, false)?
+        && conflict::differs(&folded, fields)
+    {
+        settle::show_locally(memory_db, &hash, &LocalView::Live(folded))?;
+    }
     staging.get(id)?.ok_or(MemoryError::RowVanished { id })
 }
 
@@ -131,7 +157,9 @@ pub fn apply(
     for c in plan.conflicts {
         let item = match c.side {
             ConflictSide::Staged(s) => s,
-            ConflictSide::LocalEdit(l) => stage_update(staging, &l.content, &l.fields)?,
+            ConflictSide::LocalEdit(l) => {
+                stage_update(staging, &settings.memory_db, &l.content, &l.fields)?
+            }
         };
         let remote_fields = c.remote.map(|i| &r[i].fields);
         let view = settle::settle(
@@ -158,7 +186,7 @@ pub fn apply(
         staging.mark_pushed(s, "already on server")?;
     }
     for l in &plan.stage_local {
-        stage_update(staging, &l.content, &l.fields)?;
+        stage_update(staging, &settings.memory_db, &l.content, &l.fields)?;
     }
     for l in &plan.lost {
         staging.stage(&l.content, &l.fields, &hostname())?;

@@ -235,7 +235,14 @@ pub fn push_one(
             Ok(format!("#{id} {short} will be stored again"))
         }
         Ok(Err(UpdateOutcome::Updated)) => {
-            staging.book().set_base(&item.hash, &item.fields)?;
+            // As for a store: with the local database showing other fields (a `store` merged
+            // into the row since the local edit it carries), the sent version is no base the
+            // local row was edited from; the next pull meets the two as a conflict the policy
+            // settles (three-way under `merge`) rather than sending the local row back over
+            // what was just pushed.
+            if !held_differently(local, item) {
+                staging.book().set_base(&item.hash, &item.fields)?;
+            }
             rep.updated += 1;
             if staging.mark_pushed(item, "updated")? {
                 Ok(format!("#{id} {short} updated"))
