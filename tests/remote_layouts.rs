@@ -77,6 +77,29 @@ fn a_litestream_replica_is_named_and_not_written_into() {
         dir.join("ltx").is_dir() && !listing_raw_is_empty(&url)
     });
     let dir_url = format!("file://{}", dir.display());
+    let dir_path = dir.display().to_string();
+    // Listed, it is named too, by URL or as a plain path (before: "nothing restorable").
+    for target in [url.as_str(), dir_url.as_str(), dir_path.as_str()] {
+        let o = run_env(&["wal", target]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{target}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            out.contains("a Litestream backup is there"),
+            "{target}: {out}"
+        );
+    }
+    let o = run_env(&[
+        "restore",
+        "-o",
+        d.path().join("p.db").to_str().unwrap(),
+        &dir_path,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("a Litestream one"), "plain path: {err}");
     for (target, db) in [(url.as_str(), &db), (dir_url.as_str(), &db2)] {
         for extra in [&[][..], &["-if-replica-exists"][..]] {
             let out = d.path().join("out.db");
@@ -195,4 +218,41 @@ fn a_replica_litestream_wrote_into_since_is_named_at_restore_and_replicate() {
         all.contains("another replicator writes this replica too"),
         "{all}"
     );
+}
+
+/// Litestream's provider host forms: `s3://BUCKET.localhost:PORT/path` is the bucket at
+/// `http://localhost:PORT`, path-style (it panicked: the bucket-and-host was taken for a bucket
+/// on AWS, with the endpoint cleared to an empty string). An S3 replica on AWS itself (no
+/// endpoint) is an error naming the replica, never a panic, whatever the network does.
+#[test]
+fn provider_hosts_and_aws_itself_are_no_panic() {
+    let s3 = s3::shared();
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("db.sqlite");
+    let app = create_memdb(&db);
+    insert_memories(&app, 0..=10);
+    let port = s3.endpoint().rsplit(':').next().unwrap().to_owned();
+    let url = format!(
+        "s3://{}.localhost:{port}/{}",
+        s3::BUCKET,
+        s3::unique_prefix("hostform")
+    );
+    let o = run_env(&["replicate", "-once", db.to_str().unwrap(), &url]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let restored = restore_from(d.path(), "r.db", &url);
+    assert_same(&app, &restored);
+
+    for url in [
+        "s3://memsync-no-such-bucket-7f3a/db",
+        "s3://memsync-no-such-bucket-7f3a.s3.us-west-2.amazonaws.com/db",
+        "s3://my.dotted.bucket/db?region=eu-west-1",
+    ] {
+        let out = d.path().join("aws.db");
+        let o = run_env(&["restore", "-o", out.to_str().unwrap(), url]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{url}: {err}");
+        assert!(!err.contains("panicked"), "{url}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{url}: one line: {err}");
+        assert!(!out.exists());
+    }
 }

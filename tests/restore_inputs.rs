@@ -115,6 +115,33 @@ fn a_plain_path_to_a_replica_directory_needs_no_config() {
         );
     }
     assert!(!d.path().join("other.db").exists());
+    // `-if-replica-exists` with a plain path to a replica never made (a first boot): nothing
+    // to do, as with a `file://` URL (before: "No such file or directory", exit 1).
+    for target in ["nothing/here", "backup/never.db"] {
+        let args = ["restore", "-if-replica-exists", "-o", "first.db", target];
+        ok(&run_in(d.path(), &[], &args));
+    }
+    assert!(!d.path().join("first.db").exists());
+    // A config's database named with `..` or through a symlinked folder is that database.
+    let cfg = d.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {0}/sqlite_vec.db\n    replica:\n      path: {0}/backup/sqlite_vec.db\n",
+            d.path().display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(d.path(), d.path().join("link")).unwrap();
+    for (i, db) in ["empty/../sqlite_vec.db", "./link/sqlite_vec.db"]
+        .iter()
+        .enumerate()
+    {
+        let out = format!("via{i}.db");
+        let args = ["restore", "-config", "c.yml", "-o", &out, db];
+        ok(&run_in(d.path(), &[], &args));
+        assert!(d.path().join(&out).is_file());
+    }
 }
 
 #[test]
@@ -154,6 +181,8 @@ fn timestamps_take_every_rfc3339_form_and_refuse_a_missing_zone() {
         ],
     ));
     assert!(!d.path().join("old.db").exists(), "{e}");
+    // The error says what can be restored instead, as times.
+    assert!(e.contains("restorable: 20") && e.contains(" .. 20"), "{e}");
     // No zone: refused (it used to be read as UTC whatever TZ said), unless asked for local time.
     let e = err(&run_in(
         d.path(),

@@ -50,6 +50,44 @@ pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
     out
 }
 
+/// Go's flag package takes `-once=true` and `-if-db-not-exists=false` for its booleans, and
+/// scripts written for Litestream use them: a boolean flag of `cmd` (any of its commands) with
+/// a value Go's `strconv.ParseBool` reads becomes the flag (true) or nothing (false).
+pub fn go_bools(cmd: &clap::Command, args: Vec<OsString>) -> Vec<OsString> {
+    fn bools(cmd: &clap::Command, into: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            if matches!(a.get_action(), clap::ArgAction::SetTrue)
+                && let Some(l) = a.get_long()
+            {
+                into.push(l.to_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            bools(sub, into);
+        }
+    }
+    let mut names = Vec::new();
+    bools(cmd, &mut names);
+    let mut rest = false;
+    let mut out = Vec::with_capacity(args.len());
+    for a in args {
+        let s = a.to_string_lossy().into_owned();
+        rest |= s == "--";
+        let split = s
+            .strip_prefix("--")
+            .and_then(|f| f.split_once('='))
+            .filter(|(name, _)| !rest && names.iter().any(|n| n == name));
+        match split {
+            Some((name, "1" | "t" | "T" | "TRUE" | "true" | "True")) => {
+                out.push(OsString::from(format!("--{name}")))
+            }
+            Some((_, "0" | "f" | "F" | "FALSE" | "false" | "False")) => {}
+            _ => out.push(a),
+        }
+    }
+    out
+}
+
 pub(super) fn default_config_path() -> Option<PathBuf> {
     config::default_path()
 }
@@ -80,18 +118,24 @@ pub(super) fn resolve(
     if target.contains("://") {
         return only(config::replica_from_url(target)?);
     }
-    let path = std::path::absolute(target).map_err(|source| CliError::Path {
-        path: target.into(),
-        source,
-    })?;
+    let path = std::path::absolute(target)
+        .map(|p| lexical(&p))
+        .map_err(|source| CliError::Path {
+            path: target.into(),
+            source,
+        })?;
     // A plain path that is not a database of the config (or with no config at all) but a
     // directory holding a replica is that file replica, as the guide writes it
     // (`memsync snapshots backup/sqlite_vec.db`).
     let as_replica = || -> Option<ReplicaConfig> {
+        // Litestream's folders (0.5's `ltx/`, 0.3's `generations/`) too: the restore then
+        // says whose backup it is.
         let is_replica = path.is_dir()
             && [
                 replica_formats::SNAPSHOTS_DIR,
                 replica_formats::SEGMENTS_DIR,
+                "ltx",
+                "generations",
             ]
             .iter()
             .any(|d| path.join(d).is_dir());
@@ -131,10 +175,17 @@ pub(super) fn resolve(
             .iter()
             .find_map(|d| d.relative(&path).map(|rel| d.db_at(&rel)))
     };
+    // The same file by another name (a symlinked folder) is the same database.
+    let real = crate::replicate::real_path(&path);
     let Some(db) = cfg
         .dbs
         .iter()
         .find(|d| d.path == path)
+        .or_else(|| {
+            cfg.dbs
+                .iter()
+                .find(|d| crate::replicate::real_path(&d.path) == real)
+        })
         .cloned()
         .or_else(in_dir)
     else {
@@ -161,6 +212,23 @@ pub(super) fn resolve(
     Ok((Some(path), reps))
 }
 
+/// `path` with its `.` and `..` components resolved by name, as Litestream cleans a database
+/// path before looking it up (`/srv/a/../a/app.db` is `/srv/a/app.db`).
+fn lexical(path: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     crate::runtime().map_err(CliError::Runtime)
 }
@@ -177,4 +245,44 @@ pub(super) fn open_client(r: &ReplicaConfig) -> Result<ReplicaClient, CliError> 
 
 pub(super) fn fmt_ts(ts: Timestamp) -> String {
     restore::history::fmt_ts(ts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    /// `-once=true` and `-if-db-not-exists=false`, as Go's flag package takes them.
+    #[test]
+    fn go_style_booleans_are_read() {
+        let cmd = <super::super::Cli as clap::CommandFactory>::command();
+        let got = go_bools(
+            &cmd,
+            normalize_args(args(&[
+                "memsync",
+                "restore",
+                "-if-db-not-exists=true",
+                "-if-replica-exists=false",
+                "-o=out.db",
+                "-timestamp=true",
+                "--",
+                "--fallback=true",
+            ])),
+        );
+        assert_eq!(
+            got,
+            args(&[
+                "memsync",
+                "restore",
+                "--if-db-not-exists",
+                "--o=out.db",
+                "--timestamp=true",
+                "--",
+                "--fallback=true",
+            ])
+        );
+    }
 }

@@ -26,7 +26,7 @@ use std::ffi::OsString;
 use clap::{Parser, Subcommand};
 
 use crate::service::Action;
-use common::{ConfigArgs, normalize_args};
+use common::normalize_args;
 use error::CliError;
 
 /// memsync: SQLite replication and memory sync.
@@ -60,7 +60,7 @@ enum Command {
     Wal(replication::ListArgs),
     /// List the databases of a config file (those found in `dir` entries too, or of
     /// LITESTREAM_REPLICA_PATH), their replicas and where their settings came from.
-    Databases(ConfigArgs),
+    Databases(replication::DatabasesArgs),
     /// Serve a directory of replicas over HTTP(S) (WebDAV), the backup server for HTTP replicas.
     Serve(serve::ServeArgs),
     /// Print the version.
@@ -103,7 +103,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
         );
         return 1;
     }
-    let cli = match Cli::try_parse_from(normalize_args(args)) {
+    let args = common::go_bools(
+        &<Cli as clap::CommandFactory>::command(),
+        normalize_args(args),
+    );
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(mut e) => {
             exit::best_suggestion_only(&mut e);

@@ -43,8 +43,40 @@ pub(super) struct ListArgs {
     /// Print JSON: the files and the restore points of each replica.
     #[arg(long = "json")]
     json: bool,
+    /// Only the segments of this level (`wal`/`ltx`; `all`, the default, lists every level),
+    /// as Litestream's `ltx -level`.
+    #[arg(long = "level", value_name = "N|all", value_parser = parse_level)]
+    level: Option<LevelArg>,
     /// Database path (uses the config) or replica URL.
     target: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum LevelArg {
+    All,
+    Level(u8),
+}
+
+fn parse_level(s: &str) -> Result<LevelArg, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(LevelArg::All);
+    }
+    s.parse::<u8>()
+        .map(LevelArg::Level)
+        .map_err(|_| format!("{s:?} is not a level (a number, or all)"))
+}
+
+impl ListArgs {
+    /// Whether `k` is listed under `-level`.
+    fn shows(&self, k: &replica_formats::ObjectKey) -> bool {
+        match (self.level, k) {
+            (None | Some(LevelArg::All), _) => true,
+            (Some(LevelArg::Level(n)), replica_formats::ObjectKey::Segment { level, .. }) => {
+                level.get() == n
+            }
+            (Some(LevelArg::Level(_)), _) => false,
+        }
+    }
 }
 
 /// Logging of the long-running commands: the config's `logging` section (stdout unless
@@ -143,14 +175,46 @@ fn once_complete(handles: &[replicate::DbHandle]) -> Result<(), CliError> {
 /// `memsync databases`: the databases of a config file (those of `dir` entries as found now)
 /// or of the environment's configuration, where each of their replicas lives, then where the
 /// settings came from.
-pub(super) fn cmd_databases(a: &ConfigArgs) -> Result<(), CliError> {
-    let mut found = super::source::find(a)?.ok_or(CliError::NoConfigFile)?;
+#[derive(Debug, Args)]
+pub(super) struct DatabasesArgs {
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    /// Print JSON: each database's path and its replicas (name, type, location).
+    #[arg(long = "json")]
+    json: bool,
+}
+
+pub(super) fn cmd_databases(a: &DatabasesArgs) -> Result<(), CliError> {
+    let mut found = super::source::find(&a.cfg)?.ok_or(CliError::NoConfigFile)?;
     for s in config::discover::expand(&mut found.config, false)? {
         crate::stdout::errln!(
             "memsync: warning: {}: {}; not replicated",
             s.path.display(),
             s.why
         );
+    }
+    if a.json {
+        let dbs: Vec<serde_json::Value> = found
+            .config
+            .dbs
+            .iter()
+            .map(|db| {
+                let reps: Vec<serde_json::Value> = db
+                    .replicas
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "name": r.name,
+                            "type": r.target.kind(),
+                            "location": r.target.location(),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({ "path": db.path, "replicas": reps })
+            })
+            .collect();
+        crate::stdout::outln!("{}", serde_json::json!({ "databases": dbs }));
+        return Ok(());
     }
     crate::stdout::outln!("{:<50} replicas", "path");
     for db in &found.config.dbs {
@@ -179,6 +243,7 @@ pub(super) fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
             let points = replica_formats::restorable_positions(&keys);
             let files: Vec<serde_json::Value> = restore::list(&client, rt.handle(), snapshots)?
                 .into_iter()
+                .filter(|(k, _)| a.shows(k))
                 .map(|(k, size)| {
                     let mut v = file_json(&k, size);
                     // Whether `-txid` of its last position restores (a file a coarser tier
@@ -187,11 +252,17 @@ pub(super) fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
                     v
                 })
                 .collect();
-            out.push(serde_json::json!({
+            let mut entry = serde_json::json!({
                 "replica": r.name,
                 "files": files,
                 "restorable": restore::history::json(&keys),
-            }));
+            });
+            if keys.is_empty()
+                && let Some(dir) = rt.block_on(client.foreign_layout())?
+            {
+                entry["litestream_folder"] = dir.into();
+            }
+            out.push(entry);
         }
         crate::stdout::outln!("{}", serde_json::json!({ "replicas": out }));
         return Ok(());
@@ -201,9 +272,19 @@ pub(super) fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
     let mut listed = Vec::new();
     for r in &reps {
         let client = open_client(r)?;
-        let files = restore::list(&client, rt.handle(), snapshots)?;
+        let mut files = restore::list(&client, rt.handle(), snapshots)?;
+        files.retain(|(k, _)| a.shows(k));
         let keys = rt.block_on(client.list())?;
-        listed.push((r.name.clone(), files, restore::history::text(&keys)));
+        let mut history = restore::history::text(&keys);
+        // Litestream's files where memsync's would be: said, rather than "nothing restorable".
+        if keys.is_empty()
+            && let Some(dir) = rt.block_on(client.foreign_layout())?
+        {
+            history = vec![format!(
+                "  nothing memsync can restore: a Litestream backup is there (its `{dir}/` folder); list it with `litestream ltx`, restore it with `litestream restore`"
+            )];
+        }
+        listed.push((r.name.clone(), files, history));
     }
     if snapshots {
         crate::stdout::outln!("{:<10} {:<16} {:>12}  created", "replica", "txid", "size");

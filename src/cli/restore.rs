@@ -68,7 +68,17 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
         Some(rel) => {
             super::restore_all::one_of_directory(&a.cfg, &a.target, rel, a.replica.as_deref())?
         }
-        None => resolve(&a.cfg, &a.target, a.replica.as_deref())?,
+        None => match resolve(&a.cfg, &a.target, a.replica.as_deref()) {
+            // A plain path to a replica directory that was never made (a first boot, as the
+            // guide writes it): no backup, as for `file://` URLs.
+            Err(CliError::Path { path, source })
+                if a.if_replica_exists && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                tracing::info!("{}: no replica there; nothing to do", path.display());
+                return Ok(());
+            }
+            r => r?,
+        },
     };
     let output = match (&a.output, &db_path) {
         (Some(o), _) => std::path::absolute(o).map_err(|source| CliError::Path {

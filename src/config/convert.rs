@@ -46,6 +46,7 @@ struct Globals {
     retention: Option<Duration>,
     retention_check_interval: Option<Duration>,
     snapshot_interval: Option<Duration>,
+    bucket: Option<String>,
     region: Option<String>,
     endpoint: Option<String>,
     force_path_style: Option<bool>,
@@ -82,6 +83,7 @@ impl Ctx<'_> {
                 &raw.snapshot_interval,
                 "snapshot-interval",
             )?,
+            bucket: raw.bucket,
             region: raw.region,
             endpoint: raw.endpoint,
             force_path_style: raw.force_path_style,
@@ -351,14 +353,19 @@ impl Ctx<'_> {
                     if let Some(p) = r.path.as_ref().filter(|p| is_url(&p.value)) {
                         scalars::path(self, p, "path")?; // reports the URL-in-path error
                     }
-                    let Some(bucket) = &r.bucket else {
+                    let Some(bucket) = r
+                        .bucket
+                        .as_ref()
+                        .map(|b| b.value.clone())
+                        .or_else(|| g.bucket.clone())
+                    else {
                         return Err(self.invalid(
                             line,
                             "s3 replica has no `bucket` (or `url: s3://BUCKET/PATH`)".into(),
                         ));
                     };
                     ReplicaTarget::S3 {
-                        bucket: bucket.value.clone(),
+                        bucket,
                         path: r
                             .path
                             .as_ref()

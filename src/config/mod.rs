@@ -18,6 +18,7 @@ pub mod keys_set;
 pub use expand::referenced as referenced_vars;
 mod glob;
 mod raw;
+mod s3host;
 mod scalars;
 mod tiers;
 mod toplevel;
@@ -236,8 +237,8 @@ pub enum ConfigError {
         suggestion: Option<String>,
     },
     /// A Litestream key that memsync deliberately does not implement.
-    #[error("{}: key {key:?} in {context} is a Litestream setting that memsync does not support; remove it",
-        loc(file, Some(*line), Some(*col)))]
+    #[error("{}: key {key:?} in {context} is a Litestream setting that memsync does not support; remove it{}",
+        loc(file, Some(*line), Some(*col)), unsupported_hint(key))]
     Unsupported {
         file: PathBuf,
         line: u64,
@@ -305,6 +306,22 @@ pub fn default_path() -> Option<std::path::PathBuf> {
         .iter()
         .map(std::path::PathBuf::from)
         .find(|p| p.exists())
+}
+
+/// What memsync has in place of an unsupported Litestream key, when it has something.
+fn unsupported_hint(key: &str) -> &'static str {
+    match key {
+        "snapshot" => {
+            " (memsync's `snapshot-interval` and `retention` keys, at the top level or per replica, set how often a snapshot is taken and how long history is kept)"
+        }
+        "restore-if-db-not-exists" => {
+            " (run `memsync restore -if-db-not-exists -if-replica-exists DB` before `memsync replicate`)"
+        }
+        "validation-interval" | "validation" => {
+            " (`memsync restore -integrity-check full` checks what a replica restores)"
+        }
+        _ => "",
+    }
 }
 
 /// Reads and parses the config file at `path` using the process environment.

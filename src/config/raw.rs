@@ -59,7 +59,7 @@ pub(super) enum Scalar {
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
-        impl serde::de::Visitor<'_> for V {
+        impl<'v> serde::de::Visitor<'v> for V {
             type Value = Scalar;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a duration such as \"1s\"")
@@ -78,6 +78,13 @@ impl<'de> Deserialize<'de> for Scalar {
             }
             fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
                 Ok(Scalar::Other(v.to_string()))
+            }
+            // Litestream's `retention: {enabled: false}` (pruning left to the bucket's
+            // lifecycle rules) has no counterpart: memsync prunes past a duration, always.
+            fn visit_map<A: serde::de::MapAccess<'v>>(self, _: A) -> Result<Scalar, A::Error> {
+                Err(serde::de::Error::custom(
+                    "a block where a duration such as \"24h\" belongs (Litestream's `retention: {enabled: false}` is not supported: memsync prunes what is older than its `retention` duration)",
+                ))
             }
         }
         d.deserialize_any(V)
@@ -101,6 +108,7 @@ pub(super) struct RawConfig {
     pub(super) retention: S<Scalar>,
     pub(super) retention_check_interval: S<Scalar>,
     pub(super) snapshot_interval: S<Scalar>,
+    pub(super) bucket: Option<String>,
     pub(super) region: Option<String>,
     pub(super) endpoint: Option<String>,
     pub(super) force_path_style: Option<bool>,

@@ -78,14 +78,17 @@ impl Ctx<'_> {
         };
         if let Some(level) = &l.level {
             out.level = match level.value.to_ascii_lowercase().as_str() {
-                "debug" => LogLevel::Debug,
+                // Litestream's `trace`: memsync has nothing finer than debug (as -log-level).
+                "debug" | "trace" => LogLevel::Debug,
                 "info" => LogLevel::Info,
                 "warn" | "warning" => LogLevel::Warn,
                 "error" => LogLevel::Error,
                 v => {
                     return Err(self.invalid(
                         Some(line_of(level)),
-                        format!("logging level {v:?} is not one of debug, info, warn, error"),
+                        format!(
+                            "logging level {v:?} is not one of trace, debug, info, warn, error"
+                        ),
                     ));
                 }
             };

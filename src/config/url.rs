@@ -2,7 +2,8 @@
 //! `memsync restore URL`) or as a replica's `url` key.
 //!
 //! - `file:///abs/path`, or a bare path (absolute or relative; made absolute)
-//! - `s3://bucket/path?endpoint=URL&region=R&forcePathStyle=true&skipVerify=true`
+//! - `s3://bucket/path?endpoint=URL&region=R&forcePathStyle=true&skipVerify=true`; a provider's
+//!   host names the bucket and the endpoint (`s3://bkt.nyc3.digitaloceanspaces.com/path`)
 //! - `http://host[:port]/path`, `https://...`; `webdav://` and `webdavs://` are aliases
 //!   for `http://` and `https://`.
 
@@ -181,8 +182,11 @@ fn parse_s3(bucket: &str, url: &Url) -> Result<ReplicaTarget, String> {
     if bucket.is_empty() {
         return Err("missing bucket (s3://BUCKET/PATH)".into());
     }
-    let mut endpoint = None;
-    let mut region = None;
+    // A provider's host (`bkt.s3.us-west-2.amazonaws.com`) as Litestream reads it; the query
+    // parameters below win over what it says.
+    let host = super::s3host::parse(bucket)?;
+    let mut endpoint = host.endpoint;
+    let mut region = host.region;
     let mut force_path_style = false;
     let mut skip_verify = false;
     // Decoded as a form (`+` is a space), as Litestream's Go `url.Query()` does.
@@ -202,7 +206,7 @@ fn parse_s3(bucket: &str, url: &Url) -> Result<ReplicaTarget, String> {
         }
     }
     Ok(ReplicaTarget::S3 {
-        bucket: decode(bucket)?,
+        bucket: decode(&host.bucket)?,
         path: decode(url.path().trim_matches('/'))?,
         endpoint,
         region,

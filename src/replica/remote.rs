@@ -204,7 +204,7 @@ pub(super) fn s3_store(
     let endpoint = endpoint.as_deref();
     // Starts from the AWS environment (session tokens, container and instance credentials),
     // then the configuration wins.
-    let mut b = AmazonS3Builder::from_env()
+    let mut b = aws_environment()
         .with_bucket_name(s.bucket)
         .with_region(region)
         .with_retry(retry())
@@ -217,10 +217,6 @@ pub(super) fn s3_store(
         .with_virtual_hosted_style_request(endpoint.is_none() && !s.force_path_style);
     if let Some(e) = endpoint {
         b = b.with_endpoint(e);
-    } else {
-        // `AWS_ENDPOINT` from the environment would otherwise send AWS-region requests elsewhere
-        // without the configuration saying so; it is honoured only as the `endpoint` key.
-        b = b.with_config(AmazonS3ConfigKey::Endpoint, "");
     }
     if let Some(k) = key_id {
         b = b.with_access_key_id(k);
@@ -234,6 +230,28 @@ pub(super) fn s3_store(
         source,
     })?;
     Ok(Arc::new(store))
+}
+
+/// The builder `AmazonS3Builder::from_env` makes, but for `AWS_ENDPOINT` (and its aliases):
+/// that would send AWS-region requests elsewhere without the configuration saying so, so it
+/// is honoured only as the `endpoint` key. (It was cleared by setting it empty, which
+/// object_store then took for an endpoint: every replica without one panicked at its first
+/// request.)
+fn aws_environment() -> AmazonS3Builder {
+    let mut b = AmazonS3Builder::new();
+    for (k, v) in std::env::vars_os() {
+        let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
+            continue;
+        };
+        if !k.starts_with("AWS_") {
+            continue;
+        }
+        match k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+            Ok(AmazonS3ConfigKey::Endpoint) | Err(_) => {}
+            Ok(key) => b = b.with_config(key, v),
+        }
+    }
+    b
 }
 
 /// An S3 endpoint as a URL. One without a scheme (`127.0.0.1:9000`, which Litestream accepts)

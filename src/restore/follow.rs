@@ -33,6 +33,7 @@ impl Follower {
             RestoreError::Plan {
                 replica: client.name().to_owned(),
                 source,
+                held: String::new(),
             }
         })?;
         let opts = RestoreOptions::latest(path);
@@ -64,6 +65,7 @@ impl Follower {
                     at: self.txid,
                     next_available: Some(next),
                 },
+                held: String::new(),
             });
         }
         for key in &chain {

@@ -119,12 +119,15 @@ pub enum RestoreError {
     )]
     Foreign { replica: String, dir: &'static str },
     /// No restorable chain for the target.
-    #[error("replica {replica}: {source}")]
+    #[error("replica {replica}: {source}{held}")]
     Plan {
         /// Replica.
         replica: String,
         /// Why.
         source: PlanError,
+        /// What the replica can restore instead, when the target is older than all of it
+        /// (`; restorable: T1 .. T2, ...`), else empty.
+        held: String,
     },
     /// Storage failure.
     #[error(transparent)]
@@ -322,9 +325,20 @@ fn restore_listed(
                 if let Some(e) = corrupt_snapshot {
                     return Err(e);
                 }
+                let held = match (&source, replica_formats::restore_points(&keys)) {
+                    (PlanError::NoSnapshot { .. }, Some(p)) => format!(
+                        "; restorable: {} .. {} (positions {} .. {})",
+                        history::fmt_ts(p.first.ts),
+                        history::fmt_ts(p.last.ts),
+                        p.first.txid,
+                        p.last.txid
+                    ),
+                    _ => String::new(),
+                };
                 return Err(RestoreError::Plan {
                     replica: client.name().to_owned(),
                     source,
+                    held,
                 });
             }
         };

@@ -61,7 +61,8 @@ impl CheckpointPolicy {
     /// The checkpoint a WAL of `frames` frames calls for at `now`, if any.
     pub fn due(&self, frames: u64, now: Instant) -> Option<Checkpoint> {
         let grown = frames.saturating_sub(self.frames_at_last);
-        if frames >= self.truncate_frames {
+        // `truncate-page-n: 0` switches the emergency TRUNCATE off (as Litestream's does).
+        if self.truncate_frames > 0 && frames >= self.truncate_frames {
             return Some(Checkpoint::Truncate);
         }
         let timed = grown > 0 && now.saturating_duration_since(self.last) >= self.interval;
@@ -313,6 +314,21 @@ mod tests {
                 "{at_last} frames at the last checkpoint, {frames} now, {since:?} since"
             );
         }
+    }
+
+    /// `truncate-page-n: 0` is no threshold of 0 frames (a TRUNCATE at every look, each
+    /// followed by a resync): it switches the emergency checkpoint off.
+    #[test]
+    fn a_truncate_threshold_of_zero_is_off() {
+        let t0 = Instant::now();
+        let mut cfg = MonitorConfig::new("db".into(), "meta".into());
+        cfg.checkpoint_interval = Duration::from_secs(60);
+        cfg.min_checkpoint_pages = 1000;
+        cfg.truncate_pages = 0;
+        let p = CheckpointPolicy::new(&cfg, t0);
+        assert_eq!(p.due(0, t0), None);
+        assert_eq!(p.due(500_000, t0), Some(Checkpoint::Passive));
+        assert_eq!(p.due(999, t0), None);
     }
 
     #[test]

@@ -426,3 +426,27 @@ fn several_yaml_documents() {
     assert!(e.contains("more than one YAML document"), "{e}");
     assert!(!e.contains("from_str_multiple"), "{e}");
 }
+
+/// Litestream 0.5 forms with no counterpart say what memsync has instead; the ones it has
+/// (a top-level `bucket`, `logging.level: trace`) are taken.
+#[test]
+fn litestream_05_blocks_point_at_memsyncs_keys() {
+    let e =
+        err("retention:\n  enabled: false\ndbs:\n  - path: /a.db\n    replica:\n      path: /b\n");
+    assert!(
+        e.contains("enabled: false") && e.contains("retention"),
+        "{e}"
+    );
+    let e = err("snapshot:\n  interval: 1h\n  retention: 24h\ndbs: []\n");
+    assert!(e.contains("`snapshot-interval` and `retention`"), "{e}");
+    let c = ok(
+        "bucket: global-bkt\nlogging:\n  level: trace\ndbs:\n  - path: /a.db\n    replica:\n      type: s3\n      path: p\n",
+    );
+    assert_eq!(c.dbs[0].replicas[0].target, s3("global-bkt", "p"));
+    assert_eq!(c.logging.level, LogLevel::Debug);
+    // A replica's own bucket wins.
+    let c = ok(
+        "bucket: global-bkt\ndbs:\n  - path: /a.db\n    replica:\n      type: s3\n      bucket: own\n      path: p\n",
+    );
+    assert_eq!(c.dbs[0].replicas[0].target, s3("own", "p"));
+}
