@@ -296,6 +296,8 @@ fn install_writes_the_env_file_0600_and_uninstall_removes_it() {
         "{out}"
     );
     assert!(!h.unit_path().exists() && !h.env_path().exists());
+    // The folder the install made for the settings goes too, emptied.
+    assert!(!h.env_path().parent().unwrap().exists());
 }
 
 #[test]
@@ -419,4 +421,30 @@ fn the_service_carries_what_its_config_refers_to() {
         "{env}"
     );
     h.ok(&["uninstall-service"], &true_);
+}
+
+/// A config the service could not load is refused at install, naming it: otherwise the service
+/// would fail at every start, seen only in its log.
+#[test]
+fn a_config_that_does_not_load_installs_nothing() {
+    let h = Host::new();
+    std::fs::write(
+        h.work.join("litestream.yml"),
+        "dbs:\n  - path: /srv/app.db\n    replicas:\n      - type: s4\n        path: /b\n",
+    )
+    .unwrap();
+    let before = tree(h.dir.path());
+    let o = h.memsync(&["install-service"], &[("MEMSYNC_SYSTEMCTL", "/bin/true")]);
+    assert_one_line_error(&o, &["the service would not start", "litestream.yml", "s4"]);
+    assert_eq!(tree(h.dir.path()), before, "a refused install left files");
+    // A variable the config needs and the environment lacks is the same refusal.
+    std::fs::write(
+        h.work.join("litestream.yml"),
+        "dbs:\n  - path: /srv/app.db\n    replicas:\n      - url: s3://${BUCKET}/app\n",
+    )
+    .unwrap();
+    let before = tree(h.dir.path());
+    let o = h.memsync(&["install-service"], &[("MEMSYNC_SYSTEMCTL", "/bin/true")]);
+    assert_one_line_error(&o, &["the service would not start", "BUCKET"]);
+    assert_eq!(tree(h.dir.path()), before, "a refused install left files");
 }

@@ -73,6 +73,7 @@ impl CliError {
                 | ServiceError::Unsupported { .. } => Kind::Usage,
                 ServiceError::Host(_) => Kind::Internal,
                 ServiceError::StopTimeout { .. } => Kind::Busy,
+                ServiceError::Config(_) => Kind::Config,
                 ServiceError::ProgramMissing { .. } => Kind::NotFound,
                 ServiceError::Exe(_)
                 | ServiceError::Mkdir { .. }
@@ -151,7 +152,30 @@ pub fn usage_line(e: &clap::Error) -> Option<String> {
         main = format!("{main} {}", listed.join(", "));
     }
     notes.push("see --help".to_owned());
-    Some(format!("memsync: error: {main} ({})", notes.join("; ")))
+    Some(one_dash_letters(&format!(
+        "memsync: error: {main} ({})",
+        notes.join("; ")
+    )))
+}
+
+/// clap writes a one-letter long flag with two dashes (`--o`); people write `-o`, as
+/// Litestream's help does, so the message does too.
+fn one_dash_letters(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.char_indices() {
+        let starts_flag = c == '-'
+            && b.get(i + 1) == Some(&b'-')
+            && b.get(i + 2).is_some_and(u8::is_ascii_alphabetic)
+            && !b
+                .get(i + 3)
+                .is_some_and(|n| n.is_ascii_alphanumeric() || *n == b'-')
+            && (i == 0 || !b[i - 1].is_ascii_alphanumeric() && b[i - 1] != b'-');
+        if !starts_flag {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// An unknown subcommand's tip names the closest command only (clap lists every one above its
@@ -349,6 +373,15 @@ mod tests {
         );
         let help = super::super::Cli::try_parse_from(["memsync", "--help"]).unwrap_err();
         assert!(usage_line(&help).is_none());
+        // A one-letter flag is written as people type it.
+        let e = super::super::Cli::try_parse_from(["memsync", "restore", "--bogus"]).unwrap_err();
+        let line = usage_line(&e).unwrap();
+        assert!(line.contains("memsync restore -o <OUTPUT>"), "{line}");
+        assert!(!line.contains("--o"), "{line}");
+        assert!(
+            line.contains("'--bogus'") && line.contains("see --help"),
+            "{line}"
+        );
     }
 
     #[test]

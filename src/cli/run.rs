@@ -191,11 +191,12 @@ pub(super) fn cmd_run(mut a: RunArgs, log: &Overrides) -> Result<i32, CliError> 
         replication,
         sync,
         exec: exec.as_deref().map(ExecCommand::parse).transpose()?,
+        // Counted before it is logged: whoever reads the log line finds /metrics agreeing.
         observe: Box::new(move |r| {
-            log_round(r, interval, replicating);
             if let Some(stats) = &sync_stats {
                 stats.record_round(&counted(r));
             }
+            log_round(r, interval, replicating);
         }),
     };
     Ok(supervise::run(plan)?)

@@ -109,6 +109,11 @@ pub(super) fn cmd_service(action: Action, a: &ServiceArgs) -> Result<i32, CliErr
             service::installed(platform, &layout, Scope::System),
         ),
     };
+    if action == Action::Install
+        && let Some(path) = crate::config::default_path()
+    {
+        crate::config::load(&path, true).map_err(|e| ServiceError::Config(Box::new(e)))?;
+    }
     let exe = std::env::current_exe().map_err(ServiceError::Exe)?;
     let env = environment();
     let spec = Spec {

@@ -49,6 +49,9 @@ pub fn render(platform: Platform, plan: &Plan) -> String {
                 s.push_str("=== end\n");
             }
             Step::Remove(p) => s.push_str(&format!("=== remove {}\n", p.display())),
+            Step::RemoveDirIfEmpty(p) => {
+                s.push_str(&format!("=== remove {} if empty\n", p.display()))
+            }
             Step::Run(c) => {
                 let tail = if c.check {
                     ""
@@ -93,6 +96,13 @@ pub fn apply(platform: Platform, plan: &Plan) -> Result<Outcome, ServiceError> {
                     });
                 }
             },
+            // Something else kept in it (or no such folder) leaves it: only the install's own
+            // folder, emptied, goes.
+            Step::RemoveDirIfEmpty(p) => {
+                if fs::remove_dir(p).is_ok() {
+                    crate::stdout::noteln!("removed {}", p.display());
+                }
+            }
             Step::Run(c) => code = run(platform, c)?,
             #[cfg(windows)]
             Step::AwaitStopped { service, secs } => {

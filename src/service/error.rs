@@ -49,6 +49,10 @@ pub enum ServiceError {
         #[source]
         source: std::io::Error,
     },
+    /// The config the service would load does not: installing it would make a service that
+    /// fails at every start, so nothing is installed.
+    #[error("the service would not start, nothing installed: {0}")]
+    Config(#[source] Box<crate::config::ConfigError>),
     /// A program the plan runs is not there.
     #[error("{program} not found ({looked}){hint}")]
     ProgramMissing {

@@ -215,6 +215,8 @@ pub enum Step {
     Write(FileWrite),
     /// Remove a file if it is there.
     Remove(PathBuf),
+    /// Remove a directory the install made, if nothing else is in it.
+    RemoveDirIfEmpty(PathBuf),
     Run(Cmd),
     /// Wait until the Windows service has stopped: `sc stop` only asks, so a `start` right
     /// after it would find the old instance still shipping what is committed.

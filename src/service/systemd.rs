@@ -114,7 +114,10 @@ pub fn plan(action: Action, spec: &Spec) -> Result<Plan, ServiceError> {
                 systemctl(scope, &["disable", "--now", u]).lenient(),
             ));
             p.steps.push(Step::Remove(unit_path));
-            p.steps.push(Step::Remove(env_file));
+            if let Some(dir) = env_file.parent() {
+                p.steps.push(Step::Remove(env_file.clone()));
+                p.steps.push(Step::RemoveDirIfEmpty(dir.to_path_buf()));
+            }
             p.steps
                 .push(Step::Run(systemctl(scope, &["daemon-reload"])));
         }

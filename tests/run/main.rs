@@ -209,9 +209,17 @@ fn with_the_memory_server_down_replication_goes_on() {
     }
     scene.wait_for_rows(30);
     r.wait_for_log("sync round 2 failed");
-    let (code, metrics) = common::http_get(port, "/metrics").expect("metrics answer");
-    assert_eq!(code, 200, "{metrics}");
-    let failures = metric(&metrics, "memsync_sync_failures_total");
+    // The round's log line comes just before its count is published: asked again briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let failures = loop {
+        let (code, metrics) = common::http_get(port, "/metrics").expect("metrics answer");
+        assert_eq!(code, 200, "{metrics}");
+        let n = metric(&metrics, "memsync_sync_failures_total");
+        if n >= 2.0 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert!(failures >= 2.0, "{failures} failed rounds counted");
     let (code, health) = common::http_get(port, "/health").expect("health answers");
     assert_eq!(code, 503, "the last round failed: {health}");

@@ -418,6 +418,12 @@ impl Shipper {
                         Ok(n) => {
                             tracing::info!("{}: retention removed {n} files", self.client.name())
                         }
+                        // What is not deleted now is tried at the next check: an outage
+                        // is a warning, as it is for uploads.
+                        Err(e) if e.is_transient() => tracing::warn!(
+                            "retention: {e}; tried again in {}s",
+                            self.retention_check.as_secs()
+                        ),
                         Err(e) => tracing::error!("retention: {e}"),
                     }
                 }
@@ -475,7 +481,13 @@ impl Shipper {
         };
         match tokio::time::timeout(flush_timeout, flush).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!("final sync failed: {e}"),
+            // Nothing is lost either way: the spool keeps it for the next start.
+            Ok(Err(e)) if e.is_transient() => tracing::warn!(
+                "final sync failed: {e}; unshipped changes stay in the spool and ship on next start"
+            ),
+            Ok(Err(e)) => tracing::error!(
+                "final sync failed: {e}; unshipped changes stay in the spool and ship on next start"
+            ),
             Err(_) => tracing::error!(
                 "replica {}: final sync did not finish within {}s; unshipped changes stay in the spool and ship on next start",
                 self.client.name(),
