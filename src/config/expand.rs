@@ -22,10 +22,38 @@ pub(crate) fn expand_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(text.len());
+    // The indentation of the line that opened a block scalar (`exec: >-`) while its lines
+    // follow: in them a ` #` is text, not a comment, and quotes are characters.
+    let mut block: Option<usize> = None;
     for (idx, line) in text.split_inclusive('\n').enumerate() {
-        expand_line(line, idx as u64 + 1, file, env, &mut out)?;
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let in_block = block.is_some_and(|k| line.trim().is_empty() || indent > k);
+        if !in_block {
+            block = None;
+        }
+        expand_line(line, idx as u64 + 1, file, env, in_block, &mut out)?;
+        if !in_block && opens_block(line) {
+            block = Some(indent);
+        }
     }
     Ok(out)
+}
+
+/// Whether `line` ends with a block scalar's indicator (`key: |`, `- >-`, `key: |2+`), a
+/// comment after it allowed.
+fn opens_block(line: &str) -> bool {
+    let text = match line.find(" #") {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    let t = text
+        .trim_end()
+        .trim_end_matches(|c: char| c == '-' || c == '+' || c.is_ascii_digit());
+    let Some(head) = t.strip_suffix(['|', '>']) else {
+        return false;
+    };
+    let head = head.trim_end();
+    head.ends_with(':') || head.trim_start() == "-" || head.ends_with(" -")
 }
 
 /// The variables `text` refers to, in order of first use (what a service must carry for its
@@ -55,6 +83,7 @@ fn expand_line(
     lineno: u64,
     file: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    in_block: bool,
     out: &mut String,
 ) -> Result<(), ConfigError> {
     let invalid = |what: String| ConfigError::Invalid {
@@ -113,6 +142,7 @@ fn expand_line(
                 prev = Some('x');
                 continue;
             }
+            _ if in_block && c != '$' => {}
             '#' if quote.is_none() && (i == 0 || line[..i].ends_with([' ', '\t'])) => {
                 out.push_str(&line[i..]);
                 return Ok(());
@@ -235,5 +265,22 @@ mod tests {
         );
         // `#` inside a word is not a comment.
         assert_eq!(exp("a: x#$BUCKET").unwrap(), "a: x#my-bkt");
+    }
+
+    /// In a block scalar's lines ` #` is text: the variables after it are expanded (they
+    /// were left as `$TOKEN`, and the command got the literal text).
+    #[test]
+    fn block_scalars_have_no_comments() {
+        let s = "exec: >-\n  /bin/echo\n  channel #$BUCKET 'x\n\n  more\nb: 1 # $UNSET\n";
+        assert_eq!(
+            exp(s).unwrap(),
+            "exec: >-\n  /bin/echo\n  channel #my-bkt 'x\n\n  more\nb: 1 # $UNSET\n"
+        );
+        let s = "dbs:\n  - |\n    a #$BUCKET\n  - x # $UNSET\n";
+        assert_eq!(
+            exp(s).unwrap(),
+            "dbs:\n  - |\n    a #my-bkt\n  - x # $UNSET\n"
+        );
+        assert!(!opens_block("a: b|c\n") && opens_block("a: |2+ # note\n"));
     }
 }
