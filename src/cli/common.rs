@@ -119,7 +119,7 @@ pub(super) fn resolve(
         return only(config::replica_from_url(target)?);
     }
     let path = std::path::absolute(target)
-        .map(|p| lexical(&p))
+        .map(|p| config::clean_path(&p))
         .map_err(|source| CliError::Path {
             path: target.into(),
             source,
@@ -210,23 +210,6 @@ pub(super) fn resolve(
         });
     }
     Ok((Some(path), reps))
-}
-
-/// `path` with its `.` and `..` components resolved by name, as Litestream cleans a database
-/// path before looking it up (`/srv/a/../a/app.db` is `/srv/a/app.db`).
-fn lexical(path: &std::path::Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

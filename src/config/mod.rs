@@ -393,8 +393,14 @@ pub(crate) fn resolve_path(p: &str, cwd: &Path, home: Option<&str>) -> Result<Pa
     } else {
         cwd.join(expanded)
     };
+    Ok(clean_path(&joined))
+}
+
+/// `path` with its `.` and `..` components resolved by name, as Litestream (Go's
+/// `filepath.Clean`) reads a database path: `/srv/a/../a/app.db` is `/srv/a/app.db`.
+pub fn clean_path(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
-    for c in joined.components() {
+    for c in path.components() {
         match c {
             Component::CurDir => {}
             Component::ParentDir => {
@@ -403,7 +409,7 @@ pub(crate) fn resolve_path(p: &str, cwd: &Path, home: Option<&str>) -> Result<Pa
             other => out.push(other),
         }
     }
-    Ok(out)
+    out
 }
 
 /// The configuration of `memsync replicate DB_PATH REPLICA_URL...`: one database with default

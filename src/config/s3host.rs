@@ -2,6 +2,61 @@
 //! them: `s3://my-bucket.s3.us-west-2.amazonaws.com/db`, `s3://bkt.nyc3.digitaloceanspaces.com/db`,
 //! `s3://bkt.localhost:9000/db`. A plain host is the bucket's name.
 
+/// Where a provider's host keeps the region.
+enum Region {
+    /// The label before the provider's suffix (after an `s3.` label when `s3`).
+    Label { s3: bool },
+    /// None in the host: this one, if any.
+    Fixed(Option<&'static str>),
+}
+
+/// A provider: the host's suffix after the bucket, where its region is, and its endpoint
+/// (scheme, host with `{region}`); `None` for AWS, whose endpoint follows from the region.
+struct Provider {
+    suffix: &'static str,
+    region: Region,
+    endpoint: Option<(&'static str, &'static str)>,
+}
+
+/// Litestream's list, in its order; AWS's two forms last.
+const PROVIDERS: &[Provider] = &[
+    Provider {
+        suffix: "localhost",
+        region: Region::Fixed(Some("us-east-1")),
+        endpoint: Some(("http", "localhost")),
+    },
+    Provider {
+        suffix: "digitaloceanspaces.com",
+        region: Region::Label { s3: false },
+        endpoint: Some(("https", "{region}.digitaloceanspaces.com")),
+    },
+    Provider {
+        suffix: "linodeobjects.com",
+        region: Region::Label { s3: false },
+        endpoint: Some(("https", "{region}.linodeobjects.com")),
+    },
+    Provider {
+        suffix: "s3.filebase.com",
+        region: Region::Fixed(None),
+        endpoint: Some(("https", "s3.filebase.com")),
+    },
+    Provider {
+        suffix: "backblazeb2.com",
+        region: Region::Label { s3: true },
+        endpoint: Some(("https", "s3.{region}.backblazeb2.com")),
+    },
+    Provider {
+        suffix: "amazonaws.com",
+        region: Region::Label { s3: true },
+        endpoint: None,
+    },
+    Provider {
+        suffix: "s3.amazonaws.com",
+        region: Region::Fixed(None),
+        endpoint: None,
+    },
+];
+
 /// What such a host says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct S3Host {
@@ -19,85 +74,36 @@ pub(super) fn parse(authority: &str) -> Result<S3Host, String> {
         _ => (authority, None),
     };
     let lower = host.to_ascii_lowercase();
-    let with_port = |h: &str| match port {
-        Some(p) => format!("{h}:{p}"),
-        None => h.to_owned(),
-    };
-    // `<bucket>.<rest>`, the bucket being everything before the provider's part.
-    let split = |suffix: &str| {
-        lower
-            .strip_suffix(suffix)
-            .and_then(|b| b.strip_suffix('.'))
-            .filter(|b| !b.is_empty())
-            .map(|b| host[..b.len()].to_owned())
-    };
-    // `<bucket>.<label>.<suffix>`: the label is the region.
-    let regional = |suffix: &str| {
-        let rest = lower.strip_suffix(suffix)?.strip_suffix('.')?;
-        let (bucket, region) = rest.rsplit_once('.')?;
-        (!bucket.is_empty() && !region.is_empty())
-            .then(|| (host[..bucket.len()].to_owned(), region.to_owned()))
-    };
-    let found = if let Some(bucket) = split("localhost") {
+    let found = PROVIDERS.iter().find_map(|p| {
+        let rest = lower.strip_suffix(p.suffix)?.strip_suffix('.')?;
+        let (bucket, region) = match p.region {
+            // `<bucket>[.s3].<region>.<suffix>`
+            Region::Label { s3 } => {
+                let (b, r) = rest.rsplit_once('.')?;
+                (
+                    if s3 { b.strip_suffix(".s3")? } else { b },
+                    Some(r.to_owned()),
+                )
+            }
+            Region::Fixed(r) => (rest, r.map(str::to_owned)),
+        };
+        if bucket.is_empty() || region.as_deref() == Some("") {
+            return None;
+        }
+        let endpoint = p.endpoint.map(|(scheme, at)| {
+            let at = at.replace("{region}", region.as_deref().unwrap_or_default());
+            match port {
+                Some(port) => format!("{scheme}://{at}:{port}"),
+                None => format!("{scheme}://{at}"),
+            }
+        });
         Some(S3Host {
-            bucket,
-            region: Some("us-east-1".into()),
-            endpoint: Some(format!("http://{}", with_port("localhost"))),
-        })
-    } else if let Some((bucket, region)) = regional("digitaloceanspaces.com") {
-        let endpoint = Some(format!(
-            "https://{}",
-            with_port(&format!("{region}.digitaloceanspaces.com"))
-        ));
-        Some(S3Host {
-            bucket,
-            region: Some(region),
+            // As written (a bucket's name may have capitals).
+            bucket: host[..bucket.len()].to_owned(),
+            region,
             endpoint,
         })
-    } else if let Some((bucket, region)) = regional("linodeobjects.com") {
-        let endpoint = Some(format!(
-            "https://{}",
-            with_port(&format!("{region}.linodeobjects.com"))
-        ));
-        Some(S3Host {
-            bucket,
-            region: Some(region),
-            endpoint,
-        })
-    } else if let Some(bucket) = split("s3.filebase.com") {
-        let endpoint = Some(format!("https://{}", with_port("s3.filebase.com")));
-        Some(S3Host {
-            bucket,
-            region: None,
-            endpoint,
-        })
-    } else if let Some((bucket, region)) =
-        regional("backblazeb2.com").and_then(|(b, r)| Some((b.strip_suffix(".s3")?.to_owned(), r)))
-    {
-        let endpoint = Some(format!(
-            "https://{}",
-            with_port(&format!("s3.{region}.backblazeb2.com"))
-        ));
-        Some(S3Host {
-            bucket,
-            region: Some(region),
-            endpoint,
-        })
-    } else if let Some((bucket, region)) =
-        regional("amazonaws.com").and_then(|(b, r)| Some((b.strip_suffix(".s3")?.to_owned(), r)))
-    {
-        Some(S3Host {
-            bucket,
-            region: Some(region),
-            endpoint: None,
-        })
-    } else {
-        split("s3.amazonaws.com").map(|bucket| S3Host {
-            bucket,
-            region: None,
-            endpoint: None,
-        })
-    };
+    });
     match (found, port) {
         (Some(h), _) => Ok(h),
         (None, Some(p)) => Err(format!(
