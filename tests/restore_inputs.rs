@@ -81,6 +81,40 @@ fn a_plain_path_to_a_replica_directory_needs_no_config() {
         .query_row("SELECT COUNT(*) FROM memories", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 20);
+    // A dry run says what a restore would use and writes nothing.
+    let said = ok(&run_in(
+        d.path(),
+        &[],
+        &[
+            "restore",
+            "-dry-run",
+            "-o",
+            "dry.db",
+            "backup/sqlite_vec.db",
+        ],
+    ));
+    assert!(
+        said.contains("would restore") && said.contains("nothing written"),
+        "{said}"
+    );
+    let written: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("dry"))
+        .collect();
+    assert!(written.is_empty(), "a dry run wrote {written:?}");
+    let e = err(&run_in(
+        d.path(),
+        &[],
+        &[
+            "restore",
+            "-dry-run",
+            "-o",
+            "out.db",
+            "backup/sqlite_vec.db",
+        ],
+    ));
+    assert!(e.contains("already exists"), "{e}");
     // Restoring a replica directory needs -o; a path that is neither says what it expected.
     let e = err(&run_in(d.path(), &[], &["restore", "backup/sqlite_vec.db"]));
     assert!(e.contains("-o"), "{e}");

@@ -9,6 +9,7 @@
 
 mod bench;
 mod common;
+mod dryrun;
 mod error;
 mod exit;
 mod logging;

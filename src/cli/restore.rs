@@ -49,6 +49,10 @@ pub(super) struct RestoreArgs {
     /// One database of a directory replica, by its path under the directory (`sub/x.db`).
     #[arg(long = "db", conflicts_with = "all")]
     db: Option<String>,
+    /// Say which replica, position and files the restore would use, and write nothing
+    /// (Litestream's `restore -dry-run`).
+    #[arg(long = "dry-run", conflicts_with = "all")]
+    dry_run: bool,
     /// Database path (uses the config) or replica URL.
     pub(super) target: String,
 }
@@ -94,6 +98,9 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
     };
     let opts = a.options(output.clone(), true)?;
     let rt = runtime()?;
+    if a.dry_run {
+        return super::dryrun::restore_dry_run(&reps, &rt, &opts);
+    }
     crate::restore::clean_up_on_stop(&rt).map_err(CliError::Runtime)?;
     let (name, outcome) = restore_from(&reps, &rt, &opts)?;
     match outcome {

@@ -1,0 +1,104 @@
+//! `restore -dry-run`: which replica, restore point and files a restore would use, from the
+//! same listing and plan the restore makes; nothing is written.
+
+use std::collections::HashMap;
+
+use replica_formats::plan_restore;
+
+use super::common::{fmt_ts, open_client};
+use super::error::CliError;
+use crate::config::ReplicaConfig;
+use crate::restore::{RestoreError, RestoreOptions};
+
+/// Prints the plan of the replica a restore would read (the newest first, as the restore
+/// ranks them), or fails as the restore would.
+pub(super) fn restore_dry_run(
+    reps: &[ReplicaConfig],
+    rt: &tokio::runtime::Runtime,
+    opts: &RestoreOptions,
+) -> Result<(), CliError> {
+    let out = opts.output.display();
+    if opts.output.exists() {
+        if opts.if_db_not_exists {
+            crate::stdout::outln!("dry run: {out} exists; -if-db-not-exists: nothing to do");
+            return Ok(());
+        }
+        return Err(CliError::Restore {
+            source: Box::new(RestoreError::OutputExists(out.to_string())),
+            asked: String::new(),
+        });
+    }
+    let reps = if reps.len() > 1 {
+        super::pick::by_newest(reps, rt, opts.target)
+    } else {
+        reps.to_vec()
+    };
+    let mut last = None;
+    for r in &reps {
+        let client = match open_client(r) {
+            Ok(c) => c,
+            Err(CliError::MissingReplica(name)) if opts.if_replica_exists => {
+                last = Some(Ok(format!(
+                    "dry run: replica {name} was never made; -if-replica-exists: nothing to do"
+                )));
+                continue;
+            }
+            Err(e) => {
+                last = Some(Err(e));
+                continue;
+            }
+        };
+        let files = match rt.block_on(client.list_sized()) {
+            Ok(f) => f,
+            Err(e) => {
+                last = Some(Err(RestoreError::from(e).into()));
+                continue;
+            }
+        };
+        if files.is_empty() && opts.if_replica_exists {
+            last = Some(Ok(format!(
+                "dry run: replica {} holds no backup; -if-replica-exists: nothing to do",
+                client.name()
+            )));
+            continue;
+        }
+        let sizes: HashMap<_, _> = files.iter().cloned().collect();
+        let keys: Vec<_> = files.into_iter().map(|(k, _)| k).collect();
+        let plan = match plan_restore(&keys, opts.target) {
+            Ok(p) => p,
+            Err(source) => {
+                last = Some(Err(CliError::Restore {
+                    source: Box::new(RestoreError::Plan {
+                        replica: client.name().to_owned(),
+                        source,
+                        held: String::new(),
+                    }),
+                    asked: String::new(),
+                }));
+                continue;
+            }
+        };
+        let bytes: u64 = plan.files().filter_map(|k| sizes.get(k)).sum();
+        let at = plan
+            .files()
+            .last()
+            .map_or(plan.snapshot.timestamp(), |k| k.timestamp());
+        crate::stdout::outln!(
+            "dry run: would restore {out} from replica {} at position {} ({}): a snapshot at {} and {} segments, {bytes} bytes to read; nothing written",
+            client.name(),
+            plan.txid,
+            fmt_ts(at),
+            plan.snapshot.max_txid(),
+            plan.segments.len()
+        );
+        return Ok(());
+    }
+    match last {
+        Some(Ok(line)) => {
+            crate::stdout::outln!("{line}");
+            Ok(())
+        }
+        Some(Err(e)) => Err(e),
+        None => Err(CliError::Arguments("no replica")),
+    }
+}
