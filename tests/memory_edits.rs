@@ -152,3 +152,76 @@ fn a_store_merged_into_an_open_conflict_survives_its_resolution() {
         }
     }
 }
+
+/// A staged `store` of a memory both sides hold, meeting changes on the server, in the local
+/// database, or both: a store adds (the tags it did not name are not removed), a local edit
+/// not folded yet is folded in rather than written over, and a memory the local service made
+/// with its own tags keeps them (before: each of these lost a tag someone kept).
+#[test]
+fn a_staged_store_meeting_changes_elsewhere_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let has = |tags: &[String], t: &str| tags.contains(&t.to_owned());
+    let edit = |c: &str, drop: &str, add: &str| {
+        let mut t: Vec<String> = local.tags(c).into_iter().filter(|t| t != drop).collect();
+        t.push(add.to_owned());
+        let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+        local.put_tags(c, &refs);
+    };
+    let (c2, c3, c4) = (
+        "store, server edit",
+        "store, both edit",
+        "store, edit, push",
+    );
+    for c in [c2, c3, c4] {
+        remote.post(c, &["a", "base"], json!({}));
+    }
+    m.ok(&["sync"]);
+    for c in [c2, c3, c4] {
+        m.ok(&["store", "--offline", c, "--tags", "x"]);
+    }
+    remote.put_tags(c2, &["a", "b"]);
+    edit(c3, "a", "y");
+    remote.put_tags(c3, &["a", "b"]);
+    edit(c4, "a", "y");
+    m.ok(&["push"]);
+    m.ok(&["sync"]);
+    let t2 = remote.tags(c2);
+    assert!(
+        has(&t2, "a") && has(&t2, "b") && has(&t2, "x") && !has(&t2, "base"),
+        "{t2:?}"
+    );
+    let t3 = remote.tags(c3);
+    assert!(has(&t3, "b") && has(&t3, "x") && has(&t3, "y"), "{t3:?}");
+    assert!(!has(&t3, "a") && !has(&t3, "base"), "{t3:?}");
+    let t4 = remote.tags(c4);
+    assert!(
+        has(&t4, "base") && has(&t4, "x") && has(&t4, "y") && !has(&t4, "a"),
+        "{t4:?}"
+    );
+    for c in [c2, c3, c4] {
+        assert_eq!(local.tags(c), remote.tags(c), "{c}: the machines differ");
+    }
+
+    // The same content made by the local service with its own tags, and on the server.
+    let (c1, c5) = (
+        "made here and there, stored offline",
+        "made here and there, stored",
+    );
+    for c in [c1, c5] {
+        local.post(c, &["t1"], json!({}));
+        remote.post(c, &["t3"], json!({}));
+    }
+    m.ok(&["store", "--offline", c1, "--tags", "t2"]);
+    m.ok(&["store", c5, "--tags", "t4"]);
+    m.ok(&["sync"]);
+    m.ok(&["sync"]);
+    for (c, mine) in [(c1, "t2"), (c5, "t4")] {
+        let t = remote.tags(c);
+        assert!(
+            has(&t, "t1") && has(&t, "t3") && has(&t, mine),
+            "{c}: {t:?}"
+        );
+        assert_eq!(local.tags(c), t, "{c}: the machines differ");
+    }
+}

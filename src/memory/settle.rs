@@ -96,7 +96,14 @@ pub fn apply(
     // A local side without a type (`store` without `--type`) keeps the type the memory has:
     // the server's, else the common base's. Taken as it was, the local row lost its type
     // while the server kept it.
-    let local = item.fields.clone().typed_as(remote).typed_as(base);
+    // A staged store adds to the memory as it is (tags it did not name were not removed): with
+    // a base, its side is the base with the store's fields added. Taken alone, `merge` read
+    // every base tag it lacked as removed here (a tag another machine kept was lost).
+    let mine = match (item.op, base) {
+        (Operation::Store, Some(b)) if kind == Kind::Diverged => conflict::merge(&item.fields, b),
+        _ => item.fields.clone(),
+    };
+    let local = mine.clone().typed_as(remote).typed_as(base);
     Ok(match (kind, policy) {
         (_, ConflictPolicy::Manual) => {
             staging.rewrite(
@@ -119,8 +126,8 @@ pub fn apply(
         (Kind::Diverged, ConflictPolicy::Merge) => {
             let remote = remote.unwrap_or(&item.fields);
             let merged = match base {
-                Some(b) => conflict::merge3(&item.fields, remote, b),
-                None => conflict::merge(&item.fields, remote),
+                Some(b) => conflict::merge3(&mine, remote, b),
+                None => conflict::merge(&mine, remote),
             };
             staging.rewrite(item, Operation::Update, &merged, State::Pending, false)?;
             LocalView::Live(merged)
@@ -170,6 +177,51 @@ pub fn show_locally(
         LocalView::Live(_) => Ok(()),
         LocalView::Deleted => db.write(|w| w.soft_delete(hash, t)),
     }
+}
+
+/// The local database's fields for `hash` when they hold an edit no decision has seen: they
+/// differ from `seen` (the staged row's) and from the common base (`None`: none known, such
+/// as a memory the local service made itself). Settled without it, the decision's view
+/// would be written over it.
+pub fn unfolded_edit(
+    local: Option<&LocalDb>,
+    hash: &ContentHash,
+    seen: &Fields,
+    base: Option<&Fields>,
+) -> Option<Fields> {
+    let l = local?.get(hash).ok()??;
+    (l.deleted_at.is_none()
+        && conflict::differs(&l.fields, seen)
+        && base.is_none_or(|b| conflict::differs(&l.fields, b)))
+    .then_some(l.fields)
+}
+
+/// Folds `local` (an edit of the local database) into the staged row `item`, three ways
+/// against `base`: what the edit removed from the base goes, what either side added stays,
+/// the row wins a key both changed. A staged store is first widened with the base (it adds,
+/// it removes nothing); without a base it is the union. The row becomes an update of the
+/// memory; returns it as it is now.
+pub fn fold_local_edit(
+    staging: &Staging,
+    item: &Staged,
+    local: &Fields,
+    base: Option<&Fields>,
+) -> Result<Staged, StagingError> {
+    let folded = match base {
+        Some(b) if item.op == Operation::Store => {
+            conflict::merge3(&conflict::merge(&item.fields, b), local, b)
+        }
+        Some(b) => conflict::merge3(&item.fields, local, b),
+        None => conflict::merge(&item.fields, local),
+    };
+    staging.rewrite(
+        item,
+        Operation::Update,
+        &folded,
+        State::Pending,
+        item.restore_deleted,
+    )?;
+    Ok(staging.get(item.id)?.unwrap_or_else(|| item.clone()))
 }
 
 #[cfg(test)]

@@ -162,7 +162,17 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
                 return Ok(format!("already on the server: {hash}"));
             };
             // Storing again adds to what the server has (no base: `merge` unions); it is not
-            // an edit of the version this machine last saw.
+            // an edit of the version this machine last saw. The local service's own version
+            // of the memory (made there with its tags), or an edit of it not folded yet, joins
+            // the row first: the view written back below would go over it.
+            let local = super::localdb::LocalDb::open_read_only(&ctx.settings.memory_db).ok();
+            let base = st.book().base(&hash)?;
+            let item =
+                match settle::unfolded_edit(local.as_ref(), &hash, &item.fields, base.as_ref()) {
+                    Some(l) => settle::fold_local_edit(&st, &item, &l, base.as_ref())?,
+                    None => item,
+                };
+            drop(local);
             let view = settle::settle(
                 &st,
                 &item,

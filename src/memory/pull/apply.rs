@@ -46,13 +46,19 @@ fn stage_update(
     fields: &Fields,
 ) -> Result<super::super::staging::Staged, MemoryError> {
     let hash = ContentHash::of(content);
-    let waiting = staging.open_for(&hash)?.is_some();
+    let open = staging.open_for(&hash)?;
+    let waiting = open.is_some();
+    let was_store = open.is_some_and(|o| o.op == Operation::Store);
     let base = staging.book().base(&hash)?;
     let (id, _) = staging.stage(content, fields, &hostname())?;
     let row = staging.get(id)?.ok_or(MemoryError::RowVanished { id })?;
     let folded = match (waiting, &base) {
         (false, _) => fields.clone(),
         // The row wins where both changed a key: it already took this edit at an earlier pull.
+        // A staged store adds to the memory as it was (the base), it removes nothing.
+        (true, Some(b)) if was_store => {
+            conflict::merge3(&conflict::merge(&row.fields, b), fields, b)
+        }
         (true, Some(b)) => conflict::merge3(&row.fields, fields, b),
         // No base: `stage` merged them (a union) already.
         (true, None) => row.fields.clone(),
@@ -155,9 +161,14 @@ pub fn apply(
     // merge` to merge three ways.
     let mut left_open: Vec<ContentHash> = Vec::new();
     for c in plan.conflicts {
-        let item = match c.side {
-            ConflictSide::Staged(s) => s,
-            ConflictSide::LocalEdit(l) => {
+        let item = match (c.side, c.local_edit) {
+            // The local edit joins the staged row (three ways against the base) before the
+            // conflict is settled, or settling would write the row's version over it.
+            (ConflictSide::Staged(_), Some(l)) => {
+                stage_update(staging, &settings.memory_db, &l.content, &l.fields)?
+            }
+            (ConflictSide::Staged(s), None) => s,
+            (ConflictSide::LocalEdit(l), _) => {
                 stage_update(staging, &settings.memory_db, &l.content, &l.fields)?
             }
         };

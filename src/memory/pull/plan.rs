@@ -43,6 +43,9 @@ pub struct PlannedConflict {
     pub kind: Kind,
     pub remote: Option<usize>,
     pub base: Option<Fields>,
+    /// With a staged side: an edit of the local database not folded into the row yet, folded
+    /// in before the conflict is settled (settled without it, it was written over).
+    pub local_edit: Option<LocalMemory>,
 }
 
 /// What a pull will do.
@@ -144,11 +147,17 @@ pub fn plan(
             } else if remote_changed || opts.force {
                 // (`--force` settles it with the server's version.) The server's version
                 // becomes the base: the settled row is what this machine adds to it.
+                let local_edit = l.clone().filter(|l| {
+                    l.deleted_at.is_none()
+                        && conflict::differs(&l.fields, &s.fields)
+                        && b.is_none_or(|b| conflict::differs(b, &l.fields))
+                });
                 plan.conflicts.push(PlannedConflict {
                     side: ConflictSide::Staged(s),
                     kind: Kind::Diverged,
                     remote: Some(i),
                     base: b.cloned(),
+                    local_edit,
                 });
                 plan.seen.push(i);
                 continue;
@@ -204,6 +213,7 @@ pub fn plan(
                         kind: Kind::Diverged,
                         remote: Some(i),
                         base: b.cloned(),
+                        local_edit: None,
                     });
                 }
             }
@@ -274,6 +284,7 @@ pub fn plan(
                 kind: Kind::DeletedRemotely,
                 remote: None,
                 base: b,
+                local_edit: None,
             }),
             // Edited here, deleted there: a conflict, not a silent delete.
             None if edited => plan.conflicts.push(PlannedConflict {
@@ -281,6 +292,7 @@ pub fn plan(
                 kind: Kind::DeletedRemotely,
                 remote: None,
                 base: b,
+                local_edit: None,
             }),
             None => plan.remove.push(l.hash),
         }

@@ -117,7 +117,7 @@ pub fn push_one(
     let base = staging.book().base(&item.hash)?;
     let mut metadata = item.fields.metadata.clone();
     if item.op == Operation::Update {
-        match check_update(staging, client, settings, item, base.as_ref(), rep)? {
+        match check_update(staging, client, settings, item, base.as_ref(), rep, local)? {
             Checked::Settled(line) => return Ok(line),
             Checked::Send { server_metadata } => {
                 // Keys removed here go as `null` (the server's PUT keeps a key left out).
@@ -174,13 +174,30 @@ pub fn push_one(
                     let rf = r.fields();
                     if conflict::differs(&item.fields, &rf) {
                         // A store is not an edit of the version this machine last saw:
-                        // `merge` unions it with the server's (no base).
+                        // `merge` unions it with the server's (no base). An edit of the local
+                        // database not folded yet joins the row first, against the base it
+                        // was made from (settled without it, it was written over).
+                        let folded = match settle::unfolded_edit(
+                            local,
+                            &item.hash,
+                            &item.fields,
+                            base.as_ref(),
+                        ) {
+                            Some(l) => {
+                                Some(settle::fold_local_edit(staging, item, &l, base.as_ref())?)
+                            }
+                            None => None,
+                        };
+                        let (item, base) = match &folded {
+                            Some(f) => (f, base.as_ref()),
+                            None => (item, None),
+                        };
                         let view = settle::settle(
                             staging,
                             item,
                             Kind::Diverged,
                             Some(&rf),
-                            None,
+                            base,
                             settings.conflict,
                         )?;
                         settle::show_locally(&settings.memory_db, &item.hash, &view)?;
@@ -295,6 +312,7 @@ fn check_update(
     item: &Staged,
     base: Option<&Fields>,
     rep: &mut PushReport,
+    local: Option<&super::localdb::LocalDb>,
 ) -> Result<Checked, MemoryError> {
     let (id, short) = (item.id, item.hash.short());
     let Some(r) = client.get(&item.hash)? else {
@@ -313,6 +331,12 @@ fn check_update(
     }
     match base {
         Some(b) if conflict::differs(b, &rf) => {
+            // An edit of the local database not folded yet joins the row first.
+            let folded = match settle::unfolded_edit(local, &item.hash, &item.fields, Some(b)) {
+                Some(l) => Some(settle::fold_local_edit(staging, item, &l, Some(b))?),
+                None => None,
+            };
+            let item = folded.as_ref().unwrap_or(item);
             let view = settle::settle(
                 staging,
                 item,
