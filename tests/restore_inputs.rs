@@ -155,7 +155,36 @@ fn a_plain_path_to_a_replica_directory_needs_no_config() {
         let args = ["restore", "-if-replica-exists", "-o", "first.db", target];
         ok(&run_in(d.path(), &[], &args));
     }
+    // Nor with a folder that exists and holds no replica, or only a replicator's record.
+    std::fs::create_dir_all(d.path().join("bare/rec")).unwrap();
+    std::fs::copy(
+        d.path().join("backup/sqlite_vec.db/lineage"),
+        d.path().join("bare/rec/lineage"),
+    )
+    .unwrap();
+    for target in ["bare", "bare/rec"] {
+        let args = ["restore", "-if-replica-exists", "-o", "first.db", target];
+        ok(&run_in(d.path(), &[], &args));
+    }
+    let e = err(&run_in(
+        d.path(),
+        &[],
+        &["restore", "-o", "first.db", "bare/rec"],
+    ));
+    assert!(e.contains("holds no backup"), "{e}");
     assert!(!d.path().join("first.db").exists());
+    // `-level` is a level, 0 to 9.
+    let o = run_in(
+        d.path(),
+        &[],
+        &["wal", "-level", "10", "backup/sqlite_vec.db"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    ok(&run_in(
+        d.path(),
+        &[],
+        &["wal", "-level", "0", "backup/sqlite_vec.db"],
+    ));
     // A config's database named with `..` or through a symlinked folder is that database.
     let cfg = d.path().join("c.yml");
     std::fs::write(
@@ -167,6 +196,8 @@ fn a_plain_path_to_a_replica_directory_needs_no_config() {
     )
     .unwrap();
     std::os::unix::fs::symlink(d.path(), d.path().join("link")).unwrap();
+    // Through the symlinked folder also once the database file is gone.
+    std::fs::rename(d.path().join("sqlite_vec.db"), d.path().join("moved.db")).unwrap();
     for (i, db) in ["empty/../sqlite_vec.db", "./link/sqlite_vec.db"]
         .iter()
         .enumerate()

@@ -138,7 +138,9 @@ pub(super) fn resolve(
                 "generations",
             ]
             .iter()
-            .any(|d| path.join(d).is_dir());
+            .any(|d| path.join(d).is_dir())
+            // A replicator that stopped before its first snapshot left only its record.
+            || path.join("lineage").is_file();
         if !is_replica {
             return None;
         }
@@ -169,23 +171,27 @@ pub(super) fn resolve(
         }
     };
     // A database of a `dir` entry is found by its path under the directory, whether or not
-    // the file exists (a restore after its loss).
+    // the file exists (a restore after its loss), also through a symlinked folder.
     let in_dir = || {
-        cfg.dirs
-            .iter()
-            .find_map(|d| d.relative(&path).map(|rel| d.db_at(&rel)))
+        cfg.dirs.iter().find_map(|d| {
+            d.relative(&path)
+                .or_else(|| {
+                    real_or_folder(&path)
+                        .strip_prefix(real_or_folder(&d.dir))
+                        .ok()
+                        .and_then(|rel| d.relative(&d.dir.join(rel)))
+                })
+                .map(|rel| d.db_at(&rel))
+        })
     };
-    // The same file by another name (a symlinked folder) is the same database.
-    let real = crate::replicate::real_path(&path);
+    // The same file by another name (a symlinked folder) is the same database, also once
+    // the file is gone (a restore after its loss): its folder is resolved then.
+    let real = real_or_folder(&path);
     let Some(db) = cfg
         .dbs
         .iter()
         .find(|d| d.path == path)
-        .or_else(|| {
-            cfg.dbs
-                .iter()
-                .find(|d| crate::replicate::real_path(&d.path) == real)
-        })
+        .or_else(|| cfg.dbs.iter().find(|d| real_or_folder(&d.path) == real))
         .cloned()
         .or_else(in_dir)
     else {
@@ -210,6 +216,20 @@ pub(super) fn resolve(
         });
     }
     Ok((Some(path), reps))
+}
+
+/// `path` with every symlink resolved: the file's real path, or, when the file does not
+/// exist, its folder's real path joined with its name.
+fn real_or_folder(path: &std::path::Path) -> PathBuf {
+    if let Ok(p) = crate::platform::canonicalize(path) {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => crate::platform::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
 }
 
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

@@ -61,9 +61,13 @@ fn parse_level(s: &str) -> Result<LevelArg, String> {
     if s.eq_ignore_ascii_case("all") {
         return Ok(LevelArg::All);
     }
-    s.parse::<u8>()
-        .map(LevelArg::Level)
-        .map_err(|_| format!("{s:?} is not a level (a number, or all)"))
+    match s.parse::<u8>() {
+        Ok(n) if n <= 9 => Ok(LevelArg::Level(n)),
+        // Litestream's level 9 is its snapshots: memsync lists them apart.
+        _ => Err(format!(
+            "{s:?} is not a level: 0 to 9, or all (snapshots: memsync snapshots)"
+        )),
+    }
 }
 
 impl ListArgs {

@@ -81,6 +81,10 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
                 tracing::info!("{}: no replica there; nothing to do", path.display());
                 return Ok(());
             }
+            Err(CliError::NotAReplica { path }) if a.if_replica_exists => {
+                tracing::info!("{}: no replica in it; nothing to do", path.display());
+                return Ok(());
+            }
             r => r?,
         },
     };

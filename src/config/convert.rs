@@ -444,7 +444,13 @@ impl Ctx<'_> {
                 return Err(self.invalid(Some(line_of(n)), "replica `name` is empty".into()));
             }
             Some(n) => n.value.clone(),
-            None => target.kind().to_string(),
+            // As Litestream names it: by its `type` when one is given (`webdav`), else by kind.
+            None => r
+                .kind
+                .as_ref()
+                .map(|t| t.value.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| target.kind().to_string()),
         };
         let d = |v, key, global: Option<Duration>| {
             Ok::<_, ConfigError>(scalars::duration(self, v, key)?.or(global))

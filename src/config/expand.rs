@@ -33,7 +33,22 @@ pub(crate) fn expand_env(
         }
         expand_line(line, idx as u64 + 1, file, env, in_block, &mut out)?;
         if !in_block && opens_block(line) {
-            block = Some(indent);
+            // The block's lines are those indented past its key, which a list item's `- `
+            // puts further in than the line's own indentation.
+            let mut rest = &line[indent..];
+            let (mut key_col, mut dash_col) = (indent, indent);
+            while let Some(r) = rest.strip_prefix("- ") {
+                let skipped = r.len() - r.trim_start_matches(' ').len();
+                dash_col = key_col;
+                key_col += 2 + skipped;
+                rest = &r[skipped..];
+            }
+            // `- |`: the item itself is the block, indented past its dash.
+            block = Some(if rest.starts_with(['|', '>']) {
+                dash_col
+            } else {
+                key_col
+            });
         }
     }
     Ok(out)
@@ -282,5 +297,11 @@ mod tests {
             "dbs:\n  - |\n    a #my-bkt\n  - x # $UNSET\n"
         );
         assert!(!opens_block("a: b|c\n") && opens_block("a: |2+ # note\n"));
+        // In a list item the block ends where the item's next key starts.
+        let s = "dbs:\n  - path: >-\n      /a #$BUCKET\n    replica:\n      path: /b  # $UNSET\n";
+        assert_eq!(
+            exp(s).unwrap(),
+            "dbs:\n  - path: >-\n      /a #my-bkt\n    replica:\n      path: /b  # $UNSET\n"
+        );
     }
 }

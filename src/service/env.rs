@@ -34,7 +34,7 @@ const NOT_CARRIED: &[&str] = &[
 const NOT_CARRIED_PREFIXES: &[&str] = &["MEMSYNC_TEST_"];
 
 /// Name parts that mark a value as a secret (API keys, S3 keys, tokens, passwords).
-const SECRET_PARTS: &[&str] = &["KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL"];
+const SECRET_PARTS: &[&str] = &["KEY", "SECRET", "TOKEN", "PASS", "CREDENTIAL", "AUTH"];
 
 /// One variable of the service's environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +104,10 @@ impl Env {
                 } else {
                     value
                 };
+                // What the config file refers to is there to be a credential as often as
+                // not (`secret-access-key: $S3S`, a URL's `:$PASS@`): never printed either.
                 Var {
-                    secret: is_secret(&name),
+                    secret: is_secret(&name) || (also.contains(&name) && name != "PATH"),
                     name,
                     value,
                 }
@@ -287,8 +289,9 @@ mod tests {
         let names = names(&env);
         assert_eq!(
             names,
+            // What the config refers to is never printed (PATH aside).
             [
-                ("BUCKET", false),
+                ("BUCKET", true),
                 ("MEMSYNC_WORKDIR", false),
                 ("PATH", false),
                 ("S3_SECRET", true)

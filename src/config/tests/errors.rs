@@ -444,6 +444,11 @@ fn litestream_05_blocks_point_at_memsyncs_keys() {
     );
     assert_eq!(c.dbs[0].replicas[0].target, s3("global-bkt", "p"));
     assert_eq!(c.logging.level, LogLevel::Debug);
+    // A replica is named by its `type` when it has one, as Litestream names it.
+    let c = ok(
+        "dbs:\n  - path: /a.db\n    replica:\n      type: webdav\n      webdav-url: http://h/x\n",
+    );
+    assert_eq!(c.dbs[0].replicas[0].name, "webdav");
     // A replica's own bucket wins.
     let c = ok(
         "bucket: global-bkt\ndbs:\n  - path: /a.db\n    replica:\n      type: s3\n      bucket: own\n      path: p\n",
