@@ -138,6 +138,8 @@ fn a_store_merged_into_an_open_conflict_survives_its_resolution() {
         remote.post(&c, &["s0"], json!({}));
         m.ok(&["sync"]);
         m.ok(&["store", "--offline", &c, "--tags", "t1"]);
+        // Changed on the server meanwhile: a conflict.
+        remote.put_tags(&c, &["s0", "srv"]);
         m.exits(4, &["push", "--conflict", "manual"]);
         m.ok(&["store", "--offline", &c, "--tags", "t2"]);
         let out = m.ok(&["resolve-conflicts", "--strategy", strategy]);
@@ -216,6 +218,17 @@ fn a_staged_store_meeting_changes_elsewhere_loses_nothing() {
     m.ok(&["store", c5, "--tags", "t4"]);
     m.ok(&["sync"]);
     m.ok(&["sync"]);
+    // Stored and pushed, then made by the local service with another tag: not an edit of
+    // what was pushed (it removed the stored tags), the union.
+    let c6 = "pushed, then made here too";
+    m.ok(&["store", "--offline", c6, "--tags", "t2"]);
+    m.ok(&["push"]);
+    local.post(c6, &["t7"], json!({}));
+    m.ok(&["sync"]);
+    m.ok(&["sync"]);
+    let t6 = remote.tags(c6);
+    assert!(has(&t6, "t2") && has(&t6, "t7"), "{t6:?}");
+    assert_eq!(local.tags(c6), t6);
     for (c, mine) in [(c1, "t2"), (c5, "t4")] {
         let t = remote.tags(c);
         assert!(
@@ -223,5 +236,46 @@ fn a_staged_store_meeting_changes_elsewhere_loses_nothing() {
             "{c}: {t:?}"
         );
         assert_eq!(local.tags(c), t, "{c}: the machines differ");
+    }
+}
+
+/// A tag stored to a memory nobody changed since the last sync is no conflict under any
+/// policy: it is added (before: `local` sent the store's tags alone, `remote` dropped them,
+/// `manual` showed them alone locally). And a store of a memory only the local service holds
+/// sends the local version with it (before: the server got the store's tags alone, and the
+/// next sync under `local` or `remote` lost one side).
+#[test]
+fn a_stored_tag_adds_to_a_memory_nobody_changed_under_every_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let has = |tags: &[String], t: &str| tags.contains(&t.to_owned());
+    for policy in ["local", "remote", "manual", "merge"] {
+        let m = m.with("SYNC_CONFLICT_RESOLUTION", policy);
+        let c = format!("Use WAL everywhere ({policy})");
+        m.ok(&["store", &c, "--tags", "architecture,decisions"]);
+        m.ok(&["sync"]);
+        m.ok(&["store", "--offline", &c, "--tags", "reviewed"]);
+        m.ok(&["push"]);
+        let d = format!("Use WAL online ({policy})");
+        m.ok(&["store", &d, "--tags", "architecture,decisions"]);
+        m.ok(&["sync"]);
+        m.ok(&["store", &d, "--tags", "reviewed"]);
+        m.ok(&["sync"]);
+        for c in [&c, &d] {
+            let t = remote.tags(c);
+            for want in ["architecture", "decisions", "reviewed"] {
+                assert!(has(&t, want), "{policy}: {want} lost: {t:?}");
+            }
+            assert_eq!(local.tags(c), t, "{policy}: the machines differ");
+        }
+
+        let e = format!("Local-only memory for remote ({policy})");
+        local.post(&e, &["mine"], json!({"k1": "v1"}));
+        m.ok(&["store", "--offline", &e, "--tags", "x"]);
+        m.ok(&["sync"]);
+        m.ok(&["sync"]);
+        let t = remote.tags(&e);
+        assert!(has(&t, "mine") && has(&t, "x"), "{policy}: {t:?}");
+        assert_eq!(local.tags(&e), t, "{policy}: the machines differ");
     }
 }

@@ -200,12 +200,14 @@ pub fn unfolded_edit(
 /// against `base`: what the edit removed from the base goes, what either side added stays,
 /// the row wins a key both changed. A staged store is first widened with the base (it adds,
 /// it removes nothing); without a base it is the union. The row becomes an update of the
-/// memory; returns it as it is now.
+/// memory (`op`: an update, or still a store for a memory the server lacks); returns it as it
+/// is now.
 pub fn fold_local_edit(
     staging: &Staging,
     item: &Staged,
     local: &Fields,
     base: Option<&Fields>,
+    op: Operation,
 ) -> Result<Staged, StagingError> {
     let folded = match base {
         Some(b) if item.op == Operation::Store => {
@@ -214,14 +216,36 @@ pub fn fold_local_edit(
         Some(b) => conflict::merge3(&item.fields, local, b),
         None => conflict::merge(&item.fields, local),
     };
+    staging.rewrite(item, op, &folded, State::Pending, item.restore_deleted)?;
+    Ok(staging.get(item.id)?.unwrap_or_else(|| item.clone()))
+}
+
+/// A staged store of a memory the server holds as it was at the base (nobody changed it
+/// since): no conflict, whatever the policy; the row becomes an update adding the store's
+/// fields to the base (a side that did not change never overrides the side that did). `false`
+/// when the server changed since the base, or no base is known: a conflict to settle.
+pub fn store_adds_to_unchanged(
+    staging: &Staging,
+    item: &Staged,
+    server: &Fields,
+    base: Option<&Fields>,
+) -> Result<bool, StagingError> {
+    // A row in an open conflict is settled as one (its record closes with it).
+    let Some(b) = base.filter(|b| {
+        item.op == Operation::Store
+            && item.state != State::Conflict
+            && !conflict::differs(b, server)
+    }) else {
+        return Ok(false);
+    };
+    let widened = conflict::merge(&item.fields, b).typed_as(Some(b));
     staging.rewrite(
         item,
         Operation::Update,
-        &folded,
+        &widened,
         State::Pending,
         item.restore_deleted,
-    )?;
-    Ok(staging.get(item.id)?.unwrap_or_else(|| item.clone()))
+    )
 }
 
 #[cfg(test)]

@@ -167,18 +167,51 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             // the row first: the view written back below would go over it.
             let local = super::localdb::LocalDb::open_read_only(&ctx.settings.memory_db).ok();
             let base = st.book().base(&hash)?;
-            let item =
+            let (item, settle_base) =
                 match settle::unfolded_edit(local.as_ref(), &hash, &item.fields, base.as_ref()) {
-                    Some(l) => settle::fold_local_edit(&st, &item, &l, base.as_ref())?,
-                    None => item,
+                    Some(l) => (
+                        settle::fold_local_edit(
+                            &st,
+                            &item,
+                            &l,
+                            base.as_ref(),
+                            super::staging::Operation::Update,
+                        )?,
+                        base.clone(),
+                    ),
+                    None => (item, None),
                 };
             drop(local);
+            // Unchanged on the server since the last sync: no conflict, the store adds to it.
+            if settle_base.is_none()
+                && settle::store_adds_to_unchanged(&st, &item, &remote, base.as_ref())?
+                && let Some(item) = st.get(id)?
+            {
+                // The local database shows it too: else the next pull took its older row for
+                // an edit made since, and sent it back.
+                settle::show_locally(
+                    &ctx.settings.memory_db,
+                    &hash,
+                    &settle::LocalView::Live(item.fields.clone()),
+                )?;
+                let mut rep = PushReport::default();
+                let line = push::push_one(&st, &client, &ctx.settings, &item, &mut rep, None)?;
+                ctx.log.line("store", &line);
+                return Ok(format!(
+                    "already on the server with other tags/type/metadata, unchanged there since the last sync (no conflict): {}",
+                    if rep.updated > 0 {
+                        "the server's copy was updated with them"
+                    } else {
+                        "staged as an update"
+                    }
+                ));
+            }
             let view = settle::settle(
                 &st,
                 &item,
                 Kind::Diverged,
                 Some(&remote),
-                None,
+                settle_base.as_ref(),
                 ctx.settings.conflict,
             )?;
             // The server's version is now known: the settled row changes it.

@@ -97,6 +97,7 @@ pub fn plan(
     let want = conflict::normalize_tags(&opts.tags);
     let selected = |f: &Fields| want.is_empty() || has_any_tag(f, &want);
     let base: HashMap<ContentHash, Option<Fields>> = staging.book().pulled()?;
+    let based_at = staging.book().pulled_at()?;
     let mut plan = Plan {
         full: want.is_empty(),
         ..Plan::default()
@@ -133,6 +134,15 @@ pub fn plan(
         let l = local.get(&r.hash)?;
         plan.read
             .insert(r.hash.clone(), l.as_ref().map(LocalMemory::stamp));
+        // A local memory created after its base was recorded (the same content stored here
+        // through the local service, once memsync had pushed it) was not edited from that
+        // base: without one, the two versions are a conflict `merge` unions. Taken for an
+        // edit, it removed every tag it lacked.
+        let made_here = l.as_ref().is_some_and(|l| {
+            l.deleted_at.is_none() && based_at.get(&r.hash).is_some_and(|&at| l.created_at > at)
+        });
+        let b = b.filter(|_| !made_here);
+        let remote_changed = remote_changed || made_here;
         // What the local row should show, when it is written at all.
         let mut show = r.fields.clone();
         if let Some(s) = staged {

@@ -102,6 +102,40 @@ pub fn push_one(
     rep: &mut PushReport,
     local: Option<&super::localdb::LocalDb>,
 ) -> Result<String, MemoryError> {
+    let base = staging.book().base(&item.hash)?;
+    // A store of content the local service holds with fields of its own (made there, or
+    // edited since the base) adds to that version: sent alone, the store's fields replaced
+    // them on the server and, at the next sync, on the local side too.
+    let folded = match (
+        item.op,
+        settle::unfolded_edit(local, &item.hash, &item.fields, base.as_ref()),
+    ) {
+        // With a base the server has the memory: the fold is a whole version, an update
+        // (still a store, a base tag it lacks would read as not named rather than removed).
+        (Operation::Store, Some(l)) => Some(settle::fold_local_edit(
+            staging,
+            item,
+            &l,
+            base.as_ref(),
+            if base.is_some() {
+                Operation::Update
+            } else {
+                Operation::Store
+            },
+        )?),
+        _ => None,
+    };
+    if let Some(f) = &folded {
+        // The local database shows what is sent: its own older row would otherwise meet the
+        // stored version at the next pull as a local edit (and win under `local`).
+        settle::show_locally(
+            &settings.memory_db,
+            &f.hash,
+            &settle::LocalView::Live(f.fields.clone()),
+        )?;
+    }
+    let pre_folded = folded.is_some();
+    let item = folded.as_ref().unwrap_or(item);
     let tags = conflict::normalize_tags(&item.fields.tags);
     let id = item.id;
     let short = item.hash.short();
@@ -114,7 +148,6 @@ pub fn push_one(
         rep.failed += 1;
         return Ok(format!("#{id} {short} failed: {why}"));
     }
-    let base = staging.book().base(&item.hash)?;
     let mut metadata = item.fields.metadata.clone();
     if item.op == Operation::Update {
         match check_update(staging, client, settings, item, base.as_ref(), rep, local)? {
@@ -172,7 +205,12 @@ pub fn push_one(
             match remote {
                 Some(r) => {
                     let rf = r.fields();
-                    if conflict::differs(&item.fields, &rf) {
+                    if settle::store_adds_to_unchanged(staging, item, &rf, base.as_ref())? {
+                        // Sent again, as the update it now is, in this push.
+                        Ok(format!(
+                            "#{id} {short} already on the server, unchanged since the last sync: the store's tags go as an update"
+                        ))
+                    } else if conflict::differs(&item.fields, &rf) {
                         // A store is not an edit of the version this machine last saw:
                         // `merge` unions it with the server's (no base). An edit of the local
                         // database not folded yet joins the row first, against the base it
@@ -183,13 +221,20 @@ pub fn push_one(
                             &item.fields,
                             base.as_ref(),
                         ) {
-                            Some(l) => {
-                                Some(settle::fold_local_edit(staging, item, &l, base.as_ref())?)
-                            }
+                            Some(l) => Some(settle::fold_local_edit(
+                                staging,
+                                item,
+                                &l,
+                                base.as_ref(),
+                                Operation::Update,
+                            )?),
                             None => None,
                         };
+                        // Folded (here or before it was sent) against the base: settled
+                        // against it too, so that what the local edit removed stays removed.
                         let (item, base) = match &folded {
                             Some(f) => (f, base.as_ref()),
+                            None if pre_folded => (item, base.as_ref()),
                             None => (item, None),
                         };
                         let view = settle::settle(
@@ -333,7 +378,13 @@ fn check_update(
         Some(b) if conflict::differs(b, &rf) => {
             // An edit of the local database not folded yet joins the row first.
             let folded = match settle::unfolded_edit(local, &item.hash, &item.fields, Some(b)) {
-                Some(l) => Some(settle::fold_local_edit(staging, item, &l, Some(b))?),
+                Some(l) => Some(settle::fold_local_edit(
+                    staging,
+                    item,
+                    &l,
+                    Some(b),
+                    Operation::Update,
+                )?),
                 None => None,
             };
             let item = folded.as_ref().unwrap_or(item);

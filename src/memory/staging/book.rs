@@ -37,6 +37,21 @@ impl Bookkeeping<'_> {
             .map_err(|e| self.st.err(e))
     }
 
+    /// When each base was recorded (Unix seconds): a local memory created after its base was
+    /// made by the local service on its own, not edited from the base.
+    pub fn pulled_at(&self) -> Result<HashMap<ContentHash, f64>, StagingError> {
+        self.st
+            .conn
+            .prepare("SELECT content_hash, pulled_at FROM pulled")
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok((stored_hash(&r.get::<_, String>(0)?), r.get(1)?))
+                })?
+                .collect()
+            })
+            .map_err(|e| self.st.err(e))
+    }
+
     /// Records what a pull saw: replaces the whole set (`full`, except the `keep` rows) or
     /// extends it, and forgets `removed`.
     pub fn set_pulled<'b>(
