@@ -48,7 +48,7 @@ fn replica_problem(db: &DbReading, r: &ReplicaReading, now_ms: i64) -> Option<St
                 t => format!("last answered {}s ago", (now_ms - t).max(0) / 1000),
             };
             format!(
-                "unreachable (nothing to ship yet); {answered}; {} failed attempts",
+                "failing with nothing new to ship (its probes, or uploads of merged files, fail: the log says why); {answered}; {} failed attempts",
                 r.errors
             )
         });
@@ -230,7 +230,7 @@ mod tests {
         let problems = judge(&[db(r(60_000, 99_000))], None, now);
         assert_eq!(
             problems[0].reason,
-            "unreachable (nothing to ship yet); last answered 40s ago; 3 failed attempts"
+            "failing with nothing new to ship (its probes, or uploads of merged files, fail: the log says why); last answered 40s ago; 3 failed attempts"
         );
     }
 

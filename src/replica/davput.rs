@@ -92,7 +92,17 @@ impl DavPut {
                 s if s.is_success() => return Ok(Put::Done),
                 StatusCode::PRECONDITION_FAILED => return Ok(Put::Exists),
                 StatusCode::CONFLICT if attempt == 0 => self.make_parents(path).await?,
-                s => return Err(format!("PUT answered {s}")),
+                // With the server's own words (`memsync serve` says "disk full").
+                s => {
+                    let body = resp.text().await.unwrap_or_default();
+                    let said: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+                    let said: String = said.chars().take(200).collect();
+                    return Err(if said.is_empty() {
+                        format!("PUT answered {s}")
+                    } else {
+                        format!("PUT answered {s}: {said}")
+                    });
+                }
             }
         }
         Err("PUT answered 409 Conflict after its collections were made".into())

@@ -87,6 +87,9 @@ impl ReplicaError {
                         "timed out",
                         "dns error",
                         "status code: 5",
+                        // A streamed WebDAV PUT's answer (507 when the disk is full: it
+                        // recovers as an outage does).
+                        "answered 5",
                     ]
                     .iter()
                     .any(|w| t.contains(w))
@@ -204,5 +207,24 @@ mod tests {
             said.starts_with("no S3 credentials: set `access-key-id`"),
             "{said}"
         );
+    }
+
+    /// A full disk answers a streamed WebDAV PUT with 507: an outage (WARN, retried), as the
+    /// same answer to a small upload is; a refused key is not.
+    #[test]
+    fn a_full_disk_is_an_outage_whatever_the_upload_size() {
+        let storage = |text: &str| super::ReplicaError::Storage {
+            replica: "r".into(),
+            what: "uploading x".into(),
+            source: object_store::Error::Generic {
+                store: "HTTP",
+                source: text.to_owned().into(),
+            },
+        };
+        assert!(storage("PUT answered 507 Insufficient Storage: disk full").is_transient());
+        assert!(
+            storage("Server returned non-2xx status code: 507 Insufficient Storage").is_transient()
+        );
+        assert!(!storage("PUT answered 401 Unauthorized").is_transient());
     }
 }

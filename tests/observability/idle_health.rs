@@ -20,7 +20,7 @@ fn start_healthy(s: &Scene, port: u16) -> (rusqlite::Connection, common::Replica
 /// `/health` at `port` is 503 for a replica with nothing to ship that does not answer; its body.
 fn idle_unreachable(port: u16) -> Option<String> {
     get(port, "/health")
-        .filter(|(code, body)| *code == 503 && body.contains("unreachable (nothing to ship yet)"))
+        .filter(|(code, body)| *code == 503 && body.contains("failing with nothing new to ship"))
         .map(|(_, body)| body)
 }
 
