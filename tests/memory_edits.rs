@@ -279,3 +279,34 @@ fn a_stored_tag_adds_to_a_memory_nobody_changed_under_every_policy() {
         assert_eq!(local.tags(&e), t, "{policy}: the machines differ");
     }
 }
+
+/// `edit` of a staged store of a memory the server has: the local database shows the memory
+/// with the edited tags added (before: the edited tags alone, and no type).
+#[test]
+fn editing_a_staged_store_shows_the_memory_with_it_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let c = "stored, then its staged store edited";
+    m.ok(&["store", c, "--tags", "t1,t2", "--type", "decision"]);
+    m.ok(&["sync"]);
+    let out = m.ok(&["store", "--offline", c, "--tags", "x"]);
+    let id = out
+        .split('#')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    m.ok(&["edit", &id, "--tags", "y"]);
+    let t = local.tags(c);
+    for want in ["t1", "t2", "y"] {
+        assert!(
+            t.contains(&want.to_owned()),
+            "{want} not shown locally: {t:?}"
+        );
+    }
+    m.with("SYNC_CONFLICT_RESOLUTION", "local").ok(&["sync"]);
+    let t = remote.tags(c);
+    for want in ["t1", "t2", "y"] {
+        assert!(t.contains(&want.to_owned()), "{want} lost: {t:?}");
+    }
+}

@@ -259,11 +259,17 @@ pub fn edit_row(
     }
     // The local database shows the edit too: otherwise the next pull took its row for a local
     // change and folded it back into this one, over the edit.
+    // A staged store adds to the memory as the server has it (its base): the local database
+    // shows the memory with the store's fields added, not the store's fields alone.
     if item.op != Operation::Delete {
+        let shown = match (item.op, st.book().base(&item.hash)?) {
+            (Operation::Store, Some(b)) => conflict::merge(&fields, &b).typed_as(Some(&b)),
+            _ => fields.clone(),
+        };
         settle::show_locally(
             &ctx.settings.memory_db,
             &item.hash,
-            &settle::LocalView::Live(fields.clone()),
+            &settle::LocalView::Live(shown),
         )?;
     }
     let msg = format!(
