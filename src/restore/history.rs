@@ -20,6 +20,21 @@ fn granularity(level: u8, max_gap_ms: i64) -> String {
     }
 }
 
+/// What a replica holds instead, for a restore asking for a state older than all of it
+/// (`; restorable: T1 .. T2 (positions ...)`); empty for any other failure.
+pub fn held_instead(why: &replica_formats::PlanError, keys: &[ObjectKey]) -> String {
+    match (why, replica_formats::restore_points(keys)) {
+        (replica_formats::PlanError::NoSnapshot { .. }, Some(p)) => format!(
+            "; restorable: {} .. {} (positions {} .. {})",
+            fmt_ts(p.first.ts),
+            fmt_ts(p.last.ts),
+            p.first.txid,
+            p.last.txid
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Lines describing the restore points of `keys` (one replica).
 pub fn text(keys: &[ObjectKey]) -> Vec<String> {
     let Some(p) = replica_formats::restore_points(keys) else {

@@ -325,16 +325,7 @@ fn restore_listed(
                 if let Some(e) = corrupt_snapshot {
                     return Err(e);
                 }
-                let held = match (&source, replica_formats::restore_points(&keys)) {
-                    (PlanError::NoSnapshot { .. }, Some(p)) => format!(
-                        "; restorable: {} .. {} (positions {} .. {})",
-                        history::fmt_ts(p.first.ts),
-                        history::fmt_ts(p.last.ts),
-                        p.first.txid,
-                        p.last.txid
-                    ),
-                    _ => String::new(),
-                };
+                let held = history::held_instead(&source, &keys);
                 return Err(RestoreError::Plan {
                     replica: client.name().to_owned(),
                     source,

@@ -413,19 +413,7 @@ impl Shipper {
                 }
                 if last_retention.elapsed() >= self.retention_check {
                     last_retention = Instant::now();
-                    match self.enforce_retention().await {
-                        Ok(0) => {}
-                        Ok(n) => {
-                            tracing::info!("{}: retention removed {n} files", self.client.name())
-                        }
-                        // What is not deleted now is tried at the next check: an outage
-                        // is a warning, as it is for uploads.
-                        Err(e) if e.is_transient() => tracing::warn!(
-                            "retention: {e}; tried again in {}s",
-                            self.retention_check.as_secs()
-                        ),
-                        Err(e) => tracing::error!("retention: {e}"),
-                    }
+                    self.retention_pass().await;
                 }
                 continue;
             }

@@ -101,6 +101,20 @@ impl Shipper {
         Ok(())
     }
 
+    /// A retention pass of the shipping loop, said in the log. What is not deleted now is
+    /// tried at the next check: an outage is a warning, as it is for uploads.
+    pub(super) async fn retention_pass(&mut self) {
+        match self.enforce_retention().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("{}: retention removed {n} files", self.client.name()),
+            Err(e) if e.is_transient() => tracing::warn!(
+                "retention: {e}; tried again in {}s",
+                self.retention_check.as_secs()
+            ),
+            Err(e) => tracing::error!("retention: {e}"),
+        }
+    }
+
     /// Deletes what is older than the retention window, keeping everything a restore to any
     /// point inside the window needs: the newest snapshot taken before the window starts, and
     /// every file after it. Nothing is deleted unless the chain from that snapshot to the
