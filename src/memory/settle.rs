@@ -99,8 +99,8 @@ pub fn apply(
     // A staged store adds to the memory as it is (tags it did not name were not removed): with
     // a base, its side is the base with the store's fields added. Taken alone, `merge` read
     // every base tag it lacked as removed here (a tag another machine kept was lost).
-    let mine = match (item.op, base) {
-        (Operation::Store, Some(b)) if kind == Kind::Diverged => conflict::merge(&item.fields, b),
+    let mine = match kind {
+        Kind::Diverged => version_of(item, base),
         _ => item.fields.clone(),
     };
     let local = mine.clone().typed_as(remote).typed_as(base);
@@ -179,11 +179,21 @@ pub fn show_locally(
     }
 }
 
+/// The version of the memory a staged row stands for: a staged store adds to the memory as
+/// the base has it (a base tag it does not name is not removed); any other row is a whole
+/// version.
+pub fn version_of(item: &Staged, base: Option<&Fields>) -> Fields {
+    match (item.op, base) {
+        (Operation::Store, Some(b)) => conflict::merge(&item.fields, b),
+        _ => item.fields.clone(),
+    }
+}
+
 /// The local database's fields for `hash` when they hold an edit no decision has seen: they
 /// differ from `seen` (the staged row's) and from the common base (`None`: none known, such
 /// as a memory the local service made itself). Settled without it, the decision's view
 /// would be written over it.
-pub fn unfolded_edit(
+fn unfolded_edit(
     local: Option<&LocalDb>,
     hash: &ContentHash,
     seen: &Fields,
@@ -210,14 +220,25 @@ pub fn fold_local_edit(
     op: Operation,
 ) -> Result<Staged, StagingError> {
     let folded = match base {
-        Some(b) if item.op == Operation::Store => {
-            conflict::merge3(&conflict::merge(&item.fields, b), local, b)
-        }
-        Some(b) => conflict::merge3(&item.fields, local, b),
+        Some(b) => conflict::merge3(&version_of(item, base), local, b),
         None => conflict::merge(&item.fields, local),
     };
     staging.rewrite(item, op, &folded, State::Pending, item.restore_deleted)?;
     Ok(staging.get(item.id)?.unwrap_or_else(|| item.clone()))
+}
+
+/// The local database's edit no decision has seen ([`unfolded_edit`]), folded into `item`
+/// ([`fold_local_edit`]) when there is one; the row as it is then.
+pub fn fold_unseen_edit(
+    staging: &Staging,
+    local: Option<&LocalDb>,
+    item: &Staged,
+    base: Option<&Fields>,
+    op: Operation,
+) -> Result<Option<Staged>, StagingError> {
+    unfolded_edit(local, &item.hash, &item.fields, base)
+        .map(|l| fold_local_edit(staging, item, &l, base, op))
+        .transpose()
 }
 
 /// A staged store of a memory the server holds as it was at the base (nobody changed it
@@ -238,7 +259,7 @@ pub fn store_adds_to_unchanged(
     }) else {
         return Ok(false);
     };
-    let widened = conflict::merge(&item.fields, b).typed_as(Some(b));
+    let widened = version_of(item, Some(b)).typed_as(Some(b));
     staging.rewrite(
         item,
         Operation::Update,

@@ -167,20 +167,17 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
             // the row first: the view written back below would go over it.
             let local = super::localdb::LocalDb::open_read_only(&ctx.settings.memory_db).ok();
             let base = st.book().base(&hash)?;
-            let (item, settle_base) =
-                match settle::unfolded_edit(local.as_ref(), &hash, &item.fields, base.as_ref()) {
-                    Some(l) => (
-                        settle::fold_local_edit(
-                            &st,
-                            &item,
-                            &l,
-                            base.as_ref(),
-                            super::staging::Operation::Update,
-                        )?,
-                        base.clone(),
-                    ),
-                    None => (item, None),
-                };
+            let folded = settle::fold_unseen_edit(
+                &st,
+                local.as_ref(),
+                &item,
+                base.as_ref(),
+                super::staging::Operation::Update,
+            )?;
+            let (item, settle_base) = match folded {
+                Some(f) => (f, base.clone()),
+                None => (item, None),
+            };
             drop(local);
             // Unchanged on the server since the last sync: no conflict, the store adds to it.
             if settle_base.is_none()

@@ -46,20 +46,15 @@ fn stage_update(
     fields: &Fields,
 ) -> Result<super::super::staging::Staged, MemoryError> {
     let hash = ContentHash::of(content);
-    let open = staging.open_for(&hash)?;
-    let waiting = open.is_some();
-    let was_store = open.is_some_and(|o| o.op == Operation::Store);
+    let waiting = staging.open_for(&hash)?.is_some();
     let base = staging.book().base(&hash)?;
     let (id, _) = staging.stage(content, fields, &hostname())?;
     let row = staging.get(id)?.ok_or(MemoryError::RowVanished { id })?;
     let folded = match (waiting, &base) {
         (false, _) => fields.clone(),
         // The row wins where both changed a key: it already took this edit at an earlier pull.
-        // A staged store adds to the memory as it was (the base), it removes nothing.
-        (true, Some(b)) if was_store => {
-            conflict::merge3(&conflict::merge(&row.fields, b), fields, b)
-        }
-        (true, Some(b)) => conflict::merge3(&row.fields, fields, b),
+        // (`stage` keeps a waiting row's operation: a store still adds to the base.)
+        (true, Some(b)) => conflict::merge3(&settle::version_of(&row, Some(b)), fields, b),
         // No base: `stage` merged them (a union) already.
         (true, None) => row.fields.clone(),
     };

@@ -106,23 +106,16 @@ pub fn push_one(
     // A store of content the local service holds with fields of its own (made there, or
     // edited since the base) adds to that version: sent alone, the store's fields replaced
     // them on the server and, at the next sync, on the local side too.
-    let folded = match (
-        item.op,
-        settle::unfolded_edit(local, &item.hash, &item.fields, base.as_ref()),
-    ) {
-        // With a base the server has the memory: the fold is a whole version, an update
-        // (still a store, a base tag it lacks would read as not named rather than removed).
-        (Operation::Store, Some(l)) => Some(settle::fold_local_edit(
-            staging,
-            item,
-            &l,
-            base.as_ref(),
-            if base.is_some() {
-                Operation::Update
-            } else {
-                Operation::Store
-            },
-        )?),
+    // With a base the server has the memory: the fold is a whole version, an update (still a
+    // store, a base tag it lacks would read as not named rather than removed).
+    let folded = match item.op {
+        Operation::Store => {
+            let op = match base {
+                Some(_) => Operation::Update,
+                None => Operation::Store,
+            };
+            settle::fold_unseen_edit(staging, local, item, base.as_ref(), op)?
+        }
         _ => None,
     };
     if let Some(f) = &folded {
@@ -215,21 +208,13 @@ pub fn push_one(
                         // `merge` unions it with the server's (no base). An edit of the local
                         // database not folded yet joins the row first, against the base it
                         // was made from (settled without it, it was written over).
-                        let folded = match settle::unfolded_edit(
+                        let folded = settle::fold_unseen_edit(
+                            staging,
                             local,
-                            &item.hash,
-                            &item.fields,
+                            item,
                             base.as_ref(),
-                        ) {
-                            Some(l) => Some(settle::fold_local_edit(
-                                staging,
-                                item,
-                                &l,
-                                base.as_ref(),
-                                Operation::Update,
-                            )?),
-                            None => None,
-                        };
+                            Operation::Update,
+                        )?;
                         // Folded (here or before it was sent) against the base: settled
                         // against it too, so that what the local edit removed stays removed.
                         let (item, base) = match &folded {
@@ -377,16 +362,8 @@ fn check_update(
     match base {
         Some(b) if conflict::differs(b, &rf) => {
             // An edit of the local database not folded yet joins the row first.
-            let folded = match settle::unfolded_edit(local, &item.hash, &item.fields, Some(b)) {
-                Some(l) => Some(settle::fold_local_edit(
-                    staging,
-                    item,
-                    &l,
-                    Some(b),
-                    Operation::Update,
-                )?),
-                None => None,
-            };
+            let folded =
+                settle::fold_unseen_edit(staging, local, item, Some(b), Operation::Update)?;
             let item = folded.as_ref().unwrap_or(item);
             let view = settle::settle(
                 staging,
