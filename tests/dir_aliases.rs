@@ -59,3 +59,43 @@ fn links_to_a_database_are_replicated_once_at_start_and_while_running() {
     let o = run(&["databases", "-config", cfg.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// A `dir` entry named through a symlinked folder: restore by the folder's real path finds
+/// the database (before: "not in config, nor a replica directory").
+#[cfg(unix)]
+#[test]
+fn a_database_of_a_symlinked_dir_entry_restores_by_its_real_path() {
+    let d = tempfile::tempdir().unwrap();
+    let real = d.path().join("real/ten");
+    std::fs::create_dir_all(real.join("acme")).unwrap();
+    let c = app_conn(&real.join("acme/data.db"));
+    c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (7);")
+        .unwrap();
+    drop(c);
+    std::os::unix::fs::symlink(d.path().join("real"), d.path().join("lnk")).unwrap();
+    let cfg = d.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    recursive: true\n    replica:\n      path: {}\n",
+            d.path().join("lnk/ten").display(),
+            d.path().join("backup").display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let o = run(&["replicate", "-once", "-config", cfg]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = d.path().join("out.db");
+    let db = real.join("acme/data.db");
+    let o = run(&[
+        "restore",
+        "-config",
+        cfg,
+        "-o",
+        out.to_str().unwrap(),
+        db.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.is_file());
+}

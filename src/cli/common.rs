@@ -170,23 +170,22 @@ pub(super) fn resolve(
             };
         }
     };
+    // The same file by another name (a symlinked folder) is the same database, also once
+    // the file is gone (a restore after its loss): its folder is resolved then.
+    let real = real_or_folder(&path);
     // A database of a `dir` entry is found by its path under the directory, whether or not
     // the file exists (a restore after its loss), also through a symlinked folder.
     let in_dir = || {
         cfg.dirs.iter().find_map(|d| {
             d.relative(&path)
                 .or_else(|| {
-                    real_or_folder(&path)
-                        .strip_prefix(real_or_folder(&d.dir))
+                    real.strip_prefix(real_or_folder(&d.dir))
                         .ok()
                         .and_then(|rel| d.relative(&d.dir.join(rel)))
                 })
                 .map(|rel| d.db_at(&rel))
         })
     };
-    // The same file by another name (a symlinked folder) is the same database, also once
-    // the file is gone (a restore after its loss): its folder is resolved then.
-    let real = real_or_folder(&path);
     let Some(db) = cfg
         .dbs
         .iter()
