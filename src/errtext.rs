@@ -33,6 +33,43 @@ pub(crate) fn problems(p: &[String]) -> String {
     }
 }
 
+/// An error text with any HTML page it quotes reduced to its words, at most `max` bytes
+/// of them (a plain web server's error page is kilobytes of markup).
+pub(crate) fn without_html(text: &str, max: usize) -> String {
+    let lower = text.to_ascii_lowercase();
+    let Some(at) = ["<!doctype", "<html"]
+        .iter()
+        .filter_map(|t| lower.find(t))
+        .min()
+    else {
+        return text.to_owned();
+    };
+    let mut words = String::new();
+    let mut in_tag = false;
+    for c in text[at..].chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                words.push(' ');
+            }
+            '>' => in_tag = false,
+            c if !in_tag => words.push(c),
+            _ => {}
+        }
+    }
+    let words = words.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = format!("{}{words}", &text[..at]);
+    if out.len() > max {
+        let cut = (0..=max)
+            .rev()
+            .find(|&i| out.is_char_boundary(i))
+            .unwrap_or(0);
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

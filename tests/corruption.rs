@@ -315,6 +315,59 @@ fn fallback_is_no_older_than_a_plain_restore() {
     }
 }
 
+/// A segment of another history (checksums valid, positions right: copied from a replica of
+/// another database) in the chain: a plain restore fails naming it; `-fallback` restores the
+/// state before it and says so (it failed as without the flag).
+#[test]
+fn fallback_steps_over_a_segment_of_another_history() {
+    let scene = |first: i64| {
+        let s = Scene::new("", "        sync-interval: 0s\n");
+        let app = rusqlite::Connection::open(&s.db).unwrap();
+        app.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER);
+             INSERT INTO t VALUES (1, 0);",
+        )
+        .unwrap();
+        let db = s.db.to_str().unwrap().to_owned();
+        for v in first..first + 3 {
+            app.execute("UPDATE t SET v = ?1", [v]).unwrap();
+            let o = run(&["replicate", "-once", &db, &s.url()]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        s
+    };
+    let (a, b) = (scene(1), scene(101));
+    let name = |p: &PathBuf| p.file_name().unwrap().to_str().unwrap().to_owned();
+    let (mine, theirs) = (
+        segments(&a.replica).pop().unwrap(),
+        segments(&b.replica).pop().unwrap(),
+    );
+    assert_eq!(
+        name(&mine)[..33],
+        name(&theirs)[..33],
+        "not the same positions"
+    );
+    std::fs::remove_file(&mine).unwrap();
+    std::fs::copy(&theirs, mine.with_file_name(name(&theirs))).unwrap();
+    let out = a.dir.path().join("plain.db");
+    let o = restore(&a.url(), &out, &[]);
+    assert_fails_naming(&o, &name(&theirs));
+    assert!(!out.exists());
+    let out = a.dir.path().join("fallback.db");
+    let o = restore(&a.url(), &out, &["-fallback"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("warning") && err.contains(&name(&theirs)),
+        "{err}"
+    );
+    let v: i64 = rusqlite::Connection::open(&out)
+        .unwrap()
+        .query_row("SELECT v FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2, "not the state before the foreign segment");
+}
+
 /// With several replicas, a corrupt file in the one chosen sends the restore to the next, which
 /// it names; a replica holding only Litestream's files is said to be one (it was "no backup",
 /// and `-if-replica-exists` then did nothing, starting the application on an empty database).
@@ -386,4 +439,47 @@ fn a_corrupt_replica_fails_over_and_a_litestream_one_is_named() {
         );
         assert!(!out.exists());
     }
+}
+
+/// A database damaged before it was replicated restores byte for byte, and
+/// `-integrity-check full` refuses to put it in place: in one line naming the output (SQLite's
+/// report spanned five lines and named nothing), with nothing written.
+#[test]
+fn a_failed_integrity_check_is_one_line_naming_the_output() {
+    let s = Scene::new("", "");
+    let app = rusqlite::Connection::open(&s.db).unwrap();
+    app.execute_batch(
+        "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+         CREATE INDEX t_v ON t(v);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+         INSERT INTO t SELECT i, printf('value %08d', i) FROM n;
+         PRAGMA wal_checkpoint(TRUNCATE);",
+    )
+    .unwrap();
+    drop(app);
+    // Scribble over the cells of a page in the middle of the file.
+    let mut bytes = std::fs::read(&s.db).unwrap();
+    let page = 4096;
+    let at = (bytes.len() / page / 2) * page + 200;
+    bytes[at..at + 300].fill(0x5a);
+    std::fs::write(&s.db, &bytes).unwrap();
+    let o = run(&["replicate", "-once", s.db.to_str().unwrap(), &s.url()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let out = s.dir.path().join("checked.db");
+    let o = restore(&s.url(), &out, &["-integrity-check", "full"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "want one line: {err}");
+    assert!(
+        err.contains("failed integrity_check") && err.contains(out.to_str().unwrap()),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("checked"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

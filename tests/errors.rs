@@ -285,7 +285,9 @@ fn once_fails_when_a_replica_did_not_get_everything() {
 
 /// Ctrl-C, SIGTERM or SIGHUP during a restore: the temporary output goes, the exit code says
 /// which signal (it left `OUTPUT.<pid>.tmp` behind, which nothing removed). Held at its fault
-/// point (debug builds) with the output written, so the signal provably lands mid-restore.
+/// points (debug builds) with the output written, so the signal provably lands mid-restore:
+/// before it is put in place, and inside `-integrity-check` (whose WAL and index beside the
+/// temporary output stayed), with the output's directories made by the restore (they stayed).
 #[test]
 fn a_restore_stopped_by_a_signal_leaves_nothing() {
     require_fault_points();
@@ -299,31 +301,37 @@ fn a_restore_stopped_by_a_signal_leaves_nothing() {
     let out_dir = s.dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let hold = s.dir.path().join("hold");
-    for (sig, code) in [
+    let signals = [
         (libc::SIGINT, 130),
         (libc::SIGTERM, 143),
         (libc::SIGHUP, 129),
-    ] {
-        std::fs::write(&hold, b"").unwrap();
-        let mut cmd = std::process::Command::new(BIN);
-        cmd.args([
-            "restore",
-            "-o",
-            out_dir.join("x.db").to_str().unwrap(),
-            &s.url(),
-        ])
-        .env("MEMSYNC_FAULT", "restore-finish:pause")
-        .env("MEMSYNC_FAULT_HOLD", &hold);
-        let mut r = Replicator::spawn(cmd, s.dir.path().join(format!("restore-{sig}.log")));
-        r.wait_for_log("fault point restore-finish: paused");
-        r.signal(sig);
-        let (st, log) = r.wait();
-        assert_eq!(st.code(), Some(code), "{log}");
-        let left: Vec<_> = std::fs::read_dir(&out_dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert!(left.is_empty(), "left behind: {left:?}\n{log}");
+    ];
+    for (point, check) in [("restore-finish", "none"), ("restore-check", "full")] {
+        for (sig, code) in signals {
+            std::fs::write(&hold, b"").unwrap();
+            let mut cmd = std::process::Command::new(BIN);
+            cmd.args([
+                "restore",
+                "-integrity-check",
+                check,
+                "-o",
+                out_dir.join("made/deeper/x.db").to_str().unwrap(),
+                &s.url(),
+            ])
+            .env("MEMSYNC_FAULT", format!("{point}:pause"))
+            .env("MEMSYNC_FAULT_HOLD", &hold);
+            let log = s.dir.path().join(format!("restore-{point}-{sig}.log"));
+            let mut r = Replicator::spawn(cmd, log);
+            r.wait_for_log(&format!("fault point {point}: paused"));
+            r.signal(sig);
+            let (st, log) = r.wait();
+            assert_eq!(st.code(), Some(code), "{point}: {log}");
+            let left: Vec<_> = std::fs::read_dir(&out_dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert!(left.is_empty(), "{point}: left behind: {left:?}\n{log}");
+        }
     }
 }
 
@@ -356,4 +364,81 @@ fn a_serve_that_cannot_start_leaves_no_directory() {
             served.display()
         );
     }
+}
+
+/// `serve -dir` naming a file says so (it said "File exists").
+#[test]
+fn serve_of_a_file_says_it_is_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.db");
+    std::fs::write(&file, b"x").unwrap();
+    let o = run(&[
+        "serve",
+        "-dir",
+        file.to_str().unwrap(),
+        "-addr",
+        "127.0.0.1:0",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("not a directory") && err.contains("app.db"),
+        "{err}"
+    );
+}
+
+/// A `LOG_LEVEL` naming no level: the long-running commands refuse it in one line naming the
+/// variable; the others say it is ignored and go on (it was ignored silently).
+#[test]
+fn a_bad_log_level_variable_is_refused_or_said_to_be_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("srv");
+    let o = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "-dir",
+            served.to_str().unwrap(),
+            "-addr",
+            "127.0.0.1:0",
+        ])
+        .env("LOG_LEVEL", "loud")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("LOG_LEVEL=\"loud\""), "{err}");
+    let o = std::process::Command::new(BIN)
+        .args(["version"])
+        .env("LOG_LEVEL", "loud")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("warning: LOG_LEVEL=\"loud\"") && err.contains("ignored"),
+        "{err}"
+    );
+}
+
+/// A relative `file:` URL is refused by the reading commands as `replicate` refuses it (they
+/// took it for a folder named `file:rel` and said "No such file or directory"); `file:/abs`
+/// names the replica.
+#[test]
+fn a_relative_file_url_is_refused_by_restore_and_listings() {
+    let s = Scene::new("", "");
+    let app = create_memdb(&s.db);
+    insert_memory(&app, 1);
+    let o = run(&["replicate", "-once", s.db.to_str().unwrap(), &s.url()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = s.dir.path().join("out.db");
+    let o = run(&["restore", "-o", out.to_str().unwrap(), "file:rel/rep"]);
+    assert_fails(&o, &["file:rel/rep", "absolute path"]);
+    let o = run(&["snapshots", "file:rel/rep"]);
+    assert_fails(&o, &["file:rel/rep", "absolute path"]);
+    let abs = format!("file:{}", s.replica.display());
+    let o = run(&["restore", "-o", out.to_str().unwrap(), &abs]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.exists());
 }

@@ -133,7 +133,7 @@ fn sc_exe_command_lines_quote_paths_with_spaces() {
         r#"=== run sc.exe failure "MCP Memory Sync" reset= 86400 actions= restart/10000/restart/10000/restart/10000"#.into(),
         r#"=== run sc.exe failureflag "MCP Memory Sync" 1   (a failure is ignored)"#.into(),
         format!(
-            r#"=== run reg.exe add "HKLM\SYSTEM\CurrentControlSet\Services\MCP Memory Sync" /v Environment /t REG_MULTI_SZ /d MEMSYNC_WORKDIR={}\0SYNC_INTERVAL=60 /f"#,
+            r#"=== run reg.exe add "HKLM\SYSTEM\CurrentControlSet\Services\MCP Memory Sync" /v Environment /t REG_MULTI_SZ /d MEMSYNC_WORKDIR={}\0REMOTE_MEMORY_HOST=memories.example\0SYNC_INTERVAL=60 /f"#,
             h.work.display()
         ),
         r#"=== run icacls.exe C:\ProgramData\memsync\secrets /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F"#.into(),
@@ -447,4 +447,28 @@ fn a_config_that_does_not_load_installs_nothing() {
     let o = h.memsync(&["install-service"], &[("MEMSYNC_SYSTEMCTL", "/bin/true")]);
     assert_one_line_error(&o, &["the service would not start", "BUCKET"]);
     assert_eq!(tree(h.dir.path()), before, "a refused install left files");
+}
+
+/// Nothing configured (no config file, no replica variable, no memory server): `memsync run`
+/// would exit at once, so a service would restart in a loop. Refused, dry run too, nothing
+/// written.
+#[test]
+fn nothing_to_run_installs_nothing() {
+    let h = Host::new();
+    let before = tree(h.dir.path());
+    for args in [&["install-service"][..], &["install-service", "--dry-run"]] {
+        let o = h.memsync(
+            args,
+            &[
+                ("MEMSYNC_SYSTEMCTL", "/bin/true"),
+                ("REMOTE_MEMORY_HOST", ""),
+            ],
+        );
+        assert_one_line_error(&o, &["the service would not start", "nothing to run"]);
+        assert_eq!(
+            tree(h.dir.path()),
+            before,
+            "{args:?}: a refused install left files"
+        );
+    }
 }

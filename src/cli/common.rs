@@ -115,7 +115,7 @@ pub(super) fn resolve(
         }),
         _ => Ok((None, vec![r])),
     };
-    if target.contains("://") {
+    if config::names_a_url(target) {
         return only(config::replica_from_url(target)?);
     }
     let path = std::path::absolute(target)

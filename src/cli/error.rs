@@ -35,6 +35,9 @@ pub enum CliError {
     /// `-log-level` or `LOG_LEVEL` names no level.
     #[error("unknown log level {0:?}")]
     LogLevel(String),
+    /// `LOG_LEVEL` names no level.
+    #[error("LOG_LEVEL={0:?}: unknown log level (error, warn, info, debug, trace)")]
+    EnvLogLevel(String),
     /// `-log-format` names no format.
     #[error("unknown log format {0:?} (text or json)")]
     LogFormat(String),

@@ -44,6 +44,7 @@ impl CliError {
             CliError::Arguments(_)
             | CliError::BadFlag { .. }
             | CliError::LogLevel(_)
+            | CliError::EnvLogLevel(_)
             | CliError::LogFormat(_)
             | CliError::EnvLogFormat(_) => Kind::Usage,
             CliError::NoConfigFile | CliError::Config(_) => Kind::Config,
@@ -73,7 +74,7 @@ impl CliError {
                 | ServiceError::Unsupported { .. } => Kind::Usage,
                 ServiceError::Host(_) => Kind::Internal,
                 ServiceError::StopTimeout { .. } => Kind::Busy,
-                ServiceError::Config(_) => Kind::Config,
+                ServiceError::Config(_) | ServiceError::NothingToRun => Kind::Config,
                 ServiceError::ProgramMissing { .. } => Kind::NotFound,
                 ServiceError::Exe(_)
                 | ServiceError::Mkdir { .. }

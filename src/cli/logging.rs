@@ -24,8 +24,8 @@ pub(super) struct LogArgs {
 pub(super) struct Overrides {
     level: Option<LevelFilter>,
     format: Option<Format>,
-    /// A `LOG_LEVEL` that names no level: an error for `replicate` (as it always was), ignored
-    /// by commands that never read it before.
+    /// A `LOG_LEVEL` that names no level: an error for the long-running commands, a warning
+    /// for the others (a variable of that common name may be set for another program).
     bad_env: Option<String>,
 }
 
@@ -72,10 +72,19 @@ impl Overrides {
         }
     }
 
+    /// Says that a `LOG_LEVEL` naming no level is ignored.
+    pub(super) fn warn_bad_env(&self) {
+        if let Some(v) = &self.bad_env {
+            crate::stdout::errln!(
+                "memsync: warning: LOG_LEVEL={v:?} names no log level (error, warn, info, debug, trace); ignored"
+            );
+        }
+    }
+
     /// Fails on a `LOG_LEVEL` that names no level.
     pub(super) fn check_env(&self) -> Result<(), CliError> {
         match &self.bad_env {
-            Some(v) => Err(CliError::LogLevel(v.clone())),
+            Some(v) => Err(CliError::EnvLogLevel(v.clone())),
             None => Ok(()),
         }
     }
@@ -117,7 +126,7 @@ mod tests {
         assert_eq!(o.level, None);
         assert_eq!(
             o.check_env().unwrap_err().to_string(),
-            "unknown log level \"loud\""
+            "LOG_LEVEL=\"loud\": unknown log level (error, warn, info, debug, trace)"
         );
         let o = Overrides::from_args(&args(Some("info"), None), Some("loud".into()), None).unwrap();
         assert!(o.check_env().is_ok());

@@ -155,6 +155,14 @@ fn run_memory(m: crate::memory::cli::MemoryCommand) -> Result<i32, CliError> {
 /// Runs one command; its exit code (0, or a memory command's outcome).
 fn run(command: Command, log: &logging::Overrides) -> Result<i32, CliError> {
     log.apply();
+    match &command {
+        // Long-running (the service runs `run` with this environment): refused, as ever.
+        Command::Replicate(_)
+        | Command::Run(_)
+        | Command::Serve(_)
+        | Command::InstallService(_) => log.check_env()?,
+        _ => log.warn_bad_env(),
+    }
     match command {
         Command::Replicate(a) => return replication::cmd_replicate(a, log),
         Command::Run(a) => return run::cmd_run(a, log),

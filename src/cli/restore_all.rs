@@ -27,7 +27,7 @@ struct Source {
 /// The directory replica `target` names: a replica URL, the `dir` of a config entry (its
 /// replicas, or the one `-replica` names), or a directory holding replicas.
 fn source(cfg: &ConfigArgs, target: &str, replica: Option<&str>) -> Result<Source, CliError> {
-    if target.contains("://") {
+    if config::names_a_url(target) {
         return Ok(Source {
             bases: vec![config::replica_from_url(target)?],
             home: None,

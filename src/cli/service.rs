@@ -83,6 +83,29 @@ fn environment() -> Env {
     Env::collect(vars, &cwd, found, &also)
 }
 
+/// Refuses to install a service whose `memsync run` would exit at once for having nothing to
+/// do (no replication, no memory server): the service manager would restart it in a loop.
+fn something_to_run() -> Result<(), CliError> {
+    use crate::memory::settings::{Overrides, Settings};
+    let overrides = Overrides::default();
+    // Settings or a config that do not load are said by the checks made for them.
+    let Ok(settings) = Settings::load(&overrides) else {
+        return Ok(());
+    };
+    let cfg = super::common::ConfigArgs {
+        config: None,
+        no_expand_env: false,
+    };
+    let Ok(found) = super::source::find_with(&cfg, &overrides) else {
+        return Ok(());
+    };
+    let replicating = found.is_some() && !matches!(settings.litestream_enabled, Some((false, _)));
+    if replicating || settings.remote_named {
+        return Ok(());
+    }
+    Err(ServiceError::NothingToRun.into())
+}
+
 fn uid() -> u32 {
     #[cfg(unix)]
     let uid = rustix::process::getuid().as_raw();
@@ -129,6 +152,9 @@ pub(super) fn cmd_service(action: Action, a: &ServiceArgs) -> Result<i32, CliErr
             .filter(|u| !u.is_empty() && u != "root"),
     };
     let plan = service::plan(platform, action, &spec)?;
+    if action == Action::Install {
+        something_to_run()?;
+    }
     if a.dry_run {
         crate::stdout::text(&service::render(platform, &plan));
         return Ok(0);

@@ -37,7 +37,7 @@ pub use duration::parse_duration;
 pub use glob::Glob;
 pub use scalars::parse_size;
 pub use tiers::{LevelTier, Tiers};
-pub use url::replica_from_url;
+pub use url::{names_a_url, replica_from_url};
 
 /// Default `monitor-interval`: how often the WAL is polled when no inotify event arrives.
 pub const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_secs(1);

@@ -94,6 +94,13 @@ pub(crate) fn file_colon(s: &str) -> Result<std::borrow::Cow<'_, str>, String> {
     }
 }
 
+/// True if a command-line target is a replica URL rather than a path: `scheme://...`, or
+/// `file:` in any form (a relative `file:dir` is then refused rather than taken for a folder
+/// named `file:dir`).
+pub fn names_a_url(s: &str) -> bool {
+    s.contains("://") || s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("file:"))
+}
+
 /// True if `s` looks like `scheme://...` rather than a file path.
 pub(crate) fn is_url(s: &str) -> bool {
     s.split_once("://").is_some_and(|(scheme, _)| {

@@ -2,6 +2,7 @@
 //! settings in use. It fails only on invalid settings: anything unusable is shown, not raised.
 
 use super::MemoryError;
+use super::client::RemoteError;
 use super::ctx::Ctx;
 use super::localdb::LocalDb;
 use super::staging::{Staging, State};
@@ -18,7 +19,12 @@ pub fn status(ctx: &Ctx) -> Result<String, MemoryError> {
                     .unwrap_or_else(|e| format!("version unknown: {e}"));
                 format!("reachable, mcp-memory-service {v}")
             }
-            Err(e) => format!("NOT reachable: {e}"),
+            Err(
+                e @ (RemoteError::Unreachable { .. }
+                | RemoteError::Tls { .. }
+                | RemoteError::Timeout { .. }),
+            ) => format!("NOT reachable: {e}"),
+            Err(e) => format!("answers, but NOT usable: {e}"),
         },
         Err(e) => format!("NOT usable: {e}"),
     };

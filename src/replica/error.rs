@@ -80,7 +80,13 @@ impl ReplicaError {
             ReplicaError::Timeout { .. } => true,
             ReplicaError::Storage { source, .. } => {
                 let t = crate::errtext::chain(source).to_ascii_lowercase();
+                // 501 and 505: the server does not do what memsync asks (a plain web server
+                // asked for PROPFIND), which no retry changes.
+                let unsupported = ["status code: 501", "status code: 505", "answered 501"]
+                    .iter()
+                    .any(|w| t.contains(w));
                 !t.contains("certificate")
+                    && !unsupported
                     && [
                         "connect",
                         "connection",
@@ -176,13 +182,41 @@ fn one_line(e: &object_store::Error) -> String {
             Some(s) => format!("HTTP {s} {code}: {msg}"),
             None => format!("{code}: {msg}"),
         },
-        _ => text.split_whitespace().collect::<Vec<_>>().join(" "),
+        _ => crate::errtext::without_html(&text, 300),
     };
-    flat.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.contains("PROPFIND") && ["501", "405"].iter().any(|s| flat.contains(s)) {
+        flat.push_str(
+            " (an http replica needs a WebDAV server: PUT, GET, DELETE, PROPFIND and MKCOL)",
+        );
+    }
+    flat
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn html_pages_become_their_words_and_unsupported_methods_are_not_outages() {
+        let page = format!(
+            "PROPFIND answered 501 Not Implemented: <!DOCTYPE HTML>\n<html lang=\"en\"><head><title>Error response</title></head><body><h1>Error response</h1><p>Error code: 501</p>{}</body></html>",
+            "<p>filler</p>".repeat(200)
+        );
+        let e = object_store::Error::Generic {
+            store: "HTTP",
+            source: page.into(),
+        };
+        let line = super::one_line(&e);
+        assert!(line.starts_with("PROPFIND answered 501 Not Implemented: Error response Error response Error code: 501 filler"), "{line}");
+        assert!(!line.contains('<') && line.len() < 500, "{line}");
+        assert!(line.ends_with("PROPFIND and MKCOL)"), "{line}");
+        let err = super::ReplicaError::Storage {
+            replica: "http".into(),
+            what: "listing".into(),
+            source: e,
+        };
+        assert!(!err.is_transient());
+    }
+
     #[test]
     fn xml_bodies_become_one_line() {
         let e = object_store::Error::Generic {

@@ -246,7 +246,11 @@ pub(super) fn build(
                 built.files += 1;
                 built.bytes += size;
             }
-            Err(e @ RestoreError::Corrupt { .. }) if opts.fallback => {
+            // A file that does not follow the state before it (valid checksums, another
+            // history: crafted or mixed in) is as unusable as a damaged one.
+            Err(e @ (RestoreError::Corrupt { .. } | RestoreError::Diverged { .. }))
+                if opts.fallback =>
+            {
                 tracing::warn!("{e}; restoring the state before it");
                 built.stopped_at = Some(key.path());
                 break;

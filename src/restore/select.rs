@@ -60,6 +60,18 @@ pub(super) fn build(
     let Some(files) = read_indexes(client, rt, &keys, &mut bytes)? else {
         return Ok(None);
     };
+    // Each file must start from the state the one before it ends at: its header says which.
+    // (Checked here from the headers alone: the whole-database check at the end cannot tell a
+    // file of another history that rewrote every page that differed.)
+    for w in files.windows(2) {
+        let (pre, post) = (
+            w[1].index.header.pre_checksum,
+            w[0].index.trailer.post_checksum,
+        );
+        if pre != post {
+            return Err(diverged(client, &w[1].key, pre, post));
+        }
+    }
     let newest = files.last().expect("a plan has a snapshot");
     let page_size = newest.index.header.page_size;
     if files.iter().any(|f| f.index.header.page_size != page_size) {

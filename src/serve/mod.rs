@@ -218,6 +218,11 @@ fn open_dir(dir: &Path) -> Result<PathBuf, ServeError> {
         path: dir.to_path_buf(),
         source,
     };
+    if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(err(io::Error::other(
+            "not a directory (-dir names the folder to serve)",
+        )));
+    }
     std::fs::create_dir_all(dir).map_err(err)?;
     let root = crate::platform::canonicalize(dir).map_err(err)?;
     if !root.is_dir() {

@@ -53,6 +53,11 @@ pub enum ServiceError {
     /// fails at every start, so nothing is installed.
     #[error("the service would not start, nothing installed: {0}")]
     Config(#[source] Box<crate::config::ConfigError>),
+    /// Neither replication nor memory sync is configured: `memsync run` would exit at once.
+    #[error(
+        "the service would not start, nothing installed: nothing to run (no litestream.yml here or in /etc, no LITESTREAM_REPLICA_PATH, and no memory server: REMOTE_MEMORY_HOST)"
+    )]
+    NothingToRun,
     /// A program the plan runs is not there.
     #[error("{program} not found ({looked}){hint}")]
     ProgramMissing {

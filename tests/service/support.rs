@@ -42,7 +42,7 @@ impl Host {
     }
 
     /// Runs the linked memsync with a clean environment: PATH, HOME, the settings a user would
-    /// have set (one API key, one S3 secret, one plain setting) and `extra`.
+    /// have set (a memory server and its API key, one S3 secret, one plain setting) and `extra`.
     pub fn memsync(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
         let mut c = Command::new(&self.exe);
         c.env_clear()
@@ -52,6 +52,7 @@ impl Host {
             .env("REMOTE_MEMORY_API_KEY", API_KEY)
             .env("LITESTREAM_SECRET_ACCESS_KEY", S3_SECRET)
             .env("SYNC_INTERVAL", "60")
+            .env("REMOTE_MEMORY_HOST", "memories.example")
             .args(args);
         for (k, v) in extra {
             c.env(k, v);

@@ -117,6 +117,7 @@ pub(super) fn detail_of(body: &str) -> String {
         None => body.trim().to_owned(),
     };
     // One line, whatever the server sent (a proxy's HTML error page, say).
+    let s = crate::errtext::without_html(&s, 300);
     let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut s: String = s.chars().take(300).collect();
     if s.is_empty() {

@@ -49,6 +49,16 @@ impl RemoteClient {
                 .send(reqwest::Method::GET, "/api/health", &[], None, timeout)?;
         if status == 200 {
             Ok(())
+        } else if matches!(status, 404 | 405 | 501) {
+            // Something answers there, but not mcp-memory-service's API.
+            Err(RemoteError::Rejected {
+                url: self.t.url("/api/health"),
+                status,
+                detail: format!(
+                    "{}; no mcp-memory-service API answers at this address (check REMOTE_MEMORY_HOST and REMOTE_MEMORY_PORT)",
+                    answer::detail_of(&body)
+                ),
+            })
         } else {
             Err(answer::rejected(&self.t.url("/api/health"), status, &body))
         }

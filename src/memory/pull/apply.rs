@@ -28,7 +28,8 @@ enum Write<'a> {
     Delete(ContentHash),
 }
 
-/// Stages a local edit as an update and returns its row.
+/// Stages a local edit as an update; returns its row, and whether the local database was made
+/// to show the fold (memsync's own write, not an edit made while the pull ran).
 ///
 /// A row already waiting for the memory holds more than the local database shows: what
 /// `store` merged into it since it was staged (tags, keys). The edit is folded in three ways
@@ -44,7 +45,7 @@ fn stage_update(
     memory_db: &std::path::Path,
     content: &str,
     fields: &Fields,
-) -> Result<super::super::staging::Staged, MemoryError> {
+) -> Result<(super::super::staging::Staged, bool), MemoryError> {
     let hash = ContentHash::of(content);
     let waiting = staging.open_for(&hash)?.is_some();
     let base = staging.book().base(&hash)?;
@@ -59,12 +60,27 @@ fn stage_update(
         (true, None) => row.fields.clone(),
     };
     // A row that changed since it was read (a `store` merged into it) keeps that merge.
-    if staging.rewrite(&row, Operation::Update, &folded, State::Pending, false)?
-        && conflict::differs(&folded, fields)
-    {
+    let shown = staging.rewrite(&row, Operation::Update, &folded, State::Pending, false)?
+        && conflict::differs(&folded, fields);
+    if shown {
         settle::show_locally(memory_db, &hash, &LocalView::Live(folded))?;
     }
-    staging.get(id)?.ok_or(MemoryError::RowVanished { id })
+    let row = staging.get(id)?.ok_or(MemoryError::RowVanished { id })?;
+    Ok((row, shown))
+}
+
+/// After memsync itself wrote `hash`'s local row, the row as it reads now is the one the
+/// pull's writes expect (else they took memsync's write for the local service's edit and
+/// left the row, with its old base, to conflict again at the next pull).
+fn reread(
+    local: &LocalDb,
+    read: &mut std::collections::HashMap<ContentHash, Option<super::super::localdb::RowStamp>>,
+    hash: &ContentHash,
+) -> Result<(), MemoryError> {
+    if read.contains_key(hash) {
+        read.insert(hash.clone(), local.get(hash)?.as_ref().map(|l| l.stamp()));
+    }
+    Ok(())
 }
 
 /// Carries out a plan (or only describes it, with `dry_run`).
@@ -151,6 +167,7 @@ pub fn apply(
             .count();
         return Ok(rep);
     }
+    let mut read = plan.read;
     let mut writes: Vec<Write<'_>> = Vec::new();
     // Conflicts left open (`manual`) keep their common base, for `resolve-conflicts --strategy
     // merge` to merge three ways.
@@ -159,13 +176,15 @@ pub fn apply(
         let item = match (c.side, c.local_edit) {
             // The local edit joins the staged row (three ways against the base) before the
             // conflict is settled, or settling would write the row's version over it.
-            (ConflictSide::Staged(_), Some(l)) => {
-                stage_update(staging, &settings.memory_db, &l.content, &l.fields)?
+            (ConflictSide::Staged(_), Some(l)) | (ConflictSide::LocalEdit(l), _) => {
+                let (row, shown) =
+                    stage_update(staging, &settings.memory_db, &l.content, &l.fields)?;
+                if shown {
+                    reread(local, &mut read, &l.hash)?;
+                }
+                row
             }
             (ConflictSide::Staged(s), None) => s,
-            (ConflictSide::LocalEdit(l), _) => {
-                stage_update(staging, &settings.memory_db, &l.content, &l.fields)?
-            }
         };
         let remote_fields = c.remote.map(|i| &r[i].fields);
         let view = settle::settle(
@@ -192,7 +211,9 @@ pub fn apply(
         staging.mark_pushed(s, "already on server")?;
     }
     for l in &plan.stage_local {
-        stage_update(staging, &settings.memory_db, &l.content, &l.fields)?;
+        if stage_update(staging, &settings.memory_db, &l.content, &l.fields)?.1 {
+            reread(local, &mut read, &l.hash)?;
+        }
     }
     for l in &plan.lost {
         staging.stage(&l.content, &l.fields, &hostname())?;
@@ -207,7 +228,7 @@ pub fn apply(
     // A row the local service changed since the plan read it is not written over: it keeps
     // its old base, so the next sync meets that edit as a local change.
     let t = now();
-    let read = &plan.read;
+    let read = &read;
     crate::fault::point("pull-apply").map_err(|e| MemoryError::Io {
         what: "pull".into(),
         source: e,

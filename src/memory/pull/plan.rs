@@ -9,7 +9,7 @@ use super::super::conflict;
 use super::super::hash::ContentHash;
 use super::super::localdb::{LocalDb, LocalMemory, RowStamp};
 use super::super::record::Fields;
-use super::super::settle::Kind;
+use super::super::settle::{self, Kind};
 use super::super::staging::{Operation, Staged, Staging, State};
 use super::{PullOptions, RemoteState};
 
@@ -152,7 +152,9 @@ pub fn plan(
                 plan.unchanged += 1;
                 continue;
             }
-            if !conflict::differs(&s.fields, &r.fields) {
+            // What the row asks the server to hold: a staged store adds to the base.
+            let wish = settle::version_of(&s, b);
+            if !conflict::differs(&wish, &r.fields) {
                 plan.confirmed.push(s);
             } else if remote_changed || opts.force {
                 // (`--force` settles it with the server's version.) The server's version
@@ -172,9 +174,11 @@ pub fn plan(
                 plan.seen.push(i);
                 continue;
             } else {
-                // Only the local side changed: the staged change stands, push sends it. Staged
-                // without a type (`store` without `--type`), it keeps the server's.
-                show = s.fields.clone().typed_as(Some(&r.fields));
+                // Only the local side changed: the staged change stands, push sends it, and
+                // the local row shows what it sends (a store's tags added to the server's:
+                // shown alone, the next sync took the row for an edit removing the others).
+                // Staged without a type (`store` without `--type`), it keeps the server's.
+                show = wish.typed_as(Some(&r.fields));
             }
         }
         // From here on the record is reconciled: it becomes the new base.

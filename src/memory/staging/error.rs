@@ -7,7 +7,7 @@ use crate::memory::kind::ErrorKind;
 /// A staging-database failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StagingError {
-    #[error("staging database {path}: {source}{}", repair_hint(source))]
+    #[error("staging database {path}: {source}{}", hint(path, source))]
     Sqlite {
         path: PathBuf,
         #[source]
@@ -57,12 +57,32 @@ impl StagingError {
     }
 }
 
-/// Damage to the file is what `memsync repair` is for: say so.
-fn repair_hint(e: &rusqlite::Error) -> &'static str {
+/// What to do about it: damage to the file is what `memsync repair` is for; a write that failed
+/// on a full disk says so (SQLite says "disk I/O error" when it cannot make the WAL index).
+fn hint(path: &std::path::Path, e: &rusqlite::Error) -> String {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
-            " (the file is damaged: run memsync repair, which salvages what can be read and keeps the damaged file)"
+            " (the file is damaged: run memsync repair, which salvages what can be read and keeps the damaged file)".into()
         }
-        _ => "",
+        Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure)
+            if disk_full_at(path) =>
+        {
+            let dir = path.parent().unwrap_or(path);
+            format!(
+                " (no space left on the disk holding {}: free some, then run the command again)",
+                dir.display()
+            )
+        }
+        _ => String::new(),
     }
+}
+
+/// Whether the file system holding `path` has (next to) no space left.
+fn disk_full_at(path: &std::path::Path) -> bool {
+    const NEARLY_NONE: u64 = 1 << 20;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    std::fs::File::open(dir.unwrap_or(std::path::Path::new(".")))
+        .ok()
+        .and_then(|f| crate::platform::free_bytes(&f))
+        .is_some_and(|free| free < NEARLY_NONE)
 }
