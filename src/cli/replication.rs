@@ -29,6 +29,16 @@ pub(super) struct ReplicateArgs {
     /// exit with its code when it exits (over the config's `exec`).
     #[arg(long = "exec", value_name = "CMD")]
     exec: Option<String>,
+    /// Restore each configured database missing on disk from its replicas first (a replica
+    /// holding no backup is no error), as Litestream's flag of that name.
+    #[arg(long = "restore-if-db-not-exists")]
+    restore_if_db_not_exists: bool,
+    /// Litestream's `-once` options: refused (see the README).
+    #[arg(long = "force-snapshot", hide = true)]
+    force_snapshot: bool,
+    /// Litestream's `-once` options: refused (see the README).
+    #[arg(long = "enforce-retention", hide = true)]
+    enforce_retention: bool,
     /// Database path, then one or more replica URLs (instead of -config).
     args: Vec<String>,
 }
@@ -100,6 +110,11 @@ pub(super) fn apply_logging(l: config::LoggingConfig, log: &Overrides) -> Result
 
 /// `memsync replicate`; its exit code (the child's, with `-exec`).
 pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<i32, CliError> {
+    if a.force_snapshot || a.enforce_retention {
+        return Err(CliError::Arguments(
+            "replicate -force-snapshot and -enforce-retention (Litestream's) are not supported: memsync takes snapshots and prunes by its config's snapshot-interval and retention",
+        ));
+    }
     let mut note = None;
     let mut cfg = if a.args.is_empty() {
         let found = super::source::find(&a.cfg)?.ok_or(CliError::NoConfigFile)?;
@@ -121,6 +136,9 @@ pub(super) fn cmd_replicate(a: ReplicateArgs, log: &Overrides) -> Result<i32, Cl
     apply_logging(cfg.logging, log)?;
     if let Some(n) = note {
         tracing::info!("{n}");
+    }
+    if a.restore_if_db_not_exists {
+        super::restore::restore_missing(&cfg.dbs)?;
     }
     // Directory entries: the databases found now are replicated like configured ones.
     for s in config::discover::expand(&mut cfg, a.convert_to_wal)? {

@@ -53,6 +53,21 @@ pub(super) struct RestoreArgs {
     /// (Litestream's `restore -dry-run`).
     #[arg(long = "dry-run", conflicts_with = "all")]
     dry_run: bool,
+    /// Replace an existing output, removing its -wal, -shm and -journal (Litestream's -force).
+    #[arg(long = "force")]
+    force: bool,
+    /// Downloads kept in flight at once [default: 4] (Litestream's -parallelism).
+    #[arg(long = "parallelism", value_parser = clap::value_parser!(u16).range(1..=64))]
+    parallelism: Option<u16>,
+    /// Print what was restored as JSON on stdout (Litestream's -json).
+    #[arg(long = "json", conflicts_with_all = ["dry_run", "all"])]
+    pub(super) json: bool,
+    /// Litestream's follow mode: refused (see the README).
+    #[arg(short = 'f', long = "follow", hide = true)]
+    follow: bool,
+    /// Litestream's follow-mode interval: refused with -f.
+    #[arg(long = "follow-interval", hide = true)]
+    follow_interval: Option<String>,
     /// Database path (uses the config) or replica URL.
     pub(super) target: String,
 }
@@ -65,6 +80,11 @@ pub(super) enum CheckArg {
 }
 
 pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
+    if a.follow || a.follow_interval.is_some() {
+        return Err(CliError::Arguments(
+            "restore -f (Litestream's follow mode) is not supported: restore once, or replicate to this machine with memsync replicate",
+        ));
+    }
     if a.all {
         return super::restore_all::cmd_restore_all(&a);
     }
@@ -115,7 +135,7 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
             bytes,
             fell_back,
         } => {
-            if let Some(bad) = fell_back {
+            if let Some(bad) = &fell_back {
                 crate::stdout::errln!(
                     "memsync: warning: {bad} was corrupt; restored position {txid} without it, the newest state the other files reach"
                 );
@@ -128,12 +148,33 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
             if let Target::Timestamp(want) = opts.target {
                 crate::stdout::noteln!("{}", restore_point_note(txid, at, want));
             }
+            if a.json {
+                let j = serde_json::json!({
+                    "restored": true,
+                    "output": output,
+                    "replica": name,
+                    "txid": txid.to_string(),
+                    "timestamp": fmt_ts(at),
+                    "files": files,
+                    "bytes": bytes,
+                    "fell_back_before": fell_back,
+                });
+                crate::stdout::outln!("{j}");
+            }
         }
         RestoreOutcome::OutputExists => {
             tracing::info!("{} already exists; nothing to do", output.display());
+            if a.json {
+                let j = serde_json::json!({"restored": false, "output": output, "reason": "the output exists"});
+                crate::stdout::outln!("{j}");
+            }
         }
         RestoreOutcome::NoReplica => {
             tracing::info!("{name} holds no backup; nothing to do");
+            if a.json {
+                let j = serde_json::json!({"restored": false, "output": output, "replica": name, "reason": "no backup"});
+                crate::stdout::outln!("{j}");
+            }
         }
     }
     Ok(())
@@ -180,6 +221,10 @@ impl RestoreArgs {
             },
             fallback: a.fallback,
             progress,
+            force: a.force,
+            parallelism: a
+                .parallelism
+                .map_or(crate::restore::DEFAULT_PARALLELISM, usize::from),
         })
     }
 }
@@ -238,6 +283,37 @@ pub(super) fn restore_from(
         (None, Some(name)) => Ok((name, RestoreOutcome::NoReplica)),
         (e, _) => Err(e.map_or(CliError::Arguments("no replica"), Into::into)),
     }
+}
+
+/// `replicate -restore-if-db-not-exists`: each configured database missing on disk is restored
+/// from its replicas (the one holding the newest state) before replication starts; a replica
+/// holding no backup is no error (the application starts a new database).
+pub(super) fn restore_missing(dbs: &[crate::config::DbConfig]) -> Result<(), CliError> {
+    let missing: Vec<_> = dbs.iter().filter(|d| !d.path.exists()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let rt = runtime()?;
+    crate::restore::clean_up_on_stop(&rt).map_err(CliError::Runtime)?;
+    for db in missing {
+        let opts = RestoreOptions {
+            if_db_not_exists: true,
+            if_replica_exists: true,
+            ..RestoreOptions::latest(&db.path)
+        };
+        match restore_from(&db.replicas, &rt, &opts)? {
+            (name, RestoreOutcome::Restored { txid, .. }) => tracing::info!(
+                "{} was missing: restored position {txid} from {name} before replicating",
+                db.path.display()
+            ),
+            (name, RestoreOutcome::NoReplica) => tracing::info!(
+                "{} is missing and {name} holds no backup: nothing restored",
+                db.path.display()
+            ),
+            (_, RestoreOutcome::OutputExists) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The instant a `-timestamp` asked for, in UTC, for the messages that answer it.

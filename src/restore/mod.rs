@@ -33,6 +33,9 @@ pub enum IntegrityCheck {
     Full,
 }
 
+/// Downloads a restore keeps in flight unless told otherwise.
+pub const DEFAULT_PARALLELISM: usize = select::DEFAULT_AHEAD;
+
 /// What to restore and how.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
@@ -51,6 +54,11 @@ pub struct RestoreOptions {
     pub fallback: bool,
     /// Show a progress bar (on a terminal, for large restores).
     pub progress: bool,
+    /// Replace an existing output, removing its WAL, index and rollback journal (Litestream's
+    /// `-force`).
+    pub force: bool,
+    /// Downloads kept in flight (Litestream's `-parallelism`).
+    pub parallelism: usize,
 }
 
 impl RestoreOptions {
@@ -66,6 +74,8 @@ impl RestoreOptions {
             integrity_check: IntegrityCheck::None,
             fallback: false,
             progress: false,
+            force: false,
+            parallelism: DEFAULT_PARALLELISM,
         }
     }
 }
@@ -97,11 +107,13 @@ pub enum RestoreOutcome {
 #[derive(Debug, Error)]
 pub enum RestoreError {
     /// Refusing to overwrite.
-    #[error("output {0} already exists (remove it, or pass -if-db-not-exists)")]
+    #[error(
+        "output {0} already exists (remove it, pass -force to replace it, or -if-db-not-exists to leave it)"
+    )]
     OutputExists(String),
     /// A WAL, index or rollback journal of the output's name exists without the database.
     #[error(
-        "{0} exists without its database: SQLite would apply it to the restored file; remove it (it belongs to no database memsync restored)"
+        "{0} exists without its database: SQLite would apply it to the restored file; remove it (it belongs to no database memsync restored), or pass -force"
     )]
     Leftover(String),
     /// The output's directory could not be made.
@@ -238,14 +250,17 @@ pub fn restore(
     // A stale WAL, index or rollback journal alone counts too: SQLite would apply it to the
     // restored file (a hot journal destroys it at the first open). `-if-db-not-exists` is
     // about the database: a leftover beside a missing database is an error either way.
+    // `-force` replaces them all (at the end, once the restored file is whole).
     if let Some(found) = existing(out) {
-        if found.as_path() != out.as_path() {
-            return Err(RestoreError::Leftover(found.display().to_string()));
-        }
-        if opts.if_db_not_exists {
+        if opts.if_db_not_exists && out.exists() {
             return Ok(RestoreOutcome::OutputExists);
         }
-        return Err(RestoreError::OutputExists(found.display().to_string()));
+        if !opts.force {
+            if found.as_path() != out.as_path() {
+                return Err(RestoreError::Leftover(found.display().to_string()));
+            }
+            return Err(RestoreError::OutputExists(found.display().to_string()));
+        }
     }
     let dir = out
         .parent()
@@ -347,7 +362,16 @@ fn restore_listed(
         let built = if plan.segments.is_empty() || crate::fault::armed("restore-files") {
             apply::build(client, rt, &plan, &tmp, opts)
         } else {
-            match select::build(client, rt, &plan, &tmp, opts.progress).transpose() {
+            match select::build(
+                client,
+                rt,
+                &plan,
+                &tmp,
+                opts.progress,
+                opts.parallelism.max(1),
+            )
+            .transpose()
+            {
                 None => apply::build(client, rt, &plan, &tmp, opts),
                 Some(Err(RestoreError::Corrupt { .. } | RestoreError::Diverged { .. }))
                     if opts.fallback =>
@@ -363,7 +387,7 @@ fn restore_listed(
                 if let Some(bad) = &done.stopped_at {
                     fell_back.get_or_insert_with(|| bad.clone());
                 }
-                let res = finish(&tmp, out, opts.integrity_check);
+                let res = finish(&tmp, out, opts);
                 if res.is_err() {
                     let _ = std::fs::remove_file(&tmp);
                 }
@@ -437,7 +461,8 @@ fn existing(out: &Path) -> Option<std::path::PathBuf> {
         .find(|p| p.exists())
 }
 
-fn finish(tmp: &Path, out: &Path, check: IntegrityCheck) -> Result<(), RestoreError> {
+fn finish(tmp: &Path, out: &Path, opts: &RestoreOptions) -> Result<(), RestoreError> {
+    let check = opts.integrity_check;
     let io = |source| RestoreError::Io {
         path: tmp.display().to_string(),
         source,
@@ -473,6 +498,24 @@ fn finish(tmp: &Path, out: &Path, check: IntegrityCheck) -> Result<(), RestoreEr
                 result,
             });
         }
+    }
+    if opts.force {
+        // The old database's WAL, index and journal go first: beside the new file SQLite would
+        // apply them to it.
+        for s in ["-wal", "-shm", "-journal"] {
+            let side = crate::sqlite::sidecar(out, s);
+            match std::fs::remove_file(&side) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(RestoreError::Io {
+                        path: side.display().to_string(),
+                        source: e,
+                    });
+                }
+                _ => {}
+            }
+        }
+        std::fs::rename(tmp, out).map_err(io)?;
+        return crate::fsutil::sync_dir(out).map_err(io);
     }
     // Never over a file that appeared while restoring (another restore, the application),
     // nor beside a WAL, index or journal that did (SQLite would apply it).

@@ -28,8 +28,8 @@ use crate::replica::{ReplicaClient, ReplicaError};
 const TAIL_GUESS: u64 = 4 << 10;
 /// Adjacent runs to fetch are read as one range up to this size.
 const MAX_RANGE: u64 = 8 << 20;
-/// Ranges (and index fetches) kept in flight.
-const AHEAD: usize = 4;
+/// Ranges (and index fetches) kept in flight unless `-parallelism` says otherwise.
+pub const DEFAULT_AHEAD: usize = 4;
 
 /// One file of the plan, read up to its index.
 struct Indexed {
@@ -54,10 +54,11 @@ pub(super) fn build(
     plan: &RestorePlan,
     tmp: &Path,
     progress: bool,
+    ahead: usize,
 ) -> Result<Option<(Built, Target)>, RestoreError> {
     let keys: Vec<ObjectKey> = plan.files().copied().collect();
     let mut bytes = 0u64;
-    let Some(files) = read_indexes(client, rt, &keys, &mut bytes)? else {
+    let Some(files) = read_indexes(client, rt, &keys, &mut bytes, ahead)? else {
         return Ok(None);
     };
     // Each file must start from the state the one before it ends at: its header says which.
@@ -96,7 +97,7 @@ pub(super) fn build(
     let mut pending: VecDeque<(Range, JoinHandle<Result<Bytes, ReplicaError>>)> = VecDeque::new();
     let mut todo = ranges.into_iter();
     loop {
-        while pending.len() < AHEAD {
+        while pending.len() < ahead {
             let Some(r) = todo.next() else { break };
             let (c, k, off, len) = (client.clone(), files[r.file].key, r.offset, r.len);
             let task = rt.spawn(async move { c.get_range(&k, off, len).await });
@@ -140,12 +141,13 @@ fn read_indexes(
     rt: &Handle,
     keys: &[ObjectKey],
     bytes: &mut u64,
+    ahead: usize,
 ) -> Result<Option<Vec<Indexed>>, RestoreError> {
     let mut out = Vec::with_capacity(keys.len());
     let mut pending = VecDeque::new();
     let mut todo = keys.iter();
     loop {
-        while pending.len() < AHEAD {
+        while pending.len() < ahead {
             let Some(&key) = todo.next() else { break };
             let c = client.clone();
             pending.push_back((key, rt.spawn(async move { fetch_index(&c, &key).await })));
