@@ -373,3 +373,52 @@ fn a_replica_taken_over_by_a_short_run_is_left_to_its_new_owner() {
     let restored = check_sound(&s.restore("taken.db", &["-integrity-check", "full"]));
     assert_same(&other, &restored);
 }
+
+/// A database copied with its meta directory carries the original's lineage: replicating the
+/// copy into the original's replica is refused, naming both, while the original exists (the
+/// copy's commits became restore points of the original, "rows that never existed" in it).
+/// Moved (the original gone), it goes on, and the record names its new path.
+#[test]
+fn a_copy_made_with_its_meta_directory_is_refused_and_a_moved_one_goes_on() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b, c) = (d.path().join("a"), d.path().join("b"), d.path().join("c"));
+    std::fs::create_dir(&a).unwrap();
+    let db = a.join("db.sqlite");
+    let rep = d.path().join("rep");
+    let url = format!("file://{}", rep.display());
+    let app = create_memdb(&db);
+    insert_memory(&app, 1);
+    drop(app);
+    let once = |db: &Path| run(&["replicate", "-once", db.to_str().unwrap(), &url]);
+    let o = once(&db);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let copy = |from: &Path, to: &Path| {
+        let st = std::process::Command::new("cp")
+            .args(["-a", from.to_str().unwrap(), to.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    copy(&a, &b);
+    let copied = b.join("db.sqlite");
+    insert_memory(&app_conn(&copied), 2);
+    let before = std::fs::read_dir(rep.join("segments/0")).map_or(0, |d| d.count());
+    let o = once(&copied);
+    assert_refused(&o, &["belongs to database", db.to_str().unwrap(), "copied"]);
+    let after = std::fs::read_dir(rep.join("segments/0")).map_or(0, |d| d.count());
+    assert_eq!(before, after, "the copy wrote into the original's replica");
+    // Moved: the original's directory renamed away, then replicated from its new path.
+    std::fs::remove_dir_all(&b).unwrap();
+    std::fs::rename(&a, &c).unwrap();
+    let moved = c.join("db.sqlite");
+    let app = app_conn(&moved);
+    insert_memory(&app, 3);
+    let o = once(&moved);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let record = std::fs::read_to_string(rep.join("lineage")).unwrap();
+    assert!(record.contains(moved.to_str().unwrap()), "{record}");
+    let out = d.path().join("out.db");
+    let o = run(&["restore", "-o", out.to_str().unwrap(), &url]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same(&app, &check_sound(&out));
+}

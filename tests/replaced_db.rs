@@ -180,3 +180,73 @@ fn a_stopped_memsync_leaves_no_wal_once_the_application_closed() {
         .unwrap();
     assert_eq!(n, 51, "{log}");
 }
+
+/// The application commits and closes; memsync, then the database's only connection, steps
+/// aside and its close merges the WAL as the application's last close would have (it never
+/// did: a closed database's commits lived in the WAL alone, and a database renamed or copied by
+/// its file lost them all). The application reopens and commits again: memsync comes back
+/// (resynchronising) and every commit restores.
+#[test]
+fn a_closed_database_file_holds_every_commit_once_memsync_steps_aside() {
+    let s = Scene::new("", "");
+    let app = create_memdb(&s.db);
+    let r = s.start();
+    for i in 1..=30 {
+        insert_memory(&app, i);
+    }
+    s.wait_for_rows(30);
+    drop(app);
+    let alone = s.dir.path().join("file-alone.db");
+    let count = |p: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(p)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM memories", [], |r| r.get(0))
+            .unwrap_or(-1)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // The database file alone, as a rename or a copy of it takes it.
+        std::fs::copy(&s.db, &alone).unwrap();
+        let _ = std::fs::remove_file(format!("{}-wal", alone.display()));
+        if count(&alone) == 30 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file alone never held the commits: {}",
+            r.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        std::fs::remove_file(&alone).unwrap();
+    }
+    let app = app_conn(&s.db);
+    for i in 31..=40 {
+        insert_memory(&app, i);
+    }
+    s.wait_for_rows(40);
+    let (st, log) = r.stop();
+    assert!(st.success(), "{log}");
+    let restored = check_sound(&s.restore("restored.db", &["-integrity-check", "full"]));
+    assert_same(&app, &restored);
+}
+
+/// A database deleted while the application still has it open keeps its `-wal` and `-shm` for
+/// that connection's close, as without memsync: memsync took them away, and the user's own
+/// removal of them (a folder's recursive removal) failed on the missing file.
+#[test]
+fn a_database_deleted_while_open_elsewhere_keeps_its_wal_for_that_process() {
+    let s = Scene::new("", "");
+    let app = create_memdb(&s.db);
+    let mut r = s.start();
+    for i in 1..=5 {
+        insert_memory(&app, i);
+    }
+    s.wait_for_rows(5);
+    std::fs::remove_file(&s.db).unwrap();
+    r.wait_for_log("left to that process");
+    for ext in ["-wal", "-shm"] {
+        let side = format!("{}{ext}", s.db.display());
+        std::fs::remove_file(&side).unwrap_or_else(|e| panic!("{side}: {e}\n{}", r.log()));
+    }
+    drop(app);
+}

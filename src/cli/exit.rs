@@ -203,7 +203,9 @@ fn replicate_kind(e: &ReplicateError) -> Kind {
         ReplicateError::Lock(LockError::Io { .. }) => Kind::Io,
         ReplicateError::Lineage(l) => match &**l {
             // The user decides: -takeover, or another replica.
-            LineageError::Foreign { .. } | LineageError::Litestream { .. } => Kind::Config,
+            LineageError::Foreign { .. }
+            | LineageError::Copy { .. }
+            | LineageError::Litestream { .. } => Kind::Config,
             LineageError::Damaged { .. } => Kind::Corrupt,
             LineageError::Replica(r) => replica_kind(r),
             LineageError::Local { .. } => Kind::Io,

@@ -30,6 +30,19 @@ pub enum LineageError {
         /// This database.
         db: String,
     },
+    /// The record names this lineage but another database file that still exists on this
+    /// host: this one is a copy, made with its meta directory.
+    #[error(
+        "replica {replica} belongs to database {owner}, which still exists; {db} carries the same lineage because it was copied with its memsync meta directory (.NAME-memsync): remove the copy's meta directory to give it a history of its own, and a replica of its own, or pass -takeover"
+    )]
+    Copy {
+        /// Replica name and location.
+        replica: String,
+        /// `host:path` of the database the record names.
+        owner: String,
+        /// This database.
+        db: String,
+    },
     /// The record exists but cannot be read as one.
     #[error(
         "replica {replica}: `{LINEAGE_OBJECT}` is not a memsync lineage record; move it away or pass -takeover"
@@ -192,6 +205,25 @@ pub async fn claim(
                 }
             },
             Some(Some(rec)) if rec.id == me.id => {
+                if rec.host != me.host || rec.path != me.path {
+                    // Two live files with one lineage would write one history in turns.
+                    if !takeover && rec.host == me.host && another_file(&rec.path, &me.path) {
+                        return Err(LineageError::Copy {
+                            replica: client.name().to_owned(),
+                            owner: rec.source(),
+                            db: me.source(),
+                        });
+                    }
+                    // Moved (on this host, the old path gone; or from another host): the record
+                    // follows the database.
+                    client.put_raw(LINEAGE_OBJECT, me.encode(), false).await?;
+                    tracing::info!(
+                        "replica {}: its database {} is now {}; its lineage record says so",
+                        client.name(),
+                        rec.source(),
+                        me.source()
+                    );
+                }
                 // Ours, but another tool writes here too (Litestream pointed at this path since):
                 // a restore reads memsync's files only.
                 if let Ok(Some(dir)) = client.foreign_layout().await {
@@ -235,6 +267,15 @@ pub async fn claim(
     Err(LineageError::Damaged {
         replica: client.name().to_owned(),
     })
+}
+
+/// Whether `recorded` names an existing file other than `mine`.
+fn another_file(recorded: &str, mine: &str) -> bool {
+    match crate::platform::file_id(Path::new(recorded)) {
+        Ok(theirs) => crate::platform::file_id(Path::new(mine))
+            .is_ok_and(|m| !crate::platform::same_file(m, theirs)),
+        Err(_) => false,
+    }
 }
 
 async fn read(client: &ReplicaClient) -> Result<Option<Lineage>, LineageError> {

@@ -22,12 +22,13 @@ pub(super) async fn prune_spool(
     spool: Spool,
     mut confirmed: Vec<watch::Receiver<Option<TxId>>>,
     map_saved: watch::Receiver<Option<TxId>>,
-    position: watch::Receiver<Option<TxId>>,
+    mut position: watch::Receiver<Option<TxId>>,
     top: u8,
     budget: u64,
     stats: Arc<DbStats>,
 ) {
     let mut over = false;
+    let mut position_open = true;
     let mut tick = tokio::time::interval(BUDGET_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -106,21 +107,41 @@ pub(super) async fn prune_spool(
             Ok(Err(e)) => tracing::warn!("spool {}: pruning: {e}", spool.dir().display()),
             _ => {}
         }
-        // A replica whose shipper ended (given up on for this run, or stopping) keeps its last
-        // position, which holds the spool back only up to the budget; the pruner goes on for
-        // the others, and ends with the last of them.
-        let open: Vec<_> = confirmed
-            .iter_mut()
-            .filter(|c| c.has_changed().is_ok())
-            .collect();
-        if open.is_empty() {
-            return;
-        }
-        let changed = futures::future::select_all(open.into_iter().map(|c| Box::pin(c.changed())));
-        tokio::select! {
-            _ = changed => {}
-            // The budget is checked on a timer too: with every replica down nothing confirms.
-            _ = tick.tick(), if lagging || over => {}
+        let mut lagging = lagging;
+        loop {
+            // A replica whose shipper ended (given up on for this run, or stopping) keeps its
+            // last position, which holds the spool back only up to the budget; the pruner goes
+            // on for the others, and ends with the last of them.
+            let open: Vec<_> = confirmed
+                .iter_mut()
+                .filter(|c| c.has_changed().is_ok())
+                .collect();
+            if open.is_empty() {
+                return;
+            }
+            let changed =
+                futures::future::select_all(open.into_iter().map(|c| Box::pin(c.changed())));
+            let captured = tokio::select! {
+                _ = changed => false,
+                // The budget is checked on a timer too: with every replica down nothing
+                // confirms.
+                _ = tick.tick(), if lagging || over => false,
+                r = position.changed(), if position_open => {
+                    position_open = r.is_ok();
+                    true
+                }
+            };
+            if !captured {
+                break;
+            }
+            // A new capture while the replicas had everything: if none confirms it, the timer
+            // is what weighs the spool (a replica that went down after catching up let it grow
+            // without bound, unweighed, until it answered again).
+            let now = *position.borrow();
+            if !lagging && confirmed.iter().any(|c| *c.borrow() < now) {
+                lagging = true;
+                tick.reset();
+            }
         }
     }
 }

@@ -49,23 +49,33 @@ impl Monitor {
     }
 
     /// Removes the `-wal` and `-shm` left at a deleted or replaced database's path when they
-    /// are the files memsync holds open: its connections keep the WAL when they close (they
-    /// never checkpoint on close), so without memsync SQLite would have removed them, and the
+    /// are the files memsync holds open: attached, its connections keep the WAL (it is what
+    /// they read), so without memsync SQLite would have removed them, and the
     /// file now at the path (or one created there later) would read the old database's WAL as
     /// its own: SQLite applies it at the first open (restore refuses to write beside one).
     /// Another file now at a sidecar's path (a new database's) is left alone, and after a
     /// replacement so are the old ones while another process has the database open (its
     /// connections use them; it already reads the old WAL over the new file, and taking it
-    /// away would lose what it writes next).
+    /// away would lose what it writes next), and after a deletion too (its last close removes
+    /// them).
     #[cfg(unix)]
     fn remove_orphans(&self, deleted: bool) {
         use std::os::unix::fs::MetadataExt;
         let path = &self.cfg.db_path;
-        if !deleted && super::shm::ShmProbe::open(path).is_some_and(|p| p.open_elsewhere()) {
-            tracing::warn!(
-                "{}: replaced while another process has it open; its old -wal and -shm are left (the new file reads the old WAL over itself until they go)",
-                path.display()
-            );
+        if super::shm::ShmProbe::open(path).is_some_and(|p| p.open_elsewhere()) {
+            match deleted {
+                // Its last close removes them, as without memsync (and whoever deleted the
+                // database may be removing them too: a folder's recursive removal failed on
+                // the files memsync had taken away under it).
+                true => tracing::info!(
+                    "{}: deleted while another process has it open; its -wal and -shm are left to that process",
+                    path.display()
+                ),
+                false => tracing::warn!(
+                    "{}: replaced while another process has it open; its old -wal and -shm are left (the new file reads the old WAL over itself until they go)",
+                    path.display()
+                ),
+            }
             return;
         }
         for (open, suffix) in self

@@ -167,9 +167,23 @@ impl Monitor {
         // everything before was spooled up to. Without one (a commit not read yet, an index
         // being rebuilt) memsync steps aside all the same and resynchronises on its return:
         // holding on until the index settles kept an application from leaving WAL mode.
-        let mark = self.cap.src.idle_mark().ok().flatten();
-        // memsync's connections never checkpoint on close (`conn::open`).
+        let mut mark = self.cap.src.idle_mark().ok().flatten();
+        // What the application's last close would have done had memsync not been open: the WAL
+        // merged into the database and removed, when no other connection has it open (SQLite
+        // checks, and otherwise leaves it). Kept, a closed database's committed transactions
+        // lived in the WAL alone, lost to whoever renamed or copied the database file.
+        self.session.checkpoint_on_close();
         self.session.close();
+        if !super::sidecar(&self.cfg.db_path, "-wal").exists() {
+            // Merged: the WAL memsync returns to is a new one, so it resynchronises (the
+            // database holds exactly what was shipped, unless a commit slipped in before the
+            // close, which the resync then finds).
+            mark = None;
+            tracing::debug!(
+                "{}: no other connection open; the WAL was merged into the database",
+                self.cfg.db_path.display()
+            );
+        }
         self.release.stepped_aside(std::time::Instant::now());
         self.away = Some(Away {
             mark,
