@@ -442,3 +442,43 @@ fn a_relative_file_url_is_refused_by_restore_and_listings() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.exists());
 }
+
+/// Every replica of a database unreachable: each is listed once (they were listed to pick the
+/// newest, then each tried again), and the error names them all, not the last one alone.
+#[test]
+fn a_restore_with_no_replica_answering_says_so_for_each_once() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    replicas:\n      - name: one\n        url: http://127.0.0.1:9/a\n      - name: two\n        url: http://127.0.0.1:9/b\n",
+            d.path().join("app.db").display()
+        ),
+    )
+    .unwrap();
+    let out = d.path().join("out.db");
+    let o = run(&[
+        "restore",
+        "-config",
+        cfg.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        d.path().join("app.db").to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.contains("none of the 2 replicas could be listed")
+            && last.contains("replica one")
+            && last.contains("replica two"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("replica one").count(),
+        2,
+        "listed again:\n{err}"
+    );
+    assert!(!out.exists());
+}

@@ -92,3 +92,32 @@ fn restore_all_on_a_first_boot_or_a_database_directory() {
         "{err}"
     );
 }
+
+/// A directory replica Litestream wrote (`<db>/ltx/<level>/*.ltx`) is named as such, with its
+/// databases counted (it said "holds no database replicas").
+#[test]
+fn restore_all_of_a_litestream_directory_replica_says_whose_it_is() {
+    let d = tempfile::tempdir().unwrap();
+    for db in ["a.db", "sub/b.db"] {
+        let level = d.path().join("rep").join(db).join("ltx/0");
+        std::fs::create_dir_all(&level).unwrap();
+        std::fs::write(
+            level.join("0000000000000001-0000000000000001.ltx"),
+            b"LTX1 not read",
+        )
+        .unwrap();
+    }
+    let out = d.path().join("out");
+    let o = run(&[
+        "restore",
+        "-all",
+        "-o",
+        out.to_str().unwrap(),
+        d.path().join("rep").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("Litestream backups of 2 database(s)"), "{err}");
+    assert!(!out.exists());
+}

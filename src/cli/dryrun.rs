@@ -29,7 +29,14 @@ pub(super) fn restore_dry_run(
         });
     }
     let reps = if reps.len() > 1 {
-        super::pick::by_newest(reps, rt, opts.target)
+        let (answered, failed) = super::pick::by_newest(reps, rt, opts.target);
+        if answered.is_empty() {
+            return Err(CliError::NoReplicaAnswered {
+                count: failed.len(),
+                why: failed.join("; "),
+            });
+        }
+        answered
     } else {
         reps.to_vec()
     };

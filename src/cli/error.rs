@@ -86,6 +86,24 @@ pub enum CliError {
         "{0} holds no database replicas (expected <path>/snapshots/ or <path>/segments/ below it)"
     )]
     NoDatabases(String),
+    /// None of a database's replicas could be listed.
+    #[error("none of the {count} replicas could be listed: {why}")]
+    NoReplicaAnswered {
+        /// How many replicas.
+        count: usize,
+        /// Each one's error.
+        why: String,
+    },
+    /// A directory replica holds Litestream's database replicas only.
+    #[error(
+        "{target} holds no memsync backup but Litestream backups of {count} database(s) (`ltx/` files), which memsync cannot read: restore them with `litestream restore`"
+    )]
+    LitestreamDatabases {
+        /// The replica as given.
+        target: String,
+        /// How many databases.
+        count: usize,
+    },
     /// Some databases of a `restore -all` failed (each was reported with its name).
     #[error(
         "{failed} of {total} databases failed to restore (each is named above){}",

@@ -54,10 +54,11 @@ impl CliError {
             | CliError::NotThatReplica { .. }
             | CliError::NotADirectory { .. }
             | CliError::NoDatabases(_)
+            | CliError::LitestreamDatabases { .. }
             | CliError::MissingReplica(_)
             | CliError::MissingProgram { .. } => Kind::NotFound,
             CliError::Path { .. } | CliError::RestoreAll { .. } => Kind::Io,
-            CliError::OnceIncomplete(_) => Kind::Unreachable,
+            CliError::OnceIncomplete(_) | CliError::NoReplicaAnswered { .. } => Kind::Unreachable,
             CliError::Runtime(_) | CliError::Tool(_) => Kind::Internal,
             CliError::Replicate(e) => replicate_kind(e),
             CliError::Replica(e) => replica_kind(e),

@@ -8,20 +8,27 @@ use replica_formats::{Target, TxId, plan_restore};
 use super::common::open_client;
 use crate::config::ReplicaConfig;
 
-/// `reps` ordered by the newest position each can restore to `target` (unreachable or empty
-/// ones last, in configured order), each ranking logged.
+/// The replicas that answered, ordered by the newest position each can restore to `target`
+/// (empty ones last, in configured order), each ranking logged; and why each of the others
+/// could not be listed (they are not asked again: every one of them was tried, with retries).
 pub(super) fn by_newest(
     reps: &[ReplicaConfig],
     rt: &tokio::runtime::Runtime,
     target: Target,
-) -> Vec<ReplicaConfig> {
+) -> (Vec<ReplicaConfig>, Vec<String>) {
     let newest = rt.block_on(join_all(reps.iter().map(|r| async move {
-        let client = open_client(r).map_err(|e| e.to_string())?;
+        let client = match open_client(r) {
+            Ok(c) => c,
+            // Never made: nothing there, which the restore says (or `-if-replica-exists`
+            // takes for no backup), not a replica that did not answer.
+            Err(super::error::CliError::MissingReplica(_)) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
         let keys = client.list().await.map_err(|e| e.to_string())?;
         Ok::<Option<TxId>, String>(plan_restore(&keys, target).ok().map(|p| p.txid))
     })));
     let mut ranked: Vec<(Option<TxId>, usize)> = Vec::new();
-    let mut unanswered = 0;
+    let mut failed = Vec::new();
     for (i, (r, n)) in reps.iter().zip(newest).enumerate() {
         match n {
             Ok(Some(t)) => ranked.push((Some(t), i)),
@@ -31,16 +38,15 @@ pub(super) fn by_newest(
             }
             Err(e) => {
                 tracing::warn!("{e}; restoring from another replica");
-                unanswered += 1;
-                ranked.push((None, i));
+                failed.push(e);
             }
         }
     }
     // Newest first; equal positions keep the configured order.
     ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     if let Some((Some(t), i)) = ranked.first() {
-        let answered = reps.len() - unanswered;
-        let of = match unanswered {
+        let answered = ranked.len();
+        let of = match failed.len() {
             0 => format!("of {answered} replicas"),
             n => format!("of the {answered} replicas that answered ({n} did not)"),
         };
@@ -49,5 +55,8 @@ pub(super) fn by_newest(
             reps[*i].name
         );
     }
-    ranked.into_iter().map(|(_, i)| reps[i].clone()).collect()
+    (
+        ranked.into_iter().map(|(_, i)| reps[i].clone()).collect(),
+        failed,
+    )
 }

@@ -140,6 +140,7 @@ pub(super) fn cmd_restore_all(a: &RestoreArgs) -> Result<(), CliError> {
     let rt = runtime()?;
     crate::restore::clean_up_on_stop(&rt).map_err(CliError::Runtime)?;
     let mut names = BTreeSet::new();
+    let mut litestream = 0;
     let mut listed = 0;
     let mut last_err = None;
     for b in &src.bases {
@@ -147,7 +148,8 @@ pub(super) fn cmd_restore_all(a: &RestoreArgs) -> Result<(), CliError> {
         match found {
             Ok(found) => {
                 listed += 1;
-                names.extend(found);
+                names.extend(found.memsync);
+                litestream += found.litestream.len();
             }
             // A directory replica never made (a first boot) holds nothing, like an empty one.
             Err(CliError::MissingReplica(_)) if a.if_replica_exists => listed += 1,
@@ -165,6 +167,12 @@ pub(super) fn cmd_restore_all(a: &RestoreArgs) -> Result<(), CliError> {
     if names.is_empty() && a.if_replica_exists {
         crate::stdout::noteln!("{}: no database replicas; nothing to restore", a.target);
         return Ok(());
+    }
+    if names.is_empty() && litestream > 0 {
+        return Err(CliError::LitestreamDatabases {
+            target: a.target.clone(),
+            count: litestream,
+        });
     }
     if names.is_empty() {
         let shown = src

@@ -195,7 +195,7 @@ impl ReplicaClient {
 
     /// The databases of a directory replica: the relative paths under this replica's root
     /// that hold a replica of their own, sorted (`sub/x.db` for `<root>/sub/x.db/snapshots/...`).
-    pub async fn databases(&self) -> Result<Vec<String>, ReplicaError> {
+    pub async fn databases(&self) -> Result<super::listing::Dirs, ReplicaError> {
         self.timed("listing", async {
             listing::replica_dirs(self.store.as_ref(), &self.root, self.walks())
                 .await

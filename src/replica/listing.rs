@@ -109,7 +109,7 @@ pub(super) async fn replica_dirs(
     store: &dyn ObjectStore,
     root: &StorePath,
     walk: bool,
-) -> Result<Vec<String>, object_store::Error> {
+) -> Result<Dirs, object_store::Error> {
     let prefix = (!root.as_ref().is_empty()).then_some(root);
     let found = if walk {
         walk_tree(store, prefix, DIRECTORY_DEPTH).await?
@@ -122,6 +122,7 @@ pub(super) async fn replica_dirs(
         root.as_ref().len() + 1
     };
     let mut out = std::collections::BTreeSet::new();
+    let mut litestream = std::collections::BTreeSet::new();
     for m in &found {
         let Some(rel) = m.location.as_ref().get(skip..) else {
             continue;
@@ -132,9 +133,40 @@ pub(super) async fn replica_dirs(
             && !in_meta_dir(&rel[..i])
         {
             out.insert(rel[..i].to_string());
+        } else if let Some(db) = litestream_db(rel) {
+            litestream.insert(db.to_string());
         }
     }
-    Ok(out.into_iter().collect())
+    Ok(Dirs {
+        memsync: out.into_iter().collect(),
+        litestream: litestream.into_iter().collect(),
+    })
+}
+
+/// The databases a directory replica holds: memsync's, and Litestream's (which memsync does
+/// not read, but names).
+pub struct Dirs {
+    /// Paths under the replica of memsync's database replicas.
+    pub memsync: Vec<String>,
+    /// Paths under the replica of Litestream 0.5's (`<db>/ltx/<level>/*.ltx` on a file
+    /// replica, `<db>/<level>/*.ltx` on object stores).
+    pub litestream: Vec<String>,
+}
+
+/// The database part of a Litestream 0.5 file's path under a directory replica.
+fn litestream_db(rel: &str) -> Option<&str> {
+    let dir = rel.strip_suffix(".ltx").and_then(|r| r.rsplit_once('/'))?.0;
+    let (up, level) = dir.rsplit_once('/').unwrap_or(("", dir));
+    let is_level = (level.len() == 1 && level.as_bytes()[0].is_ascii_digit())
+        || (level.len() == 4 && level.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !is_level {
+        return None;
+    }
+    Some(
+        up.strip_suffix("/ltx")
+            .or(up.strip_suffix("ltx"))
+            .unwrap_or(up),
+    )
 }
 
 /// A path through a database's meta directory (`.<name>-memsync/spool` has the replica
@@ -171,4 +203,23 @@ async fn walk_tree(
         dirs = next;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn litestream_files_name_their_database() {
+        let db = super::litestream_db;
+        assert_eq!(
+            db("a.db/ltx/0/0000000000000001-0000000000000001.ltx"),
+            Some("a.db")
+        );
+        assert_eq!(
+            db("x/b.db/0001/00000000000000a1-00000000000000a1.ltx"),
+            Some("x/b.db")
+        );
+        assert_eq!(db("ltx/0/0000000000000001-0000000000000001.ltx"), Some(""));
+        assert_eq!(db("a.db/snapshots/x.snap"), None);
+        assert_eq!(db("a.db/notes/readme.ltx"), None);
+    }
 }

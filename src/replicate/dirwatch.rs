@@ -20,6 +20,9 @@ pub(super) struct DirWatcher {
     unreadable: HashSet<PathBuf>,
     /// Databases found by two entries, already told of (once each).
     doubled: HashSet<PathBuf>,
+    /// Databases of a watched directory the start did not replicate (other names of one it
+    /// did), which it said so of.
+    said: HashSet<PathBuf>,
 }
 
 /// What a scan found changed.
@@ -34,11 +37,28 @@ pub(super) struct Found {
 impl DirWatcher {
     /// `None` when no entry is watched.
     pub fn new(config: &Config, convert_to_wal: bool) -> Option<DirWatcher> {
+        // What the start said (cannot be read; another name of a database) is not said again
+        // by the first scan.
+        let mut unreadable = HashSet::new();
+        let mut said = HashSet::new();
+        let started: HashSet<&Path> = config.dbs.iter().map(|d| d.path.as_path()).collect();
         let entries: Vec<(DirConfig, Tracker)> = config
             .dirs
             .iter()
             .filter(|d| d.watch)
-            .map(|d| (d.clone(), primed(d, convert_to_wal)))
+            .map(|d| {
+                let t = primed(d, convert_to_wal, &mut unreadable);
+                said.extend(
+                    scan(d)
+                        .map(|s| s.found)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|f| f.kind == Kind::Wal)
+                        .map(|f| d.dir.join(&f.rel))
+                        .filter(|p| !started.contains(p.as_path())),
+                );
+                (d.clone(), t)
+            })
             .collect();
         if entries.is_empty() {
             return None;
@@ -55,7 +75,8 @@ impl DirWatcher {
             entries,
             configured,
             failing: HashMap::new(),
-            unreadable: HashSet::new(),
+            unreadable,
+            said,
             doubled: HashSet::new(),
         })
     }
@@ -146,6 +167,12 @@ impl DirWatcher {
         self.entries.iter().any(|(d, _)| d.relative(db).is_some())
     }
 
+    /// True, once, for a database the start already said it does not replicate (another name
+    /// of one it does): the first scan finds it again.
+    pub fn said_at_start(&mut self, db: &Path) -> bool {
+        self.said.remove(db)
+    }
+
     /// Forgets `db` (its monitor ended: replaced under it): found again at the next scan, it
     /// starts afresh.
     pub fn forget(&mut self, db: &Path) {
@@ -158,11 +185,18 @@ impl DirWatcher {
 }
 
 /// A tracker that already knows the directory's files that are not replicated: the start
-/// logged them (`config::discover::expand`), and the first scan must not log them again. Its
-/// databases are left for that scan to report, so one created meanwhile is not missed.
-fn primed(d: &DirConfig, convert_to_wal: bool) -> Tracker {
+/// logged them (`config::discover::expand`), and the first scan must not log them again (nor
+/// the places that could not be read, added to `unreadable`). Its databases are left for that
+/// scan to report, so one created meanwhile is not missed.
+fn primed(d: &DirConfig, convert_to_wal: bool, unreadable: &mut HashSet<PathBuf>) -> Tracker {
     let mut t = Tracker::new(convert_to_wal);
-    for f in scan(d).map(|s| s.found).unwrap_or_default() {
+    let found = scan(d).ok();
+    unreadable.extend(
+        found
+            .iter()
+            .flat_map(|s| s.unreadable.iter().map(|e| e.path.clone())),
+    );
+    for f in found.map(|s| s.found).unwrap_or_default() {
         if f.kind.skip_reason(convert_to_wal).is_some() && f.kind != Kind::Incomplete {
             t.observe(&f.rel, Some(f.kind));
         }

@@ -276,17 +276,20 @@ pub fn run(
                         continue;
                     }
                     // Another name (a symlink, a hard link) of a database replicated already:
-                    // said once, never started (its own lock is this process's).
+                    // said once, never started (its own lock is this process's); the start
+                    // said so of those there then.
                     let id = crate::fsutil::file_id(&db.path);
                     if let Some(twin) = dbs
                         .iter()
                         .find(|d| id.is_some() && crate::fsutil::file_id(&d.handle.path) == id)
                     {
-                        tracing::warn!(
-                            "{}: another name of {} (a link), replicated under that name; not replicated",
-                            db.path.display(),
-                            twin.handle.path.display()
-                        );
+                        if !w.said_at_start(&db.path) {
+                            tracing::warn!(
+                                "{}: another name of {} (a link), replicated under that name; not replicated",
+                                db.path.display(),
+                                twin.handle.path.display()
+                            );
+                        }
                         continue;
                     }
                     match add_db(&rt, &pool, &db, config, opts, stop.clone()) {

@@ -39,6 +39,11 @@ impl Monitor {
                 Err(MonitorError::Replaced(_)) => tracing::warn!(
                     "{shown}: {how}; its WAL restarted (the new file's, most likely), so its last commits after the last sync were not shipped"
                 ),
+                // Its meta directory went with it: a folder renamed (the database goes on
+                // under its new name, its spool with it) or removed whole.
+                Err(_) if deleted && !self.cfg.meta_dir.is_dir() => tracing::info!(
+                    "{shown}: gone with its meta directory (its folder renamed or removed); its last commits are shipped under its new name if it was moved within the watched directory"
+                ),
                 Err(e) => {
                     tracing::warn!("{shown}: {how}; its last commits could not be shipped: {e}")
                 }
