@@ -126,7 +126,12 @@ fn a_text_file_as_the_staging_database_is_refused_not_repaired() {
     std::fs::write(&settings, text).unwrap();
     let m = Machine::new(&dir.path().join("m"), free_port())
         .with("STAGING_DB_PATH", settings.to_str().unwrap());
-    for cmd in [&["push"][..], &["repair"], &["sync"]] {
+    for cmd in [
+        &["push"][..],
+        &["repair"],
+        &["sync"],
+        &["store", "--offline", "x"],
+    ] {
         let err = m.fails(cmd);
         assert!(
             err.contains("not a staging database") && !err.contains("damaged"),
@@ -139,12 +144,20 @@ fn a_text_file_as_the_staging_database_is_refused_not_repaired() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("not a staging database"), "{stdout}");
     assert_eq!(std::fs::read_to_string(&settings).unwrap(), text);
+    // Nothing put beside it, lock files included (they were made before the refusal).
     let names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.ends_with(".lock"))
         .collect();
     assert_eq!(names.len(), 2, "nothing put beside it: {names:?}");
+    // A directory is refused the same way, saying so.
+    let folder = dir.path().join("a-folder");
+    std::fs::create_dir(&folder).unwrap();
+    let m = m.with("STAGING_DB_PATH", folder.to_str().unwrap());
+    let err = m.fails(&["store", "--offline", "x"]);
+    assert!(err.contains("is a directory"), "{err}");
+    assert!(!dir.path().join("a-folder.lock").exists());
+    assert!(!dir.path().join("a-folder.store.lock").exists());
 }
 
 /// The memory's type in a server's database file.

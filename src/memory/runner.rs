@@ -14,6 +14,7 @@ use super::staging::{Staging, State};
 
 /// The staging database, held for one mutating command (see [`lock`]).
 pub fn hold(c: &Ctx, command: &str) -> Result<StagingLock, MemoryError> {
+    Staging::check_path(&c.settings.staging_db)?;
     Ok(lock::acquire(&c.settings.staging_db, command)?)
 }
 

@@ -99,6 +99,7 @@ pub fn store(ctx: &Ctx, input: &StoreInput) -> Result<String, MemoryError> {
     let swap = std::cell::OnceCell::new();
     let stage = |why: &str, server: Server| -> Result<(i64, bool), MemoryError> {
         if swap.get().is_none() {
+            super::staging::Staging::check_path(&ctx.settings.staging_db)?;
             let _ = swap.set(swaplock::for_store(&ctx.settings.staging_db)?);
         }
         let mut st = ctx.staging()?;

@@ -49,12 +49,7 @@ impl Staging {
                 source,
             })?;
         }
-        if holds_text(path) {
-            return Err(StagingError::Unusable {
-                path: path.to_owned(),
-                reason: "not a staging database: the file holds text, not SQLite; point STAGING_DB_PATH at the staging database".into(),
-            });
-        }
+        Self::check_path(path)?;
         let conn = Connection::open(path).map_err(|source| StagingError::Sqlite {
             path: path.to_owned(),
             source,
@@ -75,6 +70,22 @@ impl Staging {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Refuses a path that cannot be a staging database (a directory, a text file) before
+    /// anything is made beside it (the lock files were, for a refused path).
+    pub fn check_path(path: &Path) -> Result<(), StagingError> {
+        let reason = if path.is_dir() {
+            "it is a directory; point STAGING_DB_PATH at the staging database file"
+        } else if holds_text(path) {
+            "not a staging database: the file holds text, not SQLite; point STAGING_DB_PATH at the staging database"
+        } else {
+            return Ok(());
+        };
+        Err(StagingError::Unusable {
+            path: path.to_owned(),
+            reason: reason.into(),
+        })
     }
 
     /// An empty staging database in memory: what `pull --dry-run` plans against when no
