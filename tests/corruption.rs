@@ -60,6 +60,26 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// A table of one row whose value is set to `first`, `first + 1` and `first + 2`, each
+/// replicated by a `replicate -once` of its own: each update rewrites the one leaf page, so every
+/// segment holds the same page.
+fn one_row_updated(first: i64) -> Scene {
+    let s = Scene::new("", "        sync-interval: 0s\n");
+    let app = rusqlite::Connection::open(&s.db).unwrap();
+    app.execute_batch(
+        "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER);
+         INSERT INTO t VALUES (1, 0);",
+    )
+    .unwrap();
+    let db = s.db.to_str().unwrap().to_owned();
+    for v in first..first + 3 {
+        app.execute("UPDATE t SET v = ?1", [v]).unwrap();
+        let o = run(&["replicate", "-once", &db, &s.url()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    s
+}
+
 fn restore(url: &str, out: &Path, extra: &[&str]) -> std::process::Output {
     run(&[&["restore", "-o", out.to_str().unwrap()], extra, &[url]].concat())
 }
@@ -273,20 +293,7 @@ fn renamed_snapshot_or_segment_is_refused() {
 /// the start and stopped at the damage, an older state, though nothing newer was damaged).
 #[test]
 fn fallback_is_no_older_than_a_plain_restore() {
-    let s = Scene::new("", "        sync-interval: 0s\n");
-    let app = rusqlite::Connection::open(&s.db).unwrap();
-    app.execute_batch(
-        "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER);
-         INSERT INTO t VALUES (1, 0);",
-    )
-    .unwrap();
-    let db = s.db.to_str().unwrap().to_owned();
-    // Each update rewrites the one leaf page: every segment holds the same page.
-    for v in 1..=3 {
-        app.execute("UPDATE t SET v = ?1", [v]).unwrap();
-        let o = run(&["replicate", "-once", &db, &s.url()]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
+    let s = one_row_updated(1);
     let segs = segments(&s.replica);
     assert!(
         segs.len() >= 2,
@@ -320,23 +327,7 @@ fn fallback_is_no_older_than_a_plain_restore() {
 /// state before it and says so (it failed as without the flag).
 #[test]
 fn fallback_steps_over_a_segment_of_another_history() {
-    let scene = |first: i64| {
-        let s = Scene::new("", "        sync-interval: 0s\n");
-        let app = rusqlite::Connection::open(&s.db).unwrap();
-        app.execute_batch(
-            "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER);
-             INSERT INTO t VALUES (1, 0);",
-        )
-        .unwrap();
-        let db = s.db.to_str().unwrap().to_owned();
-        for v in first..first + 3 {
-            app.execute("UPDATE t SET v = ?1", [v]).unwrap();
-            let o = run(&["replicate", "-once", &db, &s.url()]);
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        }
-        s
-    };
-    let (a, b) = (scene(1), scene(101));
+    let (a, b) = (one_row_updated(1), one_row_updated(101));
     let name = |p: &PathBuf| p.file_name().unwrap().to_str().unwrap().to_owned();
     let (mine, theirs) = (
         segments(&a.replica).pop().unwrap(),

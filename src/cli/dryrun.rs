@@ -28,18 +28,7 @@ pub(super) fn restore_dry_run(
             asked: String::new(),
         });
     }
-    let reps = if reps.len() > 1 {
-        let (answered, failed) = super::pick::by_newest(reps, rt, opts.target);
-        if answered.is_empty() {
-            return Err(CliError::NoReplicaAnswered {
-                count: failed.len(),
-                why: failed.join("; "),
-            });
-        }
-        answered
-    } else {
-        reps.to_vec()
-    };
+    let reps = super::pick::answering(reps, rt, opts.target)?;
     let mut last = None;
     for r in &reps {
         let client = match open_client(r) {

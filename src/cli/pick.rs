@@ -11,7 +11,7 @@ use crate::config::ReplicaConfig;
 /// The replicas that answered, ordered by the newest position each can restore to `target`
 /// (empty ones last, in configured order), each ranking logged; and why each of the others
 /// could not be listed (they are not asked again: every one of them was tried, with retries).
-pub(super) fn by_newest(
+fn by_newest(
     reps: &[ReplicaConfig],
     rt: &tokio::runtime::Runtime,
     target: Target,
@@ -59,4 +59,24 @@ pub(super) fn by_newest(
         ranked.into_iter().map(|(_, i)| reps[i].clone()).collect(),
         failed,
     )
+}
+
+/// With several replicas, those that answered, newest first ([`by_newest`]); an error naming
+/// each when none did. One replica is taken as it is (its own errors say what failed).
+pub(super) fn answering(
+    reps: &[ReplicaConfig],
+    rt: &tokio::runtime::Runtime,
+    target: Target,
+) -> Result<Vec<ReplicaConfig>, super::error::CliError> {
+    if reps.len() < 2 {
+        return Ok(reps.to_vec());
+    }
+    let (answered, failed) = by_newest(reps, rt, target);
+    if answered.is_empty() {
+        return Err(super::error::CliError::NoReplicaAnswered {
+            count: failed.len(),
+            why: failed.join("; "),
+        });
+    }
+    Ok(answered)
 }

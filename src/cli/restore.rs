@@ -236,18 +236,7 @@ pub(super) fn restore_from(
     rt: &tokio::runtime::Runtime,
     opts: &RestoreOptions,
 ) -> Result<(String, RestoreOutcome), CliError> {
-    let reps = if reps.len() > 1 {
-        let (answered, failed) = super::pick::by_newest(reps, rt, opts.target);
-        if answered.is_empty() {
-            return Err(CliError::NoReplicaAnswered {
-                count: failed.len(),
-                why: failed.join("; "),
-            });
-        }
-        answered
-    } else {
-        reps.to_vec()
-    };
+    let reps = super::pick::answering(reps, rt, opts.target)?;
     let mut last_err = None;
     let mut missing = None;
     for r in &reps {
