@@ -137,3 +137,93 @@ fn replicate_restores_a_missing_database_first() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_same(&app, &check_sound(&out));
 }
+
+/// `-json` with `-timestamp`: stdout holds the JSON object alone (the line saying which point
+/// was restored went there before it), with Litestream's `db_path` too.
+#[test]
+fn json_of_a_timestamp_restore_is_alone_on_stdout() {
+    let (s, _app) = replicated();
+    let out = s.dir.path().join("at.db");
+    let o = run(&[
+        "restore",
+        "-json",
+        "-timestamp",
+        "2099-01-01T00:00:00Z",
+        "-o",
+        out.to_str().unwrap(),
+        &s.url(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)));
+    assert_eq!(j["db_path"], out.to_str().unwrap(), "{j}");
+    assert_eq!(j["requested"], "2099-01-01T00:00:00.000Z", "{j}");
+}
+
+/// An empty database file (opened, never written: a health check's) is said to be one by
+/// `replicate` (it was "not an SQLite database"), and `restore -if-db-not-exists` fills it,
+/// as Litestream's restore-then-replicate start expects.
+#[test]
+fn an_empty_database_file_is_named_and_filled_by_a_restore() {
+    let (s, app) = replicated();
+    let empty = s.dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let rep = format!("file://{}", s.dir.path().join("rep2").display());
+    let o = run(&["replicate", "-once", empty.to_str().unwrap(), &rep]);
+    assert_fails(&o, &["empty.db is empty", "not written yet"]);
+    let o = run(&[
+        "restore",
+        "-if-db-not-exists",
+        "-o",
+        empty.to_str().unwrap(),
+        &s.url(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same(&app, &check_sound(&empty));
+}
+
+/// Litestream's control-socket commands and its `status DB` are named as such in one line
+/// (`stop db` was offered `store`, a memory command); `version -verbose` is taken.
+#[test]
+fn litestream_only_commands_are_named() {
+    for args in [
+        &["stop", "db.sqlite"][..],
+        &["status", "-config", "litestream.yml"],
+        &["sync", "-wait", "db.sqlite"],
+        &["reset", "db.sqlite"],
+    ] {
+        let o = run(args);
+        assert_fails(&o, &["Litestream"]);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+    }
+    let o = run(&["version", "-verbose"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("built for"));
+}
+
+/// `$PID` in a config is this process's id, as Litestream 0.5.8+ expands it.
+#[test]
+fn pid_in_a_config_is_the_process_id() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {0}/app-${{PID}}.db\n    replica:\n      path: {0}/rep\n",
+            d.path().display()
+        ),
+    )
+    .unwrap();
+    let o = std::process::Command::new(BIN)
+        .args(["databases", "-config", cfg.to_str().unwrap()])
+        .env_remove("PID")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let at = text.find("app-").expect("listed") + 4;
+    assert!(
+        text[at..].starts_with(|c: char| c.is_ascii_digit()),
+        "{text}"
+    );
+}

@@ -185,6 +185,20 @@ fn a_plain_path_to_a_replica_directory_needs_no_config() {
         &[],
         &["wal", "-level", "0", "backup/sqlite_vec.db"],
     ));
+    // Level 9 is the snapshots, as in Litestream (it listed nothing).
+    let o = run_in(
+        d.path(),
+        &[],
+        &["ltx", "-level", "9", "backup/sqlite_vec.db"],
+    );
+    ok(&o);
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("9")),
+        "{listed}"
+    );
     // A config's database named with `..` or through a symlinked folder is that database.
     let cfg = d.path().join("c.yml");
     std::fs::write(

@@ -121,6 +121,9 @@ pub fn exit_code(e: &CliError) -> i32 {
     }
 }
 
+/// The exit code of a command line memsync does not run (as one that does not parse).
+pub const USAGE: i32 = Outcome::Usage as i32;
+
 /// The exit code when the command line itself does not parse (or asked for help).
 pub fn usage_code(e: &clap::Error) -> i32 {
     if e.use_stderr() {
@@ -231,7 +234,9 @@ fn monitor_kind(e: &crate::sqlite::monitor::MonitorError) -> Kind {
     }
     match e {
         MonitorError::Open(o) => match o {
-            OpenError::Missing(_) | OpenError::MissingDir(_) => Kind::NotFound,
+            OpenError::Missing(_) | OpenError::MissingDir(_) | OpenError::Empty(_) => {
+                Kind::NotFound
+            }
             OpenError::NotSqlite(_) | OpenError::NotAFile(_) => Kind::Corrupt,
             OpenError::NotWal { .. } => Kind::Config,
             OpenError::Sqlite { .. } => Kind::Internal,

@@ -12,6 +12,7 @@ mod common;
 mod dryrun;
 mod error;
 mod exit;
+mod foreign;
 mod logging;
 mod pick;
 mod replication;
@@ -65,7 +66,7 @@ enum Command {
     /// Serve a directory of replicas over HTTP(S) (WebDAV), the backup server for HTTP replicas.
     Serve(serve::ServeArgs),
     /// Print the version.
-    Version,
+    Version(VersionArgs),
     /// Replicate a demo memory database to a local file replica, restore and verify it.
     Demo(bench::DemoArgs),
     /// Measure memsync (and Litestream, when found) on an mcp-memory-service workload.
@@ -108,6 +109,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
         &<Cli as clap::CommandFactory>::command(),
         normalize_args(args),
     );
+    if let Some(why) = foreign::refusal(&args) {
+        crate::stdout::errln!("memsync: error: {why}");
+        return exit::USAGE;
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(mut e) => {
@@ -152,6 +157,14 @@ fn run_memory(m: crate::memory::cli::MemoryCommand) -> Result<i32, CliError> {
     Ok(outcome.code())
 }
 
+/// `version`'s flags.
+#[derive(Debug, clap::Args)]
+pub(super) struct VersionArgs {
+    /// Also say what it was built for (Litestream's `version -verbose`).
+    #[arg(long = "verbose")]
+    verbose: bool,
+}
+
 /// Runs one command; its exit code (0, or a memory command's outcome).
 fn run(command: Command, log: &logging::Overrides) -> Result<i32, CliError> {
     log.apply();
@@ -187,7 +200,17 @@ fn run(command: Command, log: &logging::Overrides) -> Result<i32, CliError> {
             let (action, a) = a.split();
             return service::cmd_service(action, a);
         }
-        Command::Version => crate::stdout::outln!("memsync {}", env!("CARGO_PKG_VERSION")),
+        Command::Version(v) => {
+            crate::stdout::outln!("memsync {}", env!("CARGO_PKG_VERSION"));
+            if v.verbose {
+                crate::stdout::outln!(
+                    "built for {}-{}; SQLite {} (bundled); replica format: memsync's own (not Litestream's LTX)",
+                    std::env::consts::ARCH,
+                    std::env::consts::OS,
+                    rusqlite::version()
+                );
+            }
+        }
     }
     Ok(0)
 }

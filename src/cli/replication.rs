@@ -72,10 +72,10 @@ fn parse_level(s: &str) -> Result<LevelArg, String> {
         return Ok(LevelArg::All);
     }
     match s.parse::<u8>() {
+        // Level 9 is the snapshots, as in Litestream.
         Ok(n) if n <= 9 => Ok(LevelArg::Level(n)),
-        // Litestream's level 9 is its snapshots: memsync lists them apart.
         _ => Err(format!(
-            "{s:?} is not a level: 0 to 9, or all (snapshots: memsync snapshots)"
+            "{s:?} is not a level: 0 to 9 (9: the snapshots), or all"
         )),
     }
 }
@@ -88,8 +88,39 @@ impl ListArgs {
             (Some(LevelArg::Level(n)), replica_formats::ObjectKey::Segment { level, .. }) => {
                 level.get() == n
             }
-            (Some(LevelArg::Level(_)), _) => false,
+            (Some(LevelArg::Level(n)), _) => n == SNAPSHOT_LEVEL,
         }
+    }
+
+    /// Whether the segment listing shows the snapshots too, as Litestream's level 9: asked
+    /// for by `-level 9` or `-level all` (without `-level`, `wal` lists the segments).
+    fn with_snapshots(&self) -> bool {
+        matches!(
+            self.level,
+            Some(LevelArg::All) | Some(LevelArg::Level(SNAPSHOT_LEVEL))
+        )
+    }
+}
+
+/// The level Litestream lists its snapshots at.
+const SNAPSHOT_LEVEL: u8 = 9;
+
+impl ListArgs {
+    /// The files to list: snapshots (`snapshots`), or segments (with the snapshots when
+    /// [`Self::with_snapshots`]), as `-level` selects them, oldest first.
+    fn files(
+        &self,
+        client: &crate::replica::ReplicaClient,
+        rt: &tokio::runtime::Runtime,
+        snapshots: bool,
+    ) -> Result<Vec<(replica_formats::ObjectKey, u64)>, CliError> {
+        let mut files = restore::list(client, rt.handle(), snapshots)?;
+        if !snapshots && self.with_snapshots() {
+            files.extend(restore::list(client, rt.handle(), true)?);
+            files.sort_by_key(|(k, _)| (k.max_txid(), k.timestamp()));
+        }
+        files.retain(|(k, _)| self.shows(k));
+        Ok(files)
     }
 }
 
@@ -263,9 +294,9 @@ pub(super) fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
             let client = open_client(r)?;
             let keys = rt.block_on(client.list())?;
             let points = replica_formats::restorable_positions(&keys);
-            let files: Vec<serde_json::Value> = restore::list(&client, rt.handle(), snapshots)?
+            let files: Vec<serde_json::Value> = a
+                .files(&client, &rt, snapshots)?
                 .into_iter()
-                .filter(|(k, _)| a.shows(k))
                 .map(|(k, size)| {
                     let mut v = file_json(&k, size);
                     // Whether `-txid` of its last position restores (a file a coarser tier
@@ -294,8 +325,7 @@ pub(super) fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
     let mut listed = Vec::new();
     for r in &reps {
         let client = open_client(r)?;
-        let mut files = restore::list(&client, rt.handle(), snapshots)?;
-        files.retain(|(k, _)| a.shows(k));
+        let files = a.files(&client, &rt, snapshots)?;
         let keys = rt.block_on(client.list())?;
         let mut history = restore::history::text(&keys);
         // Litestream's files where memsync's would be: said, rather than "nothing restorable".
@@ -325,9 +355,18 @@ pub(super) fn cmd_list(a: ListArgs, snapshots: bool) -> Result<(), CliError> {
         for (k, size) in files {
             let created = fmt_ts(k.timestamp());
             match k {
-                replica_formats::ObjectKey::Snapshot { txid, .. } => {
+                replica_formats::ObjectKey::Snapshot { txid, .. } if snapshots => {
                     crate::stdout::outln!("{:<10} {:<16} {:>12}  {created}", name, txid, size)
                 }
+                // Among the segments (`-level 9` or `all`): at Litestream's snapshot level.
+                replica_formats::ObjectKey::Snapshot { .. } => crate::stdout::outln!(
+                    "{:<10} {:<5} {:<16} {:<16} {:>12}  {created}",
+                    name,
+                    SNAPSHOT_LEVEL,
+                    k.min_txid(),
+                    k.max_txid(),
+                    size
+                ),
                 replica_formats::ObjectKey::Segment {
                     level, min, max, ..
                 } => crate::stdout::outln!(

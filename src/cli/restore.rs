@@ -126,6 +126,7 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
         return super::dryrun::restore_dry_run(&reps, &rt, &opts);
     }
     crate::restore::clean_up_on_stop(&rt).map_err(CliError::Runtime)?;
+    let started = std::time::Instant::now();
     let (name, outcome) = restore_from(&reps, &rt, &opts)?;
     match outcome {
         RestoreOutcome::Restored {
@@ -145,21 +146,30 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
                 output.display(),
                 asked_for(&opts.target)
             );
-            if let Target::Timestamp(want) = opts.target {
-                crate::stdout::noteln!("{}", restore_point_note(txid, at, want));
-            }
+            let want = match opts.target {
+                Target::Timestamp(want) => Some(want),
+                _ => None,
+            };
             if a.json {
+                // Litestream's keys (`db_path`, `replica`, `txid`, `duration_ms`,
+                // `integrity_check`) and memsync's; stdout holds this object alone.
                 let j = serde_json::json!({
                     "restored": true,
+                    "db_path": output,
                     "output": output,
                     "replica": name,
                     "txid": txid.to_string(),
                     "timestamp": fmt_ts(at),
+                    "requested": want.map(fmt_ts),
                     "files": files,
                     "bytes": bytes,
+                    "duration_ms": started.elapsed().as_millis() as u64,
+                    "integrity_check": format!("{:?}", opts.integrity_check).to_lowercase(),
                     "fell_back_before": fell_back,
                 });
                 crate::stdout::outln!("{j}");
+            } else if let Some(want) = want {
+                crate::stdout::noteln!("{}", restore_point_note(txid, at, want));
             }
         }
         RestoreOutcome::OutputExists => {

@@ -332,7 +332,12 @@ pub fn load(path: &Path, expand_env: bool) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(&text, path, expand_env, &|name| std::env::var(name).ok())
+    parse(&text, path, expand_env, &|name| {
+        // `$PID`, as Litestream 0.5.8+ expands it: this process's id (a per-process path).
+        std::env::var(name)
+            .ok()
+            .or_else(|| (name == "PID").then(|| std::process::id().to_string()))
+    })
 }
 
 /// Parses config `text` that came from `source`; `env` looks up environment variables

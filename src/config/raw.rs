@@ -11,6 +11,8 @@ use super::ConfigError;
 /// Litestream keys that memsync deliberately does not implement (any level).
 const UNSUPPORTED_KEYS: &[&str] = &[
     "age",
+    // `logging.source` (source locations in log lines).
+    "source",
     "mcp-addr",
     "max-checkpoint-page-count",
     "validation-interval",

@@ -147,7 +147,7 @@ pub fn restore(
     // restored file (a hot journal destroys it at the first open). `-if-db-not-exists` is
     // about the database: a leftover beside a missing database is an error either way.
     // `-force` replaces them all (at the end, once the restored file is whole).
-    if let Some(found) = existing(out) {
+    if let Some(found) = existing(out).filter(|_| !empty_alone(out)) {
         if opts.if_db_not_exists && out.exists() {
             return Ok(RestoreOutcome::OutputExists);
         }
@@ -349,6 +349,16 @@ fn relist(
     Ok(keys)
 }
 
+/// The output is an empty file with no WAL, index or journal beside it: a database opened but
+/// never written (a health check, `touch`), which counts as no database, as it does for
+/// SQLite (`replicate` refuses it as not written yet).
+fn empty_alone(out: &Path) -> bool {
+    std::fs::symlink_metadata(out).is_ok_and(|m| m.is_file() && m.len() == 0)
+        && ["-wal", "-shm", "-journal"]
+            .iter()
+            .all(|s| !crate::sqlite::sidecar(out, s).exists())
+}
+
 /// The output, its WAL, its index or its rollback journal, whichever exists first.
 fn existing(out: &Path) -> Option<std::path::PathBuf> {
     ["", "-wal", "-shm", "-journal"]
@@ -415,6 +425,10 @@ fn finish(tmp: &Path, out: &Path, opts: &RestoreOptions) -> Result<(), RestoreEr
     }
     // Never over a file that appeared while restoring (another restore, the application),
     // nor beside a WAL, index or journal that did (SQLite would apply it).
+    // An empty file alone holds nothing to keep: replaced, as SQLite would fill it.
+    if empty_alone(out) {
+        let _ = std::fs::remove_file(out);
+    }
     if let Some(found) = existing(out) {
         return Err(match found.as_path() == out {
             true => RestoreError::OutputExists(found.display().to_string()),

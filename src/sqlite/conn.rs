@@ -21,6 +21,12 @@ pub enum OpenError {
     /// The file is not an SQLite database.
     #[error("{0} is not an SQLite database (bad header)")]
     NotSqlite(String),
+    /// The file is empty: a database opened but never written (SQLite gives it a header and
+    /// its journal mode at the first write).
+    #[error(
+        "{0} is empty (a database not written yet): start replicating it once the application has created it in WAL mode (`restore` fills an empty file)"
+    )]
+    Empty(String),
     /// A pipe, socket or device.
     #[error("{0} is not a regular file (a pipe, socket or device), so not an SQLite database")]
     NotAFile(String),
@@ -84,7 +90,12 @@ pub fn check_file(path: &Path) -> Result<(), OpenError> {
     match f.read_exact(&mut magic) {
         Ok(()) if &magic == b"SQLite format 3\0" => Ok(()),
         Ok(()) => Err(OpenError::NotSqlite(shown)),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(OpenError::NotSqlite(shown)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            match f.metadata().map(|m| m.len()) {
+                Ok(0) => Err(OpenError::Empty(shown)),
+                _ => Err(OpenError::NotSqlite(shown)),
+            }
+        }
         Err(source) => Err(OpenError::Io {
             path: shown,
             source,
