@@ -158,6 +158,21 @@ fn json_of_a_timestamp_restore_is_alone_on_stdout() {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)));
     assert_eq!(j["db_path"], out.to_str().unwrap(), "{j}");
     assert_eq!(j["requested"], "2099-01-01T00:00:00.000Z", "{j}");
+    // With -dry-run, the plan as one object (it was refused).
+    let planned = s.dir.path().join("planned.db");
+    let o = run(&[
+        "restore",
+        "-json",
+        "-dry-run",
+        "-o",
+        planned.to_str().unwrap(),
+        &s.url(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["restore"], true, "{j}");
+    assert!(j["files"].as_array().is_some_and(|f| !f.is_empty()), "{j}");
+    assert!(!planned.exists());
 }
 
 /// An empty database file (opened, never written: a health check's) is said to be one by

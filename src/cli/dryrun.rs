@@ -16,11 +16,24 @@ pub(super) fn restore_dry_run(
     reps: &[ReplicaConfig],
     rt: &tokio::runtime::Runtime,
     opts: &RestoreOptions,
+    json: bool,
 ) -> Result<(), CliError> {
     let out = opts.output.display();
-    if opts.output.exists() {
+    // With `-json`, one object: the plan (Litestream's `source`, `target_path`, `min_txid`,
+    // `max_txid`, `files`), or why nothing would be done.
+    let nothing = |line: String| {
+        if json {
+            let j = serde_json::json!({"dry_run": true, "restore": false, "reason": line});
+            crate::stdout::outln!("{j}");
+        } else {
+            crate::stdout::outln!("{line}");
+        }
+    };
+    if opts.output.exists() && !opts.force {
         if opts.if_db_not_exists {
-            crate::stdout::outln!("dry run: {out} exists; -if-db-not-exists: nothing to do");
+            nothing(format!(
+                "dry run: {out} exists; -if-db-not-exists: nothing to do"
+            ));
             return Ok(());
         }
         return Err(CliError::Restore {
@@ -79,6 +92,25 @@ pub(super) fn restore_dry_run(
             .files()
             .last()
             .map_or(plan.snapshot.timestamp(), |k| k.timestamp());
+        if json {
+            let listed: Vec<serde_json::Value> = plan
+                .files()
+                .map(|k| serde_json::json!({"path": k.path(), "size": sizes.get(k)}))
+                .collect();
+            let j = serde_json::json!({
+                "dry_run": true,
+                "restore": true,
+                "source": client.name(),
+                "target_path": opts.output,
+                "min_txid": plan.snapshot.min_txid().to_string(),
+                "max_txid": plan.txid.to_string(),
+                "timestamp": fmt_ts(at),
+                "files": listed,
+                "bytes": bytes,
+            });
+            crate::stdout::outln!("{j}");
+            return Ok(());
+        }
         crate::stdout::outln!(
             "dry run: would restore {out} from replica {} at position {} ({}): a snapshot at {} and {} segments, {bytes} bytes to read; nothing written",
             client.name(),
@@ -91,7 +123,7 @@ pub(super) fn restore_dry_run(
     }
     match last {
         Some(Ok(line)) => {
-            crate::stdout::outln!("{line}");
+            nothing(line);
             Ok(())
         }
         Some(Err(e)) => Err(e),

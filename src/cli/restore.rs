@@ -60,7 +60,7 @@ pub(super) struct RestoreArgs {
     #[arg(long = "parallelism", value_parser = clap::value_parser!(u16).range(1..=64))]
     parallelism: Option<u16>,
     /// Print what was restored as JSON on stdout (Litestream's -json).
-    #[arg(long = "json", conflicts_with_all = ["dry_run", "all"])]
+    #[arg(long = "json", conflicts_with = "all")]
     pub(super) json: bool,
     /// Litestream's follow mode: refused (see the README).
     #[arg(short = 'f', long = "follow", hide = true)]
@@ -123,7 +123,7 @@ pub(super) fn cmd_restore(a: RestoreArgs) -> Result<(), CliError> {
     let opts = a.options(output.clone(), true)?;
     let rt = runtime()?;
     if a.dry_run {
-        return super::dryrun::restore_dry_run(&reps, &rt, &opts);
+        return super::dryrun::restore_dry_run(&reps, &rt, &opts, a.json);
     }
     crate::restore::clean_up_on_stop(&rt).map_err(CliError::Runtime)?;
     let started = std::time::Instant::now();
