@@ -70,3 +70,57 @@ fn a_pull_folding_a_local_edit_does_not_take_its_own_write_for_an_edit() {
     );
     assert_eq!(local.tags(c), t, "the machines differ");
 }
+
+/// `edit` of a staged store keeps what the local service changed since the last sync and no
+/// row has seen yet (it wrote the edited row over it: that tag was lost with no copy), and the
+/// edit's own replacement of the store's tags stands.
+#[test]
+fn editing_a_staged_store_keeps_an_edit_made_through_the_local_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let has = |tags: &[String], t: &str| tags.contains(&t.to_owned());
+    let c = "edited through the service, then its store edited";
+    m.ok(&["store", c]);
+    m.ok(&["sync"]);
+    let mut tags = local.tags(c);
+    tags.push("x".into());
+    let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    local.put_tags(c, &refs);
+    let out = m.ok(&["store", "--offline", c, "--tags", "y"]);
+    let id = out
+        .split('#')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no row id in {out:?}"))
+        .to_owned();
+    m.ok(&["edit", &id, "--tags", "z"]);
+    assert!(has(&local.tags(c), "x"), "{:?}", local.tags(c));
+    m.ok(&["sync"]);
+    m.ok(&["sync"]);
+    let t = remote.tags(c);
+    assert!(has(&t, "x") && has(&t, "z") && !has(&t, "y"), "{t:?}");
+    assert_eq!(local.tags(c), t, "the machines differ");
+}
+
+/// A tag the server removed, stored again while offline, is added back by the sync, as an
+/// online store adds it (the three-way merge took it for a base tag the server removed).
+#[test]
+fn a_tag_stored_again_offline_after_the_server_removed_it_is_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, local, m) = remote_and_local(dir.path());
+    let c = "a tag removed there, stored again here";
+    m.ok(&["store", c, "--tags", "x,keep"]);
+    m.ok(&["sync"]);
+    let without: Vec<String> = remote.tags(c).into_iter().filter(|t| t != "x").collect();
+    let refs: Vec<&str> = without.iter().map(String::as_str).collect();
+    remote.put_tags(c, &refs);
+    m.ok(&["store", "--offline", c, "--tags", "x"]);
+    m.ok(&["sync"]);
+    m.ok(&["sync"]);
+    let t = remote.tags(c);
+    assert!(
+        t.contains(&"x".to_owned()) && t.contains(&"keep".to_owned()),
+        "{t:?}"
+    );
+    assert_eq!(local.tags(c), t, "the machines differ");
+}

@@ -219,6 +219,14 @@ fn a_closed_database_file_holds_every_commit_once_memsync_steps_aside() {
         std::thread::sleep(Duration::from_millis(200));
         std::fs::remove_file(&alone).unwrap();
     }
+    // And memsync stays away: its own merge is no change to come back for (it came back at
+    // once, read the whole database, found nothing, stepped aside and merged again, forever).
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        !r.log().contains("no page differs"),
+        "memsync kept coming back to an idle database:\n{}",
+        r.log()
+    );
     let app = app_conn(&s.db);
     for i in 31..=40 {
         insert_memory(&app, i);

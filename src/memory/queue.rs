@@ -261,11 +261,27 @@ pub fn edit_row(
     // change and folded it back into this one, over the edit.
     // A staged store adds to the memory as the server has it (its base): the local database
     // shows the memory with the store's fields added, not the store's fields alone.
+    // An edit the local database holds that no row has seen yet (made through the local
+    // service since the last sync) stays there, for the next sync to fold in: the database
+    // goes from showing the old row to showing the edited one, three ways (it was written
+    // over, and that edit lost with no copy).
     if item.op != Operation::Delete {
-        let shown = match (item.op, st.book().base(&item.hash)?) {
-            (Operation::Store, Some(b)) => conflict::merge(&fields, &b).typed_as(Some(&b)),
-            _ => fields.clone(),
+        let base = st.book().base(&item.hash)?;
+        let old_shown = settle::version_of(&item, base.as_ref());
+        let edited = Staged {
+            fields: fields.clone(),
+            ..item.clone()
         };
+        let new_shown = settle::version_of(&edited, base.as_ref());
+        let local_now = crate::memory::localdb::LocalDb::open_read_only(&ctx.settings.memory_db)
+            .ok()
+            .and_then(|db| db.get(&item.hash).ok().flatten())
+            .filter(|l| l.deleted_at.is_none());
+        let shown = match local_now {
+            Some(l) => conflict::merge3(&new_shown, &l.fields, &old_shown),
+            None => new_shown,
+        }
+        .typed_as(base.as_ref());
         settle::show_locally(
             &ctx.settings.memory_db,
             &item.hash,

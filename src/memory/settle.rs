@@ -125,10 +125,18 @@ pub fn apply(
         }
         (Kind::Diverged, ConflictPolicy::Merge) => {
             let remote = remote.unwrap_or(&item.fields);
-            let merged = match base {
+            let mut merged = match base {
                 Some(b) => conflict::merge3(&mine, remote, b),
                 None => conflict::merge(&mine, remote),
             };
+            if item.op == Operation::Store {
+                // The tags a store names are added to the memory as it is, as an online store
+                // adds them to the server's version: a base tag the server removed since and
+                // the user stored again is not the server's removal to keep.
+                let mut tags = merged.tags.clone();
+                tags.extend(item.fields.tags.iter().cloned());
+                merged.tags = conflict::normalize_tags(&tags);
+            }
             staging.rewrite(item, Operation::Update, &merged, State::Pending, false)?;
             LocalView::Live(merged)
         }

@@ -56,7 +56,14 @@ pub(crate) struct Away {
     left_wal: bool,
     /// A return was put off once because the WAL file was missing (see `attach`).
     deferred: bool,
+    /// memsync's close merged the WAL with nothing committed past what was shipped, and no
+    /// change was seen since: the database file holds exactly that (no mark: the WAL it
+    /// returns to is a new one). Cleared by the first change seen.
+    merged: bool,
 }
+
+/// A WAL of this many bytes holds its header at most, no frame.
+const WAL_HEADER_LEN: u64 = 32;
 
 /// How much older than an index read the WAL's mtime must be for the read to stand for it:
 /// mtimes are kept to 2 s on the coarsest file systems, and trail the clock by a tick.
@@ -161,8 +168,8 @@ impl Monitor {
             return Err("frames not yet shipped");
         }
         // Taken before the mark: a commit after it makes the next comparison differ.
-        let index_read_ns = unix_ns();
-        let seen = self.fingerprint();
+        let mut index_read_ns = unix_ns();
+        let mut seen = self.fingerprint();
         // The read transaction still holds the WAL, so the mark is exactly the cursor, which
         // everything before was spooled up to. Without one (a commit not read yet, an index
         // being rebuilt) memsync steps aside all the same and resynchronises on its return:
@@ -172,13 +179,32 @@ impl Monitor {
         // merged into the database and removed, when no other connection has it open (SQLite
         // checks, and otherwise leaves it). Kept, a closed database's committed transactions
         // lived in the WAL alone, lost to whoever renamed or copied the database file.
+        // Nothing committed since the mark, right before the close: then whatever the close
+        // merges is what was shipped.
+        // (Or a WAL without a frame: a fresh one, after a resynchronisation.)
+        let now = self.cap.src.index_header();
+        let frameless = std::fs::metadata(super::sidecar(&self.cfg.db_path, "-wal"))
+            .map_or(true, |m| m.len() <= WAL_HEADER_LEN);
+        let unchanged = match mark {
+            Some(_) => now == mark,
+            None => frameless,
+        };
+        let mut merged = false;
         self.session.checkpoint_on_close();
         self.session.close();
         if !super::sidecar(&self.cfg.db_path, "-wal").exists() {
-            // Merged: the WAL memsync returns to is a new one, so it resynchronises (the
-            // database holds exactly what was shipped, unless a commit slipped in before the
-            // close, which the resync then finds).
+            // Merged: the WAL memsync returns to is a new one, so it resynchronises.
             mark = None;
+            if unchanged {
+                // The files as the merge left them are the ones to compare with: memsync's own
+                // merge is no change to come back for (it came back at once, read the whole
+                // database to find nothing, stepped aside and merged again, forever). A commit
+                // that slipped in before the close keeps the old look, so memsync returns and
+                // the resync ships it.
+                index_read_ns = unix_ns();
+                seen = self.fingerprint();
+                merged = true;
+            }
             tracing::debug!(
                 "{}: no other connection open; the WAL was merged into the database",
                 self.cfg.db_path.display()
@@ -191,6 +217,7 @@ impl Monitor {
             index_read_ns,
             left_wal: false,
             deferred: false,
+            merged,
         });
         self.stats.idle_releases.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
@@ -222,6 +249,8 @@ impl Monitor {
             return false;
         }
         away.seen = now;
+        // Changed since memsync's own merge: the database holds more than was shipped.
+        away.merged = false;
         true
     }
 
@@ -230,7 +259,10 @@ impl Monitor {
     /// shutdown such a database needs no reopening: there is nothing to ship.
     pub(super) fn untouched_while_away(&self) -> bool {
         self.away.as_ref().is_some_and(|a| {
-            a.mark.is_some() && !a.left_wal && !a.deferred && self.fingerprint() == a.seen
+            (a.mark.is_some() || a.merged)
+                && !a.left_wal
+                && !a.deferred
+                && self.fingerprint() == a.seen
         })
     }
 
@@ -241,6 +273,14 @@ impl Monitor {
     pub(super) fn attach(&mut self, rollback_ok: bool) -> Result<bool, MonitorError> {
         if self.away.is_none() {
             return Ok(true);
+        }
+        // After memsync's own merge, the file events of that merge (the WAL and index deleted)
+        // are no change: only files that look different bring it back.
+        if !rollback_ok
+            && self.away.as_ref().is_some_and(|a| a.merged)
+            && !self.changed_while_away()
+        {
+            return Ok(false);
         }
         let db = self.cfg.db_path.clone();
         let shown = db.display().to_string();
