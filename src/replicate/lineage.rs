@@ -110,10 +110,20 @@ pub async fn local_lineage(
     for c in clients {
         // A replica that does not answer now is asked again when it ships (its record then
         // either names this lineage or is refused as another's).
-        let found = match read(c).await {
-            Ok(r) => r,
-            Err(e) => {
+        // Within the start's allowance: a replica that accepts connections but never answers
+        // held the first start for its whole request timeout (30 s, said as 5).
+        let found = match tokio::time::timeout(super::startup::START_WAIT, read(c)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
                 tracing::warn!("{e} (looking for this database's lineage record)");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "replica {} did not answer within {}s (looking for this database's lineage record)",
+                    c.name(),
+                    super::startup::START_WAIT.as_secs()
+                );
                 None
             }
         };
