@@ -190,6 +190,10 @@ impl Monitor {
             None => frameless,
         };
         let mut merged = false;
+        // Not on Windows, where memsync's own handles on the WAL and its index keep SQLite
+        // from deleting them (the merged WAL stayed, and commits made after it went unshipped
+        // under Wine): the WAL is kept there as before.
+        #[cfg(unix)]
         self.session.checkpoint_on_close();
         self.session.close();
         if !super::sidecar(&self.cfg.db_path, "-wal").exists() {
