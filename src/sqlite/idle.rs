@@ -190,9 +190,9 @@ impl Monitor {
             None => frameless,
         };
         let mut merged = false;
-        // Not on Windows, where memsync's own handles on the WAL and its index keep SQLite
-        // from deleting them (the merged WAL stayed, and commits made after it went unshipped
-        // under Wine): the WAL is kept there as before.
+        // Not on Windows: under Wine, commits made after such a merge went unshipped (not
+        // understood yet; memsync holds handles on the WAL and its index, which Windows does
+        // not let SQLite delete), so the WAL is kept there as before.
         #[cfg(unix)]
         self.session.checkpoint_on_close();
         self.session.close();
