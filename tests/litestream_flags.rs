@@ -205,7 +205,6 @@ fn litestream_only_commands_are_named() {
         &["stop", "db.sqlite"][..],
         &["status", "-config", "litestream.yml"],
         &["sync", "-wait", "db.sqlite"],
-        &["reset", "db.sqlite"],
     ] {
         let o = run(args);
         assert_fails(&o, &["Litestream"]);

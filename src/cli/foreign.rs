@@ -1,5 +1,5 @@
 //! Litestream's commands that memsync does not have, and those whose name memsync uses for
-//! memory sync (`status`, `sync`): a script written for Litestream gets one line saying what
+//! memory sync (`status`, `sync`; `reset` is memory sync's own, and left to it): a script written for Litestream gets one line saying what
 //! memsync has instead, never a "did you mean" tip toward a command that does something else
 //! (`stop db.sqlite` was offered `store`, which would have stored the path as a memory).
 
@@ -25,7 +25,6 @@ pub(super) fn refusal(args: &[OsString]) -> Option<String> {
         "start" | "stop" | "register" | "unregister" | "info" | "list" => format!(
             "`{cmd}` is a command of Litestream's control socket, which memsync does not have: replication runs while `memsync replicate` (or the service) runs; `memsync databases` and the config's `addr` (/metrics, /health) show what it replicates"
         ),
-        "reset" => "`reset` is Litestream's (it deletes a database's local replication state): memsync's is the database's `.NAME-memsync` meta directory; delete it while memsync is stopped to start a new history".into(),
         "generations" => "`generations` was Litestream 0.3's: `memsync snapshots` and `memsync wal` list what a replica holds".into(),
         "status" if flagged("--config") || flagged("--json") || positional => "`memsync status` is memory sync's (Litestream's `status DB` is not there): for replication, `memsync databases`, `memsync wal DB`, or the config's `addr` /health".into(),
         "sync" if flagged("--wait") || flagged("--timeout") || flagged("--socket") => "`memsync sync` is memory sync (Litestream's `sync -wait` talks to its control socket, which memsync does not have): replication ships every `sync-interval` on its own".into(),
@@ -47,7 +46,6 @@ mod tests {
             &["memsync", "status", "--config", "l.yml"],
             &["memsync", "status", "db.sqlite"],
             &["memsync", "sync", "--wait", "db.sqlite"],
-            &["memsync", "reset", "db.sqlite"],
         ] {
             assert!(super::refusal(&args(a)).is_some(), "{a:?}");
         }

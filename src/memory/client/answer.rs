@@ -271,10 +271,7 @@ mod tests {
             detail_of(r#"{"detail":{"error":"invalid_token"}}"#),
             r#"{"error":"invalid_token"}"#
         );
-        assert_eq!(
-            detail_of("<html>bad gateway</html>"),
-            "<html>bad gateway</html>"
-        );
+        assert_eq!(detail_of("<html>bad gateway</html>"), "bad gateway");
         assert_eq!(detail_of(""), "(empty body)");
     }
 
