@@ -62,9 +62,6 @@ pub(crate) struct Away {
     merged: bool,
 }
 
-/// A WAL of this many bytes holds its header at most, no frame.
-const WAL_HEADER_LEN: u64 = 32;
-
 /// How much older than an index read the WAL's mtime must be for the read to stand for it:
 /// mtimes are kept to 2 s on the coarsest file systems, and trail the clock by a tick.
 const MTIME_SLACK_NS: i128 = 3_000_000_000;
@@ -179,12 +176,13 @@ impl Monitor {
         // merged into the database and removed, when no other connection has it open (SQLite
         // checks, and otherwise leaves it). Kept, a closed database's committed transactions
         // lived in the WAL alone, lost to whoever renamed or copied the database file.
-        // Nothing committed since the mark, right before the close: then whatever the close
+        //
+        // Nothing committed since the mark right before the close (or, without a mark, a WAL
+        // without a frame: a fresh one after a resynchronisation): then whatever the close
         // merges is what was shipped.
-        // (Or a WAL without a frame: a fresh one, after a resynchronisation.)
         let now = self.cap.src.index_header();
         let frameless = std::fs::metadata(super::sidecar(&self.cfg.db_path, "-wal"))
-            .map_or(true, |m| m.len() <= WAL_HEADER_LEN);
+            .map_or(true, |m| m.len() <= super::lastclose::WAL_HEADER_LEN);
         let unchanged = match mark {
             Some(_) => now == mark,
             None => frameless,

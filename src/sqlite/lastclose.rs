@@ -9,7 +9,7 @@
 use super::monitor::Monitor;
 
 /// A WAL holding only its header holds no frame to merge.
-const WAL_HEADER_LEN: u64 = 32;
+pub(super) const WAL_HEADER_LEN: u64 = 32;
 
 impl Monitor {
     /// Lets the WAL be merged and removed as memsync lets go of the database for good.
